@@ -1,0 +1,68 @@
+import type { Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
+import type { Connection } from './connection.js';
+import type { Logger } from './logger.js';
+
+/** Limits core enforces on every connection of a binding. */
+export interface ConnectionLimits {
+  /** Accepted connections at once; past it a new one is refused (in the protocol's words, then closed). 0 = no limit. */
+  maxConnections: number;
+  /** Close a connection after this long with no bytes in either direction. 0 = never. */
+  idleTimeoutMs: number;
+}
+
+/** What core tells an adapter about the binding it serves. */
+export interface BindingContext {
+  /** The binding's name (the adapter's name unless the user chose another). */
+  readonly name: string;
+  readonly logger: Logger;
+  /** True when core terminates TLS before the adapter sees a connection. */
+  readonly secure: boolean;
+  /** True once the service is draining: answer "not ready", send `Connection: close`, and so on. */
+  readonly draining: boolean;
+  /** True while the service is started and not draining. */
+  readonly ready: boolean;
+  /** The current TLS context, for adapters that upgrade in-band (STARTTLS). Undefined without TLS. */
+  secureContext(): SecureContext | undefined;
+}
+
+/**
+ * A protocol adapter: what a binding serves. Core owns the listener, TLS, connection tracking,
+ * limits and the drain deadline; the adapter parses its protocol on each connection it is given.
+ *
+ * Adapters that speak over HTTP upgrades (WebSocket, XMPP over WebSocket) mount on an HTTP
+ * adapter instead of binding a port of their own; see `@portbind/http`.
+ */
+export interface Adapter {
+  /** Short name, used in logs, errors and as the default binding name: `http`, `resp`. */
+  readonly name: string;
+  /** URL scheme of a plain binding (`http`, `ws`, `redis`, `xmpp`). */
+  readonly scheme: string;
+  /** URL scheme of a TLS binding (`https`, `wss`, `rediss`, `xmpps`). */
+  readonly secureScheme: string;
+  /** Environment variable that holds the port: `PORT`, `RESP_PORT`, `XMPP_PORT`. */
+  readonly portEnv: string;
+  /** Port used when neither options nor the environment give one. */
+  readonly defaultPort: number;
+  /** Defaults for the connection limits; the user's bind options win. */
+  readonly limits?: Partial<ConnectionLimits>;
+
+  /** Called once per start, before the port is bound. */
+  open(binding: BindingContext): void | Promise<void>;
+  /** A new connection, after the TLS handshake when the binding has TLS. */
+  connection(conn: Connection): void;
+  /** Over `maxConnections`: tell the peer why in protocol terms. Core closes the socket afterwards. */
+  refuse?(socket: Socket, reason: 'max-connections'): void;
+  /** The idle timeout fired: close politely in protocol terms. Default: the socket is destroyed. */
+  idle?(conn: Connection): void;
+  /**
+   * Stop gracefully: finish in-flight work, close long-lived connections politely in the
+   * protocol's own terms. Resolve when done. `signal` aborts at the grace deadline, after which
+   * core destroys whatever is still open.
+   */
+  drain(signal: AbortSignal): Promise<void>;
+  /** More URLs this binding serves, beyond its base URL (e.g. mounted WebSocket endpoints). */
+  urls?(base: string): string[];
+  /** The binding's main URL from the base URL, e.g. adding the path `/`. Default: the base. */
+  url?(base: string): string;
+}

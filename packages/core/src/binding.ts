@@ -1,0 +1,281 @@
+import { rm } from 'node:fs/promises';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { createSecureContext, type SecureContext, Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
+import type { ListenOptions, ListenSpec } from './config.js';
+import { Connection } from './connection.js';
+import { BindError } from './errors.js';
+import type { Logger } from './logger.js';
+import { loadTls, type TlsOptions } from './tls.js';
+
+/** How to bind an adapter: where it listens, TLS, and connection limits. */
+export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
+  /** Name in logs and errors. Default: the adapter's name. Must be unique in a service. */
+  name?: string;
+  /** Serve TLS on this binding (`https://`, `wss://`, `rediss://`). */
+  tls?: TlsOptions;
+  /** Listen backlog, as `net.Server.listen`. */
+  backlog?: number;
+  /** TLS handshake timeout in ms. Default 10 s. */
+  handshakeTimeoutMs?: number;
+}
+
+interface ServiceView {
+  readonly draining: boolean;
+  readonly ready: boolean;
+}
+
+const defaultLimits: ConnectionLimits = { maxConnections: 0, idleTimeoutMs: 0 };
+
+/** One adapter listening on one address. Created by `PortService.bind()`. */
+export class Binding {
+  readonly name: string;
+  readonly adapter: Adapter;
+  readonly options: Readonly<BindOptions>;
+  readonly limits: ConnectionLimits;
+  #logger: Logger;
+  #service: ServiceView;
+  #spec: ListenSpec | undefined;
+  #server: Server | undefined;
+  #tlsServer: TlsServer | undefined;
+  #secureContext: SecureContext | undefined;
+  #address: AddressInfo | string | undefined;
+  /** Every accepted socket (the TCP socket, under TLS too): counted for limits, destroyed at the deadline. */
+  readonly #sockets = new Set<Socket>();
+  #closed: Promise<void> | undefined;
+
+  constructor(adapter: Adapter, options: BindOptions, logger: Logger, service: ServiceView) {
+    this.adapter = adapter;
+    this.options = options;
+    this.name = options.name ?? adapter.name;
+    this.limits = {
+      maxConnections: options.maxConnections ?? adapter.limits?.maxConnections ?? defaultLimits.maxConnections,
+      idleTimeoutMs: options.idleTimeoutMs ?? adapter.limits?.idleTimeoutMs ?? defaultLimits.idleTimeoutMs,
+    };
+    this.#logger = logger.child({ binding: this.name });
+    this.#service = service;
+  }
+
+  /** True once TLS is configured: core terminates it before the adapter sees a connection. */
+  get secure(): boolean {
+    return this.options.tls !== undefined;
+  }
+
+  /** The resolved listen address (after `start()` resolved the config). */
+  get spec(): ListenSpec | undefined {
+    return this.#spec;
+  }
+
+  /** The bound address: `{ address, family, port }`, or the Unix socket path. */
+  get address(): AddressInfo | string {
+    if (this.#address === undefined) throw new Error(`binding ${this.name} is not listening`);
+    return this.#address;
+  }
+
+  /** The base URL in the adapter's scheme, e.g. `redis://127.0.0.1:6379`. */
+  get url(): string {
+    const base = this.#baseUrl();
+    return this.adapter.url ? this.adapter.url(base) : base;
+  }
+
+  /** Every URL the binding serves: its main URL and those of mounted endpoints. */
+  get urls(): string[] {
+    return [this.url, ...(this.adapter.urls?.(this.#baseUrl()) ?? [])];
+  }
+
+  /** Connections open now. */
+  get connectionCount(): number {
+    return this.#sockets.size;
+  }
+
+  /** @internal Set by the service once the config is resolved. */
+  setSpec(spec: ListenSpec): void {
+    this.#spec = spec;
+  }
+
+  /** @internal */
+  async listen(): Promise<void> {
+    const spec = this.#spec;
+    if (spec === undefined) throw new Error('listen() before setSpec()');
+    if (this.options.tls !== undefined) await this.#setupTls(this.options.tls);
+    await this.adapter.open(this.#context());
+
+    const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    this.#server = server;
+    try {
+      await listenOn(server, spec, this.options.backlog);
+    } catch (error) {
+      this.#server = undefined;
+      throw new BindError(this.name, describeSpec(spec), error);
+    }
+    this.#address = server.address() ?? undefined;
+    this.#closed = new Promise((resolve) => server.once('close', () => resolve()));
+  }
+
+  /** @internal Stop accepting. Open connections stay. */
+  stopAccepting(): void {
+    this.#server?.close();
+  }
+
+  /** @internal Resolves when every connection has closed, or when `signal` aborts. */
+  async connectionsClosed(signal: AbortSignal): Promise<void> {
+    while (this.#sockets.size > 0 && !signal.aborted) {
+      const [first] = this.#sockets;
+      if (first === undefined) break;
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          signal.removeEventListener('abort', done);
+          first.off('close', done);
+          resolve();
+        };
+        if (first.destroyed) return resolve();
+        first.once('close', done);
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  /** @internal Destroy what is still open; returns how many. */
+  destroyAll(): number {
+    const count = this.#sockets.size;
+    for (const socket of this.#sockets) socket.destroy();
+    return count;
+  }
+
+  /** @internal Resolves once the server has closed (after every connection ended). */
+  async closed(): Promise<void> {
+    await this.#closed;
+  }
+
+  /** @internal Reload TLS files and swap the context for new connections. */
+  async reloadTls(): Promise<void> {
+    if (this.options.tls === undefined) return;
+    await this.#setupTls(this.options.tls);
+  }
+
+  #context(): BindingContext {
+    const binding = this;
+    const service = this.#service;
+    return {
+      name: this.name,
+      logger: this.#logger,
+      secure: this.secure,
+      get draining() {
+        return service.draining;
+      },
+      get ready() {
+        return service.ready;
+      },
+      secureContext: () => binding.#secureContext,
+    };
+  }
+
+  async #setupTls(options: TlsOptions): Promise<void> {
+    const loaded = await loadTls(options);
+    this.#secureContext = createSecureContext(loaded);
+    if (this.#tlsServer !== undefined) {
+      this.#tlsServer.setSecureContext(loaded);
+      return;
+    }
+    // A TLS server that never listens: core's TCP server feeds it sockets, and it hands back
+    // each one once the handshake is done. Node's TLS server brings ALPN, SNI, sessions and the
+    // handshake timeout; core keeps one TCP listener for every kind of binding.
+    const tlsServer = new TlsServer({ handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000, ...loaded });
+    tlsServer.on('secureConnection', (socket: TLSSocket) => this.#serve(socket));
+    tlsServer.on('tlsClientError', (error) => this.#logger.debug({ err: error }, 'TLS handshake failed'));
+    this.#tlsServer = tlsServer;
+  }
+
+  #accept(socket: Socket): void {
+    const { maxConnections } = this.limits;
+    if (maxConnections > 0 && this.#sockets.size >= maxConnections) {
+      this.#logger.warn({ remoteAddress: socket.remoteAddress, maxConnections }, 'connection refused: max connections');
+      socket.on('error', () => {});
+      if (this.#tlsServer === undefined) this.adapter.refuse?.(socket, 'max-connections');
+      socket.end();
+      socket.destroySoon();
+      return;
+    }
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    if (this.#tlsServer !== undefined) {
+      this.#tlsServer.emit('connection', socket);
+    } else {
+      this.#serve(socket);
+    }
+  }
+
+  #serve(socket: Socket): void {
+    const conn = new Connection(this.name, socket);
+    const { idleTimeoutMs } = this.limits;
+    if (idleTimeoutMs > 0) {
+      socket.setTimeout(idleTimeoutMs);
+      socket.on('timeout', () => {
+        this.#logger.debug({ conn: conn.id }, 'idle timeout');
+        if (this.adapter.idle) this.adapter.idle(conn);
+        else socket.destroy();
+      });
+    }
+    this.adapter.connection(conn);
+  }
+
+  #baseUrl(): string {
+    const scheme = this.secure ? this.adapter.secureScheme : this.adapter.scheme;
+    const address = this.address;
+    if (typeof address === 'string') return `${scheme}+unix://${encodeURIComponent(address)}`;
+    return `${scheme}://${urlHost(this.#spec, address)}:${address.port}`;
+  }
+}
+
+function urlHost(spec: ListenSpec | undefined, address: AddressInfo): string {
+  const asked = spec?.kind === 'tcp' ? spec.host : undefined;
+  // Bound to every interface: "localhost" is the address a developer opens.
+  if (asked === undefined || asked === '0.0.0.0' || asked === '::') return 'localhost';
+  const host = address.address;
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** `host:port`, `[::1]:port`, `*:port` (all interfaces), or the socket path. */
+export function describeSpec(spec: ListenSpec): string {
+  if (spec.kind === 'unix') return spec.path;
+  const host = spec.host === undefined ? '*' : spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+  return `${host}:${spec.port}`;
+}
+
+async function listenOn(server: Server, spec: ListenSpec, backlog: number | undefined): Promise<void> {
+  try {
+    await listenOnce(server, spec, backlog);
+  } catch (error) {
+    // A Unix socket file left by a process that died: nobody answers on it, so take it over.
+    if (spec.kind === 'unix' && (error as NodeJS.ErrnoException).code === 'EADDRINUSE' && (await isStale(spec.path))) {
+      await rm(spec.path, { force: true });
+      await listenOnce(server, spec, backlog);
+      return;
+    }
+    throw error;
+  }
+}
+
+function listenOnce(server: Server, spec: ListenSpec, backlog: number | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => reject(error);
+    server.once('error', onError);
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    if (spec.kind === 'unix') server.listen({ path: spec.path, backlog }, onListening);
+    else server.listen({ port: spec.port, host: spec.host, backlog }, onListening);
+  });
+}
+
+function isStale(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}

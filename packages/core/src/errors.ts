@@ -1,0 +1,72 @@
+/**
+ * Errors with a stable `code`, in the manner of Node's own (`ERR_…`) and Fastify's (`FST_ERR_…`).
+ * Match on `code`, never on `message`: messages may improve, codes do not change.
+ */
+export class PortbindError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A configuration value (environment variable or option) that cannot be used. */
+export class ConfigError extends PortbindError {
+  /** The variable or option that holds the bad value, e.g. `PORT`. */
+  readonly variable: string;
+  readonly value: unknown;
+
+  constructor(variable: string, value: unknown, why: string) {
+    super('PB_ERR_CONFIG', `Invalid ${variable}=${JSON.stringify(value)}: ${why}`);
+    this.variable = variable;
+    this.value = value;
+  }
+}
+
+/** A binding could not listen. Nothing else from the same `start()` stays bound. */
+export class BindError extends PortbindError {
+  /** Name of the binding (by default the adapter's name), e.g. `http`. */
+  readonly binding: string;
+  /** Where it tried to listen: `host:port` or a Unix socket path. */
+  readonly address: string;
+
+  constructor(binding: string, address: string, cause: unknown) {
+    const reason = describeCause(cause);
+    super('PB_ERR_BIND', `Cannot bind ${binding} on ${address}: ${reason}`, { cause });
+    this.binding = binding;
+    this.address = address;
+  }
+}
+
+/** A method was called in a lifecycle state that does not allow it (e.g. `start()` twice). */
+export class StateError extends PortbindError {
+  constructor(message: string) {
+    super('PB_ERR_STATE', message);
+  }
+}
+
+/** TLS material could not be loaded. */
+export class TlsConfigError extends PortbindError {
+  constructor(message: string, cause?: unknown) {
+    super('PB_ERR_TLS', message, { cause });
+  }
+}
+
+const hints: Record<string, string> = {
+  EADDRINUSE: 'the address is already in use (another process, or another binding, listens there)',
+  EACCES: 'permission denied (ports below 1024 need privileges; for a socket path, check the directory)',
+  EADDRNOTAVAIL: 'the host address is not available on this machine',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name could not be resolved (temporary DNS failure)',
+};
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const hint = code ? hints[code] : undefined;
+    return hint ? `${code}, ${hint}` : cause.message;
+  }
+  return String(cause);
+}

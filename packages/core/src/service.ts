@@ -1,0 +1,218 @@
+import type { Adapter } from './adapter.js';
+import { Binding, type BindOptions } from './binding.js';
+import { resolveListen } from './config.js';
+import { StateError } from './errors.js';
+import { createLogger, type Logger } from './logger.js';
+
+export interface PortServiceOptions {
+  /** Where logs go. Default: pino on stdout, level from `LOG_LEVEL`, silent under a test runner. */
+  logger?: Logger;
+  /** How long `stop()` lets in-flight work finish before it force-closes. Default 10 000 ms. */
+  gracePeriodMs?: number;
+  /** Environment to read `PORT`, `HOST`, … from. Default: `process.env`. */
+  env?: Record<string, string | undefined>;
+}
+
+/** `idle` → `starting` → `running` → `draining` → `stopped`. */
+export type ServiceState = 'idle' | 'starting' | 'running' | 'draining' | 'stopped';
+
+/** What `stop()` did. */
+export interface StopReport {
+  /** Connections still open at the grace deadline, and destroyed. */
+  forced: number;
+  /** Milliseconds from `stop()` to the last socket closed. */
+  durationMs: number;
+}
+
+/** Options of {@link PortService.run}. */
+export interface RunOptions {
+  /** Signals that start a graceful stop. Default: SIGTERM and SIGINT. */
+  signals?: NodeJS.Signals[];
+}
+
+/**
+ * A self-contained service that exports its protocols by binding ports (twelve-factor, factor VII).
+ *
+ * ```ts
+ * const service = new PortService();
+ * service.bind(http({ fetch: () => new Response('hi') }));   // PORT, default 5000
+ * await service.run();                                        // start, log URLs, drain on SIGTERM
+ * ```
+ */
+export class PortService {
+  readonly logger: Logger;
+  readonly gracePeriodMs: number;
+  readonly #env: Record<string, string | undefined>;
+  readonly #bindings: Binding[] = [];
+  #state: ServiceState = 'idle';
+  #stopping: Promise<StopReport> | undefined;
+  #starting: Promise<unknown> | undefined;
+
+  constructor(options: PortServiceOptions = {}) {
+    this.logger = options.logger ?? createLogger(options.env);
+    this.gracePeriodMs = options.gracePeriodMs ?? 10_000;
+    this.#env = options.env ?? process.env;
+    if (!Number.isFinite(this.gracePeriodMs) || this.gracePeriodMs < 0) {
+      throw new StateError(`gracePeriodMs must be a number ≥ 0, got ${this.gracePeriodMs}`);
+    }
+  }
+
+  get state(): ServiceState {
+    return this.#state;
+  }
+
+  /** Readiness: true once started and until draining begins. */
+  get ready(): boolean {
+    return this.#state === 'running';
+  }
+
+  get draining(): boolean {
+    return this.#state === 'draining';
+  }
+
+  get bindings(): readonly Binding[] {
+    return this.#bindings;
+  }
+
+  /** Add an adapter and where it listens. Call before `start()`. */
+  bind(adapter: Adapter, options: BindOptions = {}): Binding {
+    if (this.#state !== 'idle') throw new StateError(`bind() after start(): the service is ${this.#state}`);
+    const binding = new Binding(adapter, options, this.logger, this);
+    if (this.#bindings.some((other) => other.name === binding.name)) {
+      throw new StateError(`a binding named "${binding.name}" exists already: pass { name } to tell them apart`);
+    }
+    this.#bindings.push(binding);
+    return binding;
+  }
+
+  /** The binding with this name (the adapter's name by default). */
+  binding(name: string): Binding {
+    const found = this.#bindings.find((binding) => binding.name === name);
+    if (found === undefined) throw new StateError(`no binding named "${name}"`);
+    return found;
+  }
+
+  /**
+   * Bind every port, or none: when one fails, those already bound are released and the error
+   * (a `BindError` or a `ConfigError`) names the binding, the address and the cause.
+   */
+  async start(): Promise<readonly Binding[]> {
+    if (this.#state !== 'idle') throw new StateError(`start() when the service is ${this.#state}`);
+    this.#state = 'starting';
+    const starting = this.#listenAll();
+    this.#starting = starting.catch(() => {});
+    await starting;
+    this.#state = 'running';
+    return this.#bindings;
+  }
+
+  async #listenAll(): Promise<void> {
+    try {
+      // Resolve every address first: a bad PORT fails before anything is bound.
+      for (const binding of this.#bindings) {
+        binding.setSpec(resolveListen(binding.options, binding.adapter, this.#env));
+      }
+      const started: Binding[] = [];
+      try {
+        for (const binding of this.#bindings) {
+          await binding.listen();
+          started.push(binding);
+        }
+      } catch (error) {
+        for (const binding of started) binding.stopAccepting();
+        await Promise.all(started.map((binding) => binding.closed()));
+        throw error;
+      }
+    } catch (error) {
+      this.#state = 'idle';
+      throw error;
+    }
+  }
+
+  /**
+   * Drain and stop: stop accepting, let each adapter finish in-flight work and close long-lived
+   * connections in its protocol's terms, then force-close what remains after the grace period.
+   * Calling it again returns the same promise.
+   */
+  stop(): Promise<StopReport> {
+    if (this.#stopping) return this.#stopping;
+    if ((this.#state === 'idle' && this.#starting === undefined) || this.#state === 'stopped') {
+      this.#state = 'stopped';
+      return Promise.resolve({ forced: 0, durationMs: 0 });
+    }
+    this.#stopping = this.#drain();
+    return this.#stopping;
+  }
+
+  /** Reload TLS certificate files on every TLS binding; new connections use them. */
+  async reloadTls(): Promise<void> {
+    await Promise.all(this.#bindings.map((binding) => binding.reloadTls()));
+    this.logger.info('TLS material reloaded');
+  }
+
+  /**
+   * The twelve-factor entry point: start, log every URL, and on SIGTERM or SIGINT drain and exit 0.
+   * A second signal exits at once (code 1). A start failure is logged and exits 1.
+   */
+  async run(options: RunOptions = {}): Promise<void> {
+    try {
+      await this.start();
+    } catch (error) {
+      this.logger.error({ err: error }, `start failed: ${(error as Error).message}`);
+      process.exit(1);
+    }
+    for (const binding of this.#bindings) {
+      for (const url of binding.urls) this.logger.info({ binding: binding.name, url }, `listening on ${url}`);
+    }
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (this.#stopping) {
+        this.logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      this.logger.info({ signal, gracePeriodMs: this.gracePeriodMs }, 'draining');
+      this.stop().then(
+        (report) => {
+          this.logger.info(report, 'stopped');
+          process.exit(0);
+        },
+        (error: unknown) => {
+          this.logger.error({ err: error }, 'stop failed');
+          process.exit(1);
+        },
+      );
+    };
+    for (const signal of options.signals ?? ['SIGTERM', 'SIGINT']) process.on(signal, onSignal);
+  }
+
+  async #drain(): Promise<StopReport> {
+    const started = Date.now();
+    // A stop() during start() waits for the ports to be bound (or not), then drains them.
+    await this.#starting;
+    this.#state = 'draining';
+    const deadline = AbortSignal.timeout(this.gracePeriodMs);
+    for (const binding of this.#bindings) binding.stopAccepting();
+    await Promise.all(
+      this.#bindings.map(async (binding) => {
+        try {
+          await Promise.race([binding.adapter.drain(deadline), aborted(deadline)]);
+        } catch (error) {
+          this.logger.error({ err: error, binding: binding.name }, 'adapter drain failed');
+        }
+        await binding.connectionsClosed(deadline);
+      }),
+    );
+    let forced = 0;
+    for (const binding of this.#bindings) forced += binding.destroyAll();
+    if (forced > 0) this.logger.warn({ forced }, 'grace period over: connections force-closed');
+    await Promise.all(this.#bindings.map((binding) => binding.closed()));
+    this.#state = 'stopped';
+    return { forced, durationMs: Date.now() - started };
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}

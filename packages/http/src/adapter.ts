@@ -1,0 +1,276 @@
+import { createServer, type IncomingMessage, type RequestListener, ServerResponse, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
+import { type FetchHandler, sendResponse, toRequest } from './fetch.js';
+import { rejectUpgrade, type UpgradeHandler } from './upgrade.js';
+
+/** Paths of the opt-in health endpoints. */
+export interface HealthOptions {
+  /** Liveness: 200 while the process serves. Default `/livez`. */
+  live?: string;
+  /** Readiness: 200 when started, 503 while draining. Default `/readyz`. */
+  ready?: string;
+}
+
+export interface HttpOptions {
+  /**
+   * A Node request listener `(req, res) => …`: an Express app, Fastify's `routing`, Hono's
+   * `getRequestListener(app.fetch)`, or your own. A thrown error or rejected promise answers 500.
+   */
+  handler?: RequestListener;
+  /** A fetch-style handler `(Request) => Response`, for code without a framework. */
+  fetch?: FetchHandler;
+  /** Upgrade endpoints by exact path (`'/ws'`), or `'*'` for any path. Other upgrades get 404. */
+  upgrades?: Record<string, UpgradeHandler>;
+  /** Serve health endpoints: `true` for `/livez` and `/readyz`, or your own paths. Default off. */
+  health?: boolean | HealthOptions;
+  /** Time to receive a request's headers (slowloris guard), answered 408. Default 10 000 ms. */
+  headersTimeoutMs?: number;
+  /** Time to receive a whole request, body included, answered 408. Default 120 000 ms. */
+  requestTimeoutMs?: number;
+  /**
+   * How long an idle keep-alive connection stays open. Default 75 000 ms: longer than the idle
+   * timeouts of common load balancers (AWS ALB 60 s, nginx 60 s), so the balancer, not the app,
+   * closes idle connections. Node's 5 s default makes them send 502s.
+   */
+  keepAliveTimeoutMs?: number;
+  /** Largest request head in bytes, answered 431. Default 16 384 (Node's). */
+  maxHeaderSize?: number;
+  /** Requests served on one keep-alive connection before it is closed. Default 0 (no limit). */
+  maxRequestsPerSocket?: number;
+}
+
+export const httpDefaults = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 120_000,
+  keepAliveTimeoutMs: 75_000,
+  maxHeaderSize: 16_384,
+} as const;
+
+const connections = new WeakMap<object, Connection>();
+
+/** The portbind connection (with its `context`) that carries a request. */
+export function connectionOf(request: IncomingMessage): Connection | undefined {
+  return connections.get(request.socket);
+}
+
+const notFound: RequestListener = (_req, res) => {
+  res.statusCode = 404;
+  res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.end('Not Found\n');
+};
+
+/**
+ * The HTTP adapter: binds `PORT` (default 5000), `http://` or `https://` with TLS.
+ *
+ * ```ts
+ * service.bind(httpAdapter({ fetch: () => Response.json({ hello: 'world' }) }));
+ * ```
+ */
+export class HttpAdapter implements Adapter {
+  readonly name: string = 'http';
+  readonly scheme: string = 'http';
+  readonly secureScheme: string = 'https';
+  readonly portEnv: string = 'PORT';
+  readonly defaultPort: number = 5000;
+  /** node:http has its own timeouts (headers, request, keep-alive), so core's idle timer stays off. */
+  readonly limits = { idleTimeoutMs: 0 };
+  readonly options: Readonly<HttpOptions>;
+  #binding: BindingContext | undefined;
+  #server: Server | undefined;
+  #open = 0;
+  #drained: (() => void) | undefined;
+
+  constructor(options: HttpOptions = {}) {
+    if (options.handler && options.fetch) throw new TypeError('httpAdapter: give `handler` or `fetch`, not both');
+    this.options = options;
+  }
+
+  /** The underlying node:http server (after start). */
+  get server(): Server | undefined {
+    return this.#server;
+  }
+
+  open(binding: BindingContext): void {
+    this.#binding = binding;
+    const options = this.options;
+    const listener = this.#requestListener(binding);
+    const server = createServer(
+      {
+        ServerResponse: drainAwareResponse(binding),
+        headersTimeout: options.headersTimeoutMs ?? httpDefaults.headersTimeoutMs,
+        requestTimeout: options.requestTimeoutMs ?? httpDefaults.requestTimeoutMs,
+        keepAliveTimeout: options.keepAliveTimeoutMs ?? httpDefaults.keepAliveTimeoutMs,
+        maxHeaderSize: options.maxHeaderSize ?? httpDefaults.maxHeaderSize,
+        // How often node:http checks the headers and request timeouts.
+        connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs ?? httpDefaults.headersTimeoutMs),
+      },
+      listener,
+    );
+    server.maxRequestsPerSocket = options.maxRequestsPerSocket ?? 0;
+    // An Express app and the like expect `server.timeout` semantics of node:http: none by default.
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(req, socket, head));
+    // Core owns the listening socket and hands connections over with `emit('connection')`, so
+    // node:http never sees `listen()`. Its 'listening' handler is what starts the periodic check
+    // of headersTimeout and requestTimeout: start it here, or slow clients are never timed out.
+    server.emit('listening');
+    this.#server = server;
+    for (const upgrade of Object.values(options.upgrades ?? {})) upgrade.open?.(binding);
+  }
+
+  connection(conn: Connection): void {
+    const socket = conn.socket;
+    connections.set(socket, conn);
+    this.#open++;
+    socket.once('close', () => {
+      this.#open--;
+      if (this.#open === 0) this.#drained?.();
+    });
+    (this.#server as Server).emit('connection', socket);
+  }
+
+  refuse(socket: Socket): void {
+    socket.write('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
+  }
+
+  /**
+   * In-flight requests finish and their responses carry `Connection: close`; idle keep-alive
+   * connections close now; upgraded connections are drained by their endpoints.
+   */
+  async drain(signal: AbortSignal): Promise<void> {
+    const server = this.#server;
+    if (server === undefined) return;
+    const upgrades = Object.values(this.options.upgrades ?? {}).map((upgrade) => upgrade.drain(signal));
+    // A response whose headers went out just before the drain began kept its keep-alive: close
+    // such connections as soon as they turn idle.
+    server.closeIdleConnections();
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    try {
+      await Promise.all([...upgrades, this.#allClosed(signal)]);
+    } finally {
+      clearInterval(sweep);
+    }
+  }
+
+  url(base: string): string {
+    return `${base}/`;
+  }
+
+  urls(base: string): string[] {
+    const secure = base.startsWith(`${this.secureScheme}:`) || base.startsWith(`${this.secureScheme}+`);
+    const rest = base.slice(base.indexOf(':'));
+    return Object.entries(this.options.upgrades ?? {})
+      .filter(([path]) => path !== '*')
+      .map(([path, upgrade]) => `${secure ? upgrade.secureScheme : upgrade.scheme}${rest}${path}`);
+  }
+
+  #allClosed(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#open === 0 || signal.aborted) return resolve();
+      this.#drained = resolve;
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const binding = this.#binding as BindingContext;
+    if (binding.draining) return rejectUpgrade(socket, 503, 'Service is shutting down', { 'Retry-After': '1' });
+    const upgrades = this.options.upgrades ?? {};
+    const path = requestPath(req.url);
+    const handler = upgrades[path] ?? upgrades['*'];
+    if (handler === undefined) return rejectUpgrade(socket, 404, `No upgrade endpoint at ${path}`);
+    handler.handleUpgrade(req, socket, head);
+  }
+
+  #requestListener(binding: BindingContext): RequestListener {
+    const logger = binding.logger;
+    const base = this.#userListener(logger);
+    const health = healthPaths(this.options.health);
+    if (health === undefined) return base;
+    return (req, res) => {
+      const path = requestPath(req.url);
+      if (path === health.live) return answer(res, 200, 'ok');
+      if (path === health.ready) return binding.ready ? answer(res, 200, 'ready') : answer(res, 503, 'draining');
+      base(req, res);
+    };
+  }
+
+  #userListener(logger: Logger): RequestListener {
+    const { handler, fetch } = this.options;
+    if (fetch !== undefined) {
+      return (req, res) => {
+        let pending: Promise<void>;
+        try {
+          pending = Promise.resolve(fetch(toRequest(req, res))).then((response) => sendResponse(response, res));
+        } catch (error) {
+          return fail(logger, res, error);
+        }
+        pending.catch((error: unknown) => fail(logger, res, error));
+      };
+    }
+    const listener = handler ?? notFound;
+    return (req, res) => {
+      try {
+        const result: unknown = listener(req, res);
+        if (isPromise(result)) result.then(undefined, (error: unknown) => fail(logger, res, error));
+      } catch (error) {
+        fail(logger, res, error);
+      }
+    };
+  }
+}
+
+/** Create an {@link HttpAdapter}. */
+export function httpAdapter(options: HttpOptions = {}): HttpAdapter {
+  return new HttpAdapter(options);
+}
+
+/**
+ * A ServerResponse class whose responses carry `Connection: close` once the service drains, so
+ * keep-alive clients reconnect elsewhere. `_implicitHeader()` goes through `writeHead()` too.
+ */
+function drainAwareResponse(binding: BindingContext): typeof ServerResponse {
+  class DrainAwareResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {}
+  const writeHead = ServerResponse.prototype.writeHead;
+  DrainAwareResponse.prototype.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (binding.draining) this.shouldKeepAlive = false;
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
+  return DrainAwareResponse;
+}
+
+function fail(logger: Logger, res: ServerResponse, error: unknown): void {
+  logger.error({ err: error, method: res.req.method, url: res.req.url }, 'request handler failed');
+  if (res.headersSent) {
+    // Too late for a status: cut the response so the client sees it is incomplete.
+    res.destroy();
+    return;
+  }
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  answer(res, 500, 'Internal Server Error');
+}
+
+function answer(res: ServerResponse, status: number, body: string): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.setHeader('cache-control', 'no-store');
+  res.end(`${body}\n`);
+}
+
+function healthPaths(option: HttpOptions['health']): Required<HealthOptions> | undefined {
+  if (option === undefined || option === false) return undefined;
+  const paths = option === true ? {} : option;
+  return { live: paths.live ?? '/livez', ready: paths.ready ?? '/readyz' };
+}
+
+/** The path of a request URL, without the query string. */
+export function requestPath(url: string | undefined): string {
+  if (url === undefined) return '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as Promise<unknown>).then === 'function';
+}

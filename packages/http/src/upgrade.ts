@@ -1,0 +1,43 @@
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { type BindingContext, PortbindError } from '@portbind/core';
+
+/**
+ * Something that takes over connections through an HTTP `Upgrade` (WebSocket, XMPP over
+ * WebSocket). Mount it on an HTTP binding under a path: `httpAdapter({ upgrades: { '/ws': endpoint } })`.
+ */
+export interface UpgradeHandler {
+  /** URL scheme of the mounted endpoint on a plain binding (`ws`). */
+  readonly scheme: string;
+  /** URL scheme on a TLS binding (`wss`). */
+  readonly secureScheme: string;
+  /** Called when the HTTP binding opens, before it listens. */
+  open?(binding: BindingContext): void;
+  /** Take the socket, or answer it with an HTTP error (see {@link rejectUpgrade}). */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Close every upgraded connection politely; resolve when they are closed. */
+  drain(signal: AbortSignal): Promise<void>;
+}
+
+/** Throw from an upgrade hook to refuse the upgrade with an HTTP status (401, 403, 429…). */
+export class UpgradeError extends PortbindError {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+
+  constructor(status: number, message?: string, headers: Record<string, string> = {}) {
+    super('PB_ERR_UPGRADE', message ?? STATUS_CODES[status] ?? `HTTP ${status}`);
+    this.status = status;
+    this.headers = headers;
+  }
+}
+
+/** Answer an upgrade request with a plain HTTP response and close the socket. */
+export function rejectUpgrade(socket: Duplex, status: number, message?: string, headers: Record<string, string> = {}): void {
+  if (socket.destroyed) return;
+  const body = `${message ?? STATUS_CODES[status] ?? ''}\n`;
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`, 'Connection: close', 'Content-Type: text/plain; charset=utf-8', `Content-Length: ${Buffer.byteLength(body)}`];
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+  // An upgrade socket may be half-open forever if the peer never closes: do not wait for it.
+  setTimeout(() => socket.destroy(), 1000).unref();
+}

@@ -1,0 +1,236 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { BindingContext, Logger } from '@portbind/core';
+import { silentLogger } from '@portbind/core';
+import { HttpAdapter, rejectUpgrade, requestPath, UpgradeError, type UpgradeHandler } from '@portbind/http';
+import { type RawData, WebSocketServer } from 'ws';
+import { WsConnection } from './connection.js';
+
+export interface WsHandlers<Context> {
+  /** A peer connected. */
+  open?(conn: WsConnection<Context>): void | Promise<void>;
+  /** A message arrived: a Buffer (or Buffer[] / ArrayBuffer per `ws`'s binaryType) and whether it is binary. */
+  message?(conn: WsConnection<Context>, data: RawData, isBinary: boolean): void | Promise<void>;
+  /** The peer is gone: code and reason of the close. */
+  close?(conn: WsConnection<Context>, code: number, reason: Buffer): void | Promise<void>;
+}
+
+export interface WsOptions<Context = undefined> extends WsHandlers<Context> {
+  /**
+   * Authenticate or inspect the upgrade request before the handshake. Return the per-connection
+   * context; throw `new UpgradeError(401)` (or any status) to refuse with that HTTP status.
+   */
+  upgrade?(request: IncomingMessage): Context | Promise<Context>;
+  /** Subprotocols the server speaks, in order of preference (e.g. `['xmpp']`). */
+  protocols?: readonly string[];
+  /** Refuse (400) a client that offers none of `protocols`. Default false: accept without a subprotocol. */
+  requireProtocol?: boolean;
+  /** Largest message accepted, in bytes; a bigger one closes the connection with 1009. Default 1 MiB (ws: 100 MiB). */
+  maxPayload?: number;
+  /** Ping every peer this often and close those that did not answer the last ping. Default 30 000 ms; 0 = off. */
+  heartbeatIntervalMs?: number;
+  /** `send()` returns false past this many buffered bytes. Default 1 MiB. */
+  highWaterMark?: number;
+  /** A peer with more than this many bytes queued (it stopped reading) is disconnected. Default 16 MiB. */
+  maxBufferedBytes?: number;
+  /** Path to serve on its own port. Default: any path. (When mounted, the mount path applies.) */
+  path?: string;
+  /** Compress messages (permessage-deflate). Default false: it costs CPU and memory per connection. */
+  perMessageDeflate?: boolean;
+}
+
+export const wsDefaults = {
+  maxPayload: 1024 * 1024,
+  heartbeatIntervalMs: 30_000,
+  highWaterMark: 1024 * 1024,
+  maxBufferedBytes: 16 * 1024 * 1024,
+} as const;
+
+/**
+ * A WebSocket endpoint on `ws`. Mount it on an HTTP binding
+ * (`httpAdapter({ upgrades: { '/ws': endpoint } })`), or bind it on a port of its own
+ * (`service.bind(endpoint.standalone())`, `PORT`-style variable `WS_PORT`).
+ */
+export class WsEndpoint<Context = undefined> implements UpgradeHandler {
+  readonly scheme = 'ws';
+  readonly secureScheme = 'wss';
+  readonly options: Readonly<WsOptions<Context>>;
+  /** Connected peers. */
+  readonly clients = new Set<WsConnection<Context>>();
+  readonly #server: WebSocketServer;
+  #logger: Logger = silentLogger;
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(options: WsOptions<Context> = {}) {
+    this.options = options;
+    const supported = options.protocols ?? [];
+    this.#server = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: options.maxPayload ?? wsDefaults.maxPayload,
+      perMessageDeflate: options.perMessageDeflate ?? false,
+      // Pick the first of our protocols that the client offers (RFC 6455 §4.2.2).
+      handleProtocols: (offered) => supported.find((protocol) => offered.has(protocol)) ?? false,
+    });
+  }
+
+  open(binding: BindingContext): void {
+    this.#logger = binding.logger.child({ endpoint: 'ws' });
+    const interval = this.options.heartbeatIntervalMs ?? wsDefaults.heartbeatIntervalMs;
+    if (interval > 0 && this.#heartbeat === undefined) {
+      this.#heartbeat = setInterval(() => this.#beat(), interval);
+      this.#heartbeat.unref();
+    }
+  }
+
+  /** Send to every open peer; a peer past its high-water mark is skipped for this message. Returns how many got it. */
+  broadcast(data: string | Buffer): number {
+    let sent = 0;
+    for (const client of this.clients) {
+      if (client.open && client.bufferedAmount <= (this.options.highWaterMark ?? wsDefaults.highWaterMark)) {
+        client.send(data);
+        sent++;
+      }
+    }
+    return sent;
+  }
+
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = this.options.path;
+    if (path !== undefined && requestPath(request.url) !== path) return rejectUpgrade(socket, 404);
+    const protocols = this.options.protocols ?? [];
+    if (this.options.requireProtocol && protocols.length > 0) {
+      const offered = offeredProtocols(request);
+      if (!protocols.some((protocol) => offered.includes(protocol))) {
+        return rejectUpgrade(socket, 400, `Unsupported WebSocket subprotocol: expected ${protocols.join(', ')}`);
+      }
+    }
+    const hook = this.options.upgrade;
+    if (hook === undefined) return this.#accept(request, socket, head, undefined as Context);
+    socket.on('error', () => {});
+    let context: Context | Promise<Context>;
+    try {
+      context = hook(request);
+    } catch (error) {
+      return this.#refuse(socket, error);
+    }
+    Promise.resolve(context).then(
+      (value) => this.#accept(request, socket, head, value),
+      (error: unknown) => this.#refuse(socket, error),
+    );
+  }
+
+  /** Close every peer with 1001 (going away) and wait until they are closed. */
+  async drain(signal: AbortSignal): Promise<void> {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+    const closing = [...this.clients].map(
+      (client) =>
+        new Promise<void>((resolve) => {
+          if (!client.open) return resolve();
+          client.ws.once('close', () => resolve());
+          client.close(1001, 'server shutting down');
+          signal.addEventListener('abort', () => resolve(), { once: true });
+        }),
+    );
+    await Promise.all(closing);
+  }
+
+  /** This endpoint as an adapter with a port of its own (`WS_PORT`, default 5001). */
+  standalone(): HttpAdapter {
+    return new StandaloneWs(this);
+  }
+
+  #refuse(socket: Duplex, error: unknown): void {
+    if (error instanceof UpgradeError) return rejectUpgrade(socket, error.status, error.message, error.headers);
+    this.#logger.error({ err: error }, 'upgrade hook failed');
+    rejectUpgrade(socket, 500);
+  }
+
+  #accept(request: IncomingMessage, socket: Duplex, head: Buffer, context: Context): void {
+    if (socket.destroyed) return;
+    this.#server.handleUpgrade(request, socket, head, (ws) => {
+      const conn = new WsConnection(ws, request, socket, context, {
+        highWaterMark: this.options.highWaterMark ?? wsDefaults.highWaterMark,
+        maxBufferedBytes: this.options.maxBufferedBytes ?? wsDefaults.maxBufferedBytes,
+      });
+      this.clients.add(conn);
+      const { message, close } = this.options;
+      ws.on('pong', () => {
+        conn.alive = true;
+      });
+      // 'error' precedes 'close' (e.g. a frame over maxPayload: ws closes with 1009).
+      ws.on('error', (error) => this.#logger.debug({ err: error, conn: conn.id }, 'WebSocket error'));
+      if (message) ws.on('message', (data, isBinary) => this.#call(conn, () => message(conn, data, isBinary)));
+      ws.once('close', (code, reason) => {
+        this.clients.delete(conn);
+        if (close) this.#call(conn, () => close(conn, code, reason));
+      });
+      const open = this.options.open;
+      if (open) this.#call(conn, () => open(conn));
+    });
+  }
+
+  /** Run a handler; a throw or rejection closes the peer with 1011 (internal error) and the process lives on. */
+  #call(conn: WsConnection<Context>, run: () => void | Promise<void>): void {
+    const fail = (error: unknown): void => {
+      this.#logger.error({ err: error, conn: conn.id }, 'WebSocket handler failed');
+      if (conn.open) conn.close(1011, 'internal error');
+    };
+    try {
+      const result = run();
+      if (result instanceof Promise) result.catch(fail);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  #beat(): void {
+    for (const client of this.clients) {
+      if (!client.alive) {
+        this.#logger.debug({ conn: client.id }, 'no pong: closing dead peer');
+        client.ws.terminate();
+        continue;
+      }
+      client.alive = false;
+      client.ws.ping();
+    }
+  }
+}
+
+/** A WebSocket endpoint on a port of its own: plain HTTP requests get 426 Upgrade Required. */
+class StandaloneWs extends HttpAdapter {
+  override readonly name = 'ws';
+  override readonly scheme = 'ws';
+  override readonly secureScheme = 'wss';
+  override readonly portEnv = 'WS_PORT';
+  override readonly defaultPort = 5001;
+
+  constructor(endpoint: UpgradeHandler) {
+    super({
+      upgrades: { '*': endpoint },
+      handler: (_req, res) => {
+        res.statusCode = 426;
+        res.setHeader('upgrade', 'websocket');
+        res.setHeader('connection', 'Upgrade');
+        res.setHeader('content-type', 'text/plain; charset=utf-8');
+        res.end('Upgrade Required: this port speaks WebSocket\n');
+      },
+    });
+  }
+
+  override url(base: string): string {
+    return `${base}/`;
+  }
+}
+
+/** Create a {@link WsEndpoint}. */
+export function wsEndpoint<Context = undefined>(options: WsOptions<Context> = {}): WsEndpoint<Context> {
+  return new WsEndpoint(options);
+}
+
+function offeredProtocols(request: IncomingMessage): string[] {
+  const header = request.headers['sec-websocket-protocol'];
+  if (header === undefined) return [];
+  return header.split(',').map((protocol) => protocol.trim());
+}
