@@ -128,7 +128,7 @@ export class Binding {
           first.off('close', done);
           resolve();
         };
-        if (first.destroyed) return resolve();
+        // Every socket in the set has yet to emit 'close' (it is removed on 'close').
         first.once('close', done);
         signal.addEventListener('abort', done, { once: true });
       });
@@ -182,7 +182,11 @@ export class Binding {
     // handshake timeout; core keeps one TCP listener for every kind of binding.
     const tlsServer = new TlsServer({ handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000, ...loaded });
     tlsServer.on('secureConnection', (socket: TLSSocket) => this.#serve(socket));
-    tlsServer.on('tlsClientError', (error) => this.#logger.debug({ err: error }, 'TLS handshake failed'));
+    tlsServer.on('tlsClientError', (error, socket) => {
+      this.#logger.debug({ err: error, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
+      // With a listener on 'tlsClientError', Node leaves the socket open: close it here.
+      socket.destroy();
+    });
     this.#tlsServer = tlsServer;
   }
 

@@ -9,6 +9,12 @@ export interface PortServiceOptions {
   logger?: Logger;
   /** How long `stop()` lets in-flight work finish before it force-closes. Default 10 000 ms. */
   gracePeriodMs?: number;
+  /**
+   * On `stop()`, keep accepting connections this long while readiness already reports "not
+   * ready" (HTTP `/readyz` answers 503), so a load balancer stops routing here before the port
+   * closes, like a Kubernetes preStop sleep. Default 0: stop accepting at once.
+   */
+  readinessDelayMs?: number;
   /** Environment to read `PORT`, `HOST`, … from. Default: `process.env`. */
   env?: Record<string, string | undefined>;
 }
@@ -42,6 +48,7 @@ export interface RunOptions {
 export class PortService {
   readonly logger: Logger;
   readonly gracePeriodMs: number;
+  readonly readinessDelayMs: number;
   readonly #env: Record<string, string | undefined>;
   readonly #bindings: Binding[] = [];
   #state: ServiceState = 'idle';
@@ -49,8 +56,9 @@ export class PortService {
   #starting: Promise<unknown> | undefined;
 
   constructor(options: PortServiceOptions = {}) {
-    this.logger = options.logger ?? createLogger(options.env);
+    this.logger = options.logger ?? createLogger();
     this.gracePeriodMs = options.gracePeriodMs ?? 10_000;
+    this.readinessDelayMs = options.readinessDelayMs ?? 0;
     this.#env = options.env ?? process.env;
     if (!Number.isFinite(this.gracePeriodMs) || this.gracePeriodMs < 0) {
       throw new StateError(`gracePeriodMs must be a number ≥ 0, got ${this.gracePeriodMs}`);
@@ -140,6 +148,7 @@ export class PortService {
       this.#state = 'stopped';
       return Promise.resolve({ forced: 0, durationMs: 0 });
     }
+    if (this.#state === 'running') this.#state = 'draining';
     this.#stopping = this.#drain();
     return this.#stopping;
   }
@@ -189,7 +198,10 @@ export class PortService {
     // A stop() during start() waits for the ports to be bound (or not), then drains them.
     await this.#starting;
     this.#state = 'draining';
-    const deadline = AbortSignal.timeout(this.gracePeriodMs);
+    if (this.readinessDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.readinessDelayMs));
+    const grace = new AbortController();
+    const timer = setTimeout(() => grace.abort(), this.gracePeriodMs);
+    const deadline = grace.signal;
     for (const binding of this.#bindings) binding.stopAccepting();
     await Promise.all(
       this.#bindings.map(async (binding) => {
@@ -201,6 +213,7 @@ export class PortService {
         await binding.connectionsClosed(deadline);
       }),
     );
+    clearTimeout(timer);
     let forced = 0;
     for (const binding of this.#bindings) forced += binding.destroyAll();
     if (forced > 0) this.logger.warn({ forced }, 'grace period over: connections force-closed');

@@ -1,0 +1,88 @@
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { generate } from 'selfsigned';
+
+/** Connect a raw TCP socket to 127.0.0.1:port. */
+export async function rawConnect(port: number): Promise<Socket> {
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Everything a socket receives until it closes (or `timeoutMs` passes), as a string. */
+export function readUntilClose(socket: Socket, timeoutMs = 10_000): Promise<{ data: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const done = (closed: boolean): void => {
+      clearTimeout(timer);
+      resolve({ data: Buffer.concat(chunks).toString('latin1'), closed });
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {});
+    socket.once('close', () => done(true));
+  });
+}
+
+/** Send bytes on a fresh raw connection and collect the reply until the server closes it. */
+export async function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 10_000): Promise<{ data: string; closed: boolean }> {
+  const socket = await rawConnect(port);
+  const result = readUntilClose(socket, timeoutMs);
+  socket.write(bytes);
+  const outcome = await result;
+  socket.destroy();
+  return outcome;
+}
+
+/** Resolves with the first `bytes` received or when the data matches `pattern`. */
+export function readUntil(socket: Socket, pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (chunk: Buffer): void => {
+      text += chunk.toString('latin1');
+      if (pattern.test(text)) {
+        cleanup();
+        resolve(text);
+      }
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`timed out waiting for ${pattern}; got ${JSON.stringify(text)}`));
+    }, timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+    };
+    socket.on('data', onData);
+  });
+}
+
+/** A port that is bound by another server for the duration of the test. */
+export async function occupyPort(): Promise<{ port: number; close: () => Promise<void> }> {
+  const { createServer } = await import('node:net');
+  const server = createServer((socket) => socket.destroy());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return { port: address.port, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** A fresh self-signed certificate for 127.0.0.1 / localhost, made at test time. */
+export async function selfSignedCert(): Promise<{ cert: string; key: string }> {
+  const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
+    keySize: 2048,
+    extensions: [
+      {
+        name: 'subjectAltName',
+        altNames: [
+          { type: 2, value: 'localhost' },
+          { type: 7, ip: '127.0.0.1' },
+        ],
+      },
+    ],
+  });
+  return { cert: pems.cert, key: pems.private };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
