@@ -10,6 +10,7 @@ import { page } from './page.js';
  *   GET  /api/hello?name=  a JSON greeting
  *   POST /api/echo         echoes a JSON body back
  *   GET  /api/stats        uptime and connected WebSocket peers
+ *   GET  /api/slow?ms=     answers after ms (at most 30 s): try a SIGTERM meanwhile
  *   WS   /ws/echo          sends each message back to its sender
  *   WS   /ws/broadcast     sends each message to every peer
  */
@@ -47,6 +48,11 @@ export function createApp(options: PortServiceOptions = {}): PortService {
             uptimeMs: Date.now() - started,
             peers: { echo: echo.clients.size, broadcast: broadcast.clients.size },
           });
+        case 'GET /api/slow': {
+          const ms = Math.min(Math.max(Number(url.searchParams.get('ms')) || 0, 0), 30_000);
+          await new Promise((resolve) => setTimeout(resolve, ms));
+          return Response.json({ sleptMs: ms });
+        }
         default:
           return Response.json({ error: `no route for ${route}` }, { status: 404 });
       }

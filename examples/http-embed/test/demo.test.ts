@@ -1,0 +1,164 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+
+// The demo as a user runs it: the built example in its own process, real signals, real clients.
+const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
+const run = promisify(execFile);
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+});
+
+interface Started {
+  child: ChildProcess;
+  port: number;
+  logs: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Start the demo on an ephemeral port; resolve once it logs its URL. */
+async function startDemo(env: Record<string, string> = {}): Promise<Started> {
+  const child = spawn(process.execPath, [main], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
+  const deadline = Date.now() + 10_000;
+  while (!/listening on http:\/\/127\.0\.0\.1:(\d+)\//.test(output)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`demo did not start:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)?.[1]);
+  return { child, port, logs: () => output, exited };
+}
+
+describe('examples/http-embed', () => {
+  it('logs one JSON object per line with every URL it serves', async () => {
+    const demo = await startDemo();
+    while (!demo.logs().includes('/ws/broadcast"')) await new Promise((resolve) => setTimeout(resolve, 20));
+    const lines = demo.logs().trim().split('\n');
+    const records = lines.map((line) => JSON.parse(line) as { msg: string; url?: string });
+    expect(records.map((r) => r.url)).toEqual([
+      `http://127.0.0.1:${demo.port}/`,
+      `ws://127.0.0.1:${demo.port}/ws/echo`,
+      `ws://127.0.0.1:${demo.port}/ws/broadcast`,
+    ]);
+  });
+
+  it('serves the page, the JSON API, health and both WebSocket channels on one port (curl, fetch, ws)', async () => {
+    const { port } = await startDemo();
+    const base = `http://127.0.0.1:${port}`;
+    const { stdout } = await run('curl', ['-sS', `${base}/api/hello?name=curl`]);
+    expect(JSON.parse(stdout)).toEqual({ hello: 'curl' });
+    expect(await (await fetch(`${base}/`)).text()).toContain('<h1>portbind demo</h1>');
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    const echoed = await fetch(`${base}/api/echo`, { method: 'POST', body: '{"x":[1,2]}' });
+    expect(await echoed.json()).toEqual({ echo: { x: [1, 2] } });
+    expect((await fetch(`${base}/api/echo`, { method: 'POST', body: 'not json' })).status).toBe(400);
+
+    const echo = new WebSocket(`ws://127.0.0.1:${port}/ws/echo`);
+    await once(echo, 'open');
+    echo.send('ping');
+    const [reply] = (await once(echo, 'message')) as [Buffer];
+    expect(reply.toString()).toBe('ping');
+
+    const a = new WebSocket(`ws://127.0.0.1:${port}/ws/broadcast`);
+    const b = new WebSocket(`ws://127.0.0.1:${port}/ws/broadcast`);
+    await Promise.all([once(a, 'open'), once(b, 'open')]);
+    const toB = once(b, 'message');
+    a.send('hi all');
+    expect(((await toB)[0] as Buffer).toString()).toBe('hi all');
+    const stats = (await (await fetch(`${base}/api/stats`)).json()) as { peers: { echo: number; broadcast: number } };
+    expect(stats.peers).toEqual({ echo: 1, broadcast: 2 });
+    echo.close();
+    a.close();
+    b.close();
+  });
+
+  it('on SIGTERM finishes the request in flight with 200, refuses new connections, and exits 0', async () => {
+    const demo = await startDemo();
+    const base = `http://127.0.0.1:${demo.port}`;
+    const inFlight = fetch(`${base}/api/slow?ms=1500`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const signalled = Date.now();
+    demo.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await expect(fetch(`${base}/api/hello`)).rejects.toThrow();
+    const response = await inFlight;
+    expect(response.status).toBe(200);
+    expect(response.headers.get('connection')).toBe('close');
+    expect(await response.json()).toEqual({ sleptMs: 1500 });
+    const { code } = await demo.exited;
+    expect(code).toBe(0);
+    // Well within the 10 s grace period.
+    expect(Date.now() - signalled).toBeLessThan(5000);
+    expect(demo.logs()).toContain('"msg":"stopped"');
+  });
+
+  it('closes WebSocket peers with 1001 on SIGTERM', async () => {
+    const demo = await startDemo();
+    const ws = new WebSocket(`ws://127.0.0.1:${demo.port}/ws/broadcast`);
+    await once(ws, 'open');
+    const closed = once(ws, 'close');
+    demo.child.kill('SIGTERM');
+    const [code] = (await closed) as [number];
+    expect(code).toBe(1001);
+    expect((await demo.exited).code).toBe(0);
+  });
+
+  it('a second signal exits at once', async () => {
+    const demo = await startDemo();
+    const inFlight = fetch(`http://127.0.0.1:${demo.port}/api/slow?ms=20000`).catch(() => 'cut');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    demo.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    demo.child.kill('SIGINT');
+    const { code } = await demo.exited;
+    expect(code).toBe(1);
+    expect(await inFlight).toBe('cut');
+  });
+
+  it('a second service asking for a taken port fails with a clear error and binds nothing', async () => {
+    const first = await startDemo();
+    const second = spawn(process.execPath, [main], {
+      env: { ...process.env, PORT: String(first.port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(second);
+    let output = '';
+    second.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const [code] = await once(second, 'exit');
+    expect(code).toBe(1);
+    expect(output).toContain(`Cannot bind http on 127.0.0.1:${first.port}: EADDRINUSE`);
+    expect(output).not.toContain('listening on');
+    // The first is unharmed.
+    expect((await fetch(`http://127.0.0.1:${first.port}/livez`)).status).toBe(200);
+  });
+
+  it.each([['abc'], ['70000'], ['-1']])('refuses to start with PORT=%s and says why', async (value) => {
+    const child = spawn(process.execPath, [main], { env: { ...process.env, PORT: value, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(1);
+    expect(output).toContain(`Invalid PORT=\\"${value}\\": a port must be an integer from 0 to 65535`);
+  });
+});
