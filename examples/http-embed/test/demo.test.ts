@@ -151,7 +151,10 @@ describe('examples/http-embed', () => {
   });
 
   it.each([['abc'], ['70000'], ['-1']])('refuses to start with PORT=%s and says why', async (value) => {
-    const child = spawn(process.execPath, [main], { env: { ...process.env, PORT: value, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [main], {
+      env: { ...process.env, PORT: value, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.push(child);
     let output = '';
     child.stdout?.on('data', (chunk: Buffer) => {

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
-import { createSecureContext, type SecureContext, Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createSecureContext, type SecureContext, type TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
 import type { ListenOptions, ListenSpec } from './config.js';
 import { Connection } from './connection.js';
@@ -154,7 +154,6 @@ export class Binding {
   }
 
   #context(): BindingContext {
-    const binding = this;
     const service = this.#service;
     return {
       name: this.name,
@@ -166,7 +165,7 @@ export class Binding {
       get ready() {
         return service.ready;
       },
-      secureContext: () => binding.#secureContext,
+      secureContext: () => this.#secureContext,
     };
   }
 

@@ -35,11 +35,7 @@ type Env = Record<string, string | undefined>;
  * {@link ConfigError} naming the variable and the value; it never silently falls back.
  * A port variable may also hold a Unix socket path (`/run/app.sock` or `unix:/run/app.sock`).
  */
-export function resolveListen(
-  options: ListenOptions,
-  defaults: ListenDefaults,
-  env: Env = process.env,
-): ListenSpec {
+export function resolveListen(options: ListenOptions, defaults: ListenDefaults, env: Env = process.env): ListenSpec {
   const portEnv = options.portEnv ?? defaults.portEnv;
   const hostEnv = options.hostEnv ?? 'HOST';
 

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { SecureContextOptions, TlsOptions as NodeTlsOptions } from 'node:tls';
+import type { TlsOptions as NodeTlsOptions, SecureContextOptions } from 'node:tls';
 import { TlsConfigError } from './errors.js';
 
 /**

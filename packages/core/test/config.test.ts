@@ -40,25 +40,20 @@ describe('resolveListen', () => {
     expect(resolveListen({}, defaults, { HOST: '[::1]' })).toMatchObject({ host: '::1' });
   });
 
-  it.each([
-    ['abc'],
-    ['70000'],
-    ['-1'],
-    ['80.5'],
-    ['0x50'],
-    ['1e3'],
-    ['65536'],
-  ])('rejects PORT=%s, naming the variable and the value', (value) => {
-    let error: unknown;
-    try {
-      resolveListen({}, defaults, { PORT: value });
-    } catch (caught) {
-      error = caught;
-    }
-    expect(error).toBeInstanceOf(ConfigError);
-    expect(error).toMatchObject({ code: 'PB_ERR_CONFIG', variable: 'PORT', value });
-    expect((error as Error).message).toBe(`Invalid PORT=${JSON.stringify(value)}: a port must be an integer from 0 to 65535`);
-  });
+  it.each([['abc'], ['70000'], ['-1'], ['80.5'], ['0x50'], ['1e3'], ['65536']])(
+    'rejects PORT=%s, naming the variable and the value',
+    (value) => {
+      let error: unknown;
+      try {
+        resolveListen({}, defaults, { PORT: value });
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error).toMatchObject({ code: 'PB_ERR_CONFIG', variable: 'PORT', value });
+      expect((error as Error).message).toBe(`Invalid PORT=${JSON.stringify(value)}: a port must be an integer from 0 to 65535`);
+    },
+  );
 
   it('rejects a bad RESP_PORT by its own name', () => {
     expect(() => resolveListen({}, { portEnv: 'RESP_PORT', defaultPort: 6379 }, { RESP_PORT: 'redis' })).toThrow(
@@ -67,7 +62,9 @@ describe('resolveListen', () => {
   });
 
   it.each([['not a host!'], ['exa_mple.com'], ['-bad.example'], ['a..b']])('rejects HOST=%s', (value) => {
-    expect(() => resolveListen({}, defaults, { HOST: value })).toThrow(new ConfigError('HOST', value, 'expected an IP address or a host name'));
+    expect(() => resolveListen({}, defaults, { HOST: value })).toThrow(
+      new ConfigError('HOST', value, 'expected an IP address or a host name'),
+    );
   });
 
   it('rejects a Unix socket path longer than the kernel allows', () => {

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { connect as netConnect, createServer as createNetServer } from 'node:net';
+import { createServer as createNetServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -271,7 +271,10 @@ describe('TLS', () => {
   it('fails start with a clear error when the certificate file is missing', async () => {
     const s = service();
     s.bind(new LineAdapter(), { port: 0, tls: { certFile: '/nonexistent/cert.pem', keyFile: '/nonexistent/key.pem' } });
-    await expect(s.start()).rejects.toMatchObject({ code: 'PB_ERR_TLS', message: expect.stringContaining('Cannot read tls.certFile /nonexistent/cert.pem') });
+    await expect(s.start()).rejects.toMatchObject({
+      code: 'PB_ERR_TLS',
+      message: expect.stringContaining('Cannot read tls.certFile /nonexistent/cert.pem'),
+    });
   });
 
   it('a client that never finishes the handshake does not reach the adapter and is cut at the handshake timeout', async () => {

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type RequestListener, ServerResponse, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
@@ -175,12 +175,15 @@ export class HttpAdapter implements Adapter {
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const binding = this.#binding as BindingContext;
-    if (binding.draining) return rejectUpgrade(socket, 503, 'Service is shutting down', { 'Retry-After': '1' });
+    if (binding.draining) {
+      rejectUpgrade(socket, 503, 'Service is shutting down', { 'Retry-After': '1' });
+      return;
+    }
     const upgrades = this.options.upgrades ?? {};
     const path = requestPath(req.url);
     const handler = upgrades[path] ?? upgrades['*'];
-    if (handler === undefined) return rejectUpgrade(socket, 404, `No upgrade endpoint at ${path}`);
-    handler.handleUpgrade(req, socket, head);
+    if (handler === undefined) rejectUpgrade(socket, 404, `No upgrade endpoint at ${path}`);
+    else handler.handleUpgrade(req, socket, head);
   }
 
   #requestListener(binding: BindingContext): RequestListener {

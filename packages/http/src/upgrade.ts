@@ -1,4 +1,4 @@
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type BindingContext, PortbindError } from '@portbind/core';
 
@@ -35,7 +35,12 @@ export class UpgradeError extends PortbindError {
 export function rejectUpgrade(socket: Duplex, status: number, message?: string, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return;
   const body = `${message ?? STATUS_CODES[status] ?? ''}\n`;
-  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`, 'Connection: close', 'Content-Type: text/plain; charset=utf-8', `Content-Length: ${Buffer.byteLength(body)}`];
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+  ];
   for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
   socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
   // An upgrade socket may be half-open forever if the peer never closes: do not wait for it.

@@ -97,22 +97,30 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = this.options.path;
-    if (path !== undefined && requestPath(request.url) !== path) return rejectUpgrade(socket, 404);
+    if (path !== undefined && requestPath(request.url) !== path) {
+      rejectUpgrade(socket, 404);
+      return;
+    }
     const protocols = this.options.protocols ?? [];
     if (this.options.requireProtocol && protocols.length > 0) {
       const offered = offeredProtocols(request);
       if (!protocols.some((protocol) => offered.includes(protocol))) {
-        return rejectUpgrade(socket, 400, `Unsupported WebSocket subprotocol: expected ${protocols.join(', ')}`);
+        rejectUpgrade(socket, 400, `Unsupported WebSocket subprotocol: expected ${protocols.join(', ')}`);
+        return;
       }
     }
     const hook = this.options.upgrade;
-    if (hook === undefined) return this.#accept(request, socket, head, undefined as Context);
+    if (hook === undefined) {
+      this.#accept(request, socket, head, undefined as Context);
+      return;
+    }
     socket.on('error', () => {});
     let context: Context | Promise<Context>;
     try {
       context = hook(request);
     } catch (error) {
-      return this.#refuse(socket, error);
+      this.#refuse(socket, error);
+      return;
     }
     Promise.resolve(context).then(
       (value) => this.#accept(request, socket, head, value),
@@ -142,7 +150,10 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   }
 
   #refuse(socket: Duplex, error: unknown): void {
-    if (error instanceof UpgradeError) return rejectUpgrade(socket, error.status, error.message, error.headers);
+    if (error instanceof UpgradeError) {
+      rejectUpgrade(socket, error.status, error.message, error.headers);
+      return;
+    }
     this.#logger.error({ err: error }, 'upgrade hook failed');
     rejectUpgrade(socket, 500);
   }

@@ -28,7 +28,13 @@ export class WsConnection<Context = unknown> {
   readonly #highWaterMark: number;
   readonly #maxBuffered: number;
 
-  constructor(ws: WebSocket, request: IncomingMessage, socket: Duplex, context: Context, limits: { highWaterMark: number; maxBufferedBytes: number }) {
+  constructor(
+    ws: WebSocket,
+    request: IncomingMessage,
+    socket: Duplex,
+    context: Context,
+    limits: { highWaterMark: number; maxBufferedBytes: number },
+  ) {
     this.ws = ws;
     this.request = request;
     this.#socket = socket;

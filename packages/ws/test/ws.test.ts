@@ -18,7 +18,7 @@ function portOf(binding: Binding): number {
 }
 
 /** Mount an endpoint at /ws on an HTTP binding, as most services do. */
-async function mounted<C>(options: WsOptions<C>, gracePeriodMs = 5000) {
+async function mounted<C = undefined>(options: WsOptions<C>, gracePeriodMs = 5000) {
   const endpoint = wsEndpoint(options);
   const service = new PortService({ env: {}, gracePeriodMs });
   services.push(service);
@@ -30,7 +30,11 @@ async function mounted<C>(options: WsOptions<C>, gracePeriodMs = 5000) {
   return { endpoint, service, binding, port: portOf(binding), url: `ws://127.0.0.1:${portOf(binding)}/ws` };
 }
 
-async function open(url: string, protocols?: string | string[], options: ConstructorParameters<typeof WebSocket>[2] = {}): Promise<WebSocket> {
+async function open(
+  url: string,
+  protocols?: string | string[],
+  options: ConstructorParameters<typeof WebSocket>[2] = {},
+): Promise<WebSocket> {
   const ws = new WebSocket(url, protocols, options);
   await once(ws, 'open');
   return ws;
@@ -129,7 +133,7 @@ describe('mounted on an HTTP binding', () => {
   });
 
   it('closes with 1011 when a handler throws or rejects; other clients and the process live on', async () => {
-    const { url } = await mounted({
+    const { url } = await mounted<undefined>({
       message: async (conn, data) => {
         const text = data.toString();
         if (text === 'throw') throw new Error('handler bug');
@@ -166,7 +170,7 @@ describe('mounted on an HTTP binding', () => {
   it('shows backpressure to handlers and disconnects a peer that never reads', async () => {
     let conn: Parameters<NonNullable<WsOptions['open']>>[0] | undefined;
     const opened = new Promise<void>((resolve) => {
-      void mounted({
+      void mounted<undefined>({
         highWaterMark: 64 * 1024,
         maxBufferedBytes: 1024 * 1024,
         open: (c) => {
@@ -202,7 +206,12 @@ describe('mounted on an HTTP binding', () => {
 
   it('drained() resolves once a slow reader catches up', async () => {
     let conn: Parameters<NonNullable<WsOptions['open']>>[0] | undefined;
-    const { url } = await mounted({ highWaterMark: 16 * 1024, open: (c) => void (conn = c) });
+    const { url } = await mounted<undefined>({
+      highWaterMark: 16 * 1024,
+      open: (c) => {
+        conn = c;
+      },
+    });
     const ws = await open(url);
     await sleep(20);
     if (conn === undefined) throw new Error('no connection');
@@ -223,7 +232,7 @@ describe('mounted on an HTTP binding', () => {
 
   it('broadcasts to every open peer', async () => {
     let endpoint: WsEndpoint | undefined;
-    const setup = await mounted({ message: (_c, data) => void endpoint?.broadcast(data.toString()) });
+    const setup = await mounted<undefined>({ message: (_c, data) => void endpoint?.broadcast(data.toString()) });
     endpoint = setup.endpoint;
     const a = await open(setup.url);
     const b = await open(setup.url);
