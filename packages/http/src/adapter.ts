@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { getRequestListener } from '@hono/node-server';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
-import { type FetchHandler, sendResponse, toRequest } from './fetch.js';
 import { rejectUpgrade, type UpgradeHandler } from './upgrade.js';
 
 /** Paths of the opt-in health endpoints. */
@@ -19,8 +19,16 @@ export interface HttpOptions {
    * `getRequestListener(app.fetch)`, or your own. A thrown error or rejected promise answers 500.
    */
   handler?: RequestListener;
-  /** A fetch-style handler `(Request) => Response`, for code without a framework. */
+  /**
+   * A fetch-style handler `(Request) => Response`, for code without a framework. It runs on
+   * `@hono/node-server`, the maintained and fastest bridge from node:http to the fetch API.
+   */
   fetch?: FetchHandler;
+  /**
+   * With a `fetch` handler, let `@hono/node-server` replace the global `Request` and `Response`
+   * with its lightweight, compatible subclasses: about 4× faster responses. Default true.
+   */
+  overrideGlobalObjects?: boolean;
   /** Upgrade endpoints by exact path (`'/ws'`), or `'*'` for any path. Other upgrades get 404. */
   upgrades?: Record<string, UpgradeHandler>;
   /** Serve health endpoints: `true` for `/livez` and `/readyz`, or your own paths. Default off. */
@@ -47,6 +55,9 @@ export const httpDefaults = {
   keepAliveTimeoutMs: 75_000,
   maxHeaderSize: 16_384,
 } as const;
+
+/** A fetch-style handler: the standard `Request` in, a `Response` out. */
+export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
 const connections = new WeakMap<object, Connection>();
 
@@ -201,18 +212,16 @@ export class HttpAdapter implements Adapter {
 
   #userListener(logger: Logger): RequestListener {
     const { handler, fetch } = this.options;
-    if (fetch !== undefined) {
-      return (req, res) => {
-        let pending: Promise<void>;
-        try {
-          pending = Promise.resolve(fetch(toRequest(req, res))).then((response) => sendResponse(response, res));
-        } catch (error) {
-          return fail(logger, res, error);
-        }
-        pending.catch((error: unknown) => fail(logger, res, error));
-      };
-    }
-    const listener = handler ?? notFound;
+    const listener =
+      fetch === undefined
+        ? (handler ?? notFound)
+        : getRequestListener(fetch, {
+            overrideGlobalObjects: this.options.overrideGlobalObjects ?? true,
+            errorHandler: (error) => {
+              logger.error({ err: error }, 'request handler failed');
+              return new Response('Internal Server Error\n', { status: 500, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+            },
+          });
     return (req, res) => {
       try {
         const result: unknown = listener(req, res);

@@ -1,3 +1,2 @@
-export { connectionOf, type HealthOptions, HttpAdapter, type HttpOptions, httpAdapter, httpDefaults, requestPath } from './adapter.js';
-export { type FetchHandler, sendResponse, toRequest } from './fetch.js';
+export { connectionOf, type FetchHandler, type HealthOptions, HttpAdapter, type HttpOptions, httpAdapter, httpDefaults, requestPath } from './adapter.js';
 export { rejectUpgrade, UpgradeError, type UpgradeHandler } from './upgrade.js';
