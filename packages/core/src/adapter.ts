@@ -56,6 +56,11 @@ export interface Adapter {
   /** The idle timeout fired: close politely in protocol terms. Default: the socket is destroyed. */
   idle?(conn: Connection): void;
   /**
+   * Called synchronously as soon as `stop()` begins, before any readiness delay: from now on
+   * answers should steer clients away (HTTP: `Connection: close`). Optional.
+   */
+  beginDrain?(): void;
+  /**
    * Stop gracefully: finish in-flight work, close long-lived connections politely in the
    * protocol's own terms. Resolve when done. `signal` aborts at the grace deadline, after which
    * core destroys whatever is still open.

@@ -148,7 +148,7 @@ export class PortService {
       this.#state = 'stopped';
       return Promise.resolve({ forced: 0, durationMs: 0 });
     }
-    if (this.#state === 'running') this.#state = 'draining';
+    if (this.#state === 'running') this.#beginDrain();
     this.#stopping = this.#drain();
     return this.#stopping;
   }
@@ -193,11 +193,22 @@ export class PortService {
     for (const signal of options.signals ?? ['SIGTERM', 'SIGINT']) process.on(signal, onSignal);
   }
 
+  #beginDrain(): void {
+    this.#state = 'draining';
+    for (const binding of this.#bindings) {
+      try {
+        binding.adapter.beginDrain?.();
+      } catch (error) {
+        this.logger.error({ err: error, binding: binding.name }, 'adapter beginDrain failed');
+      }
+    }
+  }
+
   async #drain(): Promise<StopReport> {
     const started = Date.now();
     // A stop() during start() waits for the ports to be bound (or not), then drains them.
     await this.#starting;
-    this.#state = 'draining';
+    if (this.#state !== 'draining') this.#beginDrain();
     if (this.readinessDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.readinessDelayMs));
     const grace = new AbortController();
     const timer = setTimeout(() => grace.abort(), this.gracePeriodMs);

@@ -92,6 +92,7 @@ export class HttpAdapter implements Adapter {
   #server: Server | undefined;
   #open = 0;
   #drained: (() => void) | undefined;
+  readonly #responseClass = ownResponseClass();
 
   constructor(options: HttpOptions = {}) {
     if (options.handler && options.fetch) throw new TypeError('httpAdapter: give `handler` or `fetch`, not both');
@@ -109,7 +110,7 @@ export class HttpAdapter implements Adapter {
     const listener = this.#requestListener(binding);
     const server = createServer(
       {
-        ServerResponse: drainAwareResponse(binding),
+        ServerResponse: this.#responseClass,
         headersTimeout: options.headersTimeoutMs ?? httpDefaults.headersTimeoutMs,
         requestTimeout: options.requestTimeoutMs ?? httpDefaults.requestTimeoutMs,
         keepAliveTimeout: options.keepAliveTimeoutMs ?? httpDefaults.keepAliveTimeoutMs,
@@ -143,6 +144,10 @@ export class HttpAdapter implements Adapter {
 
   refuse(socket: Socket): void {
     socket.write('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
+  }
+
+  beginDrain(): void {
+    closeConnectionsAfterResponse(this.#responseClass);
   }
 
   /**
@@ -239,17 +244,24 @@ export function httpAdapter(options: HttpOptions = {}): HttpAdapter {
 }
 
 /**
- * A ServerResponse class whose responses carry `Connection: close` once the service drains, so
- * keep-alive clients reconnect elsewhere. `_implicitHeader()` goes through `writeHead()` too.
+ * A ServerResponse class of this server's own, so that draining can change its responses (and
+ * only its: other servers in the process keep theirs) without a per-request cost until then.
  */
-function drainAwareResponse(binding: BindingContext): typeof ServerResponse {
-  class DrainAwareResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {}
+function ownResponseClass(): typeof ServerResponse {
+  return class PortbindResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {};
+}
+
+/**
+ * From now on, responses of this class carry `Connection: close` so keep-alive clients reconnect
+ * elsewhere; in-flight ones too, since headers are written later. `_implicitHeader()` (res.write
+ * or res.end without writeHead) goes through `writeHead()` as well.
+ */
+function closeConnectionsAfterResponse(responseClass: typeof ServerResponse): void {
   const writeHead = ServerResponse.prototype.writeHead;
-  DrainAwareResponse.prototype.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
-    if (binding.draining) this.shouldKeepAlive = false;
+  responseClass.prototype.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
+    this.shouldKeepAlive = false;
     return writeHead.apply(this, args);
   } as typeof writeHead;
-  return DrainAwareResponse;
 }
 
 function fail(logger: Logger, res: ServerResponse, error: unknown): void {
