@@ -74,8 +74,7 @@ async function stopServer(child) {
 }
 
 async function wrk(port) {
-  const run = (secs) =>
-    execFileSync('wrk', ['-t1', '-c50', `-d${secs}s`, '--latency', `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
+  const run = (secs) => execFileSync('wrk', ['-t1', '-c50', `-d${secs}s`, '--latency', `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
   run(2); // warm-up: let V8 optimise the hot path
   const out = run(seconds);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);

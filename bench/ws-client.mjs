@@ -10,11 +10,15 @@ const payload = 'x'.repeat(Number(process.env.PAYLOAD ?? 64));
 let echoed = 0;
 let running = true;
 const sockets = await Promise.all(
-  Array.from({ length: connections }, () => new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
-    ws.once('open', () => resolve(ws));
-    ws.once('error', reject);
-  })),
+  Array.from(
+    { length: connections },
+    () =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(url, { perMessageDeflate: false });
+        ws.once('open', () => resolve(ws));
+        ws.once('error', reject);
+      }),
+  ),
 );
 for (const ws of sockets) {
   ws.on('message', () => {

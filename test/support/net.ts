@@ -86,3 +86,10 @@ export async function selfSignedCert(): Promise<{ cert: string; key: string }> {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The TCP port a binding listens on (tests bind 127.0.0.1:0). */
+export function portOf(binding: { readonly address: import('node:net').AddressInfo | string }): number {
+  const address = binding.address;
+  if (typeof address === 'string') throw new Error(`bound to a Unix socket: ${address}`);
+  return address.port;
+}

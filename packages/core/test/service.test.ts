@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
-import { occupyPort, rawConnect, readUntil, readUntilClose, selfSignedCert, sleep } from '../../../test/support/net.js';
-import { BindError, type Binding, ConfigError, PortService, StateError } from '../src/index.js';
+import { occupyPort, portOf, rawConnect, readUntil, readUntilClose, selfSignedCert, sleep } from '../../../test/support/net.js';
+import { BindError, ConfigError, PortService, StateError } from '../src/index.js';
 import { LineAdapter } from './line-adapter.js';
 
 const services: PortService[] = [];
@@ -18,12 +18,6 @@ function service(options: ConstructorParameters<typeof PortService>[0] = {}): Po
 afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
 });
-
-function portOf(binding: Binding): number {
-  const address = binding.address;
-  if (typeof address === 'string') throw new Error('unix socket');
-  return address.port;
-}
 
 describe('PortService start', () => {
   it('binds an ephemeral port and reports its address and URL', async () => {

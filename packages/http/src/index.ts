@@ -1,2 +1,11 @@
-export { connectionOf, type FetchHandler, type HealthOptions, HttpAdapter, type HttpOptions, httpAdapter, httpDefaults, requestPath } from './adapter.js';
+export {
+  connectionOf,
+  type FetchHandler,
+  type HealthOptions,
+  HttpAdapter,
+  type HttpOptions,
+  httpAdapter,
+  httpDefaults,
+  requestPath,
+} from './adapter.js';
 export { rejectUpgrade, UpgradeError, type UpgradeHandler } from './upgrade.js';

@@ -3,12 +3,12 @@ import { createServer } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import { type Binding, PortService, type PortServiceOptions } from '@portbind/core';
+import { PortService, type PortServiceOptions } from '@portbind/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
-import { rawConnect, rawExchange, readUntil, readUntilClose, selfSignedCert, sleep } from '../../../test/support/net.js';
+import { portOf, rawConnect, rawExchange, readUntil, readUntilClose, selfSignedCert, sleep } from '../../../test/support/net.js';
 import { connectionOf, type HttpOptions, httpAdapter } from '../src/index.js';
 
 const services: PortService[] = [];
@@ -22,12 +22,6 @@ async function serve(options: HttpOptions, serviceOptions: PortServiceOptions = 
   const binding = service.bind(httpAdapter(options), { port: 0, host: '127.0.0.1', ...bind });
   await service.start();
   return { service, binding, port: portOf(binding), url: binding.url };
-}
-
-function portOf(binding: Binding): number {
-  const address = binding.address;
-  if (typeof address === 'string') throw new Error('unix');
-  return address.port;
 }
 
 describe('handlers', () => {

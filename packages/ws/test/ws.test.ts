@@ -1,21 +1,15 @@
 import { once } from 'node:events';
-import { type Binding, PortService } from '@portbind/core';
+import { PortService } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { rawConnect, rawExchange, readUntil, sleep } from '../../../test/support/net.js';
+import { portOf, rawConnect, rawExchange, readUntil, sleep } from '../../../test/support/net.js';
 import { UpgradeError, type WsEndpoint, type WsOptions, wsEndpoint } from '../src/index.js';
 
 const services: PortService[] = [];
 afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
 });
-
-function portOf(binding: Binding): number {
-  const address = binding.address;
-  if (typeof address === 'string') throw new Error('unix');
-  return address.port;
-}
 
 /** Mount an endpoint at /ws on an HTTP binding, as most services do. */
 async function mounted<C = undefined>(options: WsOptions<C>, gracePeriodMs = 5000) {
