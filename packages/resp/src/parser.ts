@@ -1,0 +1,315 @@
+import { ProtocolError } from './errors.js';
+
+// The request side of RESP, as Redis 7 reads it (networking.c: processInputBuffer,
+// processInlineBuffer, processMultibulkBuffer; sds.c: sdssplitargs; util.c: string2ll).
+// Written by hand: the only RESP parser on npm (redis-parser) parses replies, not requests,
+// knows no inline commands and no limits, and is unmaintained. docs/research/resp-edges.md
+// records the behaviour followed here, edge by edge.
+
+const CR = 0x0d;
+const LF = 0x0a;
+const NUL = 0x00;
+const STAR = 0x2a;
+const DOLLAR = 0x24;
+const INT_MAX = 2 ** 31 - 1;
+/** Redis checks unauthenticated clients against these (CVE-2021-32675). */
+const UNAUTHENTICATED_MULTIBULK = 10;
+const UNAUTHENTICATED_BULK = 16 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+/** Limits a client cannot push the parser past. */
+export interface ParserLimits {
+  /** Largest bulk argument, Redis's `proto-max-bulk-len`. Default 512 MB. */
+  maxBulkLength: number;
+  /** Largest inline request or `*`/`$` header line still without its end, Redis's PROTO_INLINE_MAX_SIZE. Default 64 KiB. */
+  maxInlineLength: number;
+}
+
+export const parserDefaults: ParserLimits = {
+  maxBulkLength: 512 * 1024 * 1024,
+  maxInlineLength: 64 * 1024,
+};
+
+/** One command: its name and arguments, binary-safe. */
+export type Command = Buffer[];
+
+/**
+ * An incremental parser of RESP requests: multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) and inline
+ * (`GET k\r\n`, with redis-cli's quoting). Feed it bytes as they arrive, in chunks of any size,
+ * and pull commands one at a time with `next()`, as Redis alternates parsing and running.
+ *
+ * Arguments are views into the bytes received, not copies: copy (`Buffer.from(arg)`) what you
+ * keep after the command ran, or it pins the whole chunk it came in.
+ */
+export class RequestParser {
+  readonly limits: ParserLimits;
+  #buf: Buffer = EMPTY;
+  #pos = 0;
+  /** Chunks received while waiting: joined once there is enough to go on, not on every read. */
+  #pending: Buffer[] = [];
+  #pendingLength = 0;
+  /** Whether a pending chunk holds the awaited byte (checked once per chunk, as it arrives). */
+  #pendingHasNeeded = false;
+  /** Bytes that must be available from #pos before parsing can progress (0: any). */
+  #needBytes = 0;
+  /** Byte whose arrival lets parsing progress (-1: none awaited). */
+  #needByte = -1;
+  /** Arguments still to read in the current multibulk (0: between commands). */
+  #remaining = 0;
+  #args: Buffer[] = [];
+  /** Length of the bulk being read (-1: its `$` header is still to read). */
+  #bulkLength = -1;
+  #failed = false;
+
+  constructor(limits: Partial<ParserLimits> = {}) {
+    this.limits = { ...parserDefaults, ...limits };
+  }
+
+  /** Bytes received and not yet parsed into a command. */
+  get buffered(): number {
+    return this.#buf.length - this.#pos + this.#pendingLength;
+  }
+
+  /** Add received bytes. */
+  push(chunk: Buffer): void {
+    if (this.#failed || chunk.length === 0) return;
+    this.#pending.push(chunk);
+    this.#pendingLength += chunk.length;
+    if (this.#needByte !== -1 && !this.#pendingHasNeeded && chunk.includes(this.#needByte)) this.#pendingHasNeeded = true;
+  }
+
+  /**
+   * The next complete command, or `undefined` until more bytes arrive. Throws a
+   * {@link ProtocolError} for a malformed request; the parser then stays failed, as the
+   * connection is to be closed. `authRequired` applies Redis's stricter limits for clients that
+   * have not authenticated (at most 10 arguments of at most 16 KiB).
+   */
+  next(authRequired = false): Command | undefined {
+    if (this.#failed) return undefined;
+    if (!this.#join()) return undefined;
+    try {
+      return this.#parse(authRequired);
+    } catch (error) {
+      this.#failed = true;
+      this.#buf = EMPTY;
+      this.#pending = [];
+      this.#pendingLength = 0;
+      throw error;
+    }
+  }
+
+  /** Join pending chunks when they can let parsing progress; false when not worth trying yet. */
+  #join(): boolean {
+    if (this.#pendingLength === 0) return this.#pos < this.#buf.length && this.#needBytes === 0 && this.#needByte === -1;
+    const available = this.buffered;
+    const waitingForByte = this.#needByte !== -1 && available <= this.limits.maxInlineLength && !this.#pendingHasNeeded;
+    if (available < this.#needBytes || waitingForByte) return false;
+    const rest = this.#buf.subarray(this.#pos);
+    this.#buf = rest.length === 0 && this.#pending.length === 1 ? (this.#pending[0] as Buffer) : Buffer.concat([rest, ...this.#pending]);
+    this.#pos = 0;
+    this.#pending = [];
+    this.#pendingLength = 0;
+    this.#pendingHasNeeded = false;
+    this.#needBytes = 0;
+    this.#needByte = -1;
+    return true;
+  }
+
+  #parse(authRequired: boolean): Command | undefined {
+    for (;;) {
+      if (this.#remaining === 0) {
+        if (this.#pos >= this.#buf.length) return this.#wait(0, -1);
+        if (this.#buf[this.#pos] === STAR) {
+          const count = this.#multibulkHeader(authRequired);
+          if (count === undefined) return undefined;
+          if (count <= 0) continue; // `*0` and negative counts are ignored, as Redis does
+          this.#remaining = count;
+          this.#args = [];
+          this.#bulkLength = -1;
+        } else {
+          const inline = this.#inline();
+          if (inline === undefined) return undefined;
+          if (inline.length === 0) continue; // an empty line: nothing to run, nothing to answer
+          return inline;
+        }
+      }
+      while (this.#remaining > 0) {
+        if (this.#bulkLength === -1 && !this.#bulkHeader(authRequired)) return undefined;
+        const length = this.#bulkLength;
+        if (this.#buf.length - this.#pos < length + 2) return this.#wait(length + 2, -1);
+        this.#args.push(this.#buf.subarray(this.#pos, this.#pos + length));
+        // Redis skips the two bytes after a payload without checking that they are CRLF.
+        this.#pos += length + 2;
+        this.#bulkLength = -1;
+        this.#remaining--;
+      }
+      const command = this.#args;
+      this.#args = [];
+      return command;
+    }
+  }
+
+  #wait(bytes: number, byte: number): undefined {
+    this.#needBytes = bytes;
+    this.#needByte = byte;
+    return undefined;
+  }
+
+  /** `*<n>\r\n`: the argument count, or undefined while incomplete. */
+  #multibulkHeader(authRequired: boolean): number | undefined {
+    const cr = this.#find(CR);
+    if (cr === -1) {
+      if (this.#buf.length - this.#pos > this.limits.maxInlineLength) throw new ProtocolError('too big mbulk count string');
+      return this.#wait(0, CR);
+    }
+    // Redis wants one byte after the \r and skips it unchecked.
+    if (cr + 1 >= this.#buf.length) return this.#wait(cr + 2 - this.#pos, -1);
+    const count = parseInteger(this.#buf, this.#pos + 1, cr);
+    if (count === undefined || count > INT_MAX) throw new ProtocolError('invalid multibulk length');
+    if (count > UNAUTHENTICATED_MULTIBULK && authRequired) throw new ProtocolError('unauthenticated multibulk length');
+    this.#pos = cr + 2;
+    return count;
+  }
+
+  /** `$<len>\r\n`: sets #bulkLength; false while incomplete. */
+  #bulkHeader(authRequired: boolean): boolean {
+    const cr = this.#find(CR);
+    if (cr === -1) {
+      if (this.#buf.length - this.#pos > this.limits.maxInlineLength) throw new ProtocolError('too big bulk count string');
+      this.#wait(0, CR);
+      return false;
+    }
+    if (cr + 1 >= this.#buf.length) {
+      this.#wait(cr + 2 - this.#pos, -1);
+      return false;
+    }
+    const first = this.#buf[this.#pos] as number;
+    if (first !== DOLLAR) throw new ProtocolError(`expected '$', got '${printable(first)}'`);
+    const length = parseInteger(this.#buf, this.#pos + 1, cr);
+    if (length === undefined || length < 0 || length > this.limits.maxBulkLength) throw new ProtocolError('invalid bulk length');
+    if (length > UNAUTHENTICATED_BULK && authRequired) throw new ProtocolError('unauthenticated bulk length');
+    this.#pos = cr + 2;
+    this.#bulkLength = length;
+    return true;
+  }
+
+  /** An inline request line, split into arguments; undefined while incomplete. */
+  #inline(): Command | undefined {
+    const lf = this.#find(LF);
+    if (lf === -1) {
+      if (this.#buf.length - this.#pos > this.limits.maxInlineLength) throw new ProtocolError('too big inline request');
+      return this.#wait(0, LF);
+    }
+    // A line may end in \n alone; one \r before it is dropped too.
+    const end = lf > this.#pos && this.#buf[lf - 1] === CR ? lf - 1 : lf;
+    const args = splitArgs(this.#buf, this.#pos, end);
+    if (args === undefined) throw new ProtocolError('unbalanced quotes in request');
+    this.#pos = lf + 1;
+    return args;
+  }
+
+  /**
+   * Index of `byte` from #pos, or -1. Redis searches with strchr, which stops at a NUL byte: a
+   * NUL before the terminator means "not found yet", until the 64 KiB limit ends the wait.
+   */
+  #find(byte: number): number {
+    const at = this.#buf.indexOf(byte, this.#pos);
+    if (at === -1) return -1;
+    const nul = this.#buf.indexOf(NUL, this.#pos);
+    return nul !== -1 && nul < at ? -1 : at;
+  }
+}
+
+/** Redis's error formatter turns \r and \n into spaces; other bytes pass as they are. */
+function printable(byte: number): string {
+  return byte === CR || byte === LF ? ' ' : String.fromCharCode(byte);
+}
+
+/**
+ * A decimal integer as Redis's string2ll accepts it: an optional '-', no '+', no leading zeros
+ * (but "0"), no spaces, at most 20 characters, within a signed 64-bit range.
+ */
+export function parseInteger(buf: Buffer, start: number, end: number): number | undefined {
+  const length = end - start;
+  if (length <= 0 || length >= 21) return undefined;
+  let i = start;
+  const negative = buf[i] === 0x2d;
+  if (negative) i++;
+  if (i === end) return undefined;
+  const first = buf[i] as number;
+  if (first === 0x30) return length === 1 ? 0 : undefined;
+  if (first < 0x31 || first > 0x39) return undefined;
+  for (let j = i + 1; j < end; j++) {
+    const digit = buf[j] as number;
+    if (digit < 0x30 || digit > 0x39) return undefined;
+  }
+  const text = buf.toString('latin1', start, end);
+  if (end - i >= 19) {
+    const big = BigInt(text);
+    if (big > 9223372036854775807n || big < -9223372036854775808n) return undefined;
+  }
+  return Number(text);
+}
+
+const isSpace = (byte: number): boolean => byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
+const isHex = (byte: number): boolean => (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66);
+const escapes: Record<number, number> = { 110: 0x0a, 114: 0x0d, 116: 0x09, 98: 0x08, 97: 0x07 };
+
+/**
+ * Split an inline request as redis-cli writes it (sds.c, sdssplitargs): tokens separated by
+ * whitespace; "double quotes" with \xHH, \n, \r, \t, \b, \a and \<any> escapes; 'single quotes'
+ * with only \' escaped; a closing quote must be followed by whitespace or the end of the line.
+ * Returns undefined for unbalanced quotes.
+ */
+export function splitArgs(buf: Buffer, start: number, end: number): Command | undefined {
+  const args: Buffer[] = [];
+  let i = start;
+  for (;;) {
+    while (i < end && isSpace(buf[i] as number)) i++;
+    if (i >= end) return args;
+    const token: number[] = [];
+    let quote: 0 | 0x22 | 0x27 = 0;
+    let done = false;
+    while (!done) {
+      if (quote === 0x22) {
+        if (i >= end) return undefined;
+        const c = buf[i] as number;
+        if (c === 0x5c && i + 3 < end && buf[i + 1] === 0x78 && isHex(buf[i + 2] as number) && isHex(buf[i + 3] as number)) {
+          token.push(Number.parseInt(buf.toString('latin1', i + 2, i + 4), 16));
+          i += 3;
+        } else if (c === 0x5c && i + 1 < end) {
+          const escaped = buf[i + 1] as number;
+          token.push(escapes[escaped] ?? escaped);
+          i++;
+        } else if (c === 0x22) {
+          if (i + 1 < end && !isSpace(buf[i + 1] as number)) return undefined;
+          done = true;
+        } else {
+          token.push(c);
+        }
+        i++;
+      } else if (quote === 0x27) {
+        if (i >= end) return undefined;
+        const c = buf[i] as number;
+        if (c === 0x5c && i + 1 < end && buf[i + 1] === 0x27) {
+          token.push(0x27);
+          i++;
+        } else if (c === 0x27) {
+          if (i + 1 < end && !isSpace(buf[i + 1] as number)) return undefined;
+          done = true;
+        } else {
+          token.push(c);
+        }
+        i++;
+      } else {
+        if (i >= end) break;
+        const c = buf[i] as number;
+        if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) done = true;
+        else if (c === 0x22 || c === 0x27) quote = c;
+        else token.push(c);
+        i++;
+      }
+    }
+    args.push(Buffer.from(token));
+  }
+}
