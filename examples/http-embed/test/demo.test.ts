@@ -21,28 +21,33 @@ interface Started {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Start the demo on an ephemeral port; resolve once it logs its URL. */
-async function startDemo(env: Record<string, string> = {}): Promise<Started> {
+/** Spawn the demo with extra environment; collect what it prints. */
+function spawnDemo(env: Record<string, string>): { child: ChildProcess; logs: () => string } {
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
   let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
+  const collect = (chunk: Buffer): void => {
     output += chunk.toString();
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  return { child, logs: () => output };
+}
+
+/** Start the demo on an ephemeral port; resolve once it logs its URL. */
+async function startDemo(env: Record<string, string> = {}): Promise<Started> {
+  const { child, logs } = spawnDemo({ PORT: '0', HOST: '127.0.0.1', ...env });
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   const deadline = Date.now() + 10_000;
-  while (!/listening on http:\/\/127\.0\.0\.1:(\d+)\//.test(output)) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`demo did not start:\n${output}`);
+  while (!/listening on http:\/\/127\.0\.0\.1:(\d+)\//.test(logs())) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`demo did not start:\n${logs()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(output)?.[1]);
-  return { child, port, logs: () => output, exited };
+  const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs())?.[1]);
+  return { child, port, logs, exited };
 }
 
 describe('examples/http-embed', () => {
@@ -133,16 +138,9 @@ describe('examples/http-embed', () => {
 
   it('a second service asking for a taken port fails with a clear error and binds nothing', async () => {
     const first = await startDemo();
-    const second = spawn(process.execPath, [main], {
-      env: { ...process.env, PORT: String(first.port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(second);
-    let output = '';
-    second.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const [code] = await once(second, 'exit');
+    const second = spawnDemo({ PORT: String(first.port), HOST: '127.0.0.1' });
+    const [code] = await once(second.child, 'exit');
+    const output = second.logs();
     expect(code).toBe(1);
     expect(output).toContain(`Cannot bind http on 127.0.0.1:${first.port}: EADDRINUSE`);
     expect(output).not.toContain('listening on');
@@ -151,17 +149,9 @@ describe('examples/http-embed', () => {
   });
 
   it.each([['abc'], ['70000'], ['-1']])('refuses to start with PORT=%s and says why', async (value) => {
-    const child = spawn(process.execPath, [main], {
-      env: { ...process.env, PORT: value, LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(child);
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const [code] = await once(child, 'exit');
+    const demo = spawnDemo({ PORT: value });
+    const [code] = await once(demo.child, 'exit');
     expect(code).toBe(1);
-    expect(output).toContain(`Invalid PORT=\\"${value}\\": a port must be an integer from 0 to 65535`);
+    expect(demo.logs()).toContain(`Invalid PORT=\\"${value}\\": a port must be an integer from 0 to 65535`);
   });
 });
