@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { occupyPort, portOf, rawConnect, readUntil, readUntilClose, selfSignedCert, sleep } from '../../../test/support/net.js';
-import { BindError, ConfigError, PortService, StateError } from '../src/index.js';
+import { BindError, type BindOptions, ConfigError, PortService, StateError } from '../src/index.js';
 import { LineAdapter } from './line-adapter.js';
 
 const services: PortService[] = [];
@@ -19,16 +19,22 @@ afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
 });
 
+/** A started service with one LineAdapter on 127.0.0.1 and an ephemeral port. */
+async function startLine(bind: BindOptions = {}, options: ConstructorParameters<typeof PortService>[0] = {}) {
+  const s = service(options);
+  const binding = s.bind(new LineAdapter(), { port: 0, host: '127.0.0.1', ...bind });
+  await s.start();
+  return { s, binding, port: portOf(binding) };
+}
+
 describe('PortService start', () => {
   it('binds an ephemeral port and reports its address and URL', async () => {
-    const s = service();
-    const binding = s.bind(new LineAdapter(), { port: 0, host: '127.0.0.1' });
-    await s.start();
+    const { s, binding, port } = await startLine();
     expect(s.state).toBe('running');
     expect(s.ready).toBe(true);
-    expect(portOf(binding)).toBeGreaterThan(0);
-    expect(binding.url).toBe(`line://127.0.0.1:${portOf(binding)}`);
-    const socket = await rawConnect(portOf(binding));
+    expect(port).toBeGreaterThan(0);
+    expect(binding.url).toBe(`line://127.0.0.1:${port}`);
+    const socket = await rawConnect(port);
     socket.write('hello\n');
     expect(await readUntil(socket, /\n/)).toBe('hello\n');
     socket.destroy();
@@ -136,10 +142,7 @@ describe('PortService start', () => {
 
 describe('PortService stop', () => {
   it('lets in-flight work finish, closes politely, and refuses new connections', async () => {
-    const s = service({ gracePeriodMs: 5000 });
-    const binding = s.bind(new LineAdapter(), { port: 0, host: '127.0.0.1' });
-    await s.start();
-    const port = portOf(binding);
+    const { s, port } = await startLine({}, { gracePeriodMs: 5000 });
     const busy = await rawConnect(port);
     const idle = await rawConnect(port);
     const busyOutput = readUntilClose(busy);
@@ -162,10 +165,8 @@ describe('PortService stop', () => {
   });
 
   it('force-closes what is still open after the grace period', async () => {
-    const s = service({ gracePeriodMs: 200 });
-    const binding = s.bind(new LineAdapter(), { port: 0, host: '127.0.0.1' });
-    await s.start();
-    const socket = await rawConnect(portOf(binding));
+    const { s, port } = await startLine({}, { gracePeriodMs: 200 });
+    const socket = await rawConnect(port);
     const output = readUntilClose(socket);
     socket.write('WAIT 5000\n');
     await sleep(50);
@@ -177,13 +178,11 @@ describe('PortService stop', () => {
   });
 
   it('keeps accepting during the readiness delay while reporting not ready', async () => {
-    const s = service({ readinessDelayMs: 300 });
-    const binding = s.bind(new LineAdapter(), { port: 0, host: '127.0.0.1' });
-    await s.start();
+    const { s, port } = await startLine({}, { readinessDelayMs: 300 });
     const stopping = s.stop();
     await sleep(50);
     expect(s.ready).toBe(false);
-    const late = await rawConnect(portOf(binding));
+    const late = await rawConnect(port);
     const output = readUntilClose(late);
     late.write('still here\n');
     expect(await output).toEqual({ data: 'still here\nBYE shutdown\n', closed: true });
@@ -193,10 +192,7 @@ describe('PortService stop', () => {
 
 describe('connection limits', () => {
   it('refuses connections over maxConnections in the adapter’s words, others live on', async () => {
-    const s = service();
-    const binding = s.bind(new LineAdapter(), { port: 0, host: '127.0.0.1', maxConnections: 2 });
-    await s.start();
-    const port = portOf(binding);
+    const { port } = await startLine({ maxConnections: 2 });
     const a = await rawConnect(port);
     const b = await rawConnect(port);
     await sleep(20);
@@ -214,10 +210,7 @@ describe('connection limits', () => {
   });
 
   it('closes idle connections through the adapter, active ones stay', async () => {
-    const s = service();
-    const binding = s.bind(new LineAdapter(), { port: 0, host: '127.0.0.1', idleTimeoutMs: 300 });
-    await s.start();
-    const port = portOf(binding);
+    const { port } = await startLine({ idleTimeoutMs: 300 });
     const idle = await rawConnect(port);
     const active = await rawConnect(port);
     const idleOutput = readUntilClose(idle);

@@ -271,31 +271,22 @@ export function splitArgs(buf: Buffer, start: number, end: number): Command | un
     let quote: 0 | 0x22 | 0x27 = 0;
     let done = false;
     while (!done) {
-      if (quote === 0x22) {
+      if (quote !== 0) {
         if (i >= end) return undefined;
         const c = buf[i] as number;
-        if (c === 0x5c && i + 3 < end && buf[i + 1] === 0x78 && isHex(buf[i + 2] as number) && isHex(buf[i + 3] as number)) {
+        const next = i + 1 < end ? (buf[i + 1] as number) : -1;
+        if (c === 0x5c && quote === 0x22 && next === 0x78 && i + 3 < end && isHex(buf[i + 2] as number) && isHex(buf[i + 3] as number)) {
           token.push(Number.parseInt(buf.toString('latin1', i + 2, i + 4), 16));
           i += 3;
-        } else if (c === 0x5c && i + 1 < end) {
-          const escaped = buf[i + 1] as number;
-          token.push(escapes[escaped] ?? escaped);
+        } else if (c === 0x5c && quote === 0x22 && next !== -1) {
+          token.push(escapes[next] ?? next);
           i++;
-        } else if (c === 0x22) {
-          if (i + 1 < end && !isSpace(buf[i + 1] as number)) return undefined;
-          done = true;
-        } else {
-          token.push(c);
-        }
-        i++;
-      } else if (quote === 0x27) {
-        if (i >= end) return undefined;
-        const c = buf[i] as number;
-        if (c === 0x5c && i + 1 < end && buf[i + 1] === 0x27) {
+        } else if (c === 0x5c && quote === 0x27 && next === 0x27) {
           token.push(0x27);
           i++;
-        } else if (c === 0x27) {
-          if (i + 1 < end && !isSpace(buf[i + 1] as number)) return undefined;
+        } else if (c === quote) {
+          // A closing quote must be followed by whitespace or the end of the line.
+          if (next !== -1 && !isSpace(next)) return undefined;
           done = true;
         } else {
           token.push(c);
