@@ -1,0 +1,431 @@
+import type { Socket } from 'node:net';
+import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
+import { silentLogger } from '@portbind/core';
+import { registerBuiltins } from './builtins.js';
+import { type ClientHost, RespClient, writeFailure, writeResult } from './client.js';
+import { globMatch } from './glob.js';
+import { type Command, parserDefaults, RequestParser } from './parser.js';
+import type { ReplyValue } from './reply.js';
+
+/** A command handler: `argv[0]` is the command name as sent, the arguments follow, binary-safe. */
+export type CommandHandler<Context = Record<string, unknown>> = (
+  client: RespClient<Context>,
+  argv: Command,
+) => ReplyValue | undefined | void | Promise<ReplyValue | undefined | void>;
+
+/** Flags of a command, as Redis's command table has them (the ones that change dispatch). */
+export type CommandFlag =
+  /** Runs before authentication (AUTH, HELLO, QUIT, RESET). */
+  | 'noauth'
+  /** Allowed in RESP2 subscribed mode. */
+  | 'pubsub'
+  /** Runs at once inside MULTI instead of being queued (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET). */
+  | 'nomulti'
+  | 'readonly'
+  | 'write'
+  | 'fast'
+  | 'admin';
+
+export interface CommandOptions {
+  /** Redis arity, the name included: 2 = exactly `GET key`; -2 = at least one argument. */
+  arity: number;
+  flags?: readonly CommandFlag[];
+  /** First key, last key (-1: the last argument), step: for COMMAND INFO and client-side routing. */
+  keys?: readonly [number, number, number];
+  /** For COMMAND DOCS (redis-cli's hints). */
+  summary?: string;
+  group?: string;
+  since?: string;
+}
+
+export interface CommandSpec<Context = Record<string, unknown>> extends CommandOptions {
+  /** Lowercase name. */
+  readonly name: string;
+  readonly handler: CommandHandler<Context>;
+}
+
+export interface RespOptions<Context = Record<string, unknown>> {
+  /** The default user's password, Redis's `requirepass`. Clients must AUTH (or HELLO AUTH) first. */
+  password?: string;
+  /** ACL-style users and their passwords: `AUTH alice secret`. */
+  users?: Readonly<Record<string, string>>;
+  /** Your own credential check (a database, a token service); replaces `password` and `users`. */
+  authenticate?: (user: string, password: string, client: RespClient<Context>) => boolean | Promise<boolean>;
+  /**
+   * Redis's protected mode: with no authentication configured, clients from other hosts than
+   * loopback get `-DENIED …` and are closed. Default true; turn off behind your own firewall.
+   */
+  protectedMode?: boolean;
+  /** Number of databases for SELECT. Default 16. */
+  databases?: number;
+  /** Largest bulk argument (`proto-max-bulk-len`). Default 512 MB. */
+  maxBulkLength?: number;
+  /** Stop reading a client whose unsent replies pass this many bytes (it pipelines without reading). Default 1 MiB. */
+  outputHighWaterMark?: number;
+  /** Redis's `client-output-buffer-limit pubsub`: disconnect a subscriber that falls behind. Default 32 MB hard, 8 MB for 60 s. */
+  pubsubLimits?: { hardBytes: number; softBytes: number; softSeconds: number };
+  /** The version HELLO and INFO report. Default 7.2.0 (clients feature-detect on it). */
+  serverVersion?: string;
+  /** Make the per-connection context. */
+  context?: (conn: Connection) => Context;
+}
+
+const DENIED =
+  "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.";
+
+const PUBSUB_ONLY = 'only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context';
+
+/**
+ * The Redis-protocol adapter: binds `RESP_PORT` (default 6379), `redis://` or `rediss://` with TLS.
+ * Register commands; HELLO, AUTH, PING, ECHO, QUIT, RESET, SELECT, CLIENT, COMMAND, MULTI/EXEC,
+ * WATCH and pub/sub are built in, and each can be replaced by registering the same name.
+ *
+ * ```ts
+ * const resp = respAdapter();
+ * const store = new Map<string, Buffer>();
+ * resp.command('set', { arity: 3, flags: ['write'] }, (_client, [, key, value]) => {
+ *   store.set(key.toString(), Buffer.from(value));
+ *   return OK;
+ * });
+ * resp.command('get', { arity: 2, flags: ['readonly'] }, (_client, [, key]) => store.get(key.toString()) ?? null);
+ * service.bind(resp);
+ * ```
+ */
+export class RespAdapter<Context = Record<string, unknown>> implements Adapter, ClientHost<Context> {
+  readonly name: string = 'resp';
+  readonly scheme: string = 'redis';
+  readonly secureScheme: string = 'rediss';
+  readonly portEnv: string = 'RESP_PORT';
+  readonly defaultPort: number = 6379;
+  /** Redis's defaults: maxclients 10000, timeout 0. */
+  readonly limits = { maxConnections: 10_000, idleTimeoutMs: 0 };
+  readonly options: Readonly<RespOptions<Context>>;
+  readonly outputHighWaterMark: number;
+  readonly databases: number;
+  readonly serverVersion: string;
+  logger: Logger = silentLogger;
+  readonly #commands = new Map<string, CommandSpec<Context>>();
+  readonly #clients = new Map<number, RespClient<Context>>();
+  readonly #channels = new Map<string, Set<RespClient<Context>>>();
+  readonly #patterns = new Map<string, Set<RespClient<Context>>>();
+  readonly #watchers = new Map<string, Set<RespClient<Context>>>();
+  #binding: BindingContext | undefined;
+  #softLimitTimer: NodeJS.Timeout | undefined;
+  #allClosed: (() => void) | undefined;
+
+  constructor(options: RespOptions<Context> = {}) {
+    this.options = options;
+    this.outputHighWaterMark = options.outputHighWaterMark ?? 1024 * 1024;
+    this.databases = options.databases ?? 16;
+    this.serverVersion = options.serverVersion ?? '7.2.0';
+    registerBuiltins(this as unknown as RespAdapter<Record<string, unknown>>);
+  }
+
+  /** Register (or replace) a command. Names are case-insensitive. */
+  command(name: string, options: CommandOptions, handler: CommandHandler<Context>): this {
+    const lower = name.toLowerCase();
+    this.#commands.set(lower, { ...options, name: lower, handler });
+    return this;
+  }
+
+  /** The registered command of that name (lowercase), if any. */
+  lookup(name: string): CommandSpec<Context> | undefined {
+    return this.#commands.get(name.toLowerCase());
+  }
+
+  /** Every registered command. */
+  get commands(): IterableIterator<CommandSpec<Context>> {
+    return this.#commands.values();
+  }
+
+  /** Connected clients by id. */
+  get clients(): ReadonlyMap<number, RespClient<Context>> {
+    return this.#clients;
+  }
+
+  /** True when clients must authenticate (a password, users or a check is configured). */
+  get authConfigured(): boolean {
+    return this.options.password !== undefined || this.options.users !== undefined || this.options.authenticate !== undefined;
+  }
+
+  authRequired(client: RespClient<Context>): boolean {
+    return client.user === undefined && this.authConfigured;
+  }
+
+  /** Check credentials; the default user has the configured `password`. */
+  async checkCredentials(user: string, password: string, client: RespClient<Context>): Promise<boolean> {
+    const { authenticate, users } = this.options;
+    if (authenticate) return authenticate(user, password, client);
+    if (user === 'default') return this.options.password === undefined ? !this.authConfigured : this.options.password === password;
+    return users?.[user] !== undefined && users[user] === password;
+  }
+
+  open(binding: BindingContext): void {
+    this.#binding = binding;
+    this.logger = binding.logger;
+  }
+
+  connection(conn: Connection): void {
+    const socket = conn.socket;
+    if (this.options.protectedMode !== false && !this.authConfigured && !conn.isLoopback) {
+      this.logger.warn({ remoteAddress: conn.remoteAddress }, 'protected mode: refused a non-loopback client');
+      socket.on('error', () => {});
+      socket.end(`-${DENIED}\r\n`);
+      return;
+    }
+    if (this.#binding?.draining) {
+      socket.end();
+      return;
+    }
+    const parser = new RequestParser({ maxBulkLength: this.options.maxBulkLength ?? parserDefaults.maxBulkLength });
+    const context = this.options.context ? this.options.context(conn) : ({} as Context);
+    const client = new RespClient<Context>(conn, this, parser, context);
+    this.#clients.set(client.id, client);
+  }
+
+  refuse(socket: Socket): void {
+    socket.write('-ERR max number of clients reached\r\n');
+  }
+
+  idle(conn: Connection): void {
+    const client = this.#clients.get(conn.id);
+    // Redis never times out subscribers (nor clients blocked in a command).
+    if (client?.subscribed) return;
+    conn.socket.destroy();
+  }
+
+  /** Finish the command each client is running, send its reply, then close. */
+  async drain(signal: AbortSignal): Promise<void> {
+    for (const client of this.#clients.values()) client.closeAfterReply();
+    if (this.#clients.size === 0) return;
+    await new Promise<void>((resolve) => {
+      this.#allClosed = resolve;
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+  }
+
+  url(base: string): string {
+    return base;
+  }
+
+  closed(own: RespClient<Context>): void {
+    this.#clients.delete(own.id);
+    for (const channel of own.channels) this.#leave(this.#channels, channel, own);
+    for (const pattern of own.patterns) this.#leave(this.#patterns, pattern, own);
+    this.unwatch(own);
+    if (this.#clients.size === 0) this.#allClosed?.();
+  }
+
+  /** Dispatch one command, in Redis's order of checks: lookup, arity, auth, MULTI, RESP2 pub/sub. */
+  execute(own: RespClient<Context>, argv: Command): void | Promise<void> {
+    const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
+    const spec = this.#commands.get(name);
+    if (spec === undefined) return this.#reject(own, unknownCommand(argv));
+    if (!arityMatches(spec.arity, argv.length)) return this.#reject(own, `ERR wrong number of arguments for '${spec.name}' command`);
+    const flags = spec.flags ?? [];
+    if (this.authRequired(own) && !flags.includes('noauth')) return this.#reject(own, 'NOAUTH Authentication required.');
+    if (own.multi !== undefined && !flags.includes('nomulti')) {
+      own.multi.push(argv);
+      own.reply.simple('QUEUED');
+      return;
+    }
+    if (own.protocol === 2 && own.subscribed && !flags.includes('pubsub')) {
+      return this.#reject(own, `ERR Can't execute '${spec.name}': ${PUBSUB_ONLY}`);
+    }
+    return this.run(own, spec, argv);
+  }
+
+  /** Run a command's handler and write its result or error (EXEC uses this for queued commands). */
+  run(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void | Promise<void> {
+    client.lastCommand = spec.name;
+    const log = (error: unknown): void => this.logger.error({ err: error, command: spec.name }, 'command handler failed');
+    try {
+      const result = spec.handler(client, argv);
+      if (result instanceof Promise) {
+        return result.then(
+          (value) => writeResult(client, value),
+          (error: unknown) => writeFailure(client, error, log),
+        );
+      }
+      writeResult(client, result);
+    } catch (error) {
+      writeFailure(client, error, log);
+    }
+  }
+
+  #reject(client: RespClient<Context>, message: string): void {
+    if (client.multi !== undefined) client.multiDirty = true;
+    client.reply.error(message);
+  }
+
+  // ---- pub/sub -------------------------------------------------------------------------------
+
+  subscribe(client: RespClient<Context>, channel: string): void {
+    client.channels.add(channel);
+    this.#join(this.#channels, channel, client);
+  }
+
+  unsubscribe(client: RespClient<Context>, channel: string): boolean {
+    if (!client.channels.delete(channel)) return false;
+    this.#leave(this.#channels, channel, client);
+    return true;
+  }
+
+  psubscribe(client: RespClient<Context>, pattern: string): void {
+    client.patterns.add(pattern);
+    this.#join(this.#patterns, pattern, client);
+  }
+
+  punsubscribe(client: RespClient<Context>, pattern: string): boolean {
+    if (!client.patterns.delete(pattern)) return false;
+    this.#leave(this.#patterns, pattern, client);
+    return true;
+  }
+
+  /** Channels with at least one subscriber, optionally matching a glob pattern. */
+  activeChannels(pattern?: string): string[] {
+    const all = [...this.#channels.keys()];
+    return pattern === undefined ? all : all.filter((channel) => globMatch(pattern, channel));
+  }
+
+  subscriberCount(channel: string): number {
+    return this.#channels.get(channel)?.size ?? 0;
+  }
+
+  get patternCount(): number {
+    return this.#patterns.size;
+  }
+
+  /**
+   * Publish a message (also from application code, outside any command). Returns the number of
+   * clients that received it. Subscribers that fall behind past the pub/sub limits are dropped.
+   */
+  publish(channel: string | Buffer, message: string | Buffer): number {
+    const name = typeof channel === 'string' ? channel : channel.toString('latin1');
+    const channelBytes = typeof channel === 'string' ? Buffer.from(channel, 'latin1') : channel;
+    let received = 0;
+    for (const client of this.#channels.get(name) ?? []) {
+      const out = client.pushWriter();
+      out.push(3).bulk('message').bulk(channelBytes).bulk(message);
+      this.#delivered(client);
+      received++;
+    }
+    for (const [pattern, clients] of this.#patterns) {
+      if (!globMatch(pattern, name)) continue;
+      for (const client of clients) {
+        const out = client.pushWriter();
+        out.push(4).bulk('pmessage').bulk(Buffer.from(pattern, 'latin1')).bulk(channelBytes).bulk(message);
+        this.#delivered(client);
+        received++;
+      }
+    }
+    return received;
+  }
+
+  #delivered(client: RespClient<Context>): void {
+    client.flush();
+    const limits = this.options.pubsubLimits ?? { hardBytes: 32 * 1024 * 1024, softBytes: 8 * 1024 * 1024, softSeconds: 60 };
+    const used = client.outputBytes;
+    if (limits.hardBytes > 0 && used >= limits.hardBytes) return this.#overLimit(client, used);
+    if (limits.softBytes > 0 && used >= limits.softBytes) {
+      const now = Date.now();
+      if (client.softLimitSince === 0) {
+        client.softLimitSince = now;
+        this.#watchSoftLimits(limits.softSeconds);
+      } else if (now - client.softLimitSince > limits.softSeconds * 1000) {
+        this.#overLimit(client, used);
+      }
+    } else {
+      client.softLimitSince = 0;
+    }
+  }
+
+  #overLimit(client: RespClient<Context>, used: number): void {
+    this.logger.warn({ client: client.id, outputBytes: used }, 'subscriber closed for overcoming of output buffer limits');
+    client.kill();
+  }
+
+  /** A subscriber over the soft limit is closed after softSeconds even if no new message comes. */
+  #watchSoftLimits(softSeconds: number): void {
+    if (this.#softLimitTimer !== undefined) return;
+    this.#softLimitTimer = setInterval(() => {
+      let over = 0;
+      for (const client of this.#clients.values()) {
+        if (client.softLimitSince === 0) continue;
+        if (client.outputBytes < (this.options.pubsubLimits?.softBytes ?? 8 * 1024 * 1024)) client.softLimitSince = 0;
+        else if (Date.now() - client.softLimitSince > softSeconds * 1000) this.#overLimit(client, client.outputBytes);
+        else over++;
+      }
+      if (over === 0) {
+        clearInterval(this.#softLimitTimer);
+        this.#softLimitTimer = undefined;
+      }
+    }, 1000);
+    this.#softLimitTimer.unref();
+  }
+
+  #join(index: Map<string, Set<RespClient<Context>>>, key: string, client: RespClient<Context>): void {
+    let set = index.get(key);
+    if (set === undefined) {
+      set = new Set();
+      index.set(key, set);
+    }
+    set.add(client);
+  }
+
+  #leave(index: Map<string, Set<RespClient<Context>>>, key: string, client: RespClient<Context>): void {
+    const set = index.get(key);
+    if (set === undefined) return;
+    set.delete(client);
+    if (set.size === 0) index.delete(key);
+  }
+
+  // ---- WATCH ---------------------------------------------------------------------------------
+
+  /** WATCH: the transaction of `client` aborts if `key` in `db` is touched before EXEC. */
+  watch(client: RespClient<Context>, db: number, key: string): void {
+    const id = `${db}\u0000${key}`;
+    client.watched.add(id);
+    this.#join(this.#watchers, id, client);
+  }
+
+  unwatch(client: RespClient<Context>): void {
+    for (const id of client.watched) this.#leave(this.#watchers, id, client);
+    client.watched.clear();
+    client.watchDirty = false;
+  }
+
+  /** Call on every write to a key: transactions watching it will abort (Redis's touchWatchedKey). */
+  touch(db: number, key: string): void {
+    if (this.#watchers.size === 0) return;
+    for (const client of this.#watchers.get(`${db}\u0000${key}`) ?? []) client.watchDirty = true;
+  }
+
+  /** Call when a whole database (or every one, with -1) is flushed. */
+  touchAll(db: number): void {
+    for (const [id, clients] of this.#watchers) {
+      if (db !== -1 && !id.startsWith(`${db}\u0000`)) continue;
+      for (const client of clients) client.watchDirty = true;
+    }
+  }
+}
+
+/** Create a {@link RespAdapter}. */
+export function respAdapter<Context = Record<string, unknown>>(options: RespOptions<Context> = {}): RespAdapter<Context> {
+  return new RespAdapter<Context>(options);
+}
+
+function arityMatches(arity: number, count: number): boolean {
+  return arity >= 0 ? count === arity : count >= -arity;
+}
+
+/** Redis 7's text: the name cut to 128 bytes, then arguments quoted, within a 128-byte budget. */
+function unknownCommand(argv: Command): string {
+  const cut = (buffer: Buffer, max: number): string => {
+    const nul = buffer.indexOf(0);
+    return buffer.toString('latin1', 0, Math.min(nul === -1 ? buffer.length : nul, max));
+  };
+  let args = '';
+  for (let i = 1; i < argv.length && args.length < 128; i++) args += `'${cut(argv[i] as Buffer, 128 - args.length)}' `;
+  return `ERR unknown command '${cut(argv[0] as Buffer, 128)}', with args beginning with: ${args}`;
+}

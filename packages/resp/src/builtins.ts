@@ -1,0 +1,418 @@
+import type { RespAdapter } from './adapter.js';
+import type { RespClient } from './client.js';
+import type { Command } from './parser.js';
+import { OK, RespError, simple } from './reply.js';
+
+// The connection-level commands every Redis client expects, with Redis 7's replies and error
+// texts. Each is registered like a user command, so an application can replace any of them.
+
+type Server = RespAdapter<Record<string, unknown>>;
+type Client = RespClient<Record<string, unknown>>;
+
+const text = (arg: Buffer | undefined): string => (arg === undefined ? '' : arg.toString());
+const upper = (arg: Buffer | undefined): string => (arg === undefined ? '' : arg.toString('latin1').toUpperCase());
+
+const NOT_INTEGER = 'ERR value is not an integer or out of range';
+const WRONGPASS = 'WRONGPASS invalid username-password pair or user is disabled.';
+
+/** Parse an integer argument as Redis does (no spaces, no '+', no leading zeros), or throw its error. */
+export function integerArg(arg: Buffer | undefined, message = NOT_INTEGER): number {
+  const value = arg === undefined ? '' : arg.toString('latin1');
+  if (!/^-?(0|[1-9]\d{0,18})$/.test(value)) throw new RespError(message);
+  const number = Number(value);
+  if (!Number.isSafeInteger(number)) throw new RespError(message);
+  return number;
+}
+
+export function registerBuiltins(server: Server): void {
+  server.command(
+    'ping',
+    { arity: -1, flags: ['pubsub', 'fast'], summary: 'Returns the server’s liveliness response.', group: 'connection' },
+    (client, argv) => {
+      if (argv.length > 2) throw new RespError("ERR wrong number of arguments for 'ping' command");
+      // RESP2 subscribed mode answers with a message-shaped array (server.c, pingCommand).
+      if (client.protocol === 2 && client.subscribed) return ['pong', argv[1] ?? ''];
+      return argv.length === 2 ? (argv[1] as Buffer) : simple('PONG');
+    },
+  );
+
+  server.command(
+    'echo',
+    { arity: 2, flags: ['fast'], summary: 'Returns the given string.', group: 'connection' },
+    (_client, argv) => argv[1] as Buffer,
+  );
+
+  server.command(
+    'quit',
+    { arity: -1, flags: ['noauth', 'pubsub', 'nomulti', 'fast'], summary: 'Closes the connection.', group: 'connection' },
+    (client) => {
+      client.reply.ok();
+      client.closeAfterReply();
+    },
+  );
+
+  server.command(
+    'select',
+    { arity: 2, flags: ['fast'], summary: 'Changes the selected database.', group: 'connection' },
+    (client, argv) => {
+      const db = integerArg(argv[1]);
+      if (db < 0 || db >= server.databases) throw new RespError('ERR DB index is out of range');
+      client.db = db;
+      return OK;
+    },
+  );
+
+  server.command(
+    'auth',
+    { arity: -2, flags: ['noauth', 'fast'], summary: 'Authenticates the connection.', group: 'connection' },
+    async (client, argv) => {
+      if (argv.length > 3) throw new RespError('ERR syntax error');
+      if (argv.length === 2 && server.options.password === undefined && !server.authConfigured) {
+        throw new RespError(
+          'ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?',
+        );
+      }
+      const [user, password] = argv.length === 3 ? [text(argv[1]), text(argv[2])] : ['default', text(argv[1])];
+      if (!(await server.checkCredentials(user, password, client))) throw new RespError(WRONGPASS);
+      client.user = user;
+      return OK;
+    },
+  );
+
+  server.command(
+    'hello',
+    { arity: -1, flags: ['noauth', 'fast'], summary: 'Handshakes with the Redis server.', group: 'connection' },
+    async (client, argv) => {
+      let protocol = client.protocol;
+      if (argv.length >= 2) {
+        const asked = argv[1]?.toString('latin1') ?? '';
+        if (!/^-?(0|[1-9]\d{0,18})$/.test(asked)) throw new RespError('ERR Protocol version is not an integer or out of range');
+        const version = Number(asked);
+        if (version < 2 || version > 3) throw new RespError('NOPROTO unsupported protocol version');
+        protocol = version as 2 | 3;
+      }
+      let credentials: [string, string] | undefined;
+      let name: string | undefined;
+      for (let i = 2; i < argv.length; i++) {
+        const option = upper(argv[i]);
+        const left = argv.length - i - 1;
+        if (option === 'AUTH' && left >= 2) {
+          credentials = [text(argv[i + 1]), text(argv[i + 2])];
+          i += 2;
+        } else if (option === 'SETNAME' && left >= 1) {
+          name = text(argv[i + 1]);
+          checkName(name);
+          i += 1;
+        } else {
+          throw new RespError(`ERR Syntax error in HELLO option '${text(argv[i])}'`);
+        }
+      }
+      if (credentials !== undefined) {
+        if (!(await server.checkCredentials(credentials[0], credentials[1], client))) throw new RespError(WRONGPASS);
+        client.user = credentials[0];
+      }
+      if (server.authRequired(client)) {
+        throw new RespError(
+          'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time',
+        );
+      }
+      if (name !== undefined) client.name = name;
+      // The reply is already in the new protocol (networking.c, helloCommand).
+      client.reply.protocol = protocol;
+      client.reply
+        .map(7)
+        .bulk('server')
+        .bulk('redis')
+        .bulk('version')
+        .bulk(server.serverVersion)
+        .bulk('proto')
+        .integer(protocol)
+        .bulk('id')
+        .integer(client.id)
+        .bulk('mode')
+        .bulk('standalone')
+        .bulk('role')
+        .bulk('master')
+        .bulk('modules')
+        .array(0);
+    },
+  );
+
+  server.command(
+    'reset',
+    { arity: 1, flags: ['noauth', 'pubsub', 'nomulti', 'fast'], summary: 'Resets the connection.', group: 'connection' },
+    (client) => {
+      client.multi = undefined;
+      client.multiDirty = false;
+      server.unwatch(client);
+      for (const channel of [...client.channels]) server.unsubscribe(client, channel);
+      for (const pattern of [...client.patterns]) server.punsubscribe(client, pattern);
+      client.db = 0;
+      client.name = '';
+      client.reply.protocol = 2;
+      if (server.authConfigured) client.user = undefined;
+      return simple('RESET');
+    },
+  );
+
+  registerClient(server);
+  registerCommand(server);
+  registerTransactions(server);
+  registerPubSub(server);
+}
+
+function checkName(name: string): void {
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    if (code < 0x21 || code > 0x7e) throw new RespError('ERR Client names cannot contain spaces, newlines or special characters.');
+  }
+}
+
+function clientLine(server: Server, client: Client): string {
+  const now = Date.now();
+  const fields: Array<[string, string | number]> = [
+    ['id', client.id],
+    ['addr', `${client.conn.remoteAddress ?? 'unix'}:${client.conn.remotePort ?? 0}`],
+    ['laddr', `${client.conn.socket.localAddress ?? ''}:${client.conn.socket.localPort ?? 0}`],
+    ['fd', -1],
+    ['name', client.name],
+    ['age', Math.floor((now - client.conn.openedAt) / 1000)],
+    ['idle', Math.floor((now - client.lastActivity) / 1000)],
+    ['flags', client.subscribed ? 'P' : client.multi !== undefined ? 'x' : 'N'],
+    ['db', client.db],
+    ['sub', client.channels.size],
+    ['psub', client.patterns.size],
+    ['ssub', 0],
+    ['multi', client.multi === undefined ? -1 : client.multi.length],
+    ['qbuf', client.inputBytes],
+    ['obl', client.reply.pending],
+    ['omem', client.outputBytes],
+    ['cmd', client.lastCommand],
+    ['user', client.user ?? 'default'],
+    ['resp', client.protocol],
+    ['lib-name', client.libName],
+    ['lib-ver', client.libVersion],
+  ];
+  void server;
+  return fields.map(([key, value]) => `${key}=${value}`).join(' ');
+}
+
+function registerClient(server: Server): void {
+  const subcommands: Record<string, (client: Client, argv: Command) => unknown> = {
+    ID: (client) => client.id,
+    GETNAME: (client) => (client.name === '' ? null : client.name),
+    SETNAME: (client, argv) => {
+      if (argv.length !== 3) throw new RespError("ERR wrong number of arguments for 'client|setname' command");
+      const name = text(argv[2]);
+      checkName(name);
+      client.name = name;
+      return OK;
+    },
+    SETINFO: (client, argv) => {
+      if (argv.length !== 4) throw new RespError("ERR wrong number of arguments for 'client|setinfo' command");
+      const attribute = upper(argv[2]);
+      const value = text(argv[3]);
+      if (attribute === 'LIB-NAME') client.libName = value;
+      else if (attribute === 'LIB-VER') client.libVersion = value;
+      else throw new RespError(`ERR Unrecognized option '${text(argv[2])}'`);
+      return OK;
+    },
+    INFO: (client) => {
+      client.reply.verbatim(`${clientLine(server, client)}\n`);
+      return undefined;
+    },
+    LIST: (client) => [...server.clients.values()].map((other) => `${clientLine(server, other as Client)}\n`).join(''),
+    KILL: (client, argv) => {
+      // CLIENT KILL addr:port (legacy) or CLIENT KILL ID n / ADDR a:p … (filters).
+      const addressOf = (other: Client): string => `${other.conn.remoteAddress ?? 'unix'}:${other.conn.remotePort ?? 0}`;
+      if (argv.length === 3) {
+        const target = [...server.clients.values()].find((other) => addressOf(other as Client) === text(argv[2]));
+        if (target === undefined) throw new RespError('ERR No such client');
+        target.kill();
+        return OK;
+      }
+      if (argv.length % 2 !== 0) throw new RespError('ERR syntax error');
+      let killed = 0;
+      const filters: Array<(other: Client) => boolean> = [];
+      for (let i = 2; i < argv.length; i += 2) {
+        const filter = upper(argv[i]);
+        const value = text(argv[i + 1]);
+        if (filter === 'ID') {
+          const id = integerArg(argv[i + 1], 'ERR client-id should be greater than 0');
+          filters.push((other) => other.id === id);
+        } else if (filter === 'ADDR') filters.push((other) => addressOf(other) === value);
+        else if (filter === 'USER') filters.push((other) => (other.user ?? 'default') === value);
+        else if (filter === 'SKIPME') filters.push((other) => value.toLowerCase() !== 'yes' || other !== client);
+        else throw new RespError('ERR syntax error');
+      }
+      for (const other of [...server.clients.values()]) {
+        if (filters.every((keep) => keep(other as Client))) {
+          other.kill();
+          killed++;
+        }
+      }
+      return killed;
+    },
+  };
+  server.command('client', { arity: -2, summary: 'A container for client connection commands.', group: 'connection' }, (client, argv) => {
+    const sub = upper(argv[1]);
+    const run = subcommands[sub];
+    if (run === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try CLIENT HELP.`);
+    return run(client, argv) as ReturnType<typeof run> & undefined;
+  });
+}
+
+function registerCommand(server: Server): void {
+  const info = (name: string): unknown[] | null => {
+    const spec = server.lookup(name);
+    if (spec === undefined) return null;
+    const [first, last, step] = spec.keys ?? [0, 0, 0];
+    return [spec.name, spec.arity, new Set((spec.flags ?? []).map((flag) => simple(flag))), first, last, step, [], [], [], []];
+  };
+  const docs = (name: string): [string, Map<string, string>] | undefined => {
+    const spec = server.lookup(name);
+    if (spec === undefined) return undefined;
+    return [
+      spec.name,
+      new Map([
+        ['summary', spec.summary ?? ''],
+        ['since', spec.since ?? '1.0.0'],
+        ['group', spec.group ?? 'generic'],
+      ]),
+    ];
+  };
+  server.command('command', { arity: -1, summary: 'Returns detailed information about all commands.', group: 'server' }, (client, argv) => {
+    const sub = upper(argv[1]);
+    const names = argv.slice(2).map((arg) => text(arg).toLowerCase());
+    const all = [...server.commands].map((spec) => spec.name);
+    if (argv.length === 1) return all.map(info) as never;
+    if (sub === 'COUNT') return all.length;
+    if (sub === 'LIST') return all;
+    if (sub === 'INFO') return (names.length > 0 ? names : all).map(info) as never;
+    if (sub === 'DOCS') {
+      const entries = (names.length > 0 ? names : all).map(docs).filter((entry) => entry !== undefined);
+      client.reply.map(entries.length);
+      for (const [name, doc] of entries) client.reply.bulk(name).map(doc);
+      return undefined;
+    }
+    throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try COMMAND HELP.`);
+  });
+}
+
+function registerTransactions(server: Server): void {
+  server.command('multi', { arity: 1, flags: ['nomulti', 'fast'], summary: 'Starts a transaction.', group: 'transactions' }, (client) => {
+    if (client.multi !== undefined) throw new RespError('ERR MULTI calls can not be nested');
+    client.multi = [];
+    client.multiDirty = false;
+    return OK;
+  });
+  server.command(
+    'discard',
+    { arity: 1, flags: ['nomulti', 'fast'], summary: 'Discards a transaction.', group: 'transactions' },
+    (client) => {
+      if (client.multi === undefined) throw new RespError('ERR DISCARD without MULTI');
+      client.multi = undefined;
+      server.unwatch(client);
+      return OK;
+    },
+  );
+  server.command(
+    'exec',
+    { arity: 1, flags: ['nomulti'], summary: 'Executes all commands in a transaction.', group: 'transactions' },
+    async (client) => {
+      const queued = client.multi;
+      if (queued === undefined) throw new RespError('ERR EXEC without MULTI');
+      client.multi = undefined;
+      const dirty = client.multiDirty;
+      const aborted = client.watchDirty;
+      client.multiDirty = false;
+      server.unwatch(client);
+      if (dirty) throw new RespError('EXECABORT Transaction discarded because of previous errors.');
+      if (aborted) {
+        client.reply.nullArray();
+        return undefined;
+      }
+      client.reply.array(queued.length);
+      for (const argv of queued) {
+        const spec = server.lookup((argv[0] as Buffer).toString('latin1'));
+        if (spec === undefined) continue; // cannot happen: unknown commands make the transaction dirty
+        const pending = server.run(client, spec, argv);
+        if (pending !== undefined) await pending;
+      }
+      return undefined;
+    },
+  );
+  server.command(
+    'watch',
+    { arity: -2, flags: ['nomulti', 'fast'], summary: 'Monitors changes to keys.', group: 'transactions' },
+    (client, argv) => {
+      if (client.multi !== undefined) throw new RespError('ERR WATCH inside MULTI is not allowed');
+      for (const key of argv.slice(1)) server.watch(client, client.db, key.toString('latin1'));
+      return OK;
+    },
+  );
+  server.command('unwatch', { arity: 1, flags: ['fast'], summary: 'Forgets about watched keys.', group: 'transactions' }, (client) => {
+    server.unwatch(client);
+    return OK;
+  });
+}
+
+function registerPubSub(server: Server): void {
+  const confirm = (client: Client, kind: string, name: Buffer | null): void => {
+    client.reply.push(3).bulk(kind);
+    if (name === null) client.reply.null();
+    else client.reply.bulk(name);
+    client.reply.integer(client.channels.size + client.patterns.size);
+  };
+  const group = { group: 'pubsub' };
+  server.command(
+    'subscribe',
+    { arity: -2, flags: ['pubsub'], summary: 'Listens for messages published to channels.', ...group },
+    (client, argv) => {
+      for (const channel of argv.slice(1)) {
+        server.subscribe(client, channel.toString('latin1'));
+        confirm(client, 'subscribe', channel);
+      }
+    },
+  );
+  server.command(
+    'psubscribe',
+    { arity: -2, flags: ['pubsub'], summary: 'Listens for messages published to channels that match patterns.', ...group },
+    (client, argv) => {
+      for (const pattern of argv.slice(1)) {
+        server.psubscribe(client, pattern.toString('latin1'));
+        confirm(client, 'psubscribe', pattern);
+      }
+    },
+  );
+  const leave = (kind: 'unsubscribe' | 'punsubscribe') => (client: Client, argv: Command) => {
+    const current = kind === 'unsubscribe' ? client.channels : client.patterns;
+    const names = argv.length > 1 ? argv.slice(1).map((arg) => arg.toString('latin1')) : [...current];
+    if (names.length === 0) confirm(client, kind, null);
+    for (const name of names) {
+      if (kind === 'unsubscribe') server.unsubscribe(client, name);
+      else server.punsubscribe(client, name);
+      confirm(client, kind, Buffer.from(name, 'latin1'));
+    }
+  };
+  server.command(
+    'unsubscribe',
+    { arity: -1, flags: ['pubsub'], summary: 'Stops listening to messages posted to channels.', ...group },
+    leave('unsubscribe'),
+  );
+  server.command(
+    'punsubscribe',
+    { arity: -1, flags: ['pubsub'], summary: 'Stops listening to messages published to channels that match patterns.', ...group },
+    leave('punsubscribe'),
+  );
+  server.command('publish', { arity: 3, flags: ['fast'], summary: 'Posts a message to a channel.', ...group }, (_client, argv) =>
+    server.publish(argv[1] as Buffer, argv[2] as Buffer),
+  );
+  server.command('pubsub', { arity: -2, summary: 'A container for Pub/Sub commands.', ...group }, (_client, argv) => {
+    const sub = upper(argv[1]);
+    if (sub === 'CHANNELS') return server.activeChannels(argv[2]?.toString('latin1')).map((name) => Buffer.from(name, 'latin1'));
+    if (sub === 'NUMSUB') return argv.slice(2).flatMap((channel) => [channel, server.subscriberCount(channel.toString('latin1'))]);
+    if (sub === 'NUMPAT') return server.patternCount;
+    throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try PUBSUB HELP.`);
+  });
+}

@@ -1,0 +1,90 @@
+/**
+ * Redis's glob-style matching (util.c, stringmatchlen), used by PSUBSCRIBE, KEYS and SCAN MATCH:
+ * `*` any run, `?` one byte, `[abc]`, `[^a-z]` classes, `\x` a literal x. Matching is on bytes
+ * (latin1 strings), case-sensitive. Iterative with backtracking on the last `*`, so a hostile
+ * pattern cannot make it recurse deeply.
+ */
+export function globMatch(pattern: string, text: string): boolean {
+  let p = 0;
+  let t = 0;
+  let starP = -1;
+  let starT = 0;
+  while (t < text.length) {
+    if (p < pattern.length) {
+      const c = pattern[p];
+      if (c === '*') {
+        while (pattern[p + 1] === '*') p++;
+        starP = p++;
+        starT = t;
+        continue;
+      }
+      if (c === '?') {
+        p++;
+        t++;
+        continue;
+      }
+      if (c === '[') {
+        const end = classEnd(pattern, p);
+        if (matchClass(pattern, p + 1, end, text[t] as string)) {
+          p = end + 1;
+          t++;
+          continue;
+        }
+      } else {
+        let literal = c;
+        let width = 1;
+        if (c === '\\' && p + 1 < pattern.length) {
+          literal = pattern[p + 1];
+          width = 2;
+        }
+        if (literal === text[t]) {
+          p += width;
+          t++;
+          continue;
+        }
+      }
+    }
+    if (starP === -1) return false;
+    p = starP + 1;
+    t = ++starT;
+  }
+  while (pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
+/** Index of the `]` closing the class opened at `open` (or the pattern's last index). */
+function classEnd(pattern: string, open: number): number {
+  let i = open + 1;
+  if (pattern[i] === '^') i++;
+  while (i < pattern.length && pattern[i] !== ']') {
+    if (pattern[i] === '\\' && i + 1 < pattern.length) i++;
+    i++;
+  }
+  return Math.min(i, pattern.length - 1);
+}
+
+function matchClass(pattern: string, start: number, end: number, ch: string): boolean {
+  let i = start;
+  let negate = false;
+  if (pattern[i] === '^') {
+    negate = true;
+    i++;
+  }
+  let matched = false;
+  while (i < end) {
+    if (pattern[i] === '\\' && i + 1 < end) {
+      if (pattern[i + 1] === ch) matched = true;
+      i += 2;
+    } else if (i + 2 < end && pattern[i + 1] === '-') {
+      let lo = pattern[i] as string;
+      let hi = pattern[i + 2] as string;
+      if (lo > hi) [lo, hi] = [hi, lo];
+      if (ch >= lo && ch <= hi) matched = true;
+      i += 3;
+    } else {
+      if (pattern[i] === ch) matched = true;
+      i++;
+    }
+  }
+  return negate ? !matched : matched;
+}

@@ -1,0 +1,241 @@
+// The reply side of RESP. Handler code is the same whatever the client negotiated: on RESP2 a map
+// becomes a flat array, a set an array, a double or big number a bulk string, a boolean an
+// integer, a null a null bulk ($-1), a push an array, and attributes are left out — as Redis's
+// addReply* helpers do (networking.c).
+
+/** A reply value a handler can return instead of writing through the {@link ReplyWriter}. */
+export type ReplyValue =
+  | string
+  | Buffer
+  | number
+  | bigint
+  | boolean
+  | null
+  | SimpleString
+  | RespError
+  | readonly ReplyValue[]
+  | ReadonlyMap<ReplyValue, ReplyValue>
+  | ReadonlySet<ReplyValue>;
+
+/** A simple string (`+OK`), as opposed to a bulk string. */
+export class SimpleString {
+  constructor(readonly value: string) {}
+}
+
+/** `+OK`. */
+export const OK = new SimpleString('OK');
+
+/** Shorthand for a simple-string reply value. */
+export function simple(value: string): SimpleString {
+  return new SimpleString(value);
+}
+
+/**
+ * An error reply. The message starts with its code, as Redis's do: `ERR …`, `WRONGTYPE …`,
+ * `NOAUTH …`. Throw it from a handler (or return it) to answer with it; the connection lives on.
+ */
+export class RespError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RespError';
+  }
+
+  /** The error code: the first word of the message. */
+  get code(): string {
+    const space = this.message.indexOf(' ');
+    return space === -1 ? this.message : this.message.slice(0, space);
+  }
+}
+
+const CRLF = '\r\n';
+
+/**
+ * Writes replies into a connection's output, in the protocol version the client negotiated.
+ * Writes are collected and flushed in one socket write per batch of commands.
+ */
+export class ReplyWriter {
+  /** 2 or 3: the protocol the client negotiated with HELLO. */
+  protocol: 2 | 3 = 2;
+  #text = '';
+  #chunks: Buffer[] = [];
+  #length = 0;
+
+  /** Bytes written and not yet flushed. */
+  get pending(): number {
+    return this.#length + this.#text.length;
+  }
+
+  /** `+OK` */
+  simple(value: string): this {
+    return this.#raw(`+${clean(value)}${CRLF}`);
+  }
+
+  /** `+OK` */
+  ok(): this {
+    return this.#raw(`+OK${CRLF}`);
+  }
+
+  /** `-ERR message`: the message starts with its code (`ERR`, `WRONGTYPE`, …). */
+  error(message: string): this {
+    return this.#raw(`-${clean(message)}${CRLF}`);
+  }
+
+  /** `:42` */
+  integer(value: number | bigint): this {
+    return this.#raw(`:${typeof value === 'number' ? Math.trunc(value) : value}${CRLF}`);
+  }
+
+  /** `$3\r\nfoo` — or a null bulk for `null`. */
+  bulk(value: string | Buffer | null): this {
+    if (value === null) return this.null();
+    if (typeof value === 'string') return this.#raw(`$${Buffer.byteLength(value)}${CRLF}${value}${CRLF}`);
+    this.#raw(`$${value.length}${CRLF}`);
+    this.#buffer(value);
+    return this.#raw(CRLF);
+  }
+
+  /** RESP3 `_`, RESP2 `$-1`. */
+  null(): this {
+    return this.#raw(this.protocol === 3 ? `_${CRLF}` : `$-1${CRLF}`);
+  }
+
+  /** RESP3 `_`, RESP2 `*-1` (an aborted EXEC, a blocking pop that timed out). */
+  nullArray(): this {
+    return this.#raw(this.protocol === 3 ? `_${CRLF}` : `*-1${CRLF}`);
+  }
+
+  /** An array header `*N`: write N replies after it. Or give the items. */
+  array(items: number | readonly ReplyValue[]): this {
+    if (typeof items === 'number') return this.#raw(`*${items}${CRLF}`);
+    this.#raw(`*${items.length}${CRLF}`);
+    for (const item of items) this.value(item);
+    return this;
+  }
+
+  /** A map header (`%N`, RESP2 `*2N`): write N keys and values after it. Or give the entries. */
+  map(entries: number | ReadonlyMap<ReplyValue, ReplyValue> | ReadonlyArray<readonly [ReplyValue, ReplyValue]>): this {
+    if (typeof entries === 'number') return this.#raw(this.protocol === 3 ? `%${entries}${CRLF}` : `*${entries * 2}${CRLF}`);
+    const list = entries instanceof Map ? [...entries] : (entries as ReadonlyArray<readonly [ReplyValue, ReplyValue]>);
+    this.map(list.length);
+    for (const [key, value] of list) {
+      this.value(key);
+      this.value(value);
+    }
+    return this;
+  }
+
+  /** A set header (`~N`, RESP2 `*N`). Or give the members. */
+  set(members: number | Iterable<ReplyValue>): this {
+    if (typeof members === 'number') return this.#raw(this.protocol === 3 ? `~${members}${CRLF}` : `*${members}${CRLF}`);
+    const list = [...members];
+    this.set(list.length);
+    for (const member of list) this.value(member);
+    return this;
+  }
+
+  /** RESP3 `,3.14`, RESP2 a bulk string of the same text. */
+  double(value: number): this {
+    const text = formatDouble(value);
+    return this.protocol === 3 ? this.#raw(`,${text}${CRLF}`) : this.bulk(text);
+  }
+
+  /** RESP3 `#t`/`#f`, RESP2 `:1`/`:0`. */
+  boolean(value: boolean): this {
+    if (this.protocol === 3) return this.#raw(value ? `#t${CRLF}` : `#f${CRLF}`);
+    return this.#raw(value ? `:1${CRLF}` : `:0${CRLF}`);
+  }
+
+  /** RESP3 `(12345…`, RESP2 a bulk string of the digits. */
+  bigNumber(value: bigint | string): this {
+    const text = String(value);
+    return this.protocol === 3 ? this.#raw(`(${text}${CRLF}`) : this.bulk(text);
+  }
+
+  /** RESP3 `=N\r\ntxt:…`, RESP2 a plain bulk string of the text. */
+  verbatim(text: string, format = 'txt'): this {
+    if (this.protocol !== 3) return this.bulk(text);
+    return this.#raw(`=${Buffer.byteLength(text) + 4}${CRLF}${format.slice(0, 3).padEnd(3)}:${text}${CRLF}`);
+  }
+
+  /** RESP3 push header `>N` (out-of-band data such as pub/sub messages), RESP2 `*N`. */
+  push(length: number): this {
+    return this.#raw(this.protocol === 3 ? `>${length}${CRLF}` : `*${length}${CRLF}`);
+  }
+
+  /**
+   * RESP3 attributes `|N` before the next reply: write N keys and values after it. Returns
+   * false on RESP2, where attributes do not exist: write nothing then.
+   */
+  attribute(length: number): boolean {
+    if (this.protocol !== 3) return false;
+    this.#raw(`|${length}${CRLF}`);
+    return true;
+  }
+
+  /** Write any {@link ReplyValue}: strings and Buffers as bulk, numbers as integers (doubles when fractional). */
+  value(value: ReplyValue): this {
+    if (value === null) return this.null();
+    if (typeof value === 'string' || Buffer.isBuffer(value)) return this.bulk(value);
+    if (typeof value === 'number') return Number.isInteger(value) ? this.integer(value) : this.double(value);
+    if (typeof value === 'bigint') return this.integer(value);
+    if (typeof value === 'boolean') return this.boolean(value);
+    if (value instanceof SimpleString) return this.simple(value.value);
+    if (value instanceof RespError) return this.error(value.message);
+    if (value instanceof Map) return this.map(value);
+    if (value instanceof Set) return this.set(value);
+    return this.array(value as readonly ReplyValue[]);
+  }
+
+  /** Take what was written, as one Buffer (or undefined when nothing was). */
+  take(): Buffer | undefined {
+    if (this.#text !== '') this.#flushText();
+    if (this.#chunks.length === 0) return undefined;
+    const out = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#length);
+    this.#chunks = [];
+    this.#length = 0;
+    return out;
+  }
+
+  #raw(text: string): this {
+    this.#text += text;
+    return this;
+  }
+
+  #buffer(buffer: Buffer): void {
+    // Small payloads are cheaper copied into the text run than kept as a separate chunk.
+    if (buffer.length < 512 && isAscii(buffer)) {
+      this.#text += buffer.toString('latin1');
+      return;
+    }
+    this.#flushText();
+    this.#chunks.push(buffer);
+    this.#length += buffer.length;
+  }
+
+  #flushText(): void {
+    if (this.#text === '') return;
+    const chunk = Buffer.from(this.#text, 'utf8');
+    this.#chunks.push(chunk);
+    this.#length += chunk.length;
+    this.#text = '';
+  }
+}
+
+function isAscii(buffer: Buffer): boolean {
+  for (let i = 0; i < buffer.length; i++) if ((buffer[i] as number) > 0x7f) return false;
+  return true;
+}
+
+/** Simple strings and errors cannot hold CR or LF: Redis turns them into spaces. */
+function clean(text: string): string {
+  return text.includes('\r') || text.includes('\n') ? text.replace(/[\r\n]/g, ' ') : text;
+}
+
+/** A double as Redis 7 prints it: `inf`, `-inf`, `nan`, integers without a fraction, else the shortest round-trip text. */
+export function formatDouble(value: number): string {
+  if (Number.isNaN(value)) return 'nan';
+  if (value === Number.POSITIVE_INFINITY) return 'inf';
+  if (value === Number.NEGATIVE_INFINITY) return '-inf';
+  if (Number.isInteger(value) && Math.abs(value) < 1e17) return Object.is(value, -0) ? '-0' : value.toFixed(0);
+  return String(value).replace('e+', 'e');
+}
