@@ -11,6 +11,7 @@ import type { ReplyValue } from './reply.js';
 export type CommandHandler<Context = Record<string, unknown>> = (
   client: RespClient<Context>,
   argv: Command,
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing (it wrote its reply itself)
 ) => ReplyValue | undefined | void | Promise<ReplyValue | undefined | void>;
 
 /** Flags of a command, as Redis's command table has them (the ones that change dispatch). */
@@ -220,17 +221,27 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   execute(own: RespClient<Context>, argv: Command): void | Promise<void> {
     const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
     const spec = this.#commands.get(name);
-    if (spec === undefined) return this.#reject(own, unknownCommand(argv));
-    if (!arityMatches(spec.arity, argv.length)) return this.#reject(own, `ERR wrong number of arguments for '${spec.name}' command`);
+    if (spec === undefined) {
+      this.#reject(own, unknownCommand(argv));
+      return;
+    }
+    if (!arityMatches(spec.arity, argv.length)) {
+      this.#reject(own, `ERR wrong number of arguments for '${spec.name}' command`);
+      return;
+    }
     const flags = spec.flags ?? [];
-    if (this.authRequired(own) && !flags.includes('noauth')) return this.#reject(own, 'NOAUTH Authentication required.');
+    if (this.authRequired(own) && !flags.includes('noauth')) {
+      this.#reject(own, 'NOAUTH Authentication required.');
+      return;
+    }
     if (own.multi !== undefined && !flags.includes('nomulti')) {
       own.multi.push(argv);
       own.reply.simple('QUEUED');
       return;
     }
     if (own.protocol === 2 && own.subscribed && !flags.includes('pubsub')) {
-      return this.#reject(own, `ERR Can't execute '${spec.name}': ${PUBSUB_ONLY}`);
+      this.#reject(own, `ERR Can't execute '${spec.name}': ${PUBSUB_ONLY}`);
+      return;
     }
     return this.run(own, spec, argv);
   }
@@ -326,7 +337,10 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     client.flush();
     const limits = this.options.pubsubLimits ?? { hardBytes: 32 * 1024 * 1024, softBytes: 8 * 1024 * 1024, softSeconds: 60 };
     const used = client.outputBytes;
-    if (limits.hardBytes > 0 && used >= limits.hardBytes) return this.#overLimit(client, used);
+    if (limits.hardBytes > 0 && used >= limits.hardBytes) {
+      this.#overLimit(client, used);
+      return;
+    }
     if (limits.softBytes > 0 && used >= limits.softBytes) {
       const now = Date.now();
       if (client.softLimitSince === 0) {

@@ -221,7 +221,7 @@ function registerClient(server: Server): void {
       client.reply.verbatim(`${clientLine(server, client)}\n`);
       return undefined;
     },
-    LIST: (client) => [...server.clients.values()].map((other) => `${clientLine(server, other as Client)}\n`).join(''),
+    LIST: () => [...server.clients.values()].map((other) => `${clientLine(server, other as Client)}\n`).join(''),
     KILL: (client, argv) => {
       // CLIENT KILL addr:port (legacy) or CLIENT KILL ID n / ADDR a:p … (filters).
       const addressOf = (other: Client): string => `${other.conn.remoteAddress ?? 'unix'}:${other.conn.remotePort ?? 0}`;

@@ -190,6 +190,7 @@ export class RespClient<Context = Record<string, unknown>> {
 }
 
 /** Encode a handler's result, or its error, as the command's reply. */
+// biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing
 export function writeResult<C>(client: RespClient<C>, result: ReplyValue | undefined | void): void {
   if (result !== undefined) client.reply.value(result);
 }
