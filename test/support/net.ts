@@ -34,7 +34,7 @@ export async function rawExchange(port: number, bytes: string | Buffer, timeoutM
   return outcome;
 }
 
-/** Resolves with the first `bytes` received or when the data matches `pattern`. */
+/** Resolves with what was received once it matches `pattern`; later bytes wait for the next reader. */
 export function readUntil(socket: Socket, pattern: RegExp, timeoutMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';
@@ -52,8 +52,11 @@ export function readUntil(socket: Socket, pattern: RegExp, timeoutMs = 10_000): 
     const cleanup = (): void => {
       clearTimeout(timer);
       socket.off('data', onData);
+      // Keep later bytes in the socket until the next reader attaches, instead of losing them.
+      socket.pause();
     };
     socket.on('data', onData);
+    socket.resume();
   });
 }
 
