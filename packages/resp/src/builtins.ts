@@ -155,6 +155,46 @@ export function registerBuiltins(server: Server): void {
     },
   );
 
+  server.command(
+    'info',
+    { arity: -1, summary: 'Returns information and statistics about the server.', group: 'server' },
+    (client, argv) => {
+      // Enough for clients' ready checks (ioredis reads `loading:0`) and for humans; an
+      // application adds its own sections by registering INFO itself.
+      const wanted = new Set(argv.slice(1).map((arg) => arg.toString('latin1').toLowerCase()));
+      const all = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default');
+      const sections: Array<[string, Array<[string, string | number]>]> = [
+        [
+          'server',
+          [
+            ['redis_version', server.serverVersion],
+            ['redis_mode', 'standalone'],
+            ['os', `${process.platform} ${process.arch}`],
+            ['process_id', process.pid],
+            ['uptime_in_seconds', Math.floor(process.uptime())],
+          ],
+        ],
+        ['clients', [['connected_clients', server.clients.size]]],
+        ['persistence', [['loading', 0]]],
+        [
+          'replication',
+          [
+            ['role', 'master'],
+            ['connected_slaves', 0],
+          ],
+        ],
+      ];
+      const body = sections
+        .filter(([name]) => all || wanted.has(name))
+        .map(
+          ([name, fields]) =>
+            `# ${name[0]?.toUpperCase()}${name.slice(1)}\r\n${fields.map(([key, value]) => `${key}:${value}\r\n`).join('')}`,
+        )
+        .join('\r\n');
+      client.reply.verbatim(body);
+    },
+  );
+
   registerClient(server);
   registerCommand(server);
   registerTransactions(server);
