@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { portOf, selfSignedCert } from '../../../test/support/net.js';
-import { integerArg, OK, type RespAdapter, RespError, respAdapter } from '../src/index.js';
+import { integerArg, OK, type RespAdapter, RespError, type RespOptions, respAdapter } from '../src/index.js';
 
 // Real Redis clients against a small store built on the adapter: redis-cli and redis-benchmark
 // (Debian's redis-tools), ioredis 6 and node-redis 6 on RESP3 (their default) and RESP2.
@@ -25,7 +25,10 @@ function withStore(resp: RespAdapter): void {
   const dbs = new Map<number, Map<string, Buffer | Map<string, Buffer>>>();
   const db = (n: number) => {
     let map = dbs.get(n);
-    if (map === undefined) dbs.set(n, (map = new Map()));
+    if (map === undefined) {
+      map = new Map();
+      dbs.set(n, map);
+    }
     return map;
   };
   const wrongType = new RespError('WRONGTYPE Operation against a key holding the wrong kind of value');
@@ -52,8 +55,11 @@ function withStore(resp: RespAdapter): void {
   });
   resp.command('hset', { arity: -4, flags: ['write'], keys: [1, 1, 1] }, (client, [, key, ...pairs]) => {
     let hash = db(client.db).get(String(key));
-    if (hash instanceof Buffer) throw wrongType;
-    if (hash === undefined) db(client.db).set(String(key), (hash = new Map()));
+    if (hash !== undefined && !(hash instanceof Map)) throw wrongType;
+    if (hash === undefined) {
+      hash = new Map();
+      db(client.db).set(String(key), hash);
+    }
     let added = 0;
     for (let i = 0; i + 1 < pairs.length; i += 2) {
       if (!hash.has(String(pairs[i]))) added++;
@@ -63,12 +69,12 @@ function withStore(resp: RespAdapter): void {
   });
   resp.command('hgetall', { arity: 2, flags: ['readonly'], keys: [1, 1, 1] }, (client, [, key]) => {
     const hash = db(client.db).get(String(key));
-    if (hash instanceof Buffer) throw wrongType;
+    if (hash !== undefined && !(hash instanceof Map)) throw wrongType;
     client.reply.map(new Map([...(hash ?? new Map<string, Buffer>())]));
   });
 }
 
-async function start(options: Parameters<typeof respAdapter>[0] = {}, bind: Parameters<PortService['bind']>[1] = {}) {
+async function start(options: RespOptions = {}, bind: Parameters<PortService['bind']>[1] = {}) {
   const resp = respAdapter(options);
   withStore(resp);
   const service = new PortService({ env: {} });
