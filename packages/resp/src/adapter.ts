@@ -45,6 +45,14 @@ export interface CommandSpec<Context = Record<string, unknown>> extends CommandO
   readonly handler: CommandHandler<Context>;
 }
 
+/** A command as dispatch needs it: flags looked up once, at registration. */
+interface Entry<Context> {
+  readonly spec: CommandSpec<Context>;
+  readonly noauth: boolean;
+  readonly pubsub: boolean;
+  readonly nomulti: boolean;
+}
+
 export interface RespOptions<Context = Record<string, unknown>> {
   /** The default user's password, Redis's `requirepass`. Clients must AUTH (or HELLO AUTH) first. */
   password?: string;
@@ -106,6 +114,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly serverVersion: string;
   logger: Logger = silentLogger;
   readonly #commands = new Map<string, CommandSpec<Context>>();
+  /** Lookup by the name as clients send it: lowercase and UPPERCASE hit without a case conversion. */
+  readonly #dispatch = new Map<string, Entry<Context>>();
   readonly #clients = new Map<number, RespClient<Context>>();
   readonly #channels = new Map<string, Set<RespClient<Context>>>();
   readonly #patterns = new Map<string, Set<RespClient<Context>>>();
@@ -125,7 +135,12 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /** Register (or replace) a command. Names are case-insensitive. */
   command(name: string, options: CommandOptions, handler: CommandHandler<Context>): this {
     const lower = name.toLowerCase();
-    this.#commands.set(lower, { ...options, name: lower, handler });
+    const spec: CommandSpec<Context> = { ...options, name: lower, handler };
+    const flags = options.flags ?? [];
+    const entry = { spec, noauth: flags.includes('noauth'), pubsub: flags.includes('pubsub'), nomulti: flags.includes('nomulti') };
+    this.#commands.set(lower, spec);
+    this.#dispatch.set(lower, entry);
+    this.#dispatch.set(lower.toUpperCase(), entry);
     return this;
   }
 
@@ -219,27 +234,28 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 
   /** Dispatch one command, in Redis's order of checks: lookup, arity, auth, MULTI, RESP2 pub/sub. */
   execute(own: RespClient<Context>, argv: Command): void | Promise<void> {
-    const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
-    const spec = this.#commands.get(name);
-    if (spec === undefined) {
+    const sent = (argv[0] as Buffer).toString('latin1');
+    const entry = this.#dispatch.get(sent) ?? this.#dispatch.get(sent.toLowerCase());
+    if (entry === undefined) {
       this.#reject(own, unknownCommand(argv));
       return;
     }
-    if (!arityMatches(spec.arity, argv.length)) {
+    const spec = entry.spec;
+    const arity = spec.arity;
+    if (arity >= 0 ? argv.length !== arity : argv.length < -arity) {
       this.#reject(own, `ERR wrong number of arguments for '${spec.name}' command`);
       return;
     }
-    const flags = spec.flags ?? [];
-    if (this.authRequired(own) && !flags.includes('noauth')) {
+    if (!entry.noauth && own.user === undefined && this.authConfigured) {
       this.#reject(own, 'NOAUTH Authentication required.');
       return;
     }
-    if (own.multi !== undefined && !flags.includes('nomulti')) {
+    if (own.multi !== undefined && !entry.nomulti) {
       own.multi.push(argv);
       own.reply.simple('QUEUED');
       return;
     }
-    if (own.protocol === 2 && own.subscribed && !flags.includes('pubsub')) {
+    if (!entry.pubsub && own.protocol === 2 && own.subscribed) {
       this.#reject(own, `ERR Can't execute '${spec.name}': ${PUBSUB_ONLY}`);
       return;
     }
@@ -427,10 +443,6 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 /** Create a {@link RespAdapter}. */
 export function respAdapter<Context = Record<string, unknown>>(options: RespOptions<Context> = {}): RespAdapter<Context> {
   return new RespAdapter<Context>(options);
-}
-
-function arityMatches(arity: number, count: number): boolean {
-  return arity >= 0 ? count === arity : count >= -arity;
 }
 
 /** Redis 7's text: the name cut to 128 bytes, then arguments quoted, within a 128-byte budget. */

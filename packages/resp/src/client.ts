@@ -61,6 +61,7 @@ export class RespClient<Context = Record<string, unknown>> {
     this.context = context;
     const socket = conn.socket;
     socket.on('data', (chunk: Buffer) => {
+      this.lastActivity = Date.now();
       this.#parser.push(chunk);
       this.#pump();
     });
@@ -161,7 +162,6 @@ export class RespClient<Context = Record<string, unknown>> {
         return;
       }
       if (argv === undefined) break;
-      this.lastActivity = Date.now();
       const pending = this.#host.execute(this, argv);
       if (pending !== undefined) {
         this.#write(this.reply.take()); // replies before this command go out now

@@ -213,10 +213,13 @@ export class RequestParser {
    * NUL before the terminator means "not found yet", until the 64 KiB limit ends the wait.
    */
   #find(byte: number): number {
-    const at = this.#buf.indexOf(byte, this.#pos);
+    const buf = this.#buf;
+    const at = buf.indexOf(byte, this.#pos);
     if (at === -1) return -1;
-    const nul = this.#buf.indexOf(NUL, this.#pos);
-    return nul !== -1 && nul < at ? -1 : at;
+    // Header lines are short: a byte loop up to the terminator beats a second indexOf that
+    // would scan the rest of the buffer.
+    for (let i = this.#pos; i < at; i++) if (buf[i] === NUL) return -1;
+    return at;
   }
 }
 
@@ -239,16 +242,25 @@ export function parseInteger(buf: Buffer, start: number, end: number): number | 
   const first = buf[i] as number;
   if (first === 0x30) return length === 1 ? 0 : undefined;
   if (first < 0x31 || first > 0x39) return undefined;
-  for (let j = i + 1; j < end; j++) {
+  if (end - i >= 16) return parseLong(buf, start, end, i);
+  // Up to 15 digits: exact in a double, no string needed (this runs twice per argument).
+  let value = 0;
+  for (let j = i; j < end; j++) {
+    const digit = (buf[j] as number) - 0x30;
+    if (digit < 0 || digit > 9) return undefined;
+    value = value * 10 + digit;
+  }
+  return negative ? -value : value;
+}
+
+function parseLong(buf: Buffer, start: number, end: number, digits: number): number | undefined {
+  for (let j = digits; j < end; j++) {
     const digit = buf[j] as number;
     if (digit < 0x30 || digit > 0x39) return undefined;
   }
-  const text = buf.toString('latin1', start, end);
-  if (end - i >= 19) {
-    const big = BigInt(text);
-    if (big > 9223372036854775807n || big < -9223372036854775808n) return undefined;
-  }
-  return Number(text);
+  const big = BigInt(buf.toString('latin1', start, end));
+  if (big > 9223372036854775807n || big < -9223372036854775808n) return undefined;
+  return Number(big);
 }
 
 const isSpace = (byte: number): boolean => byte === 0x20 || (byte >= 0x09 && byte <= 0x0d);
