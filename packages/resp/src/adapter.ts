@@ -120,6 +120,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly #channels = new Map<string, Set<RespClient<Context>>>();
   readonly #patterns = new Map<string, Set<RespClient<Context>>>();
   readonly #watchers = new Map<string, Set<RespClient<Context>>>();
+  readonly #authConfigured: boolean;
+  readonly #logFailure = (error: unknown, command: string): void => this.logger.error({ err: error, command }, 'command handler failed');
   #binding: BindingContext | undefined;
   #softLimitTimer: NodeJS.Timeout | undefined;
   #allClosed: (() => void) | undefined;
@@ -129,6 +131,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     this.outputHighWaterMark = options.outputHighWaterMark ?? 1024 * 1024;
     this.databases = options.databases ?? 16;
     this.serverVersion = options.serverVersion ?? '7.2.0';
+    this.#authConfigured = options.password !== undefined || options.users !== undefined || options.authenticate !== undefined;
     registerBuiltins(this as unknown as RespAdapter<Record<string, unknown>>);
   }
 
@@ -161,11 +164,11 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 
   /** True when clients must authenticate (a password, users or a check is configured). */
   get authConfigured(): boolean {
-    return this.options.password !== undefined || this.options.users !== undefined || this.options.authenticate !== undefined;
+    return this.#authConfigured;
   }
 
   authRequired(client: RespClient<Context>): boolean {
-    return client.user === undefined && this.authConfigured;
+    return this.#authConfigured && client.user === undefined;
   }
 
   /** Check credentials; the default user has the configured `password`. */
@@ -246,7 +249,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       this.#reject(own, `ERR wrong number of arguments for '${spec.name}' command`);
       return;
     }
-    if (!entry.noauth && own.user === undefined && this.authConfigured) {
+    if (!entry.noauth && this.#authConfigured && own.user === undefined) {
       this.#reject(own, 'NOAUTH Authentication required.');
       return;
     }
@@ -265,19 +268,20 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /** Run a command's handler and write its result or error (EXEC uses this for queued commands). */
   run(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void | Promise<void> {
     client.lastCommand = spec.name;
-    const log = (error: unknown): void => this.logger.error({ err: error, command: spec.name }, 'command handler failed');
+    let result: ReturnType<CommandHandler<Context>>;
     try {
-      const result = spec.handler(client, argv);
-      if (result instanceof Promise) {
-        return result.then(
-          (value) => writeResult(client, value),
-          (error: unknown) => writeFailure(client, error, log),
-        );
-      }
-      writeResult(client, result);
+      result = spec.handler(client, argv);
     } catch (error) {
-      writeFailure(client, error, log);
+      writeFailure(client, error, spec.name, this.#logFailure);
+      return;
     }
+    if (result instanceof Promise) {
+      return result.then(
+        (value) => writeResult(client, value),
+        (error: unknown) => writeFailure(client, error, spec.name, this.#logFailure),
+      );
+    }
+    if (result !== undefined) client.reply.value(result);
   }
 
   #reject(client: RespClient<Context>, message: string): void {

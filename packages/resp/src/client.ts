@@ -119,8 +119,10 @@ export class RespClient<Context = Record<string, unknown>> {
     this.#write(this.reply.take());
   }
 
-  #write(out: Buffer | undefined): void {
-    if (out !== undefined && !this.conn.socket.destroyed) this.conn.socket.write(out);
+  #write(out: string | Buffer | undefined): void {
+    if (out === undefined || this.conn.socket.destroyed) return;
+    if (typeof out === 'string') this.conn.socket.write(out, 'latin1');
+    else this.conn.socket.write(out);
   }
 
   /** Close once the replies written so far are sent (QUIT, a protocol error, a drain). */
@@ -142,11 +144,12 @@ export class RespClient<Context = Record<string, unknown>> {
   #pump(): void {
     if (this.#busy) return;
     const socket = this.conn.socket;
+    const mark = this.#host.outputHighWaterMark;
     while (!this.#closing) {
       // Backpressure: a client that pipelines without reading stops being read past the mark.
-      if (this.outputBytes > this.#host.outputHighWaterMark) {
+      if (this.reply.pending > mark || socket.writableLength > mark) {
         this.flush();
-        if (socket.writableLength > this.#host.outputHighWaterMark) {
+        if (socket.writableLength > mark) {
           this.#paused = true;
           socket.pause();
           return;
@@ -173,8 +176,12 @@ export class RespClient<Context = Record<string, unknown>> {
         return;
       }
     }
-    this.flush();
-    if (this.#closing && !socket.destroyed) socket.end();
+    if (this.#closing) {
+      this.flush();
+      if (!socket.destroyed) socket.end();
+      return;
+    }
+    flushSoon(this);
   }
 
   #resume(): void {
@@ -189,17 +196,41 @@ export class RespClient<Context = Record<string, unknown>> {
   }
 }
 
+// Replies are written once per event-loop turn, after every client that had input in that turn
+// ran its commands, as Redis writes in beforeSleep: the peers are woken once per turn, not once
+// per read, which is what keeps a loaded server's throughput up.
+const toFlush = new Set<{ flush(): void }>();
+let flushScheduled = false;
+
+function flushSoon(client: { flush(): void }): void {
+  toFlush.add(client);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(flushAll);
+}
+
+function flushAll(): void {
+  flushScheduled = false;
+  for (const client of toFlush) client.flush();
+  toFlush.clear();
+}
+
 /** Encode a handler's result, or its error, as the command's reply. */
 // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing
 export function writeResult<C>(client: RespClient<C>, result: ReplyValue | undefined | void): void {
   if (result !== undefined) client.reply.value(result);
 }
 
-export function writeFailure<C>(client: RespClient<C>, error: unknown, log: (error: unknown) => void): void {
+export function writeFailure<C>(
+  client: RespClient<C>,
+  error: unknown,
+  command: string,
+  log: (error: unknown, command: string) => void,
+): void {
   if (error instanceof RespError) {
     client.reply.error(error.message);
     return;
   }
-  log(error);
+  log(error, command);
   client.reply.error(`ERR ${error instanceof Error ? error.message : String(error)}`);
 }

@@ -157,7 +157,7 @@ export class RequestParser {
 
   /** `*<n>\r\n`: the argument count, or undefined while incomplete. */
   #multibulkHeader(authRequired: boolean): number | undefined {
-    const cr = this.#find(CR);
+    const cr = this.#findCR();
     if (cr === -1) {
       if (this.#buf.length - this.#pos > this.limits.maxInlineLength) throw new ProtocolError('too big mbulk count string');
       return this.#wait(0, CR);
@@ -173,7 +173,7 @@ export class RequestParser {
 
   /** `$<len>\r\n`: sets #bulkLength; false while incomplete. */
   #bulkHeader(authRequired: boolean): boolean {
-    const cr = this.#find(CR);
+    const cr = this.#findCR();
     if (cr === -1) {
       if (this.#buf.length - this.#pos > this.limits.maxInlineLength) throw new ProtocolError('too big bulk count string');
       this.#wait(0, CR);
@@ -206,6 +206,18 @@ export class RequestParser {
     if (args === undefined) throw new ProtocolError('unbalanced quotes in request');
     this.#pos = lf + 1;
     return args;
+  }
+
+  /** #find(CR) for header lines, which are short: a JS loop beats a native indexOf call there. */
+  #findCR(): number {
+    const buf = this.#buf;
+    const end = Math.min(buf.length, this.#pos + 32);
+    for (let i = this.#pos; i < end; i++) {
+      const byte = buf[i];
+      if (byte === CR) return i;
+      if (byte === NUL) return -1;
+    }
+    return end === buf.length ? -1 : this.#find(CR);
   }
 
   /**

@@ -57,6 +57,8 @@ export class ReplyWriter {
   /** 2 or 3: the protocol the client negotiated with HELLO. */
   protocol: 2 | 3 = 2;
   #text = '';
+  /** False once #text holds a non-ASCII character: then it must go out as UTF-8. */
+  #latin1 = true;
   #chunks: Buffer[] = [];
   #length = 0;
 
@@ -67,7 +69,7 @@ export class ReplyWriter {
 
   /** `+OK` */
   simple(value: string): this {
-    return this.#raw(`+${clean(value)}${CRLF}`);
+    return this.#text8(`+${clean(value)}${CRLF}`);
   }
 
   /** `+OK` */
@@ -77,7 +79,7 @@ export class ReplyWriter {
 
   /** `-ERR message`: the message starts with its code (`ERR`, `WRONGTYPE`, …). */
   error(message: string): this {
-    return this.#raw(`-${clean(message)}${CRLF}`);
+    return this.#text8(`-${clean(message)}${CRLF}`);
   }
 
   /** `:42` */
@@ -88,7 +90,11 @@ export class ReplyWriter {
   /** `$3\r\nfoo` — or a null bulk for `null`. */
   bulk(value: string | Buffer | null): this {
     if (value === null) return this.null();
-    if (typeof value === 'string') return this.#raw(`$${Buffer.byteLength(value)}${CRLF}${value}${CRLF}`);
+    if (typeof value === 'string') {
+      const length = Buffer.byteLength(value);
+      if (length !== value.length) this.#latin1 = false;
+      return this.#raw(`$${length}${CRLF}${value}${CRLF}`);
+    }
     this.#raw(`$${value.length}${CRLF}`);
     this.#buffer(value);
     return this.#raw(CRLF);
@@ -154,7 +160,7 @@ export class ReplyWriter {
   /** RESP3 `=N\r\ntxt:…`, RESP2 a plain bulk string of the text. */
   verbatim(text: string, format = 'txt'): this {
     if (this.protocol !== 3) return this.bulk(text);
-    return this.#raw(`=${Buffer.byteLength(text) + 4}${CRLF}${format.slice(0, 3).padEnd(3)}:${text}${CRLF}`);
+    return this.#text8(`=${Buffer.byteLength(text) + 4}${CRLF}${format.slice(0, 3).padEnd(3)}:${text}${CRLF}`);
   }
 
   /** RESP3 push header `>N` (out-of-band data such as pub/sub messages), RESP2 `*N`. */
@@ -174,6 +180,8 @@ export class ReplyWriter {
 
   /** Write any {@link ReplyValue}: strings and Buffers as bulk, numbers as integers (doubles when fractional). */
   value(value: ReplyValue): this {
+    if (value === OK) return this.#raw(`+OK${CRLF}`);
+    if (Buffer.isBuffer(value)) return this.bulk(value);
     if (value === null) return this.null();
     if (typeof value === 'string' || Buffer.isBuffer(value)) return this.bulk(value);
     if (typeof value === 'number') return Number.isInteger(value) ? this.integer(value) : this.double(value);
@@ -186,14 +194,30 @@ export class ReplyWriter {
     return this.array(value as readonly ReplyValue[]);
   }
 
-  /** Take what was written, as one Buffer (or undefined when nothing was). */
-  take(): Buffer | undefined {
-    if (this.#text !== '') this.#flushText();
-    if (this.#chunks.length === 0) return undefined;
+  /**
+   * Take what was written: a latin1 string when it is plain text (most replies: the socket
+   * encodes it without a Buffer allocation here), else one Buffer; undefined when nothing was.
+   */
+  take(): string | Buffer | undefined {
+    if (this.#chunks.length === 0) {
+      const text = this.#text;
+      if (text === '') return undefined;
+      this.#text = '';
+      if (this.#latin1) return text;
+      this.#latin1 = true;
+      return Buffer.from(text, 'utf8');
+    }
+    this.#flushText();
     const out = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#length);
     this.#chunks = [];
     this.#length = 0;
     return out;
+  }
+
+  /** Text that may hold non-ASCII characters (they go out as UTF-8). */
+  #text8(text: string): this {
+    if (this.#latin1 && nonAscii.test(text)) this.#latin1 = false;
+    return this.#raw(text);
   }
 
   #raw(text: string): this {
@@ -214,12 +238,16 @@ export class ReplyWriter {
 
   #flushText(): void {
     if (this.#text === '') return;
-    const chunk = Buffer.from(this.#text, 'utf8');
+    const chunk = Buffer.from(this.#text, this.#latin1 ? 'latin1' : 'utf8');
+    this.#latin1 = true;
     this.#chunks.push(chunk);
     this.#length += chunk.length;
     this.#text = '';
   }
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the range is every ASCII character, on purpose
+const nonAscii = /[^\x00-\x7f]/;
 
 function isAscii(buffer: Buffer): boolean {
   for (let i = 0; i < buffer.length; i++) if ((buffer[i] as number) > 0x7f) return false;
