@@ -1,10 +1,11 @@
 import { PortService, type PortServiceOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
+import { globMatch, OK, respAdapter } from '@portbind/resp';
 import { wsEndpoint } from '@portbind/ws';
 import { page } from './page.js';
 
 /**
- * The demo service: one HTTP binding (PORT, default 5000) that serves
+ * The demo service. One HTTP binding (PORT, default 5000) serves
  *   GET  /                 a page that talks to the channels below
  *   GET  /livez, /readyz   health (readiness turns 503 while draining)
  *   GET  /api/hello?name=  a JSON greeting
@@ -13,6 +14,10 @@ import { page } from './page.js';
  *   GET  /api/slow?ms=     answers after ms (at most 30 s): try a SIGTERM meanwhile
  *   WS   /ws/echo          sends each message back to its sender
  *   WS   /ws/broadcast     sends each message to every peer
+ *   GET  /api/notes        the notes, as JSON;  PUT /api/notes/NAME sets one (the body)
+ * and one RESP binding (RESP_PORT, default 6379) speaks Redis to the same state:
+ *   GET, SET, DEL, KEYS on the notes; PUBLISH broadcast MSG reaches the WebSocket peers,
+ *   and SUBSCRIBE broadcast hears what they say.
  */
 export function createApp(options: PortServiceOptions = {}): PortService {
   const started = Date.now();
@@ -24,7 +29,27 @@ export function createApp(options: PortServiceOptions = {}): PortService {
   const broadcast = wsEndpoint({
     message: (_conn, data, isBinary) => {
       broadcast.broadcast(isBinary ? (data as Buffer) : data.toString());
+      resp.publish('broadcast', isBinary ? (data as Buffer) : data.toString());
     },
+  });
+
+  // The notes, shared by the JSON API and the Redis protocol.
+  const notes = new Map<string, string>();
+  const resp = respAdapter();
+  resp.command('get', { arity: 2, flags: ['readonly'] }, (_client, [, key]) => notes.get(String(key)) ?? null);
+  resp.command('set', { arity: 3, flags: ['write'] }, (_client, [, key, value]) => {
+    notes.set(String(key), String(value));
+    return OK;
+  });
+  resp.command('del', { arity: -2, flags: ['write'] }, (_client, [, ...keys]) => keys.filter((key) => notes.delete(String(key))).length);
+  resp.command('keys', { arity: 2, flags: ['readonly'] }, (_client, [, pattern]) =>
+    [...notes.keys()].filter((key) => globMatch(String(pattern), key)),
+  );
+  // PUBLISH reaches Redis subscribers as usual, and the WebSocket peers for the channel "broadcast".
+  resp.command('publish', { arity: 3, flags: ['fast'] }, (_client, [, channel, message]) => {
+    let received = resp.publish(channel as Buffer, message as Buffer);
+    if (String(channel) === 'broadcast') received += broadcast.broadcast(String(message));
+    return received;
   });
 
   const http = httpAdapter({
@@ -48,12 +73,18 @@ export function createApp(options: PortServiceOptions = {}): PortService {
             uptimeMs: Date.now() - started,
             peers: { echo: echo.clients.size, broadcast: broadcast.clients.size },
           });
+        case 'GET /api/notes':
+          return Response.json(Object.fromEntries(notes));
         case 'GET /api/slow': {
           const ms = Math.min(Math.max(Number(url.searchParams.get('ms')) || 0, 0), 30_000);
           await new Promise((resolve) => setTimeout(resolve, ms));
           return Response.json({ sleptMs: ms });
         }
         default:
+          if (request.method === 'PUT' && url.pathname.startsWith('/api/notes/')) {
+            notes.set(decodeURIComponent(url.pathname.slice('/api/notes/'.length)), await request.text());
+            return new Response(null, { status: 204 });
+          }
           return Response.json({ error: `no route for ${route}` }, { status: 404 });
       }
     },
@@ -61,5 +92,6 @@ export function createApp(options: PortServiceOptions = {}): PortService {
 
   const service = new PortService(options);
   service.bind(http);
+  service.bind(resp);
   return service;
 }

@@ -1,4 +1,5 @@
 import { createApp } from './app.js';
 
-// PORT (default 5000) and HOST choose where it listens; SIGTERM/SIGINT drain and exit.
+// PORT (default 5000) for HTTP and WebSocket, RESP_PORT (default 6379) for Redis clients, and HOST
+// choose where it listens; SIGTERM/SIGINT drain and exit.
 await createApp().run();

@@ -17,6 +17,7 @@ afterEach(() => {
 interface Started {
   child: ChildProcess;
   port: number;
+  respPort: number;
   logs: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -39,27 +40,32 @@ function spawnDemo(env: Record<string, string>): { child: ChildProcess; logs: ()
 
 /** Start the demo on an ephemeral port; resolve once it logs its URL. */
 async function startDemo(env: Record<string, string> = {}): Promise<Started> {
-  const { child, logs } = spawnDemo({ PORT: '0', HOST: '127.0.0.1', ...env });
+  const { child, logs } = spawnDemo({ PORT: '0', RESP_PORT: '0', HOST: '127.0.0.1', ...env });
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   const deadline = Date.now() + 10_000;
   while (!/listening on http:\/\/127\.0\.0\.1:(\d+)\//.test(logs())) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`demo did not start:\n${logs()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+  while (!/listening on redis:\/\/127\.0\.0\.1:(\d+)/.test(logs())) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`demo did not start:\n${logs()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs())?.[1]);
-  return { child, port, logs, exited };
+  const respPort = Number(/listening on redis:\/\/127\.0\.0\.1:(\d+)/.exec(logs())?.[1]);
+  return { child, port, respPort, logs, exited };
 }
 
 describe('examples/http-embed', () => {
   it('logs one JSON object per line with every URL it serves', async () => {
     const demo = await startDemo();
-    while (!demo.logs().includes('/ws/broadcast"')) await new Promise((resolve) => setTimeout(resolve, 20));
     const lines = demo.logs().trim().split('\n');
     const records = lines.map((line) => JSON.parse(line) as { msg: string; url?: string });
     expect(records.map((r) => r.url)).toEqual([
       `http://127.0.0.1:${demo.port}/`,
       `ws://127.0.0.1:${demo.port}/ws/echo`,
       `ws://127.0.0.1:${demo.port}/ws/broadcast`,
+      `redis://127.0.0.1:${demo.respPort}`,
     ]);
   });
 
@@ -91,6 +97,31 @@ describe('examples/http-embed', () => {
     echo.close();
     a.close();
     b.close();
+  });
+
+  it('speaks RESP to the same state: redis-cli notes show in the API, PUBLISH reaches WebSocket peers and back', async () => {
+    const { port, respPort } = await startDemo();
+    const cli = (...args: string[]) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(respPort), ...args]);
+    expect((await cli('SET', 'greeting', 'hello from redis-cli')).stdout).toBe('OK\n');
+    expect(await (await fetch(`http://127.0.0.1:${port}/api/notes`)).json()).toEqual({ greeting: 'hello from redis-cli' });
+    await fetch(`http://127.0.0.1:${port}/api/notes/todo`, { method: 'PUT', body: 'write docs' });
+    expect((await cli('GET', 'todo')).stdout).toBe('write docs\n');
+    expect((await cli('KEYS', '*')).stdout.split('\n').filter(Boolean).sort()).toEqual(['greeting', 'todo']);
+
+    const peer = new WebSocket(`ws://127.0.0.1:${port}/ws/broadcast`);
+    await once(peer, 'open');
+    const toPeer = once(peer, 'message');
+    expect((await cli('PUBLISH', 'broadcast', 'from redis')).stdout).toBe('1\n');
+    expect(((await toPeer)[0] as Buffer).toString()).toBe('from redis');
+
+    const { Redis } = await import('ioredis');
+    const subscriber = new Redis({ port: respPort, host: '127.0.0.1' });
+    const heard = new Promise<string>((resolve) => subscriber.on('message', (_channel: string, message: string) => resolve(message)));
+    await subscriber.subscribe('broadcast');
+    peer.send('from the browser');
+    expect(await heard).toBe('from the browser');
+    subscriber.disconnect();
+    peer.close();
   });
 
   it('on SIGTERM finishes the request in flight with 200, refuses new connections, and exits 0', async () => {
