@@ -1,12 +1,69 @@
-import { PortService, type PortServiceOptions } from '@portbind/core';
+import { type Binding, PortService, type PortServiceOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
-import { respAdapter } from '@portbind/resp';
+import { type RespAdapter, respAdapter } from '@portbind/resp';
+import { BlockedClients } from './blocking.js';
+import { registerHashCommands } from './commands/hashes.js';
+import { registerKeyCommands } from './commands/keys.js';
+import { registerListCommands } from './commands/lists.js';
+import { registerServerCommands } from './commands/server.js';
+import { registerSetCommands } from './commands/sets.js';
+import { registerStringCommands } from './commands/strings.js';
+import { registerTransactionCommands } from './commands/transactions.js';
+import { Keyspace } from './store.js';
 
-/** A PortService with mini-redis on RESP_PORT and its health endpoint on PORT. */
+/** What each command file registers its commands with. */
+export interface MiniRedis {
+  /** The RESP adapter: `resp.command(…)` adds a command; `resp.touch(db, key)` after every write (WATCH). */
+  readonly resp: RespAdapter;
+  /** The data: `keyspace.db(client.db)`. */
+  readonly keyspace: Keyspace;
+  /** Clients blocked in BLPOP/BRPOP. */
+  readonly blocked: BlockedClients;
+  /** The RESP binding: its address, and the connection limits CONFIG SET changes. */
+  readonly binding: Binding;
+  readonly startedAt: number;
+}
+
+/**
+ * mini-redis: Redis clients connect on RESP_PORT (default 6379; HOST chooses the interface),
+ * and PORT (default 5000) serves the HTTP health endpoints /livez and /readyz.
+ * Set REQUIREPASS to make clients authenticate. Without it, as in Redis's protected mode, only
+ * clients on this host may connect, unless PROTECTED_MODE=no (behind your own firewall).
+ */
 export function createMiniRedis(options: PortServiceOptions = {}): PortService {
-  const resp = respAdapter();
+  const env = options.env ?? process.env;
   const service = new PortService(options);
-  service.bind(resp);
+  let blocked: BlockedClients | undefined;
+  const resp = respAdapter({
+    password: env['REQUIREPASS'] || undefined,
+    protectedMode: env['PROTECTED_MODE'] !== 'no',
+    serverVersion: '7.0.15', // the Redis whose replies mini-redis reproduces
+    // On stop, answer clients blocked in BLPOP as on a timeout (else they would hold the graceful
+    // stop until the grace period ends), and stop the expiry timer.
+    onDrain: () => {
+      blocked?.releaseAll();
+      keyspace.stopExpiry();
+    },
+  });
+  // An expired key counts as written for WATCH, as in Redis.
+  const keyspace = new Keyspace(resp.databases, (db, key) => resp.touch(db, key));
+  const server: MiniRedis = {
+    resp,
+    keyspace,
+    blocked: new BlockedClients(resp, keyspace),
+    binding: service.bind(resp),
+    startedAt: Date.now(),
+  };
+  blocked = server.blocked;
+  registerStringCommands(server);
+  registerKeyCommands(server);
+  registerListCommands(server);
+  registerHashCommands(server);
+  registerSetCommands(server);
+  registerServerCommands(server);
+  registerTransactionCommands(server);
+  keyspace.startExpiry();
+
   service.bind(httpAdapter({ health: true }));
   return service;
 }

@@ -77,6 +77,11 @@ export interface RespOptions<Context = Record<string, unknown>> {
   serverVersion?: string;
   /** Make the per-connection context. */
   context?: (conn: Connection) => Context;
+  /**
+   * Called when the service starts draining, before each client's running command finishes and
+   * the connection closes: answer clients blocked in a command (a BLPOP), stop your timers.
+   */
+  onDrain?: () => void;
 }
 
 const DENIED =
@@ -215,6 +220,11 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 
   /** Finish the command each client is running, send its reply, then close. */
   async drain(signal: AbortSignal): Promise<void> {
+    try {
+      this.options.onDrain?.();
+    } catch (error) {
+      this.logger.error({ err: error }, 'onDrain failed');
+    }
     for (const client of this.#clients.values()) client.closeAfterReply();
     if (this.#clients.size === 0) return;
     await new Promise<void>((resolve) => {

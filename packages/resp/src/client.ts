@@ -40,6 +40,7 @@ export class RespClient<Context = Record<string, unknown>> {
   multiDirty = false;
   /** A watched key changed: EXEC will answer a null array. */
   watchDirty = false;
+  /** @internal Watched keys as `${db}\0${key}`; read them with {@link RespClient.watchedKeys}. */
   readonly watched = new Set<string>();
   /** The last command's name, for CLIENT LIST. */
   lastCommand = 'NULL';
@@ -79,6 +80,14 @@ export class RespClient<Context = Record<string, unknown>> {
   /** The protocol version negotiated with HELLO (2 until then). */
   get protocol(): 2 | 3 {
     return this.reply.protocol;
+  }
+
+  /** The keys this client WATCHes, as [db, key] pairs. */
+  watchedKeys(): Array<[db: number, key: string]> {
+    return [...this.watched].map((id) => {
+      const split = id.indexOf('\u0000');
+      return [Number(id.slice(0, split)), id.slice(split + 1)];
+    });
   }
 
   /** True while subscribed to a channel or a pattern. */

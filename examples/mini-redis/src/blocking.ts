@@ -1,0 +1,143 @@
+import type { RespAdapter, RespClient } from '@portbind/resp';
+import { bytesOf, type Keyspace } from './store.js';
+
+/** Which end of a list: LPOP/BLPOP take from the left (head), RPOP/BRPOP from the right. */
+export type End = 'left' | 'right';
+
+/** Take one element from a non-empty list. */
+export function popEnd(list: Buffer[], end: End): Buffer {
+  return (end === 'left' ? list.shift() : list.pop()) as Buffer;
+}
+
+interface Waiter {
+  readonly db: number;
+  readonly keys: readonly string[];
+  readonly end: End;
+  /** Reply `[key, element]` (or a null array: timeout), and let the client run its next command. */
+  readonly finish: (popped: [Buffer, Buffer] | null) => void;
+}
+
+/**
+ * Clients blocked in BLPOP/BRPOP. A client waits on one or more keys until a push gives one of
+ * them an element, its timeout passes or it disconnects. Each key serves its waiters first come,
+ * first served, while it has elements, as Redis does.
+ */
+export class BlockedClients {
+  readonly #resp: RespAdapter;
+  readonly #keyspace: Keyspace;
+  /** `db\0key` → the clients waiting on it, oldest first. */
+  readonly #queues = new Map<string, Waiter[]>();
+  readonly #waiters = new Set<Waiter>();
+  /** Clients running EXEC: they must not block, and pushes are served when EXEC is done. */
+  readonly #inTransaction = new Set<RespClient>();
+  readonly #pushedDuringTransaction = new Map<string, { db: number; key: string }>();
+
+  constructor(resp: RespAdapter, keyspace: Keyspace) {
+    this.#resp = resp;
+    this.#keyspace = keyspace;
+  }
+
+  /** Number of clients blocked now (INFO's blocked_clients). */
+  get count(): number {
+    return this.#waiters.size;
+  }
+
+  /** False inside MULTI/EXEC, where Redis answers a blocking pop at once (a null array when empty). */
+  mayBlock(client: RespClient): boolean {
+    return !this.#inTransaction.has(client);
+  }
+
+  /**
+   * Block `client` on `keys` for `timeoutMs` (0: forever). Resolves with `[key, element]`, or
+   * with undefined once a null array was written (timeout, shutdown, disconnect).
+   */
+  wait(client: RespClient, keys: readonly string[], end: End, timeoutMs: number): Promise<[Buffer, Buffer] | undefined> {
+    return new Promise((resolve) => {
+      const socket = client.conn.socket;
+      let timer: NodeJS.Timeout | undefined;
+      const waiter: Waiter = {
+        db: client.db,
+        keys: [...new Set(keys)],
+        end,
+        finish: (popped) => {
+          if (!this.#remove(waiter)) return; // answered already
+          clearTimeout(timer);
+          socket.off('close', onClose);
+          if (popped === null) client.reply.nullArray();
+          resolve(popped ?? undefined);
+        },
+      };
+      this.#waiters.add(waiter);
+      for (const key of waiter.keys) {
+        const id = `${waiter.db}\u0000${key}`;
+        const queue = this.#queues.get(id);
+        if (queue) queue.push(waiter);
+        else this.#queues.set(id, [waiter]);
+      }
+      const onClose = (): void => waiter.finish(null);
+      socket.once('close', onClose);
+      // Node timers take at most 2^31-1 ms (24.8 days): re-arm until the deadline.
+      const deadline = Date.now() + timeoutMs;
+      const arm = (): void => {
+        const left = deadline - Date.now();
+        if (left <= 0) waiter.finish(null);
+        else timer = setTimeout(arm, Math.min(left, 2 ** 31 - 1));
+      };
+      if (timeoutMs > 0) arm();
+    });
+  }
+
+  /** A list got elements (LPUSH, RPUSH, RENAME): serve the clients waiting on it. */
+  signal(db: number, key: string): void {
+    const id = `${db}\u0000${key}`;
+    if (!this.#queues.has(id)) return;
+    if (this.#inTransaction.size > 0) this.#pushedDuringTransaction.set(id, { db, key });
+    else this.#serve(db, key);
+  }
+
+  /** Run an EXEC: blocking pops inside don't block, and waiters are served once it is over. */
+  async transaction<T>(client: RespClient, exec: () => T | Promise<T>): Promise<T> {
+    this.#inTransaction.add(client);
+    try {
+      return await exec();
+    } finally {
+      this.#inTransaction.delete(client);
+      if (this.#inTransaction.size === 0) {
+        const pushed = [...this.#pushedDuringTransaction.values()];
+        this.#pushedDuringTransaction.clear();
+        for (const { db, key } of pushed) this.#serve(db, key);
+      }
+    }
+  }
+
+  /** On shutdown: answer every blocked client as if it timed out, so it can be closed politely. */
+  releaseAll(): void {
+    for (const waiter of [...this.#waiters]) waiter.finish(null);
+  }
+
+  #serve(db: number, key: string): void {
+    const queue = this.#queues.get(`${db}\u0000${key}`) ?? [];
+    const database = this.#keyspace.db(db);
+    while (queue.length > 0) {
+      const list = database.get(key);
+      if (list?.type !== 'list') return;
+      const waiter = queue[0] as Waiter;
+      const element = popEnd(list.data, waiter.end);
+      database.deleteIfEmpty(key, list.data);
+      this.#resp.touch(db, key);
+      waiter.finish([bytesOf(key), element]); // also takes it off this queue
+    }
+  }
+
+  /** Take a waiter off every queue; false if it was not waiting any more. */
+  #remove(waiter: Waiter): boolean {
+    if (!this.#waiters.delete(waiter)) return false;
+    for (const key of waiter.keys) {
+      const id = `${waiter.db}\u0000${key}`;
+      const queue = this.#queues.get(id) ?? [];
+      queue.splice(queue.indexOf(waiter), 1);
+      if (queue.length === 0) this.#queues.delete(id);
+    }
+    return true;
+  }
+}

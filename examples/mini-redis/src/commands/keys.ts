@@ -1,0 +1,209 @@
+import { globMatch, OK, type RespClient, RespError, simple } from '@portbind/resp';
+import type { MiniRedis } from '../app.js';
+import { INT64_MAX, INT64_MIN, int64Arg, intArg } from '../numbers.js';
+import { bytesOf, type Database, keyOf } from '../store.js';
+
+const group = 'generic';
+const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
+
+export function registerKeyCommands({ resp, keyspace, blocked }: MiniRedis): void {
+  for (const name of ['del', 'unlink']) {
+    resp.command(name, { arity: -2, flags: ['write'], keys: [1, -1, 1], summary: 'Deletes one or more keys.', group }, (client, argv) => {
+      let deleted = 0;
+      for (const arg of argv.slice(1)) {
+        const key = keyOf(arg);
+        const db = keyspace.db(client.db);
+        if (db.get(key) !== undefined && db.delete(key)) {
+          resp.touch(client.db, key);
+          deleted++;
+        }
+      }
+      return deleted;
+    });
+  }
+
+  resp.command(
+    'exists',
+    { arity: -2, flags: ['readonly', 'fast'], keys: [1, -1, 1], summary: 'Determines whether one or more keys exist.', group },
+    (client, argv) => argv.slice(1).filter((arg) => keyspace.db(client.db).get(keyOf(arg)) !== undefined).length,
+  );
+
+  resp.command(
+    'type',
+    { arity: 2, flags: ['readonly', 'fast'], keys: [1, 1, 1], summary: 'Determines the type of value stored at a key.', group },
+    (client, argv) => simple(keyspace.db(client.db).get(keyOf(argv[1]))?.type ?? 'none'),
+  );
+
+  // ---- Expiry: EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT [NX|XX|GT|LT]; TTL, PTTL; PERSIST. ----------
+
+  /** Redis's expireGenericCommand: options, overflow checks, then set the TTL (or delete, if in the past). */
+  const expire = (client: RespClient, argv: Buffer[], name: string, unit: bigint, base: bigint): number => {
+    const flags = new Set<string>();
+    for (const arg of argv.slice(3)) {
+      const flag = upper(arg);
+      if (!['NX', 'XX', 'GT', 'LT'].includes(flag)) throw new RespError(`ERR Unsupported option ${arg.toString('latin1')}`);
+      flags.add(flag);
+    }
+    if (flags.has('NX') && (flags.has('XX') || flags.has('GT') || flags.has('LT'))) {
+      throw new RespError('ERR NX and XX, GT or LT options at the same time are not compatible');
+    }
+    if (flags.has('GT') && flags.has('LT')) throw new RespError('ERR GT and LT options at the same time are not compatible');
+    const invalid = new RespError(`ERR invalid expire time in '${name}' command`);
+    let when = int64Arg(argv[2]);
+    if (when > INT64_MAX / unit || when < INT64_MIN / unit) throw invalid;
+    when *= unit;
+    if (when > INT64_MAX - base) throw invalid;
+    when += base;
+
+    const key = keyOf(argv[1]);
+    const db = keyspace.db(client.db);
+    if (db.get(key) === undefined) return 0;
+    const current = db.expires.get(key); // undefined: no TTL, which GT/LT treat as infinite
+    if (flags.has('NX') && current !== undefined) return 0;
+    if (flags.has('XX') && current === undefined) return 0;
+    if (flags.has('GT') && (current === undefined || when <= BigInt(current))) return 0;
+    if (flags.has('LT') && current !== undefined && when >= BigInt(current)) return 0;
+    if (when <= BigInt(Date.now())) db.delete(key);
+    else db.expireAt(key, Number(when));
+    resp.touch(client.db, key);
+    return 1;
+  };
+
+  for (const [name, unit, relative] of [
+    ['expire', 1000n, true],
+    ['pexpire', 1n, true],
+    ['expireat', 1000n, false],
+    ['pexpireat', 1n, false],
+  ] as const) {
+    resp.command(
+      name,
+      { arity: -3, flags: ['write', 'fast'], keys: [1, 1, 1], summary: 'Sets the expiration time of a key.', group },
+      (client, argv) => expire(client, argv, name, unit, relative ? BigInt(Date.now()) : 0n),
+    );
+  }
+
+  for (const [name, unit] of [
+    ['ttl', 1000],
+    ['pttl', 1],
+  ] as const) {
+    resp.command(
+      name,
+      { arity: 2, flags: ['readonly', 'fast'], keys: [1, 1, 1], summary: 'Returns the expiration time of a key.', group },
+      (client, argv) => {
+        const key = keyOf(argv[1]);
+        const db = keyspace.db(client.db);
+        if (db.get(key) === undefined) return -2;
+        const expiresAt = db.expires.get(key);
+        if (expiresAt === undefined) return -1;
+        const left = Math.max(expiresAt - Date.now(), 0);
+        return unit === 1 ? left : Math.floor((left + 500) / 1000); // TTL rounds to the nearest second
+      },
+    );
+  }
+
+  resp.command(
+    'persist',
+    { arity: 2, flags: ['write', 'fast'], keys: [1, 1, 1], summary: 'Removes the expiration time of a key.', group },
+    (client, argv) => {
+      const key = keyOf(argv[1]);
+      const db = keyspace.db(client.db);
+      if (db.get(key) === undefined || !db.persist(key)) return 0;
+      resp.touch(client.db, key);
+      return 1;
+    },
+  );
+
+  // ---- RENAME, RENAMENX -----------------------------------------------------------------------
+
+  for (const [name, onlyIfNew] of [
+    ['rename', false],
+    ['renamenx', true],
+  ] as const) {
+    resp.command(name, { arity: 3, flags: ['write'], keys: [1, 2, 1], summary: 'Renames a key.', group }, (client, argv) => {
+      const [from, to] = [keyOf(argv[1]), keyOf(argv[2])];
+      const db = keyspace.db(client.db);
+      const value = db.get(from);
+      if (value === undefined) throw new RespError('ERR no such key');
+      if (from === to) return onlyIfNew ? 0 : OK;
+      if (onlyIfNew && db.get(to) !== undefined) return 0;
+      const expiresAt = db.expires.get(from);
+      db.delete(from);
+      db.set(to, value);
+      if (expiresAt !== undefined) db.expireAt(to, expiresAt);
+      resp.touch(client.db, from);
+      resp.touch(client.db, to);
+      if (value.type === 'list') blocked.signal(client.db, to); // wakes a BLPOP on the new name
+      return onlyIfNew ? 1 : OK;
+    });
+  }
+
+  // ---- KEYS, SCAN -----------------------------------------------------------------------------
+
+  resp.command(
+    'keys',
+    { arity: 2, flags: ['readonly'], summary: 'Returns all key names that match a pattern.', group: 'generic' },
+    (client, argv) => {
+      const pattern = keyOf(argv[1]);
+      const db = keyspace.db(client.db);
+      const found: Buffer[] = [];
+      for (const key of db.values.keys()) {
+        if ((pattern === '*' || globMatch(pattern, key)) && db.get(key) !== undefined) found.push(bytesOf(key));
+      }
+      return found;
+    },
+  );
+
+  // A scan in progress keeps a live iterator of its database under its cursor. A Map iterator
+  // carries on through inserts and deletes, so every key present for the whole scan is returned,
+  // as Redis promises. The 1000 most recent scans are kept; an unknown cursor starts over.
+  const scans = new Map<string, { db: Database; keys: Iterator<string>; next: IteratorResult<string> }>();
+  let lastCursor = 0;
+  resp.command(
+    'scan',
+    { arity: -2, flags: ['readonly'], summary: 'Iterates over the key names in the database.', group },
+    (client, argv) => {
+      const cursor = (argv[1] as Buffer).toString('latin1');
+      // Redis reads the cursor with strtoul: digits with an optional sign, at most 2^64-1.
+      if (!/^([+-]?\d+)?$/.test(cursor) || BigInt(cursor.replace(/^[+-]/, '') || '0') > 2n ** 64n - 1n) {
+        throw new RespError('ERR invalid cursor');
+      }
+      let count = 10;
+      let pattern: string | undefined;
+      let type: string | undefined;
+      for (let i = 2; i < argv.length; i++) {
+        const option = upper(argv[i]);
+        const value = argv[i + 1];
+        if (option === 'COUNT' && value !== undefined) {
+          count = intArg(value);
+          if (count < 1) throw new RespError('ERR syntax error');
+        } else if (option === 'MATCH' && value !== undefined) pattern = keyOf(value);
+        else if (option === 'TYPE' && value !== undefined) type = keyOf(value).toLowerCase();
+        else throw new RespError('ERR syntax error');
+        i++;
+      }
+
+      const db = keyspace.db(client.db);
+      let scan = scans.get(cursor);
+      scans.delete(cursor);
+      if (scan === undefined || scan.db !== db) {
+        const keys = db.values.keys();
+        scan = { db, keys, next: keys.next() };
+      }
+      const found: Buffer[] = [];
+      for (let visited = 0; visited < count && !scan.next.done; visited++) {
+        const key = scan.next.value;
+        scan.next = scan.keys.next();
+        const value = db.get(key);
+        if (value === undefined) continue;
+        if (pattern !== undefined && pattern !== '*' && !globMatch(pattern, key)) continue;
+        if (type !== undefined && value.type !== type) continue;
+        found.push(bytesOf(key));
+      }
+      if (scan.next.done) return ['0', found];
+      const next = String(++lastCursor);
+      scans.set(next, scan);
+      if (scans.size > 1000) scans.delete(scans.keys().next().value as string);
+      return [next, found];
+    },
+  );
+}

@@ -1,0 +1,238 @@
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { arch, release, type } from 'node:os';
+import { globMatch, OK, type RespClient, RespError } from '@portbind/resp';
+import type { MiniRedis } from '../app.js';
+
+const group = 'server';
+const text = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
+
+/** A CONFIG parameter: how to read it, and how to change it (absent: immutable). */
+interface Setting {
+  get(): string;
+  set?(value: string): void;
+}
+
+export function registerServerCommands({ resp, keyspace, blocked, binding, startedAt }: MiniRedis): void {
+  // ---- FLUSHDB, FLUSHALL, DBSIZE, TIME --------------------------------------------------------
+
+  /** FLUSHDB and FLUSHALL take an optional ASYNC or SYNC (the same thing here). */
+  const checkFlushArgs = (argv: Buffer[]): void => {
+    if (argv.length === 2 && ['ASYNC', 'SYNC'].includes(text(argv[1]).toUpperCase())) return;
+    if (argv.length > 1) throw new RespError('ERR syntax error');
+  };
+  resp.command('flushdb', { arity: -1, flags: ['write'], summary: 'Remove all keys from the current database.', group }, (client, argv) => {
+    checkFlushArgs(argv);
+    keyspace.db(client.db).clear();
+    resp.touchAll(client.db);
+    return OK;
+  });
+  resp.command('flushall', { arity: -1, flags: ['write'], summary: 'Removes all keys from all databases.', group }, (_client, argv) => {
+    checkFlushArgs(argv);
+    for (const db of keyspace.databases) db.clear();
+    resp.touchAll(-1);
+    return OK;
+  });
+
+  resp.command(
+    'dbsize',
+    { arity: 1, flags: ['readonly', 'fast'], summary: 'Returns the number of keys in the database.', group },
+    (client) => keyspace.db(client.db).size,
+  );
+
+  resp.command('time', { arity: 1, flags: ['fast'], summary: 'Returns the server time.', group }, () => {
+    const microseconds = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
+    return [String(microseconds / 1_000_000n), String(microseconds % 1_000_000n)];
+  });
+
+  // ---- INFO -----------------------------------------------------------------------------------
+
+  const runId = randomBytes(20).toString('hex');
+  // The RESP binding's address: a TCP port, or a Unix socket path.
+  const address = (): AddressInfo | { port: number; address: string } => {
+    const bound = binding.address;
+    return typeof bound === 'string' ? { port: 0, address: bound } : bound;
+  };
+  const port = (): number => address().port;
+  const sections: Record<string, () => Record<string, string | number>> = {
+    server: () => ({
+      redis_version: resp.serverVersion,
+      redis_mode: 'standalone',
+      os: `${type()} ${release()} ${arch()}`,
+      arch_bits: 64,
+      process_id: process.pid,
+      run_id: runId,
+      tcp_port: port(),
+      server_time_usec: Math.round((performance.timeOrigin + performance.now()) * 1000),
+      uptime_in_seconds: Math.floor((Date.now() - startedAt) / 1000),
+      uptime_in_days: Math.floor((Date.now() - startedAt) / 86_400_000),
+      hz: keyspace.hz,
+      configured_hz: keyspace.hz,
+    }),
+    clients: () => ({
+      connected_clients: resp.clients.size,
+      maxclients: binding.limits.maxConnections,
+      blocked_clients: blocked.count,
+    }),
+    memory: () => {
+      const used = process.memoryUsage().heapUsed;
+      return { used_memory: used, used_memory_human: `${(used / 1024 / 1024).toFixed(2)}M`, maxmemory: 0, maxmemory_policy: 'noeviction' };
+    },
+    persistence: () => ({ loading: 0, async_loading: 0, rdb_bgsave_in_progress: 0, aof_enabled: 0 }),
+    replication: () => ({ role: 'master', connected_slaves: 0 }),
+    keyspace: () => {
+      const lines: Record<string, string> = {};
+      keyspace.databases.forEach((db, index) => {
+        if (db.size > 0) lines[`db${index}`] = `keys=${db.size},expires=${db.expires.size},avg_ttl=0`;
+      });
+      return lines;
+    },
+  };
+  resp.command(
+    'info',
+    { arity: -1, flags: ['readonly'], summary: 'Returns information and statistics about the server.', group },
+    (client, argv) => {
+      const asked = argv.slice(1).map((arg) => text(arg).toLowerCase());
+      const all = asked.length === 0 || asked.some((name) => ['all', 'default', 'everything'].includes(name));
+      const body = Object.entries(sections)
+        .filter(([name]) => all || asked.includes(name))
+        .map(([name, fields]) => {
+          const lines = Object.entries(fields()).map(([field, value]) => `${field}:${value}\r\n`);
+          return `# ${name[0]?.toUpperCase()}${name.slice(1)}\r\n${lines.join('')}`;
+        })
+        .join('\r\n');
+      client.reply.verbatim(body); // RESP3 verbatim text, a bulk string on RESP2, as Redis 7
+    },
+  );
+
+  // ---- CONFIG GET / SET -----------------------------------------------------------------------
+
+  const fixed = (value: () => string | number): Setting => ({ get: () => String(value()) });
+  /** An integer setting with Redis's range check and error texts. */
+  const integer = (min: number, max: number, get: () => number, set: (value: number) => void): Setting => ({
+    get: () => String(get()),
+    set(value) {
+      if (!/^-?\d+$/.test(value)) throw new Error("argument couldn't be parsed into an integer");
+      const number = Number(value);
+      if (number < min || number > max) throw new Error(`argument must be between ${min} and ${max} inclusive`);
+      set(number);
+    },
+  });
+  const settings: Record<string, Setting> = {
+    databases: fixed(() => resp.databases),
+    port: fixed(port),
+    bind: fixed(() => address().address),
+    'protected-mode': fixed(() => (resp.options.protectedMode === false ? 'no' : 'yes')),
+    'proto-max-bulk-len': fixed(() => resp.options.maxBulkLength ?? 512 * 1024 * 1024),
+    // Nothing is persisted: data lives in memory only, as with `--save '' --appendonly no`.
+    save: fixed(() => ''),
+    appendonly: fixed(() => 'no'),
+    maxmemory: fixed(() => 0),
+    'maxmemory-policy': fixed(() => 'noeviction'),
+    // These apply to connections accepted from now on.
+    maxclients: integer(
+      1,
+      4294967295,
+      () => binding.limits.maxConnections,
+      (value) => {
+        binding.limits.maxConnections = value;
+      },
+    ),
+    timeout: integer(
+      0,
+      2147483647,
+      () => binding.limits.idleTimeoutMs / 1000,
+      (value) => {
+        binding.limits.idleTimeoutMs = value * 1000;
+      },
+    ),
+    hz: integer(
+      0,
+      2147483647,
+      () => keyspace.hz,
+      (value) => keyspace.startExpiry(value),
+    ),
+  };
+
+  const configGet = (_client: RespClient, argv: Buffer[]): Map<string, string> => {
+    const found = new Map<string, string>();
+    for (const pattern of argv.slice(2).map(text)) {
+      // A plain name is looked up (and answered as written); a glob pattern matches any case.
+      const exact = /[*?[]/.test(pattern) ? undefined : settings[pattern.toLowerCase()];
+      if (exact !== undefined) found.set(pattern, exact.get());
+      for (const [name, setting] of Object.entries(settings)) {
+        if (/[*?[]/.test(pattern) && globMatch(pattern.toLowerCase(), name)) found.set(name, setting.get());
+      }
+    }
+    return found; // a map reply: RESP3 `%`, RESP2 a flat name/value array
+  };
+
+  const configSet = (_client: RespClient, argv: Buffer[]): typeof OK => {
+    if (argv.length % 2 !== 0) throw new RespError('ERR syntax error');
+    const changes = new Map<string, string>();
+    for (let i = 2; i < argv.length; i += 2) {
+      const name = text(argv[i]).toLowerCase();
+      const setting = settings[name];
+      const failed = (reason: string) =>
+        new RespError(`ERR CONFIG SET failed (possibly related to argument '${text(argv[i])}') - ${reason}`);
+      if (setting === undefined) throw new RespError(`ERR Unknown option or number of arguments for CONFIG SET - '${text(argv[i])}'`);
+      if (setting.set === undefined) throw failed("can't set immutable config");
+      if (changes.has(name)) throw failed('duplicate parameter');
+      changes.set(name, text(argv[i + 1]));
+    }
+    // Validate every value before changing anything: CONFIG SET is all or nothing.
+    const before = new Map([...changes.keys()].map((name) => [name, settings[name]?.get() ?? '']));
+    for (const [name, value] of changes) {
+      try {
+        settings[name]?.set?.(value);
+      } catch (error) {
+        for (const [restore, old] of before) settings[restore]?.set?.(old);
+        throw new RespError(`ERR CONFIG SET failed (possibly related to argument '${name}') - ${(error as Error).message}`);
+      }
+    }
+    return OK;
+  };
+
+  const subcommands: Record<
+    string,
+    { arity: number; run: (client: RespClient, argv: Buffer[]) => ReturnType<typeof configGet> | typeof OK | string[] }
+  > = {
+    get: { arity: -3, run: configGet },
+    set: { arity: -4, run: configSet },
+    resetstat: { arity: 2, run: () => OK },
+    rewrite: {
+      arity: 2,
+      run: () => {
+        throw new RespError('ERR The server is running without a config file');
+      },
+    },
+    help: {
+      arity: 2,
+      run: () => [
+        'CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:',
+        'GET <pattern>',
+        '    Return parameters matching the glob-like <pattern> and their values.',
+        'SET <directive> <value>',
+        '    Set the configuration <directive> to <value>.',
+        'RESETSTAT',
+        '    Reset statistics reported by the INFO command.',
+        'REWRITE',
+        '    Rewrite the configuration file.',
+        'HELP',
+        '    Print this help.',
+      ],
+    },
+  };
+  resp.command(
+    'config',
+    { arity: -2, flags: ['admin'], summary: 'A container for server configuration commands.', group },
+    (client, argv) => {
+      const name = text(argv[1]).toLowerCase();
+      const sub = subcommands[name];
+      if (sub === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try CONFIG HELP.`);
+      const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
+      if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'config|${name}' command`);
+      return sub.run(client, argv);
+    },
+  );
+}

@@ -1,0 +1,181 @@
+import { RespError } from '@portbind/resp';
+
+// The data: 16 numbered databases (SELECT 0–15), each a Map from key to a typed value, plus
+// Redis's expiry model: a key with a TTL is deleted when it is next read after its time (lazy),
+// and a timer sweeps keys nobody reads (active expiry), a few at a time, ten times a second.
+
+export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value';
+
+/**
+ * What a key holds, by type. Keys, hash fields and set members are `latin1` strings, one
+ * character per byte, so any binary key round-trips; values are Buffers, copied out of the
+ * network buffer.
+ */
+export interface Types {
+  string: Buffer;
+  list: Buffer[];
+  hash: Map<string, Buffer>;
+  set: Set<string>;
+}
+export type TypeName = keyof Types;
+/** A stored value: `{ type: 'list', data: [...] }` and so on. */
+export type Value = { [T in TypeName]: { type: T; data: Types[T] } }[TypeName];
+
+/** A key (or field, or member) from a command argument. */
+export const keyOf = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
+
+/** A key back to the bytes the client sent. */
+export const bytesOf = (key: string): Buffer => Buffer.from(key, 'latin1');
+
+/** One numbered database. */
+export class Database {
+  readonly values = new Map<string, Value>();
+  /** When keys with a TTL expire (ms since the epoch), like Redis's `expires` dict. */
+  readonly expires = new Map<string, number>();
+  /** Called when a key is deleted because it expired (mini-redis tells WATCH, as Redis does). */
+  readonly #onExpired: (key: string) => void;
+  #sweep: Iterator<[string, number]> | undefined;
+
+  constructor(onExpired: (key: string) => void = () => {}) {
+    this.#onExpired = onExpired;
+  }
+
+  /** The value of a key, or undefined. An expired key is deleted now (lazy expiry). */
+  get(key: string): Value | undefined {
+    const expiresAt = this.expires.get(key);
+    if (expiresAt !== undefined && expiresAt <= Date.now()) {
+      this.delete(key);
+      this.#onExpired(key);
+      return undefined;
+    }
+    return this.values.get(key);
+  }
+
+  /** The data of a key of the given type, undefined when missing, WRONGTYPE for another type. */
+  read<T extends TypeName>(key: string, type: T): Types[T] | undefined {
+    const value = this.get(key);
+    if (value === undefined) return undefined;
+    if (value.type !== type) throw new RespError(WRONGTYPE);
+    return value.data as Types[T];
+  }
+
+  /** Like `read`, but a missing key becomes an empty list, hash or set (LPUSH, HSET, SADD). */
+  readOrCreate<T extends 'list' | 'hash' | 'set'>(key: string, type: T): Types[T] {
+    const existing = this.read(key, type);
+    if (existing !== undefined) return existing;
+    const value = { type, data: type === 'list' ? [] : type === 'hash' ? new Map() : new Set() } as Value;
+    this.values.set(key, value);
+    return value.data as Types[T];
+  }
+
+  /** Store a value. Like Redis's SET, this drops the key's TTL unless `keepTtl`. */
+  set(key: string, value: Value, keepTtl = false): void {
+    this.values.set(key, value);
+    if (!keepTtl) this.expires.delete(key);
+  }
+
+  /** Delete a key; true if it existed. */
+  delete(key: string): boolean {
+    this.expires.delete(key);
+    return this.values.delete(key);
+  }
+
+  /** Lists, hashes and sets never stay empty in Redis: the last element out deletes the key. */
+  deleteIfEmpty(key: string, data: { readonly length: number } | { readonly size: number }): void {
+    if (('length' in data ? data.length : data.size) === 0) this.delete(key);
+  }
+
+  /** Give an existing key a TTL: `at` in ms since the epoch. */
+  expireAt(key: string, at: number): void {
+    this.expires.set(key, at);
+  }
+
+  /** Remove a key's TTL; true if it had one. */
+  persist(key: string): boolean {
+    return this.expires.delete(key);
+  }
+
+  /** Number of keys, counting expired ones not yet swept (as DBSIZE does in Redis). */
+  get size(): number {
+    return this.values.size;
+  }
+
+  clear(): void {
+    this.values.clear();
+    this.expires.clear();
+  }
+
+  /**
+   * Active expiry: look at up to `budget` keys that have a TTL, carrying on where the last sweep
+   * stopped (a Map iterator survives deletes and inserts), and delete the expired ones.
+   * Returns how many keys it looked at and how many it deleted.
+   */
+  sweep(budget: number, now = Date.now()): { checked: number; deleted: number } {
+    let checked = 0;
+    let deleted = 0;
+    while (checked < budget) {
+      this.#sweep ??= this.expires.entries();
+      const next = this.#sweep.next();
+      if (next.done) {
+        this.#sweep = undefined;
+        break;
+      }
+      checked++;
+      const [key, expiresAt] = next.value;
+      if (expiresAt <= now) {
+        this.delete(key);
+        this.#onExpired(key);
+        deleted++;
+      }
+    }
+    return { checked, deleted };
+  }
+}
+
+/** Every database, and the timer of active expiry. */
+export class Keyspace {
+  readonly databases: Database[];
+  /** Redis's `hz`: active expiry runs this many times a second (1–500). */
+  #hz = 10;
+  #timer: NodeJS.Timeout | undefined;
+
+  /** `onExpired(db, key)`: a key was deleted because its time had come. */
+  constructor(count = 16, onExpired: (db: number, key: string) => void = () => {}) {
+    this.databases = Array.from({ length: count }, (_, index) => new Database((key) => onExpired(index, key)));
+  }
+
+  db(index: number): Database {
+    return this.databases[index] as Database;
+  }
+
+  get hz(): number {
+    return this.#hz;
+  }
+
+  /** Start (or restart at a new `hz`) the active expiry timer. */
+  startExpiry(hz = this.#hz): void {
+    this.#hz = Math.min(Math.max(hz, 1), 500);
+    this.stopExpiry();
+    this.#timer = setInterval(() => this.#expireCycle(), 1000 / this.#hz);
+    this.#timer.unref();
+  }
+
+  stopExpiry(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
+   * Like Redis's activeExpireCycle: check 20 keys with a TTL per database and go on while more
+   * than a quarter of them had expired, spending at most a quarter of the tick.
+   */
+  #expireCycle(): void {
+    const deadline = performance.now() + 250 / this.#hz;
+    for (const db of this.databases) {
+      for (;;) {
+        const { checked, deleted } = db.sweep(20);
+        if (checked === 0 || deleted <= checked / 4 || performance.now() > deadline) break;
+      }
+    }
+  }
+}

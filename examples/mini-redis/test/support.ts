@@ -1,0 +1,220 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import type { PortService } from '@portbind/core';
+import { createMiniRedis } from '../src/app.js';
+
+// Helpers for the tests: start a real redis-server and mini-redis on free ports, and talk to
+// them over raw TCP, byte for byte.
+
+export const REDIS_SERVER = '/usr/bin/redis-server';
+
+/** A free TCP port on 127.0.0.1 (redis-server cannot bind port 0 and report it). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export interface Started {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Start redis-server with no persistence on a free port; retry if another process took the port. */
+export async function startRedisServer(): Promise<Started> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child: ChildProcess = spawn(
+      REDIS_SERVER,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+      { stdio: 'ignore' },
+    );
+    const exited = once(child, 'exit');
+    if (await canConnect(port, exited)) {
+      return {
+        port,
+        stop: async () => {
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          child.kill('SIGKILL');
+          await exited;
+        },
+      };
+    }
+    child.kill('SIGKILL');
+    if (attempt >= 3) throw new Error('redis-server did not start');
+  }
+}
+
+async function canConnect(port: number, exited: Promise<unknown>): Promise<boolean> {
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  const deadline = Date.now() + 10_000;
+  while (!gone && Date.now() < deadline) {
+    const client = new RawClient(port);
+    try {
+      const [pong] = await client.send(['PING']);
+      if (pong?.toString() === '+PONG\r\n') return true;
+    } catch {
+      // not listening yet
+    } finally {
+      client.close();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return false;
+}
+
+/** Start mini-redis on ephemeral ports, in this process. */
+export async function startMiniRedis(env: Record<string, string> = {}): Promise<Started & { service: PortService }> {
+  const service = createMiniRedis({ env: { RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1', ...env } });
+  await service.start();
+  const { port } = service.binding('resp').address as AddressInfo;
+  return {
+    port,
+    service,
+    stop: async () => {
+      await service.stop();
+    },
+  };
+}
+
+/** A command: its words, as strings (UTF-8) or raw bytes. `'SET k v'` splits on spaces. */
+export type CommandLine = string | ReadonlyArray<string | Buffer>;
+
+const words = (command: CommandLine): Array<string | Buffer> => (typeof command === 'string' ? command.split(' ') : [...command]);
+
+/** Encode commands as one pipelined RESP request. */
+export function encode(commands: readonly CommandLine[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const command of commands) {
+    const args = words(command);
+    parts.push(Buffer.from(`*${args.length}\r\n`));
+    for (const arg of args) {
+      const bytes = typeof arg === 'string' ? Buffer.from(arg) : arg;
+      parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n'));
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Where the reply starting at `start` ends, or -1 if it is not complete yet. Understands every
+ * RESP2 and RESP3 type; this is what lets a test split a byte stream into replies.
+ */
+export function replyEnd(buffer: Buffer, start: number): number {
+  const lineEnd = buffer.indexOf('\r\n', start);
+  if (lineEnd === -1) return -1;
+  const type = String.fromCharCode(buffer[start] as number);
+  const header = buffer.toString('latin1', start + 1, lineEnd);
+  let next = lineEnd + 2;
+  if ('+-:_#,('.includes(type)) return next;
+  const length = Number(header);
+  if ('$=!'.includes(type)) {
+    if (length < 0) return next;
+    return buffer.length >= next + length + 2 ? next + length + 2 : -1;
+  }
+  if ('*~>%|'.includes(type)) {
+    const items = length < 0 ? 0 : type === '%' || type === '|' ? length * 2 : length;
+    for (let i = 0; i < items; i++) {
+      next = replyEnd(buffer, next);
+      if (next === -1) return -1;
+    }
+    // An attribute comes before the reply it describes.
+    return type === '|' ? replyEnd(buffer, next) : next;
+  }
+  throw new Error(`not RESP at ${start}: ${JSON.stringify(buffer.toString('latin1', start, start + 40))}`);
+}
+
+/** A raw connection: send pipelined commands, get back each reply's exact bytes. */
+export class RawClient {
+  readonly socket: Socket;
+  #buffer = Buffer.alloc(0);
+  #waiting: (() => void) | undefined;
+  #error: Error | undefined;
+
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.on('data', (chunk: Buffer) => {
+      this.#buffer = Buffer.concat([this.#buffer, chunk]);
+      this.#waiting?.();
+    });
+    this.socket.on('error', (error) => {
+      this.#error = error;
+      this.#waiting?.();
+    });
+    this.socket.on('close', () => {
+      this.#error ??= new Error('connection closed');
+      this.#waiting?.();
+    });
+  }
+
+  /** Send the commands in one write; resolve with one Buffer per reply. */
+  async send(commands: readonly CommandLine[]): Promise<Buffer[]> {
+    this.socket.write(encode(commands));
+    return this.read(commands.length);
+  }
+
+  /** Read `count` replies. */
+  async read(count: number): Promise<Buffer[]> {
+    const replies: Buffer[] = [];
+    let offset = 0;
+    for (;;) {
+      while (replies.length < count) {
+        const end = this.#buffer.length > offset ? replyEnd(this.#buffer, offset) : -1;
+        if (end === -1) break;
+        replies.push(this.#buffer.subarray(offset, end));
+        offset = end;
+      }
+      if (replies.length === count) {
+        this.#buffer = this.#buffer.subarray(offset);
+        return replies.map((reply) => Buffer.from(reply));
+      }
+      if (this.#error) throw this.#error;
+      await new Promise<void>((resolve) => {
+        this.#waiting = resolve;
+      });
+      this.#waiting = undefined;
+    }
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A reply's bytes as a string, `\r\n` shown as `⏎`: readable in a test diff, still exact (latin1). */
+export const show = (reply: Buffer): string => reply.toString('latin1').replaceAll('\r\n', '⏎');
+
+/** Parse one reply into JavaScript values, for comparisons that ignore order. */
+export function parseReply(reply: Buffer): unknown {
+  let offset = 0;
+  const value = (): unknown => {
+    const lineEnd = reply.indexOf('\r\n', offset);
+    const type = String.fromCharCode(reply[offset] as number);
+    const header = reply.toString('latin1', offset + 1, lineEnd);
+    offset = lineEnd + 2;
+    if (type === '$' || type === '=') {
+      const length = Number(header);
+      if (length < 0) return null;
+      const data = reply.toString('latin1', offset, offset + length);
+      offset += length + 2;
+      return data;
+    }
+    if (type === '*' || type === '~' || type === '%') {
+      const length = Number(header);
+      if (length < 0) return null;
+      return Array.from({ length: type === '%' ? length * 2 : length }, value);
+    }
+    if (type === ':') return Number(header);
+    if (type === '_') return null;
+    return `${type}${header}`;
+  };
+  return value();
+}
