@@ -21,6 +21,8 @@ const option = (name, fallback) => {
 const requests = option('requests', 1_000_000);
 const rounds = option('rounds', 1);
 const idleClients = option('idle', 10_000);
+const pipelines = args.includes('--pipelines') ? args[args.indexOf('--pipelines') + 1].split(',').map(Number) : [1, 16];
+const memory = !args.includes('--no-memory');
 const pipelined = option('pipelined', 1_000_000);
 
 const freePort = () =>
@@ -51,7 +53,8 @@ async function start(name) {
   const child = await targets[name](port);
   for (let i = 0; i < 200; i++) {
     try {
-      if (execFileSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8' }).trim() === 'PONG') break;
+      const pong = execFileSync('redis-cli', ['-p', String(port), 'PING'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      if (pong.trim() === 'PONG') break;
     } catch {}
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -111,8 +114,18 @@ async function pipelineMemory(name) {
   const batch = Buffer.concat(Array(1000).fill(get));
   let sent = 0;
   const deadline = Date.now() + 20_000;
+  // Write until all are sent or the server stops reading (then the kernel buffers fill and
+  // write() keeps returning false): give up waiting after the deadline.
+  let drained = true;
+  socket.on('drain', () => {
+    drained = true;
+  });
   while (sent < pipelined && Date.now() < deadline) {
-    if (!socket.write(batch)) await Promise.race([once(socket, 'drain'), new Promise((resolve) => setTimeout(resolve, 1000))]);
+    if (!drained) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      continue;
+    }
+    drained = socket.write(batch);
     sent += 1000;
   }
   await new Promise((resolve) => setTimeout(resolve, 3000));
@@ -129,7 +142,7 @@ console.log(`RESP benchmarks, node ${process.version}, ${requests} requests, ${r
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : undefined;
 const names = Object.keys(targets).filter((name) => only === undefined || only.includes(name));
 const results = {};
-for (const pipeline of [1, 16]) {
+for (const pipeline of pipelines) {
   for (const name of names) results[`${name} P${pipeline}`] = { SET: [], GET: [] };
   for (let round = 0; round < rounds; round++) {
     const order = names.map((_, i) => names[(i + round) % names.length]);
@@ -145,7 +158,7 @@ for (const pipeline of [1, 16]) {
 }
 console.log('| target | pipeline | SET req/s | GET req/s | SET ratio to Redis | GET ratio to Redis |');
 console.log('|---|---:|---:|---:|---:|---:|');
-for (const pipeline of [1, 16]) {
+for (const pipeline of pipelines) {
   const redis = results[`redis P${pipeline}`];
   for (const name of names) {
     const r = results[`${name} P${pipeline}`];
@@ -157,14 +170,16 @@ for (const pipeline of [1, 16]) {
   }
 }
 
-console.log(
-  `\n| target | RSS before | RSS with ${idleClients} idle clients | per client | RSS while one client pipelines ${pipelined} GETs unread |`,
-);
-console.log('|---|---:|---:|---:|---:|');
-for (const name of names.filter((name) => name !== 'portbind (bare)')) {
-  const idle = await idleMemory(name);
-  const piped = await pipelineMemory(name);
+if (memory) {
   console.log(
-    `| ${name} | ${mb(idle.before)} | ${mb(idle.after)} | ${(idle.perClient / 1024).toFixed(1)} KB | ${mb(piped.after)} (sent ${piped.sent}) |`,
+    `\n| target | RSS before | RSS with ${idleClients} idle clients | per client | RSS while one client pipelines ${pipelined} GETs unread |`,
   );
+  console.log('|---|---:|---:|---:|---:|');
+  for (const name of names.filter((name) => name !== 'portbind (bare)')) {
+    const idle = await idleMemory(name);
+    const piped = await pipelineMemory(name);
+    console.log(
+      `| ${name} | ${mb(idle.before)} | ${mb(idle.after)} | ${(idle.perClient / 1024).toFixed(1)} KB | ${mb(piped.after)} (sent ${piped.sent}) |`,
+    );
+  }
 }

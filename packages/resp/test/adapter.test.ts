@@ -297,6 +297,21 @@ describe('limits and lifecycle', () => {
     socket.destroy();
   });
 
+  it('closes idle clients at the idle timeout but never subscribers, as Redis', async () => {
+    const { port } = await start({}, { idleTimeoutMs: 300 });
+    const idle = await rawConnect(port);
+    const subscriber = await rawConnect(port);
+    subscriber.write('SUBSCRIBE c\r\n');
+    await readUntil(subscriber, /:1\r\n$/);
+    const idleResult = await readUntilClose(idle, 5000);
+    expect(idleResult).toEqual({ data: '', closed: true });
+    await sleep(400);
+    expect(subscriber.destroyed).toBe(false);
+    subscriber.write('PING\r\n');
+    expect(await readUntil(subscriber, /\r\n\r\n$/)).toBe('*2\r\n$4\r\npong\r\n$0\r\n\r\n');
+    subscriber.destroy();
+  });
+
   it('QUIT answers +OK and closes; pipelined commands after it are not run', async () => {
     const { port } = await start();
     expect(await closedExchange(port, 'PING\r\nQUIT\r\nPING\r\n')).toEqual({ data: '+PONG\r\n+OK\r\n', closed: true });
