@@ -85,6 +85,15 @@ export class Database {
     if (('length' in data ? data.length : data.size) === 0) this.delete(key);
   }
 
+  /** HDEL and SREM: remove fields or members; the key goes when it empties. Returns how many went. */
+  removeMembers(key: string, type: 'hash' | 'set', names: readonly string[]): number {
+    const collection = this.read(key, type);
+    if (collection === undefined) return 0;
+    const removed = names.filter((name) => collection.delete(name)).length;
+    this.deleteIfEmpty(key, collection);
+    return removed;
+  }
+
   /** Give an existing key a TTL: `at` in ms since the epoch. */
   expireAt(key: string, at: number): void {
     this.expires.set(key, at);

@@ -56,14 +56,8 @@ export function registerHashCommands({ resp, keyspace }: MiniRedis): void {
 
   resp.command('hdel', { arity: -3, ...write, summary: 'Deletes one or more fields and their values from a hash.' }, (client, argv) => {
     const key = keyOf(argv[1]);
-    const db = keyspace.db(client.db);
-    const hash = db.read(key, 'hash');
-    if (hash === undefined) return 0;
-    const deleted = argv.slice(2).filter((field) => hash.delete(keyOf(field))).length;
-    if (deleted > 0) {
-      db.deleteIfEmpty(key, hash);
-      resp.touch(client.db, key);
-    }
+    const deleted = keyspace.db(client.db).removeMembers(key, 'hash', argv.slice(2).map(keyOf));
+    if (deleted > 0) resp.touch(client.db, key);
     return deleted;
   });
 

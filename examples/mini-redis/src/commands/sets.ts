@@ -26,14 +26,8 @@ export function registerSetCommands({ resp, keyspace }: MiniRedis): void {
     { arity: -3, flags: ['write', 'fast'], keys: [1, 1, 1], summary: 'Removes one or more members from a set.', group },
     (client, argv) => {
       const key = keyOf(argv[1]);
-      const db = keyspace.db(client.db);
-      const set = db.read(key, 'set');
-      if (set === undefined) return 0;
-      const removed = argv.slice(2).filter((member) => set.delete(keyOf(member))).length;
-      if (removed > 0) {
-        db.deleteIfEmpty(key, set);
-        resp.touch(client.db, key);
-      }
+      const removed = keyspace.db(client.db).removeMembers(key, 'set', argv.slice(2).map(keyOf));
+      if (removed > 0) resp.touch(client.db, key);
       return removed;
     },
   );
