@@ -1,0 +1,104 @@
+// A small XML element tree for stanzas: what the stream parser builds and what handlers read,
+// rewrite and send. Written here rather than taken from ltx (xmpp.js's) because ltx ships no
+// types and brings parsers we do not use; this is the ~100 lines a stanza needs.
+
+export type XmlNode = XmlElement | string;
+
+/** One XML element: its qualified name as sent, attributes (namespace declarations included), children. */
+export class XmlElement {
+  /** Qualified name as it appears in the markup: `message`, `stream:features`. */
+  name: string;
+  readonly attrs: Record<string, string>;
+  readonly children: XmlNode[];
+  /** The namespace the element is in, resolved (inherited declarations included). */
+  xmlns: string;
+
+  constructor(name: string, attrs: Record<string, string> = {}, children: XmlNode[] = [], xmlns?: string) {
+    this.name = name;
+    this.attrs = attrs;
+    this.children = children;
+    this.xmlns = xmlns ?? attrs.xmlns ?? '';
+  }
+
+  /** The name without a prefix. */
+  get local(): string {
+    const colon = this.name.indexOf(':');
+    return colon === -1 ? this.name : this.name.slice(colon + 1);
+  }
+
+  attr(name: string): string | undefined {
+    return this.attrs[name];
+  }
+
+  /** Set (or, with undefined, remove) an attribute. */
+  setAttr(name: string, value: string | undefined): this {
+    if (value === undefined) delete this.attrs[name];
+    else this.attrs[name] = value;
+    return this;
+  }
+
+  /** The first child element with this local name (and namespace, when given). */
+  getChild(local: string, xmlns?: string): XmlElement | undefined {
+    for (const child of this.children) {
+      if (typeof child !== 'string' && child.local === local && (xmlns === undefined || child.xmlns === xmlns)) return child;
+    }
+    return undefined;
+  }
+
+  /** Every child element, or those with this local name (and namespace). */
+  getChildren(local?: string, xmlns?: string): XmlElement[] {
+    const found: XmlElement[] = [];
+    for (const child of this.children) {
+      if (typeof child === 'string') continue;
+      if ((local === undefined || child.local === local) && (xmlns === undefined || child.xmlns === xmlns)) found.push(child);
+    }
+    return found;
+  }
+
+  /** The element's text content (its direct text children). */
+  text(): string {
+    let text = '';
+    for (const child of this.children) if (typeof child === 'string') text += child;
+    return text;
+  }
+
+  /** The text of the first child with this local name, or undefined. */
+  getChildText(local: string, xmlns?: string): string | undefined {
+    return this.getChild(local, xmlns)?.text();
+  }
+
+  /** Append children; returns this, for building. */
+  append(...children: XmlNode[]): this {
+    for (const child of children) this.children.push(child);
+    return this;
+  }
+
+  /** Serialize, escaping text and attribute values. */
+  toString(): string {
+    let out = `<${this.name}`;
+    for (const [name, value] of Object.entries(this.attrs)) out += ` ${name}='${escapeAttribute(value)}'`;
+    if (this.children.length === 0) return `${out}/>`;
+    out += '>';
+    for (const child of this.children) out += typeof child === 'string' ? escapeText(child) : child.toString();
+    return `${out}</${this.name}>`;
+  }
+}
+
+/** Build an element: `xml('message', { to, type: 'chat' }, xml('body', {}, 'hi'))`. Undefined attributes are left out. */
+export function xml(name: string, attrs: Record<string, string | undefined> = {}, ...children: Array<XmlNode | undefined>): XmlElement {
+  const clean: Record<string, string> = {};
+  for (const [key, value] of Object.entries(attrs)) if (value !== undefined) clean[key] = value;
+  return new XmlElement(
+    name,
+    clean,
+    children.filter((child): child is XmlNode => child !== undefined),
+  );
+}
+
+export function escapeText(text: string): string {
+  return text.replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'));
+}
+
+export function escapeAttribute(value: string): string {
+  return value.replace(/[&<>'"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', "'": '&apos;', '"': '&quot;' })[c] as string);
+}
