@@ -21,6 +21,7 @@ export function readUntilClose(socket: Socket, timeoutMs = 10_000): Promise<{ da
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.on('error', () => {});
     socket.once('close', () => done(true));
+    socket.resume();
   });
 }
 

@@ -44,6 +44,13 @@ export interface Adapter {
   readonly portEnv: string;
   /** Port used when neither options nor the environment give one. */
   readonly defaultPort: number;
+  /**
+   * `direct` (default): with bind option `tls`, core terminates TLS before the adapter sees a
+   * connection. `starttls`: the protocol upgrades in-band (XMPP's STARTTLS): core loads the
+   * certificate and hands over plain connections; the adapter wraps them with
+   * `binding.secureContext()` when the peer asks.
+   */
+  readonly tlsMode?: 'direct' | 'starttls';
   /** Defaults for the connection limits; the user's bind options win. */
   readonly limits?: Partial<ConnectionLimits>;
 

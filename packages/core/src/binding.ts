@@ -56,9 +56,9 @@ export class Binding {
     this.#service = service;
   }
 
-  /** True once TLS is configured: core terminates it before the adapter sees a connection. */
+  /** True when core terminates TLS before the adapter sees a connection (not for STARTTLS adapters). */
   get secure(): boolean {
-    return this.options.tls !== undefined;
+    return this.options.tls !== undefined && this.adapter.tlsMode !== 'starttls';
   }
 
   /** The resolved listen address (after `start()` resolved the config). */
@@ -194,14 +194,14 @@ export class Binding {
     if (maxConnections > 0 && this.#sockets.size >= maxConnections) {
       this.#logger.warn({ remoteAddress: socket.remoteAddress, maxConnections }, 'connection refused: max connections');
       socket.on('error', () => {});
-      if (this.#tlsServer === undefined) this.adapter.refuse?.(socket, 'max-connections');
+      if (!this.secure) this.adapter.refuse?.(socket, 'max-connections');
       socket.end();
       socket.destroySoon();
       return;
     }
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
-    if (this.#tlsServer !== undefined) {
+    if (this.#tlsServer !== undefined && this.secure) {
       this.#tlsServer.emit('connection', socket);
     } else {
       this.#serve(socket);

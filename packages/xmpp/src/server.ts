@@ -1,0 +1,310 @@
+import type { Socket } from 'node:net';
+import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
+import { silentLogger } from '@portbind/core';
+import { type XmlElement, xml } from './element.js';
+import { Jid } from './jid.js';
+import { NS_DISCO_INFO, NS_PING, NS_SASL, NS_SESSION } from './namespaces.js';
+import {
+  decodeSaslPayload,
+  encodeSaslPayload,
+  LoginThrottle,
+  MemoryUserStore,
+  normalizeUsername,
+  offeredScramMechanisms,
+  type SaslFailure,
+  type ScramMechanism,
+  ScramServer,
+  scramLookup,
+  type UserStore,
+  verifyPlain,
+} from './sasl/index.js';
+import { Session, type SessionHost } from './session.js';
+import { stanzaError } from './stanza-error.js';
+import { StreamError } from './stream-error.js';
+import { DEFAULT_MAX_STANZA_SIZE } from './stream-parser.js';
+
+export interface XmppServerOptions {
+  /** The domain this server serves (`XMPP_DOMAIN`), e.g. `localhost` or `chat.example.com`. */
+  domain: string;
+  /** Accounts: salted SCRAM credentials. Default: an in-memory store. */
+  users?: UserStore;
+  /**
+   * Let clients authenticate without TLS. Only for development on loopback: then PLAIN is still
+   * never offered, only SCRAM. Default false: STARTTLS is required.
+   */
+  allowPlaintext?: boolean;
+  /** Largest stanza in bytes (never below 10 000). Default 256 KiB. */
+  maxStanzaSize?: number;
+  /** Close connections that have not authenticated after this long. Default 60 000 ms. */
+  authTimeoutMs?: number;
+  /** Failed-login throttling. Default: 5 failures in 5 minutes lock an address or account, growing to 15 minutes. */
+  throttle?: LoginThrottle;
+}
+
+/**
+ * An XMPP server for one domain: accounts, sessions and stanza routing. Bind its client-to-server
+ * listener with `service.bind(server.c2s(), { tls: { certFile, keyFile } })` (`XMPP_PORT`, 5222).
+ */
+export class XmppServer implements SessionHost {
+  readonly domain: string;
+  readonly users: UserStore;
+  readonly maxStanzaSize: number;
+  readonly plaintextAllowed: boolean;
+  readonly authTimeoutMs: number;
+  readonly throttle: LoginThrottle;
+  logger: Logger = silentLogger;
+  /** Bound sessions by bare JID, then resource. */
+  readonly #sessions = new Map<string, Map<string, Session>>();
+  readonly #all = new Set<Session>();
+  #binding: BindingContext | undefined;
+  #drained: (() => void) | undefined;
+
+  constructor(options: XmppServerOptions) {
+    const domain = Jid.parse(options.domain);
+    if (domain === undefined || !domain.isBare || domain.local !== '') throw new TypeError(`not a domain: ${options.domain}`);
+    this.domain = domain.domain;
+    this.users = options.users ?? new MemoryUserStore();
+    this.maxStanzaSize = options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE;
+    this.plaintextAllowed = options.allowPlaintext ?? false;
+    this.authTimeoutMs = options.authTimeoutMs ?? 60_000;
+    this.throttle = options.throttle ?? new LoginThrottle();
+  }
+
+  get tlsAvailable(): boolean {
+    return this.#binding?.secureContext() !== undefined;
+  }
+
+  secureContext(): import('node:tls').SecureContext | undefined {
+    return this.#binding?.secureContext();
+  }
+
+  /** The client-to-server adapter (RFC 6120 over TCP with STARTTLS). */
+  c2s(): Adapter {
+    return new C2sAdapter(this);
+  }
+
+  /** @internal */
+  open(binding: BindingContext): void {
+    this.#binding = binding;
+    this.logger = binding.logger;
+  }
+
+  /** @internal */
+  accept(conn: Connection): void {
+    const session = new Session(conn, this);
+    this.#all.add(session);
+    const timer = setTimeout(() => {
+      if (!session.authenticated) session.close(new StreamError('connection-timeout', 'authentication took too long'));
+    }, this.authTimeoutMs);
+    timer.unref();
+    conn.socket.once('close', () => clearTimeout(timer));
+  }
+
+  /** @internal Every stream gets `<system-shutdown/>`. */
+  async drain(signal: AbortSignal): Promise<void> {
+    for (const session of this.#all) session.close(new StreamError('system-shutdown'));
+    if (this.#all.size === 0) return;
+    await new Promise<void>((resolve) => {
+      this.#drained = resolve;
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+  }
+
+  mechanisms(session: Session): string[] {
+    const scram = offeredScramMechanisms(session.channelBinding());
+    return session.secure ? [...scram, 'PLAIN'] : scram;
+  }
+
+  async sasl(session: Session, element: XmlElement): Promise<void> {
+    const address = session.conn.remoteAddress ?? 'unix';
+    const fail = (failure: SaslFailure, text?: string): void => {
+      delete session.state.scram;
+      session.send(
+        xml('failure', { xmlns: NS_SASL }, xml(failure), text === undefined ? undefined : xml('text', { 'xml:lang': 'en' }, text)),
+      );
+    };
+    if (element.local === 'abort') return fail('aborted');
+    if (element.local === 'auth') {
+      const decision = this.throttle.check(address);
+      if (!decision.allowed)
+        return fail('temporary-auth-failure', `too many failed logins: retry in ${Math.ceil(decision.retryAfterMs / 1000)} s`);
+      const mechanism = element.attr('mechanism') ?? '';
+      if (!this.mechanisms(session).includes(mechanism)) {
+        return fail(mechanism === 'PLAIN' && !session.secure ? 'encryption-required' : 'invalid-mechanism');
+      }
+      const payload = decodeSaslPayload(element.text().trim());
+      if (payload === undefined) return fail('incorrect-encoding');
+      if (mechanism === 'PLAIN') {
+        const result = await verifyPlain(payload, scramLookup(this.users), { domain: this.domain });
+        if ('failure' in result) {
+          this.throttle.failed(address);
+          return fail(result.failure, result.text);
+        }
+        return this.#authenticated(session, result.username, undefined);
+      }
+      const scram = new ScramServer({
+        mechanism: mechanism as ScramMechanism,
+        lookup: scramLookup(this.users),
+        channelBinding: session.channelBinding(),
+        domain: this.domain,
+      });
+      const started = await scram.start(payload);
+      if ('failure' in started) {
+        this.throttle.failed(address);
+        return fail(started.failure, started.text);
+      }
+      session.state.scram = scram;
+      session.send(xml('challenge', { xmlns: NS_SASL }, encodeSaslPayload(started.challenge)));
+      return;
+    }
+    if (element.local === 'response') {
+      const scram = session.state.scram;
+      if (!(scram instanceof ScramServer)) return fail('malformed-request', 'no exchange in progress');
+      const payload = decodeSaslPayload(element.text().trim());
+      if (payload === undefined) return fail('incorrect-encoding');
+      const finished = scram.finish(payload);
+      if ('failure' in finished) {
+        this.throttle.failed(address);
+        return fail(finished.failure, finished.text);
+      }
+      delete session.state.scram;
+      return this.#authenticated(session, finished.username, finished.success);
+    }
+    fail('malformed-request');
+  }
+
+  #authenticated(session: Session, username: string, serverFinal: Buffer | undefined): void {
+    this.throttle.succeeded(session.conn.remoteAddress ?? 'unix');
+    session.user = normalizeUsername(username) ?? username;
+    session.send(xml('success', { xmlns: NS_SASL }, serverFinal === undefined ? undefined : encodeSaslPayload(serverFinal)));
+    session.restart();
+  }
+
+  bind(session: Session, resource: string): Jid {
+    const jid = new Jid(session.user ?? '', this.domain, resource);
+    let resources = this.#sessions.get(jid.bare);
+    if (resources === undefined) {
+      resources = new Map();
+      this.#sessions.set(jid.bare, resources);
+    }
+    // A second login with the same full JID replaces the first (RFC 6120 §7.7.2.2).
+    const previous = resources.get(resource);
+    if (previous !== undefined && previous !== session) {
+      previous.jid = undefined;
+      previous.close(new StreamError('conflict', 'replaced by a new connection'));
+    }
+    resources.set(resource, session);
+    return jid;
+  }
+
+  /** Bound sessions of a bare JID. */
+  sessionsOf(bare: string): Session[] {
+    return [...(this.#sessions.get(bare)?.values() ?? [])];
+  }
+
+  stanza(session: Session, stanza: XmlElement): void {
+    const from = session.jid as Jid;
+    // The server stamps `from`; a client may only give its own address (RFC 6120 §8.1.2.1).
+    const claimed = stanza.attr('from');
+    if (claimed !== undefined) {
+      const jid = Jid.parse(claimed);
+      if (jid === undefined || !(jid.equals(from) || (jid.isBare && jid.bare === from.bare))) throw new StreamError('invalid-from');
+    }
+    stanza.setAttr('from', from.toString());
+    const toText = stanza.attr('to');
+    const to = toText === undefined ? undefined : Jid.parse(toText);
+    if (toText !== undefined && to === undefined) return this.#bounce(session, stanza, 'bad-request', 'invalid to address');
+    if (to === undefined || (to.local === '' && to.domain === this.domain)) return this.#toServer(session, stanza);
+    if (to.domain !== this.domain) return this.#bounce(session, stanza, 'service-unavailable', 'no server-to-server federation');
+    this.#toUser(session, stanza, to);
+  }
+
+  #toUser(session: Session, stanza: XmlElement, to: Jid): void {
+    const resources = this.#sessions.get(to.bare);
+    if (!to.isBare) {
+      const target = resources?.get(to.resource);
+      if (target !== undefined) return target.send(stanza);
+      // A message to an unavailable full JID goes to the bare JID (RFC 6121 §8.5.3.2.1).
+      if (stanza.local !== 'message') return this.#bounce(session, stanza, 'service-unavailable');
+    }
+    if (stanza.local === 'message' && resources !== undefined && resources.size > 0) {
+      for (const target of resources.values()) target.send(stanza);
+      return;
+    }
+    if (stanza.local === 'presence') return; // subscriptions and presence broadcast come with the roster
+    this.#bounce(session, stanza, 'service-unavailable');
+  }
+
+  #toServer(session: Session, stanza: XmlElement): void {
+    if (stanza.local !== 'iq') return;
+    const type = stanza.attr('type');
+    if (type === 'result' || type === 'error') return;
+    const reply = (...children: XmlElement[]): void =>
+      session.send(xml('iq', { type: 'result', id: stanza.attr('id'), from: this.domain, to: stanza.attr('from') }, ...children));
+    if (stanza.getChild('ping', NS_PING)) return reply();
+    if (stanza.getChild('session', NS_SESSION)) return reply();
+    if (type === 'get' && stanza.getChild('query', NS_DISCO_INFO)) {
+      return reply(
+        xml(
+          'query',
+          { xmlns: NS_DISCO_INFO },
+          xml('identity', { category: 'server', type: 'im', name: 'portbind' }),
+          xml('feature', { var: NS_DISCO_INFO }),
+          xml('feature', { var: NS_PING }),
+        ),
+      );
+    }
+    this.#bounce(session, stanza, 'feature-not-implemented');
+  }
+
+  #bounce(session: Session, stanza: XmlElement, condition: Parameters<typeof stanzaError>[1], text?: string): void {
+    // Never answer an error with an error (RFC 6120 §8.3.1).
+    if (stanza.attr('type') === 'error') return;
+    const error = stanzaError(stanza, condition, text);
+    error.setAttr('to', session.jid?.toString());
+    session.send(error);
+  }
+
+  closed(session: Session): void {
+    this.#all.delete(session);
+    const jid = session.jid;
+    if (jid !== undefined) {
+      const resources = this.#sessions.get(jid.bare);
+      if (resources?.get(jid.resource) === session) resources.delete(jid.resource);
+      if (resources?.size === 0) this.#sessions.delete(jid.bare);
+    }
+    if (this.#all.size === 0) this.#drained?.();
+  }
+}
+
+class C2sAdapter implements Adapter {
+  readonly name = 'xmpp';
+  readonly scheme = 'xmpp';
+  readonly secureScheme = 'xmpps';
+  readonly portEnv = 'XMPP_PORT';
+  readonly defaultPort = 5222;
+  readonly tlsMode = 'starttls' as const;
+  readonly #server: XmppServer;
+
+  constructor(server: XmppServer) {
+    this.#server = server;
+  }
+
+  open(binding: BindingContext): void {
+    this.#server.open(binding);
+  }
+
+  connection(conn: Connection): void {
+    this.#server.accept(conn);
+  }
+
+  refuse(socket: Socket): void {
+    socket.write(
+      `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>${new StreamError('resource-constraint', 'too many connections').toElement().toString()}</stream:stream>`,
+    );
+  }
+
+  drain(signal: AbortSignal): Promise<void> {
+    return this.#server.drain(signal);
+  }
+}

@@ -1,0 +1,181 @@
+import { once } from 'node:events';
+import { connect as tlsConnect } from 'node:tls';
+import { PortService } from '@portbind/core';
+import { xml as clientXml, client as xmppClient } from '@xmpp/client';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { portOf, rawConnect, readUntil, readUntilClose, selfSignedCert } from '../../../test/support/net.js';
+import { MemoryUserStore, XmppServer } from '../src/index.js';
+
+// @xmpp/client checks the server certificate; ours is self-signed, made for this test run.
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+
+const services: PortService[] = [];
+const clients: Array<{ stop(): Promise<unknown> }> = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.stop().catch(() => {})));
+  await Promise.all(services.splice(0).map((s) => s.stop()));
+});
+
+let pems: { cert: string; key: string };
+beforeAll(async () => {
+  pems = await selfSignedCert();
+});
+
+async function start(options: { allowPlaintext?: boolean; tls?: boolean } = {}) {
+  const users = new MemoryUserStore({ iterations: 4096 });
+  await users.create('juliet', 'balcony');
+  await users.create('romeo', 'r0meo!');
+  const server = new XmppServer({ domain: 'localhost', users, allowPlaintext: options.allowPlaintext });
+  const service = new PortService({ env: {}, gracePeriodMs: 2000 });
+  services.push(service);
+  const binding = service.bind(server.c2s(), { port: 0, host: '127.0.0.1', tls: options.tls === false ? undefined : pems });
+  await service.start();
+  return { server, service, binding, port: portOf(binding) };
+}
+
+async function login(port: number, username: string, password: string, resource?: string) {
+  const xmpp = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username, password, resource });
+  xmpp.on('error', () => {});
+  clients.push(xmpp);
+  const address = await xmpp.start();
+  return { xmpp, jid: String(address) };
+}
+
+const OPEN =
+  "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
+  it('logs in, binds a resource, and chats with another user', async () => {
+    const { port, binding } = await start();
+    expect(binding.url).toBe(`xmpp://127.0.0.1:${port}`);
+    const juliet = await login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await login(port, 'romeo', 'r0meo!');
+    expect(juliet.jid).toBe('juliet@localhost/balcony');
+    expect(romeo.jid).toMatch(/^romeo@localhost\/.+/);
+    const received = new Promise<{ from: string; body: string | undefined }>((resolve) =>
+      juliet.xmpp.on('stanza', (stanza) => {
+        if (stanza.is('message')) resolve({ from: stanza.attrs.from as string, body: stanza.getChildText('body') ?? undefined });
+      }),
+    );
+    await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost', type: 'chat' }, clientXml('body', {}, 'Wherefore art thou?')));
+    expect(await received).toEqual({ from: romeo.jid, body: 'Wherefore art thou?' });
+  });
+
+  it('answers ping and disco#info from the server', async () => {
+    const { port } = await start();
+    const { xmpp } = await login(port, 'juliet', 'balcony');
+    const pong = await xmpp.iqCaller.request(
+      clientXml('iq', { type: 'get', to: 'localhost' }, clientXml('ping', { xmlns: 'urn:xmpp:ping' })),
+    );
+    expect(pong.attrs).toMatchObject({ type: 'result', from: 'localhost' });
+    const info = await xmpp.iqCaller.get(clientXml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }), 'localhost');
+    expect(info.getChild('identity')?.attrs).toMatchObject({ category: 'server', type: 'im' });
+  });
+
+  it('refuses a wrong password with <not-authorized/>', async () => {
+    const { port } = await start();
+    const xmpp = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: 'nope' });
+    xmpp.on('error', () => {});
+    clients.push(xmpp);
+    await expect(xmpp.start()).rejects.toMatchObject({ condition: 'not-authorized' });
+  });
+
+  it('a second login with the same full JID replaces the first with <conflict/>', async () => {
+    const { port } = await start();
+    const first = await login(port, 'juliet', 'balcony', 'phone');
+    const conflict = new Promise<string>((resolve) =>
+      first.xmpp.on('error', (error: { condition?: string }) => resolve(String(error.condition))),
+    );
+    await login(port, 'juliet', 'balcony', 'phone');
+    expect(await conflict).toBe('conflict');
+  });
+
+  it('answers a message to an unknown user with service-unavailable', async () => {
+    const { port } = await start();
+    const { xmpp } = await login(port, 'juliet', 'balcony');
+    const bounced = new Promise<string | undefined>((resolve) =>
+      xmpp.on('stanza', (stanza) => {
+        if (stanza.is('message') && stanza.attrs.type === 'error')
+          resolve(stanza.getChild('error')?.children.map((c) => (typeof c === 'string' ? c : c.name))[0]);
+      }),
+    );
+    await xmpp.send(clientXml('message', { to: 'nobody@localhost', type: 'chat' }, clientXml('body', {}, 'hello?')));
+    expect(await bounced).toBe('service-unavailable');
+  });
+
+  it('sends <system-shutdown/> to every stream on stop', async () => {
+    const { port, service } = await start();
+    const { xmpp } = await login(port, 'juliet', 'balcony');
+    const shutdown = new Promise<string>((resolve) =>
+      xmpp.on('error', (error: { condition?: string }) => resolve(String(error.condition))),
+    );
+    await service.stop();
+    expect(await shutdown).toBe('system-shutdown');
+  });
+});
+
+describe('bad input over a raw socket', () => {
+  it('requires STARTTLS: features offer only starttls, and a stanza before it ends the stream', async () => {
+    const { port } = await start();
+    const socket = await rawConnect(port);
+    socket.write(OPEN);
+    const features = await readUntil(socket, /<\/stream:features>/);
+    expect(features).toContain("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>");
+    expect(features).not.toContain('mechanisms');
+    const result = readUntilClose(socket);
+    socket.write("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABiYWxjb255</auth>");
+    const { data, closed } = await result;
+    expect(data).toContain("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    expect(data).toContain('</stream:stream>');
+    expect(closed).toBe(true);
+  });
+
+  it('after STARTTLS offers SCRAM and PLAIN; a stanza before authentication gets <not-authorized/>', async () => {
+    const { port } = await start();
+    const socket = await rawConnect(port);
+    socket.write(OPEN);
+    await readUntil(socket, /<\/stream:features>/);
+    socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    await readUntil(socket, /<proceed/);
+    const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost' });
+    await once(secure, 'secureConnect');
+    secure.write(OPEN);
+    const features = await readUntil(secure as unknown as import('node:net').Socket, /<\/stream:features>/);
+    expect(features).toContain('<mechanism>SCRAM-SHA-256</mechanism>');
+    expect(features).toContain('<mechanism>SCRAM-SHA-1</mechanism>');
+    expect(features).toContain('<mechanism>PLAIN</mechanism>');
+    const result = readUntilClose(secure as unknown as import('node:net').Socket);
+    secure.write("<message to='romeo@localhost'><body>sneaky</body></message>");
+    expect((await result).data).toContain("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+  });
+
+  it.each([
+    ['a stream to an unknown domain', OPEN.replace("to='localhost'", "to='example.org'"), 'host-unknown'],
+    ['a comment', `${OPEN}<!-- x -->`, 'restricted-xml'],
+    ['a DTD', "<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]>", 'restricted-xml'],
+    ['invalid UTF-8', Buffer.concat([Buffer.from(`${OPEN}<message><body>`), Buffer.from([0xff, 0xfe, 0xfd])]), 'not-well-formed'],
+    ['a 10 MB stanza', `${OPEN}<message><body>${'x'.repeat(10 * 1024 * 1024)}</body></message>`, 'policy-violation'],
+    ['a never-ending attribute value', `${OPEN}<message to='${'a'.repeat(400_000)}`, 'policy-violation'],
+  ])('answers %s with its stream error and closes', async (_name, input, condition) => {
+    const { port } = await start();
+    const socket = await rawConnect(port);
+    const result = readUntilClose(socket, 10_000);
+    socket.write(input);
+    const { data, closed } = await result;
+    expect(data).toContain(`<${condition} xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>`);
+    expect(data.endsWith('</stream:stream>')).toBe(true);
+    expect(closed).toBe(true);
+  });
+
+  it('lets a loopback development server authenticate without TLS, but never with PLAIN', async () => {
+    const { port } = await start({ tls: false, allowPlaintext: true });
+    const socket = await rawConnect(port);
+    socket.write(OPEN);
+    const features = await readUntil(socket, /<\/stream:features>/);
+    expect(features).toContain('<mechanism>SCRAM-SHA-1</mechanism>');
+    expect(features).not.toContain('PLAIN');
+    socket.write("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABiYWxjb255</auth>");
+    expect(await readUntil(socket, /<\/failure>/)).toContain('<encryption-required/>');
+    socket.destroy();
+  });
+});
