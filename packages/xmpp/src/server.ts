@@ -35,6 +35,8 @@ export interface XmppServerOptions {
   allowPlaintext?: boolean;
   /** Largest stanza in bytes (never below 10 000). Default 256 KiB. */
   maxStanzaSize?: number;
+  /** A client with this many bytes unsent (it stopped reading) is disconnected. Default 4 MiB. */
+  maxOutputBytes?: number;
   /** Close connections that have not authenticated after this long. Default 60 000 ms. */
   authTimeoutMs?: number;
   /** Failed-login throttling. Default: 5 failures in 5 minutes lock an address or account, growing to 15 minutes. */
@@ -51,6 +53,7 @@ export class XmppServer implements SessionHost {
   readonly maxStanzaSize: number;
   readonly plaintextAllowed: boolean;
   readonly authTimeoutMs: number;
+  readonly maxOutputBytes: number;
   readonly throttle: LoginThrottle;
   logger: Logger = silentLogger;
   /** Bound sessions by bare JID, then resource. */
@@ -67,6 +70,7 @@ export class XmppServer implements SessionHost {
     this.maxStanzaSize = options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE;
     this.plaintextAllowed = options.allowPlaintext ?? false;
     this.authTimeoutMs = options.authTimeoutMs ?? 60_000;
+    this.maxOutputBytes = options.maxOutputBytes ?? 4 * 1024 * 1024;
     this.throttle = options.throttle ?? new LoginThrottle();
   }
 

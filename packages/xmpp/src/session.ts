@@ -13,6 +13,8 @@ import { type StreamEvent, StreamParser } from './stream-parser.js';
 export interface SessionHost {
   readonly domain: string;
   readonly maxStanzaSize: number;
+  /** Unsent bytes past which a client that stopped reading is disconnected. */
+  readonly maxOutputBytes: number;
   /** TLS is on offer (a certificate is configured). */
   readonly tlsAvailable: boolean;
   /** Authentication without TLS is allowed (loopback development only). */
@@ -79,6 +81,9 @@ export class Session {
   send(element: XmlElement | string): void {
     if (this.#closed || this.#socket.destroyed) return;
     this.#socket.write(typeof element === 'string' ? element : element.toString());
+    // A client that stopped reading cannot grow the server's memory: it would not read a
+    // stream error either, so it is cut off.
+    if (this.#socket.writableLength > this.#host.maxOutputBytes) this.#socket.destroy();
   }
 
   /** End the stream: with a stream error when given (RFC 6120 §4.9), then `</stream:stream>`. */

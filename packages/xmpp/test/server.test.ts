@@ -21,11 +21,16 @@ beforeAll(async () => {
   pems = await selfSignedCert();
 });
 
-async function start(options: { allowPlaintext?: boolean; tls?: boolean } = {}) {
+async function start(options: { allowPlaintext?: boolean; tls?: boolean; maxOutputBytes?: number } = {}) {
   const users = new MemoryUserStore({ iterations: 4096 });
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
-  const server = new XmppServer({ domain: 'localhost', users, allowPlaintext: options.allowPlaintext });
+  const server = new XmppServer({
+    domain: 'localhost',
+    users,
+    allowPlaintext: options.allowPlaintext,
+    maxOutputBytes: options.maxOutputBytes,
+  });
   const service = new PortService({ env: {}, gracePeriodMs: 2000 });
   services.push(service);
   const binding = service.bind(server.c2s(), { port: 0, host: '127.0.0.1', tls: options.tls === false ? undefined : pems });
@@ -101,6 +106,41 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     );
     await xmpp.send(clientXml('message', { to: 'nobody@localhost', type: 'chat' }, clientXml('body', {}, 'hello?')));
     expect(await bounced).toBe('service-unavailable');
+  });
+
+  it('disconnects a client that stops reading while others send to it; the sender lives on', async () => {
+    const { port, server } = await start({ maxOutputBytes: 256 * 1024 });
+    const romeo = await login(port, 'romeo', 'r0meo!');
+    // Juliet logs in over a raw TLS socket and then never reads again.
+    const socket = await rawConnect(port);
+    socket.write(OPEN);
+    await readUntil(socket, /<\/stream:features>/);
+    socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    await readUntil(socket, /<proceed/);
+    const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost' });
+    await once(secure, 'secureConnect');
+    const plain = Buffer.from('\u0000juliet\u0000balcony').toString('base64');
+    secure.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
+    await readUntil(secure as unknown as import('node:net').Socket, /<success/);
+    secure.write(`${OPEN}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>slow</resource></bind></iq>`);
+    await readUntil(secure as unknown as import('node:net').Socket, /<\/iq>/);
+    secure.pause();
+    const closed = once(secure, 'close');
+    const body = 'x'.repeat(8 * 1024);
+    let sent = 0;
+    while (server.sessionsOf('juliet@localhost').length > 0 && sent < 5000) {
+      await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost/slow', type: 'chat' }, clientXml('body', {}, body)));
+      sent++;
+      if (sent % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(server.sessionsOf('juliet@localhost')).toHaveLength(0);
+    expect(sent).toBeLessThan(5000);
+    secure.resume();
+    await closed;
+    const pong = await romeo.xmpp.iqCaller.request(
+      clientXml('iq', { type: 'get', to: 'localhost' }, clientXml('ping', { xmlns: 'urn:xmpp:ping' })),
+    );
+    expect(pong.attrs.type).toBe('result');
   });
 
   it('sends <system-shutdown/> to every stream on stop', async () => {
