@@ -33,6 +33,12 @@ export interface XmppServerOptions {
    * never offered, only SCRAM. Default false: STARTTLS is required.
    */
   allowPlaintext?: boolean;
+  /**
+   * Offer SCRAM-*-PLUS with `tls-exporter` channel binding (RFC 9266) on TLS 1.3, advertised with
+   * XEP-0440. Default false: clients that know only `tls-unique` (undefined on TLS 1.3; slixmpp
+   * 1.8 is one) pick -PLUS when offered and then cannot log in.
+   */
+  channelBinding?: boolean;
   /** Largest stanza in bytes (never below 10 000). Default 256 KiB. */
   maxStanzaSize?: number;
   /** A client with this many bytes unsent (it stopped reading) is disconnected. Default 4 MiB. */
@@ -52,6 +58,7 @@ export class XmppServer implements SessionHost {
   readonly users: UserStore;
   readonly maxStanzaSize: number;
   readonly plaintextAllowed: boolean;
+  readonly channelBindingOffered: boolean;
   readonly authTimeoutMs: number;
   readonly maxOutputBytes: number;
   readonly throttle: LoginThrottle;
@@ -69,6 +76,7 @@ export class XmppServer implements SessionHost {
     this.users = options.users ?? new MemoryUserStore();
     this.maxStanzaSize = options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE;
     this.plaintextAllowed = options.allowPlaintext ?? false;
+    this.channelBindingOffered = options.channelBinding ?? false;
     this.authTimeoutMs = options.authTimeoutMs ?? 60_000;
     this.maxOutputBytes = options.maxOutputBytes ?? 4 * 1024 * 1024;
     this.throttle = options.throttle ?? new LoginThrottle();
@@ -114,8 +122,13 @@ export class XmppServer implements SessionHost {
     });
   }
 
+  /** The channel binding offered on this session (only with `channelBinding: true`, on TLS 1.3). */
+  channelBinding(session: Session): ReturnType<Session['channelBinding']> {
+    return this.channelBindingOffered ? session.channelBinding() : undefined;
+  }
+
   mechanisms(session: Session): string[] {
-    const scram = offeredScramMechanisms(session.channelBinding());
+    const scram = offeredScramMechanisms(this.channelBinding(session));
     return session.secure ? [...scram, 'PLAIN'] : scram;
   }
 
@@ -149,7 +162,7 @@ export class XmppServer implements SessionHost {
       const scram = new ScramServer({
         mechanism: mechanism as ScramMechanism,
         lookup: scramLookup(this.users),
-        channelBinding: session.channelBinding(),
+        channelBinding: this.channelBinding(session),
         domain: this.domain,
       });
       const started = await scram.start(payload);

@@ -22,6 +22,8 @@ export interface SessionHost {
   secureContext(): import('node:tls').SecureContext | undefined;
   /** SASL mechanisms to offer on this connection. */
   mechanisms(session: Session): string[];
+  /** The channel binding offered on this connection, if any (advertised with XEP-0440). */
+  channelBinding(session: Session): ChannelBinding | undefined;
   /** Handle an element of the SASL exchange; resolves when handled. */
   sasl(session: Session, element: XmlElement): Promise<void>;
   /** Bind a resource: the full JID, after closing any session with the same one. */
@@ -172,9 +174,13 @@ export class Session {
     }
     if (!this.authenticated) {
       if (!this.secure && !this.#host.plaintextAllowed) return features;
-      return features.append(
-        xml('mechanisms', { xmlns: NS_SASL }, ...this.#host.mechanisms(this).map((name) => xml('mechanism', {}, name))),
-      );
+      const binding = this.#host.channelBinding(this);
+      features.append(xml('mechanisms', { xmlns: NS_SASL }, ...this.#host.mechanisms(this).map((name) => xml('mechanism', {}, name))));
+      // XEP-0440: which channel-binding type the -PLUS mechanisms use.
+      if (binding !== undefined) {
+        features.append(xml('sasl-channel-binding', { xmlns: 'urn:xmpp:sasl-cb:0' }, xml('channel-binding', { type: binding.type })));
+      }
+      return features;
     }
     return features.append(xml('bind', { xmlns: NS_BIND }), xml('session', { xmlns: NS_SESSION }, xml('optional')));
   }

@@ -1,10 +1,14 @@
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { connect as tlsConnect } from 'node:tls';
+import { promisify } from 'node:util';
 import { PortService } from '@portbind/core';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { portOf, rawConnect, readUntil, readUntilClose, selfSignedCert } from '../../../test/support/net.js';
 import { MemoryUserStore, XmppServer } from '../src/index.js';
+
+const run = promisify(execFile);
 
 // @xmpp/client checks the server certificate; ours is self-signed, made for this test run.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -21,7 +25,7 @@ beforeAll(async () => {
   pems = await selfSignedCert();
 });
 
-async function start(options: { allowPlaintext?: boolean; tls?: boolean; maxOutputBytes?: number } = {}) {
+async function start(options: { allowPlaintext?: boolean; tls?: boolean; maxOutputBytes?: number; channelBinding?: boolean } = {}) {
   const users = new MemoryUserStore({ iterations: 4096 });
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
@@ -30,6 +34,7 @@ async function start(options: { allowPlaintext?: boolean; tls?: boolean; maxOutp
     users,
     allowPlaintext: options.allowPlaintext,
     maxOutputBytes: options.maxOutputBytes,
+    channelBinding: options.channelBinding,
   });
   const service = new PortService({ env: {}, gracePeriodMs: 2000 });
   services.push(service);
@@ -154,6 +159,22 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
   });
 });
 
+describe('slixmpp (Debian python3-slixmpp)', () => {
+  it('two slixmpp clients log in over STARTTLS with SCRAM and chat both ways', async () => {
+    const { port } = await start();
+    const script = new URL('./slixmpp/chat.py', import.meta.url).pathname;
+    const { stdout } = await run('/usr/bin/python3', [script, '127.0.0.1', String(port)], { timeout: 60_000 });
+    const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+      jids: string[];
+      juliet: { from: string; body: string };
+      romeo: { from: string; body: string };
+    };
+    expect(result.jids).toEqual(['juliet@localhost/slix', 'romeo@localhost/slix']);
+    expect(result.juliet).toEqual({ from: 'romeo@localhost/slix', body: 'Wherefore art thou, from slixmpp?' });
+    expect(result.romeo).toEqual({ from: 'juliet@localhost/slix', body: 'Here, in the orchard.' });
+  });
+});
+
 describe('bad input over a raw socket', () => {
   it('requires STARTTLS: features offer only starttls, and a stanza before it ends the stream', async () => {
     const { port } = await start();
@@ -184,9 +205,28 @@ describe('bad input over a raw socket', () => {
     expect(features).toContain('<mechanism>SCRAM-SHA-256</mechanism>');
     expect(features).toContain('<mechanism>SCRAM-SHA-1</mechanism>');
     expect(features).toContain('<mechanism>PLAIN</mechanism>');
+    expect(features).not.toContain('-PLUS');
     const result = readUntilClose(secure as unknown as import('node:net').Socket);
     secure.write("<message to='romeo@localhost'><body>sneaky</body></message>");
     expect((await result).data).toContain("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+  });
+
+  it('with channelBinding offers SCRAM-*-PLUS and advertises tls-exporter (XEP-0440) on TLS 1.3', async () => {
+    const { port } = await start({ channelBinding: true });
+    const socket = await rawConnect(port);
+    socket.write(OPEN);
+    await readUntil(socket, /<\/stream:features>/);
+    socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    await readUntil(socket, /<proceed/);
+    const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost', minVersion: 'TLSv1.3' });
+    await once(secure, 'secureConnect');
+    secure.write(OPEN);
+    const features = await readUntil(secure as unknown as import('node:net').Socket, /<\/stream:features>/);
+    expect(features).toContain('<mechanism>SCRAM-SHA-256-PLUS</mechanism>');
+    expect(features).toContain(
+      "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding>",
+    );
+    secure.destroy();
   });
 
   it.each([
