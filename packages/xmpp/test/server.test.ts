@@ -54,6 +54,18 @@ async function login(port: number, username: string, password: string, resource?
 const OPEN =
   "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
 
+/** A raw client that opens a stream, does STARTTLS, and returns the TLS socket (stream not yet reopened). */
+async function rawStartTls(port: number, options: { minVersion?: 'TLSv1.3' } = {}): Promise<import('node:net').Socket> {
+  const socket = await rawConnect(port);
+  socket.write(OPEN);
+  await readUntil(socket, /<\/stream:features>/);
+  socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+  await readUntil(socket, /<proceed/);
+  const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost', ...options });
+  await once(secure, 'secureConnect');
+  return secure as unknown as import('node:net').Socket;
+}
+
 describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
   it('logs in, binds a resource, and chats with another user', async () => {
     const { port, binding } = await start();
@@ -117,18 +129,12 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     const { port, server } = await start({ maxOutputBytes: 256 * 1024 });
     const romeo = await login(port, 'romeo', 'r0meo!');
     // Juliet logs in over a raw TLS socket and then never reads again.
-    const socket = await rawConnect(port);
-    socket.write(OPEN);
-    await readUntil(socket, /<\/stream:features>/);
-    socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    await readUntil(socket, /<proceed/);
-    const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost' });
-    await once(secure, 'secureConnect');
+    const secure = await rawStartTls(port);
     const plain = Buffer.from('\u0000juliet\u0000balcony').toString('base64');
     secure.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
-    await readUntil(secure as unknown as import('node:net').Socket, /<success/);
+    await readUntil(secure, /<success/);
     secure.write(`${OPEN}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>slow</resource></bind></iq>`);
-    await readUntil(secure as unknown as import('node:net').Socket, /<\/iq>/);
+    await readUntil(secure, /<\/iq>/);
     secure.pause();
     const closed = once(secure, 'close');
     const body = 'x'.repeat(8 * 1024);
@@ -193,35 +199,23 @@ describe('bad input over a raw socket', () => {
 
   it('after STARTTLS offers SCRAM and PLAIN; a stanza before authentication gets <not-authorized/>', async () => {
     const { port } = await start();
-    const socket = await rawConnect(port);
-    socket.write(OPEN);
-    await readUntil(socket, /<\/stream:features>/);
-    socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    await readUntil(socket, /<proceed/);
-    const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost' });
-    await once(secure, 'secureConnect');
+    const secure = await rawStartTls(port);
     secure.write(OPEN);
-    const features = await readUntil(secure as unknown as import('node:net').Socket, /<\/stream:features>/);
+    const features = await readUntil(secure, /<\/stream:features>/);
     expect(features).toContain('<mechanism>SCRAM-SHA-256</mechanism>');
     expect(features).toContain('<mechanism>SCRAM-SHA-1</mechanism>');
     expect(features).toContain('<mechanism>PLAIN</mechanism>');
     expect(features).not.toContain('-PLUS');
-    const result = readUntilClose(secure as unknown as import('node:net').Socket);
+    const result = readUntilClose(secure);
     secure.write("<message to='romeo@localhost'><body>sneaky</body></message>");
     expect((await result).data).toContain("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
   });
 
   it('with channelBinding offers SCRAM-*-PLUS and advertises tls-exporter (XEP-0440) on TLS 1.3', async () => {
     const { port } = await start({ channelBinding: true });
-    const socket = await rawConnect(port);
-    socket.write(OPEN);
-    await readUntil(socket, /<\/stream:features>/);
-    socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-    await readUntil(socket, /<proceed/);
-    const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost', minVersion: 'TLSv1.3' });
-    await once(secure, 'secureConnect');
+    const secure = await rawStartTls(port, { minVersion: 'TLSv1.3' });
     secure.write(OPEN);
-    const features = await readUntil(secure as unknown as import('node:net').Socket, /<\/stream:features>/);
+    const features = await readUntil(secure, /<\/stream:features>/);
     expect(features).toContain('<mechanism>SCRAM-SHA-256-PLUS</mechanism>');
     expect(features).toContain(
       "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding>",
