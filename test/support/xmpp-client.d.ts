@@ -18,6 +18,7 @@ declare module '@xmpp/client' {
     iqCaller: {
       request(element: Element): Promise<Element>;
       get(element: Element, to?: string): Promise<Element>;
+      set(element: Element, to?: string): Promise<Element>;
     };
   }
   export function client(options: { service: string; domain: string; username?: string; password?: string; resource?: string }): Client;

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
 import { silentLogger } from '@portbind/core';
 import { type XmlElement, xml } from './element.js';
+import { Im, NS_ROSTER } from './im.js';
 import { Jid } from './jid.js';
 import { NS_DISCO_INFO, NS_PING, NS_SASL, NS_SESSION } from './namespaces.js';
 import {
@@ -20,6 +21,7 @@ import {
 } from './sasl/index.js';
 import { Session, type SessionHost } from './session.js';
 import { stanzaError } from './stanza-error.js';
+import { MemoryOfflineStore, MemoryRosterStore, type OfflineStore, type RosterStore } from './stores.js';
 import { StreamError } from './stream-error.js';
 import { DEFAULT_MAX_STANZA_SIZE } from './stream-parser.js';
 
@@ -28,6 +30,10 @@ export interface XmppServerOptions {
   domain: string;
   /** Accounts: salted SCRAM credentials. Default: an in-memory store. */
   users?: UserStore;
+  /** Rosters. Default: in memory. */
+  rosters?: RosterStore;
+  /** Messages for offline users. Default: in memory, 100 per user. */
+  offline?: OfflineStore;
   /**
    * Let clients authenticate without TLS. Only for development on loopback: then PLAIN is still
    * never offered, only SCRAM. Default false: STARTTLS is required.
@@ -56,6 +62,8 @@ export interface XmppServerOptions {
 export class XmppServer implements SessionHost {
   readonly domain: string;
   readonly users: UserStore;
+  readonly rosters: RosterStore;
+  readonly offline: OfflineStore;
   readonly maxStanzaSize: number;
   readonly plaintextAllowed: boolean;
   readonly channelBindingOffered: boolean;
@@ -66,6 +74,7 @@ export class XmppServer implements SessionHost {
   /** Bound sessions by bare JID, then resource. */
   readonly #sessions = new Map<string, Map<string, Session>>();
   readonly #all = new Set<Session>();
+  readonly #im: Im = new Im(this);
   #binding: BindingContext | undefined;
   #drained: (() => void) | undefined;
 
@@ -74,6 +83,8 @@ export class XmppServer implements SessionHost {
     if (domain === undefined || !domain.isBare || domain.local !== '') throw new TypeError(`not a domain: ${options.domain}`);
     this.domain = domain.domain;
     this.users = options.users ?? new MemoryUserStore();
+    this.rosters = options.rosters ?? new MemoryRosterStore();
+    this.offline = options.offline ?? new MemoryOfflineStore();
     this.maxStanzaSize = options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE;
     this.plaintextAllowed = options.allowPlaintext ?? false;
     this.channelBindingOffered = options.channelBinding ?? false;
@@ -219,7 +230,16 @@ export class XmppServer implements SessionHost {
     return [...(this.#sessions.get(bare)?.values() ?? [])];
   }
 
-  stanza(session: Session, stanza: XmlElement): void {
+  /** Whether an account exists. */
+  async userExists(user: string): Promise<boolean> {
+    return (await this.users.get(user)) !== undefined;
+  }
+
+  bounce(session: Session, stanza: XmlElement, condition: Parameters<typeof stanzaError>[1], text?: string): void {
+    this.#bounce(session, stanza, condition, text);
+  }
+
+  async stanza(session: Session, stanza: XmlElement): Promise<void> {
     const from = session.jid as Jid;
     // The server stamps `from`; a client may only give its own address (RFC 6120 §8.1.2.1).
     const claimed = stanza.attr('from');
@@ -231,24 +251,24 @@ export class XmppServer implements SessionHost {
     const toText = stanza.attr('to');
     const to = toText === undefined ? undefined : Jid.parse(toText);
     if (toText !== undefined && to === undefined) return this.#bounce(session, stanza, 'bad-request', 'invalid to address');
+    if (stanza.local === 'presence') return this.#im.presence(session, stanza, to);
+    // The roster is the user's own: addressed to no one or to their bare JID (RFC 6121 §2.1.3).
+    if (stanza.local === 'iq' && stanza.getChild('query', NS_ROSTER) && (to === undefined || to.toString() === from.bare)) {
+      return this.#im.roster(session, stanza);
+    }
     if (to === undefined || (to.local === '' && to.domain === this.domain)) return this.#toServer(session, stanza);
     if (to.domain !== this.domain) return this.#bounce(session, stanza, 'service-unavailable', 'no server-to-server federation');
-    this.#toUser(session, stanza, to);
+    return this.#toUser(session, stanza, to);
   }
 
-  #toUser(session: Session, stanza: XmlElement, to: Jid): void {
-    const resources = this.#sessions.get(to.bare);
+  async #toUser(session: Session, stanza: XmlElement, to: Jid): Promise<void> {
     if (!to.isBare) {
-      const target = resources?.get(to.resource);
+      const target = this.#sessions.get(to.bare)?.get(to.resource);
       if (target !== undefined) return target.send(stanza);
-      // A message to an unavailable full JID goes to the bare JID (RFC 6121 §8.5.3.2.1).
-      if (stanza.local !== 'message') return this.#bounce(session, stanza, 'service-unavailable');
     }
-    if (stanza.local === 'message' && resources !== undefined && resources.size > 0) {
-      for (const target of resources.values()) target.send(stanza);
-      return;
-    }
-    if (stanza.local === 'presence') return; // subscriptions and presence broadcast come with the roster
+    // A message to a bare JID, or to an unavailable full JID, goes by priority (RFC 6121 §8.5).
+    if (stanza.local === 'message') return this.#im.messageToBare(session, stanza, to.toBare());
+    // An IQ to a bare JID is answered by the server on the user's behalf (RFC 6121 §8.5.1).
     this.#bounce(session, stanza, 'service-unavailable');
   }
 
@@ -284,6 +304,7 @@ export class XmppServer implements SessionHost {
 
   closed(session: Session): void {
     this.#all.delete(session);
+    this.#im.gone(session).catch((error: unknown) => this.logger.error({ err: error }, 'presence broadcast failed'));
     const jid = session.jid;
     if (jid !== undefined) {
       const resources = this.#sessions.get(jid.bare);

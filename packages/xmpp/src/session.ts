@@ -29,7 +29,7 @@ export interface SessionHost {
   /** Bind a resource: the full JID, after closing any session with the same one. */
   bind(session: Session, resource: string): Jid;
   /** A stanza from a bound session. */
-  stanza(session: Session, stanza: XmlElement): void;
+  stanza(session: Session, stanza: XmlElement): void | Promise<void>;
   closed(session: Session): void;
 }
 
@@ -198,7 +198,7 @@ export class Session {
       throw new StreamError('unsupported-stanza-type', `<${element.name}/> is not a stanza`);
     }
     if (this.jid === undefined) return this.#beforeBind(element);
-    this.#host.stanza(this, element);
+    await this.#host.stanza(this, element);
   }
 
   /** Only resource binding (and the legacy session IQ) before a resource is bound. */

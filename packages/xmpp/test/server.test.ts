@@ -1,70 +1,12 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
-import { PortService } from '@portbind/core';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { portOf, rawConnect, readUntil, readUntilClose, selfSignedCert } from '../../../test/support/net.js';
-import { MemoryUserStore, XmppServer } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { rawConnect, readUntil, readUntilClose } from '../../../test/support/net.js';
+import { clients, login, OPEN, rawStartTls, start } from './support.js';
 
 const run = promisify(execFile);
-
-// @xmpp/client checks the server certificate; ours is self-signed, made for this test run.
-process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-
-const services: PortService[] = [];
-const clients: Array<{ stop(): Promise<unknown> }> = [];
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.stop().catch(() => {})));
-  await Promise.all(services.splice(0).map((s) => s.stop()));
-});
-
-let pems: { cert: string; key: string };
-beforeAll(async () => {
-  pems = await selfSignedCert();
-});
-
-async function start(options: { allowPlaintext?: boolean; tls?: boolean; maxOutputBytes?: number; channelBinding?: boolean } = {}) {
-  const users = new MemoryUserStore({ iterations: 4096 });
-  await users.create('juliet', 'balcony');
-  await users.create('romeo', 'r0meo!');
-  const server = new XmppServer({
-    domain: 'localhost',
-    users,
-    allowPlaintext: options.allowPlaintext,
-    maxOutputBytes: options.maxOutputBytes,
-    channelBinding: options.channelBinding,
-  });
-  const service = new PortService({ env: {}, gracePeriodMs: 2000 });
-  services.push(service);
-  const binding = service.bind(server.c2s(), { port: 0, host: '127.0.0.1', tls: options.tls === false ? undefined : pems });
-  await service.start();
-  return { server, service, binding, port: portOf(binding) };
-}
-
-async function login(port: number, username: string, password: string, resource?: string) {
-  const xmpp = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username, password, resource });
-  xmpp.on('error', () => {});
-  clients.push(xmpp);
-  const address = await xmpp.start();
-  return { xmpp, jid: String(address) };
-}
-
-const OPEN =
-  "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
-
-/** A raw client that opens a stream, does STARTTLS, and returns the TLS socket (stream not yet reopened). */
-async function rawStartTls(port: number, options: { minVersion?: 'TLSv1.3' } = {}): Promise<import('node:net').Socket> {
-  const socket = await rawConnect(port);
-  socket.write(OPEN);
-  await readUntil(socket, /<\/stream:features>/);
-  socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-  await readUntil(socket, /<proceed/);
-  const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost', ...options });
-  await once(secure, 'secureConnect');
-  return secure as unknown as import('node:net').Socket;
-}
 
 describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
   it('logs in, binds a resource, and chats with another user', async () => {

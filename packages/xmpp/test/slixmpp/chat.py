@@ -32,6 +32,7 @@ class Bot(slixmpp.ClientXMPP):
         self.add_event_handler('failed_auth', lambda _: self.ready.done() or self.ready.set_exception(RuntimeError('auth failed')))
 
     async def on_start(self, _event):
+        self.send_presence()
         if not self.ready.done():
             self.ready.set_result(str(self.boundjid))
 
@@ -46,6 +47,8 @@ async def main():
     for bot in (juliet, romeo):
         bot.connect(address=(HOST, PORT), force_starttls=True)
     jids = await asyncio.wait_for(asyncio.gather(juliet.ready, romeo.ready), 20)
+    # Let the server see both initial presences before messaging a bare JID.
+    await asyncio.sleep(0.3)
     romeo.send_message(mto='juliet@localhost', mbody='Wherefore art thou, from slixmpp?', mtype='chat')
     to_juliet = await asyncio.wait_for(juliet.received, 20)
     juliet.send_message(mto=jids[1], mbody='Here, in the orchard.', mtype='chat')

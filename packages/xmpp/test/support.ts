@@ -1,0 +1,76 @@
+import { once } from 'node:events';
+import { connect as tlsConnect } from 'node:tls';
+import { PortService } from '@portbind/core';
+import { xml as clientXml, client as xmppClient } from '@xmpp/client';
+import { afterEach, beforeAll } from 'vitest';
+import { portOf, rawConnect, readUntil, selfSignedCert } from '../../../test/support/net.js';
+import { MemoryUserStore, XmppServer } from '../src/index.js';
+
+// Shared by the XMPP tests: a server for localhost with juliet and romeo, real clients, raw sockets.
+// @xmpp/client checks the server certificate; ours is self-signed, made for this test run.
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+
+const services: PortService[] = [];
+/** Clients stopped after each test. */
+export const clients: Array<{ stop(): Promise<unknown> }> = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.stop().catch(() => {})));
+  await Promise.all(services.splice(0).map((s) => s.stop()));
+});
+
+let pems: { cert: string; key: string };
+beforeAll(async () => {
+  pems = await selfSignedCert();
+});
+
+export async function start(options: { allowPlaintext?: boolean; tls?: boolean; maxOutputBytes?: number; channelBinding?: boolean } = {}) {
+  const users = new MemoryUserStore({ iterations: 4096 });
+  await users.create('juliet', 'balcony');
+  await users.create('romeo', 'r0meo!');
+  const server = new XmppServer({
+    domain: 'localhost',
+    users,
+    allowPlaintext: options.allowPlaintext,
+    maxOutputBytes: options.maxOutputBytes,
+    channelBinding: options.channelBinding,
+  });
+  const service = new PortService({ env: {}, gracePeriodMs: 2000 });
+  services.push(service);
+  const binding = service.bind(server.c2s(), { port: 0, host: '127.0.0.1', tls: options.tls === false ? undefined : pems });
+  await service.start();
+  return { server, service, binding, port: portOf(binding) };
+}
+
+export async function login(
+  port: number,
+  username: string,
+  password: string,
+  resource?: string,
+  options: { presence?: boolean | number } = {},
+) {
+  const xmpp = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username, password, resource });
+  xmpp.on('error', () => {});
+  clients.push(xmpp);
+  const address = await xmpp.start();
+  // Available, as a chat client is once logged in (messages to the bare JID need it); a number is the priority.
+  const presence = options.presence ?? true;
+  if (presence !== false) {
+    await xmpp.send(clientXml('presence', {}, ...(typeof presence === 'number' ? [clientXml('priority', {}, String(presence))] : [])));
+  }
+  return { xmpp, jid: String(address) };
+}
+
+export const OPEN =
+  "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+/** A raw client that opens a stream, does STARTTLS, and returns the TLS socket (stream not yet reopened). */
+export async function rawStartTls(port: number, options: { minVersion?: 'TLSv1.3' } = {}): Promise<import('node:net').Socket> {
+  const socket = await rawConnect(port);
+  socket.write(OPEN);
+  await readUntil(socket, /<\/stream:features>/);
+  socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+  await readUntil(socket, /<proceed/);
+  const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost', ...options });
+  await once(secure, 'secureConnect');
+  return secure as unknown as import('node:net').Socket;
+}
