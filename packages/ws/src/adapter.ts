@@ -37,6 +37,11 @@ export interface WsOptions<Context = undefined> extends WsHandlers<Context> {
   path?: string;
   /** Compress messages (permessage-deflate). Default false: it costs CPU and memory per connection. */
   perMessageDeflate?: boolean;
+  /**
+   * Called when the service drains, before every peer is closed with 1001: say goodbye in your
+   * own protocol first (XMPP over WebSocket sends `<system-shutdown/>`).
+   */
+  onDrain?: () => void;
 }
 
 export const wsDefaults = {
@@ -130,6 +135,11 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
 
   /** Close every peer with 1001 (going away) and wait until they are closed. */
   async drain(signal: AbortSignal): Promise<void> {
+    try {
+      this.options.onDrain?.();
+    } catch (error) {
+      this.#logger.error({ err: error }, 'onDrain failed');
+    }
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     const closing = [...this.clients].map(

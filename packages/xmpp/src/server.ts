@@ -1,6 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
 import { silentLogger } from '@portbind/core';
+import { connectionOf } from '@portbind/http';
+import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
 import { type XmlElement, xml } from './element.js';
 import { Im, NS_ROSTER } from './im.js';
 import { Jid } from './jid.js';
@@ -19,11 +21,13 @@ import {
   type UserStore,
   verifyPlain,
 } from './sasl/index.js';
-import { Session, type SessionHost } from './session.js';
+import type { Session, SessionHost } from './session.js';
 import { stanzaError } from './stanza-error.js';
 import { MemoryOfflineStore, MemoryRosterStore, type OfflineStore, type RosterStore } from './stores.js';
 import { StreamError } from './stream-error.js';
 import { DEFAULT_MAX_STANZA_SIZE } from './stream-parser.js';
+import { TcpSession } from './tcp-session.js';
+import { WsSession } from './ws-session.js';
 
 export interface XmppServerOptions {
   /** The domain this server serves (`XMPP_DOMAIN`), e.g. `localhost` or `chat.example.com`. */
@@ -112,9 +116,38 @@ export class XmppServer implements SessionHost {
     this.logger = binding.logger;
   }
 
+  /**
+   * XMPP over WebSocket (RFC 7395, subprotocol `xmpp`): mount it on an HTTP binding,
+   * `httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } })`. Same accounts,
+   * sessions and routing as the TCP clients. TLS comes from the binding (wss://).
+   */
+  websocket(): WsEndpoint {
+    const sessions = new WeakMap<WsConnection<unknown>, WsSession>();
+    return wsEndpoint({
+      protocols: ['xmpp'],
+      requireProtocol: true,
+      maxPayload: this.maxStanzaSize,
+      open: (ws) => {
+        const conn = connectionOf(ws.request);
+        if (conn === undefined) return ws.close(1011, 'no connection');
+        const session = new WsSession(conn, ws as WsConnection<unknown>, this);
+        sessions.set(ws as WsConnection<unknown>, session);
+        this.#track(session);
+      },
+      message: (ws, data) => sessions.get(ws as WsConnection<unknown>)?.message(data.toString()),
+      onDrain: () => {
+        for (const session of this.#all) if (session instanceof WsSession) session.close(new StreamError('system-shutdown'));
+      },
+    });
+  }
+
   /** @internal */
   accept(conn: Connection): void {
-    const session = new Session(conn, this);
+    this.#track(new TcpSession(conn, this));
+  }
+
+  #track(session: Session): void {
+    const conn = session.conn;
     this.#all.add(session);
     const timer = setTimeout(() => {
       if (!session.authenticated) session.close(new StreamError('connection-timeout', 'authentication took too long'));

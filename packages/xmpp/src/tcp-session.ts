@@ -1,0 +1,117 @@
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { Connection } from '@portbind/core';
+import { type XmlElement, xml } from './element.js';
+import { NS_CLIENT, NS_TLS } from './namespaces.js';
+import type { ChannelBinding } from './sasl/index.js';
+import { Session, type SessionHost } from './session.js';
+import { NS_STREAMS, StreamError } from './stream-error.js';
+import { type StreamEvent, StreamParser } from './stream-parser.js';
+
+/** An XML stream over TCP (RFC 6120 §4), with STARTTLS. */
+export class TcpSession extends Session {
+  readonly #parser: StreamParser;
+  #socket: Socket;
+
+  constructor(conn: Connection, host: SessionHost) {
+    super(conn, host);
+    this.#socket = conn.socket;
+    this.#parser = new StreamParser((event) => this.#event(event), { maxStanzaSize: host.maxStanzaSize });
+    this.#listen(this.#socket);
+  }
+
+  get secure(): boolean {
+    return this.#socket instanceof TLSSocket;
+  }
+
+  channelBinding(): ChannelBinding | undefined {
+    const socket = this.#socket;
+    if (!(socket instanceof TLSSocket) || socket.getProtocol() !== 'TLSv1.3') return undefined;
+    return { type: 'tls-exporter', data: socket.exportKeyingMaterial(32, 'EXPORTER-Channel-Binding', Buffer.alloc(0)) };
+  }
+
+  override restart(): void {
+    super.restart();
+    this.#parser.restart();
+  }
+
+  protected write(text: string): void {
+    if (!this.#socket.destroyed) this.#socket.write(text);
+  }
+
+  protected get unsent(): number {
+    return this.#socket.writableLength;
+  }
+
+  protected endTransport(): void {
+    this.#socket.end();
+  }
+
+  protected destroyTransport(): void {
+    this.#socket.destroy();
+  }
+
+  protected header(id: string): string {
+    return `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAMS}' id='${id}' from='${this.host.domain}' version='1.0' xml:lang='en'>`;
+  }
+
+  protected footer(): string {
+    return '</stream:stream>';
+  }
+
+  protected streamElement(element: XmlElement): XmlElement {
+    return element; // the stream header declares the stream: prefix
+  }
+
+  protected get starttlsOffered(): boolean {
+    return this.host.tlsAvailable;
+  }
+
+  protected async starttls(): Promise<void> {
+    const context = this.host.secureContext();
+    if (this.secure || context === undefined) {
+      this.send(xml('failure', { xmlns: NS_TLS }));
+      return this.close();
+    }
+    this.send(xml('proceed', { xmlns: NS_TLS }));
+    const raw = this.#socket;
+    raw.off('data', this.#onData);
+    const tls = new TLSSocket(raw, { isServer: true, secureContext: context });
+    await new Promise<void>((resolve, reject) => {
+      tls.once('secure', () => resolve());
+      tls.once('error', reject);
+    }).catch(() => {
+      raw.destroy();
+      throw new StreamError('policy-violation', 'TLS handshake failed');
+    });
+    this.#socket = tls;
+    this.conn.upgrade(tls);
+    this.#listen(tls);
+    this.restart();
+  }
+
+  #listen(socket: Socket): void {
+    socket.on('data', this.#onData);
+    socket.on('error', () => {});
+    socket.once('close', () => this.gone());
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.closed) return;
+    try {
+      this.#parser.write(chunk);
+    } catch (error) {
+      if (error instanceof StreamError) this.close(error);
+      else throw error;
+    }
+  };
+
+  #event(event: StreamEvent): void {
+    if (event.type === 'close') return this.close();
+    if (event.type === 'element') return this.received(event.element);
+    if (event.xmlns !== NS_STREAMS || event.name.split(':').pop() !== 'stream') return this.close(new StreamError('invalid-namespace'));
+    if (event.attrs.xmlns !== NS_CLIENT)
+      return this.close(new StreamError('invalid-namespace', 'the content namespace must be jabber:client'));
+    this.opened(event.attrs);
+  }
+}

@@ -1,0 +1,118 @@
+import type { Connection } from '@portbind/core';
+import type { WsConnection } from '@portbind/ws';
+import { XmlElement, xml } from './element.js';
+import { NS_CLIENT, NS_TLS } from './namespaces.js';
+import type { ChannelBinding } from './sasl/index.js';
+import { Session, type SessionHost } from './session.js';
+import { NS_STREAMS, StreamError } from './stream-error.js';
+import { type StreamEvent, StreamParser } from './stream-parser.js';
+
+export const NS_FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing';
+
+/**
+ * XMPP over WebSocket (RFC 7395): each WebSocket message is one complete element — `<open/>`,
+ * a stanza or a negotiation element, `<close/>`. The same sessions and routing as TCP.
+ */
+export class WsSession extends Session {
+  readonly #ws: WsConnection<unknown>;
+
+  constructor(conn: Connection, ws: WsConnection<unknown>, host: SessionHost) {
+    super(conn, host);
+    this.#ws = ws;
+    ws.ws.once('close', () => this.gone());
+  }
+
+  get secure(): boolean {
+    // wss:// — TLS is terminated by the HTTP binding.
+    return this.conn.secure;
+  }
+
+  channelBinding(): ChannelBinding | undefined {
+    return undefined;
+  }
+
+  /** One WebSocket text message. */
+  message(text: string): void {
+    if (this.closed) return;
+    let element: XmlElement | undefined;
+    try {
+      element = parseFrame(text, this.host.maxStanzaSize);
+    } catch (error) {
+      return this.close(error instanceof StreamError ? error : new StreamError('not-well-formed'));
+    }
+    if (element === undefined) return;
+    if (element.xmlns === NS_FRAMING && element.local === 'open') return this.opened(element.attrs);
+    if (element.xmlns === NS_FRAMING && element.local === 'close') return this.close();
+    this.received(element);
+  }
+
+  override send(element: XmlElement | string): void {
+    // Every top-level element declares its namespace: there is no stream root to inherit it from.
+    if (typeof element !== 'string' && element.attrs.xmlns === undefined && element.xmlns === NS_CLIENT) {
+      super.send(new XmlElement(element.name, { xmlns: NS_CLIENT, ...element.attrs }, element.children, NS_CLIENT));
+      return;
+    }
+    if (
+      typeof element !== 'string' &&
+      element.attrs.xmlns === undefined &&
+      element.xmlns === '' &&
+      ['message', 'presence', 'iq'].includes(element.name)
+    ) {
+      super.send(new XmlElement(element.name, { xmlns: NS_CLIENT, ...element.attrs }, element.children, NS_CLIENT));
+      return;
+    }
+    super.send(element);
+  }
+
+  protected write(text: string): void {
+    if (this.#ws.open) this.#ws.send(text);
+  }
+
+  protected get unsent(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  protected endTransport(): void {
+    this.#ws.close(1000);
+  }
+
+  protected destroyTransport(): void {
+    this.#ws.ws.terminate();
+  }
+
+  protected header(id: string): string {
+    return `<open xmlns='${NS_FRAMING}' id='${id}' from='${this.host.domain}' version='1.0' xml:lang='en'/>`;
+  }
+
+  protected footer(): string {
+    return `<close xmlns='${NS_FRAMING}'/>`;
+  }
+
+  protected streamElement(element: XmlElement): XmlElement {
+    return element.setAttr('xmlns:stream', NS_STREAMS);
+  }
+
+  protected get starttlsOffered(): boolean {
+    return false;
+  }
+
+  protected async starttls(): Promise<void> {
+    // RFC 7395 §3.6: TLS comes from wss://, never from STARTTLS.
+    this.send(xml('failure', { xmlns: NS_TLS }));
+    this.close();
+  }
+}
+
+/** Parse one framed element with the stream parser's rules (restricted XML, size limit). */
+function parseFrame(text: string, maxStanzaSize: number): XmlElement | undefined {
+  let found: XmlElement | undefined;
+  const parser = new StreamParser(
+    (event: StreamEvent) => {
+      if (event.type === 'element') found ??= event.element;
+    },
+    { maxStanzaSize },
+  );
+  parser.write(Buffer.from(`<frame xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAMS}'>`));
+  parser.write(Buffer.from(text));
+  return found;
+}
