@@ -39,10 +39,12 @@ export interface XmppServerOptions {
   /** Messages for offline users. Default: in memory, 100 per user. */
   offline?: OfflineStore;
   /**
-   * Let clients authenticate without TLS. Only for development on loopback: then PLAIN is still
-   * never offered, only SCRAM. Default false: STARTTLS is required.
+   * Let clients authenticate without TLS: `'loopback'` for clients on this machine only (a
+   * development page on http://localhost; PLAIN is offered to them too, as nobody else can read
+   * loopback traffic), `true` for everyone (SCRAM only: PLAIN never goes over a network in the
+   * clear). Default false: TLS (STARTTLS, or wss://) is required.
    */
-  allowPlaintext?: boolean;
+  allowPlaintext?: boolean | 'loopback';
   /**
    * Offer SCRAM-*-PLUS with `tls-exporter` channel binding (RFC 9266) on TLS 1.3, advertised with
    * XEP-0440. Default false: clients that know only `tls-unique` (undefined on TLS 1.3; slixmpp
@@ -69,7 +71,7 @@ export class XmppServer implements SessionHost {
   readonly rosters: RosterStore;
   readonly offline: OfflineStore;
   readonly maxStanzaSize: number;
-  readonly plaintextAllowed: boolean;
+  readonly allowPlaintext: boolean | 'loopback';
   readonly channelBindingOffered: boolean;
   readonly authTimeoutMs: number;
   readonly maxOutputBytes: number;
@@ -90,11 +92,15 @@ export class XmppServer implements SessionHost {
     this.rosters = options.rosters ?? new MemoryRosterStore();
     this.offline = options.offline ?? new MemoryOfflineStore();
     this.maxStanzaSize = options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE;
-    this.plaintextAllowed = options.allowPlaintext ?? false;
+    this.allowPlaintext = options.allowPlaintext ?? false;
     this.channelBindingOffered = options.channelBinding ?? false;
     this.authTimeoutMs = options.authTimeoutMs ?? 60_000;
     this.maxOutputBytes = options.maxOutputBytes ?? 4 * 1024 * 1024;
     this.throttle = options.throttle ?? new LoginThrottle();
+  }
+
+  plaintextAllowed(session: Session): boolean {
+    return this.allowPlaintext === true || (this.allowPlaintext === 'loopback' && session.conn.isLoopback);
   }
 
   get tlsAvailable(): boolean {
@@ -173,7 +179,10 @@ export class XmppServer implements SessionHost {
 
   mechanisms(session: Session): string[] {
     const scram = offeredScramMechanisms(this.channelBinding(session));
-    return session.secure ? [...scram, 'PLAIN'] : scram;
+    // PLAIN needs TLS — or a loopback peer under `allowPlaintext: 'loopback'`, where nobody else can
+    // read the wire (browser builds of XMPP clients often have PLAIN only).
+    const plainOk = session.secure || (this.allowPlaintext === 'loopback' && session.conn.isLoopback);
+    return plainOk ? [...scram, 'PLAIN'] : scram;
   }
 
   async sasl(session: Session, element: XmlElement): Promise<void> {

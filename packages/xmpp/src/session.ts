@@ -14,8 +14,8 @@ export interface SessionHost {
   readonly maxOutputBytes: number;
   /** TLS is on offer in-band (STARTTLS: a certificate is configured on a TCP binding). */
   readonly tlsAvailable: boolean;
-  /** Authentication without TLS is allowed (loopback development only). */
-  readonly plaintextAllowed: boolean;
+  /** Authentication without TLS is allowed for this session (development). */
+  plaintextAllowed(session: Session): boolean;
   secureContext(): import('node:tls').SecureContext | undefined;
   /** SASL mechanisms to offer on this connection. */
   mechanisms(session: Session): string[];
@@ -147,7 +147,7 @@ export abstract class Session {
       return features.append(xml('starttls', { xmlns: NS_TLS }, xml('required')));
     }
     if (!this.authenticated) {
-      if (!this.secure && !this.host.plaintextAllowed) return features;
+      if (!this.secure && !this.host.plaintextAllowed(this)) return features;
       const binding = this.host.channelBinding(this);
       features.append(xml('mechanisms', { xmlns: NS_SASL }, ...this.host.mechanisms(this).map((name) => xml('mechanism', {}, name))));
       // XEP-0440: which channel-binding type the -PLUS mechanisms use.
@@ -165,7 +165,7 @@ export abstract class Session {
     if (!this.secure && this.starttlsOffered) throw new StreamError('not-authorized', 'STARTTLS first');
     if (element.xmlns === NS_SASL) {
       if (this.authenticated) throw new StreamError('not-authorized', 'already authenticated');
-      if (!this.secure && !this.host.plaintextAllowed) throw new StreamError('not-authorized', 'TLS first');
+      if (!this.secure && !this.host.plaintextAllowed(this)) throw new StreamError('not-authorized', 'TLS first');
       return this.host.sasl(this, element);
     }
     if (!this.authenticated) throw new StreamError('not-authorized', 'authenticate first');

@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Element, xml, client as xmppClient } from '@xmpp/client';
+import { chromium } from 'playwright-core';
+import { afterEach, describe, expect, it } from 'vitest';
+
+// The chat example as a user runs it: its own process, accounts made with `user add`, a TCP
+// client (@xmpp/client over STARTTLS) and the web page in headless Chromium (Debian's).
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the example makes a self-signed certificate
+
+const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
+const children: ChildProcess[] = [];
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup().catch(() => {})));
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+});
+
+async function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, output };
+}
+
+async function startChat() {
+  const dataDir = await mkdtemp(join(tmpdir(), 'portbind-chat-'));
+  const env = { DATA_DIR: dataDir, PORT: '0', XMPP_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
+  expect(await run(['user', 'add', 'juliet', 'balcony'], env)).toEqual({ code: 0, output: 'added juliet\n' });
+  expect(await run(['user', 'add', 'romeo', 'r0meo!'], env)).toEqual({ code: 0, output: 'added romeo\n' });
+  expect((await run(['user', 'add', 'romeo', 'again'], env)).code).toBe(1);
+  const child = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let logs = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    logs += chunk.toString();
+  });
+  const deadline = Date.now() + 20_000;
+  while (!/xmpp-websocket/.test(logs)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`chat did not start:\n${logs}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const httpPort = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs)?.[1]);
+  const xmppPort = Number(/listening on xmpp:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
+  return { child, httpPort, xmppPort };
+}
+
+describe('examples/chat', () => {
+  it('the web page (Chromium, XMPP over WebSocket) and a TCP client chat both ways', async () => {
+    const { httpPort, xmppPort } = await startChat();
+
+    const romeo = xmppClient({ service: `xmpp://127.0.0.1:${xmppPort}`, domain: 'localhost', username: 'romeo', password: 'r0meo!' });
+    romeo.on('error', () => {});
+    cleanups.push(() => romeo.stop());
+    const romeoJid = String(await romeo.start());
+    await romeo.send(xml('presence'));
+
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    cleanups.push(() => browser.close());
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${httpPort}/`);
+    await page.fill('#user', 'juliet');
+    await page.fill('#password', 'balcony');
+    await page.click('#login button');
+    await page.waitForFunction("document.getElementById('status').textContent.startsWith('online as juliet@localhost/')");
+
+    // TCP → browser
+    await romeo.send(xml('message', { to: 'juliet@localhost', type: 'chat' }, xml('body', {}, 'From the orchard, over TCP')));
+    await page.waitForFunction("document.getElementById('log').textContent.includes('From the orchard, over TCP')");
+
+    // browser → TCP
+    const toRomeo = new Promise<Element>((resolve) => romeo.on('stanza', (s: Element) => s.is('message') && resolve(s)));
+    await page.fill('#to', romeoJid);
+    await page.fill('#body', 'From the balcony, over WebSocket');
+    await page.click('#send button');
+    const message = await toRomeo;
+    expect(message.getChildText('body')).toBe('From the balcony, over WebSocket');
+    expect(message.attrs.from).toMatch(/^juliet@localhost\//);
+    await page.screenshot({ path: join(tmpdir(), 'portbind-chat.png') });
+  });
+
+  it('refuses a wrong password on the page with not-authorized', async () => {
+    const { httpPort } = await startChat();
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    cleanups.push(() => browser.close());
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${httpPort}/`);
+    await page.fill('#user', 'juliet');
+    await page.fill('#password', 'wrong');
+    await page.click('#login button');
+    await page.waitForFunction("document.getElementById('status').textContent === 'error: not-authorized'");
+  });
+});
