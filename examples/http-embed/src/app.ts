@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { PortService, type PortServiceOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { globMatch, OK, respAdapter } from '@portbind/resp';
 import { wsEndpoint } from '@portbind/ws';
+import { MemoryUserStore, XmppServer } from '@portbind/xmpp';
 import { page } from './page.js';
 
 /**
@@ -18,6 +20,9 @@ import { page } from './page.js';
  * and one RESP binding (RESP_PORT, default 6379) speaks Redis to the same state:
  *   GET, SET, DEL, KEYS on the notes; PUBLISH broadcast MSG reaches the WebSocket peers,
  *   and SUBSCRIBE broadcast hears what they say.
+ * and XMPP on XMPP_PORT (default 5222) and at ws://…/xmpp-websocket, for the demo accounts
+ * alice@localhost and bob@localhost (passwords in the log). Without TLS here, only clients on this
+ * machine may log in; examples/chat shows the full XMPP setup with TLS.
  */
 export function createApp(options: PortServiceOptions = {}): PortService {
   const started = Date.now();
@@ -52,9 +57,15 @@ export function createApp(options: PortServiceOptions = {}): PortService {
     return received;
   });
 
+  // XMPP: two demo accounts with fresh passwords; loopback clients may log in without TLS.
+  const users = new MemoryUserStore();
+  const demoAccounts = ['alice', 'bob'].map((name) => [name, randomBytes(6).toString('base64url')] as const);
+  for (const [name, password] of demoAccounts) void users.create(name, password);
+  const xmpp = new XmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback' });
+
   const http = httpAdapter({
     health: true,
-    upgrades: { '/ws/echo': echo, '/ws/broadcast': broadcast },
+    upgrades: { '/ws/echo': echo, '/ws/broadcast': broadcast, '/xmpp-websocket': xmpp.websocket() },
     fetch: async (request) => {
       const url = new URL(request.url);
       const route = `${request.method} ${url.pathname}`;
@@ -93,5 +104,8 @@ export function createApp(options: PortServiceOptions = {}): PortService {
   const service = new PortService(options);
   service.bind(http);
   service.bind(resp);
+  service.bind(xmpp.c2s());
+  for (const [name, password] of demoAccounts)
+    service.logger.info({ jid: `${name}@localhost`, password }, `demo XMPP account ${name}@localhost`);
   return service;
 }

@@ -18,6 +18,7 @@ interface Started {
   child: ChildProcess;
   port: number;
   respPort: number;
+  xmppPort: number;
   logs: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -40,20 +41,21 @@ function spawnDemo(env: Record<string, string>): { child: ChildProcess; logs: ()
 
 /** Start the demo on an ephemeral port; resolve once it logs its URL. */
 async function startDemo(env: Record<string, string> = {}): Promise<Started> {
-  const { child, logs } = spawnDemo({ PORT: '0', RESP_PORT: '0', HOST: '127.0.0.1', ...env });
+  const { child, logs } = spawnDemo({ PORT: '0', RESP_PORT: '0', XMPP_PORT: '0', HOST: '127.0.0.1', ...env });
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   const deadline = Date.now() + 10_000;
   while (!/listening on http:\/\/127\.0\.0\.1:(\d+)\//.test(logs())) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`demo did not start:\n${logs()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  while (!/listening on redis:\/\/127\.0\.0\.1:(\d+)/.test(logs())) {
+  while (!/listening on xmpp:\/\/127\.0\.0\.1:(\d+)/.test(logs())) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`demo did not start:\n${logs()}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs())?.[1]);
   const respPort = Number(/listening on redis:\/\/127\.0\.0\.1:(\d+)/.exec(logs())?.[1]);
-  return { child, port, respPort, logs, exited };
+  const xmppPort = Number(/listening on xmpp:\/\/127\.0\.0\.1:(\d+)/.exec(logs())?.[1]);
+  return { child, port, respPort, xmppPort, logs, exited };
 }
 
 describe('examples/http-embed', () => {
@@ -61,11 +63,17 @@ describe('examples/http-embed', () => {
     const demo = await startDemo();
     const lines = demo.logs().trim().split('\n');
     const records = lines.map((line) => JSON.parse(line) as { msg: string; url?: string });
-    expect(records.map((r) => r.url)).toEqual([
+    expect(records.filter((r) => r.msg.startsWith('demo XMPP account')).map((r) => r.msg)).toEqual([
+      'demo XMPP account alice@localhost',
+      'demo XMPP account bob@localhost',
+    ]);
+    expect(records.filter((r) => r.url !== undefined).map((r) => r.url)).toEqual([
       `http://127.0.0.1:${demo.port}/`,
       `ws://127.0.0.1:${demo.port}/ws/echo`,
       `ws://127.0.0.1:${demo.port}/ws/broadcast`,
+      `ws://127.0.0.1:${demo.port}/xmpp-websocket`,
       `redis://127.0.0.1:${demo.respPort}`,
+      `xmpp://127.0.0.1:${demo.xmppPort}`,
     ]);
   });
 
@@ -122,6 +130,32 @@ describe('examples/http-embed', () => {
     expect(await heard).toBe('from the browser');
     subscriber.disconnect();
     peer.close();
+  });
+
+  it('speaks XMPP: the demo accounts from the log chat over TCP and WebSocket', async () => {
+    const { port, xmppPort, logs } = await startDemo();
+    const password = (name: string) => new RegExp(`"jid":"${name}@localhost","password":"([^"]+)"`).exec(logs())?.[1] ?? '';
+    const { client, xml } = await import('@xmpp/client');
+    (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket;
+    const alice = client({ service: `xmpp://127.0.0.1:${xmppPort}`, domain: 'localhost', username: 'alice', password: password('alice') });
+    const bob = client({
+      service: `ws://127.0.0.1:${port}/xmpp-websocket`,
+      domain: 'localhost',
+      username: 'bob',
+      password: password('bob'),
+    });
+    alice.on('error', () => {});
+    bob.on('error', () => {});
+    try {
+      await alice.start();
+      await bob.start();
+      await bob.send(xml('presence'));
+      const toBob = new Promise<string | null>((resolve) => bob.on('stanza', (s) => s.is('message') && resolve(s.getChildText('body'))));
+      await alice.send(xml('message', { to: 'bob@localhost', type: 'chat' }, xml('body', {}, 'hi bob')));
+      expect(await toBob).toBe('hi bob');
+    } finally {
+      await Promise.all([alice.stop().catch(() => {}), bob.stop().catch(() => {})]);
+    }
   });
 
   it('on SIGTERM finishes the request in flight with 200, refuses new connections, and exits 0', async () => {
