@@ -18,6 +18,8 @@ export interface ImHost {
   sessionsOf(bare: string): Session[];
   /** Whether an account exists (a localpart of this domain). */
   userExists(user: string): Promise<boolean>;
+  /** Deliver a message to sessions (with message carbons). */
+  deliverMessage(sender: Session, message: XmlElement, targets: Session[]): void;
   /** Answer a stanza with a stanza error. */
   bounce(
     session: Session,
@@ -161,7 +163,11 @@ export class Im {
     const available = this.#host.sessionsOf(to.bare).filter((s) => presenceOf(s).available && presenceOf(s).priority >= 0);
     if (available.length > 0) {
       const top = Math.max(...available.map((s) => presenceOf(s).priority));
-      for (const target of available) if (presenceOf(target).priority === top) target.send(message);
+      this.#host.deliverMessage(
+        session,
+        message,
+        available.filter((target) => presenceOf(target).priority === top),
+      );
       return;
     }
     if (!(await this.#host.userExists(to.local))) return this.#host.bounce(session, message, 'service-unavailable');

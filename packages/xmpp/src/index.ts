@@ -2,7 +2,7 @@ export { escapeAttribute, escapeText, XmlElement, type XmlNode, xml } from './el
 export { Im, NS_DELAY, NS_ROSTER } from './im.js';
 export { Jid } from './jid.js';
 export * from './sasl/index.js';
-export { XmppServer, type XmppServerOptions } from './server.js';
+export { type IqHandler, type StanzaContext, StanzaErrorException, type StanzaHook, XmppServer, type XmppServerOptions } from './server.js';
 export { Session, type SessionHost } from './session.js';
 export { type StanzaErrorCondition, stanzaError } from './stanza-error.js';
 export { MemoryOfflineStore, MemoryRosterStore, type OfflineStore, type RosterItem, type RosterStore } from './stores.js';

@@ -6,3 +6,7 @@ export const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
 export const NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-stanzas';
 export const NS_PING = 'urn:xmpp:ping';
 export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+export const NS_CARBONS = 'urn:xmpp:carbons:2';
+export const NS_FORWARD = 'urn:xmpp:forward:0';
+export const NS_HINTS = 'urn:xmpp:hints';
+export const NS_VCARD = 'vcard-temp';

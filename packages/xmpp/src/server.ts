@@ -3,10 +3,10 @@ import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core
 import { silentLogger } from '@portbind/core';
 import { connectionOf } from '@portbind/http';
 import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
-import { type XmlElement, xml } from './element.js';
+import { XmlElement, xml } from './element.js';
 import { Im, NS_ROSTER } from './im.js';
 import { Jid } from './jid.js';
-import { NS_DISCO_INFO, NS_PING, NS_SASL, NS_SESSION } from './namespaces.js';
+import { NS_CARBONS, NS_DISCO_INFO, NS_FORWARD, NS_HINTS, NS_PING, NS_SASL, NS_SESSION, NS_VCARD } from './namespaces.js';
 import {
   decodeSaslPayload,
   encodeSaslPayload,
@@ -25,9 +25,42 @@ import type { Session, SessionHost } from './session.js';
 import { stanzaError } from './stanza-error.js';
 import { MemoryOfflineStore, MemoryRosterStore, type OfflineStore, type RosterStore } from './stores.js';
 import { StreamError } from './stream-error.js';
-import { DEFAULT_MAX_STANZA_SIZE } from './stream-parser.js';
+import { DEFAULT_MAX_STANZA_SIZE, StreamParser } from './stream-parser.js';
 import { TcpSession } from './tcp-session.js';
 import { WsSession } from './ws-session.js';
+
+/** What a hook or IQ handler gets besides the stanza. */
+export interface StanzaContext {
+  /** The sender's session (its `jid`, `user`, `state`). */
+  readonly session: Session;
+  readonly server: XmppServer;
+}
+
+/**
+ * A hook on stanzas from clients, after `from` is stamped and before routing: return nothing to let
+ * the stanza go on, another element to send that instead, or `null` to drop it (answer it yourself
+ * with `context.session.send(…)`). Throw a {@link StanzaErrorException} to bounce it with an error.
+ */
+export type StanzaHook = (
+  stanza: XmlElement,
+  context: StanzaContext,
+) => XmlElement | null | undefined | Promise<XmlElement | null | undefined>;
+
+/**
+ * Answers IQs addressed to the server whose payload is in a namespace: return the result payload
+ * (or nothing for an empty result); throw a {@link StanzaErrorException} for an error.
+ */
+export type IqHandler = (iq: XmlElement, context: StanzaContext) => XmlElement | undefined | Promise<XmlElement | undefined>;
+
+/** Throw from a hook or IQ handler to answer with a stanza error. */
+export class StanzaErrorException extends Error {
+  readonly condition: Parameters<typeof stanzaError>[1];
+
+  constructor(condition: Parameters<typeof stanzaError>[1], text?: string) {
+    super(text ?? condition);
+    this.condition = condition;
+  }
+}
 
 export interface XmppServerOptions {
   /** The domain this server serves (`XMPP_DOMAIN`), e.g. `localhost` or `chat.example.com`. */
@@ -81,6 +114,11 @@ export class XmppServer implements SessionHost {
   readonly #sessions = new Map<string, Map<string, Session>>();
   readonly #all = new Set<Session>();
   readonly #im: Im = new Im(this);
+  readonly #hooks: Record<'message' | 'presence' | 'iq', StanzaHook[]> = { message: [], presence: [], iq: [] };
+  readonly #iqHandlers = new Map<string, IqHandler>();
+  readonly #features = new Set<string>([NS_DISCO_INFO, NS_PING, NS_CARBONS, NS_VCARD]);
+  /** vCard-temp (XEP-0054) by bare JID, serialized. */
+  readonly #vcards = new Map<string, string>();
   #binding: BindingContext | undefined;
   #drained: (() => void) | undefined;
 
@@ -272,6 +310,91 @@ export class XmppServer implements SessionHost {
     return [...(this.#sessions.get(bare)?.values() ?? [])];
   }
 
+  /** Hook message, presence or iq stanzas from clients (inspect, rewrite, answer, drop). */
+  on(kind: 'message' | 'presence' | 'iq', hook: StanzaHook): this {
+    this.#hooks[kind].push(hook);
+    return this;
+  }
+
+  /**
+   * Answer IQs to the server whose payload is in `namespace` (get and set), and list the namespace
+   * as a disco#info feature. Replaces an earlier handler for it.
+   */
+  iq(namespace: string, handler: IqHandler): this {
+    this.#iqHandlers.set(namespace, handler);
+    this.#features.add(namespace);
+    return this;
+  }
+
+  /** Advertise a feature in the server's disco#info (XEP-0030). */
+  feature(name: string): this {
+    this.#features.add(name);
+    return this;
+  }
+
+  /**
+   * Deliver a message to these sessions, with message carbons (XEP-0280): chat messages are copied,
+   * wrapped, to the sender's and the recipient's other resources that enabled carbons.
+   */
+  deliverMessage(sender: Session, message: XmlElement, targets: Session[]): void {
+    for (const target of targets) target.send(message);
+    const type = message.attr('type') ?? 'normal';
+    if (type !== 'chat' || message.getChild('private', NS_CARBONS) || message.getChild('no-copy', NS_HINTS)) return;
+    const copy = (kind: 'sent' | 'received', owner: Session): XmlElement =>
+      xml(
+        'message',
+        { from: owner.jid?.bare, to: owner.jid?.toString(), type: 'chat' },
+        xml(
+          kind,
+          { xmlns: NS_CARBONS },
+          xml(
+            'forwarded',
+            { xmlns: NS_FORWARD },
+            new XmlElement(message.name, { xmlns: 'jabber:client', ...message.attrs }, message.children, message.xmlns),
+          ),
+        ),
+      );
+    for (const own of this.sessionsOf(sender.jid?.bare ?? '')) {
+      if (own !== sender && own.state.carbons === true) own.send(copy('sent', own));
+    }
+    const recipient = targets[0]?.jid?.bare;
+    if (recipient === undefined) return;
+    for (const other of this.sessionsOf(recipient)) {
+      if (!targets.includes(other) && other.state.carbons === true) other.send(copy('received', other));
+    }
+  }
+
+  #carbons(session: Session, iq: XmlElement, enabled: boolean): void {
+    session.state.carbons = enabled;
+    session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
+  }
+
+  /** vCard-temp (XEP-0054), minimal: anyone may read a user's vCard, only the user may set it. */
+  #vcard(session: Session, iq: XmlElement, owner: Jid): void {
+    const type = iq.attr('type');
+    if (type === 'get') {
+      const stored = this.#vcards.get(owner.bare);
+      const card =
+        stored === undefined ? xml('vCard', { xmlns: NS_VCARD }) : (parseStoredVcard(stored) ?? xml('vCard', { xmlns: NS_VCARD }));
+      session.send(
+        xml(
+          'iq',
+          { type: 'result', id: iq.attr('id'), from: owner.bare === session.jid?.bare ? undefined : owner.bare, to: iq.attr('from') },
+          card,
+        ),
+      );
+      return;
+    }
+    if (type !== 'set') return this.#bounce(session, iq, 'bad-request');
+    if (owner.bare !== session.jid?.bare) return this.#bounce(session, iq, 'not-allowed');
+    const card = iq.getChild('vCard', NS_VCARD) as XmlElement;
+    // A bounded size: it is kept in memory and sent to whoever asks.
+    const text = new XmlElement('vCard', { xmlns: NS_VCARD }, card.children, NS_VCARD).toString();
+    if (text.length > 64 * 1024) return this.#bounce(session, iq, 'resource-constraint');
+    this.#vcards.set(owner.bare, text);
+    session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
+  }
+
   /** Whether an account exists. */
   async userExists(user: string): Promise<boolean> {
     return (await this.users.get(user)) !== undefined;
@@ -290,6 +413,17 @@ export class XmppServer implements SessionHost {
       if (jid === undefined || !(jid.equals(from) || (jid.isBare && jid.bare === from.bare))) throw new StreamError('invalid-from');
     }
     stanza.setAttr('from', from.toString());
+    for (const hook of this.#hooks[stanza.local as 'message' | 'presence' | 'iq']) {
+      let result: XmlElement | null | undefined;
+      try {
+        result = await hook(stanza, { session, server: this });
+      } catch (error) {
+        if (error instanceof StanzaErrorException) return this.#bounce(session, stanza, error.condition, error.message);
+        throw error;
+      }
+      if (result === null) return;
+      if (result !== undefined) stanza = result.setAttr('from', from.toString());
+    }
     const toText = stanza.attr('to');
     const to = toText === undefined ? undefined : Jid.parse(toText);
     if (toText !== undefined && to === undefined) return this.#bounce(session, stanza, 'bad-request', 'invalid to address');
@@ -298,6 +432,16 @@ export class XmppServer implements SessionHost {
     if (stanza.local === 'iq' && stanza.getChild('query', NS_ROSTER) && (to === undefined || to.toString() === from.bare)) {
       return this.#im.roster(session, stanza);
     }
+    // vCard-temp is answered by the server for a user's bare JID (or the sender's own, with no `to`).
+    if (
+      stanza.local === 'iq' &&
+      stanza.getChild('vCard', NS_VCARD) &&
+      (to === undefined || (to.isBare && to.local !== '' && to.domain === this.domain))
+    ) {
+      return this.#vcard(session, stanza, to ?? from.toBare());
+    }
+    if (stanza.local === 'iq' && stanza.getChild('enable', NS_CARBONS) && to === undefined) return this.#carbons(session, stanza, true);
+    if (stanza.local === 'iq' && stanza.getChild('disable', NS_CARBONS) && to === undefined) return this.#carbons(session, stanza, false);
     if (to === undefined || (to.local === '' && to.domain === this.domain)) return this.#toServer(session, stanza);
     if (to.domain !== this.domain) return this.#bounce(session, stanza, 'service-unavailable', 'no server-to-server federation');
     return this.#toUser(session, stanza, to);
@@ -306,7 +450,7 @@ export class XmppServer implements SessionHost {
   async #toUser(session: Session, stanza: XmlElement, to: Jid): Promise<void> {
     if (!to.isBare) {
       const target = this.#sessions.get(to.bare)?.get(to.resource);
-      if (target !== undefined) return target.send(stanza);
+      if (target !== undefined) return stanza.local === 'message' ? this.deliverMessage(session, stanza, [target]) : target.send(stanza);
     }
     // A message to a bare JID, or to an unavailable full JID, goes by priority (RFC 6121 §8.5).
     if (stanza.local === 'message') return this.#im.messageToBare(session, stanza, to.toBare());
@@ -314,26 +458,34 @@ export class XmppServer implements SessionHost {
     this.#bounce(session, stanza, 'service-unavailable');
   }
 
-  #toServer(session: Session, stanza: XmlElement): void {
+  async #toServer(session: Session, stanza: XmlElement): Promise<void> {
     if (stanza.local !== 'iq') return;
     const type = stanza.attr('type');
     if (type === 'result' || type === 'error') return;
-    const reply = (...children: XmlElement[]): void =>
-      session.send(xml('iq', { type: 'result', id: stanza.attr('id'), from: this.domain, to: stanza.attr('from') }, ...children));
-    if (stanza.getChild('ping', NS_PING)) return reply();
-    if (stanza.getChild('session', NS_SESSION)) return reply();
-    if (type === 'get' && stanza.getChild('query', NS_DISCO_INFO)) {
+    const reply = (payload?: XmlElement): void =>
+      session.send(xml('iq', { type: 'result', id: stanza.attr('id'), from: this.domain, to: stanza.attr('from') }, payload));
+    const payload = stanza.children.find((child): child is XmlElement => typeof child !== 'string');
+    if (payload?.local === 'ping' && payload.xmlns === NS_PING) return reply();
+    if (payload?.local === 'session' && payload.xmlns === NS_SESSION) return reply();
+    if (type === 'get' && payload?.local === 'query' && payload.xmlns === NS_DISCO_INFO) {
       return reply(
         xml(
           'query',
           { xmlns: NS_DISCO_INFO },
           xml('identity', { category: 'server', type: 'im', name: 'portbind' }),
-          xml('feature', { var: NS_DISCO_INFO }),
-          xml('feature', { var: NS_PING }),
+          ...[...this.#features].sort().map((name) => xml('feature', { var: name })),
         ),
       );
     }
-    this.#bounce(session, stanza, 'feature-not-implemented');
+    const handler = payload === undefined ? undefined : this.#iqHandlers.get(payload.xmlns);
+    if (handler === undefined) return this.#bounce(session, stanza, 'feature-not-implemented');
+    try {
+      reply(await handler(stanza, { session, server: this }));
+    } catch (error) {
+      if (error instanceof StanzaErrorException) return this.#bounce(session, stanza, error.condition, error.message);
+      this.logger.error({ err: error, xmlns: payload?.xmlns }, 'IQ handler failed');
+      this.#bounce(session, stanza, 'internal-server-error');
+    }
   }
 
   #bounce(session: Session, stanza: XmlElement, condition: Parameters<typeof stanzaError>[1], text?: string): void {
@@ -387,4 +539,14 @@ class C2sAdapter implements Adapter {
   drain(signal: AbortSignal): Promise<void> {
     return this.#server.drain(signal);
   }
+}
+
+/** Read back a stored vCard (serialized by the server itself, so it parses). */
+function parseStoredVcard(text: string): XmlElement | undefined {
+  let card: XmlElement | undefined;
+  const parser = new StreamParser((event) => {
+    if (event.type === 'element') card ??= event.element;
+  });
+  parser.write(Buffer.from(`<store xmlns='jabber:client'>${text}`));
+  return card;
 }
