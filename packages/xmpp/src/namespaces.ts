@@ -10,3 +10,4 @@ export const NS_CARBONS = 'urn:xmpp:carbons:2';
 export const NS_FORWARD = 'urn:xmpp:forward:0';
 export const NS_HINTS = 'urn:xmpp:hints';
 export const NS_VCARD = 'vcard-temp';
+export const NS_REGISTER = 'jabber:iq:register';

@@ -6,7 +6,7 @@ import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
 import { XmlElement, xml } from './element.js';
 import { Im, NS_ROSTER } from './im.js';
 import { Jid } from './jid.js';
-import { NS_CARBONS, NS_DISCO_INFO, NS_FORWARD, NS_HINTS, NS_PING, NS_SASL, NS_SESSION, NS_VCARD } from './namespaces.js';
+import { NS_CARBONS, NS_DISCO_INFO, NS_FORWARD, NS_HINTS, NS_PING, NS_REGISTER, NS_SASL, NS_SESSION, NS_VCARD } from './namespaces.js';
 import {
   decodeSaslPayload,
   encodeSaslPayload,
@@ -84,6 +84,12 @@ export interface XmppServerOptions {
    * 1.8 is one) pick -PLUS when offered and then cannot log in.
    */
   channelBinding?: boolean;
+  /**
+   * In-band registration (XEP-0077): `true` lets anyone create an account before logging in (over
+   * TLS), or give a function to decide (a sign-up code, an allow list). At most 5 accounts per
+   * address per hour. Default false.
+   */
+  registration?: boolean | ((username: string, session: Session) => boolean | Promise<boolean>);
   /** Largest stanza in bytes (never below 10 000). Default 256 KiB. */
   maxStanzaSize?: number;
   /** A client with this many bytes unsent (it stopped reading) is disconnected. Default 4 MiB. */
@@ -106,6 +112,9 @@ export class XmppServer implements SessionHost {
   readonly maxStanzaSize: number;
   readonly allowPlaintext: boolean | 'loopback';
   readonly channelBindingOffered: boolean;
+  readonly registration: XmppServerOptions['registration'];
+  /** Registrations per address in the current hour. */
+  readonly #registrations = new Map<string, { count: number; since: number }>();
   readonly authTimeoutMs: number;
   readonly maxOutputBytes: number;
   readonly throttle: LoginThrottle;
@@ -132,6 +141,7 @@ export class XmppServer implements SessionHost {
     this.maxStanzaSize = options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE;
     this.allowPlaintext = options.allowPlaintext ?? false;
     this.channelBindingOffered = options.channelBinding ?? false;
+    this.registration = options.registration ?? false;
     this.authTimeoutMs = options.authTimeoutMs ?? 60_000;
     this.maxOutputBytes = options.maxOutputBytes ?? 4 * 1024 * 1024;
     this.throttle = options.throttle ?? new LoginThrottle();
@@ -393,6 +403,82 @@ export class XmppServer implements SessionHost {
     if (text.length > 64 * 1024) return this.#bounce(session, iq, 'resource-constraint');
     this.#vcards.set(owner.bare, text);
     session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
+  }
+
+  get registrationOpen(): boolean {
+    return this.registration !== false && this.registration !== undefined;
+  }
+
+  /** In-band registration (XEP-0077) before authentication. */
+  async beforeAuth(session: Session, iq: XmlElement): Promise<boolean> {
+    const query = iq.getChild('query', NS_REGISTER);
+    if (query === undefined || !this.registrationOpen) return false;
+    const result = (...children: XmlElement[]): void => session.send(xml('iq', { type: 'result', id: iq.attr('id') }, ...children));
+    const error = (condition: Parameters<typeof stanzaError>[1] | 'conflict' | 'not-acceptable', type = 'cancel', text?: string): void =>
+      session.send(
+        xml(
+          'iq',
+          { type: 'error', id: iq.attr('id') },
+          xml(
+            'error',
+            { type },
+            xml(condition, { xmlns: 'urn:ietf:params:xml:ns:xmpp-stanzas' }),
+            text === undefined ? undefined : xml('text', { xmlns: 'urn:ietf:params:xml:ns:xmpp-stanzas' }, text),
+          ),
+        ),
+      );
+    if (iq.attr('type') === 'get') {
+      result(
+        xml(
+          'query',
+          { xmlns: NS_REGISTER },
+          xml('instructions', {}, `Choose a username and password for ${this.domain}.`),
+          xml('username'),
+          xml('password'),
+        ),
+      );
+      return true;
+    }
+    if (iq.attr('type') !== 'set') {
+      error('bad-request', 'modify');
+      return true;
+    }
+    const username = query.getChildText('username')?.trim() ?? '';
+    const password = query.getChildText('password') ?? '';
+    if (username === '' || password === '') {
+      error('not-acceptable', 'modify', 'a username and a password are required');
+      return true;
+    }
+    const address = session.conn.remoteAddress ?? 'unix';
+    const now = Date.now();
+    const window = this.#registrations.get(address);
+    const recent = window !== undefined && now - window.since < 3_600_000 ? window : { count: 0, since: now };
+    if (recent.count >= 5) {
+      error('resource-constraint', 'wait', 'too many registrations from this address: try again later');
+      return true;
+    }
+    const decide = this.registration;
+    if (typeof decide === 'function' && !(await decide(username, session))) {
+      error('not-allowed');
+      return true;
+    }
+    let created: boolean;
+    try {
+      created = await this.users.create(username, password);
+    } catch (failure) {
+      error('not-acceptable', 'modify', failure instanceof Error ? failure.message : 'invalid username or password');
+      return true;
+    }
+    if (!created) {
+      error('conflict', 'cancel', 'that username is taken');
+      return true;
+    }
+    recent.count++;
+    this.#registrations.set(address, recent);
+    if (this.#registrations.size > 10_000) this.#registrations.delete(this.#registrations.keys().next().value as string);
+    this.logger.info({ username, domain: this.domain }, 'account registered in-band');
+    result();
+    return true;
   }
 
   /** Whether an account exists. */

@@ -21,6 +21,10 @@ export interface SessionHost {
   mechanisms(session: Session): string[];
   /** The channel binding offered on this connection, if any (advertised with XEP-0440). */
   channelBinding(session: Session): ChannelBinding | undefined;
+  /** In-band registration (XEP-0077) is offered before authentication. */
+  readonly registrationOpen: boolean;
+  /** An IQ before authentication (in-band registration); false when not handled. */
+  beforeAuth(session: Session, iq: XmlElement): Promise<boolean>;
   /** Handle an element of the SASL exchange; resolves when handled. */
   sasl(session: Session, element: XmlElement): Promise<void>;
   /** Bind a resource: the full JID, after closing any session with the same one. */
@@ -150,6 +154,7 @@ export abstract class Session {
       if (!this.secure && !this.host.plaintextAllowed(this)) return features;
       const binding = this.host.channelBinding(this);
       features.append(xml('mechanisms', { xmlns: NS_SASL }, ...this.host.mechanisms(this).map((name) => xml('mechanism', {}, name))));
+      if (this.host.registrationOpen) features.append(xml('register', { xmlns: 'http://jabber.org/features/iq-register' }));
       // XEP-0440: which channel-binding type the -PLUS mechanisms use.
       if (binding !== undefined) {
         features.append(xml('sasl-channel-binding', { xmlns: 'urn:xmpp:sasl-cb:0' }, xml('channel-binding', { type: binding.type })));
@@ -168,7 +173,11 @@ export abstract class Session {
       if (!this.secure && !this.host.plaintextAllowed(this)) throw new StreamError('not-authorized', 'TLS first');
       return this.host.sasl(this, element);
     }
-    if (!this.authenticated) throw new StreamError('not-authorized', 'authenticate first');
+    if (!this.authenticated) {
+      const allowed = this.secure || this.host.plaintextAllowed(this);
+      if (allowed && element.xmlns === NS_CLIENT && element.local === 'iq' && (await this.host.beforeAuth(this, element))) return;
+      throw new StreamError('not-authorized', 'authenticate first');
+    }
     if (element.xmlns !== NS_CLIENT || !['message', 'presence', 'iq'].includes(element.local)) {
       throw new StreamError('unsupported-stanza-type', `<${element.name}/> is not a stanza`);
     }

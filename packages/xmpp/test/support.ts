@@ -23,7 +23,9 @@ beforeAll(async () => {
   pems = await selfSignedCert();
 });
 
-export async function start(options: { allowPlaintext?: boolean; tls?: boolean; maxOutputBytes?: number; channelBinding?: boolean } = {}) {
+export async function start(
+  options: { allowPlaintext?: boolean; tls?: boolean; maxOutputBytes?: number; channelBinding?: boolean; registration?: boolean } = {},
+) {
   const users = new MemoryUserStore({ iterations: 4096 });
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
@@ -33,6 +35,7 @@ export async function start(options: { allowPlaintext?: boolean; tls?: boolean; 
     allowPlaintext: options.allowPlaintext,
     maxOutputBytes: options.maxOutputBytes,
     channelBinding: options.channelBinding,
+    registration: options.registration,
   });
   const service = new PortService({ env: {}, gracePeriodMs: 2000 });
   services.push(service);
