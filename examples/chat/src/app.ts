@@ -25,7 +25,8 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
   const env = options.env ?? process.env;
   const domain = env.XMPP_DOMAIN ?? 'localhost';
   const users = options.users ?? new FileUserStore(join(env.DATA_DIR ?? 'data', 'users.json'));
-  const xmpp = new XmppServer({ domain, users, allowPlaintext: 'loopback' });
+  // REGISTRATION=open lets clients create accounts themselves (XEP-0077), as Conversations and Gajim offer.
+  const xmpp = new XmppServer({ domain, users, allowPlaintext: 'loopback', registration: env.REGISTRATION === 'open' });
   const tls = await tlsOptions(env, domain);
   const browserClient = await readFile(createRequire(import.meta.url).resolve('@xmpp/client/dist/xmpp.min.js'));
 
