@@ -94,6 +94,12 @@ export interface XmppServerOptions {
   maxStanzaSize?: number;
   /** A client with this many bytes unsent (it stopped reading) is disconnected. Default 4 MiB. */
   maxOutputBytes?: number;
+  /**
+   * Reading limit per TCP connection, in bytes per second, with a burst allowance: a client that
+   * sends faster is read more slowly (its socket paused), as Prosody's c2s limits do. Default
+   * 256 KiB/s with a 1 MiB burst; 0 turns it off.
+   */
+  rateLimit?: { bytesPerSecond: number; burstBytes?: number };
   /** Close connections that have not authenticated after this long. Default 60 000 ms. */
   authTimeoutMs?: number;
   /** Failed-login throttling. Default: 5 failures in 5 minutes lock an address or account, growing to 15 minutes. */
@@ -117,6 +123,7 @@ export class XmppServer implements SessionHost {
   readonly #registrations = new Map<string, { count: number; since: number }>();
   readonly authTimeoutMs: number;
   readonly maxOutputBytes: number;
+  readonly rateLimit: { bytesPerSecond: number; burstBytes: number };
   readonly throttle: LoginThrottle;
   logger: Logger = silentLogger;
   /** Bound sessions by bare JID, then resource. */
@@ -128,7 +135,6 @@ export class XmppServer implements SessionHost {
   readonly #features = new Set<string>([NS_DISCO_INFO, NS_PING, NS_CARBONS, NS_VCARD]);
   /** vCard-temp (XEP-0054) by bare JID, serialized. */
   readonly #vcards = new Map<string, string>();
-  #binding: BindingContext | undefined;
   #drained: (() => void) | undefined;
 
   constructor(options: XmppServerOptions) {
@@ -144,6 +150,8 @@ export class XmppServer implements SessionHost {
     this.registration = options.registration ?? false;
     this.authTimeoutMs = options.authTimeoutMs ?? 60_000;
     this.maxOutputBytes = options.maxOutputBytes ?? 4 * 1024 * 1024;
+    const rate = options.rateLimit?.bytesPerSecond ?? 256 * 1024;
+    this.rateLimit = { bytesPerSecond: rate, burstBytes: options.rateLimit?.burstBytes ?? Math.max(rate * 4, 64 * 1024) };
     this.throttle = options.throttle ?? new LoginThrottle();
   }
 
@@ -151,22 +159,13 @@ export class XmppServer implements SessionHost {
     return this.allowPlaintext === true || (this.allowPlaintext === 'loopback' && session.conn.isLoopback);
   }
 
-  get tlsAvailable(): boolean {
-    return this.#binding?.secureContext() !== undefined;
-  }
-
-  secureContext(): import('node:tls').SecureContext | undefined {
-    return this.#binding?.secureContext();
-  }
-
   /** The client-to-server adapter (RFC 6120 over TCP with STARTTLS). */
-  c2s(): Adapter {
-    return new C2sAdapter(this);
+  c2s(options: { directTls?: boolean } = {}): Adapter {
+    return new C2sAdapter(this, options.directTls === true);
   }
 
   /** @internal */
   open(binding: BindingContext): void {
-    this.#binding = binding;
     this.logger = binding.logger;
   }
 
@@ -196,8 +195,8 @@ export class XmppServer implements SessionHost {
   }
 
   /** @internal */
-  accept(conn: Connection): void {
-    this.#track(new TcpSession(conn, this));
+  accept(conn: Connection, secureContext: () => import('node:tls').SecureContext | undefined): void {
+    this.#track(new TcpSession(conn, this, secureContext));
   }
 
   #track(session: Session): void {
@@ -596,24 +595,33 @@ export class XmppServer implements SessionHost {
 }
 
 class C2sAdapter implements Adapter {
-  readonly name = 'xmpp';
-  readonly scheme = 'xmpp';
+  readonly name: string;
+  readonly scheme: string;
   readonly secureScheme = 'xmpps';
-  readonly portEnv = 'XMPP_PORT';
-  readonly defaultPort = 5222;
-  readonly tlsMode = 'starttls' as const;
+  readonly portEnv: string;
+  readonly defaultPort: number;
+  readonly tlsMode: 'direct' | 'starttls';
   readonly #server: XmppServer;
+  #binding: BindingContext | undefined;
 
-  constructor(server: XmppServer) {
+  /** STARTTLS on XMPP_PORT (5222), or direct TLS (XEP-0368) on XMPPS_PORT (5223). */
+  constructor(server: XmppServer, directTls: boolean) {
     this.#server = server;
+    this.name = directTls ? 'xmpps' : 'xmpp';
+    this.scheme = directTls ? 'xmpps' : 'xmpp';
+    this.portEnv = directTls ? 'XMPPS_PORT' : 'XMPP_PORT';
+    this.defaultPort = directTls ? 5223 : 5222;
+    this.tlsMode = directTls ? 'direct' : 'starttls';
   }
 
   open(binding: BindingContext): void {
+    this.#binding = binding;
     this.#server.open(binding);
   }
 
   connection(conn: Connection): void {
-    this.#server.accept(conn);
+    // STARTTLS uses this binding's certificate (and a reloaded one, once reloaded).
+    this.#server.accept(conn, () => (this.tlsMode === 'starttls' ? this.#binding?.secureContext() : undefined));
   }
 
   refuse(socket: Socket): void {

@@ -12,11 +12,10 @@ export interface SessionHost {
   readonly maxStanzaSize: number;
   /** Unsent bytes past which a client that stopped reading is disconnected. */
   readonly maxOutputBytes: number;
-  /** TLS is on offer in-band (STARTTLS: a certificate is configured on a TCP binding). */
-  readonly tlsAvailable: boolean;
+  /** Reading limit per connection (bytes per second, 0 = none) and burst allowance. */
+  readonly rateLimit: { bytesPerSecond: number; burstBytes: number };
   /** Authentication without TLS is allowed for this session (development). */
   plaintextAllowed(session: Session): boolean;
-  secureContext(): import('node:tls').SecureContext | undefined;
   /** SASL mechanisms to offer on this connection. */
   mechanisms(session: Session): string[];
   /** The channel binding offered on this connection, if any (advertised with XEP-0440). */

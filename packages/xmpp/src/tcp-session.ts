@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import type { Connection } from '@portbind/core';
 import { type XmlElement, xml } from './element.js';
 import { NS_CLIENT, NS_TLS } from './namespaces.js';
@@ -11,10 +11,16 @@ import { type StreamEvent, StreamParser } from './stream-parser.js';
 /** An XML stream over TCP (RFC 6120 §4), with STARTTLS. */
 export class TcpSession extends Session {
   readonly #parser: StreamParser;
+  readonly #secureContext: () => SecureContext | undefined;
   #socket: Socket;
+  /** Token bucket of the reading limit: bytes that may be read now, refilled at the rate. */
+  #tokens: number;
+  #refilledAt = Date.now();
 
-  constructor(conn: Connection, host: SessionHost) {
+  constructor(conn: Connection, host: SessionHost, secureContext: () => SecureContext | undefined) {
     super(conn, host);
+    this.#secureContext = secureContext;
+    this.#tokens = host.rateLimit.burstBytes;
     this.#socket = conn.socket;
     this.#parser = new StreamParser((event) => this.#event(event), { maxStanzaSize: host.maxStanzaSize });
     this.#listen(this.#socket);
@@ -64,11 +70,11 @@ export class TcpSession extends Session {
   }
 
   protected get starttlsOffered(): boolean {
-    return this.host.tlsAvailable;
+    return this.#secureContext() !== undefined;
   }
 
   protected async starttls(): Promise<void> {
-    const context = this.host.secureContext();
+    const context = this.#secureContext();
     if (this.secure || context === undefined) {
       this.send(xml('failure', { xmlns: NS_TLS }));
       return this.close();
@@ -98,6 +104,7 @@ export class TcpSession extends Session {
 
   readonly #onData = (chunk: Buffer): void => {
     if (this.closed) return;
+    this.#throttle(chunk.length);
     try {
       this.#parser.write(chunk);
     } catch (error) {
@@ -105,6 +112,25 @@ export class TcpSession extends Session {
       else throw error;
     }
   };
+
+  /** Past the rate, stop reading until the bucket has refilled (the kernel then slows the sender). */
+  #throttle(bytes: number): void {
+    const { bytesPerSecond, burstBytes } = this.host.rateLimit;
+    if (bytesPerSecond <= 0) return;
+    const now = Date.now();
+    this.#tokens = Math.min(burstBytes, this.#tokens + ((now - this.#refilledAt) * bytesPerSecond) / 1000);
+    this.#refilledAt = now;
+    this.#tokens -= bytes;
+    if (this.#tokens >= 0) return;
+    const socket = this.#socket;
+    socket.pause();
+    setTimeout(
+      () => {
+        if (!socket.destroyed) socket.resume();
+      },
+      Math.ceil((-this.#tokens * 1000) / bytesPerSecond),
+    ).unref();
+  }
 
   #event(event: StreamEvent): void {
     if (event.type === 'close') return this.close();

@@ -68,7 +68,7 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
   });
 
   it('disconnects a client that stops reading while others send to it; the sender lives on', async () => {
-    const { port, server } = await start({ maxOutputBytes: 256 * 1024 });
+    const { port, server } = await start({ maxOutputBytes: 256 * 1024, rateLimit: { bytesPerSecond: 0 } });
     const romeo = await login(port, 'romeo', 'r0meo!');
     // Juliet logs in over a raw TLS socket and then never reads again.
     const secure = await rawStartTls(port);
@@ -104,6 +104,32 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     );
     await service.stop();
     expect(await shutdown).toBe('system-shutdown');
+  });
+});
+
+describe('direct TLS (XEP-0368)', () => {
+  it('serves xmpps:// on its own port: TLS from the first byte, no STARTTLS', async () => {
+    const { port, binding } = await start({ directTls: true });
+    expect(binding.url).toBe(`xmpps://127.0.0.1:${port}`);
+    const xmpp = xmppClient({ service: `xmpps://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: 'balcony' });
+    xmpp.on('error', () => {});
+    clients.push(xmpp);
+    expect(String(await xmpp.start())).toMatch(/^juliet@localhost\//);
+  });
+});
+
+describe('reading rate limit', () => {
+  it('reads a client that sends too fast at the configured rate', async () => {
+    const { port } = await start({ tls: false, allowPlaintext: true, rateLimit: { bytesPerSecond: 40_000, burstBytes: 10_000 } });
+    const socket = await rawConnect(port);
+    const result = readUntilClose(socket, 20_000);
+    const started = Date.now();
+    // 200 KB of whitespace keepalives, then a stanza before authentication (answered with a stream error).
+    socket.write(`${OPEN}${' '.repeat(200_000)}<presence/>`);
+    const { data } = await result;
+    expect(data).toContain("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    // Throttled per chunk read: the bytes before the last chunk (at least 126 KB) take over 3 s at 40 KB/s (a lower bound only: slower is fine).
+    expect(Date.now() - started).toBeGreaterThan(2500);
   });
 });
 

@@ -24,7 +24,15 @@ beforeAll(async () => {
 });
 
 export async function start(
-  options: { allowPlaintext?: boolean; tls?: boolean; maxOutputBytes?: number; channelBinding?: boolean; registration?: boolean } = {},
+  options: {
+    allowPlaintext?: boolean;
+    tls?: boolean;
+    maxOutputBytes?: number;
+    channelBinding?: boolean;
+    registration?: boolean;
+    rateLimit?: { bytesPerSecond: number; burstBytes?: number };
+    directTls?: boolean;
+  } = {},
 ) {
   const users = new MemoryUserStore({ iterations: 4096 });
   await users.create('juliet', 'balcony');
@@ -36,10 +44,15 @@ export async function start(
     maxOutputBytes: options.maxOutputBytes,
     channelBinding: options.channelBinding,
     registration: options.registration,
+    rateLimit: options.rateLimit,
   });
   const service = new PortService({ env: {}, gracePeriodMs: 2000 });
   services.push(service);
-  const binding = service.bind(server.c2s(), { port: 0, host: '127.0.0.1', tls: options.tls === false ? undefined : pems });
+  const binding = service.bind(server.c2s({ directTls: options.directTls }), {
+    port: 0,
+    host: '127.0.0.1',
+    tls: options.tls === false ? undefined : pems,
+  });
   await service.start();
   return { server, service, binding, port: portOf(binding) };
 }
