@@ -149,6 +149,22 @@ describe('slixmpp (Debian python3-slixmpp)', () => {
   });
 });
 
+describe('slixmpp: registration, roster, subscriptions, offline delivery', () => {
+  it('registers two accounts in-band, subscribes both ways, and delivers a message stored while offline', async () => {
+    const { port } = await start({ registration: true });
+    const script = new URL('./slixmpp/im.py', import.meta.url).pathname;
+    const { stdout } = await run('/usr/bin/python3', [script, '127.0.0.1', String(port)], { timeout: 90_000 });
+    const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+      registered: string[];
+      subscriptions: string[];
+      offline: { from: string; body: string; delayed: boolean };
+    };
+    expect(result.registered).toEqual(['benvolio@localhost', 'mercutio@localhost']);
+    expect(result.subscriptions).toEqual(['both', 'both']);
+    expect(result.offline).toEqual({ from: 'benvolio@localhost/slix', body: 'A plague on both your houses?', delayed: true });
+  });
+});
+
 describe('bad input over a raw socket', () => {
   it('requires STARTTLS: features offer only starttls, and a stanza before it ends the stream', async () => {
     const { port } = await start();
