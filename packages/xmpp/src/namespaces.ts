@@ -11,3 +11,4 @@ export const NS_FORWARD = 'urn:xmpp:forward:0';
 export const NS_HINTS = 'urn:xmpp:hints';
 export const NS_VCARD = 'vcard-temp';
 export const NS_REGISTER = 'jabber:iq:register';
+export const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';

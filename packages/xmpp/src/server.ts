@@ -6,7 +6,18 @@ import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
 import { XmlElement, xml } from './element.js';
 import { Im, NS_ROSTER } from './im.js';
 import { Jid } from './jid.js';
-import { NS_CARBONS, NS_DISCO_INFO, NS_FORWARD, NS_HINTS, NS_PING, NS_REGISTER, NS_SASL, NS_SESSION, NS_VCARD } from './namespaces.js';
+import {
+  NS_CARBONS,
+  NS_DISCO_INFO,
+  NS_DISCO_ITEMS,
+  NS_FORWARD,
+  NS_HINTS,
+  NS_PING,
+  NS_REGISTER,
+  NS_SASL,
+  NS_SESSION,
+  NS_VCARD,
+} from './namespaces.js';
 import {
   decodeSaslPayload,
   encodeSaslPayload,
@@ -132,7 +143,7 @@ export class XmppServer implements SessionHost {
   readonly #im: Im = new Im(this);
   readonly #hooks: Record<'message' | 'presence' | 'iq', StanzaHook[]> = { message: [], presence: [], iq: [] };
   readonly #iqHandlers = new Map<string, IqHandler>();
-  readonly #features = new Set<string>([NS_DISCO_INFO, NS_PING, NS_CARBONS, NS_VCARD]);
+  readonly #features = new Set<string>([NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_CARBONS, NS_VCARD]);
   /** vCard-temp (XEP-0054) by bare JID, serialized. */
   readonly #vcards = new Map<string, string>();
   #drained: (() => void) | undefined;
@@ -561,6 +572,10 @@ export class XmppServer implements SessionHost {
           ...[...this.#features].sort().map((name) => xml('feature', { var: name })),
         ),
       );
+    }
+    // No components or rooms on this server yet: an empty item list (XEP-0030 §4).
+    if (type === 'get' && payload?.local === 'query' && payload.xmlns === NS_DISCO_ITEMS && !this.#iqHandlers.has(NS_DISCO_ITEMS)) {
+      return reply(xml('query', { xmlns: NS_DISCO_ITEMS }));
     }
     const handler = payload === undefined ? undefined : this.#iqHandlers.get(payload.xmlns);
     if (handler === undefined) return this.#bounce(session, stanza, 'feature-not-implemented');

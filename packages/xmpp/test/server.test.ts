@@ -25,6 +25,50 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     expect(await received).toEqual({ from: romeo.jid, body: 'Wherefore art thou?' });
   });
 
+  it('ends the stream of a client that spoofs another sender with <invalid-from/>; others live on', async () => {
+    const { port } = await start();
+    const juliet = await login(port, 'juliet', 'balcony');
+    const romeo = await login(port, 'romeo', 'r0meo!');
+    const ended = new Promise<string>((resolve) =>
+      juliet.xmpp.on('error', (error: { condition?: string }) => resolve(String(error.condition))),
+    );
+    await juliet.xmpp.send(
+      clientXml(
+        'message',
+        { from: 'romeo@localhost/orchard', to: 'romeo@localhost', type: 'chat' },
+        clientXml('body', {}, 'it is I, Romeo'),
+      ),
+    );
+    expect(await ended).toBe('invalid-from');
+    const pong = await romeo.xmpp.iqCaller.request(
+      clientXml('iq', { type: 'get', to: 'localhost' }, clientXml('ping', { xmlns: 'urn:xmpp:ping' })),
+    );
+    expect(pong.attrs.type).toBe('result');
+  });
+
+  it('throttles many wrong passwords in a row with <temporary-auth-failure/>', async () => {
+    const { port } = await start();
+    const conditions: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const xmpp = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: `guess${i}` });
+      xmpp.on('error', () => {});
+      clients.push(xmpp);
+      conditions.push(
+        await xmpp.start().then(
+          () => 'online',
+          (error: { condition?: string }) => String(error.condition),
+        ),
+      );
+    }
+    expect(conditions.slice(0, 5)).toEqual(Array(5).fill('not-authorized'));
+    expect(conditions[5]).toBe('temporary-auth-failure');
+    // The right password is refused too while the lock lasts: the address is locked, not just the guess.
+    const right = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: 'balcony' });
+    right.on('error', () => {});
+    clients.push(right);
+    await expect(right.start()).rejects.toMatchObject({ condition: 'temporary-auth-failure' });
+  });
+
   it('answers ping and disco#info from the server', async () => {
     const { port } = await start();
     const { xmpp } = await login(port, 'juliet', 'balcony');
@@ -34,6 +78,8 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     expect(pong.attrs).toMatchObject({ type: 'result', from: 'localhost' });
     const info = await xmpp.iqCaller.get(clientXml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }), 'localhost');
     expect(info.getChild('identity')?.attrs).toMatchObject({ category: 'server', type: 'im' });
+    const items = await xmpp.iqCaller.get(clientXml('query', { xmlns: 'http://jabber.org/protocol/disco#items' }), 'localhost');
+    expect(items.children).toEqual([]);
   });
 
   it('refuses a wrong password with <not-authorized/>', async () => {
@@ -210,6 +256,12 @@ describe('bad input over a raw socket', () => {
   it.each([
     ['a stream to an unknown domain', OPEN.replace("to='localhost'", "to='example.org'"), 'host-unknown'],
     ['a comment', `${OPEN}<!-- x -->`, 'restricted-xml'],
+    ['a processing instruction', `${OPEN}<?xml-stylesheet href='x'?>`, 'restricted-xml'],
+    [
+      'billion laughs',
+      `<?xml version='1.0'?><!DOCTYPE s [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;'><!ENTITY c '&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;'>]>${OPEN}<message><body>&c;</body></message>`,
+      'restricted-xml',
+    ],
     ['a DTD', "<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]>", 'restricted-xml'],
     ['invalid UTF-8', Buffer.concat([Buffer.from(`${OPEN}<message><body>`), Buffer.from([0xff, 0xfe, 0xfd])]), 'not-well-formed'],
     ['a 10 MB stanza', `${OPEN}<message><body>${'x'.repeat(10 * 1024 * 1024)}</body></message>`, 'policy-violation'],
