@@ -52,6 +52,21 @@ async function startChat() {
   return { child, httpPort, xmppPort };
 }
 
+/** Headless Chromium (Debian's) on the chat page, with the login form filled and submitted. */
+async function logInOnPage(httpPort: number, user: string, password: string) {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  cleanups.push(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${httpPort}/`);
+  await page.fill('#user', user);
+  await page.fill('#password', password);
+  await page.click('#login button');
+  return page;
+}
+
 describe('examples/chat', () => {
   it('the web page (Chromium, XMPP over WebSocket) and a TCP client chat both ways', async () => {
     const { httpPort, xmppPort } = await startChat();
@@ -62,16 +77,7 @@ describe('examples/chat', () => {
     const romeoJid = String(await romeo.start());
     await romeo.send(xml('presence'));
 
-    const browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
-    cleanups.push(() => browser.close());
-    const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${httpPort}/`);
-    await page.fill('#user', 'juliet');
-    await page.fill('#password', 'balcony');
-    await page.click('#login button');
+    const page = await logInOnPage(httpPort, 'juliet', 'balcony');
     await page.waitForFunction("document.getElementById('status').textContent.startsWith('online as juliet@localhost/')");
 
     // TCP → browser
@@ -91,16 +97,7 @@ describe('examples/chat', () => {
 
   it('refuses a wrong password on the page with not-authorized', async () => {
     const { httpPort } = await startChat();
-    const browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
-    cleanups.push(() => browser.close());
-    const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${httpPort}/`);
-    await page.fill('#user', 'juliet');
-    await page.fill('#password', 'wrong');
-    await page.click('#login button');
+    const page = await logInOnPage(httpPort, 'juliet', 'wrong');
     await page.waitForFunction("document.getElementById('status').textContent === 'error: not-authorized'");
   });
 });
