@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { SecureContext } from 'node:tls';
 import type { Connection } from './connection.js';
 import type { Logger } from './logger.js';
@@ -24,11 +25,25 @@ export interface BindingContext {
   readonly ready: boolean;
   /** The current TLS context, for adapters that upgrade in-band (STARTTLS). Undefined without TLS. */
   secureContext(): SecureContext | undefined;
+  /** How long {@link BindingContext.closeSoon} waits for the peer (bind option `closeWaitMs`, default 2000 ms). */
+  readonly closeWaitMs: number;
+  /**
+   * Call right after a polite close in the protocol's own terms (a RESP error or QUIT reply, a
+   * WebSocket close frame, `</stream:stream>`): the peer gets `closeWaitMs` to close its side, then
+   * the socket is destroyed. A peer that never answers can no longer hold a drain (or the process)
+   * for the whole grace period. Safe to call more than once; a socket that closes first costs nothing.
+   */
+  closeSoon(socket: Duplex): void;
 }
 
 /**
  * A protocol adapter: what a binding serves. Core owns the listener, TLS, connection tracking,
  * limits and the drain deadline; the adapter parses its protocol on each connection it is given.
+ *
+ * An adapter object is bound once: `PortService.bind()` refuses the same object twice
+ * (`PB_ERR_STATE`). To serve one protocol on two ports, make two adapters with the package's
+ * factory (they may share a server object, as `@portbind/xmpp`'s `c2s()` and
+ * `c2s({ directTls: true })` do).
  *
  * Adapters that speak over HTTP upgrades (WebSocket, XMPP over WebSocket) mount on an HTTP
  * adapter instead of binding a port of their own; see `@portbind/http`.
@@ -68,11 +83,13 @@ export interface Adapter {
    */
   beginDrain?(): void;
   /**
-   * Stop gracefully: finish in-flight work, close long-lived connections politely in the
-   * protocol's own terms. Resolve when done. `signal` aborts at the grace deadline, after which
-   * core destroys whatever is still open.
+   * Stop gracefully: let in-flight work finish and close long-lived connections politely in the
+   * protocol's own terms (then {@link BindingContext.closeSoon} each one). Resolve once that has
+   * been started — core itself waits until every connection of the binding (upgraded ones
+   * included) has closed, so an adapter never waits for its own set of connections to empty.
+   * `signal` aborts at the grace deadline, after which core destroys whatever is still open.
    */
-  drain(signal: AbortSignal): Promise<void>;
+  drain(signal: AbortSignal): void | Promise<void>;
   /** More URLs this binding serves, beyond its base URL (e.g. mounted WebSocket endpoints). */
   urls?(base: string): string[];
   /** The binding's main URL from the base URL, e.g. adding the path `/`. Default: the base. */

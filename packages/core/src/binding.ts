@@ -7,6 +7,7 @@ import { Connection } from './connection.js';
 import { BindError } from './errors.js';
 import type { Logger } from './logger.js';
 import { loadTls, type TlsOptions } from './tls.js';
+import type { Duplex } from 'node:stream';
 
 /** How to bind an adapter: where it listens, TLS, and connection limits. */
 export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
@@ -18,6 +19,11 @@ export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
   backlog?: number;
   /** TLS handshake timeout in ms. Default 10 s. */
   handshakeTimeoutMs?: number;
+  /**
+   * After a polite close (drain, a protocol error, QUIT), how long a peer gets to close its side
+   * before the socket is destroyed. Default 2000 ms.
+   */
+  closeWaitMs?: number;
 }
 
 interface ServiceView {
@@ -155,7 +161,10 @@ export class Binding {
 
   #context(): BindingContext {
     const service = this.#service;
+    const closeWaitMs = this.options.closeWaitMs ?? 2000;
     return {
+      closeWaitMs,
+      closeSoon: (socket: Duplex) => closeSoon(socket, closeWaitMs),
       name: this.name,
       logger: this.#logger,
       secure: this.secure,
@@ -228,6 +237,17 @@ export class Binding {
     if (typeof address === 'string') return `${scheme}+unix://${encodeURIComponent(address)}`;
     return `${scheme}://${urlHost(this.#spec, address)}:${address.port}`;
   }
+}
+
+const closing = new WeakSet<Duplex>();
+
+/** Destroy `socket` unless it closes by itself within `ms`. */
+export function closeSoon(socket: Duplex, ms: number): void {
+  if (socket.destroyed || closing.has(socket)) return;
+  closing.add(socket);
+  const timer = setTimeout(() => socket.destroy(), ms);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 function urlHost(spec: ListenSpec | undefined, address: AddressInfo): string {

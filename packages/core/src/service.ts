@@ -41,7 +41,7 @@ export interface RunOptions {
  *
  * ```ts
  * const service = new PortService();
- * service.bind(http({ fetch: () => new Response('hi') }));   // PORT, default 5000
+ * service.bind(httpAdapter({ fetch: () => new Response('hi') }));   // PORT, default 5000
  * await service.run();                                        // start, log URLs, drain on SIGTERM
  * ```
  */
@@ -85,6 +85,11 @@ export class PortService {
   /** Add an adapter and where it listens. Call before `start()`. */
   bind(adapter: Adapter, options: BindOptions = {}): Binding {
     if (this.#state !== 'idle') throw new StateError(`bind() after start(): the service is ${this.#state}`);
+    if (this.#bindings.some((other) => other.adapter === adapter)) {
+      throw new StateError(
+        `adapter "${adapter.name}" is bound already: an adapter object serves one binding; make another with its factory`,
+      );
+    }
     const binding = new Binding(adapter, options, this.logger, this);
     if (this.#bindings.some((other) => other.name === binding.name)) {
       throw new StateError(`a binding named "${binding.name}" exists already: pass { name } to tell them apart`);
