@@ -31,15 +31,23 @@ type Env = Record<string, string | undefined>;
  * Resolve where to listen, twelve-factor style: explicit options, then the environment
  * (`PORT`-like variable and `HOST`), then the adapter's default port.
  *
- * A value that is set but unusable (`PORT=abc`, `PORT=70000`, `PORT=-1`) throws a
+ * A value that is set but unusable (`PORT=abc`, `PORT=70000`, `PORT=-1`, `PORT=` empty) throws a
  * {@link ConfigError} naming the variable and the value; it never silently falls back.
  * A port variable may also hold a Unix socket path (`/run/app.sock` or `unix:/run/app.sock`).
+ * Options `path` and `port` together are an error: a binding listens on one address.
  */
 export function resolveListen(options: ListenOptions, defaults: ListenDefaults, env: Env = process.env): ListenSpec {
   const portEnv = options.portEnv ?? defaults.portEnv;
   const hostEnv = options.hostEnv ?? 'HOST';
 
   if (options.path !== undefined) {
+    if (options.port !== undefined) {
+      throw new ConfigError(
+        'path',
+        options.path,
+        `give a Unix socket path or a port, not both (port ${describeValue(options.port)} was given too)`,
+      );
+    }
     return { kind: 'unix', path: checkPath('path', options.path), source: 'option path' };
   }
 
@@ -50,7 +58,11 @@ export function resolveListen(options: ListenOptions, defaults: ListenDefaults, 
   }
 
   const fromEnv = env[portEnv];
-  if (fromEnv !== undefined && fromEnv !== '') {
+  if (fromEnv !== undefined) {
+    if (fromEnv.trim() === '') {
+      // Set but empty is a mistake (a template that did not fill it in), not "use the default".
+      throw new ConfigError(portEnv, fromEnv, 'a port must be an integer from 0 to 65535; unset the variable for the default');
+    }
     const unixPath = socketPathOf(fromEnv);
     if (unixPath !== undefined) {
       return { kind: 'unix', path: checkPath(portEnv, unixPath), source: `env ${portEnv}` };
@@ -95,6 +107,10 @@ function socketPathOf(value: string): string | undefined {
   if (value.startsWith('unix:')) return value.slice('unix:'.length);
   if (value.startsWith('/') || value.startsWith('./')) return value;
   return undefined;
+}
+
+function describeValue(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
 
 function checkPath(variable: string, path: string): string {

@@ -19,9 +19,22 @@ export class ConfigError extends PortbindError {
   readonly value: unknown;
 
   constructor(variable: string, value: unknown, why: string) {
-    super('PB_ERR_CONFIG', `Invalid ${variable}=${JSON.stringify(value)}: ${why}`);
+    super('PB_ERR_CONFIG', `Invalid ${variable}=${showValue(value)}: ${why}`);
     this.variable = variable;
     this.value = value;
+  }
+}
+
+/** A value as the user gave it: strings quoted, numbers as written (`NaN`, not JSON's `null`). */
+function showValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean' || value === undefined) {
+    return String(value);
+  }
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
   }
 }
 

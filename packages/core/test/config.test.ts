@@ -76,4 +76,50 @@ describe('resolveListen', () => {
     expect(() => parsePort('port', -5)).toThrow('Invalid port=-5');
     expect(() => parsePort('port', 1.5)).toThrow('Invalid port=1.5');
   });
+
+  it('rejects PORT= (set but empty) instead of falling back to the default', () => {
+    let error: unknown;
+    try {
+      resolveListen({}, defaults, { PORT: '' });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toMatchObject({ code: 'PB_ERR_CONFIG', variable: 'PORT', value: '' });
+    expect((error as Error).message).toBe('Invalid PORT="": a port must be an integer from 0 to 65535; unset the variable for the default');
+    expect(() => resolveListen({}, { portEnv: 'RESP_PORT', defaultPort: 6379 }, { RESP_PORT: '  ' })).toThrow('Invalid RESP_PORT="  "');
+    // An unset variable still means the default.
+    expect(resolveListen({}, defaults, { PORT: undefined })).toMatchObject({ port: 5000, source: 'default' });
+  });
+
+  it('rejects { path, port } together', () => {
+    let error: unknown;
+    try {
+      resolveListen({ path: '/tmp/a.sock', port: 8080 }, defaults, {});
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toMatchObject({ code: 'PB_ERR_CONFIG', variable: 'path', value: '/tmp/a.sock' });
+    expect((error as Error).message).toBe(
+      'Invalid path="/tmp/a.sock": give a Unix socket path or a port, not both (port 8080 was given too)',
+    );
+    expect(() => resolveListen({ path: '/tmp/a.sock', port: 0 }, defaults, {})).toThrow(ConfigError);
+  });
+
+  it.each([
+    [Number.NaN, 'NaN'],
+    [Number.POSITIVE_INFINITY, 'Infinity'],
+    [-1, '-1'],
+  ])('reports { port: %s } as given', (port, shown) => {
+    let error: unknown;
+    try {
+      resolveListen({ port }, defaults, {});
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).value).toBe(port);
+    expect((error as Error).message).toBe(`Invalid port=${shown}: a port must be an integer from 0 to 65535`);
+  });
 });
