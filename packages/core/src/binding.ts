@@ -1,13 +1,13 @@
-import { rm } from 'node:fs/promises';
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, type TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
 import type { ListenOptions, ListenSpec } from './config.js';
 import { Connection } from './connection.js';
-import { BindError } from './errors.js';
+import { BindError, PortbindError } from './errors.js';
 import type { Logger } from './logger.js';
 import { loadTls, type TlsOptions } from './tls.js';
-import type { Duplex } from 'node:stream';
+import { listenUnix, type OwnedSocket, removeOwnedSocket } from './unix.js';
 
 /** How to bind an adapter: where it listens, TLS, and connection limits. */
 export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
@@ -108,14 +108,35 @@ export class Binding {
 
     const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
     this.#server = server;
+    let owned: OwnedSocket | undefined;
     try {
-      await listenOn(server, spec, this.options.backlog);
+      if (spec.kind === 'unix') {
+        const variable = spec.source.startsWith('env ') ? spec.source.slice('env '.length) : 'path';
+        owned = await listenUnix(
+          server,
+          spec.path,
+          (path) => listenOnce(server, { kind: 'unix', path, source: spec.source }, this.options.backlog),
+          {
+            binding: this.name,
+            variable,
+          },
+        );
+      } else {
+        await listenOnce(server, spec, this.options.backlog);
+      }
     } catch (error) {
       this.#server = undefined;
+      if (error instanceof PortbindError) throw error;
       throw new BindError(this.name, describeSpec(spec), error);
     }
-    this.#address = server.address() ?? undefined;
-    this.#closed = new Promise((resolve) => server.once('close', () => resolve()));
+    this.#address = spec.kind === 'unix' ? spec.path : (server.address() ?? undefined);
+    this.#closed = new Promise((resolve) =>
+      server.once('close', () => {
+        // Remove the socket file this binding made, and only that: never what replaced it since.
+        if (owned === undefined) resolve();
+        else void removeOwnedSocket(owned).then(resolve);
+      }),
+    );
   }
 
   /** @internal Stop accepting. Open connections stay. */
@@ -265,20 +286,6 @@ export function describeSpec(spec: ListenSpec): string {
   return `${host}:${spec.port}`;
 }
 
-async function listenOn(server: Server, spec: ListenSpec, backlog: number | undefined): Promise<void> {
-  try {
-    await listenOnce(server, spec, backlog);
-  } catch (error) {
-    // A Unix socket file left by a process that died: nobody answers on it, so take it over.
-    if (spec.kind === 'unix' && (error as NodeJS.ErrnoException).code === 'EADDRINUSE' && (await isStale(spec.path))) {
-      await rm(spec.path, { force: true });
-      await listenOnce(server, spec, backlog);
-      return;
-    }
-    throw error;
-  }
-}
-
 function listenOnce(server: Server, spec: ListenSpec, backlog: number | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => reject(error);
@@ -289,16 +296,5 @@ function listenOnce(server: Server, spec: ListenSpec, backlog: number | undefine
     };
     if (spec.kind === 'unix') server.listen({ path: spec.path, backlog }, onListening);
     else server.listen({ port: spec.port, host: spec.host, backlog }, onListening);
-  });
-}
-
-function isStale(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(false);
-    });
-    probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
   });
 }

@@ -53,6 +53,28 @@ export class BindError extends PortbindError {
   }
 }
 
+/**
+ * A Unix socket path points at something that is not a socket (a regular file, a directory…).
+ * portbind never removes it: only a stale socket (one nobody answers on) is replaced.
+ */
+export class SocketPathError extends PortbindError {
+  readonly binding: string;
+  /** Where the path came from: the variable (`RESP_PORT`) or the option (`path`). */
+  readonly variable: string;
+  readonly path: string;
+
+  constructor(binding: string, variable: string, path: string, what: string) {
+    super(
+      'PB_ERR_SOCKET_PATH',
+      `Cannot bind ${binding} on Unix socket ${variable}=${JSON.stringify(path)}: ${what} is there, not a socket; ` +
+        'portbind replaces only a stale socket file, so choose another path (or move that file away)',
+    );
+    this.binding = binding;
+    this.variable = variable;
+    this.path = path;
+  }
+}
+
 /** A method was called in a lifecycle state that does not allow it (e.g. `start()` twice). */
 export class StateError extends PortbindError {
   constructor(message: string) {

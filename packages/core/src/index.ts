@@ -2,7 +2,7 @@ export type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
 export { Binding, type BindOptions, describeSpec } from './binding.js';
 export { type ListenDefaults, type ListenOptions, type ListenSpec, parsePort, resolveListen } from './config.js';
 export { Connection } from './connection.js';
-export { BindError, ConfigError, PortbindError, StateError, TlsConfigError } from './errors.js';
+export { BindError, ConfigError, PortbindError, SocketPathError, StateError, TlsConfigError } from './errors.js';
 export { createLogger, type LogFn, type Logger, silentLogger } from './logger.js';
 export { PortService, type PortServiceOptions, type RunOptions, type ServiceState, type StopReport } from './service.js';
 export { loadTls, type TlsOptions } from './tls.js';
