@@ -38,7 +38,12 @@ export class Binding {
   readonly name: string;
   readonly adapter: Adapter;
   readonly options: Readonly<BindOptions>;
-  readonly limits: ConnectionLimits;
+  /** The limits asked for (bind options, else the adapter's defaults). */
+  readonly requestedLimits: ConnectionLimits;
+  #maxConnections: number;
+  /** True while connections are being refused (a warning is logged once per such episode). */
+  #refusing = false;
+  #lastAcceptError = 0;
   #logger: Logger;
   #service: ServiceView;
   #spec: ListenSpec | undefined;
@@ -54,10 +59,11 @@ export class Binding {
     this.adapter = adapter;
     this.options = options;
     this.name = options.name ?? adapter.name;
-    this.limits = {
+    this.requestedLimits = {
       maxConnections: options.maxConnections ?? adapter.limits?.maxConnections ?? defaultLimits.maxConnections,
       idleTimeoutMs: options.idleTimeoutMs ?? adapter.limits?.idleTimeoutMs ?? defaultLimits.idleTimeoutMs,
     };
+    this.#maxConnections = this.requestedLimits.maxConnections;
     this.#logger = logger.child({ binding: this.name });
     this.#service = service;
   }
@@ -87,6 +93,19 @@ export class Binding {
   /** Every URL the binding serves: its main URL and those of mounted endpoints. */
   get urls(): string[] {
     return [this.url, ...(this.adapter.urls?.(this.#baseUrl()) ?? [])];
+  }
+
+  /**
+   * The limits in force: as asked, except that `maxConnections` is lowered at start to what the
+   * process can open (its open-file limit, `ulimit -n`, shared among the bindings).
+   */
+  get limits(): ConnectionLimits {
+    return { maxConnections: this.#maxConnections, idleTimeoutMs: this.requestedLimits.idleTimeoutMs };
+  }
+
+  /** @internal Set by the service at start from the open-file budget (0: no limit). */
+  setMaxConnections(maxConnections: number): void {
+    this.#maxConnections = maxConnections;
   }
 
   /** Connections open now. */
@@ -130,6 +149,9 @@ export class Binding {
       throw new BindError(this.name, describeSpec(spec), error);
     }
     this.#address = spec.kind === 'unix' ? spec.path : (server.address() ?? undefined);
+    // After listening, an accept() can still fail: EMFILE/ENFILE when the process or the system is
+    // out of descriptors (libuv then accepts and closes the peer). Log it, never crash.
+    server.on('error', (error: NodeJS.ErrnoException) => this.#acceptFailed(error));
     this.#closed = new Promise((resolve) =>
       server.once('close', () => {
         // Remove the socket file this binding made, and only that: never what replaced it since.
@@ -220,15 +242,36 @@ export class Binding {
   }
 
   #accept(socket: Socket): void {
-    const { maxConnections } = this.limits;
+    const maxConnections = this.#maxConnections;
     if (maxConnections > 0 && this.#sockets.size >= maxConnections) {
-      this.#logger.warn({ remoteAddress: socket.remoteAddress, maxConnections }, 'connection refused: max connections');
+      const fields = { remoteAddress: socket.remoteAddress, maxConnections, open: this.#sockets.size };
+      if (this.#refusing) {
+        this.#logger.debug(fields, 'connection refused: max connections');
+      } else {
+        // Once per episode: a flood of refusals must not become a flood of log lines.
+        this.#refusing = true;
+        const lowered = maxConnections < this.requestedLimits.maxConnections || this.requestedLimits.maxConnections === 0;
+        this.#logger.warn(
+          fields,
+          lowered
+            ? `connection refused: ${maxConnections} connections open, the most this binding may hold under the open-file limit (ulimit -n); more are refused until some close`
+            : `connection refused: maxConnections ${maxConnections} reached; more are refused until some close`,
+        );
+      }
       socket.on('error', () => {});
-      if (!this.secure) this.adapter.refuse?.(socket, 'max-connections');
+      if (!this.secure) {
+        try {
+          this.adapter.refuse?.(socket, 'max-connections');
+        } catch (error) {
+          this.#logger.error({ err: error }, 'adapter refuse failed');
+        }
+      }
       socket.end();
       socket.destroySoon();
+      closeSoon(socket, this.options.closeWaitMs ?? 2000);
       return;
     }
+    if (this.#refusing && this.#sockets.size < maxConnections) this.#refusing = false;
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     if (this.#tlsServer !== undefined && this.secure) {
@@ -236,6 +279,25 @@ export class Binding {
     } else {
       this.#serve(socket);
     }
+  }
+
+  #acceptFailed(error: NodeJS.ErrnoException): void {
+    if (error.code === 'EMFILE' || error.code === 'ENFILE') {
+      const now = Date.now();
+      const fields = { err: error, open: this.#sockets.size, maxConnections: this.#maxConnections };
+      // At most one warning a minute: under a flood this fires for every connection attempt.
+      if (now - this.#lastAcceptError > 60_000) {
+        this.#lastAcceptError = now;
+        this.#logger.warn(
+          fields,
+          `cannot accept connections: ${error.code === 'EMFILE' ? 'the process' : 'the system'} is out of file descriptors; peers are closed unanswered until some close (raise ulimit -n, or lower maxConnections)`,
+        );
+      } else {
+        this.#logger.debug(fields, 'accept failed: out of file descriptors');
+      }
+      return;
+    }
+    this.#logger.error({ err: error }, 'listener error');
   }
 
   #serve(socket: Socket): void {

@@ -2,6 +2,7 @@ import type { Adapter } from './adapter.js';
 import { Binding, type BindOptions } from './binding.js';
 import { resolveListen } from './config.js';
 import { StateError } from './errors.js';
+import { readFdBudget, reservedFds, shareConnections } from './fds.js';
 import { createLogger, type Logger } from './logger.js';
 
 export interface PortServiceOptions {
@@ -125,6 +126,7 @@ export class PortService {
       for (const binding of this.#bindings) {
         binding.setSpec(resolveListen(binding.options, binding.adapter, this.#env));
       }
+      this.#fitOpenFileLimit();
       const started: Binding[] = [];
       try {
         for (const binding of this.#bindings) {
@@ -139,6 +141,44 @@ export class PortService {
     } catch (error) {
       this.#state = 'idle';
       throw error;
+    }
+  }
+
+  /**
+   * Lower each binding's `maxConnections` so that together they fit what the process may open
+   * (its soft `RLIMIT_NOFILE`, less the descriptors open now and a reserve), as Redis lowers
+   * `maxclients`; say so when a binding gets less than it asked for.
+   */
+  #fitOpenFileLimit(): void {
+    const fds = readFdBudget();
+    if (fds === undefined) return;
+    const bindings = this.#bindings;
+    // Each listener takes a descriptor of its own.
+    const budget = fds.limit - fds.open - reservedFds - bindings.length;
+    const requested = bindings.map((binding) => binding.requestedLimits.maxConnections);
+    const granted = shareConnections(requested, budget);
+    const lowered: string[] = [];
+    bindings.forEach((binding, index) => {
+      const asked = requested[index] ?? 0;
+      const grant = granted[index] ?? 1;
+      if (asked > 0 && asked <= grant) {
+        binding.setMaxConnections(asked);
+        return;
+      }
+      binding.setMaxConnections(grant);
+      // An explicit limit lowered is always news; a cap on "no limit" only when it is small.
+      if (asked > 0 || grant < 1024) lowered.push(`${binding.name} ${grant} (asked: ${asked > 0 ? asked : 'no limit'})`);
+    });
+    if (lowered.length > 0) {
+      this.logger.warn(
+        {
+          openFileLimit: fds.limit,
+          openFiles: fds.open,
+          reservedFds,
+          maxConnections: Object.fromEntries(bindings.map((b) => [b.name, b.limits.maxConnections])),
+        },
+        `maxConnections lowered to fit the open-file limit: ulimit -n is ${fds.limit}, ${fds.open} files are open and ${reservedFds} stay in reserve, so ${lowered.join(', ')}; raise ulimit -n (systemd: LimitNOFILE=) for more`,
+      );
     }
   }
 
