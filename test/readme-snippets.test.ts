@@ -30,7 +30,13 @@ async function readmes(): Promise<string[]> {
   }
   const existing: string[] = [];
   for (const path of found) {
-    if (await readFile(join(root, path)).then(() => true, () => false)) existing.push(path);
+    if (
+      await readFile(join(root, path)).then(
+        () => true,
+        () => false,
+      )
+    )
+      existing.push(path);
   }
   return existing;
 }
