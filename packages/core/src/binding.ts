@@ -1,12 +1,12 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createSecureContext, type SecureContext, type TLSSocket, Server as TlsServer } from 'node:tls';
+import { type SecureContext, type TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
 import type { ListenOptions, ListenSpec } from './config.js';
 import { Connection } from './connection.js';
 import { BindError, PortbindError } from './errors.js';
 import type { Logger } from './logger.js';
-import { loadTls, type TlsOptions } from './tls.js';
+import { loadTls, secureContextFor, type TlsOptions } from './tls.js';
 import { listenUnix, type OwnedSocket, removeOwnedSocket } from './unix.js';
 
 /** How to bind an adapter: where it listens, TLS, and connection limits. */
@@ -222,8 +222,8 @@ export class Binding {
   }
 
   async #setupTls(options: TlsOptions): Promise<void> {
-    const loaded = await loadTls(options);
-    this.#secureContext = createSecureContext(loaded);
+    const loaded = await loadTls(options, this.name);
+    this.#secureContext = secureContextFor(options, loaded, this.name);
     if (this.#tlsServer !== undefined) {
       this.#tlsServer.setSecureContext(loaded);
       return;

@@ -82,10 +82,17 @@ export class StateError extends PortbindError {
   }
 }
 
-/** TLS material could not be loaded. */
+/** TLS material could not be loaded: a file is missing, is not PEM, or the key does not match the certificate. */
 export class TlsConfigError extends PortbindError {
-  constructor(message: string, cause?: unknown) {
+  /** The binding whose TLS material failed, when known. */
+  readonly binding: string | undefined;
+  /** The files (or inline options) at fault. */
+  readonly files: readonly string[];
+
+  constructor(message: string, cause?: unknown, details: { binding?: string; files?: readonly string[] } = {}) {
     super('PB_ERR_TLS', message, { cause });
+    this.binding = details.binding;
+    this.files = details.files ?? [];
   }
 }
 
