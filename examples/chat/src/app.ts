@@ -3,8 +3,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PortService, type PortServiceOptions, type TlsOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
-import { type UserStore, XmppServer } from '@portbind/xmpp';
-import { generate } from 'selfsigned';
+import { type UserStore, xmppServer } from '@portbind/xmpp';
+import { developmentCertificate } from './dev-cert.js';
 import { FileUserStore } from './file-users.js';
 import { page } from './page.js';
 
@@ -16,8 +16,8 @@ export interface ChatOptions extends PortServiceOptions {
 /**
  * The chat server:
  *   XMPP on XMPP_PORT (default 5222) for any XMPP client, STARTTLS required, domain XMPP_DOMAIN
- *   (default localhost); TLS from TLS_CERT_FILE/TLS_KEY_FILE, or a self-signed certificate made
- *   at start for local development.
+ *   (default localhost); TLS from TLS_CERT_FILE/TLS_KEY_FILE, or a self-signed development
+ *   certificate kept in DATA_DIR (dev-cert.pem, dev-key.pem) across restarts.
  *   HTTP on PORT (default 5000): the chat page, /xmpp-websocket for XMPP over WebSocket, and
  *   /livez, /readyz. A page on http://localhost may log in without TLS (loopback only).
  */
@@ -26,7 +26,7 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
   const domain = env.XMPP_DOMAIN ?? 'localhost';
   const users = options.users ?? new FileUserStore(join(env.DATA_DIR ?? 'data', 'users.json'));
   // REGISTRATION=open lets clients create accounts themselves (XEP-0077), as Conversations and Gajim offer.
-  const xmpp = new XmppServer({ domain, users, allowPlaintext: 'loopback', registration: env.REGISTRATION === 'open' });
+  const xmpp = xmppServer({ domain, users, allowPlaintext: 'loopback', registration: env.REGISTRATION === 'open' });
   const tls = await tlsOptions(env, domain);
   const browserClient = await readFile(createRequire(import.meta.url).resolve('@xmpp/client/dist/xmpp.min.js'));
 
@@ -50,10 +50,7 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
 
 async function tlsOptions(env: Record<string, string | undefined>, domain: string): Promise<TlsOptions> {
   if (env.TLS_CERT_FILE !== undefined && env.TLS_KEY_FILE !== undefined) return { certFile: env.TLS_CERT_FILE, keyFile: env.TLS_KEY_FILE };
-  // Local development: a self-signed certificate for the domain, new at each start.
-  const pems = await generate([{ name: 'commonName', value: domain }], {
-    keySize: 2048,
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: domain }] }],
-  });
-  return { cert: pems.cert, key: pems.private };
+  // Local development: a self-signed SHA-256 certificate for the domain, kept in DATA_DIR.
+  const { certFile, keyFile } = await developmentCertificate(env.DATA_DIR ?? 'data', domain);
+  return { certFile, keyFile };
 }

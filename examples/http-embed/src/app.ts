@@ -3,7 +3,7 @@ import { PortService, type PortServiceOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { globMatch, OK, respAdapter } from '@portbind/resp';
 import { wsEndpoint } from '@portbind/ws';
-import { MemoryUserStore, XmppServer } from '@portbind/xmpp';
+import { MemoryUserStore, xmppServer } from '@portbind/xmpp';
 import { page } from './page.js';
 
 /**
@@ -61,7 +61,7 @@ export function createApp(options: PortServiceOptions = {}): PortService {
   const users = new MemoryUserStore();
   const demoAccounts = ['alice', 'bob'].map((name) => [name, randomBytes(6).toString('base64url')] as const);
   for (const [name, password] of demoAccounts) void users.create(name, password);
-  const xmpp = new XmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback' });
+  const xmpp = xmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback' });
 
   const http = httpAdapter({
     health: true,

@@ -73,14 +73,44 @@ export class XmlElement {
     return this;
   }
 
-  /** Serialize, escaping text and attribute values. */
+  /** A copy with these attributes changed (undefined removes one); children are shared, not copied. */
+  with(attrs: Record<string, string | undefined>): XmlElement {
+    const copy = new XmlElement(this.name, { ...this.attrs }, this.children, this.xmlns);
+    for (const [name, value] of Object.entries(attrs)) copy.setAttr(name, value);
+    return copy;
+  }
+
+  /**
+   * Serialize, escaping text and attribute values. Iterative (an explicit stack, not recursion),
+   * so no depth of nesting can overflow the call stack.
+   */
   toString(): string {
-    let out = `<${this.name}`;
-    for (const [name, value] of Object.entries(this.attrs)) out += ` ${name}='${escapeAttribute(value)}'`;
-    if (this.children.length === 0) return `${out}/>`;
-    out += '>';
-    for (const child of this.children) out += typeof child === 'string' ? escapeText(child) : child.toString();
-    return `${out}</${this.name}>`;
+    let out = '';
+    // Each frame: an element and the index of its next child to write.
+    const stack: Array<{ element: XmlElement; next: number }> = [];
+    const open = (element: XmlElement): void => {
+      out += `<${element.name}`;
+      for (const [name, value] of Object.entries(element.attrs)) out += ` ${name}='${escapeAttribute(value)}'`;
+      if (element.children.length === 0) {
+        out += '/>';
+        return;
+      }
+      out += '>';
+      stack.push({ element, next: 0 });
+    };
+    open(this);
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1] as { element: XmlElement; next: number };
+      if (frame.next === frame.element.children.length) {
+        out += `</${frame.element.name}>`;
+        stack.pop();
+        continue;
+      }
+      const child = frame.element.children[frame.next++] as XmlNode;
+      if (typeof child === 'string') out += escapeText(child);
+      else open(child);
+    }
+    return out;
   }
 }
 

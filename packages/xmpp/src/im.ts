@@ -1,3 +1,4 @@
+import type { Logger } from '@portbind/core';
 import { type XmlElement, xml } from './element.js';
 import { Jid } from './jid.js';
 import type { Session } from './session.js';
@@ -12,6 +13,7 @@ export const NS_DELAY = 'urn:xmpp:delay';
 /** What the IM module needs from the server. */
 export interface ImHost {
   readonly domain: string;
+  readonly logger: Logger;
   readonly rosters: RosterStore;
   readonly offline: OfflineStore;
   /** Bound sessions of a bare JID. */
@@ -125,7 +127,7 @@ export class Im {
     }
     if (type === 'probe') return; // probes come from servers, not clients
     if (to !== undefined) {
-      // Directed presence: delivered as it is.
+      // Directed presence: delivered as it is (addressed as the sender addressed it).
       for (const target of this.#targets(to)) target.send(presence);
       return;
     }
@@ -190,26 +192,44 @@ export class Im {
       if (item.subscription === 'to' || item.subscription === 'both') {
         for (const contact of this.#host.sessionsOf(item.jid)) {
           const last = presenceOf(contact).last;
-          if (presenceOf(contact).available && last !== undefined) session.send(last.setAttr('to', from.toString()));
+          // A copy addressed to this session: the stored presence itself is never readdressed.
+          if (presenceOf(contact).available && last !== undefined) this.#deliverStored(session, last, 'presence', from.toString());
         }
       }
     }
     // Subscription requests that arrived while offline (RFC 6121 §3.1.3).
     const pendingRequests = this.#pending.get(from.bare) ?? [];
     this.#pending.delete(from.bare);
-    for (const request of pendingRequests) session.send(request);
-    for (const message of await this.#host.offline.take(user)) session.send(message);
+    for (const request of pendingRequests) this.#deliverStored(session, request, 'subscription request');
+    for (const message of await this.#host.offline.take(user)) this.#deliverStored(session, message, 'offline message');
+  }
+
+  /**
+   * Deliver one stored stanza (offline message, pending request, a contact's last presence): one
+   * that cannot be sent is logged and dropped, and never stops the ones behind it.
+   */
+  #deliverStored(session: Session, stanza: XmlElement, what: string, to?: string): void {
+    try {
+      session.send(to === undefined ? stanza : stanza.with({ to }));
+    } catch (error) {
+      this.#host.logger.warn({ err: error, jid: session.jid?.toString() }, `stored ${what} could not be delivered: dropped`);
+    }
   }
 
   /** Send a user's presence to their subscribers and own other resources (RFC 6121 §4.2.2, §4.4.2). */
   async #broadcast(session: Session, presence: XmlElement): Promise<void> {
     const from = session.jid as Jid;
     const roster = await this.#host.rosters.get(session.user as string);
+    // Each copy is addressed to its recipient (RFC 6121 §4.2.2): no recipient sees another's address.
     for (const item of roster.items) {
       if (item.subscription !== 'from' && item.subscription !== 'both') continue;
-      for (const contact of this.#host.sessionsOf(item.jid)) if (presenceOf(contact).available) contact.send(presence);
+      for (const contact of this.#host.sessionsOf(item.jid)) {
+        if (presenceOf(contact).available) contact.send(presence.with({ to: contact.jid?.toString() }));
+      }
     }
-    for (const own of this.#host.sessionsOf(from.bare)) if (own !== session && presenceOf(own).available) own.send(presence);
+    for (const own of this.#host.sessionsOf(from.bare)) {
+      if (own !== session && presenceOf(own).available) own.send(presence.with({ to: own.jid?.toString() }));
+    }
   }
 
   async #subscription(session: Session, type: 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed', contact: Jid): Promise<void> {
@@ -245,7 +265,7 @@ export class Im {
           type === 'subscribed' && state.last !== undefined
             ? state.last
             : xml('presence', { type: 'unavailable', from: mine.jid?.toString() });
-        for (const target of this.#targets(contact)) target.send(presence);
+        for (const target of this.#targets(contact)) target.send(presence.with({ to: target.jid?.toString() }));
       }
     }
   }

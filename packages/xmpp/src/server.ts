@@ -1,13 +1,17 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
-import { silentLogger } from '@portbind/core';
-import { connectionOf } from '@portbind/http';
+import { PortbindError, silentLogger } from '@portbind/core';
+import { connectionOf, type UpgradeHandler } from '@portbind/http';
 import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
 import { XmlElement, xml } from './element.js';
 import { Im, NS_ROSTER } from './im.js';
 import { Jid } from './jid.js';
 import {
   NS_CARBONS,
+  NS_CLIENT,
   NS_DISCO_INFO,
   NS_DISCO_ITEMS,
   NS_FORWARD,
@@ -32,18 +36,18 @@ import {
   type UserStore,
   verifyPlain,
 } from './sasl/index.js';
-import type { Session, SessionHost } from './session.js';
-import { stanzaError } from './stanza-error.js';
+import type { Session, SessionHost, XmppSession } from './session.js';
+import { type StanzaErrorCondition, stanzaError } from './stanza-error.js';
 import { MemoryOfflineStore, MemoryRosterStore, type OfflineStore, type RosterStore } from './stores.js';
-import { StreamError } from './stream-error.js';
-import { DEFAULT_MAX_STANZA_SIZE, StreamParser } from './stream-parser.js';
+import { NS_STREAMS, StreamError } from './stream-error.js';
+import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_SIZE, StreamParser } from './stream-parser.js';
 import { TcpSession } from './tcp-session.js';
 import { WsSession } from './ws-session.js';
 
 /** What a hook or IQ handler gets besides the stanza. */
 export interface StanzaContext {
-  /** The sender's session (its `jid`, `user`, `state`). */
-  readonly session: Session;
+  /** The sender's session (its `jid`, `user`, `state`; `send()` to answer). */
+  readonly session: XmppSession;
   readonly server: XmppServer;
 }
 
@@ -65,13 +69,16 @@ export type IqHandler = (iq: XmlElement, context: StanzaContext) => XmlElement |
 
 /** Throw from a hook or IQ handler to answer with a stanza error. */
 export class StanzaErrorException extends Error {
-  readonly condition: Parameters<typeof stanzaError>[1];
+  readonly condition: StanzaErrorCondition;
 
-  constructor(condition: Parameters<typeof stanzaError>[1], text?: string) {
+  constructor(condition: StanzaErrorCondition, text?: string) {
     super(text ?? condition);
     this.condition = condition;
   }
 }
+
+/** A configuration error of the XMPP server (bad domain, no TLS, a bad option). */
+export class XmppConfigError extends PortbindError {}
 
 export interface XmppServerOptions {
   /** The domain this server serves (`XMPP_DOMAIN`), e.g. `localhost` or `chat.example.com`. */
@@ -83,10 +90,17 @@ export interface XmppServerOptions {
   /** Messages for offline users. Default: in memory, 100 per user. */
   offline?: OfflineStore;
   /**
-   * Let clients authenticate without TLS: `'loopback'` for clients on this machine only (a
-   * development page on http://localhost; PLAIN is offered to them too, as nobody else can read
-   * loopback traffic), `true` for everyone (SCRAM only: PLAIN never goes over a network in the
-   * clear). Default false: TLS (STARTTLS, or wss://) is required.
+   * Authentication without TLS. Default false: TLS (STARTTLS, direct TLS, or wss://) is required,
+   * and a binding without a certificate fails at start (`PB_ERR_XMPP_NO_TLS`).
+   *
+   * - `'loopback'`: clients on **this machine** only (127.0.0.0/8, ::1, a Unix socket; a WebSocket
+   *   request with `Forwarded`, `X-Forwarded-For` or `X-Real-IP` is not local, it came through a
+   *   proxy). For a development page on http://localhost. PLAIN is offered to them too: nobody
+   *   else can read loopback traffic.
+   * - `true`: **everyone**, from any network, with SCRAM only (PLAIN never goes over a network in
+   *   the clear). Only behind a TLS-terminating proxy you trust, or for a test.
+   *
+   * In-band registration is never offered without TLS, whatever this says.
    */
   allowPlaintext?: boolean | 'loopback';
   /**
@@ -97,12 +111,16 @@ export interface XmppServerOptions {
   channelBinding?: boolean;
   /**
    * In-band registration (XEP-0077): `true` lets anyone create an account before logging in (over
-   * TLS), or give a function to decide (a sign-up code, an allow list). At most 5 accounts per
+   * TLS only), or give a function to decide (a sign-up code, an allow list). At most 5 accounts per
    * address per hour. Default false.
    */
-  registration?: boolean | ((username: string, session: Session) => boolean | Promise<boolean>);
-  /** Largest stanza in bytes (never below 10 000). Default 256 KiB. */
+  registration?: boolean | ((username: string, session: XmppSession) => boolean | Promise<boolean>);
+  /** Largest stanza in bytes once authenticated (never below 10 000). Default 256 KiB. */
   maxStanzaSize?: number;
+  /** Largest stanza before authentication (never below 10 000, RFC 6120 §13.12). Default 10 000, as Prosody's. */
+  maxStanzaSizeBeforeAuth?: number;
+  /** Deepest nesting of elements in a stanza (the stanza is depth 1); deeper gets `<policy-violation/>`. Default 64. */
+  maxDepth?: number;
   /** A client with this many bytes unsent (it stopped reading) is disconnected. Default 4 MiB. */
   maxOutputBytes?: number;
   /**
@@ -113,137 +131,196 @@ export interface XmppServerOptions {
   rateLimit?: { bytesPerSecond: number; burstBytes?: number };
   /** Close connections that have not authenticated after this long. Default 60 000 ms. */
   authTimeoutMs?: number;
-  /** Failed-login throttling. Default: 5 failures in 5 minutes lock an address or account, growing to 15 minutes. */
+  /** A STARTTLS handshake that takes longer is cut off. Default 10 000 ms. */
+  tlsHandshakeTimeoutMs?: number;
+  /**
+   * Failed-login throttling. Default: 5 failures in 5 minutes lock that address out of that
+   * account, 20 lock the account (from anywhere); lockouts grow to 15 minutes.
+   */
   throttle?: LoginThrottle;
 }
 
+/** What the adapters need from the server besides a session's host. @internal */
+interface ServerInternals extends SessionHost {
+  readonly allowPlaintext: boolean | 'loopback';
+  /** A new session: tracked for the authentication deadline. */
+  track(session: Session): void;
+  /** The logger of the binding that opened last. */
+  useLogger(logger: Logger): void;
+}
+
 /**
- * An XMPP server for one domain: accounts, sessions and stanza routing. Bind its client-to-server
- * listener with `service.bind(server.c2s(), { tls: { certFile, keyFile } })` (`XMPP_PORT`, 5222).
+ * An XMPP server for one domain: accounts, sessions and stanza routing. Make one with
+ * {@link xmppServer}; bind its client-to-server listener with
+ * `service.bind(server.c2s(), { tls: { certFile, keyFile } })` (`XMPP_PORT`, 5222).
  */
-export class XmppServer implements SessionHost {
+export class XmppServer {
   readonly domain: string;
   readonly users: UserStore;
   readonly rosters: RosterStore;
   readonly offline: OfflineStore;
-  readonly maxStanzaSize: number;
   readonly allowPlaintext: boolean | 'loopback';
-  readonly channelBindingOffered: boolean;
   readonly registration: XmppServerOptions['registration'];
+  readonly throttle: LoginThrottle;
   /** Registrations per address in the current hour. */
   readonly #registrations = new Map<string, { count: number; since: number }>();
-  readonly authTimeoutMs: number;
-  readonly maxOutputBytes: number;
-  readonly rateLimit: { bytesPerSecond: number; burstBytes: number };
-  readonly throttle: LoginThrottle;
-  logger: Logger = silentLogger;
+  readonly #options: {
+    maxStanzaSize: number;
+    maxStanzaSizeBeforeAuth: number;
+    maxDepth: number;
+    maxOutputBytes: number;
+    rateLimit: { bytesPerSecond: number; burstBytes: number };
+    authTimeoutMs: number;
+    tlsHandshakeTimeoutMs: number;
+    channelBinding: boolean;
+  };
+  #logger: Logger = silentLogger;
   /** Bound sessions by bare JID, then resource. */
   readonly #sessions = new Map<string, Map<string, Session>>();
-  readonly #all = new Set<Session>();
-  readonly #im: Im = new Im(this);
+  readonly #im: Im;
   readonly #hooks: Record<'message' | 'presence' | 'iq', StanzaHook[]> = { message: [], presence: [], iq: [] };
   readonly #iqHandlers = new Map<string, IqHandler>();
   readonly #features = new Set<string>([NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_CARBONS, NS_VCARD]);
   /** vCard-temp (XEP-0054) by bare JID, serialized. */
   readonly #vcards = new Map<string, string>();
-  #drained: (() => void) | undefined;
+  readonly #host: ServerInternals;
 
   constructor(options: XmppServerOptions) {
     const domain = Jid.parse(options.domain);
-    if (domain === undefined || !domain.isBare || domain.local !== '') throw new TypeError(`not a domain: ${options.domain}`);
+    if (domain === undefined || !domain.isBare || domain.local !== '') {
+      throw new XmppConfigError(
+        'PB_ERR_XMPP_DOMAIN',
+        `not a domain: ${JSON.stringify(options.domain)} (give a host name, e.g. 'localhost' or 'chat.example.com')`,
+      );
+    }
     this.domain = domain.domain;
     this.users = options.users ?? new MemoryUserStore();
     this.rosters = options.rosters ?? new MemoryRosterStore();
     this.offline = options.offline ?? new MemoryOfflineStore();
-    this.maxStanzaSize = options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE;
     this.allowPlaintext = options.allowPlaintext ?? false;
-    this.channelBindingOffered = options.channelBinding ?? false;
+    if (this.allowPlaintext !== true && this.allowPlaintext !== false && this.allowPlaintext !== 'loopback') {
+      throw new XmppConfigError(
+        'PB_ERR_XMPP_OPTION',
+        `allowPlaintext must be true, false or 'loopback', got ${JSON.stringify(this.allowPlaintext)}`,
+      );
+    }
     this.registration = options.registration ?? false;
-    this.authTimeoutMs = options.authTimeoutMs ?? 60_000;
-    this.maxOutputBytes = options.maxOutputBytes ?? 4 * 1024 * 1024;
-    const rate = options.rateLimit?.bytesPerSecond ?? 256 * 1024;
-    this.rateLimit = { bytesPerSecond: rate, burstBytes: options.rateLimit?.burstBytes ?? Math.max(rate * 4, 64 * 1024) };
+    const rate = number('rateLimit.bytesPerSecond', options.rateLimit?.bytesPerSecond, 256 * 1024, 0);
+    this.#options = {
+      maxStanzaSize: Math.max(10_000, number('maxStanzaSize', options.maxStanzaSize, DEFAULT_MAX_STANZA_SIZE, 1)),
+      maxStanzaSizeBeforeAuth: Math.max(10_000, number('maxStanzaSizeBeforeAuth', options.maxStanzaSizeBeforeAuth, 10_000, 1)),
+      maxDepth: number('maxDepth', options.maxDepth, DEFAULT_MAX_DEPTH, 2),
+      maxOutputBytes: number('maxOutputBytes', options.maxOutputBytes, 4 * 1024 * 1024, 1),
+      rateLimit: {
+        bytesPerSecond: rate,
+        burstBytes: number('rateLimit.burstBytes', options.rateLimit?.burstBytes, Math.max(rate * 4, 64 * 1024), 1),
+      },
+      authTimeoutMs: number('authTimeoutMs', options.authTimeoutMs, 60_000, 1),
+      tlsHandshakeTimeoutMs: number('tlsHandshakeTimeoutMs', options.tlsHandshakeTimeoutMs, 10_000, 1),
+      channelBinding: options.channelBinding ?? false,
+    };
     this.throttle = options.throttle ?? new LoginThrottle();
+    const server = this;
+    const limits = this.#options;
+    this.#host = {
+      domain: this.domain,
+      get logger() {
+        return server.#logger;
+      },
+      maxStanzaSize: limits.maxStanzaSize,
+      maxStanzaSizeBeforeAuth: limits.maxStanzaSizeBeforeAuth,
+      maxDepth: limits.maxDepth,
+      maxOutputBytes: limits.maxOutputBytes,
+      rateLimit: limits.rateLimit,
+      tlsHandshakeTimeoutMs: limits.tlsHandshakeTimeoutMs,
+      allowPlaintext: this.allowPlaintext,
+      plaintextAllowed: (session) => this.#plaintextAllowed(session),
+      mechanisms: (session) => this.#mechanisms(session),
+      channelBinding: (session) => this.#channelBinding(session),
+      registrationOffered: (session) => this.#registrationOffered(session),
+      beforeAuth: (session, iq) => this.#beforeAuth(session, iq),
+      sasl: (session, element) => this.#sasl(session, element),
+      bind: (session, resource) => this.#bind(session, resource),
+      stanza: (session, stanza) => this.#stanza(session, stanza),
+      closed: (session) => this.#closed(session),
+      track: (session) => this.#track(session),
+      useLogger: (logger) => {
+        this.#logger = logger;
+      },
+    };
+    this.#im = new Im({
+      domain: this.domain,
+      rosters: this.rosters,
+      offline: this.offline,
+      get logger() {
+        return server.#logger;
+      },
+      sessionsOf: (bare) => this.#sessionsOf(bare),
+      userExists: (user) => this.#userExists(user),
+      deliverMessage: (sender, message, targets) => this.#deliverMessage(sender, message, targets),
+      bounce: (session, stanza, condition) => this.#bounce(session, stanza, condition),
+    });
   }
 
-  plaintextAllowed(session: Session): boolean {
-    return this.allowPlaintext === true || (this.allowPlaintext === 'loopback' && session.conn.isLoopback);
+  /** The logger of the binding the server serves (silent until bound). */
+  get logger(): Logger {
+    return this.#logger;
   }
 
-  /** The client-to-server adapter (RFC 6120 over TCP with STARTTLS). */
+  /**
+   * The client-to-server adapter: RFC 6120 over TCP with STARTTLS on `XMPP_PORT` (5222), or with
+   * `{ directTls: true }` TLS from the first byte (XEP-0368) on `XMPPS_PORT` (5223). Each call makes
+   * a new adapter; bind each once.
+   */
   c2s(options: { directTls?: boolean } = {}): Adapter {
-    return new C2sAdapter(this, options.directTls === true);
-  }
-
-  /** @internal */
-  open(binding: BindingContext): void {
-    this.logger = binding.logger;
+    return new C2sAdapter(this.#host, options.directTls === true);
   }
 
   /**
    * XMPP over WebSocket (RFC 7395, subprotocol `xmpp`): mount it on an HTTP binding,
    * `httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } })`. Same accounts,
-   * sessions and routing as the TCP clients. TLS comes from the binding (wss://).
+   * sessions and routing as the TCP clients. TLS comes from the binding (wss://); a binding
+   * without TLS needs `allowPlaintext`, or it fails at start.
    */
-  websocket(): WsEndpoint {
-    const sessions = new WeakMap<WsConnection<unknown>, WsSession>();
-    return wsEndpoint({
-      protocols: ['xmpp'],
-      requireProtocol: true,
-      maxPayload: this.maxStanzaSize,
-      open: (ws) => {
-        const conn = connectionOf(ws.request);
-        if (conn === undefined) return ws.close(1011, 'no connection');
-        const session = new WsSession(conn, ws as WsConnection<unknown>, this);
-        sessions.set(ws as WsConnection<unknown>, session);
-        this.#track(session);
-      },
-      message: (ws, data) => sessions.get(ws as WsConnection<unknown>)?.message(data.toString()),
-      onDrain: () => {
-        for (const session of this.#all) if (session instanceof WsSession) session.close(new StreamError('system-shutdown'));
-      },
-    });
+  websocket(): UpgradeHandler {
+    return new XmppWebSocket(this.#host, this.#options.maxStanzaSize);
   }
 
-  /** @internal */
-  accept(conn: Connection, secureContext: () => import('node:tls').SecureContext | undefined): void {
-    this.#track(new TcpSession(conn, this, secureContext));
+  /** Bound sessions of a bare JID. */
+  sessionsOf(bare: string): XmppSession[] {
+    return this.#sessionsOf(bare);
+  }
+
+  #sessionsOf(bare: string): Session[] {
+    return [...(this.#sessions.get(bare)?.values() ?? [])];
+  }
+
+  #plaintextAllowed(session: Session): boolean {
+    return this.allowPlaintext === true || (this.allowPlaintext === 'loopback' && session.loopback);
   }
 
   #track(session: Session): void {
-    const conn = session.conn;
-    this.#all.add(session);
     const timer = setTimeout(() => {
       if (!session.authenticated) session.close(new StreamError('connection-timeout', 'authentication took too long'));
-    }, this.authTimeoutMs);
+    }, this.#options.authTimeoutMs);
     timer.unref();
-    conn.socket.once('close', () => clearTimeout(timer));
-  }
-
-  /** @internal Every stream gets `<system-shutdown/>`. */
-  async drain(signal: AbortSignal): Promise<void> {
-    for (const session of this.#all) session.close(new StreamError('system-shutdown'));
-    if (this.#all.size === 0) return;
-    await new Promise<void>((resolve) => {
-      this.#drained = resolve;
-      signal.addEventListener('abort', () => resolve(), { once: true });
-    });
+    session.conn.socket.once('close', () => clearTimeout(timer));
   }
 
   /** The channel binding offered on this session (only with `channelBinding: true`, on TLS 1.3). */
-  channelBinding(session: Session): ReturnType<Session['channelBinding']> {
-    return this.channelBindingOffered ? session.channelBinding() : undefined;
+  #channelBinding(session: Session): ReturnType<Session['channelBinding']> {
+    return this.#options.channelBinding ? session.channelBinding() : undefined;
   }
 
-  mechanisms(session: Session): string[] {
-    const scram = offeredScramMechanisms(this.channelBinding(session));
+  #mechanisms(session: Session): string[] {
+    const scram = offeredScramMechanisms(this.#channelBinding(session));
     // PLAIN needs TLS — or a loopback peer under `allowPlaintext: 'loopback'`, where nobody else can
     // read the wire (browser builds of XMPP clients often have PLAIN only).
-    const plainOk = session.secure || (this.allowPlaintext === 'loopback' && session.conn.isLoopback);
+    const plainOk = session.secure || (this.allowPlaintext === 'loopback' && session.loopback);
     return plainOk ? [...scram, 'PLAIN'] : scram;
   }
 
-  async sasl(session: Session, element: XmlElement): Promise<void> {
+  async #sasl(session: Session, element: XmlElement): Promise<void> {
     const address = session.conn.remoteAddress ?? 'unix';
     const fail = (failure: SaslFailure, text?: string): void => {
       delete session.state.scram;
@@ -251,37 +328,41 @@ export class XmppServer implements SessionHost {
         xml('failure', { xmlns: NS_SASL }, xml(failure), text === undefined ? undefined : xml('text', { 'xml:lang': 'en' }, text)),
       );
     };
+    // A failed attempt: counted, and logged at warn with the address and account (never a password).
+    const failed = (account: string | undefined, mechanism: string, failure: SaslFailure, text?: string): void => {
+      this.throttle.failed(address, account);
+      this.#logger.warn({ remoteAddress: address, account, mechanism, condition: failure }, 'XMPP login failed');
+      fail(failure, text);
+    };
     if (element.local === 'abort') return fail('aborted');
     if (element.local === 'auth') {
-      const decision = this.throttle.check(address);
-      if (!decision.allowed)
-        return fail('temporary-auth-failure', `too many failed logins: retry in ${Math.ceil(decision.retryAfterMs / 1000)} s`);
       const mechanism = element.attr('mechanism') ?? '';
-      if (!this.mechanisms(session).includes(mechanism)) {
+      if (!this.#mechanisms(session).includes(mechanism)) {
         return fail(mechanism === 'PLAIN' && !session.secure ? 'encryption-required' : 'invalid-mechanism');
       }
       const payload = decodeSaslPayload(element.text().trim());
       if (payload === undefined) return fail('incorrect-encoding');
+      const account = claimedUsername(mechanism, payload);
+      const decision = this.throttle.check(address, account);
+      if (!decision.allowed) {
+        this.#logger.warn({ remoteAddress: address, account, mechanism }, 'XMPP login refused: too many failures');
+        return fail('temporary-auth-failure', `too many failed logins: retry in ${Math.ceil(decision.retryAfterMs / 1000)} s`);
+      }
       if (mechanism === 'PLAIN') {
         const result = await verifyPlain(payload, scramLookup(this.users), { domain: this.domain });
-        if ('failure' in result) {
-          this.throttle.failed(address);
-          return fail(result.failure, result.text);
-        }
+        if ('failure' in result) return failed(account, mechanism, result.failure, result.text);
         return this.#authenticated(session, result.username, undefined);
       }
       const scram = new ScramServer({
         mechanism: mechanism as ScramMechanism,
         lookup: scramLookup(this.users),
-        channelBinding: this.channelBinding(session),
+        channelBinding: this.#channelBinding(session),
         domain: this.domain,
       });
       const started = await scram.start(payload);
-      if ('failure' in started) {
-        this.throttle.failed(address);
-        return fail(started.failure, started.text);
-      }
+      if ('failure' in started) return failed(account, mechanism, started.failure, started.text);
       session.state.scram = scram;
+      session.state.saslAccount = account;
       session.send(xml('challenge', { xmlns: NS_SASL }, encodeSaslPayload(started.challenge)));
       return;
     }
@@ -291,10 +372,8 @@ export class XmppServer implements SessionHost {
       const payload = decodeSaslPayload(element.text().trim());
       if (payload === undefined) return fail('incorrect-encoding');
       const finished = scram.finish(payload);
-      if ('failure' in finished) {
-        this.throttle.failed(address);
-        return fail(finished.failure, finished.text);
-      }
+      const account = typeof session.state.saslAccount === 'string' ? session.state.saslAccount : undefined;
+      if ('failure' in finished) return failed(account, scram.mechanism, finished.failure, finished.text);
       delete session.state.scram;
       return this.#authenticated(session, finished.username, finished.success);
     }
@@ -302,13 +381,14 @@ export class XmppServer implements SessionHost {
   }
 
   #authenticated(session: Session, username: string, serverFinal: Buffer | undefined): void {
-    this.throttle.succeeded(session.conn.remoteAddress ?? 'unix');
+    this.throttle.succeeded(session.conn.remoteAddress ?? 'unix', username);
     session.user = normalizeUsername(username) ?? username;
+    this.#logger.debug({ conn: session.conn.id, remoteAddress: session.conn.remoteAddress, account: session.user }, 'XMPP login');
     session.send(xml('success', { xmlns: NS_SASL }, serverFinal === undefined ? undefined : encodeSaslPayload(serverFinal)));
     session.restart();
   }
 
-  bind(session: Session, resource: string): Jid {
+  #bind(session: Session, resource: string): Jid {
     const jid = new Jid(session.user ?? '', this.domain, resource);
     let resources = this.#sessions.get(jid.bare);
     if (resources === undefined) {
@@ -323,11 +403,6 @@ export class XmppServer implements SessionHost {
     }
     resources.set(resource, session);
     return jid;
-  }
-
-  /** Bound sessions of a bare JID. */
-  sessionsOf(bare: string): Session[] {
-    return [...(this.#sessions.get(bare)?.values() ?? [])];
   }
 
   /** Hook message, presence or iq stanzas from clients (inspect, rewrite, answer, drop). */
@@ -356,7 +431,7 @@ export class XmppServer implements SessionHost {
    * Deliver a message to these sessions, with message carbons (XEP-0280): chat messages are copied,
    * wrapped, to the sender's and the recipient's other resources that enabled carbons.
    */
-  deliverMessage(sender: Session, message: XmlElement, targets: Session[]): void {
+  #deliverMessage(sender: Session, message: XmlElement, targets: Session[]): void {
     for (const target of targets) target.send(message);
     const type = message.attr('type') ?? 'normal';
     if (type !== 'chat' || message.getChild('private', NS_CARBONS) || message.getChild('no-copy', NS_HINTS)) return;
@@ -374,12 +449,12 @@ export class XmppServer implements SessionHost {
           ),
         ),
       );
-    for (const own of this.sessionsOf(sender.jid?.bare ?? '')) {
+    for (const own of this.#sessionsOf(sender.jid?.bare ?? '')) {
       if (own !== sender && own.state.carbons === true) own.send(copy('sent', own));
     }
     const recipient = targets[0]?.jid?.bare;
     if (recipient === undefined) return;
-    for (const other of this.sessionsOf(recipient)) {
+    for (const other of this.#sessionsOf(recipient)) {
       if (!targets.includes(other) && other.state.carbons === true) other.send(copy('received', other));
     }
   }
@@ -415,14 +490,19 @@ export class XmppServer implements SessionHost {
     session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
   }
 
-  get registrationOpen(): boolean {
+  get #registrationOpen(): boolean {
     return this.registration !== false && this.registration !== undefined;
   }
 
+  /** In-band registration is offered only over TLS: a password chosen over plaintext is a password anyone on the path has. */
+  #registrationOffered(session: Session): boolean {
+    return this.#registrationOpen && session.secure;
+  }
+
   /** In-band registration (XEP-0077) before authentication. */
-  async beforeAuth(session: Session, iq: XmlElement): Promise<boolean> {
+  async #beforeAuth(session: Session, iq: XmlElement): Promise<boolean> {
     const query = iq.getChild('query', NS_REGISTER);
-    if (query === undefined || !this.registrationOpen) return false;
+    if (query === undefined || !this.#registrationOffered(session)) return false;
     const result = (...children: XmlElement[]): void => session.send(xml('iq', { type: 'result', id: iq.attr('id') }, ...children));
     const error = (condition: Parameters<typeof stanzaError>[1] | 'conflict' | 'not-acceptable', type = 'cancel', text?: string): void =>
       session.send(
@@ -486,21 +566,17 @@ export class XmppServer implements SessionHost {
     recent.count++;
     this.#registrations.set(address, recent);
     if (this.#registrations.size > 10_000) this.#registrations.delete(this.#registrations.keys().next().value as string);
-    this.logger.info({ username, domain: this.domain }, 'account registered in-band');
+    this.#logger.info({ username, domain: this.domain }, 'account registered in-band');
     result();
     return true;
   }
 
   /** Whether an account exists. */
-  async userExists(user: string): Promise<boolean> {
+  async #userExists(user: string): Promise<boolean> {
     return (await this.users.get(user)) !== undefined;
   }
 
-  bounce(session: Session, stanza: XmlElement, condition: Parameters<typeof stanzaError>[1], text?: string): void {
-    this.#bounce(session, stanza, condition, text);
-  }
-
-  async stanza(session: Session, stanza: XmlElement): Promise<void> {
+  async #stanza(session: Session, stanza: XmlElement): Promise<void> {
     const from = session.jid as Jid;
     // The server stamps `from`; a client may only give its own address (RFC 6120 §8.1.2.1).
     const claimed = stanza.attr('from');
@@ -546,7 +622,7 @@ export class XmppServer implements SessionHost {
   async #toUser(session: Session, stanza: XmlElement, to: Jid): Promise<void> {
     if (!to.isBare) {
       const target = this.#sessions.get(to.bare)?.get(to.resource);
-      if (target !== undefined) return stanza.local === 'message' ? this.deliverMessage(session, stanza, [target]) : target.send(stanza);
+      if (target !== undefined) return stanza.local === 'message' ? this.#deliverMessage(session, stanza, [target]) : target.send(stanza);
     }
     // A message to a bare JID, or to an unavailable full JID, goes by priority (RFC 6121 §8.5).
     if (stanza.local === 'message') return this.#im.messageToBare(session, stanza, to.toBare());
@@ -583,7 +659,7 @@ export class XmppServer implements SessionHost {
       reply(await handler(stanza, { session, server: this }));
     } catch (error) {
       if (error instanceof StanzaErrorException) return this.#bounce(session, stanza, error.condition, error.message);
-      this.logger.error({ err: error, xmlns: payload?.xmlns }, 'IQ handler failed');
+      this.#logger.error({ err: error, xmlns: payload?.xmlns }, 'IQ handler failed');
       this.#bounce(session, stanza, 'internal-server-error');
     }
   }
@@ -596,17 +672,46 @@ export class XmppServer implements SessionHost {
     session.send(error);
   }
 
-  closed(session: Session): void {
-    this.#all.delete(session);
-    this.#im.gone(session).catch((error: unknown) => this.logger.error({ err: error }, 'presence broadcast failed'));
+  #closed(session: Session): void {
+    this.#im.gone(session).catch((error: unknown) => this.#logger.error({ err: error }, 'presence broadcast failed'));
     const jid = session.jid;
     if (jid !== undefined) {
       const resources = this.#sessions.get(jid.bare);
       if (resources?.get(jid.resource) === session) resources.delete(jid.resource);
       if (resources?.size === 0) this.#sessions.delete(jid.bare);
     }
-    if (this.#all.size === 0) this.#drained?.();
   }
+}
+
+/** The account a SASL payload claims (PLAIN's authcid, SCRAM's `n=`), for throttling and logs; never verified here. */
+function claimedUsername(mechanism: string, payload: Buffer): string | undefined {
+  const text = payload.toString('utf8');
+  if (mechanism === 'PLAIN') {
+    const parts = text.split('\u0000');
+    return parts.length === 3 && parts[1] !== '' ? parts[1]?.slice(0, 1023) : undefined;
+  }
+  // gs2-header "," ["m=" …","] "n=" saslname "," …  (RFC 5802 §7)
+  const match = /^[^,]*,[^,]*,(?:m=[^,]*,)?n=([^,]{1,1023}),/.exec(text);
+  return match?.[1]?.replace(/=2C/gi, ',').replace(/=3D/gi, '=');
+}
+
+/** An option's value: the default when not given, else a finite number ≥ min. */
+function number(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < min) {
+    throw new XmppConfigError('PB_ERR_XMPP_OPTION', `${name} must be a number ≥ ${min}, got ${value}`);
+  }
+  return value;
+}
+
+/** Create an {@link XmppServer} for one domain. */
+export function xmppServer(options: XmppServerOptions): XmppServer {
+  return new XmppServer(options);
+}
+
+/** The stream-level start of a refusal, before the client said anything (RFC 6120 §4.9.1.1). */
+function refusal(domain: string, error: StreamError): string {
+  return `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAMS}' id='${randomBytes(9).toString('base64url')}' from='${domain}' version='1.0' xml:lang='en'>${error.toElement().toString()}</stream:stream>`;
 }
 
 class C2sAdapter implements Adapter {
@@ -616,12 +721,13 @@ class C2sAdapter implements Adapter {
   readonly portEnv: string;
   readonly defaultPort: number;
   readonly tlsMode: 'direct' | 'starttls';
-  readonly #server: XmppServer;
+  readonly #host: ServerInternals;
+  readonly #sessions = new Map<Connection, Session>();
   #binding: BindingContext | undefined;
 
   /** STARTTLS on XMPP_PORT (5222), or direct TLS (XEP-0368) on XMPPS_PORT (5223). */
-  constructor(server: XmppServer, directTls: boolean) {
-    this.#server = server;
+  constructor(host: ServerInternals, directTls: boolean) {
+    this.#host = host;
     this.name = directTls ? 'xmpps' : 'xmpp';
     this.scheme = directTls ? 'xmpps' : 'xmpp';
     this.portEnv = directTls ? 'XMPPS_PORT' : 'XMPP_PORT';
@@ -630,23 +736,111 @@ class C2sAdapter implements Adapter {
   }
 
   open(binding: BindingContext): void {
+    const tls = this.tlsMode === 'direct' ? binding.secure : binding.secureContext() !== undefined;
+    if (this.tlsMode === 'direct' && !tls) {
+      throw new XmppConfigError(
+        'PB_ERR_XMPP_NO_TLS',
+        `XMPP binding ${binding.name} is direct TLS (XEP-0368) but has no certificate: give the bind option tls: { certFile, keyFile }, or bind c2s() without directTls`,
+      );
+    }
+    if (!tls && this.#host.allowPlaintext === false) {
+      throw new XmppConfigError(
+        'PB_ERR_XMPP_NO_TLS',
+        `XMPP binding ${binding.name} has no TLS and allowPlaintext is off, so no client could log in: give the bind option tls: { certFile, keyFile } (see the @portbind/xmpp README for a development certificate), or set allowPlaintext: 'loopback' for clients on this machine`,
+      );
+    }
     this.#binding = binding;
-    this.#server.open(binding);
+    this.#host.useLogger(binding.logger);
   }
 
   connection(conn: Connection): void {
-    // STARTTLS uses this binding's certificate (and a reloaded one, once reloaded).
-    this.#server.accept(conn, () => (this.tlsMode === 'starttls' ? this.#binding?.secureContext() : undefined));
+    const binding = this.#binding;
+    const session = new TcpSession(conn, this.#host, {
+      // STARTTLS uses this binding's certificate (and a reloaded one, once reloaded).
+      secureContext: () => (this.tlsMode === 'starttls' ? binding?.secureContext() : undefined),
+      closeSoon: (socket) => (binding === undefined ? socket.destroy() : binding.closeSoon(socket)),
+    });
+    this.#sessions.set(conn, session);
+    conn.socket.once('close', () => this.#sessions.delete(conn));
+    this.#host.track(session);
+    this.#host.logger.debug({ conn: conn.id, remoteAddress: conn.remoteAddress }, 'XMPP connection');
   }
 
+  /** Over maxConnections: a stream header, `<resource-constraint/>` and the stream's end (RFC 6120 §4.9.3.17). */
   refuse(socket: Socket): void {
-    socket.write(
-      `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>${new StreamError('resource-constraint', 'too many connections').toElement().toString()}</stream:stream>`,
-    );
+    socket.write(refusal(this.#host.domain, new StreamError('resource-constraint', 'too many connections: try again later')));
+  }
+
+  /** The idle timeout fired: `<connection-timeout/>` (RFC 6120 §4.9.3.4), then the stream's end. */
+  idle(conn: Connection): void {
+    const session = this.#sessions.get(conn);
+    if (session === undefined) {
+      conn.socket.destroy();
+      return;
+    }
+    session.close(new StreamError('connection-timeout', 'idle for too long'));
+  }
+
+  /** Every stream of this binding gets `<system-shutdown/>` and `</stream:stream>`; core waits for them to close. */
+  drain(): void {
+    for (const session of this.#sessions.values()) session.close(new StreamError('system-shutdown'));
+  }
+}
+
+/** XMPP over WebSocket (RFC 7395) as an HTTP upgrade endpoint. */
+class XmppWebSocket implements UpgradeHandler {
+  readonly scheme = 'ws';
+  readonly secureScheme = 'wss';
+  readonly #host: ServerInternals;
+  readonly #endpoint: WsEndpoint;
+  readonly #sessions = new Set<WsSession>();
+  #binding: BindingContext | undefined;
+
+  constructor(host: ServerInternals, maxStanzaSize: number) {
+    this.#host = host;
+    const sessions = new WeakMap<WsConnection<unknown>, WsSession>();
+    this.#endpoint = wsEndpoint({
+      protocols: ['xmpp'],
+      requireProtocol: true,
+      maxPayload: maxStanzaSize,
+      open: (ws) => {
+        const conn = connectionOf(ws.request);
+        if (conn === undefined) return ws.close(1011, 'no connection');
+        const binding = this.#binding;
+        const session = new WsSession(conn, ws as WsConnection<unknown>, host, () =>
+          binding === undefined ? conn.socket.destroy() : binding.closeSoon(conn.socket),
+        );
+        sessions.set(ws as WsConnection<unknown>, session);
+        this.#sessions.add(session);
+        ws.ws.once('close', () => this.#sessions.delete(session));
+        host.track(session);
+      },
+      message: (ws, data) => sessions.get(ws as WsConnection<unknown>)?.message(data.toString()),
+      // Before the endpoint closes every peer with 1001: <system-shutdown/> and <close/> (then 1001 too).
+      onDrain: () => {
+        for (const session of this.#sessions) session.close(new StreamError('system-shutdown'));
+      },
+    });
+  }
+
+  open(binding: BindingContext): void {
+    if (!binding.secure && this.#host.allowPlaintext === false) {
+      throw new XmppConfigError(
+        'PB_ERR_XMPP_NO_TLS',
+        `XMPP over WebSocket on binding ${binding.name} has no TLS (ws://) and allowPlaintext is off, so no client could log in: give the HTTP binding tls: { certFile, keyFile } (wss://), or set allowPlaintext: 'loopback' for clients on this machine`,
+      );
+    }
+    this.#binding = binding;
+    this.#host.useLogger(binding.logger);
+    this.#endpoint.open(binding);
+  }
+
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#endpoint.handleUpgrade(request, socket, head);
   }
 
   drain(signal: AbortSignal): Promise<void> {
-    return this.#server.drain(signal);
+    return this.#endpoint.drain(signal);
   }
 }
 

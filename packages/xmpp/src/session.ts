@@ -1,27 +1,58 @@
 import { randomBytes } from 'node:crypto';
-import type { Connection } from '@portbind/core';
+import type { Connection, Logger } from '@portbind/core';
 import { type XmlElement, xml } from './element.js';
 import { Jid } from './jid.js';
 import { NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_TLS } from './namespaces.js';
 import type { ChannelBinding } from './sasl/index.js';
 import { StreamError } from './stream-error.js';
 
-/** What a session needs from the server: authentication and routing. */
+/** A client's session, as hooks, IQ handlers and the registration check see it. */
+export interface XmppSession {
+  /** Unique in the process. */
+  readonly id: number;
+  /** The connection (remote address, `context` for your own per-connection state). */
+  readonly conn: Connection;
+  /** The authenticated account's localpart, after SASL. */
+  readonly user: string | undefined;
+  /** The full JID, after resource binding. */
+  readonly jid: Jid | undefined;
+  /** True on TLS (STARTTLS, direct TLS, wss://). */
+  readonly secure: boolean;
+  /** True when the peer is on this machine and nothing says it speaks for another (forwarding headers). */
+  readonly loopback: boolean;
+  readonly authenticated: boolean;
+  /** Per-session state for the server's features and your hooks. */
+  readonly state: Record<string, unknown>;
+  /** Send an element (or raw XML text) on this stream. */
+  send(element: XmlElement | string): void;
+  /** End the stream, with a stream error when given. */
+  close(error?: StreamError): void;
+}
+
+/** What a session needs from the server: limits, authentication and routing. @internal */
 export interface SessionHost {
   readonly domain: string;
+  readonly logger: Logger;
+  /** Largest stanza after authentication. */
   readonly maxStanzaSize: number;
+  /** Largest stanza before authentication. */
+  readonly maxStanzaSizeBeforeAuth: number;
+  /** Deepest element nesting in a stanza. */
+  readonly maxDepth: number;
   /** Unsent bytes past which a client that stopped reading is disconnected. */
   readonly maxOutputBytes: number;
   /** Reading limit per connection (bytes per second, 0 = none) and burst allowance. */
   readonly rateLimit: { bytesPerSecond: number; burstBytes: number };
+  /** Time a STARTTLS handshake may take. */
+  readonly tlsHandshakeTimeoutMs: number;
   /** Authentication without TLS is allowed for this session (development). */
   plaintextAllowed(session: Session): boolean;
   /** SASL mechanisms to offer on this connection. */
   mechanisms(session: Session): string[];
   /** The channel binding offered on this connection, if any (advertised with XEP-0440). */
   channelBinding(session: Session): ChannelBinding | undefined;
-  /** In-band registration (XEP-0077) is offered before authentication. */
-  readonly registrationOpen: boolean;
+  /** In-band registration (XEP-0077) is offered to this session before authentication (never without TLS). */
+  registrationOffered(session: Session): boolean;
   /** An IQ before authentication (in-band registration); false when not handled. */
   beforeAuth(session: Session, iq: XmlElement): Promise<boolean>;
   /** Handle an element of the SASL exchange; resolves when handled. */
@@ -41,7 +72,7 @@ let nextId = 1;
  * framing is the transport's: an XML stream over TCP (`TcpSession`) or one element per
  * WebSocket message (`WsSession`, RFC 7395).
  */
-export abstract class Session {
+export abstract class Session implements XmppSession {
   readonly id = nextId++;
   readonly conn: Connection;
   /** The authenticated account's localpart, after SASL. */
@@ -68,7 +99,10 @@ export abstract class Session {
   protected abstract write(text: string): void;
   /** Bytes written and not yet taken by the peer. */
   protected abstract get unsent(): number;
-  protected abstract endTransport(): void;
+  /** Close the transport politely (the stream's end was sent): a WebSocket close frame, a TCP FIN. */
+  protected abstract endTransport(error: StreamError | undefined): void;
+  /** After a polite close: destroy the transport unless the peer closes within the binding's closeWaitMs. */
+  protected abstract closeSoon(): void;
   protected abstract destroyTransport(): void;
   /** The transport's stream header, answering the client's. */
   protected abstract header(id: string): string;
@@ -81,6 +115,11 @@ export abstract class Session {
   /** Whether STARTTLS is offered (and so required) on this transport. */
   protected abstract get starttlsOffered(): boolean;
 
+  /** On the loopback interface; a transport may know better (forwarding headers on WebSocket). */
+  get loopback(): boolean {
+    return this.conn.isLoopback;
+  }
+
   get authenticated(): boolean {
     return this.user !== undefined;
   }
@@ -88,7 +127,15 @@ export abstract class Session {
   /** Send an element (or raw XML text). */
   send(element: XmlElement | string): void {
     if (this.closed) return;
-    this.write(typeof element === 'string' ? element : element.toString());
+    let text: string;
+    try {
+      text = typeof element === 'string' ? element : element.toString();
+    } catch (error) {
+      // Serializing is iterative and cannot overflow; anything else here is a bug: one stanza is lost, not the stream.
+      this.host.logger.error({ err: error, session: this.id }, 'could not serialize a stanza: dropped');
+      return;
+    }
+    this.write(text);
     // A client that stopped reading cannot grow the server's memory: it would not read a
     // stream error either, so it is cut off.
     if (this.unsent > this.host.maxOutputBytes) this.destroyTransport();
@@ -101,9 +148,13 @@ export abstract class Session {
     if (error !== undefined) this.send(this.streamElement(error.toElement()));
     this.send(this.footer());
     this.closed = true;
-    this.endTransport();
+    this.host.logger.debug(
+      { conn: this.conn.id, remoteAddress: this.conn.remoteAddress, jid: this.jid?.toString(), condition: error?.condition },
+      error === undefined ? 'stream closed' : 'stream closed with an error',
+    );
+    this.endTransport(error);
     // A peer that never answers the closing handshake is not waited for.
-    setTimeout(() => this.destroyTransport(), 2000).unref();
+    this.closeSoon();
   }
 
   /** Restart the stream after SASL success (RFC 6120 §6.4.6). */
@@ -135,6 +186,7 @@ export abstract class Session {
     this.#queue = this.#queue
       .then(() => this.#element(element))
       .catch((error: unknown) => {
+        if (!(error instanceof StreamError)) this.host.logger.error({ err: error, conn: this.conn.id }, 'stanza handling failed');
         this.close(error instanceof StreamError ? error : new StreamError('internal-server-error'));
       });
   }
@@ -153,7 +205,7 @@ export abstract class Session {
       if (!this.secure && !this.host.plaintextAllowed(this)) return features;
       const binding = this.host.channelBinding(this);
       features.append(xml('mechanisms', { xmlns: NS_SASL }, ...this.host.mechanisms(this).map((name) => xml('mechanism', {}, name))));
-      if (this.host.registrationOpen) features.append(xml('register', { xmlns: 'http://jabber.org/features/iq-register' }));
+      if (this.host.registrationOffered(this)) features.append(xml('register', { xmlns: 'http://jabber.org/features/iq-register' }));
       // XEP-0440: which channel-binding type the -PLUS mechanisms use.
       if (binding !== undefined) {
         features.append(xml('sasl-channel-binding', { xmlns: 'urn:xmpp:sasl-cb:0' }, xml('channel-binding', { type: binding.type })));

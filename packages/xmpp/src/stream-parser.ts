@@ -14,7 +14,15 @@ export interface StreamParserOptions {
    * for ASCII. Default 256 KiB. Past it: `<policy-violation/>`.
    */
   maxStanzaSize?: number;
+  /**
+   * Deepest nesting of elements inside a stanza (the stanza itself is depth 1). Default 64: real
+   * stanzas nest a handful of levels (a forwarded carbon of a message with a form, about 8), and
+   * deeper trees only cost stack and time. Past it: `<policy-violation/>`.
+   */
+  maxDepth?: number;
 }
+
+export const DEFAULT_MAX_DEPTH = 64;
 
 export type StreamEvent =
   /** `<stream:stream …>`: the root opened; `attrs` as sent (to, from, version, xml:lang, …). */
@@ -33,7 +41,8 @@ export const DEFAULT_MAX_STANZA_SIZE = 256 * 1024;
  * Call `restart()` where the protocol restarts the stream (after STARTTLS and after SASL).
  */
 export class StreamParser {
-  readonly maxStanzaSize: number;
+  #maxStanzaSize: number;
+  readonly maxDepth: number;
   readonly #onEvent: (event: StreamEvent) => void;
   #parser!: SaxesParser<{ xmlns: true }>;
   #decoder!: TextDecoder;
@@ -47,9 +56,19 @@ export class StreamParser {
   #error: StreamError | undefined;
 
   constructor(onEvent: (event: StreamEvent) => void, options: StreamParserOptions = {}) {
-    this.maxStanzaSize = Math.max(10_000, options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE);
+    this.#maxStanzaSize = Math.max(10_000, options.maxStanzaSize ?? DEFAULT_MAX_STANZA_SIZE);
+    this.maxDepth = Math.max(2, options.maxDepth ?? DEFAULT_MAX_DEPTH);
     this.#onEvent = onEvent;
     this.restart();
+  }
+
+  /** The stanza size limit in force (never below 10 000); a session raises it after authentication. */
+  get maxStanzaSize(): number {
+    return this.#maxStanzaSize;
+  }
+
+  set maxStanzaSize(value: number) {
+    this.#maxStanzaSize = Math.max(10_000, value);
   }
 
   /** Start a new XML document on the same connection (RFC 6120 §4.3.3). */
@@ -121,6 +140,10 @@ export class StreamParser {
       this.#rootOpen = true;
       this.#mark = this.#parser.position;
       this.#onEvent({ type: 'open', name: tag.name, xmlns: tag.uri ?? '', attrs });
+      return;
+    }
+    if (this.#stack.length >= this.maxDepth) {
+      this.#fail(new StreamError('policy-violation', `elements nested deeper than ${this.maxDepth} levels`));
       return;
     }
     const element = new XmlElement(tag.name, attrs, [], tag.uri ?? '');

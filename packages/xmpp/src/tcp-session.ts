@@ -12,17 +12,30 @@ import { type StreamEvent, StreamParser } from './stream-parser.js';
 export class TcpSession extends Session {
   readonly #parser: StreamParser;
   readonly #secureContext: () => SecureContext | undefined;
+  readonly #closeSoon: (socket: Socket) => void;
   #socket: Socket;
   /** Token bucket of the reading limit: bytes that may be read now, refilled at the rate. */
   #tokens: number;
   #refilledAt = Date.now();
 
-  constructor(conn: Connection, host: SessionHost, secureContext: () => SecureContext | undefined) {
+  /**
+   * `secureContext`: the binding's certificate for STARTTLS (undefined: no STARTTLS);
+   * `closeSoon`: the binding's, called after a polite close.
+   */
+  constructor(
+    conn: Connection,
+    host: SessionHost,
+    transport: { secureContext: () => SecureContext | undefined; closeSoon: (socket: Socket) => void },
+  ) {
     super(conn, host);
-    this.#secureContext = secureContext;
+    this.#secureContext = transport.secureContext;
+    this.#closeSoon = transport.closeSoon;
     this.#tokens = host.rateLimit.burstBytes;
     this.#socket = conn.socket;
-    this.#parser = new StreamParser((event) => this.#event(event), { maxStanzaSize: host.maxStanzaSize });
+    this.#parser = new StreamParser((event) => this.#event(event), {
+      maxStanzaSize: host.maxStanzaSizeBeforeAuth,
+      maxDepth: host.maxDepth,
+    });
     this.#listen(this.#socket);
   }
 
@@ -39,6 +52,8 @@ export class TcpSession extends Session {
   override restart(): void {
     super.restart();
     this.#parser.restart();
+    // Small stanzas until the client has authenticated (Prosody's limit is 10 KB too).
+    this.#parser.maxStanzaSize = this.authenticated ? this.host.maxStanzaSize : this.host.maxStanzaSizeBeforeAuth;
   }
 
   protected write(text: string): void {
@@ -51,6 +66,10 @@ export class TcpSession extends Session {
 
   protected endTransport(): void {
     this.#socket.end();
+  }
+
+  protected closeSoon(): void {
+    this.#closeSoon(this.#socket);
   }
 
   protected destroyTransport(): void {
@@ -83,13 +102,21 @@ export class TcpSession extends Session {
     const raw = this.#socket;
     raw.off('data', this.#onData);
     const tls = new TLSSocket(raw, { isServer: true, secureContext: context });
+    // The handshake has its own deadline: a peer that asks for TLS and then says nothing is cut off.
+    const timer = setTimeout(() => tls.destroy(new Error('TLS handshake timed out')), this.host.tlsHandshakeTimeoutMs);
+    timer.unref();
     await new Promise<void>((resolve, reject) => {
       tls.once('secure', () => resolve());
       tls.once('error', reject);
-    }).catch(() => {
-      raw.destroy();
-      throw new StreamError('policy-violation', 'TLS handshake failed');
-    });
+      tls.once('close', () => reject(new Error('closed during the TLS handshake')));
+    })
+      .catch((error: unknown) => {
+        this.host.logger.debug({ err: error, conn: this.conn.id, remoteAddress: this.conn.remoteAddress }, 'STARTTLS handshake failed');
+        raw.destroy();
+        tls.destroy();
+        throw new StreamError('policy-violation', 'TLS handshake failed');
+      })
+      .finally(() => clearTimeout(timer));
     this.#socket = tls;
     this.conn.upgrade(tls);
     this.#listen(tls);

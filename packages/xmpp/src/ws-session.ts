@@ -15,11 +15,24 @@ export const NS_FRAMING = 'urn:ietf:params:xml:ns:xmpp-framing';
  */
 export class WsSession extends Session {
   readonly #ws: WsConnection<unknown>;
+  readonly #closeSoon: () => void;
 
-  constructor(conn: Connection, ws: WsConnection<unknown>, host: SessionHost) {
+  /** `closeSoon`: the HTTP binding's, for the connection under the WebSocket. */
+  constructor(conn: Connection, ws: WsConnection<unknown>, host: SessionHost, closeSoon: () => void) {
     super(conn, host);
     this.#ws = ws;
+    this.#closeSoon = closeSoon;
     ws.ws.once('close', () => this.gone());
+  }
+
+  /**
+   * A loopback peer that sent forwarding headers is a reverse proxy speaking for someone else:
+   * not loopback (a same-host proxy in front of ws:// must not make every remote user "local").
+   */
+  override get loopback(): boolean {
+    if (!this.conn.isLoopback) return false;
+    const headers = this.#ws.request.headers;
+    return headers.forwarded === undefined && headers['x-forwarded-for'] === undefined && headers['x-real-ip'] === undefined;
   }
 
   get secure(): boolean {
@@ -36,7 +49,9 @@ export class WsSession extends Session {
     if (this.closed) return;
     let element: XmlElement | undefined;
     try {
-      element = parseFrame(text, this.host.maxStanzaSize);
+      const limit = this.authenticated ? this.host.maxStanzaSize : this.host.maxStanzaSizeBeforeAuth;
+      if (text.length > Math.max(10_000, limit)) throw new StreamError('policy-violation', `stanza larger than ${limit} bytes`);
+      element = parseFrame(text, limit, this.host.maxDepth);
     } catch (error) {
       return this.close(error instanceof StreamError ? error : new StreamError('not-well-formed'));
     }
@@ -72,8 +87,13 @@ export class WsSession extends Session {
     return this.#ws.bufferedAmount;
   }
 
-  protected endTransport(): void {
-    this.#ws.close(1000);
+  protected endTransport(error: StreamError | undefined): void {
+    // 1001 (going away) when the server shuts down, as every WebSocket endpoint of portbind does.
+    this.#ws.close(error?.condition === 'system-shutdown' ? 1001 : 1000);
+  }
+
+  protected closeSoon(): void {
+    this.#closeSoon();
   }
 
   protected destroyTransport(): void {
@@ -104,13 +124,14 @@ export class WsSession extends Session {
 }
 
 /** Parse one framed element with the stream parser's rules (restricted XML, size limit). */
-function parseFrame(text: string, maxStanzaSize: number): XmlElement | undefined {
+function parseFrame(text: string, maxStanzaSize: number, maxDepth: number): XmlElement | undefined {
   let found: XmlElement | undefined;
   const parser = new StreamParser(
     (event: StreamEvent) => {
       if (event.type === 'element') found ??= event.element;
     },
-    { maxStanzaSize },
+    // The <frame> wrapper is the document's root, as <stream:stream> is: the stanza is depth 1 in both.
+    { maxStanzaSize, maxDepth },
   );
   parser.write(Buffer.from(`<frame xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAMS}'>`));
   parser.write(Buffer.from(text));

@@ -680,7 +680,7 @@ describe('SASL payload encoding', () => {
 
 describe('LoginThrottle', () => {
   const MINUTE = 60_000;
-  function throttle(options: { maxKeys?: number; maxFailures?: number } = {}) {
+  function throttle(options: { maxKeys?: number; maxFailures?: number; maxAccountFailures?: number } = {}) {
     const clock = { now: 0 };
     return { clock, throttle: new LoginThrottle({ now: () => clock.now, ...options }) };
   }
@@ -728,14 +728,19 @@ describe('LoginThrottle', () => {
     }
   });
 
-  it('locks per address across usernames and per username across addresses', () => {
+  it('locks the (address, account) pair, never the address for other accounts; the account after more failures from anywhere', () => {
     const { throttle: t } = throttle();
-    for (let i = 0; i < 5; i++) t.failed('192.0.2.1', `victim${i}`);
-    expect(t.check('192.0.2.1', 'someone')).toMatchObject({ allowed: false });
-    expect(t.check('192.0.2.1')).toMatchObject({ allowed: false });
-    expect(t.check('192.0.2.2', 'victim0')).toEqual({ allowed: true });
+    for (let i = 0; i < 5; i++) t.failed('192.0.2.1', 'victim');
+    expect(t.check('192.0.2.1', 'victim')).toMatchObject({ allowed: false });
+    expect(t.check('192.0.2.1', 'someone'), 'another account from the same address').toEqual({ allowed: true });
+    expect(t.check('192.0.2.2', 'victim'), 'the same account from another address').toEqual({ allowed: true });
+    for (let i = 0; i < 5; i++) t.failed('192.0.2.1', `other${i}`);
+    expect(t.check('192.0.2.1', 'someone'), 'spraying accounts does not lock the address').toEqual({ allowed: true });
 
-    for (let i = 0; i < 5; i++) t.failed(`203.0.113.${i}`, 'Target');
+    // Distributed guessing: 20 failures against one account from 20 addresses lock the account.
+    for (let i = 0; i < 19; i++) t.failed(`203.0.113.${i}`, 'Target');
+    expect(t.check('203.0.113.99', 'target')).toEqual({ allowed: true });
+    t.failed('203.0.113.19', 'target');
     expect(t.check('203.0.113.99', 'target')).toMatchObject({ allowed: false });
     expect(t.check('203.0.113.99', 'other')).toEqual({ allowed: true });
   });
@@ -750,17 +755,19 @@ describe('LoginThrottle', () => {
     expect(networkOf('/run/xmpp.sock')).toBe('/run/xmpp.sock');
 
     const { throttle: t } = throttle();
-    for (let i = 0; i < 5; i++) t.failed(`2001:db8::${i}`);
-    expect(t.check('2001:db8::ffff')).toMatchObject({ allowed: false });
-    expect(t.check('2001:db8:0:1::1')).toEqual({ allowed: true });
+    for (let i = 0; i < 5; i++) t.failed(`2001:db8::${i}`, 'user');
+    expect(t.check('2001:db8::ffff', 'user')).toMatchObject({ allowed: false });
+    expect(t.check('2001:db8:0:1::1', 'user')).toEqual({ allowed: true });
   });
 
-  it('clears the username, not the address, on success', () => {
-    const { throttle: t } = throttle();
-    for (let i = 0; i < 5; i++) t.failed('192.0.2.1', 'user');
-    t.succeeded('192.0.2.9', 'user');
-    expect(t.check('192.0.2.9', 'user')).toEqual({ allowed: true });
-    expect(t.check('192.0.2.1', 'other')).toMatchObject({ allowed: false });
+  it("clears the pair's history on success, not the account's", () => {
+    const { throttle: t } = throttle({ maxFailures: 5, maxAccountFailures: 6 });
+    for (let i = 0; i < 4; i++) t.failed('192.0.2.1', 'user');
+    t.succeeded('192.0.2.1', 'user');
+    t.failed('192.0.2.1', 'user');
+    expect(t.check('192.0.2.1', 'user'), 'the pair starts over').toEqual({ allowed: true });
+    t.failed('192.0.2.9', 'user');
+    expect(t.check('192.0.2.1', 'user'), 'the account has 6 failures').toMatchObject({ allowed: false });
   });
 
   it('tracks a bounded number of keys, evicting the oldest', () => {

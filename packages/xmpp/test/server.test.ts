@@ -166,16 +166,20 @@ describe('direct TLS (XEP-0368)', () => {
 
 describe('reading rate limit', () => {
   it('reads a client that sends too fast at the configured rate', async () => {
-    const { port } = await start({ tls: false, allowPlaintext: true, rateLimit: { bytesPerSecond: 40_000, burstBytes: 10_000 } });
-    const socket = await rawConnect(port);
-    const result = readUntilClose(socket, 20_000);
+    const { port } = await start({ rateLimit: { bytesPerSecond: 40_000, burstBytes: 10_000 } });
+    const secure = await rawStartTls(port);
+    const plain = Buffer.from('\u0000juliet\u0000balcony').toString('base64');
+    secure.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
+    await readUntil(secure, /<success/);
+    secure.write(`${OPEN}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`);
+    await readUntil(secure, /<\/iq>/);
     const started = Date.now();
-    // 200 KB of whitespace keepalives, then a stanza before authentication (answered with a stream error).
-    socket.write(`${OPEN}${' '.repeat(200_000)}<presence/>`);
-    const { data } = await result;
-    expect(data).toContain("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    // 200 KB of whitespace keepalives (allowed once authenticated), then a ping.
+    secure.write(`${' '.repeat(200_000)}<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
+    expect(await readUntil(secure, /id='p'/, 20_000)).toContain("type='result'");
     // Throttled per chunk read: the bytes before the last chunk (at least 126 KB) take over 3 s at 40 KB/s (a lower bound only: slower is fine).
     expect(Date.now() - started).toBeGreaterThan(2500);
+    secure.destroy();
   });
 });
 

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { StreamError, type StreamEvent, StreamParser, xml } from '../src/index.js';
+import { StreamError, xml } from '../src/index.js';
+import { type StreamEvent, StreamParser } from '../src/stream-parser.js';
 
 const OPEN =
   "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";

@@ -4,7 +4,7 @@ import { PortService } from '@portbind/core';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
 import { afterEach, beforeAll } from 'vitest';
 import { portOf, rawConnect, readUntil, selfSignedCert } from '../../../test/support/net.js';
-import { MemoryUserStore, XmppServer } from '../src/index.js';
+import { MemoryUserStore, xmppServer } from '../src/index.js';
 
 // Shared by the XMPP tests: a server for localhost with juliet and romeo, real clients, raw sockets.
 // @xmpp/client checks the server certificate; ours is self-signed, made for this test run.
@@ -37,7 +37,7 @@ export async function start(
   const users = new MemoryUserStore({ iterations: 4096 });
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
-  const server = new XmppServer({
+  const server = xmppServer({
     domain: 'localhost',
     users,
     allowPlaintext: options.allowPlaintext,

@@ -4,7 +4,7 @@ import { type Element, xml, client as xmppClient } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { portOf, selfSignedCert } from '../../../test/support/net.js';
-import { MemoryUserStore, XmppServer } from '../src/index.js';
+import { MemoryUserStore, xmppServer } from '../src/index.js';
 import { clients } from './support.js';
 
 // XMPP over WebSocket (RFC 7395) with @xmpp/client, sharing sessions and routing with TCP.
@@ -21,7 +21,7 @@ async function start() {
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
   // Loopback development: ws:// and plain TCP without TLS, SCRAM only.
-  const server = new XmppServer({ domain: 'localhost', users, allowPlaintext: true });
+  const server = xmppServer({ domain: 'localhost', users, allowPlaintext: true });
   const service = new PortService({ env: {}, gracePeriodMs: 2000 });
   services.push(service);
   const http = service.bind(httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } }), { port: 0, host: '127.0.0.1' });

@@ -1,9 +1,16 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { PortbindError } from '@portbind/core';
 import { normalizeUsername } from './credentials.js';
 
 export interface LoginThrottleOptions {
-  /** Failures within `windowMs` that trigger the first lockout. Default 5. */
+  /** Failures of one (address, account) pair within `windowMs` that trigger its first lockout. Default 5. */
   maxFailures?: number;
+  /**
+   * Failures against one account, from any addresses, within `windowMs` that lock the account
+   * (distributed guessing). Default 20: higher than `maxFailures`, so one careless or hostile
+   * address locks only itself.
+   */
+  maxAccountFailures?: number;
   /** Default 5 minutes. Also the quiet time after which a key's history is forgotten. */
   windowMs?: number;
   /** Length of the first lockout; each further failure before the history is forgotten doubles it. Default 1 minute. */
@@ -28,22 +35,25 @@ interface Entry {
 }
 
 /**
- * Limits failed logins per remote address and per username. After `maxFailures` failures within
- * `windowMs` on either, further attempts are refused for `baseDelayMs`; every failure after that
- * doubles the lockout (up to `maxDelayMs`) until the key has been quiet, neither failing nor
- * locked, for `windowMs`.
+ * Limits failed logins per (remote address, account) pair and per account. After `maxFailures`
+ * failures of a pair within `windowMs`, that address is refused for that account for `baseDelayMs`;
+ * after `maxAccountFailures` failures against an account from anywhere, the account is. Every
+ * further failure doubles the lockout (up to `maxDelayMs`) until the key has been quiet, neither
+ * failing nor locked, for `windowMs`. An address is never locked as a whole: the clients behind one
+ * NAT or reverse proxy are not refused for what one of them did with another account.
  *
- * Call `check()` before verifying credentials (refuse with `temporary-auth-failure`, or close the
- * stream, when not allowed), then `failed()` or `succeeded()`. Usernames are compared normalized;
- * IPv6 addresses per /64 (one host usually has a whole /64), IPv4-mapped ones as IPv4.
+ * Call `check()` before verifying credentials (refuse with `temporary-auth-failure` when not
+ * allowed), then `failed()` or `succeeded()`. Usernames are compared normalized; IPv6 addresses per
+ * /64 (one host usually has a whole /64), IPv4-mapped ones as IPv4.
  *
  * Memory is bounded by `maxKeys`: when full, the key that failed least recently is forgotten, so an
- * attacker spreading failures over more keys than that can shorten lockouts. Per-username lockouts
+ * attacker spreading failures over more keys than that can shorten lockouts. Per-account lockouts
  * also let anyone lock an account out for up to `maxDelayMs`; that is the price of stopping
  * distributed guessing against it.
  */
 export class LoginThrottle {
   readonly #maxFailures: number;
+  readonly #maxAccountFailures: number;
   readonly #windowMs: number;
   readonly #baseDelayMs: number;
   readonly #maxDelayMs: number;
@@ -54,6 +64,7 @@ export class LoginThrottle {
 
   constructor(options: LoginThrottleOptions = {}) {
     this.#maxFailures = positive(options.maxFailures ?? 5, 'maxFailures');
+    this.#maxAccountFailures = positive(options.maxAccountFailures ?? Math.max(20, this.#maxFailures), 'maxAccountFailures');
     this.#windowMs = positive(options.windowMs ?? 5 * 60_000, 'windowMs');
     this.#baseDelayMs = positive(options.baseDelayMs ?? 60_000, 'baseDelayMs');
     this.#maxDelayMs = positive(options.maxDelayMs ?? 15 * 60_000, 'maxDelayMs');
@@ -81,6 +92,7 @@ export class LoginThrottle {
   failed(address: string, username?: string): void {
     const now = this.#now();
     for (const key of keys(address, username)) {
+      const limit = key.startsWith('u:') ? this.#maxAccountFailures : this.#maxFailures;
       const entry = this.#live(key, now) ?? { recent: [], level: 0, lockedUntil: 0, lastFailure: 0 };
       this.#entries.delete(key);
       while (this.#entries.size >= this.#maxKeys) {
@@ -92,9 +104,9 @@ export class LoginThrottle {
 
       entry.recent = entry.recent.filter((time) => now - time < this.#windowMs);
       entry.recent.push(now);
-      if (entry.recent.length > this.#maxFailures) entry.recent.shift();
+      if (entry.recent.length > limit) entry.recent.shift();
       entry.lastFailure = now;
-      if (entry.level > 0 || entry.recent.length >= this.#maxFailures) {
+      if (entry.level > 0 || entry.recent.length >= limit) {
         const delay = Math.min(this.#baseDelayMs * 2 ** entry.level, this.#maxDelayMs);
         entry.level = Math.min(entry.level + 1, 64);
         entry.lockedUntil = now + delay;
@@ -103,12 +115,12 @@ export class LoginThrottle {
   }
 
   /**
-   * Records a successful login: the username's history is cleared. The address's is kept, or an
-   * attacker holding one account could reset it between guesses at others.
+   * Records a successful login: the pair's history is cleared. The account's is kept (it expires
+   * by itself), or a guesser who also holds the password of a spread of addresses could reset it.
    */
   succeeded(address: string, username?: string): void {
-    const [, userKey] = keys(address, username);
-    if (userKey !== undefined) this.#entries.delete(userKey);
+    const [pairKey] = keys(address, username);
+    if (pairKey !== undefined) this.#entries.delete(pairKey);
   }
 
   /** The entry of `key`, unless there is none or it has been quiet long enough to forget. */
@@ -123,10 +135,12 @@ export class LoginThrottle {
   }
 }
 
+/** The pair's key, then (with a username) the account's. */
 function keys(address: string, username: string | undefined): string[] {
-  const addressKey = `a:${networkOf(address)}`;
-  if (username === undefined) return [addressKey];
-  return [addressKey, `u:${normalizeUsername(username) ?? username.toLowerCase()}`];
+  const network = networkOf(address);
+  if (username === undefined) return [`p:${network}\u0000`];
+  const account = normalizeUsername(username) ?? username.toLowerCase();
+  return [`p:${network}\u0000${account}`, `u:${account}`];
 }
 
 /** The address itself for IPv4 (including IPv4-mapped IPv6), its /64 for IPv6, anything else as given. */
@@ -153,6 +167,8 @@ export function networkOf(address: string): string {
 }
 
 function positive(value: number, name: string): number {
-  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be positive`);
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new PortbindError('PB_ERR_XMPP_OPTION', `LoginThrottle option ${name} must be a positive number, got ${value}`);
+  }
   return value;
 }
