@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { getHeapStatistics } from 'node:v8';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
 import { silentLogger } from '@portbind/core';
 import { registerBuiltins } from './builtins.js';
@@ -69,6 +70,21 @@ export interface RespOptions<Context = Record<string, unknown>> {
   databases?: number;
   /** Largest bulk argument (`proto-max-bulk-len`). Default 512 MB. */
   maxBulkLength?: number;
+  /**
+   * Redis's `client-query-buffer-limit`: the most one client's input may cost before it is
+   * disconnected. Counted as real memory — the bytes of the command being received, the objects
+   * holding each of its arguments (about 112 bytes each: a million one-byte arguments cost 115 MB,
+   * not 7 MB) and the commands queued by MULTI. Default 1 GiB. A client that has not
+   * authenticated (when authentication is configured) gets 1 MiB, as in Redis 7.4.
+   */
+  queryBufferLimit?: number;
+  /**
+   * The most the input of all clients together may cost, counted as for `queryBufferLimit`. Past
+   * it the clients with the largest input are disconnected until the total is back under (as
+   * Redis's `maxmemory-clients` evicts), so no mix of clients can exhaust the heap. Default: half
+   * of V8's heap limit (`v8.getHeapStatistics().heap_size_limit`, which `--max-old-space-size` sets).
+   */
+  totalQueryBufferLimit?: number;
   /** Stop reading a client whose unsent replies pass this many bytes (it pipelines without reading). Default 1 MiB. */
   outputHighWaterMark?: number;
   /** Redis's `client-output-buffer-limit pubsub`: disconnect a subscriber that falls behind. Default 32 MB hard, 8 MB for 60 s. */
@@ -86,6 +102,24 @@ export interface RespOptions<Context = Record<string, unknown>> {
 
 const DENIED =
   "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.";
+
+/** Redis 7.4 holds a client that has not authenticated to 1 MB of input. */
+const UNAUTHENTICATED_QUERY_LIMIT = 1024 * 1024;
+
+/** A peer's address as Redis writes it: `ip:port`, `[ipv6]:port`, or `unix:0` for a Unix socket (Redis: `path:0`). */
+export function clientAddress(conn: Connection): string {
+  const ip = conn.remoteAddress;
+  if (ip === undefined) return 'unix:0';
+  return ip.includes(':') ? `[${ip}]:${conn.remotePort ?? 0}` : `${ip}:${conn.remotePort ?? 0}`;
+}
+
+/** The local end as Redis writes it (`laddr`). */
+export function localAddress(conn: Connection): string {
+  const socket = conn.socket;
+  const ip = socket.localAddress;
+  if (conn.remoteAddress === undefined || ip === undefined) return 'unix:0';
+  return ip.includes(':') ? `[${ip}]:${socket.localPort ?? 0}` : `${ip}:${socket.localPort ?? 0}`;
+}
 
 const PUBSUB_ONLY = 'only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context';
 
@@ -126,16 +160,20 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly #patterns = new Map<string, Set<RespClient<Context>>>();
   readonly #watchers = new Map<string, Set<RespClient<Context>>>();
   readonly #authConfigured: boolean;
+  readonly queryBufferLimit: number;
+  readonly totalQueryBufferLimit: number;
+  #queryTotal = 0;
   readonly #logFailure = (error: unknown, command: string): void => this.logger.error({ err: error, command }, 'command handler failed');
   #binding: BindingContext | undefined;
   #softLimitTimer: NodeJS.Timeout | undefined;
-  #allClosed: (() => void) | undefined;
 
   constructor(options: RespOptions<Context> = {}) {
     this.options = options;
     this.outputHighWaterMark = options.outputHighWaterMark ?? 1024 * 1024;
     this.databases = options.databases ?? 16;
     this.serverVersion = options.serverVersion ?? '7.2.0';
+    this.queryBufferLimit = options.queryBufferLimit ?? 1024 * 1024 * 1024;
+    this.totalQueryBufferLimit = options.totalQueryBufferLimit ?? Math.floor(getHeapStatistics().heap_size_limit / 2);
     this.#authConfigured = options.password !== undefined || options.users !== undefined || options.authenticate !== undefined;
     registerBuiltins(this as unknown as RespAdapter<Record<string, unknown>>);
   }
@@ -176,6 +214,16 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     return this.#authConfigured && client.user === undefined;
   }
 
+  /**
+   * Whether a user of that name exists (CLIENT KILL USER): `default`, one of `users`, or (with
+   * your own `authenticate`) one a connected client authenticated as.
+   */
+  userExists(user: string): boolean {
+    if (user === 'default' || this.options.users?.[user] !== undefined) return true;
+    for (const client of this.#clients.values()) if (client.user === user) return true;
+    return false;
+  }
+
   /** Check credentials; the default user has the configured `password`. */
   async checkCredentials(user: string, password: string, client: RespClient<Context>): Promise<boolean> {
     const { authenticate, users } = this.options;
@@ -195,10 +243,12 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       this.logger.warn({ remoteAddress: conn.remoteAddress }, 'protected mode: refused a non-loopback client');
       socket.on('error', () => {});
       socket.end(`-${DENIED}\r\n`);
+      this.closeSoon(socket);
       return;
     }
     if (this.#binding?.draining) {
       socket.end();
+      this.closeSoon(socket);
       return;
     }
     const parser = new RequestParser({ maxBulkLength: this.options.maxBulkLength ?? parserDefaults.maxBulkLength });
@@ -218,19 +268,67 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     conn.socket.destroy();
   }
 
-  /** Finish the command each client is running, send its reply, then close. */
-  async drain(signal: AbortSignal): Promise<void> {
+  /**
+   * Finish the command each client is running, send its reply, then end the connection; a peer
+   * that does not close its side within closeWaitMs is cut off. Core waits for the connections.
+   */
+  drain(): void {
     try {
       this.options.onDrain?.();
     } catch (error) {
       this.logger.error({ err: error }, 'onDrain failed');
     }
-    for (const client of this.#clients.values()) client.closeAfterReply();
-    if (this.#clients.size === 0) return;
-    await new Promise<void>((resolve) => {
-      this.#allClosed = resolve;
-      signal.addEventListener('abort', () => resolve(), { once: true });
-    });
+    for (const client of [...this.#clients.values()]) client.closeAfterReply();
+  }
+
+  /** @internal */
+  closeSoon(socket: Socket): void {
+    this.#binding?.closeSoon(socket);
+  }
+
+  /** Input held by all clients, as the query buffer limits count it. */
+  get queryBytes(): number {
+    return this.#queryTotal;
+  }
+
+  /** @internal Count a client's input against the query buffer limits; disconnect it (or the largest) past them. */
+  accountQuery(client: RespClient<Context>): void {
+    const cost = client.queryBytes;
+    this.#queryTotal += cost - client.accountedQuery;
+    client.accountedQuery = cost;
+    if (cost === 0) return;
+    const limit = this.authRequired(client) ? Math.min(UNAUTHENTICATED_QUERY_LIMIT, this.queryBufferLimit) : this.queryBufferLimit;
+    if (cost > limit) {
+      // networking.c, readQueryFromClient: logged, and the client is closed without a reply.
+      this.logger.warn(
+        { client: client.id, addr: clientAddress(client.conn), queryBytes: cost, limit },
+        'closing client that reached max query buffer length',
+      );
+      client.kill();
+      return;
+    }
+    if (this.#queryTotal > this.totalQueryBufferLimit) this.#evict();
+  }
+
+  /** Over the total: close the clients holding the most input until the total is under again. */
+  #evict(): void {
+    const byCost = [...this.#clients.values()]
+      .filter((client) => client.accountedQuery > 0)
+      .sort((a, b) => b.accountedQuery - a.accountedQuery);
+    for (const client of byCost) {
+      if (this.#queryTotal <= this.totalQueryBufferLimit) return;
+      this.logger.warn(
+        {
+          client: client.id,
+          addr: clientAddress(client.conn),
+          queryBytes: client.accountedQuery,
+          totalQueryBytes: this.#queryTotal,
+          limit: this.totalQueryBufferLimit,
+        },
+        'closing client: the query buffers of all clients reached totalQueryBufferLimit',
+      );
+      client.kill();
+    }
   }
 
   url(base: string): string {
@@ -242,7 +340,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     for (const channel of own.channels) this.#leave(this.#channels, channel, own);
     for (const pattern of own.patterns) this.#leave(this.#patterns, pattern, own);
     this.unwatch(own);
-    if (this.#clients.size === 0) this.#allClosed?.();
+    this.#queryTotal -= own.accountedQuery;
+    own.accountedQuery = 0;
   }
 
   /** Dispatch one command, in Redis's order of checks: lookup, arity, auth, MULTI, RESP2 pub/sub. */
@@ -264,7 +363,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       return;
     }
     if (own.multi !== undefined && !entry.nomulti) {
-      own.multi.push(argv);
+      own.queue(argv);
       own.reply.simple('QUEUED');
       return;
     }

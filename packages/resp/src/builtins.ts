@@ -1,4 +1,4 @@
-import type { RespAdapter } from './adapter.js';
+import { clientAddress, localAddress, type RespAdapter } from './adapter.js';
 import type { RespClient } from './client.js';
 import type { Command } from './parser.js';
 import { OK, RespError, simple } from './reply.js';
@@ -212,8 +212,8 @@ function clientLine(server: Server, client: Client): string {
   const now = Date.now();
   const fields: Array<[string, string | number]> = [
     ['id', client.id],
-    ['addr', `${client.conn.remoteAddress ?? 'unix'}:${client.conn.remotePort ?? 0}`],
-    ['laddr', `${client.conn.socket.localAddress ?? ''}:${client.conn.socket.localPort ?? 0}`],
+    ['addr', clientAddress(client.conn)],
+    ['laddr', localAddress(client.conn)],
     ['fd', -1],
     ['name', client.name],
     ['age', Math.floor((now - client.conn.openedAt) / 1000)],
@@ -262,37 +262,7 @@ function registerClient(server: Server): void {
       return undefined;
     },
     LIST: () => [...server.clients.values()].map((other) => `${clientLine(server, other as Client)}\n`).join(''),
-    KILL: (client, argv) => {
-      // CLIENT KILL addr:port (legacy) or CLIENT KILL ID n / ADDR a:p … (filters).
-      const addressOf = (other: Client): string => `${other.conn.remoteAddress ?? 'unix'}:${other.conn.remotePort ?? 0}`;
-      if (argv.length === 3) {
-        const target = [...server.clients.values()].find((other) => addressOf(other as Client) === text(argv[2]));
-        if (target === undefined) throw new RespError('ERR No such client');
-        target.kill();
-        return OK;
-      }
-      if (argv.length % 2 !== 0) throw new RespError('ERR syntax error');
-      let killed = 0;
-      const filters: Array<(other: Client) => boolean> = [];
-      for (let i = 2; i < argv.length; i += 2) {
-        const filter = upper(argv[i]);
-        const value = text(argv[i + 1]);
-        if (filter === 'ID') {
-          const id = integerArg(argv[i + 1], 'ERR client-id should be greater than 0');
-          filters.push((other) => other.id === id);
-        } else if (filter === 'ADDR') filters.push((other) => addressOf(other) === value);
-        else if (filter === 'USER') filters.push((other) => (other.user ?? 'default') === value);
-        else if (filter === 'SKIPME') filters.push((other) => value.toLowerCase() !== 'yes' || other !== client);
-        else throw new RespError('ERR syntax error');
-      }
-      for (const other of [...server.clients.values()]) {
-        if (filters.every((keep) => keep(other as Client))) {
-          other.kill();
-          killed++;
-        }
-      }
-      return killed;
-    },
+    KILL: (client, argv) => clientKill(server, client, argv),
   };
   server.command('client', { arity: -2, summary: 'A container for client connection commands.', group: 'connection' }, (client, argv) => {
     const sub = upper(argv[1]);
@@ -300,6 +270,88 @@ function registerClient(server: Server): void {
     if (run === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try CLIENT HELP.`);
     return run(client, argv) as ReturnType<typeof run> & undefined;
   });
+}
+
+/** Redis 7's client types: every client here is `normal`, or `pubsub` while subscribed. */
+const CLIENT_TYPES: Record<string, string> = { normal: 'normal', pubsub: 'pubsub', master: 'master', replica: 'replica', slave: 'replica' };
+
+/**
+ * CLIENT KILL as Redis 7.0–7.2 has it (networking.c, clientCommand): `CLIENT KILL ip:port` (may
+ * kill the caller; +OK or `No such client`), or filters `ID`, `ADDR`, `LADDR`, `USER`, `TYPE`,
+ * `SKIPME` (default yes) answering the number killed. Options are checked as they come, the
+ * first bad one answers; a caller that kills itself gets the reply first.
+ */
+function clientKill(server: Server, client: Client, argv: Command): number | typeof OK | undefined {
+  const cstr = (arg: Buffer | undefined): string => {
+    // Redis formats these with %s: the text stops at a NUL byte.
+    const value = text(arg);
+    const nul = value.indexOf('\u0000');
+    return nul === -1 ? value : value.slice(0, nul);
+  };
+  let addr: string | undefined;
+  let laddr: string | undefined;
+  let user: string | undefined;
+  let type: string | undefined;
+  let id = 0;
+  let skipme = true;
+  if (argv.length === 2) throw new RespError("ERR wrong number of arguments for 'client|kill' command");
+  if (argv.length === 3) {
+    addr = text(argv[2]);
+    skipme = false; // with the old form a client may kill itself
+  } else {
+    for (let i = 2; i < argv.length; i += 2) {
+      const option = upper(argv[i]);
+      const more = i + 1 < argv.length;
+      const value = argv[i + 1];
+      if (option === 'ID' && more) {
+        const parsed = text(value);
+        if (!/^-?(0|[1-9]\d{0,18})$/.test(parsed)) throw new RespError('ERR client-id should be greater than 0');
+        const number = BigInt(parsed);
+        if (number < 1n || number > 9223372036854775807n) throw new RespError('ERR client-id should be greater than 0');
+        id = Number(number);
+      } else if (option === 'TYPE' && more) {
+        const name = text(value).toLowerCase();
+        type = CLIENT_TYPES[name];
+        if (type === undefined) throw new RespError(`ERR Unknown client type '${cstr(value)}'`);
+      } else if (option === 'ADDR' && more) {
+        addr = text(value);
+      } else if (option === 'LADDR' && more) {
+        laddr = text(value);
+      } else if (option === 'USER' && more) {
+        user = text(value);
+        if (!server.userExists(user)) throw new RespError(`ERR No such user '${cstr(value)}'`);
+      } else if (option === 'SKIPME' && more) {
+        const answer = upper(value);
+        if (answer === 'YES') skipme = true;
+        else if (answer === 'NO') skipme = false;
+        else throw new RespError('ERR syntax error');
+      } else {
+        throw new RespError('ERR syntax error');
+      }
+    }
+  }
+  let killed = 0;
+  let self = false;
+  for (const other of [...server.clients.values()] as Client[]) {
+    if (addr !== undefined && clientAddress(other.conn) !== addr) continue;
+    if (laddr !== undefined && localAddress(other.conn) !== laddr) continue;
+    if (type !== undefined && (other.subscribed ? 'pubsub' : 'normal') !== type) continue;
+    if (id !== 0 && other.id !== id) continue;
+    if (user !== undefined && (other.user ?? 'default') !== user) continue;
+    if (other === client && skipme) continue;
+    if (other === client) self = true;
+    else other.kill();
+    killed++;
+  }
+  const reply = argv.length === 3 ? OK : killed;
+  if (argv.length === 3 && killed === 0) throw new RespError('ERR No such client');
+  if (self) {
+    // The reply goes out first, then the connection closes (CLIENT_CLOSE_AFTER_REPLY).
+    client.reply.value(reply);
+    client.closeAfterReply();
+    return undefined;
+  }
+  return reply;
 }
 
 function registerCommand(server: Server): void {

@@ -1,6 +1,7 @@
+import type { Socket } from 'node:net';
 import type { Connection } from '@portbind/core';
 import { ProtocolError } from './errors.js';
-import type { Command, RequestParser } from './parser.js';
+import { ARGUMENT_OVERHEAD, type Command, type RequestParser } from './parser.js';
 import { type ReplyValue, ReplyWriter, RespError } from './reply.js';
 
 /** What a client needs from the server it belongs to. */
@@ -8,7 +9,20 @@ export interface ClientHost<Context> {
   execute(client: RespClient<Context>, argv: Command): void | Promise<void>;
   authRequired(client: RespClient<Context>): boolean;
   closed(client: RespClient<Context>): void;
+  /** The client's query cost changed: check it against the limits (may kill the client). */
+  accountQuery(client: RespClient<Context>): void;
+  /** Destroy the socket unless the peer closes within the binding's closeWaitMs. */
+  closeSoon(socket: Socket): void;
   readonly outputHighWaterMark: number;
+}
+
+const noop = (): void => {};
+
+/** What a parsed command costs while it waits (queued by MULTI): its bytes and its argument objects. */
+export function commandCost(argv: Command): number {
+  let bytes = 0;
+  for (const arg of argv) bytes += arg.length + ARGUMENT_OVERHEAD;
+  return bytes;
 }
 
 /**
@@ -34,8 +48,11 @@ export class RespClient<Context = Record<string, unknown>> {
   user: string | undefined;
   readonly channels = new Set<string>();
   readonly patterns = new Set<string>();
-  /** Commands queued by MULTI, or undefined outside a transaction. */
-  multi: Command[] | undefined;
+  #multi: Command[] | undefined;
+  /** Bytes held by the commands MULTI queued ({@link commandCost}), counted against the query limits. */
+  #multiCost = 0;
+  /** @internal The query cost last counted into the adapter's total. */
+  accountedQuery = 0;
   /** A command inside MULTI failed to queue: EXEC will answer EXECABORT. */
   multiDirty = false;
   /** A watched key changed: EXEC will answer a null array. */
@@ -50,7 +67,9 @@ export class RespClient<Context = Record<string, unknown>> {
   #busy = false;
   #deferred: ReplyWriter | undefined;
   #closing = false;
+  #ended = false;
   #paused = false;
+  readonly #onData: (chunk: Buffer) => void;
   /** Pub/sub output over the soft limit since (ms), or 0. */
   softLimitSince = 0;
 
@@ -61,20 +80,50 @@ export class RespClient<Context = Record<string, unknown>> {
     this.#parser = parser;
     this.context = context;
     const socket = conn.socket;
-    socket.on('data', (chunk: Buffer) => {
+    this.#onData = (chunk: Buffer) => {
       this.lastActivity = Date.now();
       this.#parser.push(chunk);
       this.#pump();
-    });
+      host.accountQuery(this);
+    };
+    socket.on('data', this.#onData);
     socket.on('drain', () => {
       if (this.#paused) {
         this.#paused = false;
         socket.resume();
         this.#pump();
+        host.accountQuery(this);
       }
     });
     socket.on('error', () => {});
     socket.once('close', () => host.closed(this));
+  }
+
+  /** Commands queued by MULTI, or undefined outside a transaction. */
+  get multi(): Command[] | undefined {
+    return this.#multi;
+  }
+
+  set multi(queue: Command[] | undefined) {
+    this.#multi = queue;
+    this.#multiCost = 0;
+    for (const argv of queue ?? []) this.#multiCost += commandCost(argv);
+  }
+
+  /** Queue a command inside MULTI. */
+  queue(argv: Command): void {
+    if (this.#multi === undefined) this.multi = [];
+    (this.#multi as Command[]).push(argv);
+    this.#multiCost += commandCost(argv);
+  }
+
+  /**
+   * What this client's input costs in memory right now: the command being received (its bytes
+   * and, per argument, the objects that hold it) plus the commands queued by MULTI. Counted
+   * against `queryBufferLimit` and, with every other client's, `totalQueryBufferLimit`.
+   */
+  get queryBytes(): number {
+    return this.#closing ? 0 : this.#parser.cost + this.#multiCost;
   }
 
   /** The protocol version negotiated with HELLO (2 until then). */
@@ -134,19 +183,49 @@ export class RespClient<Context = Record<string, unknown>> {
     else this.conn.socket.write(out);
   }
 
-  /** Close once the replies written so far are sent (QUIT, a protocol error, a drain). */
+  /**
+   * Close once the replies written so far are sent (QUIT, a protocol error, a drain): nothing
+   * more is read into memory or run — later bytes are dropped as they arrive — the replies go
+   * out, the connection is ended, and destroyed if the peer has not closed within closeWaitMs.
+   */
   closeAfterReply(): void {
-    this.#closing = true;
-    if (!this.#busy) {
-      this.flush();
-      this.conn.socket.end();
-    }
+    if (!this.#closing) this.#stopReading();
+    if (!this.#busy) this.#end();
   }
 
-  /** Close at once, dropping unsent output (CLIENT KILL, output buffer limits). */
+  /** Close at once, dropping unsent output (CLIENT KILL, output buffer and query buffer limits). */
   kill(): void {
-    this.#closing = true;
+    if (!this.#closing) this.#stopReading();
     this.conn.socket.destroy();
+  }
+
+  #stopReading(): void {
+    this.#closing = true;
+    this.#parser.discard();
+    this.#multi = undefined;
+    this.#multiCost = 0;
+    const socket = this.conn.socket;
+    // Keep the socket flowing into nothing, so the peer's close is seen at once, while what it
+    // still sends costs no memory.
+    socket.off('data', this.#onData);
+    socket.on('data', noop);
+    if (this.#paused) {
+      this.#paused = false;
+      socket.resume();
+    }
+    this.#host.accountQuery(this);
+  }
+
+  /** Send what is left, end the connection and give the peer closeWaitMs to close its side. */
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.flush();
+    this.#write(this.#deferred?.take());
+    const socket = this.conn.socket;
+    if (socket.destroyed) return;
+    socket.end();
+    this.#host.closeSoon(socket);
   }
 
   /** Run the commands received, one at a time, as Redis does: each runs before the next is parsed. */
@@ -186,8 +265,7 @@ export class RespClient<Context = Record<string, unknown>> {
       }
     }
     if (this.#closing) {
-      this.flush();
-      if (!socket.destroyed) socket.end();
+      this.#end();
       return;
     }
     flushSoon(this);
@@ -195,13 +273,14 @@ export class RespClient<Context = Record<string, unknown>> {
 
   #resume(): void {
     this.#busy = false;
-    this.flush();
-    this.#write(this.#deferred?.take());
     if (this.#closing) {
-      this.conn.socket.end();
+      this.#end();
       return;
     }
+    this.flush();
+    this.#write(this.#deferred?.take());
     this.#pump();
+    this.#host.accountQuery(this);
   }
 }
 

@@ -17,6 +17,15 @@ const UNAUTHENTICATED_MULTIBULK = 10;
 const UNAUTHENTICATED_BULK = 16 * 1024;
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * What one argument of a pending command costs on the V8 heap beyond its bytes: the Buffer view
+ * (a JSTypedArray, about 96 bytes on 64-bit Node without pointer compression), its slot in the
+ * argument array and that array's growth slack. Measured on Node 20 as 108 bytes per argument;
+ * test/memory.test.ts measures it again and fails if it grows past this figure. Redis pays about
+ * 40 bytes (an robj, an embedded sds and an argv slot).
+ */
+export const ARGUMENT_OVERHEAD = 112;
+
 /** Limits a client cannot push the parser past. */
 export interface ParserLimits {
   /** Largest bulk argument, Redis's `proto-max-bulk-len`. Default 512 MB. */
@@ -59,6 +68,8 @@ export class RequestParser {
   #args: Buffer[] = [];
   /** Length of the bulk being read (-1: its `$` header is still to read). */
   #bulkLength = -1;
+  /** Bytes of the multibulk being read that were already parsed (its arguments are views into them). */
+  #consumed = 0;
   #failed = false;
 
   constructor(limits: Partial<ParserLimits> = {}) {
@@ -68,6 +79,27 @@ export class RequestParser {
   /** Bytes received and not yet parsed into a command. */
   get buffered(): number {
     return this.#buf.length - this.#pos + this.#pendingLength;
+  }
+
+  /**
+   * What the command being received costs so far, in bytes: the bytes not yet parsed, the bytes of
+   * its arguments already parsed (views keep them alive) and {@link ARGUMENT_OVERHEAD} per
+   * argument. This is what query buffer limits count.
+   */
+  get cost(): number {
+    return this.buffered + this.#consumed + this.#args.length * ARGUMENT_OVERHEAD;
+  }
+
+  /** Drop everything received and stop parsing (the connection is closing). */
+  discard(): void {
+    this.#failed = true;
+    this.#buf = EMPTY;
+    this.#pos = 0;
+    this.#pending = [];
+    this.#pendingLength = 0;
+    this.#args = [];
+    this.#remaining = 0;
+    this.#consumed = 0;
   }
 
   /** Add received bytes. */
@@ -90,10 +122,7 @@ export class RequestParser {
     try {
       return this.#parse(authRequired);
     } catch (error) {
-      this.#failed = true;
-      this.#buf = EMPTY;
-      this.#pending = [];
-      this.#pendingLength = 0;
+      this.discard();
       throw error;
     }
   }
@@ -120,12 +149,16 @@ export class RequestParser {
       if (this.#remaining === 0) {
         if (this.#pos >= this.#buf.length) return this.#wait(0, -1);
         if (this.#buf[this.#pos] === STAR) {
+          const start = this.#pos;
           const count = this.#multibulkHeader(authRequired);
           if (count === undefined) return undefined;
           if (count <= 0) continue; // `*0` and negative counts are ignored, as Redis does
+          // The count is only a promise: arguments are allocated as they arrive, as Redis does
+          // (it preallocates at most 1024 slots), so `*2147483647` alone costs nothing.
           this.#remaining = count;
           this.#args = [];
           this.#bulkLength = -1;
+          this.#consumed = this.#pos - start;
         } else {
           const inline = this.#inline();
           if (inline === undefined) return undefined;
@@ -134,17 +167,23 @@ export class RequestParser {
         }
       }
       while (this.#remaining > 0) {
-        if (this.#bulkLength === -1 && !this.#bulkHeader(authRequired)) return undefined;
+        if (this.#bulkLength === -1) {
+          const start = this.#pos;
+          if (!this.#bulkHeader(authRequired)) return undefined;
+          this.#consumed += this.#pos - start;
+        }
         const length = this.#bulkLength;
         if (this.#buf.length - this.#pos < length + 2) return this.#wait(length + 2, -1);
         this.#args.push(this.#buf.subarray(this.#pos, this.#pos + length));
         // Redis skips the two bytes after a payload without checking that they are CRLF.
         this.#pos += length + 2;
+        this.#consumed += length + 2;
         this.#bulkLength = -1;
         this.#remaining--;
       }
       const command = this.#args;
       this.#args = [];
+      this.#consumed = 0;
       return command;
     }
   }

@@ -135,7 +135,9 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       4294967295,
       () => binding.limits.maxConnections,
       (value) => {
-        binding.limits.maxConnections = value;
+        // core lowers maxConnections at start to what the open-file limit allows; CONFIG SET
+        // sets it as Redis does (Redis would first try to raise the limit).
+        binding.setMaxConnections(value);
       },
     ),
     timeout: integer(
@@ -143,7 +145,7 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       2147483647,
       () => binding.limits.idleTimeoutMs / 1000,
       (value) => {
-        binding.limits.idleTimeoutMs = value * 1000;
+        binding.requestedLimits.idleTimeoutMs = value * 1000;
       },
     ),
     hz: integer(
