@@ -1,8 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { type Element, xml, client as xmppClient } from '@xmpp/client';
 import { chromium } from 'playwright-core';
@@ -30,12 +34,14 @@ async function run(args: string[], env: Record<string, string>): Promise<{ code:
   return { code, output };
 }
 
-async function startChat() {
-  const dataDir = await mkdtemp(join(tmpdir(), 'portbind-chat-'));
+async function startChat(existingDataDir?: string) {
+  const dataDir = existingDataDir ?? (await mkdtemp(join(tmpdir(), 'portbind-chat-')));
   const env = { DATA_DIR: dataDir, PORT: '0', XMPP_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
-  expect(await run(['user', 'add', 'juliet', 'balcony'], env)).toEqual({ code: 0, output: 'added juliet\n' });
-  expect(await run(['user', 'add', 'romeo', 'r0meo!'], env)).toEqual({ code: 0, output: 'added romeo\n' });
-  expect((await run(['user', 'add', 'romeo', 'again'], env)).code).toBe(1);
+  if (existingDataDir === undefined) {
+    expect(await run(['user', 'add', 'juliet', 'balcony'], env)).toEqual({ code: 0, output: 'added juliet\n' });
+    expect(await run(['user', 'add', 'romeo', 'r0meo!'], env)).toEqual({ code: 0, output: 'added romeo\n' });
+    expect((await run(['user', 'add', 'romeo', 'again'], env)).code).toBe(1);
+  }
   const child = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let logs = '';
@@ -49,7 +55,37 @@ async function startChat() {
   }
   const httpPort = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs)?.[1]);
   const xmppPort = Number(/listening on xmpp:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
-  return { child, httpPort, xmppPort };
+  return { child, httpPort, xmppPort, dataDir };
+}
+
+/** The certificate the server presents after STARTTLS on its XMPP port. */
+async function presentedCertificate(port: number): Promise<X509Certificate> {
+  const socket = connect(port, '127.0.0.1');
+  socket.write(
+    "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+  );
+  let got = '';
+  let asked = false;
+  await new Promise<void>((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      got += chunk.toString();
+      if (!asked && got.includes('</stream:features>')) {
+        asked = true;
+        socket.write("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+      }
+      if (got.includes('<proceed')) {
+        socket.off('data', onData);
+        resolve();
+      }
+    };
+    socket.on('data', onData);
+  });
+  const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost' });
+  await once(secure, 'secureConnect');
+  const certificate = secure.getPeerX509Certificate();
+  secure.destroy();
+  if (certificate === undefined) throw new Error('no certificate presented');
+  return certificate;
 }
 
 /** Headless Chromium (Debian's) on the chat page, with the login form filled and submitted. */
@@ -93,6 +129,23 @@ describe('examples/chat', () => {
     expect(message.getChildText('body')).toBe('From the balcony, over WebSocket');
     expect(message.attrs.from).toMatch(/^juliet@localhost\//);
     await page.screenshot({ path: join(tmpdir(), 'portbind-chat.png') });
+  });
+
+  it('keeps its SHA-256 development certificate in DATA_DIR across restarts', async () => {
+    const first = await startChat();
+    const before = await presentedCertificate(first.xmppPort);
+    first.child.kill('SIGTERM');
+    expect((await once(first.child, 'exit'))[0]).toBe(0);
+    const stored = new X509Certificate(await readFile(join(first.dataDir, 'dev-cert.pem')));
+    expect(stored.fingerprint256).toBe(before.fingerprint256);
+    expect(before.checkHost('localhost')).toBe('localhost');
+    const text = execFileSync('openssl', ['x509', '-noout', '-text'], { input: stored.toString() }).toString();
+    expect(text).toMatch(/Signature Algorithm: sha256WithRSAEncryption/);
+    expect(statSync(join(first.dataDir, 'dev-key.pem')).mode & 0o077).toBe(0);
+
+    const second = await startChat(first.dataDir);
+    const after = await presentedCertificate(second.xmppPort);
+    expect(after.fingerprint256).toBe(before.fingerprint256);
   });
 
   it('refuses a wrong password on the page with not-authorized', async () => {
