@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Adapter } from './adapter.js';
 import { Binding, type BindOptions } from './binding.js';
 import { resolveListen } from './config.js';
@@ -258,6 +259,8 @@ export class PortService {
     const grace = new AbortController();
     const timer = setTimeout(() => grace.abort(), this.gracePeriodMs);
     const deadline = grace.signal;
+    // Every binding, adapter and endpoint may listen for the deadline: not a leak.
+    setMaxListeners(0, deadline);
     for (const binding of this.#bindings) binding.stopAccepting();
     await Promise.all(
       this.#bindings.map(async (binding) => {

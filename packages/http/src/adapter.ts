@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type RequestListener, type Server, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
@@ -90,9 +90,11 @@ export class HttpAdapter implements Adapter {
   readonly options: Readonly<HttpOptions>;
   #binding: BindingContext | undefined;
   #server: Server | undefined;
+  /** Connections handed to node:http and not closed yet: the drain sweep runs while there are any. */
   #open = 0;
-  #drained: (() => void) | undefined;
-  readonly #responseClass = ownResponseClass();
+  /** Responses whose request arrived and that have not finished: drain turns their keep-alive off. */
+  readonly #inFlight = new Set<ServerResponse>();
+  #sweep: NodeJS.Timeout | undefined;
 
   constructor(options: HttpOptions = {}) {
     if (options.handler && options.fetch) throw new TypeError('httpAdapter: give `handler` or `fetch`, not both');
@@ -110,7 +112,6 @@ export class HttpAdapter implements Adapter {
     const listener = this.#requestListener(binding);
     const server = createServer(
       {
-        ServerResponse: this.#responseClass,
         headersTimeout: options.headersTimeoutMs ?? httpDefaults.headersTimeoutMs,
         requestTimeout: options.requestTimeoutMs ?? httpDefaults.requestTimeoutMs,
         keepAliveTimeout: options.keepAliveTimeoutMs ?? httpDefaults.keepAliveTimeoutMs,
@@ -137,7 +138,7 @@ export class HttpAdapter implements Adapter {
     this.#open++;
     socket.once('close', () => {
       this.#open--;
-      if (this.#open === 0) this.#drained?.();
+      if (this.#open === 0) this.#stopSweep();
     });
     (this.#server as Server).emit('connection', socket);
   }
@@ -146,27 +147,39 @@ export class HttpAdapter implements Adapter {
     socket.write('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n');
   }
 
+  /**
+   * From now on responses carry `Connection: close`: those in flight (headers not sent yet) and
+   * those of requests still arriving on keep-alive connections. This works at the node:http level
+   * (`res.shouldKeepAlive`), so it holds for frameworks that swap the response prototype (Express).
+   */
   beginDrain(): void {
-    closeConnectionsAfterResponse(this.#responseClass);
+    for (const res of this.#inFlight) res.shouldKeepAlive = false;
   }
 
   /**
    * In-flight requests finish and their responses carry `Connection: close`; idle keep-alive
-   * connections close now; upgraded connections are drained by their endpoints.
+   * connections close now, and busy ones as soon as their response is done; upgraded
+   * connections are closed by their endpoints. Core waits until every connection has closed.
    */
-  async drain(signal: AbortSignal): Promise<void> {
+  drain(signal: AbortSignal): void {
     const server = this.#server;
     if (server === undefined) return;
-    const upgrades = Object.values(this.options.upgrades ?? {}).map((upgrade) => upgrade.drain(signal));
-    // A response whose headers went out just before the drain began kept its keep-alive: close
-    // such connections as soon as they turn idle.
-    server.closeIdleConnections();
-    const sweep = setInterval(() => server.closeIdleConnections(), 50);
-    try {
-      await Promise.all([...upgrades, this.#allClosed(signal)]);
-    } finally {
-      clearInterval(sweep);
+    this.beginDrain();
+    for (const upgrade of Object.values(this.options.upgrades ?? {})) {
+      try {
+        const started = upgrade.drain(signal);
+        if (isPromise(started)) started.then(undefined, (error: unknown) => this.#drainFailed(error));
+      } catch (error) {
+        this.#drainFailed(error);
+      }
     }
+    // A response whose headers went out just before the drain began kept its keep-alive: close
+    // such connections as soon as they turn idle, until none is left or the deadline passes.
+    server.closeIdleConnections();
+    if (this.#open === 0 || signal.aborted) return;
+    this.#sweep = setInterval(() => server.closeIdleConnections(), 50);
+    this.#sweep.unref();
+    signal.addEventListener('abort', () => this.#stopSweep(), { once: true });
   }
 
   url(base: string): string {
@@ -181,12 +194,13 @@ export class HttpAdapter implements Adapter {
       .map(([path, upgrade]) => `${secure ? upgrade.secureScheme : upgrade.scheme}${rest}${path}`);
   }
 
-  #allClosed(signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (this.#open === 0 || signal.aborted) return resolve();
-      this.#drained = resolve;
-      signal.addEventListener('abort', () => resolve(), { once: true });
-    });
+  #stopSweep(): void {
+    if (this.#sweep !== undefined) clearInterval(this.#sweep);
+    this.#sweep = undefined;
+  }
+
+  #drainFailed(error: unknown): void {
+    this.#binding?.logger.error({ err: error }, 'upgrade endpoint drain failed');
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -203,8 +217,22 @@ export class HttpAdapter implements Adapter {
   }
 
   #requestListener(binding: BindingContext): RequestListener {
-    const logger = binding.logger;
-    const base = this.#userListener(logger);
+    const routed = this.#routedListener(binding);
+    const inFlight = this.#inFlight;
+    return (req, res) => {
+      // Before any framework sees `res` (Express swaps its prototype): an own property of the
+      // response, read by node:http when it writes the headers.
+      if (binding.draining) res.shouldKeepAlive = false;
+      else {
+        inFlight.add(res);
+        res.once('close', () => inFlight.delete(res));
+      }
+      routed(req, res);
+    };
+  }
+
+  #routedListener(binding: BindingContext): RequestListener {
+    const base = this.#userListener(binding.logger);
     const health = healthPaths(this.options.health);
     if (health === undefined) return base;
     return (req, res) => {
@@ -241,27 +269,6 @@ export class HttpAdapter implements Adapter {
 /** Create an {@link HttpAdapter}. */
 export function httpAdapter(options: HttpOptions = {}): HttpAdapter {
   return new HttpAdapter(options);
-}
-
-/**
- * A ServerResponse class of this server's own, so that draining can change its responses (and
- * only its: other servers in the process keep theirs) without a per-request cost until then.
- */
-function ownResponseClass(): typeof ServerResponse {
-  return class PortbindResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {};
-}
-
-/**
- * From now on, responses of this class carry `Connection: close` so keep-alive clients reconnect
- * elsewhere; in-flight ones too, since headers are written later. `_implicitHeader()` (res.write
- * or res.end without writeHead) goes through `writeHead()` as well.
- */
-function closeConnectionsAfterResponse(responseClass: typeof ServerResponse): void {
-  const writeHead = ServerResponse.prototype.writeHead;
-  responseClass.prototype.writeHead = function (this: ServerResponse, ...args: Parameters<typeof writeHead>) {
-    this.shouldKeepAlive = false;
-    return writeHead.apply(this, args);
-  } as typeof writeHead;
 }
 
 function fail(logger: Logger, res: ServerResponse, error: unknown): void {

@@ -15,8 +15,12 @@ export interface UpgradeHandler {
   open?(binding: BindingContext): void;
   /** Take the socket, or answer it with an HTTP error (see {@link rejectUpgrade}). */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
-  /** Close every upgraded connection politely; resolve when they are closed. */
-  drain(signal: AbortSignal): Promise<void>;
+  /**
+   * Start closing every upgraded connection politely (then `binding.closeSoon()` each one). Core
+   * waits until they have closed, so do not wait for your own set to empty; `signal` aborts at the
+   * grace deadline, when core destroys what is still open.
+   */
+  drain(signal: AbortSignal): void | Promise<void>;
 }
 
 /** Throw from an upgrade hook to refuse the upgrade with an HTTP status (401, 403, 429…). */

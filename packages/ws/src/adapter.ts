@@ -64,7 +64,10 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   readonly clients = new Set<WsConnection<Context>>();
   readonly #server: WebSocketServer;
   #logger: Logger = silentLogger;
+  #binding: BindingContext | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Each peer's upgraded socket, for `closeSoon()` after the close frame. */
+  readonly #sockets = new WeakMap<WsConnection<Context>, Duplex>();
 
   constructor(options: WsOptions<Context> = {}) {
     this.options = options;
@@ -80,6 +83,7 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   }
 
   open(binding: BindingContext): void {
+    this.#binding = binding;
     this.#logger = binding.logger.child({ endpoint: 'ws' });
     const interval = this.options.heartbeatIntervalMs ?? wsDefaults.heartbeatIntervalMs;
     if (interval > 0 && this.#heartbeat === undefined) {
@@ -133,8 +137,13 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
     );
   }
 
-  /** Close every peer with 1001 (going away) and wait until they are closed. */
-  async drain(signal: AbortSignal): Promise<void> {
+  /**
+   * Close every peer with 1001 (going away), after the `onDrain` hook. A peer gets the binding's
+   * `closeWaitMs` (default 2 s) to answer the close frame, then its socket is destroyed: one that
+   * never answers cannot hold the drain for the grace period (ws alone would wait 30 s). Core
+   * waits until every socket has closed; this resolves once the closes are started.
+   */
+  async drain(_signal: AbortSignal): Promise<void> {
     try {
       this.options.onDrain?.();
     } catch (error) {
@@ -142,16 +151,15 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
     }
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
-    const closing = [...this.clients].map(
-      (client) =>
-        new Promise<void>((resolve) => {
-          if (!client.open) return resolve();
-          client.ws.once('close', () => resolve());
-          client.close(1001, 'server shutting down');
-          signal.addEventListener('abort', () => resolve(), { once: true });
-        }),
-    );
-    await Promise.all(closing);
+    for (const client of this.clients) this.#goAway(client);
+  }
+
+  #goAway(client: WsConnection<Context>): void {
+    if (client.open) client.close(1001, 'server shutting down');
+    const socket = this.#sockets.get(client);
+    if (socket === undefined) return;
+    if (this.#binding) this.#binding.closeSoon(socket);
+    else socket.destroy();
   }
 
   /** This endpoint as an adapter with a port of its own (`WS_PORT`, default 5001). */
@@ -170,12 +178,18 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
 
   #accept(request: IncomingMessage, socket: Duplex, head: Buffer, context: Context): void {
     if (socket.destroyed) return;
+    // An upgrade hook that finished after the drain began: too late to join.
+    if (this.#binding?.draining) {
+      rejectUpgrade(socket, 503, 'Service is shutting down', { 'Retry-After': '1' });
+      return;
+    }
     this.#server.handleUpgrade(request, socket, head, (ws) => {
       const conn = new WsConnection(ws, request, socket, context, {
         highWaterMark: this.options.highWaterMark ?? wsDefaults.highWaterMark,
         maxBufferedBytes: this.options.maxBufferedBytes ?? wsDefaults.maxBufferedBytes,
       });
       this.clients.add(conn);
+      this.#sockets.set(conn, socket);
       const { message, close } = this.options;
       ws.on('pong', () => {
         conn.alive = true;
