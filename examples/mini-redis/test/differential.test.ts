@@ -844,4 +844,124 @@ describe.skipIf(!existsSync(REDIS_SERVER))('mini-redis replies byte for byte as 
     expect(results[1]).toEqual(results[0]);
     expect(results[0]?.scanned).toHaveLength(122);
   });
+
+  it('CLIENT KILL: its errors, checked in order, and filters that match nobody', async () => {
+    await compare([
+      'CLIENT KILL',
+      'CLIENT kill',
+      'CLIENT KILL 10.1.2.3:4567',
+      'CLIENT KILL ID',
+      'CLIENT KILL ID 0',
+      'CLIENT KILL ID -1',
+      'CLIENT KILL ID abc',
+      'CLIENT KILL ID 01',
+      'CLIENT KILL ID 9223372036854775808',
+      'CLIENT KILL ID 9223372036854775807',
+      'CLIENT KILL ID 999999999',
+      'CLIENT KILL id 999999999 SKIPME no',
+      'CLIENT KILL ID 999999999 SKIPME',
+      'CLIENT KILL ID 999999999 SKIPME maybe',
+      'CLIENT KILL TYPE',
+      'CLIENT KILL TYPE foo',
+      'CLIENT KILL TYPE master',
+      'CLIENT KILL TYPE replica',
+      'CLIENT KILL TYPE SLAVE',
+      'CLIENT KILL TYPE pubsub',
+      'CLIENT KILL TYPE normal ID 999999999',
+      'CLIENT KILL USER nobody',
+      'CLIENT KILL USER default ID 999999999',
+      'CLIENT KILL ADDR 10.1.2.3:4567',
+      'CLIENT KILL LADDR 10.1.2.3:4567',
+      'CLIENT KILL FOO bar',
+      'CLIENT KILL MAXAGE 1',
+      'CLIENT KILL ID abc TYPE foo',
+      'CLIENT KILL TYPE foo ID abc',
+      'CLIENT KILL TYPE normal USER nobody',
+      'CLIENT KILL USER nobody TYPE foo',
+      'CLIENT KILL ID 1 FOO',
+      ['CLIENT', 'KILL', 'TYPE', 'no\r\nrmal'],
+      'PING',
+    ]);
+  });
+
+  it('CLIENT KILL: who is killed, who gets a reply, and the caller closed after its reply', async () => {
+    const transcripts = await Promise.all(
+      servers().map(async (server) => {
+        const transcript: string[] = [];
+        const clients: RawClient[] = [];
+        const connect = async (): Promise<{ client: RawClient; id: string; addr: string }> => {
+          const client = new RawClient(server.port);
+          clients.push(client);
+          const [id] = await client.send(['CLIENT ID']);
+          return { client, id: String(parseReply(id as Buffer)), addr: `127.0.0.1:${client.socket.localPort}` };
+        };
+        const closed = (client: RawClient): Promise<string> =>
+          new Promise((resolve) => {
+            if (client.socket.destroyed) resolve('closed');
+            const timer = setTimeout(() => resolve('open'), 3000);
+            client.socket.once('close', () => {
+              clearTimeout(timer);
+              resolve('closed');
+            });
+          });
+        const step = async (label: string, client: RawClient, command: CommandLine): Promise<void> => {
+          const [reply] = await client.send([command]);
+          transcript.push(`${label} ${show(reply as Buffer)}`);
+        };
+        try {
+          const a = await connect();
+          // Wait until the server has no other clients left from earlier tests.
+          for (let i = 0; i < 200; i++) {
+            const [list] = await a.client.send(['CLIENT LIST']);
+            if (
+              String(parseReply(list as Buffer))
+                .trim()
+                .split('\n').length === 1
+            )
+              break;
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+          const b = await connect();
+          const c = await connect();
+          // By id: another client is closed, the caller answered with the count.
+          await step('A kill id B', a.client, `CLIENT KILL ID ${b.id}`);
+          transcript.push(`B ${await closed(b.client)}`);
+          // The old form: +OK, then ERR No such client for a client already gone.
+          await step('A kill addr C (old form)', a.client, `CLIENT KILL ${c.addr}`);
+          transcript.push(`C ${await closed(c.client)}`);
+          await step('A kill addr C again', a.client, `CLIENT KILL ${c.addr}`);
+          await step('A kill ADDR C', a.client, `CLIENT KILL ADDR ${c.addr}`);
+          // TYPE: a subscriber is pubsub, the rest normal; SKIPME yes spares the caller.
+          const d = await connect();
+          const e = await connect();
+          const [subscribed] = await d.client.send(['SUBSCRIBE news']);
+          transcript.push(`D ${show(subscribed as Buffer)}`);
+          await step('A kill TYPE pubsub', a.client, 'CLIENT KILL TYPE pubsub');
+          transcript.push(`D ${await closed(d.client)}`);
+          transcript.push(`E ${await closed(e.client)}`);
+          await step('A kill TYPE normal', a.client, 'CLIENT KILL TYPE normal');
+          transcript.push(`E ${await closed(e.client)}`);
+          await step('A kill by its own id (SKIPME default yes)', a.client, `CLIENT KILL ID ${a.id}`);
+          await step('A kill USER default', a.client, 'CLIENT KILL USER default');
+          await step('A ping', a.client, 'PING');
+          // LADDR: every client here came in on this server's address.
+          const f = await connect();
+          await step('A kill LADDR', a.client, `CLIENT KILL LADDR 127.0.0.1:${server.port}`);
+          transcript.push(`F ${await closed(f.client)}`);
+          // A client that kills itself gets its reply, then is closed.
+          await step('A kill itself (SKIPME no)', a.client, `CLIENT KILL ID ${a.id} SKIPME no`);
+          transcript.push(`A ${await closed(a.client)}`);
+          const g = await connect();
+          await step('G kill itself (old form)', g.client, `CLIENT KILL ${g.addr}`);
+          transcript.push(`G ${await closed(g.client)}`);
+        } finally {
+          for (const client of clients) client.close();
+        }
+        return transcript;
+      }),
+    );
+    expect(transcripts[1]).toEqual(transcripts[0]);
+    expect(transcripts[0]).toContain('A kill id B :1⏎');
+    expect(transcripts[0]).toContain('A kill itself (SKIPME no) :1⏎');
+  });
 });
