@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { getRequestListener } from '@hono/node-server';
+import { getRequestListener, RequestError } from '@hono/node-server';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
 import { rejectUpgrade, type UpgradeHandler } from './upgrade.js';
 
@@ -29,6 +29,13 @@ export interface HttpOptions {
    * with its lightweight, compatible subclasses: about 4× faster responses. Default true.
    */
   overrideGlobalObjects?: boolean;
+  /**
+   * With a `fetch` handler, the largest request body in bytes, answered 413 (Content Too Large)
+   * with `Connection: close`: a `Content-Length` over it before the handler runs, a chunked body
+   * as soon as it grows past it (reading the body then rejects). Default 1 MiB, as Fastify's;
+   * `Infinity` turns it off. (A Node `handler` such as Express limits bodies in its body parsers.)
+   */
+  bodyLimit?: number;
   /** Upgrade endpoints by exact path (`'/ws'`), or `'*'` for any path. Other upgrades get 404. */
   upgrades?: Record<string, UpgradeHandler>;
   /** Serve health endpoints: `true` for `/livez` and `/readyz`, or your own paths. Default off. */
@@ -50,6 +57,7 @@ export interface HttpOptions {
 }
 
 export const httpDefaults = {
+  bodyLimit: 1024 * 1024,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 120_000,
   keepAliveTimeoutMs: 75_000,
@@ -245,16 +253,7 @@ export class HttpAdapter implements Adapter {
 
   #userListener(logger: Logger): RequestListener {
     const { handler, fetch } = this.options;
-    const listener =
-      fetch === undefined
-        ? (handler ?? notFound)
-        : getRequestListener(fetch, {
-            overrideGlobalObjects: this.options.overrideGlobalObjects ?? true,
-            errorHandler: (error) => {
-              logger.error({ err: error }, 'request handler failed');
-              return new Response('Internal Server Error\n', { status: 500, headers: { 'content-type': 'text/plain; charset=utf-8' } });
-            },
-          });
+    const listener = fetch === undefined ? (handler ?? notFound) : this.#fetchListener(fetch, logger);
     return (req, res) => {
       try {
         const result: unknown = listener(req, res);
@@ -264,6 +263,105 @@ export class HttpAdapter implements Adapter {
       }
     };
   }
+
+  /**
+   * A fetch handler on `@hono/node-server`. A request that cannot become a `Request` (no Host on
+   * HTTP/1.0, a bad Host, a backslash in the path…) is the client's fault: 400, logged at debug.
+   * Bodies are limited to `bodyLimit` (413).
+   */
+  #fetchListener(fetch: FetchHandler, logger: Logger): RequestListener {
+    const limit = this.options.bodyLimit ?? httpDefaults.bodyLimit;
+    if (!(limit >= 0)) throw new TypeError(`httpAdapter: bodyLimit must be a number ≥ 0, got ${limit}`);
+    const listener = getRequestListener(fetch, {
+      overrideGlobalObjects: this.options.overrideGlobalObjects ?? true,
+      errorHandler: (error) => {
+        if (causedBy(error, BodyLimitError)) return undefined; // answered 413 already, or cut
+        if (error instanceof RequestError) {
+          logger.debug({ err: error }, 'bad request');
+          return new Response('Bad Request\n', {
+            status: 400,
+            headers: { 'content-type': 'text/plain; charset=utf-8', connection: 'close' },
+          });
+        }
+        logger.error({ err: error }, 'request handler failed');
+        return new Response('Internal Server Error\n', { status: 500, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+      },
+    });
+    if (limit === Number.POSITIVE_INFINITY) return listener;
+    return (req, res) => {
+      const declared = req.headers['content-length'];
+      if (declared !== undefined && Number(declared) > limit) {
+        logger.debug({ contentLength: declared, bodyLimit: limit }, 'request body over the limit');
+        tooLarge(res, limit);
+        return;
+      }
+      // node:http makes a body end at its Content-Length; a chunked one is counted as it arrives.
+      if (req.headers['transfer-encoding'] !== undefined) limitChunked(req, res, limit, logger);
+      return listener(req, res);
+    };
+  }
+}
+
+/** A request body grew past `bodyLimit`: reading it rejects with this error. */
+class BodyLimitError extends Error {
+  readonly status = 413;
+  constructor(limit: number) {
+    super(`request body larger than bodyLimit ${limit} bytes`);
+    this.name = 'BodyLimitError';
+  }
+}
+
+function causedBy(error: unknown, type: abstract new (...args: never[]) => Error): boolean {
+  let cause: unknown = error;
+  for (let depth = 0; cause instanceof Error && depth < 5; depth++) {
+    if (cause instanceof type) return true;
+    cause = (cause as Error).cause;
+  }
+  return false;
+}
+
+function tooLarge(res: ServerResponse, limit: number): void {
+  if (res.headersSent) return;
+  const body = `Content Too Large: the request body may have at most ${limit} bytes\n`;
+  res.shouldKeepAlive = false;
+  res.writeHead(413, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.end(body);
+}
+
+/**
+ * Count a chunked body as node:http pushes it into the request stream. Past `limit`, nothing more
+ * reaches the handler — not even the end of the body, so a truncated body can never look whole —
+ * the client gets 413 (if no response has started) and the request stream fails with
+ * {@link BodyLimitError}, which rejects the handler's pending `request.text()` and the like.
+ */
+function limitChunked(req: IncomingMessage, res: ServerResponse, limit: number, logger: Logger): void {
+  let received = 0;
+  let over = false;
+  const push = req.push;
+  req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding): boolean {
+    if (over) return false;
+    if (chunk !== null && chunk !== undefined) {
+      received += (chunk as Buffer).length;
+      if (received > limit) {
+        over = true;
+        logger.debug({ received, bodyLimit: limit }, 'request body over the limit');
+        const fail = (): void => {
+          req.destroy(new BodyLimitError(limit));
+        };
+        if (res.headersSent) fail();
+        else {
+          tooLarge(res, limit);
+          res.once('finish', fail);
+        }
+        return false;
+      }
+    }
+    return push.call(this, chunk, encoding);
+  };
 }
 
 /** Create an {@link HttpAdapter}. */
