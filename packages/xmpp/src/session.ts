@@ -178,6 +178,13 @@ export abstract class Session implements XmppSession {
       return this.close(new StreamError('host-unknown', `this server is ${this.host.domain}`));
     const version = attrs.version ?? '0.9';
     if (Number.parseInt(version, 10) < 1) return this.close(new StreamError('unsupported-version'));
+    // Nothing this client could do here (no TLS on offer, plaintext not allowed for it): say so
+    // rather than offer empty features and leave it waiting.
+    if (!this.authenticated && !this.secure && !this.starttlsOffered && !this.host.plaintextAllowed(this)) {
+      return this.close(
+        new StreamError('policy-violation', 'TLS is required: this server accepts logins without TLS only from its own machine'),
+      );
+    }
     this.send(this.streamElement(this.#features()));
   }
 

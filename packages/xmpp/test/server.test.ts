@@ -62,7 +62,7 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     }
     expect(conditions.slice(0, 5)).toEqual(Array(5).fill('not-authorized'));
     expect(conditions[5]).toBe('temporary-auth-failure');
-    // The right password is refused too while the lock lasts: the address is locked, not just the guess.
+    // The right password is refused too while the lock lasts: this address is locked out of this account.
     const right = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: 'balcony' });
     right.on('error', () => {});
     clients.push(right);

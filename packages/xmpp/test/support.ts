@@ -1,16 +1,21 @@
 import { once } from 'node:events';
 import { connect as tlsConnect } from 'node:tls';
-import { PortService } from '@portbind/core';
+import { type BindOptions, type Logger, PortService } from '@portbind/core';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
 import { afterEach, beforeAll } from 'vitest';
 import { portOf, rawConnect, readUntil, selfSignedCert } from '../../../test/support/net.js';
-import { MemoryUserStore, xmppServer } from '../src/index.js';
+import { MemoryUserStore, type XmppServerOptions, xmppServer } from '../src/index.js';
 
 // Shared by the XMPP tests: a server for localhost with juliet and romeo, real clients, raw sockets.
 // @xmpp/client checks the server certificate; ours is self-signed, made for this test run.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
 const services: PortService[] = [];
+/** Stop this service after the test. */
+export function stopAfterTest(service: PortService): PortService {
+  services.push(service);
+  return service;
+}
 /** Clients stopped after each test. */
 export const clients: Array<{ stop(): Promise<unknown> }> = [];
 afterEach(async () => {
@@ -19,6 +24,10 @@ afterEach(async () => {
 });
 
 let pems: { cert: string; key: string };
+/** This run's self-signed certificate for localhost. */
+export function testCert(): { cert: string; key: string } {
+  return pems;
+}
 beforeAll(async () => {
   pems = await selfSignedCert();
 });
@@ -32,11 +41,20 @@ export async function start(
     registration?: boolean;
     rateLimit?: { bytesPerSecond: number; burstBytes?: number };
     directTls?: boolean;
+    /** More server options. */
+    server?: Partial<XmppServerOptions>;
+    /** More bind options. */
+    bind?: Partial<BindOptions>;
+    logger?: Logger;
+    /** More accounts, `name: password`. */
+    accounts?: Record<string, string>;
+    gracePeriodMs?: number;
   } = {},
 ) {
   const users = new MemoryUserStore({ iterations: 4096 });
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
+  for (const [name, password] of Object.entries(options.accounts ?? {})) await users.create(name, password);
   const server = xmppServer({
     domain: 'localhost',
     users,
@@ -45,13 +63,15 @@ export async function start(
     channelBinding: options.channelBinding,
     registration: options.registration,
     rateLimit: options.rateLimit,
+    ...options.server,
   });
-  const service = new PortService({ env: {}, gracePeriodMs: 2000 });
+  const service = new PortService({ env: {}, gracePeriodMs: options.gracePeriodMs ?? 2000, logger: options.logger });
   services.push(service);
   const binding = service.bind(server.c2s({ directTls: options.directTls }), {
     port: 0,
     host: '127.0.0.1',
     tls: options.tls === false ? undefined : pems,
+    ...options.bind,
   });
   await service.start();
   return { server, service, binding, port: portOf(binding) };
@@ -89,4 +109,38 @@ export async function rawStartTls(port: number, options: { minVersion?: 'TLSv1.3
   const secure = tlsConnect({ socket, rejectUnauthorized: false, servername: 'localhost', ...options });
   await once(secure, 'secureConnect');
   return secure as unknown as import('node:net').Socket;
+}
+
+/** Log in over a raw TLS socket with PLAIN and bind `resource`: the socket, stream open, resource bound. */
+export async function rawLogin(port: number, username: string, password: string, resource = 'raw'): Promise<import('node:net').Socket> {
+  const secure = await rawStartTls(port);
+  const plain = Buffer.from(`\u0000${username}\u0000${password}`).toString('base64');
+  secure.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
+  await readUntil(secure, /<success/);
+  secure.write(
+    `${OPEN}<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`,
+  );
+  await readUntil(secure, /<\/iq>/);
+  return secure;
+}
+
+/** A logger that keeps every line, for asserting on what was logged. */
+export function capturingLogger(): Logger & { lines: Array<{ level: string; fields: object; message: string | undefined }> } {
+  const lines: Array<{ level: string; fields: object; message: string | undefined }> = [];
+  const make = (bindings: object): Logger => {
+    const log =
+      (level: string) =>
+      (fields: object | string, message?: string): void => {
+        if (typeof fields === 'string') lines.push({ level, fields: bindings, message: fields });
+        else lines.push({ level, fields: { ...bindings, ...fields }, message });
+      };
+    return {
+      debug: log('debug'),
+      info: log('info'),
+      warn: log('warn'),
+      error: log('error'),
+      child: (more) => make({ ...bindings, ...more }),
+    };
+  };
+  return Object.assign(make({}), { lines });
 }

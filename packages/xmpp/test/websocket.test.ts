@@ -16,12 +16,17 @@ afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
 });
 
-async function start() {
+async function start(options: { allowPlaintext?: boolean | 'loopback'; registration?: boolean } = {}) {
   const users = new MemoryUserStore({ iterations: 4096 });
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
-  // Loopback development: ws:// and plain TCP without TLS, SCRAM only.
-  const server = xmppServer({ domain: 'localhost', users, allowPlaintext: true });
+  // Development: ws:// and plain TCP without TLS, SCRAM only.
+  const server = xmppServer({
+    domain: 'localhost',
+    users,
+    allowPlaintext: options.allowPlaintext ?? true,
+    registration: options.registration,
+  });
   const service = new PortService({ env: {}, gracePeriodMs: 2000 });
   services.push(service);
   const http = service.bind(httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } }), { port: 0, host: '127.0.0.1' });
@@ -88,5 +93,67 @@ describe('XMPP over WebSocket', () => {
     );
     await service.stop();
     expect(await shutdown).toBe('system-shutdown');
+  });
+});
+
+/** A raw XMPP-over-WebSocket client: every frame it gets, and the close code. */
+async function rawWs(port: number, headers: Record<string, string> = {}) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/xmpp-websocket`, ['xmpp'], { headers });
+  const frames: string[] = [];
+  ws.on('message', (data: Buffer) => frames.push(data.toString()));
+  const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
+  await new Promise((resolve) => ws.once('open', resolve));
+  ws.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>");
+  return { ws, frames, closed };
+}
+
+async function framesUntil(frames: string[], pattern: RegExp): Promise<string> {
+  for (let i = 0; i < 500; i++) {
+    const text = frames.join('');
+    if (pattern.test(text)) return text;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`no ${pattern} in ${JSON.stringify(frames)}`);
+}
+
+describe('XMPP over WebSocket: who counts as local', () => {
+  it("under allowPlaintext: 'loopback', a loopback peer gets SCRAM and PLAIN; one with forwarding headers is not local", async () => {
+    const { httpPort } = await start({ allowPlaintext: 'loopback', registration: true });
+    const local = await rawWs(httpPort);
+    const features = await framesUntil(local.frames, /<\/stream:features>/);
+    expect(features).toContain('<mechanism>PLAIN</mechanism>');
+    // Registration needs TLS, on every transport.
+    expect(features).not.toContain('iq-register');
+    local.ws.close();
+    for (const headers of [
+      { 'X-Forwarded-For': '203.0.113.9' },
+      { Forwarded: 'for=203.0.113.9;proto=http' },
+      { 'X-Real-IP': '203.0.113.9' },
+    ] as Array<Record<string, string>>) {
+      const proxied = await rawWs(httpPort, headers);
+      const code = await proxied.closed;
+      const text = proxied.frames.join('');
+      expect(text, JSON.stringify(headers)).toContain("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+      expect(text).not.toContain('<mechanism>');
+      expect(code).toBe(1000);
+    }
+  });
+
+  it('closes with 1001 on shutdown, after <system-shutdown/>', async () => {
+    const { httpPort, service } = await start();
+    const peer = await rawWs(httpPort);
+    await framesUntil(peer.frames, /<\/stream:features>/);
+    const report = await service.stop();
+    expect(await peer.closed).toBe(1001);
+    expect(peer.frames.join('')).toContain("<system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    expect(report.forced).toBe(0);
+  });
+
+  it('on an HTTP binding without TLS and without allowPlaintext, start fails with PB_ERR_XMPP_NO_TLS', async () => {
+    const server = xmppServer({ domain: 'localhost' });
+    const service = new PortService({ env: {} });
+    services.push(service);
+    service.bind(httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } }), { port: 0, host: '127.0.0.1' });
+    await expect(service.start()).rejects.toMatchObject({ code: 'PB_ERR_XMPP_NO_TLS' });
   });
 });
