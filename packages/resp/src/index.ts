@@ -1,15 +1,10 @@
-export {
-  type CommandFlag,
-  type CommandHandler,
-  type CommandOptions,
-  type CommandSpec,
-  RespAdapter,
-  type RespOptions,
-  respAdapter,
-} from './adapter.js';
+// The public surface: the factory, the types handlers and options are written against, and the
+// helpers a handler needs (replies, errors, integer arguments, glob patterns). The request
+// parser, the reply encoder's class and ProtocolError stay internal.
+export type { CommandFlag, CommandHandler, CommandOptions, CommandSpec, RespAdapter, RespOptions } from './adapter.js';
+export { respAdapter } from './adapter.js';
 export { integerArg } from './builtins.js';
-export { RespClient } from './client.js';
-export { ProtocolError } from './errors.js';
+export type { RespClient } from './client.js';
 export { globMatch } from './glob.js';
-export { type Command, type ParserLimits, parseInteger, parserDefaults, RequestParser, splitArgs } from './parser.js';
-export { formatDouble, OK, type ReplyValue, ReplyWriter, RespError, SimpleString, simple } from './reply.js';
+export type { Command } from './parser.js';
+export { OK, type ReplyValue, type ReplyWriter, RespError, type SimpleString, simple } from './reply.js';

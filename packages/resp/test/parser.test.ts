@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Command, ProtocolError, RequestParser } from '../src/index.js';
+import { ProtocolError } from '../src/errors.js';
+import { type Command, RequestParser } from '../src/parser.js';
 
 /** Parse a whole input; returns the commands (as strings) and the error reply, if any. */
 function parseAll(input: string | Buffer, options: { authRequired?: boolean; chunks?: number[] } = {}) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatDouble, OK, ReplyWriter, RespError, simple } from '../src/index.js';
+import { formatDouble, OK, ReplyWriter, RespError, simple } from '../src/reply.js';
 
 function written(protocol: 2 | 3, write: (reply: ReplyWriter) => void): string {
   const reply = new ReplyWriter();
