@@ -272,34 +272,87 @@ export class HttpAdapter implements Adapter {
   #fetchListener(fetch: FetchHandler, logger: Logger): RequestListener {
     const limit = this.options.bodyLimit ?? httpDefaults.bodyLimit;
     if (!(limit >= 0)) throw new TypeError(`httpAdapter: bodyLimit must be a number ≥ 0, got ${limit}`);
-    const listener = getRequestListener(fetch, {
+    const listener = getRequestListener(clientGoneAware(fetch), {
       overrideGlobalObjects: this.options.overrideGlobalObjects ?? true,
       errorHandler: (error) => {
-        if (causedBy(error, BodyLimitError)) return undefined; // answered 413 already, or cut
+        // Answered 413 already, or the client left while the handler read its body: nothing to send.
+        if (causedBy(error, BodyLimitError)) return undefined;
+        if (error instanceof ClientGoneError) {
+          logger.debug({ err: error.cause }, 'client left before the response');
+          return undefined;
+        }
         if (error instanceof RequestError) {
           logger.debug({ err: error }, 'bad request');
-          return new Response('Bad Request\n', {
-            status: 400,
-            headers: { 'content-type': 'text/plain; charset=utf-8', connection: 'close' },
-          });
+          return badRequest();
         }
         logger.error({ err: error }, 'request handler failed');
         return new Response('Internal Server Error\n', { status: 500, headers: { 'content-type': 'text/plain; charset=utf-8' } });
       },
     });
-    if (limit === Number.POSITIVE_INFINITY) return listener;
+    // The last Host header that parsed: most requests repeat it, so each is checked once.
+    let goodHost: string | undefined;
     return (req, res) => {
-      const declared = req.headers['content-length'];
-      if (declared !== undefined && Number(declared) > limit) {
-        logger.debug({ contentLength: declared, bodyLimit: limit }, 'request body over the limit');
-        tooLarge(res, limit);
-        return;
+      // @hono/node-server trusts a Host made of host-name characters without parsing it, so a
+      // Host such as 1.2.3.256 would reach the handler as a `request.url` that `new URL()` rejects.
+      const host = req.headers.host;
+      if (host !== undefined && host !== goodHost) {
+        if (!URL.canParse(`http://${host}/`)) {
+          logger.debug({ host }, 'bad request: invalid Host');
+          return badRequest(res);
+        }
+        goodHost = host;
       }
-      // node:http makes a body end at its Content-Length; a chunked one is counted as it arrives.
-      if (req.headers['transfer-encoding'] !== undefined) limitChunked(req, res, limit, logger);
+      if (limit !== Number.POSITIVE_INFINITY) {
+        const declared = req.headers['content-length'];
+        if (declared !== undefined && Number(declared) > limit) {
+          logger.debug({ contentLength: declared, bodyLimit: limit }, 'request body over the limit');
+          return tooLarge(res, limit);
+        }
+        // node:http makes a body end at its Content-Length; a chunked one is counted as it arrives.
+        if (req.headers['transfer-encoding'] !== undefined) limitChunked(req, res, limit, logger);
+      }
       return listener(req, res);
     };
   }
+}
+
+/** The handler failed because the client went away (its body read was aborted): not a server error. */
+class ClientGoneError extends Error {
+  constructor(cause: unknown) {
+    super('client left before the response', { cause });
+    this.name = 'ClientGoneError';
+  }
+}
+
+/** Mark a handler's rejection as {@link ClientGoneError} when it is the client's disconnect itself. */
+function clientGoneAware(
+  fetch: FetchHandler,
+): (request: Request, env: { incoming: { destroyed: boolean }; outgoing: { destroyed: boolean } }) => Response | Promise<Response> {
+  return (request, env) => {
+    const result = fetch(request);
+    if (!isPromise(result)) return result;
+    return result.catch((error: unknown) => {
+      const code = (error as NodeJS.ErrnoException | undefined)?.code;
+      const disconnect =
+        code === 'ECONNRESET' ||
+        code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+        (error as Error | undefined)?.message === 'Client connection prematurely closed.';
+      if (disconnect && (env.incoming.destroyed || env.outgoing.destroyed)) throw new ClientGoneError(error);
+      throw error;
+    }) as Promise<Response>;
+  };
+}
+
+function badRequest(): Response;
+function badRequest(res: ServerResponse): void;
+function badRequest(res?: ServerResponse): Response | undefined {
+  const body = 'Bad Request\n';
+  const headers = { 'content-type': 'text/plain; charset=utf-8', connection: 'close' };
+  if (res === undefined) return new Response(body, { status: 400, headers });
+  res.shouldKeepAlive = false;
+  res.writeHead(400, { ...headers, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+  return undefined;
 }
 
 /** A request body grew past `bodyLimit`: reading it rejects with this error. */

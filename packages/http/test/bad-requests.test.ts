@@ -48,6 +48,7 @@ describe('malformed requests on the fetch-handler path', () => {
     ['a Host with a path', 'GET / HTTP/1.1\r\nHost: a/b\r\n\r\n'],
     ['a Host with a broken IPv6 literal', 'GET / HTTP/1.1\r\nHost: [::1\r\n\r\n'],
     ['a Host with a user part', 'GET / HTTP/1.1\r\nHost: user@evil.example\r\n\r\n'],
+    ['a Host that looks like an IPv4 address but is none', 'GET / HTTP/1.1\r\nHost: 1.2.3.256\r\n\r\n'],
     ['a backslash in the path', 'GET /a\\b HTTP/1.1\r\nHost: x\r\n\r\n'],
     ['an asterisk request target', 'GET * HTTP/1.1\r\nHost: x\r\n\r\n'],
   ])('answers 400 to %s, logs no error, and keeps serving', async (_name, request) => {
@@ -60,6 +61,31 @@ describe('malformed requests on the fetch-handler path', () => {
     expect(calls).toBe(before);
     expect(errors()).toEqual([]);
     expect(await (await fetch(url)).text()).toBe('ok');
+  });
+});
+
+describe('a client that leaves mid-body', () => {
+  it('is logged at debug, not as a handler failure', async () => {
+    let rejected: unknown;
+    const { port, url, errors, lines } = await serve({
+      fetch: async (request) => {
+        try {
+          return new Response(await request.text());
+        } catch (error) {
+          rejected = error;
+          throw error;
+        }
+      },
+    });
+    const socket = await rawConnect(port);
+    socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    socket.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(rejected).toBeInstanceOf(Error);
+    expect(errors()).toEqual([]);
+    expect(lines.some((line) => line.level === 'debug' && line.message === 'client left before the response')).toBe(true);
+    expect((await fetch(url, { method: 'POST', body: 'whole' })).status).toBe(200);
   });
 });
 
