@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { getHeapStatistics } from 'node:v8';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
-import { silentLogger } from '@portbind/core';
+import { ConfigError, silentLogger } from '@portbind/core';
 import { registerBuiltins } from './builtins.js';
 import { type ClientHost, RespClient, writeFailure, writeResult } from './client.js';
 import { globMatch } from './glob.js';
@@ -172,8 +172,9 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     this.outputHighWaterMark = options.outputHighWaterMark ?? 1024 * 1024;
     this.databases = options.databases ?? 16;
     this.serverVersion = options.serverVersion ?? '7.2.0';
-    this.queryBufferLimit = options.queryBufferLimit ?? 1024 * 1024 * 1024;
-    this.totalQueryBufferLimit = options.totalQueryBufferLimit ?? Math.floor(getHeapStatistics().heap_size_limit / 2);
+    this.queryBufferLimit = byteLimit('queryBufferLimit', options.queryBufferLimit) ?? 1024 * 1024 * 1024;
+    this.totalQueryBufferLimit =
+      byteLimit('totalQueryBufferLimit', options.totalQueryBufferLimit) ?? Math.floor(getHeapStatistics().heap_size_limit / 2);
     this.#authConfigured = options.password !== undefined || options.users !== undefined || options.authenticate !== undefined;
     registerBuiltins(this as unknown as RespAdapter<Record<string, unknown>>);
   }
@@ -556,6 +557,14 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 /** Create a {@link RespAdapter}. */
 export function respAdapter<Context = Record<string, unknown>>(options: RespOptions<Context> = {}): RespAdapter<Context> {
   return new RespAdapter<Context>(options);
+}
+
+/** A limit in bytes from the options: a positive number, or a ConfigError naming the option. */
+function byteLimit(option: string, value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !(value > 0))
+    throw new ConfigError(`respAdapter({ ${option} })`, value, 'must be a positive number of bytes');
+  return value;
 }
 
 /** Redis 7's text: the name cut to 128 bytes, then arguments quoted, within a 128-byte budget. */

@@ -241,6 +241,23 @@ describe('query buffer limits', () => {
   });
 });
 
+describe('limit options', () => {
+  it('refuses a limit that is not a positive number of bytes, naming the option (PB_ERR_CONFIG)', () => {
+    expect(() => respAdapter({ queryBufferLimit: 0 })).toThrow(
+      expect.objectContaining({
+        code: 'PB_ERR_CONFIG',
+        message: 'Invalid respAdapter({ queryBufferLimit })=0: must be a positive number of bytes',
+      }),
+    );
+    expect(() => respAdapter({ totalQueryBufferLimit: Number.NaN })).toThrow(
+      expect.objectContaining({
+        code: 'PB_ERR_CONFIG',
+        message: 'Invalid respAdapter({ totalQueryBufferLimit })=NaN: must be a positive number of bytes',
+      }),
+    );
+  });
+});
+
 describe('protocol errors', () => {
   it('answers the error and closes; what the client sends after it is not read into memory', async () => {
     const { port, resp } = await start();
