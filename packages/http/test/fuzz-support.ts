@@ -67,7 +67,7 @@ export class Mutator {
 
   /** One to four mutations of `input`, sometimes spliced with another corpus entry. */
   mutate(input: Buffer, corpus: readonly Buffer[]): Buffer {
-    let out = Buffer.from(input);
+    let out: Buffer = Buffer.from(input);
     const rounds = 1 + this.int(4);
     for (let i = 0; i < rounds; i++) out = this.#once(out, corpus);
     return out;
