@@ -42,9 +42,12 @@ export interface RunOptions {
  * A self-contained service that exports its protocols by binding ports (twelve-factor, factor VII).
  *
  * ```ts
+ * import { PortService } from '@portbind/core';
+ * import { httpAdapter } from '@portbind/http';
+ *
  * const service = new PortService();
- * service.bind(httpAdapter({ fetch: () => new Response('hi') }));   // PORT, default 5000
- * await service.run();                                        // start, log URLs, drain on SIGTERM
+ * service.bind(httpAdapter({ fetch: () => new Response('hi') })); // PORT, default 5000
+ * await service.run(); // start, log URLs, drain on SIGTERM
  * ```
  */
 export class PortService {
