@@ -105,8 +105,9 @@ describe('HTTP fuzz', () => {
         `${errors.length} error lines, ${lines.filter((line) => line.level === 'warn').length} warn lines`,
     );
     expect(goodChecks).toBe(Math.ceil(INPUTS / CHECK_EVERY) + 1);
-    // The inputs did reach the parser and the handler, not only the socket.
-    expect(statuses.get('400') ?? 0).toBeGreaterThan(100);
-    expect(statuses.get('200') ?? 0).toBeGreaterThan(100);
+    // The inputs did reach the parser and the handler, not only the socket (bounds far below a
+    // typical run's ~1,950 × 400 and ~200 × 200, so a slow machine does not make them flaky).
+    expect(statuses.get('400') ?? 0).toBeGreaterThan(500);
+    expect(statuses.get('200') ?? 0).toBeGreaterThan(50);
   }, 60_000);
 });
