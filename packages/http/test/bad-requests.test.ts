@@ -21,6 +21,15 @@ function capturingLogger(lines: Line[]): Logger {
   return logger;
 }
 
+/** Wait (polling) until `condition` holds; fail after 5 s. */
+async function until(condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met within 5 s');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 const services: PortService[] = [];
 afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
@@ -67,8 +76,10 @@ describe('malformed requests on the fetch-handler path', () => {
 describe('a client that leaves mid-body', () => {
   it('is logged at debug, not as a handler failure', async () => {
     let rejected: unknown;
+    let calls = 0;
     const { port, url, errors, lines } = await serve({
       fetch: async (request) => {
+        calls++;
         try {
           return new Response(await request.text());
         } catch (error) {
@@ -79,10 +90,11 @@ describe('a client that leaves mid-body', () => {
     });
     const socket = await rawConnect(port);
     socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part');
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await until(() => calls > 0); // the handler is reading the body
     socket.destroy();
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await until(() => rejected !== undefined);
     expect(rejected).toBeInstanceOf(Error);
+    await until(() => lines.some((line) => line.message === 'client left before the response'));
     expect(errors()).toEqual([]);
     expect(lines.some((line) => line.level === 'debug' && line.message === 'client left before the response')).toBe(true);
     expect((await fetch(url, { method: 'POST', body: 'whole' })).status).toBe(200);
@@ -147,7 +159,7 @@ describe('request body limit for fetch handlers', () => {
     expect(result.data).toMatch(/^HTTP\/1\.1 413 /);
     expect(result.data).toMatch(/\r\nconnection: close\r\n/i);
     expect(result.closed).toBe(true);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await until(() => seen.length > 0);
     expect(seen).toEqual(['rejected BodyLimitError']);
     expect(errors()).toEqual([]);
     expect(lines.some((line) => line.level === 'debug' && line.message === 'request body over the limit')).toBe(true);
