@@ -97,3 +97,21 @@ describe('message carbons (XEP-0280)', () => {
     expect(received.getChild('received')?.getChild('forwarded')?.getChild('message')?.getChildText('body')).toBe('to the laptop');
   });
 });
+
+describe('the README', () => {
+  it('echo bot answers a message to echo@localhost, in about ten lines', async () => {
+    const { port, server } = await start();
+    server.on('message', (message, { session }) => {
+      const body = message.getChildText('body');
+      if (message.attr('to') !== 'echo@localhost' || body === undefined) return undefined;
+      session.send(serverXml('message', { from: 'echo@localhost', to: message.attr('from'), type: 'chat' }, serverXml('body', {}, body)));
+      return null;
+    });
+    const juliet = await login(port, 'juliet', 'balcony');
+    const echoed = next(juliet.xmpp, (s) => s.is('message') && s.attrs.from === 'echo@localhost');
+    await juliet.xmpp.send(xml('message', { to: 'echo@localhost', type: 'chat' }, xml('body', {}, 'hello, echo')));
+    const answer = await echoed;
+    expect(answer.getChildText('body')).toBe('hello, echo');
+    expect(answer.attrs.to).toBe(juliet.jid);
+  });
+});
