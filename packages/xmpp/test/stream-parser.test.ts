@@ -23,6 +23,30 @@ function parse(input: string | Buffer, options: { chunk?: number; maxStanzaSize?
 }
 
 describe('StreamParser', () => {
+  it('allows maxDepth levels of nesting in a stanza (the stanza is 1) and answers one more with policy-violation, however it arrives', () => {
+    const nest = (depth: number): string => `${'<x>'.repeat(depth - 1)}${'</x>'.repeat(depth - 1)}`;
+    const ok = parse(`${OPEN}<message>${nest(64)}</message>`, { chunk: 7 });
+    expect(ok.error).toBeUndefined();
+    expect(ok.events.filter((e) => e.type === 'element')).toHaveLength(1);
+    const deep = parse(`${OPEN}<message>${nest(65)}</message><presence/>`, { chunk: 7 });
+    expect(deep.error).toBe('policy-violation');
+    expect(deep.events.filter((e) => e.type === 'element')).toHaveLength(0);
+    const custom = new StreamParser(() => {}, { maxDepth: 3 });
+    expect(() => custom.write(Buffer.from(`${OPEN}<a><b><c><d/></c></b></a>`))).toThrow(/nested deeper than 3 levels/);
+  });
+
+  it('takes a new stanza size limit on the fly, never below 10 000', () => {
+    const events: StreamEvent[] = [];
+    const parser = new StreamParser((event) => events.push(event), { maxStanzaSize: 10_000 });
+    parser.write(Buffer.from(OPEN));
+    parser.maxStanzaSize = 50_000;
+    parser.write(Buffer.from(`<message><body>${'x'.repeat(20_000)}</body></message>`));
+    expect(events.map((e) => e.type)).toEqual(['open', 'element']);
+    parser.maxStanzaSize = 5;
+    expect(parser.maxStanzaSize).toBe(10_000);
+    expect(() => parser.write(Buffer.from(`<message><body>${'x'.repeat(20_000)}</body></message>`))).toThrow(/larger than 10000/);
+  });
+
   it('reports the stream header and each top-level element, with namespaces', () => {
     const { events, error } = parse(
       `${OPEN}<message to='a@b' type='chat'><body>hi &amp; &lt;3 &#x263A;</body></message><iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq></stream:stream>`,
