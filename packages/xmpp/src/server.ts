@@ -324,6 +324,7 @@ export class XmppServer {
     const address = session.conn.remoteAddress ?? 'unix';
     const fail = (failure: SaslFailure, text?: string): void => {
       delete session.state.scram;
+      delete session.state.saslAccount;
       session.send(
         xml('failure', { xmlns: NS_SASL }, xml(failure), text === undefined ? undefined : xml('text', { 'xml:lang': 'en' }, text)),
       );
@@ -375,6 +376,7 @@ export class XmppServer {
       const account = typeof session.state.saslAccount === 'string' ? session.state.saslAccount : undefined;
       if ('failure' in finished) return failed(account, scram.mechanism, finished.failure, finished.text);
       delete session.state.scram;
+      delete session.state.saslAccount;
       return this.#authenticated(session, finished.username, finished.success);
     }
     fail('malformed-request');
