@@ -189,6 +189,19 @@ describe('examples/http-embed', () => {
     expect((await demo.exited).code).toBe(0);
   });
 
+  it('one Ctrl-C delivered twice at once (the terminal and `npm start` forwarding it) still drains and exits 0', async () => {
+    const demo = await startDemo();
+    const inFlight = fetch(`http://127.0.0.1:${demo.port}/api/slow?ms=1000`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    demo.child.kill('SIGINT');
+    demo.child.kill('SIGINT');
+    const response = await inFlight;
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ sleptMs: 1000 });
+    expect((await demo.exited).code).toBe(0);
+    expect(demo.logs()).toContain('"msg":"stopped"');
+  });
+
   it('a second signal exits at once', async () => {
     const demo = await startDemo();
     const inFlight = fetch(`http://127.0.0.1:${demo.port}/api/slow?ms=20000`).catch(() => 'cut');

@@ -4,7 +4,7 @@ import { type SecureContext, type TLSSocket, Server as TlsServer } from 'node:tl
 import type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
 import type { ListenOptions, ListenSpec } from './config.js';
 import { Connection } from './connection.js';
-import { BindError, PortbindError } from './errors.js';
+import { BindError, PortbindError, StateError } from './errors.js';
 import type { Logger } from './logger.js';
 import { loadTls, secureContextFor, type TlsOptions } from './tls.js';
 import { listenUnix, type OwnedSocket, removeOwnedSocket } from './unix.js';
@@ -80,7 +80,7 @@ export class Binding {
 
   /** The bound address: `{ address, family, port }`, or the Unix socket path. */
   get address(): AddressInfo | string {
-    if (this.#address === undefined) throw new Error(`binding ${this.name} is not listening`);
+    if (this.#address === undefined) throw new StateError(`binding ${this.name} is not listening: read its address after start()`);
     return this.#address;
   }
 

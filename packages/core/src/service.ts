@@ -210,7 +210,8 @@ export class PortService {
 
   /**
    * The twelve-factor entry point: start, log every URL, and on SIGTERM or SIGINT drain and exit 0.
-   * A second signal exits at once (code 1). A start failure is logged and exits 1.
+   * A second signal exits at once (code 1), unless it comes within 100 ms of the first (a copy forwarded by
+   * a wrapper such as `npm start`, which Ctrl-C also reaches). A start failure is logged and exits 1.
    */
   async run(options: RunOptions = {}): Promise<void> {
     try {
@@ -222,11 +223,20 @@ export class PortService {
     for (const binding of this.#bindings) {
       for (const url of binding.urls) this.logger.info({ binding: binding.name, url }, `listening on ${url}`);
     }
+    let firstSignalAt = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (this.#stopping) {
+        // Ctrl-C reaches every process of the terminal's group, and a wrapper such as `npm start`
+        // forwards its own copy too: one keypress can arrive twice within a few milliseconds. Only
+        // a signal sent on purpose later (a second Ctrl-C) cuts the drain short.
+        if (Date.now() - firstSignalAt < duplicateSignalMs) {
+          this.logger.debug({ signal }, 'the same signal again at once (forwarded by a wrapper): still draining');
+          return;
+        }
         this.logger.warn({ signal }, 'second signal: exiting now');
         process.exit(1);
       }
+      firstSignalAt = Date.now();
       this.logger.info({ signal, gracePeriodMs: this.gracePeriodMs }, 'draining');
       this.stop().then(
         (report) => {
@@ -284,6 +294,9 @@ export class PortService {
     return { forced, durationMs: Date.now() - started };
   }
 }
+
+/** Signals closer together than this count as one (see `run()`). */
+const duplicateSignalMs = 100;
 
 function aborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener, RequestError } from '@hono/node-server';
-import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
+import { type Adapter, type BindingContext, ConfigError, type Connection, type Logger, PortbindError } from '@portbind/core';
 import { rejectUpgrade, type UpgradeHandler } from './upgrade.js';
 
 /** Paths of the opt-in health endpoints. */
@@ -105,7 +105,9 @@ export class HttpAdapter implements Adapter {
   #sweep: NodeJS.Timeout | undefined;
 
   constructor(options: HttpOptions = {}) {
-    if (options.handler && options.fetch) throw new TypeError('httpAdapter: give `handler` or `fetch`, not both');
+    if (options.handler && options.fetch) {
+      throw new PortbindError('PB_ERR_CONFIG', 'httpAdapter: give `handler` (a Node listener) or `fetch` (a fetch handler), not both');
+    }
     this.options = options;
   }
 
@@ -271,7 +273,7 @@ export class HttpAdapter implements Adapter {
    */
   #fetchListener(fetch: FetchHandler, logger: Logger): RequestListener {
     const limit = this.options.bodyLimit ?? httpDefaults.bodyLimit;
-    if (!(limit >= 0)) throw new TypeError(`httpAdapter: bodyLimit must be a number ≥ 0, got ${limit}`);
+    if (!(limit >= 0)) throw new ConfigError('bodyLimit', limit, 'a number of bytes ≥ 0 (Infinity turns the limit off)');
     const listener = getRequestListener(clientGoneAware(fetch), {
       overrideGlobalObjects: this.options.overrideGlobalObjects ?? true,
       errorHandler: (error) => {
