@@ -1,4 +1,4 @@
-// portbind's XMPP server for bench/xmpp.mjs: XmppServer with an in-memory account store, bound on
+// portbind's XMPP server for bench/xmpp.mjs: xmppServer() with an in-memory account store, bound on
 // 127.0.0.1 without TLS (`allowPlaintext: 'loopback'`: loopback clients may log in with PLAIN),
 // no reading rate limit. Prints "ready" on stdout once listening.
 //
@@ -8,7 +8,7 @@
 // stdin closes.
 
 import { PortService, silentLogger } from '../../packages/core/dist/index.js';
-import { deriveScram, MemoryUserStore, XmppServer } from '../../packages/xmpp/dist/index.js';
+import { deriveScram, MemoryUserStore, xmppServer } from '../../packages/xmpp/dist/index.js';
 
 const port = Number(process.env.PORT);
 const password = process.env.PASSWORD ?? 'secret';
@@ -36,7 +36,7 @@ const write = (level) => (fields, message) =>
 const warnLogger = { debug: () => {}, info: () => {}, warn: write('warn'), error: write('error'), child: () => warnLogger };
 const logger = process.env.LOG === 'warn' ? warnLogger : silentLogger;
 
-const server = new XmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback', rateLimit: { bytesPerSecond: 0 } });
+const server = xmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback', rateLimit: { bytesPerSecond: 0 } });
 const service = new PortService({ logger, gracePeriodMs: 1000 });
 service.bind(server.c2s(), { port, host: '127.0.0.1' });
 await service.start();
