@@ -1,6 +1,6 @@
 import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { saslprep, trySaslprep } from './saslprep.js';
+import { SaslprepError, saslprep, trySaslprep } from './saslprep.js';
 
 /** The hash functions of the SCRAM mechanisms offered: SCRAM-SHA-1 (RFC 5802) and SCRAM-SHA-256 (RFC 7677). */
 export type ScramHash = 'sha1' | 'sha256';
@@ -79,11 +79,11 @@ export function normalizeUsername(username: string): string | undefined {
 
 /**
  * Prepares a password as SCRAM's Normalize() does (RFC 5802 §2.2: SASLprep as a query string).
- * Throws a SaslprepError for prohibited characters and a RangeError for an empty result.
+ * Throws a SaslprepError (`PB_ERR_XMPP_CREDENTIALS`) for prohibited characters or an empty result.
  */
 export function preparePassword(password: string): string {
   const prepared = saslprep(password, { allowUnassigned: true });
-  if (prepared === '') throw new RangeError('empty password');
+  if (prepared === '') throw new SaslprepError('empty password');
   return prepared;
 }
 
@@ -92,7 +92,7 @@ export function preparePassword(password: string): string {
  * SaltedPassword = Hi(Normalize(password), salt, i), ClientKey = HMAC(SaltedPassword, "Client Key"),
  * StoredKey = H(ClientKey), ServerKey = HMAC(SaltedPassword, "Server Key").
  *
- * Throws a SaslprepError for a password SASLprep refuses, a RangeError for an empty password, an
+ * Throws a SaslprepError (`PB_ERR_XMPP_CREDENTIALS`) for a password SASLprep refuses, an empty password, an
  * empty salt or an iteration count that is not a positive integer. Runs PBKDF2 synchronously.
  */
 export function deriveScram(password: string, hash: ScramHash, options: DeriveScramOptions = {}): ScramCredentials {
@@ -131,8 +131,8 @@ export function hmac(hash: ScramHash, key: Buffer, data: string | Buffer): Buffe
 }
 
 function checkParameters(salt: Buffer, iterations: number): void {
-  if (salt.length === 0) throw new RangeError('empty salt');
-  if (!Number.isSafeInteger(iterations) || iterations < 1) throw new RangeError(`invalid iteration count ${iterations}`);
+  if (salt.length === 0) throw new SaslprepError('empty salt');
+  if (!Number.isSafeInteger(iterations) || iterations < 1) throw new SaslprepError(`invalid iteration count ${iterations}`);
 }
 
 /** Adapts a {@link UserStore} to the `lookup` of ScramServer and verifyPlain. */
@@ -168,10 +168,10 @@ export class MemoryUserStore implements UserStore {
     return user && { username: user.username, sha1: copy(user.sha1), sha256: copy(user.sha256) };
   }
 
-  /** Throws a RangeError for an invalid username or empty password, a SaslprepError for a password SASLprep refuses. */
+  /** Throws a SaslprepError (`PB_ERR_XMPP_CREDENTIALS`) for an invalid username, an empty password or one SASLprep refuses. */
   create(username: string, password: string): boolean {
     const name = normalizeUsername(username);
-    if (name === undefined) throw new RangeError('invalid username');
+    if (name === undefined) throw new SaslprepError(`invalid username ${JSON.stringify(username)}: no @, /, spaces or control characters`);
     if (this.#users.has(name)) return false;
     this.#users.set(name, this.#derive(name, password));
     return true;

@@ -1,3 +1,4 @@
+import { PortbindError } from '@portbind/core';
 import { inTable, L_CAT, MAPPED_TO_NOTHING, NON_ASCII_SPACE, PROHIBITED, RAND_AL_CAT, UNASSIGNED } from './saslprep-tables.js';
 
 // SASLprep (RFC 4013), the stringprep (RFC 3454) profile SCRAM and PLAIN prepare user names and
@@ -28,9 +29,14 @@ import { inTable, L_CAT, MAPPED_TO_NOTHING, NON_ASCII_SPACE, PROHIBITED, RAND_AL
 //  - Other profiles (nameprep, PRECIS) are not implemented; XMPP localparts proper are PRECIS
 //    UsernameCaseMapped (RFC 7622). See `normalizeUsername` in credentials.ts for what is used instead.
 
-/** Why a string could not be prepared. */
-export class SaslprepError extends Error {
-  override readonly name = 'SaslprepError';
+/**
+ * Why a string could not be prepared, or why account credentials were refused (an invalid username,
+ * an empty password, bad SCRAM parameters): code `PB_ERR_XMPP_CREDENTIALS`.
+ */
+export class SaslprepError extends PortbindError {
+  constructor(message: string) {
+    super('PB_ERR_XMPP_CREDENTIALS', message);
+  }
 }
 
 export interface SaslprepOptions {
