@@ -1,17 +1,9 @@
 import { connect } from 'node:net';
 import type { Logger } from '@portbind/core';
 
-/** mulberry32: a small seeded PRNG, so every fuzz run sends the same inputs. Returns [0, 1). */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../../../test/support/prng.js';
+
+export { prng };
 
 /** Tokens that tend to matter to parsers, spliced into inputs. */
 const tokens = [

@@ -4,6 +4,7 @@ import { PortService } from '@portbind/core';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { portOf, sleep } from '../../../test/support/net.js';
+import { prng } from '../../../test/support/prng.js';
 import { OK, respAdapter } from '../src/index.js';
 
 // Fuzzing the RESP port: mutations of captured valid traffic (multibulk, inline, RESP3 HELLO,
@@ -14,18 +15,6 @@ import { OK, respAdapter } from '../src/index.js';
 const INPUTS = 3000;
 const CONCURRENCY = 16;
 const SEED = 0x5eed_7e5f;
-
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const multibulk = (...args: string[]): string =>
   `*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`;

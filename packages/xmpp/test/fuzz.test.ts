@@ -2,6 +2,7 @@ import { connect } from 'node:net';
 import { PortService } from '@portbind/core';
 import { xml as clientXml, type Element, client as xmppClient } from '@xmpp/client';
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../../test/support/prng.js';
 import { LoginThrottle, MemoryUserStore, xmppServer } from '../src/index.js';
 import { capturingLogger, clients, OPEN, stopAfterTest } from './support.js';
 
@@ -14,18 +15,6 @@ const SEED = 0x7a11ce;
 const INPUTS = 2500;
 const CONCURRENCY = 12;
 const PER_INPUT_MS = 100;
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const plain = Buffer.from('\u0000juliet\u0000balcony').toString('base64');
 const scramFirst = Buffer.from('n,,n=juliet,r=fyko+d2lbbFgONRv9qkxdawL').toString('base64');
