@@ -4,7 +4,7 @@ import { type SecureContext, type TLSSocket, Server as TlsServer } from 'node:tl
 import type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
 import type { ListenOptions, ListenSpec } from './config.js';
 import { Connection } from './connection.js';
-import { BindError, PortbindError, StateError } from './errors.js';
+import { BindError, ConfigError, PortbindError, StateError } from './errors.js';
 import type { Logger } from './logger.js';
 import { loadTls, secureContextFor, type TlsOptions } from './tls.js';
 import { listenUnix, type OwnedSocket, removeOwnedSocket } from './unix.js';
@@ -59,6 +59,7 @@ export class Binding {
     this.adapter = adapter;
     this.options = options;
     this.name = options.name ?? adapter.name;
+    checkBindOptions(options);
     this.requestedLimits = {
       maxConnections: options.maxConnections ?? adapter.limits?.maxConnections ?? defaultLimits.maxConnections,
       idleTimeoutMs: options.idleTimeoutMs ?? adapter.limits?.idleTimeoutMs ?? defaultLimits.idleTimeoutMs,
@@ -319,6 +320,25 @@ export class Binding {
     const address = this.address;
     if (typeof address === 'string') return `${scheme}+unix://${encodeURIComponent(address)}`;
     return `${scheme}://${urlHost(this.#spec, address)}:${address.port}`;
+  }
+}
+
+/** Bind options a peer never controls but a typo can: wrong values fail at `bind()`, not at the first client. */
+function checkBindOptions(options: BindOptions): void {
+  if (options.name !== undefined && (typeof options.name !== 'string' || options.name.trim() === '')) {
+    throw new ConfigError('name', options.name, 'a binding name is a non-empty string');
+  }
+  const counts: Array<[string, number | undefined]> = [
+    ['maxConnections', options.maxConnections],
+    ['idleTimeoutMs', options.idleTimeoutMs],
+    ['closeWaitMs', options.closeWaitMs],
+    ['handshakeTimeoutMs', options.handshakeTimeoutMs],
+    ['backlog', options.backlog],
+  ];
+  for (const [option, value] of counts) {
+    if (value !== undefined && !(typeof value === 'number' && Number.isInteger(value) && value >= 0)) {
+      throw new ConfigError(option, value, 'an integer ≥ 0 (0 = no limit / never, where that applies)');
+    }
   }
 }
 

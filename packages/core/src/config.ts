@@ -92,7 +92,16 @@ const hostnamePattern = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9
 function resolveHost(explicit: string | undefined, hostEnv: string, env: Env): string | undefined {
   if (explicit !== undefined) return checkHost('host', explicit);
   const fromEnv = env[hostEnv];
-  if (fromEnv === undefined || fromEnv === '') return undefined;
+  if (fromEnv === undefined) return undefined;
+  // Set but empty is a templating slip, not a request for every interface: a loopback-only
+  // service must not turn public silently.
+  if (fromEnv.trim() === '') {
+    throw new ConfigError(
+      hostEnv,
+      fromEnv,
+      'set but empty; unset it to listen on all interfaces, or give an address (127.0.0.1, ::, a host name)',
+    );
+  }
   return checkHost(hostEnv, fromEnv);
 }
 

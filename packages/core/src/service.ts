@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type { Adapter } from './adapter.js';
 import { Binding, type BindOptions } from './binding.js';
 import { resolveListen } from './config.js';
-import { StateError } from './errors.js';
+import { ConfigError, StateError } from './errors.js';
 import { readFdBudget, reservedFds, shareConnections } from './fds.js';
 import { createLogger, type Logger } from './logger.js';
 
@@ -65,8 +65,12 @@ export class PortService {
     this.gracePeriodMs = options.gracePeriodMs ?? 10_000;
     this.readinessDelayMs = options.readinessDelayMs ?? 0;
     this.#env = options.env ?? process.env;
-    if (!Number.isFinite(this.gracePeriodMs) || this.gracePeriodMs < 0) {
-      throw new StateError(`gracePeriodMs must be a number ≥ 0, got ${this.gracePeriodMs}`);
+    for (const [option, value] of [
+      ['gracePeriodMs', this.gracePeriodMs],
+      ['readinessDelayMs', this.readinessDelayMs],
+    ] as const) {
+      if (!(typeof value === 'number' && Number.isFinite(value) && value >= 0))
+        throw new ConfigError(option, value, 'a number of milliseconds ≥ 0');
     }
   }
 

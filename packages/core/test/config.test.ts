@@ -67,6 +67,12 @@ describe('resolveListen', () => {
     );
   });
 
+  it.each([[''], ['  ']])('rejects HOST=%j (set but empty) instead of listening on every interface', (value) => {
+    expect(() => resolveListen({}, defaults, { HOST: value })).toThrow(
+      /Invalid HOST=".*": set but empty; unset it to listen on all interfaces/,
+    );
+  });
+
   it('rejects a Unix socket path longer than the kernel allows', () => {
     expect(() => resolveListen({ path: `/tmp/${'x'.repeat(120)}` }, defaults, {})).toThrow(ConfigError);
   });

@@ -27,6 +27,28 @@ async function startLine(bind: BindOptions = {}, options: ConstructorParameters<
   return { s, binding, port: portOf(binding) };
 }
 
+describe('options a typo can break fail at once, as PB_ERR_CONFIG', () => {
+  it.each<[string, BindOptions]>([
+    ['maxConnections', { maxConnections: -1 }],
+    ['maxConnections', { maxConnections: 1.5 }],
+    ['idleTimeoutMs', { idleTimeoutMs: Number.NaN }],
+    ['closeWaitMs', { closeWaitMs: -5 }],
+    ['backlog', { backlog: -1 }],
+    ['name', { name: '' }],
+  ])('bind option %s', (option, options) => {
+    const service = new PortService();
+    expect(() => service.bind(new LineAdapter(), options)).toThrow(expect.objectContaining({ code: 'PB_ERR_CONFIG', variable: option }));
+    expect(service.bindings).toHaveLength(0);
+  });
+
+  it.each([
+    ['gracePeriodMs', -1],
+    ['readinessDelayMs', Number.POSITIVE_INFINITY],
+  ])('service option %s=%s', (option, value) => {
+    expect(() => new PortService({ [option]: value })).toThrow(expect.objectContaining({ code: 'PB_ERR_CONFIG', variable: option }));
+  });
+});
+
 describe('PortService start', () => {
   it('binds an ephemeral port and reports its address and URL', async () => {
     const { s, binding, port } = await startLine();
