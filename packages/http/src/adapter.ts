@@ -105,6 +105,16 @@ export class HttpAdapter implements Adapter {
   #sweep: NodeJS.Timeout | undefined;
 
   constructor(options: HttpOptions = {}) {
+    if (options.handler !== undefined && typeof options.handler !== 'function') {
+      throw new ConfigError('handler', typeof options.handler, 'a Node request listener, (req, res) => …');
+    }
+    if (options.fetch !== undefined && typeof options.fetch !== 'function') {
+      throw new ConfigError('fetch', typeof options.fetch, 'a fetch handler, (request) => Response');
+    }
+    for (const path of Object.keys(options.upgrades ?? {})) {
+      if (path !== '*' && !path.startsWith('/'))
+        throw new ConfigError('upgrades', path, "a mount path starts with '/' (or is '*' for any path)");
+    }
     if (options.handler && options.fetch) {
       throw new PortbindError('PB_ERR_CONFIG', 'httpAdapter: give `handler` (a Node listener) or `fetch` (a fetch handler), not both');
     }
@@ -230,6 +240,13 @@ export class HttpAdapter implements Adapter {
     const routed = this.#routedListener(binding);
     const inFlight = this.#inFlight;
     return (req, res) => {
+      // RFC 9112 §3.2: a request with more than one Host header gets 400 (node:http lets it through,
+      // and frameworks then disagree on which one counts).
+      if (hostHeaders(req.rawHeaders) > 1) {
+        binding.logger.debug({ remoteAddress: req.socket.remoteAddress }, 'bad request: more than one Host header');
+        res.shouldKeepAlive = false;
+        return answer(res, 400, 'more than one Host header');
+      }
       // Before any framework sees `res` (Express swaps its prototype): an own property of the
       // response, read by node:http when it writes the headers.
       if (binding.draining) res.shouldKeepAlive = false;
@@ -393,6 +410,16 @@ function tooLarge(res: ServerResponse, limit: number): void {
  * the client gets 413 (if no response has started) and the request stream fails with
  * {@link BodyLimitError}, which rejects the handler's pending `request.text()` and the like.
  */
+/** How many Host headers a request has (`rawHeaders` alternates names and values). */
+function hostHeaders(raw: readonly string[]): number {
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') count++;
+  }
+  return count;
+}
+
 function limitChunked(req: IncomingMessage, res: ServerResponse, limit: number, logger: Logger): void {
   let received = 0;
   let over = false;

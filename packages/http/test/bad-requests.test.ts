@@ -73,6 +73,33 @@ describe('malformed requests on the fetch-handler path', () => {
   });
 });
 
+describe('two Host headers (RFC 9112 §3.2)', () => {
+  it.each([
+    ['a fetch handler', { fetch: () => new Response('ok') }],
+    ['a Node listener', { handler: (_req: unknown, res: { end: (body: string) => void }) => res.end('ok') } as HttpOptions],
+  ])('answer 400 on %s, without calling it, and close', async (_name, options) => {
+    const { port, url, errors } = await serve(options as HttpOptions);
+    const result = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: a.example\r\nhost: b.example\r\n\r\n');
+    expect(result.data).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(result.data).toContain('more than one Host header');
+    expect(result.closed).toBe(true);
+    expect(errors()).toEqual([]);
+    expect(await (await fetch(url)).text()).toBe('ok');
+  });
+});
+
+describe('options a typo can break fail at construction (PB_ERR_CONFIG)', () => {
+  it.each([
+    ['fetch', { fetch: 5 }],
+    ['handler', { handler: 'app' }],
+    ['upgrades', { upgrades: { chat: { scheme: 'ws', secureScheme: 'wss', handleUpgrade: () => {}, drain: () => {} } } }],
+  ])('%s', (option, options) => {
+    expect(() => httpAdapter(options as unknown as HttpOptions)).toThrow(
+      expect.objectContaining({ code: 'PB_ERR_CONFIG', variable: option }),
+    );
+  });
+});
+
 describe('a client that leaves mid-body', () => {
   it('is logged at debug, not as a handler failure', async () => {
     let rejected: unknown;

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { BindingContext, Logger } from '@portbind/core';
-import { silentLogger } from '@portbind/core';
+import { ConfigError, silentLogger } from '@portbind/core';
 import { HttpAdapter, rejectUpgrade, requestPath, UpgradeError, type UpgradeHandler } from '@portbind/http';
 import { type RawData, WebSocketServer } from 'ws';
 import { WsConnection } from './connection.js';
@@ -70,6 +70,12 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   readonly #sockets = new WeakMap<WsConnection<Context>, Duplex>();
 
   constructor(options: WsOptions<Context> = {}) {
+    for (const option of ['maxPayload', 'heartbeatIntervalMs', 'highWaterMark', 'maxBufferedBytes'] as const) {
+      const value = options[option];
+      if (value !== undefined && !(typeof value === 'number' && Number.isInteger(value) && value >= 0)) {
+        throw new ConfigError(option, value, 'an integer ≥ 0');
+      }
+    }
     this.options = options;
     const supported = options.protocols ?? [];
     this.#server = new WebSocketServer({

@@ -276,3 +276,14 @@ describe('on a port of its own', () => {
 function upgradeRequest(path: string, extra = ''): string {
   return `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra}\r\n`;
 }
+
+describe('options a typo can break fail at construction (PB_ERR_CONFIG)', () => {
+  it.each([
+    ['maxPayload', { maxPayload: -1 }],
+    ['heartbeatIntervalMs', { heartbeatIntervalMs: Number.NaN }],
+    ['highWaterMark', { highWaterMark: 1.5 }],
+    ['maxBufferedBytes', { maxBufferedBytes: -10 }],
+  ])('%s', (option, options) => {
+    expect(() => wsEndpoint(options as WsOptions<undefined>)).toThrow(expect.objectContaining({ code: 'PB_ERR_CONFIG', variable: option }));
+  });
+});
