@@ -186,7 +186,7 @@ export class XmppServer {
   readonly #host: ServerInternals;
 
   constructor(options: XmppServerOptions) {
-    const domain = Jid.parse(options.domain);
+    const domain = typeof options?.domain === 'string' ? Jid.parse(options.domain) : undefined;
     if (domain === undefined || !domain.isBare || domain.local !== '') {
       throw new XmppConfigError(
         'PB_ERR_XMPP_DOMAIN',
@@ -409,7 +409,14 @@ export class XmppServer {
 
   /** Hook message, presence or iq stanzas from clients (inspect, rewrite, answer, drop). */
   on(kind: 'message' | 'presence' | 'iq', hook: StanzaHook): this {
-    this.#hooks[kind].push(hook);
+    const hooks = Object.hasOwn(this.#hooks, kind) ? this.#hooks[kind] : undefined;
+    if (hooks === undefined || typeof hook !== 'function') {
+      throw new XmppConfigError(
+        'PB_ERR_XMPP_OPTION',
+        `on(kind, hook): kind is 'message', 'presence' or 'iq' and hook a function, got ${JSON.stringify(kind)}`,
+      );
+    }
+    hooks.push(hook);
     return this;
   }
 

@@ -4,7 +4,15 @@ import { PortService } from '@portbind/core';
 import { xml as clientXml, type Element, client as xmppClient } from '@xmpp/client';
 import { describe, expect, it } from 'vitest';
 import { rawConnect, readUntil, readUntilClose } from '../../../test/support/net.js';
-import { MemoryOfflineStore, MemoryUserStore, type OfflineStore, XmlElement, xml, xmppServer } from '../src/index.js';
+import {
+  MemoryOfflineStore,
+  MemoryUserStore,
+  type OfflineStore,
+  XmlElement,
+  type XmppServerOptions,
+  xml,
+  xmppServer,
+} from '../src/index.js';
 import { capturingLogger, clients, login, OPEN, rawLogin, rawStartTls, start, stopAfterTest, testCert } from './support.js';
 
 // Issue 7: no single client takes the server down or reads what is not theirs; bad input gets
@@ -240,6 +248,9 @@ describe('configuration', () => {
     await expect(service.start()).rejects.toMatchObject({ code: 'PB_ERR_XMPP_NO_TLS' });
     expect(() => xmppServer({ domain: 'juliet@localhost' })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_DOMAIN' }));
     expect(() => xmppServer({ domain: 'localhost', maxDepth: 0 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+    // Plain JavaScript callers get the same codes, not a TypeError from deep inside.
+    expect(() => xmppServer({} as XmppServerOptions)).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_DOMAIN' }));
+    expect(() => server.on('foo' as 'message', () => undefined)).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
   });
 
   it('in-band registration is never offered without TLS, even with allowPlaintext: true', async () => {
