@@ -93,7 +93,9 @@ export function createApp(options: PortServiceOptions = {}): PortService {
         }
         default:
           if (request.method === 'PUT' && url.pathname.startsWith('/api/notes/')) {
-            notes.set(decodeURIComponent(url.pathname.slice('/api/notes/'.length)), await request.text());
+            const name = decodeName(url.pathname.slice('/api/notes/'.length));
+            if (name === undefined) return Response.json({ error: 'the note name is not valid percent-encoded UTF-8' }, { status: 400 });
+            notes.set(name, await request.text());
             return new Response(null, { status: 204 });
           }
           return Response.json({ error: `no route for ${route}` }, { status: 404 });
@@ -108,4 +110,13 @@ export function createApp(options: PortServiceOptions = {}): PortService {
   for (const [name, password] of demoAccounts)
     service.logger.info({ jid: `${name}@localhost`, password }, `demo XMPP account ${name}@localhost`);
   return service;
+}
+
+/** A path segment decoded, or undefined when it is not valid percent-encoded UTF-8 (`%E0`, `%zz`): the client's fault, a 400. */
+function decodeName(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
 }

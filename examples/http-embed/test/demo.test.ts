@@ -132,6 +132,16 @@ describe('examples/http-embed', () => {
     peer.close();
   });
 
+  it('answers a note name that is not valid percent-encoding with 400, not a 500 and a stack trace', async () => {
+    const demo = await startDemo();
+    const response = await fetch(`http://127.0.0.1:${demo.port}/api/notes/%E0`, { method: 'PUT', body: 'x' });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({ error: 'the note name is not valid percent-encoded UTF-8' });
+    expect((await fetch(`http://127.0.0.1:${demo.port}/api/notes/caf%C3%A9`, { method: 'PUT', body: 'ok' })).status).toBe(204);
+    expect(await (await fetch(`http://127.0.0.1:${demo.port}/api/notes`)).json()).toMatchObject({ café: 'ok' });
+    expect(demo.logs()).not.toMatch(/"level":(50|60)/);
+  });
+
   it('speaks XMPP: the demo accounts from the log chat over TCP and WebSocket', async () => {
     const { port, xmppPort, logs } = await startDemo();
     const password = (name: string) => new RegExp(`"jid":"${name}@localhost","password":"([^"]+)"`).exec(logs())?.[1] ?? '';
