@@ -166,11 +166,17 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly #logFailure = (error: unknown, command: string): void => this.logger.error({ err: error, command }, 'command handler failed');
   #binding: BindingContext | undefined;
   #softLimitTimer: NodeJS.Timeout | undefined;
+  /** Subscribers already closed for their output buffer limits. */
+  readonly #cutOff = new WeakSet<RespClient<Context>>();
 
   constructor(options: RespOptions<Context> = {}) {
     this.options = options;
-    this.outputHighWaterMark = options.outputHighWaterMark ?? 1024 * 1024;
+    this.outputHighWaterMark = byteLimit('outputHighWaterMark', options.outputHighWaterMark) ?? 1024 * 1024;
     this.databases = options.databases ?? 16;
+    if (!Number.isInteger(this.databases) || this.databases < 1 || this.databases > 2 ** 31 - 1)
+      throw new ConfigError('respAdapter({ databases })', options.databases, 'must be an integer from 1 to 2147483647');
+    byteLimit('maxBulkLength', options.maxBulkLength);
+    checkPubsubLimits(options.pubsubLimits);
     this.serverVersion = options.serverVersion ?? '7.2.0';
     this.queryBufferLimit = byteLimit('queryBufferLimit', options.queryBufferLimit) ?? 1024 * 1024 * 1024;
     this.totalQueryBufferLimit =
@@ -446,18 +452,21 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     const channelBytes = typeof channel === 'string' ? Buffer.from(channel, 'latin1') : channel;
     let received = 0;
     for (const client of this.#channels.get(name) ?? []) {
+      received++;
+      // A client being closed gets no more output (Redis: CLIENT_CLOSE_AFTER_REPLY / CLOSE_ASAP).
+      if (client.closing) continue;
       const out = client.pushWriter();
       out.push(3).bulk('message').bulk(channelBytes).bulk(message);
       this.#delivered(client);
-      received++;
     }
     for (const [pattern, clients] of this.#patterns) {
       if (!globMatch(pattern, name)) continue;
       for (const client of clients) {
+        received++;
+        if (client.closing) continue;
         const out = client.pushWriter();
         out.push(4).bulk('pmessage').bulk(Buffer.from(pattern, 'latin1')).bulk(channelBytes).bulk(message);
         this.#delivered(client);
-        received++;
       }
     }
     return received;
@@ -485,6 +494,10 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   }
 
   #overLimit(client: RespClient<Context>, used: number): void {
+    // Once per client: it stays subscribed until its socket's 'close', and later publishes or
+    // the soft-limit timer must not log it again.
+    if (this.#cutOff.has(client)) return;
+    this.#cutOff.add(client);
     this.logger.warn({ client: client.id, outputBytes: used }, 'subscriber closed for overcoming of output buffer limits');
     client.kill();
   }
@@ -565,6 +578,18 @@ function byteLimit(option: string, value: number | undefined): number | undefine
   if (typeof value !== 'number' || !(value > 0))
     throw new ConfigError(`respAdapter({ ${option} })`, value, 'must be a positive number of bytes');
   return value;
+}
+
+/** `pubsubLimits`: byte counts and seconds that are 0 (no limit) or more, as Redis's client-output-buffer-limit. */
+function checkPubsubLimits(limits: RespOptions['pubsubLimits']): void {
+  if (limits === undefined) return;
+  if (typeof limits !== 'object' || limits === null)
+    throw new ConfigError('respAdapter({ pubsubLimits })', limits, 'must be { hardBytes, softBytes, softSeconds }');
+  for (const key of ['hardBytes', 'softBytes', 'softSeconds'] as const) {
+    const value = limits[key];
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+      throw new ConfigError(`respAdapter({ pubsubLimits: { ${key} } })`, value, 'must be a number, 0 (no limit) or more');
+  }
 }
 
 /** Redis 7's text: the name cut to 128 bytes, then arguments quoted, within a 128-byte budget. */

@@ -16,7 +16,8 @@ export interface ClientHost<Context> {
   readonly outputHighWaterMark: number;
 }
 
-const noop = (): void => {};
+/** What a closing client may still send (read and dropped) before the server stops reading it. */
+const DISCARD_BUDGET = 64 * 1024;
 
 /** What a parsed command costs while it waits (queued by MULTI): its bytes and its argument objects. */
 export function commandCost(argv: Command): number {
@@ -185,7 +186,7 @@ export class RespClient<Context = Record<string, unknown>> {
 
   /**
    * Close once the replies written so far are sent (QUIT, a protocol error, a drain): nothing
-   * more is read into memory or run — later bytes are dropped as they arrive — the replies go
+   * more is run, at most 64 KiB more is read (and dropped) before reading stops, the replies go
    * out, the connection is ended, and destroyed if the peer has not closed within closeWaitMs.
    */
   closeAfterReply(): void {
@@ -205,10 +206,19 @@ export class RespClient<Context = Record<string, unknown>> {
     this.#multi = undefined;
     this.#multiCost = 0;
     const socket = this.conn.socket;
-    // Keep the socket flowing into nothing, so the peer's close is seen at once, while what it
-    // still sends costs no memory.
+    // Read on a little, into nothing, so that a peer which closes at once (redis-cli after QUIT,
+    // a client seeing the end of a drain) is seen closing at once. A peer that keeps writing is
+    // no longer read past DISCARD_BUDGET: the socket is paused, the kernel's receive window
+    // closes, and the connection is destroyed closeWaitMs after the reply (as Redis resets it).
     socket.off('data', this.#onData);
-    socket.on('data', noop);
+    let discarded = 0;
+    const discard = (chunk: Buffer): void => {
+      discarded += chunk.length;
+      if (discarded <= DISCARD_BUDGET) return;
+      socket.off('data', discard);
+      socket.pause();
+    };
+    socket.on('data', discard);
     if (this.#paused) {
       this.#paused = false;
       socket.resume();

@@ -1,10 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { PortService } from '@portbind/core';
+import { type Logger, PortService } from '@portbind/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { portOf, rawConnect, readUntil, readUntilClose, sleep } from '../../../test/support/net.js';
 import { OK, type RespOptions, respAdapter } from '../src/index.js';
@@ -19,7 +19,7 @@ afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
 });
 
-async function start(options: RespOptions = {}, bind: Parameters<PortService['bind']>[1] = {}) {
+async function start(options: RespOptions = {}, bind: Parameters<PortService['bind']>[1] = {}, logger?: Logger) {
   const resp = respAdapter(options);
   const store = new Map<string, Buffer>();
   resp.command('set', { arity: 3, flags: ['write'] }, (_client, [, key, value]) => {
@@ -28,7 +28,7 @@ async function start(options: RespOptions = {}, bind: Parameters<PortService['bi
   });
   resp.command('get', { arity: 2, flags: ['readonly'] }, (_client, [, key]) => store.get(String(key)) ?? null);
   resp.command('del', { arity: -2, flags: ['write'] }, (_client, argv) => argv.slice(1).filter((key) => store.delete(String(key))).length);
-  const service = new PortService({ env: {}, gracePeriodMs: 20_000 });
+  const service = new PortService({ env: {}, gracePeriodMs: 20_000, ...(logger === undefined ? {} : { logger }) });
   services.push(service);
   const binding = service.bind(resp, { port: 0, host: '127.0.0.1', closeWaitMs: 300, ...bind });
   await service.start();
@@ -62,6 +62,48 @@ async function flood(socket: Socket, count: number): Promise<number> {
     written += floodPiece.length;
   }
   return written;
+}
+
+/** Resolves on 'drain' or 'close', or after `ms`; leaves no listener behind. */
+function writable(socket: Socket, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
+/** Wait (polling) until `condition` holds; fail with `what` after `ms`. */
+async function until(condition: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await sleep(10);
+  }
+}
+
+interface Line {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  fields: Record<string, unknown>;
+  message: string | undefined;
+}
+
+/** A logger that keeps every line. */
+function capturingLogger(lines: Line[]): Logger {
+  const at =
+    (level: Line['level']) =>
+    (fields: object | string, message?: string): void => {
+      if (typeof fields === 'string') lines.push({ level, fields: {}, message: fields });
+      else lines.push({ level, fields: fields as Record<string, unknown>, message });
+    };
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
+  return logger;
 }
 
 async function ping(port: number): Promise<string> {
@@ -131,6 +173,8 @@ describe('one client cannot exhaust the heap', () => {
     expect(replies.length).toBeGreaterThan(0);
     expect(new Set(replies)).toEqual(new Set(['+PONG\r\n']));
     expect(child.exitCode).toBeNull();
+    // The child's log line comes over a pipe, maybe after the socket closed: wait for it.
+    await until(() => output.includes('closing client') || child?.exitCode !== null, 'the child logs the closed client');
     expect(output).toContain('closing client');
     expect(output).not.toContain('heap out of memory');
     // Afterwards: the process still serves, old and new clients alike.
@@ -242,6 +286,32 @@ describe('query buffer limits', () => {
 });
 
 describe('limit options', () => {
+  it.each([
+    [{ databases: 0 }, 'Invalid respAdapter({ databases })=0: must be an integer from 1 to 2147483647'],
+    [{ databases: 1.5 }, 'Invalid respAdapter({ databases })=1.5: must be an integer from 1 to 2147483647'],
+    [{ databases: Number.NaN }, 'Invalid respAdapter({ databases })=NaN: must be an integer from 1 to 2147483647'],
+    [{ outputHighWaterMark: 0 }, 'Invalid respAdapter({ outputHighWaterMark })=0: must be a positive number of bytes'],
+    [{ maxBulkLength: -1 }, 'Invalid respAdapter({ maxBulkLength })=-1: must be a positive number of bytes'],
+    [
+      { pubsubLimits: { hardBytes: -1, softBytes: 0, softSeconds: 0 } },
+      'Invalid respAdapter({ pubsubLimits: { hardBytes } })=-1: must be a number, 0 (no limit) or more',
+    ],
+    [
+      { pubsubLimits: { hardBytes: 0, softBytes: 0, softSeconds: Number.NaN } },
+      'Invalid respAdapter({ pubsubLimits: { softSeconds } })=NaN: must be a number, 0 (no limit) or more',
+    ],
+  ] satisfies Array<[RespOptions, string]>)('refuses %o, naming the option (PB_ERR_CONFIG)', (options, message) => {
+    expect(() => respAdapter(options)).toThrow(expect.objectContaining({ code: 'PB_ERR_CONFIG', message }));
+  });
+
+  it('serves SELECT within the configured databases', async () => {
+    const { port } = await start({ databases: 1 });
+    const socket = await rawConnect(port);
+    socket.write('SELECT 0\r\nSELECT 1\r\n');
+    expect(await readUntil(socket, /range\r\n$/)).toBe('+OK\r\n-ERR DB index is out of range\r\n');
+    socket.destroy();
+  });
+
   it('refuses a limit that is not a positive number of bytes, naming the option (PB_ERR_CONFIG)', () => {
     expect(() => respAdapter({ queryBufferLimit: 0 })).toThrow(
       expect.objectContaining({
@@ -258,6 +328,35 @@ describe('limit options', () => {
   });
 });
 
+describe('pub/sub output limit', () => {
+  it('a subscriber that never reads is cut at the hard limit and logged once, however much more is published', async () => {
+    const lines: Line[] = [];
+    const { port, resp } = await start({}, {}, capturingLogger(lines));
+    const slow = await rawConnect(port);
+    slow.write('SUBSCRIBE firehose\r\n');
+    await readUntil(slow, /:1\r\n$/);
+    slow.pause(); // never reads again
+    slow.on('error', () => {});
+    const closed = once(slow, 'close');
+    // ~300 MB published in bursts of 16 × 256 KiB, each burst before the event loop turns: the
+    // default 32 MB hard limit is passed in the first bursts, and every later publish arrives
+    // while the cut-off subscriber is still subscribed (until its socket's 'close').
+    const payload = Buffer.alloc(256 * 1024, 120);
+    for (let burst = 0; burst < 75; burst++) {
+      for (let i = 0; i < 16; i++) resp.publish('firehose', payload);
+      await sleep(1);
+    }
+    slow.resume(); // to see the server's close
+    await closed;
+    expect(resp.subscriberCount('firehose')).toBe(0);
+    const cut = lines.filter((line) => line.message === 'subscriber closed for overcoming of output buffer limits');
+    expect(cut.length).toBe(1);
+    expect(cut[0]?.level).toBe('warn');
+    expect(cut[0]?.fields.outputBytes).toBeGreaterThanOrEqual(32 * 1024 * 1024);
+    expect(await ping(port)).toBe('+PONG\r\n');
+  });
+});
+
 describe('protocol errors', () => {
   it('answers the error and closes; what the client sends after it is not read into memory', async () => {
     const { port, resp } = await start();
@@ -271,7 +370,7 @@ describe('protocol errors', () => {
     let maxHeld = 0;
     socket.on('error', () => {});
     while (!socket.destroyed && socket.readyState !== 'closed' && sent < 512 * 1024 * 1024) {
-      if (!socket.write(junk)) await Promise.race([once(socket, 'drain'), once(socket, 'close'), sleep(200)]);
+      if (!socket.write(junk)) await writable(socket, 200);
       sent += junk.length;
       for (const client of resp.clients.values()) maxHeld = Math.max(maxHeld, client.inputBytes, client.conn.socket.readableLength);
       maxHeld = Math.max(maxHeld, resp.queryBytes);
@@ -283,6 +382,48 @@ describe('protocol errors', () => {
     const deadline = Date.now() + 5000;
     while (resp.clients.size > 0 && Date.now() < deadline) await sleep(10);
     expect(resp.clients.size).toBe(0);
+  });
+
+  it.each([
+    ['a protocol error', '*1\r\n$x\r\n', '-ERR Protocol error: invalid bulk length\r\n'],
+    ['QUIT', 'QUIT\r\n', '+OK\r\n'],
+  ])('after %s, a client that keeps writing for a second is no longer read, and still gets the reply', async (_what, request, reply) => {
+    // closeWaitMs as by default: the socket lives on for 2 s after the reply, but unread.
+    const { port, resp } = await start({}, { closeWaitMs: 2000 });
+    // A peer that ignores the server's FIN and goes on writing.
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(socket, 'connect');
+    await until(() => resp.clients.size === 1, 'the client is registered');
+    const server = [...resp.clients.values()][0]?.conn.socket as Socket;
+    const result = readUntilClose(socket, 20_000);
+    socket.write(request);
+    const junk = Buffer.alloc(64 * 1024, 0x61);
+    const started = Date.now();
+    while (Date.now() - started < 1000 && !socket.destroyed) {
+      if (!socket.write(junk)) await writable(socket, 50);
+    }
+    const accepted = socket.bytesWritten;
+    const read = server.bytesRead;
+    if (process.env.RESP_REPORT) console.log(JSON.stringify({ what: _what, accepted, read }));
+    // Before: 1.2–1.4 GB went through in that second. Now the server reads 64 KiB more, then
+    // only the two kernels' socket buffers fill up.
+    expect(read).toBeLessThan(1024 * 1024);
+    expect(accepted).toBeLessThan(16 * 1024 * 1024);
+    // The reply arrives, then the connection is reset after closeWaitMs.
+    const { data, closed } = await result;
+    expect(data).toBe(reply);
+    expect(closed).toBe(true);
+    await until(() => resp.clients.size === 0, 'the server dropped the client');
+  });
+
+  it('after QUIT, a client that closes at once is seen closing at once', async () => {
+    const { port, resp } = await start({}, { closeWaitMs: 20_000 });
+    const socket = await rawConnect(port);
+    const result = readUntilClose(socket, 20_000);
+    socket.write('QUIT\r\n');
+    expect(await result).toEqual({ data: '+OK\r\n', closed: true });
+    // Long before closeWaitMs: the server read the peer's FIN.
+    await until(() => resp.clients.size === 0, 'the server saw the close', 10_000);
   });
 
   it('after QUIT, later bytes are not buffered either', async () => {
