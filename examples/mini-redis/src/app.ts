@@ -9,6 +9,7 @@ import { registerServerCommands } from './commands/server.js';
 import { registerSetCommands } from './commands/sets.js';
 import { registerStringCommands } from './commands/strings.js';
 import { registerTransactionCommands } from './commands/transactions.js';
+import { registerSortedSetCommands } from './commands/zsets.js';
 import { Keyspace } from './store.js';
 
 /** What each command file registers its commands with. */
@@ -60,6 +61,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerListCommands(server);
   registerHashCommands(server);
   registerSetCommands(server);
+  registerSortedSetCommands(server);
   registerServerCommands(server);
   registerTransactionCommands(server);
   keyspace.startExpiry();

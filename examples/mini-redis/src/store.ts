@@ -1,4 +1,5 @@
 import { RespError } from '@portbind/resp';
+import { SortedSet } from './sorted-set.js';
 
 // The data: 16 numbered databases (SELECT 0–15), each a Map from key to a typed value, plus
 // Redis's expiry model: a key with a TTL is deleted when it is next read after its time (lazy),
@@ -16,6 +17,7 @@ export interface Types {
   list: Buffer[];
   hash: Map<string, Buffer>;
   set: Set<string>;
+  zset: SortedSet;
 }
 export type TypeName = keyof Types;
 /** A stored value: `{ type: 'list', data: [...] }` and so on. */
@@ -59,11 +61,12 @@ export class Database {
     return value.data as Types[T];
   }
 
-  /** Like `read`, but a missing key becomes an empty list, hash or set (LPUSH, HSET, SADD). */
-  readOrCreate<T extends 'list' | 'hash' | 'set'>(key: string, type: T): Types[T] {
+  /** Like `read`, but a missing key becomes an empty list, hash, set or sorted set (LPUSH, HSET, SADD, ZADD). */
+  readOrCreate<T extends 'list' | 'hash' | 'set' | 'zset'>(key: string, type: T): Types[T] {
     const existing = this.read(key, type);
     if (existing !== undefined) return existing;
-    const value = { type, data: type === 'list' ? [] : type === 'hash' ? new Map() : new Set() } as Value;
+    const data = type === 'list' ? [] : type === 'hash' ? new Map() : type === 'set' ? new Set() : new SortedSet();
+    const value = { type, data } as Value;
     this.values.set(key, value);
     return value.data as Types[T];
   }
@@ -80,7 +83,7 @@ export class Database {
     return this.values.delete(key);
   }
 
-  /** Lists, hashes and sets never stay empty in Redis: the last element out deletes the key. */
+  /** Lists, hashes, sets and sorted sets never stay empty in Redis: the last element out deletes the key. */
   deleteIfEmpty(key: string, data: { readonly length: number } | { readonly size: number }): void {
     if (('length' in data ? data.length : data.size) === 0) this.delete(key);
   }
