@@ -12,13 +12,14 @@ export function popEnd(list: Buffer[], end: End): Buffer {
 interface Waiter {
   readonly db: number;
   readonly keys: readonly string[];
-  readonly end: End;
-  /** Reply `[key, element]` (or a null array: timeout), and let the client run its next command. */
-  readonly finish: (popped: [Buffer, Buffer] | null) => void;
+  /** Take what this client waits for from `key` (and delete the key if it empties), or undefined when the key has none. */
+  readonly take: (key: string) => unknown;
+  /** Answer (a null array when `served` is null: timeout), and let the client run its next command. */
+  readonly finish: (served: unknown) => void;
 }
 
 /**
- * Clients blocked in BLPOP/BRPOP. A client waits on one or more keys until a push gives one of
+ * Clients blocked in BLPOP/BRPOP/BZPOPMIN/BZPOPMAX. A client waits on one or more keys until a push gives one of
  * them an element, its timeout passes or it disconnects. Each key serves its waiters first come,
  * first served, while it has elements, as Redis does.
  */
@@ -52,19 +53,41 @@ export class BlockedClients {
    * with undefined once a null array was written (timeout, shutdown, disconnect).
    */
   wait(client: RespClient, keys: readonly string[], end: End, timeoutMs: number): Promise<[Buffer, Buffer] | undefined> {
+    const database = this.#keyspace.db(client.db);
+    return this.waitFor(
+      client,
+      keys,
+      (key): [Buffer, Buffer] | undefined => {
+        const list = database.get(key);
+        if (list?.type !== 'list') return undefined;
+        const element = popEnd(list.data, end);
+        database.deleteIfEmpty(key, list.data);
+        return [bytesOf(key), element];
+      },
+      timeoutMs,
+    );
+  }
+
+  /**
+   * Block `client` on `keys` until `take(key)` gives something when one of them is written to
+   * (`signal`), or `timeoutMs` passes (0: forever). Resolves with what `take` gave, or with
+   * undefined once a null array was written (timeout, shutdown, disconnect). BZPOPMIN and
+   * BZPOPMAX wait with this too.
+   */
+  waitFor<T>(client: RespClient, keys: readonly string[], take: (key: string) => T | undefined, timeoutMs: number): Promise<T | undefined> {
     return new Promise((resolve) => {
       const socket = client.conn.socket;
       let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter = {
         db: client.db,
         keys: [...new Set(keys)],
-        end,
-        finish: (popped) => {
+        take,
+        finish: (served) => {
           if (!this.#remove(waiter)) return; // answered already
           clearTimeout(timer);
           socket.off('close', onClose);
-          if (popped === null) client.reply.nullArray();
-          resolve(popped ?? undefined);
+          if (served === null) client.reply.nullArray();
+          resolve((served ?? undefined) as T | undefined);
         },
       };
       this.#waiters.add(waiter);
@@ -87,7 +110,7 @@ export class BlockedClients {
     });
   }
 
-  /** A list got elements (LPUSH, RPUSH, RENAME): serve the clients waiting on it. */
+  /** A list or sorted set got elements (LPUSH, ZADD, RENAME…): serve the clients waiting on it. */
   signal(db: number, key: string): void {
     const id = `${db}\u0000${key}`;
     if (!this.#queues.has(id)) return;
@@ -116,16 +139,12 @@ export class BlockedClients {
   }
 
   #serve(db: number, key: string): void {
-    const queue = this.#queues.get(`${db}\u0000${key}`) ?? [];
-    const database = this.#keyspace.db(db);
-    while (queue.length > 0) {
-      const list = database.get(key);
-      if (list?.type !== 'list') return;
-      const waiter = queue[0] as Waiter;
-      const element = popEnd(list.data, waiter.end);
-      database.deleteIfEmpty(key, list.data);
+    // Oldest first; a waiter of another type (BLPOP on what is now a sorted set) is skipped.
+    for (const waiter of [...(this.#queues.get(`${db}\u0000${key}`) ?? [])]) {
+      const served = waiter.take(key);
+      if (served === undefined) continue;
       this.#resp.touch(db, key);
-      waiter.finish([bytesOf(key), element]); // also takes it off this queue
+      waiter.finish(served); // also takes it off this queue
     }
   }
 

@@ -1402,6 +1402,79 @@ describe('sorted sets reply byte for byte as redis-server 7.0', () => {
     await compare(script, { resp3: true });
   });
 
+  it('ZMPOP, BZMPOP, BZPOPMIN, BZPOPMAX without blocking: replies and errors, RESP2 and RESP3', async () => {
+    const script: CommandLine[] = [
+      'ZADD a 1 x 2 y 3 z',
+      'ZADD b 10 p',
+      'SET str v',
+      'ZMPOP 1 a MIN',
+      'ZMPOP 2 nokey a MAX COUNT 5',
+      'EXISTS a',
+      'ZMPOP 1 nokey MIN',
+      'ZMPOP 2 nokey b MIN COUNT 1',
+      'ZMPOP 0 a MIN',
+      'ZMPOP -1 a MIN',
+      'ZMPOP x a MIN',
+      'ZMPOP 1 a',
+      'ZMPOP 3 a MIN',
+      'ZMPOP 1 a FOO',
+      'ZMPOP 1 a MIN COUNT 0',
+      'ZMPOP 1 a MIN COUNT -1',
+      'ZMPOP 1 a MIN COUNT x',
+      'ZMPOP 1 a MIN COUNT',
+      'ZMPOP 1 a MIN COUNT 1 COUNT 1',
+      'ZMPOP 1 a MIN FOO',
+      'ZMPOP 1 str MIN',
+      'ZMPOP 2 nokey str MIN',
+      'ZADD a 1 x 2 y 3 z',
+      'BZPOPMIN a 0',
+      'BZPOPMAX nokey a 0',
+      'BZPOPMIN str 0',
+      'BZPOPMIN a x',
+      'BZPOPMIN a -1',
+      'BZMPOP 0 1 a MAX COUNT 10',
+      'BZMPOP x 1 a MAX',
+      'BZMPOP 0 0 a MAX',
+      'BZMPOP 0 1 a FOO',
+      'BZMPOP 0 1 str MIN',
+      'BZPOPMIN nokey 0.01',
+      'BZMPOP 0.01 1 nokey MIN',
+      'MULTI',
+      'BZPOPMIN nokey 0',
+      'BZMPOP 0 1 nokey MIN',
+      'ZADD m 1 a',
+      'BZPOPMAX m 0',
+      'EXEC',
+    ];
+    await compare(script);
+    await compare(script, { resp3: true });
+  });
+
+  it('BZPOPMIN/BZPOPMAX/BZMPOP block: served oldest first by ZADD, after EXEC, not by other types; timeouts', async () => {
+    await compareSessions(3, [
+      { on: 0, send: ['BZPOPMIN z 0'], replies: 0, blocked: 1 },
+      { on: 1, send: ['BZPOPMAX other z 0'], replies: 0, blocked: 2 },
+      { on: 2, send: ['ZADD z 1 a 2 b 3 c'] },
+      { on: 0, replies: 1 },
+      { on: 1, replies: 1 },
+      { on: 2, send: ['ZRANGE z 0 -1 WITHSCORES'] },
+      { on: 0, send: ['BZMPOP 0 2 e1 e2 MAX COUNT 2'], replies: 0, blocked: 1 },
+      // A transaction that adds and pops: the waiter sees the state after EXEC.
+      { on: 2, send: ['MULTI', 'ZADD e2 1 x 2 y 3 w', 'ZPOPMIN e2', 'EXEC'] },
+      { on: 0, replies: 1 },
+      { on: 2, send: ['ZRANGE e2 0 -1'] },
+      // A BLPOP waiter is not served by a sorted set, nor a BZPOPMIN waiter by a list.
+      { on: 0, send: ['BLPOP k 0'], replies: 0, blocked: 1 },
+      { on: 1, send: ['BZPOPMIN k 0'], replies: 0, blocked: 2 },
+      { on: 2, send: ['ZADD k 5 m'] },
+      { on: 1, replies: 1 },
+      { on: 2, send: ['DEL k', 'RPUSH k v'] },
+      { on: 0, replies: 1 },
+      { on: 2, send: ['EXISTS k'] },
+      { on: 0, send: ['BZPOPMIN none 0.02', 'BZMPOP 0.02 1 none MIN', 'PING'] },
+    ]);
+  });
+
   it('WATCH: ZADD, ZINCRBY, ZREM, ZPOP, ZREMRANGEBY*, stores dirty the key; no-op writes do not', async () => {
     const watched = (write: CommandLine, setup: CommandLine[] = ['DEL k', 'ZADD k 1 a 2 b']) => [
       { on: 1, send: setup },

@@ -134,7 +134,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
  * A blocking timeout in seconds (a float; 0 = forever) as Redis 7.0 reads it: in long double,
  * `ceill(seconds * 1000)` milliseconds, where infinite or huge values end up negative.
  */
-function timeoutArg(arg: Buffer): number {
+export function timeoutArg(arg: Buffer): number {
   const seconds = parseLongDouble(arg);
   if (seconds === undefined) throw new RespError('ERR timeout is not a float or out of range');
   const scaled = seconds === 'infinity' ? 'infinity' : scaleLongDouble(seconds, 1000n);

@@ -3,6 +3,7 @@ import type { MiniRedis } from '../app.js';
 import { INT64_MIN, int64Arg, intArg } from '../numbers.js';
 import { type LexEnd, type LexRange, lexGteMin, lexLteMax, type ScoreRange, type SkipNode, SortedSet } from '../sorted-set.js';
 import { bytesOf, type Database, keyOf, WRONGTYPE } from '../store.js';
+import { timeoutArg } from './lists.js';
 
 // Sorted sets, with Redis 7.0's replies and errors (t_zset.c): scores are doubles, printed as
 // C's "%.17g" (RESP3 doubles on protocol 3), ties ordered by the members' bytes.
@@ -395,6 +396,127 @@ export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis
       },
     );
   }
+
+  /** ZMPOP/BZMPOP's reply: `[key, [[member, score], …]]` on both protocols. */
+  const replyMpop = (client: RespClient, key: string, popped: readonly Entry[]): void => {
+    client.reply.array(2).bulk(bytesOf(key)).array(popped.length);
+    for (const [member, score] of popped) {
+      client.reply.array(2).bulk(bytesOf(member));
+      replyScore(client, score);
+    }
+  };
+
+  /** BZPOPMIN/BZPOPMAX's reply: `[key, member, score]`. */
+  const replyBzpop = (client: RespClient, key: string, [member, score]: Entry): void => {
+    client.reply.array(3).bulk(bytesOf(key)).bulk(bytesOf(member));
+    replyScore(client, score);
+  };
+
+  /**
+   * Pop from the first non-empty sorted set of `keys`, or block until a write gives one of them
+   * members (as BLPOP does). Inside MULTI, or with nothing to pop for ZMPOP, a null array.
+   */
+  const popOrBlock = (
+    client: RespClient,
+    keys: readonly string[],
+    max: boolean,
+    count: number,
+    timeoutMs: number | undefined,
+    reply: (key: string, popped: Entry[]) => void,
+  ): Promise<undefined> | undefined => {
+    const db = keyspace.db(client.db);
+    for (const key of keys) {
+      const zset = db.read(key, 'zset');
+      if (zset === undefined) continue;
+      const popped = pop(zset, max, count);
+      written(client, key, zset);
+      reply(key, popped);
+      return undefined;
+    }
+    if (timeoutMs === undefined || !blocked.mayBlock(client)) {
+      client.reply.nullArray();
+      return undefined;
+    }
+    const take = (key: string): [string, Entry[]] | undefined => {
+      const value = db.get(key);
+      if (value?.type !== 'zset') return undefined;
+      const popped = pop(value.data, max, count);
+      db.deleteIfEmpty(key, value.data);
+      return [key, popped];
+    };
+    return blocked.waitFor(client, keys, take, timeoutMs).then((served) => {
+      if (served !== undefined) reply(...served);
+      return undefined;
+    });
+  };
+
+  for (const [name, max] of [
+    ['bzpopmin', false],
+    ['bzpopmax', true],
+  ] as const) {
+    resp.command(
+      name,
+      {
+        arity: -3,
+        flags: ['write', 'fast'],
+        keys: [1, -2, 1],
+        group,
+        summary: `Removes and returns the member with the ${max ? 'highest' : 'lowest'} score from one or more sorted sets, or blocks until one is available.`,
+      },
+      (client, argv) => {
+        const timeoutMs = timeoutArg(argv[argv.length - 1] as Buffer);
+        const keys = argv.slice(1, -1).map(keyOf);
+        return popOrBlock(client, keys, max, 1, timeoutMs, (key, popped) => replyBzpop(client, key, popped[0] as Entry));
+      },
+    );
+  }
+
+  /** ZMPOP and BZMPOP: `numkeys key… MIN|MAX [COUNT count]` from `index`. */
+  const mpop = (client: RespClient, argv: Buffer[], index: number, blocking: boolean): Promise<undefined> | undefined => {
+    const NUMKEYS = 'ERR numkeys should be greater than 0';
+    const numkeys = int64Arg(argv[index], NUMKEYS);
+    if (numkeys < 1n) throw new RespError(NUMKEYS);
+    const whereIndex = index + Number(numkeys) + 1;
+    if (whereIndex >= argv.length) throw new RespError(SYNTAX);
+    const where = upper(argv[whereIndex]);
+    if (where !== 'MIN' && where !== 'MAX') throw new RespError(SYNTAX);
+    let count: number | undefined;
+    for (let j = whereIndex + 1; j < argv.length; j++) {
+      if (count === undefined && upper(argv[j]) === 'COUNT' && j < argv.length - 1) {
+        const COUNT = 'ERR count should be greater than 0';
+        const value = int64Arg(argv[++j], COUNT);
+        if (value < 1n) throw new RespError(COUNT);
+        count = value > 2n ** 31n ? 2 ** 31 : Number(value);
+      } else throw new RespError(SYNTAX);
+    }
+    const timeoutMs = blocking ? timeoutArg(argv[1] as Buffer) : undefined;
+    const keys = argv.slice(index + 1, whereIndex).map(keyOf);
+    return popOrBlock(client, keys, where === 'MAX', count ?? 1, timeoutMs, (key, popped) => replyMpop(client, key, popped));
+  };
+
+  resp.command(
+    'zmpop',
+    {
+      arity: -4,
+      flags: ['write'],
+      keys: [0, 0, 0],
+      group,
+      summary: 'Returns and removes the highest- or lowest-scoring members from one or more sorted sets.',
+    },
+    (client, argv) => mpop(client, argv, 1, false),
+  );
+
+  resp.command(
+    'bzmpop',
+    {
+      arity: -5,
+      flags: ['write'],
+      keys: [0, 0, 0],
+      group,
+      summary: 'Removes and returns members by score from one or more sorted sets, or blocks until one is available.',
+    },
+    (client, argv) => mpop(client, argv, 2, true),
+  );
 
   // ---- ZRANDMEMBER ------------------------------------------------------------------------------
 
