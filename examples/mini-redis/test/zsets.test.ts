@@ -98,6 +98,20 @@ describe.each([2, 3] as const)('sorted sets over ioredis, protocol %i', (protoco
     expect(await redis.zrange('jobs', 0, -1)).toEqual(['later']);
   });
 
+  it('RENAME of a sorted set onto the key a BZPOPMIN waits for wakes it, as Redis', async () => {
+    const waiter = connect();
+    const popped = waiter.bzpopmin('ready', 0);
+    for (;;) {
+      const info = await redis.info('clients');
+      if (/blocked_clients:1\r/.test(info)) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await redis.zadd('staging', 3, 'c');
+    expect(await redis.rename('staging', 'ready')).toBe('OK');
+    expect(await popped).toEqual(['ready', 'c', '3']);
+    expect(await redis.exists('ready')).toBe(0);
+  });
+
   it('ZSCAN pages through a large sorted set, each member once, while it changes', async () => {
     const members = Array.from({ length: 1000 }, (_, i) => `m${i}`);
     await redis.zadd('big', ...members.flatMap((member, i) => [i % 97, member]));

@@ -132,7 +132,7 @@ export function registerKeyCommands({ resp, keyspace, blocked }: MiniRedis): voi
       if (expiresAt !== undefined) db.expireAt(to, expiresAt);
       resp.touch(client.db, from);
       resp.touch(client.db, to);
-      if (value.type === 'list') blocked.signal(client.db, to); // wakes a BLPOP on the new name
+      if (value.type === 'list' || value.type === 'zset') blocked.signal(client.db, to); // wakes a BLPOP / BZPOPMIN on the new name
       return onlyIfNew ? 1 : OK;
     });
   }
