@@ -6,6 +6,15 @@ import type { ListenOptions, ListenSpec } from './config.js';
 import { Connection } from './connection.js';
 import { BindError, ConfigError, PortbindError, StateError } from './errors.js';
 import type { Logger } from './logger.js';
+import {
+  applyProxyHeader,
+  compileProxyProtocol,
+  type HeaderOutcome,
+  type ProxyHeader,
+  type ProxyProtocolOptions,
+  readProxyHeader,
+  type TrustCheck,
+} from './proxy-protocol.js';
 import { loadTls, secureContextFor, type TlsOptions } from './tls.js';
 import { listenUnix, type OwnedSocket, removeOwnedSocket } from './unix.js';
 
@@ -24,6 +33,13 @@ export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
    * before the socket is destroyed. Default 2000 ms.
    */
   closeWaitMs?: number;
+  /**
+   * Read a PROXY protocol header (v1 or v2, as HAProxy and AWS NLB send it) from the proxies in
+   * `trusted`, before TLS and before the adapter: the client it names becomes the connection's
+   * address for every adapter. A trusted peer without a valid header, and a PROXY header from any
+   * other address, are refused. Off by default.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
 }
 
 interface ServiceView {
@@ -53,6 +69,15 @@ export class Binding {
   #address: AddressInfo | string | undefined;
   /** Every accepted socket (the TCP socket, under TLS too): counted for limits, destroyed at the deadline. */
   readonly #sockets = new Set<Socket>();
+  /** Sockets whose PROXY header (or first bytes) is still awaited, with the function that stops reading it. */
+  readonly #awaitingHeader = new Map<Socket, () => void>();
+  /** Compiled `proxyProtocol.trusted`, when the binding reads PROXY headers. */
+  readonly #trusts: TrustCheck | undefined;
+  readonly #headerTimeoutMs: number;
+  /** TLS bindings: headers by the TCP peer (`address|port`), for the TLS socket made from that TCP socket. */
+  readonly #headersByPeer = new Map<string, ProxyHeader>();
+  /** True while PROXY refusals are logged at debug (a warning once per episode). */
+  #proxyRefusing = false;
   #closed: Promise<void> | undefined;
 
   constructor(adapter: Adapter, options: BindOptions, logger: Logger, service: ServiceView) {
@@ -60,6 +85,13 @@ export class Binding {
     this.options = options;
     this.name = options.name ?? adapter.name;
     checkBindOptions(options);
+    if (options.proxyProtocol !== undefined) {
+      const compiled = compileProxyProtocol(options.proxyProtocol);
+      this.#trusts = compiled.trusts;
+      this.#headerTimeoutMs = compiled.timeoutMs ?? (options.handshakeTimeoutMs || 10_000);
+    } else {
+      this.#headerTimeoutMs = 0;
+    }
     this.requestedLimits = {
       maxConnections: options.maxConnections ?? adapter.limits?.maxConnections ?? defaultLimits.maxConnections,
       idleTimeoutMs: options.idleTimeoutMs ?? adapter.limits?.idleTimeoutMs ?? defaultLimits.idleTimeoutMs,
@@ -123,6 +155,14 @@ export class Binding {
   async listen(): Promise<void> {
     const spec = this.#spec;
     if (spec === undefined) throw new Error('listen() before setSpec()');
+    if (spec.kind === 'unix' && this.#trusts !== undefined && this.secure) {
+      // The TLS socket is matched to its header by the TCP peer's address and port; Unix peers have none.
+      throw new ConfigError(
+        'proxyProtocol',
+        this.options.proxyProtocol,
+        `binding ${this.name} listens on a Unix socket with TLS: PROXY headers are read there only without TLS (terminate TLS at the proxy, or listen on TCP)`,
+      );
+    }
     if (this.options.tls !== undefined) await this.#setupTls(this.options.tls);
     await this.adapter.open(this.#context());
 
@@ -165,6 +205,12 @@ export class Binding {
   /** @internal Stop accepting. Open connections stay. */
   stopAccepting(): void {
     this.#server?.close();
+    // A connection still sending its PROXY header has given the adapter nothing to finish.
+    for (const [socket, cancel] of this.#awaitingHeader) {
+      cancel();
+      socket.destroy();
+    }
+    this.#awaitingHeader.clear();
   }
 
   /** @internal Resolves when every connection has closed, or when `signal` aborts. */
@@ -233,7 +279,7 @@ export class Binding {
     // each one once the handshake is done. Node's TLS server brings ALPN, SNI, sessions and the
     // handshake timeout; core keeps one TCP listener for every kind of binding.
     const tlsServer = new TlsServer({ handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000, ...loaded });
-    tlsServer.on('secureConnection', (socket: TLSSocket) => this.#serve(socket));
+    tlsServer.on('secureConnection', (socket: TLSSocket) => this.#secureConnection(socket));
     tlsServer.on('tlsClientError', (error, socket) => {
       this.#logger.debug({ err: error, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
       // With a listener on 'tlsClientError', Node leaves the socket open: close it here.
@@ -275,11 +321,72 @@ export class Binding {
     if (this.#refusing && this.#sockets.size < maxConnections) this.#refusing = false;
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
+    if (this.#trusts !== undefined) this.#awaitHeader(socket, this.#trusts);
+    else this.#handOver(socket);
+  }
+
+  /** To TLS termination, or straight to the adapter. */
+  #handOver(socket: Socket): void {
     if (this.#tlsServer !== undefined && this.secure) {
       this.#tlsServer.emit('connection', socket);
     } else {
       this.#serve(socket);
     }
+  }
+
+  /** PROXY protocol: read the header (trusted peer) or the first bytes (any other), then hand over. */
+  #awaitHeader(socket: Socket, trusts: TrustCheck): void {
+    const trusted = trusts(socket.remoteAddress);
+    const cancel = readProxyHeader(socket, { trusted, timeoutMs: this.#headerTimeoutMs }, (outcome) => {
+      this.#awaitingHeader.delete(socket);
+      if (outcome.kind === 'refused') {
+        this.#refuseProxied(socket, outcome);
+        return;
+      }
+      this.#proxyRefusing = false;
+      if (outcome.header !== undefined) {
+        applyProxyHeader(socket, outcome.header);
+        if (this.secure) {
+          // The TLS socket node:tls makes reports the TCP peer: find the header again by that peer.
+          const key = peerKey(outcome.header.proxyAddress, outcome.header.proxyPort);
+          this.#headersByPeer.set(key, outcome.header);
+          socket.once('close', () => this.#headersByPeer.delete(key));
+        }
+      }
+      this.#handOver(socket);
+    });
+    this.#awaitingHeader.set(socket, cancel);
+    socket.once('close', () => this.#awaitingHeader.delete(socket));
+  }
+
+  #refuseProxied(socket: Socket, outcome: Extract<HeaderOutcome, { kind: 'refused' }>): void {
+    const fields = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, problem: outcome.problem };
+    if (outcome.problem === 'closed') {
+      this.#logger.debug(fields, 'connection closed before its PROXY header');
+    } else if (this.#proxyRefusing) {
+      this.#logger.debug(fields, `connection refused: ${outcome.reason}`);
+    } else {
+      // Once per episode (until a connection gets through): a flood of bad headers is one line.
+      this.#proxyRefusing = true;
+      this.#logger.warn(fields, `connection refused: ${outcome.reason}; more such refusals are logged at debug level`);
+    }
+    socket.on('error', () => {});
+    socket.destroy();
+  }
+
+  #secureConnection(socket: TLSSocket): void {
+    if (this.#trusts !== undefined) {
+      const key = peerKey(socket.remoteAddress, socket.remotePort);
+      const header = this.#headersByPeer.get(key);
+      if (header === undefined && this.#trusts(socket.remoteAddress)) {
+        // A trusted peer always has a header by now; its TLS socket must never pass as the proxy itself.
+        this.#logger.debug({ remoteAddress: socket.remoteAddress }, 'TLS connection without its PROXY header record');
+        socket.destroy();
+        return;
+      }
+      if (header !== undefined) applyProxyHeader(socket, header);
+    }
+    this.#serve(socket);
   }
 
   #acceptFailed(error: NodeJS.ErrnoException): void {
@@ -340,6 +447,10 @@ function checkBindOptions(options: BindOptions): void {
       throw new ConfigError(option, value, 'an integer ≥ 0 (0 = no limit / never, where that applies)');
     }
   }
+}
+
+function peerKey(address: string | undefined, port: number | undefined): string {
+  return `${address ?? 'unix'}|${port ?? 0}`;
 }
 
 const closing = new WeakSet<Duplex>();

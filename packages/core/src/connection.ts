@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { type ProxyHeader, proxyHeaderOf } from './proxy-protocol.js';
 
 let nextId = 1;
 
@@ -14,8 +15,14 @@ export class Connection {
   readonly binding: string;
   /** When it was accepted (ms since the epoch). */
   readonly openedAt: number = Date.now();
+  /**
+   * The peer's address: the client's, as a trusted proxy's PROXY header names it, on a binding with
+   * `proxyProtocol`; `undefined` on a Unix socket.
+   */
   readonly remoteAddress: string | undefined;
   readonly remotePort: number | undefined;
+  /** The PROXY header this connection arrived with (bind option `proxyProtocol`), if any. */
+  readonly proxy: ProxyHeader | undefined;
   /** Per-connection state for adapters and handlers. */
   readonly context: Record<string, unknown> = {};
   #socket: Socket;
@@ -25,6 +32,7 @@ export class Connection {
     this.#socket = socket;
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
+    this.proxy = proxyHeaderOf(socket);
   }
 
   /** The socket to read and write: a `TLSSocket` once TLS is on. */
