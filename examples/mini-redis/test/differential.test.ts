@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type CommandLine,
@@ -15,6 +17,8 @@ import {
 // The same command scripts, pipelined over raw TCP, to a real redis-server and to mini-redis:
 // the reply bytes must be identical. Replies that legitimately differ (HELLO, CLIENT ID, INFO's
 // numbers, TIME, SCAN cursors, the order of unordered collections) are compared apart, sorted.
+
+const execFileAsync = promisify(execFile);
 
 let real: Started | undefined;
 let mini: Started | undefined;
@@ -1511,5 +1515,34 @@ describe('sorted sets reply byte for byte as redis-server 7.0', () => {
       ...watched('ZREMRANGEBYRANK k 10 20'),
       ...watched('ZPOPMIN k 0'),
     ]);
+  });
+});
+
+describe('introspection with real clients: redis-py, redis-cli --stat, redis-cli monitor', () => {
+  let server: (Started & { service: import('@portbind/core').PortService }) | undefined;
+  beforeAll(async () => {
+    server = await startMiniRedis();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  const port = (): number => (server as Started).port;
+
+  it("redis-py (Debian's python3-redis) parses CLIENT INFO and CLIENT LIST", async () => {
+    const script = [
+      'import json, sys, redis',
+      'r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))',
+      'r.client_setname("py")',
+      'info = r.client_info()',
+      'listed = r.client_list()',
+      'print(json.dumps({"info": info, "list": listed}))',
+    ].join('\n');
+    const { stdout } = await execFileAsync('/usr/bin/python3', ['-c', script, String(port())], { timeout: 20_000 });
+    const { info, list } = JSON.parse(stdout) as { info: Record<string, unknown>; list: Array<Record<string, unknown>> };
+    expect(info.name).toBe('py');
+    expect(info.cmd).toBe('client|info');
+    for (const field of ['oll', 'omem', 'tot-mem', 'qbuf-free', 'argv-mem', 'multi-mem', 'rbs', 'rbp', 'redir', 'resp'])
+      expect(info).toHaveProperty(field);
+    expect(list.some((client) => client.name === 'py' && client.cmd === 'client|list')).toBe(true);
   });
 });

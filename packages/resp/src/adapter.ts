@@ -34,6 +34,11 @@ export interface CommandOptions {
   flags?: readonly CommandFlag[];
   /** First key, last key (-1: the last argument), step: for COMMAND INFO and client-side routing. */
   keys?: readonly [number, number, number];
+  /**
+   * For a container command (CLIENT, CONFIG, OBJECT…): its subcommands, lowercase, each with its
+   * own flags. CLIENT LIST then shows `cmd=client|list`, and MONITOR skips the `admin` ones.
+   */
+  subcommands?: Readonly<Record<string, readonly CommandFlag[]>>;
   /** For COMMAND DOCS (redis-cli's hints). */
   summary?: string;
   group?: string;
@@ -52,7 +57,12 @@ interface Entry<Context> {
   readonly noauth: boolean;
   readonly pubsub: boolean;
   readonly nomulti: boolean;
+  /** Reads or writes keys: refused to a client in MONITOR mode, as Redis refuses a replica. */
+  readonly keyspace: boolean;
 }
+
+/** A section of INFO: `[field, value]` pairs, computed when INFO runs. */
+export type InfoFields = ReadonlyArray<readonly [string, string | number]>;
 
 export interface RespOptions<Context = Record<string, unknown>> {
   /** The default user's password, Redis's `requirepass`. Clients must AUTH (or HELLO AUTH) first. */
@@ -168,6 +178,23 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   #softLimitTimer: NodeJS.Timeout | undefined;
   /** Subscribers already closed for their output buffer limits. */
   readonly #cutOff = new WeakSet<RespClient<Context>>();
+  /** Clients in MONITOR mode; while it is empty, running a command costs nothing more. */
+  readonly #monitors = new Set<RespClient<Context>>();
+  /** Sections the application adds to INFO (or fields it adds to, or overrides in, a built-in one). */
+  readonly #infoSections = new Map<string, Array<() => InfoFields>>();
+  /** INFO stats, counted where the adapter sees them. */
+  readonly stats = {
+    /** Connections accepted (Redis's total_connections_received). */
+    connectionsReceived: 0,
+    /** Connections refused at maxclients (rejected_connections). */
+    rejectedConnections: 0,
+    /** Commands run, queued ones counted when EXEC runs them (total_commands_processed). */
+    commandsProcessed: 0,
+    /** Bytes read from clients (total_net_input_bytes). */
+    netInputBytes: 0,
+    /** Bytes written to clients (total_net_output_bytes). */
+    netOutputBytes: 0,
+  };
 
   constructor(options: RespOptions<Context> = {}) {
     this.options = options;
@@ -190,7 +217,13 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     const lower = name.toLowerCase();
     const spec: CommandSpec<Context> = { ...options, name: lower, handler };
     const flags = options.flags ?? [];
-    const entry = { spec, noauth: flags.includes('noauth'), pubsub: flags.includes('pubsub'), nomulti: flags.includes('nomulti') };
+    const entry = {
+      spec,
+      noauth: flags.includes('noauth'),
+      pubsub: flags.includes('pubsub'),
+      nomulti: flags.includes('nomulti'),
+      keyspace: flags.includes('readonly') || flags.includes('write'),
+    };
     this.#commands.set(lower, spec);
     this.#dispatch.set(lower, entry);
     this.#dispatch.set(lower.toUpperCase(), entry);
@@ -262,9 +295,11 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     const context = this.options.context ? this.options.context(conn) : ({} as Context);
     const client = new RespClient<Context>(conn, this, parser, context);
     this.#clients.set(client.id, client);
+    this.stats.connectionsReceived++;
   }
 
   refuse(socket: Socket): void {
+    this.stats.rejectedConnections++;
     socket.write('-ERR max number of clients reached\r\n');
   }
 
@@ -344,6 +379,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 
   closed(own: RespClient<Context>): void {
     this.#clients.delete(own.id);
+    if (own.monitoring) this.stopMonitor(own);
     for (const channel of own.channels) this.#leave(this.#channels, channel, own);
     for (const pattern of own.patterns) this.#leave(this.#patterns, pattern, own);
     this.unwatch(own);
@@ -369,6 +405,11 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       this.#reject(own, 'NOAUTH Authentication required.');
       return;
     }
+    if (own.monitoring && entry.keyspace) {
+      // server.c, processCommand: a MONITOR client is a replica, kept away from the keyspace.
+      this.#reject(own, "ERR Replica can't interact with the keyspace");
+      return;
+    }
     if (own.multi !== undefined && !entry.nomulti) {
       own.queue(argv);
       own.reply.simple('QUEUED');
@@ -383,21 +424,83 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 
   /** Run a command's handler and write its result or error (EXEC uses this for queued commands). */
   run(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void | Promise<void> {
-    client.lastCommand = spec.name;
+    client.lastCommand = spec.subcommands === undefined ? spec.name : fullName(spec, argv);
+    this.stats.commandsProcessed++;
     let result: ReturnType<CommandHandler<Context>>;
     try {
       result = spec.handler(client, argv);
     } catch (error) {
       writeFailure(client, error, spec.name, this.#logFailure);
+      if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
       return;
     }
     if (result instanceof Promise) {
       return result.then(
-        (value) => writeResult(client, value),
-        (error: unknown) => writeFailure(client, error, spec.name, this.#logFailure),
+        (value) => {
+          writeResult(client, value);
+          if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
+        },
+        (error: unknown) => {
+          writeFailure(client, error, spec.name, this.#logFailure);
+          if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
+        },
       );
     }
     if (result !== undefined) client.reply.value(result);
+    // As Redis's call(): after the command ran (its reply, or error, written), so a SELECT shows the new db.
+    if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
+  }
+
+  // ---- MONITOR -------------------------------------------------------------------------------
+
+  /** MONITOR: from now on `client` receives every command run (not admin ones), as Redis prints them. */
+  startMonitor(client: RespClient<Context>): void {
+    client.monitoring = true;
+    this.#monitors.add(client);
+  }
+
+  /** Leave MONITOR mode (RESET, or the connection closed). */
+  stopMonitor(client: RespClient<Context>): void {
+    client.monitoring = false;
+    this.#monitors.delete(client);
+  }
+
+  /** Clients in MONITOR mode now. */
+  get monitorCount(): number {
+    return this.#monitors.size;
+  }
+
+  /** replication.c, replicationFeedMonitors: `+<sec>.<usec> [<db> <addr>] "arg" …`, one line for every monitor. */
+  #feedMonitors(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void {
+    if (spec.flags?.includes('admin')) return;
+    const sub = spec.subcommands === undefined ? undefined : client.lastCommand.split('|')[1];
+    if (sub !== undefined && spec.subcommands?.[sub]?.includes('admin')) return;
+    const line = monitorLine(client.db, clientAddress(client.conn), spec.name, argv);
+    for (const monitor of this.#monitors) {
+      if (monitor.closing) continue;
+      monitor.pushWriter().simple(line);
+      monitor.flushLater();
+    }
+  }
+
+  // ---- INFO ----------------------------------------------------------------------------------
+
+  /**
+   * Add a section to INFO, or fields to a built-in one (a field of the same name replaces the
+   * built-in's): `resp.infoSection('keyspace', () => [['db0', 'keys=3,expires=0,avg_ttl=0']])`.
+   * `fields` runs each time INFO asks for the section.
+   */
+  infoSection(name: string, fields: () => InfoFields): this {
+    const lower = name.toLowerCase();
+    const providers = this.#infoSections.get(lower) ?? [];
+    providers.push(fields);
+    this.#infoSections.set(lower, providers);
+    return this;
+  }
+
+  /** @internal The application's sections and fields, for the built-in INFO. */
+  get infoSections(): ReadonlyMap<string, ReadonlyArray<() => InfoFields>> {
+    return this.#infoSections;
   }
 
   #reject(client: RespClient<Context>, message: string): void {
@@ -590,6 +693,55 @@ function checkPubsubLimits(limits: RespOptions['pubsubLimits']): void {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
       throw new ConfigError(`respAdapter({ pubsubLimits: { ${key} } })`, value, 'must be a number, 0 (no limit) or more');
   }
+}
+
+/** `client|list` for a container command's known subcommand, else the command's name. */
+function fullName<Context>(spec: CommandSpec<Context>, argv: Command): string {
+  const sub = argv[1];
+  if (sub === undefined || sub.length > 64) return spec.name;
+  const lower = sub.toString('latin1').toLowerCase();
+  return spec.subcommands !== undefined && Object.hasOwn(spec.subcommands, lower) ? `${spec.name}|${lower}` : spec.name;
+}
+
+/** Arguments redacted in MONITOR output (Redis's redactClientCommandArgument): passwords. */
+function redacted(name: string, argv: Command, i: number): boolean {
+  if (name === 'auth') return i >= 1;
+  if (name === 'hello') {
+    // HELLO <proto> AUTH <user> <pass> [SETNAME name]: the two words after AUTH.
+    for (let j = 2; j < argv.length && j < i; j++) {
+      if ((argv[j] as Buffer).toString('latin1').toUpperCase() === 'AUTH') {
+        if (i === j + 1 || i === j + 2) return true;
+        j += 2;
+      } else if ((argv[j] as Buffer).toString('latin1').toUpperCase() === 'SETNAME') j += 1;
+    }
+  }
+  return false;
+}
+
+/** One MONITOR line, without the `+` and CRLF: time with microseconds, db and address, each argument quoted. */
+export function monitorLine(db: number, addr: string, name: string, argv: Command): string {
+  const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+  let line = `${Math.floor(micros / 1e6)}.${String(micros % 1e6).padStart(6, '0')} [${db} ${addr}]`;
+  for (let i = 0; i < argv.length; i++) line += ` ${redacted(name, argv, i) ? '"(redacted)"' : quoteArg(argv[i] as Buffer)}`;
+  return line;
+}
+
+/** sds.c, sdscatrepr: in double quotes, `\\ \" \n \r \t \a \b` escaped, other unprintable bytes as `\xHH`. */
+export function quoteArg(arg: Buffer): string {
+  let out = '"';
+  for (let i = 0; i < arg.length; i++) {
+    const byte = arg[i] as number;
+    if (byte === 0x5c) out += '\\\\';
+    else if (byte === 0x22) out += '\\"';
+    else if (byte === 0x0a) out += '\\n';
+    else if (byte === 0x0d) out += '\\r';
+    else if (byte === 0x09) out += '\\t';
+    else if (byte === 0x07) out += '\\a';
+    else if (byte === 0x08) out += '\\b';
+    else if (byte >= 0x20 && byte <= 0x7e) out += String.fromCharCode(byte);
+    else out += `\\x${byte.toString(16).padStart(2, '0')}`;
+  }
+  return `${out}"`;
 }
 
 /** Redis 7's text: the name cut to 128 bytes, then arguments quoted, within a 128-byte budget. */

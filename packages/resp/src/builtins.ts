@@ -1,4 +1,4 @@
-import { clientAddress, localAddress, type RespAdapter } from './adapter.js';
+import { type CommandFlag, clientAddress, type InfoFields, localAddress, type RespAdapter } from './adapter.js';
 import type { RespClient } from './client.js';
 import type { Command } from './parser.js';
 import { OK, RespError, simple } from './reply.js';
@@ -149,6 +149,7 @@ export function registerBuiltins(server: Server): void {
       for (const pattern of [...client.patterns]) server.punsubscribe(client, pattern);
       client.db = 0;
       client.name = '';
+      if (client.monitoring) server.stopMonitor(client);
       client.reply.protocol = 2;
       if (server.authConfigured) client.user = undefined;
       return simple('RESET');
@@ -159,39 +160,18 @@ export function registerBuiltins(server: Server): void {
     'info',
     { arity: -1, summary: 'Returns information and statistics about the server.', group: 'server' },
     (client, argv) => {
-      // Enough for clients' ready checks (ioredis reads `loading:0`) and for humans; an
-      // application adds its own sections by registering INFO itself.
-      const wanted = new Set(argv.slice(1).map((arg) => arg.toString('latin1').toLowerCase()));
-      const all = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default');
-      const sections: Array<[string, Array<[string, string | number]>]> = [
-        [
-          'server',
-          [
-            ['redis_version', server.serverVersion],
-            ['redis_mode', 'standalone'],
-            ['os', `${process.platform} ${process.arch}`],
-            ['process_id', process.pid],
-            ['uptime_in_seconds', Math.floor(process.uptime())],
-          ],
-        ],
-        ['clients', [['connected_clients', server.clients.size]]],
-        ['persistence', [['loading', 0]]],
-        [
-          'replication',
-          [
-            ['role', 'master'],
-            ['connected_slaves', 0],
-          ],
-        ],
-      ];
-      const body = sections
-        .filter(([name]) => all || wanted.has(name))
-        .map(
-          ([name, fields]) =>
-            `# ${name[0]?.toUpperCase()}${name.slice(1)}\r\n${fields.map(([key, value]) => `${key}:${value}\r\n`).join('')}`,
-        )
-        .join('\r\n');
-      client.reply.verbatim(body);
+      client.reply.verbatim(infoText(server, argv));
+    },
+  );
+
+  server.command(
+    'monitor',
+    { arity: 1, flags: ['admin'], summary: 'Listens for all requests received by the server in real-time.', group: 'server' },
+    (client) => {
+      // server.c, monitorCommand: a second MONITOR is ignored, without a reply.
+      if (client.monitoring) return undefined;
+      server.startMonitor(client);
+      return OK;
     },
   );
 
@@ -201,6 +181,168 @@ export function registerBuiltins(server: Server): void {
   registerPubSub(server);
 }
 
+/** INFO's sections in Redis's order; `default` and `all` list these (commandstats and the like are not kept). */
+const INFO_ORDER = [
+  'server',
+  'clients',
+  'memory',
+  'persistence',
+  'stats',
+  'replication',
+  'cpu',
+  'modules',
+  'errorstats',
+  'cluster',
+  'keyspace',
+];
+
+/** For instantaneous_ops_per_sec: the counter at the previous INFO, and when. */
+const opsSample = new WeakMap<object, { at: number; commands: number; rate: number }>();
+
+function humanBytes(bytes: number): string {
+  const units = ['B', 'K', 'M', 'G', 'T'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes}B` : `${value.toFixed(2)}${units[unit]}`;
+}
+
+/**
+ * The built-in sections, with what the adapter knows (clients, its counters, the process's memory
+ * and CPU); the application adds sections (`keyspace`) or fields through `infoSection`.
+ */
+function builtinSections(server: Server): Map<string, Array<readonly [string, string | number]>> {
+  const memory = process.memoryUsage();
+  const cpu = process.cpuUsage();
+  const now = Date.now();
+  const stats = server.stats;
+  // instantaneous_ops_per_sec: commands per second since the previous INFO (Redis samples every
+  // 100 ms; this costs the command path nothing). Kept when INFO is asked again within 100 ms.
+  const sample = opsSample.get(server) ?? { at: now, commands: stats.commandsProcessed, rate: 0 };
+  if (now - sample.at >= 100) {
+    sample.rate = Math.round(((stats.commandsProcessed - sample.commands) * 1000) / (now - sample.at));
+    sample.at = now;
+    sample.commands = stats.commandsProcessed;
+  }
+  opsSample.set(server, sample);
+  let blocked = 0;
+  let pubsubClients = 0;
+  for (const client of server.clients.values()) {
+    if (client.blocked) blocked++;
+    if (client.subscribed) pubsubClients++;
+  }
+  const used = memory.heapUsed + memory.external;
+  const uptime = Math.floor(process.uptime());
+  return new Map<string, Array<readonly [string, string | number]>>([
+    [
+      'server',
+      [
+        ['redis_version', server.serverVersion],
+        ['redis_mode', 'standalone'],
+        ['os', `${process.platform} ${process.arch}`],
+        ['arch_bits', 64],
+        ['process_id', process.pid],
+        ['server_time_usec', now * 1000],
+        ['uptime_in_seconds', uptime],
+        ['uptime_in_days', Math.floor(uptime / 86400)],
+        ['executable', process.execPath],
+      ],
+    ],
+    [
+      'clients',
+      [
+        ['connected_clients', server.clients.size],
+        ['maxclients', server.limits.maxConnections],
+        ['blocked_clients', blocked],
+        ['pubsub_clients', pubsubClients],
+      ],
+    ],
+    [
+      'memory',
+      [
+        ['used_memory', used],
+        ['used_memory_human', humanBytes(used)],
+        ['used_memory_rss', memory.rss],
+        ['used_memory_rss_human', humanBytes(memory.rss)],
+        ['used_memory_dataset', memory.heapUsed],
+        ['total_system_memory', 0],
+        ['maxmemory', 0],
+        ['maxmemory_policy', 'noeviction'],
+      ],
+    ],
+    [
+      'persistence',
+      [
+        ['loading', 0],
+        ['rdb_bgsave_in_progress', 0],
+        ['aof_enabled', 0],
+        ['aof_rewrite_in_progress', 0],
+        ['bgsave_in_progress', 0],
+      ],
+    ],
+    [
+      'stats',
+      [
+        ['total_connections_received', stats.connectionsReceived],
+        ['total_commands_processed', stats.commandsProcessed],
+        ['instantaneous_ops_per_sec', sample.rate],
+        ['total_net_input_bytes', stats.netInputBytes],
+        ['total_net_output_bytes', stats.netOutputBytes],
+        ['rejected_connections', stats.rejectedConnections],
+        ['pubsub_channels', server.activeChannels().length],
+        ['pubsub_patterns', server.patternCount],
+        ['total_blocking_keys', 0],
+      ],
+    ],
+    [
+      'replication',
+      [
+        ['role', 'master'],
+        ['connected_slaves', 0],
+      ],
+    ],
+    [
+      'cpu',
+      [
+        ['used_cpu_sys', (cpu.system / 1e6).toFixed(6)],
+        ['used_cpu_user', (cpu.user / 1e6).toFixed(6)],
+      ],
+    ],
+  ]);
+}
+
+/** INFO [section …]: the built-in sections merged with the application's, in Redis's order. */
+function infoText(server: Server, argv: Command): string {
+  const wanted = new Set(argv.slice(1).map((arg) => arg.toString('latin1').toLowerCase()));
+  const every = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default');
+  const sections = builtinSections(server);
+  for (const [name, providers] of server.infoSections) {
+    if (!every && !wanted.has(name)) continue;
+    const fields = sections.get(name) ?? [];
+    for (const provider of providers) {
+      for (const [key, value] of provider() as InfoFields) {
+        const at = fields.findIndex(([existing]) => existing === key);
+        if (at === -1) fields.push([key, value]);
+        else fields[at] = [key, value];
+      }
+    }
+    sections.set(name, fields);
+  }
+  const names = [...INFO_ORDER, ...[...sections.keys()].filter((name) => !INFO_ORDER.includes(name))];
+  const parts: string[] = [];
+  for (const name of names) {
+    const fields = sections.get(name);
+    if (fields === undefined || !(every || wanted.has(name))) continue;
+    let part = `# ${name[0]?.toUpperCase()}${name.slice(1)}\r\n`;
+    for (const [key, value] of fields) part += `${key}:${value}\r\n`;
+    parts.push(part);
+  }
+  return parts.join('\r\n');
+}
+
 function checkName(name: string): void {
   for (let i = 0; i < name.length; i++) {
     const code = name.charCodeAt(i);
@@ -208,33 +350,99 @@ function checkName(name: string): void {
   }
 }
 
-function clientLine(server: Server, client: Client): string {
+/** Bytes of a command's arguments (CLIENT LIST's argv-mem for the client running it). */
+function argvBytes(argv: Command): number {
+  let bytes = 0;
+  for (const arg of argv) bytes += arg.length;
+  return bytes;
+}
+
+/** The file descriptor of a TCP connection, as Redis's `fd=`; -1 when Node does not expose one (TLS). */
+function fileDescriptor(client: Client): number {
+  const fd = (client.conn.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}
+
+/**
+ * One line of CLIENT LIST / CLIENT INFO, with the fields of Redis 7.2 (networking.c,
+ * catClientInfoString) in its order: 7.0's set plus `lib-name` and `lib-ver`, because this
+ * server reports version 7.2 by default (HELLO, INFO). `argv` is the running command's, for the
+ * client that asked; for the others, argv-mem counts the arguments of a command received in part.
+ */
+function clientLine(client: Client, argv?: Command): string {
   const now = Date.now();
-  const fields: Array<[string, string | number]> = [
-    ['id', client.id],
-    ['addr', clientAddress(client.conn)],
-    ['laddr', localAddress(client.conn)],
-    ['fd', -1],
-    ['name', client.name],
-    ['age', Math.floor((now - client.conn.openedAt) / 1000)],
-    ['idle', Math.floor((now - client.lastActivity) / 1000)],
-    ['flags', client.subscribed ? 'P' : client.multi !== undefined ? 'x' : 'N'],
-    ['db', client.db],
-    ['sub', client.channels.size],
-    ['psub', client.patterns.size],
-    ['ssub', 0],
-    ['multi', client.multi === undefined ? -1 : client.multi.length],
-    ['qbuf', client.inputBytes],
-    ['obl', client.reply.pending],
-    ['omem', client.outputBytes],
-    ['cmd', client.lastCommand],
-    ['user', client.user ?? 'default'],
-    ['resp', client.protocol],
-    ['lib-name', client.libName],
-    ['lib-ver', client.libVersion],
-  ];
-  void server;
-  return fields.map(([key, value]) => `${key}=${value}`).join(' ');
+  let flags = '';
+  if (client.monitoring) flags += 'O';
+  if (client.subscribed) flags += 'P';
+  if (client.multi !== undefined) flags += 'x';
+  if (client.blocked) flags += 'b';
+  if (client.watchDirty) flags += 'd';
+  if (client.closing) flags += 'c';
+  if (client.conn.remoteAddress === undefined) flags += 'U';
+  if (flags === '') flags = 'N';
+  const socket = client.conn.socket;
+  const qbuf = client.inputBytes;
+  const argvMem = argv === undefined ? client.partialArgvBytes : argvBytes(argv);
+  const multiMem = client.multiBytes;
+  // Replies written by handlers and not yet handed to the socket play Redis's reply buffer (obl);
+  // what the socket holds unsent plays its reply list (oll: 1 while there is some; omem: bytes).
+  const obl = client.reply.pending;
+  const omem = socket.writableLength;
+  const events = `${client.reading ? 'r' : ''}${omem > 0 ? 'w' : ''}`;
+  return (
+    `id=${client.id} addr=${clientAddress(client.conn)} laddr=${localAddress(client.conn)} fd=${fileDescriptor(client)}` +
+    ` name=${client.name} age=${Math.floor((now - client.conn.openedAt) / 1000)} idle=${Math.floor((now - client.lastActivity) / 1000)}` +
+    ` flags=${flags} db=${client.db} sub=${client.channels.size} psub=${client.patterns.size} ssub=0` +
+    ` multi=${client.multi === undefined ? -1 : client.multi.length} qbuf=${qbuf} qbuf-free=0 argv-mem=${argvMem}` +
+    ` multi-mem=${multiMem} rbs=0 rbp=0 obl=${obl} oll=${omem > 0 ? 1 : 0} omem=${omem}` +
+    ` tot-mem=${qbuf + argvMem + multiMem + obl + omem} events=${events} cmd=${client.lastCommand}` +
+    ` user=${client.user ?? 'default'} redir=-1 resp=${client.protocol} lib-name=${client.libName} lib-ver=${client.libVersion}`
+  );
+}
+
+/** CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id …], as networking.c (7.2) parses it. */
+function clientList(server: Server, client: Client, argv: Command): string {
+  const line = (other: Client): string => `${clientLine(other, other === client ? argv : undefined)}\n`;
+  const option = upper(argv[2]);
+  if (argv.length === 4 && option === 'TYPE') {
+    const type = CLIENT_TYPES[text(argv[3]).toLowerCase()];
+    if (type === undefined) throw new RespError(`ERR Unknown client type '${cstr(argv[3])}'`);
+    let out = '';
+    for (const other of server.clients.values()) if (clientType(other as Client) === type) out += line(other as Client);
+    return out;
+  }
+  if (argv.length > 3 && option === 'ID') {
+    const ids: number[] = [];
+    for (const arg of argv.slice(3)) {
+      const value = arg.toString('latin1');
+      if (!/^-?(0|[1-9]\d{0,18})$/.test(value)) throw new RespError('ERR Invalid client ID');
+      const id = BigInt(value);
+      if (id < -9223372036854775808n || id > 9223372036854775807n) throw new RespError('ERR Invalid client ID');
+      ids.push(Number(id));
+    }
+    let out = '';
+    for (const id of ids) {
+      const other = server.clients.get(id);
+      if (other !== undefined) out += line(other as Client);
+    }
+    return out;
+  }
+  if (argv.length !== 2) throw new RespError('ERR syntax error');
+  let out = '';
+  for (const other of server.clients.values()) out += line(other as Client);
+  return out;
+}
+
+/** networking.c, getClientType: a MONITOR client counts as normal; there are no masters or replicas here. */
+function clientType(client: Client): string {
+  return client.subscribed ? 'pubsub' : 'normal';
+}
+
+/** Redis formats option values with %s: the text stops at a NUL byte. */
+function cstr(arg: Buffer | undefined): string {
+  const value = text(arg);
+  const nul = value.indexOf('\u0000');
+  return nul === -1 ? value : value.slice(0, nul);
 }
 
 function registerClient(server: Server): void {
@@ -257,19 +465,35 @@ function registerClient(server: Server): void {
       else throw new RespError(`ERR Unrecognized option '${text(argv[2])}'`);
       return OK;
     },
-    INFO: (client) => {
-      client.reply.verbatim(`${clientLine(server, client)}\n`);
+    INFO: (client, argv) => {
+      client.reply.verbatim(`${clientLine(client, argv)}\n`);
       return undefined;
     },
-    LIST: () => [...server.clients.values()].map((other) => `${clientLine(server, other as Client)}\n`).join(''),
+    LIST: (client, argv) => {
+      client.reply.verbatim(clientList(server, client, argv));
+      return undefined;
+    },
     KILL: (client, argv) => clientKill(server, client, argv),
   };
-  server.command('client', { arity: -2, summary: 'A container for client connection commands.', group: 'connection' }, (client, argv) => {
-    const sub = upper(argv[1]);
-    const run = subcommands[sub];
-    if (run === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try CLIENT HELP.`);
-    return run(client, argv) as ReturnType<typeof run> & undefined;
-  });
+  const clientSubcommands = {
+    id: [],
+    getname: [],
+    setname: [],
+    setinfo: [],
+    info: [],
+    list: ['admin'],
+    kill: ['admin'],
+  } satisfies Record<string, CommandFlag[]>;
+  server.command(
+    'client',
+    { arity: -2, subcommands: clientSubcommands, summary: 'A container for client connection commands.', group: 'connection' },
+    (client, argv) => {
+      const sub = upper(argv[1]);
+      const run = subcommands[sub];
+      if (run === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try CLIENT HELP.`);
+      return run(client, argv) as ReturnType<typeof run> & undefined;
+    },
+  );
 }
 
 /** Redis 7's client types: every client here is `normal`, or `pubsub` while subscribed. */
@@ -282,12 +506,6 @@ const CLIENT_TYPES: Record<string, string> = { normal: 'normal', pubsub: 'pubsub
  * first bad one answers; a caller that kills itself gets the reply first.
  */
 function clientKill(server: Server, client: Client, argv: Command): number | typeof OK | undefined {
-  const cstr = (arg: Buffer | undefined): string => {
-    // Redis formats these with %s: the text stops at a NUL byte.
-    const value = text(arg);
-    const nul = value.indexOf('\u0000');
-    return nul === -1 ? value : value.slice(0, nul);
-  };
   let addr: string | undefined;
   let laddr: string | undefined;
   let user: string | undefined;
@@ -335,7 +553,7 @@ function clientKill(server: Server, client: Client, argv: Command): number | typ
   for (const other of [...server.clients.values()] as Client[]) {
     if (addr !== undefined && clientAddress(other.conn) !== addr) continue;
     if (laddr !== undefined && localAddress(other.conn) !== laddr) continue;
-    if (type !== undefined && (other.subscribed ? 'pubsub' : 'normal') !== type) continue;
+    if (type !== undefined && clientType(other) !== type) continue;
     if (id !== 0 && other.id !== id) continue;
     if (user !== undefined && (other.user ?? 'default') !== user) continue;
     if (other === client && skipme) continue;
@@ -373,22 +591,27 @@ function registerCommand(server: Server): void {
       ]),
     ];
   };
-  server.command('command', { arity: -1, summary: 'Returns detailed information about all commands.', group: 'server' }, (client, argv) => {
-    const sub = upper(argv[1]);
-    const names = argv.slice(2).map((arg) => text(arg).toLowerCase());
-    const all = [...server.commands].map((spec) => spec.name);
-    if (argv.length === 1) return all.map(info) as never;
-    if (sub === 'COUNT') return all.length;
-    if (sub === 'LIST') return all;
-    if (sub === 'INFO') return (names.length > 0 ? names : all).map(info) as never;
-    if (sub === 'DOCS') {
-      const entries = (names.length > 0 ? names : all).map(docs).filter((entry) => entry !== undefined);
-      client.reply.map(entries.length);
-      for (const [name, doc] of entries) client.reply.bulk(name).map(doc);
-      return undefined;
-    }
-    throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try COMMAND HELP.`);
-  });
+  const commandSubcommands = { count: [], list: [], info: [], docs: [] } satisfies Record<string, CommandFlag[]>;
+  server.command(
+    'command',
+    { arity: -1, subcommands: commandSubcommands, summary: 'Returns detailed information about all commands.', group: 'server' },
+    (client, argv) => {
+      const sub = upper(argv[1]);
+      const names = argv.slice(2).map((arg) => text(arg).toLowerCase());
+      const all = [...server.commands].map((spec) => spec.name);
+      if (argv.length === 1) return all.map(info) as never;
+      if (sub === 'COUNT') return all.length;
+      if (sub === 'LIST') return all;
+      if (sub === 'INFO') return (names.length > 0 ? names : all).map(info) as never;
+      if (sub === 'DOCS') {
+        const entries = (names.length > 0 ? names : all).map(docs).filter((entry) => entry !== undefined);
+        client.reply.map(entries.length);
+        for (const [name, doc] of entries) client.reply.bulk(name).map(doc);
+        return undefined;
+      }
+      throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try COMMAND HELP.`);
+    },
+  );
 }
 
 function registerTransactions(server: Server): void {
@@ -500,11 +723,16 @@ function registerPubSub(server: Server): void {
   server.command('publish', { arity: 3, flags: ['fast'], summary: 'Posts a message to a channel.', ...group }, (_client, argv) =>
     server.publish(argv[1] as Buffer, argv[2] as Buffer),
   );
-  server.command('pubsub', { arity: -2, summary: 'A container for Pub/Sub commands.', ...group }, (_client, argv) => {
-    const sub = upper(argv[1]);
-    if (sub === 'CHANNELS') return server.activeChannels(argv[2]?.toString('latin1')).map((name) => Buffer.from(name, 'latin1'));
-    if (sub === 'NUMSUB') return argv.slice(2).flatMap((channel) => [channel, server.subscriberCount(channel.toString('latin1'))]);
-    if (sub === 'NUMPAT') return server.patternCount;
-    throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try PUBSUB HELP.`);
-  });
+  const pubsubSubcommands = { channels: [], numsub: [], numpat: [] } satisfies Record<string, CommandFlag[]>;
+  server.command(
+    'pubsub',
+    { arity: -2, subcommands: pubsubSubcommands, summary: 'A container for Pub/Sub commands.', ...group },
+    (_client, argv) => {
+      const sub = upper(argv[1]);
+      if (sub === 'CHANNELS') return server.activeChannels(argv[2]?.toString('latin1')).map((name) => Buffer.from(name, 'latin1'));
+      if (sub === 'NUMSUB') return argv.slice(2).flatMap((channel) => [channel, server.subscriberCount(channel.toString('latin1'))]);
+      if (sub === 'NUMPAT') return server.patternCount;
+      throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try PUBSUB HELP.`);
+    },
+  );
 }

@@ -14,6 +14,8 @@ export interface ClientHost<Context> {
   /** Destroy the socket unless the peer closes within the binding's closeWaitMs. */
   closeSoon(socket: Socket): void;
   readonly outputHighWaterMark: number;
+  /** INFO's byte counters. */
+  readonly stats: { netInputBytes: number; netOutputBytes: number };
 }
 
 /** What a closing client may still send (read and dropped) before the server stops reading it. */
@@ -73,6 +75,8 @@ export class RespClient<Context = Record<string, unknown>> {
   readonly #onData: (chunk: Buffer) => void;
   /** Pub/sub output over the soft limit since (ms), or 0. */
   softLimitSince = 0;
+  /** In MONITOR mode: every command other clients run is sent here; keyspace commands are refused. */
+  monitoring = false;
 
   constructor(conn: Connection, host: ClientHost<Context>, parser: RequestParser, context: Context) {
     this.id = conn.id;
@@ -83,6 +87,7 @@ export class RespClient<Context = Record<string, unknown>> {
     const socket = conn.socket;
     this.#onData = (chunk: Buffer) => {
       this.lastActivity = Date.now();
+      host.stats.netInputBytes += chunk.length;
       this.#parser.push(chunk);
       this.#pump();
       host.accountQuery(this);
@@ -160,6 +165,31 @@ export class RespClient<Context = Record<string, unknown>> {
     return this.#parser.buffered;
   }
 
+  /** Bytes of the arguments of a command received in part (its bytes are parsed, it has not run). */
+  get partialArgvBytes(): number {
+    return this.#parser.partialArgvBytes;
+  }
+
+  /** Bytes held by the commands MULTI queued, their argument objects included. */
+  get multiBytes(): number {
+    return this.#multiCost;
+  }
+
+  /** True while a command of this client waits for its promise (a BLPOP, say): CLIENT LIST's `b`. */
+  get blocked(): boolean {
+    return this.#busy;
+  }
+
+  /** False while reading is paused for backpressure (CLIENT LIST's `events` without `r`). */
+  get reading(): boolean {
+    return !this.#paused && !this.#closing;
+  }
+
+  /** Send what handlers wrote at the end of this event-loop turn (with the other clients' replies). */
+  flushLater(): void {
+    flushSoon(this);
+  }
+
   /**
    * Where out-of-band data (pub/sub messages) goes: the reply stream when no command is running,
    * else a side buffer sent after the running command's reply, so that a push never lands in the
@@ -180,6 +210,7 @@ export class RespClient<Context = Record<string, unknown>> {
 
   #write(out: string | Buffer | undefined): void {
     if (out === undefined || this.conn.socket.destroyed) return;
+    this.#host.stats.netOutputBytes += out.length; // a string here is latin1: one char, one byte
     if (typeof out === 'string') this.conn.socket.write(out, 'latin1');
     else this.conn.socket.write(out);
   }

@@ -76,6 +76,13 @@ export class RequestParser {
     this.limits = { ...parserDefaults, ...limits };
   }
 
+  /** Bytes of the arguments of a command parsed so far, not yet complete (CLIENT LIST's argv-mem). */
+  get partialArgvBytes(): number {
+    let bytes = 0;
+    for (const arg of this.#args) bytes += arg.length;
+    return bytes;
+  }
+
   /** Bytes received and not yet parsed into a command. */
   get buffered(): number {
     return this.#buf.length - this.#pos + this.#pendingLength;

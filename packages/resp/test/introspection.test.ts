@@ -1,0 +1,142 @@
+import type { Socket } from 'node:net';
+import { PortService } from '@portbind/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { portOf, rawConnect, readUntil } from '../../../test/support/net.js';
+import { OK, respAdapter } from '../src/index.js';
+
+// CLIENT LIST / CLIENT INFO, INFO's counters and MONITOR over real sockets (the differential
+// test in examples/mini-redis compares the MONITOR line format with a real redis-server).
+
+const services: PortService[] = [];
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  await Promise.all(services.splice(0).map((s) => s.stop()));
+});
+
+async function start() {
+  const resp = respAdapter();
+  const store = new Map<string, string>();
+  resp.command('set', { arity: 3, flags: ['write'] }, (_client, [, key, value]) => {
+    store.set(String(key), String(value));
+    return OK;
+  });
+  resp.command('get', { arity: 2, flags: ['readonly'] }, (_client, [, key]) => store.get(String(key)) ?? null);
+  const service = new PortService({ env: {} });
+  services.push(service);
+  const binding = service.bind(resp, { port: 0, host: '127.0.0.1' });
+  await service.start();
+  return { resp, port: portOf(binding) };
+}
+
+async function connect(port: number): Promise<Socket> {
+  const socket = await rawConnect(port);
+  sockets.push(socket);
+  return socket;
+}
+
+/** Send, and read until the reply text matches. */
+async function ask(socket: Socket, bytes: string, until: RegExp = /\r\n$/): Promise<string> {
+  socket.write(bytes);
+  return readUntil(socket, until);
+}
+
+/** A verbatim CLIENT LIST / CLIENT INFO reply: its lines as field maps. */
+function parseClients(reply: string): Array<Map<string, string>> {
+  // `$N\r\n…\r\n` in RESP2, `=N\r\ntxt:…\r\n` in RESP3.
+  const body = reply.slice(reply.indexOf('\r\n') + 2 + (reply.startsWith('=') ? 4 : 0), -2);
+  return body
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => new Map(line.split(' ').map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)])));
+}
+
+const FIELDS_72 =
+  'id addr laddr fd name age idle flags db sub psub ssub multi qbuf qbuf-free argv-mem multi-mem rbs rbp obl oll omem tot-mem events cmd user redir resp lib-name lib-ver';
+
+describe('CLIENT LIST and CLIENT INFO', () => {
+  it("have Redis 7.2's fields in its order, with cmd=client|list and real values", async () => {
+    const { port } = await start();
+    const a = await connect(port);
+    const b = await connect(port);
+    await ask(b, 'CLIENT SETNAME bee\r\nSUBSCRIBE ch\r\n', /:1\r\n$/);
+    await ask(a, 'MULTI\r\nSET k v\r\n', /QUEUED\r\n$/);
+    a.write('DISCARD\r\n');
+    await readUntil(a, /OK\r\n$/);
+    // A half-sent command: its bytes are qbuf.
+    a.write('ECHO abc\r\n*2\r\n$4\r\nECHO\r\n$5\r\nhel');
+    await readUntil(a, /abc\r\n$/);
+    const c = await connect(port);
+    const list = parseClients(await ask(c, 'CLIENT LIST\r\n', /\n\r\n$/));
+    expect(list).toHaveLength(3);
+    for (const client of list) expect([...client.keys()].join(' ')).toBe(FIELDS_72);
+    const [first, second, third] = list as [Map<string, string>, Map<string, string>, Map<string, string>];
+    expect(first.get('cmd')).toBe('echo');
+    // As Redis: the parsed argument (ECHO) is argv-mem, the bytes of the one still arriving qbuf.
+    expect(first.get('qbuf')).toBe('3');
+    expect(first.get('argv-mem')).toBe('4');
+    expect(first.get('flags')).toBe('N');
+    expect(second.get('name')).toBe('bee');
+    expect(second.get('flags')).toBe('P');
+    expect(second.get('sub')).toBe('1');
+    expect(second.get('cmd')).toBe('subscribe');
+    expect(third.get('cmd')).toBe('client|list');
+    expect(third.get('argv-mem')).toBe(String('CLIENTLIST'.length));
+    expect(third.get('addr')).toBe(`127.0.0.1:${c.localPort}`);
+    expect(third.get('laddr')).toBe(`127.0.0.1:${port}`);
+    expect(Number(third.get('fd'))).toBeGreaterThan(0);
+    expect(third.get('events')).toBe('r');
+    expect(third.get('user')).toBe('default');
+    expect(third.get('redir')).toBe('-1');
+    // MULTI: flags x, the queue's length and memory.
+    expect(await ask(a, 'lo\r\n', /hello\r\n$/)).toBe('$5\r\nhello\r\n');
+    const idA = await idOf(a);
+    await ask(a, 'MULTI\r\nSET k 12345\r\n', /QUEUED\r\n$/);
+    const [duringMulti] = parseClients(await ask(c, `CLIENT LIST ID ${idA}\r\n`, /\n\r\n$/));
+    expect(duringMulti?.get('flags')).toBe('x');
+    expect(duringMulti?.get('multi')).toBe('1');
+    expect(Number(duringMulti?.get('multi-mem'))).toBeGreaterThanOrEqual('SETk12345'.length);
+    expect(Number(duringMulti?.get('tot-mem'))).toBeGreaterThanOrEqual(Number(duringMulti?.get('multi-mem')));
+  });
+
+  it('CLIENT INFO: the caller alone, as a verbatim string', async () => {
+    const { port } = await start();
+    const a = await connect(port);
+    const reply = await ask(a, 'HELLO 3\r\nCLIENT SETINFO LIB-NAME mylib\r\nCLIENT INFO\r\n', /\n\r\n$/);
+    const info = reply.slice(reply.indexOf('+OK\r\n') + 5);
+    const [client] = parseClients(info);
+    expect(client?.get('cmd')).toBe('client|info');
+    expect(client?.get('resp')).toBe('3');
+    expect(client?.get('lib-name')).toBe('mylib');
+    expect([...(client?.keys() ?? [])].join(' ')).toBe(FIELDS_72);
+  });
+
+  it('filters by ID and TYPE, with Redis’s errors', async () => {
+    const { port } = await start();
+    const a = await connect(port);
+    const b = await connect(port);
+    await ask(b, 'SUBSCRIBE ch\r\n', /:1\r\n$/);
+    const idA = await idOf(a);
+    const idB = (await ask(a, `CLIENT LIST TYPE pubsub\r\n`, /\n\r\n$/)).match(/id=(\d+)/)?.[1];
+    expect(Number(idB)).not.toBe(idA);
+    expect(parseClients(await ask(a, 'CLIENT LIST TYPE PUBSUB\r\n', /\n\r\n$/)).map((c) => c.get('id'))).toEqual([idB]);
+    expect(parseClients(await ask(a, 'CLIENT LIST TYPE normal\r\n', /\n\r\n$/)).map((c) => c.get('id'))).toEqual([String(idA)]);
+    expect(await ask(a, 'CLIENT LIST TYPE replica\r\nCLIENT LIST TYPE master\r\n', /\$0\r\n\r\n\$0\r\n\r\n$/)).toBe('$0\r\n\r\n$0\r\n\r\n');
+    expect(parseClients(await ask(a, `CLIENT LIST ID ${idB} 999999 ${idA}\r\n`, /\n\r\n$/)).map((c) => c.get('id'))).toEqual([
+      idB,
+      String(idA),
+    ]);
+    const errors = await ask(
+      a,
+      'CLIENT LIST TYPE bogus\r\nCLIENT LIST ID 1 x\r\nCLIENT LIST ID\r\nCLIENT LIST TYPE\r\nCLIENT LIST TYPE normal extra\r\nCLIENT LIST foo bar\r\nPING\r\n',
+      /PONG\r\n$/,
+    );
+    expect(errors).toBe(
+      "-ERR Unknown client type 'bogus'\r\n-ERR Invalid client ID\r\n-ERR syntax error\r\n-ERR syntax error\r\n-ERR syntax error\r\n-ERR syntax error\r\n+PONG\r\n",
+    );
+  });
+});
+
+async function idOf(socket: Socket): Promise<number> {
+  return Number((await ask(socket, 'CLIENT ID\r\n')).slice(1, -2));
+}
