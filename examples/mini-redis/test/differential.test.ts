@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -1544,5 +1544,65 @@ describe('introspection with real clients: redis-py, redis-cli --stat, redis-cli
     for (const field of ['oll', 'omem', 'tot-mem', 'qbuf-free', 'argv-mem', 'multi-mem', 'rbs', 'rbp', 'redir', 'resp'])
       expect(info).toHaveProperty(field);
     expect(list.some((client) => client.name === 'py' && client.cmd === 'client|list')).toBe(true);
+  });
+
+  it('CLIENT LIST has the fields of the Redis version mini-redis reports (7.0.15), in its order', async () => {
+    const real = await startRedisServer();
+    try {
+      const fields = async (port: number): Promise<string> => {
+        const client = new RawClient(port);
+        try {
+          const [reply] = await client.send(['CLIENT LIST']);
+          const line = (reply as Buffer).toString('latin1').split('\r\n')[1] as string;
+          return line
+            .trim()
+            .split(' ')
+            .map((field) => field.slice(0, field.indexOf('=')))
+            .join(' ');
+        } finally {
+          client.close();
+        }
+      };
+      expect(await fields(port())).toBe(await fields(real.port));
+    } finally {
+      await real.stop();
+    }
+  });
+
+  it('redis-cli --stat: no garbage numbers, and the request counter grows', async () => {
+    const cli = spawn('stdbuf', ['-oL', 'redis-cli', '-p', String(port()), '--stat', '-i', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    cli.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const traffic = new RawClient(port());
+    const exited = new Promise((resolve) => cli.once('exit', resolve));
+    try {
+      await traffic.send(['SET stat:a 1', 'SET stat:b 2']);
+      // Until five samples are in (about a second), with traffic between them.
+      for (let i = 0; i < 100 && output.split('\n').filter((line) => /^\d/.test(line)).length < 5; i++) {
+        await traffic.send(['INCR stat:n', 'GET stat:a']);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      traffic.close();
+      cli.kill('SIGTERM');
+      await exited;
+    }
+    const samples = output.split('\n').filter((line) => /^\d/.test(line));
+    expect(samples.length, output).toBeGreaterThanOrEqual(5);
+    expect(output).not.toMatch(/-\d/);
+    const requests: number[] = [];
+    for (const sample of samples) {
+      // keys mem clients blocked requests (+delta) connections
+      const match = sample.match(/^(\d+)\s+([\d.]+[BKMGT])\s+(\d+)\s+(\d+)\s+(\d+) \(\+(\d+)\)\s+(\d+)\s*$/);
+      expect(match, sample).not.toBeNull();
+      const [, keys, , clients, , total, , connections] = match as RegExpMatchArray;
+      expect(Number(keys)).toBeGreaterThanOrEqual(2);
+      expect(Number(clients)).toBeGreaterThanOrEqual(1);
+      expect(Number(connections)).toBeGreaterThanOrEqual(2);
+      requests.push(Number(total));
+    }
+    for (let i = 1; i < requests.length; i++) expect(requests[i]).toBeGreaterThan(requests[i - 1] as number);
   });
 });

@@ -136,13 +136,13 @@ describe('mini-redis', () => {
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
   });
 
-  it('INFO has the server, clients, memory, persistence, replication and keyspace sections', async () => {
+  it('INFO has the server, clients, memory, persistence, stats, replication and keyspace sections', async () => {
     const { port } = await start();
     const client = raw(port);
     await client.send(['SET a 1 EX 100', 'SELECT 3', 'SET b 2']);
     const info = parseReply((await client.send(['INFO']))[0] as Buffer) as string;
     const headings = info.split('\r\n').filter((line) => line.startsWith('# '));
-    expect(headings).toEqual(['# Server', '# Clients', '# Memory', '# Persistence', '# Replication', '# Keyspace']);
+    expect(headings).toEqual(['# Server', '# Clients', '# Memory', '# Persistence', '# Stats', '# Replication', '# Keyspace']);
     expect(info).toContain(`tcp_port:${port}\r\n`);
     expect(info).toContain('connected_clients:1\r\n');
     expect(info).toContain('loading:0\r\n');

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { getHeapStatistics } from 'node:v8';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
 import { ConfigError, silentLogger } from '@portbind/core';
-import { registerBuiltins } from './builtins.js';
+import { builtinSections, registerBuiltins } from './builtins.js';
 import { type ClientHost, RespClient, writeFailure, writeResult } from './client.js';
 import { globMatch } from './glob.js';
 import { type Command, parserDefaults, RequestParser } from './parser.js';
@@ -496,6 +496,15 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     providers.push(fields);
     this.#infoSections.set(lower, providers);
     return this;
+  }
+
+  /**
+   * The fields the built-in INFO has for a section (`server`, `clients`, `memory`, `persistence`,
+   * `stats`, `replication`, `cpu`), for an application that registers its own INFO:
+   * `Object.fromEntries(resp.infoFields('stats') ?? [])`.
+   */
+  infoFields(section: string): InfoFields | undefined {
+    return builtinSections(this as unknown as RespAdapter<Record<string, unknown>>).get(section.toLowerCase());
   }
 
   /** @internal The application's sections and fields, for the built-in INFO. */

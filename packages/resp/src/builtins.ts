@@ -214,7 +214,7 @@ function humanBytes(bytes: number): string {
  * The built-in sections, with what the adapter knows (clients, its counters, the process's memory
  * and CPU); the application adds sections (`keyspace`) or fields through `infoSection`.
  */
-function builtinSections(server: Server): Map<string, Array<readonly [string, string | number]>> {
+export function builtinSections(server: Server): Map<string, Array<readonly [string, string | number]>> {
   const memory = process.memoryUsage();
   const cpu = process.cpuUsage();
   const now = Date.now();
@@ -280,7 +280,6 @@ function builtinSections(server: Server): Map<string, Array<readonly [string, st
         ['rdb_bgsave_in_progress', 0],
         ['aof_enabled', 0],
         ['aof_rewrite_in_progress', 0],
-        ['bgsave_in_progress', 0],
       ],
     ],
     [
@@ -363,13 +362,21 @@ function fileDescriptor(client: Client): number {
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
+/** True when `version` (`7.2.0`) is at least major.minor. */
+function versionAtLeast(version: string, major: number, minor: number): boolean {
+  const [a = 0, b = 0] = version.split('.').map(Number);
+  return a > major || (a === major && b >= minor);
+}
+
 /**
- * One line of CLIENT LIST / CLIENT INFO, with the fields of Redis 7.2 (networking.c,
- * catClientInfoString) in its order: 7.0's set plus `lib-name` and `lib-ver`, because this
- * server reports version 7.2 by default (HELLO, INFO). `argv` is the running command's, for the
- * client that asked; for the others, argv-mem counts the arguments of a command received in part.
+ * One line of CLIENT LIST / CLIENT INFO, with the fields of Redis (networking.c,
+ * catClientInfoString) in its order, for the version this server reports: 7.0.15's set
+ * (`id addr laddr fd name … user redir resp`) and, from 7.2 (the adapter's default
+ * serverVersion), `lib-name lib-ver` after them. mini-redis reports 7.0.15 and gets 7.0's set.
+ * `argv` is the running command's, for the client that asked; for the others, argv-mem counts
+ * the arguments of a command received in part.
  */
-function clientLine(client: Client, argv?: Command): string {
+function clientLine(server: Server, client: Client, argv?: Command): string {
   const now = Date.now();
   let flags = '';
   if (client.monitoring) flags += 'O';
@@ -396,13 +403,14 @@ function clientLine(client: Client, argv?: Command): string {
     ` multi=${client.multi === undefined ? -1 : client.multi.length} qbuf=${qbuf} qbuf-free=0 argv-mem=${argvMem}` +
     ` multi-mem=${multiMem} rbs=0 rbp=0 obl=${obl} oll=${omem > 0 ? 1 : 0} omem=${omem}` +
     ` tot-mem=${qbuf + argvMem + multiMem + obl + omem} events=${events} cmd=${client.lastCommand}` +
-    ` user=${client.user ?? 'default'} redir=-1 resp=${client.protocol} lib-name=${client.libName} lib-ver=${client.libVersion}`
+    ` user=${client.user ?? 'default'} redir=-1 resp=${client.protocol}` +
+    (versionAtLeast(server.serverVersion, 7, 2) ? ` lib-name=${client.libName} lib-ver=${client.libVersion}` : '')
   );
 }
 
 /** CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id …], as networking.c (7.2) parses it. */
 function clientList(server: Server, client: Client, argv: Command): string {
-  const line = (other: Client): string => `${clientLine(other, other === client ? argv : undefined)}\n`;
+  const line = (other: Client): string => `${clientLine(server, other, other === client ? argv : undefined)}\n`;
   const option = upper(argv[2]);
   if (argv.length === 4 && option === 'TYPE') {
     const type = CLIENT_TYPES[text(argv[3]).toLowerCase()];
@@ -466,7 +474,7 @@ function registerClient(server: Server): void {
       return OK;
     },
     INFO: (client, argv) => {
-      client.reply.verbatim(`${clientLine(client, argv)}\n`);
+      client.reply.verbatim(`${clientLine(server, client, argv)}\n`);
       return undefined;
     },
     LIST: (client, argv) => {

@@ -1,7 +1,7 @@
 // The public surface: the factory, the types handlers and options are written against, and the
 // helpers a handler needs (replies, errors, integer arguments, glob patterns). The request
 // parser, the reply encoder's class and ProtocolError stay internal.
-export type { CommandFlag, CommandHandler, CommandOptions, CommandSpec, RespAdapter, RespOptions } from './adapter.js';
+export type { CommandFlag, CommandHandler, CommandOptions, CommandSpec, InfoFields, RespAdapter, RespOptions } from './adapter.js';
 export { respAdapter } from './adapter.js';
 export { integerArg } from './builtins.js';
 export type { RespClient } from './client.js';

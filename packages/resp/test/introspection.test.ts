@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { PortService } from '@portbind/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { portOf, rawConnect, readUntil } from '../../../test/support/net.js';
-import { OK, respAdapter } from '../src/index.js';
+import { OK, type RespOptions, respAdapter } from '../src/index.js';
 
 // CLIENT LIST / CLIENT INFO, INFO's counters and MONITOR over real sockets (the differential
 // test in examples/mini-redis compares the MONITOR line format with a real redis-server).
@@ -14,8 +14,8 @@ afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
 });
 
-async function start() {
-  const resp = respAdapter();
+async function start(options: RespOptions = {}) {
+  const resp = respAdapter(options);
   const store = new Map<string, string>();
   resp.command('set', { arity: 3, flags: ['write'] }, (_client, [, key, value]) => {
     store.set(String(key), String(value));
@@ -134,6 +134,50 @@ describe('CLIENT LIST and CLIENT INFO', () => {
     expect(errors).toBe(
       "-ERR Unknown client type 'bogus'\r\n-ERR Invalid client ID\r\n-ERR syntax error\r\n-ERR syntax error\r\n-ERR syntax error\r\n-ERR syntax error\r\n+PONG\r\n",
     );
+  });
+});
+
+describe('INFO', () => {
+  /** INFO's fields as a map. */
+  async function info(socket: Socket, section = ''): Promise<Map<string, string>> {
+    const reply = await ask(socket, `INFO ${section}\r\n`, /\r\n\r\n$/);
+    return new Map(
+      reply
+        .split('\r\n')
+        .filter((line) => line.includes(':'))
+        .map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1)]),
+    );
+  }
+
+  it('counts connections, commands and bytes; memory is real; the application adds keyspace and overrides fields', async () => {
+    const { resp, port } = await start();
+    resp.infoSection('keyspace', () => [['db0', 'keys=7,expires=0,avg_ttl=0']]);
+    resp.infoSection('persistence', () => [['loading', 1]]);
+    const a = await connect(port);
+    const before = await info(a);
+    await ask(a, 'SET k v\r\nGET k\r\nNOSUCH\r\n', /NOSUCH.*\r\n$/);
+    await connect(port);
+    const after = await info(a);
+    expect(Number(after.get('total_commands_processed'))).toBe(Number(before.get('total_commands_processed')) + 3); // SET, GET, INFO
+    expect(Number(after.get('total_connections_received'))).toBe(Number(before.get('total_connections_received')) + 1);
+    expect(Number(after.get('total_net_input_bytes'))).toBeGreaterThan(Number(before.get('total_net_input_bytes')));
+    expect(Number(after.get('total_net_output_bytes'))).toBeGreaterThan(Number(before.get('total_net_output_bytes')));
+    expect(Number(after.get('used_memory'))).toBeGreaterThan(1_000_000);
+    expect(after.get('connected_clients')).toBe('2');
+    expect(after.get('rejected_connections')).toBe('0');
+    expect(after.get('db0')).toBe('keys=7,expires=0,avg_ttl=0');
+    expect(after.get('loading')).toBe('1');
+    for (const value of after.values()) expect(value).not.toMatch(/^-|NaN|undefined/);
+    const keyspaceOnly = await info(a, 'keyspace');
+    expect([...keyspaceOnly.keys()]).toEqual(['db0']);
+    expect([...(resp.infoFields('stats') ?? []).map(([key]) => key)]).toContain('total_commands_processed');
+  });
+
+  it('CLIENT LIST follows the reported version: 7.0 has no lib-name and lib-ver', async () => {
+    const { port } = await start({ serverVersion: '7.0.15' });
+    const a = await connect(port);
+    const [client] = parseClients(await ask(a, 'CLIENT INFO\r\n', /\n\r\n$/));
+    expect([...(client?.keys() ?? [])].join(' ')).toBe(FIELDS_72.replace(' lib-name lib-ver', ''));
   });
 });
 

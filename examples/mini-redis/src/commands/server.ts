@@ -79,6 +79,8 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       return { used_memory: used, used_memory_human: `${(used / 1024 / 1024).toFixed(2)}M`, maxmemory: 0, maxmemory_policy: 'noeviction' };
     },
     persistence: () => ({ loading: 0, async_loading: 0, rdb_bgsave_in_progress: 0, aof_enabled: 0 }),
+    // The counters packages/resp keeps (commands, connections, net bytes): redis-cli --stat reads them.
+    stats: () => Object.fromEntries(resp.infoFields('stats') ?? []),
     replication: () => ({ role: 'master', connected_slaves: 0 }),
     keyspace: () => {
       const lines: Record<string, string> = {};
