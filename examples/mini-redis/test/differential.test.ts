@@ -1605,4 +1605,100 @@ describe('introspection with real clients: redis-py, redis-cli --stat, redis-cli
     }
     for (let i = 1; i < requests.length; i++) expect(requests[i]).toBeGreaterThan(requests[i - 1] as number);
   });
+
+  it('MONITOR: the same lines as redis-server 7.0 (quoting, redaction, MULTI/EXEC, SELECT, what is left out), timestamp and port masked', async () => {
+    const script: CommandLine[] = [
+      'SET k v',
+      ['SET', 'q', Buffer.from('a\u0001b"c\\d\n\r\t\u0007\b\u00ff ü')],
+      'AUTH x',
+      'AUTH u p',
+      'HELLO 3 AUTH u p SETNAME nm',
+      'HELLO 2',
+      'MULTI',
+      'INCR k',
+      'SET k 1',
+      'EXEC',
+      'CLIENT LIST',
+      'CLIENT ID',
+      'CLIENT KILL ID 999999',
+      'SELECT 3',
+      'PING',
+      'NOSUCH a',
+      'GET',
+      'Get k',
+      'DEL k',
+      'SELECT 0',
+      'ECHO done',
+    ];
+    const session = async (port: number): Promise<{ lines: string[]; monitorReplies: string[] }> => {
+      const monitor = new RawClient(port);
+      const other = new RawClient(port);
+      try {
+        expect((await monitor.send(['MONITOR']))[0]?.toString()).toBe('+OK\r\n');
+        await other.send(['FLUSHALL']);
+        const address = `127.0.0.1:${other.socket.localPort}`;
+        await other.send(script);
+        const lines: string[] = [];
+        for (;;) {
+          const [line] = await monitor.read(1);
+          const text = (line as Buffer).toString('latin1');
+          expect(text).toMatch(/^\+\d{10}\.\d{6} \[\d+ 127\.0\.0\.1:\d+\] /);
+          if (text.includes('"FLUSHALL"')) continue;
+          expect(text).toContain(`[${text.match(/\[(\d+)/)?.[1]} ${address}]`);
+          lines.push(text.replace(/^\+\d+\.\d{6} \[(\d+) [^\]]+\]/, '+<time> [$1 <addr>]'));
+          if (text.includes('"done"')) break;
+        }
+        // The monitor itself: its own commands are fed to it after their reply; keyspace commands
+        // are refused; a second MONITOR is ignored; RESET ends monitor mode.
+        const replies = await monitor.send(['PING', 'GET k', 'MONITOR', 'RESET', 'GET k']);
+        return { lines, monitorReplies: replies.map((reply) => show(reply)) };
+      } finally {
+        monitor.close();
+        other.close();
+      }
+    };
+    const real = await startRedisServer();
+    try {
+      const expected = await session(real.port);
+      const actual = await session(port());
+      expect(actual.lines).toEqual(expected.lines);
+      expect(actual.monitorReplies.map((reply) => reply.replace(/^\+\d+\.\d{6} \[[^\]]+\]/, '+<line>'))).toEqual(
+        expected.monitorReplies.map((reply) => reply.replace(/^\+\d+\.\d{6} \[[^\]]+\]/, '+<line>')),
+      );
+    } finally {
+      await real.stop();
+    }
+  });
+
+  it('redis-cli monitor prints each command other clients run, then stops when killed', async () => {
+    const cli = spawn('stdbuf', ['-oL', 'redis-cli', '-p', String(port()), 'monitor'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let errors = '';
+    cli.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString('latin1');
+    });
+    cli.stderr.on('data', (chunk: Buffer) => {
+      errors += chunk.toString();
+    });
+    const exited = new Promise((resolve) => cli.once('exit', resolve));
+    const other = new RawClient(port());
+    let address = '';
+    try {
+      for (let i = 0; i < 200 && !output.startsWith('OK\n'); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(output, errors).toMatch(/^OK\n/);
+      await other.send(['SET mon:key "hello world"', 'AUTH secret', 'GET mon:key']);
+      address = `127.0.0.1:${other.socket.localPort}`;
+      for (let i = 0; i < 200 && !output.includes('"GET" "mon:key"'); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      other.close();
+      cli.kill('SIGTERM');
+      await exited;
+    }
+    const lines = output.split('\n').filter((line) => line !== '' && line !== 'OK');
+    expect(lines.map((line) => line.replace(/^\d{10}\.\d{6} /, ''))).toEqual([
+      `[0 ${address}] "SET" "mon:key" "\\"hello" "world\\""`,
+      `[0 ${address}] "AUTH" "(redacted)"`,
+      `[0 ${address}] "GET" "mon:key"`,
+    ]);
+  });
 });

@@ -181,6 +181,70 @@ describe('INFO', () => {
   });
 });
 
+describe('MONITOR', () => {
+  const stamp = /^\+(\d+)\.(\d{6}) \[(\d+) ([^\]]+)\] (.*)$/;
+
+  it('feeds every command run, after it ran (async ones when they finish), skipping admin commands and rejected ones', async () => {
+    const { resp, port } = await start();
+    resp.command('later', { arity: 2 }, async (_client, [, value]) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return value as Buffer;
+    });
+    resp.command('secret', { arity: 1, flags: ['admin'] }, () => OK);
+    resp.command('box', { arity: -2, subcommands: { open: [], wipe: ['admin'] } }, () => OK);
+    const monitor = await connect(port);
+    const other = await connect(port);
+    expect(await ask(monitor, 'MONITOR\r\n')).toBe('+OK\r\n');
+    expect(resp.monitorCount).toBe(1);
+    const before = Date.now() / 1000;
+    other.write('LATER 1\r\nSECRET\r\nBOX wipe\r\nBOX OPEN\r\nNOSUCH\r\nECHO\r\nSELECT 2\r\nECHO "x\\x00y"\r\n');
+    const text = await readUntil(monitor, /"ECHO" "x\\x00y"\r\n$/);
+    const lines = text.split('\r\n').filter((line) => line !== '');
+    const parsed = lines.map((line) => line.match(stamp));
+    for (const match of parsed) {
+      expect(match).not.toBeNull();
+      expect(Number(match?.[1])).toBeGreaterThanOrEqual(Math.floor(before));
+      expect(match?.[4]).toBe(`127.0.0.1:${other.localPort}`);
+    }
+    expect(parsed.map((match) => `${match?.[3]} ${match?.[5]}`)).toEqual([
+      '0 "LATER" "1"',
+      '0 "BOX" "OPEN"',
+      '2 "SELECT" "2"',
+      '2 "ECHO" "x\\x00y"',
+    ]);
+    expect(await ask(other, 'CLIENT LIST\r\n', /\n\r\n$/)).toMatch(/flags=O .*cmd=monitor/);
+  });
+
+  it('the monitor: keyspace commands refused as in Redis, others run and are fed back; RESET and closing end it', async () => {
+    const { resp, port } = await start();
+    const monitor = await connect(port);
+    await ask(monitor, 'MONITOR\r\n');
+    const replies = await ask(monitor, 'GET k\r\nSET k v\r\nMONITOR\r\nECHO e\r\n', /"ECHO" "e"\r\n$/);
+    expect(replies.replace(/\+\d+\.\d{6} \[[^\]]+\]/, '+<line>')).toBe(
+      '-ERR Replica can\'t interact with the keyspace\r\n-ERR Replica can\'t interact with the keyspace\r\n$1\r\ne\r\n+<line> "ECHO" "e"\r\n',
+    );
+    expect(await ask(monitor, 'RESET\r\nGET k\r\n', /\$-1\r\n$/)).toBe('+RESET\r\n$-1\r\n');
+    expect(resp.monitorCount).toBe(0);
+    await ask(monitor, 'MONITOR\r\n');
+    expect(resp.monitorCount).toBe(1);
+    monitor.destroy();
+    for (let i = 0; i < 100 && resp.monitorCount > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(resp.monitorCount).toBe(0);
+    // MULTI … EXEC: the queued commands are fed as EXEC runs them, EXEC after them.
+    const watcher = await connect(port);
+    await ask(watcher, 'MONITOR\r\n');
+    const other = await connect(port);
+    await ask(other, 'MULTI\r\nSET a 1\r\nGET a\r\nEXEC\r\n', /\*2\r\n\+OK\r\n\$1\r\n1\r\n$/);
+    const fed = await readUntil(watcher, /"EXEC"\r\n$/);
+    expect(
+      fed
+        .split('\r\n')
+        .filter(Boolean)
+        .map((line) => line.replace(/^\+\d+\.\d{6} \[[^\]]+\] /, '')),
+    ).toEqual(['"MULTI"', '"SET" "a" "1"', '"GET" "a"', '"EXEC"']);
+  });
+});
+
 async function idOf(socket: Socket): Promise<number> {
   return Number((await ask(socket, 'CLIENT ID\r\n')).slice(1, -2));
 }
