@@ -336,7 +336,15 @@ export class Binding {
 
   /** PROXY protocol: read the header (trusted peer) or the first bytes (any other), then hand over. */
   #awaitHeader(socket: Socket, trusts: TrustCheck): void {
-    const trusted = trusts(socket.remoteAddress);
+    const address = socket.remoteAddress;
+    if (address === undefined && this.#spec?.kind !== 'unix') {
+      // A TCP peer with no address has already reset the connection (getpeername failed).
+      this.#logger.debug({}, 'connection gone before its PROXY header');
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    const trusted = trusts(address);
     const cancel = readProxyHeader(socket, { trusted, timeoutMs: this.#headerTimeoutMs }, (outcome) => {
       this.#awaitingHeader.delete(socket);
       if (outcome.kind === 'refused') {
@@ -378,7 +386,7 @@ export class Binding {
     if (this.#trusts !== undefined) {
       const key = peerKey(socket.remoteAddress, socket.remotePort);
       const header = this.#headersByPeer.get(key);
-      if (header === undefined && this.#trusts(socket.remoteAddress)) {
+      if (header === undefined && (socket.remoteAddress === undefined || this.#trusts(socket.remoteAddress))) {
         // A trusted peer always has a header by now; its TLS socket must never pass as the proxy itself.
         this.#logger.debug({ remoteAddress: socket.remoteAddress }, 'TLS connection without its PROXY header record');
         socket.destroy();

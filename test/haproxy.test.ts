@@ -1,0 +1,230 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Adapter, Connection, Logger } from '@portbind/core';
+import { PortService } from '@portbind/core';
+import { httpAdapter } from '@portbind/http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { portOf, readUntil, sleep } from './support/net.js';
+
+/**
+ * A real HAProxy (Debian's `haproxy`) in TCP mode in front of a portbind service: `send-proxy-v2`
+ * before a line protocol binding, `send-proxy` (v1) before an HTTP binding, both with health checks
+ * that carry PROXY headers too. Clients connect from 127.0.0.2 so the proxy (127.0.0.1) and the
+ * client have different addresses.
+ */
+
+/** `ADDR` answers `remoteAddress remotePort proxyVersion-command`; records every connection's header. */
+class AddressAdapter implements Adapter {
+  readonly name = 'addr';
+  readonly scheme = 'addr';
+  readonly secureScheme = 'addrs';
+  readonly portEnv = 'ADDR_PORT';
+  readonly defaultPort = 7000;
+  readonly seen: string[] = [];
+  readonly #conns = new Set<Connection>();
+
+  open(): void {}
+
+  connection(conn: Connection): void {
+    this.seen.push(conn.proxy === undefined ? 'direct' : `v${conn.proxy.version}-${conn.proxy.command}`);
+    this.#conns.add(conn);
+    conn.socket.on('error', () => {});
+    conn.socket.once('close', () => this.#conns.delete(conn));
+    conn.socket.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('ADDR\n')) {
+        conn.socket.write(`${conn.remoteAddress} ${conn.remotePort} v${conn.proxy?.version}-${conn.proxy?.command}\n`);
+      }
+    });
+  }
+
+  drain(): void {
+    for (const conn of this.#conns) conn.socket.end();
+  }
+}
+
+const problems: string[] = [];
+const logger: Logger = {
+  debug: () => {},
+  info: () => {},
+  warn: (fields: object | string, message?: string) => problems.push(`warn ${message ?? fields} ${JSON.stringify(fields)}`),
+  error: (fields: object | string, message?: string) => problems.push(`error ${message ?? fields} ${JSON.stringify(fields)}`),
+  child: () => logger,
+};
+
+let dir = '';
+let haproxy: ChildProcess | undefined;
+let haproxyOutput = '';
+let haproxyPath = '';
+let service: PortService;
+const adapter = new AddressAdapter();
+const httpSeen: string[] = [];
+let linePort = 0;
+let httpPort = 0;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** One command on HAProxy's admin socket; its whole answer. */
+async function admin(command: string): Promise<string> {
+  const socket = connect(join(dir, 'admin.sock'));
+  await once(socket, 'connect');
+  let text = '';
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString();
+  });
+  socket.end(`${command}\n`);
+  await once(socket, 'close');
+  return text;
+}
+
+/** Each server's `status` and `check_status` from `show stat`, as `backend/server`. */
+async function serverStates(): Promise<Record<string, { status: string; check: string }>> {
+  const [header = '', ...rows] = (await admin('show stat')).trim().split('\n');
+  const columns = header.replace(/^# /, '').split(',');
+  const at = (name: string): number => columns.indexOf(name);
+  const states: Record<string, { status: string; check: string }> = {};
+  for (const row of rows) {
+    const fields = row.split(',');
+    const server = fields[at('svname')];
+    if (server === 'FRONTEND' || server === 'BACKEND') continue;
+    states[`${fields[at('pxname')]}/${server}`] = { status: fields[at('status')] ?? '', check: fields[at('check_status')] ?? '' };
+  }
+  return states;
+}
+
+beforeAll(async () => {
+  // Debian installs it in /usr/sbin, which a non-root PATH may lack.
+  haproxyPath = ['haproxy', '/usr/sbin/haproxy'].find((path) => spawnSync(path, ['-v']).status === 0) ?? '';
+  if (haproxyPath === '') {
+    throw new Error(
+      'haproxy is not installed: these tests run a real HAProxy in front of portbind. Install Debian\'s "haproxy" package (apt-get install -y haproxy); .ci/run does it on CI.',
+    );
+  }
+
+  service = new PortService({ env: {}, logger, gracePeriodMs: 5000 });
+  const line = service.bind(adapter, { port: 0, host: '127.0.0.1', proxyProtocol: { trusted: ['127.0.0.1'] } });
+  const web = service.bind(
+    httpAdapter({
+      handler: (req, res) => {
+        httpSeen.push(`${req.method} ${req.url} ${req.socket.remoteAddress}`);
+        res.end(req.url === '/readyz' ? 'ready\n' : `${req.socket.remoteAddress} ${req.socket.remotePort}\n`);
+      },
+    }),
+    { port: 0, host: '127.0.0.1', proxyProtocol: { trusted: ['127.0.0.1'] } },
+  );
+  await service.start();
+
+  dir = await mkdtemp(join(tmpdir(), 'portbind-haproxy-'));
+  linePort = await freePort();
+  httpPort = await freePort();
+  const config = [
+    'global',
+    `  stats socket ${join(dir, 'admin.sock')} mode 600 level admin`,
+    '  maxconn 200',
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 5s',
+    '  timeout client 30s',
+    '  timeout server 30s',
+    'frontend line_in',
+    `  bind 127.0.0.1:${linePort}`,
+    '  default_backend line',
+    'backend line',
+    // Health checks carry a v2 LOCAL header (check-send-proxy): the check asks ADDR and expects the
+    // proxy's own address back, so a passing check (L7OK) proves LOCAL kept the socket's address.
+    '  option tcp-check',
+    '  tcp-check send ADDR\\n',
+    '  tcp-check expect rstring ^127\\.0\\.0\\.1\\ [0-9]+\\ v2-local',
+    `  server portbind 127.0.0.1:${portOf(line)} send-proxy-v2 check check-send-proxy inter 300 rise 1 fall 2`,
+    'frontend web_in',
+    `  bind 127.0.0.1:${httpPort}`,
+    '  default_backend web',
+    'backend web',
+    '  option httpchk',
+    '  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host portbind',
+    '  http-check expect status 200',
+    `  server portbind 127.0.0.1:${portOf(web)} send-proxy check check-send-proxy inter 300 rise 1 fall 2`,
+    '',
+  ].join('\n');
+  await writeFile(join(dir, 'haproxy.cfg'), config);
+  haproxy = spawn(haproxyPath, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  haproxy.stdout?.on('data', (chunk: Buffer) => {
+    haproxyOutput += chunk.toString();
+  });
+  haproxy.stderr?.on('data', (chunk: Buffer) => {
+    haproxyOutput += chunk.toString();
+  });
+
+  // Ready once both servers have passed a health check (they went through portbind's PROXY reader).
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (haproxy.exitCode !== null) throw new Error(`haproxy exited ${haproxy.exitCode}:\n${haproxyOutput}`);
+    const states = await serverStates().catch(() => ({}) as Record<string, { status: string; check: string }>);
+    if (states['line/portbind']?.check === 'L7OK' && states['web/portbind']?.check === 'L7OK') break;
+    if (Date.now() > deadline) throw new Error(`haproxy health checks did not pass: ${JSON.stringify(states)}\n${haproxyOutput}`);
+    await sleep(100);
+  }
+});
+
+afterAll(async () => {
+  if (haproxy !== undefined && haproxy.exitCode === null) {
+    haproxy.kill('SIGTERM');
+    await once(haproxy, 'exit');
+  }
+  await service?.stop();
+  if (dir !== '') await rm(dir, { recursive: true, force: true });
+});
+
+describe('HAProxy in front of portbind', () => {
+  it('send-proxy-v2 (TCP): the line service sees the client at 127.0.0.2, not the proxy', async () => {
+    const socket: Socket = connect({ port: linePort, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    await once(socket, 'connect');
+    const clientPort = socket.localPort;
+    socket.write('ADDR\n');
+    expect((await readUntil(socket, /\n/)).trim()).toBe(`127.0.0.2 ${clientPort} v2-proxy`);
+    socket.destroy();
+  });
+
+  it('send-proxy (v1) before HTTP: req.socket.remoteAddress is the client', async () => {
+    let clientPort = 0;
+    const body = await new Promise<string>((resolve, reject) => {
+      const request = httpGet({ host: '127.0.0.1', port: httpPort, path: '/who', localAddress: '127.0.0.2', agent: false }, (res) => {
+        clientPort = res.socket.localPort ?? 0;
+        let text = '';
+        res.on('data', (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        res.on('end', () => resolve(`${res.statusCode} ${text}`));
+      });
+      request.on('error', reject);
+    });
+    expect(body).toBe(`200 127.0.0.2 ${clientPort}\n`);
+    expect(httpSeen).toContain('GET /who 127.0.0.2');
+  });
+
+  it('health checks (v2 LOCAL answered with the proxy’s address, v1 with an HTTP check on /readyz) keep the servers UP and log no refusal', async () => {
+    // A few more check rounds after the tests above.
+    await sleep(1000);
+    const states = await serverStates();
+    expect(states['line/portbind']).toEqual({ status: 'UP', check: 'L7OK' });
+    expect(states['web/portbind']).toEqual({ status: 'UP', check: 'L7OK' });
+    // The TCP checks arrived as LOCAL headers (and were answered with the proxy's own address: L7OK).
+    expect(adapter.seen).toContain('v2-local');
+    expect(adapter.seen.filter((s) => s === 'direct')).toEqual([]);
+    // The HTTP checks reached the handler through the v1 reader, as the proxy (127.0.0.1).
+    expect(httpSeen.filter((s) => s.startsWith('GET /readyz')).length).toBeGreaterThan(0);
+    expect(problems).toEqual([]);
+  });
+});
