@@ -1569,6 +1569,38 @@ describe('introspection with real clients: redis-py, redis-cli --stat, redis-cli
     }
   });
 
+  it('CLIENT LIST filters: the same replies and errors as redis-server 7.0', async () => {
+    const script: CommandLine[] = [
+      'CLIENT LIST TYPE bogus',
+      'CLIENT LIST TYPE replica',
+      'CLIENT LIST TYPE MASTER',
+      'CLIENT LIST TYPE slave',
+      'CLIENT LIST TYPE pubsub',
+      'CLIENT LIST ID 1 x',
+      'CLIENT LIST ID 99999 -5 0',
+      'CLIENT LIST ID 99999999999999999999',
+      'CLIENT LIST ID',
+      'CLIENT LIST TYPE',
+      'CLIENT LIST TYPE normal extra',
+      'CLIENT LIST foo bar',
+      'CLIENT LIST foo',
+    ];
+    const real = await startRedisServer();
+    try {
+      const replies = async (at: number): Promise<string[]> => {
+        const client = new RawClient(at);
+        try {
+          return (await client.send(script)).map((reply, i) => `${script[i]} → ${show(reply)}`);
+        } finally {
+          client.close();
+        }
+      };
+      expect(await replies(port())).toEqual(await replies(real.port));
+    } finally {
+      await real.stop();
+    }
+  });
+
   it('redis-cli --stat: no garbage numbers, and the request counter grows', async () => {
     const cli = spawn('stdbuf', ['-oL', 'redis-cli', '-p', String(port()), '--stat', '-i', '0.2'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -1650,7 +1682,7 @@ describe('introspection with real clients: redis-py, redis-cli --stat, redis-cli
         }
         // The monitor itself: its own commands are fed to it after their reply; keyspace commands
         // are refused; a second MONITOR is ignored; RESET ends monitor mode.
-        const replies = await monitor.send(['PING', 'GET k', 'MONITOR', 'RESET', 'GET k']);
+        const replies = await monitor.send(['PING', 'GET k', 'MONITOR', 'RESET', 'GET k', 'MULTI', 'MONITOR', 'EXEC', 'PING']);
         return { lines, monitorReplies: replies.map((reply) => show(reply)) };
       } finally {
         monitor.close();

@@ -168,7 +168,9 @@ export function registerBuiltins(server: Server): void {
     'monitor',
     { arity: 1, flags: ['admin'], summary: 'Listens for all requests received by the server in real-time.', group: 'server' },
     (client) => {
-      // server.c, monitorCommand: a second MONITOR is ignored, without a reply.
+      // server.c, monitorCommand: not from EXEC (Redis's CLIENT_DENY_BLOCKING); a second MONITOR
+      // is ignored, without a reply.
+      if (inExec.has(client)) throw new RespError("ERR MONITOR isn't allowed for DENY BLOCKING client");
       if (client.monitoring) return undefined;
       server.startMonitor(client);
       return OK;
@@ -341,6 +343,9 @@ function infoText(server: Server, argv: Command): string {
   }
   return parts.join('\r\n');
 }
+
+/** Clients running EXEC's queued commands (MONITOR refuses to start there). */
+const inExec = new WeakSet<object>();
 
 function checkName(name: string): void {
   for (let i = 0; i < name.length; i++) {
@@ -656,11 +661,16 @@ function registerTransactions(server: Server): void {
         return undefined;
       }
       client.reply.array(queued.length);
-      for (const argv of queued) {
-        const spec = server.lookup((argv[0] as Buffer).toString('latin1'));
-        if (spec === undefined) continue; // cannot happen: unknown commands make the transaction dirty
-        const pending = server.run(client, spec, argv);
-        if (pending !== undefined) await pending;
+      inExec.add(client);
+      try {
+        for (const argv of queued) {
+          const spec = server.lookup((argv[0] as Buffer).toString('latin1'));
+          if (spec === undefined) continue; // cannot happen: unknown commands make the transaction dirty
+          const pending = server.run(client, spec, argv);
+          if (pending !== undefined) await pending;
+        }
+      } finally {
+        inExec.delete(client);
       }
       return undefined;
     },
