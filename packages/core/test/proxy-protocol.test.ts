@@ -1,5 +1,8 @@
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -74,9 +77,17 @@ function capturingLogger(lines: Line[]): Logger {
 }
 
 const services: PortService[] = [];
+const dirs: string[] = [];
 afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'portbind-pp-'));
+  dirs.push(dir);
+  return dir;
+}
 
 async function start(bind: BindOptions, lines: Line[] = []) {
   const service = new PortService({ env: {}, logger: capturingLogger(lines), gracePeriodMs: 5000 });
@@ -305,6 +316,45 @@ describe('PROXY protocol: refused connections', () => {
       );
     }
     expect(service.bindings).toHaveLength(0);
+  });
+});
+
+describe('PROXY protocol on a Unix socket binding', () => {
+  it('a proxy on the socket is trusted with "unix"; its client becomes the address', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'addr.sock');
+    const service = new PortService({ env: {} });
+    services.push(service);
+    service.bind(new AddressAdapter(), { path, proxyProtocol: { trusted: ['unix'] } });
+    await service.start();
+    const socket = connect(path);
+    await once(socket, 'connect');
+    socket.write(`${v1Header(['203.0.113.9', 9000])}ADDR\n`);
+    expect((await readUntil(socket, /\n/)).trim()).toBe('203.0.113.9 9000 203.0.113.9 remote v1-proxy');
+    socket.destroy();
+  });
+
+  it('without "unix" in the list, a PROXY header there is refused', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'addr.sock');
+    const service = new PortService({ env: {} });
+    services.push(service);
+    service.bind(new AddressAdapter(), { path, proxyProtocol: { trusted: ['127.0.0.1'] } });
+    await service.start();
+    const socket = connect(path);
+    await once(socket, 'connect');
+    const outcome = readUntilClose(socket as Socket);
+    socket.write(v1Header(['203.0.113.9', 9000]));
+    expect(await outcome).toEqual({ data: '', closed: true });
+  });
+
+  it('with TLS, start() fails with PB_ERR_CONFIG (headers are matched to TLS sockets by TCP peer)', async () => {
+    const dir = await tempDir();
+    const { cert, key } = await selfSignedCert();
+    const service = new PortService({ env: {} });
+    services.push(service);
+    service.bind(new AddressAdapter(), { path: join(dir, 'addr.sock'), tls: { cert, key }, proxyProtocol: { trusted: ['unix'] } });
+    await expect(service.start()).rejects.toMatchObject({ code: 'PB_ERR_CONFIG', variable: 'proxyProtocol' });
   });
 });
 
