@@ -40,7 +40,7 @@ describe.each([2, 3] as const)('sorted sets over ioredis, protocol %i', (protoco
     expect(await redis.zscore('board', 'cy')).toBe('17.5');
     expect(await redis.zscore('board', 'nobody')).toBeNull();
     expect(await redis.zcount('board', '(15', '+inf')).toBe(3);
-    expect(await redis.zrange('board', '+inf', 16, 'BYSCORE', 'REV', 'LIMIT', 1, 2)).toEqual(['cy', 'ada']);
+    expect(await redis.zrange('board', '+inf', '16', 'BYSCORE', 'REV', 'LIMIT', 1, 2)).toEqual(['cy', 'ada']);
     expect(await redis.zcard('board')).toBe(4);
     expect(await redis.zrem('board', 'ann', 'nobody')).toBe(1);
     expect(await redis.zpopmax('board')).toEqual(['bob', '30']);
@@ -95,7 +95,7 @@ describe.each([2, 3] as const)('sorted sets over ioredis, protocol %i', (protoco
     }
     expect(await redis.zadd('jobs', 2, 'later', 1, 'soon')).toBe(2);
     expect(await popped).toEqual(['jobs', 'soon', '1']);
-    expect(await redis.zrange('jobs', 0, -1)).toEqual(['later']);
+    expect(await redis.zrange('jobs', '0', '-1')).toEqual(['later']);
   });
 
   it('RENAME of a sorted set onto the key a BZPOPMIN waits for wakes it, as Redis', async () => {
