@@ -4,6 +4,6 @@ export { type ListenDefaults, type ListenOptions, type ListenSpec, parsePort, re
 export { Connection } from './connection.js';
 export { BindError, ConfigError, PortbindError, SocketPathError, StateError, TlsConfigError } from './errors.js';
 export { createLogger, type LogFn, type Logger, silentLogger } from './logger.js';
-export type { ProxyHeader, ProxyProtocolOptions, ProxyTlv } from './proxy-protocol.js';
+export { compileTrustList, type ProxyHeader, type ProxyProtocolOptions, type ProxyTlv, type TrustCheck } from './proxy-protocol.js';
 export { PortService, type PortServiceOptions, type RunOptions, type ServiceState, type StopReport } from './service.js';
 export { loadTls, type TlsOptions } from './tls.js';

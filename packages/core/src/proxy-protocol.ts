@@ -289,29 +289,33 @@ export function compileProxyProtocol(options: unknown): { trusts: TrustCheck; ti
   if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && Number.isInteger(timeoutMs) && timeoutMs > 0)) {
     throw new ConfigError('proxyProtocol.timeoutMs', timeoutMs, 'an integer > 0 (ms)');
   }
+  return { trusts: compileTrustList('proxyProtocol.trusted', trusted), timeoutMs: timeoutMs as number | undefined };
+}
+
+/**
+ * Compile a list of trusted addresses — single addresses, CIDR ranges (IPv4 or IPv6; an IPv4 entry
+ * also matches `::ffff:a.b.c.d`) and `unix` — into a check. A bad entry throws a
+ * {@link ConfigError} (PB_ERR_CONFIG) naming `option` and the entry.
+ */
+export function compileTrustList(option: string, entries: readonly unknown[]): TrustCheck {
   const ranges: Range[] = [];
   let unix = false;
-  for (const entry of trusted as unknown[]) {
+  for (const entry of entries) {
     if (entry === 'unix') {
       unix = true;
       continue;
     }
     const range = typeof entry === 'string' ? parseRange(entry) : undefined;
     if (range === undefined) {
-      throw new ConfigError(
-        'proxyProtocol.trusted',
-        entry,
-        'each entry is an IPv4 or IPv6 address, a CIDR range (10.0.0.0/8, fd00::/8) or "unix"',
-      );
+      throw new ConfigError(option, entry, 'each entry is an IPv4 or IPv6 address, a CIDR range (10.0.0.0/8, fd00::/8) or "unix"');
     }
     ranges.push(range);
   }
-  const trusts: TrustCheck = (address) => {
+  return (address) => {
     if (address === undefined) return unix;
     const bytes = addressBytes(address);
     return bytes !== undefined && ranges.some((range) => inRange(bytes, range));
   };
-  return { trusts, timeoutMs: timeoutMs as number | undefined };
 }
 
 function parseRange(entry: string): Range | undefined {

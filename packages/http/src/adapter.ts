@@ -2,7 +2,16 @@ import { createServer, type IncomingMessage, type RequestListener, type Server, 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getRequestListener, RequestError } from '@hono/node-server';
-import { type Adapter, type BindingContext, ConfigError, type Connection, type Logger, PortbindError } from '@portbind/core';
+import {
+  type Adapter,
+  type BindingContext,
+  ConfigError,
+  type Connection,
+  type Logger,
+  PortbindError,
+  type TrustCheck,
+} from '@portbind/core';
+import { type ClientInfo, compileTrustProxy, resolveClient } from './forwarded.js';
 import { rejectUpgrade, type UpgradeHandler } from './upgrade.js';
 
 /** Paths of the opt-in health endpoints. */
@@ -54,6 +63,17 @@ export interface HttpOptions {
   maxHeaderSize?: number;
   /** Requests served on one keep-alive connection before it is closed. Default 0 (no limit). */
   maxRequestsPerSocket?: number;
+  /**
+   * The proxies in front whose forwarding headers name the client, as in Fastify's `trustProxy`
+   * and Express's `trust proxy`: addresses and CIDR ranges (`['127.0.0.1', '10.0.0.0/8', '::1']`,
+   * or one comma-separated string), and Express's names `loopback`, `linklocal`, `uniquelocal`.
+   * When the TCP peer (the client of a PROXY protocol header, if the binding reads them) is in the
+   * list, `Forwarded` (RFC 7239), or else `X-Forwarded-For` with `X-Forwarded-Proto`, is walked
+   * from the right past trusted hops: the first untrusted address is the client. Read it as the
+   * fetch handler's `info.remoteAddress`, or with `clientAddress(req)` / `clientInfo(req)`.
+   * Default: none (forwarding headers are ignored).
+   */
+  trustProxy?: readonly string[] | string;
 }
 
 export const httpDefaults = {
@@ -64,14 +84,48 @@ export const httpDefaults = {
   maxHeaderSize: 16_384,
 } as const;
 
-/** A fetch-style handler: the standard `Request` in, a `Response` out. */
-export type FetchHandler = (request: Request) => Response | Promise<Response>;
+/**
+ * A fetch-style handler: the standard `Request` in, a `Response` out. `info` says who sent it:
+ * the client's address behind trusted proxies (option `trustProxy`), whether it used HTTPS, and
+ * the portbind connection.
+ */
+export type FetchHandler = (request: Request, info: ClientInfo) => Response | Promise<Response>;
 
-const connections = new WeakMap<object, Connection>();
+interface Carrier {
+  readonly connection: Connection;
+  readonly trusts: TrustCheck | undefined;
+}
+
+const connections = new WeakMap<object, Carrier>();
+const clients = new WeakMap<IncomingMessage, ClientInfo>();
 
 /** The portbind connection (with its `context`) that carries a request. */
 export function connectionOf(request: IncomingMessage): Connection | undefined {
-  return connections.get(request.socket);
+  return connections.get(request.socket)?.connection;
+}
+
+/**
+ * Who sent a request served by an {@link HttpAdapter}: the client behind the proxies of option
+ * `trustProxy`, its port when known, HTTPS or not, and the connection. `undefined` for a request
+ * that portbind did not accept. For Node listeners (Express, Fastify) and upgrade handlers.
+ */
+export function clientInfo(request: IncomingMessage): ClientInfo | undefined {
+  let info = clients.get(request);
+  if (info !== undefined) return info;
+  const carrier = connections.get(request.socket);
+  if (carrier === undefined) return undefined;
+  info = resolveClient(request, carrier.connection, carrier.trusts);
+  clients.set(request, info);
+  return info;
+}
+
+/**
+ * The client's address for a request: {@link clientInfo}'s `remoteAddress`, or the socket's peer
+ * for a request that portbind did not accept.
+ */
+export function clientAddress(request: IncomingMessage): string | undefined {
+  const info = clientInfo(request);
+  return info === undefined ? request.socket.remoteAddress : info.remoteAddress;
 }
 
 const notFound: RequestListener = (_req, res) => {
@@ -96,6 +150,7 @@ export class HttpAdapter implements Adapter {
   /** node:http has its own timeouts (headers, request, keep-alive), so core's idle timer stays off. */
   readonly limits = { idleTimeoutMs: 0 };
   readonly options: Readonly<HttpOptions>;
+  readonly #trusts: TrustCheck | undefined;
   #binding: BindingContext | undefined;
   #server: Server | undefined;
   /** Connections handed to node:http and not closed yet: the drain sweep runs while there are any. */
@@ -118,6 +173,7 @@ export class HttpAdapter implements Adapter {
     if (options.handler && options.fetch) {
       throw new PortbindError('PB_ERR_CONFIG', 'httpAdapter: give `handler` (a Node listener) or `fetch` (a fetch handler), not both');
     }
+    this.#trusts = compileTrustProxy(options.trustProxy);
     this.options = options;
   }
 
@@ -154,7 +210,7 @@ export class HttpAdapter implements Adapter {
 
   connection(conn: Connection): void {
     const socket = conn.socket;
-    connections.set(socket, conn);
+    connections.set(socket, { connection: conn, trusts: this.#trusts });
     this.#open++;
     socket.once('close', () => {
       this.#open--;
@@ -346,9 +402,10 @@ class ClientGoneError extends Error {
 /** Mark a handler's rejection as {@link ClientGoneError} when it is the client's disconnect itself. */
 function clientGoneAware(
   fetch: FetchHandler,
-): (request: Request, env: { incoming: { destroyed: boolean }; outgoing: { destroyed: boolean } }) => Response | Promise<Response> {
+): (request: Request, env: { incoming: object; outgoing: { destroyed: boolean } }) => Response | Promise<Response> {
   return (request, env) => {
-    const result = fetch(request);
+    const incoming = env.incoming as IncomingMessage;
+    const result = fetch(request, clientInfo(incoming) as ClientInfo);
     if (!isPromise(result)) return result;
     return result.catch((error: unknown) => {
       const code = (error as NodeJS.ErrnoException | undefined)?.code;
@@ -356,7 +413,7 @@ function clientGoneAware(
         code === 'ECONNRESET' ||
         code === 'ERR_STREAM_PREMATURE_CLOSE' ||
         (error as Error | undefined)?.message === 'Client connection prematurely closed.';
-      if (disconnect && (env.incoming.destroyed || env.outgoing.destroyed)) throw new ClientGoneError(error);
+      if (disconnect && (incoming.destroyed || env.outgoing.destroyed)) throw new ClientGoneError(error);
       throw error;
     }) as Promise<Response>;
   };

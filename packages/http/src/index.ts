@@ -1,4 +1,6 @@
 export {
+  clientAddress,
+  clientInfo,
   connectionOf,
   type FetchHandler,
   type HealthOptions,
@@ -8,4 +10,5 @@ export {
   httpDefaults,
   requestPath,
 } from './adapter.js';
+export type { ClientInfo } from './forwarded.js';
 export { rejectUpgrade, UpgradeError, type UpgradeHandler } from './upgrade.js';
