@@ -6,7 +6,7 @@ import { builtinSections, registerBuiltins } from './builtins.js';
 import { type ClientHost, RespClient, writeFailure, writeResult } from './client.js';
 import { globMatch } from './glob.js';
 import { type Command, parserDefaults, RequestParser } from './parser.js';
-import type { ReplyValue } from './reply.js';
+import type { DoubleFormat, ReplyValue } from './reply.js';
 
 /** A command handler: `argv[0]` is the command name as sent, the arguments follow, binary-safe. */
 export type CommandHandler<Context = Record<string, unknown>> = (
@@ -99,7 +99,10 @@ export interface RespOptions<Context = Record<string, unknown>> {
   outputHighWaterMark?: number;
   /** Redis's `client-output-buffer-limit pubsub`: disconnect a subscriber that falls behind. Default 32 MB hard, 8 MB for 60 s. */
   pubsubLimits?: { hardBytes: number; softBytes: number; softSeconds: number };
-  /** The version HELLO and INFO report. Default 7.2.0 (clients feature-detect on it). */
+  /**
+   * The version HELLO and INFO report. Default 7.2.0 (clients feature-detect on it). Replies follow
+   * it where Redis versions differ: before 7.2 doubles print as `%.17g` (`0.10000000000000001`).
+   */
   serverVersion?: string;
   /** Make the per-connection context. */
   context?: (conn: Connection) => Context;
@@ -161,6 +164,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly outputHighWaterMark: number;
   readonly databases: number;
   readonly serverVersion: string;
+  /** Doubles as the reported version prints them: `%.17g` before 7.2, the shortest text from 7.2 (networking.c, addReplyDouble). */
+  readonly doubleFormat: DoubleFormat;
   logger: Logger = silentLogger;
   readonly #commands = new Map<string, CommandSpec<Context>>();
   /** Lookup by the name as clients send it: lowercase and UPPERCASE hit without a case conversion. */
@@ -205,6 +210,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     byteLimit('maxBulkLength', options.maxBulkLength);
     checkPubsubLimits(options.pubsubLimits);
     this.serverVersion = options.serverVersion ?? '7.2.0';
+    this.doubleFormat = doubleFormatOf(this.serverVersion);
     this.queryBufferLimit = byteLimit('queryBufferLimit', options.queryBufferLimit) ?? 1024 * 1024 * 1024;
     this.totalQueryBufferLimit =
       byteLimit('totalQueryBufferLimit', options.totalQueryBufferLimit) ?? Math.floor(getHeapStatistics().heap_size_limit / 2);
@@ -762,4 +768,10 @@ function unknownCommand(argv: Command): string {
   let args = '';
   for (let i = 1; i < argv.length && args.length < 128; i++) args += `'${cut(argv[i] as Buffer, 128 - args.length)}' `;
   return `ERR unknown command '${cut(argv[0] as Buffer, 128)}', with args beginning with: ${args}`;
+}
+
+/** Redis before 7.2 printed doubles with printf("%.17g"); 7.2 (#10587) switched to the shortest round-trip text. */
+function doubleFormatOf(version: string): DoubleFormat {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  return major > 7 || (major === 7 && minor >= 2) ? 'shortest' : '%.17g';
 }

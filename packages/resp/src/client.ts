@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Connection } from '@portbind/core';
 import { ProtocolError } from './errors.js';
 import { ARGUMENT_OVERHEAD, type Command, type RequestParser } from './parser.js';
-import { type ReplyValue, ReplyWriter, RespError } from './reply.js';
+import { type DoubleFormat, type ReplyValue, ReplyWriter, RespError } from './reply.js';
 
 /** What a client needs from the server it belongs to. */
 export interface ClientHost<Context> {
@@ -14,6 +14,8 @@ export interface ClientHost<Context> {
   /** Destroy the socket unless the peer closes within the binding's closeWaitMs. */
   closeSoon(socket: Socket): void;
   readonly outputHighWaterMark: number;
+  /** How replies print doubles, from the server version reported. */
+  readonly doubleFormat: DoubleFormat;
   /** INFO's byte counters. */
   readonly stats: { netInputBytes: number; netOutputBytes: number };
 }
@@ -84,6 +86,7 @@ export class RespClient<Context = Record<string, unknown>> {
     this.#host = host;
     this.#parser = parser;
     this.context = context;
+    this.reply.doubleFormat = host.doubleFormat;
     const socket = conn.socket;
     this.#onData = (chunk: Buffer) => {
       this.lastActivity = Date.now();
@@ -199,6 +202,7 @@ export class RespClient<Context = Record<string, unknown>> {
     if (!this.#busy) return this.reply;
     this.#deferred ??= new ReplyWriter();
     this.#deferred.protocol = this.reply.protocol;
+    this.#deferred.doubleFormat = this.reply.doubleFormat;
     return this.#deferred;
   }
 

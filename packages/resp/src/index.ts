@@ -7,4 +7,13 @@ export { integerArg } from './builtins.js';
 export type { RespClient } from './client.js';
 export { globMatch } from './glob.js';
 export type { Command } from './parser.js';
-export { OK, type ReplyValue, type ReplyWriter, RespError, type SimpleString, simple } from './reply.js';
+export {
+  type DoubleFormat,
+  formatDouble,
+  OK,
+  type ReplyValue,
+  type ReplyWriter,
+  RespError,
+  type SimpleString,
+  simple,
+} from './reply.js';

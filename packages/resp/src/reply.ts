@@ -56,6 +56,8 @@ const CRLF = '\r\n';
 export class ReplyWriter {
   /** 2 or 3: the protocol the client negotiated with HELLO. */
   protocol: 2 | 3 = 2;
+  /** How doubles are printed: the adapter sets it from its serverVersion (7.0: `%.17g`). */
+  doubleFormat: DoubleFormat = 'shortest';
   #text = '';
   /** False once #text holds a non-ASCII character: then it must go out as UTF-8. */
   #latin1 = true;
@@ -139,9 +141,9 @@ export class ReplyWriter {
     return this;
   }
 
-  /** RESP3 `,3.14`, RESP2 a bulk string of the same text. */
+  /** RESP3 `,3.14`, RESP2 a bulk string of the same text, as {@link ReplyWriter.doubleFormat} prints it. */
   double(value: number): this {
-    const text = formatDouble(value);
+    const text = formatDouble(value, this.doubleFormat);
     return this.protocol === 3 ? this.#raw(`,${text}${CRLF}`) : this.bulk(text);
   }
 
@@ -178,13 +180,13 @@ export class ReplyWriter {
     return true;
   }
 
-  /** Write any {@link ReplyValue}: strings and Buffers as bulk, numbers as integers (doubles when fractional). */
+  /** Write any {@link ReplyValue}: strings and Buffers as bulk, numbers as integers (doubles when fractional or past 64 bits). */
   value(value: ReplyValue): this {
     if (value === OK) return this.#raw(`+OK${CRLF}`);
     if (Buffer.isBuffer(value)) return this.bulk(value);
     if (value === null) return this.null();
     if (typeof value === 'string' || Buffer.isBuffer(value)) return this.bulk(value);
-    if (typeof value === 'number') return Number.isInteger(value) ? this.integer(value) : this.double(value);
+    if (typeof value === 'number') return Number.isInteger(value) && Math.abs(value) < 2 ** 63 ? this.integer(value) : this.double(value);
     if (typeof value === 'bigint') return this.integer(value);
     if (typeof value === 'boolean') return this.boolean(value);
     if (value instanceof SimpleString) return this.simple(value.value);
@@ -259,11 +261,81 @@ function clean(text: string): string {
   return text.includes('\r') || text.includes('\n') ? text.replace(/[\r\n]/g, ' ') : text;
 }
 
-/** A double as Redis 7 prints it: `inf`, `-inf`, `nan`, integers without a fraction, else the shortest round-trip text. */
-export function formatDouble(value: number): string {
+/**
+ * How a double is printed (networking.c, addReplyDouble): Redis 7.2 and later print the shortest
+ * text that reads back as the same double (util.c d2string: integers up to 2^62 plainly, else
+ * fpconv_dtoa); Redis 7.0 prints C's printf("%.17g"). The adapter picks one from its serverVersion.
+ */
+export type DoubleFormat = 'shortest' | '%.17g';
+
+/**
+ * A double as the given Redis prints it: `inf`, `-inf`, `nan`, `-0` either way, else
+ * {@link DoubleFormat}'s text (`0.1` from 7.2, `0.10000000000000001` from 7.0).
+ */
+export function formatDouble(value: number, format: DoubleFormat = 'shortest'): string {
   if (Number.isNaN(value)) return 'nan';
   if (value === Number.POSITIVE_INFINITY) return 'inf';
   if (value === Number.NEGATIVE_INFINITY) return '-inf';
-  if (Number.isInteger(value) && Math.abs(value) < 1e17) return Object.is(value, -0) ? '-0' : value.toFixed(0);
-  return String(value).replace('e+', 'e');
+  if (value === 0) return Object.is(value, -0) ? '-0' : '0';
+  return format === 'shortest' ? shortest(value) : printf17g(value);
+}
+
+/** Redis 7.2's d2string: integers within ±2^62 as integers, else fpconv_dtoa's layout of the shortest digits. */
+function shortest(value: number): string {
+  if (Number.isInteger(value) && Math.abs(value) <= 2 ** 62) return value.toFixed(0);
+  // toExponential() without a precision gives the shortest round-trip digits: `d.ddde±x`.
+  const [mantissa, exponentText] = value.toExponential().split('e') as [string, string];
+  const negative = value < 0;
+  const digits = mantissa.replace('-', '').replace('.', '');
+  const n = digits.length;
+  const K = Number(exponentText) - (n - 1); // value = digits × 10^K (fpconv's K)
+  const exp = Math.abs(K + n - 1);
+  let text: string;
+  if (K >= 0 && exp < n + 7) text = digits + '0'.repeat(K);
+  else if (K < 0 && (K > -7 || exp < 4)) {
+    const offset = n + K;
+    text = offset <= 0 ? `0.${'0'.repeat(-offset)}${digits}` : `${digits.slice(0, offset)}.${digits.slice(offset)}`;
+  } else text = `${digits[0]}${n > 1 ? `.${digits.slice(1)}` : ''}e${K + n - 1 < 0 ? '-' : '+'}${exp}`;
+  return negative ? `-${text}` : text;
+}
+
+/** C's printf("%.17g"), as Redis 7.0 prints a double. */
+function printf17g(value: number): string {
+  const [mantissa, exponentText] = value.toExponential(16).split('e') as [string, string];
+  const exponent = Number(exponentText);
+  let digits = mantissa.replace('-', '').replace('.', '');
+  // toExponential rounds an exact tie away from zero, printf to even (1125899906842623.25 → …623.2).
+  const [longer, longerExponent] = value.toExponential(17).split('e') as [string, string];
+  const eighteen = longer.replace('-', '').replace('.', '');
+  if (eighteen.endsWith('5') && Number(longerExponent) === exponent && Number(eighteen[16]) % 2 === 0 && exact(value, eighteen, exponent)) {
+    digits = eighteen.slice(0, 17);
+  }
+  let text: string;
+  if (exponent < -4 || exponent >= 17) {
+    const fraction = digits.slice(1).replace(/0+$/, '');
+    const power = `${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
+    text = `${digits[0]}${fraction ? `.${fraction}` : ''}e${power}`;
+  } else if (exponent >= 0) {
+    const whole = digits.slice(0, exponent + 1);
+    const fraction = digits.slice(exponent + 1).replace(/0+$/, '');
+    text = fraction ? `${whole}.${fraction}` : whole;
+  } else {
+    text = `0.${'0'.repeat(-exponent - 1)}${digits.replace(/0+$/, '')}`;
+  }
+  return value < 0 ? `-${text}` : text;
+}
+
+/** True when |value| is exactly 0.d₁d₂…dₙ × 10^(exponent+1), the digits `digits` (d.ddd…e±exponent). */
+function exact(value: number, digits: string, exponent: number): boolean {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, Math.abs(value));
+  const bits = view.getBigUint64(0);
+  const biased = Number(bits >> 52n);
+  const fraction = bits & ((1n << 52n) - 1n);
+  const mantissa = biased === 0 ? fraction : fraction | (1n << 52n);
+  const power2 = (biased === 0 ? 1 : biased) - 1075; // |value| = mantissa × 2^power2
+  const power10 = exponent - (digits.length - 1); // the text = digits × 10^power10
+  const left = BigInt(digits) * (power10 > 0 ? 10n ** BigInt(power10) : 1n) * (power2 < 0 ? 1n << BigInt(-power2) : 1n);
+  const right = mantissa * (power2 > 0 ? 1n << BigInt(power2) : 1n) * (power10 < 0 ? 10n ** BigInt(-power10) : 1n);
+  return left === right;
 }

@@ -59,13 +59,73 @@ describe('ReplyWriter', () => {
     expect(Buffer.isBuffer(out) ? out : Buffer.from(out ?? '', 'latin1')).toEqual(Buffer.from('$3\r\n€\r\n', 'utf8'));
   });
 
-  it('formats doubles as Redis 7 does', () => {
-    expect([formatDouble(1), formatDouble(-0), formatDouble(0.1), formatDouble(1e21), formatDouble(Number.NaN)]).toEqual([
-      '1',
-      '-0',
-      '0.1',
-      '1e21',
-      'nan',
-    ]);
+  it('formats doubles as Redis 7.2 does (util.c d2string: integers to 2^62, else fpconv_dtoa)', () => {
+    const cases: [number, string][] = [
+      [1, '1'],
+      [-0, '-0'],
+      [0.1, '0.1'],
+      [1 / 3, '0.3333333333333333'],
+      [-2.5, '-2.5'],
+      [1e-5, '0.00001'],
+      [0.000001, '0.000001'],
+      [1e-7, '1e-7'],
+      [-1.5e-7, '-1.5e-7'],
+      [1.2345678e-6, '1.2345678e-6'],
+      [123.456, '123.456'],
+      [1234567890123.5, '1234567890123.5'],
+      [1e17, '100000000000000000'],
+      [2 ** 62, '4611686018427387904'],
+      [6.1e18, '6.1e+18'],
+      [1e19, '1e+19'],
+      [1e21, '1e+21'],
+      [1e300, '1e+300'],
+      [5e-324, '5e-324'],
+      [1.7976931348623157e308, '1.7976931348623157e+308'],
+      [Number.POSITIVE_INFINITY, 'inf'],
+      [Number.NEGATIVE_INFINITY, '-inf'],
+      [Number.NaN, 'nan'],
+    ];
+    expect(cases.map(([value]) => formatDouble(value))).toEqual(cases.map(([, text]) => text));
+  });
+
+  it('formats doubles as Redis 7.0 does (printf "%.17g"), ties to even', () => {
+    const cases: [number, string][] = [
+      [1, '1'],
+      [-0, '-0'],
+      [0.1, '0.10000000000000001'],
+      [1 / 3, '0.33333333333333331'],
+      [1e-7, '9.9999999999999995e-08'],
+      [0.0001, '0.0001'],
+      [0.00001, '1.0000000000000001e-05'],
+      [1e16, '10000000000000000'],
+      [1e17, '1e+17'],
+      [1e300, '1.0000000000000001e+300'],
+      [-1e-300, '-1e-300'],
+      [5e-324, '4.9406564584124654e-324'],
+      [1.7976931348623157e308, '1.7976931348623157e+308'],
+      [2 ** 62, '4.6116860184273879e+18'],
+      [2 ** 51 - 0.25, '2251799813685247.8'],
+      [2 ** 50 - 0.75, '1125899906842623.2'],
+      [0.25 - 2 ** 51, '-2251799813685247.8'],
+      [Number.POSITIVE_INFINITY, 'inf'],
+      [Number.NEGATIVE_INFINITY, '-inf'],
+      [Number.NaN, 'nan'],
+    ];
+    expect(cases.map(([value]) => formatDouble(value, '%.17g'))).toEqual(cases.map(([, text]) => text));
+  });
+
+  it("writes doubles in the writer's format, RESP3 `,` and RESP2 a bulk string", () => {
+    const reply = new ReplyWriter();
+    reply.double(0.1).double(1e21);
+    reply.protocol = 3;
+    reply.double(0.1).double(Number.NEGATIVE_INFINITY);
+    reply.doubleFormat = '%.17g';
+    reply.double(0.1).double(1e21).double(Number.NEGATIVE_INFINITY);
+    reply.protocol = 2;
+    reply.double(0.1).double(Number.POSITIVE_INFINITY);
+    expect(reply.take()).toBe(
+      '$3\r\n0.1\r\n$5\r\n1e+21\r\n,0.1\r\n,-inf\r\n' +
+        ',0.10000000000000001\r\n,1e+21\r\n,-inf\r\n$19\r\n0.10000000000000001\r\n$3\r\ninf\r\n',
+    );
   });
 });

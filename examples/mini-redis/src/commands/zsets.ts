@@ -1,12 +1,13 @@
-import { globMatch, type RespClient, RespError } from '@portbind/resp';
+import { formatDouble, globMatch, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { INT64_MIN, int64Arg, intArg } from '../numbers.js';
 import { type LexEnd, type LexRange, lexGteMin, lexLteMax, type ScoreRange, type SkipNode, SortedSet } from '../sorted-set.js';
 import { bytesOf, type Database, keyOf, WRONGTYPE } from '../store.js';
 import { timeoutArg } from './lists.js';
 
-// Sorted sets, with Redis 7.0's replies and errors (t_zset.c): scores are doubles, printed as
-// C's "%.17g" (RESP3 doubles on protocol 3), ties ordered by the members' bytes.
+// Sorted sets, with Redis 7.0's replies and errors (t_zset.c): scores are doubles (RESP3 doubles,
+// RESP2 bulk strings), printed as C's "%.17g" because the adapter reports 7.0.15; ties ordered by
+// the members' bytes.
 
 const group = 'sorted-set';
 
@@ -754,10 +755,9 @@ export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis
 
   // ---- helpers that write replies ---------------------------------------------------------------
 
-  /** A score: a RESP3 double, or on RESP2 a bulk string as C's "%.17g" prints it. */
+  /** A score: a RESP3 double, or on RESP2 a bulk string, as the reported version (7.0: "%.17g") prints it. */
   function replyScore(client: RespClient, score: number): void {
-    if (client.reply.protocol === 3) client.reply.double(score);
-    else client.reply.bulk(formatScore(score));
+    client.reply.double(score);
   }
 
   /**
@@ -907,27 +907,7 @@ function positiveArg(arg: Buffer | undefined): number {
 
 /** C's printf("%.17g"), as Redis 7.0 prints a score (addReplyDouble). */
 export function formatScore(value: number): string {
-  if (Number.isNaN(value)) return 'nan';
-  if (value === Number.POSITIVE_INFINITY) return 'inf';
-  if (value === Number.NEGATIVE_INFINITY) return '-inf';
-  if (value === 0) return Object.is(value, -0) ? '-0' : '0';
-  const [mantissa, exponentText] = value.toExponential(16).split('e') as [string, string];
-  const exponent = Number(exponentText);
-  const negative = mantissa.startsWith('-');
-  const digits = mantissa.replace(/^-/, '').replace('.', '');
-  let text: string;
-  if (exponent < -4 || exponent >= 17) {
-    const fraction = digits.slice(1).replace(/0+$/, '');
-    const power = `${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
-    text = `${digits[0]}${fraction ? `.${fraction}` : ''}e${power}`;
-  } else if (exponent >= 0) {
-    const whole = digits.slice(0, exponent + 1);
-    const fraction = digits.slice(exponent + 1).replace(/0+$/, '');
-    text = fraction ? `${whole}.${fraction}` : whole;
-  } else {
-    text = `0.${'0'.repeat(-exponent - 1)}${digits.replace(/0+$/, '')}`;
-  }
-  return negative ? `-${text}` : text;
+  return formatDouble(value, '%.17g');
 }
 
 /** Redis 7.0's d2string, as a listpack keeps a score (what ZSCAN shows): integers up to 2^62 plainly. */
