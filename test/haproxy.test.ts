@@ -14,8 +14,9 @@ import { portOf, readUntil, sleep } from './support/net.js';
 /**
  * A real HAProxy (Debian's `haproxy`) in TCP mode in front of a portbind service: `send-proxy-v2`
  * before a line protocol binding, `send-proxy` (v1) before an HTTP binding, both with health checks
- * that carry PROXY headers too. Clients connect from 127.0.0.2 so the proxy (127.0.0.1) and the
- * client have different addresses.
+ * that carry PROXY headers too; and in HTTP mode with `option forwardfor` before an HTTP binding
+ * whose `trustProxy` names the proxy. Clients connect from 127.0.0.2 so the proxy (127.0.0.1) and
+ * the client have different addresses.
  */
 
 /** `ADDR` answers `remoteAddress remotePort proxyVersion-command`; records every connection's header. */
@@ -65,6 +66,7 @@ const adapter = new AddressAdapter();
 const httpSeen: string[] = [];
 let linePort = 0;
 let httpPort = 0;
+let forwardPort = 0;
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -124,11 +126,25 @@ beforeAll(async () => {
     }),
     { port: 0, host: '127.0.0.1', proxyProtocol: { trusted: ['127.0.0.1'] } },
   );
+  // HTTP mode: no PROXY header, the client is in X-Forwarded-For from the trusted proxy.
+  const forwarding = service.bind(
+    httpAdapter({
+      trustProxy: ['127.0.0.1'],
+      // HAProxy's option forwardfor writes X-Forwarded-For only: a client's Forwarded must not count.
+      proxyHeader: 'x-forwarded-for',
+      fetch: (request, info) =>
+        new Response(
+          `${info.remoteAddress} ${info.forwarded ? 'forwarded' : 'direct'} peer=${info.connection.remoteAddress} xff=${request.headers.get('x-forwarded-for')}\n`,
+        ),
+    }),
+    { port: 0, host: '127.0.0.1', name: 'forwarding' },
+  );
   await service.start();
 
   dir = await mkdtemp(join(tmpdir(), 'portbind-haproxy-'));
   linePort = await freePort();
   httpPort = await freePort();
+  forwardPort = await freePort();
   const config = [
     'global',
     `  stats socket ${join(dir, 'admin.sock')} mode 600 level admin`,
@@ -156,6 +172,14 @@ beforeAll(async () => {
     '  http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host portbind',
     '  http-check expect status 200',
     `  server portbind 127.0.0.1:${portOf(web)} send-proxy check check-send-proxy inter 300 rise 1 fall 2`,
+    'frontend forward_in',
+    '  mode http',
+    '  option forwardfor',
+    `  bind 127.0.0.1:${forwardPort}`,
+    '  default_backend forward',
+    'backend forward',
+    '  mode http',
+    `  server portbind 127.0.0.1:${portOf(forwarding)}`,
     '',
   ].join('\n');
   await writeFile(join(dir, 'haproxy.cfg'), config);
@@ -212,6 +236,27 @@ describe('HAProxy in front of portbind', () => {
     });
     expect(body).toBe(`200 127.0.0.2 ${clientPort}\n`);
     expect(httpSeen).toContain('GET /who 127.0.0.2');
+  });
+
+  it('HTTP mode with option forwardfor: a fetch handler with trustProxy sees the client at 127.0.0.2; a spoofed X-Forwarded-For or Forwarded is not believed', async () => {
+    const get = (headers: Record<string, string>) =>
+      new Promise<string>((resolve, reject) => {
+        const request = httpGet(
+          { host: '127.0.0.1', port: forwardPort, path: '/who', localAddress: '127.0.0.2', agent: false, headers },
+          (res) => {
+            let text = '';
+            res.on('data', (chunk: Buffer) => {
+              text += chunk.toString();
+            });
+            res.on('end', () => resolve(`${res.statusCode} ${text}`));
+          },
+        );
+        request.on('error', reject);
+      });
+    expect(await get({})).toBe('200 127.0.0.2 forwarded peer=127.0.0.1 xff=127.0.0.2\n');
+    // HAProxy appends its own header line; the client's own claim is left of it and not trusted.
+    expect(await get({ 'X-Forwarded-For': '6.6.6.6' })).toBe('200 127.0.0.2 forwarded peer=127.0.0.1 xff=6.6.6.6, 127.0.0.2\n');
+    expect(await get({ Forwarded: 'for=6.6.6.7' })).toBe('200 127.0.0.2 forwarded peer=127.0.0.1 xff=127.0.0.2\n');
   });
 
   it('health checks (v2 LOCAL answered with the proxy’s address, v1 with an HTTP check on /readyz) keep the servers UP and log no refusal', async () => {

@@ -11,7 +11,7 @@ import {
   PortbindError,
   type TrustCheck,
 } from '@portbind/core';
-import { type ClientInfo, compileTrustProxy, resolveClient } from './forwarded.js';
+import { type ClientInfo, checkProxyHeader, compileTrustProxy, type ProxyHeaderName, resolveClient } from './forwarded.js';
 import { rejectUpgrade, type UpgradeHandler } from './upgrade.js';
 
 /** Paths of the opt-in health endpoints. */
@@ -74,6 +74,13 @@ export interface HttpOptions {
    * Default: none (forwarding headers are ignored).
    */
   trustProxy?: readonly string[] | string;
+  /**
+   * With `trustProxy`: the forwarding header your proxies write. `'auto'` (default) reads
+   * `Forwarded` when present, else `X-Forwarded-For`. A proxy that writes only `X-Forwarded-For`
+   * (HAProxy's `option forwardfor`, nginx, AWS ALB) passes a client's own `Forwarded` through, so
+   * set `'x-forwarded-for'` there (or `'forwarded'` behind one that writes only `Forwarded`).
+   */
+  proxyHeader?: ProxyHeaderName;
 }
 
 export const httpDefaults = {
@@ -94,6 +101,7 @@ export type FetchHandler = (request: Request, info: ClientInfo) => Response | Pr
 interface Carrier {
   readonly connection: Connection;
   readonly trusts: TrustCheck | undefined;
+  readonly header: ProxyHeaderName;
 }
 
 const connections = new WeakMap<object, Carrier>();
@@ -114,7 +122,7 @@ export function clientInfo(request: IncomingMessage): ClientInfo | undefined {
   if (info !== undefined) return info;
   const carrier = connections.get(request.socket);
   if (carrier === undefined) return undefined;
-  info = resolveClient(request, carrier.connection, carrier.trusts);
+  info = resolveClient(request, carrier.connection, carrier.trusts, carrier.header);
   clients.set(request, info);
   return info;
 }
@@ -151,6 +159,7 @@ export class HttpAdapter implements Adapter {
   readonly limits = { idleTimeoutMs: 0 };
   readonly options: Readonly<HttpOptions>;
   readonly #trusts: TrustCheck | undefined;
+  readonly #proxyHeader: ProxyHeaderName;
   #binding: BindingContext | undefined;
   #server: Server | undefined;
   /** Connections handed to node:http and not closed yet: the drain sweep runs while there are any. */
@@ -174,6 +183,7 @@ export class HttpAdapter implements Adapter {
       throw new PortbindError('PB_ERR_CONFIG', 'httpAdapter: give `handler` (a Node listener) or `fetch` (a fetch handler), not both');
     }
     this.#trusts = compileTrustProxy(options.trustProxy);
+    this.#proxyHeader = checkProxyHeader(options.proxyHeader);
     this.options = options;
   }
 
@@ -210,7 +220,7 @@ export class HttpAdapter implements Adapter {
 
   connection(conn: Connection): void {
     const socket = conn.socket;
-    connections.set(socket, { connection: conn, trusts: this.#trusts });
+    connections.set(socket, { connection: conn, trusts: this.#trusts, header: this.#proxyHeader });
     this.#open++;
     socket.once('close', () => {
       this.#open--;

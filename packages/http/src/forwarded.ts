@@ -48,6 +48,19 @@ export function compileTrustProxy(option: unknown): TrustCheck | undefined {
   );
 }
 
+/**
+ * Which forwarding header the proxies write: `auto` reads `Forwarded` when a request has one, else
+ * `X-Forwarded-For`; the others read only the one named.
+ */
+export type ProxyHeaderName = 'auto' | 'forwarded' | 'x-forwarded-for';
+
+/** Validate option `proxyHeader`. */
+export function checkProxyHeader(option: unknown): ProxyHeaderName {
+  if (option === undefined) return 'auto';
+  if (option === 'auto' || option === 'forwarded' || option === 'x-forwarded-for') return option;
+  throw new ConfigError('proxyHeader', option, "'auto', 'forwarded' or 'x-forwarded-for': the header your proxy writes");
+}
+
 /** One hop named by a forwarding header. `address` is undefined for `unknown`, obfuscated or unparsable identifiers. */
 interface Hop {
   readonly address: string | undefined;
@@ -58,12 +71,17 @@ interface Hop {
 
 /**
  * The client of a request. With `trusts` and a trusted TCP peer: the `Forwarded` header (RFC 7239)
- * if present, else `X-Forwarded-For` (+ `X-Forwarded-Proto`), walked from the right (the hop the
+ * if present, else `X-Forwarded-For` (+ `X-Forwarded-Proto`) — or only the one `header` names — walked from the right (the hop the
  * peer added) past trusted proxies: the first untrusted address is the client, or the leftmost if
  * all are trusted. An `unknown` or obfuscated identifier ends the walk at the last known address.
  * A malformed header is ignored (the peer is the client). Never throws.
  */
-export function resolveClient(req: IncomingMessage, connection: Connection, trusts: TrustCheck | undefined): ClientInfo {
+export function resolveClient(
+  req: IncomingMessage,
+  connection: Connection,
+  trusts: TrustCheck | undefined,
+  header: ProxyHeaderName = 'auto',
+): ClientInfo {
   const peer: ClientInfo = {
     remoteAddress: connection.remoteAddress,
     ...(connection.remotePort === undefined ? {} : { remotePort: connection.remotePort }),
@@ -72,7 +90,7 @@ export function resolveClient(req: IncomingMessage, connection: Connection, trus
     connection,
   };
   if (trusts === undefined || !trusts(connection.remoteAddress)) return peer;
-  const hops = hopsOf(req);
+  const hops = hopsOf(req, header);
   if (hops === undefined || hops.length === 0) return peer;
   let chosen: Hop | undefined;
   for (let i = hops.length - 1; i >= 0; i--) {
@@ -92,9 +110,12 @@ export function resolveClient(req: IncomingMessage, connection: Connection, trus
 }
 
 /** The hops of the request's forwarding header, left (farthest) to right (nearest); undefined if none or malformed. */
-function hopsOf(req: IncomingMessage): Hop[] | undefined {
-  const forwarded = req.headers.forwarded;
-  if (typeof forwarded === 'string') return parseForwarded(forwarded);
+function hopsOf(req: IncomingMessage, header: ProxyHeaderName): Hop[] | undefined {
+  if (header !== 'x-forwarded-for') {
+    const forwarded = req.headers.forwarded;
+    if (typeof forwarded === 'string') return parseForwarded(forwarded);
+    if (header === 'forwarded') return undefined;
+  }
   const xff = req.headers['x-forwarded-for'];
   if (typeof xff !== 'string') return undefined;
   const addresses = xff.split(',').map((s) => s.trim());

@@ -10,5 +10,5 @@ export {
   httpDefaults,
   requestPath,
 } from './adapter.js';
-export type { ClientInfo } from './forwarded.js';
+export type { ClientInfo, ProxyHeaderName } from './forwarded.js';
 export { rejectUpgrade, UpgradeError, type UpgradeHandler } from './upgrade.js';

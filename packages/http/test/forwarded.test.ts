@@ -43,7 +43,7 @@ beforeAll(async () => {
   app.get('/', (req, res) => {
     res.json({ ...describeInfo(clientInfo(req)), clientAddress: clientAddress(req), ip: req.ip, id: connectionOf(req)?.id ?? null });
   });
-  const withExpress = service.bind(httpAdapter({ trustProxy: '127.0.0.1, 10.0.0.0/8', handler: app }), {
+  const withExpress = service.bind(httpAdapter({ trustProxy: '127.0.0.1, 10.0.0.0/8', proxyHeader: 'x-forwarded-for', handler: app }), {
     port: 0,
     host: '127.0.0.1',
     name: 'express',
@@ -56,7 +56,11 @@ beforeAll(async () => {
   });
   // Express's named sets: 'loopback' is 127.0.0.0/8 and ::1.
   const preset = service.bind(
-    httpAdapter({ trustProxy: ['loopback', 'linklocal', 'uniquelocal'], fetch: (_r, info) => Response.json(describeInfo(info)) }),
+    httpAdapter({
+      trustProxy: ['loopback', 'linklocal', 'uniquelocal'],
+      proxyHeader: 'forwarded',
+      fetch: (_r, info) => Response.json(describeInfo(info)),
+    }),
     {
       port: 0,
       host: '127.0.0.1',
@@ -218,6 +222,13 @@ describe('trustProxy: Node listeners (Express)', () => {
     expect(body.id).toEqual(expect.any(Number));
   });
 
+  it("with proxyHeader 'x-forwarded-for', a Forwarded header (a client's, passed through) is not read", async () => {
+    const { body } = await ask(expressPort, ['Forwarded: for=198.51.100.99', 'X-Forwarded-For: 203.0.113.5']);
+    expect(body).toMatchObject({ address: '203.0.113.5', clientAddress: '203.0.113.5' });
+    const alone = await ask(expressPort, ['Forwarded: for=198.51.100.99']);
+    expect(alone.body).toMatchObject({ address: '127.0.0.1', forwarded: false, clientAddress: '127.0.0.1' });
+  });
+
   it('an untrusted peer is its own client there too', async () => {
     const { body } = await ask(expressPort, ['X-Forwarded-For: 203.0.113.5'], '127.0.0.2');
     expect(body).toMatchObject({ address: '127.0.0.2', forwarded: false, clientAddress: '127.0.0.2', ip: '127.0.0.2' });
@@ -226,14 +237,24 @@ describe('trustProxy: Node listeners (Express)', () => {
 
 describe('trustProxy: configuration', () => {
   it("Express's names loopback, linklocal, uniquelocal stand for their ranges", async () => {
-    const { body } = await ask(presetPort, ['X-Forwarded-For: 203.0.113.77, 172.16.5.5, 169.254.1.1'], '127.0.0.2');
+    const { body } = await ask(
+      presetPort,
+      ['Forwarded: for=203.0.113.77, for=172.16.5.5, for=169.254.1.1, for="[fd00::1]"', 'X-Forwarded-For: 198.51.100.1'],
+      '127.0.0.2',
+    );
     expect(body).toEqual({ address: '203.0.113.77', port: null, secure: false, forwarded: true });
+    // proxyHeader 'forwarded': X-Forwarded-For is not read there.
+    const xff = await ask(presetPort, ['X-Forwarded-For: 198.51.100.1'], '127.0.0.2');
+    expect(xff.body).toEqual({ address: '127.0.0.2', port: xff.localPort, secure: false, forwarded: false });
   });
 
-  it('a bad entry is PB_ERR_CONFIG naming trustProxy', () => {
+  it('a bad trustProxy entry or proxyHeader is PB_ERR_CONFIG naming the option', () => {
     expect(() => httpAdapter({ trustProxy: ['10.0.0.0/33'] })).toThrow(expect.objectContaining({ code: 'PB_ERR_CONFIG' }));
     expect(() => httpAdapter({ trustProxy: ['constructor'] })).toThrow(/trustProxy/);
     expect(() => httpAdapter({ trustProxy: [] })).toThrow(/trustProxy/);
     expect(() => httpAdapter({ trustProxy: 5 as unknown as string })).toThrow(/trustProxy/);
+    expect(() => httpAdapter({ trustProxy: ['127.0.0.1'], proxyHeader: 'x-real-ip' as 'auto' })).toThrow(
+      expect.objectContaining({ code: 'PB_ERR_CONFIG', message: expect.stringMatching(/proxyHeader/) }),
+    );
   });
 });
