@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { type Logger, PortService } from '@portbind/core';
 import express from 'express';
+import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { portOf, readUntilClose } from '../../../test/support/net.js';
 import { type ClientInfo, clientAddress, clientInfo, connectionOf, httpAdapter } from '../src/index.js';
@@ -25,6 +26,7 @@ let fetchPort = 0;
 let expressPort = 0;
 let plainPort = 0;
 let presetPort = 0;
+let honoPort = 0;
 
 beforeAll(async () => {
   service = new PortService({ env: {}, logger });
@@ -67,11 +69,19 @@ beforeAll(async () => {
       name: 'preset',
     },
   );
+  // Hono: `info` arrives as `c.env`.
+  const hono = new Hono<{ Bindings: ClientInfo }>().get('/', (c) => c.json(describeInfo(c.env)));
+  const withHono = service.bind(httpAdapter({ trustProxy: ['127.0.0.1'], fetch: hono.fetch }), {
+    port: 0,
+    host: '127.0.0.1',
+    name: 'hono',
+  });
   await service.start();
   fetchPort = portOf(withFetch);
   expressPort = portOf(withExpress);
   plainPort = portOf(plain);
   presetPort = portOf(preset);
+  honoPort = portOf(withHono);
 });
 
 afterAll(async () => {
@@ -232,6 +242,13 @@ describe('trustProxy: Node listeners (Express)', () => {
   it('an untrusted peer is its own client there too', async () => {
     const { body } = await ask(expressPort, ['X-Forwarded-For: 203.0.113.5'], '127.0.0.2');
     expect(body).toMatchObject({ address: '127.0.0.2', forwarded: false, clientAddress: '127.0.0.2', ip: '127.0.0.2' });
+  });
+});
+
+describe('trustProxy: Hono', () => {
+  it('a Hono app given as fetch: app.fetch reads the client from c.env', async () => {
+    const { body } = await ask(honoPort, ['Forwarded: for="[2001:db8::5]:443";proto=https']);
+    expect(body).toEqual({ address: '2001:db8::5', port: 443, secure: true, forwarded: true });
   });
 });
 
