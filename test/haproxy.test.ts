@@ -130,8 +130,8 @@ beforeAll(async () => {
   const forwarding = service.bind(
     httpAdapter({
       trustProxy: ['127.0.0.1'],
-      // HAProxy's option forwardfor writes X-Forwarded-For only: a client's Forwarded must not count.
-      proxyHeader: 'x-forwarded-for',
+      // HAProxy's option forwardfor writes X-Forwarded-For only: a client's Forwarded must not count,
+      // and with the default proxyHeader ('x-forwarded-for') it does not.
       fetch: (request, info) =>
         new Response(
           `${info.remoteAddress} ${info.forwarded ? 'forwarded' : 'direct'} peer=${info.connection.remoteAddress} xff=${request.headers.get('x-forwarded-for')}\n`,

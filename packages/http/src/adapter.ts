@@ -75,10 +75,11 @@ export interface HttpOptions {
    */
   trustProxy?: readonly string[] | string;
   /**
-   * With `trustProxy`: the forwarding header your proxies write. `'auto'` (default) reads
-   * `Forwarded` when present, else `X-Forwarded-For`. A proxy that writes only `X-Forwarded-For`
-   * (HAProxy's `option forwardfor`, nginx, AWS ALB) passes a client's own `Forwarded` through, so
-   * set `'x-forwarded-for'` there (or `'forwarded'` behind one that writes only `Forwarded`).
+   * With `trustProxy`: the forwarding header your proxies write. `'x-forwarded-for'` (default:
+   * HAProxy's `option forwardfor`, nginx, AWS ALB; what Express and Fastify read), `'forwarded'`
+   * (RFC 7239, HAProxy's `option forwarded`), or `'auto'`: `Forwarded` when present, else
+   * `X-Forwarded-For` — only behind proxies that remove a client's own `Forwarded`, since a proxy
+   * that writes only `X-Forwarded-For` passes it through and the client would name itself.
    */
   proxyHeader?: ProxyHeaderName;
 }

@@ -49,14 +49,18 @@ export function compileTrustProxy(option: unknown): TrustCheck | undefined {
 }
 
 /**
- * Which forwarding header the proxies write: `auto` reads `Forwarded` when a request has one, else
- * `X-Forwarded-For`; the others read only the one named.
+ * Which forwarding header the proxies write: `x-forwarded-for` (default, what HAProxy's
+ * `option forwardfor`, nginx and AWS ALB write, and all Express and Fastify read) or `forwarded`
+ * read only that one; `auto` reads `Forwarded` when a request has one, else `X-Forwarded-For` — only
+ * behind proxies that strip or rewrite a client's own `Forwarded`.
  */
 export type ProxyHeaderName = 'auto' | 'forwarded' | 'x-forwarded-for';
 
 /** Validate option `proxyHeader`. */
 export function checkProxyHeader(option: unknown): ProxyHeaderName {
-  if (option === undefined) return 'auto';
+  // Not 'auto': behind a proxy that writes only X-Forwarded-For, a client's own Forwarded header
+  // passes through and 'auto' would let the client name its own address.
+  if (option === undefined) return 'x-forwarded-for';
   if (option === 'auto' || option === 'forwarded' || option === 'x-forwarded-for') return option;
   throw new ConfigError('proxyHeader', option, "'auto', 'forwarded' or 'x-forwarded-for': the header your proxy writes");
 }

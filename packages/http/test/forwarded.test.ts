@@ -34,6 +34,7 @@ beforeAll(async () => {
   const withFetch = service.bind(
     httpAdapter({
       trustProxy,
+      proxyHeader: 'auto',
       fetch: (_request, info) => {
         expect(info.connection.remoteAddress).toBeDefined();
         return Response.json(describeInfo(info));
@@ -71,7 +72,7 @@ beforeAll(async () => {
   );
   // Hono: `info` arrives as `c.env`.
   const hono = new Hono<{ Bindings: ClientInfo }>().get('/', (c) => c.json(describeInfo(c.env)));
-  const withHono = service.bind(httpAdapter({ trustProxy: ['127.0.0.1'], fetch: hono.fetch }), {
+  const withHono = service.bind(httpAdapter({ trustProxy: ['127.0.0.1'], proxyHeader: 'forwarded', fetch: hono.fetch }), {
     port: 0,
     host: '127.0.0.1',
     name: 'hono',
