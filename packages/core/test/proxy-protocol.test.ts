@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import { capturingLogger, type LogLine } from '../../../test/support/log.js';
 import { portOf, rawConnect, readUntil, readUntilClose, selfSignedCert, sleep } from '../../../test/support/net.js';
-import type { Adapter, BindingContext, BindOptions, Connection, Logger } from '../src/index.js';
+import type { Adapter, BindingContext, BindOptions, Connection } from '../src/index.js';
 import { PortService } from '../src/index.js';
 import { v1Header, v2Header } from './proxy-support.js';
 
@@ -59,23 +60,6 @@ class AddressAdapter implements Adapter {
   }
 }
 
-interface Line {
-  level: string;
-  fields: object;
-  message: string | undefined;
-}
-
-function capturingLogger(lines: Line[]): Logger {
-  const at =
-    (level: string) =>
-    (fields: object | string, message?: string): void => {
-      if (typeof fields === 'string') lines.push({ level, fields: {}, message: fields });
-      else lines.push({ level, fields, message });
-    };
-  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
-  return logger;
-}
-
 const services: PortService[] = [];
 const dirs: string[] = [];
 afterEach(async () => {
@@ -89,7 +73,7 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-async function start(bind: BindOptions, lines: Line[] = []) {
+async function start(bind: BindOptions, lines: LogLine[] = []) {
   const service = new PortService({ env: {}, logger: capturingLogger(lines), gracePeriodMs: 5000 });
   services.push(service);
   const adapter = new AddressAdapter();

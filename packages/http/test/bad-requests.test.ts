@@ -1,25 +1,8 @@
-import { type Logger, PortService } from '@portbind/core';
+import { PortService } from '@portbind/core';
 import { afterEach, describe, expect, it } from 'vitest';
+import { capturingLogger, type LogLine } from '../../../test/support/log.js';
 import { portOf, rawConnect, rawExchange, readUntilClose } from '../../../test/support/net.js';
 import { type HttpOptions, httpAdapter, httpDefaults } from '../src/index.js';
-
-interface Line {
-  level: 'debug' | 'info' | 'warn' | 'error';
-  fields: object;
-  message: string | undefined;
-}
-
-/** A logger that keeps every line, to assert on levels. */
-function capturingLogger(lines: Line[]): Logger {
-  const at =
-    (level: Line['level']) =>
-    (fields: object | string, message?: string): void => {
-      if (typeof fields === 'string') lines.push({ level, fields: {}, message: fields });
-      else lines.push({ level, fields, message });
-    };
-  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
-  return logger;
-}
 
 /** Wait (polling) until `condition` holds; fail after 5 s. */
 async function until(condition: () => boolean): Promise<void> {
@@ -36,7 +19,7 @@ afterEach(async () => {
 });
 
 async function serve(options: HttpOptions) {
-  const lines: Line[] = [];
+  const lines: LogLine[] = [];
   const service = new PortService({ env: {}, logger: capturingLogger(lines) });
   services.push(service);
   const binding = service.bind(httpAdapter(options), { port: 0, host: '127.0.0.1' });

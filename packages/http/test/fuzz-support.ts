@@ -1,9 +1,8 @@
 import { connect } from 'node:net';
-import type { Logger } from '@portbind/core';
-
+import { capturingLogger, type LogLine } from '../../../test/support/log.js';
 import { prng } from '../../../test/support/prng.js';
 
-export { prng };
+export { capturingLogger, type LogLine, prng };
 
 /** Tokens that tend to matter to parsers, spliced into inputs. */
 const tokens = [
@@ -172,22 +171,4 @@ export async function pool<T>(items: readonly T[], concurrency: number, task: (i
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-}
-
-export interface LogLine {
-  level: 'debug' | 'info' | 'warn' | 'error';
-  message: string | undefined;
-  fields: object;
-}
-
-/** A logger that keeps every line, to assert on levels. */
-export function capturingLogger(lines: LogLine[]): Logger {
-  const at =
-    (level: LogLine['level']) =>
-    (fields: object | string, message?: string): void => {
-      if (typeof fields === 'string') lines.push({ level, fields: {}, message: fields });
-      else lines.push({ level, fields, message });
-    };
-  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
-  return logger;
 }

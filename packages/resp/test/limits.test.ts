@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { type Logger, PortService } from '@portbind/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { capturingLogger, type LogLine } from '../../../test/support/log.js';
 import { portOf, rawConnect, readUntil, readUntilClose, sleep } from '../../../test/support/net.js';
 import { OK, type RespOptions, respAdapter } from '../src/index.js';
 
@@ -86,24 +87,6 @@ async function until(condition: () => boolean, what: string, ms = 10_000): Promi
     if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
     await sleep(10);
   }
-}
-
-interface Line {
-  level: 'debug' | 'info' | 'warn' | 'error';
-  fields: Record<string, unknown>;
-  message: string | undefined;
-}
-
-/** A logger that keeps every line. */
-function capturingLogger(lines: Line[]): Logger {
-  const at =
-    (level: Line['level']) =>
-    (fields: object | string, message?: string): void => {
-      if (typeof fields === 'string') lines.push({ level, fields: {}, message: fields });
-      else lines.push({ level, fields: fields as Record<string, unknown>, message });
-    };
-  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
-  return logger;
 }
 
 async function ping(port: number): Promise<string> {
@@ -330,7 +313,7 @@ describe('limit options', () => {
 
 describe('pub/sub output limit', () => {
   it('a subscriber that never reads is cut at the hard limit and logged once, however much more is published', async () => {
-    const lines: Line[] = [];
+    const lines: LogLine[] = [];
     const { port, resp } = await start({}, {}, capturingLogger(lines));
     const slow = await rawConnect(port);
     slow.write('SUBSCRIBE firehose\r\n');

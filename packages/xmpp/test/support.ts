@@ -3,6 +3,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { type BindOptions, type Logger, PortService } from '@portbind/core';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
 import { afterEach, beforeAll } from 'vitest';
+import { capturingLogger } from '../../../test/support/log.js';
 import { portOf, rawConnect, readUntil, selfSignedCert } from '../../../test/support/net.js';
 import { MemoryUserStore, type XmppServerOptions, xmppServer } from '../src/index.js';
 
@@ -124,23 +125,4 @@ export async function rawLogin(port: number, username: string, password: string,
   return secure;
 }
 
-/** A logger that keeps every line, for asserting on what was logged. */
-export function capturingLogger(): Logger & { lines: Array<{ level: string; fields: object; message: string | undefined }> } {
-  const lines: Array<{ level: string; fields: object; message: string | undefined }> = [];
-  const make = (bindings: object): Logger => {
-    const log =
-      (level: string) =>
-      (fields: object | string, message?: string): void => {
-        if (typeof fields === 'string') lines.push({ level, fields: bindings, message: fields });
-        else lines.push({ level, fields: { ...bindings, ...fields }, message });
-      };
-    return {
-      debug: log('debug'),
-      info: log('info'),
-      warn: log('warn'),
-      error: log('error'),
-      child: (more) => make({ ...bindings, ...more }),
-    };
-  };
-  return Object.assign(make({}), { lines });
-}
+export { capturingLogger };
