@@ -391,14 +391,17 @@ export function readProxyHeader(
   let need = 1;
   let finished = false;
 
-  const finish = (outcome: HeaderOutcome, rest?: Buffer): void => {
-    if (finished) return;
+  const detach = (): void => {
     finished = true;
     clearTimeout(timer);
     socket.off('readable', onReadable);
     socket.off('end', onEnd);
     socket.off('close', onEnd);
     socket.off('error', onError);
+  };
+  const finish = (outcome: HeaderOutcome, rest?: Buffer): void => {
+    if (finished) return;
+    detach();
     if (outcome.kind === 'ready' && rest !== undefined && rest.length > 0) socket.unshift(rest);
     done(outcome);
   };
@@ -453,12 +456,5 @@ export function readProxyHeader(
   socket.once('end', onEnd);
   socket.once('close', onEnd);
   socket.on('error', onError);
-  return () => {
-    finished = true;
-    clearTimeout(timer);
-    socket.off('readable', onReadable);
-    socket.off('end', onEnd);
-    socket.off('close', onEnd);
-    socket.off('error', onError);
-  };
+  return detach;
 }
