@@ -4,34 +4,19 @@ import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { createPageCounter } from '../src/page-counter.js';
-import { type Started, startMiniRedis } from './support.js';
+import { ioredisPerTest, miniRedisForFile } from './support.js';
 
 // Real client libraries use mini-redis as they use Redis.
 
-let server: Started;
-beforeAll(async () => {
-  server = await startMiniRedis();
-});
-afterAll(async () => {
-  await server.stop();
-});
+const server = miniRedisForFile();
 
 describe.each([3, 2] as const)('ioredis, protocol %i', (protocol) => {
-  const clients: Redis[] = [];
-  const connect = (): Redis => {
-    const client = new Redis({ port: server.port, host: '127.0.0.1', protocol, maxRetriesPerRequest: 1 });
-    clients.push(client);
-    return client;
-  };
+  const { connect, fresh } = ioredisPerTest(() => server.port, protocol);
   let redis: Redis;
   beforeEach(async () => {
-    redis = connect();
-    await redis.flushall();
-  });
-  afterEach(() => {
-    for (const client of clients.splice(0)) client.disconnect();
+    redis = await fresh();
   });
 
   it('strings, counters and expiry', async () => {
@@ -128,8 +113,7 @@ describe.each([3, 2] as const)('ioredis, protocol %i', (protocol) => {
     expect(seen.size).toBe(250);
     expect((await redis.keys('item:1?')).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `item:1${i}`));
     expect(await redis.dbsize()).toBe(251);
-    const db1 = new Redis({ port: server.port, host: '127.0.0.1', protocol, db: 1 });
-    clients.push(db1);
+    const db1 = connect({ db: 1 });
     expect(await db1.dbsize()).toBe(0);
     await db1.set('k', 'v');
     expect(await redis.flushdb()).toBe('OK');

@@ -2,6 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import type { PortService } from '@portbind/core';
+import { Redis, type RedisOptions } from 'ioredis';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { createMiniRedis } from '../src/app.js';
 
 // Helpers for the tests: start a real redis-server and mini-redis on free ports, and talk to
@@ -217,4 +219,48 @@ export function parseReply(reply: Buffer): unknown {
     return `${type}${header}`;
   };
   return value();
+}
+
+/** One mini-redis for a whole test file (started in beforeAll, stopped in afterAll); read `.port` in tests. */
+export function miniRedisForFile(): { readonly port: number } {
+  let started: Started | undefined;
+  beforeAll(async () => {
+    started = await startMiniRedis();
+  });
+  afterAll(async () => {
+    await started?.stop();
+  });
+  return {
+    get port(): number {
+      if (started === undefined) throw new Error('mini-redis is not started yet: read .port inside a test');
+      return started.port;
+    },
+  };
+}
+
+/**
+ * ioredis clients on `protocol` for the tests of a describe block: `connect()` opens one, `fresh()`
+ * opens one on an emptied server (FLUSHALL); every client is disconnected after each test.
+ */
+export function ioredisPerTest(
+  port: () => number,
+  protocol: 2 | 3,
+): { connect: (options?: RedisOptions) => Redis; fresh: () => Promise<Redis> } {
+  const clients: Redis[] = [];
+  const connect = (options: RedisOptions = {}): Redis => {
+    const client = new Redis({ port: port(), host: '127.0.0.1', protocol, maxRetriesPerRequest: 1, ...options });
+    clients.push(client);
+    return client;
+  };
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.disconnect();
+  });
+  return {
+    connect,
+    fresh: async () => {
+      const client = connect();
+      await client.flushall();
+      return client;
+    },
+  };
 }

@@ -1,33 +1,18 @@
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { SortedSet } from '../src/sorted-set.js';
-import { type Started, startMiniRedis } from './support.js';
+import { ioredisPerTest, miniRedisForFile } from './support.js';
 
 // Sorted sets as the services that use them most: a leaderboard and a sliding-window rate
 // limiter, over ioredis on both protocols. Byte-level equality with Redis is in differential.test.ts.
 
-let server: Started;
-beforeAll(async () => {
-  server = await startMiniRedis();
-});
-afterAll(async () => {
-  await server.stop();
-});
+const server = miniRedisForFile();
 
 describe.each([2, 3] as const)('sorted sets over ioredis, protocol %i', (protocol) => {
-  const clients: Redis[] = [];
-  const connect = (): Redis => {
-    const client = new Redis({ port: server.port, host: '127.0.0.1', protocol, maxRetriesPerRequest: 1 });
-    clients.push(client);
-    return client;
-  };
+  const { connect, fresh } = ioredisPerTest(() => server.port, protocol);
   let redis: Redis;
   beforeEach(async () => {
-    redis = connect();
-    await redis.flushall();
-  });
-  afterEach(() => {
-    for (const client of clients.splice(0)) client.disconnect();
+    redis = await fresh();
   });
 
   it('a leaderboard: scores, increments, top N, a player’s rank, pages, removal', async () => {
