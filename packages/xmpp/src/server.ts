@@ -37,7 +37,8 @@ import {
   verifyPlain,
 } from './sasl/index.js';
 import type { Session, SessionHost, XmppSession } from './session.js';
-import { type StanzaErrorCondition, stanzaError } from './stanza-error.js';
+import { type StanzaErrorCondition, StanzaErrorException, stanzaError } from './stanza-error.js';
+export { StanzaErrorException };
 import { MemoryOfflineStore, MemoryRosterStore, type OfflineStore, type RosterStore } from './stores.js';
 import { NS_STREAMS, StreamError } from './stream-error.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_SIZE, StreamParser } from './stream-parser.js';
@@ -67,15 +68,6 @@ export type StanzaHook = (
  */
 export type IqHandler = (iq: XmlElement, context: StanzaContext) => XmlElement | undefined | Promise<XmlElement | undefined>;
 
-/** Throw from a hook or IQ handler to answer with a stanza error. */
-export class StanzaErrorException extends Error {
-  readonly condition: StanzaErrorCondition;
-
-  constructor(condition: StanzaErrorCondition, text?: string) {
-    super(text ?? condition);
-    this.condition = condition;
-  }
-}
 
 /** A configuration error of the XMPP server (bad domain, no TLS, a bad option). */
 export class XmppConfigError extends PortbindError {}

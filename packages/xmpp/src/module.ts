@@ -1,0 +1,206 @@
+import type { Logger } from '@portbind/core';
+import type { XmlElement } from './element.js';
+import type { Jid } from './jid.js';
+import type { XmppServer } from './server.js';
+import type { XmppSession } from './session.js';
+import type { StanzaErrorCondition } from './stanza-error.js';
+import type { ArchiveStore, KeyValueStore, XmppStorage } from './stores/types.js';
+
+// The module API: a server is the list of its modules (as Prosody's is). Every built-in feature
+// (roster, presence, carbons, vCard, MAM, PEP, stream management, …) is a module on this API, and
+// users write theirs the same way:
+//
+//   const hello: XmppModule = {
+//     name: 'hello',
+//     setup(api) {
+//       api.iq({ xmlns: 'urn:example:hello', to: 'host' }, () => xml('hello', { xmlns: 'urn:example:hello' }));
+//     },
+//   };
+//   xmppServer({ domain, modules: [...defaultModules(), hello] });
+
+/** One feature of the server. `setup` runs once, when the server is created, in list order. */
+export interface XmppModule {
+  /** Unique in a server (a second module with the same name is a configuration error). */
+  readonly name: string;
+  setup(api: ModuleApi): void;
+}
+
+/** Stanza kinds. */
+export type StanzaKind = 'message' | 'presence' | 'iq';
+
+/**
+ * A stanza on its way through the router. Hooks may read it, replace `stanza` (the next hook and
+ * the delivery see the replacement), or handle it completely (return `true`: nothing after runs).
+ */
+export interface StanzaEvent {
+  stanza: XmlElement;
+  /** The client session it came from; undefined for stanzas the server itself routes. */
+  readonly session: XmppSession | undefined;
+  /** The sender (always stamped by the server for client stanzas). */
+  readonly from: Jid;
+  /** The addressee; for client stanzas without `to`, the sender's own bare JID (RFC 6120 §10.3). */
+  readonly to: Jid;
+  /** Set when a stanza is routed again after its first delivery failed (stream management's unacknowledged messages): archive and copy it only once. */
+  readonly redelivery: boolean;
+}
+
+/** A hook's answer: `true` when it handled the event (later hooks and the default do not run). */
+export type HookResult = boolean | undefined | void;
+
+export interface SessionEvent {
+  readonly session: XmppSession;
+}
+
+/**
+ * The events modules hook, with what they carry. Names follow Prosody's:
+ *
+ * - `message/in`, `presence/in`, `iq/in`: a stanza from a bound client, `from` stamped, before
+ *   routing (blocking, rate limits, rewriting).
+ * - `message/host`, `presence/host`, `iq/host`: addressed to the server's domain.
+ * - `message/bare`, `presence/bare`, `iq/bare`: addressed to a local account's bare JID (an IQ
+ *   with no `to` from a client is `iq/bare` to its own account: roster, MAM, PEP, blocking).
+ * - `message/full`, `presence/full`, `iq/full`: addressed to a full JID of a local account.
+ * - `message/offline`: a message for an account with no available resource (offline storage).
+ * - `message/delivered`: a message was handed to these sessions (carbons, archive bookkeeping).
+ * - `session/authenticated`, `session/bound`: a session passed SASL / bound a resource.
+ * - `presence/initial`: a session's first available presence (deliver offline messages, probes).
+ * - `session/disconnected`: the transport closed; a hook returning `true` keeps the session routed
+ *   (stream management hibernation) and must later call `api.endSession()`.
+ * - `session/closed`: the session is gone for good (unavailable presence already broadcast).
+ * - `account/deleted`: an account was removed (modules delete its data).
+ */
+export interface XmppEvents {
+  'message/in': StanzaEvent;
+  'presence/in': StanzaEvent;
+  'iq/in': StanzaEvent;
+  'message/host': StanzaEvent;
+  'presence/host': StanzaEvent;
+  'iq/host': StanzaEvent;
+  'message/bare': StanzaEvent;
+  'presence/bare': StanzaEvent;
+  'iq/bare': StanzaEvent;
+  'message/full': StanzaEvent;
+  'presence/full': StanzaEvent;
+  'iq/full': StanzaEvent;
+  'message/offline': StanzaEvent;
+  'message/delivered': StanzaEvent & { readonly targets: readonly XmppSession[] };
+  'session/authenticated': SessionEvent;
+  'session/bound': SessionEvent;
+  'presence/initial': SessionEvent;
+  'session/disconnected': SessionEvent;
+  'session/closed': SessionEvent;
+  'account/deleted': { readonly user: string };
+}
+
+export type XmppEventName = keyof XmppEvents;
+
+export type Hook<E extends XmppEventName> = (event: XmppEvents[E]) => HookResult | Promise<HookResult>;
+
+/** Where an IQ handler answers. */
+export type IqTarget =
+  /** IQs to the server's domain. */
+  | 'host'
+  /** IQs to an account's bare JID from anyone (vCard get, PEP reads); `context.self` tells the owner. */
+  | 'account'
+  /** IQs from an account to itself (no `to`, or its own bare JID): roster, MAM, blocking, private storage. */
+  | 'self'
+  /** IQs to a full JID that the server answers itself (rare; most go to the client). */
+  | 'full';
+
+export interface IqContext extends StanzaEvent {
+  /** The session that sent it (undefined when the server routed it). */
+  readonly session: XmppSession | undefined;
+  /** The IQ's payload element (its first child element). */
+  readonly payload: XmlElement;
+  /** The sender is the addressed account (or the IQ had no `to`). */
+  readonly self: boolean;
+}
+
+/**
+ * Answers an IQ: return the result's payload (or nothing for an empty result). Throw a
+ * `StanzaErrorException` to answer with an error; anything else thrown is logged and answered
+ * with `<internal-server-error/>`.
+ */
+export type ModuleIqHandler = (iq: XmlElement, context: IqContext) => XmlElement | undefined | Promise<XmlElement | undefined>;
+
+export interface IqSpec {
+  /** The payload's namespace. */
+  xmlns: string;
+  /** The payload's local name; any when absent. */
+  element?: string;
+  to: IqTarget;
+  /** Only this type; both `get` and `set` when absent. */
+  type?: 'get' | 'set';
+}
+
+/** Where a stream feature is offered: with the SASL mechanisms, or with resource binding (after SASL). */
+export type FeatureStage = 'sasl' | 'bind';
+
+/** A top-level element that is not a stanza (`<enable/>`, `<r/>`, `<inactive/>`), from an authenticated session. */
+export type NonzaHandler = (element: XmlElement, session: XmppSession) => void | Promise<void>;
+
+/**
+ * Runs on every stanza about to be written to a bound session (and to a hibernating one). Return
+ * the element to send (the same or another), or `null` to hold it back (CSI) — synchronous, in
+ * priority order (highest first).
+ */
+export type OutboundFilter = (stanza: XmlElement, session: XmppSession) => XmlElement | null;
+
+/** Typed per-session state of one module: created on first `get`, moved with the session on a resume. */
+export interface SessionState<T> {
+  get(session: XmppSession): T;
+  /** The state if created, without creating it. */
+  peek(session: XmppSession): T | undefined;
+  delete(session: XmppSession): void;
+}
+
+/** What a module gets: registration of what it adds, and the server's services. */
+export interface ModuleApi {
+  readonly server: XmppServer;
+  readonly domain: string;
+  /** The logger of the binding the server serves (silent until bound). */
+  readonly logger: Logger;
+  readonly storage: XmppStorage;
+
+  // ---- what the module adds ----
+  /** Run this hook on an event; higher priority first (default 0; core defaults run at -1000). */
+  hook<E extends XmppEventName>(event: E, hook: Hook<E>, priority?: number): void;
+  /** Answer IQs with this payload. A second handler for the same spec is a configuration error. */
+  iq(spec: IqSpec, handler: ModuleIqHandler): void;
+  /** A top-level element in this namespace (and local name, when given) from an authenticated session. */
+  nonza(spec: { xmlns: string; element?: string }, handler: NonzaHandler): void;
+  /** A stream feature, offered when `element` returns one for this session. */
+  streamFeature(stage: FeatureStage, element: (session: XmppSession) => XmlElement | undefined): void;
+  /** A disco#info feature of the server (`'host'`, the default) or of every account's bare JID (`'account'`: PEP, MAM). */
+  discoFeature(name: string, where?: 'host' | 'account'): void;
+  /** A disco#info identity of the server or of accounts. */
+  discoIdentity(identity: { category: string; type: string; name?: string }, where?: 'host' | 'account'): void;
+  /** Filter stanzas written to sessions (see {@link OutboundFilter}). */
+  outbound(filter: OutboundFilter, priority?: number): void;
+  /** Typed per-session state for this module. */
+  sessionState<T>(init: (session: XmppSession) => T): SessionState<T>;
+  /** Run when the server stops (after the bindings drained): flush, close timers. */
+  onStop(callback: () => void | Promise<void>): void;
+
+  // ---- services ----
+  /** A named key-value store of the server's storage. */
+  keyValue(name: string): KeyValueStore;
+  /** A named archive store of the server's storage. */
+  archive(name: string): ArchiveStore;
+  /** Route a stanza as the server does a client's (its `from` as given): to the host, an account, a session. */
+  route(stanza: XmlElement, options?: { redelivery?: boolean }): Promise<void>;
+  /** Answer a stanza with an error, routed back to its sender (never an error to an error). */
+  bounce(stanza: XmlElement, condition: StanzaErrorCondition, text?: string, extra?: XmlElement): void;
+  /** Bound (and hibernating) sessions of a bare JID. */
+  sessionsOf(bare: string): XmppSession[];
+  /** A session by full JID. */
+  sessionOf(full: string): XmppSession | undefined;
+  /** Sessions of a bare JID that sent available presence, with their priority. */
+  availableSessionsOf(bare: string): Array<{ session: XmppSession; priority: number }>;
+  /** Whether a local account exists. */
+  userExists(user: string): Promise<boolean>;
+  /** Move a hibernating session's identity, routing and module state onto a new session (stream resumption); the old one closes quietly. */
+  takeOver(old: XmppSession, replacement: XmppSession): void;
+  /** End a hibernating session for good: unavailable presence, `session/closed`. */
+  endSession(session: XmppSession): Promise<void>;
+}
