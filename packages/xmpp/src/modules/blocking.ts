@@ -1,0 +1,273 @@
+// Blocking Command (XEP-0191 v1.3), the size of Prosody's mod_blocklist: a user's list of blocked
+// JIDs, kept in the 'blocklist' key-value store; stanzas from a blocked JID never reach the user,
+// stanzas the user sends to one are refused with <not-acceptable/> and <blocked/>.
+
+import { randomUUID } from 'node:crypto';
+import { type XmlElement, xml } from '../element.js';
+import { Jid } from '../jid.js';
+import type { ModuleApi, StanzaEvent, XmppModule } from '../module.js';
+import { NS_BLOCKING, NS_BLOCKING_ERRORS } from '../namespaces.js';
+import type { XmppSession } from '../session.js';
+import { StanzaErrorException, stanzaError } from '../stanza-error.js';
+
+/** A contact's presence subscription in a user's roster (RFC 6121 §2.1.2.5). */
+export type PresenceSubscription = 'none' | 'to' | 'from' | 'both';
+
+/** Looks up `contactBare`'s subscription in `user`'s roster. */
+export type SubscriptionLookup = (user: string, contactBare: string) => PresenceSubscription | Promise<PresenceSubscription>;
+
+export interface BlockingOptions {
+  /** The most JIDs one block list holds (a block past it is refused with `<policy-violation/>`). Default 1000. */
+  maxItems?: number;
+  /** Block lists kept in memory (least recently used dropped first); each routed stanza checks one. Default 10000. */
+  cacheSize?: number;
+  /**
+   * Whether a contact may see the user's presence, for the unavailable presence sent on block
+   * (§3.3). Default: the server's roster (`api.subscription` when the host has it), else 'none'.
+   */
+  subscription?: SubscriptionLookup;
+}
+
+const STORE_KEY = 'jids';
+
+/**
+ * XEP-0191 blocking: `urn:xmpp:blocking` on the server's disco#info; `<blocklist/>`, `<block/>`,
+ * `<unblock/>` on the user's own JID; pushes to each resource that asked for the list.
+ */
+export function blocking(options: BlockingOptions = {}): XmppModule {
+  const maxItems = options.maxItems ?? 1000;
+  const cacheSize = options.cacheSize ?? 10_000;
+  return {
+    name: 'blocking',
+    setup(api) {
+      const store = api.keyValue('blocklist');
+      const subscription = options.subscription ?? defaultSubscription(api);
+      // Resources that retrieved the list get pushes (§3.3, §3.5).
+      const interested = api.sessionState<{ pushes: boolean }>(() => ({ pushes: false }));
+      // Lists in use, most recently used last; a list changes only through this module.
+      const cache = new Map<string, Set<string>>();
+      // Edits of one user's list run one after another (two resources may block at once).
+      const edits = new Map<string, Promise<unknown>>();
+
+      async function listOf(user: string): Promise<Set<string>> {
+        const cached = cache.get(user);
+        if (cached !== undefined) {
+          cache.delete(user);
+          cache.set(user, cached);
+          return cached;
+        }
+        const stored = await store.get(user, STORE_KEY);
+        const list = new Set(Array.isArray(stored) ? stored.filter((jid): jid is string => typeof jid === 'string') : []);
+        // Another load may have finished meanwhile: keep the first, so edits see one set.
+        const raced = cache.get(user);
+        if (raced !== undefined) return raced;
+        cache.set(user, list);
+        if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string);
+        return list;
+      }
+
+      /** Whether `user` blocked `jid`, matched as §4 orders it: full, bare, domain/resource, domain (and its subdomains). */
+      async function isBlocked(user: string, jid: Jid): Promise<boolean> {
+        const list = await listOf(user);
+        if (list.size === 0) return false;
+        if (list.has(jid.toString()) || list.has(jid.bare)) return true;
+        if (jid.resource !== '' && list.has(`${jid.domain}/${jid.resource}`)) return true;
+        for (let domain = jid.domain; ; ) {
+          if (list.has(domain)) return true;
+          const dot = domain.indexOf('.');
+          if (dot === -1) return false;
+          domain = domain.slice(dot + 1);
+        }
+      }
+
+      function serialized<T>(user: string, work: () => Promise<T>): Promise<T> {
+        const previous = edits.get(user) ?? Promise.resolve();
+        const next = previous.then(work, work);
+        const tail = next.catch(() => {});
+        edits.set(user, tail);
+        void tail.then(() => {
+          if (edits.get(user) === tail) edits.delete(user);
+        });
+        return next;
+      }
+
+      /** Parse and prepare the items' JIDs; an invalid one fails the whole request (`jid-malformed`), nothing changed. */
+      function itemsOf(payload: XmlElement, user: string): Jid[] {
+        const own = `${user}@${api.domain}`;
+        const jids: Jid[] = [];
+        for (const item of payload.getChildren('item', NS_BLOCKING)) {
+          const text = item.attr('jid');
+          const jid = text === undefined ? undefined : Jid.parse(text);
+          if (jid === undefined) throw new StanzaErrorException('jid-malformed', `not a JID: ${text ?? '(no jid attribute)'}`);
+          if (jid.bare === own) throw new StanzaErrorException('not-acceptable', 'you cannot block your own JID');
+          jids.push(jid);
+        }
+        if (jids.length > maxItems) throw new StanzaErrorException('policy-violation', `a block list holds at most ${maxItems} JIDs`);
+        return jids;
+      }
+
+      function ownerOf(session: XmppSession | undefined): { user: string; session: XmppSession } {
+        if (session?.user === undefined) throw new StanzaErrorException('forbidden', 'only the account itself edits its block list');
+        return { user: session.user, session };
+      }
+
+      /** The push to every resource that asked for the list (§3.3, §3.4, §3.5), after the IQ's result. */
+      function push(user: string, payload: XmlElement): void {
+        setImmediate(() => {
+          for (const session of api.sessionsOf(`${user}@${api.domain}`)) {
+            if (session.jid === undefined || !interested.peek(session)?.pushes) continue;
+            session.send(xml('iq', { type: 'set', id: `push-${randomUUID()}`, to: session.jid.toString() }, payload));
+          }
+        });
+      }
+
+      api.discoFeature(NS_BLOCKING);
+
+      api.iq({ xmlns: NS_BLOCKING, element: 'blocklist', to: 'self', type: 'get' }, async (_iq, context) => {
+        const { user, session } = ownerOf(context.session);
+        const list = await listOf(user);
+        interested.get(session).pushes = true;
+        return xml('blocklist', { xmlns: NS_BLOCKING }, ...[...list].sort().map((jid) => xml('item', { jid })));
+      });
+
+      api.iq({ xmlns: NS_BLOCKING, element: 'block', to: 'self', type: 'set' }, async (_iq, context) => {
+        const { user } = ownerOf(context.session);
+        const jids = itemsOf(context.payload, user);
+        if (jids.length === 0) throw new StanzaErrorException('bad-request', '<block/> needs at least one <item/>');
+        return serialized(user, async () => {
+          const list = await listOf(user);
+          const added = [...new Set(jids.map(String))].filter((jid) => !list.has(jid));
+          if (list.size + added.length > maxItems) {
+            throw new StanzaErrorException('policy-violation', `a block list holds at most ${maxItems} JIDs`);
+          }
+          await store.set(user, STORE_KEY, [...list, ...added]);
+          // Unavailable presence to contacts who could see the user (§3.3), before the block
+          // itself would hold it back.
+          await sendUnavailable(user, added);
+          for (const jid of added) list.add(jid);
+          push(user, xml('block', { xmlns: NS_BLOCKING }, ...jids.map((jid) => xml('item', { jid: jid.toString() }))));
+          return undefined;
+        });
+      });
+
+      api.iq({ xmlns: NS_BLOCKING, element: 'unblock', to: 'self', type: 'set' }, async (_iq, context) => {
+        const { user } = ownerOf(context.session);
+        const jids = itemsOf(context.payload, user);
+        return serialized(user, async () => {
+          const list = await listOf(user);
+          // An empty <unblock/> unblocks everyone (§3.5).
+          const removed = jids.length === 0 ? [...list] : jids.map(String).filter((jid) => list.has(jid));
+          const remaining = [...list].filter((jid) => !removed.includes(jid));
+          await store.set(user, STORE_KEY, remaining.length === 0 ? undefined : remaining);
+          for (const jid of removed) list.delete(jid);
+          push(user, xml('unblock', { xmlns: NS_BLOCKING }, ...jids.map((jid) => xml('item', { jid: jid.toString() }))));
+          // The user's current presence to contacts who may see it (§3.4): a probe on their
+          // behalf, answered by presence handling as any probe is (it checks the subscription).
+          setImmediate(() => {
+            for (const jid of removed) {
+              const contact = Jid.parse(jid);
+              if (contact === undefined || contact.local === '') continue;
+              void api
+                .route(xml('presence', { type: 'probe', from: contact.bare, to: `${user}@${api.domain}` }))
+                .catch((error: unknown) => api.logger.debug({ err: error, user }, 'presence probe after unblock failed'));
+            }
+          });
+          return undefined;
+        });
+      });
+
+      async function sendUnavailable(user: string, added: string[]): Promise<void> {
+        const sessions = api.availableSessionsOf(`${user}@${api.domain}`);
+        if (sessions.length === 0) return;
+        for (const text of added) {
+          const contact = Jid.parse(text);
+          if (contact === undefined || contact.local === '') continue;
+          const state = await subscription(user, contact.bare);
+          if (state !== 'from' && state !== 'both') continue;
+          for (const { session } of sessions) {
+            if (session.jid === undefined) continue;
+            await api.route(xml('presence', { type: 'unavailable', from: session.jid.toString(), to: contact.toString() }));
+          }
+        }
+      }
+
+      // ---- inbound: stanzas for a user from someone the user blocked (§3.3) ----
+      const inbound = async (event: StanzaEvent): Promise<boolean> => {
+        const { from, to, stanza } = event;
+        if (to.local === '' || to.domain !== api.domain || from.bare === to.bare) return false;
+        // The server's own stanzas (from its bare domain) always pass.
+        if (from.local === '' && from.resource === '' && from.domain === api.domain) return false;
+        if (await isBlocked(to.local, from)) {
+          refuseInbound(stanza, event);
+          return true;
+        }
+        // What a local user's account sends on its own (presence broadcasts, PEP notifications)
+        // does not reach a JID the user blocked; what its clients send was refused in `…/in`.
+        if (from.local !== '' && from.domain === api.domain && (await isBlocked(from.local, to))) return true;
+        return false;
+      };
+      function refuseInbound(stanza: XmlElement, event: StanzaEvent): void {
+        const type = stanza.attr('type');
+        // Presence: never answered. Messages: <service-unavailable/> (SHOULD), except those no
+        // one answers (errors, groupchat, headline). IQ get/set: <service-unavailable/> (MUST).
+        const answer =
+          stanza.name === 'iq'
+            ? type === 'get' || type === 'set'
+            : stanza.name === 'message' && (type === undefined || type === 'chat' || type === 'normal');
+        if (answer) api.bounce(stamped(stanza, event), 'service-unavailable');
+      }
+      for (const name of [
+        'message/bare',
+        'message/full',
+        'message/offline',
+        'presence/bare',
+        'presence/full',
+        'iq/bare',
+        'iq/full',
+      ] as const) {
+        api.hook(name, inbound, 100);
+      }
+
+      // ---- outbound: a user's client sends to a JID the user blocked (§3.3) ----
+      const outbound = async (event: StanzaEvent): Promise<boolean> => {
+        const { from, stanza, session } = event;
+        if (stanza.attr('to') === undefined || from.local === '' || from.domain !== api.domain) return false;
+        const to = event.to;
+        if (to.bare === from.bare || (to.local === '' && to.resource === '' && to.domain === api.domain)) return false;
+        if (!(await isBlocked(from.local, to))) return false;
+        const type = stanza.attr('type');
+        // Nothing answers an error or an IQ result: dropped.
+        if (type === 'error' || (stanza.name === 'iq' && type === 'result')) return true;
+        const error = stanzaError(
+          stamped(stanza, event),
+          'not-acceptable',
+          'You have blocked this JID',
+          xml('blocked', { xmlns: NS_BLOCKING_ERRORS }),
+          'cancel',
+        );
+        if (session !== undefined) session.send(error);
+        else await api.route(error);
+        return true;
+      };
+      for (const name of ['message/in', 'presence/in', 'iq/in'] as const) api.hook(name, outbound, 100);
+
+      api.hook('account/deleted', async ({ user }) => {
+        await serialized(user, async () => {
+          cache.delete(user);
+          await store.clear(user);
+        });
+      });
+    },
+  };
+}
+
+/** The stanza with its sender stamped (as the router saw it), for an error reply's `to`. */
+function stamped(stanza: XmlElement, event: StanzaEvent): XmlElement {
+  return stanza.attr('from') === undefined ? stanza.with({ from: event.from.toString() }) : stanza;
+}
+
+/** The host's roster lookup when it offers one (see api-requests.md), else "not subscribed". */
+export function defaultSubscription(api: ModuleApi): SubscriptionLookup {
+  const lookup = (api as ModuleApi & { subscription?: SubscriptionLookup }).subscription;
+  return typeof lookup === 'function' ? lookup.bind(api) : () => 'none';
+}
