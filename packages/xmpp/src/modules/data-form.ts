@@ -59,6 +59,8 @@ export interface DataFormField {
   values?: readonly string[];
   /** `<option/>`s of list fields. */
   options?: ReadonlyArray<{ value: string; label?: string }>;
+  /** Further children, e.g. XEP-0122 `<validate/>`. */
+  children?: readonly XmlElement[];
 }
 
 /** A form to build: a service's form (`form`), its answer (`result`). */
@@ -88,6 +90,7 @@ export function buildField(field: DataFormField): XmlElement {
   if (field.required === true) element.append(xml('required'));
   for (const value of field.values ?? []) element.append(xml('value', {}, value));
   for (const option of field.options ?? []) element.append(xml('option', { label: option.label }, xml('value', {}, option.value)));
+  for (const child of field.children ?? []) element.append(child);
   return element;
 }
 

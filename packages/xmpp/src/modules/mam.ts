@@ -1,0 +1,517 @@
+import { randomBytes } from 'node:crypto';
+import { XmlElement, xml } from '../element.js';
+import { Jid } from '../jid.js';
+import type { IqContext, ModuleApi, StanzaEvent, XmppModule } from '../module.js';
+import { NS_CLIENT, NS_DELAY, NS_FORWARD, NS_HINTS, NS_MAM, NS_MAM_EXTENDED, NS_SID } from '../namespaces.js';
+import { XmppConfigError } from '../server.js';
+import { StanzaErrorException } from '../stanza-error.js';
+import type { ArchiveItem, ArchiveQuery, ArchiveStore, JsonValue, KeyValueStore } from '../stores/types.js';
+import { StreamParser } from '../stream-parser.js';
+import { buildDataForm, DataFormError, parseDataForm } from './data-form.js';
+import { buildRsmAnswer, parseRsm } from './rsm.js';
+
+// Message Archive Management (XEP-0313 v1.1, urn:xmpp:mam:2) for one-to-one chat, as Prosody's
+// mod_mam does it: every chat/normal message with content is archived for the sender and for the
+// recipient (each account's own archive, `with` the other party's bare JID); the recipient's copy
+// carries a stanza id (XEP-0359) naming where it is stored. The account queries its archive on its
+// own bare JID with a data form (with/start/end, and the #extended before-id/after-id/ids), pages
+// with RSM (XEP-0059), and sets preferences (always/never/roster). Old items expire after the
+// retention period.
+
+/** Who gets archived by default (XEP-0313 §6: the `default` of `<prefs/>`). */
+export type MamDefaultPolicy = 'always' | 'never' | 'roster';
+
+export interface MamOptions {
+  /** Days an archived message is kept; `null` keeps them forever. Default 365. */
+  retentionDays?: number | null;
+  /** How often expired messages are deleted, in ms. Default one hour. */
+  expireIntervalMs?: number;
+  /** The default policy of accounts that set no preferences. Default `'always'` (archiving on). */
+  defaultPolicy?: MamDefaultPolicy;
+  /** Results per page when the query names no RSM `max`. Default 50. */
+  defaultPageSize?: number;
+  /** The largest page served: a larger RSM `max` is capped to it (Prosody: `max_archive_query_results`). Default 250. */
+  maxPageSize?: number;
+  /**
+   * Whether `contact` (a bare JID) is in `user`'s roster, for the `roster` policy. Default: reads
+   * the roster module's `roster` key-value store.
+   */
+  inRoster?: (user: string, contact: string) => Promise<boolean>;
+  /** The clock (ms since the epoch), for tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** The MAM module, with its expiry callable directly (tests, admin tools). */
+export interface MamModule extends XmppModule {
+  /** Delete every item older than the retention period now; returns how many. 0 when keeping forever. */
+  expire(): Promise<number>;
+}
+
+/** A user's archiving preferences, as stored (`mam-prefs` key-value store, key `prefs`). */
+interface MamPrefs {
+  default: MamDefaultPolicy;
+  always: string[];
+  never: string[];
+}
+
+const POLICIES: ReadonlySet<string> = new Set(['always', 'never', 'roster']);
+const DAY_MS = 86_400_000;
+/** JIDs in one always/never list at most. */
+const MAX_PREF_JIDS = 1000;
+/** The longest `queryid` echoed back. */
+const MAX_QUERY_ID = 256;
+/** Namespaces left out of the archived copy (Prosody's `dont_archive_namespaces`): typing states. */
+const NS_CHATSTATES = 'http://jabber.org/protocol/chatstates';
+/** The query form's fields (XEP-0313 §4.1; before-id, after-id and ids with #extended). */
+const QUERY_FIELDS = ['with', 'start', 'end', 'before-id', 'after-id', 'ids'] as const;
+/** XEP-0082 DateTime: CCYY-MM-DDThh:mm:ss[.sss]TZD. */
+const DATETIME = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+
+export function mam(options: MamOptions = {}): MamModule {
+  const retentionDays = options.retentionDays === undefined ? 365 : options.retentionDays;
+  if (retentionDays !== null && !(typeof retentionDays === 'number' && Number.isFinite(retentionDays) && retentionDays > 0)) {
+    throw new XmppConfigError(
+      'PB_ERR_XMPP_OPTION',
+      `mam: retentionDays must be a positive number of days or null (keep forever), got ${JSON.stringify(retentionDays)}`,
+    );
+  }
+  const expireIntervalMs = positiveInteger('expireIntervalMs', options.expireIntervalMs, 3_600_000);
+  const maxPageSize = positiveInteger('maxPageSize', options.maxPageSize, 250);
+  const defaultPageSize = positiveInteger('defaultPageSize', options.defaultPageSize, Math.min(50, maxPageSize));
+  if (defaultPageSize > maxPageSize) {
+    throw new XmppConfigError(
+      'PB_ERR_XMPP_OPTION',
+      `mam: defaultPageSize (${defaultPageSize}) is larger than maxPageSize (${maxPageSize})`,
+    );
+  }
+  const defaultPolicy = options.defaultPolicy ?? 'always';
+  if (!POLICIES.has(defaultPolicy)) {
+    throw new XmppConfigError(
+      'PB_ERR_XMPP_OPTION',
+      `mam: defaultPolicy must be 'always', 'never' or 'roster', got ${JSON.stringify(defaultPolicy)}`,
+    );
+  }
+  const now = options.now ?? Date.now;
+  let archive: ArchiveStore | undefined;
+
+  const expire = async (): Promise<number> => {
+    if (retentionDays === null || archive === undefined) return 0;
+    return archive.expire(now() - retentionDays * DAY_MS);
+  };
+
+  return {
+    name: 'mam',
+    expire,
+    setup(api: ModuleApi): void {
+      const store = api.archive('mam');
+      archive = store;
+      const prefsStore = api.keyValue('mam-prefs');
+      const inRoster = options.inRoster ?? rosterLookup(api.keyValue('roster'));
+      const archived = new WeakSet<XmlElement>();
+      const ownBare = (user: string): string => `${user}@${api.domain}`;
+
+      api.discoFeature(NS_MAM, 'account');
+      api.discoFeature(NS_MAM_EXTENDED, 'account');
+      api.discoFeature(NS_SID, 'account');
+
+      const prefsOf = async (user: string): Promise<MamPrefs> => {
+        return toPrefs(await prefsStore.get(user, 'prefs'), defaultPolicy);
+      };
+
+      /** XEP-0313 §6: the lists first (never wins over always), then the default. */
+      const shallStore = async (user: string, other: Jid): Promise<boolean> => {
+        const prefs = await prefsOf(user);
+        const bare = other.bare;
+        const full = other.toString();
+        if (prefs.never.includes(bare) || prefs.never.includes(full)) return false;
+        if (prefs.always.includes(bare) || prefs.always.includes(full)) return true;
+        if (prefs.default === 'always') return true;
+        if (prefs.default === 'never') return false;
+        return bare === ownBare(user) || (await inRoster(user, bare));
+      };
+
+      const append = async (user: string, stanza: XmlElement, from: Jid, to: Jid, other: Jid): Promise<string> => {
+        const id = randomBytes(12).toString('base64url');
+        const copy = storedCopy(stanza, from, to);
+        await store.append(user, { id, when: now(), with: other.bare, xml: copy.toString() });
+        return id;
+      };
+
+      // Outgoing: the sender's archive, before routing (Prosody's pre-message hooks). Late
+      // (-100), so that blocking and other checks that refuse the message run first.
+      api.hook(
+        'message/in',
+        async (event) => {
+          const stripped = stripLocalStanzaIds(event.stanza, api.domain);
+          if (stripped !== event.stanza) event.stanza = stripped;
+          if (event.redelivery || event.session?.user === undefined) return;
+          const user = event.from.local;
+          const to = event.to;
+          // A message to oneself is archived once, as it arrives (message/bare or message/full).
+          if (to.bare === event.from.bare || to.local === '') return;
+          if (!shouldArchive(event.stanza)) return;
+          if (to.domain === api.domain && !(await api.userExists(to.local))) return;
+          if (!(await shallStore(user, to))) return;
+          await append(user, event.stanza, event.from, to, to);
+        },
+        -100,
+      );
+
+      // Incoming: the recipient's archive, and the stanza id on the copy delivered.
+      const incoming = async (event: StanzaEvent): Promise<void> => {
+        if (event.redelivery || archived.has(event.stanza)) return;
+        const user = event.to.local;
+        const by = ownBare(user);
+        // Never pass on a stanza id that claims to be ours (XEP-0359 §4): only the server adds them.
+        let stanza = stripStanzaIds(event.stanza, (claim) => claim === by);
+        if (stanza !== event.stanza) event.stanza = stanza;
+        if (!shouldArchive(stanza)) return;
+        if (!(await api.userExists(user))) return;
+        if (!(await shallStore(user, event.from))) return;
+        const id = await append(user, stanza, event.from, event.to, event.from);
+        stanza = copyOf(stanza);
+        stanza.append(xml('stanza-id', { xmlns: NS_SID, by, id }));
+        archived.add(stanza);
+        event.stanza = stanza;
+      };
+      api.hook('message/bare', incoming, -100);
+      api.hook('message/full', incoming, -100);
+
+      // ---- queries (XEP-0313 §4) ----
+
+      // Form discovery (§4.1.5): the fields a query may use.
+      api.iq({ xmlns: NS_MAM, element: 'query', to: 'self', type: 'get' }, () =>
+        xml(
+          'query',
+          { xmlns: NS_MAM },
+          buildDataForm({
+            type: 'form',
+            formType: NS_MAM,
+            fields: [
+              { var: 'with', type: 'jid-single' },
+              { var: 'start', type: 'text-single' },
+              { var: 'end', type: 'text-single' },
+              { var: 'before-id', type: 'text-single' },
+              { var: 'after-id', type: 'text-single' },
+              // XEP-0122 <validate/> with <open/>: the server never lists every id (§4.1.5).
+              { var: 'ids', type: 'list-multi', children: [openValidation()] },
+            ],
+          }),
+        ),
+      );
+
+      api.iq({ xmlns: NS_MAM, element: 'query', to: 'self', type: 'set' }, async (_iq, context) => {
+        const user = context.to.local;
+        const query = context.payload;
+        const queryId = query.attr('queryid');
+        if (queryId !== undefined && queryId.length > MAX_QUERY_ID) throw new StanzaErrorException('bad-request', 'queryid is too long');
+        const filter = parseQuery(query, { defaultMax: defaultPageSize, maxCap: maxPageSize });
+
+        // Every id named must be in the archive (§4.1.3, §4.3.2): item-not-found otherwise.
+        const named = new Set<string>(filter.ids ?? []);
+        for (const id of [filter.after, filter.before]) if (id !== undefined && id !== '') named.add(id);
+        if (named.size > 0) {
+          const found = await store.query(user, { ids: [...named], max: named.size });
+          if (found.items.length < named.size) throw new StanzaErrorException('item-not-found', 'no message with that id in the archive');
+        }
+
+        const result = await store.query(user, filter);
+        const items = filter.max === 0 ? [] : result.items;
+        const send = async (stanza: XmlElement): Promise<void> => {
+          if (context.session !== undefined) context.session.send(stanza);
+          else await api.route(stanza);
+        };
+        const ordered = query.getChild('flip-page', NS_MAM) !== undefined ? [...items].reverse() : items;
+        for (const item of ordered) {
+          const message = resultMessage(item, context, queryId, api);
+          if (message !== undefined) await send(message);
+        }
+        const first = items[0];
+        const last = items[items.length - 1];
+        return xml(
+          'fin',
+          { xmlns: NS_MAM, queryid: queryId, complete: result.complete || (filter.max === 0 && result.count === 0) ? 'true' : undefined },
+          buildRsmAnswer({ first: first?.id, last: last?.id, count: result.count }),
+        );
+      });
+
+      // Archive metadata (§5, #extended): the first and last items.
+      api.iq({ xmlns: NS_MAM, element: 'metadata', to: 'self', type: 'get' }, async (_iq, context) => {
+        const user = context.to.local;
+        const oldest = (await store.query(user, { max: 1 })).items[0];
+        const newest = (await store.query(user, { before: '', max: 1 })).items[0];
+        const metadata = xml('metadata', { xmlns: NS_MAM });
+        if (oldest !== undefined && newest !== undefined) {
+          metadata.append(
+            xml('start', { id: oldest.id, timestamp: stamp(oldest.when) }),
+            xml('end', { id: newest.id, timestamp: stamp(newest.when) }),
+          );
+        }
+        return metadata;
+      });
+
+      // Preferences (§6): get answers the stored ones; set replaces them and answers the result.
+      api.iq({ xmlns: NS_MAM, element: 'prefs', to: 'self' }, async (iq, context) => {
+        const user = context.to.local;
+        if (iq.attr('type') === 'set') {
+          const prefs = parsePrefs(context.payload);
+          await prefsStore.set(user, 'prefs', { default: prefs.default, always: prefs.always, never: prefs.never });
+          return prefsElement(prefs);
+        }
+        return prefsElement(await prefsOf(user));
+      });
+
+      // ---- retention and account removal ----
+
+      api.hook('account/deleted', async ({ user }) => {
+        await store.delete(user);
+        await prefsStore.clear(user);
+      });
+
+      if (retentionDays !== null) {
+        let running = false;
+        const timer = setInterval(() => {
+          if (running) return;
+          running = true;
+          expire()
+            .then((deleted) => {
+              if (deleted > 0) api.logger.info({ deleted, retentionDays }, 'XMPP MAM: expired archived messages');
+            })
+            .catch((error: unknown) => api.logger.error({ err: error }, 'XMPP MAM: expiring archived messages failed'))
+            .finally(() => {
+              running = false;
+            });
+        }, expireIntervalMs);
+        timer.unref();
+        api.onStop(() => clearInterval(timer));
+      }
+    },
+  };
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new XmppConfigError('PB_ERR_XMPP_OPTION', `mam: ${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/**
+ * What a user archive keeps (XEP-0313 §7.1.1, as Prosody's mod_mam): chat and normal messages
+ * with content — a body, an encrypted payload, an invitation, or a `<store/>` hint — never errors,
+ * headlines or groupchat, nor messages hinted `<no-store/>`/`<no-permanent-store/>` (XEP-0334).
+ * A message with only a chat state has no content and is not kept.
+ */
+export function shouldArchive(stanza: XmlElement): boolean {
+  const type = stanza.attr('type') ?? 'normal';
+  if (type !== 'chat' && type !== 'normal') return false;
+  if (stanza.getChild('no-permanent-store', NS_HINTS) !== undefined || stanza.getChild('no-store', NS_HINTS) !== undefined) return false;
+  if (stanza.getChild('store', NS_HINTS) !== undefined) return true;
+  for (const child of stanza.getChildren()) {
+    if (child.local === 'body' && (child.xmlns === NS_CLIENT || child.xmlns === '')) return true;
+    // OMEMO and other end-to-end encryption (XEP-0380), invitations (XEP-0249, XEP-0045).
+    if (child.xmlns === 'urn:xmpp:eme:0' || child.xmlns === 'eu.siacs.conversations.axolotl' || child.xmlns === 'jabber:x:conference')
+      return true;
+  }
+  return false;
+}
+
+/** A copy that can take new children without touching the original (XmlElement.with shares them). */
+function copyOf(stanza: XmlElement): XmlElement {
+  return new XmlElement(stanza.name, { ...stanza.attrs }, [...stanza.children], stanza.xmlns);
+}
+
+/** The stanza without the `<stanza-id/>`s whose `by` matches; the same element when there are none. */
+function stripStanzaIds(stanza: XmlElement, claims: (by: string) => boolean): XmlElement {
+  const drop = (child: XmlElement | string): boolean =>
+    typeof child !== 'string' && child.local === 'stanza-id' && child.xmlns === NS_SID && claims(normalizeJid(child.attr('by')));
+  if (!stanza.children.some(drop)) return stanza;
+  return new XmlElement(
+    stanza.name,
+    { ...stanza.attrs },
+    stanza.children.filter((child) => !drop(child)),
+    stanza.xmlns,
+  );
+}
+
+/** A client may not send stanza ids that claim to come from this server or its accounts. */
+function stripLocalStanzaIds(stanza: XmlElement, domain: string): XmlElement {
+  return stripStanzaIds(stanza, (by) => {
+    const jid = Jid.parse(by);
+    return jid === undefined || jid.domain === domain;
+  });
+}
+
+function normalizeJid(text: string | undefined): string {
+  if (text === undefined) return '';
+  return Jid.parse(text)?.toString() ?? text;
+}
+
+/** What is stored: the message as routed (from stamped, to filled in), in jabber:client, chat states left out. */
+function storedCopy(stanza: XmlElement, from: Jid, to: Jid): XmlElement {
+  const children = stanza.children.filter(
+    (child) => typeof child === 'string' || (child.xmlns !== NS_CHATSTATES && !(child.local === 'stanza-id' && child.xmlns === NS_SID)),
+  );
+  const attrs = { ...stanza.attrs, xmlns: NS_CLIENT, from: from.toString(), to: stanza.attr('to') ?? to.toString() };
+  return new XmlElement(stanza.name, attrs, children, NS_CLIENT);
+}
+
+function stamp(when: number): string {
+  // XEP-0082 DateTime in UTC, whole seconds (as Prosody's) when there are no milliseconds.
+  return new Date(when).toISOString().replace('.000Z', 'Z');
+}
+
+/** `<message><result queryid id><forwarded><delay/><message/></forwarded></result></message>` (§4.2). */
+function resultMessage(item: ArchiveItem, context: IqContext, queryId: string | undefined, api: ModuleApi): XmlElement | undefined {
+  const original = parseStoredXml(item.xml);
+  if (original === undefined) {
+    api.logger.warn({ id: item.id }, 'XMPP MAM: an archived message could not be read: skipped');
+    return undefined;
+  }
+  return xml(
+    'message',
+    { to: context.from.toString(), from: context.stanza.attr('to'), id: randomBytes(9).toString('base64url') },
+    xml(
+      'result',
+      { xmlns: NS_MAM, queryid: queryId, id: item.id },
+      xml('forwarded', { xmlns: NS_FORWARD }, xml('delay', { xmlns: NS_DELAY, stamp: stamp(item.when) }), original),
+    ),
+  );
+}
+
+/** Read a stored stanza back into an element (the stream parser, in a stream of its own). */
+function parseStoredXml(text: string): XmlElement | undefined {
+  let found: XmlElement | undefined;
+  const parser = new StreamParser(
+    (event) => {
+      if (event.type === 'element' && found === undefined) found = event.element;
+    },
+    { maxStanzaSize: text.length + 1024 },
+  );
+  try {
+    parser.write(Buffer.from(`<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='http://etherx.jabber.org/streams'>${text}`));
+  } catch {
+    return undefined;
+  }
+  return found;
+}
+
+/** The query's form and RSM set, as an archive query. Malformed: bad-request; an unknown field: feature-not-implemented (§4.1.5). */
+function parseQuery(query: XmlElement, limits: { defaultMax: number; maxCap: number }): ArchiveQuery & { max: number } {
+  const rsm = parseRsm(query.getChild('set', 'http://jabber.org/protocol/rsm'), limits);
+  if (rsm.index !== undefined)
+    throw new StanzaErrorException(
+      'feature-not-implemented',
+      'RSM <index/> is not supported on the archive; page with <after/> or <before/>',
+    );
+  const filter: ArchiveQuery & { max: number } = { max: rsm.max };
+  const x = query.getChild('x', 'jabber:x:data');
+  if (x !== undefined) {
+    const form = parseDataForm(x);
+    if (form.formType !== NS_MAM) throw new DataFormError(`FORM_TYPE must be '${NS_MAM}'`);
+    for (const name of form.fields.keys()) {
+      if (!(QUERY_FIELDS as readonly string[]).includes(name))
+        throw new StanzaErrorException('feature-not-implemented', `unknown query field '${name}'`);
+    }
+    const withJid = form.jid('with');
+    // A full JID narrows nothing here: the archive is kept by bare JID (as Prosody's).
+    if (withJid !== undefined) filter.with = withJid.bare;
+    const start = timestamp(form.value('start'), 'start');
+    const end = timestamp(form.value('end'), 'end');
+    if (start !== undefined) filter.start = start;
+    if (end !== undefined) filter.end = end;
+    const afterId = form.value('after-id');
+    const beforeId = form.value('before-id');
+    if (afterId !== undefined) filter.after = afterId;
+    if (beforeId !== undefined) {
+      if (beforeId === '') throw new DataFormError("'before-id' must name a message");
+      filter.before = beforeId;
+    }
+    const ids = form.values('ids');
+    if (form.has('ids')) {
+      if (ids.length === 0 || ids.includes('')) throw new DataFormError("'ids' must name messages");
+      filter.ids = [...new Set(ids)];
+    }
+  }
+  // RSM's <after/> and <before/> page within the form's range (Prosody: RSM wins over the form's ids).
+  if (rsm.after !== undefined) filter.after = rsm.after;
+  if (rsm.before !== undefined) filter.before = rsm.before;
+  return filter;
+}
+
+function timestamp(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = DATETIME.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms)) throw new DataFormError(`'${name}' is not an XEP-0082 timestamp: '${value}'`);
+  return ms;
+}
+
+/** XEP-0122 `<validate/>` for the open `ids` list. */
+function openValidation(): XmlElement {
+  return xml('validate', { xmlns: 'http://jabber.org/protocol/xdata-validate', datatype: 'xs:string' }, xml('open'));
+}
+
+function toPrefs(value: JsonValue | undefined, defaultPolicy: MamDefaultPolicy): MamPrefs {
+  const prefs: MamPrefs = { default: defaultPolicy, always: [], never: [] };
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return prefs;
+  const policy = value.default;
+  if (typeof policy === 'string' && POLICIES.has(policy)) prefs.default = policy as MamDefaultPolicy;
+  for (const list of ['always', 'never'] as const) {
+    const jids = value[list];
+    if (Array.isArray(jids)) prefs[list] = jids.filter((jid): jid is string => typeof jid === 'string');
+  }
+  return prefs;
+}
+
+/** `<prefs default=…><always><jid/>…</always><never>…</never></prefs>` (§6.1). */
+function parsePrefs(element: XmlElement): MamPrefs {
+  const policy = element.attr('default');
+  if (policy === undefined || !POLICIES.has(policy))
+    throw new StanzaErrorException('bad-request', "prefs 'default' must be 'always', 'never' or 'roster'");
+  const list = (name: 'always' | 'never'): string[] => {
+    const holder = element.getChild(name, NS_MAM);
+    if (holder === undefined) return [];
+    const jids = holder.getChildren('jid', NS_MAM);
+    if (jids.length > MAX_PREF_JIDS) throw new StanzaErrorException('policy-violation', `at most ${MAX_PREF_JIDS} JIDs in <${name}/>`);
+    const out: string[] = [];
+    for (const jid of jids) {
+      const parsed = Jid.parse(jid.text().trim());
+      if (parsed === undefined) throw new StanzaErrorException('jid-malformed', `not a JID in <${name}/>: '${jid.text()}'`);
+      const text = parsed.toString();
+      if (!out.includes(text)) out.push(text);
+    }
+    return out;
+  };
+  return { default: policy as MamDefaultPolicy, always: list('always'), never: list('never') };
+}
+
+function prefsElement(prefs: MamPrefs): XmlElement {
+  const list = (name: string, jids: string[]): XmlElement => xml(name, {}, ...jids.map((jid) => xml('jid', {}, jid)));
+  return xml('prefs', { xmlns: NS_MAM, default: prefs.default }, list('always', prefs.always), list('never', prefs.never));
+}
+
+/**
+ * The default roster lookup: the roster module's `roster` key-value store, read defensively (a
+ * value per contact, or one document per account with the contacts as keys or an `items` list).
+ */
+function rosterLookup(roster: KeyValueStore): (user: string, contact: string) => Promise<boolean> {
+  return async (user, contact) => {
+    try {
+      if ((await roster.get(user, contact)) !== undefined) return true;
+      const document = await roster.get(user, 'roster');
+      if (document === null || typeof document !== 'object') return false;
+      if (Array.isArray(document)) return document.some((item) => isItemFor(item, contact));
+      if (contact in document) return true;
+      const items = document.items;
+      if (Array.isArray(items)) return items.some((item) => isItemFor(item, contact));
+      return items !== null && typeof items === 'object' && contact in items;
+    } catch {
+      return false;
+    }
+  };
+}
+
+function isItemFor(item: JsonValue, contact: string): boolean {
+  return item !== null && typeof item === 'object' && !Array.isArray(item) && item.jid === contact;
+}
