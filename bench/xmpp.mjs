@@ -1,11 +1,18 @@
 // XMPP benchmark: portbind's XmppServer side by side with Debian's Prosody in the same run, on
-// loopback, both without TLS (SASL PLAIN over plain TCP):
+// loopback, both without TLS (SASL PLAIN over plain TCP), both with durable storage (Prosody's
+// default file storage, portbind's SQLite file), in feature modes:
 //   node bench/xmpp.mjs [--seconds 10] [--clients 50] [--idle 10000] [--rounds 3] [--window 10]
-//                       [--warmup 2] [--only prosody,portbind] [--install] [--keep]
+//                       [--warmup 2] [--modes none,sm,mam,sm+mam] [--memory-mode sm+mam]
+//                       [--ack-every 10] [--only prosody,portbind] [--install] [--keep]
+// A mode names what is on top of the base (roster, carbons, offline messages, disco, ping):
+// `sm` stream management (XEP-0198), `mam` the message archive (XEP-0313). What a server really
+// offered is read from its stream features and disco#info (xmpp/load.mjs probe), never assumed.
 // 1. Throughput and latency: CLIENTS users in pairs send chat messages to their partner's full JID,
-//    WINDOW in flight per client (xmpp/load.mjs throughput); delivered msg/s, p50 and p99 latency.
-// 2. Memory: the server's RSS (VmRSS) before and after IDLE sessions log in and stay idle
-//    (xmpp/load.mjs idle, spread over processes of at most 5 000 sessions); --idle 0 skips it.
+//    WINDOW in flight per client (xmpp/load.mjs throughput), enabling stream management when offered
+//    and answering ack requests; delivered msg/s, p50 and p99 latency, per mode.
+// 2. Memory: the server's RSS (VmRSS) before and after IDLE sessions log in (in the memory mode)
+//    and stay idle (xmpp/load.mjs idle, spread over processes of at most 5 000 sessions); --idle 0
+//    skips it.
 // Every measurement starts its server fresh as a child process on a free port; rounds rotate the
 // order of the servers and the tables report medians. Needs a build (npx tsc -b) and Prosody
 // (apt-get install prosody; --install runs it). Prosody runs as a child process with its own
@@ -34,6 +41,19 @@ const window = option('window', 10);
 const warmup = option('warmup', 2);
 const keep = args.includes('--keep');
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : undefined;
+const stringOption = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
+const MODES = ['none', 'sm', 'mam', 'sm+mam'];
+const modes = stringOption('modes', MODES.join(',')).split(',');
+const memoryMode = stringOption('memory-mode', 'sm+mam');
+const ackEvery = option('ack-every', 10);
+for (const mode of [...modes, memoryMode]) {
+  if (!MODES.includes(mode)) {
+    console.error(`unknown mode ${mode}: one of ${MODES.join(', ')}`);
+    process.exit(2);
+  }
+}
+/** What a mode turns on. */
+const wants = (mode) => ({ sm: mode.includes('sm'), mam: mode.includes('mam') });
 const password = 'secret';
 const SESSIONS_PER_LOADER = 5000;
 /** Standard output of a command, '' when it cannot run. */
@@ -70,8 +90,15 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 async function stopChild(child) {
   if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  // The portbind server exits by itself when its stdin closes (and then writes its CPU profile,
+  // with --cpu-prof); everything else, or what does not exit within 5 s, is killed.
+  if (child.stdin !== null && !child.stdin.destroyed) {
+    child.stdin.end();
+    if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
+  }
   child.kill('SIGKILL');
-  await once(child, 'exit');
+  await exited;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -102,6 +129,17 @@ const cpuOf = (pid) => {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+};
+
+/** CPU seconds the whole machine has been busy (all cores), from /proc/stat. */
+const machineBusy = () => {
+  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return (user + nice + system + irq + softirq + (steal ?? 0)) / CLK_TCK;
 };
 
 /** Lines of a child's stream, as they come. */
@@ -169,8 +207,9 @@ const prosodyUser = (() => {
 })();
 const prosodyDir = join(workDir, 'prosody');
 
-function prosodyConfig(port) {
-  return `-- Written by bench/xmpp.mjs: a throwaway Prosody on loopback, no TLS, no persistence worth keeping.
+function prosodyConfig(port, mode = 'none') {
+  const extra = [wants(mode).sm ? '"smacks"; ' : '', wants(mode).mam ? '"mam"; ' : ''].join('');
+  return `-- Written by bench/xmpp.mjs (mode ${mode}): a throwaway Prosody on loopback, no TLS.
 daemonize = false
 pidfile = "${prosodyDir}/prosody.pid"
 data_path = "${prosodyDir}/data"
@@ -180,9 +219,9 @@ network_backend = "epoll"
 -- The listen backlog Node uses (511) instead of Prosody's 128, which overflows when hundreds of
 -- clients connect at once (a few dozen of 10 000 logins then fail with ECONNRESET).
 network_settings = { tcp_backlog = 511 }
-modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; }
--- c2s, presence, message and iq are always loaded; no federation, no offline storage.
-modules_disabled = { "s2s"; "s2s_auth_certs"; "offline"; }
+-- c2s, presence, message and iq are always loaded; no federation.
+modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "carbons"; "offline"; ${extra}}
+modules_disabled = { "s2s"; "s2s_auth_certs"; }
 c2s_ports = { ${port} }
 c2s_interfaces = { "127.0.0.1" }
 c2s_require_encryption = false
@@ -245,11 +284,15 @@ async function waitReady(child, port, name, readyLine) {
 }
 
 const servers = {
-  prosody: async (port) => {
+  prosody: async (port, { mode }) => {
     const config = join(prosodyDir, 'prosody.cfg.lua');
-    writeFileSync(config, prosodyConfig(port));
+    writeFileSync(config, prosodyConfig(port, mode));
     chownTree(config);
     for (const log of ['prosody.err', 'prosody.warn']) rmSync(join(prosodyDir, log), { force: true });
+    // Every measurement starts from the same state: accounts only (no archive, offline messages,
+    // stream management or roster data from an earlier run).
+    const hostData = join(prosodyDir, 'data', 'localhost');
+    for (const entry of readdirSync(hostData)) if (entry !== 'accounts') rmSync(join(hostData, entry), { recursive: true, force: true });
     const [file, argv] = command('prosody', ['--config', config]);
     const child = track(
       spawn(file, argv, {
@@ -272,21 +315,41 @@ const servers = {
     if (problem) throw new Error(`${problem}\n${[...output, ...logs()].join('\n')}`);
     return { child, problems: () => [...output.filter((line) => /error|warn/i.test(line)), ...logs()] };
   },
-  portbind: async (port, { users, idle }) => {
-    const [file, argv] = command(process.execPath, [join(here, 'xmpp', 'server.mjs')]);
+  portbind: async (port, { users, idle, mode }) => {
+    const [file, argv] = command(process.execPath, [...portbindNodeFlags, join(here, 'xmpp', 'server.mjs')]);
+    // A fresh data directory (the SQLite file) for every measurement.
+    const dataDir = mkdtempSync(join(workDir, 'portbind-'));
     const child = track(
       spawn(file, argv, {
         stdio: ['pipe', 'pipe', 'pipe'],
-        env: { ...process.env, PORT: String(port), USERS: String(users), IDLE: String(idle), PASSWORD: password, LOG: 'warn' },
+        env: {
+          ...process.env,
+          PORT: String(port),
+          USERS: String(users),
+          IDLE: String(idle),
+          PASSWORD: password,
+          LOG: 'warn',
+          FEATURES: mode,
+          DATA_DIR: dataDir,
+        },
       }),
     );
+    const info = [];
+    lines(child.stdout, (line) => {
+      if (line.startsWith('{')) info.push(JSON.parse(line));
+    });
     const output = [];
     lines(child.stderr, (line) => output.push(line));
     const problem = await waitReady(child, port, 'portbind', true);
     if (problem) throw new Error(`${problem}\n${output.join('\n')}`);
-    return { child, problems: () => output };
+    return { child, problems: () => output, info: () => info[0] };
   },
 };
+
+// --cpu-prof writes a V8 CPU profile of every portbind server process into --cpu-prof-dir.
+const portbindNodeFlags = args.includes('--cpu-prof')
+  ? ['--cpu-prof', '--cpu-prof-dir', stringOption('cpu-prof-dir', join(root, 'bench', 'xmpp', 'profiles'))]
+  : [];
 
 async function startServer(name, accounts) {
   const port = await freePort();
@@ -309,11 +372,26 @@ function loader(argv) {
   return { child, stderr };
 }
 
-async function throughputRun(name) {
-  const server = await startServer(name, { users: clients, idle: 0 });
+/** What the server really offers (xmpp/load.mjs probe): stream management, MAM, carbons, offline. */
+async function probeRun(server) {
+  const { child, stderr } = loader(['probe', '--port', String(server.port), '--password', password]);
+  let result;
+  lines(child.stdout, (line) => {
+    if (line.startsWith('{')) result = JSON.parse(line);
+  });
+  const [code] = await once(child, 'exit');
+  if (result === undefined) throw new Error(`${server.name}: probe failed (exit ${code})\n${stderr.join('\n')}`);
+  return result;
+}
+
+async function throughputRun(name, mode) {
+  const server = await startServer(name, { users: clients, idle: 0, mode });
   try {
+    const offered = await probeRun(server);
     const { child, stderr } = loader([
       'throughput',
+      '--ack-every',
+      String(ackEvery),
       '--port',
       String(server.port),
       '--clients',
@@ -329,15 +407,19 @@ async function throughputRun(name) {
     ]);
     let result;
     let cpuStart;
+    let busyStart;
+    let machineCpu;
     let rssStart;
     let serverCpu;
     let rssEnd;
     lines(child.stdout, (line) => {
       if (line === 'measure-start') {
+        busyStart = machineBusy();
         cpuStart = cpuOf(server.child.pid);
         rssStart = rssOf(server.child.pid);
       } else if (line === 'measure-end') {
         serverCpu = (cpuOf(server.child.pid) - cpuStart) / seconds;
+        machineCpu = (machineBusy() - busyStart) / seconds;
         rssEnd = rssOf(server.child.pid);
       } else if (line.startsWith('{')) result = JSON.parse(line);
     });
@@ -346,14 +428,27 @@ async function throughputRun(name) {
       throw new Error(`${name}: load generator failed (exit ${code}): ${result ? JSON.stringify(result) : ''}\n${stderr.join('\n')}`);
     }
     await sleep(200);
-    return { ...result, serverCpu, rssStart, rssEnd, died: server.died(), problems: server.problems() };
+    const after = await probeRun(server);
+    return {
+      ...result,
+      offered,
+      archiveAfter: after.archive,
+      serverInfo: server.info?.(),
+      serverCpu,
+      // Cores used by everything but this server and its load generator in the window: noise.
+      otherCpu: machineCpu - serverCpu - result.loadCpu,
+      rssStart,
+      rssEnd,
+      died: server.died(),
+      problems: server.problems(),
+    };
   } finally {
     await stopChild(server.child);
   }
 }
 
 async function memoryRun(name) {
-  const server = await startServer(name, { users: 0, idle: idleSessions });
+  const server = await startServer(name, { users: 0, idle: idleSessions, mode: memoryMode });
   const loaders = [];
   try {
     await sleep(1000);
@@ -363,6 +458,8 @@ async function memoryRun(name) {
       const count = Math.min(SESSIONS_PER_LOADER, idleSessions - from);
       const load = loader([
         'idle',
+        '--sm',
+        wants(memoryMode).sm ? 'on' : 'off',
         '--port',
         String(server.port),
         '--from',
@@ -391,6 +488,7 @@ async function memoryRun(name) {
     const logins = await Promise.all(loaders.map((load) => load.next()));
     const loginSeconds = (performance.now() - started) / 1000;
     const loggedIn = logins.reduce((sum, r) => sum + r.loggedIn, 0);
+    const withSm = logins.reduce((sum, r) => sum + r.sm, 0);
     const failures = {};
     for (const r of logins) for (const [reason, n] of Object.entries(r.failures)) failures[reason] = (failures[reason] ?? 0) + n;
     await sleep(3000);
@@ -411,6 +509,7 @@ async function memoryRun(name) {
       after,
       later,
       loggedIn,
+      withSm,
       failures,
       loginSeconds,
       open,
@@ -440,110 +539,191 @@ const int = (n) => Math.round(n).toLocaleString('en-US').replace(/,/g, ' ');
 const ms = (n) => n.toFixed(2);
 const label = { prosody: `Prosody ${prosodyVersion ?? ''}`.trim(), portbind: 'portbind XmppServer' };
 
+/** What the probe saw, e.g. "SM MAM carbons offline". */
+const seen = (offered) =>
+  [
+    offered.sm && (offered.smEnabled ? 'SM' : 'SM offered'),
+    offered.mam && 'MAM',
+    offered.carbons && 'carbons',
+    offered.offline && 'offline',
+  ]
+    .filter(Boolean)
+    .join(' ') || 'none';
+
 async function main() {
   if (names.includes('prosody')) setUpProsody();
   console.log(
     `XMPP benchmark, node ${process.version}${prosodyVersion ? `, Prosody ${prosodyVersion}` : ''}: ${clients} clients (${clients / 2} pairs), ` +
-      `${window} in flight each, ${warmup} s warm-up + ${seconds} s, ${idleSessions} idle sessions, ${rounds} round(s)\n`,
+      `${window} in flight each, ack request every ${ackEvery} stanzas, ${warmup} s warm-up + ${seconds} s, modes ${modes.join(', ')}, ` +
+      `${idleSessions} idle sessions (${memoryMode}), ${rounds} round(s)\n`,
   );
-  const results = Object.fromEntries(names.map((name) => [name, { throughput: [], memory: [] }]));
+  const key = (name, mode) => `${name} ${mode}`;
+  const results = {};
+  for (const name of names) {
+    for (const mode of modes) results[key(name, mode)] = [];
+    results[`${name} memory`] = [];
+  }
   const issues = [];
-  const note = (name, round, what) => issues.push(`${label[name]}, round ${round + 1}: ${what}`);
+  const note = (name, round, what) => issues.push(`${name}, round ${round + 1}: ${what}`);
   for (let round = 0; round < rounds; round++) {
-    const order = names.map((_, i) => names[(i + round) % names.length]);
-    for (const name of order) {
-      const t = await throughputRun(name);
-      results[name].throughput.push(t);
+    // Rotate the order of servers and modes from round to round.
+    const runs = names.flatMap((name) => modes.map((mode) => [name, mode]));
+    const order = runs.map((_, i) => runs[(i + round * (modes.length + 1)) % runs.length]);
+    for (const [name, mode] of order) {
+      const who = `${label[name]} [${mode}]`;
+      const t = await throughputRun(name, mode);
+      results[key(name, mode)].push(t);
       console.error(
-        `  round ${round + 1} ${name.padEnd(8)} ${int(t.messagesPerSecond)} msg/s, p50 ${ms(t.p50)} ms, p99 ${ms(t.p99)} ms, ` +
-          `server CPU ${(t.serverCpu * 100).toFixed(0)} %, load CPU ${(t.loadCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, per second [${t.perSecond.join(' ')}]`,
+        `  round ${round + 1} ${name.padEnd(8)} ${mode.padEnd(6)} (${seen(t.offered)}) ${int(t.messagesPerSecond)} msg/s, p50 ${ms(t.p50)} ms, p99 ${ms(t.p99)} ms, ` +
+          `server CPU ${(t.serverCpu * 100).toFixed(0)} %, load CPU ${(t.loadCpu * 100).toFixed(0)} %, other processes ${(t.otherCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, ` +
+          `archived ${((100 * t.archived) / Math.max(1, t.delivered)).toFixed(0)} %, archive count ${t.offered.archive?.count ?? '–'} -> ${t.archiveAfter?.count ?? '–'}, ` +
+          `SM r/a: server ${t.sm.serverRequests}, client ${t.sm.clientRequests}/${t.sm.acksReceived}, per second [${t.perSecond.join(' ')}]`,
       );
-      if (t.errors > 0) note(name, round, `${t.errors} messages bounced with an error, e.g. ${t.errorSamples[0]}`);
-      if (t.malformed > 0) note(name, round, `${t.malformed} messages without a readable timestamp`);
-      if (t.misrouted > 0) note(name, round, `${t.misrouted} messages from someone other than the partner`);
-      if (t.lost !== 0) note(name, round, `${t.lost} of the ${clients * window} messages in flight at the end never arrived (within 5 s)`);
+      const w = wants(mode);
+      if (w.sm !== t.offered.sm)
+        note(who, round, `stream management ${w.sm ? 'asked for but not offered' : 'offered though not asked for'}`);
+      if (w.mam !== t.offered.mam) note(who, round, `MAM ${w.mam ? 'asked for but not advertised' : 'advertised though not asked for'}`);
+      if (t.serverInfo?.missing) note(who, round, `the build lacks ${t.serverInfo.missing.join(', ')}`);
+      if (t.offered.sm && t.sm.enabled !== clients) note(who, round, `stream management enabled by ${t.sm.enabled} of ${clients} clients`);
+      if (t.offered.mam && t.archived < t.delivered)
+        note(who, round, `${t.delivered - t.archived} of ${t.delivered} delivered messages without a stanza-id (not archived?)`);
+      if (t.offered.mam && !(t.archiveAfter?.count > 0))
+        note(who, round, `user0's archive is empty after the run: ${JSON.stringify(t.archiveAfter)}`);
+      if (t.sm.ackTooHigh > 0) note(who, round, `${t.sm.ackTooHigh} acks counted more stanzas than were sent`);
+      if (t.sm.finalAckShort > 0)
+        note(
+          who,
+          round,
+          `${t.sm.finalAckShort} sessions' final ack did not count every stanza sent: ${JSON.stringify(t.sm.finalAckSamples)}`,
+        );
+      if (t.unknown > 0) note(who, round, `${t.unknown} unexpected top-level elements, e.g. ${t.unknownSamples[0]}`);
+      if (t.errors > 0) note(who, round, `${t.errors} messages bounced with an error, e.g. ${t.errorSamples[0]}`);
+      if (t.malformed > 0) note(who, round, `${t.malformed} messages without a readable timestamp`);
+      if (t.misrouted > 0) note(who, round, `${t.misrouted} messages from someone other than the partner`);
+      if (t.lost !== 0) note(who, round, `${t.lost} of the ${clients * window} messages in flight at the end never arrived (within 5 s)`);
       if (t.disconnects.warmup + t.disconnects.measure > 0)
-        note(name, round, `disconnects during the load: ${JSON.stringify(t.disconnects)}`);
-      if (Object.keys(t.streamErrors).length > 0) note(name, round, `stream errors: ${JSON.stringify(t.streamErrors)}`);
-      if (t.died !== undefined) note(name, round, `server exited (${t.died}) during the throughput run`);
-      if (t.problems.length > 0) note(name, round, `server log: ${t.problems.slice(0, 5).join(' | ')}`);
+        note(who, round, `disconnects during the load: ${JSON.stringify(t.disconnects)}`);
+      if (Object.keys(t.streamErrors).length > 0) note(who, round, `stream errors: ${JSON.stringify(t.streamErrors)}`);
+      if (t.died !== undefined) note(who, round, `server exited (${t.died}) during the throughput run`);
+      if (t.problems.length > 0) note(who, round, `server log: ${t.problems.slice(0, 5).join(' | ')}`);
+      if (t.otherCpu > 0.15)
+        note(who, round, `other processes used ${(t.otherCpu * 100).toFixed(0)} % of a core during the window (noise)`);
       const slowest = Math.min(...t.perSecond.slice(0, Math.floor(seconds)));
       if (slowest < 0.5 * t.messagesPerSecond)
-        note(name, round, `a second with ${slowest} messages only (a stall?): [${t.perSecond.join(' ')}]`);
-      if (idleSessions > 0) {
+        note(who, round, `a second with ${slowest} messages only (a stall?): [${t.perSecond.join(' ')}]`);
+    }
+    if (idleSessions > 0) {
+      for (const name of round % 2 === 0 ? names : [...names].reverse()) {
+        const who = `${label[name]} [${memoryMode}]`;
         const m = await memoryRun(name);
-        results[name].memory.push(m);
+        results[`${name} memory`].push(m);
         console.error(
-          `  round ${round + 1} ${name.padEnd(8)} ${m.loggedIn} idle sessions in ${m.loginSeconds.toFixed(1)} s: RSS ${mb(m.before)} -> ${mb(m.after)} ` +
-            `(${mb(m.later)} 5 s later), ${kb(m.perSession)} per session`,
+          `  round ${round + 1} ${name.padEnd(8)} ${memoryMode.padEnd(6)} ${m.loggedIn} idle sessions (${m.withSm} with SM) in ${m.loginSeconds.toFixed(1)} s: ` +
+            `RSS ${mb(m.before)} -> ${mb(m.after)} (${mb(m.later)} 5 s later), ${kb(m.perSession)} per session`,
         );
-        if (m.loggedIn < idleSessions) note(name, round, `${idleSessions - m.loggedIn} idle logins failed: ${JSON.stringify(m.failures)}`);
-        if (m.closedByServer > 0) note(name, round, `${m.closedByServer} idle sessions closed by the server`);
-        if (m.died !== undefined) note(name, round, `server exited (${m.died}) during the memory run`);
-        if (m.problems.length > 0) note(name, round, `server log: ${m.problems.slice(0, 5).join(' | ')}`);
+        if (m.loggedIn < idleSessions) note(who, round, `${idleSessions - m.loggedIn} idle logins failed: ${JSON.stringify(m.failures)}`);
+        if (m.closedByServer > 0) note(who, round, `${m.closedByServer} idle sessions closed by the server`);
+        if (m.died !== undefined) note(who, round, `server exited (${m.died}) during the memory run`);
+        if (m.problems.length > 0) note(who, round, `server log: ${m.problems.slice(0, 5).join(' | ')}`);
         if (m.later - m.after > 0.1 * (m.after - m.before)) {
-          note(name, round, `RSS kept growing while the sessions were idle: ${mb(m.after)} -> ${mb(m.later)} in 5 s`);
+          note(who, round, `RSS kept growing while the sessions were idle: ${mb(m.after)} -> ${mb(m.later)} in 5 s`);
         }
       }
     }
   }
 
-  const summary = Object.fromEntries(
-    names.map((name) => {
-      const t = results[name].throughput;
-      const m = results[name].memory;
-      return [
-        name,
-        {
-          rate: median(t.map((r) => r.messagesPerSecond)),
-          p50: median(t.map((r) => r.p50)),
-          p99: median(t.map((r) => r.p99)),
-          cpu: median(t.map((r) => r.serverCpu)),
-          rssGrowth: median(t.map((r) => r.rssEnd - r.rssStart)),
-          before: median(m.map((r) => r.before)),
-          after: median(m.map((r) => r.after)),
-          perSession: median(m.map((r) => r.perSession)),
-          login: median(m.map((r) => r.loginSeconds)),
-        },
-      ];
-    }),
-  );
+  const summary = {};
+  for (const name of names) {
+    for (const mode of modes) {
+      const t = results[key(name, mode)];
+      summary[key(name, mode)] = {
+        offered: seen(t[0].offered),
+        storage: t[0].serverInfo?.storage,
+        rate: median(t.map((r) => r.messagesPerSecond)),
+        p50: median(t.map((r) => r.p50)),
+        p99: median(t.map((r) => r.p99)),
+        cpu: median(t.map((r) => r.serverCpu)),
+        other: median(t.map((r) => r.otherCpu)),
+        archived: median(t.map((r) => r.archived / Math.max(1, r.delivered))),
+        rssGrowth: median(t.map((r) => r.rssEnd - r.rssStart)),
+      };
+    }
+    const m = results[`${name} memory`];
+    summary[`${name} memory`] = {
+      before: median(m.map((r) => r.before)),
+      after: median(m.map((r) => r.after)),
+      perSession: median(m.map((r) => r.perSession)),
+      login: median(m.map((r) => r.loginSeconds)),
+    };
+  }
   const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? (a / b).toFixed(2) : '–');
-  const both = names.length === 2;
-  const p = summary.portbind;
-  const q = summary.prosody;
 
   console.log(
     `Throughput and latency (medians of ${rounds} round(s); chat messages to a full JID, ${clients} clients, ${window} in flight each):\n`,
   );
-  console.log('| server | delivered msg/s | p50 latency | p99 latency | server CPU | RSS growth during the run |');
-  console.log('|---|---:|---:|---:|---:|---:|');
+  console.log(
+    "| server | mode | features seen | delivered msg/s | p50 latency | p99 latency | server CPU | other processes' CPU | archived | RSS growth |",
+  );
+  console.log('|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const name of names) {
-    const s = summary[name];
-    console.log(
-      `| ${label[name]} | ${int(s.rate)} | ${ms(s.p50)} ms | ${ms(s.p99)} ms | ${(s.cpu * 100).toFixed(0)} % | ${mb(s.rssGrowth)} |`,
-    );
-  }
-  if (both) console.log(`| ratio portbind / Prosody | ${ratio(p.rate, q.rate)} | ${ratio(p.p50, q.p50)} | ${ratio(p.p99, q.p99)} | | |`);
-
-  if (idleSessions > 0) {
-    console.log(`\nMemory (medians of ${rounds} round(s); RSS of the server process, ${idleSessions} idle logged-in sessions):\n`);
-    console.log(`| server | RSS before | RSS with ${int(idleSessions)} sessions | per idle session | time to log them in |`);
-    console.log('|---|---:|---:|---:|---:|');
-    for (const name of names) {
-      const s = summary[name];
-      console.log(`| ${label[name]} | ${mb(s.before)} | ${mb(s.after)} | ${kb(s.perSession)} | ${s.login.toFixed(1)} s |`);
-    }
-    if (both) {
+    for (const mode of modes) {
+      const s = summary[key(name, mode)];
       console.log(
-        `| ratio portbind / Prosody | ${ratio(p.before, q.before)} | ${ratio(p.after, q.after)} | ${ratio(p.perSession, q.perSession)} | ${ratio(p.login, q.login)} |`,
+        `| ${label[name]} | ${mode} | ${s.offered} | ${int(s.rate)} | ${ms(s.p50)} ms | ${ms(s.p99)} ms | ${(s.cpu * 100).toFixed(0)} % | ${(s.other * 100).toFixed(0)} % | ` +
+          `${(s.archived * 100).toFixed(0)} % | ${mb(s.rssGrowth)} |`,
       );
     }
   }
 
+  // The issue's goals and each feature's cost.
+  const lines = [];
+  const get = (name, mode) => summary[key(name, mode)];
+  const has = (name, mode) => names.includes(name) && modes.includes(mode);
+  if (has('portbind', 'sm+mam') && has('prosody', 'sm+mam')) {
+    const p = get('portbind', 'sm+mam');
+    const q = get('prosody', 'sm+mam');
+    lines.push(
+      `| portbind sm+mam / Prosody sm+mam, msg/s (goal ≥ 2.5) | **${ratio(p.rate, q.rate)}** |`,
+      `| portbind sm+mam / Prosody sm+mam, p99 (goal < 1) | **${ratio(p.p99, q.p99)}** |`,
+    );
+  }
+  if (has('portbind', 'sm+mam') && has('portbind', 'none')) {
+    lines.push(
+      `| portbind sm+mam / portbind none, msg/s (goal ≥ 0.7) | **${ratio(get('portbind', 'sm+mam').rate, get('portbind', 'none').rate)}** |`,
+    );
+  }
+  for (const name of names) {
+    if (!modes.includes('none')) continue;
+    for (const mode of modes.filter((m) => m !== 'none')) {
+      lines.push(`| ${label[name]}: ${mode} / none, msg/s | ${ratio(get(name, mode).rate, get(name, 'none').rate)} |`);
+    }
+  }
+  if (idleSessions > 0 && names.length === 2) {
+    lines.push(
+      `| portbind / Prosody, RSS per idle session (${memoryMode}; goal ≤ 0.5) | **${ratio(summary['portbind memory'].perSession, summary['prosody memory'].perSession)}** |`,
+    );
+  }
+  if (lines.length > 0) console.log(`\n| ratio | value |\n|---|---:|\n${lines.join('\n')}`);
+
+  if (idleSessions > 0) {
+    console.log(
+      `\nMemory (medians of ${rounds} round(s); RSS of the server process, ${idleSessions} idle logged-in sessions, mode ${memoryMode}):\n`,
+    );
+    console.log(`| server | RSS before | RSS with ${int(idleSessions)} sessions | per idle session | time to log them in |`);
+    console.log('|---|---:|---:|---:|---:|');
+    for (const name of names) {
+      const s = summary[`${name} memory`];
+      console.log(`| ${label[name]} | ${mb(s.before)} | ${mb(s.after)} | ${kb(s.perSession)} | ${s.login.toFixed(1)} s |`);
+    }
+  }
+  const storages = names
+    .filter((name) => name === 'portbind')
+    .map((name) => `portbind storage: ${summary[key(name, modes[0])].storage ?? 'unknown'}`);
+  if (storages.length > 0) console.log(`\n${storages.join('\n')}`);
+
   console.log(
     issues.length === 0
-      ? '\nNo errors, disconnects, failed logins or server log lines.'
+      ? '\nNo errors, disconnects, failed logins, missing features or server log lines.'
       : `\nIssues:\n${issues.map((i) => `- ${i}`).join('\n')}`,
   );
 }

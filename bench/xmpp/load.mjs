@@ -1,19 +1,32 @@
 // XMPP load generator for bench/xmpp.mjs, on raw TCP sockets (a full client library is too heavy
-// for 10 000 sessions). Every session logs in the same way: stream to 'localhost', SASL PLAIN,
-// stream restart, resource binding, initial presence.
+// for 10 000 sessions). Every session logs in the way a modern client does: stream to 'localhost',
+// SASL PLAIN, stream restart, resource binding, then — when the server offers them and the options
+// allow — stream management (`<enable xmlns='urn:xmpp:sm:3' resume='true'/>`, XEP-0198) and
+// message carbons (XEP-0280), then initial presence. A session with stream management counts the
+// stanzas it receives and answers every `<r/>` with `<a h='N'/>`, and asks the server for an ack
+// itself after every ACK_EVERY stanzas it sent, checking the `h` it gets back.
+//
+//   node load.mjs probe --port P
+//     One session (user0/probe) that reports, as one JSON line, what the server really offers:
+//     its stream features after authentication (stream management), its disco#info (carbons,
+//     offline messages) and the account's disco#info (MAM), and the size of user0's archive.
 //
 //   node load.mjs throughput --port P [--clients 50] [--window 10] [--seconds 10] [--warmup 2]
+//                            [--sm on|off] [--carbons on|off] [--ack-every 10]
 //     Clients user0..user{N-1} in pairs (user0<->user1, …). Each starts with WINDOW chat messages
 //     to its partner's full JID and answers every message it receives with a new one, so each
 //     client has WINDOW messages in flight at all times (a closed loop). The body carries the send
 //     time; delivered messages and their latency (receive time - send time, same process clock)
-//     are counted over SECONDS after WARMUP. Prints "measure-start" and "measure-end" lines when
-//     the measured window opens and closes, then one JSON line with the results.
+//     are counted over SECONDS after WARMUP. A delivered message that carries a `<stanza-id/>`
+//     (XEP-0359) by the recipient's bare JID was archived (MAM) for the recipient. When the window
+//     closes, every client waits for its last messages and (with stream management) asks for a
+//     final ack, which must count every stanza it sent. Prints "measure-start" and "measure-end"
+//     lines, then one JSON line with the results.
 //
-//   node load.mjs idle --port P --from A --count C [--concurrency 200]
-//     Logs in sessions idleA..idle{A+C-1} (resource 'idle') and keeps them open and reading.
-//     Prints one JSON line when all have logged in (or failed); then, on "status" on stdin, one
-//     JSON line with how many are still open; exits when stdin closes.
+//   node load.mjs idle --port P --from A --count C [--concurrency 200] [--sm on|off]
+//     Logs in sessions idleA..idle{A+C-1} (resource 'idle') and keeps them open and reading,
+//     answering ack requests. Prints one JSON line when all have logged in (or failed); then, on
+//     "status" on stdin, one JSON line with how many are still open; exits when stdin closes.
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 
@@ -27,24 +40,92 @@ const host = '127.0.0.1';
 const domain = 'localhost';
 const password = option('password', 'secret');
 const loginTimeoutMs = Number(option('login-timeout', 60_000));
+const useSm = option('sm', 'on') === 'on';
+const useCarbons = option('carbons', 'on') === 'on';
+const ackEvery = Number(option('ack-every', 10));
 
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
+const NS_SM = 'urn:xmpp:sm:3';
+const NS_MAM = 'urn:xmpp:mam:2';
+const NS_CARBONS = 'urn:xmpp:carbons:2';
+const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 const header = `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${domain}' version='1.0'>`;
 const FEATURES_END = /<\/(?:stream:)?features>/;
+const IQ_END = /<\/iq>|<iq\b[^>]*\/>/;
 const escapeXml = (text) => text.replace(/[&<>'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+const attr = (tag, name) =>
+  new RegExp(`\\s${name}=(?:'([^']*)'|"([^"]*)")`)
+    .exec(tag)
+    ?.slice(1)
+    .find((v) => v !== undefined);
+const features = (text) => [...text.matchAll(/<feature\s+var=(?:'([^']*)'|"([^"]*)")/g)].map((m) => m[1] ?? m[2]);
 
-/** One client-to-server session: log in with `login()`, then stanzas go to `onStanzaData`. */
+/**
+ * Cuts the next top-level element out of `buffer` at `start` (after the stream header): returns
+ * `[element, end]`, or undefined when the buffer does not hold a whole one yet. `['', -1]` is the
+ * stream's end tag. Good enough for what servers write: no CDATA, and `>` in attribute values escaped.
+ */
+function nextElement(buffer, start) {
+  let depth = 0;
+  let pos = start;
+  let first = -1;
+  for (;;) {
+    const lt = buffer.indexOf('<', pos);
+    if (lt === -1) return undefined;
+    const gt = buffer.indexOf('>', lt);
+    if (gt === -1) return undefined;
+    const kind = buffer.charCodeAt(lt + 1);
+    pos = gt + 1;
+    if (kind === 63 /* ? */ || kind === 33 /* ! */) continue;
+    if (first === -1) first = lt;
+    if (kind === 47 /* / */) {
+      depth--;
+      if (depth === 0) return [buffer.slice(first, pos), pos];
+      if (depth < 0) return ['', -1];
+    } else if (buffer.charCodeAt(gt - 1) === 47 /* / */) {
+      if (depth === 0) return [buffer.slice(first, pos), pos];
+    } else depth++;
+  }
+}
+
+/** The element's qualified name: `message`, `r`, `stream:error`, …. */
+const nameOf = (element) => {
+  let end = 1;
+  while (end < element.length) {
+    const c = element.charCodeAt(end);
+    if (c === 32 || c === 62 || c === 47 || c === 9 || c === 10 || c === 13) break;
+    end++;
+  }
+  return element.slice(1, end);
+};
+
+/** One client-to-server session: log in with `login()`, then top-level elements go to `onElement`. */
 class Session {
-  constructor(user, resource) {
+  constructor(user, resource, { sm = useSm, carbons = false } = {}) {
     this.user = user;
     this.resource = resource;
+    this.wantSm = sm;
+    this.wantCarbons = carbons;
     this.buffer = '';
     this.loggedIn = false;
     this.closed = false;
     this.closedEarly = false; // closed by the server (or the network), not by us
     this.streamError = undefined;
     this.waiter = undefined;
-    this.onStanzaData = undefined;
+    this.onElement = undefined;
+    // Stream management (XEP-0198).
+    this.sm = false; // enabled
+    this.smOffered = false;
+    this.inbound = 0; // stanzas received since <enabled/>: the `h` we report
+    this.outbound = 0; // stanzas sent since <enable/>
+    this.acksAnswered = 0; // <r/> from the server, answered
+    this.acksRequested = 0; // <r/> we sent
+    this.acksReceived = 0; // <a/> we got
+    this.ackTooHigh = 0; // an <a h/> above what we had sent
+    this.lastAckH = 0;
+    this.ackWaiters = [];
+    this.unknown = 0; // top-level elements that are none of the above
+    this.unknownSamples = [];
   }
 
   login() {
@@ -72,8 +153,8 @@ class Session {
       });
       socket.on('data', (chunk) => {
         this.buffer += chunk;
-        if (this.onStanzaData !== undefined) return this.onStanzaData();
-        this.#check();
+        if (this.loggedIn) this.#drain();
+        else this.#check();
       });
       this.#steps().then(
         () => {
@@ -85,7 +166,64 @@ class Session {
     });
   }
 
-  /** Resolves with the buffered text up to and including the first match of `pattern`. */
+  /** Hands every whole top-level element in the buffer to the session's handlers. */
+  #drain() {
+    let buffer = this.buffer;
+    let pos = 0;
+    let next = nextElement(buffer, 0);
+    if (next === undefined) return;
+    this.socket.cork();
+    while (next !== undefined) {
+      const [element, end] = next;
+      if (end === -1) {
+        pos = buffer.length;
+        break;
+      }
+      pos = end;
+      this.#element(element);
+      next = nextElement(buffer, pos);
+    }
+    this.socket.uncork();
+    buffer = this.buffer; // handlers may not touch it, but be safe
+    this.buffer = buffer.slice(pos);
+  }
+
+  #element(element) {
+    const name = nameOf(element);
+    if (name === 'message' || name === 'presence' || name === 'iq') {
+      if (this.sm) this.inbound++;
+      if (this.waiter?.stanza) return this.#resolveWaiter(element);
+      this.onElement?.(name, element);
+    } else if (name === 'r' && this.sm) {
+      this.acksAnswered++;
+      this.socket.write(`<a xmlns='${NS_SM}' h='${this.inbound}'/>`);
+    } else if (name === 'a' && this.sm) {
+      const h = Number(attr(element, 'h'));
+      this.acksReceived++;
+      if (!(h <= this.outbound)) this.ackTooHigh++;
+      this.lastAckH = h;
+      const waiters = this.ackWaiters;
+      this.ackWaiters = [];
+      for (const waiter of waiters) waiter(h);
+    } else if (name === 'stream:error') {
+      this.streamError ??= element;
+    } else {
+      this.unknown++;
+      if (this.unknownSamples.length < 3) this.unknownSamples.push(element.slice(0, 300));
+    }
+  }
+
+  #resolveWaiter(element) {
+    const waiter = this.waiter;
+    if (!waiter.pattern.test(element)) {
+      waiter.seen.push(element);
+      return;
+    }
+    this.waiter = undefined;
+    waiter.resolve([...waiter.seen, element].join(''));
+  }
+
+  /** Resolves with the buffered text up to and including the first match of `pattern` (during login). */
   #until(pattern) {
     return new Promise((resolve, reject) => {
       this.waiter = { pattern, resolve, reject };
@@ -110,27 +248,90 @@ class Session {
     waiter.resolve(text);
   }
 
+  /** Sends a stanza (counted for stream management; an ack request every ACK_EVERY stanzas). */
+  send(stanza) {
+    this.socket.write(stanza);
+    if (!this.sm) return;
+    this.outbound++;
+    if (ackEvery > 0 && this.outbound % ackEvery === 0) {
+      this.acksRequested++;
+      this.socket.write(`<r xmlns='${NS_SM}'/>`);
+    }
+  }
+
+  /** After login: sends a stanza and resolves with the stanzas received up to the first matching `pattern`. */
+  request(stanza, pattern, timeoutMs = 10_000) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new Error(`no answer to ${stanza.slice(0, 120)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = {
+        pattern,
+        stanza: true,
+        seen: [],
+        resolve: (text) => {
+          clearTimeout(timer);
+          resolve(text);
+        },
+      };
+      this.send(stanza);
+    });
+  }
+
+  /** Asks for an ack and resolves with its `h` (undefined without stream management or after the timeout). */
+  ack(timeoutMs = 5000) {
+    if (!this.sm || this.closed) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), timeoutMs);
+      this.ackWaiters.push((h) => {
+        clearTimeout(timer);
+        resolve(h);
+      });
+      this.acksRequested++;
+      this.socket.write(`<r xmlns='${NS_SM}'/>`);
+    });
+  }
+
   async #steps() {
     const s = this.socket;
     s.write(header);
-    const features = await this.#until(FEATURES_END);
-    if (!/<mechanism>PLAIN<\/mechanism>/.test(features)) throw new Error(`PLAIN not offered: ${features}`);
+    const saslFeatures = await this.#until(FEATURES_END);
+    if (!/<mechanism>PLAIN<\/mechanism>/.test(saslFeatures)) throw new Error(`PLAIN not offered: ${saslFeatures}`);
     const payload = Buffer.from(`\0${this.user}\0${password}`).toString('base64');
     s.write(`<auth xmlns='${NS_SASL}' mechanism='PLAIN'>${payload}</auth>`);
     const outcome = await this.#until(/<success[^>]*\/>|<\/success>|<\/failure>|<failure[^>]*\/>/);
     if (!/<success/.test(outcome)) throw new Error(`authentication failed: ${outcome}`);
     s.write(header);
     const bindFeatures = await this.#until(FEATURES_END);
+    this.bindFeatures = bindFeatures.slice(bindFeatures.search(/<(?:stream:)?features/));
     if (!/urn:ietf:params:xml:ns:xmpp-bind/.test(bindFeatures)) throw new Error(`no resource binding offered: ${bindFeatures}`);
+    this.smOffered = new RegExp(`<sm\\s[^>]*xmlns=['"]${NS_SM}['"]`).test(bindFeatures);
     s.write(
       `<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${escapeXml(this.resource)}</resource></bind></iq>`,
     );
-    const bound = await this.#until(/<\/iq>|<iq[^>]*\/>/);
+    const bound = await this.#until(IQ_END);
     const jid = /<jid>([^<]+)<\/jid>/.exec(bound)?.[1];
     if (jid === undefined) throw new Error(`bind failed: ${bound}`);
     this.jid = jid;
-    s.write('<presence/>');
+    if (this.wantSm && this.smOffered) {
+      s.write(`<enable xmlns='${NS_SM}' resume='true'/>`);
+      const answer = await this.#until(/<enabled\b[^>]*\/>|<\/enabled>|<failed\b[^>]*\/>|<\/failed>/);
+      if (!/<enabled/.test(answer)) throw new Error(`stream management refused: ${answer}`);
+      this.sm = true;
+      this.smId = attr(answer.slice(answer.lastIndexOf('<enabled')), 'id');
+    }
+    if (this.wantCarbons) {
+      this.outbound += this.sm ? 1 : 0;
+      s.write(`<iq type='set' id='carbons1'><enable xmlns='${NS_CARBONS}'/></iq>`);
+      const answer = await this.#until(IQ_END);
+      if (this.sm) this.inbound++;
+      if (!/type=['"]result['"]/.test(answer)) throw new Error(`carbons refused: ${answer}`);
+    }
     this.loggedIn = true;
+    this.send('<presence/>');
+    // Anything that arrived with the last login answer.
+    if (this.buffer.length > 0) this.#drain();
   }
 
   close() {
@@ -168,6 +369,50 @@ const tally = (errors) => {
   return counts;
 };
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** MAM: the number of items in the session's own archive (RSM count) and the newest one. */
+async function archiveOf(session) {
+  const answer = await session.request(
+    `<iq type='set' id='mam-count'><query xmlns='${NS_MAM}' queryid='count'><set xmlns='http://jabber.org/protocol/rsm'><max>1</max><before/></set></query></iq>`,
+    /^<iq\b/,
+  );
+  if (!/type=['"]result['"]/.test(answer.slice(answer.lastIndexOf('<iq')))) return { error: answer.slice(-400) };
+  const count = /<count>(\d+)<\/count>/.exec(answer)?.[1];
+  const body = /<body>([^<]*)<\/body>/.exec(answer)?.[1];
+  return { count: count === undefined ? undefined : Number(count), newest: body?.slice(0, 60) };
+}
+
+/** What the server offers: stream management, disco#info of the host and of the account. */
+async function probe() {
+  const session = await new Session('user0', 'probe', { sm: useSm }).login();
+  session.onElement = () => {};
+  const hostInfo = await session.request(`<iq type='get' id='disco-host' to='${domain}'><query xmlns='${NS_DISCO_INFO}'/></iq>`, IQ_END);
+  const accountInfo = await session.request(
+    `<iq type='get' id='disco-account' to='user0@${domain}'><query xmlns='${NS_DISCO_INFO}'/></iq>`,
+    IQ_END,
+  );
+  const host = features(hostInfo);
+  const account = features(accountInfo);
+  const mam = account.includes(NS_MAM) || host.includes(NS_MAM);
+  const result = {
+    sm: session.smOffered,
+    smEnabled: session.sm,
+    mam,
+    carbons: host.includes(NS_CARBONS),
+    offline: host.includes('msgoffline'),
+    csi: /urn:xmpp:csi:0/.test(session.bindFeatures),
+    hostFeatures: host,
+    accountFeatures: account,
+    streamFeatures: session.bindFeatures,
+    archive: mam ? await archiveOf(session) : undefined,
+  };
+  const h = await session.ack();
+  if (session.sm) result.ack = { h, sent: session.outbound };
+  session.close();
+  console.log(JSON.stringify(result));
+}
+
 async function throughput() {
   const clients = Number(option('clients', 50));
   const window = Number(option('window', 10));
@@ -175,7 +420,7 @@ async function throughput() {
   const warmup = Number(option('warmup', 2));
   if (clients < 2 || clients % 2 !== 0) throw new Error('--clients must be even (clients talk in pairs)');
   const loginStarted = performance.now();
-  const results = await pool(clients, 50, (i) => new Session(`user${i}`, 'bench').login());
+  const results = await pool(clients, 50, (i) => new Session(`user${i}`, 'bench', { carbons: useCarbons }).login());
   const loginMs = performance.now() - loginStarted;
   const failed = results.filter((r) => r.error).map((r) => r.error);
   if (failed.length > 0) {
@@ -186,10 +431,11 @@ async function throughput() {
   }
   const sessions = results.map((r) => r.value);
   // Let initial presence settle before the load starts.
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await sleep(300);
 
   let phase = 'warmup'; // 'warmup' → 'measure' → 'done'
   let delivered = 0;
+  let archived = 0; // delivered messages with a <stanza-id/> by the recipient (MAM)
   let errors = 0;
   let malformed = 0;
   let misrouted = 0;
@@ -205,46 +451,38 @@ async function throughput() {
 
   sessions.forEach((session, i) => {
     const partner = `user${i ^ 1}@${domain}/bench`;
+    const stanzaIdBy = new RegExp(`<stanza-id\\b[^>]*\\sby=['"]${session.user}@${domain}['"]`);
     let id = 0;
     const send = () => {
       sent++;
-      session.socket.write(
-        `<message to='${partner}' type='chat' id='m${++id}'><body>${performance.now().toFixed(3)} ${filler}</body></message>`,
-      );
+      session.send(`<message to='${partner}' type='chat' id='m${++id}'><body>${performance.now().toFixed(3)} ${filler}</body></message>`);
     };
-    session.send = send;
-    session.onStanzaData = () => {
+    session.sendChat = send;
+    session.socket.on('data', () => {
       if (phase === 'measure') reads++;
-      let buffer = session.buffer;
-      let end = buffer.indexOf('</message>');
-      if (end === -1) return;
+    });
+    session.onElement = (name, stanza) => {
+      if (name !== 'message') return;
       const now = performance.now();
-      session.socket.cork();
-      while (end !== -1) {
-        const stanza = buffer.slice(buffer.lastIndexOf('<message', end), end);
-        buffer = buffer.slice(end + 10);
-        end = buffer.indexOf('</message>');
-        const tagEnd = stanza.indexOf('>');
-        if (phase === 'done') afterEnd++;
-        if (/type=['"]error['"]/.test(stanza.slice(0, tagEnd))) {
-          errors++;
-          if (errorSamples.length < 5) errorSamples.push(stanza.slice(0, 500));
-        } else {
-          const bodyStart = stanza.indexOf('<body>');
-          const sentAt = bodyStart === -1 ? Number.NaN : Number.parseFloat(stanza.slice(bodyStart + 6, bodyStart + 30));
-          if (!stanza.slice(0, tagEnd).includes(partner)) misrouted++;
-          if (Number.isNaN(sentAt)) malformed++;
-          else if (phase === 'measure') {
-            delivered++;
-            bucket++;
-            latencies.push(now - sentAt);
-          }
+      const tagEnd = stanza.indexOf('>');
+      if (phase === 'done') afterEnd++;
+      if (/type=['"]error['"]/.test(stanza.slice(0, tagEnd))) {
+        errors++;
+        if (errorSamples.length < 5) errorSamples.push(stanza.slice(0, 500));
+      } else {
+        const bodyStart = stanza.indexOf('<body>');
+        const sentAt = bodyStart === -1 ? Number.NaN : Number.parseFloat(stanza.slice(bodyStart + 6, bodyStart + 30));
+        if (!stanza.slice(0, tagEnd).includes(partner)) misrouted++;
+        if (Number.isNaN(sentAt)) malformed++;
+        else if (phase === 'measure') {
+          delivered++;
+          bucket++;
+          latencies.push(now - sentAt);
+          if (stanzaIdBy.test(stanza)) archived++;
         }
-        // Closed loop: every message received (or bounced) is replaced by a new one.
-        if (phase !== 'done') send();
       }
-      session.socket.uncork();
-      session.buffer = buffer;
+      // Closed loop: every message received (or bounced) is replaced by a new one.
+      if (phase !== 'done') send();
     };
     session.onClose = () => {
       if (phase !== 'done') phase === 'measure' ? disconnects.measure++ : disconnects.warmup++;
@@ -252,10 +490,10 @@ async function throughput() {
   });
   for (const session of sessions) {
     session.socket.cork();
-    for (let k = 0; k < window; k++) session.send();
+    for (let k = 0; k < window; k++) session.sendChat();
     session.socket.uncork();
   }
-  await new Promise((resolve) => setTimeout(resolve, warmup * 1000));
+  await sleep(warmup * 1000);
   phase = 'measure';
   console.log('measure-start');
   const cpuBefore = process.cpuUsage();
@@ -264,7 +502,7 @@ async function throughput() {
     perSecond.push(bucket);
     bucket = 0;
   }, 1000);
-  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  await sleep(seconds * 1000);
   phase = 'done';
   if (bucket > 0) perSecond.push(bucket); // the last, partial second
   const elapsed = (performance.now() - started) / 1000;
@@ -275,13 +513,17 @@ async function throughput() {
   // Every client has exactly WINDOW messages in flight when the window closes: wait for them all,
   // so that a lost message shows.
   const inFlight = clients * window;
-  for (let waited = 0; afterEnd < inFlight && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  for (let waited = 0; afterEnd < inFlight && waited < 5000; waited += 50) await sleep(50);
+  // Stream management: a last ack from every session must count every stanza it sent.
+  const finalAcks = await Promise.all(sessions.map(async (s) => ({ h: await s.ack(), sent: s.outbound, sm: s.sm })));
   for (const session of sessions) session.close();
 
   latencies.sort((a, b) => a - b);
   const quantile = (q) =>
     latencies.length === 0 ? Number.NaN : latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
   const streamErrors = tally(sessions.filter((s) => s.streamError).map((s) => s.streamError));
+  const sum = (key) => sessions.reduce((total, s) => total + s[key], 0);
+  const smSessions = sessions.filter((s) => s.sm).length;
   console.log(
     JSON.stringify({
       clients,
@@ -295,6 +537,7 @@ async function throughput() {
       p99: quantile(0.99),
       max: latencies.at(-1),
       sent,
+      archived,
       errors,
       errorSamples,
       malformed,
@@ -305,6 +548,20 @@ async function throughput() {
       stillOpen,
       loadCpu: (cpu.user + cpu.system) / 1e6 / elapsed,
       messagesPerRead: delivered / Math.max(1, reads),
+      sm: {
+        offered: sessions.filter((s) => s.smOffered).length,
+        enabled: smSessions,
+        serverRequests: sum('acksAnswered'),
+        clientRequests: sum('acksRequested'),
+        acksReceived: sum('acksReceived'),
+        ackTooHigh: sum('ackTooHigh'),
+        // Sessions whose final ack did not count every stanza they sent (or never came).
+        finalAckShort: finalAcks.filter((a) => a.sm && a.h !== a.sent).length,
+        finalAckSamples: finalAcks.filter((a) => a.sm && a.h !== a.sent).slice(0, 3),
+      },
+      carbons: useCarbons,
+      unknown: sum('unknown'),
+      unknownSamples: sessions.flatMap((s) => s.unknownSamples).slice(0, 3),
     }),
   );
 }
@@ -316,17 +573,22 @@ async function idle() {
   const started = performance.now();
   const results = await pool(count, concurrency, async (i) => {
     const session = new Session(`idle${from + i}`, 'idle');
+    // Whatever the server sends (its answer to the initial presence) is read and dropped; ack
+    // requests are answered.
+    session.onElement = () => {};
     await session.login();
-    // Keep reading whatever the server sends (its answer to the initial presence), drop it.
-    session.onStanzaData = () => {
-      session.buffer = '';
-    };
     return session;
   });
   const sessions = results.filter((r) => r.value).map((r) => r.value);
   const failed = results.filter((r) => r.error).map((r) => r.error);
   console.log(
-    JSON.stringify({ loggedIn: sessions.length, failed: failed.length, failures: tally(failed), loginMs: performance.now() - started }),
+    JSON.stringify({
+      loggedIn: sessions.length,
+      sm: sessions.filter((s) => s.sm).length,
+      failed: failed.length,
+      failures: tally(failed),
+      loginMs: performance.now() - started,
+    }),
   );
   const lines = createInterface({ input: process.stdin });
   lines.on('line', (line) => {
@@ -346,9 +608,10 @@ async function idle() {
   });
 }
 
-if (mode === 'throughput') await throughput();
+if (mode === 'probe') await probe();
+else if (mode === 'throughput') await throughput();
 else if (mode === 'idle') await idle();
 else {
-  console.error('usage: node load.mjs throughput|idle --port P [options]');
+  console.error('usage: node load.mjs probe|throughput|idle --port P [options]');
   process.exit(2);
 }

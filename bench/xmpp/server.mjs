@@ -1,33 +1,32 @@
-// portbind's XMPP server for bench/xmpp.mjs: xmppServer() with an in-memory account store, bound on
-// 127.0.0.1 without TLS (`allowPlaintext: 'loopback'`: loopback clients may log in with PLAIN),
-// no reading rate limit. Prints "ready" on stdout once listening.
+// portbind's XMPP server for bench/xmpp.mjs, bound on 127.0.0.1 without TLS (`allowPlaintext:
+// 'loopback'`: loopback clients may log in with PLAIN), no reading rate limit. Built from modules
+// with durable storage: `xmppServer({ domain, storage: sqliteStorage({ file }), modules })`, the
+// default modules (IM with offline messages, carbons, vCard, disco, ping) plus, by FEATURES, stream
+// management (`smacks()`) and the message archive (`mam()`). Prints one JSON line saying what it
+// built (API, storage, modules), then "ready" once listening.
 //
-// Environment: PORT; USERS (accounts user0..user{USERS-1}, created with users.create());
-// IDLE (accounts idle0..idle{IDLE-1}, seeded into the store, see below); PASSWORD;
-// LOG=warn to write the server's warnings and errors to stderr (default: silent). Exits when
-// stdin closes.
+// Environment: PORT; FEATURES (none, sm, mam or sm+mam); DATA_DIR (the SQLite file goes there;
+// without it, or with a build that has no sqliteStorage, the storage is in memory and the JSON line
+// says so); USERS (accounts user0..user{USERS-1}); IDLE (accounts idle0..idle{IDLE-1}); PASSWORD;
+// LOG=warn to write the server's warnings and errors to stderr (default: silent). Exits when stdin
+// closes.
+//
+// A build from before the module host (no defaultModules export) runs the old way: in-memory
+// stores, no modules, FEATURES ignored (the runner's probe then reports what it really offers).
 
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { PortService, silentLogger } from '../../packages/core/dist/index.js';
-import { deriveScram, MemoryUserStore, xmppServer } from '../../packages/xmpp/dist/index.js';
+import * as xmpp from '../../packages/xmpp/dist/index.js';
 
 const port = Number(process.env.PORT);
 const password = process.env.PASSWORD ?? 'secret';
 const userCount = Number(process.env.USERS ?? 50);
 const idleCount = Number(process.env.IDLE ?? 0);
-
-// The idle accounts are seeded through MemoryUserStore's `users` map with one set of derived
-// credentials: users.create() runs PBKDF2 (4096 rounds, SHA-1 and SHA-256) synchronously, about
-// 2.4 ms an account, 24 s for 10 000. Logging in still costs the full PBKDF2 per session (PLAIN is
-// checked against the stored SCRAM-SHA-256 key), and the accounts are in the heap before the
-// "before" RSS is read, so they are not counted per session.
-const seeded = new Map();
-if (idleCount > 0) {
-  const sha1 = deriveScram(password, 'sha1');
-  const sha256 = deriveScram(password, 'sha256');
-  for (let i = 0; i < idleCount; i++) seeded.set(`idle${i}`, { username: `idle${i}`, sha1, sha256 });
-}
-const users = new MemoryUserStore({ users: seeded });
-for (let i = 0; i < userCount; i++) await users.create(`user${i}`, password);
+const features = process.env.FEATURES ?? 'none';
+const dataDir = process.env.DATA_DIR;
+const wantSm = features.includes('sm');
+const wantMam = features.includes('mam');
 
 const write = (level) => (fields, message) =>
   process.stderr.write(
@@ -36,7 +35,94 @@ const write = (level) => (fields, message) =>
 const warnLogger = { debug: () => {}, info: () => {}, warn: write('warn'), error: write('error'), child: () => warnLogger };
 const logger = process.env.LOG === 'warn' ? warnLogger : silentLogger;
 
-const server = xmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback', rateLimit: { bytesPerSecond: 0 } });
+const names = [...Array.from({ length: userCount }, (_, i) => `user${i}`), ...Array.from({ length: idleCount }, (_, i) => `idle${i}`)];
+const info = { features };
+let server;
+
+if (typeof xmpp.defaultModules === 'function') {
+  // ---- the module host ----
+  let storage;
+  if (dataDir !== undefined && typeof xmpp.sqliteStorage === 'function') {
+    const file = join(dataDir, 'xmpp.sqlite');
+    storage = xmpp.sqliteStorage({ file });
+    info.storage = `sqlite (${file})`;
+    await seedSqlite(storage, file);
+  } else {
+    storage = xmpp.memoryStorage();
+    info.storage = 'memory';
+    for (const name of names) await storage.users.create(name, password);
+  }
+  const isSm = (m) => /^(smacks|sm|stream-?management)$/i.test(m.name);
+  const isMam = (m) => /^(mam|archive|message-?archive)$/i.test(m.name);
+  // Stream management and MAM only as FEATURES says, whether or not they are default modules.
+  const modules = xmpp.defaultModules().filter((m) => !isSm(m) && !isMam(m));
+  const missing = [];
+  if (wantSm) {
+    if (typeof xmpp.smacks === 'function') modules.push(xmpp.smacks());
+    else missing.push('smacks (no smacks export)');
+  }
+  if (wantMam) {
+    if (typeof xmpp.mam === 'function') modules.push(xmpp.mam());
+    else missing.push('mam (no mam export)');
+  }
+  info.api = 'modules';
+  info.modules = modules.map((m) => m.name);
+  if (missing.length > 0) info.missing = missing;
+  server = xmpp.xmppServer({
+    domain: 'localhost',
+    storage,
+    modules,
+    allowPlaintext: 'loopback',
+    rateLimit: { bytesPerSecond: 0 },
+  });
+} else {
+  // ---- before the module host: in-memory stores, built-in features only ----
+  const seeded = new Map();
+  if (names.length > 0) {
+    const sha1 = xmpp.deriveScram(password, 'sha1');
+    const sha256 = xmpp.deriveScram(password, 'sha256');
+    for (const name of names) seeded.set(name, { username: name, sha1, sha256 });
+  }
+  const users = new xmpp.MemoryUserStore({ users: seeded });
+  info.api = 'legacy';
+  info.storage = 'memory';
+  server = xmpp.xmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback', rateLimit: { bytesPerSecond: 0 } });
+}
+
+/**
+ * Accounts in the SQLite file: the first with `users.create()` (PBKDF2, 4096 rounds of SHA-1 and
+ * SHA-256), the others as copies of its row with another username — `create()` costs about 2.4 ms
+ * of PBKDF2 an account (24 s for 10 000). Logging in still costs the full PBKDF2 per session
+ * (PLAIN is checked against the stored SCRAM key), read from the file.
+ */
+async function seedSqlite(storage, file) {
+  if (names.length === 0) return;
+  if (!(await storage.users.create(names[0], password))) throw new Error(`could not create ${names[0]}`);
+  if (names.length === 1) return;
+  const require = createRequire(new URL('../../packages/xmpp/package.json', import.meta.url));
+  const Database = require('better-sqlite3');
+  const db = new Database(file);
+  try {
+    db.pragma('busy_timeout = 5000');
+    const columns = db
+      .prepare('SELECT name FROM pragma_table_info(?)')
+      .all('accounts')
+      .map((row) => row.name);
+    if (!columns.includes('username')) throw new Error(`no accounts.username column in ${file}: ${columns.join(', ')}`);
+    const list = columns.map((c) => `"${c}"`).join(', ');
+    const select = columns.map((c) => (c === 'username' ? '?' : `"${c}"`)).join(', ');
+    const copy = db.prepare(`INSERT INTO accounts (${list}) SELECT ${select} FROM accounts WHERE username = ?`);
+    db.transaction(() => {
+      for (const name of names.slice(1)) copy.run(name, names[0]);
+    })();
+  } finally {
+    db.close();
+  }
+  for (const name of [names[1], names.at(-1)]) {
+    if ((await storage.users.get(name)) === undefined) throw new Error(`seeded account ${name} not readable through storage.users`);
+  }
+}
+
 const service = new PortService({ logger, gracePeriodMs: 1000 });
 service.bind(server.c2s(), { port, host: '127.0.0.1' });
 await service.start();
@@ -44,4 +130,4 @@ process.on('SIGTERM', () => service.stop().finally(() => process.exit(0)));
 // The runner holds our stdin: if it goes away (even killed), so do we.
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();
-process.stdout.write('ready\n');
+process.stdout.write(`${JSON.stringify(info)}\nready\n`);
