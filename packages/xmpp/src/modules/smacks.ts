@@ -65,8 +65,6 @@ interface SmState {
   /** Since when (ms) the session hibernates. */
   hibernating: number | undefined;
   hibernationTimer: NodeJS.Timeout | undefined;
-  /** Re-sending after a resume: the stanzas are in the queue already. */
-  resending: boolean;
   /** The session ended: its queue was (or is being) routed again. */
   done: boolean;
   /** Store writes of this session, in order. */
@@ -210,7 +208,6 @@ class StreamManagement {
       ackTimer: undefined,
       hibernating: undefined,
       hibernationTimer: undefined,
-      resending: false,
       done: false,
       persisting: Promise.resolve(),
     }));
@@ -258,7 +255,7 @@ class StreamManagement {
     const state = this.#state.get(session);
     // XEP-0198 §3: after resource binding only; at most once per stream.
     if (session.jid === undefined || state.enabled) {
-      session.send(failed('unexpected-request'));
+      session.sendRaw(failed('unexpected-request'));
       return;
     }
     state.enabled = true;
@@ -273,9 +270,9 @@ class StreamManagement {
       // The client's preferred maximum, when shorter than ours.
       const preferred = Number(element.attr('max'));
       if (Number.isInteger(preferred) && preferred > 0) state.maxSeconds = Math.min(state.maxSeconds, preferred);
-      session.send(xml('enabled', { xmlns: NS_SM, id: token, resume: 'true', max: String(state.maxSeconds) }));
+      session.sendRaw(xml('enabled', { xmlns: NS_SM, id: token, resume: 'true', max: String(state.maxSeconds) }));
     } else {
-      session.send(xml('enabled', { xmlns: NS_SM }));
+      session.sendRaw(xml('enabled', { xmlns: NS_SM }));
     }
   }
 
@@ -283,16 +280,16 @@ class StreamManagement {
     const state = this.#state.peek(session);
     if (!state?.enabled) {
       // Acks are for streams with stream management (XEP-0198 §4); recoverable, as ejabberd answers.
-      session.send(failed('unexpected-request'));
+      session.sendRaw(failed('unexpected-request'));
       return;
     }
-    session.send(xml('a', { xmlns: NS_SM, h: String(state.inbound) }));
+    session.sendRaw(xml('a', { xmlns: NS_SM, h: String(state.inbound) }));
   }
 
   #ack(element: XmlElement, session: XmppSession): void {
     const state = this.#state.peek(session);
     if (!state?.enabled) {
-      session.send(failed('unexpected-request'));
+      session.sendRaw(failed('unexpected-request'));
       return;
     }
     const h = parseH(element.attr('h'));
@@ -316,7 +313,7 @@ class StreamManagement {
 
   #outbound(stanza: XmlElement, session: XmppSession): XmlElement | null {
     const state = this.#state.peek(session);
-    if (state === undefined || !state.enabled || state.resending || !isStanza(stanza)) return stanza;
+    if (state === undefined || !state.enabled || !isStanza(stanza)) return stanza;
     if (state.done) return null;
     state.queue.push({ stanza, stamp: Date.now() });
     if (state.hibernating !== undefined) {
@@ -368,7 +365,7 @@ class StreamManagement {
     if (sent === state.lastRequested) return;
     state.lastRequested = sent;
     state.awaitingAck = true;
-    session.send(xml('r', { xmlns: NS_SM }));
+    session.sendRaw(xml('r', { xmlns: NS_SM }));
   }
 
   // ---- hibernation ----
@@ -475,13 +472,13 @@ class StreamManagement {
 
   async #resume(element: XmlElement, session: XmppSession): Promise<void> {
     if (session.jid !== undefined || this.#state.peek(session)?.enabled) {
-      session.send(failed('unexpected-request'));
+      session.sendRaw(failed('unexpected-request'));
       return;
     }
     const previd = element.attr('previd');
     const h = parseH(element.attr('h'));
     if (previd === undefined || h === undefined) {
-      session.send(failed('bad-request'));
+      session.sendRaw(failed('bad-request'));
       return;
     }
     const old = this.#tokens.get(previd);
@@ -489,7 +486,7 @@ class StreamManagement {
     if (old === undefined || state === undefined || state.done || old.user !== session.user || old.jid === undefined) {
       const user = session.user;
       const remembered = user === undefined ? undefined : await this.#store.get(user, OLD_PREFIX + previd).catch(() => undefined);
-      session.send(failed('item-not-found', { h: typeof remembered === 'number' ? String(remembered) : undefined }));
+      session.sendRaw(failed('item-not-found', { h: typeof remembered === 'number' ? String(remembered) : undefined }));
       return;
     }
     // The client claims more than the old stream sent: the old session stays as it is.
@@ -498,25 +495,18 @@ class StreamManagement {
 
     if (state.hibernationTimer !== undefined) clearTimeout(state.hibernationTimer);
     state.hibernationTimer = undefined;
-    if (state.hibernating === undefined) {
-      // The old connection still looks open (XEP-0198 §5: it gets a conflict stream error).
-      old.close(new StreamError('conflict', 'this session was resumed on another connection'));
-    }
+    // If the old connection still looks open, takeOver ends it with a conflict stream error (XEP-0198 §5).
     state.hibernating = undefined;
     state.awaitingAck = false;
     state.lastRequested = -1;
     this.#tokens.set(previd, session);
     this.#api.takeOver(old, session);
     const moved = this.#state.peek(session) ?? state;
-    session.send(xml('resumed', { xmlns: NS_SM, previd, h: String(moved.inbound) }));
+    session.sendRaw(xml('resumed', { xmlns: NS_SM, previd, h: String(moved.inbound) }));
     this.#acknowledge(moved, h);
-    // Everything the client did not see, in order, once (they stay queued until acknowledged).
-    moved.resending = true;
-    try {
-      for (const item of moved.queue) session.send(withDelay(item.stanza, item.stamp, this.#api.domain));
-    } finally {
-      moved.resending = false;
-    }
+    // Everything the client did not see, in order, once (they stay queued until acknowledged): written
+    // as they are, past the outbound filters that saw them the first time.
+    for (const item of moved.queue) session.sendRaw(withDelay(item.stanza, item.stamp, this.#api.domain));
     const user = session.user;
     if (user !== undefined) {
       moved.persisting = moved.persisting
