@@ -90,6 +90,11 @@ export interface Adapter {
    * `signal` aborts at the grace deadline, after which core destroys whatever is still open.
    */
   drain(signal: AbortSignal): void | Promise<void>;
+  /**
+   * Called once when the service has stopped and every connection of the binding is closed (after
+   * the grace period): flush and release what the adapter holds (a store, timers). Optional.
+   */
+  closed?(): void | Promise<void>;
   /** More URLs this binding serves, beyond its base URL (e.g. mounted WebSocket endpoints). */
   urls?(base: string): string[];
   /** The binding's main URL from the base URL, e.g. adding the path `/`. Default: the base. */

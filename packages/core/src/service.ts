@@ -294,6 +294,16 @@ export class PortService {
     for (const binding of this.#bindings) forced += binding.destroyAll();
     if (forced > 0) this.logger.warn({ forced }, 'grace period over: connections force-closed');
     await Promise.all(this.#bindings.map((binding) => binding.closed()));
+    // Every connection is gone: adapters flush and release what they hold (stores, timers).
+    await Promise.all(
+      this.#bindings.map(async (binding) => {
+        try {
+          await binding.adapter.closed?.();
+        } catch (error) {
+          this.logger.error({ err: error, binding: binding.name }, 'adapter close failed');
+        }
+      }),
+    );
     this.#state = 'stopped';
     return { forced, durationMs: Date.now() - started };
   }

@@ -243,6 +243,11 @@ export class HttpAdapter implements Adapter {
     for (const res of this.#inFlight) res.shouldKeepAlive = false;
   }
 
+  /** Every connection closed after the stop: the mounted endpoints release what they hold. */
+  async closed(): Promise<void> {
+    for (const upgrade of Object.values(this.options.upgrades ?? {})) await upgrade.closed?.();
+  }
+
   /**
    * In-flight requests finish and their responses carry `Connection: close`; idle keep-alive
    * connections close now, and busy ones as soon as their response is done; upgraded

@@ -21,6 +21,8 @@ export interface UpgradeHandler {
    * grace deadline, when core destroys what is still open.
    */
   drain(signal: AbortSignal): void | Promise<void>;
+  /** The service stopped and every connection of the binding closed: release what the endpoint holds. Optional. */
+  closed?(): void | Promise<void>;
 }
 
 /** Throw from an upgrade hook to refuse the upgrade with an HTTP status (401, 403, 429…). */

@@ -45,6 +45,7 @@ export interface StanzaEvent {
 }
 
 /** A hook's answer: `true` when it handled the event (later hooks and the default do not run). */
+// biome-ignore lint/suspicious/noConfusingVoidType: hooks that return nothing are written `() => { … }`.
 export type HookResult = boolean | undefined | void;
 
 export interface SessionEvent {
@@ -187,6 +188,8 @@ export interface ModuleApi {
   keyValue(name: string): KeyValueStore;
   /** A named archive store of the server's storage. */
   archive(name: string): ArchiveStore;
+  /** Fire an event for every module's hooks (e.g. `account/deleted`); true when a hook handled it. */
+  fire<E extends XmppEventName>(event: E, payload: XmppEvents[E]): Promise<boolean>;
   /** Route a stanza as the server does a client's (its `from` as given): to the host, an account, a session. */
   route(stanza: XmlElement, options?: { redelivery?: boolean }): Promise<void>;
   /** Answer a stanza with an error, routed back to its sender (never an error to an error). */

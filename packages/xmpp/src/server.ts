@@ -1,32 +1,22 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
 import { PortbindError, silentLogger } from '@portbind/core';
 import { connectionOf, type UpgradeHandler } from '@portbind/http';
 import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
-import { XmlElement, xml } from './element.js';
-import { Im, NS_ROSTER } from './im.js';
+import { type XmlElement, xml } from './element.js';
+import { ModuleHost, sessionState } from './host.js';
 import { Jid } from './jid.js';
-import {
-  NS_CARBONS,
-  NS_CLIENT,
-  NS_DISCO_INFO,
-  NS_DISCO_ITEMS,
-  NS_FORWARD,
-  NS_HINTS,
-  NS_PING,
-  NS_REGISTER,
-  NS_SASL,
-  NS_SESSION,
-  NS_VCARD,
-} from './namespaces.js';
+import type { XmppModule } from './module.js';
+import { defaultModules } from './modules/index.js';
+import { NS_CLIENT, NS_REGISTER, NS_SASL } from './namespaces.js';
 import {
   decodeSaslPayload,
   encodeSaslPayload,
   LoginThrottle,
-  MemoryUserStore,
   normalizeUsername,
   offeredScramMechanisms,
   type SaslFailure,
@@ -37,17 +27,19 @@ import {
   verifyPlain,
 } from './sasl/index.js';
 import type { Session, SessionHost, XmppSession } from './session.js';
-import { type StanzaErrorCondition, StanzaErrorException, stanzaError } from './stanza-error.js';
-export { StanzaErrorException };
-import { MemoryOfflineStore, MemoryRosterStore, type OfflineStore, type RosterStore } from './stores.js';
+import { StanzaErrorException, type stanzaError } from './stanza-error.js';
+import { sqliteStorage } from './stores/sqlite.js';
+import type { XmppStorage } from './stores/types.js';
 import { NS_STREAMS, StreamError } from './stream-error.js';
-import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_SIZE, StreamParser } from './stream-parser.js';
+import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_SIZE } from './stream-parser.js';
 import { TcpSession } from './tcp-session.js';
 import { WsSession } from './ws-session.js';
 
+export { StanzaErrorException };
+
 /** What a hook or IQ handler gets besides the stanza. */
 export interface StanzaContext {
-  /** The sender's session (its `jid`, `user`, `state`; `send()` to answer). */
+  /** The sender's session (its `jid`, `user`; `send()` to answer). */
   readonly session: XmppSession;
   readonly server: XmppServer;
 }
@@ -56,6 +48,7 @@ export interface StanzaContext {
  * A hook on stanzas from clients, after `from` is stamped and before routing: return nothing to let
  * the stanza go on, another element to send that instead, or `null` to drop it (answer it yourself
  * with `context.session.send(…)`). Throw a {@link StanzaErrorException} to bounce it with an error.
+ * (The same as a module's `message/in`, `presence/in` or `iq/in` hook; see {@link XmppModule}.)
  */
 export type StanzaHook = (
   stanza: XmlElement,
@@ -68,19 +61,27 @@ export type StanzaHook = (
  */
 export type IqHandler = (iq: XmlElement, context: StanzaContext) => XmlElement | undefined | Promise<XmlElement | undefined>;
 
-
 /** A configuration error of the XMPP server (bad domain, no TLS, a bad option). */
 export class XmppConfigError extends PortbindError {}
 
 export interface XmppServerOptions {
   /** The domain this server serves (`XMPP_DOMAIN`), e.g. `localhost` or `chat.example.com`. */
   domain: string;
-  /** Accounts: salted SCRAM credentials. Default: an in-memory store. */
+  /**
+   * Where accounts, rosters, vCards, offline messages, archives, PEP data, block lists and
+   * stream-management sessions live. Default: `sqliteStorage({ file: DATA_DIR/xmpp.sqlite })`, an
+   * embedded SQLite file in `dataDir`. `memoryStorage()` keeps nothing across restarts (tests).
+   */
+  storage?: XmppStorage;
+  /** The directory of the default SQLite storage. Default: `DATA_DIR`, else `./data`. */
+  dataDir?: string;
+  /** Accounts from elsewhere (a directory, another database) instead of `storage.users`. */
   users?: UserStore;
-  /** Rosters. Default: in memory. */
-  rosters?: RosterStore;
-  /** Messages for offline users. Default: in memory, 100 per user. */
-  offline?: OfflineStore;
+  /**
+   * The server's features, each a module. Default: {@link defaultModules}(). Add yours after them:
+   * `modules: [...defaultModules(), myModule]`; leave one out by filtering on its `name`.
+   */
+  modules?: readonly XmppModule[];
   /**
    * Authentication without TLS. Default false: TLS (STARTTLS, direct TLS, or wss://) is required,
    * and a binding without a certificate fails at start (`PB_ERR_XMPP_NO_TLS`).
@@ -139,21 +140,28 @@ interface ServerInternals extends SessionHost {
   track(session: Session): void;
   /** The logger of the binding that opened last. */
   useLogger(logger: Logger): void;
+  /** An adapter of this server opened / closed (after the service stopped). */
+  adapterOpened(): void;
+  adapterClosed(): Promise<void>;
 }
 
+/** SASL exchange in progress. */
+const saslState = sessionState<{ scram?: ScramServer; account?: string }>(() => ({}));
+
 /**
- * An XMPP server for one domain: accounts, sessions and stanza routing. Make one with
- * {@link xmppServer}; bind its client-to-server listener with
+ * An XMPP server for one domain: accounts, sessions, stanza routing and the modules that make its
+ * features. Make one with {@link xmppServer}; bind its client-to-server listener with
  * `service.bind(server.c2s(), { tls: { certFile, keyFile } })` (`XMPP_PORT`, 5222).
  */
 export class XmppServer {
   readonly domain: string;
-  readonly users: UserStore;
-  readonly rosters: RosterStore;
-  readonly offline: OfflineStore;
+  /** Durable state: accounts and every module's stores. */
+  readonly storage: XmppStorage;
   readonly allowPlaintext: boolean | 'loopback';
   readonly registration: XmppServerOptions['registration'];
   readonly throttle: LoginThrottle;
+  /** When the server was created (uptime, XEP-0012). */
+  readonly startedAt = Date.now();
   /** Registrations per address in the current hour. */
   readonly #registrations = new Map<string, { count: number; since: number }>();
   readonly #options: {
@@ -167,28 +175,22 @@ export class XmppServer {
     channelBinding: boolean;
   };
   #logger: Logger = silentLogger;
-  /** Bound sessions by bare JID, then resource. */
+  /** Bound (and hibernating) sessions by bare JID, then resource. */
   readonly #sessions = new Map<string, Map<string, Session>>();
-  readonly #im: Im;
-  readonly #hooks: Record<'message' | 'presence' | 'iq', StanzaHook[]> = { message: [], presence: [], iq: [] };
-  readonly #iqHandlers = new Map<string, IqHandler>();
-  readonly #features = new Set<string>([NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_CARBONS, NS_VCARD]);
-  /** vCard-temp (XEP-0054) by bare JID, serialized. */
-  readonly #vcards = new Map<string, string>();
-  readonly #host: ServerInternals;
+  readonly #host: ModuleHost;
+  readonly #internals: ServerInternals;
+  #openAdapters = 0;
+  #closing: Promise<void> | undefined;
 
   constructor(options: XmppServerOptions) {
     const domain = typeof options?.domain === 'string' ? Jid.parse(options.domain) : undefined;
     if (domain === undefined || !domain.isBare || domain.local !== '') {
       throw new XmppConfigError(
         'PB_ERR_XMPP_DOMAIN',
-        `not a domain: ${JSON.stringify(options.domain)} (give a host name, e.g. 'localhost' or 'chat.example.com')`,
+        `not a domain: ${JSON.stringify(options?.domain)} (give a host name, e.g. 'localhost' or 'chat.example.com')`,
       );
     }
     this.domain = domain.domain;
-    this.users = options.users ?? new MemoryUserStore();
-    this.rosters = options.rosters ?? new MemoryRosterStore();
-    this.offline = options.offline ?? new MemoryOfflineStore();
     this.allowPlaintext = options.allowPlaintext ?? false;
     if (this.allowPlaintext !== true && this.allowPlaintext !== false && this.allowPlaintext !== 'loopback') {
       throw new XmppConfigError(
@@ -212,9 +214,38 @@ export class XmppServer {
       channelBinding: options.channelBinding ?? false,
     };
     this.throttle = options.throttle ?? new LoginThrottle();
+    const modules = options.modules ?? defaultModules();
+    if (!Array.isArray(modules)) throw new XmppConfigError('PB_ERR_XMPP_OPTION', 'modules must be an array of modules');
+    const storage = options.storage ?? sqliteStorage({ file: join(options.dataDir ?? process.env.DATA_DIR ?? 'data', 'xmpp.sqlite') });
+    const users = options.users;
+    this.storage =
+      users === undefined
+        ? storage
+        : {
+            users,
+            keyValue: (name) => storage.keyValue(name),
+            archive: (name) => storage.archive(name),
+            close: () => storage.close(),
+          };
     const server = this;
+    this.#host = new ModuleHost(
+      {
+        domain: this.domain,
+        get logger() {
+          return server.#logger;
+        },
+        storage: this.storage,
+        sessionsOf: (bare) => this.#sessionsOf(bare),
+        sessionOf: (full) => this.#sessionOf(full),
+        userExists: (user) => this.#userExists(user),
+        takeOver: (old, replacement) => this.#takeOver(old, replacement),
+        endSession: (session) => this.#endSession(session),
+      },
+      (message) => new XmppConfigError('PB_ERR_XMPP_OPTION', message),
+    );
+    for (const module of modules) this.#host.load(module, (host, name) => host.api(name, this));
     const limits = this.#options;
-    this.#host = {
+    this.#internals = {
       domain: this.domain,
       get logger() {
         return server.#logger;
@@ -234,29 +265,31 @@ export class XmppServer {
       sasl: (session, element) => this.#sasl(session, element),
       bind: (session, resource) => this.#bind(session, resource),
       stanza: (session, stanza) => this.#stanza(session, stanza),
+      nonza: (session, element) => this.#host.nonzaFrom(session, element),
+      features: (session, stage) => this.#host.features(session, stage),
+      outbound: (session, stanza) => this.#host.filterOutbound(session, stanza),
       closed: (session) => this.#closed(session),
       track: (session) => this.#track(session),
       useLogger: (logger) => {
         this.#logger = logger;
       },
-    };
-    this.#im = new Im({
-      domain: this.domain,
-      rosters: this.rosters,
-      offline: this.offline,
-      get logger() {
-        return server.#logger;
+      adapterOpened: () => {
+        this.#openAdapters++;
       },
-      sessionsOf: (bare) => this.#sessionsOf(bare),
-      userExists: (user) => this.#userExists(user),
-      deliverMessage: (sender, message, targets) => this.#deliverMessage(sender, message, targets),
-      bounce: (session, stanza, condition) => this.#bounce(session, stanza, condition),
-    });
+      adapterClosed: async () => {
+        if (--this.#openAdapters <= 0) await this.close();
+      },
+    };
   }
 
   /** The logger of the binding the server serves (silent until bound). */
   get logger(): Logger {
     return this.#logger;
+  }
+
+  /** The names of the loaded modules, in order. */
+  get modules(): string[] {
+    return this.#host.modules;
   }
 
   /**
@@ -265,7 +298,7 @@ export class XmppServer {
    * a new adapter; bind each once.
    */
   c2s(options: { directTls?: boolean } = {}): Adapter {
-    return new C2sAdapter(this.#host, options.directTls === true);
+    return new C2sAdapter(this.#internals, options.directTls === true);
   }
 
   /**
@@ -275,7 +308,7 @@ export class XmppServer {
    * without TLS needs `allowPlaintext`, or it fails at start.
    */
   websocket(): UpgradeHandler {
-    return new XmppWebSocket(this.#host, this.#options.maxStanzaSize);
+    return new XmppWebSocket(this.#internals, this.#options.maxStanzaSize);
   }
 
   /** Bound sessions of a bare JID. */
@@ -283,8 +316,43 @@ export class XmppServer {
     return this.#sessionsOf(bare);
   }
 
+  /** The server's (or every account's) disco#info identities and features, sorted (XEP-0030, XEP-0115). */
+  discoInfo(where: 'host' | 'account' = 'host'): {
+    identities: Array<{ category: string; type: string; name?: string }>;
+    features: string[];
+  } {
+    const info = this.#host.disco[where];
+    return { identities: info.identities.map((identity) => ({ ...identity })), features: [...info.features].sort() };
+  }
+
+  /**
+   * Route a stanza as the server (its `from` as given): to the server itself, an account, or a
+   * session, through every module's hooks.
+   */
+  route(stanza: XmlElement): Promise<void> {
+    return this.#host.route(stanza);
+  }
+
+  /**
+   * Stop the modules (flush what they hold) and close the storage. Called by the last of the
+   * server's bindings once the service has stopped; call it yourself when you never bound it.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#host.stop();
+      await this.storage.close();
+    })();
+    return this.#closing;
+  }
+
   #sessionsOf(bare: string): Session[] {
     return [...(this.#sessions.get(bare)?.values() ?? [])];
+  }
+
+  #sessionOf(full: string): Session | undefined {
+    const slash = full.indexOf('/');
+    if (slash === -1) return undefined;
+    return this.#sessions.get(full.slice(0, slash))?.get(full.slice(slash + 1));
   }
 
   #plaintextAllowed(session: Session): boolean {
@@ -315,8 +383,7 @@ export class XmppServer {
   async #sasl(session: Session, element: XmlElement): Promise<void> {
     const address = session.conn.remoteAddress ?? 'unix';
     const fail = (failure: SaslFailure, text?: string): void => {
-      delete session.state.scram;
-      delete session.state.saslAccount;
+      saslState.delete(session);
       session.send(
         xml('failure', { xmlns: NS_SASL }, xml(failure), text === undefined ? undefined : xml('text', { 'xml:lang': 'en' }, text)),
       );
@@ -342,33 +409,32 @@ export class XmppServer {
         return fail('temporary-auth-failure', `too many failed logins: retry in ${Math.ceil(decision.retryAfterMs / 1000)} s`);
       }
       if (mechanism === 'PLAIN') {
-        const result = await verifyPlain(payload, scramLookup(this.users), { domain: this.domain });
+        const result = await verifyPlain(payload, scramLookup(this.storage.users), { domain: this.domain });
         if ('failure' in result) return failed(account, mechanism, result.failure, result.text);
         return this.#authenticated(session, result.username, undefined);
       }
       const scram = new ScramServer({
         mechanism: mechanism as ScramMechanism,
-        lookup: scramLookup(this.users),
+        lookup: scramLookup(this.storage.users),
         channelBinding: this.#channelBinding(session),
         domain: this.domain,
       });
       const started = await scram.start(payload);
       if ('failure' in started) return failed(account, mechanism, started.failure, started.text);
-      session.state.scram = scram;
-      session.state.saslAccount = account;
+      saslState.get(session).scram = scram;
+      saslState.get(session).account = account;
       session.send(xml('challenge', { xmlns: NS_SASL }, encodeSaslPayload(started.challenge)));
       return;
     }
     if (element.local === 'response') {
-      const scram = session.state.scram;
-      if (!(scram instanceof ScramServer)) return fail('malformed-request', 'no exchange in progress');
+      const scram = saslState.peek(session)?.scram;
+      if (scram === undefined) return fail('malformed-request', 'no exchange in progress');
       const payload = decodeSaslPayload(element.text().trim());
       if (payload === undefined) return fail('incorrect-encoding');
       const finished = scram.finish(payload);
-      const account = typeof session.state.saslAccount === 'string' ? session.state.saslAccount : undefined;
+      const account = saslState.peek(session)?.account;
       if ('failure' in finished) return failed(account, scram.mechanism, finished.failure, finished.text);
-      delete session.state.scram;
-      delete session.state.saslAccount;
+      saslState.delete(session);
       return this.#authenticated(session, finished.username, finished.success);
     }
     fail('malformed-request');
@@ -380,6 +446,9 @@ export class XmppServer {
     this.#logger.debug({ conn: session.conn.id, remoteAddress: session.conn.remoteAddress, account: session.user }, 'XMPP login');
     session.send(xml('success', { xmlns: NS_SASL }, serverFinal === undefined ? undefined : encodeSaslPayload(serverFinal)));
     session.restart();
+    this.#host
+      .fire('session/authenticated', { session })
+      .catch((error: unknown) => this.#logger.error({ err: error }, 'session/authenticated failed'));
   }
 
   #bind(session: Session, resource: string): Jid {
@@ -392,23 +461,35 @@ export class XmppServer {
     // A second login with the same full JID replaces the first (RFC 6120 §7.7.2.2).
     const previous = resources.get(resource);
     if (previous !== undefined && previous !== session) {
-      previous.jid = undefined;
-      previous.close(new StreamError('conflict', 'replaced by a new connection'));
+      if (previous.hibernating) {
+        previous.hibernating = false;
+        this.#end(previous);
+      } else {
+        previous.close(new StreamError('conflict', 'replaced by a new connection'));
+        this.#end(previous);
+      }
     }
     resources.set(resource, session);
+    this.#host.fire('session/bound', { session }).catch((error: unknown) => this.#logger.error({ err: error }, 'session/bound failed'));
     return jid;
   }
 
-  /** Hook message, presence or iq stanzas from clients (inspect, rewrite, answer, drop). */
+  /** Hook message, presence or iq stanzas from clients (inspect, rewrite, answer, drop): a `…/in` hook. */
   on(kind: 'message' | 'presence' | 'iq', hook: StanzaHook): this {
-    const hooks = Object.hasOwn(this.#hooks, kind) ? this.#hooks[kind] : undefined;
-    if (hooks === undefined || typeof hook !== 'function') {
+    if ((kind !== 'message' && kind !== 'presence' && kind !== 'iq') || typeof hook !== 'function') {
       throw new XmppConfigError(
         'PB_ERR_XMPP_OPTION',
         `on(kind, hook): kind is 'message', 'presence' or 'iq' and hook a function, got ${JSON.stringify(kind)}`,
       );
     }
-    hooks.push(hook);
+    this.#host.hook('server.on', `${kind}/in`, async (event) => {
+      const session = event.session;
+      if (session === undefined) return;
+      const result = await hook(event.stanza, { session, server: this });
+      if (result === null) return true;
+      if (result !== undefined) event.stanza = result.setAttr('from', event.from.toString());
+      return undefined;
+    });
     return this;
   }
 
@@ -417,78 +498,18 @@ export class XmppServer {
    * as a disco#info feature. Replaces an earlier handler for it.
    */
   iq(namespace: string, handler: IqHandler): this {
-    this.#iqHandlers.set(namespace, handler);
-    this.#features.add(namespace);
+    this.#host.replaceIq('server.iq', { xmlns: namespace, to: 'host' }, (iq, context) => {
+      if (context.session === undefined) throw new StanzaErrorException('service-unavailable');
+      return handler(iq, { session: context.session, server: this });
+    });
+    this.#host.disco.host.features.add(namespace);
     return this;
   }
 
   /** Advertise a feature in the server's disco#info (XEP-0030). */
   feature(name: string): this {
-    this.#features.add(name);
+    this.#host.disco.host.features.add(name);
     return this;
-  }
-
-  /**
-   * Deliver a message to these sessions, with message carbons (XEP-0280): chat messages are copied,
-   * wrapped, to the sender's and the recipient's other resources that enabled carbons.
-   */
-  #deliverMessage(sender: Session, message: XmlElement, targets: Session[]): void {
-    for (const target of targets) target.send(message);
-    const type = message.attr('type') ?? 'normal';
-    if (type !== 'chat' || message.getChild('private', NS_CARBONS) || message.getChild('no-copy', NS_HINTS)) return;
-    const copy = (kind: 'sent' | 'received', owner: Session): XmlElement =>
-      xml(
-        'message',
-        { from: owner.jid?.bare, to: owner.jid?.toString(), type: 'chat' },
-        xml(
-          kind,
-          { xmlns: NS_CARBONS },
-          xml(
-            'forwarded',
-            { xmlns: NS_FORWARD },
-            new XmlElement(message.name, { xmlns: 'jabber:client', ...message.attrs }, message.children, message.xmlns),
-          ),
-        ),
-      );
-    for (const own of this.#sessionsOf(sender.jid?.bare ?? '')) {
-      if (own !== sender && own.state.carbons === true) own.send(copy('sent', own));
-    }
-    const recipient = targets[0]?.jid?.bare;
-    if (recipient === undefined) return;
-    for (const other of this.#sessionsOf(recipient)) {
-      if (!targets.includes(other) && other.state.carbons === true) other.send(copy('received', other));
-    }
-  }
-
-  #carbons(session: Session, iq: XmlElement, enabled: boolean): void {
-    session.state.carbons = enabled;
-    session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
-  }
-
-  /** vCard-temp (XEP-0054), minimal: anyone may read a user's vCard, only the user may set it. */
-  #vcard(session: Session, iq: XmlElement, owner: Jid): void {
-    const type = iq.attr('type');
-    if (type === 'get') {
-      const stored = this.#vcards.get(owner.bare);
-      const card =
-        stored === undefined ? xml('vCard', { xmlns: NS_VCARD }) : (parseStoredVcard(stored) ?? xml('vCard', { xmlns: NS_VCARD }));
-      session.send(
-        xml(
-          'iq',
-          { type: 'result', id: iq.attr('id'), from: owner.bare === session.jid?.bare ? undefined : owner.bare, to: iq.attr('from') },
-          card,
-        ),
-      );
-      return;
-    }
-    if (type !== 'set') return this.#bounce(session, iq, 'bad-request');
-    if (owner.bare !== session.jid?.bare) return this.#bounce(session, iq, 'not-allowed');
-    const card = iq.getChild('vCard', NS_VCARD) as XmlElement;
-    // A bounded size: it is kept in memory and sent to whoever asks.
-    const text = new XmlElement('vCard', { xmlns: NS_VCARD }, card.children, NS_VCARD).toString();
-    if (text.length > 64 * 1024) return this.#bounce(session, iq, 'resource-constraint');
-    this.#vcards.set(owner.bare, text);
-    session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
   }
 
   get #registrationOpen(): boolean {
@@ -555,7 +576,7 @@ export class XmppServer {
     }
     let created: boolean;
     try {
-      created = await this.users.create(username, password);
+      created = await this.storage.users.create(username, password);
     } catch (failure) {
       error('not-acceptable', 'modify', failure instanceof Error ? failure.message : 'invalid username or password');
       return true;
@@ -574,7 +595,7 @@ export class XmppServer {
 
   /** Whether an account exists. */
   async #userExists(user: string): Promise<boolean> {
-    return (await this.users.get(user)) !== undefined;
+    return (await this.storage.users.get(user)) !== undefined;
   }
 
   async #stanza(session: Session, stanza: XmlElement): Promise<void> {
@@ -586,101 +607,58 @@ export class XmppServer {
       if (jid === undefined || !(jid.equals(from) || (jid.isBare && jid.bare === from.bare))) throw new StreamError('invalid-from');
     }
     stanza.setAttr('from', from.toString());
-    for (const hook of this.#hooks[stanza.local as 'message' | 'presence' | 'iq']) {
-      let result: XmlElement | null | undefined;
-      try {
-        result = await hook(stanza, { session, server: this });
-      } catch (error) {
-        if (error instanceof StanzaErrorException) return this.#bounce(session, stanza, error.condition, error.message);
-        throw error;
-      }
-      if (result === null) return;
-      if (result !== undefined) stanza = result.setAttr('from', from.toString());
-    }
-    const toText = stanza.attr('to');
-    const to = toText === undefined ? undefined : Jid.parse(toText);
-    if (toText !== undefined && to === undefined) return this.#bounce(session, stanza, 'bad-request', 'invalid to address');
-    if (stanza.local === 'presence') return this.#im.presence(session, stanza, to);
-    // The roster is the user's own: addressed to no one or to their bare JID (RFC 6121 §2.1.3).
-    if (stanza.local === 'iq' && stanza.getChild('query', NS_ROSTER) && (to === undefined || to.toString() === from.bare)) {
-      return this.#im.roster(session, stanza);
-    }
-    // vCard-temp is answered by the server for a user's bare JID (or the sender's own, with no `to`).
-    if (
-      stanza.local === 'iq' &&
-      stanza.getChild('vCard', NS_VCARD) &&
-      (to === undefined || (to.isBare && to.local !== '' && to.domain === this.domain))
-    ) {
-      return this.#vcard(session, stanza, to ?? from.toBare());
-    }
-    if (stanza.local === 'iq' && stanza.getChild('enable', NS_CARBONS) && to === undefined) return this.#carbons(session, stanza, true);
-    if (stanza.local === 'iq' && stanza.getChild('disable', NS_CARBONS) && to === undefined) return this.#carbons(session, stanza, false);
-    if (to === undefined || (to.local === '' && to.domain === this.domain)) return this.#toServer(session, stanza);
-    if (to.domain !== this.domain) return this.#bounce(session, stanza, 'service-unavailable', 'no server-to-server federation');
-    return this.#toUser(session, stanza, to);
+    await this.#host.fromClient(session, stanza);
   }
 
-  async #toUser(session: Session, stanza: XmlElement, to: Jid): Promise<void> {
-    if (!to.isBare) {
-      const target = this.#sessions.get(to.bare)?.get(to.resource);
-      if (target !== undefined) return stanza.local === 'message' ? this.#deliverMessage(session, stanza, [target]) : target.send(stanza);
-    }
-    // A message to a bare JID, or to an unavailable full JID, goes by priority (RFC 6121 §8.5).
-    if (stanza.local === 'message') return this.#im.messageToBare(session, stanza, to.toBare());
-    // An IQ to a bare JID is answered by the server on the user's behalf (RFC 6121 §8.5.1).
-    this.#bounce(session, stanza, 'service-unavailable');
-  }
-
-  async #toServer(session: Session, stanza: XmlElement): Promise<void> {
-    if (stanza.local !== 'iq') return;
-    const type = stanza.attr('type');
-    if (type === 'result' || type === 'error') return;
-    const reply = (payload?: XmlElement): void =>
-      session.send(xml('iq', { type: 'result', id: stanza.attr('id'), from: this.domain, to: stanza.attr('from') }, payload));
-    const payload = stanza.children.find((child): child is XmlElement => typeof child !== 'string');
-    if (payload?.local === 'ping' && payload.xmlns === NS_PING) return reply();
-    if (payload?.local === 'session' && payload.xmlns === NS_SESSION) return reply();
-    if (type === 'get' && payload?.local === 'query' && payload.xmlns === NS_DISCO_INFO) {
-      return reply(
-        xml(
-          'query',
-          { xmlns: NS_DISCO_INFO },
-          xml('identity', { category: 'server', type: 'im', name: 'portbind' }),
-          ...[...this.#features].sort().map((name) => xml('feature', { var: name })),
-        ),
-      );
-    }
-    // No components or rooms on this server yet: an empty item list (XEP-0030 §4).
-    if (type === 'get' && payload?.local === 'query' && payload.xmlns === NS_DISCO_ITEMS && !this.#iqHandlers.has(NS_DISCO_ITEMS)) {
-      return reply(xml('query', { xmlns: NS_DISCO_ITEMS }));
-    }
-    const handler = payload === undefined ? undefined : this.#iqHandlers.get(payload.xmlns);
-    if (handler === undefined) return this.#bounce(session, stanza, 'feature-not-implemented');
-    try {
-      reply(await handler(stanza, { session, server: this }));
-    } catch (error) {
-      if (error instanceof StanzaErrorException) return this.#bounce(session, stanza, error.condition, error.message);
-      this.#logger.error({ err: error, xmlns: payload?.xmlns }, 'IQ handler failed');
-      this.#bounce(session, stanza, 'internal-server-error');
-    }
-  }
-
-  #bounce(session: Session, stanza: XmlElement, condition: Parameters<typeof stanzaError>[1], text?: string): void {
-    // Never answer an error with an error (RFC 6120 §8.3.1).
-    if (stanza.attr('type') === 'error') return;
-    const error = stanzaError(stanza, condition, text);
-    error.setAttr('to', session.jid?.toString());
-    session.send(error);
-  }
-
+  /** The transport closed: a module may keep the session (stream management), else it ends. */
   #closed(session: Session): void {
-    this.#im.gone(session).catch((error: unknown) => this.#logger.error({ err: error }, 'presence broadcast failed'));
+    const jid = session.jid;
+    if (jid === undefined || this.#sessions.get(jid.bare)?.get(jid.resource) !== session) return this.#end(session);
+    this.#host.fire('session/disconnected', { session }).then(
+      (kept) => {
+        if (kept) session.hibernating = true;
+        else this.#end(session);
+      },
+      (error: unknown) => {
+        this.#logger.error({ err: error }, 'session/disconnected failed');
+        this.#end(session);
+      },
+    );
+  }
+
+  #end(session: Session): void {
+    this.#endSession(session).catch((error: unknown) => this.#logger.error({ err: error }, 'session end failed'));
+  }
+
+  /** A session is gone for good: out of the routing table, then `session/closed` (presence modules broadcast unavailable). */
+  async #endSession(session: Session): Promise<void> {
+    session.hibernating = false;
     const jid = session.jid;
     if (jid !== undefined) {
       const resources = this.#sessions.get(jid.bare);
       if (resources?.get(jid.resource) === session) resources.delete(jid.resource);
       if (resources?.size === 0) this.#sessions.delete(jid.bare);
     }
+    if (session.user === undefined) return;
+    await this.#host.fire('session/closed', { session });
+  }
+
+  /** Stream resumption: the new session takes the old one's identity, routing and module state. */
+  #takeOver(old: Session, replacement: Session): void {
+    const jid = old.jid;
+    if (jid === undefined) throw new Error('takeOver: the old session is not bound');
+    replacement.user = old.user;
+    replacement.jid = jid;
+    replacement.moduleState = old.moduleState;
+    old.moduleState = new Map();
+    let resources = this.#sessions.get(jid.bare);
+    if (resources === undefined) {
+      resources = new Map();
+      this.#sessions.set(jid.bare, resources);
+    }
+    resources.set(jid.resource, replacement);
+    old.hibernating = false;
+    old.closeReplaced();
   }
 }
 
@@ -752,6 +730,12 @@ class C2sAdapter implements Adapter {
     }
     this.#binding = binding;
     this.#host.useLogger(binding.logger);
+    this.#host.adapterOpened();
+  }
+
+  /** The service stopped: the last binding of the server closes its modules and storage. */
+  closed(): Promise<void> {
+    return this.#host.adapterClosed();
   }
 
   connection(conn: Connection): void {
@@ -833,7 +817,13 @@ class XmppWebSocket implements UpgradeHandler {
     }
     this.#binding = binding;
     this.#host.useLogger(binding.logger);
+    this.#host.adapterOpened();
     this.#endpoint.open(binding);
+  }
+
+  /** The service stopped: the last binding of the server closes its modules and storage. */
+  closed(): Promise<void> {
+    return this.#host.adapterClosed();
   }
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -843,14 +833,4 @@ class XmppWebSocket implements UpgradeHandler {
   drain(signal: AbortSignal): Promise<void> {
     return this.#endpoint.drain(signal);
   }
-}
-
-/** Read back a stored vCard (serialized by the server itself, so it parses). */
-function parseStoredVcard(text: string): XmlElement | undefined {
-  let card: XmlElement | undefined;
-  const parser = new StreamParser((event) => {
-    if (event.type === 'element') card ??= event.element;
-  });
-  parser.write(Buffer.from(`<store xmlns='jabber:client'>${text}`));
-  return card;
 }

@@ -21,13 +21,20 @@ export interface XmppSession {
   /** True when the peer is on this machine and nothing says it speaks for another (forwarding headers). */
   readonly loopback: boolean;
   readonly authenticated: boolean;
-  /** Per-session state for the server's features and your hooks. */
-  readonly state: Record<string, unknown>;
-  /** Send an element (or raw XML text) on this stream. */
+  /**
+   * Where the session is: `tls` (STARTTLS required first), `auth` (SASL), `bind` (authenticated, no
+   * resource yet), `bound`, `hibernating` (transport lost, kept for stream resumption), `closed`.
+   */
+  readonly stage: SessionStage;
+  /** Send an element (or raw XML text) on this stream. Stanzas pass the modules' outbound filters first. */
   send(element: XmlElement | string): void;
+  /** Write an element without the modules' outbound filters: stream-level elements (`<a/>`, `<enabled/>`). */
+  sendRaw(element: XmlElement | string): void;
   /** End the stream, with a stream error when given. */
   close(error?: StreamError): void;
 }
+
+export type SessionStage = 'tls' | 'auth' | 'bind' | 'bound' | 'hibernating' | 'closed';
 
 /** What a session needs from the server: limits, authentication and routing. @internal */
 export interface SessionHost {
@@ -61,6 +68,13 @@ export interface SessionHost {
   bind(session: Session, resource: string): Jid;
   /** A stanza from a bound session. */
   stanza(session: Session, stanza: XmlElement): void | Promise<void>;
+  /** A top-level element that is not a stanza, from an authenticated session; false when no module takes it. */
+  nonza(session: Session, element: XmlElement): Promise<boolean>;
+  /** Stream features modules add at this stage. */
+  features(session: Session, stage: 'sasl' | 'bind'): XmlElement[];
+  /** The modules' outbound filters: the stanza to write, or null to hold it back. */
+  outbound(session: Session, stanza: XmlElement): XmlElement | null;
+  /** The transport closed. */
   closed(session: Session): void;
 }
 
@@ -79,8 +93,12 @@ export abstract class Session implements XmppSession {
   user: string | undefined;
   /** The full JID, after resource binding. */
   jid: Jid | undefined;
-  /** Per-session state for the server's modules (SASL exchange in progress, presence, …). */
-  readonly state: Record<string, unknown> = {};
+  /** Per-session state of the server's modules, by module state key (moved as a whole by a stream resumption). */
+  moduleState = new Map<object, unknown>();
+  /** The transport is gone but the session stays routed (stream management). */
+  hibernating = false;
+  /** Replaced by a resumed session: its end is silent (no presence, no events). */
+  replaced = false;
   protected readonly host: SessionHost;
   protected closed = false;
   #headerSent = false;
@@ -124,8 +142,27 @@ export abstract class Session implements XmppSession {
     return this.user !== undefined;
   }
 
-  /** Send an element (or raw XML text). */
+  get stage(): SessionStage {
+    if (this.hibernating) return 'hibernating';
+    if (this.closed) return 'closed';
+    if (this.jid !== undefined) return 'bound';
+    if (this.authenticated) return 'bind';
+    if (!this.secure && this.starttlsOffered) return 'tls';
+    return 'auth';
+  }
+
+  /** Send an element (or raw XML text). Stanzas to a bound (or hibernating) session pass the outbound filters. */
   send(element: XmlElement | string): void {
+    if (typeof element !== 'string' && this.jid !== undefined && (this.hibernating || !this.closed) && isStanza(element)) {
+      const filtered = this.host.outbound(this, element);
+      if (filtered === null) return;
+      element = filtered;
+    }
+    this.sendRaw(element);
+  }
+
+  /** Write without the outbound filters (stream-level elements: `<a/>`, `<enabled/>`, resent queues). */
+  sendRaw(element: XmlElement | string): void {
     if (this.closed) return;
     let text: string;
     try {
@@ -167,7 +204,14 @@ export abstract class Session implements XmppSession {
     this.closed = true;
     if (this.#gone) return;
     this.#gone = true;
-    this.host.closed(this);
+    if (!this.replaced) this.host.closed(this);
+  }
+
+  /** Close the transport of a session replaced by a resumed one, with no presence or events. */
+  closeReplaced(): void {
+    this.replaced = true;
+    this.jid = undefined;
+    this.close(new StreamError('conflict', 'replaced by a resumed session'));
   }
 
   /** The client opened (or reopened) its stream with these attributes. */
@@ -217,9 +261,14 @@ export abstract class Session implements XmppSession {
       if (binding !== undefined) {
         features.append(xml('sasl-channel-binding', { xmlns: 'urn:xmpp:sasl-cb:0' }, xml('channel-binding', { type: binding.type })));
       }
+      features.append(...this.host.features(this, 'sasl'));
       return features;
     }
-    return features.append(xml('bind', { xmlns: NS_BIND }), xml('session', { xmlns: NS_SESSION }, xml('optional')));
+    return features.append(
+      xml('bind', { xmlns: NS_BIND }),
+      xml('session', { xmlns: NS_SESSION }, xml('optional')),
+      ...this.host.features(this, 'bind'),
+    );
   }
 
   async #element(element: XmlElement): Promise<void> {
@@ -236,7 +285,8 @@ export abstract class Session implements XmppSession {
       if (allowed && element.xmlns === NS_CLIENT && element.local === 'iq' && (await this.host.beforeAuth(this, element))) return;
       throw new StreamError('not-authorized', 'authenticate first');
     }
-    if (element.xmlns !== NS_CLIENT || !['message', 'presence', 'iq'].includes(element.local)) {
+    if (element.xmlns !== NS_CLIENT || !isStanza(element)) {
+      if (await this.host.nonza(this, element)) return;
       throw new StreamError('unsupported-stanza-type', `<${element.name}/> is not a stanza`);
     }
     if (this.jid === undefined) return this.#beforeBind(element);
@@ -252,4 +302,9 @@ export abstract class Session implements XmppSession {
     this.jid = this.host.bind(this, resource);
     this.send(xml('iq', { type: 'result', id: stanza.attr('id') }, xml('bind', { xmlns: NS_BIND }, xml('jid', {}, this.jid.toString()))));
   }
+}
+
+function isStanza(element: XmlElement): boolean {
+  const local = element.local;
+  return (local === 'message' || local === 'presence' || local === 'iq') && (element.xmlns === NS_CLIENT || element.xmlns === '');
 }

@@ -3,7 +3,7 @@ import { PortService } from '@portbind/core';
 import { xml as clientXml, type Element, client as xmppClient } from '@xmpp/client';
 import { describe, expect, it } from 'vitest';
 import { prng } from '../../../test/support/prng.js';
-import { LoginThrottle, MemoryUserStore, xmppServer } from '../src/index.js';
+import { LoginThrottle, MemoryUserStore, memoryStorage, xmppServer } from '../src/index.js';
 import { capturingLogger, clients, OPEN, stopAfterTest } from './support.js';
 
 // Fuzzing the XMPP port: mutations of captured valid traffic (stream headers, STARTTLS, SASL,
@@ -213,6 +213,7 @@ describe('fuzzing the XMPP port', () => {
     // Throttling would lock juliet out after 5 mutated passwords and hide everything after SASL from the fuzzer.
     const server = xmppServer({
       domain: 'localhost',
+      storage: memoryStorage(),
       users,
       allowPlaintext: 'loopback',
       rateLimit: { bytesPerSecond: 0 },

@@ -4,15 +4,7 @@ import { PortService } from '@portbind/core';
 import { xml as clientXml, type Element, client as xmppClient } from '@xmpp/client';
 import { describe, expect, it } from 'vitest';
 import { rawConnect, readUntil, readUntilClose } from '../../../test/support/net.js';
-import {
-  MemoryOfflineStore,
-  MemoryUserStore,
-  type OfflineStore,
-  XmlElement,
-  type XmppServerOptions,
-  xml,
-  xmppServer,
-} from '../src/index.js';
+import { MemoryUserStore, memoryStorage, type XmppServerOptions, type XmppStorage, xml, xmppServer } from '../src/index.js';
 import { capturingLogger, clients, login, OPEN, rawLogin, rawStartTls, start, stopAfterTest, testCert } from './support.js';
 
 // Issue 7: no single client takes the server down or reads what is not theirs; bad input gets
@@ -91,21 +83,30 @@ describe('deep nesting', () => {
 
   it('delivers the offline messages behind one that cannot be delivered', async () => {
     const logger = capturingLogger();
-    const memory = new MemoryOfflineStore();
-    // A store that hands back a broken item among good ones (a corrupt row, a bug in a custom store).
-    const broken = new (class extends XmlElement {
-      override toString(): string {
-        throw new RangeError('corrupt stored stanza');
-      }
-    })('message', { to: 'juliet@localhost' });
-    const offline: OfflineStore = {
-      push: (user, message) => memory.push(user, message),
-      take: (user) => {
-        const messages = memory.take(user);
-        return [...messages.slice(0, 1), broken, ...messages.slice(1)];
+    // A store that hands back a corrupt row among good ones (a damaged file, a bug in a custom backend).
+    const memory = memoryStorage();
+    const storage: XmppStorage = {
+      users: memory.users,
+      keyValue: (name) => memory.keyValue(name),
+      close: () => memory.close(),
+      archive: (name) => {
+        const archive = memory.archive(name);
+        if (name !== 'offline') return archive;
+        return {
+          ...archive,
+          append: (owner, item) => archive.append(owner, item),
+          delete: (owner, query) => archive.delete(owner, query),
+          trim: (owner, value, keep) => archive.trim(owner, value, keep),
+          expire: (before) => archive.expire(before),
+          query: async (owner, query) => {
+            const result = await archive.query(owner, query);
+            const broken = { id: 'broken', when: Date.now(), with: 'romeo@localhost', xml: '<message><body>cut off' };
+            return { ...result, items: [...result.items.slice(0, 1), broken, ...result.items.slice(1)] };
+          },
+        };
       },
     };
-    const { port } = await start({ server: { offline }, logger });
+    const { port } = await start({ server: { storage }, logger });
     const romeo = await login(port, 'romeo', 'r0meo!');
     for (const body of ['one', 'two', 'three']) {
       await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost', type: 'chat' }, clientXml('body', {}, body)));
@@ -126,7 +127,7 @@ describe('deep nesting', () => {
     await all;
     expect(bodies).toEqual(['one', 'two', 'three']);
     expect(await ping(juliet)).toBe('result');
-    expect(logger.lines.some((line) => line.message?.includes('could not serialize'))).toBe(true);
+    expect(logger.lines.some((line) => line.message?.includes('stored offline message is corrupt'))).toBe(true);
   });
 });
 
@@ -230,7 +231,7 @@ describe('stanza size before authentication', () => {
 
 describe('configuration', () => {
   it('a c2s binding with neither TLS nor allowPlaintext fails at start with PB_ERR_XMPP_NO_TLS, saying what to set', async () => {
-    const server = xmppServer({ domain: 'localhost', users: new MemoryUserStore() });
+    const server = xmppServer({ domain: 'localhost', storage: memoryStorage() });
     const service = stopAfterTest(new PortService({ env: {} }));
     service.bind(server.c2s(), { port: 0, host: '127.0.0.1' });
     const failure = await service.start().then(
@@ -307,7 +308,7 @@ describe('timeouts and closing', () => {
     const users = new MemoryUserStore({ iterations: 4096 });
     await users.create('juliet', 'balcony');
     await users.create('romeo', 'r0meo!');
-    const server = xmppServer({ domain: 'localhost', users });
+    const server = xmppServer({ domain: 'localhost', storage: memoryStorage(), users });
     const service = stopAfterTest(new PortService({ env: {}, gracePeriodMs: 20_000 }));
     const tls = testCert();
     const plain = service.bind(server.c2s(), { port: 0, host: '127.0.0.1', tls, closeWaitMs: 500 });

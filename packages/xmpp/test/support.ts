@@ -5,7 +5,7 @@ import { xml as clientXml, client as xmppClient } from '@xmpp/client';
 import { afterEach, beforeAll } from 'vitest';
 import { capturingLogger } from '../../../test/support/log.js';
 import { portOf, rawConnect, readUntil, selfSignedCert } from '../../../test/support/net.js';
-import { MemoryUserStore, type XmppServerOptions, xmppServer } from '../src/index.js';
+import { MemoryUserStore, memoryStorage, type XmppServerOptions, xmppServer } from '../src/index.js';
 
 // Shared by the XMPP tests: a server for localhost with juliet and romeo, real clients, raw sockets.
 // @xmpp/client checks the server certificate; ours is self-signed, made for this test run.
@@ -58,6 +58,7 @@ export async function start(
   for (const [name, password] of Object.entries(options.accounts ?? {})) await users.create(name, password);
   const server = xmppServer({
     domain: 'localhost',
+    storage: memoryStorage(),
     users,
     allowPlaintext: options.allowPlaintext,
     maxOutputBytes: options.maxOutputBytes,

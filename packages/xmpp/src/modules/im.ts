@@ -1,243 +1,324 @@
-import type { Logger } from '@portbind/core';
-import { type XmlElement, xml } from './element.js';
-import { Jid } from './jid.js';
-import type { Session } from './session.js';
-import type { OfflineStore, RosterItem, RosterStore } from './stores.js';
+import { type XmlElement, xml } from '../element.js';
+import { presenceState } from '../host.js';
+import { Jid } from '../jid.js';
+import type { ModuleApi, StanzaEvent, XmppModule } from '../module.js';
+import { NS_DELAY, NS_ROSTER, NS_ROSTER_VER } from '../namespaces.js';
+import { parseXml } from '../parse.js';
+import type { XmppSession } from '../session.js';
+import { StanzaErrorException } from '../stanza-error.js';
+import type { JsonValue, KeyValueStore } from '../stores/types.js';
 
-// Instant messaging and presence (RFC 6121): rosters, subscriptions, presence broadcast,
-// delivery to bare JIDs by priority, and offline messages.
+// Instant messaging and presence (RFC 6121): rosters with versioning, subscriptions (pending ones
+// stored), presence broadcast and probes, delivery by priority, and offline messages (XEP-0160).
+// One module where Prosody has four (roster, presence, message, offline): they share the roster
+// and the presence state at every step, and none is useful without the others.
 
-export const NS_ROSTER = 'jabber:iq:roster';
-export const NS_DELAY = 'urn:xmpp:delay';
-
-/** What the IM module needs from the server. */
-export interface ImHost {
-  readonly domain: string;
-  readonly logger: Logger;
-  readonly rosters: RosterStore;
-  readonly offline: OfflineStore;
-  /** Bound sessions of a bare JID. */
-  sessionsOf(bare: string): Session[];
-  /** Whether an account exists (a localpart of this domain). */
-  userExists(user: string): Promise<boolean>;
-  /** Deliver a message to sessions (with message carbons). */
-  deliverMessage(sender: Session, message: XmlElement, targets: Session[]): void;
-  /** Answer a stanza with a stanza error. */
-  bounce(
-    session: Session,
-    stanza: XmlElement,
-    condition: 'service-unavailable' | 'bad-request' | 'not-allowed' | 'resource-constraint',
-  ): void;
+/** A contact in a user's roster (RFC 6121 §2.1.2). */
+export interface RosterItem {
+  /** The contact's bare JID. */
+  jid: string;
+  name?: string;
+  subscription: 'none' | 'to' | 'from' | 'both';
+  /** An outbound subscription request is pending. */
+  ask?: 'subscribe';
+  groups: string[];
 }
 
-/** Per-session presence state, kept on the session. */
-interface PresenceState {
-  available: boolean;
-  priority: number;
-  /** The last broadcast available presence, resent to contacts who probe. */
-  last?: XmlElement;
-  /** The client asked for the roster: it gets roster pushes (RFC 6121 §2.1.6). */
-  interested: boolean;
+interface StoredRoster {
+  version: number;
+  items: RosterItem[];
 }
 
-export function presenceOf(session: Session): PresenceState {
-  let state = session.state.presence as PresenceState | undefined;
-  if (state === undefined) {
-    state = { available: false, priority: 0, interested: false };
-    session.state.presence = state;
-  }
-  return state;
+export interface ImOptions {
+  /** Offline messages kept per account; past it the sender gets `<service-unavailable/>`. Default 100. */
+  offlineLimit?: number;
+  /** Contacts per roster; past it an add gets `<resource-constraint/>`. Default 1000. */
+  rosterLimit?: number;
+  /** Subscription requests kept for an offline account. Default 100. */
+  pendingLimit?: number;
 }
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
+type SubscriptionType = 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed';
 
-export class Im {
-  readonly #host: ImHost;
-  /** Subscription requests waiting for a user to come online, by bare JID (at most 100 each). */
-  readonly #pending = new Map<string, XmlElement[]>();
+/** RFC 6121 instant messaging and presence: rosters, subscriptions, presence, delivery, offline storage. */
+export function im(options: ImOptions = {}): XmppModule {
+  return {
+    name: 'im',
+    setup(api) {
+      new Im(api, {
+        offlineLimit: options.offlineLimit ?? 100,
+        rosterLimit: options.rosterLimit ?? 1000,
+        pendingLimit: options.pendingLimit ?? 100,
+      });
+    },
+  };
+}
 
-  constructor(host: ImHost) {
-    this.#host = host;
+class Im {
+  readonly #api: ModuleApi;
+  readonly #options: Required<ImOptions>;
+  readonly #rosters: KeyValueStore;
+  /** Per-user serialisation of roster writes: read-modify-write never interleaves. */
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(api: ModuleApi, options: Required<ImOptions>) {
+    this.#api = api;
+    this.#options = options;
+    this.#rosters = api.keyValue('roster');
+    api.iq({ xmlns: NS_ROSTER, element: 'query', to: 'self' }, (iq, context) => this.#roster(iq, context.session));
+    api.streamFeature('bind', () => xml('ver', { xmlns: NS_ROSTER_VER }));
+    // The defaults: after every other module's hooks.
+    api.hook('presence/bare', (event) => this.#presence(event), -1000);
+    api.hook('presence/full', (event) => this.#presence(event), -1000);
+    api.hook('presence/host', () => true, -1000);
+    api.hook('message/bare', (event) => this.#messageToBare(event, event.to), -1000);
+    api.hook('message/full', (event) => this.#messageToFull(event), -1000);
+    api.hook('message/offline', (event) => this.#offline(event), -1000);
+    api.hook('session/closed', (event) => this.#gone(event.session), -1000);
+    api.hook('account/deleted', async ({ user }) => {
+      await this.#rosters.clear(user);
+      await api.archive('offline').delete(user);
+    });
+  }
+
+  get #domain(): string {
+    return this.#api.domain;
   }
 
   // ---- roster ----------------------------------------------------------------------------------
 
-  /** `<iq><query xmlns='jabber:iq:roster'/></iq>` from the user (RFC 6121 §2). */
-  async roster(session: Session, iq: XmlElement): Promise<void> {
-    const user = session.user as string;
-    const own = (session.jid as Jid).bare;
-    const query = iq.getChild('query', NS_ROSTER) as XmlElement;
-    const type = iq.attr('type');
-    if (type === 'get') {
-      presenceOf(session).interested = true;
-      const roster = await this.#host.rosters.get(user);
-      // Roster versioning: an up-to-date client gets an empty result (RFC 6121 §2.6.3).
-      if (query.attr('ver') !== undefined && query.attr('ver') === roster.version) {
-        session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
-        return;
+  async #load(user: string): Promise<StoredRoster> {
+    const stored = (await this.#rosters.get(user, 'roster')) as unknown as StoredRoster | undefined;
+    return stored ?? { version: 0, items: [] };
+  }
+
+  async #items(user: string): Promise<RosterItem[]> {
+    return (await this.#load(user)).items;
+  }
+
+  /** Run a read-modify-write of one user's roster alone. */
+  #locked<T>(user: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(user) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#locks.set(user, settled);
+    settled.then(() => {
+      if (this.#locks.get(user) === settled) this.#locks.delete(user);
+    });
+    return next;
+  }
+
+  /** Add, update (`item`) or remove (`remove`) one contact; returns the new version, or undefined if nothing changed. */
+  async #write(user: string, jid: string, item: RosterItem | undefined): Promise<string | undefined> {
+    return this.#locked(user, async () => {
+      const roster = await this.#load(user);
+      const index = roster.items.findIndex((existing) => existing.jid === jid);
+      if (item === undefined) {
+        if (index === -1) return undefined;
+        roster.items.splice(index, 1);
+      } else if (index === -1) {
+        if (roster.items.length >= this.#options.rosterLimit) throw new StanzaErrorException('resource-constraint', 'the roster is full');
+        roster.items.push(item);
+      } else {
+        roster.items[index] = item;
       }
-      session.send(
-        xml(
-          'iq',
-          { type: 'result', id: iq.attr('id'), to: iq.attr('from') },
-          xml('query', { xmlns: NS_ROSTER, ver: roster.version }, ...roster.items.map(itemElement)),
-        ),
-      );
-      return;
+      roster.version++;
+      await this.#rosters.set(user, 'roster', roster as unknown as JsonValue);
+      return String(roster.version);
+    });
+  }
+
+  /** `<iq><query xmlns='jabber:iq:roster'/></iq>` from the user (RFC 6121 §2). */
+  async #roster(iq: XmlElement, session: XmppSession | undefined): Promise<XmlElement | undefined> {
+    if (session?.user === undefined || session.jid === undefined) throw new StanzaErrorException('service-unavailable');
+    const user = session.user;
+    const own = session.jid.bare;
+    const query = iq.getChild('query', NS_ROSTER) as XmlElement;
+    if (iq.attr('type') === 'get') {
+      presenceState.get(session).interested = true;
+      const roster = await this.#load(user);
+      const version = String(roster.version);
+      // Roster versioning: an up-to-date client gets an empty result (RFC 6121 §2.6.3).
+      if (query.attr('ver') !== undefined && query.attr('ver') === version) return undefined;
+      return xml('query', { xmlns: NS_ROSTER, ver: version }, ...roster.items.map(itemElement));
     }
-    if (type !== 'set') return this.#host.bounce(session, iq, 'bad-request');
     const items = query.getChildren('item');
     const item = items[0];
     const contact = item === undefined ? undefined : Jid.parse(item.attr('jid') ?? '');
-    if (items.length !== 1 || item === undefined || contact === undefined || contact.bare === own)
-      return this.#host.bounce(session, iq, 'bad-request');
+    if (items.length !== 1 || item === undefined || contact === undefined || contact.bare === own) {
+      throw new StanzaErrorException('bad-request', 'one item with a JID other than your own');
+    }
     const bare = contact.toBare().toString();
-    const current = await this.#item(user, bare);
+    const current = (await this.#items(user)).find((existing) => existing.jid === bare);
     if (item.attr('subscription') === 'remove') {
       if (current !== undefined) {
         // Removing a contact cancels both subscriptions (RFC 6121 §2.5.2).
         if (current.subscription === 'to' || current.subscription === 'both') await this.#deliverSubscription(own, bare, 'unsubscribe');
         if (current.subscription === 'from' || current.subscription === 'both') await this.#deliverSubscription(own, bare, 'unsubscribed');
-        const version = await this.#host.rosters.remove(user, bare);
-        this.#push(own, xml('item', { jid: bare, subscription: 'remove' }), version);
+        const version = await this.#write(user, bare, undefined);
+        if (version !== undefined) this.#push(own, xml('item', { jid: bare, subscription: 'remove' }), version);
       }
-      session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
-      return;
+      return undefined;
     }
-    const updated: RosterItem = {
+    const name = item.attr('name');
+    const groups = item.getChildren('group').map((group) => group.text());
+    // Bounded: every roster is loaded at each presence broadcast.
+    if ((name?.length ?? 0) > 1023 || groups.length > 100 || groups.some((group) => group.length === 0 || group.length > 1023)) {
+      throw new StanzaErrorException('not-acceptable', 'names and groups are 1–1023 characters, at most 100 groups');
+    }
+    await this.#save(user, {
       jid: bare,
-      name: item.attr('name'),
-      groups: item.getChildren('group').map((group) => group.text()),
+      name,
+      groups,
       subscription: current?.subscription ?? 'none',
       ask: current?.ask,
-    };
-    await this.#save(user, updated);
-    session.send(xml('iq', { type: 'result', id: iq.attr('id'), to: iq.attr('from') }));
+    });
+    return undefined;
+  }
+
+  async #save(user: string, item: RosterItem): Promise<void> {
+    const version = await this.#write(user, item.jid, item);
+    if (version !== undefined) this.#push(`${user}@${this.#domain}`, itemElement(item), version);
+  }
+
+  /** Roster push to every interested resource (RFC 6121 §2.1.6). */
+  #push(bare: string, item: XmlElement, version: string): void {
+    for (const session of this.#api.sessionsOf(bare)) {
+      if (presenceState.peek(session)?.interested !== true) continue;
+      session.send(
+        xml(
+          'iq',
+          { type: 'set', id: `push${Math.random().toString(36).slice(2)}`, to: session.jid?.toString() },
+          xml('query', { xmlns: NS_ROSTER, ver: version }, item),
+        ),
+      );
+    }
   }
 
   // ---- presence --------------------------------------------------------------------------------
 
-  /** A presence stanza from a bound session. */
-  async presence(session: Session, presence: XmlElement, to: Jid | undefined): Promise<void> {
+  /** A presence stanza to a local account (from its own client, or routed by the server). */
+  async #presence(event: StanzaEvent): Promise<boolean> {
+    const { stanza: presence, session, to } = event;
     const type = presence.attr('type');
-    const from = session.jid as Jid;
-    if (type !== undefined && SUBSCRIPTION_TYPES.has(type)) {
-      if (to === undefined) return this.#host.bounce(session, presence, 'bad-request');
-      return this.#subscription(session, type as 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed', to.toBare());
+    const fromClient = session !== undefined && session.jid !== undefined;
+    const addressed = presence.attr('to') !== undefined;
+    if (fromClient && type !== undefined && SUBSCRIPTION_TYPES.has(type)) {
+      if (!addressed) throw new StanzaErrorException('bad-request', 'a subscription request needs a to address');
+      await this.#subscription(session, type as SubscriptionType, to.toBare());
+      return true;
     }
-    if (type === 'probe') return; // probes come from servers, not clients
-    if (to !== undefined) {
-      // Directed presence: delivered as it is (addressed as the sender addressed it).
-      for (const target of this.#targets(to)) target.send(presence);
-      return;
+    if (type === 'probe') return true; // probes come from servers, not clients
+    if (fromClient && !addressed) {
+      await this.#ownPresence(session, presence, type);
+      return true;
     }
-    const state = presenceOf(session);
+    // Directed presence: delivered as it is (addressed as the sender addressed it).
+    for (const target of this.#targets(to)) target.send(presence);
+    return true;
+  }
+
+  async #ownPresence(session: XmppSession, presence: XmlElement, type: string | undefined): Promise<void> {
+    const state = presenceState.get(session);
     if (type === 'unavailable') {
       state.available = false;
       state.last = undefined;
       await this.#broadcast(session, presence);
       return;
     }
-    if (type !== undefined && type !== 'available') return this.#host.bounce(session, presence, 'bad-request');
+    if (type !== undefined && type !== 'available') throw new StanzaErrorException('bad-request', `presence of type ${type}`);
     const first = !state.available;
     state.available = true;
     state.priority = clampPriority(presence.getChildText('priority'));
     state.last = presence;
     await this.#broadcast(session, presence);
-    if (first) await this.#initial(session, from);
+    if (first) await this.#initial(session);
   }
 
   /** The session went away: contacts see it unavailable (RFC 6121 §4.6.3). */
-  async gone(session: Session): Promise<void> {
-    const state = presenceOf(session);
-    if (!state.available || session.jid === undefined) return;
+  async #gone(session: XmppSession): Promise<void> {
+    const state = presenceState.peek(session);
+    if (state?.available !== true || session.jid === undefined) return;
     state.available = false;
     await this.#broadcast(session, xml('presence', { type: 'unavailable', from: session.jid.toString() }));
   }
 
-  // ---- messages to a bare JID ------------------------------------------------------------------
-
-  /**
-   * A message to a user's bare JID (or to an unavailable full JID): to the available resources of
-   * highest non-negative priority, else stored offline, else bounced (RFC 6121 §8.5.2).
-   */
-  async messageToBare(session: Session, message: XmlElement, to: Jid): Promise<void> {
-    const available = this.#host.sessionsOf(to.bare).filter((s) => presenceOf(s).available && presenceOf(s).priority >= 0);
-    if (available.length > 0) {
-      const top = Math.max(...available.map((s) => presenceOf(s).priority));
-      this.#host.deliverMessage(
-        session,
-        message,
-        available.filter((target) => presenceOf(target).priority === top),
-      );
-      return;
-    }
-    if (!(await this.#host.userExists(to.local))) return this.#host.bounce(session, message, 'service-unavailable');
-    const type = message.attr('type') ?? 'normal';
-    if (type === 'groupchat' || type === 'headline' || type === 'error') return;
-    // Delivered later with the time it arrived (XEP-0203).
-    message.setAttr('to', to.bare).append(xml('delay', { xmlns: NS_DELAY, from: this.#host.domain, stamp: new Date().toISOString() }));
-    const stored = await this.#host.offline.push(to.local, message);
-    if (!stored) this.#host.bounce(session, message, 'service-unavailable');
-  }
-
-  // ---- internals -------------------------------------------------------------------------------
-
   /** After the first available presence: probe contacts, deliver pending requests and offline messages. */
-  async #initial(session: Session, from: Jid): Promise<void> {
+  async #initial(session: XmppSession): Promise<void> {
     const user = session.user as string;
-    const roster = await this.#host.rosters.get(user);
-    for (const item of roster.items) {
+    const from = session.jid as Jid;
+    for (const item of await this.#items(user)) {
       // The contacts this user is subscribed to: their current presence (RFC 6121 §4.3).
       if (item.subscription === 'to' || item.subscription === 'both') {
-        for (const contact of this.#host.sessionsOf(item.jid)) {
-          const last = presenceOf(contact).last;
+        for (const contact of this.#api.sessionsOf(item.jid)) {
+          const last = presenceState.peek(contact)?.last;
           // A copy addressed to this session: the stored presence itself is never readdressed.
-          if (presenceOf(contact).available && last !== undefined) this.#deliverStored(session, last, 'presence', from.toString());
+          if (presenceState.peek(contact)?.available === true && last !== undefined)
+            this.#deliverStored(session, last, 'presence', from.toString());
         }
       }
     }
     // Subscription requests that arrived while offline (RFC 6121 §3.1.3).
-    const pendingRequests = this.#pending.get(from.bare) ?? [];
-    this.#pending.delete(from.bare);
-    for (const request of pendingRequests) this.#deliverStored(session, request, 'subscription request');
-    for (const message of await this.#host.offline.take(user)) this.#deliverStored(session, message, 'offline message');
+    const pending = ((await this.#rosters.get(user, 'pending')) as string[] | undefined) ?? [];
+    if (pending.length > 0) await this.#rosters.set(user, 'pending', undefined);
+    for (const text of pending) {
+      const request = parseXml(text);
+      if (request !== undefined) this.#deliverStored(session, request, 'subscription request');
+    }
+    // Offline messages, oldest first; deleted once handed to the session.
+    const offline = this.#api.archive('offline');
+    const stored = await offline.query(user);
+    for (const item of stored.items) {
+      const message = parseXml(item.xml);
+      if (message !== undefined) this.#deliverStored(session, message, 'offline message');
+      else this.#api.logger.warn({ jid: from.toString(), id: item.id }, 'stored offline message is corrupt: dropped');
+    }
+    if (stored.items.length > 0) await offline.delete(user, { ids: stored.items.map((item) => item.id) });
+    // Modules that act on a session's first available presence (PEP's last items, …).
+    await this.#api.fire('presence/initial', { session });
   }
 
   /**
    * Deliver one stored stanza (offline message, pending request, a contact's last presence): one
    * that cannot be sent is logged and dropped, and never stops the ones behind it.
    */
-  #deliverStored(session: Session, stanza: XmlElement, what: string, to?: string): void {
+  #deliverStored(session: XmppSession, stanza: XmlElement, what: string, to?: string): void {
     try {
       session.send(to === undefined ? stanza : stanza.with({ to }));
     } catch (error) {
-      this.#host.logger.warn({ err: error, jid: session.jid?.toString() }, `stored ${what} could not be delivered: dropped`);
+      this.#api.logger.warn({ err: error, jid: session.jid?.toString() }, `stored ${what} could not be delivered: dropped`);
     }
   }
 
   /** Send a user's presence to their subscribers and own other resources (RFC 6121 §4.2.2, §4.4.2). */
-  async #broadcast(session: Session, presence: XmlElement): Promise<void> {
+  async #broadcast(session: XmppSession, presence: XmlElement): Promise<void> {
     const from = session.jid as Jid;
-    const roster = await this.#host.rosters.get(session.user as string);
     // Each copy is addressed to its recipient (RFC 6121 §4.2.2): no recipient sees another's address.
-    for (const item of roster.items) {
+    for (const item of await this.#items(session.user as string)) {
       if (item.subscription !== 'from' && item.subscription !== 'both') continue;
-      for (const contact of this.#host.sessionsOf(item.jid)) {
-        if (presenceOf(contact).available) contact.send(presence.with({ to: contact.jid?.toString() }));
+      for (const { session: contact } of this.#api.availableSessionsOf(item.jid)) {
+        contact.send(presence.with({ to: contact.jid?.toString() }));
       }
     }
-    for (const own of this.#host.sessionsOf(from.bare)) {
-      if (own !== session && presenceOf(own).available) own.send(presence.with({ to: own.jid?.toString() }));
+    for (const { session: own } of this.#api.availableSessionsOf(from.bare)) {
+      if (own !== session) own.send(presence.with({ to: own.jid?.toString() }));
     }
   }
 
-  async #subscription(session: Session, type: 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed', contact: Jid): Promise<void> {
+  async #subscription(session: XmppSession, type: SubscriptionType, contact: Jid): Promise<void> {
     const user = session.user as string;
     const own = (session.jid as Jid).bare;
     const bare = contact.toString();
     if (bare === own) return;
-    const item = (await this.#item(user, bare)) ?? { jid: bare, subscription: 'none' as const, groups: [] };
+    const item = (await this.#items(user)).find((existing) => existing.jid === bare) ?? {
+      jid: bare,
+      subscription: 'none' as const,
+      groups: [],
+    };
     // The user's own roster (RFC 6121 §3.1.2, §3.2.2, §3.3.2, §3.4.2).
     if (type === 'subscribe' && item.subscription !== 'to' && item.subscription !== 'both')
       await this.#save(user, { ...item, ask: 'subscribe' });
@@ -258,39 +339,36 @@ export class Im {
     await this.#deliverSubscription(own, bare, type);
     // Approving sends the approver's current presence (RFC 6121 §3.1.5); revoking, unavailable.
     if (type === 'subscribed' || type === 'unsubscribed') {
-      for (const mine of this.#host.sessionsOf(own)) {
-        const state = presenceOf(mine);
-        if (!state.available) continue;
+      for (const { session: mine } of this.#api.availableSessionsOf(own)) {
+        const last = presenceState.peek(mine)?.last;
         const presence =
-          type === 'subscribed' && state.last !== undefined
-            ? state.last
-            : xml('presence', { type: 'unavailable', from: mine.jid?.toString() });
+          type === 'subscribed' && last !== undefined ? last : xml('presence', { type: 'unavailable', from: mine.jid?.toString() });
         for (const target of this.#targets(contact)) target.send(presence.with({ to: target.jid?.toString() }));
       }
     }
   }
 
   /** Deliver a subscription stanza to the contact's side and update the contact's roster. */
-  async #deliverSubscription(
-    fromBare: string,
-    toBare: string,
-    type: 'subscribe' | 'subscribed' | 'unsubscribe' | 'unsubscribed',
-  ): Promise<void> {
+  async #deliverSubscription(fromBare: string, toBare: string, type: SubscriptionType): Promise<void> {
     const to = Jid.parse(toBare);
-    if (to === undefined || to.domain !== this.#host.domain || !(await this.#host.userExists(to.local))) return;
+    if (to === undefined || to.domain !== this.#domain || !(await this.#api.userExists(to.local))) return;
     const stanza = xml('presence', { type, from: fromBare, to: toBare });
-    const theirs = await this.#item(to.local, fromBare);
+    const theirs = (await this.#items(to.local)).find((existing) => existing.jid === fromBare);
     if (type === 'subscribe') {
       // Already subscribed: answer for the contact (RFC 6121 §3.1.3).
       if (theirs?.subscription === 'from' || theirs?.subscription === 'both')
         return this.#deliverSubscription(toBare, fromBare, 'subscribed');
-      const available = this.#host.sessionsOf(toBare).filter((s) => presenceOf(s).available);
+      const available = this.#api.availableSessionsOf(toBare);
       if (available.length === 0) {
-        const list = this.#pending.get(toBare) ?? [];
-        if (list.length < 100 && !list.some((p) => p.attr('from') === fromBare)) list.push(stanza);
-        this.#pending.set(toBare, list);
+        // Kept for the contact's next login, in the store (survives a restart).
+        await this.#locked(to.local, async () => {
+          const pending = ((await this.#rosters.get(to.local, 'pending')) as string[] | undefined) ?? [];
+          if (pending.length >= this.#options.pendingLimit || pending.some((text) => parseXml(text)?.attr('from') === fromBare)) return;
+          pending.push(stanza.toString());
+          await this.#rosters.set(to.local, 'pending', pending);
+        });
       }
-      for (const target of available) target.send(stanza);
+      for (const { session: target } of available) target.send(stanza);
       return;
     }
     if (theirs === undefined) return;
@@ -309,36 +387,74 @@ export class Im {
         subscription: theirs.subscription === 'both' ? 'to' : theirs.subscription === 'from' ? 'none' : theirs.subscription,
       });
     }
-    for (const target of this.#host.sessionsOf(toBare)) if (presenceOf(target).available) target.send(stanza);
+    for (const { session: target } of this.#api.availableSessionsOf(toBare)) target.send(stanza);
   }
 
-  async #item(user: string, bare: string): Promise<RosterItem | undefined> {
-    return (await this.#host.rosters.get(user)).items.find((item) => item.jid === bare);
-  }
+  // ---- messages ---------------------------------------------------------------------------------
 
-  async #save(user: string, item: RosterItem): Promise<void> {
-    const version = await this.#host.rosters.set(user, item);
-    this.#push(`${user}@${this.#host.domain}`, itemElement(item), version);
-  }
-
-  /** Roster push to every interested resource (RFC 6121 §2.1.6). */
-  #push(bare: string, item: XmlElement, version: string): void {
-    for (const session of this.#host.sessionsOf(bare)) {
-      if (!presenceOf(session).interested) continue;
-      session.send(
-        xml(
-          'iq',
-          { type: 'set', id: `push${Math.random().toString(36).slice(2)}`, to: session.jid?.toString() },
-          xml('query', { xmlns: NS_ROSTER, ver: version }, item),
-        ),
-      );
+  /** A message to a full JID: to that session, else as if to the bare JID (RFC 6121 §8.5.3.2.1). */
+  async #messageToFull(event: StanzaEvent): Promise<boolean> {
+    const target = this.#api.sessionOf(event.to.toString());
+    if (target !== undefined) {
+      target.send(event.stanza);
+      await this.#delivered(event, [target]);
+      return true;
     }
+    const type = event.stanza.attr('type') ?? 'normal';
+    // groupchat and headline to an unavailable resource are dropped; errors too (§8.5.3.2.1).
+    if (type === 'groupchat' || type === 'headline' || type === 'error') return true;
+    return this.#messageToBare(event, event.to.toBare());
   }
 
-  #targets(to: Jid): Session[] {
-    const sessions = this.#host.sessionsOf(to.bare);
+  /**
+   * A message to a user's bare JID (or to an unavailable full JID): to the available resources of
+   * highest non-negative priority, else offline storage, else bounced (RFC 6121 §8.5.2).
+   */
+  async #messageToBare(event: StanzaEvent, to: Jid): Promise<boolean> {
+    const message = event.stanza;
+    const type = message.attr('type') ?? 'normal';
+    const available = this.#api.availableSessionsOf(to.bare).filter((entry) => entry.priority >= 0);
+    if (available.length > 0) {
+      // A headline goes to every available resource; anything else to those of the highest priority.
+      const top = Math.max(...available.map((entry) => entry.priority));
+      const targets = available.filter((entry) => type === 'headline' || entry.priority === top).map((entry) => entry.session);
+      for (const target of targets) target.send(message);
+      await this.#delivered(event, targets);
+      return true;
+    }
+    if (!(await this.#api.userExists(to.local))) throw new StanzaErrorException('service-unavailable');
+    if (type === 'groupchat' || type === 'headline' || type === 'error') return true;
+    if (!(await this.#api.fire('message/offline', { ...event, to }))) throw new StanzaErrorException('service-unavailable');
+    return true;
+  }
+
+  async #delivered(event: StanzaEvent, targets: XmppSession[]): Promise<void> {
+    await this.#api.fire('message/delivered', { ...event, targets });
+  }
+
+  /** Offline storage (XEP-0160): stored with the time it arrived (XEP-0203), delivered at the next login. */
+  async #offline(event: StanzaEvent): Promise<boolean> {
+    const user = event.to.local;
+    const offline = this.#api.archive('offline');
+    const message = event.stanza.with({ to: event.to.bare });
+    if (message.getChild('delay', NS_DELAY) === undefined) {
+      message.append(xml('delay', { xmlns: NS_DELAY, from: this.#domain, stamp: new Date().toISOString() }));
+    }
+    const { count } = await offline.query(user, { max: 0 });
+    if (count >= this.#options.offlineLimit)
+      throw new StanzaErrorException('service-unavailable', 'the recipient has too many offline messages');
+    await offline.append(user, { id: randomId(), when: Date.now(), with: event.from.bare, xml: message.toString() });
+    return true;
+  }
+
+  #targets(to: Jid): XmppSession[] {
+    const sessions = this.#api.sessionsOf(to.bare);
     return to.isBare ? sessions : sessions.filter((s) => s.jid?.resource === to.resource);
   }
+}
+
+function randomId(): string {
+  return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
 }
 
 function itemElement(item: RosterItem): XmlElement {
