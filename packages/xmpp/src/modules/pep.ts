@@ -1,0 +1,649 @@
+// Personal Eventing Protocol (XEP-0163 v1.2.2) on the PubSub core (XEP-0060 v1.26): every account
+// is a PubSub service at its bare JID. The owner publishes (nodes are created on first publish,
+// publish-options set or check their configuration), retracts, configures and deletes; contacts
+// allowed by a node's access model (open, presence, roster, whitelist) read its items. Notifications
+// go to the owner's resources and to contacts whose presence the owner receives, filtered by
+// `NODE+notify` in their entity capabilities (caps.ts), and the last published item is sent when
+// such a resource comes online (§4.3.4). What rides on it: avatars (XEP-0084), nicknames
+// (XEP-0172), bookmarks (XEP-0402), private data (XEP-0223), OMEMO (XEP-0384).
+
+import { randomBytes } from 'node:crypto';
+import { type XmlElement, xml } from '../element.js';
+import { Jid } from '../jid.js';
+import type { IqContext, ModuleApi, XmppModule } from '../module.js';
+import { NS_DELAY, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER } from '../namespaces.js';
+import { StanzaErrorException } from '../stanza-error.js';
+import { entityCapsOf } from './caps.js';
+import { parseSubmittedForm } from './data-form.js';
+import {
+  configForm,
+  defaultNodeConfig,
+  NODE_CONFIG_FORM,
+  type NodeConfig,
+  PUBLISH_OPTIONS_FORM,
+  requestedConfig,
+} from './pubsub/config.js';
+import { pubsubError, unsupported } from './pubsub/errors.js';
+import { type PublishOutcome, type PubSubItem, PubSubService, type StoredNode } from './pubsub/service.js';
+
+/** A contact's presence subscription in a user's roster (RFC 6121 §2.1.2.5), with its groups. */
+export interface RosterEntry {
+  subscription: 'none' | 'to' | 'from' | 'both';
+  groups: readonly string[];
+}
+
+/** Looks up `contactBare` in `user`'s roster (undefined: not in it). */
+export type RosterLookup = (user: string, contactBare: string) => RosterEntry | undefined | Promise<RosterEntry | undefined>;
+
+export interface PepOptions {
+  /** Largest item, serialized, in bytes; past it `<not-acceptable/>` + `<payload-too-big/>`. Default 128 KiB (under the default stanza limit, so the answer is a stanza error). */
+  maxItemBytes?: number;
+  /** Nodes per account. Default 256. */
+  maxNodes?: number;
+  /** Items per node at most (`max_items`, and what `max` means). Default 256. */
+  maxItemsPerNode?: number;
+  /** The configuration of nodes created without options (XEP-0163 §5's defaults). */
+  defaults?: Partial<NodeConfig>;
+  /** Roster lookup for the `presence` and `roster` access models. Default: the host's roster. */
+  roster?: RosterLookup;
+  /** Answer disco#items on account JIDs with their nodes. Default true. */
+  discoItems?: boolean;
+}
+
+/** An item published (through an IQ or {@link Pep.publish}). */
+export interface PepPublishEvent {
+  /** The account's localpart. */
+  readonly user: string;
+  readonly node: StoredNode;
+  readonly item: PubSubItem;
+}
+
+export interface PepRetractEvent {
+  readonly user: string;
+  readonly node: StoredNode;
+  readonly ids: readonly string[];
+}
+
+/** PEP as other modules use it (bookmarks, vCard-avatar): publishing here notifies as an IQ would. */
+export interface Pep {
+  readonly service: PubSubService;
+  /** Publish as the account itself (nodes created as needed; `config` are publish-options checked as preconditions when `preconditions`). */
+  publish(
+    user: string,
+    node: string,
+    item: XmlElement,
+    options?: { config?: Partial<NodeConfig>; preconditions?: boolean },
+  ): Promise<PublishOutcome>;
+  retract(user: string, node: string, ids: readonly string[], notify?: boolean): Promise<void>;
+  /** Called after every publish (hooks must not throw; errors are logged). */
+  onPublish(listener: (event: PepPublishEvent) => void | Promise<void>): void;
+  onRetract(listener: (event: PepRetractEvent) => void | Promise<void>): void;
+  /** Whether `requester` (a bare JID) may read the node. */
+  mayRead(user: string, node: StoredNode, requester: string): Promise<boolean>;
+}
+
+const registry = new WeakMap<object, Pep>();
+
+/** The PEP service of a server (its `api.server`), when the pep module is loaded. */
+export function pepOf(server: object): Pep | undefined {
+  return registry.get(server);
+}
+
+const FEATURES = [
+  'access-open',
+  'access-presence',
+  'access-roster',
+  'access-whitelist',
+  'auto-create',
+  'auto-subscribe',
+  'config-node',
+  'create-and-configure',
+  'create-nodes',
+  'delete-items',
+  'delete-nodes',
+  'filtered-notifications',
+  'item-ids',
+  'last-published',
+  'modify-affiliations',
+  'persistent-items',
+  'presence-notifications',
+  'publish',
+  'publish-options',
+  'purge-nodes',
+  'retract-items',
+  'retrieve-affiliations',
+  'retrieve-default',
+  'retrieve-items',
+  'retrieve-subscriptions',
+];
+
+/** Node name to affiliations key (whitelist members). */
+const AFFILIATIONS_KEY = 'affiliations:';
+
+type Affiliation = 'owner' | 'member' | 'publisher' | 'outcast' | 'none';
+
+export function pep(options: PepOptions = {}): XmppModule {
+  const maxItemsPerNode = options.maxItemsPerNode ?? 256;
+  const limits = {
+    maxItemBytes: options.maxItemBytes ?? 128 * 1024,
+    maxNodes: options.maxNodes ?? 256,
+    maxItemsPerNode,
+    maxItemsPerRequest: maxItemsPerNode,
+  };
+  const defaults = (): NodeConfig => ({ ...defaultNodeConfig(), ...options.defaults });
+  return {
+    name: 'pep',
+    setup(api: ModuleApi) {
+      const store = api.keyValue('pep');
+      const service = new PubSubService(store, api.archive('pep'), limits, defaults);
+      const roster = options.roster ?? defaultRoster(api);
+      const publishListeners: Array<(event: PepPublishEvent) => void | Promise<void>> = [];
+      const retractListeners: Array<(event: PepRetractEvent) => void | Promise<void>> = [];
+      /** Per account: full JIDs of others whose available presence it received (implicit subscribers), with the features last items were sent for. */
+      const seen = new Map<string, Map<string, ReadonlySet<string> | undefined>>();
+      /** The owner's own available resources, with the features last items were sent for. */
+      const own = new Map<string, ReadonlySet<string> | undefined>();
+
+      const bareOf = (user: string): string => `${user}@${api.domain}`;
+      const features = (jid: string): ReadonlySet<string> | undefined => entityCapsOf(api.server)?.features(jid);
+
+      const affiliations = async (user: string, node: string): Promise<Record<string, Affiliation>> => {
+        const stored = await store.get(user, AFFILIATIONS_KEY + node);
+        return stored !== null && typeof stored === 'object' && !Array.isArray(stored) ? (stored as Record<string, Affiliation>) : {};
+      };
+
+      /** Throws the access model's error when `requester` (bare) may not read the node (XEP-0060 §6.5.8–§6.5.9, §12.1). */
+      const checkAccess = async (user: string, node: StoredNode, requester: string): Promise<void> => {
+        if (requester === bareOf(user)) return;
+        const affiliation = (await affiliations(user, node.name))[requester];
+        if (affiliation === 'outcast') throw new StanzaErrorException('forbidden');
+        if (affiliation === 'member' || affiliation === 'publisher' || affiliation === 'owner') return;
+        switch (node.config.accessModel) {
+          case 'open':
+            return;
+          case 'presence': {
+            const entry = await roster(user, requester);
+            if (entry?.subscription === 'from' || entry?.subscription === 'both') return;
+            throw pubsubError('not-authorized', 'presence-subscription-required');
+          }
+          case 'roster': {
+            const entry = await roster(user, requester);
+            const allowed = node.config.rosterGroupsAllowed;
+            if (entry !== undefined && entry.subscription !== 'none' && entry.groups.some((group) => allowed.includes(group))) return;
+            throw pubsubError('not-authorized', 'not-in-roster-group');
+          }
+          case 'whitelist':
+            throw pubsubError('not-allowed', 'closed-node');
+        }
+      };
+      const mayRead = async (user: string, node: StoredNode, requester: string): Promise<boolean> => {
+        try {
+          await checkAccess(user, node, requester);
+          return true;
+        } catch (error) {
+          if (error instanceof StanzaErrorException) return false;
+          throw error;
+        }
+      };
+
+      const send = (user: string, to: string, event: XmlElement, delay?: number): void => {
+        const message = xml(
+          'message',
+          { from: bareOf(user), to, type: 'headline', id: randomBytes(9).toString('base64url') },
+          xml('event', { xmlns: NS_PUBSUB_EVENT }, event),
+          delay === undefined ? undefined : xml('delay', { xmlns: NS_DELAY, from: bareOf(user), stamp: new Date(delay).toISOString() }),
+        );
+        void api.route(message).catch((error: unknown) => api.logger.debug({ err: error, to }, 'pep notification not routed'));
+      };
+
+      /**
+       * The resources a node's notifications go to: the owner's and those of others it receives
+       * presence from, with `NODE+notify`, that may read the node (XEP-0163 §4.3).
+       */
+      const recipients = async (user: string, node: StoredNode): Promise<string[]> => {
+        const interest = `${node.name}+notify`;
+        const targets: string[] = [];
+        for (const session of api.sessionsOf(bareOf(user))) {
+          const jid = session.jid?.toString();
+          if (jid !== undefined && own.has(jid) && features(jid)?.has(interest)) targets.push(jid);
+        }
+        const decided = new Map<string, boolean>();
+        for (const jid of seen.get(user)?.keys() ?? []) {
+          if (!features(jid)?.has(interest)) continue;
+          const bare = jid.slice(0, jid.includes('/') ? jid.indexOf('/') : jid.length);
+          let allowed = decided.get(bare);
+          if (allowed === undefined) {
+            allowed = await mayRead(user, node, bare);
+            decided.set(bare, allowed);
+          }
+          if (allowed) targets.push(jid);
+        }
+        return targets;
+      };
+
+      const itemElement = (item: PubSubItem, config: NodeConfig, payload: boolean): XmlElement =>
+        xml(
+          'item',
+          { id: item.id, publisher: config.itemReply === 'publisher' ? item.publisher : undefined },
+          payload ? item.payload : undefined,
+        );
+
+      const notifyPublished = async (user: string, node: StoredNode, item: PubSubItem): Promise<void> => {
+        if (node.config.deliverNotifications) {
+          const event = xml('items', { node: node.name }, itemElement(item, node.config, node.config.deliverPayloads));
+          for (const jid of await recipients(user, node)) send(user, jid, event);
+        }
+        for (const listener of publishListeners) {
+          try {
+            await listener({ user, node, item });
+          } catch (error) {
+            api.logger.error({ err: error, user, node: node.name }, 'pep publish listener failed');
+          }
+        }
+      };
+
+      const notifyRetracted = async (user: string, node: StoredNode, ids: readonly string[], notify: boolean): Promise<void> => {
+        if (notify && node.config.deliverNotifications) {
+          const event = xml('items', { node: node.name }, ...ids.map((id) => xml('retract', { id })));
+          for (const jid of await recipients(user, node)) send(user, jid, event);
+        }
+        for (const listener of retractListeners) {
+          try {
+            await listener({ user, node, ids });
+          } catch (error) {
+            api.logger.error({ err: error, user, node: node.name }, 'pep retract listener failed');
+          }
+        }
+      };
+
+      /** Send a resource the last item of each node it is interested in and may read (XEP-0163 §4.3.4). */
+      const sendLastItems = async (user: string, jid: string, interests: ReadonlySet<string>): Promise<void> => {
+        const bare = Jid.parse(jid)?.bare;
+        if (bare === undefined) return;
+        for (const node of await service.nodes(user)) {
+          if (!interests.has(`${node.name}+notify`)) continue;
+          if (node.config.sendLastPublishedItem !== 'on_sub_and_presence' || !node.config.deliverNotifications) continue;
+          if (!(await mayRead(user, node, bare))) continue;
+          const last = await service.lastItem(user, node.name);
+          if (last === undefined) continue;
+          send(user, jid, xml('items', { node: node.name }, itemElement(last, node.config, node.config.deliverPayloads)), last.when);
+        }
+      };
+
+      /** A resource's features are known (or changed): send it what it has not had yet. */
+      const caught = (user: string, jid: string, tracked: Map<string, ReadonlySet<string> | undefined>): void => {
+        const current = features(jid);
+        if (current === undefined || tracked.get(jid) === current) return;
+        tracked.set(jid, current);
+        void sendLastItems(user, jid, current).catch((error: unknown) =>
+          api.logger.error({ err: error, user, jid }, 'pep: last items not sent'),
+        );
+      };
+
+      let listening = false;
+      const listen = (): void => {
+        if (listening) return;
+        const caps = entityCapsOf(api.server);
+        if (caps === undefined) return;
+        listening = true;
+        caps.onResolved((jid) => {
+          if (own.has(jid)) {
+            const user = Jid.parse(jid)?.local;
+            if (user !== undefined) caught(user, jid, own);
+          }
+          for (const [user, jids] of seen) if (jids.has(jid)) caught(user, jid, jids);
+        });
+      };
+
+      // The owner's own resources: available presence without `to` (the broadcast).
+      api.hook(
+        'presence/in',
+        (event) => {
+          const { stanza, session } = event;
+          const jid = session?.jid;
+          if (jid === undefined || stanza.attr('to') !== undefined) return;
+          listen();
+          const type = stanza.attr('type');
+          const full = jid.toString();
+          if (type === 'unavailable') own.delete(full);
+          else if (type === undefined) {
+            if (!own.has(full)) own.set(full, undefined);
+            caught(jid.local, full, own);
+          }
+        },
+        40,
+      );
+      api.hook('session/closed', ({ session }) => {
+        const full = session.jid?.toString();
+        if (full !== undefined) own.delete(full);
+      });
+
+      // Others' presence reaching an account: they are its implicit subscribers (XEP-0163 §4.1).
+      const contactPresence = (event: { stanza: XmlElement; from: Jid; to: Jid }): void => {
+        const { stanza, from, to } = event;
+        if (to.local === '' || from.bare === to.bare || from.isBare) return;
+        listen();
+        const type = stanza.attr('type');
+        const user = to.local;
+        const full = from.toString();
+        if (type === undefined) {
+          let jids = seen.get(user);
+          if (jids === undefined) {
+            jids = new Map();
+            seen.set(user, jids);
+          }
+          if (!jids.has(full)) {
+            // Bounded: a flood of directed presences does not grow this without end.
+            if (jids.size >= 10_000) return;
+            jids.set(full, undefined);
+          }
+          caught(user, full, jids);
+        } else if (type === 'unavailable') {
+          const jids = seen.get(user);
+          jids?.delete(full);
+          if (jids?.size === 0) seen.delete(user);
+        }
+      };
+      api.hook('presence/bare', contactPresence, 40);
+      api.hook('presence/full', contactPresence, 40);
+
+      api.hook('account/deleted', async ({ user }) => {
+        await service.deleteOwner(user);
+      });
+
+      // ---- the protocol ------------------------------------------------------------------------
+
+      const publish = async (
+        user: string,
+        name: string,
+        item: XmlElement,
+        publishOptions: { config?: Partial<NodeConfig>; preconditions?: boolean } = {},
+      ): Promise<PublishOutcome> => {
+        const outcome = await service.publish(user, name, item, bareOf(user), publishOptions);
+        await notifyPublished(user, outcome.node, outcome.item);
+        return outcome;
+      };
+
+      const retract = async (user: string, name: string, ids: readonly string[], notify?: boolean): Promise<void> => {
+        const { node, retracted } = await service.retract(user, name, ids);
+        await notifyRetracted(user, node, retracted, notify ?? node.config.notifyRetract);
+      };
+
+      const pepApi: Pep = {
+        service,
+        publish,
+        retract,
+        onPublish: (listener) => {
+          publishListeners.push(listener);
+        },
+        onRetract: (listener) => {
+          retractListeners.push(listener);
+        },
+        mayRead,
+      };
+      registry.set(api.server, pepApi);
+
+      const existing = async (user: string, name: string | undefined): Promise<StoredNode> => {
+        const node = await service.node(user, PubSubService.checkName(name));
+        if (node === undefined) throw pubsubError('item-not-found', undefined, 'no such node');
+        return node;
+      };
+
+      /** `<pubsub xmlns='http://jabber.org/protocol/pubsub'>` */
+      const pubsub = async (iq: XmlElement, context: IqContext): Promise<XmlElement | undefined> => {
+        const user = context.to.local;
+        const requester = context.from.bare;
+        const type = iq.attr('type');
+        const [action, ...rest] = context.payload.getChildren().filter((child) => child.xmlns === NS_PUBSUB);
+        if (action === undefined) throw new StanzaErrorException('bad-request', 'no PubSub action');
+        if (!(await api.userExists(user))) throw new StanzaErrorException('item-not-found');
+
+        if (type === 'get') {
+          switch (action.local) {
+            case 'items': {
+              const node = await existing(user, action.attr('node'));
+              await checkAccess(user, node, requester);
+              const ids = action
+                .getChildren('item', NS_PUBSUB)
+                .map((item) => item.attr('id'))
+                .filter((id): id is string => id !== undefined);
+              const maxAttr = action.attr('max_items');
+              let max: number | undefined;
+              if (maxAttr !== undefined) {
+                if (!/^\d{1,9}$/.test(maxAttr) || Number(maxAttr) < 1)
+                  throw new StanzaErrorException('bad-request', 'max_items must be a positive number');
+                max = Number(maxAttr);
+              }
+              const items = await service.items(user, node.name, ids.length > 0 ? { ids } : { max });
+              return xml(
+                'pubsub',
+                { xmlns: NS_PUBSUB },
+                xml('items', { node: node.name }, ...items.map((item) => itemElement(item, node.config, true))),
+              );
+            }
+            case 'subscriptions':
+              // Only implicit (presence-based) subscriptions exist here.
+              return xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscriptions', { node: action.attr('node') }));
+            case 'affiliations': {
+              if (!context.self) return xml('pubsub', { xmlns: NS_PUBSUB }, xml('affiliations'));
+              const nodes = await service.nodes(user);
+              const wanted = action.attr('node');
+              return xml(
+                'pubsub',
+                { xmlns: NS_PUBSUB },
+                xml(
+                  'affiliations',
+                  { node: wanted },
+                  ...nodes
+                    .filter((node) => wanted === undefined || node.name === wanted)
+                    .map((node) => xml('affiliation', { node: node.name, affiliation: 'owner' })),
+                ),
+              );
+            }
+            default:
+              throw unsupported(action.local, `${action.local} is not supported`);
+          }
+        }
+
+        // set
+        if (!context.self) {
+          // PEP nodes have one publisher and owner: the account (XEP-0163 §2.2).
+          if (action.local === 'subscribe' || action.local === 'unsubscribe')
+            throw unsupported('subscribe', 'subscriptions follow presence');
+          throw new StanzaErrorException('forbidden', "only the account's owner publishes to its nodes");
+        }
+        switch (action.local) {
+          case 'publish': {
+            const name = PubSubService.checkName(action.attr('node'));
+            const items = action.getChildren('item', NS_PUBSUB);
+            if (items.length !== 1)
+              throw pubsubError('bad-request', items.length === 0 ? 'item-required' : 'invalid-payload', 'publish one item');
+            const optionsElement = rest.find((child) => child.local === 'publish-options');
+            let config: Partial<NodeConfig> | undefined;
+            const x = optionsElement?.getChildren()[0];
+            if (x !== undefined) {
+              const form = parseSubmittedForm(x, PUBLISH_OPTIONS_FORM);
+              config = requestedConfig(form, maxItemsPerNode, (text) => pubsubError('conflict', 'precondition-not-met', text));
+            }
+            const outcome = await publish(user, name, items[0] as XmlElement, { config, preconditions: config !== undefined });
+            return xml('pubsub', { xmlns: NS_PUBSUB }, xml('publish', { node: name }, xml('item', { id: outcome.item.id })));
+          }
+          case 'retract': {
+            const name = PubSubService.checkName(action.attr('node'));
+            const ids = action
+              .getChildren('item', NS_PUBSUB)
+              .map((item) => item.attr('id'))
+              .filter((id): id is string => id !== undefined && id !== '');
+            if (ids.length === 0) throw pubsubError('bad-request', 'item-required', 'which item?');
+            const notify = action.attr('notify');
+            await retract(user, name, ids, notify === 'true' || notify === '1' ? true : undefined);
+            return undefined;
+          }
+          case 'create': {
+            const name = action.attr('node');
+            if (name === undefined) throw pubsubError('not-acceptable', 'nodeid-required', 'PEP nodes are named');
+            PubSubService.checkName(name);
+            const x = rest.find((child) => child.local === 'configure')?.getChildren()[0];
+            const config =
+              x === undefined
+                ? {}
+                : requestedConfig(
+                    parseSubmittedForm(x, NODE_CONFIG_FORM, { formTypeOptional: true }),
+                    maxItemsPerNode,
+                    (text) => new StanzaErrorException('not-acceptable', text),
+                  );
+            await service.create(user, name, config);
+            return undefined;
+          }
+          case 'subscribe':
+          case 'unsubscribe':
+            throw unsupported('subscribe', 'subscriptions follow presence');
+          default:
+            throw unsupported(action.local, `${action.local} is not supported`);
+        }
+      };
+
+      /** `<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>` */
+      const owner = async (iq: XmlElement, context: IqContext): Promise<XmlElement | undefined> => {
+        if (!context.self) throw new StanzaErrorException('forbidden', "only the account's owner manages its nodes");
+        const user = context.to.local;
+        const type = iq.attr('type');
+        const action = context.payload.getChildren().find((child) => child.xmlns === NS_PUBSUB_OWNER);
+        if (action === undefined) throw new StanzaErrorException('bad-request', 'no PubSub action');
+        switch (`${type} ${action.local}`) {
+          case 'get configure': {
+            const node = await existing(user, action.attr('node'));
+            return xml(
+              'pubsub',
+              { xmlns: NS_PUBSUB_OWNER },
+              xml('configure', { node: node.name }, configForm(node.config, maxItemsPerNode)),
+            );
+          }
+          case 'set configure': {
+            const node = await existing(user, action.attr('node'));
+            const x = action.getChildren()[0];
+            if (x === undefined) throw new StanzaErrorException('bad-request', 'no configuration form');
+            const form = parseSubmittedForm(x, NODE_CONFIG_FORM, { types: ['submit', 'cancel'], formTypeOptional: true });
+            if (form.type === 'cancel') return undefined;
+            const changes = requestedConfig(form, maxItemsPerNode, (text) => new StanzaErrorException('not-acceptable', text));
+            await service.configure(user, node.name, changes);
+            return undefined;
+          }
+          case 'get default':
+            return xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('default', {}, configForm(defaults(), maxItemsPerNode)));
+          case 'set delete': {
+            const node = await existing(user, action.attr('node'));
+            const targets = node.config.notifyDelete ? await recipients(user, node) : [];
+            await service.delete(user, node.name);
+            await store.set(user, AFFILIATIONS_KEY + node.name, undefined);
+            for (const jid of targets) send(user, jid, xml('delete', { node: node.name }));
+            return undefined;
+          }
+          case 'set purge': {
+            const node = await existing(user, action.attr('node'));
+            await service.purge(user, node.name);
+            for (const jid of await recipients(user, node)) send(user, jid, xml('purge', { node: node.name }));
+            return undefined;
+          }
+          case 'get affiliations': {
+            const node = await existing(user, action.attr('node'));
+            const list = await affiliations(user, node.name);
+            return xml(
+              'pubsub',
+              { xmlns: NS_PUBSUB_OWNER },
+              xml(
+                'affiliations',
+                { node: node.name },
+                xml('affiliation', { jid: bareOf(user), affiliation: 'owner' }),
+                ...Object.entries(list).map(([jid, affiliation]) => xml('affiliation', { jid, affiliation })),
+              ),
+            );
+          }
+          case 'set affiliations': {
+            // The whitelist (XEP-0060 §8.9.2): members read a whitelist node; outcasts read nothing.
+            const node = await existing(user, action.attr('node'));
+            const list = { ...(await affiliations(user, node.name)) };
+            for (const entry of action.getChildren('affiliation', NS_PUBSUB_OWNER)) {
+              const jid = Jid.parse(entry.attr('jid') ?? '');
+              const affiliation = entry.attr('affiliation');
+              if (jid === undefined || !['member', 'publisher', 'outcast', 'none', 'owner'].includes(affiliation ?? '')) {
+                throw new StanzaErrorException('bad-request', 'an affiliation needs a JID and member, outcast or none');
+              }
+              if (jid.bare === bareOf(user) || affiliation === 'owner' || affiliation === 'publisher') {
+                throw new StanzaErrorException('not-acceptable', 'PEP nodes have one owner and publisher');
+              }
+              if (affiliation === 'none') delete list[jid.bare];
+              else list[jid.bare] = affiliation as Affiliation;
+            }
+            if (Object.keys(list).length > 1000) throw new StanzaErrorException('policy-violation', 'at most 1000 affiliations');
+            await store.set(user, AFFILIATIONS_KEY + node.name, Object.keys(list).length === 0 ? undefined : list);
+            return undefined;
+          }
+          case 'get subscriptions':
+            await existing(user, action.attr('node'));
+            return xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('subscriptions', { node: action.attr('node') }));
+          default:
+            throw unsupported(action.local, `${type} ${action.local} is not supported`);
+        }
+      };
+
+      for (const to of ['account', 'self'] as const) {
+        api.iq({ xmlns: NS_PUBSUB, element: 'pubsub', to }, pubsub);
+        api.iq({ xmlns: NS_PUBSUB_OWNER, element: 'pubsub', to }, owner);
+      }
+
+      if (options.discoItems !== false) {
+        // The account's nodes (those the requester may read), or a node's items (XEP-0060 §5.2, §5.5).
+        const discoItems = async (_iq: XmlElement, context: IqContext): Promise<XmlElement> => {
+          const user = context.to.local;
+          if (!(await api.userExists(user))) throw new StanzaErrorException('service-unavailable');
+          const requester = context.from.bare;
+          const wanted = context.payload.attr('node');
+          const query = xml('query', { xmlns: NS_DISCO_ITEMS, node: wanted });
+          if (wanted !== undefined) {
+            const node = await existing(user, wanted);
+            await checkAccess(user, node, requester);
+            for (const item of await service.items(user, node.name)) query.append(xml('item', { jid: bareOf(user), name: item.id }));
+            return query;
+          }
+          for (const node of await service.nodes(user)) {
+            if (await mayRead(user, node, requester)) {
+              query.append(xml('item', { jid: bareOf(user), node: node.name, name: node.config.title || undefined }));
+            }
+          }
+          return query;
+        };
+        api.iq({ xmlns: NS_DISCO_ITEMS, element: 'query', to: 'account', type: 'get' }, discoItems);
+        api.iq({ xmlns: NS_DISCO_ITEMS, element: 'query', to: 'self', type: 'get' }, discoItems);
+      }
+
+      api.discoIdentity({ category: 'pubsub', type: 'pep' }, 'account');
+      api.discoFeature(NS_PUBSUB, 'account');
+      for (const feature of FEATURES) api.discoFeature(`${NS_PUBSUB}#${feature}`, 'account');
+    },
+  };
+}
+
+interface StoredRosterShape {
+  items?: Array<{ jid?: unknown; subscription?: unknown; groups?: unknown }>;
+}
+
+/** The host's roster: `api.subscription` when it has one, else the im module's 'roster' store. */
+function defaultRoster(api: ModuleApi): RosterLookup {
+  const lookup = (api as ModuleApi & { subscription?: (user: string, contact: string) => Promise<RosterEntry['subscription']> })
+    .subscription;
+  if (typeof lookup === 'function') {
+    return async (user, contact) => ({ subscription: await lookup.call(api, user, contact), groups: [] });
+  }
+  const rosters = api.keyValue('roster');
+  return async (user, contact) => {
+    const stored = (await rosters.get(user, 'roster')) as StoredRosterShape | undefined;
+    const item = stored?.items?.find((entry) => entry.jid === contact);
+    if (item === undefined) return undefined;
+    const subscription = ['none', 'to', 'from', 'both'].includes(String(item.subscription))
+      ? (item.subscription as RosterEntry['subscription'])
+      : 'none';
+    const groups = Array.isArray(item.groups) ? item.groups.filter((group): group is string => typeof group === 'string') : [];
+    return { subscription, groups };
+  };
+}
