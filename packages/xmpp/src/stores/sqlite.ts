@@ -1,0 +1,644 @@
+import { pbkdf2, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { PortbindError } from '@portbind/core';
+import Database from 'better-sqlite3';
+import {
+  DEFAULT_ITERATIONS,
+  DEFAULT_SALT_LENGTH,
+  hashLength,
+  normalizeUsername,
+  preparePassword,
+  type ScramCredentials,
+  type ScramHash,
+  type StoredUser,
+  scramKeys,
+  type UserStore,
+} from '../sasl/credentials.js';
+import { SaslprepError } from '../sasl/saslprep.js';
+import { XmppConfigError } from '../server.js';
+import { compareKeys, cursorNotFound, pageSize } from './memory.js';
+import { type Migration, migrations, SCHEMA_VERSION } from './migrations.js';
+import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';
+
+// Durable storage in one SQLite file (better-sqlite3). better-sqlite3 is synchronous: each call
+// runs on the event loop. Operations are queued and the queue runs at setImmediate, all the
+// operations issued in one turn of the event loop in one transaction (one commit instead of one per
+// write); each promise resolves once that transaction committed. Reads go through the same queue,
+// so a read issued after a write sees it.
+
+export interface SqliteStorageOptions {
+  /**
+   * The database file (e.g. `${DATA_DIR}/xmpp.sqlite`). Its directory is created if missing (with its
+   * parents); SQLite writes `<file>-wal` and `<file>-shm` beside it, so the directory must be writable.
+   * `':memory:'` for a database that lives as long as the process (tests).
+   */
+  file: string;
+  /** PBKDF2 rounds for new credentials. Default 4096. */
+  iterations?: number;
+  /** How long a write waits for another connection's lock before failing (`PRAGMA busy_timeout`), ms. Default 5000. */
+  busyTimeout?: number;
+  /**
+   * Group the operations issued in one turn of the event loop into one transaction. Default true.
+   * False: every operation is its own transaction, run when it is called.
+   */
+  batch?: boolean;
+  /** Most operations in one transaction; the rest go to the next turn of the event loop. Default 1000. */
+  maxBatch?: number;
+  /**
+   * Check every page of the file at open (`PRAGMA quick_check`, which reads the whole file), so a damaged
+   * file fails at start rather than at the first query that reaches the damage. Default true; without it
+   * only the header and schema are read (an unreadable or truncated file still fails at start).
+   */
+  quickCheck?: boolean;
+}
+
+/**
+ * Every store in one SQLite file, which survives restarts: WAL journal, `synchronous = NORMAL`.
+ * Opens (and creates or migrates) the file now, synchronously; a file that cannot be used throws an
+ * {@link XmppConfigError} with code `PB_ERR_XMPP_STORAGE`: not a database or damaged, not writable,
+ * a directory that cannot be created, a schema written by a newer version.
+ */
+export function sqliteStorage(options: SqliteStorageOptions): XmppStorage {
+  return new SqliteStorage(options);
+}
+
+const pbkdf2Async = promisify(pbkdf2);
+
+type Statement = Database.Statement<unknown[], unknown>;
+
+interface Operation {
+  write: boolean;
+  run: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/** A configuration error about the file: code `PB_ERR_XMPP_STORAGE`. */
+function storageError(file: string, message: string, cause?: unknown): XmppConfigError {
+  return new XmppConfigError('PB_ERR_XMPP_STORAGE', `storage ${file}: ${message}`, cause === undefined ? undefined : { cause });
+}
+
+function sqliteCode(error: unknown): string {
+  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : '';
+}
+
+function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const code = sqliteCode(error);
+  return code.startsWith('SQLITE_') ? `${code}: ${error.message}` : error.message;
+}
+
+/** What an error at open means, in words that say what to do. */
+function openError(file: string, error: unknown): XmppConfigError {
+  if (error instanceof XmppConfigError) return error;
+  const code = sqliteCode(error);
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
+    return storageError(
+      file,
+      `not an SQLite database, or damaged (${errorText(error)}); restore it from a backup, or move it away to start with an empty one`,
+      error,
+    );
+  }
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH') {
+    return storageError(
+      file,
+      `cannot be opened for writing (${errorText(error)}); the file and its directory must be writable by this process (SQLite creates ${file}-wal and ${file}-shm beside it)`,
+      error,
+    );
+  }
+  return storageError(file, `cannot be opened (${errorText(error)})`, error);
+}
+
+class SqliteStorage implements XmppStorage {
+  readonly users: SqliteUserStore;
+  readonly file: string;
+  readonly #db: Database.Database;
+  readonly #batch: boolean;
+  readonly #maxBatch: number;
+  readonly #queue: Operation[] = [];
+  #scheduled = false;
+  #closed = false;
+  readonly #keyValues = new Map<string, KeyValueStore>();
+  readonly #archives = new Map<string, ArchiveStore>();
+  readonly #statements = new Map<string, Statement>();
+  readonly #begin: Statement;
+  readonly #commit: Statement;
+  readonly #rollback: Statement;
+
+  constructor(options: SqliteStorageOptions) {
+    if (typeof options?.file !== 'string' || options.file === '') {
+      throw new XmppConfigError('PB_ERR_XMPP_OPTION', `sqliteStorage({ file }): file must be a path, got ${JSON.stringify(options?.file)}`);
+    }
+    const memory = options.file === ':memory:';
+    const file = memory ? options.file : resolve(options.file);
+    this.file = file;
+    this.#batch = options.batch ?? true;
+    this.#maxBatch = positiveInteger('maxBatch', options.maxBatch, 1000);
+    const busyTimeout = positiveInteger('busyTimeout', options.busyTimeout, 5000);
+    if (!memory) {
+      try {
+        mkdirSync(dirname(file), { recursive: true });
+      } catch (error) {
+        throw storageError(file, `cannot create its directory ${dirname(file)} (${errorText(error)})`, error);
+      }
+    }
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(file);
+      db.pragma(`busy_timeout = ${busyTimeout}`);
+      // WAL: readers do not block the writer, and a commit appends to <file>-wal (no rewrite of the
+      // database file); SQLite copies the WAL back into the file at checkpoints.
+      const mode = db.pragma('journal_mode = WAL', { simple: true });
+      if (!memory && mode !== 'wal') throw storageError(file, `cannot use the WAL journal (journal_mode is ${String(mode)})`);
+      // NORMAL in WAL mode: a commit is written to the WAL before its promise resolves but not fsync'ed;
+      // the WAL is fsync'ed at checkpoints. A committed write survives a crash or SIGKILL of this process
+      // (the data is in the operating system's cache, and SQLite replays the WAL at the next open). It
+      // does NOT survive a power loss or an operating-system crash: the last transactions committed
+      // before it may be rolled back (the file stays consistent, never corrupt). FULL would fsync every
+      // commit, at the cost of a disk flush per batch.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = OFF');
+      migrate(db, file);
+      // Reading the header and schema proves the file is a database, not that it can be written (SQLite
+      // opens a file it cannot write read-only, and a database already in WAL mode needs no write to open).
+      probeWrite(db);
+      if (options.quickCheck ?? true) {
+        const result = db.pragma('quick_check', { simple: true });
+        if (result !== 'ok') throw storageError(file, `damaged: PRAGMA quick_check says ${String(result)}; restore it from a backup`);
+      }
+    } catch (error) {
+      try {
+        db?.close();
+      } catch {
+        // Closing a connection whose file is unusable: nothing more to report than the first error.
+      }
+      throw openError(file, error);
+    }
+    this.#db = db;
+    this.#begin = db.prepare('BEGIN IMMEDIATE');
+    this.#commit = db.prepare('COMMIT');
+    this.#rollback = db.prepare('ROLLBACK');
+    this.users = new SqliteUserStore(this, positiveInteger('iterations', options.iterations, DEFAULT_ITERATIONS));
+  }
+
+  keyValue(name: string): KeyValueStore {
+    let store = this.#keyValues.get(name);
+    if (store === undefined) {
+      store = new SqliteKeyValueStore(this, name);
+      this.#keyValues.set(name, store);
+    }
+    return store;
+  }
+
+  archive(name: string): ArchiveStore {
+    let store = this.#archives.get(name);
+    if (store === undefined) {
+      store = new SqliteArchiveStore(this, name);
+      this.#archives.set(name, store);
+    }
+    return store;
+  }
+
+  /** A prepared statement, prepared once per connection. */
+  statement(sql: string): Statement {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  /** Queues `run` (a read, or a write when `write`); resolves with its result once its transaction committed. */
+  run<T>(write: boolean, run: () => T): Promise<T> {
+    if (this.#closed) return Promise.reject(new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${this.file} is closed`));
+    if (!this.#batch) {
+      try {
+        return Promise.resolve(run());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ write, run, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#flush);
+      }
+    });
+  }
+
+  readonly #flush = (): void => {
+    this.#scheduled = false;
+    while (this.#queue.length > 0) {
+      this.#runBatch(this.#queue.splice(0, this.#maxBatch));
+      // Leave the rest to the next turn, so I/O callbacks run in between.
+      if (this.#queue.length > 0 && !this.#closed) {
+        this.#scheduled = true;
+        setImmediate(this.#flush);
+        return;
+      }
+    }
+  };
+
+  #runBatch(batch: Operation[]): void {
+    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    const transaction = batch.some((operation) => operation.write);
+    try {
+      if (transaction) this.#begin.run();
+      for (const operation of batch) {
+        try {
+          results.push({ ok: true, value: operation.run() });
+        } catch (error) {
+          // A failed statement is undone alone (SQLite's statement journal); an I/O error or a full disk
+          // rolls the whole transaction back: then every operation of the batch failed.
+          if (transaction && !this.#db.inTransaction) throw error;
+          results.push({ ok: false, error });
+        }
+      }
+      if (transaction) this.#commit.run();
+    } catch (error) {
+      if (this.#db.inTransaction) {
+        try {
+          this.#rollback.run();
+        } catch {
+          // The rollback of a failed transaction: the first error is the one to report.
+        }
+      }
+      for (const operation of batch) operation.reject(error);
+      return;
+    }
+    batch.forEach((operation, index) => {
+      const result = results[index];
+      if (result?.ok) operation.resolve(result.value);
+      else operation.reject(result?.error);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.users.settled();
+    this.#closed = true;
+    while (this.#queue.length > 0) this.#runBatch(this.#queue.splice(0, this.#maxBatch));
+    this.#db.close();
+  }
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new XmppConfigError(
+      'PB_ERR_XMPP_OPTION',
+      `sqliteStorage option ${name} must be a positive integer, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Applies the migrations the file lacks, in order, in one transaction. */
+function migrate(db: Database.Database, file: string): void {
+  // Reads the header and the whole schema: an unreadable or truncated file fails here.
+  db.prepare('SELECT count(*) FROM sqlite_schema').get();
+  const version = Number(db.pragma('user_version', { simple: true }));
+  if (version > SCHEMA_VERSION) {
+    throw storageError(
+      file,
+      `its schema version is ${version}, newer than this version of @portbind/xmpp knows (${SCHEMA_VERSION}); upgrade @portbind/xmpp, or open a backup made by this version`,
+    );
+  }
+  const missing = migrations.filter((migration: Migration) => migration.version > version);
+  if (missing.length === 0) return;
+  db.transaction(() => {
+    for (const migration of missing) {
+      db.exec(migration.sql);
+      db.pragma(`user_version = ${migration.version}`);
+    }
+  }).immediate();
+}
+
+/** Fails (SQLITE_READONLY, SQLITE_CANTOPEN) unless the file can really be written; writes nothing. */
+function probeWrite(db: Database.Database): void {
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    db.exec('CREATE TABLE write_probe (x); DROP TABLE write_probe');
+  } finally {
+    db.exec('ROLLBACK');
+  }
+}
+
+class SqliteKeyValueStore implements KeyValueStore {
+  readonly #storage: SqliteStorage;
+  readonly #name: string;
+
+  constructor(storage: SqliteStorage, name: string) {
+    this.#storage = storage;
+    this.#name = name;
+  }
+
+  get(owner: string, key: string): Promise<JsonValue | undefined> {
+    return this.#storage.run(false, () => {
+      const statement = this.#storage.statement('SELECT value FROM key_values WHERE store = ? AND owner = ? AND key = ?');
+      const row = statement.get(this.#name, owner, key) as { value: string } | undefined;
+      return row === undefined ? undefined : (JSON.parse(row.value) as JsonValue);
+    });
+  }
+
+  async set(owner: string, key: string, value: JsonValue | undefined): Promise<void> {
+    if (value === undefined) {
+      await this.#storage.run(true, () =>
+        this.#storage.statement('DELETE FROM key_values WHERE store = ? AND owner = ? AND key = ?').run(this.#name, owner, key),
+      );
+      return;
+    }
+    const text = JSON.stringify(value);
+    await this.#storage.run(true, () =>
+      this.#storage
+        .statement('INSERT OR REPLACE INTO key_values (store, owner, key, value) VALUES (?, ?, ?, ?)')
+        .run(this.#name, owner, key, text),
+    );
+  }
+
+  keys(owner: string, prefix = ''): Promise<string[]> {
+    // `key >= prefix` bounds the index range; substr() (characters, as length()) keeps the prefix only.
+    return this.#storage.run(false, () => {
+      const statement = this.#storage.statement(
+        'SELECT key FROM key_values WHERE store = ? AND owner = ? AND key >= ? AND substr(key, 1, length(?)) = ?',
+      );
+      return (statement.pluck().all(this.#name, owner, prefix, prefix, prefix) as string[]).sort(compareKeys);
+    });
+  }
+
+  async clear(owner: string): Promise<void> {
+    await this.#storage.run(true, () =>
+      this.#storage.statement('DELETE FROM key_values WHERE store = ? AND owner = ?').run(this.#name, owner),
+    );
+  }
+}
+
+interface ArchiveRow {
+  id: string;
+  when: number;
+  with: string;
+  xml: string;
+}
+
+class SqliteArchiveStore implements ArchiveStore {
+  readonly #storage: SqliteStorage;
+  readonly #name: string;
+
+  constructor(storage: SqliteStorage, name: string) {
+    this.#storage = storage;
+    this.#name = name;
+  }
+
+  async append(owner: string, item: ArchiveItem): Promise<void> {
+    // OR REPLACE: an existing (store, owner, id) row is deleted and the new one gets the next seq.
+    const values = [this.#name, owner, item.id, item.when, item.with, item.xml];
+    await this.#storage.run(true, () =>
+      this.#storage
+        .statement('INSERT OR REPLACE INTO archive (store, owner, id, "when", "with", xml) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(values),
+    );
+  }
+
+  query(owner: string, query: ArchiveQuery = {}): Promise<ArchiveResult> {
+    const filter = filterSql(query);
+    const parameters: Record<string, unknown> = { store: this.#name, owner, ...filterParameters(query) };
+    const backward = query.before !== undefined;
+    const bounds = [query.after === undefined ? '' : ' AND seq > @after', query.before ? ' AND seq < @before' : ''].join('');
+    const max = pageSize(query.max);
+    return this.#storage.run(false, () => {
+      const count = this.#storage.statement(`SELECT count(*) FROM archive WHERE ${filter}`);
+      const seqOf = this.#storage.statement('SELECT seq FROM archive WHERE store = ? AND owner = ? AND id = ?');
+      const page = this.#storage.statement(
+        `SELECT id, "when", "with", xml FROM archive WHERE ${filter}${bounds} ORDER BY seq ${backward ? 'DESC' : 'ASC'} LIMIT @limit`,
+      );
+      const seq = (id: string): number => {
+        const found = seqOf.pluck().get(this.#name, owner, id) as number | undefined;
+        if (found === undefined) throw cursorNotFound(id);
+        return found;
+      };
+      if (query.after !== undefined) parameters.after = seq(query.after);
+      if (query.before) parameters.before = seq(query.before);
+      // One more row than asked for says whether the page is complete.
+      parameters.limit = max === undefined ? -1 : max + 1;
+      const rows = page.all(parameters) as ArchiveRow[];
+      const complete = max === undefined || rows.length <= max;
+      if (!complete) rows.pop();
+      if (backward) rows.reverse();
+      const items = rows.map((row) => ({ id: row.id, when: row.when, with: row.with, xml: row.xml }));
+      return { items, complete, count: count.pluck().get(parameters) as number };
+    });
+  }
+
+  delete(owner: string, query: Pick<ArchiveQuery, 'ids' | 'with' | 'end'> = {}): Promise<number> {
+    const selection = { ids: query.ids, with: query.with, end: query.end };
+    const parameters = { store: this.#name, owner, ...filterParameters(selection) };
+    return this.#storage.run(
+      true,
+      () => this.#storage.statement(`DELETE FROM archive WHERE ${filterSql(selection)}`).run(parameters).changes,
+    );
+  }
+
+  trim(owner: string, withValue: string, keep: number): Promise<number> {
+    const parameters = { store: this.#name, owner, with: withValue, keep: Math.max(0, Math.floor(keep)) };
+    // Everything at or before the (keep+1)th newest item of this `with`.
+    return this.#storage.run(
+      true,
+      () =>
+        this.#storage
+          .statement(
+            `DELETE FROM archive WHERE store = @store AND owner = @owner AND "with" = @with AND seq <= (
+            SELECT seq FROM archive WHERE store = @store AND owner = @owner AND "with" = @with ORDER BY seq DESC LIMIT 1 OFFSET @keep
+          )`,
+          )
+          .run(parameters).changes,
+    );
+  }
+
+  expire(before: number): Promise<number> {
+    return this.#storage.run(
+      true,
+      () => this.#storage.statement('DELETE FROM archive WHERE store = ? AND "when" < ?').run(this.#name, before).changes,
+    );
+  }
+}
+
+/** The WHERE clause of a query's filters (named parameters: see {@link filterParameters}). */
+function filterSql(query: Pick<ArchiveQuery, 'ids' | 'with' | 'start' | 'end'>): string {
+  return [
+    'store = @store AND owner = @owner',
+    query.with === undefined ? '' : ' AND "with" = @with',
+    query.start === undefined ? '' : ' AND "when" >= @start',
+    query.end === undefined ? '' : ' AND "when" <= @end',
+    query.ids === undefined ? '' : ' AND id IN (SELECT value FROM json_each(@ids))',
+  ].join('');
+}
+
+function filterParameters(query: Pick<ArchiveQuery, 'ids' | 'with' | 'start' | 'end'>): Record<string, unknown> {
+  const parameters: Record<string, unknown> = {};
+  if (query.with !== undefined) parameters.with = query.with;
+  if (query.start !== undefined) parameters.start = query.start;
+  if (query.end !== undefined) parameters.end = query.end;
+  if (query.ids !== undefined) parameters.ids = JSON.stringify(query.ids);
+  return parameters;
+}
+
+interface AccountRow {
+  username: string;
+  sha1_salt: Buffer;
+  sha1_iterations: number;
+  sha1_stored_key: Buffer;
+  sha1_server_key: Buffer;
+  sha256_salt: Buffer;
+  sha256_iterations: number;
+  sha256_stored_key: Buffer;
+  sha256_server_key: Buffer;
+}
+
+/** Accounts in the `accounts` table. PBKDF2 runs on libuv's thread pool; operations on one username run in the order they were called. */
+class SqliteUserStore implements UserStore {
+  readonly #storage: SqliteStorage;
+  readonly #iterations: number;
+  /** The last pending operation per normalized username. */
+  readonly #pending = new Map<string, Promise<unknown>>();
+
+  constructor(storage: SqliteStorage, iterations: number) {
+    this.#storage = storage;
+    this.#iterations = iterations;
+  }
+
+  /** Resolves once every operation called so far finished. */
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending.values()]);
+  }
+
+  get(username: string): Promise<StoredUser | undefined> {
+    const name = normalizeUsername(username);
+    if (name === undefined) return Promise.resolve(undefined);
+    return this.#serial(name, () => this.#read(name));
+  }
+
+  create(username: string, password: string): Promise<boolean> {
+    const name = normalizeUsername(username);
+    if (name === undefined) {
+      return Promise.reject(new SaslprepError(`invalid username ${JSON.stringify(username)}: no @, /, spaces or control characters`));
+    }
+    return this.#serial(name, async () => {
+      if ((await this.#read(name)) !== undefined) return false;
+      const user = await this.#derive(name, password);
+      const now = Date.now();
+      return this.#storage.run(
+        true,
+        () =>
+          this.#storage
+            .statement(
+              `INSERT INTO accounts (username, sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,
+          sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, created, updated)
+         VALUES (@username, @sha1_salt, @sha1_iterations, @sha1_stored_key, @sha1_server_key,
+          @sha256_salt, @sha256_iterations, @sha256_stored_key, @sha256_server_key, @now, @now)
+         ON CONFLICT (username) DO NOTHING`,
+            )
+            .run({ ...columns(user), now }).changes === 1,
+      );
+    });
+  }
+
+  setPassword(username: string, password: string): Promise<boolean> {
+    const name = normalizeUsername(username);
+    if (name === undefined) return Promise.resolve(false);
+    return this.#serial(name, async () => {
+      if ((await this.#read(name)) === undefined) return false;
+      const user = await this.#derive(name, password);
+      return this.#storage.run(
+        true,
+        () =>
+          this.#storage
+            .statement(
+              `UPDATE accounts SET sha1_salt = @sha1_salt, sha1_iterations = @sha1_iterations, sha1_stored_key = @sha1_stored_key,
+          sha1_server_key = @sha1_server_key, sha256_salt = @sha256_salt, sha256_iterations = @sha256_iterations,
+          sha256_stored_key = @sha256_stored_key, sha256_server_key = @sha256_server_key, updated = @now
+         WHERE username = @username`,
+            )
+            .run({ ...columns(user), now: Date.now() }).changes === 1,
+      );
+    });
+  }
+
+  delete(username: string): Promise<boolean> {
+    const name = normalizeUsername(username);
+    if (name === undefined) return Promise.resolve(false);
+    return this.#serial(name, () =>
+      this.#storage.run(true, () => this.#storage.statement('DELETE FROM accounts WHERE username = ?').run(name).changes === 1),
+    );
+  }
+
+  #read(name: string): Promise<StoredUser | undefined> {
+    return this.#storage.run(false, () => {
+      const row = this.#storage.statement('SELECT * FROM accounts WHERE username = ?').get(name) as AccountRow | undefined;
+      return row === undefined ? undefined : storedUser(row);
+    });
+  }
+
+  /** Runs `operation` after the operations on `name` called before it. */
+  #serial<T>(name: string, operation: () => Promise<T>): Promise<T> {
+    const previous = this.#pending.get(name);
+    const result = previous === undefined ? operation() : previous.then(operation, operation);
+    const settled = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#pending.set(name, settled);
+    void settled.then(() => {
+      if (this.#pending.get(name) === settled) this.#pending.delete(name);
+    });
+    return result;
+  }
+
+  async #derive(username: string, password: string): Promise<StoredUser> {
+    // Throws a SaslprepError for a password SASLprep refuses or an empty one, before any work.
+    const prepared = preparePassword(password);
+    const [sha1, sha256] = await Promise.all([
+      credentials(prepared, 'sha1', this.#iterations),
+      credentials(prepared, 'sha256', this.#iterations),
+    ]);
+    return { username, sha1, sha256 };
+  }
+}
+
+/** deriveScram() on libuv's thread pool: the same salt length, rounds and keys. */
+async function credentials(preparedPassword: string, hash: ScramHash, iterations: number): Promise<ScramCredentials> {
+  const salt = randomBytes(DEFAULT_SALT_LENGTH);
+  const salted = await pbkdf2Async(preparedPassword, salt, iterations, hashLength[hash], hash);
+  const { storedKey, serverKey } = scramKeys(salted, hash);
+  return { salt, iterations, storedKey, serverKey };
+}
+
+function columns(user: StoredUser): Record<string, unknown> {
+  return {
+    username: user.username,
+    sha1_salt: user.sha1.salt,
+    sha1_iterations: user.sha1.iterations,
+    sha1_stored_key: user.sha1.storedKey,
+    sha1_server_key: user.sha1.serverKey,
+    sha256_salt: user.sha256.salt,
+    sha256_iterations: user.sha256.iterations,
+    sha256_stored_key: user.sha256.storedKey,
+    sha256_server_key: user.sha256.serverKey,
+  };
+}
+
+function storedUser(row: AccountRow): StoredUser {
+  return {
+    username: row.username,
+    sha1: { salt: row.sha1_salt, iterations: row.sha1_iterations, storedKey: row.sha1_stored_key, serverKey: row.sha1_server_key },
+    sha256: {
+      salt: row.sha256_salt,
+      iterations: row.sha256_iterations,
+      storedKey: row.sha256_stored_key,
+      serverKey: row.sha256_server_key,
+    },
+  };
+}

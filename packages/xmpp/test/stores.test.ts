@@ -1,0 +1,602 @@
+// The storage interfaces (src/stores/types.ts) against both backends: one conformance suite for
+// memoryStorage() and sqliteStorage() (batched and not), then what only a file has: reopening,
+// migrations, and the startup errors a file can cause (PB_ERR_XMPP_STORAGE).
+import { execFileSync } from 'node:child_process';
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { deriveScram, type ScramHash, ScramServer, scramLookup, verifyPlain } from '../src/sasl/index.js';
+import { StanzaErrorException } from '../src/stanza-error.js';
+import { type ArchiveItem, memoryStorage, SCHEMA_VERSION, sqliteStorage, type XmppStorage } from '../src/stores/index.js';
+
+let dir: string;
+let files = 0;
+const opened: XmppStorage[] = [];
+/** A fresh database path in this file's temporary directory. */
+const newFile = (): string => join(dir, `db${++files}`, 'xmpp.sqlite');
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'portbind-stores-'));
+});
+afterEach(async () => {
+  for (const storage of opened.splice(0)) await storage.close();
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Few PBKDF2 rounds: the tests create many accounts. */
+const ITERATIONS = 64;
+
+const backends: Array<[string, () => XmppStorage]> = [
+  ['memoryStorage()', () => memoryStorage({ users: { iterations: ITERATIONS } })],
+  ['sqliteStorage()', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS })],
+  ['sqliteStorage({ batch: false })', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS, batch: false })],
+];
+
+function open(factory: () => XmppStorage): XmppStorage {
+  const storage = factory();
+  opened.push(storage);
+  return storage;
+}
+
+const item = (id: string, when: number, withValue = 'bob@localhost', xml = `<message id='${id}'/>`): ArchiveItem => ({
+  id,
+  when,
+  with: withValue,
+  xml,
+});
+const ids = (result: { items: ArchiveItem[] }): string[] => result.items.map((entry) => entry.id);
+
+/** A SCRAM client after RFC 5802 with node:crypto only: the exchange the server runs at login. */
+async function scramLogin(storage: XmppStorage, hash: ScramHash, username: string, password: string): Promise<boolean> {
+  const mechanism = hash === 'sha1' ? 'SCRAM-SHA-1' : 'SCRAM-SHA-256';
+  const server = new ScramServer({ mechanism, lookup: scramLookup(storage.users) });
+  const bare = `n=${username},r=clientnonce${hash}`;
+  const started = await server.start(Buffer.from(`n,,${bare}`));
+  if ('failure' in started) return false;
+  const serverFirst = started.challenge.toString();
+  const fields = new Map(serverFirst.split(',').map((field) => [field.slice(0, 2), field.slice(2)]));
+  const salted = pbkdf2Sync(
+    password,
+    Buffer.from(fields.get('s=') ?? '', 'base64'),
+    Number(fields.get('i=')),
+    hash === 'sha1' ? 20 : 32,
+    hash,
+  );
+  const hmac = (key: Buffer, data: string): Buffer => createHmac(hash, key).update(data).digest();
+  const clientKey = hmac(salted, 'Client Key');
+  const withoutProof = `c=biws,r=${fields.get('r=')}`;
+  const authMessage = `${bare},${serverFirst},${withoutProof}`;
+  const signature = hmac(createHash(hash).update(clientKey).digest(), authMessage);
+  const proof = Buffer.from(clientKey.map((byte, i) => byte ^ (signature[i] ?? 0)));
+  const result = server.finish(Buffer.from(`${withoutProof},p=${proof.toString('base64')}`));
+  if ('failure' in result) return false;
+  // The server proves it holds the ServerKey.
+  expect(result.success.toString()).toBe(`v=${hmac(hmac(salted, 'Server Key'), authMessage).toString('base64')}`);
+  return true;
+}
+
+const plain = (username: string, password: string): Buffer => Buffer.from(`\0${username}\0${password}`);
+
+describe.each(backends)('%s', (_name, factory) => {
+  describe('keyValue', () => {
+    it('gets what was set, as a copy, for any JSON value; undefined for a missing key', async () => {
+      const store = open(factory).keyValue('vcard');
+      expect(await store.get('alice', 'missing')).toBeUndefined();
+      const values = [
+        { name: 'Alice', tags: ['a', 'b'], nested: { n: 1.5, ok: true, none: null } },
+        [1, 'two', null],
+        'text ☃ 𝄞',
+        0,
+        -12.25,
+        true,
+        false,
+        null,
+      ];
+      for (const [index, value] of values.entries()) await store.set('alice', `k${index}`, value);
+      for (const [index, value] of values.entries()) expect(await store.get('alice', `k${index}`)).toEqual(value);
+      const copy = (await store.get('alice', 'k0')) as { name: string };
+      copy.name = 'changed';
+      expect(await store.get('alice', 'k0')).toEqual(values[0]);
+    });
+
+    it('replaces on set, deletes on set(undefined); owners and store names are separate', async () => {
+      const storage = open(factory);
+      const roster = storage.keyValue('roster');
+      await roster.set('alice', 'k', 1);
+      await roster.set('alice', 'k', { v: 2 });
+      await roster.set('bob', 'k', 'bob');
+      await storage.keyValue('private').set('alice', 'k', 'private');
+      expect(await roster.get('alice', 'k')).toEqual({ v: 2 });
+      expect(await roster.get('bob', 'k')).toBe('bob');
+      expect(await storage.keyValue('private').get('alice', 'k')).toBe('private');
+      expect(storage.keyValue('roster')).toBe(roster);
+      await roster.set('alice', 'k', undefined);
+      expect(await roster.get('alice', 'k')).toBeUndefined();
+      expect(await roster.keys('alice')).toEqual([]);
+      expect(await roster.get('bob', 'k')).toBe('bob');
+      await roster.set('alice', 'never-set', undefined);
+    });
+
+    it('lists keys sorted, with a prefix taken literally (no LIKE or GLOB wildcards)', async () => {
+      const store = open(factory).keyValue('pep');
+      for (const key of ['b', 'a', 'a%b', 'a_c', 'ab', 'a*', 'é', 'z', 'a\u{1F600}x', 'A']) await store.set('alice', key, key);
+      await store.set('bob', 'a-bob', 1);
+      expect(await store.keys('alice')).toEqual(['A', 'a', 'a%b', 'a*', 'a_c', 'ab', 'a\u{1F600}x', 'b', 'z', 'é']);
+      expect(await store.keys('alice', 'a')).toEqual(['a', 'a%b', 'a*', 'a_c', 'ab', 'a\u{1F600}x']);
+      expect(await store.keys('alice', 'a%')).toEqual(['a%b']);
+      expect(await store.keys('alice', 'a_')).toEqual(['a_c']);
+      expect(await store.keys('alice', 'a*')).toEqual(['a*']);
+      expect(await store.keys('alice', 'a\u{1F600}')).toEqual(['a\u{1F600}x']);
+      expect(await store.keys('alice', 'q')).toEqual([]);
+      expect(await store.keys('nobody')).toEqual([]);
+    });
+
+    it('clear() deletes every key of one owner only', async () => {
+      const storage = open(factory);
+      const store = storage.keyValue('roster');
+      await store.set('alice', 'x', 1);
+      await store.set('alice', 'y', 2);
+      await store.set('bob', 'x', 3);
+      await storage.keyValue('vcard').set('alice', 'x', 4);
+      await store.clear('alice');
+      expect(await store.keys('alice')).toEqual([]);
+      expect(await store.get('bob', 'x')).toBe(3);
+      expect(await storage.keyValue('vcard').get('alice', 'x')).toBe(4);
+    });
+
+    it('a read called after a write, without awaiting it, sees it', async () => {
+      const store = open(factory).keyValue('roster');
+      const write = store.set('alice', 'k', 'v');
+      const read = store.get('alice', 'k');
+      const deleted = store.set('alice', 'k', undefined);
+      const after = store.get('alice', 'k');
+      await write;
+      await deleted;
+      expect(await read).toBe('v');
+      expect(await after).toBeUndefined();
+    });
+  });
+
+  describe('archive', () => {
+    /** alice's archive: m1..m6 alternating bob and carol, at 1000, 2000, … */
+    async function filled(storage: XmppStorage) {
+      const archive = storage.archive('mam');
+      for (let i = 1; i <= 6; i++)
+        await archive.append('alice', item(`m${i}`, i * 1000, i % 2 === 1 ? 'bob@localhost' : 'carol@localhost'));
+      return archive;
+    }
+
+    it('keeps append order, whatever the times; items come back whole', async () => {
+      const archive = open(factory).archive('mam');
+      await archive.append('alice', item('late', 5000, 'bob@localhost', "<message to='bob@localhost'><body>hi &amp; ☃</body></message>"));
+      await archive.append('alice', item('early', 1000));
+      await archive.append('alice', item('middle', 3000));
+      const result = await archive.query('alice');
+      expect(result).toEqual({
+        items: [
+          { id: 'late', when: 5000, with: 'bob@localhost', xml: "<message to='bob@localhost'><body>hi &amp; ☃</body></message>" },
+          item('early', 1000),
+          item('middle', 3000),
+        ],
+        complete: true,
+        count: 3,
+      });
+      expect(await archive.query('nobody')).toEqual({ items: [], complete: true, count: 0 });
+    });
+
+    it('an append with an existing id replaces that item and moves it to the end', async () => {
+      const archive = await filled(open(factory));
+      await archive.append('alice', item('m2', 9000, 'dave@localhost', '<replaced/>'));
+      const result = await archive.query('alice');
+      expect(ids(result)).toEqual(['m1', 'm3', 'm4', 'm5', 'm6', 'm2']);
+      expect(result.items.at(-1)).toEqual(item('m2', 9000, 'dave@localhost', '<replaced/>'));
+      expect(result.count).toBe(6);
+      // The same id in another owner's archive is another item.
+      await archive.append('bob', item('m2', 1, 'alice@localhost'));
+      expect(ids(await archive.query('alice'))).toHaveLength(6);
+    });
+
+    it('filters by with, start and end (inclusive), and ids', async () => {
+      const archive = await filled(open(factory));
+      expect(ids(await archive.query('alice', { with: 'bob@localhost' }))).toEqual(['m1', 'm3', 'm5']);
+      expect(ids(await archive.query('alice', { start: 2000, end: 4000 }))).toEqual(['m2', 'm3', 'm4']);
+      expect(ids(await archive.query('alice', { with: 'carol@localhost', start: 2001 }))).toEqual(['m4', 'm6']);
+      expect(ids(await archive.query('alice', { end: 1999 }))).toEqual(['m1']);
+      expect(ids(await archive.query('alice', { ids: ['m5', 'm2', 'nope'] }))).toEqual(['m2', 'm5']);
+      expect(await archive.query('alice', { ids: [] })).toEqual({ items: [], complete: true, count: 0 });
+      const filtered = await archive.query('alice', { with: 'bob@localhost', ids: ['m1', 'm2'] });
+      expect(filtered).toEqual({ items: [item('m1', 1000)], complete: true, count: 1 });
+    });
+
+    it('pages forward: max, then after; complete on the last page; count ignores paging', async () => {
+      const archive = await filled(open(factory));
+      const first = await archive.query('alice', { max: 2 });
+      expect([ids(first), first.complete, first.count]).toEqual([['m1', 'm2'], false, 6]);
+      const second = await archive.query('alice', { max: 2, after: 'm2' });
+      expect([ids(second), second.complete, second.count]).toEqual([['m3', 'm4'], false, 6]);
+      const last = await archive.query('alice', { max: 2, after: 'm4' });
+      expect([ids(last), last.complete, last.count]).toEqual([['m5', 'm6'], true, 6]);
+      const beyond = await archive.query('alice', { max: 2, after: 'm6' });
+      expect([ids(beyond), beyond.complete, beyond.count]).toEqual([[], true, 6]);
+      const exact = await archive.query('alice', { max: 6 });
+      expect([ids(exact).length, exact.complete]).toEqual([6, true]);
+      const filtered = await archive.query('alice', { with: 'carol@localhost', max: 1, after: 'm2' });
+      expect([ids(filtered), filtered.complete, filtered.count]).toEqual([['m4'], false, 3]);
+    });
+
+    it("pages backward: before '' is the last page, before an id the page before it, oldest first", async () => {
+      const archive = await filled(open(factory));
+      const last = await archive.query('alice', { before: '', max: 2 });
+      expect([ids(last), last.complete, last.count]).toEqual([['m5', 'm6'], false, 6]);
+      const previous = await archive.query('alice', { before: 'm5', max: 2 });
+      expect([ids(previous), previous.complete]).toEqual([['m3', 'm4'], false]);
+      const first = await archive.query('alice', { before: 'm3', max: 2 });
+      expect([ids(first), first.complete]).toEqual([['m1', 'm2'], true]);
+      const all = await archive.query('alice', { before: '' });
+      expect([ids(all), all.complete]).toEqual([['m1', 'm2', 'm3', 'm4', 'm5', 'm6'], true]);
+      const withFilter = await archive.query('alice', { with: 'bob@localhost', before: '', max: 2 });
+      expect([ids(withFilter), withFilter.complete, withFilter.count]).toEqual([['m3', 'm5'], false, 3]);
+      const between = await archive.query('alice', { after: 'm1', before: 'm6', max: 2 });
+      expect([ids(between), between.complete]).toEqual([['m4', 'm5'], false]);
+      const betweenForward = await archive.query('alice', { after: 'm1', before: 'm4' });
+      expect([ids(betweenForward), betweenForward.complete]).toEqual([['m2', 'm3'], true]);
+    });
+
+    it('max 0 returns only the count; complete says whether anything matched', async () => {
+      const archive = await filled(open(factory));
+      expect(await archive.query('alice', { max: 0 })).toEqual({ items: [], complete: false, count: 6 });
+      expect(await archive.query('alice', { max: 0, with: 'nobody' })).toEqual({ items: [], complete: true, count: 0 });
+    });
+
+    it('an after or before id not in the archive is item-not-found (XEP-0059 §2.4)', async () => {
+      const archive = await filled(open(factory));
+      for (const query of [{ after: 'nope' }, { before: 'nope' }, { after: 'm1', before: 'nope' }]) {
+        const error = await archive.query('alice', query).then(
+          () => undefined,
+          (rejected: unknown) => rejected,
+        );
+        expect(error).toBeInstanceOf(StanzaErrorException);
+        expect((error as StanzaErrorException).condition).toBe('item-not-found');
+      }
+      // Another owner's ids are not cursors in this archive.
+      await expect(archive.query('bob', { after: 'm1' })).rejects.toBeInstanceOf(StanzaErrorException);
+    });
+
+    it('deletes by ids, with, end (inclusive), or everything of one owner', async () => {
+      const storage = open(factory);
+      const archive = await filled(storage);
+      await archive.append('bob', item('b1', 1000));
+      await storage.archive('offline').append('alice', item('o1', 1000));
+      expect(await archive.delete('alice', { ids: ['m1', 'nope'] })).toBe(1);
+      expect(await archive.delete('alice', { with: 'carol@localhost', end: 4000 })).toBe(2);
+      expect(ids(await archive.query('alice'))).toEqual(['m3', 'm5', 'm6']);
+      expect(await archive.delete('alice', { end: 3000 })).toBe(1);
+      expect(await archive.delete('alice')).toBe(2);
+      expect(await archive.query('alice')).toEqual({ items: [], complete: true, count: 0 });
+      expect(ids(await archive.query('bob'))).toEqual(['b1']);
+      expect(ids(await storage.archive('offline').query('alice'))).toEqual(['o1']);
+      expect(await archive.delete('nobody')).toBe(0);
+    });
+
+    it('trim keeps the newest items of one with (archive order), others untouched', async () => {
+      const archive = open(factory).archive('pubsub');
+      for (let i = 1; i <= 5; i++) await archive.append('alice', item(`a${i}`, 6000 - i * 1000, 'node-a'));
+      await archive.append('alice', item('b1', 1, 'node-b'));
+      await archive.append('alice', item('a1', 100, 'node-a'));
+      // node-a in archive order: a2 a3 a4 a5 a1.
+      expect(await archive.trim('alice', 'node-a', 3)).toBe(2);
+      expect(ids(await archive.query('alice'))).toEqual(['a4', 'a5', 'b1', 'a1']);
+      expect(await archive.trim('alice', 'node-a', 3)).toBe(0);
+      expect(await archive.trim('alice', 'node-a', 0)).toBe(3);
+      expect(ids(await archive.query('alice'))).toEqual(['b1']);
+      expect(await archive.trim('nobody', 'node-a', 1)).toBe(0);
+    });
+
+    it('expire deletes items older than a time across the owners of this store only', async () => {
+      const storage = open(factory);
+      const archive = await filled(storage);
+      await archive.append('bob', item('b1', 500));
+      await archive.append('bob', item('b2', 3000));
+      await storage.archive('offline').append('alice', item('o1', 1));
+      expect(await archive.expire(3000)).toBe(3);
+      expect(ids(await archive.query('alice'))).toEqual(['m3', 'm4', 'm5', 'm6']);
+      expect(ids(await archive.query('bob'))).toEqual(['b2']);
+      expect(ids(await storage.archive('offline').query('alice'))).toEqual(['o1']);
+    });
+  });
+
+  describe('users', () => {
+    it('create, get, setPassword, delete; usernames normalized; the credentials log in with SCRAM and PLAIN', async () => {
+      const storage = open(factory);
+      const users = storage.users;
+      expect(await users.create('Alice', 'secret')).toBe(true);
+      expect(await users.create('alice', 'other')).toBe(false);
+      const stored = await users.get('ALICE');
+      expect(stored?.username).toBe('alice');
+      for (const hash of ['sha1', 'sha256'] as const) {
+        const credentials = stored?.[hash];
+        expect(credentials?.salt).toHaveLength(16);
+        expect(credentials?.iterations).toBe(ITERATIONS);
+        // The same derivation MemoryUserStore and the SCRAM code use.
+        const expected = deriveScram('secret', hash, { salt: credentials?.salt as Buffer, iterations: ITERATIONS });
+        expect(credentials?.storedKey.equals(expected.storedKey)).toBe(true);
+        expect(credentials?.serverKey.equals(expected.serverKey)).toBe(true);
+        expect(await scramLogin(storage, hash, 'alice', 'secret')).toBe(true);
+        expect(await scramLogin(storage, hash, 'alice', 'wrong')).toBe(false);
+        expect(await verifyPlain(plain('alice', 'secret'), scramLookup(users), { hash })).toEqual({ username: 'alice' });
+      }
+      expect(stored?.sha1.salt.equals(stored?.sha256.salt as Buffer)).toBe(false);
+
+      expect(await users.setPassword('alice', 'changed')).toBe(true);
+      expect(await scramLogin(storage, 'sha256', 'alice', 'secret')).toBe(false);
+      expect(await scramLogin(storage, 'sha256', 'alice', 'changed')).toBe(true);
+      expect(await verifyPlain(plain('alice', 'secret'), scramLookup(users))).toEqual({ failure: 'not-authorized' });
+      expect(await users.setPassword('nobody', 'x')).toBe(false);
+
+      expect(await users.delete('Alice')).toBe(true);
+      expect(await users.get('alice')).toBeUndefined();
+      expect(await users.delete('alice')).toBe(false);
+      expect(await scramLogin(storage, 'sha256', 'alice', 'changed')).toBe(false);
+      expect(await users.get('not a valid@name')).toBeUndefined();
+    });
+
+    it('refuses an invalid username or an empty password (PB_ERR_XMPP_CREDENTIALS)', async () => {
+      const users = open(factory).users;
+      await expect(Promise.resolve().then(() => users.create('a@b', 'pw'))).rejects.toMatchObject({ code: 'PB_ERR_XMPP_CREDENTIALS' });
+      await expect(Promise.resolve().then(() => users.create('carol', ''))).rejects.toMatchObject({ code: 'PB_ERR_XMPP_CREDENTIALS' });
+      expect(await users.get('carol')).toBeUndefined();
+      await users.create('carol', 'pw');
+      await expect(Promise.resolve().then(() => users.setPassword('carol', ''))).rejects.toMatchObject({ code: 'PB_ERR_XMPP_CREDENTIALS' });
+      expect(await verifyPlain(plain('carol', 'pw'), scramLookup(users))).toEqual({ username: 'carol' });
+    });
+
+    it('operations on one account apply in the order they were called', async () => {
+      const users = open(factory).users;
+      const results = await Promise.all([
+        users.create('dave', 'one'),
+        users.create('dave', 'two'),
+        users.delete('dave'),
+        users.create('dave', 'three'),
+        users.setPassword('dave', 'four'),
+      ]);
+      expect(results).toEqual([true, false, true, true, true]);
+      expect(await verifyPlain(plain('dave', 'four'), scramLookup(users))).toEqual({ username: 'dave' });
+    });
+  });
+});
+
+/** Makes a file or directory unwritable, for root too: `chattr +i` as root (file modes do not bind root), chmod otherwise. */
+function readOnly(path: string): () => void {
+  if (process.getuid?.() === 0) {
+    execFileSync('chattr', ['+i', path]);
+    return () => execFileSync('chattr', ['-i', path]);
+  }
+  const mode = statSync(path).mode;
+  chmodSync(path, statSync(path).isDirectory() ? 0o555 : 0o444);
+  return () => chmodSync(path, mode);
+}
+
+/** The error sqliteStorage() throws for this file. */
+function openError(file: string): { code?: string; message: string; name: string } {
+  try {
+    opened.push(sqliteStorage({ file }));
+  } catch (error) {
+    return error as { code?: string; message: string; name: string };
+  }
+  throw new Error(`sqliteStorage opened ${file}`);
+}
+
+describe('sqliteStorage: the file', () => {
+  it('keeps accounts, key-values and archives across close and reopen', async () => {
+    const file = newFile();
+    const first = sqliteStorage({ file, iterations: ITERATIONS });
+    await first.users.create('alice', 'secret');
+    await first.keyValue('roster').set('alice', 'bob@localhost', { subscription: 'both' });
+    await first.archive('mam').append('alice', item('m1', 1000));
+    await first.archive('mam').append('alice', item('m2', 2000));
+    await first.archive('mam').append('alice', item('m1', 3000, 'bob@localhost', '<replaced/>'));
+    await first.close();
+
+    const second = open(() => sqliteStorage({ file, iterations: ITERATIONS }));
+    expect(await scramLogin(second, 'sha256', 'alice', 'secret')).toBe(true);
+    expect(await second.keyValue('roster').get('alice', 'bob@localhost')).toEqual({ subscription: 'both' });
+    expect(await second.archive('mam').query('alice')).toEqual({
+      items: [item('m2', 2000), item('m1', 3000, 'bob@localhost', '<replaced/>')],
+      complete: true,
+      count: 2,
+    });
+    // Archive order continues after the reopen.
+    await second.archive('mam').append('alice', item('m3', 10));
+    expect(ids(await second.archive('mam').query('alice'))).toEqual(['m2', 'm1', 'm3']);
+  });
+
+  it('keeps derived credentials only: the password is nowhere in the file', async () => {
+    const file = newFile();
+    const storage = sqliteStorage({ file, iterations: ITERATIONS });
+    await storage.users.create('alice', 'correct horse battery staple');
+    await storage.close();
+    const bytes = Buffer.concat([readFileSync(file), existsSync(`${file}-wal`) ? readFileSync(`${file}-wal`) : Buffer.alloc(0)]);
+    expect(bytes.includes('alice')).toBe(true);
+    expect(bytes.includes('correct horse battery staple')).toBe(false);
+  });
+
+  it('creates a new file with the current schema in WAL mode; reopening applies nothing twice', async () => {
+    const file = newFile();
+    expect(existsSync(join(file, '..'))).toBe(false);
+    await open(() => sqliteStorage({ file })).close();
+    const db = new Database(file, { readonly: true });
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
+    expect(tables).toEqual(['accounts', 'archive', 'key_values']);
+    const schema = db.prepare('SELECT sql FROM sqlite_schema ORDER BY name').pluck().all();
+    db.close();
+
+    const again = open(() => sqliteStorage({ file }));
+    await again.keyValue('k').set('o', 'k', 1);
+    await again.close();
+    const after = new Database(file, { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    expect(after.prepare('SELECT sql FROM sqlite_schema ORDER BY name').pluck().all()).toEqual(schema);
+    after.close();
+  });
+
+  it('migrates an empty (0-byte) file', async () => {
+    const file = newFile();
+    mkdirSync(join(file, '..'), { recursive: true });
+    writeFileSync(file, '');
+    const storage = open(() => sqliteStorage({ file }));
+    await storage.keyValue('k').set('o', 'k', 'v');
+    expect(await storage.keyValue('k').get('o', 'k')).toBe('v');
+  });
+
+  it('resolves a write only once it is committed: another connection sees it', async () => {
+    const file = newFile();
+    const storage = open(() => sqliteStorage({ file }));
+    await storage.keyValue('k').set('o', 'first', 0);
+    const reader = new Database(file, { readonly: true });
+    try {
+      const writes = Array.from({ length: 50 }, (_, i) => storage.archive('mam').append('alice', item(`m${i}`, i)));
+      await writes[0];
+      // Issued in one turn of the event loop: one transaction, all visible together.
+      expect(reader.prepare('SELECT count(*) FROM archive').pluck().get()).toBe(50);
+      await Promise.all(writes);
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('a statement that fails in a batch fails alone; the others commit', async () => {
+    const storage = open(() => sqliteStorage({ file: newFile() }));
+    const archive = storage.archive('mam');
+    const results = await Promise.allSettled([
+      archive.append('alice', item('m1', 1)),
+      // NaN is bound as NULL: the NOT NULL constraint fails this statement only.
+      archive.append('alice', item('bad', Number.NaN)),
+      archive.append('alice', item('m2', 2)),
+    ]);
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(ids(await archive.query('alice'))).toEqual(['m1', 'm2']);
+  });
+
+  it('rejects operations after close (PB_ERR_XMPP_STORAGE), and close writes what was pending', async () => {
+    const file = newFile();
+    const storage = sqliteStorage({ file, iterations: ITERATIONS });
+    const pending = [storage.keyValue('k').set('o', 'k', 'v'), storage.users.create('alice', 'pw')];
+    await storage.close();
+    await Promise.all(pending);
+    await expect(storage.keyValue('k').get('o', 'k')).rejects.toMatchObject({ code: 'PB_ERR_XMPP_STORAGE' });
+    const reopened = open(() => sqliteStorage({ file }));
+    expect(await reopened.keyValue('k').get('o', 'k')).toBe('v');
+    expect(await reopened.users.get('alice')).toBeDefined();
+  });
+});
+
+describe('sqliteStorage: startup errors are XmppConfigError PB_ERR_XMPP_STORAGE, thrown by sqliteStorage()', () => {
+  /** A database with data in it, closed (its WAL checkpointed into the file). */
+  async function database(): Promise<string> {
+    const file = newFile();
+    const storage = sqliteStorage({ file });
+    for (let i = 0; i < 2000; i++)
+      void storage.archive('mam').append('alice', item(`m${i}`, i, 'bob@localhost', `<message>${'x'.repeat(200)}</message>`));
+    await storage.close();
+    return file;
+  }
+
+  it('a file of random bytes', () => {
+    const file = newFile();
+    mkdirSync(join(file, '..'), { recursive: true });
+    writeFileSync(file, randomBytes(16384));
+    const error = openError(file);
+    expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
+    expect(error.message).toBe(
+      `storage ${file}: not an SQLite database, or damaged (SQLITE_NOTADB: file is not a database); restore it from a backup, or move it away to start with an empty one`,
+    );
+  });
+
+  it('a truncated database', async () => {
+    const file = await database();
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    const error = openError(file);
+    expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
+    expect(error.message).toMatch(/^storage .*: not an SQLite database, or damaged \(SQLITE_CORRUPT: database disk image is malformed\)/);
+  });
+
+  it('a database damaged in a page the schema does not reach (quick_check), unless quickCheck is false', async () => {
+    const file = await database();
+    const size = statSync(file).size;
+    // Overwrite the middle of the file, where archive rows are: the header and schema still read.
+    const bytes = readFileSync(file);
+    randomBytes(4096).copy(bytes, Math.floor(size / 2 / 4096) * 4096);
+    writeFileSync(file, bytes);
+    const error = openError(file);
+    expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
+    expect(error.message).toMatch(/^storage .*: (damaged: PRAGMA quick_check says|not an SQLite database, or damaged)/);
+    opened.push(sqliteStorage({ file, quickCheck: false }));
+  });
+
+  it('a database file that cannot be written (SQLite would open it read-only)', async () => {
+    const file = await database();
+    const undo = readOnly(file);
+    try {
+      const error = openError(file);
+      expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
+      expect(error.message).toBe(
+        `storage ${file}: cannot be opened for writing (SQLITE_READONLY: attempt to write a readonly database); the file and its directory must be writable by this process (SQLite creates ${file}-wal and ${file}-shm beside it)`,
+      );
+    } finally {
+      undo();
+    }
+  });
+
+  it('a directory where the -wal and -shm files cannot be created', async () => {
+    const file = await database();
+    const undo = readOnly(join(file, '..'));
+    try {
+      const error = openError(file);
+      expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
+      expect(error.message).toMatch(
+        /^storage .*: cannot be opened for writing \(SQLITE_CANTOPEN: unable to open database file\); the file and its directory must be writable/,
+      );
+      // And a new database in that directory.
+      expect(openError(join(file, '..', 'new.sqlite')).message).toMatch(/cannot be opened for writing \(SQLITE_CANTOPEN/);
+    } finally {
+      undo();
+    }
+  });
+
+  it('a directory that does not exist is created; one that cannot be is an error', async () => {
+    const file = join(dir, 'missing', 'deeper', 'xmpp.sqlite');
+    await open(() => sqliteStorage({ file })).close();
+    expect(existsSync(file)).toBe(true);
+    const blocker = join(dir, 'a-file');
+    writeFileSync(blocker, 'not a directory');
+    const error = openError(join(blocker, 'xmpp.sqlite'));
+    expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
+    expect(error.message).toMatch(/^storage .*a-file\/xmpp\.sqlite: cannot create its directory .*a-file \(EEXIST: file already exists/);
+  });
+
+  it('a schema written by a newer version', async () => {
+    const file = newFile();
+    await sqliteStorage({ file }).close();
+    const db = new Database(file);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    const error = openError(file);
+    expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
+    expect(error.message).toBe(
+      `storage ${file}: its schema version is ${SCHEMA_VERSION + 1}, newer than this version of @portbind/xmpp knows (${SCHEMA_VERSION}); upgrade @portbind/xmpp, or open a backup made by this version`,
+    );
+  });
+
+  it('bad options are PB_ERR_XMPP_OPTION', () => {
+    expect(() => sqliteStorage({ file: '' })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+    expect(() => sqliteStorage({ file: newFile(), maxBatch: 0 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+  });
+});
