@@ -575,7 +575,7 @@ async function main() {
       results[key(name, mode)].push(t);
       console.error(
         `  round ${round + 1} ${name.padEnd(8)} ${mode.padEnd(6)} (${seen(t.offered)}) ${int(t.messagesPerSecond)} msg/s, p50 ${ms(t.p50)} ms, p99 ${ms(t.p99)} ms, ` +
-          `server CPU ${(t.serverCpu * 100).toFixed(0)} %, load CPU ${(t.loadCpu * 100).toFixed(0)} %, other processes ${(t.otherCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, ` +
+          `server CPU ${(t.serverCpu * 100).toFixed(0)} % (${int(t.messagesPerSecond / t.serverCpu)} msg per CPU-second), load CPU ${(t.loadCpu * 100).toFixed(0)} %, other processes ${(t.otherCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, ` +
           `archived ${((100 * t.archived) / Math.max(1, t.delivered)).toFixed(0)} %, archive count ${t.offered.archive?.count ?? '–'} -> ${t.archiveAfter?.count ?? '–'}, ` +
           `SM r/a: server ${t.sm.serverRequests}, client ${t.sm.clientRequests}/${t.sm.acksReceived}, per second [${t.perSecond.join(' ')}]`,
       );
@@ -643,6 +643,9 @@ async function main() {
         p50: median(t.map((r) => r.p50)),
         p99: median(t.map((r) => r.p99)),
         cpu: median(t.map((r) => r.serverCpu)),
+        // Delivered messages per second of server CPU: what the server would do with a core to
+        // itself (the machine is shared; this number moves less with the others' load).
+        perCore: median(t.map((r) => r.messagesPerSecond / r.serverCpu)),
         other: median(t.map((r) => r.otherCpu)),
         archived: median(t.map((r) => r.archived / Math.max(1, r.delivered))),
         rssGrowth: median(t.map((r) => r.rssEnd - r.rssStart)),
@@ -662,14 +665,14 @@ async function main() {
     `Throughput and latency (medians of ${rounds} round(s); chat messages to a full JID, ${clients} clients, ${window} in flight each):\n`,
   );
   console.log(
-    "| server | mode | features seen | delivered msg/s | p50 latency | p99 latency | server CPU | other processes' CPU | archived | RSS growth |",
+    "| server | mode | features seen | delivered msg/s | p50 latency | p99 latency | server CPU | msg per CPU-second | other processes' CPU | archived | RSS growth |",
   );
-  console.log('|---|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const name of names) {
     for (const mode of modes) {
       const s = summary[key(name, mode)];
       console.log(
-        `| ${label[name]} | ${mode} | ${s.offered} | ${int(s.rate)} | ${ms(s.p50)} ms | ${ms(s.p99)} ms | ${(s.cpu * 100).toFixed(0)} % | ${(s.other * 100).toFixed(0)} % | ` +
+        `| ${label[name]} | ${mode} | ${s.offered} | ${int(s.rate)} | ${ms(s.p50)} ms | ${ms(s.p99)} ms | ${(s.cpu * 100).toFixed(0)} % | ${int(s.perCore)} | ${(s.other * 100).toFixed(0)} % | ` +
           `${(s.archived * 100).toFixed(0)} % | ${mb(s.rssGrowth)} |`,
       );
     }
@@ -685,17 +688,21 @@ async function main() {
     lines.push(
       `| portbind sm+mam / Prosody sm+mam, msg/s (goal ≥ 2.5) | **${ratio(p.rate, q.rate)}** |`,
       `| portbind sm+mam / Prosody sm+mam, p99 (goal < 1) | **${ratio(p.p99, q.p99)}** |`,
+      `| portbind sm+mam / Prosody sm+mam, msg per CPU-second | ${ratio(p.perCore, q.perCore)} |`,
     );
   }
   if (has('portbind', 'sm+mam') && has('portbind', 'none')) {
     lines.push(
       `| portbind sm+mam / portbind none, msg/s (goal ≥ 0.7) | **${ratio(get('portbind', 'sm+mam').rate, get('portbind', 'none').rate)}** |`,
+      `| portbind sm+mam / portbind none, msg per CPU-second | ${ratio(get('portbind', 'sm+mam').perCore, get('portbind', 'none').perCore)} |`,
     );
   }
   for (const name of names) {
     if (!modes.includes('none')) continue;
     for (const mode of modes.filter((m) => m !== 'none')) {
-      lines.push(`| ${label[name]}: ${mode} / none, msg/s | ${ratio(get(name, mode).rate, get(name, 'none').rate)} |`);
+      lines.push(
+        `| ${label[name]}: ${mode} / none, msg/s (per CPU-second) | ${ratio(get(name, mode).rate, get(name, 'none').rate)} (${ratio(get(name, mode).perCore, get(name, 'none').perCore)}) |`,
+      );
     }
   }
   if (idleSessions > 0 && names.length === 2) {
