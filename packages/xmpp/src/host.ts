@@ -207,6 +207,7 @@ export class ModuleHost {
 
   /** A stanza from a bound client session, `from` already stamped. */
   async fromClient(session: Session, stanza: XmlElement): Promise<void> {
+    await this.fire('stanza/received', { stanza, session });
     const kind = stanza.local as StanzaKind;
     const from = session.jid as Jid;
     const toText = stanza.attr('to');
@@ -361,6 +362,12 @@ export class ModuleHost {
       sessionOf: (full) => routerServer.sessionOf(full),
       availableSessionsOf: (bare) => availableSessionsOf(routerServer.sessionsOf(bare)),
       userExists: (user) => routerServer.userExists(user),
+      subscription: async (user, contactBare) => {
+        const roster = (await routerServer.storage.keyValue('roster').get(user, 'roster')) as { items?: Array<{ jid: string; subscription: string }> } | undefined;
+        const item = roster?.items?.find((entry) => entry.jid === contactBare);
+        const state = item?.subscription;
+        return state === 'to' || state === 'from' || state === 'both' ? state : 'none';
+      },
       takeOver: (old, replacement) => routerServer.takeOver(old as Session, replacement as Session),
       endSession: (session) => routerServer.endSession(session as Session),
     };

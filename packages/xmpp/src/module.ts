@@ -65,8 +65,10 @@ export interface SessionEvent {
  * - `message/delivered`: a message was handed to these sessions (carbons, archive bookkeeping).
  * - `session/authenticated`, `session/bound`: a session passed SASL / bound a resource.
  * - `presence/initial`: a session's first available presence (deliver offline messages, probes).
- * - `session/disconnected`: the transport closed; a hook returning `true` keeps the session routed
- *   (stream management hibernation) and must later call `api.endSession()`.
+ * - `stanza/received`: every stanza a bound client sends, first of all (stream management counts them).
+ * - `session/disconnected`: the transport closed (`clean` when the stream was ended on purpose); a hook
+ *   returning `true` keeps the session routed (stream management hibernation) and must later call
+ *   `api.endSession()`.
  * - `session/closed`: the session is gone for good (unavailable presence already broadcast).
  * - `account/deleted`: an account was removed (modules delete its data).
  */
@@ -88,7 +90,11 @@ export interface XmppEvents {
   'session/authenticated': SessionEvent;
   'session/bound': SessionEvent;
   'presence/initial': SessionEvent;
-  'session/disconnected': SessionEvent;
+  'session/disconnected': SessionEvent & {
+    /** The stream was ended on purpose (`</stream:stream>`, a stream error), not lost with its transport. */
+    readonly clean: boolean;
+  };
+  'stanza/received': { readonly stanza: XmlElement; readonly session: XmppSession };
   'session/closed': SessionEvent;
   'account/deleted': { readonly user: string };
 }
@@ -202,6 +208,8 @@ export interface ModuleApi {
   availableSessionsOf(bare: string): Array<{ session: XmppSession; priority: number }>;
   /** Whether a local account exists. */
   userExists(user: string): Promise<boolean>;
+  /** The subscription state of a contact in an account's roster (RFC 6121): `from`/`both` may see its presence. */
+  subscription(user: string, contactBare: string): Promise<'none' | 'to' | 'from' | 'both'>;
   /** Move a hibernating session's identity, routing and module state onto a new session (stream resumption); the old one closes quietly. */
   takeOver(old: XmppSession, replacement: XmppSession): void;
   /** End a hibernating session for good: unavailable presence, `session/closed`. */

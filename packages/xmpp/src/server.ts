@@ -614,7 +614,7 @@ export class XmppServer {
   #closed(session: Session): void {
     const jid = session.jid;
     if (jid === undefined || this.#sessions.get(jid.bare)?.get(jid.resource) !== session) return this.#end(session);
-    this.#host.fire('session/disconnected', { session }).then(
+    this.#host.fire('session/disconnected', { session, clean: session.cleanEnd }).then(
       (kept) => {
         if (kept) session.hibernating = true;
         else this.#end(session);

@@ -99,6 +99,8 @@ export abstract class Session implements XmppSession {
   hibernating = false;
   /** Replaced by a resumed session: its end is silent (no presence, no events). */
   replaced = false;
+  /** The stream was ended on purpose (by either side), not lost with its transport. */
+  cleanEnd = false;
   protected readonly host: SessionHost;
   protected closed = false;
   #headerSent = false;
@@ -181,6 +183,9 @@ export abstract class Session implements XmppSession {
   /** End the stream: with a stream error when given (RFC 6120 §4.9), then the stream's end. */
   close(error?: StreamError): void {
     if (this.closed) return;
+    // Ended on purpose (the client's `</stream:stream>`, a stream error): not a lost link that
+    // stream management may resume. An idle timeout is a link that went silent.
+    this.cleanEnd = error?.condition !== 'connection-timeout';
     if (!this.#headerSent) this.#sendHeader();
     if (error !== undefined) this.send(this.streamElement(error.toElement()));
     this.send(this.footer());
