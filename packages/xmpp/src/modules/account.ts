@@ -4,7 +4,7 @@
 // core's (it happens before there is a session to route).
 
 import { type XmlElement, xml } from '../element.js';
-import type { ModuleApi, ModuleIqHandler, XmppEvents, XmppModule } from '../module.js';
+import type { ModuleApi, ModuleIqHandler, XmppModule } from '../module.js';
 import { NS_REGISTER } from '../namespaces.js';
 import { normalizeUsername } from '../sasl/index.js';
 import type { XmppSession } from '../session.js';
@@ -95,9 +95,9 @@ async function remove(api: ModuleApi, options: AccountOptions, query: XmlElement
     for (const other of [session, ...api.sessionsOf(`${user}@${api.domain}`).filter((s) => s !== session)]) {
       other.close(new StreamError('not-authorized', 'account deleted'));
     }
-    void fire(api, 'account/deleted', { user }).catch((error: unknown) =>
-      api.logger.error({ err: error, user }, 'cleaning up a removed account failed'),
-    );
+    void api
+      .fire('account/deleted', { user })
+      .catch((error: unknown) => api.logger.error({ err: error, user }, 'cleaning up a removed account failed'));
   });
   return undefined;
 }
@@ -105,15 +105,4 @@ async function remove(api: ModuleApi, options: AccountOptions, query: XmlElement
 /** Run after the IQ's result is written (the host sends it when the handler's promise settles). */
 function afterReply(work: () => void): void {
   setImmediate(work);
-}
-
-/** Fire a server event, when the host lets modules (see api-requests.md); until then nothing else hears it. */
-async function fire<E extends 'account/deleted'>(api: ModuleApi, event: E, payload: XmppEvents[E]): Promise<void> {
-  const host = api as ModuleApi & {
-    fire?: (event: E, payload: XmppEvents[E]) => unknown;
-    emit?: (event: E, payload: XmppEvents[E]) => unknown;
-  };
-  if (typeof host.fire === 'function') await host.fire(event, payload);
-  else if (typeof host.emit === 'function') await host.emit(event, payload);
-  else api.logger.warn({ user: payload.user }, 'account/deleted cannot be fired by this host: module data of the account is kept');
 }

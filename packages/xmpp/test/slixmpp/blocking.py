@@ -34,14 +34,13 @@ class Client(slixmpp.ClientXMPP):
         self.register_plugin('xep_0191')
         self.add_event_handler('session_start', self.on_start)
         self.add_event_handler('message', self.on_message)
+        self.add_event_handler('message_error', self.errors.put_nowait)
         self.add_event_handler('blocked', lambda iq: self.pushes.put_nowait(('block', iq)))
         self.add_event_handler('unblocked', lambda iq: self.pushes.put_nowait(('unblock', iq)))
         self.add_event_handler('failed_auth', lambda _: self.ready.done() or self.ready.set_exception(RuntimeError('auth failed')))
 
     def on_message(self, msg):
-        if msg['type'] == 'error':
-            self.errors.put_nowait(msg)
-        else:
+        if msg['type'] != 'error':
             self.messages.put_nowait(msg)
 
     async def on_start(self, _event):
