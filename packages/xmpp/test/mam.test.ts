@@ -1,0 +1,545 @@
+import { execFile } from 'node:child_process';
+import type { Socket } from 'node:net';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { defaultModules, memoryStorage, type XmppStorage, xml } from '../src/index.js';
+import type { ModuleApi, XmppModule } from '../src/module.js';
+import { account } from '../src/modules/account.js';
+import { type MamOptions, mam } from '../src/modules/mam.js';
+import { rawLogin, start } from './support.js';
+
+// Message archive (XEP-0313) with RSM paging (XEP-0059) and stanza ids (XEP-0359): slixmpp's
+// xep_0313 plugin pages through a real conversation; raw streams check what is archived for whom,
+// every error case, preferences, retention and account removal against the storage itself.
+
+const run = promisify(execFile);
+const DAY = 86_400_000;
+
+/** A logged-in raw stream that reads whole top-level elements, in order. */
+class Raw {
+  #buffer = '';
+  #elements: string[] = [];
+  #waiters: Array<() => void> = [];
+  closed = false;
+  readonly socket: Socket;
+
+  constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => {
+      this.#buffer += chunk.toString('utf8');
+      this.#split();
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.#wake();
+    });
+    socket.on('error', () => {});
+    socket.resume();
+  }
+
+  static async login(port: number, user: string, password: string, resource: string): Promise<Raw> {
+    const raw = new Raw(await rawLogin(port, user, password, resource));
+    opened.push(raw);
+    return raw;
+  }
+
+  send(text: string): void {
+    this.socket.write(text);
+  }
+
+  /** The next element matching `pattern` (others before it stay queued). */
+  async next(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = this.#elements.findIndex((element) => pattern.test(element));
+      if (index !== -1) return this.#elements.splice(index, 1)[0] as string;
+      if (this.closed) throw new Error(`stream closed waiting for ${pattern}; queued: ${JSON.stringify(this.#elements)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${pattern}; queued: ${JSON.stringify(this.#elements)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** An IQ's answer (by id). */
+  iq(id: string, body: string, attrs = "type='set'"): Promise<string> {
+    this.send(`<iq id='${id}' ${attrs}>${body}</iq>`);
+    return this.next(new RegExp(`^<iq[^>]* id='${id}'`));
+  }
+
+  /** Every element queued so far matching `pattern`, taken. */
+  take(pattern: RegExp): string[] {
+    const taken = this.#elements.filter((element) => pattern.test(element));
+    this.#elements = this.#elements.filter((element) => !pattern.test(element));
+    return taken;
+  }
+
+  /** A round trip to the server: everything it wrote before its answer is queued after this. */
+  async sync(): Promise<void> {
+    const id = `sync${Math.random().toString(36).slice(2)}`;
+    await this.iq(id, "<ping xmlns='urn:xmpp:ping'/>", "type='get' to='localhost'");
+  }
+
+  #split(): void {
+    const tag = /<(\/?)([\w:.-]+)(?:[^>'"]|'[^']*'|"[^"]*")*?(\/?)>/g;
+    let depth = 0;
+    let start = -1;
+    let consumed = 0;
+    for (let match = tag.exec(this.#buffer); match !== null; match = tag.exec(this.#buffer)) {
+      const [text, closing, name, selfClosing] = match;
+      if (depth === 0 && closing === '' && name !== 'stream:stream') start = match.index;
+      if (name === 'stream:stream') {
+        consumed = match.index + text.length;
+        continue;
+      }
+      if (closing === '/') depth--;
+      else if (selfClosing !== '/') depth++;
+      if (depth === 0 && start !== -1) {
+        this.#elements.push(this.#buffer.slice(start, match.index + text.length));
+        consumed = match.index + text.length;
+        start = -1;
+      }
+    }
+    this.#buffer = this.#buffer.slice(consumed);
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (const waiter of this.#waiters.splice(0)) waiter();
+  }
+}
+
+const opened: Raw[] = [];
+afterEach(() => {
+  for (const raw of opened.splice(0)) raw.socket.destroy();
+});
+
+/** A module that only keeps its API, to route stanzas as the server does. */
+function probe(): XmppModule & { api?: ModuleApi } {
+  const module: XmppModule & { api?: ModuleApi } = {
+    name: 'probe',
+    setup(api) {
+      module.api = api;
+    },
+  };
+  return module;
+}
+
+async function server(options: MamOptions & { storage?: XmppStorage } = {}) {
+  const storage = options.storage ?? memoryStorage();
+  const archive = mam(options);
+  const spy = probe();
+  const started = await start({
+    server: {
+      storage,
+      modules: [...defaultModules().filter((module) => module.name !== 'mam'), archive, account(), spy],
+    },
+    accounts: { mercutio: 'queen-mab' },
+  });
+  return { ...started, storage, archive, api: spy.api as ModuleApi };
+}
+
+const chat = (to: string, body: string, extra = '') =>
+  `<message type='chat' to='${to}' id='m${Math.random().toString(36).slice(2)}'><body>${body}</body>${extra}</message>`;
+const form = (fields: Record<string, string | string[]>, formType = 'urn:xmpp:mam:2', type = 'submit') =>
+  `<x xmlns='jabber:x:data' type='${type}'><field var='FORM_TYPE' type='hidden'><value>${formType}</value></field>${Object.entries(fields)
+    .map(
+      ([name, value]) =>
+        `<field var='${name}'>${(Array.isArray(value) ? value : [value]).map((v) => `<value>${v}</value>`).join('')}</field>`,
+    )
+    .join('')}</x>`;
+const rsm = (inner: string) => `<set xmlns='http://jabber.org/protocol/rsm'>${inner}</set>`;
+const query = (queryid: string, inner = '') => `<query xmlns='urn:xmpp:mam:2' queryid='${queryid}'>${inner}</query>`;
+const condition = (reply: string) => /<([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/.exec(reply)?.[1];
+
+/** Run a query over a raw stream: the result messages (in order) and the IQ answer. */
+async function mamQuery(raw: Raw, queryid: string, inner = '', attrs = "type='set'") {
+  const answer = await raw.iq(queryid, query(queryid, inner), attrs);
+  const results = raw.take(new RegExp(`<result xmlns='urn:xmpp:mam:2' queryid='${queryid}'`));
+  const ids = results.map((r) => /<result [^>]*id='([^']+)'/.exec(r.replace(/queryid='[^']*'/, ''))?.[1]);
+  const bodies = results.map((r) => /<body>([^<]*)<\/body>/.exec(r)?.[1]);
+  return { answer, results, ids, bodies };
+}
+
+/** Put items straight into the archive (for paging and time-range tests). */
+async function seed(
+  storage: XmppStorage,
+  owner: string,
+  count: number,
+  options: { with?: (i: number) => string; when?: (i: number) => number } = {},
+) {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = `seed-${String(i).padStart(4, '0')}`;
+    const peer = options.with?.(i) ?? 'romeo@localhost';
+    await storage.archive('mam').append(owner, {
+      id,
+      when: options.when?.(i) ?? Date.UTC(2026, 0, 1) + i * 1000,
+      with: peer,
+      xml: `<message xmlns='jabber:client' type='chat' from='${peer}/x' to='${owner}@localhost'><body>seed ${i}</body></message>`,
+    });
+    ids.push(id);
+  }
+  return ids;
+}
+
+describe('slixmpp (Debian python3-slixmpp, xep_0313)', () => {
+  it('juliet pages through her archive with RSM, reads the last page, romeo iterates his: ids are the stanza-ids juliet saw live', async () => {
+    const { port } = await server();
+    const script = new URL('./slixmpp/mam.py', import.meta.url).pathname;
+    const { stdout } = await run('/usr/bin/python3', [script, '127.0.0.1', String(port), '23', '10'], { timeout: 90_000 });
+    const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+      live: Array<{ body: string; stanza_id: { by: string; id: string } | null }>;
+      features: string[];
+      pages: Array<{ results: Array<{ id: string; body: string; from: string; stamp: string }>; fin: Record<string, string | null> }>;
+      last_page: { results: Array<{ id: string; body: string }>; fin: Record<string, string | null> };
+      romeo: string[];
+    };
+    const lines = Array.from({ length: 23 }, (_, i) => `line ${i}`);
+    expect(result.features).toEqual(expect.arrayContaining(['urn:xmpp:mam:2', 'urn:xmpp:mam:2#extended', 'urn:xmpp:sid:0']));
+    // Live: every message carries juliet's stanza id — except the <no-store/> one, which is not archived.
+    expect(result.live.map((m) => m.body)).toEqual(['forget me', ...lines]);
+    expect(result.live[0]?.stanza_id).toBeNull();
+    const liveIds = result.live.slice(1).map((m) => m.stanza_id);
+    for (const sid of liveIds) expect(sid?.by).toBe('juliet@localhost');
+    // Three pages of 10, 10 and 3; only the last says complete; each names its first, last and the count.
+    expect(result.pages.map((page) => page.results.length)).toEqual([10, 10, 3]);
+    expect(result.pages.map((page) => page.fin.complete)).toEqual([null, null, 'true']);
+    expect(result.pages.map((page) => page.fin.count)).toEqual(['23', '23', '23']);
+    const archived = result.pages.flatMap((page) => page.results);
+    expect(archived.map((r) => r.body)).toEqual(lines);
+    expect(archived.map((r) => r.id)).toEqual(liveIds.map((sid) => sid?.id));
+    expect(new Set(archived.map((r) => r.id)).size).toBe(23);
+    for (const page of result.pages) {
+      expect(page.fin.first).toBe(page.results[0]?.id);
+      expect(page.fin.last).toBe(page.results[page.results.length - 1]?.id);
+    }
+    for (const r of archived) {
+      expect(r.from).toBe('romeo@localhost/slix');
+      expect(r.stamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+    }
+    // The last page (empty <before/>): the newest three, oldest first.
+    expect(result.last_page.results.map((r) => r.body)).toEqual(['line 20', 'line 21', 'line 22']);
+    expect(result.last_page.fin.complete).toBeNull();
+    // Romeo's own archive holds what he sent (not the chat state, not the <no-store/> message).
+    expect(result.romeo).toEqual(lines);
+  });
+});
+
+describe('message archive (XEP-0313)', () => {
+  it('archives for both parties; the recipient copy carries her stanza id (a spoofed one is stripped), the sender copy none', async () => {
+    const { port, storage } = await server();
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    juliet.send('<presence/>');
+    romeo.send('<presence/>');
+    await juliet.sync();
+    romeo.send(
+      chat(
+        'juliet@localhost',
+        'Did my heart love till now?',
+        "<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost' id='spoofed'/><stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='mine'/>",
+      ),
+    );
+    const delivered = await juliet.next(/Did my heart love till now/);
+    const sids = [...delivered.matchAll(/<stanza-id xmlns='urn:xmpp:sid:0' by='([^']+)' id='([^']+)'\/>/g)].map((m) => ({
+      by: m[1],
+      id: m[2],
+    }));
+    expect(sids).toHaveLength(1);
+    expect(sids[0]?.by).toBe('juliet@localhost');
+    expect(sids[0]?.id).not.toBe('spoofed');
+
+    const hers = await storage.archive('mam').query('juliet');
+    expect(hers.items.map((item) => [item.id, item.with])).toEqual([[sids[0]?.id, 'romeo@localhost']]);
+    expect(hers.items[0]?.xml).toContain("from='romeo@localhost/orchard'");
+    const his = await storage.archive('mam').query('romeo');
+    expect(his.items.map((item) => item.with)).toEqual(['juliet@localhost']);
+    expect(his.items[0]?.id).not.toBe(sids[0]?.id);
+    // No stanza id survives in either archive copy (they are added on delivery).
+    expect(his.items[0]?.xml).not.toContain('stanza-id');
+    expect(hers.items[0]?.xml).not.toContain('stanza-id');
+
+    // Juliet's query answers with the id she saw; the forwarded message is in jabber:client with a delay.
+    const { results, ids, answer } = await mamQuery(juliet, 'q1');
+    expect(ids).toEqual([sids[0]?.id]);
+    expect(results[0]).toContain("<forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='");
+    expect(results[0]).toMatch(/<message [^>]*xmlns='jabber:client'/);
+    expect(answer).toMatch(/<fin xmlns='urn:xmpp:mam:2' queryid='q1' complete='true'>/);
+
+    // A message to oneself is archived once; chat states alone, errors, headlines and groupchat are not.
+    juliet.send(chat('juliet@localhost', 'note to self'));
+    juliet.send("<message type='chat' to='romeo@localhost'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>");
+    juliet.send("<message type='headline' to='romeo@localhost'><body>headline</body></message>");
+    juliet.send("<message type='error' to='romeo@localhost'><body>error</body></message>");
+    juliet.send("<message type='normal' to='romeo@localhost'><body>normal</body><no-permanent-store xmlns='urn:xmpp:hints'/></message>");
+    juliet.send("<message to='romeo@localhost'><body>a normal one</body></message>");
+    await romeo.next(/a normal one/);
+    await juliet.sync();
+    const after = await storage.archive('mam').query('juliet');
+    expect(after.items.map((item) => /<body>([^<]*)</.exec(item.xml)?.[1])).toEqual([
+      'Did my heart love till now?',
+      'note to self',
+      'a normal one',
+    ]);
+    expect((await storage.archive('mam').query('romeo')).items.map((item) => /<body>([^<]*)</.exec(item.xml)?.[1])).toEqual([
+      'Did my heart love till now?',
+      'a normal one',
+    ]);
+  });
+
+  it('a message routed again (stream management redelivery) is archived once', async () => {
+    const { port, storage, api } = await server();
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    juliet.send('<presence/>');
+    await juliet.sync();
+    const stanza = () =>
+      xml(
+        'message',
+        { type: 'chat', from: 'romeo@localhost/orchard', to: 'juliet@localhost/balcony', id: 'again' },
+        xml('body', {}, 'once'),
+      );
+    await api.route(stanza());
+    const first = await juliet.next(/id='again'/);
+    await api.route(stanza(), { redelivery: true });
+    const second = await juliet.next(/id='again'/);
+    expect(first).toContain("by='juliet@localhost'");
+    expect(second).not.toContain('stanza-id');
+    expect((await storage.archive('mam').query('juliet')).items).toHaveLength(1);
+  });
+
+  it('queries: with, start/end, after-id/before-id/ids, RSM after/before, max 0 counts, flip-page, a million capped', async () => {
+    const { port, storage } = await server({ maxPageSize: 250 });
+    const ids = await seed(storage, 'juliet', 300, {
+      with: (i) => (i % 3 === 0 ? 'mercutio@localhost' : 'romeo@localhost'),
+      when: (i) => Date.UTC(2026, 0, 1) + i * 3_600_000,
+    });
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+
+    // A million is capped to the server's page (250), and the page is not complete.
+    const big = await mamQuery(juliet, 'big', rsm('<max>1000000</max>'));
+    expect(big.results).toHaveLength(250);
+    expect(big.answer).not.toContain("complete='true'");
+    expect(big.answer).toContain('<count>300</count>');
+    // No <set/>: the default page (50).
+    expect((await mamQuery(juliet, 'default')).results).toHaveLength(50);
+
+    // with: only mercutio's (every third).
+    const withMercutio = await mamQuery(juliet, 'with', form({ with: 'mercutio@localhost' }) + rsm('<max>5</max>'));
+    expect(withMercutio.ids).toEqual([ids[0], ids[3], ids[6], ids[9], ids[12]]);
+    expect(withMercutio.answer).toContain('<count>100</count>');
+
+    // start/end: inclusive bounds, XEP-0082 with an offset too.
+    const range = await mamQuery(juliet, 'range', form({ start: '2026-01-01T10:00:00Z', end: '2026-01-01T14:00:00+02:00' }));
+    expect(range.ids).toEqual(ids.slice(10, 13));
+    expect(range.answer).toContain("complete='true'");
+
+    // #extended: after-id + before-id (between two), ids (exactly those).
+    const between = await mamQuery(juliet, 'between', form({ 'after-id': ids[4] as string, 'before-id': ids[8] as string }));
+    expect(between.ids).toEqual(ids.slice(5, 8));
+    const some = await mamQuery(juliet, 'some', form({ ids: [ids[7] as string, ids[2] as string] }));
+    expect(some.ids).toEqual([ids[2], ids[7]]);
+
+    // RSM paging backwards: <before>id</before> is the page just before it; <before/> the last page.
+    const before = await mamQuery(juliet, 'before', rsm(`<max>3</max><before>${ids[100]}</before>`));
+    expect(before.ids).toEqual(ids.slice(97, 100));
+    const lastPage = await mamQuery(juliet, 'last', rsm('<max>2</max><before/>'));
+    expect(lastPage.ids).toEqual(ids.slice(298));
+    expect(lastPage.answer).toContain(`<first>${ids[298]}</first><last>${ids[299]}</last>`);
+    const afterPage = await mamQuery(juliet, 'after', rsm(`<max>2</max><after>${ids[297]}</after>`));
+    expect(afterPage.ids).toEqual(ids.slice(298));
+    expect(afterPage.answer).toContain("complete='true'");
+
+    // max 0: the count alone.
+    const count = await mamQuery(juliet, 'count', form({ with: 'romeo@localhost' }) + rsm('<max>0</max>'));
+    expect(count.results).toEqual([]);
+    expect(count.answer).toContain('<count>200</count>');
+    expect(count.answer).not.toContain('<first');
+
+    // flip-page: the same page, newest first; fin names it as ever.
+    const flipped = await mamQuery(juliet, 'flip', `${rsm('<max>3</max><before/>')}<flip-page/>`);
+    expect(flipped.ids).toEqual([ids[299], ids[298], ids[297]]);
+    expect(flipped.answer).toContain(`<first>${ids[297]}</first><last>${ids[299]}</last>`);
+  });
+
+  it('bad input gets its stanza error and the stream lives on: malformed forms, unknown ids, RSM, another user’s archive, prefs', async () => {
+    const { port, storage } = await server();
+    const ids = await seed(storage, 'juliet', 3);
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const cases: Array<[string, string, string, string?]> = [
+      ['noform', query('noform', form({ with: 'romeo@localhost' }, 'urn:example:other')), 'bad-request'],
+      ['formtype', query('formtype', form({ with: 'romeo@localhost' }, 'urn:xmpp:mam:2', 'form')), 'bad-request'],
+      ['novar', query('novar', "<x xmlns='jabber:x:data' type='submit'><field><value>x</value></field></x>"), 'bad-request'],
+      [
+        'twice',
+        query(
+          'twice',
+          `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field><field var='with'><value>a@localhost</value></field><field var='with'><value>b@localhost</value></field></x>`,
+        ),
+        'bad-request',
+      ],
+      ['badjid', query('badjid', form({ with: '@localhost' })), 'bad-request'],
+      ['twojids', query('twojids', form({ with: ['romeo@localhost', 'mercutio@localhost'] })), 'bad-request'],
+      ['badtime', query('badtime', form({ start: 'yesterday' })), 'bad-request'],
+      ['badmonth', query('badmonth', form({ end: '2026-13-01T00:00:00Z' })), 'bad-request'],
+      ['unknownfield', query('unknownfield', form({ '{urn:example}fulltext': 'love' })), 'feature-not-implemented'],
+      ['after', query('after', rsm('<after>no-such-id</after>')), 'item-not-found'],
+      ['before', query('before', rsm('<before>no-such-id</before>')), 'item-not-found'],
+      ['afterid', query('afterid', form({ 'after-id': 'no-such-id' })), 'item-not-found'],
+      ['ids', query('ids', form({ ids: [ids[0] as string, 'no-such-id'] })), 'item-not-found'],
+      ['maxnan', query('maxnan', rsm('<max>many</max>')), 'bad-request'],
+      ['maxneg', query('maxneg', rsm('<max>-1</max>')), 'bad-request'],
+      ['emptyafter', query('emptyafter', rsm('<after/>')), 'bad-request'],
+      ['index', query('index', rsm('<max>1</max><index>2</index>')), 'feature-not-implemented'],
+      ['longid', query('x'.repeat(300)), 'bad-request'],
+      // Another account's archive: the server answers for romeo as for any unsupported IQ (RFC 6121 §8.5.1).
+      ['other', query('other'), 'service-unavailable', "type='set' to='romeo@localhost'"],
+      ['nouser', query('nouser'), 'service-unavailable', "type='set' to='tybalt@localhost'"],
+      ['prefsdefault', "<prefs xmlns='urn:xmpp:mam:2' default='sometimes'/>", 'bad-request'],
+      ['prefsjid', "<prefs xmlns='urn:xmpp:mam:2' default='always'><always><jid>@@</jid></always></prefs>", 'jid-malformed'],
+      ['otherprefs', "<prefs xmlns='urn:xmpp:mam:2'/>", 'service-unavailable', "type='get' to='romeo@localhost'"],
+    ];
+    for (const [id, body, expected, attrs] of cases) {
+      const reply = await juliet.iq(id, body, attrs);
+      expect(reply, id).toContain("type='error'");
+      expect(condition(reply), id).toBe(expected);
+    }
+    // Nothing was sent for the refused queries, and the stream still answers a good one.
+    expect(juliet.take(/<result xmlns='urn:xmpp:mam:2'/)).toEqual([]);
+    expect((await mamQuery(juliet, 'fine')).ids).toEqual(ids);
+  });
+
+  it('form discovery, archive metadata and account disco', async () => {
+    const { port, storage } = await server();
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const fields = await juliet.iq('f', "<query xmlns='urn:xmpp:mam:2'/>", "type='get'");
+    expect(fields).toContain("<x xmlns='jabber:x:data' type='form'>");
+    expect(fields).toContain("<field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field>");
+    for (const name of ['with', 'start', 'end', 'before-id', 'after-id', 'ids']) expect(fields).toContain(`var='${name}'`);
+    expect(fields).toContain("<validate xmlns='http://jabber.org/protocol/xdata-validate' datatype='xs:string'><open/></validate>");
+    expect(fields).not.toContain('<required');
+
+    expect(await juliet.iq('m0', "<metadata xmlns='urn:xmpp:mam:2'/>", "type='get'")).toContain("<metadata xmlns='urn:xmpp:mam:2'/>");
+    const ids = await seed(storage, 'juliet', 4);
+    const metadata = await juliet.iq('m1', "<metadata xmlns='urn:xmpp:mam:2'/>", "type='get'");
+    expect(metadata).toContain(`<start id='${ids[0]}' timestamp='2026-01-01T00:00:00Z'/>`);
+    expect(metadata).toContain(`<end id='${ids[3]}' timestamp='2026-01-01T00:00:03Z'/>`);
+
+    const disco = await juliet.iq('d', "<query xmlns='http://jabber.org/protocol/disco#info'/>", "type='get' to='juliet@localhost'");
+    for (const feature of ['urn:xmpp:mam:2', 'urn:xmpp:mam:2#extended', 'urn:xmpp:sid:0'])
+      expect(disco).toContain(`<feature var='${feature}'/>`);
+  });
+
+  it("preferences: 'never' for a contact keeps his messages out (no stanza id), an always-list wins over default 'never'", async () => {
+    const { port, storage } = await server();
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    const mercutio = await Raw.login(port, 'mercutio', 'queen-mab', 'street');
+    for (const raw of [juliet, romeo, mercutio]) raw.send('<presence/>');
+    await juliet.sync();
+    // Defaults: always, empty lists.
+    expect(await juliet.iq('p0', "<prefs xmlns='urn:xmpp:mam:2'/>", "type='get'")).toContain(
+      "<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never/></prefs>",
+    );
+    const set = await juliet.iq(
+      'p1',
+      "<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never><jid>romeo@localhost</jid></never></prefs>",
+    );
+    expect(set).toContain("<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never><jid>romeo@localhost</jid></never></prefs>");
+    expect(await juliet.iq('p2', "<prefs xmlns='urn:xmpp:mam:2'/>", "type='get'")).toContain('<never><jid>romeo@localhost</jid></never>');
+
+    romeo.send(chat('juliet@localhost', 'from romeo'));
+    mercutio.send(chat('juliet@localhost', 'from mercutio'));
+    expect(await juliet.next(/from romeo/)).not.toContain('stanza-id');
+    expect(await juliet.next(/from mercutio/)).toContain("<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost'");
+    juliet.send(chat('romeo@localhost', 'to romeo'));
+    await romeo.next(/to romeo/);
+    const hers = await storage.archive('mam').query('juliet');
+    expect(hers.items.map((item) => item.with)).toEqual(['mercutio@localhost']);
+    // Romeo's own preferences (the default) still archive on his side.
+    expect((await storage.archive('mam').query('romeo')).items).toHaveLength(2);
+
+    // Default never, with romeo always.
+    await juliet.iq('p3', "<prefs xmlns='urn:xmpp:mam:2' default='never'><always><jid>romeo@localhost</jid></always><never/></prefs>");
+    romeo.send(chat('juliet@localhost', 'romeo again'));
+    mercutio.send(chat('juliet@localhost', 'mercutio again'));
+    expect(await juliet.next(/romeo again/)).toContain('stanza-id');
+    expect(await juliet.next(/mercutio again/)).not.toContain('stanza-id');
+    expect((await storage.archive('mam').query('juliet')).items.map((item) => item.with)).toEqual([
+      'mercutio@localhost',
+      'romeo@localhost',
+    ]);
+    expect(await storage.keyValue('mam-prefs').get('juliet', 'prefs')).toEqual({
+      default: 'never',
+      always: ['romeo@localhost'],
+      never: [],
+    });
+  });
+
+  it('retention: the timer expires items older than retentionDays, from both archives', async () => {
+    let clock = Date.UTC(2026, 5, 1);
+    const { port, storage } = await server({ retentionDays: 2, expireIntervalMs: 20, now: () => clock });
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    juliet.send('<presence/>');
+    await juliet.sync();
+    romeo.send(chat('juliet@localhost', 'old news'));
+    await juliet.next(/old news/);
+    clock += 1.5 * DAY;
+    romeo.send(chat('juliet@localhost', 'fresh news'));
+    await juliet.next(/fresh news/);
+    expect((await storage.archive('mam').query('juliet')).items).toHaveLength(2);
+    // Past two days for the first: the timer (every 20 ms) deletes it, from both archives.
+    clock += 0.75 * DAY;
+    const deadline = Date.now() + 10_000;
+    while ((await storage.archive('mam').query('juliet')).items.length > 1 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    const left = await mamQuery(juliet, 'left');
+    expect(left.bodies).toEqual(['fresh news']);
+    expect((await storage.archive('mam').query('romeo')).items.map((item) => /<body>([^<]*)</.exec(item.xml)?.[1])).toEqual(['fresh news']);
+  });
+
+  it('retention: expire() deletes what is past retentionDays across accounts, and returns how many', async () => {
+    const clock = Date.UTC(2026, 0, 10);
+    // The timer runs hourly here: only the direct call deletes.
+    const { storage, archive } = await server({ retentionDays: 3, now: () => clock });
+    await seed(storage, 'juliet', 6, { when: (i) => clock - (6 - i) * DAY });
+    await seed(storage, 'romeo', 2, { when: (i) => clock - (5 - i * 4) * DAY });
+    expect(await archive.expire()).toBe(4);
+    expect((await storage.archive('mam').query('juliet')).items.map((item) => item.when)).toEqual([
+      clock - 3 * DAY,
+      clock - 2 * DAY,
+      clock - DAY,
+    ]);
+    expect((await storage.archive('mam').query('romeo')).items.map((item) => item.when)).toEqual([clock - DAY]);
+    expect(await archive.expire()).toBe(0);
+    expect(await mam({ retentionDays: null }).expire()).toBe(0);
+  });
+
+  it('options are checked when the module is made', () => {
+    expect(() => mam({ retentionDays: 0 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+    expect(() => mam({ maxPageSize: 10, defaultPageSize: 20 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+    expect(() => mam({ defaultPolicy: 'sometimes' as never })).toThrow(/defaultPolicy/);
+    expect(mam({ retentionDays: null }).name).toBe('mam');
+  });
+
+  it('removing the account deletes its archive and preferences', async () => {
+    const { port, storage } = await server();
+    await seed(storage, 'juliet', 5);
+    await seed(storage, 'romeo', 2);
+    await storage.keyValue('mam-prefs').set('juliet', 'prefs', { default: 'never', always: [], never: [] });
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    expect(await juliet.iq('rm', "<query xmlns='jabber:iq:register'><remove/></query>")).toMatch(/type='result'/);
+    const deadline = Date.now() + 10_000;
+    while ((await storage.archive('mam').query('juliet')).items.length > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    expect((await storage.archive('mam').query('juliet')).items).toEqual([]);
+    expect(await storage.keyValue('mam-prefs').get('juliet', 'prefs')).toBeUndefined();
+    expect((await storage.archive('mam').query('romeo')).items).toHaveLength(2);
+  });
+});
