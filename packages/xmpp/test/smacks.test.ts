@@ -14,7 +14,7 @@ const run = promisify(execFile);
 
 /** A server with stream management (its options as given) on this storage. */
 function smServer(options: SmacksOptions = {}, storage: XmppStorage = memoryStorage()) {
-  return start({ server: { storage, modules: [...defaultModules(), smacks(options)] } });
+  return start({ server: { storage, modules: [...defaultModules().filter((m) => m.name !== 'smacks'), smacks(options)] } });
 }
 
 /** A raw stream: everything received, and waits for patterns past what earlier waits consumed. */
@@ -170,10 +170,6 @@ async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 1
   }
 }
 
-function message(to: string, body: string, id = body): string {
-  return `<message to='${to}' type='chat' id='${id}'><body>${body}</body></message>`;
-}
-
 describe('stream management (XEP-0198): negotiation and acks over raw streams', () => {
   it('offers <sm xmlns="urn:xmpp:sm:3"/> after SASL, refuses <enable/> before bind, and enables after bind', async () => {
     const { port } = await smServer();
@@ -217,7 +213,7 @@ describe('stream management (XEP-0198): negotiation and acks over raw streams', 
     juliet.write(`<r xmlns='${SM}'/>`);
     expect(await ackOf(juliet)).toBe(3);
     // The three pongs were stanzas to the client: the server asks for an ack of them.
-    await juliet.until(/<r xmlns='urn:xmpp:sm:3'\/>/);
+    await eventually(() => juliet.text.includes("<r xmlns='urn:xmpp:sm:3'/>"));
     juliet.write(`<a xmlns='${SM}' h='3'/>`);
     // The ack is consistent: the stream lives on.
     juliet.write(`<iq type='get' id='p4' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq><r xmlns='${SM}'/>`);
@@ -283,10 +279,10 @@ describe('stream management: resumption over raw streams', () => {
     const id = await enable(juliet);
     juliet.write(`<presence/>`);
     await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost/phone', type: 'chat', id: 'm0' }, clientXml('body', {}, 'before')));
-    await juliet.until(/<body>before<\/body><\/message>/);
+    await juliet.until(/<body>before<\/body>.*?<\/message>/);
     // Juliet saw every stanza up to here: count them (the server's own presence echo, the message).
     const seenBefore = (juliet.text.split('<enabled ')[1] ?? '').match(/<(message|presence|iq)[ >]/g)?.length ?? 0;
-    juliet.socket.resetAndDestroy();
+    juliet.socket.destroy();
     for (const body of ['during-1', 'during-2', 'during-3']) {
       await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost/phone', type: 'chat', id: body }, clientXml('body', {}, body)));
     }
@@ -305,7 +301,7 @@ describe('stream management: resumption over raw streams', () => {
     await raw.until(/<body>after<\/body>/);
     expect(bodies(raw.text)).toEqual(['during-1', 'during-2', 'during-3', 'after']);
     // Re-sent stanzas say when they were first sent (XEP-0203).
-    expect(raw.text).toMatch(/<body>during-1<\/body><delay xmlns='urn:xmpp:delay' from='localhost' stamp='[^']+'\/>/);
+    expect(raw.text).toMatch(/<body>during-1<\/body>(?:(?!<\/message>).)*<delay xmlns='urn:xmpp:delay' from='localhost' stamp='[^']+'\/>/);
     // The resumed session acks and is acked as one sequence.
     raw.write(`<a xmlns='${SM}' h='${seenBefore + 4}'/><r xmlns='${SM}'/>`);
     expect(await ackOf(raw)).toBe(1);
@@ -316,7 +312,7 @@ describe('stream management: resumption over raw streams', () => {
     const { port } = await smServer();
     const juliet = await bound(port);
     const id = await enable(juliet);
-    juliet.socket.resetAndDestroy();
+    juliet.socket.destroy();
     const { raw } = await authenticated(port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='7'/>`);
     const transcript = await raw.ended();
@@ -349,7 +345,7 @@ describe('stream management: the resumption timeout and limits', () => {
     const id = await enable(juliet);
     juliet.write(`<presence/><r xmlns='${SM}'/>`);
     await ackOf(juliet);
-    juliet.socket.resetAndDestroy();
+    juliet.socket.destroy();
     const errors: string[] = [];
     romeo.xmpp.on('stanza', (stanza) => {
       if (stanza.is('iq') && stanza.attrs.type === 'error') errors.push(String(stanza.attrs.id));
@@ -381,7 +377,7 @@ describe('stream management: the resumption timeout and limits', () => {
     const romeo = await login(port, 'romeo', 'r0meo!');
     const juliet = await bound(port, 'juliet', 'balcony', 'phone');
     await enable(juliet);
-    juliet.socket.resetAndDestroy();
+    juliet.socket.destroy();
     const sent = ['q1', 'q2', 'q3', 'q4', 'q5'];
     for (const body of sent) {
       await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost/phone', type: 'chat', id: body }, clientXml('body', {}, body)));
@@ -399,7 +395,7 @@ describe('stream management: the resumption timeout and limits', () => {
     const romeo = await login(first.port, 'romeo', 'r0meo!');
     const juliet = await bound(first.port, 'juliet', 'balcony', 'phone');
     await enable(juliet);
-    juliet.socket.resetAndDestroy();
+    juliet.socket.destroy();
     await romeo.xmpp.send(
       clientXml('message', { to: 'juliet@localhost/phone', type: 'chat', id: 's1' }, clientXml('body', {}, 'kept over a stop')),
     );

@@ -3,10 +3,10 @@ import { XmlElement, xml } from '../element.js';
 import { Jid } from '../jid.js';
 import type { ModuleApi, SessionState, XmppModule } from '../module.js';
 import { NS_CLIENT, NS_DELAY, NS_SM, NS_STANZAS } from '../namespaces.js';
+import { parseXml } from '../parse.js';
 import { XmppConfigError } from '../server.js';
 import type { XmppSession } from '../session.js';
 import { StreamError } from '../stream-error.js';
-import { StreamParser } from '../stream-parser.js';
 
 // Stream management (XEP-0198 1.6, urn:xmpp:sm:3) with resumption, the way Prosody's mod_smacks
 // does it: `h` counts the client's stanzas, every stanza written to the client waits in a queue
@@ -128,23 +128,6 @@ function withDelay(stanza: XmlElement, stamp: number, from: string): XmlElement 
   return new XmlElement(stanza.name, { ...stanza.attrs }, [...stanza.children, delay], stanza.xmlns);
 }
 
-/** Parse one stored stanza (its XML text). */
-function parseStanza(text: string): XmlElement | undefined {
-  let found: XmlElement | undefined;
-  const parser = new StreamParser(
-    (event) => {
-      if (event.type === 'element' && found === undefined) found = event.element;
-    },
-    { maxStanzaSize: text.length + 1024 },
-  );
-  try {
-    parser.write(Buffer.from(`<stored xmlns='${NS_CLIENT}'>${text}</stored>`));
-  } catch {
-    return undefined;
-  }
-  return found;
-}
-
 function positive(name: string, value: number | undefined, fallback: number, min = 0): number {
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value < min) {
@@ -233,7 +216,7 @@ class StreamManagement {
     // Last of the outbound filters: what is written is what the client counts.
     api.outbound((stanza, session) => this.#outbound(stanza, session), -100_000);
 
-    api.hook('session/disconnected', (event) => this.#disconnected(event.session, (event as { clean?: boolean }).clean === true), 100);
+    api.hook('session/disconnected', (event) => this.#disconnected(event.session, event.clean), 100);
     api.hook('session/closed', (event) => {
       const closing = this.#closed(event.session);
       this.#closing.add(closing);
@@ -575,7 +558,7 @@ class StreamManagement {
         const stamps: number[] = [];
         for (const item of queue) {
           if (!Array.isArray(item) || typeof item[0] !== 'number' || typeof item[1] !== 'string') continue;
-          const stanza = parseStanza(item[1]);
+          const stanza = parseXml(item[1]);
           if (stanza === undefined) continue;
           stanzas.push(stanza);
           stamps.push(item[0]);

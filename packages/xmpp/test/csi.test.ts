@@ -1,0 +1,189 @@
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { csi } from '../src/modules/csi.js';
+import { defaultModules } from '../src/modules/index.js';
+import { smacks } from '../src/modules/smacks.js';
+import { memoryStorage } from '../src/stores/memory.js';
+import { OPEN, rawLogin, rawStartTls, start } from './support.js';
+
+const run = promisify(execFile);
+
+function csiServer() {
+  return start({
+    server: {
+      storage: memoryStorage(),
+      modules: [...defaultModules().filter((m) => m.name !== 'smacks' && m.name !== 'csi'), smacks(), csi()],
+    },
+  });
+}
+
+/** A raw stream: everything received, and waits for patterns past what earlier waits consumed. */
+class Raw {
+  text = '';
+  #pos = 0;
+  readonly #waiters = new Set<() => void>();
+  constructor(readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.text += chunk.toString('utf8');
+      for (const wake of this.#waiters) wake();
+    });
+    socket.on('error', () => {});
+    socket.resume();
+  }
+
+  write(text: string): void {
+    this.socket.write(text);
+  }
+
+  /** The text up to and including the next match of `pattern` (after the previous wait's). */
+  until(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const rest = this.text.slice(this.#pos);
+        const match = pattern.exec(rest);
+        if (match === null) return;
+        const end = this.#pos + match.index + match[0].length;
+        const got = this.text.slice(this.#pos, end);
+        this.#pos = end;
+        done();
+        resolve(got);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out waiting for ${pattern}; got ${JSON.stringify(this.text.slice(this.#pos))}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+      };
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  /** Everything received so far past the last wait. */
+  get rest(): string {
+    return this.text.slice(this.#pos);
+  }
+}
+
+/** Round trip: a ping answered by the server, so everything written before it has been handled. */
+async function sync(raw: Raw, id: string): Promise<string> {
+  raw.write(`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
+  return raw.until(new RegExp(`<iq [^>]*id='${id}'[^>]*/>`));
+}
+
+/** Top-level presence and message stanzas in a transcript, as `kind:from:detail`. */
+function stanzas(text: string): string[] {
+  return [...text.matchAll(/<(presence|message)\b([^>]*?)(\/>|>(.*?)<\/\1>)/g)].map((m) => {
+    const from = /from='([^']+)'/.exec(m[2] ?? '')?.[1] ?? '';
+    const detail =
+      /<status>([^<]*)<\/status>/.exec(m[4] ?? '')?.[1] ??
+      /<body>([^<]*)<\/body>/.exec(m[4] ?? '')?.[1] ??
+      /type='(\w+)'/.exec(m[2] ?? '')?.[1] ??
+      '';
+    return `${m[1]}:${from}:${detail}`;
+  });
+}
+
+describe('client state indication (XEP-0352)', () => {
+  it('offers <csi xmlns="urn:xmpp:csi:0"/> after SASL', async () => {
+    const { port } = await csiServer();
+    const raw = new Raw(await rawStartTls(port));
+    const plain = Buffer.from('\u0000juliet\u0000balcony').toString('base64');
+    raw.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
+    await raw.until(/<success[^>]*>/);
+    raw.write(OPEN);
+    expect(await raw.until(/<\/stream:features>/)).toContain("<csi xmlns='urn:xmpp:csi:0'/>");
+    raw.socket.destroy();
+  });
+
+  it('holds presence updates while inactive (the latest per contact) and writes them before the next message, in order', async () => {
+    const { port } = await csiServer();
+    const juliet = new Raw(await rawLogin(port, 'juliet', 'balcony', 'phone'));
+    const romeo = new Raw(await rawLogin(port, 'romeo', 'r0meo!', 'desk'));
+    const nurse = new Raw(await rawLogin(port, 'romeo', 'r0meo!', 'garden'));
+    juliet.write(`<inactive xmlns='urn:xmpp:csi:0'/>`);
+    await sync(juliet, 'i1');
+    // Directed presence to juliet's phone: three updates from one resource, one from another.
+    romeo.write(`<presence to='juliet@localhost/phone'><status>one</status></presence>`);
+    romeo.write(`<presence to='juliet@localhost/phone'><status>two</status></presence>`);
+    nurse.write(`<presence to='juliet@localhost/phone'><status>garden</status></presence>`);
+    romeo.write(`<presence to='juliet@localhost/phone'><status>three</status></presence>`);
+    await sync(romeo, 'r1');
+    await sync(nurse, 'n1');
+    // Nothing yet: a ping round trip to juliet shows the pong came without any presence before it.
+    const held = await sync(juliet, 'i2');
+    expect(stanzas(held)).toEqual([]);
+    // A message flushes what is held, just before it.
+    romeo.write(`<message to='juliet@localhost/phone' type='chat'><body>wake up</body></message>`);
+    const flushed = await juliet.until(/<body>wake up<\/body><\/message>/);
+    expect(stanzas(flushed)).toEqual([
+      'presence:romeo@localhost/garden:garden',
+      'presence:romeo@localhost/desk:three',
+      'message:romeo@localhost/desk:wake up',
+    ]);
+    for (const raw of [juliet, romeo, nurse]) raw.socket.destroy();
+  });
+
+  it('<active/> writes what is held at once; afterwards presence passes straight through', async () => {
+    const { port } = await csiServer();
+    const juliet = new Raw(await rawLogin(port, 'juliet', 'balcony', 'phone'));
+    const romeo = new Raw(await rawLogin(port, 'romeo', 'r0meo!', 'desk'));
+    juliet.write(`<inactive xmlns='urn:xmpp:csi:0'/>`);
+    await sync(juliet, 'i1');
+    romeo.write(`<presence to='juliet@localhost/phone'><status>away</status></presence>`);
+    romeo.write(`<presence to='juliet@localhost/phone' type='unavailable'/>`);
+    await sync(romeo, 'r1');
+    // Subscription requests are not held (not a presence update).
+    romeo.write(`<presence to='juliet@localhost' type='subscribe'/>`);
+    const request = await juliet.until(/type='subscribe'/);
+    expect(stanzas(`${request}/>`)).toEqual(['presence:romeo@localhost:subscribe']);
+    // The subscription request flushed the latest update before itself: the unavailable one.
+    expect(stanzas(request.slice(0, request.lastIndexOf('<presence')))).toEqual(['presence:romeo@localhost/desk:unavailable']);
+    romeo.write(`<presence to='juliet@localhost/phone'><status>back</status></presence>`);
+    await sync(romeo, 'r2');
+    juliet.write(`<active xmlns='urn:xmpp:csi:0'/>`);
+    // Written before the answer to the ping that follows <active/> (XEP-0352 §5.1).
+    const active = await sync(juliet, 'a1');
+    expect(stanzas(active)).toEqual(['presence:romeo@localhost/desk:back']);
+    romeo.write(`<presence to='juliet@localhost/phone'><status>live</status></presence>`);
+    expect(stanzas(await juliet.until(/<status>live<\/status><\/presence>/))).toEqual(['presence:romeo@localhost/desk:live']);
+    for (const raw of [juliet, romeo]) raw.socket.destroy();
+  });
+
+  it('held presence is counted by stream management only when written: acks stay consistent', async () => {
+    const { port } = await csiServer();
+    const juliet = new Raw(await rawLogin(port, 'juliet', 'balcony', 'phone'));
+    const romeo = new Raw(await rawLogin(port, 'romeo', 'r0meo!', 'desk'));
+    juliet.write(`<enable xmlns='urn:xmpp:sm:3'/>`);
+    await juliet.until(/<enabled [^>]*\/>/);
+    juliet.write(`<inactive xmlns='urn:xmpp:csi:0'/>`);
+    await sync(juliet, 'i1');
+    for (const status of ['a', 'b', 'c']) romeo.write(`<presence to='juliet@localhost/phone'><status>${status}</status></presence>`);
+    await sync(romeo, 'r1');
+    juliet.write(`<active xmlns='urn:xmpp:csi:0'/>`);
+    const got = await sync(juliet, 'a1');
+    expect(stanzas(got)).toEqual(['presence:romeo@localhost/desk:c']);
+    // Three stanzas reached juliet since <enabled/>: a pong, the held presence, a pong. h=3 is right; h=4 would not be.
+    juliet.write(`<a xmlns='urn:xmpp:sm:3' h='3'/>`);
+    juliet.write(`<a xmlns='urn:xmpp:sm:3' h='4'/>`);
+    const closed = once(juliet.socket, 'close');
+    await juliet.until(/<handled-count-too-high xmlns='urn:xmpp:sm:3' h='4' send-count='3'\/>/);
+    await closed;
+    romeo.socket.destroy();
+  });
+
+  it('slixmpp (Debian) goes inactive and active with xep_0352; presence is held and flushed by a message', async () => {
+    const { port } = await csiServer();
+    const script = new URL('./slixmpp/csi.py', import.meta.url).pathname;
+    const { stdout } = await run('/usr/bin/python3', [script, '127.0.0.1', String(port)], { timeout: 90_000 });
+    const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { csi: boolean; whileInactive: string[]; afterMessage: string[] };
+    expect(result.csi).toBe(true);
+    expect(result.whileInactive).toEqual([]);
+    expect(result.afterMessage).toEqual(['presence:latest', 'message:hello']);
+  });
+});
