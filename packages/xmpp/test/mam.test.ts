@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defaultModules, memoryStorage, type XmppStorage, xml } from '../src/index.js';
+import { defaultModules, memoryStorage, sqliteStorage, type XmppStorage, xml } from '../src/index.js';
 import type { ModuleApi, XmppModule } from '../src/module.js';
 import { account } from '../src/modules/account.js';
 import { type MamOptions, mam } from '../src/modules/mam.js';
@@ -137,7 +140,7 @@ async function server(options: MamOptions & { storage?: XmppStorage } = {}) {
   const started = await start({
     server: {
       storage,
-      modules: [...defaultModules().filter((module) => module.name !== 'mam'), archive, account(), spy],
+      modules: [...defaultModules().filter((module) => module.name !== 'mam' && module.name !== 'account'), archive, account(), spy],
     },
     accounts: { mercutio: 'queen-mab' },
   });
@@ -313,59 +316,65 @@ describe('message archive (XEP-0313)', () => {
     expect((await storage.archive('mam').query('juliet')).items).toHaveLength(1);
   });
 
-  it('queries: with, start/end, after-id/before-id/ids, RSM after/before, max 0 counts, flip-page, a million capped', async () => {
-    const { port, storage } = await server({ maxPageSize: 250 });
-    const ids = await seed(storage, 'juliet', 300, {
-      with: (i) => (i % 3 === 0 ? 'mercutio@localhost' : 'romeo@localhost'),
-      when: (i) => Date.UTC(2026, 0, 1) + i * 3_600_000,
-    });
-    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+  it.each([
+    ['memory', memoryStorage],
+    ['SQLite', () => sqliteStorage({ file: ':memory:' })],
+  ] as const)(
+    'queries on %s storage: with, start/end, after-id/before-id/ids, RSM after/before, max 0 counts, flip-page, a million capped',
+    async (_name, makeStorage) => {
+      const { port, storage } = await server({ maxPageSize: 250, storage: makeStorage() });
+      const ids = await seed(storage, 'juliet', 300, {
+        with: (i) => (i % 3 === 0 ? 'mercutio@localhost' : 'romeo@localhost'),
+        when: (i) => Date.UTC(2026, 0, 1) + i * 3_600_000,
+      });
+      const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
 
-    // A million is capped to the server's page (250), and the page is not complete.
-    const big = await mamQuery(juliet, 'big', rsm('<max>1000000</max>'));
-    expect(big.results).toHaveLength(250);
-    expect(big.answer).not.toContain("complete='true'");
-    expect(big.answer).toContain('<count>300</count>');
-    // No <set/>: the default page (50).
-    expect((await mamQuery(juliet, 'default')).results).toHaveLength(50);
+      // A million is capped to the server's page (250), and the page is not complete.
+      const big = await mamQuery(juliet, 'big', rsm('<max>1000000</max>'));
+      expect(big.results).toHaveLength(250);
+      expect(big.answer).not.toContain("complete='true'");
+      expect(big.answer).toContain('<count>300</count>');
+      // No <set/>: the default page (50).
+      expect((await mamQuery(juliet, 'default')).results).toHaveLength(50);
 
-    // with: only mercutio's (every third).
-    const withMercutio = await mamQuery(juliet, 'with', form({ with: 'mercutio@localhost' }) + rsm('<max>5</max>'));
-    expect(withMercutio.ids).toEqual([ids[0], ids[3], ids[6], ids[9], ids[12]]);
-    expect(withMercutio.answer).toContain('<count>100</count>');
+      // with: only mercutio's (every third).
+      const withMercutio = await mamQuery(juliet, 'with', form({ with: 'mercutio@localhost' }) + rsm('<max>5</max>'));
+      expect(withMercutio.ids).toEqual([ids[0], ids[3], ids[6], ids[9], ids[12]]);
+      expect(withMercutio.answer).toContain('<count>100</count>');
 
-    // start/end: inclusive bounds, XEP-0082 with an offset too.
-    const range = await mamQuery(juliet, 'range', form({ start: '2026-01-01T10:00:00Z', end: '2026-01-01T14:00:00+02:00' }));
-    expect(range.ids).toEqual(ids.slice(10, 13));
-    expect(range.answer).toContain("complete='true'");
+      // start/end: inclusive bounds, XEP-0082 with an offset too.
+      const range = await mamQuery(juliet, 'range', form({ start: '2026-01-01T10:00:00Z', end: '2026-01-01T14:00:00+02:00' }));
+      expect(range.ids).toEqual(ids.slice(10, 13));
+      expect(range.answer).toContain("complete='true'");
 
-    // #extended: after-id + before-id (between two), ids (exactly those).
-    const between = await mamQuery(juliet, 'between', form({ 'after-id': ids[4] as string, 'before-id': ids[8] as string }));
-    expect(between.ids).toEqual(ids.slice(5, 8));
-    const some = await mamQuery(juliet, 'some', form({ ids: [ids[7] as string, ids[2] as string] }));
-    expect(some.ids).toEqual([ids[2], ids[7]]);
+      // #extended: after-id + before-id (between two), ids (exactly those).
+      const between = await mamQuery(juliet, 'between', form({ 'after-id': ids[4] as string, 'before-id': ids[8] as string }));
+      expect(between.ids).toEqual(ids.slice(5, 8));
+      const some = await mamQuery(juliet, 'some', form({ ids: [ids[7] as string, ids[2] as string] }));
+      expect(some.ids).toEqual([ids[2], ids[7]]);
 
-    // RSM paging backwards: <before>id</before> is the page just before it; <before/> the last page.
-    const before = await mamQuery(juliet, 'before', rsm(`<max>3</max><before>${ids[100]}</before>`));
-    expect(before.ids).toEqual(ids.slice(97, 100));
-    const lastPage = await mamQuery(juliet, 'last', rsm('<max>2</max><before/>'));
-    expect(lastPage.ids).toEqual(ids.slice(298));
-    expect(lastPage.answer).toContain(`<first>${ids[298]}</first><last>${ids[299]}</last>`);
-    const afterPage = await mamQuery(juliet, 'after', rsm(`<max>2</max><after>${ids[297]}</after>`));
-    expect(afterPage.ids).toEqual(ids.slice(298));
-    expect(afterPage.answer).toContain("complete='true'");
+      // RSM paging backwards: <before>id</before> is the page just before it; <before/> the last page.
+      const before = await mamQuery(juliet, 'before', rsm(`<max>3</max><before>${ids[100]}</before>`));
+      expect(before.ids).toEqual(ids.slice(97, 100));
+      const lastPage = await mamQuery(juliet, 'last', rsm('<max>2</max><before/>'));
+      expect(lastPage.ids).toEqual(ids.slice(298));
+      expect(lastPage.answer).toContain(`<first>${ids[298]}</first><last>${ids[299]}</last>`);
+      const afterPage = await mamQuery(juliet, 'after', rsm(`<max>2</max><after>${ids[297]}</after>`));
+      expect(afterPage.ids).toEqual(ids.slice(298));
+      expect(afterPage.answer).toContain("complete='true'");
 
-    // max 0: the count alone.
-    const count = await mamQuery(juliet, 'count', form({ with: 'romeo@localhost' }) + rsm('<max>0</max>'));
-    expect(count.results).toEqual([]);
-    expect(count.answer).toContain('<count>200</count>');
-    expect(count.answer).not.toContain('<first');
+      // max 0: the count alone.
+      const count = await mamQuery(juliet, 'count', form({ with: 'romeo@localhost' }) + rsm('<max>0</max>'));
+      expect(count.results).toEqual([]);
+      expect(count.answer).toContain('<count>200</count>');
+      expect(count.answer).not.toContain('<first');
 
-    // flip-page: the same page, newest first; fin names it as ever.
-    const flipped = await mamQuery(juliet, 'flip', `${rsm('<max>3</max><before/>')}<flip-page/>`);
-    expect(flipped.ids).toEqual([ids[299], ids[298], ids[297]]);
-    expect(flipped.answer).toContain(`<first>${ids[297]}</first><last>${ids[299]}</last>`);
-  });
+      // flip-page: the same page, newest first; fin names it as ever.
+      const flipped = await mamQuery(juliet, 'flip', `${rsm('<max>3</max><before/>')}<flip-page/>`);
+      expect(flipped.ids).toEqual([ids[299], ids[298], ids[297]]);
+      expect(flipped.answer).toContain(`<first>${ids[297]}</first><last>${ids[299]}</last>`);
+    },
+  );
 
   it('bad input gets its stanza error and the stream lives on: malformed forms, unknown ids, RSM, another user’s archive, prefs', async () => {
     const { port, storage } = await server();
@@ -541,5 +550,37 @@ describe('message archive (XEP-0313)', () => {
     expect((await storage.archive('mam').query('juliet')).items).toEqual([]);
     expect(await storage.keyValue('mam-prefs').get('juliet', 'prefs')).toBeUndefined();
     expect((await storage.archive('mam').query('romeo')).items).toHaveLength(2);
+  });
+
+  it('the archive survives a restart on the SQLite file: same ids, same order, prefs kept', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'portbind-mam-'));
+    try {
+      const file = join(dir, 'xmpp.sqlite');
+      const first = await server({ storage: sqliteStorage({ file }) });
+      const juliet = await Raw.login(first.port, 'juliet', 'balcony', 'balcony');
+      const romeo = await Raw.login(first.port, 'romeo', 'r0meo!', 'orchard');
+      juliet.send('<presence/>');
+      await juliet.sync();
+      await juliet.iq('p', "<prefs xmlns='urn:xmpp:mam:2' default='roster'><always><jid>romeo@localhost</jid></always><never/></prefs>");
+      const seen: string[] = [];
+      for (const body of ['one', 'two', 'three']) {
+        romeo.send(chat('juliet@localhost', body));
+        const delivered = await juliet.next(new RegExp(`<body>${body}</body>`));
+        seen.push(/<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost' id='([^']+)'/.exec(delivered)?.[1] as string);
+      }
+      await first.service.stop();
+
+      const second = await server({ storage: sqliteStorage({ file }) });
+      const again = await Raw.login(second.port, 'juliet', 'balcony', 'phone');
+      const { ids, bodies } = await mamQuery(again, 'after-restart', form({ with: 'romeo@localhost' }));
+      expect(bodies).toEqual(['one', 'two', 'three']);
+      expect(ids).toEqual(seen);
+      expect(await again.iq('p2', "<prefs xmlns='urn:xmpp:mam:2'/>", "type='get'")).toContain(
+        "<prefs xmlns='urn:xmpp:mam:2' default='roster'><always><jid>romeo@localhost</jid></always><never/></prefs>",
+      );
+      await second.service.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

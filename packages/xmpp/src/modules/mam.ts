@@ -207,12 +207,12 @@ export function mam(options: MamOptions = {}): MamModule {
         if (queryId !== undefined && queryId.length > MAX_QUERY_ID) throw new StanzaErrorException('bad-request', 'queryid is too long');
         const filter = parseQuery(query, { defaultMax: defaultPageSize, maxCap: maxPageSize });
 
-        // Every id named must be in the archive (§4.1.3, §4.3.2): item-not-found otherwise.
-        const named = new Set<string>(filter.ids ?? []);
-        for (const id of [filter.after, filter.before]) if (id !== undefined && id !== '') named.add(id);
-        if (named.size > 0) {
-          const found = await store.query(user, { ids: [...named], max: named.size });
-          if (found.items.length < named.size) throw new StanzaErrorException('item-not-found', 'no message with that id in the archive');
+        // Every id named must be in the archive (§4.1.3, §4.3.2): item-not-found otherwise. The
+        // stores answer an unknown `after`/`before` cursor so themselves; `ids` are checked here.
+        if (filter.ids !== undefined) {
+          const found = await store.query(user, { ids: filter.ids, max: filter.ids.length });
+          if (found.items.length < filter.ids.length)
+            throw new StanzaErrorException('item-not-found', 'no message with that id in the archive');
         }
 
         const result = await store.query(user, filter);
