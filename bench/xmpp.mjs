@@ -351,6 +351,23 @@ const portbindNodeFlags = args.includes('--cpu-prof')
   ? ['--cpu-prof', '--cpu-prof-dir', stringOption('cpu-prof-dir', join(root, 'bench', 'xmpp', 'profiles'))]
   : [];
 
+/**
+ * The machine is shared: before a measurement, wait (up to --quiet-wait seconds, default 60) for a
+ * second in which other processes use less than --quiet-cores (default 0.3) of a core. Returns the
+ * cores busy in the last second sampled.
+ */
+const quietWait = option('quiet-wait', 60);
+const quietCores = option('quiet-cores', 0.3);
+async function waitQuiet() {
+  const deadline = Date.now() + quietWait * 1000;
+  for (;;) {
+    const before = machineBusy();
+    await sleep(1000);
+    const busy = machineBusy() - before;
+    if (busy < quietCores || Date.now() >= deadline) return busy;
+  }
+}
+
 async function startServer(name, accounts) {
   const port = await freePort();
   const server = await servers[name](port, accounts);
@@ -385,6 +402,7 @@ async function probeRun(server) {
 }
 
 async function throughputRun(name, mode) {
+  const busyBefore = await waitQuiet();
   const server = await startServer(name, { users: clients, idle: 0, mode });
   try {
     const offered = await probeRun(server);
@@ -437,6 +455,7 @@ async function throughputRun(name, mode) {
       serverCpu,
       // Cores used by everything but this server and its load generator in the window: noise.
       otherCpu: machineCpu - serverCpu - result.loadCpu,
+      busyBefore,
       rssStart,
       rssEnd,
       died: server.died(),
@@ -448,6 +467,7 @@ async function throughputRun(name, mode) {
 }
 
 async function memoryRun(name) {
+  await waitQuiet();
   const server = await startServer(name, { users: 0, idle: idleSessions, mode: memoryMode });
   const loaders = [];
   try {
