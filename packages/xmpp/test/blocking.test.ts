@@ -126,13 +126,17 @@ const items = (reply: string) => [...reply.matchAll(/<item jid='([^']+)'\/>/g)].
 
 async function server(options: { subscriptions?: Record<string, PresenceSubscription>; maxItems?: number; storage?: XmppStorage } = {}) {
   const storage = options.storage ?? memoryStorage();
-  const subscriptions = options.subscriptions ?? {};
+  const subscriptions = options.subscriptions;
   const started = await start({
     server: {
       storage,
       modules: [
-        ...defaultModules(),
-        blocking({ maxItems: options.maxItems, subscription: (user, contact) => subscriptions[`${user}:${contact}`] ?? 'none' }),
+        ...defaultModules().filter((module) => !['blocking', 'account'].includes(module.name)),
+        blocking({
+          maxItems: options.maxItems,
+          // The roster's answer unless the test names the subscriptions.
+          subscription: subscriptions === undefined ? undefined : (user, contact) => subscriptions[`${user}:${contact}`] ?? 'none',
+        }),
         account(),
       ],
     },
@@ -272,6 +276,36 @@ describe('blocking (XEP-0191)', () => {
     const unavailable = await romeo.next(/^<presence[^>]* type='unavailable'/);
     expect(unavailable).toContain("from='juliet@localhost/balcony'");
     // mercutio is not subscribed: he learns nothing.
+  });
+
+  it("with a real subscription: a block sends unavailable, hides later presence, and an unblock sends the user's current presence", async () => {
+    const { port } = await server();
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    // romeo subscribes to juliet's presence; she approves (RFC 6121 §3).
+    romeo.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
+    await romeo.next(/id='r'/);
+    romeo.send('<presence/>');
+    juliet.send('<presence/>');
+    await juliet.sync();
+    romeo.send("<presence to='juliet@localhost' type='subscribe'/>");
+    await juliet.next(/^<presence[^>]* type='subscribe'/);
+    juliet.send("<presence to='romeo@localhost' type='subscribed'/>");
+    await romeo.next(/^<presence[^>]* type='subscribed'/);
+    await romeo.next(/^<presence[^>]* from='juliet@localhost\/balcony'(?![^>]* type=)/);
+
+    await juliet.iq('b', block('romeo@localhost'), "type='set'");
+    expect(await romeo.next(/^<presence[^>]* from='juliet@localhost\/balcony'/)).toContain("type='unavailable'");
+    // While blocked, her presence changes do not reach him.
+    juliet.send('<presence><show>away</show></presence>');
+    await juliet.sync();
+    await romeo.sync();
+    expect(romeo.queued().filter((element) => element.startsWith('<presence'))).toEqual([]);
+
+    await juliet.iq('u', unblock('romeo@localhost'), "type='set'");
+    const current = await romeo.next(/^<presence[^>]* from='juliet@localhost\/balcony'/);
+    expect(current).not.toContain("type='unavailable'");
+    expect(current).toContain('<show>away</show>');
   });
 
   it('bad input: own JID, malformed JID, empty block, a list past its limit; nothing changes', async () => {

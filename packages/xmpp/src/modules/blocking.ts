@@ -4,6 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { type XmlElement, xml } from '../element.js';
+import { presenceState } from '../host.js';
 import { Jid } from '../jid.js';
 import type { ModuleApi, StanzaEvent, XmppModule } from '../module.js';
 import { NS_BLOCKING, NS_BLOCKING_ERRORS } from '../namespaces.js';
@@ -23,7 +24,7 @@ export interface BlockingOptions {
   cacheSize?: number;
   /**
    * Whether a contact may see the user's presence, for the unavailable presence sent on block
-   * (§3.3). Default: the server's roster (`api.subscription` when the host has it), else 'none'.
+   * (§3.3). Default: the account's roster (`api.subscription`).
    */
   subscription?: SubscriptionLookup;
 }
@@ -62,22 +63,23 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
         const raced = cache.get(user);
         if (raced !== undefined) return raced;
         cache.set(user, list);
-        if (cache.size > cacheSize) cache.delete(cache.keys().next().value as string);
+        if (cache.size > cacheSize) evict();
         return list;
       }
 
-      /** Whether `user` blocked `jid`, matched as §4 orders it: full, bare, domain/resource, domain (and its subdomains). */
-      async function isBlocked(user: string, jid: Jid): Promise<boolean> {
-        const list = await listOf(user);
-        if (list.size === 0) return false;
-        if (list.has(jid.toString()) || list.has(jid.bare)) return true;
-        if (jid.resource !== '' && list.has(`${jid.domain}/${jid.resource}`)) return true;
-        for (let domain = jid.domain; ; ) {
-          if (list.has(domain)) return true;
-          const dot = domain.indexOf('.');
-          if (dot === -1) return false;
-          domain = domain.slice(dot + 1);
+      /** Drop the least recently used list of an account with no session (those of online accounts stay: the outbound filter reads them synchronously). */
+      function evict(): void {
+        for (const user of cache.keys()) {
+          if (api.sessionsOf(`${user}@${api.domain}`).length === 0) {
+            cache.delete(user);
+            return;
+          }
         }
+      }
+
+      /** Whether `user` blocked `jid`. */
+      async function isBlocked(user: string, jid: Jid): Promise<boolean> {
+        return matches(await listOf(user), jid);
       }
 
       function serialized<T>(user: string, work: () => Promise<T>): Promise<T> {
@@ -161,29 +163,42 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
           await store.set(user, STORE_KEY, remaining.length === 0 ? undefined : remaining);
           for (const jid of removed) list.delete(jid);
           push(user, xml('unblock', { xmlns: NS_BLOCKING }, ...jids.map((jid) => xml('item', { jid: jid.toString() }))));
-          // The user's current presence to contacts who may see it (§3.4): a probe on their
-          // behalf, answered by presence handling as any probe is (it checks the subscription).
-          setImmediate(() => {
-            for (const jid of removed) {
-              const contact = Jid.parse(jid);
-              if (contact === undefined || contact.local === '') continue;
-              void api
-                .route(xml('presence', { type: 'probe', from: contact.bare, to: `${user}@${api.domain}` }))
-                .catch((error: unknown) => api.logger.debug({ err: error, user }, 'presence probe after unblock failed'));
-            }
-          });
+          // The user's current presence to contacts who may see it (§3.4).
+          await sendCurrent(user, removed);
           return undefined;
         });
       });
 
-      async function sendUnavailable(user: string, added: string[]): Promise<void> {
+      /** Each available resource's last presence to the unblocked contacts who may see it (§3.4). */
+      async function sendCurrent(user: string, removed: string[]): Promise<void> {
         const sessions = api.availableSessionsOf(`${user}@${api.domain}`);
         if (sessions.length === 0) return;
-        for (const text of added) {
+        for (const contact of await contactsSeeingPresence(user, removed)) {
+          for (const { session } of sessions) {
+            const last = presenceState.peek(session)?.last;
+            if (session.jid === undefined || last === undefined) continue;
+            // A copy addressed to the contact: the stored presence itself is never readdressed.
+            await api.route(last.with({ from: session.jid.toString(), to: contact.bare }));
+          }
+        }
+      }
+
+      /** The contacts (JIDs with a localpart) among `jids` allowed to see the user's presence (from/both). */
+      async function contactsSeeingPresence(user: string, jids: string[]): Promise<Jid[]> {
+        const found: Jid[] = [];
+        for (const text of jids) {
           const contact = Jid.parse(text);
           if (contact === undefined || contact.local === '') continue;
           const state = await subscription(user, contact.bare);
-          if (state !== 'from' && state !== 'both') continue;
+          if (state === 'from' || state === 'both') found.push(contact);
+        }
+        return found;
+      }
+
+      async function sendUnavailable(user: string, added: string[]): Promise<void> {
+        const sessions = api.availableSessionsOf(`${user}@${api.domain}`);
+        if (sessions.length === 0) return;
+        for (const contact of await contactsSeeingPresence(user, added)) {
           for (const { session } of sessions) {
             if (session.jid === undefined) continue;
             await api.route(xml('presence', { type: 'unavailable', from: session.jid.toString(), to: contact.toString() }));
@@ -251,6 +266,27 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       };
       for (const name of ['message/in', 'presence/in', 'iq/in'] as const) api.hook(name, outbound, 100);
 
+      // ---- what reaches a session without the routing hooks (presence broadcasts, PEP
+      // notifications, offline messages stored before the block): the lists of online accounts
+      // are in memory, read synchronously here ----
+      api.hook('session/bound', async ({ session }) => {
+        if (session.user !== undefined) await listOf(session.user);
+      });
+      api.outbound((stanza, session) => {
+        if ((stanza.name !== 'presence' && stanza.name !== 'message') || stanza.attr('type') === 'error') return stanza;
+        const text = stanza.attr('from');
+        const owner = session.jid;
+        if (text === undefined || owner === undefined || session.user === undefined) return stanza;
+        const from = Jid.parse(text);
+        if (from === undefined || from.bare === owner.bare || (from.local === '' && from.domain === api.domain)) return stanza;
+        // From someone the recipient blocked, or from a local account that blocked the recipient.
+        const own = cache.get(session.user);
+        if (own !== undefined && matches(own, from)) return null;
+        const theirs = from.domain === api.domain && from.local !== '' ? cache.get(from.local) : undefined;
+        if (theirs !== undefined && matches(theirs, owner)) return null;
+        return stanza;
+      }, 100);
+
       api.hook('account/deleted', async ({ user }) => {
         await serialized(user, async () => {
           cache.delete(user);
@@ -261,13 +297,25 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
   };
 }
 
+/** Whether a block list holds `jid`, matched as XEP-0191 §4 orders it: full, bare, domain/resource, domain (and its subdomains). */
+function matches(list: ReadonlySet<string>, jid: Jid): boolean {
+  if (list.size === 0) return false;
+  if (list.has(jid.toString()) || list.has(jid.bare)) return true;
+  if (jid.resource !== '' && list.has(`${jid.domain}/${jid.resource}`)) return true;
+  for (let domain = jid.domain; ; ) {
+    if (list.has(domain)) return true;
+    const dot = domain.indexOf('.');
+    if (dot === -1) return false;
+    domain = domain.slice(dot + 1);
+  }
+}
+
 /** The stanza with its sender stamped (as the router saw it), for an error reply's `to`. */
 function stamped(stanza: XmlElement, event: StanzaEvent): XmlElement {
   return stanza.attr('from') === undefined ? stanza.with({ from: event.from.toString() }) : stanza;
 }
 
-/** The host's roster lookup when it offers one (see api-requests.md), else "not subscribed". */
+/** The roster's answer (RFC 6121 §2.1.2.5), through the host. */
 export function defaultSubscription(api: ModuleApi): SubscriptionLookup {
-  const lookup = (api as ModuleApi & { subscription?: SubscriptionLookup }).subscription;
-  return typeof lookup === 'function' ? lookup.bind(api) : () => 'none';
+  return (user, contactBare) => api.subscription(user, contactBare);
 }

@@ -10,7 +10,7 @@ import { StanzaErrorException } from '../stanza-error.js';
 import { defaultSubscription, type SubscriptionLookup } from './blocking.js';
 
 export interface LastActivityOptions {
-  /** Whether a contact may see the account's presence (from/both). Default: the server's roster (`api.subscription`), else none may. */
+  /** Whether a contact may see the account's presence (from/both). Default: the account's roster (`api.subscription`). */
   subscription?: SubscriptionLookup;
   /** The clock in milliseconds (tests). Default `Date.now`. */
   now?: () => number;
