@@ -23,7 +23,12 @@ const change = (username: string, password: string) =>
   `<query xmlns='jabber:iq:register'><username>${username}</username><password>${password}</password></query>`;
 
 async function server(options: AccountOptions = {}) {
-  return start({ server: { storage: memoryStorage(), modules: [...defaultModules().filter((module) => !['account'].includes(module.name)), account(options)] } });
+  return start({
+    server: {
+      storage: memoryStorage(),
+      modules: [...defaultModules().filter((module) => !['account'].includes(module.name)), account(options)],
+    },
+  });
 }
 
 describe('password change (XEP-0077 §3.3)', () => {

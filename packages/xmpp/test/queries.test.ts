@@ -23,7 +23,13 @@ async function ask(socket: Socket, id: string, attrs: string, body: string): Pro
 }
 
 async function server(modules: XmppModule[], accounts: Record<string, string> = {}) {
-  return start({ server: { storage: memoryStorage(), modules: [...defaultModules().filter((module) => !modules.some((mine) => mine.name === module.name)), ...modules] }, accounts });
+  return start({
+    server: {
+      storage: memoryStorage(),
+      modules: [...defaultModules().filter((module) => !modules.some((mine) => mine.name === module.name)), ...modules],
+    },
+    accounts,
+  });
 }
 
 describe('software version (XEP-0092)', () => {
