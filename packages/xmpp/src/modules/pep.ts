@@ -26,14 +26,15 @@ import {
 import { pubsubError, unsupported } from './pubsub/errors.js';
 import { type PublishOutcome, type PubSubItem, PubSubService, type StoredNode } from './pubsub/service.js';
 
-/** A contact's presence subscription in a user's roster (RFC 6121 §2.1.2.5), with its groups. */
+/** A contact in a user's roster (RFC 6121 §2.1.2): bare JID, presence subscription, groups. */
 export interface RosterEntry {
+  jid: string;
   subscription: 'none' | 'to' | 'from' | 'both';
   groups: readonly string[];
 }
 
-/** Looks up `contactBare` in `user`'s roster (undefined: not in it). */
-export type RosterLookup = (user: string, contactBare: string) => RosterEntry | undefined | Promise<RosterEntry | undefined>;
+/** A user's roster (the localpart's). */
+export type RosterLookup = (user: string) => readonly RosterEntry[] | Promise<readonly RosterEntry[]>;
 
 export interface PepOptions {
   /** Largest item, serialized, in bytes; past it `<not-acceptable/>` + `<payload-too-big/>`. Default 128 KiB (under the default stanza limit, so the answer is a stanza error). */
@@ -44,7 +45,7 @@ export interface PepOptions {
   maxItemsPerNode?: number;
   /** The configuration of nodes created without options (XEP-0163 §5's defaults). */
   defaults?: Partial<NodeConfig>;
-  /** Roster lookup for the `presence` and `roster` access models. Default: the host's roster. */
+  /** The rosters, for the `presence` and `roster` access models and for who gets notifications. Default: the im module's. */
   roster?: RosterLookup;
   /** Answer disco#items on account JIDs with their nodes. Default true. */
   discoItems?: boolean;
@@ -139,10 +140,14 @@ export function pep(options: PepOptions = {}): XmppModule {
       const roster = options.roster ?? defaultRoster(api);
       const publishListeners: Array<(event: PepPublishEvent) => void | Promise<void>> = [];
       const retractListeners: Array<(event: PepRetractEvent) => void | Promise<void>> = [];
-      /** Per account: full JIDs of others whose available presence it received (implicit subscribers), with the features last items were sent for. */
-      const seen = new Map<string, Map<string, ReadonlySet<string> | undefined>>();
-      /** The owner's own available resources, with the features last items were sent for. */
-      const own = new Map<string, ReadonlySet<string> | undefined>();
+      /** Per account: full JIDs it received directed presence from (implicit subscribers outside its roster). */
+      const seen = new Map<string, Set<string>>();
+      /** Local resources that sent available presence. */
+      const available = new Set<string>();
+      /** Per resource: the accounts whose last items it was sent, with the features they were sent for. */
+      const delivered = new Map<string, Map<string, ReadonlySet<string>>>();
+      const entry = async (user: string, contact: string): Promise<RosterEntry | undefined> =>
+        (await roster(user)).find((item) => item.jid === contact);
 
       const bareOf = (user: string): string => `${user}@${api.domain}`;
       const features = (jid: string): ReadonlySet<string> | undefined => entityCapsOf(api.server)?.features(jid);
@@ -162,14 +167,14 @@ export function pep(options: PepOptions = {}): XmppModule {
           case 'open':
             return;
           case 'presence': {
-            const entry = await roster(user, requester);
-            if (entry?.subscription === 'from' || entry?.subscription === 'both') return;
+            const contact = await entry(user, requester);
+            if (contact?.subscription === 'from' || contact?.subscription === 'both') return;
             throw pubsubError('not-authorized', 'presence-subscription-required');
           }
           case 'roster': {
-            const entry = await roster(user, requester);
+            const contact = await entry(user, requester);
             const allowed = node.config.rosterGroupsAllowed;
-            if (entry !== undefined && entry.subscription !== 'none' && entry.groups.some((group) => allowed.includes(group))) return;
+            if (contact !== undefined && contact.subscription !== 'none' && contact.groups.some((group) => allowed.includes(group))) return;
             throw pubsubError('not-authorized', 'not-in-roster-group');
           }
           case 'whitelist':
@@ -197,27 +202,33 @@ export function pep(options: PepOptions = {}): XmppModule {
       };
 
       /**
-       * The resources a node's notifications go to: the owner's and those of others it receives
-       * presence from, with `NODE+notify`, that may read the node (XEP-0163 §4.3).
+       * The resources a node's notifications go to (XEP-0163 §4.3): the owner's, its contacts'
+       * (whose presence it shares either way) and those it received directed presence from —
+       * available, with `NODE+notify` in their caps, allowed by the access model.
        */
       const recipients = async (user: string, node: StoredNode): Promise<string[]> => {
         const interest = `${node.name}+notify`;
         const targets: string[] = [];
+        const wants = (jid: string): boolean => available.has(jid) && features(jid)?.has(interest) === true;
         for (const session of api.sessionsOf(bareOf(user))) {
           const jid = session.jid?.toString();
-          if (jid !== undefined && own.has(jid) && features(jid)?.has(interest)) targets.push(jid);
+          if (jid !== undefined && wants(jid)) targets.push(jid);
         }
-        const decided = new Map<string, boolean>();
-        for (const jid of seen.get(user)?.keys() ?? []) {
-          if (!features(jid)?.has(interest)) continue;
-          const bare = jid.slice(0, jid.includes('/') ? jid.indexOf('/') : jid.length);
-          let allowed = decided.get(bare);
-          if (allowed === undefined) {
-            allowed = await mayRead(user, node, bare);
-            decided.set(bare, allowed);
-          }
-          if (allowed) targets.push(jid);
+        const candidates = new Map<string, string[]>();
+        for (const contact of await roster(user)) {
+          if (contact.subscription === 'none' || Jid.parse(contact.jid)?.domain !== api.domain) continue;
+          const jids = api
+            .sessionsOf(contact.jid)
+            .map((session) => session.jid?.toString())
+            .filter((jid): jid is string => jid !== undefined && wants(jid));
+          if (jids.length > 0) candidates.set(contact.jid, jids);
         }
+        for (const jid of seen.get(user) ?? []) {
+          const bare = Jid.parse(jid)?.bare;
+          if (bare === undefined || !wants(jid) || candidates.get(bare)?.includes(jid)) continue;
+          candidates.set(bare, [...(candidates.get(bare) ?? []), jid]);
+        }
+        for (const [bare, jids] of candidates) if (await mayRead(user, node, bare)) targets.push(...jids);
         return targets;
       };
 
@@ -270,14 +281,34 @@ export function pep(options: PepOptions = {}): XmppModule {
         }
       };
 
-      /** A resource's features are known (or changed): send it what it has not had yet. */
-      const caught = (user: string, jid: string, tracked: Map<string, ReadonlySet<string> | undefined>): void => {
+      /**
+       * A local resource is available and its features known (or changed): send it the last items
+       * of its own account's nodes and of those of the accounts whose presence it receives, that
+       * it has not had for these features.
+       */
+      const refresh = (jid: string): void => {
         const current = features(jid);
-        if (current === undefined || tracked.get(jid) === current) return;
-        tracked.set(jid, current);
-        void sendLastItems(user, jid, current).catch((error: unknown) =>
-          api.logger.error({ err: error, user, jid }, 'pep: last items not sent'),
-        );
+        const parsed = Jid.parse(jid);
+        if (current === undefined || parsed === undefined || !available.has(jid)) return;
+        void (async () => {
+          const owners = new Set<string>([parsed.local]);
+          for (const contact of await roster(parsed.local)) {
+            const contactJid = Jid.parse(contact.jid);
+            if ((contact.subscription === 'to' || contact.subscription === 'both') && contactJid?.domain === api.domain)
+              owners.add(contactJid.local);
+          }
+          for (const [owner, jids] of seen) if (jids.has(jid)) owners.add(owner);
+          let sent = delivered.get(jid);
+          if (sent === undefined) {
+            sent = new Map();
+            delivered.set(jid, sent);
+          }
+          for (const owner of owners) {
+            if (sent.get(owner) === current) continue;
+            sent.set(owner, current);
+            await sendLastItems(owner, jid, current);
+          }
+        })().catch((error: unknown) => api.logger.error({ err: error, jid }, 'pep: last items not sent'));
       };
 
       let listening = false;
@@ -286,16 +317,15 @@ export function pep(options: PepOptions = {}): XmppModule {
         const caps = entityCapsOf(api.server);
         if (caps === undefined) return;
         listening = true;
-        caps.onResolved((jid) => {
-          if (own.has(jid)) {
-            const user = Jid.parse(jid)?.local;
-            if (user !== undefined) caught(user, jid, own);
-          }
-          for (const [user, jids] of seen) if (jids.has(jid)) caught(user, jid, jids);
-        });
+        caps.onResolved((jid) => refresh(jid));
       };
 
-      // The owner's own resources: available presence without `to` (the broadcast).
+      const unavailable = (jid: string): void => {
+        available.delete(jid);
+        delivered.delete(jid);
+      };
+
+      // Local resources: available presence without `to` (the broadcast).
       api.hook(
         'presence/in',
         (event) => {
@@ -305,21 +335,21 @@ export function pep(options: PepOptions = {}): XmppModule {
           listen();
           const type = stanza.attr('type');
           const full = jid.toString();
-          if (type === 'unavailable') own.delete(full);
+          if (type === 'unavailable') unavailable(full);
           else if (type === undefined) {
-            if (!own.has(full)) own.set(full, undefined);
-            caught(jid.local, full, own);
+            available.add(full);
+            refresh(full);
           }
         },
         40,
       );
       api.hook('session/closed', ({ session }) => {
         const full = session.jid?.toString();
-        if (full !== undefined) own.delete(full);
+        if (full !== undefined) unavailable(full);
       });
 
-      // Others' presence reaching an account: they are its implicit subscribers (XEP-0163 §4.1).
-      const contactPresence = (event: { stanza: XmlElement; from: Jid; to: Jid }): void => {
+      // Directed presence to an account from outside its roster: an implicit subscriber too (XEP-0163 §4.1).
+      const directedPresence = (event: { stanza: XmlElement; from: Jid; to: Jid }): void => {
         const { stanza, from, to } = event;
         if (to.local === '' || from.bare === to.bare || from.isBare) return;
         listen();
@@ -329,23 +359,21 @@ export function pep(options: PepOptions = {}): XmppModule {
         if (type === undefined) {
           let jids = seen.get(user);
           if (jids === undefined) {
-            jids = new Map();
+            jids = new Set();
             seen.set(user, jids);
           }
-          if (!jids.has(full)) {
-            // Bounded: a flood of directed presences does not grow this without end.
-            if (jids.size >= 10_000) return;
-            jids.set(full, undefined);
-          }
-          caught(user, full, jids);
+          // Bounded: a flood of directed presences does not grow this without end.
+          if (!jids.has(full) && jids.size < 10_000) jids.add(full);
+          delivered.get(full)?.delete(user);
+          refresh(full);
         } else if (type === 'unavailable') {
           const jids = seen.get(user);
           jids?.delete(full);
           if (jids?.size === 0) seen.delete(user);
         }
       };
-      api.hook('presence/bare', contactPresence, 40);
-      api.hook('presence/full', contactPresence, 40);
+      api.hook('presence/bare', directedPresence, 40);
+      api.hook('presence/full', directedPresence, 40);
 
       api.hook('account/deleted', async ({ user }) => {
         await service.deleteOwner(user);
@@ -628,22 +656,20 @@ interface StoredRosterShape {
   items?: Array<{ jid?: unknown; subscription?: unknown; groups?: unknown }>;
 }
 
-/** The host's roster: `api.subscription` when it has one, else the im module's 'roster' store. */
+const SUBSCRIPTIONS: ReadonlySet<string> = new Set(['none', 'to', 'from', 'both']);
+
+/** The im module's rosters (its 'roster' store, key 'roster'), read defensively. */
 function defaultRoster(api: ModuleApi): RosterLookup {
-  const lookup = (api as ModuleApi & { subscription?: (user: string, contact: string) => Promise<RosterEntry['subscription']> })
-    .subscription;
-  if (typeof lookup === 'function') {
-    return async (user, contact) => ({ subscription: await lookup.call(api, user, contact), groups: [] });
-  }
   const rosters = api.keyValue('roster');
-  return async (user, contact) => {
+  return async (user) => {
     const stored = (await rosters.get(user, 'roster')) as StoredRosterShape | undefined;
-    const item = stored?.items?.find((entry) => entry.jid === contact);
-    if (item === undefined) return undefined;
-    const subscription = ['none', 'to', 'from', 'both'].includes(String(item.subscription))
-      ? (item.subscription as RosterEntry['subscription'])
-      : 'none';
-    const groups = Array.isArray(item.groups) ? item.groups.filter((group): group is string => typeof group === 'string') : [];
-    return { subscription, groups };
+    const entries: RosterEntry[] = [];
+    for (const item of Array.isArray(stored?.items) ? stored.items : []) {
+      if (typeof item.jid !== 'string') continue;
+      const subscription = SUBSCRIPTIONS.has(String(item.subscription)) ? (item.subscription as RosterEntry['subscription']) : 'none';
+      const groups = Array.isArray(item.groups) ? item.groups.filter((group): group is string => typeof group === 'string') : [];
+      entries.push({ jid: item.jid, subscription, groups });
+    }
+    return entries;
   };
 }

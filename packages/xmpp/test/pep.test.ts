@@ -1,0 +1,260 @@
+import { describe, expect, it } from 'vitest';
+import { defaultModules, memoryStorage, type XmppServerOptions } from '../src/index.js';
+import { type PepOptions, pep } from '../src/modules/pep.js';
+import { befriend, RawClient } from './pep-raw.js';
+import { start } from './support.js';
+
+// PEP (XEP-0163) over raw streams: publishing, retrieval, publish-options, access models,
+// notifications filtered by +notify, the last item on presence, limits and errors.
+
+const PUBSUB = 'http://jabber.org/protocol/pubsub';
+const NICK = 'http://jabber.org/protocol/nick';
+
+/** The default modules, with this PEP configuration. */
+function modules(options: PepOptions = {}) {
+  return [...defaultModules().filter((module) => module.name !== 'pep'), pep(options)];
+}
+
+async function server(options: { pep?: PepOptions; server?: Partial<XmppServerOptions> } = {}) {
+  return start({ server: { storage: memoryStorage(), modules: modules(options.pep), ...options.server } });
+}
+
+const clients: RawClient[] = [];
+async function login(port: number, user: 'juliet' | 'romeo' | 'nurse', resource = 'raw'): Promise<RawClient> {
+  const passwords = { juliet: 'balcony', romeo: 'r0meo!', nurse: 'nurse' };
+  const client = await RawClient.login(port, user, passwords[user], resource);
+  clients.push(client);
+  return client;
+}
+
+function publishOptions(fields: Record<string, string>): string {
+  return (
+    "<publish-options><x xmlns='jabber:x:data' type='submit'>" +
+    "<field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>" +
+    Object.entries(fields)
+      .map(([name, value]) => `<field var='${name}'><value>${value}</value></field>`)
+      .join('') +
+    '</x></publish-options>'
+  );
+}
+
+function publishNick(nick: string, options = '', id = 'current'): string {
+  return `<pubsub xmlns='${PUBSUB}'><publish node='${NICK}'><item id='${id}'><nick xmlns='${NICK}'>${nick}</nick></item></publish>${options}</pubsub>`;
+}
+
+describe('PEP (XEP-0163)', () => {
+  it('publishes to the own account (node auto-created), reads items back with max_items and ids, and lists nodes in disco', async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    const published = await juliet.iq('set', publishNick('Jules', '', 'one'));
+    expect(published).toMatch(/type='result'/);
+    expect(published).toContain(`<publish node='${NICK}'><item id='one'/></publish>`);
+    // max_items default is 1: a second publish replaces the first.
+    await juliet.iq('set', publishNick('Juliet', '', 'two'));
+    const items = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'/></pubsub>`);
+    expect(items).toContain("<item id='two'><nick xmlns='http://jabber.org/protocol/nick'>Juliet</nick></item>");
+    expect(items).not.toContain("id='one'");
+    const byId = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'><item id='two'/></items></pubsub>`);
+    expect(byId).toContain('>Juliet</nick>');
+    // Disco: the account is a PEP service, the node is listed.
+    const info = await juliet.iq('get', "<query xmlns='http://jabber.org/protocol/disco#info'/>", 'juliet@localhost');
+    expect(info).toContain("category='pubsub'");
+    expect(info).toContain("type='pep'");
+    expect(info).toContain('http://jabber.org/protocol/pubsub#publish-options');
+    const discoItems = await juliet.iq('get', "<query xmlns='http://jabber.org/protocol/disco#items'/>", 'juliet@localhost');
+    expect(discoItems).toContain(`node='${NICK}'`);
+  });
+
+  it("refuses a publish to another user's node with <forbidden/>", async () => {
+    const { port } = await server();
+    const romeo = await login(port, 'romeo');
+    const answer = await romeo.iq('set', publishNick('Romeo was here'), 'juliet@localhost');
+    expect(answer).toMatch(/type='error'/);
+    expect(answer).toMatch(/<error type='auth'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/);
+    // Nor may he delete or configure her nodes.
+    const owner = await romeo.iq('set', `<pubsub xmlns='${PUBSUB}#owner'><delete node='${NICK}'/></pubsub>`, 'juliet@localhost');
+    expect(owner).toContain('<forbidden');
+    // The stream lives on.
+    expect(await romeo.iq('get', "<ping xmlns='urn:xmpp:ping'/>")).toMatch(/type='result'/);
+  });
+
+  it('answers a 10 MB item with <not-acceptable/> + <payload-too-big/> when the stanza limit lets it through', async () => {
+    // Neither the stanza limit nor the reading rate limit stops it first.
+    const { port } = await server({ server: { maxStanzaSize: 16 * 1024 * 1024, rateLimit: { bytesPerSecond: 0 } } });
+    const juliet = await login(port, 'juliet');
+    const big = 'A'.repeat(10 * 1024 * 1024);
+    const answer = await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><publish node='urn:xmpp:avatar:data'><item id='big'><data xmlns='urn:xmpp:avatar:data'>${big}</data></item></publish></pubsub>`,
+    );
+    expect(answer).toMatch(/<error type='modify'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/);
+    expect(answer).toContain("<payload-too-big xmlns='http://jabber.org/protocol/pubsub#errors'/>");
+    // Nothing stored, the stream is fine.
+    const items = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:xmpp:avatar:data'/></pubsub>`);
+    expect(items).toContain('<item-not-found');
+    expect(await juliet.iq('get', "<ping xmlns='urn:xmpp:ping'/>")).toMatch(/type='result'/);
+  });
+
+  it('closes the stream of a 10 MB item with the default stanza limit (policy-violation), and other clients live on', async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    const romeo = await login(port, 'romeo');
+    juliet.send(
+      `<iq type='set' id='big'><pubsub xmlns='${PUBSUB}'><publish node='urn:xmpp:avatar:data'><item id='big'><data xmlns='urn:xmpp:avatar:data'>${'A'.repeat(10 * 1024 * 1024)}</data></item></publish></pubsub></iq>`,
+    );
+    expect(await juliet.next(/<stream:error>/)).toContain('<policy-violation');
+    expect(await romeo.iq('get', "<ping xmlns='urn:xmpp:ping'/>")).toMatch(/type='result'/);
+  });
+
+  it('answers an item over the PEP limit but under the stanza limit with <payload-too-big/> (defaults)', async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    const answer = await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:big'><item><data xmlns='urn:example:big'>${'B'.repeat(200 * 1024)}</data></item></publish></pubsub>`,
+    );
+    expect(answer).toContain('<not-acceptable');
+    expect(answer).toContain('<payload-too-big');
+  });
+
+  it('fails a publish whose publish-options conflict with the node configuration (precondition-not-met)', async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    const created = await juliet.iq(
+      'set',
+      publishNick('Jules', publishOptions({ 'pubsub#access_model': 'open', 'pubsub#max_items': 'max' })),
+    );
+    expect(created).toMatch(/type='result'/);
+    const conflicting = await juliet.iq('set', publishNick('Jules', publishOptions({ 'pubsub#access_model': 'whitelist' })));
+    expect(conflicting).toMatch(/<error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/);
+    expect(conflicting).toContain("<precondition-not-met xmlns='http://jabber.org/protocol/pubsub#errors'/>");
+    // Matching options publish ('max' is the service's limit).
+    const matching = await juliet.iq(
+      'set',
+      publishNick('Jules', publishOptions({ 'pubsub#access_model': 'open', 'pubsub#max_items': 'max' })),
+    );
+    expect(matching).toMatch(/type='result'/);
+    // The configuration is unchanged.
+    const config = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}#owner'><configure node='${NICK}'/></pubsub>`);
+    expect(config).toMatch(/var='pubsub#access_model'[^>]*>(<[^>]*>)*?<value>open<\/value>/);
+    expect(config).toContain('<value>256</value>');
+    // A malformed form is a bad request.
+    const malformed = await juliet.iq(
+      'set',
+      publishNick(
+        'x',
+        "<publish-options><x xmlns='jabber:x:data' type='form'><field var='pubsub#access_model'><value>open</value></field></x></publish-options>",
+      ),
+    );
+    expect(malformed).toContain('<bad-request');
+  });
+
+  it("denies a contact the items of a whitelist node (not-allowed + closed-node), allows them a presence node's, and refuses strangers", async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    const romeo = await login(port, 'romeo');
+    await befriend(juliet, romeo);
+    await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:diary'><item id='today'><entry xmlns='urn:example:diary'>secret</entry></item></publish>${publishOptions({ 'pubsub#access_model': 'whitelist', 'pubsub#persist_items': '1' })}</pubsub>`,
+    );
+    await juliet.iq('set', publishNick('Jules'));
+    const denied = await romeo.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:diary'/></pubsub>`, 'juliet@localhost');
+    expect(denied).toMatch(/<error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/);
+    expect(denied).toContain("<closed-node xmlns='http://jabber.org/protocol/pubsub#errors'/>");
+    expect(denied).not.toContain('secret');
+    // The whitelist node is not listed for him either; the presence one is.
+    const listed = await romeo.iq('get', "<query xmlns='http://jabber.org/protocol/disco#items'/>", 'juliet@localhost');
+    expect(listed).toContain(`node='${NICK}'`);
+    expect(listed).not.toContain('urn:example:diary');
+    const allowed = await romeo.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'/></pubsub>`, 'juliet@localhost');
+    expect(allowed).toContain('>Jules</nick>');
+    // Whitelisted (a member), he reads the diary.
+    const whitelisted = await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}#owner'><affiliations node='urn:example:diary'><affiliation jid='romeo@localhost' affiliation='member'/></affiliations></pubsub>`,
+    );
+    expect(whitelisted).toMatch(/type='result'/);
+    expect(await romeo.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:diary'/></pubsub>`, 'juliet@localhost')).toContain(
+      'secret',
+    );
+    // The nurse is no contact: the presence model refuses her.
+    const stranger = await start({ server: { storage: memoryStorage(), modules: modules() }, accounts: { nurse: 'nurse' } });
+    const nurse = await login(stranger.port, 'nurse');
+    const strangerJuliet = await login(stranger.port, 'juliet');
+    await strangerJuliet.iq('set', publishNick('Jules'));
+    const refused = await nurse.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'/></pubsub>`, 'juliet@localhost');
+    expect(refused).toContain('<not-authorized');
+    expect(refused).toContain('<presence-subscription-required');
+  });
+
+  it('notifies contacts with +notify, sends the last item when one comes online, and notifies retractions', async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    const romeo = await login(port, 'romeo', 'phone');
+    await befriend(juliet, romeo);
+    // Caps resolved: the server asks once for these features, and knows them the second time.
+    await juliet.announce([`${NICK}+notify`], 'query');
+    await romeo.announce([`${NICK}+notify`], 'cached');
+    expect(romeo.discoQueries).toBe(0);
+    await juliet.iq('set', publishNick('Jules'));
+    const event = await romeo.next(/<event xmlns='http:\/\/jabber.org\/protocol\/pubsub#event'>/);
+    expect(event).toMatch(/^<message from='juliet@localhost' to='romeo@localhost\/phone' type='headline'/);
+    expect(event).toContain(`<items node='${NICK}'><item id='current'><nick xmlns='${NICK}'>Jules</nick></item></items>`);
+    // The owner's own resource is notified too.
+    expect(await juliet.next(/pubsub#event/)).toContain('>Jules</nick>');
+    // A second resource of Romeo's coming online gets the last item, with its delay.
+    const laptop = await login(port, 'romeo', 'laptop');
+    laptop.presence([`${NICK}+notify`, 'urn:example:other']);
+    const last = await laptop.next(/pubsub#event/);
+    expect(last).toContain('>Jules</nick>');
+    expect(last).toContain("<delay xmlns='urn:xmpp:delay'");
+    // A retraction is notified.
+    await juliet.iq('set', `<pubsub xmlns='${PUBSUB}'><retract node='${NICK}' notify='true'><item id='current'/></retract></pubsub>`);
+    expect(await romeo.next(/<retract id='current'\/>/)).toContain(`<items node='${NICK}'><retract id='current'/></items>`);
+  });
+
+  it("keeps a node's configuration: get and set by the owner, delete with a notification", async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    await juliet.announce(['urn:example:tune+notify']);
+    await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><create node='urn:example:tune'/><configure><x xmlns='jabber:x:data' type='submit'><field var='pubsub#max_items'><value>5</value></field></x></configure></pubsub>`,
+    );
+    for (const id of ['a', 'b', 'c']) {
+      await juliet.iq(
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:tune'><item id='${id}'><tune xmlns='urn:example:tune'>${id}</tune></item></publish></pubsub>`,
+      );
+    }
+    const two = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:tune' max_items='2'/></pubsub>`);
+    expect(two.match(/<item id='/g)).toHaveLength(2);
+    expect(two).toContain("<item id='b'>");
+    expect(two).toContain("<item id='c'>");
+    const set = await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}#owner'><configure node='urn:example:tune'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#max_items'><value>1</value></field></x></configure></pubsub>`,
+    );
+    expect(set).toMatch(/type='result'/);
+    const one = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:tune'/></pubsub>`);
+    expect(one.match(/<item id='/g)).toHaveLength(1);
+    const deleted = await juliet.iq('set', `<pubsub xmlns='${PUBSUB}#owner'><delete node='urn:example:tune'/></pubsub>`);
+    expect(deleted).toMatch(/type='result'/);
+    expect(await juliet.next(/<delete node='urn:example:tune'\/>/)).toContain('pubsub#event');
+    const gone = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:tune'/></pubsub>`);
+    expect(gone).toContain('<item-not-found');
+  });
+
+  it('keeps PEP data across a server restart on the same storage', async () => {
+    const storage = memoryStorage();
+    const first = await start({ server: { storage, modules: modules() } });
+    const juliet = await login(first.port, 'juliet');
+    await juliet.iq('set', publishNick('Durable'));
+    juliet.close();
+    await first.service.stop();
+    const second = await start({ server: { storage, modules: modules() } });
+    const again = await login(second.port, 'juliet');
+    expect(await again.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'/></pubsub>`)).toContain('>Durable</nick>');
+  });
+});
