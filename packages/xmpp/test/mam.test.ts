@@ -296,6 +296,33 @@ describe('message archive (XEP-0313)', () => {
     ]);
   });
 
+  it("carbons carry the archive's stanza id: a sent copy the sender's, a received copy the recipient's; the contact never sees the sender's", async () => {
+    const { port, storage } = await server();
+    const phone = await Raw.login(port, 'juliet', 'balcony', 'phone');
+    const laptop = await Raw.login(port, 'juliet', 'balcony', 'laptop');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    for (const raw of [phone, laptop, romeo]) raw.send('<presence/>');
+    expect(await laptop.iq('c', "<enable xmlns='urn:xmpp:carbons:2'/>")).toMatch(/type='result'/);
+    await phone.sync();
+
+    phone.send(chat('romeo@localhost', 'sent from the phone'));
+    const toRomeo = await romeo.next(/sent from the phone/);
+    const sent = await laptop.next(/<sent xmlns='urn:xmpp:carbons:2'>/);
+    const julietIds = (await storage.archive('mam').query('juliet')).items.map((item) => item.id);
+    const romeoIds = (await storage.archive('mam').query('romeo')).items.map((item) => item.id);
+    expect(sent).toContain(`<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost' id='${julietIds[0]}'/>`);
+    expect([...toRomeo.matchAll(/<stanza-id [^>]*by='([^']+)' id='([^']+)'/g)].map((m) => [m[1], m[2]])).toEqual([
+      ['romeo@localhost', romeoIds[0]],
+    ]);
+
+    romeo.send(chat('juliet@localhost/phone', 'to the phone'));
+    await phone.next(/to the phone/);
+    const received = await laptop.next(/<received xmlns='urn:xmpp:carbons:2'>/);
+    const latest = (await storage.archive('mam').query('juliet', { before: '', max: 1 })).items[0];
+    expect(received).toContain(`<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost' id='${latest?.id}'/>`);
+    expect(received).not.toContain("by='romeo@localhost'");
+  });
+
   it('a message routed again (stream management redelivery) is archived once', async () => {
     const { port, storage, api } = await server();
     const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');

@@ -137,8 +137,9 @@ export function mam(options: MamOptions = {}): MamModule {
         return id;
       };
 
-      // Outgoing: the sender's archive, before routing (Prosody's pre-message hooks). Late
-      // (-100), so that blocking and other checks that refuse the message run first.
+      // Outgoing: the sender's archive, before routing (Prosody's pre-message hooks). After
+      // blocking and other checks that refuse the message (they run at higher priorities), and
+      // before sent carbons (-100), which then carry the sender's stanza id (XEP-0313 §3.5).
       api.hook(
         'message/in',
         async (event) => {
@@ -150,11 +151,15 @@ export function mam(options: MamOptions = {}): MamModule {
           // A message to oneself is archived once, as it arrives (message/bare or message/full).
           if (to.bare === event.from.bare || to.local === '') return;
           if (!shouldArchive(event.stanza)) return;
-          if (to.domain === api.domain && !(await api.userExists(to.local))) return;
+          const local = to.domain === api.domain;
+          if (local && !(await api.userExists(to.local))) return;
           if (!(await shallStore(user, to))) return;
-          await append(user, event.stanza, event.from, to, to);
+          const id = await append(user, event.stanza, event.from, to, to);
+          // The sender's id rides along to the carbons; the recipient's hook strips it (a contact
+          // has no access to this archive). Never on a stanza that leaves the server.
+          if (local) event.stanza = withStanzaId(event.stanza, ownBare(user), id);
         },
-        -100,
+        -50,
       );
 
       // Incoming: the recipient's archive, and the stanza id on the copy delivered.
@@ -162,15 +167,15 @@ export function mam(options: MamOptions = {}): MamModule {
         if (event.redelivery || archived.has(event.stanza)) return;
         const user = event.to.local;
         const by = ownBare(user);
-        // Never pass on a stanza id that claims to be ours (XEP-0359 §4): only the server adds them.
-        let stanza = stripStanzaIds(event.stanza, (claim) => claim === by);
+        // Only the recipient's own stanza id reaches her (XEP-0313 §3.5): a client's claim to be
+        // us (XEP-0359 §4) and the sender's archive id are stripped.
+        let stanza = stripLocalStanzaIds(event.stanza, api.domain);
         if (stanza !== event.stanza) event.stanza = stanza;
         if (!shouldArchive(stanza)) return;
         if (!(await api.userExists(user))) return;
         if (!(await shallStore(user, event.from))) return;
         const id = await append(user, stanza, event.from, event.to, event.from);
-        stanza = copyOf(stanza);
-        stanza.append(xml('stanza-id', { xmlns: NS_SID, by, id }));
+        stanza = withStanzaId(stanza, by, id);
         archived.add(stanza);
         event.stanza = stanza;
       };
@@ -317,9 +322,9 @@ export function shouldArchive(stanza: XmlElement): boolean {
   return false;
 }
 
-/** A copy that can take new children without touching the original (XmlElement.with shares them). */
-function copyOf(stanza: XmlElement): XmlElement {
-  return new XmlElement(stanza.name, { ...stanza.attrs }, [...stanza.children], stanza.xmlns);
+/** A copy with a `<stanza-id/>` added (XmlElement.with would share the children array). */
+function withStanzaId(stanza: XmlElement, by: string, id: string): XmlElement {
+  return new XmlElement(stanza.name, { ...stanza.attrs }, [...stanza.children, xml('stanza-id', { xmlns: NS_SID, by, id })], stanza.xmlns);
 }
 
 /** The stanza without the `<stanza-id/>`s whose `by` matches; the same element when there are none. */
