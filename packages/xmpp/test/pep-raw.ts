@@ -68,14 +68,14 @@ export class RawClient {
     return this.next(new RegExp(`^<iq[^>]* id='${id}'`));
   }
 
-  /** Available presence with caps for these features (answered when the server asks). */
-  presence(features: string[], extra = ''): void {
+  /** Available presence with caps for these features (answered when the server asks); `ver` to claim another verification string. */
+  presence(features: string[], ver?: string): void {
     this.#disco = {
       identities: [{ category: 'client', type: 'pc', name: 'raw' }],
       features: ['http://jabber.org/protocol/caps', ...features],
     };
-    const ver = capsVerification(this.#disco) as string;
-    this.send(`<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='urn:test:raw' ver='${ver}'/>${extra}</presence>`);
+    const claimed = ver ?? (capsVerification(this.#disco) as string);
+    this.send(`<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='urn:test:raw' ver='${claimed}'/></presence>`);
   }
 
   /**
@@ -83,9 +83,9 @@ export class RawClient {
    * verification string (`query`: this client answers, then a ping makes sure the answer was
    * read), or knows them already (`cached`: the ping alone orders it).
    */
-  async announce(features: string[], resolved: 'query' | 'cached' = 'query'): Promise<void> {
+  async announce(features: string[], resolved: 'query' | 'cached' = 'query', ver?: string): Promise<void> {
     const before = this.discoQueries;
-    this.presence(features);
+    this.presence(features, ver);
     if (resolved === 'query') {
       while (this.discoQueries === before) await this.#wait(10_000);
     }
