@@ -1,32 +1,78 @@
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PortService, type PortServiceOptions, type TlsOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
-import { type UserStore, xmppServer } from '@portbind/xmpp';
+import { defaultModules, sqliteStorage, type XmppModule, type XmppStorage, xmppServer } from '@portbind/xmpp';
 import { developmentCertificate } from './dev-cert.js';
-import { FileUserStore } from './file-users.js';
 import { page } from './page.js';
 
 export interface ChatOptions extends PortServiceOptions {
-  /** Where accounts are kept. Default: `DATA_DIR` (or ./data)/users.json. */
-  users?: UserStore;
+  /**
+   * Where accounts, rosters, vCards, offline messages, the message archive, PEP data, block lists
+   * and stream-management sessions are kept. Default: `sqliteStorage({ file: DATA_DIR/xmpp.sqlite })`
+   * (DATA_DIR defaults to ./data). Opening it may throw an `XmppConfigError` with code
+   * `PB_ERR_XMPP_STORAGE` (a damaged or unwritable file).
+   */
+  storage?: XmppStorage;
+  /** The server's modules. Default: `defaultModules()` of @portbind/xmpp. */
+  modules?: readonly XmppModule[];
+}
+
+/** The SQLite file the chat keeps everything in, under `DATA_DIR` (default ./data). */
+export function storageFile(env: Record<string, string | undefined> = process.env): string {
+  return join(dataDir(env), 'xmpp.sqlite');
 }
 
 /**
+ * `sqliteStorage()` on {@link storageFile}. DATA_DIR is created private (0700) and a new database
+ * file 0600 (it holds SCRAM credentials and everyone's messages); SQLite gives its -wal and -shm
+ * files the same mode. Throws `PB_ERR_XMPP_STORAGE` for a damaged or unwritable file.
+ */
+export function openStorage(env: Record<string, string | undefined> = process.env): XmppStorage {
+  const file = storageFile(env);
+  if (!existsSync(file)) {
+    try {
+      mkdirSync(dataDir(env), { recursive: true, mode: 0o700 });
+      closeSync(openSync(file, 'a', 0o600));
+    } catch {
+      // sqliteStorage() reports what is wrong with the path.
+    }
+  }
+  return sqliteStorage({ file });
+}
+
+function dataDir(env: Record<string, string | undefined>): string {
+  return env.DATA_DIR ?? 'data';
+}
+
+/** TLS ALPN protocol name of client-to-server XMPP over direct TLS (XEP-0368). */
+export const XMPP_CLIENT_ALPN = 'xmpp-client';
+
+/**
  * The chat server:
- *   XMPP on XMPP_PORT (default 5222) for any XMPP client, STARTTLS required, domain XMPP_DOMAIN
- *   (default localhost); TLS from TLS_CERT_FILE/TLS_KEY_FILE, or a self-signed development
+ *   XMPP on XMPP_PORT (default 5222) for any XMPP client, STARTTLS required, and on XMPPS_PORT
+ *   (default 5223) with TLS from the first byte (XEP-0368, ALPN `xmpp-client`); domain XMPP_DOMAIN
+ *   (default localhost). TLS from TLS_CERT_FILE/TLS_KEY_FILE, or a self-signed development
  *   certificate kept in DATA_DIR (dev-cert.pem, dev-key.pem) across restarts.
  *   HTTP on PORT (default 5000): the chat page, /xmpp-websocket for XMPP over WebSocket, and
  *   /livez, /readyz. A page on http://localhost may log in without TLS (loopback only).
+ *   Everything the server keeps lives in DATA_DIR/xmpp.sqlite and survives restarts.
  */
 export async function createChat(options: ChatOptions = {}): Promise<PortService> {
   const env = options.env ?? process.env;
   const domain = env.XMPP_DOMAIN ?? 'localhost';
-  const users = options.users ?? new FileUserStore(join(env.DATA_DIR ?? 'data', 'users.json'));
+  // Opened now: a damaged or unwritable file fails the start, not the first login.
+  const storage = options.storage ?? openStorage(env);
   // REGISTRATION=open lets clients create accounts themselves (XEP-0077), as Conversations and Gajim offer.
-  const xmpp = xmppServer({ domain, users, allowPlaintext: 'loopback', registration: env.REGISTRATION === 'open' });
+  const xmpp = xmppServer({
+    domain,
+    storage,
+    modules: options.modules ?? defaultModules(),
+    allowPlaintext: 'loopback',
+    registration: env.REGISTRATION === 'open',
+  });
   const tls = await tlsOptions(env, domain);
   const browserClient = await readFile(createRequire(import.meta.url).resolve('@xmpp/client/dist/xmpp.min.js'));
 
@@ -44,13 +90,22 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
 
   const service = new PortService(options);
   service.bind(xmpp.c2s(), { tls });
+  // Direct TLS (XEP-0368) with the same certificate. Clients offer ALPN `xmpp-client`; one that
+  // offers no ALPN at all is served too (only a client offering other protocols alone is refused).
+  service.bind(xmpp.c2s({ directTls: true }), { tls: { ...tls, ALPNProtocols: [XMPP_CLIENT_ALPN] } });
   service.bind(http);
+  if (options.storage === undefined && existsSync(join(dataDir(env), 'users.json'))) {
+    service.logger.warn(
+      { file: join(dataDir(env), 'users.json'), storage: storageFile(env) },
+      'users.json is no longer read: accounts now live in xmpp.sqlite; add them again with `user add NAME PASSWORD`, then delete users.json',
+    );
+  }
   return service;
 }
 
 async function tlsOptions(env: Record<string, string | undefined>, domain: string): Promise<TlsOptions> {
   if (env.TLS_CERT_FILE !== undefined && env.TLS_KEY_FILE !== undefined) return { certFile: env.TLS_CERT_FILE, keyFile: env.TLS_KEY_FILE };
   // Local development: a self-signed SHA-256 certificate for the domain, kept in DATA_DIR.
-  const { certFile, keyFile } = await developmentCertificate(env.DATA_DIR ?? 'data', domain);
+  const { certFile, keyFile } = await developmentCertificate(dataDir(env), domain);
   return { certFile, keyFile };
 }

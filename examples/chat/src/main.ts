@@ -1,22 +1,37 @@
-import { join } from 'node:path';
+import { createLogger, PortbindError } from '@portbind/core';
 import { createChat } from './app.js';
-import { FileUserStore } from './file-users.js';
+import { addUser, deleteUser } from './users.js';
 
-// `start` runs the server; `start user add NAME PASSWORD` (or `user del NAME`) manages accounts.
+// `start` runs the server; `start -- user add NAME PASSWORD` (or `user del NAME`) manages accounts in
+// DATA_DIR/xmpp.sqlite, also while the server runs.
 const [command, action, name, password] = process.argv.slice(2);
 if (command === 'user') {
-  const users = new FileUserStore(join(process.env.DATA_DIR ?? 'data', 'users.json'));
-  if (action === 'add' && name !== undefined && password !== undefined) {
-    const created = await users.create(name, password);
-    console.log(created ? `added ${name}` : `${name} exists already`);
-    process.exit(created ? 0 : 1);
-  }
-  if (action === 'del' && name !== undefined) {
-    const deleted = await users.delete(name);
-    console.log(deleted ? `deleted ${name}` : `no user ${name}`);
-    process.exit(deleted ? 0 : 1);
+  try {
+    if (action === 'add' && name !== undefined && password !== undefined) {
+      const created = await addUser(name, password);
+      console.log(created ? `added ${name}` : `${name} exists already`);
+      process.exit(created ? 0 : 1);
+    }
+    if (action === 'del' && name !== undefined) {
+      const deleted = await deleteUser(name);
+      console.log(deleted ? `deleted ${name}` : `no user ${name}`);
+      process.exit(deleted ? 0 : 1);
+    }
+  } catch (error) {
+    console.error(error instanceof PortbindError ? `${error.code}: ${error.message}` : String(error));
+    process.exit(1);
   }
   console.error('usage: user add NAME PASSWORD | user del NAME');
   process.exit(2);
 }
-await (await createChat()).run();
+
+let chat: Awaited<ReturnType<typeof createChat>>;
+try {
+  chat = await createChat();
+} catch (error) {
+  // A configuration error (a damaged database, PB_ERR_XMPP_STORAGE): one log line, exit 1.
+  if (!(error instanceof PortbindError)) throw error;
+  createLogger().error({ err: error }, `start failed: ${error.message}`);
+  process.exit(1);
+}
+await chat.run();

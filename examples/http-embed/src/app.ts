@@ -3,7 +3,7 @@ import { PortService, type PortServiceOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { globMatch, OK, respAdapter } from '@portbind/resp';
 import { wsEndpoint } from '@portbind/ws';
-import { MemoryUserStore, xmppServer } from '@portbind/xmpp';
+import { memoryStorage, xmppServer } from '@portbind/xmpp';
 import { page } from './page.js';
 
 /**
@@ -57,11 +57,12 @@ export function createApp(options: PortServiceOptions = {}): PortService {
     return received;
   });
 
-  // XMPP: two demo accounts with fresh passwords; loopback clients may log in without TLS.
-  const users = new MemoryUserStore();
+  // XMPP: two demo accounts with fresh passwords; loopback clients may log in without TLS. The demo
+  // keeps its XMPP state in memory (it writes no files); examples/chat keeps it in DATA_DIR/xmpp.sqlite.
+  const storage = memoryStorage();
   const demoAccounts = ['alice', 'bob'].map((name) => [name, randomBytes(6).toString('base64url')] as const);
-  for (const [name, password] of demoAccounts) void users.create(name, password);
-  const xmpp = xmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback' });
+  for (const [name, password] of demoAccounts) void storage.users.create(name, password);
+  const xmpp = xmppServer({ domain: 'localhost', storage, allowPlaintext: 'loopback' });
 
   const http = httpAdapter({
     health: true,
