@@ -77,9 +77,10 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
         }
       }
 
-      /** Whether `user` blocked `jid`. */
-      async function isBlocked(user: string, jid: Jid): Promise<boolean> {
-        return matches(await listOf(user), jid);
+      /** Whether `user` blocked `jid`: synchronous when the list is in memory (every routed stanza asks). */
+      function isBlocked(user: string, jid: Jid): boolean | Promise<boolean> {
+        const list = cache.get(user);
+        return list === undefined ? listOf(user).then((loaded) => matches(loaded, jid)) : matches(list, jid);
       }
 
       function serialized<T>(user: string, work: () => Promise<T>): Promise<T> {
@@ -207,21 +208,23 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       }
 
       // ---- inbound: stanzas for a user from someone the user blocked (§3.3) ----
-      const inbound = async (event: StanzaEvent): Promise<boolean> => {
-        const { from, to, stanza } = event;
+      const inbound = (event: StanzaEvent): boolean | Promise<boolean> => {
+        const { from, to } = event;
         if (to.local === '' || to.domain !== api.domain || from.bare === to.bare) return false;
         // The server's own stanzas (from its bare domain) always pass.
         if (from.local === '' && from.resource === '' && from.domain === api.domain) return false;
-        if (await isBlocked(to.local, from)) {
-          refuseInbound(stanza, event);
+        return after(isBlocked(to.local, from), (blocked) => {
+          if (!blocked) return senderBlocked(event);
+          refuseInbound(event);
           return true;
-        }
-        // What a local user's account sends on its own (presence broadcasts, PEP notifications)
-        // does not reach a JID the user blocked; what its clients send was refused in `…/in`.
-        if (from.local !== '' && from.domain === api.domain && (await isBlocked(from.local, to))) return true;
-        return false;
+        });
       };
-      function refuseInbound(stanza: XmlElement, event: StanzaEvent): void {
+      /** What a local account sends on its own (presence broadcasts, PEP notifications) does not reach a JID it blocked; what its clients send was refused in `…/in`. */
+      function senderBlocked({ from, to }: StanzaEvent): boolean | Promise<boolean> {
+        return from.local !== '' && from.domain === api.domain && isBlocked(from.local, to);
+      }
+      function refuseInbound(event: StanzaEvent): void {
+        const stanza = event.stanza;
         const type = stanza.attr('type');
         // Presence: never answered. Messages: <service-unavailable/> (SHOULD), except those no
         // one answers (errors, groupchat, headline). IQ get/set: <service-unavailable/> (MUST).
@@ -244,12 +247,14 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       }
 
       // ---- outbound: a user's client sends to a JID the user blocked (§3.3) ----
-      const outbound = async (event: StanzaEvent): Promise<boolean> => {
-        const { from, stanza, session } = event;
+      const outbound = (event: StanzaEvent): boolean | Promise<boolean> => {
+        const { from, to, stanza } = event;
         if (stanza.attr('to') === undefined || from.local === '' || from.domain !== api.domain) return false;
-        const to = event.to;
         if (to.bare === from.bare || (to.local === '' && to.resource === '' && to.domain === api.domain)) return false;
-        if (!(await isBlocked(from.local, to))) return false;
+        return after(isBlocked(from.local, to), (blocked) => blocked && refuseOutbound(event));
+      };
+      function refuseOutbound(event: StanzaEvent): true {
+        const { stanza, session } = event;
         const type = stanza.attr('type');
         // Nothing answers an error or an IQ result: dropped.
         if (type === 'error' || (stanza.name === 'iq' && type === 'result')) return true;
@@ -261,9 +266,10 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
           'cancel',
         );
         if (session !== undefined) session.send(error);
-        else await api.route(error);
+        else
+          api.bounce(stamped(stanza, event), 'not-acceptable', 'You have blocked this JID', xml('blocked', { xmlns: NS_BLOCKING_ERRORS }));
         return true;
-      };
+      }
       for (const name of ['message/in', 'presence/in', 'iq/in'] as const) api.hook(name, outbound, 100);
 
       // ---- what reaches a session without the routing hooks (presence broadcasts, PEP
@@ -295,6 +301,11 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       });
     },
   };
+}
+
+/** Apply `next` to a value that may still be on its way, staying synchronous when it is not. */
+function after<T, R>(value: T | Promise<T>, next: (value: T) => R | Promise<R>): R | Promise<R> {
+  return value instanceof Promise ? value.then(next) : next(value);
 }
 
 /** Whether a block list holds `jid`, matched as XEP-0191 §4 orders it: full, bare, domain/resource, domain (and its subdomains). */
