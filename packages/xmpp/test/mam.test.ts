@@ -517,6 +517,38 @@ describe('message archive (XEP-0313)', () => {
     });
   });
 
+  it("preferences: 'roster' archives contacts in the roster only (and oneself)", async () => {
+    const { port, storage } = await server();
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    const mercutio = await Raw.login(port, 'mercutio', 'queen-mab', 'street');
+    for (const raw of [juliet, romeo, mercutio]) raw.send('<presence/>');
+    expect(await juliet.iq('r', "<query xmlns='jabber:iq:roster'><item jid='romeo@localhost'/></query>")).toMatch(/type='result'/);
+    await juliet.iq('p', "<prefs xmlns='urn:xmpp:mam:2' default='roster'/>");
+    romeo.send(chat('juliet@localhost', 'a contact'));
+    mercutio.send(chat('juliet@localhost', 'a stranger'));
+    juliet.send(chat('juliet@localhost', 'myself'));
+    expect(await juliet.next(/a contact/)).toContain('stanza-id');
+    expect(await juliet.next(/a stranger/)).not.toContain('stanza-id');
+    expect(await juliet.next(/myself/)).toContain('stanza-id');
+    expect((await storage.archive('mam').query('juliet')).items.map((item) => item.with)).toEqual(['romeo@localhost', 'juliet@localhost']);
+  });
+
+  it('a message to an offline account is archived when it arrives and delivered later with the same stanza id', async () => {
+    const { port, storage } = await server();
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    romeo.send(chat('juliet@localhost', 'while you slept'));
+    await romeo.sync();
+    const archived = (await storage.archive('mam').query('juliet')).items;
+    expect(archived).toHaveLength(1);
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    juliet.send('<presence/>');
+    const delivered = await juliet.next(/while you slept/);
+    expect(delivered).toContain(`<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost' id='${archived[0]?.id}'/>`);
+    expect(delivered).toContain("<delay xmlns='urn:xmpp:delay'");
+    expect((await storage.archive('mam').query('juliet')).items).toHaveLength(1);
+  });
+
   it('retention: the timer expires items older than retentionDays, from both archives', async () => {
     let clock = Date.UTC(2026, 5, 1);
     const { port, storage } = await server({ retentionDays: 2, expireIntervalMs: 20, now: () => clock });
