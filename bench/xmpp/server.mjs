@@ -1,8 +1,8 @@
 // portbind's XMPP server for bench/xmpp.mjs, bound on 127.0.0.1 without TLS (`allowPlaintext:
 // 'loopback'`: loopback clients may log in with PLAIN), no reading rate limit. Built from modules
-// with durable storage: `xmppServer({ domain, storage: sqliteStorage({ file }), modules })`, the
-// default modules (IM with offline messages, carbons, vCard, disco, ping) plus, by FEATURES, stream
-// management (`smacks()`) and the message archive (`mam()`). Prints one JSON line saying what it
+// with durable storage: `xmppServer({ domain, storage: sqliteStorage({ file }), modules })`:
+// `defaultModules()` (what a user of the package gets) with stream management (`smacks`) and the
+// message archive (`mam`) kept, added or taken out as FEATURES says. Prints one JSON line saying what it
 // built (API, storage, modules), then "ready" once listening.
 //
 // Environment: PORT; FEATURES (none, sm, mam or sm+mam); DATA_DIR (the SQLite file goes there;
@@ -54,8 +54,10 @@ if (typeof xmpp.defaultModules === 'function') {
   }
   const isSm = (m) => /^(smacks|sm|stream-?management)$/i.test(m.name);
   const isMam = (m) => /^(mam|archive|message-?archive)$/i.test(m.name);
-  // Stream management and MAM only as FEATURES says, whether or not they are default modules.
-  const modules = xmpp.defaultModules().filter((m) => !isSm(m) && !isMam(m));
+  // The default modules, with stream management and MAM only as FEATURES says (added when the
+  // defaults lack them).
+  const defaults = xmpp.defaultModules();
+  const modules = defaults.filter((m) => (wantSm || !isSm(m)) && (wantMam || !isMam(m)));
   const missing = [];
   const factory = async (name) => {
     if (typeof xmpp[name] === 'function') return xmpp[name];
@@ -69,11 +71,11 @@ if (typeof xmpp.defaultModules === 'function') {
       return undefined;
     }
   };
-  for (const [wanted, name] of [
-    [wantSm, 'smacks'],
-    [wantMam, 'mam'],
+  for (const [wanted, name, is] of [
+    [wantSm, 'smacks', isSm],
+    [wantMam, 'mam', isMam],
   ]) {
-    if (!wanted) continue;
+    if (!wanted || modules.some(is)) continue;
     const make = await factory(name);
     if (make === undefined) missing.push(`${name} (not in this build)`);
     else modules.push(make());
