@@ -54,6 +54,8 @@ interface MamPrefs {
   never: string[];
 }
 
+/** Accounts whose preferences and existence are cached. */
+const CACHE_SIZE = 10_000;
 const POLICIES: ReadonlySet<string> = new Set(['always', 'never', 'roster']);
 const DAY_MS = 86_400_000;
 /** JIDs in one always/never list at most. */
@@ -114,8 +116,22 @@ export function mam(options: MamOptions = {}): MamModule {
       api.discoFeature(NS_MAM_EXTENDED, 'account');
       api.discoFeature(NS_SID, 'account');
 
+      // Every archived message reads the owner's preferences and checks the account exists: both
+      // are cached (this module is the only writer of the preferences; removal evicts).
+      const prefsCache = new BoundedCache<string, MamPrefs>(CACHE_SIZE);
+      const existing = new BoundedCache<string, true>(CACHE_SIZE);
       const prefsOf = async (user: string): Promise<MamPrefs> => {
-        return toPrefs(await prefsStore.get(user, 'prefs'), defaultPolicy);
+        const cached = prefsCache.get(user);
+        if (cached !== undefined) return cached;
+        const prefs = toPrefs(await prefsStore.get(user, 'prefs'), defaultPolicy);
+        prefsCache.set(user, prefs);
+        return prefs;
+      };
+      const accountExists = async (user: string): Promise<boolean> => {
+        if (existing.get(user) === true) return true;
+        const exists = await api.userExists(user);
+        if (exists) existing.set(user, true);
+        return exists;
       };
 
       /** XEP-0313 §6: the lists first (never wins over always), then the default. */
@@ -152,7 +168,7 @@ export function mam(options: MamOptions = {}): MamModule {
           if (to.bare === event.from.bare || to.local === '') return;
           if (!shouldArchive(event.stanza)) return;
           const local = to.domain === api.domain;
-          if (local && !(await api.userExists(to.local))) return;
+          if (local && !(await accountExists(to.local))) return;
           if (!(await shallStore(user, to))) return;
           const id = await append(user, event.stanza, event.from, to, to);
           // The sender's id rides along to the carbons; the recipient's hook strips it (a contact
@@ -172,7 +188,7 @@ export function mam(options: MamOptions = {}): MamModule {
         let stanza = stripLocalStanzaIds(event.stanza, api.domain);
         if (stanza !== event.stanza) event.stanza = stanza;
         if (!shouldArchive(stanza)) return;
-        if (!(await api.userExists(user))) return;
+        if (!(await accountExists(user))) return;
         if (!(await shallStore(user, event.from))) return;
         const id = await append(user, stanza, event.from, event.to, event.from);
         stanza = withStanzaId(stanza, by, id);
@@ -261,6 +277,7 @@ export function mam(options: MamOptions = {}): MamModule {
         if (iq.attr('type') === 'set') {
           const prefs = parsePrefs(context.payload);
           await prefsStore.set(user, 'prefs', { default: prefs.default, always: prefs.always, never: prefs.never });
+          prefsCache.set(user, prefs);
           return prefsElement(prefs);
         }
         return prefsElement(await prefsOf(user));
@@ -269,6 +286,8 @@ export function mam(options: MamOptions = {}): MamModule {
       // ---- retention and account removal ----
 
       api.hook('account/deleted', async ({ user }) => {
+        prefsCache.delete(user);
+        existing.delete(user);
         await store.delete(user);
         await prefsStore.clear(user);
       });
@@ -519,4 +538,28 @@ function rosterLookup(roster: KeyValueStore): (user: string, contact: string) =>
 
 function isItemFor(item: JsonValue, contact: string): boolean {
   return item !== null && typeof item === 'object' && !Array.isArray(item) && item.jid === contact;
+}
+
+/** A Map that forgets its oldest entry past `size` (insertion order; a read does not refresh). */
+class BoundedCache<K, V> {
+  readonly #map = new Map<K, V>();
+  readonly #size: number;
+
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  get(key: K): V | undefined {
+    return this.#map.get(key);
+  }
+
+  set(key: K, value: V): void {
+    this.#map.delete(key);
+    this.#map.set(key, value);
+    if (this.#map.size > this.#size) this.#map.delete(this.#map.keys().next().value as K);
+  }
+
+  delete(key: K): void {
+    this.#map.delete(key);
+  }
 }
