@@ -124,7 +124,9 @@ const unblock = (...jids: string[]) =>
     : `<unblock xmlns='urn:xmpp:blocking'>${jids.map((jid) => `<item jid='${jid}'/>`).join('')}</unblock>`;
 const items = (reply: string) => [...reply.matchAll(/<item jid='([^']+)'\/>/g)].map((m) => m[1]);
 
-async function server(options: { subscriptions?: Record<string, PresenceSubscription>; maxItems?: number; storage?: XmppStorage } = {}) {
+async function server(
+  options: { subscriptions?: Record<string, PresenceSubscription>; maxItems?: number; cacheSize?: number; storage?: XmppStorage } = {},
+) {
   const storage = options.storage ?? memoryStorage();
   const subscriptions = options.subscriptions;
   const started = await start({
@@ -134,6 +136,7 @@ async function server(options: { subscriptions?: Record<string, PresenceSubscrip
         ...defaultModules().filter((module) => !['blocking', 'account'].includes(module.name)),
         blocking({
           maxItems: options.maxItems,
+          cacheSize: options.cacheSize,
           // The roster's answer unless the test names the subscriptions.
           subscription: subscriptions === undefined ? undefined : (user, contact) => subscriptions[`${user}:${contact}`] ?? 'none',
         }),
@@ -279,7 +282,8 @@ describe('blocking (XEP-0191)', () => {
   });
 
   it("with a real subscription: a block sends unavailable, hides later presence, and an unblock sends the user's current presence", async () => {
-    const { port } = await server();
+    // No list of an offline account kept in memory: those of online accounts still are.
+    const { port } = await server({ cacheSize: 0 });
     const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
     const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
     // romeo subscribes to juliet's presence; she approves (RFC 6121 §3).

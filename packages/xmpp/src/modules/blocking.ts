@@ -20,7 +20,7 @@ export type SubscriptionLookup = (user: string, contactBare: string) => Presence
 export interface BlockingOptions {
   /** The most JIDs one block list holds (a block past it is refused with `<policy-violation/>`). Default 1000. */
   maxItems?: number;
-  /** Block lists kept in memory (least recently used dropped first); each routed stanza checks one. Default 10000. */
+  /** Block lists of accounts without a session kept in memory (least recently used dropped first); those of online accounts always are. Default 10000. */
   cacheSize?: number;
   /**
    * Whether a contact may see the user's presence, for the unavailable presence sent on block
@@ -45,41 +45,48 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       const subscription = options.subscription ?? defaultSubscription(api);
       // Resources that retrieved the list get pushes (§3.3, §3.5).
       const interested = api.sessionState<{ pushes: boolean }>(() => ({ pushes: false }));
-      // Lists in use, most recently used last; a list changes only through this module.
-      const cache = new Map<string, Set<string>>();
+      // Lists in memory (a list changes only through this module, so they stay true): those of
+      // accounts with a session, pinned (the outbound filter reads them synchronously), and
+      // others recently used, least recently used first.
+      const pinned = new Map<string, Set<string>>();
+      const recent = new Map<string, Set<string>>();
       // Edits of one user's list run one after another (two resources may block at once).
       const edits = new Map<string, Promise<unknown>>();
 
-      async function listOf(user: string): Promise<Set<string>> {
-        const cached = cache.get(user);
-        if (cached !== undefined) {
-          cache.delete(user);
-          cache.set(user, cached);
-          return cached;
-        }
-        const stored = await store.get(user, STORE_KEY);
-        const list = new Set(Array.isArray(stored) ? stored.filter((jid): jid is string => typeof jid === 'string') : []);
-        // Another load may have finished meanwhile: keep the first, so edits see one set.
-        const raced = cache.get(user);
-        if (raced !== undefined) return raced;
-        cache.set(user, list);
-        if (cache.size > cacheSize) evict();
-        return list;
+      function inMemory(user: string): Set<string> | undefined {
+        return pinned.get(user) ?? recent.get(user);
       }
 
-      /** Drop the least recently used list of an account with no session (those of online accounts stay: the outbound filter reads them synchronously). */
-      function evict(): void {
-        for (const user of cache.keys()) {
-          if (api.sessionsOf(`${user}@${api.domain}`).length === 0) {
-            cache.delete(user);
-            return;
-          }
+      function remember(user: string, list: Set<string>): void {
+        if (api.sessionsOf(`${user}@${api.domain}`).length > 0) {
+          recent.delete(user);
+          pinned.set(user, list);
+          return;
         }
+        pinned.delete(user);
+        recent.delete(user);
+        recent.set(user, list);
+        if (recent.size > cacheSize) recent.delete(recent.keys().next().value as string);
+      }
+
+      async function listOf(user: string): Promise<Set<string>> {
+        const known = inMemory(user);
+        if (known !== undefined) {
+          if (recent.has(user)) remember(user, known);
+          return known;
+        }
+        const stored = await store.get(user, STORE_KEY);
+        // Another load may have finished meanwhile: keep the first, so that edits see one set.
+        const raced = inMemory(user);
+        if (raced !== undefined) return raced;
+        const list = new Set(Array.isArray(stored) ? stored.filter((jid): jid is string => typeof jid === 'string') : []);
+        remember(user, list);
+        return list;
       }
 
       /** Whether `user` blocked `jid`: synchronous when the list is in memory (every routed stanza asks). */
       function isBlocked(user: string, jid: Jid): boolean | Promise<boolean> {
-        const list = cache.get(user);
+        const list = inMemory(user);
         return list === undefined ? listOf(user).then((loaded) => matches(loaded, jid)) : matches(list, jid);
       }
 
@@ -276,7 +283,12 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       // notifications, offline messages stored before the block): the lists of online accounts
       // are in memory, read synchronously here ----
       api.hook('session/bound', async ({ session }) => {
-        if (session.user !== undefined) await listOf(session.user);
+        if (session.user !== undefined) remember(session.user, await listOf(session.user));
+      });
+      api.hook('session/closed', ({ session }) => {
+        const user = session.user;
+        const list = user === undefined ? undefined : pinned.get(user);
+        if (user !== undefined && list !== undefined) remember(user, list);
       });
       api.outbound((stanza, session) => {
         if ((stanza.name !== 'presence' && stanza.name !== 'message') || stanza.attr('type') === 'error') return stanza;
@@ -286,16 +298,17 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
         const from = Jid.parse(text);
         if (from === undefined || from.bare === owner.bare || (from.local === '' && from.domain === api.domain)) return stanza;
         // From someone the recipient blocked, or from a local account that blocked the recipient.
-        const own = cache.get(session.user);
+        const own = inMemory(session.user);
         if (own !== undefined && matches(own, from)) return null;
-        const theirs = from.domain === api.domain && from.local !== '' ? cache.get(from.local) : undefined;
+        const theirs = from.domain === api.domain && from.local !== '' ? inMemory(from.local) : undefined;
         if (theirs !== undefined && matches(theirs, owner)) return null;
         return stanza;
       }, 100);
 
       api.hook('account/deleted', async ({ user }) => {
         await serialized(user, async () => {
-          cache.delete(user);
+          pinned.delete(user);
+          recent.delete(user);
           await store.clear(user);
         });
       });
