@@ -330,6 +330,9 @@ describe('blocking (XEP-0191)', () => {
       expect(reply, id).toContain(`<${condition} xmlns='${STANZAS}'/>`);
     }
     expect(items(await juliet.iq('l', BLOCKLIST, "type='get'"))).toEqual(['romeo@localhost']);
+    // Unblocking what is not blocked (her own JID included) is no error.
+    expect(await juliet.iq('u', unblock('juliet@localhost', 'tybalt@localhost'), "type='set'")).toMatch(/type='result'/);
+    expect(items(await juliet.iq('l2', BLOCKLIST, "type='get'"))).toEqual(['romeo@localhost']);
     // Another account's list is not readable.
     expect(await juliet.iq('other', BLOCKLIST, "type='get' to='romeo@localhost'")).toContain("type='error'");
   });

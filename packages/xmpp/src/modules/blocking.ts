@@ -102,14 +102,15 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       }
 
       /** Parse and prepare the items' JIDs; an invalid one fails the whole request (`jid-malformed`), nothing changed. */
-      function itemsOf(payload: XmlElement, user: string): Jid[] {
+      function itemsOf(payload: XmlElement, user: string, blocking: boolean): Jid[] {
         const own = `${user}@${api.domain}`;
         const jids: Jid[] = [];
         for (const item of payload.getChildren('item', NS_BLOCKING)) {
           const text = item.attr('jid');
           const jid = text === undefined ? undefined : Jid.parse(text);
           if (jid === undefined) throw new StanzaErrorException('jid-malformed', `not a JID: ${text ?? '(no jid attribute)'}`);
-          if (jid.bare === own) throw new StanzaErrorException('not-acceptable', 'you cannot block your own JID');
+          // The account's own stanzas are never held back, so such a block could only mislead (an unblock of it is harmless).
+          if (blocking && jid.bare === own) throw new StanzaErrorException('not-acceptable', 'you cannot block your own JID');
           jids.push(jid);
         }
         if (jids.length > maxItems) throw new StanzaErrorException('policy-violation', `a block list holds at most ${maxItems} JIDs`);
@@ -142,7 +143,7 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
 
       api.iq({ xmlns: NS_BLOCKING, element: 'block', to: 'self', type: 'set' }, async (_iq, context) => {
         const { user } = ownerOf(context.session);
-        const jids = itemsOf(context.payload, user);
+        const jids = itemsOf(context.payload, user, true);
         if (jids.length === 0) throw new StanzaErrorException('bad-request', '<block/> needs at least one <item/>');
         return serialized(user, async () => {
           const list = await listOf(user);
@@ -162,7 +163,7 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
 
       api.iq({ xmlns: NS_BLOCKING, element: 'unblock', to: 'self', type: 'set' }, async (_iq, context) => {
         const { user } = ownerOf(context.session);
-        const jids = itemsOf(context.payload, user);
+        const jids = itemsOf(context.payload, user, false);
         return serialized(user, async () => {
           const list = await listOf(user);
           // An empty <unblock/> unblocks everyone (§3.5).
