@@ -335,14 +335,25 @@ const servers = {
       }),
     );
     const info = [];
+    const statsWaiters = [];
     lines(child.stdout, (line) => {
-      if (line.startsWith('{')) info.push(JSON.parse(line));
+      if (!line.startsWith('{')) return;
+      const value = JSON.parse(line);
+      if (value.stats !== undefined) statsWaiters.shift()?.(value);
+      else info.push(value);
     });
+    /** The server's storage calls so far (see xmpp/server.mjs). */
+    const stats = () =>
+      new Promise((resolve) => {
+        statsWaiters.push(resolve);
+        child.stdin.write('stats\n');
+        setTimeout(() => resolve(undefined), 5000);
+      });
     const output = [];
     lines(child.stderr, (line) => output.push(line));
     const problem = await waitReady(child, port, 'portbind', true);
     if (problem) throw new Error(`${problem}\n${output.join('\n')}`);
-    return { child, problems: () => output, info: () => info[0] };
+    return { child, problems: () => output, info: () => info[0], stats };
   },
 };
 
@@ -426,18 +437,22 @@ async function throughputRun(name, mode) {
     let result;
     let cpuStart;
     let busyStart;
+    let statsStart;
+    let statsEnd;
     let machineCpu;
     let rssStart;
     let serverCpu;
     let rssEnd;
     lines(child.stdout, (line) => {
       if (line === 'measure-start') {
+        statsStart = server.stats?.();
         busyStart = machineBusy();
         cpuStart = cpuOf(server.child.pid);
         rssStart = rssOf(server.child.pid);
       } else if (line === 'measure-end') {
         serverCpu = (cpuOf(server.child.pid) - cpuStart) / seconds;
         machineCpu = (machineBusy() - busyStart) / seconds;
+        statsEnd = server.stats?.();
         rssEnd = rssOf(server.child.pid);
       } else if (line.startsWith('{')) result = JSON.parse(line);
     });
@@ -447,10 +462,21 @@ async function throughputRun(name, mode) {
     }
     await sleep(200);
     const after = await probeRun(server);
+    // Storage calls per delivered message in the measured window (portbind only).
+    const [first, last] = [await statsStart, await statsEnd];
+    let storageCalls;
+    if (first !== undefined && last !== undefined) {
+      storageCalls = {};
+      for (const [call, n] of Object.entries(last.stats)) {
+        const per = (n - (first.stats[call] ?? 0)) / Math.max(1, result.delivered);
+        if (per > 0) storageCalls[call] = Number(per.toFixed(2));
+      }
+    }
     return {
       ...result,
       offered,
       archiveAfter: after.archive,
+      storageCalls,
       serverInfo: server.info?.(),
       serverCpu,
       // Cores used by everything but this server and its load generator in the window: noise.
@@ -597,7 +623,8 @@ async function main() {
         `  round ${round + 1} ${name.padEnd(8)} ${mode.padEnd(6)} (${seen(t.offered)}) ${int(t.messagesPerSecond)} msg/s, p50 ${ms(t.p50)} ms, p99 ${ms(t.p99)} ms, ` +
           `server CPU ${(t.serverCpu * 100).toFixed(0)} % (${int(t.messagesPerSecond / t.serverCpu)} msg per CPU-second), load CPU ${(t.loadCpu * 100).toFixed(0)} %, other processes ${(t.otherCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, ` +
           `archived ${((100 * t.archived) / Math.max(1, t.delivered)).toFixed(0)} %, archive count ${t.offered.archive?.count ?? '–'} -> ${t.archiveAfter?.count ?? '–'}, ` +
-          `SM r/a: server ${t.sm.serverRequests}, client ${t.sm.clientRequests}/${t.sm.acksReceived}, per second [${t.perSecond.join(' ')}]`,
+          `SM r/a: server ${t.sm.serverRequests}, client ${t.sm.clientRequests}/${t.sm.acksReceived}, per second [${t.perSecond.join(' ')}]` +
+          (t.storageCalls ? `, storage calls per message ${JSON.stringify(t.storageCalls)}` : ''),
       );
       const w = wants(mode);
       if (w.sm !== t.offered.sm)

@@ -16,6 +16,7 @@
 
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { PortService, silentLogger } from '../../packages/core/dist/index.js';
 import * as xmpp from '../../packages/xmpp/dist/index.js';
 
@@ -37,6 +38,8 @@ const logger = process.env.LOG === 'warn' ? warnLogger : silentLogger;
 
 const names = [...Array.from({ length: userCount }, (_, i) => `user${i}`), ...Array.from({ length: idleCount }, (_, i) => `idle${i}`)];
 const info = { features };
+/** Storage calls by store and method. */
+const calls = new Map();
 let server;
 
 if (typeof xmpp.defaultModules === 'function') {
@@ -52,6 +55,7 @@ if (typeof xmpp.defaultModules === 'function') {
     info.storage = 'memory';
     for (const name of names) await storage.users.create(name, password);
   }
+  storage = counted(storage);
   const isSm = (m) => /^(smacks|sm|stream-?management)$/i.test(m.name);
   const isMam = (m) => /^(mam|archive|message-?archive)$/i.test(m.name);
   // The default modules, with stream management and MAM only as FEATURES says (added when the
@@ -105,6 +109,33 @@ if (typeof xmpp.defaultModules === 'function') {
 }
 
 /**
+ * The storage as the server sees it, with every call counted by store and method (the runner asks
+ * for the counts with "stats" on stdin, to report storage operations per delivered message).
+ */
+function counted(storage) {
+  const wrap = (target, label) => {
+    const wrapper = {};
+    for (let proto = target; proto !== null && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+      for (const key of Object.getOwnPropertyNames(proto)) {
+        if (key === 'constructor' || key in wrapper || typeof target[key] !== 'function') continue;
+        const name = `${label}.${key}`;
+        wrapper[key] = (...args) => {
+          calls.set(name, (calls.get(name) ?? 0) + 1);
+          return target[key](...args);
+        };
+      }
+    }
+    return wrapper;
+  };
+  return {
+    users: wrap(storage.users, 'users'),
+    keyValue: (name) => wrap(storage.keyValue(name), `keyValue(${name})`),
+    archive: (name) => wrap(storage.archive(name), `archive(${name})`),
+    close: () => storage.close(),
+  };
+}
+
+/**
  * Accounts in the SQLite file: the first with `users.create()` (PBKDF2, 4096 rounds of SHA-1 and
  * SHA-256), the others as copies of its row with another username — `create()` costs about 2.4 ms
  * of PBKDF2 an account (24 s for 10 000). Logging in still costs the full PBKDF2 per session
@@ -144,5 +175,10 @@ await service.start();
 process.on('SIGTERM', () => service.stop().finally(() => process.exit(0)));
 // The runner holds our stdin: if it goes away (even killed), so do we.
 process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
+// "stats" on stdin: one JSON line with the storage calls so far and the process's CPU time.
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim() !== 'stats') return;
+  const cpu = process.cpuUsage();
+  process.stdout.write(`${JSON.stringify({ stats: Object.fromEntries(calls), cpu: (cpu.user + cpu.system) / 1e6 })}\n`);
+});
 process.stdout.write(`${JSON.stringify(info)}\nready\n`);
