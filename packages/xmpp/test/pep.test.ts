@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { defaultModules, memoryStorage, type XmppServerOptions } from '../src/index.js';
 import { type PepOptions, pep } from '../src/modules/pep.js';
@@ -7,6 +9,7 @@ import { start } from './support.js';
 // PEP (XEP-0163) over raw streams: publishing, retrieval, publish-options, access models,
 // notifications filtered by +notify, the last item on presence, limits and errors.
 
+const run = promisify(execFile);
 const PUBSUB = 'http://jabber.org/protocol/pubsub';
 const NICK = 'http://jabber.org/protocol/nick';
 
@@ -257,4 +260,27 @@ describe('PEP (XEP-0163)', () => {
     const again = await login(second.port, 'juliet');
     expect(await again.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'/></pubsub>`)).toContain('>Durable</nick>');
   });
+});
+
+describe('slixmpp (Debian python3-slixmpp: xep_0163, xep_0084, xep_0172, xep_0048/xep_0049, xep_0054)', () => {
+  it('carries a nickname and an avatar to a contact, the vCard photo and presence hash follow, bookmarks both ways', async () => {
+    const { port } = await server();
+    const script = new URL('./slixmpp/pep.py', import.meta.url).pathname;
+    const { stdout } = await run('/usr/bin/python3', [script, '127.0.0.1', String(port)], { timeout: 90_000 });
+    const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+    expect(result).toEqual({
+      subscribed: true,
+      nick: { from: 'juliet@localhost', nick: 'Jules' },
+      avatarNotified: true,
+      avatarFetched: true,
+      vcardPhoto: true,
+      presencePhoto: true,
+      lastNick: 'Jules',
+      bookmarks2: [['council@chat.example', 'The Council']],
+      legacy: [
+        ['council@chat.example', 'The Council', 'JC', true],
+        ['orchard@chat.example', 'Orchard', 'Juliet', false],
+      ],
+    });
+  }, 120_000);
 });
