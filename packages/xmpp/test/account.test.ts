@@ -55,6 +55,8 @@ describe('password change (XEP-0077 §3.3)', () => {
     const b = await rawLogin(port, 'juliet', 'balcony', 'b');
     const registered = await ask(a, 'g', "type='get'", "<query xmlns='jabber:iq:register'/>");
     expect(registered).toContain("<query xmlns='jabber:iq:register'><registered/><username>juliet</username><password/></query>");
+    const disco = await ask(a, 'd', "type='get' to='localhost'", "<query xmlns='http://jabber.org/protocol/disco#info'/>");
+    expect(disco).toContain("<feature var='jabber:iq:register'/>");
     const closed = readUntilClose(b);
     // No `to`: the same as to the server.
     expect(await ask(a, 'c', "type='set'", change('juliet', 'n3w'))).toMatch(/type='result'/);

@@ -39,6 +39,7 @@ export function account(options: AccountOptions = {}): XmppModule {
         if (query.getChild('remove') !== undefined) return remove(api, options, query, session, user);
         return changePassword(api, options, query, session, user);
       };
+      api.discoFeature(NS_REGISTER);
       // "To the server": with `to` set to the domain, or with none (then the IQ is to the account itself).
       api.iq({ xmlns: NS_REGISTER, element: 'query', to: 'host' }, handler);
       api.iq({ xmlns: NS_REGISTER, element: 'query', to: 'self' }, handler);
