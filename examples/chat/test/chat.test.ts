@@ -36,7 +36,7 @@ async function run(args: string[], env: Record<string, string>): Promise<{ code:
 
 async function startChat(existingDataDir?: string) {
   const dataDir = existingDataDir ?? (await mkdtemp(join(tmpdir(), 'portbind-chat-')));
-  const env = { DATA_DIR: dataDir, PORT: '0', XMPP_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
+  const env = { DATA_DIR: dataDir, PORT: '0', XMPP_PORT: '0', XMPPS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
   if (existingDataDir === undefined) {
     expect(await run(['user', 'add', 'juliet', 'balcony'], env)).toEqual({ code: 0, output: 'added juliet\n' });
     expect(await run(['user', 'add', 'romeo', 'r0meo!'], env)).toEqual({ code: 0, output: 'added romeo\n' });
@@ -49,13 +49,14 @@ async function startChat(existingDataDir?: string) {
     logs += chunk.toString();
   });
   const deadline = Date.now() + 20_000;
-  while (!/xmpp-websocket/.test(logs)) {
+  while (!/xmpp-websocket/.test(logs) || !/listening on xmpps:/.test(logs)) {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`chat did not start:\n${logs}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const httpPort = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs)?.[1]);
   const xmppPort = Number(/listening on xmpp:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
-  return { child, httpPort, xmppPort, dataDir };
+  const xmppsPort = Number(/listening on xmpps:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
+  return { child, httpPort, xmppPort, xmppsPort, dataDir };
 }
 
 /** The certificate the server presents after STARTTLS on its XMPP port. */
@@ -86,6 +87,25 @@ async function presentedCertificate(port: number): Promise<X509Certificate> {
   secure.destroy();
   if (certificate === undefined) throw new Error('no certificate presented');
   return certificate;
+}
+
+/** A raw TLS connection to the direct-TLS port offering `alpn`: what was negotiated, and the stream features it got. */
+async function directTls(port: number, alpn: string[] | undefined): Promise<{ alpnProtocol: string | false | null; features: string }> {
+  const secure = tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: alpn });
+  await once(secure, 'secureConnect');
+  secure.write(
+    "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+  );
+  let got = '';
+  await new Promise<void>((resolve) => {
+    secure.on('data', (chunk: Buffer) => {
+      got += chunk.toString();
+      if (got.includes('</stream:features>')) resolve();
+    });
+  });
+  const alpnProtocol = secure.alpnProtocol;
+  secure.destroy();
+  return { alpnProtocol, features: got.slice(got.indexOf('<stream:features')) };
 }
 
 /** Headless Chromium (Debian's) on the chat page, with the login form filled and submitted. */
@@ -146,6 +166,34 @@ describe('examples/chat', () => {
     const second = await startChat(first.dataDir);
     const after = await presentedCertificate(second.xmppPort);
     expect(after.fingerprint256).toBe(before.fingerprint256);
+  });
+
+  it('binds direct TLS (XEP-0368) on XMPPS_PORT: ALPN xmpp-client negotiated, a client without ALPN served, @xmpp/client over xmpps://', async () => {
+    const { xmppPort, xmppsPort } = await startChat();
+    expect(xmppsPort).toBeGreaterThan(0);
+    expect(xmppsPort).not.toBe(xmppPort);
+
+    // TLS from the first byte: no STARTTLS on offer, SASL at once.
+    const withAlpn = await directTls(xmppsPort, ['xmpp-client']);
+    expect(withAlpn.alpnProtocol).toBe('xmpp-client');
+    expect(withAlpn.features).toContain('<mechanism>SCRAM-SHA-256</mechanism>');
+    expect(withAlpn.features).not.toContain('starttls');
+    const withoutAlpn = await directTls(xmppsPort, undefined);
+    expect(withoutAlpn.alpnProtocol).toBe(false);
+    expect(withoutAlpn.features).toContain('<mechanism>SCRAM-SHA-256</mechanism>');
+    // A client offering other protocols only gets TLS's no_application_protocol alert (RFC 7301 §3.2).
+    const other = tlsConnect({ port: xmppsPort, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['h2'] });
+    const [error] = (await once(other, 'error')) as [NodeJS.ErrnoException];
+    expect(error.code).toBe('ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL');
+
+    const romeo = xmppClient({ service: `xmpps://127.0.0.1:${xmppsPort}`, domain: 'localhost', username: 'romeo', password: 'r0meo!' });
+    romeo.on('error', () => {});
+    cleanups.push(() => romeo.stop());
+    const romeoJid = String(await romeo.start());
+    expect(romeoJid).toMatch(/^romeo@localhost\//);
+    const echo = new Promise<Element>((resolve) => romeo.on('stanza', (s: Element) => s.is('message') && resolve(s)));
+    await romeo.send(xml('message', { to: romeoJid, type: 'chat' }, xml('body', {}, 'over direct TLS')));
+    expect((await echo).getChildText('body')).toBe('over direct TLS');
   });
 
   it('refuses a wrong password on the page with not-authorized', async () => {

@@ -48,6 +48,8 @@ interface Chat {
   /** Bound URLs by binding name (`xmpp`, `xmpps`, `http`), from the JSON log lines. */
   urls: Map<string, string>;
   port(binding: string): number;
+  /** The log lines so far. */
+  logs(): string[];
 }
 
 /** The example as a process; resolves once it logged the URL of each of its three bindings. */
@@ -75,7 +77,7 @@ async function startChat(dataDir: string): Promise<Chat> {
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`chat did not start:\n${logs}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  return { child, urls, port: (binding) => Number(new URL(urls.get(binding) as string).port) };
+  return { child, urls, port: (binding) => Number(new URL(urls.get(binding) as string).port), logs: () => logs.split('\n') };
 }
 
 async function login(service: string, username: string, password: string): Promise<ReturnType<typeof xmppClient>> {
@@ -298,6 +300,17 @@ describe('examples/chat keeps its state in DATA_DIR/xmpp.sqlite', () => {
     expect(seen.juliet.roster['romeo@localhost']).toEqual({ subscription: 'both', pending_out: false });
     expect(seen.juliet.archive).toEqual(['By yonder blessed moon I swear']);
   }, 120_000);
+
+  it('an old DATA_DIR/users.json is not read: a warning says what to do, and the server starts', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'portbind-chat-users-json-'));
+    await writeFile(join(dataDir, 'users.json'), '[]\n');
+    const chat = await startChat(dataDir);
+    const warning = chat.logs().find((line) => line.includes('users.json'));
+    expect(warning).toBeDefined();
+    const entry = JSON.parse(warning as string) as { level: number; msg: string };
+    expect(entry.level).toBe(40);
+    expect(entry.msg).toMatch(/accounts now live in xmpp\.sqlite; add them again with `user add NAME PASSWORD`/);
+  });
 
   it('a damaged database file: the process exits 1 with one PB_ERR_XMPP_STORAGE line, before it listens', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'portbind-chat-corrupt-'));
