@@ -39,8 +39,8 @@ export const migrations: readonly Migration[] = [
         PRIMARY KEY (store, owner, key)
       ) WITHOUT ROWID;
 
-      -- Archives: seq (the rowid) is archive order; an append with an existing (store, owner, id) replaces
-      -- that row with a new seq (INSERT OR REPLACE on archive_id).
+      -- Archives: seq (the rowid) is archive order. Appending an item whose (store, owner, id) exists deletes
+      -- the old row first (archive_replace), so the new one gets the next seq: "replace and move to the end".
       CREATE TABLE archive (
         seq INTEGER PRIMARY KEY,
         store TEXT NOT NULL,
@@ -50,13 +50,34 @@ export const migrations: readonly Migration[] = [
         "with" TEXT NOT NULL,
         xml TEXT NOT NULL
       );
+      -- RSM cursors, the ids filter, replacement.
       CREATE UNIQUE INDEX archive_id ON archive (store, owner, id);
-      -- An owner's items in archive order (an index ends with the rowid: seq): pages without a \`with\`.
-      CREATE INDEX archive_owner ON archive (store, owner, seq);
-      -- One conversation (or PubSub node) by time: MAM queries with \`with\`, trim.
-      CREATE INDEX archive_with ON archive (store, owner, "with", "when");
+      -- An owner's items in archive order, with the time to filter on: pages without \`with\`.
+      CREATE INDEX archive_owner ON archive (store, owner, seq, "when");
+      -- One conversation (or PubSub node) in archive order: MAM pages with \`with\`, trim.
+      CREATE INDEX archive_with ON archive (store, owner, "with", seq, "when");
+      -- An owner's items by time: a \`start\`/\`end\` range, and its count.
+      CREATE INDEX archive_time ON archive (store, owner, "when");
       -- Retention across owners (expire).
-      CREATE INDEX archive_when ON archive (store, "when");
+      CREATE INDEX archive_expire ON archive (store, "when");
+
+      -- Items per owner, so that an unfiltered query's count costs a lookup, not a scan.
+      CREATE TABLE archive_counts (
+        store TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        items INTEGER NOT NULL,
+        PRIMARY KEY (store, owner)
+      ) WITHOUT ROWID;
+      CREATE TRIGGER archive_replace BEFORE INSERT ON archive BEGIN
+        DELETE FROM archive WHERE store = new.store AND owner = new.owner AND id = new.id;
+      END;
+      CREATE TRIGGER archive_inserted AFTER INSERT ON archive BEGIN
+        INSERT INTO archive_counts (store, owner, items) VALUES (new.store, new.owner, 1)
+          ON CONFLICT (store, owner) DO UPDATE SET items = items + 1;
+      END;
+      CREATE TRIGGER archive_deleted AFTER DELETE ON archive BEGIN
+        UPDATE archive_counts SET items = items - 1 WHERE store = old.store AND owner = old.owner;
+      END;
     `,
   },
 ];

@@ -164,6 +164,8 @@ class SqliteStorage implements XmppStorage {
       // Reading the header and schema proves the file is a database, not that it can be written (SQLite
       // opens a file it cannot write read-only, and a database already in WAL mode needs no write to open).
       probeWrite(db);
+      // Statistics for the query planner (which archive index serves a query), cheap at open (SQLite ≥ 3.46).
+      db.pragma('optimize = 0x10002');
       if (options.quickCheck ?? true) {
         const result = db.pragma('quick_check', { simple: true });
         if (result !== 'ok') throw storageError(file, `damaged: PRAGMA quick_check says ${String(result)}; restore it from a backup`);
@@ -282,7 +284,11 @@ class SqliteStorage implements XmppStorage {
     await this.users.settled();
     this.#closed = true;
     while (this.#queue.length > 0) this.#runBatch(this.#queue.splice(0, this.#maxBatch));
-    this.#db.close();
+    try {
+      this.#db.pragma('optimize');
+    } finally {
+      this.#db.close();
+    }
   }
 }
 
@@ -384,6 +390,12 @@ interface ArchiveRow {
   xml: string;
 }
 
+/** A time range with at most this many items is read by time and sorted; a larger one in archive order. */
+const TIME_RANGE_SORT = 2000;
+
+/** Rows a chunk of a large delete removes at most; other operations run between chunks. */
+const DELETE_CHUNK = 500;
+
 class SqliteArchiveStore implements ArchiveStore {
   readonly #storage: SqliteStorage;
   readonly #name: string;
@@ -394,12 +406,10 @@ class SqliteArchiveStore implements ArchiveStore {
   }
 
   async append(owner: string, item: ArchiveItem): Promise<void> {
-    // OR REPLACE: an existing (store, owner, id) row is deleted and the new one gets the next seq.
+    // The archive_replace trigger deletes an existing (store, owner, id) first: the new row gets the next seq.
     const values = [this.#name, owner, item.id, item.when, item.with, item.xml];
     await this.#storage.run(true, () =>
-      this.#storage
-        .statement('INSERT OR REPLACE INTO archive (store, owner, id, "when", "with", xml) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(values),
+      this.#storage.statement('INSERT INTO archive (store, owner, id, "when", "with", xml) VALUES (?, ?, ?, ?, ?, ?)').run(values),
     );
   }
 
@@ -408,13 +418,26 @@ class SqliteArchiveStore implements ArchiveStore {
     const parameters: Record<string, unknown> = { store: this.#name, owner, ...filterParameters(query) };
     const backward = query.before !== undefined;
     const bounds = [query.after === undefined ? '' : ' AND seq > @after', query.before ? ' AND seq < @before' : ''].join('');
+    const unfiltered = query.with === undefined && query.start === undefined && query.end === undefined && query.ids === undefined;
+    const timeRange = query.with === undefined && query.ids === undefined && !unfiltered;
     const max = pageSize(query.max);
     return this.#storage.run(false, () => {
-      const count = this.#storage.statement(`SELECT count(*) FROM archive WHERE ${filter}`);
-      const seqOf = this.#storage.statement('SELECT seq FROM archive WHERE store = ? AND owner = ? AND id = ?');
+      const count = unfiltered
+        ? this.#storage.statement('SELECT items FROM archive_counts WHERE store = @store AND owner = @owner')
+        : this.#storage.statement(`SELECT count(*) FROM archive WHERE ${filter}`);
+      const total = (count.pluck().get(parameters) as number | undefined) ?? 0;
+      // The index a page reads, chosen here rather than by the planner (which, even with statistics, walks
+      // an owner's whole archive in seq order to avoid sorting a small time range):
+      // - ids: the few rows from archive_id, sorted (\`+seq\` keeps the planner off the seq order);
+      // - start/end alone: the time range from archive_time, sorted, when it is small; otherwise the owner's
+      //   items in seq order (archive_owner), whose index holds the time, until the page is full;
+      // - with: archive_with, in seq order; nothing: archive_owner, in seq order.
+      const index = timeRange ? (total <= TIME_RANGE_SORT ? ' INDEXED BY archive_time' : ' INDEXED BY archive_owner') : '';
+      const order = `${query.ids === undefined && !(timeRange && total <= TIME_RANGE_SORT) ? 'seq' : '+seq'} ${backward ? 'DESC' : 'ASC'}`;
       const page = this.#storage.statement(
-        `SELECT id, "when", "with", xml FROM archive WHERE ${filter}${bounds} ORDER BY seq ${backward ? 'DESC' : 'ASC'} LIMIT @limit`,
+        `SELECT id, "when", "with", xml FROM archive${index} WHERE ${filter}${bounds} ORDER BY ${order} LIMIT @limit`,
       );
+      const seqOf = this.#storage.statement('SELECT seq FROM archive WHERE store = ? AND owner = ? AND id = ?');
       const seq = (id: string): number => {
         const found = seqOf.pluck().get(this.#name, owner, id) as number | undefined;
         if (found === undefined) throw cursorNotFound(id);
@@ -429,40 +452,52 @@ class SqliteArchiveStore implements ArchiveStore {
       if (!complete) rows.pop();
       if (backward) rows.reverse();
       const items = rows.map((row) => ({ id: row.id, when: row.when, with: row.with, xml: row.xml }));
-      return { items, complete, count: count.pluck().get(parameters) as number };
+      return { items, complete, count: total };
     });
   }
 
   delete(owner: string, query: Pick<ArchiveQuery, 'ids' | 'with' | 'end'> = {}): Promise<number> {
     const selection = { ids: query.ids, with: query.with, end: query.end };
-    const parameters = { store: this.#name, owner, ...filterParameters(selection) };
-    return this.#storage.run(
-      true,
-      () => this.#storage.statement(`DELETE FROM archive WHERE ${filterSql(selection)}`).run(parameters).changes,
-    );
+    return this.#deleteChunked(filterSql(selection), { store: this.#name, owner, ...filterParameters(selection) });
   }
 
-  trim(owner: string, withValue: string, keep: number): Promise<number> {
+  async trim(owner: string, withValue: string, keep: number): Promise<number> {
     const parameters = { store: this.#name, owner, with: withValue, keep: Math.max(0, Math.floor(keep)) };
-    // Everything at or before the (keep+1)th newest item of this `with`.
-    return this.#storage.run(
-      true,
-      () =>
-        this.#storage
-          .statement(
-            `DELETE FROM archive WHERE store = @store AND owner = @owner AND "with" = @with AND seq <= (
-            SELECT seq FROM archive WHERE store = @store AND owner = @owner AND "with" = @with ORDER BY seq DESC LIMIT 1 OFFSET @keep
-          )`,
-          )
-          .run(parameters).changes,
+    // The newest item to delete: the (keep+1)th newest of this `with`; then everything at or before it.
+    const cutoff = await this.#storage.run(false, () =>
+      this.#storage
+        .statement(
+          'SELECT seq FROM archive WHERE store = @store AND owner = @owner AND "with" = @with ORDER BY seq DESC LIMIT 1 OFFSET @keep',
+        )
+        .pluck()
+        .get(parameters),
     );
+    if (cutoff === undefined) return 0;
+    return this.#deleteChunked('store = @store AND owner = @owner AND "with" = @with AND seq <= @cutoff', {
+      store: this.#name,
+      owner,
+      with: withValue,
+      cutoff,
+    });
   }
 
   expire(before: number): Promise<number> {
-    return this.#storage.run(
-      true,
-      () => this.#storage.statement('DELETE FROM archive WHERE store = ? AND "when" < ?').run(this.#name, before).changes,
-    );
+    return this.#deleteChunked('store = @store AND "when" < @before', { store: this.#name, before });
+  }
+
+  /**
+   * Deletes the rows `where` selects, DELETE_CHUNK at a time, each chunk its own operation: deleting an
+   * account's 100,000 items does not hold the event loop for a second. Not atomic: a crash between
+   * chunks leaves the rest, which the same call deletes again.
+   */
+  async #deleteChunked(where: string, parameters: Record<string, unknown>): Promise<number> {
+    const sql = `DELETE FROM archive WHERE seq IN (SELECT seq FROM archive WHERE ${where} LIMIT ${DELETE_CHUNK})`;
+    let deleted = 0;
+    for (;;) {
+      const changes = await this.#storage.run(true, () => this.#storage.statement(sql).run(parameters).changes);
+      deleted += changes;
+      if (changes < DELETE_CHUNK) return deleted;
+    }
   }
 }
 
