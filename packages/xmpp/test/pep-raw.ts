@@ -162,14 +162,16 @@ export class RawClient {
 }
 
 /** Make two accounts mutual contacts (subscription both) through the protocol. */
-export async function befriend(a: RawClient, b: RawClient): Promise<void> {
+export async function befriend(a: RawClient, b: RawClient, options: { available?: boolean } = {}): Promise<void> {
   const bareA = a.jid.split('/')[0] as string;
   const bareB = b.jid.split('/')[0] as string;
   await a.iq('get', "<query xmlns='jabber:iq:roster'/>");
   await b.iq('get', "<query xmlns='jabber:iq:roster'/>");
   // Available (subscription requests wait for an available resource).
-  a.send('<presence/>');
-  b.send('<presence/>');
+  if (options.available !== true) {
+    a.send('<presence/>');
+    b.send('<presence/>');
+  }
   a.send(`<presence to='${bareB}' type='subscribe'/>`);
   await b.next(/^<presence[^>]* type='subscribe'/);
   b.send(`<presence to='${bareA}' type='subscribed'/>`);

@@ -217,6 +217,19 @@ describe('PEP (XEP-0163)', () => {
     expect(await romeo.next(/<retract id='current'\/>/)).toContain(`<items node='${NICK}'><retract id='current'/></items>`);
   });
 
+  it('sends the last items to a contact when the owner approves its subscription (XEP-0163 §4.3.4)', async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    const romeo = await login(port, 'romeo');
+    await juliet.iq('set', publishNick('Jules'));
+    await juliet.announce([]);
+    await romeo.announce([`${NICK}+notify`]);
+    await befriend(juliet, romeo, { available: true });
+    const event = await romeo.next(/pubsub#event/);
+    expect(event).toMatch(/^<message from='juliet@localhost' to='romeo@localhost\/raw' type='headline'/);
+    expect(event).toContain('>Jules</nick>');
+  });
+
   it("keeps a node's configuration: get and set by the owner, delete with a notification", async () => {
     const { port } = await server();
     const juliet = await login(port, 'juliet');

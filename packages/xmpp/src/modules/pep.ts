@@ -325,6 +325,30 @@ export function pep(options: PepOptions = {}): XmppModule {
         delivered.delete(jid);
       };
 
+      // A local resource receiving an account's available presence (broadcast, probe answer, or the
+      // presence sent on approving its subscription) is that account's implicit subscriber from
+      // now on: the last items it has not had yet go to it (XEP-0163 §4.3.4).
+      api.outbound((stanza, session) => {
+        if (stanza.local !== 'presence' || stanza.attr('type') !== undefined) return stanza;
+        const jid = session.jid?.toString();
+        const from = Jid.parse(stanza.attr('from') ?? '');
+        if (jid === undefined || from === undefined || from.domain !== api.domain || from.local === '' || from.local === session.user)
+          return stanza;
+        const current = features(jid);
+        if (current === undefined || !available.has(jid) || delivered.get(jid)?.get(from.local) === current) return stanza;
+        let sent = delivered.get(jid);
+        if (sent === undefined) {
+          sent = new Map();
+          delivered.set(jid, sent);
+        }
+        sent.set(from.local, current);
+        const owner = from.local;
+        void sendLastItems(owner, jid, current).catch((error: unknown) =>
+          api.logger.error({ err: error, jid }, 'pep: last items not sent'),
+        );
+        return stanza;
+      });
+
       // Local resources: available presence without `to` (the broadcast).
       api.hook(
         'presence/in',

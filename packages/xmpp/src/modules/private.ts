@@ -8,8 +8,8 @@ import type { XmlElement } from '../element.js';
 import { xml } from '../element.js';
 import type { ModuleApi, XmppModule } from '../module.js';
 import { NS_PRIVATE } from '../namespaces.js';
+import { parseXml } from '../parse.js';
 import { StanzaErrorException } from '../stanza-error.js';
-import { parseStoredXml } from './pubsub/stored-xml.js';
 
 export interface PrivateOptions {
   /** Largest stored element (serialized, bytes); past it `<not-acceptable/>`. Default 64 KiB. */
@@ -52,7 +52,7 @@ export function privateStorage(options: PrivateOptions = {}): XmppModule {
         const handler = handlers.get(api.server)?.get(requested.xmlns);
         if (handler !== undefined) return handler.get(user, requested);
         const stored = await store.get(user, key(requested));
-        const element = typeof stored === 'string' ? parseStoredXml(stored) : undefined;
+        const element = typeof stored === 'string' ? parseXml(stored) : undefined;
         // Nothing stored: the empty element back (§3.2).
         return element ?? xml(requested.local, { xmlns: requested.xmlns });
       };

@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import { XmlElement, xml } from '../element.js';
 import type { ModuleApi, XmppModule } from '../module.js';
 import { NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_VCARD, NS_VCARD_UPDATE, NS_VCARD4_PEP } from '../namespaces.js';
+import { parseXml } from '../parse.js';
 import { type Pep, pepOf } from './pep.js';
-import { parseStoredXml } from './pubsub/stored-xml.js';
 
 export interface VcardAvatarOptions {
   /** Largest avatar copied into the vCard (decoded bytes). Default 256 KiB. */
@@ -29,7 +29,7 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
 
       const readVcard = async (user: string): Promise<XmlElement> => {
         const stored = await vcards.get(user, 'vcard');
-        return (typeof stored === 'string' ? parseStoredXml(stored) : undefined) ?? xml('vCard', { xmlns: NS_VCARD });
+        return (typeof stored === 'string' ? parseXml(stored) : undefined) ?? xml('vCard', { xmlns: NS_VCARD });
       };
 
       const writePhoto = async (user: string, photo: { type: string; base64: string } | undefined): Promise<void> => {

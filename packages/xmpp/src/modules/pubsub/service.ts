@@ -6,10 +6,10 @@
 
 import { randomBytes } from 'node:crypto';
 import { type XmlElement, xml } from '../../element.js';
+import { parseXml } from '../../parse.js';
 import type { ArchiveStore, JsonValue, KeyValueStore } from '../../stores/types.js';
 import { configFromJson, configToJson, defaultNodeConfig, type NodeConfig, preconditionNotMet, unmetPrecondition } from './config.js';
 import { pubsubError } from './errors.js';
-import { parseStoredXml } from './stored-xml.js';
 
 export interface PubSubLimits {
   /** Largest item (its serialized XML, in bytes). */
@@ -226,7 +226,7 @@ export class PubSubService {
     const items: PubSubItem[] = [];
     for (const stored of result.items) {
       if (stored.with !== name) continue;
-      const element = parseStoredXml(stored.xml);
+      const element = parseXml(stored.xml);
       if (element === undefined) continue;
       items.push({
         id: element.attr('id') ?? '',
