@@ -256,6 +256,37 @@ describe('blocking (XEP-0191)', () => {
     await juliet.sync();
   });
 
+  it('blocks sent at once from two resources both land', async () => {
+    // A store that takes its time writing, as a database on another host may: edits must not interleave.
+    const memory = memoryStorage();
+    const storage: XmppStorage = {
+      users: memory.users,
+      archive: (name) => memory.archive(name),
+      close: () => memory.close(),
+      keyValue(name) {
+        const store = memory.keyValue(name);
+        return {
+          get: (owner, key) => store.get(owner, key),
+          keys: (owner, prefix) => store.keys(owner, prefix),
+          clear: (owner) => store.clear(owner),
+          set: async (owner, key, value) => {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            await store.set(owner, key, value);
+          },
+        };
+      },
+    };
+    const { port } = await server({ storage });
+    const a = await Raw.login(port, 'juliet', 'balcony', 'a');
+    const b = await Raw.login(port, 'juliet', 'balcony', 'b');
+    const names = ['paris@localhost', 'tybalt@localhost'];
+    const replies = names.map((jid, i) => (i % 2 === 0 ? a : b).iq(`b${i}`, block(jid), "type='set'"));
+    for (const reply of await Promise.all(replies)) expect(reply).toMatch(/type='result'/);
+    expect(items(await a.iq('l', BLOCKLIST, "type='get'"))).toEqual([...names].sort());
+    // What is stored, not only what is in memory.
+    expect(((await storage.keyValue('blocklist').get('juliet', 'jids')) as string[]).sort()).toEqual([...names].sort());
+  });
+
   it('unblock all empties the list and pushes an empty <unblock/>', async () => {
     const { port } = await server();
     const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
