@@ -94,7 +94,7 @@ export interface Adapter {
    * Called once when the service has stopped and every connection of the binding is closed (after
    * the grace period): flush and release what the adapter holds (a store, timers). Optional.
    */
-  closed?(): void | Promise<void>;
+  stopped?(): void | Promise<void>;
   /** More URLs this binding serves, beyond its base URL (e.g. mounted WebSocket endpoints). */
   urls?(base: string): string[];
   /** The binding's main URL from the base URL, e.g. adding the path `/`. Default: the base. */

@@ -298,7 +298,7 @@ export class PortService {
     await Promise.all(
       this.#bindings.map(async (binding) => {
         try {
-          await binding.adapter.closed?.();
+          await binding.adapter.stopped?.();
         } catch (error) {
           this.logger.error({ err: error, binding: binding.name }, 'adapter close failed');
         }

@@ -244,8 +244,8 @@ export class HttpAdapter implements Adapter {
   }
 
   /** Every connection closed after the stop: the mounted endpoints release what they hold. */
-  async closed(): Promise<void> {
-    for (const upgrade of Object.values(this.options.upgrades ?? {})) await upgrade.closed?.();
+  async stopped(): Promise<void> {
+    for (const upgrade of Object.values(this.options.upgrades ?? {})) await upgrade.stopped?.();
   }
 
   /**

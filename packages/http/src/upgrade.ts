@@ -22,7 +22,7 @@ export interface UpgradeHandler {
    */
   drain(signal: AbortSignal): void | Promise<void>;
   /** The service stopped and every connection of the binding closed: release what the endpoint holds. Optional. */
-  closed?(): void | Promise<void>;
+  stopped?(): void | Promise<void>;
 }
 
 /** Throw from an upgrade hook to refuse the upgrade with an HTTP status (401, 403, 429…). */

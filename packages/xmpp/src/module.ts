@@ -89,6 +89,8 @@ export interface XmppEvents {
   'message/delivered': StanzaEvent & { readonly targets: readonly XmppSession[] };
   'session/authenticated': SessionEvent;
   'session/bound': SessionEvent;
+  /** A stream resumption moved a session onto this new one (XEP-0198). */
+  'session/resumed': SessionEvent;
   'presence/initial': SessionEvent;
   'session/disconnected': SessionEvent & {
     /** The stream was ended on purpose (`</stream:stream>`, a stream error), not lost with its transport. */

@@ -659,6 +659,7 @@ export class XmppServer {
     resources.set(jid.resource, replacement);
     old.hibernating = false;
     old.closeReplaced();
+    this.#host.fire('session/resumed', { session: replacement }).catch((error: unknown) => this.#logger.error({ err: error }, 'session/resumed failed'));
   }
 }
 
@@ -734,7 +735,7 @@ class C2sAdapter implements Adapter {
   }
 
   /** The service stopped: the last binding of the server closes its modules and storage. */
-  closed(): Promise<void> {
+  stopped(): Promise<void> {
     return this.#host.adapterClosed();
   }
 
@@ -822,7 +823,7 @@ class XmppWebSocket implements UpgradeHandler {
   }
 
   /** The service stopped: the last binding of the server closes its modules and storage. */
-  closed(): Promise<void> {
+  stopped(): Promise<void> {
     return this.#host.adapterClosed();
   }
 

@@ -199,6 +199,14 @@ export abstract class Session implements XmppSession {
     this.closeSoon();
   }
 
+  /**
+   * The client ended its stream (`</stream:stream>`, `<close/>`): close ours once every element it
+   * sent before is handled — a last unavailable presence with a status comes in the same packet.
+   */
+  protected peerClosed(): void {
+    this.#queue = this.#queue.then(() => this.close());
+  }
+
   /** Restart the stream after SASL success (RFC 6120 §6.4.6). */
   restart(): void {
     this.#headerSent = false;

@@ -160,7 +160,7 @@ export class TcpSession extends Session {
   }
 
   #event(event: StreamEvent): void {
-    if (event.type === 'close') return this.close();
+    if (event.type === 'close') return this.peerClosed();
     if (event.type === 'element') return this.received(event.element);
     if (event.xmlns !== NS_STREAMS || event.name.split(':').pop() !== 'stream') return this.close(new StreamError('invalid-namespace'));
     if (event.attrs.xmlns !== NS_CLIENT)

@@ -57,7 +57,7 @@ export class WsSession extends Session {
     }
     if (element === undefined) return;
     if (element.xmlns === NS_FRAMING && element.local === 'open') return this.opened(element.attrs);
-    if (element.xmlns === NS_FRAMING && element.local === 'close') return this.close();
+    if (element.xmlns === NS_FRAMING && element.local === 'close') return this.peerClosed();
     this.received(element);
   }
 
