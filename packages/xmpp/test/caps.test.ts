@@ -78,6 +78,15 @@ describe('entity capabilities (XEP-0115)', () => {
     expect(query).toBeDefined();
     expect(capsVerification(discoInfoOf(query as NonNullable<typeof query>))).toBe(c?.[1]);
     expect(query?.toString()).toContain("var='http://jabber.org/protocol/caps'");
+    // The same answer to the caps node (§6.2), as a client verifying the hash asks.
+    const node = /node='([^']+)'/.exec(c?.[0] ?? '')?.[1];
+    secure.write(
+      `<iq type='get' id='n' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='${node}#${c?.[1]}'/></iq>`,
+    );
+    const byNode = await readUntil(secure, /id='n'[\s\S]*<\/iq>/);
+    const nodeQuery = parseXml(byNode.slice(byNode.indexOf('<iq')))?.getChild('query', 'http://jabber.org/protocol/disco#info');
+    expect(nodeQuery?.attr('node')).toBe(`${node}#${c?.[1]}`);
+    expect(capsVerification(discoInfoOf(nodeQuery as NonNullable<typeof nodeQuery>))).toBe(c?.[1]);
     secure.destroy();
   });
 

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { defaultModules, memoryStorage, type XmppServerOptions } from '../src/index.js';
@@ -228,6 +229,60 @@ describe('PEP (XEP-0163)', () => {
     const event = await romeo.next(/pubsub#event/);
     expect(event).toMatch(/^<message from='juliet@localhost' to='romeo@localhost\/raw' type='headline'/);
     expect(event).toContain('>Jules</nick>');
+  });
+
+  it('refuses a node past the per-account limit (not-allowed + max-nodes-exceeded)', async () => {
+    const { port } = await server({ pep: { maxNodes: 2 } });
+    const juliet = await login(port, 'juliet');
+    for (const name of ['urn:example:one', 'urn:example:two']) {
+      expect(
+        await juliet.iq('set', `<pubsub xmlns='${PUBSUB}'><publish node='${name}'><item><x xmlns='${name}'/></item></publish></pubsub>`),
+      ).toMatch(/type='result'/);
+    }
+    const third = await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:three'><item><x xmlns='urn:example:three'/></item></publish></pubsub>`,
+    );
+    expect(third).toContain('<not-allowed');
+    expect(third).toContain("<max-nodes-exceeded xmlns='http://jabber.org/protocol/pubsub#errors'/>");
+    // Existing nodes still take items.
+    expect(
+      await juliet.iq(
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:one'><item><x xmlns='urn:example:one'/></item></publish></pubsub>`,
+      ),
+    ).toMatch(/type='result'/);
+  });
+
+  it('publishes a vCard PHOTO set by an older client as the PEP avatar (XEP-0398 §3), and names it in presence (XEP-0153)', async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    const romeo = await login(port, 'romeo');
+    await befriend(juliet, romeo);
+    const image = Buffer.from('not really a png, but bytes all the same');
+    const sha1 = createHash('sha1').update(image).digest('hex');
+    const set = await juliet.iq(
+      'set',
+      `<vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>${image.toString('base64')}</BINVAL></PHOTO></vCard>`,
+    );
+    expect(set).toMatch(/type='result'/);
+    const metadata = await romeo.iq(
+      'get',
+      `<pubsub xmlns='${PUBSUB}'><items node='urn:xmpp:avatar:metadata'/></pubsub>`,
+      'juliet@localhost',
+    );
+    expect(metadata).toContain(`<info id='${sha1}' bytes='${image.length}' type='image/png'/>`);
+    const data = await romeo.iq(
+      'get',
+      `<pubsub xmlns='${PUBSUB}'><items node='urn:xmpp:avatar:data'><item id='${sha1}'/></items></pubsub>`,
+      'juliet@localhost',
+    );
+    expect(data).toContain(`<data xmlns='urn:xmpp:avatar:data'>${image.toString('base64')}</data>`);
+    // Her next presence names it, whatever the client put there.
+    juliet.send("<presence><x xmlns='vcard-temp:x:update'><photo>stale</photo></x></presence>");
+    const presence = await romeo.next(/^<presence[^>]*from='juliet@localhost\/raw'[^>]*>.*vcard-temp:x:update/);
+    expect(presence).toContain(`<x xmlns='vcard-temp:x:update'><photo>${sha1}</photo></x>`);
+    expect(presence).not.toContain('stale');
   });
 
   it("keeps a node's configuration: get and set by the owner, delete with a notification", async () => {

@@ -245,6 +245,7 @@ export function caps(options: CapsOptions = {}): XmppModule {
         (event) => {
           const { stanza } = event;
           const type = stanza.attr('type');
+          if (type === 'get') return answerOwnNode(stanza, event.from.toString());
           if (type !== 'result' && type !== 'error') return;
           const id = stanza.attr('id') ?? '';
           if (id === ownQuery) {
@@ -281,6 +282,31 @@ export function caps(options: CapsOptions = {}): XmppModule {
         }
         return undefined;
       };
+      // disco#info to `node#ver` of the server's own caps: the same answer as without a node (§6.2).
+      const answerOwnNode = (stanza: XmlElement, from: string): boolean | undefined => {
+        const query = stanza.getChild('query', NS_DISCO_INFO);
+        const node = query?.attr('node');
+        const ver = ownCaps();
+        if (query === undefined || node === undefined || ver === undefined || node !== `${ownNode}#${ver}`) return undefined;
+        const source = api.server as unknown as DiscoInfoSource;
+        if (typeof source.discoInfo !== 'function') return undefined;
+        const info = source.discoInfo('host');
+        const answer = xml(
+          'iq',
+          { type: 'result', id: stanza.attr('id'), from: api.domain, to: from },
+          xml(
+            'query',
+            { xmlns: NS_DISCO_INFO, node },
+            ...info.identities.map((identity) =>
+              xml('identity', { category: identity.category, type: identity.type, 'xml:lang': identity.lang, name: identity.name }),
+            ),
+            ...info.features.map((feature) => xml('feature', { var: feature })),
+          ),
+        );
+        void api.route(answer).catch((error: unknown) => api.logger.debug({ err: error }, 'caps: disco#info answer not routed'));
+        return true;
+      };
+
       api.streamFeature('bind', () => {
         const ver = ownCaps();
         return ver === undefined ? undefined : xml('c', { xmlns: NS_CAPS, hash: 'sha-1', node: ownNode, ver });

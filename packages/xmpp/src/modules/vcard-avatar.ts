@@ -49,7 +49,7 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
         const node = await service.node(user, NS_AVATAR_METADATA);
         if (node === undefined) return undefined;
         const last = await service.lastItem(user, NS_AVATAR_METADATA);
-        const hash = last?.payload?.getChild('info', NS_AVATAR_METADATA)?.attr('id') ?? '';
+        const hash = last?.payload?.getChild('info')?.attr('id') ?? '';
         hashes.set(user, hash);
         if (hashes.size > 100_000) hashes.delete(hashes.keys().next().value as string);
         return hash;
@@ -63,7 +63,7 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
         // PEP → vCard: a new metadata item names the avatar (XEP-0398 §4).
         service.onPublish(async ({ user, node, item }) => {
           if (node.name !== NS_AVATAR_METADATA) return;
-          const infos = item.payload?.getChildren('info', NS_AVATAR_METADATA) ?? [];
+          const infos = item.payload?.getChildren('info') ?? [];
           const info = infos.find((candidate) => candidate.attr('url') === undefined) ?? infos[0];
           if (info === undefined) {
             hashes.set(user, '');
@@ -82,13 +82,13 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
         });
       };
 
-      // vCard → PEP: an older client's PHOTO becomes the PEP avatar (XEP-0398 §3).
-      api.hook('iq/in', (event) => {
+      // vCard → PEP: an older client's PHOTO becomes the PEP avatar (XEP-0398 §3), published
+      // before the vCard is stored (so its answer comes after the avatar notifications).
+      api.hook('iq/in', async (event) => {
         const { stanza, session } = event;
         const user = session?.user;
         const card = stanza.getChild('vCard', NS_VCARD);
-        if (user === undefined || stanza.attr('type') !== 'set' || card === undefined) return;
-        if (stanza.attr('to') !== undefined && event.to.bare !== event.from.bare) return;
+        if (user === undefined || stanza.attr('type') !== 'set' || card === undefined || event.to.bare !== event.from.bare) return;
         listen();
         const service = pep();
         const photo = card.getChild('PHOTO');
@@ -97,18 +97,30 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
         const bytes = Buffer.from(base64, 'base64');
         if (bytes.length === 0 || bytes.length > maxPhotoBytes) return;
         const id = createHash('sha1').update(bytes).digest('hex');
-        void (async () => {
+        try {
           if ((await currentHash(user)) === id) return;
           const type = photo?.getChildText('TYPE') ?? 'image/png';
+          // A vCard is public: so is the avatar made from it.
           const config = { accessModel: 'open' as const };
-          await service.publish(user, NS_AVATAR_DATA, xml('item', { id }, xml('data', { xmlns: NS_AVATAR_DATA }, base64)), { config });
+          await service.publish(
+            user,
+            NS_AVATAR_DATA,
+            xml('item', { id }, xml('data', { xmlns: NS_AVATAR_DATA }, bytes.toString('base64'))),
+            { config },
+          );
           await service.publish(
             user,
             NS_AVATAR_METADATA,
             xml('item', { id }, xml('metadata', { xmlns: NS_AVATAR_METADATA }, xml('info', { id, bytes: String(bytes.length), type }))),
             { config },
           );
-        })().catch((error: unknown) => api.logger.warn({ err: error, user }, 'vcard-avatar: the vCard photo was not published to PEP'));
+        } catch (error) {
+          api.logger.warn({ err: error, user }, 'vcard-avatar: the vCard photo was not published to PEP');
+        }
+      });
+
+      api.hook('account/deleted', ({ user }) => {
+        hashes.delete(user);
       });
 
       // XEP-0153: the user's broadcast presence names the avatar.
