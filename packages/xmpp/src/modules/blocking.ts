@@ -228,7 +228,9 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
         });
       };
       /** What a local account sends on its own (presence broadcasts, PEP notifications) does not reach a JID it blocked; what its clients send was refused in `…/in`. */
-      function senderBlocked({ from, to }: StanzaEvent): boolean | Promise<boolean> {
+      function senderBlocked({ from, to, stanza }: StanzaEvent): boolean | Promise<boolean> {
+        // Errors the server answers for the account (the bounce of a blocked contact's message) still go out.
+        if (stanza.attr('type') === 'error') return false;
         return from.local !== '' && from.domain === api.domain && isBlocked(from.local, to);
       }
       function refuseInbound(event: StanzaEvent): void {
