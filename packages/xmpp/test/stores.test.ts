@@ -324,6 +324,20 @@ describe.each(backends)('%s', (_name, factory) => {
       expect(await archive.trim('nobody', 'node-a', 1)).toBe(0);
     });
 
+    it('deletes, trims and expires more items than one chunk (500) removes', async () => {
+      const archive = open(factory).archive('mam');
+      const entries = Array.from({ length: 1300 }, (_, i) => item(`i${i}`, i, i % 2 === 0 ? 'even' : 'odd'));
+      await Promise.all(
+        entries.flatMap((entry) => [archive.append('alice', entry), archive.append('bob', entry), archive.append('carol', entry)]),
+      );
+      expect(await archive.expire(1100)).toBe(3300);
+      expect(await archive.query('alice', { max: 0 })).toMatchObject({ count: 200 });
+      expect(await archive.delete('bob')).toBe(200);
+      expect(await archive.trim('carol', 'even', 1)).toBe(99);
+      expect(await archive.query('carol')).toMatchObject({ count: 101 });
+      expect(await archive.query('bob')).toEqual({ items: [], complete: true, count: 0 });
+    });
+
     it('expire deletes items older than a time across the owners of this store only', async () => {
       const storage = open(factory);
       const archive = await filled(storage);

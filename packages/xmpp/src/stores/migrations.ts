@@ -56,12 +56,11 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX archive_owner ON archive (store, owner, seq, "when");
       -- One conversation (or PubSub node) in archive order: MAM pages with \`with\`, trim.
       CREATE INDEX archive_with ON archive (store, owner, "with", seq, "when");
-      -- An owner's items by time: a \`start\`/\`end\` range, and its count.
+      -- An owner's items by time: a \`start\`/\`end\` range, and its count; expire, owner by owner.
       CREATE INDEX archive_time ON archive (store, owner, "when");
-      -- Retention across owners (expire).
-      CREATE INDEX archive_expire ON archive (store, "when");
 
-      -- Items per owner, so that an unfiltered query's count costs a lookup, not a scan.
+      -- Items per owner, so that an unfiltered query's count costs a lookup, not a scan; and the list of
+      -- owners expire walks.
       CREATE TABLE archive_counts (
         store TEXT NOT NULL,
         owner TEXT NOT NULL,
