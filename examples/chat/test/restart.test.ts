@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { statSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -161,7 +162,22 @@ describe('examples/chat keeps its state in DATA_DIR/xmpp.sqlite', () => {
     expect(await cli(['user', 'add', 'romeo', 'r0meo!'], dataDir)).toMatchObject({ code: 0, stdout: 'added romeo\n' });
     const first = await startChat(dataDir);
 
-    // Accounts added while the server runs: other processes writing the same SQLite file at once.
+    // romeo over direct TLS (XEP-0368).
+    const romeo = await login(first.urls.get('xmpps') as string, 'romeo', 'r0meo!');
+
+    // Accounts added while the server runs and writes: three other processes writing the same SQLite
+    // file at once, while romeo stores vCard drafts without a pause (20 IQs at a time, each one write)
+    // until they are done.
+    let adding = true;
+    const drafts = (async () => {
+      let written = 0;
+      while (adding) {
+        const batch = Array.from({ length: 20 }, () => xml('vCard', { xmlns: 'vcard-temp' }, xml('FN', {}, `draft ${written++}`)));
+        const results = await Promise.all(batch.map((vcard) => iq(romeo, 'set', vcard)));
+        if (!results.every((result) => result.attrs.type === 'result')) throw new Error('a vCard draft was not stored');
+      }
+      return written;
+    })();
     const added = await Promise.all(
       [
         ['juliet', 'balcony'],
@@ -174,9 +190,10 @@ describe('examples/chat keeps its state in DATA_DIR/xmpp.sqlite', () => {
       [0, 'added nurse\n'],
       [0, 'added benvolio\n'],
     ]);
+    adding = false;
+    expect(await drafts).toBeGreaterThan(0);
 
-    // romeo over direct TLS (XEP-0368), juliet over STARTTLS.
-    const romeo = await login(first.urls.get('xmpps') as string, 'romeo', 'r0meo!');
+    // juliet over STARTTLS.
     const juliet = await login(first.urls.get('xmpp') as string, 'juliet', 'balcony');
     await juliet.send(xml('presence'));
     await romeo.send(xml('presence'));
@@ -249,6 +266,9 @@ describe('examples/chat keeps its state in DATA_DIR/xmpp.sqlite', () => {
     first.child.kill('SIGKILL');
     const [, signal] = (await once(first.child, 'exit')) as [number | null, string | null];
     expect(signal).toBe('SIGKILL');
+    // What was committed is (at least partly) in the write-ahead log, not yet copied into the file:
+    // the next start recovers it from there.
+    expect(statSync(join(dataDir, 'xmpp.sqlite-wal')).size).toBeGreaterThan(0);
     await Promise.all(clients.splice(0).map((client) => client.stop().catch(() => {})));
 
     const second = await startChat(dataDir);
