@@ -3,7 +3,7 @@
 // missing `@types/…` dependency of a package's public types shows up as it would for a user), and
 // run: one service that speaks HTTP, WebSocket, RESP and XMPP, answered over real sockets, drained.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -130,8 +130,9 @@ describe('packed packages installed outside the monorepo', () => {
         files: ['app.ts'],
       }),
     );
-    await run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app, timeout: 240_000 });
-  }, 300_000);
+    // better-sqlite3 (the XMPP server's embedded storage) builds from source here: about two minutes.
+    await run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app, timeout: 480_000 });
+  }, 600_000);
 
   afterAll(async () => {
     if (work) await rm(work, { recursive: true, force: true });
@@ -171,5 +172,7 @@ describe('packed packages installed outside the monorepo', () => {
       'xmpp true',
       'stopped 0',
     ]);
+    // The XMPP server's default storage: an SQLite file in ./data, made by the packed better-sqlite3.
+    expect((await stat(join(app, 'data', 'xmpp.sqlite'))).size).toBeGreaterThan(0);
   }, 90_000);
 });
