@@ -611,11 +611,11 @@ describe('message archive (XEP-0313)', () => {
     expect((await storage.archive('mam').query('romeo')).items).toHaveLength(2);
   });
 
-  it('the archive survives a restart on the SQLite file: same ids, same order, prefs kept', async () => {
+  it('the archive survives a restart on the SQLite file (waitForArchive): same ids, same order, prefs kept', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'portbind-mam-'));
     try {
       const file = join(dir, 'xmpp.sqlite');
-      const first = await server({ storage: sqliteStorage({ file }) });
+      const first = await server({ storage: sqliteStorage({ file }), waitForArchive: true });
       const juliet = await Raw.login(first.port, 'juliet', 'balcony', 'balcony');
       const romeo = await Raw.login(first.port, 'romeo', 'r0meo!', 'orchard');
       juliet.send('<presence/>');
@@ -642,4 +642,42 @@ describe('message archive (XEP-0313)', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it.each([false, true])(
+    'a failing archive write (waitForArchive %s) is logged; the message is delivered all the same',
+    async (waitForArchive) => {
+      const storage = memoryStorage();
+      const broken: XmppStorage = {
+        users: storage.users,
+        keyValue: (name) => storage.keyValue(name),
+        archive: (name) => {
+          const store = storage.archive(name);
+          return name === 'mam' ? { ...bind(store), append: () => Promise.reject(new Error('disk full')) } : store;
+        },
+        close: () => storage.close(),
+      };
+      const { port } = await server({ storage: broken, waitForArchive });
+      const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+      const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+      juliet.send('<presence/>');
+      await juliet.sync();
+      romeo.send(chat('juliet@localhost', 'still here'));
+      const delivered = await juliet.next(/still here/);
+      if (waitForArchive) expect(delivered).not.toContain('stanza-id');
+      else expect(delivered).toContain("by='juliet@localhost'");
+      expect(romeo.take(/type='error'/)).toEqual([]);
+      await romeo.sync();
+    },
+  );
 });
+
+/** An archive store's methods bound to it (to override one). */
+function bind(store: ReturnType<XmppStorage['archive']>): ReturnType<XmppStorage['archive']> {
+  return {
+    append: store.append.bind(store),
+    query: store.query.bind(store),
+    delete: store.delete.bind(store),
+    trim: store.trim.bind(store),
+    expire: store.expire.bind(store),
+  };
+}

@@ -37,6 +37,14 @@ export interface MamOptions {
    * the roster module's `roster` key-value store.
    */
   inRoster?: (user: string, contact: string) => Promise<boolean>;
+  /**
+   * Deliver a message only once its archive entries are committed. Default false: the entries
+   * are queued in order and go into the storage's transaction of the same event-loop turn (the
+   * SQLite store commits it at the end of the turn) while the message is delivered; a failed write
+   * is logged. Waiting costs a commit's latency per message on each session's stanzas (measured
+   * with bench/xmpp.mjs: 0.16× the throughput without MAM, against 0.46× without waiting).
+   */
+  waitForArchive?: boolean;
   /** The clock (ms since the epoch), for tests. Default `Date.now`. */
   now?: () => number;
 }
@@ -94,6 +102,7 @@ export function mam(options: MamOptions = {}): MamModule {
     );
   }
   const now = options.now ?? Date.now;
+  const waitForArchive = options.waitForArchive === true;
   let archive: ArchiveStore | undefined;
 
   const expire = async (): Promise<number> => {
@@ -146,11 +155,20 @@ export function mam(options: MamOptions = {}): MamModule {
         return bare === ownBare(user) || (await inRoster(user, bare));
       };
 
-      const append = async (user: string, stanza: XmlElement, from: Jid, to: Jid, other: Jid): Promise<string> => {
+      /** Archive a copy; its id, or undefined when waiting for the write and it failed (the chat goes on, unarchived). */
+      const append = async (user: string, stanza: XmlElement, from: Jid, to: Jid, other: Jid): Promise<string | undefined> => {
         const id = randomBytes(12).toString('base64url');
         const copy = storedCopy(stanza, from, to);
-        await store.append(user, { id, when: now(), with: other.bare, xml: copy.toString() });
-        return id;
+        const failed = (error: unknown): undefined => {
+          api.logger.error({ err: error, user }, 'XMPP MAM: archiving a message failed');
+          return undefined;
+        };
+        const written = store.append(user, { id, when: now(), with: other.bare, xml: copy.toString() });
+        if (!waitForArchive) {
+          written.catch(failed);
+          return id;
+        }
+        return written.then(() => id, failed);
       };
 
       // Outgoing: the sender's archive, before routing (Prosody's pre-message hooks). After
@@ -173,7 +191,7 @@ export function mam(options: MamOptions = {}): MamModule {
           const id = await append(user, event.stanza, event.from, to, to);
           // The sender's id rides along to the carbons; the recipient's hook strips it (a contact
           // has no access to this archive). Never on a stanza that leaves the server.
-          if (local) event.stanza = withStanzaId(event.stanza, ownBare(user), id);
+          if (local && id !== undefined) event.stanza = withStanzaId(event.stanza, ownBare(user), id);
         },
         -50,
       );
@@ -191,6 +209,7 @@ export function mam(options: MamOptions = {}): MamModule {
         if (!(await accountExists(user))) return;
         if (!(await shallStore(user, event.from))) return;
         const id = await append(user, stanza, event.from, event.to, event.from);
+        if (id === undefined) return;
         stanza = withStanzaId(stanza, by, id);
         archived.add(stanza);
         event.stanza = stanza;
