@@ -67,6 +67,32 @@ describe('rosters and subscriptions', () => {
     expect((await offline).attrs.from).toBe(juliet.jid);
   });
 
+  it("removing an account (XEP-0077 §3.2) ends its subscriptions: the contact's roster shows none, both ways", async () => {
+    const { port } = await start();
+    const juliet = await login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await login(port, 'romeo', 'r0meo!', 'orchard');
+    await roster(juliet.xmpp);
+    await roster(romeo.xmpp);
+    // A mutual subscription: romeo ⇄ juliet.
+    for (const [from, to, name] of [
+      [romeo, juliet, 'juliet'],
+      [juliet, romeo, 'romeo'],
+    ] as const) {
+      const asked = next(to.xmpp, (s) => s.is('presence') && s.attrs.type === 'subscribe');
+      await from.xmpp.send(xml('presence', { to: `${name}@localhost`, type: 'subscribe' }));
+      await asked;
+      const approved = next(from.xmpp, (s) => s.is('presence') && s.attrs.type === 'subscribed');
+      await to.xmpp.send(xml('presence', { to: `${from === romeo ? 'romeo' : 'juliet'}@localhost`, type: 'subscribed' }));
+      await approved;
+    }
+    expect(await roster(romeo.xmpp)).toEqual([expect.objectContaining({ jid: 'juliet@localhost', subscription: 'both' })]);
+    const revoked = next(romeo.xmpp, (s) => s.is('presence') && s.attrs.type === 'unsubscribed' && s.attrs.from === 'juliet@localhost');
+    const cancelled = next(romeo.xmpp, (s) => s.is('presence') && s.attrs.type === 'unsubscribe' && s.attrs.from === 'juliet@localhost');
+    await juliet.xmpp.iqCaller.set(xml('query', { xmlns: 'jabber:iq:register' }, xml('remove')));
+    await Promise.all([revoked, cancelled]);
+    expect(await roster(romeo.xmpp)).toEqual([expect.objectContaining({ jid: 'juliet@localhost', subscription: 'none' })]);
+  });
+
   it('delivers a subscription request that arrived while the contact was offline at their next login', async () => {
     const { port } = await start();
     const romeo = await login(port, 'romeo', 'r0meo!');

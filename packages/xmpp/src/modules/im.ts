@@ -77,6 +77,12 @@ class Im {
     api.hook('message/offline', (event) => this.#offline(event), -1000);
     api.hook('session/closed', (event) => this.#gone(event.session), -1000);
     api.hook('account/deleted', async ({ user }) => {
+      // The account's subscriptions end with it (XEP-0077 §3.2): its contacts' rosters follow.
+      const own = `${user}@${api.domain}`;
+      for (const item of await this.#items(user)) {
+        if (item.subscription === 'to' || item.subscription === 'both') await this.#deliverSubscription(own, item.jid, 'unsubscribe');
+        if (item.subscription === 'from' || item.subscription === 'both') await this.#deliverSubscription(own, item.jid, 'unsubscribed');
+      }
       await this.#rosters.clear(user);
       await api.archive('offline').delete(user);
     });

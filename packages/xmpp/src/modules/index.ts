@@ -19,7 +19,7 @@ import { vcardAvatar } from './vcard-avatar.js';
 import { version } from './version.js';
 
 export { type AccountOptions, account } from './account.js';
-export { type BlockingOptions, blocking } from './blocking.js';
+export { type BlockingOptions, blocking, type PresenceSubscription, type SubscriptionLookup } from './blocking.js';
 export { type BookmarksOptions, bookmarks } from './bookmarks.js';
 export { type CapsOptions, caps } from './caps.js';
 export { carbons } from './carbons.js';
