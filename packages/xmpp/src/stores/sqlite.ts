@@ -366,6 +366,8 @@ class Checkpointer {
 
   async close(): Promise<void> {
     clearInterval(this.#timer);
+    // Unref'd while it runs (it must not keep a process alive); awaited here, it must keep it alive until it exited.
+    this.#worker.ref();
     this.#worker.postMessage('close');
     await this.#exited;
   }
@@ -498,23 +500,20 @@ class SqliteArchiveStore implements ArchiveStore {
     const backward = query.before !== undefined;
     const bounds = [query.after === undefined ? '' : ' AND seq > @after', query.before ? ' AND seq < @before' : ''].join('');
     const unfiltered = query.with === undefined && query.start === undefined && query.end === undefined && query.ids === undefined;
-    const timeRange = query.with === undefined && query.ids === undefined && !unfiltered;
     const max = pageSize(query.max);
     return this.#storage.run(false, () => {
       const count = unfiltered
         ? this.#storage.statement('SELECT items FROM archive_counts WHERE store = @store AND owner = @owner')
-        : this.#storage.statement(`SELECT count(*) FROM archive WHERE ${filter}`);
+        : this.#storage.statement(`SELECT count(*) FROM archive INDEXED BY ${indexFor(query, true)} WHERE ${filter}`);
       const total = (count.pluck().get(parameters) as number | undefined) ?? 0;
-      // The index a page reads, chosen here rather than by the planner (which, even with statistics, walks
-      // an owner's whole archive in seq order to avoid sorting a small time range):
-      // - ids: the few rows from archive_id, sorted (\`+seq\` keeps the planner off the seq order);
-      // - start/end alone: the time range from archive_time, sorted, when it is small; otherwise the owner's
-      //   items in seq order (archive_owner), whose index holds the time, until the page is full;
-      // - with: archive_with, in seq order; nothing: archive_owner, in seq order.
-      const index = timeRange ? (total <= TIME_RANGE_SORT ? ' INDEXED BY archive_time' : ' INDEXED BY archive_owner') : '';
-      const order = `${query.ids === undefined && !(timeRange && total <= TIME_RANGE_SORT) ? 'seq' : '+seq'} ${backward ? 'DESC' : 'ASC'}`;
+      // The index a page reads is chosen here rather than by the planner, which (without statistics, or even
+      // with them) may walk an owner's whole archive in seq order to avoid sorting a few rows. A time range
+      // alone is read by time and sorted when it is small, otherwise in archive order until the page is full.
+      const small = total <= TIME_RANGE_SORT;
+      const index = indexFor(query, small);
+      const order = `${index === 'archive_id' || index === 'archive_time' ? '+seq' : 'seq'} ${backward ? 'DESC' : 'ASC'}`;
       const page = this.#storage.statement(
-        `SELECT id, "when", "with", xml FROM archive${index} WHERE ${filter}${bounds} ORDER BY ${order} LIMIT @limit`,
+        `SELECT id, "when", "with", xml FROM archive INDEXED BY ${index} WHERE ${filter}${bounds} ORDER BY ${order} LIMIT @limit`,
       );
       const seqOf = this.#storage.statement('SELECT seq FROM archive WHERE store = ? AND owner = ? AND id = ?');
       const seq = (id: string): number => {
@@ -537,7 +536,7 @@ class SqliteArchiveStore implements ArchiveStore {
 
   delete(owner: string, query: Pick<ArchiveQuery, 'ids' | 'with' | 'end'> = {}): Promise<number> {
     const selection = { ids: query.ids, with: query.with, end: query.end };
-    return this.#deleteChunked(`SELECT seq FROM archive WHERE ${filterSql(selection)}`, {
+    return this.#deleteChunked(`SELECT seq FROM archive INDEXED BY ${indexFor(selection, true)} WHERE ${filterSql(selection)}`, {
       store: this.#name,
       owner,
       ...filterParameters(selection),
@@ -550,18 +549,21 @@ class SqliteArchiveStore implements ArchiveStore {
     const cutoff = await this.#storage.run(false, () =>
       this.#storage
         .statement(
-          'SELECT seq FROM archive WHERE store = @store AND owner = @owner AND "with" = @with ORDER BY seq DESC LIMIT 1 OFFSET @keep',
+          'SELECT seq FROM archive INDEXED BY archive_with WHERE store = @store AND owner = @owner AND "with" = @with ORDER BY seq DESC LIMIT 1 OFFSET @keep',
         )
         .pluck()
         .get(parameters),
     );
     if (cutoff === undefined) return 0;
-    return this.#deleteChunked('SELECT seq FROM archive WHERE store = @store AND owner = @owner AND "with" = @with AND seq <= @cutoff', {
-      store: this.#name,
-      owner,
-      with: withValue,
-      cutoff,
-    });
+    return this.#deleteChunked(
+      'SELECT seq FROM archive INDEXED BY archive_with WHERE store = @store AND owner = @owner AND "with" = @with AND seq <= @cutoff',
+      {
+        store: this.#name,
+        owner,
+        with: withValue,
+        cutoff,
+      },
+    );
   }
 
   expire(before: number): Promise<number> {
@@ -588,6 +590,18 @@ class SqliteArchiveStore implements ArchiveStore {
       if (changes < DELETE_CHUNK) return deleted;
     }
   }
+}
+
+/**
+ * The index that serves a query's filters: archive_id for ids, archive_with for a `with`, for a time
+ * range alone archive_time when `small` (read by time, then sorted) or archive_owner (archive order,
+ * the time in the index), archive_owner for none.
+ */
+function indexFor(query: Pick<ArchiveQuery, 'ids' | 'with' | 'start' | 'end'>, small: boolean): string {
+  if (query.ids !== undefined) return 'archive_id';
+  if (query.with !== undefined) return 'archive_with';
+  if ((query.start !== undefined || query.end !== undefined) && small) return 'archive_time';
+  return 'archive_owner';
 }
 
 /** The WHERE clause of a query's filters (named parameters: see {@link filterParameters}). */
