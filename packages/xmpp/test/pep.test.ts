@@ -1,8 +1,11 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { defaultModules, memoryStorage, type XmppServerOptions } from '../src/index.js';
+import { defaultModules, memoryStorage, sqliteStorage, type XmppServerOptions } from '../src/index.js';
 import { type PepOptions, pep } from '../src/modules/pep.js';
 import { befriend, RawClient } from './pep-raw.js';
 import { start } from './support.js';
@@ -317,16 +320,70 @@ describe('PEP (XEP-0163)', () => {
     expect(gone).toContain('<item-not-found');
   });
 
-  it('keeps PEP data across a server restart on the same storage', async () => {
-    const storage = memoryStorage();
-    const first = await start({ server: { storage, modules: modules() } });
-    const juliet = await login(first.port, 'juliet');
-    await juliet.iq('set', publishNick('Durable'));
-    juliet.close();
-    await first.service.stop();
-    const second = await start({ server: { storage, modules: modules() } });
-    const again = await login(second.port, 'juliet');
-    expect(await again.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'/></pubsub>`)).toContain('>Durable</nick>');
+  it('keeps nodes, items and their configuration across a restart on the SQLite file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'portbind-pep-'));
+    try {
+      const file = join(dir, 'xmpp.sqlite');
+      const first = await start({ server: { storage: sqliteStorage({ file }), modules: modules() } });
+      const juliet = await login(first.port, 'juliet');
+      await juliet.iq('set', publishNick('Durable', publishOptions({ 'pubsub#access_model': 'open' })));
+      // Same item ids on two nodes (avatar data and metadata share the hash) stay apart.
+      await juliet.iq(
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:a'><item id='same'><a xmlns='urn:example:a'/></item></publish></pubsub>`,
+      );
+      await juliet.iq(
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:b'><item id='same'><b xmlns='urn:example:b'/></item></publish></pubsub>`,
+      );
+      juliet.close();
+      await first.service.stop();
+      const second = await start({ server: { storage: sqliteStorage({ file }), modules: modules() } });
+      const again = await login(second.port, 'juliet');
+      expect(await again.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'/></pubsub>`)).toContain('>Durable</nick>');
+      expect(await again.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:a'/></pubsub>`)).toContain(
+        "<item id='same'><a xmlns='urn:example:a'/></item>",
+      );
+      expect(await again.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:b'/></pubsub>`)).toContain(
+        "<item id='same'><b xmlns='urn:example:b'/></item>",
+      );
+      const config = await again.iq('get', `<pubsub xmlns='${PUBSUB}#owner'><configure node='${NICK}'/></pubsub>`);
+      expect(config).toMatch(/var='pubsub#access_model'[^>]*>(<[^>]*>)*?<value>open<\/value>/);
+      again.close();
+      await second.service.stop();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('carries OMEMO device lists and bundles (XEP-0384): open access for anyone, several bundles with max_items max', async () => {
+    const { port } = await start({ server: { storage: memoryStorage(), modules: modules() }, accounts: { nurse: 'nurse' } });
+    const juliet = await login(port, 'juliet');
+    const open = publishOptions({ 'pubsub#access_model': 'open', 'pubsub#max_items': 'max' });
+    const devices = await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><publish node='urn:xmpp:omemo:2:devices'><item id='current'><devices xmlns='urn:xmpp:omemo:2'><device id='12345'/><device id='4223'/></devices></item></publish>${open}</pubsub>`,
+    );
+    expect(devices).toMatch(/type='result'/);
+    for (const id of ['12345', '4223']) {
+      const bundle = await juliet.iq(
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='urn:xmpp:omemo:2:bundles'><item id='${id}'><bundle xmlns='urn:xmpp:omemo:2'><spk id='0'>c3BrMA==</spk></bundle></item></publish>${open}</pubsub>`,
+      );
+      expect(bundle).toMatch(/type='result'/);
+    }
+    // The nurse shares no presence with Juliet and still starts a session with her.
+    const nurse = await login(port, 'nurse');
+    expect(
+      await nurse.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='urn:xmpp:omemo:2:devices'/></pubsub>`, 'juliet@localhost'),
+    ).toContain("<device id='12345'/><device id='4223'/>");
+    const bundles = await nurse.iq(
+      'get',
+      `<pubsub xmlns='${PUBSUB}'><items node='urn:xmpp:omemo:2:bundles'/></pubsub>`,
+      'juliet@localhost',
+    );
+    expect(bundles).toContain("<item id='12345'>");
+    expect(bundles).toContain("<item id='4223'>");
   });
 });
 
