@@ -400,6 +400,8 @@ export function pep(options: PepOptions = {}): XmppModule {
       api.hook('presence/full', directedPresence, 40);
 
       api.hook('account/deleted', async ({ user }) => {
+        seen.delete(user);
+        for (const sent of delivered.values()) sent.delete(user);
         await service.deleteOwner(user);
       });
 
@@ -448,7 +450,8 @@ export function pep(options: PepOptions = {}): XmppModule {
         const type = iq.attr('type');
         const [action, ...rest] = context.payload.getChildren().filter((child) => child.xmlns === NS_PUBSUB);
         if (action === undefined) throw new StanzaErrorException('bad-request', 'no PubSub action');
-        if (!(await api.userExists(user))) throw new StanzaErrorException('item-not-found');
+        // RFC 6121 §8.5.1: no such account.
+        if (!context.self && !(await api.userExists(user))) throw new StanzaErrorException('service-unavailable');
 
         if (type === 'get') {
           switch (action.local) {

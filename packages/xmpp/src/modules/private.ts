@@ -14,7 +14,7 @@ import { StanzaErrorException } from '../stanza-error.js';
 export interface PrivateOptions {
   /** Largest stored element (serialized, bytes); past it `<not-acceptable/>`. Default 64 KiB. */
   maxItemBytes?: number;
-  /** Total stored per account (bytes); past it `<resource-constraint/>`... as `<not-acceptable/>` with a text. Default 1 MiB. */
+  /** Total stored per account (bytes); past it `<not-acceptable/>`. Default 1 MiB. */
   maxTotalBytes?: number;
   /** Elements stored per account. Default 100. */
   maxItems?: number;
@@ -107,14 +107,9 @@ export function privateStorage(options: PrivateOptions = {}): XmppModule {
       api.iq({ xmlns: NS_PRIVATE, element: 'query', to: 'self' }, async (iq, context) => {
         const user = context.to.local;
         const elements = context.payload.getChildren();
-        // §3: exactly one child on a get; at least one on a set; never in jabber:* or x namespaces of the protocol itself.
+        // §3: exactly one child on a get, at least one on a set; the reserved namespaces (jabber:*, vcard-temp) refused.
         for (const element of elements) {
-          if (
-            element.xmlns === '' ||
-            element.xmlns === NS_PRIVATE ||
-            element.xmlns.startsWith('jabber:') ||
-            element.xmlns === 'jabber:client'
-          ) {
+          if (element.xmlns === '' || element.xmlns.startsWith('jabber:') || element.xmlns === 'vcard-temp') {
             throw new StanzaErrorException('not-acceptable', `the namespace ${element.xmlns || '(none)'} is reserved`);
           }
         }
