@@ -122,4 +122,47 @@ describe('bookmarks (XEP-0402 with #compat)', () => {
     );
     juliet.close();
   });
+
+  it('keeps a legacy PEP node (XEP-0048 §3.3, #compat-pep) and the XEP-0402 node equal both ways', async () => {
+    const { port } = await server();
+    const juliet = await RawClient.login(port, 'juliet', 'balcony');
+    const privateOptions =
+      "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>" +
+      "<field var='pubsub#persist_items'><value>1</value></field><field var='pubsub#access_model'><value>whitelist</value></field></x></publish-options>";
+    const publish2 = (jid: string, name: string) =>
+      juliet.iq(
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='${BOOKMARKS}'><item id='${jid}'><conference xmlns='${BOOKMARKS}' name='${name}'/></item></publish></pubsub>`,
+      );
+    const publishLegacy = (jids: string[]) =>
+      juliet.iq(
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='storage:bookmarks'><item id='current'><storage xmlns='storage:bookmarks'>${jids
+          .map((jid) => `<conference jid='${jid}' autojoin='true'><nick>JC</nick></conference>`)
+          .join('')}</storage></item></publish>${privateOptions}</pubsub>`,
+      );
+    const ids = async (): Promise<string[]> => {
+      const items = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${BOOKMARKS}'/></pubsub>`);
+      return [...items.matchAll(/<item id='([^']+)'/g)].map((match) => match[1] as string).sort();
+    };
+    const legacyJids = async (): Promise<string[]> => {
+      const items = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='storage:bookmarks'/></pubsub>`);
+      return [...items.matchAll(/<conference jid='([^']+)'/g)].map((match) => match[1] as string).sort();
+    };
+    expect(await publish2('a@chat.example', 'A')).toMatch(/type='result'/);
+    // The first legacy publish adds to what XEP-0402 clients stored (it could not see it).
+    expect(await publishLegacy(['b@chat.example'])).toMatch(/type='result'/);
+    expect(await ids()).toEqual(['a@chat.example', 'b@chat.example']);
+    expect(await legacyJids()).toEqual(['a@chat.example', 'b@chat.example']);
+    // An XEP-0402 publish shows in the legacy node.
+    await publish2('c@chat.example', 'C');
+    expect(await legacyJids()).toEqual(['a@chat.example', 'b@chat.example', 'c@chat.example']);
+    // A later legacy publish is the whole list.
+    await publishLegacy(['a@chat.example']);
+    expect(await ids()).toEqual(['a@chat.example']);
+    expect(await legacyJids()).toEqual(['a@chat.example']);
+    const info = await juliet.iq('get', "<query xmlns='http://jabber.org/protocol/disco#info'/>", 'juliet@localhost');
+    expect(info).toContain(`var='${BOOKMARKS}#compat-pep'`);
+    juliet.close();
+  });
 });

@@ -406,6 +406,8 @@ describe('slixmpp (Debian python3-slixmpp: xep_0163, xep_0084, xep_0172, xep_004
         ['council@chat.example', 'The Council', 'JC', true],
         ['orchard@chat.example', 'Orchard', 'Juliet', false],
       ],
+      afterPep: ['balcony@chat.example', 'council@chat.example', 'orchard@chat.example'],
+      legacyPep: ['balcony@chat.example', 'council@chat.example', 'orchard@chat.example'],
     });
   }, 120_000);
 });

@@ -1,7 +1,9 @@
-// Bookmarks (XEP-0402 v1.1 `urn:xmpp:bookmarks:1`, with `#compat`): the PEP node is the one
-// copy; clients still on XEP-0048 reading or writing `<storage xmlns='storage:bookmarks'/>` in
-// private storage (XEP-0049) see and change that node — a legacy write becomes publishes and
-// retractions (so XEP-0402 clients are notified), a legacy read is built from the node's items.
+// Bookmarks (XEP-0402 v1.1 `urn:xmpp:bookmarks:1`, with `#compat` and `#compat-pep`): the PEP
+// node is the reference; clients still on XEP-0048 reading or writing `<storage xmlns='storage:bookmarks'/>`
+// in private storage (XEP-0049) see and change that node — a legacy write becomes publishes and
+// retractions (so XEP-0402 clients are notified), a legacy read is built from the node's items —
+// and a legacy PEP node `storage:bookmarks` (XEP-0048 §3.3), when a client made one, is kept equal
+// to it both ways.
 
 import { type XmlElement, xml } from '../element.js';
 import { Jid } from '../jid.js';
@@ -75,43 +77,101 @@ export function bookmarks(options: BookmarksOptions = {}): XmppModule {
         return found;
       };
 
+      /** The bookmarks as a legacy `<storage/>` (XEP-0048 §3), from the XEP-0402 node. */
+      const legacyStorage = async (user: string): Promise<XmlElement> => {
+        const storage = xml('storage', { xmlns: NS_BOOKMARKS_LEGACY });
+        for (const item of await pep().service.items(user, NS_BOOKMARKS2)) {
+          if (item.payload?.local !== 'conference' || item.payload.xmlns !== NS_BOOKMARKS2) continue;
+          storage.append(conferenceToLegacy(item.id, item.payload));
+        }
+        return storage;
+      };
+
+      /** Accounts whose bookmarks are being synchronised (their own publishes are not echoed back). */
+      const syncing = new Set<string>();
+
+      /** Mirror the XEP-0402 node into the legacy PEP node (`storage:bookmarks`, XEP-0048 §3.3) when one exists. */
+      const mirrorToLegacyPep = async (user: string): Promise<void> => {
+        const service = pep();
+        if ((await service.service.node(user, NS_BOOKMARKS_LEGACY)) === undefined) return;
+        await service.publish(user, NS_BOOKMARKS_LEGACY, xml('item', { id: 'current' }, await legacyStorage(user)));
+      };
+
+      /** A legacy `<storage/>` written (private storage or the legacy PEP node): the XEP-0402 node follows. */
+      const applyLegacy = async (user: string, storage: XmlElement, merge = false): Promise<void> => {
+        const service = pep();
+        const wanted = new Map<string, XmlElement>();
+        for (const legacy of storage.getChildren('conference')) {
+          const converted = conferenceFromLegacy(legacy);
+          if (converted === undefined) throw new StanzaErrorException('bad-request', `'${legacy.attr('jid') ?? ''}' is not a room's JID`);
+          wanted.set(converted.jid, converted.conference);
+        }
+        if (wanted.size > maxBookmarks) throw new StanzaErrorException('not-acceptable', `at most ${maxBookmarks} bookmarks`);
+        const node = await service.service.node(user, NS_BOOKMARKS2);
+        const current = node === undefined ? [] : await service.service.items(user, NS_BOOKMARKS2);
+        const currentById = new Map(current.map((item) => [item.id, item.payload?.toString()]));
+        // The node keeps every bookmark (max_items 'max') whatever its earlier configuration.
+        const maxItems = service.service.limits.maxItemsPerNode;
+        if (node !== undefined && node.config.maxItems < maxItems) await service.service.configure(user, NS_BOOKMARKS2, { maxItems });
+        for (const [jid, conference] of wanted) {
+          if (currentById.get(jid) === conference.toString()) continue;
+          await service.publish(user, NS_BOOKMARKS2, xml('item', { id: jid }, conference), {
+            config: { ...BOOKMARKS_NODE_CONFIG, maxItems },
+          });
+        }
+        const gone = merge ? [] : current.map((item) => item.id).filter((id) => !wanted.has(id));
+        if (gone.length > 0) await service.retract(user, NS_BOOKMARKS2, gone, true);
+      };
+
+      const synchronised = async (user: string, run: () => Promise<void>): Promise<void> => {
+        syncing.add(user);
+        try {
+          await run();
+        } finally {
+          syncing.delete(user);
+        }
+      };
+
       privateStorageHandler(api.server, NS_BOOKMARKS_LEGACY, {
-        async get(user) {
-          const storage = xml('storage', { xmlns: NS_BOOKMARKS_LEGACY });
-          for (const item of await pep().service.items(user, NS_BOOKMARKS2)) {
-            if (item.payload?.local !== 'conference' || item.payload.xmlns !== NS_BOOKMARKS2) continue;
-            storage.append(conferenceToLegacy(item.id, item.payload));
-          }
-          return storage;
-        },
-        async set(user, storage) {
-          const service = pep();
-          const wanted = new Map<string, XmlElement>();
-          for (const legacy of storage.getChildren('conference')) {
-            const converted = conferenceFromLegacy(legacy);
-            if (converted === undefined) throw new StanzaErrorException('bad-request', `'${legacy.attr('jid') ?? ''}' is not a room's JID`);
-            wanted.set(converted.jid, converted.conference);
-          }
-          if (wanted.size > maxBookmarks) throw new StanzaErrorException('not-acceptable', `at most ${maxBookmarks} bookmarks`);
-          const node = await service.service.node(user, NS_BOOKMARKS2);
-          const current = node === undefined ? [] : await service.service.items(user, NS_BOOKMARKS2);
-          const currentById = new Map(current.map((item) => [item.id, item.payload?.toString()]));
-          // The node keeps every bookmark (max_items 'max') whatever its earlier configuration.
-          if (node !== undefined && node.config.maxItems < service.service.limits.maxItemsPerNode) {
-            await service.service.configure(user, NS_BOOKMARKS2, { maxItems: service.service.limits.maxItemsPerNode });
-          }
-          for (const [jid, conference] of wanted) {
-            const item = xml('item', { id: jid }, conference);
-            if (currentById.get(jid) === conference.toString()) continue;
-            await service.publish(user, NS_BOOKMARKS2, item, {
-              config: { ...BOOKMARKS_NODE_CONFIG, maxItems: service.service.limits.maxItemsPerNode },
-            });
-          }
-          const gone = current.map((item) => item.id).filter((id) => !wanted.has(id));
-          if (gone.length > 0) await service.retract(user, NS_BOOKMARKS2, gone, true);
-        },
+        get: (user) => legacyStorage(user),
+        set: (user, storage) =>
+          synchronised(user, async () => {
+            await applyLegacy(user, storage);
+            await mirrorToLegacyPep(user);
+          }),
       });
 
+      // The legacy PEP node (#compat-pep) and the XEP-0402 node kept equal both ways.
+      let listening = false;
+      const listen = (): void => {
+        const service = pepOf(api.server);
+        if (listening || service === undefined) return;
+        listening = true;
+        service.onPublish(async ({ user, node, item, created }) => {
+          if (syncing.has(user)) return;
+          if (node.name === NS_BOOKMARKS_LEGACY) {
+            const storage = item.payload;
+            if (storage?.local !== 'storage' || storage.xmlns !== NS_BOOKMARKS_LEGACY) return;
+            // The first legacy publish was written without seeing the XEP-0402 bookmarks (there was no
+            // legacy node to read): it adds to them; later ones are the whole list. Either way the
+            // legacy node then holds all of them.
+            await synchronised(user, async () => {
+              await applyLegacy(user, storage, created);
+              if (created) await mirrorToLegacyPep(user);
+            });
+          } else if (node.name === NS_BOOKMARKS2) {
+            await synchronised(user, () => mirrorToLegacyPep(user));
+          }
+        });
+        service.onRetract(async ({ user, node }) => {
+          if (!syncing.has(user) && node.name === NS_BOOKMARKS2) await synchronised(user, () => mirrorToLegacyPep(user));
+        });
+      };
+      api.hook('session/authenticated', () => {
+        listen();
+      });
+
+      api.discoFeature(`${NS_BOOKMARKS2}#compat-pep`, 'account');
       api.discoFeature(`${NS_BOOKMARKS2}#compat`, 'account');
     },
   };

@@ -57,6 +57,8 @@ export interface PepPublishEvent {
   readonly user: string;
   readonly node: StoredNode;
   readonly item: PubSubItem;
+  /** This publish created the node. */
+  readonly created: boolean;
 }
 
 export interface PepRetractEvent {
@@ -239,14 +241,14 @@ export function pep(options: PepOptions = {}): XmppModule {
           payload ? item.payload : undefined,
         );
 
-      const notifyPublished = async (user: string, node: StoredNode, item: PubSubItem): Promise<void> => {
+      const notifyPublished = async (user: string, node: StoredNode, item: PubSubItem, created: boolean): Promise<void> => {
         if (node.config.deliverNotifications) {
           const event = xml('items', { node: node.name }, itemElement(item, node.config, node.config.deliverPayloads));
           for (const jid of await recipients(user, node)) send(user, jid, event);
         }
         for (const listener of publishListeners) {
           try {
-            await listener({ user, node, item });
+            await listener({ user, node, item, created });
           } catch (error) {
             api.logger.error({ err: error, user, node: node.name }, 'pep publish listener failed');
           }
@@ -414,7 +416,7 @@ export function pep(options: PepOptions = {}): XmppModule {
         publishOptions: { config?: Partial<NodeConfig>; preconditions?: boolean } = {},
       ): Promise<PublishOutcome> => {
         const outcome = await service.publish(user, name, item, bareOf(user), publishOptions);
-        await notifyPublished(user, outcome.node, outcome.item);
+        await notifyPublished(user, outcome.node, outcome.item, outcome.created);
         return outcome;
       };
 

@@ -2,7 +2,8 @@
 contact whose caps (xep_0115) say +notify, receives as notifications; a second resource of
 romeo's gets the last items when it comes online; the avatar shows in juliet's vCard (xep_0054,
 XEP-0398) and her presence (XEP-0153); bookmarks written with xep_0048 in private storage
-(xep_0049) are read back as XEP-0402 items, and an XEP-0402 item is read back with xep_0048.
+(xep_0049) are read back as XEP-0402 items, an XEP-0402 item is read back with xep_0048, and
+xep_0048 through PEP (xep_0223) joins them.
 
 Usage: /usr/bin/python3 pep.py HOST PORT — prints one JSON line describing what happened.
 """
@@ -143,6 +144,18 @@ async def main():
     result['legacy'] = sorted(
         (str(conf['jid']), conf['name'], conf['nick'], bool(conf['autojoin']))
         for conf in read['private']['bookmarks']['conferences']
+    )
+
+    # XEP-0048 through PEP (xep_0223, #compat-pep): the first legacy publish adds to the others,
+    # and reads back the same both ways.
+    through_pep = Bookmarks()
+    through_pep.add_conference('balcony@chat.example', 'JC', name='Balcony', autojoin=True)
+    await juliet['xep_0048'].set_bookmarks(through_pep, method='xep_0223', timeout=10)
+    read = await juliet['xep_0048'].get_bookmarks(method='xep_0049', timeout=10)
+    result['afterPep'] = sorted(str(conf['jid']) for conf in read['private']['bookmarks']['conferences'])
+    read = await juliet['xep_0048'].get_bookmarks(method='xep_0223', timeout=10)
+    result['legacyPep'] = sorted(
+        str(conf['jid']) for conf in read['pubsub']['items']['item']['bookmarks']['conferences']
     )
 
     for client in (juliet, romeo, laptop):

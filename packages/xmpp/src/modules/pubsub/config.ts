@@ -174,8 +174,9 @@ export function requestedConfig(
 ): Partial<NodeConfig> {
   const changes: Partial<NodeConfig> = {};
   const bool = (name: FieldName): boolean | undefined => {
-    const value = form.value(name);
+    const value = form.value(name)?.toLowerCase();
     if (value === undefined) return undefined;
+    // 'True' as some libraries write it (slixmpp's xep_0223) is taken for what it means.
     if (value === '1' || value === 'true') return true;
     if (value === '0' || value === 'false') return false;
     throw invalid(`${name} is not a boolean`);
