@@ -1,7 +1,8 @@
 import { type Element, xml } from '@xmpp/client';
 import { describe, expect, it } from 'vitest';
+import { readUntil } from '../../../test/support/net.js';
 import { StanzaErrorException, xml as serverXml } from '../src/index.js';
-import { login, start } from './support.js';
+import { login, rawLogin, start } from './support.js';
 
 // Handler hooks, IQ handlers and disco features, vCard-temp (XEP-0054) and carbons (XEP-0280),
 // with a real client (@xmpp/client).
@@ -73,6 +74,23 @@ describe('vCard-temp (XEP-0054)', () => {
     });
     const empty = await juliet.xmpp.iqCaller.get(xml('vCard', { xmlns: 'vcard-temp' }), 'romeo@localhost');
     expect(empty.children).toEqual([]);
+  });
+
+  it('refuses a vCard over the size limit with <not-acceptable/> over a raw stream; the stored card and the stream stay', async () => {
+    const { port } = await start();
+    const socket = await rawLogin(port, 'juliet', 'balcony');
+    socket.write("<iq type='set' id='small'><vCard xmlns='vcard-temp'><FN>Juliet</FN></vCard></iq>");
+    await readUntil(socket, /id='small'/);
+    // 70 KB of text in one field: over the default 64 KiB, under the 256 KiB stanza limit.
+    socket.write(`<iq type='set' id='big'><vCard xmlns='vcard-temp'><DESC>${'x'.repeat(70_000)}</DESC></vCard></iq>`);
+    const answer = await readUntil(socket, /id='big'[\s\S]*<\/iq>/);
+    expect(answer).toMatch(/type='error'/);
+    expect(answer).toContain("<not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>");
+    socket.write("<iq type='get' id='read'><vCard xmlns='vcard-temp'/></iq>");
+    const card = await readUntil(socket, /id='read'[\s\S]*<\/iq>/);
+    expect(card).toContain('<FN>Juliet</FN>');
+    expect(card).not.toContain('xxxx');
+    socket.destroy();
   });
 });
 
