@@ -85,6 +85,49 @@ describe('PEP (XEP-0163)', () => {
     expect(await romeo.iq('get', "<ping xmlns='urn:xmpp:ping'/>")).toMatch(/type='result'/);
   });
 
+  it('answers malformed PubSub requests with their errors and keeps the stream', async () => {
+    const { port } = await server();
+    const juliet = await login(port, 'juliet');
+    await juliet.iq('set', publishNick('Jules'));
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish><item><x xmlns='urn:example:x'/></item></publish></pubsub>`,
+        /<bad-request[\s\S]*<nodeid-required/,
+      ],
+      ['set', `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:x'/></pubsub>`, /<bad-request[\s\S]*<item-required/],
+      ['set', `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:x'><item/></publish></pubsub>`, /<bad-request[\s\S]*<item-required/],
+      [
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:x'><item><a xmlns='urn:example:x'/><b xmlns='urn:example:x'/></item></publish></pubsub>`,
+        /<bad-request[\s\S]*<invalid-payload/,
+      ],
+      [
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><publish node='has space'><item><x xmlns='urn:example:x'/></item></publish></pubsub>`,
+        /<not-acceptable/,
+      ],
+      ['get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}' max_items='-1'/></pubsub>`, /<bad-request/],
+      ['get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:none'/></pubsub>`, /<item-not-found/],
+      ['set', `<pubsub xmlns='${PUBSUB}'><retract node='urn:example:none'><item id='x'/></retract></pubsub>`, /<item-not-found/],
+      ['set', `<pubsub xmlns='${PUBSUB}'/>`, /<bad-request/],
+      [
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><subscribe node='${NICK}' jid='juliet@localhost'/></pubsub>`,
+        /<feature-not-implemented[\s\S]*<unsupported[^>]*feature='subscribe'/,
+      ],
+      ['set', `<pubsub xmlns='${PUBSUB}#owner'><configure node='urn:example:none'/></pubsub>`, /<item-not-found/],
+    ];
+    for (const [type, payload, expected] of cases) {
+      const answer = await juliet.iq(type as 'get' | 'set', payload);
+      expect(answer, payload).toMatch(/type='error'/);
+      expect(answer, payload).toMatch(expected);
+    }
+    const nobody = await juliet.iq('get', `<pubsub xmlns='${PUBSUB}'><items node='${NICK}'/></pubsub>`, 'nobody@localhost');
+    expect(nobody).toContain('<service-unavailable');
+    expect(await juliet.iq('get', "<ping xmlns='urn:xmpp:ping'/>")).toMatch(/type='result'/);
+  });
+
   it('answers a 10 MB item with <not-acceptable/> + <payload-too-big/> when the stanza limit lets it through', async () => {
     // Neither the stanza limit nor the reading rate limit stops it first.
     const { port } = await server({ server: { maxStanzaSize: 16 * 1024 * 1024, rateLimit: { bytesPerSecond: 0 } } });
