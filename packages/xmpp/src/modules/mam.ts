@@ -24,7 +24,7 @@ export type MamDefaultPolicy = 'always' | 'never' | 'roster';
 export interface MamOptions {
   /** Days an archived message is kept; `null` keeps them forever. Default 365. */
   retentionDays?: number | null;
-  /** How often expired messages are deleted, in ms. Default one hour. */
+  /** How often expired messages are deleted, in ms (the first pass runs within a minute of start). Default one hour. */
   expireIntervalMs?: number;
   /** The default policy of accounts that set no preferences. Default `'always'` (archiving on). */
   defaultPolicy?: MamDefaultPolicy;
@@ -66,6 +66,8 @@ interface MamPrefs {
 const CACHE_SIZE = 10_000;
 const POLICIES: ReadonlySet<string> = new Set(['always', 'never', 'roster']);
 const DAY_MS = 86_400_000;
+/** The first expiry pass after start, at the latest. */
+const FIRST_EXPIRY_MS = 60_000;
 /** JIDs in one always/never list at most. */
 const MAX_PREF_JIDS = 1000;
 /** The longest `queryid` echoed back. */
@@ -312,8 +314,13 @@ export function mam(options: MamOptions = {}): MamModule {
       });
 
       if (retentionDays !== null) {
+        // A first pass soon after start (a server restarted more often than the interval still
+        // expires), then one per interval; never two at once.
         let running = false;
-        const timer = setInterval(() => {
+        let timer: NodeJS.Timeout | undefined;
+        const pass = (): void => {
+          timer = setTimeout(pass, expireIntervalMs);
+          timer.unref();
           if (running) return;
           running = true;
           expire()
@@ -324,9 +331,10 @@ export function mam(options: MamOptions = {}): MamModule {
             .finally(() => {
               running = false;
             });
-        }, expireIntervalMs);
+        };
+        timer = setTimeout(pass, Math.min(expireIntervalMs, FIRST_EXPIRY_MS));
         timer.unref();
-        api.onStop(() => clearInterval(timer));
+        api.onStop(() => clearTimeout(timer));
       }
     },
   };
