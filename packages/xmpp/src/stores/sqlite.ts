@@ -39,6 +39,12 @@ export interface SqliteStorageOptions {
   file: string;
   /** PBKDF2 rounds for new credentials. Default 4096. */
   iterations?: number;
+  /**
+   * Bytes of database pages this connection keeps in memory (`PRAGMA cache_size`). Default 32 MiB: an
+   * archive's indexes are touched all over (a trim or a delete of one conversation reaches pages across the
+   * whole file), and SQLite's default of 2 MB then reads most pages from the operating system again.
+   */
+  cacheSize?: number;
   /** How long a write waits for another connection's lock before failing (`PRAGMA busy_timeout`), ms. Default 5000. */
   busyTimeout?: number;
   /**
@@ -56,12 +62,12 @@ export interface SqliteStorageOptions {
   quickCheck?: boolean;
   /**
    * Copy the WAL back into the database file (a checkpoint, which fsyncs) on a worker thread with its own
-   * connection, every `checkpointInterval` ms after writes, so the event loop does not wait for the disk.
+   * connection, after commits, at most every `checkpointInterval` ms, so the event loop does not wait for the disk.
    * Default true. False: SQLite checkpoints on the event loop after the commit that makes the WAL pass
    * 1000 pages (4 MB), as it does by default.
    */
   checkpointWorker?: boolean;
-  /** Default 200 ms. */
+  /** Least time between two checkpoints of the worker. Default 20 ms. */
   checkpointInterval?: number;
 }
 
@@ -149,6 +155,7 @@ class SqliteStorage implements XmppStorage {
     this.#batch = options.batch ?? true;
     this.#maxBatch = positiveInteger('maxBatch', options.maxBatch, 1000);
     const busyTimeout = positiveInteger('busyTimeout', options.busyTimeout, 5000);
+    const cacheSize = positiveInteger('cacheSize', options.cacheSize, 32 * 1024 * 1024);
     if (!memory) {
       try {
         mkdirSync(dirname(file), { recursive: true });
@@ -171,6 +178,7 @@ class SqliteStorage implements XmppStorage {
       // before it may be rolled back (the file stays consistent, never corrupt). FULL would fsync every
       // commit, at the cost of a disk flush per batch.
       db.pragma('synchronous = NORMAL');
+      db.pragma(`cache_size = ${-Math.ceil(cacheSize / 1024)}`);
       db.pragma('foreign_keys = OFF');
       migrate(db, file);
       // Reading the header and schema proves the file is a database, not that it can be written (SQLite
@@ -192,12 +200,12 @@ class SqliteStorage implements XmppStorage {
     }
     this.#db = db;
     if (!memory && (options.checkpointWorker ?? true)) {
-      // The worker does the checkpoints; this connection does one only if the WAL passes 64 MB (the
+      // The worker does the checkpoints; this connection does one only if the WAL passes 16 MB (the
       // worker cannot keep up, or a checkpoint never catches up with continuous writes). After a
       // checkpoint the WAL file is truncated to 64 MB, not left at its largest.
-      db.pragma('wal_autocheckpoint = 16384');
+      db.pragma('wal_autocheckpoint = 4096');
       db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
-      this.#checkpointer = new Checkpointer(file, busyTimeout, positiveInteger('checkpointInterval', options.checkpointInterval, 200));
+      this.#checkpointer = new Checkpointer(file, busyTimeout, positiveInteger('checkpointInterval', options.checkpointInterval, 20));
     }
     this.#begin = db.prepare('BEGIN IMMEDIATE');
     this.#commit = db.prepare('COMMIT');
@@ -316,59 +324,64 @@ class SqliteStorage implements XmppStorage {
   }
 }
 
-/** The checkpointing worker's program: its own connection to the file; a PASSIVE checkpoint per message. */
+/**
+ * The checkpointing worker's program: its own connection to the file, and a loop that runs a PASSIVE
+ * checkpoint (copy what it can, never wait for the writer or readers) whenever the main thread committed
+ * since the last one, at most every `interval` ms. `state[0]` counts commits, `state[1]` asks it to stop:
+ * shared memory, so the main thread signals a commit with one atomic add, no message.
+ */
 const CHECKPOINTER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
+const { workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
+const state = new Int32Array(workerData.state);
 const db = new Database(workerData.file, { fileMustExist: true });
 db.pragma('busy_timeout = ' + workerData.busyTimeout);
-parentPort.on('message', (message) => {
-  if (message === 'close') {
-    db.close();
-    parentPort.close();
-    return;
+while (Atomics.load(state, 1) === 0) {
+  if (Atomics.exchange(state, 0, 0) === 0) {
+    Atomics.wait(state, 0, 0, 1000);
+    continue;
   }
   try {
-    // PASSIVE: copies what it can without waiting for the writer or readers; never blocks them.
     db.pragma('wal_checkpoint(PASSIVE)');
   } catch {
-    // Busy or failed: the next one, or the main connection's fallback at 64 MB, does it.
+    // Busy or failed: the next one does it, or the main connection's own checkpoint at its limit.
   }
-});
+  Atomics.wait(state, 1, 0, workerData.interval);
+}
+db.close();
 `;
 
-/** Runs checkpoints on a worker thread, at most every `interval` ms and only after writes. */
+/** Checkpoints on a worker thread, after commits, at most every `interval` ms. */
 class Checkpointer {
   readonly #worker: Worker;
-  readonly #timer: NodeJS.Timeout;
-  #dirty = false;
+  readonly #state = new Int32Array(new SharedArrayBuffer(8));
   readonly #exited: Promise<void>;
 
   constructor(file: string, busyTimeout: number, interval: number) {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.#worker = new Worker(CHECKPOINTER_SOURCE, { eval: true, workerData: { file, busyTimeout, driver } });
+    this.#worker = new Worker(CHECKPOINTER_SOURCE, {
+      eval: true,
+      workerData: { file, busyTimeout, interval, driver, state: this.#state.buffer },
+    });
+    // It must not keep a process alive that forgot to close its storage.
     this.#worker.unref();
     this.#exited = new Promise((resolve) => {
       this.#worker.once('exit', () => resolve());
       this.#worker.once('error', () => resolve());
     });
-    this.#timer = setInterval(() => {
-      if (!this.#dirty) return;
-      this.#dirty = false;
-      this.#worker.postMessage('checkpoint');
-    }, interval);
-    this.#timer.unref();
   }
 
+  /** After a commit: wakes the worker if it sleeps. */
   written(): void {
-    this.#dirty = true;
+    if (Atomics.add(this.#state, 0, 1) === 0) Atomics.notify(this.#state, 0);
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#timer);
-    // Unref'd while it runs (it must not keep a process alive); awaited here, it must keep it alive until it exited.
+    // Awaited here, it must keep the process alive until it exited.
     this.#worker.ref();
-    this.#worker.postMessage('close');
+    Atomics.store(this.#state, 1, 1);
+    Atomics.notify(this.#state, 1);
+    Atomics.notify(this.#state, 0);
     await this.#exited;
   }
 }
@@ -474,8 +487,8 @@ interface ArchiveRow {
 /** A time range with at most this many items is read by time and sorted; a larger one in archive order. */
 const TIME_RANGE_SORT = 2000;
 
-/** Rows a chunk of a large delete removes at most; other operations run between chunks. */
-const DELETE_CHUNK = 500;
+/** Rows one operation of a large delete removes at most. */
+const DELETE_CHUNK = 100;
 
 class SqliteArchiveStore implements ArchiveStore {
   readonly #storage: SqliteStorage;
@@ -577,9 +590,11 @@ class SqliteArchiveStore implements ArchiveStore {
   }
 
   /**
-   * Deletes the rows whose seq `select` returns, DELETE_CHUNK at a time, each chunk its own operation: deleting an
-   * account's 100,000 items does not hold the event loop for a second. Not atomic: a crash between
-   * chunks leaves the rest, which the same call deletes again.
+   * Deletes the rows whose seq `select` returns, DELETE_CHUNK rows per operation (and commit), other
+   * operations running in between: deleting an account's 100,000 items, or a conversation's rows spread
+   * over the whole file, does not hold the event loop (a commit writes every page it changed to the WAL:
+   * rows spread out change a page each, in the table and in each index). Not atomic: a crash between
+   * operations leaves the rest, which the same call deletes again.
    */
   async #deleteChunked(select: string, parameters: Record<string, unknown>): Promise<number> {
     const sql = `DELETE FROM archive WHERE seq IN (${select} LIMIT ${DELETE_CHUNK})`;
