@@ -8,7 +8,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { defaultModules, memoryStorage, sqliteStorage, type XmppStorage, xml } from '../src/index.js';
 import type { ModuleApi, XmppModule } from '../src/module.js';
 import { account } from '../src/modules/account.js';
+import { buildDataForm, DataFormError, parseDataForm, parseSubmittedForm } from '../src/modules/data-form.js';
 import { type MamOptions, mam } from '../src/modules/mam.js';
+import { buildRsmAnswer, parseRsm } from '../src/modules/rsm.js';
+import { parseXml } from '../src/parse.js';
 import { rawLogin, start } from './support.js';
 
 // Message archive (XEP-0313) with RSM paging (XEP-0059) and stanza ids (XEP-0359): slixmpp's
@@ -681,3 +684,87 @@ function bind(store: ReturnType<XmppStorage['archive']>): ReturnType<XmppStorage
     expire: store.expire.bind(store),
   };
 }
+
+describe('data forms (XEP-0004) and result set management (XEP-0059)', () => {
+  const parse = (text: string) => parseXml(text) as NonNullable<ReturnType<typeof parseXml>>;
+  const submitted = (fields: string, type = 'submit') => parse(`<x xmlns='jabber:x:data' type='${type}'>${fields}</x>`);
+  const FORM_TYPE = "<field var='FORM_TYPE' type='hidden'><value>urn:example:form</value></field>";
+
+  it('parses a submitted form: FORM_TYPE, values, booleans, JIDs; builds form and result elements', () => {
+    const form = parseSubmittedForm(
+      submitted(
+        `${FORM_TYPE}<field var='flag' type='boolean'><value>true</value></field><field var='who' type='jid-multi'><value>a@b</value><value>c@d/e</value></field><field var='name'><value>x</value></field><field type='fixed'><value>label</value></field>`,
+      ),
+      'urn:example:form',
+      { allowed: ['flag', 'who', 'name'] },
+    );
+    expect(form.formType).toBe('urn:example:form');
+    expect(form.boolean('flag')).toBe(true);
+    expect(form.values('who')).toEqual(['a@b', 'c@d/e']);
+    expect(form.value('name')).toBe('x');
+    expect(form.jid('name')?.toString()).toBe('x');
+    expect(form.value('absent')).toBeUndefined();
+    expect(() => form.value('who')).toThrow(DataFormError);
+    const built = buildDataForm({
+      type: 'result',
+      formType: 'urn:example:form',
+      title: 'T',
+      fields: [{ var: 'a', type: 'list-single', label: 'A', required: true, values: ['1'], options: [{ value: '1', label: 'one' }] }],
+    }).toString();
+    expect(built).toBe(
+      "<x xmlns='jabber:x:data' type='result'><title>T</title><field var='FORM_TYPE' type='hidden'><value>urn:example:form</value></field><field var='a' type='list-single' label='A'><required/><value>1</value><option label='one'><value>1</value></option></field></x>",
+    );
+  });
+
+  it('refuses malformed forms with bad-request', () => {
+    for (const [name, x] of [
+      ['not a form', parse("<x xmlns='urn:example'/>")],
+      ['type form', submitted(FORM_TYPE, 'form')],
+      ['no type', parse(`<x xmlns='jabber:x:data'>${FORM_TYPE}</x>`)],
+      ['no var', submitted(`${FORM_TYPE}<field><value>1</value></field>`)],
+      ['twice', submitted(`${FORM_TYPE}<field var='a'/><field var='a'/>`)],
+      ['two FORM_TYPEs', submitted(FORM_TYPE + FORM_TYPE)],
+      ['FORM_TYPE not hidden', submitted("<field var='FORM_TYPE' type='text-single'><value>urn:example:form</value></field>")],
+      ['unknown type', submitted(`${FORM_TYPE}<field var='a' type='text-huge'/>`)],
+      ['two values, single', submitted(`${FORM_TYPE}<field var='a' type='text-single'><value>1</value><value>2</value></field>`)],
+      ['boolean', submitted(`${FORM_TYPE}<field var='a' type='boolean'><value>yes</value></field>`)],
+      ['jid', submitted(`${FORM_TYPE}<field var='a' type='jid-single'><value>@x</value></field>`)],
+      ['too many fields', submitted(`${FORM_TYPE}<field var='f1'/><field var='f2'/>`)],
+    ] as const) {
+      const options = name === 'too many fields' ? { maxFields: 2 } : {};
+      expect(() => parseDataForm(x, options), name).toThrow(expect.objectContaining({ condition: 'bad-request' }));
+    }
+    expect(() => parseSubmittedForm(submitted(FORM_TYPE), 'urn:example:other')).toThrow(DataFormError);
+    expect(() => parseSubmittedForm(submitted(''), 'urn:example:form')).toThrow(DataFormError);
+    expect(parseSubmittedForm(submitted(''), 'urn:example:form', { formTypeOptional: true }).formType).toBeUndefined();
+    expect(() => parseSubmittedForm(submitted(`${FORM_TYPE}<field var='z'/>`), 'urn:example:form', { allowed: ['a'] })).toThrow(
+      DataFormError,
+    );
+  });
+
+  it('parses RSM requests with a capped max and builds answers', () => {
+    const set = (inner: string) => parse(`<set xmlns='http://jabber.org/protocol/rsm'>${inner}</set>`);
+    const limits = { defaultMax: 20, maxCap: 100 };
+    expect(parseRsm(undefined, limits)).toEqual({ max: 20, maxGiven: false });
+    expect(parseRsm(set('<max>1000000</max><after>x</after>'), limits)).toEqual({ max: 100, maxGiven: true, after: 'x' });
+    expect(parseRsm(set('<max>0</max><before/>'), limits)).toEqual({ max: 0, maxGiven: true, before: '' });
+    expect(parseRsm(set('<index>3</index>'), limits)).toEqual({ max: 20, maxGiven: false, index: 3 });
+    for (const bad of [
+      '<max>ten</max>',
+      '<max>-1</max>',
+      '<max>99999999999</max>',
+      '<after/>',
+      '<after>x</after><index>1</index>',
+      '<index>x</index>',
+    ]) {
+      expect(() => parseRsm(set(bad), limits), bad).toThrow(expect.objectContaining({ condition: 'bad-request' }));
+    }
+    expect(() => parseRsm(set(`<after>${'x'.repeat(2000)}</after>`), limits)).toThrow(
+      expect.objectContaining({ condition: 'item-not-found' }),
+    );
+    expect(buildRsmAnswer({ first: 'a', firstIndex: 0, last: 'b', count: 2 }).toString()).toBe(
+      "<set xmlns='http://jabber.org/protocol/rsm'><first index='0'>a</first><last>b</last><count>2</count></set>",
+    );
+    expect(buildRsmAnswer({ count: 0 }).toString()).toBe("<set xmlns='http://jabber.org/protocol/rsm'><count>0</count></set>");
+  });
+});
