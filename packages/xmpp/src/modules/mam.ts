@@ -3,10 +3,10 @@ import { XmlElement, xml } from '../element.js';
 import { Jid } from '../jid.js';
 import type { IqContext, ModuleApi, StanzaEvent, XmppModule } from '../module.js';
 import { NS_CLIENT, NS_DELAY, NS_FORWARD, NS_HINTS, NS_MAM, NS_MAM_EXTENDED, NS_SID } from '../namespaces.js';
+import { parseXml } from '../parse.js';
 import { XmppConfigError } from '../server.js';
 import { StanzaErrorException } from '../stanza-error.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveStore, JsonValue, KeyValueStore } from '../stores/types.js';
-import { StreamParser } from '../stream-parser.js';
 import { buildDataForm, DataFormError, parseDataForm } from './data-form.js';
 import { buildRsmAnswer, parseRsm } from './rsm.js';
 
@@ -415,7 +415,7 @@ function stamp(when: number): string {
 
 /** `<message><result queryid id><forwarded><delay/><message/></forwarded></result></message>` (§4.2). */
 function resultMessage(item: ArchiveItem, context: IqContext, queryId: string | undefined, api: ModuleApi): XmlElement | undefined {
-  const original = parseStoredXml(item.xml);
+  const original = parseXml(item.xml);
   if (original === undefined) {
     api.logger.warn({ id: item.id }, 'XMPP MAM: an archived message could not be read: skipped');
     return undefined;
@@ -429,23 +429,6 @@ function resultMessage(item: ArchiveItem, context: IqContext, queryId: string | 
       xml('forwarded', { xmlns: NS_FORWARD }, xml('delay', { xmlns: NS_DELAY, stamp: stamp(item.when) }), original),
     ),
   );
-}
-
-/** Read a stored stanza back into an element (the stream parser, in a stream of its own). */
-function parseStoredXml(text: string): XmlElement | undefined {
-  let found: XmlElement | undefined;
-  const parser = new StreamParser(
-    (event) => {
-      if (event.type === 'element' && found === undefined) found = event.element;
-    },
-    { maxStanzaSize: text.length + 1024 },
-  );
-  try {
-    parser.write(Buffer.from(`<stream:stream xmlns='${NS_CLIENT}' xmlns:stream='http://etherx.jabber.org/streams'>${text}`));
-  } catch {
-    return undefined;
-  }
-  return found;
 }
 
 /** The query's form and RSM set, as an archive query. Malformed: bad-request; an unknown field: feature-not-implemented (§4.1.5). */
