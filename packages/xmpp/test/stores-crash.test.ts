@@ -88,3 +88,31 @@ describe('sqliteStorage survives a SIGKILL of the writing process', () => {
     }
   }, 120_000);
 });
+
+describe('a process that never closes its sqliteStorage', () => {
+  it('exits when its work is done (the checkpoint worker does not hold it), its writes in the file', async () => {
+    const file = join(dir, 'no-close.sqlite');
+    const child = spawn(process.execPath, ['--conditions=@portbind/source', '--import', './register.mjs', './no-close.mjs', file], {
+      cwd: fixtures,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    started.push(child);
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(output).toBe('written\n');
+    expect(code).toBe(0);
+    const storage = sqliteStorage({ file });
+    try {
+      expect((await storage.archive('mam').query('alice', { max: 0 })).count).toBe(100);
+      expect(await storage.keyValue('roster').get('alice', 'bob')).toEqual({ subscription: 'both' });
+    } finally {
+      await storage.close();
+    }
+  }, 120_000);
+});
