@@ -236,7 +236,8 @@ export function caps(options: CapsOptions = {}): XmppModule {
       );
       api.hook('session/closed', ({ session }) => {
         const jid = session.jid?.toString();
-        if (jid !== undefined) forget(jid);
+        // A session replaced by another with the same JID (a resumption, a resource conflict) leaves the new one's caps.
+        if (jid !== undefined && api.sessionOf(jid) === undefined) forget(jid);
       });
 
       // Answers to the server's disco#info queries (to clients, and to itself).

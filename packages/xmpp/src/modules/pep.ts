@@ -371,7 +371,8 @@ export function pep(options: PepOptions = {}): XmppModule {
       );
       api.hook('session/closed', ({ session }) => {
         const full = session.jid?.toString();
-        if (full !== undefined) unavailable(full);
+        // A session replaced by another with the same JID (a resumption, a resource conflict) leaves the new one be.
+        if (full !== undefined && api.sessionOf(full) === undefined) unavailable(full);
       });
 
       // Directed presence to an account from outside its roster: an implicit subscriber too (XEP-0163 §4.1).
