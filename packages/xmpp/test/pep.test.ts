@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultModules, memoryStorage, sqliteStorage, type XmppServerOptions } from '../src/index.js';
 import { type PepOptions, pep } from '../src/modules/pep.js';
 import { befriend, RawClient } from './pep-raw.js';
-import { start } from './support.js';
+import { OPEN, rawStartTls, start } from './support.js';
 
 // PEP (XEP-0163) over raw streams: publishing, retrieval, publish-options, access models,
 // notifications filtered by +notify, the last item on presence, limits and errors.
@@ -329,6 +329,32 @@ describe('PEP (XEP-0163)', () => {
     const presence = await romeo.next(/^<presence[^>]*from='juliet@localhost\/raw'[^>]*>.*vcard-temp:x:update/);
     expect(presence).toContain(`<x xmlns='vcard-temp:x:update'><photo>${sha1}</photo></x>`);
     expect(presence).not.toContain('stale');
+  });
+
+  it('keeps notifying a session resumed with stream management (XEP-0198) on a new connection', async () => {
+    const { port } = await server();
+    const phone = await login(port, 'juliet', 'phone');
+    phone.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    const previd = /id='([^']+)'/.exec(await phone.next(/^<enabled /))?.[1];
+    expect(previd).toBeDefined();
+    await phone.announce([`${NICK}+notify`]);
+    phone.close();
+    // The link comes back: a new connection resumes the session (its caps and availability with it).
+    const socket = await rawStartTls(port);
+    const resumed = new RawClient(socket, 'juliet@localhost/phone');
+    clients.push(resumed);
+    resumed.send(
+      `${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from('\u0000juliet\u0000balcony').toString('base64')}</auth>`,
+    );
+    await resumed.next(/^<success/);
+    resumed.send(OPEN);
+    await resumed.next(/^<stream:features>/);
+    resumed.send(`<resume xmlns='urn:xmpp:sm:3' previd='${previd}' h='0'/>`);
+    await resumed.next(/^<resumed /);
+    await resumed.iq('get', "<ping xmlns='urn:xmpp:ping'/>");
+    const laptop = await login(port, 'juliet', 'laptop');
+    await laptop.iq('set', publishNick('Resumed'));
+    expect(await resumed.next(/pubsub#event/)).toContain('>Resumed</nick>');
   });
 
   it("keeps a node's configuration: get and set by the owner, delete with a notification", async () => {
