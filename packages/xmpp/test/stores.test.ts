@@ -12,6 +12,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { deriveScram, type ScramHash, ScramServer, scramLookup, verifyPlain } from '../src/sasl/index.js';
 import { StanzaErrorException } from '../src/stanza-error.js';
 import { type ArchiveItem, memoryStorage, SCHEMA_VERSION, sqliteStorage, type XmppStorage } from '../src/stores/index.js';
+import type { Migration } from '../src/stores/migrations.js';
+import { migrate } from '../src/stores/sqlite.js';
 
 let dir: string;
 let files = 0;
@@ -491,6 +493,41 @@ describe('sqliteStorage: the file', () => {
     after.close();
   });
 
+  it('applies the missing migrations in order, all or none', () => {
+    const file = newFile();
+    mkdirSync(join(file, '..'), { recursive: true });
+    const db = new Database(file);
+    try {
+      const steps: Migration[] = [
+        { version: 1, description: 'a', sql: 'CREATE TABLE a (x)' },
+        { version: 2, description: 'b', sql: 'CREATE TABLE b (y); INSERT INTO b SELECT x FROM a' },
+      ];
+      migrate(db, file, steps.slice(0, 1));
+      db.exec('INSERT INTO a VALUES (42)');
+      expect(db.pragma('user_version', { simple: true })).toBe(1);
+      // Version 1 is not applied again; 2 sees 1's data.
+      migrate(db, file, steps);
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
+      expect(db.prepare('SELECT y FROM b').pluck().all()).toEqual([42]);
+      // A failing step undoes the ones before it in the same run.
+      const failing: Migration[] = [
+        ...steps,
+        { version: 3, description: 'c', sql: 'CREATE TABLE c (z)' },
+        { version: 4, description: 'd', sql: 'CREATE TABLE a (x)' },
+      ];
+      expect(() => migrate(db, file, failing)).toThrow(
+        expect.objectContaining({
+          code: 'PB_ERR_XMPP_STORAGE',
+          message: `storage ${file}: cannot migrate its schema from version 2 to 4 (SQLITE_ERROR: table a already exists); nothing was changed. Is it another application's database?`,
+        }),
+      );
+      expect(db.pragma('user_version', { simple: true })).toBe(2);
+      expect(db.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'c'").pluck().get()).toBe(0);
+    } finally {
+      db.close();
+    }
+  });
+
   it('migrates an empty (0-byte) file', async () => {
     const file = newFile();
     mkdirSync(join(file, '..'), { recursive: true });
@@ -585,7 +622,7 @@ describe('sqliteStorage: startup errors are XmppConfigError PB_ERR_XMPP_STORAGE,
     opened.push(sqliteStorage({ file, quickCheck: false }));
   });
 
-  it('a database file that cannot be written (SQLite would open it read-only)', async () => {
+  it('a database file that cannot be written (SQLite opens it read-only; only a write finds out)', async () => {
     const file = await database();
     const undo = readOnly(file);
     try {
@@ -624,6 +661,24 @@ describe('sqliteStorage: startup errors are XmppConfigError PB_ERR_XMPP_STORAGE,
     const error = openError(join(blocker, 'xmpp.sqlite'));
     expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
     expect(error.message).toMatch(/^storage .*a-file\/xmpp\.sqlite: cannot create its directory .*a-file \(EEXIST: file already exists/);
+  });
+
+  it("another application's database whose tables clash with the schema: nothing is changed", () => {
+    const file = newFile();
+    mkdirSync(join(file, '..'), { recursive: true });
+    const other = new Database(file);
+    other.exec("CREATE TABLE accounts (id INTEGER PRIMARY KEY, email TEXT); INSERT INTO accounts (email) VALUES ('a@example.com')");
+    other.close();
+    const error = openError(file);
+    expect(error).toMatchObject({ name: 'XmppConfigError', code: 'PB_ERR_XMPP_STORAGE' });
+    expect(error.message).toBe(
+      `storage ${file}: cannot migrate its schema from version 0 to 1 (SQLITE_ERROR: table accounts already exists); nothing was changed. Is it another application's database?`,
+    );
+    const after = new Database(file, { readonly: true });
+    expect(after.prepare('SELECT email FROM accounts').pluck().all()).toEqual(['a@example.com']);
+    expect(after.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'archive'").pluck().get()).toBe(0);
+    expect(after.pragma('journal_mode', { simple: true })).toBe('delete');
+    after.close();
   });
 
   it('a schema written by a newer version', async () => {

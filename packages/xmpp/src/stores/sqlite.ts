@@ -21,7 +21,7 @@ import {
 import { SaslprepError } from '../sasl/saslprep.js';
 import { XmppConfigError } from '../server.js';
 import { compareKeys, cursorNotFound, pageSize } from './memory.js';
-import { type Migration, migrations, SCHEMA_VERSION } from './migrations.js';
+import { type Migration, migrations } from './migrations.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';
 
 // Durable storage in one SQLite file (better-sqlite3). better-sqlite3 is synchronous: each call
@@ -167,6 +167,8 @@ class SqliteStorage implements XmppStorage {
     try {
       db = new Database(file);
       db.pragma(`busy_timeout = ${busyTimeout}`);
+      // First the schema (the file's own journal mode until it fits): a file that is not ours is left as it was.
+      migrate(db, file);
       // WAL: readers do not block the writer, and a commit appends to <file>-wal (no rewrite of the
       // database file); SQLite copies the WAL back into the file at checkpoints.
       const mode = db.pragma('journal_mode = WAL', { simple: true });
@@ -180,7 +182,6 @@ class SqliteStorage implements XmppStorage {
       db.pragma('synchronous = NORMAL');
       db.pragma(`cache_size = ${-Math.ceil(cacheSize / 1024)}`);
       db.pragma('foreign_keys = OFF');
-      migrate(db, file);
       // Reading the header and schema proves the file is a database, not that it can be written (SQLite
       // opens a file it cannot write read-only, and a database already in WAL mode needs no write to open).
       probeWrite(db);
@@ -246,7 +247,9 @@ class SqliteStorage implements XmppStorage {
     if (this.#closed) return Promise.reject(new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${this.file} is closed`));
     if (!this.#batch) {
       try {
-        return Promise.resolve(run());
+        const result = run();
+        if (write) this.#checkpointer?.written();
+        return Promise.resolve(result);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -397,25 +400,43 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return value;
 }
 
-/** Applies the migrations the file lacks, in order, in one transaction. */
-function migrate(db: Database.Database, file: string): void {
+/**
+ * Applies the migrations the file lacks, in order, in one transaction: all of them or none. Exported for
+ * tests (with a list of their own); sqliteStorage() applies {@link migrations}.
+ */
+export function migrate(db: Database.Database, file: string, list: readonly Migration[] = migrations): void {
   // Reads the header and the whole schema: an unreadable or truncated file fails here.
   db.prepare('SELECT count(*) FROM sqlite_schema').get();
   const version = Number(db.pragma('user_version', { simple: true }));
-  if (version > SCHEMA_VERSION) {
+  const latest = list[list.length - 1]?.version ?? 0;
+  if (version > latest) {
     throw storageError(
       file,
-      `its schema version is ${version}, newer than this version of @portbind/xmpp knows (${SCHEMA_VERSION}); upgrade @portbind/xmpp, or open a backup made by this version`,
+      `its schema version is ${version}, newer than this version of @portbind/xmpp knows (${latest}); upgrade @portbind/xmpp, or open a backup made by this version`,
     );
   }
-  const missing = migrations.filter((migration: Migration) => migration.version > version);
+  const missing = list.filter((migration) => migration.version > version);
   if (missing.length === 0) return;
-  db.transaction(() => {
-    for (const migration of missing) {
-      db.exec(migration.sql);
-      db.pragma(`user_version = ${migration.version}`);
-    }
-  }).immediate();
+  let current = version;
+  try {
+    db.transaction(() => {
+      for (const migration of missing) {
+        current = migration.version;
+        db.exec(migration.sql);
+        db.pragma(`user_version = ${migration.version}`);
+      }
+    }).immediate();
+  } catch (error) {
+    // A file that cannot be written, or is damaged, says so (openError); anything else is this schema
+    // meeting a file it does not fit (another application's database with a table of the same name).
+    const code = sqliteCode(error);
+    if (code !== 'SQLITE_ERROR' && !code.startsWith('SQLITE_CONSTRAINT')) throw error;
+    throw storageError(
+      file,
+      `cannot migrate its schema from version ${version} to ${current} (${errorText(error)}); nothing was changed. Is it another application's database?`,
+      error,
+    );
+  }
 }
 
 /** Fails (SQLITE_READONLY, SQLITE_CANTOPEN) unless the file can really be written; writes nothing. */
