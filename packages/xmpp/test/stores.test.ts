@@ -35,7 +35,7 @@ afterAll(() => {
 const ITERATIONS = 64;
 
 const backends: Array<[string, () => XmppStorage]> = [
-  ['memoryStorage()', () => memoryStorage({ users: { iterations: ITERATIONS } })],
+  ['memoryStorage()', () => memoryStorage({ iterations: ITERATIONS })],
   ['sqliteStorage()', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS })],
   ['sqliteStorage({ batch: false })', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS, batch: false })],
 ];

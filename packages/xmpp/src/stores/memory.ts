@@ -5,10 +5,8 @@ import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue,
 // Storage in memory, for tests: the reference semantics the SQLite backend is tested against
 // (test/stores.test.ts runs one suite on both).
 
-export interface MemoryStorageOptions {
-  /** Passed to the {@link MemoryUserStore} of `users` (PBKDF2 iterations; a map to seed accounts). */
-  users?: MemoryUserStoreOptions;
-}
+/** Options of the {@link MemoryUserStore} of `users`: PBKDF2 `iterations` (as sqliteStorage's), a `users` map to seed accounts. */
+export type MemoryStorageOptions = MemoryUserStoreOptions;
 
 /** Every store in memory: nothing survives the process. For tests. */
 export function memoryStorage(options: MemoryStorageOptions = {}): XmppStorage {
@@ -21,7 +19,7 @@ class MemoryStorage implements XmppStorage {
   readonly #archives = new Map<string, MemoryArchiveStore>();
 
   constructor(options: MemoryStorageOptions) {
-    this.users = new MemoryUserStore(options.users);
+    this.users = new MemoryUserStore(options);
   }
 
   keyValue(name: string): KeyValueStore {
@@ -48,11 +46,6 @@ class MemoryStorage implements XmppStorage {
 /** The order keys are listed in, by both backends: UTF-16 code units, as `Array.prototype.sort()`. */
 export function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** A JSON value as stored: a copy, as a round trip through a database would give. */
-export function jsonCopy(value: JsonValue): JsonValue {
-  return JSON.parse(JSON.stringify(value)) as JsonValue;
 }
 
 /**
