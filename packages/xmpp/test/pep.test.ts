@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { defaultModules, memoryStorage, sqliteStorage, type XmppServerOptions } from '../src/index.js';
+import { caps } from '../src/modules/caps.js';
 import { type PepOptions, pep } from '../src/modules/pep.js';
+import { privateStorage } from '../src/modules/private.js';
 import { befriend, RawClient } from './pep-raw.js';
 import { OPEN, rawStartTls, start } from './support.js';
 
@@ -50,6 +52,14 @@ function publishNick(nick: string, options = '', id = 'current'): string {
 }
 
 describe('PEP (XEP-0163)', () => {
+  it('refuses limits that are not whole numbers ≥ 1 when the module is made (PB_ERR_XMPP_OPTION)', () => {
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      expect(() => pep({ maxNodes: bad })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+      expect(() => privateStorage({ maxItemBytes: bad })).toThrow(/private: maxItemBytes must be a whole number/);
+      expect(() => caps({ cacheSize: bad })).toThrow(/caps: cacheSize/);
+    }
+  });
+
   it('publishes to the own account (node auto-created), reads items back with max_items and ids, and lists nodes in disco', async () => {
     const { port } = await server();
     const juliet = await login(port, 'juliet');

@@ -13,6 +13,7 @@ import { StanzaErrorException } from '../stanza-error.js';
 import { type Pep, pepOf } from './pep.js';
 import { privateStorageHandler } from './private.js';
 import type { NodeConfig } from './pubsub/config.js';
+import { wholeNumber } from './pubsub/options.js';
 
 export interface BookmarksOptions {
   /** Bookmarks per account (a legacy write with more is refused with `<not-acceptable/>`). Default 256, PEP's items per node. */
@@ -67,7 +68,7 @@ export function conferenceToLegacy(jid: string, conference: XmlElement): XmlElem
 }
 
 export function bookmarks(options: BookmarksOptions = {}): XmppModule {
-  const maxBookmarks = options.maxBookmarks ?? 256;
+  const maxBookmarks = wholeNumber('bookmarks', 'maxBookmarks', options.maxBookmarks, 256);
   return {
     name: 'bookmarks',
     setup(api: ModuleApi) {

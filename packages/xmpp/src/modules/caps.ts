@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type XmlElement, xml } from '../element.js';
 import type { ModuleApi, XmppModule } from '../module.js';
 import { NS_CAPS, NS_DATA, NS_DISCO_INFO } from '../namespaces.js';
+import { wholeNumber } from './pubsub/options.js';
 
 export interface CapsOptions {
   /** The node the server's own caps name (its software's URI). Default `https://github.com/portbind/portbind`. */
@@ -124,8 +125,8 @@ interface DiscoInfoSource {
 
 export function caps(options: CapsOptions = {}): XmppModule {
   const ownNode = options.node ?? 'https://github.com/portbind/portbind';
-  const cacheSize = options.cacheSize ?? 1000;
-  const maxPending = options.maxPending ?? 1000;
+  const cacheSize = wholeNumber('caps', 'cacheSize', options.cacheSize, 1000);
+  const maxPending = wholeNumber('caps', 'maxPending', options.maxPending, 1000);
   return {
     name: 'caps',
     setup(api: ModuleApi) {

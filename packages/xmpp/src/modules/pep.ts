@@ -2,9 +2,10 @@
 // is a PubSub service at its bare JID. The owner publishes (nodes are created on first publish,
 // publish-options set or check their configuration), retracts, configures and deletes; contacts
 // allowed by a node's access model (open, presence, roster, whitelist) read its items. Notifications
-// go to the owner's resources and to contacts whose presence the owner receives, filtered by
-// `NODE+notify` in their entity capabilities (caps.ts), and the last published item is sent when
-// such a resource comes online (§4.3.4). What rides on it: avatars (XEP-0084), nicknames
+// go to the owner's available resources and to its contacts' (and to those it received directed
+// presence from), filtered by `NODE+notify` in their entity capabilities (caps.ts) and by the access
+// model; the last published item goes to such a resource when it comes online, when its caps are
+// known, and when it receives the owner's presence (a subscription approved, §4.3.4). What rides on it: avatars (XEP-0084), nicknames
 // (XEP-0172), bookmarks (XEP-0402), private data (XEP-0223), OMEMO (XEP-0384).
 
 import { randomBytes } from 'node:crypto';
@@ -24,6 +25,7 @@ import {
   requestedConfig,
 } from './pubsub/config.js';
 import { pubsubError, unsupported } from './pubsub/errors.js';
+import { wholeNumber } from './pubsub/options.js';
 import { type PublishOutcome, type PubSubItem, PubSubService, type StoredNode } from './pubsub/service.js';
 
 /** A contact in a user's roster (RFC 6121 §2.1.2): bare JID, presence subscription, groups. */
@@ -126,10 +128,10 @@ const AFFILIATIONS_KEY = 'affiliations:';
 type Affiliation = 'owner' | 'member' | 'publisher' | 'outcast' | 'none';
 
 export function pep(options: PepOptions = {}): XmppModule {
-  const maxItemsPerNode = options.maxItemsPerNode ?? 256;
+  const maxItemsPerNode = wholeNumber('pep', 'maxItemsPerNode', options.maxItemsPerNode, 256);
   const limits = {
-    maxItemBytes: options.maxItemBytes ?? 128 * 1024,
-    maxNodes: options.maxNodes ?? 256,
+    maxItemBytes: wholeNumber('pep', 'maxItemBytes', options.maxItemBytes, 128 * 1024),
+    maxNodes: wholeNumber('pep', 'maxNodes', options.maxNodes, 256),
     maxItemsPerNode,
     maxItemsPerRequest: maxItemsPerNode,
   };

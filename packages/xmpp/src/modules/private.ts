@@ -10,6 +10,7 @@ import type { ModuleApi, XmppModule } from '../module.js';
 import { NS_PRIVATE } from '../namespaces.js';
 import { parseXml } from '../parse.js';
 import { StanzaErrorException } from '../stanza-error.js';
+import { wholeNumber } from './pubsub/options.js';
 
 export interface PrivateOptions {
   /** Largest stored element (serialized, bytes); past it `<not-acceptable/>`. Default 64 KiB. */
@@ -39,9 +40,9 @@ export function privateStorageHandler(server: object, namespace: string, handler
 }
 
 export function privateStorage(options: PrivateOptions = {}): XmppModule {
-  const maxItemBytes = options.maxItemBytes ?? 64 * 1024;
-  const maxTotalBytes = options.maxTotalBytes ?? 1024 * 1024;
-  const maxItems = options.maxItems ?? 100;
+  const maxItemBytes = wholeNumber('private', 'maxItemBytes', options.maxItemBytes, 64 * 1024);
+  const maxTotalBytes = wholeNumber('private', 'maxTotalBytes', options.maxTotalBytes, 1024 * 1024);
+  const maxItems = wholeNumber('private', 'maxItems', options.maxItems, 100);
   return {
     name: 'private',
     setup(api: ModuleApi) {

@@ -10,6 +10,7 @@ import type { ModuleApi, XmppModule } from '../module.js';
 import { NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_VCARD, NS_VCARD_UPDATE, NS_VCARD4_PEP } from '../namespaces.js';
 import { parseXml } from '../parse.js';
 import { type Pep, pepOf } from './pep.js';
+import { wholeNumber } from './pubsub/options.js';
 
 export interface VcardAvatarOptions {
   /** Largest avatar copied into the vCard (decoded bytes). Default 256 KiB. */
@@ -17,7 +18,7 @@ export interface VcardAvatarOptions {
 }
 
 export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
-  const maxPhotoBytes = options.maxPhotoBytes ?? 256 * 1024;
+  const maxPhotoBytes = wholeNumber('vcard-avatar', 'maxPhotoBytes', options.maxPhotoBytes, 256 * 1024);
   return {
     name: 'vcard-avatar',
     setup(api: ModuleApi) {
