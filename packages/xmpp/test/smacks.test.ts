@@ -461,9 +461,11 @@ describe('stream management with real clients', () => {
       juliet.on('stanza', (stanza) => {
         if (stanza.is('message')) received.push(String(stanza.getChildText('body')));
       });
-      const resumed = new Promise((resolve) => juliet.streamManagement.on('resumed', resolve));
+      const sm = (juliet as unknown as { streamManagement: { enabled: boolean; on(event: 'resumed', listener: () => void): void } })
+        .streamManagement;
+      const resumed = new Promise<void>((resolve) => sm.on('resumed', resolve));
       await juliet.start();
-      await eventually(() => juliet.streamManagement.enabled);
+      await eventually(() => sm.enabled);
       await juliet.send(clientXml('presence'));
       await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost/phone', type: 'chat' }, clientXml('body', {}, 'one')));
       await eventually(() => received.includes('one'));
