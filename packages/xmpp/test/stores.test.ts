@@ -281,7 +281,7 @@ describe.each(backends)('%s', (_name, factory) => {
       expect(await archive.query('alice', { max: 0, with: 'nobody' })).toEqual({ items: [], complete: true, count: 0 });
     });
 
-    it('an after or before id not in the archive is item-not-found (XEP-0059 §2.4)', async () => {
+    it('an after or before id not in the archive is item-not-found (XEP-0059, XEP-0313)', async () => {
       const archive = await filled(open(factory));
       for (const query of [{ after: 'nope' }, { before: 'nope' }, { after: 'm1', before: 'nope' }]) {
         const error = await archive.query('alice', query).then(

@@ -50,7 +50,8 @@ export function compareKeys(a: string, b: string): number {
 
 /**
  * The error a query with an `after` or `before` id that is not in the archive gets: `item-not-found`,
- * as XEP-0059 §2.4 and XEP-0313 §4.1.3 ask for. A module that lets it propagate answers the IQ with it.
+ * the error XEP-0059 (RSM) and XEP-0313 (MAM) give for a page that does not exist. A module that lets it
+ * propagate answers the IQ with it.
  */
 export function cursorNotFound(id: string): StanzaErrorException {
   return new StanzaErrorException('item-not-found', `no item ${JSON.stringify(id)} in this archive`);
