@@ -339,6 +339,11 @@ describe('PEP (XEP-0163)', () => {
     const presence = await romeo.next(/^<presence[^>]*from='juliet@localhost\/raw'[^>]*>.*vcard-temp:x:update/);
     expect(presence).toContain(`<x xmlns='vcard-temp:x:update'><photo>${sha1}</photo></x>`);
     expect(presence).not.toContain('stale');
+    // The avatar node deleted, the server no longer speaks for her avatar: the client's own hash passes.
+    await juliet.iq('set', `<pubsub xmlns='${PUBSUB}#owner'><delete node='urn:xmpp:avatar:metadata'/></pubsub>`);
+    juliet.send("<presence><status>later</status><x xmlns='vcard-temp:x:update'><photo>from-the-client</photo></x></presence>");
+    const later = await romeo.next(/^<presence[^>]*from='juliet@localhost\/raw'[^>]*>.*later/);
+    expect(later).toContain('<photo>from-the-client</photo>');
   });
 
   it('keeps notifying a session resumed with stream management (XEP-0198) on a new connection', async () => {

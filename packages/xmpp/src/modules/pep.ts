@@ -63,6 +63,7 @@ export interface PepPublishEvent {
   readonly created: boolean;
 }
 
+/** Items retracted; no ids when the node was purged or deleted. */
 export interface PepRetractEvent {
   readonly user: string;
   readonly node: StoredNode;
@@ -597,12 +598,15 @@ export function pep(options: PepOptions = {}): XmppModule {
             await service.delete(user, node.name);
             await store.set(user, AFFILIATIONS_KEY + node.name, undefined);
             for (const jid of targets) send(user, jid, xml('delete', { node: node.name }));
+            // Modules following a node (vcard-avatar) learn it is empty: a retraction of no ids.
+            await notifyRetracted(user, node, [], false);
             return undefined;
           }
           case 'set purge': {
             const node = await existing(user, action.attr('node'));
             await service.purge(user, node.name);
             for (const jid of await recipients(user, node)) send(user, jid, xml('purge', { node: node.name }));
+            await notifyRetracted(user, node, [], false);
             return undefined;
           }
           case 'get affiliations': {

@@ -25,6 +25,8 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
       const vcards = api.keyValue('vcard');
       /** The current avatar's hash per account: '' for none, absent when not looked up yet. */
       const hashes = new Map<string, string>();
+      /** Accounts known to have no avatar node (their presence is left as is without a storage read). */
+      const none = new Set<string>();
 
       const pep = (): Pep | undefined => pepOf(api.server);
 
@@ -48,7 +50,11 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
         const service = pep()?.service;
         if (service === undefined) return undefined;
         const node = await service.node(user, NS_AVATAR_METADATA);
-        if (node === undefined) return undefined;
+        if (node === undefined) {
+          if (none.size >= 100_000) none.clear();
+          none.add(user);
+          return undefined;
+        }
         const last = await service.lastItem(user, NS_AVATAR_METADATA);
         const hash = last?.payload?.getChild('info')?.attr('id') ?? '';
         hashes.set(user, hash);
@@ -64,6 +70,7 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
         // PEP → vCard: a new metadata item names the avatar (XEP-0398 §4).
         service.onPublish(async ({ user, node, item }) => {
           if (node.name !== NS_AVATAR_METADATA) return;
+          none.delete(user);
           const infos = item.payload?.getChildren('info') ?? [];
           const info = infos.find((candidate) => candidate.attr('url') === undefined) ?? infos[0];
           if (info === undefined) {
@@ -79,28 +86,20 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
           await writePhoto(user, { type: info.attr('type') ?? 'image/png', base64 });
         });
         service.onRetract(async ({ user, node }) => {
-          if (node.name === NS_AVATAR_METADATA) hashes.delete(user);
+          if (node.name === NS_AVATAR_METADATA) {
+            hashes.delete(user);
+            none.delete(user);
+          }
         });
       };
 
       // vCard → PEP: an older client's PHOTO becomes the PEP avatar (XEP-0398 §3), published
       // before the vCard is stored (so its answer comes after the avatar notifications).
-      api.hook('iq/in', async (event) => {
-        const { stanza, session } = event;
-        const user = session?.user;
-        const card = stanza.getChild('vCard', NS_VCARD);
-        if (user === undefined || stanza.attr('type') !== 'set' || card === undefined || event.to.bare !== event.from.bare) return;
-        listen();
+      const publishPhoto = async (user: string, id: string, bytes: Buffer, type: string): Promise<void> => {
         const service = pep();
-        const photo = card.getChild('PHOTO');
-        const base64 = photo?.getChildText('BINVAL')?.replace(/\s+/g, '');
-        if (service === undefined || base64 === undefined || base64 === '') return;
-        const bytes = Buffer.from(base64, 'base64');
-        if (bytes.length === 0 || bytes.length > maxPhotoBytes) return;
-        const id = createHash('sha1').update(bytes).digest('hex');
+        if (service === undefined) return;
         try {
           if ((await currentHash(user)) === id) return;
-          const type = photo?.getChildText('TYPE') ?? 'image/png';
           // A vCard is public: so is the avatar made from it.
           const config = { accessModel: 'open' as const };
           await service.publish(
@@ -118,27 +117,52 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
         } catch (error) {
           api.logger.warn({ err: error, user }, 'vcard-avatar: the vCard photo was not published to PEP');
         }
+      };
+      // Synchronous for every IQ but a vCard set with a photo.
+      api.hook('iq/in', (event) => {
+        const { stanza, session } = event;
+        const user = session?.user;
+        if (user === undefined || stanza.attr('type') !== 'set') return;
+        const card = stanza.getChild('vCard', NS_VCARD);
+        if (card === undefined || event.to.bare !== event.from.bare) return;
+        listen();
+        const photo = card.getChild('PHOTO');
+        const base64 = photo?.getChildText('BINVAL')?.replace(/\s+/g, '');
+        if (base64 === undefined || base64 === '') return;
+        const bytes = Buffer.from(base64, 'base64');
+        if (bytes.length === 0 || bytes.length > maxPhotoBytes) return;
+        const id = createHash('sha1').update(bytes).digest('hex');
+        return publishPhoto(user, id, bytes, photo?.getChildText('TYPE') ?? 'image/png').then(() => undefined);
       });
 
       api.hook('account/deleted', ({ user }) => {
         hashes.delete(user);
+        none.delete(user);
       });
 
-      // XEP-0153: the user's broadcast presence names the avatar.
+      // XEP-0153: the user's broadcast presence names the avatar (synchronous once the hash is known).
+      const withHash = (stanza: XmlElement, hash: string): XmlElement => {
+        const kept = stanza.children.filter((child) => typeof child === 'string' || child.local !== 'x' || child.xmlns !== NS_VCARD_UPDATE);
+        const update = xml('x', { xmlns: NS_VCARD_UPDATE }, xml('photo', {}, ...(hash === '' ? [] : [hash])));
+        return new XmlElement(stanza.name, { ...stanza.attrs }, [...kept, update], stanza.xmlns);
+      };
       api.hook(
         'presence/in',
-        async (event) => {
+        (event) => {
           const { stanza, session } = event;
           const user = session?.user;
           if (user === undefined || stanza.attr('to') !== undefined || stanza.attr('type') !== undefined) return;
           listen();
-          const hash = await currentHash(user);
-          if (hash === undefined) return;
-          const kept = stanza.children.filter(
-            (child) => typeof child === 'string' || child.local !== 'x' || child.xmlns !== NS_VCARD_UPDATE,
-          );
-          const update = xml('x', { xmlns: NS_VCARD_UPDATE }, xml('photo', {}, ...(hash === '' ? [] : [hash])));
-          event.stanza = new XmlElement(stanza.name, { ...stanza.attrs }, [...kept, update], stanza.xmlns);
+          if (none.has(user)) return;
+          const known = hashes.get(user);
+          if (known !== undefined) {
+            event.stanza = withHash(stanza, known);
+            return;
+          }
+          return currentHash(user).then((hash) => {
+            if (hash !== undefined) event.stanza = withHash(event.stanza, hash);
+            return undefined;
+          });
         },
         30,
       );
