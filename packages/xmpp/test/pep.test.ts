@@ -121,10 +121,11 @@ describe('PEP (XEP-0163)', () => {
       ['get', `<pubsub xmlns='${PUBSUB}'><items node='urn:example:none'/></pubsub>`, /<item-not-found/],
       ['set', `<pubsub xmlns='${PUBSUB}'><retract node='urn:example:none'><item id='x'/></retract></pubsub>`, /<item-not-found/],
       ['set', `<pubsub xmlns='${PUBSUB}'/>`, /<bad-request/],
+      ['set', `<pubsub xmlns='${PUBSUB}'><subscribe node='${NICK}' jid='romeo@localhost'/></pubsub>`, /<bad-request[\s\S]*<invalid-jid/],
       [
         'set',
-        `<pubsub xmlns='${PUBSUB}'><subscribe node='${NICK}' jid='juliet@localhost'/></pubsub>`,
-        /<feature-not-implemented[\s\S]*<unsupported[^>]*feature='subscribe'/,
+        `<pubsub xmlns='${PUBSUB}'><unsubscribe node='${NICK}' jid='juliet@localhost'/></pubsub>`,
+        /<unexpected-request[\s\S]*<not-subscribed/,
       ],
       ['set', `<pubsub xmlns='${PUBSUB}#owner'><configure node='urn:example:none'/></pubsub>`, /<item-not-found/],
     ];
@@ -370,6 +371,55 @@ describe('PEP (XEP-0163)', () => {
     const laptop = await login(port, 'juliet', 'laptop');
     await laptop.iq('set', publishNick('Resumed'));
     expect(await resumed.next(/pubsub#event/)).toContain('>Resumed</nick>');
+  });
+
+  it('takes explicit subscriptions (XEP-0060 §6.1): the last item after the answer, notifications without caps, unsubscribe', async () => {
+    const { port } = await start({ server: { storage: memoryStorage(), modules: modules() }, accounts: { nurse: 'nurse' } });
+    const juliet = await login(port, 'juliet');
+    await juliet.iq('set', publishNick('Jules', publishOptions({ 'pubsub#access_model': 'open' })));
+    await juliet.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><publish node='urn:example:diary'><item><entry xmlns='urn:example:diary'/></item></publish></pubsub>`,
+    );
+    const nurse = await login(port, 'nurse');
+    // The presence model keeps a stranger out.
+    const refused = await nurse.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><subscribe node='urn:example:diary' jid='nurse@localhost/raw'/></pubsub>`,
+      'juliet@localhost',
+    );
+    expect(refused).toContain('<presence-subscription-required');
+    const answer = await nurse.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><subscribe node='${NICK}' jid='nurse@localhost/raw'/></pubsub>`,
+      'juliet@localhost',
+    );
+    expect(answer).toContain(`<subscription node='${NICK}' jid='nurse@localhost/raw' subscription='subscribed'/>`);
+    const last = await nurse.next(/pubsub#event/);
+    expect(last).toContain('>Jules</nick>');
+    expect(last).toContain("<delay xmlns='urn:xmpp:delay'");
+    expect(await nurse.iq('get', `<pubsub xmlns='${PUBSUB}'><subscriptions/></pubsub>`, 'juliet@localhost')).toContain(
+      `<subscription node='${NICK}' jid='nurse@localhost/raw' subscription='subscribed'/>`,
+    );
+    expect(await juliet.iq('get', `<pubsub xmlns='${PUBSUB}#owner'><subscriptions node='${NICK}'/></pubsub>`)).toContain(
+      "<subscription jid='nurse@localhost/raw' subscription='subscribed'/>",
+    );
+    // No caps at all: the subscription alone brings the notification.
+    await juliet.iq('set', publishNick('Juliet'));
+    expect(await nurse.next(/pubsub#event/)).toContain('>Juliet</nick>');
+    expect(
+      await nurse.iq(
+        'set',
+        `<pubsub xmlns='${PUBSUB}'><unsubscribe node='${NICK}' jid='nurse@localhost/raw'/></pubsub>`,
+        'juliet@localhost',
+      ),
+    ).toMatch(/type='result'/);
+    const again = await nurse.iq(
+      'set',
+      `<pubsub xmlns='${PUBSUB}'><unsubscribe node='${NICK}' jid='nurse@localhost/raw'/></pubsub>`,
+      'juliet@localhost',
+    );
+    expect(again).toContain('<not-subscribed');
   });
 
   it("keeps a node's configuration: get and set by the owner, delete with a notification", async () => {

@@ -5,7 +5,9 @@
 // go to the owner's available resources and to its contacts' (and to those it received directed
 // presence from), filtered by `NODE+notify` in their entity capabilities (caps.ts) and by the access
 // model; the last published item goes to such a resource when it comes online, when its caps are
-// known, and when it receives the owner's presence (a subscription approved, §4.3.4). What rides on it: avatars (XEP-0084), nicknames
+// known, and when it receives the owner's presence (a subscription approved, §4.3.4). Explicit
+// subscriptions (XEP-0060 §6.1) are taken too: the last item after the answer, notifications
+// whatever the subscriber's caps. What rides on it: avatars (XEP-0084), nicknames
 // (XEP-0172), bookmarks (XEP-0402), private data (XEP-0223), OMEMO (XEP-0384).
 
 import { randomBytes } from 'node:crypto';
@@ -121,10 +123,16 @@ const FEATURES = [
   'retrieve-default',
   'retrieve-items',
   'retrieve-subscriptions',
+  'manage-subscriptions',
+  'subscribe',
 ];
 
 /** Node name to affiliations key (whitelist members). */
 const AFFILIATIONS_KEY = 'affiliations:';
+/** Node name to explicit subscriptions key (XEP-0060 §6.1: JIDs subscribed beside the presence-based ones). */
+const SUBSCRIPTIONS_KEY = 'subscriptions:';
+/** Explicit subscriptions per node at most. */
+const MAX_SUBSCRIPTIONS = 1000;
 
 type Affiliation = 'owner' | 'member' | 'publisher' | 'outcast' | 'none';
 
@@ -160,6 +168,11 @@ export function pep(options: PepOptions = {}): XmppModule {
       const affiliations = async (user: string, node: string): Promise<Record<string, Affiliation>> => {
         const stored = await store.get(user, AFFILIATIONS_KEY + node);
         return stored !== null && typeof stored === 'object' && !Array.isArray(stored) ? (stored as Record<string, Affiliation>) : {};
+      };
+
+      const subscriptions = async (user: string, node: string): Promise<string[]> => {
+        const stored = await store.get(user, SUBSCRIPTIONS_KEY + node);
+        return Array.isArray(stored) ? stored.filter((jid): jid is string => typeof jid === 'string') : [];
       };
 
       /** Throws the access model's error when `requester` (bare) may not read the node (XEP-0060 §6.5.8–§6.5.9, §12.1). */
@@ -234,6 +247,11 @@ export function pep(options: PepOptions = {}): XmppModule {
           candidates.set(bare, [...(candidates.get(bare) ?? []), jid]);
         }
         for (const [bare, jids] of candidates) if (await mayRead(user, node, bare)) targets.push(...jids);
+        // Explicit subscriptions (XEP-0060 §6.1), whatever their caps, while the access model allows them.
+        for (const jid of await subscriptions(user, node.name)) {
+          const bare = Jid.parse(jid)?.bare;
+          if (bare !== undefined && !targets.includes(jid) && (await mayRead(user, node, bare))) targets.push(jid);
+        }
         return targets;
       };
 
@@ -482,9 +500,19 @@ export function pep(options: PepOptions = {}): XmppModule {
                 xml('items', { node: node.name }, ...items.map((item) => itemElement(item, node.config, true))),
               );
             }
-            case 'subscriptions':
-              // Only implicit (presence-based) subscriptions exist here.
-              return xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscriptions', { node: action.attr('node') }));
+            case 'subscriptions': {
+              // The requester's explicit subscriptions (presence-based ones are implicit, XEP-0163 §4.1).
+              const wanted = action.attr('node');
+              const list = xml('subscriptions', { node: wanted });
+              for (const node of await service.nodes(user)) {
+                if (wanted !== undefined && node.name !== wanted) continue;
+                for (const jid of await subscriptions(user, node.name)) {
+                  if (Jid.parse(jid)?.bare === requester)
+                    list.append(xml('subscription', { node: node.name, jid, subscription: 'subscribed' }));
+                }
+              }
+              return xml('pubsub', { xmlns: NS_PUBSUB }, list);
+            }
             case 'affiliations': {
               if (!context.self) return xml('pubsub', { xmlns: NS_PUBSUB }, xml('affiliations'));
               const nodes = await service.nodes(user);
@@ -507,10 +535,46 @@ export function pep(options: PepOptions = {}): XmppModule {
         }
 
         // set
+        if (action.local === 'subscribe' || action.local === 'unsubscribe') {
+          const node = await existing(user, action.attr('node'));
+          const jid = Jid.parse(action.attr('jid') ?? '');
+          // §6.1.3.1: one may only subscribe oneself.
+          if (jid === undefined || jid.bare !== requester) throw pubsubError('bad-request', 'invalid-jid', 'subscribe your own JID');
+          const subscriber = jid.toString();
+          const list = await subscriptions(user, node.name);
+          if (action.local === 'unsubscribe') {
+            if (!list.includes(subscriber)) throw pubsubError('unexpected-request', 'not-subscribed');
+            const rest = list.filter((entry) => entry !== subscriber);
+            await store.set(user, SUBSCRIPTIONS_KEY + node.name, rest.length === 0 ? undefined : rest);
+            return undefined;
+          }
+          await checkAccess(user, node, requester);
+          if (!list.includes(subscriber)) {
+            if (list.length >= MAX_SUBSCRIPTIONS)
+              throw new StanzaErrorException('policy-violation', `at most ${MAX_SUBSCRIPTIONS} subscriptions per node`);
+            await store.set(user, SUBSCRIPTIONS_KEY + node.name, [...list, subscriber]);
+          }
+          // The last item follows the subscription's answer (§6.1.7).
+          if (node.config.sendLastPublishedItem !== 'never') {
+            setImmediate(() => {
+              void service
+                .lastItem(user, node.name)
+                .then((last) => {
+                  if (last !== undefined)
+                    send(
+                      user,
+                      subscriber,
+                      xml('items', { node: node.name }, itemElement(last, node.config, node.config.deliverPayloads)),
+                      last.when,
+                    );
+                })
+                .catch((error: unknown) => api.logger.error({ err: error, user }, 'pep: last item not sent on subscription'));
+            });
+          }
+          return xml('pubsub', { xmlns: NS_PUBSUB }, xml('subscription', { node: node.name, jid: subscriber, subscription: 'subscribed' }));
+        }
         if (!context.self) {
           // PEP nodes have one publisher and owner: the account (XEP-0163 §2.2).
-          if (action.local === 'subscribe' || action.local === 'unsubscribe')
-            throw unsupported('subscribe', 'subscriptions follow presence');
           throw new StanzaErrorException('forbidden', "only the account's owner publishes to its nodes");
         }
         switch (action.local) {
@@ -556,9 +620,6 @@ export function pep(options: PepOptions = {}): XmppModule {
             await service.create(user, name, config);
             return undefined;
           }
-          case 'subscribe':
-          case 'unsubscribe':
-            throw unsupported('subscribe', 'subscriptions follow presence');
           default:
             throw unsupported(action.local, `${action.local} is not supported`);
         }
@@ -597,6 +658,7 @@ export function pep(options: PepOptions = {}): XmppModule {
             const targets = node.config.notifyDelete ? await recipients(user, node) : [];
             await service.delete(user, node.name);
             await store.set(user, AFFILIATIONS_KEY + node.name, undefined);
+            await store.set(user, SUBSCRIPTIONS_KEY + node.name, undefined);
             for (const jid of targets) send(user, jid, xml('delete', { node: node.name }));
             // Modules following a node (vcard-avatar) learn it is empty: a retraction of no ids.
             await notifyRetracted(user, node, [], false);
@@ -643,9 +705,18 @@ export function pep(options: PepOptions = {}): XmppModule {
             await store.set(user, AFFILIATIONS_KEY + node.name, Object.keys(list).length === 0 ? undefined : list);
             return undefined;
           }
-          case 'get subscriptions':
-            await existing(user, action.attr('node'));
-            return xml('pubsub', { xmlns: NS_PUBSUB_OWNER }, xml('subscriptions', { node: action.attr('node') }));
+          case 'get subscriptions': {
+            const node = await existing(user, action.attr('node'));
+            return xml(
+              'pubsub',
+              { xmlns: NS_PUBSUB_OWNER },
+              xml(
+                'subscriptions',
+                { node: node.name },
+                ...(await subscriptions(user, node.name)).map((jid) => xml('subscription', { jid, subscription: 'subscribed' })),
+              ),
+            );
+          }
           default:
             throw unsupported(action.local, `${type} ${action.local} is not supported`);
         }
