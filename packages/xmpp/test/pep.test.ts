@@ -80,6 +80,17 @@ describe('PEP (XEP-0163)', () => {
     expect(info).toContain('http://jabber.org/protocol/pubsub#publish-options');
     const discoItems = await juliet.iq('get', "<query xmlns='http://jabber.org/protocol/disco#items'/>", 'juliet@localhost');
     expect(discoItems).toContain(`node='${NICK}'`);
+    // The node itself: a leaf with its meta-data.
+    const nodeInfo = await juliet.iq('get', `<query xmlns='http://jabber.org/protocol/disco#info' node='${NICK}'/>`, 'juliet@localhost');
+    expect(nodeInfo).toContain("<identity category='pubsub' type='leaf'/>");
+    expect(nodeInfo).toContain('<value>http://jabber.org/protocol/pubsub#meta-data</value>');
+    expect(nodeInfo).toMatch(/var='pubsub#access_model'[^>]*><value>presence<\/value>/);
+    const noNode = await juliet.iq(
+      'get',
+      "<query xmlns='http://jabber.org/protocol/disco#info' node='urn:example:none'/>",
+      'juliet@localhost',
+    );
+    expect(noNode).toContain('<item-not-found');
   });
 
   it("refuses a publish to another user's node with <forbidden/>", async () => {

@@ -14,10 +14,10 @@ import { randomBytes } from 'node:crypto';
 import { type XmlElement, xml } from '../element.js';
 import { Jid } from '../jid.js';
 import type { IqContext, ModuleApi, XmppModule } from '../module.js';
-import { NS_DELAY, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER } from '../namespaces.js';
+import { NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER } from '../namespaces.js';
 import { StanzaErrorException } from '../stanza-error.js';
 import { entityCapsOf } from './caps.js';
-import { parseSubmittedForm } from './data-form.js';
+import { buildDataForm, parseSubmittedForm } from './data-form.js';
 import {
   configForm,
   defaultNodeConfig,
@@ -726,6 +726,47 @@ export function pep(options: PepOptions = {}): XmppModule {
         api.iq({ xmlns: NS_PUBSUB, element: 'pubsub', to }, pubsub);
         api.iq({ xmlns: NS_PUBSUB_OWNER, element: 'pubsub', to }, owner);
       }
+
+      // disco#info on a node (XEP-0060 §5.3–§5.4): a leaf, with its meta-data. Taken before the
+      // disco module's account answer (which knows no nodes); anything else passes on.
+      const nodeInfo = async (stanza: XmlElement, from: Jid, to: Jid, name: string): Promise<boolean> => {
+        const node = await service.node(to.local, name);
+        if (node === undefined || !(await mayRead(to.local, node, from.bare))) return false;
+        const metaData = buildDataForm({
+          type: 'result',
+          formType: 'http://jabber.org/protocol/pubsub#meta-data',
+          fields: [
+            { var: 'pubsub#owner', type: 'jid-single', values: [bareOf(to.local)] },
+            { var: 'pubsub#title', type: 'text-single', values: [node.config.title] },
+            { var: 'pubsub#type', type: 'text-single', values: [node.config.type] },
+            { var: 'pubsub#access_model', type: 'list-single', values: [node.config.accessModel] },
+            { var: 'pubsub#max_items', type: 'text-single', values: [String(node.config.maxItems)] },
+          ],
+        });
+        const answer = xml(
+          'iq',
+          { type: 'result', id: stanza.attr('id'), from: to.bare, to: from.toString() },
+          xml(
+            'query',
+            { xmlns: NS_DISCO_INFO, node: name },
+            xml('identity', { category: 'pubsub', type: 'leaf' }),
+            xml('feature', { var: NS_PUBSUB }),
+            metaData,
+          ),
+        );
+        await api.route(answer);
+        return true;
+      };
+      api.hook(
+        'iq/bare',
+        (event) => {
+          const { stanza, from, to } = event;
+          if (stanza.attr('type') !== 'get' || to.local === '') return undefined;
+          const name = stanza.getChild('query', NS_DISCO_INFO)?.attr('node');
+          return name === undefined ? undefined : nodeInfo(stanza, from, to, name);
+        },
+        100,
+      );
 
       if (options.discoItems !== false) {
         // The account's nodes (those the requester may read), or a node's items (XEP-0060 §5.2, §5.5).
