@@ -326,6 +326,23 @@ describe('message archive (XEP-0313)', () => {
     expect(received).not.toContain("by='romeo@localhost'");
   });
 
+  it('a message refused by blocking (XEP-0191) is not in the archive that refused it', async () => {
+    const { port, storage } = await server();
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    juliet.send('<presence/>');
+    romeo.send('<presence/>');
+    expect(await juliet.iq('b', "<block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block>")).toMatch(/type='result'/);
+    romeo.send(chat('juliet@localhost', 'let me in'));
+    juliet.send(chat('romeo@localhost', 'go away'));
+    // Her own message to a contact she blocks is refused before it is archived.
+    expect(condition(await juliet.next(/^<message[^>]*type='error'/))).toBe('not-acceptable');
+    await romeo.sync();
+    await juliet.sync();
+    expect((await storage.archive('mam').query('juliet')).items).toEqual([]);
+    expect(juliet.take(/let me in/)).toEqual([]);
+  });
+
   it('a message routed again (stream management redelivery) is archived once', async () => {
     const { port, storage, api } = await server();
     const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
