@@ -326,7 +326,7 @@ describe.each(backends)('%s', (_name, factory) => {
       expect(await archive.trim('nobody', 'node-a', 1)).toBe(0);
     });
 
-    it('deletes, trims and expires more items than one chunk (500) removes', async () => {
+    it('deletes, trims and expires more items than one chunk (100 rows per commit) removes', async () => {
       const archive = open(factory).archive('mam');
       const entries = Array.from({ length: 1300 }, (_, i) => item(`i${i}`, i, i % 2 === 0 ? 'even' : 'odd'));
       await Promise.all(
