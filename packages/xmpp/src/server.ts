@@ -4,9 +4,10 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
-import { PortbindError, silentLogger } from '@portbind/core';
+import { silentLogger } from '@portbind/core';
 import { connectionOf, type UpgradeHandler } from '@portbind/http';
 import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
+import { XmppConfigError } from './config-error.js';
 import { type XmlElement, xml } from './element.js';
 import { ModuleHost, sessionState } from './host.js';
 import { Jid } from './jid.js';
@@ -35,7 +36,7 @@ import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_STANZA_SIZE } from './stream-parser.js';
 import { TcpSession } from './tcp-session.js';
 import { WsSession } from './ws-session.js';
 
-export { StanzaErrorException };
+export { StanzaErrorException, XmppConfigError };
 
 /** What a hook or IQ handler gets besides the stanza. */
 export interface StanzaContext {
@@ -60,9 +61,6 @@ export type StanzaHook = (
  * (or nothing for an empty result); throw a {@link StanzaErrorException} for an error.
  */
 export type IqHandler = (iq: XmlElement, context: StanzaContext) => XmlElement | undefined | Promise<XmlElement | undefined>;
-
-/** A configuration error of the XMPP server (bad domain, no TLS, a bad option). */
-export class XmppConfigError extends PortbindError {}
 
 export interface XmppServerOptions {
   /** The domain this server serves (`XMPP_DOMAIN`), e.g. `localhost` or `chat.example.com`. */
@@ -659,7 +657,9 @@ export class XmppServer {
     resources.set(jid.resource, replacement);
     old.hibernating = false;
     old.closeReplaced();
-    this.#host.fire('session/resumed', { session: replacement }).catch((error: unknown) => this.#logger.error({ err: error }, 'session/resumed failed'));
+    this.#host
+      .fire('session/resumed', { session: replacement })
+      .catch((error: unknown) => this.#logger.error({ err: error }, 'session/resumed failed'));
   }
 }
 

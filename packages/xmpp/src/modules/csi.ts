@@ -1,7 +1,7 @@
+import { XmppConfigError } from '../config-error.js';
 import { type XmlElement, xml } from '../element.js';
 import type { XmppModule } from '../module.js';
 import { NS_CLIENT, NS_CSI } from '../namespaces.js';
-import { XmppConfigError } from '../server.js';
 import type { XmppSession } from '../session.js';
 
 // Client State Indication (XEP-0352): a client says `<inactive/>` when nobody looks at it (a phone

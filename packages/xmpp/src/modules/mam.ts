@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { XmppConfigError } from '../config-error.js';
 import { XmlElement, xml } from '../element.js';
 import { Jid } from '../jid.js';
 import type { IqContext, ModuleApi, StanzaEvent, XmppModule } from '../module.js';
 import { NS_CLIENT, NS_DELAY, NS_FORWARD, NS_HINTS, NS_MAM, NS_MAM_EXTENDED, NS_SID } from '../namespaces.js';
 import { parseXml } from '../parse.js';
-import { XmppConfigError } from '../server.js';
 import { StanzaErrorException } from '../stanza-error.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveStore, JsonValue, KeyValueStore } from '../stores/types.js';
 import { buildDataForm, DataFormError, parseDataForm } from './data-form.js';

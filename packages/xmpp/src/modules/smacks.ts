@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { XmppConfigError } from '../config-error.js';
 import { XmlElement, xml } from '../element.js';
 import { Jid } from '../jid.js';
 import type { ModuleApi, SessionState, XmppModule } from '../module.js';
 import { NS_CLIENT, NS_DELAY, NS_SM, NS_STANZAS } from '../namespaces.js';
 import { parseXml } from '../parse.js';
-import { XmppConfigError } from '../server.js';
 import type { XmppSession } from '../session.js';
 import { StreamError } from '../stream-error.js';
 

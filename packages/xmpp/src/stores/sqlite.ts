@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { PortbindError } from '@portbind/core';
 import Database from 'better-sqlite3';
+import { XmppConfigError } from '../config-error.js';
 import {
   DEFAULT_ITERATIONS,
   DEFAULT_SALT_LENGTH,
@@ -19,7 +20,6 @@ import {
   type UserStore,
 } from '../sasl/credentials.js';
 import { SaslprepError } from '../sasl/saslprep.js';
-import { XmppConfigError } from '../server.js';
 import { compareKeys, cursorNotFound, pageSize } from './memory.js';
 import { type Migration, migrations } from './migrations.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';

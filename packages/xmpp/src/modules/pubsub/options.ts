@@ -1,4 +1,4 @@
-import { XmppConfigError } from '../../server.js';
+import { XmppConfigError } from '../../config-error.js';
 
 /** A whole-number option of one of the PubSub modules (pep, caps, private, bookmarks, vcard-avatar), checked when the factory runs. */
 export function wholeNumber(module: string, name: string, value: number | undefined, fallback: number, min = 1): number {
