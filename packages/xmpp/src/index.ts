@@ -39,6 +39,8 @@ export {
   type LastActivityOptions,
   lastActivity,
   legacySession,
+  type MamDefaultPolicy,
+  type MamModule,
   type MamOptions,
   mam,
   type PepOptions,

@@ -27,7 +27,7 @@ export { type CsiOptions, csi } from './csi.js';
 export { disco } from './disco.js';
 export { type ImOptions, im, type RosterItem } from './im.js';
 export { type LastActivityOptions, lastActivity } from './last.js';
-export { type MamOptions, mam } from './mam.js';
+export { type MamDefaultPolicy, type MamModule, type MamOptions, mam } from './mam.js';
 export { type PepOptions, pep } from './pep.js';
 export { legacySession, ping } from './ping.js';
 export { type PrivateOptions, privateStorage } from './private.js';
