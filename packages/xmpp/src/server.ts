@@ -456,18 +456,16 @@ export class XmppServer {
       resources = new Map();
       this.#sessions.set(jid.bare, resources);
     }
-    // A second login with the same full JID replaces the first (RFC 6120 §7.7.2.2).
+    // A second login with the same full JID replaces the first (RFC 6120 §7.7.2.2): the new
+    // session takes the routing slot first, so the old one's end (presence, `session/closed`) never
+    // touches it.
     const previous = resources.get(resource);
-    if (previous !== undefined && previous !== session) {
-      if (previous.hibernating) {
-        previous.hibernating = false;
-        this.#end(previous);
-      } else {
-        previous.close(new StreamError('conflict', 'replaced by a new connection'));
-        this.#end(previous);
-      }
-    }
     resources.set(resource, session);
+    if (previous !== undefined && previous !== session) {
+      if (previous.hibernating) previous.hibernating = false;
+      else previous.close(new StreamError('conflict', 'replaced by a new connection'));
+      this.#end(previous);
+    }
     this.#host.fire('session/bound', { session }).catch((error: unknown) => this.#logger.error({ err: error }, 'session/bound failed'));
     return jid;
   }
@@ -630,6 +628,9 @@ export class XmppServer {
 
   /** A session is gone for good: out of the routing table, then `session/closed` (presence modules broadcast unavailable). */
   async #endSession(session: Session): Promise<void> {
+    // Once: a replaced session ends at its replacement and again when its transport closes.
+    if (session.ended) return;
+    session.ended = true;
     session.hibernating = false;
     const jid = session.jid;
     if (jid !== undefined) {

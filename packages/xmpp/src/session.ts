@@ -101,6 +101,8 @@ export abstract class Session implements XmppSession {
   replaced = false;
   /** The stream was ended on purpose (by either side), not lost with its transport. */
   cleanEnd = false;
+  /** The server has ended the session for good (`session/closed` fired). */
+  ended = false;
   protected readonly host: SessionHost;
   protected closed = false;
   #headerSent = false;

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
 import { describe, expect, it } from 'vitest';
 import { rawConnect, readUntil, readUntilClose } from '../../../test/support/net.js';
-import { clients, login, OPEN, rawStartTls, start } from './support.js';
+import { clients, login, OPEN, rawLogin, rawStartTls, start } from './support.js';
 
 const run = promisify(execFile);
 
@@ -98,6 +98,22 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     );
     await login(port, 'juliet', 'balcony', 'phone');
     expect(await conflict).toBe('conflict');
+  });
+
+  it('after a replacement, the new session is the one routed: it answers pings and gets messages (raw streams)', async () => {
+    const { port } = await start();
+    const old = await rawLogin(port, 'juliet', 'balcony', 'same');
+    old.write('<presence/>');
+    const replaced = readUntilClose(old);
+    const fresh = await rawLogin(port, 'juliet', 'balcony', 'same');
+    expect((await replaced).data).toContain("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    fresh.write("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    expect(await readUntil(fresh, /id='p1'/)).toMatch(/type='result'/);
+    const romeo = await rawLogin(port, 'romeo', 'r0meo!', 'orchard');
+    romeo.write("<message to='juliet@localhost/same' type='chat'><body>still there?</body></message>");
+    expect(await readUntil(fresh, /still there\?/)).toContain("from='romeo@localhost/orchard'");
+    fresh.destroy();
+    romeo.destroy();
   });
 
   it('answers a message to an unknown user with service-unavailable', async () => {
