@@ -363,7 +363,9 @@ export class ModuleHost {
       availableSessionsOf: (bare) => availableSessionsOf(routerServer.sessionsOf(bare)),
       userExists: (user) => routerServer.userExists(user),
       subscription: async (user, contactBare) => {
-        const roster = (await routerServer.storage.keyValue('roster').get(user, 'roster')) as { items?: Array<{ jid: string; subscription: string }> } | undefined;
+        const roster = (await routerServer.storage.keyValue('roster').get(user, 'roster')) as
+          | { items?: Array<{ jid: string; subscription: string }> }
+          | undefined;
         const item = roster?.items?.find((entry) => entry.jid === contactBare);
         const state = item?.subscription;
         return state === 'to' || state === 'from' || state === 'both' ? state : 'none';
