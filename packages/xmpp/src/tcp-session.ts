@@ -10,6 +10,7 @@ import { type StreamEvent, StreamParser } from './stream-parser.js';
 
 /** An XML stream over TCP (RFC 6120 §4), with STARTTLS. */
 export class TcpSession extends Session {
+  #corked = false;
   readonly #parser: StreamParser;
   readonly #secureContext: () => SecureContext | undefined;
   readonly #closeSoon: (socket: Socket) => void;
@@ -57,7 +58,19 @@ export class TcpSession extends Session {
   }
 
   protected write(text: string): void {
-    if (!this.#socket.destroyed) this.#socket.write(text);
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    // Everything written to this stream in one tick leaves in one write (writev): a message fans out
+    // as a stanza, a carbon, an ack request… — one syscall instead of one per element.
+    if (!this.#corked) {
+      this.#corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(text);
   }
 
   protected get unsent(): number {

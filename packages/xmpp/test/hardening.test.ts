@@ -243,7 +243,7 @@ describe('configuration', () => {
   });
 
   it('direct TLS without a certificate fails at start; a bad domain or option at construction', async () => {
-    const server = xmppServer({ domain: 'localhost', allowPlaintext: true });
+    const server = xmppServer({ domain: 'localhost', storage: memoryStorage(), allowPlaintext: true });
     const service = stopAfterTest(new PortService({ env: {} }));
     service.bind(server.c2s({ directTls: true }), { port: 0, host: '127.0.0.1' });
     await expect(service.start()).rejects.toMatchObject({ code: 'PB_ERR_XMPP_NO_TLS' });

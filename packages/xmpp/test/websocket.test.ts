@@ -4,7 +4,7 @@ import { type Element, xml, client as xmppClient } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { portOf, selfSignedCert } from '../../../test/support/net.js';
-import { MemoryUserStore, xmppServer } from '../src/index.js';
+import { MemoryUserStore, memoryStorage, xmppServer } from '../src/index.js';
 import { clients } from './support.js';
 
 // XMPP over WebSocket (RFC 7395) with @xmpp/client, sharing sessions and routing with TCP.
@@ -23,6 +23,7 @@ async function start(options: { allowPlaintext?: boolean | 'loopback'; registrat
   // Development: ws:// and plain TCP without TLS, SCRAM only.
   const server = xmppServer({
     domain: 'localhost',
+    storage: memoryStorage(),
     users,
     allowPlaintext: options.allowPlaintext ?? true,
     registration: options.registration,
@@ -150,7 +151,7 @@ describe('XMPP over WebSocket: who counts as local', () => {
   });
 
   it('on an HTTP binding without TLS and without allowPlaintext, start fails with PB_ERR_XMPP_NO_TLS', async () => {
-    const server = xmppServer({ domain: 'localhost' });
+    const server = xmppServer({ domain: 'localhost', storage: memoryStorage() });
     const service = new PortService({ env: {} });
     services.push(service);
     service.bind(httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } }), { port: 0, host: '127.0.0.1' });
