@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { deriveScram, type ScramHash, ScramServer, scramLookup, verifyPlain } from '../src/sasl/index.js';
 import { StanzaErrorException } from '../src/stanza-error.js';
 import { type ArchiveItem, memoryStorage, SCHEMA_VERSION, sqliteStorage, type XmppStorage } from '../src/stores/index.js';
-import type { Migration } from '../src/stores/migrations.js';
+import { type Migration, migrations } from '../src/stores/migrations.js';
 import { migrate } from '../src/stores/sqlite.js';
 
 let dir: string;
@@ -202,6 +202,36 @@ describe.each(backends)('%s', (_name, factory) => {
       // The same id in another owner's archive is another item.
       await archive.append('bob', item('m2', 1, 'alice@localhost'));
       expect(ids(await archive.query('alice'))).toHaveLength(6);
+    });
+
+    it('counts every item once through appends, replacements (in one turn too), deletes, trims and expiry', async () => {
+      const storage = open(factory);
+      const archive = storage.archive('mam');
+      // One turn: new items, one replaced twice, another owner, another store.
+      await Promise.all([
+        archive.append('alice', item('a1', 1000)),
+        archive.append('alice', item('a2', 2000, 'carol@localhost')),
+        archive.append('alice', item('a1', 3000)),
+        archive.append('bob', item('a1', 1000)),
+        archive.append('alice', item('a1', 4000)),
+        storage.archive('offline').append('alice', item('o1', 1000)),
+      ]);
+      expect(await archive.query('alice')).toMatchObject({ count: 2 });
+      expect(ids(await archive.query('alice'))).toEqual(['a2', 'a1']);
+      // Counted before a delete in the same turn, and by a query in the same turn.
+      const [, , counted] = await Promise.all([
+        archive.append('alice', item('a3', 5000)),
+        archive.delete('alice', { ids: ['a2'] }),
+        archive.query('alice', { max: 0 }),
+      ]);
+      expect(counted.count).toBe(2);
+      await archive.append('alice', item('a4', 6000));
+      expect(await archive.trim('alice', 'bob@localhost', 1)).toBe(2);
+      expect(await archive.query('alice')).toMatchObject({ count: 1 });
+      expect(await archive.expire(5000)).toBe(1);
+      expect(await archive.query('alice')).toMatchObject({ count: 1 });
+      expect(await archive.query('bob')).toMatchObject({ count: 0 });
+      expect(await storage.archive('offline').query('alice')).toMatchObject({ count: 1 });
     });
 
     it('filters by with, start and end (inclusive), and ids', async () => {
@@ -553,6 +583,88 @@ describe('sqliteStorage: the file', () => {
     }
   });
 
+  it('writes of several turns of the event loop share one transaction; each resolves once it committed', async () => {
+    const file = newFile();
+    // A commit at 3 operations (maxBatch) or at close, never by the clock here.
+    const storage = open(() => sqliteStorage({ file, commitDelay: 600_000, maxBatch: 3 }));
+    const reader = new Database(file, { readonly: true });
+    const rows = (): unknown => reader.prepare('SELECT count(*) FROM archive').pluck().get();
+    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    try {
+      const settled: string[] = [];
+      const first = storage
+        .archive('mam')
+        .append('alice', item('m1', 1))
+        .then(() => settled.push('m1'));
+      await turn();
+      await turn();
+      expect(settled).toEqual([]);
+      expect(rows()).toBe(0);
+      // A read in a later turn sees the write (same connection) but waits for the commit too.
+      const read = storage
+        .archive('mam')
+        .query('alice')
+        .then((result) => {
+          settled.push('read');
+          return result;
+        });
+      await turn();
+      expect(settled).toEqual([]);
+      const last = storage
+        .archive('mam')
+        .append('alice', item('m2', 2))
+        .then(() => settled.push('m2'));
+      await Promise.all([first, read, last]);
+      expect(settled.sort()).toEqual(['m1', 'm2', 'read']);
+      expect(ids(await read)).toEqual(['m1']);
+      expect(rows()).toBe(2);
+      // And close() commits what is open.
+      const pending = storage.archive('mam').append('alice', item('m3', 3));
+      await turn();
+      expect(rows()).toBe(2);
+      await storage.close();
+      await pending;
+      expect(rows()).toBe(3);
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('creates a new file, its -wal and -shm, readable by their owner only (0600); an existing file keeps its mode', async () => {
+    const file = newFile();
+    const storage = open(() => sqliteStorage({ file }));
+    await storage.keyValue('k').set('o', 'k', 1);
+    for (const path of [file, `${file}-wal`, `${file}-shm`]) expect(statSync(path).mode & 0o777).toBe(0o600);
+    await storage.close();
+    chmodSync(file, 0o640);
+    await open(() => sqliteStorage({ file })).close();
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+  });
+
+  it('migrates a version 1 archive (counted by triggers) to version 2 (counted by the code): counts and replacement stay right', async () => {
+    const file = newFile();
+    mkdirSync(join(file, '..'), { recursive: true });
+    const db = new Database(file);
+    migrate(db, file, migrations.slice(0, 1));
+    const insert = db.prepare('INSERT INTO archive (store, owner, id, "when", "with", xml) VALUES (?, ?, ?, ?, ?, ?)');
+    for (const id of ['m1', 'm2', 'm1', 'm3']) insert.run('mam', 'alice', id, 1000, 'bob@localhost', `<${id}/>`);
+    expect(db.prepare('SELECT items FROM archive_counts').pluck().all()).toEqual([3]);
+    db.close();
+    const storage = open(() => sqliteStorage({ file }));
+    const archive = storage.archive('mam');
+    expect(await archive.query('alice')).toMatchObject({ count: 3 });
+    expect(ids(await archive.query('alice'))).toEqual(['m2', 'm1', 'm3']);
+    await Promise.all([archive.append('alice', item('m2', 2000)), archive.append('alice', item('m4', 2000))]);
+    expect(await archive.query('alice')).toMatchObject({ count: 4 });
+    expect(ids(await archive.query('alice'))).toEqual(['m1', 'm3', 'm2', 'm4']);
+    await storage.close();
+    const after = new Database(file, { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).toBe(2);
+    expect(after.prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger'").pluck().all()).toEqual(['archive_deleted']);
+    expect(after.prepare('SELECT items FROM archive_counts').pluck().all()).toEqual([4]);
+    after.close();
+  });
+
   it('a statement that fails in a batch fails alone; the others commit', async () => {
     const storage = open(() => sqliteStorage({ file: newFile() }));
     const archive = storage.archive('mam');
@@ -697,5 +809,7 @@ describe('sqliteStorage: startup errors are XmppConfigError PB_ERR_XMPP_STORAGE,
   it('bad options are PB_ERR_XMPP_OPTION', () => {
     expect(() => sqliteStorage({ file: '' })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
     expect(() => sqliteStorage({ file: newFile(), maxBatch: 0 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+    expect(() => sqliteStorage({ file: newFile(), commitDelay: -1 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+    expect(() => sqliteStorage({ file: newFile(), commitDelay: 1.5 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
   });
 });

@@ -79,6 +79,18 @@ export const migrations: readonly Migration[] = [
       END;
     `,
   },
+  {
+    version: 2,
+    description: 'archive appends without triggers: replace and count in the code, per transaction',
+    sql: `
+      -- An append with a fresh id (what MAM and offline messages append) no longer runs a DELETE first; the
+      -- code replaces an existing id itself (INSERT … ON CONFLICT DO NOTHING, then DELETE and INSERT).
+      DROP TRIGGER archive_replace;
+      -- Items per owner are added once per owner and transaction by the code, not once per row. Deletes
+      -- still count themselves (archive_deleted).
+      DROP TRIGGER archive_inserted;
+    `,
+  },
 ];
 
 /** The schema version this code writes: the last migration's. */

@@ -1,5 +1,5 @@
 import { pbkdf2, randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -25,15 +25,16 @@ import { type Migration, migrations } from './migrations.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';
 
 // Durable storage in one SQLite file (better-sqlite3). better-sqlite3 is synchronous: each call
-// runs on the event loop. Operations are queued and the queue runs at setImmediate, all the
-// operations issued in one turn of the event loop in one transaction (one commit instead of one per
-// write); each promise resolves once that transaction committed. Reads go through the same queue,
-// so a read issued after a write sees it.
+// runs on the event loop. Operations are queued and the queue runs at setImmediate; the operations
+// issued over a few milliseconds (commitDelay) run in one transaction (one commit instead of one per
+// write, or per turn of the event loop); each promise resolves once that transaction committed.
+// Reads go through the same queue, so a read issued after a write sees it.
 
 export interface SqliteStorageOptions {
   /**
    * The database file (e.g. `${DATA_DIR}/xmpp.sqlite`). Its directory is created if missing (with its
    * parents); SQLite writes `<file>-wal` and `<file>-shm` beside it, so the directory must be writable.
+   * A new file is created with mode 0600 (its -wal and -shm files too): it holds SCRAM keys and messages.
    * `':memory:'` for a database that lives as long as the process (tests).
    */
   file: string;
@@ -52,8 +53,17 @@ export interface SqliteStorageOptions {
    * False: every operation is its own transaction, run when it is called.
    */
   batch?: boolean;
-  /** Most operations in one transaction; the rest go to the next turn of the event loop. Default 1000. */
+  /** Most operations in one transaction; the rest go to the next transaction. Default 1000. */
   maxBatch?: number;
+  /**
+   * How long a write transaction stays open for the operations of later turns of the event loop, ms: a
+   * commit writes every page the transaction changed (in each index, a page per archive owner), so one
+   * commit for the appends of a few milliseconds writes far fewer pages than one per turn. Every operation
+   * still resolves only once its transaction committed (a read issued meanwhile waits for it too); a
+   * transaction also commits when it holds `maxBatch` operations, and at close(). Default 2; 0 commits
+   * at the end of each turn.
+   */
+  commitDelay?: number;
   /**
    * Check every page of the file at open (`PRAGMA quick_check`, which reads the whole file), so a damaged
    * file fails at start rather than at the first query that reaches the damage. Default true; without it
@@ -134,14 +144,20 @@ class SqliteStorage implements XmppStorage {
   readonly #db: Database.Database;
   readonly #batch: boolean;
   readonly #maxBatch: number;
+  readonly #commitDelay: number;
   readonly #queue: Operation[] = [];
+  /** Operations run in the open transaction (or a read-only batch), with their results, until it commits. */
+  readonly #done: Array<{ operation: Operation; ok: boolean; value: unknown }> = [];
+  /** Archive count changes of the open transaction, by store and owner. */
+  readonly #counts = new Map<string, { store: string; owner: string; delta: number }>();
+  #timer: NodeJS.Timeout | undefined;
   #scheduled = false;
   #closed = false;
   readonly #keyValues = new Map<string, KeyValueStore>();
   readonly #archives = new Map<string, ArchiveStore>();
   readonly #statements = new Map<string, Statement>();
   readonly #begin: Statement;
-  readonly #commit: Statement;
+  readonly #commitStatement: Statement;
   readonly #rollback: Statement;
   readonly #checkpointer: Checkpointer | undefined;
 
@@ -154,6 +170,7 @@ class SqliteStorage implements XmppStorage {
     this.file = file;
     this.#batch = options.batch ?? true;
     this.#maxBatch = positiveInteger('maxBatch', options.maxBatch, 1000);
+    this.#commitDelay = nonNegativeInteger('commitDelay', options.commitDelay, 2);
     const busyTimeout = positiveInteger('busyTimeout', options.busyTimeout, 5000);
     const cacheSize = positiveInteger('cacheSize', options.cacheSize, 32 * 1024 * 1024);
     if (!memory) {
@@ -161,6 +178,14 @@ class SqliteStorage implements XmppStorage {
         mkdirSync(dirname(file), { recursive: true });
       } catch (error) {
         throw storageError(file, `cannot create its directory ${dirname(file)} (${errorText(error)})`, error);
+      }
+      // A new file is readable by this user only (0600): it holds SCRAM keys and messages. SQLite gives the
+      // -wal and -shm files the database file's mode. An existing file keeps its mode; when this fails (the file
+      // exists, the directory is not writable) SQLite opens the file or says why it cannot.
+      try {
+        closeSync(openSync(file, 'wx', 0o600));
+      } catch {
+        // Existing, or SQLite reports the error below.
       }
     }
     let db: Database.Database | undefined;
@@ -209,7 +234,7 @@ class SqliteStorage implements XmppStorage {
       this.#checkpointer = new Checkpointer(file, busyTimeout, positiveInteger('checkpointInterval', options.checkpointInterval, 20));
     }
     this.#begin = db.prepare('BEGIN IMMEDIATE');
-    this.#commit = db.prepare('COMMIT');
+    this.#commitStatement = db.prepare('COMMIT');
     this.#rollback = db.prepare('ROLLBACK');
     this.users = new SqliteUserStore(this, positiveInteger('iterations', options.iterations, DEFAULT_ITERATIONS));
   }
@@ -246,13 +271,18 @@ class SqliteStorage implements XmppStorage {
   run<T>(write: boolean, run: () => T): Promise<T> {
     if (this.#closed) return Promise.reject(new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${this.file} is closed`));
     if (!this.#batch) {
-      try {
-        const result = run();
-        if (write) this.#checkpointer?.written();
-        return Promise.resolve(result);
-      } catch (error) {
-        return Promise.reject(error);
+      if (!write) {
+        try {
+          return Promise.resolve(run());
+        } catch (error) {
+          return Promise.reject(error);
+        }
       }
+      // A write and the archive counts it changed: one transaction.
+      return new Promise<T>((resolve, reject) => {
+        this.#execute([{ write, run, resolve: resolve as (value: unknown) => void, reject }]);
+        this.#commit();
+      });
     }
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ write, run, resolve: resolve as (value: unknown) => void, reject });
@@ -263,10 +293,32 @@ class SqliteStorage implements XmppStorage {
     });
   }
 
+  /**
+   * Adds `delta` to the item count of (store, owner) in `archive_counts`, at the commit (or before an
+   * operation that reads or deletes archive rows: {@link flushCounts}). Only inside a write transaction.
+   */
+  countItems(store: string, owner: string, delta: number): void {
+    const key = `${store}\u0000${owner}`;
+    const entry = this.#counts.get(key);
+    if (entry === undefined) this.#counts.set(key, { store, owner, delta });
+    else entry.delta += delta;
+  }
+
+  /** Writes the item counts {@link countItems} gathered: one upsert per owner, not one per append. */
+  flushCounts(): void {
+    if (this.#counts.size === 0) return;
+    const upsert = this.statement(
+      'INSERT INTO archive_counts (store, owner, items) VALUES (?, ?, ?) ON CONFLICT (store, owner) DO UPDATE SET items = items + excluded.items',
+    );
+    for (const { store, owner, delta } of this.#counts.values()) if (delta !== 0) upsert.run(store, owner, delta);
+    this.#counts.clear();
+  }
+
   readonly #flush = (): void => {
     this.#scheduled = false;
     while (this.#queue.length > 0) {
-      this.#runBatch(this.#queue.splice(0, this.#maxBatch));
+      this.#execute(this.#queue.splice(0, Math.max(1, this.#maxBatch - this.#done.length)));
+      if (!this.#db.inTransaction || this.#done.length >= this.#maxBatch || this.#commitDelay === 0) this.#commit();
       // Leave the rest to the next turn, so I/O callbacks run in between.
       if (this.#queue.length > 0 && !this.#closed) {
         this.#scheduled = true;
@@ -274,50 +326,85 @@ class SqliteStorage implements XmppStorage {
         return;
       }
     }
+    // The open transaction commits when it is `commitDelay` old, or full: larger commits, fewer pages written.
+    if (this.#db.inTransaction && this.#timer === undefined) this.#timer = setTimeout(this.#commitNow, this.#commitDelay);
   };
 
-  #runBatch(batch: Operation[]): void {
-    const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    const transaction = batch.some((operation) => operation.write);
+  readonly #commitNow = (): void => {
+    this.#timer = undefined;
+    this.#commit();
+  };
+
+  /**
+   * Runs a batch of operations, in the open write transaction (begun here when the batch writes and
+   * none is open); their results wait in #done for {@link #commit}. A statement that fails is undone
+   * alone (SQLite's statement journal): its operation fails, the others go on. An I/O error or a full
+   * disk rolls the whole transaction back: then every operation of it failed, those of earlier turns too.
+   */
+  #execute(batch: Operation[]): void {
     try {
-      if (transaction) this.#begin.run();
+      if (!this.#db.inTransaction && batch.some((operation) => operation.write)) this.#begin.run();
+      const transaction = this.#db.inTransaction;
       for (const operation of batch) {
         try {
-          results.push({ ok: true, value: operation.run() });
+          this.#done.push({ operation, ok: true, value: operation.run() });
         } catch (error) {
-          // A failed statement is undone alone (SQLite's statement journal); an I/O error or a full disk
-          // rolls the whole transaction back: then every operation of the batch failed.
           if (transaction && !this.#db.inTransaction) throw error;
-          results.push({ ok: false, error });
+          this.#done.push({ operation, ok: false, value: error });
         }
-      }
-      if (transaction) {
-        this.#commit.run();
-        this.#checkpointer?.written();
       }
     } catch (error) {
-      if (this.#db.inTransaction) {
-        try {
-          this.#rollback.run();
-        } catch {
-          // The rollback of a failed transaction: the first error is the one to report.
-        }
-      }
-      for (const operation of batch) operation.reject(error);
-      return;
+      this.#fail(error, batch);
     }
-    batch.forEach((operation, index) => {
-      const result = results[index];
-      if (result?.ok) operation.resolve(result.value);
-      else operation.reject(result?.error);
-    });
+  }
+
+  /** Commits the open transaction (if any), then settles the operations that ran in it. */
+  #commit(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#db.inTransaction) {
+      try {
+        this.flushCounts();
+        this.#commitStatement.run();
+      } catch (error) {
+        this.#fail(error, []);
+        return;
+      }
+      this.#checkpointer?.written();
+    }
+    const done = this.#done.splice(0);
+    for (const entry of done) {
+      if (entry.ok) entry.operation.resolve(entry.value);
+      else entry.operation.reject(entry.value);
+    }
+  }
+
+  /** Rolls the open transaction back: its operations, and those of `batch` not run yet, fail with `error`. */
+  #fail(error: unknown, batch: Operation[]): void {
+    this.#counts.clear();
+    if (this.#db.inTransaction) {
+      try {
+        this.#rollback.run();
+      } catch {
+        // The rollback of a failed transaction: the first error is the one to report.
+      }
+    }
+    const failed = new Set<Operation>(batch);
+    for (const entry of this.#done.splice(0)) failed.add(entry.operation);
+    for (const operation of failed) operation.reject(error);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.users.settled();
     this.#closed = true;
-    while (this.#queue.length > 0) this.#runBatch(this.#queue.splice(0, this.#maxBatch));
+    while (this.#queue.length > 0) {
+      this.#execute(this.#queue.splice(0, Math.max(1, this.#maxBatch - this.#done.length)));
+      if (this.#done.length >= this.#maxBatch) this.#commit();
+    }
+    this.#commit();
     await this.#checkpointer?.close();
     try {
       this.#db.pragma('optimize');
@@ -387,6 +474,17 @@ class Checkpointer {
     Atomics.notify(this.#state, 0);
     await this.#exited;
   }
+}
+
+function nonNegativeInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new XmppConfigError(
+      'PB_ERR_XMPP_OPTION',
+      `sqliteStorage option ${name} must be a whole number of milliseconds (0 or more), got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
 }
 
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
@@ -521,11 +619,21 @@ class SqliteArchiveStore implements ArchiveStore {
   }
 
   async append(owner: string, item: ArchiveItem): Promise<void> {
-    // The archive_replace trigger deletes an existing (store, owner, id) first: the new row gets the next seq.
+    // A fresh id (MAM's, an offline message's) is one insert into the table and its indexes, and a count in
+    // memory written once per owner at the commit. An existing id is replaced: its row deleted (the
+    // archive_deleted trigger counts it), then the new one inserted with the next seq ("moves it to the end").
     const values = [this.#name, owner, item.id, item.when, item.with, item.xml];
-    await this.#storage.run(true, () =>
-      this.#storage.statement('INSERT INTO archive (store, owner, id, "when", "with", xml) VALUES (?, ?, ?, ?, ?, ?)').run(values),
-    );
+    await this.#storage.run(true, () => {
+      const insert = this.#storage.statement(
+        'INSERT INTO archive (store, owner, id, "when", "with", xml) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (store, owner, id) DO NOTHING',
+      );
+      if (insert.run(values).changes === 0) {
+        this.#storage.flushCounts();
+        this.#storage.statement('DELETE FROM archive WHERE store = ? AND owner = ? AND id = ?').run(this.#name, owner, item.id);
+        insert.run(values);
+      }
+      this.#storage.countItems(this.#name, owner, 1);
+    });
   }
 
   query(owner: string, query: ArchiveQuery = {}): Promise<ArchiveResult> {
@@ -536,6 +644,7 @@ class SqliteArchiveStore implements ArchiveStore {
     const unfiltered = query.with === undefined && query.start === undefined && query.end === undefined && query.ids === undefined;
     const max = pageSize(query.max);
     return this.#storage.run(false, () => {
+      this.#storage.flushCounts();
       const count = unfiltered
         ? this.#storage.statement('SELECT items FROM archive_counts WHERE store = @store AND owner = @owner')
         : this.#storage.statement(`SELECT count(*) FROM archive INDEXED BY ${indexFor(query, true)} WHERE ${filter}`);
@@ -621,7 +730,11 @@ class SqliteArchiveStore implements ArchiveStore {
     const sql = `DELETE FROM archive WHERE seq IN (${select} LIMIT ${DELETE_CHUNK})`;
     let deleted = 0;
     for (;;) {
-      const changes = await this.#storage.run(true, () => this.#storage.statement(sql).run(parameters).changes);
+      const changes = await this.#storage.run(true, () => {
+        // The archive_deleted trigger updates archive_counts: the counts of this transaction's appends first.
+        this.#storage.flushCounts();
+        return this.#storage.statement(sql).run(parameters).changes;
+      });
       deleted += changes;
       if (changes < DELETE_CHUNK) return deleted;
     }
