@@ -357,9 +357,10 @@ const servers = {
   },
 };
 
-// --cpu-prof writes a V8 CPU profile of every portbind server process into --cpu-prof-dir.
+// --cpu-prof writes a V8 CPU profile of every portbind server process (and of its SQLite worker
+// thread) into --cpu-prof-dir (default $TMPDIR/portbind-xmpp-profiles).
 const portbindNodeFlags = args.includes('--cpu-prof')
-  ? ['--cpu-prof', '--cpu-prof-dir', stringOption('cpu-prof-dir', join(root, 'bench', 'xmpp', 'profiles'))]
+  ? ['--cpu-prof', '--cpu-prof-dir', stringOption('cpu-prof-dir', join(tmpdir(), 'portbind-xmpp-profiles'))]
   : [];
 
 /**
