@@ -583,48 +583,54 @@ describe('sqliteStorage: the file', () => {
     }
   });
 
-  it('writes of several turns of the event loop share one transaction; each resolves once it committed', async () => {
+  it('writes of consecutive busy turns of the event loop share one transaction; each resolves once it committed', async () => {
     const file = newFile();
-    // A commit at 3 operations (maxBatch) or at close, never by the clock here.
-    const storage = open(() => sqliteStorage({ file, commitDelay: 600_000, maxBatch: 3 }));
+    // Never committed by the clock here: by an idle turn, maxBatch, or close().
+    const storage = open(() => sqliteStorage({ file, commitDelay: 600_000, maxBatch: 8 }));
+    const archive = storage.archive('mam');
     const reader = new Database(file, { readonly: true });
     const rows = (): unknown => reader.prepare('SELECT count(*) FROM archive').pluck().get();
     const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
     try {
+      // A lone write on an idle server commits at the next quiet turn, not after commitDelay.
+      await archive.append('alice', item('lone', 0));
+      expect(rows()).toBe(1);
+
+      // An append in each of 4 turns (a busy server): one transaction, nothing committed or resolved until a turn
+      // queues nothing. A read in the middle sees the writes before it (same connection) and waits for the commit.
       const settled: string[] = [];
-      const first = storage
-        .archive('mam')
-        .append('alice', item('m1', 1))
-        .then(() => settled.push('m1'));
-      await turn();
-      await turn();
-      expect(settled).toEqual([]);
-      expect(rows()).toBe(0);
-      // A read in a later turn sees the write (same connection) but waits for the commit too.
-      const read = storage
-        .archive('mam')
-        .query('alice')
-        .then((result) => {
-          settled.push('read');
-          return result;
-        });
-      await turn();
-      expect(settled).toEqual([]);
-      const last = storage
-        .archive('mam')
-        .append('alice', item('m2', 2))
-        .then(() => settled.push('m2'));
-      await Promise.all([first, read, last]);
-      expect(settled.sort()).toEqual(['m1', 'm2', 'read']);
-      expect(ids(await read)).toEqual(['m1']);
-      expect(rows()).toBe(2);
-      // And close() commits what is open.
-      const pending = storage.archive('mam').append('alice', item('m3', 3));
-      await turn();
-      expect(rows()).toBe(2);
+      const pending: Array<Promise<unknown>> = [];
+      let read: Promise<{ items: ArchiveItem[] }> | undefined;
+      await new Promise<void>((resolve) => {
+        let n = 0;
+        const next = (): void => {
+          n++;
+          const id = `m${n}`;
+          pending.push(archive.append('alice', item(id, n)).then(() => settled.push(id)));
+          if (n === 2) read = archive.query('alice').finally(() => settled.push('read'));
+          expect(settled).toEqual([]);
+          expect(rows()).toBe(1);
+          if (n < 4) setImmediate(next);
+          else resolve();
+        };
+        setImmediate(next);
+      });
+      await Promise.all([...pending, read]);
+      expect(settled.sort()).toEqual(['m1', 'm2', 'm3', 'm4', 'read']);
+      expect(ids((await read) ?? { items: [] })).toEqual(['lone', 'm1', 'm2']);
+      expect(rows()).toBe(5);
+
+      // A full transaction (maxBatch) commits at once.
+      const full = Array.from({ length: 8 }, (_, i) => archive.append('bob', item(`b${i}`, i)));
+      await full[0];
+      expect(rows()).toBe(13);
+      await Promise.all(full);
+
+      // close() commits what is open.
+      const last = archive.append('alice', item('m5', 5));
       await storage.close();
-      await pending;
-      expect(rows()).toBe(3);
+      await last;
+      expect(rows()).toBe(14);
     } finally {
       reader.close();
     }

@@ -25,9 +25,9 @@ import { type Migration, migrations } from './migrations.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';
 
 // Durable storage in one SQLite file (better-sqlite3). better-sqlite3 is synchronous: each call
-// runs on the event loop. Operations are queued and the queue runs at setImmediate; the operations
-// issued over a few milliseconds (commitDelay) run in one transaction (one commit instead of one per
-// write, or per turn of the event loop); each promise resolves once that transaction committed.
+// runs on the event loop. Operations are queued and the queue runs at setImmediate; the operations of
+// consecutive busy turns of the event loop, up to commitDelay ms, run in one transaction (one commit
+// instead of one per write, or per turn); each promise resolves once that transaction committed.
 // Reads go through the same queue, so a read issued after a write sees it.
 
 export interface SqliteStorageOptions {
@@ -56,12 +56,13 @@ export interface SqliteStorageOptions {
   /** Most operations in one transaction; the rest go to the next transaction. Default 1000. */
   maxBatch?: number;
   /**
-   * How long a write transaction stays open for the operations of later turns of the event loop, ms: a
-   * commit writes every page the transaction changed (in each index, a page per archive owner), so one
-   * commit for the appends of a few milliseconds writes far fewer pages than one per turn. Every operation
-   * still resolves only once its transaction committed (a read issued meanwhile waits for it too); a
-   * transaction also commits when it holds `maxBatch` operations, and at close(). Default 2; 0 commits
-   * at the end of each turn.
+   * Longest time a write transaction stays open for the operations of later turns of the event loop, ms. A
+   * commit writes every page the transaction changed (in each index, a page per archive owner), so one commit
+   * for the appends of a few milliseconds writes far fewer pages than one per turn. The transaction stays open
+   * only while every turn of the event loop queues more operations (a busy server); the first turn that queues
+   * none commits it, so an idle server's writes wait for no timer. Every operation resolves only once its
+   * transaction committed (a read queued meanwhile waits for it too); a transaction also commits when it holds
+   * `maxBatch` operations, and at close(). Default 10; 0 commits at the end of each turn.
    */
   commitDelay?: number;
   /**
@@ -151,6 +152,7 @@ class SqliteStorage implements XmppStorage {
   /** Archive count changes of the open transaction, by store and owner. */
   readonly #counts = new Map<string, { store: string; owner: string; delta: number }>();
   #timer: NodeJS.Timeout | undefined;
+  #idleCheck = false;
   #scheduled = false;
   #closed = false;
   readonly #keyValues = new Map<string, KeyValueStore>();
@@ -170,7 +172,7 @@ class SqliteStorage implements XmppStorage {
     this.file = file;
     this.#batch = options.batch ?? true;
     this.#maxBatch = positiveInteger('maxBatch', options.maxBatch, 1000);
-    this.#commitDelay = nonNegativeInteger('commitDelay', options.commitDelay, 2);
+    this.#commitDelay = nonNegativeInteger('commitDelay', options.commitDelay, 10);
     const busyTimeout = positiveInteger('busyTimeout', options.busyTimeout, 5000);
     const cacheSize = positiveInteger('cacheSize', options.cacheSize, 32 * 1024 * 1024);
     if (!memory) {
@@ -326,8 +328,21 @@ class SqliteStorage implements XmppStorage {
         return;
       }
     }
-    // The open transaction commits when it is `commitDelay` old, or full: larger commits, fewer pages written.
-    if (this.#db.inTransaction && this.#timer === undefined) this.#timer = setTimeout(this.#commitNow, this.#commitDelay);
+    if (!this.#db.inTransaction) return;
+    // The open transaction takes the operations of the next turns while every turn brings some (a busy server:
+    // one commit for many turns, far fewer pages written), until it is `commitDelay` old or full. It commits
+    // at the first turn that brought none: an idle server's writes wait for no timer.
+    if (this.#timer === undefined) this.#timer = setTimeout(this.#commitNow, this.#commitDelay);
+    if (!this.#idleCheck) {
+      this.#idleCheck = true;
+      setImmediate(this.#commitIfIdle);
+    }
+  };
+
+  /** A turn after a flush: commits unless operations were queued meanwhile (their flush comes next). */
+  readonly #commitIfIdle = (): void => {
+    this.#idleCheck = false;
+    if (this.#queue.length === 0 && !this.#closed) this.#commit();
   };
 
   readonly #commitNow = (): void => {
