@@ -63,13 +63,14 @@ if (typeof xmpp.defaultModules === 'function') {
   const defaults = xmpp.defaultModules();
   const modules = defaults.filter((m) => (wantSm || !isSm(m)) && (wantMam || !isMam(m)));
   const missing = [];
+  const exported = { smacks: xmpp.smacks, mam: xmpp.mam };
   const factory = async (name) => {
-    if (typeof xmpp[name] === 'function') return xmpp[name];
+    if (typeof exported[name] === 'function') return exported[name];
     // Not (yet) exported from the package: the module file itself, if the build has it.
     try {
       const module = await import(`../../packages/xmpp/dist/modules/${name === 'smacks' ? 'smacks' : 'mam'}.js`);
       if (typeof module[name] !== 'function') return undefined;
-      (info.unexported ??= []).push(name);
+      info.unexported = [...(info.unexported ?? []), name];
       return module[name];
     } catch {
       return undefined;
