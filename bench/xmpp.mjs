@@ -3,7 +3,8 @@
 // default file storage, portbind's SQLite file), in feature modes:
 //   node bench/xmpp.mjs [--seconds 10] [--clients 50] [--idle 10000] [--rounds 3] [--window 10]
 //                       [--warmup 2] [--modes none,sm,mam,sm+mam] [--memory-mode sm+mam]
-//                       [--ack-every 10] [--only prosody,portbind] [--install] [--keep]
+//                       [--ack-every 10] [--storage sqlite|memory] [--only prosody,portbind]
+//                       [--install] [--keep]
 // A mode names what is on top of the base (roster, carbons, offline messages, disco, ping):
 // `sm` stream management (XEP-0198), `mam` the message archive (XEP-0313). What a server really
 // offered is read from its stream features and disco#info (xmpp/load.mjs probe), never assumed.
@@ -46,6 +47,11 @@ const MODES = ['none', 'sm', 'mam', 'sm+mam'];
 const modes = stringOption('modes', MODES.join(',')).split(',');
 const memoryMode = stringOption('memory-mode', 'sm+mam');
 const ackEvery = option('ack-every', 10);
+const portbindStorage = stringOption('storage', 'sqlite');
+if (!['sqlite', 'memory'].includes(portbindStorage)) {
+  console.error(`--storage ${portbindStorage}: sqlite or memory`);
+  process.exit(2);
+}
 for (const mode of [...modes, memoryMode]) {
   if (!MODES.includes(mode)) {
     console.error(`unknown mode ${mode}: one of ${MODES.join(', ')}`);
@@ -330,7 +336,8 @@ const servers = {
           PASSWORD: password,
           LOG: 'warn',
           FEATURES: mode,
-          DATA_DIR: dataDir,
+          // --storage memory: portbind on memoryStorage() (to tell the storage's cost from the modules').
+          ...(portbindStorage === 'memory' ? {} : { DATA_DIR: dataDir }),
         },
       }),
     );
