@@ -158,19 +158,31 @@ export function mam(options: MamOptions = {}): MamModule {
       };
 
       /** Archive a copy; its id, or undefined when waiting for the write and it failed (the chat goes on, unarchived). */
-      const append = async (user: string, stanza: XmlElement, from: Jid, to: Jid, other: Jid): Promise<string | undefined> => {
+      // The text both archives store of one message (sender's and recipient's copies are the same
+      // stanza once stanza ids are left out): serialized once, for the element the sender's hook
+      // hands on to routing.
+      const storedText = new WeakMap<XmlElement, string>();
+      const append = async (
+        user: string,
+        stanza: XmlElement,
+        from: Jid,
+        to: Jid,
+        other: Jid,
+        text?: string,
+      ): Promise<{ id: string; text: string } | undefined> => {
         const id = randomId(12);
-        const copy = storedCopy(stanza, from, to);
+        const xmlText = text ?? storedCopy(stanza, from, to).toString();
+        const done = { id, text: xmlText };
         const failed = (error: unknown): undefined => {
           api.logger.error({ err: error, user }, 'XMPP MAM: archiving a message failed');
           return undefined;
         };
-        const written = store.append(user, { id, when: now(), with: other.bare, xml: copy.toString() });
+        const written = store.append(user, { id, when: now(), with: other.bare, xml: xmlText });
         if (!waitForArchive) {
           written.catch(failed);
-          return id;
+          return done;
         }
-        return written.then(() => id, failed);
+        return written.then(() => done, failed);
       };
 
       // Outgoing: the sender's archive, before routing (Prosody's pre-message hooks). After
@@ -190,10 +202,13 @@ export function mam(options: MamOptions = {}): MamModule {
           const local = to.domain === api.domain;
           if (local && !(await accountExists(to.local))) return;
           if (!(await shallStore(user, to))) return;
-          const id = await append(user, event.stanza, event.from, to, to);
+          const archivedCopy = await append(user, event.stanza, event.from, to, to);
           // The sender's id rides along to the carbons; the recipient's hook strips it (a contact
           // has no access to this archive). Never on a stanza that leaves the server.
-          if (local && id !== undefined) event.stanza = withStanzaId(event.stanza, ownBare(user), id);
+          if (local && archivedCopy !== undefined) {
+            event.stanza = withStanzaId(event.stanza, ownBare(user), archivedCopy.id);
+            storedText.set(event.stanza, archivedCopy.text);
+          }
         },
         -50,
       );
@@ -205,14 +220,15 @@ export function mam(options: MamOptions = {}): MamModule {
         const by = ownBare(user);
         // Only the recipient's own stanza id reaches her (XEP-0313 §3.5): a client's claim to be
         // us (XEP-0359 §4) and the sender's archive id are stripped.
+        const text = storedText.get(event.stanza);
         let stanza = stripLocalStanzaIds(event.stanza, api.domain);
         if (stanza !== event.stanza) event.stanza = stanza;
         if (!shouldArchive(stanza)) return;
         if (!(await accountExists(user))) return;
         if (!(await shallStore(user, event.from))) return;
-        const id = await append(user, stanza, event.from, event.to, event.from);
-        if (id === undefined) return;
-        stanza = withStanzaId(stanza, by, id);
+        const archivedCopy = await append(user, stanza, event.from, event.to, event.from, text);
+        if (archivedCopy === undefined) return;
+        stanza = withStanzaId(stanza, by, archivedCopy.id);
         archived.add(stanza);
         event.stanza = stanza;
       };
