@@ -108,7 +108,10 @@ export class ModuleHost {
     for (const hook of list) {
       let result: HookResult;
       try {
-        result = await (hook.fn as unknown as Hook<E>)(payload);
+        // Most hooks answer synchronously: awaited only when they return a promise (a microtask
+        // per hook and per stanza adds up on the message path).
+        const answer = (hook.fn as unknown as Hook<E>)(payload);
+        result = typeof (answer as PromiseLike<HookResult> | undefined)?.then === 'function' ? await answer : (answer as HookResult);
       } catch (error) {
         const stanza = (payload as Partial<StanzaEvent>).stanza;
         if (error instanceof StanzaErrorException && stanza !== undefined) {
