@@ -379,7 +379,7 @@ export class XmppServer {
   }
 
   async #sasl(session: Session, element: XmlElement): Promise<void> {
-    const address = session.conn.remoteAddress ?? 'unix';
+    const address = session.remoteAddress ?? 'unix';
     const fail = (failure: SaslFailure, text?: string): void => {
       saslState.delete(session);
       session.send(
@@ -439,9 +439,9 @@ export class XmppServer {
   }
 
   #authenticated(session: Session, username: string, serverFinal: Buffer | undefined): void {
-    this.throttle.succeeded(session.conn.remoteAddress ?? 'unix', username);
+    this.throttle.succeeded(session.remoteAddress ?? 'unix', username);
     session.user = normalizeUsername(username) ?? username;
-    this.#logger.debug({ conn: session.conn.id, remoteAddress: session.conn.remoteAddress, account: session.user }, 'XMPP login');
+    this.#logger.debug({ conn: session.conn.id, remoteAddress: session.remoteAddress, account: session.user }, 'XMPP login');
     session.send(xml('success', { xmlns: NS_SASL }, serverFinal === undefined ? undefined : encodeSaslPayload(serverFinal)));
     session.restart();
     this.#host
@@ -557,7 +557,7 @@ export class XmppServer {
       error('not-acceptable', 'modify', 'a username and a password are required');
       return true;
     }
-    const address = session.conn.remoteAddress ?? 'unix';
+    const address = session.remoteAddress ?? 'unix';
     const now = Date.now();
     const window = this.#registrations.get(address);
     const recent = window !== undefined && now - window.since < 3_600_000 ? window : { count: 0, since: now };

@@ -18,7 +18,16 @@ export interface XmppSession {
   readonly jid: Jid | undefined;
   /** True on TLS (STARTTLS, direct TLS, wss://). */
   readonly secure: boolean;
-  /** True when the peer is on this machine and nothing says it speaks for another (forwarding headers). */
+  /**
+   * The client's address: the connection's (after a PROXY protocol header from a trusted proxy), or
+   * on WebSocket the one a proxy trusted by the HTTP binding's `trustProxy` forwarded. `undefined`
+   * on a Unix socket. Login throttling, the registration limit and the logs count this address.
+   */
+  readonly remoteAddress: string | undefined;
+  /**
+   * True when the client is on this machine: its {@link remoteAddress} is loopback (or a Unix
+   * socket), and no untrusted peer's forwarding headers say it speaks for someone else.
+   */
   readonly loopback: boolean;
   readonly authenticated: boolean;
   /**
@@ -137,6 +146,11 @@ export abstract class Session implements XmppSession {
   /** Whether STARTTLS is offered (and so required) on this transport. */
   protected abstract get starttlsOffered(): boolean;
 
+  /** The connection's peer; a transport may know better (a trusted proxy's forwarding header on WebSocket). */
+  get remoteAddress(): string | undefined {
+    return this.conn.remoteAddress;
+  }
+
   /** On the loopback interface; a transport may know better (forwarding headers on WebSocket). */
   get loopback(): boolean {
     return this.conn.isLoopback;
@@ -193,7 +207,7 @@ export abstract class Session implements XmppSession {
     this.send(this.footer());
     this.closed = true;
     this.host.logger.debug(
-      { conn: this.conn.id, remoteAddress: this.conn.remoteAddress, jid: this.jid?.toString(), condition: error?.condition },
+      { conn: this.conn.id, remoteAddress: this.remoteAddress, jid: this.jid?.toString(), condition: error?.condition },
       error === undefined ? 'stream closed' : 'stream closed with an error',
     );
     this.endTransport(error);

@@ -1,4 +1,5 @@
 import type { Connection } from '@portbind/core';
+import { clientAddress, clientInfo } from '@portbind/http';
 import type { WsConnection } from '@portbind/ws';
 import { XmlElement, xml } from './element.js';
 import { NS_CLIENT, NS_TLS } from './namespaces.js';
@@ -26,10 +27,22 @@ export class WsSession extends Session {
   }
 
   /**
-   * A loopback peer that sent forwarding headers is a reverse proxy speaking for someone else:
+   * The client: behind a proxy that the HTTP binding trusts (`trustProxy`), the address its
+   * forwarding header names; otherwise the connection's peer.
+   */
+  override get remoteAddress(): string | undefined {
+    return clientAddress(this.#ws.request);
+  }
+
+  /**
+   * Behind a trusted proxy (`trustProxy` on the HTTP binding), the forwarded client decides: a
+   * client on this machine through a same-host proxy is local, a remote one is not. A loopback peer
+   * that is not trusted but sent forwarding headers is a reverse proxy speaking for someone else:
    * not loopback (a same-host proxy in front of ws:// must not make every remote user "local").
    */
   override get loopback(): boolean {
+    const info = clientInfo(this.#ws.request);
+    if (info?.forwarded === true) return info.remoteAddress !== undefined && isLoopbackAddress(info.remoteAddress);
     if (!this.conn.isLoopback) return false;
     const headers = this.#ws.request.headers;
     return headers.forwarded === undefined && headers['x-forwarded-for'] === undefined && headers['x-real-ip'] === undefined;
@@ -136,4 +149,9 @@ function parseFrame(text: string, maxStanzaSize: number, maxDepth: number): XmlE
   parser.write(Buffer.from(`<frame xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAMS}'>`));
   parser.write(Buffer.from(text));
   return found;
+}
+
+/** 127.0.0.0/8, ::1, and their IPv4-mapped forms, as `Connection.isLoopback` counts them. */
+function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
