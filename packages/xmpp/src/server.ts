@@ -84,10 +84,11 @@ export interface XmppServerOptions {
    * Authentication without TLS. Default false: TLS (STARTTLS, direct TLS, or wss://) is required,
    * and a binding without a certificate fails at start (`PB_ERR_XMPP_NO_TLS`).
    *
-   * - `'loopback'`: clients on **this machine** only (127.0.0.0/8, ::1, a Unix socket; a WebSocket
-   *   request with `Forwarded`, `X-Forwarded-For` or `X-Real-IP` is not local, it came through a
-   *   proxy). For a development page on http://localhost. PLAIN is offered to them too: nobody
-   *   else can read loopback traffic.
+   * - `'loopback'`: clients on **this machine** only (127.0.0.0/8, ::1, a Unix socket), judged by
+   *   the client's address: the one a trusted proxy names (c2s `proxyProtocol`, the HTTP binding's
+   *   `trustProxy` for WebSocket); a WebSocket request from any other peer with `Forwarded`,
+   *   `X-Forwarded-For` or `X-Real-IP` is not local, it came through a proxy. For a development
+   *   page on http://localhost. PLAIN is offered to them too: nobody else can read loopback traffic.
    * - `true`: **everyone**, from any network, with SCRAM only (PLAIN never goes over a network in
    *   the clear). Only behind a TLS-terminating proxy you trust, or for a test.
    *
