@@ -59,6 +59,8 @@ interface Entry<Context> {
   readonly nomulti: boolean;
   /** Reads or writes keys: refused to a client in MONITOR mode, as Redis refuses a replica. */
   readonly keyspace: boolean;
+  /** Held by CLIENT PAUSE … WRITE: `write` commands and PUBLISH (Redis's may-replicate). */
+  readonly pausedByWrite: boolean;
 }
 
 /** A section of INFO: `[field, value]` pairs, computed when INFO runs. */
@@ -134,6 +136,9 @@ export function localAddress(conn: Connection): string {
   return ip.includes(':') ? `[${ip}]:${socket.localPort ?? 0}` : `${ip}:${socket.localPort ?? 0}`;
 }
 
+/** The reply of a command ended by `CLIENT UNBLOCK id ERROR` (networking.c, clientCommand). */
+const UNBLOCKED = 'UNBLOCKED client unblocked via CLIENT UNBLOCK';
+
 const PUBSUB_ONLY = 'only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context';
 
 /**
@@ -185,6 +190,12 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly #cutOff = new WeakSet<RespClient<Context>>();
   /** Clients in MONITOR mode; while it is empty, running a command costs nothing more. */
   readonly #monitors = new Set<RespClient<Context>>();
+  /** CLIENT PAUSE: what is held (`write`: write commands; `all`: every command), until when (ms). */
+  #pauseType: 'write' | 'all' | undefined;
+  #pauseEnd = 0;
+  #pauseTimer: NodeJS.Timeout | undefined;
+  /** Commands held by CLIENT PAUSE, in arrival order, each waiting for the pause to end. */
+  #pauseWaiters: Array<() => void> = [];
   /** Sections the application adds to INFO (or fields it adds to, or overrides in, a built-in one). */
   readonly #infoSections = new Map<string, Array<() => InfoFields>>();
   /** INFO stats, counted where the adapter sees them. */
@@ -229,6 +240,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       pubsub: flags.includes('pubsub'),
       nomulti: flags.includes('nomulti'),
       keyspace: flags.includes('readonly') || flags.includes('write'),
+      pausedByWrite: flags.includes('write') || lower === 'publish',
     };
     this.#commands.set(lower, spec);
     this.#dispatch.set(lower, entry);
@@ -326,6 +338,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     } catch (error) {
       this.logger.error({ err: error }, 'onDrain failed');
     }
+    this.unpause();
     for (const client of [...this.#clients.values()]) client.closeAfterReply();
   }
 
@@ -361,7 +374,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /** Over the total: close the clients holding the most input until the total is under again. */
   #evict(): void {
     const byCost = [...this.#clients.values()]
-      .filter((client) => client.accountedQuery > 0)
+      .filter((client) => client.accountedQuery > 0 && !client.noEvict)
       .sort((a, b) => b.accountedQuery - a.accountedQuery);
     for (const client of byCost) {
       if (this.#queryTotal <= this.totalQueryBufferLimit) return;
@@ -416,6 +429,13 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       this.#reject(own, "ERR Replica can't interact with the keyspace");
       return;
     }
+    if (this.#pauseType !== undefined && this.#holds(own, entry)) return this.#afterPause(own, entry, argv);
+    return this.#proceed(own, entry, argv);
+  }
+
+  /** The rest of dispatch, once no CLIENT PAUSE holds the command: MULTI's queue, RESP2 pub/sub, run. */
+  #proceed(own: RespClient<Context>, entry: Entry<Context>, argv: Command): void | Promise<void> {
+    const spec = entry.spec;
     if (own.multi !== undefined && !entry.nomulti) {
       own.queue(argv);
       own.reply.simple('QUEUED');
@@ -426,6 +446,66 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       return;
     }
     return this.run(own, spec, argv);
+  }
+
+  // ---- CLIENT PAUSE --------------------------------------------------------------------------
+
+  /**
+   * CLIENT PAUSE: hold every command (`all`) or the write ones (`write`) of every client until
+   * `end` (ms since the epoch). A second pause never shortens the first nor turns `all` into
+   * `write` (networking.c, pauseClients).
+   */
+  pause(end: number, type: 'write' | 'all'): void {
+    if (this.#pauseType !== 'all') this.#pauseType = type;
+    if (end <= this.#pauseEnd && this.#pauseTimer !== undefined) return;
+    this.#pauseEnd = Math.max(end, this.#pauseEnd);
+    clearTimeout(this.#pauseTimer);
+    // setTimeout takes at most 2^31-1 ms: a longer pause re-arms itself.
+    const wait = Math.min(Math.max(this.#pauseEnd - Date.now(), 0), 2 ** 31 - 1);
+    this.#pauseTimer = setTimeout(() => {
+      this.#pauseTimer = undefined;
+      if (Date.now() >= this.#pauseEnd) this.unpause();
+      else this.pause(this.#pauseEnd, this.#pauseType ?? type);
+    }, wait);
+    this.#pauseTimer.unref();
+  }
+
+  /** CLIENT UNPAUSE (or the pause's end): held commands run, in the order they came. */
+  unpause(): void {
+    clearTimeout(this.#pauseTimer);
+    this.#pauseTimer = undefined;
+    this.#pauseType = undefined;
+    this.#pauseEnd = 0;
+    const waiters = this.#pauseWaiters;
+    this.#pauseWaiters = [];
+    for (const resume of waiters) resume();
+  }
+
+  /** What CLIENT PAUSE holds now: `write`, `all`, or undefined. */
+  get paused(): 'write' | 'all' | undefined {
+    return this.#pauseType;
+  }
+
+  /** Whether the current pause holds this command (an EXEC is a write when it queued one). */
+  #holds(own: RespClient<Context>, entry: Entry<Context>): boolean {
+    if (this.#pauseType === 'all') return true;
+    if (entry.pausedByWrite) return true;
+    if (entry.spec.name !== 'exec' || own.multi === undefined) return false;
+    for (const queued of own.multi) {
+      const name = (queued[0] as Buffer).toString('latin1').toLowerCase();
+      if (this.#dispatch.get(name)?.pausedByWrite) return true;
+    }
+    return false;
+  }
+
+  /** Wait for the pause to end (the client is blocked meanwhile, its later commands behind it), then go on. */
+  async #afterPause(own: RespClient<Context>, entry: Entry<Context>, argv: Command): Promise<void> {
+    while (this.#pauseType !== undefined && this.#holds(own, entry)) {
+      await new Promise<void>((resolve) => this.#pauseWaiters.push(resolve));
+      if (own.closing) return;
+    }
+    const pending = this.#proceed(own, entry, argv);
+    if (pending !== undefined) await pending;
   }
 
   /** Run a command's handler and write its result or error (EXEC uses this for queued commands). */
@@ -443,11 +523,13 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     if (result instanceof Promise) {
       return result.then(
         (value) => {
-          writeResult(client, value);
+          if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
+          else writeResult(client, value);
           if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
         },
         (error: unknown) => {
-          writeFailure(client, error, spec.name, this.#logFailure);
+          if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
+          else writeFailure(client, error, spec.name, this.#logFailure);
           if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
         },
       );

@@ -391,6 +391,7 @@ function clientLine(server: Server, client: Client, argv?: Command): string {
   if (client.watchDirty) flags += 'd';
   if (client.closing) flags += 'c';
   if (client.conn.remoteAddress === undefined) flags += 'U';
+  if (client.noEvict) flags += 'e';
   if (flags === '') flags = 'N';
   const socket = client.conn.socket;
   const qbuf = client.inputBytes;
@@ -487,6 +488,68 @@ function registerClient(server: Server): void {
       return undefined;
     },
     KILL: (client, argv) => clientKill(server, client, argv),
+    REPLY: (client, argv) => {
+      // networking.c: ON answers +OK; OFF and SKIP are silent (SKIP does nothing while OFF).
+      const mode = upper(argv[2]);
+      if (mode === 'ON') {
+        client.replyOff = false;
+        client.replySkip = false;
+        client.replySkipNext = false;
+        return OK;
+      }
+      if (mode === 'OFF') client.replyOff = true;
+      else if (mode === 'SKIP') client.replySkipNext ||= !client.replyOff;
+      else throw new RespError('ERR syntax error');
+      return undefined;
+    },
+    PAUSE: (_client, argv) => {
+      if (argv.length > 4) throw subcommandSyntaxError(argv);
+      // The mode is checked before the timeout, as networking.c does.
+      let type: 'write' | 'all' = 'all';
+      if (argv.length === 4) {
+        const mode = upper(argv[3]);
+        if (mode === 'WRITE') type = 'write';
+        else if (mode !== 'ALL') throw new RespError('ERR CLIENT PAUSE mode must be WRITE or ALL');
+      }
+      const timeout = text(argv[2]);
+      if (!/^(0|-?[1-9]\d{0,18})$/.test(timeout) || BigInt(timeout) > 9223372036854775807n || BigInt(timeout) < -9223372036854775808n)
+        throw new RespError('ERR timeout is not an integer or out of range');
+      if (timeout.startsWith('-')) throw new RespError('ERR timeout is negative');
+      server.pause(Date.now() + Number(timeout), type);
+      return OK;
+    },
+    UNPAUSE: () => {
+      server.unpause();
+      return OK;
+    },
+    UNBLOCK: (_client, argv) => {
+      if (argv.length > 4) throw subcommandSyntaxError(argv);
+      let error = false;
+      if (argv.length === 4) {
+        const reason = upper(argv[3]);
+        if (reason === 'ERROR') error = true;
+        else if (reason !== 'TIMEOUT') throw new RespError('ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR');
+      }
+      const id = text(argv[2]);
+      if (!/^(0|-?[1-9]\d{0,18})$/.test(id) || BigInt(id) > 9223372036854775807n || BigInt(id) < -9223372036854775808n)
+        throw new RespError(NOT_INTEGER);
+      const target = server.clients.get(Number(id));
+      return target?.unblock(error) ? 1 : 0;
+    },
+    'NO-EVICT': (client, argv) => {
+      const mode = upper(argv[2]);
+      if (mode === 'ON') client.noEvict = true;
+      else if (mode === 'OFF') client.noEvict = false;
+      else throw new RespError('ERR syntax error');
+      return OK;
+    },
+    // No tracking here: never redirecting.
+    GETREDIR: () => -1,
+    HELP: (client) => {
+      client.reply.array(CLIENT_HELP.length);
+      for (const line of CLIENT_HELP) client.reply.simple(line);
+      return undefined;
+    },
   };
   const clientSubcommands = {
     id: [],
@@ -496,6 +559,13 @@ function registerClient(server: Server): void {
     info: [],
     list: ['admin'],
     kill: ['admin'],
+    reply: [],
+    pause: ['admin'],
+    unpause: ['admin'],
+    unblock: ['admin'],
+    'no-evict': ['admin'],
+    getredir: [],
+    help: [],
   } satisfies Record<string, CommandFlag[]>;
   server.command(
     'client',
@@ -504,10 +574,90 @@ function registerClient(server: Server): void {
       const sub = upper(argv[1]);
       const run = subcommands[sub];
       if (run === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try CLIENT HELP.`);
+      const arity = CLIENT_ARITY[sub] ?? -2;
+      if (arity >= 0 ? argv.length !== arity : argv.length < -arity)
+        throw new RespError(`ERR wrong number of arguments for 'client|${sub.toLowerCase()}' command`);
       return run(client, argv) as ReturnType<typeof run> & undefined;
     },
   );
 }
+
+/** Arity of each CLIENT subcommand, the command and subcommand included (Redis 7's command table). */
+const CLIENT_ARITY: Record<string, number> = {
+  ID: 2,
+  GETNAME: 2,
+  SETNAME: 3,
+  SETINFO: 4,
+  INFO: 2,
+  LIST: -2,
+  KILL: -3,
+  REPLY: 3,
+  PAUSE: -3,
+  UNPAUSE: 2,
+  UNBLOCK: -3,
+  'NO-EVICT': 3,
+  GETREDIR: 2,
+  HELP: 2,
+};
+
+/** A known subcommand with more arguments than it takes (server.c, addReplySubcommandSyntaxError). */
+function subcommandSyntaxError(argv: Command): RespError {
+  return new RespError(
+    `ERR unknown subcommand or wrong number of arguments for '${cstr(argv[1]).slice(0, 128)}'. Try ${upper(argv[0])} HELP.`,
+  );
+}
+
+/** CLIENT HELP, as redis-server 7.0.15 prints it. */
+const CLIENT_HELP = [
+  'CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:',
+  'CACHING (YES|NO)',
+  '    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.',
+  'GETREDIR',
+  '    Return the client ID we are redirecting to when tracking is enabled.',
+  'GETNAME',
+  '    Return the name of the current connection.',
+  'ID',
+  '    Return the ID of the current connection.',
+  'INFO',
+  '    Return information about the current client connection.',
+  'KILL <ip:port>',
+  '    Kill connection made from <ip:port>.',
+  'KILL <option> <value> [<option> <value> [...]]',
+  '    Kill connections. Options are:',
+  '    * ADDR (<ip:port>|<unixsocket>:0)',
+  '      Kill connections made from the specified address',
+  '    * LADDR (<ip:port>|<unixsocket>:0)',
+  '      Kill connections made to specified local address',
+  '    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)',
+  '      Kill connections by type.',
+  '    * USER <username>',
+  '      Kill connections authenticated by <username>.',
+  '    * SKIPME (YES|NO)',
+  '      Skip killing current connection (default: yes).',
+  'LIST [options ...]',
+  '    Return information about client connections. Options:',
+  '    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)',
+  '      Return clients of specified type.',
+  'UNPAUSE',
+  '    Stop the current client pause, resuming traffic.',
+  'PAUSE <timeout> [WRITE|ALL]',
+  '    Suspend all, or just write, clients for <timeout> milliseconds.',
+  'REPLY (ON|OFF|SKIP)',
+  '    Control the replies sent to the current connection.',
+  'SETNAME <name>',
+  '    Assign the name <name> to the current connection.',
+  'UNBLOCK <clientid> [TIMEOUT|ERROR]',
+  '    Unblock the specified blocked client.',
+  'TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]',
+  '         [OPTIN] [OPTOUT] [NOLOOP]',
+  '    Control server assisted client side caching.',
+  'TRACKINGINFO',
+  '    Report tracking status for the current connection.',
+  'NO-EVICT (ON|OFF)',
+  '    Protect current client connection from eviction.',
+  'HELP',
+  '    Prints this help.',
+];
 
 /** Redis 7's client types: every client here is `normal`, or `pubsub` while subscribed. */
 const CLIENT_TYPES: Record<string, string> = { normal: 'normal', pubsub: 'pubsub', master: 'master', replica: 'replica', slave: 'replica' };

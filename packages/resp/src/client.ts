@@ -79,6 +79,20 @@ export class RespClient<Context = Record<string, unknown>> {
   softLimitSince = 0;
   /** In MONITOR mode: every command other clients run is sent here; keyspace commands are refused. */
   monitoring = false;
+  /** CLIENT REPLY OFF: no reply is sent until CLIENT REPLY ON (pushes still are). */
+  replyOff = false;
+  /** CLIENT REPLY SKIP: the reply of the command now running is dropped. */
+  replySkip = false;
+  /** CLIENT REPLY SKIP was run: the next command's reply is dropped. */
+  replySkipNext = false;
+  /** CLIENT NO-EVICT ON: never closed to bring the input of all clients under totalQueryBufferLimit. */
+  noEvict = false;
+  /** What CLIENT UNBLOCK calls while the running command is blocked ({@link RespClient.onUnblock}). */
+  #unblock: (() => void) | undefined;
+  /** CLIENT UNBLOCK … ERROR: the blocked command answers `-UNBLOCKED …` instead of its result. */
+  #unblockError = false;
+  /** The running (async) command's reply is dropped (CLIENT REPLY OFF or SKIP when it started). */
+  #silenced = false;
 
   constructor(conn: Connection, host: ClientHost<Context>, parser: RequestParser, context: Context) {
     this.id = conn.id;
@@ -298,9 +312,14 @@ export class RespClient<Context = Record<string, unknown>> {
         return;
       }
       if (argv === undefined) break;
+      // CLIENT REPLY OFF/SKIP: what earlier commands wrote goes out, what this one writes is dropped.
+      const silenced = this.replyOff || this.replySkip;
+      if (silenced) this.#write(this.reply.take());
       const pending = this.#host.execute(this, argv);
       if (pending !== undefined) {
-        this.#write(this.reply.take()); // replies before this command go out now
+        const out = this.reply.take(); // replies before this command go out now
+        if (!silenced) this.#write(out);
+        this.#silenced = silenced;
         this.#busy = true;
         pending.then(
           () => this.#resume(),
@@ -308,6 +327,7 @@ export class RespClient<Context = Record<string, unknown>> {
         );
         return;
       }
+      this.#replied(silenced);
     }
     if (this.#closing) {
       this.#end();
@@ -316,8 +336,58 @@ export class RespClient<Context = Record<string, unknown>> {
     flushSoon(this);
   }
 
+  /**
+   * After a command: drop its reply if replies were off when it started and still are (CLIENT
+   * REPLY ON answers; OFF and SKIP are silent), and let SKIP take effect for the next command only
+   * (networking.c, resetClient).
+   */
+  #replied(silenced: boolean): void {
+    if (silenced && (this.replyOff || this.replySkip)) this.reply.take();
+    this.replySkip = this.replySkipNext;
+    this.replySkipNext = false;
+  }
+
+  /**
+   * For a blocking command (a handler whose promise waits for data, BLPOP-style): `callback` is
+   * what CLIENT UNBLOCK calls while this command waits. It must make the handler settle as on its
+   * timeout (a BLPOP resolves with null); with `CLIENT UNBLOCK id ERROR` the adapter then answers
+   * `-UNBLOCKED client unblocked via CLIENT UNBLOCK` instead. Forgotten when the command finishes;
+   * a blocked command that registered nothing is not unblockable (CLIENT UNBLOCK answers 0). A
+   * command served by another client's write (an LPUSH) calls `onUnblock(undefined)` as it takes
+   * its element: its promise settles only after the writer's turn, and a CLIENT UNBLOCK pipelined
+   * behind that LPUSH must find it no longer blocked (Redis serves blocked clients after each command).
+   */
+  onUnblock(callback: (() => void) | undefined): void {
+    this.#unblock = callback;
+  }
+
+  /** @internal CLIENT UNBLOCK: false if this client is not in an unblockable command. */
+  unblock(error: boolean): boolean {
+    const callback = this.#unblock;
+    if (!this.#busy || callback === undefined || this.#closing) return false;
+    this.#unblock = undefined;
+    this.#unblockError = error;
+    // With ERROR, what the handler writes as it stops waiting is dropped: the error is its reply.
+    const checkpoint = error ? this.reply.checkpoint() : 0;
+    callback();
+    if (error) this.reply.rollback(checkpoint);
+    return true;
+  }
+
+  /** @internal When the blocked command settles: whether CLIENT UNBLOCK … ERROR replaces its reply. */
+  takeUnblockError(): boolean {
+    const error = this.#unblockError;
+    this.#unblockError = false;
+    this.#unblock = undefined;
+    return error;
+  }
+
   #resume(): void {
     this.#busy = false;
+    this.#unblock = undefined;
+    this.#unblockError = false;
+    this.#replied(this.#silenced);
+    this.#silenced = false;
     if (this.#closing) {
       this.#end();
       return;

@@ -216,6 +216,18 @@ export class ReplyWriter {
     return out;
   }
 
+  /** @internal A point to {@link ReplyWriter.rollback} to: what is written after it can be dropped. */
+  checkpoint(): number {
+    this.#flushText();
+    return this.#chunks.length;
+  }
+
+  /** @internal Drop what was written since the checkpoint (CLIENT UNBLOCK … ERROR replaces a reply). */
+  rollback(checkpoint: number): void {
+    this.#flushText();
+    while (this.#chunks.length > checkpoint) this.#length -= (this.#chunks.pop() as Buffer).length;
+  }
+
   /** Text that may hold non-ASCII characters (they go out as UTF-8). */
   #text8(text: string): this {
     if (this.#latin1 && nonAscii.test(text)) this.#latin1 = false;
