@@ -500,6 +500,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 
   /** Wait for the pause to end (the client is blocked meanwhile, its later commands behind it), then go on. */
   async #afterPause(own: RespClient<Context>, entry: Entry<Context>, argv: Command): Promise<void> {
+    const spec = entry.spec;
+    own.lastCommand = spec.subcommands === undefined ? spec.name : fullName(spec, argv); // CLIENT LIST's cmd= while held, as Redis
     while (this.#pauseType !== undefined && this.#holds(own, entry)) {
       await new Promise<void>((resolve) => this.#pauseWaiters.push(resolve));
       if (own.closing) return;

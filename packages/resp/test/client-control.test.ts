@@ -5,7 +5,7 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { PortService } from '@portbind/core';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { portOf, rawConnect, readUntil } from '../../../test/support/net.js';
+import { portOf, rawConnect, readUntil, readUntilClose } from '../../../test/support/net.js';
 import { OK, type RespClient, respAdapter } from '../src/index.js';
 
 // CLIENT REPLY, PAUSE/UNPAUSE, UNBLOCK, NO-EVICT, GETREDIR and HELP: the same scripts over raw
@@ -368,6 +368,33 @@ describe('CLIENT NO-EVICT, PAUSE through clients', () => {
       peer.send('CLIENT NO-EVICT off', 'CLIENT INFO');
       expect((await peer.until(/resp=2\r?\n\r\n$/)).text).toMatch(/^\+OK\r\n\$\d+\r\nid=\d+ .* flags=N /);
       peer.socket.destroy();
+    }
+  });
+
+  it('NO-EVICT ON spares a client when the input of all clients passes totalQueryBufferLimit: the next largest is closed', async () => {
+    const resp = respAdapter({ totalQueryBufferLimit: 10 * 1024 * 1024 });
+    resp.command('set', { arity: 3, flags: ['write'] }, () => OK);
+    const service = new PortService({ env: {} });
+    const binding = service.bind(resp, { port: 0, host: '127.0.0.1' });
+    await service.start();
+    try {
+      const port = portOf(binding);
+      const [big, small] = await Promise.all([Peer.open(port, Date.now()), Peer.open(port, Date.now())]);
+      big.send('CLIENT NO-EVICT ON');
+      expect((await big.until(/\r\n$/)).text).toBe('+OK\r\n');
+      const smallClosed = readUntilClose(small.socket, 10_000);
+      big.socket.write(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$${7 * 1024 * 1024}\r\n`);
+      big.socket.write(Buffer.alloc(6 * 1024 * 1024, 0x61));
+      while (resp.queryBytes < 6 * 1024 * 1024) await sleep(10);
+      small.socket.write(`*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$${5 * 1024 * 1024}\r\n`);
+      small.socket.write(Buffer.alloc(5 * 1024 * 1024, 0x61));
+      expect(await smallClosed).toEqual({ data: '', closed: true });
+      big.socket.write(Buffer.alloc(1024 * 1024, 0x61));
+      big.socket.write('\r\nPING\r\n');
+      expect((await big.until(/PONG\r\n$/)).text).toBe('+OK\r\n+PONG\r\n');
+      big.socket.destroy();
+    } finally {
+      await service.stop();
     }
   });
 
