@@ -307,7 +307,8 @@ export class RespClient<Context = Record<string, unknown>> {
         argv = this.#parser.next(this.#host.authRequired(this));
       } catch (error) {
         if (!(error instanceof ProtocolError)) throw error;
-        this.reply.error(`ERR ${error.message}`);
+        // Under CLIENT REPLY OFF/SKIP Redis sends no error either (it closes; 7.0.15 even leaves the socket open).
+        if (!this.replyOff && !this.replySkip) this.reply.error(`ERR ${error.message}`);
         this.closeAfterReply();
         return;
       }

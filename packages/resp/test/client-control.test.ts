@@ -274,6 +274,18 @@ describe('CLIENT subcommands, byte for byte as redis-server 7.0.15', () => {
     });
   });
 
+  it('a protocol error under CLIENT REPLY OFF gets no reply either', async () => {
+    await differential(async (port) => {
+      const peer = await Peer.open(port, Date.now());
+      const received: Buffer[] = [];
+      peer.socket.on('data', (chunk: Buffer) => received.push(chunk));
+      peer.send('CLIENT REPLY OFF', 'PING', '*1', '$x');
+      await sleep(200);
+      peer.socket.destroy();
+      return [Buffer.concat(received).toString('latin1')];
+    });
+  });
+
   it('CLIENT PAUSE 300 WRITE holds writes (and PUBLISH, and an EXEC that writes) but not reads; UNPAUSE releases them', async () => {
     await differential(async (port) => {
       const started = Date.now();
