@@ -84,6 +84,8 @@ export class BlockedClients {
         take,
         finish: (served) => {
           if (!this.#remove(waiter)) return; // answered already
+          // Served or timed out: a CLIENT UNBLOCK right behind must find it no longer blocked.
+          client.onUnblock(undefined);
           clearTimeout(timer);
           socket.off('close', onClose);
           if (served === null) client.reply.nullArray();
@@ -99,6 +101,8 @@ export class BlockedClients {
       }
       const onClose = (): void => waiter.finish(null);
       socket.once('close', onClose);
+      // CLIENT UNBLOCK id [TIMEOUT|ERROR] ends the wait as its timeout would.
+      client.onUnblock(() => waiter.finish(null));
       // Node timers take at most 2^31-1 ms (24.8 days): re-arm until the deadline.
       const deadline = Date.now() + timeoutMs;
       const arm = (): void => {

@@ -88,6 +88,35 @@ describe.each([3, 2] as const)('ioredis, protocol %i', (protocol) => {
     expect(await redis.brpop('jobs', 1)).toEqual(['jobs', 'job-2']);
   });
 
+  it('CLIENT UNBLOCK ends a BLPOP or BZPOPMIN as its timeout would, or with -UNBLOCKED; a served one is not blocked', async () => {
+    const other = connect();
+    const id = await redis.client('ID');
+    const waitBlocked = async (count: number): Promise<void> => {
+      while (!String(await other.info('clients')).includes(`blocked_clients:${count}\r`)) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    };
+    const timedOut = redis.blpop('nothing', 0);
+    await waitBlocked(1);
+    expect(await other.client('UNBLOCK', id)).toBe(1);
+    expect(await timedOut).toBeNull();
+    const failed = redis.bzpopmin('nothing', 0).then(
+      () => 'answered',
+      (error: Error) => error.message,
+    );
+    await waitBlocked(1);
+    expect(await other.client('UNBLOCK', id, 'ERROR')).toBe(1);
+    expect(await failed).toBe('UNBLOCKED client unblocked via CLIENT UNBLOCK');
+    // Served by a push, then an UNBLOCK pipelined right behind the push finds nothing to unblock.
+    const served = redis.blpop('jobs', 0);
+    await waitBlocked(1);
+    const [pushed, unblocked] = (await other.pipeline().rpush('jobs', 'job').client('UNBLOCK', id).exec()) ?? [];
+    expect(pushed).toEqual([null, 1]);
+    expect(unblocked).toEqual([null, 0]);
+    expect(await served).toEqual(['jobs', 'job']);
+    expect(await other.client('UNBLOCK', id)).toBe(0);
+  });
+
   it('pipelines, MULTI/EXEC and WATCH', async () => {
     const results = await redis.pipeline().set('a', '1').incr('a').get('a').exec();
     expect(results).toEqual([
