@@ -113,7 +113,12 @@ async function startAdapter(): Promise<Server> {
   const service = new PortService({ env: {} });
   const binding = service.bind(resp, { port: 0, host: '127.0.0.1' });
   await service.start();
-  return { port: portOf(binding), stop: () => service.stop() };
+  return {
+    port: portOf(binding),
+    stop: async () => {
+      await service.stop();
+    },
+  };
 }
 
 let real: Server | undefined;
