@@ -242,7 +242,16 @@ export class XmppServer {
       },
       (message) => new XmppConfigError('PB_ERR_XMPP_OPTION', message),
     );
-    for (const module of modules) this.#host.load(module, (host, name) => host.api(name, this));
+    try {
+      for (const module of modules) this.#host.load(module, (host, name) => host.api(name, this));
+    } catch (error) {
+      // A module refused its options: the default storage this constructor opened is closed again
+      // (a caller's own storage stays theirs).
+      if (options.storage === undefined) {
+        storage.close().catch((closeError: unknown) => this.#logger.error({ err: closeError }, 'closing the storage failed'));
+      }
+      throw error;
+    }
     const limits = this.#options;
     this.#internals = {
       domain: this.domain,

@@ -1,10 +1,22 @@
 import { once } from 'node:events';
+import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PortService } from '@portbind/core';
 import { xml as clientXml, type Element, client as xmppClient } from '@xmpp/client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { rawConnect, readUntil, readUntilClose } from '../../../test/support/net.js';
-import { MemoryUserStore, memoryStorage, type XmppServerOptions, type XmppStorage, xml, xmppServer } from '../src/index.js';
+import {
+  defaultModules,
+  MemoryUserStore,
+  memoryStorage,
+  ping as pingModule,
+  type XmppServerOptions,
+  type XmppStorage,
+  xml,
+  xmppServer,
+} from '../src/index.js';
 import { capturingLogger, clients, login, OPEN, rawLogin, rawStartTls, start, stopAfterTest, testCert } from './support.js';
 
 // Issue 7: no single client takes the server down or reads what is not theirs; bad input gets
@@ -252,6 +264,24 @@ describe('configuration', () => {
     // Plain JavaScript callers get the same codes, not a TypeError from deep inside.
     expect(() => xmppServer({} as XmppServerOptions)).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_DOMAIN' }));
     expect(() => server.on('foo' as 'message', () => undefined)).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+  });
+
+  it('a module list the host refuses (two modules named ping) fails the construction; the default SQLite file is closed again', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-config-'));
+    const openFiles = async (): Promise<string[]> => {
+      const links = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+      return links.filter((link) => link.startsWith(dataDir));
+    };
+    try {
+      expect(() => xmppServer({ domain: 'localhost', dataDir, modules: [...defaultModules(), pingModule()] })).toThrow(
+        expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }),
+      );
+      // The file was made (the default storage opened), and no descriptor of it stays open.
+      expect((await readdir(dataDir)).some((name) => name.startsWith('xmpp.sqlite'))).toBe(true);
+      await vi.waitFor(async () => expect(await openFiles()).toEqual([]), { timeout: 5000 });
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('in-band registration is never offered without TLS, even with allowPlaintext: true', async () => {
