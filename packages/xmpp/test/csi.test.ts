@@ -7,6 +7,7 @@ import { csi } from '../src/modules/csi.js';
 import { defaultModules } from '../src/modules/index.js';
 import { smacks } from '../src/modules/smacks.js';
 import { memoryStorage } from '../src/stores/memory.js';
+import { RawTranscript } from './raw-stream.js';
 import { OPEN, rawLogin, rawStartTls, start } from './support.js';
 
 const run = promisify(execFile);
@@ -20,55 +21,7 @@ function csiServer() {
   });
 }
 
-/** A raw stream: everything received, and waits for patterns past what earlier waits consumed. */
-class Raw {
-  text = '';
-  #pos = 0;
-  readonly #waiters = new Set<() => void>();
-  constructor(readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.text += chunk.toString('utf8');
-      for (const wake of this.#waiters) wake();
-    });
-    socket.on('error', () => {});
-    socket.resume();
-  }
-
-  write(text: string): void {
-    this.socket.write(text);
-  }
-
-  /** The text up to and including the next match of `pattern` (after the previous wait's). */
-  until(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const rest = this.text.slice(this.#pos);
-        const match = pattern.exec(rest);
-        if (match === null) return;
-        const end = this.#pos + match.index + match[0].length;
-        const got = this.text.slice(this.#pos, end);
-        this.#pos = end;
-        done();
-        resolve(got);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out waiting for ${pattern}; got ${JSON.stringify(this.text.slice(this.#pos))}`));
-      }, timeoutMs);
-      const done = (): void => {
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-      };
-      this.#waiters.add(check);
-      check();
-    });
-  }
-
-  /** Everything received so far past the last wait. */
-  get rest(): string {
-    return this.text.slice(this.#pos);
-  }
-}
+class Raw extends RawTranscript {}
 
 /** Round trip: a ping answered by the server, so everything written before it has been handled. */
 async function sync(raw: Raw, id: string): Promise<string> {

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { afterEach } from 'vitest';
 import { rawLogin } from './support.js';
@@ -114,3 +115,70 @@ const clientsToClose: Raw[] = [];
 afterEach(() => {
   for (const raw of clientsToClose.splice(0)) raw.socket.destroy();
 });
+
+/** A raw stream: everything received, and waits for patterns past what earlier waits consumed. */
+export class RawTranscript {
+  text = '';
+  #pos = 0;
+  closed = false;
+  readonly #waiters = new Set<() => void>();
+  constructor(readonly socket: Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.text += chunk.toString('utf8');
+      for (const wake of this.#waiters) wake();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.closed = true;
+      for (const wake of this.#waiters) wake();
+    });
+    socket.resume();
+  }
+
+  write(text: string): void {
+    this.socket.write(text);
+  }
+
+  /** The text up to and including the next match of `pattern` (after the previous wait's). */
+  until(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const rest = this.text.slice(this.#pos);
+        const match = new RegExp(pattern.source, pattern.flags.replace('g', '')).exec(rest);
+        if (match !== null) {
+          const end = this.#pos + match.index + match[0].length;
+          const got = this.text.slice(this.#pos, end);
+          this.#pos = end;
+          done();
+          resolve(got);
+        } else if (this.closed) {
+          done();
+          reject(new Error(`closed while waiting for ${pattern}; got ${JSON.stringify(rest)}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out waiting for ${pattern}; got ${JSON.stringify(this.text.slice(this.#pos))}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+      };
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  /** Everything received so far past the last wait. */
+  get rest(): string {
+    return this.text.slice(this.#pos);
+  }
+
+  /** Resolves when the server closed the connection; the whole transcript. */
+  async ended(timeoutMs = 10_000): Promise<string> {
+    if (!this.closed) {
+      await Promise.race([once(this.socket, 'close'), new Promise((resolve) => setTimeout(resolve, timeoutMs))]);
+    }
+    return this.text;
+  }
+}
