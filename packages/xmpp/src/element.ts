@@ -81,10 +81,26 @@ export class XmlElement {
   }
 
   /**
+   * Serialize the children once for every copy made with `with()` (they share the children): a
+   * room's message to 200 occupants differs only in `to`, so its body is written once, not 200
+   * times. The children must not change afterwards.
+   */
+  shareSerialization(): this {
+    if (this.children.length > 0) sharedInner.set(this.children, serializeChildren(this));
+    return this;
+  }
+
+  /**
    * Serialize, escaping text and attribute values. Iterative (an explicit stack, not recursion),
    * so no depth of nesting can overflow the call stack.
    */
   toString(): string {
+    const inner = sharedInner.get(this.children);
+    if (inner !== undefined) {
+      let head = `<${this.name}`;
+      for (const [name, value] of Object.entries(this.attrs)) head += ` ${name}='${escapeAttribute(value)}'`;
+      return `${head}>${inner}</${this.name}>`;
+    }
     let out = '';
     // Each frame: an element and the index of its next child to write.
     const stack: Array<{ element: XmlElement; next: number }> = [];
@@ -112,6 +128,15 @@ export class XmlElement {
     }
     return out;
   }
+}
+
+/** Children serialized once, by children array (shared by an element's `with()` copies). */
+const sharedInner = new WeakMap<XmlNode[], string>();
+
+function serializeChildren(element: XmlElement): string {
+  const whole = new XmlElement(element.name, {}, element.children, element.xmlns).toString();
+  // `<name>` … `</name>` around the children.
+  return whole.slice(element.name.length + 2, whole.length - element.name.length - 3);
 }
 
 /** Build an element: `xml('message', { to, type: 'chat' }, xml('body', {}, 'hi'))`. Undefined attributes are left out. */

@@ -2,6 +2,8 @@ import type { Logger } from '@portbind/core';
 import { type XmlElement, xml } from './element.js';
 import { Jid } from './jid.js';
 import type {
+  DomainService,
+  DomainServiceHandle,
   FeatureStage,
   Hook,
   HookResult,
@@ -66,6 +68,7 @@ export class ModuleHost {
   readonly #outbound: Registered<OutboundFilter>[] = [];
   readonly #stops: Array<() => void | Promise<void>> = [];
   readonly #modules = new Set<string>();
+  readonly #domains = new Map<string, { service: DomainService; module: string }>();
   readonly disco = {
     host: { features: new Set<string>(), identities: [] as DiscoIdentity[] },
     account: { features: new Set<string>(), identities: [] as DiscoIdentity[] },
@@ -161,6 +164,39 @@ export class ModuleHost {
     this.#outbound.sort((a, b) => b.priority - a.priority || a.order - b.order);
   }
 
+  domainService(module: string, domain: string, service: DomainService): DomainServiceHandle {
+    const parsed = Jid.parse(domain);
+    if (parsed === undefined || parsed.local !== '' || !parsed.isBare) {
+      throw this.#configError(`module ${module}: not a domain: ${JSON.stringify(domain)}`);
+    }
+    const name = parsed.domain;
+    if (name === this.#server.domain) throw this.#configError(`module ${module}: ${name} is the server's own domain`);
+    const existing = this.#domains.get(name);
+    if (existing !== undefined) throw this.#configError(`modules ${existing.module} and ${module} both serve ${name}`);
+    const entry = { service, module };
+    this.#domains.set(name, entry);
+    return {
+      domain: name,
+      close: () => {
+        if (this.#domains.get(name) === entry) this.#domains.delete(name);
+      },
+    };
+  }
+
+  servesDomain(domain: string): boolean {
+    return domain === this.#server.domain || this.#domains.has(domain);
+  }
+
+  /** The listed domain services, for the server's disco#items. */
+  domainItems(): Array<{ jid: string; name?: string }> {
+    const items: Array<{ jid: string; name?: string }> = [];
+    for (const [jid, { service }] of this.#domains) {
+      if (service.listed === false) continue;
+      items.push(service.name === undefined ? { jid } : { jid, name: service.name });
+    }
+    return items.sort((a, b) => (a.jid < b.jid ? -1 : a.jid > b.jid ? 1 : 0));
+  }
+
   onStop(callback: () => void | Promise<void>): void {
     this.#stops.push(callback);
   }
@@ -240,6 +276,8 @@ export class ModuleHost {
   async #route(event: StanzaEvent, kind: StanzaKind): Promise<void> {
     const { to } = event;
     if (to.domain !== this.#server.domain) {
+      const service = this.#domains.get(to.domain);
+      if (service !== undefined) return this.#toService(service, event, kind);
       return this.bounce(event.stanza, kind === 'iq' ? 'service-unavailable' : 'remote-server-not-found', 'no server-to-server federation');
     }
     const target = to.local === '' ? 'host' : to.isBare ? 'bare' : 'full';
@@ -255,6 +293,16 @@ export class ModuleHost {
     }
     if (kind === 'presence') return;
     this.bounce(event.stanza, 'service-unavailable');
+  }
+
+  async #toService(entry: { service: DomainService; module: string }, event: StanzaEvent, kind: StanzaKind): Promise<void> {
+    try {
+      await entry.service.stanza(event, kind);
+    } catch (error) {
+      if (error instanceof StanzaErrorException) return this.bounceWith(event.stanza, error.reply(event.stanza));
+      this.#server.logger.error({ err: error, to: event.to.toString(), module: entry.module }, 'XMPP domain service failed');
+      this.bounce(event.stanza, 'internal-server-error');
+    }
   }
 
   async #iqDefault(event: StanzaEvent, target: 'host' | 'bare' | 'full'): Promise<void> {
@@ -356,6 +404,8 @@ export class ModuleHost {
       outbound: (filter, priority) => this.outbound(name, filter, priority),
       sessionState: <T>(init: (session: XmppSession) => T) => sessionState(init),
       onStop: (callback) => this.onStop(callback),
+      domainService: (domain, service) => this.domainService(name, domain, service),
+      servesDomain: (domain) => this.servesDomain(domain),
       keyValue: (store: string): KeyValueStore => routerServer.storage.keyValue(store),
       archive: (store: string): ArchiveStore => routerServer.storage.archive(store),
       fire: (event, payload) => this.fire(event, payload),

@@ -2,6 +2,8 @@ export { escapeAttribute, escapeText, XmlElement, type XmlNode, xml } from './el
 export { type PresenceState, presenceState, sessionState } from './host.js';
 export { Jid } from './jid.js';
 export type {
+  DomainService,
+  DomainServiceHandle,
   FeatureStage,
   Hook,
   HookResult,

@@ -155,6 +155,27 @@ export type NonzaHandler = (element: XmlElement, session: XmppSession) => void |
  */
 export type OutboundFilter = (stanza: XmlElement, session: XmppSession) => XmlElement | null;
 
+/**
+ * A service on a domain of its own (`conference.example.com`, `upload.example.com`, an external
+ * component): every stanza addressed to that domain or a JID on it goes to `stanza`, after the
+ * `…/in` hooks of a client's stanza ran (blocking, rate limits). What the service sends back it
+ * routes with `api.route(stanza)`, `from` on its domain.
+ */
+export interface DomainService {
+  /** Listed in the server's disco#items (XEP-0030) under this name. */
+  readonly name?: string;
+  /** Whether the server's disco#items lists it (default true). */
+  readonly listed?: boolean;
+  /** Takes a stanza to the domain. Throw a `StanzaErrorException` to bounce it. */
+  stanza(event: StanzaEvent, kind: StanzaKind): void | Promise<void>;
+}
+
+/** A registered domain service: `close()` takes the domain away again (stanzas to it then bounce). */
+export interface DomainServiceHandle {
+  readonly domain: string;
+  close(): void;
+}
+
 /** Typed per-session state of one module: created on first `get`, moved with the session on a resume. */
 export interface SessionState<T> {
   get(session: XmppSession): T;
@@ -188,6 +209,14 @@ export interface ModuleApi {
   outbound(filter: OutboundFilter, priority?: number): void;
   /** Typed per-session state for this module. */
   sessionState<T>(init: (session: XmppSession) => T): SessionState<T>;
+  /**
+   * Serve a domain of its own (a MUC service, an upload service, a component): see
+   * {@link DomainService}. A domain served twice, or the server's own domain, is a configuration
+   * error at setup; later (a component connecting) it throws too, so check `servesDomain` first.
+   */
+  domainService(domain: string, service: DomainService): DomainServiceHandle;
+  /** Whether a domain is the server's own or has a domain service now. */
+  servesDomain(domain: string): boolean;
   /** Run when the server stops (after the bindings drained): flush, close timers. */
   onStop(callback: () => void | Promise<void>): void;
 

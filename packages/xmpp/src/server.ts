@@ -333,6 +333,11 @@ export class XmppServer {
     return { identities: info.identities.map((identity) => ({ ...identity })), features: [...info.features].sort() };
   }
 
+  /** The domain services (MUC, upload, components) the server's disco#items lists (XEP-0030). */
+  discoItems(): Array<{ jid: string; name?: string }> {
+    return this.#host.domainItems();
+  }
+
   /**
    * Route a stanza as the server (its `from` as given): to the server itself, an account, or a
    * session, through every module's hooks.

@@ -5,7 +5,7 @@ import { StanzaErrorException } from '../stanza-error.js';
 
 /**
  * Service discovery (XEP-0030): the server's identity and the features every module registered, and
- * for an account's bare JID the account's (PEP, MAM). The server has no items of its own yet.
+ * for an account's bare JID the account's (PEP, MAM). The server's items are its domain services (MUC, upload, components).
  */
 export function disco(options: { name?: string } = {}): XmppModule {
   return {
@@ -28,7 +28,11 @@ export function disco(options: { name?: string } = {}): XmppModule {
       });
       api.iq({ xmlns: NS_DISCO_ITEMS, element: 'query', to: 'host', type: 'get' }, (_iq, context) => {
         if (context.payload.attr('node') !== undefined) throw new StanzaErrorException('item-not-found');
-        return xml('query', { xmlns: NS_DISCO_ITEMS });
+        return xml(
+          'query',
+          { xmlns: NS_DISCO_ITEMS },
+          ...api.server.discoItems().map((item) => xml('item', { jid: item.jid, name: item.name })),
+        );
       });
       api.iq({ xmlns: NS_DISCO_INFO, element: 'query', to: 'account', type: 'get' }, async (_iq, context) => {
         if (context.payload.attr('node') !== undefined) throw new StanzaErrorException('item-not-found');
