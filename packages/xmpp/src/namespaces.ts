@@ -46,3 +46,4 @@ export const NS_VERSION = 'jabber:iq:version';
 export const NS_TIME = 'urn:xmpp:time';
 export const NS_LAST = 'jabber:iq:last';
 export const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
+export const NS_HTTP_UPLOAD = 'urn:xmpp:http:upload:0';
