@@ -1,0 +1,385 @@
+// Multi-User Chat (XEP-0045 v1.35) on a domain of its own (`conference.example.com`), as Prosody's
+// mod_muc: rooms created on join, configured through the owner's form, with affiliations and roles,
+// history on join, the room's archive (XEP-0313 on the room JID), self-ping (XEP-0410), mediated
+// invitations (XEP-0249's direct ones pass between accounts untouched), and persistent rooms in the
+// server's durable store. Occupants leave when their session ends.
+
+import { XmppConfigError } from '../../config-error.js';
+import { xml } from '../../element.js';
+import type { ModuleApi, StanzaEvent, StanzaKind, XmppModule } from '../../module.js';
+import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from '../../namespaces.js';
+import { parseXml } from '../../parse.js';
+import { StanzaErrorException } from '../../stanza-error.js';
+import type { JsonValue, KeyValueStore } from '../../stores/types.js';
+import { configFromJson, configToJson, defaultConfig, type RoomConfig } from './config.js';
+import { Room } from './room.js';
+import { AFFILIATIONS, type Affiliation, type MucContext, type MucLimits, NS_MUC, type StoredRoom } from './types.js';
+
+export type { AllowPm, RoomConfig, Whois } from './config.js';
+export type { Affiliation, Role } from './types.js';
+
+export interface MucOptions {
+  /** The service's domain. Default `conference.${domain}`. */
+  domain?: string;
+  /** The service's name in disco (the server's disco#items and its own identity). Default `'Chatrooms'`. */
+  name?: string;
+  /** Who may create rooms, by bare JID. Default: accounts of this server. */
+  mayCreate?: (bare: string) => boolean;
+  /**
+   * A new room is locked until its creator submits the configuration form (an empty form accepts
+   * the defaults: an instant room), as XEP-0045 §10.1 and Prosody's `muc_room_locking`. `false`:
+   * the first join creates a room others may enter at once. Default true.
+   */
+  lockNewRooms?: boolean;
+  /** A locked room nobody configured is destroyed after this many ms. Default 300000 (Prosody's). */
+  lockTimeoutMs?: number;
+  /** The configuration new rooms start with (within the limits below). */
+  roomDefaults?: Partial<RoomConfig>;
+  /** Rooms the service holds at most (persistent and temporary): past it, creating one is `resource-constraint`. Default 10000. */
+  maxRooms?: number;
+  /** Rooms one user may have created and still live: past it, `policy-violation`. Default 100. */
+  maxRoomsPerUser?: number;
+  /** Rooms one user (bare JID) may sit in at once: past it, joining is `policy-violation`. Default 100. */
+  maxJoinedRoomsPerUser?: number;
+  /** Occupants of a room at most (the largest `muc#roomconfig_maxusers`). Default 1000. */
+  maxUsers?: number;
+  /** History messages a room keeps at most (the largest `muc#roomconfig_historylength`). Default 100. */
+  maxHistoryLength?: number;
+  /** Characters in a nickname at most: longer is `not-acceptable`. Default 64. */
+  maxNickLength?: number;
+  /** Characters in a subject at most: longer is `not-acceptable`. Default 1024. */
+  maxSubjectLength?: number;
+  /** Affiliations (owners, admins, members, outcasts) per room at most. Default 10000. */
+  maxAffiliations?: number;
+  /** Days a room's archived messages are kept; `null` keeps them forever. Default 365. */
+  archiveRetentionDays?: number | null;
+  /** The clock (ms since the epoch), for tests. */
+  now?: () => number;
+}
+
+/** The MUC module, with its rooms readable (tests, admin tools). */
+export interface MucModule extends XmppModule {
+  /** The service's domain (known once set up). */
+  readonly domain: string | undefined;
+  /** Names of the rooms that exist now. */
+  rooms(): string[];
+  /** Occupant count of a room, or undefined when it does not exist. */
+  occupants(room: string): number | undefined;
+}
+
+const DAY_MS = 86_400_000;
+
+export function muc(options: MucOptions = {}): MucModule {
+  const limits: MucLimits = {
+    maxRooms: positiveInteger('maxRooms', options.maxRooms, 10_000),
+    maxRoomsPerUser: positiveInteger('maxRoomsPerUser', options.maxRoomsPerUser, 100),
+    maxJoinedRoomsPerUser: positiveInteger('maxJoinedRoomsPerUser', options.maxJoinedRoomsPerUser, 100),
+    maxUsers: positiveInteger('maxUsers', options.maxUsers, 1000),
+    maxHistoryLength: positiveInteger('maxHistoryLength', options.maxHistoryLength, 100),
+    maxNickLength: positiveInteger('maxNickLength', options.maxNickLength, 64),
+    maxSubjectLength: positiveInteger('maxSubjectLength', options.maxSubjectLength, 1024),
+    maxAffiliations: positiveInteger('maxAffiliations', options.maxAffiliations, 10_000),
+    maxNameLength: 256,
+    maxDescriptionLength: 1024,
+    maxPasswordLength: 256,
+    maxInvitees: 20,
+    maxSessionsPerOccupant: 20,
+  };
+  const retentionDays = options.archiveRetentionDays === undefined ? 365 : options.archiveRetentionDays;
+  if (retentionDays !== null && !(typeof retentionDays === 'number' && Number.isFinite(retentionDays) && retentionDays > 0)) {
+    throw new XmppConfigError(
+      'PB_ERR_XMPP_OPTION',
+      `muc: archiveRetentionDays must be a positive number of days or null, got ${JSON.stringify(retentionDays)}`,
+    );
+  }
+  const lockTimeoutMs = positiveInteger('lockTimeoutMs', options.lockTimeoutMs, 300_000);
+  const now = options.now ?? Date.now;
+  const rooms = new Map<string, Room>();
+  let serviceDomain: string | undefined;
+
+  return {
+    name: 'muc',
+    get domain() {
+      return serviceDomain;
+    },
+    rooms: () => [...rooms.keys()],
+    occupants: (room) => rooms.get(room)?.occupants.size,
+    setup(api: ModuleApi): void {
+      const domain = options.domain ?? `conference.${api.domain}`;
+      serviceDomain = domain;
+      const store = api.keyValue('muc');
+      const archive = api.archive('muc');
+      const mayCreate = options.mayCreate ?? ((bare: string) => bare.endsWith(`@${api.domain}`));
+      // Validated once against the limits (a default beyond a limit is a configuration error).
+      const defaults = options.roomDefaults ?? {};
+      const base = defaultConfig(defaults, limits);
+      if (
+        !(base.maxUsers >= 1 && base.maxUsers <= limits.maxUsers) ||
+        !(base.historyLength >= 0 && base.historyLength <= limits.maxHistoryLength)
+      ) {
+        throw new XmppConfigError(
+          'PB_ERR_XMPP_OPTION',
+          'muc: roomDefaults.maxUsers and historyLength must be within maxUsers and maxHistoryLength',
+        );
+      }
+
+      /** Real full JID → rooms it is in; bare JID → rooms it is in (how many of its sessions). */
+      const sessionRooms = new Map<string, Set<string>>();
+      const userRooms = new Map<string, Map<string, number>>();
+
+      const ctx: MucContext = {
+        api,
+        service: domain,
+        limits,
+        archive,
+        lockNewRooms: options.lockNewRooms !== false,
+        lockTimeoutMs,
+        defaults,
+        now,
+        joinedRooms: (bare) => userRooms.get(bare)?.size ?? 0,
+        track(real, bare, room, joined) {
+          let mine = sessionRooms.get(real);
+          let theirs = userRooms.get(bare);
+          if (joined) {
+            if (mine === undefined) {
+              mine = new Set();
+              sessionRooms.set(real, mine);
+            }
+            if (mine.has(room)) return;
+            mine.add(room);
+            if (theirs === undefined) {
+              theirs = new Map();
+              userRooms.set(bare, theirs);
+            }
+            theirs.set(room, (theirs.get(room) ?? 0) + 1);
+            return;
+          }
+          if (mine === undefined || !mine.delete(room)) return;
+          if (mine.size === 0) sessionRooms.delete(real);
+          const count = (theirs?.get(room) ?? 1) - 1;
+          if (count > 0) theirs?.set(room, count);
+          else theirs?.delete(room);
+          if (theirs?.size === 0) userRooms.delete(bare);
+        },
+        async save(state, persistent) {
+          await store.set('', state.name, persistent ? storedToJson(state) : undefined);
+        },
+        async destroyed(name) {
+          const room = rooms.get(name);
+          room?.stop();
+          rooms.delete(name);
+          await store.set('', name, undefined);
+          await archive.delete(name);
+        },
+      };
+
+      // Persistent rooms are read on the first stanza to the service (setup is synchronous).
+      let loading: Promise<void> | undefined;
+      const ensureLoaded = (): Promise<void> => {
+        loading ??= loadRooms(store, ctx, rooms).catch((error: unknown) => {
+          api.logger.error({ err: error }, 'XMPP MUC: loading persistent rooms failed');
+        });
+        return loading;
+      };
+
+      api.domainService(domain, {
+        name: options.name ?? 'Chatrooms',
+        async stanza(event, kind) {
+          await ensureLoaded();
+          if (event.to.local === '') return serviceStanza(event, kind);
+          const type = event.stanza.attr('type');
+          let room = rooms.get(event.to.local);
+          let created = false;
+          if (kind === 'presence' && !event.to.isBare && type === undefined) checkNick(event.to.resource, limits);
+          if (room === undefined) {
+            if (kind === 'presence' && !event.to.isBare && type === undefined) {
+              room = createRoom(event);
+              created = true;
+            } else if (type === 'error' || type === 'result' || (kind === 'presence' && type !== undefined)) {
+              return;
+            } else {
+              throw new StanzaErrorException('item-not-found', 'no such room');
+            }
+          }
+          const target = room;
+          await target.run(async () => {
+            try {
+              await target.handle(event, kind, created);
+            } catch (error) {
+              // A room whose creating join was refused (a limit) is not left behind.
+              if (created && target.occupants.size === 0) await target.destroy(undefined, undefined, false);
+              throw error;
+            }
+          });
+        },
+      });
+
+      const createRoom = (event: StanzaEvent): Room => {
+        const bare = event.from.bare;
+        if (!mayCreate(bare))
+          throw new StanzaErrorException('not-allowed', 'you may not create rooms on this service', xml('x', { xmlns: NS_MUC }));
+        if (rooms.size >= limits.maxRooms)
+          throw new StanzaErrorException('resource-constraint', 'this service holds no more rooms', xml('x', { xmlns: NS_MUC }));
+        let mine = 0;
+        for (const room of rooms.values()) if (room.creator === bare) mine++;
+        if (mine >= limits.maxRoomsPerUser)
+          throw new StanzaErrorException(
+            'policy-violation',
+            `you created ${limits.maxRoomsPerUser} rooms already`,
+            xml('x', { xmlns: NS_MUC }),
+          );
+        const room = new Room(ctx, event.to.local, bare);
+        room.affiliations.set(bare, 'owner');
+        if (ctx.lockNewRooms) room.lock();
+        rooms.set(room.name, room);
+        return room;
+      };
+
+      const serviceStanza = async (event: StanzaEvent, kind: StanzaKind): Promise<void> => {
+        const { stanza } = event;
+        const type = stanza.attr('type');
+        if (kind !== 'iq') {
+          if (kind === 'message' && type !== 'error') throw new StanzaErrorException('service-unavailable');
+          return;
+        }
+        if (type !== 'get' && type !== 'set') return;
+        const payload = stanza.getChildren()[0];
+        let answer: ReturnType<typeof xml> | undefined;
+        if (type === 'get' && payload?.local === 'query' && payload.xmlns === NS_DISCO_INFO && payload.attr('node') === undefined) {
+          answer = xml(
+            'query',
+            { xmlns: NS_DISCO_INFO },
+            xml('identity', { category: 'conference', type: 'text', name: options.name ?? 'Chatrooms' }),
+            ...[NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING].map((feature) => xml('feature', { var: feature })),
+          );
+        } else if (type === 'get' && payload?.local === 'query' && payload.xmlns === NS_DISCO_ITEMS && payload.attr('node') === undefined) {
+          const listed = [...rooms.values()].filter((room) => room.config.public && !room.locked && !room.destroyedRoom);
+          listed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+          answer = xml(
+            'query',
+            { xmlns: NS_DISCO_ITEMS },
+            ...listed.map((room) => xml('item', { jid: room.jid, name: room.config.name === '' ? room.name : room.config.name })),
+          );
+        } else if (type === 'get' && payload?.local === 'ping' && payload.xmlns === NS_PING) {
+          answer = undefined;
+        } else {
+          throw new StanzaErrorException('service-unavailable');
+        }
+        await api.route(xml('iq', { type: 'result', id: stanza.attr('id'), from: domain, to: event.from.toString() }, answer));
+      };
+
+      // Occupants leave when their session ends for good, or when it sends unavailable presence to
+      // everyone (RFC 6121 §4.6.3: directed presences end with it).
+      const leaveAll = (real: string): void => {
+        const names = sessionRooms.get(real);
+        if (names === undefined) return;
+        for (const name of [...names]) {
+          const room = rooms.get(name);
+          if (room === undefined) {
+            names.delete(name);
+            continue;
+          }
+          room
+            .run(() => room.leave(real))
+            .catch((error: unknown) => api.logger.error({ err: error, room: room.jid }, 'XMPP MUC: leaving a room failed'));
+        }
+      };
+      api.hook('session/closed', ({ session }) => {
+        if (session.jid !== undefined) leaveAll(session.jid.toString());
+      });
+      api.hook('presence/in', (event) => {
+        if (event.stanza.attr('to') === undefined && event.stanza.attr('type') === 'unavailable') leaveAll(event.from.toString());
+      });
+
+      if (retentionDays !== null) {
+        const timer = setInterval(() => {
+          archive
+            .expire(now() - retentionDays * DAY_MS)
+            .catch((error: unknown) => api.logger.error({ err: error }, 'XMPP MUC: expiring room archives failed'));
+        }, 3_600_000);
+        timer.unref();
+        api.onStop(() => clearInterval(timer));
+      }
+      api.onStop(() => {
+        for (const room of rooms.values()) room.stop();
+      });
+    },
+  };
+}
+
+/** §7.2: a nickname is a resourcepart (non-empty, not only spaces) of bounded length. */
+function checkNick(nick: string, limits: MucLimits): void {
+  if (nick.trim() === '') throw new StanzaErrorException('jid-malformed', 'a nickname is needed', xml('x', { xmlns: NS_MUC }));
+  if ([...nick].length > limits.maxNickLength)
+    throw new StanzaErrorException(
+      'not-acceptable',
+      `a nickname has at most ${limits.maxNickLength} characters`,
+      xml('x', { xmlns: NS_MUC }),
+    );
+}
+
+async function loadRooms(store: KeyValueStore, ctx: MucContext, rooms: Map<string, Room>): Promise<void> {
+  const fallback = defaultConfig(ctx.defaults, ctx.limits);
+  for (const name of await store.keys('')) {
+    const stored = storedFromJson(name, await store.get('', name), fallback);
+    if (stored === undefined || rooms.has(name)) continue;
+    const room = new Room(ctx, name, stored.creator, stored);
+    // The history a restarted room offers: its newest archived messages.
+    if (room.config.historyLength > 0) {
+      const { items } = await ctx.archive.query(name, { before: '', max: room.config.historyLength });
+      for (const item of items) {
+        const message = parseXml(item.xml);
+        if (message === undefined) continue;
+        message.children.push(xml('stanza-id', { xmlns: 'urn:xmpp:sid:0', by: room.jid, id: item.id }));
+        room.history.push({ message, when: item.when, chars: item.xml.length });
+      }
+    }
+    rooms.set(name, room);
+  }
+}
+
+function storedToJson(state: StoredRoom): JsonValue {
+  return {
+    config: configToJson(state.config),
+    affiliations: state.affiliations,
+    subject: state.subject === undefined ? null : { ...state.subject },
+    creator: state.creator,
+    created: state.created,
+  };
+}
+
+function storedFromJson(name: string, value: JsonValue | undefined, fallback: RoomConfig): StoredRoom | undefined {
+  if (value === null || value === undefined || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const affiliations: Record<string, Affiliation> = {};
+  const stored = value.affiliations;
+  if (stored !== null && typeof stored === 'object' && !Array.isArray(stored)) {
+    for (const [jid, affiliation] of Object.entries(stored)) {
+      if (typeof affiliation === 'string' && (AFFILIATIONS as readonly string[]).includes(affiliation) && affiliation !== 'none')
+        affiliations[jid] = affiliation as Affiliation;
+    }
+  }
+  const subject = value.subject;
+  return {
+    name,
+    config: { ...configFromJson(value.config, fallback), persistent: true },
+    affiliations,
+    subject:
+      subject !== null && typeof subject === 'object' && !Array.isArray(subject) && typeof subject.text === 'string'
+        ? {
+            text: subject.text,
+            nick: typeof subject.nick === 'string' ? subject.nick : '',
+            when: typeof subject.when === 'number' ? subject.when : 0,
+          }
+        : undefined,
+    creator: typeof value.creator === 'string' ? value.creator : '',
+    created: typeof value.created === 'number' ? value.created : 0,
+  };
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new XmppConfigError('PB_ERR_XMPP_OPTION', `muc: ${name} must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
