@@ -26,7 +26,6 @@ import { buildDataForm, type DataFormField } from './data-form.js';
 export const NS_PUSH = 'urn:xmpp:push:0';
 /** The FORM_TYPE of the notification's summary form. */
 export const NS_PUSH_SUMMARY = 'urn:xmpp:push:summary';
-const NS_PUBSUB_PUBLISH_OPTIONS = 'http://jabber.org/protocol/pubsub#publish-options';
 const NS_CARBONS = 'urn:xmpp:carbons:2';
 const NS_FORWARD = 'urn:xmpp:forward:0';
 
@@ -196,8 +195,8 @@ class Push {
     this.#store = api.keyValue('push');
     this.#session = api.sessionState(() => ({ key: undefined }));
     api.discoFeature(NS_PUSH, 'account');
-    api.iq({ xmlns: NS_PUSH, element: 'enable', to: 'self', type: 'set' }, (iq, context) => this.#enable(iq, context));
-    api.iq({ xmlns: NS_PUSH, element: 'disable', to: 'self', type: 'set' }, (iq, context) => this.#disable(iq, context));
+    api.iq({ xmlns: NS_PUSH, element: 'enable', to: 'self', type: 'set' }, (_iq, context) => this.#enable(context));
+    api.iq({ xmlns: NS_PUSH, element: 'disable', to: 'self', type: 'set' }, (_iq, context) => this.#disable(context));
 
     // An account with no available resource: the message goes to offline storage (im's hook, -1000, after this one).
     api.hook('message/offline', (event) => this.#offline(event), 10);
@@ -220,7 +219,7 @@ class Push {
 
   // ---- enable / disable ----------------------------------------------------------------------
 
-  async #enable(iq: XmlElement, context: IqContext): Promise<undefined> {
+  async #enable(context: IqContext): Promise<undefined> {
     const enable = context.payload;
     const user = context.from.local;
     const jidText = enable.attr('jid');
@@ -286,7 +285,7 @@ class Push {
     );
   }
 
-  async #disable(_iq: XmlElement, context: IqContext): Promise<undefined> {
+  async #disable(context: IqContext): Promise<undefined> {
     const disable = context.payload;
     const user = context.from.local;
     const jidText = disable.attr('jid');
