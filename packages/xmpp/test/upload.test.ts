@@ -332,7 +332,7 @@ describe('XEP-0363 HTTP File Upload', () => {
 
   it('answers a PUT without, with a wrong, a forged, another slot’s or an expired token with 401/403, and keeps nothing', async () => {
     let clock = Date.now();
-    const { xmppPort, httpPort, dir } = await startUpload({ slotLifetimeMs: 60_000, now: () => clock });
+    const { xmppPort, httpPort, dir, logger } = await startUpload({ slotLifetimeMs: 60_000, now: () => clock });
     const raw = await Raw.login(xmppPort, 'juliet', 'balcony', 'token');
     const slot = await slotFor(raw, 'a.txt', 5, 'text/plain');
     const other = await slotFor(raw, 'b.txt', 5, 'text/plain');
@@ -360,10 +360,11 @@ describe('XEP-0363 HTTP File Upload', () => {
     expect(expired.status).toBe(403);
     expect(expired.body).toContain('expired');
     expect(await filesUnder(dir)).toEqual([]);
+    expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
   });
 
   it('answers a PUT larger than the slot with 413 (by Content-Length, and by streamed bytes) and keeps nothing', async () => {
-    const { xmppPort, httpPort, dir, base } = await startUpload();
+    const { xmppPort, httpPort, dir, base, logger } = await startUpload();
     const raw = await Raw.login(xmppPort, 'juliet', 'balcony', 'large');
     const slot = await slotFor(raw, 'a.bin', 1000, 'application/octet-stream');
     const declared = await rawHttp(
@@ -401,10 +402,11 @@ describe('XEP-0363 HTTP File Upload', () => {
     );
     expect(ok.status).toBe(201);
     expect(base).toContain(String(httpPort));
+    expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
   });
 
   it('answers a PUT with another Content-Type than the slot with 400, and a second PUT to a slot with 409', async () => {
-    const { xmppPort, httpPort, dir } = await startUpload();
+    const { xmppPort, httpPort, dir, logger } = await startUpload();
     const raw = await Raw.login(xmppPort, 'juliet', 'balcony', 'type');
     const slot = await slotFor(raw, 'photo.jpg', 4, 'image/jpeg');
     const putAs = (type: string) =>
@@ -422,10 +424,11 @@ describe('XEP-0363 HTTP File Upload', () => {
     expect(second.status).toBe(409);
     const get = await rawHttp(httpPort, `GET ${pathOf(slot.get)} HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n\n`);
     expect(get.body).toBe('jpeg');
+    expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
   });
 
   it('never leaves dir for traversal in the path or the name (.., %2e%2e, %2f, NUL)', async () => {
-    const { xmppPort, httpPort, dir } = await startUpload();
+    const { xmppPort, httpPort, dir, logger } = await startUpload();
     const raw = await Raw.login(xmppPort, 'juliet', 'balcony', 'trav');
     // A name that looks like traversal once decoded is only a name: stored inside its slot folder.
     const slot = await slotFor(raw, '%2e%2e%2f%2e%2e%2fpasswd', 2, 'text/plain');
@@ -465,6 +468,7 @@ describe('XEP-0363 HTTP File Upload', () => {
       expect([400, 403, 404, 409], path).toContain(write.status);
     }
     expect(await filesUnder(dir)).toEqual(files);
+    expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
   });
 
   it('answers GET of an unknown or expired file with 404, and deletes expired files at start and on the timer', async () => {
@@ -529,7 +533,7 @@ describe('XEP-0363 HTTP File Upload', () => {
   });
 
   it('gives a PUT that stalls a time limit: 408, nothing kept, the server serves on', async () => {
-    const { xmppPort, httpPort, dir } = await startUpload({ idleTimeoutMs: 300 });
+    const { xmppPort, httpPort, dir, logger } = await startUpload({ idleTimeoutMs: 300 });
     const raw = await Raw.login(xmppPort, 'juliet', 'balcony', 'slow');
     const slot = await slotFor(raw, 'slow.bin', 100, 'application/octet-stream');
     const socket: Socket = await rawConnect(httpPort);
@@ -548,6 +552,33 @@ describe('XEP-0363 HTTP File Upload', () => {
       'y'.repeat(100),
     );
     expect(ok.status).toBe(201);
+    expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
+  });
+
+  it('answers a PUT to a slot being written with 409, and keeps nothing of a PUT whose client leaves mid-body', async () => {
+    const { xmppPort, httpPort, dir, logger } = await startUpload();
+    const raw = await Raw.login(xmppPort, 'juliet', 'balcony', 'busy');
+    const slot = await slotFor(raw, 'busy.bin', 100, 'application/octet-stream');
+    const head = `PUT ${pathOf(slot.put)} HTTP/1.1\nHost: x\nAuthorization: ${slot.authorization}\nContent-Length: 100\n`;
+    const first = await rawConnect(httpPort);
+    first.on('error', () => {});
+    first.write(`${head}\n`.replace(/\n/g, '\r\n'));
+    first.write('x'.repeat(50));
+    // The first PUT is receiving: its temporary file exists.
+    for (let i = 0; i < 200 && (await filesUnder(dir)).length === 0; i++) await sleep(25);
+    expect((await filesUnder(dir))[0]).toMatch(/^\.tmp\//);
+    const second = await rawHttp(httpPort, `${head}Connection: close\n\n`, 'y'.repeat(100));
+    expect(second.status).toBe(409);
+    // The first client leaves: its half file goes.
+    first.destroy();
+    for (let i = 0; i < 200 && (await filesUnder(dir)).length > 0; i++) await sleep(25);
+    expect(await filesUnder(dir)).toEqual([]);
+    // And the slot takes a whole upload afterwards.
+    const ok = await rawHttp(httpPort, `${head}Connection: close\n\n`, 'z'.repeat(100));
+    expect(ok.status).toBe(201);
+    const get = await rawHttp(httpPort, `GET ${pathOf(slot.get)} HTTP/1.1\nHost: x\nConnection: close\n\n`);
+    expect(get.body).toBe('z'.repeat(100));
+    expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
   });
 
   it('leaves other paths to the app, and answers other methods with 405', async () => {
