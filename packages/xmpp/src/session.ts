@@ -39,6 +39,11 @@ export interface XmppSession {
   send(element: XmlElement | string): void;
   /** Write an element without the modules' outbound filters: stream-level elements (`<a/>`, `<enabled/>`). */
   sendRaw(element: XmlElement | string): void;
+  /**
+   * Run `callback` once, when what this turn of the event loop wrote to the stream is about to leave:
+   * what it writes goes out in the same packet (stream management's `<r/>` after a burst of stanzas).
+   */
+  beforeFlush(callback: () => void): void;
   /** End the stream, with a stream error when given. */
   close(error?: StreamError): void;
 }
@@ -177,6 +182,10 @@ export abstract class Session implements XmppSession {
       element = filtered;
     }
     this.sendRaw(element);
+  }
+
+  beforeFlush(callback: () => void): void {
+    process.nextTick(callback);
   }
 
   /** Write without the outbound filters (stream-level elements: `<a/>`, `<enabled/>`, resent queues). */

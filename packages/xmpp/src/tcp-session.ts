@@ -10,7 +10,9 @@ import { type StreamEvent, StreamParser } from './stream-parser.js';
 
 /** An XML stream over TCP (RFC 6120 §4), with STARTTLS. */
 export class TcpSession extends Session {
-  #corked = false;
+  /** The socket corked until the end of this tick (STARTTLS replaces the socket). */
+  #corked: Socket | undefined;
+  readonly #beforeFlush: Array<() => void> = [];
   readonly #parser: StreamParser;
   readonly #secureContext: () => SecureContext | undefined;
   readonly #closeSoon: (socket: Socket) => void;
@@ -60,18 +62,42 @@ export class TcpSession extends Session {
   protected write(text: string): void {
     const socket = this.#socket;
     if (socket.destroyed) return;
-    // Everything written to this stream in one tick leaves in one write (writev): a message fans out
-    // as a stanza, a carbon, an ack request… — one syscall instead of one per element.
-    if (!this.#corked) {
-      this.#corked = true;
-      socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        socket.uncork();
-      });
-    }
+    this.#cork(socket);
     socket.write(text);
   }
+
+  override beforeFlush(callback: () => void): void {
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    this.#cork(socket);
+    this.#beforeFlush.push(callback);
+  }
+
+  /**
+   * Everything written to this stream in one tick leaves in one write (writev): a message fans out
+   * as a stanza, a carbon, an ack request… — one syscall instead of one per element.
+   */
+  #cork(socket: Socket | TLSSocket): void {
+    if (this.#corked !== undefined) return;
+    this.#corked = socket;
+    socket.cork();
+    process.nextTick(this.#flush);
+  }
+
+  readonly #flush = (): void => {
+    // Callbacks may write (and queue more callbacks): all of it joins this write.
+    for (let i = 0; i < this.#beforeFlush.length; i++) {
+      try {
+        (this.#beforeFlush[i] as () => void)();
+      } catch (error) {
+        this.host.logger.error({ err: error, session: this.id }, 'XMPP: a before-flush callback failed');
+      }
+    }
+    this.#beforeFlush.length = 0;
+    const socket = this.#corked;
+    this.#corked = undefined;
+    socket?.uncork();
+  };
 
   protected get unsent(): number {
     return this.#socket.writableLength;

@@ -145,55 +145,83 @@ export function mam(options: MamOptions = {}): MamModule {
         return exists;
       };
 
-      /** XEP-0313 §6: the lists first (never wins over always), then the default. */
-      const shallStore = async (user: string, other: Jid): Promise<boolean> => {
-        const prefs = await prefsOf(user);
+      /**
+       * XEP-0313 §6: the lists first (never wins over always), then the default. Answered at once
+       * when the preferences are cached and need no roster (every message of a busy server); a
+       * promise otherwise.
+       */
+      const shallStore = (user: string, other: Jid): boolean | Promise<boolean> => {
+        const prefs = prefsCache.get(user);
+        if (prefs === undefined) return prefsOf(user).then(() => shallStore(user, other));
         const bare = other.bare;
-        const full = other.toString();
-        if (prefs.never.includes(bare) || prefs.never.includes(full)) return false;
-        if (prefs.always.includes(bare) || prefs.always.includes(full)) return true;
+        if (prefs.never.length > 0 || prefs.always.length > 0) {
+          const full = other.toString();
+          if (prefs.never.includes(bare) || prefs.never.includes(full)) return false;
+          if (prefs.always.includes(bare) || prefs.always.includes(full)) return true;
+        }
         if (prefs.default === 'always') return true;
         if (prefs.default === 'never') return false;
-        return bare === ownBare(user) || (await inRoster(user, bare));
+        return bare === ownBare(user) || inRoster(user, bare);
+      };
+      /** Whether to archive for `user` (an existing account whose preferences keep `other`); at once when cached. */
+      const decide = (user: string, other: Jid, checkAccount: boolean): boolean | Promise<boolean> => {
+        if (checkAccount && existing.get(user) !== true) {
+          return accountExists(user).then((exists) => exists && shallStore(user, other));
+        }
+        return shallStore(user, other);
       };
 
-      /** Archive a copy; its id, or undefined when waiting for the write and it failed (the chat goes on, unarchived). */
       // The text both archives store of one message (sender's and recipient's copies are the same
       // stanza once stanza ids are left out): serialized once, for the element the sender's hook
       // hands on to routing.
       const storedText = new WeakMap<XmlElement, string>();
-      const append = async (
+      /** Archive a copy now: its id and text, and the write (which never rejects: a failure is logged, the chat goes on unarchived). */
+      const append = (
         user: string,
         stanza: XmlElement,
         from: Jid,
         to: Jid,
         other: Jid,
         text?: string,
-      ): Promise<{ id: string; text: string } | undefined> => {
+      ): { id: string; text: string; written: Promise<boolean> } => {
         // Ids that grow with time (a time prefix, then 9 random bytes): the archive's unique index
         // on them is appended to at its end instead of at a random page (measured: ~13 % less CPU
         // per archived row).
-        const id = `${now().toString(36)}${randomId(9)}`;
+        const when = now();
+        const id = `${when.toString(36)}${randomId(9)}`;
         const xmlText = text ?? storedCopy(stanza, from, to).toString();
-        const done = { id, text: xmlText };
-        const failed = (error: unknown): undefined => {
-          api.logger.error({ err: error, user }, 'XMPP MAM: archiving a message failed');
-          return undefined;
-        };
-        const written = store.append(user, { id, when: now(), with: other.bare, xml: xmlText });
-        if (!waitForArchive) {
-          written.catch(failed);
-          return done;
-        }
-        return written.then(() => done, failed);
+        const written = store.append(user, { id, when, with: other.bare, xml: xmlText }).then(
+          () => true,
+          (error: unknown) => {
+            api.logger.error({ err: error, user }, 'XMPP MAM: archiving a message failed');
+            return false;
+          },
+        );
+        return { id, text: xmlText, written };
       };
 
       // Outgoing: the sender's archive, before routing (Prosody's pre-message hooks). After
       // blocking and other checks that refuse the message (they run at higher priorities), and
       // before sent carbons (-100), which then carry the sender's stanza id (XEP-0313 §3.5).
+      // Synchronous when nothing needs the store (cached preferences, no waitForArchive): a hook
+      // that returns a promise costs microtasks on every message.
+      const outgoing = (event: StanzaEvent, user: string, to: Jid, local: boolean): undefined | Promise<undefined> => {
+        const copy = append(user, event.stanza, event.from, to, to);
+        const mark = (): undefined => {
+          // The sender's id rides along to the carbons; the recipient's hook strips it (a contact
+          // has no access to this archive). Never on a stanza that leaves the server.
+          if (local) {
+            event.stanza = withStanzaId(event.stanza, ownBare(user), copy.id);
+            storedText.set(event.stanza, copy.text);
+          }
+          return undefined;
+        };
+        if (!waitForArchive) return mark();
+        return copy.written.then((ok) => (ok ? mark() : undefined));
+      };
       api.hook(
         'message/in',
-        async (event) => {
+        (event) => {
           const stripped = stripLocalStanzaIds(event.stanza, api.domain);
           if (stripped !== event.stanza) event.stanza = stripped;
           if (event.redelivery || event.session?.user === undefined) return;
@@ -203,37 +231,49 @@ export function mam(options: MamOptions = {}): MamModule {
           if (to.bare === event.from.bare || to.local === '') return;
           if (!shouldArchive(event.stanza)) return;
           const local = to.domain === api.domain;
-          if (local && !(await accountExists(to.local))) return;
-          if (!(await shallStore(user, to))) return;
-          const archivedCopy = await append(user, event.stanza, event.from, to, to);
-          // The sender's id rides along to the carbons; the recipient's hook strips it (a contact
-          // has no access to this archive). Never on a stanza that leaves the server.
-          if (local && archivedCopy !== undefined) {
-            event.stanza = withStanzaId(event.stanza, ownBare(user), archivedCopy.id);
-            storedText.set(event.stanza, archivedCopy.text);
+          // The recipient must exist (a message to nobody is bounced, not archived); the sender does.
+          const recipient = local && existing.get(to.local) !== true ? accountExists(to.local) : true;
+          if (recipient === true) {
+            const keep = shallStore(user, to);
+            if (keep === true) return outgoing(event, user, to, local);
+            if (keep === false) return;
+            return keep.then((yes) => (yes ? outgoing(event, user, to, local) : undefined));
           }
+          return recipient.then(async (exists) => (exists && (await shallStore(user, to)) ? outgoing(event, user, to, local) : undefined));
         },
         -50,
       );
 
       // Incoming: the recipient's archive, and the stanza id on the copy delivered.
-      const incoming = async (event: StanzaEvent): Promise<void> => {
+      const archiveIncoming = (
+        event: StanzaEvent,
+        user: string,
+        stanza: XmlElement,
+        text: string | undefined,
+      ): undefined | Promise<undefined> => {
+        const copy = append(user, stanza, event.from, event.to, event.from, text);
+        const mark = (): undefined => {
+          const marked = withStanzaId(stanza, ownBare(user), copy.id);
+          archived.add(marked);
+          event.stanza = marked;
+          return undefined;
+        };
+        if (!waitForArchive) return mark();
+        return copy.written.then((ok) => (ok ? mark() : undefined));
+      };
+      const incoming = (event: StanzaEvent): undefined | Promise<undefined> => {
         if (event.redelivery || archived.has(event.stanza)) return;
         const user = event.to.local;
-        const by = ownBare(user);
         // Only the recipient's own stanza id reaches her (XEP-0313 §3.5): a client's claim to be
         // us (XEP-0359 §4) and the sender's archive id are stripped.
         const text = storedText.get(event.stanza);
-        let stanza = stripLocalStanzaIds(event.stanza, api.domain);
+        const stanza = stripLocalStanzaIds(event.stanza, api.domain);
         if (stanza !== event.stanza) event.stanza = stanza;
         if (!shouldArchive(stanza)) return;
-        if (!(await accountExists(user))) return;
-        if (!(await shallStore(user, event.from))) return;
-        const archivedCopy = await append(user, stanza, event.from, event.to, event.from, text);
-        if (archivedCopy === undefined) return;
-        stanza = withStanzaId(stanza, by, archivedCopy.id);
-        archived.add(stanza);
-        event.stanza = stanza;
+        const keep = decide(user, event.from, true);
+        if (keep === true) return archiveIncoming(event, user, stanza, text);
+        if (keep === false) return;
+        return keep.then((yes) => (yes ? archiveIncoming(event, user, stanza, text) : undefined));
       };
       api.hook('message/bare', incoming, -100);
       api.hook('message/full', incoming, -100);

@@ -327,8 +327,8 @@ class StreamManagement {
     if (state.queue.length > this.#limits.maxUnacked) {
       if (state.requestScheduled) return;
       state.requestScheduled = true;
-      // One <r/> after everything written in this turn of the event loop.
-      setImmediate(() => {
+      // One <r/> after everything written in this turn of the event loop, in the same packet.
+      session.beforeFlush(() => {
         state.requestScheduled = false;
         this.#sendRequest(session, state);
       });
