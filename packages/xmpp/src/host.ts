@@ -375,8 +375,11 @@ export class ModuleHost {
       session.send(reply);
       return;
     }
+    const jid = Jid.parse(to);
+    // An answer to a domain service (a component, a room) is the service's to take, bare or not.
+    const routed = jid !== undefined && this.#domains.has(jid.domain);
     // An answer to a bare JID (a stanza the server sent on an account's behalf): nobody to take it.
-    if (Jid.parse(to)?.isBare !== false) return;
+    if (!routed && jid?.isBare !== false) return;
     this.route(reply).catch((error: unknown) => this.#server.logger.error({ err: error }, 'XMPP: could not route a reply'));
   }
 
