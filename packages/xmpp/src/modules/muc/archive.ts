@@ -3,9 +3,9 @@
 // sender's occupant JID; queries page with RSM (XEP-0059) and filter with the urn:xmpp:mam:2 form
 // (with, start, end, before-id, after-id, ids), parsed with the shared data-form and RSM helpers.
 
-import { type XmlElement, xml } from '../../element.js';
+import { XmlElement, xml } from '../../element.js';
 import { Jid } from '../../jid.js';
-import { NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM } from '../../namespaces.js';
+import { NS_CLIENT, NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM } from '../../namespaces.js';
 import { parseXml } from '../../parse.js';
 import { StanzaErrorException } from '../../stanza-error.js';
 import type { ArchiveQuery, ArchiveStore } from '../../stores/types.js';
@@ -79,8 +79,10 @@ export async function roomMamQuery(
   const found = filter.max === 0 ? [] : result.items;
   const items: Array<{ id: string; forwarded: XmlElement }> = [];
   for (const item of found) {
-    const message = parseXml(item.xml);
-    if (message === undefined) continue;
+    const parsed = parseXml(item.xml);
+    if (parsed === undefined) continue;
+    // Forwarded (XEP-0297), the message keeps its own namespace.
+    const message = new XmlElement(parsed.name, { xmlns: NS_CLIENT, ...parsed.attrs }, parsed.children, NS_CLIENT);
     const from = Jid.parse(message.attr('from') ?? '');
     if (from === undefined) continue;
     items.push({
