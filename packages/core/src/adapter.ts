@@ -68,6 +68,20 @@ export interface Adapter {
   readonly tlsMode?: 'direct' | 'starttls';
   /** Defaults for the connection limits; the user's bind options win. */
   readonly limits?: Partial<ConnectionLimits>;
+  /**
+   * What the adapter speaks, for a port shared by several bindings (port unification): core
+   * recognises `http` (HTTP/1.x), `h2c`, `h2` (by ALPN), `resp` and `xmpp` from a connection's first
+   * bytes, and routes TLS by ALPN (`http/1.1`, `h2`, `xmpp-client`, `redis`). Another name is a
+   * custom protocol, recognised by {@link Adapter.classify} and, on TLS, by an ALPN id equal to the
+   * name. Default: from the scheme (`http`/`ws` → `http`, `redis` → `resp`, `xmpp`/`xmpps` → `xmpp`).
+   */
+  readonly protocols?: readonly string[];
+  /**
+   * For a custom protocol on a shared port: is this connection yours, from its first (plaintext)
+   * bytes? `true` yes, `false` no, `undefined` not sure yet (core reads more, within its limits).
+   * Asked before core's own classification.
+   */
+  classify?(head: Buffer): boolean | undefined;
 
   /** Called once per start, before the port is bound. */
   open(binding: BindingContext): void | Promise<void>;

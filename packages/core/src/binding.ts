@@ -1,4 +1,4 @@
-import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type SecureContext, type TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
@@ -16,6 +16,7 @@ import {
   type TrustCheck,
 } from './proxy-protocol.js';
 import { loadTls, secureContextFor, type TlsOptions } from './tls.js';
+import type { SharedPort } from './unify.js';
 import { listenUnix, type OwnedSocket, removeOwnedSocket } from './unix.js';
 
 /** How to bind an adapter: where it listens, TLS, and connection limits. */
@@ -40,6 +41,11 @@ export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
    * other address, are refused. Off by default.
    */
   proxyProtocol?: ProxyProtocolOptions;
+  /**
+   * On a port shared with other bindings: connections whose protocol no binding on the port claims
+   * (garbage, an unknown protocol) come to this binding instead of being closed. One per port.
+   */
+  fallback?: boolean;
 }
 
 interface ServiceView {
@@ -79,6 +85,10 @@ export class Binding {
   /** True while PROXY refusals are logged at debug (a warning once per episode). */
   #proxyRefusing = false;
   #closed: Promise<void> | undefined;
+  /** The listener this binding shares with others (same port), if any. */
+  #shared: SharedPort | undefined;
+  /** TLS sockets whose protocol is decided on their first decrypted bytes (no ALPN said it). */
+  readonly #reclassify = new WeakSet<Socket>();
 
   constructor(adapter: Adapter, options: BindOptions, logger: Logger, service: ServiceView) {
     this.adapter = adapter;
@@ -151,11 +161,16 @@ export class Binding {
     this.#spec = spec;
   }
 
-  /** @internal */
-  async listen(): Promise<void> {
+  /** Names of the other bindings on this binding's listener (a shared port), else empty. */
+  get sharedWith(): string[] {
+    return this.#shared?.members.filter((member) => member !== this).map((member) => member.name) ?? [];
+  }
+
+  /** @internal TLS material and `adapter.open()`: everything before listening. */
+  async prepare(): Promise<void> {
     const spec = this.#spec;
-    if (spec === undefined) throw new Error('listen() before setSpec()');
-    if (spec.kind === 'unix' && this.#trusts !== undefined && this.secure) {
+    if (spec === undefined) throw new Error('prepare() before setSpec()');
+    if (spec.kind === 'unix' && this.#trusts !== undefined && this.options.tls !== undefined) {
       // The TLS socket is matched to its header by the TCP peer's address and port; Unix peers have none.
       throw new ConfigError(
         'proxyProtocol',
@@ -165,6 +180,29 @@ export class Binding {
     }
     if (this.options.tls !== undefined) await this.#setupTls(this.options.tls);
     await this.adapter.open(this.#context());
+  }
+
+  /** @internal Before `prepare()`: this binding serves on a listener shared with other bindings. */
+  joinShared(shared: SharedPort): void {
+    this.#shared = shared;
+  }
+
+  /** @internal The shared listener listens: its address, and when it has closed. */
+  sharedListening(address: AddressInfo | string, closed: Promise<void>): void {
+    this.#address = address;
+    this.#closed = closed;
+  }
+
+  /** @internal The TLS server of this binding (made from bind option `tls`), for a shared port's TLS connections. */
+  get tlsServer(): TlsServer | undefined {
+    return this.#tlsServer;
+  }
+
+  /** @internal */
+  async listen(): Promise<void> {
+    const spec = this.#spec;
+    if (spec === undefined) throw new Error('listen() before setSpec()');
+    await this.prepare();
 
     const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
     this.#server = server;
@@ -204,6 +242,7 @@ export class Binding {
 
   /** @internal Stop accepting. Open connections stay. */
   stopAccepting(): void {
+    this.#shared?.stopAccepting();
     this.#server?.close();
     // A connection still sending its PROXY header has given the adapter nothing to finish.
     for (const [socket, cancel] of this.#awaitingHeader) {
@@ -278,7 +317,15 @@ export class Binding {
     // A TLS server that never listens: core's TCP server feeds it sockets, and it hands back
     // each one once the handshake is done. Node's TLS server brings ALPN, SNI, sessions and the
     // handshake timeout; core keeps one TCP listener for every kind of binding.
-    const tlsServer = new TlsServer({ handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000, ...loaded });
+    // On a shared port, the protocol a ClientHello's ALPN chose is the one negotiated (unless the
+    // user's TLS options choose ALPN themselves); a list naming nothing served here gets TLS's
+    // no_application_protocol alert (RFC 7301 §3.2).
+    const shared = this.#shared;
+    const alpn =
+      shared !== undefined && options.ALPNProtocols === undefined && options.ALPNCallback === undefined
+        ? { ALPNCallback: ({ protocols }: { protocols: string[] }) => shared.selectAlpn(protocols) }
+        : {};
+    const tlsServer = new TlsServer({ handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000, ...alpn, ...loaded });
     tlsServer.on('secureConnection', (socket: TLSSocket) => this.#secureConnection(socket));
     tlsServer.on('tlsClientError', (error, socket) => {
       this.#logger.debug({ err: error, remoteAddress: socket.remoteAddress }, 'TLS handshake failed');
@@ -289,6 +336,52 @@ export class Binding {
   }
 
   #accept(socket: Socket): void {
+    if (this.#refused(socket, !this.secure)) return;
+    this.#track(socket);
+    if (this.#trusts !== undefined) this.#awaitHeader(socket, this.#trusts);
+    else this.#handOver(socket);
+  }
+
+  /**
+   * @internal A connection a shared listener classified for this binding, with the bytes read so far
+   * back in `socket` (and its PROXY header, if any, applied). `tls`: it starts with a ClientHello,
+   * for this binding's TLS server; `reclassify`: no ALPN chose a binding, so the first decrypted
+   * bytes decide which binding serves it.
+   */
+  adopt(socket: Socket, route: { tls: boolean; reclassify: boolean; header: ProxyHeader | undefined }): void {
+    if (this.#refused(socket, !route.tls)) return;
+    this.#track(socket);
+    if (!route.tls) {
+      this.#serve(socket);
+      return;
+    }
+    const header = route.header;
+    if (header !== undefined) {
+      const key = peerKey(header.proxyAddress, header.proxyPort);
+      this.#headersByPeer.set(key, header);
+      socket.once('close', () => this.#headersByPeer.delete(key));
+    }
+    if (route.reclassify) this.#reclassify.add(socket);
+    (this.#tlsServer as TlsServer).emit('connection', socket);
+  }
+
+  /**
+   * @internal A TLS connection whose handshake `from` made and whose decrypted bytes chose this
+   * binding: it counts here from now on.
+   */
+  serveSecure(socket: TLSSocket, from: Binding): void {
+    const raw = parentOf(socket);
+    if (from !== this && raw !== undefined && from.#sockets.delete(raw)) this.#track(raw);
+    this.#serve(socket);
+  }
+
+  #track(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+  }
+
+  /** Over `maxConnections`: refuse (in the protocol's words when `speak`), close, and return true. */
+  #refused(socket: Socket, speak: boolean): boolean {
     const maxConnections = this.#maxConnections;
     if (maxConnections > 0 && this.#sockets.size >= maxConnections) {
       const fields = { remoteAddress: socket.remoteAddress, maxConnections, open: this.#sockets.size };
@@ -306,7 +399,7 @@ export class Binding {
         );
       }
       socket.on('error', () => {});
-      if (!this.secure) {
+      if (speak) {
         try {
           this.adapter.refuse?.(socket, 'max-connections');
         } catch (error) {
@@ -316,13 +409,10 @@ export class Binding {
       socket.end();
       socket.destroySoon();
       closeSoon(socket, this.options.closeWaitMs ?? 2000);
-      return;
+      return true;
     }
     if (this.#refusing && this.#sockets.size < maxConnections) this.#refusing = false;
-    this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
-    if (this.#trusts !== undefined) this.#awaitHeader(socket, this.#trusts);
-    else this.#handOver(socket);
+    return false;
   }
 
   /** To TLS termination, or straight to the adapter. */
@@ -394,6 +484,11 @@ export class Binding {
       }
       if (header !== undefined) applyProxyHeader(socket, header);
     }
+    const raw = parentOf(socket);
+    if (this.#shared !== undefined && raw !== undefined && this.#reclassify.has(raw)) {
+      this.#shared.classifySecure(this, socket);
+      return;
+    }
     this.#serve(socket);
   }
 
@@ -457,6 +552,12 @@ function checkBindOptions(options: BindOptions): void {
   }
 }
 
+/** The TCP socket under a TLS socket (node:tls keeps it as `_parent`). */
+function parentOf(socket: TLSSocket): Socket | undefined {
+  const parent: unknown = (socket as unknown as { _parent?: unknown })._parent;
+  return parent instanceof Socket ? parent : undefined;
+}
+
 function peerKey(address: string | undefined, port: number | undefined): string {
   return `${address ?? 'unix'}|${port ?? 0}`;
 }
@@ -487,7 +588,7 @@ export function describeSpec(spec: ListenSpec): string {
   return `${host}:${spec.port}`;
 }
 
-function listenOnce(server: Server, spec: ListenSpec, backlog: number | undefined): Promise<void> {
+export function listenOnce(server: Server, spec: ListenSpec, backlog: number | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => reject(error);
     server.once('error', onError);

@@ -5,6 +5,7 @@ import { resolveListen } from './config.js';
 import { ConfigError, StateError } from './errors.js';
 import { readFdBudget, reservedFds, shareConnections } from './fds.js';
 import { createLogger, type Logger } from './logger.js';
+import { type PortSharingOptions, SharedPort, sharingSettings } from './unify.js';
 
 export interface PortServiceOptions {
   /** Where logs go. Default: pino on stdout, level from `LOG_LEVEL`, silent under a test runner. */
@@ -19,6 +20,13 @@ export interface PortServiceOptions {
   readinessDelayMs?: number;
   /** Environment to read `PORT`, `HOST`, … from. Default: `process.env`. */
   env?: Record<string, string | undefined>;
+  /**
+   * Port unification: bindings given the same port (`RESP_PORT=$PORT`, or the same `port` option)
+   * always share one listener, which tells their protocols apart by each connection's first bytes.
+   * `join: true` makes bindings without an address of their own share the main binding's port, so
+   * `PORT` alone serves everything. The limits of classification are set here too.
+   */
+  portSharing?: PortSharingOptions;
 }
 
 /** `idle` → `starting` → `running` → `draining` → `stopped`. */
@@ -55,6 +63,7 @@ export class PortService {
   readonly gracePeriodMs: number;
   readonly readinessDelayMs: number;
   readonly #env: Record<string, string | undefined>;
+  readonly #sharing: ReturnType<typeof sharingSettings>;
   readonly #bindings: Binding[] = [];
   #state: ServiceState = 'idle';
   #stopping: Promise<StopReport> | undefined;
@@ -65,6 +74,7 @@ export class PortService {
     this.gracePeriodMs = options.gracePeriodMs ?? 10_000;
     this.readinessDelayMs = options.readinessDelayMs ?? 0;
     this.#env = options.env ?? process.env;
+    this.#sharing = sharingSettings(options.portSharing);
     for (const [option, value] of [
       ['gracePeriodMs', this.gracePeriodMs],
       ['readinessDelayMs', this.readinessDelayMs],
@@ -131,15 +141,31 @@ export class PortService {
   async #listenAll(): Promise<void> {
     try {
       // Resolve every address first: a bad PORT fails before anything is bound.
-      for (const binding of this.#bindings) {
-        binding.setSpec(resolveListen(binding.options, binding.adapter, this.#env));
-      }
+      const groups = this.#listeners();
+      const shared = [...groups.values()]
+        .filter((members) => members.length > 1)
+        .map((members) => new SharedPort(members, this.#sharing, this.logger));
       this.#fitOpenFileLimit();
       const started: Binding[] = [];
       try {
-        for (const binding of this.#bindings) {
-          await binding.listen();
-          started.push(binding);
+        for (const members of groups.values()) {
+          const [first] = members;
+          if (first === undefined) continue;
+          if (members.length === 1) {
+            await first.listen();
+            started.push(first);
+            continue;
+          }
+          const port = shared.find((candidate) => candidate.members === members) as SharedPort;
+          const spec = first.spec;
+          if (spec === undefined) throw new Error('a shared port without its address');
+          try {
+            await port.listen(spec, first.options.backlog);
+          } catch (error) {
+            port.stopAccepting();
+            throw error;
+          }
+          started.push(...members);
         }
       } catch (error) {
         for (const binding of started) binding.stopAccepting();
@@ -150,6 +176,47 @@ export class PortService {
       this.#state = 'idle';
       throw error;
     }
+  }
+
+  /**
+   * Resolve every binding's address, and group the bindings that share a listener: the same TCP
+   * host and port (not 0), the same Unix socket path, or (option `portSharing.join`) no address of
+   * their own, joining the main binding's.
+   */
+  #listeners(): Map<unknown, Binding[]> {
+    const bindings = this.#bindings;
+    const main = bindings.find((binding) => (binding.options.portEnv ?? binding.adapter.portEnv) === 'PORT') ?? bindings[0];
+    const groups = new Map<unknown, Binding[]>();
+    const keys = new Map<Binding, unknown>();
+    const keyOf = (binding: Binding): unknown => {
+      const spec = binding.spec;
+      if (spec === undefined) return binding;
+      if (spec.kind === 'unix') return `unix:${spec.path}`;
+      return spec.port === 0 ? binding : `${spec.host ?? '*'}:${spec.port}`;
+    };
+    if (main !== undefined) {
+      main.setSpec(resolveListen(main.options, main.adapter, this.#env));
+      keys.set(main, keyOf(main));
+    }
+    for (const binding of bindings) {
+      if (binding === main) continue;
+      const variable = binding.options.portEnv ?? binding.adapter.portEnv;
+      const own = binding.options.port !== undefined || binding.options.path !== undefined || this.#env[variable] !== undefined;
+      if (this.#sharing.join && !own && main?.spec !== undefined) {
+        binding.setSpec(main.spec);
+        keys.set(binding, keys.get(main));
+        continue;
+      }
+      binding.setSpec(resolveListen(binding.options, binding.adapter, this.#env));
+      keys.set(binding, keyOf(binding));
+    }
+    for (const binding of bindings) {
+      const key = keys.get(binding);
+      const members = groups.get(key);
+      if (members === undefined) groups.set(key, [binding]);
+      else members.push(binding);
+    }
+    return groups;
   }
 
   /**
