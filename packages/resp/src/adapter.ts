@@ -760,10 +760,17 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     for (const client of this.#watchers.get(`${db}\u0000${key}`) ?? []) client.watchDirty = true;
   }
 
-  /** Call when a whole database (or every one, with -1) is flushed. */
-  touchAll(db: number): void {
+  /**
+   * Call before a whole database (or every one, with -1) is flushed. With `exists(db, key)`, only
+   * the watched keys that exist are touched, as Redis's touchAllWatchedKeysInDb (a WATCH on a
+   * missing or expired key survives FLUSHALL); without it, every watched key in those databases.
+   */
+  touchAll(db: number, exists?: (db: number, key: string) => boolean): void {
     for (const [id, clients] of this.#watchers) {
-      if (db !== -1 && !id.startsWith(`${db}\u0000`)) continue;
+      const separator = id.indexOf('\u0000');
+      const keyDb = Number(id.slice(0, separator));
+      if (db !== -1 && keyDb !== db) continue;
+      if (exists !== undefined && !exists(keyDb, id.slice(separator + 1))) continue;
       for (const client of clients) client.watchDirty = true;
     }
   }

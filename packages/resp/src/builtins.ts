@@ -394,7 +394,9 @@ function clientLine(server: Server, client: Client, argv?: Command): string {
   if (client.noEvict) flags += 'e';
   if (flags === '') flags = 'N';
   const socket = client.conn.socket;
-  const qbuf = client.inputBytes;
+  // Redis empties its query buffer after the commands of a read ran: the client that asks still
+  // has its CLIENT LIST in it (qbuf=26 for `*2 $6 client $4 list`), the others what is unparsed.
+  const qbuf = argv === undefined ? client.inputBytes : client.queryBufferBytes;
   const argvMem = argv === undefined ? client.partialArgvBytes : argvBytes(argv);
   const multiMem = client.multiBytes;
   // Replies written by handlers and not yet handed to the socket play Redis's reply buffer (obl);
@@ -841,11 +843,14 @@ function registerTransactions(server: Server): void {
 }
 
 function registerPubSub(server: Server): void {
+  // Confirmations are pushes (Redis's CLIENT_PUSHING): CLIENT REPLY OFF does not silence them.
   const confirm = (client: Client, kind: string, name: Buffer | null): void => {
-    client.reply.push(3).bulk(kind);
-    if (name === null) client.reply.null();
-    else client.reply.bulk(name);
-    client.reply.integer(client.channels.size + client.patterns.size);
+    client.pushToSelf((reply) => {
+      reply.push(3).bulk(kind);
+      if (name === null) reply.null();
+      else reply.bulk(name);
+      reply.integer(client.channels.size + client.patterns.size);
+    });
   };
   const group = { group: 'pubsub' };
   server.command(

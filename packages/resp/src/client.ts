@@ -182,6 +182,11 @@ export class RespClient<Context = Record<string, unknown>> {
     return this.#parser.buffered;
   }
 
+  /** Redis's query buffer length while this client's command runs (see Parser.queryBufferLength). */
+  get queryBufferBytes(): number {
+    return this.#parser.queryBufferLength;
+  }
+
   /** Bytes of the arguments of a command received in part (its bytes are parsed, it has not run). */
   get partialArgvBytes(): number {
     return this.#parser.partialArgvBytes;
@@ -218,6 +223,21 @@ export class RespClient<Context = Record<string, unknown>> {
     this.#deferred.protocol = this.reply.protocol;
     this.#deferred.doubleFormat = this.reply.doubleFormat;
     return this.#deferred;
+  }
+
+  /**
+   * @internal A pub/sub reply a command sends its own client (SUBSCRIBE's confirmations): as
+   * Redis's CLIENT_PUSHING, it goes out even under CLIENT REPLY OFF or SKIP.
+   */
+  pushToSelf(write: (reply: ReplyWriter) => void): void {
+    if (!this.replyOff && !this.replySkip) {
+      write(this.reply);
+      return;
+    }
+    // Silenced: what the command wrote before is dropped anyway (earlier replies went out when it started).
+    this.reply.take();
+    write(this.reply);
+    this.#write(this.reply.take());
   }
 
   /** Send what handlers wrote (when no command is halfway through its reply). */

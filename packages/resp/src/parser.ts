@@ -83,6 +83,15 @@ export class RequestParser {
     return bytes;
   }
 
+  /**
+   * Redis's `sdslen(querybuf)` while a command runs: Redis empties its query buffer only after
+   * running every command a read brought, so this counts the bytes of the read the last command
+   * came in — commands before it in the same read, itself, and what follows.
+   */
+  get queryBufferLength(): number {
+    return this.#buf.length + this.#pendingLength;
+  }
+
   /** Bytes received and not yet parsed into a command. */
   get buffered(): number {
     return this.#buf.length - this.#pos + this.#pendingLength;

@@ -99,6 +99,20 @@ describe('CLIENT LIST and CLIENT INFO', () => {
     expect(Number(duringMulti?.get('tot-mem'))).toBeGreaterThanOrEqual(Number(duringMulti?.get('multi-mem')));
   });
 
+  it("the caller's qbuf is its query buffer while the command runs, as redis-server 7.0.15's", async () => {
+    // Measured on redis-server 7.0.15: qbuf=26, 13, and 25 (the whole read, the PINGs around it included).
+    const { port } = await start();
+    const a = await connect(port);
+    const [multibulk] = parseClients(await ask(a, '*2\r\n$6\r\nclient\r\n$4\r\nlist\r\n', /\n\r\n$/));
+    expect(multibulk?.get('qbuf')).toBe('26');
+    const [inline] = parseClients(await ask(a, 'CLIENT LIST\r\n', /\n\r\n$/));
+    expect(inline?.get('qbuf')).toBe('13');
+    const reply = await ask(a, 'PING\r\nCLIENT INFO\r\nPING\r\n', /\n\r\n\+PONG\r\n$/);
+    const [pipelined] = parseClients(reply.slice('+PONG\r\n'.length, -'+PONG\r\n'.length));
+    expect(pipelined?.get('qbuf')).toBe('25');
+    expect(pipelined?.get('cmd')).toBe('client|info');
+  });
+
   it('CLIENT INFO: the caller alone, as a verbatim string', async () => {
     const { port } = await start();
     const a = await connect(port);
