@@ -1,12 +1,15 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import type { Socket } from 'node:net';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PortService } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
+import { chromium } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { portOf, rawConnect, readUntilClose, sleep } from '../../../test/support/net.js';
 import {
@@ -28,6 +31,8 @@ import { capturingLogger, stopAfterTest, testCert } from './support.js';
 const run = promisify(execFile);
 const NS = 'urn:xmpp:http:upload:0';
 
+let lastLogger: ReturnType<typeof capturingLogger> | undefined;
+
 interface Started {
   uploads: UploadModule;
   xmppPort: number;
@@ -44,6 +49,7 @@ async function startUpload(options: Partial<UploadOptions> = {}, storage: XmppSt
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
   const logger = capturingLogger();
+  lastLogger = logger;
   let base = 'http://127.0.0.1:1/upload/';
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'pb-upload-')));
   const uploads = upload({ baseUrl: () => base, maxFileSize: 1024 * 1024, ...options, dir });
@@ -81,7 +87,8 @@ function parseSlot(answer: string): Slot {
   const put = /<put url='([^']*)'/.exec(answer)?.[1];
   const get = /<get url='([^']*)'/.exec(answer)?.[1];
   const authorization = /<header name='Authorization'>([^<]*)<\/header>/.exec(answer)?.[1];
-  if (put === undefined || get === undefined || authorization === undefined) throw new Error(`no slot in ${answer}`);
+  if (put === undefined || get === undefined || authorization === undefined)
+    throw new Error(`no slot in ${answer} ${JSON.stringify(lastLogger?.lines.filter((l) => l.level === 'error'))}`);
   return { put: unescapeXml(put), get: unescapeXml(get), authorization: unescapeXml(authorization) };
 }
 
@@ -629,6 +636,66 @@ describe('XEP-0363 HTTP File Upload', () => {
     expect(code(() => upload({ baseUrl: 'https://chat.example.com/upload/', dir: file }))).toBe('PB_ERR_XMPP_UPLOAD_DIR');
     expect(code(() => upload({ baseUrl: 'https://chat.example.com/upload/', dir, maxFileSize: 0 }))).toBe('PB_ERR_XMPP_OPTION');
     expect(code(() => upload({ baseUrl: 'https://chat.example.com/upload/', dir, secret: 'short' }))).toBe('PB_ERR_XMPP_OPTION');
+  });
+});
+
+// A 2×1 PNG (red, blue).
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAIAAAB7QOjdAAAADUlEQVR4nGP4zwAE/wEHAAH/4iOeWQAAAABJRU5ErkJggg==', 'base64');
+
+describe('a web client on another origin (Chromium, playwright-core)', () => {
+  it('passes the CORS preflight, PUTs a picture with the slot’s header, and shows it in an <img>', async () => {
+    const { xmppPort, logger } = await startUpload();
+    const raw = await Raw.login(xmppPort, 'juliet', 'balcony', 'web');
+    const slot = await slotFor(raw, 'dot.png', PNG.length, 'image/png');
+    // The page comes from another origin (its own server), as a web client hosted elsewhere.
+    const pageServer = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html; charset=utf-8');
+      res.end('<!doctype html><title>client</title>');
+    });
+    pageServer.listen(0, '127.0.0.1');
+    await once(pageServer, 'listening');
+    const pagePort = (pageServer.address() as AddressInfo).port;
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu'] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`http://localhost:${pagePort}/`);
+      // The page's script (a string: the tests compile without the DOM library).
+      const script = `(async ({ put, get, authorization, png }) => {
+        const body = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
+        const uploaded = await fetch(put, { method: 'PUT', headers: { Authorization: authorization, 'Content-Type': 'image/png' }, body });
+        const image = new Image();
+        const shown = new Promise((resolve, reject) => {
+          image.onload = () => resolve({ width: image.naturalWidth, height: image.naturalHeight });
+          image.onerror = () => reject(new Error('the image did not load'));
+        });
+        image.src = get;
+        document.body.append(image);
+        const size = await shown;
+        const read = await fetch(get);
+        return {
+          put: uploaded.status,
+          size,
+          status: read.status,
+          type: read.headers.get('content-type'),
+          disposition: read.headers.get('content-disposition'),
+          bytes: (await read.arrayBuffer()).byteLength,
+        };
+      })(${JSON.stringify({ put: slot.put, get: slot.get, authorization: slot.authorization, png: PNG.toString('base64') })})`;
+      const result: unknown = await page.evaluate(script);
+      expect(new URL(slot.put).origin).not.toBe(`http://localhost:${pagePort}`);
+      expect(result).toEqual({
+        put: 201,
+        size: { width: 2, height: 1 },
+        status: 200,
+        type: 'image/png',
+        disposition: "inline; filename*=UTF-8''dot.png",
+        bytes: PNG.length,
+      });
+    } finally {
+      await browser.close();
+      pageServer.close();
+    }
+    expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
   });
 });
 
