@@ -169,6 +169,24 @@ describe('push notifications (XEP-0357)', () => {
     expect(app.rest).not.toMatch(/<iq/);
   });
 
+  it('publishes to a client of this server acting as the app server (its full JID), which answers', async () => {
+    const { port, server, storage } = await setup();
+    const appClient = await Raw.login(port, 'romeo', 'r0meo!', 'appserver');
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'phone');
+    expect(await enable(juliet, 'e1', 'n', "jid='romeo@localhost/appserver'")).toMatch(/type='result'/);
+    await offline(juliet, server, 'juliet@localhost');
+    const tybalt = await Raw.login(port, 'romeo', 'r0meo!', 'other');
+    tybalt.send("<message to='juliet@localhost' type='chat'><body>x</body></message>");
+    const publish = await appClient.next(/<iq[^>]*type='set'[\s\S]*<notification xmlns='urn:xmpp:push:0'>/);
+    expect(publish).toContain("from='localhost'");
+    expect(publish).toContain("<publish node='n'>");
+    const id = /id='([^']+)'/.exec(publish)?.[1];
+    appClient.send(
+      `<iq type='error' id='${id}' to='localhost'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`,
+    );
+    await waitFor(async () => (await storage.keyValue('push').keys('juliet')).length === 0);
+  });
+
   it('keeps registrations across a restart', async () => {
     const storage = memoryStorage();
     const first = await setup({}, storage);
@@ -193,7 +211,9 @@ describe('push notifications (XEP-0357)', () => {
     expect(unknown).toContain('<remote-server-not-found');
     expect(unknown).toContain('component');
     expect(await error('e', `<enable xmlns='${PUSH}' jid='juliet@localhost' node='n'/>`)).toContain('<bad-request');
-    expect(await error('f', `<enable xmlns='${PUSH}' jid='nobody@localhost' node='n'/>`)).toContain('<item-not-found');
+    expect(await error('f', `<enable xmlns='${PUSH}' jid='nobody@localhost/app' node='n'/>`)).toContain('<item-not-found');
+    expect(await error('f2', `<enable xmlns='${PUSH}' jid='romeo@localhost' node='n'/>`)).toContain('<not-acceptable');
+    expect(await error('f3', `<enable xmlns='${PUSH}' jid='localhost' node='n'/>`)).toContain('<not-acceptable');
     expect(await error('g', `<enable xmlns='${PUSH}' jid='push.localhost' node='${'n'.repeat(2000)}'/>`)).toContain('<not-acceptable');
     const big = `<x xmlns='jabber:x:data' type='submit'><field var='a'><value>${'v'.repeat(9000)}</value></field></x>`;
     expect(await error('h', `<enable xmlns='${PUSH}' jid='push.localhost' node='n'>${big}</enable>`)).toContain('<not-acceptable');

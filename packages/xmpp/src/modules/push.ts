@@ -273,9 +273,16 @@ class Push {
    */
   async #checkService(jid: Jid): Promise<void> {
     if (jid.domain === this.#api.domain) {
-      if (jid.local === '' || !(await this.#api.userExists(jid.local))) {
-        throw new StanzaErrorException('item-not-found', `no push service at ${jid.toString()}`);
+      // A client of this server acting as an app server: its full JID (a bare JID or the server
+      // itself would take the publish as a PEP or server request, never as a push).
+      if (jid.local === '' || jid.isBare) {
+        throw new StanzaErrorException(
+          'not-acceptable',
+          `a push service on ${jid.domain} is a client's full JID (user@${jid.domain}/resource)`,
+        );
       }
+      if (!(await this.#api.userExists(jid.local)))
+        throw new StanzaErrorException('item-not-found', `no push service at ${jid.toString()}`);
       return;
     }
     if (this.#api.servesDomain(jid.domain) || configuredComponentDomains(this.#api.server).has(jid.domain)) return;
@@ -465,7 +472,7 @@ class Push {
       return;
     }
     const timer = setTimeout(() => {
-      if (this.#inFlight.delete(id)) void this.#failed(tracker, registration, 'wait');
+      if (this.#inFlight.delete(id)) this.#failedLogged(tracker, registration, 'wait');
     }, this.#settings.responseTimeoutMs);
     timer.unref();
     this.#inFlight.set(id, { user, key, jid: registration.jid, timer });
@@ -503,12 +510,17 @@ class Push {
     this.#store.get(flight.user, flight.key).then(
       (value) => {
         const registration = value as Registration | undefined;
-        if (registration !== undefined) return this.#failed(tracker, registration, errorType);
-        return undefined;
+        if (registration !== undefined) this.#failedLogged(tracker, registration, errorType);
       },
       (failure: unknown) => this.#api.logger.error({ err: failure }, 'push: could not read a registration'),
     );
     return true;
+  }
+
+  #failedLogged(tracker: Tracker, registration: Registration, kind: 'wait' | 'permanent'): void {
+    this.#failed(tracker, registration, kind).catch((error: unknown) =>
+      this.#api.logger.error({ err: error, user: tracker.user, push: tracker.key }, 'push: could not disable a registration'),
+    );
   }
 
   /** A failed publish: a permanent error disables the registration (XEP-0357 §7.1), transient ones after `maxErrors` in a row. */
