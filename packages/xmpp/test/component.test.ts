@@ -172,6 +172,13 @@ describe('external components (XEP-0114)', () => {
     await allowed.raw.until(/<handshake\/>/);
   });
 
+  it('refuses connections past maxConnections with <resource-constraint/>', async () => {
+    const { componentPort } = await startWithComponents({ componentBind: { maxConnections: 1 } });
+    await componentLogin(componentPort, 'bot.localhost', 'secret');
+    const refused = new RawTranscript(await rawConnect(componentPort));
+    expect(await refused.ended()).toMatch(/<resource-constraint[\s\S]*<\/stream:stream>/);
+  });
+
   it('sends <system-shutdown/> when the service stops', async () => {
     const { componentPort, service } = await startWithComponents();
     const bot = await componentLogin(componentPort, 'bot.localhost', 'secret');

@@ -229,6 +229,8 @@ class ComponentAdapter implements Adapter {
   readonly secureScheme = 'xmpps-component';
   readonly portEnv = 'XMPP_COMPONENT_PORT';
   readonly defaultPort = 5347;
+  /** A handful of components connect; more connections than this at once are refused (bind option `maxConnections` overrides). */
+  readonly limits = { maxConnections: 64 };
   readonly #hub: ComponentHub;
   readonly #streams = new Map<Connection, ComponentStream>();
   #binding: BindingContext | undefined;
