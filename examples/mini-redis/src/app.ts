@@ -10,6 +10,7 @@ import { registerSetCommands } from './commands/sets.js';
 import { registerStringCommands } from './commands/strings.js';
 import { registerTransactionCommands } from './commands/transactions.js';
 import { registerSortedSetCommands } from './commands/zsets.js';
+import { Encodings } from './encodings.js';
 import { Keyspace } from './store.js';
 
 /** What each command file registers its commands with. */
@@ -18,6 +19,8 @@ export interface MiniRedis {
   readonly resp: RespAdapter;
   /** The data: `keyspace.db(client.db)`. */
   readonly keyspace: Keyspace;
+  /** The encodings OBJECT ENCODING reports, and the CONFIG limits that choose them. */
+  readonly encodings: Encodings;
   /** Clients blocked in BLPOP/BRPOP. */
   readonly blocked: BlockedClients;
   /** The RESP binding: its address, and the connection limits CONFIG SET changes. */
@@ -48,9 +51,18 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   });
   // An expired key counts as written for WATCH, as in Redis.
   const keyspace = new Keyspace(resp.databases, (db, key) => resp.touch(db, key));
+  // Every write reaches resp.touch (for WATCH): it also tells the encodings, so a hash, set or
+  // sorted set keeps the big encoding once a write took it past a limit, as in Redis.
+  const encodings = new Encodings();
+  const touch = resp.touch.bind(resp);
+  resp.touch = (db, key) => {
+    encodings.wrote(keyspace.db(db).values.get(key));
+    touch(db, key);
+  };
   const server: MiniRedis = {
     resp,
     keyspace,
+    encodings,
     blocked: new BlockedClients(resp, keyspace),
     binding: service.bind(resp),
     startedAt: Date.now(),

@@ -71,6 +71,12 @@ export class Database {
     return value.data as Types[T];
   }
 
+  /** Whether a key is there and not past its TTL (it is not deleted if it is). */
+  exists(key: string): boolean {
+    const expiresAt = this.expires.get(key);
+    return this.values.has(key) && (expiresAt === undefined || expiresAt > Date.now());
+  }
+
   /** Store a value. Like Redis's SET, this drops the key's TTL unless `keepTtl`. */
   set(key: string, value: Value, keepTtl = false): void {
     this.values.set(key, value);

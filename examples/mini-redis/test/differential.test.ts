@@ -1753,3 +1753,142 @@ describe('introspection with real clients: redis-py, redis-cli --stat, redis-cli
     ]);
   });
 });
+
+describe("what Redis's own test suite needs, as redis-server 7.0.15", () => {
+  beforeAll(async () => {
+    if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} not found: apt-get install redis-server (bash .ci/run does)`);
+    [real, mini] = await Promise.all([startRedisServer(), startMiniRedis()]);
+  });
+
+  afterAll(async () => {
+    await Promise.all([real?.stop(), mini?.stop()]);
+  });
+
+  it("the harness's set-up: SELECT 9, FUNCTION FLUSH and LIST, CONFIG GET/SET of what it saves and restores", async () => {
+    await compare([
+      'SELECT 9',
+      'FUNCTION FLUSH',
+      'FUNCTION FLUSH ASYNC',
+      'FUNCTION FLUSH sync',
+      'FUNCTION FLUSH bad',
+      'FUNCTION FLUSH a b',
+      'FUNCTION LIST',
+      'FUNCTION DELETE nolib',
+      'FUNCTION KILL',
+      'FUNCTION HELP',
+      'FUNCTION nope',
+      'FUNCTION',
+      'CONFIG GET save',
+      ['CONFIG', 'SET', 'save', ''],
+      'CONFIG GET appendonly',
+      'CONFIG SET appendonly no',
+      'CONFIG GET zset-max-ziplist-entries',
+      'CONFIG SET zset-max-ziplist-entries 16',
+      'CONFIG GET zset-max-ziplist-entries',
+      'CONFIG GET zset-max-listpack-entries',
+      'CONFIG SET zset-max-ziplist-entries 128',
+      'CONFIG SET hash-max-listpack-value abc',
+      'CONFIG SET hash-max-listpack-value 1kb',
+      'CONFIG GET hash-max-listpack-value',
+      'CONFIG SET hash-max-listpack-value 64',
+      'CONFIG SET set-max-intset-entries -1',
+      'CONFIG GET set-max-intset-entries',
+      'CONFIG GET hash-max-ziplist-entries',
+      'CONFIG GET list-max-ziplist-size',
+    ]);
+  });
+
+  it('OBJECT ENCODING: the encoding Redis picks, kept once a write took a value past the limits; REFCOUNT, FREQ, HELP, errors', async () => {
+    const long = 'x'.repeat(65);
+    await compare([
+      'SET s 123',
+      'OBJECT ENCODING s',
+      'OBJECT REFCOUNT s',
+      'SET s -9223372036854775808',
+      'OBJECT ENCODING s',
+      'SET s 0123',
+      'OBJECT ENCODING s',
+      'SET s abc',
+      'OBJECT ENCODING s',
+      'OBJECT REFCOUNT s',
+      `SET s ${'y'.repeat(44)}`,
+      'OBJECT ENCODING s',
+      `SET s ${'y'.repeat(45)}`,
+      'OBJECT ENCODING s',
+      'SET a abc',
+      'APPEND a def',
+      'OBJECT ENCODING a',
+      'RPUSH l a b c',
+      'OBJECT ENCODING l',
+      'HSET h f v',
+      'OBJECT ENCODING h',
+      `HSET h f2 ${long}`,
+      'OBJECT ENCODING h',
+      'HDEL h f2',
+      'OBJECT ENCODING h',
+      'CONFIG SET hash-max-listpack-entries 2',
+      'HSET h2 a 1 b 2',
+      'OBJECT ENCODING h2',
+      'HSET h2 c 3',
+      'OBJECT ENCODING h2',
+      'CONFIG SET hash-max-listpack-entries 512',
+      'SADD set 1 2 3',
+      'OBJECT ENCODING set',
+      'SADD set x',
+      'OBJECT ENCODING set',
+      'SREM set x',
+      'OBJECT ENCODING set',
+      'ZADD z 1 a',
+      'OBJECT ENCODING z',
+      `ZADD z 2 ${long}`,
+      'OBJECT ENCODING z',
+      `ZREM z ${long}`,
+      'OBJECT ENCODING z',
+      'OBJECT ENCODING missing',
+      'OBJECT REFCOUNT missing',
+      'OBJECT IDLETIME set',
+      'OBJECT FREQ set',
+      'OBJECT ENCODING',
+      'OBJECT nope k',
+      'OBJECT HELP',
+    ]);
+  });
+
+  it('WATCH: FLUSHALL and FLUSHDB abort a transaction watching a key that existed, not one watching a missing key', async () => {
+    await compare([
+      'SET x 30',
+      'WATCH x',
+      'FLUSHALL',
+      'MULTI',
+      'PING',
+      'EXEC',
+      'DEL x',
+      'WATCH x',
+      'FLUSHALL',
+      'MULTI',
+      'PING',
+      'EXEC',
+      'SET x 30',
+      'WATCH x',
+      'FLUSHDB',
+      'MULTI',
+      'PING',
+      'EXEC',
+      'WATCH x',
+      'FLUSHDB',
+      'MULTI',
+      'PING',
+      'EXEC',
+      'SELECT 1',
+      'SET y 1',
+      'SELECT 0',
+      'WATCH y',
+      'SELECT 1',
+      'FLUSHDB',
+      'SELECT 0',
+      'MULTI',
+      'PING',
+      'EXEC',
+    ]);
+  });
+});

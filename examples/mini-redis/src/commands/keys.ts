@@ -1,12 +1,13 @@
 import { globMatch, OK, type RespClient, RespError, simple } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
+import { helpReply } from '../help.js';
 import { INT64_MAX, INT64_MIN, int64Arg, intArg } from '../numbers.js';
 import { bytesOf, type Database, keyOf } from '../store.js';
 
 const group = 'generic';
 const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
 
-export function registerKeyCommands({ resp, keyspace, blocked }: MiniRedis): void {
+export function registerKeyCommands({ resp, keyspace, blocked, encodings }: MiniRedis): void {
   for (const name of ['del', 'unlink']) {
     resp.command(name, { arity: -2, flags: ['write'], keys: [1, -1, 1], summary: 'Deletes one or more keys.', group }, (client, argv) => {
       let deleted = 0;
@@ -32,6 +33,58 @@ export function registerKeyCommands({ resp, keyspace, blocked }: MiniRedis): voi
     'type',
     { arity: 2, flags: ['readonly', 'fast'], keys: [1, 1, 1], summary: 'Determines the type of value stored at a key.', group },
     (client, argv) => simple(keyspace.db(client.db).get(keyOf(argv[1]))?.type ?? 'none'),
+  );
+
+  // ---- OBJECT ENCODING | REFCOUNT | IDLETIME | FREQ | HELP ------------------------------------
+
+  const objectHelp = [
+    'ENCODING <key>',
+    '    Return the kind of internal representation used in order to store the value',
+    '    associated with a <key>.',
+    'FREQ <key>',
+    '    Return the access frequency index of the <key>. The returned integer is',
+    '    proportional to the logarithm of the recent access frequency of the key.',
+    'IDLETIME <key>',
+    '    Return the idle time of the <key>, that is the approximated number of',
+    '    seconds elapsed since the last access to the key.',
+    'REFCOUNT <key>',
+    '    Return the number of references of the value associated with the specified',
+    '    <key>.',
+  ];
+  resp.command(
+    'object',
+    {
+      arity: -2,
+      summary: 'A container for object introspection commands.',
+      group,
+      subcommands: { encoding: ['readonly'], refcount: ['readonly'], idletime: ['readonly'], freq: ['readonly'], help: [] },
+    },
+    (client, argv) => {
+      const sub = upper(argv[1]);
+      const known = ['ENCODING', 'REFCOUNT', 'IDLETIME', 'FREQ', 'HELP'].includes(sub);
+      if (!known) throw new RespError(`ERR unknown subcommand '${(argv[1] as Buffer).toString('latin1')}'. Try OBJECT HELP.`);
+      if (argv.length !== (sub === 'HELP' ? 2 : 3)) {
+        throw new RespError(`ERR wrong number of arguments for 'object|${sub.toLowerCase()}' command`);
+      }
+      if (sub === 'HELP') return helpReply('OBJECT', objectHelp);
+      const value = keyspace.db(client.db).get(keyOf(argv[2]));
+      if (value === undefined) return null;
+      switch (sub) {
+        case 'ENCODING':
+          return encodings.encoding(value);
+        case 'REFCOUNT': {
+          // Redis shares the integers 0–9999 between keys (OBJ_SHARED_REFCOUNT).
+          const shared = value.type === 'string' && /^(0|[1-9][0-9]{0,3})$/.test(value.data.toString('latin1'));
+          return shared ? 2147483647 : 1;
+        }
+        case 'IDLETIME':
+          return 0; // mini-redis keeps no access clock per key
+        default:
+          throw new RespError(
+            'ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.',
+          );
+      }
+    },
   );
 
   // ---- Expiry: EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT [NX|XX|GT|LT]; TTL, PTTL; PERSIST. ----------

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { arch, release, type } from 'node:os';
-import { globMatch, OK, type RespClient, RespError } from '@portbind/resp';
+import { globMatch, OK, type ReplyValue, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
+import type { EncodingLimits } from '../encodings.js';
+import { helpReply } from '../help.js';
 
 const group = 'server';
 const text = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
@@ -13,9 +15,11 @@ interface Setting {
   set?(value: string): void;
 }
 
-export function registerServerCommands({ resp, keyspace, blocked, binding, startedAt }: MiniRedis): void {
+export function registerServerCommands({ resp, keyspace, blocked, binding, startedAt, encodings }: MiniRedis): void {
   // ---- FLUSHDB, FLUSHALL, DBSIZE, TIME --------------------------------------------------------
 
+  /** A flush dirties the WATCHes of keys that exist (not of missing or expired ones), as in Redis. */
+  const exists = (db: number, key: string): boolean => keyspace.db(db).exists(key);
   /** FLUSHDB and FLUSHALL take an optional ASYNC or SYNC (the same thing here). */
   const checkFlushArgs = (argv: Buffer[]): void => {
     if (argv.length === 2 && ['ASYNC', 'SYNC'].includes(text(argv[1]).toUpperCase())) return;
@@ -23,14 +27,14 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
   };
   resp.command('flushdb', { arity: -1, flags: ['write'], summary: 'Remove all keys from the current database.', group }, (client, argv) => {
     checkFlushArgs(argv);
+    resp.touchAll(client.db, exists);
     keyspace.db(client.db).clear();
-    resp.touchAll(client.db);
     return OK;
   });
   resp.command('flushall', { arity: -1, flags: ['write'], summary: 'Removes all keys from all databases.', group }, (_client, argv) => {
     checkFlushArgs(argv);
+    resp.touchAll(-1, exists);
     for (const db of keyspace.databases) db.clear();
-    resp.touchAll(-1);
     return OK;
   });
 
@@ -44,6 +48,102 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
     const microseconds = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000));
     return [String(microseconds / 1_000_000n), String(microseconds % 1_000_000n)];
   });
+
+  // ---- FUNCTION -------------------------------------------------------------------------------
+  // mini-redis has no scripting engine: there are never any libraries, so FUNCTION FLUSH (which
+  // Redis's test harness sends before every unit) and LIST answer as an empty Redis does.
+  const functionHelp = [
+    'LOAD [REPLACE] <FUNCTION CODE>',
+    '    Create a new library with the given library name and code.',
+    'DELETE <LIBRARY NAME>',
+    '    Delete the given library.',
+    'LIST [LIBRARYNAME PATTERN] [WITHCODE]',
+    '    Return general information on all the libraries:',
+    '    * Library name',
+    '    * The engine used to run the Library',
+    '    * Library description',
+    '    * Functions list',
+    '    * Library code (if WITHCODE is given)',
+    '    It also possible to get only function that matches a pattern using LIBRARYNAME argument.',
+    'STATS',
+    '    Return information about the current function running:',
+    '    * Function name',
+    '    * Command used to run the function',
+    '    * Duration in MS that the function is running',
+    '    If no function is running, return nil',
+    '    In addition, returns a list of available engines.',
+    'KILL',
+    '    Kill the current running function.',
+    'FLUSH [ASYNC|SYNC]',
+    '    Delete all the libraries.',
+    '    When called without the optional mode argument, the behavior is determined by the',
+    '    lazyfree-lazy-user-flush configuration directive. Valid modes are:',
+    '    * ASYNC: Asynchronously flush the libraries.',
+    '    * SYNC: Synchronously flush the libraries.',
+    'DUMP',
+    '    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command',
+    'RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]',
+    '    Restore the libraries represented by the given payload, it is possible to give a restore policy to',
+    '    control how to handle existing libraries (default APPEND):',
+    '    * FLUSH: delete all existing libraries.',
+    '    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.',
+    '    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old',
+    '      libraries with the new libraries (notice that even on this option there is a chance of failure',
+    '      in case of functions name collision with another library).',
+  ];
+  const functionSubcommands: Record<string, { arity: number; run: (argv: Buffer[]) => ReplyValue }> = {
+    flush: {
+      arity: -2,
+      run: (argv) => {
+        if (argv.length > 3) {
+          throw new RespError(`ERR unknown subcommand or wrong number of arguments for '${text(argv[1])}'. Try FUNCTION HELP.`);
+        }
+        if (argv.length === 3 && !['ASYNC', 'SYNC'].includes(text(argv[2]).toUpperCase())) {
+          throw new RespError('ERR FUNCTION FLUSH only supports SYNC|ASYNC option');
+        }
+        return OK;
+      },
+    },
+    list: { arity: -2, run: () => [] },
+    stats: {
+      arity: 2,
+      run: () =>
+        new Map<string, ReplyValue>([
+          ['running_script', null],
+          ['engines', new Map()],
+        ]),
+    },
+    delete: {
+      arity: 3,
+      run: () => {
+        throw new RespError('ERR Library not found');
+      },
+    },
+    kill: {
+      arity: 2,
+      run: () => {
+        throw new RespError('NOTBUSY No scripts in execution right now.');
+      },
+    },
+    help: { arity: 2, run: () => helpReply('FUNCTION', functionHelp) },
+  };
+  resp.command(
+    'function',
+    {
+      arity: -2,
+      summary: 'A container for function commands.',
+      group: 'scripting',
+      subcommands: { flush: ['write'], list: [], stats: [], delete: ['write'], kill: [], help: [] },
+    },
+    (_client, argv) => {
+      const name = text(argv[1]).toLowerCase();
+      const sub = functionSubcommands[name];
+      if (sub === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try FUNCTION HELP.`);
+      const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
+      if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'function|${name}' command`);
+      return sub.run(argv);
+    },
+  );
 
   // ---- INFO -----------------------------------------------------------------------------------
 
@@ -111,24 +211,64 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
 
   const fixed = (value: () => string | number): Setting => ({ get: () => String(value()) });
   /** An integer setting with Redis's range check and error texts. */
-  const integer = (min: number, max: number, get: () => number, set: (value: number) => void): Setting => ({
+  const integer = (min: number, max: number | bigint, get: () => number, set: (value: number) => void): Setting => ({
     get: () => String(get()),
     set(value) {
       if (!/^-?\d+$/.test(value)) throw new Error("argument couldn't be parsed into an integer");
       const number = Number(value);
-      if (number < min || number > max) throw new Error(`argument must be between ${min} and ${max} inclusive`);
+      if (number < min || BigInt(value) > BigInt(max)) throw new Error(`argument must be between ${min} and ${max} inclusive`);
       set(number);
     },
   });
+  /** A size in bytes as Redis's memtoull reads it: `64`, `1k`, `1kb`, `2mb`, `1gb` (any case). */
+  const memory = (min: number, get: () => number, set: (value: number) => void): Setting => ({
+    get: () => String(get()),
+    set(value) {
+      const match = /^(\d+)(b|k|kb|m|mb|g|gb)?$/i.exec(value);
+      if (match === null) throw new Error('argument must be a memory value');
+      const units: Record<string, number> = { b: 1, k: 1000, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 };
+      const number = Number(match[1]) * (units[(match[2] ?? 'b').toLowerCase()] ?? 1);
+      if (number < min) throw new Error(`argument must be between ${min} and 9223372036854775807 inclusive`);
+      set(number);
+    },
+  });
+  /** A parameter mini-redis can only have at one value: setting that value is a no-op. */
+  const only = (value: string, reason: string): Setting => ({
+    get: () => value,
+    set(next) {
+      if (next !== value) throw new Error(reason);
+    },
+  });
+  /** An encoding limit, under each of its names. */
+  const encodingLimit = (names: string[], field: keyof EncodingLimits, min: number): Record<string, Setting> => {
+    const get = () => encodings.limits[field];
+    const set = (value: number) => {
+      encodings.limits[field] = value;
+    };
+    // The *-value limits are sizes (1kb); the others counts, up to INT_MAX or LONG_MAX.
+    const setting = field.endsWith('Value')
+      ? memory(min, get, set)
+      : integer(min, field === 'listMaxListpackSize' ? 2147483647 : 2n ** 63n - 1n, get, set);
+    return Object.fromEntries(names.map((name) => [name, setting]));
+  };
   const settings: Record<string, Setting> = {
     databases: fixed(() => resp.databases),
     port: fixed(port),
     bind: fixed(() => address().address),
     'protected-mode': fixed(() => (resp.options.protectedMode === false ? 'no' : 'yes')),
     'proto-max-bulk-len': fixed(() => resp.options.maxBulkLength ?? 512 * 1024 * 1024),
-    // Nothing is persisted: data lives in memory only, as with `--save '' --appendonly no`.
-    save: fixed(() => ''),
-    appendonly: fixed(() => 'no'),
+    // Nothing is persisted: data lives in memory only, as with `--save '' --appendonly no`; setting
+    // them to what they are is accepted (Redis's test harness saves and restores them).
+    save: only('', 'mini-redis does not save snapshots'),
+    appendonly: only('no', 'mini-redis has no append-only file'),
+    // The limits of the compact encodings OBJECT ENCODING reports (7.0 names and their aliases).
+    ...encodingLimit(['hash-max-listpack-entries', 'hash-max-ziplist-entries'], 'hashMaxListpackEntries', 0),
+    ...encodingLimit(['hash-max-listpack-value', 'hash-max-ziplist-value'], 'hashMaxListpackValue', 0),
+    ...encodingLimit(['set-max-intset-entries'], 'setMaxIntsetEntries', 0),
+    ...encodingLimit(['zset-max-listpack-entries', 'zset-max-ziplist-entries'], 'zsetMaxListpackEntries', 0),
+    ...encodingLimit(['zset-max-listpack-value', 'zset-max-ziplist-value'], 'zsetMaxListpackValue', 0),
+    ...encodingLimit(['list-max-listpack-size', 'list-max-ziplist-size'], 'listMaxListpackSize', -2147483648),
+    ...encodingLimit(['list-compress-depth'], 'listCompressDepth', 0),
     maxmemory: fixed(() => 0),
     'maxmemory-policy': fixed(() => 'noeviction'),
     // These apply to connections accepted from now on.

@@ -7,11 +7,14 @@ import { keyOf } from '../store.js';
 const group = 'string';
 const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
 
-export function registerStringCommands({ resp, keyspace }: MiniRedis): void {
+export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis): void {
   /** Store a string (dropping the key's TTL unless keepTtl) and tell WATCH. */
-  const store = (client: RespClient, key: string, data: Buffer, keepTtl = false): void => {
-    keyspace.db(client.db).set(key, { type: 'string', data: Buffer.from(data) }, keepTtl);
+  /** Store a copy of `data` (argv is a view into the network buffer); returns the copy. */
+  const store = (client: RespClient, key: string, data: Buffer, keepTtl = false): Buffer => {
+    const copy = Buffer.from(data);
+    keyspace.db(client.db).set(key, { type: 'string', data: copy }, keepTtl);
     resp.touch(client.db, key);
+    return copy;
   };
   const readString = (client: RespClient, arg: Buffer | undefined): Buffer | undefined => keyspace.db(client.db).read(keyOf(arg), 'string');
 
@@ -169,7 +172,8 @@ export function registerStringCommands({ resp, keyspace }: MiniRedis): void {
       const current = readString(client, argv[1]);
       const data = Buffer.concat([current ?? Buffer.alloc(0), argv[2] as Buffer]);
       if (data.length > 512 * 1024 * 1024) throw new RespError('ERR string exceeds maximum allowed size (proto-max-bulk-len)');
-      store(client, keyOf(argv[1]), data, true);
+      const stored = store(client, keyOf(argv[1]), data, true);
+      if (current !== undefined) encodings.markRaw(stored); // appended in place: `raw`, as in Redis
       return data.length;
     },
   );
