@@ -108,6 +108,8 @@ export class SharedPort {
   readonly #headerTimeoutMs: number;
   /** Connections not yet classified (counted against the members' limits), with the function that stops reading. */
   readonly #pending = new Map<Duplex, () => void>();
+  /** TLS connections whose decrypted first bytes are awaited (their TCP socket counts for the binding that made the handshake). */
+  readonly #pendingSecure = new Map<Duplex, () => void>();
   #server: Server | undefined;
   #closed: Promise<void> | undefined;
   #address: AddressInfo | string | undefined;
@@ -223,6 +225,11 @@ export class SharedPort {
       socket.destroy();
     }
     this.#pending.clear();
+    for (const [socket, cancel] of this.#pendingSecure) {
+      cancel();
+      socket.destroy();
+    }
+    this.#pendingSecure.clear();
   }
 
   /** Connections being classified count against the members' `maxConnections` (their sum; none if one is unlimited). */
@@ -349,7 +356,7 @@ export class SharedPort {
       this.#settings,
       (bytes) => this.#routeSecure(bytes),
       (outcome) => {
-        this.#pending.delete(socket);
+        this.#pendingSecure.delete(socket);
         if (outcome.kind !== 'decided') {
           this.#failed(socket, outcome);
           return;
@@ -370,8 +377,8 @@ export class SharedPort {
       },
     );
     // Not counted again (the TCP socket counts for `from`), but closed by a drain all the same.
-    this.#pending.set(socket, cancel);
-    socket.once('close', () => this.#pending.delete(socket));
+    this.#pendingSecure.set(socket, cancel);
+    socket.once('close', () => this.#pendingSecure.delete(socket));
   }
 
   #routeSecure(bytes: Buffer): Decision<Route> {
