@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { PortService } from '@portbind/core';
 import { describe, expect, it } from 'vitest';
 import { rawConnect } from '../../../test/support/net.js';
 import { memoryStorage, XmppConfigError, xmppServer } from '../src/index.js';
@@ -201,6 +202,16 @@ describe('external components (XEP-0114)', () => {
     expect(bot.closed).toBe(true);
     const juliet = await Raw.login(port, 'juliet', 'balcony', 'r');
     await juliet.sync();
+  });
+
+  it('refuses to open a component port whose module is in no server, and a module in two servers', async () => {
+    const orphan = components({ secrets: { 'bot.localhost': 'secret' } });
+    const service = new PortService({ env: {} });
+    service.bind(orphan.adapter(), { port: 0, host: '127.0.0.1' });
+    await expect(service.start()).rejects.toThrow(/not in a server's modules/);
+    const shared = components({ secrets: { 'bot.localhost': 'secret' } });
+    xmppServer({ domain: 'localhost', storage: memoryStorage(), modules: [shared] });
+    expect(() => xmppServer({ domain: 'localhost', storage: memoryStorage(), modules: [shared] })).toThrow(/one server/);
   });
 
   it('validates its options (PB_ERR_XMPP_OPTION)', () => {
