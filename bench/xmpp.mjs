@@ -34,16 +34,35 @@ const option = (name, fallback) => {
   const index = args.indexOf(`--${name}`);
   return index === -1 ? fallback : Number(args[index + 1]);
 };
+const stringOption = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
+// --scenario chat (default): one-to-one chat messages in pairs, feature modes, idle sessions.
+// --scenario room: group chat (XEP-0045), N occupants in one room, messages fanned out; its modes
+// say whether the room is archived (`none`, `mam`).
+const scenario = stringOption('scenario', 'chat');
+if (!['chat', 'room'].includes(scenario)) {
+  console.error(`--scenario ${scenario}: chat or room`);
+  process.exit(2);
+}
+const ROOM = scenario === 'room';
+const occupantCounts = ROOM ? stringOption('occupants', '50,200').split(',').map(Number) : [];
+if (occupantCounts.some((n) => !Number.isInteger(n) || n < 2)) {
+  console.error('--occupants: a comma-separated list of integers ≥ 2');
+  process.exit(2);
+}
+const senders = option('senders', 10);
+// The room scenario turns Nagle's algorithm off in Prosody (`network_settings.nagle = false`, as
+// portbind's sockets have TCP_NODELAY); --prosody-nagle on keeps Prosody's default (Nagle on).
+const prosodyNagle = stringOption('prosody-nagle', 'off') === 'on';
 const seconds = option('seconds', 10);
-const clients = option('clients', 50);
-const idleSessions = option('idle', 10_000);
+// The room scenario's accounts: user0..user{max occupants - 1}; no idle-session test.
+const clients = ROOM ? Math.max(...occupantCounts) : option('clients', 50);
+const idleSessions = ROOM ? 0 : option('idle', 10_000);
 const rounds = option('rounds', 3);
-const window = option('window', 10);
+const window = option('window', ROOM ? 2 : 10);
 const warmup = option('warmup', 2);
 const keep = args.includes('--keep');
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : undefined;
-const stringOption = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
-const MODES = ['none', 'sm', 'mam', 'sm+mam'];
+const MODES = ROOM ? ['none', 'mam'] : ['none', 'sm', 'mam', 'sm+mam'];
 const modes = stringOption('modes', MODES.join(',')).split(',');
 const memoryMode = stringOption('memory-mode', 'sm+mam');
 const ackEvery = option('ack-every', 10);
@@ -52,7 +71,7 @@ if (!['sqlite', 'memory'].includes(portbindStorage)) {
   console.error(`--storage ${portbindStorage}: sqlite or memory`);
   process.exit(2);
 }
-for (const mode of [...modes, memoryMode]) {
+for (const mode of ROOM ? modes : [...modes, memoryMode]) {
   if (!MODES.includes(mode)) {
     console.error(`unknown mode ${mode}: one of ${MODES.join(', ')}`);
     process.exit(2);
@@ -213,9 +232,19 @@ const prosodyUser = (() => {
 })();
 const prosodyDir = join(workDir, 'prosody');
 
-function prosodyConfig(port, mode = 'none') {
+/**
+ * `room`: the room scenario's room mode (`none` or `mam`): a MUC component on conference.localhost,
+ * with mod_muc_mam (room archives) in `mam`; everything else at Prosody's defaults (room locking,
+ * history 20, semi-anonymous; the owner's form sets the room up, see xmpp/load.mjs room).
+ */
+function prosodyConfig(port, mode = 'none', room = undefined) {
   const extra = [wants(mode).sm ? '"smacks"; ' : '', wants(mode).mam ? '"mam"; ' : ''].join('');
-  return `-- Written by bench/xmpp.mjs (mode ${mode}): a throwaway Prosody on loopback, no TLS.
+  const component =
+    room === undefined
+      ? ''
+      : `Component "conference.localhost" "muc"
+${room === 'mam' ? '  modules_enabled = { "muc_mam" }\n' : ''}`;
+  return `-- Written by bench/xmpp.mjs (mode ${mode}${room === undefined ? '' : `, room ${room}`}): a throwaway Prosody on loopback, no TLS.
 daemonize = false
 pidfile = "${prosodyDir}/prosody.pid"
 data_path = "${prosodyDir}/data"
@@ -224,7 +253,7 @@ plugin_paths = {}
 network_backend = "epoll"
 -- The listen backlog Node uses (511) instead of Prosody's 128, which overflows when hundreds of
 -- clients connect at once (a few dozen of 10 000 logins then fail with ECONNRESET).
-network_settings = { tcp_backlog = 511 }
+network_settings = { tcp_backlog = 511${room !== undefined && !prosodyNagle ? '; nagle = false' : ''} }
 -- c2s, presence, message and iq are always loaded; no federation.
 modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "carbons"; "offline"; ${extra}}
 modules_disabled = { "s2s"; "s2s_auth_certs"; }
@@ -236,7 +265,7 @@ authentication = "internal_plain"
 storage = "internal"
 log = { error = "${prosodyDir}/prosody.err"; warn = "${prosodyDir}/prosody.warn" }
 VirtualHost "localhost"
-`;
+${component}`;
 }
 
 function chownTree(path) {
@@ -290,15 +319,18 @@ async function waitReady(child, port, name, readyLine) {
 }
 
 const servers = {
-  prosody: async (port, { mode }) => {
+  prosody: async (port, { mode, room }) => {
     const config = join(prosodyDir, 'prosody.cfg.lua');
-    writeFileSync(config, prosodyConfig(port, mode));
+    writeFileSync(config, prosodyConfig(port, mode, room));
     chownTree(config);
     for (const log of ['prosody.err', 'prosody.warn']) rmSync(join(prosodyDir, log), { force: true });
     // Every measurement starts from the same state: accounts only (no archive, offline messages,
     // stream management or roster data from an earlier run).
     const hostData = join(prosodyDir, 'data', 'localhost');
     for (const entry of readdirSync(hostData)) if (entry !== 'accounts') rmSync(join(hostData, entry), { recursive: true, force: true });
+    // … and nothing of other hosts (the MUC component's rooms and archives).
+    for (const entry of readdirSync(join(prosodyDir, 'data')))
+      if (entry !== 'localhost') rmSync(join(prosodyDir, 'data', entry), { recursive: true, force: true });
     const [file, argv] = command('prosody', ['--config', config]);
     const child = track(
       spawn(file, argv, {
@@ -321,7 +353,7 @@ const servers = {
     if (problem) throw new Error(`${problem}\n${[...output, ...logs()].join('\n')}`);
     return { child, problems: () => [...output.filter((line) => /error|warn/i.test(line)), ...logs()] };
   },
-  portbind: async (port, { users, idle, mode }) => {
+  portbind: async (port, { users, idle, mode, room }) => {
     const [file, argv] = command(process.execPath, [...portbindNodeFlags, join(here, 'xmpp', 'server.mjs')]);
     // A fresh data directory (the SQLite file) for every measurement.
     const dataDir = mkdtempSync(join(workDir, 'portbind-'));
@@ -336,6 +368,8 @@ const servers = {
           PASSWORD: password,
           LOG: 'warn',
           FEATURES: mode,
+          // The room scenario: the MUC module on conference.localhost (rooms as the owner's form sets them up).
+          ...(room === undefined ? {} : { MUC: 'on', MUC_MAX_USERS: String(Math.max(1000, clients)) }),
           // --storage memory: portbind on memoryStorage() (to tell the storage's cost from the modules').
           ...(portbindStorage === 'memory' ? {} : { DATA_DIR: dataDir }),
         },
@@ -500,6 +534,74 @@ async function throughputRun(name, mode) {
   }
 }
 
+/**
+ * The room scenario (xmpp/load.mjs room): a fresh server with the MUC service, OCCUPANTS sessions
+ * in one room, SENDERS × WINDOW messages in flight, each fanned out to every occupant.
+ */
+async function roomRun(name, room, occupants) {
+  const busyBefore = await waitQuiet();
+  const server = await startServer(name, { users: clients, idle: 0, mode: 'none', room });
+  try {
+    const { child, stderr } = loader([
+      'room',
+      '--sm',
+      'off',
+      '--port',
+      String(server.port),
+      '--occupants',
+      String(occupants),
+      '--senders',
+      String(senders),
+      '--window',
+      String(window),
+      '--seconds',
+      String(seconds),
+      '--warmup',
+      String(warmup),
+      '--logging',
+      room === 'mam' ? 'on' : 'off',
+      '--password',
+      password,
+    ]);
+    let result;
+    let cpuStart;
+    let busyStart;
+    let machineCpu;
+    let serverCpu;
+    let rssStart;
+    let rssEnd;
+    lines(child.stdout, (line) => {
+      if (line === 'measure-start') {
+        busyStart = machineBusy();
+        cpuStart = cpuOf(server.child.pid);
+        rssStart = rssOf(server.child.pid);
+      } else if (line === 'measure-end') {
+        serverCpu = (cpuOf(server.child.pid) - cpuStart) / seconds;
+        machineCpu = (machineBusy() - busyStart) / seconds;
+        rssEnd = rssOf(server.child.pid);
+      } else if (line.startsWith('{')) result = JSON.parse(line);
+    });
+    const [code] = await once(child, 'exit');
+    if (result === undefined || result.error) {
+      throw new Error(`${name}: room load generator failed (exit ${code}): ${result ? JSON.stringify(result) : ''}\n${stderr.join('\n')}`);
+    }
+    await sleep(200);
+    return {
+      ...result,
+      serverInfo: server.info?.(),
+      serverCpu,
+      otherCpu: machineCpu - serverCpu - result.loadCpu,
+      busyBefore,
+      rssStart,
+      rssEnd,
+      died: server.died(),
+      problems: server.problems(),
+    };
+  } finally {
+    await stopChild(server.child);
+  }
+}
+
 async function memoryRun(name) {
   await waitQuiet();
   const server = await startServer(name, { users: 0, idle: idleSessions, mode: memoryMode });
@@ -604,8 +706,151 @@ const seen = (offered) =>
     .filter(Boolean)
     .join(' ') || 'none';
 
+/** The room as a server set it up, from its disco#info and the configuration form read back. */
+const roomSeen = (r) => {
+  const f = new Set(r.roomFeatures ?? []);
+  const history = r.config?.['muc#roomconfig_historylength'];
+  return [
+    f.has('muc_nonanonymous') ? 'non-anonymous' : f.has('muc_semianonymous') ? 'semi-anonymous' : 'anonymity?',
+    f.has('muc_persistent') ? 'persistent' : f.has('muc_temporary') ? 'temporary' : 'persistence?',
+    f.has('muc_membersonly') ? 'members-only' : 'open',
+    f.has('muc_moderated') ? 'moderated' : 'unmoderated',
+    f.has('muc_passwordprotected') ? 'password' : 'no password',
+    `history ${history ?? '?'}`,
+    f.has('urn:xmpp:mam:2') ? 'MAM' : 'no MAM',
+  ].join(', ');
+};
+
+async function roomMain() {
+  console.log(
+    `XMPP group chat benchmark (XEP-0045), node ${process.version}${prosodyVersion ? `, Prosody ${prosodyVersion}` : ''}: one room ` +
+      `(room@conference.localhost), ${occupantCounts.join(' and ')} occupants, ${senders} senders × ${window} messages in flight ` +
+      `(each until every occupant has it), ${warmup} s warm-up + ${seconds} s, room modes ${modes.join(', ')}, ${rounds} round(s)\n`,
+  );
+  const key = (name, mode, n) => `${name} ${mode} ${n}`;
+  const results = {};
+  const runs = [];
+  for (const n of occupantCounts) for (const mode of modes) for (const name of names) runs.push([name, mode, n]);
+  for (const run of runs) results[key(...run)] = [];
+  const issues = [];
+  const note = (who, round, what) => issues.push(`${who}, round ${round + 1}: ${what}`);
+  for (let round = 0; round < rounds; round++) {
+    // Alternate which server goes first from round to round.
+    const order = round % 2 === 0 || names.length !== 2 ? runs : runs.map((_, i) => runs[i ^ 1]);
+    for (const [name, mode, n] of order) {
+      const who = `${label[name]} [room ${mode}, ${n} occupants]`;
+      const r = await roomRun(name, mode, n);
+      results[key(name, mode, n)].push(r);
+      console.error(
+        `  round ${round + 1} ${name.padEnd(8)} room ${mode.padEnd(4)} ${String(n).padStart(4)} occupants (${roomSeen(r)}): ` +
+          `${int(r.messagesPerSecond)} deliveries/s (${int(r.sentPerSecond)} messages/s), p50 ${ms(r.p50)} ms, p99 ${ms(r.p99)} ms, ` +
+          `server CPU ${(r.serverCpu * 100).toFixed(0)} % (${int(r.messagesPerSecond / r.serverCpu)} per CPU-second), load CPU ${(r.loadCpu * 100).toFixed(0)} %, ` +
+          `other processes ${(r.otherCpu * 100).toFixed(0)} %, logins ${(r.loginMs / 1000).toFixed(1)} s, joins ${(r.joinMs / 1000).toFixed(1)} s, ` +
+          `archive ${r.archive.count ?? r.archive.error}, stanza-id on ${((100 * r.withStanzaId) / Math.max(1, r.delivered)).toFixed(0)} %, per second [${r.perSecond.join(' ')}]`,
+      );
+      if (!r.created) note(who, round, 'the first join did not create the room (no status 201)');
+      if (r.fullLists < n) note(who, round, `${n - r.fullLists} occupants never saw all ${n} occupants' presence`);
+      if (r.lostMessages > 0)
+        note(who, round, `${r.lostMessages} messages did not reach every occupant within 10 s (${r.missingDeliveries} deliveries missing)`);
+      if (r.short > 0) note(who, round, `${r.short} occupants received fewer (or more) messages than were sent (${r.sent})`);
+      if (r.errors > 0) note(who, round, `${r.errors} messages bounced with an error, e.g. ${r.errorSamples[0]}`);
+      if (r.malformed > 0) note(who, round, `${r.malformed} messages unknown or delivered twice`);
+      if (r.misrouted > 0) note(who, round, `${r.misrouted} messages not from their sender's room JID`);
+      if (r.unexpectedPresence > 0) note(who, round, `${r.unexpectedPresence} room presences during the load`);
+      if (r.unknown > 0) note(who, round, `${r.unknown} unexpected top-level elements, e.g. ${r.unknownSamples[0]}`);
+      if (r.disconnects.join + r.disconnects.warmup + r.disconnects.measure > 0)
+        note(who, round, `disconnects: ${JSON.stringify(r.disconnects)}`);
+      if (Object.keys(r.streamErrors).length > 0) note(who, round, `stream errors: ${JSON.stringify(r.streamErrors)}`);
+      const mam = (r.roomFeatures ?? []).includes('urn:xmpp:mam:2');
+      if (mode === 'mam' && !mam) note(who, round, 'the room does not advertise MAM (urn:xmpp:mam:2)');
+      if (mode === 'none' && mam) note(who, round, 'the room advertises MAM though it should not archive');
+      if (mode === 'mam' && !(r.archive.count > 0))
+        note(who, round, `the room's archive is empty after the run: ${JSON.stringify(r.archive)}`);
+      if (mode === 'none' && r.archive.count > 0) note(who, round, `the room archived ${r.archive.count} messages though archiving is off`);
+      if (r.loadCpu > 0.9)
+        note(who, round, `the load generator used ${(r.loadCpu * 100).toFixed(0)} % of a core: it may have been the limit, not the server`);
+      if (r.died !== undefined) note(who, round, `server exited (${r.died}) during the run`);
+      if (r.problems.length > 0) note(who, round, `server log: ${r.problems.slice(0, 5).join(' | ')}`);
+      if (r.otherCpu > 0.15)
+        note(who, round, `other processes used ${(r.otherCpu * 100).toFixed(0)} % of a core during the window (noise)`);
+      const slowest = Math.min(...r.perSecond.slice(0, Math.floor(seconds)));
+      if (slowest < 0.5 * r.messagesPerSecond)
+        note(who, round, `a second with ${slowest} deliveries only (a stall?): [${r.perSecond.join(' ')}]`);
+    }
+  }
+  const summary = {};
+  for (const run of runs) {
+    const t = results[key(...run)];
+    summary[key(...run)] = {
+      seen: roomSeen(t[0]),
+      rate: median(t.map((r) => r.messagesPerSecond)),
+      sentRate: median(t.map((r) => r.sentPerSecond)),
+      p50: median(t.map((r) => r.p50)),
+      p99: median(t.map((r) => r.p99)),
+      cpu: median(t.map((r) => r.serverCpu)),
+      perCore: median(t.map((r) => r.messagesPerSecond / r.serverCpu)),
+      load: median(t.map((r) => r.loadCpu)),
+      other: median(t.map((r) => r.otherCpu)),
+      archive: median(t.map((r) => r.archive.count ?? Number.NaN)),
+    };
+  }
+  // Both servers' rooms must be set up alike.
+  for (const n of occupantCounts) {
+    for (const mode of modes) {
+      if (names.length < 2) continue;
+      const [a, b] = names.map((name) => summary[key(name, mode, n)].seen);
+      if (a !== b) issues.push(`room ${mode}, ${n} occupants: the rooms differ: ${label[names[0]]}: ${a}; ${label[names[1]]}: ${b}`);
+    }
+  }
+  console.log(
+    `Group chat (medians of ${rounds} round(s); deliveries = groupchat messages received by occupants, the sender's reflection included; ` +
+      `${senders} senders × ${window} in flight):\n`,
+  );
+  console.log(
+    "| server | room archive | occupants | room as the server set it up | delivered msg/s | messages sent/s | p50 latency | p99 latency | server CPU | msg per CPU-second | load generator CPU | other processes' CPU | archive after |",
+  );
+  console.log('|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const n of occupantCounts) {
+    for (const mode of modes) {
+      for (const name of names) {
+        const x = summary[key(name, mode, n)];
+        console.log(
+          `| ${label[name]} | ${mode} | ${n} | ${x.seen} | ${int(x.rate)} | ${int(x.sentRate)} | ${ms(x.p50)} ms | ${ms(x.p99)} ms | ` +
+            `${(x.cpu * 100).toFixed(0)} % | ${int(x.perCore)} | ${(x.load * 100).toFixed(0)} % | ${(x.other * 100).toFixed(0)} % | ${Number.isFinite(x.archive) ? int(x.archive) : '–'} |`,
+        );
+      }
+    }
+  }
+  if (names.includes('portbind') && names.includes('prosody')) {
+    const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : Number.NaN);
+    const f = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–');
+    console.log(
+      '\n| portbind / Prosody (issue 9: ≥ 2× delivered msg/s with a lower p99) | delivered msg/s | p99 | msg per CPU-second | goal |',
+    );
+    console.log('|---|---:|---:|---:|---|');
+    for (const n of occupantCounts) {
+      for (const mode of modes) {
+        const p = summary[key('portbind', mode, n)];
+        const q = summary[key('prosody', mode, n)];
+        const rate = ratio(p.rate, q.rate);
+        const p99 = ratio(p.p99, q.p99);
+        const met = rate >= 2 && p99 < 1;
+        console.log(
+          `| room ${mode}, ${n} occupants | **${f(rate)}** | **${f(p99)}** | ${f(ratio(p.perCore, q.perCore))} | ${met ? 'met' : '**not met**'} |`,
+        );
+      }
+    }
+  }
+  console.log(
+    issues.length === 0
+      ? '\nNo errors, lost or duplicated messages, disconnects, failed joins, differences between the rooms or server log lines.'
+      : `\nIssues:\n${issues.map((i) => `- ${i}`).join('\n')}`,
+  );
+}
+
 async function main() {
   if (names.includes('prosody')) setUpProsody();
+  if (ROOM) return roomMain();
   console.log(
     `XMPP benchmark, node ${process.version}${prosodyVersion ? `, Prosody ${prosodyVersion}` : ''}: ${clients} clients (${clients / 2} pairs), ` +
       `${window} in flight each, ack request every ${ackEvery} stanzas, ${warmup} s warm-up + ${seconds} s, modes ${modes.join(', ')}, ` +

@@ -608,10 +608,352 @@ async function idle() {
   });
 }
 
+const NS_MUC = 'http://jabber.org/protocol/muc';
+const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
+const NS_RSM = 'http://jabber.org/protocol/rsm';
+
+/** Sends an IQ and resolves with the answer (the element with the same id), through the session's `iqs` map. */
+function iq(session, stanza, id, timeoutMs = 30_000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      session.iqs.delete(id);
+      reject(new Error(`no answer to iq ${id} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    session.iqs.set(id, (answer) => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+    session.send(stanza);
+  });
+}
+
+/** The fields of a data form (`<field var='…'><value>…</value></field>`): var → values joined with ','. */
+const formFields = (text) =>
+  Object.fromEntries(
+    [...text.matchAll(/<field\b([^>]*?)(?:\/>|>([\s\S]*?)<\/field>)/g)].flatMap((m) => {
+      const name = attr(m[1], 'var');
+      if (name === undefined || name === 'FORM_TYPE') return [];
+      const values = [...(m[2] ?? '').matchAll(/<value>([^<]*)<\/value>/g)].map((v) => v[1]);
+      return [[name, values.join(',')]];
+    }),
+  );
+
+/**
+ * Group chat (XEP-0045) fan-out. OCCUPANTS sessions user0..user{N-1} join ROOM as nick0..nick{N-1}
+ * (presence with <x xmlns='http://jabber.org/protocol/muc'/>; a join is done when the self-presence
+ * with status 110 arrives). user0 joins first, creates the room (status 201) and submits the same
+ * explicit configuration form to either server (below); then the others join, CONCURRENCY at a
+ * time, and everyone waits until it has seen the available presence of all N occupants.
+ *
+ * Load, a closed loop on complete fan-out: SENDERS occupants spread over the room each keep WINDOW
+ * groupchat messages in flight; a message is in flight until *every* occupant (its sender's own
+ * reflection included) has received it, and then its sender sends the next. So SENDERS × WINDOW
+ * messages (× N deliveries) are in flight at all times, whatever the server's delivery order. The
+ * body carries the send time (performance.now(), one process), the sender and a sequence number.
+ * Counted over SECONDS after WARMUP: deliveries (groupchat messages received by occupants, the
+ * sender's reflection included) and their latency. At the end every message sent must have
+ * reached every occupant (within 10 s), each occupant must have received every message, and the
+ * owner reads the configuration form back, the room's disco#info and the size of its archive.
+ */
+async function room() {
+  const occupants = Number(option('occupants', 50));
+  const senderCount = Math.min(occupants, Number(option('senders', 10)));
+  const window = Number(option('window', 2));
+  const seconds = Number(option('seconds', 10));
+  const warmup = Number(option('warmup', 2));
+  const roomJid = option('room', `room@conference.${domain}`);
+  const history = Number(option('history', 20));
+  const logging = option('logging', 'off') === 'on';
+  const concurrency = Number(option('concurrency', 20));
+  if (occupants < 2) throw new Error('--occupants must be at least 2');
+
+  const loginStarted = performance.now();
+  const results = await pool(occupants, 50, (i) => new Session(`user${i}`, 'room', { sm: useSm, carbons: false }).login());
+  const loginMs = performance.now() - loginStarted;
+  const failed = results.filter((r) => r.error).map((r) => r.error);
+  if (failed.length > 0) {
+    for (const r of results) r.value?.close();
+    console.log(JSON.stringify({ error: 'login failed', failed: tally(failed) }));
+    process.exitCode = 1;
+    return;
+  }
+  const sessions = results.map((r) => r.value);
+  const roomPrefix = `${roomJid}/`;
+
+  let phase = 'join'; // 'join' → 'warmup' → 'measure' → 'done'
+  let delivered = 0; // in the measured window
+  let withStanzaId = 0;
+  let errors = 0;
+  const errorSamples = [];
+  let misrouted = 0;
+  let malformed = 0;
+  let otherMessages = 0; // groupchat messages without our body (subject, history), and anything else
+  let unexpectedPresence = 0;
+  const latencies = [];
+  const perSecond = [];
+  let bucket = 0;
+  let sent = 0;
+  const sentBySender = new Array(senderCount).fill(0);
+  const disconnects = { join: 0, warmup: 0, measure: 0 };
+  const filler = 'Hello room, this is the XMPP group chat benchmark speaking.';
+  const stanzaIdBy = `by='${roomJid}'`;
+  const stanzaIdByDq = `by="${roomJid}"`;
+  // Senders: occupants spread over the room (nick0, the owner, among them).
+  const senders = Array.from({ length: senderCount }, (_, k) => Math.floor((k * occupants) / senderCount));
+  /** `${sender} ${seq}` → deliveries still to come. */
+  const pending = new Map();
+  const sendNext = [];
+
+  sessions.forEach((session, i) => {
+    session.nick = `nick${i}`;
+    session.iqs = new Map();
+    session.present = new Set(); // occupants' nicks seen available
+    session.received = 0; // our messages received (all phases)
+    session.joined = undefined;
+    session.onElement = (name, stanza) => {
+      if (name === 'message') {
+        const tagEnd = stanza.indexOf('>');
+        const tag = stanza.slice(0, tagEnd);
+        if (tag.includes("type='error'") || tag.includes('type="error"')) {
+          errors++;
+          if (errorSamples.length < 5) errorSamples.push(stanza.slice(0, 500));
+          return;
+        }
+        const bodyStart = stanza.indexOf('<body>');
+        if (bodyStart === -1 || !(tag.includes("type='groupchat'") || tag.includes('type="groupchat"'))) {
+          otherMessages++;
+          return;
+        }
+        const bodyEnd = stanza.indexOf('</body>', bodyStart);
+        const [stamp, s, q] = stanza.slice(bodyStart + 6, bodyEnd).split(' ', 3);
+        const sentAt = Number.parseFloat(stamp);
+        const key = `${s} ${q}`;
+        const left = pending.get(key);
+        if (Number.isNaN(sentAt) || left === undefined) {
+          malformed++;
+          return;
+        }
+        const now = performance.now();
+        session.received++;
+        if (!tag.includes(`${roomPrefix}nick${senders[Number(s)]}`)) misrouted++;
+        if (phase === 'measure') {
+          delivered++;
+          bucket++;
+          latencies.push(now - sentAt);
+          if (stanza.includes(stanzaIdBy) || stanza.includes(stanzaIdByDq)) withStanzaId++;
+        }
+        if (left > 1) pending.set(key, left - 1);
+        else {
+          pending.delete(key);
+          // Closed loop: the message reached every occupant; its sender sends the next.
+          if (phase === 'warmup' || phase === 'measure') sendNext[Number(s)]();
+        }
+      } else if (name === 'presence') {
+        const from = attr(stanza.slice(0, stanza.indexOf('>')), 'from') ?? '';
+        const type = attr(stanza.slice(0, stanza.indexOf('>')), 'type');
+        if (!from.startsWith(roomPrefix)) return; // the server's answer to initial presence, …
+        if (type === 'error') {
+          session.joined?.reject(new Error(`join refused: ${stanza.slice(0, 400)}`));
+          return;
+        }
+        const nick = from.slice(roomPrefix.length);
+        if (type === 'unavailable') session.present.delete(nick);
+        else session.present.add(nick);
+        if (phase !== 'join') unexpectedPresence++;
+        if (/\scode=['"]110['"]/.test(stanza)) session.joined?.resolve(stanza);
+      } else if (name === 'iq') {
+        const id = attr(stanza.slice(0, stanza.indexOf('>')), 'id');
+        const waiter = session.iqs.get(id);
+        if (waiter) {
+          session.iqs.delete(id);
+          waiter(stanza);
+        }
+      }
+    };
+    session.onClose = () => {
+      if (phase !== 'done') disconnects[phase === 'measure' ? 'measure' : phase === 'warmup' ? 'warmup' : 'join']++;
+    };
+  });
+
+  const join = (session) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${session.nick}: no self-presence (110) within 60 s`)), 60_000);
+      session.joined = {
+        resolve: (presence) => {
+          clearTimeout(timer);
+          resolve(presence);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      session.send(`<presence to='${roomPrefix}${session.nick}'><x xmlns='${NS_MUC}'/></presence>`);
+    });
+
+  // The owner creates and configures the room: the same explicit form on both servers. Fields one
+  // server does not know are ignored by it (Prosody has no maxusers or passwordprotectedroom
+  // field, portbind calls archiving `enablelogging`, Prosody's mod_muc_mam `enablearchiving`).
+  const joinStarted = performance.now();
+  const owner = sessions[0];
+  const created = await join(owner);
+  const field = (name, value) => `<field var='${name}'><value>${value}</value></field>`;
+  const form = [
+    field('FORM_TYPE', 'http://jabber.org/protocol/muc#roomconfig'),
+    field('muc#roomconfig_roomname', 'bench'),
+    field('muc#roomconfig_persistentroom', '0'),
+    field('muc#roomconfig_publicroom', '1'),
+    field('muc#roomconfig_membersonly', '0'),
+    field('muc#roomconfig_moderatedroom', '0'),
+    field('muc#roomconfig_passwordprotectedroom', '0'),
+    field('muc#roomconfig_whois', 'moderators'),
+    field('muc#roomconfig_historylength', String(history)),
+    field('muc#roomconfig_changesubject', '0'),
+    field('muc#roomconfig_allowinvites', '0'),
+    field('muc#roomconfig_maxusers', String(Math.max(occupants, 50))),
+    field('muc#roomconfig_enablelogging', logging ? '1' : '0'),
+    field('muc#roomconfig_enablearchiving', logging ? '1' : '0'),
+  ].join('');
+  const configured = await iq(
+    owner,
+    `<iq type='set' id='room-config' to='${roomJid}'><query xmlns='${NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>${form}</x></query></iq>`,
+    'room-config',
+  );
+  if (!/type=['"]result['"]/.test(configured.slice(0, configured.indexOf('>')))) {
+    throw new Error(`the room configuration was refused: ${configured.slice(0, 600)}`);
+  }
+  const joins = await pool(occupants - 1, concurrency, (i) => join(sessions[i + 1]));
+  const joinFailed = joins.filter((r) => r.error).map((r) => r.error);
+  if (joinFailed.length > 0) {
+    for (const s of sessions) s.close();
+    console.log(JSON.stringify({ error: 'join failed', failed: tally(joinFailed) }));
+    process.exitCode = 1;
+    return;
+  }
+  const joinMs = performance.now() - joinStarted;
+  // Everyone sees everyone (the occupant list is complete) before the load starts.
+  for (let waited = 0; waited < 60_000 && sessions.some((s) => s.present.size < occupants); waited += 50) await sleep(50);
+  const fullLists = sessions.filter((s) => s.present.size === occupants).length;
+  const settleMs = performance.now() - joinStarted - joinMs;
+  // What the room is: its configuration as the owner reads it back, and its disco#info.
+  const configForm = await iq(
+    owner,
+    `<iq type='get' id='room-config-get' to='${roomJid}'><query xmlns='${NS_MUC_OWNER}'/></iq>`,
+    'room-config-get',
+  );
+  const roomInfo = await iq(owner, `<iq type='get' id='room-info' to='${roomJid}'><query xmlns='${NS_DISCO_INFO}'/></iq>`, 'room-info');
+  await sleep(300);
+
+  phase = 'warmup';
+  senders.forEach((index, k) => {
+    const session = sessions[index];
+    let seq = 0;
+    sendNext[k] = () => {
+      const q = ++seq;
+      pending.set(`${k} ${q}`, occupants);
+      sent++;
+      sentBySender[k]++;
+      session.send(
+        `<message to='${roomJid}' type='groupchat' id='${session.nick}-${q}'><body>${performance.now().toFixed(3)} ${k} ${q} ${filler}</body></message>`,
+      );
+    };
+  });
+  for (const [k, index] of senders.entries()) {
+    const socket = sessions[index].socket;
+    socket.cork();
+    for (let w = 0; w < window; w++) sendNext[k]();
+    socket.uncork();
+  }
+  await sleep(warmup * 1000);
+  phase = 'measure';
+  console.log('measure-start');
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  const ticker = setInterval(() => {
+    perSecond.push(bucket);
+    bucket = 0;
+  }, 1000);
+  await sleep(seconds * 1000);
+  phase = 'done';
+  if (bucket > 0) perSecond.push(bucket);
+  const elapsed = (performance.now() - started) / 1000;
+  clearInterval(ticker);
+  const cpu = process.cpuUsage(cpuBefore);
+  console.log('measure-end');
+  // Every message sent must reach every occupant.
+  for (let waited = 0; pending.size > 0 && waited < 10_000; waited += 50) await sleep(50);
+  const lostMessages = pending.size;
+  let missingDeliveries = 0;
+  for (const left of pending.values()) missingDeliveries += left;
+  const short = sessions.filter((s) => s.received !== sent).length;
+  // The room's archive: its size (RSM count) from a MAM query on the room JID.
+  const archiveAnswer = await iq(
+    owner,
+    `<iq type='set' id='room-mam' to='${roomJid}'><query xmlns='${NS_MAM}' queryid='count'><set xmlns='${NS_RSM}'><max>1</max><before/></set></query></iq>`,
+    'room-mam',
+  ).catch((error) => `<error>${error.message}</error>`);
+  const archiveOk = /type=['"]result['"]/.test(archiveAnswer.slice(0, archiveAnswer.indexOf('>')));
+  const archive = archiveOk
+    ? { count: Number(/<count>(\d+)<\/count>/.exec(archiveAnswer)?.[1] ?? Number.NaN) }
+    : { error: (/<error\b[\s\S]*<\/error>/.exec(archiveAnswer)?.[0] ?? archiveAnswer).slice(0, 300) };
+  const stillOpen = sessions.filter((s) => !s.closed).length;
+  for (const session of sessions) {
+    if (!session.closed) session.socket.write(`<presence to='${roomPrefix}${session.nick}' type='unavailable'/>`);
+    session.close();
+  }
+
+  latencies.sort((a, b) => a - b);
+  const quantile = (q) =>
+    latencies.length === 0 ? Number.NaN : latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
+  const streamErrors = tally(sessions.filter((s) => s.streamError).map((s) => s.streamError));
+  console.log(
+    JSON.stringify({
+      occupants,
+      senders: senderCount,
+      window,
+      seconds: elapsed,
+      loginMs,
+      joinMs,
+      settleMs,
+      created: /\scode=['"]201['"]/.test(created),
+      fullLists,
+      config: formFields(configForm),
+      roomFeatures: features(roomInfo),
+      delivered,
+      messagesPerSecond: delivered / elapsed,
+      sentPerSecond: delivered / elapsed / occupants,
+      perSecond,
+      p50: quantile(0.5),
+      p99: quantile(0.99),
+      max: latencies.at(-1),
+      sent,
+      sentBySender,
+      withStanzaId,
+      archive,
+      errors,
+      errorSamples,
+      malformed,
+      misrouted,
+      otherMessages,
+      unexpectedPresence,
+      lostMessages,
+      missingDeliveries,
+      short,
+      disconnects,
+      streamErrors,
+      stillOpen,
+      loadCpu: (cpu.user + cpu.system) / 1e6 / elapsed,
+      unknown: sessions.reduce((n, s) => n + s.unknown, 0),
+      unknownSamples: sessions.flatMap((s) => s.unknownSamples).slice(0, 3),
+    }),
+  );
+}
+
 if (mode === 'probe') await probe();
 else if (mode === 'throughput') await throughput();
 else if (mode === 'idle') await idle();
+else if (mode === 'room') await room();
 else {
-  console.error('usage: node load.mjs probe|throughput|idle --port P [options]');
+  console.error('usage: node load.mjs probe|throughput|idle|room --port P [options]');
   process.exit(2);
 }

@@ -5,7 +5,8 @@
 // message archive (`mam`) kept, added or taken out as FEATURES says. Prints one JSON line saying what it
 // built (API, storage, modules), then "ready" once listening.
 //
-// Environment: PORT; FEATURES (none, sm, mam or sm+mam); DATA_DIR (the SQLite file goes there;
+// Environment: PORT; FEATURES (none, sm, mam or sm+mam); MUC=on (the MUC service on
+// conference.localhost, rooms of up to MUC_MAX_USERS occupants, default 1000); DATA_DIR (the SQLite file goes there;
 // without it, or with a build that has no sqliteStorage, the storage is in memory and the JSON line
 // says so); USERS (accounts user0..user{USERS-1}); IDLE (accounts idle0..idle{IDLE-1}); PASSWORD;
 // LOG=warn to write the server's warnings and errors to stderr (default: silent). Exits when stdin
@@ -85,6 +86,19 @@ if (typeof xmpp.defaultModules === 'function') {
     if (make === undefined) missing.push(`${name} (not in this build)`);
     else modules.push(make());
   }
+  // MUC=on (the room scenario): the MUC module (XEP-0045) on conference.localhost, at its defaults
+  // (rooms locked until the owner's form, history 20, semi-anonymous, archived unless the form says
+  // otherwise) but for room sizes: MUC_MAX_USERS occupants a room may be set up for. Replaces a
+  // `muc` in the defaults (which cannot be configured from here).
+  if (process.env.MUC === 'on') {
+    const make = typeof xmpp.muc === 'function' ? xmpp.muc : await importMuc();
+    if (make === undefined) missing.push('muc (not in this build)');
+    else {
+      const at = modules.findIndex((m) => m.name === 'muc');
+      if (at !== -1) modules.splice(at, 1);
+      modules.push(make({ maxUsers: Number(process.env.MUC_MAX_USERS ?? 1000) }));
+    }
+  }
   info.api = 'modules';
   info.modules = modules.map((m) => m.name);
   if (missing.length > 0) info.missing = missing;
@@ -107,6 +121,18 @@ if (typeof xmpp.defaultModules === 'function') {
   info.api = 'legacy';
   info.storage = 'memory';
   server = xmpp.xmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback', rateLimit: { bytesPerSecond: 0 } });
+}
+
+/** The MUC factory from the module's own file, when the package does not export it (yet). */
+async function importMuc() {
+  try {
+    const module = await import('../../packages/xmpp/dist/modules/muc/index.js');
+    if (typeof module.muc !== 'function') return undefined;
+    info.unexported = [...(info.unexported ?? []), 'muc'];
+    return module.muc;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
