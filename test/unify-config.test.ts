@@ -3,7 +3,7 @@ import { createServer, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { type Adapter, ConfigError, type Connection, PortService } from '@portbind/core';
 import { clientAddress, httpAdapter } from '@portbind/http';
-import { OK, respAdapter } from '@portbind/resp';
+import { OK, type RespAdapter, respAdapter } from '@portbind/resp';
 import { MemoryUserStore, memoryStorage, xmppServer } from '@portbind/xmpp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { v2Header } from '../packages/core/test/proxy-support.js';
@@ -41,7 +41,7 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-function redis(): ReturnType<typeof respAdapter> {
+function redis(): RespAdapter {
   const resp = respAdapter();
   const notes = new Map<string, string>();
   resp.command('set', { arity: 3, flags: ['write'] }, (_client, [, key, value]) => {
