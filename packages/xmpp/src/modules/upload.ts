@@ -119,15 +119,15 @@ export function upload(options: UploadOptions): UploadModule {
   }
   const now = options.now ?? Date.now;
   const serviceName = options.name ?? 'HTTP File Upload';
-  // A fixed baseUrl is checked now; a function's answer at each slot.
+  // A fixed baseUrl is checked now; a function's answer when it changes (each slot, each request).
   const fixedBase = typeof options.baseUrl === 'function' ? undefined : checkBaseUrl(options.baseUrl);
-  if (typeof options.baseUrl !== 'function' && typeof options.baseUrl !== 'string') {
-    throw new XmppConfigError(
-      'PB_ERR_XMPP_UPLOAD_URL',
-      `upload: baseUrl must be a URL string or a function, not ${typeof options.baseUrl}`,
-    );
-  }
-  const baseUrl = (): URL => fixedBase ?? checkBaseUrl((options.baseUrl as () => string)());
+  let lastBase: { text: string; url: URL } | undefined;
+  const baseUrl = (): URL => {
+    if (fixedBase !== undefined) return fixedBase;
+    const text = (options.baseUrl as () => string)();
+    if (lastBase?.text !== text) lastBase = { text, url: checkBaseUrl(text) };
+    return lastBase.url;
+  };
   const dir = resolve(options.dir ?? join(process.env.DATA_DIR ?? 'data', 'uploads'));
   prepareDir(dir);
 
