@@ -252,6 +252,28 @@ describe('which bindings share a port', () => {
     plain.destroy();
   });
 
+  it('routes TLS without ALPN by SNI (serverNames), else by the decrypted bytes; the count follows the connection', async () => {
+    const s = service({ portSharing: { join: true } });
+    const web = s.bind(hello(), { port: 0, host: '127.0.0.1' });
+    const https = s.bind(httpAdapter({ fetch: () => new Response('secure\n') }), { name: 'https', tls: pems });
+    const rediss = s.bind(redis(), { tls: pems, serverNames: ['Redis.localhost'] });
+    await s.start();
+    const port = portOf(web);
+    const named = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, servername: 'redis.localhost' });
+    await once(named, 'secureConnect');
+    named.write('*1\r\n$4\r\nPING\r\n');
+    expect(await readUntil(named as unknown as Socket, /\r\n/)).toBe('+PONG\r\n');
+    expect([https.connectionCount, rediss.connectionCount]).toEqual([0, 1]);
+    // No ALPN, no SNI that names a binding: the first TLS binding's certificate, then the bytes decide.
+    const unnamed = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+    await once(unnamed, 'secureConnect');
+    unnamed.write('*1\r\n$4\r\nPING\r\n');
+    expect(await readUntil(unnamed as unknown as Socket, /\r\n/)).toBe('+PONG\r\n');
+    expect([https.connectionCount, rediss.connectionCount]).toEqual([0, 2]);
+    named.destroy();
+    unnamed.destroy();
+  });
+
   it('a drain closes TLS connections still awaiting their first decrypted bytes', async () => {
     const s = service({ portSharing: { join: true } });
     const web = s.bind(hello(), { port: 0, host: '127.0.0.1' });

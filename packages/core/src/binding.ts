@@ -46,6 +46,12 @@ export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
    * (garbage, an unknown protocol) come to this binding instead of being closed. One per port.
    */
   fallback?: boolean;
+  /**
+   * On a port shared with other bindings, with `tls`: TLS connections whose SNI (the host name the
+   * client asked for) is one of these come to this binding when their ALPN list does not decide
+   * (no ALPN, or none served on the port), and its certificate answers them. Case-insensitive.
+   */
+  serverNames?: readonly string[];
 }
 
 interface ServiceView {
@@ -535,6 +541,12 @@ export class Binding {
 
 /** Bind options a peer never controls but a typo can: wrong values fail at `bind()`, not at the first client. */
 function checkBindOptions(options: BindOptions): void {
+  if (
+    options.serverNames !== undefined &&
+    !(Array.isArray(options.serverNames) && options.serverNames.every((name) => typeof name === 'string' && name !== ''))
+  ) {
+    throw new ConfigError('serverNames', options.serverNames, 'a list of host names');
+  }
   if (options.name !== undefined && (typeof options.name !== 'string' || options.name.trim() === '')) {
     throw new ConfigError('name', options.name, 'a binding name is a non-empty string');
   }

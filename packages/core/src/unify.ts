@@ -102,6 +102,8 @@ export class SharedPort {
   /** ALPN id → binding. */
   readonly #alpn = new Map<string, Binding>();
   readonly #fallback: Binding | undefined;
+  /** SNI host name (lower case) → binding (bind option `serverNames`). */
+  readonly #serverNames = new Map<string, Binding>();
   /** The binding whose certificate answers a ClientHello that no ALPN routed. */
   readonly #tlsDefault: Binding | undefined;
   readonly #trusts: TrustCheck | undefined;
@@ -145,6 +147,18 @@ export class SharedPort {
     }
     for (const [protocol, member] of this.#secure) {
       for (const id of alpnIds[protocol] ?? [protocol]) this.#alpn.set(id, member);
+    }
+    for (const member of members) {
+      for (const name of member.options.serverNames ?? []) {
+        if (member.options.tls === undefined) {
+          throw new ConfigError('serverNames', member.options.serverNames, `binding ${member.name} has serverNames but no tls`);
+        }
+        const other = this.#serverNames.get(name.toLowerCase());
+        if (other !== undefined) {
+          throw new ConfigError('serverNames', name, `bindings ${other.name} and ${member.name} both claim it on ${where}`);
+        }
+        this.#serverNames.set(name.toLowerCase(), member);
+      }
     }
     this.#tlsDefault = members.find((member) => member.secure) ?? members.find((member) => member.options.tls !== undefined);
     const proxies = new Set(members.map((member) => JSON.stringify(member.options.proxyProtocol ?? null)));
@@ -340,6 +354,8 @@ export class SharedPort {
     const id = this.selectAlpn(hello.alpn);
     const to = id === undefined ? undefined : this.#alpn.get(id);
     if (to !== undefined) return { kind: 'tls', to, reclassify: false, serverName: hello.serverName };
+    const named = hello.serverName === undefined ? undefined : this.#serverNames.get(hello.serverName);
+    if (named !== undefined) return { kind: 'tls', to: named, reclassify: false, serverName: hello.serverName };
     // No ALPN, or none served here: the default TLS binding's handshake (whose ALPN callback answers
     // an unserved list with no_application_protocol), then the decrypted bytes decide.
     return { kind: 'tls', to: tlsDefault, reclassify: true, serverName: hello.serverName };
