@@ -1,6 +1,5 @@
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PortService, type PortServiceOptions, type TlsOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
@@ -57,7 +56,8 @@ export const XMPP_CLIENT_ALPN = 'xmpp-client';
  *   (default localhost). TLS from TLS_CERT_FILE/TLS_KEY_FILE, or a self-signed development
  *   certificate kept in DATA_DIR (dev-cert.pem, dev-key.pem) across restarts.
  *   HTTP on PORT (default 5000): the chat page, /xmpp-websocket for XMPP over WebSocket, and
- *   /livez, /readyz. A page on http://localhost may log in without TLS (loopback only).
+ *   /livez, /readyz. A page on http://localhost may log in without TLS (loopback only). With
+ *   HTTPS_PORT set, the same over https:// (the page then uses wss://).
  *   Everything the server keeps lives in DATA_DIR/xmpp.sqlite and survives restarts.
  */
 export async function createChat(options: ChatOptions = {}): Promise<PortService> {
@@ -74,19 +74,16 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
     registration: env.REGISTRATION === 'open',
   });
   const tls = await tlsOptions(env, domain);
-  const browserClient = await readFile(createRequire(import.meta.url).resolve('@xmpp/client/dist/xmpp.min.js'));
-
-  const http = httpAdapter({
-    health: true,
-    upgrades: { '/xmpp-websocket': xmpp.websocket() },
-    fetch: (request) => {
-      const path = new URL(request.url).pathname;
-      if (path === '/') return new Response(page(domain), { headers: { 'content-type': 'text/html; charset=utf-8' } });
-      // The XMPP client the page runs: @xmpp/client's browser build.
-      if (path === '/xmpp.min.js') return new Response(browserClient, { headers: { 'content-type': 'text/javascript; charset=utf-8' } });
-      return new Response('Not Found\n', { status: 404 });
-    },
-  });
+  const assets = await publicFiles();
+  const html = page(domain);
+  const fetch = (request: Request): Response => {
+    const path = new URL(request.url).pathname;
+    if (path === '/') return new Response(html, { headers: { ...pageHeaders, 'content-type': 'text/html; charset=utf-8' } });
+    const asset = assets.get(path);
+    if (asset !== undefined) return new Response(asset.body, { headers: { ...pageHeaders, 'content-type': asset.type } });
+    return new Response('Not Found\n', { status: 404 });
+  };
+  const http = httpAdapter({ health: true, upgrades: { '/xmpp-websocket': xmpp.websocket() }, fetch });
 
   const service = new PortService(options);
   service.bind(xmpp.c2s(), { tls });
@@ -94,6 +91,14 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
   // offers no ALPN at all is served too (only a client offering other protocols alone is refused).
   service.bind(xmpp.c2s({ directTls: true }), { tls: { ...tls, ALPNProtocols: [XMPP_CLIENT_ALPN] } });
   service.bind(http);
+  // HTTPS_PORT: the same page over https://, so it talks wss:// (the certificate of the XMPP ports).
+  if (env.HTTPS_PORT !== undefined) {
+    service.bind(httpAdapter({ health: true, upgrades: { '/xmpp-websocket': xmpp.websocket() }, fetch }), {
+      name: 'https',
+      portEnv: 'HTTPS_PORT',
+      tls,
+    });
+  }
   if (options.storage === undefined && existsSync(join(dataDir(env), 'users.json'))) {
     service.logger.warn(
       { file: join(dataDir(env), 'users.json'), storage: storageFile(env) },
@@ -102,6 +107,24 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
   }
   return service;
 }
+
+/** The page's script and style: public/ beside src/ and dist/. */
+async function publicFiles(): Promise<Map<string, { body: Buffer; type: string }>> {
+  const types: Record<string, string> = { js: 'text/javascript; charset=utf-8', css: 'text/css; charset=utf-8' };
+  const files = new Map<string, { body: Buffer; type: string }>();
+  for (const name of ['chat.js', 'xmpp.js', 'chat.css']) {
+    const body = await readFile(new URL(`../public/${name}`, import.meta.url));
+    files.set(`/${name}`, { body, type: types[name.split('.').pop() ?? ''] ?? 'application/octet-stream' });
+  }
+  return files;
+}
+
+/** The page runs its own scripts and nothing else; pictures may come from any https:// upload service. */
+const pageHeaders = {
+  'content-security-policy':
+    "default-src 'self'; img-src 'self' https: http:; connect-src 'self' ws: wss: https: http:; object-src 'none'; base-uri 'none'",
+  'x-content-type-options': 'nosniff',
+};
 
 async function tlsOptions(env: Record<string, string | undefined>, domain: string): Promise<TlsOptions> {
   if (env.TLS_CERT_FILE !== undefined && env.TLS_KEY_FILE !== undefined) return { certFile: env.TLS_CERT_FILE, keyFile: env.TLS_KEY_FILE };

@@ -1,55 +1,59 @@
-/** The chat page: logs in over XMPP-over-WebSocket with @xmpp/client's browser build and chats. */
+/** Text for HTML, in element content and in quoted attribute values. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/**
+ * The chat page: a shell of HTML whose script, public/chat.js, runs the chat (with public/xmpp.js, a
+ * small XMPP-over-WebSocket client). Everything a peer sends is put in the page as text nodes.
+ */
 export function page(domain: string): string {
+  const d = escapeHtml(domain);
   return `<!doctype html>
 <html lang="en">
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="xmpp-domain" content="${d}">
 <title>portbind chat</title>
-<style>
-  body { font: 16px/1.5 system-ui, sans-serif; max-width: 42rem; margin: 2rem auto; padding: 0 1rem; }
-  #log { border: 1px solid #ccc; min-height: 10rem; padding: .5rem; white-space: pre-wrap; }
-  form { margin: .5rem 0; } input { margin-right: .3rem; }
-</style>
-<h1>portbind chat</h1>
-<form id="login">
-  <input id="user" placeholder="user" autocomplete="username"> @${domain}
-  <input id="password" type="password" placeholder="password" autocomplete="current-password">
-  <button>Log in</button> <span id="status">offline</span>
+<link rel="stylesheet" href="/chat.css">
+<script type="module" src="/chat.js"></script>
+<body>
+<form id="login" class="card">
+  <h1>portbind chat</h1>
+  <label>User <input id="user" autocomplete="username" required> <span class="muted">@${d}</span></label>
+  <label>Password <input id="password" type="password" autocomplete="current-password" required></label>
+  <button>Log in</button>
+  <p id="login-error" class="error" role="alert"></p>
 </form>
-<form id="send">
-  <input id="to" placeholder="to (user@${domain})"> <input id="body" placeholder="message" autocomplete="off"> <button>Send</button>
-</form>
-<div id="log"></div>
-<script src="/xmpp.min.js"></script>
-<script>
-  const { client, xml } = window.XMPP;
-  const log = (line) => { document.getElementById('log').textContent += line + '\\n'; };
-  let xmpp;
-  document.getElementById('login').onsubmit = async (event) => {
-    event.preventDefault();
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    xmpp = client({
-      service: scheme + '//' + location.host + '/xmpp-websocket',
-      domain: ${JSON.stringify(domain)},
-      username: document.getElementById('user').value,
-      password: document.getElementById('password').value,
-    });
-    xmpp.on('error', (error) => { document.getElementById('status').textContent = 'error: ' + (error.condition || error.message); });
-    xmpp.on('stanza', (stanza) => {
-      if (stanza.is('message') && stanza.getChildText('body')) log(stanza.attrs.from + ': ' + stanza.getChildText('body'));
-    });
-    const jid = await xmpp.start();
-    await xmpp.send(xml('presence'));
-    document.getElementById('status').textContent = 'online as ' + jid;
-  };
-  document.getElementById('send').onsubmit = async (event) => {
-    event.preventDefault();
-    const to = document.getElementById('to').value;
-    const body = document.getElementById('body').value;
-    await xmpp.send(xml('message', { to, type: 'chat' }, xml('body', {}, body)));
-    log('me → ' + to + ': ' + body);
-    document.getElementById('body').value = '';
-  };
-</script>
+<div id="app" hidden>
+  <header>
+    <strong id="me"></strong> <span id="status" role="status"></span>
+    <button id="logout" type="button">Log out</button>
+  </header>
+  <aside>
+    <h2>Contacts</h2>
+    <ul id="contacts"></ul>
+    <ul id="requests"></ul>
+    <form id="add-contact"><input id="add-jid" placeholder="name@${d}" required> <button>Add</button></form>
+    <h2>Rooms</h2>
+    <ul id="rooms"></ul>
+    <form id="join-room"><input id="room" placeholder="room" required> <input id="nick" placeholder="nick"> <button>Join</button></form>
+    <p id="side-error" class="error" role="alert"></p>
+  </aside>
+  <main>
+    <h2 id="title">Pick a contact or a room</h2>
+    <div id="occupants" class="muted"></div>
+    <ol id="messages"></ol>
+    <form id="composer" hidden>
+      <input id="body" placeholder="Message" autocomplete="off">
+      <label id="attach" class="button" hidden>📎<input id="file" type="file" hidden></label>
+      <button>Send</button>
+      <button id="leave" type="button" hidden>Leave room</button>
+    </form>
+    <p id="composer-error" class="error" role="alert"></p>
+  </main>
+</div>
+</body>
 </html>
 `;
 }

@@ -9,11 +9,10 @@ import { dirname, join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { type Element, xml, client as xmppClient } from '@xmpp/client';
-import { chromium } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
 
 // The chat example as a user runs it: its own process, accounts made with `user add`, a TCP
-// client (@xmpp/client over STARTTLS) and the web page in headless Chromium (Debian's).
+// client (@xmpp/client over STARTTLS and direct TLS). The web page: test/web.test.ts.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the example makes a self-signed certificate
 
 const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
@@ -108,49 +107,7 @@ async function directTls(port: number, alpn: string[] | undefined): Promise<{ al
   return { alpnProtocol, features: got.slice(got.indexOf('<stream:features')) };
 }
 
-/** Headless Chromium (Debian's) on the chat page, with the login form filled and submitted. */
-async function logInOnPage(httpPort: number, user: string, password: string) {
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-  cleanups.push(() => browser.close());
-  const page = await browser.newPage();
-  await page.goto(`http://127.0.0.1:${httpPort}/`);
-  await page.fill('#user', user);
-  await page.fill('#password', password);
-  await page.click('#login button');
-  return page;
-}
-
 describe('examples/chat', () => {
-  it('the web page (Chromium, XMPP over WebSocket) and a TCP client chat both ways', async () => {
-    const { httpPort, xmppPort } = await startChat();
-
-    const romeo = xmppClient({ service: `xmpp://127.0.0.1:${xmppPort}`, domain: 'localhost', username: 'romeo', password: 'r0meo!' });
-    romeo.on('error', () => {});
-    cleanups.push(() => romeo.stop());
-    const romeoJid = String(await romeo.start());
-    await romeo.send(xml('presence'));
-
-    const page = await logInOnPage(httpPort, 'juliet', 'balcony');
-    await page.waitForFunction("document.getElementById('status').textContent.startsWith('online as juliet@localhost/')");
-
-    // TCP → browser
-    await romeo.send(xml('message', { to: 'juliet@localhost', type: 'chat' }, xml('body', {}, 'From the orchard, over TCP')));
-    await page.waitForFunction("document.getElementById('log').textContent.includes('From the orchard, over TCP')");
-
-    // browser → TCP
-    const toRomeo = new Promise<Element>((resolve) => romeo.on('stanza', (s: Element) => s.is('message') && resolve(s)));
-    await page.fill('#to', romeoJid);
-    await page.fill('#body', 'From the balcony, over WebSocket');
-    await page.click('#send button');
-    const message = await toRomeo;
-    expect(message.getChildText('body')).toBe('From the balcony, over WebSocket');
-    expect(message.attrs.from).toMatch(/^juliet@localhost\//);
-    await page.screenshot({ path: join(tmpdir(), 'portbind-chat.png') });
-  });
-
   it('keeps its SHA-256 development certificate in DATA_DIR across restarts', async () => {
     const first = await startChat();
     const before = await presentedCertificate(first.xmppPort);
@@ -194,11 +151,5 @@ describe('examples/chat', () => {
     const echo = new Promise<Element>((resolve) => romeo.on('stanza', (s: Element) => s.is('message') && resolve(s)));
     await romeo.send(xml('message', { to: romeoJid, type: 'chat' }, xml('body', {}, 'over direct TLS')));
     expect((await echo).getChildText('body')).toBe('over direct TLS');
-  });
-
-  it('refuses a wrong password on the page with not-authorized', async () => {
-    const { httpPort } = await startChat();
-    const page = await logInOnPage(httpPort, 'juliet', 'wrong');
-    await page.waitForFunction("document.getElementById('status').textContent === 'error: not-authorized'");
   });
 });

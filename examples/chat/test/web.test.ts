@@ -1,0 +1,305 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp } from 'node:fs/promises';
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Client, type Element, xml, client as xmppClient } from '@xmpp/client';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+// The chat's web page in real headless Chromium (Debian's), against the chat app in its own process,
+// with @xmpp/client peers over TCP (STARTTLS). Every wait is for something on the page or on the wire.
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the example makes a self-signed certificate
+
+const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
+const wait = { timeout: 30_000 };
+const users: Array<[string, string]> = [
+  ['juliet', 'balcony'],
+  ['romeo', 'r0meo!'],
+  ['nurse', 'angelica'],
+  ['benvolio', 'peace'],
+  ['mercutio', 'queenmab'],
+  ['tybalt', 'prince0fcats'],
+  ['paris', 'county'],
+];
+
+let chat: ChildProcess;
+let httpPort = 0;
+let httpsPort = 0;
+let xmppPort = 0;
+let browser: Browser;
+const cleanups: Array<() => Promise<unknown>> = [];
+/** Uncaught errors in the page: none allowed, in any test. */
+let pageErrors: string[] = [];
+
+async function run(args: string[], env: Record<string, string>): Promise<number | null> {
+  const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return code;
+}
+
+beforeAll(async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'portbind-web-'));
+  const env = { DATA_DIR: dataDir, PORT: '0', HTTPS_PORT: '0', XMPP_PORT: '0', XMPPS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
+  for (const [user, password] of users) expect(await run(['user', 'add', user, password], env)).toBe(0);
+  chat = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let logs = '';
+  chat.stdout?.on('data', (chunk: Buffer) => {
+    logs += chunk.toString();
+  });
+  const deadline = Date.now() + 30_000;
+  while (!/listening on https:/.test(logs) || !/listening on xmpps:/.test(logs)) {
+    if (Date.now() > deadline || chat.exitCode !== null) throw new Error(`chat did not start:\n${logs}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  httpPort = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs)?.[1]);
+  httpsPort = Number(/listening on https:\/\/127\.0\.0\.1:(\d+)\//.exec(logs)?.[1]);
+  xmppPort = Number(/listening on xmpp:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+}, 120_000);
+
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup().catch(() => {})));
+  expect(pageErrors).toEqual([]);
+  pageErrors = [];
+});
+
+afterAll(async () => {
+  await browser?.close();
+  chat?.kill('SIGKILL');
+});
+
+async function openPage(url = `http://127.0.0.1:${httpPort}/`): Promise<Page> {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  cleanups.push(() => context.close());
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageErrors.push(String(error)));
+  await page.goto(url);
+  return page;
+}
+
+async function logIn(page: Page, user: string, password: string): Promise<void> {
+  await page.fill('#user', user);
+  await page.fill('#password', password);
+  await page.click('#login button');
+  await page.waitForSelector('#status[data-state="online"]', wait);
+}
+
+/** An XMPP client over TCP, its stanzas collected; `next(match)` waits for one. */
+async function peer(user: string, password: string, port = xmppPort) {
+  const client: Client = xmppClient({
+    service: `xmpp://127.0.0.1:${port}`,
+    domain: 'localhost',
+    username: user,
+    password,
+    resource: 'tcp',
+  });
+  client.on('error', () => {});
+  const seen: Element[] = [];
+  const waiters: Array<{ match: (s: Element) => boolean; resolve: (s: Element) => void }> = [];
+  client.on('stanza', (stanza: Element) => {
+    const index = waiters.findIndex((w) => w.match(stanza));
+    if (index === -1) seen.push(stanza);
+    else waiters.splice(index, 1)[0]?.resolve(stanza);
+  });
+  const jid = String(await client.start());
+  cleanups.push(() => client.stop());
+  const next = (match: (s: Element) => boolean): Promise<Element> => {
+    const index = seen.findIndex(match);
+    if (index !== -1) return Promise.resolve(seen.splice(index, 1)[0] as Element);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${user} waited 30 s for ${match} in vain`)), 30_000);
+      waiters.push({
+        match,
+        resolve: (stanza) => {
+          clearTimeout(timer);
+          resolve(stanza);
+        },
+      });
+    });
+  };
+  return { client, jid, next, send: (stanza: Element) => client.send(stanza) };
+}
+
+const isMessage = (body: string) => (s: Element) => s.is('message') && s.getChildText('body') === body;
+/** The page's document, as functions run in the page see it (this file is type-checked without the DOM library). */
+declare const document: {
+  querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }>;
+  getElementById(id: string): { textContent: string | null } | null;
+};
+const messagesShown = (page: Page, count: number) =>
+  page.waitForFunction((n) => document.querySelectorAll('#messages li.message').length === n, count, wait);
+const messageTexts = (page: Page) => page.$$eval('#messages li .body', (items) => items.map((item) => item.textContent));
+
+describe('the chat page (Chromium)', () => {
+  it('logs in, adds a contact and accepts theirs, sees them come online, chats both ways with unread markers, and shows the history after a reload', async () => {
+    const romeo = await peer('romeo', 'r0meo!');
+    await romeo.send(xml('presence'));
+    const page = await openPage();
+    await logIn(page, 'juliet', 'balcony');
+    expect(await page.textContent('#me')).toMatch(/^juliet@localhost\/web-/);
+
+    // Juliet adds Romeo; Romeo approves and asks back; Juliet accepts on the page.
+    await page.fill('#add-jid', 'romeo');
+    await page.click('#add-contact button');
+    const subscribe = await romeo.next((s) => s.is('presence') && s.attrs.type === 'subscribe');
+    expect(subscribe.attrs.from).toBe('juliet@localhost');
+    await romeo.send(xml('presence', { to: 'juliet@localhost', type: 'subscribed' }));
+    await romeo.send(xml('presence', { to: 'juliet@localhost', type: 'subscribe' }));
+    await page.click('#requests li[data-jid="romeo@localhost"] button.accept', wait);
+    await romeo.next((s) => s.is('presence') && s.attrs.type === 'subscribed' && s.attrs.from === 'juliet@localhost');
+    await page.waitForSelector('#contacts li[data-jid="romeo@localhost"][data-show="online"]', wait);
+
+    // Romeo goes away and comes back online.
+    await romeo.send(xml('presence', { type: 'unavailable' }));
+    await page.waitForSelector('#contacts li[data-jid="romeo@localhost"][data-show="offline"]', wait);
+    await romeo.send(xml('presence', {}, xml('status', {}, 'under the balcony')));
+    await page.waitForSelector('#contacts li[data-jid="romeo@localhost"][data-show="online"]', wait);
+    expect(await page.textContent('#contacts li[data-jid="romeo@localhost"] .presence')).toContain('under the balcony');
+
+    // Romeo writes while Juliet looks elsewhere: an unread marker; opening the conversation clears it.
+    await romeo.send(xml('message', { to: 'juliet@localhost', type: 'chat', id: 'r1' }, xml('body', {}, 'But soft, what light')));
+    await page.waitForSelector('#contacts li[data-jid="romeo@localhost"] .unread', wait);
+    expect(await page.textContent('#contacts li[data-jid="romeo@localhost"] .unread')).toBe('1');
+    expect(await page.title()).toBe('(1) portbind chat');
+    await page.click('#contacts li[data-jid="romeo@localhost"]');
+    expect(await messageTexts(page)).toEqual(['But soft, what light']);
+    expect(await page.$('#messages li.divider')).not.toBeNull();
+    expect(await page.$('#contacts li[data-jid="romeo@localhost"] .unread')).toBeNull();
+    expect(await page.getAttribute('#messages li.message time', 'datetime')).toMatch(/^\d{4}-\d\d-\d\dT/);
+
+    // Juliet answers.
+    await page.fill('#body', 'Wherefore art thou');
+    await page.click('#composer button:not([type])');
+    const answer = await romeo.next(isMessage('Wherefore art thou'));
+    expect(answer.attrs.from).toMatch(/^juliet@localhost\/web-/);
+    expect(answer.attrs.type).toBe('chat');
+
+    // Peer text is text: markup arrives as characters, not as elements.
+    const markup = '<img src=x onerror="document.title=1"><b>bold</b>';
+    await romeo.send(xml('message', { to: 'juliet@localhost', type: 'chat', id: 'r2' }, xml('body', {}, markup)));
+    await page.waitForFunction(
+      (text) => Array.from(document.querySelectorAll('#messages .body')).some((b) => b.textContent === text),
+      markup,
+      wait,
+    );
+    expect(await page.$$('#messages img, #messages b')).toEqual([]);
+
+    // Reload: log in again, and the conversation comes back from the archive (XEP-0313), in order.
+    await page.reload();
+    await logIn(page, 'juliet', 'balcony');
+    await page.waitForSelector('#contacts li[data-jid="romeo@localhost"]', wait);
+    await page.click('#contacts li[data-jid="romeo@localhost"]');
+    await messagesShown(page, 3);
+    expect(await messageTexts(page)).toEqual(['But soft, what light', 'Wherefore art thou', markup]);
+    expect(await page.$$eval('#messages li.message', (items) => items.map((item) => item.classList.contains('outgoing')))).toEqual([
+      false,
+      true,
+      false,
+    ]);
+    // History is not unread.
+    expect(await page.$('#contacts .unread')).toBeNull();
+
+    // Logging out shows the form again, and Romeo sees Juliet leave.
+    await page.click('#logout');
+    await page.waitForSelector('#login:not([hidden])', wait);
+    await romeo.next((s) => s.is('presence') && s.attrs.type === 'unavailable' && String(s.attrs.from).startsWith('juliet@localhost/'));
+  }, 120_000);
+
+  it('shows "Wrong user name or password" for a wrong password, with no uncaught error, and logs in after', async () => {
+    const page = await openPage();
+    await page.fill('#user', 'nurse');
+    await page.fill('#password', 'not-angelica');
+    await page.click('#login button');
+    await page.waitForFunction(() => document.getElementById('login-error')?.textContent !== '', undefined, wait);
+    expect(await page.textContent('#login-error')).toBe('Wrong user name or password.');
+    expect(await page.isVisible('#login')).toBe(true);
+    expect(await page.isHidden('#app')).toBe(true);
+    await logIn(page, 'nurse', 'angelica');
+    expect(await page.textContent('#login-error')).toBe('');
+  }, 60_000);
+
+  it('shows a bounced message as not delivered, under the message', async () => {
+    const page = await openPage();
+    await logIn(page, 'benvolio', 'peace');
+    await page.fill('#add-jid', 'nobody');
+    await page.click('#add-contact button');
+    await page.click('#contacts li[data-jid="nobody@localhost"]', wait);
+    await page.fill('#body', 'Is anyone there?');
+    await page.click('#composer button:not([type])');
+    await page.waitForSelector('#messages li.message.failed .error', wait);
+    expect(await page.textContent('#messages li.message.failed .body')).toBe('Is anyone there?');
+    expect(await page.textContent('#messages li.message.failed .error')).toMatch(/^Not delivered: /);
+  }, 60_000);
+
+  it('after a dropped connection reconnects by itself and resumes the stream (XEP-0198): nothing lost either way', async () => {
+    // The page goes through a TCP proxy the test can cut.
+    const sockets = new Set<Socket>();
+    let refusing = false;
+    const proxy: Server = createServer((socket) => {
+      if (refusing) {
+        socket.destroy();
+        return;
+      }
+      const upstream = tcpConnect(httpPort, '127.0.0.1');
+      sockets.add(socket).add(upstream);
+      socket.pipe(upstream).pipe(socket);
+      const drop = () => {
+        socket.destroy();
+        upstream.destroy();
+      };
+      socket.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+    });
+    proxy.listen(0, '127.0.0.1');
+    await once(proxy, 'listening');
+    cleanups.push(async () => {
+      for (const socket of sockets) socket.destroy();
+      proxy.close();
+    });
+    const proxyPort = (proxy.address() as { port: number }).port;
+
+    const tybalt = await peer('tybalt', 'prince0fcats');
+    await tybalt.send(xml('presence'));
+    const page = await openPage(`http://127.0.0.1:${proxyPort}/`);
+    await logIn(page, 'mercutio', 'queenmab');
+    await tybalt.send(xml('message', { to: 'mercutio@localhost', type: 'chat' }, xml('body', {}, 'Where the devil should this Romeo be?')));
+    await page.click('#contacts li[data-jid="tybalt@localhost"]', wait);
+    await messagesShown(page, 1);
+
+    // Cut the connection and keep it down while both sides write.
+    refusing = true;
+    for (const socket of sockets) socket.destroy();
+    await page.waitForSelector('#status[data-state="reconnecting"]', wait);
+    expect(await page.textContent('#status')).toMatch(/^Connection lost: reconnecting in \d+ s/);
+    await tybalt.send(xml('message', { to: 'mercutio@localhost', type: 'chat' }, xml('body', {}, 'Thou art a villain')));
+    await page.fill('#body', 'A plague o’ both your houses');
+    await page.click('#composer button:not([type])');
+
+    // Let it back in: the page resumes the session; the server resends what it held, the page what it queued.
+    refusing = false;
+    await page.waitForSelector('#status[data-state="online"]', { timeout: 60_000 });
+    expect(await page.textContent('#status')).toBe('Online again (session resumed)');
+    expect((await tybalt.next(isMessage('A plague o’ both your houses'))).attrs.from).toMatch(/^mercutio@localhost\/web-/);
+    await messagesShown(page, 3);
+    // (The resent message carries its <delay/> stamp, to the second: the order of the last two may go either way.)
+    expect((await messageTexts(page)).sort()).toEqual([
+      'A plague o’ both your houses',
+      'Thou art a villain',
+      'Where the devil should this Romeo be?',
+    ]);
+  }, 120_000);
+
+  it('served over https:// talks wss:// to the server', async () => {
+    const page = await openPage(`https://127.0.0.1:${httpsPort}/`);
+    const sockets: string[] = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    await logIn(page, 'paris', 'county');
+    expect(sockets).toEqual([`wss://127.0.0.1:${httpsPort}/xmpp-websocket`]);
+  }, 60_000);
+});
