@@ -23,6 +23,22 @@ export type TypeName = keyof Types;
 /** A stored value: `{ type: 'list', data: [...] }` and so on. */
 export type Value = { [T in TypeName]: { type: T; data: Types[T] } }[TypeName];
 
+/** A deep copy of a value (COPY): changing one leaves the other as it was. */
+export function copyValue(value: Value): Value {
+  switch (value.type) {
+    case 'string':
+      return { type: 'string', data: Buffer.from(value.data) };
+    case 'list':
+      return { type: 'list', data: [...value.data] };
+    case 'hash':
+      return { type: 'hash', data: new Map(value.data) };
+    case 'set':
+      return { type: 'set', data: new Set(value.data) };
+    case 'zset':
+      return { type: 'zset', data: value.data.clone() };
+  }
+}
+
 /** A key (or field, or member) from a command argument. */
 export const keyOf = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
 
@@ -31,9 +47,9 @@ export const bytesOf = (key: string): Buffer => Buffer.from(key, 'latin1');
 
 /** One numbered database. */
 export class Database {
-  readonly values = new Map<string, Value>();
+  values = new Map<string, Value>();
   /** When keys with a TTL expire (ms since the epoch), like Redis's `expires` dict. */
-  readonly expires = new Map<string, number>();
+  expires = new Map<string, number>();
   /** Called when a key is deleted because it expired (mini-redis tells WATCH, as Redis does). */
   readonly #onExpired: (key: string) => void;
   #sweep: Iterator<[string, number]> | undefined;
@@ -116,6 +132,14 @@ export class Database {
   /** Number of keys, counting expired ones not yet swept (as DBSIZE does in Redis). */
   get size(): number {
     return this.values.size;
+  }
+
+  /** SWAPDB: exchange every key and TTL with another database. */
+  swapWith(other: Database): void {
+    [this.values, other.values] = [other.values, this.values];
+    [this.expires, other.expires] = [other.expires, this.expires];
+    this.#sweep = undefined;
+    other.#sweep = undefined;
   }
 
   clear(): void {

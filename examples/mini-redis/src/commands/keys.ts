@@ -2,7 +2,7 @@ import { globMatch, OK, type RespClient, RespError, simple } from '@portbind/res
 import type { MiniRedis } from '../app.js';
 import { helpReply } from '../help.js';
 import { INT64_MAX, INT64_MIN, int64Arg, intArg } from '../numbers.js';
-import { bytesOf, type Database, keyOf } from '../store.js';
+import { bytesOf, copyValue, type Database, keyOf, type Value } from '../store.js';
 
 const group = 'generic';
 const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
@@ -189,6 +189,143 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
       return onlyIfNew ? 1 : OK;
     });
   }
+
+  for (const [name, unit] of [
+    ['expiretime', 1000],
+    ['pexpiretime', 1],
+  ] as const) {
+    resp.command(
+      name,
+      {
+        arity: 2,
+        flags: ['readonly', 'fast'],
+        keys: [1, 1, 1],
+        summary: 'Returns the expiration time of a key as a Unix timestamp.',
+        group,
+      },
+      (client, argv) => {
+        const key = keyOf(argv[1]);
+        const db = keyspace.db(client.db);
+        if (db.get(key) === undefined) return -2;
+        const expiresAt = db.expires.get(key);
+        if (expiresAt === undefined) return -1;
+        return Math.floor(expiresAt / unit);
+      },
+    );
+  }
+
+  resp.command(
+    'touch',
+    {
+      arity: -2,
+      flags: ['readonly', 'fast'],
+      keys: [1, -1, 1],
+      summary: 'Returns the number of existing keys out of those specified.',
+      group,
+    },
+    (client, argv) => argv.slice(1).filter((arg) => keyspace.db(client.db).get(keyOf(arg)) !== undefined).length,
+  );
+
+  resp.command('randomkey', { arity: 1, flags: ['readonly'], summary: 'Returns a random key name from the database.', group }, (client) => {
+    const db = keyspace.db(client.db);
+    // Pick among the keys; an expired pick is deleted (as Redis does) and another is tried.
+    for (let tries = 0; db.size > 0 && tries < 100; tries++) {
+      const skip = Math.floor(Math.random() * db.size);
+      let index = 0;
+      for (const key of db.values.keys()) {
+        if (index++ < skip) continue;
+        if (db.get(key) !== undefined) return bytesOf(key);
+        break;
+      }
+    }
+    for (const key of db.values.keys()) if (db.get(key) !== undefined) return bytesOf(key);
+    return null;
+  });
+
+  // ---- COPY, MOVE, SWAPDB ------------------------------------------------------------------------
+
+  /** A database index argument: an integer, then in range, with Redis's errors. */
+  const dbArg = (arg: Buffer | undefined, notInteger = 'ERR value is not an integer or out of range'): number => {
+    const index = int64Arg(arg, notInteger);
+    if (index < -2147483648n || index > 2147483647n) throw new RespError(notInteger);
+    if (index < 0n || index >= BigInt(keyspace.databases.length)) throw new RespError('ERR DB index is out of range');
+    return Number(index);
+  };
+  /** Put a value (a deep copy when `copy`) and its TTL under `to` in database `target`. */
+  const place = (target: number, to: string, value: Value, expiresAt: number | undefined): void => {
+    const db = keyspace.db(target);
+    db.set(to, value);
+    if (expiresAt !== undefined) db.expireAt(to, expiresAt);
+    resp.touch(target, to);
+    if (value.type === 'list' || value.type === 'zset') blocked.signal(target, to);
+  };
+
+  resp.command(
+    'copy',
+    { arity: -3, flags: ['write'], keys: [1, 2, 1], summary: 'Copies the value of a key to a new key.', group },
+    (client, argv) => {
+      let target = client.db;
+      let replace = false;
+      for (let i = 3; i < argv.length; i++) {
+        const option = upper(argv[i]);
+        if (option === 'REPLACE') replace = true;
+        else if (option === 'DB' && i + 1 < argv.length) target = dbArg(argv[++i]);
+        else throw new RespError('ERR syntax error');
+      }
+      const [from, to] = [keyOf(argv[1]), keyOf(argv[2])];
+      if (from === to && target === client.db) throw new RespError('ERR source and destination objects are the same');
+      const source = keyspace.db(client.db);
+      const value = source.get(from);
+      if (value === undefined) return 0;
+      const destination = keyspace.db(target);
+      if (destination.get(to) !== undefined) {
+        if (!replace) return 0;
+        destination.delete(to);
+      }
+      place(target, to, copyValue(value), source.expires.get(from));
+      return 1;
+    },
+  );
+
+  resp.command(
+    'move',
+    { arity: 3, flags: ['write', 'fast'], keys: [1, 1, 1], summary: 'Moves a key to another database.', group },
+    (client, argv) => {
+      const target = dbArg(argv[2]);
+      const key = keyOf(argv[1]);
+      if (target === client.db) throw new RespError('ERR source and destination objects are the same');
+      const source = keyspace.db(client.db);
+      const value = source.get(key);
+      if (value === undefined || keyspace.db(target).get(key) !== undefined) return 0;
+      const expiresAt = source.expires.get(key);
+      source.delete(key);
+      resp.touch(client.db, key);
+      place(target, key, value, expiresAt);
+      return 1;
+    },
+  );
+
+  resp.command(
+    'swapdb',
+    { arity: 3, flags: ['write', 'fast'], summary: 'Swaps two Redis databases.', group: 'server' },
+    (_client, argv) => {
+      const a = dbArg(argv[1], 'ERR invalid first DB index');
+      const b = dbArg(argv[2], 'ERR invalid second DB index');
+      if (a === b) return OK;
+      // WATCH: a watched key that exists in either database is touched (Redis's touchAllWatchedKeysInDb).
+      const exists = (db: number, key: string): boolean => keyspace.db(a).exists(key) || keyspace.db(b).exists(key);
+      resp.touchAll(a, exists);
+      resp.touchAll(b, exists);
+      keyspace.db(a).swapWith(keyspace.db(b));
+      // Clients blocked on a key that now holds a list or sorted set are served.
+      for (const index of [a, b]) {
+        for (const [key, value] of keyspace.db(index).values) {
+          if (value.type === 'list' || value.type === 'zset') blocked.signal(index, key);
+        }
+      }
+      return OK;
+    },
+  );
 
   // ---- KEYS, SCAN -----------------------------------------------------------------------------
 
