@@ -153,7 +153,7 @@ describe('push notifications (XEP-0357)', () => {
   });
 
   it('throttles pushes per device: messages within the window go out in one push with their count', async () => {
-    const { port, app, server } = await setup({ minIntervalMs: 1500 });
+    const { port, app, server } = await setup({ minIntervalMs: 2500 });
     const juliet = await Raw.login(port, 'juliet', 'balcony', 'phone');
     await enable(juliet, 'e1', 'n');
     await offline(juliet, server, 'juliet@localhost');

@@ -188,6 +188,7 @@ class Push {
   /** Per-user serialisation of registration writes. */
   readonly #locks = new Map<string, Promise<unknown>>();
   #stopped = false;
+  #lastSince = 0;
 
   constructor(api: ModuleApi, settings: Settings) {
     this.#api = api;
@@ -256,7 +257,9 @@ class Push {
           this.#api.logger.info({ user, push: old.key }, 'push registration dropped: too many devices');
         }
       }
-      const registration: Registration = { jid: service, node, since: Date.now() };
+      // Strictly increasing, so that two enables in one millisecond still have an order.
+      this.#lastSince = Math.max(Date.now(), this.#lastSince + 1);
+      const registration: Registration = { jid: service, node, since: this.#lastSince };
       if (options !== undefined) registration.options = options;
       await this.#store.set(user, key, registration as { [key: string]: string | number });
     });
