@@ -38,6 +38,8 @@ const backends: Array<[string, () => XmppStorage]> = [
   ['memoryStorage()', () => memoryStorage({ iterations: ITERATIONS })],
   ['sqliteStorage()', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS })],
   ['sqliteStorage({ batch: false })', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS, batch: false })],
+  // SQLite on the event loop instead of its own thread.
+  ['sqliteStorage({ thread: false })', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS, thread: false })],
 ];
 
 function open(factory: () => XmppStorage): XmppStorage {

@@ -23,6 +23,7 @@ import { SaslprepError } from '../sasl/saslprep.js';
 import { compareKeys, cursorNotFound, pageSize } from './memory.js';
 import { type Migration, migrations } from './migrations.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';
+import { WorkerStorage } from './worker-storage.js';
 
 // Durable storage in one SQLite file (better-sqlite3). better-sqlite3 is synchronous: each call
 // runs on the event loop. Operations are queued and the queue runs at setImmediate; the operations of
@@ -80,6 +81,14 @@ export interface SqliteStorageOptions {
   checkpointWorker?: boolean;
   /** Least time between two checkpoints of the worker. Default 20 ms. */
   checkpointInterval?: number;
+  /**
+   * Run SQLite on a thread of its own (default true): the event loop only posts the calls and settles
+   * their promises, so archiving a message costs the server almost nothing on its own thread. The file is
+   * opened and checked on the calling thread first (so every startup error is still thrown by
+   * `sqliteStorage()`), then by the storage thread. False: SQLite runs on the event loop. `':memory:'`
+   * always runs on the event loop (a memory database belongs to one connection).
+   */
+  thread?: boolean;
 }
 
 /**
@@ -89,7 +98,13 @@ export interface SqliteStorageOptions {
  * a directory that cannot be created, a schema written by a newer version.
  */
 export function sqliteStorage(options: SqliteStorageOptions): XmppStorage {
-  return new SqliteStorage(options);
+  if (options?.thread === false || options?.file === ':memory:') return new SqliteStorage(options);
+  // Open, migrate and check the file here, so that what is wrong with it is thrown now; then the
+  // storage thread opens it (no second quick_check of the whole file).
+  const check = new SqliteStorage({ ...options, checkpointWorker: false });
+  check.dispose();
+  const { thread: _thread, ...rest } = options;
+  return new WorkerStorage(check.file, { ...rest, file: check.file, quickCheck: false });
 }
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -139,7 +154,8 @@ function openError(file: string, error: unknown): XmppConfigError {
   return storageError(file, `cannot be opened (${errorText(error)})`, error);
 }
 
-class SqliteStorage implements XmppStorage {
+/** The storage on the thread that uses it (the storage thread runs one too). @internal */
+export class SqliteStorage implements XmppStorage {
   readonly users: SqliteUserStore;
   readonly file: string;
   readonly #db: Database.Database;
@@ -409,6 +425,12 @@ class SqliteStorage implements XmppStorage {
     const failed = new Set<Operation>(batch);
     for (const entry of this.#done.splice(0)) failed.add(entry.operation);
     for (const operation of failed) operation.reject(error);
+  }
+
+  /** Closes the file at once, with nothing pending (after opening it to check it). */
+  dispose(): void {
+    this.#closed = true;
+    this.#db.close();
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,93 @@
+// The storage thread's program: one SqliteStorage (the same code as on the main thread, with its
+// group commits and checkpoints) answering the calls the main thread's WorkerStorage posts. See
+// worker-storage.ts for why SQLite runs here.
+import { parentPort, workerData } from 'node:worker_threads';
+import { SqliteStorage, type SqliteStorageOptions } from './sqlite.js';
+import type { KeyValueStore, XmppStorage } from './types.js';
+import type { StorageCall, StorageReply, WorkerError } from './worker-storage.js';
+
+const port = parentPort;
+if (port === null) throw new Error('sqlite-worker.js runs as a worker thread');
+
+let storage: XmppStorage | undefined;
+let failure: WorkerError | undefined;
+try {
+  storage = new SqliteStorage(workerData as SqliteStorageOptions);
+} catch (error) {
+  failure = describe(error);
+}
+
+function describe(error: unknown): WorkerError {
+  if (!(error instanceof Error)) return { name: 'Error', message: String(error) };
+  const code = (error as { code?: unknown }).code;
+  const condition = (error as { condition?: unknown }).condition;
+  return {
+    name: error.name,
+    message: error.message,
+    code: typeof code === 'string' ? code : undefined,
+    condition: typeof condition === 'string' ? condition : undefined,
+  };
+}
+
+let replies: StorageReply[] = [];
+let scheduled = false;
+function flush(): void {
+  scheduled = false;
+  if (replies.length === 0) return;
+  const batch = replies;
+  replies = [];
+  port?.postMessage(batch);
+}
+function reply(entry: StorageReply): void {
+  replies.push(entry);
+  if (scheduled) return;
+  scheduled = true;
+  // Every call a commit settled, in one message.
+  setImmediate(flush);
+}
+
+function target(call: StorageCall): object {
+  const open = storage as XmppStorage;
+  if (call[1] === 'users') return open.users;
+  if (call[1] === 'kv') return open.keyValue(call[2]) as KeyValueStore;
+  return open.archive(call[2]);
+}
+
+port.on('message', (message: StorageCall[] | { close: true }) => {
+  if (!Array.isArray(message)) {
+    const closing = storage === undefined ? Promise.resolve() : storage.close();
+    // The answers of the last commit leave before the word that the file is closed.
+    const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    closing.then(
+      () =>
+        settle().then(() => {
+          flush();
+          port.postMessage({ closed: true });
+        }),
+      (error: unknown) =>
+        settle().then(() => {
+          flush();
+          port.postMessage({ closed: true, error: describe(error) });
+        }),
+    );
+    return;
+  }
+  for (const call of message) {
+    const id = call[0];
+    if (failure !== undefined) {
+      reply([id, false, failure]);
+      continue;
+    }
+    try {
+      const object = target(call) as Record<string, (...args: unknown[]) => unknown>;
+      const method = object[call[3]];
+      if (typeof method !== 'function') throw new TypeError(`no storage method ${call[1]}.${call[3]}`);
+      Promise.resolve(method.apply(object, call[4])).then(
+        (value) => reply([id, true, value]),
+        (error: unknown) => reply([id, false, describe(error)]),
+      );
+    } catch (error) {
+      reply([id, false, describe(error)]);
+    }
+  }
+});
