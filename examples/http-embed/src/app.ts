@@ -7,7 +7,8 @@ import { memoryStorage, xmppServer } from '@portbind/xmpp';
 import { page } from './page.js';
 
 /**
- * The demo service. One HTTP binding (PORT, default 5000) serves
+ * The demo service, every protocol on one port: PORT (default 5000). RESP_PORT or XMPP_PORT, when
+ * set, move RESP or XMPP to a port of their own. One HTTP binding serves
  *   GET  /                 a page that talks to the channels below
  *   GET  /livez, /readyz   health (readiness turns 503 while draining)
  *   GET  /api/hello?name=  a JSON greeting
@@ -17,10 +18,10 @@ import { page } from './page.js';
  *   WS   /ws/echo          sends each message back to its sender
  *   WS   /ws/broadcast     sends each message to every peer
  *   GET  /api/notes        the notes, as JSON;  PUT /api/notes/NAME sets one (the body)
- * and one RESP binding (RESP_PORT, default 6379) speaks Redis to the same state:
+ * and one RESP binding (on PORT too, or RESP_PORT) speaks Redis to the same state:
  *   GET, SET, DEL, KEYS on the notes; PUBLISH broadcast MSG reaches the WebSocket peers,
  *   and SUBSCRIBE broadcast hears what they say.
- * and XMPP on XMPP_PORT (default 5222) and at ws://…/xmpp-websocket, for the demo accounts
+ * and XMPP (on PORT too, or XMPP_PORT) and at ws://…/xmpp-websocket, for the demo accounts
  * alice@localhost and bob@localhost (passwords in the log). Without TLS here, only clients on this
  * machine may log in; examples/chat shows the full XMPP setup with TLS.
  */
@@ -104,7 +105,9 @@ export function createApp(options: PortServiceOptions = {}): PortService {
     },
   });
 
-  const service = new PortService(options);
+  // Bindings without a port of their own (RESP_PORT, XMPP_PORT unset) share PORT: core tells
+  // HTTP, RESP and XMPP apart by each connection's first bytes.
+  const service = new PortService({ portSharing: { join: true }, ...options });
   service.bind(http);
   service.bind(resp);
   service.bind(xmpp.c2s());

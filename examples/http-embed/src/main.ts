@@ -1,6 +1,6 @@
 import { createApp } from './app.js';
 
-// PORT (default 5000) for HTTP and WebSocket, RESP_PORT (default 6379) for Redis clients,
-// XMPP_PORT (default 5222) for XMPP clients, and HOST
-// choose where it listens; SIGTERM/SIGINT drain and exit.
+// PORT (default 5000) for HTTP, WebSocket, Redis clients and XMPP clients alike; RESP_PORT or
+// XMPP_PORT give Redis or XMPP a port of their own; HOST chooses the interface.
+// SIGTERM/SIGINT drain and exit.
 await createApp().run();

@@ -23,10 +23,12 @@ interface Started {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Spawn the demo with extra environment; collect what it prints. */
-function spawnDemo(env: Record<string, string>): { child: ChildProcess; logs: () => string } {
+/** Spawn the demo with extra environment (`undefined`: unset); collect what it prints. */
+function spawnDemo(env: Record<string, string | undefined>): { child: ChildProcess; logs: () => string } {
+  const merged: Record<string, string | undefined> = { ...process.env, LOG_LEVEL: 'info', ...env };
+  for (const [name, value] of Object.entries(merged)) if (value === undefined) delete merged[name];
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    env: merged,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -39,9 +41,12 @@ function spawnDemo(env: Record<string, string>): { child: ChildProcess; logs: ()
   return { child, logs: () => output };
 }
 
-/** Start the demo on an ephemeral port; resolve once it logs its URL. */
-async function startDemo(env: Record<string, string> = {}): Promise<Started> {
-  const { child, logs } = spawnDemo({ PORT: '0', RESP_PORT: '0', XMPP_PORT: '0', HOST: '127.0.0.1', ...env });
+/**
+ * Start the demo on an ephemeral port — PORT alone, so RESP and XMPP share it — and resolve once it
+ * logs its URLs.
+ */
+async function startDemo(env: Record<string, string | undefined> = {}): Promise<Started> {
+  const { child, logs } = spawnDemo({ PORT: '0', RESP_PORT: undefined, XMPP_PORT: undefined, HOST: '127.0.0.1', ...env });
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   const deadline = Date.now() + 10_000;
   while (!/listening on http:\/\/127\.0\.0\.1:(\d+)\//.test(logs())) {
@@ -72,9 +77,18 @@ describe('examples/http-embed', () => {
       `ws://127.0.0.1:${demo.port}/ws/echo`,
       `ws://127.0.0.1:${demo.port}/ws/broadcast`,
       `ws://127.0.0.1:${demo.port}/xmpp-websocket`,
-      `redis://127.0.0.1:${demo.respPort}`,
-      `xmpp://127.0.0.1:${demo.xmppPort}`,
+      `redis://127.0.0.1:${demo.port}`,
+      `xmpp://127.0.0.1:${demo.port}`,
     ]);
+    expect([demo.respPort, demo.xmppPort]).toEqual([demo.port, demo.port]);
+  });
+
+  it('moves RESP and XMPP to ports of their own when RESP_PORT and XMPP_PORT are set', async () => {
+    const demo = await startDemo({ RESP_PORT: '0', XMPP_PORT: '0' });
+    expect(new Set([demo.port, demo.respPort, demo.xmppPort]).size).toBe(3);
+    const cli = (...args: string[]) => run('redis-cli', ['-h', '127.0.0.1', '-p', String(demo.respPort), ...args]);
+    expect((await cli('SET', 'greeting', 'on its own port')).stdout).toBe('OK\n');
+    expect(await (await fetch(`http://127.0.0.1:${demo.port}/api/notes`)).json()).toEqual({ greeting: 'on its own port' });
   });
 
   it('serves the page, the JSON API, health and both WebSocket channels on one port (curl, fetch, ws)', async () => {
@@ -230,7 +244,8 @@ describe('examples/http-embed', () => {
     const [code] = await once(second.child, 'exit');
     const output = second.logs();
     expect(code).toBe(1);
-    expect(output).toContain(`Cannot bind http on 127.0.0.1:${first.port}: EADDRINUSE`);
+    // HTTP, RESP and XMPP share the one listener that could not bind.
+    expect(output).toContain(`Cannot bind http+resp+xmpp on 127.0.0.1:${first.port}: EADDRINUSE`);
     expect(output).not.toContain('listening on');
     // The first is unharmed.
     expect((await fetch(`http://127.0.0.1:${first.port}/livez`)).status).toBe(200);
