@@ -2042,4 +2042,52 @@ describe("what Redis's own test suite needs, as redis-server 7.0.15", () => {
       'SELECT 0',
     ]);
   });
+
+  it('hashes: HINCRBYFLOAT, HSTRLEN, HRANDFIELD, HSCAN, MEMORY USAGE of a missing key — replies and errors', async () => {
+    for (const resp3 of [false, true]) {
+      await compare(
+        [
+          'HINCRBYFLOAT h f 1.5',
+          'HINCRBYFLOAT h f 10e3',
+          'HINCRBYFLOAT h f -0.5',
+          'HINCRBYFLOAT h f abc',
+          'HINCRBYFLOAT h f inf',
+          'HSET h s text',
+          'HINCRBYFLOAT h s 1',
+          'HINCRBYFLOAT fresh f 1',
+          'SET str x',
+          'HINCRBYFLOAT str f 1',
+          'HSTRLEN h s',
+          'HSTRLEN h nope',
+          'HSTRLEN missing f',
+          'HSTRLEN str f',
+          'HSET one f v',
+          'HRANDFIELD one',
+          'HRANDFIELD one 1',
+          'HRANDFIELD one 5 WITHVALUES',
+          'HRANDFIELD one -3',
+          'HRANDFIELD one -2 WITHVALUES',
+          'HRANDFIELD one 0',
+          'HRANDFIELD missing',
+          'HRANDFIELD missing 3',
+          'HRANDFIELD one 1 FOO',
+          'HRANDFIELD one x',
+          'HRANDFIELD one -9223372036854775808',
+          'HRANDFIELD str',
+          'HSCAN one 0',
+          'HSCAN one 0 MATCH f*',
+          'HSCAN one 0 MATCH x*',
+          'HSCAN missing 0',
+          'HSCAN one 0 COUNT 0',
+          'HSCAN str 0',
+          'MEMORY USAGE missing',
+          'MEMORY USAGE one SAMPLES x',
+          'MEMORY nope',
+          'MEMORY USAGE',
+          'MEMORY HELP x',
+        ],
+        { resp3 },
+      );
+    }
+  });
 });

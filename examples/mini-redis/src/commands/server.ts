@@ -5,6 +5,8 @@ import { globMatch, OK, type ReplyValue, type RespClient, RespError } from '@por
 import type { MiniRedis } from '../app.js';
 import type { EncodingLimits } from '../encodings.js';
 import { helpReply } from '../help.js';
+import { toInt64 } from '../numbers.js';
+import type { Value } from '../store.js';
 
 const group = 'server';
 const text = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
@@ -142,6 +144,68 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
       if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'function|${name}' command`);
       return sub.run(argv);
+    },
+  );
+
+  // ---- MEMORY USAGE -------------------------------------------------------------------------------
+  // An estimate of what a key costs here (JavaScript strings, Buffers and collections), not Redis's
+  // allocator figures: a missing key answers null, as Redis.
+
+  const usage = (key: string, value: Value): number => {
+    const overhead = 64 + key.length;
+    switch (value.type) {
+      case 'string':
+        return overhead + value.data.length;
+      case 'list':
+        return overhead + value.data.reduce((sum, item) => sum + item.length + 16, 0);
+      case 'hash': {
+        let sum = overhead;
+        for (const [field, data] of value.data) sum += field.length + data.length + 48;
+        return sum;
+      }
+      case 'set': {
+        let sum = overhead;
+        for (const member of value.data) sum += member.length + 32;
+        return sum;
+      }
+      case 'zset': {
+        let sum = overhead;
+        for (const member of value.data.scores.keys()) sum += member.length + 96;
+        return sum;
+      }
+    }
+  };
+  resp.command(
+    'memory',
+    { arity: -2, summary: 'A container for memory diagnostics commands.', group, subcommands: { usage: ['readonly'], help: [] } },
+    (client, argv) => {
+      const sub = text(argv[1]).toUpperCase();
+      if (sub === 'HELP' && argv.length === 2) {
+        return helpReply('MEMORY', [
+          'DOCTOR',
+          '    Return memory problems reports.',
+          'MALLOC-STATS',
+          '    Return internal statistics report from the memory allocator.',
+          'PURGE',
+          '    Attempt to purge dirty pages for reclamation by the allocator.',
+          'STATS',
+          '    Return information about the memory usage of the server.',
+          'USAGE <key> [SAMPLES <count>]',
+          '    Return memory in bytes used by <key> and its value. Nested values are',
+          '    sampled up to <count> times (default: 5, 0 means sample all).',
+        ]);
+      }
+      if (sub !== 'USAGE' && sub !== 'HELP') throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try MEMORY HELP.`);
+      if (sub === 'HELP' || argv.length < 3) throw new RespError(`ERR wrong number of arguments for 'memory|${sub.toLowerCase()}' command`);
+      for (let i = 3; i < argv.length; i += 2) {
+        if (text(argv[i]).toUpperCase() !== 'SAMPLES' || argv[i + 1] === undefined) throw new RespError('ERR syntax error');
+        const samples = toInt64(argv[i + 1] as Buffer);
+        if (samples === undefined) throw new RespError('ERR value is not an integer or out of range');
+        if (samples < 0n) throw new RespError('ERR syntax error');
+      }
+      const key = text(argv[2]);
+      const value = keyspace.db(client.db).get(key);
+      return value === undefined ? null : usage(key, value);
     },
   );
 
