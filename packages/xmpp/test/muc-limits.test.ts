@@ -69,7 +69,7 @@ describe('MUC limits and bad input', () => {
     expect(await juliet.next(/id='s'/)).toContain('<not-acceptable');
     await createRoom(juliet, 'second', 'Juliet');
     const full = await refusedJoin(juliet, 'third', 'Juliet');
-    expect(full).toMatch(/<error type='wait'><resource-constraint /);
+    expect(full).toMatch(/<error type='wait' by='[^']+'><resource-constraint /);
     // A join without a nick (§7.2.1): jid-malformed.
     juliet.send(`<presence to='${ROOM}'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
     expect(await juliet.next(/^<presence(?=[^>]* type='error')/)).toContain('<jid-malformed');

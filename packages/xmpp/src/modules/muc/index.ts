@@ -5,7 +5,7 @@
 // server's durable store. Occupants leave when their session ends.
 
 import { XmppConfigError } from '../../config-error.js';
-import { xml } from '../../element.js';
+import { type XmlElement, xml } from '../../element.js';
 import type { ModuleApi, StanzaEvent, StanzaKind, XmppModule } from '../../module.js';
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from '../../namespaces.js';
 import { parseXml } from '../../parse.js';
@@ -186,48 +186,53 @@ export function muc(options: MucOptions = {}): MucModule {
         name: options.name ?? 'Chatrooms',
         async stanza(event, kind) {
           await ensureLoaded();
-          if (event.to.local === '') return serviceStanza(event, kind);
-          const type = event.stanza.attr('type');
-          let room = rooms.get(event.to.local);
-          let created = false;
-          if (kind === 'presence' && !event.to.isBare && type === undefined) checkNick(event.to.resource, limits);
-          if (room === undefined) {
-            if (kind === 'presence' && !event.to.isBare && type === undefined) {
-              room = createRoom(event);
-              created = true;
-            } else if (type === 'error' || type === 'result' || (kind === 'presence' && type !== undefined)) {
-              return;
-            } else {
-              throw new StanzaErrorException('item-not-found', 'no such room');
-            }
+          if (kind !== 'presence' || event.stanza.attr('type') !== undefined) return roomStanza(event, kind);
+          try {
+            await roomStanza(event, kind);
+          } catch (error) {
+            // §7.2: an error to a join (or a presence change) carries <x xmlns='…muc'/> beside <error/>.
+            if (!(error instanceof StanzaErrorException)) throw error;
+            await api.route(joinError(event.stanza, error, event.to.bare));
           }
-          const target = room;
-          await target.run(async () => {
-            try {
-              await target.handle(event, kind, created);
-            } catch (error) {
-              // A room whose creating join was refused (a limit) is not left behind.
-              if (created && target.occupants.size === 0) await target.destroy(undefined, undefined, false);
-              throw error;
-            }
-          });
         },
       });
 
+      const roomStanza = async (event: StanzaEvent, kind: StanzaKind): Promise<void> => {
+        if (event.to.local === '') return serviceStanza(event, kind);
+        const type = event.stanza.attr('type');
+        let room = rooms.get(event.to.local);
+        let created = false;
+        if (kind === 'presence' && !event.to.isBare && type === undefined) checkNick(event.to.resource, limits);
+        if (room === undefined) {
+          if (kind === 'presence' && !event.to.isBare && type === undefined) {
+            room = createRoom(event);
+            created = true;
+          } else if (type === 'error' || type === 'result' || (kind === 'presence' && type !== undefined)) {
+            return;
+          } else {
+            throw new StanzaErrorException('item-not-found', 'no such room');
+          }
+        }
+        const target = room;
+        await target.run(async () => {
+          try {
+            await target.handle(event, kind, created);
+          } catch (error) {
+            // A room whose creating join was refused (a limit) is not left behind.
+            if (created && target.occupants.size === 0) await target.destroy(undefined, undefined, false);
+            throw error;
+          }
+        });
+      };
+
       const createRoom = (event: StanzaEvent): Room => {
         const bare = event.from.bare;
-        if (!mayCreate(bare))
-          throw new StanzaErrorException('not-allowed', 'you may not create rooms on this service', xml('x', { xmlns: NS_MUC }));
-        if (rooms.size >= limits.maxRooms)
-          throw new StanzaErrorException('resource-constraint', 'this service holds no more rooms', xml('x', { xmlns: NS_MUC }));
+        if (!mayCreate(bare)) throw new StanzaErrorException('not-allowed', 'you may not create rooms on this service');
+        if (rooms.size >= limits.maxRooms) throw new StanzaErrorException('resource-constraint', 'this service holds no more rooms');
         let mine = 0;
         for (const room of rooms.values()) if (room.creator === bare) mine++;
         if (mine >= limits.maxRoomsPerUser)
-          throw new StanzaErrorException(
-            'policy-violation',
-            `you created ${limits.maxRoomsPerUser} rooms already`,
-            xml('x', { xmlns: NS_MUC }),
-          );
+          throw new StanzaErrorException('policy-violation', `you created ${limits.maxRoomsPerUser} rooms already`);
         const room = new Room(ctx, event.to.local, bare);
         room.affiliations.set(bare, 'owner');
         if (ctx.lockNewRooms) room.lock();
@@ -307,15 +312,19 @@ export function muc(options: MucOptions = {}): MucModule {
   };
 }
 
+/** The error presence of §7.2 (Example 23): `<x xmlns='…muc'/>` and the error, `by` the room. */
+function joinError(stanza: XmlElement, error: StanzaErrorException, by: string): XmlElement {
+  const reply = error.reply(stanza);
+  reply.getChild('error')?.setAttr('by', by);
+  reply.children.unshift(xml('x', { xmlns: NS_MUC }));
+  return reply;
+}
+
 /** §7.2: a nickname is a resourcepart (non-empty, not only spaces) of bounded length. */
 function checkNick(nick: string, limits: MucLimits): void {
-  if (nick.trim() === '') throw new StanzaErrorException('jid-malformed', 'a nickname is needed', xml('x', { xmlns: NS_MUC }));
+  if (nick.trim() === '') throw new StanzaErrorException('jid-malformed', 'a nickname is needed');
   if ([...nick].length > limits.maxNickLength)
-    throw new StanzaErrorException(
-      'not-acceptable',
-      `a nickname has at most ${limits.maxNickLength} characters`,
-      xml('x', { xmlns: NS_MUC }),
-    );
+    throw new StanzaErrorException('not-acceptable', `a nickname has at most ${limits.maxNickLength} characters`);
 }
 
 async function loadRooms(store: KeyValueStore, ctx: MucContext, rooms: Map<string, Room>): Promise<void> {

@@ -168,29 +168,26 @@ export class Room {
     const bare = from.bare;
     const affiliation = this.affiliation(bare);
     const x = stanza.getChild('x', NS_MUC);
-    const errorExtra = xml('x', { xmlns: NS_MUC });
     if (this.locked && affiliation !== 'owner')
-      throw new StanzaErrorException('item-not-found', 'this room is locked until its owner configures it', errorExtra);
-    if (affiliation === 'outcast') throw new StanzaErrorException('forbidden', 'you are banned from this room', errorExtra);
+      throw new StanzaErrorException('item-not-found', 'this room is locked until its owner configures it');
+    if (affiliation === 'outcast') throw new StanzaErrorException('forbidden', 'you are banned from this room');
     if (this.config.membersOnly && AFFILIATION_RANK[affiliation] < AFFILIATION_RANK.member)
-      throw new StanzaErrorException('registration-required', 'this room is members-only', errorExtra);
+      throw new StanzaErrorException('registration-required', 'this room is members-only');
     const existing = this.occupants.get(nick);
-    if (existing !== undefined && existing.bare !== bare)
-      throw new StanzaErrorException('conflict', 'that nickname is already in use', errorExtra);
+    if (existing !== undefined && existing.bare !== bare) throw new StanzaErrorException('conflict', 'that nickname is already in use');
     if (this.config.password !== '' && x?.getChildText('password', NS_MUC) !== this.config.password)
-      throw new StanzaErrorException('not-authorized', 'a password is required to enter this room', errorExtra);
+      throw new StanzaErrorException('not-authorized', 'a password is required to enter this room');
     if (existing === undefined) {
       const privileged = AFFILIATION_RANK[affiliation] >= AFFILIATION_RANK.admin;
       if (this.occupants.size >= this.config.maxUsers && !privileged)
-        throw new StanzaErrorException('service-unavailable', 'the room is full', errorExtra);
+        throw new StanzaErrorException('service-unavailable', 'the room is full');
       if (this.#ctx.joinedRooms(bare) >= this.#ctx.limits.maxJoinedRoomsPerUser)
         throw new StanzaErrorException(
           'policy-violation',
           `you are in ${this.#ctx.limits.maxJoinedRoomsPerUser} rooms already: leave one first`,
-          errorExtra,
         );
     } else if (existing.sessions.size >= this.#ctx.limits.maxSessionsPerOccupant) {
-      throw new StanzaErrorException('policy-violation', 'too many sessions share this nickname', errorExtra);
+      throw new StanzaErrorException('policy-violation', 'too many sessions share this nickname');
     }
 
     const occupant: Occupant = existing ?? { nick, bare, role: this.defaultRole(affiliation), sessions: new Map(), primary: real };
