@@ -488,9 +488,11 @@ function joinRoom(jid, nick) {
   room.nick = nick;
   room.joined = false;
   room.occupants = new Map();
-  // Room history on join: the last 50 messages, or those since the last one we have (after a lost session).
-  const last = room.messages.at(-1)?.time;
-  const history = last ? x('history', { since: new Date(last.getTime() + 1).toISOString() }) : x('history', { maxstanzas: '50' });
+  // Room history on join: the last 50 messages, or (after a lost session) those since a minute before
+  // the last one we have; what we have already is recognised by its id and left out.
+  const last = room.messages.findLast((m) => !m.notice)?.time;
+  const since = last && new Date(last.getTime() - 60_000).toISOString();
+  const history = since ? x('history', { since, maxstanzas: '50' }) : x('history', { maxstanzas: '50' });
   xmpp.send(x('presence', { to: `${jid}/${nick}` }, x('x', { xmlns: NS.muc }, history)));
   saveRooms();
   renderContacts();
@@ -519,6 +521,12 @@ function onRoomPresence(room, el) {
     if (self && !room.joined) {
       room.joined = true;
       addNotice(room, `You joined ${room.jid} as ${nick}${codes.has('201') ? ' (a new room)' : ''}`, false);
+      // A new room stays locked until its owner configures it: accept the defaults (an instant room, XEP-0045 §10.1.2).
+      if (codes.has('201')) {
+        xmpp
+          .iq('set', room.jid, x('query', { xmlns: `${NS.muc}#owner` }, x('x', { xmlns: 'jabber:x:data', type: 'submit' })))
+          .catch((error) => addNotice(room, `Could not open the new room: ${describe(error)}`, true));
+      }
     }
   }
   renderContacts();
