@@ -54,6 +54,19 @@ describe('external components (XEP-0114)', () => {
     expect(after).not.toContain('bot.localhost');
   });
 
+  it("gets answers and bounces on its bare domain: the server's IQ results, an unknown account's error", async () => {
+    const { componentPort } = await startWithComponents();
+    const bot = await componentLogin(componentPort, 'bot.localhost', 'secret');
+    bot.write("<iq type='get' id='p1' from='bot.localhost' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+    const pong = await bot.until(/<iq[^>]* id='p1'[^>]*\/>|<iq[^>]* id='p1'[\s\S]*?<\/iq>/);
+    expect(pong).toContain("type='result'");
+    expect(pong).toContain("to='bot.localhost'");
+    bot.write("<message id='x1' from='bot.localhost' to='nobody@localhost' type='chat'><body>hello?</body></message>");
+    const bounce = await bot.until(/<message[^>]* id='x1'[\s\S]*?<\/message>/);
+    expect(bounce).toContain("type='error'");
+    expect(bounce).toContain('<service-unavailable');
+  });
+
   it('answers a wrong secret with <not-authorized/> and closes; the right one still works after', async () => {
     const { componentPort, port } = await startWithComponents();
     const { raw, id } = await componentStream(componentPort, 'bot.localhost');
