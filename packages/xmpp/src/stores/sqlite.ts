@@ -104,7 +104,8 @@ export function sqliteStorage(options: SqliteStorageOptions): XmppStorage {
   const check = new SqliteStorage({ ...options, checkpointWorker: false });
   check.dispose();
   const { thread: _thread, ...rest } = options;
-  return new WorkerStorage(check.file, { ...rest, file: check.file, quickCheck: false });
+  // On its thread, the storage takes a quiet millisecond (not a quiet turn of its own loop) as idle.
+  return new WorkerStorage(check.file, { ...rest, file: check.file, quickCheck: false, idleWait: 1 });
 }
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -169,6 +170,10 @@ export class SqliteStorage implements XmppStorage {
   readonly #counts = new Map<string, { store: string; owner: string; delta: number }>();
   #timer: NodeJS.Timeout | undefined;
   #idleCheck = false;
+  /** Operations were queued since the last idle check. */
+  #queuedSinceCheck = false;
+  /** How long without new operations counts as idle (ms; 0: one turn of the event loop). */
+  readonly #idleWait: number;
   #scheduled = false;
   #closed = false;
   readonly #keyValues = new Map<string, KeyValueStore>();
@@ -189,6 +194,7 @@ export class SqliteStorage implements XmppStorage {
     this.#batch = options.batch ?? true;
     this.#maxBatch = positiveInteger('maxBatch', options.maxBatch, 1000);
     this.#commitDelay = nonNegativeInteger('commitDelay', options.commitDelay, 10);
+    this.#idleWait = (options as { idleWait?: number }).idleWait ?? 0;
     const busyTimeout = positiveInteger('busyTimeout', options.busyTimeout, 5000);
     const cacheSize = positiveInteger('cacheSize', options.cacheSize, 32 * 1024 * 1024);
     if (!memory) {
@@ -304,6 +310,7 @@ export class SqliteStorage implements XmppStorage {
     }
     return new Promise<T>((resolve, reject) => {
       this.#queue.push({ write, run, resolve: resolve as (value: unknown) => void, reject });
+      this.#queuedSinceCheck = true;
       if (!this.#scheduled) {
         this.#scheduled = true;
         setImmediate(this.#flush);
@@ -351,13 +358,23 @@ export class SqliteStorage implements XmppStorage {
     if (this.#timer === undefined) this.#timer = setTimeout(this.#commitNow, this.#commitDelay);
     if (!this.#idleCheck) {
       this.#idleCheck = true;
-      setImmediate(this.#commitIfIdle);
+      this.#queuedSinceCheck = false;
+      if (this.#idleWait === 0) setImmediate(this.#commitIfIdle);
+      else setTimeout(this.#commitIfIdle, this.#idleWait);
     }
   };
 
   /** A turn after a flush: commits unless operations were queued meanwhile (their flush comes next). */
   readonly #commitIfIdle = (): void => {
     this.#idleCheck = false;
+    // On the storage thread, calls arrive once per turn of the server's event loop, not of this one: a
+    // quiet millisecond, not a quiet turn, says the server is idle.
+    if (this.#idleWait !== 0 && this.#queuedSinceCheck && this.#db.inTransaction && !this.#closed) {
+      this.#idleCheck = true;
+      this.#queuedSinceCheck = false;
+      setTimeout(this.#commitIfIdle, this.#idleWait);
+      return;
+    }
     if (this.#queue.length === 0 && !this.#closed) this.#commit();
   };
 
