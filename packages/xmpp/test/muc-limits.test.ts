@@ -93,6 +93,21 @@ describe('MUC limits and bad input', () => {
     expect(malformed).toContain('<bad-request');
   });
 
+  it('bounds a room’s history in characters as well as in messages (maxHistoryChars)', async () => {
+    const { port } = await mucServer({ lockNewRooms: false, maxHistoryChars: 1000 });
+    const juliet = await occupant(port, 'juliet');
+    await join(juliet, 'lobby', 'Juliet');
+    for (let i = 0; i < 5; i++) {
+      juliet.send(`<message to='${ROOM}' type='groupchat' id='h${i}'><body>${String(i).repeat(300)}</body></message>`);
+      await juliet.next(new RegExp(`id='h${i}'`));
+    }
+    const romeo = await occupant(port, 'romeo');
+    await join(romeo, 'lobby', 'Romeo', "<history maxstanzas='20'/>");
+    await romeo.next(/<subject/);
+    // About 400 characters each: two fit in 1000.
+    expect(romeo.take(/<delay /).map((m) => /id='(h\d)'/.exec(m)?.[1])).toEqual(['h3', 'h4']);
+  });
+
   it('serialises a message to 200 occupants once, and every one of them receives it', async () => {
     const accounts: Record<string, string> = {};
     for (let i = 0; i < 200; i++) accounts[`u${i}`] = 'pw';

@@ -110,7 +110,10 @@ describe('MUC: rooms, joins and messages', () => {
     const nurse = await occupant(port, 'nurse');
     const taken = await refusedJoin(nurse, 'lobby', 'Romeo');
     expect(taken).toMatch(/<error type='cancel' by='[^']+'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'\/>/);
-    expect(taken).toContain("<x xmlns='http://jabber.org/protocol/muc'/>");
+    // §7.2 Example 23: <x xmlns='…muc'/> beside the error, which names the room.
+    expect(taken).toMatch(
+      /^<presence [^>]*><x xmlns='http:\/\/jabber.org\/protocol\/muc'\/><error type='cancel' by='lobby@conference.localhost'>/,
+    );
     // The nurse is not in the room: she may neither speak nor ping herself there.
     nurse.send(`<message to='${ROOM}' type='groupchat' id='n1'><body>hi</body></message>`);
     expect(await nurse.next(/id='n1'/)).toContain('<not-acceptable');
@@ -265,5 +268,53 @@ describe('MUC: rooms, joins and messages', () => {
     // XEP-0249 direct invitation: from account to account, untouched.
     juliet.send(`<message to='nurse@localhost' id='direct'><x xmlns='jabber:x:conference' jid='${ROOM}' reason='hi'/></message>`);
     expect(await nurse.next(/id='direct'/)).toContain(`<x xmlns='jabber:x:conference' jid='${ROOM}' reason='hi'/>`);
+  });
+
+  it('forwards IQs between occupants (vCard to the account, others to the client), announces non-anonymity (100, 172), and lets sessions share a nick', async () => {
+    const { port } = await mucServer({ lockNewRooms: false });
+    const juliet = await occupant(port, 'juliet');
+    const romeo = await occupant(port, 'romeo');
+    expect(await romeo.iq('vc', "<vCard xmlns='vcard-temp'><FN>Romeo Montague</FN></vCard>")).toContain("type='result'");
+    await join(juliet, 'lobby', 'Juliet');
+    await join(romeo, 'lobby', 'Romeo');
+
+    // vCard: answered by romeo's server for his account, from his room JID.
+    const card = await juliet.iq('card', "<vCard xmlns='vcard-temp'/>", `type='get' to='${ROOM}/Romeo'`);
+    expect(card).toContain(`from='${ROOM}/Romeo'`);
+    expect(card).toContain('<FN>Romeo Montague</FN>');
+    // Any other IQ goes to romeo's client, from juliet's room JID; his answer comes back under juliet's id.
+    juliet.send(`<iq type='get' id='ver' to='${ROOM}/Romeo'><query xmlns='jabber:iq:version'/></iq>`);
+    const asked = await romeo.next(/jabber:iq:version/);
+    expect(asked).toContain(`from='${ROOM}/Juliet'`);
+    const forwardedId = /id='([^']+)'/.exec(asked)?.[1] as string;
+    expect(forwardedId).not.toBe('ver');
+    romeo.send(`<iq type='result' id='${forwardedId}' to='${ROOM}/Juliet'><query xmlns='jabber:iq:version'><name>raw</name></query></iq>`);
+    const answer = await juliet.next(/^<iq[^>]*id='ver'/);
+    expect(answer).toContain(`from='${ROOM}/Romeo'`);
+    expect(answer).toContain('<name>raw</name>');
+
+    // Whois anyone: 172 to everyone, then everyone sees real JIDs; a newcomer gets 100.
+    await configure(juliet, 'lobby', { 'muc#roomconfig_whois': 'anyone' });
+    expect(await romeo.next(/code='104'/)).toContain("code='172'");
+    expect(await romeo.next(new RegExp(`^<presence[^>]*from='${ROOM}/Juliet'[^>]*>[\\s\\S]*jid='juliet@localhost/raw'`))).toBeTruthy();
+    const nurse = await occupant(port, 'nurse');
+    const nurseSelf = await join(nurse, 'lobby', 'Nurse');
+    expect(nurseSelf).toContain("code='100'");
+
+    // A second session of romeo joins under the same nick: one occupant, both sessions get the messages.
+    const romeo2 = await occupant(port, 'romeo', 'phone');
+    await join(romeo2, 'lobby', 'Romeo');
+    juliet.send(`<message to='${ROOM}' type='groupchat' id='both'><body>to both</body></message>`);
+    expect(await romeo.next(/id='both'/)).toContain("to='romeo@localhost/raw'");
+    expect(await romeo2.next(/id='both'/)).toContain("to='romeo@localhost/phone'");
+    // One session leaves: the nick stays in the room.
+    romeo2.send(`<presence to='${ROOM}/Romeo' type='unavailable'/>`);
+    await romeo2.next(/type='unavailable'[\s\S]*code='110'/);
+    juliet.send(`<message to='${ROOM}' type='groupchat' id='still'><body>still there?</body></message>`);
+    expect(await romeo.next(/id='still'/)).toContain('still there?');
+
+    // An unavailable presence to everyone (no 'to') leaves every room (RFC 6121 §4.6.3).
+    romeo.send("<presence type='unavailable'/>");
+    expect(await juliet.next(new RegExp(`from='${ROOM}/Romeo'[^>]*type='unavailable'`))).toContain("role='none'");
   });
 });

@@ -7,11 +7,12 @@
 import { XmppConfigError } from '../../config-error.js';
 import { type XmlElement, xml } from '../../element.js';
 import type { ModuleApi, StanzaEvent, StanzaKind, XmppModule } from '../../module.js';
-import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from '../../namespaces.js';
+import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_SID } from '../../namespaces.js';
 import { parseXml } from '../../parse.js';
 import { StanzaErrorException } from '../../stanza-error.js';
 import type { JsonValue, KeyValueStore } from '../../stores/types.js';
 import { configFromJson, configToJson, defaultConfig, type RoomConfig } from './config.js';
+import type { HistoryEntry } from './history.js';
 import { Room } from './room.js';
 import { AFFILIATIONS, type Affiliation, type MucContext, type MucLimits, NS_MUC, type StoredRoom } from './types.js';
 
@@ -45,6 +46,11 @@ export interface MucOptions {
   maxUsers?: number;
   /** History messages a room keeps at most (the largest `muc#roomconfig_historylength`). Default 100. */
   maxHistoryLength?: number;
+  /**
+   * Characters of history a room keeps in memory at most (the oldest messages go first past it),
+   * whatever its history length: bounds what one room's history costs. Default 262144.
+   */
+  maxHistoryChars?: number;
   /** Characters in a nickname at most: longer is `not-acceptable`. Default 64. */
   maxNickLength?: number;
   /** Characters in a subject at most: longer is `not-acceptable`. Default 1024. */
@@ -77,6 +83,7 @@ export function muc(options: MucOptions = {}): MucModule {
     maxUsers: positiveInteger('maxUsers', options.maxUsers, 1000),
     maxHistoryLength: positiveInteger('maxHistoryLength', options.maxHistoryLength, 100),
     maxNickLength: positiveInteger('maxNickLength', options.maxNickLength, 64),
+    maxHistoryChars: positiveInteger('maxHistoryChars', options.maxHistoryChars, 262_144),
     maxSubjectLength: positiveInteger('maxSubjectLength', options.maxSubjectLength, 1024),
     maxAffiliations: positiveInteger('maxAffiliations', options.maxAffiliations, 10_000),
     maxNameLength: 256,
@@ -336,12 +343,14 @@ async function loadRooms(store: KeyValueStore, ctx: MucContext, rooms: Map<strin
     // The history a restarted room offers: its newest archived messages.
     if (room.config.historyLength > 0) {
       const { items } = await ctx.archive.query(name, { before: '', max: room.config.historyLength });
+      const entries: HistoryEntry[] = [];
       for (const item of items) {
         const message = parseXml(item.xml);
         if (message === undefined) continue;
-        message.children.push(xml('stanza-id', { xmlns: 'urn:xmpp:sid:0', by: room.jid, id: item.id }));
-        room.history.push({ message, when: item.when, chars: item.xml.length });
+        message.children.push(xml('stanza-id', { xmlns: NS_SID, by: room.jid, id: item.id }));
+        entries.push({ message, when: item.when, chars: item.xml.length });
       }
+      room.seedHistory(entries);
     }
     rooms.set(name, room);
   }

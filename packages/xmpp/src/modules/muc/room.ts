@@ -33,6 +33,8 @@ import {
 /** An IQ between occupants in flight: the forwarded id → where the answer goes. */
 interface ForwardedIq {
   id: string | undefined;
+  /** Where it was forwarded: only that JID's answer is taken. */
+  target: string;
   /** The asker's real full JID. */
   to: string;
   /** The answerer's room JID. */
@@ -62,6 +64,7 @@ export class Room {
   #queue: Promise<unknown> = Promise.resolve();
   #lockTimer: NodeJS.Timeout | undefined;
   readonly #forwarded = new Map<string, ForwardedIq>();
+  #historyChars = 0;
 
   constructor(ctx: MucContext, name: string, creator: string, stored?: StoredRoom) {
     this.#ctx = ctx;
@@ -72,6 +75,25 @@ export class Room {
     this.created = stored?.created ?? ctx.now();
     this.subject = stored?.subject;
     if (stored !== undefined) for (const [jid, affiliation] of Object.entries(stored.affiliations)) this.affiliations.set(jid, affiliation);
+  }
+
+  /** Keep a message for history: at most `historyLength` of them, and at most `maxHistoryChars` in all. */
+  #remember(entry: HistoryEntry): void {
+    this.history.push(entry);
+    this.#historyChars += entry.chars;
+    this.#trimHistory();
+  }
+
+  #trimHistory(): void {
+    const cap = this.#ctx.limits.maxHistoryChars;
+    while (this.history.length > this.config.historyLength || (this.#historyChars > cap && this.history.length > 0)) {
+      this.#historyChars -= (this.history.shift() as HistoryEntry).chars;
+    }
+  }
+
+  /** Seed the history (a persistent room after a restart), oldest first. */
+  seedHistory(entries: HistoryEntry[]): void {
+    for (const entry of entries) this.#remember(entry);
   }
 
   /** Run `task` after everything queued before it (a room handles one stanza at a time). */
@@ -414,8 +436,7 @@ export class Room {
         stanza.xmlns,
       );
       const text = stored.toString();
-      this.history.push({ message, when, chars: text.length });
-      while (this.history.length > this.config.historyLength) this.history.shift();
+      this.#remember({ message, when, chars: text.length });
       if (this.config.logging) {
         this.#ctx.archive
           .append(this.name, { id: archiveId, when, with: from, xml: text })
@@ -625,8 +646,7 @@ export class Room {
       // An answer to an IQ the room forwarded: back to the asker, from the answerer's room JID.
       const id = stanza.attr('id') ?? '';
       const forwarded = this.#forwarded.get(id);
-      const answerer = this.byReal.get(real);
-      if (forwarded === undefined || answerer === undefined || forwarded.from !== `${this.jid}/${answerer.nick}`) return;
+      if (forwarded === undefined || forwarded.target !== real) return;
       this.#forwarded.delete(id);
       await this.#send(
         new XmlElement(
@@ -650,12 +670,14 @@ export class Room {
     if (target === undefined) throw new StanzaErrorException('item-not-found', 'no occupant with that nickname');
     if (type !== 'get' && type !== 'set') throw new StanzaErrorException('bad-request', 'an IQ is of type get, set, result or error');
     const id = randomId();
-    this.#forwarded.set(id, { id: stanza.attr('id'), to: real, from: `${this.jid}/${nick}` });
+    // vCards are the account's, answered by its server: to the bare JID (as Prosody); anything else to the occupant's client.
+    const forwardTo = payload?.xmlns === 'vcard-temp' ? target.bare : target.primary;
+    this.#forwarded.set(id, { id: stanza.attr('id'), target: forwardTo, to: real, from: `${this.jid}/${nick}` });
     if (this.#forwarded.size > MAX_FORWARDED_IQS) this.#forwarded.delete(this.#forwarded.keys().next().value as string);
     await this.#send(
       new XmlElement(
         'iq',
-        { ...withoutAddresses(stanza.attrs), id, from: `${this.jid}/${sender.nick}`, to: target.primary },
+        { ...withoutAddresses(stanza.attrs), id, from: `${this.jid}/${sender.nick}`, to: forwardTo },
         stanza.children,
         stanza.xmlns,
       ),
@@ -686,7 +708,7 @@ export class Room {
     this.config = next;
     const wasLocked = this.locked;
     this.#unlock();
-    if (this.config.historyLength < this.history.length) this.history.splice(0, this.history.length - this.config.historyLength);
+    this.#trimHistory();
     if (next.persistent || previous.persistent) await this.#save();
     void actor;
     // §10.2.1: occupants learn of the change (104, and what it means for their privacy).

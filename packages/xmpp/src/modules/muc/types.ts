@@ -27,6 +27,7 @@ export interface MucLimits extends ConfigLimits {
   maxRoomsPerUser: number;
   maxJoinedRoomsPerUser: number;
   maxNickLength: number;
+  maxHistoryChars: number;
   maxSubjectLength: number;
   maxAffiliations: number;
   maxInvitees: number;
