@@ -91,9 +91,9 @@ function httpRequestLine(bytes: Buffer): Maybe {
     i++;
   }
   if (i >= n) return 'maybe';
-  const rest = bytes.subarray(i + 1);
-  if (startsWith(rest, HTTP_VERSION)) return 'yes';
-  return agrees(rest, HTTP_VERSION) ? 'maybe' : 'no';
+  const start = i + 1;
+  if (startsWith(bytes, HTTP_VERSION, start)) return 'yes';
+  return agrees(bytes, HTTP_VERSION, start) ? 'maybe' : 'no';
 }
 
 /** A Redis inline command: a line of text starting with a letter, ended by LF (CRLF). */
@@ -133,13 +133,14 @@ function sniffTls(bytes: Buffer): Sniffed {
     parts.push(bytes.subarray(offset + 5, offset + 5 + available));
     have += available;
     if (helloLength < 0 && have >= 4) {
-      const head = Buffer.concat(parts, have);
+      const head = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, have);
       if (head[0] !== 0x01) return unknown('the first handshake message is not a ClientHello');
       helloLength = 4 + head.readUIntBE(1, 3);
       if (helloLength > MAX_CLIENT_HELLO) return unknown(`a ClientHello of ${helloLength} bytes`);
     }
     if (helloLength >= 0 && have >= helloLength) {
-      return parseClientHello(Buffer.concat(parts, have).subarray(4, helloLength)) ?? unknown('a malformed ClientHello');
+      const message = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, have);
+      return parseClientHello(message.subarray(4, helloLength)) ?? unknown('a malformed ClientHello');
     }
     if (available < length) return MORE;
     offset += 5 + length;
@@ -174,29 +175,25 @@ function parseClientHello(body: Buffer): Sniffed | undefined {
     if (!need(4)) return undefined;
     const type = body.readUInt16BE(p);
     const length = body.readUInt16BE(p + 2);
-    p += 4;
-    if (p + length > extensionsEnd) return undefined;
-    const ext = body.subarray(p, p + length);
-    p += length;
-    if (type === 0x0000 /* server_name */) {
-      if (ext.length < 2 || ext.readUInt16BE(0) !== ext.length - 2) return undefined;
-      let q = 2;
-      while (q < ext.length) {
-        if (q + 3 > ext.length) return undefined;
-        const nameType = ext[q] as number;
-        const nameLength = ext.readUInt16BE(q + 1);
-        q += 3;
-        if (q + nameLength > ext.length) return undefined;
-        if (nameType === 0 && serverName === undefined) serverName = ext.toString('latin1', q, q + nameLength).toLowerCase();
-        q += nameLength;
-      }
-    } else if (type === 0x0010 /* application_layer_protocol_negotiation */) {
-      if (ext.length < 2 || ext.readUInt16BE(0) !== ext.length - 2) return undefined;
-      let q = 2;
-      while (q < ext.length) {
-        const idLength = ext[q] as number;
-        if (idLength === 0 || q + 1 + idLength > ext.length) return undefined;
-        alpn.push(ext.toString('latin1', q + 1, q + 1 + idLength));
+    const from = p + 4;
+    const to = from + length;
+    p = to;
+    if (to > extensionsEnd) return undefined;
+    if (type !== 0x0000 /* server_name */ && type !== 0x0010 /* application_layer_protocol_negotiation */) continue;
+    // Both are a 2-byte list length, then entries: SNI `type(1) length(2) name`, ALPN `length(1) id`.
+    if (length < 2 || body.readUInt16BE(from) !== length - 2) return undefined;
+    let q = from + 2;
+    while (q < to) {
+      if (type === 0x0000) {
+        if (q + 3 > to) return undefined;
+        const nameLength = body.readUInt16BE(q + 1);
+        if (q + 3 + nameLength > to) return undefined;
+        if (body[q] === 0 && serverName === undefined) serverName = body.toString('latin1', q + 3, q + 3 + nameLength).toLowerCase();
+        q += 3 + nameLength;
+      } else {
+        const idLength = body[q] as number;
+        if (idLength === 0 || q + 1 + idLength > to) return undefined;
+        alpn.push(body.toString('latin1', q + 1, q + 1 + idLength));
         q += 1 + idLength;
       }
     }
@@ -204,14 +201,16 @@ function parseClientHello(body: Buffer): Sniffed | undefined {
   return { kind: 'tls', serverName, alpn };
 }
 
-function startsWith(bytes: Buffer, prefix: Buffer): boolean {
-  return bytes.length >= prefix.length && bytes.subarray(0, prefix.length).equals(prefix);
+/** True when `bytes` holds `prefix` at `at`. */
+function startsWith(bytes: Buffer, prefix: Buffer, at = 0): boolean {
+  return bytes.length - at >= prefix.length && agrees(bytes, prefix, at);
 }
 
-/** True when one is a prefix of the other: nothing seen yet rules `of` out. */
-function agrees(bytes: Buffer, of: Buffer): boolean {
-  const n = Math.min(bytes.length, of.length);
-  return bytes.subarray(0, n).equals(of.subarray(0, n));
+/** True when the bytes from `at` and `of` agree as far as both go: nothing seen yet rules `of` out. */
+function agrees(bytes: Buffer, of: Buffer, at = 0): boolean {
+  const n = Math.min(bytes.length - at, of.length);
+  for (let i = 0; i < n; i++) if (bytes[at + i] !== of[i]) return false;
+  return true;
 }
 
 /** A TLS fatal alert record (RFC 8446 §6): e.g. 120 `no_application_protocol`. */
