@@ -23,17 +23,37 @@ export { type BlockingOptions, blocking, type PresenceSubscription, type Subscri
 export { type BookmarksOptions, bookmarks } from './bookmarks.js';
 export { type CapsOptions, caps, capsVerification, type EntityCaps, entityCapsOf } from './caps.js';
 export { carbons } from './carbons.js';
+export {
+  COMPONENTS,
+  type ComponentsModule,
+  type ComponentsOptions,
+  components,
+  NS_COMPONENT,
+  parseComponentSecrets,
+} from './component.js';
 export { type CsiOptions, csi } from './csi.js';
 export { disco } from './disco.js';
 export { type ImOptions, im, type RosterItem } from './im.js';
 export { type LastActivityOptions, lastActivity } from './last.js';
 export { type MamDefaultPolicy, type MamModule, type MamOptions, mam } from './mam.js';
+export {
+  type Affiliation,
+  type AllowPm,
+  type MucModule,
+  type MucOptions,
+  muc,
+  type Role,
+  type RoomConfig,
+  type Whois,
+} from './muc/index.js';
 export { type Pep, type PepOptions, type PepPublishEvent, pep, pepOf } from './pep.js';
 export { legacySession, ping } from './ping.js';
 export { type PrivateOptions, privateStorage, privateStorageHandler } from './private.js';
 export type { NodeConfig } from './pubsub/config.js';
+export { NS_PUSH, NS_PUSH_SUMMARY, PUSH, type PushOptions, push } from './push.js';
 export { type SmacksOptions, smacks } from './smacks.js';
 export { type TimeOptions, time } from './time.js';
+export { type UploadModule, type UploadOptions, upload } from './upload.js';
 export { type VcardOptions, vcard } from './vcard.js';
 export { type VcardAvatarOptions, vcardAvatar } from './vcard-avatar.js';
 export { type VersionOptions, version } from './version.js';
