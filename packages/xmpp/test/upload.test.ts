@@ -281,13 +281,14 @@ describe('XEP-0363 HTTP File Upload', () => {
       expect(answer).toContain('<bad-request');
     }
     // Traversal and control characters in the name are refused (as Prosody refuses '/').
-    for (const name of ['../../etc/passwd', '..', 'a/b', '..\\..\\x', 'tab&#9;name', 'nl&#10;name']) {
+    for (const name of ['../../etc/passwd', '..', 'a/b', '..\\..\\x', 'tab&#9;name', 'nl&#10;name', 'x'.repeat(256)]) {
       const answer = await requestSlot(raw, name, 1, 'text/plain');
       expect(answer, name).toContain('<bad-request');
       expect(answer).toContain('Invalid filename');
     }
     expect(await requestSlot(raw, 'a.txt', 1, 'text/plain\r\nX-Evil: 1')).toContain('<bad-request');
     expect(await requestSlot(raw, 'a.txt', 1, 'no-slash')).toContain('<bad-request');
+    expect(await requestSlot(raw, 'a.txt', 1, `text/${'x'.repeat(300)}`)).toContain('<bad-request');
     // A set is not a slot request.
     const set = await raw.iq('set', `<request xmlns='${NS}' filename='a' size='1'/>`, "type='set' to='upload.localhost'");
     expect(set).toContain('<bad-request');
