@@ -118,7 +118,7 @@ describe('MUC: rooms, joins and messages', () => {
     nurse.send(`<message to='${ROOM}' type='groupchat' id='n1'><body>hi</body></message>`);
     expect(await nurse.next(/id='n1'/)).toContain('<not-acceptable');
     const ping = await nurse.iq('p', "<ping xmlns='urn:xmpp:ping'/>", `type='get' to='${ROOM}/Romeo'`);
-    expect(ping).toContain('<not-acceptable');
+    expect(ping).toContain(`<error type='modify' by='${ROOM}'><not-acceptable`);
 
     // XEP-0410 self-ping: answered by the room while joined.
     const selfPing = await romeo.iq('sp', "<ping xmlns='urn:xmpp:ping'/>", `type='get' to='${ROOM}/Romeo'`);

@@ -193,13 +193,14 @@ export function muc(options: MucOptions = {}): MucModule {
         name: options.name ?? 'Chatrooms',
         async stanza(event, kind) {
           await ensureLoaded();
-          if (kind !== 'presence' || event.stanza.attr('type') !== undefined) return roomStanza(event, kind);
           try {
             await roomStanza(event, kind);
           } catch (error) {
-            // §7.2: an error to a join (or a presence change) carries <x xmlns='…muc'/> beside <error/>.
             if (!(error instanceof StanzaErrorException)) throw error;
-            await api.route(joinError(event.stanza, error, event.to.bare));
+            // Never an error to an error or to a result (RFC 6120 §8.3.1).
+            const type = event.stanza.attr('type');
+            if (type === 'error' || (kind === 'iq' && type === 'result')) return;
+            await api.route(errorReply(event.stanza, error, event.to.bare, kind === 'presence' && type === undefined));
           }
         },
       });
@@ -319,11 +320,14 @@ export function muc(options: MucOptions = {}): MucModule {
   };
 }
 
-/** The error presence of §7.2 (Example 23): `<x xmlns='…muc'/>` and the error, `by` the room. */
-function joinError(stanza: XmlElement, error: StanzaErrorException, by: string): XmlElement {
+/**
+ * An error from the service, `by` the room (XEP-0045 §7.2, XEP-0410 §3.3: clients tell the room's
+ * errors from their peers'); to a join or presence change with `<x xmlns='…muc'/>` beside it (§7.2 Example 23).
+ */
+function errorReply(stanza: XmlElement, error: StanzaErrorException, by: string, join: boolean): XmlElement {
   const reply = error.reply(stanza);
   reply.getChild('error')?.setAttr('by', by);
-  reply.children.unshift(xml('x', { xmlns: NS_MUC }));
+  if (join) reply.children.unshift(xml('x', { xmlns: NS_MUC }));
   return reply;
 }
 
