@@ -50,6 +50,28 @@ describe('MUC limits and bad input', () => {
     expect(created).toBe(100);
     expect(refused).toBe(9_900);
     expect(module.rooms().length).toBe(100);
+    // Locked rooms are not listed; once open, the list pages with RSM.
+    for (const name of ['r0', 'r1', 'r2']) {
+      await tybalt.iq(
+        `open-${name}`,
+        "<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>",
+        `type='set' to='${name}@${SERVICE}'`,
+      );
+    }
+    const first = await tybalt.iq(
+      'l1',
+      "<query xmlns='http://jabber.org/protocol/disco#items'><set xmlns='http://jabber.org/protocol/rsm'><max>2</max></set></query>",
+      `type='get' to='${SERVICE}'`,
+    );
+    expect(first.match(/<item /g)?.length).toBe(2);
+    expect(first).toContain(`<first index='0'>r0@${SERVICE}</first><last>r1@${SERVICE}</last><count>3</count>`);
+    const second = await tybalt.iq(
+      'l2',
+      `<query xmlns='http://jabber.org/protocol/disco#items'><set xmlns='http://jabber.org/protocol/rsm'><max>2</max><after>r1@${SERVICE}</after></set></query>`,
+      `type='get' to='${SERVICE}'`,
+    );
+    expect(second).toContain(`<item jid='r2@${SERVICE}' name='r2'/>`);
+    expect(second.match(/<item /g)?.length).toBe(1);
     // The same user joining one of its rooms under another nick is a nick change, not a new seat.
     tybalt.send(`<presence to='r0@${SERVICE}/Other'/>`);
     expect(await tybalt.next(/code='303'/)).toContain("nick='Other'");

@@ -7,10 +7,11 @@
 import { XmppConfigError } from '../../config-error.js';
 import { type XmlElement, xml } from '../../element.js';
 import type { ModuleApi, StanzaEvent, StanzaKind, XmppModule } from '../../module.js';
-import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_SID } from '../../namespaces.js';
+import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_RSM, NS_SID } from '../../namespaces.js';
 import { parseXml } from '../../parse.js';
 import { StanzaErrorException } from '../../stanza-error.js';
 import type { JsonValue, KeyValueStore } from '../../stores/types.js';
+import { buildRsmAnswer, parseRsm } from '../rsm.js';
 import { configFromJson, configToJson, defaultConfig, type RoomConfig } from './config.js';
 import type { HistoryEntry } from './history.js';
 import { Room } from './room.js';
@@ -74,6 +75,8 @@ export interface MucModule extends XmppModule {
 }
 
 const DAY_MS = 86_400_000;
+/** Rooms listed in one disco#items answer at most (more with RSM paging). */
+const MAX_LISTED = 1000;
 
 export function muc(options: MucOptions = {}): MucModule {
   const limits: MucLimits = {
@@ -267,11 +270,33 @@ export function muc(options: MucOptions = {}): MucModule {
           );
         } else if (type === 'get' && payload?.local === 'query' && payload.xmlns === NS_DISCO_ITEMS && payload.attr('node') === undefined) {
           const listed = [...rooms.values()].filter((room) => room.config.public && !room.locked && !room.destroyedRoom);
-          listed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+          listed.sort((a, b) => (a.jid < b.jid ? -1 : a.jid > b.jid ? 1 : 0));
+          // Paged with RSM (XEP-0059 §2): at most 1000 rooms in one answer.
+          const set = payload.getChild('set', NS_RSM);
+          const rsm = parseRsm(set, { defaultMax: MAX_LISTED, maxCap: MAX_LISTED });
+          let from = 0;
+          let to = listed.length;
+          if (rsm.after !== undefined) from = listed.findIndex((room) => room.jid > (rsm.after as string));
+          if (from === -1) from = listed.length;
+          if (rsm.before !== undefined && rsm.before !== '') to = listed.findIndex((room) => room.jid >= (rsm.before as string));
+          if (to === -1) to = listed.length;
+          if (rsm.index !== undefined) from = Math.min(rsm.index, listed.length);
+          const page =
+            rsm.before !== undefined && rsm.after === undefined
+              ? listed.slice(Math.max(from, to - rsm.max), to)
+              : listed.slice(from, Math.min(to, from + rsm.max));
           answer = xml(
             'query',
             { xmlns: NS_DISCO_ITEMS },
-            ...listed.map((room) => xml('item', { jid: room.jid, name: room.config.name === '' ? room.name : room.config.name })),
+            ...page.map((room) => xml('item', { jid: room.jid, name: room.config.name === '' ? room.name : room.config.name })),
+            set === undefined && page.length === listed.length
+              ? undefined
+              : buildRsmAnswer({
+                  first: page[0]?.jid,
+                  firstIndex: page.length > 0 ? listed.indexOf(page[0] as Room) : undefined,
+                  last: page[page.length - 1]?.jid,
+                  count: listed.length,
+                }),
           );
         } else if (type === 'get' && payload?.local === 'ping' && payload.xmlns === NS_PING) {
           answer = undefined;
