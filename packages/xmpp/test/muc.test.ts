@@ -268,6 +268,12 @@ describe('MUC: rooms, joins and messages', () => {
     // XEP-0249 direct invitation: from account to account, untouched.
     juliet.send(`<message to='nurse@localhost' id='direct'><x xmlns='jabber:x:conference' jid='${ROOM}' reason='hi'/></message>`);
     expect(await nurse.next(/id='direct'/)).toContain(`<x xmlns='jabber:x:conference' jid='${ROOM}' reason='hi'/>`);
+
+    // Membership taken away in a members-only room (§9.5): removed with 321.
+    expect(await admin(juliet, 'lobby', "<item affiliation='none' jid='romeo@localhost'/>")).toContain("type='result'");
+    const removed = await romeo.next(/type='unavailable'[\s\S]*code='321'/);
+    expect(removed).toContain("affiliation='none' role='none'");
+    expect(await juliet.next(new RegExp(`from='${ROOM}/Romeo'[^>]*type='unavailable'[\\s\\S]*code='321'`))).toBeTruthy();
   });
 
   it('forwards IQs between occupants (vCard to the account, others to the client), announces non-anonymity (100, 172), and lets sessions share a nick', async () => {
