@@ -586,6 +586,13 @@ describe('XEP-0363 HTTP File Upload', () => {
     expect(ok.status).toBe(201);
     const get = await rawHttp(httpPort, `GET ${pathOf(slot.get)} HTTP/1.1\nHost: x\nConnection: close\n\n`);
     expect(get.body).toBe('z'.repeat(100));
+    // Two whole PUTs to a fresh slot at the same moment: exactly one is kept.
+    const race = await slotFor(raw, 'race.bin', 1000, 'application/octet-stream');
+    const raceHead = `PUT ${pathOf(race.put)} HTTP/1.1\nHost: x\nAuthorization: ${race.authorization}\nContent-Length: 1000\nConnection: close\n\n`;
+    const both = await Promise.all([rawHttp(httpPort, raceHead, 'a'.repeat(1000)), rawHttp(httpPort, raceHead, 'b'.repeat(1000))]);
+    expect(both.map((answer) => answer.status).sort()).toEqual([201, 409]);
+    const kept = await rawHttp(httpPort, `GET ${pathOf(race.get)} HTTP/1.1\nHost: x\nConnection: close\n\n`);
+    expect(kept.body).toBe((both[0]?.status === 201 ? 'a' : 'b').repeat(1000));
     expect(logger.lines.filter((line) => line.level === 'error')).toEqual([]);
   });
 

@@ -119,9 +119,11 @@ async function put(context: UploadHttpContext, request: Request, rest: string): 
     return text(400, `The slot is for Content-Type ${claims.t}, not ${contentType}`, { connection: 'close' });
   }
   const file = fileOf(context.dir, record);
-  if (writing.has(path.id) || (await exists(file))) return text(409, 'Upload already completed', { connection: 'close' });
+  // Claimed before any await: two PUTs arriving together cannot both pass.
+  if (writing.has(path.id)) return text(409, 'An upload to this slot is in progress', { connection: 'close' });
   writing.add(path.id);
   try {
+    if (await exists(file)) return text(409, 'Upload already completed', { connection: 'close' });
     return await receive(context, request, record, size, file, claims.t === null ? contentType : undefined);
   } finally {
     writing.delete(path.id);
