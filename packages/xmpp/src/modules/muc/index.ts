@@ -213,7 +213,11 @@ export function muc(options: MucOptions = {}): MucModule {
         const type = event.stanza.attr('type');
         let room = rooms.get(event.to.local);
         let created = false;
-        if (kind === 'presence' && !event.to.isBare && type === undefined) checkNick(event.to.resource, limits);
+        if (kind === 'presence' && type === undefined) {
+          // §7.2.1: a join names a nick.
+          if (event.to.isBare) throw new StanzaErrorException('jid-malformed', 'a room JID with a nickname is needed to join');
+          checkNick(event.to.resource, limits);
+        }
         if (room === undefined) {
           if (kind === 'presence' && !event.to.isBare && type === undefined) {
             room = createRoom(event);

@@ -376,8 +376,8 @@ export class Room {
       return;
     }
     const sender = this.byReal.get(real);
-    if (!to.isBare) return this.#privateMessage(stanza, sender, to.resource, type, real);
-    if (type === 'groupchat') return this.#groupchat(stanza, sender, real);
+    if (!to.isBare) return this.#privateMessage(stanza, sender, to.resource, type);
+    if (type === 'groupchat') return this.#groupchat(stanza, sender);
     const x = stanza.getChild('x', NS_MUC_USER);
     if (x !== undefined && (x.getChild('invite', NS_MUC_USER) !== undefined || x.getChild('decline', NS_MUC_USER) !== undefined))
       return this.#invitation(x, sender, from);
@@ -386,7 +386,7 @@ export class Room {
     throw new StanzaErrorException('bad-request', 'messages to the room are of type groupchat');
   }
 
-  async #groupchat(stanza: XmlElement, sender: Occupant | undefined, _real: string): Promise<void> {
+  async #groupchat(stanza: XmlElement, sender: Occupant | undefined): Promise<void> {
     if (sender === undefined) throw new StanzaErrorException('not-acceptable', 'you are not in this room');
     if (sender.role === 'visitor' || sender.role === 'none')
       throw new StanzaErrorException('forbidden', 'you have no voice in this room (moderated)');
@@ -451,7 +451,7 @@ export class Room {
   }
 
   /** §7.5: a private message to an occupant, from the sender's room JID. */
-  async #privateMessage(stanza: XmlElement, sender: Occupant | undefined, nick: string, type: string, real: string): Promise<void> {
+  async #privateMessage(stanza: XmlElement, sender: Occupant | undefined, nick: string, type: string): Promise<void> {
     if (sender === undefined) {
       // Notifications (PEP to an occupant JID that got a directed presence) are dropped, not bounced.
       if (type === 'headline') return;
@@ -466,7 +466,6 @@ export class Room {
       (policy === 'participants' && (sender.role === 'participant' || sender.role === 'moderator')) ||
       (policy === 'moderators' && sender.role === 'moderator');
     if (!allowed) throw new StanzaErrorException('forbidden', 'private messages are not allowed in this room');
-    void real;
     const children = stanza.children.filter((child) => typeof child === 'string' || !(child.local === 'x' && child.xmlns === NS_MUC_USER));
     const message = new XmlElement(
       'message',
@@ -596,7 +595,7 @@ export class Room {
         return xml('query', { xmlns: NS_MUC_OWNER }, configForm(this.jid, this.config, this.#ctx.limits));
       case `set ${NS_MUC_OWNER} query`:
         this.#requireOwner(bare);
-        await this.#ownerSet(payload, event.from);
+        await this.#ownerSet(payload);
         return undefined;
       case `get ${NS_MUC_ADMIN} query`:
         return this.#adminGet(payload, bare);
@@ -686,7 +685,7 @@ export class Room {
 
   // ---- owner: configuration and destruction (§10) ----
 
-  async #ownerSet(query: XmlElement, actor: Jid): Promise<void> {
+  async #ownerSet(query: XmlElement): Promise<void> {
     const destroy = query.getChild('destroy', NS_MUC_OWNER);
     if (destroy !== undefined) {
       const alternate = destroy.attr('jid');
@@ -710,7 +709,6 @@ export class Room {
     this.#unlock();
     this.#trimHistory();
     if (next.persistent || previous.persistent) await this.#save();
-    void actor;
     // §10.2.1: occupants learn of the change (104, and what it means for their privacy).
     const codes = [104];
     if (next.logging !== previous.logging) codes.push(next.logging ? 170 : 171);
