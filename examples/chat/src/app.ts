@@ -1,9 +1,20 @@
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PortService, type PortServiceOptions, type TlsOptions } from '@portbind/core';
+import { type Binding, PortService, type PortServiceOptions, type TlsOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
-import { defaultModules, sqliteStorage, type XmppModule, type XmppStorage, xmppServer } from '@portbind/xmpp';
+import {
+  components,
+  defaultModules,
+  muc,
+  parseComponentSecrets,
+  push,
+  sqliteStorage,
+  upload,
+  type XmppModule,
+  type XmppStorage,
+  xmppServer,
+} from '@portbind/xmpp';
 import { developmentCertificate } from './dev-cert.js';
 import { page } from './page.js';
 
@@ -15,7 +26,11 @@ export interface ChatOptions extends PortServiceOptions {
    * `PB_ERR_XMPP_STORAGE` (a damaged or unwritable file).
    */
   storage?: XmppStorage;
-  /** The server's modules. Default: `defaultModules()` of @portbind/xmpp. */
+  /**
+   * The server's modules. Default: `defaultModules()` of @portbind/xmpp with group chat (`muc()`,
+   * conference.DOMAIN), file upload (`upload()`, upload.DOMAIN), push (`push()`) and, with
+   * XMPP_COMPONENTS set, external components.
+   */
   modules?: readonly XmppModule[];
 }
 
@@ -65,40 +80,51 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
   const domain = env.XMPP_DOMAIN ?? 'localhost';
   // Opened now: a damaged or unwritable file fails the start, not the first login.
   const storage = options.storage ?? openStorage(env);
+  const bindings: { http?: Binding; https?: Binding } = {};
+  // Files shared in chats (XEP-0363): slots from upload.DOMAIN, PUT and GET under /upload/ on the
+  // HTTP port(s), the files in DATA_DIR/uploads. Their URLs: UPLOAD_URL, else this server's https://
+  // port when HTTPS_PORT is set, else http://localhost:PORT/upload/ (development on this machine).
+  const uploads = upload({
+    baseUrl: env.UPLOAD_URL ?? (() => uploadUrl(bindings, domain)),
+    dir: join(dataDir(env), 'uploads'),
+  });
+  // External components (XEP-0114), with XMPP_COMPONENTS=bot.example.com=secret,…
+  const secrets = parseComponentSecrets(env.XMPP_COMPONENTS);
+  const external = Object.keys(secrets).length > 0 ? components({ secrets }) : undefined;
+  const modules = options.modules ?? [...defaultModules(), muc(), uploads, push(), ...(external ? [external] : [])];
   // REGISTRATION=open lets clients create accounts themselves (XEP-0077), as Conversations and Gajim offer.
   const xmpp = xmppServer({
     domain,
     storage,
-    modules: options.modules ?? defaultModules(),
+    modules,
     allowPlaintext: 'loopback',
     registration: env.REGISTRATION === 'open',
   });
   const tls = await tlsOptions(env, domain);
   const assets = await publicFiles();
   const html = page(domain);
-  const fetch = (request: Request): Response => {
+  const serveUploads = modules.includes(uploads);
+  const fetch = (request: Request): Response | Promise<Response> => {
+    const uploaded = serveUploads ? uploads.fetch(request) : undefined;
+    if (uploaded !== undefined) return uploaded;
     const path = new URL(request.url).pathname;
     if (path === '/') return new Response(html, { headers: { ...pageHeaders, 'content-type': 'text/html; charset=utf-8' } });
     const asset = assets.get(path);
     if (asset !== undefined) return new Response(asset.body, { headers: { ...pageHeaders, 'content-type': asset.type } });
     return new Response('Not Found\n', { status: 404 });
   };
-  const http = httpAdapter({ health: true, upgrades: { '/xmpp-websocket': xmpp.websocket() }, fetch });
+  const web = () => httpAdapter({ health: true, upgrades: { '/xmpp-websocket': xmpp.websocket() }, fetch, bodyLimit: uploads.maxFileSize });
 
   const service = new PortService(options);
   service.bind(xmpp.c2s(), { tls });
   // Direct TLS (XEP-0368) with the same certificate. Clients offer ALPN `xmpp-client`; one that
   // offers no ALPN at all is served too (only a client offering other protocols alone is refused).
   service.bind(xmpp.c2s({ directTls: true }), { tls: { ...tls, ALPNProtocols: [XMPP_CLIENT_ALPN] } });
-  service.bind(http);
+  bindings.http = service.bind(web());
   // HTTPS_PORT: the same page over https://, so it talks wss:// (the certificate of the XMPP ports).
-  if (env.HTTPS_PORT !== undefined) {
-    service.bind(httpAdapter({ health: true, upgrades: { '/xmpp-websocket': xmpp.websocket() }, fetch }), {
-      name: 'https',
-      portEnv: 'HTTPS_PORT',
-      tls,
-    });
-  }
+  if (env.HTTPS_PORT !== undefined) bindings.https = service.bind(web(), { name: 'https', portEnv: 'HTTPS_PORT', tls });
+  // XMPP_COMPONENT_PORT (default 5347), only with components configured.
+  if (external !== undefined && modules.includes(external)) service.bind(external.adapter());
   if (options.storage === undefined && existsSync(join(dataDir(env), 'users.json'))) {
     service.logger.warn(
       { file: join(dataDir(env), 'users.json'), storage: storageFile(env) },
@@ -106,6 +132,14 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
     );
   }
   return service;
+}
+
+/** Where uploaded files are reached without UPLOAD_URL: the https:// binding, else http://localhost. */
+function uploadUrl(bindings: { http?: Binding; https?: Binding }, domain: string): string {
+  const binding = bindings.https ?? bindings.http;
+  const address = binding?.address;
+  if (address === undefined || typeof address === 'string') throw new Error('upload: the HTTP binding has no TCP port; set UPLOAD_URL');
+  return bindings.https ? `https://${domain}:${address.port}/upload/` : `http://localhost:${address.port}/upload/`;
 }
 
 /** The page's script and style: public/ beside src/ and dist/. */

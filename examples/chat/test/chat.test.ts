@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { statSync } from 'node:fs';
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -33,9 +33,9 @@ async function run(args: string[], env: Record<string, string>): Promise<{ code:
   return { code, output };
 }
 
-async function startChat(existingDataDir?: string) {
+async function startChat(existingDataDir?: string, extraEnv: Record<string, string> = {}) {
   const dataDir = existingDataDir ?? (await mkdtemp(join(tmpdir(), 'portbind-chat-')));
-  const env = { DATA_DIR: dataDir, PORT: '0', XMPP_PORT: '0', XMPPS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
+  const env = { DATA_DIR: dataDir, PORT: '0', XMPP_PORT: '0', XMPPS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...extraEnv };
   if (existingDataDir === undefined) {
     expect(await run(['user', 'add', 'juliet', 'balcony'], env)).toEqual({ code: 0, output: 'added juliet\n' });
     expect(await run(['user', 'add', 'romeo', 'r0meo!'], env)).toEqual({ code: 0, output: 'added romeo\n' });
@@ -55,7 +55,8 @@ async function startChat(existingDataDir?: string) {
   const httpPort = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs)?.[1]);
   const xmppPort = Number(/listening on xmpp:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
   const xmppsPort = Number(/listening on xmpps:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
-  return { child, httpPort, xmppPort, xmppsPort, dataDir };
+  const componentPort = Number(/listening on xmpp-component:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
+  return { child, httpPort, xmppPort, xmppsPort, componentPort, dataDir, logs: () => logs };
 }
 
 /** The certificate the server presents after STARTTLS on its XMPP port. */
@@ -151,5 +152,58 @@ describe('examples/chat', () => {
     const echo = new Promise<Element>((resolve) => romeo.on('stanza', (s: Element) => s.is('message') && resolve(s)));
     await romeo.send(xml('message', { to: romeoJid, type: 'chat' }, xml('body', {}, 'over direct TLS')));
     expect((await echo).getChildText('body')).toBe('over direct TLS');
+  });
+
+  it('serves external components (XEP-0114) from XMPP_COMPONENTS on XMPP_COMPONENT_PORT: a bot talks with a user; a wrong secret gets not-authorized', async () => {
+    const { componentPort, xmppPort } = await startChat(undefined, { XMPP_COMPONENTS: 'bot.localhost=s3cret', XMPP_COMPONENT_PORT: '0' });
+    expect(componentPort).toBeGreaterThan(0);
+
+    /** A component's stream (raw TCP): the handshake with `secret`, then what the server sends. */
+    async function component(secret: string) {
+      const socket = connect(componentPort, '127.0.0.1');
+      cleanups.push(async () => socket.destroy());
+      let got = '';
+      const until = (pattern: RegExp) =>
+        new Promise<string>((resolve, reject) => {
+          const check = () => {
+            const match = pattern.exec(got);
+            if (match === null) return;
+            socket.off('data', onData);
+            resolve(match[0]);
+          };
+          const onData = (chunk: Buffer) => {
+            got += chunk.toString();
+            check();
+          };
+          socket.on('data', onData);
+          socket.once('close', () => reject(new Error(`closed; got ${got}`)));
+          check();
+        });
+      socket.write("<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='bot.localhost'>");
+      const id = /id=['"]([^'"]+)['"]/.exec(await until(/<stream:stream[^>]*>/))?.[1] ?? '';
+      socket.write(
+        `<handshake>${createHash('sha1')
+          .update(id + secret)
+          .digest('hex')}</handshake>`,
+      );
+      return { socket, until, transcript: () => got };
+    }
+
+    const wrong = await component('guess');
+    expect(await wrong.until(/<stream:error>.*<\/stream:error>/s)).toContain('<not-authorized');
+
+    const bot = await component('s3cret');
+    await bot.until(/<handshake\/>/);
+    const romeo = xmppClient({ service: `xmpp://127.0.0.1:${xmppPort}`, domain: 'localhost', username: 'romeo', password: 'r0meo!' });
+    romeo.on('error', () => {});
+    cleanups.push(() => romeo.stop());
+    const romeoJid = String(await romeo.start());
+    const fromBot = new Promise<Element>((resolve) => romeo.on('stanza', (s: Element) => s.is('message') && resolve(s)));
+    bot.socket.write(`<message from='echo@bot.localhost' to='${romeoJid}' type='chat'><body>beep</body></message>`);
+    const message = await fromBot;
+    expect(message.attrs.from).toBe('echo@bot.localhost');
+    expect(message.getChildText('body')).toBe('beep');
+    await romeo.send(xml('message', { to: 'echo@bot.localhost', type: 'chat' }, xml('body', {}, 'boop')));
+    expect(await bot.until(/<message[^>]*>.*?boop.*?<\/message>/s)).toContain(`from='${romeoJid}'`);
   });
 });

@@ -126,15 +126,19 @@ async function peer(user: string, password: string, port = xmppPort) {
   return { client, jid, next, send: (stanza: Element) => client.send(stanza) };
 }
 
+/** A 1×1 PNG. */
+const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==', 'base64');
 const isMessage = (body: string) => (s: Element) => s.is('message') && s.getChildText('body') === body;
 /** The page's document, as functions run in the page see it (this file is type-checked without the DOM library). */
 declare const document: {
   querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }>;
   getElementById(id: string): { textContent: string | null } | null;
+  querySelector(selector: string): { complete: boolean; naturalWidth: number } | null;
 };
 const messagesShown = (page: Page, count: number) =>
-  page.waitForFunction((n) => document.querySelectorAll('#messages li.message').length === n, count, wait);
-const messageTexts = (page: Page) => page.$$eval('#messages li .body', (items) => items.map((item) => item.textContent));
+  page.waitForFunction((n) => document.querySelectorAll('#messages li.message:not(.notice)').length === n, count, wait);
+const messageTexts = (page: Page) =>
+  page.$$eval('#messages li.message:not(.notice) .body', (items) => items.map((item) => item.textContent));
 
 describe('the chat page (Chromium)', () => {
   it('logs in, adds a contact and accepts theirs, sees them come online, chats both ways with unread markers, and shows the history after a reload', async () => {
@@ -293,6 +297,101 @@ describe('the chat page (Chromium)', () => {
       'Thou art a villain',
       'Where the devil should this Romeo be?',
     ]);
+  }, 120_000);
+
+  it('joins a room (XEP-0045), sees its history and occupants, chats with a TCP client in it; a taken nickname shows an error', async () => {
+    const room = 'lobby@conference.localhost';
+    const romeo = await peer('romeo', 'r0meo!');
+    // Romeo opens the room (join, then the default configuration: an instant room) and says something.
+    await romeo.send(xml('presence', { to: `${room}/romeo` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+    await romeo.next((s) => s.is('presence') && s.attrs.from === `${room}/romeo`);
+    await romeo.client.iqCaller.request(
+      xml(
+        'iq',
+        { type: 'set', to: room },
+        xml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' })),
+      ),
+    );
+    await romeo.send(xml('message', { to: room, type: 'groupchat', id: 'g1' }, xml('body', {}, 'Who is in the lobby?')));
+    await romeo.next(isMessage('Who is in the lobby?'));
+
+    const page = await openPage();
+    await logIn(page, 'nurse', 'angelica');
+    await page.fill('#room', 'lobby');
+    await page.fill('#nick', 'romeo');
+    await page.click('#join-room button');
+    await page.waitForSelector('#messages li.notice.failed', wait);
+    expect(await page.textContent('#messages li.notice.failed .body')).toMatch(
+      /^Could not join lobby@conference\.localhost: that nickname is taken/,
+    );
+
+    await page.fill('#room', 'lobby');
+    await page.fill('#nick', '');
+    await page.click('#join-room button');
+    await page.waitForSelector(`#rooms li[data-jid="${room}"] .dot.online`, wait);
+    await messagesShown(page, 1);
+    expect(await messageTexts(page)).toContain('Who is in the lobby?');
+    await page.waitForFunction(() => /romeo/.test(document.getElementById('occupants')?.textContent ?? ''), undefined, wait);
+    expect(await page.textContent('#occupants')).toMatch(/^In the room: .*nurse/);
+    await romeo.next((s) => s.is('presence') && s.attrs.from === `${room}/nurse`);
+
+    await romeo.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, 'Good morrow, nurse')));
+    await messagesShown(page, 2);
+    await page.fill('#body', 'God ye good den, fair gentleman');
+    await page.click('#composer button:not([type])');
+    const said = await romeo.next(isMessage('God ye good den, fair gentleman'));
+    expect(said.attrs).toMatchObject({ from: `${room}/nurse`, type: 'groupchat' });
+    // The room reflects it back: no longer pending, and shown once.
+    await page.waitForSelector('#messages li.message.outgoing:not(.pending)', wait);
+    expect(await messageTexts(page)).toEqual(['Who is in the lobby?', 'Good morrow, nurse', 'God ye good den, fair gentleman']);
+
+    // After a reload the page joins the room again, and its history comes back.
+    await page.reload();
+    await logIn(page, 'nurse', 'angelica');
+    await page.waitForSelector(`#rooms li[data-jid="${room}"] .dot.online`, wait);
+    await page.click(`#rooms li[data-jid="${room}"]`);
+    await messagesShown(page, 3);
+    expect(await messageTexts(page)).toEqual(['Who is in the lobby?', 'Good morrow, nurse', 'God ye good den, fair gentleman']);
+  }, 120_000);
+
+  it('shares a picture (XEP-0363 slot, PUT, XEP-0066 link) and shows it inline on both ends', async () => {
+    const tybalt = await peer('tybalt', 'prince0fcats');
+    await tybalt.send(xml('presence'));
+    const page = await openPage();
+    await logIn(page, 'benvolio', 'peace');
+    await page.fill('#add-jid', 'tybalt');
+    await page.click('#add-contact button');
+    await page.click('#contacts li[data-jid="tybalt@localhost"]', wait);
+    await page.waitForSelector('#attach:not([hidden])', wait);
+    await page.setInputFiles('#file', { name: 'balcony.png', mimeType: 'image/png', buffer: png });
+
+    const shared = await tybalt.next((s) => s.is('message') && s.getChild('x', 'jabber:x:oob') !== undefined);
+    const url = shared.getChild('x', 'jabber:x:oob')?.getChildText('url') ?? '';
+    expect(shared.getChildText('body')).toBe(url);
+    expect(url).toMatch(/^https:\/\/localhost:\d+\/upload\/.+\/balcony\.png$/);
+    const download = await fetch(url);
+    expect(download.headers.get('content-type')).toBe('image/png');
+    expect(Buffer.from(await download.arrayBuffer())).toEqual(png);
+
+    // Shown as a picture, loaded; and one sent to the page is too.
+    await page.waitForFunction(
+      () => {
+        const img = document.querySelector('#messages li.message.outgoing img');
+        return img?.complete === true && img.naturalWidth === 1;
+      },
+      undefined,
+      wait,
+    );
+    await tybalt.send(
+      xml(
+        'message',
+        { to: 'benvolio@localhost', type: 'chat' },
+        xml('body', {}, url),
+        xml('x', { xmlns: 'jabber:x:oob' }, xml('url', {}, url)),
+      ),
+    );
+    await page.waitForSelector('#messages li.message:not(.outgoing) img', wait);
+    expect(await page.getAttribute('#messages li.message:not(.outgoing) img', 'src')).toBe(url);
   }, 120_000);
 
   it('served over https:// talks wss:// to the server', async () => {
