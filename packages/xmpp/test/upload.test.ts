@@ -267,6 +267,17 @@ describe('XEP-0363 HTTP File Upload', () => {
     const blob = await rawHttp(httpPort, `GET ${pathOf(untyped.get)} HTTP/1.1\nHost: x\nConnection: close\n\n`);
     expect(blob.head.toLowerCase()).toContain('content-type: application/octet-stream');
     expect(blob.head.toLowerCase()).toContain('content-disposition: attachment');
+    // A slot without a type takes the PUT's Content-Type.
+    const typedLater = await slotFor(raw, 'later.txt', 2);
+    const putLater = await rawHttp(
+      httpPort,
+      `PUT ${pathOf(typedLater.put)} HTTP/1.1\nHost: x\nAuthorization: ${typedLater.authorization}\nContent-Type: text/plain\nContent-Length: 2\nConnection: close\n\n`,
+      'hi',
+    );
+    expect(putLater.status).toBe(201);
+    const later = await rawHttp(httpPort, `GET ${pathOf(typedLater.get)} HTTP/1.1\nHost: x\nConnection: close\n\n`);
+    expect(later.head.toLowerCase()).toContain('content-type: text/plain');
+    expect(later.head.toLowerCase()).toContain('content-disposition: inline');
   });
 
   it('refuses a slot for 2 GB with <file-too-large/> and the maximum, and bad sizes and names with bad-request', async () => {

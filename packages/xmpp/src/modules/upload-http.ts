@@ -8,7 +8,7 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Logger } from '@portbind/core';
-import { diskName, type UploadRecord, verifyToken } from './upload-util.js';
+import { diskName, type UploadRecord, validContentType, verifyToken } from './upload-util.js';
 
 /** What the HTTP endpoint needs from the module. */
 export interface UploadHttpContext {
@@ -168,7 +168,9 @@ async function receive(
     });
     await rename(tmp, file);
     kept = true;
-    await context.completed(record, newType === undefined ? undefined : newType.trim());
+    // A slot without a type takes the PUT's, if it is a media type (else application/octet-stream).
+    const type = newType?.trim();
+    await context.completed(record, type !== undefined && validContentType(type) ? type : undefined);
     context.logger.debug({ slot: record.id, size }, 'upload: file stored');
     return new Response(null, { status: 201, headers: { ...CORS } });
   } catch (error) {

@@ -65,6 +65,15 @@ export function verifyToken(key: Buffer, token: string): SlotClaims | undefined 
   }
 }
 
+// RFC 9110 §8.3.1 media-type: type "/" subtype *( OWS ";" OWS parameter ).
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?:[ \\t]*;[ \\t]*${TOKEN}=(?:${TOKEN}|"[^"\\\\\\x00-\\x1f\\x7f]*"))*$`);
+
+/** A media type (RFC 9110 §8.3.1) of at most 255 characters: what may become a Content-Type header. */
+export function validContentType(type: string): boolean {
+  return type.length <= 255 && MEDIA_TYPE.test(type);
+}
+
 /**
  * A file name a client may ask for: 1–255 bytes of UTF-8, no `/` or `\`, no control characters
  * (NUL included), not `.` or `..`. (As Prosody, a `/` is refused rather than cut away.)

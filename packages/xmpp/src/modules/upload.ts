@@ -21,7 +21,7 @@ import { StanzaErrorException } from '../stanza-error.js';
 import type { ArchiveItem, ArchiveStore } from '../stores/types.js';
 import { buildDataForm } from './data-form.js';
 import { type UploadHttpContext, uploadFetch } from './upload-http.js';
-import { parseRecord, type SlotClaims, signToken, type UploadRecord, validFilename } from './upload-util.js';
+import { parseRecord, type SlotClaims, signToken, type UploadRecord, validContentType, validFilename } from './upload-util.js';
 
 const MiB = 1024 * 1024;
 const DAY_MS = 86_400_000;
@@ -88,10 +88,6 @@ export interface UploadModule extends XmppModule {
 }
 
 const SLOT_ID = /^[A-Za-z0-9_-]{22}$/;
-// RFC 9110 §8.3.1 media-type: type "/" subtype *( OWS ";" OWS parameter ).
-const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
-const MEDIA_TYPE = new RegExp(`^${TOKEN}/${TOKEN}(?:[ \\t]*;[ \\t]*${TOKEN}=(?:${TOKEN}|"[^"\\\\\\x00-\\x1f\\x7f]*"))*$`);
-
 /**
  * XEP-0363 HTTP File Upload: `upload({ baseUrl })` serves `upload.DOMAIN`; mount `fetch` on the
  * HTTP binding. Throws `XmppConfigError` `PB_ERR_XMPP_UPLOAD_URL` for a bad `baseUrl`,
@@ -354,7 +350,7 @@ export function upload(options: UploadOptions): UploadModule {
         }
         const declared = request.attr('content-type');
         const contentType = declared === undefined || declared === '' ? undefined : declared.trim();
-        if (contentType !== undefined && (contentType.length > 255 || !MEDIA_TYPE.test(contentType))) {
+        if (contentType !== undefined && !validContentType(contentType)) {
           throw new StanzaErrorException('bad-request', 'Invalid content type');
         }
         let base: URL;
