@@ -69,6 +69,8 @@ export interface SessionEvent {
  * - `session/disconnected`: the transport closed (`clean` when the stream was ended on purpose); a hook
  *   returning `true` keeps the session routed (stream management hibernation) and must later call
  *   `api.endSession()`.
+ * - `session/hibernating`: stream management keeps a session whose transport was lost, for a resume;
+ *   `queue` holds what the client had not acknowledged.
  * - `session/closed`: the session is gone for good (unavailable presence already broadcast).
  * - `account/deleted`: an account was removed (modules delete its data).
  */
@@ -97,6 +99,8 @@ export interface XmppEvents {
     readonly clean: boolean;
   };
   'stanza/received': { readonly stanza: XmlElement; readonly session: XmppSession };
+  /** Stream management kept a session whose transport was lost, with the stanzas it had not acknowledged (push wakes the device). */
+  'session/hibernating': SessionEvent & { readonly queue: readonly XmlElement[] };
   'session/closed': SessionEvent;
   'account/deleted': { readonly user: string };
 }

@@ -121,6 +121,23 @@ describe('push notifications (XEP-0357)', () => {
     expect(again.node).toBe('phone-node');
   });
 
+  it('wakes a device whose link died with a message it never acknowledged (at hibernation start)', async () => {
+    const { port, app, server } = await setup();
+    const phone = await Raw.login(port, 'juliet', 'balcony', 'phone');
+    phone.send("<presence/><enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    await phone.next(/<enabled/);
+    await enable(phone, 'e1', 'phone-node');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'garden');
+    romeo.send("<message to='juliet@localhost/phone' type='chat' id='u1'><body>Unread</body></message>");
+    // Delivered, never acknowledged: no push while the phone is connected.
+    await phone.next(/id='u1'/);
+    phone.socket.destroy();
+    await waitFor(() => server.sessionsOf('juliet@localhost').some((session) => session.stage === 'hibernating'));
+    const publish = await nextPublish(app);
+    expect(publish.node).toBe('phone-node');
+    expect(publish.fields['message-count']).toBe('1');
+  });
+
   it('disables a registration the app server answers with an error; others stay', async () => {
     const { port, app, server, storage } = await setup();
     const juliet = await Raw.login(port, 'juliet', 'balcony', 'phone');

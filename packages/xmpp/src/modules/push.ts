@@ -206,6 +206,7 @@ class Push {
     // A session that hibernates (XEP-0198): its own registration, as the stanza is queued for it.
     // After CSI (which holds back what is not urgent), before smacks (-100 000) queues it.
     api.outbound((stanza, session) => this.#outbound(stanza, session), -90_000);
+    api.hook('session/hibernating', (event) => this.#hibernating(event.session, event.queue));
     // The app server's answers come to the server's domain.
     api.hook('iq/host', (event) => this.#answer(event), 1000);
     // Back online: counts start again.
@@ -344,6 +345,22 @@ class Push {
     const from = Jid.parse(stanza.attr('from') ?? '');
     this.#notify(user, key, { messages: 1, subscriptions: 0, sender: from?.bare, ...summary });
     return stanza;
+  }
+
+  /** A device's link died with stanzas it never acknowledged: one push for the important ones (Prosody's hibernation start). */
+  #hibernating(session: XmppSession, queue: readonly XmlElement[]): undefined {
+    const key = this.#session.peek(session)?.key;
+    const user = session.user;
+    if (key === undefined || user === undefined) return;
+    let messages = 0;
+    let last: Pending | undefined;
+    for (const stanza of queue) {
+      const summary = classify(stanza);
+      if (summary === undefined) continue;
+      messages++;
+      last = { messages: 0, subscriptions: 0, sender: Jid.parse(stanza.attr('from') ?? '')?.bare, ...summary };
+    }
+    if (last !== undefined) this.#notify(user, key, { ...last, messages });
   }
 
   #online(session: XmppSession): undefined {

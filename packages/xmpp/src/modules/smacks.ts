@@ -371,6 +371,7 @@ class StreamManagement {
     state.hibernationTimer.unref();
     this.#persist(session, state);
     this.#updateIndex();
+    void this.#api.fire('session/hibernating', { session, queue: state.queue.map((item) => item.stanza) });
     // Too many hibernating sessions for this account: the oldest ends.
     const user = session.user;
     if (user !== undefined) {
