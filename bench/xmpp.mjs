@@ -49,7 +49,18 @@ if (occupantCounts.some((n) => !Number.isInteger(n) || n < 2)) {
   console.error('--occupants: a comma-separated list of integers ≥ 2');
   process.exit(2);
 }
-const senders = option('senders', 10);
+// --rate R: the room scenario's open loop (R messages a second into the room, from every occupant
+// in turn unless --senders says otherwise); a list gives one rate per room size of --occupants, in
+// order; 0 (default): the closed loop.
+const rates = stringOption('rate', '0').split(',').map(Number);
+if (rates.some((r) => !(r >= 0))) {
+  console.error('--rate: messages per second, ≥ 0 (or a list, one per --occupants)');
+  process.exit(2);
+}
+/** The open loop's rate for a room of `n` occupants (0: closed loop). */
+const rateFor = (n) => rates[occupantCounts.indexOf(n)] ?? rates[0];
+const rate = Math.max(...rates);
+const senders = option('senders', rate > 0 ? 0 : 10);
 // The room scenario turns Nagle's algorithm off in Prosody (`network_settings.nagle = false`, as
 // portbind's sockets have TCP_NODELAY); --prosody-nagle on keeps Prosody's default (Nagle on).
 const prosodyNagle = stringOption('prosody-nagle', 'off') === 'on';
@@ -603,6 +614,8 @@ async function roomRun(name, room, occupants) {
       String(warmup),
       '--logging',
       room === 'mam' ? 'on' : 'off',
+      '--rate',
+      String(rateFor(occupants)),
       '--password',
       password,
     ]);
@@ -767,10 +780,14 @@ const roomSeen = (r) => {
 };
 
 async function roomMain() {
+  const loopText =
+    rate > 0
+      ? `open loop: ${occupantCounts.map((n) => `${rateFor(n)} messages/s into the room of ${n}`).join(', ')}, from ${senders > 0 ? `${senders} senders` : 'every occupant'} in turn`
+      : `closed loop: ${senders} senders × ${window} messages in flight (each until every occupant has it)`;
   console.log(
     `XMPP group chat benchmark (XEP-0045), node ${process.version}${prosodyVersion ? `, Prosody ${prosodyVersion}` : ''}: one room ` +
-      `(room@conference.localhost), ${occupantCounts.join(' and ')} occupants, ${senders} senders × ${window} messages in flight ` +
-      `(each until every occupant has it), ${warmup} s warm-up + ${seconds} s, room modes ${modes.join(', ')}, ${rounds} round(s)\n`,
+      `(room@conference.localhost), ${occupantCounts.join(' and ')} occupants, ${loopText}, ` +
+      `${warmup} s warm-up + ${seconds} s, room modes ${modes.join(', ')}, ${rounds} round(s)\n`,
   );
   const key = (name, mode, n) => `${name} ${mode} ${n}`;
   const results = {};
@@ -796,7 +813,13 @@ async function roomMain() {
       if (!r.created) note(who, round, 'the first join did not create the room (no status 201)');
       if (r.fullLists < n) note(who, round, `${n - r.fullLists} occupants never saw all ${n} occupants' presence`);
       if (r.lostMessages > 0)
-        note(who, round, `${r.lostMessages} messages did not reach every occupant within 10 s (${r.missingDeliveries} deliveries missing)`);
+        note(
+          who,
+          round,
+          `${r.lostMessages} messages did not reach every occupant within ${rateFor(n) > 0 ? 30 : 10} s of the window's end (${r.missingDeliveries} deliveries missing)`,
+        );
+      if (rateFor(n) > 0 && r.messagesPerSecond < 0.95 * rateFor(n) * n)
+        note(who, round, `did not keep up with the offered load: ${int(r.messagesPerSecond)} of ${int(rateFor(n) * n)} deliveries/s`);
       if (r.short > 0) note(who, round, `${r.short} occupants received fewer (or more) messages than were sent (${r.sent})`);
       if (r.errors > 0) note(who, round, `${r.errors} messages bounced with an error, e.g. ${r.errorSamples[0]}`);
       if (r.malformed > 0) note(who, round, `${r.malformed} messages unknown or delivered twice`);
@@ -849,7 +872,7 @@ async function roomMain() {
   }
   console.log(
     `Group chat (medians of ${rounds} round(s); deliveries = groupchat messages received by occupants, the sender's reflection included; ` +
-      `${senders} senders × ${window} in flight):\n`,
+      `${loopText}):\n`,
   );
   console.log(
     "| server | room archive | occupants | room as the server set it up | delivered msg/s | messages sent/s | p50 latency | p99 latency | server CPU | msg per CPU-second | load generator CPU | other processes' CPU | archive after |",
@@ -877,12 +900,12 @@ async function roomMain() {
       for (const mode of modes) {
         const p = summary[key('portbind', mode, n)];
         const q = summary[key('prosody', mode, n)];
-        const rate = ratio(p.rate, q.rate);
+        const rates = ratio(p.rate, q.rate);
         const p99 = ratio(p.p99, q.p99);
-        const met = rate >= 2 && p99 < 1;
-        console.log(
-          `| room ${mode}, ${n} occupants | **${f(rate)}** | **${f(p99)}** | ${f(ratio(p.perCore, q.perCore))} | ${met ? 'met' : '**not met**'} |`,
-        );
+        // The open loop offers both the same load: its msg/s ratio says nothing of the goal, its p99 does.
+        const verdict =
+          rateFor(n) > 0 ? `open loop: p99 ${p99 < 1 ? 'lower' : '**not lower**'}` : rates >= 2 && p99 < 1 ? 'met' : '**not met**';
+        console.log(`| room ${mode}, ${n} occupants | **${f(rates)}** | **${f(p99)}** | ${f(ratio(p.perCore, q.perCore))} | ${verdict} |`);
       }
     }
   }

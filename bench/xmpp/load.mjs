@@ -650,6 +650,9 @@ const formFields = (text) =>
  * reflection included) has received it, and then its sender sends the next. So SENDERS × WINDOW
  * messages (× N deliveries) are in flight at all times, whatever the server's delivery order. The
  * body carries the send time (performance.now(), one process), the sender and a sequence number.
+ * With --rate R (> 0) the loop is open instead: R messages a second into the room, from the
+ * SENDERS (default: all occupants) in turn, whatever has arrived, so that both servers are
+ * measured at the same offered load (latency then shows queueing, not the loop's own in-flight).
  * Counted over SECONDS after WARMUP: deliveries (groupchat messages received by occupants, the
  * sender's reflection included) and their latency. At the end every message sent must have
  * reached every occupant (within 10 s), each occupant must have received every message, and the
@@ -657,7 +660,10 @@ const formFields = (text) =>
  */
 async function room() {
   const occupants = Number(option('occupants', 50));
-  const senderCount = Math.min(occupants, Number(option('senders', 10)));
+  // --rate R > 0: an open loop instead: R messages a second into the room, from the senders in
+  // turn (default: every occupant), whether or not earlier ones have arrived.
+  const rate = Number(option('rate', 0));
+  const senderCount = Math.min(occupants, Number(option('senders', rate > 0 ? occupants : 10)) || occupants);
   const window = Number(option('window', 2));
   const seconds = Number(option('seconds', 10));
   const warmup = Number(option('warmup', 2));
@@ -746,7 +752,7 @@ async function room() {
         else {
           pending.delete(key);
           // Closed loop: the message reached every occupant; its sender sends the next.
-          if (phase === 'warmup' || phase === 'measure') sendNext[Number(s)]();
+          if (rate === 0 && (phase === 'warmup' || phase === 'measure')) sendNext[Number(s)]();
         }
       } else if (name === 'presence') {
         const from = attr(stanza.slice(0, stanza.indexOf('>')), 'from') ?? '';
@@ -858,11 +864,26 @@ async function room() {
       );
     };
   });
-  for (const [k, index] of senders.entries()) {
-    const socket = sessions[index].socket;
-    socket.cork();
-    for (let w = 0; w < window; w++) sendNext[k]();
-    socket.uncork();
+  let pacer;
+  if (rate === 0) {
+    for (const [k, index] of senders.entries()) {
+      const socket = sessions[index].socket;
+      socket.cork();
+      for (let w = 0; w < window; w++) sendNext[k]();
+      socket.uncork();
+    }
+  } else {
+    // Open loop: every 5 ms, the messages due by now at RATE a second, senders in turn.
+    const openStarted = performance.now();
+    let due = 0;
+    let next = 0;
+    pacer = setInterval(() => {
+      const target = Math.floor(((performance.now() - openStarted) * rate) / 1000);
+      for (; due < target; due++) {
+        sendNext[next]();
+        next = (next + 1) % senderCount;
+      }
+    }, 5);
   }
   await sleep(warmup * 1000);
   phase = 'measure';
@@ -875,13 +896,14 @@ async function room() {
   }, 1000);
   await sleep(seconds * 1000);
   phase = 'done';
+  clearInterval(pacer);
   if (bucket > 0) perSecond.push(bucket);
   const elapsed = (performance.now() - started) / 1000;
   clearInterval(ticker);
   const cpu = process.cpuUsage(cpuBefore);
   console.log('measure-end');
   // Every message sent must reach every occupant.
-  for (let waited = 0; pending.size > 0 && waited < 10_000; waited += 50) await sleep(50);
+  for (let waited = 0; pending.size > 0 && waited < (rate > 0 ? 30_000 : 10_000); waited += 50) await sleep(50);
   const lostMessages = pending.size;
   let missingDeliveries = 0;
   for (const left of pending.values()) missingDeliveries += left;
@@ -911,6 +933,7 @@ async function room() {
       occupants,
       senders: senderCount,
       window,
+      rate,
       seconds: elapsed,
       loginMs,
       joinMs,
