@@ -340,6 +340,8 @@ function invited(el, invite) {
 }
 
 function describe(error) {
+  const tooLarge = error.element?.getElementsByTagNameNS(NS.upload, 'file-too-large')[0];
+  if (tooLarge) return `the file is too large (at most ${childText(tooLarge, 'max-file-size') ?? '?'} bytes)`;
   const names = {
     'service-unavailable': 'the recipient is unknown or not reachable',
     'item-not-found': 'no such recipient',
@@ -425,8 +427,12 @@ function renderContacts() {
         'li',
         { data: { jid: contact.jid, show }, class: active === contact.jid ? 'active' : '', onclick: () => open(contact.jid) },
         h('span', { class: `dot ${show}`, title: show }),
-        h('span', { class: 'name' }, contact.name),
-        h('span', { class: 'muted presence' }, ` ${show === 'offline' ? waiting || 'offline' : show}${status ? `: ${status}` : ''}`),
+        h(
+          'span',
+          { class: 'who' },
+          h('span', { class: 'name' }, contact.name),
+          h('span', { class: 'muted presence' }, `${show === 'offline' ? waiting || 'offline' : show}${status ? `: ${status}` : ''}`),
+        ),
         unread > 0 && h('span', { class: 'unread' }, String(unread)),
       );
     }),

@@ -109,6 +109,7 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
     if (uploaded !== undefined) return uploaded;
     const path = new URL(request.url).pathname;
     if (path === '/') return new Response(html, { headers: { ...pageHeaders, 'content-type': 'text/html; charset=utf-8' } });
+    if (path === '/favicon.ico') return new Response(null, { status: 204 });
     const asset = assets.get(path);
     if (asset !== undefined) return new Response(asset.body, { headers: { ...pageHeaders, 'content-type': asset.type } });
     return new Response('Not Found\n', { status: 404 });

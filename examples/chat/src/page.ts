@@ -46,7 +46,7 @@ export function page(domain: string): string {
     <ol id="messages"></ol>
     <form id="composer" hidden>
       <input id="body" placeholder="Message" autocomplete="off">
-      <label id="attach" class="button" hidden>📎<input id="file" type="file" hidden></label>
+      <label id="attach" class="button" title="Share a picture or a file" hidden>File…<input id="file" type="file" hidden></label>
       <button>Send</button>
       <button id="leave" type="button" hidden>Leave room</button>
     </form>

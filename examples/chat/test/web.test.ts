@@ -147,6 +147,7 @@ describe('the chat page (Chromium)', () => {
     const page = await openPage();
     await logIn(page, 'juliet', 'balcony');
     expect(await page.textContent('#me')).toMatch(/^juliet@localhost\/web-/);
+    expect(await page.isHidden('#login')).toBe(true);
 
     // Juliet adds Romeo; Romeo approves and asks back; Juliet accepts on the page.
     await page.fill('#add-jid', 'romeo');
