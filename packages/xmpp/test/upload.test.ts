@@ -17,11 +17,13 @@ import {
   MemoryUserStore,
   memoryStorage,
   sqliteStorage,
+  type UploadModule,
+  type UploadOptions,
+  upload,
   XmppConfigError,
   type XmppStorage,
   xmppServer,
 } from '../src/index.js';
-import { type UploadModule, type UploadOptions, upload } from '../src/modules/upload.js';
 import { Raw } from './raw-stream.js';
 import { capturingLogger, stopAfterTest, testCert } from './support.js';
 
