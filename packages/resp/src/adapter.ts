@@ -26,7 +26,9 @@ export type CommandFlag =
   | 'readonly'
   | 'write'
   | 'fast'
-  | 'admin';
+  | 'admin'
+  /** May use more memory (SET, LPUSH…): refused while `outOfMemory()` says so, as Redis's CMD_DENYOOM. */
+  | 'denyoom';
 
 export interface CommandOptions {
   /** Redis arity, the name included: 2 = exactly `GET key`; -2 = at least one argument. */
@@ -61,6 +63,7 @@ interface Entry<Context> {
   readonly keyspace: boolean;
   /** Held by CLIENT PAUSE … WRITE: `write` commands and PUBLISH (Redis's may-replicate). */
   readonly pausedByWrite: boolean;
+  readonly denyoom: boolean;
 }
 
 /** A section of INFO: `[field, value]` pairs, computed when INFO runs. */
@@ -78,6 +81,13 @@ export interface RespOptions<Context = Record<string, unknown>> {
    * loopback get `-DENIED …` and are closed. Default true; turn off behind your own firewall.
    */
   protectedMode?: boolean;
+  /**
+   * Redis's `maxmemory` with the `noeviction` policy: while this returns true, commands flagged
+   * `denyoom`, an EXEC that queued one, and anything a client in MULTI would queue (but EXEC,
+   * DISCARD, QUIT, RESET) are refused with `-OOM command not allowed when used memory >
+   * 'maxmemory'.` (a refused queued command aborts the transaction). Called only for those.
+   */
+  outOfMemory?: () => boolean;
   /** Number of databases for SELECT. Default 16. */
   databases?: number;
   /** Largest bulk argument (`proto-max-bulk-len`). Default 512 MB. */
@@ -241,6 +251,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       nomulti: flags.includes('nomulti'),
       keyspace: flags.includes('readonly') || flags.includes('write'),
       pausedByWrite: flags.includes('write') || lower === 'publish',
+      denyoom: flags.includes('denyoom'),
     };
     this.#commands.set(lower, spec);
     this.#dispatch.set(lower, entry);
@@ -429,8 +440,24 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       this.#reject(own, "ERR Replica can't interact with the keyspace");
       return;
     }
+    if (this.options.outOfMemory !== undefined && this.#usesMemory(own, entry) && this.options.outOfMemory()) {
+      this.#reject(own, "OOM command not allowed when used memory > 'maxmemory'.");
+      return;
+    }
     if (this.#pauseType !== undefined && this.#holds(own, entry)) return this.#afterPause(own, entry, argv);
     return this.#proceed(own, entry, argv);
+  }
+
+  /** Whether a command is refused when out of memory (server.c, processCommand's reject_cmd_on_oom). */
+  #usesMemory(own: RespClient<Context>, entry: Entry<Context>): boolean {
+    if (entry.denyoom) return true;
+    const name = entry.spec.name;
+    if (own.multi === undefined) return false;
+    if (name !== 'exec') return name !== 'discard' && name !== 'quit' && name !== 'reset';
+    for (const queued of own.multi) {
+      if (this.#dispatch.get((queued[0] as Buffer).toString('latin1').toLowerCase())?.denyoom) return true;
+    }
+    return false;
   }
 
   /** The rest of dispatch, once no CLIENT PAUSE holds the command: MULTI's queue, RESP2 pub/sub, run. */
