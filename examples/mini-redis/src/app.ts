@@ -13,6 +13,15 @@ import { registerSortedSetCommands } from './commands/zsets.js';
 import { Encodings } from './encodings.js';
 import { Keyspace } from './store.js';
 
+/** Redis 7.0's commands flagged CMD_DENYOOM, of those mini-redis has. */
+const DENYOOM = new Set(
+  (
+    'setbit copy hincrby hincrbyfloat hmset hset hsetnx blmove brpoplpush linsert lmove lpush lpushx lset rpoplpush rpush rpushx ' +
+    'sadd sdiffstore sinterstore sunionstore zadd zdiffstore zincrby zinterstore zrangestore zunionstore append decr decrby getset ' +
+    'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange'
+  ).split(' '),
+);
+
 /** What each command file registers its commands with. */
 export interface MiniRedis {
   /** The RESP adapter: `resp.command(…)` adds a command; `resp.touch(db, key)` after every write (WATCH). */
@@ -21,6 +30,8 @@ export interface MiniRedis {
   readonly keyspace: Keyspace;
   /** The encodings OBJECT ENCODING reports, and the CONFIG limits that choose them. */
   readonly encodings: Encodings;
+  /** Redis's `maxmemory` (0: no limit; CONFIG SET maxmemory): past it, `denyoom` commands get -OOM. */
+  readonly memory: { maxmemory: number };
   /** Clients blocked in BLPOP/BRPOP. */
   readonly blocked: BlockedClients;
   /** The RESP binding: its address, and the connection limits CONFIG SET changes. */
@@ -38,7 +49,10 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   const env = options.env ?? process.env;
   const service = new PortService(options);
   let blocked: BlockedClients | undefined;
+  const memory = { maxmemory: 0 };
   const resp = respAdapter({
+    // maxmemory with the noeviction policy: the heap in use against the limit.
+    outOfMemory: () => memory.maxmemory > 0 && process.memoryUsage().heapUsed > memory.maxmemory,
     password: env['REQUIREPASS'] || undefined,
     protectedMode: env['PROTECTED_MODE'] !== 'no',
     serverVersion: '7.0.15', // the Redis whose replies mini-redis reproduces
@@ -59,10 +73,15 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     encodings.wrote(keyspace.db(db).values.get(key));
     touch(db, key);
   };
+  // The commands Redis flags CMD_DENYOOM (they may use more memory) get the flag here too.
+  const register = resp.command.bind(resp);
+  resp.command = (name, options, handler) =>
+    register(name, DENYOOM.has(name) ? { ...options, flags: [...(options.flags ?? []), 'denyoom'] } : options, handler);
   const server: MiniRedis = {
     resp,
     keyspace,
     encodings,
+    memory,
     blocked: new BlockedClients(resp, keyspace),
     binding: service.bind(resp),
     startedAt: Date.now(),

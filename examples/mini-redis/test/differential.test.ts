@@ -2171,4 +2171,31 @@ describe("what Redis's own test suite needs, as redis-server 7.0.15", () => {
       { on: 0, send: ['BLMOVE a b LEFT LEFT -1', 'BLMPOP x 1 a LEFT', 'BLMOVE a b UP LEFT 0'] },
     ]);
   });
+
+  it('maxmemory: past it, commands that may use memory get -OOM, MULTI queues nothing, reads and DEL go on', async () => {
+    await compare([
+      'SET k v',
+      'MULTI',
+      'GET k',
+      'CONFIG SET maxmemory 1',
+      'EXEC',
+      'CONFIG GET maxmemory',
+      'SET k v',
+      'LPUSH l a',
+      'INCR n',
+      'GET k',
+      'MULTI',
+      'GET k',
+      'SET k w',
+      'EXEC',
+      'MULTI',
+      'DISCARD',
+      'DEL k',
+      'CONFIG SET maxmemory 1kb',
+      'CONFIG SET maxmemory 0',
+      'SET k v',
+      'CONFIG SET maxmemory abc',
+      'CONFIG SET maxmemory-policy noeviction',
+    ]);
+  });
 });

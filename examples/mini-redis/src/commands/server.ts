@@ -17,7 +17,7 @@ interface Setting {
   set?(value: string): void;
 }
 
-export function registerServerCommands({ resp, keyspace, blocked, binding, startedAt, encodings }: MiniRedis): void {
+export function registerServerCommands({ resp, keyspace, blocked, binding, startedAt, encodings, memory: limits }: MiniRedis): void {
   // ---- FLUSHDB, FLUSHALL, DBSIZE, TIME --------------------------------------------------------
 
   /** A flush dirties the WATCHes of keys that exist (not of missing or expired ones), as in Redis. */
@@ -240,7 +240,12 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
     }),
     memory: () => {
       const used = process.memoryUsage().heapUsed;
-      return { used_memory: used, used_memory_human: `${(used / 1024 / 1024).toFixed(2)}M`, maxmemory: 0, maxmemory_policy: 'noeviction' };
+      return {
+        used_memory: used,
+        used_memory_human: `${(used / 1024 / 1024).toFixed(2)}M`,
+        maxmemory: limits.maxmemory,
+        maxmemory_policy: 'noeviction',
+      };
     },
     persistence: () => ({ loading: 0, async_loading: 0, rdb_bgsave_in_progress: 0, aof_enabled: 0 }),
     // The counters packages/resp keeps (commands, connections, net bytes): redis-cli --stat reads them.
@@ -333,8 +338,15 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
     ...encodingLimit(['zset-max-listpack-value', 'zset-max-ziplist-value'], 'zsetMaxListpackValue', 0),
     ...encodingLimit(['list-max-listpack-size', 'list-max-ziplist-size'], 'listMaxListpackSize', -2147483648),
     ...encodingLimit(['list-compress-depth'], 'listCompressDepth', 0),
-    maxmemory: fixed(() => 0),
-    'maxmemory-policy': fixed(() => 'noeviction'),
+    // Past maxmemory, commands that may use more memory get -OOM (mini-redis evicts nothing).
+    maxmemory: memory(
+      0,
+      () => limits.maxmemory,
+      (value) => {
+        limits.maxmemory = value;
+      },
+    ),
+    'maxmemory-policy': only('noeviction', 'mini-redis evicts nothing: only noeviction'),
     // These apply to connections accepted from now on.
     maxclients: integer(
       1,
