@@ -288,7 +288,7 @@ describe('CLIENT subcommands, byte for byte as redis-server 7.0.15', () => {
         const subscribed = await subscriber.until(/c\*\r\n:2\r\n$/);
         publisher.send('PUBLISH ch hello');
         await publisher.until(/:2\r\n$/);
-        const messages = await subscriber.until(/hello\r\n[^]*hello\r\n$/);
+        const messages = await subscriber.until(/hello\r\n[\s\S]*hello\r\n$/);
         subscriber.send('CLIENT REPLY SKIP', 'UNSUBSCRIBE ch', 'PUNSUBSCRIBE c*', 'CLIENT REPLY ON', 'PING end');
         const left = await subscriber.until(/end\r\n$/);
         subscriber.socket.destroy();
