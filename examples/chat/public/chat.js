@@ -68,7 +68,6 @@ $('login').addEventListener('submit', async (event) => {
     }
   });
   client.on('status', onStatus);
-  client.on('unsent', (lost) => setStatus('error', `Reconnected, but ${lost.length} stanza(s) sent meanwhile may be lost`));
   xmpp = client;
   try {
     await client.login(user, $('password').value);
@@ -239,7 +238,10 @@ function onMessage(el) {
 function keysOf(el, archiveId) {
   const keys = [];
   const id = el.getAttribute('id');
-  if (id) keys.push(`${el.getAttribute('from') ?? me}|${id}`);
+  // By sender and id: the bare JID in a chat (our own messages come back from the archive with our
+  // full JID), the occupant's room JID in a room.
+  const from = el.getAttribute('from') ?? me;
+  if (id) keys.push(`${el.getAttribute('type') === 'groupchat' ? from : bare(from)}|${id}`);
   if (archiveId) keys.push(`archive|${archiveId}`);
   for (const sid of el.getElementsByTagNameNS(NS.sid, 'stanza-id')) keys.push(`archive|${sid.getAttribute('id')}`);
   return keys;
@@ -363,6 +365,8 @@ async function loadArchive() {
     undefined,
     x('query', { xmlns: NS.mam, queryid: xmpp.id() }, x('set', { xmlns: NS.rsm }, x('max', {}, '200'), x('before'))),
   );
+  // How many archive queries were answered (tests wait for it).
+  document.body.dataset.archiveLoads = String(Number(document.body.dataset.archiveLoads ?? 0) + 1);
 }
 
 // --- contacts and subscriptions -------------------------------------------------------------------

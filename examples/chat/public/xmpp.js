@@ -194,7 +194,7 @@ export class Xmpp {
   }
 
   #requestAckSoon() {
-    if (this.#sm.ackTimer || !this.online) return;
+    if (!this.#sm || this.#sm.ackTimer || !this.online) return;
     this.#sm.ackTimer = setTimeout(() => {
       this.#sm.ackTimer = undefined;
       if (this.online && this.#sm.unacked.length > 0) this.#write(serialize(x('r', { xmlns: NS.sm })));
@@ -296,6 +296,7 @@ export class Xmpp {
     await this.#authenticate(features);
     features = await this.#openStream();
     const canResume = this.#sm?.resumable && child(features, 'sm', NS.sm);
+    let unsent = [];
     if (canResume) {
       this.#write(serialize(x('resume', { xmlns: NS.sm, previd: this.#sm.id, h: this.#sm.inbound })));
       const answer = await this.#nextElement();
@@ -308,11 +309,12 @@ export class Xmpp {
         this.#emit('status', 'resumed');
         return;
       }
-      // <failed/>: the session is gone (timed out, or the server restarted). A new one; what was not acknowledged is lost.
-      const lost = this.#sm.unacked;
+      // <failed/>: the session is gone (timed out, or the server restarted). A new one follows; the
+      // messages the server did not acknowledge are sent again on it (IQs and presence are not: the
+      // new session asks and announces afresh).
+      unsent = this.#sm.unacked.filter((text) => text.startsWith('<message'));
       this.#sm = undefined;
       this.#failPending(new XmppError('connection-lost', 'the session could not be resumed'));
-      if (lost.length > 0) this.#emit('unsent', lost);
     }
     const bound = await this.#bindIq();
     this.jid = bound;
@@ -333,6 +335,11 @@ export class Xmpp {
     this.online = true;
     this.#afterOnline();
     this.#emit('status', 'online');
+    for (const text of unsent) {
+      if (this.#sm) this.#sm.unacked.push(text);
+      this.#write(text);
+    }
+    if (unsent.length > 0) this.#requestAckSoon();
   }
 
   #afterOnline() {

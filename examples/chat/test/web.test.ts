@@ -1,144 +1,66 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp } from 'node:fs/promises';
-import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type Client, type Element, xml, client as xmppClient } from '@xmpp/client';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import { join } from 'node:path';
+import { xml } from '@xmpp/client';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  addUsers,
+  cuttableProxy,
+  isMessage,
+  launchBrowser,
+  logIn,
+  messagesShown,
+  messageTexts,
+  openPage as openPageIn,
+  peer as peerOn,
+  type RunningChat,
+  runAfterEach,
+  startChat,
+  wait,
+} from './web-support.js';
 
 // The chat's web page in real headless Chromium (Debian's), against the chat app in its own process,
 // with @xmpp/client peers over TCP (STARTTLS). Every wait is for something on the page or on the wire.
-process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the example makes a self-signed certificate
 
-const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
-const wait = { timeout: 30_000 };
-const users: Array<[string, string]> = [
-  ['juliet', 'balcony'],
-  ['romeo', 'r0meo!'],
-  ['nurse', 'angelica'],
-  ['benvolio', 'peace'],
-  ['mercutio', 'queenmab'],
-  ['tybalt', 'prince0fcats'],
-  ['paris', 'county'],
-];
-
-let chat: ChildProcess;
-let httpPort = 0;
-let httpsPort = 0;
-let xmppPort = 0;
+let chat: RunningChat;
 let browser: Browser;
-const cleanups: Array<() => Promise<unknown>> = [];
-/** Uncaught errors in the page: none allowed, in any test. */
-let pageErrors: string[] = [];
-
-async function run(args: string[], env: Record<string, string>): Promise<number | null> {
-  const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env }, stdio: 'ignore' });
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return code;
-}
 
 beforeAll(async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'portbind-web-'));
-  const env = { DATA_DIR: dataDir, PORT: '0', HTTPS_PORT: '0', XMPP_PORT: '0', XMPPS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
-  for (const [user, password] of users) expect(await run(['user', 'add', user, password], env)).toBe(0);
-  chat = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let logs = '';
-  chat.stdout?.on('data', (chunk: Buffer) => {
-    logs += chunk.toString();
-  });
-  const deadline = Date.now() + 30_000;
-  while (!/listening on https:/.test(logs) || !/listening on xmpps:/.test(logs)) {
-    if (Date.now() > deadline || chat.exitCode !== null) throw new Error(`chat did not start:\n${logs}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  httpPort = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(logs)?.[1]);
-  httpsPort = Number(/listening on https:\/\/127\.0\.0\.1:(\d+)\//.exec(logs)?.[1]);
-  xmppPort = Number(/listening on xmpp:\/\/127\.0\.0\.1:(\d+)/.exec(logs)?.[1]);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  await addUsers(dataDir, [
+    ['juliet', 'balcony'],
+    ['romeo', 'r0meo!'],
+    ['nurse', 'angelica'],
+    ['benvolio', 'peace'],
+    ['mercutio', 'queenmab'],
+    ['tybalt', 'prince0fcats'],
+    ['paris', 'county'],
+  ]);
+  chat = await startChat(dataDir);
+  browser = await launchBrowser();
 }, 120_000);
 
 afterEach(async () => {
-  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup().catch(() => {})));
-  expect(pageErrors).toEqual([]);
-  pageErrors = [];
+  expect(await runAfterEach()).toEqual([]); // no uncaught error in any page
 });
 
 afterAll(async () => {
   await browser?.close();
-  chat?.kill('SIGKILL');
+  chat?.child.kill('SIGKILL');
 });
 
-async function openPage(url = `http://127.0.0.1:${httpPort}/`): Promise<Page> {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
-  cleanups.push(() => context.close());
-  const page = await context.newPage();
-  page.on('pageerror', (error) => pageErrors.push(String(error)));
-  await page.goto(url);
-  return page;
-}
-
-async function logIn(page: Page, user: string, password: string): Promise<void> {
-  await page.fill('#user', user);
-  await page.fill('#password', password);
-  await page.click('#login button');
-  await page.waitForSelector('#status[data-state="online"]', wait);
-}
-
-/** An XMPP client over TCP, its stanzas collected; `next(match)` waits for one. */
-async function peer(user: string, password: string, port = xmppPort) {
-  const client: Client = xmppClient({
-    service: `xmpp://127.0.0.1:${port}`,
-    domain: 'localhost',
-    username: user,
-    password,
-    resource: 'tcp',
-  });
-  client.on('error', () => {});
-  const seen: Element[] = [];
-  const waiters: Array<{ match: (s: Element) => boolean; resolve: (s: Element) => void }> = [];
-  client.on('stanza', (stanza: Element) => {
-    const index = waiters.findIndex((w) => w.match(stanza));
-    if (index === -1) seen.push(stanza);
-    else waiters.splice(index, 1)[0]?.resolve(stanza);
-  });
-  const jid = String(await client.start());
-  cleanups.push(() => client.stop());
-  const next = (match: (s: Element) => boolean): Promise<Element> => {
-    const index = seen.findIndex(match);
-    if (index !== -1) return Promise.resolve(seen.splice(index, 1)[0] as Element);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${user} waited 30 s for ${match} in vain`)), 30_000);
-      waiters.push({
-        match,
-        resolve: (stanza) => {
-          clearTimeout(timer);
-          resolve(stanza);
-        },
-      });
-    });
-  };
-  return { client, jid, next, send: (stanza: Element) => client.send(stanza) };
-}
+const openPage = (url = `http://127.0.0.1:${chat.httpPort}/`): Promise<Page> => openPageIn(browser, url);
+const peer = (user: string, password: string) => peerOn(chat.xmppPort, user, password);
 
 /** A 1×1 PNG. */
 const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==', 'base64');
-const isMessage = (body: string) => (s: Element) => s.is('message') && s.getChildText('body') === body;
 /** The page's document, as functions run in the page see it (this file is type-checked without the DOM library). */
 declare const document: {
-  querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }>;
   getElementById(id: string): { textContent: string | null } | null;
+  querySelectorAll(selector: string): ArrayLike<{ textContent: string | null }>;
   querySelector(selector: string): { complete: boolean; naturalWidth: number } | null;
 };
-const messagesShown = (page: Page, count: number) =>
-  page.waitForFunction((n) => document.querySelectorAll('#messages li.message:not(.notice)').length === n, count, wait);
-const messageTexts = (page: Page) =>
-  page.$$eval('#messages li.message:not(.notice) .body', (items) => items.map((item) => item.textContent));
 
 describe('the chat page (Chromium)', () => {
   it('logs in, adds a contact and accepts theirs, sees them come online, chats both ways with unread markers, and shows the history after a reload', async () => {
@@ -244,42 +166,18 @@ describe('the chat page (Chromium)', () => {
 
   it('after a dropped connection reconnects by itself and resumes the stream (XEP-0198): nothing lost either way', async () => {
     // The page goes through a TCP proxy the test can cut.
-    const sockets = new Set<Socket>();
-    let refusing = false;
-    const proxy: Server = createServer((socket) => {
-      if (refusing) {
-        socket.destroy();
-        return;
-      }
-      const upstream = tcpConnect(httpPort, '127.0.0.1');
-      sockets.add(socket).add(upstream);
-      socket.pipe(upstream).pipe(socket);
-      const drop = () => {
-        socket.destroy();
-        upstream.destroy();
-      };
-      socket.on('error', drop).on('close', drop);
-      upstream.on('error', drop).on('close', drop);
-    });
-    proxy.listen(0, '127.0.0.1');
-    await once(proxy, 'listening');
-    cleanups.push(async () => {
-      for (const socket of sockets) socket.destroy();
-      proxy.close();
-    });
-    const proxyPort = (proxy.address() as { port: number }).port;
-
+    const proxy = await cuttableProxy(() => chat.httpPort);
     const tybalt = await peer('tybalt', 'prince0fcats');
     await tybalt.send(xml('presence'));
-    const page = await openPage(`http://127.0.0.1:${proxyPort}/`);
+    const page = await openPage(`http://127.0.0.1:${proxy.port}/`);
     await logIn(page, 'mercutio', 'queenmab');
     await tybalt.send(xml('message', { to: 'mercutio@localhost', type: 'chat' }, xml('body', {}, 'Where the devil should this Romeo be?')));
     await page.click('#contacts li[data-jid="tybalt@localhost"]', wait);
     await messagesShown(page, 1);
 
     // Cut the connection and keep it down while both sides write.
-    refusing = true;
-    for (const socket of sockets) socket.destroy();
+    proxy.state.refusing = true;
+    proxy.cut();
     await page.waitForSelector('#status[data-state="reconnecting"]', wait);
     expect(await page.textContent('#status')).toMatch(/^Connection lost: reconnecting in \d+ s/);
     await tybalt.send(xml('message', { to: 'mercutio@localhost', type: 'chat' }, xml('body', {}, 'Thou art a villain')));
@@ -287,7 +185,7 @@ describe('the chat page (Chromium)', () => {
     await page.click('#composer button:not([type])');
 
     // Let it back in: the page resumes the session; the server resends what it held, the page what it queued.
-    refusing = false;
+    proxy.state.refusing = false;
     await page.waitForSelector('#status[data-state="online"]', { timeout: 60_000 });
     expect(await page.textContent('#status')).toBe('Online again (session resumed)');
     expect((await tybalt.next(isMessage('A plague o’ both your houses'))).attrs.from).toMatch(/^mercutio@localhost\/web-/);
@@ -396,10 +294,10 @@ describe('the chat page (Chromium)', () => {
   }, 120_000);
 
   it('served over https:// talks wss:// to the server', async () => {
-    const page = await openPage(`https://127.0.0.1:${httpsPort}/`);
+    const page = await openPage(`https://127.0.0.1:${chat.httpsPort}/`);
     const sockets: string[] = [];
     page.on('websocket', (ws) => sockets.push(ws.url()));
     await logIn(page, 'paris', 'county');
-    expect(sockets).toEqual([`wss://127.0.0.1:${httpsPort}/xmpp-websocket`]);
+    expect(sockets).toEqual([`wss://127.0.0.1:${chat.httpsPort}/xmpp-websocket`]);
   }, 60_000);
 });
