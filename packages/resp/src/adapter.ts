@@ -5,6 +5,7 @@ import { ConfigError, silentLogger } from '@portbind/core';
 import { builtinSections, registerBuiltins } from './builtins.js';
 import { type ClientHost, RespClient, writeFailure, writeResult } from './client.js';
 import { globMatch } from './glob.js';
+import { classBit, formatKeyspaceEvents, KEYEVENT, KEYSPACE, type KeyspaceEventClass, parseKeyspaceEvents } from './notify.js';
 import { type Command, parserDefaults, RequestParser } from './parser.js';
 import type { DoubleFormat, ReplyValue } from './reply.js';
 
@@ -176,6 +177,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /** Redis's defaults: maxclients 10000, timeout 0. */
   readonly limits = { maxConnections: 10_000, idleTimeoutMs: 0 };
   readonly options: Readonly<RespOptions<Context>>;
+  #keyspaceEvents = 0;
   readonly outputHighWaterMark: number;
   readonly databases: number;
   readonly serverVersion: string;
@@ -676,6 +678,34 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
    * Publish a message (also from application code, outside any command). Returns the number of
    * clients that received it. Subscribers that fall behind past the pub/sub limits are dropped.
    */
+  // ---- keyspace notifications ---------------------------------------------------------------
+
+  /** Redis's `notify-keyspace-events` as text (`KEA`, `Elg`…); '' when off (the default). */
+  get keyspaceEvents(): string {
+    return formatKeyspaceEvents(this.#keyspaceEvents);
+  }
+
+  /** Set `notify-keyspace-events`; false (nothing changed) when a letter names no class. */
+  setKeyspaceEvents(text: string): boolean {
+    const flags = parseKeyspaceEvents(text);
+    if (flags === undefined) return false;
+    this.#keyspaceEvents = flags;
+    return true;
+  }
+
+  /**
+   * Tell subscribers that `event` happened to `key` in `db` (Redis's notifyKeyspaceEvent): when
+   * `kind` is enabled, publishes `event` on `__keyspace@<db>__:<key>` (K) and `key` on
+   * `__keyevent@<db>__:<event>` (E). Costs one bit test while notifications are off.
+   */
+  notifyKeyspaceEvent(kind: KeyspaceEventClass, event: string, key: string | Buffer, db: number): void {
+    const flags = this.#keyspaceEvents;
+    if ((flags & classBit(kind)) === 0) return;
+    const name = typeof key === 'string' ? Buffer.from(key, 'latin1') : key;
+    if (flags & KEYSPACE) this.publish(Buffer.concat([Buffer.from(`__keyspace@${db}__:`), name]), event);
+    if (flags & KEYEVENT) this.publish(`__keyevent@${db}__:${event}`, name);
+  }
+
   publish(channel: string | Buffer, message: string | Buffer): number {
     const name = typeof channel === 'string' ? channel : channel.toString('latin1');
     const channelBytes = typeof channel === 'string' ? Buffer.from(channel, 'latin1') : channel;

@@ -6,6 +6,7 @@ export { respAdapter } from './adapter.js';
 export { integerArg } from './builtins.js';
 export type { RespClient } from './client.js';
 export { globMatch } from './glob.js';
+export type { KeyspaceEventClass } from './notify.js';
 export type { Command } from './parser.js';
 export {
   type DoubleFormat,
