@@ -64,7 +64,14 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     },
   });
   // An expired key counts as written for WATCH, as in Redis.
-  const keyspace = new Keyspace(resp.databases, (db, key) => resp.touch(db, key));
+  const keyspace = new Keyspace(
+    resp.databases,
+    (db, key) => {
+      resp.touch(db, key);
+      resp.notifyKeyspaceEvent('expired', 'expired', key, db);
+    },
+    (db, key) => resp.notifyKeyspaceEvent('new', 'new', key, db),
+  );
   // Every write reaches resp.touch (for WATCH): it also tells the encodings, so a hash, set or
   // sorted set keeps the big encoding once a write took it past a limit, as in Redis.
   const encodings = new Encodings();

@@ -52,10 +52,13 @@ export class Database {
   expires = new Map<string, number>();
   /** Called when a key is deleted because it expired (mini-redis tells WATCH, as Redis does). */
   readonly #onExpired: (key: string) => void;
+  /** Called when a key is added (keyspace notifications' `new`). */
+  readonly #onNew: (key: string) => void;
   #sweep: Iterator<[string, number]> | undefined;
 
-  constructor(onExpired: (key: string) => void = () => {}) {
+  constructor(onExpired: (key: string) => void = () => {}, onNew: (key: string) => void = () => {}) {
     this.#onExpired = onExpired;
+    this.#onNew = onNew;
   }
 
   /** The value of a key, or undefined. An expired key is deleted now (lazy expiry). */
@@ -84,6 +87,7 @@ export class Database {
     const data = type === 'list' ? [] : type === 'hash' ? new Map() : type === 'set' ? new Set() : new SortedSet();
     const value = { type, data } as Value;
     this.values.set(key, value);
+    this.#onNew(key);
     return value.data as Types[T];
   }
 
@@ -95,7 +99,9 @@ export class Database {
 
   /** Store a value. Like Redis's SET, this drops the key's TTL unless `keepTtl`. */
   set(key: string, value: Value, keepTtl = false): void {
+    const added = !this.values.has(key);
     this.values.set(key, value);
+    if (added) this.#onNew(key);
     if (!keepTtl) this.expires.delete(key);
   }
 
@@ -181,9 +187,16 @@ export class Keyspace {
   #hz = 10;
   #timer: NodeJS.Timeout | undefined;
 
-  /** `onExpired(db, key)`: a key was deleted because its time had come. */
-  constructor(count = 16, onExpired: (db: number, key: string) => void = () => {}) {
-    this.databases = Array.from({ length: count }, (_, index) => new Database((key) => onExpired(index, key)));
+  /** `onExpired(db, key)`: a key was deleted because its time had come; `onNew(db, key)`: a key was added. */
+  constructor(count = 16, onExpired: (db: number, key: string) => void = () => {}, onNew: (db: number, key: string) => void = () => {}) {
+    this.databases = Array.from(
+      { length: count },
+      (_, index) =>
+        new Database(
+          (key) => onExpired(index, key),
+          (key) => onNew(index, key),
+        ),
+    );
   }
 
   db(index: number): Database {

@@ -2198,4 +2198,30 @@ describe("what Redis's own test suite needs, as redis-server 7.0.15", () => {
       'CONFIG SET maxmemory-policy noeviction',
     ]);
   });
+
+  it('keyspace notifications: notify-keyspace-events classes, keyspace and keyevent channels, new and expired keys', async () => {
+    await compareSessions(2, [
+      { on: 1, send: ['CONFIG SET notify-keyspace-events KEA', 'CONFIG GET notify-keyspace-events'] },
+      { on: 0, send: ['PSUBSCRIBE __key*'] },
+      { on: 1, send: ['SET foo bar', 'EXPIRE foo 100', 'DEL foo', 'LPUSH l a', 'RPUSH l b', 'RPOP l', 'LPOP l'] },
+      { on: 0, replies: 16 },
+      { on: 1, send: ['SADD s a b', 'SREM s a', 'ZADD z 1 a', 'ZINCRBY z 1 a', 'ZREM z a', 'HSET h f 1', 'HINCRBY h f 1', 'HDEL h f'] },
+      { on: 0, replies: 20 },
+      { on: 1, send: ['INCR n', 'APPEND n 1', 'SETRANGE n 0 2', 'RENAME n m', 'PERSIST m', 'GETDEL m', 'SET t v EX 100'] },
+      { on: 0, replies: 16 },
+      {
+        on: 1,
+        send: ['CONFIG SET notify-keyspace-events En', 'CONFIG GET notify-keyspace-events', 'SET fresh 1', 'SET fresh 2', 'SADD fresh2 a'],
+      },
+      { on: 0, replies: 2 },
+      { on: 1, send: ['CONFIG SET notify-keyspace-events Ex', 'SET gone v PX 1'] },
+      { on: 0, replies: 1 },
+      {
+        on: 1,
+        send: ['CONFIG SET notify-keyspace-events gKE', 'CONFIG GET notify-keyspace-events', 'CONFIG SET notify-keyspace-events KA'],
+      },
+      { on: 1, send: ['CONFIG GET notify-keyspace-events', 'CONFIG SET notify-keyspace-events EAn', 'CONFIG GET notify-keyspace-events'] },
+      { on: 1, send: ['CONFIG SET notify-keyspace-events Q', ['CONFIG', 'SET', 'notify-keyspace-events', '']] },
+    ]);
+  });
 });

@@ -13,6 +13,7 @@ export function registerHashCommands({ resp, keyspace, encodings }: MiniRedis): 
 
   /** HSET and HMSET: field/value pairs; returns how many fields are new. */
   const setFields = (client: RespClient, argv: Buffer[], name: string): number => {
+    // HSET, HMSET and HSETNX all notify `hset`, as Redis.
     if (argv.length % 2 !== 0) throw new RespError(`ERR wrong number of arguments for '${name}' command`);
     const key = keyOf(argv[1]);
     const hash = keyspace.db(client.db).readOrCreate(key, 'hash');
@@ -23,6 +24,7 @@ export function registerHashCommands({ resp, keyspace, encodings }: MiniRedis): 
       hash.set(field, Buffer.from(argv[i + 1] as Buffer));
     }
     resp.touch(client.db, key);
+    resp.notifyKeyspaceEvent('hash', 'hset', key, client.db);
     return added;
   };
 
@@ -59,7 +61,11 @@ export function registerHashCommands({ resp, keyspace, encodings }: MiniRedis): 
   resp.command('hdel', { arity: -3, ...write, summary: 'Deletes one or more fields and their values from a hash.' }, (client, argv) => {
     const key = keyOf(argv[1]);
     const deleted = keyspace.db(client.db).removeMembers(key, 'hash', argv.slice(2).map(keyOf));
-    if (deleted > 0) resp.touch(client.db, key);
+    if (deleted > 0) {
+      resp.touch(client.db, key);
+      resp.notifyKeyspaceEvent('hash', 'hdel', key, client.db);
+      if (keyspace.db(client.db).get(key) === undefined) resp.notifyKeyspaceEvent('generic', 'del', key, client.db);
+    }
     return deleted;
   });
 
@@ -110,6 +116,7 @@ export function registerHashCommands({ resp, keyspace, encodings }: MiniRedis): 
       const result = addInt64(value, increment);
       hash.set(field, Buffer.from(String(result)));
       resp.touch(client.db, key);
+      resp.notifyKeyspaceEvent('hash', 'hincrby', key, client.db);
       return result;
     },
   );
@@ -135,6 +142,7 @@ export function registerHashCommands({ resp, keyspace, encodings }: MiniRedis): 
       const text = Buffer.from(formatLongDouble(sum));
       hash.set(field, text);
       resp.touch(client.db, key);
+      resp.notifyKeyspaceEvent('hash', 'hincrbyfloat', key, client.db);
       return text;
     },
   );

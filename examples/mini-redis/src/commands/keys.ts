@@ -16,6 +16,7 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
         const db = keyspace.db(client.db);
         if (db.get(key) !== undefined && db.delete(key)) {
           resp.touch(client.db, key);
+          resp.notifyKeyspaceEvent('generic', 'del', key, client.db);
           deleted++;
         }
       }
@@ -116,9 +117,11 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
     if (flags.has('XX') && current === undefined) return 0;
     if (flags.has('GT') && (current === undefined || when <= BigInt(current))) return 0;
     if (flags.has('LT') && current !== undefined && when >= BigInt(current)) return 0;
-    if (when <= BigInt(Date.now())) db.delete(key);
+    const past = when <= BigInt(Date.now());
+    if (past) db.delete(key);
     else db.expireAt(key, Number(when));
     resp.touch(client.db, key);
+    resp.notifyKeyspaceEvent('generic', past ? 'del' : 'expire', key, client.db);
     return 1;
   };
 
@@ -162,6 +165,7 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
       const db = keyspace.db(client.db);
       if (db.get(key) === undefined || !db.persist(key)) return 0;
       resp.touch(client.db, key);
+      resp.notifyKeyspaceEvent('generic', 'persist', key, client.db);
       return 1;
     },
   );
@@ -185,6 +189,8 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
       if (expiresAt !== undefined) db.expireAt(to, expiresAt);
       resp.touch(client.db, from);
       resp.touch(client.db, to);
+      resp.notifyKeyspaceEvent('generic', 'rename_from', from, client.db);
+      resp.notifyKeyspaceEvent('generic', 'rename_to', to, client.db);
       if (value.type === 'list' || value.type === 'zset') blocked.signal(client.db, to); // wakes a BLPOP / BZPOPMIN on the new name
       return onlyIfNew ? 1 : OK;
     });

@@ -24,6 +24,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
         }
         const length = list.length; // the reply: the length before blocked clients take their share
         resp.touch(client.db, key);
+        resp.notifyKeyspaceEvent('list', name, key, client.db);
         blocked.signal(client.db, key);
         return length;
       },
@@ -54,6 +55,8 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
         const popped = count === undefined ? popEnd(list, end) : end === 'left' ? list.splice(0, count) : list.splice(-count).reverse();
         db.deleteIfEmpty(key, list);
         resp.touch(client.db, key);
+        resp.notifyKeyspaceEvent('list', name, key, client.db);
+        if (list.length === 0) resp.notifyKeyspaceEvent('generic', 'del', key, client.db);
         return popped;
       },
     );

@@ -347,6 +347,13 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       },
     ),
     'maxmemory-policy': only('noeviction', 'mini-redis evicts nothing: only noeviction'),
+    // Keyspace notifications: published through the adapter's pub/sub.
+    'notify-keyspace-events': {
+      get: () => resp.keyspaceEvents,
+      set(value) {
+        if (!resp.setKeyspaceEvents(value)) throw new Error("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.");
+      },
+    },
     // These apply to connections accepted from now on.
     maxclients: integer(
       1,

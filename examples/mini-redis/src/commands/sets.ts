@@ -17,7 +17,10 @@ export function registerSetCommands({ resp, keyspace, encodings }: MiniRedis): v
       const set = keyspace.db(client.db).readOrCreate(key, 'set');
       const before = set.size;
       for (const member of argv.slice(2)) set.add(keyOf(member));
-      if (set.size > before) resp.touch(client.db, key);
+      if (set.size > before) {
+        resp.touch(client.db, key);
+        resp.notifyKeyspaceEvent('set', 'sadd', key, client.db);
+      }
       return set.size - before;
     },
   );
@@ -28,7 +31,11 @@ export function registerSetCommands({ resp, keyspace, encodings }: MiniRedis): v
     (client, argv) => {
       const key = keyOf(argv[1]);
       const removed = keyspace.db(client.db).removeMembers(key, 'set', argv.slice(2).map(keyOf));
-      if (removed > 0) resp.touch(client.db, key);
+      if (removed > 0) {
+        resp.touch(client.db, key);
+        resp.notifyKeyspaceEvent('set', 'srem', key, client.db);
+        if (keyspace.db(client.db).get(key) === undefined) resp.notifyKeyspaceEvent('generic', 'del', key, client.db);
+      }
       return removed;
     },
   );

@@ -8,14 +8,18 @@ const group = 'string';
 const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
 
 export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis): void {
-  /** Store a string (dropping the key's TTL unless keepTtl) and tell WATCH. */
-  /** Store a copy of `data` (argv is a view into the network buffer); returns the copy. */
-  const store = (client: RespClient, key: string, data: Buffer, keepTtl = false): Buffer => {
+  /**
+   * Store a copy of `data` (argv is a view into the network buffer), dropping the key's TTL unless
+   * keepTtl; tell WATCH and keyspace notifications (`event`). Returns the copy.
+   */
+  const store = (client: RespClient, key: string, data: Buffer, keepTtl = false, event = 'set'): Buffer => {
     const copy = Buffer.from(data);
     keyspace.db(client.db).set(key, { type: 'string', data: copy }, keepTtl);
     resp.touch(client.db, key);
+    resp.notifyKeyspaceEvent('string', event, key, client.db);
     return copy;
   };
+  const expired = (client: RespClient, key: string): void => resp.notifyKeyspaceEvent('generic', 'expire', key, client.db);
   const readString = (client: RespClient, arg: Buffer | undefined): Buffer | undefined => keyspace.db(client.db).read(keyOf(arg), 'string');
 
   resp.command(
@@ -37,7 +41,10 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       const exists = db.get(key) !== undefined;
       if ((options.condition === 'NX' && exists) || (options.condition === 'XX' && !exists)) return options.get ? old : null;
       store(client, key, argv[2] as Buffer, options.keepTtl);
-      if (expiresAt !== undefined) db.expireAt(key, expiresAt);
+      if (expiresAt !== undefined) {
+        db.expireAt(key, expiresAt);
+        expired(client, key);
+      }
       return options.get ? old : OK;
     },
   );
@@ -54,6 +61,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
         const key = keyOf(argv[1]);
         store(client, key, argv[3] as Buffer);
         keyspace.db(client.db).expireAt(key, expiresAt);
+        expired(client, key);
         return OK;
       },
     );
@@ -88,6 +96,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       if (value === undefined) return null;
       keyspace.db(client.db).delete(keyOf(argv[1]));
       resp.touch(client.db, keyOf(argv[1]));
+      resp.notifyKeyspaceEvent('generic', 'del', keyOf(argv[1]), client.db);
       return value;
     },
   );
@@ -130,7 +139,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
     const value = current === undefined ? 0n : toInt64(current);
     if (value === undefined) throw new RespError(NOT_INTEGER);
     const result = addInt64(value, increment);
-    store(client, keyOf(arg), Buffer.from(String(result)), true);
+    store(client, keyOf(arg), Buffer.from(String(result)), true, 'incrby');
     return result;
   };
   const counter = { flags: ['write', 'fast'], keys: [1, 1, 1], group } as const;
@@ -160,7 +169,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       const sum = value === 'infinity' || increment === 'infinity' ? 'infinity' : addLongDouble(value, increment);
       if (sum === 'infinity') throw new RespError('ERR increment would produce NaN or Infinity');
       const text = Buffer.from(formatLongDouble(sum));
-      store(client, keyOf(argv[1]), text, true);
+      store(client, keyOf(argv[1]), text, true, 'incrbyfloat');
       return text;
     },
   );
@@ -172,7 +181,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       const current = readString(client, argv[1]);
       const data = Buffer.concat([current ?? Buffer.alloc(0), argv[2] as Buffer]);
       if (data.length > 512 * 1024 * 1024) throw new RespError('ERR string exceeds maximum allowed size (proto-max-bulk-len)');
-      const stored = store(client, keyOf(argv[1]), data, true);
+      const stored = store(client, keyOf(argv[1]), data, true, 'append');
       if (current !== undefined) encodings.markRaw(stored); // appended in place: `raw`, as in Redis
       return data.length;
     },
@@ -286,7 +295,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       const data = Buffer.alloc(Math.max(current?.length ?? 0, at + patch.length));
       current?.copy(data);
       patch.copy(data, at);
-      encodings.markRaw(store(client, key, data, true));
+      encodings.markRaw(store(client, key, data, true, 'setrange'));
       return data.length;
     },
   );
@@ -325,7 +334,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       const mask = 1 << (7 - (offset & 7));
       const old = ((data[index] as number) & mask) === 0 ? 0 : 1;
       data[index] = bit === '1' ? (data[index] as number) | mask : (data[index] as number) & ~mask;
-      encodings.markRaw(store(client, keyOf(argv[1]), data, true));
+      encodings.markRaw(store(client, keyOf(argv[1]), data, true, 'setbit'));
       return old;
     },
   );

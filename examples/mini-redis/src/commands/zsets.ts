@@ -90,6 +90,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis
       if (zset !== undefined) db.deleteIfEmpty(key, zset);
       if (added + updated > 0) {
         resp.touch(client.db, key);
+        resp.notifyKeyspaceEvent('zset', incr ? 'zincr' : 'zadd', key, client.db);
         blocked.signal(client.db, key);
       }
     }
@@ -161,7 +162,11 @@ export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis
     if (zset === undefined) return 0;
     let removed = 0;
     for (const member of argv.slice(2)) if (zset.delete(keyOf(member))) removed++;
-    if (removed > 0) written(client, key, zset);
+    if (removed > 0) {
+      resp.notifyKeyspaceEvent('zset', 'zrem', key, client.db);
+      written(client, key, zset);
+      if (zset.size === 0) resp.notifyKeyspaceEvent('generic', 'del', key, client.db);
+    }
     return removed;
   });
 
