@@ -119,6 +119,9 @@ const ansi = /\x1b\[[0-9;]*m/g;
 
 function runUnit(unit, port) {
   const argv = ['--host', '127.0.0.1', '--port', String(port), '--single', `unit/${unit}`, '--tags', '-needs:debug'];
+  // The harness listens for its test client on a port below --baseport (default 21111): a random
+  // base lets two runs (or another user's) share the machine.
+  argv.push('--baseport', String(30000 + Math.floor(Math.random() * 30000)));
   if (durable) argv.push('--durable');
   return new Promise((done) => {
     const child = spawn('./runtest', argv, { cwd: suite, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
