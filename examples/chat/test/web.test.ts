@@ -170,10 +170,46 @@ describe('the chat page (Chromium)', () => {
     const tybalt = await peer('tybalt', 'prince0fcats');
     await tybalt.send(xml('presence'));
     const page = await openPage(`http://127.0.0.1:${proxy.port}/`);
+    // The first WebSocket's frames, each one element (RFC 7395).
+    const frames: Array<{ out: boolean; text: string }> = [];
+    let answered: () => void = () => {};
+    const firstAnswer = new Promise<void>((resolve) => {
+      answered = resolve;
+    });
+    page.once('websocket', (ws) => {
+      ws.on('framereceived', (frame) => frames.push({ out: false, text: String(frame.payload) }));
+      ws.on('framesent', (frame) => {
+        frames.push({ out: true, text: String(frame.payload) });
+        if (String(frame.payload).startsWith('<a ')) answered();
+      });
+    });
     await logIn(page, 'mercutio', 'queenmab');
     await tybalt.send(xml('message', { to: 'mercutio@localhost', type: 'chat' }, xml('body', {}, 'Where the devil should this Romeo be?')));
     await page.click('#contacts li[data-jid="tybalt@localhost"]', wait);
     await messagesShown(page, 1);
+
+    // Every <r/> of the server got an <a h/> counting every stanza received since <enabled/>, IQ results too.
+    await firstAnswer;
+    let received = 0;
+    let enabled = false;
+    let requests = 0;
+    const answers: Array<[number, number]> = [];
+    let expecting: number | undefined;
+    for (const { out, text } of frames) {
+      if (!out && text.startsWith('<enabled')) enabled = true;
+      else if (!out && enabled && /^<(message|presence|iq)[\s>/]/.test(text)) received++;
+      else if (!out && /^<r[\s/>]/.test(text)) {
+        requests++;
+        expecting = received;
+      } else if (out && text.startsWith('<a ') && expecting !== undefined) {
+        answers.push([Number(/h=["'](\d+)["']/.exec(text)?.[1]), expecting]);
+        expecting = undefined;
+      }
+    }
+    expect(requests).toBeGreaterThan(0);
+    expect(answers.length).toBe(requests - (expecting === undefined ? 0 : 1));
+    for (const [h, count] of answers) expect(h).toBe(count);
+    expect(frames.some(({ out, text }) => !out && text.startsWith('<iq') && text.includes("type='result'"))).toBe(true);
 
     // Cut the connection and keep it down while both sides write.
     proxy.state.refusing = true;
