@@ -208,6 +208,18 @@ describe('a shared port under bad input', () => {
     await stillServes(port);
   });
 
+  it('serves a client that sends its request and half-closes at once (HTTP/1.0, RESP inline)', async () => {
+    const { port } = await start();
+    const http = await rawConnect(port);
+    const reply = readUntilClose(http);
+    http.end('GET /half HTTP/1.0\r\nHost: x\r\n\r\n');
+    expect((await reply).data).toMatch(/^HTTP\/1\.1 200 OK[\s\S]*hello \/half\n$/);
+    const redis = await rawConnect(port);
+    const answer = readUntilClose(redis);
+    redis.end('PING\r\n');
+    expect((await answer).data).toBe('+PONG\r\n');
+  });
+
   it('counts connections being classified for maxConnections, and a drain closes them', async () => {
     const service = new PortService({ env: {}, gracePeriodMs: 2000, logger, portSharing: { join: true } });
     services.push(service);

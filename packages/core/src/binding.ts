@@ -176,7 +176,7 @@ export class Binding {
   async prepare(): Promise<void> {
     const spec = this.#spec;
     if (spec === undefined) throw new Error('prepare() before setSpec()');
-    if (spec.kind === 'unix' && this.#trusts !== undefined && this.options.tls !== undefined) {
+    if (spec.kind === 'unix' && this.#trusts !== undefined && this.secure) {
       // The TLS socket is matched to its header by the TCP peer's address and port; Unix peers have none.
       throw new ConfigError(
         'proxyProtocol',

@@ -116,6 +116,8 @@ export class SharedPort {
   #closed: Promise<void> | undefined;
   #address: AddressInfo | string | undefined;
   #accepting = true;
+  /** True while connections are refused before classification (a warning once per such episode). */
+  #refusing = false;
 
   constructor(members: readonly Binding[], settings: Settings, logger: Logger) {
     this.members = members;
@@ -261,11 +263,20 @@ export class SharedPort {
 
   #accept(socket: Socket): void {
     if (this.#full()) {
-      this.#logger.debug({ remoteAddress: socket.remoteAddress }, 'connection refused: max connections (before classification)');
+      const fields = { remoteAddress: socket.remoteAddress, classifying: this.#pending.size };
+      if (this.#refusing) this.#logger.debug(fields, 'connection refused: max connections (before classification)');
+      else {
+        this.#refusing = true;
+        this.#logger.warn(
+          fields,
+          'connection refused before classification: the bindings on this port hold their maxConnections together (connections still being classified count); more are refused until some close',
+        );
+      }
       socket.on('error', noop);
       socket.destroy();
       return;
     }
+    this.#refusing = false;
     const trusts = this.#trusts;
     if (trusts === undefined) {
       this.#classifyPlain(socket, undefined);
