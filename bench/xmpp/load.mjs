@@ -23,6 +23,11 @@
 //     final ack, which must count every stanza it sent. Prints "measure-start" and "measure-end"
 //     lines, then one JSON line with the results.
 //
+//   node load.mjs room --port P [--occupants 50] [--senders 10] [--window 2] [--rate 0] [--seconds 10]
+//                      [--warmup 2] [--logging on|off] [--history 20] [--sm on|off]
+//     Group chat (XEP-0045): user0..user{N-1} in room@conference.localhost, messages fanned out to
+//     every occupant; see room() below.
+//
 //   node load.mjs idle --port P --from A --count C [--concurrency 200] [--sm on|off]
 //     Logs in sessions idleA..idle{A+C-1} (resource 'idle') and keeps them open and reading,
 //     answering ack requests. Prints one JSON line when all have logged in (or failed); then, on
