@@ -206,4 +206,19 @@ describe('examples/chat', () => {
     await romeo.send(xml('message', { to: 'echo@bot.localhost', type: 'chat' }, xml('body', {}, 'boop')));
     expect(await bot.until(/<message[^>]*>.*?boop.*?<\/message>/s)).toContain(`from='${romeoJid}'`);
   });
+
+  it('a non-https UPLOAD_URL or a malformed XMPP_COMPONENTS stops the start: one PB_ERR line, exit 1, nothing bound', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'portbind-chat-'));
+    const env = { DATA_DIR: dataDir, PORT: '0', XMPP_PORT: '0', XMPPS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
+    for (const [extra, code] of [
+      [{ UPLOAD_URL: 'http://chat.example.com/upload/' }, 'PB_ERR_XMPP_UPLOAD_URL'],
+      [{ XMPP_COMPONENTS: 'bot.localhost' }, 'PB_ERR_XMPP_OPTION'],
+    ] as const) {
+      const result = await run([], { ...env, ...extra });
+      expect(result.code).toBe(1);
+      const lines = result.output.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: expect.stringMatching(/^start failed: /), err: { code } });
+    }
+  });
 });
