@@ -323,4 +323,24 @@ describe('MUC: rooms, joins and messages', () => {
     romeo.send("<presence type='unavailable'/>");
     expect(await juliet.next(new RegExp(`from='${ROOM}/Romeo'[^>]*type='unavailable'`))).toContain("role='none'");
   });
+
+  it('destroys a new room its owner cancels (§10.1.3) or leaves unconfigured past the lock timeout', async () => {
+    const { port, muc } = await mucServer({ lockTimeoutMs: 300 });
+    const juliet = await occupant(port, 'juliet');
+    await join(juliet, 'lobby', 'Juliet');
+    const cancelled = await juliet.iq(
+      'c',
+      `<query xmlns='${NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='cancel'/></query>`,
+      `type='set' to='${ROOM}'`,
+    );
+    expect(cancelled).toContain("type='result'");
+    expect(await juliet.next(/<destroy/)).toContain("type='unavailable'");
+    expect(muc.rooms()).toEqual([]);
+    // Not configured in time: destroyed, the owner told so.
+    await join(juliet, 'slow', 'Juliet');
+    const timedOut = await juliet.next(/<destroy/);
+    expect(timedOut).toContain(`from='slow@${SERVICE}/Juliet'`);
+    expect(timedOut).toContain('<reason>The room was not configured in time</reason>');
+    expect(muc.rooms()).toEqual([]);
+  });
 });
