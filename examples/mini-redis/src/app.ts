@@ -7,6 +7,7 @@ import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommands } from './commands/lists.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerSetCommands } from './commands/sets.js';
+import { registerSortCommands } from './commands/sort.js';
 import { registerStringCommands } from './commands/strings.js';
 import { registerTransactionCommands } from './commands/transactions.js';
 import { registerSortedSetCommands } from './commands/zsets.js';
@@ -17,7 +18,7 @@ import { Keyspace } from './store.js';
 const DENYOOM = new Set(
   (
     'setbit copy hincrby hincrbyfloat hmset hset hsetnx blmove brpoplpush linsert lmove lpush lpushx lset rpoplpush rpush rpushx ' +
-    'sadd sdiffstore sinterstore sunionstore zadd zdiffstore zincrby zinterstore zrangestore zunionstore append decr decrby getset ' +
+    'sort sadd sdiffstore sinterstore sunionstore zadd zdiffstore zincrby zinterstore zrangestore zunionstore append decr decrby getset ' +
     'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange'
   ).split(' '),
 );
@@ -100,6 +101,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerHashCommands(server);
   registerSetCommands(server);
   registerSortedSetCommands(server);
+  registerSortCommands(server);
   registerServerCommands(server);
   registerTransactionCommands(server);
   keyspace.startExpiry();

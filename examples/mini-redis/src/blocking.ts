@@ -32,6 +32,11 @@ export class BlockedClients {
   /** Clients running EXEC: they must not block, and pushes are served when EXEC is done. */
   readonly #inTransaction = new Set<RespClient>();
   readonly #pushedDuringTransaction = new Map<string, { db: number; key: string }>();
+  /**
+   * Keys signalled while waiters are being served (a BLMOVE's push): served after the current
+   * waiter is done, one after the other, as Redis's list of ready keys (circular BLMOVEs terminate).
+   */
+  #ready: Array<{ db: number; key: string }> | undefined;
 
   constructor(resp: RespAdapter, keyspace: Keyspace) {
     this.#resp = resp;
@@ -119,7 +124,15 @@ export class BlockedClients {
     const id = `${db}\u0000${key}`;
     if (!this.#queues.has(id)) return;
     if (this.#inTransaction.size > 0) this.#pushedDuringTransaction.set(id, { db, key });
-    else this.#serve(db, key);
+    else if (this.#ready !== undefined) this.#ready.push({ db, key });
+    else {
+      this.#ready = [{ db, key }];
+      try {
+        for (let next = this.#ready.shift(); next !== undefined; next = this.#ready.shift()) this.#serve(next.db, next.key);
+      } finally {
+        this.#ready = undefined;
+      }
+    }
   }
 
   /** Run an EXEC: blocking pops inside don't block, and waiters are served once it is over. */
@@ -132,7 +145,7 @@ export class BlockedClients {
       if (this.#inTransaction.size === 0) {
         const pushed = [...this.#pushedDuringTransaction.values()];
         this.#pushedDuringTransaction.clear();
-        for (const { db, key } of pushed) this.#serve(db, key);
+        for (const { db, key } of pushed) this.signal(db, key);
       }
     }
   }

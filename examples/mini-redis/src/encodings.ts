@@ -43,6 +43,11 @@ export class Encodings {
     if (this.#needsBig(value)) this.#converted.add(value.data);
   }
 
+  /** Force the big encoding (SORT converts a sorted set to a skiplist). */
+  convert(data: object): void {
+    this.#converted.add(data);
+  }
+
   /** A string APPEND or SETRANGE built: `raw`, as Redis's in-place edits leave it. */
   markRaw(data: Buffer): void {
     this.#raw.add(data);

@@ -2224,4 +2224,68 @@ describe("what Redis's own test suite needs, as redis-server 7.0.15", () => {
       { on: 1, send: ['CONFIG SET notify-keyspace-events Q', ['CONFIG', 'SET', 'notify-keyspace-events', '']] },
     ]);
   });
+
+  it('SORT and SORT_RO: numbers, ALPHA, DESC, LIMIT, BY and GET patterns (keys and hash fields), STORE, errors', async () => {
+    await compare([
+      'RPUSH l 3 1 2 10',
+      'SORT l',
+      'SORT l DESC',
+      'SORT l ALPHA',
+      'SORT l LIMIT 1 2',
+      'SORT l LIMIT -5 2',
+      'SORT l LIMIT 10 2',
+      'SORT l LIMIT 0 -1',
+      'SORT l LIMIT 1 x',
+      'MSET w_1 40 w_2 30 w_3 20 w_10 10 name_1 one name_3 three',
+      'HSET h_1 f b',
+      'HSET h_2 f a',
+      'SORT l BY w_*',
+      'SORT l BY w_* DESC GET # GET name_*',
+      'SORT l BY nosort',
+      'SORT l BY nosort DESC LIMIT 0 2',
+      'SORT l BY h_*->f ALPHA',
+      'SORT l BY missing_* GET h_*->f',
+      'SORT l GET nostar',
+      'SORT l STORE dst',
+      'LRANGE dst 0 -1',
+      'SORT l BY w_* GET name_* STORE dst',
+      'LRANGE dst 0 -1',
+      'SORT empty STORE dst',
+      'EXISTS dst',
+      'SADD s 5 4 x',
+      'SORT s',
+      'SORT s ALPHA',
+      'SORT s BY nosort STORE dst',
+      'LRANGE dst 0 -1',
+      'ZADD z 3 c 1 a 2 b',
+      'SORT z BY nosort',
+      'SORT z BY nosort DESC LIMIT 1 5',
+      'SORT z ALPHA DESC',
+      'SORT_RO l LIMIT 0 2',
+      'SORT_RO l STORE dst',
+      'SET str x',
+      'SORT str',
+      'SORT l FOO',
+      'SORT l LIMIT 1',
+    ]);
+  });
+
+  it('chained blocking moves: a circular BRPOPLPUSH settles, a self-referential one keeps the element, SORT STORE serves BLPOP', async () => {
+    await compareSessions(3, [
+      { on: 0, send: ['BRPOPLPUSH list1 list2 0'], replies: 0, blocked: 1 },
+      { on: 1, send: ['BRPOPLPUSH list2 list1 0'], replies: 0, blocked: 2 },
+      { on: 2, send: ['RPUSH list1 foo'] },
+      { on: 0, replies: 1 },
+      { on: 1, replies: 1 },
+      { on: 2, send: ['LRANGE list1 0 -1', 'LRANGE list2 0 -1'] },
+      { on: 0, send: ['BRPOPLPUSH self self 0'], replies: 0, blocked: 1 },
+      { on: 2, send: ['RPUSH self bar'] },
+      { on: 0, replies: 1 },
+      { on: 2, send: ['LRANGE self 0 -1', 'RPUSH src b a'] },
+      { on: 0, send: ['BLPOP sorted 0'], replies: 0, blocked: 1 },
+      { on: 2, send: ['SORT src ALPHA STORE sorted'] },
+      { on: 0, replies: 1 },
+      { on: 2, send: ['LRANGE sorted 0 -1'] },
+    ]);
+  });
 });
