@@ -536,6 +536,9 @@ async function throughputRun(name, mode) {
     let machineCpu;
     let rssStart;
     let serverCpu;
+    // The server's main thread alone (its event loop), without worker threads (SQLite, checkpoints).
+    let mainStart;
+    let mainCpu;
     let rssEnd;
     lines(child.stdout, (line) => {
       if (line === 'measure-start') {
@@ -544,9 +547,11 @@ async function throughputRun(name, mode) {
         statsStart = server.stats?.();
         busyStart = machineBusy();
         cpuStart = cpuOf(server.child.pid);
+        mainStart = cpuOf(`${server.child.pid}/task/${server.child.pid}`);
         rssStart = rssOf(server.child.pid);
       } else if (line === 'measure-end') {
         serverCpu = (cpuOf(server.child.pid) - cpuStart) / seconds;
+        mainCpu = (cpuOf(`${server.child.pid}/task/${server.child.pid}`) - mainStart) / seconds;
         machineCpu = (machineBusy() - busyStart) / seconds;
         statsEnd = server.stats?.();
         rssEnd = rssOf(server.child.pid);
@@ -575,6 +580,7 @@ async function throughputRun(name, mode) {
       storageCalls,
       serverInfo: server.info?.(),
       serverCpu,
+      mainCpu,
       // Cores used by everything but this server and its load generator in the window: noise.
       otherCpu: machineCpu - serverCpu - result.loadCpu,
       busyBefore,
@@ -942,7 +948,7 @@ async function main() {
       results[key(name, mode)].push(t);
       console.error(
         `  round ${round + 1} ${name.padEnd(8)} ${mode.padEnd(6)} (${seen(t.offered)}) ${int(t.messagesPerSecond)} msg/s, p50 ${ms(t.p50)} ms, p99 ${ms(t.p99)} ms, ` +
-          `server CPU ${(t.serverCpu * 100).toFixed(0)} % (${int(t.messagesPerSecond / t.serverCpu)} msg per CPU-second), load CPU ${(t.loadCpu * 100).toFixed(0)} %, other processes ${(t.otherCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, ` +
+          `server CPU ${(t.serverCpu * 100).toFixed(0)} % (${int(t.messagesPerSecond / t.serverCpu)} msg per CPU-second; main thread ${(t.mainCpu * 100).toFixed(0)} %), load CPU ${(t.loadCpu * 100).toFixed(0)} %, other processes ${(t.otherCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, ` +
           `archived ${((100 * t.archived) / Math.max(1, t.delivered)).toFixed(0)} %, archive count ${t.offered.archive?.count ?? '–'} -> ${t.archiveAfter?.count ?? '–'}, ` +
           `SM r/a: server ${t.sm.serverRequests}, client ${t.sm.clientRequests}/${t.sm.acksReceived}, per second [${t.perSecond.join(' ')}]` +
           (t.storageCalls ? `, storage calls per message ${JSON.stringify(t.storageCalls)}` : ''),
