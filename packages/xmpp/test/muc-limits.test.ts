@@ -92,6 +92,9 @@ describe('MUC limits and bad input', () => {
     await createRoom(juliet, 'second', 'Juliet');
     const full = await refusedJoin(juliet, 'third', 'Juliet');
     expect(full).toMatch(/<error type='wait' by='[^']+'><resource-constraint /);
+    // A presence of 20,000 characters (the cap is 16,384): refused, the occupant keeps its old one.
+    juliet.send(`<presence to='${ROOM}/Juliet'><status>${'z'.repeat(20_000)}</status></presence>`);
+    expect(await juliet.next(/^<presence(?=[^>]* type='error')/)).toContain('<policy-violation');
     // A join without a nick (§7.2.1): jid-malformed.
     juliet.send(`<presence to='${ROOM}'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
     expect(await juliet.next(/^<presence(?=[^>]* type='error')/)).toContain('<jid-malformed');

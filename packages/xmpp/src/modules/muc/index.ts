@@ -52,6 +52,11 @@ export interface MucOptions {
    * whatever its history length: bounds what one room's history costs. Default 262144.
    */
   maxHistoryChars?: number;
+  /**
+   * Characters of an occupant's presence (show, status, caps, …) at most: it goes to every
+   * occupant and to every newcomer, so a larger one is refused with `policy-violation`. Default 16384.
+   */
+  maxPresenceChars?: number;
   /** Characters in a nickname at most: longer is `not-acceptable`. Default 64. */
   maxNickLength?: number;
   /** Characters in a subject at most: longer is `not-acceptable`. Default 1024. */
@@ -94,6 +99,7 @@ export function muc(options: MucOptions = {}): MucModule {
     maxPasswordLength: 256,
     maxInvitees: 20,
     maxSessionsPerOccupant: 20,
+    maxPresenceChars: positiveInteger('maxPresenceChars', options.maxPresenceChars, 16_384),
   };
   const retentionDays = options.archiveRetentionDays === undefined ? 365 : options.archiveRetentionDays;
   if (retentionDays !== null && !(typeof retentionDays === 'number' && Number.isFinite(retentionDays) && retentionDays > 0)) {

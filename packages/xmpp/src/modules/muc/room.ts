@@ -178,6 +178,12 @@ export class Room {
     }
     // Subscriptions and probes mean nothing to a room.
     if (type !== undefined) return;
+    // What an occupant shows goes to every occupant, at every join: bounded (Prosody has no such cap).
+    if (presenceBody(stanza).toString().length > this.#ctx.limits.maxPresenceChars)
+      throw new StanzaErrorException(
+        'policy-violation',
+        `a presence in a room has at most ${this.#ctx.limits.maxPresenceChars} characters`,
+      );
     const nick = to.resource;
     if (occupant === undefined) return this.#join(event, nick, created);
     if (occupant.nick === nick) return this.#update(occupant, real, stanza);

@@ -32,6 +32,7 @@ export interface MucLimits extends ConfigLimits {
   maxAffiliations: number;
   maxInvitees: number;
   maxSessionsPerOccupant: number;
+  maxPresenceChars: number;
 }
 
 /** What a room needs from its service. */
