@@ -122,7 +122,7 @@ describe('MUC history, archive and persistence', () => {
     const notice = await romeo.next(/<destroy /);
     expect(notice).toContain(`<destroy jid='other@${SERVICE}'><reason>moving</reason></destroy>`);
     expect(notice).toContain("type='unavailable'");
-    expect(muc.rooms()).toEqual([]);
+    await vi.waitFor(() => expect(muc.rooms()).toEqual([]));
     const gone = await romeo.iq('g', "<query xmlns='http://jabber.org/protocol/disco#info'/>", `type='get' to='${ROOM}'`);
     expect(gone).toContain('<item-not-found');
     // Created again: a new room with an empty archive.

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { admin, configure, createRoom, join, mucServer, NS_MUC_OWNER, occupant, refusedJoin, SERVICE } from './muc-support.js';
 
 // Multi-User Chat (XEP-0045) over raw sockets: the exact presences, messages and errors the room
@@ -335,12 +335,12 @@ describe('MUC: rooms, joins and messages', () => {
     );
     expect(cancelled).toContain("type='result'");
     expect(await juliet.next(/<destroy/)).toContain("type='unavailable'");
-    expect(muc.rooms()).toEqual([]);
+    await vi.waitFor(() => expect(muc.rooms()).toEqual([]));
     // Not configured in time: destroyed, the owner told so.
     await join(juliet, 'slow', 'Juliet');
     const timedOut = await juliet.next(/<destroy/);
     expect(timedOut).toContain(`from='slow@${SERVICE}/Juliet'`);
     expect(timedOut).toContain('<reason>The room was not configured in time</reason>');
-    expect(muc.rooms()).toEqual([]);
+    await vi.waitFor(() => expect(muc.rooms()).toEqual([]));
   });
 });

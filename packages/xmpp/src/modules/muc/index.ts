@@ -180,20 +180,25 @@ export function muc(options: MucOptions = {}): MucModule {
         async save(state, persistent) {
           await store.set('', state.name, persistent ? storedToJson(state) : undefined);
         },
-        async destroyed(name) {
-          const room = rooms.get(name);
-          room?.stop();
-          rooms.delete(name);
-          await store.set('', name, undefined);
-          await archive.delete(name);
+        async destroyed(room) {
+          room.stop();
+          // What is stored goes first: a room created anew under this name starts empty.
+          try {
+            await store.set('', room.name, undefined);
+            await archive.delete(room.name);
+          } finally {
+            if (rooms.get(room.name) === room) rooms.delete(room.name);
+          }
         },
       };
 
       // Persistent rooms are read on the first stanza to the service (setup is synchronous).
       let loading: Promise<void> | undefined;
       const ensureLoaded = (): Promise<void> => {
+        // A failed read is tried again on the next stanza (this one is answered internal-server-error).
         loading ??= loadRooms(store, ctx, rooms).catch((error: unknown) => {
-          api.logger.error({ err: error }, 'XMPP MUC: loading persistent rooms failed');
+          loading = undefined;
+          throw error;
         });
         return loading;
       };

@@ -767,7 +767,7 @@ export class Room {
       for (const real of occupant.sessions.keys()) this.#ctx.track(real, occupant.bare, this.name, false);
     this.occupants.clear();
     this.byReal.clear();
-    await this.#ctx.destroyed(this.name);
+    await this.#ctx.destroyed(this);
   }
 
   // ---- admin: roles and affiliations (§8, §9, §10) ----

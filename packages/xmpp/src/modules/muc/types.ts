@@ -53,7 +53,7 @@ export interface MucContext {
   /** Write (or, when not persistent, delete) a room's durable state. */
   save(state: StoredRoom, persistent: boolean): Promise<void>;
   /** The room is gone: out of the service, its stored state and archive deleted. */
-  destroyed(room: string): Promise<void>;
+  destroyed(room: { readonly name: string; stop(): void }): Promise<void>;
 }
 
 /** What is kept of a persistent room in the durable store. */
