@@ -210,6 +210,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   #pauseWaiters: Array<() => void> = [];
   /** Sections the application adds to INFO (or fields it adds to, or overrides in, a built-in one). */
   readonly #infoSections = new Map<string, Array<() => InfoFields>>();
+  /** INFO commandstats: per command (`client|list` for a subcommand), as Redis counts them. */
+  readonly commandStats = new Map<string, { calls: number; usec: number; rejected: number; failed: number }>();
   /** INFO stats, counted where the adapter sees them. */
   readonly stats = {
     /** Connections accepted (Redis's total_connections_received). */
@@ -430,20 +432,20 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     const spec = entry.spec;
     const arity = spec.arity;
     if (arity >= 0 ? argv.length !== arity : argv.length < -arity) {
-      this.#reject(own, `ERR wrong number of arguments for '${spec.name}' command`);
+      this.#rejectCommand(own, spec.name, `ERR wrong number of arguments for '${spec.name}' command`);
       return;
     }
     if (!entry.noauth && this.#authConfigured && own.user === undefined) {
-      this.#reject(own, 'NOAUTH Authentication required.');
+      this.#rejectCommand(own, spec.name, 'NOAUTH Authentication required.');
       return;
     }
     if (own.monitoring && entry.keyspace) {
       // server.c, processCommand: a MONITOR client is a replica, kept away from the keyspace.
-      this.#reject(own, "ERR Replica can't interact with the keyspace");
+      this.#rejectCommand(own, spec.name, "ERR Replica can't interact with the keyspace");
       return;
     }
     if (this.options.outOfMemory !== undefined && this.#usesMemory(own, entry) && this.options.outOfMemory()) {
-      this.#reject(own, "OOM command not allowed when used memory > 'maxmemory'.");
+      this.#rejectCommand(own, spec.name, "OOM command not allowed when used memory > 'maxmemory'.");
       return;
     }
     if (this.#pauseType !== undefined && this.#holds(own, entry)) return this.#afterPause(own, entry, argv);
@@ -471,7 +473,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       return;
     }
     if (!entry.pubsub && own.protocol === 2 && own.subscribed) {
-      this.#reject(own, `ERR Can't execute '${spec.name}': ${PUBSUB_ONLY}`);
+      this.#rejectCommand(own, spec.name, `ERR Can't execute '${spec.name}': ${PUBSUB_ONLY}`);
       return;
     }
     return this.run(own, spec, argv);
@@ -541,16 +543,24 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 
   /** Run a command's handler and write its result or error (EXEC uses this for queued commands). */
   run(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void | Promise<void> {
-    client.lastCommand = spec.subcommands === undefined ? spec.name : fullName(spec, argv);
+    const name = spec.subcommands === undefined ? spec.name : fullName(spec, argv);
+    client.lastCommand = name;
     this.stats.commandsProcessed++;
+    // INFO commandstats: calls, the time the handler ran (not the time a blocked command waited), failures.
+    const stats = this.#statsOf(name);
+    stats.calls++;
+    const started = performance.now();
     let result: ReturnType<CommandHandler<Context>>;
     try {
       result = spec.handler(client, argv);
     } catch (error) {
+      stats.usec += Math.round((performance.now() - started) * 1000);
+      stats.failed++;
       writeFailure(client, error, spec.name, this.#logFailure);
       if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
       return;
     }
+    stats.usec += Math.round((performance.now() - started) * 1000);
     if (result instanceof Promise) {
       return result.then(
         (value) => {
@@ -559,6 +569,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
           if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
         },
         (error: unknown) => {
+          stats.failed++;
           if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
           else writeFailure(client, error, spec.name, this.#logFailure);
           if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
@@ -629,6 +640,21 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /** @internal The application's sections and fields, for the built-in INFO. */
   get infoSections(): ReadonlyMap<string, ReadonlyArray<() => InfoFields>> {
     return this.#infoSections;
+  }
+
+  /** A known command refused before it ran: its rejected_calls count (INFO commandstats). */
+  #rejectCommand(client: RespClient<Context>, name: string, message: string): void {
+    this.#statsOf(name).rejected++;
+    this.#reject(client, message);
+  }
+
+  #statsOf(name: string): { calls: number; usec: number; rejected: number; failed: number } {
+    let stats = this.commandStats.get(name);
+    if (stats === undefined) {
+      stats = { calls: 0, usec: 0, rejected: 0, failed: 0 };
+      this.commandStats.set(name, stats);
+    }
+    return stats;
   }
 
   #reject(client: RespClient<Context>, message: string): void {

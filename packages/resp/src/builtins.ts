@@ -193,6 +193,7 @@ const INFO_ORDER = [
   'replication',
   'cpu',
   'modules',
+  'commandstats',
   'errorstats',
   'cluster',
   'keyspace',
@@ -303,6 +304,7 @@ export function builtinSections(server: Server): Map<string, Array<readonly [str
       [
         ['role', 'master'],
         ['connected_slaves', 0],
+        ['master_repl_offset', 0],
       ],
     ],
     [
@@ -310,7 +312,19 @@ export function builtinSections(server: Server): Map<string, Array<readonly [str
       [
         ['used_cpu_sys', (cpu.system / 1e6).toFixed(6)],
         ['used_cpu_user', (cpu.user / 1e6).toFixed(6)],
+        ['used_cpu_sys_children', '0.000000'],
+        ['used_cpu_user_children', '0.000000'],
       ],
+    ],
+    [
+      'commandstats',
+      [...server.commandStats]
+        .filter(([, counts]) => counts.calls > 0 || counts.rejected > 0 || counts.failed > 0)
+        .map(([name, counts]): readonly [string, string] => [
+          `cmdstat_${name}`,
+          `calls=${counts.calls},usec=${counts.usec},usec_per_call=${(counts.calls === 0 ? 0 : counts.usec / counts.calls).toFixed(2)},` +
+            `rejected_calls=${counts.rejected},failed_calls=${counts.failed}`,
+        ]),
     ],
   ]);
 }
@@ -318,7 +332,10 @@ export function builtinSections(server: Server): Map<string, Array<readonly [str
 /** INFO [section …]: the built-in sections merged with the application's, in Redis's order. */
 function infoText(server: Server, argv: Command): string {
   const wanted = new Set(argv.slice(1).map((arg) => arg.toString('latin1').toLowerCase()));
-  const every = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default');
+  // default (or nothing): every section but commandstats; all and everything: commandstats too.
+  const all = wanted.has('all') || wanted.has('everything');
+  const every = wanted.size === 0 || all || wanted.has('default');
+  if (all) wanted.add('commandstats');
   const sections = builtinSections(server);
   for (const [name, providers] of server.infoSections) {
     if (!every && !wanted.has(name)) continue;
@@ -336,8 +353,8 @@ function infoText(server: Server, argv: Command): string {
   const parts: string[] = [];
   for (const name of names) {
     const fields = sections.get(name);
-    if (fields === undefined || !(every || wanted.has(name))) continue;
-    let part = `# ${name[0]?.toUpperCase()}${name.slice(1)}\r\n`;
+    if (fields === undefined || !((every && name !== 'commandstats') || wanted.has(name))) continue;
+    let part = `# ${name === 'cpu' ? 'CPU' : `${name[0]?.toUpperCase()}${name.slice(1)}`}\r\n`;
     for (const [key, value] of fields) part += `${key}:${value}\r\n`;
     parts.push(part);
   }

@@ -187,6 +187,30 @@ describe('INFO', () => {
     expect([...(resp.infoFields('stats') ?? []).map(([key]) => key)]).toContain('total_commands_processed');
   });
 
+  it('commandstats: calls, time, rejected and failed calls per command (client|list for a subcommand); in INFO all, not default', async () => {
+    const { resp, port } = await start();
+    resp.command('boom', { arity: 1 }, () => {
+      throw new Error('no');
+    });
+    const a = await connect(port);
+    await ask(a, 'SET k v\r\nSET k w\r\nGET k\r\nGET\r\nBOOM\r\nCLIENT LIST\r\n', /\n\r\n$/);
+    const stats = await info(a, 'commandstats');
+    expect(stats.get('cmdstat_set')).toMatch(/^calls=2,usec=\d+,usec_per_call=\d+\.\d\d,rejected_calls=0,failed_calls=0$/);
+    expect(stats.get('cmdstat_get')).toMatch(/^calls=1,usec=\d+,usec_per_call=\d+\.\d\d,rejected_calls=1,failed_calls=0$/);
+    expect(stats.get('cmdstat_boom')).toMatch(/^calls=1,.*,rejected_calls=0,failed_calls=1$/);
+    expect(stats.get('cmdstat_client|list')).toMatch(/^calls=1,/);
+    expect(stats.has('cmdstat_ping')).toBe(false);
+    const usual = await info(a);
+    expect(usual.has('cmdstat_set')).toBe(false);
+    expect(usual.get('used_cpu_user_children')).toBe('0.000000');
+    expect(usual.get('master_repl_offset')).toBe('0');
+    const all = await info(a, 'all');
+    expect(all.has('cmdstat_set')).toBe(true);
+    const cpuAndAll = await info(a, 'cpu all');
+    expect(cpuAndAll.has('cmdstat_set')).toBe(true);
+    expect(cpuAndAll.has('used_memory')).toBe(true);
+  });
+
   it('CLIENT LIST follows the reported version: 7.0 has no lib-name and lib-ver', async () => {
     const { port } = await start({ serverVersion: '7.0.15' });
     const a = await connect(port);
