@@ -174,7 +174,9 @@ for (const unit of units) {
   const row = { unit };
   for (const name of targetNames) {
     const server = await start(name);
-    const run = await runUnit(unit, server.port);
+    let run = await runUnit(unit, server.port);
+    // The harness's own listening port was taken meanwhile (another run, another user): once more.
+    if (run.output.includes("couldn't open socket")) run = await runUnit(unit, server.port);
     await stop(server);
     const counted = count(run.output);
     if (run.timedOut) counted.failed.push(`timeout after ${unitTimeout}s`);

@@ -250,7 +250,10 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
     persistence: () => ({ loading: 0, async_loading: 0, rdb_bgsave_in_progress: 0, aof_enabled: 0 }),
     // The counters packages/resp keeps (commands, connections, net bytes): redis-cli --stat reads them.
     stats: () => Object.fromEntries(resp.infoFields('stats') ?? []),
-    replication: () => ({ role: 'master', connected_slaves: 0 }),
+    replication: () => ({ role: 'master', connected_slaves: 0, master_repl_offset: 0 }),
+    // CPU time and per-command counters: packages/resp keeps them.
+    cpu: () => Object.fromEntries(resp.infoFields('cpu') ?? []),
+    commandstats: () => Object.fromEntries(resp.infoFields('commandstats') ?? []),
     keyspace: () => {
       const lines: Record<string, string> = {};
       keyspace.databases.forEach((db, index) => {
@@ -264,12 +267,14 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
     { arity: -1, flags: ['readonly'], summary: 'Returns information and statistics about the server.', group },
     (client, argv) => {
       const asked = argv.slice(1).map((arg) => text(arg).toLowerCase());
-      const all = asked.length === 0 || asked.some((name) => ['all', 'default', 'everything'].includes(name));
+      // No section, or default: all but commandstats; all and everything: commandstats too.
+      const every = asked.some((name) => name === 'all' || name === 'everything');
+      const usual = asked.length === 0 || asked.includes('default');
       const body = Object.entries(sections)
-        .filter(([name]) => all || asked.includes(name))
+        .filter(([name]) => every || (usual && name !== 'commandstats') || asked.includes(name))
         .map(([name, fields]) => {
           const lines = Object.entries(fields()).map(([field, value]) => `${field}:${value}\r\n`);
-          return `# ${name[0]?.toUpperCase()}${name.slice(1)}\r\n${lines.join('')}`;
+          return `# ${name === 'cpu' ? 'CPU' : `${name[0]?.toUpperCase()}${name.slice(1)}`}\r\n${lines.join('')}`;
         })
         .join('\r\n');
       client.reply.verbatim(body); // RESP3 verbatim text, a bulk string on RESP2, as Redis 7
