@@ -569,6 +569,18 @@ describe('sqliteStorage: the file', () => {
     expect(await storage.keyValue('k').get('o', 'k')).toBe('v');
   });
 
+  it('on its thread, takes more calls in one turn than it keeps in flight: the event loop waits, then all resolve', async () => {
+    const storage = open(() => sqliteStorage({ file: newFile() }));
+    const archive = storage.archive('load');
+    const writes: Array<Promise<void>> = [];
+    // More than the 20,000 calls the storage thread may have unanswered: the caller waits for it in the loop.
+    for (let i = 0; i < 25_000; i++) writes.push(archive.append('alice', item(`m${i}`, i)));
+    await Promise.all(writes);
+    const result = await archive.query('alice', { max: 1, before: '' });
+    expect(result.count).toBe(25_000);
+    expect(ids(result)).toEqual(['m24999']);
+  }, 60_000);
+
   it('resolves a write only once it is committed: another connection sees it', async () => {
     const file = newFile();
     const storage = open(() => sqliteStorage({ file }));

@@ -9,10 +9,13 @@ import type { StorageCall, StorageReply, WorkerError } from './worker-storage.js
 const port = parentPort;
 if (port === null) throw new Error('sqlite-worker.js runs as a worker thread');
 
+const data = workerData as { options: SqliteStorageOptions; done: SharedArrayBuffer };
+/** Calls answered, read by the main thread while it waits for this one (backpressure). */
+const done = new Int32Array(data.done);
 let storage: XmppStorage | undefined;
 let failure: WorkerError | undefined;
 try {
-  storage = new SqliteStorage(workerData as SqliteStorageOptions);
+  storage = new SqliteStorage(data.options);
 } catch (error) {
   failure = describe(error);
 }
@@ -37,6 +40,8 @@ function flush(): void {
   const batch = replies;
   replies = [];
   port?.postMessage(batch);
+  Atomics.add(done, 0, batch.length);
+  Atomics.notify(done, 0);
 }
 function reply(entry: StorageReply): void {
   replies.push(entry);

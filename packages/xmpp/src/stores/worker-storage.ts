@@ -78,6 +78,11 @@ function buffers(value: unknown): unknown {
   return copy;
 }
 
+/** Calls posted and not answered past which the event loop waits for the storage thread. */
+const MAX_IN_FLIGHT = 20_000;
+/** … until this few are left. */
+const RESUME_IN_FLIGHT = 10_000;
+
 /** The storage on its thread: the store interfaces, each call posted there. @internal */
 export class WorkerStorage implements XmppStorage {
   readonly users: UserStore;
@@ -89,6 +94,8 @@ export class WorkerStorage implements XmppStorage {
   #outbox: StorageCall[] = [];
   #scheduled = false;
   #next = 0;
+  /** Calls the storage thread has answered, counted there: shared memory, readable while this thread waits. */
+  readonly #done = new Int32Array(new SharedArrayBuffer(4));
   #closed: Promise<void> | undefined;
   #dead: Error | undefined;
   readonly #exited: Promise<void>;
@@ -96,7 +103,7 @@ export class WorkerStorage implements XmppStorage {
   /** `options` were checked by opening the file on this thread; the thread opens it again. */
   constructor(file: string, options: Record<string, unknown>) {
     this.file = file;
-    this.#worker = new Worker(workerUrl(), { workerData: options, execArgv: threadArgs() });
+    this.#worker = new Worker(workerUrl(), { workerData: { options, done: this.#done.buffer }, execArgv: threadArgs() });
     // Idle, it must not keep a process alive that forgot to close its storage; with calls pending, it does.
     this.#worker.unref();
     this.#worker.on('message', (message: StorageReply[] | { closed: true }) => {
@@ -161,6 +168,7 @@ export class WorkerStorage implements XmppStorage {
     if (this.#closed !== undefined) return Promise.reject(new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${this.file} is closed`));
     if (this.#dead !== undefined) return Promise.reject(this.#dead);
     const id = this.#next++;
+    this.#backpressure(id);
     // Undefined arguments (an optional query) are left out, as the store would see them.
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
     return new Promise((resolve, reject) => {
@@ -173,6 +181,20 @@ export class WorkerStorage implements XmppStorage {
         setImmediate(this.#post);
       }
     });
+  }
+
+  /**
+   * Memory is bounded: when the storage thread is this far behind (a server archiving faster than the disk
+   * commits), this thread waits for it, as it would with SQLite on the event loop: the event loop stops
+   * reading from the network until the storage caught up, instead of queueing without end.
+   */
+  #backpressure(id: number): void {
+    if (id - Atomics.load(this.#done, 0) < MAX_IN_FLIGHT) return;
+    this.#post();
+    const deadline = Date.now() + 30_000;
+    while (id - Atomics.load(this.#done, 0) >= RESUME_IN_FLIGHT && this.#dead === undefined && Date.now() < deadline) {
+      Atomics.wait(this.#done, 0, Atomics.load(this.#done, 0), 100);
+    }
   }
 
   readonly #post = (): void => {
