@@ -1795,6 +1795,12 @@ describe("what Redis's own test suite needs, as redis-server 7.0.15", () => {
       'CONFIG GET set-max-intset-entries',
       'CONFIG GET hash-max-ziplist-entries',
       'CONFIG GET list-max-ziplist-size',
+      'CONFIG SET daemonize yes',
+      'CONFIG GET daemonize',
+      'CONFIG GET replicaof',
+      'CONFIG GET slaveof',
+      'CONFIG SET protected-mode yes',
+      'CONFIG SET proto-max-bulk-len 536870912',
     ]);
   });
 

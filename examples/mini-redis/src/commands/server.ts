@@ -306,6 +306,13 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       set(number);
     },
   });
+  /** A parameter Redis can change and mini-redis cannot: setting its present value is a no-op. */
+  const current = (value: () => string | number, reason: string): Setting => ({
+    get: () => String(value()),
+    set(next) {
+      if (next !== String(value())) throw new Error(reason);
+    },
+  });
   /** A parameter mini-redis can only have at one value: setting that value is a no-op. */
   const only = (value: string, reason: string): Setting => ({
     get: () => value,
@@ -327,10 +334,15 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
   };
   const settings: Record<string, Setting> = {
     databases: fixed(() => resp.databases),
-    port: fixed(port),
-    bind: fixed(() => address().address),
-    'protected-mode': fixed(() => (resp.options.protectedMode === false ? 'no' : 'yes')),
-    'proto-max-bulk-len': fixed(() => resp.options.maxBulkLength ?? 512 * 1024 * 1024),
+    daemonize: fixed(() => 'no'),
+    // Modifiable in Redis; mini-redis keeps what it started with (setting that again is a no-op).
+    port: current(port, 'Unable to listen on this port: mini-redis keeps the port it started on'),
+    bind: current(() => address().address, 'Failed to bind to specified addresses: mini-redis keeps its address'),
+    'protected-mode': current(() => (resp.options.protectedMode === false ? 'no' : 'yes'), 'mini-redis keeps its protected mode'),
+    'proto-max-bulk-len': current(() => resp.options.maxBulkLength ?? 512 * 1024 * 1024, 'mini-redis keeps its limit'),
+    // There are no replicas: mini-redis is never one.
+    replicaof: fixed(() => ''),
+    slaveof: fixed(() => ''),
     // Nothing is persisted: data lives in memory only, as with `--save '' --appendonly no`; setting
     // them to what they are is accepted (Redis's test harness saves and restores them).
     save: only('', 'mini-redis does not save snapshots'),
