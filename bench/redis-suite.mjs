@@ -98,15 +98,30 @@ function ping(port) {
   });
 }
 
+// What runs now, to stop on Ctrl-C / SIGTERM: the server under test and the harness (its process group).
+const running = { server: undefined, harness: undefined };
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    try {
+      if (running.harness) process.kill(-running.harness.pid, 'SIGKILL');
+    } catch {}
+    running.server?.child.kill('SIGKILL');
+    if (running.server) rmSync(running.server.dir, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
+
 async function start(name) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `redis-suite-${name}-`));
   const child = await targets[name](port, dir);
+  running.server = { child, dir };
   for (let i = 0; i < 200 && !(await ping(port)); i++) await new Promise((done) => setTimeout(done, 50));
   return { port, dir, child };
 }
 
 async function stop({ child, dir }) {
+  running.server = undefined;
   if (child.exitCode === null && child.signalCode === null) {
     child.kill('SIGKILL');
     await once(child, 'exit');
@@ -119,12 +134,13 @@ const ansi = /\x1b\[[0-9;]*m/g;
 
 function runUnit(unit, port) {
   const argv = ['--host', '127.0.0.1', '--port', String(port), '--single', `unit/${unit}`, '--tags', '-needs:debug'];
-  // The harness listens for its test client on a port below --baseport (default 21111): a random
-  // base lets two runs (or another user's) share the machine.
-  argv.push('--baseport', String(30000 + Math.floor(Math.random() * 30000)));
+  // The harness listens for its test client on a free port in [base-32, base) whose port+10000 is
+  // free too (default base 21111): a random base lets two runs (or another user's) share the machine.
+  argv.push('--baseport', String(20000 + Math.floor(Math.random() * 30000)));
   if (durable) argv.push('--durable');
   return new Promise((done) => {
     const child = spawn('./runtest', argv, { cwd: suite, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    running.harness = child;
     let output = '';
     child.stdout.on('data', (chunk) => {
       output += chunk;
@@ -140,6 +156,7 @@ function runUnit(unit, port) {
       } catch {}
     }, unitTimeout * 1000);
     child.on('close', (code) => {
+      running.harness = undefined;
       clearTimeout(timer);
       done({ output: output.replace(ansi, ''), code, timedOut, command: `./runtest ${argv.join(' ')}` });
     });
