@@ -103,6 +103,20 @@ describe('MUC history, archive and persistence', () => {
     expect(await romeo.iq('q7', "<query xmlns='urn:xmpp:mam:2' queryid='r'/>", `type='set' to='${ROOM}'`)).toContain('<count>5</count>');
   });
 
+  it('a room that does not archive sends no stanza id (nothing a MAM query could find) and refuses MAM', async () => {
+    const { port } = await mucServer();
+    const juliet = await occupant(port, 'juliet');
+    await createRoom(juliet, 'quiet', 'Juliet');
+    const result = await configure(juliet, 'quiet', { 'muc#roomconfig_enablelogging': '0' });
+    expect(result).toContain("type='result'");
+    juliet.send(`<message to='quiet@${SERVICE}' type='groupchat' id='q1'><body>off the record</body></message>`);
+    const got = await juliet.next(/^<message[^>]*id='q1'/);
+    expect(got).toContain('<body>off the record</body>');
+    expect(got).not.toContain('stanza-id');
+    const mam = await juliet.iq('m', "<query xmlns='urn:xmpp:mam:2'/>", `type='set' to='quiet@${SERVICE}'`);
+    expect(mam).toContain('<feature-not-implemented');
+  });
+
   it('destroys a room (§10.9): occupants get unavailable with <destroy/>, the room and its archive are gone', async () => {
     const { port, muc } = await mucServer();
     const juliet = await occupant(port, 'juliet');

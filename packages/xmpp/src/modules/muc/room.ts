@@ -435,12 +435,10 @@ export class Room {
     if (body !== undefined) {
       const archiveId = `${when.toString(36)}${randomId()}`;
       const stored = new XmlElement('message', { ...attrs }, children, stanza.xmlns);
-      message = new XmlElement(
-        'message',
-        attrs,
-        [...children, xml('stanza-id', { xmlns: NS_SID, by: this.jid, id: archiveId })],
-        stanza.xmlns,
-      );
+      // A stanza id by the room only when the room archives it (XEP-0359 §4: an id a MAM query on the room can find).
+      message = this.config.logging
+        ? new XmlElement('message', attrs, [...children, xml('stanza-id', { xmlns: NS_SID, by: this.jid, id: archiveId })], stanza.xmlns)
+        : new XmlElement('message', attrs, children, stanza.xmlns);
       const text = stored.toString();
       this.#remember({ message, when, chars: text.length });
       if (this.config.logging) {
