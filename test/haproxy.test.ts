@@ -1,14 +1,11 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
-import { connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { connect, type Socket } from 'node:net';
 import type { Adapter, Connection, Logger } from '@portbind/core';
 import { PortService } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, Haproxy } from './support/haproxy.js';
 import { portOf, readUntil, sleep } from './support/net.js';
 
 /**
@@ -57,10 +54,7 @@ const logger: Logger = {
   child: () => logger,
 };
 
-let dir = '';
-let haproxy: ChildProcess | undefined;
-let haproxyOutput = '';
-let haproxyPath = '';
+let haproxy: Haproxy | undefined;
 let service: PortService;
 const adapter = new AddressAdapter();
 const httpSeen: string[] = [];
@@ -68,53 +62,7 @@ let linePort = 0;
 let httpPort = 0;
 let forwardPort = 0;
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
-/** One command on HAProxy's admin socket; its whole answer. */
-async function admin(command: string): Promise<string> {
-  const socket = connect(join(dir, 'admin.sock'));
-  await once(socket, 'connect');
-  let text = '';
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString();
-  });
-  socket.end(`${command}\n`);
-  await once(socket, 'close');
-  return text;
-}
-
-/** Each server's `status` and `check_status` from `show stat`, as `backend/server`. */
-async function serverStates(): Promise<Record<string, { status: string; check: string }>> {
-  const [header = '', ...rows] = (await admin('show stat')).trim().split('\n');
-  const columns = header.replace(/^# /, '').split(',');
-  const at = (name: string): number => columns.indexOf(name);
-  const states: Record<string, { status: string; check: string }> = {};
-  for (const row of rows) {
-    const fields = row.split(',');
-    const server = fields[at('svname')];
-    if (server === 'FRONTEND' || server === 'BACKEND') continue;
-    states[`${fields[at('pxname')]}/${server}`] = { status: fields[at('status')] ?? '', check: fields[at('check_status')] ?? '' };
-  }
-  return states;
-}
-
 beforeAll(async () => {
-  // Debian installs it in /usr/sbin, which a non-root PATH may lack.
-  haproxyPath = ['haproxy', '/usr/sbin/haproxy'].find((path) => spawnSync(path, ['-v']).status === 0) ?? '';
-  if (haproxyPath === '') {
-    throw new Error(
-      'haproxy is not installed: these tests run a real HAProxy in front of portbind. Install Debian\'s "haproxy" package (apt-get install -y haproxy); .ci/run does it on CI.',
-    );
-  }
-
   service = new PortService({ env: {}, logger, gracePeriodMs: 5000 });
   const line = service.bind(adapter, { port: 0, host: '127.0.0.1', proxyProtocol: { trusted: ['127.0.0.1'] } });
   const web = service.bind(
@@ -141,14 +89,10 @@ beforeAll(async () => {
   );
   await service.start();
 
-  dir = await mkdtemp(join(tmpdir(), 'portbind-haproxy-'));
   linePort = await freePort();
   httpPort = await freePort();
   forwardPort = await freePort();
   const config = [
-    'global',
-    `  stats socket ${join(dir, 'admin.sock')} mode 600 level admin`,
-    '  maxconn 200',
     'defaults',
     '  mode tcp',
     '  timeout connect 5s',
@@ -180,35 +124,18 @@ beforeAll(async () => {
     'backend forward',
     '  mode http',
     `  server portbind 127.0.0.1:${portOf(forwarding)}`,
-    '',
-  ].join('\n');
-  await writeFile(join(dir, 'haproxy.cfg'), config);
-  haproxy = spawn(haproxyPath, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  haproxy.stdout?.on('data', (chunk: Buffer) => {
-    haproxyOutput += chunk.toString();
-  });
-  haproxy.stderr?.on('data', (chunk: Buffer) => {
-    haproxyOutput += chunk.toString();
-  });
-
+  ];
+  haproxy = await Haproxy.start({ config, name: 'portbind-haproxy' });
   // Ready once both servers have passed a health check (they went through portbind's PROXY reader).
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (haproxy.exitCode !== null) throw new Error(`haproxy exited ${haproxy.exitCode}:\n${haproxyOutput}`);
-    const states = await serverStates().catch(() => ({}) as Record<string, { status: string; check: string }>);
-    if (states['line/portbind']?.check === 'L7OK' && states['web/portbind']?.check === 'L7OK') break;
-    if (Date.now() > deadline) throw new Error(`haproxy health checks did not pass: ${JSON.stringify(states)}\n${haproxyOutput}`);
-    await sleep(100);
-  }
+  await haproxy.waitFor(
+    'both health checks to pass',
+    (states) => states['line/portbind']?.check === 'L7OK' && states['web/portbind']?.check === 'L7OK',
+  );
 });
 
 afterAll(async () => {
-  if (haproxy !== undefined && haproxy.exitCode === null) {
-    haproxy.kill('SIGTERM');
-    await once(haproxy, 'exit');
-  }
+  await haproxy?.stop();
   await service?.stop();
-  if (dir !== '') await rm(dir, { recursive: true, force: true });
 });
 
 describe('HAProxy in front of portbind', () => {
@@ -262,9 +189,9 @@ describe('HAProxy in front of portbind', () => {
   it('health checks (v2 LOCAL answered with the proxy’s address, v1 with an HTTP check on /readyz) keep the servers UP and log no refusal', async () => {
     // A few more check rounds after the tests above.
     await sleep(1000);
-    const states = await serverStates();
-    expect(states['line/portbind']).toEqual({ status: 'UP', check: 'L7OK' });
-    expect(states['web/portbind']).toEqual({ status: 'UP', check: 'L7OK' });
+    const states = (await haproxy?.servers()) ?? {};
+    expect(states['line/portbind']).toMatchObject({ status: 'UP', check: 'L7OK' });
+    expect(states['web/portbind']).toMatchObject({ status: 'UP', check: 'L7OK' });
     // The TCP checks arrived as LOCAL headers (and were answered with the proxy's own address: L7OK).
     expect(adapter.seen).toContain('v2-local');
     expect(adapter.seen.filter((s) => s === 'direct')).toEqual([]);

@@ -1,13 +1,10 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { connect, type Socket } from 'node:net';
 import { PortService } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { freePort, Haproxy } from '../../../test/support/haproxy.js';
 import { capturingLogger, type LogLine } from '../../../test/support/log.js';
 import { portOf, readUntil, sleep } from '../../../test/support/net.js';
 import { LoginThrottle, MemoryUserStore, memoryStorage, xmppServer } from '../src/index.js';
@@ -24,9 +21,7 @@ import { LoginThrottle, MemoryUserStore, memoryStorage, xmppServer } from '../sr
 
 const lines: LogLine[] = [];
 const logger = capturingLogger(lines);
-let dir = '';
-let haproxy: ChildProcess | undefined;
-let haproxyOutput = '';
+let haproxy: Haproxy | undefined;
 let service: PortService;
 let httpPort = 0;
 const front = { c2s: 0, c2sRemote: 0, ws: 0, wsRemote: 0 };
@@ -36,16 +31,6 @@ const OPEN =
   "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
 const plain = (username: string, password: string): string =>
   `<auth xmlns='${NS_SASL}' mechanism='PLAIN'>${Buffer.from(`\u0000${username}\u0000${password}`).toString('base64')}</auth>`;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** A raw c2s stream through the proxy from `localAddress`: the socket and its first features. */
 async function tcpStream(port: number, localAddress: string): Promise<{ socket: Socket; features: string }> {
@@ -114,12 +99,6 @@ const warnings = (message: string): unknown[] =>
   lines.filter((line) => line.level === 'warn' && line.message === message).map((line) => [line.fields.remoteAddress, line.fields.account]);
 
 beforeAll(async () => {
-  const haproxyPath = ['haproxy', '/usr/sbin/haproxy'].find((path) => spawnSync(path, ['-v']).status === 0) ?? '';
-  if (haproxyPath === '') {
-    throw new Error(
-      'haproxy is not installed: these tests run a real HAProxy in front of portbind. Install Debian\'s "haproxy" package (apt-get install -y haproxy); .ci/run does it on CI.',
-    );
-  }
   const users = new MemoryUserStore({ iterations: 4096 });
   await users.create('juliet', 'balcony');
   await users.create('romeo', 'r0meo!');
@@ -139,14 +118,11 @@ beforeAll(async () => {
   await service.start();
   httpPort = portOf(http);
 
-  dir = await mkdtemp(join(tmpdir(), 'portbind-haproxy-xmpp-'));
   front.c2s = await freePort();
   front.c2sRemote = await freePort();
   front.ws = await freePort();
   front.wsRemote = await freePort();
   const config = [
-    'global',
-    '  maxconn 200',
     'defaults',
     '  timeout connect 5s',
     '  timeout client 30s',
@@ -178,41 +154,15 @@ beforeAll(async () => {
     'backend web',
     '  mode http',
     `  server portbind 127.0.0.1:${httpPort}`,
-    '',
-  ].join('\n');
-  await writeFile(join(dir, 'haproxy.cfg'), config);
-  haproxy = spawn(haproxyPath, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  haproxy.stdout?.on('data', (chunk: Buffer) => {
-    haproxyOutput += chunk.toString();
-  });
-  haproxy.stderr?.on('data', (chunk: Buffer) => {
-    haproxyOutput += chunk.toString();
-  });
+  ];
+  haproxy = await Haproxy.start({ config, name: 'portbind-haproxy-xmpp' });
   // Ready once every frontend accepts connections.
-  const deadline = Date.now() + 20_000;
-  for (const port of Object.values(front)) {
-    for (;;) {
-      if (haproxy.exitCode !== null) throw new Error(`haproxy exited ${haproxy.exitCode}:\n${haproxyOutput}`);
-      const socket = connect({ port, host: '127.0.0.1' });
-      const ok = await new Promise<boolean>((resolve) => {
-        socket.once('connect', () => resolve(true));
-        socket.once('error', () => resolve(false));
-      });
-      socket.destroy();
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error(`haproxy did not listen on ${port}:\n${haproxyOutput}`);
-      await sleep(50);
-    }
-  }
+  await haproxy.waitListening(Object.values(front));
 });
 
 afterAll(async () => {
-  if (haproxy !== undefined && haproxy.exitCode === null) {
-    haproxy.kill('SIGTERM');
-    await once(haproxy, 'exit');
-  }
+  await haproxy?.stop();
   await service?.stop();
-  if (dir !== '') await rm(dir, { recursive: true, force: true });
 });
 
 describe('HAProxy (send-proxy-v2) in front of XMPP c2s', () => {
