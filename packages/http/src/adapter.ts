@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { getRequestListener, RequestError } from '@hono/node-server';
 import {
   type Adapter,
@@ -12,6 +14,7 @@ import {
   type TrustCheck,
 } from '@portbind/core';
 import { type ClientInfo, checkProxyHeader, compileTrustProxy, type ProxyHeaderName, resolveClient } from './forwarded.js';
+import { Http2Front, type Http2Options, http2Settings, sniffPreface } from './http2.js';
 import { rejectUpgrade, type UpgradeHandler } from './upgrade.js';
 
 /** Paths of the opt-in health endpoints. */
@@ -82,6 +85,13 @@ export interface HttpOptions {
    * that writes only `X-Forwarded-For` passes it through and the client would name itself.
    */
   proxyHeader?: ProxyHeaderName;
+  /**
+   * Serve HTTP/2 beside HTTP/1.1 on the same port, to the same handler (through node:http2's
+   * compatibility API): `h2` over TLS by ALPN, and h2c with prior knowledge (a connection that
+   * opens with `PRI * HTTP/2.0`) on a plaintext port. `true` for the defaults, or limits
+   * ({@link Http2Options}). Upgrades (WebSocket) stay on HTTP/1.1. Default off.
+   */
+  http2?: boolean | Http2Options;
 }
 
 export const httpDefaults = {
@@ -99,6 +109,9 @@ export const httpDefaults = {
  */
 export type FetchHandler = (request: Request, info: ClientInfo) => Response | Promise<Response>;
 
+/** A request from node:http, or from node:http2's compatibility API (typed as node:http's for handlers). */
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+
 interface Carrier {
   readonly connection: Connection;
   readonly trusts: TrustCheck | undefined;
@@ -108,9 +121,15 @@ interface Carrier {
 const connections = new WeakMap<object, Carrier>();
 const clients = new WeakMap<IncomingMessage, ClientInfo>();
 
+/** What `connections` is keyed by: the socket of an HTTP/1 request, the session of an HTTP/2 one. */
+function carrierOf(request: AnyRequest): Carrier | undefined {
+  const session = (request as { stream?: { session?: object } }).stream?.session;
+  return connections.get(session ?? request.socket);
+}
+
 /** The portbind connection (with its `context`) that carries a request. */
 export function connectionOf(request: IncomingMessage): Connection | undefined {
-  return connections.get(request.socket)?.connection;
+  return carrierOf(request)?.connection;
 }
 
 /**
@@ -121,7 +140,7 @@ export function connectionOf(request: IncomingMessage): Connection | undefined {
 export function clientInfo(request: IncomingMessage): ClientInfo | undefined {
   let info = clients.get(request);
   if (info !== undefined) return info;
-  const carrier = connections.get(request.socket);
+  const carrier = carrierOf(request);
   if (carrier === undefined) return undefined;
   info = resolveClient(request, carrier.connection, carrier.trusts, carrier.header);
   clients.set(request, info);
@@ -158,11 +177,14 @@ export class HttpAdapter implements Adapter {
   readonly defaultPort: number = 5000;
   /** node:http has its own timeouts (headers, request, keep-alive), so core's idle timer stays off. */
   readonly limits = { idleTimeoutMs: 0 };
+  /** For a port shared with other protocols: HTTP/1.x, and with option `http2` h2c and h2 (ALPN). */
+  readonly protocols: readonly string[];
   readonly options: Readonly<HttpOptions>;
   readonly #trusts: TrustCheck | undefined;
   readonly #proxyHeader: ProxyHeaderName;
   #binding: BindingContext | undefined;
   #server: Server | undefined;
+  #h2: Http2Front | undefined;
   /** Connections handed to node:http and not closed yet: the drain sweep runs while there are any. */
   #open = 0;
   /** Responses whose request arrived and that have not finished: drain turns their keep-alive off. */
@@ -185,12 +207,28 @@ export class HttpAdapter implements Adapter {
     }
     this.#trusts = compileTrustProxy(options.trustProxy);
     this.#proxyHeader = checkProxyHeader(options.proxyHeader);
+    // Checked now, so a bad value fails at bind() rather than at start.
+    http2Settings(options.http2, this.#http1Limits(options));
+    this.protocols = options.http2 === undefined || options.http2 === false ? ['http'] : ['http', 'h2c', 'h2'];
     this.options = options;
   }
 
   /** The underlying node:http server (after start). */
   get server(): Server | undefined {
     return this.#server;
+  }
+
+  /** The underlying node:http2 server (after start, with option `http2`). */
+  get http2Server(): Http2Front['server'] | undefined {
+    return this.#h2?.server;
+  }
+
+  #http1Limits(options: HttpOptions): { maxHeaderSize: number; headersTimeoutMs: number; keepAliveTimeoutMs: number } {
+    return {
+      maxHeaderSize: options.maxHeaderSize ?? httpDefaults.maxHeaderSize,
+      headersTimeoutMs: options.headersTimeoutMs ?? httpDefaults.headersTimeoutMs,
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? httpDefaults.keepAliveTimeoutMs,
+    };
   }
 
   open(binding: BindingContext): void {
@@ -216,18 +254,37 @@ export class HttpAdapter implements Adapter {
     // of headersTimeout and requestTimeout: start it here, or slow clients are never timed out.
     server.emit('listening');
     this.#server = server;
+    const h2 = http2Settings(options.http2, this.#http1Limits(options));
+    if (h2 !== undefined)
+      this.#h2 = new Http2Front(h2, binding, listener as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
     for (const upgrade of Object.values(options.upgrades ?? {})) upgrade.open?.(binding);
   }
 
   connection(conn: Connection): void {
     const socket = conn.socket;
-    connections.set(socket, { connection: conn, trusts: this.#trusts, header: this.#proxyHeader });
+    const carrier: Carrier = { connection: conn, trusts: this.#trusts, header: this.#proxyHeader };
+    connections.set(socket, carrier);
     this.#open++;
     socket.once('close', () => {
       this.#open--;
       if (this.#open === 0) this.#stopSweep();
     });
-    (this.#server as Server).emit('connection', socket);
+    const h2 = this.#h2;
+    if (h2 === undefined) {
+      (this.#server as Server).emit('connection', socket);
+      return;
+    }
+    const serveH2 = (): void => h2.serve(socket, (session) => connections.set(session, carrier));
+    // TLS: ALPN decided (h2, else HTTP/1.1, as node:http2's allowHTTP1). Plaintext: the preface does.
+    if (socket instanceof TLSSocket) {
+      if (socket.alpnProtocol === 'h2') serveH2();
+      else (this.#server as Server).emit('connection', socket);
+      return;
+    }
+    sniffPreface(socket, this.options.headersTimeoutMs ?? httpDefaults.headersTimeoutMs, (h2c) => {
+      if (h2c) serveH2();
+      else (this.#server as Server).emit('connection', socket);
+    });
   }
 
   refuse(socket: Socket): void {
@@ -268,6 +325,7 @@ export class HttpAdapter implements Adapter {
     // A response whose headers went out just before the drain began kept its keep-alive: close
     // such connections as soon as they turn idle, until none is left or the deadline passes.
     server.closeIdleConnections();
+    this.#h2?.drain();
     if (this.#open === 0 || signal.aborted) return;
     this.#sweep = setInterval(() => server.closeIdleConnections(), 50);
     this.#sweep.unref();
@@ -385,7 +443,7 @@ export class HttpAdapter implements Adapter {
     return (req, res) => {
       // @hono/node-server trusts a Host made of host-name characters without parsing it, so a
       // Host such as 1.2.3.256 would reach the handler as a `request.url` that `new URL()` rejects.
-      const host = req.headers.host;
+      const host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
       if (host !== undefined && host !== goodHost) {
         if (!URL.canParse(`http://${host}/`)) {
           logger.debug({ host }, 'bad request: invalid Host');
