@@ -2,9 +2,11 @@
  * Redis's glob-style matching (util.c, stringmatchlen), used by PSUBSCRIBE, KEYS and SCAN MATCH:
  * `*` any run, `?` one byte, `[abc]`, `[^a-z]` classes, `\x` a literal x. Matching is on bytes
  * (latin1 strings), case-sensitive. Iterative with backtracking on the last `*`, so a hostile
- * pattern cannot make it recurse deeply.
+ * pattern cannot make it recurse deeply. As Redis since the fix of CVE-2024-31228 (in Debian's
+ * 7.0.15 too), a pattern that would nest more than 1000 `*` matches nothing.
  */
 export function globMatch(pattern: string, text: string): boolean {
+  if (tooManyStars(pattern)) return false;
   let p = 0;
   let t = 0;
   let starP = -1;
@@ -87,4 +89,23 @@ function matchClass(pattern: string, start: number, end: number, ch: string): bo
     }
   }
   return negate ? !matched : matched;
+}
+
+/**
+ * Redis's nesting limit: its matcher recurses once per run of `*` and gives up past 1000 levels, so
+ * a pattern with more than 1000 runs of `*` (escaped ones and ones in classes are literals) never
+ * matches — the text cannot run out before the last run, as literals separate the runs.
+ */
+function tooManyStars(pattern: string): boolean {
+  let runs = 0;
+  let inRun = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    const star = c === '*';
+    if (c === '\\') i++;
+    else if (c === '[') i = classEnd(pattern, i);
+    else if (star && !inRun && ++runs > 1000) return true;
+    inRun = star;
+  }
+  return false;
 }
