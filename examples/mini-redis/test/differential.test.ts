@@ -2294,4 +2294,17 @@ describe("what Redis's own test suite needs, as redis-server 7.0.15", () => {
       { on: 2, send: ['LRANGE sorted 0 -1'] },
     ]);
   });
+
+  it('glob patterns nest at most 1000 runs of * (KEYS, SCAN MATCH), as Redis since CVE-2024-31228', async () => {
+    const key = 'a'.repeat(1100);
+    await compare([
+      ['SET', key, '1'],
+      ['KEYS', `${'a*'.repeat(1000)}a`],
+      ['KEYS', `${'a*'.repeat(1001)}a`],
+      ['KEYS', `${'a**'.repeat(1001)}a`],
+      ['KEYS', `${'a\\*'.repeat(1001)}*`],
+      ['SCAN', '0', 'MATCH', `${'*?'.repeat(1001)}`, 'COUNT', '100'],
+      ['SCAN', '0', 'MATCH', `${'*?'.repeat(1000)}`, 'COUNT', '100'],
+    ]);
+  });
 });
