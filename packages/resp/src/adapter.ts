@@ -171,6 +171,8 @@ const PUBSUB_ONLY = 'only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESE
 export class RespAdapter<Context = Record<string, unknown>> implements Adapter, ClientHost<Context> {
   readonly name: string = 'resp';
   readonly scheme: string = 'redis';
+  /** What this adapter speaks, for core's port sharing. */
+  readonly protocols: readonly string[] = ['resp'];
   readonly secureScheme: string = 'rediss';
   readonly portEnv: string = 'RESP_PORT';
   readonly defaultPort: number = 6379;
