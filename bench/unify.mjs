@@ -5,15 +5,20 @@
 //    connection per request (`Connection: close`), where every request pays for a classification.
 // 2. RESP GET/SET with redis-benchmark (-c 50 -P 1): the bare adapter on its own port vs on the
 //    shared port; keep-alive, and a new connection per request (-k 0).
-// 3. sniff() alone, in this process: nanoseconds per call for each kind of first bytes.
+// 3. Per new connection, in this process: connect, one request, close — own port vs shared port,
+//    interleaved (machine drift hits both alike); the median latency difference is what
+//    classification costs a connection.
+// 4. sniff() alone, in this process: nanoseconds per call for each kind of first bytes.
 // Needs Debian's wrk and redis-tools, and a build (npx pnpm@10.34.8 build).
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { sniff } from '@portbind/core';
+import { PortService, silentLogger, sniff } from '@portbind/core';
+import { httpAdapter } from '@portbind/http';
+import { respAdapter } from '@portbind/resp';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -24,7 +29,7 @@ const option = (name, fallback) => {
 const rounds = option('rounds', 3);
 const seconds = option('seconds', 8);
 const requests = option('requests', 500_000);
-// --only http|resp|sniff: one part alone.
+// --only http|resp|latency|sniff: one part alone.
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 
 const freePort = () =>
@@ -128,6 +133,49 @@ if (only === undefined || only === 'resp') {
   await suite('RESP a new connection per request (-k 0), req/s', 'portbind resp, own port', respTargets, (port) =>
     redisBenchmark(port, false),
   );
+}
+if (only === undefined || only === 'latency') {
+  const handler = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('Hello, World!');
+  };
+  const own = new PortService({ logger: silentLogger, env: {} });
+  const ownHttp = own.bind(httpAdapter({ handler }), { port: 0, host: '127.0.0.1' });
+  const ownResp = own.bind(respAdapter(), { port: 0, host: '127.0.0.1' });
+  const shared = new PortService({ logger: silentLogger, env: {}, portSharing: { join: true } });
+  const sharedPort = shared.bind(httpAdapter({ handler }), { port: 0, host: '127.0.0.1' });
+  shared.bind(respAdapter());
+  await own.start();
+  await shared.start();
+  const once = (port, request) =>
+    new Promise((resolve, reject) => {
+      const started = performance.now();
+      const socket = connect(port, '127.0.0.1', () => socket.write(request));
+      socket.on('data', () => socket.end());
+      socket.on('close', () => resolve(performance.now() - started));
+      socket.on('error', reject);
+    });
+  const httpRequest = 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+  const respRequest = '*1\r\n$4\r\nPING\r\n';
+  const samples = { httpOwn: [], httpShared: [], respOwn: [], respShared: [] };
+  const count = option('connections', 2000);
+  for (let i = 0; i < count; i++) {
+    samples.httpOwn.push(await once(ownHttp.address.port, httpRequest));
+    samples.httpShared.push(await once(sharedPort.address.port, httpRequest));
+    samples.respOwn.push(await once(ownResp.address.port, respRequest));
+    samples.respShared.push(await once(sharedPort.address.port, respRequest));
+  }
+  const ms = (values) => median(values);
+  console.log(`\nper new connection: connect, one request, close (in process, ${count} each, interleaved; median ms)`);
+  console.log('| protocol | own port | shared port | difference |\n|---|---:|---:|---:|');
+  for (const [label, a, b] of [
+    ['HTTP/1.1', samples.httpOwn, samples.httpShared],
+    ['RESP', samples.respOwn, samples.respShared],
+  ]) {
+    console.log(`| ${label} | ${ms(a).toFixed(3)} | ${ms(b).toFixed(3)} | ${ms(b) - ms(a) >= 0 ? '+' : ''}${(ms(b) - ms(a)).toFixed(3)} |`);
+  }
+  await own.stop();
+  await shared.stop();
 }
 if (only !== undefined && only !== 'sniff') process.exit(0);
 
