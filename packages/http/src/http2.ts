@@ -164,7 +164,7 @@ export class Http2Front {
     // preface and went silent is closed with SETTINGS_TIMEOUT.
     const settingsTimer = setTimeout(() => {
       logger.debug({ settingsTimeoutMs: this.#settings.settingsTimeoutMs }, 'http2: SETTINGS not acknowledged in time');
-      session.destroy(undefined, constants.NGHTTP2_SETTINGS_TIMEOUT);
+      session.destroy(new Error('http2: SETTINGS not acknowledged in time'), constants.NGHTTP2_SETTINGS_TIMEOUT);
     }, this.#settings.settingsTimeoutMs);
     session.once('localSettings', () => clearTimeout(settingsTimer));
     // Idle, as HTTP/1.1's keep-alive timeout: no stream open and nothing on the wire for that long.
@@ -213,7 +213,7 @@ export class Http2Front {
         'http2: a client reset streams faster than maxResets per resetWindowMs (rapid reset, CVE-2023-44487): its session is closed with ENHANCE_YOUR_CALM; more are logged at debug level',
       );
     }
-    session.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy(new Error('http2: rapid reset flood'), constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   #drainSession(session: ServerHttp2Session): void {

@@ -11,4 +11,5 @@ export {
   requestPath,
 } from './adapter.js';
 export type { ClientInfo, ProxyHeaderName } from './forwarded.js';
+export { type Http2Options, http2Defaults } from './http2.js';
 export { rejectUpgrade, UpgradeError, type UpgradeHandler } from './upgrade.js';

@@ -19,6 +19,7 @@ export const FrameType = {
 export const ErrorCode = {
   NO_ERROR: 0,
   PROTOCOL_ERROR: 1,
+  INTERNAL_ERROR: 2,
   SETTINGS_TIMEOUT: 4,
   REFUSED_STREAM: 7,
   CANCEL: 8,
