@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -102,6 +103,13 @@ class ServiceProcess {
 
   log(msg: string): LogEntry | undefined {
     return this.logs.find((entry) => entry.msg === msg);
+  }
+}
+
+// The fixture runs on the packages' dist/ (a child process cannot use the TypeScript sources): `tsc -b` first.
+for (const name of ['core', 'http', 'ws', 'resp', 'xmpp']) {
+  if (!existsSync(join(root, 'packages', name, 'dist', 'index.js'))) {
+    throw new Error(`packages/${name}/dist is missing: the rolling-restart fixture runs on the built packages; run \`npx tsc -b\` first`);
   }
 }
 
@@ -524,15 +532,26 @@ describe('a rolling restart of two portbind processes behind HAProxy, under load
       for (const session of client.sessions) expect(session.remoteAddress, protocol).toMatch(/^127\.0\.0\.2$/);
       expect(client.sessions.at(-1)?.pid, protocol).toBe(first?.next.pid);
     }
+    // Requests kept arriving after SIGTERM until HAProxy saw the 503 (served in the readiness delay):
+    // without the delay they would have met a closed port.
+    expect(outcomes.filter((outcome) => outcome.body?.phase === 'delay').length).toBeGreaterThan(0);
+    // HAProxy never had to retry or redispatch a request: no request reached a process that was no
+    // longer accepting (the readiness delay outlasted HAProxy's DOWN), so retry-on masked nothing.
+    const final = await haproxy.servers();
+    for (const name of SERVERS) expect(final[`web/${name}`], `web/${name}`).toMatchObject({ retries: 0, redispatches: 0 });
+
     const summary = {
       requests: outcomes.length,
+      byPhase: Object.fromEntries(
+        ['running', 'delay', 'drain'].map((phase) => [phase, outcomes.filter((outcome) => outcome.body?.phase === phase).length]),
+      ),
       byPid: Object.fromEntries(
         started.map((service) => [service.pid, outcomes.filter((outcome) => outcome.body?.pid === service.pid).length]),
       ),
       sessions: Object.fromEntries(
         clients.map(({ name: protocol, client }) => [protocol, client.sessions.map((session) => `${session.pid}:${session.end}`)]),
       ),
-      haproxy: await haproxy.servers(),
+      haproxy: final,
     };
     console.log(JSON.stringify(summary));
   }, 180_000);

@@ -44,6 +44,9 @@ export interface ServerStat {
   sessions: number;
   /** Sessions open on it now (`scur`). */
   current: number;
+  /** Times HAProxy retried a connection or request on it (`wretr`), and sessions it redispatched elsewhere (`wredis`). */
+  retries: number;
+  redispatches: number;
 }
 
 export interface HaproxyOptions {
@@ -134,6 +137,8 @@ export class Haproxy {
         check: fields[at('check_status')] ?? '',
         sessions: Number(fields[at('stot')] ?? 0),
         current: Number(fields[at('scur')] ?? 0),
+        retries: Number(fields[at('wretr')] || 0),
+        redispatches: Number(fields[at('wredis')] || 0),
       };
     }
     return states;
