@@ -1,11 +1,12 @@
 import type { RespAdapter, RespClient } from '@portbind/resp';
+import type { Deque } from './deque.js';
 import { bytesOf, type Keyspace } from './store.js';
 
 /** Which end of a list: LPOP/BLPOP take from the left (head), RPOP/BRPOP from the right. */
 export type End = 'left' | 'right';
 
 /** Take one element from a non-empty list. */
-export function popEnd(list: Buffer[], end: End): Buffer {
+export function popEnd(list: Deque<Buffer>, end: End): Buffer {
   return (end === 'left' ? list.shift() : list.pop()) as Buffer;
 }
 

@@ -1,4 +1,5 @@
 import { RespError } from '@portbind/resp';
+import { Deque } from './deque.js';
 import { SortedSet } from './sorted-set.js';
 
 // The data: 16 numbered databases (SELECT 0–15), each a Map from key to a typed value, plus
@@ -14,7 +15,7 @@ export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong ki
  */
 export interface Types {
   string: Buffer;
-  list: Buffer[];
+  list: Deque<Buffer>;
   hash: Map<string, Buffer>;
   set: Set<string>;
   zset: SortedSet;
@@ -29,7 +30,7 @@ export function copyValue(value: Value): Value {
     case 'string':
       return { type: 'string', data: Buffer.from(value.data) };
     case 'list':
-      return { type: 'list', data: [...value.data] };
+      return { type: 'list', data: new Deque(value.data) };
     case 'hash':
       return { type: 'hash', data: new Map(value.data) };
     case 'set':
@@ -84,7 +85,7 @@ export class Database {
   readOrCreate<T extends 'list' | 'hash' | 'set' | 'zset'>(key: string, type: T): Types[T] {
     const existing = this.read(key, type);
     if (existing !== undefined) return existing;
-    const data = type === 'list' ? [] : type === 'hash' ? new Map() : type === 'set' ? new Set() : new SortedSet();
+    const data = type === 'list' ? new Deque<Buffer>() : type === 'hash' ? new Map() : type === 'set' ? new Set() : new SortedSet();
     const value = { type, data } as Value;
     this.values.set(key, value);
     this.#onNew(key);

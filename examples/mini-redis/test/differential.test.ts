@@ -2307,4 +2307,17 @@ describe("what Redis's own test suite needs, as redis-server 7.0.15", () => {
       ['SCAN', '0', 'MATCH', `${'*?'.repeat(1000)}`, 'COUNT', '100'],
     ]);
   });
+
+  it('lists as ring buffers: pushes and pops at both ends wrap around, indexes, LSET, LTRIM and LRANGE stay right', async () => {
+    const script: CommandLine[] = [];
+    for (let round = 0; round < 40; round++) {
+      script.push(`LPUSH q ${Array.from({ length: 7 + (round % 5) }, (_, i) => `l${round}.${i}`).join(' ')}`);
+      script.push(`RPUSH q ${Array.from({ length: 3 + (round % 7) }, (_, i) => `r${round}.${i}`).join(' ')}`);
+      script.push(`LPOP q ${1 + (round % 4)}`, `RPOP q ${round % 3}`, 'RPOP q', 'LPOP q');
+      script.push(`LINDEX q ${round % 9}`, `LINDEX q -${1 + (round % 6)}`, `LSET q ${round % 5} set${round}`, 'LLEN q');
+      if (round % 10 === 9) script.push('LTRIM q 2 -3', 'LRANGE q 0 -1');
+    }
+    script.push('LRANGE q 5 25', 'LRANGE q -30 -10', 'LPOS q set39', 'LREM q 0 set38', 'LINSERT q BEFORE set39 ins', 'LRANGE q 0 -1');
+    await compare(script);
+  });
 });

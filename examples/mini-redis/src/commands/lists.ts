@@ -1,6 +1,7 @@
 import { OK, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { type End, popEnd } from '../blocking.js';
+import type { Deque } from '../deque.js';
 import { ceilLongDouble, parseLongDouble, scaleLongDouble } from '../long-double.js';
 import { INT64_MAX, INT64_MIN, int64Arg, intArg } from '../numbers.js';
 import { bytesOf, keyOf, WRONGTYPE } from '../store.js';
@@ -52,7 +53,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
           return undefined;
         }
         if (count === 0) return [];
-        const popped = count === undefined ? popEnd(list, end) : end === 'left' ? list.splice(0, count) : list.splice(-count).reverse();
+        const popped = count === undefined ? popEnd(list, end) : end === 'left' ? list.shiftMany(count) : list.popMany(count);
         db.deleteIfEmpty(key, list);
         resp.touch(client.db, key);
         resp.notifyKeyspaceEvent('list', name, key, client.db);
@@ -91,7 +92,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
       const list = keyspace.db(client.db).read(keyOf(argv[1]), 'list');
       if (list === undefined) return null;
       const index = intArg(argv[2]);
-      return list[index < 0 ? list.length + index : index] ?? null;
+      return list.at(index < 0 ? list.length + index : index) ?? null;
     },
   );
 
@@ -134,7 +135,8 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
 
   // ---- LPUSHX, RPUSHX, LINSERT, LREM, LSET, LTRIM, LPOS ----------------------------------------
 
-  const readList = (client: RespClient, arg: Buffer | undefined): Buffer[] | undefined => keyspace.db(client.db).read(keyOf(arg), 'list');
+  const readList = (client: RespClient, arg: Buffer | undefined): Deque<Buffer> | undefined =>
+    keyspace.db(client.db).read(keyOf(arg), 'list');
 
   for (const [name, end] of [
     ['lpushx', 'left'],
@@ -170,9 +172,11 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
       if (where !== 'BEFORE' && where !== 'AFTER') throw new RespError('ERR syntax error');
       const list = readList(client, argv[1]);
       if (list === undefined) return 0;
-      const index = list.findIndex((element) => element.equals(argv[3] as Buffer));
+      const elements = list.toArray();
+      const index = elements.findIndex((element) => element.equals(argv[3] as Buffer));
       if (index === -1) return -1;
-      list.splice(where === 'BEFORE' ? index : index + 1, 0, Buffer.from(argv[4] as Buffer));
+      elements.splice(where === 'BEFORE' ? index : index + 1, 0, Buffer.from(argv[4] as Buffer));
+      list.replace(elements);
       resp.touch(client.db, keyOf(argv[1]));
       return list.length;
     },
@@ -186,21 +190,23 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
     const element = argv[3] as Buffer;
     let removed = 0;
     const limit = count === 0n ? Number.POSITIVE_INFINITY : Number(count < 0n ? -count : count);
+    const elements = list.toArray();
     if (count >= 0n) {
-      for (let i = 0; i < list.length && removed < limit; ) {
-        if ((list[i] as Buffer).equals(element)) {
-          list.splice(i, 1);
+      for (let i = 0; i < elements.length && removed < limit; ) {
+        if ((elements[i] as Buffer).equals(element)) {
+          elements.splice(i, 1);
           removed++;
         } else i++;
       }
     } else {
-      for (let i = list.length - 1; i >= 0 && removed < limit; i--) {
-        if ((list[i] as Buffer).equals(element)) {
-          list.splice(i, 1);
+      for (let i = elements.length - 1; i >= 0 && removed < limit; i--) {
+        if ((elements[i] as Buffer).equals(element)) {
+          elements.splice(i, 1);
           removed++;
         }
       }
     }
+    if (removed > 0) list.replace(elements);
     if (removed > 0) {
       keyspace.db(client.db).deleteIfEmpty(key, list);
       resp.touch(client.db, key);
@@ -217,7 +223,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
       if (list === undefined) throw new RespError('ERR no such key');
       const at = Number(index < 0n ? BigInt(list.length) + index : index);
       if (at < 0 || at >= list.length) throw new RespError('ERR index out of range');
-      list[at] = Buffer.from(argv[3] as Buffer);
+      list.set(at, Buffer.from(argv[3] as Buffer));
       resp.touch(client.db, keyOf(argv[1]));
       return OK;
     },
@@ -236,11 +242,11 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
       if (start < 0n) start += length;
       if (end < 0n) end += length;
       if (start < 0n) start = 0n;
-      if (start > end || start >= length) list.length = 0;
+      if (start > end || start >= length) list.replace([]);
       else {
         if (end >= length) end = length - 1n;
-        list.splice(Number(end) + 1);
-        list.splice(0, Number(start));
+        list.popMany(Number(length - end - 1n)); // from the right: O(what is trimmed)
+        list.shiftMany(Number(start));
       }
       keyspace.db(client.db).deleteIfEmpty(key, list);
       resp.touch(client.db, key);
@@ -284,7 +290,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
       let matches = 0;
       for (let n = 0; n < list.length && (maxlen === 0 || n < maxlen); n++) {
         const index = fromTail ? list.length - 1 - n : n;
-        if (!(list[index] as Buffer).equals(element)) continue;
+        if (!(list.at(index) as Buffer).equals(element)) continue;
         matches++;
         if (matches < skip) continue;
         found.push(index);
@@ -415,7 +421,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
     const database = keyspace.db(db);
     const list = database.read(key, 'list');
     if (list === undefined) return undefined;
-    const popped = end === 'left' ? list.splice(0, count) : list.splice(-Math.min(count, list.length)).reverse();
+    const popped = end === 'left' ? list.shiftMany(count) : list.popMany(count);
     database.deleteIfEmpty(key, list);
     resp.touch(db, key);
     return [bytesOf(key), popped];

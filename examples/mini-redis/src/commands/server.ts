@@ -157,7 +157,7 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       case 'string':
         return overhead + value.data.length;
       case 'list':
-        return overhead + value.data.reduce((sum, item) => sum + item.length + 16, 0);
+        return overhead + value.data.toArray().reduce((sum, item) => sum + item.length + 16, 0);
       case 'hash': {
         let sum = overhead;
         for (const [field, data] of value.data) sum += field.length + data.length + 48;

@@ -1,5 +1,6 @@
 import { type ReplyValue, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
+import { Deque } from '../deque.js';
 import { int64Arg } from '../numbers.js';
 import { bytesOf, type Database, keyOf, WRONGTYPE } from '../store.js';
 
@@ -77,7 +78,7 @@ export function registerSortCommands({ resp, keyspace, encodings, blocked }: Min
     if (value?.type === 'zset') encodings.convert(value.data); // SORT converts a sorted set to a skiplist, as Redis
     let elements: string[];
     if (value === undefined) elements = [];
-    else if (value.type === 'list') elements = value.data.map((element) => element.toString('latin1'));
+    else if (value.type === 'list') elements = value.data.toArray().map((element) => element.toString('latin1'));
     else if (value.type === 'set') elements = [...value.data];
     else if (dontsort) {
       elements = [];
@@ -129,7 +130,7 @@ export function registerSortCommands({ resp, keyspace, encodings, blocked }: Min
     }
     if (store === undefined) return output;
     if (output.length > 0) {
-      db.set(store, { type: 'list', data: output.map((item) => Buffer.from(item ?? Buffer.alloc(0))) });
+      db.set(store, { type: 'list', data: new Deque(output.map((item) => Buffer.from(item ?? Buffer.alloc(0)))) });
       resp.touch(client.db, store);
       resp.notifyKeyspaceEvent('list', 'sortstore', store, client.db);
       blocked.signal(client.db, store); // a BLPOP waiting on the destination is served
