@@ -62,7 +62,8 @@ class ServiceProcess {
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    this.exited = once(this.child, 'exit').then(([code]) => code as number | null);
+    // 'close', not 'exit': every line the process wrote has been read by then.
+    this.exited = once(this.child, 'close').then(([code]) => code as number | null);
     this.child.stdout?.on('data', (chunk: Buffer) => {
       this.#pending += chunk.toString();
       const lines = this.#pending.split('\n');
@@ -123,7 +124,11 @@ async function startService(port: number): Promise<ServiceProcess> {
   return service;
 }
 
+/** Stops the load and the clients if the test ends early. */
+const cleanups: Array<() => Promise<void> | void> = [];
+
 afterAll(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
   for (const service of started) if (service.child.exitCode === null && service.child.signalCode === null) service.child.kill('SIGKILL');
   await haproxy?.stop();
 });
@@ -447,6 +452,11 @@ describe('a rolling restart of two portbind processes behind HAProxy, under load
       { name: 'RESP', client: resp as LongLived, clean: 'reply-then-close' },
     ];
     for (const { client } of clients) client.start();
+    cleanups.push(async () => {
+      loading = false;
+      for (const agent of agents) agent.destroy();
+      for (const { client } of clients) await client.stop();
+    });
     for (const { name, client } of clients) await client.until(`a ${name} session`, (sessions) => sessions[0]?.pid !== undefined);
 
     const restarts: Array<{ name: ServerName; old: ServiceProcess; next: ServiceProcess; pinned: Outcome }> = [];
