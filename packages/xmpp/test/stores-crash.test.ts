@@ -116,3 +116,30 @@ describe('a process that never closes its sqliteStorage', () => {
     }
   }, 120_000);
 });
+
+describe('a process that closes its sqliteStorage right after a call', () => {
+  it('lives until close() resolved; the call committed before (exit 0, not an unsettled await)', async () => {
+    const file = join(dir, 'close-pending.sqlite');
+    const child = spawn(process.execPath, ['--conditions=@portbind/source', '--import', './register.mjs', './close-pending.mjs', file], {
+      cwd: fixtures,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    started.push(child);
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(output).toBe('closed\n');
+    expect(code).toBe(0);
+    const storage = sqliteStorage({ file });
+    try {
+      expect(await storage.keyValue('roster').get('alice', 'bob')).toEqual({ subscription: 'both' });
+    } finally {
+      await storage.close();
+    }
+  }, 120_000);
+});

@@ -224,7 +224,8 @@ export class WorkerStorage implements XmppStorage {
       if (ok) pending.resolve(pending.users ? buffers(value) : value);
       else pending.reject(revive(value as WorkerError));
     }
-    if (this.#pending.size === 0) this.#worker.unref();
+    // Idle again: the thread no longer keeps the process alive — unless it is closing (close() holds it until it closed).
+    if (this.#pending.size === 0 && this.#closed === undefined) this.#worker.unref();
   }
 
   #fail(error: Error): void {
