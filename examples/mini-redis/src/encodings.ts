@@ -19,6 +19,9 @@ export interface EncodingLimits {
   listCompressDepth: number;
 }
 
+/** What Redis's string2ll accepts, before the range check. */
+const INTEGER = /^(0|-?[1-9][0-9]*)$/;
+
 /** Redis keeps embedded strings up to 44 bytes (OBJ_ENCODING_EMBSTR_SIZE_LIMIT). */
 const EMBSTR_LIMIT = 44;
 
@@ -87,7 +90,9 @@ export class Encodings {
       case 'set': {
         if (value.data.size > limits.setMaxIntsetEntries) return true;
         for (const member of value.data) {
-          if (member.length > 20 || toInt64(Buffer.from(member, 'latin1')) === undefined) return true;
+          // A regular expression first (no allocation); the 64-bit range only for the longest.
+          if (member.length > 20 || !INTEGER.test(member)) return true;
+          if (member.length >= 19 && toInt64(Buffer.from(member, 'latin1')) === undefined) return true;
         }
         return false;
       }
