@@ -255,8 +255,12 @@ export class HttpAdapter implements Adapter {
     server.emit('listening');
     this.#server = server;
     const h2 = http2Settings(options.http2, this.#http1Limits(options));
-    if (h2 !== undefined)
-      this.#h2 = new Http2Front(h2, binding, listener as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+    // HTTP/2 needs neither the keep-alive bookkeeping nor the Host check of HTTP/1.1 (Http2Front
+    // checks the header list itself): the health endpoints and the handler.
+    if (h2 !== undefined) {
+      const h2Listener = this.#routedListener(binding) as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void;
+      this.#h2 = new Http2Front(h2, binding, h2Listener);
+    }
     for (const upgrade of Object.values(options.upgrades ?? {})) upgrade.open?.(binding);
   }
 
@@ -355,7 +359,9 @@ export class HttpAdapter implements Adapter {
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const binding = this.#binding as BindingContext;
-    if (binding.draining) {
+    // Refused once the drain stopped accepting; during readinessDelayMs (readiness already 503) a new
+    // peer a load balancer sent before it saw the 503 is still welcome, and gets the drain's 1001 later.
+    if (!binding.accepting) {
       rejectUpgrade(socket, 503, 'Service is shutting down', { 'Retry-After': '1' });
       return;
     }

@@ -250,15 +250,23 @@ function limitHeaders(limit: number, listener: Listener): Listener {
     const raw = req.rawHeaders;
     // RFC 9113 §6.5.2: the size of a field is its name and value in octets plus 32.
     let size = 0;
-    for (let i = 0; i < raw.length; i++) size += (raw[i] as string).length + (i % 2 === 0 ? 32 : 0);
-    if (size <= limit) {
-      listener(req, res);
-      return;
+    let hosts = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      size += name.length + (raw[i + 1] as string).length + 32;
+      if (name === 'host') hosts++;
     }
-    res.statusCode = 431;
-    res.setHeader('content-type', 'text/plain; charset=utf-8');
-    res.end('Request Header Fields Too Large\n');
+    if (size > limit) return refuse(res, 431, 'Request Header Fields Too Large');
+    // As over HTTP/1.1 (RFC 9112 §3.2): frameworks disagree on which of several Host headers counts.
+    if (hosts > 1) return refuse(res, 400, 'Bad Request: more than one Host header');
+    listener(req, res);
   };
+}
+
+function refuse(res: Http2ServerResponse, status: number, text: string): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'text/plain; charset=utf-8');
+  res.end(`${text}\n`);
 }
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
