@@ -86,6 +86,8 @@ export function http2Settings(
 interface SessionState {
   /** Streams open now. */
   open: number;
+  /** Since when no stream has been open (ms since the epoch). */
+  idleSince: number;
   /** Streams the client reset in the current window, and when the window began. */
   resets: number;
   windowStart: number;
@@ -107,6 +109,7 @@ export class Http2Front {
   readonly #ownResets = new WeakSet<ServerHttp2Stream>();
   #pending: { socket: Socket; onSession: (session: ServerHttp2Session) => void } | undefined;
   #draining = false;
+  #sweep: NodeJS.Timeout | undefined;
   #calmLogged = false;
 
   constructor(settings: Settings, binding: BindingContext, listener: Listener) {
@@ -155,8 +158,9 @@ export class Http2Front {
 
   #session(session: ServerHttp2Session): void {
     const pending = this.#pending;
-    const state: SessionState = { open: 0, resets: 0, windowStart: 0, draining: false, socket: pending?.socket };
+    const state: SessionState = { open: 0, idleSince: Date.now(), resets: 0, windowStart: 0, draining: false, socket: pending?.socket };
     this.#sessions.set(session, state);
+    this.#startSweep();
     pending?.onSession(session);
     const logger = this.#binding.logger;
     session.on('error', (error: Error) => logger.debug({ err: error }, 'http2 session error'));
@@ -167,10 +171,6 @@ export class Http2Front {
       session.destroy(new Error('http2: SETTINGS not acknowledged in time'), constants.NGHTTP2_SETTINGS_TIMEOUT);
     }, this.#settings.settingsTimeoutMs);
     session.once('localSettings', () => clearTimeout(settingsTimer));
-    // Idle, as HTTP/1.1's keep-alive timeout: no stream open and nothing on the wire for that long.
-    session.setTimeout(this.#settings.idleTimeoutMs, () => {
-      if (state.open === 0 && !session.closed) session.close();
-    });
     session.once('close', () => {
       clearTimeout(settingsTimer);
       this.#sessions.delete(session);
@@ -180,6 +180,32 @@ export class Http2Front {
     if (this.#draining) this.#drainSession(session);
   }
 
+  /**
+   * Idle sessions, as HTTP/1.1's keep-alive timeout: no stream open for `keepAliveTimeoutMs` →
+   * GOAWAY and close. One sweep for all sessions (a per-session timer would be refreshed on every
+   * frame); it also closes a session node:http2 stopped reading after a connection error.
+   */
+  #startSweep(): void {
+    if (this.#sweep !== undefined) return;
+    const idleMs = this.#settings.idleTimeoutMs;
+    this.#sweep = setInterval(
+      () => {
+        const now = Date.now();
+        for (const [session, state] of this.#sessions) {
+          if (state.open > 0 || now - state.idleSince < idleMs) continue;
+          if (!session.closed && !session.destroyed) session.close();
+          if (state.socket !== undefined) this.#binding.closeSoon(state.socket);
+        }
+        if (this.#sessions.size === 0) {
+          clearInterval(this.#sweep);
+          this.#sweep = undefined;
+        }
+      },
+      Math.max(10, Math.min(1000, Math.floor(idleMs / 4))),
+    );
+    this.#sweep.unref();
+  }
+
   #stream(stream: ServerHttp2Stream): void {
     const session = stream.session as ServerHttp2Session | undefined;
     if (session === undefined) return;
@@ -187,7 +213,7 @@ export class Http2Front {
     if (state === undefined) return;
     state.open++;
     stream.once('close', () => {
-      state.open--;
+      if (--state.open === 0) state.idleSince = Date.now();
       if (stream.rstCode !== constants.NGHTTP2_NO_ERROR && !this.#ownResets.has(stream)) this.#clientReset(session, state);
     });
   }
