@@ -21,6 +21,12 @@ export interface BindingContext {
   readonly secure: boolean;
   /** True once the service is draining: answer "not ready", send `Connection: close`, and so on. */
   readonly draining: boolean;
+  /**
+   * True until the binding stops accepting connections: new clients are still welcome, even while
+   * `draining` already steers a load balancer away (the `readinessDelayMs` after a stop). Refuse new
+   * connections or upgrades only when this is false.
+   */
+  readonly accepting: boolean;
   /** True while the service is started and not draining. */
   readonly ready: boolean;
   /** The current TLS context, for adapters that upgrade in-band (STARTTLS). Undefined without TLS. */

@@ -56,6 +56,7 @@ export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
 
 interface ServiceView {
   readonly draining: boolean;
+  readonly accepting: boolean;
   readonly ready: boolean;
 }
 
@@ -305,6 +306,9 @@ export class Binding {
       secure: this.secure,
       get draining() {
         return service.draining;
+      },
+      get accepting() {
+        return service.accepting;
       },
       get ready() {
         return service.ready;

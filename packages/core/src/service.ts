@@ -66,6 +66,8 @@ export class PortService {
   readonly #sharing: ReturnType<typeof sharingSettings>;
   readonly #bindings: Binding[] = [];
   #state: ServiceState = 'idle';
+  /** Set when the drain stops accepting connections (after the readiness delay). */
+  #stopAccepting = false;
   #stopping: Promise<StopReport> | undefined;
   #starting: Promise<unknown> | undefined;
 
@@ -91,6 +93,11 @@ export class PortService {
   /** Readiness: true once started and until draining begins. */
   get ready(): boolean {
     return this.#state === 'running';
+  }
+
+  /** New connections are welcome: false once the drain stops accepting them (after `readinessDelayMs`). */
+  get accepting(): boolean {
+    return !this.#stopAccepting && this.#state !== 'stopped';
   }
 
   get draining(): boolean {
@@ -345,6 +352,7 @@ export class PortService {
     const deadline = grace.signal;
     // Every binding, adapter and endpoint may listen for the deadline: not a leak.
     setMaxListeners(0, deadline);
+    this.#stopAccepting = true;
     for (const binding of this.#bindings) binding.stopAccepting();
     await Promise.all(
       this.#bindings.map(async (binding) => {

@@ -321,7 +321,9 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       this.closeSoon(socket);
       return;
     }
-    if (this.#binding?.draining) {
+    // The drain stopped accepting: too late to join. (During readinessDelayMs, while only readiness has
+    // turned, a new client is still served: a load balancer may send one before it saw the 503.)
+    if (this.#binding !== undefined && !this.#binding.accepting) {
       socket.end();
       this.closeSoon(socket);
       return;

@@ -184,8 +184,9 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
 
   #accept(request: IncomingMessage, socket: Duplex, head: Buffer, context: Context): void {
     if (socket.destroyed) return;
-    // An upgrade hook that finished after the drain began: too late to join.
-    if (this.#binding?.draining) {
+    // An upgrade hook that finished after the drain stopped accepting: too late to join (during
+    // readinessDelayMs, while only readiness has turned, a new peer is still welcome).
+    if (this.#binding !== undefined && !this.#binding.accepting) {
       rejectUpgrade(socket, 503, 'Service is shutting down', { 'Retry-After': '1' });
       return;
     }
