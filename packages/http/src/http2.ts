@@ -105,8 +105,6 @@ export class Http2Front {
   readonly #settings: Settings;
   readonly #binding: BindingContext;
   readonly #sessions = new Map<ServerHttp2Session, SessionState>();
-  /** Streams this side reset (not counted as the client's resets). */
-  readonly #ownResets = new WeakSet<ServerHttp2Stream>();
   #pending: { socket: Socket; onSession: (session: ServerHttp2Session) => void } | undefined;
   #draining = false;
   #sweep: NodeJS.Timeout | undefined;
@@ -124,10 +122,9 @@ export class Http2Front {
         },
         maxHeaderListPairs: 256,
       },
-      limitHeaders(settings.maxHeaderListSize, listener),
+      this.#counted(limitHeaders(settings.maxHeaderListSize, listener)),
     );
     this.server.on('session', (session: ServerHttp2Session) => this.#session(session));
-    this.server.on('stream', (stream: ServerHttp2Stream) => this.#stream(stream));
     // Errors of a session are the peer's business (logged at debug): never an uncaught exception.
     this.server.on('sessionError', (error: Error) => binding.logger.debug({ err: error }, 'http2 session error'));
   }
@@ -206,16 +203,25 @@ export class Http2Front {
     this.#sweep.unref();
   }
 
-  #stream(stream: ServerHttp2Stream): void {
-    const session = stream.session as ServerHttp2Session | undefined;
-    if (session === undefined) return;
-    const state = this.#sessions.get(session);
-    if (state === undefined) return;
-    state.open++;
-    stream.once('close', () => {
-      if (--state.open === 0) state.idleSince = Date.now();
-      if (stream.rstCode !== constants.NGHTTP2_NO_ERROR && !this.#ownResets.has(stream)) this.#clientReset(session, state);
-    });
+  /**
+   * Count each stream of a session (open streams, resets by the client) in the request listener
+   * itself: a second 'stream' listener would cost every request an event dispatch.
+   */
+  #counted(listener: Listener): Listener {
+    const sessions = this.#sessions;
+    return (req, res) => {
+      const stream = req.stream as ServerHttp2Stream;
+      const session = stream.session as ServerHttp2Session | undefined;
+      const state = session === undefined ? undefined : sessions.get(session);
+      if (state !== undefined) {
+        state.open++;
+        stream.on('close', () => {
+          if (--state.open === 0) state.idleSince = Date.now();
+          if (stream.rstCode !== constants.NGHTTP2_NO_ERROR) this.#clientReset(session as ServerHttp2Session, state);
+        });
+      }
+      listener(req, res);
+    };
   }
 
   /** A stream the client reset: over `maxResets` in `resetWindowMs`, GOAWAY ENHANCE_YOUR_CALM and close. */
@@ -275,16 +281,10 @@ function limitHeaders(limit: number, listener: Listener): Listener {
   return (req, res) => {
     const raw = req.rawHeaders;
     // RFC 9113 §6.5.2: the size of a field is its name and value in octets plus 32.
+    // (A second Host header never gets here: nghttp2 resets such a stream with PROTOCOL_ERROR.)
     let size = 0;
-    let hosts = 0;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i] as string;
-      size += name.length + (raw[i + 1] as string).length + 32;
-      if (name === 'host') hosts++;
-    }
+    for (let i = 0; i < raw.length; i += 2) size += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
     if (size > limit) return refuse(res, 431, 'Request Header Fields Too Large');
-    // As over HTTP/1.1 (RFC 9112 §3.2): frameworks disagree on which of several Host headers counts.
-    if (hosts > 1) return refuse(res, 400, 'Bad Request: more than one Host header');
     listener(req, res);
   };
 }

@@ -73,18 +73,16 @@ function literal(name: string, value: string): Buffer {
 }
 
 /** A header block for `GET path` (or another method) plus extra headers. */
-export function headerBlock(path: string, extra: Record<string, string> = {}, method = 'GET'): Buffer {
+type Fields = Record<string, string> | ReadonlyArray<readonly [string, string]>;
+
+export function headerBlock(path: string, extra: Fields = {}, method = 'GET'): Buffer {
   const parts = [literal(':method', method), literal(':scheme', 'http'), literal(':authority', 'localhost'), literal(':path', path)];
-  for (const [name, value] of Object.entries(extra)) parts.push(literal(name, value));
+  for (const [name, value] of Array.isArray(extra) ? extra : Object.entries(extra)) parts.push(literal(name, value));
   return Buffer.concat(parts);
 }
 
 /** HEADERS (and CONTINUATION frames past 16 384 bytes, the default SETTINGS_MAX_FRAME_SIZE) opening a stream. */
-export function headers(
-  streamId: number,
-  path: string,
-  options: { endStream?: boolean; extra?: Record<string, string>; method?: string } = {},
-): Buffer {
+export function headers(streamId: number, path: string, options: { endStream?: boolean; extra?: Fields; method?: string } = {}): Buffer {
   const block = headerBlock(path, options.extra, options.method);
   const end = options.endStream === false ? 0 : END_STREAM;
   const size = 16_384;
@@ -147,6 +145,7 @@ export class RawH2 {
   }
 
   ackSettings = true;
+  ackPings = true;
 
   write(bytes: Buffer): void {
     if (!this.socket.destroyed) this.socket.write(bytes);
@@ -218,7 +217,7 @@ export class RawH2 {
       this.#buffer = this.#buffer.subarray(9 + length);
       this.frames.push(f);
       if (f.type === FrameType.SETTINGS && (f.flags & ACK) === 0 && this.ackSettings) this.write(settingsAck());
-      if (f.type === FrameType.PING && (f.flags & ACK) === 0) this.write(frame(FrameType.PING, ACK, 0, f.payload));
+      if (f.type === FrameType.PING && (f.flags & ACK) === 0 && this.ackPings) this.write(frame(FrameType.PING, ACK, 0, f.payload));
     }
     this.#wake();
   }

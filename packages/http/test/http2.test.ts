@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
 import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
 import { promisify } from 'node:util';
 import { type BindOptions, PortService } from '@portbind/core';
+import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { portOf, rawConnect, readUntilClose, selfSignedCert, sleep } from '../../../test/support/net.js';
 import { clientInfo, type HttpOptions, httpAdapter } from '../src/index.js';
@@ -123,6 +125,28 @@ describe('HTTP/2 beside HTTP/1.1 on one port', () => {
     expect(JSON.parse(text)).toEqual({ method: 'POST', body: 'hello', url: `http://127.0.0.1:${port}/p?q=1`, client: '127.0.0.1' });
   });
 
+  it("Fastify's routing serves h2c and HTTP/1.1 alike (Express does not survive node:http2's objects: http2 stays opt-in)", async () => {
+    let routing: HttpOptions['handler'];
+    const fastify = Fastify({
+      serverFactory: (handler) => {
+        routing = handler;
+        return createServer();
+      },
+    });
+    fastify.get('/f/:id', async (request) => ({ id: (request.params as { id: string }).id, version: request.raw.httpVersion }));
+    await fastify.ready();
+    try {
+      const { port } = await serve({ http2: true, handler: routing });
+      expect(await curl(['--http2-prior-knowledge', `http://127.0.0.1:${port}/f/7`])).toEqual({
+        protocol: '2',
+        body: { id: '7', version: '2.0' },
+      });
+      expect(await curl(['--http1.1', `http://127.0.0.1:${port}/f/8`])).toEqual({ protocol: '1.1', body: { id: '8', version: '1.1' } });
+    } finally {
+      await fastify.close();
+    }
+  });
+
   it('WebSocket-style upgrades stay on HTTP/1.1 while h2c is on', async () => {
     const { port } = await serve({
       http2: true,
@@ -172,6 +196,37 @@ describe('HTTP/2 drain', () => {
     const finalAt = raw.frames.findIndex((f) => f.type === FrameType.GOAWAY && f.payload.readUInt32BE(0) === 3);
     const lastData = raw.frames.findLastIndex((f) => f.streamId === 3);
     expect(finalAt).toBeLessThan(lastData);
+  });
+
+  it('a stream opened after the announcing GOAWAY is not processed and not reset: the final GOAWAY excludes it (client retries)', async () => {
+    let seen = 0;
+    const { service, port } = await serve({
+      http2: true,
+      handler: (req, res) => {
+        seen++;
+        if (req.url === '/slow') setTimeout(() => res.end('slow done'), 500);
+        else res.end('fast');
+      },
+    });
+    const raw = await rawOpen(port);
+    // No automatic PING answer: the late stream goes out between the two GOAWAYs for sure.
+    raw.ackPings = false;
+    await settled(raw);
+    raw.write(headers(1, '/slow'));
+    await sleep(100);
+    const stopping = service.stop();
+    await raw.until((f) => f.type === FrameType.GOAWAY);
+    raw.write(headers(3, '/late'));
+    const ping = await raw.until((f) => f.type === FrameType.PING && (f.flags & 1) === 0);
+    raw.write(frame(FrameType.PING, 1, 0, ping?.payload));
+    await raw.untilClosed();
+    expect((await stopping).forced).toBe(0);
+    expect(raw.body(1)).toBe('slow done');
+    expect(raw.goaways()[0]).toEqual({ lastStreamId: 2 ** 31 - 1, code: ErrorCode.NO_ERROR });
+    expect(raw.goaways().at(-1)).toEqual({ lastStreamId: 1, code: ErrorCode.NO_ERROR });
+    expect(raw.resets()).toEqual([]);
+    expect(raw.frames.some((f) => f.streamId === 3)).toBe(false);
+    expect(seen).toBe(1);
   });
 
   it('node:http2 client: an in-flight request completes during stop(), the session gets GOAWAY and closes', async () => {
@@ -328,6 +383,27 @@ describe('HTTP/2 bad input (raw frames)', () => {
     await raw.untilClosed();
     expect(raw.goaways()[0]?.code).toBe(ErrorCode.PROTOCOL_ERROR);
     expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('ok');
+  });
+
+  it('two Host headers on one h2 request: RST_STREAM PROTOCOL_ERROR (a malformed request); the session lives on', async () => {
+    const { port } = await serve({ http2: true, handler: (_req, res) => res.end('fine') });
+    const raw = await rawOpen(port);
+    await settled(raw);
+    raw.write(headers(1, '/', { extra: [['host', 'a.example']] }));
+    raw.write(
+      headers(3, '/', {
+        extra: [
+          ['host', 'a.example'],
+          ['host', 'b.example'],
+        ],
+      }),
+    );
+    raw.write(headers(5, '/'));
+    await raw.until((f) => f.streamId === 5 && (f.flags & 1) === 1);
+    expect(raw.body(1)).toBe('fine');
+    expect(raw.resets()).toEqual([{ streamId: 3, code: ErrorCode.PROTOCOL_ERROR }]);
+    expect(raw.body(5)).toBe('fine');
+    expect(raw.goaways()).toEqual([]);
   });
 
   it('rejects a bad http2 option at bind time', () => {
