@@ -156,6 +156,8 @@ export function clientAddress(request: IncomingMessage): string | undefined {
   return info === undefined ? request.socket.remoteAddress : info.remoteAddress;
 }
 
+const noop = (): void => {};
+
 const notFound: RequestListener = (_req, res) => {
   res.statusCode = 404;
   res.setHeader('content-type', 'text/plain; charset=utf-8');
@@ -464,7 +466,9 @@ export class HttpAdapter implements Adapter {
           return tooLarge(res, limit);
         }
         // node:http makes a body end at its Content-Length; a chunked one is counted as it arrives.
-        if (req.headers['transfer-encoding'] !== undefined) limitChunked(req, res, limit, logger);
+        // HTTP/2 bodies have no Transfer-Encoding: without a Content-Length they are counted the same way.
+        if (req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && declared === undefined))
+          limitChunked(req, res, limit, logger);
       }
       return listener(req, res);
     };
@@ -536,7 +540,8 @@ function tooLarge(res: ServerResponse, limit: number): void {
   res.writeHead(413, {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
-    connection: 'close',
+    // HTTP/2 has no Connection header (node:http2 would drop it with a warning).
+    ...(res.req.httpVersionMajor === 2 ? {} : { connection: 'close' }),
   });
   res.end(body);
 }
@@ -569,6 +574,10 @@ function limitChunked(req: IncomingMessage, res: ServerResponse, limit: number, 
         over = true;
         logger.debug({ received, bodyLimit: limit }, 'request body over the limit');
         const fail = (): void => {
+          // The handler's pending read rejects with the error; a handler that is not reading (or,
+          // over HTTP/2, the stream node:http2 passes the error on to) must not make it uncaught.
+          req.on('error', noop);
+          (req as { stream?: Duplex }).stream?.on('error', noop);
           req.destroy(new BodyLimitError(limit));
         };
         if (res.headersSent) fail();

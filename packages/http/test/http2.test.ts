@@ -147,6 +147,29 @@ describe('HTTP/2 beside HTTP/1.1 on one port', () => {
     }
   });
 
+  it('bodyLimit holds over h2: a body without Content-Length past it gets 413, a declared one at once', async () => {
+    const { port } = await serve({
+      http2: true,
+      bodyLimit: 1000,
+      fetch: async (request) => new Response(`got ${(await request.text()).length}`),
+    });
+    const client = h2connect(`http://127.0.0.1:${port}`);
+    clients.push(client);
+    const post = async (body: Buffer, declared: boolean): Promise<{ status: unknown; text: string }> => {
+      const stream = client.request({ ':method': 'POST', ':path': '/', ...(declared ? { 'content-length': body.length } : {}) });
+      stream.on('error', () => {});
+      stream.end(body);
+      const [head] = (await once(stream, 'response')) as [Record<string, string | number>];
+      let text = '';
+      for await (const chunk of stream) text += chunk;
+      return { status: head[':status'], text };
+    };
+    expect(await post(Buffer.alloc(500), false)).toEqual({ status: 200, text: 'got 500' });
+    expect((await post(Buffer.alloc(5000), false)).status).toBe(413);
+    expect((await post(Buffer.alloc(5000), true)).status).toBe(413);
+    expect(await post(Buffer.alloc(10), false)).toEqual({ status: 200, text: 'got 10' });
+  });
+
   it('WebSocket-style upgrades stay on HTTP/1.1 while h2c is on', async () => {
     const { port } = await serve({
       http2: true,
