@@ -467,7 +467,7 @@ export class HttpAdapter implements Adapter {
         }
         // node:http makes a body end at its Content-Length; a chunked one is counted as it arrives.
         // HTTP/2 bodies have no Transfer-Encoding: without a Content-Length they are counted the same way.
-        if (req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && declared === undefined))
+        if (req.headers['transfer-encoding'] !== undefined || (req.httpVersionMajor === 2 && declared === undefined && hasH2Body(req)))
           limitChunked(req, res, limit, logger);
       }
       return listener(req, res);
@@ -552,6 +552,11 @@ function tooLarge(res: ServerResponse, limit: number): void {
  * the client gets 413 (if no response has started) and the request stream fails with
  * {@link BodyLimitError}, which rejects the handler's pending `request.text()` and the like.
  */
+/** An HTTP/2 request whose HEADERS frame did not end the stream: a body may follow. */
+function hasH2Body(req: IncomingMessage): boolean {
+  return (req as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders !== true;
+}
+
 /** How many Host headers a request has (`rawHeaders` alternates names and values). */
 function hostHeaders(raw: readonly string[]): number {
   let count = 0;
