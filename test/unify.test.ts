@@ -73,7 +73,7 @@ afterAll(async () => {
 });
 
 async function login(service: string, username: string, password: string): Promise<Client> {
-  const client = xmppClient({ service, domain: 'localhost', username, password, resource: 'unified' });
+  const client = xmppClient({ timeout: 8000, service, domain: 'localhost', username, password, resource: 'unified' });
   client.on('error', () => {});
   clients.push(client);
   await client.start();

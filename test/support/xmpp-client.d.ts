@@ -21,6 +21,14 @@ declare module '@xmpp/client' {
       set(element: Element, to?: string): Promise<Element>;
     };
   }
-  export function client(options: { service: string; domain: string; username?: string; password?: string; resource?: string }): Client;
+  export function client(options: {
+    service: string;
+    domain: string;
+    username?: string;
+    password?: string;
+    resource?: string;
+    /** Connection timeouts (open, close, send-receive), ms; 2000 by default. */
+    timeout?: number;
+  }): Client;
   export function xml(name: string, attrs?: Record<string, string | undefined>, ...children: Array<Element | string>): Element;
 }

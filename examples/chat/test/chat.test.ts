@@ -144,7 +144,13 @@ describe('examples/chat', () => {
     const [error] = (await once(other, 'error')) as [NodeJS.ErrnoException];
     expect(error.code).toBe('ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL');
 
-    const romeo = xmppClient({ service: `xmpps://127.0.0.1:${xmppsPort}`, domain: 'localhost', username: 'romeo', password: 'r0meo!' });
+    const romeo = xmppClient({
+      timeout: 8000,
+      service: `xmpps://127.0.0.1:${xmppsPort}`,
+      domain: 'localhost',
+      username: 'romeo',
+      password: 'r0meo!',
+    });
     romeo.on('error', () => {});
     cleanups.push(() => romeo.stop());
     const romeoJid = String(await romeo.start());
@@ -194,7 +200,13 @@ describe('examples/chat', () => {
 
     const bot = await component('s3cret');
     await bot.until(/<handshake\/>/);
-    const romeo = xmppClient({ service: `xmpp://127.0.0.1:${xmppPort}`, domain: 'localhost', username: 'romeo', password: 'r0meo!' });
+    const romeo = xmppClient({
+      timeout: 8000,
+      service: `xmpp://127.0.0.1:${xmppPort}`,
+      domain: 'localhost',
+      username: 'romeo',
+      password: 'r0meo!',
+    });
     romeo.on('error', () => {});
     cleanups.push(() => romeo.stop());
     const romeoJid = String(await romeo.start());

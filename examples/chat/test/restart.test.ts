@@ -85,7 +85,7 @@ async function startChat(dataDir: string): Promise<Chat> {
 const listeners = new WeakMap<ReturnType<typeof xmppClient>, Set<(stanza: Element) => void>>();
 
 async function login(service: string, username: string, password: string): Promise<ReturnType<typeof xmppClient>> {
-  const client = xmppClient({ service, domain: 'localhost', username, password, resource: 'restart' });
+  const client = xmppClient({ timeout: 8000, service, domain: 'localhost', username, password, resource: 'restart' });
   client.on('error', () => {});
   const set = new Set<(stanza: Element) => void>();
   listeners.set(client, set);

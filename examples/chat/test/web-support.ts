@@ -93,6 +93,7 @@ export async function logIn(page: Page, user: string, password: string): Promise
 /** An XMPP client over TCP, its stanzas collected; `next(match)` waits (30 s at most) for one. */
 export async function peer(port: number, user: string, password: string) {
   const client: Client = xmppClient({
+    timeout: 8000,
     service: `xmpp://127.0.0.1:${port}`,
     domain: 'localhost',
     username: user,

@@ -233,6 +233,7 @@ describe('fuzzing the XMPP port', () => {
 
     // The well-behaved client, logged in for the whole run.
     const watcher = xmppClient({
+      timeout: 8000,
       service: `xmpp://127.0.0.1:${port}`,
       domain: 'localhost',
       username: 'watcher',

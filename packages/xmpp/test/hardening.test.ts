@@ -75,7 +75,13 @@ describe('deep nesting', () => {
     expect((await result).data).toContain("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
 
     // Romeo logs in again and gets Juliet's (ordinary) presence, addressed to him.
-    const again = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'romeo', password: 'r0meo!' });
+    const again = xmppClient({
+      timeout: 8000,
+      service: `xmpp://127.0.0.1:${port}`,
+      domain: 'localhost',
+      username: 'romeo',
+      password: 'r0meo!',
+    });
     again.on('error', () => {});
     clients.push(again);
     const presence = next(again, (s) => s.is('presence') && s.attrs.from === 'juliet@localhost/balcony');
@@ -124,7 +130,13 @@ describe('deep nesting', () => {
       await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost', type: 'chat' }, clientXml('body', {}, body)));
     }
     await ping(romeo.xmpp); // the three messages were handled before the ping
-    const juliet = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: 'balcony' });
+    const juliet = xmppClient({
+      timeout: 8000,
+      service: `xmpp://127.0.0.1:${port}`,
+      domain: 'localhost',
+      username: 'juliet',
+      password: 'balcony',
+    });
     juliet.on('error', () => {});
     clients.push(juliet);
     const bodies: string[] = [];
@@ -157,6 +169,7 @@ describe('presence is addressed to its recipient', () => {
     expect((await bobSees).attrs.to).toBe(bob.jid);
     // Bob logs in again: he gets Alice's stored presence (the step that readdressed it before).
     const bob2 = xmppClient({
+      timeout: 8000,
       service: `xmpp://127.0.0.1:${port}`,
       domain: 'localhost',
       username: 'bob',
@@ -189,6 +202,7 @@ describe('login throttling and its logs', () => {
     const conditions: string[] = [];
     for (let i = 0; i < 6; i++) {
       const xmpp = xmppClient({
+        timeout: 8000,
         service: `xmpp://127.0.0.1:${port}`,
         domain: 'localhost',
         username: 'juliet',
@@ -347,6 +361,7 @@ describe('timeouts and closing', () => {
     const portOf = (binding: typeof plain): number => (binding.address as import('node:net').AddressInfo).port;
     const juliet = await login(portOf(plain), 'juliet', 'balcony');
     const romeo = xmppClient({
+      timeout: 8000,
       service: `xmpps://127.0.0.1:${portOf(direct)}`,
       domain: 'localhost',
       username: 'romeo',

@@ -113,6 +113,7 @@ describe('MUC with real clients', () => {
     await juliet.next(/id='before'/);
 
     const romeo = xmppClient({
+      timeout: 8000,
       service: `ws://127.0.0.1:${portOf(http)}/xmpp-websocket`,
       domain: 'localhost',
       username: 'romeo',

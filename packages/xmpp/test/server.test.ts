@@ -50,7 +50,13 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     const { port } = await start();
     const conditions: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const xmpp = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: `guess${i}` });
+      const xmpp = xmppClient({
+        timeout: 8000,
+        service: `xmpp://127.0.0.1:${port}`,
+        domain: 'localhost',
+        username: 'juliet',
+        password: `guess${i}`,
+      });
       xmpp.on('error', () => {});
       clients.push(xmpp);
       conditions.push(
@@ -63,7 +69,13 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
     expect(conditions.slice(0, 5)).toEqual(Array(5).fill('not-authorized'));
     expect(conditions[5]).toBe('temporary-auth-failure');
     // The right password is refused too while the lock lasts: this address is locked out of this account.
-    const right = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: 'balcony' });
+    const right = xmppClient({
+      timeout: 8000,
+      service: `xmpp://127.0.0.1:${port}`,
+      domain: 'localhost',
+      username: 'juliet',
+      password: 'balcony',
+    });
     right.on('error', () => {});
     clients.push(right);
     await expect(right.start()).rejects.toMatchObject({ condition: 'temporary-auth-failure' });
@@ -84,7 +96,13 @@ describe('@xmpp/client over TCP with STARTTLS and SCRAM', () => {
 
   it('refuses a wrong password with <not-authorized/>', async () => {
     const { port } = await start();
-    const xmpp = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: 'nope' });
+    const xmpp = xmppClient({
+      timeout: 8000,
+      service: `xmpp://127.0.0.1:${port}`,
+      domain: 'localhost',
+      username: 'juliet',
+      password: 'nope',
+    });
     xmpp.on('error', () => {});
     clients.push(xmpp);
     await expect(xmpp.start()).rejects.toMatchObject({ condition: 'not-authorized' });
@@ -173,7 +191,13 @@ describe('direct TLS (XEP-0368)', () => {
   it('serves xmpps:// on its own port: TLS from the first byte, no STARTTLS', async () => {
     const { port, binding } = await start({ directTls: true });
     expect(binding.url).toBe(`xmpps://127.0.0.1:${port}`);
-    const xmpp = xmppClient({ service: `xmpps://127.0.0.1:${port}`, domain: 'localhost', username: 'juliet', password: 'balcony' });
+    const xmpp = xmppClient({
+      timeout: 8000,
+      service: `xmpps://127.0.0.1:${port}`,
+      domain: 'localhost',
+      username: 'juliet',
+      password: 'balcony',
+    });
     xmpp.on('error', () => {});
     clients.push(xmpp);
     expect(String(await xmpp.start())).toMatch(/^juliet@localhost\//);

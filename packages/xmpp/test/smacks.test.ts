@@ -390,6 +390,7 @@ describe('stream management with real clients', () => {
     try {
       const romeo = await login(port, 'romeo', 'r0meo!', 'desk');
       const juliet = xmppClient({
+        timeout: 8000,
         service: `xmpp://127.0.0.1:${link.port}`,
         domain: 'localhost',
         username: 'juliet',

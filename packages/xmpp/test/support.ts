@@ -86,7 +86,7 @@ export async function login(
   resource?: string,
   options: { presence?: boolean | number } = {},
 ) {
-  const xmpp = xmppClient({ service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username, password, resource });
+  const xmpp = xmppClient({ timeout: 8000, service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username, password, resource });
   xmpp.on('error', () => {});
   clients.push(xmpp);
   const address = await xmpp.start();

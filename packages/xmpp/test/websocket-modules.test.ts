@@ -41,7 +41,7 @@ async function start() {
 }
 
 async function connect(service: string, username: string, password: string): Promise<{ client: Client; jid: string }> {
-  const client = xmppClient({ service, domain: 'localhost', username, password, resource: username });
+  const client = xmppClient({ timeout: 8000, service, domain: 'localhost', username, password, resource: username });
   client.on('error', () => {});
   clients.push(client);
   const online = new Promise<void>((resolve) => untyped(client).once('online', () => resolve()));

@@ -37,7 +37,7 @@ async function start(options: { allowPlaintext?: boolean | 'loopback'; registrat
 }
 
 async function loginWs(port: number, username: string, password: string) {
-  const client = xmppClient({ service: `ws://127.0.0.1:${port}/xmpp-websocket`, domain: 'localhost', username, password });
+  const client = xmppClient({ timeout: 8000, service: `ws://127.0.0.1:${port}/xmpp-websocket`, domain: 'localhost', username, password });
   client.on('error', () => {});
   clients.push(client);
   const jid = String(await client.start());
@@ -51,7 +51,13 @@ describe('XMPP over WebSocket', () => {
     expect(http.urls).toContain(`ws://127.0.0.1:${httpPort}/xmpp-websocket`);
     const juliet = await loginWs(httpPort, 'juliet', 'balcony');
     expect(juliet.jid).toMatch(/^juliet@localhost\/.+/);
-    const romeo = xmppClient({ service: `xmpp://127.0.0.1:${tcpPort}`, domain: 'localhost', username: 'romeo', password: 'r0meo!' });
+    const romeo = xmppClient({
+      timeout: 8000,
+      service: `xmpp://127.0.0.1:${tcpPort}`,
+      domain: 'localhost',
+      username: 'romeo',
+      password: 'r0meo!',
+    });
     romeo.on('error', () => {});
     clients.push(romeo);
     const romeoJid = String(await romeo.start());
