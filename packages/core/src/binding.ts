@@ -331,10 +331,15 @@ export class Binding {
     // user's TLS options choose ALPN themselves); a list naming nothing served here gets TLS's
     // no_application_protocol alert (RFC 7301 §3.2).
     const shared = this.#shared;
-    const alpn =
-      shared !== undefined && options.ALPNProtocols === undefined && options.ALPNCallback === undefined
+    const userAlpn = options.ALPNProtocols !== undefined || options.ALPNCallback !== undefined;
+    const alpn = userAlpn
+      ? {}
+      : shared !== undefined
         ? { ALPNCallback: ({ protocols }: { protocols: string[] }) => shared.selectAlpn(protocols) }
-        : {};
+        : // A binding of its own whose adapter speaks HTTP/2 (httpAdapter({ http2 })): offer h2 beside http/1.1.
+          (this.adapter.protocols ?? []).includes('h2')
+          ? { ALPNProtocols: ['h2', 'http/1.1'] }
+          : {};
     const tlsServer = new TlsServer({ handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000, ...alpn, ...loaded });
     tlsServer.on('secureConnection', (socket: TLSSocket) => this.#secureConnection(socket));
     tlsServer.on('tlsClientError', (error, socket) => {

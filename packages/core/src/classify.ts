@@ -23,6 +23,8 @@ const MORE: Sniffed = { kind: 'more' };
 export const alpnIds: Readonly<Record<string, readonly string[]>> = {
   http: ['http/1.1'],
   h2: ['h2'],
+  // Cleartext only (RFC 9113 §3.1): never negotiated over TLS.
+  h2c: [],
   xmpp: ['xmpp-client'],
   // Not registered with IANA; accepted when a client offers it.
   resp: ['redis'],

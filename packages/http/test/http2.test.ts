@@ -73,6 +73,13 @@ describe('HTTP/2 beside HTTP/1.1 on one port', () => {
     expect(h1).toEqual({ protocol: '1.1', body: { version: '1.1', secure: true, client: '127.0.0.1', path: '/b' } });
   });
 
+  it('a TLS binding of its own offers h2 by itself (no ALPNProtocols given): curl --http2 gets h2, --http1.1 HTTP/1.1', async () => {
+    const pems = await selfSignedCert();
+    const { port } = await serve({ http2: true, handler: whoAmI }, { tls: pems });
+    expect((await curl(['--http2', `https://127.0.0.1:${port}/a`])).protocol).toBe('2');
+    expect((await curl(['--http1.1', `https://127.0.0.1:${port}/b`])).protocol).toBe('1.1');
+  });
+
   it('on a port shared with a TLS binding: curl --http2 (TLS, ALPN h2), --http2-prior-knowledge and HTTP/1.1, one handler', async () => {
     const pems = await selfSignedCert();
     const service = new PortService({ env: {} });
