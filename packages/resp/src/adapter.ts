@@ -8,6 +8,7 @@ import { globMatch } from './glob.js';
 import { classBit, formatKeyspaceEvents, KEYEVENT, KEYSPACE, type KeyspaceEventClass, parseKeyspaceEvents } from './notify.js';
 import { type Command, parserDefaults, RequestParser } from './parser.js';
 import type { DoubleFormat, ReplyValue } from './reply.js';
+import { DEFAULT_TRACKING_MAX_KEYS, Tracking } from './tracking.js';
 
 /** A command handler: `argv[0]` is the command name as sent, the arguments follow, binary-safe. */
 export type CommandHandler<Context = Record<string, unknown>> = (
@@ -37,6 +38,11 @@ export interface CommandOptions {
   flags?: readonly CommandFlag[];
   /** First key, last key (-1: the last argument), step: for COMMAND INFO and client-side routing. */
   keys?: readonly [number, number, number];
+  /**
+   * The keys of a call, when `keys` cannot say (a `numkeys` argument: ZUNION, SINTERCARD, LCS…).
+   * Client-side caching remembers these for a `readonly` command.
+   */
+  keysOf?: (argv: Command) => readonly Buffer[];
   /**
    * For a container command (CLIENT, CONFIG, OBJECT…): its subcommands, lowercase, each with its
    * own flags. CLIENT LIST then shows `cmd=client|list`, and MONITOR skips the `admin` ones.
@@ -117,6 +123,13 @@ export interface RespOptions<Context = Record<string, unknown>> {
    * it where Redis versions differ: before 7.2 doubles print as `%.17g` (`0.10000000000000001`).
    */
   serverVersion?: string;
+  /**
+   * Redis's `tracking-table-max-keys`: the most keys client-side caching remembers (default
+   * 1,000,000; 0: no limit). Past it, keys are dropped, each invalidated for the clients that read it.
+   */
+  trackingTableMaxKeys?: number;
+  /** The most BCAST prefixes one client may track (default 1,000). */
+  trackingMaxPrefixes?: number;
   /** Make the per-connection context. */
   context?: (conn: Connection) => Context;
   /**
@@ -193,6 +206,10 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly #channels = new Map<string, Set<RespClient<Context>>>();
   readonly #patterns = new Map<string, Set<RespClient<Context>>>();
   readonly #watchers = new Map<string, Set<RespClient<Context>>>();
+  /** The client whose command runs now (tracking's NOLOOP). */
+  #current: RespClient<Context> | undefined;
+  /** Client-side caching: CLIENT TRACKING's table, prefixes and invalidation messages. */
+  readonly tracking: Tracking<Context>;
   readonly #authConfigured: boolean;
   readonly queryBufferLimit: number;
   readonly totalQueryBufferLimit: number;
@@ -242,6 +259,16 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     this.totalQueryBufferLimit =
       byteLimit('totalQueryBufferLimit', options.totalQueryBufferLimit) ?? Math.floor(getHeapStatistics().heap_size_limit / 2);
     this.#authConfigured = options.password !== undefined || options.users !== undefined || options.authenticate !== undefined;
+    this.tracking = new Tracking<Context>({
+      clients: this.#clients,
+      get currentClient() {
+        return current();
+      },
+    });
+    const current = (): RespClient<Context> | undefined => this.#current;
+    this.tracking.maxKeys = nonNegative('trackingTableMaxKeys', options.trackingTableMaxKeys) ?? DEFAULT_TRACKING_MAX_KEYS;
+    const prefixes = nonNegative('trackingMaxPrefixes', options.trackingMaxPrefixes);
+    if (prefixes !== undefined) this.tracking.maxPrefixes = prefixes;
     registerBuiltins(this as unknown as RespAdapter<Record<string, unknown>>);
   }
 
@@ -421,6 +448,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     for (const channel of own.channels) this.#leave(this.#channels, channel, own);
     for (const pattern of own.patterns) this.#leave(this.#patterns, pattern, own);
     this.unwatch(own);
+    this.tracking.disable(own);
+    if (this.#current === own) this.#current = undefined;
     this.#queryTotal -= own.accountedQuery;
     own.accountedQuery = 0;
   }
@@ -557,34 +586,55 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     const timed = (stats.calls++ & 31) === 0;
     const started = timed ? performance.now() : 0;
     let result: ReturnType<CommandHandler<Context>>;
+    this.#current = client;
     try {
       result = spec.handler(client, argv);
     } catch (error) {
+      this.#current = undefined;
       if (timed) stats.usec += Math.round((performance.now() - started) * 32_000);
       stats.failed++;
       writeFailure(client, error, spec.name, this.#logFailure);
+      if (client.tracking !== undefined) this.#tracked(client, spec, argv);
       if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
       return;
     }
+    this.#current = undefined;
     if (timed) stats.usec += Math.round((performance.now() - started) * 32_000);
     if (result instanceof Promise) {
       return result.then(
         (value) => {
           if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
           else writeResult(client, value);
+          if (client.tracking !== undefined) this.#tracked(client, spec, argv);
           if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
         },
         (error: unknown) => {
           stats.failed++;
           if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
           else writeFailure(client, error, spec.name, this.#logFailure);
+          if (client.tracking !== undefined) this.#tracked(client, spec, argv);
           if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
         },
       );
     }
     if (result !== undefined) client.reply.value(result);
+    if (client.tracking !== undefined) this.#tracked(client, spec, argv);
     // As Redis's call(): after the command ran (its reply, or error, written), so a SELECT shows the new db.
     if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
+  }
+
+  /** After a tracking client's command: remember the keys a read-only one read (server.c, call), end CLIENT CACHING's one command. */
+  #tracked(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void {
+    if (spec.flags?.includes('readonly')) this.tracking.remember(client, commandKeys(spec, argv));
+    this.tracking.commandDone(client, spec.name);
+  }
+
+  /**
+   * FLUSHDB / FLUSHALL: every client tracking keys gets a null invalidation (its whole cache goes),
+   * and the tracking table is emptied (tracking.c, trackingInvalidateKeysOnFlush).
+   */
+  invalidateAll(): void {
+    this.tracking.flushed();
   }
 
   // ---- MONITOR -------------------------------------------------------------------------------
@@ -845,6 +895,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
 
   /** Call on every write to a key: transactions watching it will abort (Redis's touchWatchedKey). */
   touch(db: number, key: string): void {
+    // Client-side caching: tracking is not per database, as in Redis.
+    if (this.tracking.active) this.tracking.invalidate(key);
     if (this.#watchers.size === 0) return;
     for (const client of this.#watchers.get(`${db}\u0000${key}`) ?? []) client.watchDirty = true;
   }
@@ -876,6 +928,27 @@ function byteLimit(option: string, value: number | undefined): number | undefine
   if (typeof value !== 'number' || !(value > 0))
     throw new ConfigError(`respAdapter({ ${option} })`, value, 'must be a positive number of bytes');
   return value;
+}
+
+/** A count from the options: an integer, 0 or more, or a ConfigError naming the option. */
+function nonNegative(option: string, value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new ConfigError(`respAdapter({ ${option} })`, value, 'must be an integer, 0 or more');
+  return value;
+}
+
+/** The keys of a call: `keysOf`, else the `keys` [first, last, step] triple (last -1: the last argument). */
+export function commandKeys<C>(spec: CommandOptions | CommandSpec<C>, argv: Command): readonly Buffer[] {
+  if (spec.keysOf !== undefined) return spec.keysOf(argv);
+  const range = spec.keys;
+  if (range === undefined) return [];
+  const [first, lastSpec, step] = range;
+  if (first <= 0) return [];
+  const last = lastSpec < 0 ? argv.length + lastSpec : lastSpec;
+  const keys: Buffer[] = [];
+  for (let i = first; i <= last && i < argv.length; i += Math.max(step, 1)) keys.push(argv[i] as Buffer);
+  return keys;
 }
 
 /** `pubsubLimits`: byte counts and seconds that are 0 (no limit) or more, as Redis's client-output-buffer-limit. */

@@ -1,7 +1,7 @@
 import { type CommandFlag, clientAddress, type InfoFields, localAddress, type RespAdapter } from './adapter.js';
 import type { RespClient } from './client.js';
 import type { Command } from './parser.js';
-import { OK, RespError, simple } from './reply.js';
+import { OK, type ReplyValue, RespError, simple } from './reply.js';
 
 // The connection-level commands every Redis client expects, with Redis 7's replies and error
 // texts. Each is registered like a user command, so an application can replace any of them.
@@ -405,6 +405,10 @@ function clientLine(server: Server, client: Client, argv?: Command): string {
   if (client.subscribed) flags += 'P';
   if (client.multi !== undefined) flags += 'x';
   if (client.blocked) flags += 'b';
+  const tracking = client.tracking;
+  if (tracking?.on) flags += 't';
+  if (tracking?.brokenRedirect) flags += 'R';
+  if (tracking?.bcast) flags += 'B';
   if (client.watchDirty) flags += 'd';
   if (client.closing) flags += 'c';
   if (client.conn.remoteAddress === undefined) flags += 'U';
@@ -428,7 +432,7 @@ function clientLine(server: Server, client: Client, argv?: Command): string {
     ` multi=${client.multi === undefined ? -1 : client.multi.length} qbuf=${qbuf} qbuf-free=0 argv-mem=${argvMem}` +
     ` multi-mem=${multiMem} rbs=0 rbp=0 obl=${obl} oll=${omem > 0 ? 1 : 0} omem=${omem}` +
     ` tot-mem=${qbuf + argvMem + multiMem + obl + omem} events=${events} cmd=${client.lastCommand}` +
-    ` user=${client.user ?? 'default'} redir=-1 resp=${client.protocol}` +
+    ` user=${client.user ?? 'default'} redir=${tracking?.on ? tracking.redirect : -1} resp=${client.protocol}` +
     (versionAtLeast(server.serverVersion, 7, 2) ? ` lib-name=${client.libName} lib-ver=${client.libVersion}` : '')
   );
 }
@@ -562,8 +566,16 @@ function registerClient(server: Server): void {
       else throw new RespError('ERR syntax error');
       return OK;
     },
-    // No tracking here: never redirecting.
-    GETREDIR: () => -1,
+    GETREDIR: (client) => server.tracking.redirectOf(client),
+    TRACKING: (client, argv) => {
+      server.tracking.command(client, argv);
+      return OK;
+    },
+    CACHING: (client, argv) => {
+      server.tracking.caching(client, argv);
+      return OK;
+    },
+    TRACKINGINFO: (client) => server.tracking.info(client) as ReplyValue,
     HELP: (client) => {
       client.reply.array(CLIENT_HELP.length);
       for (const line of CLIENT_HELP) client.reply.simple(line);
@@ -584,6 +596,9 @@ function registerClient(server: Server): void {
     unblock: ['admin'],
     'no-evict': ['admin'],
     getredir: [],
+    tracking: [],
+    caching: [],
+    trackinginfo: [],
     help: [],
   } satisfies Record<string, CommandFlag[]>;
   server.command(
@@ -616,6 +631,9 @@ const CLIENT_ARITY: Record<string, number> = {
   UNBLOCK: -3,
   'NO-EVICT': 3,
   GETREDIR: 2,
+  TRACKING: -3,
+  CACHING: 3,
+  TRACKINGINFO: 2,
   HELP: 2,
 };
 

@@ -3,6 +3,7 @@ import type { Connection } from '@portbind/core';
 import { ProtocolError } from './errors.js';
 import { ARGUMENT_OVERHEAD, type Command, type RequestParser } from './parser.js';
 import { type DoubleFormat, type ReplyValue, ReplyWriter, RespError } from './reply.js';
+import type { TrackingState } from './tracking.js';
 
 /** What a client needs from the server it belongs to. */
 export interface ClientHost<Context> {
@@ -87,6 +88,8 @@ export class RespClient<Context = Record<string, unknown>> {
   replySkipNext = false;
   /** CLIENT NO-EVICT ON: never closed to bring the input of all clients under totalQueryBufferLimit. */
   noEvict = false;
+  /** CLIENT TRACKING state (undefined while tracking is off). */
+  tracking: TrackingState | undefined = undefined;
   /** What CLIENT UNBLOCK calls while the running command is blocked ({@link RespClient.onUnblock}). */
   #unblock: (() => void) | undefined;
   /** CLIENT UNBLOCK … ERROR: the blocked command answers `-UNBLOCKED …` instead of its result. */
