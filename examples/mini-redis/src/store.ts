@@ -235,3 +235,16 @@ export class Keyspace {
     }
   }
 }
+
+/**
+ * The keys of a `numkeys key…` command (ZUNION, SINTERCARD…), for client-side caching: the count at
+ * `index`, the keys after it; none when the count is not a valid one (the command failed anyway).
+ */
+export const numkeysKeys =
+  (index: number) =>
+  (argv: readonly Buffer[]): Buffer[] => {
+    const text = argv[index]?.toString('latin1') ?? '';
+    const count = /^[1-9]\d{0,9}$/.test(text) ? Number(text) : 0;
+    if (count === 0 || index + count >= argv.length) return [];
+    return argv.slice(index + 1, index + 1 + count) as Buffer[];
+  };

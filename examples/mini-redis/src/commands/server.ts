@@ -31,12 +31,14 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
     checkFlushArgs(argv);
     resp.touchAll(client.db, exists);
     keyspace.db(client.db).clear();
+    resp.invalidateAll(); // client-side caching: a null invalidation to every tracking client
     return OK;
   });
   resp.command('flushall', { arity: -1, flags: ['write'], summary: 'Removes all keys from all databases.', group }, (_client, argv) => {
     checkFlushArgs(argv);
     resp.touchAll(-1, exists);
     for (const db of keyspace.databases) db.clear();
+    resp.invalidateAll();
     return OK;
   });
 
@@ -371,6 +373,17 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
         if (!resp.setKeyspaceEvents(value)) throw new Error("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.");
       },
     },
+    // Client-side caching: the most keys the tracking table remembers (0: no limit); past it, keys
+    // are dropped and invalidated for the clients that read them.
+    'tracking-table-max-keys': integer(
+      0,
+      2n ** 63n - 1n,
+      () => resp.tracking.maxKeys,
+      (value) => {
+        resp.tracking.maxKeys = value;
+        resp.tracking.limit();
+      },
+    ),
     // These apply to connections accepted from now on.
     maxclients: integer(
       1,

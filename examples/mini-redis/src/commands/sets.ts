@@ -2,7 +2,7 @@ import { type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { INT64_MIN, int64Arg } from '../numbers.js';
 import { scanArgs, scanStep } from '../scan.js';
-import { bytesOf, keyOf, WRONGTYPE } from '../store.js';
+import { bytesOf, keyOf, numkeysKeys, WRONGTYPE } from '../store.js';
 
 const group = 'set';
 
@@ -226,7 +226,13 @@ export function registerSetCommands({ resp, keyspace, encodings }: MiniRedis): v
 
   resp.command(
     'sintercard',
-    { arity: -3, flags: ['readonly'], summary: 'Returns the number of members of the intersect of multiple sets.', group },
+    {
+      arity: -3,
+      flags: ['readonly'],
+      keysOf: numkeysKeys(1),
+      summary: 'Returns the number of members of the intersect of multiple sets.',
+      group,
+    },
     (client, argv) => {
       const numkeys = int64Arg(argv[1], 'ERR numkeys should be greater than 0');
       if (numkeys <= 0n) throw new RespError('ERR numkeys should be greater than 0');

@@ -343,7 +343,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
 
   resp.command(
     'lcs',
-    { arity: -3, flags: ['readonly'], keys: [1, 1, 1], summary: 'Finds the longest common substring.', group },
+    { arity: -3, flags: ['readonly'], keys: [1, 2, 1], summary: 'Finds the longest common substring.', group },
     (client, argv) => {
       const db = keyspace.db(client.db);
       const strings = [argv[1], argv[2]].map((arg) => {

@@ -2,7 +2,7 @@ import { formatDouble, globMatch, type RespClient, RespError } from '@portbind/r
 import type { MiniRedis } from '../app.js';
 import { INT64_MIN, int64Arg, intArg } from '../numbers.js';
 import { type LexEnd, type LexRange, lexGteMin, lexLteMax, type ScoreRange, type SkipNode, SortedSet } from '../sorted-set.js';
-import { bytesOf, type Database, keyOf, WRONGTYPE } from '../store.js';
+import { bytesOf, type Database, keyOf, numkeysKeys, WRONGTYPE } from '../store.js';
 import { timeoutArg } from './lists.js';
 
 // Sorted sets, with Redis 7.0's replies and errors (t_zset.c): scores are doubles (RESP3 doubles,
@@ -727,7 +727,14 @@ export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis
   for (const op of ['union', 'inter', 'diff'] as const) {
     resp.command(
       `z${op}`,
-      { arity: -3, flags: ['readonly'], keys: [0, 0, 0], group, summary: `Returns the ${op} of multiple sorted sets.` },
+      {
+        arity: -3,
+        flags: ['readonly'],
+        keys: [0, 0, 0],
+        keysOf: numkeysKeys(1),
+        group,
+        summary: `Returns the ${op} of multiple sorted sets.`,
+      },
       (client, argv) => {
         const { result, withScores } = combine(client, argv, 1, op, `z${op}`, false);
         replyEntries(client, sorted(result), withScores);
@@ -749,6 +756,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis
       arity: -3,
       flags: ['readonly'],
       keys: [0, 0, 0],
+      keysOf: numkeysKeys(1),
       group,
       summary: 'Returns the number of members of the intersection of multiple sorted sets.',
     },
