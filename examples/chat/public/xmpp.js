@@ -194,10 +194,12 @@ export class Xmpp {
   }
 
   #requestAckSoon() {
-    if (!this.#sm || this.#sm.ackTimer || !this.online) return;
-    this.#sm.ackTimer = setTimeout(() => {
-      this.#sm.ackTimer = undefined;
-      if (this.online && this.#sm.unacked.length > 0) this.#write(serialize(x('r', { xmlns: NS.sm })));
+    const sm = this.#sm;
+    if (!sm || sm.ackTimer || !this.online) return;
+    sm.ackTimer = setTimeout(() => {
+      sm.ackTimer = undefined;
+      // The session may have ended meanwhile (logout, a new session after a failed resumption).
+      if (this.online && this.#sm === sm && sm.unacked.length > 0) this.#write(serialize(x('r', { xmlns: NS.sm })));
     }, 250);
   }
 
