@@ -208,6 +208,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly #watchers = new Map<string, Set<RespClient<Context>>>();
   /** The client whose command runs now (tracking's NOLOOP). */
   #current: RespClient<Context> | undefined;
+  /** Nesting of run() (EXEC runs the queued commands inside its own run). */
+  #depth = 0;
   /** Client-side caching: CLIENT TRACKING's table, prefixes and invalidation messages. */
   readonly tracking: Tracking<Context>;
   readonly #authConfigured: boolean;
@@ -587,18 +589,22 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     const started = timed ? performance.now() : 0;
     let result: ReturnType<CommandHandler<Context>>;
     this.#current = client;
+    this.#depth++;
     try {
       result = spec.handler(client, argv);
     } catch (error) {
-      this.#current = undefined;
+      this.#depth--;
+      this.#current = this.#depth === 0 ? undefined : client;
       if (timed) stats.usec += Math.round((performance.now() - started) * 32_000);
       stats.failed++;
       writeFailure(client, error, spec.name, this.#logFailure);
       if (client.tracking !== undefined) this.#tracked(client, spec, argv);
+      if (this.#depth === 0) this.tracking.sendPending();
       if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
       return;
     }
-    this.#current = undefined;
+    this.#depth--;
+    this.#current = this.#depth === 0 ? undefined : client;
     if (timed) stats.usec += Math.round((performance.now() - started) * 32_000);
     if (result instanceof Promise) {
       return result.then(
@@ -606,6 +612,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
           if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
           else writeResult(client, value);
           if (client.tracking !== undefined) this.#tracked(client, spec, argv);
+          this.tracking.sendPending();
           if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
         },
         (error: unknown) => {
@@ -613,12 +620,15 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
           if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
           else writeFailure(client, error, spec.name, this.#logFailure);
           if (client.tracking !== undefined) this.#tracked(client, spec, argv);
+          this.tracking.sendPending();
           if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
         },
       );
     }
     if (result !== undefined) client.reply.value(result);
     if (client.tracking !== undefined) this.#tracked(client, spec, argv);
+    // Invalidations for this client's own writes go after its reply (after EXEC's whole array).
+    if (this.#depth === 0) this.tracking.sendPending();
     // As Redis's call(): after the command ran (its reply, or error, written), so a SELECT shows the new db.
     if (this.#monitors.size !== 0) this.#feedMonitors(client, spec, argv);
   }
@@ -626,7 +636,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /** After a tracking client's command: remember the keys a read-only one read (server.c, call), end CLIENT CACHING's one command. */
   #tracked(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void {
     if (spec.flags?.includes('readonly')) this.tracking.remember(client, commandKeys(spec, argv));
-    this.tracking.commandDone(client, spec.name);
+    // Not for the commands EXEC runs: CACHING covers the whole transaction.
+    if (this.#depth === 0) this.tracking.commandDone(client, spec.name);
   }
 
   /**

@@ -52,6 +52,8 @@ export class Tracking<C> {
   /** Distinct prefix lengths, so a write looks up a handful of slices instead of scanning every prefix. */
   readonly #lengths = new Map<number, number>();
   #broadcastScheduled = false;
+  /** Invalidations for the client whose command is running, sent after its reply. */
+  #pending: Array<() => void> = [];
   #limitScheduled = false;
   /** Clients with tracking on. */
   #trackingClients = 0;
@@ -367,8 +369,9 @@ export class Tracking<C> {
   /** Send the keys modified under each BCAST prefix since the last turn (Redis's beforeSleep broadcast). */
   broadcast(): void {
     this.#broadcastScheduled = false;
-    for (const entry of this.#prefixes.values()) {
-      if (entry.keys.size === 0) continue;
+    // Prefixes in byte order, as Redis walks its radix tree.
+    const prefixes = [...this.#prefixes].filter(([, entry]) => entry.keys.size > 0).sort((a, b) => compareBytes(a[0], b[0]));
+    for (const [, entry] of prefixes) {
       const keys = [...entry.keys].sort((a, b) => compareBytes(a[0], b[0]));
       entry.keys = new Map();
       for (const client of entry.clients) {
@@ -401,6 +404,24 @@ export class Tracking<C> {
       target = other;
       redirected = true;
     }
+    if (target.closing) return;
+    // To the client whose command is running: after that command's reply (Redis's tracking_pending_keys).
+    if (target === this.#host.currentClient) {
+      this.#pending.push(() => this.#deliver(target, redirected, value));
+      return;
+    }
+    this.#deliver(target, redirected, value);
+  }
+
+  /** Send what was held for the client whose command just finished (its reply is written). */
+  sendPending(): void {
+    if (this.#pending.length === 0) return;
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const send of pending) send();
+  }
+
+  #deliver(target: RespClient<C>, redirected: boolean, value: (out: ReturnType<RespClient<C>['pushWriter']>) => void): void {
     if (target.closing) return;
     if (target.protocol === 3) {
       const out = target.pushWriter();
