@@ -360,7 +360,15 @@ export class Tracking<C> {
   flushed(): void {
     for (const client of this.#host.clients.values()) {
       const state = client.tracking;
-      if (state?.on) this.#send(client, state, (out) => out.null());
+      // The null is the tracking client's (tracking.c sends shared.null[c->resp]): a RESP3 client
+      // redirecting to a RESP2 subscriber makes it `_`, as Redis does.
+      if (state?.on)
+        this.#send(client, state, (out) => {
+          const own = out.protocol;
+          out.protocol = client.protocol;
+          out.null();
+          out.protocol = own;
+        });
     }
     this.#table.clear();
     this.#items = 0;
