@@ -273,6 +273,40 @@ describe('CLIENT TRACKING against redis-server 7.0.15', () => {
       { on: 0, replies: 1 },
     ]);
   });
+  it('edges: the same prefix twice, re-enabling with other options, SWAPDB, lazy expiry of a key the reader reads again', async () => {
+    await compare(2, [
+      hello3(0),
+      {
+        on: 0,
+        send: [
+          'CLIENT TRACKING on BCAST PREFIX p',
+          'CLIENT TRACKING on BCAST PREFIX p',
+          'CLIENT TRACKING on BCAST',
+          'CLIENT TRACKINGINFO',
+          'CLIENT TRACKING off',
+          'CLIENT TRACKING on NOLOOP',
+          'CLIENT TRACKING on',
+          'CLIENT TRACKINGINFO',
+          'GET k',
+        ],
+      },
+      { on: 1, send: ['SWAPDB 0 1', 'SET e v PX 1'], wait: 50 },
+      // The reader's GET of an expired key it read: the expiry's invalidation after the reply.
+      { on: 0, send: ['GET e', 'GET e'] },
+      { on: 1, send: ['SET e w'] },
+      { on: 0, replies: 1 },
+    ]);
+  });
+
+  it('a RESP3 client redirecting to a RESP2 subscriber: keys and a flush', async () => {
+    await compare(3, [
+      { on: 1, send: ['SUBSCRIBE __redis__:invalidate'] },
+      hello3(0),
+      { on: 0, send: (ids) => [['CLIENT', 'TRACKING', 'on', 'REDIRECT', String(ids[1])], 'GET k'] },
+      { on: 2, send: ['SET k v', 'FLUSHDB'] },
+      { on: 1, replies: 2 },
+    ]);
+  });
 });
 
 describe('tracking-table-max-keys', () => {
