@@ -145,6 +145,7 @@ export function registerBuiltins(server: Server): void {
       client.multi = undefined;
       client.multiDirty = false;
       server.unwatch(client);
+      server.tracking.disable(client); // as Redis's clearClientConnectionState
       for (const channel of [...client.channels]) server.unsubscribe(client, channel);
       for (const pattern of [...client.patterns]) server.punsubscribe(client, pattern);
       client.db = 0;

@@ -397,6 +397,15 @@ export class Tracking<C> {
 
   /** One invalidation message to a client or its redirect target (tracking.c, sendTrackingMessage). */
   #send(client: RespClient<C>, state: TrackingState, value: (out: ReturnType<RespClient<C>['pushWriter']>) => void): void {
+    // For the client whose command is running: after that command's reply (Redis's tracking_pending_keys).
+    if (client === this.#host.currentClient) {
+      this.#pending.push(() => this.#sendNow(client, state, value));
+      return;
+    }
+    this.#sendNow(client, state, value);
+  }
+
+  #sendNow(client: RespClient<C>, state: TrackingState, value: (out: ReturnType<RespClient<C>['pushWriter']>) => void): void {
     let target = client;
     let redirected = false;
     if (state.redirect !== 0) {
@@ -411,12 +420,6 @@ export class Tracking<C> {
       }
       target = other;
       redirected = true;
-    }
-    if (target.closing) return;
-    // To the client whose command is running: after that command's reply (Redis's tracking_pending_keys).
-    if (target === this.#host.currentClient) {
-      this.#pending.push(() => this.#deliver(target, redirected, value));
-      return;
     }
     this.#deliver(target, redirected, value);
   }
