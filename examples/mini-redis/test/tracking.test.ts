@@ -305,6 +305,10 @@ describe('CLIENT TRACKING against redis-server 7.0.15', () => {
       { on: 0, send: (ids) => [['CLIENT', 'TRACKING', 'on', 'REDIRECT', String(ids[1])], 'GET k'] },
       { on: 2, send: ['SET k v', 'FLUSHDB'] },
       { on: 1, replies: 2 },
+      // The tracking client's own write while its target is gone: the broken-redirect push after its reply.
+      { on: 0, send: (ids) => [['CLIENT', 'TRACKING', 'on', 'REDIRECT', String(ids[2])], 'GET k'] },
+      { on: 2, close: true },
+      { on: 0, send: ['SET k v', 'CLIENT TRACKINGINFO', 'RESET', 'CLIENT TRACKINGINFO'], replies: 5, ids: true },
     ]);
   });
 });
