@@ -44,8 +44,11 @@ export const DEFAULT_TRACKING_MAX_PREFIXES = 1_000;
 const overlaps = (a: string, b: string): boolean => (a.length <= b.length ? b.startsWith(a) : a.startsWith(b));
 
 export class Tracking<C> {
-  /** Key (latin1) → ids of the clients that read it (default mode). Keys are not per database, as in Redis. */
-  readonly #table = new Map<string, Set<number>>();
+  /**
+   * Key (latin1) → the id of the client that read it, or a set of ids when several did (default
+   * mode; one number per key in the common case keeps the table small). Keys are not per database, as in Redis.
+   */
+  readonly #table = new Map<string, number | Set<number>>();
   #items = 0;
   /** BCAST prefix → the clients registered on it and the keys modified since the last broadcast (→ who modified it). */
   readonly #prefixes = new Map<string, { clients: Set<RespClient<C>>; keys: Map<string, RespClient<C> | undefined> }>();
@@ -285,12 +288,16 @@ export class Tracking<C> {
     if ((state.optin && !state.caching) || (state.optout && state.caching)) return;
     for (const key of keys) {
       const name = key.toString('latin1');
-      let ids = this.#table.get(name);
+      const ids = this.#table.get(name);
       if (ids === undefined) {
-        ids = new Set();
-        this.#table.set(name, ids);
-      }
-      if (!ids.has(client.id)) {
+        this.#table.set(name, client.id);
+        this.#items++;
+      } else if (typeof ids === 'number') {
+        if (ids !== client.id) {
+          this.#table.set(name, new Set([ids, client.id]));
+          this.#items++;
+        }
+      } else if (!ids.has(client.id)) {
         ids.add(client.id);
         this.#items++;
       }
@@ -345,9 +352,9 @@ export class Tracking<C> {
     const ids = this.#table.get(key);
     if (ids === undefined) return;
     this.#table.delete(key);
-    this.#items -= ids.size;
+    this.#items -= typeof ids === 'number' ? 1 : ids.size;
     const clients = this.#host.clients;
-    for (const id of ids) {
+    for (const id of typeof ids === 'number' ? [ids] : ids) {
       const target = clients.get(id);
       const state = target?.tracking;
       if (target === undefined || state === undefined || !state.on || state.bcast) continue;
