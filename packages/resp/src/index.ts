@@ -8,6 +8,7 @@ export type { RespClient } from './client.js';
 export { globMatch } from './glob.js';
 export type { KeyspaceEventClass } from './notify.js';
 export type { Command } from './parser.js';
+export type { Tracking, TrackingState } from './tracking.js';
 export {
   type DoubleFormat,
   formatDouble,
