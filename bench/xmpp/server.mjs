@@ -48,7 +48,8 @@ if (typeof xmpp.defaultModules === 'function') {
   let storage;
   if (dataDir !== undefined && typeof xmpp.sqliteStorage === 'function') {
     const file = join(dataDir, 'xmpp.sqlite');
-    storage = xmpp.sqliteStorage({ file });
+    // SQLITE_THREAD=off: SQLite on the event loop (to tell the storage thread's cost from SQLite's).
+    storage = xmpp.sqliteStorage({ file, thread: process.env.SQLITE_THREAD !== 'off' });
     info.storage = `sqlite (${file})`;
     await seedSqlite(storage, file);
   } else {
