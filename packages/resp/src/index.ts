@@ -8,7 +8,6 @@ export type { RespClient } from './client.js';
 export { globMatch } from './glob.js';
 export type { KeyspaceEventClass } from './notify.js';
 export type { Command } from './parser.js';
-export type { Tracking, TrackingState } from './tracking.js';
 export {
   type DoubleFormat,
   formatDouble,
@@ -19,3 +18,4 @@ export {
   type SimpleString,
   simple,
 } from './reply.js';
+export type { Tracking, TrackingState } from './tracking.js';
