@@ -171,6 +171,8 @@ class StreamManagement {
   /** Writes of the index of hibernating sessions, in order. */
   #indexWrites: Promise<void> = Promise.resolve();
   #stopping = false;
+  /** The recovery of sessions a crash left in the store, while it runs. */
+  #recovering: Promise<void> | undefined;
   /** Sessions being ended: their stanzas are being routed again. */
   readonly #closing = new Set<Promise<void>>();
 
@@ -228,7 +230,11 @@ class StreamManagement {
     // clients cannot resume them on this process, so their messages go where messages to an
     // unavailable resource go, and the SM-ID keeps its h for a late <resume/>.
     setImmediate(() => {
-      this.#recover().catch((error: unknown) => api.logger.error({ err: error }, 'smacks: could not recover stored sessions'));
+      // A server stopped before it got here leaves the store for its next start.
+      if (this.#stopping) return;
+      this.#recovering = this.#recover().catch((error: unknown) =>
+        api.logger.error({ err: error }, 'smacks: could not recover stored sessions'),
+      );
     });
   }
 
@@ -580,6 +586,8 @@ class StreamManagement {
   /** At stop: hibernating sessions end, their messages go to offline storage (nothing waits for a client that cannot come back to this process). */
   async #stop(): Promise<void> {
     this.#stopping = true;
+    // The storage closes after the modules stopped: a recovery still reading it finishes first.
+    await this.#recovering;
     const sessions = [...this.#tokens.values()];
     await Promise.all(
       sessions.map(async (session) => {
