@@ -239,6 +239,7 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       connected_clients: resp.clients.size,
       maxclients: binding.limits.maxConnections,
       blocked_clients: blocked.count,
+      tracking_clients: resp.tracking.clientCount,
     }),
     memory: () => {
       const used = process.memoryUsage().heapUsed;
