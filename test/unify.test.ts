@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { portOf, selfSignedCert } from './support/net.js';
 
 /**
- * Port unification with real clients: curl (HTTP/1.1, plain and over TLS), redis-cli, ws, and
+ * Port unification with real clients: curl (HTTP/1.1 plain and over TLS, h2 over TLS, h2c), redis-cli, ws, and
  * @xmpp/client over STARTTLS, direct TLS with ALPN `xmpp-client` and WebSocket — all on one port,
  * the port of the HTTP binding, which the others join (`portSharing: { join: true }`).
  */
@@ -51,15 +51,19 @@ beforeAll(async () => {
   service = new PortService({ env: {}, gracePeriodMs: 2000, portSharing: { join: true } });
   web = service.bind(
     httpAdapter({
+      http2: true, // h2c with prior knowledge beside HTTP/1.1
       upgrades: { '/ws': echo },
       fetch: (request) => new Response(`hello ${new URL(request.url).pathname} over http\n`),
     }),
     { port: 0, host: '127.0.0.1' },
   );
-  service.bind(httpAdapter({ upgrades: { '/xmpp-websocket': xmpp.websocket() }, fetch: () => new Response('hello over https\n') }), {
-    name: 'https',
-    tls: pems,
-  });
+  service.bind(
+    httpAdapter({ http2: true, upgrades: { '/xmpp-websocket': xmpp.websocket() }, fetch: () => new Response('hello over https\n') }),
+    {
+      name: 'https',
+      tls: pems,
+    },
+  );
   service.bind(resp);
   service.bind(xmpp.c2s(), { tls: pems });
   service.bind(xmpp.c2s({ directTls: true }), { tls: pems });
@@ -92,15 +96,18 @@ describe('one port for HTTP, WebSocket, RESP and XMPP', () => {
     expect(web.sharedWith).toEqual(['https', 'resp', 'xmpp', 'xmpps']);
   });
 
-  it('serves curl over HTTP/1.1, plain and over TLS (ALPN http/1.1, also when h2 is offered first)', async () => {
+  it('serves curl over HTTP/1.1, plain and over TLS (ALPN http/1.1)', async () => {
     const plain = await run('curl', ['-sS', '--http1.1', `http://127.0.0.1:${port}/plain`]);
     expect(plain.stdout).toBe('hello /plain over http\n');
     const secure = await run('curl', ['-sS', '-k', '--http1.1', `https://127.0.0.1:${port}/`]);
     expect(secure.stdout).toBe('hello over https\n');
-    // curl offers h2 then http/1.1; no binding here serves h2, so http/1.1 is negotiated.
-    const offered = await run('curl', ['-sS', '-k', '-v', `https://127.0.0.1:${port}/`]);
-    expect(offered.stdout).toBe('hello over https\n');
-    expect(offered.stderr).toMatch(/ALPN.*http\/1\.1/);
+  });
+
+  it('serves curl over HTTP/2 on the same port: h2 over TLS by ALPN, h2c with prior knowledge', async () => {
+    const h2 = await run('curl', ['-sS', '-k', '--http2', '-w', '%{http_version}', `https://127.0.0.1:${port}/`]);
+    expect(h2.stdout).toBe('hello over https\n2');
+    const h2c = await run('curl', ['-sS', '--http2-prior-knowledge', '-w', '%{http_version}', `http://127.0.0.1:${port}/h2c`]);
+    expect(h2c.stdout).toBe('hello /h2c over http\n2');
   });
 
   it('serves redis-cli', async () => {
