@@ -89,24 +89,28 @@ describe('sqliteStorage survives a SIGKILL of the writing process', () => {
   }, 120_000);
 });
 
+/** Runs a fixture to its end on the TypeScript sources: its exit code and everything it printed. */
+async function runToExit(script: string, file: string): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, ['--conditions=@portbind/source', '--import', './register.mjs', script, file], {
+    cwd: fixtures,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  started.push(child);
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, output };
+}
+
 describe('a process that never closes its sqliteStorage', () => {
   it('exits when its work is done (the checkpoint worker does not hold it), its writes in the file', async () => {
     const file = join(dir, 'no-close.sqlite');
-    const child = spawn(process.execPath, ['--conditions=@portbind/source', '--import', './register.mjs', './no-close.mjs', file], {
-      cwd: fixtures,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    started.push(child);
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const [code] = (await once(child, 'exit')) as [number | null];
-    expect(output).toBe('written\n');
-    expect(code).toBe(0);
+    expect(await runToExit('./no-close.mjs', file)).toEqual({ code: 0, output: 'written\n' });
     const storage = sqliteStorage({ file });
     try {
       expect((await storage.archive('mam').query('alice', { max: 0 })).count).toBe(100);
@@ -120,21 +124,7 @@ describe('a process that never closes its sqliteStorage', () => {
 describe('a process that closes its sqliteStorage right after a call', () => {
   it('lives until close() resolved; the call committed before (exit 0, not an unsettled await)', async () => {
     const file = join(dir, 'close-pending.sqlite');
-    const child = spawn(process.execPath, ['--conditions=@portbind/source', '--import', './register.mjs', './close-pending.mjs', file], {
-      cwd: fixtures,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    started.push(child);
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const [code] = (await once(child, 'exit')) as [number | null];
-    expect(output).toBe('closed\n');
-    expect(code).toBe(0);
+    expect(await runToExit('./close-pending.mjs', file)).toEqual({ code: 0, output: 'closed\n' });
     const storage = sqliteStorage({ file });
     try {
       expect(await storage.keyValue('roster').get('alice', 'bob')).toEqual({ subscription: 'both' });
