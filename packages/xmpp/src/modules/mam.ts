@@ -281,25 +281,7 @@ export function mam(options: MamOptions = {}): MamModule {
       // ---- queries (XEP-0313 §4) ----
 
       // Form discovery (§4.1.5): the fields a query may use.
-      api.iq({ xmlns: NS_MAM, element: 'query', to: 'self', type: 'get' }, () =>
-        xml(
-          'query',
-          { xmlns: NS_MAM },
-          buildDataForm({
-            type: 'form',
-            formType: NS_MAM,
-            fields: [
-              { var: 'with', type: 'jid-single' },
-              { var: 'start', type: 'text-single' },
-              { var: 'end', type: 'text-single' },
-              { var: 'before-id', type: 'text-single' },
-              { var: 'after-id', type: 'text-single' },
-              // XEP-0122 <validate/> with <open/>: the server never lists every id (§4.1.5).
-              { var: 'ids', type: 'list-multi', children: [openValidation()] },
-            ],
-          }),
-        ),
-      );
+      api.iq({ xmlns: NS_MAM, element: 'query', to: 'self', type: 'get' }, () => mamQueryForm());
 
       api.iq({ xmlns: NS_MAM, element: 'query', to: 'self', type: 'set' }, async (_iq, context) => {
         const user = context.to.local;
@@ -405,6 +387,27 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
     throw new XmppConfigError('PB_ERR_XMPP_OPTION', `mam: ${name} must be a positive integer, got ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+/** The query form (XEP-0313 §4.1.5): the fields a query may use — for an account's archive and a room's. */
+export function mamQueryForm(): XmlElement {
+  return xml(
+    'query',
+    { xmlns: NS_MAM },
+    buildDataForm({
+      type: 'form',
+      formType: NS_MAM,
+      fields: [
+        { var: 'with', type: 'jid-single' },
+        { var: 'start', type: 'text-single' },
+        { var: 'end', type: 'text-single' },
+        { var: 'before-id', type: 'text-single' },
+        { var: 'after-id', type: 'text-single' },
+        // XEP-0122 <validate/> with <open/>: the server never lists every id (§4.1.5).
+        { var: 'ids', type: 'list-multi', children: [openValidation()] },
+      ],
+    }),
+  );
 }
 
 /**

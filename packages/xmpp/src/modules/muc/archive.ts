@@ -9,7 +9,8 @@ import { NS_CLIENT, NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM } from '../../namespace
 import { parseXml } from '../../parse.js';
 import { StanzaErrorException } from '../../stanza-error.js';
 import type { ArchiveQuery, ArchiveStore } from '../../stores/types.js';
-import { buildDataForm, DataFormError, parseDataForm } from '../data-form.js';
+import { DataFormError, parseDataForm } from '../data-form.js';
+import { mamQueryForm } from '../mam.js';
 import { buildRsmAnswer, parseRsm, type RsmLimits } from '../rsm.js';
 
 const QUERY_FIELDS: ReadonlySet<string> = new Set(['with', 'start', 'end', 'before-id', 'after-id', 'ids']);
@@ -17,24 +18,9 @@ const MAX_QUERY_ID = 256;
 /** XEP-0082 DateTime. */
 const DATETIME = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
 
-/** §4.1.5: the fields a query may use. */
+/** §4.1.5: the fields a query may use (the same form as an account's archive). */
 export function roomMamForm(): XmlElement {
-  return xml(
-    'query',
-    { xmlns: NS_MAM },
-    buildDataForm({
-      type: 'form',
-      formType: NS_MAM,
-      fields: [
-        { var: 'with', type: 'jid-single' },
-        { var: 'start', type: 'text-single' },
-        { var: 'end', type: 'text-single' },
-        { var: 'before-id', type: 'text-single' },
-        { var: 'after-id', type: 'text-single' },
-        { var: 'ids', type: 'list-multi' },
-      ],
-    }),
-  );
+  return mamQueryForm();
 }
 
 /** Run a query on a room's archive: the `<forwarded/>` of each result, oldest first, and the `<fin/>`. */
