@@ -11,6 +11,7 @@ import { registerSortCommands } from './commands/sort.js';
 import { registerStringCommands } from './commands/strings.js';
 import { registerTransactionCommands } from './commands/transactions.js';
 import { registerSortedSetCommands } from './commands/zsets.js';
+import type { Config, InfoSections } from './config.js';
 import { Encodings } from './encodings.js';
 import { Keyspace } from './store.js';
 
@@ -38,6 +39,12 @@ export interface MiniRedis {
   /** The RESP binding: its address, and the connection limits CONFIG SET changes. */
   readonly binding: Binding;
   readonly startedAt: number;
+  /** CONFIG GET/SET's parameters: a file with parameters of its own adds them here (config.ts). */
+  readonly config: Config;
+  /** INFO's sections, in order: a file replaces a section (`info.set('persistence', …)`) or adds one. */
+  readonly info: InfoSections;
+  /** The environment mini-redis was started with (DATA_DIR, …). */
+  readonly env: NodeJS.ProcessEnv;
 }
 
 /**
@@ -93,6 +100,9 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     blocked: new BlockedClients(resp, keyspace),
     binding: service.bind(resp),
     startedAt: Date.now(),
+    config: new Map(),
+    info: new Map(),
+    env,
   };
   blocked = server.blocked;
   registerStringCommands(server);

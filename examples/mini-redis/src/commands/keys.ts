@@ -319,7 +319,7 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
       const b = dbArg(argv[2], 'ERR invalid second DB index');
       if (a === b) return OK;
       // WATCH: a watched key that exists in either database is touched (Redis's touchAllWatchedKeysInDb).
-      const exists = (db: number, key: string): boolean => keyspace.db(a).exists(key) || keyspace.db(b).exists(key);
+      const exists = (_db: number, key: string): boolean => keyspace.db(a).exists(key) || keyspace.db(b).exists(key);
       resp.touchAll(a, exists);
       resp.touchAll(b, exists);
       keyspace.db(a).swapWith(keyspace.db(b));

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { arch, release, type } from 'node:os';
 import { globMatch, OK, type ReplyValue, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
+import { current, fixed, integer, memory, only, type Setting } from '../config.js';
 import type { EncodingLimits } from '../encodings.js';
 import { helpReply } from '../help.js';
 import { toInt64 } from '../numbers.js';
@@ -11,13 +12,17 @@ import type { Value } from '../store.js';
 const group = 'server';
 const text = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
 
-/** A CONFIG parameter: how to read it, and how to change it (absent: immutable). */
-interface Setting {
-  get(): string;
-  set?(value: string): void;
-}
-
-export function registerServerCommands({ resp, keyspace, blocked, binding, startedAt, encodings, memory: limits }: MiniRedis): void {
+export function registerServerCommands({
+  resp,
+  keyspace,
+  blocked,
+  binding,
+  startedAt,
+  encodings,
+  memory: limits,
+  config,
+  info,
+}: MiniRedis): void {
   // ---- FLUSHDB, FLUSHALL, DBSIZE, TIME --------------------------------------------------------
 
   /** A flush dirties the WATCHes of keys that exist (not of missing or expired ones), as in Redis. */
@@ -220,7 +225,7 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
     return typeof bound === 'string' ? { port: 0, address: bound } : bound;
   };
   const port = (): number => address().port;
-  const sections: Record<string, () => Record<string, string | number>> = {
+  const builtInSections: Record<string, () => Record<string, string | number>> = {
     server: () => ({
       redis_version: resp.serverVersion,
       redis_mode: 'standalone',
@@ -265,6 +270,8 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       return lines;
     },
   };
+  // Other files add sections or replace these (persistence, replication) through server.info.
+  for (const [name, fields] of Object.entries(builtInSections)) if (!info.has(name)) info.set(name, fields);
   resp.command(
     'info',
     { arity: -1, flags: ['readonly'], summary: 'Returns information and statistics about the server.', group },
@@ -273,7 +280,7 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       // No section, or default: all but commandstats; all and everything: commandstats too.
       const every = asked.some((name) => name === 'all' || name === 'everything');
       const usual = asked.length === 0 || asked.includes('default');
-      const body = Object.entries(sections)
+      const body = [...info]
         .filter(([name]) => every || (usual && name !== 'commandstats') || asked.includes(name))
         .map(([name, fields]) => {
           const lines = Object.entries(fields()).map(([field, value]) => `${field}:${value}\r\n`);
@@ -286,43 +293,6 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
 
   // ---- CONFIG GET / SET -----------------------------------------------------------------------
 
-  const fixed = (value: () => string | number): Setting => ({ get: () => String(value()) });
-  /** An integer setting with Redis's range check and error texts. */
-  const integer = (min: number, max: number | bigint, get: () => number, set: (value: number) => void): Setting => ({
-    get: () => String(get()),
-    set(value) {
-      if (!/^-?\d+$/.test(value)) throw new Error("argument couldn't be parsed into an integer");
-      const number = Number(value);
-      if (number < min || BigInt(value) > BigInt(max)) throw new Error(`argument must be between ${min} and ${max} inclusive`);
-      set(number);
-    },
-  });
-  /** A size in bytes as Redis's memtoull reads it: `64`, `1k`, `1kb`, `2mb`, `1gb` (any case). */
-  const memory = (min: number, get: () => number, set: (value: number) => void): Setting => ({
-    get: () => String(get()),
-    set(value) {
-      const match = /^(\d+)(b|k|kb|m|mb|g|gb)?$/i.exec(value);
-      if (match === null) throw new Error('argument must be a memory value');
-      const units: Record<string, number> = { b: 1, k: 1000, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 };
-      const number = Number(match[1]) * (units[(match[2] ?? 'b').toLowerCase()] ?? 1);
-      if (number < min) throw new Error(`argument must be between ${min} and 9223372036854775807 inclusive`);
-      set(number);
-    },
-  });
-  /** A parameter Redis can change and mini-redis cannot: setting its present value is a no-op. */
-  const current = (value: () => string | number, reason: string): Setting => ({
-    get: () => String(value()),
-    set(next) {
-      if (next !== String(value())) throw new Error(reason);
-    },
-  });
-  /** A parameter mini-redis can only have at one value: setting that value is a no-op. */
-  const only = (value: string, reason: string): Setting => ({
-    get: () => value,
-    set(next) {
-      if (next !== value) throw new Error(reason);
-    },
-  });
   /** An encoding limit, under each of its names. */
   const encodingLimit = (names: string[], field: keyof EncodingLimits, min: number): Record<string, Setting> => {
     const get = () => encodings.limits[field];
@@ -335,7 +305,7 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       : integer(min, field === 'listMaxListpackSize' ? 2147483647 : 2n ** 63n - 1n, get, set);
     return Object.fromEntries(names.map((name) => [name, setting]));
   };
-  const settings: Record<string, Setting> = {
+  const builtIn: Record<string, Setting> = {
     databases: fixed(() => resp.databases),
     daemonize: fixed(() => 'no'),
     // Modifiable in Redis; mini-redis keeps what it started with (setting that again is a no-op).
@@ -411,14 +381,16 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       (value) => keyspace.startExpiry(value),
     ),
   };
+  // Other files add parameters through server.config (persistence, eviction…); theirs win.
+  for (const [name, setting] of Object.entries(builtIn)) if (!config.has(name)) config.set(name, setting);
 
   const configGet = (_client: RespClient, argv: Buffer[]): Map<string, string> => {
     const found = new Map<string, string>();
     for (const pattern of argv.slice(2).map(text)) {
       // A plain name is looked up (and answered as written); a glob pattern matches any case.
-      const exact = /[*?[]/.test(pattern) ? undefined : settings[pattern.toLowerCase()];
+      const exact = /[*?[]/.test(pattern) ? undefined : config.get(pattern.toLowerCase());
       if (exact !== undefined) found.set(pattern, exact.get());
-      for (const [name, setting] of Object.entries(settings)) {
+      for (const [name, setting] of config) {
         if (/[*?[]/.test(pattern) && globMatch(pattern.toLowerCase(), name)) found.set(name, setting.get());
       }
     }
@@ -430,7 +402,7 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
     const changes = new Map<string, string>();
     for (let i = 2; i < argv.length; i += 2) {
       const name = text(argv[i]).toLowerCase();
-      const setting = settings[name];
+      const setting = config.get(name);
       const failed = (reason: string) =>
         new RespError(`ERR CONFIG SET failed (possibly related to argument '${text(argv[i])}') - ${reason}`);
       if (setting === undefined) throw new RespError(`ERR Unknown option or number of arguments for CONFIG SET - '${text(argv[i])}'`);
@@ -439,12 +411,12 @@ export function registerServerCommands({ resp, keyspace, blocked, binding, start
       changes.set(name, text(argv[i + 1]));
     }
     // Validate every value before changing anything: CONFIG SET is all or nothing.
-    const before = new Map([...changes.keys()].map((name) => [name, settings[name]?.get() ?? '']));
+    const before = new Map([...changes.keys()].map((name) => [name, config.get(name)?.get() ?? '']));
     for (const [name, value] of changes) {
       try {
-        settings[name]?.set?.(value);
+        config.get(name)?.set?.(value);
       } catch (error) {
-        for (const [restore, old] of before) settings[restore]?.set?.(old);
+        for (const [restore, old] of before) config.get(restore)?.set?.(old);
         throw new RespError(`ERR CONFIG SET failed (possibly related to argument '${name}') - ${(error as Error).message}`);
       }
     }
