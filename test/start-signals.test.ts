@@ -49,7 +49,19 @@ describe('npm --prefix examples/NAME start forwards SIGTERM: the service drains 
       const dataDir = await mkdtemp(join(tmpdir(), `portbind-start-${name}-`));
       const npm = spawn('npm', ['--prefix', `examples/${name}`, 'start'], {
         cwd: root,
-        env: { ...process.env, PORT: '0', RESP_PORT: '0', XMPP_PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' },
+        // Every port ephemeral (XMPPS_PORT, HTTPS_PORT and XMPP_COMPONENT_PORT have fixed defaults).
+        env: {
+          ...process.env,
+          PORT: '0',
+          RESP_PORT: '0',
+          XMPP_PORT: '0',
+          XMPPS_PORT: '0',
+          HTTPS_PORT: '0',
+          XMPP_COMPONENT_PORT: '0',
+          HOST: '127.0.0.1',
+          DATA_DIR: dataDir,
+          LOG_LEVEL: 'info',
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       started.push(npm);
