@@ -1,7 +1,13 @@
 // RESP benchmarks, side by side with a real redis-server in the same run:
-//   node bench/resp.mjs [--requests N] [--rounds R]
-// 1. Throughput: redis-benchmark -c 50 -n N -t set,get at -P 1 and -P 16 against redis-server,
-//    mini-redis (examples/mini-redis) and the bare adapter (servers/resp-portbind.mjs).
+//   node bench/resp.mjs [--requests N] [--rounds R] [--pipelines 1,16] [--tests set,get,lpush,lpop,zadd,zrange]
+//                       [--only redis,mini-redis] [--no-memory | --no-throughput] [--idle 10000] [--warmup 50000]
+// 1. Throughput: redis-benchmark -c 50 -n N -P <p>, one invocation per test, against redis-server,
+//    mini-redis (examples/mini-redis) and the bare adapter (servers/resp-portbind.mjs, SET/GET only).
+//    Besides req/s, the server's CPU time per request (utime + stime of the server process from
+//    /proc/<pid>/stat over the test): on a shared machine the load generator and other jobs move
+//    req/s, while the server's own CPU per request barely moves. Tests: set, get, lpush, lpop
+//    (redis-benchmark's own), zadd (`zadd myz __rand_int__ m:__rand_int__`, -r 100000) and zrange
+//    (`zrange myz 0 9`, after the zadd test filled the set).
 // 2. Memory: the server's RSS with 10 000 idle clients connected, and with one client that
 //    pipelines 1 000 000 GETs without reading its replies.
 // Needs Debian's redis-server and redis-tools, and a build (npx pnpm@10.34.8 build).
@@ -18,12 +24,26 @@ const option = (name, fallback) => {
   const index = args.indexOf(`--${name}`);
   return index === -1 ? fallback : Number(args[index + 1]);
 };
+const list = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1].split(',') : fallback);
 const requests = option('requests', 1_000_000);
 const rounds = option('rounds', 1);
 const idleClients = option('idle', 10_000);
-const pipelines = args.includes('--pipelines') ? args[args.indexOf('--pipelines') + 1].split(',').map(Number) : [1, 16];
+const pipelines = args.includes('--no-throughput') ? [] : list('pipelines', ['1', '16']).map(Number);
+const tests = list('tests', ['set', 'get', 'lpush', 'lpop', 'zadd', 'zrange']);
 const memory = !args.includes('--no-memory');
 const pipelined = option('pipelined', 1_000_000);
+const warmup = option('warmup', 50_000);
+
+/** redis-benchmark arguments per test; the bare adapter only has SET and GET. */
+const testArgs = {
+  set: ['-t', 'set'],
+  get: ['-t', 'get'],
+  lpush: ['-t', 'lpush'],
+  lpop: ['-t', 'lpop'],
+  zadd: ['-r', '100000', 'zadd', 'myz', '__rand_int__', 'm:__rand_int__'],
+  zrange: ['zrange', 'myz', '0', '9'],
+};
+const supports = (name, test) => name !== 'portbind (bare)' || test === 'set' || test === 'get';
 
 const freePort = () =>
   new Promise((resolve) => {
@@ -66,20 +86,23 @@ async function stop({ child }) {
   await once(child, 'exit');
 }
 
-function benchmark(port, pipeline) {
+const TICK_US = 1_000_000 / 100; // /proc/<pid>/stat counts in clock ticks (USER_HZ = 100)
+const cpuOf = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_US; // utime + stime, µs
+};
+
+/** One redis-benchmark run of one test: req/s, and the server's CPU µs per request. */
+function benchmark(server, pipeline, test, n = requests) {
+  const cpuBefore = cpuOf(server.child.pid);
   const out = execFileSync(
     'redis-benchmark',
-    ['-h', '127.0.0.1', '-p', String(port), '-c', '50', '-n', String(requests), '-t', 'set,get', '-P', String(pipeline), '--csv'],
-    {
-      encoding: 'utf8',
-    },
+    ['-h', '127.0.0.1', '-p', String(server.port), '-c', '50', '-n', String(n), '-P', String(pipeline), '--csv', ...testArgs[test]],
+    { encoding: 'utf8' },
   );
-  const rps = {};
-  for (const line of out.split('\n')) {
-    const match = /^"(SET|GET)","([\d.]+)"/.exec(line);
-    if (match) rps[match[1]] = Number(match[2]);
-  }
-  return rps;
+  const cpu = cpuOf(server.child.pid) - cpuBefore;
+  const match = /^"[^"]+","([\d.]+)"/m.exec(out);
+  return { rps: Number(match?.[1]), cpu: cpu / n };
 }
 
 const rssOf = (pid) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) * 1024;
@@ -135,38 +158,55 @@ async function pipelineMemory(name) {
   return { sent, before, after };
 }
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 
 console.log(`RESP benchmarks, node ${process.version}, ${requests} requests, ${rounds} round(s)\n`);
-const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : undefined;
+const only = list('only', undefined);
 const names = Object.keys(targets).filter((name) => only === undefined || only.includes(name));
 const results = {};
+const key = (name, pipeline, test) => `${name} P${pipeline} ${test}`;
 for (const pipeline of pipelines) {
-  for (const name of names) results[`${name} P${pipeline}`] = { SET: [], GET: [] };
   for (let round = 0; round < rounds; round++) {
     const order = names.map((_, i) => names[(i + round) % names.length]);
     for (const name of order) {
       const server = await start(name);
-      const rps = benchmark(server.port, pipeline);
+      const line = [];
+      // Warm-up (V8's JIT), not measured.
+      for (const test of tests.filter((test) => supports(name, test))) benchmark(server, pipeline, test, warmup);
+      for (const test of tests.filter((test) => supports(name, test))) {
+        const result = benchmark(server, pipeline, test);
+        results[key(name, pipeline, test)] ??= [];
+        results[key(name, pipeline, test)].push(result);
+        line.push(`${test} ${result.rps.toFixed(0)} (${result.cpu.toFixed(2)} µs)`);
+      }
       await stop(server);
-      results[`${name} P${pipeline}`].SET.push(rps.SET);
-      results[`${name} P${pipeline}`].GET.push(rps.GET);
-      console.error(`  -P ${pipeline} ${name.padEnd(16)} SET ${rps.SET} GET ${rps.GET}`);
+      console.error(`  round ${round + 1} -P ${pipeline} ${name.padEnd(16)} ${line.join(' ')}`);
     }
   }
 }
-console.log('| target | pipeline | SET req/s | GET req/s | SET ratio to Redis | GET ratio to Redis |');
-console.log('|---|---:|---:|---:|---:|---:|');
+const fmt = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { min: sorted[0], median: sorted[Math.floor(sorted.length / 2)], max: sorted[sorted.length - 1] };
+};
+if (pipelines.length > 0)
+  console.log(
+    '| target | -P | test | req/s median (min–max) | ratio to Redis | server CPU µs/request median (min–max) | CPU ratio (Redis µs ÷ target µs) |',
+  );
+if (pipelines.length > 0) console.log('|---|---:|---|---:|---:|---:|---:|');
 for (const pipeline of pipelines) {
-  const redis = results[`redis P${pipeline}`];
-  for (const name of names) {
-    const r = results[`${name} P${pipeline}`];
-    const set = median(r.SET);
-    const get = median(r.GET);
-    console.log(
-      `| ${name} | ${pipeline} | ${set.toFixed(0)} | ${get.toFixed(0)} | ${(set / median(redis.SET)).toFixed(2)} | ${(get / median(redis.GET)).toFixed(2)} |`,
-    );
+  for (const test of tests) {
+    const redis = results[key('redis', pipeline, test)];
+    for (const name of names) {
+      const r = results[key(name, pipeline, test)];
+      if (r === undefined) continue;
+      const rps = fmt(r.map((x) => x.rps));
+      const cpu = fmt(r.map((x) => x.cpu));
+      const rpsRatio = redis ? (rps.median / fmt(redis.map((x) => x.rps)).median).toFixed(2) : '—';
+      const cpuRatio = redis ? (fmt(redis.map((x) => x.cpu)).median / cpu.median).toFixed(2) : '—';
+      console.log(
+        `| ${name} | ${pipeline} | ${test.toUpperCase()} | ${rps.median.toFixed(0)} (${rps.min.toFixed(0)}–${rps.max.toFixed(0)}) | ${rpsRatio} | ${cpu.median.toFixed(2)} (${cpu.min.toFixed(2)}–${cpu.max.toFixed(2)}) | ${cpuRatio} |`,
+      );
+    }
   }
 }
 
