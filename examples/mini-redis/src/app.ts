@@ -5,6 +5,7 @@ import { BlockedClients } from './blocking.js';
 import { registerHashCommands } from './commands/hashes.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommands } from './commands/lists.js';
+import { registerReplicationCommands } from './commands/replication.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerSetCommands } from './commands/sets.js';
 import { registerSortCommands } from './commands/sort.js';
@@ -13,6 +14,7 @@ import { registerTransactionCommands } from './commands/transactions.js';
 import { registerSortedSetCommands } from './commands/zsets.js';
 import type { Config, InfoSections } from './config.js';
 import { Encodings } from './encodings.js';
+import { installPropagation, type Propagation } from './propagate.js';
 import { Keyspace } from './store.js';
 
 /** Redis 7.0's commands flagged CMD_DENYOOM, of those mini-redis has. */
@@ -45,6 +47,8 @@ export interface MiniRedis {
   readonly info: InfoSections;
   /** The environment mini-redis was started with (DATA_DIR, …). */
   readonly env: NodeJS.ProcessEnv;
+  /** Command propagation to the AOF and replicas: `rewrite`/`prevent`/`also` in a handler (propagate.ts). */
+  readonly propagation: Propagation;
 }
 
 /**
@@ -92,6 +96,8 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   const register = resp.command.bind(resp);
   resp.command = (name, options, handler) =>
     register(name, DENYOOM.has(name) ? { ...options, flags: [...(options.flags ?? []), 'denyoom'] } : options, handler);
+  // Write commands registered from here on replay to the AOF and replicas (propagate.ts).
+  const propagation = installPropagation(resp);
   const server: MiniRedis = {
     resp,
     keyspace,
@@ -103,6 +109,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     config: new Map(),
     info: new Map(),
     env,
+    propagation,
   };
   blocked = server.blocked;
   registerStringCommands(server);
@@ -113,6 +120,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerSortedSetCommands(server);
   registerSortCommands(server);
   registerServerCommands(server);
+  registerReplicationCommands(server);
   registerTransactionCommands(server);
   keyspace.startExpiry();
 

@@ -1,0 +1,196 @@
+import { OK, type ReplyValue, RespError } from '@portbind/resp';
+import type { MiniRedis } from '../app.js';
+import { integer } from '../config.js';
+import { Replication } from '../replication.js';
+
+const group = 'server';
+const text = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
+const NOT_INTEGER = 'ERR value is not an integer or out of range';
+
+/** Redis's string2ll: an optional minus, digits, no leading zero, within 64 bits. */
+function parseLong(arg: Buffer | undefined): number | undefined {
+  const value = text(arg);
+  if (!/^(0|-?[1-9]\d{0,18})$/.test(value)) return undefined;
+  const big = BigInt(value);
+  if (big > 2n ** 63n - 1n || big < -(2n ** 63n)) return undefined;
+  return Number(big);
+}
+
+/**
+ * Replication, master side: SYNC, PSYNC (always a full resynchronization), REPLCONF, WAIT, ROLE,
+ * INFO replication, and the parameters repl-ping-replica-period, client-output-buffer-limit
+ * (the replica class) and lazyfree-lazy-expire.
+ */
+export function registerReplicationCommands(server: MiniRedis): Replication {
+  const { resp, keyspace, propagation, config, info } = server;
+  const replication = new Replication(propagation, keyspace);
+  replication.onDrop = (replica, reason) => resp.logger.warn({ client: replica.client.id, reason }, 'replica dropped');
+
+  const sync = (psync: boolean) => (client: Parameters<Parameters<typeof resp.command>[2]>[0], argv: Buffer[]) => {
+    if (replication.replicaOf(client) !== undefined) return undefined; // already a replica: ignored, as Redis
+    if (client.multi !== undefined) {
+      client.multiDirty = true;
+      throw new RespError('ERR Command not allowed inside a transaction');
+    }
+    if (psync && parseLong(argv[2]) === undefined) throw new RespError(NOT_INTEGER);
+    const port = listening.get(client.id) ?? 0;
+    listening.delete(client.id);
+    replication.attach(client, psync, port);
+    return undefined;
+  };
+  /** REPLCONF listening-port before SYNC/PSYNC, by client id. */
+  const listening = new Map<number, number>();
+
+  resp.command('sync', { arity: 1, flags: ['admin', 'nomulti'], summary: 'An internal command used in replication.', group }, sync(false));
+  resp.command('psync', { arity: -3, flags: ['admin', 'nomulti'], summary: 'An internal command used in replication.', group }, sync(true));
+
+  resp.command(
+    'replconf',
+    { arity: -1, flags: ['admin', 'fast'], summary: 'An internal command for configuring the replication stream.', group },
+    (client, argv) => {
+      if (argv.length % 2 === 0) throw new RespError('ERR syntax error');
+      for (let i = 1; i < argv.length; i += 2) {
+        const option = text(argv[i]).toLowerCase();
+        const value = argv[i + 1];
+        switch (option) {
+          case 'listening-port': {
+            const port = parseLong(value);
+            if (port === undefined) throw new RespError(NOT_INTEGER);
+            const replica = replication.replicaOf(client);
+            if (replica !== undefined) replica.listeningPort = port;
+            else listening.set(client.id, port);
+            client.conn.socket.once('close', () => listening.delete(client.id));
+            break;
+          }
+          case 'ip-address':
+          case 'capa':
+          case 'rdb-only':
+          case 'rdb-filter-only':
+            break;
+          case 'ack': {
+            // From a replica: no reply at all.
+            const offset = parseLong(value);
+            if (offset !== undefined && replication.replicaOf(client) !== undefined) replication.ack(client, offset);
+            return undefined;
+          }
+          case 'getack':
+            // Only a master asks this of a replica; mini-redis is never one.
+            return undefined;
+          default:
+            throw new RespError(`ERR Unrecognized REPLCONF option: ${text(argv[i])}`);
+        }
+      }
+      return OK;
+    },
+  );
+
+  resp.command(
+    'wait',
+    {
+      arity: 3,
+      summary: 'Wait for the synchronous replication of all the write commands sent in the context of the current connection.',
+      group,
+    },
+    (client, argv) => {
+      const numreplicas = parseLong(argv[1]);
+      if (numreplicas === undefined) throw new RespError(NOT_INTEGER);
+      const timeout = parseLong(argv[2]);
+      if (timeout === undefined) throw new RespError('ERR timeout is not an integer or out of range');
+      if (timeout < 0) throw new RespError('ERR timeout is negative');
+      const offset = replication.offset;
+      const acked = replication.acked(offset);
+      if (acked >= numreplicas || client.multi !== undefined || !server.blocked.mayBlock(client)) return acked;
+      return replication.waitFor(offset, numreplicas, timeout, client);
+    },
+  );
+
+  resp.command('role', { arity: 1, flags: ['fast'], summary: 'Returns the replication role.', group }, () => {
+    const replicas: ReplyValue[] = [...replication.replicas].map((replica) => [
+      replica.client.conn.remoteAddress ?? '127.0.0.1',
+      String(replica.listeningPort),
+      String(replica.ackOffset),
+    ]);
+    return ['master', replication.offset, replicas];
+  });
+
+  info.set('replication', () => {
+    const fields: Record<string, string | number> = { role: 'master', connected_slaves: replication.replicas.size };
+    let index = 0;
+    for (const replica of replication.replicas) {
+      const ip = (replica.client.conn.remoteAddress ?? '127.0.0.1').replace(/^::ffff:/, '');
+      const lag = Math.floor((Date.now() - replica.ackTime) / 1000);
+      fields[`slave${index++}`] = `ip=${ip},port=${replica.listeningPort},state=online,offset=${replica.ackOffset},lag=${lag}`;
+    }
+    Object.assign(fields, {
+      master_failover_state: 'no-failover',
+      master_replid: replication.replid,
+      master_replid2: '0000000000000000000000000000000000000000',
+      master_repl_offset: replication.offset,
+      second_repl_offset: -1,
+      repl_backlog_active: replication.replicas.size > 0 ? 1 : 0,
+      repl_backlog_size: 1048576,
+      repl_backlog_first_byte_offset: replication.replicas.size > 0 ? 1 : 0,
+      repl_backlog_histlen: 0,
+    });
+    return fields;
+  });
+
+  config.set(
+    'repl-ping-replica-period',
+    integer(
+      1,
+      2147483647,
+      () => replication.pingPeriod,
+      (value) => replication.setPingPeriod(value),
+    ),
+  );
+  config.set('repl-ping-slave-period', config.get('repl-ping-replica-period') as NonNullable<ReturnType<typeof config.get>>);
+  const yesNo = (get: () => boolean, set: (value: boolean) => void) => ({
+    get: () => (get() ? 'yes' : 'no'),
+    set(value: string) {
+      const lower = value.toLowerCase();
+      if (lower !== 'yes' && lower !== 'no') throw new Error("argument must be 'yes' or 'no'");
+      set(lower === 'yes');
+    },
+  });
+  config.set(
+    'lazyfree-lazy-expire',
+    yesNo(
+      () => propagation.lazyExpire,
+      (value) => {
+        propagation.lazyExpire = value;
+      },
+    ),
+  );
+  // client-output-buffer-limit: the replica class is this file's (the normal and pubsub classes
+  // stay as packages/resp has them).
+  const pubsub = resp.options.pubsubLimits;
+  const outputLimit = {
+    get: () =>
+      `normal 0 0 0 slave ${replication.limit.hard} ${replication.limit.soft} ${replication.limit.seconds} ` +
+      `pubsub ${pubsub?.hardBytes ?? 33554432} ${pubsub?.softBytes ?? 8388608} ${pubsub?.softSeconds ?? 60}`,
+    set(value: string) {
+      const words = value.trim().split(/\s+/);
+      if (words.length % 4 !== 0) throw new Error('Wrong number of arguments in buffer limit configuration.');
+      const limits: Array<{ hard: number; soft: number; seconds: number }> = [];
+      for (let i = 0; i < words.length; i += 4) {
+        const kind = (words[i] as string).toLowerCase();
+        if (!['normal', 'slave', 'replica', 'pubsub'].includes(kind))
+          throw new Error('Invalid client class specified in buffer limit configuration.');
+        const sizes = words.slice(i + 1, i + 3).map((word) => {
+          const match = /^(\d+)(b|k|kb|m|mb|g|gb)?$/i.exec(word);
+          if (match === null) throw new Error('Error in hard, soft or soft_seconds setting in buffer limit configuration.');
+          const units: Record<string, number> = { b: 1, k: 1000, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 };
+          return Number(match[1]) * (units[(match[2] ?? 'b').toLowerCase()] ?? 1);
+        });
+        const seconds = words[i + 3] as string;
+        if (!/^\d+$/.test(seconds)) throw new Error('Error in hard, soft or soft_seconds setting in buffer limit configuration.');
+        if (kind === 'slave' || kind === 'replica') limits.push({ hard: sizes[0] ?? 0, soft: sizes[1] ?? 0, seconds: Number(seconds) });
+      }
+      for (const limit of limits) Object.assign(replication.limit, limit);
+    },
+  };
+  config.set('client-output-buffer-limit', outputLimit);
+
+  return replication;
+}

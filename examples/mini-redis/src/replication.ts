@@ -1,0 +1,271 @@
+import { randomBytes } from 'node:crypto';
+import type { RespClient } from '@portbind/resp';
+import { type Argv, frameCommand, type Propagation, type Sink } from './propagate.js';
+import type { Keyspace, Value } from './store.js';
+
+// The master side of Redis replication: SYNC/PSYNC answer with a full resynchronization (an RDB of
+// the dataset), then every propagated command follows on the same connection, framed as Redis
+// frames them (a SELECT when the database changes). master_repl_offset counts the bytes of that
+// stream; replicas acknowledge offsets (REPLCONF ACK), which WAIT counts.
+
+/** One replica: the connection SYNC/PSYNC turned into a replication link. */
+export interface Replica {
+  readonly client: RespClient;
+  /** REPLCONF listening-port (0 until told). */
+  listeningPort: number;
+  /** The last offset it acknowledged (REPLCONF ACK), and when. */
+  ackOffset: number;
+  ackTime: number;
+  /** When its output first went past the soft limit (0: under it). */
+  softSince: number;
+}
+
+/** `client-output-buffer-limit replica`: hard bytes, soft bytes, soft seconds (Redis: 256mb 64mb 60). */
+export interface OutputLimit {
+  hard: number;
+  soft: number;
+  seconds: number;
+}
+
+export class Replication implements Sink {
+  /** 40 hex characters, new at each start (Redis's replid). */
+  readonly replid = randomBytes(20).toString('hex');
+  /** Bytes sent down the replication stream since start (master_repl_offset). */
+  offset = 0;
+  readonly replicas = new Set<Replica>();
+  readonly limit: OutputLimit = { hard: 256 * 1024 * 1024, soft: 64 * 1024 * 1024, seconds: 60 };
+  /** repl-ping-replica-period, seconds. */
+  pingPeriod = 10;
+  /** The database the stream last selected (-1: none yet, so the next command brings a SELECT). */
+  #selected = -1;
+  #pingTimer: NodeJS.Timeout | undefined;
+  readonly #propagation: Propagation;
+  readonly #keyspace: Keyspace;
+  /** Resolve WAITs when an ACK arrives. */
+  readonly #ackWaiters = new Set<() => void>();
+  /** Called when a replica disconnects or is dropped (logs). */
+  onDrop: (replica: Replica, reason: string) => void = () => {};
+
+  constructor(propagation: Propagation, keyspace: Keyspace) {
+    this.#propagation = propagation;
+    this.#keyspace = keyspace;
+  }
+
+  /** SYNC / PSYNC: send the RDB (after `+FULLRESYNC` for PSYNC), then the stream. */
+  attach(client: RespClient, psync: boolean, listeningPort: number): Replica {
+    const replica: Replica = { client, listeningPort, ackOffset: 0, ackTime: Date.now(), softSince: 0 };
+    // Replies the replica's earlier commands (PING, REPLCONF) wrote go first; after this the link
+    // carries only the stream (the replica's REPLCONF ACKs get no reply, as in Redis).
+    client.flush();
+    client.replyOff = true;
+    const socket = client.conn.socket;
+    if (psync) socket.write(`+FULLRESYNC ${this.replid} ${this.offset}\r\n`, 'latin1');
+    const rdb = encodeRdb(this.#keyspace);
+    socket.write(`$${rdb.length}\r\n`, 'latin1');
+    socket.write(rdb);
+    // Redis forces a SELECT into the stream after a new full sync (slaveseldb = -1).
+    this.#selected = -1;
+    this.replicas.add(replica);
+    if (this.replicas.size === 1) this.#propagation.addSink(this);
+    socket.once('close', () => this.#remove(replica, 'connection closed'));
+    this.#schedulePing();
+    return replica;
+  }
+
+  /** A propagated command: SELECT first if the stream is on another database, then to every replica. */
+  feed(db: number, frame: Buffer): void {
+    if (db !== this.#selected) {
+      this.#write(frameCommand(['SELECT', String(db)]));
+      this.#selected = db;
+    }
+    this.#write(frame);
+  }
+
+  /** A command outside any database (PING, REPLCONF GETACK). */
+  feedRaw(argv: Argv): void {
+    if (this.replicas.size > 0) this.#write(frameCommand(argv));
+  }
+
+  #write(frame: Buffer): void {
+    this.offset += frame.length;
+    for (const replica of this.replicas) {
+      const socket = replica.client.conn.socket;
+      if (socket.destroyed) continue;
+      socket.write(frame);
+      this.#checkLimit(replica, socket.writableLength);
+    }
+  }
+
+  /** client-output-buffer-limit replica: past the hard limit, or the soft one for long enough, the replica is dropped. */
+  #checkLimit(replica: Replica, used: number): void {
+    const { hard, soft, seconds } = this.limit;
+    let over = hard > 0 && used >= hard;
+    if (!over && soft > 0 && used >= soft) {
+      const now = Date.now();
+      if (replica.softSince === 0) replica.softSince = now;
+      else if (now - replica.softSince >= seconds * 1000) over = true;
+    } else if (used < soft) replica.softSince = 0;
+    if (over) {
+      this.#remove(replica, 'output buffer limit');
+      replica.client.kill();
+    }
+  }
+
+  #remove(replica: Replica, reason: string): void {
+    if (!this.replicas.delete(replica)) return;
+    this.onDrop(replica, reason);
+    if (this.replicas.size === 0) {
+      this.#propagation.removeSink(this);
+      clearInterval(this.#pingTimer);
+      this.#pingTimer = undefined;
+    }
+    for (const wake of this.#ackWaiters) wake();
+  }
+
+  /** repl-ping-replica-period: a PING down the stream keeps replicas from timing out. */
+  #schedulePing(): void {
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = setInterval(() => this.feedRaw(['PING']), this.pingPeriod * 1000);
+    this.#pingTimer.unref();
+  }
+
+  setPingPeriod(seconds: number): void {
+    this.pingPeriod = seconds;
+    if (this.#pingTimer !== undefined) this.#schedulePing();
+  }
+
+  /** REPLCONF ACK <offset> from a replica. */
+  ack(client: RespClient, offset: number): void {
+    for (const replica of this.replicas) {
+      if (replica.client !== client) continue;
+      if (offset > replica.ackOffset) replica.ackOffset = offset;
+      replica.ackTime = Date.now();
+    }
+    for (const wake of this.#ackWaiters) wake();
+  }
+
+  replicaOf(client: RespClient): Replica | undefined {
+    for (const replica of this.replicas) if (replica.client === client) return replica;
+    return undefined;
+  }
+
+  /** How many replicas acknowledged `offset`. */
+  acked(offset: number): number {
+    let count = 0;
+    for (const replica of this.replicas) if (replica.ackOffset >= offset) count++;
+    return count;
+  }
+
+  /** WAIT: resolve with the replicas that acknowledged `offset` once `count` did, or at the timeout (0: never). */
+  waitFor(offset: number, count: number, timeoutMs: number, client: RespClient): Promise<number> {
+    // Ask every replica for its offset now (Redis's replicationRequestAckFromSlaves).
+    this.feedRaw(['REPLCONF', 'GETACK', '*']);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = (): void => {
+        this.#ackWaiters.delete(check);
+        clearTimeout(timer);
+        client.conn.socket.off('close', done);
+        client.onUnblock(undefined);
+        resolve(this.acked(offset));
+      };
+      const check = (): void => {
+        if (this.acked(offset) >= count) done();
+      };
+      this.#ackWaiters.add(check);
+      client.conn.socket.once('close', done);
+      client.onUnblock(done);
+      if (timeoutMs > 0) timer = setTimeout(done, timeoutMs);
+    });
+  }
+
+  /** Stop: the replicas are closed (they reconnect to the next start and resync). */
+  close(): void {
+    clearInterval(this.#pingTimer);
+    this.#pingTimer = undefined;
+    for (const replica of [...this.replicas]) replica.client.kill();
+  }
+}
+
+// ---- A minimal RDB (version 10, Redis 7.0) of the dataset -----------------------------------------
+// Strings, lists (RDB_TYPE_LIST), sets, hashes and sorted sets (RDB_TYPE_ZSET_2) in their plain
+// encodings, which every Redis loads; TTLs as EXPIRETIME_MS; a zero checksum (not checked).
+
+const RDB_TYPE = { string: 0, list: 1, set: 2, hash: 4, zset: 5 } as const;
+
+function rdbLength(length: number): Buffer {
+  if (length < 64) return Buffer.from([length]);
+  if (length < 16384) return Buffer.from([0x40 | (length >> 8), length & 0xff]);
+  const out = Buffer.alloc(5);
+  out[0] = 0x80;
+  out.writeUInt32BE(length, 1);
+  return out;
+}
+
+function rdbString(bytes: Buffer | string): Buffer[] {
+  const buffer = typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes;
+  return [rdbLength(buffer.length), buffer];
+}
+
+/** One value in its RDB type, or undefined for a type this encoder does not know (skipped). */
+function rdbValue(value: Value): { type: number; parts: Buffer[] } | undefined {
+  const parts: Buffer[] = [];
+  switch (value.type) {
+    case 'string':
+      return { type: RDB_TYPE.string, parts: rdbString(value.data) };
+    case 'list':
+      parts.push(rdbLength(value.data.length));
+      for (const item of value.data) parts.push(...rdbString(item));
+      return { type: RDB_TYPE.list, parts };
+    case 'set':
+      parts.push(rdbLength(value.data.size));
+      for (const member of value.data) parts.push(...rdbString(member));
+      return { type: RDB_TYPE.set, parts };
+    case 'hash':
+      parts.push(rdbLength(value.data.size));
+      for (const [field, data] of value.data) parts.push(...rdbString(field), ...rdbString(data));
+      return { type: RDB_TYPE.hash, parts };
+    case 'zset': {
+      const scores = value.data.scores;
+      parts.push(rdbLength(scores.size));
+      for (const [member, score] of scores) {
+        const double = Buffer.alloc(8);
+        double.writeDoubleLE(score);
+        parts.push(...rdbString(member), double);
+      }
+      return { type: RDB_TYPE.zset, parts };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The dataset as an RDB file (what a full resynchronization sends). */
+export function encodeRdb(keyspace: Keyspace): Buffer {
+  const parts: Buffer[] = [Buffer.from('REDIS0010', 'latin1')];
+  const aux = (key: string, value: string): void => {
+    parts.push(Buffer.from([0xfa]), ...rdbString(key), ...rdbString(value));
+  };
+  aux('redis-ver', '7.0.15');
+  aux('redis-bits', '64');
+  const now = Date.now();
+  keyspace.databases.forEach((db, index) => {
+    if (db.values.size === 0) return;
+    parts.push(Buffer.from([0xfe]), rdbLength(index));
+    for (const [key, value] of db.values) {
+      const expiresAt = db.expires.get(key);
+      if (expiresAt !== undefined && expiresAt <= now) continue;
+      const encoded = rdbValue(value);
+      if (encoded === undefined) continue;
+      if (expiresAt !== undefined) {
+        const at = Buffer.alloc(9);
+        at[0] = 0xfc;
+        at.writeBigUInt64LE(BigInt(expiresAt), 1);
+        parts.push(at);
+      }
+      parts.push(Buffer.from([encoded.type]), ...rdbString(key), ...encoded.parts);
+    }
+  });
+  parts.push(Buffer.from([0xff]), Buffer.alloc(8));
+  return Buffer.concat(parts);
+}
