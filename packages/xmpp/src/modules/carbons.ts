@@ -1,6 +1,6 @@
 import { XmlElement, xml } from '../element.js';
 import type { StanzaEvent, XmppModule } from '../module.js';
-import { NS_CARBONS, NS_FORWARD, NS_HINTS } from '../namespaces.js';
+import { NS_CARBONS, NS_FORWARD, NS_HINTS, NS_MUC_USER } from '../namespaces.js';
 import type { XmppSession } from '../session.js';
 
 /**
@@ -54,8 +54,11 @@ export function carbons(): XmppModule {
         -100,
       );
       // Received: the recipient's other resources that did not get the message itself.
+      // Not a room's private message (it carries muc#user <x/>) delivered to the full JID that is in the room:
+      // the other resources are not occupants and could not answer there (as Prosody's mod_carbons).
       api.hook('message/delivered', (event) => {
         if (!eligible(event)) return;
+        if (!event.to.isBare && event.stanza.getChild('x', NS_MUC_USER) !== undefined) return;
         const recipient = event.targets[0]?.jid?.bare;
         if (recipient === undefined) return;
         for (const other of api.sessionsOf(recipient)) {
