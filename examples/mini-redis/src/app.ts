@@ -9,11 +9,13 @@ import { registerReplicationCommands } from './commands/replication.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerSetCommands } from './commands/sets.js';
 import { registerSortCommands } from './commands/sort.js';
+import { registerStreamCommands } from './commands/streams.js';
 import { registerStringCommands } from './commands/strings.js';
 import { registerTransactionCommands } from './commands/transactions.js';
 import { registerSortedSetCommands } from './commands/zsets.js';
 import type { Config, InfoSections } from './config.js';
 import { Encodings } from './encodings.js';
+import { Eviction, registerEviction } from './eviction.js';
 import { installPropagation, type Propagation } from './propagate.js';
 import { Keyspace } from './store.js';
 
@@ -61,10 +63,12 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   const env = options.env ?? process.env;
   const service = new PortService(options);
   let blocked: BlockedClients | undefined;
+  let eviction: Eviction | undefined;
   const memory = { maxmemory: 0 };
   const resp = respAdapter({
-    // maxmemory with the noeviction policy: the heap in use against the limit.
-    outOfMemory: () => memory.maxmemory > 0 && process.memoryUsage().heapUsed > memory.maxmemory,
+    // Past maxmemory (the running size estimate of the data, eviction.ts), evict by the policy;
+    // -OOM when nothing more can go.
+    outOfMemory: () => eviction?.perform() === false,
     password: env['REQUIREPASS'] || undefined,
     protectedMode: env['PROTECTED_MODE'] !== 'no',
     serverVersion: '7.0.15', // the Redis whose replies mini-redis reproduces
@@ -89,7 +93,9 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   const encodings = new Encodings();
   const touch = resp.touch.bind(resp);
   resp.touch = (db, key) => {
-    encodings.wrote(keyspace.db(db).values.get(key));
+    const database = keyspace.db(db);
+    encodings.wrote(database.values.get(key));
+    database.resize(key);
     touch(db, key);
   };
   // The commands Redis flags CMD_DENYOOM (they may use more memory) get the flag here too.
@@ -121,6 +127,12 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerSortCommands(server);
   registerServerCommands(server);
   registerReplicationCommands(server);
+  eviction = new Eviction(keyspace, memory, (db, key) => {
+    resp.touch(db, key);
+    resp.notifyKeyspaceEvent('evicted', 'evicted', key, db);
+  });
+  registerEviction(server, eviction);
+  registerStreamCommands(server);
   registerTransactionCommands(server);
   keyspace.startExpiry();
 

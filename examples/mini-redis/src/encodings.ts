@@ -73,6 +73,8 @@ export class Encodings {
         return this.#converted.has(value.data) || this.#needsBig(value) ? 'hashtable' : 'intset';
       case 'zset':
         return this.#converted.has(value.data) || this.#needsBig(value) ? 'skiplist' : 'listpack';
+      case 'stream':
+        return 'stream';
     }
   }
 

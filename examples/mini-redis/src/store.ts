@@ -1,6 +1,8 @@
 import { RespError } from '@portbind/resp';
 import { Deque } from './deque.js';
+import { AccessClock, estimateSize } from './eviction.js';
 import { SortedSet } from './sorted-set.js';
+import type { Stream } from './stream.js';
 
 // The data: 16 numbered databases (SELECT 0–15), each a Map from key to a typed value, plus
 // Redis's expiry model: a key with a TTL is deleted when it is next read after its time (lazy),
@@ -19,10 +21,14 @@ export interface Types {
   hash: Map<string, Buffer>;
   set: Set<string>;
   zset: SortedSet;
+  stream: Stream;
 }
 export type TypeName = keyof Types;
-/** A stored value: `{ type: 'list', data: [...] }` and so on. */
-export type Value = { [T in TypeName]: { type: T; data: Types[T] } }[TypeName];
+/**
+ * A stored value: `{ type: 'list', data: [...] }` and so on. The database stamps `lru` (Redis's
+ * 24-bit LRU clock or LFU fields, eviction.ts) and `bytes` (its size estimate) when it stores it.
+ */
+export type Value = { [T in TypeName]: { type: T; data: Types[T]; lru?: number; bytes?: number } }[TypeName];
 
 /** A deep copy of a value (COPY): changing one leaves the other as it was. */
 export function copyValue(value: Value): Value {
@@ -37,6 +43,8 @@ export function copyValue(value: Value): Value {
       return { type: 'set', data: new Set(value.data) };
     case 'zset':
       return { type: 'zset', data: value.data.clone() };
+    case 'stream':
+      return { type: 'stream', data: value.data.clone() };
   }
 }
 
@@ -51,19 +59,35 @@ export class Database {
   values = new Map<string, Value>();
   /** When keys with a TTL expire (ms since the epoch), like Redis's `expires` dict. */
   expires = new Map<string, number>();
+  /** The running size estimate of this database's keys and values (what maxmemory is compared with). */
+  bytes = 0;
+  /** The access clock every read and write stamps on a value (LRU/LFU, eviction.ts). */
+  readonly access: AccessClock;
   /** Called when a key is deleted because it expired (mini-redis tells WATCH, as Redis does). */
   readonly #onExpired: (key: string) => void;
   /** Called when a key is added (keyspace notifications' `new`). */
   readonly #onNew: (key: string) => void;
   #sweep: Iterator<[string, number]> | undefined;
 
-  constructor(onExpired: (key: string) => void = () => {}, onNew: (key: string) => void = () => {}) {
+  constructor(
+    onExpired: (key: string) => void = () => {},
+    onNew: (key: string) => void = () => {},
+    access: AccessClock = new AccessClock(),
+  ) {
     this.#onExpired = onExpired;
     this.#onNew = onNew;
+    this.access = access;
   }
 
-  /** The value of a key, or undefined. An expired key is deleted now (lazy expiry). */
+  /** The value of a key, or undefined. An expired key is deleted now (lazy expiry). A read stamps the access clock. */
   get(key: string): Value | undefined {
+    const value = this.peek(key);
+    if (value !== undefined) this.access.touch(value);
+    return value;
+  }
+
+  /** Like `get` without touching the access clock (Redis's LOOKUP_NOTOUCH: OBJECT, TYPE, TTL). */
+  peek(key: string): Value | undefined {
     const expiresAt = this.expires.get(key);
     if (expiresAt !== undefined && expiresAt <= Date.now()) {
       this.delete(key);
@@ -71,6 +95,24 @@ export class Database {
       return undefined;
     }
     return this.values.get(key);
+  }
+
+  /** After a write to a key's value in place: its size estimate again (O(1), sampled). */
+  resize(key: string): void {
+    const value = this.values.get(key);
+    if (value === undefined) return;
+    const bytes = estimateSize(key, value);
+    this.bytes += bytes - (value.bytes ?? 0);
+    value.bytes = bytes;
+  }
+
+  /** Account a value newly stored under `key`. */
+  #stamp(key: string, value: Value, replaced: Value | undefined): void {
+    // Redis's dbSetValue: an overwrite keeps the old value's LFU counter under an LFU policy.
+    value.lru = replaced !== undefined && this.access.lfu ? replaced.lru : this.access.initial();
+    const bytes = estimateSize(key, value);
+    this.bytes += bytes - (replaced?.bytes ?? 0);
+    value.bytes = bytes;
   }
 
   /** The data of a key of the given type, undefined when missing, WRONGTYPE for another type. */
@@ -88,6 +130,7 @@ export class Database {
     const data = type === 'list' ? new Deque<Buffer>() : type === 'hash' ? new Map() : type === 'set' ? new Set() : new SortedSet();
     const value = { type, data } as Value;
     this.values.set(key, value);
+    this.#stamp(key, value, undefined);
     this.#onNew(key);
     return value.data as Types[T];
   }
@@ -100,15 +143,19 @@ export class Database {
 
   /** Store a value. Like Redis's SET, this drops the key's TTL unless `keepTtl`. */
   set(key: string, value: Value, keepTtl = false): void {
-    const added = !this.values.has(key);
+    const replaced = this.values.get(key);
     this.values.set(key, value);
-    if (added) this.#onNew(key);
+    if (replaced !== value) this.#stamp(key, value, replaced);
+    if (replaced === undefined) this.#onNew(key);
     if (!keepTtl) this.expires.delete(key);
   }
 
   /** Delete a key; true if it existed. */
   delete(key: string): boolean {
     this.expires.delete(key);
+    const value = this.values.get(key);
+    if (value === undefined) return false;
+    this.bytes -= value.bytes ?? 0;
     return this.values.delete(key);
   }
 
@@ -145,6 +192,7 @@ export class Database {
   swapWith(other: Database): void {
     [this.values, other.values] = [other.values, this.values];
     [this.expires, other.expires] = [other.expires, this.expires];
+    [this.bytes, other.bytes] = [other.bytes, this.bytes];
     this.#sweep = undefined;
     other.#sweep = undefined;
   }
@@ -152,6 +200,7 @@ export class Database {
   clear(): void {
     this.values.clear();
     this.expires.clear();
+    this.bytes = 0;
   }
 
   /**
@@ -187,6 +236,8 @@ export class Keyspace {
   /** Redis's `hz`: active expiry runs this many times a second (1–500). */
   #hz = 10;
   #timer: NodeJS.Timeout | undefined;
+  /** The access clock (LRU/LFU) every database stamps values with. */
+  readonly access = new AccessClock();
 
   /** `onExpired(db, key)`: a key was deleted because its time had come; `onNew(db, key)`: a key was added. */
   constructor(count = 16, onExpired: (db: number, key: string) => void = () => {}, onNew: (db: number, key: string) => void = () => {}) {
@@ -196,6 +247,7 @@ export class Keyspace {
         new Database(
           (key) => onExpired(index, key),
           (key) => onNew(index, key),
+          this.access,
         ),
     );
   }
@@ -226,6 +278,7 @@ export class Keyspace {
    * than a quarter of them had expired, spending at most a quarter of the tick.
    */
   #expireCycle(): void {
+    this.access.tick();
     const deadline = performance.now() + 250 / this.#hz;
     for (const db of this.databases) {
       for (;;) {

@@ -68,8 +68,9 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
         throw new RespError(`ERR wrong number of arguments for 'object|${sub.toLowerCase()}' command`);
       }
       if (sub === 'HELP') return helpReply('OBJECT', objectHelp);
-      const value = keyspace.db(client.db).get(keyOf(argv[2]));
+      const value = keyspace.db(client.db).peek(keyOf(argv[2])); // no access-clock touch, as Redis's LOOKUP_NOTOUCH
       if (value === undefined) return null;
+      const adjust = 'Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.';
       switch (sub) {
         case 'ENCODING':
           return encodings.encoding(value);
@@ -79,11 +80,11 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
           return shared ? 2147483647 : 1;
         }
         case 'IDLETIME':
-          return 0; // mini-redis keeps no access clock per key
+          if (keyspace.access.lfu) throw new RespError(`ERR An LFU maxmemory policy is selected, idle time not tracked. ${adjust}`);
+          return Math.floor(keyspace.access.idleMs(value) / 1000);
         default:
-          throw new RespError(
-            'ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.',
-          );
+          if (!keyspace.access.lfu) throw new RespError(`ERR An LFU maxmemory policy is not selected, access frequency not tracked. ${adjust}`);
+          return keyspace.access.frequency(value);
       }
     },
   );
@@ -191,7 +192,7 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
       resp.touch(client.db, to);
       resp.notifyKeyspaceEvent('generic', 'rename_from', from, client.db);
       resp.notifyKeyspaceEvent('generic', 'rename_to', to, client.db);
-      if (value.type === 'list' || value.type === 'zset') blocked.signal(client.db, to); // wakes a BLPOP / BZPOPMIN on the new name
+      if (value.type === 'list' || value.type === 'zset' || value.type === 'stream') blocked.signal(client.db, to); // wakes a BLPOP / BZPOPMIN on the new name
       return onlyIfNew ? 1 : OK;
     });
   }
@@ -263,7 +264,7 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
     db.set(to, value);
     if (expiresAt !== undefined) db.expireAt(to, expiresAt);
     resp.touch(target, to);
-    if (value.type === 'list' || value.type === 'zset') blocked.signal(target, to);
+    if (value.type === 'list' || value.type === 'zset' || value.type === 'stream') blocked.signal(target, to);
   };
 
   resp.command(
@@ -326,7 +327,7 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
       // Clients blocked on a key that now holds a list or sorted set are served.
       for (const index of [a, b]) {
         for (const [key, value] of keyspace.db(index).values) {
-          if (value.type === 'list' || value.type === 'zset') blocked.signal(index, key);
+          if (value.type === 'list' || value.type === 'zset' || value.type === 'stream') blocked.signal(index, key);
         }
       }
       return OK;

@@ -180,6 +180,8 @@ export function registerServerCommands({
         for (const member of value.data.scores.keys()) sum += member.length + 96;
         return sum;
       }
+      case 'stream':
+        return overhead + value.data.bytes;
     }
   };
   resp.command(
