@@ -7,7 +7,7 @@ import { bytesOf, keyOf, WRONGTYPE } from '../store.js';
 
 const group = 'hash';
 
-export function registerHashCommands({ resp, keyspace, encodings }: MiniRedis): void {
+export function registerHashCommands({ resp, keyspace, encodings, propagation }: MiniRedis): void {
   const readHash = (client: RespClient, arg: Buffer | undefined): Map<string, Buffer> | undefined =>
     keyspace.db(client.db).read(keyOf(arg), 'hash');
 
@@ -143,6 +143,7 @@ export function registerHashCommands({ resp, keyspace, encodings }: MiniRedis): 
       hash.set(field, text);
       resp.touch(client.db, key);
       resp.notifyKeyspaceEvent('hash', 'hincrbyfloat', key, client.db);
+      propagation.rewrite(['HSET', argv[1] as Buffer, argv[2] as Buffer, text]); // as Redis: the result, not the increment
       return text;
     },
   );

@@ -7,7 +7,7 @@ import { bytesOf, copyValue, type Database, keyOf, type Value } from '../store.j
 const group = 'generic';
 const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
 
-export function registerKeyCommands({ resp, keyspace, blocked, encodings }: MiniRedis): void {
+export function registerKeyCommands({ resp, keyspace, blocked, encodings, propagation }: MiniRedis): void {
   for (const name of ['del', 'unlink']) {
     resp.command(name, { arity: -2, flags: ['write'], keys: [1, -1, 1], summary: 'Deletes one or more keys.', group }, (client, argv) => {
       let deleted = 0;
@@ -121,6 +121,9 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings }: Mini
     const past = when <= BigInt(Date.now());
     if (past) db.delete(key);
     else db.expireAt(key, Number(when));
+    // Replays as PEXPIREAT with the absolute time (its flags kept), or as a deletion (expire.c).
+    if (past) propagation.rewrite([propagation.lazyExpire ? 'UNLINK' : 'DEL', argv[1] as Buffer]);
+    else propagation.rewrite(['PEXPIREAT', argv[1] as Buffer, String(when), ...argv.slice(3)]);
     resp.touch(client.db, key);
     resp.notifyKeyspaceEvent('generic', past ? 'del' : 'expire', key, client.db);
     return 1;

@@ -8,7 +8,7 @@ import { bytesOf, keyOf, WRONGTYPE } from '../store.js';
 
 const group = 'list';
 
-export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): void {
+export function registerListCommands({ resp, keyspace, blocked, propagation }: MiniRedis): void {
   for (const [name, end] of [
     ['lpush', 'left'],
     ['rpush', 'right'],
@@ -120,6 +120,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
           const element = popEnd(list, end);
           db.deleteIfEmpty(key, list);
           resp.touch(client.db, key);
+          propagation.rewrite([end === 'left' ? 'LPOP' : 'RPOP', bytesOf(key)]); // as a plain pop (t_list.c)
           return [bytesOf(key), element];
         }
         if (!blocked.mayBlock(client)) {
@@ -127,8 +128,13 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
           return undefined;
         }
         // A Promise: the adapter sends the reply when it resolves, and reads nothing more from
-        // this client meanwhile, as a blocked Redis client.
-        return blocked.wait(client, keys, end, timeoutMs);
+        // this client meanwhile, as a blocked Redis client. Served, it replays as the pop, right
+        // after the push that served it.
+        const waitDb = client.db;
+        return blocked.wait(client, keys, end, timeoutMs).then((served) => {
+          if (served !== undefined) propagation.served(waitDb, [end === 'left' ? 'LPOP' : 'RPOP', served[0]]);
+          return served;
+        });
       },
     );
   }
@@ -327,6 +333,8 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
     return element;
   };
   /** LMOVE and BLMOVE (blocking: a timeout) from their already parsed arguments. */
+  /** Set by BRPOPLPUSH right before it calls lmove: it replays as RPOPLPUSH, BLMOVE as LMOVE. */
+  let lmoveName = '';
   const lmove = (
     client: RespClient,
     from: string,
@@ -335,8 +343,17 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
     toEnd: End,
     timeoutMs: number | undefined,
   ): Buffer | null | Promise<Buffer | RespError | undefined> => {
+    const replay = (): Array<Buffer | string> =>
+      timeoutMs !== undefined && fromEnd === 'right' && toEnd === 'left' && brpoplpush
+        ? ['RPOPLPUSH', bytesOf(from), bytesOf(to)]
+        : ['LMOVE', bytesOf(from), bytesOf(to), fromEnd.toUpperCase(), toEnd.toUpperCase()];
+    const brpoplpush = lmoveName === 'brpoplpush';
+    lmoveName = '';
     const element = move(client.db, from, to, fromEnd, toEnd);
-    if (element !== undefined) return element;
+    if (element !== undefined) {
+      if (timeoutMs !== undefined) propagation.rewrite(replay()); // BLMOVE/BRPOPLPUSH served at once
+      return element;
+    }
     if (timeoutMs === undefined || !blocked.mayBlock(client)) return null;
     const db = client.db;
     // Served by a push to `from`: the element moves then, as Redis's serveClientBlockedOnList.
@@ -345,7 +362,9 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
     const take = (): Buffer | RespError | undefined => {
       if (keyspace.db(db).get(from)?.type !== 'list') return undefined;
       try {
-        return move(db, from, to, fromEnd, toEnd);
+        const moved = move(db, from, to, fromEnd, toEnd);
+        if (moved !== undefined) propagation.served(db, replay());
+        return moved;
       } catch (error) {
         return error as RespError;
       }
@@ -399,7 +418,10 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
       summary: 'Pops an element from a list, pushes it to another list and returns it; blocks until one is available.',
       group,
     },
-    (client, argv) => lmove(client, keyOf(argv[1]), keyOf(argv[2]), 'right', 'left', timeoutArg(argv[3] as Buffer)),
+    (client, argv) => {
+      lmoveName = 'brpoplpush';
+      return lmove(client, keyOf(argv[1]), keyOf(argv[2]), 'right', 'left', timeoutArg(argv[3] as Buffer));
+    },
   );
 
   /** LMPOP and BLMPOP: `numkeys key… LEFT|RIGHT [COUNT n]` from argv[at]. */
@@ -417,13 +439,17 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
     return { keys: argv.slice(at + 1, at + 1 + numkeys).map(keyOf), end, count: count === -1 ? 1 : count };
   };
   /** Pop up to `count` elements from `key`'s end: [key, elements], or undefined when it has none. */
-  const popRange = (db: number, key: string, end: End, count: number): [Buffer, Buffer[]] | undefined => {
+  const popRange = (db: number, key: string, end: End, count: number, served = false): [Buffer, Buffer[]] | undefined => {
     const database = keyspace.db(db);
     const list = database.read(key, 'list');
     if (list === undefined) return undefined;
     const popped = end === 'left' ? list.shiftMany(count) : list.popMany(count);
     database.deleteIfEmpty(key, list);
     resp.touch(db, key);
+    // LMPOP/BLMPOP replay as LPOP/RPOP key <how many went> (t_list.c).
+    const replay = [end === 'left' ? 'LPOP' : 'RPOP', bytesOf(key), String(popped.length)];
+    if (served) propagation.served(db, replay);
+    else propagation.rewrite(replay);
     return [bytesOf(key), popped];
   };
   resp.command(
@@ -455,7 +481,7 @@ export function registerListCommands({ resp, keyspace, blocked }: MiniRedis): vo
       }
       const db = client.db;
       // Served by a push to one of the keys; one that now holds another type serves nobody.
-      const take = (key: string) => (keyspace.db(db).get(key)?.type === 'list' ? popRange(db, key, end, count) : undefined);
+      const take = (key: string) => (keyspace.db(db).get(key)?.type === 'list' ? popRange(db, key, end, count, true) : undefined);
       return blocked.waitFor(client, keys, take, timeoutMs);
     },
   );

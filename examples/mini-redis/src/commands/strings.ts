@@ -7,7 +7,7 @@ import { keyOf } from '../store.js';
 const group = 'string';
 const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
 
-export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis): void {
+export function registerStringCommands({ resp, keyspace, encodings, propagation }: MiniRedis): void {
   /**
    * Store a copy of `data` (argv is a view into the network buffer), dropping the key's TTL unless
    * keepTtl; tell WATCH and keyspace notifications (`event`). Returns the copy.
@@ -44,7 +44,9 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       if (expiresAt !== undefined) {
         db.expireAt(key, expiresAt);
         expired(client, key);
-      }
+        // Replays as SET key value PXAT <ms> (t_string.c, setGenericCommand).
+        propagation.rewrite(['SET', argv[1] as Buffer, argv[2] as Buffer, 'PXAT', String(expiresAt)]);
+      } else if (options.get) propagation.rewrite(argv.filter((arg, i) => i < 3 || arg.toString('latin1').toUpperCase() !== 'GET'));
       return options.get ? old : OK;
     },
   );
@@ -62,6 +64,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
         store(client, key, argv[3] as Buffer);
         keyspace.db(client.db).expireAt(key, expiresAt);
         expired(client, key);
+        propagation.rewrite(['SET', argv[1] as Buffer, argv[3] as Buffer, 'PXAT', String(expiresAt)]);
         return OK;
       },
     );
@@ -97,6 +100,7 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       keyspace.db(client.db).delete(keyOf(argv[1]));
       resp.touch(client.db, keyOf(argv[1]));
       resp.notifyKeyspaceEvent('generic', 'del', keyOf(argv[1]), client.db);
+      propagation.rewrite(['DEL', argv[1] as Buffer]);
       return value;
     },
   );
@@ -170,6 +174,8 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       if (sum === 'infinity') throw new RespError('ERR increment would produce NaN or Infinity');
       const text = Buffer.from(formatLongDouble(sum));
       store(client, keyOf(argv[1]), text, true, 'incrbyfloat');
+      // Replays as SET with the result (float formatting may differ elsewhere), keeping the TTL.
+      propagation.rewrite(['SET', argv[1] as Buffer, text, 'KEEPTTL']);
       return text;
     },
   );
@@ -227,11 +233,18 @@ export function registerStringCommands({ resp, keyspace, encodings }: MiniRedis)
       if (value === undefined) return null;
       if (expiry !== undefined) {
         const at = expiryTime('getex', expiry.unit, expiry.arg);
-        if (at <= Date.now())
+        if (at <= Date.now()) {
           db.delete(key); // EXAT/PXAT in the past: the key goes, as in Redis
-        else db.expireAt(key, at);
+          propagation.rewrite([propagation.lazyExpire ? 'UNLINK' : 'DEL', argv[1] as Buffer]);
+        } else {
+          db.expireAt(key, at);
+          propagation.rewrite(['PEXPIREAT', argv[1] as Buffer, String(at)]);
+        }
         resp.touch(client.db, key);
-      } else if (persist && db.persist(key)) resp.touch(client.db, key);
+      } else if (persist && db.persist(key)) {
+        resp.touch(client.db, key);
+        propagation.rewrite(['PERSIST', argv[1] as Buffer]);
+      }
       return value;
     },
   );

@@ -20,7 +20,7 @@ const POSITIVE = 'ERR value is out of range, must be positive';
 /** A member and its score, as the range commands produce them. */
 type Entry = readonly [string, number];
 
-export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis): void {
+export function registerSortedSetCommands({ resp, keyspace, blocked, propagation }: MiniRedis): void {
   const readZset = (client: RespClient, arg: Buffer | undefined): SortedSet | undefined => keyspace.db(client.db).read(keyOf(arg), 'zset');
   const write = { flags: ['write', 'fast'], keys: [1, 1, 1], group } as const;
   const writeSlow = { flags: ['write'], keys: [1, 1, 1], group } as const;
@@ -436,6 +436,8 @@ export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis
       if (zset === undefined) continue;
       const popped = pop(zset, max, count);
       written(client, key, zset);
+      // ZMPOP, BZMPOP, BZPOPMIN/MAX replay as ZPOPMIN/ZPOPMAX key <how many went> (t_zset.c).
+      propagation.rewrite([max ? 'ZPOPMAX' : 'ZPOPMIN', bytesOf(key), String(popped.length)]);
       reply(key, popped);
       return undefined;
     }
@@ -448,6 +450,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked }: MiniRedis
       if (value?.type !== 'zset') return undefined;
       const popped = pop(value.data, max, count);
       db.deleteIfEmpty(key, value.data);
+      propagation.served(client.db, [max ? 'ZPOPMAX' : 'ZPOPMIN', bytesOf(key), String(popped.length)]);
       return [key, popped];
     };
     return blocked.waitFor(client, keys, take, timeoutMs).then((served) => {
