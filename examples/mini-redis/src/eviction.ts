@@ -140,7 +140,7 @@ interface Candidate {
 /** The eviction policy, its pool of candidates and its counters. */
 export class Eviction {
   policy: EvictionPolicy = 'noeviction';
-  /** `maxmemory-samples` (1–64). */
+  /** `maxmemory-samples`: keys looked at per eviction round (Redis's default 5). */
   samples = 5;
   /** INFO stats `evicted_keys`. */
   evictedKeys = 0;
@@ -309,7 +309,7 @@ export function registerEviction(server: MiniRedis, eviction: Eviction): void {
     'maxmemory-samples',
     integer(
       1,
-      64,
+      2147483647,
       () => eviction.samples,
       (value) => {
         eviction.samples = value;

@@ -88,9 +88,12 @@ interface TrimArgs {
   id: ParsedId | undefined;
   /** XADD: where the ID is. */
   idIndex: number;
+  /** Where the MAXLEN/MINID threshold and the LIMIT count are (-1: absent), for the replayed form. */
+  thresholdIndex: number;
+  limitIndex: number;
 }
 
-export function registerStreamCommands({ resp, keyspace, blocked, config }: MiniRedis): void {
+export function registerStreamCommands({ resp, keyspace, blocked, config, propagation }: MiniRedis): void {
   const node = { maxEntries: 100, maxBytes: 4096 };
   config.set(
     'stream-node-max-entries',
@@ -123,7 +126,17 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
 
   /** streamParseAddOrTrimArgsOrReply. */
   const parseAddOrTrim = (argv: Buffer[], xadd: boolean): TrimArgs => {
-    const args: TrimArgs = { strategy: undefined, threshold: 0n, approx: false, limit: 0, noMkStream: false, id: undefined, idIndex: -1 };
+    const args: TrimArgs = {
+      strategy: undefined,
+      threshold: 0n,
+      approx: false,
+      limit: 0,
+      noMkStream: false,
+      id: undefined,
+      idIndex: -1,
+      thresholdIndex: -1,
+      limitIndex: -1,
+    };
     let limitGiven = false;
     let i = 2;
     for (; i < argv.length; i++) {
@@ -140,6 +153,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
           args.approx = true;
           i++;
         } else if (more >= 2 && next === '=') i++;
+        args.thresholdIndex = i + 1;
         if (option === 'MAXLEN') {
           args.threshold = int64Arg(argv[i + 1]);
           if (args.threshold < 0n) throw new RespError('ERR The MAXLEN argument must be >= 0.');
@@ -153,6 +167,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
         const limit = int64Arg(argv[i + 1]);
         if (limit < 0n) throw new RespError('ERR The LIMIT argument must be >= 0.');
         args.limit = Number(limit);
+        args.limitIndex = i + 1;
         limitGiven = true;
         i++;
       } else if (xadd && option === 'NOMKSTREAM') args.noMkStream = true;
@@ -173,6 +188,46 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
     } else args.limit = 0;
     return args;
   };
+
+  /**
+   * XADD as it replays (AOF, replicas): with the ID it got, and a `~` trim as the exact one it came
+   * to (`=` and the length or first ID left, without LIMIT), as Redis's xaddCommand rewrites it.
+   */
+  const replayedXadd = (argv: Buffer[], args: TrimArgs, id: StreamId, stream: Stream): Array<Buffer | string> => {
+    const out: Array<Buffer | string> = [...argv];
+    if (args.id === undefined || !args.id.seqGiven) out[args.idIndex] = formatId(id);
+    if (args.approx && args.strategy !== undefined) {
+      out[args.thresholdIndex - 1] = '=';
+      out[args.thresholdIndex] = args.strategy === 'maxlen' ? String(stream.length) : formatId(stream.edge(false)?.id ?? MAX_ID);
+    }
+    if (args.limitIndex !== -1) out.splice(args.limitIndex - 1, 2);
+    return out;
+  };
+
+  /** A delivery or claim replays as Redis's streamPropagateXCLAIM: an XCLAIM … FORCE JUSTID with the group's last ID. */
+  const claimReplay = (
+    key: string,
+    groupName: string,
+    cg: Group,
+    id: StreamId,
+    consumer: string,
+    nack: { deliveryTime: number; deliveryCount: number },
+  ) => [
+    'XCLAIM',
+    bytesOf(key),
+    bytesOf(groupName),
+    bytesOf(consumer),
+    '0',
+    formatId(id),
+    'TIME',
+    String(nack.deliveryTime),
+    'RETRYCOUNT',
+    String(nack.deliveryCount),
+    'FORCE',
+    'JUSTID',
+    'LASTID',
+    formatId(cg.lastId),
+  ];
 
   const trim = (stream: Stream, args: TrimArgs): number =>
     args.strategy === undefined ? 0 : stream.trim(args.strategy, args.threshold, args.approx, args.limit);
@@ -213,6 +268,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
       stream.append(id, argv.slice(fieldsAt), node.maxEntries, node.maxBytes);
       written(client, key, 'xadd');
       if (trim(stream, args) > 0) written(client, key, 'xtrim');
+      if (propagation.active) propagation.rewrite(replayedXadd(argv, args, id, stream));
       blocked.signal(client.db, key);
       return formatId(id);
     },
@@ -311,18 +367,38 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
   };
 
   /** Deliver entries after the group's last ID to a consumer (streamReplyWithRange with a group). */
-  const deliverNew = (stream: Stream, cg: Group, consumer: Consumer, count: number, noack: boolean): Served['entries'] => {
+  const deliverNew = (
+    stream: Stream,
+    cg: Group,
+    consumer: Consumer,
+    count: number,
+    noack: boolean,
+    replay: { key: string; group: string; emit: (argv: Array<Buffer | string>) => void },
+  ): Served['entries'] => {
     const start = nextId(cg.lastId);
     if (start === undefined) return [];
     const entries = stream.range(start, MAX_ID, count);
     const now = Date.now();
+    const before = cg.lastId;
     for (const { id } of entries) {
       if (id > cg.lastId) {
         if (cg.entriesRead !== -1 && !stream.rangeHasTombstones(id)) cg.entriesRead++;
         else if (stream.entriesAdded > 0) cg.entriesRead = stream.distanceFromFirstEverEntry(id);
         cg.lastId = id;
       }
-      if (!noack) cg.deliver(id, consumer, 1, now);
+      if (!noack) replay.emit(claimReplay(replay.key, replay.group, cg, id, consumer.name, cg.deliver(id, consumer, 1, now)));
+    }
+    // With NOACK nothing is pending: the group's new last ID replays as an XGROUP SETID.
+    if (noack && cg.lastId !== before) {
+      replay.emit([
+        'XGROUP',
+        'SETID',
+        bytesOf(replay.key),
+        bytesOf(replay.group),
+        formatId(cg.lastId),
+        'ENTRIESREAD',
+        String(cg.entriesRead),
+      ]);
     }
     return entries;
   };
@@ -406,6 +482,8 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
           } else throw new RespError('ERR syntax error');
         }
         if (streamsAt === 0) throw new RespError('ERR syntax error');
+        // XREADGROUP replays as the XCLAIMs (and XGROUP SETID) of what it delivered, as in Redis.
+        if (readgroup) propagation.prevent();
         if (readgroup && groupName === undefined) throw new RespError('ERR Missing GROUP option for XREADGROUP');
         const db = keyspace.db(client.db);
         const count2 = (argv.length - streamsAt) / 2;
@@ -450,7 +528,8 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
               served.push({ key, entries: history(stream.data, cg, consumer, from, count) });
               resp.touch(client.db, key);
             } else if (stream.data.length > 0 && (stream.data.edge(true)?.id ?? 0n) > cg.lastId) {
-              served.push({ key, entries: deliverNew(stream.data, cg, consumer, count, noack) });
+              const emit = (replayed: Array<Buffer | string>) => propagation.also(client.db, replayed);
+              served.push({ key, entries: deliverNew(stream.data, cg, consumer, count, noack, { key, group: groupName as string, emit }) });
               resp.touch(client.db, key);
             }
           } else if (stream.data.length > 0 && (stream.data.edge(true)?.id ?? 0n) > (from as StreamId)) {
@@ -477,7 +556,8 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
             if (stream.groups.get(groupName as string) !== cg) return undefined;
             if (stream.length === 0 || (stream.edge(true)?.id ?? 0n) <= cg.lastId) return undefined;
             const consumer = lookupConsumer(client, key, cg, consumerName as string);
-            return { key, entries: deliverNew(stream, cg, consumer, blockedCount, noack) };
+            const emit = (replayed: Array<Buffer | string>) => propagation.served(client.db, replayed);
+            return { key, entries: deliverNew(stream, cg, consumer, blockedCount, noack, { key, group: groupName as string, emit }) };
           }
           const start = nextId(after[index] as StreamId);
           if (start === undefined) return undefined;
@@ -790,6 +870,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
         } else throw new RespError(`ERR Unrecognized XCLAIM option '${text(argv[j])}'`);
       }
       if (lastId > cg.lastId) cg.lastId = lastId;
+      propagation.prevent(); // replays as the XCLAIM … FORCE JUSTID of each claimed entry
       if (deliveryTime === -1 || deliveryTime < 0 || deliveryTime > now) deliveryTime = now;
       const key = keyOf(argv[1]);
       let consumer: Consumer | undefined;
@@ -808,6 +889,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
         nack = cg.deliver(id, consumer, count, deliveryTime);
         if (retryCount >= 0) nack.deliveryCount = retryCount;
         else if (!justId) nack.deliveryCount++;
+        propagation.also(client.db, claimReplay(key, text(argv[2]), cg, id, consumer.name, nack));
         out.push(justId ? formatId(id) : entryReply(entry));
       }
       resp.touch(client.db, key);
@@ -849,6 +931,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
       let consumer: Consumer | undefined;
       const claimed: ReplyValue[] = [];
       const deleted: string[] = [];
+      propagation.prevent(); // replays as the XCLAIM … FORCE JUSTID of each claimed entry
       const pending = [...cg.order.range(start, MAX_ID)];
       let index = 0;
       for (; attempts > 0 && count > 0 && index < pending.length; index++) {
@@ -867,6 +950,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config }: Mini
         consumer ??= lookupConsumer(client, key, cg, text(argv[3]));
         const claimedNack = cg.deliver(id, consumer, nack.deliveryCount, now);
         if (!justId) claimedNack.deliveryCount++;
+        propagation.also(client.db, claimReplay(key, text(argv[2]), cg, id, consumer.name, claimedNack));
         claimed.push(justId ? formatId(id) : entryReply(entry));
         count--;
       }
