@@ -7,6 +7,7 @@ import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommands } from './commands/lists.js';
 import { registerReplicationCommands } from './commands/replication.js';
 import { registerServerCommands } from './commands/server.js';
+import { registerDumpCommands } from './commands/dump.js';
 import { registerSetCommands } from './commands/sets.js';
 import { registerSortCommands } from './commands/sort.js';
 import { registerStreamCommands } from './commands/streams.js';
@@ -17,6 +18,7 @@ import type { Config, InfoSections } from './config.js';
 import { Encodings } from './encodings.js';
 import { Eviction, registerEviction } from './eviction.js';
 import { installPropagation, type Propagation } from './propagate.js';
+import { registerSnapshot } from './snapshot.js';
 import { Keyspace } from './store.js';
 
 /** Redis 7.0's commands flagged CMD_DENYOOM, of those mini-redis has. */
@@ -126,6 +128,9 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerSortedSetCommands(server);
   registerSortCommands(server);
   registerServerCommands(server);
+  // RDB snapshots (load at start, SAVE/BGSAVE/save points/SHUTDOWN) and DUMP/RESTORE: snapshot.ts, rdb.ts.
+  registerSnapshot(server, service);
+  registerDumpCommands(server);
   registerReplicationCommands(server);
   eviction = new Eviction(keyspace, memory, (db, key) => {
     resp.touch(db, key);

@@ -1,11 +1,12 @@
 // CRC-64/Jones, the checksum at the end of Redis's RDB files and DUMP payloads (Redis's crc64.c:
-// reflected polynomial 0xad93d23594c935a9, initial value 0, no final xor; check value
+// polynomial 0xad93d23594c935a9, bits reflected in and out, initial value 0, no final xor; check value
 // crc64("123456789") = 0xe9c6d914c4b8d9ca). Written here by hand because no maintained npm package
 // computes this variant (the crc64 packages there do ECMA-182 or ISO, which Redis does not use).
 // A 64-bit CRC in two 32-bit halves: plain numbers stay fast where BigInt would not.
 
-const POLY_HI = 0xad93d235;
-const POLY_LO = 0x94c935a9;
+/** 0xad93d23594c935a9 with its bits reversed (the reflected form a right-shifting table uses). */
+const POLY_HI = 0x95ac9329;
+const POLY_LO = 0xac4bc9b5;
 
 /** The byte-at-a-time table of the reflected polynomial, high and low halves. */
 const TABLE_HI = new Uint32Array(256);

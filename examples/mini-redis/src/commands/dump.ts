@@ -1,0 +1,93 @@
+import { OK, RespError } from '@portbind/resp';
+import type { MiniRedis } from '../app.js';
+import { int64Arg } from '../numbers.js';
+import { dumpPayload, restorePayload, verifyDumpPayload } from '../rdb.js';
+import { snapshotState } from '../snapshot.js';
+import { keyOf } from '../store.js';
+
+// DUMP and RESTORE with Redis's payload (the RDB serialization of one value, the RDB version in
+// two bytes and a CRC-64: rdb.ts), so a value dumped from a real Redis 7.0 restores here and the
+// other way round. Errors and their order as Redis 7.0.15's restoreCommand (cluster.c).
+
+const group = 'generic';
+const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
+
+export function registerDumpCommands(server: MiniRedis): void {
+  const { resp, keyspace, blocked } = server;
+  const state = snapshotState(server);
+
+  resp.command(
+    'dump',
+    {
+      arity: 2,
+      flags: ['readonly'],
+      keys: [1, 1, 1],
+      summary: 'Returns a serialized representation of the value stored at a key.',
+      group,
+    },
+    (client, argv) => {
+      const value = keyspace.db(client.db).get(keyOf(argv[1]));
+      return value === undefined ? null : dumpPayload(value, state.compression);
+    },
+  );
+
+  resp.command(
+    'restore',
+    {
+      arity: -4,
+      flags: ['write'],
+      keys: [1, 1, 1],
+      summary: 'Creates a key from the serialized representation of a value.',
+      group,
+    },
+    (client, argv) => {
+      let replace = false;
+      let absolute = false;
+      let idle = -1n;
+      let freq = -1n;
+      for (let i = 4; i < argv.length; i++) {
+        const option = upper(argv[i]);
+        const more = argv.length - i - 1;
+        if (option === 'REPLACE') replace = true;
+        else if (option === 'ABSTTL') absolute = true;
+        else if (option === 'IDLETIME' && more >= 1 && freq === -1n) {
+          idle = int64Arg(argv[++i]);
+          if (idle < 0n) throw new RespError('ERR Invalid IDLETIME value, must be >= 0');
+        } else if (option === 'FREQ' && more >= 1 && idle === -1n) {
+          freq = int64Arg(argv[++i]);
+          if (freq < 0n || freq > 255n) throw new RespError('ERR Invalid FREQ value, must be >= 0 and <= 255');
+        } else throw new RespError('ERR syntax error');
+      }
+      const key = keyOf(argv[1]);
+      const db = keyspace.db(client.db);
+      if (!replace && db.get(key) !== undefined) throw new RespError('BUSYKEY Target key name already exists.');
+      let ttl = int64Arg(argv[2]);
+      if (ttl < 0n) throw new RespError('ERR Invalid TTL value, must be >= 0');
+      const payload = argv[3] as Buffer;
+      if (!verifyDumpPayload(payload)) throw new RespError('ERR DUMP payload version or checksum are wrong');
+      let value: ReturnType<typeof restorePayload>;
+      try {
+        value = restorePayload(payload);
+      } catch {
+        throw new RespError('ERR Bad data format');
+      }
+      const deleted = replace && db.delete(key);
+      const now = Date.now();
+      if (ttl !== 0n && !absolute) ttl += BigInt(now);
+      if (ttl !== 0n && ttl <= BigInt(now)) {
+        // Already past its time: the key is not created (and a replaced one is gone).
+        if (deleted) {
+          resp.touch(client.db, key);
+          resp.notifyKeyspaceEvent('generic', 'del', key, client.db);
+        }
+        return OK;
+      }
+      db.set(key, value);
+      if (ttl !== 0n) db.expireAt(key, Number(ttl));
+      resp.touch(client.db, key);
+      resp.notifyKeyspaceEvent('generic', 'restore', key, client.db);
+      if (value.type === 'list' || value.type === 'zset') blocked.signal(client.db, key);
+      return OK;
+    },
+  );
+}

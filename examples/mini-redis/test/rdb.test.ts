@@ -1,0 +1,289 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createMiniRedis } from '../src/app.js';
+import { Crc64, crc64 } from '../src/crc64.js';
+import { lzfCompress, lzfDecompress } from '../src/lzf.js';
+import { decodeRdb, encodeRdb } from '../src/rdb.js';
+import { SnapshotLoadError } from '../src/snapshot.js';
+import { Keyspace } from '../src/store.js';
+import { freePort, REDIS_SERVER, startMiniRedis } from './support.js';
+
+// The RDB file both ways against a real redis-server 7.0.15: what mini-redis's SAVE writes, Redis
+// loads (and redis-check-rdb accepts), and what Redis's SAVE writes, mini-redis loads, with every
+// type in its compact and its big encoding, TTLs, several databases and binary keys.
+
+const run = promisify(execFile);
+const dirs: string[] = [];
+const tempDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'mini-redis-rdb-'));
+  dirs.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** redis-server on a free port, loading `dir`/dump.rdb at start, saving nowhere on its own. */
+async function startRedisIn(dir: string): Promise<{ port: number; stop(): Promise<void> }> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child: ChildProcess = spawn(
+      REDIS_SERVER,
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--dbfilename',
+        'dump.rdb',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--loglevel',
+        'warning',
+      ],
+      { stdio: 'ignore' },
+    );
+    const exited = once(child, 'exit');
+    const deadline = Date.now() + 15_000;
+    while (child.exitCode === null && Date.now() < deadline) {
+      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => {});
+      try {
+        await probe.connect();
+        if ((await probe.ping()) === 'PONG') {
+          probe.disconnect();
+          return {
+            port,
+            stop: async () => {
+              if (child.exitCode !== null || child.signalCode !== null) return;
+              child.kill('SIGKILL');
+              await exited;
+            },
+          };
+        }
+      } catch {
+        // loading, or not listening yet
+      }
+      probe.disconnect();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    child.kill('SIGKILL');
+    if (attempt >= 2) throw new Error('redis-server did not start');
+  }
+}
+
+const client = (port: number): Redis => new Redis({ port, host: '127.0.0.1', protocol: 2 } as never);
+
+/** The same data written to either server through its commands. */
+async function fill(redis: Redis): Promise<void> {
+  const bigText = 'the quick brown fox jumps over the lazy dog '.repeat(300);
+  const noise = randomBytes(4000);
+  await redis.select(0);
+  await redis.set('small', 'hello');
+  await redis.set('int8', '-100');
+  await redis.set('int16', '30000');
+  await redis.set('int32', '-2000000000');
+  await redis.set('int64', '9223372036854775807');
+  await redis.set('not-an-int', '007');
+  await redis.set('empty', '');
+  await redis.set('compressible', bigText);
+  await redis.set('noise', noise);
+  await redis.set(Buffer.from([0, 255, 13, 10, 0x80]), Buffer.from([1, 2, 0, 3]));
+  await redis.rpush('list:small', 'a', '1', '-7', '70000', 'x'.repeat(30));
+  await redis.rpush('list:big', ...Array.from({ length: 2000 }, (_, i) => `element-${i}-${'y'.repeat(i % 50)}`));
+  await redis.rpush('list:ints', ...Array.from({ length: 300 }, (_, i) => String(i * 1_000_003 - 4_000_000_000)));
+  await redis.sadd('set:ints', '1', '2', '-3', '40000', '5000000000');
+  await redis.sadd('set:strings', 'a', 'b', 'c');
+  await redis.sadd('set:big', ...Array.from({ length: 1000 }, (_, i) => String(i)));
+  await redis.hset('hash:small', 'f1', 'v1', 'n', '12', 'neg', '-1');
+  await redis.hset('hash:long', 'f', 'z'.repeat(100));
+  await redis.hset('hash:big', ...Array.from({ length: 1200 }, (_, i) => [`field${i}`, `value${i}`]).flat());
+  await redis.zadd('zset:small', '1', 'one', '2.5', 'two-and-half', '-3', 'minus', 'inf', 'top', '-inf', 'bottom', '1e100', 'huge');
+  await redis.zadd('zset:big', ...Array.from({ length: 300 }, (_, i) => [String(i / 7), `member${i}`]).flat());
+  await redis.zadd('zset:long', '1', 'm'.repeat(100));
+  await redis.set('ttl:string', 'v', 'PX', 500_000);
+  await redis.rpush('ttl:list', 'a');
+  await redis.pexpire('ttl:list', 800_000);
+  await redis.select(3);
+  await redis.set('in-db-3', 'three');
+  await redis.hset('hash:db3', 'a', '1');
+  await redis.select(15);
+  await redis.set(Buffer.from([0xff, 0xfe]), 'binary key in db 15');
+  await redis.select(0);
+}
+
+/** Every key of the databases, its type, value and whether it has a TTL, as comparable text. */
+async function contents(redis: Redis): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const db of [0, 1, 3, 15]) {
+    await redis.select(db);
+    const keys = (await redis.keysBuffer('*')).sort(Buffer.compare);
+    for (const keyBytes of keys) {
+      const key = keyBytes.toString('hex');
+      const type = await redis.type(keyBytes);
+      const pttl = await redis.pttl(keyBytes);
+      let value: unknown;
+      if (type === 'string') value = (await redis.getBuffer(keyBytes))?.toString('hex');
+      else if (type === 'list') value = (await redis.lrangeBuffer(keyBytes, 0, -1)).map((b) => b.toString('hex'));
+      else if (type === 'set') value = (await redis.smembersBuffer(keyBytes)).map((b) => b.toString('hex')).sort();
+      else if (type === 'hash')
+        value = Object.entries(await redis.hgetallBuffer(keyBytes))
+          .map(([field, data]) => `${Buffer.from(field).toString('hex')}=${data.toString('hex')}`)
+          .sort();
+      else if (type === 'zset') value = await redis.call('ZRANGE', keyBytes, '0', '-1', 'WITHSCORES');
+      out[`${db}:${key}`] = { type, value, ttl: pttl > 0 ? 'yes' : String(pttl) };
+    }
+  }
+  await redis.select(0);
+  return out;
+}
+
+describe('CRC-64 and LZF', () => {
+  it('CRC-64/Jones gives Redis check value for "123456789", and in pieces the same as at once', () => {
+    expect(new Crc64().update(Buffer.from('123456789')).value.toString(16)).toBe('e9c6d914c4b8d9ca');
+    const data = randomBytes(10_000);
+    expect(new Crc64().update(data, 0, 3000).update(data, 3000).digest()).toEqual(crc64(data));
+  });
+
+  it('LZF round-trips repetitive and random data, and declines what it cannot shrink', () => {
+    for (const input of [
+      Buffer.from('a'.repeat(1000)),
+      Buffer.from('abcabcabd'.repeat(500)),
+      Buffer.from(`${'xy'.repeat(40)}${'z'.repeat(300)}`),
+    ]) {
+      const packed = lzfCompress(input, input.length - 4);
+      expect(packed).toBeDefined();
+      expect(lzfDecompress(packed as Buffer, input.length)).toEqual(input);
+    }
+    expect(lzfCompress(randomBytes(500), 496)).toBeUndefined();
+    expect(lzfDecompress(Buffer.from([0xe0, 0x05]), 10)).toBeUndefined(); // a reference before the start
+  });
+});
+
+describe('RDB files and redis-server 7.0.15', () => {
+  it("redis-server loads mini-redis's dump.rdb and serves the same data; redis-check-rdb accepts it", async () => {
+    const dir = tempDir();
+    const mini = await startMiniRedis({ DATA_DIR: dir, SAVE: '' });
+    const miniClient = client(mini.port);
+    try {
+      await fill(miniClient);
+      expect(await miniClient.save()).toBe('OK');
+      const expected = await contents(miniClient);
+      expect(Object.keys(expected)).toHaveLength(27);
+      const check = await run('redis-check-rdb', [join(dir, 'dump.rdb')]);
+      expect(check.stdout).toContain('RDB looks OK');
+      const redis = await startRedisIn(dir);
+      const redisClient = client(redis.port);
+      try {
+        expect(await contents(redisClient)).toEqual(expected);
+        // Redis chose its compact encodings as it loaded the plain types mini-redis writes.
+        expect(await redisClient.object('ENCODING', 'hash:small')).toBe('listpack');
+        expect(await redisClient.object('ENCODING', 'hash:big')).toBe('hashtable');
+        expect(await redisClient.object('ENCODING', 'set:ints')).toBe('intset');
+        expect(await redisClient.object('ENCODING', 'zset:small')).toBe('listpack');
+        expect(await redisClient.object('ENCODING', 'zset:big')).toBe('skiplist');
+        expect(await redisClient.object('ENCODING', 'int16')).toBe('int');
+      } finally {
+        redisClient.disconnect();
+        await redis.stop();
+      }
+    } finally {
+      miniClient.disconnect();
+      await mini.stop();
+    }
+  });
+
+  it("mini-redis loads the dump.rdb redis-server's SAVE writes (listpacks, intsets, quicklists, LZF, TTLs, 3 databases)", async () => {
+    const dir = tempDir();
+    const redis = await startRedisIn(dir);
+    const redisClient = client(redis.port);
+    let expected: Record<string, unknown>;
+    try {
+      await fill(redisClient);
+      expect(await redisClient.save()).toBe('OK');
+      expected = await contents(redisClient);
+      expect(Object.keys(expected)).toHaveLength(27);
+    } finally {
+      redisClient.disconnect();
+      await redis.stop();
+    }
+    const mini = await startMiniRedis({ DATA_DIR: dir, SAVE: '' });
+    const miniClient = client(mini.port);
+    try {
+      expect(await contents(miniClient)).toEqual(expected);
+      const info = await miniClient.info('persistence');
+      expect(info).toMatch(/rdb_last_load_keys_loaded:\d{2}/);
+    } finally {
+      miniClient.disconnect();
+      await mini.stop();
+    }
+  });
+
+  it('a stream in the file is an error that names the type', async () => {
+    const dir = tempDir();
+    const redis = await startRedisIn(dir);
+    const redisClient = client(redis.port);
+    try {
+      await redisClient.xadd('events', '*', 'a', '1');
+      await redisClient.save();
+    } finally {
+      redisClient.disconnect();
+      await redis.stop();
+    }
+    expect(() => decodeRdb(readFileSync(join(dir, 'dump.rdb')))).toThrow(/stream \(RDB_TYPE_STREAM_LISTPACKS_2\) at key 'events'/);
+  });
+});
+
+describe('loading at start', () => {
+  const fileWith = (data: Buffer): string => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'dump.rdb'), data);
+    return dir;
+  };
+  const sample = (): Buffer => {
+    const keyspace = new Keyspace();
+    keyspace.db(0).set('k', { type: 'string', data: Buffer.from('value') });
+    return encodeRdb({ keyspace });
+  };
+  const failure = (dir: string): SnapshotLoadError => {
+    try {
+      createMiniRedis({ env: { DATA_DIR: dir, RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1' } });
+    } catch (error) {
+      return error as SnapshotLoadError;
+    }
+    throw new Error('createMiniRedis did not fail');
+  };
+
+  it('a truncated file: PB_ERR_RDB_LOAD with Redis\'s "Short read" message', () => {
+    const data = sample();
+    const error = failure(fileWith(data.subarray(0, data.length - 12)));
+    expect(error).toBeInstanceOf(SnapshotLoadError);
+    expect(error.code).toBe('PB_ERR_RDB_LOAD');
+    expect(error.message).toContain('Short read or OOM loading DB. Unrecoverable error, aborting now.');
+  });
+
+  it('a flipped byte: PB_ERR_RDB_LOAD with "Wrong RDB checksum"', () => {
+    const data = Buffer.from(sample());
+    const at = data.indexOf('value');
+    data[at] = 'V'.charCodeAt(0);
+    const error = failure(fileWith(data));
+    expect(error.code).toBe('PB_ERR_RDB_LOAD');
+    expect(error.message).toMatch(/Wrong RDB checksum expected: \([0-9a-f]+\) but got \([0-9a-f]+\)/);
+  });
+
+  it('not an RDB file: PB_ERR_RDB_LOAD "Wrong signature"', () => {
+    const error = failure(fileWith(Buffer.from('this is not redis data')));
+    expect(error.message).toContain('Wrong signature trying to load DB from file');
+  });
+});
