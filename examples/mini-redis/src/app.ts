@@ -6,6 +6,7 @@ import { registerHashCommands } from './commands/hashes.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommands } from './commands/lists.js';
 import { registerReplicationCommands } from './commands/replication.js';
+import { registerScriptingCommands } from './commands/scripting.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerDumpCommands } from './commands/dump.js';
 import { registerSetCommands } from './commands/sets.js';
@@ -128,6 +129,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerSortedSetCommands(server);
   registerSortCommands(server);
   registerServerCommands(server);
+  registerScriptingCommands(server);
   // RDB snapshots (load at start, SAVE/BGSAVE/save points/SHUTDOWN) and DUMP/RESTORE: snapshot.ts, rdb.ts.
   registerSnapshot(server, service);
   registerDumpCommands(server);

@@ -18,4 +18,5 @@ export {
   type SimpleString,
   simple,
 } from './reply.js';
+export { NOSCRIPT_COMMANDS, type ScriptCallOptions, ScriptClient, type ScriptClientOptions, type ScriptReply } from './script-client.js';
 export type { Tracking, TrackingState } from './tracking.js';

@@ -1,0 +1,212 @@
+import { type CommandHandler, type CommandOptions, integerArg, OK, type RespClient, RespError, ScriptClient } from '@portbind/resp';
+import type { MiniRedis } from '../app.js';
+import { integer } from '../config.js';
+import { helpReply } from '../help.js';
+import { LuaEngine, ScriptError } from '../scripting/engine.js';
+
+// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT, on one Lua VM (wasmoon: Lua 5.4 in WebAssembly;
+// scripting/engine.ts). A script runs synchronously, as in Redis: nothing else runs meanwhile.
+// Its commands run through ScriptClient (@portbind/resp), Redis's fake script client.
+
+const group = 'scripting';
+const text = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
+
+/** The Lua VM's heap limit: a script allocating past it fails with "not enough memory". */
+export const LUA_MEMORY_LIMIT = 64 * 1024 * 1024;
+/** Scripts EVAL added that the cache keeps (least recently used out first, as Redis 7.4); SCRIPT LOAD'ed ones stay. */
+export const EVAL_CACHE_SIZE = 500;
+
+const scriptHelp = [
+  'DEBUG (YES|SYNC|NO)',
+  '    Set the debug mode for subsequent scripts executed.',
+  'EXISTS <sha1> [<sha1> ...]',
+  '    Return information about the existence of the scripts in the script cache.',
+  'FLUSH [ASYNC|SYNC]',
+  '    Flush the Lua scripts cache. Very dangerous on replicas.',
+  '    When called without the optional mode argument, the behavior is determined by the',
+  '    lazyfree-lazy-user-flush configuration directive. Valid modes are:',
+  '    * ASYNC: Asynchronously flush the scripts cache.',
+  '    * SYNC: Synchronously flush the scripts cache.',
+  'KILL',
+  '    Kill the currently executing Lua script.',
+  'LOAD <script>',
+  '    Load a script into the scripts cache without executing it.',
+];
+
+/** `ip:port` as MONITOR shows a client. */
+function addressOf(client: RespClient): string {
+  const ip = client.conn.remoteAddress;
+  if (ip === undefined) return 'unix:0';
+  return ip.includes(':') ? `[${ip}]:${client.conn.remotePort ?? 0}` : `${ip}:${client.conn.remotePort ?? 0}`;
+}
+
+export function registerScriptingCommands({ resp, blocked, config, propagation, memory, env }: MiniRedis): void {
+  const scripts = new ScriptClient(resp);
+  let timeLimitMs = 5000;
+  const limit = integer(
+    0,
+    Number.MAX_SAFE_INTEGER,
+    () => timeLimitMs,
+    (value) => {
+      timeLimitMs = value;
+    },
+  );
+  config.set('busy-reply-threshold', limit);
+  config.set('lua-time-limit', limit);
+
+  let engine: LuaEngine | undefined;
+  const ready = LuaEngine.create(scripts, {
+    memoryLimit: LUA_MEMORY_LIMIT,
+    evalCacheSize: EVAL_CACHE_SIZE,
+    version: '7.0.15',
+    log: (level, message) => {
+      // redis.log: to stderr, as Redis writes its log, at LOG_NOTICE and above (Redis's default verbosity).
+      if (level >= 2 && env['LUA_LOG'] !== 'off')
+        process.stderr.write(`${process.pid}:M ${new Date().toISOString()} ${'.-*#'[level]} ${message}\n`);
+    },
+  }).then((created) => {
+    engine = created;
+    return created;
+  });
+  ready.catch(() => {});
+
+  /** `numkeys`: Redis's checks and texts, in evalGenericCommand's order. */
+  const numkeysOf = (argv: Buffer[]): number => {
+    const numkeys = integerArg(argv[2]);
+    if (numkeys > argv.length - 3) throw new RespError("ERR Number of keys can't be greater than number of args");
+    if (numkeys < 0) throw new RespError("ERR Number of keys can't be negative");
+    return numkeys;
+  };
+
+  const evaluate = (client: RespClient, argv: Buffer[], bySha: boolean, ro: boolean, lua: LuaEngine): Promise<undefined> | undefined => {
+    if (bySha && argv[1]?.length !== 40) throw new RespError('NOSCRIPT No matching script. Please use EVAL.');
+    const numkeys = numkeysOf(argv);
+    let script: ReturnType<LuaEngine['load']> | undefined;
+    if (bySha) {
+      script = lua.get(text(argv[1]));
+      if (script === undefined) throw new RespError('NOSCRIPT No matching script. Please use EVAL.');
+    } else {
+      try {
+        script = lua.load(argv[1] as Buffer, false);
+      } catch (error) {
+        if (error instanceof ScriptError) throw new RespError(error.message);
+        throw error;
+      }
+    }
+    const flags = script.flags;
+    if (!flags.compat) {
+      if (ro && !flags.noWrites) throw new RespError('ERR Can not execute a script with write flag using *_ro command.');
+      if (!flags.noWrites && !flags.allowOom && memory.maxmemory > 0 && resp.options.outOfMemory?.() === true)
+        throw new RespError("OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'");
+    }
+    const run = (): void =>
+      lua.run(script, {
+        caller: client,
+        keys: argv.slice(3, 3 + numkeys),
+        args: argv.slice(3 + numkeys),
+        readOnly: ro || (!flags.compat && flags.noWrites),
+        timeLimitMs,
+      });
+    // A blocking command (BLMPOP…) answers at once inside a script, as inside EXEC; clients
+    // blocked on keys the script pushed to are served once it is done.
+    return blocked.transaction(scripts.client as unknown as RespClient, run).then(() => undefined);
+  };
+
+  const evalHandler =
+    (bySha: boolean, ro: boolean): CommandHandler =>
+    (client, argv) => {
+      // Redis prints EVAL to MONITOR before its script's commands (EVAL is flagged so the adapter does not again).
+      scripts.feedMonitors(client.db, addressOf(client), argv);
+      if (engine !== undefined) return evaluate(client, argv, bySha, ro, engine);
+      return ready.then((lua) => evaluate(client, argv, bySha, ro, lua));
+    };
+
+  const keysOf = (argv: readonly Buffer[]): readonly Buffer[] => {
+    const numkeys = Number(argv[2]?.toString('latin1'));
+    if (!Number.isSafeInteger(numkeys) || numkeys <= 0 || numkeys > argv.length - 3) return [];
+    return argv.slice(3, 3 + numkeys);
+  };
+  // `admin` keeps the adapter from printing EVAL to MONITOR after the script (see above).
+  const evalOptions = (summary: string, readonly: boolean): CommandOptions => ({
+    arity: -3,
+    flags: readonly ? ['admin', 'readonly'] : ['admin'],
+    keysOf,
+    summary,
+    group,
+    since: readonly ? '7.0.0' : '2.6.0',
+  });
+  // The commands a script ran make one unit for the AOF and replicas (MULTI/EXEC around more than one), as Redis 7.0's effects replication.
+  const unit = (options: CommandOptions, handler: CommandHandler): CommandHandler => propagation.wrap('exec', options, handler);
+  const evalOpts = evalOptions('Executes a server-side Lua script.', false);
+  resp.command('eval', evalOpts, unit(evalOpts, evalHandler(false, false)));
+  const evalShaOpts = evalOptions('Executes a server-side Lua script by SHA1 digest.', false);
+  resp.command('evalsha', evalShaOpts, unit(evalShaOpts, evalHandler(true, false)));
+  const evalRoOpts = evalOptions('Executes a read-only server-side Lua script.', true);
+  resp.command('eval_ro', evalRoOpts, unit(evalRoOpts, evalHandler(false, true)));
+  const evalShaRoOpts = evalOptions('Executes a read-only server-side Lua script by SHA1 digest.', true);
+  resp.command('evalsha_ro', evalShaRoOpts, unit(evalShaRoOpts, evalHandler(true, true)));
+
+  // ---- SCRIPT -------------------------------------------------------------------------------------
+  const subcommands: Record<
+    string,
+    { arity: number; run: (client: RespClient, argv: Buffer[], lua: LuaEngine) => ReturnType<CommandHandler> }
+  > = {
+    help: { arity: 2, run: () => helpReply('SCRIPT', scriptHelp) },
+    flush: {
+      arity: -2,
+      run: (_client, argv, lua) => {
+        const mode = argv.length === 3 ? text(argv[2]).toUpperCase() : 'SYNC';
+        if (argv.length > 3 || (mode !== 'SYNC' && mode !== 'ASYNC'))
+          throw new RespError('ERR SCRIPT FLUSH only support SYNC|ASYNC option');
+        lua.flush();
+        return OK;
+      },
+    },
+    exists: { arity: -3, run: (_client, argv, lua) => argv.slice(2).map((sha) => (lua.has(text(sha)) ? 1 : 0)) },
+    load: {
+      arity: 3,
+      run: (_client, argv, lua) => {
+        try {
+          return lua.load(argv[2] as Buffer, true).sha;
+        } catch (error) {
+          if (error instanceof ScriptError) throw new RespError(error.message);
+          throw error;
+        }
+      },
+    },
+    // A script runs to its end (or its time limit) before any other command is read: there is never one to kill.
+    kill: {
+      arity: 2,
+      run: () => {
+        throw new RespError('NOTBUSY No scripts in execution right now.');
+      },
+    },
+    debug: {
+      arity: 3,
+      run: (_client, argv) => {
+        const mode = text(argv[2]).toLowerCase();
+        if (mode === 'no') return OK;
+        if (mode === 'yes' || mode === 'sync') throw new RespError('ERR SCRIPT DEBUG is not supported by mini-redis (no Lua debugger)');
+        throw new RespError('ERR Use SCRIPT DEBUG YES/SYNC/NO');
+      },
+    },
+  };
+  resp.command(
+    'script',
+    {
+      arity: -2,
+      summary: 'A container for Lua scripts management commands.',
+      group,
+      subcommands: { help: [], flush: [], exists: [], load: [], kill: [], debug: [] },
+    },
+    (client, argv) => {
+      const name = text(argv[1]).toLowerCase();
+      const sub = Object.hasOwn(subcommands, name) ? subcommands[name] : undefined;
+      if (sub === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1]).slice(0, 128)}'. Try SCRIPT HELP.`);
+      const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
+      if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'script|${name}' command`);
+      if (engine !== undefined) return sub.run(client, argv, engine);
+      return ready.then((lua) => sub.run(client, argv, lua));
+    },
+  );
+}

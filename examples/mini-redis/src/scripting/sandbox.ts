@@ -1,0 +1,299 @@
+// The Lua side of the scripting environment, run once when the VM starts (after the JS functions
+// `redis.call` & co. were registered as `__mr_*` globals). Redis embeds Lua 5.1 and patches it
+// with read-only tables; wasmoon is Lua 5.4, so the sandbox is built from what 5.4 offers:
+//  - scripts run with a proxy as their globals (`_ENV`): reading a missing global raises
+//    "Script attempted to access nonexistent global variable 'x'", writing one raises
+//    "Attempt to modify a readonly table", as Redis 7.0's protected globals do;
+//  - the library tables (redis, string, math, table, cjson, bit, …) are proxies of the same kind,
+//    and setmetatable/rawset refuse them with the same error;
+//  - no os, io, package, require, loadfile, dofile, print, load with text from the script as
+//    bytecode; `unpack`, `loadstring`, `math.pow`, `table.getn`, `string.gfind`… restored
+//    as Lua 5.1 had them.
+
+export const SANDBOX = String.raw`
+local rawcall, rawpcall, rawsha1, rawlog, rawsetresp, rawsetrepl, rawcjdecode = __mr_call, __mr_pcall, __mr_sha1hex, __mr_log, __mr_setresp, __mr_setrepl, __mr_cjson_decode
+__mr_call, __mr_pcall, __mr_sha1hex, __mr_log, __mr_setresp, __mr_setrepl, __mr_cjson_decode = nil, nil, nil, nil, nil, nil, nil
+local type, tostring, error, pairs, ipairs, next, select, setmetatable, getmetatable, rawget, rawset, rawequal, rawlen =
+      type, tostring, error, pairs, ipairs, next, select, setmetatable, getmetatable, rawget, rawset, rawequal, rawlen
+local string, math, table, dbg, load, pcall, xpcall = string, math, table, debug, load, pcall, xpcall
+local readonly = setmetatable({}, { __mode = 'k' })
+
+local function protect(real, name_error)
+  local proxy = {}
+  readonly[proxy] = true
+  setmetatable(proxy, {
+    __index = name_error and function(_, k)
+      local v = real[k]
+      if v == nil then error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end
+      return v
+    end or real,
+    __newindex = function() error('Attempt to modify a readonly table', 2) end,
+    __pairs = function() return next, real, nil end,
+    __len = function() return #real end,
+    __metatable = false,
+  })
+  return proxy
+end
+
+local function copy(t) local c = {} for k, v in pairs(t) do c[k] = v end return c end
+
+-- redis.*
+local redis = {}
+redis.call = rawcall
+redis.pcall = rawpcall
+redis.sha1hex = rawsha1
+redis.log = rawlog
+redis.setresp = rawsetresp
+redis.set_repl = rawsetrepl
+redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = __mr_version, __mr_version_num
+__mr_version, __mr_version_num = nil, nil
+function redis.replicate_commands() return true end
+local function errbuff(e)
+  local code, msg
+  if string.sub(e, 1, 1) == '-' then
+    local space = string.find(e, ' ', 1, true)
+    if space then code, msg = string.sub(e, 2, space - 1), string.sub(e, space + 1) else code, msg = 'ERR', string.sub(e, 2) end
+  else
+    code, msg = 'ERR', e
+  end
+  msg = string.gsub(msg, '^[\r\n]+', ''):gsub('[\r\n]+$', '')
+  return { err = code .. ' ' .. msg }
+end
+function redis.error_reply(...)
+  local e = ...
+  if select('#', ...) ~= 1 or type(e) ~= 'string' then return errbuff('wrong number or type of arguments') end
+  if string.sub(e, 1, 1) ~= '-' then e = '-' .. e end
+  return errbuff(e)
+end
+function redis.status_reply(...)
+  local s = ...
+  if select('#', ...) ~= 1 or type(s) ~= 'string' then return errbuff('wrong number or type of arguments') end
+  return { ok = s }
+end
+
+-- Lua 5.1 names scripts still use.
+local env = {}
+local globals
+for _, name in ipairs({ 'assert', 'error', 'ipairs', 'next', 'pairs', 'pcall', 'rawequal', 'rawget', 'rawlen', 'rawset',
+  'select', 'setmetatable', 'getmetatable', 'tonumber', 'tostring', 'type', 'xpcall', '_VERSION', 'collectgarbage' }) do
+  env[name] = _G[name]
+end
+local function load_text(chunk, chunkname)
+  if type(chunk) ~= 'string' then return nil, 'loadstring expects a string' end
+  return load(chunk, chunkname or chunk, 't', globals)
+end
+env.loadstring = load_text
+env.unpack = table.unpack
+env.gcinfo = function() return collectgarbage('count') end
+
+-- Redis 7.0's pcall: an error table from redis.call reads as its message.
+env.pcall = function(f, ...)
+  local r = table.pack(pcall(f, ...))
+  if not r[1] and type(r[2]) == 'table' and type(rawget(r[2], 'err')) == 'string' then r[2] = rawget(r[2], 'err') end
+  return table.unpack(r, 1, r.n)
+end
+
+local mathlib = copy(math)
+mathlib.pow = function(a, b) return a ^ b end
+mathlib.ldexp = function(m, e) return m * 2.0 ^ e end
+mathlib.frexp = function(x)
+  if x == 0 then return 0.0, 0 end
+  local e = math.floor(math.log(math.abs(x), 2)) + 1
+  return x / 2.0 ^ e, e
+end
+mathlib.mod = math.fmod
+mathlib.log10 = function(x) return math.log(x, 10) end
+mathlib.cosh = function(x) return (math.exp(x) + math.exp(-x)) / 2 end
+mathlib.sinh = function(x) return (math.exp(x) - math.exp(-x)) / 2 end
+mathlib.tanh = function(x) local a, b = math.exp(x), math.exp(-x) return (a - b) / (a + b) end
+-- Redis's math.random: the same sequence for the same seed on every machine (redisLrand48).
+local seed = 0
+local function lrand48()
+  seed = (seed * 0x5DEECE66D + 0xB) & 0xFFFFFFFFFFFF
+  return seed >> 17
+end
+local function srand48(s)
+  seed = (((s & 0xFFFFFFFF) << 16) | 0x330E) & 0xFFFFFFFFFFFF
+end
+srand48(0)
+mathlib.random = function(...)
+  local n = select('#', ...)
+  local r = (lrand48() % 2147483647) / 2147483647
+  if n == 0 then return r end
+  local l, u = 1, math.tointeger(math.floor(...))
+  if n == 2 then l, u = math.tointeger(math.floor((...))), math.tointeger(math.floor(select(2, ...))) end
+  if n > 2 then error('wrong number of arguments', 2) end
+  if l > u then error("bad argument #" .. n .. " to 'random' (interval is empty)", 2) end
+  return math.floor(r * (u - l + 1)) + l
+end
+mathlib.randomseed = function(s) srand48(math.tointeger(math.floor(s)) or 0) end
+__mr_reset_random = function() srand48(0) end
+
+local tablelib = copy(table)
+tablelib.getn = function(t) return #t end
+tablelib.setn = function() error("'setn' is obsolete", 2) end
+tablelib.maxn = function(t)
+  local m = 0
+  for k in pairs(t) do if type(k) == 'number' and k > m then m = k end end
+  return m
+end
+tablelib.foreach = function(t, f) for k, v in pairs(t) do local r = f(k, v) if r ~= nil then return r end end end
+tablelib.foreachi = function(t, f) for i = 1, #t do local r = f(i, t[i]) if r ~= nil then return r end end end
+
+local stringlib = copy(string)
+stringlib.gfind = string.gmatch
+stringlib.dump = nil
+
+-- bit (LuaBitOp): 32-bit operations on numbers, results signed.
+local function tobit(x)
+  x = math.floor(x) % 4294967296
+  if x >= 2147483648 then x = x - 4294967296 end
+  return math.tointeger(x)
+end
+local bit = {
+  tobit = tobit,
+  bnot = function(x) return tobit(~tobit(x)) end,
+  band = function(x, ...) local r = tobit(x) for i = 1, select('#', ...) do r = r & tobit((select(i, ...))) end return tobit(r) end,
+  bor = function(x, ...) local r = tobit(x) for i = 1, select('#', ...) do r = r | tobit((select(i, ...))) end return tobit(r) end,
+  bxor = function(x, ...) local r = tobit(x) for i = 1, select('#', ...) do r = r ~ tobit((select(i, ...))) end return tobit(r) end,
+  lshift = function(x, n) return tobit((tobit(x) & 0xFFFFFFFF) << (tobit(n) & 31)) end,
+  rshift = function(x, n) return tobit((tobit(x) & 0xFFFFFFFF) >> (tobit(n) & 31)) end,
+  arshift = function(x, n) return tobit(tobit(x) >> (tobit(n) & 31) | (tobit(x) < 0 and ~(0xFFFFFFFF >> (tobit(n) & 31)) or 0)) end,
+  rol = function(x, n) x = tobit(x) & 0xFFFFFFFF n = tobit(n) & 31 return tobit((x << n) | (x >> (32 - n))) end,
+  ror = function(x, n) x = tobit(x) & 0xFFFFFFFF n = tobit(n) & 31 return tobit((x >> n) | (x << (32 - n))) end,
+  bswap = function(x) x = tobit(x) & 0xFFFFFFFF return tobit(((x & 0xFF) << 24) | ((x & 0xFF00) << 8) | ((x >> 8) & 0xFF00) | (x >> 24)) end,
+  tohex = function(x, n)
+    n = n or 8
+    local upper = n < 0
+    if upper then n = -n end
+    local s = string.format(upper and '%08X' or '%08x', tobit(x) & 0xFFFFFFFF)
+    return string.sub(s, 9 - n)
+  end,
+}
+
+-- cjson: encode in Lua (bytes pass through as Redis's cjson does), decode in JS.
+local cjson = {}
+local null = setmetatable({}, { __tostring = function() return 'null' end, __metatable = false })
+cjson.null = null
+local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['/'] = '\\/', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+local function escape(s)
+  return '"' .. string.gsub(s, '[%c"\\/]', function(c) return escapes[c] or string.format('\\u%04x', string.byte(c)) end) .. '"'
+end
+local function number(n)
+  if n ~= n or n == math.huge or n == -math.huge then error('Cannot serialise number: must not be NaN or Inf', 0) end
+  if math.type(n) == 'integer' then return tostring(n) end
+  return string.format('%.14g', n)
+end
+local encode
+encode = function(v, depth)
+  local t = type(v)
+  if t == 'string' then return escape(v)
+  elseif t == 'number' then return number(v)
+  elseif t == 'boolean' then return tostring(v)
+  elseif v == nil or v == null then return 'null'
+  elseif t == 'table' then
+    if depth > 1000 then error('Cannot serialise, excessive nesting (1001)', 0) end
+    local max, count, array = 0, 0, true
+    for k in pairs(v) do
+      if math.type(k) == 'integer' and k > 0 or (type(k) == 'number' and k > 0 and math.floor(k) == k) then
+        if k > max then max = k end
+        count = count + 1
+      else
+        array = false
+        break
+      end
+    end
+    if array and max > 10 and max > count * 2 then error('Cannot serialise table: excessively sparse array', 0) end
+    local out = {}
+    if array and count > 0 then
+      for i = 1, max do out[i] = encode(v[i], depth + 1) end
+      return '[' .. table.concat(out, ',') .. ']'
+    end
+    for k, item in pairs(v) do
+      local tk = type(k)
+      if tk ~= 'string' and tk ~= 'number' then error('Cannot serialise table: table key must be a number or string', 0) end
+      out[#out + 1] = escape(tk == 'string' and k or number(k)) .. ':' .. encode(item, depth + 1)
+    end
+    return '{' .. table.concat(out, ',') .. '}'
+  else
+    error('Cannot serialise ' .. t .. ': type not supported', 0)
+  end
+end
+function cjson.encode(...)
+  if select('#', ...) ~= 1 then error("bad argument #1 to 'encode' (expected 1 argument)", 2) end
+  local ok, r = pcall(encode, (...), 0)
+  if not ok then error(r, 2) end
+  return r
+end
+function cjson.decode(s)
+  if type(s) ~= 'string' and type(s) ~= 'number' then error("bad argument #1 to 'decode' (string expected, got " .. type(s) .. ")", 2) end
+  local ok, r = rawcjdecode(tostring(s), null)
+  if not ok then error(r, 2) end
+  return r
+end
+cjson.decode_invalid_numbers = function() return true end
+cjson.encode_keep_buffer = function() return true end
+cjson.encode_max_depth = function() return 1000 end
+cjson.decode_max_depth = function() return 1000 end
+cjson.encode_number_precision = function() return 14 end
+cjson.encode_sparse_array = function() return false, 2, 10 end
+cjson.encode_invalid_numbers = function() return false end
+
+env.redis = protect(redis)
+env.string = protect(stringlib)
+env.math = protect(mathlib)
+env.table = protect(tablelib)
+env.coroutine = protect(copy(coroutine))
+env.bit = protect(bit)
+env.cjson = protect(cjson)
+
+-- setmetatable/rawset refuse the protected tables, as Redis's read-only tables do.
+env.setmetatable = function(t, m)
+  if readonly[t] then error('Attempt to modify a readonly table', 0) end
+  return setmetatable(t, m)
+end
+env.rawset = function(t, k, v)
+  if readonly[t] then error('Attempt to modify a readonly table', 0) end
+  return rawset(t, k, v)
+end
+env.getmetatable = function(t)
+  if readonly[t] then return nil end
+  return getmetatable(t)
+end
+
+globals = protect(env, true)
+env._G = globals
+__mr_env = env
+__mr_globals = globals
+
+-- The error handler Redis's EVAL runs: the error as a table, with the script's line.
+local getinfo = dbg.getinfo
+__mr_error_handler = function(err)
+  local level, i = 2, nil
+  while true do
+    local info = getinfo(level, 'Sl')
+    if info == nil then break end
+    if info.source == '@user_script' then i = info break end
+    level = level + 1
+  end
+  if type(err) ~= 'table' then err = { err = 'ERR ' .. tostring(err) } end
+  if i then
+    rawset(err, 'source', i.source)
+    rawset(err, 'line', i.currentline)
+  end
+  return err
+end
+
+-- Compile a script body with the sandbox as its globals.
+__mr_compile = function(body)
+  return load(body, '@user_script', 't', globals)
+end
+
+local collect = collectgarbage
+__mr_collect = function() collect('collect') end
+for _, name in ipairs({ 'debug', 'io', 'os', 'package', 'require', 'loadfile', 'dofile', 'print', 'utf8', 'load', 'loadstring' }) do
+  _G[name] = nil
+end
+`;
