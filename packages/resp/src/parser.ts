@@ -16,13 +16,26 @@ const INT_MAX = 2 ** 31 - 1;
 const UNAUTHENTICATED_MULTIBULK = 10;
 const UNAUTHENTICATED_BULK = 16 * 1024;
 const EMPTY = Buffer.alloc(0);
+/** The argument list between commands: shared, never pushed to (a multibulk header gives each command its own). */
+const NO_ARGS: Command = [];
+/**
+ * Arguments of a command received in several reads are copied, once the read they came in is
+ * parsed, into one slab per command (their bytes, and a 4-byte length each), instead of being
+ * kept as a Buffer view each (over 100 bytes) pinning every chunk with its protocol headers.
+ * Arguments at least this long stay views: copying them would cost more than the view.
+ */
+const SPILL_COPY_LIMIT = 1024;
+/** Marks, in the spilled lengths, an argument kept as a view (in #spillViews). */
+const VIEW = 0xffffffff;
 
 /**
- * What one argument of a pending command costs on the V8 heap beyond its bytes: the Buffer view
- * (a JSTypedArray, about 96 bytes on 64-bit Node without pointer compression), its slot in the
- * argument array and that array's growth slack. Measured on Node 20 as 108 bytes per argument;
- * test/memory.test.ts measures it again and fails if it grows past this figure. Redis pays about
- * 40 bytes (an robj, an embedded sds and an argv slot).
+ * What one argument held as a Buffer costs on the V8 heap beyond its bytes: the Buffer view (a
+ * JSTypedArray, about 96 bytes on 64-bit Node without pointer compression), its slot in the
+ * argument array and that array's growth slack; about 108 bytes on Node 20. That is what the
+ * arguments of a command parsed from the current read, and of the commands MULTI queued, cost.
+ * A command received over several reads keeps its earlier arguments in a slab instead (about 5
+ * bytes per 1-byte argument: test/memory.test.ts measures both). Redis pays about 40 bytes (an
+ * robj, an embedded sds and an argv slot).
  */
 export const ARGUMENT_OVERHEAD = 112;
 
@@ -39,6 +52,18 @@ export const parserDefaults: ParserLimits = {
   maxInlineLength: 64 * 1024,
 };
 
+/** The last limits made: parsers of one server share them (one object, not one per client). */
+let sharedLimits: ParserLimits = Object.freeze({ ...parserDefaults });
+
+function limitsOf(limits: Partial<ParserLimits>): ParserLimits {
+  const maxBulkLength = limits.maxBulkLength ?? parserDefaults.maxBulkLength;
+  const maxInlineLength = limits.maxInlineLength ?? parserDefaults.maxInlineLength;
+  if (sharedLimits.maxBulkLength !== maxBulkLength || sharedLimits.maxInlineLength !== maxInlineLength) {
+    sharedLimits = Object.freeze({ maxBulkLength, maxInlineLength });
+  }
+  return sharedLimits;
+}
+
 /** One command: its name and arguments, binary-safe. */
 export type Command = Buffer[];
 
@@ -51,11 +76,11 @@ export type Command = Buffer[];
  * keep after the command ran, or it pins the whole chunk it came in.
  */
 export class RequestParser {
-  readonly limits: ParserLimits;
+  readonly limits: Readonly<ParserLimits>;
   #buf: Buffer = EMPTY;
   #pos = 0;
   /** Chunks received while waiting: joined once there is enough to go on, not on every read. */
-  #pending: Buffer[] = [];
+  #pending: Buffer[] | undefined = undefined;
   #pendingLength = 0;
   /** Whether a pending chunk holds the awaited byte (checked once per chunk, as it arrives). */
   #pendingHasNeeded = false;
@@ -65,7 +90,16 @@ export class RequestParser {
   #needByte = -1;
   /** Arguments still to read in the current multibulk (0: between commands). */
   #remaining = 0;
-  #args: Buffer[] = [];
+  /** Arguments of the current multibulk parsed from #buf (views into it). */
+  #args: Command = NO_ARGS;
+  /** Arguments of the current multibulk from earlier reads, copied (see SPILL_COPY_LIMIT). */
+  #spill: Buffer = EMPTY;
+  #spillUsed = 0;
+  #spillLengths: Uint32Array | undefined = undefined;
+  #spillCount = 0;
+  /** Long spilled arguments, kept as views. */
+  #spillViews: Buffer[] | undefined = undefined;
+  #spillViewBytes = 0;
   /** Length of the bulk being read (-1: its `$` header is still to read). */
   #bulkLength = -1;
   /** Bytes of the multibulk being read that were already parsed (its arguments are views into them). */
@@ -73,12 +107,12 @@ export class RequestParser {
   #failed = false;
 
   constructor(limits: Partial<ParserLimits> = {}) {
-    this.limits = { ...parserDefaults, ...limits };
+    this.limits = limitsOf(limits);
   }
 
   /** Bytes of the arguments of a command parsed so far, not yet complete (CLIENT LIST's argv-mem). */
   get partialArgvBytes(): number {
-    let bytes = 0;
+    let bytes = this.#spillUsed + this.#spillViewBytes;
     for (const arg of this.#args) bytes += arg.length;
     return bytes;
   }
@@ -103,7 +137,12 @@ export class RequestParser {
    * argument. This is what query buffer limits count.
    */
   get cost(): number {
-    return this.buffered + this.#consumed + this.#args.length * ARGUMENT_OVERHEAD;
+    const spilled =
+      this.#spill.length +
+      (this.#spillLengths?.byteLength ?? 0) +
+      this.#spillViewBytes +
+      (this.#spillViews?.length ?? 0) * ARGUMENT_OVERHEAD;
+    return this.buffered + this.#consumed + this.#args.length * ARGUMENT_OVERHEAD + spilled;
   }
 
   /** Drop everything received and stop parsing (the connection is closing). */
@@ -111,9 +150,10 @@ export class RequestParser {
     this.#failed = true;
     this.#buf = EMPTY;
     this.#pos = 0;
-    this.#pending = [];
+    this.#pending = undefined;
     this.#pendingLength = 0;
-    this.#args = [];
+    this.#args = NO_ARGS;
+    this.#dropSpill();
     this.#remaining = 0;
     this.#consumed = 0;
   }
@@ -121,7 +161,8 @@ export class RequestParser {
   /** Add received bytes. */
   push(chunk: Buffer): void {
     if (this.#failed || chunk.length === 0) return;
-    this.#pending.push(chunk);
+    if (this.#pending === undefined) this.#pending = [chunk];
+    else this.#pending.push(chunk);
     this.#pendingLength += chunk.length;
     if (this.#needByte !== -1 && !this.#pendingHasNeeded && chunk.includes(this.#needByte)) this.#pendingHasNeeded = true;
   }
@@ -149,10 +190,11 @@ export class RequestParser {
     const available = this.buffered;
     const waitingForByte = this.#needByte !== -1 && available <= this.limits.maxInlineLength && !this.#pendingHasNeeded;
     if (available < this.#needBytes || waitingForByte) return false;
+    const pending = this.#pending as Buffer[];
     const rest = this.#buf.subarray(this.#pos);
-    this.#buf = rest.length === 0 && this.#pending.length === 1 ? (this.#pending[0] as Buffer) : Buffer.concat([rest, ...this.#pending]);
+    this.#buf = rest.length === 0 && pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat([rest, ...pending]);
     this.#pos = 0;
-    this.#pending = [];
+    this.#pending = undefined;
     this.#pendingLength = 0;
     this.#pendingHasNeeded = false;
     this.#needBytes = 0;
@@ -161,6 +203,13 @@ export class RequestParser {
   }
 
   #parse(authRequired: boolean): Command | undefined {
+    const command = this.#parseFromBuffer(authRequired);
+    // A command cut by the end of the read: its arguments so far move out of the read's buffer.
+    if (command === undefined && this.#args.length > 0) this.#spillArgs();
+    return command;
+  }
+
+  #parseFromBuffer(authRequired: boolean): Command | undefined {
     for (;;) {
       if (this.#remaining === 0) {
         if (this.#pos >= this.#buf.length) return this.#wait(0, -1);
@@ -197,11 +246,77 @@ export class RequestParser {
         this.#bulkLength = -1;
         this.#remaining--;
       }
-      const command = this.#args;
-      this.#args = [];
+      const command = this.#spillCount === 0 ? this.#args : this.#unspill();
+      this.#args = NO_ARGS;
       this.#consumed = 0;
       return command;
     }
+  }
+
+  /** Copy the arguments parsed from #buf into the spill (short ones) or keep them (long ones). */
+  #spillArgs(): void {
+    const args = this.#args;
+    let lengths = this.#spillLengths;
+    const count = this.#spillCount + args.length;
+    if (lengths === undefined || lengths.length < count) {
+      const grown = new Uint32Array(Math.max(16, count, (lengths?.length ?? 0) * 2));
+      if (lengths !== undefined) grown.set(lengths.subarray(0, this.#spillCount));
+      lengths = grown;
+      this.#spillLengths = grown;
+    }
+    let bytes = 0;
+    for (const arg of args) if (arg.length < SPILL_COPY_LIMIT) bytes += arg.length;
+    if (this.#spillUsed + bytes > this.#spill.length) {
+      const grown = Buffer.allocUnsafe(Math.max(256, this.#spillUsed + bytes, this.#spill.length * 2));
+      this.#spill.copy(grown, 0, 0, this.#spillUsed);
+      this.#spill = grown;
+    }
+    let index = this.#spillCount;
+    for (const arg of args) {
+      if (arg.length < SPILL_COPY_LIMIT) {
+        arg.copy(this.#spill, this.#spillUsed);
+        this.#spillUsed += arg.length;
+        lengths[index++] = arg.length;
+      } else {
+        this.#spillViews ??= [];
+        this.#spillViews.push(arg);
+        this.#spillViewBytes += arg.length;
+        lengths[index++] = VIEW;
+      }
+    }
+    this.#spillCount = index;
+    this.#args = [];
+    // The bytes parsed from #buf are no longer referenced (its rest is copied at the next join).
+    this.#consumed = 0;
+  }
+
+  /** The complete command: the spilled arguments (views into the slab) and those of #buf. */
+  #unspill(): Command {
+    const lengths = this.#spillLengths as Uint32Array;
+    const command: Command = new Array(this.#spillCount + this.#args.length);
+    let offset = 0;
+    let view = 0;
+    for (let i = 0; i < this.#spillCount; i++) {
+      const length = lengths[i] as number;
+      if (length === VIEW) {
+        command[i] = (this.#spillViews as Buffer[])[view++] as Buffer;
+      } else {
+        command[i] = this.#spill.subarray(offset, offset + length);
+        offset += length;
+      }
+    }
+    for (let i = 0; i < this.#args.length; i++) command[this.#spillCount + i] = this.#args[i] as Buffer;
+    this.#dropSpill();
+    return command;
+  }
+
+  #dropSpill(): void {
+    this.#spill = EMPTY;
+    this.#spillUsed = 0;
+    this.#spillLengths = undefined;
+    this.#spillCount = 0;
+    this.#spillViews = undefined;
+    this.#spillViewBytes = 0;
   }
 
   #wait(bytes: number, byte: number): undefined {

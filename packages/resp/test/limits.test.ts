@@ -132,10 +132,11 @@ describe('one client cannot exhaust the heap', () => {
     const other = await rawConnect(port);
     const offender = await rawConnect(port);
     const offenderClosed = readUntilClose(offender, 60_000);
-    offender.write(floodHeader(4_000_000));
-    // 4 million one-byte arguments (28 MB on the wire) would take ~450 MB of heap unbounded:
-    // without limits this child dies with "JavaScript heap out of memory".
-    const flooding = flood(offender, 4_000_000);
+    offender.write(floodHeader(40_000_000));
+    // 40 million one-byte arguments (280 MB on the wire) held as they arrive cost ~260 MB (a
+    // 4-byte length and a byte each, grown by doubling; as Buffer views ~4.6 GB): over the total
+    // limit of half this child's heap long before they are all sent.
+    const flooding = flood(offender, 40_000_000);
     // Another client is served while the flood comes in.
     const replies: string[] = [];
     let serving = true;
@@ -152,7 +153,7 @@ describe('one client cannot exhaust the heap', () => {
     await served;
     expect(closed).toBe(true);
     expect(data).toBe(''); // Redis closes such a client without a reply
-    expect(written).toBeLessThan(4_000_000 * 7);
+    expect(written).toBeLessThan(40_000_000 * 7);
     expect(replies.length).toBeGreaterThan(0);
     expect(new Set(replies)).toEqual(new Set(['+PONG\r\n']));
     expect(child.exitCode).toBeNull();

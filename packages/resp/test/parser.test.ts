@@ -168,6 +168,44 @@ describe('incremental parsing', () => {
     expect(command?.[2]?.equals(value)).toBe(true);
     expect(parser.buffered).toBe(0);
   });
+
+  it('a command spread over many reads: short arguments copied aside, long ones kept, every byte intact, the cost counted', () => {
+    const args = [Buffer.from('MSET')];
+    for (let i = 0; i < 400; i++) args.push(Buffer.alloc(i % 7 === 0 ? 1500 + i : i % 50, i));
+    const whole = encode(args);
+    for (const size of [1, 7, 100, 1023, 4096]) {
+      const parser = new RequestParser();
+      let command: Command | undefined;
+      let maxCost = 0;
+      for (let at = 0; at < whole.length; at += size) {
+        parser.push(whole.subarray(at, at + size));
+        command = parser.next() ?? command;
+        if (command === undefined) {
+          maxCost = Math.max(maxCost, parser.cost);
+          expect(parser.partialArgvBytes).toBeLessThanOrEqual(whole.length);
+        }
+      }
+      expect(command?.length).toBe(args.length);
+      expect(command?.every((arg, i) => arg.equals(args[i] as Buffer))).toBe(true);
+      // What the parser held was counted: at least the bytes of the arguments received.
+      expect(maxCost).toBeGreaterThanOrEqual(whole.length - 4096 - 1600);
+      expect(parser.cost).toBe(0);
+      expect(parser.partialArgvBytes).toBe(0);
+      expect(parser.next()).toBeUndefined();
+    }
+  });
+
+  it('two commands pipelined in chunks that cut both: each gets its own arguments', () => {
+    const first = encode([Buffer.from('SET'), Buffer.from('a'), Buffer.alloc(2000, 1)]);
+    const second = encode([Buffer.from('RPUSH'), Buffer.from('l'), Buffer.from('x'), Buffer.from('y')]);
+    const stream = Buffer.concat([first, second, first]);
+    const { commands } = parseAll(stream, { chunks: Array(Math.ceil(stream.length / 5)).fill(5) });
+    expect(commands).toEqual([
+      ['SET', 'a', '\x01'.repeat(2000)],
+      ['RPUSH', 'l', 'x', 'y'],
+      ['SET', 'a', '\x01'.repeat(2000)],
+    ]);
+  });
 });
 
 // Property tests: any split of a valid stream parses the same; random bytes never crash or hang.
