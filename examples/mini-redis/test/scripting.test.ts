@@ -234,3 +234,45 @@ describe('EVALSHA and SCRIPT, as redis-server 7.0.15', () => {
     ]);
   });
 });
+
+describe('libraries and binary safety, as redis-server 7.0.15', () => {
+  it('cjson, bit, unpack, loadstring, math.random, KEYS/ARGV bytes', async () => {
+    const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    await same([
+      e("return cjson.encode({1, 2, 'x', {a=true}})"),
+      e('return cjson.encode({})'),
+      e("return cjson.encode('a/b\"\\n\\1')"),
+      e('return cjson.encode(3)'),
+      e('return cjson.encode(1.5)'),
+      e('return cjson.encode(1/3)'),
+      e('return cjson.encode({[1]=1, [2]=2, [4]=4})'),
+      e('return cjson.encode(cjson.null)'),
+      e('return cjson.encode(function() end)'),
+      e('return cjson.encode(0/0)'),
+      e(`return cjson.decode('[1,2,{"b":"c"}]')[3].b`),
+      e(`return cjson.decode('{"n":12345}').n`),
+      e(`return cjson.decode('{"f":1.5}').f * 2`),
+      e(`return type(cjson.decode('{"a":null}').a)`),
+      e(`return cjson.decode('{"a":null}').a == cjson.null`),
+      e(`return cjson.decode('[1,2,3]')`),
+      e(`return #cjson.decode('"text"')`),
+      e(
+        'return {bit.band(0xff, 0x0f), bit.bor(1, 2, 4), bit.bxor(5, 3), bit.bnot(0), bit.lshift(1, 31), bit.rshift(-1, 28), bit.arshift(-256, 4)}',
+      ),
+      e('return {bit.tohex(65535), bit.tohex(-1, 4), bit.tohex(255, -2), bit.tobit(2^32 + 5), bit.rol(1, 33), bit.bswap(0x12345678)}'),
+      e('return {unpack({1, 2, 3})}'),
+      e("return loadstring('return 40 + 2')()"),
+      e('return {math.random(10), math.random(5, 7), math.random(1000)}'),
+      e('return math.floor(math.random() * 1000000)'),
+      e('return {string.format("%d %s %5.2f", 7, "x", 3.14159), string.rep("ab", 3, "-"), ("x"):upper()}'),
+      e('return {tostring(10 / 2), tostring(2^53), tostring(0.1), 7 % 3, tostring(-0.0), tostring(1e300 * 1e10)}'),
+      e('return #ARGV[1]', '0', 'héllo'),
+      ['EVAL', 'return ARGV[1]', '0', bytes],
+      ['EVAL', 'return {KEYS[1], ARGV[1]}', '1', Buffer.from([0, 13, 10, 255]), Buffer.from('\r\n')],
+      ['EVAL', "return redis.call('SET', KEYS[1], ARGV[1])", '1', Buffer.from([0, 255]), bytes],
+      ['GET', Buffer.from([0, 255])],
+      ['EVAL', 'return redis.sha1hex(ARGV[1])', '0', bytes],
+      ['EVAL', 'return "a\\0b"', '0'],
+    ]);
+  });
+});

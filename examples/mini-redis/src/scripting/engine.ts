@@ -40,6 +40,8 @@ interface Raw {
   _lua_pcallk(L: number, nargs: number, nresults: number, errfunc: number, ctx: number, k: number): number;
   _lua_sethook(L: number, hook: number, mask: number, count: number): void;
   _lua_pushcclosure(L: number, fn: number, n: number): void;
+  _lua_rotate(L: number, index: number, n: number): void;
+  _lua_callk(L: number, nargs: number, nresults: number, ctx: number, k: number): void;
   _lua_checkstack(L: number, n: number): number;
 }
 
@@ -122,7 +124,6 @@ export class LuaEngine {
   #errorHandlerRef = 0;
   #compileRef = 0;
   #globalsRef = 0;
-  #resetRandomRef = 0;
   #collectRef = 0;
   #hook = 0;
   /** The run in progress. */
@@ -255,10 +256,6 @@ export class LuaEngine {
     client.begin(options.caller);
     raw._lua_settop(L, 0);
     try {
-      // Every script starts from the same random seed (Redis resets it per EVAL).
-      raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#resetRandomRef));
-      raw._lua_pcallk(L, 0, 0, 0, 0, 0);
-      raw._lua_settop(L, 0);
       // KEYS and ARGV, into the sandbox's real globals table.
       raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#globalsRef));
       this.#lua.lua_pushstring(L, 'KEYS');
@@ -293,6 +290,19 @@ export class LuaEngine {
       raw._lua_pushcclosure(L, raw.addFunction(fn, 'ii'), 0);
       lua.lua_setglobal(L, name);
     };
+    // __mr_cwrap(f): f as a C function (a tail call to it keeps the caller's frame, as Redis's C libraries).
+    const trampoline = raw.addFunction((state) => {
+      const argc = raw._lua_gettop(state);
+      raw._lua_pushvalue(state, LUA_REGISTRYINDEX - 1); // upvalue 1
+      raw._lua_rotate(state, 1, 1);
+      raw._lua_callk(state, argc, -1, 0, 0);
+      return raw._lua_gettop(state);
+    }, 'ii');
+    register('__mr_cwrap', (state) => {
+      raw._lua_settop(state, 1);
+      raw._lua_pushcclosure(state, trampoline, 1);
+      return 1;
+    });
     register('__mr_call', (state) => this.#call(state, true));
     register('__mr_pcall', (state) => this.#call(state, false));
     register('__mr_sha1hex', (state) => {
@@ -350,6 +360,8 @@ export class LuaEngine {
       this.#pushJson(state, value, 2, 0);
       return 2;
     });
+    raw._lua_pushlightuserdata(L, 0);
+    lua.lua_setglobal(L, '__mr_null');
     lua.lua_pushstring(L, this.#options.version);
     lua.lua_setglobal(L, '__mr_version');
     const [major = 0, minor = 0, patch = 0] = this.#options.version.split('.').map(Number);
@@ -376,7 +388,6 @@ export class LuaEngine {
     this.#errorHandlerRef = ref('__mr_error_handler');
     this.#compileRef = ref('__mr_compile');
     this.#globalsRef = ref('__mr_env');
-    this.#resetRandomRef = ref('__mr_reset_random');
     this.#collectRef = ref('__mr_collect');
     ref('__mr_globals');
     raw._lua_settop(L, 0);

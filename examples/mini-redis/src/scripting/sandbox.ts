@@ -11,6 +11,8 @@
 //    as Lua 5.1 had them.
 
 export const SANDBOX = String.raw`
+local cwrap = __mr_cwrap
+__mr_cwrap = nil
 local rawcall, rawpcall, rawsha1, rawlog, rawsetresp, rawsetrepl, rawcjdecode = __mr_call, __mr_pcall, __mr_sha1hex, __mr_log, __mr_setresp, __mr_setrepl, __mr_cjson_decode
 __mr_call, __mr_pcall, __mr_sha1hex, __mr_log, __mr_setresp, __mr_setrepl, __mr_cjson_decode = nil, nil, nil, nil, nil, nil, nil
 local type, tostring, error, pairs, ipairs, next, select, setmetatable, getmetatable, rawget, rawset, rawequal, rawlen =
@@ -85,6 +87,15 @@ local function load_text(chunk, chunkname)
   return load(chunk, chunkname or chunk, 't', globals)
 end
 env.loadstring = load_text
+-- Lua 5.1 prints every number with %.14g (5.4 writes 5.0 for a float): tostring as 5.1.
+local format = string.format
+env.tostring = function(v)
+  if type(v) == 'number' then
+    if v ~= v then return (string.format('%f', v):gsub('^%-', '-')) end
+    return format('%.14g', v)
+  end
+  return tostring(v)
+end
 env.unpack = table.unpack
 env.gcinfo = function() return collectgarbage('count') end
 
@@ -109,7 +120,7 @@ mathlib.cosh = function(x) return (math.exp(x) + math.exp(-x)) / 2 end
 mathlib.sinh = function(x) return (math.exp(x) - math.exp(-x)) / 2 end
 mathlib.tanh = function(x) local a, b = math.exp(x), math.exp(-x) return (a - b) / (a + b) end
 -- Redis's math.random: the same sequence for the same seed on every machine (redisLrand48).
-local seed = 0
+local seed = 0x1234ABCD330E -- rand.c's X2 X1 X0: the state carries over from script to script, as in Redis 7.0
 local function lrand48()
   seed = (seed * 0x5DEECE66D + 0xB) & 0xFFFFFFFFFFFF
   return seed >> 17
@@ -117,7 +128,6 @@ end
 local function srand48(s)
   seed = (((s & 0xFFFFFFFF) << 16) | 0x330E) & 0xFFFFFFFFFFFF
 end
-srand48(0)
 mathlib.random = function(...)
   local n = select('#', ...)
   local r = (lrand48() % 2147483647) / 2147483647
@@ -129,7 +139,6 @@ mathlib.random = function(...)
   return math.floor(r * (u - l + 1)) + l
 end
 mathlib.randomseed = function(s) srand48(math.tointeger(math.floor(s)) or 0) end
-__mr_reset_random = function() srand48(0) end
 
 local tablelib = copy(table)
 tablelib.getn = function(t) return #t end
@@ -144,6 +153,7 @@ tablelib.foreachi = function(t, f) for i = 1, #t do local r = f(i, t[i]) if r ~=
 
 local stringlib = copy(string)
 stringlib.gfind = string.gmatch
+stringlib.rep = function(s, n) return string.rep(s, n) end -- 5.1's: no separator
 stringlib.dump = nil
 
 -- bit (LuaBitOp): 32-bit operations on numbers, results signed.
@@ -175,7 +185,8 @@ local bit = {
 
 -- cjson: encode in Lua (bytes pass through as Redis's cjson does), decode in JS.
 local cjson = {}
-local null = setmetatable({}, { __tostring = function() return 'null' end, __metatable = false })
+local null = __mr_null -- a NULL light userdata, as Lua cjson's
+__mr_null = nil
 cjson.null = null
 local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['/'] = '\\/', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
 local function escape(s)
@@ -221,18 +232,20 @@ encode = function(v, depth)
     error('Cannot serialise ' .. t .. ': type not supported', 0)
   end
 end
-function cjson.encode(...)
-  if select('#', ...) ~= 1 then error("bad argument #1 to 'encode' (expected 1 argument)", 2) end
+-- Wrapped as C functions (cwrap): a script's 'return cjson.encode(x)' keeps its own frame for the
+-- error's line, as with Redis's C library; level 3 is the script.
+cjson.encode = cwrap(function(...)
+  if select('#', ...) ~= 1 then error("bad argument #1 to 'encode' (expected 1 argument)", 3) end
   local ok, r = pcall(encode, (...), 0)
-  if not ok then error(r, 2) end
+  if not ok then error(r, 3) end
   return r
-end
-function cjson.decode(s)
-  if type(s) ~= 'string' and type(s) ~= 'number' then error("bad argument #1 to 'decode' (string expected, got " .. type(s) .. ")", 2) end
+end)
+cjson.decode = cwrap(function(s)
+  if type(s) ~= 'string' and type(s) ~= 'number' then error("bad argument #1 to 'decode' (string expected, got " .. type(s) .. ")", 3) end
   local ok, r = rawcjdecode(tostring(s), null)
-  if not ok then error(r, 2) end
+  if not ok then error(r, 3) end
   return r
-end
+end)
 cjson.decode_invalid_numbers = function() return true end
 cjson.encode_keep_buffer = function() return true end
 cjson.encode_max_depth = function() return 1000 end
