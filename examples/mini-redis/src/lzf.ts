@@ -15,15 +15,20 @@ const table = new Int32Array(1 << HASH_BITS);
 const hashAt = (data: Uint8Array, i: number): number =>
   ((((data[i] as number) << 16) | ((data[i + 1] as number) << 8) | (data[i + 2] as number)) * 2654435761) >>> (32 - HASH_BITS);
 
+/** The output buffer every call reuses (grown as needed): no allocation per string. */
+let scratch = Buffer.allocUnsafe(64 * 1024);
+
 /**
  * Compress `input`; undefined when the result would be longer than `limit` bytes (Redis stores
- * the string as it is then: it asks for at most `length - 4`).
+ * the string as it is then: it asks for at most `length - 4`). The result is a view of a buffer the
+ * next call reuses: copy it (or write it out) before compressing again.
  */
 export function lzfCompress(input: Uint8Array, limit: number): Buffer | undefined {
   const length = input.length;
   if (length === 0 || limit <= 0) return undefined;
   // Room for what one step may write past the limit before the loop notices.
-  const out = Buffer.allocUnsafe(limit + 2 * MAX_LITERAL + 16);
+  if (scratch.length < limit + 2 * MAX_LITERAL + 16) scratch = Buffer.allocUnsafe(limit + 2 * MAX_LITERAL + 16);
+  const out = scratch;
   let op = 0;
   let literalStart = 0;
   let ip = 0;

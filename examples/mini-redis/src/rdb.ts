@@ -374,25 +374,31 @@ class Reader {
     return slice;
   }
 
-  /** rdbLoadLen: the length, or (encoded) the RDB_ENC_* of a special string encoding. */
-  lenOrEncoding(): { value: number; encoded: boolean } {
+  /** Set by `lenOrEncoding`: the value read was an RDB_ENC_* (a special string encoding), not a length. */
+  encoded = false;
+
+  /** rdbLoadLen: the length, or (then `encoded` is true) the RDB_ENC_* of a special string encoding. */
+  lenOrEncoding(): number {
     const first = this.byte();
+    this.encoded = false;
     switch (first >> 6) {
       case 0:
-        return { value: first & 0x3f, encoded: false };
+        return first & 0x3f;
       case 1:
-        return { value: ((first & 0x3f) << 8) | this.byte(), encoded: false };
+        return ((first & 0x3f) << 8) | this.byte();
       case 3:
-        return { value: first & 0x3f, encoded: true };
+        this.encoded = true;
+        return first & 0x3f;
       default: {
         if (first === 0x80) {
-          const value = this.take(4).readUInt32BE(0);
-          return { value, encoded: false };
+          this.need(4);
+          this.pos += 4;
+          return this.data.readUInt32BE(this.pos - 4);
         }
         if (first === 0x81) {
           const value = this.take(8).readBigUInt64BE(0);
           if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(`length ${value} out of range`);
-          return { value: Number(value), encoded: false };
+          return Number(value);
         }
         throw corrupt(`Unknown length encoding ${first} in rdbLoadLen()`);
       }
@@ -400,16 +406,38 @@ class Reader {
   }
 
   len(): number {
-    const { value, encoded } = this.lenOrEncoding();
-    if (encoded) throw corrupt('encoded length where a length was expected');
+    const value = this.lenOrEncoding();
+    if (this.encoded) throw corrupt('encoded length where a length was expected');
     return value;
   }
 
-  /** rdbGenericLoadStringObject: the bytes of a string, whatever its encoding. */
+  /** rdbGenericLoadStringObject: the bytes of a string, whatever its encoding (a copy: the file can go). */
   string(): Buffer {
-    const { value, encoded } = this.lenOrEncoding();
-    if (!encoded) return Buffer.from(this.take(value));
-    switch (value) {
+    const value = this.lenOrEncoding();
+    if (!this.encoded) {
+      this.need(value);
+      const out = Buffer.allocUnsafe(value);
+      this.data.copy(out, 0, this.pos, this.pos + value);
+      this.pos += value;
+      return out;
+    }
+    return this.#special(value);
+  }
+
+  /** A string as a latin1 JavaScript string (keys, fields, members). */
+  latin1(): string {
+    const value = this.lenOrEncoding();
+    if (!this.encoded) {
+      this.need(value);
+      this.pos += value;
+      return this.data.toString('latin1', this.pos - value, this.pos);
+    }
+    return this.#special(value).toString('latin1');
+  }
+
+  /** The integer and LZF encodings of a string. */
+  #special(encoding: number): Buffer {
+    switch (encoding) {
       case 0:
         return Buffer.from(String(this.take(1).readInt8(0)), 'latin1');
       case 1:
@@ -426,12 +454,8 @@ class Reader {
         return plain;
       }
       default:
-        throw corrupt(`Unknown RDB string encoding type ${value}`);
+        throw corrupt(`Unknown RDB string encoding type ${encoding}`);
     }
-  }
-
-  latin1(): string {
-    return this.string().toString('latin1');
   }
 
   /** rdbLoadBinaryDoubleValue. */

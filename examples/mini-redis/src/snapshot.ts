@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type Adapter, PortbindError, type PortService } from '@portbind/core';
 import { OK, RespError, simple } from '@portbind/resp';
@@ -182,6 +182,7 @@ function writeAtomicallySync(dir: string, name: string, data: Buffer): void {
 }
 
 async function writeAtomically(dir: string, name: string, data: Buffer): Promise<void> {
+  await mkdir(dir, { recursive: true });
   const temp = join(dir, `temp-${process.pid}.rdb`);
   const file = await open(temp, 'w', 0o644);
   try {
@@ -433,28 +434,22 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
       state.savePoints = parseSavePoints(value);
     },
   });
-  config.set('dir', {
-    get: () => state.dir,
-    set(value) {
-      // Redis chdirs there: the directory must exist (the reason is chdir's strerror).
-      let directory: boolean;
-      try {
-        directory = statSync(value).isDirectory();
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        throw new Error(code === 'ENOENT' ? 'No such file or directory' : code === 'EACCES' ? 'Permission denied' : String(code));
-      }
-      if (!directory) throw new Error('Not a directory');
-      state.dir = resolve(value);
+  // PROTECTED_CONFIG in Redis 7.0 (enable-protected-configs no): set at start (DATA_DIR), not by
+  // clients — CONFIG SET dir was the classic way to make a server write files where it should not.
+  const protectedSetting = (get: () => string) => ({
+    get,
+    set(value: string) {
+      if (value !== get()) throw new Error("can't set protected config");
     },
   });
-  config.set('dbfilename', {
-    get: () => state.dbfilename,
-    set(value) {
-      if (value.includes('/') || value.includes('\\')) throw new Error("dbfilename can't be a path, just a filename");
-      state.dbfilename = value;
-    },
-  });
+  config.set(
+    'dir',
+    protectedSetting(() => state.dir),
+  );
+  config.set(
+    'dbfilename',
+    protectedSetting(() => state.dbfilename),
+  );
   config.set(
     'rdbcompression',
     yesNo(
