@@ -119,6 +119,35 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
   );
 
   const readStream = (db: Database, key: string): Stream | undefined => db.read(key, 'stream');
+
+  // Clients blocked in XREADGROUP must learn when their key is deleted, overwritten or flushed (an
+  // error), XREAD ones when a key they wait on is a stream again: every write to a key someone
+  // waits on in XREAD/XREADGROUP signals it once the running command is done (Redis serves
+  // blocked clients after the command, too).
+  const waited = new Map<string, number>();
+  const watchKey = (db: number, key: string, delta: number): void => {
+    const id = `${db}\u0000${key}`;
+    const count = (waited.get(id) ?? 0) + delta;
+    if (count > 0) waited.set(id, count);
+    else waited.delete(id);
+  };
+  const signalLater = (db: number, key: string): void => {
+    queueMicrotask(() => blocked.signal(db, key));
+  };
+  const touch = resp.touch.bind(resp);
+  resp.touch = (db, key) => {
+    touch(db, key);
+    if (waited.size > 0 && waited.has(`${db}\u0000${key}`)) signalLater(db, key);
+  };
+  const touchAll = resp.touchAll.bind(resp);
+  resp.touchAll = (db, exists) => {
+    touchAll(db, exists);
+    for (const id of waited.keys()) {
+      const at = id.indexOf('\u0000');
+      const index = Number(id.slice(0, at));
+      if (db === -1 || index === db) signalLater(index, id.slice(at + 1));
+    }
+  };
   const written = (client: RespClient, key: string, event: string): void => {
     resp.touch(client.db, key);
     resp.notifyKeyspaceEvent('stream', event, key, client.db);
@@ -546,14 +575,17 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
           return;
         }
         const blockedCount = count || 1000;
-        const take = (key: string): Served | undefined => {
+        const take = (key: string): Served | { error: string } | undefined => {
           const index = keys.indexOf(key);
-          const value = db.peek(key);
-          if (index < 0 || value?.type !== 'stream') return undefined;
+          const value = keyspace.db(client.db).peek(key);
+          // A group reader whose key went (DEL, SET, FLUSHALL…) or whose group went gets an error, as in Redis.
+          if (index < 0) return undefined;
+          if (value?.type !== 'stream') return readgroup ? { error: 'UNBLOCKED the stream key no longer exists' } : undefined;
           const stream = value.data;
-          const cg = groups[index];
-          if (cg !== undefined) {
-            if (stream.groups.get(groupName as string) !== cg) return undefined;
+          if (readgroup) {
+            // Looked up by name: a RENAME may have brought another stream with a group of that name.
+            const cg = stream.groups.get(groupName as string);
+            if (cg === undefined) return { error: 'NOGROUP the consumer group this client was blocked on no longer exists' };
             if (stream.length === 0 || (stream.edge(true)?.id ?? 0n) <= cg.lastId) return undefined;
             const consumer = lookupConsumer(client, key, cg, consumerName as string);
             const emit = (replayed: Array<Buffer | string>) => propagation.served(client.db, replayed);
@@ -564,8 +596,12 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
           const entries = stream.range(start, MAX_ID, blockedCount);
           return entries.length > 0 ? { key, entries } : undefined;
         };
+        for (const key of keys) watchKey(client.db, key, 1);
         return blocked.waitFor(client, keys, take, timeoutMs).then((result) => {
-          if (result !== undefined) writeServed(client, [result]);
+          for (const key of keys) watchKey(client.db, key, -1);
+          if (result === undefined) return;
+          if ('error' in result) throw new RespError(result.error);
+          writeServed(client, [result]);
         });
       },
     );
