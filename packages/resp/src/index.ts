@@ -1,13 +1,15 @@
 // The public surface: the factory, the types handlers and options are written against, and the
-// helpers a handler needs (replies, errors, integer arguments, glob patterns). The request
-// parser, the reply encoder's class and ProtocolError stay internal.
-export type { CommandFlag, CommandHandler, CommandOptions, CommandSpec, InfoFields, RespAdapter, RespOptions } from './adapter.js';
+// helpers a handler needs (replies, errors, integer and float arguments, glob patterns). The
+// request parser, the reply encoder's class and ProtocolError stay internal.
+export type { RespAdapter, RespOptions } from './adapter.js';
 export { respAdapter } from './adapter.js';
-export { integerArg } from './builtins.js';
+export { floatArg, int64Arg, integerArg, NOT_FLOAT, NOT_INTEGER, parseDouble, parseInt64 } from './args.js';
 export type { RespClient } from './client.js';
 export { globMatch } from './glob.js';
+export type { InfoFields } from './host.js';
 export type { KeyspaceEventClass } from './notify.js';
 export type { Command } from './parser.js';
+export type { CommandFlag, CommandHandler, CommandOptions, CommandSpec } from './registry.js';
 export {
   type DoubleFormat,
   formatDouble,

@@ -1,0 +1,250 @@
+import type { Logger } from '@portbind/core';
+import type { AuthPolicy } from './auth.js';
+import { type RespClient, writeFailure, writeResult } from './client.js';
+import type { Monitors } from './monitor.js';
+import type { Command } from './parser.js';
+import type { ClientPause } from './pause.js';
+import type { PubSub } from './pubsub.js';
+import { type CommandHandler, type CommandRegistry, type CommandSpec, commandKeys, type Entry, fullName } from './registry.js';
+import type { Tracking } from './tracking.js';
+
+// Dispatch: one command received → the checks Redis's processCommand makes, in its order
+// (lookup, arity, auth, MONITOR, OOM, the pre-run check, CLIENT PAUSE, MULTI's queue, RESP2
+// subscribed mode), then run() calls the handler, writes its result or error, and does what
+// follows a command (client-side caching, INFO commandstats, MONITOR).
+
+/** Per command (`client|list` for a subcommand), as INFO commandstats shows it. */
+export interface CommandStats {
+  calls: number;
+  usec: number;
+  rejected: number;
+  failed: number;
+}
+
+/**
+ * A check made on every command after arity, auth and OOM, before CLIENT PAUSE holds it or MULTI
+ * queues it: the error to refuse it with (`MOVED …`, `CROSSSLOT …`), or undefined to go on.
+ */
+export type PreRunCheck<Context> = (client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command) => string | undefined;
+
+/** What dispatch needs from the adapter. */
+export interface DispatchHost<Context> {
+  readonly registry: CommandRegistry<Context>;
+  readonly auth: AuthPolicy<Context>;
+  readonly pubsub: PubSub<Context>;
+  readonly pause: ClientPause<Context>;
+  readonly monitors: Monitors<Context>;
+  readonly tracking: Tracking<Context>;
+  /** INFO's total_commands_processed. */
+  readonly stats: { commandsProcessed: number };
+  readonly outOfMemory: (() => boolean) | undefined;
+  readonly logger: Logger;
+  /** The pre-run check ({@link PreRunCheck}), if any. */
+  readonly check?: PreRunCheck<Context> | undefined;
+}
+
+/** The reply of a command ended by `CLIENT UNBLOCK id ERROR` (networking.c, clientCommand). */
+const UNBLOCKED = 'UNBLOCKED client unblocked via CLIENT UNBLOCK';
+
+const PUBSUB_ONLY = 'only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context';
+
+export class Dispatcher<Context> {
+  readonly #host: DispatchHost<Context>;
+  /** INFO commandstats. */
+  readonly commandStats = new Map<string, CommandStats>();
+  /** The client whose command runs now (tracking's NOLOOP). */
+  #current: RespClient<Context> | undefined;
+  /** Nesting of run() (EXEC runs the queued commands inside its own run). */
+  #depth = 0;
+  readonly #logFailure = (error: unknown, command: string): void =>
+    this.#host.logger.error({ err: error, command }, 'command handler failed');
+
+  constructor(host: DispatchHost<Context>) {
+    this.#host = host;
+  }
+
+  /** The client whose command is running, if any. */
+  get current(): RespClient<Context> | undefined {
+    return this.#current;
+  }
+
+  /** A closed client is no longer current. */
+  forget(client: RespClient<Context>): void {
+    if (this.#current === client) this.#current = undefined;
+  }
+
+  /** Dispatch one command, in Redis's order of checks. */
+  execute(own: RespClient<Context>, argv: Command): void | Promise<void> {
+    const host = this.#host;
+    const entry = host.registry.entry((argv[0] as Buffer).toString('latin1'));
+    if (entry === undefined) {
+      this.#reject(own, unknownCommand(argv));
+      return;
+    }
+    const spec = entry.spec;
+    const arity = spec.arity;
+    if (arity >= 0 ? argv.length !== arity : argv.length < -arity) {
+      this.#rejectCommand(own, spec.name, `ERR wrong number of arguments for '${spec.name}' command`);
+      return;
+    }
+    if (!entry.noauth && host.auth.required(own)) {
+      this.#rejectCommand(own, spec.name, 'NOAUTH Authentication required.');
+      return;
+    }
+    if (own.monitoring && entry.keyspace) {
+      // server.c, processCommand: a MONITOR client is a replica, kept away from the keyspace.
+      this.#rejectCommand(own, spec.name, "ERR Replica can't interact with the keyspace");
+      return;
+    }
+    if (host.outOfMemory !== undefined && this.#usesMemory(own, entry) && host.outOfMemory()) {
+      this.#rejectCommand(own, spec.name, "OOM command not allowed when used memory > 'maxmemory'.");
+      return;
+    }
+    // The pre-run check (cluster mode's slot check): the one place for a check on every command
+    // that passed the above, before CLIENT PAUSE holds it and MULTI queues it.
+    if (host.check !== undefined) {
+      const refused = host.check(own, spec, argv);
+      if (refused !== undefined) {
+        this.#rejectCommand(own, spec.name, refused);
+        return;
+      }
+    }
+    if (host.pause.type !== undefined && host.pause.holds(own, entry)) return this.#afterPause(own, entry, argv);
+    return this.#proceed(own, entry, argv);
+  }
+
+  /** Whether a command is refused when out of memory (server.c, processCommand's reject_cmd_on_oom). */
+  #usesMemory(own: RespClient<Context>, entry: Entry<Context>): boolean {
+    if (entry.denyoom) return true;
+    const name = entry.spec.name;
+    if (own.multi === undefined) return false;
+    if (name !== 'exec') return name !== 'discard' && name !== 'quit' && name !== 'reset';
+    for (const queued of own.multi) {
+      if (this.#host.registry.entry((queued[0] as Buffer).toString('latin1'))?.denyoom) return true;
+    }
+    return false;
+  }
+
+  /** The rest of dispatch, once no CLIENT PAUSE holds the command: MULTI's queue, RESP2 pub/sub, run. */
+  #proceed(own: RespClient<Context>, entry: Entry<Context>, argv: Command): void | Promise<void> {
+    const spec = entry.spec;
+    if (own.multi !== undefined && !entry.nomulti) {
+      own.queue(argv);
+      own.reply.simple('QUEUED');
+      return;
+    }
+    if (!entry.pubsub && own.protocol === 2 && this.#host.pubsub.isSubscribed(own)) {
+      this.#rejectCommand(own, spec.name, `ERR Can't execute '${spec.name}': ${PUBSUB_ONLY}`);
+      return;
+    }
+    return this.run(own, spec, argv);
+  }
+
+  /** Wait for the pause to end (the client is blocked meanwhile, its later commands behind it), then go on. */
+  async #afterPause(own: RespClient<Context>, entry: Entry<Context>, argv: Command): Promise<void> {
+    const spec = entry.spec;
+    const pause = this.#host.pause;
+    own.lastCommand = spec.subcommands === undefined ? spec.name : fullName(spec, argv); // CLIENT LIST's cmd= while held, as Redis
+    while (pause.holds(own, entry)) {
+      await pause.ended();
+      if (own.closing) return;
+    }
+    const pending = this.#proceed(own, entry, argv);
+    if (pending !== undefined) await pending;
+  }
+
+  /** Run a command's handler and write its result or error (EXEC uses this for queued commands). */
+  run(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void | Promise<void> {
+    const host = this.#host;
+    const name = spec.subcommands === undefined ? spec.name : fullName(spec, argv);
+    client.lastCommand = name;
+    host.stats.commandsProcessed++;
+    // INFO commandstats: calls and failures; the time the handler ran (not the time a blocked
+    // command waited) is measured on one call in 32 and counted 32 times — a clock read costs about
+    // as much as a small command here.
+    const stats = this.statsOf(name);
+    const timed = (stats.calls++ & 31) === 0;
+    const started = timed ? performance.now() : 0;
+    let result: ReturnType<CommandHandler<Context>>;
+    this.#current = client;
+    this.#depth++;
+    try {
+      result = spec.handler(client, argv);
+    } catch (error) {
+      this.#depth--;
+      this.#current = this.#depth === 0 ? undefined : client;
+      if (timed) stats.usec += Math.round((performance.now() - started) * 32_000);
+      stats.failed++;
+      writeFailure(client, error, spec.name, this.#logFailure);
+      this.#after(client, spec, argv, this.#depth === 0);
+      return;
+    }
+    this.#depth--;
+    this.#current = this.#depth === 0 ? undefined : client;
+    if (timed) stats.usec += Math.round((performance.now() - started) * 32_000);
+    if (result instanceof Promise) {
+      return result.then(
+        (value) => {
+          if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
+          else writeResult(client, value);
+          this.#after(client, spec, argv, true);
+        },
+        (error: unknown) => {
+          stats.failed++;
+          if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
+          else writeFailure(client, error, spec.name, this.#logFailure);
+          this.#after(client, spec, argv, true);
+        },
+      );
+    }
+    if (result !== undefined) client.reply.value(result);
+    this.#after(client, spec, argv, this.#depth === 0);
+  }
+
+  /**
+   * After a command's reply (or error) is written: client-side caching (invalidations for this
+   * client's own writes go after its reply, after EXEC's whole array), then MONITOR — as Redis's
+   * call(), after the command ran, so a SELECT shows the new db.
+   */
+  #after(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command, outermost: boolean): void {
+    const { tracking, monitors } = this.#host;
+    if (client.tracking !== undefined) {
+      // Remember the keys a read-only command read (server.c, call); CLIENT CACHING covers a whole EXEC.
+      if (spec.flags?.includes('readonly')) tracking.remember(client, commandKeys(spec, argv));
+      if (this.#depth === 0) tracking.commandDone(client, spec.name);
+    }
+    if (outermost) tracking.sendPending();
+    if (monitors.size !== 0) monitors.feed(client, spec, argv);
+  }
+
+  statsOf(name: string): CommandStats {
+    let stats = this.commandStats.get(name);
+    if (stats === undefined) {
+      stats = { calls: 0, usec: 0, rejected: 0, failed: 0 };
+      this.commandStats.set(name, stats);
+    }
+    return stats;
+  }
+
+  /** A known command refused before it ran: its rejected_calls count (INFO commandstats). */
+  #rejectCommand(client: RespClient<Context>, name: string, message: string): void {
+    this.statsOf(name).rejected++;
+    this.#reject(client, message);
+  }
+
+  #reject(client: RespClient<Context>, message: string): void {
+    if (client.multi !== undefined) client.multiDirty = true;
+    client.reply.error(message);
+  }
+}
+
+/** Redis 7's text: the name cut to 128 bytes, then arguments quoted, within a 128-byte budget. */
+function unknownCommand(argv: Command): string {
+  const cut = (buffer: Buffer, max: number): string => {
+    const nul = buffer.indexOf(0);
+    return buffer.toString('latin1', 0, Math.min(nul === -1 ? buffer.length : nul, max));
+  };
+  let args = '';
+  for (let i = 1; i < argv.length && args.length < 128; i++) args += `'${cut(argv[i] as Buffer, 128 - args.length)}' `;
+  return `ERR unknown command '${cut(argv[0] as Buffer, 128)}', with args beginning with: ${args}`;
+}
