@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { createClient, defineScript } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CommandLine, RawClient, type Started, show, startMiniRedis, startRedisServer } from './support.js';
 
@@ -274,5 +277,255 @@ describe('libraries and binary safety, as redis-server 7.0.15', () => {
       ['EVAL', 'return redis.sha1hex(ARGV[1])', '0', bytes],
       ['EVAL', 'return "a\\0b"', '0'],
     ]);
+  });
+});
+
+/** Steps on several raw connections: [connection, commands, replies to read (default: one per command)]. */
+type Step = readonly [number, readonly CommandLine[], number?, 'quiet'?];
+
+async function session(port: number, connections: number, steps: readonly Step[]): Promise<string[]> {
+  const clients = Array.from({ length: connections }, () => new RawClient(port));
+  const transcript: string[] = [];
+  try {
+    await (clients[0] as RawClient).send(['FLUSHALL', 'SCRIPT FLUSH']);
+    for (const [on, commands, replies, quiet] of steps) {
+      const client = clients[on] as RawClient;
+      if (commands.length > 0) client.socket.write(Buffer.concat(commands.map((command) => encodeOne(command))));
+      const read = await client.read(replies ?? commands.length);
+      if (quiet === undefined) for (const reply of read) transcript.push(`${on}: ${show(reply)}`);
+    }
+    return transcript;
+  } finally {
+    for (const client of clients) client.close();
+  }
+}
+
+function encodeOne(command: CommandLine): Buffer {
+  const words = typeof command === 'string' ? command.split(' ') : [...command];
+  const parts: Buffer[] = [Buffer.from(`*${words.length}\r\n`)];
+  for (const word of words) {
+    const bytes = typeof word === 'string' ? Buffer.from(word) : word;
+    parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from('\r\n'));
+  }
+  return Buffer.concat(parts);
+}
+
+async function sameSession(connections: number, steps: readonly Step[], normalize = (line: string): string => line): Promise<string[]> {
+  const [expected, actual] = await Promise.all([
+    session((real as Started).port, connections, steps),
+    session((mini as Started).port, connections, steps),
+  ]);
+  expect(actual.map(normalize)).toEqual(expected.map(normalize));
+  return actual;
+}
+
+describe('what a script writes is a write, as redis-server 7.0.15', () => {
+  it('dirties WATCH, sends keyspace notifications and client-side caching invalidations', async () => {
+    await sameSession(4, [
+      [0, ['CONFIG SET notify-keyspace-events KA']],
+      [1, ['SUBSCRIBE __keyspace@0__:k']],
+      [2, ['HELLO 3'], 1, 'quiet'],
+      [2, ['CLIENT TRACKING ON', 'GET k']],
+      [0, ['WATCH k']],
+      [3, [e("return redis.call('SET', KEYS[1], 'v')", '1', 'k')]],
+      [0, ['MULTI', 'PING', 'EXEC']],
+      [1, [], 1],
+      [2, [], 1],
+      [3, [e("return redis.call('GET', KEYS[1])", '1', 'k')]],
+      [0, [['CONFIG', 'SET', 'notify-keyspace-events', '']]],
+    ]);
+  });
+
+  it('EVAL inside MULTI, a script on another database (SELECT), SELECT inside a script', async () => {
+    await sameSession(1, [
+      [0, ['MULTI', e("return redis.call('SET', 'in-multi', '1')"), 'GET in-multi', 'EXEC']],
+      [0, ['SELECT 3', e("redis.call('SET', 'on3', 'x') return redis.call('DBSIZE')"), 'GET on3', 'SELECT 0', 'GET on3']],
+      [
+        0,
+        [
+          e("redis.call('SELECT', 5) redis.call('SET', 'on5', 'y') return redis.call('GET', 'on5')"),
+          'GET on5',
+          'SELECT 5',
+          'GET on5',
+          'SELECT 0',
+        ],
+      ],
+    ]);
+  });
+
+  it('MONITOR shows EVAL, then its commands as [db lua]', async () => {
+    const lines = await sameSession(
+      2,
+      [
+        [0, ['MONITOR']],
+        [1, [e("redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])", '1', 'foo', 'bar')]],
+        [0, [], 3],
+      ],
+      (line) =>
+        line.replace(
+          /^(\d): \+\d+\.\d{6} \[(\d+) (lua|[\d.]+:\d+)\]/,
+          (_, on, db, addr) => `${on}: +T [${db} ${addr === 'lua' ? 'lua' : 'ADDR'}]`,
+        ),
+    );
+    expect(lines[2]).toMatch(/"EVAL" "redis\.call/);
+    expect(lines[3]).toMatch(/\[0 lua\] "set" "foo" "bar"⏎$/);
+  });
+
+  it('INFO commandstats counts the commands a script ran', async () => {
+    // What one script adds to each command's counters (mini-redis's CONFIG RESETSTAT does not reset them).
+    const counts = async (port: number): Promise<string[]> => {
+      const client = new RawClient(port);
+      const read = async (): Promise<Map<string, number[]>> => {
+        const [info] = await client.send(['INFO commandstats']);
+        const stats = new Map<string, number[]>();
+        for (const line of String(info).split('\r\n')) {
+          const match =
+            /^cmdstat_(eval|set|get|incr):calls=(\d+),usec=\d+,usec_per_call=[\d.]+,rejected_calls=(\d+),failed_calls=(\d+)$/.exec(line);
+          if (match !== null) stats.set(match[1] as string, [Number(match[2]), Number(match[3]), Number(match[4])]);
+        }
+        return stats;
+      };
+      try {
+        const before = await read();
+        await client.send([e("redis.call('SET', 'a', '1') redis.call('GET', 'a') return redis.pcall('INCR', 'nope', 'x')")]);
+        const after = await read();
+        return [...after]
+          .map(([name, [calls = 0, rejected = 0, failed = 0]]) => {
+            const [calls0 = 0, rejected0 = 0, failed0 = 0] = before.get(name) ?? [];
+            return `${name}: calls +${calls - calls0}, rejected +${rejected - rejected0}, failed +${failed - failed0}`;
+          })
+          .sort();
+      } finally {
+        client.close();
+      }
+    };
+    const [expected, actual] = await Promise.all([counts((real as Started).port), counts((mini as Started).port)]);
+    expect(actual).toEqual(expected);
+    expect(actual).toEqual([
+      'eval: calls +1, rejected +0, failed +1',
+      'get: calls +1, rejected +0, failed +0',
+      'incr: calls +0, rejected +1, failed +0',
+      'set: calls +1, rejected +0, failed +0',
+    ]);
+  });
+});
+
+describe('limits', () => {
+  it('a script past busy-reply-threshold is aborted with -BUSY, even in a pcall loop; the server goes on', async () => {
+    const client = new RawClient((mini as Started).port);
+    const other = new RawClient((mini as Started).port);
+    try {
+      await client.send(['CONFIG SET busy-reply-threshold 300']);
+      const [spin] = await client.send([e('local i = 0 while true do i = i + 1 end')]);
+      expect(show(spin as Buffer)).toMatch(
+        /^-BUSY Script aborted: it ran longer than busy-reply-threshold \(300 ms\).* script: [0-9a-f]{40}, on @user_script:1\.⏎$/,
+      );
+      const [caught] = await client.send([e('while true do pcall(function() while true do end end) end')]);
+      expect(show(caught as Buffer)).toMatch(/^-BUSY Script aborted/);
+      expect((await other.send(['PING'])).map(show)).toEqual(['+PONG⏎']);
+      expect((await client.send([e('return 42'), 'CONFIG GET lua-time-limit'])).map(show)).toEqual([
+        ':42⏎',
+        '*2⏎$14⏎lua-time-limit⏎$3⏎300⏎',
+      ]);
+    } finally {
+      await client.send(['CONFIG SET busy-reply-threshold 5000']);
+      client.close();
+      other.close();
+    }
+  }, 30_000);
+
+  it('the Lua heap is capped: a script that allocates without end fails, the VM lives on', async () => {
+    const client = new RawClient((mini as Started).port);
+    try {
+      await client.send(['CONFIG SET busy-reply-threshold 60000']);
+      const [reply] = await client.send([e("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end")]);
+      expect(show(reply as Buffer)).toMatch(/^-ERR Error running script [0-9a-f]{40}, not enough memory⏎$/);
+      expect((await client.send([e('local t = {} for i = 1, 1000 do t[i] = i end return #t')])).map(show)).toEqual([':1000⏎']);
+    } finally {
+      await client.send(['CONFIG SET busy-reply-threshold 5000']);
+      client.close();
+    }
+  }, 60_000);
+
+  it('the script cache keeps 500 scripts EVAL added (least recently used out first) and every SCRIPT LOAD one', async () => {
+    const client = new RawClient((mini as Started).port);
+    const sha = (body: string): string => createHash('sha1').update(body).digest('hex');
+    try {
+      await client.send(['SCRIPT FLUSH']);
+      const [loaded] = await client.send([['SCRIPT', 'LOAD', "return 'kept'"]]);
+      await client.send(Array.from({ length: 600 }, (_, i) => e(`return ${i}`)));
+      const [exists] = await client.send([
+        ['SCRIPT', 'EXISTS', sha("return 'kept'"), sha('return 0'), sha('return 99'), sha('return 100'), sha('return 599')],
+      ]);
+      expect(show(loaded as Buffer)).toBe(`$40⏎${sha("return 'kept'")}⏎`);
+      expect(show(exists as Buffer)).toBe('*5⏎:1⏎:0⏎:0⏎:1⏎:1⏎');
+    } finally {
+      client.close();
+    }
+  });
+});
+
+// A rate limiter as users write it: a sliding window in a sorted set.
+const SLIDING_WINDOW = `
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, 0, now - window)
+local count = redis.call('ZCARD', key)
+if count < limit then
+  redis.call('ZADD', key, now, ARGV[4])
+  redis.call('PEXPIRE', key, window)
+  return {1, limit - count - 1}
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + window - now}
+`;
+
+describe('clients: ioredis defineCommand, node-redis defineScript', () => {
+  const limiterRun = async (port: number): Promise<unknown[]> => {
+    const ioredis = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+    await ioredis.connect();
+    ioredis.defineCommand('slidingWindow', { numberOfKeys: 1, lua: SLIDING_WINDOW });
+    const results: unknown[] = [];
+    try {
+      await ioredis.flushall();
+      await ioredis.script('FLUSH'); // the first call goes EVALSHA → NOSCRIPT → EVAL
+      const call = ioredis as unknown as { slidingWindow(key: string, ...args: Array<string | number>): Promise<unknown> };
+      for (let i = 0; i < 5; i++) results.push(await call.slidingWindow('rate:alice', 1000 + i * 10, 1000, 3, `req-${i}`));
+      results.push(await call.slidingWindow('rate:alice', 2015, 1000, 3, 'req-late'));
+      results.push(await ioredis.zcard('rate:alice'));
+    } finally {
+      ioredis.disconnect();
+    }
+    const client = createClient({
+      socket: { port, host: '127.0.0.1' },
+      scripts: {
+        incrCapped: defineScript({
+          NUMBER_OF_KEYS: 1,
+          SCRIPT:
+            "local v = redis.call('INCR', KEYS[1]) if v > tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return tonumber(ARGV[1]) end return v",
+          parseCommand(parser, key: string, cap: number) {
+            parser.pushKey(key);
+            parser.push(String(cap));
+          },
+          transformReply: (reply: unknown) => reply as number,
+        }),
+      },
+    });
+    await client.connect();
+    try {
+      await client.scriptFlush();
+      for (let i = 0; i < 4; i++) results.push(await client.incrCapped('capped', 2));
+    } finally {
+      await client.close();
+    }
+    return results;
+  };
+
+  it('the same results from mini-redis and redis-server', async () => {
+    const [expected, actual] = await Promise.all([limiterRun((real as Started).port), limiterRun((mini as Started).port)]);
+    expect(actual).toEqual(expected);
+    expect(actual).toEqual([[1, 2], [1, 1], [1, 0], [0, 970], [0, 960], [1, 1], 2, 1, 2, 2, 2]);
   });
 });

@@ -99,14 +99,16 @@ export function registerScriptingCommands({ resp, blocked, config, propagation, 
       if (!flags.noWrites && !flags.allowOom && memory.maxmemory > 0 && resp.options.outOfMemory?.() === true)
         throw new RespError("OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'");
     }
-    const run = (): void =>
-      lua.run(script, {
+    const run = (): void => {
+      const failed = lua.run(script, {
         caller: client,
         keys: argv.slice(3, 3 + numkeys),
         args: argv.slice(3 + numkeys),
         readOnly: ro || (!flags.compat && flags.noWrites),
         timeLimitMs,
       });
+      if (failed !== undefined) throw new RespError(failed);
+    };
     // A blocking command (BLMPOP…) answers at once inside a script, as inside EXEC; clients
     // blocked on keys the script pushed to are served once it is done.
     return blocked.transaction(scripts.client as unknown as RespClient, run).then(() => undefined);

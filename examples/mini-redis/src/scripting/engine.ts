@@ -241,8 +241,12 @@ export class LuaEngine {
     return script;
   }
 
-  /** Run a script and write its result (or error) to the caller's reply, synchronously. */
-  run(script: Script, options: RunOptions): void {
+  /**
+   * Run a script, synchronously, and write its result to the caller's reply; or return the error
+   * to answer with (the script failed, or returned an error table), so that the command fails as a
+   * command (INFO commandstats' failed_calls, as Redis counts a script's error reply).
+   */
+  run(script: Script, options: RunOptions): string | undefined {
     const raw = this.#raw;
     const L = this.#L;
     const client = this.#client;
@@ -270,8 +274,14 @@ export class LuaEngine {
       raw._lua_sethook(L, this.#hook, MASK_COUNT, HOOK_COUNT);
       const status = raw._lua_pcallk(L, 0, 1, 1, 0, 0);
       raw._lua_sethook(L, 0, 0, 0);
-      if (status !== 0) this.#writeError(reply, script.sha);
-      else this.#writeReply(reply, this.#run.protocol, 0);
+      if (status !== 0) return this.#errorText(script.sha);
+      if (raw._lua_type(L, -1) === T_TABLE) {
+        this.#lua.lua_pushstring(L, 'err');
+        if (raw._lua_rawget(L, -2) === T_STRING) return (this.#string(-1) as string).replace(/[\r\n]/g, ' ');
+        raw._lua_settop(L, -2);
+      }
+      this.#writeReply(reply, this.#run.protocol, 0);
+      return undefined;
     } finally {
       raw._lua_sethook(L, 0, 0, 0);
       raw._lua_settop(L, 0);
@@ -691,14 +701,13 @@ export class LuaEngine {
   }
 
   /** The script failed: its error object (a table from the handler, or a string) as Redis replies it. */
-  #writeError(w: ReplyWriter, sha: string): void {
+  #errorText(sha: string): string {
     const raw = this.#raw;
     const lua = this.#lua;
     const L = this.#L;
     if (raw._lua_type(L, -1) !== T_TABLE) {
       const message = this.#string(-1) ?? 'execution failure';
-      w.error(`ERR Error running script ${sha}, ${message.slice(0, 100)}`.replace(/[\r\n]/g, ' '));
-      return;
+      return `ERR Error running script ${sha}, ${message.slice(0, 100)}`.replace(/[\r\n]/g, ' ');
     }
     const get = (name: string): string | undefined => {
       lua.lua_getfield(L, -1, name);
@@ -711,7 +720,7 @@ export class LuaEngine {
     const source = get('source');
     const line = get('line');
     const text = line !== undefined && source !== undefined ? `${message} script: ${sha}, on ${source}:${line}.` : message;
-    w.error(text.replace(/[\r\n]/g, ' '));
+    return text.replace(/[\r\n]/g, ' ');
   }
 
   // ---- helpers --------------------------------------------------------------------------------
