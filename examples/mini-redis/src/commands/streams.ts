@@ -554,7 +554,9 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
           if (cg !== undefined) {
             const consumer = lookupConsumer(client, key, cg, consumerName as string);
             if (from !== undefined) {
-              served.push({ key, entries: history(stream.data, cg, consumer, from, count) });
+              // Pending entries after the ID given (Redis reads from the next ID on).
+              const start = nextId(from);
+              served.push({ key, entries: start === undefined ? [] : history(stream.data, cg, consumer, start, count) });
               resp.touch(client.db, key);
             } else if (stream.data.length > 0 && (stream.data.edge(true)?.id ?? 0n) > cg.lastId) {
               const emit = (replayed: Array<Buffer | string>) => propagation.also(client.db, replayed);
