@@ -167,6 +167,34 @@ const cpuOf = (pid) => {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 };
 
+/** CPU seconds of each thread of a process: tid → [name, seconds]. */
+const threadCpus = (pid) => {
+  const out = new Map();
+  let tids = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, [name, (Number(fields[11]) + Number(fields[12])) / CLK_TCK]);
+    } catch {}
+  }
+  return out;
+};
+/** The threads that used at least 1 % of a core between two snapshots, busiest first: "name/tid 42 %". */
+const threadShares = (before, after, seconds) =>
+  [...after]
+    .map(([tid, [name, cpu]]) => [tid, name, (cpu - (before?.get(tid)?.[1] ?? 0)) / seconds])
+    .filter(([, , share]) => share >= 0.01)
+    .sort((a, b) => b[2] - a[2])
+    .map(([tid, name, share]) => `${name}/${tid} ${(share * 100).toFixed(0)} %`)
+    .join(', ');
+
 /** CPU seconds the whole machine has been busy (all cores), from /proc/stat. */
 const machineBusy = () => {
   const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8')
@@ -539,6 +567,9 @@ async function throughputRun(name, mode) {
     // The server's main thread alone (its event loop), without worker threads (SQLite, checkpoints).
     let mainStart;
     let mainCpu;
+    // Every thread of the server that used ≥ 1 % of a core in the window (storage thread, checkpoints, GC helpers).
+    let threadsStart;
+    let threads;
     let rssEnd;
     lines(child.stdout, (line) => {
       if (line === 'measure-start') {
@@ -548,10 +579,12 @@ async function throughputRun(name, mode) {
         busyStart = machineBusy();
         cpuStart = cpuOf(server.child.pid);
         mainStart = cpuOf(`${server.child.pid}/task/${server.child.pid}`);
+        threadsStart = threadCpus(server.child.pid);
         rssStart = rssOf(server.child.pid);
       } else if (line === 'measure-end') {
         serverCpu = (cpuOf(server.child.pid) - cpuStart) / seconds;
         mainCpu = (cpuOf(`${server.child.pid}/task/${server.child.pid}`) - mainStart) / seconds;
+        threads = threadShares(threadsStart, threadCpus(server.child.pid), seconds);
         machineCpu = (machineBusy() - busyStart) / seconds;
         statsEnd = server.stats?.();
         rssEnd = rssOf(server.child.pid);
@@ -581,6 +614,7 @@ async function throughputRun(name, mode) {
       serverInfo: server.info?.(),
       serverCpu,
       mainCpu,
+      threads,
       // Cores used by everything but this server and its load generator in the window: noise.
       otherCpu: machineCpu - serverCpu - result.loadCpu,
       busyBefore,
@@ -948,7 +982,7 @@ async function main() {
       results[key(name, mode)].push(t);
       console.error(
         `  round ${round + 1} ${name.padEnd(8)} ${mode.padEnd(6)} (${seen(t.offered)}) ${int(t.messagesPerSecond)} msg/s, p50 ${ms(t.p50)} ms, p99 ${ms(t.p99)} ms, ` +
-          `server CPU ${(t.serverCpu * 100).toFixed(0)} % (${int(t.messagesPerSecond / t.serverCpu)} msg per CPU-second; main thread ${(t.mainCpu * 100).toFixed(0)} %), load CPU ${(t.loadCpu * 100).toFixed(0)} %, other processes ${(t.otherCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, ` +
+          `server CPU ${(t.serverCpu * 100).toFixed(0)} % (${int(t.messagesPerSecond / t.serverCpu)} msg per CPU-second; main thread ${(t.mainCpu * 100).toFixed(0)} %; threads: ${t.threads ?? '–'}), load CPU ${(t.loadCpu * 100).toFixed(0)} %, other processes ${(t.otherCpu * 100).toFixed(0)} %, ${t.messagesPerRead.toFixed(1)} msg per read, ` +
           `archived ${((100 * t.archived) / Math.max(1, t.delivered)).toFixed(0)} %, archive count ${t.offered.archive?.count ?? '–'} -> ${t.archiveAfter?.count ?? '–'}, ` +
           `SM r/a: server ${t.sm.serverRequests}, client ${t.sm.clientRequests}/${t.sm.acksReceived}, per second [${t.perSecond.join(' ')}]` +
           (t.storageCalls ? `, storage calls per message ${JSON.stringify(t.storageCalls)}` : ''),

@@ -9,7 +9,7 @@
 // conference.localhost, rooms of up to MUC_MAX_USERS occupants, default 1000); DATA_DIR (the SQLite file goes there;
 // without it, or with a build that has no sqliteStorage, the storage is in memory and the JSON line
 // says so); USERS (accounts user0..user{USERS-1}); IDLE (accounts idle0..idle{IDLE-1}); PASSWORD;
-// LOG=warn to write the server's warnings and errors to stderr (default: silent). Exits when stdin
+// SQLITE_THREAD=off, SQLITE_COMMIT_DELAY, SQLITE_MAX_BATCH (sqliteStorage options); LOG=warn to write the server's warnings and errors to stderr (default: silent). Exits when stdin
 // closes.
 //
 // A build from before the module host (no defaultModules export) runs the old way: in-memory
@@ -49,7 +49,11 @@ if (typeof xmpp.defaultModules === 'function') {
   if (dataDir !== undefined && typeof xmpp.sqliteStorage === 'function') {
     const file = join(dataDir, 'xmpp.sqlite');
     // SQLITE_THREAD=off: SQLite on the event loop (to tell the storage thread's cost from SQLite's).
-    storage = xmpp.sqliteStorage({ file, thread: process.env.SQLITE_THREAD !== 'off' });
+    // SQLITE_COMMIT_DELAY / SQLITE_MAX_BATCH: the store's commitDelay and maxBatch (default: the store's own).
+    const tuning = {};
+    if (process.env.SQLITE_COMMIT_DELAY) tuning.commitDelay = Number(process.env.SQLITE_COMMIT_DELAY);
+    if (process.env.SQLITE_MAX_BATCH) tuning.maxBatch = Number(process.env.SQLITE_MAX_BATCH);
+    storage = xmpp.sqliteStorage({ file, thread: process.env.SQLITE_THREAD !== 'off', ...tuning });
     info.storage = `sqlite (${file})`;
     await seedSqlite(storage, file);
   } else {

@@ -171,11 +171,18 @@ export function mam(options: MamOptions = {}): MamModule {
         return shallStore(user, other);
       };
 
-      // The text both archives store of one message (sender's and recipient's copies are the same
-      // stanza once stanza ids are left out): serialized once, for the element the sender's hook
-      // hands on to routing.
-      const storedText = new WeakMap<XmlElement, string>();
-      /** Archive a copy now: its id and text, and the write (which never rejects: a failure is logged, the chat goes on unarchived). */
+      // What the sender's hook hands on to routing, by the element it marked: the text both archives
+      // store of one message (sender's and recipient's copies are the same stanza once stanza ids are
+      // left out), serialized once, and the sender's `<stanza-id/>` it added (the only local one
+      // left: the client's were stripped), which the recipient's hook takes off again.
+      const sent = new WeakMap<XmlElement, { text: string; stanzaId: XmlElement }>();
+      const archiveFailed = (error: unknown, user: string): void =>
+        api.logger.error({ err: error, user }, 'XMPP MAM: archiving a message failed');
+      /**
+       * Archive a copy now: its id and text, and with waitForArchive the write (which never rejects:
+       * a failure is logged, the chat goes on unarchived). Without, nothing waits for the write: the
+       * store's record() (no promise to settle per message), a failure logged all the same.
+       */
       const append = (
         user: string,
         stanza: XmlElement,
@@ -183,17 +190,23 @@ export function mam(options: MamOptions = {}): MamModule {
         to: Jid,
         other: Jid,
         text?: string,
-      ): { id: string; text: string; written: Promise<boolean> } => {
+      ): { id: string; text: string; written: Promise<boolean> | undefined } => {
         // Ids that grow with time (a time prefix, then 9 random bytes): the archive's unique index
         // on them is appended to at its end instead of at a random page (measured: ~13 % less CPU
         // per archived row).
         const when = now();
         const id = `${when.toString(36)}${randomId(9)}`;
         const xmlText = text ?? storedCopy(stanza, from, to).toString();
-        const written = store.append(user, { id, when, with: other.bare, xml: xmlText }).then(
+        const item = { id, when, with: other.bare, xml: xmlText };
+        if (!waitForArchive) {
+          if (store.record !== undefined) store.record(user, item, archiveFailed);
+          else store.append(user, item).catch((error: unknown) => archiveFailed(error, user));
+          return { id, text: xmlText, written: undefined };
+        }
+        const written = store.append(user, item).then(
           () => true,
           (error: unknown) => {
-            api.logger.error({ err: error, user }, 'XMPP MAM: archiving a message failed');
+            archiveFailed(error, user);
             return false;
           },
         );
@@ -211,12 +224,13 @@ export function mam(options: MamOptions = {}): MamModule {
           // The sender's id rides along to the carbons; the recipient's hook strips it (a contact
           // has no access to this archive). Never on a stanza that leaves the server.
           if (local) {
-            event.stanza = withStanzaId(event.stanza, ownBare(user), copy.id);
-            storedText.set(event.stanza, copy.text);
+            const stanzaId = xml('stanza-id', { xmlns: NS_SID, by: ownBare(user), id: copy.id });
+            event.stanza = withChild(event.stanza, stanzaId);
+            sent.set(event.stanza, { text: copy.text, stanzaId });
           }
           return undefined;
         };
-        if (!waitForArchive) return mark();
+        if (copy.written === undefined) return mark();
         return copy.written.then((ok) => (ok ? mark() : undefined));
       };
       api.hook(
@@ -258,18 +272,29 @@ export function mam(options: MamOptions = {}): MamModule {
           event.stanza = marked;
           return undefined;
         };
-        if (!waitForArchive) return mark();
+        if (copy.written === undefined) return mark();
         return copy.written.then((ok) => (ok ? mark() : undefined));
       };
       const incoming = (event: StanzaEvent): undefined | Promise<undefined> => {
         if (event.redelivery || archived.has(event.stanza)) return;
         const user = event.to.local;
         // Only the recipient's own stanza id reaches her (XEP-0313 §3.5): a client's claim to be
-        // us (XEP-0359 §4) and the sender's archive id are stripped.
-        const text = storedText.get(event.stanza);
-        const stanza = stripLocalStanzaIds(event.stanza, api.domain);
-        if (stanza !== event.stanza) event.stanza = stanza;
-        if (!shouldArchive(stanza)) return;
+        // us (XEP-0359 §4) and the sender's archive id are stripped. A message the sender's hook
+        // marked (its last child still the id it added) has no other: that child goes, the
+        // stanza was archivable, and its stored text is known.
+        const from = sent.get(event.stanza);
+        const children = event.stanza.children;
+        let text: string | undefined;
+        let stanza: XmlElement;
+        if (from !== undefined && children[children.length - 1] === from.stanzaId) {
+          text = from.text;
+          stanza = new XmlElement(event.stanza.name, { ...event.stanza.attrs }, children.slice(0, -1), event.stanza.xmlns);
+          event.stanza = stanza;
+        } else {
+          stanza = stripLocalStanzaIds(event.stanza, api.domain);
+          if (stanza !== event.stanza) event.stanza = stanza;
+          if (!shouldArchive(stanza)) return;
+        }
         const keep = decide(user, event.from, true);
         if (keep === true) return archiveIncoming(event, user, stanza, text);
         if (keep === false) return;
@@ -432,7 +457,12 @@ export function shouldArchive(stanza: XmlElement): boolean {
 
 /** A copy with a `<stanza-id/>` added (XmlElement.with would share the children array). */
 function withStanzaId(stanza: XmlElement, by: string, id: string): XmlElement {
-  return new XmlElement(stanza.name, { ...stanza.attrs }, [...stanza.children, xml('stanza-id', { xmlns: NS_SID, by, id })], stanza.xmlns);
+  return withChild(stanza, xml('stanza-id', { xmlns: NS_SID, by, id }));
+}
+
+/** A copy with one more child. */
+function withChild(stanza: XmlElement, child: XmlElement): XmlElement {
+  return new XmlElement(stanza.name, { ...stanza.attrs }, [...stanza.children, child], stanza.xmlns);
 }
 
 /** The stanza without the `<stanza-id/>`s whose `by` matches; the same element when there are none. */

@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { SqliteStorage, type SqliteStorageOptions } from './sqlite.js';
 import type { KeyValueStore, XmppStorage } from './types.js';
-import type { StorageCall, StorageReply, WorkerError } from './worker-storage.js';
+import { QUIET_DONE, type StorageCall, type StorageReply, type WorkerError } from './worker-storage.js';
 
 const port = parentPort;
 if (port === null) throw new Error('sqlite-worker.js runs as a worker thread');
@@ -33,22 +33,35 @@ function describe(error: unknown): WorkerError {
 }
 
 let replies: StorageReply[] = [];
+/** Quiet calls committed since the last flush: counted, not answered one by one. */
+let quietDone = 0;
 let scheduled = false;
 function flush(): void {
   scheduled = false;
-  if (replies.length === 0) return;
+  if (replies.length === 0 && quietDone === 0) return;
   const batch = replies;
+  const answered = batch.length + quietDone;
   replies = [];
+  if (quietDone > 0) batch.push([QUIET_DONE, true, quietDone]);
+  quietDone = 0;
   port?.postMessage(batch);
-  Atomics.add(done, 0, batch.length);
+  Atomics.add(done, 0, answered);
   Atomics.notify(done, 0);
+}
+/** Every call a commit settled, in one message. */
+function schedule(): void {
+  if (scheduled) return;
+  scheduled = true;
+  setImmediate(flush);
+}
+/** A quiet call committed. */
+function quietCommitted(): void {
+  quietDone++;
+  schedule();
 }
 function reply(entry: StorageReply): void {
   replies.push(entry);
-  if (scheduled) return;
-  scheduled = true;
-  // Every call a commit settled, in one message.
-  setImmediate(flush);
+  schedule();
 }
 
 function target(call: StorageCall): object {
@@ -79,8 +92,11 @@ port.on('message', (message: StorageCall[] | { close: true }) => {
   }
   for (const call of message) {
     const id = call[0];
+    const quiet = call[5];
+    const failed = (error: WorkerError): void =>
+      reply(quiet === undefined ? [id, false, error] : [id, false, error, quiet, String(call[4][0])]);
     if (failure !== undefined) {
-      reply([id, false, failure]);
+      failed(failure);
       continue;
     }
     try {
@@ -88,11 +104,11 @@ port.on('message', (message: StorageCall[] | { close: true }) => {
       const method = object[call[3]];
       if (typeof method !== 'function') throw new TypeError(`no storage method ${call[1]}.${call[3]}`);
       Promise.resolve(method.apply(object, call[4])).then(
-        (value) => reply([id, true, value]),
-        (error: unknown) => reply([id, false, describe(error)]),
+        quiet === undefined ? (value) => reply([id, true, value]) : quietCommitted,
+        (error: unknown) => failed(describe(error)),
       );
     } catch (error) {
-      reply([id, false, describe(error)]);
+      failed(describe(error));
     }
   }
 });

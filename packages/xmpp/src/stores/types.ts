@@ -67,6 +67,12 @@ export interface ArchiveResult {
  */
 export interface ArchiveStore {
   append(owner: string, item: ArchiveItem): Promise<void>;
+  /**
+   * {@link append} for a caller that waits for nothing (a message archived while it is delivered): no
+   * promise; the item is written and committed as `append` writes it, and a failure calls `onError`. Pass
+   * one function for every call (a store may keep it by identity). Optional: without it, `append` and a catch.
+   */
+  record?(owner: string, item: ArchiveItem, onError: (error: unknown, owner: string) => void): void;
   query(owner: string, query?: ArchiveQuery): Promise<ArchiveResult>;
   /** Delete items (by ids, with, or older than `end`); no query deletes all of the owner's. Returns how many. */
   delete(owner: string, query?: Pick<ArchiveQuery, 'ids' | 'with' | 'end'>): Promise<number>;

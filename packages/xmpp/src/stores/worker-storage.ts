@@ -4,7 +4,7 @@ import { PortbindError } from '@portbind/core';
 import type { UserStore } from '../sasl/credentials.js';
 import { SaslprepError } from '../sasl/saslprep.js';
 import { type StanzaErrorCondition, StanzaErrorException } from '../stanza-error.js';
-import type { ArchiveStore, KeyValueStore, XmppStorage } from './types.js';
+import type { ArchiveItem, ArchiveStore, KeyValueStore, XmppStorage } from './types.js';
 
 // SQLite on a thread of its own. better-sqlite3 is synchronous: on the event loop, every archived
 // message costs the server the inserts into the table and its indexes (measured: ~40 µs of a
@@ -14,10 +14,21 @@ import type { ArchiveStore, KeyValueStore, XmppStorage } from './types.js';
 // checkpoints — so durability is unchanged: a write resolves once its transaction committed.
 // Calls are answered in the order they were made for writes and reads alike (one queue).
 
-/** One call: id, which store, its name, the method, the arguments (structured-cloned). @internal */
-export type StorageCall = [id: number, target: 'users' | 'kv' | 'archive', store: string, method: string, args: unknown[]];
-/** One answer: id, fulfilled, the value or the error. @internal */
-export type StorageReply = [id: number, ok: boolean, value: unknown];
+/**
+ * One call: id, which store, its name, the method, the arguments (structured-cloned); with `quiet`, a
+ * call nobody waits for (ArchiveStore.record): answered only when it fails, naming the error handler
+ * by its index. @internal
+ */
+export type StorageCall = [id: number, target: 'users' | 'kv' | 'archive', store: string, method: string, args: unknown[], quiet?: number];
+/**
+ * One answer: id, fulfilled, the value or the error. `[QUIET_DONE, true, n]`: n quiet calls committed;
+ * a failed quiet call: `[id, false, error, handler, owner]`. @internal
+ */
+export type StorageReply = [id: number, ok: boolean, value: unknown, handler?: number, owner?: string];
+/** The id of the answer that counts committed quiet calls. @internal */
+export const QUIET_DONE = -1;
+/** Error handlers of quiet calls kept by identity; past this many distinct ones, record() falls back to append(). */
+const MAX_HANDLERS = 64;
 /** An error, as it crosses threads. @internal */
 export interface WorkerError {
   name: string;
@@ -92,6 +103,11 @@ export class WorkerStorage implements XmppStorage {
   readonly #keyValues = new Map<string, KeyValueStore>();
   readonly #archives = new Map<string, ArchiveStore>();
   #outbox: StorageCall[] = [];
+  /** Quiet calls posted and not yet committed (they keep the thread referenced, as pending calls do). */
+  #quietPending = 0;
+  /** Error handlers of quiet calls, by index (record()'s onError, one per caller). */
+  readonly #handlers: Array<(error: unknown, owner: string) => void> = [];
+  readonly #handlerIndex = new Map<(error: unknown, owner: string) => void, number>();
   #scheduled = false;
   #next = 0;
   /** Calls the storage thread has answered, counted there: shared memory, readable while this thread waits. */
@@ -154,6 +170,7 @@ export class WorkerStorage implements XmppStorage {
       const call = this.#stores.call;
       store = {
         append: call('archive', name, 'append') as ArchiveStore['append'],
+        record: (owner, item, onError) => this.#record(name, owner, item, onError),
         query: call('archive', name, 'query') as ArchiveStore['query'],
         delete: call('archive', name, 'delete') as ArchiveStore['delete'],
         trim: call('archive', name, 'trim') as ArchiveStore['trim'],
@@ -172,7 +189,7 @@ export class WorkerStorage implements XmppStorage {
     // Undefined arguments (an optional query) are left out, as the store would see them.
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
     return new Promise((resolve, reject) => {
-      if (this.#pending.size === 0) this.#worker.ref();
+      if (this.#pending.size === 0 && this.#quietPending === 0) this.#worker.ref();
       this.#pending.set(id, { resolve, reject, users: target === 'users' });
       this.#outbox.push([id, target, store, method, args]);
       if (!this.#scheduled) {
@@ -181,6 +198,33 @@ export class WorkerStorage implements XmppStorage {
         setImmediate(this.#post);
       }
     });
+  }
+
+  /** ArchiveStore.record: posted like append, no promise; the thread answers only a failure. */
+  #record(store: string, owner: string, item: ArchiveItem, onError: (error: unknown, owner: string) => void): void {
+    let handler = this.#handlerIndex.get(onError);
+    if (handler === undefined) {
+      if (this.#handlers.length >= MAX_HANDLERS) {
+        this.#call('archive', store, 'append', [owner, item]).catch((error: unknown) => onError(error, owner));
+        return;
+      }
+      handler = this.#handlers.push(onError) - 1;
+      this.#handlerIndex.set(onError, handler);
+    }
+    if (this.#closed !== undefined || this.#dead !== undefined) {
+      const error = this.#dead ?? new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${this.file} is closed`);
+      queueMicrotask(() => onError(error, owner));
+      return;
+    }
+    const id = this.#next++;
+    this.#backpressure(id);
+    if (this.#pending.size === 0 && this.#quietPending === 0) this.#worker.ref();
+    this.#quietPending++;
+    this.#outbox.push([id, 'archive', store, 'append', [owner, item], handler]);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#post);
+    }
   }
 
   /**
@@ -210,14 +254,29 @@ export class WorkerStorage implements XmppStorage {
         try {
           this.#worker.postMessage([call]);
         } catch {
-          this.#settle([[call[0], false, { name: 'TypeError', message: `storage: cannot store this value (${String(error)})` }]]);
+          const failure: WorkerError = { name: 'TypeError', message: `storage: cannot store this value (${String(error)})` };
+          this.#settle([call[5] === undefined ? [call[0], false, failure] : [call[0], false, failure, call[5], call[4][0] as string]]);
         }
       }
     }
   };
 
   #settle(replies: StorageReply[]): void {
-    for (const [id, ok, value] of replies) {
+    for (const [id, ok, value, handler, owner] of replies) {
+      if (handler !== undefined) {
+        // A quiet call failed.
+        this.#quietPending--;
+        try {
+          this.#handlers[handler]?.(revive(value as WorkerError), owner ?? '');
+        } catch {
+          // A handler that throws: nothing else to tell.
+        }
+        continue;
+      }
+      if (id === QUIET_DONE) {
+        this.#quietPending -= value as number;
+        continue;
+      }
       const pending = this.#pending.get(id);
       if (pending === undefined) continue;
       this.#pending.delete(id);
@@ -225,13 +284,24 @@ export class WorkerStorage implements XmppStorage {
       else pending.reject(revive(value as WorkerError));
     }
     // Idle again: the thread no longer keeps the process alive — unless it is closing (close() holds it until it closed).
-    if (this.#pending.size === 0 && this.#closed === undefined) this.#worker.unref();
+    if (this.#pending.size === 0 && this.#quietPending === 0 && this.#closed === undefined) this.#worker.unref();
   }
 
   #fail(error: Error): void {
     this.#dead ??= error;
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
+    // Quiet calls in flight: their writes are lost with the thread; their callers hear of it once.
+    if (this.#quietPending > 0) {
+      this.#quietPending = 0;
+      for (const handler of this.#handlers) {
+        try {
+          handler(error, '');
+        } catch {
+          // Nothing else to tell.
+        }
+      }
+    }
   }
 
   close(): Promise<void> {
