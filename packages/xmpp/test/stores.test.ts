@@ -581,6 +581,45 @@ describe('sqliteStorage: the file', () => {
     expect(ids(result)).toEqual(['m24999']);
   }, 60_000);
 
+  it('record() on its thread: no promise, written as append writes it, past the in-flight limit; a value it cannot store calls onError with the owner', async () => {
+    const storage = open(() => sqliteStorage({ file: newFile() }));
+    const archive = storage.archive('load');
+    expect(archive.record).toBeTypeOf('function');
+    const errors: Array<[string, string]> = [];
+    const onError = (error: unknown, owner: string): void => {
+      errors.push([owner, error instanceof Error ? error.message : String(error)]);
+    };
+    // More than the 20,000 calls the storage thread may have unanswered: the caller waits for it in the loop.
+    for (let i = 0; i < 25_000; i++) archive.record?.('alice', item(`m${i}`, i), onError);
+    // A function cannot cross to the storage thread: this one fails, alone.
+    archive.record?.('bob', { ...item('bad', 1), xml: (() => '<x/>') as unknown as string }, onError);
+    archive.record?.('alice', item('after', 25_001), onError);
+    // A read goes through the same queue: it sees every write recorded before it.
+    const result = await archive.query('alice', { max: 1, before: '' });
+    expect(result.count).toBe(25_001);
+    expect(ids(result)).toEqual(['after']);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.[0]).toBe('bob');
+    expect(errors[0]?.[1]).toMatch(/cannot store this value/);
+    expect((await archive.query('bob')).count).toBe(0);
+  }, 60_000);
+
+  it('record() on a closed storage calls onError, and a recorded write is committed by close()', async () => {
+    const file = newFile();
+    const storage = sqliteStorage({ file });
+    const errors: string[] = [];
+    const onError = (_error: unknown, owner: string): void => {
+      errors.push(owner);
+    };
+    storage.archive('mam').record?.('alice', item('m1', 1), onError);
+    await storage.close();
+    storage.archive('mam').record?.('carol', item('m2', 2), onError);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(errors).toEqual(['carol']);
+    const again = open(() => sqliteStorage({ file }));
+    expect(ids(await again.archive('mam').query('alice'))).toEqual(['m1']);
+  });
+
   it('resolves a write only once it is committed: another connection sees it', async () => {
     const file = newFile();
     const storage = open(() => sqliteStorage({ file }));
