@@ -529,3 +529,32 @@ describe('clients: ioredis defineCommand, node-redis defineScript', () => {
     expect(actual).toEqual([[1, 2], [1, 1], [1, 0], [0, 970], [0, 960], [1, 1], 2, 1, 2, 2, 2]);
   });
 });
+
+describe('cmsgpack and redis.acl_check_cmd, as redis-server 7.0.15', () => {
+  it('packs and unpacks as Redis’s lua_cmsgpack', async () => {
+    await same([
+      e(
+        'local t = {} for _, v in ipairs({cmsgpack.pack(0.1), cmsgpack.pack(1.5), cmsgpack.pack(-1099511627776), cmsgpack.pack(3), cmsgpack.pack(-3), cmsgpack.pack(-200), cmsgpack.pack(70000), cmsgpack.pack(2^40)}) do t[#t+1] = v end return t',
+      ),
+      e("return cmsgpack.pack({1, 2, 'three', true, false}, 'x', string.rep('y', 40), string.rep('z', 300))"),
+      e('return cmsgpack.pack({a = 1})'),
+      e('return cmsgpack.pack({})'),
+      e('local a = {} a[1] = a return cmsgpack.pack(a)'),
+      e("return {cmsgpack.unpack(cmsgpack.pack(1, 'two', {3, 4}, -5, 2^40, 1.5))}"),
+      e("local t = cmsgpack.unpack(cmsgpack.pack({k = 'v'})) return t.k"),
+      e(
+        "local p = cmsgpack.pack('a', 'b', 'c') local o1, v1 = cmsgpack.unpack_one(p) local o2, v2 = cmsgpack.unpack_one(p, o1) local o3, v3 = cmsgpack.unpack_one(p, o2) return {o1, v1, o2, v2, o3, v3}",
+      ),
+      e('local p = cmsgpack.pack(1, 2, 3) return {cmsgpack.unpack_limit(p, 2)}'),
+      e('return cmsgpack.unpack(string.char(0xda, 0))'),
+      e('return cmsgpack.unpack(string.char(0xc1))'),
+      e('return cmsgpack.pack()'),
+      e("return cmsgpack.unpack_one('x', -1)"),
+      e('cmsgpack.pack = function() end'),
+      e("return redis.acl_check_cmd('set', 'k', 'v')"),
+      e("return redis.acl_check_cmd('nosuch')"),
+      e('return redis.breakpoint()'),
+      e('return redis.debug("x")'),
+    ]);
+  });
+});

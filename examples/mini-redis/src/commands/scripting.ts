@@ -59,6 +59,7 @@ export function registerScriptingCommands({ resp, blocked, config, propagation, 
     memoryLimit: LUA_MEMORY_LIMIT,
     evalCacheSize: EVAL_CACHE_SIZE,
     version: '7.0.15',
+    exists: (name) => name.length <= 64 && resp.lookup(name) !== undefined,
     log: (level, message) => {
       // redis.log: to stderr, as Redis writes its log, at LOG_NOTICE and above (Redis's default verbosity).
       if (level >= 2 && env['LUA_LOG'] !== 'off')

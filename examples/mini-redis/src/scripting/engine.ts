@@ -96,6 +96,8 @@ export interface EngineOptions {
   evalCacheSize: number;
   /** Redis version for redis.REDIS_VERSION. */
   version: string;
+  /** Whether a command of that name exists (redis.acl_check_cmd). */
+  exists: (name: string) => boolean;
   /** redis.log's sink. */
   log: (level: number, message: string) => void;
 }
@@ -311,6 +313,10 @@ export class LuaEngine {
     register('__mr_cwrap', (state) => {
       raw._lua_settop(state, 1);
       raw._lua_pushcclosure(state, trampoline, 1);
+      return 1;
+    });
+    register('__mr_exists', (state) => {
+      raw._lua_pushboolean(state, this.#options.exists(this.#string(1, state) ?? '') ? 1 : 0);
       return 1;
     });
     register('__mr_call', (state) => this.#call(state, true));

@@ -13,6 +13,8 @@
 export const SANDBOX = String.raw`
 local cwrap = __mr_cwrap
 __mr_cwrap = nil
+local rawexists = __mr_exists
+__mr_exists = nil
 local rawcall, rawpcall, rawsha1, rawlog, rawsetresp, rawsetrepl, rawcjdecode = __mr_call, __mr_pcall, __mr_sha1hex, __mr_log, __mr_setresp, __mr_setrepl, __mr_cjson_decode
 __mr_call, __mr_pcall, __mr_sha1hex, __mr_log, __mr_setresp, __mr_setrepl, __mr_cjson_decode = nil, nil, nil, nil, nil, nil, nil
 local type, tostring, error, pairs, ipairs, next, select, setmetatable, getmetatable, rawget, rawset, rawequal, rawlen =
@@ -52,6 +54,15 @@ redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REP
 redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = __mr_version, __mr_version_num
 __mr_version, __mr_version_num = nil, nil
 function redis.replicate_commands() return true end
+-- The Lua debugger (SCRIPT DEBUG) is not there: outside a debugging session Redis's are no-ops too.
+function redis.breakpoint() return false end
+function redis.debug() end
+redis.acl_check_cmd = cwrap(function(...)
+  if select('#', ...) == 0 then error({ err = 'ERR Please specify at least one argument for this redis lib call' }) end
+  local name = ...
+  if type(name) ~= 'string' or not rawexists(name) then error({ err = 'ERR Invalid command passed to redis.acl_check_cmd()' }) end
+  return true
+end)
 local function errbuff(e)
   local code, msg
   if string.sub(e, 1, 1) == '-' then
@@ -254,7 +265,172 @@ cjson.encode_number_precision = function() return 14 end
 cjson.encode_sparse_array = function() return false, 2, 10 end
 cjson.encode_invalid_numbers = function() return false end
 
+
+-- cmsgpack (lua_cmsgpack.c as Redis ships it): MessagePack with string.pack.
+local spack, sunpack = string.pack, string.unpack
+local function mp_int(n)
+  if n >= 0 then
+    if n <= 127 then return spack('B', n)
+    elseif n <= 0xff then return spack('>BB', 0xcc, n)
+    elseif n <= 0xffff then return spack('>BI2', 0xcd, n)
+    elseif n <= 0xffffffff then return spack('>BI4', 0xce, n)
+    else return spack('>Bi8', 0xcf, n) end
+  end
+  if n >= -32 then return spack('b', n)
+  elseif n >= -128 then return spack('>Bb', 0xd0, n)
+  elseif n >= -32768 then return spack('>Bi2', 0xd1, n)
+  elseif n >= -2147483648 then return spack('>Bi4', 0xd2, n)
+  else return spack('>Bi8', 0xd3, n) end
+end
+local function mp_number(n)
+  if math.type(n) == 'integer' then return mp_int(n) end
+  if n == math.floor(n) and n >= -2^63 and n < 2^63 then return mp_int(math.tointeger(n)) end
+  local ok, f = pcall(function() return (sunpack('<f', spack('<f', n))) end)
+  if ok and f == n then return spack('>Bf', 0xca, n) end
+  return spack('>Bd', 0xcb, n)
+end
+local function mp_string(v)
+  local len = #v
+  if len < 32 then return spack('B', 0xa0 | len) .. v
+  elseif len <= 0xff then return spack('>BB', 0xd9, len) .. v
+  elseif len <= 0xffff then return spack('>BI2', 0xda, len) .. v
+  else return spack('>BI4', 0xdb, len) .. v end
+end
+local mp_encode
+local function mp_table(t, level)
+  local count, max, array = 0, 0, true
+  for k in pairs(t) do
+    if math.type(k) ~= 'integer' or k <= 0 then array = false break end
+    if k > max then max = k end
+    count = count + 1
+  end
+  local out = {}
+  if array and max == count then
+    local len = #t
+    if len < 16 then out[1] = spack('B', 0x90 | len)
+    elseif len <= 0xffff then out[1] = spack('>BI2', 0xdc, len)
+    else out[1] = spack('>BI4', 0xdd, len) end
+    for j = 1, len do out[#out + 1] = mp_encode(t[j], level + 1) end
+    return table.concat(out)
+  end
+  count = 0
+  for _ in pairs(t) do count = count + 1 end
+  if count < 16 then out[1] = spack('B', 0x80 | count)
+  elseif count <= 0xffff then out[1] = spack('>BI2', 0xde, count)
+  else out[1] = spack('>BI4', 0xdf, count) end
+  for k, v in pairs(t) do
+    out[#out + 1] = mp_encode(k, level + 1)
+    out[#out + 1] = mp_encode(v, level + 1)
+  end
+  return table.concat(out)
+end
+mp_encode = function(v, level)
+  local t = type(v)
+  if t == 'string' then return mp_string(v)
+  elseif t == 'boolean' then return v and '\xc3' or '\xc2'
+  elseif t == 'number' then return mp_number(v)
+  elseif t == 'table' and level < 16 then return mp_table(v, level)
+  else return '\xc0' end
+end
+local MISSING, BADFMT = {}, {}
+local mp_decode
+local function need(s, pos, n) if pos + n - 1 > #s then error(MISSING, 0) end end
+local function mp_array(s, pos, len)
+  local t = {}
+  for i = 1, len do
+    local v
+    v, pos = mp_decode(s, pos)
+    t[i] = v
+  end
+  return t, pos
+end
+local function mp_map(s, pos, len)
+  local t = {}
+  for _ = 1, len do
+    local k, v
+    k, pos = mp_decode(s, pos)
+    v, pos = mp_decode(s, pos)
+    if k == nil or k ~= k then error('table index is nil', 0) end
+    t[k] = v
+  end
+  return t, pos
+end
+local fixed = { [0xcc] = { '>B', 1 }, [0xd0] = { '>b', 1 }, [0xcd] = { '>I2', 2 }, [0xd1] = { '>i2', 2 }, [0xce] = { '>I4', 4 },
+  [0xd2] = { '>i4', 4 }, [0xcf] = { '>i8', 8 }, [0xd3] = { '>i8', 8 }, [0xca] = { '>f', 4 }, [0xcb] = { '>d', 8 } }
+mp_decode = function(s, pos)
+  need(s, pos, 1)
+  local b = string.byte(s, pos)
+  local f = fixed[b]
+  if f then
+    need(s, pos, 1 + f[2])
+    return (sunpack(f[1], s, pos + 1)), pos + 1 + f[2]
+  end
+  if b == 0xc0 then return nil, pos + 1
+  elseif b == 0xc3 then return true, pos + 1
+  elseif b == 0xc2 then return false, pos + 1
+  elseif b == 0xd9 or b == 0xda or b == 0xdb then
+    local size = b == 0xd9 and 1 or b == 0xda and 2 or 4
+    need(s, pos, 1 + size)
+    local len = sunpack('>I' .. size, s, pos + 1)
+    need(s, pos, 1 + size + len)
+    return string.sub(s, pos + 1 + size, pos + size + len), pos + 1 + size + len
+  elseif b == 0xdc or b == 0xdd or b == 0xde or b == 0xdf then
+    local size = (b == 0xdc or b == 0xde) and 2 or 4
+    need(s, pos, 1 + size)
+    local len = sunpack('>I' .. size, s, pos + 1)
+    if b <= 0xdd then return mp_array(s, pos + 1 + size, len) end
+    return mp_map(s, pos + 1 + size, len)
+  elseif b < 0x80 then return b, pos + 1
+  elseif b >= 0xe0 then return b - 256, pos + 1
+  elseif b >= 0xa0 and b <= 0xbf then
+    local len = b & 0x1f
+    need(s, pos, 1 + len)
+    return string.sub(s, pos + 1, pos + len), pos + 1 + len
+  elseif b >= 0x90 and b <= 0x9f then return mp_array(s, pos + 1, b & 0xf)
+  elseif b >= 0x80 and b <= 0x8f then return mp_map(s, pos + 1, b & 0xf)
+  end
+  error(BADFMT, 0)
+end
+local function mp_unpack_full(s, limit, offset)
+  if type(s) ~= 'string' and type(s) ~= 'number' then error("bad argument #1 to 'unpack' (string expected, got " .. type(s) .. ")", 3) end
+  s = tostring(s)
+  local all = limit == 0 and offset == 0
+  if offset < 0 or limit < 0 then
+    error(string.format('Invalid request to unpack with offset of %d and limit of %d.', offset, #s), 3)
+  elseif offset > #s then
+    error(string.format('Start offset %d greater than input length %d.', offset, #s), 3)
+  end
+  if all then limit = math.maxinteger end
+  local out, n, pos = {}, 0, offset + 1
+  while pos <= #s and n < limit do
+    local ok, v, nextpos = pcall(mp_decode, s, pos)
+    if not ok then
+      if v == MISSING then error('Missing bytes in input.', 3) end
+      if v == BADFMT then error('Bad data format in input.', 3) end
+      error(v, 3)
+    end
+    n = n + 1
+    out[n] = v
+    pos = nextpos
+  end
+  if all then return table.unpack(out, 1, n) end
+  return (pos > #s and -1 or pos - 1), table.unpack(out, 1, n)
+end
+local cmsgpack = {}
+cmsgpack.pack = cwrap(function(...)
+  local n = select('#', ...)
+  if n == 0 then error("bad argument #0 to 'pack' (MessagePack pack needs input.)", 3) end
+  local out = {}
+  for i = 1, n do out[i] = mp_encode((select(i, ...)), 0) end
+  return table.concat(out)
+end)
+cmsgpack.unpack = cwrap(function(s) return mp_unpack_full(s, 0, 0) end)
+cmsgpack.unpack_one = cwrap(function(s, offset) return mp_unpack_full(s, 1, math.tointeger(offset or 0) or 0) end)
+cmsgpack.unpack_limit = cwrap(function(s, limit, offset) return mp_unpack_full(s, math.tointeger(limit) or 0, math.tointeger(offset or 0) or 0) end)
+cmsgpack._NAME, cmsgpack._VERSION, cmsgpack._COPYRIGHT, cmsgpack._DESCRIPTION = 'cmsgpack', 'lua-cmsgpack 0.4.0', 'Copyright (C) 2012, Salvatore Sanfilippo', 'MessagePack C implementation for Lua'
+
 env.redis = protect(redis)
+env.cmsgpack = protect(cmsgpack)
 env.string = protect(stringlib)
 env.math = protect(mathlib)
 env.table = protect(tablelib)
