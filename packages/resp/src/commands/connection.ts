@@ -1,4 +1,4 @@
-import { integerArg } from '../args.js';
+import { int64Arg } from '../args.js';
 import type { BuiltinHost } from '../host.js';
 import { OK, RespError, simple } from '../reply.js';
 import { checkName, text, upper } from './util.js';
@@ -40,9 +40,12 @@ export function registerConnection<C>(server: Host<C>): void {
     'select',
     { arity: 2, flags: ['fast'], summary: 'Changes the selected database.', group: 'connection' },
     (client, argv) => {
-      const db = integerArg(argv[1]);
-      if (db < 0 || db >= server.databases) throw new RespError('ERR DB index is out of range');
-      client.db = db;
+      // getIntFromObjectOrReply: a 64-bit integer, then a C int.
+      const db = int64Arg(argv[1]);
+      if (db < -2147483648n || db > 2147483647n)
+        throw new RespError('ERR value is out of range, value must between -2147483648 and 2147483647');
+      if (db < 0n || db >= BigInt(server.databases)) throw new RespError('ERR DB index is out of range');
+      client.db = Number(db);
       return OK;
     },
   );

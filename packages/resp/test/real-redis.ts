@@ -1,0 +1,53 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
+import { rawConnect, sleep } from '../../../test/support/net.js';
+
+// A real redis-server 7.0.15 on a free port, no persistence, for tests that compare bytes with it.
+
+export const REDIS_SERVER = '/usr/bin/redis-server';
+
+export interface Server {
+  port: number;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export async function startRedis(): Promise<Server> {
+  if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} not found: apt-get install redis-server (bash .ci/run does)`);
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child: ChildProcess = spawn(
+      REDIS_SERVER,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+      { stdio: 'ignore' },
+    );
+    const exited = once(child, 'exit');
+    const stop = async (): Promise<void> => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    };
+    for (let i = 0; i < 200 && child.exitCode === null; i++) {
+      try {
+        const socket = await rawConnect(port);
+        socket.destroy();
+        return { port, stop };
+      } catch {
+        await sleep(25);
+      }
+    }
+    await stop();
+    if (attempt >= 3) throw new Error('redis-server did not start');
+  }
+}
