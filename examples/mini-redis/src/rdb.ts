@@ -3,6 +3,7 @@ import { Deque } from './deque.js';
 import { lzfCompress, lzfDecompress } from './lzf.js';
 import { SortedSet } from './sorted-set.js';
 import type { Keyspace, Value } from './store.js';
+import { Group, MAX_ID, makeId, msOf, Stream, type StreamId, seqOf } from './stream.js';
 
 // Redis's RDB format, version 10, as Redis 7.0.15 writes and reads it (src/rdb.c, rdb.h): the file
 // SAVE writes, the payload of DUMP/RESTORE, and what a replica gets on a full sync. Written here by
@@ -14,10 +15,12 @@ import type { Keyspace, Value } from './store.js';
 // LZF-compressed when `rdbcompression`), RDB_TYPE_LIST, RDB_TYPE_SET, RDB_TYPE_HASH and
 // RDB_TYPE_ZSET_2 (binary doubles). mini-redis keeps no listpacks in memory, so building them only
 // to write them would cost time for nothing: Redis picks listpack/intset itself when it loads a
-// small value, by the same limits it would have used. Reading takes everything 7.0.15 writes for
-// the five types (listpack, intset, quicklist 2 with packed and plain nodes, ziplists and quicklist
-// 1 of older files, zipmap of very old ones, LZF and integer-encoded strings), and names what it
-// cannot hold (modules, streams, functions) in a clear error.
+// small value, by the same limits it would have used. Streams have no plain type: they are written
+// as 7.0 writes them (RDB_TYPE_STREAM_LISTPACKS_2: listpack nodes, consumer groups, PELs).
+// Reading takes everything 7.0.15 writes for these types (listpack, intset, quicklist 2 with packed
+// and plain nodes, ziplists and quicklist 1 of older files, zipmap of very old ones, LZF and
+// integer-encoded strings, streams of 5.0–7.0), and names what it cannot hold (module values,
+// module aux data, function libraries) in a clear error.
 
 export const RDB_VERSION = 10;
 
@@ -61,8 +64,6 @@ const OPCODE = {
 const UNSUPPORTED: Record<number, string> = {
   [TYPE.MODULE]: 'a module value (RDB_TYPE_MODULE)',
   [TYPE.MODULE_2]: 'a module value (RDB_TYPE_MODULE_2)',
-  [TYPE.STREAM_LISTPACKS]: 'a stream (RDB_TYPE_STREAM_LISTPACKS)',
-  [TYPE.STREAM_LISTPACKS_2]: 'a stream (RDB_TYPE_STREAM_LISTPACKS_2)',
 };
 
 /** Why an RDB file or payload could not be read. */
@@ -143,6 +144,19 @@ class Writer {
     }
   }
 
+  /** rdbSaveLen of a 64-bit value (stream IDs; -1 as Redis's cast to uint64_t). */
+  lenBig(value: bigint): void {
+    const unsigned = BigInt.asUintN(64, value);
+    if (unsigned <= 0xffffffffn) {
+      this.len(Number(unsigned));
+      return;
+    }
+    this.reserve(9);
+    this.buffer[this.length++] = 0x81;
+    this.buffer.writeBigUInt64BE(unsigned, this.length);
+    this.length += 8;
+  }
+
   /** rdbSaveRawString: an integer encoding if it spells one in 32 bits, else LZF or verbatim. */
   string(data: Buffer | string): void {
     const size = typeof data === 'string' ? data.length : data.length;
@@ -221,6 +235,7 @@ const TYPE_OF: Record<string, number | undefined> = {
   set: TYPE.SET,
   hash: TYPE.HASH,
   zset: TYPE.ZSET_2,
+  stream: TYPE.STREAM_LISTPACKS_2,
 };
 function typeOf(value: Value): number {
   const type = TYPE_OF[value.type];
@@ -257,9 +272,291 @@ function writeObject(out: Writer, value: Value): void {
         out.double(score);
       }
       return;
+    case 'stream':
+      writeStream(out, value.data);
+      return;
     default:
       throw new RdbError('unsupported', `mini-redis cannot write a ${type} to an RDB file yet`);
   }
+}
+
+// ---- Streams: RDB_TYPE_STREAM_LISTPACKS_2, as Redis 7.0 (rdb.c, t_stream.c) ------------------
+
+/** A stream ID as Redis keys its radix trees: ms and seq, 8 bytes each, big-endian. */
+function rawId(id: StreamId): Buffer {
+  const out = Buffer.allocUnsafe(16);
+  out.writeBigUInt64BE(msOf(id), 0);
+  out.writeBigUInt64BE(seqOf(id), 8);
+  return out;
+}
+const idOf = (raw: Buffer): StreamId => makeId(raw.readBigUInt64BE(0), raw.readBigUInt64BE(8));
+
+/** Redis's lpStringToInt64: the integer a listpack stores a string as, if it spells one. */
+function listpackInteger(data: Buffer): bigint | undefined {
+  if (data.length === 0 || data.length > 20) return undefined;
+  const text = data.toString('latin1');
+  if (!INTEGER.test(text)) return undefined;
+  const value = BigInt(text);
+  return value === BigInt.asIntN(64, value) ? value : undefined;
+}
+
+/** A listpack being built (Redis 7's listpack.c encodings). */
+class Listpack {
+  readonly body = new Writer(false, 512);
+  count = 0;
+
+  integer(value: bigint): void {
+    const out = this.body;
+    const start = out.length;
+    out.reserve(9);
+    const b = out.buffer;
+    if (value >= 0n && value <= 127n) {
+      b[out.length++] = Number(value);
+    } else if (value >= -4096n && value <= 4095n) {
+      const v = Number(value < 0n ? value + 8192n : value);
+      b[out.length++] = 0xc0 | (v >> 8);
+      b[out.length++] = v & 0xff;
+    } else if (value >= -32768n && value <= 32767n) {
+      b[out.length++] = 0xf1;
+      b.writeInt16LE(Number(value), out.length);
+      out.length += 2;
+    } else if (value >= -8388608n && value <= 8388607n) {
+      b[out.length++] = 0xf2;
+      b.writeIntLE(Number(value), out.length, 3);
+      out.length += 3;
+    } else if (value >= -2147483648n && value <= 2147483647n) {
+      b[out.length++] = 0xf3;
+      b.writeInt32LE(Number(value), out.length);
+      out.length += 4;
+    } else {
+      b[out.length++] = 0xf4;
+      b.writeBigInt64LE(value, out.length);
+      out.length += 8;
+    }
+    this.#backlen(out.length - start);
+  }
+
+  string(data: Buffer): void {
+    const integer = listpackInteger(data);
+    if (integer !== undefined) {
+      this.integer(integer);
+      return;
+    }
+    const out = this.body;
+    const start = out.length;
+    const size = data.length;
+    out.reserve(5);
+    if (size < 64) {
+      out.buffer[out.length++] = 0x80 | size;
+    } else if (size < 4096) {
+      out.buffer[out.length++] = 0xe0 | (size >> 8);
+      out.buffer[out.length++] = size & 0xff;
+    } else {
+      out.buffer[out.length++] = 0xf0;
+      out.buffer.writeUInt32LE(size, out.length);
+      out.length += 4;
+    }
+    out.bytes(data);
+    this.#backlen(out.length - start);
+  }
+
+  /** lpEncodeBacklen: the entry's size, 7 bits a byte, so the list can be walked backwards. */
+  #backlen(size: number): void {
+    const bytes = size <= 127 ? 1 : size < 16383 ? 2 : size < 2097151 ? 3 : size < 268435455 ? 4 : 5;
+    for (let i = bytes - 1; i >= 0; i--) this.body.byte(((size / 2 ** (7 * i)) & 127) | (i === bytes - 1 ? 0 : 128));
+    this.count++;
+  }
+
+  finish(): Buffer {
+    const total = 6 + this.body.length + 1;
+    const out = Buffer.allocUnsafe(total);
+    out.writeUInt32LE(total, 0);
+    out.writeUInt16LE(Math.min(this.count, 65535), 4);
+    this.body.result().copy(out, 6);
+    out[total - 1] = 0xff;
+    return out;
+  }
+}
+
+/** Redis's stream-node-max-entries and -bytes defaults: how many entries one listpack node holds. */
+const NODE_MAX_ENTRIES = 100;
+const NODE_MAX_BYTES = 4096;
+const FLAG_SAMEFIELDS = 2;
+const FLAG_DELETED = 1;
+
+/** The entries of a stream as listpack nodes: a master entry (the first entry's fields) and the entries. */
+function streamNodes(stream: Stream): Array<{ key: Buffer; listpack: Buffer }> {
+  const entries = stream.range(0n, MAX_ID);
+  const nodes: Array<{ key: Buffer; listpack: Buffer }> = [];
+  let index = 0;
+  while (index < entries.length) {
+    const master = entries[index] as (typeof entries)[number];
+    const masterFields = master.fields.filter((_, i) => i % 2 === 0);
+    // How many entries this node takes: up to 100, and about 4 KiB of field data.
+    let end = index;
+    let bytes = 0;
+    while (end < entries.length && end - index < NODE_MAX_ENTRIES && (end === index || bytes < NODE_MAX_BYTES)) {
+      for (const part of (entries[end] as (typeof entries)[number]).fields) bytes += part.length + 2;
+      end++;
+    }
+    const lp = new Listpack();
+    lp.integer(BigInt(end - index)); // count
+    lp.integer(0n); // deleted
+    lp.integer(BigInt(masterFields.length));
+    for (const name of masterFields) lp.string(name);
+    lp.integer(0n); // the master entry's terminator
+    const [masterMs, masterSeq] = [msOf(master.id), seqOf(master.id)];
+    for (let i = index; i < end; i++) {
+      const { id, fields } = entries[i] as (typeof entries)[number];
+      const same = fields.length === masterFields.length * 2 && masterFields.every((name, k) => name.equals(fields[k * 2] as Buffer));
+      lp.integer(BigInt(same ? FLAG_SAMEFIELDS : 0));
+      lp.integer(msOf(id) - masterMs);
+      lp.integer(seqOf(id) - masterSeq);
+      if (same) {
+        for (let k = 1; k < fields.length; k += 2) lp.string(fields[k] as Buffer);
+      } else {
+        lp.integer(BigInt(fields.length / 2));
+        for (const part of fields) lp.string(part);
+      }
+      lp.integer(BigInt(same ? fields.length / 2 + 3 : fields.length + 4)); // lp-count
+    }
+    nodes.push({ key: rawId(master.id), listpack: lp.finish() });
+    index = end;
+  }
+  return nodes;
+}
+
+/** Byte order of names, as Redis's radix trees list groups and consumers. */
+const byBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a, 'latin1'), Buffer.from(b, 'latin1'));
+
+function writeStream(out: Writer, stream: Stream): void {
+  const nodes = streamNodes(stream);
+  out.len(nodes.length);
+  for (const { key, listpack } of nodes) {
+    out.string(key);
+    out.string(listpack);
+  }
+  out.len(stream.length);
+  for (const id of [stream.lastId, stream.firstId, stream.maxDeletedId]) {
+    out.lenBig(msOf(id));
+    out.lenBig(seqOf(id));
+  }
+  out.len(stream.entriesAdded);
+  const groups = [...stream.groups].sort(([a], [b]) => byBytes(a, b));
+  out.len(groups.length);
+  for (const [name, group] of groups) {
+    out.string(name);
+    out.lenBig(msOf(group.lastId));
+    out.lenBig(seqOf(group.lastId));
+    out.lenBig(BigInt(group.entriesRead));
+    const pending = [...group.pel].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    out.len(pending.length);
+    for (const [id, nack] of pending) {
+      out.bytes(rawId(id));
+      out.millis(nack.deliveryTime);
+      out.len(nack.deliveryCount);
+    }
+    const consumers = [...group.consumers].sort(([a], [b]) => byBytes(a, b));
+    out.len(consumers.length);
+    for (const [consumerName, consumer] of consumers) {
+      out.string(consumerName);
+      out.millis(consumer.seenTime);
+      const ids = [...consumer.pending].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      out.len(ids.length);
+      for (const id of ids) out.bytes(rawId(id));
+    }
+  }
+}
+
+/** Read RDB_TYPE_STREAM_LISTPACKS (Redis 5–6) or _2 (Redis 7.0) into a Stream. */
+function readStream(input: Reader, type: number): Stream {
+  const stream = new Stream();
+  const bad = (what: string) => corrupt(`Stream ${what}`);
+  const nodes = input.len();
+  for (let n = 0; n < nodes; n++) {
+    const key = input.string();
+    if (key.length !== 16) throw bad('node key entry is not the size of a stream ID');
+    const [masterMs, masterSeq] = [key.readBigUInt64BE(0), key.readBigUInt64BE(8)];
+    const items = listpackEntries(input.string());
+    if (items.length === 0) throw corrupt('Empty listpack inside stream');
+    let at = 0;
+    const next = (): Buffer => {
+      const item = items[at++];
+      if (item === undefined) throw bad('listpack integrity check failed.');
+      return item;
+    };
+    const int = (): bigint => {
+      const value = listpackInteger(next());
+      if (value === undefined) throw bad('listpack integrity check failed.');
+      return value;
+    };
+    const count = int() + int(); // valid + deleted
+    const masterFields = Array.from({ length: Number(int()) }, next);
+    if (int() !== 0n) throw bad('listpack integrity check failed.');
+    for (let i = 0n; i < count; i++) {
+      const flags = int();
+      const id = makeId(masterMs + int(), BigInt.asUintN(64, masterSeq + int()));
+      const fields: Buffer[] = [];
+      if (flags & BigInt(FLAG_SAMEFIELDS)) {
+        for (const name of masterFields) fields.push(name, next());
+      } else {
+        const pairs = Number(int());
+        for (let k = 0; k < pairs * 2; k++) fields.push(next());
+      }
+      int(); // lp-count
+      if (!(flags & BigInt(FLAG_DELETED)))
+        stream.append(
+          id,
+          fields.map((part) => Buffer.from(part)),
+          NODE_MAX_ENTRIES,
+          NODE_MAX_BYTES,
+        );
+    }
+    if (at !== items.length) throw bad('listpack integrity check failed.');
+  }
+  const length = input.len();
+  if (length !== stream.length) throw bad('length inconsistent with rax entries');
+  stream.lastId = makeId(input.lenBig(), input.lenBig());
+  if (type === TYPE.STREAM_LISTPACKS_2) {
+    stream.firstId = makeId(input.lenBig(), input.lenBig());
+    stream.maxDeletedId = makeId(input.lenBig(), input.lenBig());
+    stream.entriesAdded = Number(input.lenBig());
+  } else {
+    stream.entriesAdded = stream.length;
+  }
+  const groups = input.len();
+  for (let g = 0; g < groups; g++) {
+    const name = input.latin1();
+    const lastId = makeId(input.lenBig(), input.lenBig());
+    const entriesRead = type === TYPE.STREAM_LISTPACKS_2 ? Number(BigInt.asIntN(64, input.lenBig())) : -1;
+    if (stream.groups.has(name)) throw corrupt(`Duplicated consumer group name ${name}`);
+    const group = new Group(lastId, entriesRead);
+    stream.groups.set(name, group);
+    const pending = new Map<StreamId, { time: number; count: number; owner?: string }>();
+    const pelSize = input.len();
+    for (let i = 0; i < pelSize; i++) {
+      const id = idOf(input.take(16));
+      const time = Number(input.take(8).readBigInt64LE(0));
+      pending.set(id, { time, count: input.len() });
+    }
+    if (pending.size !== pelSize) throw corrupt('Duplicated global PEL entry loading stream consumer group');
+    const consumers = input.len();
+    for (let c = 0; c < consumers; c++) {
+      const consumerName = input.latin1();
+      const consumer = group.consumer(consumerName).consumer;
+      consumer.seenTime = Number(input.take(8).readBigInt64LE(0));
+      const owned = input.len();
+      for (let i = 0; i < owned; i++) {
+        const id = idOf(input.take(16));
+        const nack = pending.get(id);
+        if (nack === undefined) throw corrupt('Consumer entry not found in group global PEL');
+        group.deliver(id, consumer, nack.count, nack.time).deliveryTime = nack.time;
+        nack.owner = consumerName;
+      }
+    }
+    for (const nack of pending.values()) if (nack.owner === undefined) throw corrupt('Stream CG PEL entry without consumer');
+  }
+  return stream;
 }
 
 /** The 8 bytes after EOF: the CRC-64 of everything before, or zeros without `rdbchecksum`. */
@@ -403,6 +700,16 @@ class Reader {
         throw corrupt(`Unknown length encoding ${first} in rdbLoadLen()`);
       }
     }
+  }
+
+  /** A length that may need 64 bits (stream IDs, counters). */
+  lenBig(): bigint {
+    const first = this.data[this.pos];
+    if (first === 0x81) {
+      this.pos++;
+      return this.take(8).readBigUInt64BE(0);
+    }
+    return BigInt(this.len());
   }
 
   len(): number {
@@ -721,6 +1028,9 @@ function readObject(input: Reader, type: number, key: string): Value | undefined
       const flat = type === TYPE.ZSET_ZIPLIST ? ziplistEntries(blob) : listpackEntries(blob);
       return flat.length === 0 ? undefined : zsetOf(flat);
     }
+    case TYPE.STREAM_LISTPACKS:
+    case TYPE.STREAM_LISTPACKS_2:
+      return { type: 'stream', data: readStream(input, type) };
     default:
       throw corrupt(`Unknown RDB encoding type ${type}`);
   }
