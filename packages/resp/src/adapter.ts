@@ -27,7 +27,6 @@ import { Watches } from './watch.js';
 
 export type { InfoFields } from './host.js';
 export type { CommandFlag, CommandHandler, CommandOptions, CommandSpec } from './registry.js';
-export { commandKeys } from './registry.js';
 
 export interface RespOptions<Context = Record<string, unknown>> {
   /** The default user's password, Redis's `requirepass`. Clients must AUTH (or HELLO AUTH) first. */
