@@ -273,4 +273,31 @@ describe('streams: blocking reads', () => {
       writer.close();
     }
   });
+
+  it('a blocked XREADGROUP gets -UNBLOCKED when its key goes and -NOGROUP when its group goes; XREAD waits on', async () => {
+    const port = (mini as Started).port;
+    const writer = new RawClient(port);
+    const readers = [new RawClient(port), new RawClient(port), new RawClient(port)];
+    try {
+      await writer.send(['FLUSHALL', 'XADD s 1-0 a 1', 'XGROUP CREATE s g $', 'XADD t 1-0 a 1', 'XGROUP CREATE t g $']);
+      const [deleted, destroyed, plain] = [
+        readers[0]?.send(['XREADGROUP GROUP g c BLOCK 0 STREAMS s >']),
+        readers[1]?.send(['XREADGROUP GROUP g c BLOCK 0 STREAMS t >']),
+        readers[2]?.send(['XREAD BLOCK 0 STREAMS s $']),
+      ];
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await writer.send(['DEL s', 'XGROUP DESTROY t g']);
+      expect(show(((await deleted) as Buffer[])[0] as Buffer)).toBe('-UNBLOCKED the stream key no longer exists⏎');
+      expect(show(((await destroyed) as Buffer[])[0] as Buffer)).toBe(
+        '-NOGROUP the consumer group this client was blocked on no longer exists⏎',
+      );
+      await writer.send(['XADD s 2-0 b 2']);
+      expect(show(((await plain) as Buffer[])[0] as Buffer)).toBe('*1⏎*2⏎$1⏎s⏎*1⏎*2⏎$3⏎2-0⏎*2⏎$1⏎b⏎$1⏎2⏎');
+      // The server and the clients live on.
+      expect((await readers[0]?.send(['PING']))?.map((reply) => show(reply))).toEqual(['+PONG⏎']);
+    } finally {
+      writer.close();
+      for (const reader of readers) reader.close();
+    }
+  });
 });

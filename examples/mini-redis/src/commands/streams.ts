@@ -294,6 +294,10 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
         } else id = args.id.id;
       } else id = args.id.id;
       if (id <= last) throw new RespError(smaller);
+      // A listpack holds at most 1 GB (STREAM_LISTPACK_MAX_SIZE): Redis refuses bigger entries.
+      let total = 0;
+      for (let i = fieldsAt; i < argv.length; i++) total += (argv[i] as Buffer).length;
+      if (total > 2 ** 30) throw new RespError('ERR Elements are too large to be stored');
       stream.append(id, argv.slice(fieldsAt), node.maxEntries, node.maxBytes);
       written(client, key, 'xadd');
       if (trim(stream, args) > 0) written(client, key, 'xtrim');
