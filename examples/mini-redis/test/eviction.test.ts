@@ -170,7 +170,7 @@ describe('maxmemory eviction', () => {
       expect(await evictedKeys(client)).toBe(before + 1);
       await client.send(['CONFIG SET maxmemory 0']);
       expect((await client.send(['MULTI', 'SET foo again', 'EXEC'])).map(text)).toEqual(['+OK⏎', '+QUEUED⏎', '*-1⏎']);
-      await client.send(['CONFIG SET notify-keyspace-events ""']);
+      expect((await client.send([['CONFIG', 'SET', 'notify-keyspace-events', '']])).map(text)).toEqual(['+OK⏎']);
     } finally {
       subscriber.close();
       client.close();
