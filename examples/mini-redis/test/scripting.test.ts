@@ -212,6 +212,24 @@ describe('EVAL: errors as redis-server 7.0.15', () => {
   });
 });
 
+describe('maxmemory, as redis-server 7.0.15', () => {
+  it('the first denyoom command of a script is refused past maxmemory, unless the script is allow-oom', async () => {
+    await same([
+      ['SET', 'big', 'x'.repeat(10_000)],
+      'CONFIG SET maxmemory 1',
+      e("return redis.call('SET', 'k', 'v')"),
+      e("return redis.pcall('SET', 'k', 'v')"),
+      e("return redis.call('GET', 'big') ~= false"),
+      e("return redis.call('DEL', 'nothing')"),
+      ['EVAL', "#!lua flags=allow-oom\nreturn redis.call('SET', 'k', 'v')", '0'],
+      ['EVAL', "#!lua\nreturn redis.call('GET', 'k')", '0'],
+      ['EVAL', "#!lua flags=no-writes\nreturn redis.call('GET', 'k')", '0'],
+      'CONFIG SET maxmemory 0',
+      e("return redis.call('SET', 'k', 'w')"),
+    ]);
+  });
+});
+
 describe('EVALSHA and SCRIPT, as redis-server 7.0.15', () => {
   it('SCRIPT LOAD / EXISTS / FLUSH / KILL / HELP, EVALSHA and its NOSCRIPT', async () => {
     await same([

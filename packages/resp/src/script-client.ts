@@ -54,6 +54,11 @@ export interface ScriptCallOptions {
   readonly readOnly?: boolean;
   /** RESP version the script asked for (redis.setresp). Default 2. */
   readonly protocol?: 2 | 3;
+  /**
+   * A script flagged `allow-oom`: `denyoom` commands run even past `outOfMemory()`. Without it, the
+   * first `denyoom` command of a script that wrote nothing yet is refused with -OOM (script.c, scriptVerifyOOM).
+   */
+  readonly allowOom?: boolean;
 }
 
 /**
@@ -69,8 +74,9 @@ export class ScriptClient<Context = Record<string, unknown>> {
   readonly client: RespClient<Context>;
   readonly #denied: (name: string) => boolean;
   readonly #monitors = new Set<RespClient<Context>>();
-  /** The SELECTed database inside the running script (Redis: the script client's own db). */
   #running = false;
+  /** The running script wrote already (Redis's SCRIPT_WRITE_DIRTY): no more -OOM, it cannot stop halfway. */
+  #wrote = false;
 
   constructor(resp: RespAdapter<Context>, options: ScriptClientOptions = {}) {
     this.#resp = resp;
@@ -115,6 +121,7 @@ export class ScriptClient<Context = Record<string, unknown>> {
     this.client.db = caller.db;
     this.client.reply.protocol = 2;
     this.#running = true;
+    this.#wrote = false;
   }
 
   /** The script ended. */
@@ -147,6 +154,17 @@ export class ScriptClient<Context = Record<string, unknown>> {
       this.#rejected(spec, argv);
       return error('ERR Write commands are not allowed from read-only scripts.');
     }
+    if (
+      options.allowOom !== true &&
+      !this.#wrote &&
+      flags.includes('denyoom') &&
+      resp.options.outOfMemory !== undefined &&
+      resp.options.outOfMemory()
+    ) {
+      this.#rejected(spec, argv);
+      return error("OOM command not allowed when used memory > 'maxmemory'.");
+    }
+    if (flags.includes('write')) this.#wrote = true;
     client.reply.protocol = options.protocol ?? 2;
     client.reply.take();
     const full = fullName(spec, argv);

@@ -40,7 +40,7 @@ function addressOf(client: RespClient): string {
   return ip.includes(':') ? `[${ip}]:${client.conn.remotePort ?? 0}` : `${ip}:${client.conn.remotePort ?? 0}`;
 }
 
-export function registerScriptingCommands({ resp, blocked, config, propagation, memory, env }: MiniRedis): void {
+export function registerScriptingCommands({ resp, blocked, config, propagation, env }: MiniRedis): void {
   const scripts = new ScriptClient(resp);
   let timeLimitMs = 5000;
   const limit = integer(
@@ -97,8 +97,8 @@ export function registerScriptingCommands({ resp, blocked, config, propagation, 
     const flags = script.flags;
     if (!flags.compat) {
       if (ro && !flags.noWrites) throw new RespError('ERR Can not execute a script with write flag using *_ro command.');
-      if (!flags.noWrites && !flags.allowOom && memory.maxmemory > 0 && resp.options.outOfMemory?.() === true)
-        throw new RespError("OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'");
+      if (!flags.noWrites && !flags.allowOom && resp.options.outOfMemory?.() === true)
+        throw new RespError("OOM command not allowed when used memory > 'maxmemory'."); // as processCommand refuses a command its (shebang) flags make denyoom
     }
     const run = (): void => {
       const failed = lua.run(script, {
@@ -106,6 +106,7 @@ export function registerScriptingCommands({ resp, blocked, config, propagation, 
         keys: argv.slice(3, 3 + numkeys),
         args: argv.slice(3 + numkeys),
         readOnly: ro || (!flags.compat && flags.noWrites),
+        allowOom: !flags.compat && (flags.allowOom || flags.noWrites),
         timeLimitMs,
       });
       if (failed !== undefined) throw new RespError(failed);

@@ -107,6 +107,8 @@ export interface RunOptions {
   readonly keys: readonly Buffer[];
   readonly args: readonly Buffer[];
   readonly readOnly: boolean;
+  /** The script's shebang has `allow-oom`. */
+  readonly allowOom: boolean;
   /** Milliseconds the script may run before it is aborted (0: no limit). */
   readonly timeLimitMs: number;
 }
@@ -447,7 +449,7 @@ export class LuaEngine {
       }
     }
     raw._lua_settop(L, 0);
-    const reply = this.#client.call(argv, { caller: run.caller, readOnly: run.readOnly, protocol: run.protocol });
+    const reply = this.#client.call(argv, { caller: run.caller, readOnly: run.readOnly, protocol: run.protocol, allowOom: run.allowOom });
     if (reply.type === 'error') {
       this.#pushError(L, `-${reply.value}`);
       return raise ? raw._lua_error(L) : 1;
