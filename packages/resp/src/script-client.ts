@@ -154,13 +154,7 @@ export class ScriptClient<Context = Record<string, unknown>> {
       this.#rejected(spec, argv);
       return error('ERR Write commands are not allowed from read-only scripts.');
     }
-    if (
-      options.allowOom !== true &&
-      !this.#wrote &&
-      flags.includes('denyoom') &&
-      resp.options.outOfMemory !== undefined &&
-      resp.options.outOfMemory()
-    ) {
+    if (options.allowOom !== true && !this.#wrote && flags.includes('denyoom') && resp.options.outOfMemory?.() === true) {
       this.#rejected(spec, argv);
       return error("OOM command not allowed when used memory > 'maxmemory'.");
     }
