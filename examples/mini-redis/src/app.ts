@@ -1,6 +1,7 @@
 import { type Binding, PortService, type PortServiceOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { type RespAdapter, respAdapter } from '@portbind/resp';
+import { registerAof } from './aof.js';
 import { BlockedClients } from './blocking.js';
 import { registerHashCommands } from './commands/hashes.js';
 import { registerKeyCommands } from './commands/keys.js';
@@ -141,6 +142,8 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerEviction(server, eviction);
   registerStreamCommands(server);
   registerTransactionCommands(server);
+  // Last: the append-only file replays through every registered command (and wins over an RDB loaded before).
+  registerAof(server, service.logger);
   keyspace.startExpiry();
 
   service.bind(httpAdapter({ health: true }));

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { RespClient } from '@portbind/resp';
 import { type Argv, frameCommand, type Propagation, type Sink } from './propagate.js';
-import type { Keyspace, Value } from './store.js';
+import { encodeRdb } from './rdb.js';
+import type { Keyspace } from './store.js';
 
 // The master side of Redis replication: SYNC/PSYNC answer with a full resynchronization (an RDB of
 // the dataset), then every propagated command follows on the same connection, framed as Redis
@@ -60,7 +61,7 @@ export class Replication implements Sink {
     client.replyOff = true;
     const socket = client.conn.socket;
     if (psync) socket.write(`+FULLRESYNC ${this.replid} ${this.offset}\r\n`, 'latin1');
-    const rdb = encodeRdb(this.#keyspace);
+    const rdb = encodeRdb({ keyspace: this.#keyspace });
     socket.write(`$${rdb.length}\r\n`, 'latin1');
     socket.write(rdb);
     // Redis forces a SELECT into the stream after a new full sync (slaveseldb = -1).
@@ -185,87 +186,4 @@ export class Replication implements Sink {
     this.#pingTimer = undefined;
     for (const replica of [...this.replicas]) replica.client.kill();
   }
-}
-
-// ---- A minimal RDB (version 10, Redis 7.0) of the dataset -----------------------------------------
-// Strings, lists (RDB_TYPE_LIST), sets, hashes and sorted sets (RDB_TYPE_ZSET_2) in their plain
-// encodings, which every Redis loads; TTLs as EXPIRETIME_MS; a zero checksum (not checked).
-
-const RDB_TYPE = { string: 0, list: 1, set: 2, hash: 4, zset: 5 } as const;
-
-function rdbLength(length: number): Buffer {
-  if (length < 64) return Buffer.from([length]);
-  if (length < 16384) return Buffer.from([0x40 | (length >> 8), length & 0xff]);
-  const out = Buffer.alloc(5);
-  out[0] = 0x80;
-  out.writeUInt32BE(length, 1);
-  return out;
-}
-
-function rdbString(bytes: Buffer | string): Buffer[] {
-  const buffer = typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes;
-  return [rdbLength(buffer.length), buffer];
-}
-
-/** One value in its RDB type, or undefined for a type this encoder does not know (skipped). */
-function rdbValue(value: Value): { type: number; parts: Buffer[] } | undefined {
-  const parts: Buffer[] = [];
-  switch (value.type) {
-    case 'string':
-      return { type: RDB_TYPE.string, parts: rdbString(value.data) };
-    case 'list':
-      parts.push(rdbLength(value.data.length));
-      for (const item of value.data) parts.push(...rdbString(item));
-      return { type: RDB_TYPE.list, parts };
-    case 'set':
-      parts.push(rdbLength(value.data.size));
-      for (const member of value.data) parts.push(...rdbString(member));
-      return { type: RDB_TYPE.set, parts };
-    case 'hash':
-      parts.push(rdbLength(value.data.size));
-      for (const [field, data] of value.data) parts.push(...rdbString(field), ...rdbString(data));
-      return { type: RDB_TYPE.hash, parts };
-    case 'zset': {
-      const scores = value.data.scores;
-      parts.push(rdbLength(scores.size));
-      for (const [member, score] of scores) {
-        const double = Buffer.alloc(8);
-        double.writeDoubleLE(score);
-        parts.push(...rdbString(member), double);
-      }
-      return { type: RDB_TYPE.zset, parts };
-    }
-    default:
-      return undefined;
-  }
-}
-
-/** The dataset as an RDB file (what a full resynchronization sends). */
-export function encodeRdb(keyspace: Keyspace): Buffer {
-  const parts: Buffer[] = [Buffer.from('REDIS0010', 'latin1')];
-  const aux = (key: string, value: string): void => {
-    parts.push(Buffer.from([0xfa]), ...rdbString(key), ...rdbString(value));
-  };
-  aux('redis-ver', '7.0.15');
-  aux('redis-bits', '64');
-  const now = Date.now();
-  keyspace.databases.forEach((db, index) => {
-    if (db.values.size === 0) return;
-    parts.push(Buffer.from([0xfe]), rdbLength(index));
-    for (const [key, value] of db.values) {
-      const expiresAt = db.expires.get(key);
-      if (expiresAt !== undefined && expiresAt <= now) continue;
-      const encoded = rdbValue(value);
-      if (encoded === undefined) continue;
-      if (expiresAt !== undefined) {
-        const at = Buffer.alloc(9);
-        at[0] = 0xfc;
-        at.writeBigUInt64LE(BigInt(expiresAt), 1);
-        parts.push(at);
-      }
-      parts.push(Buffer.from([encoded.type]), ...rdbString(key), ...encoded.parts);
-    }
-  });
-  parts.push(Buffer.from([0xff]), Buffer.alloc(8));
-  return Buffer.concat(parts);
 }

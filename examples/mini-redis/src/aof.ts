@@ -1,0 +1,637 @@
+import {
+  closeSync,
+  existsSync,
+  fdatasync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type Logger, PortbindError } from '@portbind/core';
+import { type Command, type RespClient, RespError, simple } from '@portbind/resp';
+import type { MiniRedis } from './app.js';
+import { frameCommand, type Sink } from './propagate.js';
+import { encodeRdb, loadRdb, RdbError } from './rdb.js';
+import { addPersistenceInfo } from './snapshot.js';
+
+// The append-only file, as Redis 7.0's multi-part AOF: in `dir`/`appenddirname` (default
+// DATA_DIR/appendonlydir) a manifest (`appendonly.aof.manifest`) names one base file (the dataset
+// as an RDB, Redis's default aof-use-rdb-preamble) and one incremental file that every propagated
+// command is appended to, framed as Redis frames them, with a SELECT when the database changes.
+// `appendfsync always` fsyncs before the replies of the commands go out (the commands of one
+// event-loop turn share one write and one fsync), `everysec` once a second, `no` never.
+//
+// BGREWRITEAOF: Redis forks; here the dataset is encoded synchronously (one point in time, like
+// BGSAVE in snapshot.ts), a new incremental file starts at that same moment, and the base is
+// written, fsynced and renamed while clients are served; then a new manifest is renamed into
+// place and the old files go. It runs when asked, when the AOF is turned on at run time, and when
+// the incremental file grew past auto-aof-rewrite-percentage of the base (and past
+// auto-aof-rewrite-min-size).
+//
+// At start (APPENDONLY=yes, or `appendonly yes` before a restart… the environment decides), the
+// base and the incremental files are replayed through the registered command handlers. A
+// truncated last command (a crash mid-write): with aof-load-truncated yes (the default) what is
+// complete loads, the file is truncated there and a warning is logged; else, and for anything
+// else that is not a command, start-up fails with AofLoadError naming the file and the offset.
+
+/** Loading the append-only file at start failed (Redis: "Bad file format reading the append only file"). */
+export class AofLoadError extends PortbindError {
+  readonly path: string;
+  readonly offset: number;
+  constructor(path: string, offset: number, message: string, cause?: unknown) {
+    super(
+      'PB_ERR_AOF_LOAD',
+      `${message} reading the append only file ${path} at offset ${offset}`,
+      cause === undefined ? undefined : { cause },
+    );
+    this.path = path;
+    this.offset = offset;
+  }
+}
+
+type Fsync = 'always' | 'everysec' | 'no';
+
+interface ManifestEntry {
+  name: string;
+  seq: number;
+  type: 'b' | 'i' | 'h';
+}
+
+/** The state INFO persistence, CONFIG and BGREWRITEAOF share. */
+export interface AofState {
+  enabled: boolean;
+  fsync: Fsync;
+  dir: string;
+  dirname: string;
+  filename: string;
+  loadTruncated: boolean;
+  rewritePercentage: number;
+  rewriteMinSize: number;
+  /** Bytes of the base at the last rewrite (aof_base_size) and of base + incremental now (aof_current_size). */
+  baseSize: number;
+  currentSize: number;
+  rewriteInProgress: { started: number } | undefined;
+  rewriteScheduled: boolean;
+  lastRewriteSeconds: number;
+  lastRewriteStatus: 'ok' | 'err';
+  lastWriteStatus: 'ok' | 'err';
+  rewrites: number;
+  lastFsync: number;
+  delayedFsync: number;
+}
+
+const states = new WeakMap<object, AofState>();
+
+/** Redis's aof_* fields of INFO persistence, in Redis 7.0.15's order (snapshot.ts puts them after the rdb_* ones). */
+export function aofInfo(server: MiniRedis): Record<string, string | number> {
+  const state = states.get(server);
+  if (state === undefined) return { aof_enabled: 0 };
+  const now = Date.now();
+  const fields: Record<string, string | number> = {
+    aof_enabled: state.enabled ? 1 : 0,
+    aof_rewrite_in_progress: state.rewriteInProgress === undefined ? 0 : 1,
+    aof_rewrite_scheduled: state.rewriteScheduled ? 1 : 0,
+    aof_last_rewrite_time_sec: state.lastRewriteSeconds,
+    aof_current_rewrite_time_sec: state.rewriteInProgress === undefined ? -1 : Math.floor((now - state.rewriteInProgress.started) / 1000),
+    aof_last_bgrewrite_status: state.lastRewriteStatus,
+    aof_rewrites: state.rewrites,
+    aof_rewrites_consecutive_failures: 0,
+    aof_last_write_status: state.lastWriteStatus,
+    aof_last_cow_size: 0,
+  };
+  if (state.enabled) {
+    Object.assign(fields, {
+      aof_current_size: state.currentSize,
+      aof_base_size: state.baseSize,
+      aof_pending_rewrite: state.rewriteScheduled ? 1 : 0,
+      aof_buffer_length: 0,
+      aof_pending_bio_fsync: 0,
+      aof_delayed_fsync: state.delayedFsync,
+    });
+  }
+  return fields;
+}
+
+/** Split an append-only file into commands. `truncatedAt`: where an incomplete last command starts. */
+export function parseAof(data: Buffer): { commands: Array<{ argv: Buffer[]; offset: number }>; truncatedAt?: number; badAt?: number } {
+  const commands: Array<{ argv: Buffer[]; offset: number }> = [];
+  let pos = 0;
+  const line = (): string | undefined => {
+    const end = data.indexOf('\r\n', pos, 'latin1');
+    if (end === -1) return undefined;
+    const text = data.toString('latin1', pos, end);
+    pos = end + 2;
+    return text;
+  };
+  while (pos < data.length) {
+    const start = pos;
+    if (data[pos] === 0x0a || data[pos] === 0x0d) {
+      pos++; // a stray newline between commands (Redis skips it too)
+      continue;
+    }
+    if (data[pos] !== 0x2a /* * */) return { commands, badAt: start };
+    const head = line();
+    if (head === undefined) return { commands, truncatedAt: start };
+    const count = Number(head.slice(1));
+    if (!/^\*[1-9]\d{0,6}$/.test(head)) return { commands, badAt: start };
+    const argv: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      if (pos >= data.length) return { commands, truncatedAt: start };
+      if (data[pos] !== 0x24 /* $ */) return { commands, badAt: pos };
+      const at = pos;
+      const size = line();
+      if (size === undefined) return { commands, truncatedAt: start };
+      if (!/^\$\d{1,10}$/.test(size)) return { commands, badAt: at };
+      const length = Number(size.slice(1));
+      if (length > 512 * 1024 * 1024) return { commands, badAt: at };
+      if (pos + length + 2 > data.length) return { commands, truncatedAt: start };
+      if (data[pos + length] !== 0x0d || data[pos + length + 1] !== 0x0a) return { commands, badAt: pos + length };
+      argv.push(data.subarray(pos, pos + length));
+      pos += length + 2;
+    }
+    commands.push({ argv, offset: start });
+  }
+  return { commands };
+}
+
+/** `file <name> seq <n> type <b|i|h>` lines (aof.c, aofLoadManifestFromFile). */
+function parseManifest(text: string, path: string): ManifestEntry[] {
+  const entries: ManifestEntry[] = [];
+  let offset = 0;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line !== '' && !line.startsWith('#')) {
+      const words = line.split(/\s+/);
+      const fields = new Map<string, string>();
+      for (let i = 0; i + 1 < words.length; i += 2) fields.set(words[i] as string, words[i + 1] as string);
+      const name = fields.get('file');
+      const seq = Number(fields.get('seq'));
+      const type = fields.get('type');
+      if (name === undefined || !Number.isInteger(seq) || (type !== 'b' && type !== 'i' && type !== 'h') || name.includes('/')) {
+        throw new AofLoadError(path, offset, 'Invalid AOF manifest file format');
+      }
+      entries.push({ name, seq, type });
+    }
+    offset += raw.length + 1;
+  }
+  return entries;
+}
+
+/** A reply writer that drops everything (every method chains; `take` gives nothing). */
+function nullReply(): object {
+  const chain: object = new Proxy(
+    {},
+    {
+      get: (_target, property) => {
+        if (property === 'take') return () => undefined;
+        if (property === 'pending' || property === 'protocol') return property === 'protocol' ? 2 : 0;
+        if (property === 'checkpoint') return () => 0;
+        return () => chain;
+      },
+    },
+  );
+  return chain;
+}
+
+/** A client for replaying commands: its replies go nowhere (Redis's fake client of loadAppendOnlyFiles). */
+function replayClient(): RespClient {
+  const fake = {
+    id: 0,
+    db: 0,
+    reply: nullReply(),
+    multi: undefined,
+    multiDirty: false,
+    watchDirty: false,
+    watched: new Set<string>(),
+    channels: new Set<string>(),
+    patterns: new Set<string>(),
+    tracking: undefined,
+    protocol: 2,
+    conn: { id: 0, socket: { once() {}, off() {}, on() {}, destroyed: false }, remoteAddress: undefined },
+    onUnblock() {},
+    flush() {},
+    flushLater() {},
+  };
+  return fake as unknown as RespClient;
+}
+
+/**
+ * The append-only file: its CONFIG parameters, BGREWRITEAOF, INFO fields, the replay at start
+ * (throws AofLoadError) and the writes. `logger` gets the load and rewrite messages.
+ */
+export function registerAof(server: MiniRedis, logger: Logger): AofState {
+  const { resp, config, env, propagation, keyspace } = server;
+  const state: AofState = {
+    enabled: false,
+    fsync: (['always', 'everysec', 'no'] as const).find((mode) => mode === env['APPENDFSYNC']) ?? 'everysec',
+    dir: resolve(env['DATA_DIR'] || '.'),
+    dirname: 'appendonlydir',
+    filename: 'appendonly.aof',
+    loadTruncated: env['AOF_LOAD_TRUNCATED'] !== 'no',
+    rewritePercentage: 100,
+    rewriteMinSize: 64 * 1024 * 1024,
+    baseSize: 0,
+    currentSize: 0,
+    rewriteInProgress: undefined,
+    rewriteScheduled: false,
+    lastRewriteSeconds: -1,
+    lastRewriteStatus: 'ok',
+    lastWriteStatus: 'ok',
+    rewrites: 0,
+    lastFsync: Date.now(),
+    delayedFsync: 0,
+  };
+  states.set(server, state);
+  const dirPath = (): string => join(state.dir, state.dirname);
+  const manifestName = (): string => `${state.filename}.manifest`;
+
+  // ---- Writing ----------------------------------------------------------------------------------
+  let fd: number | undefined;
+  let incrName = '';
+  let baseName = '';
+  let seq = 0;
+  let selected = -1;
+  let batch: Buffer[] = [];
+  let batchScheduled = false;
+  let incrSize = 0;
+
+  const writeBatch = (): void => {
+    batchScheduled = false;
+    if (fd === undefined || batch.length === 0) {
+      batch = [];
+      return;
+    }
+    const data = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
+    batch = [];
+    try {
+      let written = 0;
+      while (written < data.length) written += writeSync(fd, data, written);
+      incrSize += data.length;
+      state.currentSize += data.length;
+      if (state.fsync === 'always') fsyncSync(fd);
+      state.lastWriteStatus = 'ok';
+    } catch (error) {
+      state.lastWriteStatus = 'err';
+      logger.error({ err: error }, 'cannot write the append only file');
+    }
+  };
+  const sink: Sink = {
+    feed(db, frame) {
+      if (db !== selected) {
+        batch.push(frameCommand(['SELECT', String(db)]));
+        selected = db;
+      }
+      batch.push(frame);
+      // One write (and, with always, one fsync) for the commands of this turn, before their replies
+      // go out (replies are flushed in setImmediate).
+      if (!batchScheduled) {
+        batchScheduled = true;
+        queueMicrotask(writeBatch);
+      }
+    },
+  };
+  const fsyncTimer = setInterval(() => {
+    if (fd === undefined || state.fsync !== 'everysec') return;
+    const started = Date.now();
+    fdatasync(fd, (error) => {
+      if (error) state.lastWriteStatus = 'err';
+      else state.lastFsync = started;
+    });
+  }, 1000);
+  fsyncTimer.unref();
+
+  const closeIncr = (): void => {
+    if (batch.length > 0) writeBatch();
+    if (fd !== undefined) {
+      try {
+        fsyncSync(fd);
+      } catch {}
+      closeSync(fd);
+    }
+    fd = undefined;
+  };
+  const openIncr = (name: string): void => {
+    closeIncr();
+    mkdirSync(dirPath(), { recursive: true });
+    fd = openSync(join(dirPath(), name), 'a', 0o644);
+    incrName = name;
+    incrSize = statSync(join(dirPath(), name)).size;
+    selected = -1; // the first command of a file brings its SELECT
+  };
+  const writeManifest = (): void => {
+    const text = `file ${baseName} seq ${seq} type b\nfile ${incrName} seq ${seq} type i\n`;
+    const temp = join(dirPath(), `temp-${manifestName()}`);
+    const tempFd = openSync(temp, 'w', 0o644);
+    try {
+      writeSync(tempFd, text);
+      fsyncSync(tempFd);
+    } finally {
+      closeSync(tempFd);
+    }
+    renameSync(temp, join(dirPath(), manifestName()));
+    const dirFd = openSync(dirPath(), 'r');
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  };
+
+  /**
+   * BGREWRITEAOF: the dataset now as the new base, a new incremental file from now on. The base is
+   * written asynchronously; the manifest switches once it is on disk. Resolves with success.
+   */
+  const rewrite = (): Promise<boolean> => {
+    const started = Date.now();
+    state.rewriteInProgress = { started };
+    state.rewriteScheduled = false;
+    const oldFiles = readdirSafe(dirPath()).filter((name) => name.startsWith(`${state.filename}.`) && name !== manifestName());
+    let data: Buffer;
+    try {
+      data = encodeRdb(server, { aofBase: true });
+    } catch (error) {
+      state.rewriteInProgress = undefined;
+      state.lastRewriteStatus = 'err';
+      logger.error({ err: error }, 'Background AOF rewrite failed');
+      return Promise.resolve(false);
+    }
+    seq++;
+    const newBase = `${state.filename}.${seq}.base.rdb`;
+    const newIncr = `${state.filename}.${seq}.incr.aof`;
+    mkdirSync(dirPath(), { recursive: true });
+    if (state.enabled) openIncr(newIncr);
+    const done = (async () => {
+      const { open, rename } = await import('node:fs/promises');
+      const temp = join(dirPath(), `temp-rewriteaof-bg-${process.pid}.aof`);
+      const file = await open(temp, 'w', 0o644);
+      try {
+        await file.writeFile(data);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      await rename(temp, join(dirPath(), newBase));
+      baseName = newBase;
+      if (!state.enabled) {
+        // Turned off meanwhile: the manifest still names a valid pair (the new base, an empty incr).
+        closeSync(openSync(join(dirPath(), newIncr), 'a', 0o644));
+        incrName = newIncr;
+      }
+      writeManifest();
+      for (const name of oldFiles) if (name !== newBase && name !== newIncr) rmSync(join(dirPath(), name), { force: true });
+      state.baseSize = data.length;
+      state.currentSize = data.length + incrSize;
+      return true;
+    })().then(
+      (ok) => {
+        state.rewriteInProgress = undefined;
+        state.lastRewriteSeconds = Math.round((Date.now() - started) / 1000);
+        state.lastRewriteStatus = 'ok';
+        state.rewrites++;
+        logger.info({ base: newBase, bytes: data.length }, 'Background AOF rewrite finished successfully');
+        return ok;
+      },
+      (error: unknown) => {
+        state.rewriteInProgress = undefined;
+        state.lastRewriteStatus = 'err';
+        logger.error({ err: error }, 'Background AOF rewrite failed');
+        return false;
+      },
+    );
+    return done;
+  };
+
+  const enable = (): void => {
+    if (state.enabled) return;
+    state.enabled = true;
+    propagation.addSink(sink);
+    // Redis: turning the AOF on writes a rewrite first (the dataset as the base).
+    void rewrite();
+  };
+  const disable = (): void => {
+    if (!state.enabled) return;
+    state.enabled = false;
+    propagation.removeSink(sink);
+    closeIncr();
+  };
+
+  // ---- Loading at start ---------------------------------------------------------------------------
+  const load = (): boolean => {
+    const manifestPath = join(dirPath(), manifestName());
+    if (!existsSync(manifestPath)) return false;
+    const entries = parseManifest(readFileSync(manifestPath, 'latin1'), manifestPath);
+    const base = entries.find((entry) => entry.type === 'b');
+    const incrs = entries.filter((entry) => entry.type === 'i').sort((a, b) => a.seq - b.seq);
+    if (base === undefined && incrs.length === 0) throw new AofLoadError(manifestPath, 0, 'Found an empty AOF manifest');
+    for (const db of keyspace.databases) db.clear();
+    let total = 0;
+    if (base !== undefined) {
+      const path = join(dirPath(), base.name);
+      const data = readFileSync(path);
+      if (data.subarray(0, 5).toString('latin1') === 'REDIS') {
+        try {
+          loadRdb(server, data);
+        } catch (error) {
+          if (error instanceof RdbError) throw new AofLoadError(path, 0, `Bad file format (${error.message})`, error);
+          throw error;
+        }
+      } else replay(path, data, incrs.length === 0);
+      baseName = base.name;
+      seq = Math.max(seq, base.seq);
+      total += data.length;
+      state.baseSize = data.length;
+    }
+    incrs.forEach((incr, index) => {
+      const path = join(dirPath(), incr.name);
+      const data = existsSync(path) ? readFileSync(path) : Buffer.alloc(0);
+      total += replay(path, data, index === incrs.length - 1);
+      incrName = incr.name;
+      seq = Math.max(seq, incr.seq);
+    });
+    state.currentSize = total;
+    return true;
+  };
+
+  /** Replay one file; returns the bytes kept. Only the last file may be truncated. */
+  const replay = (path: string, data: Buffer, last: boolean): number => {
+    const parsed = parseAof(data);
+    if (parsed.badAt !== undefined) {
+      throw new AofLoadError(
+        path,
+        parsed.badAt,
+        'Bad file format (make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>)',
+      );
+    }
+    let commands = parsed.commands;
+    let keep = data.length;
+    // A MULTI without its EXEC at the end is a truncated transaction too (aof.c reverts it).
+    let openMulti: number | undefined;
+    for (const [index, { argv }] of commands.entries()) {
+      const name = argv[0]?.toString('latin1').toLowerCase();
+      if (name === 'multi') openMulti = index;
+      else if (name === 'exec') openMulti = undefined;
+    }
+    let truncatedAt = parsed.truncatedAt;
+    if (openMulti !== undefined) {
+      truncatedAt = commands[openMulti]?.offset ?? truncatedAt;
+      commands = commands.slice(0, openMulti);
+    }
+    if (truncatedAt !== undefined) {
+      if (!last || !state.loadTruncated) {
+        throw new AofLoadError(path, truncatedAt, 'Unexpected end of file (aof-load-truncated is no)');
+      }
+      logger.warn(
+        { file: path, offset: truncatedAt, size: data.length },
+        '!!! Warning: short read while loading the AOF file !!! Truncating the AOF at the last complete command',
+      );
+      const truncFd = openSync(path, 'r+');
+      try {
+        ftruncateSync(truncFd, truncatedAt);
+        fsyncSync(truncFd);
+      } finally {
+        closeSync(truncFd);
+      }
+      keep = truncatedAt;
+    }
+    const client = replayClient();
+    for (const { argv, offset } of commands) {
+      const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
+      if (name === 'multi' || name === 'exec') continue;
+      if (name === 'select') {
+        const db = Number((argv[1] as Buffer).toString('latin1'));
+        if (!Number.isInteger(db) || db < 0 || db >= keyspace.databases.length) throw new AofLoadError(path, offset, 'Bad SELECT');
+        client.db = db;
+        continue;
+      }
+      const spec = resp.lookup(name);
+      if (spec === undefined) throw new AofLoadError(path, offset, `Unknown command '${name}'`);
+      try {
+        const result = spec.handler(client, argv as Command);
+        if (result instanceof Promise) result.catch(() => {});
+      } catch (error) {
+        if (!(error instanceof RespError)) throw error;
+        // Redis replays with a fake client and ignores the reply, errors included.
+      }
+      client.reply.take();
+    }
+    return keep;
+  };
+
+  // ---- Start ------------------------------------------------------------------------------------
+  const wanted = (env['APPENDONLY'] ?? 'no').toLowerCase() === 'yes';
+  if (wanted) {
+    const started = Date.now();
+    const loaded = load();
+    if (loaded) {
+      logger.info({ dir: dirPath(), ms: Date.now() - started }, 'DB loaded from append only file');
+      state.enabled = true;
+      propagation.addSink(sink);
+      openIncr(incrName || `${state.filename}.${seq}.incr.aof`);
+      if (baseName === '') baseName = `${state.filename}.${seq}.base.rdb`;
+    } else enable(); // no AOF yet: a base of what there is (an RDB loaded just before, or nothing)
+  }
+
+  // Auto rewrite (serverCron): the AOF grew by auto-aof-rewrite-percentage over the base.
+  const autoTimer = setInterval(() => {
+    if (!state.enabled || state.rewriteInProgress !== undefined || state.rewritePercentage === 0) return;
+    if (state.currentSize < state.rewriteMinSize) return;
+    const base = state.baseSize || 1;
+    const growth = ((state.currentSize - base) * 100) / base;
+    if (growth >= state.rewritePercentage) {
+      logger.info({ growth: Math.round(growth) }, 'Starting automatic rewriting of AOF');
+      void rewrite();
+    }
+  }, 1000);
+  autoTimer.unref();
+
+  // ---- BGREWRITEAOF, CONFIG ---------------------------------------------------------------------
+  resp.command(
+    'bgrewriteaof',
+    { arity: 1, flags: ['admin'], summary: 'Asynchronously rewrites the append-only file to disk.', group: 'server' },
+    () => {
+      if (state.rewriteInProgress !== undefined) {
+        throw new RespError('ERR Background append only file rewriting already in progress');
+      }
+      void rewrite();
+      return simple('Background append only file rewriting started');
+    },
+  );
+
+  const yesNo = (get: () => boolean, set: (value: boolean) => void) => ({
+    get: () => (get() ? 'yes' : 'no'),
+    set(value: string) {
+      const lower = value.toLowerCase();
+      if (lower !== 'yes' && lower !== 'no') throw new Error("argument must be 'yes' or 'no'");
+      set(lower === 'yes');
+    },
+  });
+  config.set(
+    'appendonly',
+    yesNo(
+      () => state.enabled,
+      (on) => (on ? enable() : disable()),
+    ),
+  );
+  config.set('appendfsync', {
+    get: () => state.fsync,
+    set(value) {
+      const lower = value.toLowerCase();
+      if (lower !== 'always' && lower !== 'everysec' && lower !== 'no')
+        throw new Error('argument(s) must be one of the following: always, everysec, no');
+      state.fsync = lower;
+    },
+  });
+  config.set('appendfilename', { get: () => state.filename });
+  config.set('appenddirname', { get: () => state.dirname });
+  config.set(
+    'aof-load-truncated',
+    yesNo(
+      () => state.loadTruncated,
+      (value) => {
+        state.loadTruncated = value;
+      },
+    ),
+  );
+  config.set('aof-use-rdb-preamble', {
+    get: () => 'yes',
+    set(value) {
+      if (value.toLowerCase() !== 'yes') throw new Error('mini-redis always writes the base of its AOF as an RDB');
+    },
+  });
+  config.set('auto-aof-rewrite-percentage', {
+    get: () => String(state.rewritePercentage),
+    set(value) {
+      if (!/^\d+$/.test(value) || Number(value) > 2147483647) throw new Error('argument must be between 0 and 2147483647 inclusive');
+      state.rewritePercentage = Number(value);
+    },
+  });
+  config.set('auto-aof-rewrite-min-size', {
+    get: () => String(state.rewriteMinSize),
+    set(value) {
+      const match = /^(\d+)(b|k|kb|m|mb|g|gb)?$/i.exec(value);
+      if (match === null) throw new Error('argument must be a memory value');
+      const units: Record<string, number> = { b: 1, k: 1000, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 };
+      state.rewriteMinSize = Number(match[1]) * (units[(match[2] ?? 'b').toLowerCase()] ?? 1);
+    },
+  });
+
+  // INFO persistence: snapshot.ts owns the section and puts these after its rdb_* fields.
+  addPersistenceInfo(server, () => aofInfo(server));
+
+  return state;
+}
+
+function readdirSafe(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
