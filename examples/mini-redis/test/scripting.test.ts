@@ -576,3 +576,17 @@ describe('cmsgpack and redis.acl_check_cmd, as redis-server 7.0.15', () => {
     ]);
   });
 });
+
+describe('cjson settings, as redis-server 7.0.15', () => {
+  it('encode_max_depth, decode_max_depth, encode_invalid_numbers; numbers decoded print as Lua 5.1', async () => {
+    await same([
+      e('return table.concat(cjson.decode("[0.0, -5e3, -1, 0.3e-3, 1023.2, 0e10]"), " ")'),
+      e('cjson.encode_max_depth(1) local ok, err = pcall(cjson.encode, {a = {1}}) cjson.encode_max_depth(1000) return {tostring(ok), err}'),
+      e(
+        `cjson.decode_max_depth(1) local ok, err = pcall(cjson.decode, '{"obj": {"array": [1,2,3,4]}}') cjson.decode_max_depth(1000) return {tostring(ok), err}`,
+      ),
+      e('cjson.encode_invalid_numbers(true) local r = cjson.encode({0/0}) cjson.encode_invalid_numbers(false) return r'),
+      e('return {cjson.encode_max_depth(), cjson.decode_max_depth()}'),
+    ]);
+  });
+});

@@ -374,6 +374,14 @@ export class LuaEngine {
         lua.lua_pushstring(state, jsonError(text, error));
         return 2;
       }
+      const maxDepth = Math.trunc(raw._lua_tonumberx(state, 3, 0)) || 1000;
+      const depth = jsonDepth(value);
+      if (depth > maxDepth) {
+        raw._lua_settop(state, 0);
+        raw._lua_pushboolean(state, 0);
+        lua.lua_pushstring(state, `Found too many nested data structures (${maxDepth + 1}) at character ${nestingAt(text, maxDepth + 1)}`);
+        return 2;
+      }
       raw._lua_pushboolean(state, 1);
       this.#pushJson(state, value, 2, 0);
       return 2;
@@ -791,6 +799,31 @@ export class LuaEngine {
       }
     }
   }
+}
+
+/** How deep arrays and objects nest in a parsed JSON value. */
+function jsonDepth(value: unknown): number {
+  if (value === null || typeof value !== 'object') return 0;
+  let deepest = 0;
+  for (const item of Array.isArray(value) ? value : Object.values(value)) deepest = Math.max(deepest, jsonDepth(item));
+  return deepest + 1;
+}
+
+/** The 1-based character where nesting reaches `depth` (cjson's error position). */
+function nestingAt(text: string, depth: number): number {
+  let level = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '[' || c === '{') {
+      if (++level === depth) return i + 1;
+    } else if (c === ']' || c === '}') level--;
+  }
+  return text.length;
 }
 
 /** cjson's texts for the commonest decode errors. */

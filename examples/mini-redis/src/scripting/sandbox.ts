@@ -203,8 +203,12 @@ local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['/'] = '\\/', ['\b'] = '\\b',
 local function escape(s)
   return '"' .. string.gsub(s, '[%c"\\/]', function(c) return escapes[c] or string.format('\\u%04x', string.byte(c)) end) .. '"'
 end
+local cjconfig = { encode_max_depth = 1000, decode_max_depth = 1000, invalid = false }
 local function number(n)
-  if n ~= n or n == math.huge or n == -math.huge then error('Cannot serialise number: must not be NaN or Inf', 0) end
+  if n ~= n or n == math.huge or n == -math.huge then
+    if not cjconfig.invalid then error('Cannot serialise number: must not be NaN or Inf', 0) end
+    return n ~= n and 'nan' or n > 0 and 'inf' or '-inf'
+  end
   if math.type(n) == 'integer' then return tostring(n) end
   return string.format('%.14g', n)
 end
@@ -216,7 +220,7 @@ encode = function(v, depth)
   elseif t == 'boolean' then return tostring(v)
   elseif v == nil or v == null then return 'null'
   elseif t == 'table' then
-    if depth > 1000 then error('Cannot serialise, excessive nesting (1001)', 0) end
+    if depth + 1 > cjconfig.encode_max_depth then error('Cannot serialise, excessive nesting (' .. (depth + 1) .. ')', 0) end
     local max, count, array = 0, 0, true
     for k in pairs(v) do
       if math.type(k) == 'integer' and k > 0 or (type(k) == 'number' and k > 0 and math.floor(k) == k) then
@@ -253,17 +257,24 @@ cjson.encode = cwrap(function(...)
 end)
 cjson.decode = cwrap(function(s)
   if type(s) ~= 'string' and type(s) ~= 'number' then error("bad argument #1 to 'decode' (string expected, got " .. type(s) .. ")", 3) end
-  local ok, r = rawcjdecode(tostring(s), null)
+  local ok, r = rawcjdecode(tostring(s), null, cjconfig.decode_max_depth)
   if not ok then error(r, 3) end
   return r
 end)
+-- The settings Lua cjson has (the ones that change anything here: depths, invalid numbers).
+local function setting(name)
+  return function(value)
+    if value ~= nil then cjconfig[name] = value end
+    return cjconfig[name]
+  end
+end
+cjson.encode_max_depth = setting('encode_max_depth')
+cjson.decode_max_depth = setting('decode_max_depth')
+cjson.encode_invalid_numbers = setting('invalid')
 cjson.decode_invalid_numbers = function() return true end
 cjson.encode_keep_buffer = function() return true end
-cjson.encode_max_depth = function() return 1000 end
-cjson.decode_max_depth = function() return 1000 end
 cjson.encode_number_precision = function() return 14 end
 cjson.encode_sparse_array = function() return false, 2, 10 end
-cjson.encode_invalid_numbers = function() return false end
 
 
 -- cmsgpack (lua_cmsgpack.c as Redis ships it): MessagePack with string.pack.
