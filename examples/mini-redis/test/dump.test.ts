@@ -32,6 +32,9 @@ async function build(client: Redis): Promise<void> {
   await client.hset('h:big', ...Array.from({ length: 600 }, (_, i) => [`f${i}`, `v${i}`]).flat());
   await client.zadd('z:small', '1', 'a', '2.5', 'b', '-inf', 'c');
   await client.zadd('z:big', ...Array.from({ length: 200 }, (_, i) => [String(i * 1.5), `m${i}`]).flat());
+  for (let i = 1; i <= 120; i++) await client.xadd('x:stream', `${i}-1`, 'n', String(i), ...(i % 7 === 0 ? ['extra', 'yes'] : []));
+  await client.xgroup('CREATE', 'x:stream', 'g', '0');
+  await client.xreadgroup('GROUP', 'g', 'c1', 'COUNT', '4', 'STREAMS', 'x:stream', '>');
 }
 
 const KEYS: Array<string | Buffer> = [
@@ -58,6 +61,10 @@ async function read(client: Redis, key: string | Buffer): Promise<unknown> {
   if (type === 'set') return [type, (await client.smembers(key)).sort()];
   if (type === 'hash') return [type, await client.hgetall(key)];
   if (type === 'zset') return [type, await client.call('ZRANGE', key, '0', '-1', 'WITHSCORES')];
+  if (type === 'stream') {
+    const groups = (await client.call('XINFO', 'GROUPS', key)) as unknown[];
+    return [type, await client.xrange(key, '-', '+'), groups, await client.call('XPENDING', key, 'g')];
+  }
   return [type];
 }
 
@@ -150,6 +157,30 @@ describe('RESTORE: options and errors as Redis, byte for byte', () => {
     expect(replies[0]).toBe('-BUSYKEY Target key name already exists.⏎');
     expect(replies[2]).toBe('$7⏎a value⏎');
     expect(replies[8]).toBe(':0⏎');
+  });
+
+  it('IDLETIME sets the LRU clock; FREQ the LFU counter under an LFU policy (OBJECT IDLETIME / FREQ)', async () => {
+    for (const port of [redis.port, mini.port]) {
+      const client = new RawClient(port);
+      try {
+        const replies = (
+          await client.send([
+            ['FLUSHALL'],
+            ['RESTORE', 'idle', '0', payload, 'IDLETIME', '1000'],
+            ['OBJECT', 'IDLETIME', 'idle'],
+            ['CONFIG', 'SET', 'maxmemory-policy', 'allkeys-lfu'],
+            ['RESTORE', 'hot', '0', payload, 'FREQ', '100'],
+            ['OBJECT', 'FREQ', 'hot'],
+            ['CONFIG', 'SET', 'maxmemory-policy', 'noeviction'],
+          ])
+        ).map(show);
+        // 1001 if the server's one-second LRU clock ticked between the two commands.
+        expect(replies[2]).toMatch(/^:100[01]⏎$/);
+        expect(replies.slice(3)).toEqual(['+OK⏎', '+OK⏎', ':100⏎', '+OK⏎']);
+      } finally {
+        client.close();
+      }
+    }
   });
 
   it('bad TTLs, payloads and options', async () => {

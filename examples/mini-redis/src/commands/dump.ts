@@ -13,7 +13,7 @@ const group = 'generic';
 const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
 
 export function registerDumpCommands(server: MiniRedis): void {
-  const { resp, keyspace, blocked } = server;
+  const { resp, keyspace, blocked, propagation } = server;
   const state = snapshotState(server);
 
   resp.command(
@@ -77,13 +77,27 @@ export function registerDumpCommands(server: MiniRedis): void {
       if (ttl !== 0n && ttl <= BigInt(now)) {
         // Already past its time: the key is not created (and a replaced one is gone).
         if (deleted) {
+          propagation.rewrite(['DEL', argv[1] as Buffer]);
           resp.touch(client.db, key);
           resp.notifyKeyspaceEvent('generic', 'del', key, client.db);
         }
         return OK;
       }
       db.set(key, value);
-      if (ttl !== 0n) db.expireAt(key, Number(ttl));
+      if (ttl !== 0n) {
+        db.expireAt(key, Number(ttl));
+        // Replicas and the AOF get the absolute time (Redis rewrites the TTL and appends ABSTTL).
+        if (!absolute) propagation.rewrite([...argv.slice(0, 2), Buffer.from(String(ttl)), ...argv.slice(3), Buffer.from('ABSTTL')]);
+      }
+      // Redis's objectSetLRUOrLFU: FREQ sets the LFU counter under an LFU policy, IDLETIME the LRU
+      // clock otherwise (an option that does not fit the policy is accepted and ignored).
+      const clock = db.access;
+      if (clock.lfu && freq >= 0n) value.lru = (clock.initial() & ~255) | Number(freq);
+      else if (!clock.lfu && idle >= 0n) {
+        const now = clock.initial();
+        const idleSeconds = Number(idle > 16_777_215n ? 16_777_215n : idle);
+        value.lru = now - idleSeconds >= 0 ? now - idleSeconds : (now + 8_388_607) % 16_777_215;
+      }
       resp.touch(client.db, key);
       resp.notifyKeyspaceEvent('generic', 'restore', key, client.db);
       if (value.type === 'list' || value.type === 'zset') blocked.signal(client.db, key);
