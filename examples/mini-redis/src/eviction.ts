@@ -13,6 +13,13 @@ import type { Database, Keyspace, Value } from './store.js';
 // left in the pool goes. Redis samples a run of neighbouring hash buckets from a random place; a
 // JavaScript Map has no random access, so mini-redis samples a run of neighbouring keys from a
 // cursor that walks each Map round and round (and skips a random few for the random policies).
+//
+// The memory compared with maxmemory is the heap mini-redis had when it started (its code and
+// structures: INFO's used_memory_startup) plus a running estimate of the data (used_memory_dataset),
+// kept up to date on every write in O(1) (store.ts, estimateSize). Not the heap in use now: that
+// costs ~7 µs to read (process.memoryUsage(), before every write command) and, worse, does not
+// fall when keys are deleted until the garbage collector runs, so an eviction loop watching it
+// would evict every key. As in Redis, a maxmemory below the startup figure means always -OOM.
 
 export const POLICIES = [
   'volatile-lru',
@@ -153,6 +160,8 @@ export class Eviction {
   readonly #cursors = new WeakMap<Map<string, unknown>, Iterator<string>>();
   /** Where the random policies look next (Redis's static next_db). */
   #nextDb = 0;
+  /** The heap in use at start (INFO's used_memory_startup). */
+  readonly startup = process.memoryUsage().heapUsed;
 
   constructor(keyspace: Keyspace, limits: { maxmemory: number }, onEvicted: (db: number, key: string) => void) {
     this.#keyspace = keyspace;
@@ -167,8 +176,13 @@ export class Eviction {
     this.#pool = [];
   }
 
-  /** The memory maxmemory is compared with: the running estimate of every database's data. */
+  /** The memory maxmemory is compared with: the startup heap plus the running estimate of the data. */
   used(): number {
+    return this.startup + this.dataset();
+  }
+
+  /** The running size estimate of every database's data. */
+  dataset(): number {
     let bytes = 0;
     for (const db of this.#keyspace.databases) bytes += db.bytes;
     return bytes;
@@ -341,7 +355,8 @@ export function registerEviction(server: MiniRedis, eviction: Eviction): void {
   const memorySection = info.get('memory');
   info.set('memory', () => ({
     ...memorySection?.(),
-    used_memory_dataset: Math.round(eviction.used()),
+    used_memory_startup: eviction.startup,
+    used_memory_dataset: Math.round(eviction.dataset()),
     maxmemory: limits.maxmemory,
     maxmemory_policy: eviction.policy,
   }));

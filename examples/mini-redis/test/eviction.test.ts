@@ -4,6 +4,8 @@ import { type CommandLine, RawClient, type Started, show, startMiniRedis, startR
 // maxmemory eviction: which keys each policy evicts, counted by key (mini-redis compares maxmemory
 // with a running size estimate of its data, INFO memory's used_memory_dataset), the evicted
 // keyspace event, WATCH, -OOM, and the CONFIG and OBJECT replies against a real redis-server.
+// maxmemory counts the heap at start (used_memory_startup) plus that estimate, so a test sets it to
+// the startup figure plus a share of the data.
 
 let mini: Started | undefined;
 let real: Started | undefined;
@@ -23,9 +25,17 @@ async function fresh(): Promise<RawClient> {
   return client;
 }
 
-async function dataset(client: RawClient): Promise<number> {
+/** What maxmemory is compared with: the heap at start and the size estimate of the data. */
+async function memory(client: RawClient): Promise<{ startup: number; dataset: number }> {
   const [info] = await client.send(['INFO memory']);
-  return Number(/used_memory_dataset:(\d+)/.exec(info?.toString('latin1') ?? '')?.[1]);
+  const field = (name: string) => Number(new RegExp(`${name}:(\\d+)`).exec(info?.toString('latin1') ?? '')?.[1]);
+  return { startup: field('used_memory_startup'), dataset: field('used_memory_dataset') };
+}
+
+/** A maxmemory that leaves `share` of the data's present size. */
+async function limit(client: RawClient, share: number): Promise<number> {
+  const { startup, dataset } = await memory(client);
+  return startup + Math.floor(dataset * share);
 }
 
 async function evictedKeys(client: RawClient): Promise<number> {
@@ -54,15 +64,16 @@ describe('maxmemory eviction', () => {
       await client.send(recent.map((key) => `GET ${key}`));
       const [idle] = await client.send(['OBJECT IDLETIME k39']);
       expect(Number(text(idle).slice(1, -1))).toBeGreaterThanOrEqual(2);
-      const before = await dataset(client);
+      const max = await limit(client, 0.6);
       await client.send(['CONFIG SET maxmemory-samples 64', 'CONFIG SET maxmemory-policy allkeys-lru']);
-      expect((await client.send([`CONFIG SET maxmemory ${Math.floor(before * 0.6)}`])).map(text)).toEqual(['+OK⏎']);
+      expect((await client.send([`CONFIG SET maxmemory ${max}`])).map(text)).toEqual(['+OK⏎']);
       const left = await existing(client, all);
       expect(left.length).toBeLessThan(all.length);
       expect(await evictedKeys(client)).toBeGreaterThanOrEqual(all.length - left.length);
       // Every recently read key is still there: only idle ones went.
       expect(left.filter((key) => recent.includes(key))).toEqual(recent);
-      expect(await dataset(client)).toBeLessThanOrEqual(Math.floor(before * 0.6));
+      const after = await memory(client);
+      expect(after.startup + after.dataset).toBeLessThanOrEqual(max);
     } finally {
       client.close();
     }
@@ -75,8 +86,8 @@ describe('maxmemory eviction', () => {
         const persistent = keys('p', 20);
         const volatile = keys('v', 20);
         await client.send([...persistent.map((key) => `SET ${key} ${value}`), ...volatile.map((key) => `SET ${key} ${value} EX 1000`)]);
-        const before = await dataset(client);
-        await client.send([`CONFIG SET maxmemory-policy ${policy}`, `CONFIG SET maxmemory ${Math.floor(before * 0.75)}`]);
+        const max = await limit(client, 0.75);
+        await client.send([`CONFIG SET maxmemory-policy ${policy}`, `CONFIG SET maxmemory ${max}`]);
         expect(await existing(client, persistent)).toEqual(persistent);
         const left = await existing(client, volatile);
         expect(left.length).toBeLessThan(volatile.length);
@@ -95,9 +106,9 @@ describe('maxmemory eviction', () => {
         ...keys('p', 10).map((key) => `SET ${key} ${value}`),
         ...volatile.map((key, i) => `SET ${key} ${value} EX ${1000 + 100 * i}`),
       ]);
-      const before = await dataset(client);
+      const max = await limit(client, 0.7);
       await client.send(['CONFIG SET maxmemory-samples 64', 'CONFIG SET maxmemory-policy volatile-ttl']);
-      await client.send([`CONFIG SET maxmemory ${Math.floor(before * 0.7)}`]);
+      await client.send([`CONFIG SET maxmemory ${max}`]);
       const left = await existing(client, volatile);
       const gone = volatile.length - left.length;
       expect(gone).toBeGreaterThan(0);
@@ -126,8 +137,8 @@ describe('maxmemory eviction', () => {
       expect(text(idle)).toBe(
         '-ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.⏎',
       );
-      const before = await dataset(client);
-      await client.send(['CONFIG SET maxmemory-samples 64', `CONFIG SET maxmemory ${Math.floor(before * 0.5)}`]);
+      const max = await limit(client, 0.5);
+      await client.send(['CONFIG SET maxmemory-samples 64', `CONFIG SET maxmemory ${max}`]);
       expect(await existing(client, hot)).toEqual(hot);
       expect((await existing(client, all)).length).toBeLessThan(all.length);
       await client.send(['CONFIG SET lfu-log-factor 10']);
@@ -168,6 +179,8 @@ describe('maxmemory eviction', () => {
       await client.send(['CONFIG SET maxmemory 1']);
       expect(text((await subscriber.read(1))[0])).toBe('*4⏎$8⏎pmessage⏎$1⏎*⏎$22⏎__keyevent@0__:evicted⏎$3⏎foo⏎');
       expect(await evictedKeys(client)).toBe(before + 1);
+      // Nothing left to evict and still over (the server's own memory is more than 1 byte): -OOM, as Redis.
+      expect((await client.send(['SET bar x'])).map(text)).toEqual(["-OOM command not allowed when used memory > 'maxmemory'.⏎"]);
       await client.send(['CONFIG SET maxmemory 0']);
       expect((await client.send(['MULTI', 'SET foo again', 'EXEC'])).map(text)).toEqual(['+OK⏎', '+QUEUED⏎', '*-1⏎']);
       expect((await client.send([['CONFIG', 'SET', 'notify-keyspace-events', '']])).map(text)).toEqual(['+OK⏎']);
@@ -182,12 +195,13 @@ describe('maxmemory eviction', () => {
     try {
       const all = keys('r', 40);
       await client.send(all.map((key) => `SET ${key} ${value}`));
-      const before = await dataset(client);
-      await client.send(['CONFIG SET maxmemory-policy allkeys-random', `CONFIG SET maxmemory ${Math.floor(before / 2)}`]);
+      const max = await limit(client, 0.5);
+      await client.send(['CONFIG SET maxmemory-policy allkeys-random', `CONFIG SET maxmemory ${max}`]);
       const left = await existing(client, all);
       expect(left.length).toBeLessThanOrEqual(20);
       expect(left.length).toBeGreaterThan(0);
-      expect(await dataset(client)).toBeLessThanOrEqual(Math.floor(before / 2));
+      const after = await memory(client);
+      expect(after.startup + after.dataset).toBeLessThanOrEqual(max);
     } finally {
       client.close();
     }
