@@ -33,6 +33,18 @@ const scriptHelp = [
   '    Load a script into the scripts cache without executing it.',
 ];
 
+/** Redis's bytesToHuman: `31.00K`, `1.50M`. */
+function human(bytes: number): string {
+  const units = ['B', 'K', 'M', 'G', 'T', 'P'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes}B` : `${value.toFixed(2)}${units[unit]}`;
+}
+
 /** `ip:port` as MONITOR shows a client. */
 function addressOf(client: RespClient): string {
   const ip = client.conn.remoteAddress;
@@ -40,7 +52,7 @@ function addressOf(client: RespClient): string {
   return ip.includes(':') ? `[${ip}]:${client.conn.remotePort ?? 0}` : `${ip}:${client.conn.remotePort ?? 0}`;
 }
 
-export function registerScriptingCommands({ resp, blocked, config, propagation, env }: MiniRedis): void {
+export function registerScriptingCommands({ resp, blocked, config, info, propagation, env }: MiniRedis): void {
   const scripts = new ScriptClient(resp);
   let timeLimitMs = 5000;
   const limit = integer(
@@ -70,6 +82,29 @@ export function registerScriptingCommands({ resp, blocked, config, propagation, 
     return created;
   });
   ready.catch(() => {});
+
+  // INFO memory: Redis 7.0's fields for EVAL's VM and script cache.
+  const memorySection = info.get('memory');
+  info.set('memory', () => {
+    const vm = engine?.memoryUsed ?? 0;
+    const scriptsBytes = engine?.cachedBytes ?? 0;
+    return {
+      ...memorySection?.(),
+      used_memory_lua: vm,
+      used_memory_vm_eval: vm,
+      used_memory_lua_human: human(vm),
+      used_memory_scripts_eval: scriptsBytes,
+      number_of_cached_scripts: engine?.scriptCount ?? 0,
+      number_of_functions: 0,
+      number_of_libraries: 0,
+      used_memory_vm_functions: 0,
+      used_memory_vm_total: vm,
+      used_memory_vm_total_human: human(vm),
+      used_memory_functions: 0,
+      used_memory_scripts: scriptsBytes,
+      used_memory_scripts_human: human(scriptsBytes),
+    };
+  });
 
   /** `numkeys`: Redis's checks and texts, in evalGenericCommand's order. */
   const numkeysOf = (argv: Buffer[]): number => {

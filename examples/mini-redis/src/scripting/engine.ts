@@ -129,6 +129,9 @@ export class LuaEngine {
   #compileRef = 0;
   #globalsRef = 0;
   #collectRef = 0;
+  #gcStepRef = 0;
+  /** Scripts run since the last GC step (Redis steps Lua's GC every 50 scripts: LUA_GC_CYCLE_PERIOD). */
+  #sinceGc = 0;
   #hook = 0;
   /** The run in progress. */
   #run: (RunOptions & { protocol: 2 | 3; deadline: number; killed: boolean }) | undefined;
@@ -278,6 +281,11 @@ export class LuaEngine {
       raw._lua_sethook(L, this.#hook, MASK_COUNT, HOOK_COUNT);
       const status = raw._lua_pcallk(L, 0, 1, 1, 0, 0);
       raw._lua_sethook(L, 0, 0, 0);
+      if (++this.#sinceGc === 50) {
+        this.#sinceGc = 0;
+        raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#gcStepRef));
+        raw._lua_pcallk(L, 0, 0, 0, 0, 0);
+      }
       if (status !== 0) return this.#errorText(script.sha);
       if (raw._lua_type(L, -1) === T_TABLE) {
         this.#lua.lua_pushstring(L, 'err');
@@ -415,6 +423,7 @@ export class LuaEngine {
     this.#compileRef = ref('__mr_compile');
     this.#globalsRef = ref('__mr_env');
     this.#collectRef = ref('__mr_collect');
+    this.#gcStepRef = ref('__mr_gc_step');
     ref('__mr_globals');
     raw._lua_settop(L, 0);
 

@@ -493,6 +493,7 @@ end
 
 local collect = collectgarbage
 __mr_collect = function() collect('collect') end
+__mr_gc_step = function() collect('step', 50) end
 for _, name in ipairs({ 'debug', 'io', 'os', 'package', 'require', 'loadfile', 'dofile', 'print', 'utf8', 'load', 'loadstring' }) do
   _G[name] = nil
 end
