@@ -5,6 +5,7 @@ import { ConfigError, silentLogger } from '@portbind/core';
 import { clientAddress } from './address.js';
 import { AuthPolicy, DENIED, UNAUTHENTICATED_QUERY_LIMIT } from './auth.js';
 import { type ClientHost, RespClient } from './client.js';
+import { Cluster, type ClusterOptions, type ClusterState, registerClusterCommands } from './cluster.js';
 import { registerBuiltins } from './commands/index.js';
 import { builtinSections } from './commands/info.js';
 import { type CommandStats, Dispatcher } from './dispatch.js';
@@ -89,6 +90,11 @@ export interface RespOptions<Context = Record<string, unknown>> {
    * the connection closes: answer clients blocked in a command (a BLPOP), stop your timers.
    */
   onDrain?: () => void;
+  /**
+   * Cluster mode (cluster.ts): the service describes itself as a Redis Cluster (CLUSTER SLOTS…) and
+   * answers -MOVED / -CROSSSLOT where a command's declared keys demand it. Off by default.
+   */
+  cluster?: ClusterOptions;
 }
 
 /**
@@ -128,6 +134,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   logger: Logger = silentLogger;
   /** Client-side caching: CLIENT TRACKING's table, prefixes and invalidation messages. */
   readonly tracking: Tracking<Context>;
+  /** Cluster mode's slot map (`setNodes` replaces it); undefined when the `cluster` option is not given. */
+  readonly cluster: ClusterState | undefined;
   /** INFO stats, counted where the adapter sees them. */
   readonly stats: ServerStats = {
     connectionsReceived: 0,
@@ -185,7 +193,15 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     this.tracking.maxKeys = nonNegative('trackingTableMaxKeys', options.trackingTableMaxKeys) ?? DEFAULT_TRACKING_MAX_KEYS;
     const prefixes = nonNegative('trackingMaxPrefixes', options.trackingMaxPrefixes);
     if (prefixes !== undefined) this.tracking.maxPrefixes = prefixes;
+    const cluster =
+      options.cluster &&
+      new Cluster<Context>(options.cluster, {
+        lookup: (name) => registry.lookup(name),
+        unwatch: (client) => this.#watches.unwatch(client),
+      });
+    this.cluster = cluster;
     const dispatcher = new Dispatcher<Context>({
+      check: cluster && ((client, spec, argv) => cluster.check(client, spec, argv)),
       registry,
       auth: this.#auth,
       pubsub: this.#pubsub,
@@ -224,6 +240,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       infoSections: this.#infoSections,
     };
     registerBuiltins(this.#host);
+    registerClusterCommands(this.#host, cluster);
+    if (cluster) this.infoSection('cluster', () => [['cluster_enabled', 1]]).infoSection('server', () => [['redis_mode', 'cluster']]);
   }
 
   // ---- commands ------------------------------------------------------------------------------
@@ -312,7 +330,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       return;
     }
     const parser = new RequestParser({ maxBulkLength: this.options.maxBulkLength ?? parserDefaults.maxBulkLength });
-    const context = this.options.context ? this.options.context(conn) : ({} as Context);
+    const context = this.options.context ? this.options.context(conn) : undefined; // RespClient makes {} on first use
     const client = new RespClient<Context>(conn, this, parser, context);
     this.#clients.set(client.id, client);
     this.stats.connectionsReceived++;

@@ -5,6 +5,7 @@ export type { RespAdapter, RespOptions } from './adapter.js';
 export { respAdapter } from './adapter.js';
 export { floatArg, int64Arg, integerArg, NOT_FLOAT, NOT_INTEGER, parseDouble, parseInt64 } from './args.js';
 export type { RespClient } from './client.js';
+export { CLUSTER_SLOTS, type ClusterNode, type ClusterOptions, type ClusterState, keySlot, type SlotRange } from './cluster.js';
 export { globMatch } from './glob.js';
 export type { InfoFields } from './host.js';
 export type { KeyspaceEventClass } from './notify.js';
