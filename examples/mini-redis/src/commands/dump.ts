@@ -16,6 +16,19 @@ export function registerDumpCommands(server: MiniRedis): void {
   const { resp, keyspace, blocked, propagation } = server;
   const state = snapshotState(server);
 
+  // Redis's deep check of a RESTORE payload (sanitize-dump-payload yes). mini-redis always reads a
+  // payload whole into its own structures, checking every length and count as it goes, so each
+  // value is as safe as Redis's `yes`; the setting is kept for clients and tests that set it.
+  let sanitize = 'no';
+  server.config.set('sanitize-dump-payload', {
+    get: () => sanitize,
+    set(value) {
+      const lower = value.toLowerCase();
+      if (!['no', 'yes', 'clients'].includes(lower)) throw new Error('argument(s) must be one of the following: no, yes, clients');
+      sanitize = lower;
+    },
+  });
+
   resp.command(
     'dump',
     {
