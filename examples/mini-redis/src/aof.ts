@@ -584,7 +584,7 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     set(value) {
       const lower = value.toLowerCase();
       if (lower !== 'always' && lower !== 'everysec' && lower !== 'no')
-        throw new Error('argument(s) must be one of the following: always, everysec, no');
+        throw new Error('argument(s) must be one of the following: everysec, always, no');
       state.fsync = lower;
     },
   });

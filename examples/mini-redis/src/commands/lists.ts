@@ -131,10 +131,20 @@ export function registerListCommands({ resp, keyspace, blocked, propagation }: M
         // this client meanwhile, as a blocked Redis client. Served, it replays as the pop, right
         // after the push that served it.
         const waitDb = client.db;
-        return blocked.wait(client, keys, end, timeoutMs).then((served) => {
-          if (served !== undefined) propagation.served(waitDb, [end === 'left' ? 'LPOP' : 'RPOP', served[0]]);
-          return served;
-        });
+        const database = keyspace.db(waitDb);
+        return blocked.waitFor(
+          client,
+          keys,
+          (key): [Buffer, Buffer] | undefined => {
+            const value = database.get(key);
+            if (value?.type !== 'list') return undefined;
+            const element = popEnd(value.data, end);
+            database.deleteIfEmpty(key, value.data);
+            propagation.served(waitDb, [end === 'left' ? 'LPOP' : 'RPOP', bytesOf(key)]);
+            return [bytesOf(key), element];
+          },
+          timeoutMs,
+        );
       },
     );
   }

@@ -114,14 +114,12 @@ export function registerSetCommands({ resp, keyspace, encodings, propagation }: 
       if (set === undefined || (argv.length === 3 && count === 0)) return argv.length === 3 ? [] : null;
       const all = count >= set.size;
       const members = all ? [...set] : sample([...set], count);
-      // Replays as SREM (one member), DEL (all of them), or SREMs of up to 1024 members (t_set.c).
+      // Replays as SREM (one member), DEL (all of them), or one SREM per member (t_set.c).
       if (argv.length === 2) propagation.rewrite(['SREM', argv[1] as Buffer, bytesOf(members[0] as string)]);
       else if (all) propagation.rewrite(['DEL', argv[1] as Buffer]);
       else {
         propagation.prevent();
-        for (let i = 0; i < members.length; i += 1024) {
-          propagation.also(client.db, ['SREM', argv[1] as Buffer, ...members.slice(i, i + 1024).map(bytesOf)]);
-        }
+        for (const member of members) propagation.also(client.db, ['SREM', argv[1] as Buffer, bytesOf(member)]);
       }
       for (const member of members) set.delete(member);
       db.deleteIfEmpty(key, set);

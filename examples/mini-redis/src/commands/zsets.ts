@@ -422,6 +422,11 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
    * Pop from the first non-empty sorted set of `keys`, or block until a write gives one of them
    * members (as BLPOP does). Inside MULTI, or with nothing to pop for ZMPOP, a null array.
    */
+  /** ZMPOP/BZMPOP replay as ZPOPMIN/ZPOPMAX key <how many went>, BZPOPMIN/BZPOPMAX without the count. */
+  const zpopReplay = (client: RespClient, key: string, max: boolean, popped: number): Array<Buffer | string> =>
+    client.lastCommand.endsWith('mpop')
+      ? [max ? 'ZPOPMAX' : 'ZPOPMIN', bytesOf(key), String(popped)]
+      : [max ? 'ZPOPMAX' : 'ZPOPMIN', bytesOf(key)];
   const popOrBlock = (
     client: RespClient,
     keys: readonly string[],
@@ -437,7 +442,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
       const popped = pop(zset, max, count);
       written(client, key, zset);
       // ZMPOP, BZMPOP, BZPOPMIN/MAX replay as ZPOPMIN/ZPOPMAX key <how many went> (t_zset.c).
-      propagation.rewrite([max ? 'ZPOPMAX' : 'ZPOPMIN', bytesOf(key), String(popped.length)]);
+      propagation.rewrite(zpopReplay(client, key, max, popped.length));
       reply(key, popped);
       return undefined;
     }
@@ -450,7 +455,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
       if (value?.type !== 'zset') return undefined;
       const popped = pop(value.data, max, count);
       db.deleteIfEmpty(key, value.data);
-      propagation.served(client.db, [max ? 'ZPOPMAX' : 'ZPOPMIN', bytesOf(key), String(popped.length)]);
+      propagation.served(client.db, zpopReplay(client, key, max, popped.length));
       return [key, popped];
     };
     return blocked.waitFor(client, keys, take, timeoutMs).then((served) => {
