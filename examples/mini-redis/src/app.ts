@@ -3,13 +3,14 @@ import { httpAdapter } from '@portbind/http';
 import { type RespAdapter, respAdapter } from '@portbind/resp';
 import { registerAof } from './aof.js';
 import { BlockedClients } from './blocking.js';
+import { clusterOptions, registerCluster } from './cluster.js';
+import { registerDumpCommands } from './commands/dump.js';
 import { registerHashCommands } from './commands/hashes.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommands } from './commands/lists.js';
 import { registerReplicationCommands } from './commands/replication.js';
 import { registerScriptingCommands } from './commands/scripting.js';
 import { registerServerCommands } from './commands/server.js';
-import { registerDumpCommands } from './commands/dump.js';
 import { registerSetCommands } from './commands/sets.js';
 import { registerSortCommands } from './commands/sort.js';
 import { registerStreamCommands } from './commands/streams.js';
@@ -76,6 +77,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     password: env['REQUIREPASS'] || undefined,
     protectedMode: env['PROTECTED_MODE'] !== 'no',
     serverVersion: '7.0.15', // the Redis whose replies mini-redis reproduces
+    cluster: clusterOptions(env, () => keyspace), // CLUSTER_ENABLED=yes (cluster.ts)
     // On stop, answer clients blocked in BLPOP as on a timeout (else they would hold the graceful
     // stop until the grace period ends), and stop the expiry timer.
     onDrain: () => {
@@ -130,6 +132,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerSortedSetCommands(server);
   registerSortCommands(server);
   registerServerCommands(server);
+  registerCluster(server);
   registerScriptingCommands(server);
   // RDB snapshots (load at start, SAVE/BGSAVE/save points/SHUTDOWN) and DUMP/RESTORE: snapshot.ts, rdb.ts.
   registerSnapshot(server, service);
