@@ -1,0 +1,203 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, RawClient, REDIS_SERVER, type Started, show, startMiniRedis, startRedisServer } from './support.js';
+
+// Replication, master side: a real redis-server 7.0.15 started with --replicaof mini-redis syncs
+// (PSYNC, an RDB of the dataset) and then follows every write; INFO replication, ROLE and WAIT see
+// it; the replica output buffer limit drops a replica that does not read; bad input gets Redis's
+// errors, byte for byte, and the server lives on.
+
+const field = (info: string, name: string): string | undefined => new RegExp(`^${name}:(.*)\\r?$`, 'm').exec(info)?.[1]?.trim();
+
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+let mini: Started;
+let redis: Started;
+beforeAll(async () => {
+  [mini, redis] = await Promise.all([startMiniRedis(), startRedisServer()]);
+});
+afterAll(async () => {
+  await Promise.all([mini?.stop(), redis?.stop()]);
+});
+
+describe('a real redis-server replica', () => {
+  it('syncs the dataset, then follows writes in every database; INFO replication, ROLE and WAIT see it', async () => {
+    const master = new Redis({ port: mini.port, host: '127.0.0.1', lazyConnect: true });
+    await master.connect();
+    await master.set('before', 'sync');
+    await master.hset('h', 'f', 'v');
+    await master.zadd('z', '1', 'a', '2', 'b');
+    await master.rpush('l', 'x', 'y');
+    await master.set('ttl', 'v', 'EX', 1000);
+
+    const dir = mkdtempSync(join(tmpdir(), 'mini-redis-replica-'));
+    const port = await freePort();
+    const child: ChildProcess = spawn(
+      REDIS_SERVER,
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--replicaof',
+        '127.0.0.1',
+        String(mini.port),
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--loglevel',
+        'warning',
+      ],
+      { stdio: 'ignore' },
+    );
+    const exited = once(child, 'exit');
+    const replica = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 50 });
+    replica.on('error', () => {}); // refused until redis-server listens
+    try {
+      await until(async () => {
+        try {
+          if (replica.status !== 'ready') await replica.connect();
+          return field(await replica.info('replication'), 'master_link_status') === 'up';
+        } catch {
+          return false;
+        }
+      }, 'the replica to sync');
+      expect(await replica.get('before')).toBe('sync');
+      expect(await replica.hgetall('h')).toEqual({ f: 'v' });
+      expect(await replica.zrange('z', 0, -1, 'WITHSCORES')).toEqual(['a', '1', 'b', '2']);
+      expect(await replica.lrange('l', 0, -1)).toEqual(['x', 'y']);
+      expect(await replica.ttl('ttl')).toBeGreaterThan(900);
+
+      // Writes after the sync, in another database, through a transaction, with TTLs.
+      await master.set('after', '1', 'EX', 500);
+      await master.multi().incr('n').incr('n').exec();
+      await master.select(3);
+      await master.lpush('in3', 'a', 'b');
+      await master.select(0);
+      await master.del('before');
+      expect(await master.wait(1, 5000)).toBe(1);
+      await until(async () => (await replica.exists('before')) === 0, 'the DEL to reach the replica');
+      expect(await replica.get('n')).toBe('2');
+      expect(await replica.ttl('after')).toBeGreaterThan(400);
+      await replica.select(3);
+      expect(await replica.lrange('in3', 0, -1)).toEqual(['b', 'a']);
+
+      const info = await master.info('replication');
+      expect(field(info, 'role')).toBe('master');
+      expect(field(info, 'connected_slaves')).toBe('1');
+      expect(field(info, 'slave0')).toMatch(new RegExp(`^ip=127\\.0\\.0\\.1,port=${port},state=online,offset=\\d+,lag=\\d+$`));
+      const role = (await master.call('ROLE')) as [string, number, Array<[string, string, string]>];
+      expect(role[0]).toBe('master');
+      expect(role[2][0]?.slice(0, 2)).toEqual(['127.0.0.1', String(port)]);
+      expect(Number(field(info, 'master_repl_offset'))).toBe(role[1]);
+    } finally {
+      replica.disconnect();
+      master.disconnect();
+      child.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the replica output buffer limit', () => {
+  it('drops a replica that does not read once its output passes the hard limit, as Redis', async () => {
+    const client = new RawClient(mini.port);
+    try {
+      await client.send([['CONFIG', 'SET', 'client-output-buffer-limit', 'replica 1mb 0 0']]);
+      // A replica that never reads.
+      const stalled = connect(mini.port, '127.0.0.1');
+      stalled.write('SYNC\r\n');
+      stalled.pause();
+      const closed = once(stalled, 'close');
+      await until(
+        async () => field((await client.send(['INFO replication']))[0]?.toString() ?? '', 'connected_slaves') === '1',
+        'the replica',
+      );
+      const big = Buffer.alloc(256 * 1024, 'x');
+      for (let i = 0; i < 200 && !stalled.destroyed; i++) {
+        await client.send([['SET', `big${i % 4}`, big]]);
+        const info = (await client.send(['INFO replication']))[0]?.toString() ?? '';
+        if (field(info, 'connected_slaves') === '0') break;
+      }
+      stalled.resume(); // read what was sent, then see the close
+      await closed;
+      const info = (await client.send(['INFO replication']))[0]?.toString() ?? '';
+      expect(field(info, 'connected_slaves')).toBe('0');
+      expect(show((await client.send(['PING']))[0] as Buffer)).toBe('+PONG⏎');
+    } finally {
+      await client.send([['CONFIG', 'SET', 'client-output-buffer-limit', 'replica 256mb 64mb 60'], 'DEL big0 big1 big2 big3']);
+      client.close();
+    }
+  });
+});
+
+describe('bad input gets Redis’s errors over a raw socket, and the server lives on', () => {
+  const cases: Array<[string, string[]]> = [
+    ['SYNC inside MULTI', ['MULTI', 'SYNC', 'EXEC', 'PING']],
+    ['PSYNC with a garbage offset, or too few arguments', ['PSYNC ? abc', 'PSYNC', 'PSYNC ?', 'PING']],
+    ['WAIT with bad arguments', ['WAIT x 0', 'WAIT 0 -1', 'WAIT 0 abc', 'WAIT 1', 'WAIT 0 0', 'PING']],
+    [
+      'REPLCONF with bad arguments',
+      ['REPLCONF a', 'REPLCONF foo bar', 'REPLCONF listening-port x', 'REPLCONF listening-port 1234', 'PING'],
+    ],
+    [
+      'CONFIG SET of the replication and AOF parameters with bad values',
+      [
+        'CONFIG SET appendonly maybe',
+        'CONFIG SET appendfsync sometimes',
+        'CONFIG SET repl-ping-replica-period 0',
+        'CONFIG SET lazyfree-lazy-expire perhaps',
+        'CONFIG SET client-output-buffer-limit bogus',
+        'PING',
+      ],
+    ],
+  ];
+  for (const [name, commands] of cases) {
+    it(name, async () => {
+      const answers: string[][] = [];
+      for (const port of [redis.port, mini.port]) {
+        const client = new RawClient(port);
+        try {
+          answers.push((await client.send(commands)).map(show));
+        } finally {
+          client.close();
+        }
+      }
+      expect(answers[1]).toEqual(answers[0]);
+    });
+  }
+
+  it('ROLE with no replica', async () => {
+    const client = new RawClient(mini.port);
+    try {
+      expect((await client.send(['ROLE'])).map(show)).toEqual([`*3⏎$6⏎master⏎:${await offset()}⏎*0⏎`]);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+async function offset(): Promise<number> {
+  const client = new RawClient(mini.port);
+  try {
+    return Number(field((await client.send(['INFO replication']))[0]?.toString() ?? '', 'master_repl_offset'));
+  } finally {
+    client.close();
+  }
+}
