@@ -27,13 +27,14 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings, propag
   resp.command(
     'exists',
     { arity: -2, flags: ['readonly', 'fast'], keys: [1, -1, 1], summary: 'Determines whether one or more keys exist.', group },
-    (client, argv) => argv.slice(1).filter((arg) => keyspace.db(client.db).get(keyOf(arg)) !== undefined).length,
+    // EXISTS, TYPE, TTL and friends leave the LRU/LFU clock alone (Redis's LOOKUP_NOTOUCH).
+    (client, argv) => argv.slice(1).filter((arg) => keyspace.db(client.db).peek(keyOf(arg)) !== undefined).length,
   );
 
   resp.command(
     'type',
     { arity: 2, flags: ['readonly', 'fast'], keys: [1, 1, 1], summary: 'Determines the type of value stored at a key.', group },
-    (client, argv) => simple(keyspace.db(client.db).get(keyOf(argv[1]))?.type ?? 'none'),
+    (client, argv) => simple(keyspace.db(client.db).peek(keyOf(argv[1]))?.type ?? 'none'),
   );
 
   // ---- OBJECT ENCODING | REFCOUNT | IDLETIME | FREQ | HELP ------------------------------------
@@ -83,7 +84,8 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings, propag
           if (keyspace.access.lfu) throw new RespError(`ERR An LFU maxmemory policy is selected, idle time not tracked. ${adjust}`);
           return Math.floor(keyspace.access.idleMs(value) / 1000);
         default:
-          if (!keyspace.access.lfu) throw new RespError(`ERR An LFU maxmemory policy is not selected, access frequency not tracked. ${adjust}`);
+          if (!keyspace.access.lfu)
+            throw new RespError(`ERR An LFU maxmemory policy is not selected, access frequency not tracked. ${adjust}`);
           return keyspace.access.frequency(value);
       }
     },
@@ -152,7 +154,7 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings, propag
       (client, argv) => {
         const key = keyOf(argv[1]);
         const db = keyspace.db(client.db);
-        if (db.get(key) === undefined) return -2;
+        if (db.peek(key) === undefined) return -2;
         const expiresAt = db.expires.get(key);
         if (expiresAt === undefined) return -1;
         const left = Math.max(expiresAt - Date.now(), 0);
@@ -216,7 +218,7 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings, propag
       (client, argv) => {
         const key = keyOf(argv[1]);
         const db = keyspace.db(client.db);
-        if (db.get(key) === undefined) return -2;
+        if (db.peek(key) === undefined) return -2;
         const expiresAt = db.expires.get(key);
         if (expiresAt === undefined) return -1;
         return Math.floor(expiresAt / unit);
