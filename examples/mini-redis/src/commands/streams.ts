@@ -621,6 +621,8 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
     'xgroup',
     {
       arity: -2,
+      // The key is the second argument of every subcommand but HELP (COMMAND GETKEYS, tracking, cluster slots).
+      keysOf: (argv) => (argv.length > 2 && upper(argv[1]) !== 'HELP' ? [argv[2] as Buffer] : []),
       summary: 'A container for consumer groups commands.',
       group,
       subcommands: {
@@ -1008,6 +1010,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
     'xinfo',
     {
       arity: -2,
+      keysOf: (argv) => (argv.length > 2 && upper(argv[1]) !== 'HELP' ? [argv[2] as Buffer] : []),
       summary: 'A container for stream introspection commands.',
       group,
       subcommands: { consumers: ['readonly'], groups: ['readonly'], stream: ['readonly'], help: [] },
