@@ -77,7 +77,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     password: env['REQUIREPASS'] || undefined,
     protectedMode: env['PROTECTED_MODE'] !== 'no',
     serverVersion: '7.0.15', // the Redis whose replies mini-redis reproduces
-    cluster: clusterOptions(env, () => keyspace), // CLUSTER_ENABLED=yes (cluster.ts)
+    cluster: clusterOptions(env, (): Keyspace => keyspace), // CLUSTER_ENABLED=yes (cluster.ts)
     // On stop, answer clients blocked in BLPOP as on a timeout (else they would hold the graceful
     // stop until the grace period ends), and stop the expiry timer.
     onDrain: () => {
