@@ -512,7 +512,7 @@ describe('sqliteStorage: the file', () => {
       .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
       .pluck()
       .all();
-    expect(tables).toEqual(['accounts', 'archive', 'archive_counts', 'key_values']);
+    expect(tables).toEqual(['accounts', 'archive', 'archive_owners', 'key_values']);
     const schema = db.prepare("SELECT sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all();
     db.close();
 
@@ -718,9 +718,85 @@ describe('sqliteStorage: the file', () => {
     expect(ids(await archive.query('alice'))).toEqual(['m1', 'm3', 'm2', 'm4']);
     await storage.close();
     const after = new Database(file, { readonly: true });
-    expect(after.pragma('user_version', { simple: true })).toBe(2);
+    expect(after.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(after.prepare("SELECT name FROM sqlite_schema WHERE type = 'trigger'").pluck().all()).toEqual(['archive_deleted']);
-    expect(after.prepare('SELECT items FROM archive_counts').pluck().all()).toEqual([4]);
+    expect(after.prepare('SELECT items FROM archive_owners').pluck().all()).toEqual([4]);
+    after.close();
+  });
+
+  it('migrates a version 2 archive (store and owner in every row) to version 3 (owner ids): same items, order, counts, cursors, filters', async () => {
+    const file = newFile();
+    mkdirSync(join(file, '..'), { recursive: true });
+    const db = new Database(file);
+    migrate(db, file, migrations.slice(0, 2));
+    expect(db.pragma('user_version', { simple: true })).toBe(2);
+    // Rows as version 2 wrote them: an insert per item, the counts per owner in archive_counts.
+    const insert = db.prepare('INSERT INTO archive (store, owner, id, "when", "with", xml) VALUES (?, ?, ?, ?, ?, ?)');
+    const count = db.prepare(
+      'INSERT INTO archive_counts (store, owner, items) VALUES (?, ?, 1) ON CONFLICT (store, owner) DO UPDATE SET items = items + 1',
+    );
+    const rows: Array<[string, string, string, number, string]> = [
+      ['mam', 'alice', 'a1', 1000, 'bob@localhost'],
+      ['offline', 'alice', 'o1', 1500, 'carol@localhost'],
+      ['mam', 'bob', 'b1', 1000, 'alice@localhost'],
+      ['mam', 'alice', 'a2', 2000, 'carol@localhost'],
+      ['mam', 'alice', 'a3', 3000, 'bob@localhost'],
+      ['pep', '', 'i1', 3500, 'urn:xmpp:avatar:data'],
+      ['mam', 'alice', 'a4', 500, 'bob@localhost'],
+      ['mam', 'bob', 'b2', 2000, 'carol@localhost'],
+    ];
+    for (const [store, owner, id, when, withValue] of rows) {
+      insert.run(store, owner, id, when, withValue, `<message id='${id}'/>`);
+      count.run(store, owner);
+    }
+    // An item replaced by version 2: deleted (the trigger counts it), inserted again at the end.
+    db.prepare("DELETE FROM archive WHERE store = 'mam' AND owner = 'alice' AND id = 'a2'").run();
+    insert.run('mam', 'alice', 'a2', 2500, 'carol@localhost', '<replaced/>');
+    count.run('mam', 'alice');
+    db.close();
+
+    const storage = open(() => sqliteStorage({ file }));
+    const mam = storage.archive('mam');
+    expect(await mam.query('alice')).toEqual({
+      items: [item('a1', 1000), item('a3', 3000), item('a4', 500), { id: 'a2', when: 2500, with: 'carol@localhost', xml: '<replaced/>' }],
+      complete: true,
+      count: 4,
+    });
+    expect(ids(await mam.query('alice', { with: 'bob@localhost' }))).toEqual(['a1', 'a3', 'a4']);
+    expect(await mam.query('alice', { start: 1000, end: 2500 })).toMatchObject({ count: 2 });
+    expect(ids(await mam.query('alice', { start: 1000, end: 2500 }))).toEqual(['a1', 'a2']);
+    expect(ids(await mam.query('alice', { after: 'a1', max: 2 }))).toEqual(['a3', 'a4']);
+    expect(ids(await mam.query('alice', { before: '', max: 1 }))).toEqual(['a2']);
+    expect(ids(await mam.query('alice', { ids: ['a4', 'a1', 'nope'] }))).toEqual(['a1', 'a4']);
+    await expect(mam.query('alice', { after: 'b1' })).rejects.toBeInstanceOf(StanzaErrorException);
+    expect(await mam.query('bob')).toMatchObject({ count: 2 });
+    expect(ids(await mam.query('bob'))).toEqual(['b1', 'b2']);
+    expect(await storage.archive('offline').query('alice')).toMatchObject({ count: 1, items: [{ id: 'o1' }] });
+    expect(await storage.archive('pep').query('')).toMatchObject({ count: 1, items: [{ id: 'i1', with: 'urn:xmpp:avatar:data' }] });
+    expect(await storage.archive('offline').query('bob')).toEqual({ items: [], complete: true, count: 0 });
+    // And it goes on: appends after the migrated rows, replacement, deletes, trim, expiry keep the counts right.
+    await mam.append('alice', item('a5', 4000));
+    await mam.append('alice', item('a1', 4500));
+    expect(ids(await mam.query('alice'))).toEqual(['a3', 'a4', 'a2', 'a5', 'a1']);
+    expect(await mam.delete('alice', { ids: ['a3'] })).toBe(1);
+    expect(await mam.trim('bob', 'alice@localhost', 0)).toBe(1);
+    expect(await mam.expire(1000)).toBe(1);
+    expect(await mam.query('alice')).toMatchObject({ count: 3 });
+    expect(ids(await mam.query('alice'))).toEqual(['a2', 'a5', 'a1']);
+    expect(await mam.query('bob')).toMatchObject({ count: 1 });
+    await storage.close();
+
+    const after = new Database(file, { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).toBe(3);
+    expect(after.prepare('SELECT store, owner, items FROM archive_owners ORDER BY oid').all()).toEqual([
+      { store: 'mam', owner: 'alice', items: 3 },
+      { store: 'mam', owner: 'bob', items: 1 },
+      { store: 'offline', owner: 'alice', items: 1 },
+      { store: 'pep', owner: '', items: 1 },
+    ]);
+    expect(
+      after.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'archive_%' ORDER BY name").pluck().all(),
+    ).toEqual(['archive_id', 'archive_owner', 'archive_time', 'archive_with']);
     after.close();
   });
 

@@ -91,6 +91,54 @@ export const migrations: readonly Migration[] = [
       DROP TRIGGER archive_inserted;
     `,
   },
+  {
+    version: 3,
+    description: 'archive rows name their owner by an integer id (archive_owners, which also counts items); smaller indexes',
+    sql: `
+      -- Each (store, owner) once, with its integer id and its item count (archive_counts before).
+      CREATE TABLE archive_owners (
+        oid INTEGER PRIMARY KEY,
+        store TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        items INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (store, owner)
+      );
+      -- Counted from the rows themselves, whatever archive_counts said.
+      INSERT INTO archive_owners (store, owner, items)
+        SELECT store, owner, count(*) FROM archive GROUP BY store, owner ORDER BY store, owner;
+
+      -- The same rows (same seq: archive order and cursors unchanged), by owner id.
+      CREATE TABLE archive_v3 (
+        seq INTEGER PRIMARY KEY,
+        oid INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        "when" INTEGER NOT NULL,
+        "with" TEXT NOT NULL,
+        xml TEXT NOT NULL
+      );
+      INSERT INTO archive_v3 (seq, oid, id, "when", "with", xml)
+        SELECT a.seq, o.oid, a.id, a."when", a."with", a.xml
+        FROM archive AS a JOIN archive_owners AS o ON o.store = a.store AND o.owner = a.owner
+        ORDER BY a.seq;
+      -- With the old table go its indexes and its archive_deleted trigger.
+      DROP TABLE archive;
+      DROP TABLE archive_counts;
+      ALTER TABLE archive_v3 RENAME TO archive;
+
+      -- Every index ends with the rowid (seq): archive order within each prefix, at no cost.
+      -- RSM cursors, the ids filter, replacement.
+      CREATE UNIQUE INDEX archive_id ON archive (oid, id);
+      -- An owner's items in archive order: pages without \`with\`.
+      CREATE INDEX archive_owner ON archive (oid);
+      -- One conversation (or PubSub node) in archive order: MAM pages with \`with\`, trim.
+      CREATE INDEX archive_with ON archive (oid, "with");
+      -- An owner's items by time: a \`start\`/\`end\` range, and its count; expire, owner by owner.
+      CREATE INDEX archive_time ON archive (oid, "when");
+      CREATE TRIGGER archive_deleted AFTER DELETE ON archive BEGIN
+        UPDATE archive_owners SET items = items - 1 WHERE oid = old.oid;
+      END;
+    `,
+  },
 ];
 
 /** The schema version this code writes: the last migration's. */
