@@ -151,7 +151,7 @@ export function persistenceInfo(server: MiniRedis): Record<string, string | numb
 /** Loading the snapshot at start failed: the file is truncated, corrupt or holds what mini-redis cannot. */
 export class SnapshotLoadError extends PortbindError {
   readonly path: string;
-  constructor(path: string, cause: RdbError) {
+  constructor(path: string, cause: Error) {
     super('PB_ERR_RDB_LOAD', `Cannot load ${path}: ${cause.message}`, { cause });
     this.path = path;
   }
@@ -222,7 +222,8 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
     try {
       data = readFileSync(path());
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // No file yet: an empty dataset, as Redis. Anything else (a directory, no permission): stop.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new SnapshotLoadError(path(), error as Error);
     }
     if (data !== undefined) {
       const started = Date.now();

@@ -1,6 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRdb } from '../src/rdb.js';
@@ -65,16 +68,21 @@ describe('data in DATA_DIR survives a restart', () => {
   });
 
   it('without DATA_DIR nothing is read or written at stop (save is "")', async () => {
+    // The current directory is shared with other tests (a redis-server there may write its own
+    // dump.rdb): what must hold is that this stop did not write one.
+    const file = join(process.cwd(), 'dump.rdb');
+    const before = existsSync(file) ? statSync(file).mtimeMs : undefined;
     const mini = await startMiniRedis();
     const client = connect(mini.port);
     try {
+      await client.set('in-memory', 'only');
       expect(await client.config('GET', 'save')).toEqual(['save', '']);
       expect(await client.config('GET', 'dir')).toEqual(['dir', process.cwd()]);
     } finally {
       client.disconnect();
       await mini.stop();
     }
-    expect(existsSync(join(process.cwd(), 'dump.rdb'))).toBe(false);
+    expect(existsSync(file) ? statSync(file).mtimeMs : undefined).toBe(before);
   });
 });
 
@@ -261,6 +269,21 @@ describe('CONFIG and SHUTDOWN as redis-server 7.0.15 answers them', () => {
     expect(replies).toEqual(['-ERR syntax error⏎', '-ERR syntax error⏎', '-ERR syntax error⏎', '-ERR No shutdown in progress.⏎', '+PONG⏎']);
   });
 
+  it('INFO persistence: the same fields as Redis, in its order', async () => {
+    const names = async (port: number): Promise<string[]> => {
+      const client = connect(port);
+      try {
+        return (await client.info('persistence'))
+          .split('\r\n')
+          .filter((line) => line.includes(':'))
+          .map((line) => line.split(':')[0] as string);
+      } finally {
+        client.disconnect();
+      }
+    };
+    expect(await names(mini.port)).toEqual(await names(redis.port));
+  });
+
   it('LASTSAVE and BGSAVE arity', async () => {
     await same([
       ['LASTSAVE', 'x'],
@@ -295,5 +318,50 @@ describe('SHUTDOWN', () => {
     await expect(raw.read(1)).rejects.toThrow('connection closed');
     await until(() => mini.service.state === 'stopped');
     expect(existsSync(join(dir, 'dump.rdb'))).toBe(false);
+  });
+});
+
+describe('the process (node dist/main.js)', () => {
+  const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
+  const spawnMain = (dataDir: string) =>
+    spawn(process.execPath, [main], {
+      env: { ...process.env, DATA_DIR: dataDir, RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+
+  it('SIGTERM drains, saves DATA_DIR/dump.rdb and exits 0; the next process serves the data', async () => {
+    const dir = tempDir();
+    for (const round of [1, 2]) {
+      const child = spawnMain(dir);
+      const exited = once(child, 'exit');
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      await until(() => /"url":"redis:\/\/127\.0\.0\.1:\d+"/.test(output));
+      const port = Number(/"url":"redis:\/\/127\.0\.0\.1:(\d+)"/.exec(output)?.[1]);
+      const client = connect(port);
+      if (round === 1) await client.set('survives', 'a restart');
+      else expect(await client.get('survives')).toBe('a restart');
+      client.disconnect();
+      child.kill('SIGTERM');
+      const [code] = await exited;
+      expect(code).toBe(0);
+      expect(output).toContain('DB saved on disk');
+    }
+  });
+
+  it("a corrupt dump.rdb: the process exits 1 with PB_ERR_RDB_LOAD and Redis's message", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'dump.rdb'), Buffer.concat([Buffer.from('REDIS0010', 'latin1'), Buffer.from([0xfa, 0x09])]));
+    const child = spawnMain(dir);
+    let errors = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      errors += chunk.toString();
+    });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(1);
+    expect(errors).toContain('PB_ERR_RDB_LOAD');
+    expect(errors).toContain('Short read or OOM loading DB. Unrecoverable error, aborting now.');
   });
 });
