@@ -82,6 +82,8 @@ export class Binding {
   #address: AddressInfo | string | undefined;
   /** Every accepted socket (the TCP socket, under TLS too): counted for limits, destroyed at the deadline. */
   readonly #sockets = new Set<Socket>();
+  /** The 'close' listener of all this binding's sockets: no closure and no once() wrapper per connection. */
+  readonly #untrack = untrackFrom(this.#sockets);
   /** Sockets whose PROXY header (or first bytes) is still awaited, with the function that stops reading it. */
   readonly #awaitingHeader = new Map<Socket, () => void>();
   /** Compiled `proxyProtocol.trusted`, when the binding reads PROXY headers. */
@@ -392,7 +394,7 @@ export class Binding {
 
   #track(socket: Socket): void {
     this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
+    socket.on('close', this.#untrack); // 'close' comes once
   }
 
   /** Over `maxConnections`: refuse (in the protocol's words when `speak`), close, and return true. */
@@ -546,6 +548,12 @@ export class Binding {
     if (typeof address === 'string') return `${scheme}+unix://${encodeURIComponent(address)}`;
     return `${scheme}://${urlHost(this.#spec, address)}:${address.port}`;
   }
+}
+
+function untrackFrom(sockets: Set<Socket>): (this: Socket) => void {
+  return function untrack(this: Socket): void {
+    sockets.delete(this);
+  };
 }
 
 /** Bind options a peer never controls but a typo can: wrong values fail at `bind()`, not at the first client. */

@@ -23,8 +23,7 @@ export class Connection {
   readonly remotePort: number | undefined;
   /** The PROXY header this connection arrived with (bind option `proxyProtocol`), if any. */
   readonly proxy: ProxyHeader | undefined;
-  /** Per-connection state for adapters and handlers. */
-  readonly context: Record<string, unknown> = {};
+  #context: Record<string, unknown> | undefined;
   #socket: Socket;
 
   constructor(binding: string, socket: Socket) {
@@ -33,6 +32,12 @@ export class Connection {
     this.remoteAddress = socket.remoteAddress;
     this.remotePort = socket.remotePort;
     this.proxy = proxyHeaderOf(socket);
+  }
+
+  /** Per-connection state for adapters and handlers (made on first use: an idle connection has none). */
+  get context(): Record<string, unknown> {
+    if (this.#context === undefined) this.#context = {};
+    return this.#context;
   }
 
   /** The socket to read and write: a `TLSSocket` once TLS is on. */

@@ -24,6 +24,27 @@ export interface ClientHost<Context> {
 /** What a closing client may still send (read and dropped) before the server stops reading it. */
 const DISCARD_BUDGET = 64 * 1024;
 
+/** The client a socket serves: the socket listeners are shared by all clients, not closures per client. */
+const CLIENT = Symbol('respClient');
+type ClientSocket = Socket & { [CLIENT]?: RespClient<unknown> };
+const ignore = (): void => {};
+
+// Boolean state, as bits of one number (one field, not one per flag).
+const BUSY = 1;
+const CLOSING = 2;
+const ENDED = 4;
+const PAUSED = 8;
+const UNBLOCK_ERROR = 16;
+const SILENCED = 32;
+const MULTI_DIRTY = 64;
+const WATCH_DIRTY = 128;
+const MONITORING = 256;
+const REPLY_OFF = 512;
+const REPLY_SKIP = 1024;
+const REPLY_SKIP_NEXT = 2048;
+const NO_EVICT = 4096;
+const DRAIN_LISTENER = 8192;
+
 /** What a parsed command costs while it waits (queued by MULTI): its bytes and its argument objects. */
 export function commandCost(argv: Command): number {
   let bytes = 0;
@@ -37,110 +58,266 @@ export function commandCost(argv: Command): number {
  * data. Handlers write replies through `client.reply`.
  */
 export class RespClient<Context = Record<string, unknown>> {
-  /** Unique in the process, increasing (CLIENT ID). */
-  readonly id: number;
   readonly conn: Connection;
-  readonly reply = new ReplyWriter();
-  /** The application's per-connection data. */
-  context: Context;
-  /** CLIENT SETNAME / HELLO SETNAME ('' when none). */
-  name = '';
-  /** CLIENT SETINFO LIB-NAME / LIB-VER. */
-  libName = '';
-  libVersion = '';
+  #context: Context | undefined;
   /** Selected database (SELECT). */
   db = 0;
   /** Authenticated user, or undefined. */
   user: string | undefined;
-  readonly channels = new Set<string>();
-  readonly patterns = new Set<string>();
-  #multi: Command[] | undefined;
-  /** Bytes held by the commands MULTI queued ({@link commandCost}), counted against the query limits. */
-  #multiCost = 0;
   /** @internal The query cost last counted into the adapter's total. */
   accountedQuery = 0;
-  /** A command inside MULTI failed to queue: EXEC will answer EXECABORT. */
-  multiDirty = false;
-  /** A watched key changed: EXEC will answer a null array. */
-  watchDirty = false;
-  /** @internal Watched keys as `${db}\0${key}`; read them with {@link RespClient.watchedKeys}. */
-  readonly watched = new Set<string>();
   /** The last command's name, for CLIENT LIST. */
   lastCommand = 'NULL';
   lastActivity = Date.now();
   readonly #host: ClientHost<Context>;
   readonly #parser: RequestParser;
-  #busy = false;
-  #deferred: ReplyWriter | undefined;
-  #closing = false;
-  #ended = false;
-  #paused = false;
-  readonly #onData: (chunk: Buffer) => void;
-  /** Pub/sub output over the soft limit since (ms), or 0. */
-  softLimitSince = 0;
-  /** In MONITOR mode: every command other clients run is sent here; keyspace commands are refused. */
-  monitoring = false;
-  /** CLIENT REPLY OFF: no reply is sent until CLIENT REPLY ON (pushes still are). */
-  replyOff = false;
-  /** CLIENT REPLY SKIP: the reply of the command now running is dropped. */
-  replySkip = false;
-  /** CLIENT REPLY SKIP was run: the next command's reply is dropped. */
-  replySkipNext = false;
-  /** CLIENT NO-EVICT ON: never closed to bring the input of all clients under totalQueryBufferLimit. */
-  noEvict = false;
-  /** CLIENT TRACKING state (undefined while tracking is off). */
-  tracking: TrackingState | undefined = undefined;
-  /** What CLIENT UNBLOCK calls while the running command is blocked ({@link RespClient.onUnblock}). */
-  #unblock: (() => void) | undefined;
-  /** CLIENT UNBLOCK … ERROR: the blocked command answers `-UNBLOCKED …` instead of its result. */
-  #unblockError = false;
-  /** The running (async) command's reply is dropped (CLIENT REPLY OFF or SKIP when it started). */
-  #silenced = false;
+  /** Made at the first reply: an idle client has none. */
+  #reply: ReplyWriter | undefined;
+  /** BUSY, CLOSING, … (the constants above). */
+  #flags = 0;
+  /** What most clients never use (names, subscriptions, MULTI, tracking…), made on first use. */
+  #rare: RareState | undefined;
 
-  constructor(conn: Connection, host: ClientHost<Context>, parser: RequestParser, context: Context) {
-    this.id = conn.id;
+  /** `context`: the application's per-connection data, or undefined to make `{}` on first use. */
+  constructor(conn: Connection, host: ClientHost<Context>, parser: RequestParser, context?: Context) {
     this.conn = conn;
     this.#host = host;
     this.#parser = parser;
-    this.context = context;
-    this.reply.doubleFormat = host.doubleFormat;
-    const socket = conn.socket;
-    this.#onData = (chunk: Buffer) => {
-      this.lastActivity = Date.now();
-      host.stats.netInputBytes += chunk.length;
-      this.#parser.push(chunk);
-      this.#pump();
-      host.accountQuery(this);
-    };
-    socket.on('data', this.#onData);
-    socket.on('drain', () => {
-      if (this.#paused) {
-        this.#paused = false;
-        socket.resume();
-        this.#pump();
-        host.accountQuery(this);
-      }
-    });
-    socket.on('error', () => {});
-    socket.once('close', () => host.closed(this));
+    this.#context = context;
+    const socket = conn.socket as ClientSocket;
+    socket[CLIENT] = this as RespClient<unknown>;
+    socket.on('data', RespClient.#onData);
+    if (socket.listenerCount('error') === 0) socket.on('error', ignore);
+    socket.on('close', RespClient.#onClose); // 'close' comes once
+  }
+
+  // The socket listeners, shared by every client (`this` is the socket).
+  static #onData(this: ClientSocket, chunk: Buffer): void {
+    // biome-ignore lint/complexity/noThisInStatic: an EventEmitter listener: `this` is the socket
+    const client = this[CLIENT] as RespClient<unknown>;
+    client.lastActivity = Date.now();
+    client.#host.stats.netInputBytes += chunk.length;
+    client.#parser.push(chunk);
+    client.#pump();
+    client.#host.accountQuery(client);
+  }
+
+  static #onDrain(this: ClientSocket): void {
+    // biome-ignore lint/complexity/noThisInStatic: an EventEmitter listener: `this` is the socket
+    const client = this[CLIENT] as RespClient<unknown>;
+    if ((client.#flags & PAUSED) === 0) return;
+    client.#flags &= ~PAUSED;
+    client.conn.socket.resume();
+    client.#pump();
+    client.#host.accountQuery(client);
+  }
+
+  static #onClose(this: ClientSocket): void {
+    // biome-ignore lint/complexity/noThisInStatic: an EventEmitter listener: `this` is the socket
+    const client = this[CLIENT] as RespClient<unknown>;
+    client.#host.closed(client);
+  }
+
+  /** The application's per-connection data (`{}` unless the adapter's `context` option made it). */
+  get context(): Context {
+    if (this.#context === undefined) this.#context = {} as Context;
+    return this.#context;
+  }
+
+  set context(context: Context) {
+    this.#context = context;
+  }
+
+  #more(): RareState {
+    if (this.#rare === undefined) this.#rare = new RareState();
+    return this.#rare;
+  }
+
+  /** Where handlers write replies. */
+  get reply(): ReplyWriter {
+    return this.#reply ?? this.#newReply();
+  }
+
+  #newReply(): ReplyWriter {
+    const reply = new ReplyWriter();
+    reply.doubleFormat = this.#host.doubleFormat;
+    this.#reply = reply;
+    return reply;
+  }
+
+  /** CLIENT SETNAME / HELLO SETNAME ('' when none). */
+  get name(): string {
+    return this.#rare?.name ?? '';
+  }
+
+  set name(name: string) {
+    if (name !== '' || this.#rare !== undefined) this.#more().name = name;
+  }
+
+  /** CLIENT SETINFO LIB-NAME. */
+  get libName(): string {
+    return this.#rare?.libName ?? '';
+  }
+
+  set libName(name: string) {
+    if (name !== '' || this.#rare !== undefined) this.#more().libName = name;
+  }
+
+  /** CLIENT SETINFO LIB-VER. */
+  get libVersion(): string {
+    return this.#rare?.libVersion ?? '';
+  }
+
+  set libVersion(version: string) {
+    if (version !== '' || this.#rare !== undefined) this.#more().libVersion = version;
+  }
+
+  /** Pub/sub output over the soft limit since (ms), or 0. */
+  get softLimitSince(): number {
+    return this.#rare?.softLimitSince ?? 0;
+  }
+
+  set softLimitSince(since: number) {
+    if (since !== 0 || this.#rare !== undefined) this.#more().softLimitSince = since;
+  }
+
+  /** CLIENT TRACKING state (undefined while tracking is off). */
+  get tracking(): TrackingState | undefined {
+    return this.#rare?.tracking;
+  }
+
+  set tracking(state: TrackingState | undefined) {
+    if (state !== undefined || this.#rare !== undefined) this.#more().tracking = state;
+  }
+
+  #flag(bit: number, on: boolean): void {
+    if (on) this.#flags |= bit;
+    else this.#flags &= ~bit;
+  }
+
+  /** Unique in the process, increasing (CLIENT ID). */
+  get id(): number {
+    return this.conn.id;
+  }
+
+  /** Channels this client is subscribed to (SUBSCRIBE). */
+  get channels(): Set<string> {
+    const rare = this.#more();
+    if (rare.channels === undefined) rare.channels = new Set();
+    return rare.channels;
+  }
+
+  /** Patterns this client is subscribed to (PSUBSCRIBE). */
+  get patterns(): Set<string> {
+    const rare = this.#more();
+    if (rare.patterns === undefined) rare.patterns = new Set();
+    return rare.patterns;
+  }
+
+  /** How many channels this client is subscribed to (without making the set). */
+  get channelCount(): number {
+    return this.#rare?.channels?.size ?? 0;
+  }
+
+  /** How many patterns this client is subscribed to (without making the set). */
+  get patternCount(): number {
+    return this.#rare?.patterns?.size ?? 0;
+  }
+
+  /** @internal Watched keys as `${db}\0${key}`; read them with {@link RespClient.watchedKeys}. */
+  get watched(): Set<string> {
+    const rare = this.#more();
+    if (rare.watched === undefined) rare.watched = new Set();
+    return rare.watched;
+  }
+
+  /** How many keys this client WATCHes. */
+  get watchCount(): number {
+    return this.#rare?.watched?.size ?? 0;
+  }
+
+  /** A command inside MULTI failed to queue: EXEC will answer EXECABORT. */
+  get multiDirty(): boolean {
+    return (this.#flags & MULTI_DIRTY) !== 0;
+  }
+
+  set multiDirty(on: boolean) {
+    this.#flag(MULTI_DIRTY, on);
+  }
+
+  /** A watched key changed: EXEC will answer a null array. */
+  get watchDirty(): boolean {
+    return (this.#flags & WATCH_DIRTY) !== 0;
+  }
+
+  set watchDirty(on: boolean) {
+    this.#flag(WATCH_DIRTY, on);
+  }
+
+  /** In MONITOR mode: every command other clients run is sent here; keyspace commands are refused. */
+  get monitoring(): boolean {
+    return (this.#flags & MONITORING) !== 0;
+  }
+
+  set monitoring(on: boolean) {
+    this.#flag(MONITORING, on);
+  }
+
+  /** CLIENT REPLY OFF: no reply is sent until CLIENT REPLY ON (pushes still are). */
+  get replyOff(): boolean {
+    return (this.#flags & REPLY_OFF) !== 0;
+  }
+
+  set replyOff(on: boolean) {
+    this.#flag(REPLY_OFF, on);
+  }
+
+  /** CLIENT REPLY SKIP: the reply of the command now running is dropped. */
+  get replySkip(): boolean {
+    return (this.#flags & REPLY_SKIP) !== 0;
+  }
+
+  set replySkip(on: boolean) {
+    this.#flag(REPLY_SKIP, on);
+  }
+
+  /** CLIENT REPLY SKIP was run: the next command's reply is dropped. */
+  get replySkipNext(): boolean {
+    return (this.#flags & REPLY_SKIP_NEXT) !== 0;
+  }
+
+  set replySkipNext(on: boolean) {
+    this.#flag(REPLY_SKIP_NEXT, on);
+  }
+
+  /** CLIENT NO-EVICT ON: never closed to bring the input of all clients under totalQueryBufferLimit. */
+  get noEvict(): boolean {
+    return (this.#flags & NO_EVICT) !== 0;
+  }
+
+  set noEvict(on: boolean) {
+    this.#flag(NO_EVICT, on);
   }
 
   /** Commands queued by MULTI, or undefined outside a transaction. */
   get multi(): Command[] | undefined {
-    return this.#multi;
+    return this.#rare?.multi;
   }
 
   set multi(queue: Command[] | undefined) {
-    this.#multi = queue;
-    this.#multiCost = 0;
-    for (const argv of queue ?? []) this.#multiCost += commandCost(argv);
+    if (queue === undefined && this.#rare === undefined) return;
+    const rare = this.#more();
+    rare.multi = queue;
+    rare.multiCost = 0;
+    for (const argv of queue ?? []) rare.multiCost += commandCost(argv);
   }
 
   /** Queue a command inside MULTI. */
   queue(argv: Command): void {
-    if (this.#multi === undefined) this.multi = [];
-    (this.#multi as Command[]).push(argv);
-    this.#multiCost += commandCost(argv);
+    if (this.#rare?.multi === undefined) this.multi = [];
+    const rare = this.#rare as RareState;
+    (rare.multi as Command[]).push(argv);
+    rare.multiCost += commandCost(argv);
   }
 
   /**
@@ -149,17 +326,17 @@ export class RespClient<Context = Record<string, unknown>> {
    * against `queryBufferLimit` and, with every other client's, `totalQueryBufferLimit`.
    */
   get queryBytes(): number {
-    return this.#closing ? 0 : this.#parser.cost + this.#multiCost;
+    return (this.#flags & CLOSING) !== 0 ? 0 : this.#parser.cost + (this.#rare?.multiCost ?? 0);
   }
 
   /** The protocol version negotiated with HELLO (2 until then). */
   get protocol(): 2 | 3 {
-    return this.reply.protocol;
+    return this.#reply?.protocol ?? 2;
   }
 
   /** The keys this client WATCHes, as [db, key] pairs. */
   watchedKeys(): Array<[db: number, key: string]> {
-    return [...this.watched].map((id) => {
+    return [...(this.#rare?.watched ?? [])].map((id) => {
       const split = id.indexOf('\u0000');
       return [Number(id.slice(0, split)), id.slice(split + 1)];
     });
@@ -167,17 +344,17 @@ export class RespClient<Context = Record<string, unknown>> {
 
   /** True while subscribed to a channel or a pattern. */
   get subscribed(): boolean {
-    return this.channels.size + this.patterns.size > 0;
+    return this.channelCount + this.patternCount > 0;
   }
 
   /** True while closing: no more commands run. */
   get closing(): boolean {
-    return this.#closing;
+    return (this.#flags & CLOSING) !== 0;
   }
 
   /** Bytes waiting to go out to this client (replies written, socket buffer). */
   get outputBytes(): number {
-    return this.reply.pending + this.conn.socket.writableLength;
+    return (this.#reply?.pending ?? 0) + this.conn.socket.writableLength;
   }
 
   /** Bytes received and not yet parsed into a command. */
@@ -197,17 +374,17 @@ export class RespClient<Context = Record<string, unknown>> {
 
   /** Bytes held by the commands MULTI queued, their argument objects included. */
   get multiBytes(): number {
-    return this.#multiCost;
+    return this.#rare?.multiCost ?? 0;
   }
 
   /** True while a command of this client waits for its promise (a BLPOP, say): CLIENT LIST's `b`. */
   get blocked(): boolean {
-    return this.#busy;
+    return (this.#flags & BUSY) !== 0;
   }
 
   /** False while reading is paused for backpressure (CLIENT LIST's `events` without `r`). */
   get reading(): boolean {
-    return !this.#paused && !this.#closing;
+    return (this.#flags & (PAUSED | CLOSING)) === 0;
   }
 
   /** Send what handlers wrote at the end of this event-loop turn (with the other clients' replies). */
@@ -221,11 +398,12 @@ export class RespClient<Context = Record<string, unknown>> {
    * middle of a reply (an EXEC array, say).
    */
   pushWriter(): ReplyWriter {
-    if (!this.#busy) return this.reply;
-    this.#deferred ??= new ReplyWriter();
-    this.#deferred.protocol = this.reply.protocol;
-    this.#deferred.doubleFormat = this.reply.doubleFormat;
-    return this.#deferred;
+    if ((this.#flags & BUSY) === 0) return this.reply;
+    const rare = this.#more();
+    rare.deferred ??= new ReplyWriter();
+    rare.deferred.protocol = this.reply.protocol;
+    rare.deferred.doubleFormat = this.reply.doubleFormat;
+    return rare.deferred;
   }
 
   /**
@@ -245,8 +423,8 @@ export class RespClient<Context = Record<string, unknown>> {
 
   /** Send what handlers wrote (when no command is halfway through its reply). */
   flush(): void {
-    if (this.#busy) return;
-    this.#write(this.reply.take());
+    if ((this.#flags & BUSY) !== 0 || this.#reply === undefined) return;
+    this.#write(this.#reply.take());
   }
 
   #write(out: string | Buffer | undefined): void {
@@ -262,27 +440,29 @@ export class RespClient<Context = Record<string, unknown>> {
    * out, the connection is ended, and destroyed if the peer has not closed within closeWaitMs.
    */
   closeAfterReply(): void {
-    if (!this.#closing) this.#stopReading();
-    if (!this.#busy) this.#end();
+    if ((this.#flags & CLOSING) === 0) this.#stopReading();
+    if ((this.#flags & BUSY) === 0) this.#end();
   }
 
   /** Close at once, dropping unsent output (CLIENT KILL, output buffer and query buffer limits). */
   kill(): void {
-    if (!this.#closing) this.#stopReading();
+    if ((this.#flags & CLOSING) === 0) this.#stopReading();
     this.conn.socket.destroy();
   }
 
   #stopReading(): void {
-    this.#closing = true;
+    this.#flags |= CLOSING;
     this.#parser.discard();
-    this.#multi = undefined;
-    this.#multiCost = 0;
+    if (this.#rare !== undefined) {
+      this.#rare.multi = undefined;
+      this.#rare.multiCost = 0;
+    }
     const socket = this.conn.socket;
     // Read on a little, into nothing, so that a peer which closes at once (redis-cli after QUIT,
     // a client seeing the end of a drain) is seen closing at once. A peer that keeps writing is
     // no longer read past DISCARD_BUDGET: the socket is paused, the kernel's receive window
     // closes, and the connection is destroyed closeWaitMs after the reply (as Redis resets it).
-    socket.off('data', this.#onData);
+    socket.off('data', RespClient.#onData);
     let discarded = 0;
     const discard = (chunk: Buffer): void => {
       discarded += chunk.length;
@@ -291,8 +471,8 @@ export class RespClient<Context = Record<string, unknown>> {
       socket.pause();
     };
     socket.on('data', discard);
-    if (this.#paused) {
-      this.#paused = false;
+    if ((this.#flags & PAUSED) !== 0) {
+      this.#flags &= ~PAUSED;
       socket.resume();
     }
     this.#host.accountQuery(this);
@@ -300,10 +480,10 @@ export class RespClient<Context = Record<string, unknown>> {
 
   /** Send what is left, end the connection and give the peer closeWaitMs to close its side. */
   #end(): void {
-    if (this.#ended) return;
-    this.#ended = true;
+    if ((this.#flags & ENDED) !== 0) return;
+    this.#flags |= ENDED;
     this.flush();
-    this.#write(this.#deferred?.take());
+    this.#write(this.#rare?.deferred?.take());
     const socket = this.conn.socket;
     if (socket.destroyed) return;
     socket.end();
@@ -312,16 +492,21 @@ export class RespClient<Context = Record<string, unknown>> {
 
   /** Run the commands received, one at a time, as Redis does: each runs before the next is parsed. */
   #pump(): void {
-    if (this.#busy) return;
+    if ((this.#flags & BUSY) !== 0) return;
     const socket = this.conn.socket;
     const mark = this.#host.outputHighWaterMark;
-    while (!this.#closing) {
+    while ((this.#flags & CLOSING) === 0) {
       // Backpressure: a client that pipelines without reading stops being read past the mark.
-      if (this.reply.pending > mark || socket.writableLength > mark) {
+      if ((this.#reply?.pending ?? 0) > mark || socket.writableLength > mark) {
         this.flush();
         if (socket.writableLength > mark) {
-          this.#paused = true;
+          this.#flags |= PAUSED;
           socket.pause();
+          // The drain listener is only needed once a client was paused: most never are.
+          if ((this.#flags & DRAIN_LISTENER) === 0) {
+            this.#flags |= DRAIN_LISTENER;
+            socket.on('drain', RespClient.#onDrain);
+          }
           return;
         }
       }
@@ -343,8 +528,8 @@ export class RespClient<Context = Record<string, unknown>> {
       if (pending !== undefined) {
         const out = this.reply.take(); // replies before this command go out now
         if (!silenced) this.#write(out);
-        this.#silenced = silenced;
-        this.#busy = true;
+        this.#flag(SILENCED, silenced);
+        this.#flags |= BUSY;
         pending.then(
           () => this.#resume(),
           () => this.#resume(),
@@ -353,7 +538,7 @@ export class RespClient<Context = Record<string, unknown>> {
       }
       this.#replied(silenced);
     }
-    if (this.#closing) {
+    if ((this.#flags & CLOSING) !== 0) {
       this.#end();
       return;
     }
@@ -382,15 +567,15 @@ export class RespClient<Context = Record<string, unknown>> {
    * behind that LPUSH must find it no longer blocked (Redis serves blocked clients after each command).
    */
   onUnblock(callback: (() => void) | undefined): void {
-    this.#unblock = callback;
+    if (callback !== undefined || this.#rare !== undefined) this.#more().unblock = callback;
   }
 
   /** @internal CLIENT UNBLOCK: false if this client is not in an unblockable command. */
   unblock(error: boolean): boolean {
-    const callback = this.#unblock;
-    if (!this.#busy || callback === undefined || this.#closing) return false;
-    this.#unblock = undefined;
-    this.#unblockError = error;
+    const callback = this.#rare?.unblock;
+    if ((this.#flags & BUSY) === 0 || callback === undefined || (this.#flags & CLOSING) !== 0) return false;
+    if (this.#rare !== undefined) this.#rare.unblock = undefined;
+    this.#flag(UNBLOCK_ERROR, error);
     // With ERROR, what the handler writes as it stops waiting is dropped: the error is its reply.
     const checkpoint = error ? this.reply.checkpoint() : 0;
     callback();
@@ -400,24 +585,23 @@ export class RespClient<Context = Record<string, unknown>> {
 
   /** @internal When the blocked command settles: whether CLIENT UNBLOCK … ERROR replaces its reply. */
   takeUnblockError(): boolean {
-    const error = this.#unblockError;
-    this.#unblockError = false;
-    this.#unblock = undefined;
+    const error = (this.#flags & UNBLOCK_ERROR) !== 0;
+    this.#flags &= ~UNBLOCK_ERROR;
+    if (this.#rare !== undefined) this.#rare.unblock = undefined;
     return error;
   }
 
   #resume(): void {
-    this.#busy = false;
-    this.#unblock = undefined;
-    this.#unblockError = false;
-    this.#replied(this.#silenced);
-    this.#silenced = false;
-    if (this.#closing) {
+    const silenced = (this.#flags & SILENCED) !== 0;
+    this.#flags &= ~(BUSY | UNBLOCK_ERROR | SILENCED);
+    if (this.#rare !== undefined) this.#rare.unblock = undefined;
+    this.#replied(silenced);
+    if ((this.#flags & CLOSING) !== 0) {
       this.#end();
       return;
     }
     this.flush();
-    this.#write(this.#deferred?.take());
+    this.#write(this.#rare?.deferred?.take());
     this.#pump();
     this.#host.accountQuery(this);
   }
@@ -440,6 +624,26 @@ function flushAll(): void {
   flushScheduled = false;
   for (const client of toFlush) client.flush();
   toFlush.clear();
+}
+
+/** A client's state that most clients never use, in one object made on first use. */
+class RareState {
+  name = '';
+  libName = '';
+  libVersion = '';
+  softLimitSince = 0;
+  tracking: TrackingState | undefined = undefined;
+  channels: Set<string> | undefined = undefined;
+  patterns: Set<string> | undefined = undefined;
+  /** Watched keys as `${db}\0${key}`. */
+  watched: Set<string> | undefined = undefined;
+  multi: Command[] | undefined = undefined;
+  /** Bytes held by the commands MULTI queued ({@link commandCost}), counted against the query limits. */
+  multiCost = 0;
+  /** Pushes written while a command runs, sent after its reply. */
+  deferred: ReplyWriter | undefined = undefined;
+  /** What CLIENT UNBLOCK calls while the running command is blocked ({@link RespClient.onUnblock}). */
+  unblock: (() => void) | undefined = undefined;
 }
 
 /** Encode a handler's result, or its error, as the command's reply. */

@@ -64,6 +64,18 @@ function limitsOf(limits: Partial<ParserLimits>): ParserLimits {
   return sharedLimits;
 }
 
+/** The arguments of a command received so far from earlier reads. */
+interface Spill {
+  /** The short arguments' bytes, one after the other. */
+  bytes: Buffer;
+  used: number;
+  /** Each argument's length, or VIEW for one kept in `views`. */
+  lengths: Uint32Array;
+  count: number;
+  views: Buffer[];
+  viewBytes: number;
+}
+
 /** One command: its name and arguments, binary-safe. */
 export type Command = Buffer[];
 
@@ -92,14 +104,8 @@ export class RequestParser {
   #remaining = 0;
   /** Arguments of the current multibulk parsed from #buf (views into it). */
   #args: Command = NO_ARGS;
-  /** Arguments of the current multibulk from earlier reads, copied (see SPILL_COPY_LIMIT). */
-  #spill: Buffer = EMPTY;
-  #spillUsed = 0;
-  #spillLengths: Uint32Array | undefined = undefined;
-  #spillCount = 0;
-  /** Long spilled arguments, kept as views. */
-  #spillViews: Buffer[] | undefined = undefined;
-  #spillViewBytes = 0;
+  /** Arguments of the current multibulk from earlier reads (see SPILL_COPY_LIMIT); made when needed. */
+  #spill: Spill | undefined = undefined;
   /** Length of the bulk being read (-1: its `$` header is still to read). */
   #bulkLength = -1;
   /** Bytes of the multibulk being read that were already parsed (its arguments are views into them). */
@@ -112,7 +118,7 @@ export class RequestParser {
 
   /** Bytes of the arguments of a command parsed so far, not yet complete (CLIENT LIST's argv-mem). */
   get partialArgvBytes(): number {
-    let bytes = this.#spillUsed + this.#spillViewBytes;
+    let bytes = this.#spill === undefined ? 0 : this.#spill.used + this.#spill.viewBytes;
     for (const arg of this.#args) bytes += arg.length;
     return bytes;
   }
@@ -137,11 +143,9 @@ export class RequestParser {
    * argument. This is what query buffer limits count.
    */
   get cost(): number {
+    const spill = this.#spill;
     const spilled =
-      this.#spill.length +
-      (this.#spillLengths?.byteLength ?? 0) +
-      this.#spillViewBytes +
-      (this.#spillViews?.length ?? 0) * ARGUMENT_OVERHEAD;
+      spill === undefined ? 0 : spill.bytes.length + spill.lengths.byteLength + spill.viewBytes + spill.views.length * ARGUMENT_OVERHEAD;
     return this.buffered + this.#consumed + this.#args.length * ARGUMENT_OVERHEAD + spilled;
   }
 
@@ -153,7 +157,7 @@ export class RequestParser {
     this.#pending = undefined;
     this.#pendingLength = 0;
     this.#args = NO_ARGS;
-    this.#dropSpill();
+    this.#spill = undefined;
     this.#remaining = 0;
     this.#consumed = 0;
   }
@@ -246,7 +250,7 @@ export class RequestParser {
         this.#bulkLength = -1;
         this.#remaining--;
       }
-      const command = this.#spillCount === 0 ? this.#args : this.#unspill();
+      const command = this.#spill === undefined ? this.#args : this.#unspill(this.#spill);
       this.#args = NO_ARGS;
       this.#consumed = 0;
       return command;
@@ -256,67 +260,56 @@ export class RequestParser {
   /** Copy the arguments parsed from #buf into the spill (short ones) or keep them (long ones). */
   #spillArgs(): void {
     const args = this.#args;
-    let lengths = this.#spillLengths;
-    const count = this.#spillCount + args.length;
-    if (lengths === undefined || lengths.length < count) {
-      const grown = new Uint32Array(Math.max(16, count, (lengths?.length ?? 0) * 2));
-      if (lengths !== undefined) grown.set(lengths.subarray(0, this.#spillCount));
-      lengths = grown;
-      this.#spillLengths = grown;
+    this.#spill ??= { bytes: EMPTY, used: 0, lengths: new Uint32Array(Math.max(16, args.length)), count: 0, views: [], viewBytes: 0 };
+    const spill = this.#spill;
+    const count = spill.count + args.length;
+    if (spill.lengths.length < count) {
+      const grown = new Uint32Array(Math.max(count, spill.lengths.length * 2));
+      grown.set(spill.lengths.subarray(0, spill.count));
+      spill.lengths = grown;
     }
     let bytes = 0;
     for (const arg of args) if (arg.length < SPILL_COPY_LIMIT) bytes += arg.length;
-    if (this.#spillUsed + bytes > this.#spill.length) {
-      const grown = Buffer.allocUnsafe(Math.max(256, this.#spillUsed + bytes, this.#spill.length * 2));
-      this.#spill.copy(grown, 0, 0, this.#spillUsed);
-      this.#spill = grown;
+    if (spill.used + bytes > spill.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(256, spill.used + bytes, spill.bytes.length * 2));
+      spill.bytes.copy(grown, 0, 0, spill.used);
+      spill.bytes = grown;
     }
-    let index = this.#spillCount;
+    let index = spill.count;
     for (const arg of args) {
       if (arg.length < SPILL_COPY_LIMIT) {
-        arg.copy(this.#spill, this.#spillUsed);
-        this.#spillUsed += arg.length;
-        lengths[index++] = arg.length;
+        arg.copy(spill.bytes, spill.used);
+        spill.used += arg.length;
+        spill.lengths[index++] = arg.length;
       } else {
-        this.#spillViews ??= [];
-        this.#spillViews.push(arg);
-        this.#spillViewBytes += arg.length;
-        lengths[index++] = VIEW;
+        spill.views.push(arg);
+        spill.viewBytes += arg.length;
+        spill.lengths[index++] = VIEW;
       }
     }
-    this.#spillCount = index;
+    spill.count = index;
     this.#args = [];
     // The bytes parsed from #buf are no longer referenced (its rest is copied at the next join).
     this.#consumed = 0;
   }
 
   /** The complete command: the spilled arguments (views into the slab) and those of #buf. */
-  #unspill(): Command {
-    const lengths = this.#spillLengths as Uint32Array;
-    const command: Command = new Array(this.#spillCount + this.#args.length);
+  #unspill(spill: Spill): Command {
+    const command: Command = new Array(spill.count + this.#args.length);
     let offset = 0;
     let view = 0;
-    for (let i = 0; i < this.#spillCount; i++) {
-      const length = lengths[i] as number;
+    for (let i = 0; i < spill.count; i++) {
+      const length = spill.lengths[i] as number;
       if (length === VIEW) {
-        command[i] = (this.#spillViews as Buffer[])[view++] as Buffer;
+        command[i] = spill.views[view++] as Buffer;
       } else {
-        command[i] = this.#spill.subarray(offset, offset + length);
+        command[i] = spill.bytes.subarray(offset, offset + length);
         offset += length;
       }
     }
-    for (let i = 0; i < this.#args.length; i++) command[this.#spillCount + i] = this.#args[i] as Buffer;
-    this.#dropSpill();
+    for (let i = 0; i < this.#args.length; i++) command[spill.count + i] = this.#args[i] as Buffer;
+    this.#spill = undefined;
     return command;
-  }
-
-  #dropSpill(): void {
-    this.#spill = EMPTY;
-    this.#spillUsed = 0;
-    this.#spillLengths = undefined;
-    this.#spillCount = 0;
-    this.#spillViews = undefined;
-    this.#spillViewBytes = 0;
   }
 
   #wait(bytes: number, byte: number): undefined {

@@ -88,7 +88,7 @@ export class PubSub<Context> {
 
   /** Channels and patterns of `client` (the count SUBSCRIBE's replies carry). */
   subscriptionCount(client: RespClient<Context>): number {
-    return client.channels.size + client.patterns.size;
+    return client.channelCount + client.patternCount;
   }
 
   /** Shard channels of `client` (the count SSUBSCRIBE's replies carry). */
@@ -98,13 +98,13 @@ export class PubSub<Context> {
 
   /** In subscribed mode (Redis's CLIENT_PUBSUB): a channel, a pattern or a shard channel. */
   isSubscribed(client: RespClient<Context>): boolean {
-    return client.channels.size + client.patterns.size > 0 || this.#shardsOf.has(client);
+    return client.channelCount + client.patternCount > 0 || this.#shardsOf.has(client);
   }
 
   /** RESET or a closed connection: leave everything, without confirmations. */
   leaveAll(client: RespClient<Context>): void {
-    for (const channel of [...client.channels]) this.unsubscribe(client, channel);
-    for (const pattern of [...client.patterns]) this.punsubscribe(client, pattern);
+    if (client.channelCount > 0) for (const channel of [...client.channels]) this.unsubscribe(client, channel);
+    if (client.patternCount > 0) for (const pattern of [...client.patterns]) this.punsubscribe(client, pattern);
     for (const channel of [...this.shardChannelsOf(client)]) this.sunsubscribe(client, channel);
   }
 

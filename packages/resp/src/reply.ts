@@ -53,6 +53,9 @@ const CRLF = '\r\n';
  * Writes replies into a connection's output, in the protocol version the client negotiated.
  * Writes are collected and flushed in one socket write per batch of commands.
  */
+/** The chunks of a writer holding none: shared, never pushed to (a writer makes its own on its first chunk). */
+const NO_CHUNKS: Buffer[] = [];
+
 export class ReplyWriter {
   /** 2 or 3: the protocol the client negotiated with HELLO. */
   protocol: 2 | 3 = 2;
@@ -61,7 +64,7 @@ export class ReplyWriter {
   #text = '';
   /** False once #text holds a non-ASCII character: then it must go out as UTF-8. */
   #latin1 = true;
-  #chunks: Buffer[] = [];
+  #chunks: Buffer[] = NO_CHUNKS;
   #length = 0;
 
   /** Bytes written and not yet flushed. */
@@ -211,7 +214,7 @@ export class ReplyWriter {
     }
     this.#flushText();
     const out = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#length);
-    this.#chunks = [];
+    this.#chunks = NO_CHUNKS;
     this.#length = 0;
     return out;
   }
@@ -246,17 +249,21 @@ export class ReplyWriter {
       return;
     }
     this.#flushText();
-    this.#chunks.push(buffer);
-    this.#length += buffer.length;
+    this.#chunk(buffer);
   }
 
   #flushText(): void {
     if (this.#text === '') return;
     const chunk = Buffer.from(this.#text, this.#latin1 ? 'latin1' : 'utf8');
     this.#latin1 = true;
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
+    this.#chunk(chunk);
     this.#text = '';
+  }
+
+  #chunk(chunk: Buffer): void {
+    if (this.#chunks === NO_CHUNKS) this.#chunks = [chunk];
+    else this.#chunks.push(chunk);
+    this.#length += chunk.length;
   }
 }
 

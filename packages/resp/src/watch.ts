@@ -21,6 +21,8 @@ export class Watches<Context> {
 
   /** UNWATCH, EXEC, DISCARD, RESET and a closed connection: forget every key of `client`. */
   unwatch(client: RespClient<Context>): void {
+    client.watchDirty = false;
+    if (client.watchCount === 0) return; // (without making the client's set)
     for (const id of client.watched) {
       const set = this.#watchers.get(id);
       if (set === undefined) continue;
@@ -28,7 +30,6 @@ export class Watches<Context> {
       if (set.size === 0) this.#watchers.delete(id);
     }
     client.watched.clear();
-    client.watchDirty = false;
   }
 
   /** A write to `key` in `db`: transactions watching it will abort. */

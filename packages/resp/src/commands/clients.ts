@@ -63,7 +63,7 @@ function clientLine<C>(server: Host<C>, client: RespClient<C>, argv?: Command): 
   return (
     `id=${client.id} addr=${clientAddress(client.conn)} laddr=${localAddress(client.conn)} fd=${fileDescriptor(client)}` +
     ` name=${client.name} age=${Math.floor((now - client.conn.openedAt) / 1000)} idle=${Math.floor((now - client.lastActivity) / 1000)}` +
-    ` flags=${flags} db=${client.db} sub=${client.channels.size} psub=${client.patterns.size} ssub=${server.pubsub.shardSubscriptionCount(client)}` +
+    ` flags=${flags} db=${client.db} sub=${client.channelCount} psub=${client.patternCount} ssub=${server.pubsub.shardSubscriptionCount(client)}` +
     ` multi=${client.multi === undefined ? -1 : client.multi.length} qbuf=${qbuf} qbuf-free=0 argv-mem=${argvMem}` +
     ` multi-mem=${multiMem} rbs=0 rbp=0 obl=${obl} oll=${omem > 0 ? 1 : 0} omem=${omem}` +
     ` tot-mem=${qbuf + argvMem + multiMem + obl + omem} events=${events} cmd=${client.lastCommand}` +
