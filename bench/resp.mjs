@@ -33,6 +33,8 @@ const tests = list('tests', ['set', 'get', 'lpush', 'lpop', 'zadd', 'zrange']);
 const memory = !args.includes('--no-memory');
 const pipelined = option('pipelined', 1_000_000);
 const warmup = option('warmup', 50_000);
+/** Seconds between the last idle client's connect and the RSS reading. */
+const settle = option('settle', 2);
 
 /** redis-benchmark arguments per test; the bare adapter only has SET and GET. */
 const testArgs = {
@@ -43,7 +45,7 @@ const testArgs = {
   zadd: ['-r', '100000', 'zadd', 'myz', '__rand_int__', 'm:__rand_int__'],
   zrange: ['zrange', 'myz', '0', '9'],
 };
-const supports = (name, test) => name !== 'portbind (bare)' || test === 'set' || test === 'get';
+const supports = (name, test) => !memoryOnly.has(name) && (name !== 'portbind (bare)' || test === 'set' || test === 'get');
 
 const freePort = () =>
   new Promise((resolve) => {
@@ -66,7 +68,19 @@ const targets = {
     }),
   'portbind (bare)': async (port) =>
     spawn(process.execPath, [join(here, 'servers', 'resp-portbind.mjs')], { env: { ...process.env, PORT: String(port) }, stdio: 'ignore' }),
+  // Memory only: what Node itself costs per idle connection (a net.Socket that reads), the floor
+  // under any Node server. It answers +PONG to anything.
+  'node:net': async (port) =>
+    spawn(
+      process.execPath,
+      [
+        '-e',
+        `require('node:net').createServer((socket) => { socket.on('error', () => {}); socket.on('data', () => socket.write('+PONG\\r\\n')); }).listen(${port}, '127.0.0.1');`,
+      ],
+      { stdio: 'ignore' },
+    ),
 };
+const memoryOnly = new Set(['node:net']);
 
 async function start(name) {
   const port = await freePort();
@@ -119,7 +133,7 @@ async function idleMemory(name) {
     if (i % 500 === 499) await new Promise((resolve) => setTimeout(resolve, 20));
   }
   await Promise.all(sockets.map((socket) => (socket.connecting ? once(socket, 'connect') : undefined)));
-  await new Promise((resolve) => setTimeout(resolve, 2000));
+  await new Promise((resolve) => setTimeout(resolve, settle * 1000));
   const after = rssOf(server.child.pid);
   for (const socket of sockets) socket.destroy();
   await stop(server);
@@ -163,11 +177,12 @@ const mb = (bytes) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 console.log(`RESP benchmarks, node ${process.version}, ${requests} requests, ${rounds} round(s)\n`);
 const only = list('only', undefined);
 const names = Object.keys(targets).filter((name) => only === undefined || only.includes(name));
+const throughputNames = names.filter((name) => !memoryOnly.has(name));
 const results = {};
 const key = (name, pipeline, test) => `${name} P${pipeline} ${test}`;
 for (const pipeline of pipelines) {
   for (let round = 0; round < rounds; round++) {
-    const order = names.map((_, i) => names[(i + round) % names.length]);
+    const order = throughputNames.map((_, i) => throughputNames[(i + round) % throughputNames.length]);
     for (const name of order) {
       const server = await start(name);
       const line = [];
@@ -211,15 +226,27 @@ for (const pipeline of pipelines) {
 }
 
 if (memory) {
+  // Idle clients: `rounds` times per target, targets alternating; median (min–max) per client.
+  const idle = {};
+  for (let round = 0; round < rounds; round++) {
+    for (const name of names.map((_, i) => names[(i + round) % names.length])) {
+      const result = await idleMemory(name);
+      idle[name] ??= [];
+      idle[name].push(result);
+      console.error(`  round ${round + 1} ${name.padEnd(16)} idle: ${(result.perClient / 1024).toFixed(2)} KB per client`);
+    }
+  }
   console.log(
-    `\n| target | RSS before | RSS with ${idleClients} idle clients | per client | RSS while one client pipelines ${pipelined} GETs unread |`,
+    `\n| target | RSS before | RSS with ${idleClients} idle clients | per client, median (min–max) | RSS while one client pipelines ${pipelined} GETs unread |`,
   );
   console.log('|---|---:|---:|---:|---:|');
-  for (const name of names.filter((name) => name !== 'portbind (bare)')) {
-    const idle = await idleMemory(name);
-    const piped = await pipelineMemory(name);
+  for (const name of names) {
+    const runs = idle[name];
+    const mid = [...runs].sort((a, b) => a.perClient - b.perClient)[Math.floor(runs.length / 2)];
+    const per = fmt(runs.map((run) => run.perClient / 1024));
+    const piped = memoryOnly.has(name) ? undefined : await pipelineMemory(name);
     console.log(
-      `| ${name} | ${mb(idle.before)} | ${mb(idle.after)} | ${(idle.perClient / 1024).toFixed(1)} KB | ${mb(piped.after)} (sent ${piped.sent}) |`,
+      `| ${name} | ${mb(mid.before)} | ${mb(mid.after)} | ${per.median.toFixed(1)} KB (${per.min.toFixed(1)}–${per.max.toFixed(1)}) | ${piped ? `${mb(piped.after)} (sent ${piped.sent})` : '—'} |`,
     );
   }
 }
