@@ -429,38 +429,59 @@ describe('what a script writes is a write, as redis-server 7.0.15', () => {
 });
 
 describe('limits', () => {
-  it('a script past busy-reply-threshold is aborted with -BUSY, even in a pcall loop; the server goes on', async () => {
-    const client = new RawClient((mini as Started).port);
-    const other = new RawClient((mini as Started).port);
-    try {
-      await client.send(['CONFIG SET busy-reply-threshold 300']);
-      const [spin] = await client.send([e('local i = 0 while true do i = i + 1 end')]);
-      expect(show(spin as Buffer)).toMatch(
-        /^-BUSY Script aborted: it ran longer than busy-reply-threshold \(300 ms\).* script: [0-9a-f]{40}, on @user_script:1\.⏎$/,
-      );
-      const [caught] = await client.send([e('while true do pcall(function() while true do end end) end')]);
-      expect(show(caught as Buffer)).toMatch(/^-BUSY Script aborted/);
-      expect((await other.send(['PING'])).map(show)).toEqual(['+PONG⏎']);
-      expect((await client.send([e('return 42'), 'CONFIG GET lua-time-limit'])).map(show)).toEqual([
-        ':42⏎',
-        '*2⏎$14⏎lua-time-limit⏎$3⏎300⏎',
-      ]);
-    } finally {
-      await client.send(['CONFIG SET busy-reply-threshold 5000']);
-      client.close();
-      other.close();
-    }
-  }, 30_000);
+  it('past busy-reply-threshold other clients get -BUSY, SCRIPT KILL stops a script that wrote nothing, -UNKILLABLE one that did', async () => {
+    const busy = async (port: number): Promise<string[]> => {
+      const a = new RawClient(port);
+      const b = new RawClient(port);
+      const transcript: string[] = [];
+      /** Ask until the script is busy: -BUSY for a PING. */
+      const untilBusy = async (): Promise<void> => {
+        for (let i = 0; i < 500; i++) {
+          const [reply] = await b.send(['PING']);
+          if (show(reply as Buffer).startsWith('-BUSY')) {
+            transcript.push(`b: ${show(reply as Buffer)}`);
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        throw new Error('the script never got busy');
+      };
+      try {
+        await a.send(['CONFIG SET busy-reply-threshold 100', 'DEL x']);
+        a.socket.write(encodeOne(e('local i = 0 while true do i = i + 1 end')));
+        await untilBusy();
+        for (const reply of await b.send(['GET x', 'SCRIPT KILL'])) transcript.push(`b: ${show(reply)}`);
+        for (const reply of await a.read(1)) transcript.push(`a: ${show(reply)}`);
+        for (const reply of await b.send(['PING', 'SCRIPT KILL'])) transcript.push(`b: ${show(reply)}`);
+        // pcall cannot catch the kill for long.
+        a.socket.write(encodeOne(e('while true do pcall(function() while true do end end) end')));
+        await untilBusy();
+        for (const reply of await b.send(['SCRIPT KILL'])) transcript.push(`b: ${show(reply)}`);
+        for (const reply of await a.read(1)) transcript.push(`a: ${show(reply)}`);
+        // A script that wrote cannot be killed: it runs to its end.
+        a.socket.write(encodeOne(e("redis.call('SET', 'x', '1') local t = 0 for i = 1, 50000000 do t = t + i end return t")));
+        await untilBusy();
+        for (const reply of await b.send(['SCRIPT KILL'])) transcript.push(`b: ${show(reply)}`);
+        for (const reply of await a.read(1)) transcript.push(`a: ${show(reply)}`);
+        for (const reply of await b.send(['GET x', 'CONFIG SET busy-reply-threshold 5000'])) transcript.push(`b: ${show(reply)}`);
+        return transcript;
+      } finally {
+        a.close();
+        b.close();
+      }
+    };
+    const [expected, actual] = await Promise.all([busy((real as Started).port), busy((mini as Started).port)]);
+    expect(actual).toEqual(expected);
+    expect(actual[0]).toBe('b: -BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.⏎');
+  }, 60_000);
 
   it('the Lua heap is capped: a script that allocates without end fails, the VM lives on', async () => {
     const client = new RawClient((mini as Started).port);
     try {
-      await client.send(['CONFIG SET busy-reply-threshold 60000']);
       const [reply] = await client.send([e("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end")]);
       expect(show(reply as Buffer)).toMatch(/^-ERR Error running script [0-9a-f]{40}, not enough memory⏎$/);
       expect((await client.send([e('local t = {} for i = 1, 1000 do t[i] = i end return #t')])).map(show)).toEqual([':1000⏎']);
     } finally {
-      await client.send(['CONFIG SET busy-reply-threshold 5000']);
       client.close();
     }
   }, 60_000);

@@ -134,6 +134,11 @@ export class ScriptClient<Context = Record<string, unknown>> {
     return this.#running;
   }
 
+  /** The running script wrote already (SCRIPT KILL answers -UNKILLABLE then). */
+  get wrote(): boolean {
+    return this.#wrote;
+  }
+
   /** Run one command for a script, as Redis's scriptCall: checks, then the handler, then the reply decoded. */
   call(argv: Command, options: ScriptCallOptions): ScriptReply {
     const resp = this.#resp;

@@ -33,6 +33,14 @@ const scriptHelp = [
   '    Load a script into the scripts cache without executing it.',
 ];
 
+/** Redis 7.0's CMD_ALLOW_BUSY commands (SCRIPT KILL, FUNCTION KILL/STATS, AUTH, HELLO, QUIT, RESET, SHUTDOWN, MULTI, DISCARD, WATCH, UNWATCH, REPLCONF). */
+function allowedWhileBusy(argv: readonly Buffer[]): boolean {
+  const name = (argv[0] as Buffer).toString('latin1').toLowerCase();
+  if (['auth', 'hello', 'quit', 'reset', 'replconf', 'shutdown', 'discard', 'multi', 'unwatch', 'watch'].includes(name)) return true;
+  const sub = argv[1]?.toString('latin1').toLowerCase();
+  return (name === 'script' && sub === 'kill') || (name === 'function' && (sub === 'kill' || sub === 'stats'));
+}
+
 /** Redis's bytesToHuman: `31.00K`, `1.50M`. */
 function human(bytes: number): string {
   const units = ['B', 'K', 'M', 'G', 'T', 'P'];
@@ -52,7 +60,7 @@ function addressOf(client: RespClient): string {
   return ip.includes(':') ? `[${ip}]:${client.conn.remotePort ?? 0}` : `${ip}:${client.conn.remotePort ?? 0}`;
 }
 
-export function registerScriptingCommands({ resp, blocked, config, info, propagation, env }: MiniRedis): void {
+export function registerScriptingCommands({ resp, keyspace, blocked, config, info, propagation, env }: MiniRedis): void {
   const scripts = new ScriptClient(resp);
   let timeLimitMs = 5000;
   const limit = integer(
@@ -72,6 +80,11 @@ export function registerScriptingCommands({ resp, blocked, config, info, propaga
     evalCacheSize: EVAL_CACHE_SIZE,
     version: '7.0.15',
     exists: (name) => name.length <= 64 && resp.lookup(name) !== undefined,
+    onBusy: (on) => {
+      // While a script is busy nothing else may change the data: no active expiry either.
+      if (on) keyspace.stopExpiry();
+      else keyspace.startExpiry();
+    },
     log: (level, message) => {
       // redis.log: to stderr, as Redis writes its log, at LOG_NOTICE and above (Redis's default verbosity).
       if (level >= 2 && env['LUA_LOG'] !== 'off')
@@ -135,16 +148,20 @@ export function registerScriptingCommands({ resp, blocked, config, info, propaga
       if (!flags.noWrites && !flags.allowOom && resp.options.outOfMemory?.() === true)
         throw new RespError("OOM command not allowed when used memory > 'maxmemory'."); // as processCommand refuses a command its (shebang) flags make denyoom
     }
-    const run = (): void => {
+    const fail = (failed: string | undefined): void => {
+      if (failed !== undefined) throw new RespError(failed);
+    };
+    const run = (): void | Promise<void> => {
       const failed = lua.run(script, {
         caller: client,
         keys: argv.slice(3, 3 + numkeys),
         args: argv.slice(3 + numkeys),
         readOnly: ro || (!flags.compat && flags.noWrites),
         allowOom: !flags.compat && (flags.allowOom || flags.noWrites),
-        timeLimitMs,
+        busyAfterMs: timeLimitMs,
       });
-      if (failed !== undefined) throw new RespError(failed);
+      if (failed instanceof Promise) return failed.then(fail);
+      fail(failed);
     };
     // A blocking command (BLMPOP…) answers at once inside a script, as inside EXEC; clients
     // blocked on keys the script pushed to are served once it is done.
@@ -185,6 +202,27 @@ export function registerScriptingCommands({ resp, blocked, config, info, propaga
   const evalShaRoOpts = evalOptions('Executes a read-only server-side Lua script by SHA1 digest.', true);
   resp.command('evalsha_ro', evalShaRoOpts, unit(evalShaRoOpts, evalHandler(true, true)));
 
+  // ---- -BUSY ---------------------------------------------------------------------------------------
+  // While a script is busy, other clients' commands get -BUSY, but those Redis flags allow-busy
+  // (server.c, processCommand): unknown commands and wrong arities still get their own errors first.
+  const execute = resp.execute.bind(resp);
+  resp.execute = (client, argv) => {
+    const running = engine?.running;
+    if (running?.busy === true && client !== running.caller && !allowedWhileBusy(argv)) {
+      const spec = argv[0] !== undefined && argv[0].length <= 64 ? resp.lookup(text(argv[0])) : undefined;
+      if (spec !== undefined && (spec.arity >= 0 ? argv.length === spec.arity : argv.length >= -spec.arity)) {
+        const stats = resp.commandStats.get(spec.name);
+        if (stats !== undefined) stats.rejected++;
+        else resp.commandStats.set(spec.name, { calls: 0, usec: 0, rejected: 1, failed: 0 });
+        if (client.multi !== undefined) client.multiDirty = true;
+        client.reply.error('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.');
+        client.flushLater();
+        return;
+      }
+    }
+    return execute(client, argv);
+  };
+
   // ---- SCRIPT -------------------------------------------------------------------------------------
   const subcommands: Record<
     string,
@@ -213,11 +251,18 @@ export function registerScriptingCommands({ resp, blocked, config, info, propaga
         }
       },
     },
-    // A script runs to its end (or its time limit) before any other command is read: there is never one to kill.
+    // Only while a script is busy (past busy-reply-threshold, yielding to the event loop) can a SCRIPT KILL arrive.
     kill: {
       arity: 2,
-      run: () => {
-        throw new RespError('NOTBUSY No scripts in execution right now.');
+      run: (_client, _argv, lua) => {
+        const running = lua.running;
+        if (running === undefined) throw new RespError('NOTBUSY No scripts in execution right now.');
+        if (running.wrote)
+          throw new RespError(
+            'UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.',
+          );
+        lua.kill();
+        return OK;
       },
     },
     debug: {

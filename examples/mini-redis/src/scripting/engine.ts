@@ -40,6 +40,12 @@ interface Raw {
   _lua_pcallk(L: number, nargs: number, nresults: number, errfunc: number, ctx: number, k: number): number;
   _lua_sethook(L: number, hook: number, mask: number, count: number): void;
   _lua_pushcclosure(L: number, fn: number, n: number): void;
+  _lua_newthread(L: number): number;
+  _lua_resume(L: number, from: number, nargs: number, nresults: number): number;
+  _lua_xmove(from: number, to: number, n: number): void;
+  _lua_isyieldable(L: number): number;
+  _lua_yieldk(L: number, nresults: number, ctx: number, k: number): number;
+  _lua_getinfo(L: number, what: number, ar: number): number;
   _lua_rotate(L: number, index: number, n: number): void;
   _lua_callk(L: number, nargs: number, nresults: number, ctx: number, k: number): void;
   _lua_checkstack(L: number, n: number): number;
@@ -65,8 +71,10 @@ const T_STRING = 4;
 const T_TABLE = 5;
 const MASK_LINE = 4;
 const MASK_COUNT = 8;
-/** Instructions between two checks of the time limit. */
+/** Instructions between two checks of the clock. */
 const HOOK_COUNT = 10_000;
+/** Once busy, the script yields to the event loop this often (ms). */
+const SLICE_MS = 20;
 
 /** A script in the cache. */
 interface Script {
@@ -98,6 +106,8 @@ export interface EngineOptions {
   version: string;
   /** Whether a command of that name exists (redis.acl_check_cmd). */
   exists: (name: string) => boolean;
+  /** A script became busy (past busy-reply-threshold: other clients get -BUSY) or stopped being. */
+  onBusy: (busy: boolean) => void;
   /** redis.log's sink. */
   log: (level: number, message: string) => void;
 }
@@ -109,9 +119,21 @@ export interface RunOptions {
   readonly readOnly: boolean;
   /** The script's shebang has `allow-oom`. */
   readonly allowOom: boolean;
-  /** Milliseconds the script may run before it is aborted (0: no limit). */
-  readonly timeLimitMs: number;
+  /** Redis's busy-reply-threshold: past it, other clients get -BUSY and SCRIPT KILL can stop the script (0: never). */
+  readonly busyAfterMs: number;
 }
+
+/** The script running now. */
+type RunState = RunOptions & {
+  sha: string;
+  protocol: 2 | 3;
+  /** When the script becomes busy (busy-reply-threshold): from then on it yields every SLICE_MS. */
+  busyAt: number;
+  startedAt: number;
+  lastYield: number;
+  killed: boolean;
+  busy: boolean;
+};
 
 export function sha1hex(bytes: Buffer | string): string {
   return createHash('sha1').update(bytes).digest('hex');
@@ -130,11 +152,12 @@ export class LuaEngine {
   #globalsRef = 0;
   #collectRef = 0;
   #gcStepRef = 0;
+  #runnerRef = 0;
   /** Scripts run since the last GC step (Redis steps Lua's GC every 50 scripts: LUA_GC_CYCLE_PERIOD). */
   #sinceGc = 0;
   #hook = 0;
   /** The run in progress. */
-  #run: (RunOptions & { protocol: 2 | 3; deadline: number; killed: boolean }) | undefined;
+  #run: RunState | undefined;
   /** Bytes of script bodies cached (INFO's used_memory_scripts_eval). */
   #cachedBytes = 0;
 
@@ -249,56 +272,109 @@ export class LuaEngine {
   }
 
   /**
-   * Run a script, synchronously, and write its result to the caller's reply; or return the error
-   * to answer with (the script failed, or returned an error table), so that the command fails as a
-   * command (INFO commandstats' failed_calls, as Redis counts a script's error reply).
+   * Run a script, and write its result to the caller's reply; or give the error to answer with
+   * (the script failed, or returned an error table), so that the command fails as a command (INFO
+   * commandstats' failed_calls, as Redis counts a script's error reply). Synchronous, unless the
+   * script runs past `busyAfterMs`: then it yields to the event loop every few milliseconds (other
+   * clients get -BUSY meanwhile: `onBusy`) and the result comes as a Promise.
    */
-  run(script: Script, options: RunOptions): string | undefined {
+  run(script: Script, options: RunOptions): string | undefined | Promise<string | undefined> {
     const raw = this.#raw;
     const L = this.#L;
-    const client = this.#client;
-    const reply = options.caller.reply;
+    const started = Date.now();
     this.#run = {
       ...options,
+      sha: script.sha,
       protocol: 2,
-      deadline: options.timeLimitMs > 0 ? Date.now() + options.timeLimitMs : Number.POSITIVE_INFINITY,
+      busyAt: options.busyAfterMs > 0 ? started + options.busyAfterMs : Number.POSITIVE_INFINITY,
+      startedAt: started,
+      lastYield: 0,
       killed: false,
+      busy: false,
     };
-    client.begin(options.caller);
+    this.#client.begin(options.caller);
     raw._lua_settop(L, 0);
+    // KEYS and ARGV, into the sandbox's real globals table.
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#globalsRef));
+    this.#lua.lua_pushstring(L, 'KEYS');
+    this.#pushArray(options.keys);
+    raw._lua_rawset(L, 1);
+    this.#lua.lua_pushstring(L, 'ARGV');
+    this.#pushArray(options.args);
+    raw._lua_rawset(L, 1);
+    raw._lua_settop(L, 0);
+    // The script runs in a coroutine (so that the time-slice hook can yield): runner(handler, f) is xpcall(f, handler).
+    const thread = raw._lua_newthread(L);
+    const threadRef = this.#lua.luaL_ref(L, LUA_REGISTRYINDEX);
+    raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(this.#runnerRef));
+    raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(this.#errorHandlerRef));
+    raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(script.ref));
+    raw._lua_sethook(thread, this.#hook, MASK_COUNT, HOOK_COUNT);
+    return this.#resume(thread, threadRef, 2);
+  }
+
+  /** The running script, if any (SCRIPT KILL, the -BUSY gate). */
+  get running(): { readonly busy: boolean; readonly wrote: boolean; readonly caller: RespClient } | undefined {
+    const run = this.#run;
+    return run === undefined ? undefined : { busy: run.busy, wrote: this.#client.wrote, caller: run.caller };
+  }
+
+  /** SCRIPT KILL: the script stops at its next hook with an error. */
+  kill(): void {
+    if (this.#run !== undefined) this.#run.killed = true;
+  }
+
+  #resume(thread: number, threadRef: number, nargs: number): string | undefined | Promise<string | undefined> {
+    const raw = this.#raw;
+    const L = this.#L;
+    const run = this.#run as RunState;
+    const results = raw._malloc(4);
+    const status = raw._lua_resume(thread, L, nargs, results);
+    raw._free(results);
+    if (status === 1 /* LUA_YIELD */) {
+      // Past busy-reply-threshold: let the event loop run (other clients get -BUSY), then go on.
+      if (!run.busy) {
+        run.busy = true;
+        this.#options.onBusy(true);
+      }
+      return new Promise((resolve) => {
+        setImmediate(() => {
+          const next = this.#resume(thread, threadRef, 0);
+          if (next instanceof Promise) next.then(resolve, () => resolve('ERR script failed'));
+          else resolve(next);
+        });
+      });
+    }
     try {
-      // KEYS and ARGV, into the sandbox's real globals table.
-      raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#globalsRef));
-      this.#lua.lua_pushstring(L, 'KEYS');
-      this.#pushArray(options.keys);
-      raw._lua_rawset(L, 1);
-      this.#lua.lua_pushstring(L, 'ARGV');
-      this.#pushArray(options.args);
-      raw._lua_rawset(L, 1);
       raw._lua_settop(L, 0);
-      raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#errorHandlerRef));
-      raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(script.ref));
-      raw._lua_sethook(L, this.#hook, MASK_COUNT, HOOK_COUNT);
-      const status = raw._lua_pcallk(L, 0, 1, 1, 0, 0);
-      raw._lua_sethook(L, 0, 0, 0);
+      let failed: string | undefined;
+      if (status === 0 && raw._lua_toboolean(thread, 1) !== 0) {
+        raw._lua_settop(thread, 2);
+        raw._lua_xmove(thread, L, 1);
+        if (raw._lua_type(L, -1) === T_TABLE) {
+          this.#lua.lua_pushstring(L, 'err');
+          if (raw._lua_rawget(L, -2) === T_STRING) failed = (this.#string(-1) as string).replace(/[\r\n]/g, ' ');
+          raw._lua_settop(L, -2);
+        }
+        if (failed === undefined) this.#writeReply(run.caller.reply, run.protocol, 0);
+      } else {
+        // xpcall's false and the handler's table; or an error the runner itself raised.
+        raw._lua_xmove(thread, L, 1);
+        failed = this.#errorText(run.sha);
+      }
       if (++this.#sinceGc === 50) {
         this.#sinceGc = 0;
         raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#gcStepRef));
         raw._lua_pcallk(L, 0, 0, 0, 0, 0);
       }
-      if (status !== 0) return this.#errorText(script.sha);
-      if (raw._lua_type(L, -1) === T_TABLE) {
-        this.#lua.lua_pushstring(L, 'err');
-        if (raw._lua_rawget(L, -2) === T_STRING) return (this.#string(-1) as string).replace(/[\r\n]/g, ' ');
-        raw._lua_settop(L, -2);
-      }
-      this.#writeReply(reply, this.#run.protocol, 0);
-      return undefined;
+      return failed;
     } finally {
-      raw._lua_sethook(L, 0, 0, 0);
+      raw._lua_sethook(thread, 0, 0, 0);
       raw._lua_settop(L, 0);
-      client.end();
+      this.#lua.luaL_unref(L, LUA_REGISTRYINDEX, threadRef);
+      this.#client.end();
       this.#run = undefined;
+      if (run.busy) this.#options.onBusy(false);
     }
   }
 
@@ -424,21 +500,35 @@ export class LuaEngine {
     this.#globalsRef = ref('__mr_env');
     this.#collectRef = ref('__mr_collect');
     this.#gcStepRef = ref('__mr_gc_step');
+    this.#runnerRef = ref('__mr_runner');
     ref('__mr_globals');
     raw._lua_settop(L, 0);
 
     // The time limit: a count hook checks the clock; past the deadline the script is aborted, and
     // the hook fires on every line so that a pcall in the script cannot catch it for long.
-    this.#hook = raw.addFunction((state) => {
+    // "S" for lua_getinfo, and the source of the user's script, as C strings.
+    const whatS = raw._malloc(2);
+    raw.HEAPU8.set([0x53, 0], whatS);
+    const userScript = Buffer.from('@user_script\0', 'latin1');
+    /** The function running at the hook is the user's script (not the error handler, not a library's Lua). */
+    const inUserScript = (state: number, ar: number): boolean => {
+      if (raw._lua_getinfo(state, whatS, ar) === 0) return false;
+      const source = raw.HEAPU32[(ar + 16) >> 2] as number; // lua_Debug.source (wasm32)
+      return source !== 0 && Buffer.compare(raw.HEAPU8.subarray(source, source + userScript.length), userScript) === 0;
+    };
+    this.#hook = raw.addFunction((state, ar) => {
       const run = this.#run;
       if (run === undefined) return 0;
-      if (!run.killed && Date.now() <= run.deadline) return 0;
-      run.killed = true;
-      raw._lua_sethook(state, this.#hook, MASK_LINE | MASK_COUNT, 1);
-      return this.#raise(
-        state,
-        `-BUSY Script aborted: it ran longer than busy-reply-threshold (${run.timeLimitMs} ms); its writes so far were kept`,
-      );
+      if (run.killed) {
+        // On every line from now on: a pcall in the script cannot catch it for long (as Redis).
+        raw._lua_sethook(state, this.#hook, MASK_LINE | MASK_COUNT, 1);
+        if (!inUserScript(state, ar as number)) return 0;
+        return this.#raise(state, 'Script killed by user with SCRIPT KILL...');
+      }
+      const now = Date.now();
+      if (now < run.busyAt || now - run.lastYield < SLICE_MS || raw._lua_isyieldable(state) === 0) return 0;
+      run.lastYield = now;
+      return raw._lua_yieldk(state, 0, 0, 0);
     }, 'vii');
   }
 
@@ -448,7 +538,7 @@ export class LuaEngine {
     const raw = this.#raw;
     const run = this.#run;
     if (run === undefined) return this.#raise(L, 'redis.call/pcall can only be called inside a script invocation');
-    if (run.killed) return this.#raise(L, '-BUSY Script aborted');
+    if (run.killed) return this.#raise(L, 'Script killed by user with SCRIPT KILL...');
     const argc = raw._lua_gettop(L);
     if (argc === 0) return this.#fail(L, raise, 'Please specify at least one argument for this redis lib call');
     const argv: Buffer[] = [];

@@ -494,6 +494,8 @@ end
 local collect = collectgarbage
 __mr_collect = function() collect('collect') end
 __mr_gc_step = function() collect('step', 50) end
+local xpcall_ = xpcall
+__mr_runner = function(handler, f) return xpcall_(f, handler) end
 for _, name in ipairs({ 'debug', 'io', 'os', 'package', 'require', 'loadfile', 'dofile', 'print', 'utf8', 'load', 'loadstring' }) do
   _G[name] = nil
 end
