@@ -1,4 +1,4 @@
-import { OK, type ReplyValue, RespError } from '@portbind/resp';
+import { OK, type ReplyValue, RespError, simple } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { integer } from '../config.js';
 import { Replication } from '../replication.js';
@@ -104,7 +104,83 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
     },
   );
 
+  // ---- REPLICAOF ---------------------------------------------------------------------------------
+  // mini-redis serves as a master only: REPLICAOF host port makes it a replica whose link to its
+  // master stays down (it never connects) — writes get READONLY, and with replica-serve-stale-data
+  // no, a transaction gets MASTERDOWN — until REPLICAOF NO ONE, as a Redis that cannot reach its master.
+  const roles = {
+    master: undefined as { host: string; port: number } | undefined,
+    readOnly: true,
+    serveStale: true,
+    minReplicas: 0,
+    maxLag: 10,
+  };
+  /** Redis's CMD_STALE commands: allowed on a replica whose link is down with replica-serve-stale-data no. */
+  const STALE = new Set(
+    'auth echo hello quit reset select psubscribe publish punsubscribe spublish ssubscribe subscribe sunsubscribe unsubscribe command debug failover info lastsave monitor replconf replicaof role shutdown slaveof time discard exec multi unwatch watch client config latency slowlog memory module'.split(
+      ' ',
+    ),
+  );
+  const goodReplicas = (): number => {
+    let count = 0;
+    for (const replica of replication.replicas) if ((Date.now() - replica.ackTime) / 1000 <= roles.maxLag) count++;
+    return count;
+  };
+  const refusal = (write: boolean, names: string[]): string | undefined => {
+    if (write && roles.minReplicas > 0 && goodReplicas() < roles.minReplicas) return 'NOREPLICAS Not enough good replicas to write.';
+    if (write && roles.master !== undefined && roles.readOnly) return "READONLY You can't write against a read only replica.";
+    if (roles.master !== undefined && !roles.serveStale && names.some((name) => !STALE.has(name))) {
+      return "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.";
+    }
+    return undefined;
+  };
+  propagation.guard = {
+    write() {
+      const reason = refusal(true, []);
+      if (reason !== undefined) throw new RespError(reason);
+    },
+    exec(client) {
+      const names = (client.multi ?? []).map((argv) => text(argv[0]).toLowerCase());
+      const write = names.some((name) => resp.lookup(name)?.flags?.includes('write'));
+      const reason = refusal(write, names);
+      if (reason === undefined) return;
+      client.multi = undefined;
+      resp.unwatch(client);
+      throw new RespError(`EXECABORT Transaction discarded because of: ${reason}`);
+    },
+  };
+  for (const name of ['replicaof', 'slaveof']) {
+    resp.command(
+      name,
+      { arity: 3, flags: ['admin'], summary: 'Configures a server as replica of another, or promotes it to a master.', group },
+      (_client, argv) => {
+        if (text(argv[1]).toLowerCase() === 'no' && text(argv[2]).toLowerCase() === 'one') {
+          if (roles.master !== undefined) resp.logger.info({}, 'MASTER MODE enabled (user request)');
+          roles.master = undefined;
+          return OK;
+        }
+        const port = parseLong(argv[2]);
+        if (port === undefined || port < 0 || port > 65535) throw new RespError('ERR Invalid master port');
+        const host = text(argv[1]);
+        if (roles.master?.host.toLowerCase() === host.toLowerCase() && roles.master.port === port) {
+          return simple('OK Already connected to specified master');
+        }
+        roles.master = { host, port };
+        replication.close(); // a replica has no replicas of its own here: they resync elsewhere
+        resp.logger.warn(
+          { host, port },
+          'REPLICAOF enabled: mini-redis does not connect to a master, its link stays down until REPLICAOF NO ONE',
+        );
+        return OK;
+      },
+    );
+  }
+  const where = () => (roles.master === undefined ? '' : `${roles.master.host} ${roles.master.port}`);
+  config.set('replicaof', { get: where });
+  config.set('slaveof', { get: where });
+
   resp.command('role', { arity: 1, flags: ['fast'], summary: 'Returns the replication role.', group }, () => {
+    if (roles.master !== undefined) return ['slave', roles.master.host, roles.master.port, 'connect', -1];
     const replicas: ReplyValue[] = [...replication.replicas].map((replica) => [
       replica.client.conn.remoteAddress ?? '127.0.0.1',
       String(replica.listeningPort),
@@ -114,6 +190,32 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
   });
 
   info.set('replication', () => {
+    if (roles.master !== undefined) {
+      return {
+        role: 'slave',
+        master_host: roles.master.host,
+        master_port: roles.master.port,
+        master_link_status: 'down',
+        master_last_io_seconds_ago: -1,
+        master_sync_in_progress: 0,
+        slave_read_repl_offset: 0,
+        slave_repl_offset: 0,
+        master_link_down_since_seconds: -1,
+        slave_priority: 100,
+        slave_read_only: roles.readOnly ? 1 : 0,
+        replica_announced: 1,
+        connected_slaves: 0,
+        master_failover_state: 'no-failover',
+        master_replid: replication.replid,
+        master_replid2: '0000000000000000000000000000000000000000',
+        master_repl_offset: replication.offset,
+        second_repl_offset: -1,
+        repl_backlog_active: 0,
+        repl_backlog_size: 1048576,
+        repl_backlog_first_byte_offset: 0,
+        repl_backlog_histlen: 0,
+      };
+    }
     const fields: Record<string, string | number> = { role: 'master', connected_slaves: replication.replicas.size };
     let index = 0;
     for (const replica of replication.replicas) {
@@ -191,6 +293,32 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
     },
   };
   config.set('client-output-buffer-limit', outputLimit);
+  for (const [names, get, set] of [
+    [['replica-read-only', 'slave-read-only'], () => roles.readOnly, (value: boolean) => (roles.readOnly = value)],
+    [['replica-serve-stale-data', 'slave-serve-stale-data'], () => roles.serveStale, (value: boolean) => (roles.serveStale = value)],
+  ] as const) {
+    for (const name of names) config.set(name, yesNo(get, set));
+  }
+  const minReplicas = integer(
+    0,
+    2147483647,
+    () => roles.minReplicas,
+    (value) => {
+      roles.minReplicas = value;
+    },
+  );
+  const maxLag = integer(
+    0,
+    2147483647,
+    () => roles.maxLag,
+    (value) => {
+      roles.maxLag = value;
+    },
+  );
+  config.set('min-replicas-to-write', minReplicas);
+  config.set('min-slaves-to-write', minReplicas);
+  config.set('min-replicas-max-lag', maxLag);
+  config.set('min-slaves-max-lag', maxLag);
 
   return replication;
 }
