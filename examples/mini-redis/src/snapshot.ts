@@ -41,7 +41,7 @@ export interface SnapshotState {
   lastTry: number;
   lastStatus: 'ok' | 'err';
   /** A BGSAVE writing now: when it started (ms), and its promise. */
-  inProgress: { started: number; done: Promise<boolean> } | undefined;
+  inProgress: { started: number; done: Promise<boolean>; cancelled: boolean } | undefined;
   /** BGSAVE SCHEDULE while one runs: another after it. */
   scheduled: boolean;
   lastBgsaveSeconds: number;
@@ -148,6 +148,20 @@ export function persistenceInfo(server: MiniRedis): Record<string, string | numb
   };
 }
 
+/** Each server's SAVE, for `afterFlushAll`. */
+const saveFunctions = new WeakMap<object, () => boolean>();
+
+/**
+ * For FLUSHALL (call it after emptying the data), as Redis 7.0's flushAllDataAndResetRDB: a BGSAVE
+ * writing now is cancelled (its file would bring the old data back), and with save points set, the
+ * empty dataset is saved at once, so a restart does not resurrect what FLUSHALL removed.
+ */
+export function afterFlushAll(server: MiniRedis): void {
+  const state = snapshotState(server);
+  if (state.inProgress !== undefined) state.inProgress.cancelled = true;
+  if (state.savePoints.length > 0) saveFunctions.get(server)?.();
+}
+
 /** Loading the snapshot at start failed: the file is truncated, corrupt or holds what mini-redis cannot. */
 export class SnapshotLoadError extends PortbindError {
   readonly path: string;
@@ -181,9 +195,11 @@ function writeAtomicallySync(dir: string, name: string, data: Buffer): void {
   }
 }
 
-async function writeAtomically(dir: string, name: string, data: Buffer): Promise<void> {
+/** BGSAVE's write: as `writeAtomicallySync`, off the event loop; false (nothing renamed) if `cancelled()` by then. */
+async function writeAtomically(dir: string, name: string, data: Buffer, cancelled: () => boolean): Promise<boolean> {
   await mkdir(dir, { recursive: true });
-  const temp = join(dir, `temp-${process.pid}.rdb`);
+  // Redis's child writes temp-<child pid>.rdb: a name of its own, apart from SAVE's.
+  const temp = join(dir, `temp-bgsave-${process.pid}.rdb`);
   const file = await open(temp, 'w', 0o644);
   try {
     await file.writeFile(data);
@@ -196,6 +212,10 @@ async function writeAtomically(dir: string, name: string, data: Buffer): Promise
     // close() twice is harmless for a FileHandle already closed above.
     await file.close().catch(() => {});
   }
+  if (cancelled()) {
+    await rm(temp, { force: true });
+    return false;
+  }
   await rename(temp, join(dir, name));
   const dirHandle = await open(dir, 'r');
   try {
@@ -203,6 +223,7 @@ async function writeAtomically(dir: string, name: string, data: Buffer): Promise
   } finally {
     await dirHandle.close();
   }
+  return true;
 }
 
 /**
@@ -252,6 +273,8 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
   resp.touchAll = (db, exists) => {
     state.dirty++;
     touchAll(db, exists);
+    // FLUSHALL touches every database (-1) and then empties them: once it has, `afterFlushAll`.
+    if (db === -1) queueMicrotask(() => afterFlushAll(server));
   };
 
   const encode = (): Buffer => encodeRdb(server, { compression: state.compression, checksum: state.checksum });
@@ -287,8 +310,13 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
       return false;
     }
     const before = state.dirty;
-    const done = writeAtomically(state.dir, state.dbfilename, data).then(
-      () => {
+    const job = { started, done: Promise.resolve(false), cancelled: false };
+    job.done = writeAtomically(state.dir, state.dbfilename, data, () => job.cancelled).then(
+      (written) => {
+        if (!written) {
+          log.info('Background saving cancelled (FLUSHALL)');
+          return false;
+        }
         state.dirty -= before;
         state.lastSave = Math.floor(Date.now() / 1000);
         state.lastStatus = 'ok';
@@ -302,7 +330,8 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
         return false;
       },
     );
-    state.inProgress = { started, done };
+    const done = job.done;
+    state.inProgress = job;
     void done.then(() => {
       state.inProgress = undefined;
       state.lastBgsaveSeconds = Math.floor((Date.now() - started) / 1000);
@@ -313,6 +342,8 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
     });
     return true;
   };
+
+  saveFunctions.set(server, saveNow);
 
   // ---- Save points (Redis's serverCron, once a second) ----------------------------------------
   const cron = setInterval(() => {

@@ -86,6 +86,30 @@ describe('data in DATA_DIR survives a restart', () => {
   });
 });
 
+describe('FLUSHALL with save points', () => {
+  it('saves the empty dataset at once, and a BGSAVE still writing does not bring the old data back', async () => {
+    const dir = tempDir();
+    const mini = await startMiniRedis({ DATA_DIR: dir });
+    const raw = new RawClient(mini.port);
+    try {
+      await raw.send([['SET', 'a', '1'], ['SAVE']]);
+      expect(decodeRdb(readFileSync(join(dir, 'dump.rdb'))).databases.get(0)).toHaveLength(1);
+      expect((await raw.send([['FLUSHALL'], ['PING']])).map(show)).toEqual(['+OK⏎', '+PONG⏎']);
+      expect(decodeRdb(readFileSync(join(dir, 'dump.rdb'))).databases.get(0)).toHaveLength(0);
+      // A BGSAVE of {b} is writing when FLUSHALL comes: it is cancelled.
+      await raw.send([['SET', 'b', '2']]);
+      expect((await raw.send([['BGSAVE'], ['FLUSHALL']])).map(show)).toEqual(['+Background saving started⏎', '+OK⏎']);
+      const client = connect(mini.port);
+      await until(async () => field(await client.info('persistence'), 'rdb_bgsave_in_progress') === '0');
+      client.disconnect();
+      expect(decodeRdb(readFileSync(join(dir, 'dump.rdb'))).databases.get(0)).toHaveLength(0);
+    } finally {
+      raw.close();
+      await mini.stop();
+    }
+  });
+});
+
 describe('SAVE, BGSAVE, LASTSAVE and INFO persistence', () => {
   let mini: Started;
   let dir: string;
