@@ -38,19 +38,23 @@ export function clusterOptions(env: Readonly<Record<string, string | undefined>>
   return options;
 }
 
-/** `CONFIG GET cluster-enabled` (read-only) and INFO's `# Cluster` section, before `# Keyspace` as in Redis. */
+/**
+ * `CONFIG GET cluster-enabled` (read-only) and, in cluster mode, INFO's `# Cluster` section (before
+ * `# Keyspace`, as in Redis) and `redis_mode:cluster`.
+ */
 export function registerCluster(server: MiniRedis): void {
   const enabled = server.resp.cluster !== undefined;
   server.config.set(
     'cluster-enabled',
     fixed(() => (enabled ? 'yes' : 'no')),
   );
+  if (!enabled) return;
   const keyspaceSection = server.info.get('keyspace');
   server.info.delete('keyspace');
-  server.info.set('cluster', () => ({ cluster_enabled: enabled ? 1 : 0 }));
+  server.info.set('cluster', () => ({ cluster_enabled: 1 }));
   if (keyspaceSection !== undefined) server.info.set('keyspace', keyspaceSection);
   const serverSection = server.info.get('server');
-  if (enabled && serverSection !== undefined) server.info.set('server', () => ({ ...serverSection(), redis_mode: 'cluster' }));
+  if (serverSection !== undefined) server.info.set('server', () => ({ ...serverSection(), redis_mode: 'cluster' }));
 }
 
 /** Up to `count` live keys of database 0 in a slot (mini-redis keeps no per-slot index: a scan). */
