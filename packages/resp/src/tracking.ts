@@ -1,5 +1,6 @@
 import type { RespClient } from './client.js';
 import { RespError } from './reply.js';
+import type { TrackingState } from './tracking-state.js';
 
 // Server-assisted client-side caching, as Redis 7.0's tracking.c behaves (written from its
 // documentation and observed replies): CLIENT TRACKING ON|OFF with the default mode (the keys a
@@ -8,23 +9,7 @@ import { RespError } from './reply.js';
 // event-loop turn), OPTIN/OPTOUT with CLIENT CACHING, NOLOOP and REDIRECT (to a RESP3 client as a
 // push, to a RESP2 subscriber as a message on __redis__:invalidate).
 
-/** Per-client tracking state (Redis's CLIENT_TRACKING_* flags, redirection and prefixes). */
-export interface TrackingState {
-  /** CLIENT TRACKING is on. */
-  on: boolean;
-  bcast: boolean;
-  optin: boolean;
-  optout: boolean;
-  noloop: boolean;
-  /** CLIENT CACHING YES (optin) or NO (optout) given for the next command. */
-  caching: boolean;
-  /** The redirect target has gone: `broken_redirect` in TRACKINGINFO. */
-  brokenRedirect: boolean;
-  /** Client id invalidations go to, 0 for this connection. */
-  redirect: number;
-  /** BCAST prefixes ('' for every key). */
-  prefixes: Set<string>;
-}
+export type { TrackingState } from './tracking-state.js';
 
 /** The channel RESP2 clients receive redirected invalidations on. */
 export const INVALIDATE_CHANNEL = '__redis__:invalidate';
