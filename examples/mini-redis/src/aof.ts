@@ -254,8 +254,9 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
 
   // ---- Writing ----------------------------------------------------------------------------------
   let fd: number | undefined;
-  let incrName = '';
-  let baseName = '';
+  /** What the manifest names: the base (once there is one) and the incremental files, oldest first. */
+  let base: { name: string; seq: number } | undefined;
+  let incrs: Array<{ name: string; seq: number }> = [];
   let seq = 0;
   let selected = -1;
   let batch: Buffer[] = [];
@@ -321,12 +322,12 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     closeIncr();
     mkdirSync(dirPath(), { recursive: true });
     fd = openSync(join(dirPath(), name), 'a', 0o644);
-    incrName = name;
     incrSize = statSync(join(dirPath(), name)).size;
     selected = -1; // the first command of a file brings its SELECT
   };
   const writeManifest = (): void => {
-    const text = `file ${baseName} seq ${seq} type b\nfile ${incrName} seq ${seq} type i\n`;
+    let text = base === undefined ? '' : `file ${base.name} seq ${base.seq} type b\n`;
+    for (const incr of incrs) text += `file ${incr.name} seq ${incr.seq} type i\n`;
     const temp = join(dirPath(), `temp-${manifestName()}`);
     const tempFd = openSync(temp, 'w', 0o644);
     try {
@@ -348,11 +349,20 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
    * BGREWRITEAOF: the dataset now as the new base, a new incremental file from now on. The base is
    * written asynchronously; the manifest switches once it is on disk. Resolves with success.
    */
+  let current: Promise<boolean> = Promise.resolve(true);
   const rewrite = (): Promise<boolean> => {
+    if (state.rewriteInProgress !== undefined) {
+      // One at a time: another right after this one (Redis's aof_rewrite_scheduled).
+      state.rewriteScheduled = true;
+      return current;
+    }
+    current = rewriteNow();
+    return current;
+  };
+  const rewriteNow = (): Promise<boolean> => {
     const started = Date.now();
     state.rewriteInProgress = { started };
     state.rewriteScheduled = false;
-    const oldFiles = readdirSafe(dirPath()).filter((name) => name.startsWith(`${state.filename}.`) && name !== manifestName());
     let data: Buffer;
     try {
       data = encodeRdb(server, { aofBase: true });
@@ -365,8 +375,15 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     seq++;
     const newBase = `${state.filename}.${seq}.base.rdb`;
     const newIncr = `${state.filename}.${seq}.incr.aof`;
+    const rewriteSeq = seq;
     mkdirSync(dirPath(), { recursive: true });
-    if (state.enabled) openIncr(newIncr);
+    if (state.enabled) {
+      // Writes from now on go to the new incremental file; until the new base is on disk the
+      // manifest names the old base, the old increments and this one (a crash loses nothing).
+      openIncr(newIncr);
+      incrs.push({ name: newIncr, seq: rewriteSeq });
+      writeManifest();
+    }
     const done = (async () => {
       const { open, rename } = await import('node:fs/promises');
       const temp = join(dirPath(), `temp-rewriteaof-bg-${process.pid}.aof`);
@@ -378,14 +395,16 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
         await file.close();
       }
       await rename(temp, join(dirPath(), newBase));
-      baseName = newBase;
-      if (!state.enabled) {
-        // Turned off meanwhile: the manifest still names a valid pair (the new base, an empty incr).
-        closeSync(openSync(join(dirPath(), newIncr), 'a', 0o644));
-        incrName = newIncr;
-      }
+      // The AOF was off (or turned off meanwhile): an empty increment, so the manifest names a pair.
+      closeSync(openSync(join(dirPath(), newIncr), 'a', 0o644));
+      base = { name: newBase, seq: rewriteSeq };
+      incrs = incrs.filter((incr) => incr.seq >= rewriteSeq);
+      if (incrs.length === 0) incrs = [{ name: newIncr, seq: rewriteSeq }];
       writeManifest();
-      for (const name of oldFiles) if (name !== newBase && name !== newIncr) rmSync(join(dirPath(), name), { force: true });
+      const keep = new Set([manifestName(), base.name, ...incrs.map((incr) => incr.name)]);
+      for (const name of readdirSafe(dirPath())) {
+        if (name.startsWith(`${state.filename}.`) && !keep.has(name)) rmSync(join(dirPath(), name), { force: true });
+      }
       state.baseSize = data.length;
       state.currentSize = data.length + incrSize;
       return true;
@@ -396,6 +415,7 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
         state.lastRewriteStatus = 'ok';
         state.rewrites++;
         logger.info({ base: newBase, bytes: data.length }, 'Background AOF rewrite finished successfully');
+        if (state.rewriteScheduled) void rewrite();
         return ok;
       },
       (error: unknown) => {
@@ -427,13 +447,13 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     const manifestPath = join(dirPath(), manifestName());
     if (!existsSync(manifestPath)) return false;
     const entries = parseManifest(readFileSync(manifestPath, 'latin1'), manifestPath);
-    const base = entries.find((entry) => entry.type === 'b');
-    const incrs = entries.filter((entry) => entry.type === 'i').sort((a, b) => a.seq - b.seq);
-    if (base === undefined && incrs.length === 0) throw new AofLoadError(manifestPath, 0, 'Found an empty AOF manifest');
+    const baseEntry = entries.find((entry) => entry.type === 'b');
+    const incrEntries = entries.filter((entry) => entry.type === 'i').sort((a, b) => a.seq - b.seq);
+    if (baseEntry === undefined && incrEntries.length === 0) throw new AofLoadError(manifestPath, 0, 'Found an empty AOF manifest');
     for (const db of keyspace.databases) db.clear();
     let total = 0;
-    if (base !== undefined) {
-      const path = join(dirPath(), base.name);
+    if (baseEntry !== undefined) {
+      const path = join(dirPath(), baseEntry.name);
       const data = readFileSync(path);
       if (data.subarray(0, 5).toString('latin1') === 'REDIS') {
         try {
@@ -442,17 +462,17 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
           if (error instanceof RdbError) throw new AofLoadError(path, 0, `Bad file format (${error.message})`, error);
           throw error;
         }
-      } else replay(path, data, incrs.length === 0);
-      baseName = base.name;
-      seq = Math.max(seq, base.seq);
+      } else replay(path, data, incrEntries.length === 0);
+      base = { name: baseEntry.name, seq: baseEntry.seq };
+      seq = Math.max(seq, baseEntry.seq);
       total += data.length;
       state.baseSize = data.length;
     }
-    incrs.forEach((incr, index) => {
+    incrEntries.forEach((incr, index) => {
       const path = join(dirPath(), incr.name);
       const data = existsSync(path) ? readFileSync(path) : Buffer.alloc(0);
-      total += replay(path, data, index === incrs.length - 1);
-      incrName = incr.name;
+      total += replay(path, data, index === incrEntries.length - 1);
+      incrs.push({ name: incr.name, seq: incr.seq });
       seq = Math.max(seq, incr.seq);
     });
     state.currentSize = total;
@@ -533,8 +553,15 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
       logger.info({ dir: dirPath(), ms: Date.now() - started }, 'DB loaded from append only file');
       state.enabled = true;
       propagation.addSink(sink);
-      openIncr(incrName || `${state.filename}.${seq}.incr.aof`);
-      if (baseName === '') baseName = `${state.filename}.${seq}.base.rdb`;
+      const last = incrs.at(-1);
+      if (last !== undefined) openIncr(last.name);
+      else {
+        // A manifest with a base only: a new increment after it.
+        seq++;
+        incrs.push({ name: `${state.filename}.${seq}.incr.aof`, seq });
+        openIncr(`${state.filename}.${seq}.incr.aof`);
+        writeManifest();
+      }
     } else enable(); // no AOF yet: a base of what there is (an RDB loaded just before, or nothing)
   }
 
