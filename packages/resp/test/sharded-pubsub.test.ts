@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { PortService } from '@portbind/core';
 import { Redis } from 'ioredis';
@@ -224,6 +225,40 @@ describe('sharded pub/sub, byte for byte as redis-server 7.0.15', () => {
       }
       return t;
     });
+  });
+});
+
+describe('sharded pub/sub limits', () => {
+  it('a shard subscriber that never reads is cut at the pubsubLimits hard limit; the others are served', async () => {
+    const resp = respAdapter({ pubsubLimits: { hardBytes: 4 * 1024 * 1024, softBytes: 0, softSeconds: 0 } });
+    const service = new PortService({ env: {} });
+    const binding = service.bind(resp, { port: 0, host: '127.0.0.1' });
+    await service.start();
+    const port = portOf(binding);
+    try {
+      const slow = await rawConnect(port);
+      slow.on('error', () => {});
+      slow.write('SSUBSCRIBE firehose\r\n');
+      await readUntil(slow, /:1\r\n$/);
+      slow.pause(); // never reads again
+      const closed = once(slow, 'close');
+      // ~64 MB in bursts of 16 × 256 KiB, each burst before the event loop turns: past the 4 MB hard limit early.
+      const payload = Buffer.alloc(256 * 1024, 120);
+      let reached = 0;
+      for (let burst = 0; burst < 16; burst++) {
+        for (let i = 0; i < 16; i++) reached += resp.spublish('firehose', payload);
+        await sleep(1);
+      }
+      slow.resume(); // to see the server's close
+      await closed;
+      expect(reached).toBeGreaterThan(0);
+      expect(resp.activeShardChannels()).toEqual([]);
+      const other = await Peer.open(port);
+      expect(await other.call(['PING'], END)).toBe('+PONG\r\n');
+      other.close();
+    } finally {
+      await service.stop();
+    }
   });
 });
 
