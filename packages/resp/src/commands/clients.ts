@@ -21,7 +21,9 @@ function argvBytes(argv: Command): number {
 
 /** The file descriptor of a TCP connection, as Redis's `fd=`; -1 when Node does not expose one (TLS). */
 function fileDescriptor<C>(client: RespClient<C>): number {
-  const fd = (client.conn.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  // Node's private handle, read without a cast: undefined where it has none.
+  const handle: unknown = Reflect.get(client.conn.socket, '_handle');
+  const fd: unknown = typeof handle === 'object' && handle !== null ? Reflect.get(handle, 'fd') : undefined;
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
 
