@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { XmppConfigError } from '../config-error.js';
-import { XmlElement, xml } from '../element.js';
+import { XmlElement, type XmlNode, xml } from '../element.js';
 import { Jid } from '../jid.js';
 import type { IqContext, ModuleApi, StanzaEvent, XmppModule } from '../module.js';
 import { NS_CLIENT, NS_DELAY, NS_FORWARD, NS_HINTS, NS_MAM, NS_MAM_EXTENDED, NS_SID } from '../namespaces.js';
@@ -264,10 +264,13 @@ export function mam(options: MamOptions = {}): MamModule {
         user: string,
         stanza: XmlElement,
         text: string | undefined,
+        children: XmlNode[] = stanza.children,
       ): undefined | Promise<undefined> => {
         const copy = append(user, stanza, event.from, event.to, event.from, text);
         const mark = (): undefined => {
-          const marked = withStanzaId(stanza, ownBare(user), copy.id);
+          // The stanza's children (for a marked one: without the sender's id) and the recipient's id: one copy.
+          const stanzaId = xml('stanza-id', { xmlns: NS_SID, by: ownBare(user), id: copy.id });
+          const marked = new XmlElement(stanza.name, { ...stanza.attrs }, [...children, stanzaId], stanza.xmlns);
           archived.add(marked);
           event.stanza = marked;
           return undefined;
@@ -288,8 +291,14 @@ export function mam(options: MamOptions = {}): MamModule {
         let stanza: XmlElement;
         if (from !== undefined && children[children.length - 1] === from.stanzaId) {
           text = from.text;
-          stanza = new XmlElement(event.stanza.name, { ...event.stanza.attrs }, children.slice(0, -1), event.stanza.xmlns);
+          const kept = children.slice(0, -1);
+          // Archived at once (the common case): the delivered copy is made once, with the recipient's id.
+          const keep = waitForArchive ? undefined : decide(user, event.from, true);
+          if (keep === true) return archiveIncoming(event, user, event.stanza, text, kept);
+          stanza = new XmlElement(event.stanza.name, { ...event.stanza.attrs }, kept, event.stanza.xmlns);
           event.stanza = stanza;
+          if (keep === false) return;
+          if (keep !== undefined) return keep.then((yes) => (yes ? archiveIncoming(event, user, stanza, text) : undefined));
         } else {
           stanza = stripLocalStanzaIds(event.stanza, api.domain);
           if (stanza !== event.stanza) event.stanza = stanza;
@@ -455,12 +464,7 @@ export function shouldArchive(stanza: XmlElement): boolean {
   return false;
 }
 
-/** A copy with a `<stanza-id/>` added (XmlElement.with would share the children array). */
-function withStanzaId(stanza: XmlElement, by: string, id: string): XmlElement {
-  return withChild(stanza, xml('stanza-id', { xmlns: NS_SID, by, id }));
-}
-
-/** A copy with one more child. */
+/** A copy with one more child (XmlElement.with would share the children array). */
 function withChild(stanza: XmlElement, child: XmlElement): XmlElement {
   return new XmlElement(stanza.name, { ...stanza.attrs }, [...stanza.children, child], stanza.xmlns);
 }

@@ -19,7 +19,25 @@ import type { ArchiveItem, ArchiveStore, KeyValueStore, XmppStorage } from './ty
  * call nobody waits for (ArchiveStore.record): answered only when it fails, naming the error handler
  * by its index. @internal
  */
-export type StorageCall = [id: number, target: 'users' | 'kv' | 'archive', store: string, method: string, args: unknown[], quiet?: number];
+export type StorageCall = [id: number, target: CallTarget, store: string, method: string, args: unknown[]] | RecordCall;
+/** Which store a call goes to. @internal */
+export type CallTarget = 'users' | 'kv' | 'archive';
+/**
+ * ArchiveStore.record, flat (one array to clone per call, not three objects): the error handler's index,
+ * the owner, the item's fields; `xml` null when it is the text of the call before it in the same message
+ * (a message's two archive copies: the text crosses once). @internal
+ */
+export type RecordCall = [
+  id: number,
+  target: 'record',
+  store: string,
+  handler: number,
+  owner: string,
+  itemId: string,
+  when: number,
+  withValue: string,
+  xml: string | null,
+];
 /**
  * One answer: id, fulfilled, the value or the error. `[QUIET_DONE, true, n]`: n quiet calls committed;
  * a failed quiet call: `[id, false, error, handler, owner]`. @internal
@@ -103,6 +121,8 @@ export class WorkerStorage implements XmppStorage {
   readonly #keyValues = new Map<string, KeyValueStore>();
   readonly #archives = new Map<string, ArchiveStore>();
   #outbox: StorageCall[] = [];
+  /** The text of the last record() in the outbox (sent once when the next one has the same). */
+  #lastXml: string | undefined;
   /** Quiet calls posted and not yet committed (they keep the thread referenced, as pending calls do). */
   #quietPending = 0;
   /** Error handlers of quiet calls, by index (record()'s onError, one per caller). */
@@ -135,7 +155,7 @@ export class WorkerStorage implements XmppStorage {
       this.#fail(new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${file}: its thread failed: ${error.message}`, { cause: error }));
     });
     const call =
-      (target: StorageCall[1], store: string, method: string) =>
+      (target: CallTarget, store: string, method: string) =>
       (...args: unknown[]) =>
         this.#call(target, store, method, args);
     this.users = {
@@ -147,7 +167,7 @@ export class WorkerStorage implements XmppStorage {
     this.#stores = { call };
   }
 
-  readonly #stores: { call: (target: StorageCall[1], store: string, method: string) => (...args: unknown[]) => Promise<unknown> };
+  readonly #stores: { call: (target: CallTarget, store: string, method: string) => (...args: unknown[]) => Promise<unknown> };
 
   keyValue(name: string): KeyValueStore {
     let store = this.#keyValues.get(name);
@@ -181,7 +201,7 @@ export class WorkerStorage implements XmppStorage {
     return store;
   }
 
-  #call(target: StorageCall[1], store: string, method: string, args: unknown[]): Promise<unknown> {
+  #call(target: CallTarget, store: string, method: string, args: unknown[]): Promise<unknown> {
     if (this.#closed !== undefined) return Promise.reject(new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${this.file} is closed`));
     if (this.#dead !== undefined) return Promise.reject(this.#dead);
     const id = this.#next++;
@@ -220,7 +240,9 @@ export class WorkerStorage implements XmppStorage {
     this.#backpressure(id);
     if (this.#pending.size === 0 && this.#quietPending === 0) this.#worker.ref();
     this.#quietPending++;
-    this.#outbox.push([id, 'archive', store, 'append', [owner, item], handler]);
+    const xml = item.xml === this.#lastXml ? null : item.xml;
+    this.#lastXml = item.xml;
+    this.#outbox.push([id, 'record', store, handler, owner, item.id, item.when, item.with, xml]);
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(this.#post);
@@ -246,16 +268,23 @@ export class WorkerStorage implements XmppStorage {
     if (this.#outbox.length === 0) return;
     const batch = this.#outbox;
     this.#outbox = [];
+    this.#lastXml = undefined;
     try {
       this.#worker.postMessage(batch);
     } catch (error) {
       // A value that cannot be cloned (a function in a JSON value): those calls fail, not the others.
+      let xml: string | null = null;
       for (const call of batch) {
+        // Alone, a record carries its text again.
+        if (call[1] === 'record') {
+          if (call[8] === null) call[8] = xml;
+          else xml = call[8];
+        }
         try {
           this.#worker.postMessage([call]);
         } catch {
           const failure: WorkerError = { name: 'TypeError', message: `storage: cannot store this value (${String(error)})` };
-          this.#settle([call[5] === undefined ? [call[0], false, failure] : [call[0], false, failure, call[5], call[4][0] as string]]);
+          this.#settle([call[1] === 'record' ? [call[0], false, failure, call[3], call[4]] : [call[0], false, failure]]);
         }
       }
     }
