@@ -44,6 +44,13 @@ export class Replication implements Sink {
   readonly #keyspace: Keyspace;
   /** Resolve WAITs when an ACK arrives. */
   readonly #ackWaiters = new Set<() => void>();
+  /** repl-backlog-size: the last bytes of the stream, kept for a replica that reconnects (PSYNC). */
+  backlogSize = 1024 * 1024;
+  /** The backlog, in frames; undefined until the first replica (Redis creates it then). */
+  #backlog: Buffer[] | undefined;
+  #backlogBytes = 0;
+  /** Stream offset of the backlog's first byte (bytes are numbered from 1, as Redis's). */
+  #backlogStart = 1;
   /** Called when a replica disconnects or is dropped (logs). */
   onDrop: (replica: Replica, reason: string) => void = () => {};
 
@@ -52,22 +59,59 @@ export class Replication implements Sink {
     this.#keyspace = keyspace;
   }
 
-  /** SYNC / PSYNC: send the RDB (after `+FULLRESYNC` for PSYNC), then the stream. */
-  attach(client: RespClient, psync: boolean, listeningPort: number): Replica {
+  /** The backlog's state for INFO replication. */
+  get backlog(): { active: boolean; firstByte: number; length: number } {
+    return {
+      active: this.#backlog !== undefined,
+      firstByte: this.#backlog === undefined ? 0 : this.#backlogStart,
+      length: this.#backlogBytes,
+    };
+  }
+
+  /**
+   * SYNC / PSYNC: a PSYNC for this replid from an offset the backlog still holds continues
+   * (`+CONTINUE`, then the bytes from there); anything else is a full resynchronization: the RDB
+   * (after `+FULLRESYNC <replid> <offset>` for PSYNC), then the stream.
+   */
+  attach(client: RespClient, psync: { replid: string; offset: number } | undefined, listeningPort: number): Replica {
     const replica: Replica = { client, listeningPort, ackOffset: 0, ackTime: Date.now(), softSince: 0 };
     // Replies the replica's earlier commands (PING, REPLCONF) wrote go first; after this the link
     // carries only the stream (the replica's REPLCONF ACKs get no reply, as in Redis).
     client.flush();
     client.replyOff = true;
     const socket = client.conn.socket;
-    if (psync) socket.write(`+FULLRESYNC ${this.replid} ${this.offset}\r\n`, 'latin1');
+    const backlog = this.#backlog;
+    if (
+      psync !== undefined &&
+      backlog !== undefined &&
+      psync.replid.toLowerCase() === this.replid &&
+      psync.offset >= this.#backlogStart &&
+      psync.offset <= this.offset + 1
+    ) {
+      // replication.c, masterTryPartialResynchronization: the bytes the replica missed.
+      socket.write(`+CONTINUE ${this.replid}\r\n`, 'latin1');
+      const missed = Buffer.concat(backlog).subarray(psync.offset - this.#backlogStart);
+      if (missed.length > 0) socket.write(missed);
+      replica.ackOffset = psync.offset - 1;
+      this.replicas.add(replica);
+      socket.once('close', () => this.#remove(replica, 'connection closed'));
+      this.#schedulePing();
+      return replica;
+    }
+    if (psync !== undefined) socket.write(`+FULLRESYNC ${this.replid} ${this.offset}\r\n`, 'latin1');
     const rdb = encodeRdb({ keyspace: this.#keyspace });
     socket.write(`$${rdb.length}\r\n`, 'latin1');
     socket.write(rdb);
     // Redis forces a SELECT into the stream after a new full sync (slaveseldb = -1).
     this.#selected = -1;
     this.replicas.add(replica);
-    if (this.replicas.size === 1) this.#propagation.addSink(this);
+    if (this.#backlog === undefined) {
+      // From the first replica on, the stream is kept in the backlog even while no replica is
+      // connected (Redis keeps it for repl-backlog-ttl; here for as long as mini-redis runs).
+      this.#backlog = [];
+      this.#backlogStart = this.offset + 1;
+      this.#propagation.addSink(this);
+    }
     socket.once('close', () => this.#remove(replica, 'connection closed'));
     this.#schedulePing();
     return replica;
@@ -89,6 +133,16 @@ export class Replication implements Sink {
 
   #write(frame: Buffer): void {
     this.offset += frame.length;
+    const backlog = this.#backlog;
+    if (backlog !== undefined) {
+      backlog.push(frame);
+      this.#backlogBytes += frame.length;
+      while (this.#backlogBytes > this.backlogSize && backlog.length > 1) {
+        const dropped = backlog.shift() as Buffer;
+        this.#backlogBytes -= dropped.length;
+        this.#backlogStart += dropped.length;
+      }
+    }
     for (const replica of this.replicas) {
       const socket = replica.client.conn.socket;
       if (socket.destroyed) continue;
@@ -116,7 +170,6 @@ export class Replication implements Sink {
     if (!this.replicas.delete(replica)) return;
     this.onDrop(replica, reason);
     if (this.replicas.size === 0) {
-      this.#propagation.removeSink(this);
       clearInterval(this.#pingTimer);
       this.#pingTimer = undefined;
     }

@@ -115,6 +115,58 @@ describe('a real redis-server replica', () => {
   });
 });
 
+describe('PSYNC', () => {
+  /** Connect, send `command`, collect bytes until `done(bytes)` holds. */
+  async function collect(
+    command: string,
+    done: (bytes: Buffer) => boolean,
+  ): Promise<{ socket: ReturnType<typeof connect>; bytes: () => Buffer }> {
+    const socket = connect(mini.port, '127.0.0.1');
+    let bytes = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      bytes = Buffer.concat([bytes, chunk]);
+    });
+    socket.write(command);
+    await until(() => done(bytes), `an answer to ${command.trim()}`);
+    return { socket, bytes: () => bytes };
+  }
+
+  it('a replica that reconnects with its replid and offset continues from the backlog (+CONTINUE), else a full resync', async () => {
+    const client = new RawClient(mini.port);
+    try {
+      await client.send([['CONFIG', 'SET', 'repl-ping-replica-period', '3600']]);
+      // Full resync: +FULLRESYNC <replid> <offset>, then $<len> and the RDB.
+      const first = await collect('PSYNC ? -1\r\n', (bytes) => {
+        const match = /^\+FULLRESYNC [0-9a-f]{40} \d+\r\n\$(\d+)\r\n/.exec(bytes.toString('latin1'));
+        return match !== null && bytes.length >= match[0].length + Number(match[1]);
+      });
+      const head = /^\+FULLRESYNC ([0-9a-f]{40}) (\d+)\r\n\$(\d+)\r\n/.exec(first.bytes().toString('latin1')) as RegExpExecArray;
+      const [replid, start, rdbLength] = [head[1] as string, Number(head[2]), Number(head[3])];
+      const streamStart = head[0].length + rdbLength;
+      await client.send([['SET', 'psync-a', '1']]);
+      await until(() => first.bytes().includes('psync-a'), 'the first write');
+      const received = first.bytes().length - streamStart;
+      first.socket.destroy();
+      // Written while the replica is away: in the backlog.
+      await client.send([['SET', 'psync-b', '2']]);
+      const offset = Number(field((await client.send(['INFO replication']))[0]?.toString() ?? '', 'master_repl_offset'));
+      const again = await collect(`PSYNC ${replid} ${start + received + 1}\r\n`, (bytes) => bytes.includes('psync-b'));
+      expect(show(again.bytes())).toBe(`+CONTINUE ${replid}⏎*3⏎$3⏎SET⏎$7⏎psync-b⏎$1⏎2⏎`);
+      expect(start + received + again.bytes().length - `+CONTINUE ${replid}\r\n`.length).toBe(offset);
+      again.socket.destroy();
+      // Another replid, or an offset the backlog no longer (or never) held: a full resync.
+      for (const psync of [`PSYNC ${'0'.repeat(40)} ${offset}\r\n`, `PSYNC ${replid} ${offset + 1000}\r\n`]) {
+        const other = await collect(psync, (bytes) => bytes.includes('\r\n'));
+        expect(other.bytes().toString('latin1')).toMatch(new RegExp(`^\\+FULLRESYNC ${replid} ${offset}\r\n`));
+        other.socket.destroy();
+      }
+    } finally {
+      await client.send([['CONFIG', 'SET', 'repl-ping-replica-period', '10'], 'DEL psync-a psync-b']);
+      client.close();
+    }
+  });
+});
+
 describe('the replica output buffer limit', () => {
   it('drops a replica that does not read once its output passes the hard limit, as Redis', async () => {
     const client = new RawClient(mini.port);

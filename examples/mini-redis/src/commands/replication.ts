@@ -1,6 +1,6 @@
 import { OK, type ReplyValue, RespError, simple } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
-import { integer } from '../config.js';
+import { integer, memory } from '../config.js';
 import { Replication } from '../replication.js';
 
 const group = 'server';
@@ -32,10 +32,11 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
       client.multiDirty = true;
       throw new RespError('ERR Command not allowed inside a transaction');
     }
-    if (psync && parseLong(argv[2]) === undefined) throw new RespError(NOT_INTEGER);
+    const offset = psync ? parseLong(argv[2]) : undefined;
+    if (psync && offset === undefined) throw new RespError(NOT_INTEGER);
     const port = listening.get(client.id) ?? 0;
     listening.delete(client.id);
-    replication.attach(client, psync, port);
+    replication.attach(client, psync ? { replid: text(argv[1]), offset: offset as number } : undefined, port);
     return undefined;
   };
   /** REPLCONF listening-port before SYNC/PSYNC, by client id. */
@@ -229,10 +230,10 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
       master_replid2: '0000000000000000000000000000000000000000',
       master_repl_offset: replication.offset,
       second_repl_offset: -1,
-      repl_backlog_active: replication.replicas.size > 0 ? 1 : 0,
-      repl_backlog_size: 1048576,
-      repl_backlog_first_byte_offset: replication.replicas.size > 0 ? 1 : 0,
-      repl_backlog_histlen: 0,
+      repl_backlog_active: replication.backlog.active ? 1 : 0,
+      repl_backlog_size: replication.backlogSize,
+      repl_backlog_first_byte_offset: replication.backlog.firstByte,
+      repl_backlog_histlen: replication.backlog.length,
     });
     return fields;
   });
@@ -293,6 +294,16 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
     },
   };
   config.set('client-output-buffer-limit', outputLimit);
+  config.set(
+    'repl-backlog-size',
+    memory(
+      1,
+      () => replication.backlogSize,
+      (value) => {
+        replication.backlogSize = Math.max(value, 16 * 1024); // Redis's CONFIG_REPL_BACKLOG_MIN_SIZE
+      },
+    ),
+  );
   for (const [names, get, set] of [
     [['replica-read-only', 'slave-read-only'], () => roles.readOnly, (value: boolean) => (roles.readOnly = value)],
     [['replica-serve-stale-data', 'slave-serve-stale-data'], () => roles.serveStale, (value: boolean) => (roles.serveStale = value)],
