@@ -290,4 +290,26 @@ describe('BGREWRITEAOF and CONFIG SET appendonly', () => {
       await again.stop();
     }
   });
+
+  it('rewrites by itself once the AOF grew by auto-aof-rewrite-percentage past auto-aof-rewrite-min-size', async () => {
+    const dir = tempDir();
+    const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '' });
+    const client = new RawClient(mini.port);
+    try {
+      const info = async (name: string) => field((await client.send(['INFO persistence']))[0]?.toString() ?? '', name);
+      await until(async () => (await info('aof_rewrite_in_progress')) === '0', 'the first base');
+      const before = Number(await info('aof_rewrites'));
+      expect(
+        (await client.send(['CONFIG SET auto-aof-rewrite-min-size 4kb', 'CONFIG SET auto-aof-rewrite-percentage 100'])).map(show),
+      ).toEqual(['+OK⏎', '+OK⏎']);
+      const value = 'v'.repeat(100);
+      for (let i = 0; i < 100; i++) await client.send([['SET', `key${i % 10}`, value]]);
+      await until(async () => Number(await info('aof_rewrites')) > before, 'an automatic rewrite');
+      // The increment starts over; the base holds the ten keys.
+      await until(async () => Number(await info('aof_current_size')) < 8 * 1024, 'the smaller AOF');
+    } finally {
+      client.close();
+      await mini.stop();
+    }
+  });
 });
