@@ -611,3 +611,66 @@ describe('cjson settings, as redis-server 7.0.15', () => {
     ]);
   });
 });
+
+describe('FUNCTION and FCALL, as redis-server 7.0.15', () => {
+  const lib = (body: string, name = 'mylib'): string => `#!lua name=${name}\n${body}`;
+  it('LOAD, FCALL, FCALL_RO, LIST, DELETE, FLUSH, STATS and their errors', async () => {
+    await same([
+      'FUNCTION FLUSH',
+      ['FUNCTION', 'LOAD', lib("redis.register_function('hello', function(keys, args) return 'hi ' .. args[1] end)")],
+      ['FCALL', 'hello', '0', 'you'],
+      ['FUNCTION', 'LOAD', lib("redis.register_function('hello', function() return 1 end)")],
+      [
+        'FUNCTION',
+        'LOAD',
+        'REPLACE',
+        lib(
+          "redis.register_function('hello', function(keys, args) return redis.call('SET', keys[1], args[1]) end)\n" +
+            "redis.register_function{function_name='peek', callback=function(keys) return redis.call('GET', keys[1]) end, flags={'no-writes'}, description='reads'}",
+        ),
+      ],
+      ['FCALL', 'hello', '1', 'k', 'v'],
+      ['FCALL_RO', 'peek', '1', 'k'],
+      ['FCALL_RO', 'hello', '1', 'k', 'w'],
+      ['FCALL', 'nosuch', '0'],
+      ['FCALL', 'hello', 'x'],
+      ['FCALL', 'hello', '5', 'k'],
+      ['FCALL', 'hello', '-1'],
+      [
+        'FUNCTION',
+        'LOAD',
+        lib(
+          "redis.register_function{function_name='only', callback=function() return 1 end, flags={'no-writes', 'allow-oom'}, description='one'}",
+          'single',
+        ),
+      ],
+      'FUNCTION LIST LIBRARYNAME single',
+      'FUNCTION LIST WITHCODE LIBRARYNAME sing*',
+      'FUNCTION LIST LIBRARYNAME nope*',
+      'FUNCTION LIST LIBRARYNAME',
+      'FUNCTION LIST BOGUS',
+      ['FUNCTION', 'LOAD', lib("redis.register_function('peek', function() return 2 end)", 'other')],
+      ['FUNCTION', 'LOAD', 'return 1'],
+      ['FUNCTION', 'LOAD', '#!lua\nreturn 1'],
+      ['FUNCTION', 'LOAD', '#!python name=x\nreturn 1'],
+      ['FUNCTION', 'LOAD', '#!lua name=x foo=bar\nreturn 1'],
+      ['FUNCTION', 'LOAD', '#!lua name=bad-name\nreturn 1'],
+      ['FUNCTION', 'LOAD', lib('return 1', 'empty')],
+      ['FUNCTION', 'LOAD', lib('return +', 'broken')],
+      ['FUNCTION', 'LOAD', lib("redis.call('PING')", 'calls')],
+      ['FUNCTION', 'LOAD', lib("redis.register_function('f', 'notafunction')", 'wrong')],
+      ['FUNCTION', 'LOAD', lib("redis.register_function{function_name='f', callback=function() end, flags={'bogus'}}", 'flags')],
+      ['FUNCTION', 'LOAD', 'BOGUS', lib("redis.register_function('x', function() end)", 'opt')],
+      ['FUNCTION', 'LOAD', lib("redis.register_function('boom', function() error('bang') end)", 'errs')],
+      ['FCALL', 'boom', '0'],
+      'FUNCTION STATS',
+      'FUNCTION DELETE nosuch',
+      'FUNCTION DELETE errs',
+      ['FCALL', 'boom', '0'],
+      'FUNCTION KILL',
+      'FUNCTION FLUSH',
+      'FUNCTION LIST',
+      ['FCALL', 'hello', '0'],
+    ]);
+  });
+});

@@ -1,14 +1,27 @@
-import { type CommandHandler, type CommandOptions, integerArg, OK, type RespClient, RespError, ScriptClient } from '@portbind/resp';
+import {
+  type CommandHandler,
+  type CommandOptions,
+  integerArg,
+  OK,
+  type ReplyValue,
+  type RespClient,
+  RespError,
+  ScriptClient,
+  simple,
+} from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { integer } from '../config.js';
 import { helpReply } from '../help.js';
-import { LuaEngine, ScriptError } from '../scripting/engine.js';
+import { type Callable, LuaEngine, ScriptError } from '../scripting/engine.js';
+import { Functions } from '../scripting/functions.js';
 
 // EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT, on one Lua VM (wasmoon: Lua 5.4 in WebAssembly;
 // scripting/engine.ts). A script runs synchronously, as in Redis: nothing else runs meanwhile.
 // Its commands run through ScriptClient (@portbind/resp), Redis's fake script client.
 
 const group = 'scripting';
+const BUSY_EVAL = 'BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.';
+const BUSY_FUNCTION = 'BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.';
 const text = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1');
 
 /** The Lua VM's heap limit: a script allocating past it fails with "not enough memory". */
@@ -108,8 +121,8 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       used_memory_lua_human: human(vm),
       used_memory_scripts_eval: scriptsBytes,
       number_of_cached_scripts: engine?.scriptCount ?? 0,
-      number_of_functions: 0,
-      number_of_libraries: 0,
+      number_of_functions: functions.functionCount,
+      number_of_libraries: functions.libraryCount,
       used_memory_vm_functions: 0,
       used_memory_vm_total: vm,
       used_memory_vm_total_human: human(vm),
@@ -118,6 +131,14 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       used_memory_scripts_human: human(scriptsBytes),
     };
   });
+
+  const keysOf = (argv: readonly Buffer[]): readonly Buffer[] => {
+    const numkeys = Number(argv[2]?.toString('latin1'));
+    if (!Number.isSafeInteger(numkeys) || numkeys <= 0 || numkeys > argv.length - 3) return [];
+    return argv.slice(3, 3 + numkeys);
+  };
+  // The commands a script ran make one unit for the AOF and replicas (MULTI/EXEC around more than one), as Redis 7.0's effects replication.
+  const unit = (options: CommandOptions, handler: CommandHandler): CommandHandler => propagation.wrap('exec', options, handler);
 
   /** `numkeys`: Redis's checks and texts, in evalGenericCommand's order. */
   const numkeysOf = (argv: Buffer[]): number => {
@@ -148,16 +169,30 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       if (!flags.noWrites && !flags.allowOom && resp.options.outOfMemory?.() === true)
         throw new RespError("OOM command not allowed when used memory > 'maxmemory'."); // as processCommand refuses a command its (shebang) flags make denyoom
     }
+    return runCallable(lua, script, client, argv, numkeys, {
+      readOnly: ro || (!flags.compat && flags.noWrites),
+      allowOom: !flags.compat && (flags.allowOom || flags.noWrites),
+    });
+  };
+
+  /** Run a script or a function for `client`; its error (if any) fails the command. */
+  const runCallable = (
+    lua: LuaEngine,
+    callable: Callable,
+    client: RespClient,
+    argv: Buffer[],
+    numkeys: number,
+    mode: { readOnly: boolean; allowOom: boolean },
+  ): Promise<undefined> => {
     const fail = (failed: string | undefined): void => {
       if (failed !== undefined) throw new RespError(failed);
     };
     const run = (): void | Promise<void> => {
-      const failed = lua.run(script, {
+      const failed = lua.run(callable, {
         caller: client,
         keys: argv.slice(3, 3 + numkeys),
         args: argv.slice(3 + numkeys),
-        readOnly: ro || (!flags.compat && flags.noWrites),
-        allowOom: !flags.compat && (flags.allowOom || flags.noWrites),
+        ...mode,
         busyAfterMs: timeLimitMs,
       });
       if (failed instanceof Promise) return failed.then(fail);
@@ -166,6 +201,196 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
     // A blocking command (BLMPOP…) answers at once inside a script, as inside EXEC; clients
     // blocked on keys the script pushed to are served once it is done.
     return blocked.transaction(scripts.client as unknown as RespClient, run).then(() => undefined);
+  };
+
+  // ---- FCALL, FCALL_RO, FUNCTION -----------------------------------------------------------------
+  const functions = new Functions();
+  const fcall = (client: RespClient, argv: Buffer[], ro: boolean, lua: LuaEngine): Promise<undefined> => {
+    const fn = functions.get(text(argv[1]));
+    if (fn === undefined) throw new RespError('ERR Function not found');
+    const numkeys = integerArg(argv[2], 'ERR Bad number of keys provided');
+    if (numkeys > argv.length - 3) throw new RespError("ERR Number of keys can't be greater than number of args");
+    if (numkeys < 0) throw new RespError("ERR Number of keys can't be negative");
+    if (ro && !fn.noWrites) throw new RespError('ERR Can not execute a script with write flag using *_ro command.');
+    if (!fn.noWrites && !fn.allowOom && resp.options.outOfMemory?.() === true)
+      throw new RespError("OOM command not allowed when used memory > 'maxmemory'.");
+    return runCallable(lua, { name: fn.name, ref: fn.ref, function: true }, client, argv, numkeys, {
+      readOnly: ro || fn.noWrites,
+      allowOom: fn.allowOom || fn.noWrites,
+    });
+  };
+  const fcallHandler =
+    (ro: boolean): CommandHandler =>
+    (client, argv) => {
+      scripts.feedMonitors(client.db, addressOf(client), argv);
+      if (engine !== undefined) return fcall(client, argv, ro, engine);
+      return ready.then((lua) => fcall(client, argv, ro, lua));
+    };
+  const fcallOpts = (summary: string, readonly: boolean): CommandOptions => ({
+    arity: -3,
+    flags: readonly ? ['admin', 'readonly'] : ['admin'],
+    keysOf,
+    summary,
+    group,
+    since: '7.0.0',
+  });
+  const fcallOptions = fcallOpts('Invokes a function.', false);
+  resp.command('fcall', fcallOptions, unit(fcallOptions, fcallHandler(false)));
+  const fcallRoOptions = fcallOpts('Invokes a read-only function.', true);
+  resp.command('fcall_ro', fcallRoOptions, unit(fcallRoOptions, fcallHandler(true)));
+
+  // FUNCTION: server.ts registered an empty one (HELP's text comes from it); this one has libraries.
+  const builtinFunction = resp.lookup('function');
+  const functionSubcommands: Record<
+    string,
+    { arity: number; run: (client: RespClient, argv: Buffer[], lua: LuaEngine) => ReturnType<CommandHandler> }
+  > = {
+    load: {
+      arity: -3,
+      run: (_client, argv, lua) => {
+        let replace = false;
+        let i = 2;
+        for (; i < argv.length - 1; i++) {
+          if (text(argv[i]).toUpperCase() === 'REPLACE') replace = true;
+          else throw new RespError(`ERR Unknown option given: ${text(argv[i])}`);
+        }
+        const code = argv[i];
+        if (code === undefined) throw new RespError('ERR Function code is missing');
+        try {
+          return functions.load(lua, code, replace);
+        } catch (error) {
+          if (error instanceof ScriptError) throw new RespError(error.message);
+          throw error;
+        }
+      },
+    },
+    delete: {
+      arity: 3,
+      run: (_client, argv, lua) => {
+        if (!functions.delete(lua, text(argv[2]))) throw new RespError('ERR Library not found');
+        return OK;
+      },
+    },
+    flush: {
+      arity: -2,
+      run: (_client, argv, lua) => {
+        const mode = argv.length === 3 ? text(argv[2]).toUpperCase() : 'SYNC';
+        if (argv.length > 3 || (mode !== 'SYNC' && mode !== 'ASYNC'))
+          throw new RespError('ERR FUNCTION FLUSH only supports SYNC|ASYNC option');
+        functions.flush(lua);
+        return OK;
+      },
+    },
+    list: {
+      arity: -2,
+      run: (_client, argv) => {
+        let pattern: string | undefined;
+        let withCode = false;
+        for (let i = 2; i < argv.length; i++) {
+          const option = text(argv[i]).toUpperCase();
+          if (option === 'WITHCODE') withCode = true;
+          else if (option === 'LIBRARYNAME') {
+            if (i + 1 >= argv.length) throw new RespError('ERR library name argument was not given');
+            pattern = text(argv[++i]);
+          } else throw new RespError(`ERR Unknown argument ${text(argv[i])}`);
+        }
+        return functions.list(pattern).map((library) => {
+          const entries: Array<[ReplyValue, ReplyValue]> = [
+            ['library_name', library.name],
+            ['engine', 'LUA'],
+            [
+              'functions',
+              library.functions.map(
+                (fn) =>
+                  new Map<ReplyValue, ReplyValue>([
+                    ['name', fn.name],
+                    ['description', fn.description ?? null],
+                    ['flags', new Set<ReplyValue>(fn.flags.map((flag) => simple(flag)))],
+                  ]),
+              ),
+            ],
+          ];
+          if (withCode) entries.push(['library_code', library.code]);
+          return new Map<ReplyValue, ReplyValue>(entries);
+        });
+      },
+    },
+    stats: {
+      arity: 2,
+      run: (_client, _argv, lua) => {
+        const running = lua.running;
+        return new Map<ReplyValue, ReplyValue>([
+          [
+            'running_script',
+            running === undefined
+              ? null
+              : new Map<ReplyValue, ReplyValue>([
+                  ['name', running.name],
+                  ['command', running.caller.lastCommand],
+                  ['duration_ms', Date.now() - running.startedAt],
+                ]),
+          ],
+          [
+            'engines',
+            new Map<ReplyValue, ReplyValue>([
+              [
+                'LUA',
+                new Map<ReplyValue, ReplyValue>([
+                  ['libraries_count', functions.libraryCount],
+                  ['functions_count', functions.functionCount],
+                ]),
+              ],
+            ]),
+          ],
+        ]);
+      },
+    },
+    kill: { arity: 2, run: (_client, _argv, lua) => kill(lua, true) },
+  };
+  resp.command(
+    'function',
+    {
+      arity: -2,
+      summary: 'A container for function commands.',
+      group,
+      subcommands: {
+        load: ['write'],
+        delete: ['write'],
+        flush: ['write'],
+        list: [],
+        stats: [],
+        kill: [],
+        help: [],
+        dump: [],
+        restore: ['write'],
+      },
+    },
+    (client, argv) => {
+      const name = text(argv[1]).toLowerCase();
+      const sub = Object.hasOwn(functionSubcommands, name) ? functionSubcommands[name] : undefined;
+      if (sub === undefined) {
+        if (builtinFunction !== undefined) return builtinFunction.handler(client, argv);
+        throw new RespError(`ERR unknown subcommand '${text(argv[1]).slice(0, 128)}'. Try FUNCTION HELP.`);
+      }
+      const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
+      if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'function|${name}' command`);
+      if (engine !== undefined) return sub.run(client, argv, engine);
+      return ready.then((lua) => sub.run(client, argv, lua));
+    },
+  );
+
+  /** SCRIPT KILL (`byFunction` false) and FUNCTION KILL (true): scriptKill in script.c. */
+  const kill = (lua: LuaEngine, byFunction: boolean): ReplyValue => {
+    const running = lua.running;
+    if (running === undefined) throw new RespError('NOTBUSY No scripts in execution right now.');
+    if (running.wrote)
+      throw new RespError(
+        'UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.',
+      );
+    if (!byFunction && running.function) throw new RespError(BUSY_FUNCTION);
+    if (byFunction && !running.function) throw new RespError(BUSY_EVAL);
+    lua.kill();
+    return OK;
   };
 
   const evalHandler =
@@ -177,11 +402,6 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       return ready.then((lua) => evaluate(client, argv, bySha, ro, lua));
     };
 
-  const keysOf = (argv: readonly Buffer[]): readonly Buffer[] => {
-    const numkeys = Number(argv[2]?.toString('latin1'));
-    if (!Number.isSafeInteger(numkeys) || numkeys <= 0 || numkeys > argv.length - 3) return [];
-    return argv.slice(3, 3 + numkeys);
-  };
   // `admin` keeps the adapter from printing EVAL to MONITOR after the script (see above).
   const evalOptions = (summary: string, readonly: boolean): CommandOptions => ({
     arity: -3,
@@ -191,8 +411,6 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
     group,
     since: readonly ? '7.0.0' : '2.6.0',
   });
-  // The commands a script ran make one unit for the AOF and replicas (MULTI/EXEC around more than one), as Redis 7.0's effects replication.
-  const unit = (options: CommandOptions, handler: CommandHandler): CommandHandler => propagation.wrap('exec', options, handler);
   const evalOpts = evalOptions('Executes a server-side Lua script.', false);
   resp.command('eval', evalOpts, unit(evalOpts, evalHandler(false, false)));
   const evalShaOpts = evalOptions('Executes a server-side Lua script by SHA1 digest.', false);
@@ -215,7 +433,7 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
         if (stats !== undefined) stats.rejected++;
         else resp.commandStats.set(spec.name, { calls: 0, usec: 0, rejected: 1, failed: 0 });
         if (client.multi !== undefined) client.multiDirty = true;
-        client.reply.error('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.');
+        client.reply.error(running.function ? BUSY_FUNCTION : BUSY_EVAL);
         client.flushLater();
         return;
       }
@@ -252,19 +470,7 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       },
     },
     // Only while a script is busy (past busy-reply-threshold, yielding to the event loop) can a SCRIPT KILL arrive.
-    kill: {
-      arity: 2,
-      run: (_client, _argv, lua) => {
-        const running = lua.running;
-        if (running === undefined) throw new RespError('NOTBUSY No scripts in execution right now.');
-        if (running.wrote)
-          throw new RespError(
-            'UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.',
-          );
-        lua.kill();
-        return OK;
-      },
-    },
+    kill: { arity: 2, run: (_client, _argv, lua) => kill(lua, false) },
     debug: {
       arity: 3,
       run: (_client, argv) => {

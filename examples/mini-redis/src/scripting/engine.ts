@@ -77,7 +77,7 @@ const HOOK_COUNT = 10_000;
 const SLICE_MS = 20;
 
 /** A script in the cache. */
-interface Script {
+export interface Script extends Callable {
   readonly sha: string;
   readonly body: Buffer;
   /** Registry reference of the compiled function. */
@@ -92,6 +92,23 @@ export interface ScriptFlags {
   readonly compat: boolean;
   readonly noWrites: boolean;
   readonly allowOom: boolean;
+}
+
+/** What run() runs: an EVAL script (name: its sha) or a function (FCALL: name: the function's). */
+export interface Callable {
+  readonly name: string;
+  /** Registry reference of the Lua function. */
+  readonly ref: number;
+  /** A function gets KEYS and ARGV as arguments; a script as globals. */
+  readonly function: boolean;
+}
+
+/** A function a library registered. */
+export interface LibraryFunction {
+  readonly name: string;
+  readonly description: string | undefined;
+  readonly flags: readonly string[];
+  readonly ref: number;
 }
 
 /** A Redis error for the caller (`-ERR …` etc.), without the dash. */
@@ -126,6 +143,8 @@ export interface RunOptions {
 /** The script running now. */
 type RunState = RunOptions & {
   sha: string;
+  /** FCALL (a function) rather than EVAL. */
+  function: boolean;
   protocol: 2 | 3;
   /** When the script becomes busy (busy-reply-threshold): from then on it yields every SLICE_MS. */
   busyAt: number;
@@ -153,6 +172,7 @@ export class LuaEngine {
   #collectRef = 0;
   #gcStepRef = 0;
   #runnerRef = 0;
+  #loadLibraryRef = 0;
   /** Scripts run since the last GC step (Redis steps Lua's GC every 50 scripts: LUA_GC_CYCLE_PERIOD). */
   #sinceGc = 0;
   #hook = 0;
@@ -240,7 +260,7 @@ export class LuaEngine {
     }
     raw._lua_settop(L, 1);
     const ref = this.#lua.luaL_ref(L, LUA_REGISTRYINDEX);
-    const script: Script = { sha, body, ref, flags, loaded: byLoad };
+    const script: Script = { sha, name: sha, function: false, body, ref, flags, loaded: byLoad };
     this.#scripts.set(sha, script);
     this.#cachedBytes += body.length + 40;
     this.#evict();
@@ -278,13 +298,14 @@ export class LuaEngine {
    * script runs past `busyAfterMs`: then it yields to the event loop every few milliseconds (other
    * clients get -BUSY meanwhile: `onBusy`) and the result comes as a Promise.
    */
-  run(script: Script, options: RunOptions): string | undefined | Promise<string | undefined> {
+  run(script: Callable, options: RunOptions): string | undefined | Promise<string | undefined> {
     const raw = this.#raw;
     const L = this.#L;
     const started = Date.now();
     this.#run = {
       ...options,
-      sha: script.sha,
+      sha: script.name,
+      function: script.function,
       protocol: 2,
       busyAt: options.busyAfterMs > 0 ? started + options.busyAfterMs : Number.POSITIVE_INFINITY,
       startedAt: started,
@@ -294,29 +315,53 @@ export class LuaEngine {
     };
     this.#client.begin(options.caller);
     raw._lua_settop(L, 0);
-    // KEYS and ARGV, into the sandbox's real globals table.
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#globalsRef));
-    this.#lua.lua_pushstring(L, 'KEYS');
-    this.#pushArray(options.keys);
-    raw._lua_rawset(L, 1);
-    this.#lua.lua_pushstring(L, 'ARGV');
-    this.#pushArray(options.args);
-    raw._lua_rawset(L, 1);
-    raw._lua_settop(L, 0);
+    if (!script.function) {
+      // EVAL: KEYS and ARGV, into the sandbox's real globals table.
+      raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#globalsRef));
+      this.#lua.lua_pushstring(L, 'KEYS');
+      this.#pushArray(options.keys);
+      raw._lua_rawset(L, 1);
+      this.#lua.lua_pushstring(L, 'ARGV');
+      this.#pushArray(options.args);
+      raw._lua_rawset(L, 1);
+      raw._lua_settop(L, 0);
+    }
     // The script runs in a coroutine (so that the time-slice hook can yield): runner(handler, f) is xpcall(f, handler).
     const thread = raw._lua_newthread(L);
     const threadRef = this.#lua.luaL_ref(L, LUA_REGISTRYINDEX);
     raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(this.#runnerRef));
     raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(this.#errorHandlerRef));
     raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(script.ref));
+    if (script.function) {
+      // FCALL: the callback gets KEYS and ARGV as its arguments.
+      this.#pushArray(options.keys, thread);
+      this.#pushArray(options.args, thread);
+    }
     raw._lua_sethook(thread, this.#hook, MASK_COUNT, HOOK_COUNT);
-    return this.#resume(thread, threadRef, 2);
+    return this.#resume(thread, threadRef, script.function ? 4 : 2);
   }
 
   /** The running script, if any (SCRIPT KILL, the -BUSY gate). */
-  get running(): { readonly busy: boolean; readonly wrote: boolean; readonly caller: RespClient } | undefined {
+  get running():
+    | {
+        readonly busy: boolean;
+        readonly wrote: boolean;
+        readonly caller: RespClient;
+        readonly function: boolean;
+        readonly name: string;
+        readonly startedAt: number;
+      }
+    | undefined {
     const run = this.#run;
-    return run === undefined ? undefined : { busy: run.busy, wrote: this.#client.wrote, caller: run.caller };
+    if (run === undefined) return undefined;
+    return {
+      busy: run.busy,
+      wrote: this.#client.wrote,
+      caller: run.caller,
+      function: run.function,
+      name: run.sha,
+      startedAt: run.startedAt,
+    };
   }
 
   /** SCRIPT KILL: the script stops at its next hook with an error. */
@@ -501,6 +546,7 @@ export class LuaEngine {
     this.#collectRef = ref('__mr_collect');
     this.#gcStepRef = ref('__mr_gc_step');
     this.#runnerRef = ref('__mr_runner');
+    this.#loadLibraryRef = ref('__mr_load_library');
     ref('__mr_globals');
     raw._lua_settop(L, 0);
 
@@ -510,11 +556,14 @@ export class LuaEngine {
     const whatS = raw._malloc(2);
     raw.HEAPU8.set([0x53, 0], whatS);
     const userScript = Buffer.from('@user_script\0', 'latin1');
+    const userFunction = Buffer.from('@user_function\0', 'latin1');
     /** The function running at the hook is the user's script (not the error handler, not a library's Lua). */
     const inUserScript = (state: number, ar: number): boolean => {
       if (raw._lua_getinfo(state, whatS, ar) === 0) return false;
       const source = raw.HEAPU32[(ar + 16) >> 2] as number; // lua_Debug.source (wasm32)
-      return source !== 0 && Buffer.compare(raw.HEAPU8.subarray(source, source + userScript.length), userScript) === 0;
+      if (source === 0) return false;
+      const is = (name: Buffer): boolean => Buffer.compare(raw.HEAPU8.subarray(source, source + name.length), name) === 0;
+      return is(userScript) || is(userFunction);
     };
     this.#hook = raw.addFunction((state, ar) => {
       const run = this.#run;
@@ -848,13 +897,61 @@ export class LuaEngine {
     raw._free(pointer);
   }
 
-  #pushArray(items: readonly Buffer[]): void {
+  #pushArray(items: readonly Buffer[], L = this.#L): void {
     const raw = this.#raw;
-    raw._lua_createtable(this.#L, items.length, 0);
+    raw._lua_createtable(L, items.length, 0);
     items.forEach((item, i) => {
-      this.#pushBytes(item);
-      raw._lua_rawseti(this.#L, -2, BigInt(i + 1));
+      this.#pushBytes(item, L);
+      raw._lua_rawseti(L, -2, BigInt(i + 1));
     });
+  }
+
+  // ---- FUNCTION LOAD ------------------------------------------------------------------------------
+
+  /**
+   * Run a library's code (its shebang line already blanked) with redis.register_function: the
+   * functions it registered, or a ScriptError with Redis's text.
+   */
+  loadLibrary(code: Buffer): LibraryFunction[] {
+    const raw = this.#raw;
+    const lua = this.#lua;
+    const L = this.#L;
+    raw._lua_settop(L, 0);
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, BigInt(this.#loadLibraryRef));
+    this.#pushBytes(code);
+    const status = raw._lua_pcallk(L, 1, 2, 0, 0, 0);
+    try {
+      if (status !== 0) throw new ScriptError(`ERR ${this.#string(-1) ?? 'not enough memory'}`);
+      if (raw._lua_toboolean(L, 1) === 0) throw new ScriptError(`ERR ${this.#string(2) ?? ''}`);
+      const functions: LibraryFunction[] = [];
+      for (let i = 1; raw._lua_rawgeti(L, 2, BigInt(i)) === T_TABLE; i++) {
+        lua.lua_getfield(L, -1, 'name');
+        const name = this.#string(-1) as string;
+        raw._lua_settop(L, -2);
+        lua.lua_getfield(L, -1, 'description');
+        const description = raw._lua_type(L, -1) === T_STRING ? this.#string(-1) : undefined;
+        raw._lua_settop(L, -2);
+        const flags: string[] = [];
+        lua.lua_getfield(L, -1, 'flags');
+        for (let j = 1; raw._lua_rawgeti(L, -1, BigInt(j)) === T_STRING; j++) {
+          flags.push(this.#string(-1) as string);
+          raw._lua_settop(L, -2);
+        }
+        raw._lua_settop(L, -3);
+        lua.lua_getfield(L, -1, 'callback');
+        const ref = lua.luaL_ref(L, LUA_REGISTRYINDEX);
+        raw._lua_settop(L, -2);
+        functions.push({ name, description, flags, ref });
+      }
+      return functions;
+    } finally {
+      raw._lua_settop(L, 0);
+    }
+  }
+
+  /** Forget a function's callback (FUNCTION DELETE, FLUSH, LOAD REPLACE). */
+  release(ref: number): void {
+    this.#lua.luaL_unref(this.#L, LUA_REGISTRYINDEX, ref);
   }
 
   /** A string (or number, converted) at `index`, binary-safe. */

@@ -465,6 +465,97 @@ end
 
 globals = protect(env, true)
 env._G = globals
+
+-- FUNCTION LOAD: the library's code runs once, with a redis table that has register_function
+-- (and log, the LOG_* levels, the version) only, as Redis 7.0's library API.
+local registered = nil
+local known_flags = { ['no-writes'] = true, ['allow-oom'] = true, ['allow-stale'] = true, ['no-cluster'] = true, ['allow-cross-slot-keys'] = true }
+local function reg_error(message) error({ err = 'ERR ' .. message }) end
+local function register_function(...)
+  if registered == nil then reg_error('redis.register_function can only be called on FUNCTION LOAD command') end
+  local n = select('#', ...)
+  local name, callback, flags, description
+  if n == 1 then
+    local t = ...
+    if type(t) ~= 'table' then reg_error('calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).') end
+    for k, v in pairs(t) do
+      if type(k) ~= 'string' then reg_error('named argument key given to redis.register_function is not a string') end
+      local key = string.lower(k)
+      if key == 'function_name' then
+        if type(v) ~= 'string' then reg_error('function_name argument given to redis.register_function must be a string') end
+        name = v
+      elseif key == 'description' then
+        if type(v) ~= 'string' then reg_error('description argument given to redis.register_function must be a string') end
+        description = v
+      elseif key == 'callback' then
+        if type(v) ~= 'function' then reg_error('callback argument given to redis.register_function must be a function') end
+        callback = v
+      elseif key == 'flags' then
+        if type(v) ~= 'table' then reg_error('flags argument to redis.register_function must be a table representing function flags') end
+        flags = {}
+        for _, flag in ipairs(v) do
+          if type(flag) ~= 'string' or not known_flags[flag] then reg_error('unknown flag given') end
+          flags[#flags + 1] = flag
+        end
+      else
+        reg_error('unknown argument given to redis.register_function')
+      end
+    end
+    if name == nil then reg_error('redis.register_function must get a function name argument') end
+    if callback == nil then reg_error('redis.register_function must get a callback argument') end
+  elseif n == 2 then
+    name, callback = ...
+    if type(name) ~= 'string' then reg_error('first argument to redis.register_function must be a string') end
+    if type(callback) ~= 'function' then reg_error('second argument to redis.register_function must be a function') end
+  else
+    reg_error('wrong number of arguments to redis.register_function')
+  end
+  if not string.match(name, '^[%w_]+$') then
+    reg_error('Library names can only contain letters, numbers, or underscores(_) and must be at least one character long')
+  end
+  for _, r in ipairs(registered) do
+    if r.name == name then reg_error('Function already exists in the library') end
+  end
+  registered[#registered + 1] = { name = name, callback = callback, flags = flags or {}, description = description }
+end
+local libredis = { register_function = register_function, log = redis.log,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = redis.REDIS_VERSION, REDIS_VERSION_NUM = redis.REDIS_VERSION_NUM }
+-- A library's globals: while it loads, redis is the library API (a missing field reads as a
+-- missing global, as in Redis); when its functions run later, the whole redis API.
+local libredis_proxy = protect(libredis, true)
+local loading = false
+local libglobals = {}
+readonly[libglobals] = true
+setmetatable(libglobals, {
+  __index = function(_, k)
+    local v
+    if k == '_G' then v = libglobals
+    elseif loading and k == 'redis' then v = libredis_proxy
+    else v = env[k] end
+    if v == nil then error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end
+    return v
+  end,
+  __newindex = function() error('Attempt to modify a readonly table', 2) end,
+  __pairs = function() return next, env, nil end,
+  __metatable = false,
+})
+__mr_load_library = function(body)
+  local f, err = load(body, '@user_function', 't', libglobals)
+  if not f then return false, 'Error compiling function: ' .. tostring(err) end
+  registered = {}
+  loading = true
+  local ok, e = pcall(f)
+  loading = false
+  local r = registered
+  registered = nil
+  if not ok then
+    local message = type(e) == 'table' and rawget(e, 'err') or ('ERR ' .. tostring(e))
+    return false, 'Error registering functions: ' .. tostring(message)
+  end
+  return true, r
+end
+
 __mr_env = env
 __mr_globals = globals
 
@@ -475,7 +566,7 @@ __mr_error_handler = function(err)
   while true do
     local info = getinfo(level, 'Sl')
     if info == nil then break end
-    if info.source == '@user_script' then i = info break end
+    if info.source == '@user_script' or info.source == '@user_function' then i = info break end
     level = level + 1
   end
   if type(err) ~= 'table' then err = { err = 'ERR ' .. tostring(err) } end
@@ -495,7 +586,7 @@ local collect = collectgarbage
 __mr_collect = function() collect('collect') end
 __mr_gc_step = function() collect('step', 50) end
 local xpcall_ = xpcall
-__mr_runner = function(handler, f) return xpcall_(f, handler) end
+__mr_runner = function(handler, f, ...) return xpcall_(f, handler, ...) end
 for _, name in ipairs({ 'debug', 'io', 'os', 'package', 'require', 'loadfile', 'dofile', 'print', 'utf8', 'load', 'loadstring' }) do
   _G[name] = nil
 end
