@@ -890,7 +890,7 @@ function intsetMembers(blob: Buffer): string[] {
   if (blob.length < 8) throw corrupt('Intset integrity check failed.');
   const width = blob.readUInt32LE(0);
   const count = blob.readUInt32LE(4);
-  if ((width !== 2 && width !== 4 && width !== 8) || blob.length !== 8 + width * count || count === 0) {
+  if ((width !== 2 && width !== 4 && width !== 8) || blob.length !== 8 + width * count) {
     throw corrupt('Intset integrity check failed.');
   }
   const members: string[] = [];
@@ -1012,8 +1012,10 @@ function readObject(input: Reader, type: number, key: string): Value | undefined
       const data = new Deque<Buffer>(ziplistEntries(input.string()).map((entry) => Buffer.from(entry)));
       return data.length === 0 ? undefined : { type: 'list', data };
     }
-    case TYPE.SET_INTSET:
-      return { type: 'set', data: new Set(intsetMembers(input.string())) };
+    case TYPE.SET_INTSET: {
+      const members = intsetMembers(input.string());
+      return members.length === 0 ? undefined : { type: 'set', data: new Set(members) };
+    }
     case TYPE.HASH_ZIPMAP:
     case TYPE.HASH_ZIPLIST:
     case TYPE.HASH_LISTPACK: {

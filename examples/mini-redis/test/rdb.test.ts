@@ -20,6 +20,23 @@ import { freePort, REDIS_SERVER, startMiniRedis } from './support.js';
 // type in its compact and its big encoding, TTLs, several databases and binary keys.
 
 const run = promisify(execFile);
+
+/**
+ * Files from Redis's own test suite (redis/redis 7.0.15, tests/assets/*.rdb, BSD-3-Clause), written
+ * by Redis versions long gone: zipmap hashes (RDB 3), ziplist hashes, sets, lists and sorted sets,
+ * intsets (RDB 4), quicklist 1 (RDB 8), ziplist hashes and sorted sets (RDB 9, 10).
+ */
+const REDIS_ASSETS: Record<string, string> = {
+  encodings:
+    'UkVESVMwMDA0/gADBHpzZXQMAmJiAjIwAmNjAjMwA2JiYgMyMDAEYmJiYgo1MDAwMDAwMDAwA2NjYwMzMDAEY2NjYwkxMjM0NTY3ODkBYQExAmFhAjEwAWIBMgNhYWEDMTAwAWMBMwRhYWFhBDEwMDALDHNldF96aXBwZWRfMRACAAAABAAAAAEAAgADAAQACgtsaXN0X3ppcHBlZDAwAAAAJQAAAAgAAMABAATAAgAEwAMABAFhAwFiAwFjA9CghgEABuAAvKBlAQAAAP8ABnN0cmluZwtIZWxsbyBXb3JsZAAMY29tcHJlc3NpYmxlwwlAiQFhYeB8AAFhYQsMc2V0X3ppcHBlZF8yGAQAAAAEAAAAoIYBAEANAwDgkwQAgBoGAAAGbnVtYmVywAoLDHNldF96aXBwZWRfMzgIAAAABgAAAADKmjsAAAAAAJQ1dwAAAAAAXtCyAAAAAAAoa+4AAAAAAPIFKgEAAAAAvKBlAQAAAAIDc2V0CAo2MDAwMDAwMDAwwqCGAQABYcABAWLAAgFjwAMBBGxpc3QYwAHAAsADAWEBYgFjwqCGAQAKNjAwMDAwMDAwMMABwALAAwFhAWIBY8KghgEACjYwMDAwMDAwMDDAAcACwAMBYQFiAWPCoIYBAAo2MDAwMDAwMDAwDQtoYXNoX3ppcHBlZCAgAAAAGwAAAAYAAAFhA8ABAAQBYgPAAgAEAWMDwAMA/wwLenNldF96aXBwZWQgIAAAABsAAAAGAAABYQPAAQAEAWIDwAIABAFjA8ADAP8EBGhhc2gLAWLAAgJhYcAKAWPAAwNhYWHAZAJiYsAUAmNjwB4DYmJiwcgAA2NjY8EsAQNkZGTBkAEDZWVlCjUwMDAwMDAwMDABYcAB/w==',
+  'hash-zipmap': 'UkVESVMwMDAz/gAJBGhhc2gQAgJmMQIAdjECZjICAHYy//8=',
+  'hash-ziplist':
+    'UkVESVMwMDA5+glyZWRpcy12ZXILMjU1LjI1NS4yNTX6CnJlZGlzLWJpdHPAQPoFY3RpbWXCyFyWYPoIdXNlZC1tZW3CkK0MAPoMYW9mLXByZWFtYmxlwAD+APsBAA0EaGFzaBsbAAAAFgAAAAQAAAJmMQQCdjEEAmYyBAJ2Mv//T5zR/RZpmIM=',
+  'zset-ziplist':
+    'UkVESVMwMDEw+glyZWRpcy12ZXILMjU1LjI1NS4yNTX6CnJlZGlzLWJpdHPAQPoFY3RpbWXCYrcTYfoIdXNlZC1tZW3CUPQMAPoMYW9mLXByZWFtYmxlwAD+APsBAAwEenNldBkZAAAAFgAAAAQAAANvbmUF8gIDdHdvBfP//x+y/fCZf54Z',
+  'list-quicklist':
+    'UkVESVMwMDA4+glyZWRpcy12ZXIFNC4wLjn6CnJlZGlzLWJpdHPAQPoFY3RpbWXCnwYmYfoIdXNlZC1tZW3CgJIHAPoMYW9mLXByZWFtYmxlwAD+APsCAA4EbGlzdAENDQAAAAoAAAABAAD4/wABeMAH/zVy+FQaxNdA',
+};
 const dirs: string[] = [];
 const tempDir = (): string => {
   const dir = mkdtempSync(join(tmpdir(), 'mini-redis-rdb-'));
@@ -304,11 +321,42 @@ describe('RDB files and redis-server 7.0.15', () => {
     }
   });
 
+  it('older files (versions 3-10: zipmap, ziplists, intsets, quicklist 1): mini-redis reads what redis-server reads', async () => {
+    for (const [name, base64] of Object.entries(REDIS_ASSETS)) {
+      const dir = tempDir();
+      writeFileSync(join(dir, 'dump.rdb'), Buffer.from(base64, 'base64'));
+      const redis = await startRedisIn(dir);
+      const redisClient = client(redis.port);
+      let expected: Record<string, unknown>;
+      try {
+        expected = await contents(redisClient);
+      } finally {
+        redisClient.disconnect();
+        await redis.stop();
+      }
+      expect(Object.keys(expected).length, name).toBeGreaterThan(0);
+      const mini = await startMiniRedis({ DATA_DIR: dir, SAVE: '' });
+      const miniClient = client(mini.port);
+      try {
+        expect(await contents(miniClient), name).toEqual(expected);
+      } finally {
+        miniClient.disconnect();
+        await mini.stop();
+      }
+    }
+  });
+
   it('a module value in the file is an error that names the type and the key', () => {
     const file = Buffer.concat([Buffer.from('REDIS0010', 'latin1'), Buffer.from([7, 1, 0x6b, 0x81, 0, 0, 0, 0, 0, 0, 0, 1])]);
     expect(() => decodeRdb(file)).toThrow("The RDB holds a module value (RDB_TYPE_MODULE_2) at key 'k': mini-redis cannot load it");
   });
 });
+
+/** Also from Redis's tests/assets: empty collections of every encoding (skipped), and a corrupt ziplist. */
+const EMPTY_KEYS =
+  'UkVESVMwMDEw+glyZWRpcy12ZXILMjU1LjI1NS4yNTX6CnJlZGlzLWJpdHPAQPoFY3RpbWXCehgVYfoIdXNlZC1tZW3CgDEQAPoMYW9mLXByZWFtYmxlwAD+APsJAAIDc2V0AAQEaGFzaAAKDGxpc3RfemlwbGlzdAsLAAAACgAAAAAA/wUEenNldAARDXpzZXRfbGlzdHBhY2sHBwAAAAAA/xAMaGFzaF96aXBsaXN0BwcAAAAAAP8ODmxpc3RfcXVpY2tsaXN0AAwMenNldF96aXBsaXN0CwsAAAAKAAAAAAD/DhxsaXN0X3F1aWNrbGlzdF9lbXB0eV96aXBsaXN0AQsLAAAACgAAAAAA///w9Qbdxm5hgw==';
+const CORRUPT_ZIPLIST =
+  'UkVESVMwMDA3+glyZWRpcy12ZXILOTk5Ljk5OS45OTn6CnJlZGlzLWJpdHPAQPoFY3RpbWXCiQDNV/oIdXNlZC1tZW3C4LsLAP4A+zYAABBrZXk6MDAwMDAwMDAwMDc0BXh4eHh4ABBrZXk6MDAwMDAwMDAwMTI1BXh4eHh4DgZteWxpc3QBLi4AAAAmAAAABQAABXh4eHh4BwV4eHh4eAcFeHh4eHgHBXh4eHh4BwV4eHh4eP8AFGNvdW50ZXI6MDAwMDAwMDAwMDI2wAEAEGtleTowMDAwMDAwMDAwMzQFeHh4eHgAEGtleTowMDAwMDAwMDAxMDkFeHh4eHgAFGNvdW50ZXI6MDAwMDAwMDAwMDcxwAEAEGtleTowMDAwMDAwMDAwMjIFeHh4eHgAEGtleTowMDAwMDAwMDAwNTYFeHh4eHgAEGtleTowMDAwMDAwMDAwMjUFeHh4eHgAEGtleTowMDAwMDAwMDAwMTUFeHh4eHgAEGtleTowMDAwMDAwMDAwMTgFeHh4eHgAEGtleTowMDAwMDAwMDAwNjgFeHh4eHgAEGtleTowMDAwMDAwMDAwNjcFeHh4eHgAEGtleTowMDAwMDAwMDAwNDIF/////3gNEGtleTowMDAwMDAwMDAwOTEFeHh4eHgAEGtleTowMDAwMDAwMDAxMjYFeHh4eHgAEGtleTowMDAwMDAwMDAwMDUFeHh4eHgAEGtleTowMDAwMDAwMDAxMDAFeHh4eHgAEGtleTowMDAwMDAwMDAxMTgFeHh4eHgAEGtleTowMDAwMDAwMDAxMTIFeHh4eHgAEGtleTowMDAwMDAwMDAxMTMFeHh4eHgAEGtleTowMDAwMDAwMDAwODUFeHh4eHgAEGtleTowMDAwMDAwMDAwODEFeHh4eHgAEGtleTowMDAwMDAwMDAwMDEFeHh4eHgAEGtleTowMDAwMDAwMDAwMTIFeHh4eHgAEGtleTowMDAwMDAwMDAwNTgFeHh4eHgAEGtleTowMDAwMDAwMDAwOTAFeHh4eHgAEGtleTowMDAwMDAwMDAwOTkFeHh4eHgAEGtleTowMDAwMDAwMDAwNDgFeHh4eHgAEGtleTowMDAwMDAwMDAwODcFeHh4eHgAEGtleTowMDAwMDAwMDAwNzEFeHh4eHgAEGtleTowMDAwMDAwMDAxMTEFeHh4eHgAEGtleTowMDAwMDAwMDAwODYFeHh4eHgAEGtleTowMDAwMDAwMDAxMDYFeHh4eHgAEGtleTowMDAwMDAwMDAwMTMFeHh4eHgAEGtleTowMDAwMDAwMDAwMjkFeHh4eHgAEGtleTowMDAwMDAwMDAxMjIFeHh4eHgAFGNvdW50ZXI6MDAwMDAwMDAwMDMywAEAEGtleTowMDAwMDAwMDAwOTIFeHh4eHgAEGtleTowMDAwMDAwMDAwNzIFeHh4eHgAEGtleTowMDAwMDAwMDAwODkFeHh4eHgAEGtleTowMDAwMDAwMDAwMjEFeHh4eHgAEGtleTowMDAwMDAwMDAwNjkFeHh4eHgAEGtleTowMDAwMDAwMDAwMTcFeHh4eHgAEGtleTowMDAwMDAwMDAwNTkFeHh4eHgAEGtleTowMDAwMDAwMDAxMTYFeHh4eHgAEGtleTowMDAwMDAwMDAwNjMFeHh4eHgAEGtleTowMDAwMDAwMDAwMDYFeHh4eHgAEGtleTowMDAwMDAwMDAwNTUFeHh4eHgAEGtleTowMDAwMDAwMDAwNDYFeHh4eHgAFGNvdW50ZXI6MDAwMDAwMDAwMDkxwAEAFGNvdW50ZXI6MDAwMDAwMDAwMDI0wAEAEGtleTowMDAwMDAwMDAwMzIFeHh4eHj/AAAAAAAAAAA=';
 
 describe('loading at start', () => {
   const fileWith = (data: Buffer): string => {
@@ -345,6 +393,18 @@ describe('loading at start', () => {
     const error = failure(fileWith(data));
     expect(error.code).toBe('PB_ERR_RDB_LOAD');
     expect(error.message).toMatch(/Wrong RDB checksum expected: \([0-9a-f]+\) but got \([0-9a-f]+\)/);
+  });
+
+  it("Redis's corrupt_empty_keys.rdb: every empty collection is skipped, as redis-server does", () => {
+    const decoded = decodeRdb(Buffer.from(EMPTY_KEYS, 'base64'));
+    expect(decoded.databases.get(0)).toEqual([]);
+    expect(decoded.emptySkipped).toBe(9);
+  });
+
+  it("Redis's corrupt_ziplist.rdb: PB_ERR_RDB_LOAD, an integrity check failed", () => {
+    const error = failure(fileWith(Buffer.from(CORRUPT_ZIPLIST, 'base64')));
+    expect(error.code).toBe('PB_ERR_RDB_LOAD');
+    expect(error.message).toContain('integrity check failed');
   });
 
   it('not an RDB file: PB_ERR_RDB_LOAD "Wrong signature"', () => {
