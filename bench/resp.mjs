@@ -1,6 +1,7 @@
 // RESP benchmarks, side by side with a real redis-server in the same run:
 //   node bench/resp.mjs [--requests N] [--rounds R] [--pipelines 1,16] [--tests set,get,lpush,lpop,zadd,zrange]
 //                       [--only redis,mini-redis] [--no-memory | --no-throughput] [--idle 10000] [--warmup 50000]
+//                       [--settle 2] [--extra 'name=server.mjs']
 // 1. Throughput: redis-benchmark -c 50 -n N -P <p>, one invocation per test, against redis-server,
 //    mini-redis (examples/mini-redis) and the bare adapter (servers/resp-portbind.mjs, SET/GET only).
 //    Besides req/s, the server's CPU time per request (utime + stime of the server process from
@@ -45,7 +46,7 @@ const testArgs = {
   zadd: ['-r', '100000', 'zadd', 'myz', '__rand_int__', 'm:__rand_int__'],
   zrange: ['zrange', 'myz', '0', '9'],
 };
-const supports = (name, test) => !memoryOnly.has(name) && (name !== 'portbind (bare)' || test === 'set' || test === 'get');
+const supports = (name, test) => !memoryOnly.has(name) && (!bareLike.has(name) || test === 'set' || test === 'get');
 
 const freePort = () =>
   new Promise((resolve) => {
@@ -56,6 +57,8 @@ const freePort = () =>
     });
   });
 
+/** Servers that only have SET and GET. */
+const bareLike = new Set(['portbind (bare)']);
 const targets = {
   redis: async (port) =>
     spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '20000'], {
@@ -81,6 +84,13 @@ const targets = {
     ),
 };
 const memoryOnly = new Set(['node:net']);
+// --extra 'name=path/to/server.mjs' (repeatable): another RESP server with SET and GET, started
+// as the bare adapter is (PORT in its environment); e.g. an older build of the adapter, for A/B runs.
+for (let i = args.indexOf('--extra'); i !== -1; i = args.indexOf('--extra', i + 1)) {
+  const [name, path] = args[i + 1].split('=');
+  targets[name] = async (port) => spawn(process.execPath, [path], { env: { ...process.env, PORT: String(port) }, stdio: 'ignore' });
+  bareLike.add(name);
+}
 
 async function start(name) {
   const port = await freePort();
