@@ -102,12 +102,18 @@ export function crc16(data: Uint8Array, start = 0, end = data.length): number {
  */
 export function keySlot(key: string | Uint8Array): number {
   const bytes = typeof key === 'string' ? Buffer.from(key) : key;
-  const open = bytes.indexOf(0x7b);
-  if (open !== -1) {
-    const close = bytes.indexOf(0x7d, open + 1);
-    if (close > open + 1) return crc16(bytes, open + 1, close) & 0x3fff;
+  const length = bytes.length;
+  // A loop, not indexOf: keys are short, and a native call costs more than scanning them.
+  for (let open = 0; open < length; open++) {
+    if (bytes[open] !== 0x7b) continue;
+    for (let close = open + 1; close < length; close++) {
+      if (bytes[close] !== 0x7d) continue;
+      if (close > open + 1) return crc16(bytes, open + 1, close) & 0x3fff;
+      break;
+    }
+    break;
   }
-  return crc16(bytes) & 0x3fff;
+  return crc16(bytes, 0, length) & 0x3fff;
 }
 
 // ---- the slot map ----------------------------------------------------------------------------
@@ -153,6 +159,8 @@ export class Cluster<Context = Record<string, unknown>> implements ClusterState 
   #owners = new Int32Array(CLUSTER_SLOTS);
   #assigned = 0;
   #myself!: Member;
+  /** This node serves every slot (the default): a command with one key needs no hashing. */
+  #ownsAll = false;
 
   constructor(options: ClusterOptions, host: ClusterHost<Context>) {
     this.#options = options;
@@ -227,6 +235,8 @@ export class Cluster<Context = Record<string, unknown>> implements ClusterState 
     this.#owners = owners;
     this.#assigned = assigned;
     this.#myself = members.find((member) => member.myself) as Member;
+    this.#ownsAll =
+      this.#myself.ranges.length === 1 && this.#myself.ranges[0]?.[0] === 0 && this.#myself.ranges[0]?.[1] === CLUSTER_SLOTS - 1;
   }
 
   /** This node's entry with the announced address filled in where the entry leaves it out. */
@@ -250,16 +260,21 @@ export class Cluster<Context = Record<string, unknown>> implements ClusterState 
     if (flags & ASKING && spec.name !== 'asking' && client.multi === undefined) this.#flags.set(client, flags & ~ASKING);
     const exec = spec.name === 'exec';
     if (!exec && spec.keys === undefined && spec.keysOf === undefined) return undefined;
+    // The usual case: this node serves every slot and the command names at most one key.
+    const keys = spec.keys;
+    if (this.#ownsAll && !exec && spec.keysOf === undefined && keys !== undefined && keys[0] === keys[1]) return undefined;
     let first: Buffer | undefined;
     let slot = 0;
     let write = false;
-    const commands: ReadonlyArray<readonly [KeyedSpec<Context>, Command]> = exec
-      ? (client.multi ?? []).flatMap((queued) => {
-          const queuedSpec = this.#host.lookup((queued[0] as Buffer).toString('latin1'));
-          return queuedSpec === undefined ? [] : [[queuedSpec, queued] as const];
-        })
-      : [[spec, argv]];
-    for (const [commandSpec, commandArgv] of commands) {
+    const queued = exec ? (client.multi ?? []) : undefined;
+    for (let i = 0; i < (queued?.length ?? 1); i++) {
+      let commandSpec: KeyedSpec<Context> | undefined = spec;
+      let commandArgv = argv;
+      if (queued !== undefined) {
+        commandArgv = queued[i] as Command;
+        commandSpec = this.#host.lookup((commandArgv[0] as Buffer).toString('latin1'));
+        if (commandSpec === undefined) continue;
+      }
       if (commandSpec.flags?.includes('write')) write = true;
       for (const key of keysOf(commandSpec, commandArgv)) {
         if (first === undefined) {
