@@ -3,7 +3,7 @@
 // every slot; CLUSTER_NODES gives a static slot map of several mini-redis processes, each
 // answering -MOVED for the keys of the others. CONFIG cluster-enabled and INFO's cluster section.
 import { ConfigError } from '@portbind/core';
-import { type ClusterNode, type ClusterOptions, keySlot, type SlotRange } from '@portbind/resp';
+import { type ClusterNode, type ClusterOptions, keySlot, RespError, type SlotRange } from '@portbind/resp';
 import type { MiniRedis } from './app.js';
 import { fixed } from './config.js';
 import type { Keyspace } from './store.js';
@@ -40,7 +40,7 @@ export function clusterOptions(env: Readonly<Record<string, string | undefined>>
 
 /**
  * `CONFIG GET cluster-enabled` (read-only) and, in cluster mode, INFO's `# Cluster` section (before
- * `# Keyspace`, as in Redis) and `redis_mode:cluster`.
+ * `# Keyspace`, as in Redis), `redis_mode:cluster`, and MOVE/SWAPDB refused as Redis refuses them.
  */
 export function registerCluster(server: MiniRedis): void {
   const enabled = server.resp.cluster !== undefined;
@@ -55,6 +55,15 @@ export function registerCluster(server: MiniRedis): void {
   if (keyspaceSection !== undefined) server.info.set('keyspace', keyspaceSection);
   const serverSection = server.info.get('server');
   if (serverSection !== undefined) server.info.set('server', () => ({ ...serverSection(), redis_mode: 'cluster' }));
+  // db.c: a cluster has database 0 only (SELECT is refused by packages/resp).
+  for (const name of ['move', 'swapdb']) {
+    const spec = server.resp.lookup(name);
+    if (spec === undefined) continue;
+    const { name: _name, handler: _handler, ...options } = spec;
+    server.resp.command(name, options, () => {
+      throw new RespError(`ERR ${name.toUpperCase()} is not allowed in cluster mode`);
+    });
+  }
 }
 
 /** Up to `count` live keys of database 0 in a slot (mini-redis keeps no per-slot index: a scan). */

@@ -114,6 +114,8 @@ describe('one mini-redis owning every slot', () => {
       'CLUSTER KEYSLOT',
       'CLUSTER nosuch',
       'SELECT 1',
+      'MOVE a 1',
+      'SWAPDB 0 1',
       'CLUSTER COUNTKEYSINSLOT 15495',
       'SET a 1',
       'CLUSTER COUNTKEYSINSLOT 15495',
