@@ -254,6 +254,51 @@ describe('bad input gets Redis’s errors over a raw socket, and the server live
     });
   }
 
+  it('EXEC after min-replicas-to-write or REPLICAOF changed under a transaction: EXECABORT with NOREPLICAS/MASTERDOWN', async () => {
+    const answers: string[][] = [];
+    for (const port of [redis.port, mini.port]) {
+      const [a, b] = [new RawClient(port), new RawClient(port)];
+      const seen: string[] = [];
+      const run = async (client: RawClient, command: string): Promise<void> => {
+        seen.push(...(await client.send([command])).map(show));
+      };
+      try {
+        for (const [client, command] of [
+          [a, 'SET xx 1'],
+          [a, 'MULTI'],
+          [a, 'INCR xx'],
+          [b, 'CONFIG SET min-replicas-to-write 2'],
+          [a, 'EXEC'],
+          [a, 'GET xx'],
+          [b, 'CONFIG SET min-replicas-to-write 0'],
+          [a, 'CONFIG SET replica-serve-stale-data no'],
+          [a, 'MULTI'],
+          [a, 'GET xx'],
+          [b, 'REPLICAOF localhsot 0'],
+          [a, 'EXEC'],
+          [b, 'REPLICAOF NO ONE'],
+          [a, 'MULTI'],
+          [a, 'PING'],
+          [b, 'REPLICAOF localhsot 0'],
+          [a, 'EXEC'],
+          [a, 'MULTI'],
+          [b, 'REPLICAOF NO ONE'],
+          [a, 'GET xx'],
+          [a, 'EXEC'],
+          [a, 'CONFIG SET replica-serve-stale-data yes'],
+          [a, 'DEL xx'],
+        ] as const) {
+          await run(client, command);
+        }
+      } finally {
+        a.close();
+        b.close();
+      }
+      answers.push(seen);
+    }
+    expect(answers[1]).toEqual(answers[0]);
+  });
+
   it('ROLE with no replica', async () => {
     const client = new RawClient(mini.port);
     try {
