@@ -210,6 +210,32 @@ describe('two mini-redis processes, each owning half of the slots', () => {
     await raw(a.port).send('DEL foo');
   });
 
+  it('node-redis createCluster reaches keys on both nodes', async () => {
+    const cluster = createCluster({ rootNodes: [{ url: `redis://127.0.0.1:${b.port}` }] });
+    await cluster.connect();
+    try {
+      for (const key of ['n:1', 'n:2', 'n:3', 'n:4', 'n:5', 'n:6']) expect(await cluster.set(key, key)).toBe('OK');
+      expect(await Promise.all(['n:1', 'n:2', 'n:3', 'n:4', 'n:5', 'n:6'].map((key) => cluster.get(key)))).toEqual([
+        'n:1',
+        'n:2',
+        'n:3',
+        'n:4',
+        'n:5',
+        'n:6',
+      ]);
+      expect(cluster.masters.map((node) => node.port).sort()).toEqual([a.port, b.port].sort());
+    } finally {
+      cluster.destroy();
+    }
+  });
+
+  it('redis-cli --cluster check: both nodes agree, every slot covered', async () => {
+    const { stdout } = await run('redis-cli', ['--cluster', 'check', `127.0.0.1:${a.port}`], { timeout: 10_000 });
+    expect(stdout).toContain('[OK] All nodes agree about slots configuration.');
+    expect(stdout).toContain('[OK] All 16384 slots covered.');
+    expect(stdout).toContain(`M: ${ID_B} 127.0.0.1:${b.port}\n   slots:[8192-16383] (8192 slots) master`);
+  });
+
   it('redis-cli -c follows MOVED', async () => {
     expect(await cli(a.port, 'set', 'foo', 'from-cli')).toBe('OK');
     expect(await raw(b.port).send('GET foo')).toEqual(['$8\r\nfrom-cli\r\n']);
