@@ -3,7 +3,7 @@ import { Deque } from './deque.js';
 import { lzfCompress, lzfDecompress } from './lzf.js';
 import { SortedSet } from './sorted-set.js';
 import type { Keyspace, Value } from './store.js';
-import { Group, MAX_ID, makeId, msOf, Stream, type StreamId, seqOf } from './stream.js';
+import { Group, MAX_ID, makeId, msOf, SEQ_MASK, Stream, type StreamId, seqOf } from './stream.js';
 
 // Redis's RDB format, version 10, as Redis 7.0.15 writes and reads it (src/rdb.c, rdb.h): the file
 // SAVE writes, the payload of DUMP/RESTORE, and what a replica gets on a full sync. Written here by
@@ -472,6 +472,7 @@ function writeStream(out: Writer, stream: Stream): void {
 function readStream(input: Reader, type: number): Stream {
   const stream = new Stream();
   const bad = (what: string) => corrupt(`Stream ${what}`);
+  let previous = -1n;
   const nodes = input.len();
   for (let n = 0; n < nodes; n++) {
     const key = input.string();
@@ -491,11 +492,17 @@ function readStream(input: Reader, type: number): Stream {
       return value;
     };
     const count = int() + int(); // valid + deleted
-    const masterFields = Array.from({ length: Number(int()) }, next);
+    const fieldCount = int();
+    if (fieldCount < 0n || fieldCount > BigInt(items.length)) throw bad('listpack integrity check failed.');
+    const masterFields = Array.from({ length: Number(fieldCount) }, next);
     if (int() !== 0n) throw bad('listpack integrity check failed.');
     for (let i = 0n; i < count; i++) {
       const flags = int();
-      const id = makeId(masterMs + int(), BigInt.asUintN(64, masterSeq + int()));
+      const ms = masterMs + int();
+      const id = makeId(ms, BigInt.asUintN(64, masterSeq + int()));
+      // IDs only grow along a stream: anything else is a corrupt payload (and would break the Stream's order).
+      if (ms < 0n || ms > SEQ_MASK || id <= previous) throw bad('entry IDs are not in order');
+      previous = id;
       const fields: Buffer[] = [];
       if (flags & BigInt(FLAG_SAMEFIELDS)) {
         for (const name of masterFields) fields.push(name, next());
@@ -517,6 +524,7 @@ function readStream(input: Reader, type: number): Stream {
   const length = input.len();
   if (length !== stream.length) throw bad('length inconsistent with rax entries');
   stream.lastId = makeId(input.lenBig(), input.lenBig());
+  if (stream.lastId < previous) throw bad('last ID is below its last entry');
   if (type === TYPE.STREAM_LISTPACKS_2) {
     stream.firstId = makeId(input.lenBig(), input.lenBig());
     stream.maxDeletedId = makeId(input.lenBig(), input.lenBig());
@@ -755,7 +763,8 @@ class Reader {
         const packedLength = this.len();
         const length = this.len();
         const packed = this.take(packedLength);
-        if (length === 0) throw corrupt('Invalid LZF compressed string');
+        // A back reference (at most 3 bytes) yields at most 264: a longer claim is a lie, not a buffer to allocate.
+        if (length === 0 || length > packedLength * 88 + 32) throw corrupt('Invalid LZF compressed string');
         const plain = lzfDecompress(packed, length);
         if (plain === undefined) throw corrupt('Invalid LZF compressed string');
         return plain;

@@ -240,6 +240,42 @@ describe('RESTORE: options and errors as Redis, byte for byte', () => {
     expect(replies).toEqual(['-ERR Bad data format⏎', '-ERR Bad data format⏎', '-ERR Bad data format⏎', '+OK⏎', '$3⏎ABC⏎']);
   });
 
+  it('2000 damaged payloads (bytes changed or cut, checksum made right): each one OK or Bad data format, the server lives on', async () => {
+    const { crc64 } = await import('../src/crc64.js');
+    const source = connect(mini.port);
+    const payloads: Buffer[] = [];
+    try {
+      await build(source);
+      for (const key of KEYS)
+        if (key !== 's:big' && key !== 'l:big' && key !== 'h:big') payloads.push((await source.dumpBuffer(key)) as Buffer);
+    } finally {
+      source.disconnect();
+    }
+    let seed = 12345;
+    const random = (below: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % below;
+    };
+    const client = new RawClient(mini.port);
+    try {
+      for (let round = 0; round < 20; round++) {
+        const commands: CommandLine[] = [];
+        for (let i = 0; i < 100; i++) {
+          const original = payloads[random(payloads.length)] as Buffer;
+          let body = Buffer.from(original.subarray(0, original.length - 10));
+          if (random(4) === 0) body = body.subarray(0, random(body.length));
+          else for (let k = 0, n = 1 + random(3); k < n; k++) body[random(body.length)] = random(256);
+          const head = Buffer.concat([body, Buffer.from([10, 0])]);
+          commands.push(['RESTORE', 'fuzz', '0', Buffer.concat([head, crc64(head)]), 'REPLACE']);
+        }
+        for (const reply of (await client.send(commands)).map(show)) expect(['+OK⏎', '-ERR Bad data format⏎']).toContain(reply);
+      }
+      expect((await client.send(['PING'])).map(show)).toEqual(['+PONG⏎']);
+    } finally {
+      client.close();
+    }
+  });
+
   it('RESTORE is a write: it aborts a WATCHing transaction and notifies `restore`', async () => {
     const watcher = new RawClient(mini.port);
     const writer = new RawClient(mini.port);
