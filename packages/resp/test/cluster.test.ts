@@ -1,6 +1,8 @@
+import { once } from 'node:events';
+import tls from 'node:tls';
 import { PortService } from '@portbind/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { portOf } from '../../../test/support/net.js';
+import { portOf, selfSignedCert } from '../../../test/support/net.js';
 import { crc16, keySlot } from '../src/cluster.js';
 import { type ClusterNode, OK, type RespOptions, respAdapter } from '../src/index.js';
 import { Raw, type RealRedis, startRedis } from './redis-cluster.js';
@@ -274,6 +276,35 @@ describe('redirections', () => {
       "-CROSSSLOT Keys in request don't hash to the same slot\r\n",
       '$-1\r\n',
     ]);
+  });
+
+  it('TLS clients are sent to TLS ports (MOVED, SLOTS); SHARDS lists port and tls-port', async () => {
+    const pems = await selfSignedCert();
+    const resp = respAdapter({
+      cluster: {
+        id: ID_A,
+        nodes: [
+          { id: ID_A, slots: [[0, 8191]] },
+          { id: ID_B, host: '127.0.0.2', port: 7001, tlsPort: 7101, slots: [[8192, 16383]] },
+        ],
+      },
+    });
+    resp.command('get', { arity: 2, flags: ['readonly'], keys: [1, 1, 1] }, () => null);
+    const service = new PortService({ env: {} });
+    services.push(service);
+    const binding = service.bind(resp, { port: 0, host: '127.0.0.1', tls: pems });
+    await service.start();
+    const port = portOf(binding);
+    const socket = tls.connect({ port, host: '127.0.0.1', ca: pems.cert, servername: 'localhost' });
+    await once(socket, 'secureConnect');
+    const client = new Raw(port, socket);
+    raws.push(client);
+    const [moved, slots, shards] = await client.send('GET foo', 'CLUSTER SLOTS', 'CLUSTER SHARDS');
+    expect(moved).toBe('-MOVED 12182 127.0.0.2:7101\r\n');
+    expect(slots).toContain(`*4\r\n$9\r\n127.0.0.2\r\n:7101\r\n$40\r\n${ID_B}\r\n`);
+    // This node, reached over TLS and announcing no port: its port is a TLS one.
+    expect(shards).toContain(`$2\r\nid\r\n$40\r\n${ID_A}\r\n$8\r\ntls-port\r\n:${port}\r\n$2\r\nip\r\n`);
+    expect(shards).toContain(`$2\r\nid\r\n$40\r\n${ID_B}\r\n$4\r\nport\r\n:7001\r\n$8\r\ntls-port\r\n:7101\r\n`);
   });
 
   it('a slot no node serves: CLUSTERDOWN; CLUSTER INFO says fail', async () => {

@@ -44,8 +44,9 @@ export class Raw {
   #wake: (() => void) | undefined;
   #closed = false;
 
-  constructor(port: number) {
-    this.socket = connect(port, '127.0.0.1');
+  /** On a new TCP connection to 127.0.0.1:port, or on the socket given (a TLS one). */
+  constructor(port: number, socket?: Socket) {
+    this.socket = socket ?? connect(port, '127.0.0.1');
     this.socket.on('data', (chunk: Buffer) => {
       this.#buffer = Buffer.concat([this.#buffer, chunk]);
       this.#wake?.();
