@@ -19,9 +19,9 @@ import { encodeRdb, loadRdb, RdbError } from './rdb.js';
 // serves on. Node cannot fork a heap, a worker shares no Map, and encoding in slices between
 // commands would write a snapshot of no single moment. So BGSAVE encodes the whole dataset into one
 // buffer synchronously — a point-in-time snapshot, at the cost of blocking the event loop for the
-// encoding (about 1 µs per small key: ~1 s for 1M keys on this machine, see test/snapshot.test.ts)
-// and holding the file in memory once — then writes, fsyncs and renames it asynchronously while
-// clients are served.
+// encoding (measured on a shared 2-core box, Node 20: 1M small string keys, a 25 MB file, take
+// 1.0–1.5 s to encode, CRC-64 included, and about 1 s to load) and holding the file in memory once —
+// then writes, fsyncs and renames it asynchronously while clients are served.
 
 /** The state SAVE, BGSAVE, INFO persistence and CONFIG share. */
 export interface SnapshotState {
