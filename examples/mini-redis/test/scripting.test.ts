@@ -175,6 +175,8 @@ describe('EVAL: errors as redis-server 7.0.15', () => {
       e('redis.call = function() end'),
       e('string.foo = 1'),
       e('setmetatable(_G, nil)'),
+      e('local g = getmetatable(_G) g.__index = {}'),
+      e("local t = getmetatable('') t.__index = {}"),
       e('return redis.error_reply(1)'),
       e('return redis.status_reply()'),
     ]);

@@ -38,7 +38,7 @@ export const NOSCRIPT_COMMANDS: ReadonlySet<string> = new Set(
     'auth hello quit reset wait blmove blpop brpop brpoplpush bzpopmax bzpopmin psubscribe punsubscribe ssubscribe ' +
     'subscribe sunsubscribe unsubscribe eval evalsha evalsha_ro eval_ro fcall fcall_ro bgrewriteaof bgsave debug ' +
     'failover monitor psync replconf replicaof role save shutdown slaveof sync discard exec multi unwatch watch ' +
-    'client config acl function script latency module'
+    'client config acl function script latency module cluster|reset cluster|failover cluster|setslot'
   ).split(' '),
 );
 
@@ -150,7 +150,8 @@ export class ScriptClient<Context = Record<string, unknown>> {
       this.#rejected(spec, argv);
       return error('ERR Wrong number of args calling Redis command from script');
     }
-    if (this.#denied(spec.name)) {
+    const sub = argv[1] !== undefined && argv[1].length <= 64 ? `${spec.name}|${argv[1].toString('latin1').toLowerCase()}` : '';
+    if (this.#denied(spec.name) || (sub !== '' && this.#denied(sub))) {
       this.#rejected(spec, argv);
       return error('ERR This Redis command is not allowed from script');
     }

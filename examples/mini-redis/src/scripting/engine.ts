@@ -172,6 +172,9 @@ export class LuaEngine {
   #collectRef = 0;
   #gcStepRef = 0;
   #runnerRef = 0;
+  /** The coroutine scripts run in, and its registry reference (0: make one). */
+  #thread = 0;
+  #threadRef = 0;
   #loadLibraryRef = 0;
   /** Scripts run since the last GC step (Redis steps Lua's GC every 50 scripts: LUA_GC_CYCLE_PERIOD). */
   #sinceGc = 0;
@@ -326,9 +329,14 @@ export class LuaEngine {
       raw._lua_rawset(L, 1);
       raw._lua_settop(L, 0);
     }
-    // The script runs in a coroutine (so that the time-slice hook can yield): runner(handler, f) is xpcall(f, handler).
-    const thread = raw._lua_newthread(L);
-    const threadRef = this.#lua.luaL_ref(L, LUA_REGISTRYINDEX);
+    // The script runs in a coroutine (so that the time-slice hook can yield): runner(handler, f) is
+    // xpcall(f, handler). One coroutine serves script after script; a new one after an error.
+    if (this.#thread === 0) {
+      this.#thread = raw._lua_newthread(L);
+      this.#threadRef = this.#lua.luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    const thread = this.#thread;
+    const threadRef = this.#threadRef;
     raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(this.#runnerRef));
     raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(this.#errorHandlerRef));
     raw._lua_rawgeti(thread, LUA_REGISTRYINDEX, BigInt(script.ref));
@@ -416,7 +424,12 @@ export class LuaEngine {
     } finally {
       raw._lua_sethook(thread, 0, 0, 0);
       raw._lua_settop(L, 0);
-      this.#lua.luaL_unref(L, LUA_REGISTRYINDEX, threadRef);
+      if (status === 0) raw._lua_settop(thread, 0);
+      else {
+        // A coroutine that failed is dead: the next script gets a new one.
+        this.#lua.luaL_unref(L, LUA_REGISTRYINDEX, threadRef);
+        this.#thread = 0;
+      }
       this.#client.end();
       this.#run = undefined;
       if (run.busy) this.#options.onBusy(false);

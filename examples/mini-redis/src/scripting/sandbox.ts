@@ -458,8 +458,12 @@ env.rawset = function(t, k, v)
   if readonly[t] then error('Attempt to modify a readonly table', 0) end
   return rawset(t, k, v)
 end
+local frozen_metatable = protect({})
+local frozen_string_metatable = protect({ __index = env.string })
 env.getmetatable = function(t)
-  if readonly[t] then return nil end
+  -- A protected table's metatable, and the strings' one, are protected too (modifying them raises, as in Redis).
+  if readonly[t] then return frozen_metatable end
+  if type(t) == 'string' then return frozen_string_metatable end
   return getmetatable(t)
 end
 
@@ -584,7 +588,7 @@ end
 
 local collect = collectgarbage
 __mr_collect = function() collect('collect') end
-__mr_gc_step = function() collect('step', 50) end
+__mr_gc_step = function() collect('step', 200) end
 local xpcall_ = xpcall
 __mr_runner = function(handler, f, ...) return xpcall_(f, handler, ...) end
 for _, name in ipairs({ 'debug', 'io', 'os', 'package', 'require', 'loadfile', 'dofile', 'print', 'utf8', 'load', 'loadstring' }) do
