@@ -153,6 +153,7 @@ describe('the replication stream is Redis 7.0.15’s', () => {
         'SET g v',
         'GETDEL g',
         'GETDEL g',
+        'GETSET g w',
       ]);
     }, 'ttl');
     expect(stream[0]).toMatch(/^SELECT \d+$/);

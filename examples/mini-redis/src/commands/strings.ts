@@ -87,6 +87,7 @@ export function registerStringCommands({ resp, keyspace, encodings, propagation 
     (client, argv) => {
       const old = readString(client, argv[1]) ?? null;
       store(client, keyOf(argv[1]), argv[2] as Buffer);
+      propagation.rewrite(['SET', argv[1] as Buffer, argv[2] as Buffer]); // t_string.c, getsetCommand
       return old;
     },
   );
