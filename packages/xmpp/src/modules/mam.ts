@@ -497,9 +497,10 @@ function normalizeJid(text: string | undefined): string {
 
 /** What is stored: the message as routed (from stamped, to filled in), in jabber:client, chat states left out. */
 function storedCopy(stanza: XmlElement, from: Jid, to: Jid): XmlElement {
-  const children = stanza.children.filter(
-    (child) => typeof child === 'string' || (child.xmlns !== NS_CHATSTATES && !(child.local === 'stanza-id' && child.xmlns === NS_SID)),
-  );
+  const kept = (child: XmlNode): boolean =>
+    typeof child === 'string' || (child.xmlns !== NS_CHATSTATES && !(child.local === 'stanza-id' && child.xmlns === NS_SID));
+  // Most messages have nothing to leave out: their children array is shared, not copied.
+  const children = stanza.children.every(kept) ? stanza.children : stanza.children.filter(kept);
   const attrs = { ...stanza.attrs, xmlns: NS_CLIENT, from: from.toString(), to: stanza.attr('to') ?? to.toString() };
   return new XmlElement(stanza.name, attrs, children, NS_CLIENT);
 }
