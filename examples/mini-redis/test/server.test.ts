@@ -79,7 +79,12 @@ describe('mini-redis', () => {
     cleanups.push(() => client.disconnect());
     client.on('error', () => {});
     const waiting = client.blpop('never', 0);
-    await sleep(50);
+    // Stop once the server has the client blocked (not after a fixed sleep: a loaded machine may not
+    // have connected it yet, and the stop would then close a client that never sent BLPOP).
+    const observer = new Redis({ port, host: '127.0.0.1' });
+    cleanups.push(() => observer.disconnect());
+    while (!/blocked_clients:1/.test(await observer.info('clients'))) await sleep(20);
+    observer.disconnect();
     const started = Date.now();
     const report = await service.stop();
     expect(await waiting).toBeNull();
