@@ -284,6 +284,7 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     }
   };
   const sink: Sink = {
+    aof: true,
     feed(db, frame) {
       if (db !== selected) {
         batch.push(frameCommand(['SELECT', String(db)]));

@@ -16,11 +16,15 @@ export type Argv = readonly (Buffer | string)[];
 export interface Sink {
   /** One command for database `db`, already framed as a RESP array. */
   feed(db: number, frame: Buffer): void;
+  /** The append-only file: it does not get what only replicas get (PUBLISH). */
+  readonly aof?: boolean;
 }
 
 interface Op {
   readonly db: number;
   readonly argv: Argv;
+  /** To the replicas only (PUBLISH: Redis's forceCommandPropagation(c, PROPAGATE_REPL)). */
+  readonly replicasOnly?: boolean;
 }
 
 /** One running command: what it propagates instead of its own argv. */
@@ -142,7 +146,7 @@ export class Propagation {
   #finish(invocation: Invocation, client: RespClient, argv: Argv, always: boolean): void {
     if (this.#sinks.size !== 0 && (always || this.dirty !== invocation.dirty)) {
       const replacement = invocation.replacement;
-      if (replacement === undefined) this.#pending.push({ db: client.db, argv });
+      if (replacement === undefined) this.#pending.push({ db: client.db, argv, replicasOnly: always });
       else if (replacement !== null) this.#pending.push({ db: client.db, argv: replacement });
     }
     this.#depth--;
@@ -189,13 +193,13 @@ export class Propagation {
     if (this.#sinks.size === 0) return;
     const transaction = ops.length > 1;
     const first = ops[0] as Op;
-    if (transaction) this.#emit(first.db, MULTI);
-    for (const op of ops) this.#emit(op.db, frameCommand(op.argv));
-    if (transaction) this.#emit((ops.at(-1) as Op).db, EXEC);
+    if (transaction) this.#emit(first.db, MULTI, false);
+    for (const op of ops) this.#emit(op.db, frameCommand(op.argv), op.replicasOnly === true);
+    if (transaction) this.#emit((ops.at(-1) as Op).db, EXEC, false);
   }
 
-  #emit(db: number, frame: Buffer): void {
-    for (const sink of this.#sinks) sink.feed(db, frame);
+  #emit(db: number, frame: Buffer, replicasOnly: boolean): void {
+    for (const sink of this.#sinks) if (!(replicasOnly && sink.aof)) sink.feed(db, frame);
   }
 }
 

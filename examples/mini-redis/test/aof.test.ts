@@ -138,9 +138,11 @@ describe('loading at start', () => {
     ['EXEC'],
   ];
 
-  it('replays base and incremental file: every database, TTLs, transactions', async () => {
+  it('replays base and incremental file: every database, TTLs, transactions (PUBLISH goes to replicas, not to the AOF)', async () => {
     const dir = tempDir();
-    await writeAof(dir, commands);
+    const { incr } = await writeAof(dir, [...commands, ['PUBLISH', 'channel', 'message']]);
+    expect(readFileSync(incr, 'latin1')).not.toContain('PUBLISH');
+    expect(readFileSync(incr, 'latin1')).toContain('*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n');
     const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '' });
     const client = connect(mini.port);
     try {
