@@ -119,6 +119,8 @@ export function keySlot(key: string | Uint8Array): number {
 // ---- the slot map ----------------------------------------------------------------------------
 
 const NODE_ID = /^[0-9a-f]{40}$/;
+/** Sharded pub/sub: its channels hash as keys (cluster.c, getNodeByQuery's is_pubsubshard). */
+const SHARD_PUBSUB = new Set(['ssubscribe', 'sunsubscribe', 'spublish']);
 const ASKING = 1;
 const READONLY = 2;
 
@@ -287,11 +289,13 @@ export class Cluster<Context = Record<string, unknown>> implements ClusterState 
       }
     }
     if (first === undefined) return undefined;
-    if (!this.covered) return this.#refuse(client, exec, 'CLUSTERDOWN The cluster is down');
+    // Sharded pub/sub goes on while the cluster is down (cluster-allow-pubsubshard-when-down yes).
+    const shard = SHARD_PUBSUB.has(spec.name);
+    if (!this.covered && !shard) return this.#refuse(client, exec, 'CLUSTERDOWN The cluster is down');
     const owner = this.#members[this.#owners[slot] as number] as Member;
     if (owner.myself) return undefined;
-    // A replica serves reads of its master's slots to READONLY clients.
-    if (flags & READONLY && !write && this.#myself.master === owner) return undefined;
+    // A replica serves reads of its master's slots to READONLY clients, and sharded pub/sub to all.
+    if ((flags & READONLY || shard) && !write && this.#myself.master === owner) return undefined;
     return this.#refuse(client, exec, `MOVED ${slot} ${endpoint(owner, client)}:${portFor(owner, client)}`);
   }
 

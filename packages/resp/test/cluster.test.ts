@@ -307,6 +307,27 @@ describe('redirections', () => {
     expect(shards).toContain(`$2\r\nid\r\n$40\r\n${ID_B}\r\n$4\r\nport\r\n:7001\r\n$8\r\ntls-port\r\n:7101\r\n`);
   });
 
+  it('sharded pub/sub: channels hash as keys (MOVED, CROSSSLOT as redis-server), a replica serves them without READONLY', async () => {
+    const same = ['SSUBSCRIBE a b', 'SPUBLISH a hello', 'SSUBSCRIBE {x}1 {x}2'];
+    const theirs = raw(real.port);
+    const expected = await theirs.send(...same);
+    expect(expected[0]).toBe("-CROSSSLOT Keys in request don't hash to the same slot\r\n");
+    const { port } = await start({ cluster: { id: ID_A } });
+    expect(await raw(port).send(...same)).toEqual(expected);
+    const split = await start({ cluster: { id: ID_A, nodes: twoNodes } });
+    expect(await raw(split.port).send('SPUBLISH foo hello', 'SPUBLISH bar hello')).toEqual(['-MOVED 12182 127.0.0.2:7001\r\n', ':0\r\n']);
+    const replica = await start({
+      cluster: {
+        id: ID_R,
+        nodes: [
+          { id: ID_A, host: '127.0.0.3', port: 7000, slots: [[0, 16383]] },
+          { id: ID_R, replicaOf: ID_A },
+        ],
+      },
+    });
+    expect(await raw(replica.port).send('SPUBLISH foo hello', 'GET foo')).toEqual([':0\r\n', '-MOVED 12182 127.0.0.3:7000\r\n']);
+  });
+
   it('a slot no node serves: CLUSTERDOWN; CLUSTER INFO says fail', async () => {
     const { port } = await start({ cluster: { id: ID_A, nodes: [{ id: ID_A, slots: [[0, 100]] }] } });
     const client = raw(port);
