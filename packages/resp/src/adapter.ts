@@ -8,7 +8,7 @@ import { type ClientHost, RespClient } from './client.js';
 import { Cluster, type ClusterOptions, type ClusterState, registerClusterCommands } from './cluster.js';
 import { registerBuiltins } from './commands/index.js';
 import { builtinSections } from './commands/info.js';
-import { type CommandStats, Dispatcher } from './dispatch.js';
+import { type CommandStats, Dispatcher, type PreRunCheck } from './dispatch.js';
 import type { BuiltinHost, InfoFields, ServerStats } from './host.js';
 import { Monitors } from './monitor.js';
 import { classBit, formatKeyspaceEvents, KEYEVENT, KEYSPACE, type KeyspaceEventClass, parseKeyspaceEvents } from './notify.js';
@@ -143,6 +143,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     commandsProcessed: 0,
     netInputBytes: 0,
     netOutputBytes: 0,
+    errorReplies: 0,
   };
   readonly #clients = new Map<number, RespClient<Context>>();
   readonly #registry = new CommandRegistry<Context>();
@@ -156,6 +157,10 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly #host: BuiltinHost<Context>;
   /** Sections the application adds to INFO (or fields it adds to, or overrides in, a built-in one). */
   readonly #infoSections = new Map<string, Array<() => InfoFields>>();
+  /** The pre-run checks (dispatch.ts): cluster mode's slot check first, then the application's (`addCheck`). */
+  readonly #checks: Array<PreRunCheck<Context>> = [];
+  /** The application's CONFIG RESETSTAT hooks (`onResetStats`). */
+  readonly #resetHooks: Array<() => void> = [];
   #keyspaceEvents = 0;
   #queryTotal = 0;
   #binding: BindingContext | undefined;
@@ -201,7 +206,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       });
     this.cluster = cluster;
     const dispatcher = new Dispatcher<Context>({
-      check: cluster && ((client, spec, argv) => cluster.check(client, spec, argv)),
+      checks: this.#checks,
       registry,
       auth: this.#auth,
       pubsub: this.#pubsub,
@@ -214,6 +219,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
         return adapter.logger;
       },
     });
+    if (cluster) this.#checks.push((client, spec, argv) => cluster.check(client, spec, argv));
     this.#dispatcher = dispatcher;
     this.#host = {
       command: (name, commandOptions, handler) => this.command(name, commandOptions, handler),
@@ -237,6 +243,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       pause: this.#pause,
       stats: this.stats,
       commandStats: dispatcher.commandStats,
+      errorStats: dispatcher.errorStats,
       infoSections: this.#infoSections,
     };
     registerBuiltins(this.#host);
@@ -275,6 +282,60 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /** INFO commandstats: per command (`client|list` for a subcommand), as Redis counts them. */
   get commandStats(): Map<string, CommandStats> {
     return this.#dispatcher.commandStats;
+  }
+
+  /**
+   * Add a check made on every command before it runs or MULTI queues it, as Redis's processCommand
+   * refuses a write on a replica: return the error text to refuse it with (`READONLY You can't
+   * write against a read only replica.`), or undefined to let it go on. Runs after arity, auth and
+   * OOM (and cluster mode's slot check), before CLIENT PAUSE: a command refused while queued in
+   * MULTI makes EXEC answer `-EXECABORT`; EXEC itself is checked too (its commands are in
+   * `client.multi`). Returns a function that removes the check.
+   */
+  addCheck(check: PreRunCheck<Context>): () => void {
+    this.#checks.push(check);
+    return () => {
+      const at = this.#checks.indexOf(check);
+      if (at !== -1) this.#checks.splice(at, 1);
+    };
+  }
+
+  /**
+   * CONFIG RESETSTAT: zero INFO's counters the adapter keeps (commandstats, errorstats,
+   * total_error_replies, total_commands_processed, total_connections_received,
+   * rejected_connections, net input and output bytes), then run the hooks added with
+   * `onResetStats` (an application's keyspace hits, evicted keys…).
+   */
+  resetStats(): void {
+    this.#dispatcher.commandStats.clear();
+    this.#dispatcher.errorStats.clear();
+    this.stats.errorReplies = 0;
+    this.stats.connectionsReceived = 0;
+    this.stats.rejectedConnections = 0;
+    this.stats.commandsProcessed = 0;
+    this.stats.netInputBytes = 0;
+    this.stats.netOutputBytes = 0;
+    for (const hook of this.#resetHooks) {
+      try {
+        hook();
+      } catch (error) {
+        this.logger.error({ err: error }, 'onResetStats hook failed');
+      }
+    }
+  }
+
+  /**
+   * Count an error reply a handler wrote itself (`client.reply.error(…)`) in INFO errorstats and
+   * total_error_replies; errors a handler throws or returns, and dispatch's refusals, are counted already.
+   */
+  countError(message: string): void {
+    this.#dispatcher.countError(message);
+  }
+
+  /** Run `hook` on every `resetStats()` (CONFIG RESETSTAT): zero your own INFO counters there. */
+  onResetStats(hook: () => void): this {
+    this.#resetHooks.push(hook);
+    return this;
   }
 
   // ---- clients and authentication ------------------------------------------------------------

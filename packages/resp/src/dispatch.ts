@@ -6,6 +6,7 @@ import type { Command } from './parser.js';
 import type { ClientPause } from './pause.js';
 import type { PubSub } from './pubsub.js';
 import { type CommandHandler, type CommandRegistry, type CommandSpec, commandKeys, type Entry, fullName } from './registry.js';
+import { RespError } from './reply.js';
 import type { Tracking } from './tracking.js';
 
 // Dispatch: one command received → the checks Redis's processCommand makes, in its order
@@ -23,7 +24,10 @@ export interface CommandStats {
 
 /**
  * A check made on every command after arity, auth and OOM, before CLIENT PAUSE holds it or MULTI
- * queues it: the error to refuse it with (`MOVED …`, `CROSSSLOT …`), or undefined to go on.
+ * queues it (Redis's processCommand): the error to refuse it with (`MOVED …`, `READONLY …`,
+ * `NOREPLICAS …`), or undefined to go on. A refused command counts as rejected_calls and, inside
+ * MULTI, makes EXEC answer `-EXECABORT`. EXEC itself passes through the checks too (its queued
+ * commands are in `client.multi`), as Redis checks a transaction that queued a write.
  */
 export type PreRunCheck<Context> = (client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command) => string | undefined;
 
@@ -35,12 +39,12 @@ export interface DispatchHost<Context> {
   readonly pause: ClientPause<Context>;
   readonly monitors: Monitors<Context>;
   readonly tracking: Tracking<Context>;
-  /** INFO's total_commands_processed. */
-  readonly stats: { commandsProcessed: number };
+  /** INFO's total_commands_processed and total_error_replies. */
+  readonly stats: { commandsProcessed: number; errorReplies: number };
   readonly outOfMemory: (() => boolean) | undefined;
   readonly logger: Logger;
-  /** The pre-run check ({@link PreRunCheck}), if any. */
-  readonly check?: PreRunCheck<Context> | undefined;
+  /** The pre-run checks ({@link PreRunCheck}), in order; the first error wins. */
+  readonly checks: ReadonlyArray<PreRunCheck<Context>>;
 }
 
 /** The reply of a command ended by `CLIENT UNBLOCK id ERROR` (networking.c, clientCommand). */
@@ -52,6 +56,12 @@ export class Dispatcher<Context> {
   readonly #host: DispatchHost<Context>;
   /** INFO commandstats. */
   readonly commandStats = new Map<string, CommandStats>();
+  /**
+   * INFO errorstats: error replies by code (`ERR`, `WRONGTYPE`, `NOGROUP`…), as Redis's
+   * afterErrorReply counts them — here the errors dispatch sees: refusals, a handler's thrown or
+   * returned RespError (not an error a handler writes itself with `client.reply.error`).
+   */
+  readonly errorStats = new Map<string, number>();
   /** The client whose command runs now (tracking's NOLOOP). */
   #current: RespClient<Context> | undefined;
   /** Nesting of run() (EXEC runs the queued commands inside its own run). */
@@ -100,10 +110,11 @@ export class Dispatcher<Context> {
       this.#rejectCommand(own, spec.name, "OOM command not allowed when used memory > 'maxmemory'.");
       return;
     }
-    // The pre-run check (cluster mode's slot check): the one place for a check on every command
-    // that passed the above, before CLIENT PAUSE holds it and MULTI queues it.
-    if (host.check !== undefined) {
-      const refused = host.check(own, spec, argv);
+    // The pre-run checks (cluster mode's slot check, an application's READONLY…): the one place for
+    // a check on every command that passed the above, before CLIENT PAUSE holds it and MULTI queues it.
+    const checks = host.checks;
+    for (let i = 0; i < checks.length; i++) {
+      const refused = (checks[i] as PreRunCheck<Context>)(own, spec, argv);
       if (refused !== undefined) {
         this.#rejectCommand(own, spec.name, refused);
         return;
@@ -176,6 +187,7 @@ export class Dispatcher<Context> {
       if (timed) stats.usec += Math.round((performance.now() - started) * 32_000);
       stats.failed++;
       writeFailure(client, error, spec.name, this.#logFailure);
+      this.countError(error);
       this.#after(client, spec, argv, this.#depth === 0);
       return;
     }
@@ -185,19 +197,36 @@ export class Dispatcher<Context> {
     if (result instanceof Promise) {
       return result.then(
         (value) => {
-          if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
-          else writeResult(client, value);
+          if (client.takeUnblockError()) {
+            client.reply.error(UNBLOCKED);
+            stats.failed++;
+            this.countError(UNBLOCKED);
+          } else {
+            writeResult(client, value);
+            if (value instanceof RespError) {
+              stats.failed++;
+              this.countError(value);
+            }
+          }
           this.#after(client, spec, argv, true);
         },
         (error: unknown) => {
           stats.failed++;
-          if (client.takeUnblockError()) client.reply.error(UNBLOCKED);
+          const unblocked = client.takeUnblockError();
+          if (unblocked) client.reply.error(UNBLOCKED);
           else writeFailure(client, error, spec.name, this.#logFailure);
+          this.countError(unblocked ? UNBLOCKED : error);
           this.#after(client, spec, argv, true);
         },
       );
     }
-    if (result !== undefined) client.reply.value(result);
+    if (result !== undefined) {
+      client.reply.value(result);
+      if (result instanceof RespError) {
+        stats.failed++;
+        this.countError(result);
+      }
+    }
     this.#after(client, spec, argv, this.#depth === 0);
   }
 
@@ -235,6 +264,20 @@ export class Dispatcher<Context> {
   #reject(client: RespClient<Context>, message: string): void {
     if (client.multi !== undefined) client.multiDirty = true;
     client.reply.error(message);
+    this.countError(message);
+  }
+
+  /**
+   * Count an error reply (INFO errorstats, total_error_replies): its code is the text before the
+   * first space within 32 characters, else ERR (networking.c, afterErrorReply). A handler that
+   * writes an error itself can call this (through the adapter's `countError`) to be counted.
+   */
+  countError(error: unknown): void {
+    const message = error instanceof RespError ? error.message : typeof error === 'string' ? error : 'ERR';
+    const space = message.indexOf(' ');
+    const code = space > 0 && space < 31 ? message.slice(0, space) : 'ERR';
+    this.#host.stats.errorReplies++;
+    this.errorStats.set(code, (this.errorStats.get(code) ?? 0) + 1);
   }
 }
 

@@ -27,6 +27,8 @@ export interface ServerStats {
   netInputBytes: number;
   /** Bytes written to clients (total_net_output_bytes). */
   netOutputBytes: number;
+  /** Error replies counted (total_error_replies; see Dispatcher.countError). */
+  errorReplies: number;
 }
 
 export interface BuiltinHost<Context> {
@@ -52,6 +54,8 @@ export interface BuiltinHost<Context> {
   readonly pause: ClientPause<Context>;
   readonly stats: Readonly<ServerStats>;
   readonly commandStats: ReadonlyMap<string, Readonly<CommandStats>>;
+  /** INFO errorstats: error replies by code. */
+  readonly errorStats: ReadonlyMap<string, number>;
   /** The application's INFO sections and fields. */
   readonly infoSections: ReadonlyMap<string, ReadonlyArray<() => InfoFields>>;
 }

@@ -6,11 +6,13 @@ export { respAdapter } from './adapter.js';
 export { floatArg, int64Arg, integerArg, NOT_FLOAT, NOT_INTEGER, parseDouble, parseInt64 } from './args.js';
 export type { RespClient } from './client.js';
 export { CLUSTER_SLOTS, type ClusterNode, type ClusterOptions, type ClusterState, keySlot, type SlotRange } from './cluster.js';
+export type { PreRunCheck } from './dispatch.js';
 export { globMatch } from './glob.js';
 export type { InfoFields } from './host.js';
 export type { KeyspaceEventClass } from './notify.js';
 export type { Command } from './parser.js';
 export type { CommandFlag, CommandHandler, CommandOptions, CommandSpec } from './registry.js';
+export { ACL_CATEGORIES, type AclCategory, type KeySpec, type KeySpecFlag } from './registry.js';
 export {
   type DoubleFormat,
   formatDouble,

@@ -12,7 +12,12 @@ export type CommandHandler<Context = Record<string, unknown>> = (
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler may return nothing (it wrote its reply itself)
 ) => ReplyValue | undefined | void | Promise<ReplyValue | undefined | void>;
 
-/** Flags of a command, as Redis's command table has them (the ones that change dispatch). */
+/**
+ * Flags of a command, as Redis's command table has them. `noauth`, `pubsub`, `nomulti`, `readonly`,
+ * `write`, `admin` and `denyoom` change dispatch; all are shown by COMMAND INFO (and give the
+ * command its implicit ACL categories: `write` → @write, `readonly` → @read, `admin` → @admin
+ * @dangerous, `blocking` → @blocking, `fast` → @fast, else @slow).
+ */
 export type CommandFlag =
   /** Runs before authentication (AUTH, HELLO, QUIT, RESET). */
   | 'noauth'
@@ -25,19 +30,102 @@ export type CommandFlag =
   | 'fast'
   | 'admin'
   /** May use more memory (SET, LPUSH…): refused while `outOfMemory()` says so, as Redis's CMD_DENYOOM. */
-  | 'denyoom';
+  | 'denyoom'
+  /** May block the client (BLPOP, XREAD BLOCK…): @blocking. */
+  | 'blocking'
+  /** The rest are reported by COMMAND INFO only, as Redis names them. */
+  | 'noscript'
+  | 'loading'
+  | 'stale'
+  | 'skip_monitor'
+  | 'skip_slowlog'
+  | 'asking'
+  | 'no_mandatory_keys'
+  | 'no_async_loading'
+  | 'allow_busy';
+
+/**
+ * How a command uses the keys a {@link KeySpec} finds (Redis 7's key-spec flags): one of `RO` (read
+ * only), `RW` (read and write), `OW` (overwrite: the old value is not read), `RM` (remove), with
+ * what is done to the data (`access`, `update`, `insert`, `delete`); `not_key` marks arguments
+ * that are not keys but hash like them (shard channels: the cluster's slot check sees them,
+ * COMMAND GETKEYS does not list them); `incomplete`: the spec may not find every key;
+ * `variable_flags`: the flags depend on the arguments.
+ */
+export type KeySpecFlag =
+  | 'RO'
+  | 'RW'
+  | 'OW'
+  | 'RM'
+  | 'access'
+  | 'update'
+  | 'insert'
+  | 'delete'
+  | 'not_key'
+  | 'incomplete'
+  | 'variable_flags';
+
+/**
+ * Where a command's keys are (Redis 7's key specs, as COMMAND INFO shows them). `begin` finds the
+ * first key: an argument index (1 = the first argument), or the argument after a keyword,
+ * searched from `startFrom` (negative: backwards from the end), or `'unknown'`. `find` then takes
+ * the keys from there: a range (`lastKey` relative to the first key, -1 the last argument, every
+ * `step`th, `limit`: 0 all, 2 half of the remaining arguments…) — default one key — or a count at
+ * `keynumIndex` (relative to the first key) followed by the keys from `firstKey`, or `'unknown'`.
+ *
+ * ```ts
+ * // ZUNIONSTORE destination numkeys key [key …]
+ * const zunionstoreKeys: KeySpec[] = [
+ *   { flags: ['OW', 'update'], begin: 1 },
+ *   { flags: ['RO', 'access'], begin: 2, find: { keynumIndex: 0, firstKey: 1, step: 1 } },
+ * ];
+ * // XREAD … STREAMS key [key …] id [id …]
+ * const xreadKeys: KeySpec[] = [
+ *   { flags: ['RO', 'access'], begin: { keyword: 'STREAMS', startFrom: 1 }, find: { lastKey: -1, step: 1, limit: 2 } },
+ * ];
+ * ```
+ */
+export interface KeySpec {
+  readonly flags: readonly KeySpecFlag[];
+  readonly begin: number | { readonly keyword: string; readonly startFrom: number } | 'unknown';
+  readonly find?:
+    | { readonly lastKey: number; readonly step?: number; readonly limit?: number }
+    | { readonly keynumIndex: number; readonly firstKey: number; readonly step?: number }
+    | 'unknown';
+  /** COMMAND INFO's `notes`. */
+  readonly notes?: string;
+}
 
 export interface CommandOptions {
   /** Redis arity, the name included: 2 = exactly `GET key`; -2 = at least one argument. */
   arity: number;
   flags?: readonly CommandFlag[];
-  /** First key, last key (-1: the last argument), step: for COMMAND INFO and client-side routing. */
+  /**
+   * First key, last key (-1: the last argument), step: Redis's legacy key range. Enough for most
+   * commands; WATCH-free key extraction, client-side caching, cluster mode and COMMAND GETKEYS use it.
+   * Without `keySpecs`, it gives the command one key spec (`RO access` for a `readonly` command,
+   * `RW access update` else; `not_key` for a `pubsub` group command's shard channels).
+   */
   keys?: readonly [number, number, number];
   /**
-   * The keys of a call, when `keys` cannot say (a `numkeys` argument: ZUNION, SINTERCARD, LCS…).
-   * Client-side caching remembers these for a `readonly` command.
+   * Redis 7's key specs (COMMAND INFO, COMMAND GETKEYSANDFLAGS), when `keys` cannot say it all
+   * (several specs with their own flags, a `numkeys` argument, a keyword): the keys of a call are
+   * then found from these, and `keys` (if not given) is derived as Redis derives its legacy range.
+   */
+  keySpecs?: readonly KeySpec[];
+  /**
+   * The keys of a call, when neither `keys` nor `keySpecs` can find them (SORT's STORE, a command
+   * whose keys depend on its options). Takes precedence over both for finding keys; client-side
+   * caching remembers these for a `readonly` command. The command is shown with `movablekeys`.
    */
   keysOf?: (argv: Command) => readonly Buffer[];
+  /**
+   * ACL categories beyond those Redis derives from the flags and the `group` (`string` → @string,
+   * `sorted-set` → @sortedset, `generic` → @keyspace…): `['dangerous']` for KEYS or FLUSHALL.
+   */
+  aclCategories?: readonly AclCategory[];
+  /** COMMAND INFO's tips (`nondeterministic_output`, `request_policy:all_shards`…). */
+  tips?: readonly string[];
   /**
    * For a container command (CLIENT, CONFIG, OBJECT…): its subcommands, lowercase, each with its
    * own flags. CLIENT LIST then shows `cmd=client|list`, and MONITOR skips the `admin` ones.
@@ -68,6 +156,33 @@ export interface Entry<Context> {
   readonly denyoom: boolean;
 }
 
+/** Redis 7.0's ACL categories, in the order COMMAND INFO lists them (acl.c, ACLCommandCategories). */
+export const ACL_CATEGORIES = [
+  'keyspace',
+  'read',
+  'write',
+  'set',
+  'sortedset',
+  'list',
+  'hash',
+  'string',
+  'bitmap',
+  'hyperloglog',
+  'geo',
+  'stream',
+  'pubsub',
+  'admin',
+  'fast',
+  'slow',
+  'blocking',
+  'dangerous',
+  'connection',
+  'transaction',
+  'scripting',
+] as const;
+
+export type AclCategory = (typeof ACL_CATEGORIES)[number];
+
 /** Registered commands by name. */
 export class CommandRegistry<Context> {
   readonly #commands = new Map<string, CommandSpec<Context>>();
@@ -78,6 +193,18 @@ export class CommandRegistry<Context> {
   add(name: string, options: CommandOptions, handler: CommandHandler<Context>): void {
     const lower = name.toLowerCase();
     const spec: CommandSpec<Context> = { ...options, name: lower, handler };
+    const description = describe(options, options.keysOf);
+    descriptions.set(spec, description);
+    if (options.keySpecs !== undefined) {
+      // Declared key specs: `keys` (Redis's legacy range) follows from them, and keys the range
+      // cannot find (a keyword, a numkeys, several specs) are found by the specs themselves.
+      if (spec.keys === undefined && description.range[0] > 0) spec.keys = description.range;
+      if (spec.keysOf === undefined && description.movable) {
+        const specs = description.keySpecs;
+        spec.keysOf = (argv) =>
+          (keysFromSpecs(specs, argv, { notKeys: true, partial: true }) ?? []).map(({ index }) => argv[index] as Buffer);
+      }
+    }
     const flags = options.flags ?? [];
     const entry: Entry<Context> = {
       spec,
@@ -128,4 +255,249 @@ export function fullName<Context>(spec: CommandSpec<Context>, argv: Command): st
   if (sub === undefined || sub.length > 64) return spec.name;
   const lower = sub.toString('latin1').toLowerCase();
   return spec.subcommands !== undefined && Object.hasOwn(spec.subcommands, lower) ? `${spec.name}|${lower}` : spec.name;
+}
+
+// ---- key specs, ACL categories: what COMMAND INFO and COMMAND GETKEYS say of a command ----------
+
+/** A command as COMMAND INFO and COMMAND GETKEYS see it (computed once per registration). */
+export interface CommandDescription {
+  /** Declared, or derived from `keys` / `keysOf`. */
+  readonly keySpecs: readonly KeySpec[];
+  /** True when the key specs were declared (`keySpecs`). */
+  readonly declared: boolean;
+  /** COMMAND INFO's first key, last key, step (Redis's legacy range, from the specs when not declared). */
+  readonly range: readonly [number, number, number];
+  /** Keys that `keys` alone cannot find (Redis's movablekeys). */
+  readonly movable: boolean;
+  /** COMMAND INFO's flags, Redis's names in Redis's order. */
+  readonly flags: readonly string[];
+  readonly categories: readonly AclCategory[];
+  /** The application's own `keysOf`, if any. */
+  readonly keysOf: ((argv: Command) => readonly Buffer[]) | undefined;
+}
+
+/** A key found in a call: its index in argv and the flags of the spec that found it. */
+export interface FoundKey {
+  readonly index: number;
+  readonly flags: readonly KeySpecFlag[];
+}
+
+/** COMMAND INFO's flag names, in Redis's order (server.c, addReplyFlagsForCommand). */
+const FLAG_NAMES: ReadonlyArray<readonly [CommandFlag | 'movablekeys', string]> = [
+  ['write', 'write'],
+  ['readonly', 'readonly'],
+  ['denyoom', 'denyoom'],
+  ['admin', 'admin'],
+  // Redis's pubsub flag marks pub/sub commands (shown for the `pubsub` group); the adapter's
+  // `pubsub` flag (allowed in RESP2 subscribed mode: PING, QUIT…) is not shown.
+  ['pubsub', 'pubsub'],
+  ['noscript', 'noscript'],
+  ['blocking', 'blocking'],
+  ['loading', 'loading'],
+  ['stale', 'stale'],
+  ['skip_monitor', 'skip_monitor'],
+  ['skip_slowlog', 'skip_slowlog'],
+  ['asking', 'asking'],
+  ['fast', 'fast'],
+  ['noauth', 'no_auth'],
+  ['no_mandatory_keys', 'no_mandatory_keys'],
+  ['no_async_loading', 'no_async_loading'],
+  ['movablekeys', 'movablekeys'],
+  ['allow_busy', 'allow_busy'],
+];
+
+/** The ACL category each command group carries in Redis's command table. */
+const GROUP_CATEGORY: Readonly<Record<string, AclCategory>> = {
+  generic: 'keyspace',
+  string: 'string',
+  list: 'list',
+  set: 'set',
+  'sorted-set': 'sortedset',
+  hash: 'hash',
+  transactions: 'transaction',
+  connection: 'connection',
+  scripting: 'scripting',
+  hyperloglog: 'hyperloglog',
+  geo: 'geo',
+  stream: 'stream',
+  bitmap: 'bitmap',
+};
+
+const descriptions = new WeakMap<object, CommandDescription>();
+
+/** What COMMAND INFO and COMMAND GETKEYS say of a command (memoized per spec object). */
+export function describeCommand(spec: CommandOptions): CommandDescription {
+  let description = descriptions.get(spec);
+  if (description === undefined) {
+    description = describe(spec, spec.keysOf);
+    descriptions.set(spec, description);
+  }
+  return description;
+}
+
+function describe(options: CommandOptions, keysOf: CommandOptions['keysOf']): CommandDescription {
+  const flags = options.flags ?? [];
+  const channels = options.group === 'pubsub';
+  const derivedFlags: readonly KeySpecFlag[] = channels
+    ? ['not_key']
+    : flags.includes('readonly')
+      ? ['RO', 'access']
+      : ['RW', 'access', 'update'];
+  const declared = options.keySpecs !== undefined;
+  let keySpecs: KeySpec[];
+  if (options.keySpecs !== undefined) keySpecs = [...options.keySpecs];
+  else {
+    keySpecs = [];
+    const keys = options.keys;
+    if (keys !== undefined && keys[0] > 0) {
+      const [first, last, step] = keys;
+      keySpecs.push({ flags: derivedFlags, begin: first, find: { lastKey: last < 0 ? last : last - first, step, limit: 0 } });
+    }
+    if (keysOf !== undefined) keySpecs.push({ flags: derivedFlags, begin: 'unknown', find: 'unknown' });
+  }
+  const legacy = legacyRange(keySpecs);
+  const movable = legacy.movable || keysOf !== undefined;
+  const range = options.keys ?? legacy.range;
+  const pubsub = options.group === 'pubsub' && options.subcommands === undefined;
+  const names = FLAG_NAMES.filter(([flag]) => (flag === 'movablekeys' ? movable : flag === 'pubsub' ? pubsub : flags.includes(flag))).map(
+    ([, name]) => name,
+  );
+  // server.c, setImplicitACLCategories, over the categories the group gives (not to a container
+  // command: CLIENT is @slow, its subcommands @connection).
+  const categories = new Set<AclCategory>(options.aclCategories ?? []);
+  const group = options.group === undefined || options.subcommands !== undefined ? undefined : GROUP_CATEGORY[options.group];
+  if (group !== undefined) categories.add(group);
+  if (flags.includes('write')) categories.add('write');
+  if (flags.includes('readonly') && !categories.has('scripting')) categories.add('read');
+  if (flags.includes('admin')) categories.add('admin').add('dangerous');
+  if (pubsub) categories.add('pubsub');
+  if (flags.includes('fast')) categories.add('fast');
+  if (flags.includes('blocking')) categories.add('blocking');
+  if (!categories.has('fast')) categories.add('slow');
+  return {
+    keySpecs,
+    declared,
+    range,
+    movable,
+    flags: names,
+    categories: ACL_CATEGORIES.filter((category) => categories.has(category)),
+    keysOf,
+  };
+}
+
+const beginIndex = (spec: KeySpec): number | undefined => (typeof spec.begin === 'number' ? spec.begin : undefined);
+const rangeOf = (spec: KeySpec): { lastKey: number; step: number; limit: number } | undefined => {
+  const find = spec.find ?? { lastKey: 0 };
+  if (find === 'unknown' || !('lastKey' in find)) return undefined;
+  return { lastKey: find.lastKey, step: find.step ?? 1, limit: find.limit ?? 0 };
+};
+
+/** Redis's legacy (first, last, step) from key specs (server.c, populateCommandLegacyRangeSpec). */
+function legacyRange(specs: readonly KeySpec[]): { range: readonly [number, number, number]; movable: boolean } {
+  if (specs.length === 0) return { range: [0, 0, 0], movable: false };
+  const only = specs[0] as KeySpec;
+  const onlyRange = rangeOf(only);
+  const onlyBegin = beginIndex(only);
+  if (specs.length === 1 && onlyBegin !== undefined && onlyRange !== undefined) {
+    const last = onlyRange.lastKey >= 0 ? onlyRange.lastKey + onlyBegin : onlyRange.lastKey;
+    return { range: [onlyBegin, last, onlyRange.step], movable: only.flags.includes('incomplete') };
+  }
+  let movable = false;
+  let first = Number.MAX_SAFE_INTEGER;
+  let last = 0;
+  let previous = 0;
+  for (const spec of specs) {
+    const begin = beginIndex(spec);
+    const range = rangeOf(spec);
+    if (begin === undefined || range === undefined) {
+      movable = true;
+      continue;
+    }
+    if (range.step !== 1 || (previous !== 0 && previous !== begin - 1)) {
+      movable = true;
+      continue;
+    }
+    if (spec.flags.includes('incomplete')) movable = true;
+    first = Math.min(first, begin);
+    const absolute = range.lastKey >= 0 ? range.lastKey + begin : range.lastKey;
+    // Unsigned comparison, as Redis: a negative last key (-1: the last argument) wins.
+    last = last >>> 0 >= absolute >>> 0 ? last : absolute;
+    previous = last;
+  }
+  if (first === Number.MAX_SAFE_INTEGER) return { range: [0, 0, 0], movable: true };
+  return { range: [first, last, 1], movable };
+}
+
+/**
+ * The keys key specs find in a call (db.c, getKeysUsingKeySpecs): undefined when a spec cannot
+ * say (unknown, incomplete, a bad `numkeys`, out of range) unless `partial` (then it is skipped).
+ */
+export function keysFromSpecs(
+  specs: readonly KeySpec[],
+  argv: Command,
+  options: { notKeys?: boolean; partial?: boolean } = {},
+): FoundKey[] | undefined {
+  const found: FoundKey[] = [];
+  const argc = argv.length;
+  for (const spec of specs) {
+    if (spec.flags.includes('not_key') && options.notKeys !== true) continue;
+    let first = 0;
+    const begin = spec.begin;
+    if (typeof begin === 'number') first = begin;
+    else if (begin !== 'unknown') {
+      const from = begin.startFrom > 0 ? begin.startFrom : argc + begin.startFrom;
+      const end = begin.startFrom > 0 ? argc - 1 : 1;
+      const keyword = begin.keyword.toLowerCase();
+      for (let i = from; i !== end; i = from <= end ? i + 1 : i - 1) {
+        if (i >= argc || i < 1) break;
+        if ((argv[i] as Buffer).toString('latin1').toLowerCase() === keyword) {
+          first = i + 1;
+          break;
+        }
+      }
+      if (first === 0) continue;
+    }
+    const find = spec.find ?? { lastKey: 0 };
+    let last: number;
+    let step: number;
+    let valid = first > 0 && find !== 'unknown';
+    if (!valid || find === 'unknown') last = step = 0;
+    else if ('lastKey' in find) {
+      step = find.step ?? 1;
+      const limit = find.limit ?? 0;
+      if (find.lastKey >= 0) last = first + find.lastKey;
+      else if (limit === 0) last = argc + find.lastKey;
+      else last = first + (Math.floor((argc - first) / limit) + find.lastKey);
+    } else {
+      step = find.step ?? 1;
+      const at = first + find.keynumIndex;
+      const count = at < argc ? parseCount(argv[at] as Buffer) : undefined;
+      if (count === undefined) {
+        valid = false;
+        last = 0;
+      } else {
+        first += find.firstKey;
+        last = first + count - 1;
+      }
+    }
+    if (valid && count(first, last, argc)) {
+      for (let i = first; i <= last && i < argc; i += Math.max(step, 1)) found.push({ index: i, flags: spec.flags });
+      if (!spec.flags.includes('incomplete')) continue;
+    }
+    if (options.partial === true) continue;
+    return undefined;
+  }
+  return found;
+}
+
+/** First and last within the call (db.c: `last >= argc || last < first || first >= argc` is an error). */
+function count(first: number, last: number, argc: number): boolean {
+  return !(last >= argc || last < first || first >= argc);
+}
+
+/** A `numkeys` argument: a non-negative integer (string2ll), else undefined. */
+function parseCount(arg: Buffer): number | undefined {
+  const text = arg.toString('latin1');
+  if (!/^(0|[1-9][0-9]{0,15})$/.test(text)) return undefined;
+  return Number(text);
 }

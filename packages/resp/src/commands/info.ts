@@ -6,7 +6,7 @@ import type { Command } from '../parser.js';
 
 export type InfoHost<C> = Pick<
   BuiltinHost<C>,
-  'serverVersion' | 'clients' | 'maxClients' | 'stats' | 'commandStats' | 'tracking' | 'pubsub' | 'infoSections'
+  'serverVersion' | 'clients' | 'maxClients' | 'stats' | 'commandStats' | 'errorStats' | 'tracking' | 'pubsub' | 'infoSections'
 >;
 
 /** INFO's sections in Redis's order; `default` and `all` list these (commandstats and the like are not kept). */
@@ -52,7 +52,7 @@ export function builtinSections<C>(server: InfoHost<C>): Map<string, Array<reado
   // 100 ms; this costs the command path nothing). Kept when INFO is asked again within 100 ms.
   const sample = opsSample.get(server) ?? { at: now, commands: stats.commandsProcessed, rate: 0 };
   if (now - sample.at >= 100) {
-    sample.rate = Math.round(((stats.commandsProcessed - sample.commands) * 1000) / (now - sample.at));
+    sample.rate = Math.max(0, Math.round(((stats.commandsProcessed - sample.commands) * 1000) / (now - sample.at)));
     sample.at = now;
     sample.commands = stats.commandsProcessed;
   }
@@ -128,6 +128,7 @@ export function builtinSections<C>(server: InfoHost<C>): Map<string, Array<reado
         ['tracking_total_items', server.tracking.items],
         ['tracking_total_prefixes', server.tracking.prefixCount],
         ['total_blocking_keys', 0],
+        ['total_error_replies', stats.errorReplies],
       ],
     ],
     [
@@ -157,6 +158,7 @@ export function builtinSections<C>(server: InfoHost<C>): Map<string, Array<reado
             `rejected_calls=${counts.rejected},failed_calls=${counts.failed}`,
         ]),
     ],
+    ['errorstats', [...server.errorStats].map(([code, count]): readonly [string, string] => [`errorstat_${code}`, `count=${count}`])],
   ]);
 }
 
