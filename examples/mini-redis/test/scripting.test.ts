@@ -477,6 +477,39 @@ describe('limits', () => {
     expect(actual[0]).toBe('b: -BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.⏎');
   }, 60_000);
 
+  it('a transaction meeting a busy script is discarded whole (EXECABORT … BUSY)', async () => {
+    const run = async (port: number): Promise<string[]> => {
+      const a = new RawClient(port);
+      const b = new RawClient(port);
+      const transcript: string[] = [];
+      try {
+        await a.send(['CONFIG SET busy-reply-threshold 50', 'SET xx 1']);
+        for (const reply of await b.send(['MULTI', 'INCR xx'])) transcript.push(`b: ${show(reply)}`);
+        a.socket.write(encodeOne(e('while true do end')));
+        for (let i = 0; i < 500; i++) {
+          const [reply] = await b.send(['INCR xx']);
+          if (show(reply as Buffer).startsWith('-BUSY')) {
+            transcript.push(`b: ${show(reply as Buffer)}`);
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        for (const reply of await b.send(['EXEC', 'PING asdf', 'SCRIPT KILL'])) transcript.push(`b: ${show(reply)}`);
+        for (const reply of await a.read(1)) transcript.push(`a: ${show(reply).replace(/[0-9a-f]{40}/, '<sha>')}`);
+        for (const reply of await b.send(['GET xx', 'CONFIG SET busy-reply-threshold 5000'])) transcript.push(`b: ${show(reply)}`);
+        return transcript;
+      } finally {
+        a.close();
+        b.close();
+      }
+    };
+    const [expected, actual] = await Promise.all([run((real as Started).port), run((mini as Started).port)]);
+    expect(actual).toEqual(expected);
+    expect(actual).toContain(
+      'b: -EXECABORT Transaction discarded because of: BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.⏎',
+    );
+  }, 60_000);
+
   it('the Lua heap is capped: a script that allocates without end fails, the VM lives on', async () => {
     const client = new RawClient((mini as Started).port);
     try {

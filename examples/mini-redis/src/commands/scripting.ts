@@ -432,8 +432,17 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
         const stats = resp.commandStats.get(spec.name);
         if (stats !== undefined) stats.rejected++;
         else resp.commandStats.set(spec.name, { calls: 0, usec: 0, rejected: 1, failed: 0 });
+        const busy = running.function ? BUSY_FUNCTION : BUSY_EVAL;
+        if (client.multi !== undefined && spec.name === 'exec') {
+          // networking.c, execCommandAbort: the transaction is discarded.
+          client.multi = undefined;
+          client.multiDirty = false;
+          resp.unwatch(client);
+          client.reply.error(`EXECABORT Transaction discarded because of: ${busy}`);
+          return;
+        }
         if (client.multi !== undefined) client.multiDirty = true;
-        client.reply.error(running.function ? BUSY_FUNCTION : BUSY_EVAL);
+        client.reply.error(busy);
         client.flushLater();
         return;
       }
