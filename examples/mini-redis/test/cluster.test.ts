@@ -43,8 +43,8 @@ function raw(port: number): Raw {
   return client;
 }
 
-function ioredisCluster(port: number): Cluster {
-  const cluster = new Cluster([{ host: '127.0.0.1', port }], { redisOptions: { maxRetriesPerRequest: 1 } });
+function ioredisCluster(port: number, protocol: 2 | 3 = 2): Cluster {
+  const cluster = new Cluster([{ host: '127.0.0.1', port }], { redisOptions: { maxRetriesPerRequest: 1, protocol } });
   clusters.push(cluster);
   return cluster;
 }
@@ -77,6 +77,13 @@ describe('one mini-redis owning every slot', () => {
       [null, 'hello'],
     ]);
     expect(cluster.nodes('master').map((node) => node.options.port)).toEqual([single.port]);
+  });
+
+  it('ioredis.Cluster on RESP3', async () => {
+    const cluster = ioredisCluster(single.port, 3);
+    expect(await cluster.set('{r3}a', '1')).toBe('OK');
+    expect(await cluster.mget('{r3}a', '{r3}b')).toEqual(['1', null]);
+    expect(await cluster.cluster('INFO')).toContain('cluster_state:ok');
   });
 
   it('node-redis createCluster', async () => {
