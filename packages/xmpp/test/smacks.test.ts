@@ -1,12 +1,17 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { defaultModules } from '../src/modules/index.js';
 import { type SmacksOptions, smacks } from '../src/modules/smacks.js';
 import { memoryStorage } from '../src/stores/memory.js';
+import { sqliteStorage } from '../src/stores/sqlite.js';
 import type { XmppStorage } from '../src/stores/types.js';
 import { RawTranscript } from './raw-stream.js';
 import { clients, login, OPEN, rawLogin, rawStartTls, start } from './support.js';
@@ -160,6 +165,36 @@ describe('stream management (XEP-0198): negotiation and acks over raw streams', 
     juliet.write(`<iq type='get' id='p4' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq><r xmlns='${SM}'/>`);
     expect(await ackOf(juliet)).toBe(4);
     juliet.socket.destroy();
+  });
+
+  it('acknowledges a message only once its archive entries are committed: another connection to the SQLite file sees them when <a/> arrives', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'portbind-smacks-'));
+    try {
+      const file = join(dir, 'xmpp.sqlite');
+      // MAM at its defaults: delivery does not wait for the archive; the ack does.
+      const { port } = await smServer({}, sqliteStorage({ file }));
+      const juliet = await bound(port, 'juliet', 'balcony', 'balcony');
+      await enable(juliet);
+      const romeo = await bound(port, 'romeo', 'r0meo!', 'orchard');
+      await enable(romeo);
+      const reader = new Database(file, { readonly: true });
+      try {
+        const rows = (): unknown => reader.prepare('SELECT count(*) FROM archive').pluck().get();
+        for (let i = 1; i <= 3; i++) {
+          romeo.write(`<message to='juliet@localhost/balcony' type='chat' id='m${i}'><body>hi ${i}</body></message><r xmlns='${SM}'/>`);
+          expect(await ackOf(romeo)).toBe(i);
+          // Romeo's copy and Juliet's of every message acknowledged so far.
+          expect(rows()).toBe(2 * i);
+        }
+        await juliet.until(/<body>hi 3<\/body>/);
+      } finally {
+        reader.close();
+      }
+      romeo.socket.destroy();
+      juliet.socket.destroy();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('closes the stream with <undefined-condition/> and <handled-count-too-high/> when the client acknowledges more than was sent; other clients go on', async () => {

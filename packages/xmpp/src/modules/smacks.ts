@@ -85,6 +85,8 @@ interface StoredSession {
 const U32 = 2 ** 32;
 const INDEX_KEY = 'hibernating';
 const OLD_PREFIX = 'old:';
+/** The key an ack reads (never written): its answer comes once the writes queued before it committed. */
+const BARRIER_KEY = 'ack-barrier';
 
 /** A stream error with XEP-0198's `<handled-count-too-high/>` beside `<undefined-condition/>`. */
 export class HandledCountTooHigh extends StreamError {
@@ -272,7 +274,16 @@ class StreamManagement {
       session.sendRaw(failed('unexpected-request'));
       return;
     }
-    session.sendRaw(xml('a', { xmlns: NS_SM, h: String(state.inbound) }));
+    // `<a h/>` tells the client the server has these stanzas: what handling them wrote is committed first
+    // (a message's archive entries, queued without waiting, and anything else). The session handles its
+    // elements one at a time, so every write of the stanzas counted in h is queued by now; a read queued
+    // after them resolves only once their transaction committed (the storage answers in order). The
+    // stream goes on meanwhile; a storage that fails sends no ack (the client resends after a resume).
+    const h = String(state.inbound);
+    this.#store.get('', BARRIER_KEY).then(
+      () => session.sendRaw(xml('a', { xmlns: NS_SM, h })),
+      (error: unknown) => this.#api.logger.error({ err: error }, 'smacks: the storage failed: no ack sent'),
+    );
   }
 
   #ack(element: XmlElement, session: XmppSession): void {
