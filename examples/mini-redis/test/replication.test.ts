@@ -79,7 +79,7 @@ describe('a real redis-server replica', () => {
       }, 'the replica to sync');
       expect(await replica.get('before')).toBe('sync');
       expect(await replica.hgetall('h')).toEqual({ f: 'v' });
-      expect(await replica.zrange('z', 0, -1, 'WITHSCORES')).toEqual(['a', '1', 'b', '2']);
+      expect(await replica.zrange('z', '0', '-1', 'WITHSCORES')).toEqual(['a', '1', 'b', '2']);
       expect(await replica.lrange('l', 0, -1)).toEqual(['x', 'y']);
       expect(await replica.ttl('ttl')).toBeGreaterThan(900);
 
