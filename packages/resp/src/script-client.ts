@@ -155,6 +155,12 @@ export class ScriptClient<Context = Record<string, unknown>> {
       this.#rejected(spec, argv);
       return error('ERR This Redis command is not allowed from script');
     }
+    if (spec.name === 'xread' || spec.name === 'xreadgroup') {
+      // t_stream.c: BLOCK makes no sense in a script, and Redis says so in its own words.
+      for (let i = 1; i < argv.length; i++)
+        if ((argv[i] as Buffer).length === 5 && (argv[i] as Buffer).toString('latin1').toUpperCase() === 'BLOCK')
+          return error(`ERR ${(argv[0] as Buffer).toString('latin1')} command is not allowed with BLOCK option from scripts`);
+    }
     const flags = spec.flags ?? [];
     if (options.readOnly === true && (flags.includes('write') || spec.name === 'publish')) {
       this.#rejected(spec, argv);
