@@ -151,7 +151,8 @@ export class ScriptClient<Context = Record<string, unknown>> {
       return error('ERR Wrong number of args calling Redis command from script');
     }
     const sub = argv[1] !== undefined && argv[1].length <= 64 ? `${spec.name}|${argv[1].toString('latin1').toLowerCase()}` : '';
-    if (this.#denied(spec.name) || (sub !== '' && this.#denied(sub))) {
+    const noscript = (spec.flags as readonly string[] | undefined)?.includes('noscript') === true;
+    if (noscript || this.#denied(spec.name) || (sub !== '' && this.#denied(sub))) {
       this.#rejected(spec, argv);
       return error('ERR This Redis command is not allowed from script');
     }
