@@ -126,6 +126,39 @@ describe('crash safety', () => {
   });
 });
 
+describe('crash during a rewrite', () => {
+  it('SIGKILL while BGREWRITEAOF writes the new base loses nothing acknowledged', async () => {
+    const dir = tempDir();
+    const first = await spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', APPENDFSYNC: 'always' });
+    const client = new RawClient(first.port);
+    const value = 'x'.repeat(1000);
+    for (let batch = 0; batch < 20; batch++) {
+      await client.send(Array.from({ length: 500 }, (_, i) => ['SET', `key:${batch * 500 + i}`, value]));
+    }
+    expect((await client.send(['BGREWRITEAOF', 'SET after-rewrite-began yes'])).map(show)).toEqual([
+      '+Background append only file rewriting started⏎',
+      '+OK⏎',
+    ]);
+    client.close();
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = await spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes' });
+    const again = new RawClient(second.port);
+    try {
+      expect((await again.send(['DBSIZE', 'GET after-rewrite-began', 'STRLEN key:9999'])).map(show)).toEqual([
+        ':10001⏎',
+        '$3⏎yes⏎',
+        ':1000⏎',
+      ]);
+    } finally {
+      again.close();
+      second.child.kill('SIGKILL');
+      await second.exited;
+    }
+  });
+});
+
 describe('loading at start', () => {
   const commands = [
     ['SET', 'a', '1'],
