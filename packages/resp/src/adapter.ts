@@ -231,6 +231,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       clients,
       databases: this.databases,
       serverVersion: this.serverVersion,
+      clusterEnabled: cluster !== undefined,
       get maxClients() {
         return adapter.limits.maxConnections;
       },

@@ -44,6 +44,8 @@ export interface BuiltinHost<Context> {
   readonly databases: number;
   /** The Redis version reported (HELLO, INFO, CLIENT LIST's field set). */
   readonly serverVersion: string;
+  /** Cluster mode on (HELLO's `mode` is then `cluster`). */
+  readonly clusterEnabled: boolean;
   readonly maxClients: number;
   readonly auth: AuthPolicy<Context>;
   readonly pubsub: PubSub<Context>;

@@ -115,6 +115,17 @@ describe('CLUSTER replies as a cluster-enabled redis-server 7.0.15 owning every 
     }
   });
 
+  it("HELLO says mode cluster, as a cluster-enabled redis-server (the version's and ids' fields aside)", async () => {
+    const { port } = await start({ cluster: {}, serverVersion: '7.0.15' });
+    const [ours] = await raw(port).send('HELLO 3');
+    const [theirs] = await raw(real.port).send('HELLO 3');
+    const modeOf = (reply: string | undefined) => /\$4\r\nmode\r\n\$\d+\r\n(\w+)\r\n/.exec(reply ?? '')?.[1];
+    expect(modeOf(theirs)).toBe('cluster');
+    expect(modeOf(ours)).toBe('cluster');
+    const [standalone] = await raw((await start({})).port).send('HELLO 3');
+    expect(modeOf(standalone)).toBe('standalone');
+  });
+
   it('the announced endpoint defaults to the address the client connected to', async () => {
     const { port } = await start({ cluster: {} });
     const [slots] = await raw(port).send('CLUSTER SLOTS');

@@ -5,7 +5,10 @@ import { checkName, text, upper } from './util.js';
 
 // PING, ECHO, QUIT, SELECT, AUTH, HELLO and RESET, with Redis 7's replies and error texts.
 
-type Host<C> = Pick<BuiltinHost<C>, 'command' | 'databases' | 'serverVersion' | 'auth' | 'pubsub' | 'watches' | 'tracking' | 'monitors'>;
+type Host<C> = Pick<
+  BuiltinHost<C>,
+  'command' | 'databases' | 'serverVersion' | 'clusterEnabled' | 'auth' | 'pubsub' | 'watches' | 'tracking' | 'monitors'
+>;
 
 const WRONGPASS = 'WRONGPASS invalid username-password pair or user is disabled.';
 
@@ -118,7 +121,7 @@ export function registerConnection<C>(server: Host<C>): void {
         .bulk('id')
         .integer(client.id)
         .bulk('mode')
-        .bulk('standalone')
+        .bulk(server.clusterEnabled ? 'cluster' : 'standalone')
         .bulk('role')
         .bulk('master')
         .bulk('modules')
