@@ -274,9 +274,10 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
     flush: {
       arity: -2,
       run: (_client, argv, lua) => {
+        if (argv.length > 3)
+          throw new RespError(`ERR unknown subcommand or wrong number of arguments for '${text(argv[1])}'. Try FUNCTION HELP.`);
         const mode = argv.length === 3 ? text(argv[2]).toUpperCase() : 'SYNC';
-        if (argv.length > 3 || (mode !== 'SYNC' && mode !== 'ASYNC'))
-          throw new RespError('ERR FUNCTION FLUSH only supports SYNC|ASYNC option');
+        if (mode !== 'SYNC' && mode !== 'ASYNC') throw new RespError('ERR FUNCTION FLUSH only supports SYNC|ASYNC option');
         functions.flush(lua);
         return OK;
       },
