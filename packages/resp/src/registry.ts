@@ -120,8 +120,10 @@ export interface CommandOptions {
    */
   keysOf?: (argv: Command) => readonly Buffer[];
   /**
-   * ACL categories beyond those Redis derives from the flags and the `group` (`string` → @string,
-   * `sorted-set` → @sortedset, `generic` → @keyspace…): `['dangerous']` for KEYS or FLUSHALL.
+   * ACL categories besides those Redis derives from the flags (@write, @read, @fast/@slow, @admin
+   * @dangerous, @blocking). Not given, the `group` gives one (`string` → @string, `sorted-set` →
+   * @sortedset, `generic` → @keyspace, `connection`, `transactions`, `scripting`…); given, these
+   * replace it: `['keyspace', 'dangerous']` for KEYS, `['set', 'sortedset', 'list', 'dangerous']` for SORT.
    */
   aclCategories?: readonly AclCategory[];
   /** COMMAND INFO's tips (`nondeterministic_output`, `request_policy:all_shards`…). */
@@ -365,7 +367,10 @@ function describe(options: CommandOptions, keysOf: CommandOptions['keysOf']): Co
   // server.c, setImplicitACLCategories, over the categories the group gives (not to a container
   // command: CLIENT is @slow, its subcommands @connection).
   const categories = new Set<AclCategory>(options.aclCategories ?? []);
-  const group = options.group === undefined || options.subcommands !== undefined ? undefined : GROUP_CATEGORY[options.group];
+  const group =
+    options.group === undefined || options.subcommands !== undefined || options.aclCategories !== undefined
+      ? undefined
+      : GROUP_CATEGORY[options.group];
   if (group !== undefined) categories.add(group);
   if (flags.includes('write')) categories.add('write');
   if (flags.includes('readonly') && !categories.has('scripting')) categories.add('read');

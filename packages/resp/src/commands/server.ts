@@ -233,15 +233,14 @@ export function registerCommand<C>(server: Host<C>): void {
     // db.c, getKeysFromCommandWithSpecs: the key specs when their flags are reliable, else the
     // command's own key finder (keysOf), with the flags of its first key spec.
     let found: Array<{ key: Buffer; flags: readonly KeySpecFlag[] }> | undefined;
-    if (keySpecs.length > 0 && !keySpecs.some((keySpec) => keySpec.flags.includes('variable_flags'))) {
+    const variable = keySpecs.some((keySpec) => keySpec.flags.includes('variable_flags'));
+    if (keySpecs.length > 0 && (!variable || described.keysOf === undefined)) {
       found = keysFromSpecs(keySpecs, call)?.map(({ index, flags }) => ({ key: call[index] as Buffer, flags }));
     }
     if (found === undefined && described.keysOf !== undefined) {
       const flags = keySpecs[0]?.flags ?? [];
       found = described.keysOf(call).map((key) => ({ key, flags }));
     }
-    if (found === undefined)
-      found = keysFromSpecs(keySpecs, call, { partial: true })?.map(({ index, flags }) => ({ key: call[index] as Buffer, flags }));
     if (found === undefined || found.length === 0) {
       if (spec.flags?.includes('no_mandatory_keys')) return [];
       throw new RespError('ERR Invalid arguments specified for command');
