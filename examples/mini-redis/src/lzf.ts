@@ -79,8 +79,40 @@ export function lzfCompress(input: Uint8Array, limit: number): Buffer | undefine
   return op <= limit ? out.subarray(0, op) : undefined;
 }
 
-/** Decompress LZF data that must expand to exactly `length` bytes; undefined when it is corrupt. */
+/**
+ * How many bytes LZF data expands to, walking its control bytes without writing anything;
+ * undefined when it is corrupt (a run or a reference past the input, a reference before the start).
+ */
+export function lzfLength(input: Uint8Array): number | undefined {
+  let ip = 0;
+  let op = 0;
+  while (ip < input.length) {
+    const ctrl = input[ip++] as number;
+    if (ctrl < 32) {
+      ip += ctrl + 1;
+      op += ctrl + 1;
+      if (ip > input.length) return undefined;
+    } else {
+      let matched = ctrl >>> 5;
+      if (matched === 7) {
+        if (ip >= input.length) return undefined;
+        matched += input[ip++] as number;
+      }
+      if (ip >= input.length) return undefined;
+      if (op - ((ctrl & 0x1f) << 8) - (input[ip++] as number) - 1 < 0) return undefined;
+      op += matched + 2;
+    }
+  }
+  return op;
+}
+
+/**
+ * Decompress LZF data that must expand to exactly `length` bytes; undefined when it is corrupt.
+ * The claimed length is checked against the data before anything is allocated: a payload that
+ * claims hundreds of MB costs nothing but the walk over its own bytes.
+ */
 export function lzfDecompress(input: Uint8Array, length: number): Buffer | undefined {
+  if (lzfLength(input) !== length) return undefined;
   const out = Buffer.allocUnsafe(length);
   let ip = 0;
   let op = 0;

@@ -551,13 +551,16 @@ function readStream(input: Reader, type: number): Stream {
     const consumers = input.len();
     for (let c = 0; c < consumers; c++) {
       const consumerName = input.latin1();
-      const consumer = group.consumer(consumerName).consumer;
+      const { consumer, created } = group.consumer(consumerName);
+      if (!created) throw corrupt('Duplicate stream consumer detected.');
       consumer.seenTime = Number(input.take(8).readBigInt64LE(0));
       const owned = input.len();
       for (let i = 0; i < owned; i++) {
         const id = idOf(input.take(16));
         const nack = pending.get(id);
         if (nack === undefined) throw corrupt('Consumer entry not found in group global PEL');
+        // One owner per pending entry (rdb.c: "Duplicated consumer PEL entry loading a stream consumer group").
+        if (nack.owner !== undefined) throw corrupt('Duplicated consumer PEL entry loading a stream consumer group');
         group.deliver(id, consumer, nack.count, nack.time).deliveryTime = nack.time;
         nack.owner = consumerName;
       }
@@ -763,8 +766,10 @@ class Reader {
         const packedLength = this.len();
         const length = this.len();
         const packed = this.take(packedLength);
+        // Redis's lzf_decompress into 0 bytes writes nothing and returns 0, which equals the length: "".
+        if (length === 0) return Buffer.alloc(0);
         // A back reference (at most 3 bytes) yields at most 264: a longer claim is a lie, not a buffer to allocate.
-        if (length === 0 || length > packedLength * 88 + 32) throw corrupt('Invalid LZF compressed string');
+        if (length > packedLength * 88 + 32) throw corrupt('Invalid LZF compressed string');
         const plain = lzfDecompress(packed, length);
         if (plain === undefined) throw corrupt('Invalid LZF compressed string');
         return plain;
@@ -903,9 +908,14 @@ function intsetMembers(blob: Buffer): string[] {
     throw corrupt('Intset integrity check failed.');
   }
   const members: string[] = [];
+  let previous: number | bigint | undefined;
   for (let i = 0; i < count; i++) {
     const at = 8 + i * width;
-    members.push(String(width === 2 ? blob.readInt16LE(at) : width === 4 ? blob.readInt32LE(at) : blob.readBigInt64LE(at)));
+    const value = width === 2 ? blob.readInt16LE(at) : width === 4 ? blob.readInt32LE(at) : blob.readBigInt64LE(at);
+    // intsetValidateIntegrity's deep check: strictly ascending (no duplicates), as a set's members must be.
+    if (previous !== undefined && value <= previous) throw corrupt('Intset integrity check failed.');
+    previous = value;
+    members.push(String(value));
   }
   return members;
 }

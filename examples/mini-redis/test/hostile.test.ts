@@ -1,0 +1,280 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { crc64 } from '../src/crc64.js';
+import { type CommandLine, RawClient, type Started, show, startMiniRedis, startRedisServer } from './support.js';
+
+// An adversarial review of RESTORE (rdb.ts, lzf.ts), streams, the eviction size estimate and the
+// snapshot: hostile input over raw sockets, each answered with Redis's own error while the process
+// and every other client live on. The attacker computes the CRC-64 itself: the checksum protects
+// nothing. Where the exact text matters the same bytes go to a real redis-server 7.0.15 too.
+
+let mini: Started;
+let real: Started;
+beforeAll(async () => {
+  [mini, real] = await Promise.all([startMiniRedis(), startRedisServer()]);
+  const client = new RawClient(real.port);
+  // Redis's deep check, so a hostile payload cannot crash the reference server either.
+  await client.send(['CONFIG SET sanitize-dump-payload yes']);
+  client.close();
+});
+afterAll(async () => {
+  await Promise.all([mini?.stop(), real?.stop()]);
+});
+
+/** Send the same commands to a server on a fresh connection; the replies as text. */
+async function on(port: number, commands: readonly CommandLine[]): Promise<string[]> {
+  const client = new RawClient(port);
+  try {
+    return (await client.send(commands)).map(show);
+  } finally {
+    client.close();
+  }
+}
+
+// ---- Payload building: an attacker's own RDB serializer ---------------------------------------
+
+type Bytes = number[] | Buffer | string;
+const cat = (...parts: Bytes[]): Buffer =>
+  Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'latin1') : Buffer.from(part))));
+
+/** rdbSaveLen: 6, 14, 32 or 64 bits. */
+function len(value: number | bigint): Buffer {
+  const v = BigInt(value);
+  if (v < 64n) return Buffer.from([Number(v)]);
+  if (v < 16384n) return Buffer.from([0x40 | Number(v >> 8n), Number(v & 255n)]);
+  if (v <= 0xffffffffn) {
+    const out = Buffer.alloc(5);
+    out[0] = 0x80;
+    out.writeUInt32BE(Number(v), 1);
+    return out;
+  }
+  const out = Buffer.alloc(9);
+  out[0] = 0x81;
+  out.writeBigUInt64BE(v, 1);
+  return out;
+}
+/** A plain RDB string. */
+const str = (data: string | Buffer): Buffer => {
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
+  return cat(len(bytes.length), bytes);
+};
+/** A DUMP payload around a body (type byte and object): RDB version 10 and a correct CRC-64. */
+function payload(...body: Bytes[]): Buffer {
+  const head = cat(...body, [10, 0]);
+  return cat(head, crc64(head));
+}
+
+/** A listpack from raw entries (each encoding + data, the backlen added here). */
+function listpack(entries: Bytes[], count?: number, total?: number): Buffer {
+  const body = entries.map((entry) => {
+    const e = Buffer.from(entry);
+    const size = e.length;
+    const backlen: number[] = [];
+    const n = size <= 127 ? 1 : size < 16383 ? 2 : 3;
+    for (let i = n - 1; i >= 0; i--) backlen.push(((size >> (7 * i)) & 127) | (i === n - 1 ? 0 : 128));
+    return cat(e, backlen);
+  });
+  const inner = Buffer.concat(body);
+  const head = Buffer.alloc(6);
+  head.writeUInt32LE(total ?? inner.length + 7, 0);
+  head.writeUInt16LE(count ?? entries.length, 4);
+  return cat(head, inner, [0xff]);
+}
+/** A listpack string entry. */
+const lpStr = (text: string): Buffer => cat([0x80 | text.length], Buffer.from(text, 'latin1'));
+/** A listpack 7-bit integer entry. */
+const lpInt = (value: number): number[] => [value];
+
+/** An intset: width, count, members. */
+function intset(width: 2 | 4 | 8, members: number[], count = members.length): Buffer {
+  const out = Buffer.alloc(8 + width * members.length);
+  out.writeUInt32LE(width, 0);
+  out.writeUInt32LE(count, 4);
+  members.forEach((m, i) => {
+    if (width === 2) out.writeInt16LE(m, 8 + i * 2);
+    else if (width === 4) out.writeInt32LE(m, 8 + i * 4);
+    else out.writeBigInt64LE(BigInt(m), 8 + i * 8);
+  });
+  return out;
+}
+
+const T = {
+  STRING: 0,
+  LIST: 1,
+  SET: 2,
+  ZSET_2: 5,
+  HASH: 4,
+  SET_INTSET: 11,
+  HASH_LISTPACK: 16,
+  ZSET_LISTPACK: 17,
+  QUICKLIST_2: 18,
+  STREAM_2: 19,
+};
+
+/** A 16-byte stream ID key. */
+function rawId(ms: bigint, seq: bigint): Buffer {
+  const out = Buffer.alloc(16);
+  out.writeBigUInt64BE(ms, 0);
+  out.writeBigUInt64BE(seq, 8);
+  return out;
+}
+const millis = (value: number): Buffer => {
+  const out = Buffer.alloc(8);
+  out.writeBigInt64LE(BigInt(value), 0);
+  return out;
+};
+
+/** A stream of one entry 1-1 {f: v} with one group "g" and the PEL / consumers given. */
+function stream(groupTail: Buffer): Buffer {
+  const node = listpack([lpInt(1), lpInt(0), lpInt(1), lpStr('f'), lpInt(0), lpInt(2), lpInt(0), lpInt(0), lpStr('v'), lpInt(4)]);
+  return cat(
+    [T.STREAM_2],
+    len(1), // nodes
+    str(rawId(1n, 1n)),
+    str(node),
+    len(1), // length
+    len(1),
+    len(1), // last id 1-1
+    len(1),
+    len(1), // first id
+    len(0),
+    len(0), // max deleted
+    len(1), // entries added
+    len(1), // groups
+    str('g'),
+    len(1),
+    len(1), // group last id
+    len(1), // entries read
+    groupTail,
+  );
+}
+const pelEntry = (ms: bigint, seq: bigint): Buffer => cat(rawId(ms, seq), millis(1000), len(1));
+
+const BAD = '-ERR Bad data format⏎';
+
+describe('RESTORE of hostile payloads (a valid CRC computed by the attacker)', () => {
+  const cases: Array<[string, Buffer]> = [
+    ['a string claiming 2^40 bytes (64-bit length)', payload([T.STRING], len(2n ** 40n), 'abc')],
+    ['a string claiming 2^63 bytes', payload([T.STRING], len(2n ** 63n), 'abc')],
+    ['a string claiming 2^64-1 bytes', payload([T.STRING], len(2n ** 64n - 1n), 'abc')],
+    ['a string claiming 4 GB (32-bit length)', payload([T.STRING], len(0xffffffff), 'abc')],
+    ['a list claiming 2^32-1 elements with one', payload([T.LIST], len(0xffffffff), str('a'))],
+    ['a list claiming 2^50 elements', payload([T.LIST], len(2n ** 50n), str('a'))],
+    ['a set with a duplicate member', payload([T.SET], len(2), str('a'), str('a'))],
+    ['a hash with a duplicate field', payload([T.HASH], len(2), str('f'), str('1'), str('f'), str('2'))],
+    ['a zset with a NaN score', payload([T.ZSET_2], len(1), str('m'), Buffer.from([0, 0, 0, 0, 0, 0, 0xf8, 0x7f]))],
+    ['a zset with a duplicate member', payload([T.ZSET_2], len(2), str('m'), Buffer.alloc(8), str('m'), Buffer.alloc(8))],
+    ['LZF claiming 1 GB from 4 bytes', payload([T.STRING], [0xc3], len(4), len(2 ** 30), [0, 65, 0xe0, 0xff])],
+    ['LZF whose back reference points before the start', payload([T.STRING], [0xc3], len(3), len(10), [0x20, 0x05, 0x00])],
+    ['LZF expanding to less than it claims', payload([T.STRING], [0xc3], len(2), len(100), [0, 65])],
+    ['an intset whose count lies', payload([T.SET_INTSET], str(intset(2, [1, 2, 3], 1000)))],
+    ['an intset of width 3', payload([T.SET_INTSET], str(cat(intset(2, [1, 2]).subarray(0, 0), [3, 0, 0, 0, 1, 0, 0, 0, 1, 2, 3])))],
+    ['an intset with a duplicate member', payload([T.SET_INTSET], str(intset(2, [1, 1, 2])))],
+    ['an intset out of order', payload([T.SET_INTSET], str(intset(2, [3, 1, 2])))],
+    ['a listpack whose total size lies', payload([T.HASH_LISTPACK], str(listpack([lpStr('f'), lpStr('v')], 2, 1 << 30)))],
+    ['a listpack whose count lies', payload([T.HASH_LISTPACK], str(listpack([lpStr('f'), lpStr('v')], 4)))],
+    [
+      'a listpack string entry longer than the listpack',
+      payload([T.HASH_LISTPACK], str(listpack([[0xf0, 0xff, 0xff, 0xff, 0x7f], lpStr('v')]))),
+    ],
+    ['a hash listpack with an odd number of entries', payload([T.HASH_LISTPACK], str(listpack([lpStr('f'), lpStr('v'), lpStr('g')])))],
+    ['a hash listpack with a duplicate field', payload([T.HASH_LISTPACK], str(listpack([lpStr('f'), lpStr('v'), lpStr('f'), lpStr('w')])))],
+    ['a zset listpack with a duplicate member', payload([T.ZSET_LISTPACK], str(listpack([lpStr('m'), lpInt(1), lpStr('m'), lpInt(2)])))],
+    ['a quicklist claiming 2^32-1 nodes', payload([T.QUICKLIST_2], len(0xffffffff), len(2), str(listpack([lpStr('a')])))],
+    ['a quicklist node of an unknown container', payload([T.QUICKLIST_2], len(1), len(7), str(listpack([lpStr('a')])))],
+    ['a stream PEL entry no consumer owns', payload(stream(cat(len(1), pelEntry(1n, 1n), len(0))))],
+    ['a consumer owning an ID not in the group PEL', payload(stream(cat(len(0), len(1), str('c'), millis(1), len(1), rawId(1n, 1n))))],
+    [
+      'two consumers owning the same PEL entry',
+      payload(
+        stream(
+          cat(len(1), pelEntry(1n, 1n), len(2), str('a'), millis(1), len(1), rawId(1n, 1n), str('b'), millis(1), len(1), rawId(1n, 1n)),
+        ),
+      ),
+    ],
+    [
+      'one consumer owning a PEL entry twice',
+      payload(stream(cat(len(1), pelEntry(1n, 1n), len(1), str('a'), millis(1), len(2), rawId(1n, 1n), rawId(1n, 1n)))),
+    ],
+    [
+      'a duplicate consumer name',
+      payload(stream(cat(len(1), pelEntry(1n, 1n), len(2), str('a'), millis(1), len(1), rawId(1n, 1n), str('a'), millis(1), len(0)))),
+    ],
+    ['a PEL claiming 2^32-1 entries', payload(stream(cat(len(0xffffffff), pelEntry(1n, 1n))))],
+    ['a group claiming 2^32-1 consumers', payload(stream(cat(len(0), len(0xffffffff), str('a'), millis(1), len(0))))],
+  ];
+
+  cases.forEach(([name, bytes], index) => {
+    it(`${name}: ERR Bad data format, as redis-server 7.0.15 (sanitize-dump-payload yes)`, async () => {
+      const key = `hostile:${index}`;
+      const commands: CommandLine[] = [['RESTORE', key, '0', bytes, 'REPLACE'], ['EXISTS', key], 'PING'];
+      const [mine, theirs] = await Promise.all([on(mini.port, commands), on(real.port, commands)]);
+      expect(mine).toEqual(theirs);
+      expect(mine).toEqual([BAD, ':0⏎', '+PONG⏎']);
+    });
+  });
+
+  it('where mini-redis is stricter than Redis: a zset listpack score "nan" (Redis loads a NaN score)', async () => {
+    const bytes = payload([T.ZSET_LISTPACK], str(listpack([lpStr('m'), lpStr('nan')])));
+    const commands: CommandLine[] = [
+      ['RESTORE', 'nan', '0', bytes, 'REPLACE'],
+      ['EXISTS', 'nan'],
+    ];
+    expect(await on(real.port, commands)).toEqual(['+OK⏎', ':1⏎']);
+    expect(await on(mini.port, commands)).toEqual([BAD, ':0⏎']);
+  });
+
+  it('LZF claiming a length of 0: an empty string, as Redis (lzf_decompress writes nothing, returns 0)', async () => {
+    const bytes = payload([T.STRING], [0xc3], len(2), len(0), [0, 65]);
+    const commands: CommandLine[] = [
+      ['RESTORE', 'lzf0', '0', bytes, 'REPLACE'],
+      ['STRLEN', 'lzf0'],
+    ];
+    const [mine, theirs] = await Promise.all([on(mini.port, commands), on(real.port, commands)]);
+    expect(mine).toEqual(theirs);
+  });
+});
+
+describe('RESTORE under load: memory stays bounded, every other client served', () => {
+  it('a barrage of 10 000 hostile payloads: each -ERR Bad data format, heap and RSS growth bounded', async () => {
+    // Payloads that each claim far more than they hold: LZF strings claiming 88× their packed size
+    // (the most a back reference can expand), lists and sets claiming billions of elements, lying
+    // listpacks and intsets, streams with lying PELs.
+    const junk = Buffer.alloc(60_000, 0x1f); // literal runs of 32 that run past the end
+    const hostile = [
+      payload([T.STRING], [0xc3], len(junk.length), len(junk.length * 88), junk),
+      payload([T.LIST], len(0xffffffff), str('a')),
+      payload([T.SET_INTSET], str(intset(8, [1, 2, 3], 0x7fffffff))),
+      payload([T.HASH_LISTPACK], str(listpack([lpStr('f'), lpStr('v')], 2, 0x7fffffff))),
+      payload(stream(cat(len(0xffffffff), pelEntry(1n, 1n)))),
+    ];
+    const client = new RawClient(mini.port);
+    const bystander = new RawClient(mini.port);
+    try {
+      await client.send(['RESTORE warm 0 x'.split(' ')]); // the code paths warmed before the first figure
+      global.gc?.();
+      const before = process.memoryUsage();
+      let peakRss = before.rss;
+      for (let round = 0; round < 100; round++) {
+        const commands: CommandLine[] = [];
+        for (let i = 0; i < 100; i++) commands.push(['RESTORE', 'h', '0', hostile[i % hostile.length] as Buffer, 'REPLACE']);
+        const replies = (await client.send(commands)).map(show);
+        expect(new Set(replies)).toEqual(new Set([BAD]));
+        peakRss = Math.max(peakRss, process.memoryUsage().rss);
+        if (round % 25 === 0) expect((await bystander.send(['PING'])).map(show)).toEqual(['+PONG⏎']);
+      }
+      global.gc?.();
+      const after = process.memoryUsage();
+      const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
+      console.log(
+        `10k hostile RESTOREs: heapUsed ${mb(before.heapUsed)} → ${mb(after.heapUsed)} MB, rss ${mb(before.rss)} → ${mb(after.rss)} MB (peak ${mb(peakRss)} MB)`,
+      );
+      // Each LZF payload claims 5.3 MB: allocating it before checking would show here as hundreds of MB.
+      expect(peakRss - before.rss).toBeLessThan(200e6);
+      expect(after.heapUsed - before.heapUsed).toBeLessThan(50e6);
+      expect((await bystander.send(['PING', 'EXISTS h'])).map(show)).toEqual(['+PONG⏎', ':0⏎']);
+    } finally {
+      client.close();
+      bystander.close();
+    }
+  });
+});
