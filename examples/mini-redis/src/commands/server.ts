@@ -431,7 +431,15 @@ export function registerServerCommands({
   > = {
     get: { arity: -3, run: configGet },
     set: { arity: -4, run: configSet },
-    resetstat: { arity: 2, run: () => OK },
+    // INFO's counters back to 0 (commandstats, errorstats, total_*); mini-redis's own counters
+    // (evicted_keys…) reset through resp.onResetStats hooks where they are kept.
+    resetstat: {
+      arity: 2,
+      run: () => {
+        resp.resetStats();
+        return OK;
+      },
+    },
     rewrite: {
       arity: 2,
       run: () => {
