@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AofLoadError } from '../src/aof.js';
 import { createMiniRedis } from '../src/app.js';
-import { freePort, RawClient, show, startMiniRedis } from './support.js';
+import { freePort, RawClient, REDIS_SERVER, show, startMiniRedis } from './support.js';
 
 // The append-only file: what was acknowledged survives a SIGKILL (appendfsync always; everysec
 // loses at most the last second), BGREWRITEAOF and CONFIG SET appendonly, and a truncated or
@@ -345,6 +345,97 @@ describe('BGREWRITEAOF and CONFIG SET appendonly', () => {
     } finally {
       client.close();
       await mini.stop();
+    }
+  });
+});
+
+describe('the same files as Redis 7.0.15', () => {
+  /** redis-server with appendonly yes in `dir` (its own AOF directory), until `stop()`. */
+  async function redisWithAof(dir: string): Promise<{ port: number; stop(): Promise<void> }> {
+    const port = await freePort();
+    const child = spawn(
+      REDIS_SERVER,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', dir, '--loglevel', 'warning'],
+      {
+        stdio: 'ignore',
+      },
+    );
+    const exited = once(child, 'exit');
+    await until(async () => {
+      const client = new RawClient(port);
+      try {
+        return (await client.send(['PING']))[0]?.toString() === '+PONG\r\n';
+      } catch {
+        return false;
+      } finally {
+        client.close();
+      }
+    }, 'redis-server to listen');
+    return {
+      port,
+      stop: async () => {
+        child.kill('SIGTERM'); // a clean stop: it fsyncs its AOF
+        await exited;
+      },
+    };
+  }
+  const script = [
+    ['SET', 'a', '1'],
+    ['SELECT', '2'],
+    ['RPUSH', 'l', 'a', 'b'],
+    ['LPOP', 'l'],
+    ['SELECT', '0'],
+    ['INCRBYFLOAT', 'f', '1.5'],
+    ['PUBLISH', 'ch', 'm'],
+    ['DEL', 'nothing'],
+    ['GETSET', 'a', '2'],
+    ['MULTI'],
+    ['SADD', 's', 'x'],
+    ['HSET', 'h', 'f', 'v'],
+    ['EXEC'],
+  ];
+
+  it('the incremental file and manifest are byte for byte redis-server’s, and each loads the other’s directory', async () => {
+    const [redisDir, miniDir] = [tempDir(), tempDir()];
+    const redis = await redisWithAof(redisDir);
+    const mini = await startMiniRedis({ DATA_DIR: miniDir, APPENDONLY: 'yes', SAVE: '' });
+    for (const port of [redis.port, mini.port]) {
+      const client = new RawClient(port);
+      try {
+        await client.send(script);
+        // Both write their first base in the background when the AOF starts.
+        await until(
+          async () => field((await client.send(['INFO persistence']))[0]?.toString() ?? '', 'aof_rewrite_in_progress') === '0',
+          'the first base',
+        );
+      } finally {
+        client.close();
+      }
+    }
+    await redis.stop();
+    await mini.stop();
+    const files = (dir: string) => readdirSync(join(dir, 'appendonlydir')).sort();
+    expect(files(miniDir)).toEqual(files(redisDir));
+    for (const name of ['appendonly.aof.1.incr.aof', 'appendonly.aof.manifest']) {
+      expect(show(readFileSync(join(miniDir, 'appendonlydir', name)))).toBe(show(readFileSync(join(redisDir, 'appendonlydir', name))));
+    }
+    const check = ['MGET a f', 'SMEMBERS s', 'HGETALL h', 'SELECT 2', 'LRANGE l 0 -1'];
+    const expected = ['*2⏎$1⏎2⏎$3⏎1.5⏎', '*1⏎$1⏎x⏎', '*2⏎$1⏎f⏎$1⏎v⏎', '+OK⏎', '*1⏎$1⏎b⏎'];
+    // redis-server loads mini-redis's directory; mini-redis loads redis-server's.
+    const redisOnMini = await redisWithAof(miniDir);
+    const miniOnRedis = await startMiniRedis({ DATA_DIR: redisDir, APPENDONLY: 'yes', SAVE: '' });
+    try {
+      for (const port of [redisOnMini.port, miniOnRedis.port]) {
+        const client = new RawClient(port);
+        try {
+          expect((await client.send(check)).map(show)).toEqual(expected);
+        } finally {
+          client.close();
+        }
+      }
+    } finally {
+      await redisOnMini.stop();
+      await miniOnRedis.stop();
     }
   });
 });
