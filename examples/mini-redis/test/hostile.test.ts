@@ -278,3 +278,21 @@ describe('RESTORE under load: memory stays bounded, every other client served', 
     }
   });
 });
+
+describe('RESTORE and maxmemory', () => {
+  it('RESTORE may use more memory: -OOM past maxmemory as Redis (CMD_DENYOOM), the key not created', async () => {
+    const value = payload([T.STRING], str('hello'));
+    const commands: CommandLine[] = [
+      'CONFIG SET maxmemory 1',
+      ['RESTORE', 'oom', '0', value],
+      ['EXISTS', 'oom'],
+      'CONFIG SET maxmemory 0',
+      ['RESTORE', 'oom', '0', value],
+      ['GET', 'oom'],
+      ['DEL', 'oom'],
+    ];
+    const [mine, theirs] = await Promise.all([on(mini.port, commands), on(real.port, commands)]);
+    expect(mine).toEqual(theirs);
+    expect(mine[1]).toBe("-OOM command not allowed when used memory > 'maxmemory'.⏎");
+  });
+});

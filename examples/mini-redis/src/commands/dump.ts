@@ -48,7 +48,8 @@ export function registerDumpCommands(server: MiniRedis): void {
     'restore',
     {
       arity: -4,
-      flags: ['write'],
+      // Redis flags RESTORE CMD_DENYOOM: past maxmemory it is -OOM (after eviction) like any write that grows.
+      flags: ['write', 'denyoom'],
       keys: [1, 1, 1],
       summary: 'Creates a key from the serialized representation of a value.',
       group,
