@@ -3,7 +3,7 @@
 // request parser, the reply encoder's class and ProtocolError stay internal.
 export type { RespAdapter, RespOptions } from './adapter.js';
 export { respAdapter } from './adapter.js';
-export { floatArg, int64Arg, integerArg, NOT_FLOAT, NOT_INTEGER, parseDouble, parseInt64 } from './args.js';
+export { floatArg, int64Arg, integerArg, NOT_FLOAT, NOT_INTEGER, parseDouble, parseInt64, parseNumber } from './args.js';
 export type { RespClient } from './client.js';
 export { CLUSTER_SLOTS, type ClusterNode, type ClusterOptions, type ClusterState, keySlot, type SlotRange } from './cluster.js';
 export type { PreRunCheck } from './dispatch.js';

@@ -200,7 +200,7 @@ export class CommandRegistry<Context> {
     if (options.keySpecs !== undefined) {
       // Declared key specs: `keys` (Redis's legacy range) follows from them, and keys the range
       // cannot find (a keyword, a numkeys, several specs) are found by the specs themselves.
-      if (spec.keys === undefined && description.range[0] > 0) spec.keys = description.range;
+      if ((spec.keys === undefined || spec.keys[0] <= 0) && description.range[0] > 0) spec.keys = description.range;
       if (spec.keysOf === undefined && description.movable) {
         const specs = description.keySpecs;
         spec.keysOf = (argv) =>
@@ -359,7 +359,8 @@ function describe(options: CommandOptions, keysOf: CommandOptions['keysOf']): Co
   }
   const legacy = legacyRange(keySpecs);
   const movable = legacy.movable || keysOf !== undefined;
-  const range = options.keys ?? legacy.range;
+  // Declared key specs give the range, as Redis derives it (`keys` is then only a hint for lookups).
+  const range = declared ? legacy.range : (options.keys ?? legacy.range);
   const pubsub = options.group === 'pubsub' && options.subcommands === undefined;
   const names = FLAG_NAMES.filter(([flag]) => (flag === 'movablekeys' ? movable : flag === 'pubsub' ? pubsub : flags.includes(flag))).map(
     ([, name]) => name,

@@ -1,8 +1,8 @@
-import { formatDouble, globMatch, type RespClient, RespError } from '@portbind/resp';
+import { floatArg, formatDouble, globMatch, parseDouble, parseNumber, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { INT64_MIN, int64Arg, intArg } from '../numbers.js';
 import { type LexEnd, type LexRange, lexGteMin, lexLteMax, type ScoreRange, type SkipNode, SortedSet } from '../sorted-set.js';
-import { bytesOf, type Database, keyOf, numkeysKeys, WRONGTYPE } from '../store.js';
+import { bytesOf, type Database, keyOf, WRONGTYPE } from '../store.js';
 import { timeoutArg } from './lists.js';
 
 // Sorted sets, with Redis 7.0's replies and errors (t_zset.c): scores are doubles (RESP3 doubles,
@@ -11,7 +11,6 @@ import { timeoutArg } from './lists.js';
 
 const group = 'sorted-set';
 
-const NOT_FLOAT = 'ERR value is not a valid float';
 const NOT_FLOAT_RANGE = 'ERR min or max is not a float';
 const NOT_LEX_RANGE = 'ERR min or max not valid string range item';
 const SYNTAX = 'ERR syntax error';
@@ -54,7 +53,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
     if ((gt && nx) || (lt && nx) || (gt && lt)) throw new RespError('ERR GT, LT, and/or NX options at the same time are not compatible');
     if (incr && pairs > 2) throw new RespError('ERR INCR option supports a single increment-element pair');
     const scores: number[] = [];
-    for (let i = index; i < argv.length; i += 2) scores.push(scoreArg(argv[i]));
+    for (let i = index; i < argv.length; i += 2) scores.push(floatArg(argv[i]));
 
     const key = keyOf(argv[1]);
     const db = keyspace.db(client.db);
@@ -312,7 +311,16 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
 
   resp.command(
     'zrangestore',
-    { arity: -5, flags: ['write'], keys: [1, 2, 1], group, summary: 'Stores a range of members from a sorted set in a key.' },
+    {
+      arity: -5,
+      flags: ['write'],
+      keySpecs: [
+        { flags: ['OW', 'update'], begin: 1 },
+        { flags: ['RO', 'access'], begin: 2 },
+      ],
+      group,
+      summary: 'Stores a range of members from a sorted set in a key.',
+    },
     (client, argv) => {
       const query = parseRange(argv, 2, true);
       const db = keyspace.db(client.db);
@@ -472,8 +480,8 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
       name,
       {
         arity: -3,
-        flags: ['write', 'fast'],
-        keys: [1, -2, 1],
+        flags: ['write', 'fast', 'blocking'],
+        keySpecs: [{ flags: ['RW', 'access', 'delete'], begin: 1, find: { lastKey: -2, step: 1, limit: 0 } }],
         group,
         summary: `Removes and returns the member with the ${max ? 'highest' : 'lowest'} score from one or more sorted sets, or blocks until one is available.`,
       },
@@ -513,7 +521,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
     {
       arity: -4,
       flags: ['write'],
-      keys: [0, 0, 0],
+      keySpecs: [{ flags: ['RW', 'access', 'delete'], begin: 1, find: { keynumIndex: 0, firstKey: 1, step: 1 } }],
       group,
       summary: 'Returns and removes the highest- or lowest-scoring members from one or more sorted sets.',
     },
@@ -524,8 +532,8 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
     'bzmpop',
     {
       arity: -5,
-      flags: ['write'],
-      keys: [0, 0, 0],
+      flags: ['write', 'blocking'],
+      keySpecs: [{ flags: ['RW', 'access', 'delete'], begin: 2, find: { keynumIndex: 0, firstKey: 1, step: 1 } }],
       group,
       summary: 'Removes and returns members by score from one or more sorted sets, or blocks until one is available.',
     },
@@ -670,7 +678,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
       } else if (!cardinality && op !== 'diff' && remaining >= count + 1 && option === 'WEIGHTS') {
         j++;
         for (const source of sources) {
-          const weight = parseStrictFloat(argv[j++] as Buffer);
+          const weight = parseDouble(argv[j++] as Buffer);
           if (weight === undefined) throw new RespError('ERR weight value is not a float');
           source.weight = weight;
         }
@@ -738,8 +746,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
       {
         arity: -3,
         flags: ['readonly'],
-        keys: [0, 0, 0],
-        keysOf: numkeysKeys(1),
+        keySpecs: [{ flags: ['RO', 'access'], begin: 1, find: { keynumIndex: 0, firstKey: 1, step: 1 } }],
         group,
         summary: `Returns the ${op} of multiple sorted sets.`,
       },
@@ -750,7 +757,16 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
     );
     resp.command(
       `z${op}store`,
-      { arity: -4, flags: ['write'], keys: [1, 1, 1], group, summary: `Stores the ${op} of multiple sorted sets in a key.` },
+      {
+        arity: -4,
+        flags: ['write'],
+        keySpecs: [
+          { flags: ['OW', 'update'], begin: 1 },
+          { flags: ['RO', 'access'], begin: 2, find: { keynumIndex: 0, firstKey: 1, step: 1 } },
+        ],
+        group,
+        summary: `Stores the ${op} of multiple sorted sets in a key.`,
+      },
       (client, argv) => {
         const { result, db } = combine(client, argv, 2, op, `z${op}store`, true);
         return store(client, db, keyOf(argv[1]), result);
@@ -763,8 +779,7 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
     {
       arity: -3,
       flags: ['readonly'],
-      keys: [0, 0, 0],
-      keysOf: numkeysKeys(1),
+      keySpecs: [{ flags: ['RO', 'access'], begin: 1, find: { keynumIndex: 0, firstKey: 1, step: 1 } }],
       group,
       summary: 'Returns the number of members of the intersection of multiple sorted sets.',
     },
@@ -886,38 +901,6 @@ function sorted(result: Map<string, number>): Entry[] {
 }
 
 // ---- numbers --------------------------------------------------------------------------------------
-
-/** C's strtod on a whole string: decimal, `inf`/`infinity`, `nan`, hex integers; undefined if not a number. */
-function parseNumber(text: string): number | undefined {
-  if (/^[+-]?(inf|infinity)$/i.test(text)) return text.startsWith('-') ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
-  if (/^[+-]?nan$/i.test(text)) return Number.NaN;
-  if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) return Number(text);
-  const hex = /^([+-]?)0[xX]([\da-fA-F]*)(?:\.([\da-fA-F]*))?(?:[pP]([+-]?\d+))?$/.exec(text);
-  if (hex && (hex[2] || hex[3])) {
-    const [, sign, whole = '', fraction = '', power = '0'] = hex;
-    const value = Number.parseInt(whole + fraction || '0', 16) * 2 ** (Number(power) - 4 * fraction.length);
-    return sign === '-' ? -value : value;
-  }
-  return undefined;
-}
-
-/** Redis's string2d: the whole argument is a float (no space first, no overflow, not NaN). */
-function parseStrictFloat(arg: Buffer): number | undefined {
-  const text = arg.toString('latin1');
-  if (text === '' || /^[ \t\n\v\f\r]/.test(text)) return undefined;
-  const value = parseNumber(text);
-  if (value === undefined || Number.isNaN(value)) return undefined;
-  // strtod's ERANGE: overflow to ±inf from digits, or underflow to zero from non-zero digits.
-  if (!Number.isFinite(value) && !/inf/i.test(text)) return undefined;
-  if (value === 0 && /[1-9]/.test(text.replace(/[eE].*$/, ''))) return undefined;
-  return value;
-}
-
-function scoreArg(arg: Buffer | undefined): number {
-  const value = arg === undefined ? undefined : parseStrictFloat(arg);
-  if (value === undefined) throw new RespError(NOT_FLOAT);
-  return value;
-}
 
 /** A count that must be ≥ 0 (ZPOPMIN's). */
 function positiveArg(arg: Buffer | undefined): number {
