@@ -35,8 +35,10 @@ import { addPersistenceInfo } from './snapshot.js';
 // the incremental file grew past auto-aof-rewrite-percentage of the base (and past
 // auto-aof-rewrite-min-size).
 //
-// At start (APPENDONLY=yes, or `appendonly yes` before a restart… the environment decides), the
-// base and the incremental files are replayed through the registered command handlers. A
+// The environment configures it at start: APPENDONLY=yes (Redis's `appendonly`; CONFIG SET changes
+// it at run time, not for the next start), APPENDFSYNC, AOF_LOAD_TRUNCATED=no, APPENDFILENAME and
+// APPENDDIRNAME. With APPENDONLY=yes the base and the incremental files are replayed at start
+// through the registered command handlers (an AOF wins over an RDB loaded before it, as in Redis). A
 // truncated last command (a crash mid-write): with aof-load-truncated yes (the default) what is
 // complete loads, the file is truncated there and a warning is logged; else, and for anything
 // else that is not a command, start-up fails with AofLoadError naming the file and the offset.
@@ -232,8 +234,8 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     enabled: false,
     fsync: (['always', 'everysec', 'no'] as const).find((mode) => mode === env['APPENDFSYNC']) ?? 'everysec',
     dir: resolve(env['DATA_DIR'] || '.'),
-    dirname: 'appendonlydir',
-    filename: 'appendonly.aof',
+    dirname: plainName(env['APPENDDIRNAME'], 'appenddirname') ?? 'appendonlydir',
+    filename: plainName(env['APPENDFILENAME'], 'appendfilename') ?? 'appendonly.aof',
     loadTruncated: env['AOF_LOAD_TRUNCATED'] !== 'no',
     rewritePercentage: 100,
     rewriteMinSize: 64 * 1024 * 1024,
@@ -654,6 +656,22 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
   addPersistenceInfo(server, () => aofInfo(server));
 
   return state;
+}
+
+/** APPENDFILENAME / APPENDDIRNAME: a name, not a path (Redis: "appendfilename can't be a path, just a filename"). */
+function plainName(value: string | undefined, parameter: string): string | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value.includes('/') || value === '.' || value === '..') {
+    throw new AofConfigError(`${parameter} can't be a path, just a filename: ${value}`);
+  }
+  return value;
+}
+
+/** A bad AOF setting in the environment (APPENDFILENAME, APPENDDIRNAME). */
+export class AofConfigError extends PortbindError {
+  constructor(message: string) {
+    super('PB_ERR_AOF_CONFIG', message);
+  }
 }
 
 function readdirSafe(path: string): string[] {

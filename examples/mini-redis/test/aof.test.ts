@@ -6,9 +6,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { AofLoadError } from '../src/aof.js';
+import { AofConfigError, AofLoadError } from '../src/aof.js';
 import { createMiniRedis } from '../src/app.js';
-import { freePort, RawClient, REDIS_SERVER, show, startMiniRedis } from './support.js';
+import { freePort, parseReply, RawClient, REDIS_SERVER, show, startMiniRedis } from './support.js';
 
 // The append-only file: what was acknowledged survives a SIGKILL (appendfsync always; everysec
 // loses at most the last second), BGREWRITEAOF and CONFIG SET appendonly, and a truncated or
@@ -24,6 +24,11 @@ const tempDir = (): string => {
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
+/** A flat name/value array reply as an object. */
+const parseMap = (reply: Buffer): Record<string, string> => {
+  const flat = parseReply(reply) as string[];
+  return Object.fromEntries(Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i], flat[2 * i + 1]]));
+};
 const field = (info: string, name: string): string | undefined => new RegExp(`^${name}:(.*)\\r?$`, 'm').exec(info)?.[1]?.trim();
 const connect = (port: number): Redis => new Redis({ port, host: '127.0.0.1', lazyConnect: true });
 
@@ -243,6 +248,27 @@ describe('loading at start', () => {
       start();
     } catch (error) {
       expect((error as AofLoadError).code).toBe('PB_ERR_AOF_LOAD');
+    }
+  });
+
+  it('APPENDFILENAME or APPENDDIRNAME that is a path: PB_ERR_AOF_CONFIG at start; other names are used', async () => {
+    const dir = tempDir();
+    for (const env of [{ APPENDFILENAME: '../escape.aof' }, { APPENDDIRNAME: 'a/b' }]) {
+      expect(() =>
+        createMiniRedis({ env: { RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dir, SAVE: '', APPENDONLY: 'yes', ...env } }),
+      ).toThrow(AofConfigError);
+    }
+    const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '', APPENDFILENAME: 'mine.aof', APPENDDIRNAME: 'aofdir' });
+    const client = new RawClient(mini.port);
+    try {
+      await client.send(['SET k v']);
+      await until(() => existsSync(join(dir, 'aofdir', 'mine.aof.manifest')), 'the manifest');
+      expect((await client.send(['CONFIG GET append*name'])).map((reply) => parseMap(reply))).toEqual([
+        { appenddirname: 'aofdir', appendfilename: 'mine.aof' },
+      ]);
+    } finally {
+      client.close();
+      await mini.stop();
     }
   });
 
