@@ -961,7 +961,8 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
         const option = upper(argv[j]);
         if (option === 'COUNT' && j + 1 < argv.length) {
           const value = int64Arg(argv[++j], 'ERR COUNT must be > 0');
-          if (value < 1n || value > 2n ** 63n / 10n) throw new RespError('ERR COUNT must be > 0');
+          // t_stream.c: LONG_MAX / max(sizeof(streamID), attempts_factor), i.e. LONG_MAX / 16.
+          if (value < 1n || value > (2n ** 63n - 1n) / 16n) throw new RespError('ERR COUNT must be > 0');
           count = Number(value);
         } else if (option === 'JUSTID') justId = true;
         else throw new RespError('ERR syntax error');
