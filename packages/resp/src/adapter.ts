@@ -308,7 +308,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
    * `onResetStats` (an application's keyspace hits, evicted keys…).
    */
   resetStats(): void {
-    this.#dispatcher.commandStats.clear();
+    // Zeroed in place (Redis's resetCommandTableStats): the running CONFIG RESETSTAT counts itself after.
+    for (const counts of this.#dispatcher.commandStats.values()) counts.calls = counts.usec = counts.rejected = counts.failed = 0;
     this.#dispatcher.errorStats.clear();
     this.stats.errorReplies = 0;
     this.stats.connectionsReceived = 0;

@@ -169,12 +169,13 @@ export class Dispatcher<Context> {
     const host = this.#host;
     const name = spec.subcommands === undefined ? spec.name : fullName(spec, argv);
     client.lastCommand = name;
-    host.stats.commandsProcessed++;
     // INFO commandstats: calls and failures; the time the handler ran (not the time a blocked
     // command waited) is measured on one call in 32 and counted 32 times — a clock read costs about
     // as much as a small command here.
     const stats = this.statsOf(name);
-    const timed = (stats.calls++ & 31) === 0;
+    // Counted once the command is done (Redis's call(): INFO does not count itself; a command
+    // blocked on keys counts when it ends).
+    const timed = (stats.calls & 31) === 0;
     const started = timed ? performance.now() : 0;
     let result: ReturnType<CommandHandler<Context>>;
     this.#current = client;
@@ -185,6 +186,8 @@ export class Dispatcher<Context> {
       this.#depth--;
       this.#current = this.#depth === 0 ? undefined : client;
       if (timed) stats.usec += Math.round((performance.now() - started) * 32_000);
+      stats.calls++;
+      host.stats.commandsProcessed++;
       stats.failed++;
       writeFailure(client, error, spec.name, this.#logFailure);
       this.countError(error);
@@ -197,6 +200,8 @@ export class Dispatcher<Context> {
     if (result instanceof Promise) {
       return result.then(
         (value) => {
+          stats.calls++;
+          host.stats.commandsProcessed++;
           if (client.takeUnblockError()) {
             client.reply.error(UNBLOCKED);
             stats.failed++;
@@ -211,6 +216,8 @@ export class Dispatcher<Context> {
           this.#after(client, spec, argv, true);
         },
         (error: unknown) => {
+          stats.calls++;
+          host.stats.commandsProcessed++;
           stats.failed++;
           const unblocked = client.takeUnblockError();
           if (unblocked) client.reply.error(UNBLOCKED);
@@ -220,6 +227,8 @@ export class Dispatcher<Context> {
         },
       );
     }
+    stats.calls++;
+    host.stats.commandsProcessed++;
     if (result !== undefined) {
       client.reply.value(result);
       if (result instanceof RespError) {

@@ -264,6 +264,7 @@ export function registerServerCommands({
     // CPU time and per-command counters: packages/resp keeps them.
     cpu: () => Object.fromEntries(resp.infoFields('cpu') ?? []),
     commandstats: () => Object.fromEntries(resp.infoFields('commandstats') ?? []),
+    errorstats: () => Object.fromEntries(resp.infoFields('errorstats') ?? []),
     keyspace: () => {
       const lines: Record<string, string> = {};
       keyspace.databases.forEach((db, index) => {
@@ -283,7 +284,7 @@ export function registerServerCommands({
       const every = asked.some((name) => name === 'all' || name === 'everything');
       const usual = asked.length === 0 || asked.includes('default');
       const body = [...info]
-        .filter(([name]) => every || (usual && name !== 'commandstats') || asked.includes(name))
+        .filter(([name]) => every || (usual && name !== 'commandstats' && name !== 'errorstats') || asked.includes(name))
         .map(([name, fields]) => {
           const lines = Object.entries(fields()).map(([field, value]) => `${field}:${value}\r\n`);
           return `# ${name === 'cpu' ? 'CPU' : `${name[0]?.toUpperCase()}${name.slice(1)}`}\r\n${lines.join('')}`;
@@ -465,7 +466,16 @@ export function registerServerCommands({
   };
   resp.command(
     'config',
-    { arity: -2, flags: ['admin'], summary: 'A container for server configuration commands.', group },
+    {
+      arity: -2,
+      flags: ['admin'],
+      // INFO commandstats's cmdstat_config|get…, COMMAND INFO's subcommands (Redis's flags).
+      subcommands: Object.fromEntries(
+        Object.keys(subcommands).map((name) => [name, name === 'help' ? ['loading', 'stale'] : ['admin', 'noscript', 'loading', 'stale']]),
+      ),
+      summary: 'A container for server configuration commands.',
+      group,
+    },
     (client, argv) => {
       const name = text(argv[1]).toLowerCase();
       const sub = subcommands[name];
