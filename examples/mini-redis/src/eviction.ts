@@ -100,12 +100,18 @@ export class AccessClock {
   }
 }
 
+/** Collections up to this size are always counted element by element. */
+export const EXACT_UP_TO = 128;
+
 /**
- * A cheap size estimate of a key and its value, in bytes, for the running total maxmemory is
- * compared with: a fixed overhead per key and element plus the bytes held, with collections
- * measured from up to 5 elements (as MEMORY USAGE samples), so it costs O(1) per write.
+ * The size estimate of a key and its value, in bytes, for the running total maxmemory is compared
+ * with: a fixed overhead per key and element plus the bytes held. `exact` (and any collection of
+ * up to EXACT_UP_TO elements) counts every element; otherwise up to 5 are sampled, as MEMORY USAGE
+ * does, so that it costs O(1). A sample is no defence against a client that chooses which elements
+ * are sampled (five small ones first, then big ones), so the keyspace only uses it between exact
+ * counts (store.ts, Database.resize).
  */
-export function estimateSize(key: string, value: Value): number {
+export function estimateSize(key: string, value: Value, exact = false): number {
   const overhead = 64 + key.length;
   switch (value.type) {
     case 'string':
@@ -114,27 +120,42 @@ export function estimateSize(key: string, value: Value): number {
       const list = value.data;
       const n = list.length;
       if (n === 0) return overhead;
+      const take = exact || n <= EXACT_UP_TO ? n : 5;
       let sampled = 0;
-      const take = Math.min(n, 5);
       for (let i = 0; i < take; i++) sampled += (list.at(i) as Buffer).length;
-      return overhead + n * (16 + sampled / take);
+      return overhead + n * 16 + (n * sampled) / take;
     }
     case 'hash':
-      return overhead + sampleMap(value.data.size, value.data.entries(), ([field, data]) => 48 + field.length + data.length);
+      return overhead + sampleMap(value.data.size, value.data.entries(), ([field, data]) => 48 + field.length + data.length, exact);
     case 'set':
-      return overhead + sampleMap(value.data.size, value.data.values(), (member) => 32 + member.length);
+      return overhead + sampleMap(value.data.size, value.data.values(), (member) => 32 + member.length, exact);
     case 'zset':
-      return overhead + sampleMap(value.data.size, value.data.scores.keys(), (member) => 96 + member.length);
+      return overhead + sampleMap(value.data.size, value.data.scores.keys(), (member) => 96 + member.length, exact);
     case 'stream':
       return overhead + value.data.bytes;
   }
 }
 
-function sampleMap<T>(size: number, items: Iterator<T>, cost: (item: T) => number): number {
+/** The number of elements of a collection (1 for a string or a stream, whose size is exact anyway). */
+export function elementsOf(value: Value): number {
+  switch (value.type) {
+    case 'list':
+      return value.data.length;
+    case 'hash':
+    case 'set':
+    case 'zset':
+      return value.data.size;
+    default:
+      return 1;
+  }
+}
+
+function sampleMap<T>(size: number, items: Iterator<T>, cost: (item: T) => number, exact: boolean): number {
   if (size === 0) return 0;
+  const limit = exact || size <= EXACT_UP_TO ? size : 5;
   let sampled = 0;
   let taken = 0;
-  for (let next = items.next(); !next.done && taken < 5; next = items.next(), taken++) sampled += cost(next.value);
+  for (let next = items.next(); !next.done && taken < limit; next = items.next(), taken++) sampled += cost(next.value);
   return (size * sampled) / taken;
 }
 

@@ -1,6 +1,6 @@
 import { RespError } from '@portbind/resp';
 import { Deque } from './deque.js';
-import { AccessClock, estimateSize } from './eviction.js';
+import { AccessClock, EXACT_UP_TO, elementsOf, estimateSize } from './eviction.js';
 import { SortedSet } from './sorted-set.js';
 import type { Stream } from './stream.js';
 
@@ -54,6 +54,9 @@ export const keyOf = (arg: Buffer | undefined): string => (arg as Buffer).toStri
 /** A key back to the bytes the client sent. */
 export const bytesOf = (key: string): Buffer => Buffer.from(key, 'latin1');
 
+/** Each value's last exact size count (Database.resize): writes since, elements and bytes then. */
+const counted = new WeakMap<Value, { writes: number; elements: number; bytes: number }>();
+
 /** One numbered database. */
 export class Database {
   values = new Map<string, Value>();
@@ -97,11 +100,27 @@ export class Database {
     return this.values.get(key);
   }
 
-  /** After a write to a key's value in place: its size estimate again (O(1), sampled). */
+  /**
+   * After a write to a key's value in place: its size estimate again. A collection of up to
+   * EXACT_UP_TO elements is counted whole. A bigger one is counted whole again once the writes
+   * since its last count reach an eighth of its size (O(8) amortized per write); in between, its
+   * last exact count is scaled by the change in its number of elements. A sample alone would let
+   * a client choose what is sampled: five small elements first, then big ones, and maxmemory
+   * would see a few KB of many MB.
+   */
   resize(key: string): void {
     const value = this.values.get(key);
     if (value === undefined) return;
-    const bytes = estimateSize(key, value);
+    const n = elementsOf(value);
+    const last = counted.get(value);
+    let bytes: number;
+    if (n <= EXACT_UP_TO || last === undefined || last.writes + 1 >= n / 8) {
+      bytes = estimateSize(key, value, true);
+      counted.set(value, { writes: 0, elements: n, bytes });
+    } else {
+      last.writes++;
+      bytes = last.elements === 0 ? last.bytes : Math.max(64 + key.length, (last.bytes * n) / last.elements);
+    }
     this.bytes += bytes - (value.bytes ?? 0);
     value.bytes = bytes;
   }
@@ -110,7 +129,9 @@ export class Database {
   #stamp(key: string, value: Value, replaced: Value | undefined): void {
     // Redis's dbSetValue: an overwrite keeps the old value's LFU counter under an LFU policy.
     value.lru = replaced !== undefined && this.access.lfu ? replaced.lru : this.access.initial();
-    const bytes = estimateSize(key, value);
+    // A value stored whole is counted whole: making it cost O(n) already.
+    const bytes = estimateSize(key, value, true);
+    counted.set(value, { writes: 0, elements: elementsOf(value), bytes });
     this.bytes += bytes - (replaced?.bytes ?? 0);
     value.bytes = bytes;
   }

@@ -418,3 +418,135 @@ describe('streams at the edges, against redis-server 7.0.15', () => {
     expect(await on(mini.port, ['XREAD BLOCK 9223372036854775807 STREAMS s $'])).toEqual(['-ERR timeout is out of range⏎']);
   });
 });
+
+describe('the eviction size estimate under a client that tries to make it drift', () => {
+  /** What the estimate's cost model gives when every element is counted (eviction.ts, estimateSize). */
+  async function recount(client: RawClient): Promise<number> {
+    const [keys] = await client.send(['KEYS *']);
+    const names = (parseList(keys as Buffer) as Buffer[]).map((k) => k.toString('latin1'));
+    let total = 0;
+    for (const key of names) {
+      const [type] = (await client.send([['TYPE', key]])).map((r) => r.toString('latin1').slice(1, -2));
+      total += 64 + key.length;
+      if (type === 'string') total += Number((await client.send([['STRLEN', key]]))[0]?.toString('latin1').slice(1));
+      else if (type === 'list')
+        for (const e of parseList((await client.send([['LRANGE', key, '0', '-1']]))[0] as Buffer) as Buffer[]) total += 16 + e.length;
+      else if (type === 'hash') {
+        const flat = parseList((await client.send([['HGETALL', key]]))[0] as Buffer) as Buffer[];
+        for (let i = 0; i < flat.length; i += 2) total += 48 + (flat[i] as Buffer).length + (flat[i + 1] as Buffer).length;
+      } else if (type === 'set')
+        for (const m of parseList((await client.send([['SMEMBERS', key]]))[0] as Buffer) as Buffer[]) total += 32 + m.length;
+      else if (type === 'zset')
+        for (const m of parseList((await client.send([['ZRANGE', key, '0', '-1']]))[0] as Buffer) as Buffer[]) total += 96 + m.length;
+      else if (type === 'stream') {
+        const entries = parseList((await client.send([['XRANGE', key, '-', '+']]))[0] as Buffer) as Array<[Buffer, Buffer[]]>;
+        for (const [, fields] of entries) total += 16 + fields.reduce((sum, f) => sum + f.length + 2, 0);
+      }
+    }
+    return total;
+  }
+
+  it('50 000 random writes (APPEND, SETRANGE, LSET, HSET overwrites, RENAME, RESTORE, XDEL, pops…): the estimate ≥ 0 and within 10 % of a recount', async () => {
+    const client = new RawClient(mini.port);
+    try {
+      await client.send(['FLUSHALL']);
+      let seed = 7;
+      const random = (below: number): number => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return seed % below;
+      };
+      const big = (n: number) => 'x'.repeat(n);
+      const size = () => (random(10) === 0 ? 2000 + random(4000) : 1 + random(8));
+      const ops: Array<() => CommandLine> = [
+        () => ['APPEND', `s${random(20)}`, big(size())],
+        () => ['SETRANGE', `s${random(20)}`, String(random(3000)), big(size())],
+        () => ['SET', `s${random(20)}`, big(size())],
+        () => ['RPUSH', `l${random(10)}`, big(size())],
+        () => ['LPUSH', `l${random(10)}`, big(size())],
+        () => ['LSET', `l${random(10)}`, String(random(8)), big(size())],
+        () => ['LPOP', `l${random(10)}`],
+        () => ['RPOP', `l${random(10)}`],
+        () => ['HSET', `h${random(10)}`, `f${random(30)}`, big(size())],
+        () => ['HDEL', `h${random(10)}`, `f${random(30)}`],
+        () => ['SADD', `t${random(10)}`, `${random(1000)}${big(size())}`],
+        () => ['SPOP', `t${random(10)}`],
+        () => ['ZADD', `z${random(10)}`, String(random(100)), `${random(200)}${big(size())}`],
+        () => ['ZPOPMIN', `z${random(10)}`],
+        () => ['XADD', `x${random(5)}`, '*', 'f', big(size())],
+        () => ['XTRIM', `x${random(5)}`, 'MAXLEN', String(50 + random(50))],
+        () => ['RENAME', `l${random(10)}`, `l${random(10)}`],
+        () => ['RENAME', `h${random(10)}`, `h${random(10)}`],
+        () => ['COPY', `s${random(20)}`, `s${random(20)}`, 'REPLACE'],
+        () => ['DEL', `s${random(20)}`],
+      ];
+      for (let round = 0; round < 100; round++) {
+        const commands: CommandLine[] = [];
+        for (let i = 0; i < 500; i++) commands.push((ops[random(ops.length)] as () => CommandLine)());
+        await client.send(commands);
+        // RESTORE over existing keys and XDEL of random entries, which need replies first.
+        const [dumped] = await client.send([['DUMP', `l${random(10)}`]]);
+        if (dumped?.[0] === 0x24 /* $ */) {
+          const body = dumped.subarray(dumped.indexOf('\r\n') + 2, dumped.length - 2);
+          await client.send([['RESTORE', `l${random(10)}`, '0', body, 'REPLACE']]);
+        }
+        const [ids] = await client.send([['XRANGE', `x${random(5)}`, '-', '+', 'COUNT', '20']]);
+        const entries = parseList(ids as Buffer) as Array<[Buffer, Buffer[]]>;
+        if (entries.length > 0) await client.send([['XDEL', `x${random(5)}`, ...entries.filter(() => random(2) === 0).map(([id]) => id)]]);
+      }
+      const [info] = await client.send(['INFO memory']);
+      const estimate = Number(/used_memory_dataset:(\d+)/.exec(info?.toString('latin1') ?? '')?.[1]);
+      const counted = await recount(client);
+      console.log(`estimate ${estimate} bytes, recount ${counted} bytes (${((estimate / counted - 1) * 100).toFixed(1)} %)`);
+      expect(estimate).toBeGreaterThanOrEqual(0);
+      expect(Math.abs(estimate - counted) / counted).toBeLessThan(0.1);
+      await client.send(['FLUSHALL']);
+      const [empty] = await client.send(['INFO memory']);
+      expect(/used_memory_dataset:(\d+)/.exec(empty?.toString('latin1') ?? '')?.[1]).toBe('0');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('5 small elements first, then big ones: the estimate sees the big ones (it sampled only the first 5)', async () => {
+    const client = new RawClient(mini.port);
+    try {
+      await client.send(['FLUSHALL', 'RPUSH l a b c d e', 'HSET h a 1 b 2 c 3 d 4 e 5', 'SADD s a b c d e', 'ZADD z 1 a 2 b 3 c 4 d 5 e']);
+      const big = 'y'.repeat(100_000);
+      const commands: CommandLine[] = [];
+      for (let i = 0; i < 20; i++)
+        commands.push(['RPUSH', 'l', big], ['HSET', 'h', `f${i}`, big], ['SADD', 's', `${i}${big}`], ['ZADD', 'z', '9', `${i}${big}`]);
+      await client.send(commands);
+      const [info] = await client.send(['INFO memory']);
+      const estimate = Number(/used_memory_dataset:(\d+)/.exec(info?.toString('latin1') ?? '')?.[1]);
+      const counted = await recount(client);
+      expect(counted).toBeGreaterThan(8_000_000);
+      expect(Math.abs(estimate - counted) / counted).toBeLessThan(0.1);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+/** A RESP array reply as nested Buffers (bulk strings) and arrays. */
+function parseList(reply: Buffer): unknown {
+  let at = 0;
+  const next = (): unknown => {
+    const end = reply.indexOf('\r\n', at);
+    const type = String.fromCharCode(reply[at] as number);
+    const head = reply.toString('latin1', at + 1, end);
+    at = end + 2;
+    if (type === '$') {
+      const n = Number(head);
+      if (n < 0) return null;
+      const data = reply.subarray(at, at + n);
+      at += n + 2;
+      return data;
+    }
+    if (type === '*') {
+      const n = Number(head);
+      return n < 0 ? null : Array.from({ length: n }, next);
+    }
+    return head;
+  };
+  return next();
+}
