@@ -101,7 +101,7 @@ export class AccessClock {
 }
 
 /** Collections up to this size are always counted element by element. */
-export const EXACT_UP_TO = 128;
+export const EXACT_UP_TO = 32;
 
 /**
  * The size estimate of a key and its value, in bytes, for the running total maxmemory is compared

@@ -102,7 +102,7 @@ export class Database {
 
   /**
    * After a write to a key's value in place: its size estimate again. A collection of up to
-   * EXACT_UP_TO elements is counted whole. A bigger one is counted whole again once the writes
+   * EXACT_UP_TO (32) elements is counted whole. A bigger one is counted whole again once the writes
    * since its last count reach an eighth of its size (O(8) amortized per write); in between, its
    * last exact count is scaled by the change in its number of elements. A sample alone would let
    * a client choose what is sampled: five small elements first, then big ones, and maxmemory

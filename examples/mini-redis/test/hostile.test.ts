@@ -507,13 +507,13 @@ describe('the eviction size estimate under a client that tries to make it drift'
     }
   });
 
-  it('5 small elements first, then big ones: the estimate sees the big ones (it sampled only the first 5)', async () => {
+  it('5 small elements first, then 200 big ones: the estimate sees the big ones (it sampled only the first 5)', async () => {
     const client = new RawClient(mini.port);
     try {
       await client.send(['FLUSHALL', 'RPUSH l a b c d e', 'HSET h a 1 b 2 c 3 d 4 e 5', 'SADD s a b c d e', 'ZADD z 1 a 2 b 3 c 4 d 5 e']);
-      const big = 'y'.repeat(100_000);
+      const big = 'y'.repeat(10_000);
       const commands: CommandLine[] = [];
-      for (let i = 0; i < 20; i++)
+      for (let i = 0; i < 200; i++)
         commands.push(['RPUSH', 'l', big], ['HSET', 'h', `f${i}`, big], ['SADD', 's', `${i}${big}`], ['ZADD', 'z', '9', `${i}${big}`]);
       await client.send(commands);
       const [info] = await client.send(['INFO memory']);
