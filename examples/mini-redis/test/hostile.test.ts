@@ -550,3 +550,42 @@ function parseList(reply: Buffer): unknown {
   };
   return next();
 }
+
+describe('snapshots when the disk refuses', () => {
+  it('BGSAVE twice; DATA_DIR replaced by a file: SAVE -ERR, BGSAVE status err in INFO, the server serves on', async () => {
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'hostile-'));
+    const server = await startMiniRedis({ DATA_DIR: dir });
+    const client = new RawClient(server.port);
+    try {
+      expect((await client.send(['SET k v', 'BGSAVE', 'BGSAVE'])).map(show)).toEqual([
+        '+OK⏎',
+        '+Background saving started⏎',
+        '-ERR Background save already in progress⏎',
+      ]);
+      const status = async () => {
+        for (;;) {
+          const info = (await client.send(['INFO persistence']))[0]?.toString('latin1') ?? '';
+          if (info.includes('rdb_bgsave_in_progress:0')) return /rdb_last_bgsave_status:(\w+)/.exec(info)?.[1];
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      };
+      expect(await status()).toBe('ok');
+      // As root no mode bit stops a write: a file where the directory was does (ENOTDIR).
+      rmSync(dir, { recursive: true });
+      writeFileSync(dir, 'not a directory');
+      expect((await client.send(['SAVE'])).map(show)).toEqual(['-ERR⏎']);
+      expect((await client.send(['BGSAVE'])).map(show)).toEqual(['+Background saving started⏎']);
+      expect(await status()).toBe('err');
+      const other = new RawClient(server.port);
+      expect((await other.send(['PING', 'GET k'])).map(show)).toEqual(['+PONG⏎', '$1⏎v⏎']);
+      other.close();
+    } finally {
+      client.close();
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
