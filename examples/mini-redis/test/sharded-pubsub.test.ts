@@ -51,7 +51,9 @@ describe.each([2, 3] as const)('ioredis, protocol %i', (protocol) => {
     expect(await received).toEqual([channel, 'order 1 shipped']);
     // Sharded messages do not reach plain subscribers, and PUBLISH does not reach shard subscribers.
     expect(await publisher.publish(channel, 'not sharded')).toBe(0);
-    expect(new Set(await publisher.call('PUBSUB', 'SHARDCHANNELS', `orders:*:${protocol}`))).toEqual(new Set([channel, other]));
+    expect(new Set((await publisher.call('PUBSUB', 'SHARDCHANNELS', `orders:*:${protocol}`)) as string[])).toEqual(
+      new Set([channel, other]),
+    );
     expect(await publisher.call('PUBSUB', 'SHARDNUMSUB', channel, 'nobody')).toEqual([channel, 1, 'nobody', 0]);
     expect(await subscriber.sunsubscribe(other)).toBe(1);
     expect(await publisher.spublish(other, 'lost')).toBe(0);
