@@ -5,7 +5,8 @@
 // million times (280 MB) — a multibulk that never completes. Meanwhile another client sends PING
 // every 100 ms. Reported per server: peak RSS while flooding, whether the flooding client was
 // disconnected (and after how many bytes), whether the server is alive afterwards, and how the
-// other client was served. Not part of CI. Needs Debian's redis-server.
+// other client was served, and what the server held per byte sent ((peak RSS − RSS before) ÷ bytes
+// on the wire). Not part of CI. Needs Debian's redis-server.
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -183,6 +184,8 @@ async function flood(server) {
     server: server.name,
     rssBefore: mb(rssBefore),
     rssPeak: mb(peak),
+    // What the server held per byte the client sent: (peak RSS − RSS before) ÷ bytes on the wire.
+    perWireByte: Number(((peak - rssBefore) / (sentArgs * 7)).toFixed(2)),
     rssWhenFloodEnded: mb(rssAtEnd),
     rssAfter: mb(rssOf(pid)),
     offender: disconnected
@@ -206,5 +209,9 @@ if (!args.includes('--no-build')) execFileSync('npx', ['tsc', '-b', join(root, '
 const results = [];
 for (const start of [startDemo, startRedis]) results.push(await flood(await start()));
 for (const result of results) console.log(JSON.stringify(result, null, 2));
-console.log('\n| server | peak RSS | flooding client | server alive | other client |\n|---|---|---|---|---|');
-for (const r of results) console.log(`| ${r.server} | ${r.rssPeak} | ${r.offender} | ${r.serverAlive ? 'yes' : 'no'} | ${r.otherClient} |`);
+console.log(
+  '\n| server | peak RSS | bytes held per byte on the wire | flooding client | server alive | other client |\n|---|---|---:|---|---|---|',
+);
+for (const r of results) {
+  console.log(`| ${r.server} | ${r.rssPeak} | ${r.perWireByte} | ${r.offender} | ${r.serverAlive ? 'yes' : 'no'} | ${r.otherClient} |`);
+}

@@ -122,7 +122,7 @@ function benchmark(server, pipeline, test, n = requests) {
   const out = execFileSync(
     'redis-benchmark',
     ['-h', '127.0.0.1', '-p', String(server.port), '-c', '50', '-n', String(n), '-P', String(pipeline), '--csv', ...testArgs[test]],
-    { encoding: 'utf8' },
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
   );
   const cpu = cpuOf(server.child.pid) - cpuBefore;
   const match = /^"[^"]+","([\d.]+)"/m.exec(out);

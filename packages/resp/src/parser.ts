@@ -20,7 +20,7 @@ const EMPTY = Buffer.alloc(0);
 const NO_ARGS: Command = [];
 /**
  * Arguments of a command received in several reads are copied, once the read they came in is
- * parsed, into one slab per command (their bytes, and a 4-byte length each), instead of being
+ * parsed, into blocks (their bytes, and a 4-byte length each; see Spill), instead of being
  * kept as a Buffer view each (over 100 bytes) pinning every chunk with its protocol headers.
  * Arguments at least this long stay views: copying them would cost more than the view.
  */
@@ -33,7 +33,7 @@ const VIEW = 0xffffffff;
  * JSTypedArray, about 96 bytes on 64-bit Node without pointer compression), its slot in the
  * argument array and that array's growth slack; about 108 bytes on Node 20. That is what the
  * arguments of a command parsed from the current read, and of the commands MULTI queued, cost.
- * A command received over several reads keeps its earlier arguments in a slab instead (about 5
+ * A command received over several reads keeps its earlier arguments in blocks instead (about 5
  * bytes per 1-byte argument: test/memory.test.ts measures both). Redis pays about 40 bytes (an
  * robj, an embedded sds and an argv slot).
  */
@@ -64,17 +64,32 @@ function limitsOf(limits: Partial<ParserLimits>): ParserLimits {
   return sharedLimits;
 }
 
-/** The arguments of a command received so far from earlier reads. */
+/**
+ * The arguments of a command received so far from earlier reads. Bytes and lengths are kept in
+ * blocks that grow by doubling up to BLOCK bytes, then are chained: no copy of everything so far
+ * when a flood of arguments keeps coming, and no more than one partly used block of each.
+ */
 interface Spill {
-  /** The short arguments' bytes, one after the other. */
+  /** Full blocks of argument bytes, then the one being filled. */
+  blocks: Buffer[];
   bytes: Buffer;
   used: number;
-  /** Each argument's length, or VIEW for one kept in `views`. */
+  /** Bytes of all blocks (what they hold in memory). */
+  blockBytes: number;
+  /** Full blocks of lengths, then the one being filled: each argument's length, or VIEW. */
+  lengthBlocks: Uint32Array[];
   lengths: Uint32Array;
+  filled: number;
   count: number;
+  /** Bytes of the arguments copied. */
+  argBytes: number;
+  /** Long arguments, kept as views. */
   views: Buffer[];
   viewBytes: number;
 }
+
+/** Largest block of a spill, in bytes (for the lengths too). */
+const BLOCK = 64 * 1024;
 
 /** One command: its name and arguments, binary-safe. */
 export type Command = Buffer[];
@@ -118,7 +133,7 @@ export class RequestParser {
 
   /** Bytes of the arguments of a command parsed so far, not yet complete (CLIENT LIST's argv-mem). */
   get partialArgvBytes(): number {
-    let bytes = this.#spill === undefined ? 0 : this.#spill.used + this.#spill.viewBytes;
+    let bytes = this.#spill === undefined ? 0 : this.#spill.argBytes + this.#spill.viewBytes;
     for (const arg of this.#args) bytes += arg.length;
     return bytes;
   }
@@ -145,7 +160,12 @@ export class RequestParser {
   get cost(): number {
     const spill = this.#spill;
     const spilled =
-      spill === undefined ? 0 : spill.bytes.length + spill.lengths.byteLength + spill.viewBytes + spill.views.length * ARGUMENT_OVERHEAD;
+      spill === undefined
+        ? 0
+        : spill.blockBytes +
+          (spill.lengthBlocks.length * BLOCK + spill.lengths.byteLength) +
+          spill.viewBytes +
+          spill.views.length * ARGUMENT_OVERHEAD;
     return this.buffered + this.#consumed + this.#args.length * ARGUMENT_OVERHEAD + spilled;
   }
 
@@ -260,52 +280,89 @@ export class RequestParser {
   /** Copy the arguments parsed from #buf into the spill (short ones) or keep them (long ones). */
   #spillArgs(): void {
     const args = this.#args;
-    this.#spill ??= { bytes: EMPTY, used: 0, lengths: new Uint32Array(Math.max(16, args.length)), count: 0, views: [], viewBytes: 0 };
+    if (this.#spill === undefined) {
+      const lengths = new Uint32Array(Math.min(BLOCK / 4, Math.max(16, args.length)));
+      this.#spill = {
+        blocks: [],
+        bytes: EMPTY,
+        used: 0,
+        blockBytes: 0,
+        lengthBlocks: [],
+        lengths,
+        filled: 0,
+        count: 0,
+        argBytes: 0,
+        views: [],
+        viewBytes: 0,
+      };
+    }
     const spill = this.#spill;
-    const count = spill.count + args.length;
-    if (spill.lengths.length < count) {
-      const grown = new Uint32Array(Math.max(count, spill.lengths.length * 2));
-      grown.set(spill.lengths.subarray(0, spill.count));
-      spill.lengths = grown;
-    }
-    let bytes = 0;
-    for (const arg of args) if (arg.length < SPILL_COPY_LIMIT) bytes += arg.length;
-    if (spill.used + bytes > spill.bytes.length) {
-      const grown = Buffer.allocUnsafe(Math.max(256, spill.used + bytes, spill.bytes.length * 2));
-      spill.bytes.copy(grown, 0, 0, spill.used);
-      spill.bytes = grown;
-    }
-    let index = spill.count;
     for (const arg of args) {
-      if (arg.length < SPILL_COPY_LIMIT) {
-        arg.copy(spill.bytes, spill.used);
-        spill.used += arg.length;
-        spill.lengths[index++] = arg.length;
-      } else {
-        spill.views.push(arg);
-        spill.viewBytes += arg.length;
-        spill.lengths[index++] = VIEW;
+      if (spill.filled === spill.lengths.length) {
+        if (spill.lengths.length < BLOCK / 4) {
+          const grown = new Uint32Array(Math.min(BLOCK / 4, spill.lengths.length * 2));
+          grown.set(spill.lengths);
+          spill.lengths = grown;
+        } else {
+          spill.lengthBlocks.push(spill.lengths);
+          spill.lengths = new Uint32Array(BLOCK / 4);
+          spill.filled = 0;
+        }
       }
+      const length = arg.length;
+      if (length >= SPILL_COPY_LIMIT) {
+        spill.views.push(arg);
+        spill.viewBytes += length;
+        spill.lengths[spill.filled++] = VIEW;
+        spill.count++;
+        continue;
+      }
+      if (spill.used + length > spill.bytes.length) {
+        // Grow the block being filled up to BLOCK, else start a new one (#unspill follows the same rule).
+        const size = Math.min(BLOCK, Math.max(256, spill.used + length, spill.bytes.length * 2));
+        if (spill.used + length <= size) {
+          const grown = Buffer.allocUnsafe(size);
+          spill.bytes.copy(grown, 0, 0, spill.used);
+          spill.blockBytes += size - spill.bytes.length;
+          spill.bytes = grown;
+        } else {
+          spill.blocks.push(spill.bytes);
+          spill.bytes = Buffer.allocUnsafe(BLOCK);
+          spill.blockBytes += BLOCK;
+          spill.used = 0;
+        }
+      }
+      arg.copy(spill.bytes, spill.used);
+      spill.used += length;
+      spill.argBytes += length;
+      spill.lengths[spill.filled++] = length;
+      spill.count++;
     }
-    spill.count = index;
     this.#args = [];
     // The bytes parsed from #buf are no longer referenced (its rest is copied at the next join).
     this.#consumed = 0;
   }
 
-  /** The complete command: the spilled arguments (views into the slab) and those of #buf. */
+  /** The complete command: the spilled arguments (views into the blocks) and those of #buf. */
   #unspill(spill: Spill): Command {
     const command: Command = new Array(spill.count + this.#args.length);
+    const blocks = [...spill.blocks, spill.bytes];
+    const lengthBlocks = [...spill.lengthBlocks, spill.lengths];
+    let block = 0;
     let offset = 0;
     let view = 0;
     for (let i = 0; i < spill.count; i++) {
-      const length = spill.lengths[i] as number;
+      const length = (lengthBlocks[Math.floor(i / (BLOCK / 4))] as Uint32Array)[i % (BLOCK / 4)] as number;
       if (length === VIEW) {
         command[i] = spill.views[view++] as Buffer;
-      } else {
-        command[i] = spill.bytes.subarray(offset, offset + length);
-        offset += length;
+        continue;
       }
+      if (offset + length > (blocks[block] as Buffer).length) {
+        block++;
+        offset = 0;
+      }
+      command[i] = (blocks[block] as Buffer).subarray(offset, offset + length);
+      offset += length;
     }
     for (let i = 0; i < this.#args.length; i++) command[spill.count + i] = this.#args[i] as Buffer;
     this.#spill = undefined;

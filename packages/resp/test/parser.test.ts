@@ -195,6 +195,24 @@ describe('incremental parsing', () => {
     }
   });
 
+  it('a command of 40 000 arguments (1.7 MB) over 1 000-byte reads: every argument intact across the spill blocks', () => {
+    const args = [Buffer.from('RPUSH')];
+    for (let i = 0; i < 40_000; i++) {
+      const length = i % 997 === 0 ? 1024 + (i % 5) : (i * 7919) % 83;
+      args.push(Buffer.alloc(length, i % 251));
+    }
+    const whole = encode(args);
+    const parser = new RequestParser();
+    let command: Command | undefined;
+    for (let at = 0; at < whole.length; at += 1000) {
+      parser.push(whole.subarray(at, at + 1000));
+      command = parser.next() ?? command;
+    }
+    expect(command?.length).toBe(args.length);
+    expect(command?.every((arg, i) => arg.equals(args[i] as Buffer))).toBe(true);
+    expect(parser.cost).toBe(0);
+  });
+
   it('two commands pipelined in chunks that cut both: each gets its own arguments', () => {
     const first = encode([Buffer.from('SET'), Buffer.from('a'), Buffer.alloc(2000, 1)]);
     const second = encode([Buffer.from('RPUSH'), Buffer.from('l'), Buffer.from('x'), Buffer.from('y')]);
