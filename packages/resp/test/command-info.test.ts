@@ -365,6 +365,42 @@ describe('COMMAND COUNT, LIST, DOCS, HELP', () => {
   });
 });
 
+describe('key specs reach client-side caching', () => {
+  it('a readonly command declared with a keynum key spec: the keys it read are invalidated on write', async () => {
+    const own = respAdapter();
+    const values = new Map<string, string>();
+    own.command(
+      'mgetn',
+      { arity: -3, flags: ['readonly'], keySpecs: [{ flags: ['RO', 'access'], begin: 1, find: { keynumIndex: 0, firstKey: 1, step: 1 } }] },
+      (_client, argv) => argv.slice(2, 2 + Number(String(argv[1]))).map((key) => values.get(String(key)) ?? null),
+    );
+    own.command('put', { arity: 3, flags: ['write'], keys: [1, 1, 1] }, (client, [, key, value]) => {
+      values.set(String(key), String(value));
+      own.touch(client.db, String(key));
+      return OK;
+    });
+    const { service: ownService, port: ownPort } = await serve(own);
+    try {
+      const reader = await connection(ownPort, 3);
+      const ask = async (socket: Socket, ...args: string[]): Promise<string> => {
+        socket.write(encode(args));
+        return readReply(socket);
+      };
+      expect(await ask(reader, 'CLIENT', 'TRACKING', 'ON')).toBe('+OK\r\n');
+      expect(await ask(reader, 'MGETN', '2', 'a', 'b', 'not-a-key')).toBe('*2\r\n_\r\n_\r\n');
+      const writer = await connection(ownPort, 2);
+      const pushed = readReply(reader);
+      expect(await ask(writer, 'PUT', 'b', '1')).toBe('+OK\r\n');
+      expect(await pushed).toBe('>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nb\r\n');
+      // The key that was not declared (an argument past numkeys) was not remembered.
+      expect(await ask(writer, 'PUT', 'not-a-key', '1')).toBe('+OK\r\n');
+      expect(await ask(reader, 'PING')).toBe('+PONG\r\n');
+    } finally {
+      await ownService.stop();
+    }
+  });
+});
+
 describe('shard channels are not keys, but the cluster sees them', () => {
   it('SPUBLISH to a channel of another node is MOVED, while COMMAND GETKEYS lists no key', async () => {
     const me = 'a'.repeat(40);
