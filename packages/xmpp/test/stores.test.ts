@@ -643,7 +643,6 @@ describe('sqliteStorage: the file', () => {
     const archive = storage.archive('mam');
     const reader = new Database(file, { readonly: true });
     const rows = (): unknown => reader.prepare('SELECT count(*) FROM archive').pluck().get();
-    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
     try {
       // A lone write on an idle server commits at the next quiet turn, not after commitDelay.
       await archive.append('alice', item('lone', 0));
