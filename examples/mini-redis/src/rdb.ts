@@ -67,7 +67,7 @@ const UNSUPPORTED: Record<number, string> = {
 };
 
 /** Why an RDB file or payload could not be read. */
-export type RdbFailure = 'short-read' | 'checksum' | 'corrupt' | 'unsupported' | 'signature' | 'version';
+export type RdbFailure = 'short-read' | 'checksum' | 'corrupt' | 'unsupported' | 'signature' | 'version' | 'too-big';
 
 export class RdbError extends Error {
   readonly reason: RdbFailure;
@@ -478,7 +478,9 @@ function readStream(input: Reader, type: number): Stream {
     const key = input.string();
     if (key.length !== 16) throw bad('node key entry is not the size of a stream ID');
     const [masterMs, masterSeq] = [key.readBigUInt64BE(0), key.readBigUInt64BE(8)];
-    const items = listpackEntries(input.string());
+    const blob = input.string();
+    input.charge(blobElements(blob, 'listpack'));
+    const items = listpackEntries(blob);
     if (items.length === 0) throw corrupt('Empty listpack inside stream');
     let at = 0;
     const next = (): Buffer => {
@@ -646,10 +648,13 @@ export function verifyDumpPayload(payload: Buffer, checksum = true): boolean {
 
 /**
  * RESTORE's half: the value in a payload `verifyDumpPayload` accepted. Throws an RdbError when the
- * object is malformed, empty or of a type mini-redis cannot hold (RESTORE answers "Bad data format").
+ * object is malformed, empty or of a type mini-redis cannot hold (RESTORE answers "Bad data format"),
+ * or ('too-big') when what it decodes to would cost more than `budget` bytes (each container is
+ * counted from its header before it is decoded: a 512 MB payload of listpack integers would
+ * otherwise become ~30 GB of heap, far past V8's limit, and end the process).
  */
-export function restorePayload(payload: Buffer): Value {
-  const input = new Reader(payload.subarray(0, payload.length - 10));
+export function restorePayload(payload: Buffer, budget = Number.POSITIVE_INFINITY): Value {
+  const input = new Reader(payload.subarray(0, payload.length - 10), budget);
   const type = input.byte();
   const value = readObject(input, type, '');
   if (value === undefined) throw corrupt('empty key');
@@ -658,12 +663,39 @@ export function restorePayload(payload: Buffer): Value {
 
 // ---- Reading ---------------------------------------------------------------------------------
 
+/**
+ * What one element of a list, set, hash or sorted set costs mini-redis in heap beyond its bytes
+ * (a Buffer or string and its slot: measured 115–120 bytes for a list of 1M one-byte elements).
+ * A payload packs an element in 2 bytes (a listpack integer), so 1 MB of payload can become 60 MB.
+ */
+export const ELEMENT_COST = 120;
+
 class Reader {
   readonly data: Buffer;
   pos = 0;
+  /** The most the decoded value may cost (bytes, counted with ELEMENT_COST); Infinity: no limit. */
+  readonly budget: number;
+  spent = 0;
 
-  constructor(data: Buffer) {
+  constructor(data: Buffer, budget = Number.POSITIVE_INFINITY) {
     this.data = data;
+    this.budget = budget;
+  }
+
+  /** Count what a container about to be decoded will cost, before it is: past the budget, stop. */
+  charge(elements: number, bytes = 0): void {
+    this.spent += elements * ELEMENT_COST + bytes;
+    if (this.spent > this.budget) {
+      throw new RdbError('too-big', `the value would cost more than the ${Math.floor(this.budget)} bytes it may use`);
+    }
+  }
+
+  /** A count of elements of at least `each` bytes apiece: more than the bytes left is a lie. */
+  count(each = 1): number {
+    const value = this.len();
+    if (value * each > this.data.length - this.pos) throw shortRead();
+    this.charge(value);
+    return value;
   }
 
   need(bytes: number): void {
@@ -770,6 +802,7 @@ class Reader {
         if (length === 0) return Buffer.alloc(0);
         // A back reference (at most 3 bytes) yields at most 264: a longer claim is a lie, not a buffer to allocate.
         if (length > packedLength * 88 + 32) throw corrupt('Invalid LZF compressed string');
+        this.charge(0, length);
         const plain = lzfDecompress(packed, length);
         if (plain === undefined) throw corrupt('Invalid LZF compressed string');
         return plain;
@@ -849,6 +882,16 @@ function ziplistEntries(blob: Buffer): Buffer[] {
   }
   if (pos !== blob.length - 1) throw corrupt('Ziplist integrity check failed.');
   return entries;
+}
+
+/**
+ * How many entries a listpack or ziplist holds, before it is walked: its header's count (checked
+ * when it is walked), or when the header does not say (65535), the most its size allows.
+ */
+function blobElements(blob: Buffer, kind: 'listpack' | 'ziplist'): number {
+  const at = kind === 'listpack' ? 4 : 8;
+  const count = blob.length >= at + 2 ? blob.readUInt16LE(at) : 0;
+  return count !== 65535 ? count : Math.floor(blob.length / 2);
 }
 
 /** The entries of a listpack (Redis 7's compact encoding), each as the bytes of its string. */
@@ -979,13 +1022,13 @@ function readObject(input: Reader, type: number, key: string): Value | undefined
     case TYPE.STRING:
       return { type: 'string', data: input.string() };
     case TYPE.LIST: {
-      const count = input.len();
+      const count = input.count();
       const data = new Deque<Buffer>();
       for (let i = 0; i < count; i++) data.push(input.string());
       return count === 0 ? undefined : { type: 'list', data };
     }
     case TYPE.SET: {
-      const count = input.len();
+      const count = input.count();
       const data = new Set<string>();
       for (let i = 0; i < count; i++) data.add(input.latin1());
       if (data.size !== count) throw corrupt('Duplicate set members detected');
@@ -993,7 +1036,7 @@ function readObject(input: Reader, type: number, key: string): Value | undefined
     }
     case TYPE.ZSET:
     case TYPE.ZSET_2: {
-      const count = input.len();
+      const count = input.count(2);
       const data = new SortedSet();
       for (let i = 0; i < count; i++) {
         const member = input.latin1();
@@ -1005,7 +1048,7 @@ function readObject(input: Reader, type: number, key: string): Value | undefined
       return count === 0 ? undefined : { type: 'zset', data };
     }
     case TYPE.HASH: {
-      const count = input.len();
+      const count = input.count(2);
       const data = new Map<string, Buffer>();
       for (let i = 0; i < count; i++) data.set(input.latin1(), input.string());
       if (data.size !== count) throw corrupt('Duplicate hash fields detected');
@@ -1020,6 +1063,7 @@ function readObject(input: Reader, type: number, key: string): Value | undefined
         if (container !== 1 && container !== 2) throw corrupt('Quicklist integrity check failed.');
         const blob = input.string();
         if (blob.length === 0) throw corrupt('Quicklist integrity check failed.');
+        input.charge(container === 1 ? 1 : blobElements(blob, type === TYPE.LIST_QUICKLIST_2 ? 'listpack' : 'ziplist'));
         if (container === 1)
           data.push(blob); // a plain node: one big element
         else
@@ -1028,17 +1072,22 @@ function readObject(input: Reader, type: number, key: string): Value | undefined
       return data.length === 0 ? undefined : { type: 'list', data };
     }
     case TYPE.LIST_ZIPLIST: {
-      const data = new Deque<Buffer>(ziplistEntries(input.string()).map((entry) => Buffer.from(entry)));
+      const blob = input.string();
+      input.charge(blobElements(blob, 'ziplist'));
+      const data = new Deque<Buffer>(ziplistEntries(blob).map((entry) => Buffer.from(entry)));
       return data.length === 0 ? undefined : { type: 'list', data };
     }
     case TYPE.SET_INTSET: {
-      const members = intsetMembers(input.string());
+      const blob = input.string();
+      input.charge(Math.floor(blob.length / 2));
+      const members = intsetMembers(blob);
       return members.length === 0 ? undefined : { type: 'set', data: new Set(members) };
     }
     case TYPE.HASH_ZIPMAP:
     case TYPE.HASH_ZIPLIST:
     case TYPE.HASH_LISTPACK: {
       const blob = input.string();
+      input.charge(blobElements(blob, type === TYPE.HASH_LISTPACK ? 'listpack' : 'ziplist'));
       const flat =
         type === TYPE.HASH_ZIPMAP ? zipmapPairs(blob) : type === TYPE.HASH_ZIPLIST ? ziplistEntries(blob) : listpackEntries(blob);
       return flat.length === 0 ? undefined : hashOf(flat);
@@ -1046,6 +1095,7 @@ function readObject(input: Reader, type: number, key: string): Value | undefined
     case TYPE.ZSET_ZIPLIST:
     case TYPE.ZSET_LISTPACK: {
       const blob = input.string();
+      input.charge(blobElements(blob, type === TYPE.ZSET_LISTPACK ? 'listpack' : 'ziplist'));
       const flat = type === TYPE.ZSET_ZIPLIST ? ziplistEntries(blob) : listpackEntries(blob);
       return flat.length === 0 ? undefined : zsetOf(flat);
     }

@@ -589,3 +589,45 @@ describe('snapshots when the disk refuses', () => {
     }
   });
 });
+
+describe('RESTORE: what a payload decodes to is counted before it is decoded', () => {
+  /** A quicklist of `nodes` listpacks of 8000 one-byte integers: 16 KB of payload per 8000 elements. */
+  function tinyIntegers(nodes: number): Buffer {
+    const lp = listpack(Array.from({ length: 8000 }, (_, i) => lpInt(i % 10)));
+    const parts: Buffer[] = [Buffer.from([T.QUICKLIST_2]), len(nodes)];
+    for (let n = 0; n < nodes; n++) parts.push(len(2), str(lp));
+    return payload(...parts);
+  }
+
+  it('2 MB of listpack integers (1M elements, ~120 MB of heap) past what maxmemory leaves: -OOM before it is built', async () => {
+    const client = new RawClient(mini.port);
+    try {
+      await client.send(['FLUSHALL', 'CONFIG SET maxmemory 0']);
+      const info = (await client.send(['INFO memory']))[0]?.toString('latin1') ?? '';
+      const used = Number(/used_memory_startup:(\d+)/.exec(info)?.[1]) + Number(/used_memory_dataset:(\d+)/.exec(info)?.[1]);
+      const bytes = tinyIntegers(125);
+      const started = Date.now();
+      const replies = await client.send([
+        `CONFIG SET maxmemory ${used + 5_000_000}`,
+        ['RESTORE', 'big', '0', bytes],
+        ['EXISTS', 'big'],
+        'CONFIG SET maxmemory 0',
+      ]);
+      const took = Date.now() - started;
+      expect(replies.map(show)).toEqual(['+OK⏎', "-OOM command not allowed when used memory > 'maxmemory'.⏎", ':0⏎', '+OK⏎']);
+      console.log(`refused a ${bytes.length}-byte payload of 1M elements in ${took} ms`);
+      // Without maxmemory it fits in the heap: restored, every element there.
+      expect(
+        (
+          await client.send([
+            ['RESTORE', 'big', '0', bytes],
+            ['LLEN', 'big'],
+            ['DEL', 'big'],
+          ])
+        ).map(show),
+      ).toEqual(['+OK⏎', ':1000000⏎', ':1⏎']);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -1,7 +1,8 @@
+import { getHeapStatistics } from 'node:v8';
 import { OK, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { int64Arg } from '../numbers.js';
-import { dumpPayload, restorePayload, verifyDumpPayload } from '../rdb.js';
+import { dumpPayload, RdbError, restorePayload, verifyDumpPayload } from '../rdb.js';
 import { snapshotState } from '../snapshot.js';
 import { keyOf } from '../store.js';
 
@@ -10,6 +11,7 @@ import { keyOf } from '../store.js';
 // other way round. Errors and their order as Redis 7.0.15's restoreCommand (cluster.c).
 
 const group = 'generic';
+const OOM = "OOM command not allowed when used memory > 'maxmemory'.";
 const upper = (arg: Buffer | undefined): string => (arg as Buffer).toString('latin1').toUpperCase();
 
 export function registerDumpCommands(server: MiniRedis): void {
@@ -43,6 +45,23 @@ export function registerDumpCommands(server: MiniRedis): void {
       return value === undefined ? null : dumpPayload(value, state.compression);
     },
   );
+
+  /**
+   * The most a restored value may cost: what maxmemory leaves (when set), and in any case what the
+   * heap has left before V8's limit with a quarter of it kept free — a value decodes to up to ~60×
+   * its payload (rdb.ts, ELEMENT_COST), and past V8's limit the process ends for every client.
+   */
+  const restoreBudget = (): number => {
+    const heap = getHeapStatistics();
+    let budget = heap.heap_size_limit * 0.75 - heap.used_heap_size;
+    const { maxmemory } = server.memory;
+    if (maxmemory > 0) {
+      const memory = server.info.get('memory')?.() ?? {};
+      const used = Number(memory['used_memory_startup'] ?? 0) + Number(memory['used_memory_dataset'] ?? 0);
+      budget = Math.min(budget, maxmemory - used);
+    }
+    return Math.max(budget, 0);
+  };
 
   resp.command(
     'restore',
@@ -81,8 +100,9 @@ export function registerDumpCommands(server: MiniRedis): void {
       if (!verifyDumpPayload(payload)) throw new RespError('ERR DUMP payload version or checksum are wrong');
       let value: ReturnType<typeof restorePayload>;
       try {
-        value = restorePayload(payload);
-      } catch {
+        value = restorePayload(payload, restoreBudget());
+      } catch (error) {
+        if (error instanceof RdbError && error.reason === 'too-big') throw new RespError(OOM);
         throw new RespError('ERR Bad data format');
       }
       const deleted = replace && db.delete(key);
