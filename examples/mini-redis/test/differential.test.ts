@@ -652,6 +652,17 @@ describe('mini-redis replies byte for byte as redis-server 7.0', () => {
     ]);
   });
 
+  it('an EXEC refused over maxmemory answers EXECABORT with the reason and ends the transaction (rejectCommand)', async () => {
+    // Redis's unit/multi "EXEC with at least one use-memory command should fail", plus what follows it.
+    await compareSessions(2, [
+      { on: 0, send: ['SET x 0', 'WATCH x', 'MULTI', 'SET x 1', 'GET x'] },
+      { on: 1, send: ['CONFIG SET maxmemory 1'] },
+      { on: 0, send: ['EXEC', 'DISCARD', 'UNWATCH', 'PING'] },
+      { on: 1, send: ['CONFIG SET maxmemory 0'] },
+      { on: 0, send: ['MULTI', 'GET x', 'EXEC'] },
+    ]);
+  });
+
   it('WATCH aborts EXEC when another client writes the key (writes of every type, and FLUSHALL)', async () => {
     const watched = (write: CommandLine, setup: CommandLine[] = ['DEL k', 'SET k 1']) => [
       { on: 1, send: setup },

@@ -213,6 +213,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
       pause: this.#pause,
       monitors: this.#monitors,
       tracking: this.tracking,
+      watches: this.#watches,
       stats: this.stats,
       outOfMemory: options.outOfMemory,
       get logger() {

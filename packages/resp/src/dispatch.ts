@@ -8,6 +8,7 @@ import type { PubSub } from './pubsub.js';
 import { type CommandHandler, type CommandRegistry, type CommandSpec, commandKeys, type Entry, fullName } from './registry.js';
 import { RespError } from './reply.js';
 import type { Tracking } from './tracking.js';
+import type { Watches } from './watch.js';
 
 // Dispatch: one command received → the checks Redis's processCommand makes, in its order
 // (lookup, arity, auth, MONITOR, OOM, the pre-run check, CLIENT PAUSE, MULTI's queue, RESP2
@@ -39,6 +40,8 @@ export interface DispatchHost<Context> {
   readonly pause: ClientPause<Context>;
   readonly monitors: Monitors<Context>;
   readonly tracking: Tracking<Context>;
+  /** WATCH: a refused EXEC discards the transaction and its watches. */
+  readonly watches: Watches<Context>;
   /** INFO's total_commands_processed and total_error_replies. */
   readonly stats: { commandsProcessed: number; errorReplies: number };
   readonly outOfMemory: (() => boolean) | undefined;
@@ -49,6 +52,9 @@ export interface DispatchHost<Context> {
 
 /** The reply of a command ended by `CLIENT UNBLOCK id ERROR` (networking.c, clientCommand). */
 const UNBLOCKED = 'UNBLOCKED client unblocked via CLIENT UNBLOCK';
+
+/** The errors of Redis's clusterRedirectClient. */
+const CLUSTER_REDIRECT = /^(?:MOVED|ASK|CROSSSLOT|CLUSTERDOWN|TRYAGAIN) /;
 
 const PUBSUB_ONLY = 'only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context';
 
@@ -115,10 +121,17 @@ export class Dispatcher<Context> {
     const checks = host.checks;
     for (let i = 0; i < checks.length; i++) {
       const refused = (checks[i] as PreRunCheck<Context>)(own, spec, argv);
-      if (refused !== undefined) {
-        this.#rejectCommand(own, spec.name, refused);
+      if (refused === undefined) continue;
+      if (spec.name === 'exec' && CLUSTER_REDIRECT.test(refused)) {
+        // A cluster redirection of EXEC discards the transaction and is sent as it is, not inside
+        // EXECABORT (server.c, processCommand: discardTransaction, clusterRedirectClient).
+        this.statsOf(spec.name).rejected++;
+        this.#discard(own);
+        this.#reject(own, refused);
         return;
       }
+      this.#rejectCommand(own, spec.name, refused);
+      return;
     }
     if (host.pause.type !== undefined && host.pause.holds(own, entry)) return this.#afterPause(own, entry, argv);
     return this.#proceed(own, entry, argv);
@@ -267,7 +280,21 @@ export class Dispatcher<Context> {
   /** A known command refused before it ran: its rejected_calls count (INFO commandstats). */
   #rejectCommand(client: RespClient<Context>, name: string, message: string): void {
     this.statsOf(name).rejected++;
+    if (name === 'exec') {
+      // A refused EXEC ends the transaction (server.c rejectCommand → multi.c execCommandAbort):
+      // its queue and watches go, and the reason is given inside EXECABORT.
+      this.#discard(client);
+      this.#reject(client, `EXECABORT Transaction discarded because of: ${message}`);
+      return;
+    }
     this.#reject(client, message);
+  }
+
+  /** multi.c, discardTransaction: the queue, its error flag and the client's watches go. */
+  #discard(client: RespClient<Context>): void {
+    client.multi = undefined;
+    client.multiDirty = false;
+    this.#host.watches.unwatch(client);
   }
 
   #reject(client: RespClient<Context>, message: string): void {

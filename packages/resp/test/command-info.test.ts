@@ -466,9 +466,11 @@ describe('pre-run checks (addCheck)', () => {
       expect(await ask('MULTI')).toBe('+OK\r\n');
       expect(await ask('SET', 'k', 'v')).toBe('+QUEUED\r\n');
       replica = true;
-      expect(await ask('EXEC')).toBe("-READONLY You can't write against a read only replica.\r\n");
-      // As Redis: a refused EXEC leaves the transaction open (and flagged).
-      expect(await ask('DISCARD')).toBe('+OK\r\n');
+      // As Redis (server.c rejectCommand → execCommandAbort): the refused EXEC discards the transaction.
+      expect(await ask('EXEC')).toBe(
+        "-EXECABORT Transaction discarded because of: READONLY You can't write against a read only replica.\r\n",
+      );
+      expect(await ask('DISCARD')).toBe('-ERR DISCARD without MULTI\r\n');
       expect(own.commandStats.get('set')?.rejected).toBe(2);
       expect(own.commandStats.get('exec')?.rejected).toBe(1);
       remove();
