@@ -630,4 +630,32 @@ describe('RESTORE: what a payload decodes to is counted before it is decoded', (
       client.close();
     }
   });
+
+  it("without maxmemory, a payload that would outgrow V8's heap (node dist/main.js, 160 MB heap, 8 MB → ~480 MB): -OOM, the process lives", async () => {
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+    const child = spawn(process.execPath, ['--max-old-space-size=160', main], {
+      env: { ...process.env, RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const url = /"url":"redis:\/\/127\.0\.0\.1:(\d+)"/;
+    try {
+      for (let i = 0; i < 200 && !url.test(output); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      const client = new RawClient(Number(url.exec(output)?.[1]));
+      try {
+        const replies = await client.send([['RESTORE', 'big', '0', tinyIntegers(500)], 'PING', ['EXISTS', 'big']]);
+        expect(replies.map(show)).toEqual(["-OOM command not allowed when used memory > 'maxmemory'.⏎", '+PONG⏎', ':0⏎']);
+      } finally {
+        client.close();
+      }
+      expect(child.exitCode).toBe(null);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });
