@@ -157,7 +157,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly #host: BuiltinHost<Context>;
   /** Sections the application adds to INFO (or fields it adds to, or overrides in, a built-in one). */
   readonly #infoSections = new Map<string, Array<() => InfoFields>>();
-  /** The pre-run checks (dispatch.ts): cluster mode's slot check first, then the application's (`addCheck`). */
+  /** The application's pre-run checks (dispatch.ts; `addCheck`); cluster mode's slot check runs before them. */
   readonly #checks: Array<PreRunCheck<Context>> = [];
   /** The application's CONFIG RESETSTAT hooks (`onResetStats`). */
   readonly #resetHooks: Array<() => void> = [];
@@ -207,6 +207,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     this.cluster = cluster;
     const dispatcher = new Dispatcher<Context>({
       checks: this.#checks,
+      clusterCheck: cluster ? (client, spec, argv) => cluster.check(client, spec, argv) : undefined,
       registry,
       auth: this.#auth,
       pubsub: this.#pubsub,
@@ -220,7 +221,6 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
         return adapter.logger;
       },
     });
-    if (cluster) this.#checks.push((client, spec, argv) => cluster.check(client, spec, argv));
     this.#dispatcher = dispatcher;
     this.#host = {
       command: (name, commandOptions, handler) => this.command(name, commandOptions, handler),

@@ -46,15 +46,14 @@ export interface DispatchHost<Context> {
   readonly stats: { commandsProcessed: number; errorReplies: number };
   readonly outOfMemory: (() => boolean) | undefined;
   readonly logger: Logger;
+  /** Cluster mode's slot check (MOVED, CROSSSLOT, CLUSTERDOWN), when cluster mode is on. */
+  readonly clusterCheck: PreRunCheck<Context> | undefined;
   /** The pre-run checks ({@link PreRunCheck}), in order; the first error wins. */
   readonly checks: ReadonlyArray<PreRunCheck<Context>>;
 }
 
 /** The reply of a command ended by `CLIENT UNBLOCK id ERROR` (networking.c, clientCommand). */
 const UNBLOCKED = 'UNBLOCKED client unblocked via CLIENT UNBLOCK';
-
-/** The errors of Redis's clusterRedirectClient. */
-const CLUSTER_REDIRECT = /^(?:MOVED|ASK|CROSSSLOT|CLUSTERDOWN|TRYAGAIN) /;
 
 const PUBSUB_ONLY = 'only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context';
 
@@ -107,6 +106,16 @@ export class Dispatcher<Context> {
       this.#rejectCommand(own, spec.name, 'NOAUTH Authentication required.');
       return;
     }
+    // Cluster mode's slot check comes right after auth (and ACLs), before OOM (server.c, processCommand).
+    const redirect = host.clusterCheck?.(own, spec, argv);
+    if (redirect !== undefined) {
+      this.statsOf(spec.name).rejected++;
+      // A redirected EXEC discards the transaction and the error is sent as it is, not inside EXECABORT
+      // (processCommand: discardTransaction, clusterRedirectClient); another command flags MULTI.
+      if (spec.name === 'exec') this.#discard(own);
+      this.#reject(own, redirect);
+      return;
+    }
     if (own.monitoring && entry.keyspace) {
       // server.c, processCommand: a MONITOR client is a replica, kept away from the keyspace.
       this.#rejectCommand(own, spec.name, "ERR Replica can't interact with the keyspace");
@@ -116,20 +125,13 @@ export class Dispatcher<Context> {
       this.#rejectCommand(own, spec.name, "OOM command not allowed when used memory > 'maxmemory'.");
       return;
     }
-    // The pre-run checks (cluster mode's slot check, an application's READONLY…): the one place for
-    // a check on every command that passed the above, before CLIENT PAUSE holds it and MULTI queues it.
+    // The pre-run checks (an application's READONLY, NOREPLICAS…, after OOM as in processCommand):
+    // the one place for a check on every command that passed the above, before CLIENT PAUSE holds it
+    // and MULTI queues it.
     const checks = host.checks;
     for (let i = 0; i < checks.length; i++) {
       const refused = (checks[i] as PreRunCheck<Context>)(own, spec, argv);
       if (refused === undefined) continue;
-      if (spec.name === 'exec' && CLUSTER_REDIRECT.test(refused)) {
-        // A cluster redirection of EXEC discards the transaction and is sent as it is, not inside
-        // EXECABORT (server.c, processCommand: discardTransaction, clusterRedirectClient).
-        this.statsOf(spec.name).rejected++;
-        this.#discard(own);
-        this.#reject(own, refused);
-        return;
-      }
       this.#rejectCommand(own, spec.name, refused);
       return;
     }
