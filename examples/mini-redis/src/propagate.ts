@@ -45,15 +45,6 @@ export function frameCommand(argv: Argv): Buffer {
 }
 const CRLF = Buffer.from('\r\n');
 
-/**
- * Checks before a write runs at top level, or before an EXEC (Redis's processCommand): a replica
- * refuses writes (READONLY), min-replicas-to-write (NOREPLICAS)… Throw a RespError to refuse.
- */
-export interface WriteGuard {
-  write(client: RespClient): void;
-  exec(client: RespClient): void;
-}
-
 /** The commands not flagged `write` that Redis still propagates (CMD_MAY_REPLICATE). */
 const MAY_REPLICATE = new Set(['publish']);
 
@@ -69,8 +60,6 @@ export class Propagation {
   #after: Op[] = [];
   /** Inside a unit (a wrapped command, or EXEC, is running). */
   #depth = 0;
-  /** Refuses writes (replication.ts: a replica, min-replicas-to-write). */
-  guard: WriteGuard | undefined;
 
   addSink(sink: Sink): void {
     this.#sinks.add(sink);
@@ -128,7 +117,6 @@ export class Propagation {
     if (!options.flags?.includes('write') && !MAY_REPLICATE.has(name)) return handler;
     const always = MAY_REPLICATE.has(name);
     return (client, argv) => {
-      if (this.#depth === 0 && this.guard !== undefined && !always) this.guard.write(client);
       const invocation: Invocation = { dirty: this.dirty, replacement: undefined };
       this.#stack.push(invocation);
       this.#depth++;
@@ -156,7 +144,6 @@ export class Propagation {
   /** EXEC: the queued commands' propagations make one unit (MULTI/EXEC around more than one). */
   #wrapExec(handler: CommandHandler): CommandHandler {
     return (client, argv) => {
-      if (this.#depth === 0 && client.multi !== undefined) this.guard?.exec(client);
       this.#depth++;
       let result: ReturnType<CommandHandler>;
       try {

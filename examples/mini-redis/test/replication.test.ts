@@ -238,6 +238,26 @@ describe('bad input gets Redis’s errors over a raw socket, and the server live
         'DEL x',
       ],
     ],
+    [
+      'a replica refuses a write while MULTI queues it (READONLY), and EXEC aborts; stale reads with replica-serve-stale-data no',
+      [
+        'REPLICAOF 127.0.0.1 1',
+        'MULTI',
+        'SET x 1',
+        'GET x',
+        'EXEC',
+        'CONFIG SET replica-serve-stale-data no',
+        'GET x',
+        'PING',
+        'CONFIG SET replica-serve-stale-data yes',
+        'GET x',
+        'REPLICAOF NO ONE',
+        'MULTI',
+        'SET x 1',
+        'EXEC',
+        'DEL x',
+      ],
+    ],
   ];
   for (const [name, commands] of cases) {
     it(name, async () => {

@@ -135,21 +135,15 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
     }
     return undefined;
   };
-  propagation.guard = {
-    write() {
-      const reason = refusal(true, []);
-      if (reason !== undefined) throw new RespError(reason);
-    },
-    exec(client) {
-      const names = (client.multi ?? []).map((argv) => text(argv[0]).toLowerCase());
-      const write = names.some((name) => resp.lookup(name)?.flags?.includes('write'));
-      const reason = refusal(write, names);
-      if (reason === undefined) return;
-      client.multi = undefined;
-      resp.unwatch(client);
-      throw new RespError(`EXECABORT Transaction discarded because of: ${reason}`);
-    },
-  };
+  // Refused where Redis's processCommand refuses them (a check on every command after OOM, before
+  // MULTI queues it): a write (READONLY, NOREPLICAS) or a non-stale command (MASTERDOWN) is refused at
+  // once, inside MULTI too (EXEC then answers EXECABORT); EXEC is judged by what it queued.
+  resp.addCheck((client, spec) => {
+    const names = spec.name === 'exec' ? (client.multi ?? []).map((argv) => text(argv[0]).toLowerCase()) : [spec.name];
+    const write =
+      spec.name === 'exec' ? names.some((name) => resp.lookup(name)?.flags?.includes('write')) : spec.flags?.includes('write') === true;
+    return refusal(write, names);
+  });
   for (const name of ['replicaof', 'slaveof']) {
     resp.command(
       name,
