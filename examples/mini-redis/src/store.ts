@@ -1,6 +1,6 @@
 import { RespError } from '@portbind/resp';
 import { Deque } from './deque.js';
-import { AccessClock, EXACT_UP_TO, elementsOf, estimateSize } from './eviction.js';
+import { AccessClock, EXACT_UP_TO, elementsOf, estimateSize, exactPartOf } from './eviction.js';
 import { SortedSet } from './sorted-set.js';
 import type { Stream } from './stream.js';
 
@@ -54,7 +54,7 @@ export const keyOf = (arg: Buffer | undefined): string => (arg as Buffer).toStri
 /** A key back to the bytes the client sent. */
 export const bytesOf = (key: string): Buffer => Buffer.from(key, 'latin1');
 
-/** Each value's last exact size count (Database.resize): writes since, elements and bytes then. */
+/** Each value's last exact size count (Database.resize): writes since, elements and bytes then (less the exact part). */
 const counted = new WeakMap<Value, { writes: number; elements: number; bytes: number }>();
 
 /** One numbered database. */
@@ -113,13 +113,14 @@ export class Database {
     if (value === undefined) return;
     const n = elementsOf(value);
     const last = counted.get(value);
+    const exact = exactPartOf(key, value);
     let bytes: number;
     if (n <= EXACT_UP_TO || last === undefined || last.writes + 1 >= n / 8) {
       bytes = estimateSize(key, value, true);
-      counted.set(value, { writes: 0, elements: n, bytes });
+      counted.set(value, { writes: 0, elements: n, bytes: bytes - exact });
     } else {
       last.writes++;
-      bytes = last.elements === 0 ? last.bytes : Math.max(64 + key.length, (last.bytes * n) / last.elements);
+      bytes = exact + (last.elements === 0 ? last.bytes : Math.max(64 + key.length, (last.bytes * n) / last.elements));
     }
     this.bytes += bytes - (value.bytes ?? 0);
     value.bytes = bytes;
@@ -131,7 +132,7 @@ export class Database {
     value.lru = replaced !== undefined && this.access.lfu ? replaced.lru : this.access.initial();
     // A value stored whole is counted whole: making it cost O(n) already.
     const bytes = estimateSize(key, value, true);
-    counted.set(value, { writes: 0, elements: elementsOf(value), bytes });
+    counted.set(value, { writes: 0, elements: elementsOf(value), bytes: bytes - exactPartOf(key, value) });
     this.bytes += bytes - (replaced?.bytes ?? 0);
     value.bytes = bytes;
   }

@@ -659,3 +659,29 @@ describe('RESTORE: what a payload decodes to is counted before it is decoded', (
     }
   });
 });
+
+describe('the size estimate counts what streams keep besides their entries', () => {
+  it('10 000 consumer groups, 20 000 pending entries and 1 000 consumers show in used_memory_dataset (measured: ~580, ~180, ~250 bytes each)', async () => {
+    const client = new RawClient(mini.port);
+    const dataset = async () =>
+      Number(/used_memory_dataset:(\d+)/.exec((await client.send(['INFO memory']))[0]?.toString('latin1') ?? '')?.[1]);
+    try {
+      await client.send(['FLUSHALL', 'XADD s 1-1 f v']);
+      const base = await dataset();
+      await client.send(Array.from({ length: 10_000 }, (_, i): CommandLine => ['XGROUP', 'CREATE', 's', `g${i}`, '0']));
+      const groups = (await dataset()) - base;
+      expect(groups).toBeGreaterThan(10_000 * 500);
+      await client.send(['DEL s']);
+      await client.send(Array.from({ length: 20_000 }, (): CommandLine => 'XADD p * f v'));
+      await client.send(['XGROUP CREATE p g 0']);
+      const before = await dataset();
+      await client.send(['XREADGROUP GROUP g c STREAMS p >']);
+      await client.send(Array.from({ length: 1000 }, (_, i): CommandLine => ['XGROUP', 'CREATECONSUMER', 'p', 'g', `consumer${i}`]));
+      expect((await dataset()) - before).toBeGreaterThan(20_000 * 150 + 1000 * 200);
+      await client.send(['DEL p']);
+      expect(await dataset()).toBe(0);
+    } finally {
+      client.close();
+    }
+  });
+});
