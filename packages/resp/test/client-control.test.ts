@@ -1,61 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { type AddressInfo, createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { PortService } from '@portbind/core';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { portOf, rawConnect, readUntil, readUntilClose } from '../../../test/support/net.js';
 import { OK, type RespClient, respAdapter } from '../src/index.js';
+import { REDIS_SERVER, type Server, startRedis } from './real-redis.js';
 
 // CLIENT REPLY, PAUSE/UNPAUSE, UNBLOCK, NO-EVICT, GETREDIR and HELP: the same scripts over raw
 // sockets to redis-server 7.0.15 and to an adapter reporting 7.0.15 must give the same bytes, in
 // the same order, with the same delays (a command held by CLIENT PAUSE answers late on both).
-
-const REDIS_SERVER = '/usr/bin/redis-server';
-
-interface Server {
-  port: number;
-  stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-async function startRedis(): Promise<Server> {
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    const child: ChildProcess = spawn(
-      REDIS_SERVER,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
-      { stdio: 'ignore' },
-    );
-    const exited = once(child, 'exit');
-    const stop = async (): Promise<void> => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGKILL');
-      await exited;
-    };
-    for (let i = 0; i < 200 && child.exitCode === null; i++) {
-      try {
-        const socket = await rawConnect(port);
-        socket.destroy();
-        return { port, stop };
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-    }
-    await stop();
-    if (attempt >= 3) throw new Error('redis-server did not start');
-  }
-}
 
 /** An adapter with just enough of a keyspace for the scripts: SET, GET, LPUSH and a BLPOP that CLIENT UNBLOCK can end. */
 async function startAdapter(): Promise<Server> {

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { rawConnect, sleep } from '../../../test/support/net.js';
 
 // A real redis-server 7.0.15 on a free port, no persistence, for tests that compare bytes with it.
@@ -29,7 +30,24 @@ export async function startRedis(): Promise<Server> {
     const port = await freePort();
     const child: ChildProcess = spawn(
       REDIS_SERVER,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+      [
+        ...[
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--daemonize',
+          'no',
+          '--loglevel',
+          'warning',
+        ],
+        // Its files (a full sync to a SYNC client writes dump.rdb) in the temp dir, never in the checkout.
+        ...['--dir', tmpdir()],
+      ],
       { stdio: 'ignore' },
     );
     const exited = once(child, 'exit');
