@@ -40,6 +40,8 @@ export interface SnapshotState {
   /** When the last BGSAVE was tried (ms), for the 5 s retry delay after a failure. */
   lastTry: number;
   lastStatus: 'ok' | 'err';
+  /** `stop-writes-on-bgsave-error`: after a failed BGSAVE (with save points), writes get -MISCONF. */
+  stopWritesOnError: boolean;
   /** A BGSAVE writing now: when it started (ms), and its promise. */
   inProgress: { started: number; done: Promise<boolean>; cancelled: boolean } | undefined;
   /** BGSAVE SCHEDULE while one runs: another after it. */
@@ -86,6 +88,7 @@ export function snapshotState(server: Pick<MiniRedis, 'env'>): SnapshotState {
       lastSave: Math.floor(Date.now() / 1000),
       lastTry: 0,
       lastStatus: 'ok',
+      stopWritesOnError: true,
       inProgress: undefined,
       scheduled: false,
       lastBgsaveSeconds: -1,
@@ -231,6 +234,10 @@ async function writeAtomically(dir: string, name: string, data: Buffer, cancelle
  * loading `dir`/`dbfilename` now if DATA_DIR is set (a file that cannot be read: SnapshotLoadError).
  * `service` is what SHUTDOWN stops.
  */
+/** server.c's shared.bgsaveerr. */
+const MISCONF =
+  "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+
 export function registerSnapshot(server: MiniRedis, service: PortService): void {
   const { resp, config, info } = server;
   const state = snapshotState(server);
@@ -291,8 +298,8 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
       log.info({ file: path() }, 'DB saved on disk');
       return true;
     } catch (error) {
+      // rdb.c's rdbSave sets lastbgsave_status only when it works: a failed SAVE leaves it be.
       log.error({ err: error, file: path() }, 'failed saving the DB');
-      state.lastStatus = 'err';
       return false;
     }
   };
@@ -459,6 +466,25 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
       if (lower !== 'yes' && lower !== 'no') throw new Error("argument must be 'yes' or 'no'");
       set(lower === 'yes');
     },
+  });
+  config.set(
+    'stop-writes-on-bgsave-error',
+    yesNo(
+      () => state.stopWritesOnError,
+      (value) => {
+        state.stopWritesOnError = value;
+      },
+    ),
+  );
+  // server.c's processCommand: while the last BGSAVE failed, save points are set and
+  // stop-writes-on-bgsave-error is yes, a write (an EXEC that queued one) or PING is refused.
+  resp.addCheck((client, spec) => {
+    if (!state.stopWritesOnError || state.savePoints.length === 0 || state.lastStatus !== 'err') return undefined;
+    const write =
+      spec.name === 'exec'
+        ? (client.multi ?? []).some((argv) => resp.lookup(argv[0]?.toString('latin1').toLowerCase() ?? '')?.flags?.includes('write'))
+        : spec.name === 'ping' || spec.flags?.includes('write') === true;
+    return write ? MISCONF : undefined;
   });
   config.set('save', {
     get: () => state.savePoints.map(({ seconds, changes }) => `${seconds} ${changes}`).join(' '),

@@ -551,9 +551,13 @@ function parseList(reply: Buffer): unknown {
   return next();
 }
 
+/** server.c's shared.bgsaveerr, without its '-' and CRLF. */
+const MISCONF =
+  "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+
 describe('snapshots when the disk refuses', () => {
   it('BGSAVE twice; DATA_DIR replaced by a file: SAVE -ERR, BGSAVE status err in INFO, the server serves on', async () => {
-    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { mkdirSync, mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
     const dir = mkdtempSync(join(tmpdir(), 'hostile-'));
@@ -576,11 +580,57 @@ describe('snapshots when the disk refuses', () => {
       // As root no mode bit stops a write: a file where the directory was does (ENOTDIR).
       rmSync(dir, { recursive: true });
       writeFileSync(dir, 'not a directory');
-      expect((await client.send(['SAVE'])).map(show)).toEqual(['-ERR⏎']);
+      // A failed SAVE leaves rdb_last_bgsave_status as it was (rdb.c's rdbSave sets it only on success).
+      expect((await client.send(['SAVE', 'SET k v'])).map(show)).toEqual(['-ERR⏎', '+OK⏎']);
+      expect(await status()).toBe('ok');
       expect((await client.send(['BGSAVE'])).map(show)).toEqual(['+Background saving started⏎']);
       expect(await status()).toBe('err');
+      // stop-writes-on-bgsave-error yes (the default) with save points: writes and PING refused
+      // (server.c's processCommand), reads and EXEC of reads served, MULTI with a write aborted.
       const other = new RawClient(server.port);
-      expect((await other.send(['PING', 'GET k'])).map(show)).toEqual(['+PONG⏎', '$1⏎v⏎']);
+      expect(
+        (
+          await other.send([
+            'CONFIG GET stop-writes-on-bgsave-error',
+            'SET k w',
+            'PING',
+            'GET k',
+            'MULTI',
+            'GET k',
+            'EXEC',
+            'MULTI',
+            'SET k w',
+            'EXEC',
+          ])
+        ).map(show),
+      ).toEqual([
+        '*2⏎$27⏎stop-writes-on-bgsave-error⏎$3⏎yes⏎',
+        `-${MISCONF}⏎`,
+        `-${MISCONF}⏎`,
+        '$1⏎v⏎',
+        '+OK⏎',
+        '+QUEUED⏎',
+        '*1⏎$1⏎v⏎',
+        '+OK⏎',
+        `-${MISCONF}⏎`,
+        '-EXECABORT Transaction discarded because of previous errors.⏎',
+      ]);
+      expect(
+        (
+          await other.send([
+            'CONFIG SET stop-writes-on-bgsave-error no',
+            'SET k w',
+            'CONFIG SET stop-writes-on-bgsave-error yes',
+            'SET k v',
+          ])
+        ).map(show),
+      ).toEqual(['+OK⏎', '+OK⏎', '+OK⏎', `-${MISCONF}⏎`]);
+      // The disk back: a BGSAVE that works lets writes in again.
+      rmSync(dir, { force: true });
+      mkdirSync(dir);
+      expect((await client.send(['BGSAVE'])).map(show)).toEqual(['+Background saving started⏎']);
+      expect(await status()).toBe('ok');
+      expect((await other.send(['SET k v', 'PING'])).map(show)).toEqual(['+OK⏎', '+PONG⏎']);
       other.close();
     } finally {
       client.close();
