@@ -8,6 +8,7 @@ import { registerDumpCommands } from './commands/dump.js';
 import { registerHashCommands } from './commands/hashes.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommands } from './commands/lists.js';
+import { registerMigrateCommands } from './commands/migrate.js';
 import { registerReplicationCommands } from './commands/replication.js';
 import { registerScriptingCommands } from './commands/scripting.js';
 import { registerServerCommands } from './commands/server.js';
@@ -137,6 +138,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   // RDB snapshots (load at start, SAVE/BGSAVE/save points/SHUTDOWN) and DUMP/RESTORE: snapshot.ts, rdb.ts.
   registerSnapshot(server, service);
   registerDumpCommands(server);
+  registerMigrateCommands(server); // MIGRATE, RESTORE-ASKING (after DUMP/RESTORE)
   registerReplicationCommands(server);
   eviction = new Eviction(keyspace, memory, (db, key) => {
     resp.touch(db, key);
