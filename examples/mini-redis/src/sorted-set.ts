@@ -11,17 +11,40 @@ const MAX_LEVEL = 32;
 const LINEAR = 128;
 const P = 0.25;
 
-interface Level {
-  forward: SkipNode | undefined;
-  /** How many nodes this link skips (Redis's span): the rank distance to `forward`. */
-  span: number;
-}
-
-export interface SkipNode {
+/**
+ * A skip list node. Its links are two parallel arrays indexed by level (Redis's `level[i].forward`
+ * and `.span`), so a hop is node → array → next node, with no object per link.
+ */
+export class SkipNode {
   readonly member: string;
-  readonly score: number;
+  /** Mutable only inside this module (a score change that keeps the position updates it in place). */
+  score: number;
   backward: SkipNode | undefined;
-  readonly levels: Level[];
+  /** The next node at each level. */
+  readonly forward: (SkipNode | undefined)[];
+  /** How many nodes each link skips (Redis's span): the rank distance to `forward[i]`. */
+  readonly span: number[];
+
+  constructor(member: string, score: number, level: number) {
+    this.member = member;
+    this.score = score;
+    this.backward = undefined;
+    this.forward = new Array<SkipNode | undefined>(level).fill(undefined);
+    this.span = new Array<number>(level).fill(0);
+  }
+
+  /** The next node in order (level 0), or undefined at the tail. */
+  get next(): SkipNode | undefined {
+    return this.forward[0];
+  }
+
+  /**
+   * The links as `{ forward, span }` objects, for callers written before the parallel arrays
+   * (allocates: use `next`, `forward` and `span` instead).
+   */
+  get levels(): { forward: SkipNode | undefined; span: number }[] {
+    return this.forward.map((forward, i) => ({ forward, span: this.span[i] as number }));
+  }
 }
 
 /** A score range: `min`/`max` with exclusive ends (`(1.5` in ZRANGEBYSCORE). */
@@ -61,13 +84,14 @@ function emptyLexRange({ min, max }: LexRange): boolean {
   return min.value > max.value || (min.value === max.value && (min.exclusive || max.exclusive));
 }
 
+// Scratch for insert/delete (single-threaded, never re-entered): the rightmost node before the
+// new/deleted one at each level, and its rank. Filled with a dummy node so the arrays stay packed.
+const DUMMY = new SkipNode('', 0, 0);
+const update: SkipNode[] = new Array<SkipNode>(MAX_LEVEL).fill(DUMMY);
+const ranks: number[] = new Array<number>(MAX_LEVEL).fill(0);
+
 class SkipList {
-  readonly head: SkipNode = {
-    member: '',
-    score: 0,
-    backward: undefined,
-    levels: Array.from({ length: MAX_LEVEL }, () => ({ forward: undefined, span: 0 })),
-  };
+  readonly head = new SkipNode('', 0, MAX_LEVEL);
   tail: SkipNode | undefined;
   length = 0;
   level = 1;
@@ -79,69 +103,107 @@ class SkipList {
   }
 
   insert(score: number, member: string): SkipNode {
-    const update: SkipNode[] = new Array(MAX_LEVEL);
-    const rank: number[] = new Array(MAX_LEVEL).fill(0);
+    return this.#link(new SkipNode(member, score, this.#randomLevel()));
+  }
+
+  /** Link a node (new, or unlinked to move it) at its place, keeping its level. */
+  #link(node: SkipNode): SkipNode {
+    const { score, member } = node;
     let x = this.head;
+    let rank = 0;
     for (let i = this.level - 1; i >= 0; i--) {
-      rank[i] = i === this.level - 1 ? 0 : (rank[i + 1] as number);
-      for (let next = x.levels[i]?.forward; next && before(score, member, next); next = x.levels[i]?.forward) {
-        rank[i] = (rank[i] as number) + (x.levels[i] as Level).span;
+      for (let next = x.forward[i]; next !== undefined && before(score, member, next); next = x.forward[i]) {
+        rank += x.span[i] as number;
         x = next;
       }
       update[i] = x;
+      ranks[i] = rank;
     }
-    const level = this.#randomLevel();
+    const level = node.forward.length;
     if (level > this.level) {
       for (let i = this.level; i < level; i++) {
-        rank[i] = 0;
+        ranks[i] = 0;
         update[i] = this.head;
-        (this.head.levels[i] as Level).span = this.length;
+        this.head.span[i] = this.length;
       }
       this.level = level;
     }
-    const node: SkipNode = { member, score, backward: undefined, levels: [] };
+    const rank0 = ranks[0] as number;
     for (let i = 0; i < level; i++) {
-      const prev = (update[i] as SkipNode).levels[i] as Level;
-      const distance = (rank[0] as number) - (rank[i] as number);
-      node.levels.push({ forward: prev.forward, span: prev.span - distance });
-      prev.forward = node;
-      prev.span = distance + 1;
+      const prev = update[i] as SkipNode;
+      const distance = rank0 - (ranks[i] as number);
+      node.forward[i] = prev.forward[i];
+      node.span[i] = (prev.span[i] as number) - distance;
+      prev.forward[i] = node;
+      prev.span[i] = distance + 1;
     }
-    for (let i = level; i < this.level; i++) ((update[i] as SkipNode).levels[i] as Level).span++;
-    node.backward = update[0] === this.head ? undefined : update[0];
-    const next = (node.levels[0] as Level).forward;
-    if (next) next.backward = node;
+    for (let i = level; i < this.level; i++) {
+      const prev = update[i] as SkipNode;
+      prev.span[i] = (prev.span[i] as number) + 1;
+    }
+    const prev = update[0] as SkipNode;
+    node.backward = prev === this.head ? undefined : prev;
+    const next = node.forward[0];
+    if (next !== undefined) next.backward = node;
     else this.tail = node;
     this.length++;
     return node;
   }
 
-  #unlink(node: SkipNode, update: SkipNode[]): void {
+  /** Unlink `node`, `update` holding its predecessors at every level. */
+  #unlink(node: SkipNode): void {
     for (let i = 0; i < this.level; i++) {
-      const link = (update[i] as SkipNode).levels[i] as Level;
-      if (link.forward === node) {
-        link.span += (node.levels[i] as Level).span - 1;
-        link.forward = (node.levels[i] as Level).forward;
-      } else link.span--;
+      const prev = update[i] as SkipNode;
+      if (prev.forward[i] === node) {
+        prev.span[i] = (prev.span[i] as number) + (node.span[i] as number) - 1;
+        prev.forward[i] = node.forward[i];
+      } else prev.span[i] = (prev.span[i] as number) - 1;
     }
-    const next = (node.levels[0] as Level).forward;
-    if (next) next.backward = node.backward;
+    const next = node.forward[0];
+    if (next !== undefined) next.backward = node.backward;
     else this.tail = node.backward;
-    while (this.level > 1 && (this.head.levels[this.level - 1] as Level).forward === undefined) this.level--;
+    while (this.level > 1 && this.head.forward[this.level - 1] === undefined) this.level--;
     this.length--;
   }
 
-  delete(score: number, member: string): boolean {
-    const update: SkipNode[] = new Array(MAX_LEVEL);
+  /** Fill `update` with the predecessors of (score, member); return the node at that place, if any. */
+  #find(score: number, member: string): SkipNode | undefined {
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.levels[i]?.forward; next && before(score, member, next); next = x.levels[i]?.forward) x = next;
+      for (let next = x.forward[i]; next !== undefined && before(score, member, next); next = x.forward[i]) x = next;
       update[i] = x;
     }
-    const node = (x.levels[0] as Level).forward;
-    if (node === undefined || node.score !== score || node.member !== member) return false;
-    this.#unlink(node, update);
+    const node = x.forward[0];
+    return node !== undefined && node.score === score && node.member === member ? node : undefined;
+  }
+
+  delete(score: number, member: string): boolean {
+    const node = this.#find(score, member);
+    if (node === undefined) return false;
+    this.#unlink(node);
     return true;
+  }
+
+  /**
+   * Move an element to a new score (Redis's zslUpdateScore): in place when it keeps its position,
+   * else unlinked and linked again at its new place (the same node, keeping its level: a level is
+   * drawn independently of the score, so the list's shape stays as random as Redis's).
+   */
+  updateScore(score: number, member: string, newScore: number): void {
+    const node = this.#find(score, member);
+    if (node === undefined) {
+      this.insert(newScore, member);
+      return;
+    }
+    const next = node.forward[0];
+    if ((node.backward === undefined || node.backward.score < newScore) && (next === undefined || next.score > newScore)) {
+      node.score = newScore;
+      return;
+    }
+    this.#unlink(node);
+    node.score = newScore;
+    node.backward = undefined;
+    this.#link(node);
   }
 
   /** 1-based rank of an element known to be in the list. */
@@ -150,11 +212,11 @@ class SkipList {
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
       for (
-        let next = x.levels[i]?.forward;
-        next && (before(score, member, next) || (next.score === score && next.member === member));
-        next = x.levels[i]?.forward
+        let next = x.forward[i];
+        next !== undefined && (before(score, member, next) || (next.score === score && next.member === member));
+        next = x.forward[i]
       ) {
-        rank += (x.levels[i] as Level).span;
+        rank += x.span[i] as number;
         x = next;
       }
       if (x !== this.head && x.member === member) return rank;
@@ -167,8 +229,8 @@ class SkipList {
     let traversed = 0;
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.levels[i]?.forward; next && traversed + (x.levels[i] as Level).span <= rank; next = x.levels[i]?.forward) {
-        traversed += (x.levels[i] as Level).span;
+      for (let next = x.forward[i]; next !== undefined && traversed + (x.span[i] as number) <= rank; next = x.forward[i]) {
+        traversed += x.span[i] as number;
         x = next;
       }
       if (traversed === rank) return x === this.head ? undefined : x;
@@ -180,16 +242,16 @@ class SkipList {
   firstWhere(below: (node: SkipNode) => boolean): SkipNode | undefined {
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.levels[i]?.forward; next && below(next); next = x.levels[i]?.forward) x = next;
+      for (let next = x.forward[i]; next !== undefined && below(next); next = x.forward[i]) x = next;
     }
-    return (x.levels[0] as Level).forward;
+    return x.forward[0];
   }
 
   /** The last node for which `within(node)` holds (a prefix predicate). */
   lastWhere(within: (node: SkipNode) => boolean): SkipNode | undefined {
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.levels[i]?.forward; next && within(next); next = x.levels[i]?.forward) x = next;
+      for (let next = x.forward[i]; next !== undefined && within(next); next = x.forward[i]) x = next;
     }
     return x === this.head ? undefined : x;
   }
@@ -212,12 +274,10 @@ export class SortedSet {
   set(member: string, score: number): void {
     if (score === 0) score = 0;
     const current = this.scores.get(member);
-    if (current !== undefined) {
-      if (current === score) return;
-      this.#list.delete(current, member);
-    }
+    if (current === score) return;
     this.scores.set(member, score);
-    this.#list.insert(score, member);
+    if (current === undefined) this.#list.insert(score, member);
+    else this.#list.updateScore(current, member, score);
   }
 
   delete(member: string): boolean {
@@ -240,7 +300,7 @@ export class SortedSet {
   }
 
   get first(): SkipNode | undefined {
-    return this.#list.head.levels[0]?.forward;
+    return this.#list.head.forward[0];
   }
 
   get last(): SkipNode | undefined {
@@ -303,7 +363,7 @@ export class SortedSet {
 
   /** Nodes from `node` on, forwards (or backwards with `reverse`). */
   *walk(node: SkipNode | undefined, reverse = false): Generator<SkipNode> {
-    for (let x = node; x; x = reverse ? x.backward : x.levels[0]?.forward) yield x;
+    for (let x = node; x; x = reverse ? x.backward : x.forward[0]) yield x;
   }
 
   /** Every member and score, lowest first. */

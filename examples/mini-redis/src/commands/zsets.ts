@@ -619,10 +619,10 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
     if (scan !== undefined && scan.zset === zset) {
       const [member, score] = scan.after;
       node = zset.firstInRange({ min: score, max: Number.POSITIVE_INFINITY, minex: false, maxex: false });
-      while (node && node.score === score && node.member <= member) node = node.levels[0]?.forward;
+      while (node && node.score === score && node.member <= member) node = node.next;
     }
     const page: Entry[] = [];
-    for (; node && page.length < count; node = node.levels[0]?.forward) page.push([node.member, node.score]);
+    for (; node && page.length < count; node = node.next) page.push([node.member, node.score]);
     if (node === undefined) return ['0', flat(page)];
     const next = String(++lastCursor);
     scans.set(next, { zset, after: page[page.length - 1] as Entry });
@@ -801,18 +801,24 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
    * is false: ZPOPMIN without a count), on RESP2 one flat array.
    */
   function replyEntries(client: RespClient, entries: readonly Entry[], withScores: boolean, nested = true): void {
+    const reply = client.reply;
     if (!withScores) {
-      client.reply.array(entries.length);
-      for (const [member] of entries) client.reply.bulk(bytesOf(member));
+      reply.array(entries.length);
+      for (const [member] of entries) replyMember(client, member);
       return;
     }
-    const pairs = client.reply.protocol === 3 && nested;
-    client.reply.array(pairs ? entries.length : entries.length * 2);
+    const pairs = reply.protocol === 3 && nested;
+    reply.array(pairs ? entries.length : entries.length * 2);
     for (const [member, score] of entries) {
-      if (pairs) client.reply.array(2);
-      client.reply.bulk(bytesOf(member));
+      if (pairs) reply.array(2);
+      replyMember(client, member);
       replyScore(client, score);
     }
+  }
+
+  /** A member as a bulk string: an ASCII one as is (no Buffer round trip), else its latin1 bytes. */
+  function replyMember(client: RespClient, member: string): void {
+    client.reply.bulk(Buffer.byteLength(member) === member.length ? member : bytesOf(member));
   }
 }
 
@@ -829,11 +835,12 @@ function rankRange(zset: SortedSet, start: number, stop: number, reverse: boolea
   if (start < 0) start = 0;
   if (start > stop || start >= length) return [];
   if (stop >= length) stop = length - 1;
-  const entries: Entry[] = [];
-  const first = zset.at(reverse ? length - 1 - start : start);
-  for (const node of zset.walk(first, reverse)) {
-    if (entries.length > stop - start) break;
-    entries.push([node.member, node.score]);
+  const count = stop - start + 1;
+  const entries: Entry[] = new Array(count);
+  let node = zset.at(reverse ? length - 1 - start : start);
+  for (let i = 0; i < count && node !== undefined; i++) {
+    entries[i] = [node.member, node.score];
+    node = reverse ? node.backward : node.next;
   }
   return entries;
 }
