@@ -342,6 +342,24 @@ describe('MIGRATE: bad input, byte for byte as redis-server', () => {
     },
   );
 
+  it('MULTI/EXEC runs it; a script may not (mini-redis cannot block on the target inside one), and nothing moves', async () => {
+    const source = client(mini.port);
+    const target = client(redisTarget.port);
+    await source.set('m', 'v');
+    await target.del('m');
+    const socket = new RawClient(mini.port);
+    const replies = await socket.send(['MULTI', ['MIGRATE', '127.0.0.1', String(redisTarget.port), 'm', '0', '5000'], 'EXEC']);
+    socket.close();
+    expect(replies.map(show)).toEqual(['+OK⏎', '+QUEUED⏎', '*1⏎+OK⏎']);
+    expect(await target.get('m')).toBe('v');
+    await source.set('m', 'v');
+    await target.del('m');
+    const script = `return redis.pcall('migrate', '127.0.0.1', '${redisTarget.port}', 'm', '0', '5000')`;
+    await expect(source.eval(script, 0)).rejects.toThrow(/^ERR This Redis command is not allowed from script/);
+    expect(await source.get('m')).toBe('v');
+    expect(await target.exists('m')).toBe(0);
+  });
+
   it('a database the target has not is the target error, as redis-server', async () => {
     for (const port of [mini.port, redis.port]) {
       const source = client(port);

@@ -246,6 +246,10 @@ export function registerMigrateCommands(server: MiniRedis): void {
       since: '2.6.0',
     },
     (client, argv) => {
+      // Redis lets a script MIGRATE (its server blocks meanwhile); a script here cannot wait for the
+      // target, so it is refused before anything moves (packages/resp would refuse the Promise too,
+      // but only after the migration had started).
+      if (client.conn.binding === 'lua') throw new RespError('ERR This Redis command is not allowed from script');
       let copy = false;
       let replace = false;
       let username: Buffer | undefined;
