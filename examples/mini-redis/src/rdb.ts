@@ -3,7 +3,7 @@ import { Deque } from './deque.js';
 import { lzfCompress, lzfDecompress } from './lzf.js';
 import { SortedSet } from './sorted-set.js';
 import type { Keyspace, Value } from './store.js';
-import { Group, MAX_ID, makeId, msOf, SEQ_MASK, Stream, type StreamId, seqOf } from './stream.js';
+import { Group, IdMap, MAX_ID, makeId, msOf, SEQ_MASK, Stream, type StreamId, seqOf } from './stream.js';
 
 // Redis's RDB format, version 10, as Redis 7.0.15 writes and reads it (src/rdb.c, rdb.h): the file
 // SAVE writes, the payload of DUMP/RESTORE, and what a replica gets on a full sync. Written here by
@@ -534,7 +534,10 @@ function readStream(input: Reader, type: number): Stream {
   } else {
     stream.entriesAdded = stream.length;
   }
-  const groups = input.len();
+  // Groups (~580 bytes each), pending entries (~240 with the consumer's copy) and consumers cost
+  // far more than the bytes that describe them: counted before they are made.
+  const groups = input.count(6);
+  input.charge(groups * 4);
   for (let g = 0; g < groups; g++) {
     const name = input.latin1();
     const lastId = makeId(input.lenBig(), input.lenBig());
@@ -542,15 +545,17 @@ function readStream(input: Reader, type: number): Stream {
     if (stream.groups.has(name)) throw corrupt(`Duplicated consumer group name ${name}`);
     const group = new Group(lastId, entriesRead);
     stream.groups.set(name, group);
-    const pending = new Map<StreamId, { time: number; count: number; owner?: string }>();
-    const pelSize = input.len();
+    const pending = new IdMap<{ time: number; count: number; owner?: string }>();
+    const pelSize = input.count(25);
+    input.charge(pelSize);
     for (let i = 0; i < pelSize; i++) {
       const id = idOf(input.take(16));
       const time = Number(input.take(8).readBigInt64LE(0));
       pending.set(id, { time, count: input.len() });
     }
     if (pending.size !== pelSize) throw corrupt('Duplicated global PEL entry loading stream consumer group');
-    const consumers = input.len();
+    const consumers = input.count(10);
+    input.charge(consumers);
     for (let c = 0; c < consumers; c++) {
       const consumerName = input.latin1();
       const { consumer, created } = group.consumer(consumerName);
