@@ -262,6 +262,17 @@ describe('MIGRATE when the target fails', () => {
     }
   });
 
+  it('MIGRATE to itself: nothing answers within the timeout (-IOERR … reading), the key stays, as redis-server', async () => {
+    for (const port of [mini.port, redis.port]) {
+      const source = client(port);
+      await source.set('self', 'v');
+      expect(await raw(port, ['MIGRATE', '127.0.0.1', String(port), 'self', '0', '200', 'REPLACE'])).toBe(
+        '-IOERR error or timeout reading to target instance⏎',
+      );
+      expect(await source.get('self')).toBe('v');
+    }
+  });
+
   it('a target that closes the connection at once: one retry on a fresh connection, then -IOERR … reading, as redis-server', async () => {
     let connections = 0;
     const closing: Server = createServer((socket) => {

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { int64Arg, OK, RespError, simple } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { frameCommand } from '../propagate.js';
@@ -224,6 +225,21 @@ export function registerMigrateCommands(server: MiniRedis): void {
     sweeper ??= setInterval(sweep, 1000).unref();
     return connection;
   };
+  /**
+   * Whether a connection leads back to this mini-redis. Redis, blocked in MIGRATE, cannot answer
+   * itself: the read times out (-IOERR … reading) and the keys stay. Here the same process would
+   * answer, and a MIGRATE … REPLACE to itself would restore a key and then delete it.
+   */
+  const isSelf = (connection: TargetConnection): boolean => {
+    const socket = connection.socket;
+    if (socket === undefined || socket.remotePort === undefined) return false;
+    const bound = server.binding.address;
+    if (typeof bound === 'string' || bound.port !== socket.remotePort) return false;
+    const remote = socket.remoteAddress?.replace(/^::ffff:/, '');
+    if (remote === bound.address.replace(/^::ffff:/, '')) return true;
+    if (bound.address !== '0.0.0.0' && bound.address !== '::') return false;
+    return Object.values(networkInterfaces()).some((list) => list?.some((info) => info.address === remote));
+  };
   const closeSocket = (name: string, connection: TargetConnection): void => {
     connection.close();
     if (cache.get(name) === connection) cache.delete(name);
@@ -302,6 +318,13 @@ export function registerMigrateCommands(server: MiniRedis): void {
           const connection = await getSocket(name, host, atoi(portText), timeout);
           if (connection === undefined) throw new RespError('IOERR error or timeout connecting to the client');
           connection.inUse = true;
+          if (isSelf(connection)) {
+            // As Redis: nothing answers within the timeout (it is this very server, busy with MIGRATE).
+            await new Promise((resolve) => setTimeout(resolve, timeout));
+            connection.inUse = false;
+            closeSocket(name, connection);
+            throw new RespError('IOERR error or timeout reading to target instance');
+          }
           let writeError = false;
           let timedOut = false;
           let deleted: Buffer[] = [];
