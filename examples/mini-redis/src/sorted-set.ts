@@ -11,39 +11,127 @@ const MAX_LEVEL = 32;
 const LINEAR = 128;
 const P = 0.25;
 
+/** Links at levels 0 to IN_NODE - 1 are fields of the node; higher ones (1 node in 256) in arrays. */
+const IN_NODE = 4;
+
 /**
- * A skip list node. Its links are two parallel arrays indexed by level (Redis's `level[i].forward`
- * and `.span`), so a hop is node → array → next node, with no object per link.
+ * A skip list node. Its first four links (Redis's `level[i].forward` and `.span`) are fields of
+ * the node itself, so a hop loads the next node and nothing else (a link object or an array per
+ * node would be one or two more cache misses per hop, which is most of what a descent costs).
  */
 export class SkipNode {
   readonly member: string;
   /** Mutable only inside this module (a score change that keeps the position updates it in place). */
   score: number;
   backward: SkipNode | undefined;
-  /** The next node at each level. */
-  readonly forward: (SkipNode | undefined)[];
-  /** How many nodes each link skips (Redis's span): the rank distance to `forward[i]`. */
-  readonly span: number[];
+  /** How many levels the node has (1 to 32). */
+  readonly level: number;
+  /** @internal Links 0 to 3 (use `next`): the next node at that level, and how many nodes the link skips. */
+  n0: SkipNode | undefined = undefined;
+  /** @internal */
+  n1: SkipNode | undefined = undefined;
+  /** @internal */
+  n2: SkipNode | undefined = undefined;
+  /** @internal */
+  n3: SkipNode | undefined = undefined;
+  /** @internal */
+  s0 = 0;
+  /** @internal */
+  s1 = 0;
+  /** @internal */
+  s2 = 0;
+  /** @internal */
+  s3 = 0;
+  /** @internal Links at levels 4 and up. */
+  readonly up: (SkipNode | undefined)[] | undefined;
+  /** @internal */
+  readonly upSpan: number[] | undefined;
 
   constructor(member: string, score: number, level: number) {
     this.member = member;
     this.score = score;
     this.backward = undefined;
-    this.forward = new Array<SkipNode | undefined>(level).fill(undefined);
-    this.span = new Array<number>(level).fill(0);
+    this.level = level;
+    this.up = level > IN_NODE ? new Array<SkipNode | undefined>(level - IN_NODE).fill(undefined) : undefined;
+    this.upSpan = level > IN_NODE ? new Array<number>(level - IN_NODE).fill(0) : undefined;
   }
 
   /** The next node in order (level 0), or undefined at the tail. */
   get next(): SkipNode | undefined {
-    return this.forward[0];
+    return this.n0;
   }
 
-  /**
-   * The links as `{ forward, span }` objects, for callers written before the parallel arrays
-   * (allocates: use `next`, `forward` and `span` instead).
-   */
+  /** The links as `{ forward, span }` objects (allocates: walk with `next` instead). */
   get levels(): { forward: SkipNode | undefined; span: number }[] {
-    return this.forward.map((forward, i) => ({ forward, span: this.span[i] as number }));
+    return Array.from({ length: this.level }, (_, i) => ({ forward: fwd(this, i), span: spanOf(this, i) }));
+  }
+}
+
+function fwd(x: SkipNode, i: number): SkipNode | undefined {
+  switch (i) {
+    case 0:
+      return x.n0;
+    case 1:
+      return x.n1;
+    case 2:
+      return x.n2;
+    case 3:
+      return x.n3;
+    default:
+      return (x.up as (SkipNode | undefined)[])[i - IN_NODE];
+  }
+}
+
+function setFwd(x: SkipNode, i: number, to: SkipNode | undefined): void {
+  switch (i) {
+    case 0:
+      x.n0 = to;
+      break;
+    case 1:
+      x.n1 = to;
+      break;
+    case 2:
+      x.n2 = to;
+      break;
+    case 3:
+      x.n3 = to;
+      break;
+    default:
+      (x.up as (SkipNode | undefined)[])[i - IN_NODE] = to;
+  }
+}
+
+function spanOf(x: SkipNode, i: number): number {
+  switch (i) {
+    case 0:
+      return x.s0;
+    case 1:
+      return x.s1;
+    case 2:
+      return x.s2;
+    case 3:
+      return x.s3;
+    default:
+      return (x.upSpan as number[])[i - IN_NODE] as number;
+  }
+}
+
+function setSpan(x: SkipNode, i: number, span: number): void {
+  switch (i) {
+    case 0:
+      x.s0 = span;
+      break;
+    case 1:
+      x.s1 = span;
+      break;
+    case 2:
+      x.s2 = span;
+      break;
+    case 3:
+      x.s3 = span;
+      break;
+    default:
+      (x.upSpan as number[])[i - IN_NODE] = span;
   }
 }
 
@@ -112,19 +200,19 @@ class SkipList {
     let x = this.head;
     let rank = 0;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.forward[i]; next !== undefined && before(score, member, next); next = x.forward[i]) {
-        rank += x.span[i] as number;
+      for (let next = fwd(x, i); next !== undefined && before(score, member, next); next = fwd(x, i)) {
+        rank += spanOf(x, i);
         x = next;
       }
       update[i] = x;
       ranks[i] = rank;
     }
-    const level = node.forward.length;
+    const level = node.level;
     if (level > this.level) {
       for (let i = this.level; i < level; i++) {
         ranks[i] = 0;
         update[i] = this.head;
-        this.head.span[i] = this.length;
+        setSpan(this.head, i, this.length);
       }
       this.level = level;
     }
@@ -132,18 +220,18 @@ class SkipList {
     for (let i = 0; i < level; i++) {
       const prev = update[i] as SkipNode;
       const distance = rank0 - (ranks[i] as number);
-      node.forward[i] = prev.forward[i];
-      node.span[i] = (prev.span[i] as number) - distance;
-      prev.forward[i] = node;
-      prev.span[i] = distance + 1;
+      setFwd(node, i, fwd(prev, i));
+      setSpan(node, i, spanOf(prev, i) - distance);
+      setFwd(prev, i, node);
+      setSpan(prev, i, distance + 1);
     }
     for (let i = level; i < this.level; i++) {
       const prev = update[i] as SkipNode;
-      prev.span[i] = (prev.span[i] as number) + 1;
+      setSpan(prev, i, spanOf(prev, i) + 1);
     }
     const prev = update[0] as SkipNode;
     node.backward = prev === this.head ? undefined : prev;
-    const next = node.forward[0];
+    const next = fwd(node, 0);
     if (next !== undefined) next.backward = node;
     else this.tail = node;
     this.length++;
@@ -154,15 +242,15 @@ class SkipList {
   #unlink(node: SkipNode): void {
     for (let i = 0; i < this.level; i++) {
       const prev = update[i] as SkipNode;
-      if (prev.forward[i] === node) {
-        prev.span[i] = (prev.span[i] as number) + (node.span[i] as number) - 1;
-        prev.forward[i] = node.forward[i];
-      } else prev.span[i] = (prev.span[i] as number) - 1;
+      if (fwd(prev, i) === node) {
+        setSpan(prev, i, spanOf(prev, i) + spanOf(node, i) - 1);
+        setFwd(prev, i, fwd(node, i));
+      } else setSpan(prev, i, spanOf(prev, i) - 1);
     }
-    const next = node.forward[0];
+    const next = fwd(node, 0);
     if (next !== undefined) next.backward = node.backward;
     else this.tail = node.backward;
-    while (this.level > 1 && this.head.forward[this.level - 1] === undefined) this.level--;
+    while (this.level > 1 && fwd(this.head, this.level - 1) === undefined) this.level--;
     this.length--;
   }
 
@@ -170,10 +258,10 @@ class SkipList {
   #find(score: number, member: string): SkipNode | undefined {
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.forward[i]; next !== undefined && before(score, member, next); next = x.forward[i]) x = next;
+      for (let next = fwd(x, i); next !== undefined && before(score, member, next); next = fwd(x, i)) x = next;
       update[i] = x;
     }
-    const node = x.forward[0];
+    const node = fwd(x, 0);
     return node !== undefined && node.score === score && node.member === member ? node : undefined;
   }
 
@@ -195,7 +283,7 @@ class SkipList {
       this.insert(newScore, member);
       return;
     }
-    const next = node.forward[0];
+    const next = fwd(node, 0);
     if ((node.backward === undefined || node.backward.score < newScore) && (next === undefined || next.score > newScore)) {
       node.score = newScore;
       return;
@@ -212,11 +300,11 @@ class SkipList {
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
       for (
-        let next = x.forward[i];
+        let next = fwd(x, i);
         next !== undefined && (before(score, member, next) || (next.score === score && next.member === member));
-        next = x.forward[i]
+        next = fwd(x, i)
       ) {
-        rank += x.span[i] as number;
+        rank += spanOf(x, i);
         x = next;
       }
       if (x !== this.head && x.member === member) return rank;
@@ -229,8 +317,8 @@ class SkipList {
     let traversed = 0;
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.forward[i]; next !== undefined && traversed + (x.span[i] as number) <= rank; next = x.forward[i]) {
-        traversed += x.span[i] as number;
+      for (let next = fwd(x, i); next !== undefined && traversed + spanOf(x, i) <= rank; next = fwd(x, i)) {
+        traversed += spanOf(x, i);
         x = next;
       }
       if (traversed === rank) return x === this.head ? undefined : x;
@@ -242,16 +330,16 @@ class SkipList {
   firstWhere(below: (node: SkipNode) => boolean): SkipNode | undefined {
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.forward[i]; next !== undefined && below(next); next = x.forward[i]) x = next;
+      for (let next = fwd(x, i); next !== undefined && below(next); next = fwd(x, i)) x = next;
     }
-    return x.forward[0];
+    return fwd(x, 0);
   }
 
   /** The last node for which `within(node)` holds (a prefix predicate). */
   lastWhere(within: (node: SkipNode) => boolean): SkipNode | undefined {
     let x = this.head;
     for (let i = this.level - 1; i >= 0; i--) {
-      for (let next = x.forward[i]; next !== undefined && within(next); next = x.forward[i]) x = next;
+      for (let next = fwd(x, i); next !== undefined && within(next); next = fwd(x, i)) x = next;
     }
     return x === this.head ? undefined : x;
   }
@@ -300,7 +388,7 @@ export class SortedSet {
   }
 
   get first(): SkipNode | undefined {
-    return this.#list.head.forward[0];
+    return fwd(this.#list.head, 0);
   }
 
   get last(): SkipNode | undefined {
@@ -363,7 +451,7 @@ export class SortedSet {
 
   /** Nodes from `node` on, forwards (or backwards with `reverse`). */
   *walk(node: SkipNode | undefined, reverse = false): Generator<SkipNode> {
-    for (let x = node; x; x = reverse ? x.backward : x.forward[0]) yield x;
+    for (let x = node; x; x = reverse ? x.backward : fwd(x, 0)) yield x;
   }
 
   /** Every member and score, lowest first. */
