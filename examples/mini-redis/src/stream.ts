@@ -128,43 +128,61 @@ export class Consumer {
   }
 }
 
-/** IDs kept sorted, for the pending entries lists: binary search, insert and remove. */
+/**
+ * IDs kept sorted, for the pending entries lists: binary search, insert and remove. Removing the
+ * first ID (XACK and XCLAIM take the oldest first) moves a start index instead of shifting the
+ * array, which is compacted once half of it is behind the start: acking 50 000 entries oldest
+ * first took 2.5 s of splices, quadratic in the list's size.
+ */
 export class SortedIds {
   #ids: StreamId[] = [];
+  #start = 0;
   get size(): number {
-    return this.#ids.length;
+    return this.#ids.length - this.#start;
   }
-  /** The index of the first ID >= id. */
+  /** The index (from the start) of the first ID >= id. */
   lowerBound(id: StreamId): number {
-    let lo = 0;
+    let lo = this.#start;
     let hi = this.#ids.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if ((this.#ids[mid] as StreamId) < id) lo = mid + 1;
       else hi = mid;
     }
-    return lo;
+    return lo - this.#start;
   }
   add(id: StreamId): void {
-    const at = this.lowerBound(id);
-    if (this.#ids[at] !== id) this.#ids.splice(at, 0, id);
+    const at = this.#start + this.lowerBound(id);
+    if (this.#ids[at] === id) return;
+    if (at === this.#ids.length) this.#ids.push(id);
+    else this.#ids.splice(at, 0, id);
   }
   delete(id: StreamId): void {
-    const at = this.lowerBound(id);
-    if (this.#ids[at] === id) this.#ids.splice(at, 1);
+    const at = this.#start + this.lowerBound(id);
+    if (this.#ids[at] !== id) return;
+    if (at === this.#start) {
+      this.#start++;
+      if (this.#start === this.#ids.length) {
+        this.#ids = [];
+        this.#start = 0;
+      } else if (this.#start > 1024 && this.#start * 2 > this.#ids.length) {
+        this.#ids = this.#ids.slice(this.#start);
+        this.#start = 0;
+      }
+    } else this.#ids.splice(at, 1);
   }
   at(index: number): StreamId | undefined {
-    return this.#ids[index];
+    return index < 0 ? undefined : this.#ids[this.#start + index];
   }
   first(): StreamId | undefined {
-    return this.#ids[0];
+    return this.#ids[this.#start];
   }
   last(): StreamId | undefined {
-    return this.#ids[this.#ids.length - 1];
+    return this.size === 0 ? undefined : this.#ids[this.#ids.length - 1];
   }
   /** IDs from `start` to `end` (inclusive), in order. */
   *range(start: StreamId, end: StreamId): Generator<StreamId> {
-    for (let i = this.lowerBound(start); i < this.#ids.length; i++) {
+    for (let i = this.#start + this.lowerBound(start); i < this.#ids.length; i++) {
       const id = this.#ids[i] as StreamId;
       if (id > end) return;
       yield id;
