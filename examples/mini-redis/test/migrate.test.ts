@@ -301,6 +301,38 @@ describe('MIGRATE when the target fails', () => {
     }
   });
 
+  it('a target that floods replies without end: the connection is dropped once the MIGRATE is done, the server lives on', async () => {
+    const closedByMiniRedis: Promise<unknown>[] = [];
+    const flooding: Server = createServer((socket) => {
+      socket.on('error', () => {});
+      closedByMiniRedis.push(new Promise((resolve) => socket.on('close', resolve)));
+      const line = Buffer.from(`${'x'.repeat(1000)}\r\n`.repeat(1000));
+      const pump = (): void => {
+        while (!socket.destroyed && socket.write(line)) {}
+        if (!socket.destroyed) socket.once('drain', pump);
+      };
+      socket.once('data', pump);
+    });
+    flooding.listen(0, '127.0.0.1');
+    await once(flooding, 'listening');
+    const floodPort = (flooding.address() as AddressInfo).port;
+    try {
+      const source = client(mini.port);
+      await source.set('f', 'v');
+      // The SELECT's reply is one of those lines (not an error): the RESTORE's is read from the
+      // flood, then the connection is closed for the rest.
+      const reply = await raw(mini.port, ['MIGRATE', '127.0.0.1', String(floodPort), '', '0', '5000', 'COPY', 'KEYS', 'f']);
+      expect(reply).toBe('+OK⏎');
+      expect(await raw(mini.port, 'PING')).toBe('+PONG⏎');
+      expect(await source.get('f')).toBe('v');
+      // mini-redis dropped the connection instead of buffering the flood.
+      expect(closedByMiniRedis).toHaveLength(1);
+      await closedByMiniRedis[0];
+    } finally {
+      flooding.close();
+    }
+  });
+
   it('the cached connection is reused, and a dead one is replaced without an error', async () => {
     const own = await startMiniRedis();
     let stopTarget = (): void => {};

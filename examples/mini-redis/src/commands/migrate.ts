@@ -54,6 +54,8 @@ class TargetConnection {
   #buffer: Buffer = Buffer.alloc(0);
   #wake: (() => void) | undefined;
 
+  /** The most unread reply bytes kept: LINE_LIMIT, plus LINE_LIMIT per reply line awaited. */
+  allowance = LINE_LIMIT;
   /** A connect that failed: the first write fails with it. */
   #failure: SocketFailure | undefined;
 
@@ -62,6 +64,8 @@ class TargetConnection {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+      // More than the replies awaited can be (a target that floods): the connection goes.
+      if (this.#buffer.length > this.allowance) this.close();
       this.#wake?.();
     });
     socket.on('error', () => this.close());
@@ -354,6 +358,7 @@ export function registerMigrateCommands(server: MiniRedis): void {
               if (replace) parts.push(bulk('REPLACE'));
             }
 
+            connection.allowance = LINE_LIMIT * (sent.length + 3);
             try {
               await connection.write(Buffer.concat(parts), timeout);
             } catch (error) {
@@ -415,6 +420,7 @@ export function registerMigrateCommands(server: MiniRedis): void {
             }
             throw new RespError(`IOERR error or timeout ${writeError ? 'writing' : 'reading'} to target instance`);
           } finally {
+            connection.allowance = LINE_LIMIT;
             connection.inUse = false;
             connection.lastUse = Date.now();
           }
