@@ -30,7 +30,7 @@ export class Monitors<Context> {
     if (spec.flags?.includes('admin')) return;
     const sub = spec.subcommands === undefined ? undefined : client.lastCommand.split('|')[1];
     if (sub !== undefined && spec.subcommands?.[sub]?.includes('admin')) return;
-    const line = monitorLine(client.db, clientAddress(client.conn), spec.name, argv);
+    const line = monitorLine(client.db, clientAddress(client.conn), spec.name, argv, spec.redact?.(argv));
     for (const monitor of this.#clients) {
       if (monitor.closing) continue;
       monitor.pushWriter().simple(line);
@@ -55,10 +55,13 @@ function redacted(name: string, argv: Command, i: number): boolean {
 }
 
 /** One MONITOR line, without the `+` and CRLF: time with microseconds, db and address, each argument quoted. */
-export function monitorLine(db: number, addr: string, name: string, argv: Command): string {
+export function monitorLine(db: number, addr: string, name: string, argv: Command, redact?: Iterable<number>): string {
   const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
   let line = `${Math.floor(micros / 1e6)}.${String(micros % 1e6).padStart(6, '0')} [${db} ${addr}]`;
-  for (let i = 0; i < argv.length; i++) line += ` ${redacted(name, argv, i) ? '"(redacted)"' : quoteArg(argv[i] as Buffer)}`;
+  const hidden = redact === undefined ? undefined : new Set(redact);
+  for (let i = 0; i < argv.length; i++) {
+    line += ` ${redacted(name, argv, i) || hidden?.has(i) ? '"(redacted)"' : quoteArg(argv[i] as Buffer)}`;
+  }
   return line;
 }
 

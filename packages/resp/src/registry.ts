@@ -129,6 +129,11 @@ export interface CommandOptions {
   /** COMMAND INFO's tips (`nondeterministic_output`, `request_policy:all_shards`…). */
   tips?: readonly string[];
   /**
+   * The arguments MONITOR shows as `"(redacted)"` (passwords: Redis's redactClientCommandArgument),
+   * by index in `argv`. AUTH's and HELLO's are built in.
+   */
+  redact?: (argv: Command) => Iterable<number>;
+  /**
    * For a container command (CLIENT, CONFIG, OBJECT…): its subcommands, lowercase, each with its
    * own flags. CLIENT LIST then shows `cmd=client|list`, and MONITOR skips the `admin` ones.
    */

@@ -253,6 +253,30 @@ describe('MONITOR', () => {
     expect(await ask(other, 'CLIENT LIST\r\n', /\n\r\n$/)).toMatch(/flags=O .*cmd=monitor/);
   });
 
+  it("shows a command's `redact` arguments (and AUTH's, HELLO's) as \"(redacted)\"", async () => {
+    const { resp, port } = await start({ password: 'pw' });
+    // LOGIN user password [TOKEN t]: the password and the token are secrets.
+    resp.command('login', { arity: -3, redact: (argv) => (argv.length > 4 ? [2, 4] : [2]) }, () => OK);
+    const monitor = await connect(port);
+    const other = await connect(port);
+    expect(await ask(monitor, 'AUTH pw\r\n')).toBe('+OK\r\n');
+    expect(await ask(monitor, 'MONITOR\r\n')).toBe('+OK\r\n');
+    other.write('AUTH wrong\r\nAUTH pw\r\nLOGIN ada s3cret\r\nLOGIN ada s3cret TOKEN t0k\r\nECHO done\r\n');
+    const text = await readUntil(monitor, /"ECHO" "done"\r\n$/);
+    const args = text
+      .split('\r\n')
+      .filter((line) => line !== '')
+      .map((line) => line.match(stamp)?.[5]);
+    expect(args).toEqual([
+      '"AUTH" "(redacted)"', // a failed AUTH ran (and failed): fed too, as Redis's call() does
+      '"AUTH" "(redacted)"',
+      '"LOGIN" "ada" "(redacted)"',
+      '"LOGIN" "ada" "(redacted)" "TOKEN" "(redacted)"',
+      '"ECHO" "done"',
+    ]);
+    expect(text).not.toMatch(/s3cret|t0k|"pw"/);
+  });
+
   it('the monitor: keyspace commands refused as in Redis, others run and are fed back; RESET and closing end it', async () => {
     const { resp, port } = await start();
     const monitor = await connect(port);

@@ -259,6 +259,17 @@ export function registerMigrateCommands(server: MiniRedis): void {
         { flags: ['RW', 'access', 'delete', 'incomplete'], begin: { keyword: 'KEYS', startFrom: -2 }, find: { lastKey: -1, step: 1 } },
       ],
       keysOf: (argv) => migrateKeys(argv),
+      // MONITOR hides AUTH's password and AUTH2's user and password (cluster.c, migrateCommand).
+      redact: (argv) => {
+        const hidden: number[] = [];
+        for (let i = 6; i < argv.length; i++) {
+          const option = (argv[i] as Buffer).toString('latin1').toUpperCase();
+          if (option === 'AUTH') hidden.push(++i);
+          else if (option === 'AUTH2') hidden.push(++i, ++i);
+          else if (option === 'KEYS') break;
+        }
+        return hidden;
+      },
       aclCategories: ['keyspace', 'dangerous'],
       tips: ['nondeterministic_output'],
       summary: 'Atomically transfer a key from a Redis instance to another one.',
