@@ -368,6 +368,15 @@ export class SortedSet {
     else this.#list.updateScore(current, member, score);
   }
 
+  /** `set` for a caller that has just read the member's score (`current`, undefined if absent): one Map lookup fewer. */
+  setKnown(member: string, current: number | undefined, score: number): void {
+    if (score === 0) score = 0;
+    if (current === score) return;
+    this.scores.set(member, score);
+    if (current === undefined) this.#list.insert(score, member);
+    else this.#list.updateScore(current, member, score);
+  }
+
   delete(member: string): boolean {
     const score = this.scores.get(member);
     if (score === undefined) return false;

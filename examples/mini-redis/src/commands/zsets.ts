@@ -38,6 +38,9 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
     let [nx, xx, gt, lt, ch, incr] = [false, false, false, false, false, incrOnly];
     let index = 2;
     for (; index < argv.length; index++) {
+      // Every option starts with a letter: a score (a digit, a sign, a dot) ends them without a string.
+      const initial = ((argv[index] as Buffer)[0] ?? 0) | 0x20;
+      if (initial < 0x61 || initial > 0x7a) break;
       const option = upper(argv[index]);
       if (option === 'NX') nx = true;
       else if (option === 'XX') xx = true;
@@ -74,12 +77,12 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
           }
           if ((lt && newScore >= current) || (gt && newScore <= current)) continue;
           if (newScore !== current) {
-            zset.set(member, newScore);
+            zset.setKnown(member, current, newScore);
             updated++;
           }
         } else {
           if (xx) continue;
-          zset.set(member, newScore);
+          zset.setKnown(member, undefined, newScore);
           added++;
         }
         processed++;
@@ -253,8 +256,8 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
   /** The entries a parsed range selects (the range's own syntax errors come first, as in Redis). */
   const selectRange = (query: RangeQuery, zset: () => SortedSet | undefined): Entry[] => {
     if (query.type === 'rank') {
-      const start = intArg(query.min);
-      const stop = intArg(query.max);
+      const start = indexArg(query.min);
+      const stop = indexArg(query.max);
       const set = zset();
       return set === undefined ? [] : rankRange(set, start, stop, query.reverse);
     }
@@ -826,6 +829,24 @@ export function registerSortedSetCommands({ resp, keyspace, blocked, propagation
 
 const gte = (value: number, range: ScoreRange): boolean => (range.minex ? value > range.min : value >= range.min);
 const lte = (value: number, range: ScoreRange): boolean => (range.maxex ? value < range.max : value <= range.max);
+
+/** intArg, with a fast path for the plain decimals (`0`, `-1`, `9`) ZRANGE's indexes nearly always are. */
+function indexArg(arg: Buffer): number {
+  const length = arg.length;
+  const negative = arg[0] === 0x2d;
+  let i = negative ? 1 : 0;
+  // Up to 15 digits, no leading zero (but "0" itself): exactly what intArg reads the same way.
+  if (length <= 15 && i < length && (arg[i] !== 0x30 || length === 1)) {
+    let value = 0;
+    for (; i < length; i++) {
+      const digit = (arg[i] as number) - 0x30;
+      if (digit < 0 || digit > 9) break;
+      value = value * 10 + digit;
+    }
+    if (i === length) return negative ? -value : value;
+  }
+  return intArg(arg);
+}
 
 /** ZRANGE by index: negative indexes count from the end, out-of-range ones are clamped. */
 function rankRange(zset: SortedSet, start: number, stop: number, reverse: boolean): Entry[] {
