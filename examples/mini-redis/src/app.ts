@@ -22,17 +22,9 @@ import type { Config, InfoSections } from './config.js';
 import { Encodings } from './encodings.js';
 import { Eviction, registerEviction } from './eviction.js';
 import { installPropagation, type Propagation } from './propagate.js';
+import { asRedisDeclares } from './redis-table.js';
 import { registerSnapshot } from './snapshot.js';
 import { Keyspace } from './store.js';
-
-/** Redis 7.0's commands flagged CMD_DENYOOM, of those mini-redis has. */
-const DENYOOM = new Set(
-  (
-    'setbit copy hincrby hincrbyfloat hmset hset hsetnx blmove brpoplpush linsert lmove lpush lpushx lset rpoplpush rpush rpushx ' +
-    'sort sadd sdiffstore sinterstore sunionstore zadd zdiffstore zincrby zinterstore zrangestore zunionstore append decr decrby getset ' +
-    'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange'
-  ).split(' '),
-);
 
 /** What each command file registers its commands with. */
 export interface MiniRedis {
@@ -86,10 +78,12 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
       keyspace.stopExpiry();
     },
   });
-  // An expired key counts as written for WATCH, as in Redis.
+  // An expired key counts as written for WATCH, as in Redis; INFO stats counts it (expired_keys).
+  let expiredKeys = 0;
   const keyspace = new Keyspace(
     resp.databases,
     (db, key) => {
+      expiredKeys++;
       resp.touch(db, key);
       resp.notifyKeyspaceEvent('expired', 'expired', key, db);
     },
@@ -105,10 +99,10 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     database.resize(key);
     touch(db, key);
   };
-  // The commands Redis flags CMD_DENYOOM (they may use more memory) get the flag here too.
+  // The commands Redis flags CMD_DENYOOM (they may use more memory) get the flag here too, and
+  // what else COMMAND INFO shows of them as Redis (redis-table.ts).
   const register = resp.command.bind(resp);
-  resp.command = (name, options, handler) =>
-    register(name, DENYOOM.has(name) ? { ...options, flags: [...(options.flags ?? []), 'denyoom'] } : options, handler);
+  resp.command = (name, options, handler) => register(name, asRedisDeclares(name.toLowerCase(), options), handler);
   // Write commands registered from here on replay to the AOF and replicas (propagate.ts).
   const propagation = installPropagation(resp);
   const server: MiniRedis = {
@@ -145,6 +139,18 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     resp.notifyKeyspaceEvent('evicted', 'evicted', key, db);
   });
   registerEviction(server, eviction);
+  // INFO stats's expired_keys (before evicted_keys, as Redis); CONFIG RESETSTAT zeroes both.
+  const statsSection = server.info.get('stats');
+  server.info.set('stats', () => {
+    const fields = { ...statsSection?.() };
+    return 'evicted_keys' in fields
+      ? withFieldBefore(fields, 'evicted_keys', 'expired_keys', expiredKeys)
+      : { ...fields, expired_keys: expiredKeys };
+  });
+  resp.onResetStats(() => {
+    expiredKeys = 0;
+    if (eviction !== undefined) eviction.evictedKeys = 0;
+  });
   registerStreamCommands(server);
   registerTransactionCommands(server);
   // Last: the append-only file replays through every registered command (and wins over an RDB loaded before).
@@ -153,4 +159,14 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
 
   service.bind(httpAdapter({ health: true }));
   return service;
+}
+
+/** `fields` with `name: value` inserted just before `before`. */
+function withFieldBefore<V>(fields: Record<string, V>, before: string, name: string, value: V): Record<string, V> {
+  const out: Record<string, V> = {};
+  for (const [field, current] of Object.entries(fields)) {
+    if (field === before) out[name] = value;
+    out[field] = current;
+  }
+  return out;
 }

@@ -39,8 +39,9 @@ export function clusterOptions(env: Readonly<Record<string, string | undefined>>
 }
 
 /**
- * `CONFIG GET cluster-enabled` (read-only) and, in cluster mode, INFO's `# Cluster` section (before
- * `# Keyspace`, as in Redis), `redis_mode:cluster`, and MOVE/SWAPDB refused as Redis refuses them.
+ * `CONFIG GET cluster-enabled` (read-only) and, in cluster mode, INFO's `cluster_enabled:1` and
+ * `redis_mode:cluster`, and MOVE/SWAPDB refused as Redis refuses them
+ * (COPY … DB n and REPLICAOF/SLAVEOF refuse themselves: keys.ts, replication.ts).
  */
 export function registerCluster(server: MiniRedis): void {
   const enabled = server.resp.cluster !== undefined;
@@ -49,10 +50,7 @@ export function registerCluster(server: MiniRedis): void {
     fixed(() => (enabled ? 'yes' : 'no')),
   );
   if (!enabled) return;
-  const keyspaceSection = server.info.get('keyspace');
-  server.info.delete('keyspace');
   server.info.set('cluster', () => ({ cluster_enabled: 1 }));
-  if (keyspaceSection !== undefined) server.info.set('keyspace', keyspaceSection);
   const serverSection = server.info.get('server');
   if (serverSection !== undefined) server.info.set('server', () => ({ ...serverSection(), redis_mode: 'cluster' }));
   // db.c: a cluster has database 0 only (SELECT is refused by packages/resp).

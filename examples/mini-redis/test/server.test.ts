@@ -142,22 +142,44 @@ describe('mini-redis', () => {
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
   });
 
-  it('INFO has the server, clients, memory, persistence, stats, replication and keyspace sections', async () => {
+  it('INFO has the sections of Redis 7.0.15, in its order (default: no commandstats, no latencystats)', async () => {
     const { port } = await start();
     const client = raw(port);
     await client.send(['SET a 1 EX 100', 'SELECT 3', 'SET b 2']);
     const info = parseReply((await client.send(['INFO']))[0] as Buffer) as string;
     const headings = info.split('\r\n').filter((line) => line.startsWith('# '));
-    expect(headings).toEqual(['# Server', '# Clients', '# Memory', '# Persistence', '# Stats', '# Replication', '# CPU', '# Keyspace']);
+    const usual = ['# Server', '# Clients', '# Memory', '# Persistence', '# Stats', '# Replication', '# CPU', '# Modules'];
+    expect(headings).toEqual([...usual, '# Errorstats', '# Cluster', '# Keyspace']);
     expect(info).toContain('used_cpu_user:');
+    expect(info).toContain('# Cluster\r\ncluster_enabled:0\r\n');
     expect(info).not.toContain('cmdstat_');
     const all = parseReply((await client.send(['INFO all']))[0] as Buffer) as string;
     expect(all).toContain('# Commandstats\r\ncmdstat_');
+    for (const asked of ['INFO all', 'INFO everything', 'INFO default commandstats']) {
+      const text = parseReply((await client.send([asked]))[0] as Buffer) as string;
+      const sections = text.split('\r\n').filter((line) => line.startsWith('# '));
+      const latency = asked.endsWith('commandstats') ? [] : ['# Latencystats'];
+      expect([asked, sections]).toEqual([asked, [...usual, '# Commandstats', '# Errorstats', ...latency, '# Cluster', '# Keyspace']]);
+    }
+    expect(parseReply((await client.send(['INFO module_list']))[0] as Buffer)).toBe('# Modules\r\n');
     expect(info).toContain(`tcp_port:${port}\r\n`);
     expect(info).toContain('connected_clients:1\r\n');
     expect(info).toContain('loading:0\r\n');
     expect(info).toContain('db0:keys=1,expires=1,avg_ttl=0\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n');
     const keyspace = parseReply((await client.send(['INFO keyspace']))[0] as Buffer);
     expect(keyspace).toBe('# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=0\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n');
+  });
+
+  it('FUNCTION FLUSH (sent by the Redis test harness before every unit) answers OK, with or without SYNC/ASYNC', async () => {
+    const { port } = await start();
+    const client = raw(port);
+    const replies = await client.send([
+      'FUNCTION FLUSH',
+      'FUNCTION FLUSH SYNC',
+      'FUNCTION FLUSH ASYNC',
+      'FUNCTION FLUSH NOW',
+      'FUNCTION LIST',
+    ]);
+    expect(replies.map(show)).toEqual(['+OK⏎', '+OK⏎', '+OK⏎', '-ERR FUNCTION FLUSH only supports SYNC|ASYNC option⏎', '*0⏎']);
   });
 });

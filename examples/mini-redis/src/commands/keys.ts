@@ -59,7 +59,13 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings, propag
       arity: -2,
       summary: 'A container for object introspection commands.',
       group,
-      subcommands: { encoding: ['readonly'], refcount: ['readonly'], idletime: ['readonly'], freq: ['readonly'], help: [] },
+      subcommands: {
+        encoding: ['readonly'],
+        refcount: ['readonly'],
+        idletime: ['readonly'],
+        freq: ['readonly'],
+        help: ['loading', 'stale'],
+      },
     },
     (client, argv) => {
       const sub = upper(argv[1]);
@@ -284,6 +290,9 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings, propag
         else if (option === 'DB' && i + 1 < argv.length) target = dbArg(argv[++i]);
         else throw new RespError('ERR syntax error');
       }
+      // db.c, copyCommand: after the options are read, a cluster has database 0 only.
+      if (resp.cluster !== undefined && (client.db !== 0 || target !== 0))
+        throw new RespError('ERR Copying to another database is not allowed in cluster mode');
       const [from, to] = [keyOf(argv[1]), keyOf(argv[2])];
       if (from === to && target === client.db) throw new RespError('ERR source and destination objects are the same');
       const source = keyspace.db(client.db);

@@ -464,7 +464,13 @@ export function registerListCommands({ resp, keyspace, blocked, propagation }: M
   };
   resp.command(
     'lmpop',
-    { arity: -4, flags: ['write'], summary: 'Returns multiple elements from a list after removing them.', group },
+    {
+      arity: -4,
+      flags: ['write'],
+      keySpecs: [{ flags: ['RW', 'access', 'delete'], begin: 1, find: { keynumIndex: 0, firstKey: 1, step: 1 } }],
+      summary: 'Returns multiple elements from a list after removing them.',
+      group,
+    },
     (client, argv) => {
       const { keys, end, count } = mpopArgs(argv, 1);
       for (const key of keys) {
@@ -477,7 +483,13 @@ export function registerListCommands({ resp, keyspace, blocked, propagation }: M
   );
   resp.command(
     'blmpop',
-    { arity: -5, flags: ['write'], summary: 'Pops the first element from one of multiple lists; blocks until one is available.', group },
+    {
+      arity: -5,
+      flags: ['write', 'blocking'],
+      keySpecs: [{ flags: ['RW', 'access', 'delete'], begin: 2, find: { keynumIndex: 0, firstKey: 1, step: 1 } }],
+      summary: 'Pops the first element from one of multiple lists; blocks until one is available.',
+      group,
+    },
     (client, argv) => {
       const { keys, end, count } = mpopArgs(argv, 2);
       const timeoutMs = timeoutArg(argv[1] as Buffer);

@@ -47,7 +47,7 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
 
   resp.command(
     'replconf',
-    { arity: -1, flags: ['admin', 'fast'], summary: 'An internal command for configuring the replication stream.', group },
+    { arity: -1, flags: ['admin'], summary: 'An internal command for configuring the replication stream.', group },
     (client, argv) => {
       if (argv.length % 2 === 0) throw new RespError('ERR syntax error');
       for (let i = 1; i < argv.length; i += 2) {
@@ -149,6 +149,8 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
       name,
       { arity: 3, flags: ['admin'], summary: 'Configures a server as replica of another, or promotes it to a master.', group },
       (_client, argv) => {
+        // replication.c: a cluster configures its replicas itself (the text says REPLICAOF for SLAVEOF too).
+        if (resp.cluster !== undefined) throw new RespError('ERR REPLICAOF not allowed in cluster mode.');
         if (text(argv[1]).toLowerCase() === 'no' && text(argv[2]).toLowerCase() === 'one') {
           if (roles.master !== undefined) resp.logger.info({}, 'MASTER MODE enabled (user request)');
           roles.master = undefined;

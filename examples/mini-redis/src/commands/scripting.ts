@@ -1,7 +1,9 @@
 import {
+  type CommandFlag,
   type CommandHandler,
   type CommandOptions,
   integerArg,
+  type KeySpec,
   OK,
   type ReplyValue,
   type RespClient,
@@ -228,7 +230,8 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
     };
   const fcallOpts = (summary: string, readonly: boolean): CommandOptions => ({
     arity: -3,
-    flags: readonly ? ['admin', 'readonly'] : ['admin'],
+    flags: scriptFlags(readonly),
+    keySpecs: scriptKeySpecs(readonly, true),
     keysOf,
     summary,
     group,
@@ -354,16 +357,17 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       arity: -2,
       summary: 'A container for function commands.',
       group,
+      // Their flags as Redis's (COMMAND INFO).
       subcommands: {
-        load: ['write'],
-        delete: ['write'],
-        flush: ['write'],
-        list: [],
-        stats: [],
-        kill: [],
-        help: [],
-        dump: [],
-        restore: ['write'],
+        load: ['write', 'denyoom', 'noscript'],
+        delete: ['write', 'noscript'],
+        flush: ['write', 'noscript'],
+        list: ['noscript'],
+        stats: ['noscript', 'allow_busy'],
+        kill: ['noscript', 'allow_busy'],
+        help: ['loading', 'stale'],
+        dump: ['noscript'],
+        restore: ['write', 'denyoom', 'noscript'],
       },
     },
     (client, argv) => {
@@ -404,21 +408,22 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
     };
 
   // `admin` keeps the adapter from printing EVAL to MONITOR after the script (see above).
-  const evalOptions = (summary: string, readonly: boolean): CommandOptions => ({
+  const evalOptions = (summary: string, readonly: boolean, bySha: boolean): CommandOptions => ({
     arity: -3,
-    flags: readonly ? ['admin', 'readonly'] : ['admin'],
+    flags: scriptFlags(readonly),
+    keySpecs: scriptKeySpecs(readonly, !bySha),
     keysOf,
     summary,
     group,
     since: readonly ? '7.0.0' : '2.6.0',
   });
-  const evalOpts = evalOptions('Executes a server-side Lua script.', false);
+  const evalOpts = evalOptions('Executes a server-side Lua script.', false, false);
   resp.command('eval', evalOpts, unit(evalOpts, evalHandler(false, false)));
-  const evalShaOpts = evalOptions('Executes a server-side Lua script by SHA1 digest.', false);
+  const evalShaOpts = evalOptions('Executes a server-side Lua script by SHA1 digest.', false, true);
   resp.command('evalsha', evalShaOpts, unit(evalShaOpts, evalHandler(true, false)));
-  const evalRoOpts = evalOptions('Executes a read-only server-side Lua script.', true);
+  const evalRoOpts = evalOptions('Executes a read-only server-side Lua script.', true, false);
   resp.command('eval_ro', evalRoOpts, unit(evalRoOpts, evalHandler(false, true)));
-  const evalShaRoOpts = evalOptions('Executes a read-only server-side Lua script by SHA1 digest.', true);
+  const evalShaRoOpts = evalOptions('Executes a read-only server-side Lua script by SHA1 digest.', true, true);
   resp.command('evalsha_ro', evalShaRoOpts, unit(evalShaRoOpts, evalHandler(true, true)));
 
   // ---- -BUSY ---------------------------------------------------------------------------------------
@@ -497,7 +502,14 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       arity: -2,
       summary: 'A container for Lua scripts management commands.',
       group,
-      subcommands: { help: [], flush: [], exists: [], load: [], kill: [], debug: [] },
+      subcommands: {
+        help: ['loading', 'stale'],
+        flush: ['noscript'],
+        exists: ['noscript'],
+        load: ['noscript', 'stale'],
+        kill: ['noscript', 'allow_busy'],
+        debug: ['noscript'],
+      },
     },
     (client, argv) => {
       const name = text(argv[1]).toLowerCase();
@@ -509,4 +521,28 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       return ready.then((lua) => sub.run(client, argv, lua));
     },
   );
+}
+
+/**
+ * EVAL's, EVALSHA's and FCALL's flags as Redis's (no_mandatory_keys: a call without keys may run in
+ * cluster mode on any node) — and `admin`, which keeps the adapter from printing the call to MONITOR
+ * a second time (the handler prints it before the script's commands; Redis's skip_monitor).
+ */
+function scriptFlags(readonly: boolean): CommandFlag[] {
+  const flags: CommandFlag[] = ['admin', 'noscript', 'stale', 'skip_monitor', 'no_mandatory_keys'];
+  return readonly ? [...flags, 'readonly'] : flags;
+}
+
+/** `numkeys key [key …]` after the script (or function name), as Redis's key spec. */
+function scriptKeySpecs(readonly: boolean, notes: boolean): KeySpec[] {
+  const spec: KeySpec = {
+    flags: readonly ? ['RO', 'access'] : ['RW', 'access', 'update'],
+    begin: 2,
+    find: { keynumIndex: 0, firstKey: 1, step: 1 },
+  };
+  // Redis's EVALSHA and EVALSHA_RO have no notes.
+  if (!notes) return [spec];
+  return [
+    { notes: `We cannot tell how the keys will be used so we assume the worst, ${readonly ? 'RO and ACCESS' : 'RW and UPDATE'}`, ...spec },
+  ];
 }

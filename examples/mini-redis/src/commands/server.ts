@@ -58,102 +58,6 @@ export function registerServerCommands({
     return [String(microseconds / 1_000_000n), String(microseconds % 1_000_000n)];
   });
 
-  // ---- FUNCTION -------------------------------------------------------------------------------
-  // mini-redis has no scripting engine: there are never any libraries, so FUNCTION FLUSH (which
-  // Redis's test harness sends before every unit) and LIST answer as an empty Redis does.
-  const functionHelp = [
-    'LOAD [REPLACE] <FUNCTION CODE>',
-    '    Create a new library with the given library name and code.',
-    'DELETE <LIBRARY NAME>',
-    '    Delete the given library.',
-    'LIST [LIBRARYNAME PATTERN] [WITHCODE]',
-    '    Return general information on all the libraries:',
-    '    * Library name',
-    '    * The engine used to run the Library',
-    '    * Library description',
-    '    * Functions list',
-    '    * Library code (if WITHCODE is given)',
-    '    It also possible to get only function that matches a pattern using LIBRARYNAME argument.',
-    'STATS',
-    '    Return information about the current function running:',
-    '    * Function name',
-    '    * Command used to run the function',
-    '    * Duration in MS that the function is running',
-    '    If no function is running, return nil',
-    '    In addition, returns a list of available engines.',
-    'KILL',
-    '    Kill the current running function.',
-    'FLUSH [ASYNC|SYNC]',
-    '    Delete all the libraries.',
-    '    When called without the optional mode argument, the behavior is determined by the',
-    '    lazyfree-lazy-user-flush configuration directive. Valid modes are:',
-    '    * ASYNC: Asynchronously flush the libraries.',
-    '    * SYNC: Synchronously flush the libraries.',
-    'DUMP',
-    '    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command',
-    'RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]',
-    '    Restore the libraries represented by the given payload, it is possible to give a restore policy to',
-    '    control how to handle existing libraries (default APPEND):',
-    '    * FLUSH: delete all existing libraries.',
-    '    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.',
-    '    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old',
-    '      libraries with the new libraries (notice that even on this option there is a chance of failure',
-    '      in case of functions name collision with another library).',
-  ];
-  const functionSubcommands: Record<string, { arity: number; run: (argv: Buffer[]) => ReplyValue }> = {
-    flush: {
-      arity: -2,
-      run: (argv) => {
-        if (argv.length > 3) {
-          throw new RespError(`ERR unknown subcommand or wrong number of arguments for '${text(argv[1])}'. Try FUNCTION HELP.`);
-        }
-        if (argv.length === 3 && !['ASYNC', 'SYNC'].includes(text(argv[2]).toUpperCase())) {
-          throw new RespError('ERR FUNCTION FLUSH only supports SYNC|ASYNC option');
-        }
-        return OK;
-      },
-    },
-    list: { arity: -2, run: () => [] },
-    stats: {
-      arity: 2,
-      run: () =>
-        new Map<string, ReplyValue>([
-          ['running_script', null],
-          ['engines', new Map()],
-        ]),
-    },
-    delete: {
-      arity: 3,
-      run: () => {
-        throw new RespError('ERR Library not found');
-      },
-    },
-    kill: {
-      arity: 2,
-      run: () => {
-        throw new RespError('NOTBUSY No scripts in execution right now.');
-      },
-    },
-    help: { arity: 2, run: () => helpReply('FUNCTION', functionHelp) },
-  };
-  resp.command(
-    'function',
-    {
-      arity: -2,
-      summary: 'A container for function commands.',
-      group: 'scripting',
-      subcommands: { flush: ['write'], list: [], stats: [], delete: ['write'], kill: [], help: [] },
-    },
-    (_client, argv) => {
-      const name = text(argv[1]).toLowerCase();
-      const sub = functionSubcommands[name];
-      if (sub === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try FUNCTION HELP.`);
-      const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
-      if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'function|${name}' command`);
-      return sub.run(argv);
-    },
-  );
-
   // ---- MEMORY USAGE -------------------------------------------------------------------------------
   // An estimate of what a key costs here (JavaScript strings, Buffers and collections), not Redis's
   // allocator figures: a missing key answers null, as Redis.
@@ -186,7 +90,12 @@ export function registerServerCommands({
   };
   resp.command(
     'memory',
-    { arity: -2, summary: 'A container for memory diagnostics commands.', group, subcommands: { usage: ['readonly'], help: [] } },
+    {
+      arity: -2,
+      summary: 'A container for memory diagnostics commands.',
+      group,
+      subcommands: { usage: ['readonly'], help: ['loading', 'stale'] },
+    },
     (client, argv) => {
       const sub = text(argv[1]).toUpperCase();
       if (sub === 'HELP' && argv.length === 2) {
@@ -265,6 +174,11 @@ export function registerServerCommands({
     cpu: () => Object.fromEntries(resp.infoFields('cpu') ?? []),
     commandstats: () => Object.fromEntries(resp.infoFields('commandstats') ?? []),
     errorstats: () => Object.fromEntries(resp.infoFields('errorstats') ?? []),
+    // No modules; no latency percentiles (Redis prints the heading alone with latency-tracking off).
+    modules: () => ({}),
+    latencystats: () => ({}),
+    // cluster.ts says 1 in cluster mode.
+    cluster: () => ({ cluster_enabled: 0 }),
     keyspace: () => {
       const lines: Record<string, string> = {};
       keyspace.databases.forEach((db, index) => {
@@ -277,14 +191,20 @@ export function registerServerCommands({
   for (const [name, fields] of Object.entries(builtInSections)) if (!info.has(name)) info.set(name, fields);
   resp.command(
     'info',
-    { arity: -1, flags: ['readonly'], summary: 'Returns information and statistics about the server.', group },
+    { arity: -1, flags: ['loading', 'stale'], summary: 'Returns information and statistics about the server.', group },
     (client, argv) => {
-      const asked = argv.slice(1).map((arg) => text(arg).toLowerCase());
-      // No section, or default: all but commandstats; all and everything: commandstats too.
+      // server.c, genInfoSectionDict / genRedisInfoString: `module_list` is `modules`; no section
+      // or `default`: all but commandstats and latencystats; `all`, `everything`: every section.
+      const asked = argv.slice(1).map((arg) => {
+        const name = text(arg).toLowerCase();
+        return name === 'module_list' ? 'modules' : name;
+      });
       const every = asked.some((name) => name === 'all' || name === 'everything');
       const usual = asked.length === 0 || asked.includes('default');
-      const body = [...info]
-        .filter(([name]) => every || (usual && name !== 'commandstats' && name !== 'errorstats') || asked.includes(name))
+      // Redis's order, whatever order the files registered their sections in; others after.
+      const sections = [...info].sort(([a], [b]) => sectionRank(a) - sectionRank(b));
+      const body = sections
+        .filter(([name]) => every || (usual && name !== 'commandstats' && name !== 'latencystats') || asked.includes(name))
         .map(([name, fields]) => {
           const lines = Object.entries(fields()).map(([field, value]) => `${field}:${value}\r\n`);
           return `# ${name === 'cpu' ? 'CPU' : `${name[0]?.toUpperCase()}${name.slice(1)}`}\r\n${lines.join('')}`;
@@ -468,7 +388,6 @@ export function registerServerCommands({
     'config',
     {
       arity: -2,
-      flags: ['admin'],
       // INFO commandstats's cmdstat_config|get…, COMMAND INFO's subcommands (Redis's flags).
       subcommands: Object.fromEntries(
         Object.keys(subcommands).map((name) => [name, name === 'help' ? ['loading', 'stale'] : ['admin', 'noscript', 'loading', 'stale']]),
@@ -486,3 +405,25 @@ export function registerServerCommands({
     },
   );
 }
+
+/** INFO's sections in the order Redis 7.0 prints them (server.c, genRedisInfoString). */
+const SECTION_ORDER = [
+  'server',
+  'clients',
+  'memory',
+  'persistence',
+  'stats',
+  'replication',
+  'cpu',
+  'modules',
+  'commandstats',
+  'errorstats',
+  'latencystats',
+  'cluster',
+  'keyspace',
+];
+
+const sectionRank = (name: string): number => {
+  const rank = SECTION_ORDER.indexOf(name);
+  return rank === -1 ? SECTION_ORDER.length : rank;
+};

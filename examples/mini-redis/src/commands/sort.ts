@@ -1,4 +1,4 @@
-import { type ReplyValue, type RespClient, RespError } from '@portbind/resp';
+import { type AclCategory, type Command, type KeySpec, type ReplyValue, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { Deque } from '../deque.js';
 import { int64Arg } from '../numbers.js';
@@ -146,7 +146,9 @@ export function registerSortCommands({ resp, keyspace, encodings, blocked }: Min
     {
       arity: -2,
       flags: ['write'],
-      keys: [1, 1, 1],
+      keySpecs: [SORTED_KEY, BY_GET_KEYS, STORE_KEY],
+      keysOf: (argv) => sortKeys(argv, true),
+      aclCategories: SORT_CATEGORIES,
       summary: 'Sorts the elements in a list, a set, or a sorted set, optionally storing the result.',
       group: 'generic',
     },
@@ -157,10 +159,49 @@ export function registerSortCommands({ resp, keyspace, encodings, blocked }: Min
     {
       arity: -2,
       flags: ['readonly'],
-      keys: [1, 1, 1],
+      keySpecs: [SORTED_KEY, BY_GET_KEYS],
+      keysOf: (argv) => sortKeys(argv, false),
+      aclCategories: SORT_CATEGORIES,
       summary: 'Returns the sorted elements of a list, a set, or a sorted set.',
       group: 'generic',
     },
     (client, argv) => sort(client, argv, true),
   );
+}
+
+// Redis's key specs for SORT (sort.json): the sorted key; BY/GET's keys (unknown: they derive
+// from the elements); STORE's destination (unknown: the keyword may be anywhere).
+const SORTED_KEY: KeySpec = { flags: ['RO', 'access'], begin: 1 };
+const BY_GET_KEYS: KeySpec = {
+  notes: "For the optional BY/GET keyword. It is marked 'unknown' because the key names derive from the content of the key we sort",
+  flags: ['RO', 'access'],
+  begin: 'unknown',
+  find: 'unknown',
+};
+const STORE_KEY: KeySpec = {
+  notes: "For the optional STORE keyword. It is marked 'unknown' because the keyword can appear anywhere in the argument array",
+  flags: ['OW', 'update'],
+  begin: 'unknown',
+  find: 'unknown',
+};
+const SORT_CATEGORIES: readonly AclCategory[] = ['set', 'sortedset', 'list', 'dangerous'];
+
+/**
+ * The keys of a SORT call as db.c's sortGetKeys finds them: the sorted key and, for SORT, the
+ * destination after the last STORE (LIMIT's two arguments and BY's/GET's one are skipped).
+ */
+function sortKeys(argv: Command, store: boolean): Buffer[] {
+  const keys = [argv[1] as Buffer];
+  let destination: Buffer | undefined;
+  for (let i = 2; i < argv.length; i++) {
+    const word = (argv[i] as Buffer).toString('latin1').toLowerCase();
+    if (word === 'limit') i += 2;
+    else if (word === 'get' || word === 'by') i += 1;
+    else if (word === 'store' && store && i + 1 < argv.length) {
+      destination = argv[i + 1] as Buffer;
+      i += 1;
+    }
+  }
+  if (destination !== undefined) keys.push(destination);
+  return keys;
 }

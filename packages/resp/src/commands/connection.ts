@@ -15,7 +15,13 @@ const WRONGPASS = 'WRONGPASS invalid username-password pair or user is disabled.
 export function registerConnection<C>(server: Host<C>): void {
   server.command(
     'ping',
-    { arity: -1, flags: ['pubsub', 'fast'], summary: 'Returns the server’s liveliness response.', group: 'connection' },
+    {
+      arity: -1,
+      flags: ['pubsub', 'fast'],
+      tips: ['request_policy:all_shards', 'response_policy:all_succeeded'],
+      summary: 'Returns the server’s liveliness response.',
+      group: 'connection',
+    },
     (client, argv) => {
       if (argv.length > 2) throw new RespError("ERR wrong number of arguments for 'ping' command");
       // RESP2 subscribed mode answers with a message-shaped array (server.c, pingCommand).
@@ -26,13 +32,18 @@ export function registerConnection<C>(server: Host<C>): void {
 
   server.command(
     'echo',
-    { arity: 2, flags: ['fast'], summary: 'Returns the given string.', group: 'connection' },
+    { arity: 2, flags: ['loading', 'stale', 'fast'], summary: 'Returns the given string.', group: 'connection' },
     (_client, argv) => argv[1] as Buffer,
   );
 
   server.command(
     'quit',
-    { arity: -1, flags: ['noauth', 'pubsub', 'nomulti', 'fast'], summary: 'Closes the connection.', group: 'connection' },
+    {
+      arity: -1,
+      flags: ['noauth', 'pubsub', 'nomulti', 'noscript', 'loading', 'stale', 'fast', 'allow_busy'],
+      summary: 'Closes the connection.',
+      group: 'connection',
+    },
     (client) => {
       client.reply.ok();
       client.closeAfterReply();
@@ -41,7 +52,7 @@ export function registerConnection<C>(server: Host<C>): void {
 
   server.command(
     'select',
-    { arity: 2, flags: ['fast'], summary: 'Changes the selected database.', group: 'connection' },
+    { arity: 2, flags: ['loading', 'stale', 'fast'], summary: 'Changes the selected database.', group: 'connection' },
     (client, argv) => {
       // getIntFromObjectOrReply: a 64-bit integer, then a C int.
       const db = int64Arg(argv[1]);
@@ -55,7 +66,12 @@ export function registerConnection<C>(server: Host<C>): void {
 
   server.command(
     'auth',
-    { arity: -2, flags: ['noauth', 'fast'], summary: 'Authenticates the connection.', group: 'connection' },
+    {
+      arity: -2,
+      flags: ['noauth', 'noscript', 'loading', 'stale', 'fast', 'allow_busy'],
+      summary: 'Authenticates the connection.',
+      group: 'connection',
+    },
     async (client, argv) => {
       if (argv.length > 3) throw new RespError('ERR syntax error');
       if (argv.length === 2 && !server.auth.configured) {
@@ -72,7 +88,12 @@ export function registerConnection<C>(server: Host<C>): void {
 
   server.command(
     'hello',
-    { arity: -1, flags: ['noauth', 'fast'], summary: 'Handshakes with the Redis server.', group: 'connection' },
+    {
+      arity: -1,
+      flags: ['noauth', 'noscript', 'loading', 'stale', 'fast', 'allow_busy'],
+      summary: 'Handshakes with the Redis server.',
+      group: 'connection',
+    },
     async (client, argv) => {
       let protocol = client.protocol;
       if (argv.length >= 2) {
@@ -131,7 +152,12 @@ export function registerConnection<C>(server: Host<C>): void {
 
   server.command(
     'reset',
-    { arity: 1, flags: ['noauth', 'pubsub', 'nomulti', 'fast'], summary: 'Resets the connection.', group: 'connection' },
+    {
+      arity: 1,
+      flags: ['noauth', 'pubsub', 'nomulti', 'noscript', 'loading', 'stale', 'fast', 'allow_busy'],
+      summary: 'Resets the connection.',
+      group: 'connection',
+    },
     (client) => {
       // As Redis's clearClientConnectionState: MULTI, WATCH, tracking, every subscription, db, name, MONITOR, protocol, user.
       client.multi = undefined;

@@ -30,7 +30,7 @@ export function registerPubSub<C>(server: Host<C>): void {
   const group = { group: 'pubsub' };
   server.command(
     'subscribe',
-    { arity: -2, flags: ['pubsub'], summary: 'Listens for messages published to channels.', ...group },
+    { arity: -2, flags: ['pubsub', 'noscript', 'loading', 'stale'], summary: 'Listens for messages published to channels.', ...group },
     (client, argv) => {
       for (const channel of argv.slice(1)) {
         broker.subscribe(client, channel.toString('latin1'));
@@ -40,7 +40,12 @@ export function registerPubSub<C>(server: Host<C>): void {
   );
   server.command(
     'psubscribe',
-    { arity: -2, flags: ['pubsub'], summary: 'Listens for messages published to channels that match patterns.', ...group },
+    {
+      arity: -2,
+      flags: ['pubsub', 'noscript', 'loading', 'stale'],
+      summary: 'Listens for messages published to channels that match patterns.',
+      ...group,
+    },
     (client, argv) => {
       for (const pattern of argv.slice(1)) {
         broker.psubscribe(client, pattern.toString('latin1'));
@@ -52,7 +57,7 @@ export function registerPubSub<C>(server: Host<C>): void {
     'ssubscribe',
     {
       arity: -2,
-      flags: ['pubsub'],
+      flags: ['pubsub', 'noscript', 'loading', 'stale'],
       keys: [1, -1, 1],
       summary: 'Listens for messages published to shard channels.',
       since: '7.0.0',
@@ -81,19 +86,24 @@ export function registerPubSub<C>(server: Host<C>): void {
   };
   server.command(
     'unsubscribe',
-    { arity: -1, flags: ['pubsub'], summary: 'Stops listening to messages posted to channels.', ...group },
+    { arity: -1, flags: ['pubsub', 'noscript', 'loading', 'stale'], summary: 'Stops listening to messages posted to channels.', ...group },
     leave('unsubscribe'),
   );
   server.command(
     'punsubscribe',
-    { arity: -1, flags: ['pubsub'], summary: 'Stops listening to messages published to channels that match patterns.', ...group },
+    {
+      arity: -1,
+      flags: ['pubsub', 'noscript', 'loading', 'stale'],
+      summary: 'Stops listening to messages published to channels that match patterns.',
+      ...group,
+    },
     leave('punsubscribe'),
   );
   server.command(
     'sunsubscribe',
     {
       arity: -1,
-      flags: ['pubsub'],
+      flags: ['pubsub', 'noscript', 'loading', 'stale'],
       keys: [1, -1, 1],
       summary: 'Stops listening to messages posted to shard channels.',
       since: '7.0.0',
@@ -101,21 +111,30 @@ export function registerPubSub<C>(server: Host<C>): void {
     },
     leave('sunsubscribe'),
   );
-  server.command('publish', { arity: 3, flags: ['fast'], summary: 'Posts a message to a channel.', ...group }, (_client, argv) =>
-    broker.publish(argv[1] as Buffer, argv[2] as Buffer),
+  server.command(
+    'publish',
+    { arity: 3, flags: ['loading', 'stale', 'fast'], summary: 'Posts a message to a channel.', ...group },
+    (_client, argv) => broker.publish(argv[1] as Buffer, argv[2] as Buffer),
   );
   server.command(
     'spublish',
-    { arity: 3, flags: ['fast'], keys: [1, 1, 1], summary: 'Post a message to a shard channel', since: '7.0.0', ...group },
+    {
+      arity: 3,
+      flags: ['loading', 'stale', 'fast'],
+      keys: [1, 1, 1],
+      summary: 'Post a message to a shard channel',
+      since: '7.0.0',
+      ...group,
+    },
     (_client, argv) => broker.spublish(argv[1] as Buffer, argv[2] as Buffer),
   );
   const pubsubSubcommands = {
-    channels: [],
-    numsub: [],
-    numpat: [],
-    shardchannels: [],
-    shardnumsub: [],
-    help: [],
+    channels: ['loading', 'stale'],
+    numsub: ['loading', 'stale'],
+    numpat: ['loading', 'stale'],
+    shardchannels: ['loading', 'stale'],
+    shardnumsub: ['loading', 'stale'],
+    help: ['loading', 'stale'],
   } satisfies Record<string, CommandFlag[]>;
   server.command(
     'pubsub',

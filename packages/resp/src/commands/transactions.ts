@@ -15,15 +15,29 @@ export function runningExec(client: object): boolean {
 }
 
 export function registerTransactions<C>(server: Host<C>): void {
-  server.command('multi', { arity: 1, flags: ['nomulti', 'fast'], summary: 'Starts a transaction.', group: 'transactions' }, (client) => {
-    if (client.multi !== undefined) throw new RespError('ERR MULTI calls can not be nested');
-    client.multi = [];
-    client.multiDirty = false;
-    return OK;
-  });
+  server.command(
+    'multi',
+    {
+      arity: 1,
+      flags: ['nomulti', 'noscript', 'loading', 'stale', 'fast', 'allow_busy'],
+      summary: 'Starts a transaction.',
+      group: 'transactions',
+    },
+    (client) => {
+      if (client.multi !== undefined) throw new RespError('ERR MULTI calls can not be nested');
+      client.multi = [];
+      client.multiDirty = false;
+      return OK;
+    },
+  );
   server.command(
     'discard',
-    { arity: 1, flags: ['nomulti', 'fast'], summary: 'Discards a transaction.', group: 'transactions' },
+    {
+      arity: 1,
+      flags: ['nomulti', 'noscript', 'loading', 'stale', 'fast', 'allow_busy'],
+      summary: 'Discards a transaction.',
+      group: 'transactions',
+    },
     (client) => {
       if (client.multi === undefined) throw new RespError('ERR DISCARD without MULTI');
       client.multi = undefined;
@@ -33,7 +47,12 @@ export function registerTransactions<C>(server: Host<C>): void {
   );
   server.command(
     'exec',
-    { arity: 1, flags: ['nomulti'], summary: 'Executes all commands in a transaction.', group: 'transactions' },
+    {
+      arity: 1,
+      flags: ['nomulti', 'noscript', 'loading', 'stale', 'skip_slowlog'],
+      summary: 'Executes all commands in a transaction.',
+      group: 'transactions',
+    },
     async (client) => {
       const queued = client.multi;
       if (queued === undefined) throw new RespError('ERR EXEC without MULTI');
@@ -64,15 +83,31 @@ export function registerTransactions<C>(server: Host<C>): void {
   );
   server.command(
     'watch',
-    { arity: -2, flags: ['nomulti', 'fast'], summary: 'Monitors changes to keys.', group: 'transactions' },
+    {
+      arity: -2,
+      flags: ['nomulti', 'noscript', 'loading', 'stale', 'fast', 'allow_busy'],
+      // As Redis: the keys are found (cluster mode's slot check, COMMAND GETKEYS), only read.
+      keySpecs: [{ flags: ['RO'], begin: 1, find: { lastKey: -1, step: 1, limit: 0 } }],
+      summary: 'Monitors changes to keys.',
+      group: 'transactions',
+    },
     (client, argv) => {
       if (client.multi !== undefined) throw new RespError('ERR WATCH inside MULTI is not allowed');
       for (const key of argv.slice(1)) server.watches.watch(client, client.db, key.toString('latin1'));
       return OK;
     },
   );
-  server.command('unwatch', { arity: 1, flags: ['fast'], summary: 'Forgets about watched keys.', group: 'transactions' }, (client) => {
-    server.watches.unwatch(client);
-    return OK;
-  });
+  server.command(
+    'unwatch',
+    {
+      arity: 1,
+      flags: ['noscript', 'loading', 'stale', 'fast', 'allow_busy'],
+      summary: 'Forgets about watched keys.',
+      group: 'transactions',
+    },
+    (client) => {
+      server.watches.unwatch(client);
+      return OK;
+    },
+  );
 }
