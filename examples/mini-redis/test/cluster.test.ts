@@ -136,6 +136,30 @@ describe('one mini-redis owning every slot', () => {
     expect(expected[7]).toBe('-EXECABORT Transaction discarded because of previous errors.\r\n');
     expect(await raw(single.port).send(...commands)).toEqual(expected);
   });
+
+  it('refuses REPLICAOF, SLAVEOF and COPY to another database as redis-server does (after its own argument errors)', async () => {
+    const commands = [
+      'REPLICAOF 127.0.0.1 1',
+      'SLAVEOF NO ONE',
+      'REPLICAOF no one',
+      'REPLICAOF a',
+      'SET {a}x 1',
+      'COPY {a}x {a}x DB 1',
+      'COPY {a}x {a}y DB 0',
+      'COPY {a}x {a}z DB 16',
+      'COPY {a}x {a}z DB x',
+      'COPY {a}x {a}z DB 1 BAD',
+      'COPY {a}x {a}z DB -1',
+      'COPY {a}x b DB 1',
+      'COPY {a}x {a}y REPLACE',
+      'DEL {a}x {a}y',
+      'PING',
+    ];
+    const expected = await raw(real.port).send(...commands);
+    expect(expected[0]).toBe('-ERR REPLICAOF not allowed in cluster mode.\r\n');
+    expect(expected[5]).toBe('-ERR Copying to another database is not allowed in cluster mode\r\n');
+    expect(await raw(single.port).send(...commands)).toEqual(expected);
+  });
 });
 
 describe('mini-redis off cluster mode', () => {
@@ -148,8 +172,16 @@ describe('mini-redis off cluster mode', () => {
     await Promise.all([plain?.stop(), real?.stop()]);
   });
 
-  it('CLUSTER and READONLY answer as a redis-server without cluster support; CONFIG says so', async () => {
-    const commands = ['CLUSTER INFO', 'CLUSTER SLOTS', 'CLUSTER KEYSLOT', 'CLUSTER x', 'READONLY', 'CONFIG GET cluster-enabled'];
+  it('CLUSTER and READONLY answer as a redis-server without cluster support; CONFIG and INFO say so', async () => {
+    const commands = [
+      'CLUSTER INFO',
+      'CLUSTER SLOTS',
+      'CLUSTER KEYSLOT',
+      'CLUSTER x',
+      'READONLY',
+      'CONFIG GET cluster-enabled',
+      'INFO cluster',
+    ];
     const expected = await raw(real.port).send(...commands);
     expect(expected[0]).toBe('-ERR This instance has cluster support disabled\r\n');
     expect(await raw(plain.port).send(...commands)).toEqual(expected);

@@ -234,4 +234,43 @@ describe('CONFIG RESETSTAT', () => {
       expect.arrayContaining(['cmdstat_get:calls=1,rejected_calls=0,failed_calls=0', 'errorstat_ERR:count=1', 'total_error_replies:1']),
     );
   });
+
+  it("INFO stats after CONFIG RESETSTAT: every field both servers have as redis-server's (expired_keys, evicted_keys too)", async () => {
+    const stats = async (client: Redis): Promise<Map<string, string>> => {
+      await client.call('SET', 'short', 'v', 'PX', '1');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await client.call('GET', 'short'); // expires it: expired_keys:1
+      const before = (await client.call('INFO', 'stats')) as string;
+      expect(before).toMatch(/\r\nexpired_keys:[1-9]/);
+      await client.call('CONFIG', 'RESETSTAT');
+      const text = (await client.call('INFO', 'stats')) as string;
+      return new Map(
+        text
+          .split('\r\n')
+          .filter((line) => line.includes(':'))
+          .map((line) => line.split(':') as [string, string]),
+      );
+    };
+    const [mine, redis] = [await stats(ours), await stats(theirs)];
+    // Rates, byte counts of replies of different sizes (INFO's own) and read/write calls (how TCP
+    // split them) are the servers' own; the rest must match.
+    const own = /^(instantaneous_|total_net_|total_reads_processed|total_writes_processed)/;
+    const common = [...mine.keys()].filter((field) => redis.has(field) && !own.test(field));
+    expect(common).toEqual(expect.arrayContaining(['expired_keys', 'evicted_keys', 'total_commands_processed', 'total_error_replies']));
+    expect(common.map((field) => `${field}:${mine.get(field)}`)).toEqual(common.map((field) => `${field}:${redis.get(field)}`));
+  });
+
+  it('zeroes evicted_keys (mini-redis evicts under maxmemory)', async () => {
+    await ours.call('CONFIG', 'SET', 'maxmemory-policy', 'allkeys-random');
+    await ours.call('CONFIG', 'SET', 'maxmemory', '1');
+    try {
+      for (let i = 0; i < 5; i++) await ours.call('SET', `evict:${i}`, 'x'.repeat(100)).catch(() => undefined);
+    } finally {
+      await ours.call('CONFIG', 'SET', 'maxmemory', '0');
+      await ours.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    }
+    expect((await ours.call('INFO', 'stats')) as string).toMatch(/\r\nevicted_keys:[1-9]/);
+    await ours.call('CONFIG', 'RESETSTAT');
+    expect((await ours.call('INFO', 'stats')) as string).toContain('\r\nevicted_keys:0\r\n');
+  });
 });
