@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { arch, release, type } from 'node:os';
-import { globMatch, OK, type ReplyValue, type RespClient, RespError } from '@portbind/resp';
+import { globMatch, OK, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { current, fixed, integer, memory, only, type Setting } from '../config.js';
 import type { EncodingLimits } from '../encodings.js';
