@@ -242,8 +242,7 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
   const fcallRoOptions = fcallOpts('Invokes a read-only function.', true);
   resp.command('fcall_ro', fcallRoOptions, unit(fcallRoOptions, fcallHandler(true)));
 
-  // FUNCTION: server.ts registered an empty one (HELP's text comes from it); this one has libraries.
-  const builtinFunction = resp.lookup('function');
+  // FUNCTION: libraries of functions (scripting/functions.ts).
   const functionSubcommands: Record<
     string,
     { arity: number; run: (client: RespClient, argv: Buffer[], lua: LuaEngine) => ReturnType<CommandHandler> }
@@ -350,6 +349,7 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       },
     },
     kill: { arity: 2, run: (_client, _argv, lua) => kill(lua, true) },
+    help: { arity: 2, run: () => helpReply('FUNCTION', FUNCTION_HELP) },
   };
   resp.command(
     'function',
@@ -373,10 +373,7 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
     (client, argv) => {
       const name = text(argv[1]).toLowerCase();
       const sub = Object.hasOwn(functionSubcommands, name) ? functionSubcommands[name] : undefined;
-      if (sub === undefined) {
-        if (builtinFunction !== undefined) return builtinFunction.handler(client, argv);
-        throw new RespError(`ERR unknown subcommand '${text(argv[1]).slice(0, 128)}'. Try FUNCTION HELP.`);
-      }
+      if (sub === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1]).slice(0, 128)}'. Try FUNCTION HELP.`);
       const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
       if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'function|${name}' command`);
       if (engine !== undefined) return sub.run(client, argv, engine);
@@ -546,3 +543,44 @@ function scriptKeySpecs(readonly: boolean, notes: boolean): KeySpec[] {
     { notes: `We cannot tell how the keys will be used so we assume the worst, ${readonly ? 'RO and ACCESS' : 'RW and UPDATE'}`, ...spec },
   ];
 }
+
+/** FUNCTION HELP's text (functions.c, functionHelpCommand). */
+const FUNCTION_HELP = [
+  'LOAD [REPLACE] <FUNCTION CODE>',
+  '    Create a new library with the given library name and code.',
+  'DELETE <LIBRARY NAME>',
+  '    Delete the given library.',
+  'LIST [LIBRARYNAME PATTERN] [WITHCODE]',
+  '    Return general information on all the libraries:',
+  '    * Library name',
+  '    * The engine used to run the Library',
+  '    * Library description',
+  '    * Functions list',
+  '    * Library code (if WITHCODE is given)',
+  '    It also possible to get only function that matches a pattern using LIBRARYNAME argument.',
+  'STATS',
+  '    Return information about the current function running:',
+  '    * Function name',
+  '    * Command used to run the function',
+  '    * Duration in MS that the function is running',
+  '    If no function is running, return nil',
+  '    In addition, returns a list of available engines.',
+  'KILL',
+  '    Kill the current running function.',
+  'FLUSH [ASYNC|SYNC]',
+  '    Delete all the libraries.',
+  '    When called without the optional mode argument, the behavior is determined by the',
+  '    lazyfree-lazy-user-flush configuration directive. Valid modes are:',
+  '    * ASYNC: Asynchronously flush the libraries.',
+  '    * SYNC: Synchronously flush the libraries.',
+  'DUMP',
+  '    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command',
+  'RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]',
+  '    Restore the libraries represented by the given payload, it is possible to give a restore policy to',
+  '    control how to handle existing libraries (default APPEND):',
+  '    * FLUSH: delete all existing libraries.',
+  '    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.',
+  '    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old',
+  '      libraries with the new libraries (notice that even on this option there is a chance of failure',
+  '      in case of functions name collision with another library).',
+];
