@@ -137,7 +137,7 @@ describe('one mini-redis owning every slot', () => {
     expect(await raw(single.port).send(...commands)).toEqual(expected);
   });
 
-  it('refuses REPLICAOF, SLAVEOF and COPY to another database as redis-server does (after its own argument errors)', async () => {
+  it('refuses REPLICAOF, SLAVEOF, COPY to another database, and WATCH/LMPOP/SORT … STORE across slots as redis-server does', async () => {
     const commands = [
       'REPLICAOF 127.0.0.1 1',
       'SLAVEOF NO ONE',
@@ -153,11 +153,20 @@ describe('one mini-redis owning every slot', () => {
       'COPY {a}x b DB 1',
       'COPY {a}x {a}y REPLACE',
       'DEL {a}x {a}y',
+      // WATCH declares its keys: one slot, or -CROSSSLOT.
+      'WATCH {a}x b',
+      'WATCH {a}x {a}y',
+      'UNWATCH',
+      'LMPOP 2 {a}x b LEFT',
+      'LMPOP 2 {a}x {a}y LEFT',
+      'SORT {a}x STORE b',
+      'SORT {a}x STORE {a}y',
       'PING',
     ];
     const expected = await raw(real.port).send(...commands);
     expect(expected[0]).toBe('-ERR REPLICAOF not allowed in cluster mode.\r\n');
     expect(expected[5]).toBe('-ERR Copying to another database is not allowed in cluster mode\r\n');
+    expect(expected[14]).toBe("-CROSSSLOT Keys in request don't hash to the same slot\r\n");
     expect(await raw(single.port).send(...commands)).toEqual(expected);
   });
 });
