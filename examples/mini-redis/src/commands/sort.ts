@@ -82,7 +82,7 @@ export function registerSortCommands({ resp, keyspace, encodings, blocked }: Min
     else if (value.type === 'set') elements = [...value.data];
     else if (dontsort) {
       elements = [];
-      for (let node = value.data.first; node !== undefined; node = node.levels[0]?.forward) elements.push(node.member);
+      for (let node = value.data.first; node !== undefined; node = node.next) elements.push(node.member);
     } else elements = [...value.data.scores.keys()];
     if (dontsort && desc && value?.type !== 'set') elements.reverse();
 
