@@ -60,11 +60,6 @@ export class SkipNode {
   get next(): SkipNode | undefined {
     return this.n0;
   }
-
-  /** The links as `{ forward, span }` objects (allocates: walk with `next` instead). */
-  get levels(): { forward: SkipNode | undefined; span: number }[] {
-    return Array.from({ length: this.level }, (_, i) => ({ forward: fwd(this, i), span: spanOf(this, i) }));
-  }
 }
 
 function fwd(x: SkipNode, i: number): SkipNode | undefined {
