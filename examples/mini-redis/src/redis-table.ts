@@ -157,6 +157,13 @@ const KEY_SPECS: Readonly<Record<string, readonly KeySpec[]>> = {
   xreadgroup: [{ flags: ['RO', 'access'], begin: { keyword: 'STREAMS', startFrom: 4 }, find: { lastKey: -1, limit: 2 } }],
 };
 
+/**
+ * Redis 7.0's commands flagged CMD_NO_MULTI, of those mini-redis has: refused inside MULTI (at
+ * queue time: EXEC then answers EXECABORT). packages/resp has no `no_multi` flag, so COMMAND
+ * INFO does not show it; app.ts refuses them through resp.addCheck.
+ */
+export const NO_MULTI: ReadonlySet<string> = new Set(['psync', 'save', 'shutdown', 'sync']);
+
 /** Redis 7.0's commands flagged CMD_DENYOOM, of those mini-redis has. */
 const DENYOOM = new Set(
   (

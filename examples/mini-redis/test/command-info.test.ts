@@ -274,3 +274,19 @@ describe('CONFIG RESETSTAT', () => {
     expect((await ours.call('INFO', 'stats')) as string).toContain('\r\nevicted_keys:0\r\n');
   });
 });
+
+describe('no_multi commands', () => {
+  it('SHUTDOWN, SAVE, SYNC and PSYNC inside MULTI are refused at queue time as redis-server (EXECABORT; the server lives)', async () => {
+    const commands = ['MULTI', 'SET nomulti 1', 'SHUTDOWN', 'SAVE', 'SYNC', 'PSYNC ? -1', 'EXEC', 'EXISTS nomulti', 'PING'];
+    const a = new RawClient(mini.port);
+    const b = new RawClient(real.port);
+    try {
+      const [mine, redis] = await Promise.all([a.send(commands), b.send(commands)]);
+      expect(redis.map(show)[2]).toBe('-ERR Command not allowed inside a transaction⏎');
+      expect(mine.map(show)).toEqual(redis.map(show));
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
