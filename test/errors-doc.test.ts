@@ -1,4 +1,4 @@
-// docs/errors.md lists every error code the packages can throw, each with its fix (Fastify's
+// docs/errors.md lists every error code the packages (and the examples) can throw, each with its fix (Fastify's
 // docs/Reference/Errors.md is the model): a code added in code without a docs entry, or an entry
 // left behind by a removed code, fails here.
 import { readdir, readFile } from 'node:fs/promises';
@@ -21,9 +21,12 @@ async function sourceFiles(dir: string): Promise<string[]> {
 describe('docs/errors.md', () => {
   it('documents exactly the PB_ERR_* codes the packages throw, each with a fix', async () => {
     const inCode = new Set<string>();
-    for (const pkg of await readdir(join(root, 'packages'))) {
-      for (const file of await sourceFiles(join(root, 'packages', pkg, 'src'))) {
-        for (const match of (await readFile(file, 'utf8')).matchAll(/PB_ERR_[A-Z0-9_]+/g)) inCode.add(match[0]);
+    // The packages' codes, and the examples' own (mini-redis's RDB and AOF load errors).
+    for (const top of ['packages', 'examples']) {
+      for (const pkg of await readdir(join(root, top))) {
+        for (const file of await sourceFiles(join(root, top, pkg, 'src'))) {
+          for (const match of (await readFile(file, 'utf8')).matchAll(/PB_ERR_[A-Z0-9_]+/g)) inCode.add(match[0]);
+        }
       }
     }
     const doc = await readFile(join(root, 'docs', 'errors.md'), 'utf8');
