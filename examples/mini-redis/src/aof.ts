@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { type Logger, PortbindError } from '@portbind/core';
 import { type Command, type RespClient, RespError, simple } from '@portbind/resp';
 import type { MiniRedis } from './app.js';
+import { yesNo } from './config.js';
 import { frameCommand, type Sink } from './propagate.js';
 import { encodeRdb, loadRdb, RdbError } from './rdb.js';
 import { addPersistenceInfo } from './snapshot.js';
@@ -594,14 +595,6 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     },
   );
 
-  const yesNo = (get: () => boolean, set: (value: boolean) => void) => ({
-    get: () => (get() ? 'yes' : 'no'),
-    set(value: string) {
-      const lower = value.toLowerCase();
-      if (lower !== 'yes' && lower !== 'no') throw new Error("argument must be 'yes' or 'no'");
-      set(lower === 'yes');
-    },
-  });
   config.set(
     'appendonly',
     yesNo(

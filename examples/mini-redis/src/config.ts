@@ -52,3 +52,13 @@ export const only = (value: string, reason: string): Setting => ({
     if (next !== value) throw new Error(reason);
   },
 });
+
+/** A yes/no parameter, with Redis's error text. */
+export const yesNo = (get: () => boolean, set: (value: boolean) => void): Setting => ({
+  get: () => (get() ? 'yes' : 'no'),
+  set(value) {
+    const lower = value.toLowerCase();
+    if (lower !== 'yes' && lower !== 'no') throw new Error("argument must be 'yes' or 'no'");
+    set(lower === 'yes');
+  },
+});

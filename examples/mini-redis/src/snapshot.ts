@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { type Adapter, PortbindError, type PortService } from '@portbind/core';
 import { OK, RespError, simple } from '@portbind/resp';
 import type { MiniRedis } from './app.js';
+import { yesNo } from './config.js';
 import { encodeRdb, loadRdb, RdbError } from './rdb.js';
 
 // RDB snapshots, as Redis's: the whole dataset written to `dir`/`dbfilename` by SAVE, BGSAVE, the
@@ -459,14 +460,6 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
   );
 
   // ---- CONFIG parameters and INFO -------------------------------------------------------------
-  const yesNo = (get: () => boolean, set: (value: boolean) => void) => ({
-    get: () => (get() ? 'yes' : 'no'),
-    set(value: string) {
-      const lower = value.toLowerCase();
-      if (lower !== 'yes' && lower !== 'no') throw new Error("argument must be 'yes' or 'no'");
-      set(lower === 'yes');
-    },
-  });
   config.set(
     'stop-writes-on-bgsave-error',
     yesNo(

@@ -7,6 +7,7 @@ import { Socket } from 'node:net';
 import { Connection } from '@portbind/core';
 import type { CommandSpec, RespAdapter } from './adapter.js';
 import { RespClient } from './client.js';
+import { quoteArg } from './monitor.js';
 import { type Command, RequestParser } from './parser.js';
 import { RespError } from './reply.js';
 
@@ -108,7 +109,7 @@ export class ScriptClient<Context = Record<string, unknown>> {
     if (this.#monitors.size === 0) return;
     const micros = Math.floor((performance.timeOrigin + performance.now()) * 1000);
     let line = `${Math.floor(micros / 1e6)}.${String(micros % 1e6).padStart(6, '0')} [${db} ${addr}]`;
-    for (const arg of argv) line += ` ${quote(arg)}`;
+    for (const arg of argv) line += ` ${quoteArg(arg)}`;
     for (const monitor of this.#monitors) {
       if (monitor.closing) continue;
       monitor.pushWriter().simple(line);
@@ -238,24 +239,6 @@ function keysOf<C>(spec: CommandSpec<C>, argv: Command): readonly Buffer[] {
   const keys: Buffer[] = [];
   for (let i = first; i <= last && i < argv.length; i += Math.max(step, 1)) keys.push(argv[i] as Buffer);
   return keys;
-}
-
-/** sds.c, sdscatrepr: in double quotes, escapes as Redis's MONITOR prints them. */
-function quote(arg: Buffer): string {
-  let out = '"';
-  for (let i = 0; i < arg.length; i++) {
-    const byte = arg[i] as number;
-    if (byte === 0x5c) out += '\\\\';
-    else if (byte === 0x22) out += '\\"';
-    else if (byte === 0x0a) out += '\\n';
-    else if (byte === 0x0d) out += '\\r';
-    else if (byte === 0x09) out += '\\t';
-    else if (byte === 0x07) out += '\\a';
-    else if (byte === 0x08) out += '\\b';
-    else if (byte >= 0x20 && byte <= 0x7e) out += String.fromCharCode(byte);
-    else out += `\\x${byte.toString(16).padStart(2, '0')}`;
-  }
-  return `${out}"`;
 }
 
 /**

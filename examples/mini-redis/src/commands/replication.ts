@@ -1,6 +1,6 @@
 import { OK, type ReplyValue, RespError, simple } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
-import { integer, memory } from '../config.js';
+import { integer, memory, yesNo } from '../config.js';
 import { Replication } from '../replication.js';
 
 const group = 'server';
@@ -244,14 +244,6 @@ export function registerReplicationCommands(server: MiniRedis): Replication {
     ),
   );
   config.set('repl-ping-slave-period', config.get('repl-ping-replica-period') as NonNullable<ReturnType<typeof config.get>>);
-  const yesNo = (get: () => boolean, set: (value: boolean) => void) => ({
-    get: () => (get() ? 'yes' : 'no'),
-    set(value: string) {
-      const lower = value.toLowerCase();
-      if (lower !== 'yes' && lower !== 'no') throw new Error("argument must be 'yes' or 'no'");
-      set(lower === 'yes');
-    },
-  });
   config.set(
     'lazyfree-lazy-expire',
     yesNo(
