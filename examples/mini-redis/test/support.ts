@@ -1,95 +1,22 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { PortService } from '@portbind/core';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll } from 'vitest';
+import { startRedis } from '../../../test/support/redis-server.js';
 import { createMiniRedis } from '../src/app.js';
 
 // Helpers for the tests: start a real redis-server and mini-redis on free ports, and talk to
 // them over raw TCP, byte for byte.
 
-export const REDIS_SERVER = '/usr/bin/redis-server';
-
-/** A free TCP port on 127.0.0.1 (redis-server cannot bind port 0 and report it). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+export { freePort, REDIS_SERVER } from '../../../test/support/redis-server.js';
 
 export interface Started {
   port: number;
   stop(): Promise<void>;
 }
 
-/** Start redis-server with no persistence on a free port; retry if another process took the port. */
-export async function startRedisServer(): Promise<Started> {
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    const child: ChildProcess = spawn(
-      REDIS_SERVER,
-      [
-        ...[
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--daemonize',
-          'no',
-          '--loglevel',
-          'warning',
-        ],
-        // Its files (a full sync to a SYNC client writes dump.rdb) in the temp dir, never in the checkout.
-        ...['--dir', tmpdir()],
-      ],
-      { stdio: 'ignore' },
-    );
-    const exited = once(child, 'exit');
-    if (await canConnect(port, exited)) {
-      return {
-        port,
-        stop: async () => {
-          if (child.exitCode !== null || child.signalCode !== null) return;
-          child.kill('SIGKILL');
-          await exited;
-        },
-      };
-    }
-    child.kill('SIGKILL');
-    if (attempt >= 3) throw new Error('redis-server did not start');
-  }
-}
-
-async function canConnect(port: number, exited: Promise<unknown>): Promise<boolean> {
-  let gone = false;
-  void exited.then(() => {
-    gone = true;
-  });
-  const deadline = Date.now() + 10_000;
-  while (!gone && Date.now() < deadline) {
-    const client = new RawClient(port);
-    try {
-      const [pong] = await client.send(['PING']);
-      if (pong?.toString() === '+PONG\r\n') return true;
-    } catch {
-      // not listening yet
-    } finally {
-      client.close();
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return false;
-}
+/** Start redis-server with no persistence on a free port (test/support/redis-server.ts, shared with packages/resp). */
+export const startRedisServer: () => Promise<Started> = startRedis;
 
 /** Start mini-redis on ephemeral ports, in this process. */
 export async function startMiniRedis(env: Record<string, string> = {}): Promise<Started & { service: PortService }> {
