@@ -9,6 +9,7 @@ import type { CommandSpec, RespAdapter } from './adapter.js';
 import { RespClient } from './client.js';
 import { quoteArg } from './monitor.js';
 import { type Command, RequestParser } from './parser.js';
+import { commandKeys } from './registry.js';
 import { RespError } from './reply.js';
 
 /** A reply decoded from RESP, with its type kept (a script converts each type its own way). */
@@ -196,7 +197,7 @@ export class ScriptClient<Context = Record<string, unknown>> {
     }
     stats.usec += Math.round((performance.now() - started) * 1000);
     const caller = options.caller as unknown as RespClient<Context>;
-    if (caller.tracking !== undefined && flags.includes('readonly')) resp.tracking.remember(caller, keysOf(spec, argv));
+    if (caller.tracking !== undefined && flags.includes('readonly')) resp.tracking.remember(caller, commandKeys(spec, argv));
     if (!flags.includes('admin')) this.feedMonitors(client.db, 'lua', argv);
     const bytes = client.reply.take();
     if (bytes === undefined) return { type: 'nil' };
@@ -227,18 +228,6 @@ function fullName<C>(spec: CommandSpec<C>, argv: Command): string {
   if (spec.subcommands === undefined || sub === undefined || sub.length > 64) return spec.name;
   const lower = sub.toString('latin1').toLowerCase();
   return Object.hasOwn(spec.subcommands, lower) ? `${spec.name}|${lower}` : spec.name;
-}
-
-function keysOf<C>(spec: CommandSpec<C>, argv: Command): readonly Buffer[] {
-  if (spec.keysOf !== undefined) return spec.keysOf(argv);
-  const range = spec.keys;
-  if (range === undefined) return [];
-  const [first, lastSpec, step] = range;
-  if (first <= 0) return [];
-  const last = lastSpec < 0 ? argv.length + lastSpec : lastSpec;
-  const keys: Buffer[] = [];
-  for (let i = first; i <= last && i < argv.length; i += Math.max(step, 1)) keys.push(argv[i] as Buffer);
-  return keys;
 }
 
 /**
