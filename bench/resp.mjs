@@ -3,7 +3,9 @@
 //                       [--only redis,mini-redis] [--no-memory | --no-throughput] [--idle 10000] [--warmup 50000]
 //                       [--settle 2] [--extra 'name=server.mjs']
 // 1. Throughput: redis-benchmark -c 50 -n N -P <p>, one invocation per test, against redis-server,
-//    mini-redis (examples/mini-redis) and the bare adapter (servers/resp-portbind.mjs, SET/GET only).
+//    mini-redis (examples/mini-redis), the bare adapter (servers/resp-portbind.mjs, SET/GET only) and
+//    `node:net floor` (servers/resp-floor.mjs: a node:net server that only counts commands and answers
+//    +OK, the least any Node server spends on a request).
 //    Besides req/s, the server's CPU time per request (utime + stime of the server process from
 //    /proc/<pid>/stat over the test): on a shared machine the load generator and other jobs move
 //    req/s, while the server's own CPU per request barely moves. Tests: set, get, lpush, lpop
@@ -58,7 +60,7 @@ const freePort = () =>
   });
 
 /** Servers that only have SET and GET. */
-const bareLike = new Set(['portbind (bare)']);
+const bareLike = new Set(['portbind (bare)', 'node:net floor']);
 const targets = {
   redis: async (port) =>
     spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '20000'], {
@@ -71,6 +73,9 @@ const targets = {
     }),
   'portbind (bare)': async (port) =>
     spawn(process.execPath, [join(here, 'servers', 'resp-portbind.mjs')], { env: { ...process.env, PORT: String(port) }, stdio: 'ignore' }),
+  // Throughput only (SET and GET): the least any Node server does per request (servers/resp-floor.mjs).
+  'node:net floor': async (port) =>
+    spawn(process.execPath, [join(here, 'servers', 'resp-floor.mjs')], { env: { ...process.env, PORT: String(port) }, stdio: 'ignore' }),
   // Memory only: what Node itself costs per idle connection (a net.Socket that reads), the floor
   // under any Node server. It answers +PONG to anything.
   'node:net': async (port) =>
