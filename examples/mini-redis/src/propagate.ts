@@ -48,6 +48,10 @@ const CRLF = Buffer.from('\r\n');
 /** The commands not flagged `write` that Redis still propagates (CMD_MAY_REPLICATE). */
 const MAY_REPLICATE = new Set(['publish']);
 
+/** A write command, or a container with a write subcommand (XGROUP CREATE, FUNCTION LOAD…). */
+const writes = (options: CommandOptions): boolean =>
+  options.flags?.includes('write') === true || Object.values(options.subcommands ?? {}).some((flags) => flags.includes('write'));
+
 export class Propagation {
   /** Writes so far (Redis's server.dirty): every resp.touch. */
   dirty = 0;
@@ -114,7 +118,7 @@ export class Propagation {
   /** Wrap a handler: after it ran, its propagation (if it wrote) joins the current unit. */
   wrap(name: string, options: CommandOptions, handler: CommandHandler): CommandHandler {
     if (name === 'exec') return this.#wrapExec(handler);
-    if (!options.flags?.includes('write') && !MAY_REPLICATE.has(name)) return handler;
+    if (!writes(options) && !MAY_REPLICATE.has(name)) return handler;
     const always = MAY_REPLICATE.has(name);
     return (client, argv) => {
       const invocation: Invocation = { dirty: this.dirty, replacement: undefined };

@@ -91,6 +91,8 @@ function normalize(commands: string[][]): string[] {
     for (let i = 1; i < out.length; i++) if ((out[i - 1] ?? '').toUpperCase() === 'PXAT') out[i] = '*';
     if (name === 'PEXPIREAT') out[2] = '*';
     if (name === 'SREM') out.splice(2, out.length - 2, '*');
+    // XCLAIM's delivery time (XREADGROUP, XCLAIM, XAUTOCLAIM replay as XCLAIM … TIME <ms>).
+    for (let i = 1; i < out.length; i++) if (name === 'XCLAIM' && (out[i - 1] ?? '').toUpperCase() === 'TIME') out[i] = '*';
     return out.join(' ');
   });
 }
@@ -227,5 +229,76 @@ describe('the replication stream is Redis 7.0.15’s', () => {
     }, 'expired');
     expect(stream).toContain('DEL lazy');
     expect(stream).toContain('UNLINK lazy2');
+  });
+
+  it('XGROUP subcommands replay as sent; XREADGROUP of several entries, or in MULTI, replays inside one MULTI/EXEC', async () => {
+    const stream = await sameStream(async (client) => {
+      await client.send([
+        'XADD s 1-1 f v',
+        'XADD s 1-2 f v',
+        'XADD s 1-3 f v',
+        'XGROUP CREATE s g 0',
+        'XGROUP CREATE s2 g2 $ MKSTREAM',
+        'XGROUP CREATE s g 0', // BUSYGROUP: nothing
+        'XGROUP CREATECONSUMER s g alice',
+        'XGROUP CREATECONSUMER s g alice', // exists: nothing
+        'XGROUP SETID s2 g2 0 ENTRIESREAD 0',
+        'XGROUP DESTROY s2 g2',
+        'XGROUP DESTROY s2 g2', // gone: nothing
+        'XGROUP HELP',
+        'XINFO GROUPS s',
+        // One read of two entries: two XCLAIMs, one unit.
+        'XREADGROUP GROUP g c1 COUNT 2 STREAMS s >',
+        // multi.tcl's "MULTI propagation of XREADGROUP": three XCLAIMs in one MULTI/EXEC.
+        'XGROUP SETID s g 0',
+        'MULTI',
+        'XREADGROUP GROUP g c2 COUNT 2 STREAMS s >',
+        'XREADGROUP GROUP g c2 STREAMS s >',
+        'EXEC',
+        // A read of one entry is one command: no MULTI.
+        'XGROUP SETID s g 1-2',
+        'XREADGROUP GROUP g c3 STREAMS s >',
+        // Nothing new to read: nothing.
+        'XREADGROUP GROUP g c3 STREAMS s >',
+        // XCLAIM of several entries, XAUTOCLAIM: one unit each.
+        'XCLAIM s g c4 0 1-1 1-2',
+        'XAUTOCLAIM s g c5 0 0-0 COUNT 10 JUSTID',
+        'XGROUP DELCONSUMER s g alice',
+      ]);
+    }, 'xgroup');
+    // The commands, less SELECT and the arguments after the first two, in order:
+    const shape = stream.filter((line) => !line.startsWith('SELECT')).map((line) => line.split(' ').slice(0, 2).join(' ').toUpperCase());
+    expect(shape).toEqual([
+      'XADD S',
+      'XADD S',
+      'XADD S',
+      'XGROUP CREATE',
+      'XGROUP CREATE',
+      'XGROUP CREATECONSUMER',
+      'XGROUP SETID',
+      'XGROUP DESTROY',
+      'MULTI',
+      'XCLAIM S',
+      'XCLAIM S',
+      'EXEC',
+      'XGROUP SETID',
+      'MULTI',
+      'XCLAIM S',
+      'XCLAIM S',
+      'XCLAIM S',
+      'EXEC',
+      'XGROUP SETID',
+      'XCLAIM S',
+      'MULTI',
+      'XCLAIM S',
+      'XCLAIM S',
+      'EXEC',
+      'MULTI',
+      'XCLAIM S',
+      'XCLAIM S',
+      'XCLAIM S',
+      'EXEC',
+      'XGROUP DELCONSUMER',
+    ]);
   });
 });

@@ -631,7 +631,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
         destroy: ['write'],
         createconsumer: ['write', 'denyoom'],
         delconsumer: ['write'],
-        help: [],
+        help: ['loading', 'stale'],
       },
     },
     (client, argv) => {
@@ -1014,7 +1014,7 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
       keysOf: (argv) => (argv.length > 2 && upper(argv[1]) !== 'HELP' ? [argv[2] as Buffer] : []),
       summary: 'A container for stream introspection commands.',
       group,
-      subcommands: { consumers: ['readonly'], groups: ['readonly'], stream: ['readonly'], help: [] },
+      subcommands: { consumers: ['readonly'], groups: ['readonly'], stream: ['readonly'], help: ['loading', 'stale'] },
     },
     (client, argv) => {
       const sub = upper(argv[1]);
