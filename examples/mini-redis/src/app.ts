@@ -22,7 +22,7 @@ import type { Config, InfoSections } from './config.js';
 import { Encodings } from './encodings.js';
 import { Eviction, registerEviction } from './eviction.js';
 import { installPropagation, type Propagation } from './propagate.js';
-import { asRedisDeclares, NO_MULTI } from './redis-table.js';
+import { asRedisDeclares } from './redis-table.js';
 import { registerSnapshot } from './snapshot.js';
 import { Keyspace } from './store.js';
 
@@ -147,10 +147,6 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
       ? withFieldBefore(fields, 'evicted_keys', 'expired_keys', expiredKeys)
       : { ...fields, expired_keys: expiredKeys };
   });
-  // server.c, processCommand: SAVE, SHUTDOWN, SYNC, PSYNC are not queued (a SHUTDOWN in EXEC would stop the server).
-  resp.addCheck((client, spec) =>
-    client.multi !== undefined && NO_MULTI.has(spec.name) ? 'ERR Command not allowed inside a transaction' : undefined,
-  );
   resp.onResetStats(() => {
     expiredKeys = 0;
     if (eviction !== undefined) eviction.evictedKeys = 0;

@@ -50,7 +50,8 @@ const MAY_REPLICATE = new Set(['publish']);
 
 /** A write command, or a container with a write subcommand (XGROUP CREATE, FUNCTION LOAD…). */
 const writes = (options: CommandOptions): boolean =>
-  options.flags?.includes('write') === true || Object.values(options.subcommands ?? {}).some((flags) => flags.includes('write'));
+  options.flags?.includes('write') === true ||
+  Object.values(options.subcommands ?? {}).some((sub) => ('arity' in sub ? (sub.flags ?? []) : sub).includes('write'));
 
 export class Propagation {
   /** Writes so far (Redis's server.dirty): every resp.touch. */

@@ -21,12 +21,12 @@ const EXTRA_FLAGS: Readonly<Record<string, readonly CommandFlag[]>> = {
   xreadgroup: ['blocking'],
   time: ['loading', 'stale'],
   lastsave: ['loading', 'stale'],
-  save: ['noscript', 'no_async_loading'],
+  save: ['no_multi', 'noscript', 'no_async_loading'],
   bgsave: ['noscript', 'no_async_loading'],
   bgrewriteaof: ['noscript', 'no_async_loading'],
-  shutdown: ['noscript', 'loading', 'stale', 'allow_busy'],
-  sync: ['noscript', 'no_async_loading'],
-  psync: ['noscript', 'no_async_loading'],
+  shutdown: ['no_multi', 'noscript', 'loading', 'stale', 'allow_busy'],
+  sync: ['no_multi', 'noscript', 'no_async_loading'],
+  psync: ['no_multi', 'noscript', 'no_async_loading'],
   replconf: ['noscript', 'loading', 'stale', 'allow_busy'],
   wait: ['noscript'],
   replicaof: ['noscript', 'stale', 'no_async_loading'],
@@ -156,13 +156,6 @@ const KEY_SPECS: Readonly<Record<string, readonly KeySpec[]>> = {
   xread: [{ flags: ['RO', 'access'], begin: { keyword: 'STREAMS', startFrom: 1 }, find: { lastKey: -1, limit: 2 } }],
   xreadgroup: [{ flags: ['RO', 'access'], begin: { keyword: 'STREAMS', startFrom: 4 }, find: { lastKey: -1, limit: 2 } }],
 };
-
-/**
- * Redis 7.0's commands flagged CMD_NO_MULTI, of those mini-redis has: refused inside MULTI (at
- * queue time: EXEC then answers EXECABORT). packages/resp has no `no_multi` flag, so COMMAND
- * INFO does not show it; app.ts refuses them through resp.addCheck.
- */
-export const NO_MULTI: ReadonlySet<string> = new Set(['psync', 'save', 'shutdown', 'sync']);
 
 /** Redis 7.0's commands flagged CMD_DENYOOM, of those mini-redis has. */
 const DENYOOM = new Set(

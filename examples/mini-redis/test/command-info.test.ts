@@ -33,19 +33,6 @@ const FULL_EXCEPTIONS: Record<string, string> = {
   // the container (movablekeys), where Redis declares it on each subcommand.
   xgroup: 'subcommand key specs',
   xinfo: 'subcommand key specs',
-  // MONITOR skips `admin` commands, not `skip_monitor` ones: the scripts are `admin` so that the
-  // adapter does not print them a second time (scripting.ts prints them before their commands).
-  eval: 'admin for skip_monitor',
-  evalsha: 'admin for skip_monitor',
-  eval_ro: 'admin for skip_monitor',
-  evalsha_ro: 'admin for skip_monitor',
-  fcall: 'admin for skip_monitor',
-  fcall_ro: 'admin for skip_monitor',
-  // No `no_multi` CommandFlag (packages/resp's `nomulti` means "runs at once inside MULTI").
-  save: 'no no_multi flag',
-  shutdown: 'no no_multi flag',
-  sync: 'no no_multi flag',
-  psync: 'no no_multi flag',
   // Declared in packages/resp's cluster.ts: `fast` only (Redis: loading stale fast, @connection).
   readonly: 'cluster.ts flags',
   readwrite: 'cluster.ts flags',

@@ -106,6 +106,11 @@ export class Dispatcher<Context> {
       this.#rejectCommand(own, spec.name, 'NOAUTH Authentication required.');
       return;
     }
+    // server.c, processCommand: a CMD_NO_MULTI command (SAVE, SHUTDOWN…) is refused inside MULTI, right after auth.
+    if (entry.noMulti && own.multi !== undefined) {
+      this.#rejectCommand(own, spec.name, 'ERR Command not allowed inside a transaction');
+      return;
+    }
     // Cluster mode's slot check comes right after auth (and ACLs), before OOM (server.c, processCommand).
     const redirect = host.clusterCheck?.(own, spec, argv);
     if (redirect !== undefined) {

@@ -1,9 +1,9 @@
 import { clientAddress } from './address.js';
 import type { RespClient } from './client.js';
 import type { Command } from './parser.js';
-import type { CommandSpec } from './registry.js';
+import { type CommandFlag, type CommandOptions, type CommandSpec, subcommandFlags } from './registry.js';
 
-// MONITOR: every command run (but admin ones) is sent to the clients in MONITOR mode, as Redis's
+// MONITOR: every command run (but admin and skip_monitor ones) is sent to the clients in MONITOR mode, as Redis's
 // replicationFeedMonitors prints it. While no client monitors, running a command costs nothing more.
 
 export class Monitors<Context> {
@@ -27,9 +27,7 @@ export class Monitors<Context> {
 
   /** `+<sec>.<usec> [<db> <addr>] "arg" …`, one line for every monitor, after the command ran. */
   feed(client: RespClient<Context>, spec: CommandSpec<Context>, argv: Command): void {
-    if (spec.flags?.includes('admin')) return;
-    const sub = spec.subcommands === undefined ? undefined : client.lastCommand.split('|')[1];
-    if (sub !== undefined && spec.subcommands?.[sub]?.includes('admin')) return;
+    if (hiddenFromMonitor(spec, spec.subcommands === undefined ? undefined : client.lastCommand.split('|')[1])) return;
     const line = monitorLine(client.db, clientAddress(client.conn), spec.name, argv, spec.redact?.(argv));
     for (const monitor of this.#clients) {
       if (monitor.closing) continue;
@@ -37,6 +35,16 @@ export class Monitors<Context> {
       monitor.flushLater();
     }
   }
+}
+
+/**
+ * Whether MONITOR does not show a command (server.c, call(): CMD_SKIP_MONITOR or CMD_ADMIN), the
+ * subcommand's flags for a container's known subcommand (`sub`: its lowercase name).
+ */
+export function hiddenFromMonitor(spec: CommandOptions, sub: string | undefined): boolean {
+  const hides = (flags: readonly CommandFlag[] | undefined): boolean =>
+    flags !== undefined && (flags.includes('admin') || flags.includes('skip_monitor'));
+  return hides(spec.flags) || (sub !== undefined && spec.subcommands !== undefined && hides(subcommandFlags(spec, sub)));
 }
 
 /** Arguments redacted in MONITOR output (Redis's redactClientCommandArgument): passwords. */

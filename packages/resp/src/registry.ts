@@ -13,8 +13,8 @@ export type CommandHandler<Context = Record<string, unknown>> = (
 ) => ReplyValue | undefined | void | Promise<ReplyValue | undefined | void>;
 
 /**
- * Flags of a command, as Redis's command table has them. `noauth`, `pubsub`, `nomulti`, `readonly`,
- * `write`, `admin` and `denyoom` change dispatch; all are shown by COMMAND INFO (and give the
+ * Flags of a command, as Redis's command table has them. `noauth`, `pubsub`, `nomulti`, `no_multi`,
+ * `readonly`, `write`, `admin`, `skip_monitor` and `denyoom` change dispatch; all are shown by COMMAND INFO (and give the
  * command its implicit ACL categories: `write` → @write, `readonly` → @read, `admin` → @admin
  * @dangerous, `blocking` → @blocking, `fast` → @fast, else @slow).
  */
@@ -25,6 +25,11 @@ export type CommandFlag =
   | 'pubsub'
   /** Runs at once inside MULTI instead of being queued (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET). */
   | 'nomulti'
+  /**
+   * Refused inside MULTI with `ERR Command not allowed inside a transaction` (EXEC then answers
+   * EXECABORT): Redis's CMD_NO_MULTI (SAVE, SHUTDOWN, SYNC, PSYNC), shown as `no_multi`.
+   */
+  | 'no_multi'
   | 'readonly'
   | 'write'
   | 'fast'
@@ -37,6 +42,7 @@ export type CommandFlag =
   | 'noscript'
   | 'loading'
   | 'stale'
+  /** Not shown to MONITOR (Redis's CMD_SKIP_MONITOR: EVAL, which prints itself before its script's commands); `admin` neither. */
   | 'skip_monitor'
   | 'skip_slowlog'
   | 'asking'
@@ -135,14 +141,34 @@ export interface CommandOptions {
   redact?: (argv: Command) => Iterable<number>;
   /**
    * For a container command (CLIENT, CONFIG, OBJECT…): its subcommands, lowercase, each with its
-   * own flags. CLIENT LIST then shows `cmd=client|list`, and MONITOR skips the `admin` ones.
+   * own flags (`['readonly']`, shown with arity -2 and no keys), or its own {@link SubcommandOptions}
+   * (arity, flags, keys or key specs, tips, ACL categories) as Redis declares each subcommand.
+   * CLIENT LIST then shows `cmd=client|list`, MONITOR skips the `admin`/`skip_monitor` ones, and
+   * COMMAND INFO lists each under the container. The keys a subcommand declares are the
+   * container's keys for that call (WATCH, tracking, cluster slots, COMMAND GETKEYS), while the
+   * container itself shows none, as Redis's OBJECT, XGROUP, XINFO.
    */
-  subcommands?: Readonly<Record<string, readonly CommandFlag[]>>;
+  subcommands?: Readonly<Record<string, readonly CommandFlag[] | SubcommandOptions>>;
   /** For COMMAND DOCS (redis-cli's hints). */
   summary?: string;
   group?: string;
   since?: string;
 }
+
+/**
+ * A subcommand as Redis declares it (`OBJECT ENCODING`: arity 3, `readonly`, its key at index 2):
+ * a command's options but subcommands. Its `group` and `aclCategories`, not given, are the
+ * container's.
+ *
+ * ```ts
+ * const objectSubcommands: Record<string, SubcommandOptions | readonly CommandFlag[]> = {
+ *   encoding: { arity: 3, flags: ['readonly'], keySpecs: [{ flags: ['RO'], begin: 2 }], tips: ['nondeterministic_output'] },
+ *   help: { arity: 2, flags: ['loading', 'stale'] },
+ *   freq: ['readonly'], // flags only: arity -2, no keys
+ * };
+ * ```
+ */
+export type SubcommandOptions = Omit<CommandOptions, 'subcommands'>;
 
 export interface CommandSpec<Context = Record<string, unknown>> extends CommandOptions {
   /** Lowercase name. */
@@ -156,6 +182,8 @@ export interface Entry<Context> {
   readonly noauth: boolean;
   readonly pubsub: boolean;
   readonly nomulti: boolean;
+  /** Refused inside MULTI (`no_multi`). */
+  readonly noMulti: boolean;
   /** Reads or writes keys: refused to a client in MONITOR mode, as Redis refuses a replica. */
   readonly keyspace: boolean;
   /** Held by CLIENT PAUSE … WRITE: `write` commands and PUBLISH/SPUBLISH (Redis's may-replicate). */
@@ -200,16 +228,23 @@ export class CommandRegistry<Context> {
   add(name: string, options: CommandOptions, handler: CommandHandler<Context>): void {
     const lower = name.toLowerCase();
     const spec: CommandSpec<Context> = { ...options, name: lower, handler };
-    const description = describe(options, options.keysOf);
-    descriptions.set(spec, description);
-    if (options.keySpecs !== undefined) {
-      // Declared key specs: `keys` (Redis's legacy range) follows from them, and keys the range
-      // cannot find (a keyword, a numkeys, several specs) are found by the specs themselves.
-      if ((spec.keys === undefined || spec.keys[0] <= 0) && description.range[0] > 0) spec.keys = description.range;
-      if (spec.keysOf === undefined && description.movable) {
-        const specs = description.keySpecs;
-        spec.keysOf = (argv) =>
-          (keysFromSpecs(specs, argv, { notKeys: true, partial: true }) ?? []).map(({ index }) => argv[index] as Buffer);
+    deriveKeys(spec);
+    if (spec.subcommands !== undefined && spec.keys === undefined && spec.keysOf === undefined && spec.keySpecs === undefined) {
+      // Keys declared on subcommands (OBJECT ENCODING key, XGROUP CREATE key …) are the
+      // container's keys for that call; COMMAND INFO still shows the container without keys.
+      const subs = Object.keys(spec.subcommands).filter((sub) => {
+        const options = subcommandOptions(spec, sub);
+        return options !== undefined && (options.keys !== undefined || options.keySpecs !== undefined || options.keysOf !== undefined);
+      });
+      if (subs.length > 0) {
+        const keyed = new Set(subs);
+        spec.keysOf = (argv) => {
+          const sub = argv[1];
+          if (sub === undefined || sub.length > 64) return [];
+          const lowerSub = sub.toString('latin1').toLowerCase();
+          const options = keyed.has(lowerSub) ? subcommandOptions(spec, lowerSub) : undefined;
+          return options === undefined ? [] : commandKeys(options, argv);
+        };
       }
     }
     const flags = options.flags ?? [];
@@ -218,6 +253,7 @@ export class CommandRegistry<Context> {
       noauth: flags.includes('noauth'),
       pubsub: flags.includes('pubsub'),
       nomulti: flags.includes('nomulti'),
+      noMulti: flags.includes('no_multi'),
       keyspace: flags.includes('readonly') || flags.includes('write'),
       pausedByWrite: flags.includes('write') || lower === 'publish' || lower === 'spublish',
       denyoom: flags.includes('denyoom'),
@@ -242,6 +278,68 @@ export class CommandRegistry<Context> {
     return this.#commands.values();
   }
 }
+
+/**
+ * Memoize a spec's description, then derive from declared key specs what finds its keys fast:
+ * `keys` (Redis's legacy range), and `keysOf` for keys the range cannot find (a keyword, a
+ * numkeys, several specs). The description is taken before, so a derived `keysOf` is not shown
+ * as movablekeys.
+ */
+function deriveKeys(spec: CommandOptions): void {
+  const description = describe(spec, spec.keysOf);
+  descriptions.set(spec, description);
+  if (spec.keySpecs === undefined) return;
+  if ((spec.keys === undefined || spec.keys[0] <= 0) && description.range[0] > 0) spec.keys = description.range;
+  if (spec.keysOf === undefined && description.movable) {
+    const specs = description.keySpecs;
+    spec.keysOf = (argv) => (keysFromSpecs(specs, argv, { notKeys: true, partial: true }) ?? []).map(({ index }) => argv[index] as Buffer);
+  }
+}
+
+const subcommandSpecs = new WeakMap<object, Map<string, CommandOptions & { name: string }>>();
+
+/**
+ * A container's subcommand as a command of its own (`client|list`): its declared
+ * {@link SubcommandOptions}, or arity -2 and the flags for a flags-only declaration; the
+ * container's `group` and `aclCategories` when it gives none. Undefined for an unknown subcommand
+ * (`sub` lowercase). The same object for every call (COMMAND INFO, MONITOR, key lookups).
+ */
+export function subcommandOptions(
+  container: CommandOptions & { readonly name: string },
+  sub: string,
+): (CommandOptions & { name: string }) | undefined {
+  const declared = container.subcommands;
+  if (declared === undefined || !Object.hasOwn(declared, sub)) return undefined;
+  let byName = subcommandSpecs.get(container);
+  if (byName === undefined) {
+    byName = new Map();
+    subcommandSpecs.set(container, byName);
+  }
+  let options = byName.get(sub);
+  if (options === undefined) {
+    const own = declared[sub] as readonly CommandFlag[] | SubcommandOptions;
+    const inherited = {
+      ...(container.group === undefined ? {} : { group: container.group }),
+      ...(container.aclCategories === undefined ? {} : { aclCategories: container.aclCategories }),
+    };
+    options = isFlagList(own)
+      ? { arity: -2, flags: own, ...inherited, name: `${container.name}|${sub}` }
+      : { ...inherited, ...own, name: `${container.name}|${sub}` };
+    deriveKeys(options);
+    byName.set(sub, options);
+  }
+  return options;
+}
+
+/** The flags of a container's subcommand (`sub` lowercase); the container's own for an unknown one. */
+export function subcommandFlags(container: CommandOptions, sub: string): readonly CommandFlag[] | undefined {
+  const declared = container.subcommands;
+  if (declared === undefined || !Object.hasOwn(declared, sub)) return container.flags;
+  const own = declared[sub] as readonly CommandFlag[] | SubcommandOptions;
+  return isFlagList(own) ? own : own.flags;
+}
+
+const isFlagList = (own: readonly CommandFlag[] | SubcommandOptions): own is readonly CommandFlag[] => Array.isArray(own);
 
 /** The keys of a call: `keysOf`, else the `keys` [first, last, step] triple (last -1: the last argument). */
 export function commandKeys<C>(spec: CommandOptions | CommandSpec<C>, argv: Command): readonly Buffer[] {
@@ -309,6 +407,7 @@ const FLAG_NAMES: ReadonlyArray<readonly [CommandFlag | 'movablekeys', string]> 
   ['noauth', 'no_auth'],
   ['no_mandatory_keys', 'no_mandatory_keys'],
   ['no_async_loading', 'no_async_loading'],
+  ['no_multi', 'no_multi'],
   ['movablekeys', 'movablekeys'],
   ['allow_busy', 'allow_busy'],
 ];
@@ -366,7 +465,12 @@ function describe(options: CommandOptions, keysOf: CommandOptions['keysOf']): Co
   const movable = legacy.movable || keysOf !== undefined;
   // Declared key specs give the range, as Redis derives it (`keys` is then only a hint for lookups).
   const range = declared ? legacy.range : (options.keys ?? legacy.range);
-  const pubsub = options.group === 'pubsub' && options.subcommands === undefined;
+  // Redis's pubsub flag and @pubsub for the `pubsub` group's commands, unless declared ACL
+  // categories leave @pubsub out (PUBSUB HELP: @slow only).
+  const pubsub =
+    options.group === 'pubsub' &&
+    options.subcommands === undefined &&
+    (options.aclCategories === undefined || options.aclCategories.includes('pubsub'));
   const names = FLAG_NAMES.filter(([flag]) => (flag === 'movablekeys' ? movable : flag === 'pubsub' ? pubsub : flags.includes(flag))).map(
     ([, name]) => name,
   );

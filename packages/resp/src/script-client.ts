@@ -7,7 +7,7 @@ import { Socket } from 'node:net';
 import { Connection } from '@portbind/core';
 import type { CommandSpec, RespAdapter } from './adapter.js';
 import { RespClient } from './client.js';
-import { quoteArg } from './monitor.js';
+import { hiddenFromMonitor, quoteArg } from './monitor.js';
 import { type Command, RequestParser } from './parser.js';
 import { commandKeys } from './registry.js';
 import { RespError } from './reply.js';
@@ -198,7 +198,8 @@ export class ScriptClient<Context = Record<string, unknown>> {
     stats.usec += Math.round((performance.now() - started) * 1000);
     const caller = options.caller as unknown as RespClient<Context>;
     if (caller.tracking !== undefined && flags.includes('readonly')) resp.tracking.remember(caller, commandKeys(spec, argv));
-    if (!flags.includes('admin')) this.feedMonitors(client.db, 'lua', argv);
+    if (!hiddenFromMonitor(spec, full === spec.name ? undefined : full.slice(spec.name.length + 1)))
+      this.feedMonitors(client.db, 'lua', argv);
     const bytes = client.reply.take();
     if (bytes === undefined) return { type: 'nil' };
     const buffer = typeof bytes === 'string' ? Buffer.from(bytes, 'latin1') : bytes;

@@ -398,13 +398,13 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
   const evalHandler =
     (bySha: boolean, ro: boolean): CommandHandler =>
     (client, argv) => {
-      // Redis prints EVAL to MONITOR before its script's commands (EVAL is flagged so the adapter does not again).
+      // Redis prints EVAL to MONITOR before its script's commands (EVAL is flagged skip_monitor so the adapter does not again).
       scripts.feedMonitors(client.db, addressOf(client), argv);
       if (engine !== undefined) return evaluate(client, argv, bySha, ro, engine);
       return ready.then((lua) => evaluate(client, argv, bySha, ro, lua));
     };
 
-  // `admin` keeps the adapter from printing EVAL to MONITOR after the script (see above).
+  // `skip_monitor` keeps the adapter from printing EVAL to MONITOR after the script (see above).
   const evalOptions = (summary: string, readonly: boolean, bySha: boolean): CommandOptions => ({
     arity: -3,
     flags: scriptFlags(readonly),
@@ -522,11 +522,11 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
 
 /**
  * EVAL's, EVALSHA's and FCALL's flags as Redis's (no_mandatory_keys: a call without keys may run in
- * cluster mode on any node) — and `admin`, which keeps the adapter from printing the call to MONITOR
- * a second time (the handler prints it before the script's commands; Redis's skip_monitor).
+ * cluster mode on any node; skip_monitor: the adapter does not print the call to MONITOR after the
+ * script, the handler prints it before the script's commands, as Redis).
  */
 function scriptFlags(readonly: boolean): CommandFlag[] {
-  const flags: CommandFlag[] = ['admin', 'noscript', 'stale', 'skip_monitor', 'no_mandatory_keys'];
+  const flags: CommandFlag[] = ['noscript', 'stale', 'skip_monitor', 'no_mandatory_keys'];
   return readonly ? [...flags, 'readonly'] : flags;
 }
 

@@ -10,6 +10,7 @@ import {
   type KeySpec,
   type KeySpecFlag,
   keysFromSpecs,
+  subcommandOptions,
 } from '../registry.js';
 import { OK, type ReplyValue, RespError, simple } from '../reply.js';
 import { type InfoHost, infoText } from './info.js';
@@ -157,14 +158,9 @@ function keySpecReply(spec: KeySpec): ReplyValue {
 
 /** COMMAND, COMMAND COUNT, LIST [FILTERBY …], INFO, DOCS, GETKEYS, GETKEYSANDFLAGS and HELP, as Redis 7.0. */
 export function registerCommand<C>(server: Host<C>): void {
-  /** A subcommand as its own command: `client|list`, its flags, the container's group. */
-  const subcommandSpec = (spec: CommandSpec<C>, sub: string): CommandOptions & { name: string } => ({
-    name: `${spec.name}|${sub}`,
-    arity: -2,
-    flags: spec.subcommands?.[sub] ?? [],
-    ...(spec.group === undefined ? {} : { group: spec.group }),
-    ...(spec.aclCategories === undefined ? {} : { aclCategories: spec.aclCategories }),
-  });
+  /** A subcommand as its own command: `client|list`, as declared (registry.ts, subcommandOptions). */
+  const subcommandSpec = (spec: CommandSpec<C>, sub: string): CommandOptions & { name: string } =>
+    subcommandOptions(spec, sub) ?? { name: `${spec.name}|${sub}`, arity: -2 };
   /** `get`, or `client|list` (server.c, lookupCommandBySds). */
   const find = (name: string): (CommandOptions & { name: string }) | undefined => {
     const [base = '', sub, extra] = name.toLowerCase().split('|');
@@ -222,7 +218,9 @@ export function registerCommand<C>(server: Host<C>): void {
     let spec: (CommandOptions & { name: string }) | undefined = server.lookup(name);
     if (spec !== undefined && call.length >= 2 && spec.subcommands !== undefined) {
       const sub = (call[1] as Buffer).toString('latin1').toLowerCase();
-      spec = Object.hasOwn(spec.subcommands, sub) ? spec : undefined;
+      // server.c, lookupCommand: the subcommand with its own arity and keys (declared with flags only: the container's).
+      const declared = Object.hasOwn(spec.subcommands, sub) ? spec.subcommands[sub] : undefined;
+      spec = declared === undefined ? undefined : Array.isArray(declared) ? spec : subcommandOptions(spec, sub);
     }
     if (spec === undefined) throw new RespError('ERR Invalid command specified');
     const described = describeCommand(spec);
