@@ -1,5 +1,25 @@
 export type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
 export { Binding, type BindOptions, describeSpec } from './binding.js';
+export {
+  type Bus,
+  type BusEntry,
+  BusEventEmitter,
+  type BusEventName,
+  type BusEvents,
+  type BusListener,
+  type BusMessage,
+  type BusPresence,
+  type BusStream,
+  type BusSubscription,
+  busBytes,
+  busGlobMatch,
+  type ConsumeOptions,
+  consumeStream,
+  type MemoryBus,
+  memoryBus,
+  newBusId,
+  type StreamConsumer,
+} from './bus.js';
 export { type KnownProtocol, type Sniffed, sniff } from './classify.js';
 export { type ListenDefaults, type ListenOptions, type ListenSpec, parsePort, resolveListen } from './config.js';
 export { Connection } from './connection.js';

@@ -1,0 +1,651 @@
+import { randomBytes } from 'node:crypto';
+
+// The bus between the processes of one service (issue 12): what every protocol needs to act as one
+// service on several processes or hosts. Ephemeral pub/sub by channel and by pattern (Redis pub/sub
+// semantics), durable delivery with acknowledgement (Redis Streams: append, read as a consumer
+// group, ack, re-delivery of what a dead reader left unacknowledged), presence entries that expire
+// when their process dies, and events that make every loss visible. `memoryBus()` is the bus of
+// one process (and of tests); `@portbind/bus-redis` is the bus on a real Redis.
+//
+// Names (channels, patterns, streams, groups, presence keys) are byte strings: one char per byte
+// (latin1), so that pattern matching is the same on every bus. ASCII text is unchanged; encode other
+// text with `Buffer.from(text).toString('latin1')`.
+
+/** A message received on a subscription. */
+export interface BusMessage {
+  readonly channel: string;
+  /** The pattern it matched, for a pattern subscription. */
+  readonly pattern: string | undefined;
+  readonly data: Buffer;
+}
+
+export type BusListener = (message: BusMessage) => void;
+
+/** One listener on a channel or a pattern. */
+export interface BusSubscription {
+  /** The channel or the pattern. */
+  readonly name: string;
+  readonly kind: 'channel' | 'pattern';
+  /** Stop this listener (the bus leaves the channel when its last listener goes). Idempotent. */
+  unsubscribe(): Promise<void>;
+}
+
+/** An entry of a stream, as a consumer group delivers it. */
+export interface BusEntry {
+  /** The stream's id (`<ms>-<seq>`), what `ack` takes. */
+  readonly id: string;
+  readonly data: Buffer;
+  /** True when the entry was claimed from a consumer that did not acknowledge it (`claim`). */
+  readonly redelivered: boolean;
+}
+
+/** A durable stream with consumer groups (Redis Streams). */
+export interface BusStream {
+  readonly name: string;
+  /** Append an entry (XADD); `maxLength` trims the oldest past about that many (XADD MAXLEN ~). Resolves to its id. */
+  append(data: Buffer | string, options?: { maxLength?: number }): Promise<string>;
+  /** Create the group if it does not exist (XGROUP CREATE … MKSTREAM): from the first entry, or only new ones. */
+  createGroup(group: string, from?: 'start' | 'end'): Promise<void>;
+  /**
+   * Entries never delivered to the group (XREADGROUP … >), now pending for `consumer` until acknowledged;
+   * waits up to `blockMs` (default 0: no wait) for one. The group is created from the start if missing.
+   */
+  read(group: string, consumer: string, options?: { count?: number; blockMs?: number }): Promise<BusEntry[]>;
+  /** Take over entries pending longer than `minIdleMs` for any consumer of the group (XAUTOCLAIM): the re-delivery after a reader died. */
+  claim(group: string, consumer: string, minIdleMs: number, count?: number): Promise<BusEntry[]>;
+  /** Acknowledge (XACK): the entries leave the group's pending list. Resolves to how many were pending. */
+  ack(group: string, ids: readonly string[]): Promise<number>;
+  /** Entries delivered to the group and not yet acknowledged. */
+  pending(group: string): Promise<number>;
+  /** Entries in the stream. */
+  length(): Promise<number>;
+}
+
+/** Presence entries: what this process holds (a session, a subscription), gone when the process is. */
+export interface BusPresence {
+  /** Set `key`; this bus refreshes it (heartbeat, every third of `ttlMs`) until `delete` or `close`. Past `ttlMs` without a heartbeat it expires. */
+  set(key: string, value: string, options: { ttlMs: number }): Promise<void>;
+  get(key: string): Promise<string | undefined>;
+  delete(key: string): Promise<void>;
+  /** Every live entry whose key starts with `prefix` (any process's). */
+  list(prefix: string): Promise<Map<string, string>>;
+}
+
+/** What {@link Bus.on} reports. */
+export interface BusEvents {
+  /** The bus reached its engine (again). */
+  connected: { readonly at: number };
+  /** The connection to the engine broke: until `resubscribed`, messages published elsewhere do not arrive here. */
+  disconnected: { readonly at: number; readonly error: Error | undefined };
+  /** After a reconnection, every channel and pattern is subscribed again. */
+  resubscribed: { readonly at: number; readonly channels: number; readonly patterns: number };
+  /**
+   * Delivery could not be guaranteed: pub/sub messages of `names` published between `since` and
+   * `until` may not have arrived (`pubsub`), a stream or group vanished with the engine's data
+   * (`stream`), or presence entries had to be written again (`presence`). Tell your peers in the
+   * protocol's terms; never lose silently.
+   */
+  lost: {
+    readonly kind: 'pubsub' | 'stream' | 'presence';
+    readonly reason: string;
+    readonly since: number;
+    readonly until: number;
+    readonly names: readonly string[];
+  };
+}
+
+export type BusEventName = keyof BusEvents;
+
+/** The bus between the processes of one service. */
+export interface Bus {
+  /** This bus instance's id (random), unique among the processes sharing the engine. */
+  readonly id: string;
+  /** True while the engine is reachable. */
+  readonly connected: boolean;
+  /**
+   * Publish to every listener of the channel and of every matching pattern, on every process (this
+   * one included). Resolves to how many bus connections received it (Redis's PUBLISH count: processes,
+   * not listeners). Rejects while the engine is unreachable: the message reached nobody.
+   */
+  publish(channel: string, data: Buffer | string): Promise<number>;
+  /** Listen to a channel; resolves once the engine confirmed the subscription. */
+  subscribe(channel: string, listener: BusListener): Promise<BusSubscription>;
+  /** Listen to every channel matching a glob pattern (`*`, `?`, `[a-z]`, `\x`: Redis's PSUBSCRIBE). */
+  psubscribe(pattern: string, listener: BusListener): Promise<BusSubscription>;
+  /** A durable stream by name (no I/O until used). */
+  stream(name: string): BusStream;
+  readonly presence: BusPresence;
+  /** Listen to an event; returns the function that stops listening. */
+  on<E extends BusEventName>(event: E, listener: (info: BusEvents[E]) => void): () => void;
+  /** Delete this bus's presence entries, leave every subscription, close the connections. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** What a consumer's handler is given; it acknowledges when the handler resolves. */
+export interface ConsumeOptions {
+  group: string;
+  consumer: string;
+  /** Called once per entry; resolves → acknowledged; throws → left pending, re-delivered after `claimIdleMs`. */
+  handler: (entry: BusEntry) => void | Promise<void>;
+  /** Entries pending longer than this for any consumer of the group are claimed and re-delivered. Default 30 000 ms. */
+  claimIdleMs?: number;
+  /** How long one read waits for new entries. Default 1 000 ms. */
+  blockMs?: number;
+  /** Entries per read. Default 100. */
+  count?: number;
+  /** Read or handler errors (the loop goes on after a pause). */
+  onError?: (error: unknown) => void;
+}
+
+export interface StreamConsumer {
+  /** Stop reading after the current batch; resolves when the loop has ended. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Read a stream as one consumer of a group until stopped: new entries and, every `claimIdleMs / 2`,
+ * the entries other consumers left unacknowledged longer than `claimIdleMs` (their process died).
+ */
+export function consumeStream(stream: BusStream, options: ConsumeOptions): StreamConsumer {
+  const claimIdleMs = options.claimIdleMs ?? 30_000;
+  const blockMs = options.blockMs ?? 1000;
+  const count = options.count ?? 100;
+  let running = true;
+  let lastClaim = 0;
+  const handle = async (entries: BusEntry[]): Promise<void> => {
+    const done: string[] = [];
+    for (const entry of entries) {
+      try {
+        await options.handler(entry);
+        done.push(entry.id);
+      } catch (error) {
+        options.onError?.(error);
+      }
+    }
+    if (done.length > 0) await stream.ack(options.group, done);
+  };
+  const loop = (async () => {
+    while (running) {
+      try {
+        if (Date.now() - lastClaim >= claimIdleMs / 2) {
+          lastClaim = Date.now();
+          await handle(await stream.claim(options.group, options.consumer, claimIdleMs, count));
+        }
+        const wait = Math.max(0, Math.min(blockMs, claimIdleMs / 2 - (Date.now() - lastClaim)));
+        const entries = await stream.read(options.group, options.consumer, { count, blockMs: Math.max(1, Math.floor(wait)) });
+        if (running || entries.length > 0) await handle(entries);
+      } catch (error) {
+        if (!running) break;
+        options.onError?.(error);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1000, blockMs)));
+      }
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+/**
+ * Redis's glob matching (util.c, stringmatchlen) on byte strings: `*`, `?`, `[abc]`, `[^a-z]`, `\x`.
+ * Iterative (backtracking to the last `*`), so no pattern makes it recurse.
+ */
+export function busGlobMatch(pattern: string, text: string): boolean {
+  let p = 0;
+  let t = 0;
+  let starP = -1;
+  let starT = 0;
+  while (t < text.length) {
+    if (p < pattern.length) {
+      const c = pattern[p];
+      if (c === '*') {
+        while (pattern[p + 1] === '*') p++;
+        starP = p++;
+        starT = t;
+        continue;
+      }
+      if (c === '?') {
+        p++;
+        t++;
+        continue;
+      }
+      if (c === '[') {
+        const end = classEnd(pattern, p);
+        if (matchClass(pattern, p + 1, end, text[t] as string)) {
+          p = end + 1;
+          t++;
+          continue;
+        }
+      } else {
+        const escaped = c === '\\' && p + 1 < pattern.length;
+        if ((escaped ? pattern[p + 1] : c) === text[t]) {
+          p += escaped ? 2 : 1;
+          t++;
+          continue;
+        }
+      }
+    }
+    if (starP === -1) return false;
+    p = starP + 1;
+    t = ++starT;
+  }
+  while (pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
+function classEnd(pattern: string, open: number): number {
+  let i = open + 1;
+  if (pattern[i] === '^') i++;
+  while (i < pattern.length && pattern[i] !== ']') {
+    if (pattern[i] === '\\' && i + 1 < pattern.length) i++;
+    i++;
+  }
+  return Math.min(i, pattern.length - 1);
+}
+
+function matchClass(pattern: string, start: number, end: number, ch: string): boolean {
+  let i = start;
+  const negate = pattern[i] === '^';
+  if (negate) i++;
+  let matched = false;
+  while (i < end) {
+    if (pattern[i] === '\\' && i + 1 < end) {
+      if (pattern[i + 1] === ch) matched = true;
+      i += 2;
+    } else if (i + 2 < end && pattern[i + 1] === '-') {
+      let lo = pattern[i] as string;
+      let hi = pattern[i + 2] as string;
+      if (lo > hi) [lo, hi] = [hi, lo];
+      if (ch >= lo && ch <= hi) matched = true;
+      i += 3;
+    } else {
+      if (pattern[i] === ch) matched = true;
+      i++;
+    }
+  }
+  return negate ? !matched : matched;
+}
+
+/** A small typed event emitter for bus implementations. */
+export class BusEventEmitter {
+  readonly #listeners = new Map<BusEventName, Set<(info: never) => void>>();
+
+  on<E extends BusEventName>(event: E, listener: (info: BusEvents[E]) => void): () => void {
+    let set = this.#listeners.get(event);
+    if (set === undefined) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
+    const entry = listener as (info: never) => void;
+    set.add(entry);
+    return () => {
+      set.delete(entry);
+    };
+  }
+
+  emit<E extends BusEventName>(event: E, info: BusEvents[E]): void {
+    for (const listener of [...(this.#listeners.get(event) ?? [])]) {
+      try {
+        (listener as (info: BusEvents[E]) => void)(info);
+      } catch {
+        // A listener's failure is its own; the bus goes on.
+      }
+    }
+  }
+}
+
+/** A new bus instance id: 16 hex digits. */
+export function newBusId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/** The data of a message or an entry as bytes. */
+export function busBytes(data: Buffer | string): Buffer {
+  return typeof data === 'string' ? Buffer.from(data) : data;
+}
+
+// ---- memoryBus ----------------------------------------------------------------------------------
+
+interface MemoryEntry {
+  id: string;
+  data: Buffer;
+}
+
+interface MemoryPending {
+  consumer: string;
+  deliveredAt: number;
+  deliveries: number;
+}
+
+interface MemoryGroup {
+  /** Index in `entries` of the next entry never delivered. */
+  lastDelivered: string;
+  pending: Map<string, MemoryPending>;
+}
+
+interface MemoryStreamState {
+  entries: MemoryEntry[];
+  groups: Map<string, MemoryGroup>;
+  lastMs: number;
+  lastSeq: number;
+  waiters: Set<() => void>;
+}
+
+interface Listening {
+  bus: MemoryBusInstance;
+  kind: 'channel' | 'pattern';
+  name: string;
+  listener: BusListener;
+}
+
+/** What the processes sharing a memory bus share. */
+class MemoryHub {
+  readonly listening = new Set<Listening>();
+  readonly streams = new Map<string, MemoryStreamState>();
+  readonly presence = new Map<string, { value: string; expiresAt: number }>();
+
+  stream(name: string): MemoryStreamState {
+    let state = this.streams.get(name);
+    if (state === undefined) {
+      state = { entries: [], groups: new Map(), lastMs: 0, lastSeq: 0, waiters: new Set() };
+      this.streams.set(name, state);
+    }
+    return state;
+  }
+
+  livePresence(key: string): string | undefined {
+    const entry = this.presence.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      this.presence.delete(key);
+      return undefined;
+    }
+    return entry.value;
+  }
+}
+
+/** The bus of one process, or of several "processes" in one test: {@link MemoryBus.peer} makes another one on the same hub. */
+export interface MemoryBus extends Bus {
+  /** Another bus instance (another "process") sharing this one's channels, streams and presence. */
+  peer(): MemoryBus;
+  /** Die as a crashed process does: listeners and heartbeats stop, presence entries are left to expire, pending entries stay pending. */
+  kill(): void;
+}
+
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am - bm || as - bs;
+}
+
+class MemoryStream implements BusStream {
+  readonly name: string;
+  readonly #hub: MemoryHub;
+  readonly #bus: MemoryBusInstance;
+
+  constructor(hub: MemoryHub, bus: MemoryBusInstance, name: string) {
+    this.#hub = hub;
+    this.#bus = bus;
+    this.name = name;
+  }
+
+  async append(data: Buffer | string, options?: { maxLength?: number }): Promise<string> {
+    this.#bus.check();
+    const state = this.#hub.stream(this.name);
+    const now = Date.now();
+    if (now > state.lastMs) {
+      state.lastMs = now;
+      state.lastSeq = 0;
+    } else state.lastSeq++;
+    const id = `${state.lastMs}-${state.lastSeq}`;
+    state.entries.push({ id, data: Buffer.from(busBytes(data)) });
+    const max = options?.maxLength;
+    if (max !== undefined && state.entries.length > max) state.entries.splice(0, state.entries.length - max);
+    for (const wake of [...state.waiters]) wake();
+    return id;
+  }
+
+  async createGroup(group: string, from: 'start' | 'end' = 'end'): Promise<void> {
+    this.#bus.check();
+    this.#group(group, from);
+  }
+
+  #group(group: string, from: 'start' | 'end'): MemoryGroup {
+    const state = this.#hub.stream(this.name);
+    let found = state.groups.get(group);
+    if (found === undefined) {
+      found = { lastDelivered: from === 'start' ? '0-0' : `${state.lastMs}-${state.lastSeq}`, pending: new Map() };
+      state.groups.set(group, found);
+    }
+    return found;
+  }
+
+  async read(group: string, consumer: string, options?: { count?: number; blockMs?: number }): Promise<BusEntry[]> {
+    this.#bus.check();
+    const count = options?.count ?? 100;
+    const take = (): BusEntry[] => {
+      const state = this.#hub.stream(this.name);
+      const own = this.#group(group, 'start');
+      const out: BusEntry[] = [];
+      for (const entry of state.entries) {
+        if (out.length >= count) break;
+        if (compareIds(entry.id, own.lastDelivered) <= 0) continue;
+        own.lastDelivered = entry.id;
+        own.pending.set(entry.id, { consumer, deliveredAt: Date.now(), deliveries: 1 });
+        out.push({ id: entry.id, data: entry.data, redelivered: false });
+      }
+      return out;
+    };
+    const now = take();
+    const blockMs = options?.blockMs ?? 0;
+    if (now.length > 0 || blockMs <= 0) return now;
+    const state = this.#hub.stream(this.name);
+    return new Promise<BusEntry[]>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        state.waiters.delete(wake);
+        this.#bus.wakers.delete(wake);
+      };
+      const wake = (): void => {
+        done();
+        resolve(this.#bus.alive ? take() : []);
+      };
+      const timer = setTimeout(() => {
+        done();
+        resolve([]);
+      }, blockMs);
+      state.waiters.add(wake);
+      this.#bus.wakers.add(wake);
+    });
+  }
+
+  async claim(group: string, consumer: string, minIdleMs: number, count = 100): Promise<BusEntry[]> {
+    this.#bus.check();
+    const state = this.#hub.stream(this.name);
+    const own = this.#group(group, 'start');
+    const now = Date.now();
+    const out: BusEntry[] = [];
+    for (const [id, pending] of own.pending) {
+      if (out.length >= count) break;
+      if (now - pending.deliveredAt < minIdleMs) continue;
+      const entry = state.entries.find((candidate) => candidate.id === id);
+      if (entry === undefined) {
+        // Trimmed away (XAUTOCLAIM deletes such ids from the pending list).
+        own.pending.delete(id);
+        continue;
+      }
+      pending.consumer = consumer;
+      pending.deliveredAt = now;
+      pending.deliveries++;
+      out.push({ id, data: entry.data, redelivered: true });
+    }
+    return out;
+  }
+
+  async ack(group: string, ids: readonly string[]): Promise<number> {
+    this.#bus.check();
+    const own = this.#hub.stream(this.name).groups.get(group);
+    if (own === undefined) return 0;
+    let acked = 0;
+    for (const id of ids) if (own.pending.delete(id)) acked++;
+    return acked;
+  }
+
+  async pending(group: string): Promise<number> {
+    this.#bus.check();
+    return this.#hub.streams.get(this.name)?.groups.get(group)?.pending.size ?? 0;
+  }
+
+  async length(): Promise<number> {
+    this.#bus.check();
+    return this.#hub.streams.get(this.name)?.entries.length ?? 0;
+  }
+}
+
+class MemoryBusInstance implements MemoryBus {
+  readonly id = newBusId();
+  readonly #hub: MemoryHub;
+  readonly #events = new BusEventEmitter();
+  readonly #owned = new Map<string, { value: string; ttlMs: number; timer: NodeJS.Timeout }>();
+  /** Blocked reads to end on close. */
+  readonly wakers = new Set<() => void>();
+  alive = true;
+  readonly presence: BusPresence;
+
+  constructor(hub: MemoryHub) {
+    this.#hub = hub;
+    const bus = this;
+    this.presence = {
+      async set(key, value, { ttlMs }) {
+        bus.check();
+        if (!(ttlMs > 0)) throw new RangeError('presence ttlMs must be more than 0');
+        const previous = bus.#owned.get(key);
+        if (previous !== undefined) clearInterval(previous.timer);
+        hub.presence.set(key, { value, expiresAt: Date.now() + ttlMs });
+        const timer = setInterval(
+          () => {
+            if (bus.alive) hub.presence.set(key, { value, expiresAt: Date.now() + ttlMs });
+          },
+          Math.max(1, Math.floor(ttlMs / 3)),
+        );
+        timer.unref();
+        bus.#owned.set(key, { value, ttlMs, timer });
+      },
+      async get(key) {
+        bus.check();
+        return hub.livePresence(key);
+      },
+      async delete(key) {
+        bus.check();
+        const own = bus.#owned.get(key);
+        if (own !== undefined) clearInterval(own.timer);
+        bus.#owned.delete(key);
+        hub.presence.delete(key);
+      },
+      async list(prefix) {
+        bus.check();
+        const out = new Map<string, string>();
+        for (const key of [...hub.presence.keys()]) {
+          if (!key.startsWith(prefix)) continue;
+          const value = hub.livePresence(key);
+          if (value !== undefined) out.set(key, value);
+        }
+        return out;
+      },
+    };
+  }
+
+  get connected(): boolean {
+    return this.alive;
+  }
+
+  check(): void {
+    if (!this.alive) throw new Error('bus closed');
+  }
+
+  async publish(channel: string, data: Buffer | string): Promise<number> {
+    this.check();
+    const bytes = busBytes(data);
+    const receivers = new Set<MemoryBusInstance>();
+    const deliveries: Array<() => void> = [];
+    for (const entry of this.#hub.listening) {
+      const match = entry.kind === 'channel' ? entry.name === channel : busGlobMatch(entry.name, channel);
+      if (!match) continue;
+      receivers.add(entry.bus);
+      const message: BusMessage = { channel, pattern: entry.kind === 'pattern' ? entry.name : undefined, data: bytes };
+      deliveries.push(() => {
+        if (entry.bus.alive && this.#hub.listening.has(entry)) entry.listener(message);
+      });
+    }
+    // Delivered asynchronously, as from another process: a listener never runs inside publish().
+    if (deliveries.length > 0)
+      setImmediate(() => {
+        for (const deliver of deliveries) deliver();
+      });
+    return receivers.size;
+  }
+
+  subscribe(channel: string, listener: BusListener): Promise<BusSubscription> {
+    return this.#listen('channel', channel, listener);
+  }
+
+  psubscribe(pattern: string, listener: BusListener): Promise<BusSubscription> {
+    return this.#listen('pattern', pattern, listener);
+  }
+
+  async #listen(kind: 'channel' | 'pattern', name: string, listener: BusListener): Promise<BusSubscription> {
+    this.check();
+    const entry: Listening = { bus: this, kind, name, listener };
+    this.#hub.listening.add(entry);
+    return {
+      name,
+      kind,
+      unsubscribe: async () => {
+        this.#hub.listening.delete(entry);
+      },
+    };
+  }
+
+  stream(name: string): BusStream {
+    return new MemoryStream(this.#hub, this, name);
+  }
+
+  on<E extends BusEventName>(event: E, listener: (info: BusEvents[E]) => void): () => void {
+    return this.#events.on(event, listener);
+  }
+
+  peer(): MemoryBus {
+    return new MemoryBusInstance(this.#hub);
+  }
+
+  kill(): void {
+    if (!this.alive) return;
+    this.#stop();
+  }
+
+  async close(): Promise<void> {
+    if (!this.alive) return;
+    for (const key of this.#owned.keys()) this.#hub.presence.delete(key);
+    this.#stop();
+  }
+
+  #stop(): void {
+    this.alive = false;
+    for (const own of this.#owned.values()) clearInterval(own.timer);
+    this.#owned.clear();
+    for (const entry of [...this.#hub.listening]) if (entry.bus === this) this.#hub.listening.delete(entry);
+    for (const wake of [...this.wakers]) wake();
+  }
+}
+
+/**
+ * The bus of one process: pub/sub, streams and presence in memory, with the semantics of the Redis
+ * bus (messages arrive asynchronously, presence expires without heartbeat, unacknowledged entries
+ * are claimable). Share one between several adapters of a test, or make more "processes" with `peer()`.
+ */
+export function memoryBus(): MemoryBus {
+  return new MemoryBusInstance(new MemoryHub());
+}
