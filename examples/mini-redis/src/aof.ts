@@ -20,7 +20,7 @@ import type { MiniRedis } from './app.js';
 import { yesNo } from './config.js';
 import { frameCommand, type Sink } from './propagate.js';
 import { encodeRdb, loadRdb, RdbError } from './rdb.js';
-import { addPersistenceInfo } from './snapshot.js';
+import { addDiskErrorCheck, addPersistenceInfo } from './snapshot.js';
 
 // The append-only file, as Redis 7.0's multi-part AOF: in `dir`/`appenddirname` (default
 // DATA_DIR/appendonlydir) a manifest (`appendonly.aof.manifest`) names one base file (the dataset
@@ -85,6 +85,10 @@ export interface AofState {
   lastRewriteSeconds: number;
   lastRewriteStatus: 'ok' | 'err';
   lastWriteStatus: 'ok' | 'err';
+  /** The error code (ENOSPC, EIO, …) of the last failed write, until a write succeeds. */
+  writeError: string | undefined;
+  /** The error code of the last failed everysec fsync, until one succeeds. */
+  fsyncError: string | undefined;
   rewrites: number;
   lastFsync: number;
   delayedFsync: number;
@@ -247,6 +251,8 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     lastRewriteSeconds: -1,
     lastRewriteStatus: 'ok',
     lastWriteStatus: 'ok',
+    writeError: undefined,
+    fsyncError: undefined,
     rewrites: 0,
     lastFsync: Date.now(),
     delayedFsync: 0,
@@ -266,25 +272,91 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
   let batchScheduled = false;
   let incrSize = 0;
 
+  /**
+   * What a failed write left unwritten (Redis keeps it in aof_buf): written before anything newer,
+   * by the next write or by the retry once a second.
+   */
+  let unwritten: Buffer | undefined;
+  let lastErrorLog = 0;
+  const setWriteError = (code: string | undefined): void => {
+    state.writeError = code;
+    state.lastWriteStatus = state.writeError === undefined && state.fsyncError === undefined ? 'ok' : 'err';
+  };
+  const setFsyncError = (code: string | undefined): void => {
+    state.fsyncError = code;
+    state.lastWriteStatus = state.writeError === undefined && state.fsyncError === undefined ? 'ok' : 'err';
+  };
+  /** appendfsync always cannot take a reply back: Redis exits (aof.c, flushAppendOnlyFile). */
+  const cannotRecover = (message: string, error: unknown): never => {
+    logger.error({ err: error }, message);
+    process.exit(1);
+  };
+
+  // aof.c's flushAppendOnlyFile: one write of what is pending. A failed write (ENOSPC, EIO, …)
+  // keeps the data (a partial write is truncated away, as Redis does) and sets
+  // aof_last_write_status to err: write commands get -MISCONF (snapshot.ts's check) until a retry
+  // succeeds. With appendfsync always the replies cannot wait for that: exit, as Redis.
   const writeBatch = (): void => {
     batchScheduled = false;
-    if (fd === undefined || batch.length === 0) {
+    if (fd === undefined) {
       batch = [];
       return;
     }
-    const data = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch);
+    if (batch.length === 0 && unwritten === undefined) return;
+    const parts = unwritten === undefined ? batch : [unwritten, ...batch];
+    const data = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
     batch = [];
+    unwritten = undefined;
+    let written = 0;
+    let failure: NodeJS.ErrnoException | undefined;
     try {
-      let written = 0;
       while (written < data.length) written += writeSync(fd, data, written);
+    } catch (error) {
+      failure = error as NodeJS.ErrnoException;
+    }
+    if (failure === undefined) {
       incrSize += data.length;
       state.currentSize += data.length;
-      if (state.fsync === 'always') fsyncSync(fd);
-      state.lastWriteStatus = 'ok';
-    } catch (error) {
-      state.lastWriteStatus = 'err';
-      logger.error({ err: error }, 'cannot write the append only file');
+      if (state.writeError !== undefined) {
+        logger.warn('AOF write error looks solved, Redis can write again.');
+        setWriteError(undefined);
+      }
+      if (state.fsync === 'always') {
+        try {
+          fsyncSync(fd);
+        } catch (error) {
+          cannotRecover(
+            `Can't persist AOF for fsync error when the AOF fsync policy is 'always': ${strerror((error as NodeJS.ErrnoException).code)}. Exiting...`,
+            error,
+          );
+        }
+      }
+      return;
     }
+    // A short write (some bytes went out before the error): Redis reports ENOSPC and cuts them off.
+    const code = written === 0 ? (failure.code ?? 'EIO') : 'ENOSPC';
+    if (written > 0) {
+      try {
+        ftruncateSync(fd, incrSize);
+        written = 0;
+      } catch (error) {
+        logger.error(
+          { err: error },
+          'Could not remove short write from the append-only file.  Redis may refuse to load the AOF the next time it starts.',
+        );
+      }
+    }
+    if (Date.now() - lastErrorLog > 30_000) {
+      lastErrorLog = Date.now();
+      logger.error({ err: failure, written, expected: data.length }, `Error writing to the AOF file: ${strerror(code)}`);
+    }
+    if (state.fsync === 'always') {
+      cannotRecover("Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...", failure);
+    }
+    incrSize += written;
+    state.currentSize += written;
+    unwritten = data.subarray(written);
+    setWriteError(code);
   };
   const sink: Sink = {
     aof: true,
@@ -302,18 +374,39 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
       }
     },
   };
+  // Once a second (serverCron): retry a failed write, and with everysec fsync off the event loop. A
+  // failed fsync (bio.c: not EBADF or EINVAL) refuses writes too, until one succeeds.
   const fsyncTimer = setInterval(() => {
-    if (fd === undefined || state.fsync !== 'everysec') return;
+    if (fd === undefined) return;
+    if (state.writeError !== undefined) writeBatch();
+    if (state.fsync !== 'everysec') return;
     const started = Date.now();
-    fdatasync(fd, (error) => {
-      if (error) state.lastWriteStatus = 'err';
-      else state.lastFsync = started;
+    const syncing = fd;
+    fdatasync(syncing, (error) => {
+      if (syncing !== fd) return;
+      if (error && error.code !== 'EBADF' && error.code !== 'EINVAL') {
+        if (state.fsyncError === undefined) logger.error({ err: error }, `Fail to fsync the AOF file: ${strerror(error.code)}`);
+        setFsyncError(error.code ?? 'EIO');
+      } else {
+        setFsyncError(undefined);
+        state.lastFsync = started;
+      }
     });
   }, 1000);
   fsyncTimer.unref();
 
   const closeIncr = (): void => {
-    if (batch.length > 0) writeBatch();
+    if (batch.length > 0 || unwritten !== undefined) writeBatch();
+    if (unwritten !== undefined) {
+      // The old file cannot take it. A rewrite's new base holds it (the dataset as of now); turning
+      // the AOF off forgets it, as Redis's stopAppendOnly frees aof_buf.
+      logger.warn({ bytes: unwritten.length }, 'dropping the AOF data that could not be written to the old file');
+      unwritten = undefined;
+    }
+    if (state.writeError !== undefined || state.fsyncError !== undefined) {
+      setWriteError(undefined);
+      setFsyncError(undefined);
+    }
     if (fd !== undefined) {
       try {
         fsyncSync(fd);
@@ -647,6 +740,13 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
 
   // INFO persistence: snapshot.ts owns the section and puts these after its rdb_* fields.
   addPersistenceInfo(server, () => aofInfo(server));
+  // server.c's writeCommandsDeniedByDiskError: while the AOF is on and its last write (or fsync)
+  // failed, writes are refused with the reason (snapshot.ts's check, after the RDB one).
+  addDiskErrorCheck(server, () =>
+    state.enabled && state.lastWriteStatus === 'err'
+      ? `MISCONF Errors writing to the AOF file: ${strerror(state.writeError ?? state.fsyncError)}`
+      : undefined,
+  );
 
   return state;
 }
@@ -665,6 +765,29 @@ export class AofConfigError extends PortbindError {
   constructor(message: string) {
     super('PB_ERR_AOF_CONFIG', message);
   }
+}
+
+/** glibc's strerror() for the codes a write or fsync gives (Redis prints errno this way); the code itself otherwise. */
+const STRERROR: Record<string, string> = {
+  ENOSPC: 'No space left on device',
+  EIO: 'Input/output error',
+  EDQUOT: 'Disk quota exceeded',
+  EFBIG: 'File too large',
+  EROFS: 'Read-only file system',
+  EBADF: 'Bad file descriptor',
+  EPIPE: 'Broken pipe',
+  EINVAL: 'Invalid argument',
+  EACCES: 'Permission denied',
+  EPERM: 'Operation not permitted',
+  EAGAIN: 'Resource temporarily unavailable',
+  EINTR: 'Interrupted system call',
+  ENXIO: 'No such device or address',
+  ENODEV: 'No such device',
+  ESTALE: 'Stale file handle',
+};
+export function strerror(code: string | undefined): string {
+  if (code === undefined) return 'Success';
+  return STRERROR[code] ?? code;
 }
 
 function readdirSafe(path: string): string[] {

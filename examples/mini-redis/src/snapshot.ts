@@ -152,6 +152,18 @@ export function persistenceInfo(server: MiniRedis): Record<string, string | numb
   };
 }
 
+/** The AOF's reason to refuse writes (aof.ts), checked after the RDB's. */
+const aofDiskError = new WeakMap<object, () => string | undefined>();
+
+/**
+ * For aof.ts: the -MISCONF text while the append-only file cannot be written, else undefined.
+ * snapshot.ts refuses writes for both reasons in one check, in Redis's order
+ * (writeCommandsDeniedByDiskError: a failed BGSAVE first, then the AOF).
+ */
+export function addDiskErrorCheck(server: MiniRedis, error: () => string | undefined): void {
+  aofDiskError.set(server, error);
+}
+
 /** Each server's SAVE, for `afterFlushAll`. */
 const saveFunctions = new WeakMap<object, () => boolean>();
 
@@ -470,14 +482,17 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
     ),
   );
   // server.c's processCommand: while the last BGSAVE failed, save points are set and
-  // stop-writes-on-bgsave-error is yes, a write (an EXEC that queued one) or PING is refused.
+  // stop-writes-on-bgsave-error is yes, or while the AOF cannot be written (aof.ts), a write (an
+  // EXEC that queued one) or PING is refused.
   resp.addCheck((client, spec) => {
-    if (!state.stopWritesOnError || state.savePoints.length === 0 || state.lastStatus !== 'err') return undefined;
+    const denied =
+      state.stopWritesOnError && state.savePoints.length > 0 && state.lastStatus === 'err' ? MISCONF : aofDiskError.get(server)?.();
+    if (denied === undefined) return undefined;
     const write =
       spec.name === 'exec'
         ? (client.multi ?? []).some((argv) => resp.lookup(argv[0]?.toString('latin1').toLowerCase() ?? '')?.flags?.includes('write'))
         : spec.name === 'ping' || spec.flags?.includes('write') === true;
-    return write ? MISCONF : undefined;
+    return write ? denied : undefined;
   });
   config.set('save', {
     get: () => state.savePoints.map(({ seconds, changes }) => `${seconds} ${changes}`).join(' '),

@@ -1,8 +1,14 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { PortService } from '@portbind/core';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll } from 'vitest';
-import { startRedis } from '../../../test/support/redis-server.js';
+import { freePort, REDIS_SERVER, startRedis } from '../../../test/support/redis-server.js';
 import { createMiniRedis } from '../src/app.js';
 
 // Helpers for the tests: start a real redis-server and mini-redis on free ports, and talk to
@@ -208,4 +214,111 @@ export function ioredisPerTest(
       return client;
     },
   };
+}
+
+// ---- Servers in processes of their own, temp dirs, polling -------------------------------------
+
+/** mini-redis's entry point, as `npm start` runs it (build first: `npx tsc -b examples/mini-redis`). */
+export const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+/** Poll (every 50 ms, up to `timeoutMs`) until `check` holds; `what` names it in the timeout error. */
+export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A maker of temp dirs named `<prefix>XXXXXX`, all removed after the test file. */
+export function tempDirs(prefix: string): () => string {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  return () => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(dir);
+    return dir;
+  };
+}
+
+/** A server in a process of its own, answering PING on `port`. */
+export interface Spawned {
+  port: number;
+  child: ChildProcess;
+  /** Resolves with the exit code and signal. */
+  exited: Promise<[number | null, NodeJS.Signals | null]>;
+  /** What it printed so far (stdout and stderr). */
+  output(): string;
+  /** `signal` (SIGTERM: a graceful stop), then wait for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * Spawn `command args` (behind `wrap`, e.g. `unshare …`, if given) and wait until it answers PING on
+ * `port`; if it exits first, throw with what it printed.
+ */
+export async function spawnServer(
+  command: string,
+  args: readonly string[],
+  options: { port: number; env?: Record<string, string>; wrap?: readonly string[] },
+): Promise<Spawned> {
+  const argv = [...(options.wrap ?? []), command, ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const spawned: Spawned = {
+    port: options.port,
+    child,
+    exited,
+    output: () => output,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+  await until(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${command} exited (${child.exitCode ?? child.signalCode}) before listening:\n${output}`);
+    }
+    const client = new RawClient(options.port);
+    try {
+      return (await client.send(['PING']))[0]?.toString() === '+PONG\r\n';
+    } catch {
+      return false;
+    } finally {
+      client.close();
+    }
+  }, `${command} to listen on ${options.port}`).catch(async (error: unknown) => {
+    await spawned.stop('SIGKILL');
+    throw error;
+  });
+  return spawned;
+}
+
+/** mini-redis (dist/main.js) in a process of its own on free ports, with no save points unless `env` sets SAVE. */
+export async function spawnMiniRedis(env: Record<string, string> = {}, wrap?: readonly string[]): Promise<Spawned> {
+  const port = await freePort();
+  const ports = { RESP_PORT: String(port), PORT: String(await freePort()), HOST: '127.0.0.1', SAVE: '' };
+  return spawnServer(process.execPath, [MAIN], { port, env: { ...ports, ...env }, ...(wrap === undefined ? {} : { wrap }) });
+}
+
+/**
+ * redis-server 7.0.15 on a free port with `args` (its files in `--dir`, persistence as `args` say:
+ * by default none), for the tests that need its files; stop() is SIGTERM, a clean stop.
+ */
+export async function spawnRedisServer(args: readonly string[], wrap?: readonly string[]): Promise<Spawned> {
+  const port = await freePort();
+  const defaults = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'];
+  return spawnServer(REDIS_SERVER, [...defaults, ...args], { port, ...(wrap === undefined ? {} : { wrap }) });
 }

@@ -1,0 +1,143 @@
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseAof } from '../src/aof.js';
+import { RawClient, type Spawned, show, spawnMiniRedis, spawnRedisServer, tempDirs, until } from './support.js';
+
+// AOF write errors as Redis 7.0.15's (aof.c flushAppendOnlyFile, server.c writeCommandsDeniedByDiskError):
+// on a real full disk — DATA_DIR is a 512 KB tmpfs mounted in a mount namespace of the server's own
+// (`unshare -m`, as root) — the same script runs against mini-redis and redis-server, and every reply
+// is compared byte for byte: writes refused with -MISCONF and the reason, reads served,
+// aof_last_write_status:err, and writing again (the write that failed first included) once there
+// is room. With appendfsync always both exit with 1 instead.
+
+const tempDir = tempDirs('mini-redis-aof-errors-');
+
+/** Run the server in its own mount namespace, with `dir` a 512 KB tmpfs. */
+const onTinyTmpfs = (dir: string): string[] => ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs -o size=512k tmpfs "$0" && exec "$@"', dir];
+
+type Which = 'redis' | 'mini';
+async function start(which: Which, dir: string, fsync: 'everysec' | 'always'): Promise<Spawned> {
+  const wrap = onTinyTmpfs(dir);
+  return which === 'redis'
+    ? spawnRedisServer(['--dir', dir, '--appendonly', 'yes', '--appendfsync', fsync], wrap)
+    : spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', APPENDFSYNC: fsync }, wrap);
+}
+
+/** `dir` as the server sees it (inside its mount namespace). */
+const inside = (server: Spawned, dir: string): string => `/proc/${server.child.pid}/root${dir}`;
+
+const field = (info: Buffer, name: string): string | undefined => new RegExp(`^${name}:(.*)\\r$`, 'm').exec(info.toString('latin1'))?.[1];
+
+/** Wait for the AOF the start created, then fill the rest of the tmpfs with a file of the test's. */
+async function fillDisk(server: Spawned, client: RawClient, dir: string): Promise<string> {
+  await until(async () => {
+    const [info] = await client.send(['INFO persistence']);
+    return field(info as Buffer, 'aof_rewrite_in_progress') === '0' && field(info as Buffer, 'aof_rewrite_scheduled') === '0';
+  }, 'the AOF base');
+  const filler = join(inside(server, dir), 'filler');
+  let error: NodeJS.ErrnoException | undefined;
+  try {
+    writeFileSync(filler, Buffer.alloc(1024 * 1024));
+  } catch (caught) {
+    error = caught as NodeJS.ErrnoException;
+  }
+  expect(error?.code).toBe('ENOSPC');
+  return filler;
+}
+
+const big = 'b'.repeat(16 * 1024); // more than the last page of the incremental file can take
+
+describe('the disk fills up (appendfsync everysec)', () => {
+  const run = async (which: Which) => {
+    const dir = tempDir();
+    const server = await start(which, dir, 'everysec');
+    const client = new RawClient(server.port);
+    try {
+      await client.send([['SET', 'before', '1']]);
+      const filler = await fillDisk(server, client, dir);
+      // The write that meets the full disk was done in memory; its reply is already on its way.
+      const first = await client.send([['SET', 'big', big]]);
+      const refused = await client.send([
+        'SET small v',
+        'PING',
+        'GET before',
+        'STRLEN big',
+        'GET small',
+        'MULTI',
+        'INCR n',
+        'EXEC',
+        'DBSIZE',
+      ]);
+      const [info] = await client.send(['INFO persistence']);
+      const whileFull = { status: field(info as Buffer, 'aof_last_write_status'), enabled: field(info as Buffer, 'aof_enabled') };
+      // Room again: the retry (once a second) writes what failed, and writes are accepted again.
+      rmSync(filler);
+      await until(async () => {
+        const [again] = await client.send(['INFO persistence']);
+        return field(again as Buffer, 'aof_last_write_status') === 'ok';
+      }, 'aof_last_write_status:ok');
+      const recovered = await client.send(['SET small v', 'PING', 'GET small']);
+      // What the incremental file holds now (with everysec: once written, whatever the fsync).
+      const aofDir = join(inside(server, dir), 'appendonlydir');
+      const incr = readdirSync(aofDir).find((name) => name.endsWith('.incr.aof')) as string;
+      const commands = parseAof(readFileSync(join(aofDir, incr))).commands.map(({ argv }) =>
+        argv.map((arg) => (arg.length > 20 ? `<${arg.length} bytes>` : arg.toString('latin1'))).join(' '),
+      );
+      return { first: first.map(show), refused: refused.map(show), whileFull, recovered: recovered.map(show), commands };
+    } finally {
+      client.close();
+      await server.stop('SIGKILL');
+    }
+  };
+
+  it('refuses writes with -MISCONF and the reason, serves reads, says err in INFO, and recovers as redis-server 7.0.15', async () => {
+    const [redis, mini] = [await run('redis'), await run('mini')];
+    const misconf = '-MISCONF Errors writing to the AOF file: No space left on device⏎';
+    expect(redis).toEqual({
+      first: ['+OK⏎'],
+      refused: [
+        misconf,
+        misconf,
+        '$1⏎1⏎',
+        ':16384⏎',
+        '$-1⏎',
+        '+OK⏎',
+        misconf,
+        '-EXECABORT Transaction discarded because of previous errors.⏎',
+        ':2⏎',
+      ],
+      whileFull: { status: 'err', enabled: '1' },
+      recovered: ['+OK⏎', '+PONG⏎', '$1⏎v⏎'],
+      commands: ['SELECT 0', 'SET before 1', 'SET big <16384 bytes>', 'SET small v'],
+    });
+    expect(mini).toEqual(redis);
+  });
+});
+
+describe('the disk fills up (appendfsync always)', () => {
+  const run = async (which: Which) => {
+    const dir = tempDir();
+    const server = await start(which, dir, 'always');
+    const client = new RawClient(server.port);
+    try {
+      await fillDisk(server, client, dir);
+      // The write cannot be taken back and must not be acknowledged: the server exits, no reply.
+      const reply = await client.send([['SET', 'big', big]]).then(
+        (replies) => replies.map(show),
+        (error: Error) => error.message,
+      );
+      const [code, signal] = await server.exited;
+      return { reply, code, signal };
+    } finally {
+      client.close();
+      await server.stop('SIGKILL');
+    }
+  };
+
+  it('exits with 1 without acknowledging the write, as redis-server 7.0.15', async () => {
+    const [redis, mini] = [await run('redis'), await run('mini')];
+    expect(redis).toEqual({ reply: 'connection closed', code: 1, signal: null });
+    expect(mini).toEqual(redis);
+  });
+});
