@@ -322,3 +322,18 @@ export async function spawnRedisServer(args: readonly string[], wrap?: readonly 
   const defaults = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'];
   return spawnServer(REDIS_SERVER, [...defaults, ...args], { port, ...(wrap === undefined ? {} : { wrap }) });
 }
+
+/** Run dist/main.js with `env` (free ports) until it exits by itself; what it printed and its exit code. */
+export async function runMiniRedisToExit(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const ports = { RESP_PORT: String(await freePort()), PORT: String(await freePort()), HOST: '127.0.0.1', SAVE: '' };
+  const child = spawn(process.execPath, [MAIN], { env: { ...process.env, ...ports, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let [stdout, stderr] = ['', ''];
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
