@@ -1,2 +1,508 @@
-// @portbind/bus-redis: the bus between portbind processes on a real Redis (issue 12). Work in progress.
+import {
+  type Bus,
+  type BusEntry,
+  BusEventEmitter,
+  type BusEventName,
+  type BusEvents,
+  type BusListener,
+  type BusPresence,
+  type BusStream,
+  type BusSubscription,
+  busBytes,
+  ConfigError,
+  type Logger,
+  memoryBus,
+  newBusId,
+  PortbindError,
+  silentLogger,
+} from '@portbind/core';
+import { Redis } from 'ioredis';
+
+// @portbind/bus-redis: the bus between portbind processes on a real Redis (issue 12). Two
+// connections: commands (PUBLISH, streams, presence) and a subscriber; one more per stream read that
+// blocks. Names are byte strings (latin1) on the wire, so Redis's glob patterns match as in memoryBus.
+
 export const BUS_REDIS_VERSION = '0.1.0';
+
+export interface RedisBusOptions {
+  /** `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
+  url: string;
+  /** Where the bus says what happens to its connection (lost, back, resubscribed). Default: silent. */
+  logger?: Logger;
+  /** Longest pause between reconnection attempts. Default 1 000 ms (attempt n waits min(n × 50, this)). */
+  maxReconnectDelayMs?: number;
+}
+
+/** The engine could not be reached: the operation did not happen. */
+export class BusUnavailableError extends PortbindError {
+  constructor(what: string) {
+    super('PB_ERR_BUS_UNAVAILABLE', `${what}: the bus's Redis is not reachable right now`);
+  }
+}
+
+const FIELD = Buffer.from('d');
+
+function bytes(name: string): Buffer {
+  return Buffer.from(name, 'latin1');
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Stream entries as XREADGROUP / XAUTOCLAIM give them: [[id, [field, value, …]], …]; deleted ones have null fields. */
+function toEntries(items: unknown, redelivered: boolean): BusEntry[] {
+  if (!Array.isArray(items)) return [];
+  const out: BusEntry[] = [];
+  for (const item of items) {
+    if (!Array.isArray(item)) continue;
+    const [id, fields] = item as [unknown, unknown];
+    if (!Array.isArray(fields)) continue;
+    let data: Buffer | undefined;
+    for (let i = 0; i + 1 < fields.length; i += 2) if (FIELD.equals(fields[i] as Buffer)) data = fields[i + 1] as Buffer;
+    out.push({ id: String(id), data: data ?? Buffer.alloc(0), redelivered });
+  }
+  return out;
+}
+
+class RedisStream implements BusStream {
+  readonly name: string;
+  readonly #bus: RedisBus;
+  readonly #key: Buffer;
+
+  constructor(bus: RedisBus, name: string) {
+    this.#bus = bus;
+    this.name = name;
+    this.#key = bytes(name);
+  }
+
+  async append(data: Buffer | string, options?: { maxLength?: number }): Promise<string> {
+    const trim = options?.maxLength === undefined ? [] : ['MAXLEN', '~', String(options.maxLength)];
+    const id = await this.#bus.commands.call('XADD', this.#key, ...trim, '*', FIELD, busBytes(data));
+    return String(id);
+  }
+
+  async createGroup(group: string, from: 'start' | 'end' = 'end'): Promise<void> {
+    try {
+      await this.#bus.commands.call('XGROUP', 'CREATE', this.#key, bytes(group), from === 'start' ? '0' : '$', 'MKSTREAM');
+    } catch (error) {
+      if (!errorText(error).startsWith('BUSYGROUP')) throw error;
+    }
+    this.#bus.knownGroups.add(`${this.name}\0${group}`);
+  }
+
+  /** Run `op`; a group missing (NOGROUP) is created from the start and `op` retried, and signalled as lost if it existed before. */
+  async #withGroup<T>(group: string, op: () => Promise<T>): Promise<T> {
+    try {
+      const result = await op();
+      this.#bus.knownGroups.add(`${this.name}\0${group}`);
+      return result;
+    } catch (error) {
+      if (!errorText(error).startsWith('NOGROUP')) throw error;
+      if (this.#bus.knownGroups.has(`${this.name}\0${group}`)) {
+        const now = Date.now();
+        this.#bus.lost(
+          'stream',
+          `group ${group} of stream ${this.name} vanished (Redis lost its data): entries not yet read may be gone`,
+          now,
+          now,
+          [this.name],
+        );
+      }
+      await this.createGroup(group, 'start');
+      return op();
+    }
+  }
+
+  async read(group: string, consumer: string, options?: { count?: number; blockMs?: number }): Promise<BusEntry[]> {
+    const count = String(options?.count ?? 100);
+    const blockMs = options?.blockMs ?? 0;
+    const connection = blockMs > 0 ? this.#bus.blocker(this) : this.#bus.commands;
+    const block = blockMs > 0 ? ['BLOCK', String(blockMs)] : [];
+    const reply = await this.#withGroup(group, () =>
+      connection.callBuffer('XREADGROUP', 'GROUP', bytes(group), bytes(consumer), 'COUNT', count, ...block, 'STREAMS', this.#key, '>'),
+    );
+    if (!Array.isArray(reply) || reply.length === 0) return [];
+    // [[key, entries]] as Redis sends it; ioredis 6 unwraps a single stream's to [key, entries].
+    const first = reply[0] as unknown;
+    return toEntries(Array.isArray(first) ? first[1] : reply[1], false);
+  }
+
+  async claim(group: string, consumer: string, minIdleMs: number, count = 100): Promise<BusEntry[]> {
+    const reply = await this.#withGroup(group, () =>
+      this.#bus.commands.callBuffer(
+        'XAUTOCLAIM',
+        this.#key,
+        bytes(group),
+        bytes(consumer),
+        String(Math.max(0, Math.floor(minIdleMs))),
+        '0-0',
+        'COUNT',
+        String(count),
+      ),
+    );
+    return Array.isArray(reply) ? toEntries(reply[1], true) : [];
+  }
+
+  async ack(group: string, ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return Number(await this.#bus.commands.call('XACK', this.#key, bytes(group), ...ids));
+  }
+
+  async pending(group: string): Promise<number> {
+    try {
+      const reply = await this.#bus.commands.call('XPENDING', this.#key, bytes(group));
+      return Array.isArray(reply) ? Number(reply[0]) : 0;
+    } catch (error) {
+      if (errorText(error).startsWith('NOGROUP')) return 0;
+      throw error;
+    }
+  }
+
+  async length(): Promise<number> {
+    return Number(await this.#bus.commands.call('XLEN', this.#key));
+  }
+}
+
+interface Owned {
+  value: string;
+  ttlMs: number;
+  timer: NodeJS.Timeout;
+}
+
+class RedisBus implements Bus {
+  readonly id = newBusId();
+  readonly commands: Redis;
+  readonly #subscriber: Redis;
+  readonly #blockers = new Map<string, Redis>();
+  /** Stream groups (`stream\0group`) this bus saw exist: one missing later was lost with Redis's data. */
+  readonly knownGroups = new Set<string>();
+  readonly #events = new BusEventEmitter();
+  readonly #logger: Logger;
+  readonly #channels = new Map<string, Set<BusListener>>();
+  readonly #patterns = new Map<string, Set<BusListener>>();
+  readonly #owned = new Map<string, Owned>();
+  readonly #options: RedisBusOptions;
+  #closed = false;
+  /** When the subscriber connection went down (0 while up). */
+  #downSince = 0;
+  #everReady = false;
+  readonly presence: BusPresence;
+
+  constructor(options: RedisBusOptions) {
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+    this.commands = this.#connect('commands', {});
+    // ioredis's autoResubscribe re-sends SUBSCRIBE/PSUBSCRIBE but tells nobody: the bus resubscribes
+    // itself on 'ready', so that it can say so (resubscribed) and name what may have been lost.
+    this.#subscriber = this.#connect('subscriber', { autoResubscribe: false });
+    this.#subscriber.on('messageBuffer', (channel: Buffer, data: Buffer) =>
+      this.#deliver(this.#channels, channel.toString('latin1'), undefined, data),
+    );
+    this.#subscriber.on('pmessageBuffer', (pattern: Buffer, channel: Buffer, data: Buffer) =>
+      this.#deliver(this.#patterns, channel.toString('latin1'), pattern.toString('latin1'), data),
+    );
+    this.#subscriber.on('ready', () => void this.#onReady());
+    this.#subscriber.on('close', () => this.#onClose());
+    this.presence = this.#makePresence();
+  }
+
+  #connect(role: string, extra: { autoResubscribe?: boolean }): Redis {
+    const maxDelay = this.#options.maxReconnectDelayMs ?? 1000;
+    const connection = new Redis(this.#options.url, {
+      ...extra,
+      connectionName: `portbind-bus-${this.id}-${role}`,
+      retryStrategy: (times) => Math.min(times * 50, maxDelay),
+      // Commands wait for the connection while it comes back, but not forever.
+      maxRetriesPerRequest: 20,
+      lazyConnect: false,
+    });
+    connection.on('error', (error: Error) => {
+      if (!this.#closed) this.#logger.debug({ err: error, role }, 'bus: Redis connection error');
+    });
+    return connection;
+  }
+
+  get connected(): boolean {
+    return !this.#closed && this.#subscriber.status === 'ready' && this.commands.status === 'ready';
+  }
+
+  on<E extends BusEventName>(event: E, listener: (info: BusEvents[E]) => void): () => void {
+    return this.#events.on(event, listener);
+  }
+
+  lost(kind: BusEvents['lost']['kind'], reason: string, since: number, until: number, names: readonly string[]): void {
+    this.#logger.warn({ kind, names: names.slice(0, 20), count: names.length, since, until }, `bus: delivery not guaranteed: ${reason}`);
+    this.#events.emit('lost', { kind, reason, since, until, names });
+  }
+
+  #onClose(): void {
+    if (this.#closed || this.#downSince !== 0 || !this.#everReady) return;
+    this.#downSince = Date.now();
+    this.#logger.warn(
+      { url: redactedUrl(this.#options.url) },
+      "bus: connection to Redis lost; messages from other processes stop until it's back",
+    );
+    this.#events.emit('disconnected', { at: this.#downSince, error: undefined });
+  }
+
+  async #onReady(): Promise<void> {
+    if (this.#closed) return;
+    const now = Date.now();
+    if (!this.#everReady) {
+      this.#everReady = true;
+      this.#events.emit('connected', { at: now });
+      return;
+    }
+    const since = this.#downSince || now;
+    this.#downSince = 0;
+    this.#events.emit('connected', { at: now });
+    const channels = [...this.#channels.keys()];
+    const patterns = [...this.#patterns.keys()];
+    try {
+      if (channels.length > 0) await this.#subscriber.subscribe(...channels.map(bytes));
+      if (patterns.length > 0) await this.#patternCalls.psubscribe(...patterns.map(bytes));
+    } catch (error) {
+      // The connection broke again: the next 'ready' tries again.
+      this.#logger.warn({ err: error }, 'bus: resubscription failed, retrying on the next connection');
+      this.#downSince = since;
+      return;
+    }
+    if (channels.length + patterns.length > 0)
+      this.lost('pubsub', 'messages published while the connection to Redis was down did not arrive', since, Date.now(), [
+        ...channels,
+        ...patterns,
+      ]);
+    this.#logger.info(
+      { channels: channels.length, patterns: patterns.length, downMs: Date.now() - since },
+      'bus: Redis is back, resubscribed',
+    );
+    this.#events.emit('resubscribed', { at: Date.now(), channels: channels.length, patterns: patterns.length });
+  }
+
+  #deliver(index: Map<string, Set<BusListener>>, channel: string, pattern: string | undefined, data: Buffer): void {
+    const listeners = index.get(pattern ?? channel);
+    if (listeners === undefined) return;
+    const message = { channel, pattern, data };
+    for (const listener of [...listeners]) {
+      try {
+        listener(message);
+      } catch (error) {
+        this.#logger.error({ err: error, channel }, 'bus: a listener threw');
+      }
+    }
+  }
+
+  async publish(channel: string, data: Buffer | string): Promise<number> {
+    if (this.#closed) throw new BusUnavailableError('publish (bus closed)');
+    // Queued for after a reconnection, a message would arrive before the others resubscribed: refuse now.
+    if (this.commands.status !== 'ready') throw new BusUnavailableError(`publish to ${channel}`);
+    return Number(await this.commands.publish(bytes(channel), busBytes(data)));
+  }
+
+  subscribe(channel: string, listener: BusListener): Promise<BusSubscription> {
+    return this.#listen('channel', channel, listener);
+  }
+
+  psubscribe(pattern: string, listener: BusListener): Promise<BusSubscription> {
+    return this.#listen('pattern', pattern, listener);
+  }
+
+  async #listen(kind: 'channel' | 'pattern', name: string, listener: BusListener): Promise<BusSubscription> {
+    if (this.#closed) throw new BusUnavailableError('subscribe (bus closed)');
+    const index = kind === 'channel' ? this.#channels : this.#patterns;
+    let listeners = index.get(name);
+    const first = listeners === undefined;
+    if (listeners === undefined) {
+      listeners = new Set();
+      index.set(name, listeners);
+    }
+    const own = listeners;
+    own.add(listener);
+    if (first) {
+      try {
+        if (kind === 'channel') await this.#subscriber.subscribe(bytes(name));
+        else await this.#patternCalls.psubscribe(bytes(name));
+      } catch (error) {
+        // Still listed: the next resubscription covers it, and the caller knows it is not confirmed yet.
+        throw new BusUnavailableError(`subscribe to ${name} (${errorText(error)})`);
+      }
+    }
+    let active = true;
+    return {
+      name,
+      kind,
+      unsubscribe: async () => {
+        if (!active) return;
+        active = false;
+        own.delete(listener);
+        if (own.size > 0 || index.get(name) !== own) return;
+        index.delete(name);
+        if (this.#closed || this.#subscriber.status !== 'ready') return; // gone with the connection anyway
+        if (kind === 'channel') await this.#subscriber.unsubscribe(bytes(name));
+        else await this.#patternCalls.punsubscribe(bytes(name));
+      },
+    };
+  }
+
+  /** ioredis types PSUBSCRIBE's patterns as strings; it sends Buffers as they are (binary names). */
+  get #patternCalls(): { psubscribe(...patterns: Buffer[]): Promise<unknown>; punsubscribe(...patterns: Buffer[]): Promise<unknown> } {
+    return this.#subscriber as unknown as {
+      psubscribe(...patterns: Buffer[]): Promise<unknown>;
+      punsubscribe(...patterns: Buffer[]): Promise<unknown>;
+    };
+  }
+
+  stream(name: string): BusStream {
+    return new RedisStream(this, name);
+  }
+
+  /** The connection a stream's blocking reads use (a blocked XREADGROUP holds its connection). */
+  blocker(stream: RedisStream): Redis {
+    let connection = this.#blockers.get(stream.name);
+    if (connection === undefined) {
+      if (this.#closed) throw new BusUnavailableError('read (bus closed)');
+      connection = this.#connect('reader', {});
+      this.#blockers.set(stream.name, connection);
+    }
+    return connection;
+  }
+
+  #makePresence(): BusPresence {
+    const bus = this;
+    const write = async (key: string, own: Owned): Promise<void> => {
+      // XX: a key that is gone (expired while we could not reach Redis, or lost with its data) is a loss to report.
+      const kept = await bus.commands.call('SET', bytes(key), own.value, 'PX', String(own.ttlMs), 'XX');
+      if (kept !== null) return;
+      await bus.commands.call('SET', bytes(key), own.value, 'PX', String(own.ttlMs));
+      const now = Date.now();
+      bus.lost('presence', `presence entry ${key} had expired and was written again`, now, now, [key]);
+    };
+    return {
+      async set(key, value, { ttlMs }) {
+        if (bus.#closed) throw new BusUnavailableError('presence (bus closed)');
+        if (!(ttlMs > 0)) throw new RangeError('presence ttlMs must be more than 0');
+        const previous = bus.#owned.get(key);
+        if (previous !== undefined) clearInterval(previous.timer);
+        const own: Owned = {
+          value,
+          ttlMs,
+          timer: setInterval(
+            () => {
+              if (bus.commands.status === 'ready')
+                write(key, own).catch((error: unknown) => bus.#logger.debug({ err: error, key }, 'bus: heartbeat failed'));
+            },
+            Math.max(1, Math.floor(ttlMs / 3)),
+          ),
+        };
+        own.timer.unref();
+        bus.#owned.set(key, own);
+        await bus.commands.call('SET', bytes(key), value, 'PX', String(ttlMs));
+      },
+      async get(key) {
+        const value = await bus.commands.callBuffer('GET', bytes(key));
+        return Buffer.isBuffer(value) ? value.toString() : undefined;
+      },
+      async delete(key) {
+        const own = bus.#owned.get(key);
+        if (own !== undefined) clearInterval(own.timer);
+        bus.#owned.delete(key);
+        await bus.commands.call('DEL', bytes(key));
+      },
+      async list(prefix) {
+        const out = new Map<string, string>();
+        let cursor = '0';
+        do {
+          const reply = (await bus.commands.callBuffer('SCAN', cursor, 'MATCH', bytes(`${escapeGlob(prefix)}*`), 'COUNT', '1000')) as [
+            Buffer,
+            Buffer[],
+          ];
+          cursor = reply[0].toString();
+          const keys = reply[1];
+          if (keys.length === 0) continue;
+          const values = (await bus.commands.callBuffer('MGET', ...keys)) as Array<Buffer | null>;
+          keys.forEach((key, i) => {
+            const value = values[i];
+            if (value != null) out.set(key.toString('latin1'), value.toString());
+          });
+        } while (cursor !== '0');
+        return out;
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    const keys = [...this.#owned.keys()];
+    for (const own of this.#owned.values()) clearInterval(own.timer);
+    this.#owned.clear();
+    if (keys.length > 0 && this.commands.status === 'ready') {
+      try {
+        await this.commands.call('DEL', ...keys.map(bytes));
+      } catch {
+        // They expire by themselves.
+      }
+    }
+    this.#closed = true;
+    this.#channels.clear();
+    this.#patterns.clear();
+    for (const connection of this.#blockers.values()) connection.disconnect();
+    this.#blockers.clear();
+    this.#subscriber.disconnect();
+    if (this.commands.status === 'ready') await this.commands.quit().catch(() => this.commands.disconnect());
+    else this.commands.disconnect();
+  }
+
+  /** Resolves once both connections are ready (used by `redisBus` so that a new bus is usable at once). */
+  async ready(): Promise<void> {
+    const wait = (connection: Redis): Promise<void> =>
+      connection.status === 'ready'
+        ? Promise.resolve()
+        : new Promise((resolve, reject) => {
+            const onError = (error: Error): void => {
+              connection.off('ready', onReady);
+              reject(error);
+            };
+            const onReady = (): void => {
+              connection.off('error', onError);
+              resolve();
+            };
+            connection.once('ready', onReady);
+            connection.once('error', onError);
+          });
+    await Promise.all([wait(this.commands), wait(this.#subscriber)]);
+  }
+}
+
+function redactedUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+/**
+ * The bus on a real Redis. Resolves once both connections are up; rejects (and closes) if Redis
+ * cannot be reached at all. Afterwards it reconnects by itself, for as long as it lives.
+ */
+export async function redisBus(options: RedisBusOptions): Promise<Bus> {
+  if (!/^rediss?:\/\//.test(options.url))
+    throw new ConfigError('redisBus({ url })', redactedUrl(options.url), 'must be redis://host:port or rediss://host:port');
+  const bus = new RedisBus(options);
+  try {
+    await bus.ready();
+  } catch (error) {
+    await bus.close();
+    throw new BusUnavailableError(`connect to ${redactedUrl(options.url)} (${errorText(error)})`);
+  }
+  return bus;
+}
+
+/** `BUS_URL=redis://…` → the Redis bus; unset or empty → `memoryBus()` (one process, as without a bus). */
+export async function busFromEnv(env: Record<string, string | undefined> = process.env, options?: { logger?: Logger }): Promise<Bus> {
+  const url = env.BUS_URL;
+  if (url === undefined || url === '') return memoryBus();
+  if (!/^rediss?:\/\//.test(url)) throw new ConfigError('BUS_URL', redactedUrl(url), 'must be redis://host:port or rediss://host:port');
+  return redisBus({ url, logger: options?.logger });
+}
