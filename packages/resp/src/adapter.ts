@@ -129,7 +129,8 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly serverVersion: string;
   /** Doubles as the reported version prints them: `%.17g` before 7.2, the shortest text from 7.2 (networking.c, addReplyDouble). */
   readonly doubleFormat: DoubleFormat;
-  readonly queryBufferLimit: number;
+  /** `queryBufferLimit` in force: a server may change it at run time (CONFIG SET client-query-buffer-limit). */
+  queryBufferLimit: number;
   readonly totalQueryBufferLimit: number;
   logger: Logger = silentLogger;
   /** Client-side caching: CLIENT TRACKING's table, prefixes and invalidation messages. */

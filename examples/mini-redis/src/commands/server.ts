@@ -1,9 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { arch, release, type } from 'node:os';
-import { globMatch, OK, type RespClient, RespError } from '@portbind/resp';
+import { OK, type RespClient, RespError } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
-import { current, fixed, integer, memory, only, type Setting } from '../config.js';
+import {
+  configGet as configGetOf,
+  configSet as configSetOf,
+  current,
+  fixed,
+  integer,
+  listenerParameters,
+  memory,
+  only,
+  type Setting,
+} from '../config.js';
 import type { EncodingLimits } from '../encodings.js';
 import { helpReply } from '../help.js';
 import { toInt64 } from '../numbers.js';
@@ -231,8 +241,9 @@ export function registerServerCommands({
   const builtIn: Record<string, Setting> = {
     databases: fixed(() => resp.databases),
     daemonize: fixed(() => 'no'),
+    // port (checked as Redis, never moved), client-query-buffer-limit, maxmemory-clients…: config.ts.
+    ...listenerParameters(resp, address),
     // Modifiable in Redis; mini-redis keeps what it started with (setting that again is a no-op).
-    port: current(port, 'Unable to listen on this port: mini-redis keeps the port it started on'),
     bind: current(() => address().address, 'Failed to bind to specified addresses: mini-redis keeps its address'),
     'protected-mode': current(() => (resp.options.protectedMode === false ? 'no' : 'yes'), 'mini-redis keeps its protected mode'),
     'proto-max-bulk-len': current(() => resp.options.maxBulkLength ?? 512 * 1024 * 1024, 'mini-redis keeps its limit'),
@@ -307,48 +318,16 @@ export function registerServerCommands({
   // Other files add parameters through server.config (persistence, eviction…); theirs win.
   for (const [name, setting] of Object.entries(builtIn)) if (!config.has(name)) config.set(name, setting);
 
-  const configGet = (_client: RespClient, argv: Buffer[]): Map<string, string> => {
-    const found = new Map<string, string>();
-    for (const pattern of argv.slice(2).map(text)) {
-      // A plain name is looked up (and answered as written); a glob pattern matches any case.
-      const exact = /[*?[]/.test(pattern) ? undefined : config.get(pattern.toLowerCase());
-      if (exact !== undefined) found.set(pattern, exact.get());
-      for (const [name, setting] of config) {
-        if (/[*?[]/.test(pattern) && globMatch(pattern.toLowerCase(), name)) found.set(name, setting.get());
-      }
-    }
-    return found; // a map reply: RESP3 `%`, RESP2 a flat name/value array
-  };
-
-  const configSet = (_client: RespClient, argv: Buffer[]): typeof OK => {
-    if (argv.length % 2 !== 0) throw new RespError('ERR syntax error');
-    const changes = new Map<string, string>();
-    for (let i = 2; i < argv.length; i += 2) {
-      const name = text(argv[i]).toLowerCase();
-      const setting = config.get(name);
-      const failed = (reason: string) =>
-        new RespError(`ERR CONFIG SET failed (possibly related to argument '${text(argv[i])}') - ${reason}`);
-      if (setting === undefined) throw new RespError(`ERR Unknown option or number of arguments for CONFIG SET - '${text(argv[i])}'`);
-      if (setting.set === undefined) throw failed("can't set immutable config");
-      if (changes.has(name)) throw failed('duplicate parameter');
-      changes.set(name, text(argv[i + 1]));
-    }
-    // Validate every value before changing anything: CONFIG SET is all or nothing.
-    const before = new Map([...changes.keys()].map((name) => [name, config.get(name)?.get() ?? '']));
-    for (const [name, value] of changes) {
-      try {
-        config.get(name)?.set?.(value);
-      } catch (error) {
-        for (const [restore, old] of before) config.get(restore)?.set?.(old);
-        throw new RespError(`ERR CONFIG SET failed (possibly related to argument '${name}') - ${(error as Error).message}`);
-      }
-    }
-    return OK;
+  // Redis's config.c: several names or patterns, hidden parameters, all-or-nothing SET (config.ts).
+  const configGet = (_client: RespClient, argv: Buffer[]): Map<string, string> => configGetOf(config, argv.slice(2).map(text));
+  const configSet = (_client: RespClient, argv: Buffer[]): Promise<typeof OK> | typeof OK => {
+    const done = configSetOf(config, argv.slice(2).map(text));
+    return done instanceof Promise ? done.then(() => OK) : OK;
   };
 
   const subcommands: Record<
     string,
-    { arity: number; run: (client: RespClient, argv: Buffer[]) => ReturnType<typeof configGet> | typeof OK | string[] }
+    { arity: number; run: (client: RespClient, argv: Buffer[]) => ReturnType<typeof configGet> | ReturnType<typeof configSet> | string[] }
   > = {
     get: { arity: -3, run: configGet },
     set: { arity: -4, run: configSet },
