@@ -1,6 +1,7 @@
-// The storage interfaces (src/stores/types.ts) against both backends: one conformance suite for
-// memoryStorage() and sqliteStorage() (batched and not), then what only a file has: reopening,
-// migrations, and the startup errors a file can cause (PB_ERR_XMPP_STORAGE).
+// The storage interfaces (src/stores/types.ts) against every backend: one conformance suite for
+// memoryStorage(), sqliteStorage() (batched and not) and postgresStorage() (on a real PostgreSQL this file
+// starts: test/support/postgres.ts), then what only a file has: reopening, migrations, and the startup
+// errors a file can cause (PB_ERR_XMPP_STORAGE). What only PostgreSQL has: postgres.test.ts.
 import { execFileSync } from 'node:child_process';
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
@@ -9,9 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Postgres, startPostgres } from '../../../test/support/postgres.js';
 import { deriveScram, type ScramHash, ScramServer, scramLookup, verifyPlain } from '../src/sasl/index.js';
 import { StanzaErrorException } from '../src/stanza-error.js';
-import { type ArchiveItem, memoryStorage, SCHEMA_VERSION, sqliteStorage, type XmppStorage } from '../src/stores/index.js';
+import { type ArchiveItem, memoryStorage, postgresStorage, SCHEMA_VERSION, sqliteStorage, type XmppStorage } from '../src/stores/index.js';
 import { type Migration, migrations } from '../src/stores/migrations.js';
 import { migrate } from '../src/stores/sqlite.js';
 
@@ -21,14 +23,24 @@ const opened: XmppStorage[] = [];
 /** A fresh database path in this file's temporary directory. */
 const newFile = (): string => join(dir, `db${++files}`, 'xmpp.sqlite');
 
+let postgres: Postgres | undefined;
+/** Each postgresStorage() of the suite in a schema of its own: a fresh, empty database. */
+let schemas = 0;
+const postgresUrl = (): string => {
+  if (postgres === undefined) throw new Error('PostgreSQL did not start');
+  return postgres.url();
+};
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'portbind-stores-'));
+  postgres = await startPostgres();
 });
 afterEach(async () => {
   for (const storage of opened.splice(0)) await storage.close();
 });
-afterAll(() => {
+afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
+  await postgres?.stop();
 });
 
 /** Few PBKDF2 rounds: the tests create many accounts. */
@@ -40,6 +52,12 @@ const backends: Array<[string, () => XmppStorage]> = [
   ['sqliteStorage({ batch: false })', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS, batch: false })],
   // SQLite on the event loop instead of its own thread.
   ['sqliteStorage({ thread: false })', () => sqliteStorage({ file: newFile(), iterations: ITERATIONS, thread: false })],
+  ['postgresStorage()', () => postgresStorage({ url: postgresUrl(), schema: `conformance${++schemas}`, iterations: ITERATIONS, max: 4 })],
+  // One INSERT per append instead of one per turn of the event loop.
+  [
+    'postgresStorage({ batch: false })',
+    () => postgresStorage({ url: postgresUrl(), schema: `conformance${++schemas}`, iterations: ITERATIONS, max: 4, batch: false }),
+  ],
 ];
 
 function open(factory: () => XmppStorage): XmppStorage {

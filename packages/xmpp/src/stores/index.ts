@@ -1,5 +1,7 @@
 export { type MemoryStorageOptions, memoryStorage } from './memory.js';
 export { SCHEMA_VERSION } from './migrations.js';
+export { type PostgresStorage, type PostgresStorageOptions, postgresStorage, StorageUnavailableError } from './postgres.js';
+export { POSTGRES_SCHEMA_VERSION } from './postgres-migrations.js';
 export { type SqliteStorageOptions, sqliteStorage } from './sqlite.js';
 export type {
   ArchiveItem,
