@@ -362,6 +362,78 @@ describe('MIGRATE when the target fails', () => {
   });
 });
 
+describe('MIGRATE: the cached connections', () => {
+  /** A TCP proxy in front of `port`: the connections made through it, to watch them close. */
+  async function watchingProxy(port: number): Promise<{ port: number; accepted: Socket[]; close(): void }> {
+    const accepted: Socket[] = [];
+    const proxy = createServer((socket) => {
+      accepted.push(socket);
+      const upstream = connect(port, '127.0.0.1');
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => {});
+      upstream.on('error', () => socket.destroy());
+      socket.on('close', () => upstream.destroy());
+      upstream.on('close', () => socket.destroy());
+    });
+    proxy.listen(0, '127.0.0.1');
+    await once(proxy, 'listening');
+    return {
+      port: (proxy.address() as AddressInfo).port,
+      accepted,
+      close: () => {
+        for (const socket of accepted) socket.destroy();
+        proxy.close();
+      },
+    };
+  }
+
+  it('are closed when the server stops', async () => {
+    const own = await startMiniRedis();
+    const proxy = await watchingProxy(redisTarget.port);
+    try {
+      const source = client(own.port);
+      await source.set('stop-migrated', 'v');
+      expect(await source.call('MIGRATE', '127.0.0.1', String(proxy.port), 'stop-migrated', '0', '5000')).toBe('OK');
+      expect(proxy.accepted).toHaveLength(1);
+      const socket = proxy.accepted[0] as Socket;
+      const closed = once(socket, 'close');
+      expect(socket.destroyed).toBe(false); // cached: still open after the MIGRATE
+      source.disconnect();
+      await own.stop();
+      await closed;
+    } finally {
+      proxy.close();
+      await own.stop();
+    }
+  });
+
+  it('an idle one is closed 10 s after its last use, as redis-server (migrate_cached_sockets)', { timeout: 60_000 }, async () => {
+    /** Seconds from the last MIGRATE's reply until the source closed its connection to the target. */
+    const idleClose = async (sourcePort: number, name: string): Promise<number> => {
+      const proxy = await watchingProxy(redisTarget.port);
+      try {
+        const source = client(sourcePort);
+        await source.mset(`${name}-a`, 'v', `${name}-b`, 'v');
+        for (const key of [`${name}-a`, `${name}-b`]) {
+          expect(await source.call('MIGRATE', '127.0.0.1', String(proxy.port), key, '0', '5000', 'REPLACE')).toBe('OK');
+        }
+        const lastUse = Date.now();
+        expect(proxy.accepted).toHaveLength(1); // the second MIGRATE reused the connection
+        await once(proxy.accepted[0] as Socket, 'close');
+        return (Date.now() - lastUse) / 1000;
+      } finally {
+        proxy.close();
+      }
+    };
+    const [fromMini, fromRedis] = await Promise.all([idleClose(mini.port, 'idle-mini'), idleClose(redis.port, 'idle-redis')]);
+    // Redis sweeps once a second and counts whole seconds: 10–11 s; generous bounds for a busy box.
+    for (const seconds of [fromMini, fromRedis]) {
+      expect(seconds).toBeGreaterThanOrEqual(8);
+      expect(seconds).toBeLessThan(40);
+    }
+  });
+});
+
 describe('MIGRATE: bad input, byte for byte as redis-server', () => {
   const cases: CommandLine[] = [
     ['MIGRATE', '127.0.0.1', '1', 'k', '0'],

@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import type { Adapter } from '@portbind/core';
 import { int64Arg, OK, RespError, simple } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import { frameCommand } from '../propagate.js';
@@ -16,7 +17,7 @@ import { keyOf } from '../store.js';
 // turned out dead.
 //
 // The connection to the target is mini-redis's own: a plain node:net socket, cached per host:port
-// and closed after 10 s unused, as Redis's migrateGetSocket. No client library: two replies of one
+// and closed after 10 s unused, as Redis's migrateGetSocket, and when the server stops. No client library: two replies of one
 // line each (AUTH/SELECT/RESTORE answer +OK or -ERR…) are all MIGRATE reads, line by line as Redis's
 // connSyncReadLine does. Redis blocks the whole server during a MIGRATE; here only the client that
 // sent it waits (the handler returns a Promise), and MIGRATEs to the same target take turns on its
@@ -243,6 +244,17 @@ export function registerMigrateCommands(server: MiniRedis): void {
     if (remote === bound.address.replace(/^::ffff:/, '')) return true;
     if (bound.address !== '0.0.0.0' && bound.address !== '::') return false;
     return Object.values(networkInterfaces()).some((list) => list?.some((info) => info.address === remote));
+  };
+  // The server stops: its cached connections go too (after the last client's MIGRATE finished:
+  // `stopped` runs once every client connection is closed), and so does the sweeper.
+  const adapter: Adapter = resp;
+  const stopped = adapter.stopped?.bind(resp);
+  adapter.stopped = async () => {
+    for (const connection of cache.values()) connection.close();
+    cache.clear();
+    if (sweeper !== undefined) clearInterval(sweeper);
+    sweeper = undefined;
+    await stopped?.();
   };
   const closeSocket = (name: string, connection: TargetConnection): void => {
     connection.close();
