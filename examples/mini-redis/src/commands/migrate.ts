@@ -16,12 +16,12 @@ import { keyOf } from '../store.js';
 // Replies and errors as Redis's, including its one retry on a fresh connection when a cached one
 // turned out dead.
 //
-// The connection to the target is mini-redis's own: a plain node:net socket, cached per host:port
-// and closed after 10 s unused, as Redis's migrateGetSocket, and when the server stops. No client library: two replies of one
-// line each (AUTH/SELECT/RESTORE answer +OK or -ERR…) are all MIGRATE reads, line by line as Redis's
-// connSyncReadLine does. Redis blocks the whole server during a MIGRATE; here only the client that
-// sent it waits (the handler returns a Promise), and MIGRATEs to the same target take turns on its
-// connection. Also RESTORE-ASKING, which is RESTORE with the `asking` flag, so that two
+// The connection to the target is mini-redis's own: a plain node:net socket, cached per host:port and
+// closed after 10 s unused, as Redis's migrateGetSocket, and when the server stops. No client library:
+// two replies of one line each (AUTH/SELECT/RESTORE answer +OK or -ERR…) are all MIGRATE reads, line
+// by line as Redis's connSyncReadLine does. Redis blocks the whole server during a MIGRATE; here only
+// the client that sent it waits (the handler returns a Promise), and MIGRATEs to the same target take
+// turns on its connection. Also RESTORE-ASKING, which is RESTORE with the `asking` flag, so that two
 // mini-redis instances migrate to each other in cluster mode too.
 
 const group = 'generic';
