@@ -541,7 +541,9 @@ function readStream(input: Reader, type: number): Stream {
   for (let g = 0; g < groups; g++) {
     const name = input.latin1();
     const lastId = makeId(input.lenBig(), input.lenBig());
-    const entriesRead = type === TYPE.STREAM_LISTPACKS_2 ? Number(BigInt.asIntN(64, input.lenBig())) : -1;
+    // Before 7.0 no read counter was kept: estimated as rdb.c does (streamEstimateDistanceFromFirstEverEntry).
+    const entriesRead =
+      type === TYPE.STREAM_LISTPACKS_2 ? Number(BigInt.asIntN(64, input.lenBig())) : stream.distanceFromFirstEverEntry(lastId);
     if (stream.groups.has(name)) throw corrupt(`Duplicated consumer group name ${name}`);
     const group = new Group(lastId, entriesRead);
     stream.groups.set(name, group);
