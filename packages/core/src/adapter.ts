@@ -72,6 +72,14 @@ export interface Adapter {
    * `binding.secureContext()` when the peer asks.
    */
   readonly tlsMode?: 'direct' | 'starttls';
+  /**
+   * Whether connections on different worker processes (`WORKERS`, the `workers` option of `PortService.run`) still
+   * see one service. `shared` (default): yes — the adapter keeps no state between connections, or
+   * shares it through a bus or a store. `local`: connections meet in this process's memory (XMPP
+   * routing, RESP pub/sub without a bus), so `run()` refuses workers (PB_ERR_WORKERS) rather than
+   * split the service in several that cannot see each other. The bind option `scope` overrides it.
+   */
+  readonly scope?: 'shared' | 'local';
   /** Defaults for the connection limits; the user's bind options win. */
   readonly limits?: Partial<ConnectionLimits>;
   /**

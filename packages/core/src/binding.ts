@@ -52,6 +52,12 @@ export interface BindOptions extends ListenOptions, Partial<ConnectionLimits> {
    * (no ALPN, or none served on the port), and its certificate answers them. Case-insensitive.
    */
   serverNames?: readonly string[];
+  /**
+   * Overrides the adapter's {@link Adapter.scope} for workers: `shared` when you know connections
+   * on different workers need not meet (a WebSocket app with no broadcast), `local` to keep a
+   * binding out of workers.
+   */
+  scope?: 'shared' | 'local';
 }
 
 interface ServiceView {

@@ -38,6 +38,13 @@ function showValue(value: unknown): string {
   }
 }
 
+/** `WORKERS` (or `run({ workers })`) asked for workers a binding cannot run in (its scope, a Unix socket). */
+export class WorkersError extends PortbindError {
+  constructor(message: string) {
+    super('PB_ERR_WORKERS', `Cannot run workers: ${message}`);
+  }
+}
+
 /** A binding could not listen. Nothing else from the same `start()` stays bound. */
 export class BindError extends PortbindError {
   /** Name of the binding (by default the adapter's name), e.g. `http`. */

@@ -23,9 +23,10 @@ export {
 export { type KnownProtocol, type Sniffed, sniff } from './classify.js';
 export { type ListenDefaults, type ListenOptions, type ListenSpec, parsePort, resolveListen } from './config.js';
 export { Connection } from './connection.js';
-export { BindError, ConfigError, PortbindError, SocketPathError, StateError, TlsConfigError } from './errors.js';
+export { BindError, ConfigError, PortbindError, SocketPathError, StateError, TlsConfigError, WorkersError } from './errors.js';
 export { createLogger, type LogFn, type Logger, silentLogger } from './logger.js';
 export { compileTrustList, type ProxyHeader, type ProxyProtocolOptions, type ProxyTlv, type TrustCheck } from './proxy-protocol.js';
 export { PortService, type PortServiceOptions, type RunOptions, type ServiceState, type StopReport } from './service.js';
 export { loadTls, type TlsOptions } from './tls.js';
 export { type PortSharingOptions, protocolsOf } from './unify.js';
+export { resolveWorkers, reusePortAvailable, WORKERS_ENV } from './workers.js';

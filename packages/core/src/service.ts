@@ -2,10 +2,11 @@ import { setMaxListeners } from 'node:events';
 import type { Adapter } from './adapter.js';
 import { Binding, type BindOptions } from './binding.js';
 import { resolveListen } from './config.js';
-import { ConfigError, StateError } from './errors.js';
+import { ConfigError, StateError, WorkersError } from './errors.js';
 import { readFdBudget, reservedFds, shareConnections } from './fds.js';
 import { createLogger, type Logger } from './logger.js';
 import { type PortSharingOptions, SharedPort, sharingSettings } from './unify.js';
+import { isPortbindWorker, reportReady, resolveWorkers, supervise, WORKERS_ENV } from './workers.js';
 
 export interface PortServiceOptions {
   /** Where logs go. Default: pino on stdout, level from `LOG_LEVEL`, silent under a test runner. */
@@ -44,6 +45,14 @@ export interface StopReport {
 export interface RunOptions {
   /** Signals that start a graceful stop. Default: SIGTERM and SIGINT. */
   signals?: NodeJS.Signals[];
+  /**
+   * Worker processes on this host behind the same ports (`node:cluster`: this process becomes the
+   * primary, which owns the listeners and hands connections to the workers; each worker runs the
+   * whole program). A number, or `auto` for one per CPU. Default: `WORKERS` from the environment,
+   * else 1 (no workers, this process serves). SIGTERM/SIGINT drain every worker; SIGHUP replaces
+   * them one at a time. Every binding must be `shared` in scope ({@link Adapter.scope}), and TCP.
+   */
+  workers?: number | 'auto';
 }
 
 /**
@@ -292,14 +301,50 @@ export class PortService {
    * a wrapper such as `npm start`, which Ctrl-C also reaches). A start failure is logged and exits 1.
    */
   async run(options: RunOptions = {}): Promise<void> {
+    const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
+    const worker = isPortbindWorker();
+    if (!worker) {
+      let workers: number;
+      try {
+        workers = resolveWorkers(options.workers ?? this.#env[WORKERS_ENV]);
+        if (workers > 1) this.#checkWorkers();
+      } catch (error) {
+        this.logger.error({ err: error }, `start failed: ${(error as Error).message}`);
+        process.exit(1);
+      }
+      if (workers > 1) {
+        // The primary: no adapter runs here; the workers (this same program) serve.
+        const supervisor = supervise({
+          count: workers,
+          logger: this.logger,
+          signals,
+          stopTimeoutMs: this.gracePeriodMs + this.readinessDelayMs + 5_000,
+        });
+        supervisor.done.then((code) => process.exit(code));
+        if (!(await supervisor.ready)) await new Promise(() => {}); // exiting: run() never returns
+        return;
+      }
+    }
     try {
       await this.start();
     } catch (error) {
       this.logger.error({ err: error }, `start failed: ${(error as Error).message}`);
       process.exit(1);
     }
+    const urls = this.#bindings.flatMap((binding) => binding.urls);
     for (const binding of this.#bindings) {
-      for (const url of binding.urls) this.logger.info({ binding: binding.name, url }, `listening on ${url}`);
+      for (const url of binding.urls) {
+        // A worker's URLs are the primary's to log, once for all of them.
+        if (worker) this.logger.debug({ binding: binding.name, url }, `worker listening on ${url}`);
+        else this.logger.info({ binding: binding.name, url }, `listening on ${url}`);
+      }
+    }
+    if (worker) {
+      reportReady(urls);
+      // The primary gone (killed): nobody hands this worker connections any more; drain and exit.
+      process.once('disconnect', () => {
+        if (this.#stopping === undefined) process.emit('SIGTERM', 'SIGTERM');
+      });
     }
     let firstSignalAt = 0;
     const onSignal = (signal: NodeJS.Signals): void => {
@@ -327,7 +372,28 @@ export class PortService {
         },
       );
     };
-    for (const signal of options.signals ?? ['SIGTERM', 'SIGINT']) process.on(signal, onSignal);
+    for (const signal of signals) process.on(signal, onSignal);
+  }
+
+  /**
+   * Workers split a service in as many processes: refuse a binding whose connections meet in
+   * memory (scope `local`), and Unix sockets (the path is bound once, by one process).
+   */
+  #checkWorkers(): void {
+    this.#listeners();
+    for (const binding of this.#bindings) {
+      const scope = binding.options.scope ?? binding.adapter.scope ?? 'shared';
+      if (scope === 'local') {
+        throw new WorkersError(
+          `binding "${binding.name}" keeps state between its connections in one process's memory (scope "local"), so workers would split it into services that cannot see each other; give it a bus (BUS_URL) if it has one, or bind it with { scope: 'shared' } if its connections never need to meet`,
+        );
+      }
+      if (binding.spec?.kind === 'unix') {
+        throw new WorkersError(
+          `binding "${binding.name}" listens on a Unix socket (${binding.spec.path}), which one process binds: use a TCP port with workers, or one process per socket`,
+        );
+      }
+    }
   }
 
   #beginDrain(): void {

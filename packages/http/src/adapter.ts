@@ -176,6 +176,13 @@ export class HttpAdapter implements Adapter {
   readonly scheme: string = 'http';
   readonly secureScheme: string = 'https';
   readonly portEnv: string = 'PORT';
+  /**
+   * Workers: each request stands alone, so any worker may serve it (what the handler keeps in memory
+   * is its own) — unless an upgrade endpoint mounted here is `local` (its connections meet in memory).
+   */
+  get scope(): 'shared' | 'local' {
+    return Object.values(this.options.upgrades ?? {}).some((endpoint) => endpoint.scope === 'local') ? 'local' : 'shared';
+  }
   readonly defaultPort: number = 5000;
   /** node:http has its own timeouts (headers, request, keep-alive), so core's idle timer stays off. */
   readonly limits = { idleTimeoutMs: 0 };

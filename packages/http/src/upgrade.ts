@@ -9,6 +9,12 @@ import { type BindingContext, PortbindError } from '@portbind/core';
 export interface UpgradeHandler {
   /** URL scheme of the mounted endpoint on a plain binding (`ws`). */
   readonly scheme: string;
+  /**
+   * `local` when the endpoint's connections meet in this process's memory (a WebSocket broadcast,
+   * XMPP routing): the HTTP binding it is mounted on then counts as `local` for workers
+   * (core's `Adapter.scope`). Default `shared`.
+   */
+  readonly scope?: 'shared' | 'local';
   /** URL scheme on a TLS binding (`wss`). */
   readonly secureScheme: string;
   /** Called when the HTTP binding opens, before it listens. */

@@ -35,6 +35,12 @@ export interface WsOptions<Context = undefined> extends WsHandlers<Context> {
   maxBufferedBytes?: number;
   /** Path to serve on its own port. Default: any path. (When mounted, the mount path applies.) */
   path?: string;
+  /**
+   * Workers (`WORKERS`, core's `Adapter.scope`): `local` (default) because `broadcast()` and
+   * `clients` reach this process's peers only; `shared` when the app never needs its connections
+   * to meet (request/response over WebSocket), so the endpoint may run in several workers.
+   */
+  scope?: 'shared' | 'local';
   /** Compress messages (permessage-deflate). Default false: it costs CPU and memory per connection. */
   perMessageDeflate?: boolean;
   /**
@@ -59,6 +65,8 @@ export const wsDefaults = {
 export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   readonly scheme = 'ws';
   readonly secureScheme = 'wss';
+  /** Workers: `broadcast()` and `clients` reach this process's peers only (option `scope` overrides). */
+  readonly scope: 'shared' | 'local';
   readonly options: Readonly<WsOptions<Context>>;
   /** Connected peers. */
   readonly clients = new Set<WsConnection<Context>>();
@@ -70,6 +78,7 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   readonly #sockets = new WeakMap<WsConnection<Context>, Duplex>();
 
   constructor(options: WsOptions<Context> = {}) {
+    this.scope = options.scope ?? 'local';
     for (const option of ['maxPayload', 'heartbeatIntervalMs', 'highWaterMark', 'maxBufferedBytes'] as const) {
       const value = options[option];
       if (value !== undefined && !(typeof value === 'number' && Number.isInteger(value) && value >= 0)) {
@@ -247,7 +256,6 @@ class StandaloneWs extends HttpAdapter {
   override readonly secureScheme = 'wss';
   override readonly portEnv = 'WS_PORT';
   override readonly defaultPort = 5001;
-
   constructor(endpoint: UpgradeHandler) {
     super({
       upgrades: { '*': endpoint },

@@ -716,6 +716,8 @@ class C2sAdapter implements Adapter {
   readonly secureScheme = 'xmpps';
   readonly portEnv: string;
   readonly defaultPort: number;
+  /** Workers: sessions find each other in this process's memory (routing, presence, rooms). */
+  readonly scope = 'local' as const;
   readonly tlsMode: 'direct' | 'starttls';
   readonly #host: ServerInternals;
   readonly #sessions = new Map<Connection, Session>();
@@ -793,6 +795,8 @@ class C2sAdapter implements Adapter {
 class XmppWebSocket implements UpgradeHandler {
   readonly scheme = 'ws';
   readonly secureScheme = 'wss';
+  /** Workers: sessions find each other in this process's memory. */
+  readonly scope = 'local' as const;
   readonly #host: ServerInternals;
   readonly #endpoint: WsEndpoint;
   readonly #sessions = new Set<WsSession>();
