@@ -29,26 +29,21 @@ afterAll(async () => {
  * packages/resp's command table or a declaration in a file of packages/resp this test cannot change.
  */
 const FULL_EXCEPTIONS: Record<string, string> = {
-  // A subcommand has flags only (no arity, key specs or tips): XGROUP and XINFO find their key on
-  // the container (movablekeys), where Redis declares it on each subcommand.
-  xgroup: 'subcommand key specs',
-  xinfo: 'subcommand key specs',
   // Declared in packages/resp's cluster.ts: `fast` only (Redis: loading stale fast, @connection).
   readonly: 'cluster.ts flags',
   readwrite: 'cluster.ts flags',
   asking: 'cluster.ts categories',
 };
 
-/** The routing fields differ for these: the container finds the key (see FULL_EXCEPTIONS). */
-const KNOWN_DIFFERENT = ['xgroup', 'xinfo'];
+/** The routing fields differ for these (none: XGROUP and XINFO declare their keys on each subcommand, as Redis). */
+const KNOWN_DIFFERENT: string[] = [];
 
 /**
  * Subcommands whose flags or ACL categories differ: packages/resp's CLUSTER and CLIENT subcommands
  * (declared in cluster.ts and clients.ts; a packages/resp test pins CLIENT's), PUBSUB HELP (the
- * `pubsub` group gives every PUBSUB subcommand the pubsub flag), and XGROUP HELP / XINFO HELP
- * (streams.ts: no loading/stale yet).
+ * `pubsub` group gives every PUBSUB subcommand the pubsub flag).
  */
-const SUBCOMMANDS_DIFFERENT = /^(cluster\||client\||pubsub\|help$|xgroup\|help$|xinfo\|help$)/;
+const SUBCOMMANDS_DIFFERENT = /^(cluster\||client\||pubsub\|help$)/;
 
 describe('COMMAND INFO', () => {
   it('routes like redis-server: arity, first/last/step and movablekeys of every command both have', async () => {

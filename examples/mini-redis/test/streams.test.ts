@@ -247,6 +247,32 @@ describe('streams: the same bytes as redis-server 7.0.15', () => {
   });
 });
 
+describe('streams: XGROUP and XINFO subcommands as Redis declares them', () => {
+  // (COMMAND INFO XGROUP lists the subcommands in the order of Redis's randomly seeded dict: asked by name here.)
+  it('arity errors, COMMAND GETKEYS and COMMAND INFO of each subcommand', async () => {
+    await compare([
+      'XGROUP CREATE s',
+      'XGROUP CREATE s g',
+      'XGROUP DESTROY s g x',
+      'XGROUP CREATECONSUMER s g',
+      'XGROUP HELP x',
+      'XGROUP NOPE',
+      'XGROUP',
+      'XINFO GROUPS',
+      'XINFO CONSUMERS s',
+      'XINFO STREAM',
+      'XINFO HELP x',
+      'COMMAND GETKEYS XGROUP CREATE s g $ MKSTREAM',
+      'COMMAND GETKEYS XGROUP SETID s g 0',
+      'COMMAND GETKEYS XGROUP DELCONSUMER s g c',
+      'COMMAND GETKEYS XINFO STREAM s FULL',
+      'COMMAND GETKEYS XINFO CONSUMERS s g',
+      'COMMAND GETKEYS XGROUP HELP',
+      'COMMAND INFO XGROUP|CREATE XGROUP|HELP XINFO|CONSUMERS XINFO|HELP',
+    ]);
+  });
+});
+
 describe('streams: a Redis 5 payload (RDB_TYPE_STREAM_LISTPACKS)', () => {
   it('RESTORE estimates the groups\' read counters as Redis 7.0 loads them (stream-cgroups.tcl "Loading from legacy")', async () => {
     // DUMPed by Redis 5 after XADD x 1-0…6-0, XDEL x 3-0, XGROUP CREATE x g1 0, XGROUP CREATE x g2 0,

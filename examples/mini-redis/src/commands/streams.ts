@@ -621,17 +621,17 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
     'xgroup',
     {
       arity: -2,
-      // The key is the second argument of every subcommand but HELP (COMMAND GETKEYS, tracking, cluster slots).
-      keysOf: (argv) => (argv.length > 2 && upper(argv[1]) !== 'HELP' ? [argv[2] as Buffer] : []),
       summary: 'A container for consumer groups commands.',
       group,
+      // As Redis 7.0.15 declares them (COMMAND INFO): each has its key at index 2, which COMMAND
+      // GETKEYS, tracking and cluster slots find through the subcommand.
       subcommands: {
-        create: ['write', 'denyoom'],
-        setid: ['write'],
-        destroy: ['write'],
-        createconsumer: ['write', 'denyoom'],
-        delconsumer: ['write'],
-        help: ['loading', 'stale'],
+        help: { arity: 2, flags: ['loading', 'stale'] },
+        create: { arity: -5, flags: ['write', 'denyoom'], keySpecs: [{ flags: ['RW', 'insert'], begin: 2 }] },
+        delconsumer: { arity: 5, flags: ['write'], keySpecs: [{ flags: ['RW', 'delete'], begin: 2 }] },
+        destroy: { arity: 4, flags: ['write'], keySpecs: [{ flags: ['RW', 'delete'], begin: 2 }] },
+        createconsumer: { arity: 5, flags: ['write', 'denyoom'], keySpecs: [{ flags: ['RW', 'insert'], begin: 2 }] },
+        setid: { arity: -5, flags: ['write'], keySpecs: [{ flags: ['RW', 'update'], begin: 2 }] },
       },
     },
     (client, argv) => {
@@ -1011,10 +1011,20 @@ export function registerStreamCommands({ resp, keyspace, blocked, config, propag
     'xinfo',
     {
       arity: -2,
-      keysOf: (argv) => (argv.length > 2 && upper(argv[1]) !== 'HELP' ? [argv[2] as Buffer] : []),
       summary: 'A container for stream introspection commands.',
       group,
-      subcommands: { consumers: ['readonly'], groups: ['readonly'], stream: ['readonly'], help: ['loading', 'stale'] },
+      // As Redis 7.0.15 declares them (COMMAND INFO).
+      subcommands: {
+        help: { arity: 2, flags: ['loading', 'stale'] },
+        consumers: {
+          arity: 4,
+          flags: ['readonly'],
+          keySpecs: [{ flags: ['RO', 'access'], begin: 2 }],
+          tips: ['nondeterministic_output'],
+        },
+        stream: { arity: -3, flags: ['readonly'], keySpecs: [{ flags: ['RO', 'access'], begin: 2 }] },
+        groups: { arity: 3, flags: ['readonly'], keySpecs: [{ flags: ['RO', 'access'], begin: 2 }] },
+      },
     },
     (client, argv) => {
       const sub = upper(argv[1]);
