@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import { getHeapStatistics } from 'node:v8';
-import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
+import type { Adapter, BindingContext, Bus, Connection, Logger } from '@portbind/core';
 import { ConfigError, silentLogger } from '@portbind/core';
 import { clientAddress } from './address.js';
 import { AuthPolicy, DENIED, UNAUTHENTICATED_QUERY_LIMIT } from './auth.js';
@@ -14,7 +14,7 @@ import { Monitors } from './monitor.js';
 import { classBit, formatKeyspaceEvents, KEYEVENT, KEYSPACE, type KeyspaceEventClass, parseKeyspaceEvents } from './notify.js';
 import { type Command, parserDefaults, RequestParser } from './parser.js';
 import { ClientPause } from './pause.js';
-import { PubSub } from './pubsub.js';
+import { PubSub, type RespBusOptions } from './pubsub.js';
 import { type CommandHandler, type CommandOptions, CommandRegistry, type CommandSpec } from './registry.js';
 import type { DoubleFormat } from './reply.js';
 import { DEFAULT_TRACKING_MAX_KEYS, Tracking } from './tracking.js';
@@ -95,6 +95,12 @@ export interface RespOptions<Context = Record<string, unknown>> {
    * answers -MOVED / -CROSSSLOT where a command's declared keys demand it. Off by default.
    */
   cluster?: ClusterOptions;
+  /**
+   * Pub/sub across processes (pubsub.ts): PUBLISH reaches the SUBSCRIBE/PSUBSCRIBE clients of every
+   * process sharing the bus (`redisBus` of `@portbind/bus-redis`), SPUBLISH goes by slot, and PUBSUB
+   * CHANNELS/NUMSUB/NUMPAT answer for the whole service. Without it, pub/sub stays in this process.
+   */
+  bus?: Bus | RespBusOptions;
 }
 
 /**
@@ -186,6 +192,7 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     this.#pubsub = new PubSub<Context>({
       clients,
       limits: options.pubsubLimits,
+      bus: options.bus,
       get logger() {
         return adapter.logger;
       },
