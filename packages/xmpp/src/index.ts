@@ -137,7 +137,11 @@ export {
   type KeyValueStore,
   type MemoryStorageOptions,
   memoryStorage,
+  type PostgresStorage,
+  type PostgresStorageOptions,
+  postgresStorage,
   type SqliteStorageOptions,
+  StorageUnavailableError,
   sqliteStorage,
   type XmppStorage,
 } from './stores/index.js';
