@@ -54,8 +54,8 @@ export interface PostgresStorageOptions {
    */
   connectTimeout?: number;
   /**
-   * How long a statement may run before the call fails (`statement_timeout` on the pool made from `url`), ms;
-   * 0 for no limit. Default 30000.
+   * How long a statement may run before the call fails (`statement_timeout` on the pool made from `url`; and
+   * 5 s more, an answer that never comes: a silent network), ms; 0 for no limit. Default 30000.
    */
   statementTimeout?: number;
   /**
@@ -136,7 +136,7 @@ export function storageError(error: unknown): unknown {
     return error;
   }
   if (/^E[A-Z_]+$/.test(code)) return new StorageUnavailableError('internal-server-error', code, error);
-  if (/timeout exceeded when trying to connect|connection timeout/i.test(message)) {
+  if (/timeout exceeded when trying to connect|connection timeout|Query read timeout/i.test(message)) {
     return new StorageUnavailableError('resource-constraint', 'no connection in time', error);
   }
   if (/Connection terminated|not queryable|connection error|Client was closed|after calling end|ended/i.test(message)) {
@@ -223,6 +223,9 @@ class PgStorage implements PostgresStorage {
         max,
         connectionTimeoutMillis: connectTimeout,
         statement_timeout: statementTimeout === 0 ? undefined : statementTimeout,
+        // A connection that went silent (a network partition: no reset, no answer) fails its query rather than
+        // waiting for TCP keepalive (hours); the pool then drops that connection.
+        query_timeout: statementTimeout === 0 ? undefined : statementTimeout + 5000,
         keepAlive: true,
         allowExitOnIdle: true,
       });
