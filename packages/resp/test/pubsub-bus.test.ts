@@ -44,6 +44,7 @@ async function startProcess(namespace: string, bus?: Bus): Promise<Process> {
 
 function client(port: number): Redis {
   const made = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 2 });
+  made.on('error', () => {}); // reconnection attempts to a killed process
   cleanups.push(() => made.disconnect());
   return made;
 }
