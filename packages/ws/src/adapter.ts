@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { BindingContext, Logger } from '@portbind/core';
+import type { BindingContext, Bus, BusEvents, Logger } from '@portbind/core';
 import { ConfigError, silentLogger } from '@portbind/core';
 import { HttpAdapter, rejectUpgrade, requestPath, UpgradeError, type UpgradeHandler } from '@portbind/http';
 import { type RawData, WebSocketServer } from 'ws';
 import { WsConnection } from './connection.js';
+import { Fanout } from './fanout.js';
 
 export interface WsHandlers<Context> {
   /** A peer connected. */
@@ -36,9 +37,27 @@ export interface WsOptions<Context = undefined> extends WsHandlers<Context> {
   /** Path to serve on its own port. Default: any path. (When mounted, the mount path applies.) */
   path?: string;
   /**
-   * Workers (`WORKERS`, core's `Adapter.scope`): `local` (default) because `broadcast()` and
-   * `clients` reach this process's peers only; `shared` when the app never needs its connections
-   * to meet (request/response over WebSocket), so the endpoint may run in several workers.
+   * The bus between the service's processes (`@portbind/core`'s `Bus`: `redisBus()` from
+   * `@portbind/bus-redis` on a real Redis, `memoryBus()` in one process): `broadcast()` and
+   * `publish()` then reach the peers of every process that shares it, with the same slow-peer rule.
+   * The endpoint subscribes while it runs and unsubscribes when it stops; closing the bus is yours.
+   */
+  bus?: Bus;
+  /** What tells this endpoint's messages from other endpoints' on the bus. Default `'ws'`: give each endpoint of a service its own. */
+  busName?: string;
+  /**
+   * Messages from other processes may have been lost (the bus lost its connection, a publish
+   * failed): tell your peers in your protocol's terms. Default: a warning in the log.
+   */
+  onLost?: (info: BusEvents['lost']) => void;
+  /** Channels one peer may be in at once (`join()` refuses more). Default 100. */
+  maxChannelsPerPeer?: number;
+  /** Longest channel name, in UTF-8 bytes (`join()` refuses longer ones). Default 256. */
+  maxChannelNameLength?: number;
+  /**
+   * Workers (`WORKERS`, core's `Adapter.scope`): by default `local` without a bus (`broadcast()` and
+   * channels reach this process's peers only) and `shared` with one; `shared` also suits an app whose
+   * connections never need to meet (request/response over WebSocket).
    */
   scope?: 'shared' | 'local';
   /** Compress messages (permessage-deflate). Default false: it costs CPU and memory per connection. */
@@ -65,7 +84,7 @@ export const wsDefaults = {
 export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   readonly scheme = 'ws';
   readonly secureScheme = 'wss';
-  /** Workers: `broadcast()` and `clients` reach this process's peers only (option `scope` overrides). */
+  /** Workers: `local` unless the endpoint has a bus (option `scope` overrides). */
   readonly scope: 'shared' | 'local';
   readonly options: Readonly<WsOptions<Context>>;
   /** Connected peers. */
@@ -76,16 +95,47 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   #heartbeat: NodeJS.Timeout | undefined;
   /** Each peer's upgraded socket, for `closeSoon()` after the close frame. */
   readonly #sockets = new WeakMap<WsConnection<Context>, Duplex>();
+  readonly #fanout: Fanout<Context>;
 
   constructor(options: WsOptions<Context> = {}) {
-    this.scope = options.scope ?? 'local';
-    for (const option of ['maxPayload', 'heartbeatIntervalMs', 'highWaterMark', 'maxBufferedBytes'] as const) {
+    this.scope = options.scope ?? (options.bus === undefined ? 'local' : 'shared');
+    for (const option of [
+      'maxPayload',
+      'heartbeatIntervalMs',
+      'highWaterMark',
+      'maxBufferedBytes',
+      'maxChannelsPerPeer',
+      'maxChannelNameLength',
+    ] as const) {
       const value = options[option];
       if (value !== undefined && !(typeof value === 'number' && Number.isInteger(value) && value >= 0)) {
         throw new ConfigError(option, value, 'an integer ≥ 0');
       }
     }
     this.options = options;
+    const busName = options.busName ?? 'ws';
+    if (typeof busName !== 'string' || busName.length === 0 || /[^\x21-\x7e]/.test(busName)) {
+      throw new ConfigError('busName', busName, 'a non-empty name of printable ASCII characters');
+    }
+    const highWaterMark = options.highWaterMark ?? wsDefaults.highWaterMark;
+    this.#fanout = new Fanout({
+      bus: options.bus,
+      busName,
+      maxChannelsPerPeer: options.maxChannelsPerPeer ?? 100,
+      maxChannelNameLength: options.maxChannelNameLength ?? 256,
+      peers: () => this.clients,
+      onLost: options.onLost,
+      deliver: (peers, data) => {
+        let sent = 0;
+        for (const client of peers) {
+          if (client.open && client.bufferedAmount <= highWaterMark) {
+            client.send(data);
+            sent++;
+          }
+        }
+        return sent;
+      },
+    });
     const supported = options.protocols ?? [];
     this.#server = new WebSocketServer({
       noServer: true,
@@ -100,6 +150,7 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
   open(binding: BindingContext): void {
     this.#binding = binding;
     this.#logger = binding.logger.child({ endpoint: 'ws' });
+    this.#fanout.open(this.#logger);
     const interval = this.options.heartbeatIntervalMs ?? wsDefaults.heartbeatIntervalMs;
     if (interval > 0 && this.#heartbeat === undefined) {
       this.#heartbeat = setInterval(() => this.#beat(), interval);
@@ -107,16 +158,49 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
     }
   }
 
-  /** Send to every open peer; a peer past its high-water mark is skipped for this message. Returns how many got it. */
+  /**
+   * Send to every open peer; a peer past its high-water mark is skipped for this message. With a
+   * bus, the peers of every other process get it too. Returns how many of this process's peers got it.
+   */
   broadcast(data: string | Buffer): number {
-    let sent = 0;
-    for (const client of this.clients) {
-      if (client.open && client.bufferedAmount <= (this.options.highWaterMark ?? wsDefaults.highWaterMark)) {
-        client.send(data);
-        sent++;
-      }
-    }
-    return sent;
+    return this.#fanout.broadcast(data);
+  }
+
+  /**
+   * Add a peer to a named channel (a room, a topic). False when refused: the peer is in
+   * `maxChannelsPerPeer` channels already, the name is empty or longer than `maxChannelNameLength`,
+   * or the peer is closed. A peer leaves every channel when it closes.
+   */
+  join(conn: WsConnection<Context>, channel: string): boolean {
+    return this.#fanout.join(conn, channel);
+  }
+
+  /** Take a peer out of a channel; false when it was not in it. */
+  leave(conn: WsConnection<Context>, channel: string): boolean {
+    return this.#fanout.leave(conn, channel);
+  }
+
+  /**
+   * Send to the channel's peers, as `broadcast()` (same slow-peer rule); with a bus, to its peers on
+   * every process. Returns how many of this process's peers got it.
+   */
+  publish(channel: string, data: string | Buffer): number {
+    return this.#fanout.publish(channel, data);
+  }
+
+  /** The channels a peer is in. */
+  channelsOf(conn: WsConnection<Context>): ReadonlySet<string> {
+    return this.#fanout.channelsOf(conn);
+  }
+
+  /** This process's peers in a channel. */
+  members(channel: string): ReadonlySet<WsConnection<Context>> {
+    return this.#fanout.members(channel);
+  }
+
+  /** Every connection closed after the stop: leave the bus's channels. */
+  async stopped(): Promise<void> {
+    await this.#fanout.stop();
   }
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -215,6 +299,7 @@ export class WsEndpoint<Context = undefined> implements UpgradeHandler {
       if (message) ws.on('message', (data, isBinary) => this.#call(conn, () => message(conn, data, isBinary)));
       ws.once('close', (code, reason) => {
         this.clients.delete(conn);
+        this.#fanout.forget(conn);
         if (close) this.#call(conn, () => close(conn, code, reason));
       });
       const open = this.options.open;
