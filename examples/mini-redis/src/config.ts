@@ -134,15 +134,14 @@ export const listenPort = (bound: () => { port: number; address: string }): Sett
     },
     async prepare(value) {
       const port = parse(value);
-      free.clear();
       if (port === undefined || port < 1 || port > 65535 || port === bound().port) return;
       free.set(port, await canListen(bound().address, port));
     },
     apply() {
       const port = wanted;
       if (port === undefined) return;
+      // What this CONFIG SET's prepare found (kept by port: at most 65,535 booleans).
       const known = free.get(port);
-      free.clear();
       if (known !== true) throw new Error('Unable to listen on this port. Check server logs.');
       throw new Error(`mini-redis cannot move its listener at run time: restart it with RESP_PORT=${port}`);
     },
