@@ -219,6 +219,9 @@ class RedisBus implements Bus {
       retryStrategy: (times) => Math.min(times * 50, maxDelay),
       // Commands wait for the connection while it comes back, but not forever.
       maxRetriesPerRequest: 20,
+      // A command in flight when the connection broke may or may not have run: its caller gets the error
+      // (a PUBLISH re-sent after the others resubscribed would arrive late, or twice), never a silent re-send.
+      autoResendUnfulfilledCommands: false,
       lazyConnect: false,
     });
     connection.on('error', (error: Error) => {
