@@ -8,7 +8,14 @@ import { ConfigError } from '@portbind/core';
 import { integerArg } from './args.js';
 import type { RespClient } from './client.js';
 import type { Command } from './parser.js';
-import { type CommandHandler, type CommandOptions, type CommandSpec, commandKeys } from './registry.js';
+import {
+  type CommandFlag,
+  type CommandHandler,
+  type CommandOptions,
+  type CommandSpec,
+  commandKeys,
+  type SubcommandOptions,
+} from './registry.js';
 import { OK, RespError } from './reply.js';
 
 /** Number of hash slots (Redis's CLUSTER_SLOTS). */
@@ -539,36 +546,46 @@ function unsupported(sub: string): RespError {
   return new RespError(`ERR CLUSTER ${sub} is not supported: the application sets this node's slot map`);
 }
 
-/** Arity of each CLUSTER subcommand, the command and subcommand included (Redis 7.0's command table). */
-const CLUSTER_ARITY: Readonly<Record<string, number>> = {
-  ADDSLOTS: -3,
-  ADDSLOTSRANGE: -4,
-  BUMPEPOCH: 2,
-  'COUNT-FAILURE-REPORTS': 3,
-  COUNTKEYSINSLOT: 3,
-  DELSLOTS: -3,
-  DELSLOTSRANGE: -4,
-  FAILOVER: -2,
-  FORGET: 3,
-  GETKEYSINSLOT: 4,
-  FLUSHSLOTS: 2,
-  HELP: 2,
-  INFO: 2,
-  KEYSLOT: 3,
-  LINKS: 2,
-  MEET: -4,
-  MYID: 2,
-  NODES: 2,
-  REPLICAS: 3,
-  REPLICATE: 3,
-  RESET: -2,
-  SAVECONFIG: 2,
-  'SET-CONFIG-EPOCH': 3,
-  SETSLOT: -4,
-  SHARDS: 2,
-  SLAVES: 3,
-  SLOTS: 2,
-};
+/** CLUSTER's subcommands as Redis 7.0.15 declares them (commands/cluster-*.json): arity, flags, tips. */
+const CLUSTER_SUBCOMMANDS: Readonly<Record<string, SubcommandOptions>> = (() => {
+  const nondeterministic = ['nondeterministic_output'];
+  const read = (arity: number, tips?: readonly string[]): SubcommandOptions => ({ arity, flags: ['stale'], ...(tips && { tips }) });
+  const admin = (arity: number, tips?: readonly string[]): SubcommandOptions => ({
+    arity,
+    flags: ['admin', 'stale', 'no_async_loading'],
+    ...(tips && { tips }),
+  });
+  const inspect = (arity: number): SubcommandOptions => ({ arity, flags: ['admin', 'stale'], tips: nondeterministic });
+  return {
+    ADDSLOTS: admin(-3),
+    ADDSLOTSRANGE: admin(-4),
+    BUMPEPOCH: admin(2, nondeterministic),
+    'COUNT-FAILURE-REPORTS': inspect(3),
+    COUNTKEYSINSLOT: read(3),
+    DELSLOTS: admin(-3),
+    DELSLOTSRANGE: admin(-4),
+    FAILOVER: admin(-2),
+    FORGET: admin(3),
+    GETKEYSINSLOT: read(4, nondeterministic),
+    FLUSHSLOTS: admin(2),
+    HELP: { arity: 2, flags: ['loading', 'stale'] },
+    INFO: read(2, nondeterministic),
+    KEYSLOT: read(3),
+    LINKS: read(2, nondeterministic),
+    MEET: admin(-4),
+    MYID: read(2),
+    NODES: read(2, nondeterministic),
+    REPLICAS: inspect(3),
+    REPLICATE: admin(3),
+    RESET: { arity: -2, flags: ['admin', 'noscript', 'stale'] },
+    SAVECONFIG: admin(2),
+    'SET-CONFIG-EPOCH': admin(3),
+    SETSLOT: admin(-4),
+    SHARDS: read(2, nondeterministic),
+    SLAVES: inspect(3),
+    SLOTS: read(2, nondeterministic),
+  };
+})();
 
 /** CLUSTER HELP: Redis 7.0.15's lines for the subcommands this mode answers. */
 const CLUSTER_HELP = [
@@ -610,13 +627,13 @@ const DISABLED = 'ERR This instance has cluster support disabled';
  * database but 0 is refused, as Redis's.
  */
 export function registerClusterCommands<Context>(host: ClusterCommandHost<Context>, cluster: Cluster<Context> | undefined): void {
-  const subcommands = Object.fromEntries(Object.keys(CLUSTER_ARITY).map((name) => [name.toLowerCase(), []]));
+  const subcommands = Object.fromEntries(Object.entries(CLUSTER_SUBCOMMANDS).map(([name, options]) => [name.toLowerCase(), options]));
   host.command(
     'cluster',
     { arity: -2, subcommands, summary: 'A container for Redis Cluster commands.', group: 'cluster' },
     (client, argv) => {
       const sub = (argv[1] as Buffer).toString('latin1').toUpperCase();
-      const arity = CLUSTER_ARITY[sub];
+      const arity = CLUSTER_SUBCOMMANDS[sub]?.arity;
       if (arity === undefined) throw new RespError(`ERR unknown subcommand '${(argv[1] as Buffer).toString('latin1')}'. Try CLUSTER HELP.`);
       if (arity >= 0 ? argv.length !== arity : argv.length < -arity)
         throw new RespError(`ERR wrong number of arguments for 'cluster|${sub.toLowerCase()}' command`);
@@ -625,7 +642,10 @@ export function registerClusterCommands<Context>(host: ClusterCommandHost<Contex
     },
   );
   for (const name of ['readonly', 'readwrite', 'asking'] as const) {
-    host.command(name, { arity: 1, flags: ['fast'], group: 'cluster', summary: SUMMARIES[name] }, (client) => {
+    // Redis 7.0.15: READONLY and READWRITE loading stale fast, ASKING fast; all three @connection.
+    const flags: CommandFlag[] = name === 'asking' ? ['fast'] : ['loading', 'stale', 'fast'];
+    const options: CommandOptions = { arity: 1, flags, aclCategories: ['connection'], group: 'cluster', summary: SUMMARIES[name] };
+    host.command(name, options, (client) => {
       if (cluster === undefined) throw new RespError(DISABLED);
       cluster.setFlag(client, name);
       return OK;

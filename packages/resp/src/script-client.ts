@@ -9,7 +9,7 @@ import type { CommandSpec, RespAdapter } from './adapter.js';
 import { RespClient } from './client.js';
 import { hiddenFromMonitor, quoteArg } from './monitor.js';
 import { type Command, RequestParser } from './parser.js';
-import { commandKeys } from './registry.js';
+import { commandKeys, subcommandFlags } from './registry.js';
 import { RespError } from './reply.js';
 
 /** A reply decoded from RESP, with its type kept (a script converts each type its own way). */
@@ -153,7 +153,9 @@ export class ScriptClient<Context = Record<string, unknown>> {
       return error('ERR Wrong number of args calling Redis command from script');
     }
     const sub = argv[1] !== undefined && argv[1].length <= 64 ? `${spec.name}|${argv[1].toString('latin1').toLowerCase()}` : '';
-    const noscript = (spec.flags as readonly string[] | undefined)?.includes('noscript') === true;
+    // The container's noscript, or its subcommand's (server.c: the subcommand is the command run).
+    const subFlags = sub === '' || spec.subcommands === undefined ? undefined : subcommandFlags(spec, sub.slice(spec.name.length + 1));
+    const noscript = spec.flags?.includes('noscript') === true || subFlags?.includes('noscript') === true;
     if (noscript || this.#denied(spec.name) || (sub !== '' && this.#denied(sub))) {
       this.#rejected(spec, argv);
       return error('ERR This Redis command is not allowed from script');

@@ -3,7 +3,7 @@ import { PortService } from '@portbind/core';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { portOf, rawConnect } from '../../../test/support/net.js';
-import { type CommandOptions, keySlot, OK, type RespAdapter, respAdapter } from '../src/index.js';
+import { type CommandOptions, keySlot, OK, type RespAdapter, respAdapter, type SubcommandOptions } from '../src/index.js';
 import { type Server, startRedis } from './real-redis.js';
 
 // Key specs, ACL categories and COMMAND (INFO, GETKEYS, GETKEYSANDFLAGS, LIST, DOCS, COUNT, HELP)
@@ -92,6 +92,21 @@ const DECLARED: Record<string, CommandOptions> = {
   },
 };
 
+/** OBJECT as Redis 7.0.15 declares it: each subcommand its arity, key spec and tips, the container none. */
+const OBJECT: CommandOptions = {
+  arity: -2,
+  group: 'generic',
+  subcommands: {
+    ...Object.fromEntries(
+      ['encoding', 'freq', 'idletime', 'refcount'].map((name): [string, SubcommandOptions] => [
+        name,
+        { arity: 3, flags: ['readonly'], keySpecs: [{ flags: ['RO'], begin: 2 }], tips: ['nondeterministic_output'] },
+      ]),
+    ),
+    help: { arity: 2, flags: ['loading', 'stale'] },
+  },
+};
+
 /** The same declarations, and built-ins, compared whole with redis-server. */
 const COMPARED = [...Object.keys(DECLARED), 'monitor', 'info'];
 
@@ -105,6 +120,7 @@ beforeAll(async () => {
   real = await startRedis();
   resp = respAdapter();
   for (const [name, options] of Object.entries(DECLARED)) resp.command(name, options, () => OK);
+  resp.command('object', OBJECT, () => OK);
   ({ service, port } = await serve(resp));
 });
 
@@ -233,10 +249,79 @@ describe('COMMAND INFO', () => {
   it('a container command lists its subcommands, each with its flags and categories', async () => {
     const [reply] = await replies(port, 2, [['COMMAND', 'INFO', 'client|list', 'client|nosuch']]);
     expect(reply).toBe(
-      '*2\r\n*10\r\n$11\r\nclient|list\r\n:-2\r\n*1\r\n+admin\r\n:0\r\n:0\r\n:0\r\n*4\r\n+@admin\r\n+@slow\r\n+@dangerous\r\n+@connection\r\n*0\r\n*0\r\n*0\r\n$-1\r\n',
+      '*2\r\n*10\r\n$11\r\nclient|list\r\n:-2\r\n*4\r\n+admin\r\n+noscript\r\n+loading\r\n+stale\r\n:0\r\n:0\r\n:0\r\n' +
+        '*4\r\n+@admin\r\n+@slow\r\n+@dangerous\r\n+@connection\r\n*1\r\n$23\r\nnondeterministic_output\r\n*0\r\n*0\r\n$-1\r\n',
     );
   });
+
+  it.each([2, 3] as const)(
+    "built-in subcommands (CLIENT, PUBSUB, COMMAND, CLUSTER), READONLY/READWRITE/ASKING and an application's OBJECT: Redis 7.0.15's fields, RESP%i",
+    async (protocol) => {
+      const names = [
+        ...['client|list', 'client|help', 'client|id', 'client|kill', 'client|info', 'client|tracking', 'client|no-evict'],
+        ...['pubsub|help', 'pubsub|numsub', 'pubsub|numpat', 'command|info', 'command|getkeys', 'command|count'],
+        ...['cluster|slots', 'cluster|help', 'cluster|reset', 'cluster|setslot', 'cluster|replicas', 'cluster|keyslot'],
+        ...['readonly', 'readwrite', 'asking', 'object|encoding', 'object|help', 'object', 'pubsub', 'client'],
+      ];
+      // Subcommands one by one (a container lists its own in Redis's dict order): all 10 fields.
+      const commands = names.map((name) => ['COMMAND', 'INFO', name]);
+      const [ours, theirs] = await Promise.all([replies(port, protocol, commands), replies(real.port, protocol, commands)]);
+      for (let i = 0; i < commands.length; i++) {
+        const [a, b] = [ours[i] as string, theirs[i] as string];
+        // A container: its own 9 fields here; its subcommands are compared one by one above.
+        const cut = (reply: string): string =>
+          names[i]?.includes('|') || ['readonly', 'readwrite', 'asking'].includes(names[i] as string) ? reply : containerHead(reply);
+        expect([names[i], cut(a)]).toEqual([names[i], cut(b)]);
+      }
+    },
+  );
+
+  it("finds an application subcommand's declared key as redis-server (COMMAND GETKEYS OBJECT ENCODING k), and cluster mode routes it", async () => {
+    const calls = [
+      ['OBJECT', 'ENCODING', 'k'],
+      ['OBJECT', 'ENCODING'],
+      ['OBJECT', 'HELP'],
+      ['OBJECT', 'NOSUCH', 'k'],
+    ];
+    const commands = calls.map((call) => ['COMMAND', 'GETKEYS', ...call]);
+    const [ours, theirs] = await Promise.all([replies(port, 2, commands), replies(real.port, 2, commands)]);
+    expect(ours).toEqual(theirs);
+    expect(ours[0]).toBe('*1\r\n$1\r\nk\r\n');
+    // The subcommand's key is the call's key: a key of another node's slot is MOVED, OBJECT HELP is not.
+    const me = 'a'.repeat(40);
+    const other = 'b'.repeat(40);
+    const clustered = respAdapter({
+      cluster: {
+        id: me,
+        nodes: [
+          { id: me, slots: [[0, 8191]] },
+          { id: other, host: '127.0.0.1', port: 7999, slots: [[8192, 16383]] },
+        ],
+      },
+    });
+    clustered.command('object', OBJECT, () => OK);
+    const { service: clusterService, port: clusterPort } = await serve(clustered);
+    try {
+      let key = 'k';
+      for (let i = 0; keySlot(Buffer.from(key)) < 8192; i++) key = `k${i}`;
+      const [moved, help] = await replies(clusterPort, 2, [
+        ['OBJECT', 'ENCODING', key],
+        ['OBJECT', 'HELP'],
+      ]);
+      expect(moved).toBe(`-MOVED ${keySlot(Buffer.from(key))} 127.0.0.1:7999\r\n`);
+      expect(help).toBe('+OK\r\n');
+    } finally {
+      await clusterService.stop();
+    }
+  });
 });
+
+/** A container's COMMAND INFO reply without its subcommands' entries (listed in each server's own order). */
+function containerHead(reply: string): string {
+  const first = reply.indexOf('*10\r\n');
+  const second = reply.indexOf('*10\r\n', first + 1);
+  return second === -1 ? reply : reply.slice(0, second).replace(/\*\d+\r\n$/, '');
+}
 
 describe('COMMAND GETKEYS and GETKEYSANDFLAGS', () => {
   const calls: string[][] = [

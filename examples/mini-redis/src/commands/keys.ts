@@ -59,12 +59,15 @@ export function registerKeyCommands({ resp, keyspace, blocked, encodings, propag
       arity: -2,
       summary: 'A container for object introspection commands.',
       group,
+      // As Redis declares them: each subcommand's key (the container has none), arity, tips.
       subcommands: {
-        encoding: ['readonly'],
-        refcount: ['readonly'],
-        idletime: ['readonly'],
-        freq: ['readonly'],
-        help: ['loading', 'stale'],
+        ...Object.fromEntries(
+          ['encoding', 'refcount', 'idletime', 'freq'].map((name) => [
+            name,
+            { arity: 3, flags: ['readonly'], keySpecs: [{ flags: ['RO'], begin: 2 }], tips: ['nondeterministic_output'] },
+          ]),
+        ),
+        help: { arity: 2, flags: ['loading', 'stale'] },
       },
     },
     (client, argv) => {

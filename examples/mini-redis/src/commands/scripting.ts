@@ -9,6 +9,7 @@ import {
   type RespClient,
   RespError,
   ScriptClient,
+  type SubcommandOptions,
   simple,
 } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
@@ -357,18 +358,27 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       arity: -2,
       summary: 'A container for function commands.',
       group,
-      // Their flags as Redis's (COMMAND INFO).
-      subcommands: {
-        load: ['write', 'denyoom', 'noscript'],
-        delete: ['write', 'noscript'],
-        flush: ['write', 'noscript'],
-        list: ['noscript'],
-        stats: ['noscript', 'allow_busy'],
-        kill: ['noscript', 'allow_busy'],
-        help: ['loading', 'stale'],
-        dump: ['noscript'],
-        restore: ['write', 'denyoom', 'noscript'],
-      },
+      // Their arity, flags and tips as Redis's (COMMAND INFO).
+      subcommands: declare(
+        { ...functionSubcommands, dump: { arity: 2 }, restore: { arity: -3 } },
+        {
+          load: [['write', 'denyoom', 'noscript'], ALL_SHARDS_SUCCEEDED],
+          delete: [['write', 'noscript'], ALL_SHARDS_SUCCEEDED],
+          flush: [['write', 'noscript'], ALL_SHARDS_SUCCEEDED],
+          list: [['noscript'], ['nondeterministic_output_order']],
+          stats: [
+            ['noscript', 'allow_busy'],
+            ['nondeterministic_output', 'request_policy:all_shards', 'response_policy:special'],
+          ],
+          kill: [
+            ['noscript', 'allow_busy'],
+            ['request_policy:all_shards', 'response_policy:one_succeeded'],
+          ],
+          help: [['loading', 'stale']],
+          dump: [['noscript']],
+          restore: [['write', 'denyoom', 'noscript'], ALL_SHARDS_SUCCEEDED],
+        },
+      ),
     },
     (client, argv) => {
       const name = text(argv[1]).toLowerCase();
@@ -499,14 +509,17 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       arity: -2,
       summary: 'A container for Lua scripts management commands.',
       group,
-      subcommands: {
-        help: ['loading', 'stale'],
-        flush: ['noscript'],
-        exists: ['noscript'],
-        load: ['noscript', 'stale'],
-        kill: ['noscript', 'allow_busy'],
-        debug: ['noscript'],
-      },
+      subcommands: declare(subcommands, {
+        help: [['loading', 'stale']],
+        flush: [['noscript'], ALL_NODES_SUCCEEDED],
+        exists: [['noscript'], ['request_policy:all_shards', 'response_policy:agg_logical_and']],
+        load: [['noscript', 'stale'], ALL_NODES_SUCCEEDED],
+        kill: [
+          ['noscript', 'allow_busy'],
+          ['request_policy:all_shards', 'response_policy:one_succeeded'],
+        ],
+        debug: [['noscript']],
+      }),
     },
     (client, argv) => {
       const name = text(argv[1]).toLowerCase();
@@ -517,6 +530,22 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       if (engine !== undefined) return sub.run(client, argv, engine);
       return ready.then((lua) => sub.run(client, argv, lua));
     },
+  );
+}
+
+const ALL_SHARDS_SUCCEEDED = ['request_policy:all_shards', 'response_policy:all_succeeded'];
+const ALL_NODES_SUCCEEDED = ['request_policy:all_nodes', 'response_policy:all_succeeded'];
+
+/** Subcommands as Redis declares them: each one's arity (from its handler table), flags and tips. */
+function declare(
+  table: Readonly<Record<string, { readonly arity: number }>>,
+  declared: Readonly<Record<string, readonly [flags: readonly CommandFlag[], tips?: readonly string[]]>>,
+): Record<string, SubcommandOptions> {
+  return Object.fromEntries(
+    Object.entries(declared).map(([name, [flags, tips]]): [string, SubcommandOptions] => [
+      name,
+      { arity: (table[name] as { arity: number }).arity, flags, ...(tips === undefined ? {} : { tips }) },
+    ]),
   );
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { arch, release, type } from 'node:os';
-import { OK, type RespClient, RespError } from '@portbind/resp';
+import { OK, type RespClient, RespError, type SubcommandOptions } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import {
   configGet as configGetOf,
@@ -104,7 +104,11 @@ export function registerServerCommands({
       arity: -2,
       summary: 'A container for memory diagnostics commands.',
       group,
-      subcommands: { usage: ['readonly'], help: ['loading', 'stale'] },
+      // As Redis declares them: MEMORY USAGE's key on the subcommand (the container has none).
+      subcommands: {
+        usage: { arity: -3, flags: ['readonly'], keySpecs: [{ flags: ['RO'], begin: 2 }] },
+        help: { arity: 2, flags: ['loading', 'stale'] },
+      },
     },
     (client, argv) => {
       const sub = text(argv[1]).toUpperCase();
@@ -367,9 +371,16 @@ export function registerServerCommands({
     'config',
     {
       arity: -2,
-      // INFO commandstats's cmdstat_config|get…, COMMAND INFO's subcommands (Redis's flags).
+      // INFO commandstats's cmdstat_config|get…, COMMAND INFO's subcommands (Redis's arity, flags, tips).
       subcommands: Object.fromEntries(
-        Object.keys(subcommands).map((name) => [name, name === 'help' ? ['loading', 'stale'] : ['admin', 'noscript', 'loading', 'stale']]),
+        Object.entries(subcommands).map(([name, { arity }]): [string, SubcommandOptions] => [
+          name,
+          {
+            arity,
+            flags: name === 'help' ? ['loading', 'stale'] : ['admin', 'noscript', 'loading', 'stale'],
+            ...(name === 'set' ? { tips: ['request_policy:all_nodes', 'response_policy:all_succeeded'] } : {}),
+          },
+        ]),
       ),
       summary: 'A container for server configuration commands.',
       group,

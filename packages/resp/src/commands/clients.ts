@@ -3,7 +3,7 @@ import { NOT_INTEGER } from '../args.js';
 import type { RespClient } from '../client.js';
 import type { BuiltinHost } from '../host.js';
 import type { Command } from '../parser.js';
-import type { CommandFlag } from '../registry.js';
+import type { CommandFlag, SubcommandOptions } from '../registry.js';
 import { OK, type ReplyValue, RespError } from '../reply.js';
 import { checkName, cstr, subcommandSyntaxError, text, upper, versionAtLeast } from './util.js';
 
@@ -212,25 +212,21 @@ export function registerClient<C>(server: Host<C>): void {
       return undefined;
     },
   };
-  const clientSubcommands = {
-    id: [],
-    getname: [],
-    setname: [],
-    setinfo: [],
-    info: [],
-    list: ['admin'],
-    kill: ['admin'],
-    reply: [],
-    pause: ['admin'],
-    unpause: ['admin'],
-    unblock: ['admin'],
-    'no-evict': ['admin'],
-    getredir: [],
-    tracking: [],
-    caching: [],
-    trackinginfo: [],
-    help: [],
-  } satisfies Record<string, CommandFlag[]>;
+  // Redis 7.0.15's flags and tips of each subcommand (commands/client-*.json; SETINFO as 7.2's).
+  const admin = new Set(['LIST', 'KILL', 'PAUSE', 'UNPAUSE', 'UNBLOCK', 'NO-EVICT']);
+  const tips: Readonly<Record<string, readonly string[]>> = {
+    INFO: ['nondeterministic_output'],
+    LIST: ['nondeterministic_output'],
+    SETINFO: ['request_policy:all_nodes', 'response_policy:all_succeeded'],
+  };
+  const clientSubcommands = Object.fromEntries(
+    Object.entries(CLIENT_ARITY).map(([name, arity]): [string, SubcommandOptions] => {
+      const flags: CommandFlag[] =
+        name === 'HELP' ? ['loading', 'stale'] : [...(admin.has(name) ? (['admin'] as const) : []), 'noscript', 'loading', 'stale'];
+      const own = tips[name];
+      return [name.toLowerCase(), { arity, flags, ...(own === undefined ? {} : { tips: own }) }];
+    }),
+  );
   server.command(
     'client',
     { arity: -2, subcommands: clientSubcommands, summary: 'A container for client connection commands.', group: 'connection' },

@@ -3,13 +3,13 @@ import type { BuiltinHost } from '../host.js';
 import type { Command } from '../parser.js';
 import {
   ACL_CATEGORIES,
-  type CommandFlag,
   type CommandOptions,
   type CommandSpec,
   describeCommand,
   type KeySpec,
   type KeySpecFlag,
   keysFromSpecs,
+  type SubcommandOptions,
   subcommandOptions,
 } from '../registry.js';
 import { OK, type ReplyValue, RespError, simple } from '../reply.js';
@@ -262,16 +262,17 @@ export function registerCommand<C>(server: Host<C>): void {
     if (type === 'PATTERN') return everyName().filter((name) => globMatch(value.toLowerCase(), name));
     throw new RespError('ERR syntax error');
   };
-  const subFlags: CommandFlag[] = ['loading', 'stale'];
-  const commandSubcommands = {
-    count: subFlags,
-    docs: subFlags,
-    getkeys: subFlags,
-    getkeysandflags: subFlags,
-    help: subFlags,
-    info: subFlags,
-    list: subFlags,
-  } satisfies Record<string, CommandFlag[]>;
+  // Redis 7.0.15: every subcommand loading stale; DOCS, INFO and LIST nondeterministic_output_order.
+  const commandSubcommands = Object.fromEntries(
+    Object.entries(COMMAND_ARITY).map(([name, arity]): [string, SubcommandOptions] => [
+      name,
+      {
+        arity,
+        flags: ['loading', 'stale'],
+        ...(['docs', 'info', 'list'].includes(name) ? { tips: ['nondeterministic_output_order'] } : {}),
+      },
+    ]),
+  );
   server.command(
     'command',
     {
