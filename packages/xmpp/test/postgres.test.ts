@@ -1,4 +1,8 @@
-import { xml as clientXml } from '@xmpp/client';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { xml as clientXml, client as xmppClient } from '@xmpp/client';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readUntil, readUntilClose } from '../../../test/support/net.js';
@@ -13,7 +17,7 @@ import {
   type XmppStorage,
 } from '../src/stores/index.js';
 import { Raw } from './raw-stream.js';
-import { login, OPEN, rawStartTls, start } from './support.js';
+import { clients, login, OPEN, rawLogin, rawStartTls, start, testCert } from './support.js';
 
 // What only postgresStorage() has (its store semantics are the conformance suite of stores.test.ts): the
 // schema in `portbind_schema` migrated once by processes starting together, archive appends of one turn in
@@ -353,5 +357,126 @@ describe('an XMPP server on postgresStorage', () => {
     const { jid } = await login(port, 'romeo', 'r0meo!', 'orchard');
     expect(jid).toBe('romeo@localhost/orchard');
     expect(await juliet.iq('r2', ROSTER_GET, "type='get'")).toMatch(/^<iq [^>]*type='result'/);
+  });
+});
+
+/**
+ * An XMPP server in a Node process of its own (the package's build, as a user runs it) on postgresStorage:
+ * STARTTLS with this run's certificate on 127.0.0.1, in-band registration on. Resolves with its port once it listens.
+ */
+const SERVER_PROCESS = `
+import { PortService } from '@portbind/core';
+import { postgresStorage, xmppServer } from './dist/index.js';
+const storage = postgresStorage({ url: process.env.PG_URL });
+await storage.ready();
+const server = xmppServer({ domain: 'localhost', storage, registration: true });
+const service = new PortService({ env: {} });
+const binding = service.bind(server.c2s(), { port: 0, host: '127.0.0.1', tls: JSON.parse(process.env.TLS_PEMS) });
+await service.start();
+console.log('listening ' + binding.address.port);
+`;
+const processes: ChildProcess[] = [];
+afterEach(async () => {
+  for (const child of processes.splice(0)) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  }
+});
+
+async function serverProcess(url: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', SERVER_PROCESS], {
+    cwd: join(dirname(fileURLToPath(import.meta.url)), '..'),
+    env: { ...process.env, PG_URL: url, TLS_PEMS: JSON.stringify(testCert()), NODE_OPTIONS: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  processes.push(child);
+  let output = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    const read = (chunk: Buffer): void => {
+      output += chunk.toString();
+      const match = /listening (\d+)/.exec(output);
+      if (match !== null) resolve(Number(match[1]));
+    };
+    child.stdout?.on('data', read);
+    child.stderr?.on('data', read);
+    child.once('exit', (code) => reject(new Error(`the server process exited (${code}): ${output}`)));
+  });
+  return { child, port };
+}
+
+/** In-band registration (XEP-0077) over a raw stream. */
+async function register(port: number, username: string, password: string): Promise<string> {
+  const socket = await rawStartTls(port);
+  try {
+    socket.write(OPEN);
+    await readUntil(socket, /<\/stream:features>/);
+    socket.write(REGISTER('r', username, password));
+    return await readUntil(socket, /<iq[^>]*id='r'[^>]*\/>|<\/iq>/);
+  } finally {
+    socket.destroy();
+  }
+}
+
+describe('XMPP server processes sharing one PostgreSQL', () => {
+  it('two processes started together migrate once; an account registered on one logs in on the other, its archive and offline message too; one SIGKILLed, the other goes on', async () => {
+    const url = await freshDatabase();
+    const [one, two] = await Promise.all([serverProcess(url), serverProcess(url)]);
+    expect(await sql(url, 'SELECT count(*)::int AS n FROM portbind_schema')).toEqual([{ n: 1 }]);
+    expect(await register(one.port, 'mercutio', 'queen-mab')).toMatch(/<iq type='result' id='r'\/>/);
+    expect(await register(one.port, 'tybalt', 'prince-of-cats')).toMatch(/<iq type='result' id='r'\/>/);
+
+    // mercutio on process two (a real client, SCRAM), writes to tybalt, who is offline.
+    const mercutio = xmppClient({
+      service: `xmpp://127.0.0.1:${two.port}`,
+      domain: 'localhost',
+      username: 'mercutio',
+      password: 'queen-mab',
+      resource: 'a',
+      timeout: 8000,
+    });
+    mercutio.on('error', () => {});
+    clients.push(mercutio);
+    expect(String(await mercutio.start())).toBe('mercutio@localhost/a');
+    await mercutio.send(
+      clientXml('message', { type: 'chat', to: 'tybalt@localhost', id: 'x1' }, clientXml('body', {}, 'a plague on both your houses')),
+    );
+    await mercutio.iqCaller.get(clientXml('query', { xmlns: 'jabber:iq:roster' }));
+
+    // Process two dies; process one has what two wrote.
+    two.child.kill('SIGKILL');
+    await once(two.child, 'exit');
+    const tybalt = xmppClient({
+      service: `xmpp://127.0.0.1:${one.port}`,
+      domain: 'localhost',
+      username: 'tybalt',
+      password: 'prince-of-cats',
+      resource: 'b',
+      timeout: 8000,
+    });
+    tybalt.on('error', () => {});
+    clients.push(tybalt);
+    const delivered = new Promise<string>((resolve) => {
+      tybalt.on('stanza', (stanza) => {
+        if (stanza.is('message') && stanza.getChildText('body') !== null) resolve(stanza.getChildText('body') as string);
+      });
+    });
+    await tybalt.start();
+    await tybalt.send(clientXml('presence'));
+    expect(await delivered).toBe('a plague on both your houses');
+
+    const archived = await eventually(async () => {
+      const socket = await rawLogin(one.port, 'mercutio', 'queen-mab', 'c');
+      try {
+        socket.write("<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2' queryid='q'/></iq>");
+        const answer = await readUntil(socket, /<iq[^>]*id='q'/);
+        expect(answer).toContain('a plague on both your houses');
+        return answer;
+      } finally {
+        socket.destroy();
+      }
+    });
+    expect(archived).toContain("to='tybalt@localhost'");
   });
 });
