@@ -1,18 +1,11 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CommandLine, RawClient, type Started, show, startMiniRedis, startRedisServer } from './support.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { askEach, type CommandLine, RawClient, redisAndMiniForFile, show } from './support.js';
 
 // DUMP and RESTORE against a real redis-server 7.0.15: a payload dumped by one restores in the
 // other, and every bad input gets Redis's exact error bytes over a raw socket.
 
-let redis: Started;
-let mini: Started;
-beforeAll(async () => {
-  [redis, mini] = await Promise.all([startRedisServer(), startMiniRedis()]);
-});
-afterAll(async () => {
-  await Promise.all([redis?.stop(), mini?.stop()]);
-});
+const servers = redisAndMiniForFile();
 
 const connect = (port: number): Redis => new Redis({ port, host: '127.0.0.1', protocol: 2 } as never);
 
@@ -74,8 +67,8 @@ describe('DUMP and RESTORE between redis-server 7.0.15 and mini-redis', () => {
     ['mini-redis', 'redis-server'],
   ] as const) {
     it(`DUMP on ${from} restores on ${to}: every type, small and big`, async () => {
-      const source = connect(from === 'redis-server' ? redis.port : mini.port);
-      const target = connect(to === 'redis-server' ? redis.port : mini.port);
+      const source = connect(from === 'redis-server' ? servers.redis.port : servers.mini.port);
+      const target = connect(to === 'redis-server' ? servers.redis.port : servers.mini.port);
       try {
         await build(source);
         await target.flushall();
@@ -93,8 +86,8 @@ describe('DUMP and RESTORE between redis-server 7.0.15 and mini-redis', () => {
   }
 
   it('DUMP of a short string and of an integer: the same bytes as Redis', async () => {
-    const a = connect(redis.port);
-    const b = connect(mini.port);
+    const a = connect(servers.redis.port);
+    const b = connect(servers.mini.port);
     try {
       for (const client of [a, b]) {
         await client.set('short', 'hello world');
@@ -113,23 +106,16 @@ describe('DUMP and RESTORE between redis-server 7.0.15 and mini-redis', () => {
 describe('RESTORE: options and errors as Redis, byte for byte', () => {
   /** Run the same commands on both servers over raw sockets; both must answer the same bytes. */
   async function same(setup: readonly CommandLine[], commands: readonly CommandLine[]): Promise<string[]> {
-    const answers: string[][] = [];
-    for (const port of [redis.port, mini.port]) {
-      const client = new RawClient(port);
-      try {
-        await client.send(['FLUSHALL', ...setup]);
-        answers.push((await client.send(commands)).map(show));
-      } finally {
-        client.close();
-      }
-    }
+    const answers = (await askEach([servers.redis.port, servers.mini.port], ['FLUSHALL', ...setup, ...commands])).map((replies) =>
+      replies.slice(1 + setup.length),
+    );
     expect(answers[1]).toEqual(answers[0]);
     return answers[0] as string[];
   }
 
   let payload: Buffer;
   beforeAll(async () => {
-    const client = connect(redis.port);
+    const client = connect(servers.redis.port);
     await client.set('source', 'a value');
     payload = (await client.dumpBuffer('source')) as Buffer;
     client.disconnect();
@@ -160,7 +146,7 @@ describe('RESTORE: options and errors as Redis, byte for byte', () => {
   });
 
   it('IDLETIME sets the LRU clock; FREQ the LFU counter under an LFU policy (OBJECT IDLETIME / FREQ)', async () => {
-    for (const port of [redis.port, mini.port]) {
+    for (const port of [servers.redis.port, servers.mini.port]) {
       const client = new RawClient(port);
       try {
         const replies = (
@@ -242,7 +228,7 @@ describe('RESTORE: options and errors as Redis, byte for byte', () => {
 
   it('2000 damaged payloads (bytes changed or cut, checksum made right): each one OK or Bad data format, the server lives on', async () => {
     const { crc64 } = await import('../src/crc64.js');
-    const source = connect(mini.port);
+    const source = connect(servers.mini.port);
     const payloads: Buffer[] = [];
     try {
       await build(source);
@@ -256,7 +242,7 @@ describe('RESTORE: options and errors as Redis, byte for byte', () => {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed % below;
     };
-    const client = new RawClient(mini.port);
+    const client = new RawClient(servers.mini.port);
     try {
       for (let round = 0; round < 20; round++) {
         const commands: CommandLine[] = [];
@@ -277,9 +263,9 @@ describe('RESTORE: options and errors as Redis, byte for byte', () => {
   });
 
   it('RESTORE is a write: it aborts a WATCHing transaction and notifies `restore`', async () => {
-    const watcher = new RawClient(mini.port);
-    const writer = new RawClient(mini.port);
-    const subscriber = new RawClient(mini.port);
+    const watcher = new RawClient(servers.mini.port);
+    const writer = new RawClient(servers.mini.port);
+    const subscriber = new RawClient(servers.mini.port);
     try {
       await writer.send([['CONFIG', 'SET', 'notify-keyspace-events', 'KEg']]);
       await subscriber.send([['SUBSCRIBE', '__keyspace@0__:w']]);

@@ -2,7 +2,17 @@ import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CommandLine, freePort, RawClient, type Started, show, startMiniRedis, startRedisServer } from './support.js';
+import {
+  type CommandLine,
+  freePort,
+  RawClient,
+  replicationStream,
+  type Started,
+  show,
+  startMiniRedis,
+  startRedisServer,
+  until,
+} from './support.js';
 
 // MIGRATE against a real redis-server 7.0.15: mini-redis → redis-server (mini-redis's own RESP
 // connection, its DUMP payloads), redis-server → mini-redis (MIGRATE run on the real server: that
@@ -89,29 +99,29 @@ const EXPECTED = [
 ];
 
 describe('MIGRATE moves keys', () => {
-  it('mini-redis → redis-server: every type, its TTL, the source keys deleted', async () => {
-    const source = client(mini.port);
-    const target = client(redisTarget.port);
+  /** Every key of `build` from one server to the other: all there, the source empty; the target's client. */
+  const moveAll = async (from: number, to: number): Promise<Redis> => {
+    const source = client(from);
+    const target = client(to);
     await build(source);
     await target.flushall();
-    expect(await source.call('MIGRATE', '127.0.0.1', String(redisTarget.port), '', '0', '5000', 'KEYS', ...ALL)).toBe('OK');
+    expect(await source.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'KEYS', ...ALL)).toBe('OK');
     expect(await contents(target)).toEqual(EXPECTED);
+    expect(await source.dbsize()).toBe(0);
+    return target;
+  };
+
+  it('mini-redis → redis-server: every type, its TTL, the source keys deleted', async () => {
+    const target = await moveAll(mini.port, redisTarget.port);
     const ttl = await target.pttl('ttl');
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(100_000);
     expect(await target.pttl('s')).toBe(-1);
-    expect(await source.dbsize()).toBe(0);
   });
 
   it('redis-server → mini-redis (the real server MIGRATEs: mini-redis RESTOREs)', async () => {
-    const source = client(redis.port);
-    const target = client(miniTarget.port);
-    await build(source);
-    await target.flushall();
-    expect(await source.call('MIGRATE', '127.0.0.1', String(miniTarget.port), '', '0', '5000', 'KEYS', ...ALL)).toBe('OK');
-    expect(await contents(target)).toEqual(EXPECTED);
+    const target = await moveAll(redis.port, miniTarget.port);
     expect(await target.pttl('ttl')).toBeGreaterThan(0);
-    expect(await source.dbsize()).toBe(0);
   });
 
   it('mini-redis → mini-redis, one key, into another database (SELECT), then back', async () => {
@@ -487,45 +497,6 @@ describe('MIGRATE: bad input, byte for byte as redis-server', () => {
   });
 });
 
-/** A SYNC client: skips the RDB, then collects the propagated commands (as propagation.test.ts). */
-async function replicationStream(port: number): Promise<{ commands: string[][]; close(): void }> {
-  const socket = connect(port, '127.0.0.1');
-  let buffer = Buffer.alloc(0);
-  let rdbSkipped = false;
-  const commands: string[][] = [];
-  socket.on('data', (chunk: Buffer) => {
-    buffer = Buffer.concat([buffer, chunk]);
-    for (;;) {
-      while (buffer[0] === 0x0a) buffer = buffer.subarray(1);
-      const eol = buffer.indexOf('\r\n');
-      if (eol === -1) return;
-      if (!rdbSkipped) {
-        const length = Number(buffer.toString('latin1', 1, eol));
-        if (buffer.length < eol + 2 + length) return;
-        buffer = buffer.subarray(eol + 2 + length);
-        rdbSkipped = true;
-        continue;
-      }
-      const count = Number(buffer.toString('latin1', 1, eol));
-      let pos = eol + 2;
-      const args: string[] = [];
-      for (let i = 0; i < count; i++) {
-        const end = buffer.indexOf('\r\n', pos);
-        if (end === -1) return;
-        const length = Number(buffer.toString('latin1', pos + 1, end));
-        if (buffer.length < end + 2 + length + 2) return;
-        args.push(buffer.toString('latin1', end + 2, end + 2 + length));
-        pos = end + 2 + length + 2;
-      }
-      commands.push(args);
-      buffer = buffer.subarray(pos);
-    }
-  });
-  socket.write('SYNC\r\n');
-  while (!rdbSkipped) await new Promise((resolve) => setTimeout(resolve, 10));
-  return { commands, close: () => socket.destroy() };
-}
-
 describe('MIGRATE propagates as DEL of the moved keys, as redis-server', () => {
   it('the same replication stream', async () => {
     const streams: string[][][] = [];
@@ -541,10 +512,7 @@ describe('MIGRATE propagates as DEL of the moved keys, as redis-server', () => {
       await raw(port, ['MIGRATE', '127.0.0.1', String(redisTarget.port), '', '0', '5000', 'KEYS', 'a', 'b', 'c']);
       await raw(port, ['MIGRATE', '127.0.0.1', String(redisTarget.port), '', '0', '5000', 'COPY', 'KEYS', 'c']);
       await source.set('sentinel', 'done');
-      const deadline = Date.now() + 10_000;
-      while (!stream.commands.some((args) => args[1] === 'sentinel') && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await until(() => stream.commands.some((args) => args[1] === 'sentinel'), 'the sentinel in the stream');
       stream.close();
       streams.push(stream.commands.filter((args) => args[0]?.toUpperCase() !== 'PING'));
     }

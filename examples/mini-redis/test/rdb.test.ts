@@ -1,19 +1,17 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createMiniRedis } from '../src/app.js';
 import { Crc64, crc64 } from '../src/crc64.js';
 import { lzfCompress, lzfDecompress } from '../src/lzf.js';
 import { decodeRdb, encodeRdb } from '../src/rdb.js';
 import { SnapshotLoadError } from '../src/snapshot.js';
 import { Keyspace } from '../src/store.js';
-import { freePort, REDIS_SERVER, startMiniRedis } from './support.js';
+import { type Spawned, spawnRedisServer, startMiniRedis, tempDirs } from './support.js';
 
 // The RDB file both ways against a real redis-server 7.0.15: what mini-redis's SAVE writes, Redis
 // loads (and redis-check-rdb accepts), and what Redis's SAVE writes, mini-redis loads, with every
@@ -37,68 +35,10 @@ const REDIS_ASSETS: Record<string, string> = {
   'list-quicklist':
     'UkVESVMwMDA4+glyZWRpcy12ZXIFNC4wLjn6CnJlZGlzLWJpdHPAQPoFY3RpbWXCnwYmYfoIdXNlZC1tZW3CgJIHAPoMYW9mLXByZWFtYmxlwAD+APsCAA4EbGlzdAENDQAAAAoAAAABAAD4/wABeMAH/zVy+FQaxNdA',
 };
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const dir = mkdtempSync(join(tmpdir(), 'mini-redis-rdb-'));
-  dirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('mini-redis-rdb-');
 
 /** redis-server on a free port, loading `dir`/dump.rdb at start, saving nowhere on its own. */
-async function startRedisIn(dir: string): Promise<{ port: number; stop(): Promise<void> }> {
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    const child: ChildProcess = spawn(
-      REDIS_SERVER,
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        dir,
-        '--dbfilename',
-        'dump.rdb',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--loglevel',
-        'warning',
-      ],
-      { stdio: 'ignore' },
-    );
-    const exited = once(child, 'exit');
-    const deadline = Date.now() + 15_000;
-    while (child.exitCode === null && Date.now() < deadline) {
-      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => {});
-      try {
-        await probe.connect();
-        if ((await probe.ping()) === 'PONG') {
-          probe.disconnect();
-          return {
-            port,
-            stop: async () => {
-              if (child.exitCode !== null || child.signalCode !== null) return;
-              child.kill('SIGKILL');
-              await exited;
-            },
-          };
-        }
-      } catch {
-        // loading, or not listening yet
-      }
-      probe.disconnect();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    child.kill('SIGKILL');
-    if (attempt >= 2) throw new Error('redis-server did not start');
-  }
-}
+const startRedisIn = (dir: string): Promise<Spawned> => spawnRedisServer(['--dir', dir, '--dbfilename', 'dump.rdb']);
 
 const client = (port: number): Redis => new Redis({ port, host: '127.0.0.1', protocol: 2 } as never);
 

@@ -1,40 +1,20 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, RawClient, REDIS_SERVER, type Started, show, startMiniRedis, startRedisServer } from './support.js';
+import { describe, expect, it } from 'vitest';
+import { askEach, infoField, RawClient, redisAndMiniForFile, show, spawnRedisServer, tempDirs, until } from './support.js';
 
 // Replication, master side: a real redis-server 7.0.15 started with --replicaof mini-redis syncs
 // (PSYNC, an RDB of the dataset) and then follows every write; INFO replication, ROLE and WAIT see
 // it; the replica output buffer limit drops a replica that does not read; bad input gets Redis's
 // errors, byte for byte, and the server lives on.
 
-const field = (info: string, name: string): string | undefined => new RegExp(`^${name}:(.*)\\r?$`, 'm').exec(info)?.[1]?.trim();
-
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-let mini: Started;
-let redis: Started;
-beforeAll(async () => {
-  [mini, redis] = await Promise.all([startMiniRedis(), startRedisServer()]);
-});
-afterAll(async () => {
-  await Promise.all([mini?.stop(), redis?.stop()]);
-});
+const servers = redisAndMiniForFile();
+const tempDir = tempDirs('mini-redis-replica-');
 
 describe('a real redis-server replica', () => {
   it('syncs the dataset, then follows writes in every database; INFO replication, ROLE and WAIT see it', async () => {
-    const master = new Redis({ port: mini.port, host: '127.0.0.1', lazyConnect: true });
+    const master = new Redis({ port: servers.mini.port, host: '127.0.0.1', lazyConnect: true });
     await master.connect();
     await master.set('before', 'sync');
     await master.hset('h', 'f', 'v');
@@ -42,41 +22,11 @@ describe('a real redis-server replica', () => {
     await master.rpush('l', 'x', 'y');
     await master.set('ttl', 'v', 'EX', 1000);
 
-    const dir = mkdtempSync(join(tmpdir(), 'mini-redis-replica-'));
-    const port = await freePort();
-    const child: ChildProcess = spawn(
-      REDIS_SERVER,
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--replicaof',
-        '127.0.0.1',
-        String(mini.port),
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        dir,
-        '--loglevel',
-        'warning',
-      ],
-      { stdio: 'ignore' },
-    );
-    const exited = once(child, 'exit');
-    const replica = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 50 });
-    replica.on('error', () => {}); // refused until redis-server listens
+    const replicaServer = await spawnRedisServer(['--replicaof', '127.0.0.1', String(servers.mini.port), '--dir', tempDir()]);
+    const { port } = replicaServer;
+    const replica = new Redis({ port, host: '127.0.0.1' });
     try {
-      await until(async () => {
-        try {
-          if (replica.status !== 'ready') await replica.connect();
-          return field(await replica.info('replication'), 'master_link_status') === 'up';
-        } catch {
-          return false;
-        }
-      }, 'the replica to sync');
+      await until(async () => infoField(await replica.info('replication'), 'master_link_status') === 'up', 'the replica to sync');
       expect(await replica.get('before')).toBe('sync');
       expect(await replica.hgetall('h')).toEqual({ f: 'v' });
       expect(await replica.zrange('z', '0', '-1', 'WITHSCORES')).toEqual(['a', '1', 'b', '2']);
@@ -98,19 +48,17 @@ describe('a real redis-server replica', () => {
       expect(await replica.lrange('in3', 0, -1)).toEqual(['b', 'a']);
 
       const info = await master.info('replication');
-      expect(field(info, 'role')).toBe('master');
-      expect(field(info, 'connected_slaves')).toBe('1');
-      expect(field(info, 'slave0')).toMatch(new RegExp(`^ip=127\\.0\\.0\\.1,port=${port},state=online,offset=\\d+,lag=\\d+$`));
+      expect(infoField(info, 'role')).toBe('master');
+      expect(infoField(info, 'connected_slaves')).toBe('1');
+      expect(infoField(info, 'slave0')).toMatch(new RegExp(`^ip=127\\.0\\.0\\.1,port=${port},state=online,offset=\\d+,lag=\\d+$`));
       const role = (await master.call('ROLE')) as [string, number, Array<[string, string, string]>];
       expect(role[0]).toBe('master');
       expect(role[2][0]?.slice(0, 2)).toEqual(['127.0.0.1', String(port)]);
-      expect(Number(field(info, 'master_repl_offset'))).toBe(role[1]);
+      expect(Number(infoField(info, 'master_repl_offset'))).toBe(role[1]);
     } finally {
       replica.disconnect();
       master.disconnect();
-      child.kill('SIGKILL');
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
+      await replicaServer.stop('SIGKILL');
     }
   });
 });
@@ -121,7 +69,7 @@ describe('PSYNC', () => {
     command: string,
     done: (bytes: Buffer) => boolean,
   ): Promise<{ socket: ReturnType<typeof connect>; bytes: () => Buffer }> {
-    const socket = connect(mini.port, '127.0.0.1');
+    const socket = connect(servers.mini.port, '127.0.0.1');
     let bytes = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       bytes = Buffer.concat([bytes, chunk]);
@@ -132,7 +80,7 @@ describe('PSYNC', () => {
   }
 
   it('a replica that reconnects with its replid and offset continues from the backlog (+CONTINUE), else a full resync', async () => {
-    const client = new RawClient(mini.port);
+    const client = new RawClient(servers.mini.port);
     try {
       await client.send([['CONFIG', 'SET', 'repl-ping-replica-period', '3600']]);
       // Full resync: +FULLRESYNC <replid> <offset>, then $<len> and the RDB.
@@ -149,7 +97,7 @@ describe('PSYNC', () => {
       first.socket.destroy();
       // Written while the replica is away: in the backlog.
       await client.send([['SET', 'psync-b', '2']]);
-      const offset = Number(field((await client.send(['INFO replication']))[0]?.toString() ?? '', 'master_repl_offset'));
+      const offset = Number(infoField((await client.send(['INFO replication']))[0]?.toString() ?? '', 'master_repl_offset'));
       const again = await collect(`PSYNC ${replid} ${start + received + 1}\r\n`, (bytes) => bytes.includes('psync-b'));
       expect(show(again.bytes())).toBe(`+CONTINUE ${replid}⏎*3⏎$3⏎SET⏎$7⏎psync-b⏎$1⏎2⏎`);
       expect(start + received + again.bytes().length - `+CONTINUE ${replid}\r\n`.length).toBe(offset);
@@ -169,28 +117,28 @@ describe('PSYNC', () => {
 
 describe('the replica output buffer limit', () => {
   it('drops a replica that does not read once its output passes the hard limit, as Redis', async () => {
-    const client = new RawClient(mini.port);
+    const client = new RawClient(servers.mini.port);
     try {
       await client.send([['CONFIG', 'SET', 'client-output-buffer-limit', 'replica 1mb 0 0']]);
       // A replica that never reads.
-      const stalled = connect(mini.port, '127.0.0.1');
+      const stalled = connect(servers.mini.port, '127.0.0.1');
       stalled.write('SYNC\r\n');
       stalled.pause();
       const closed = once(stalled, 'close');
       await until(
-        async () => field((await client.send(['INFO replication']))[0]?.toString() ?? '', 'connected_slaves') === '1',
+        async () => infoField((await client.send(['INFO replication']))[0]?.toString() ?? '', 'connected_slaves') === '1',
         'the replica',
       );
       const big = Buffer.alloc(256 * 1024, 'x');
       for (let i = 0; i < 200 && !stalled.destroyed; i++) {
         await client.send([['SET', `big${i % 4}`, big]]);
         const info = (await client.send(['INFO replication']))[0]?.toString() ?? '';
-        if (field(info, 'connected_slaves') === '0') break;
+        if (infoField(info, 'connected_slaves') === '0') break;
       }
       stalled.resume(); // read what was sent, then see the close
       await closed;
       const info = (await client.send(['INFO replication']))[0]?.toString() ?? '';
-      expect(field(info, 'connected_slaves')).toBe('0');
+      expect(infoField(info, 'connected_slaves')).toBe('0');
       expect(show((await client.send(['PING']))[0] as Buffer)).toBe('+PONG⏎');
     } finally {
       await client.send([['CONFIG', 'SET', 'client-output-buffer-limit', 'replica 256mb 64mb 60'], 'DEL big0 big1 big2 big3']);
@@ -261,22 +209,14 @@ describe('bad input gets Redis’s errors over a raw socket, and the server live
   ];
   for (const [name, commands] of cases) {
     it(name, async () => {
-      const answers: string[][] = [];
-      for (const port of [redis.port, mini.port]) {
-        const client = new RawClient(port);
-        try {
-          answers.push((await client.send(commands)).map(show));
-        } finally {
-          client.close();
-        }
-      }
+      const answers = await askEach([servers.redis.port, servers.mini.port], commands);
       expect(answers[1]).toEqual(answers[0]);
     });
   }
 
   it('EXEC after min-replicas-to-write or REPLICAOF changed under a transaction: EXECABORT with NOREPLICAS/MASTERDOWN', async () => {
     const answers: string[][] = [];
-    for (const port of [redis.port, mini.port]) {
+    for (const port of [servers.redis.port, servers.mini.port]) {
       const [a, b] = [new RawClient(port), new RawClient(port)];
       const seen: string[] = [];
       const run = async (client: RawClient, command: string): Promise<void> => {
@@ -320,7 +260,7 @@ describe('bad input gets Redis’s errors over a raw socket, and the server live
   });
 
   it('ROLE with no replica', async () => {
-    const client = new RawClient(mini.port);
+    const client = new RawClient(servers.mini.port);
     try {
       expect((await client.send(['ROLE'])).map(show)).toEqual([`*3⏎$6⏎master⏎:${await offset()}⏎*0⏎`]);
     } finally {
@@ -330,9 +270,9 @@ describe('bad input gets Redis’s errors over a raw socket, and the server live
 });
 
 async function offset(): Promise<number> {
-  const client = new RawClient(mini.port);
+  const client = new RawClient(servers.mini.port);
   try {
-    return Number(field((await client.send(['INFO replication']))[0]?.toString() ?? '', 'master_repl_offset'));
+    return Number(infoField((await client.send(['INFO replication']))[0]?.toString() ?? '', 'master_repl_offset'));
   } finally {
     client.close();
   }

@@ -1,38 +1,30 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRdb } from '../src/rdb.js';
-import { type CommandLine, RawClient, type Started, show, startMiniRedis, startRedisServer } from './support.js';
+import { DEFAULT_SAVE } from '../src/snapshot.js';
+import {
+  askEach,
+  type CommandLine,
+  encode,
+  infoField,
+  RawClient,
+  redisAndMiniForFile,
+  type Started,
+  show,
+  spawnMiniRedis,
+  startMiniRedis,
+  tempDirs,
+  until,
+  withMiniRedis,
+} from './support.js';
 
 // Snapshots: SAVE, BGSAVE, LASTSAVE, INFO persistence, save points, SHUTDOWN and the graceful stop,
 // and data in DATA_DIR surviving a restart.
 
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const dir = mkdtempSync(join(tmpdir(), 'mini-redis-snapshot-'));
-  dirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
-
+const tempDir = tempDirs('mini-redis-snapshot-');
 const connect = (port: number): Redis => new Redis({ port, host: '127.0.0.1', protocol: 2 } as never);
-const field = (info: string, name: string): string | undefined => new RegExp(`^${name}:(.*)\\r?$`, 'm').exec(info)?.[1]?.trim();
-
-/** Poll (every 50 ms, up to 20 s) until `check` holds. */
-async function until(check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('data in DATA_DIR survives a restart', () => {
   it('the graceful stop saves (save points are on with DATA_DIR) and the next start loads it', async () => {
@@ -49,9 +41,7 @@ describe('data in DATA_DIR survives a restart', () => {
     await first.stop();
     expect(existsSync(join(dir, 'dump.rdb'))).toBe(true);
 
-    const second = await startMiniRedis({ DATA_DIR: dir });
-    const again = connect(second.port);
-    try {
+    await withMiniRedis({ DATA_DIR: dir }, async ({ redis: again }) => {
       expect(await again.get('greeting')).toBe('hello');
       expect(await again.hgetall('user:1')).toEqual({ name: 'Ada', visits: '3' });
       expect(await again.zrange('board', '0', '-1')).toEqual(['bob', 'ada']);
@@ -59,12 +49,9 @@ describe('data in DATA_DIR survives a restart', () => {
       await again.select(2);
       expect(await again.lrange('queue', 0, -1)).toEqual(['a', 'b']);
       const info = await again.info('persistence');
-      expect(field(info, 'rdb_last_load_keys_loaded')).toBe('5');
-      expect(field(info, 'rdb_changes_since_last_save')).toBe('0');
-    } finally {
-      again.disconnect();
-      await second.stop();
-    }
+      expect(infoField(info, 'rdb_last_load_keys_loaded')).toBe('5');
+      expect(infoField(info, 'rdb_changes_since_last_save')).toBe('0');
+    });
   });
 
   it('without DATA_DIR nothing is read or written at stop (save is "")', async () => {
@@ -72,16 +59,11 @@ describe('data in DATA_DIR survives a restart', () => {
     // dump.rdb): what must hold is that this stop did not write one.
     const file = join(process.cwd(), 'dump.rdb');
     const before = existsSync(file) ? statSync(file).mtimeMs : undefined;
-    const mini = await startMiniRedis();
-    const client = connect(mini.port);
-    try {
+    await withMiniRedis({}, async ({ redis: client }) => {
       await client.set('in-memory', 'only');
       expect(await client.config('GET', 'save')).toEqual(['save', '']);
       expect(await client.config('GET', 'dir')).toEqual(['dir', process.cwd()]);
-    } finally {
-      client.disconnect();
-      await mini.stop();
-    }
+    });
     expect(existsSync(file) ? statSync(file).mtimeMs : undefined).toBe(before);
   });
 });
@@ -89,9 +71,7 @@ describe('data in DATA_DIR survives a restart', () => {
 describe('FLUSHALL with save points', () => {
   it('saves the empty dataset at once, and a BGSAVE still writing does not bring the old data back', async () => {
     const dir = tempDir();
-    const mini = await startMiniRedis({ DATA_DIR: dir });
-    const raw = new RawClient(mini.port);
-    try {
+    await withMiniRedis({ DATA_DIR: dir }, async ({ raw, redis: client }) => {
       await raw.send([['SET', 'a', '1'], ['SAVE']]);
       expect(decodeRdb(readFileSync(join(dir, 'dump.rdb'))).databases.get(0)).toHaveLength(1);
       expect((await raw.send([['FLUSHALL'], ['PING']])).map(show)).toEqual(['+OK⏎', '+PONG⏎']);
@@ -99,14 +79,9 @@ describe('FLUSHALL with save points', () => {
       // A BGSAVE of {b} is writing when FLUSHALL comes: it is cancelled.
       await raw.send([['SET', 'b', '2']]);
       expect((await raw.send([['BGSAVE'], ['FLUSHALL']])).map(show)).toEqual(['+Background saving started⏎', '+OK⏎']);
-      const client = connect(mini.port);
-      await until(async () => field(await client.info('persistence'), 'rdb_bgsave_in_progress') === '0');
-      client.disconnect();
+      await until(async () => infoField(await client.info('persistence'), 'rdb_bgsave_in_progress') === '0', 'the BGSAVE');
       expect(decodeRdb(readFileSync(join(dir, 'dump.rdb'))).databases.get(0)).toHaveLength(0);
-    } finally {
-      raw.close();
-      await mini.stop();
-    }
+    });
   });
 });
 
@@ -130,12 +105,12 @@ describe('SAVE, BGSAVE, LASTSAVE and INFO persistence', () => {
     await client.set('b', '2');
     await client.del('a');
     let info = await client.info('persistence');
-    expect(Number(field(info, 'rdb_changes_since_last_save'))).toBeGreaterThanOrEqual(3);
+    expect(Number(infoField(info, 'rdb_changes_since_last_save'))).toBeGreaterThanOrEqual(3);
     expect(await client.save()).toBe('OK');
     info = await client.info('persistence');
-    expect(field(info, 'rdb_changes_since_last_save')).toBe('0');
-    expect(field(info, 'rdb_last_bgsave_status')).toBe('ok');
-    expect(Number(field(info, 'rdb_saves'))).toBeGreaterThanOrEqual(1);
+    expect(infoField(info, 'rdb_changes_since_last_save')).toBe('0');
+    expect(infoField(info, 'rdb_last_bgsave_status')).toBe('ok');
+    expect(Number(infoField(info, 'rdb_saves'))).toBeGreaterThanOrEqual(1);
     expect(await client.lastsave()).toBeGreaterThanOrEqual(before);
     const decoded = decodeRdb(readFileSync(join(dir, 'dump.rdb')));
     expect(decoded.databases.get(0)?.map((entry) => entry.key)).toEqual(['b']);
@@ -160,8 +135,9 @@ describe('SAVE, BGSAVE, LASTSAVE and INFO persistence', () => {
     }
     await until(
       async () =>
-        field(await client.info('persistence'), 'rdb_bgsave_in_progress') === '0' &&
+        infoField(await client.info('persistence'), 'rdb_bgsave_in_progress') === '0' &&
         (await client.info('persistence')).includes('rdb_saves:3'),
+      'the third save',
     );
     expect(
       decodeRdb(readFileSync(join(dir, 'dump.rdb')))
@@ -201,10 +177,10 @@ describe('SAVE, BGSAVE, LASTSAVE and INFO persistence', () => {
   });
 
   it('a save point: CONFIG SET save "1 1" and a write make a BGSAVE happen', async () => {
-    const saves = Number(field(await client.info('persistence'), 'rdb_saves'));
+    const saves = Number(infoField(await client.info('persistence'), 'rdb_saves'));
     await client.set('d', '4');
     expect(await client.config('SET', 'save', '1 1')).toBe('OK');
-    await until(async () => Number(field(await client.info('persistence'), 'rdb_saves')) > saves);
+    await until(async () => Number(infoField(await client.info('persistence'), 'rdb_saves')) > saves, 'a save');
     expect(await client.config('SET', 'save', '')).toBe('OK');
     expect(
       decodeRdb(readFileSync(join(dir, 'dump.rdb')))
@@ -225,7 +201,7 @@ describe('SAVE, BGSAVE, LASTSAVE and INFO persistence', () => {
       } finally {
         raw.close();
       }
-      expect(field(await client.info('persistence'), 'rdb_last_bgsave_status')).toBe('ok');
+      expect(infoField(await client.info('persistence'), 'rdb_last_bgsave_status')).toBe('ok');
     } finally {
       rmSync(dir, { force: true });
     }
@@ -235,25 +211,10 @@ describe('SAVE, BGSAVE, LASTSAVE and INFO persistence', () => {
 });
 
 describe('CONFIG and SHUTDOWN as redis-server 7.0.15 answers them', () => {
-  let redis: Started;
-  let mini: Started;
-  beforeAll(async () => {
-    [redis, mini] = await Promise.all([startRedisServer(), startMiniRedis()]);
-  });
-  afterAll(async () => {
-    await Promise.all([redis?.stop(), mini?.stop()]);
-  });
+  const servers = redisAndMiniForFile();
 
   async function same(commands: readonly CommandLine[]): Promise<string[]> {
-    const answers: string[][] = [];
-    for (const port of [redis.port, mini.port]) {
-      const client = new RawClient(port);
-      try {
-        answers.push((await client.send(commands)).map(show));
-      } finally {
-        client.close();
-      }
-    }
+    const answers = await askEach([servers.redis.port, servers.mini.port], commands);
     expect(answers[1]).toEqual(answers[0]);
     return answers[0] as string[];
   }
@@ -305,7 +266,7 @@ describe('CONFIG and SHUTDOWN as redis-server 7.0.15 answers them', () => {
         client.disconnect();
       }
     };
-    expect(await names(mini.port)).toEqual(await names(redis.port));
+    expect(await names(servers.mini.port)).toEqual(await names(servers.redis.port));
   });
 
   it('LASTSAVE and BGSAVE arity', async () => {
@@ -318,74 +279,45 @@ describe('CONFIG and SHUTDOWN as redis-server 7.0.15 answers them', () => {
 });
 
 describe('SHUTDOWN', () => {
-  it('SHUTDOWN (save points set) saves, closes the connection without a reply and stops the service', async () => {
+  /** SET k v, then SHUTDOWN with `options` on a mini-redis with save points: the connection closes, the service stops. */
+  const shutdown = async (...options: string[]): Promise<string> => {
     const dir = tempDir();
     const mini = await startMiniRedis({ DATA_DIR: dir });
     const raw = new RawClient(mini.port);
     await raw.send([['SET', 'k', 'v']]);
-    raw.socket.write('*1\r\n$8\r\nSHUTDOWN\r\n');
+    raw.socket.write(encode([['SHUTDOWN', ...options]]));
     await expect(raw.read(1)).rejects.toThrow('connection closed');
-    await until(() => mini.service.state === 'stopped');
+    await until(() => mini.service.state === 'stopped', 'the service to stop');
+    return join(dir, 'dump.rdb');
+  };
+
+  it('SHUTDOWN (save points set) saves, closes the connection without a reply and stops the service', async () => {
+    const file = await shutdown();
     expect(
-      decodeRdb(readFileSync(join(dir, 'dump.rdb')))
+      decodeRdb(readFileSync(file))
         .databases.get(0)
         ?.map((entry) => entry.key),
     ).toEqual(['k']);
   });
 
   it('SHUTDOWN NOSAVE writes nothing', async () => {
-    const dir = tempDir();
-    const mini = await startMiniRedis({ DATA_DIR: dir });
-    const raw = new RawClient(mini.port);
-    await raw.send([['SET', 'k', 'v']]);
-    raw.socket.write('*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n');
-    await expect(raw.read(1)).rejects.toThrow('connection closed');
-    await until(() => mini.service.state === 'stopped');
-    expect(existsSync(join(dir, 'dump.rdb'))).toBe(false);
+    expect(existsSync(await shutdown('NOSAVE'))).toBe(false);
   });
 });
 
 describe('the process (node dist/main.js)', () => {
-  const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'main.js');
-  const spawnMain = (dataDir: string) =>
-    spawn(process.execPath, [main], {
-      env: { ...process.env, DATA_DIR: dataDir, RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-
   it('SIGTERM drains, saves DATA_DIR/dump.rdb and exits 0; the next process serves the data', async () => {
     const dir = tempDir();
     for (const round of [1, 2]) {
-      const child = spawnMain(dir);
-      const exited = once(child, 'exit');
-      let output = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-      });
-      await until(() => /"url":"redis:\/\/127\.0\.0\.1:\d+"/.test(output));
-      const port = Number(/"url":"redis:\/\/127\.0\.0\.1:(\d+)"/.exec(output)?.[1]);
-      const client = connect(port);
+      // Redis 7.0's default save points (what DATA_DIR gives): the graceful stop saves.
+      const mini = await spawnMiniRedis({ DATA_DIR: dir, SAVE: DEFAULT_SAVE, LOG_LEVEL: 'info' });
+      const client = connect(mini.port);
       if (round === 1) await client.set('survives', 'a restart');
       else expect(await client.get('survives')).toBe('a restart');
       client.disconnect();
-      child.kill('SIGTERM');
-      const [code] = await exited;
-      expect(code).toBe(0);
-      expect(output).toContain('DB saved on disk');
+      await mini.stop('SIGTERM');
+      expect((await mini.exited)[0]).toBe(0);
+      expect(mini.output()).toContain('DB saved on disk');
     }
-  });
-
-  it("a corrupt dump.rdb: the process exits 1 with PB_ERR_RDB_LOAD and Redis's message", async () => {
-    const dir = tempDir();
-    writeFileSync(join(dir, 'dump.rdb'), Buffer.concat([Buffer.from('REDIS0010', 'latin1'), Buffer.from([0xfa, 0x09])]));
-    const child = spawnMain(dir);
-    let errors = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      errors += chunk.toString();
-    });
-    const [code] = await once(child, 'exit');
-    expect(code).toBe(1);
-    expect(errors).toContain('PB_ERR_RDB_LOAD');
-    expect(errors).toContain('Short read or OOM loading DB. Unrecoverable error, aborting now.');
   });
 });

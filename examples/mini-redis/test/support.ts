@@ -9,6 +9,7 @@ import type { PortService } from '@portbind/core';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { freePort, REDIS_SERVER, startRedis } from '../../../test/support/redis-server.js';
+import { parseAof } from '../src/aof.js';
 import { createMiniRedis } from '../src/app.js';
 
 // Helpers for the tests: start a real redis-server and mini-redis on free ports, and talk to
@@ -336,4 +337,109 @@ export async function runMiniRedisToExit(env: Record<string, string>): Promise<{
   });
   const [code] = (await once(child, 'exit')) as [number | null];
   return { code, stdout, stderr };
+}
+
+/** Send `commands` (pipelined) on a fresh raw connection to `port`: the replies, shown (⏎). */
+export async function ask(port: number, commands: readonly CommandLine[]): Promise<string[]> {
+  const client = new RawClient(port);
+  try {
+    return (await client.send(commands)).map(show);
+  } finally {
+    client.close();
+  }
+}
+
+/** `commands` on each server in turn (a fresh connection each): the answers, one list per port, to compare. */
+export async function askEach(ports: readonly number[], commands: readonly CommandLine[]): Promise<string[][]> {
+  const answers: string[][] = [];
+  for (const port of ports) answers.push(await ask(port, commands));
+  return answers;
+}
+
+/** A field of an INFO reply (`name:value` line). */
+export const infoField = (info: string | Buffer, name: string): string | undefined =>
+  new RegExp(`^${name}:(.*)\\r?$`, 'm').exec(typeof info === 'string' ? info : info.toString('latin1'))?.[1]?.trim();
+
+/** What `withMiniRedis` hands its body: the server, a raw client and an ioredis client (connects on first use). */
+export interface MiniRedisSession extends Started {
+  service: PortService;
+  raw: RawClient;
+  redis: Redis;
+}
+
+/**
+ * Start mini-redis in this process with `env` (e.g. `{ DATA_DIR, APPENDONLY: 'yes', SAVE: '' }`), run
+ * `body`, then close its clients and stop it, whatever happened.
+ */
+export async function withMiniRedis<T>(env: Record<string, string>, body: (mini: MiniRedisSession) => Promise<T>): Promise<T> {
+  const mini = await startMiniRedis(env);
+  const raw = new RawClient(mini.port);
+  const redis = new Redis({ port: mini.port, host: '127.0.0.1', protocol: 2, lazyConnect: true } as RedisOptions);
+  try {
+    return await body({ ...mini, raw, redis });
+  } finally {
+    raw.close();
+    redis.disconnect();
+    await mini.stop();
+  }
+}
+
+/** A redis-server (no persistence) and a mini-redis for the tests of a file or describe block; read them inside tests. */
+export function redisAndMiniForFile(miniEnv: Record<string, string> = {}): { readonly redis: Started; readonly mini: Started } {
+  let redis: Started | undefined;
+  let mini: Started | undefined;
+  beforeAll(async () => {
+    [redis, mini] = await Promise.all([startRedisServer(), startMiniRedis(miniEnv)]);
+  });
+  afterAll(async () => {
+    await Promise.all([redis?.stop(), mini?.stop()]);
+  });
+  const started = (server: Started | undefined): Started => {
+    if (server === undefined) throw new Error('the servers are not started yet: read them inside a test');
+    return server;
+  };
+  return {
+    get redis() {
+      return started(redis);
+    },
+    get mini() {
+      return started(mini);
+    },
+  };
+}
+
+/**
+ * A replica's view of `port` (SYNC): skips the RDB, then collects the propagated commands as strings.
+ * After the RDB the stream is RESP commands, as an append-only file: aof.ts's parseAof splits it.
+ */
+export async function replicationStream(port: number): Promise<{ commands: string[][]; close(): void }> {
+  const socket = connect(port, '127.0.0.1');
+  let buffer = Buffer.alloc(0);
+  let stream: Buffer | undefined;
+  const commands: string[][] = [];
+  let rdbSkipped!: () => void;
+  const skipped = new Promise<void>((resolve) => {
+    rdbSkipped = resolve;
+  });
+  socket.on('data', (chunk: Buffer) => {
+    if (stream !== undefined) {
+      stream = Buffer.concat([stream, chunk]);
+    } else {
+      // Before the RDB: newlines (keep-alives while it is made), then `$<length>\r\n` and the RDB.
+      buffer = Buffer.concat([buffer, chunk]);
+      while (buffer[0] === 0x0a) buffer = buffer.subarray(1);
+      const eol = buffer.indexOf('\r\n');
+      if (eol === -1) return;
+      const end = eol + 2 + Number(buffer.toString('latin1', 1, eol));
+      if (buffer.length < end) return;
+      stream = buffer.subarray(end);
+      rdbSkipped();
+    }
+    const parsed = parseAof(stream);
+    commands.push(...parsed.commands.map(({ argv }) => argv.map((arg) => arg.toString('latin1'))));
+    stream = stream.subarray(parsed.truncatedAt ?? stream.length);
+  });
+  socket.write('SYNC\r\n');
+  await skipped;
+  return { commands, close: () => socket.destroy() };
 }
