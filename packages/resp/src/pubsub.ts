@@ -386,6 +386,8 @@ class RemotePubSub<Context> {
       })
       .catch((error: unknown) => this.#host.logger.warn({ err: error }, 'RESP pub/sub: cannot listen to the other processes (bus)'));
     this.#bus.on('lost', (info) => {
+      // Our entry was gone (Redis lost its data): the heartbeat wrote it again; tell the others to read it.
+      if (info.kind === 'presence') this.changed();
       if (info.kind !== 'pubsub') return;
       this.#host.logger.warn(
         { since: new Date(info.since).toISOString(), until: new Date(info.until).toISOString() },
@@ -450,8 +452,18 @@ class RemotePubSub<Context> {
     else this.#broker.deliverPatterns(name, channel, channelBytes, payload);
   }
 
-  /** Send to the other processes; the number of their subscribers as they last announced them. */
+  /**
+   * Send to the other processes; the number of their subscribers as they last announced them. A message
+   * no other process announced a subscriber for does not travel (keyspace notifications, publishes to
+   * channels nobody elsewhere listens to cost no round trip to the bus).
+   */
   publish(kind: 'c' | 's', name: string, message: string | Buffer): number {
+    let receivers = 0;
+    for (const view of this.#views.values()) {
+      receivers += view[kind].get(name) ?? 0;
+      if (kind === 'c') for (const [pattern, count] of view.p) if (globMatch(pattern, name)) receivers += count;
+    }
+    if (receivers === 0) return 0;
     const body = typeof message === 'string' ? Buffer.from(message) : message;
     this.#bus.publish(this.#busName(kind, name), Buffer.concat([this.#originBytes, body])).catch((error: unknown) => {
       const now = Date.now();
@@ -459,11 +471,6 @@ class RemotePubSub<Context> {
       this.#lastPublishWarning = now;
       this.#host.logger.warn({ err: error, channel: name }, 'RESP pub/sub: a PUBLISH did not reach the other processes (bus unreachable)');
     });
-    let receivers = 0;
-    for (const view of this.#views.values()) {
-      receivers += view[kind].get(name) ?? 0;
-      if (kind === 'c') for (const [pattern, count] of view.p) if (globMatch(pattern, name)) receivers += count;
-    }
     return receivers;
   }
 

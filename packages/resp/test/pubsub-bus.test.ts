@@ -163,6 +163,26 @@ describe('PUBLISH on one process reaches SUBSCRIBE and PSUBSCRIBE on another', (
     expect(await publisher.call('SPUBLISH', '{user1}:inbox', 'again')).toBe(1);
   });
 
+  it('a PUBLISH no other process has a subscriber for does not travel to Redis', async () => {
+    const space = ns();
+    const [a, b] = [await startProcess(space), await startProcess(space)];
+    const subscriber = client(a.port);
+    await subscriber.subscribe('watched');
+    const publisher = client(b.port);
+    await eventually('visible', async () => (await publisher.pubsub('NUMSUB', 'watched'))[1] === 1);
+    const plain = new Redis(redis.url);
+    cleanups.push(() => plain.disconnect());
+    const publishes = async (): Promise<number> => Number(/cmdstat_publish:calls=(\d+)/.exec(await plain.info('commandstats'))?.[1] ?? 0);
+    const before = await publishes();
+    const pipeline = publisher.pipeline();
+    for (let i = 0; i < 200; i++) pipeline.publish('unwatched', 'x');
+    await pipeline.exec();
+    const after = await publishes();
+    expect(after - before).toBeLessThan(10); // none but an announcement from another test's process, at most
+    expect(await publisher.publish('watched', 'y')).toBe(1);
+    expect(await publishes()).toBeGreaterThan(after);
+  });
+
   it('two adapters sharing one memoryBus in one process behave as two processes', async () => {
     const shared = memoryBus();
     cleanups.push(() => shared.close());
