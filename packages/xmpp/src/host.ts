@@ -49,8 +49,9 @@ export interface RouterServer {
   readonly domain: string;
   readonly logger: Logger;
   readonly storage: XmppStorage;
-  sessionsOf(bare: string): Session[];
-  sessionOf(full: string): Session | undefined;
+  /** Bound sessions of a bare JID: this process's and, in a cluster, other processes' (`RemoteSession`). */
+  sessionsOf(bare: string): XmppSession[];
+  sessionOf(full: string): XmppSession | undefined;
   userExists(user: string): Promise<boolean>;
   takeOver(old: Session, replacement: Session): void;
   endSession(session: Session): Promise<void>;
@@ -470,7 +471,7 @@ export interface PresenceState {
 /** The presence state of a session (shared by the IM module and `availableSessionsOf`). */
 export const presenceState = sessionState<PresenceState>(() => ({ available: false, priority: 0, interested: false }));
 
-function availableSessionsOf(sessions: Session[]): Array<{ session: XmppSession; priority: number }> {
+function availableSessionsOf(sessions: XmppSession[]): Array<{ session: XmppSession; priority: number }> {
   const found: Array<{ session: XmppSession; priority: number }> = [];
   for (const session of sessions) {
     const state = presenceState.peek(session);

@@ -3,10 +3,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { Adapter, BindingContext, Connection, Logger } from '@portbind/core';
+import type { Adapter, BindingContext, Bus, Connection, Logger } from '@portbind/core';
 import { silentLogger } from '@portbind/core';
 import { connectionOf, type UpgradeHandler } from '@portbind/http';
 import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
+import { XmppCluster, type XmppClusterOptions, type XmppClusterView } from './cluster.js';
 import { XmppConfigError } from './config-error.js';
 import { type XmlElement, xml } from './element.js';
 import { ModuleHost, sessionState } from './host.js';
@@ -130,11 +131,22 @@ export interface XmppServerOptions {
    * account, 20 lock the account (from anywhere); lockouts grow to 15 minutes.
    */
   throttle?: LoginThrottle;
+  /**
+   * The bus between the processes of one service (`memoryBus()` in tests, `redisBus({ url })` of
+   * @portbind/bus-redis on a real Redis): users on different processes chat as if on one server
+   * (see "Several processes" in the README). Give every process the same shared `storage`.
+   * Absent: one process, everything in its memory.
+   */
+  bus?: Bus;
+  /** Tuning of the directory of sessions on the bus (with `bus`). */
+  cluster?: XmppClusterOptions;
 }
 
 /** What the adapters need from the server besides a session's host. @internal */
 interface ServerInternals extends SessionHost {
   readonly allowPlaintext: boolean | 'loopback';
+  /** `shared` on a bus (workers and hosts find each other's sessions), else `local`. */
+  readonly scope: 'shared' | 'local';
   /** A new session: tracked for the authentication deadline. */
   track(session: Session): void;
   /** The logger of the binding that opened last. */
@@ -180,6 +192,7 @@ export class XmppServer {
   readonly #internals: ServerInternals;
   #openAdapters = 0;
   #closing: Promise<void> | undefined;
+  readonly #cluster: XmppCluster | undefined;
 
   constructor(options: XmppServerOptions) {
     const domain = typeof options?.domain === 'string' ? Jid.parse(options.domain) : undefined;
@@ -234,8 +247,14 @@ export class XmppServer {
           return server.#logger;
         },
         storage: this.storage,
-        sessionsOf: (bare) => this.#sessionsOf(bare),
-        sessionOf: (full) => this.#sessionOf(full),
+        sessionsOf: (bare) => {
+          const local: XmppSession[] = this.#sessionsOf(bare);
+          const cluster = this.#cluster;
+          if (cluster === undefined) return local;
+          const remote = cluster.sessionsOf(bare);
+          return remote.length === 0 ? local : [...local, ...remote];
+        },
+        sessionOf: (full) => this.#sessionOf(full) ?? this.#cluster?.sessionOf(full),
         userExists: (user) => this.#userExists(user),
         takeOver: (old, replacement) => this.#takeOver(old, replacement),
         endSession: (session) => this.#endSession(session),
@@ -252,6 +271,33 @@ export class XmppServer {
       }
       throw error;
     }
+    if (options.bus !== undefined) {
+      const host = this.#host;
+      this.#cluster = new XmppCluster(
+        options.bus,
+        {
+          domain: this.domain,
+          get logger() {
+            return server.#logger;
+          },
+          localSession: (full) => this.#sessionOf(full),
+          localSessions: () => [...this.#sessions.values()].flatMap((resources) => [...resources.values()]),
+          localSessionsOf: (bare) => this.#sessionsOf(bare),
+          storage: this.storage,
+          route: (stanza) => host.route(stanza, true),
+          bounce: (stanza, condition, text) => host.bounce(stanza, condition, text),
+          offline: (stanza, to) =>
+            host.fire('message/offline', {
+              stanza,
+              session: undefined,
+              from: Jid.parse(stanza.attr('from') ?? '') ?? new Jid('', this.domain),
+              to,
+              redelivery: true,
+            }),
+        },
+        options.cluster,
+      );
+    }
     const limits = this.#options;
     this.#internals = {
       domain: this.domain,
@@ -265,6 +311,7 @@ export class XmppServer {
       rateLimit: limits.rateLimit,
       tlsHandshakeTimeoutMs: limits.tlsHandshakeTimeoutMs,
       allowPlaintext: this.allowPlaintext,
+      scope: this.#cluster === undefined ? 'local' : 'shared',
       plaintextAllowed: (session) => this.#plaintextAllowed(session),
       mechanisms: (session) => this.#mechanisms(session),
       channelBinding: (session) => this.#channelBinding(session),
@@ -293,6 +340,11 @@ export class XmppServer {
   /** The logger of the binding the server serves (silent until bound). */
   get logger(): Logger {
     return this.#logger;
+  }
+
+  /** The directory of sessions on the bus (with the `bus` option), else undefined. */
+  get cluster(): XmppClusterView | undefined {
+    return this.#cluster;
   }
 
   /** The names of the loaded modules, in order. */
@@ -352,6 +404,7 @@ export class XmppServer {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      await this.#cluster?.stop();
       await this.#host.stop();
       await this.storage.close();
     })();
@@ -480,6 +533,11 @@ export class XmppServer {
       if (previous.hibernating) previous.hibernating = false;
       else previous.close(new StreamError('conflict', 'replaced by a new connection'));
       this.#end(previous);
+    }
+    if (this.#cluster !== undefined) {
+      // In the directory from now (the session takes its JID when this returns).
+      session.jid = jid;
+      this.#cluster.bound(session);
     }
     this.#host.fire('session/bound', { session }).catch((error: unknown) => this.#logger.error({ err: error }, 'session/bound failed'));
     return jid;
@@ -619,6 +677,8 @@ export class XmppServer {
     }
     stanza.setAttr('from', from.toString());
     await this.#host.fromClient(session, stanza);
+    // What other processes read of this session (presence, roster interest, carbons) may have changed.
+    this.#cluster?.refresh(session);
   }
 
   /** The transport closed: a module may keep the session (stream management), else it ends. */
@@ -627,8 +687,10 @@ export class XmppServer {
     if (jid === undefined || this.#sessions.get(jid.bare)?.get(jid.resource) !== session) return this.#end(session);
     this.#host.fire('session/disconnected', { session, clean: session.cleanEnd }).then(
       (kept) => {
-        if (kept) session.hibernating = true;
-        else this.#end(session);
+        if (kept) {
+          session.hibernating = true;
+          this.#cluster?.refresh(session);
+        } else this.#end(session);
       },
       (error: unknown) => {
         this.#logger.error({ err: error }, 'session/disconnected failed');
@@ -652,6 +714,7 @@ export class XmppServer {
       const resources = this.#sessions.get(jid.bare);
       if (resources?.get(jid.resource) === session) resources.delete(jid.resource);
       if (resources?.size === 0) this.#sessions.delete(jid.bare);
+      this.#cluster?.ended(session);
     }
     if (session.user === undefined) return;
     await this.#host.fire('session/closed', { session });
@@ -672,6 +735,7 @@ export class XmppServer {
     }
     resources.set(jid.resource, replacement);
     old.hibernating = false;
+    this.#cluster?.bound(replacement);
     old.closeReplaced();
     this.#host
       .fire('session/resumed', { session: replacement })
@@ -716,8 +780,8 @@ class C2sAdapter implements Adapter {
   readonly secureScheme = 'xmpps';
   readonly portEnv: string;
   readonly defaultPort: number;
-  /** Workers: sessions find each other in this process's memory (routing, presence, rooms). */
-  readonly scope = 'local' as const;
+  /** Workers: `local` (sessions find each other in this process's memory), `shared` on a bus. */
+  readonly scope: 'shared' | 'local';
   readonly tlsMode: 'direct' | 'starttls';
   readonly #host: ServerInternals;
   readonly #sessions = new Map<Connection, Session>();
@@ -726,6 +790,7 @@ class C2sAdapter implements Adapter {
   /** STARTTLS on XMPP_PORT (5222), or direct TLS (XEP-0368) on XMPPS_PORT (5223). */
   constructor(host: ServerInternals, directTls: boolean) {
     this.#host = host;
+    this.scope = host.scope;
     this.name = directTls ? 'xmpps' : 'xmpp';
     this.scheme = directTls ? 'xmpps' : 'xmpp';
     this.portEnv = directTls ? 'XMPPS_PORT' : 'XMPP_PORT';
@@ -795,8 +860,8 @@ class C2sAdapter implements Adapter {
 class XmppWebSocket implements UpgradeHandler {
   readonly scheme = 'ws';
   readonly secureScheme = 'wss';
-  /** Workers: sessions find each other in this process's memory. */
-  readonly scope = 'local' as const;
+  /** Workers: `local` (sessions find each other in this process's memory), `shared` on a bus. */
+  readonly scope: 'shared' | 'local';
   readonly #host: ServerInternals;
   readonly #endpoint: WsEndpoint;
   readonly #sessions = new Set<WsSession>();
@@ -804,6 +869,7 @@ class XmppWebSocket implements UpgradeHandler {
 
   constructor(host: ServerInternals, maxStanzaSize: number) {
     this.#host = host;
+    this.scope = host.scope;
     const sessions = new WeakMap<WsConnection<unknown>, WsSession>();
     this.#endpoint = wsEndpoint({
       protocols: ['xmpp'],

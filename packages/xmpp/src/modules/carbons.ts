@@ -1,7 +1,14 @@
 import { XmlElement, xml } from '../element.js';
+import { sessionState } from '../host.js';
 import type { StanzaEvent, XmppModule } from '../module.js';
 import { NS_CARBONS, NS_FORWARD, NS_HINTS, NS_MUC_USER } from '../namespaces.js';
 import type { XmppSession } from '../session.js';
+
+/**
+ * Whether a session enabled carbons. One state for every server (it lives in each session), so that
+ * the cluster directory can publish it and mirror it on the sessions of other processes.
+ */
+export const carbonsState = sessionState<{ on: boolean }>(() => ({ on: false }));
 
 /**
  * Message carbons (XEP-0280): a resource that enables them gets a copy of every chat message its
@@ -11,7 +18,7 @@ export function carbons(): XmppModule {
   return {
     name: 'carbons',
     setup(api) {
-      const enabled = api.sessionState<{ on: boolean }>(() => ({ on: false }));
+      const enabled = carbonsState;
       api.discoFeature(NS_CARBONS);
       const toggle = (on: boolean) => (_iq: XmlElement, context: { session: XmppSession | undefined }) => {
         if (context.session !== undefined) enabled.get(context.session).on = on;

@@ -1,0 +1,606 @@
+import { randomBytes } from 'node:crypto';
+import type { Bus, BusMessage, BusSubscription, Connection, Logger, StreamConsumer } from '@portbind/core';
+import { consumeStream } from '@portbind/core';
+import { type XmlElement, xml } from './element.js';
+import { presenceState } from './host.js';
+import { Jid } from './jid.js';
+import { carbonsState } from './modules/carbons.js';
+import { parseXml } from './parse.js';
+import type { Session, SessionStage, XmppSession } from './session.js';
+import type { StanzaErrorCondition } from './stanza-error.js';
+import type { XmppStorage } from './stores/types.js';
+import { StreamError, type StreamErrorCondition, streamErrorConditions } from './stream-error.js';
+
+// One XMPP service on several processes (issue 12): every process keeps a directory entry per bound
+// session on the bus (presence with a TTL, refreshed by heartbeats) holding what the other
+// processes' modules read of it (availability, priority, last presence, roster interest, carbons),
+// and a mirror of the other processes' entries, kept current by a change channel and rebuilt from
+// the entries after a reconnection. `api.sessionsOf()` / `sessionOf()` / `availableSessionsOf()`
+// return local sessions and {@link RemoteSession}s from the mirror: the modules run unchanged, and
+// what they `send()` to a remote session is appended to its process's durable stream
+// (`xmpp:node:<node>`, Redis Streams), which that process consumes and hands to the session through
+// the normal outbound path (filters, stream management, CSI). A stanza for a session that is gone
+// meanwhile is routed again as the server would route a new one (never silently dropped), and the
+// stream of a process that died (its node entry expired) is drained by the others the same way.
+
+/** Cluster tuning (`xmppServer({ bus, cluster })`). */
+export interface XmppClusterOptions {
+  /**
+   * Directory entries (sessions, the process itself) expire this long after their process stopped
+   * refreshing them (it died); the others then forget its sessions and route what was sent to it
+   * again. Default 30 000 ms; at least 300 ms.
+   */
+  sessionTtlMs?: number;
+}
+
+/** What a cluster node reports of itself (`server.cluster`). */
+export interface XmppClusterView {
+  /** This process's node id (its stream is `xmpp:node:<nodeId>`). */
+  readonly nodeId: string;
+  /** Resolves once the mirror is loaded and this process's stream is consumed. */
+  readonly ready: Promise<void>;
+  /** Full JIDs of the sessions other processes hold, as this process's mirror has them. */
+  remoteSessions(): string[];
+  /** A mirrored session's availability and priority (undefined when the mirror does not have it). */
+  remotePresence(full: string): { available: boolean; priority: number } | undefined;
+}
+
+/** What the cluster needs from its server. @internal */
+export interface ClusterHost {
+  readonly domain: string;
+  readonly logger: Logger;
+  /** A local bound (or hibernating) session by full JID. */
+  localSession(full: string): Session | undefined;
+  /** Every local bound (or hibernating) session. */
+  localSessions(): Iterable<Session>;
+  /** Local bound (or hibernating) sessions of a bare JID. */
+  localSessionsOf(bare: string): Session[];
+  /** Route a stanza as the server would (marked as a redelivery). */
+  route(stanza: XmlElement): Promise<void>;
+  /** Answer a stanza with an error routed back to its sender. */
+  bounce(stanza: XmlElement, condition: StanzaErrorCondition, text?: string): void;
+  /** Store a message offline for a bare JID (fires `message/offline`): false when nothing took it. */
+  offline(stanza: XmlElement, to: Jid): Promise<boolean>;
+  /** The durable stores (rosters: who sees a gone process's users go offline). */
+  readonly storage: XmppStorage;
+}
+
+/** A directory entry: what other processes read of a session. */
+interface SessionRecord {
+  node: string;
+  jid: string;
+  available: boolean;
+  priority: number;
+  /** The last broadcast available presence (probes are answered from it). */
+  last?: string;
+  /** It asked for the roster: roster pushes go to it. */
+  interested: boolean;
+  carbons: boolean;
+  hibernating: boolean;
+}
+
+/** A change of the directory, on `xmpp:sessions:<domain>`. */
+type Change = { op: 'set'; record: SessionRecord } | { op: 'del'; node: string; jid: string };
+
+/** An entry of a node's stream: a stanza (or a close order) for one of its sessions. */
+interface Delivery {
+  to: string;
+  xml?: string;
+  /** Write without the outbound filters. */
+  raw?: boolean;
+  /** Close the session with this stream error. */
+  close?: { condition: string; text?: string };
+  /** How many times this stanza was routed again already (bounded: no loop). */
+  hops?: number;
+}
+
+/** A stanza routed again more often than this goes to offline storage (messages) or is dropped. */
+const MAX_HOPS = 3;
+/** Entries kept per node stream (XADD MAXLEN ~): far more than a live reader ever lags. */
+const STREAM_MAX_LENGTH = 100_000;
+/** Deliveries of a stanza that was routed again, by element. */
+const hopsOf = new WeakMap<XmlElement, number>();
+
+let nextRemoteId = -1;
+
+/**
+ * A session another process holds, as the modules see it: its JID and the mirrored state; `send()`
+ * appends to that process's stream. It has no connection here.
+ */
+export class RemoteSession implements XmppSession {
+  readonly id = nextRemoteId--;
+  readonly user: string;
+  readonly jid: Jid;
+  readonly secure = true;
+  readonly remoteAddress = undefined;
+  readonly loopback = false;
+  readonly authenticated = true;
+  /** Per-session state as the modules read it (presence, carbons), filled from the directory entry. */
+  moduleState = new Map<object, unknown>();
+  node: string;
+  hibernating = false;
+  readonly #cluster: XmppCluster;
+
+  constructor(cluster: XmppCluster, record: SessionRecord, jid: Jid) {
+    this.#cluster = cluster;
+    this.jid = jid;
+    this.user = jid.local;
+    this.node = record.node;
+    this.update(record);
+  }
+
+  get conn(): Connection {
+    throw new Error(`${this.jid.toString()} is a session of another process: it has no connection here`);
+  }
+
+  get stage(): SessionStage {
+    return this.hibernating ? 'hibernating' : 'bound';
+  }
+
+  /** Take a newer directory entry. */
+  update(record: SessionRecord): void {
+    this.node = record.node;
+    this.hibernating = record.hibernating;
+    const presence = presenceState.get(this);
+    presence.available = record.available;
+    presence.priority = record.priority;
+    presence.interested = record.interested;
+    if (record.last === undefined) presence.last = undefined;
+    else if (presence.last === undefined || presence.last.toString() !== record.last) presence.last = parseXml(record.last);
+    carbonsState.get(this).on = record.carbons;
+  }
+
+  send(element: XmlElement | string): void {
+    this.#cluster.deliver(this, element, false);
+  }
+
+  sendRaw(element: XmlElement | string): void {
+    this.#cluster.deliver(this, element, true);
+  }
+
+  beforeFlush(callback: () => void): void {
+    process.nextTick(callback);
+  }
+
+  close(error?: StreamError): void {
+    this.#cluster.closeRemote(this, error);
+  }
+}
+
+/** A session's directory entry: per process too (for a moment two processes may hold one full JID). */
+function presenceKey(domain: string, node: string, full: string): string {
+  return `xmpp:s:${latin1(domain)}:${node}:${latin1(full)}`;
+}
+
+function nodeKey(domain: string, node: string): string {
+  return `xmpp:n:${latin1(domain)}:${node}`;
+}
+
+/** Bus names are byte strings (one char per byte). */
+function latin1(text: string): string {
+  return Buffer.from(text).toString('latin1');
+}
+
+function isRecord(value: unknown): value is SessionRecord {
+  if (typeof value !== 'object' || value === null) return false;
+  const record = value as Partial<SessionRecord>;
+  return typeof record.node === 'string' && typeof record.jid === 'string' && typeof record.available === 'boolean';
+}
+
+/** The cluster side of one XMPP server. @internal */
+export class XmppCluster implements XmppClusterView {
+  readonly nodeId: string;
+  readonly ready: Promise<void>;
+  readonly #bus: Bus;
+  readonly #host: ClusterHost;
+  readonly #ttlMs: number;
+  readonly #channel: string;
+  /** Mirrored sessions of other processes: bare → resource → session. */
+  readonly #mirror = new Map<string, Map<string, RemoteSession>>();
+  /** What this process last wrote for each of its sessions, by full JID. */
+  readonly #published = new Map<string, { session: Session; text: string; last: XmlElement | undefined }>();
+  /** Nodes seen alive; those that die get their streams drained. */
+  readonly #nodes = new Set<string>();
+  /** Dead nodes whose streams are drained for a while, with the checks left. */
+  readonly #draining = new Map<string, number>();
+  readonly #offs: Array<() => void> = [];
+  #subscription: BusSubscription | undefined;
+  #consumer: StreamConsumer | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #checking = false;
+
+  constructor(bus: Bus, host: ClusterHost, options: XmppClusterOptions = {}) {
+    this.#bus = bus;
+    this.#host = host;
+    this.#ttlMs = Math.max(300, options.sessionTtlMs ?? 30_000);
+    // One bus may serve several servers (tests share a memoryBus): the node id is the server's.
+    this.nodeId = `${bus.id}.${randomBytes(4).toString('hex')}`;
+    this.#channel = `xmpp:sessions:${latin1(host.domain)}`;
+    this.ready = this.#start();
+    this.ready.catch((error: unknown) => this.#host.logger.error({ err: error }, 'XMPP cluster: start failed'));
+  }
+
+  async #start(): Promise<void> {
+    const stream = this.#bus.stream(`xmpp:node:${this.nodeId}`);
+    await stream.createGroup('deliver', 'start');
+    this.#subscription = await this.#bus.subscribe(this.#channel, (message) => this.#change(message));
+    this.#offs.push(
+      this.#bus.on('resubscribed', () => void this.#resync('resubscribed')),
+      this.#bus.on('lost', (info) => {
+        if (info.kind !== 'stream') void this.#resync(`lost ${info.kind}: ${info.reason}`);
+        else this.#host.logger.warn({ reason: info.reason, names: info.names }, 'XMPP cluster: stream data lost on the bus');
+      }),
+    );
+    await this.#bus.presence.set(nodeKey(this.#host.domain, this.nodeId), String(Date.now()), { ttlMs: this.#ttlMs });
+    await this.#resync(undefined);
+    this.#consumer = consumeStream(stream, {
+      group: 'deliver',
+      consumer: this.nodeId,
+      handler: (entry) => this.#handle(entry.data),
+      onError: (error) => this.#host.logger.warn({ err: error }, 'XMPP cluster: reading this process stream failed'),
+    });
+    this.#timer = setInterval(() => void this.#check(), Math.max(100, Math.floor(this.#ttlMs / 2)));
+    this.#timer.unref();
+  }
+
+  // ---- the directory -----------------------------------------------------------------------------
+
+  /** A local session bound a resource (or was resumed): enter it in the directory. */
+  bound(session: Session): void {
+    const jid = session.jid;
+    if (jid === undefined) return;
+    // The same full JID on another process: that one is replaced (RFC 6120 §7.7.2.2).
+    const other = this.#mirror.get(jid.bare)?.get(jid.resource);
+    if (other !== undefined) {
+      this.#forget(jid.bare, jid.resource);
+      this.closeRemote(other, new StreamError('conflict', 'replaced by a new connection'));
+    }
+    this.#published.delete(jid.toString());
+    this.refresh(session);
+  }
+
+  /** Publish the session's entry again if what others read of it changed. Cheap when nothing did. */
+  refresh(session: Session): void {
+    if (this.#stopped || session.ended) return;
+    const jid = session.jid;
+    if (jid === undefined) return;
+    const full = jid.toString();
+    const presence = presenceState.peek(session);
+    const previous = this.#published.get(full);
+    const record: SessionRecord = {
+      node: this.nodeId,
+      jid: full,
+      available: presence?.available === true,
+      priority: presence?.priority ?? 0,
+      interested: presence?.interested === true,
+      carbons: carbonsState.peek(session)?.on === true,
+      hibernating: session.hibernating,
+    };
+    const last = presence?.available === true ? presence.last : undefined;
+    const scalar = JSON.stringify(record);
+    if (previous !== undefined && previous.session === session && previous.text === scalar && previous.last === last) return;
+    this.#published.set(full, { session, text: scalar, last });
+    if (last !== undefined) record.last = last.toString();
+    const text = JSON.stringify(record);
+    this.#bus.presence
+      .set(presenceKey(this.#host.domain, this.nodeId, full), text, { ttlMs: this.#ttlMs })
+      .then(() => this.#publish({ op: 'set', record }))
+      .catch((error: unknown) => this.#host.logger.warn({ err: error, jid: full }, 'XMPP cluster: could not publish a session'));
+  }
+
+  /** A local session ended: out of the directory. */
+  ended(session: Session): void {
+    const jid = session.jid;
+    if (jid === undefined || this.#stopped) return;
+    const full = jid.toString();
+    const entry = this.#published.get(full);
+    if (entry === undefined || entry.session !== session) return;
+    this.#published.delete(full);
+    this.#bus.presence
+      .delete(presenceKey(this.#host.domain, this.nodeId, full))
+      .then(() => this.#publish({ op: 'del', node: this.nodeId, jid: full }))
+      .catch((error: unknown) => this.#host.logger.warn({ err: error, jid: full }, 'XMPP cluster: could not withdraw a session'));
+  }
+
+  async #publish(change: Change): Promise<void> {
+    await this.#bus.publish(this.#channel, JSON.stringify(change));
+  }
+
+  #change(message: BusMessage): void {
+    let change: Change;
+    try {
+      change = JSON.parse(message.data.toString()) as Change;
+    } catch {
+      return;
+    }
+    if (change.op === 'set' && isRecord(change.record)) {
+      if (change.record.node !== this.nodeId) this.#remember(change.record);
+    } else if (change.op === 'del' && typeof change.jid === 'string' && change.node !== this.nodeId) {
+      const jid = Jid.parse(change.jid);
+      const known = jid === undefined ? undefined : this.#mirror.get(jid.bare)?.get(jid.resource);
+      if (jid !== undefined && known?.node === change.node) this.#forget(jid.bare, jid.resource);
+    }
+  }
+
+  #remember(record: SessionRecord): void {
+    const jid = Jid.parse(record.jid);
+    if (jid === undefined || jid.isBare || jid.domain !== this.#host.domain) return;
+    this.#nodes.add(record.node);
+    let resources = this.#mirror.get(jid.bare);
+    if (resources === undefined) {
+      resources = new Map();
+      this.#mirror.set(jid.bare, resources);
+    }
+    const known = resources.get(jid.resource);
+    if (known === undefined) resources.set(jid.resource, new RemoteSession(this, record, jid));
+    else known.update(record);
+  }
+
+  #forget(bare: string, resource: string): void {
+    const resources = this.#mirror.get(bare);
+    if (resources === undefined) return;
+    const session = resources.get(resource);
+    if (session !== undefined) presenceState.get(session).available = false;
+    resources.delete(resource);
+    if (resources.size === 0) this.#mirror.delete(bare);
+  }
+
+  /** Rebuild the mirror from the directory (at start, after the bus came back or lost entries). */
+  async #resync(why: string | undefined): Promise<void> {
+    if (this.#stopped) return;
+    try {
+      if (why !== undefined) {
+        this.#host.logger.info({ why }, 'XMPP cluster: rebuilding the session directory');
+        // Our own entries may have been lost with the engine's data: written again.
+        await this.#bus.presence.set(nodeKey(this.#host.domain, this.nodeId), String(Date.now()), { ttlMs: this.#ttlMs });
+        for (const session of this.#host.localSessions()) {
+          if (session.jid !== undefined) this.#published.delete(session.jid.toString());
+          this.refresh(session);
+        }
+      }
+      const entries = await this.#bus.presence.list(`xmpp:s:${latin1(this.#host.domain)}:`);
+      const seen = new Set<string>();
+      for (const value of entries.values()) {
+        let record: unknown;
+        try {
+          record = JSON.parse(value);
+        } catch {
+          continue;
+        }
+        if (!isRecord(record) || record.node === this.nodeId) continue;
+        seen.add(record.jid);
+        this.#remember(record);
+      }
+      for (const [bare, resources] of [...this.#mirror]) {
+        for (const [resource, session] of [...resources]) {
+          if (!seen.has(session.jid.toString())) this.#forget(bare, resource);
+        }
+      }
+    } catch (error) {
+      this.#host.logger.warn({ err: error }, 'XMPP cluster: could not read the session directory');
+    }
+  }
+
+  /** Nodes whose entry expired: their sessions leave the mirror, their streams are drained here. */
+  async #check(): Promise<void> {
+    if (this.#stopped || this.#checking) return;
+    this.#checking = true;
+    try {
+      const live = new Set<string>();
+      const prefix = `xmpp:n:${latin1(this.#host.domain)}:`;
+      for (const key of (await this.#bus.presence.list(prefix)).keys()) live.add(key.slice(prefix.length));
+      for (const node of live) this.#nodes.add(node);
+      for (const node of [...this.#nodes]) {
+        if (live.has(node) || node === this.nodeId) continue;
+        this.#nodes.delete(node);
+        this.#host.logger.warn({ node }, 'XMPP cluster: a process is gone: its sessions leave the directory');
+        const gone: RemoteSession[] = [];
+        for (const [bare, resources] of [...this.#mirror]) {
+          for (const [resource, session] of [...resources]) {
+            if (session.node !== node) continue;
+            if (presenceState.get(session).available) gone.push(session);
+            this.#forget(bare, resource);
+          }
+        }
+        for (const session of gone) await this.#unavailable(session);
+        // Drained now and at the next checks (stale mirrors elsewhere may still append to it).
+        this.#draining.set(node, 10);
+      }
+      for (const [node, left] of [...this.#draining]) {
+        if (left <= 1) this.#draining.delete(node);
+        else this.#draining.set(node, left - 1);
+        await this.#drain(node);
+      }
+    } catch (error) {
+      this.#host.logger.warn({ err: error }, 'XMPP cluster: checking the processes failed');
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  /**
+   * A session of a dead process was available: its contacts and own resources on this process see
+   * it unavailable (RFC 6121 §4.6.3, as its own process would have said). Each process tells its own.
+   */
+  async #unavailable(session: RemoteSession): Promise<void> {
+    const from = session.jid.toString();
+    const presence = xml('presence', { type: 'unavailable', from });
+    const recipients = [session.jid.bare];
+    try {
+      const roster = (await this.#host.storage.keyValue('roster').get(session.user, 'roster')) as
+        | { items?: Array<{ jid?: unknown; subscription?: unknown }> }
+        | undefined;
+      for (const item of roster?.items ?? []) {
+        if (typeof item.jid === 'string' && (item.subscription === 'from' || item.subscription === 'both')) recipients.push(item.jid);
+      }
+    } catch (error) {
+      this.#host.logger.warn({ err: error, jid: from }, 'XMPP cluster: could not read a roster');
+    }
+    for (const bare of recipients) {
+      for (const local of this.#host.localSessionsOf(bare)) {
+        if (presenceState.peek(local)?.available === true) local.send(presence.with({ to: local.jid?.toString() }));
+      }
+    }
+  }
+
+  /** Take over what a dead process's stream holds: entries it never read and those it read and never acknowledged. */
+  async #drain(node: string): Promise<void> {
+    const stream = this.#bus.stream(`xmpp:node:${node}`);
+    const idle = Math.min(this.#ttlMs, 5000);
+    for (let round = 0; round < 100 && !this.#stopped; round++) {
+      const entries = [
+        ...(await stream.claim('deliver', this.nodeId, idle, 100)),
+        ...(await stream.read('deliver', this.nodeId, { count: 100 })),
+      ];
+      if (entries.length === 0) return;
+      this.#host.logger.info({ node, entries: entries.length }, 'XMPP cluster: routing again what a gone process did not deliver');
+      const done: string[] = [];
+      for (const entry of entries) {
+        try {
+          await this.#handle(entry.data);
+          done.push(entry.id);
+        } catch (error) {
+          this.#host.logger.warn({ err: error }, 'XMPP cluster: a stanza of a gone process could not be routed');
+        }
+      }
+      await stream.ack('deliver', done);
+    }
+  }
+
+  // ---- delivery ----------------------------------------------------------------------------------
+
+  /** Sessions of a bare JID on other processes. */
+  sessionsOf(bare: string): RemoteSession[] {
+    const resources = this.#mirror.get(bare);
+    return resources === undefined ? [] : [...resources.values()];
+  }
+
+  sessionOf(full: string): RemoteSession | undefined {
+    const jid = Jid.parse(full);
+    if (jid === undefined || jid.isBare) return undefined;
+    return this.#mirror.get(jid.bare)?.get(jid.resource);
+  }
+
+  remoteSessions(): string[] {
+    return [...this.#mirror.values()].flatMap((resources) => [...resources.values()].map((session) => session.jid.toString()));
+  }
+
+  remotePresence(full: string): { available: boolean; priority: number } | undefined {
+    const session = this.sessionOf(full);
+    if (session === undefined) return undefined;
+    const state = presenceState.get(session);
+    return { available: state.available, priority: state.priority };
+  }
+
+  /** A module sent a stanza to a remote session: to its process's stream. */
+  deliver(session: RemoteSession, element: XmlElement | string, raw: boolean): void {
+    const text = typeof element === 'string' ? element : element.toString();
+    const hops = typeof element === 'string' ? 0 : (hopsOf.get(element) ?? 0);
+    const to = session.jid.toString();
+    if (hops >= MAX_HOPS && typeof element !== 'string') {
+      // Routed again and again (directories out of date): kept offline rather than sent round.
+      void this.#lastResort(element, to);
+      return;
+    }
+    const delivery: Delivery = { to, xml: text, raw: raw || undefined, hops: hops || undefined };
+    this.#append(session.node, delivery).catch((error: unknown) => {
+      this.#host.logger.warn({ err: error, to }, 'XMPP cluster: could not hand a stanza to its process');
+      if (typeof element !== 'string') void this.#lastResort(element, to);
+    });
+  }
+
+  closeRemote(session: RemoteSession, error: StreamError | undefined): void {
+    const delivery: Delivery = {
+      to: session.jid.toString(),
+      close: { condition: error?.condition ?? 'undefined-condition', text: error?.text },
+    };
+    if (error === undefined) delivery.close = { condition: '' };
+    this.#append(session.node, delivery).catch((failure: unknown) =>
+      this.#host.logger.warn({ err: failure, to: delivery.to }, 'XMPP cluster: could not close a session of another process'),
+    );
+  }
+
+  async #append(node: string, delivery: Delivery): Promise<void> {
+    await this.#bus.stream(`xmpp:node:${node}`).append(JSON.stringify(delivery), { maxLength: STREAM_MAX_LENGTH });
+  }
+
+  /** A message nobody could take live: offline storage; anything else is logged. */
+  async #lastResort(stanza: XmlElement, to: string): Promise<void> {
+    const jid = Jid.parse(to);
+    if (stanza.local === 'message' && jid !== undefined && (await this.#host.offline(stanza, jid.toBare()))) return;
+    this.#host.logger.warn({ to, stanza: stanza.local }, 'XMPP cluster: a stanza could not be delivered: dropped');
+  }
+
+  /** An entry of this process's stream (or of a dead process's): to the local session, else routed again. */
+  async #handle(data: Buffer): Promise<void> {
+    let delivery: Delivery;
+    try {
+      delivery = JSON.parse(data.toString()) as Delivery;
+    } catch {
+      this.#host.logger.warn({}, 'XMPP cluster: an unreadable stream entry: dropped');
+      return;
+    }
+    if (typeof delivery.to !== 'string') return;
+    const session = this.#host.localSession(delivery.to);
+    const live = session !== undefined && !session.ended && (session.stage === 'bound' || session.stage === 'hibernating');
+    if (delivery.close !== undefined) {
+      if (!live) return;
+      const condition = delivery.close.condition;
+      if (condition === '') session.close();
+      else if ((streamErrorConditions as readonly string[]).includes(condition))
+        session.close(new StreamError(condition as StreamErrorCondition, delivery.close.text));
+      else session.close(new StreamError('undefined-condition', delivery.close.text));
+      return;
+    }
+    if (typeof delivery.xml !== 'string') return;
+    if (live) {
+      if (delivery.raw === true) session.sendRaw(delivery.xml);
+      else {
+        const stanza = parseXml(delivery.xml);
+        if (stanza !== undefined) session.send(stanza);
+        else session.sendRaw(delivery.xml);
+      }
+      return;
+    }
+    const stanza = parseXml(delivery.xml);
+    if (stanza === undefined) return;
+    await this.#reroute(stanza, delivery.to, (delivery.hops ?? 0) + 1);
+  }
+
+  /** A stanza for a session that is gone: as the server routes a new stanza to that JID, once more. */
+  async #reroute(stanza: XmlElement, to: string, hops: number): Promise<void> {
+    const type = stanza.attr('type');
+    if (stanza.local === 'message') {
+      hopsOf.set(stanza, hops);
+      // Addressed to the resource that is gone (or to the bare JID it had been given to).
+      if (stanza.attr('to') === undefined) stanza.setAttr('to', to);
+      if (hops > MAX_HOPS) return this.#lastResort(stanza, to);
+      await this.#host.route(stanza);
+      return;
+    }
+    if (stanza.local === 'iq' && (type === 'get' || type === 'set')) {
+      this.#host.bounce(stanza, 'service-unavailable');
+      return;
+    }
+    // Presence to an unavailable resource, and IQ answers nobody waits for, are dropped (RFC 6121 §8.5.3.2).
+  }
+
+  /** The server stops: withdraw this process from the directory (its sessions ended already). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    await this.ready.catch(() => undefined);
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    for (const off of this.#offs.splice(0)) off();
+    await this.#consumer?.stop();
+    try {
+      await this.#subscription?.unsubscribe();
+      for (const full of this.#published.keys()) await this.#bus.presence.delete(presenceKey(this.#host.domain, this.nodeId, full));
+      this.#published.clear();
+      await this.#bus.presence.delete(nodeKey(this.#host.domain, this.nodeId));
+    } catch (error) {
+      this.#host.logger.warn({ err: error }, 'XMPP cluster: could not withdraw this process from the directory');
+    }
+  }
+}

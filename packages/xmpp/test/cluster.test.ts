@@ -1,0 +1,278 @@
+import { memoryBus } from '@portbind/core';
+import { describe, expect, it } from 'vitest';
+import { memoryStorage, type XmppServer } from '../src/index.js';
+import { Raw } from './raw-stream.js';
+import { start } from './support.js';
+
+// One XMPP service on two processes (issue 12): two servers in one test sharing a memoryBus (one
+// "process" each: `bus.peer()`) and one store. juliet on A, romeo on B: messages, presence,
+// subscriptions, probes, carbons, offline storage, IQs to full JIDs, sessions gone meanwhile, and a
+// process that dies.
+
+const PASSWORDS: Record<string, string> = { juliet: 'balcony', romeo: 'r0meo!' };
+
+async function cluster(ttlMs = 30_000) {
+  const bus = memoryBus();
+  const storage = memoryStorage();
+  const busB = bus.peer();
+  const a = await start({ server: { bus, storage, cluster: { sessionTtlMs: ttlMs } } });
+  const b = await start({ server: { bus: busB, storage, cluster: { sessionTtlMs: ttlMs } } });
+  await a.server.cluster?.ready;
+  await b.server.cluster?.ready;
+  return { bus, busB, storage, a, b };
+}
+
+/** Wait until `check` holds (mirrors are updated asynchronously, as on Redis). */
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Wait until `server` mirrors `full` (available when asked). */
+function sees(server: XmppServer, full: string, available = true): Promise<void> {
+  return until(() => server.cluster?.remotePresence(full)?.available === available, `${full} ${available ? 'available' : 'known'}`);
+}
+
+async function online(port: number, user: string, resource: string, presence = '<presence/>'): Promise<Raw> {
+  const raw = await Raw.login(port, user, PASSWORDS[user] ?? user, resource);
+  if (presence !== '') raw.send(presence);
+  await raw.sync();
+  return raw;
+}
+
+/** Make juliet and romeo subscribe to each other (both online), through the two processes. */
+async function befriend(juliet: Raw, romeo: Raw): Promise<void> {
+  juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+  await romeo.next(/^<presence[^>]* type='subscribe'/);
+  romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
+  await juliet.next(/^<presence[^>]* type='subscribed'/);
+  romeo.send("<presence to='juliet@localhost' type='subscribe'/>");
+  await juliet.next(/^<presence[^>]* type='subscribe'/);
+  juliet.send("<presence to='romeo@localhost' type='subscribed'/>");
+  await romeo.next(/^<presence[^>]* type='subscribed'/);
+}
+
+describe('XMPP on several processes (a shared bus)', () => {
+  it('declares its adapters shared on a bus, local without', async () => {
+    const { a } = await cluster();
+    expect(a.binding.adapter.scope).toBe('shared');
+    const alone = await start();
+    expect(alone.binding.adapter.scope).toBe('local');
+    expect(alone.server.cluster).toBeUndefined();
+  });
+
+  it('delivers messages both ways, to bare and full JIDs', async () => {
+    const { a, b } = await cluster();
+    const juliet = await online(a.port, 'juliet', 'balcony');
+    const romeo = await online(b.port, 'romeo', 'garden');
+    await sees(a.server, 'romeo@localhost/garden');
+    await sees(b.server, 'juliet@localhost/balcony');
+
+    juliet.send("<message to='romeo@localhost' type='chat' id='m1'><body>Wherefore art thou?</body></message>");
+    const m1 = await romeo.next(/^<message[^>]* id='m1'/);
+    expect(m1).toContain("from='juliet@localhost/balcony'");
+    expect(m1).toContain('Wherefore art thou?');
+
+    romeo.send("<message to='juliet@localhost/balcony' type='chat' id='m2'><body>Here, love</body></message>");
+    const m2 = await juliet.next(/^<message[^>]* id='m2'/);
+    expect(m2).toContain("from='romeo@localhost/garden'");
+    expect(m2).toContain("to='juliet@localhost/balcony'");
+
+    // Several in a row arrive in order.
+    for (let i = 0; i < 20; i++) juliet.send(`<message to='romeo@localhost/garden' type='chat' id='seq${i}'><body>${i}</body></message>`);
+    for (let i = 0; i < 20; i++) {
+      const next = await romeo.next(/^<message[^>]* id='seq\d+'/);
+      expect(next).toContain(`id='seq${i}'`);
+    }
+  });
+
+  it('carries subscriptions, presence broadcasts and probes across processes', async () => {
+    const { a, b } = await cluster();
+    const juliet = await online(a.port, 'juliet', 'balcony');
+    const romeo = await online(b.port, 'romeo', 'garden');
+    await sees(a.server, 'romeo@localhost/garden');
+    await sees(b.server, 'juliet@localhost/balcony');
+    await befriend(juliet, romeo);
+
+    // A broadcast from A reaches the subscriber on B (and back).
+    juliet.send('<presence><show>away</show><status>on the balcony</status></presence>');
+    const away = await romeo.next(/^<presence[^>]* from='juliet@localhost\/balcony'[^>]*>[\s\S]*on the balcony/);
+    expect(away).toContain("to='romeo@localhost/garden'");
+    romeo.send('<presence><status>below</status></presence>');
+    await juliet.next(/^<presence[^>]* from='romeo@localhost\/garden'[^>]*>[\s\S]*below/);
+
+    // A new resource of romeo on A probes: juliet's presence comes from the mirror, romeo's own from B.
+    await until(async () => {
+      const roster = (await a.server.storage.keyValue('roster').get('romeo', 'roster')) as { items: Array<{ subscription: string }> };
+      return roster?.items?.[0]?.subscription === 'both';
+    }, 'the roster');
+    await sees(a.server, 'romeo@localhost/garden');
+    await until(
+      () => a.server.cluster !== undefined && b.server.cluster?.remotePresence('juliet@localhost/balcony')?.available === true,
+      'juliet',
+    );
+    const phone = await online(a.port, 'romeo', 'phone', '');
+    phone.send('<presence/>');
+    const probed = await phone.next(/^<presence[^>]* from='juliet@localhost\/balcony'/);
+    expect(probed).toContain('on the balcony');
+    // His other resource (on B) sees the phone come online.
+    await romeo.next(/^<presence[^>]* from='romeo@localhost\/phone'/);
+
+    // Unavailable on B reaches A's subscriber.
+    romeo.send("<presence type='unavailable'/>");
+    await juliet.next(
+      /^<presence[^>]* from='romeo@localhost\/garden'[^>]* type='unavailable'|^<presence[^>]* type='unavailable'[^>]* from='romeo@localhost\/garden'/,
+    );
+  });
+
+  it('copies messages with carbons to a resource on the other process', async () => {
+    const { a, b } = await cluster();
+    const juliet = await online(a.port, 'juliet', 'balcony');
+    const julietB = await online(b.port, 'juliet', 'chamber');
+    const romeo = await online(b.port, 'romeo', 'garden');
+    expect(await julietB.iq('c1', "<enable xmlns='urn:xmpp:carbons:2'/>")).toMatch(/type='result'/);
+    expect(await juliet.iq('c2', "<enable xmlns='urn:xmpp:carbons:2'/>")).toMatch(/type='result'/);
+    await until(() => a.server.sessionsOf('juliet@localhost').length === 1, 'juliet on A');
+    await sees(a.server, 'juliet@localhost/chamber');
+    await sees(b.server, 'juliet@localhost/balcony');
+    // Carbons enabled on B is known on A (the directory carries it): wait for the refresh.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    // Sent from A: the copy goes to juliet's resource on B.
+    juliet.send("<message to='romeo@localhost/garden' type='chat' id='s1'><body>sent</body></message>");
+    await romeo.next(/^<message[^>]* id='s1'/);
+    const sent = await julietB.next(/<sent xmlns='urn:xmpp:carbons:2'/);
+    expect(sent).toContain("id='s1'");
+    // Received on A (to the full JID): the copy goes to B.
+    romeo.send("<message to='juliet@localhost/balcony' type='chat' id='r1'><body>received</body></message>");
+    await juliet.next(/^<message[^>]* id='r1'/);
+    const received = await julietB.next(/<received xmlns='urn:xmpp:carbons:2'/);
+    expect(received).toContain("id='r1'");
+    // Received on B: the copy goes to A.
+    romeo.send("<message to='juliet@localhost/chamber' type='chat' id='r2'><body>received</body></message>");
+    await julietB.next(/^<message[^>]* id='r2'/);
+    expect(await juliet.next(/<received xmlns='urn:xmpp:carbons:2'/)).toContain("id='r2'");
+  });
+
+  it('stores a message offline when the user is on no process, and delivers it at login on the other', async () => {
+    const { a, b } = await cluster();
+    const juliet = await online(b.port, 'juliet', 'balcony');
+    juliet.send("<message to='romeo@localhost' type='chat' id='off1'><body>where are you?</body></message>");
+    await juliet.sync();
+    await until(async () => (await a.server.storage.archive('offline').query('romeo', { max: 0 })).count === 1, 'the offline message');
+    const romeo = await online(a.port, 'romeo', 'garden');
+    const delivered = await romeo.next(/^<message[^>]* id='off1'/);
+    expect(delivered).toContain('where are you?');
+    expect(delivered).toContain("xmlns='urn:xmpp:delay'");
+    expect((await b.server.storage.archive('offline').query('romeo', { max: 0 })).count).toBe(0);
+  });
+
+  it('routes an IQ to a full JID on the other process and its result back', async () => {
+    const { a, b } = await cluster();
+    const juliet = await online(a.port, 'juliet', 'balcony');
+    const romeo = await online(b.port, 'romeo', 'garden');
+    await sees(a.server, 'romeo@localhost/garden');
+    await sees(b.server, 'juliet@localhost/balcony');
+    juliet.send("<iq type='get' id='v1' to='romeo@localhost/garden'><query xmlns='jabber:iq:version'/></iq>");
+    const asked = await romeo.next(/^<iq[^>]* id='v1'/);
+    expect(asked).toContain("from='juliet@localhost/balcony'");
+    romeo.send(
+      "<iq type='result' id='v1' to='juliet@localhost/balcony'><query xmlns='jabber:iq:version'><name>garden</name><version>1</version></query></iq>",
+    );
+    const answer = await juliet.next(/^<iq[^>]* id='v1'/);
+    expect(answer).toContain("type='result'");
+    expect(answer).toContain("from='romeo@localhost/garden'");
+    expect(answer).toContain('<name>garden</name>');
+    // A ping the client answers with an error comes back too.
+    romeo.send("<iq type='get' id='p1' to='juliet@localhost/balcony'><ping xmlns='urn:xmpp:ping'/></iq>");
+    await juliet.next(/^<iq[^>]* id='p1'/);
+    juliet.send(
+      "<iq type='error' id='p1' to='romeo@localhost/garden'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+    );
+    expect(await romeo.next(/^<iq[^>]* id='p1'/)).toContain("type='error'");
+  });
+
+  it('routes again what reaches a process for a session gone meanwhile: another resource, offline, or an error', async () => {
+    const { bus, a, b } = await cluster();
+    const juliet = await online(a.port, 'juliet', 'balcony');
+    const romeo = await online(b.port, 'romeo', 'garden');
+    const stream = bus.stream(`xmpp:node:${b.server.cluster?.nodeId}`);
+    // A message for romeo's resource that closed meanwhile (a process with an out-of-date mirror sent it).
+    await stream.append(
+      JSON.stringify({
+        to: 'romeo@localhost/gone',
+        xml: "<message from='juliet@localhost/balcony' to='romeo@localhost/gone' type='chat' id='late'><body>late</body></message>",
+      }),
+    );
+    expect(await romeo.next(/^<message[^>]* id='late'/)).toContain("from='juliet@localhost/balcony'");
+    // An IQ get for it: juliet (on A) gets <service-unavailable/>.
+    await sees(b.server, 'juliet@localhost/balcony');
+    await stream.append(
+      JSON.stringify({
+        to: 'romeo@localhost/gone',
+        xml: "<iq from='juliet@localhost/balcony' to='romeo@localhost/gone' type='get' id='lost-iq'><ping xmlns='urn:xmpp:ping'/></iq>",
+      }),
+    );
+    const error = await juliet.next(/^<iq[^>]* id='lost-iq'/);
+    expect(error).toContain("type='error'");
+    expect(error).toContain('<service-unavailable');
+    // romeo logs out; a message for his session arrives after: offline, delivered at his next login.
+    romeo.send('</stream:stream>');
+    await until(() => a.server.cluster?.remoteSessions().length === 0, 'romeo gone from the mirror');
+    await stream.append(
+      JSON.stringify({
+        to: 'romeo@localhost/garden',
+        xml: "<message from='juliet@localhost/balcony' to='romeo@localhost/garden' type='chat' id='later'><body>later</body></message>",
+      }),
+    );
+    await until(async () => (await a.server.storage.archive('offline').query('romeo', { max: 0 })).count === 1, 'offline');
+    const back = await online(a.port, 'romeo', 'again');
+    expect(await back.next(/^<message[^>]* id='later'/)).toContain('later');
+    // An unreadable entry is skipped; what follows is delivered.
+    await stream.append('not json');
+    await stream.append(JSON.stringify({ to: 42 }));
+    const romeoB = await online(b.port, 'romeo', 'garden2');
+    await stream.append(
+      JSON.stringify({
+        to: 'romeo@localhost/garden2',
+        xml: "<message from='juliet@localhost/balcony' to='romeo@localhost/garden2' type='chat' id='after'><body>after</body></message>",
+      }),
+    );
+    expect(await romeoB.next(/^<message[^>]* id='after'/)).toContain('after');
+  });
+
+  it('closes a session on the other process when the same full JID logs in here', async () => {
+    const { a, b } = await cluster();
+    const first = await online(b.port, 'romeo', 'garden');
+    await sees(a.server, 'romeo@localhost/garden');
+    const second = await online(a.port, 'romeo', 'garden');
+    await first.next(/<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/);
+    await until(() => b.server.sessionsOf('romeo@localhost').length === 0, 'the old session gone');
+    await second.sync();
+    expect(second.closed).toBe(false);
+  });
+
+  it('forgets the sessions of a process that died and routes again what was sent to it', async () => {
+    const { busB, a, b } = await cluster(600);
+    const juliet = await online(a.port, 'juliet', 'balcony');
+    const romeo = await online(b.port, 'romeo', 'garden');
+    await sees(a.server, 'romeo@localhost/garden');
+    await sees(b.server, 'juliet@localhost/balcony');
+    await befriend(juliet, romeo);
+    // B's process dies: its bus stops (no heartbeats, its stream is no longer read), its clients stay connected to nothing.
+    busB.kill();
+    juliet.send("<message to='romeo@localhost' type='chat' id='meanwhile'><body>are you there?</body></message>");
+    // Its entries expire: juliet sees romeo unavailable, the message goes offline.
+    await juliet.next(/^<presence(?=[^>]* type='unavailable')(?=[^>]* from='romeo@localhost\/garden')/);
+    await until(() => a.server.cluster?.remoteSessions().length === 0, 'romeo gone from A');
+    await until(async () => (await a.server.storage.archive('offline').query('romeo', { max: 0 })).count === 1, 'the message offline');
+    // romeo reconnects to A: he gets what was sent meanwhile.
+    romeo.socket.destroy();
+    await b.service.stop();
+    const back = await online(a.port, 'romeo', 'garden');
+    expect(await back.next(/^<message[^>]* id='meanwhile'/)).toContain('are you there?');
+  });
+});
