@@ -53,6 +53,14 @@ const writes = (options: CommandOptions): boolean =>
   options.flags?.includes('write') === true ||
   Object.values(options.subcommands ?? {}).some((sub) => ('arity' in sub ? (sub.flags ?? []) : sub).includes('write'));
 
+/** A command that reads keys (a read may expire them lazily: their deletions make one unit, as Redis). */
+const reads = (options: CommandOptions): boolean =>
+  options.flags?.includes('readonly') === true ||
+  Object.values(options.subcommands ?? {}).some((sub) => ('arity' in sub ? (sub.flags ?? []) : sub).includes('readonly'));
+
+/** Redis's CMD_TOUCHES_ARBITRARY_KEYS: the keys they expire replay one by one, never in MULTI/EXEC. */
+const ARBITRARY_KEYS = new Set(['keys', 'scan', 'randomkey']);
+
 export class Propagation {
   /** Writes so far (Redis's server.dirty): every resp.touch. */
   dirty = 0;
@@ -65,6 +73,8 @@ export class Propagation {
   #after: Op[] = [];
   /** Inside a unit (a wrapped command, or EXEC, is running). */
   #depth = 0;
+  /** The running unit is a SCAN, KEYS or RANDOMKEY: not wrapped in MULTI/EXEC (Redis's propagatePendingCommands). */
+  #noMulti = false;
 
   addSink(sink: Sink): void {
     this.#sinks.add(sink);
@@ -119,7 +129,7 @@ export class Propagation {
   /** Wrap a handler: after it ran, its propagation (if it wrote) joins the current unit. */
   wrap(name: string, options: CommandOptions, handler: CommandHandler): CommandHandler {
     if (name === 'exec') return this.#wrapExec(handler);
-    if (!writes(options) && !MAY_REPLICATE.has(name)) return handler;
+    if (!writes(options) && !MAY_REPLICATE.has(name)) return reads(options) ? this.#wrapRead(name, handler) : handler;
     const always = MAY_REPLICATE.has(name);
     return (client, argv) => {
       const invocation: Invocation = { dirty: this.dirty, replacement: undefined };
@@ -165,6 +175,25 @@ export class Propagation {
     };
   }
 
+  /**
+   * A read: the keys it expires lazily (MGET of two expired keys) replay as one unit after it, in
+   * MULTI/EXEC when more than one (Redis 7.0's afterCommand → propagatePendingCommands), but for
+   * SCAN, KEYS and RANDOMKEY.
+   */
+  #wrapRead(name: string, handler: CommandHandler): CommandHandler {
+    const arbitrary = ARBITRARY_KEYS.has(name);
+    return (client, argv) => {
+      if (this.#sinks.size === 0) return handler(client, argv);
+      if (this.#depth === 0) this.#noMulti = arbitrary;
+      this.#depth++;
+      try {
+        return handler(client, argv);
+      } finally {
+        this.#leave();
+      }
+    };
+  }
+
   #leave(): void {
     this.#depth--;
     if (this.#depth === 0) this.#flush();
@@ -173,7 +202,12 @@ export class Propagation {
   #flush(): void {
     const ops = this.#pending;
     this.#pending = [];
-    if (ops.length > 0) this.#send(ops);
+    const noMulti = this.#noMulti;
+    this.#noMulti = false;
+    if (ops.length > 0) {
+      if (noMulti) for (const op of ops) this.#send([op]);
+      else this.#send(ops);
+    }
     while (this.#after.length > 0) {
       const after = this.#after;
       this.#after = [];
