@@ -6,6 +6,7 @@ export { respAdapter } from './adapter.js';
 export { floatArg, int64Arg, integerArg, NOT_FLOAT, NOT_INTEGER, parseDouble, parseInt64, parseNumber } from './args.js';
 export type { RespClient } from './client.js';
 export { CLUSTER_SLOTS, type ClusterNode, type ClusterOptions, type ClusterState, keySlot, type SlotRange } from './cluster.js';
+export { INFO_NOT_DEFAULT, INFO_SECTIONS } from './commands/info.js';
 export type { PreRunCheck } from './dispatch.js';
 export { globMatch } from './glob.js';
 export type { InfoFields } from './host.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { arch, release, type } from 'node:os';
-import { OK, type RespClient, RespError, type SubcommandOptions } from '@portbind/resp';
+import { INFO_NOT_DEFAULT, INFO_SECTIONS, OK, type RespClient, RespError, type SubcommandOptions } from '@portbind/resp';
 import type { MiniRedis } from '../app.js';
 import {
   configGet as configGetOf,
@@ -218,7 +218,7 @@ export function registerServerCommands({
       // Redis's order, whatever order the files registered their sections in; others after.
       const sections = [...info].sort(([a], [b]) => sectionRank(a) - sectionRank(b));
       const body = sections
-        .filter(([name]) => every || (usual && name !== 'commandstats' && name !== 'latencystats') || asked.includes(name))
+        .filter(([name]) => every || (usual && !INFO_NOT_DEFAULT.includes(name)) || asked.includes(name))
         .map(([name, fields]) => {
           const lines = Object.entries(fields()).map(([field, value]) => `${field}:${value}\r\n`);
           return `# ${name === 'cpu' ? 'CPU' : `${name[0]?.toUpperCase()}${name.slice(1)}`}\r\n${lines.join('')}`;
@@ -396,24 +396,8 @@ export function registerServerCommands({
   );
 }
 
-/** INFO's sections in the order Redis 7.0 prints them (server.c, genRedisInfoString). */
-const SECTION_ORDER = [
-  'server',
-  'clients',
-  'memory',
-  'persistence',
-  'stats',
-  'replication',
-  'cpu',
-  'modules',
-  'commandstats',
-  'errorstats',
-  'latencystats',
-  'cluster',
-  'keyspace',
-];
-
+/** Redis's order of INFO's sections (@portbind/resp's INFO_SECTIONS), others after. */
 const sectionRank = (name: string): number => {
-  const rank = SECTION_ORDER.indexOf(name);
-  return rank === -1 ? SECTION_ORDER.length : rank;
+  const rank = INFO_SECTIONS.indexOf(name);
+  return rank === -1 ? INFO_SECTIONS.length : rank;
 };

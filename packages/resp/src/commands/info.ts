@@ -9,8 +9,12 @@ export type InfoHost<C> = Pick<
   'serverVersion' | 'clients' | 'maxClients' | 'stats' | 'commandStats' | 'errorStats' | 'tracking' | 'pubsub' | 'infoSections'
 >;
 
-/** INFO's sections in Redis's order; `default` and `all` list these (commandstats and the like are not kept). */
-const INFO_ORDER = [
+/**
+ * INFO's sections in the order Redis 7.0 prints them (server.c, genRedisInfoString), whatever order
+ * they were added in; an application's own sections follow. The one list of it: an application that
+ * builds its own INFO (examples/mini-redis) sorts by it too.
+ */
+export const INFO_SECTIONS: readonly string[] = [
   'server',
   'clients',
   'memory',
@@ -21,9 +25,13 @@ const INFO_ORDER = [
   'modules',
   'commandstats',
   'errorstats',
+  'latencystats',
   'cluster',
   'keyspace',
 ];
+
+/** The sections INFO without arguments (or `INFO default`) leaves out: asked by name, or with `all`/`everything`. */
+export const INFO_NOT_DEFAULT: readonly string[] = ['commandstats', 'latencystats'];
 
 /** For instantaneous_ops_per_sec: the counter at the previous INFO, and when. */
 const opsSample = new WeakMap<object, { at: number; commands: number; rate: number }>();
@@ -165,10 +173,10 @@ export function builtinSections<C>(server: InfoHost<C>): Map<string, Array<reado
 /** INFO [section …]: the built-in sections merged with the application's, in Redis's order. */
 export function infoText<C>(server: InfoHost<C>, argv: Command): string {
   const wanted = new Set(argv.slice(1).map((arg) => arg.toString('latin1').toLowerCase()));
-  // default (or nothing): every section but commandstats; all and everything: commandstats too.
+  // default (or nothing): every section but commandstats and latencystats; all and everything: those too.
   const all = wanted.has('all') || wanted.has('everything');
   const every = wanted.size === 0 || all || wanted.has('default');
-  if (all) wanted.add('commandstats');
+  if (all) for (const name of INFO_NOT_DEFAULT) wanted.add(name);
   const sections = builtinSections(server);
   for (const [name, providers] of server.infoSections) {
     if (!every && !wanted.has(name)) continue;
@@ -182,11 +190,11 @@ export function infoText<C>(server: InfoHost<C>, argv: Command): string {
     }
     sections.set(name, fields);
   }
-  const names = [...INFO_ORDER, ...[...sections.keys()].filter((name) => !INFO_ORDER.includes(name))];
+  const names = [...INFO_SECTIONS, ...[...sections.keys()].filter((name) => !INFO_SECTIONS.includes(name))];
   const parts: string[] = [];
   for (const name of names) {
     const fields = sections.get(name);
-    if (fields === undefined || !((every && name !== 'commandstats') || wanted.has(name))) continue;
+    if (fields === undefined || !((every && !INFO_NOT_DEFAULT.includes(name)) || wanted.has(name))) continue;
     let part = `# ${name === 'cpu' ? 'CPU' : `${name[0]?.toUpperCase()}${name.slice(1)}`}\r\n`;
     for (const [key, value] of fields) part += `${key}:${value}\r\n`;
     parts.push(part);
