@@ -254,6 +254,26 @@ describe.each(backends)('%s', (_name, factory) => {
       expect(await storage.archive('offline').query('alice')).toMatchObject({ count: 1 });
     });
 
+    it('calls of one turn on several owners apply in call order around an expire of the whole store', async () => {
+      const archive = open(factory).archive('mam');
+      await archive.append('carol', item('c0', 100));
+      const [before, , expired, , bob, alice] = await Promise.all([
+        archive.query('bob'),
+        archive.append('alice', item('a1', 100)),
+        archive.expire(500),
+        archive.append('bob', item('b1', 100)),
+        archive.query('bob'),
+        archive.query('alice'),
+        archive.append('alice', item('a2', 100)),
+      ]);
+      // a1 and c0 were there before the expire; b1 came after it.
+      expect(ids(before)).toEqual([]);
+      expect(expired).toBe(2);
+      expect(ids(bob)).toEqual(['b1']);
+      expect(ids(alice)).toEqual([]);
+      expect(ids(await archive.query('alice'))).toEqual(['a2']);
+    });
+
     it('filters by with, start and end (inclusive), and ids', async () => {
       const archive = await filled(open(factory));
       expect(ids(await archive.query('alice', { with: 'bob@localhost' }))).toEqual(['m1', 'm3', 'm5']);

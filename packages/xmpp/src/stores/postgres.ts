@@ -164,6 +164,8 @@ interface PendingAppend {
 }
 
 interface AppendBatch {
+  /** When it was opened (see PgStorage.#stamp): it takes no lane a later call holds. */
+  stamp: number;
   entries: PendingAppend[];
   /** The order lanes of the owners it appends to. */
   lanes: Set<string>;
@@ -176,6 +178,14 @@ interface AppendBatch {
 
 const rowKey = (entry: PendingAppend): string => `${entry.store}\u0000${entry.owner}\u0000${entry.item.id}`;
 const laneOf = (kind: 'k' | 'a' | 'u', store: string, owner: string): string => `${kind}\u0000${store}\u0000${owner}`;
+/** The lane of a call on a whole archive store (expire): the calls on its owners made after it wait for it. */
+const storeLaneOf = (store: string): string => `A\u0000${store}`;
+
+/** The last call on a lane: settled (never rejects), and the number it was issued with. */
+interface Lane {
+  tail: Promise<unknown>;
+  stamp: number;
+}
 const noop = (): void => {};
 
 class PgStorage implements PostgresStorage {
@@ -189,8 +199,10 @@ class PgStorage implements PostgresStorage {
   readonly #maxBatch: number;
   readonly #keyValues = new Map<string, KeyValueStore>();
   readonly #archives = new Map<string, ArchiveStore>();
-  /** Per lane (kind, store, owner), the last call on it, settled (never rejects). */
-  readonly #lanes = new Map<string, Promise<unknown>>();
+  /** Per lane (kind, store, owner), the last call on it. */
+  readonly #lanes = new Map<string, Lane>();
+  /** Counts calls and batches in the order they were issued. */
+  #stamp = 0;
   /** (store, owner) pairs known to have an archive_owners row. */
   readonly #knownOwners = new Set<string>();
   #batch: AppendBatch | undefined;
@@ -326,27 +338,37 @@ class PgStorage implements PostgresStorage {
     }
   }
 
-  /** Runs `run` once the calls on these lanes made before it settled; later calls on them wait for it. */
-  serial<T>(lanes: readonly string[], run: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `run` once the calls on these lanes (and on `after`, which it does not hold) made before it settled;
+   * later calls on `lanes` wait for it.
+   */
+  serial<T>(lanes: readonly string[], run: () => Promise<T>, after: readonly string[] = []): Promise<T> {
     if (this.#closed !== undefined) return Promise.reject(closedError());
     const previous: Promise<unknown>[] = [];
-    for (const lane of lanes) {
-      const tail = this.#lanes.get(lane);
-      if (tail !== undefined) previous.push(tail);
+    for (const lane of [...lanes, ...after]) {
+      const last = this.#lanes.get(lane);
+      if (last !== undefined) previous.push(last.tail);
     }
     const result = previous.length === 0 ? run() : Promise.allSettled(previous).then(run);
     const settled = result.then(noop, noop);
-    for (const lane of lanes) this.#lanes.set(lane, settled);
+    const stamp = ++this.#stamp;
+    for (const lane of lanes) this.#lanes.set(lane, { tail: settled, stamp });
     void settled.then(() => {
-      for (const lane of lanes) if (this.#lanes.get(lane) === settled) this.#lanes.delete(lane);
+      for (const lane of lanes) if (this.#lanes.get(lane)?.tail === settled) this.#lanes.delete(lane);
     });
     return result;
   }
 
-  /** The lanes of every owner of an archive store with calls in flight. */
-  archiveLanes(store: string): string[] {
+  /** A call on one owner of an archive store: after the calls on that owner, and on the whole store, made before it. */
+  serialArchive<T>(store: string, owner: string, run: () => Promise<T>): Promise<T> {
+    return this.serial([laneOf('a', store, owner)], run, [storeLaneOf(store)]);
+  }
+
+  /** A call on a whole archive store: after every call on it made before, and before those made after. */
+  serialStore<T>(store: string, run: () => Promise<T>): Promise<T> {
     const prefix = laneOf('a', store, '');
-    return [...this.#lanes.keys()].filter((lane) => lane.startsWith(prefix));
+    const owners = [...this.#lanes.keys()].filter((lane) => lane.startsWith(prefix));
+    return this.serial([storeLaneOf(store), ...owners], run);
   }
 
   /** Queues an archive append into this turn's INSERT. */
@@ -358,11 +380,15 @@ class PgStorage implements PostgresStorage {
       return;
     }
     const lane = laneOf('a', entry.store, entry.owner);
+    const storeLane = storeLaneOf(entry.store);
     let batch = this.#batch;
-    // A call on this owner made after it joined the batch (a delete, a query): the append goes after it, in the next batch.
+    // A call on this owner (a delete, a query) or on its whole store (expire) made after the batch was opened: the
+    // append goes after it, in the next batch. (A batch never waits for a call made after it: no cycle.)
     if (
       batch !== undefined &&
-      (batch.entries.length >= this.#maxBatch || (batch.lanes.has(lane) && this.#lanes.get(lane) !== batch.settled))
+      (batch.entries.length >= this.#maxBatch ||
+        (this.#lanes.get(lane)?.stamp ?? 0) > batch.stamp ||
+        (this.#lanes.get(storeLane)?.stamp ?? 0) > batch.stamp)
     ) {
       this.#startBatch(batch);
       batch = undefined;
@@ -372,20 +398,19 @@ class PgStorage implements PostgresStorage {
       const settled = new Promise<void>((resolve) => {
         done = resolve;
       });
-      const created: AppendBatch = { entries: [], lanes: new Set(), deps: [], started: false, settled, done };
+      const created: AppendBatch = { stamp: ++this.#stamp, entries: [], lanes: new Set(), deps: [], started: false, settled, done };
       batch = created;
       this.#batch = created;
       if (this.#batchEnabled) setImmediate(() => this.#startBatch(created));
       else queueMicrotask(() => this.#startBatch(created));
       void settled.then(() => {
-        for (const name of created.lanes) if (this.#lanes.get(name) === settled) this.#lanes.delete(name);
+        for (const name of created.lanes) if (this.#lanes.get(name)?.tail === settled) this.#lanes.delete(name);
       });
     }
     if (!batch.lanes.has(lane)) {
-      const tail = this.#lanes.get(lane);
-      if (tail !== undefined) batch.deps.push(tail);
+      for (const before of [this.#lanes.get(lane), this.#lanes.get(storeLane)]) if (before !== undefined) batch.deps.push(before.tail);
       batch.lanes.add(lane);
-      this.#lanes.set(lane, batch.settled);
+      this.#lanes.set(lane, { tail: batch.settled, stamp: batch.stamp });
     }
     batch.entries.push(entry);
     if (!this.#batchEnabled) this.#startBatch(batch);
@@ -489,7 +514,7 @@ class PgStorage implements PostgresStorage {
     this.#closed ??= (async () => {
       // What was called before close() is written first.
       if (this.#batch !== undefined) this.#startBatch(this.#batch);
-      while (this.#lanes.size > 0) await Promise.allSettled([...this.#lanes.values()]);
+      while (this.#lanes.size > 0) await Promise.allSettled([...this.#lanes.values()].map((lane) => lane.tail));
       this.#pool.off('error', this.#onPoolError);
       if (this.#ownPool) {
         // Connections that break while the pool ends must not end the process either.
@@ -620,7 +645,7 @@ class PgArchiveStore implements ArchiveStore {
     const s = this.#storage.s;
     const max = pageSize(query.max);
     const backward = query.before !== undefined;
-    return this.#storage.serial([laneOf('a', this.#name, owner)], async () => {
+    return this.#storage.serialArchive(this.#name, owner, async () => {
       // Cursors are positions in the whole archive (an `after` id need not match the filters).
       const cursors = [query.after, query.before || undefined].filter((id): id is string => id !== undefined);
       const seqs = new Map<string, string>();
@@ -660,7 +685,7 @@ class PgArchiveStore implements ArchiveStore {
 
   delete(owner: string, query: Pick<ArchiveQuery, 'ids' | 'with' | 'end'> = {}): Promise<number> {
     const selection = { ids: query.ids, with: query.with, end: query.end };
-    return this.#storage.serial([laneOf('a', this.#name, owner)], async () => {
+    return this.#storage.serialArchive(this.#name, owner, async () => {
       const params = new Params();
       const result = await this.#storage.sql(
         `DELETE FROM ${this.#storage.s}archive WHERE ${this.#filter(params, owner, selection)}`,
@@ -672,7 +697,7 @@ class PgArchiveStore implements ArchiveStore {
 
   trim(owner: string, withValue: string, keep: number): Promise<number> {
     const s = this.#storage.s;
-    return this.#storage.serial([laneOf('a', this.#name, owner)], async () => {
+    return this.#storage.serialArchive(this.#name, owner, async () => {
       // Everything of this `with` at or before its (keep+1)th newest item.
       const result = await this.#storage.sql(
         `WITH o AS (SELECT oid FROM ${s}archive_owners WHERE store = $1 AND owner = $2)
@@ -688,7 +713,7 @@ class PgArchiveStore implements ArchiveStore {
   expire(before: number): Promise<number> {
     const s = this.#storage.s;
     // After the calls on this store's owners made before it.
-    return this.#storage.serial(this.#storage.archiveLanes(this.#name), async () => {
+    return this.#storage.serialStore(this.#name, async () => {
       const result = await this.#storage.sql(
         `DELETE FROM ${s}archive AS a USING ${s}archive_owners AS o WHERE o.store = $1 AND a.oid = o.oid AND a."when" < $2`,
         [this.#name, before],
