@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAof } from '../src/aof.js';
-import { RawClient, type Spawned, show, spawnMiniRedis, spawnRedisServer, tempDirs, until } from './support.js';
+import { infoField, RawClient, type Spawned, show, spawnMiniRedis, spawnRedisServer, tempDirs, until } from './support.js';
 
 // AOF write errors as Redis 7.0.15's (aof.c flushAppendOnlyFile, server.c writeCommandsDeniedByDiskError):
 // on a real full disk — DATA_DIR is a 512 KB tmpfs mounted in a mount namespace of the server's own
@@ -27,13 +27,11 @@ async function start(which: Which, dir: string, fsync: 'everysec' | 'always'): P
 /** `dir` as the server sees it (inside its mount namespace). */
 const inside = (server: Spawned, dir: string): string => `/proc/${server.child.pid}/root${dir}`;
 
-const field = (info: Buffer, name: string): string | undefined => new RegExp(`^${name}:(.*)\\r$`, 'm').exec(info.toString('latin1'))?.[1];
-
 /** Wait for the AOF the start created, then fill the rest of the tmpfs with a file of the test's. */
 async function fillDisk(server: Spawned, client: RawClient, dir: string): Promise<string> {
   await until(async () => {
     const [info] = await client.send(['INFO persistence']);
-    return field(info as Buffer, 'aof_rewrite_in_progress') === '0' && field(info as Buffer, 'aof_rewrite_scheduled') === '0';
+    return infoField(info as Buffer, 'aof_rewrite_in_progress') === '0' && infoField(info as Buffer, 'aof_rewrite_scheduled') === '0';
   }, 'the AOF base');
   const filler = join(inside(server, dir), 'filler');
   let error: NodeJS.ErrnoException | undefined;
@@ -70,12 +68,12 @@ describe('the disk fills up (appendfsync everysec)', () => {
         'DBSIZE',
       ]);
       const [info] = await client.send(['INFO persistence']);
-      const whileFull = { status: field(info as Buffer, 'aof_last_write_status'), enabled: field(info as Buffer, 'aof_enabled') };
+      const whileFull = { status: infoField(info as Buffer, 'aof_last_write_status'), enabled: infoField(info as Buffer, 'aof_enabled') };
       // Room again: the retry (once a second) writes what failed, and writes are accepted again.
       rmSync(filler);
       await until(async () => {
         const [again] = await client.send(['INFO persistence']);
-        return field(again as Buffer, 'aof_last_write_status') === 'ok';
+        return infoField(again as Buffer, 'aof_last_write_status') === 'ok';
       }, 'aof_last_write_status:ok');
       const recovered = await client.send(['SET small v', 'PING', 'GET small']);
       // What the incremental file holds now (with everysec: once written, whatever the fsync).

@@ -1,166 +1,152 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AofConfigError, AofLoadError } from '../src/aof.js';
 import { createMiniRedis } from '../src/app.js';
-import { freePort, parseReply, RawClient, REDIS_SERVER, show, startMiniRedis } from './support.js';
+import {
+  ask,
+  askEach,
+  infoField,
+  parseReply,
+  RawClient,
+  type Spawned,
+  show,
+  spawnMiniRedis,
+  spawnRedisServer,
+  startMiniRedis,
+  tempDirs,
+  until,
+  withMiniRedis,
+} from './support.js';
 
 // The append-only file: what was acknowledged survives a SIGKILL (appendfsync always; everysec
 // loses at most the last second), BGREWRITEAOF and CONFIG SET appendonly, and a truncated or
 // corrupt file at start (Redis's aof-load-truncated rule, or a clear error naming the offset).
 
-const MAIN = join(dirname(fileURLToPath(import.meta.url)), '../dist/main.js');
-const dirs: string[] = [];
-const tempDir = (): string => {
-  const dir = mkdtempSync(join(tmpdir(), 'mini-redis-aof-'));
-  dirs.push(dir);
-  return dir;
-};
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('mini-redis-aof-');
 /** A flat name/value array reply as an object. */
 const parseMap = (reply: Buffer): Record<string, string> => {
   const flat = parseReply(reply) as string[];
   return Object.fromEntries(Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i], flat[2 * i + 1]]));
 };
-const field = (info: string, name: string): string | undefined => new RegExp(`^${name}:(.*)\\r?$`, 'm').exec(info)?.[1]?.trim();
 const connect = (port: number): Redis => new Redis({ port, host: '127.0.0.1', lazyConnect: true });
-
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** mini-redis in a process of its own (dist/main.js), so that it can be SIGKILLed. */
-async function spawnMiniRedis(env: Record<string, string>): Promise<{ port: number; child: ChildProcess; exited: Promise<unknown> }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [MAIN], {
-    env: { ...process.env, RESP_PORT: String(port), PORT: String(await freePort()), HOST: '127.0.0.1', SAVE: '', ...env },
-    stdio: 'ignore',
-  });
-  const exited = once(child, 'exit');
-  await until(async () => {
-    const client = new RawClient(port);
-    try {
-      return (await client.send(['PING']))[0]?.toString() === '+PONG\r\n';
-    } catch {
-      return false;
-    } finally {
-      client.close();
-    }
-  }, 'mini-redis to listen');
-  return { port, child, exited };
-}
+/** INFO persistence's `name` on a raw connection. */
+const persistence = async (client: RawClient, name: string): Promise<string | undefined> =>
+  infoField((await client.send(['INFO persistence']))[0] ?? '', name);
+/** Until no AOF rewrite runs (the base the start wrote is on disk). */
+const rewritten = (client: RawClient, what = 'the first base'): Promise<void> =>
+  until(async () => (await persistence(client, 'aof_rewrite_in_progress')) === '0', what);
+/** mini-redis with the AOF on in `dir` (and no save points). */
+const aofIn = (dir: string, env: Record<string, string> = {}): Record<string, string> => ({
+  DATA_DIR: dir,
+  APPENDONLY: 'yes',
+  SAVE: '',
+  ...env,
+});
 
 /** Run `commands` on a mini-redis with APPENDONLY=yes in `dir`, stop it, and give the files. */
 async function writeAof(dir: string, commands: string[][]): Promise<{ manifest: string; incr: string }> {
-  const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '' });
-  const client = new RawClient(mini.port);
-  try {
-    await client.send(commands);
-    // The base the start wrote is on disk once INFO says no rewrite is running.
-    await until(
-      async () => field((await client.send(['INFO persistence']))[0]?.toString() ?? '', 'aof_rewrite_in_progress') === '0',
-      'the first rewrite',
-    );
-  } finally {
-    client.close();
-    await mini.stop();
-  }
+  await withMiniRedis(aofIn(dir), async ({ raw }) => {
+    await raw.send(commands);
+    await rewritten(raw);
+  });
   const aofDir = join(dir, 'appendonlydir');
   const incr = readdirSync(aofDir).find((name) => name.endsWith('.incr.aof')) as string;
   return { manifest: join(aofDir, 'appendonly.aof.manifest'), incr: join(aofDir, incr) };
 }
 
+/**
+ * `write` on a mini-redis process with the AOF in a new dir (appendfsync `fsync`), SIGKILL, then
+ * `check` on a new process started on the same dir.
+ */
+async function killedAndRestarted(
+  fsync: 'always' | 'everysec',
+  write: (port: number) => Promise<void>,
+  check: (port: number) => Promise<void>,
+): Promise<void> {
+  const dir = tempDir();
+  const first = await spawnMiniRedis(aofIn(dir, { APPENDFSYNC: fsync }));
+  try {
+    await write(first.port);
+  } finally {
+    await first.stop('SIGKILL');
+  }
+  const second = await spawnMiniRedis(aofIn(dir));
+  try {
+    await check(second.port);
+  } finally {
+    await second.stop('SIGKILL');
+  }
+}
+
+/** Run `body` with an ioredis client on `port`, disconnected after. */
+async function withClient<T>(port: number, body: (client: Redis) => Promise<T>): Promise<T> {
+  const client = connect(port);
+  try {
+    return await body(client);
+  } finally {
+    client.disconnect();
+  }
+}
+
 describe('crash safety', () => {
   it('appendfsync always: a write acknowledged before SIGKILL is there after a restart', async () => {
-    const dir = tempDir();
-    const first = await spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', APPENDFSYNC: 'always' });
-    const client = connect(first.port);
-    await client.connect();
-    await client.set('acknowledged', 'yes');
-    await client.hset('h', 'f', 'v');
-    client.disconnect();
-    first.child.kill('SIGKILL');
-    await first.exited;
-
-    const second = await spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes' });
-    const again = connect(second.port);
-    try {
-      await again.connect();
-      expect(await again.get('acknowledged')).toBe('yes');
-      expect(await again.hgetall('h')).toEqual({ f: 'v' });
-    } finally {
-      again.disconnect();
-      second.child.kill('SIGKILL');
-      await second.exited;
-    }
+    await killedAndRestarted(
+      'always',
+      (port) =>
+        withClient(port, async (client) => {
+          await client.set('acknowledged', 'yes');
+          await client.hset('h', 'f', 'v');
+        }),
+      (port) =>
+        withClient(port, async (again) => {
+          expect(await again.get('acknowledged')).toBe('yes');
+          expect(await again.hgetall('h')).toEqual({ f: 'v' });
+        }),
+    );
   });
 
   it('appendfsync everysec: what was written more than a second before SIGKILL is there after a restart', async () => {
-    const dir = tempDir();
-    const first = await spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', APPENDFSYNC: 'everysec' });
-    const client = connect(first.port);
-    await client.connect();
-    await client.rpush('older', 'a', 'b');
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    await client.set('newest', 'maybe');
-    client.disconnect();
-    first.child.kill('SIGKILL');
-    await first.exited;
-
-    const second = await spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes' });
-    const again = connect(second.port);
-    try {
-      await again.connect();
-      expect(await again.lrange('older', 0, -1)).toEqual(['a', 'b']);
-    } finally {
-      again.disconnect();
-      second.child.kill('SIGKILL');
-      await second.exited;
-    }
+    await killedAndRestarted(
+      'everysec',
+      (port) =>
+        withClient(port, async (client) => {
+          await client.rpush('older', 'a', 'b');
+          await new Promise((resolve) => setTimeout(resolve, 1500));
+          await client.set('newest', 'maybe');
+        }),
+      (port) =>
+        withClient(port, async (again) => {
+          expect(await again.lrange('older', 0, -1)).toEqual(['a', 'b']);
+        }),
+    );
   });
 });
 
 describe('crash during a rewrite', () => {
   it('SIGKILL while BGREWRITEAOF writes the new base loses nothing acknowledged', async () => {
-    const dir = tempDir();
-    const first = await spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', APPENDFSYNC: 'always' });
-    const client = new RawClient(first.port);
     const value = 'x'.repeat(1000);
-    for (let batch = 0; batch < 20; batch++) {
-      await client.send(Array.from({ length: 500 }, (_, i) => ['SET', `key:${batch * 500 + i}`, value]));
-    }
-    expect((await client.send(['BGREWRITEAOF', 'SET after-rewrite-began yes'])).map(show)).toEqual([
-      '+Background append only file rewriting started⏎',
-      '+OK⏎',
-    ]);
-    client.close();
-    first.child.kill('SIGKILL');
-    await first.exited;
-
-    const second = await spawnMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes' });
-    const again = new RawClient(second.port);
-    try {
-      expect((await again.send(['DBSIZE', 'GET after-rewrite-began', 'STRLEN key:9999'])).map(show)).toEqual([
-        ':10001⏎',
-        '$3⏎yes⏎',
-        ':1000⏎',
-      ]);
-    } finally {
-      again.close();
-      second.child.kill('SIGKILL');
-      await second.exited;
-    }
+    await killedAndRestarted(
+      'always',
+      async (port) => {
+        const client = new RawClient(port);
+        try {
+          for (let batch = 0; batch < 20; batch++) {
+            await client.send(Array.from({ length: 500 }, (_, i) => ['SET', `key:${batch * 500 + i}`, value]));
+          }
+          expect((await client.send(['BGREWRITEAOF', 'SET after-rewrite-began yes'])).map(show)).toEqual([
+            '+Background append only file rewriting started⏎',
+            '+OK⏎',
+          ]);
+        } finally {
+          client.close();
+        }
+      },
+      async (port) => {
+        expect(await ask(port, ['DBSIZE', 'GET after-rewrite-began', 'STRLEN key:9999'])).toEqual([':10001⏎', '$3⏎yes⏎', ':1000⏎']);
+      },
+    );
   });
 });
 
@@ -181,139 +167,83 @@ describe('loading at start', () => {
     const { incr } = await writeAof(dir, [...commands, ['PUBLISH', 'channel', 'message']]);
     expect(readFileSync(incr, 'latin1')).not.toContain('PUBLISH');
     expect(readFileSync(incr, 'latin1')).toContain('*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n');
-    const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '' });
-    const client = connect(mini.port);
-    try {
-      await client.connect();
+    await withMiniRedis(aofIn(dir), async ({ redis: client }) => {
       expect(await client.get('a')).toBe('1');
       await client.select(2);
       expect(await client.lrange('l', 0, -1)).toEqual(['x', 'y']);
       expect(await client.ttl('t')).toBeGreaterThan(900);
       expect(await client.get('n')).toBe('2');
-      expect(field(await client.info('persistence'), 'aof_enabled')).toBe('1');
-    } finally {
-      client.disconnect();
-      await mini.stop();
-    }
+      expect(infoField(await client.info('persistence'), 'aof_enabled')).toBe('1');
+    });
   });
 
-  it('a truncated last command: loads what is complete and truncates the file (aof-load-truncated yes)', async () => {
+  /** An AOF of `written`, then `appended` (cut off) at its end: the next start loads `a`, not `absent`, and truncates the file. */
+  const truncatedAtStart = async (written: string[][], appended: string, absent: string): Promise<void> => {
     const dir = tempDir();
-    const { incr } = await writeAof(dir, commands);
+    const { incr } = await writeAof(dir, written);
     const complete = statSync(incr).size;
-    appendFileSync(incr, '*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$5\r\nwri');
-    const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '' });
-    const client = connect(mini.port);
-    try {
-      await client.connect();
+    appendFileSync(incr, appended);
+    await withMiniRedis(aofIn(dir), async ({ redis: client }) => {
       expect(await client.get('a')).toBe('1');
-      expect(await client.exists('half')).toBe(0);
+      expect(await client.exists(absent)).toBe(0);
       expect(statSync(incr).size).toBe(complete);
-    } finally {
-      client.disconnect();
-      await mini.stop();
-    }
+    });
+  };
+
+  it('a truncated last command: loads what is complete and truncates the file (aof-load-truncated yes)', async () => {
+    await truncatedAtStart(commands, '*3\r\n$3\r\nSET\r\n$4\r\nhalf\r\n$5\r\nwri', 'half');
   });
 
   it('a MULTI without its EXEC at the end is reverted as a truncation', async () => {
-    const dir = tempDir();
-    const { incr } = await writeAof(dir, [['SET', 'a', '1']]);
-    const complete = statSync(incr).size;
-    appendFileSync(incr, '*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n');
-    const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '' });
-    const client = connect(mini.port);
-    try {
-      await client.connect();
-      expect(await client.get('a')).toBe('1');
-      expect(await client.exists('b')).toBe(0);
-      expect(statSync(incr).size).toBe(complete);
-    } finally {
-      client.disconnect();
-      await mini.stop();
-    }
+    await truncatedAtStart([['SET', 'a', '1']], '*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n', 'b');
   });
+
+  /** createMiniRedis in `dir` with the AOF on and `env`: what it throws. */
+  const startIn = (dir: string, env: Record<string, string>) => () =>
+    createMiniRedis({ env: { RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1', ...aofIn(dir, env) } });
 
   it('a truncated last command with aof-load-truncated no: a clear error naming the file and offset', async () => {
     const dir = tempDir();
     const { incr } = await writeAof(dir, commands);
     const at = statSync(incr).size;
     appendFileSync(incr, '*2\r\n$3\r\nDEL');
-    const start = () =>
-      createMiniRedis({
-        env: { RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '', AOF_LOAD_TRUNCATED: 'no' },
-      });
+    const start = startIn(dir, { AOF_LOAD_TRUNCATED: 'no' });
     expect(start).toThrow(AofLoadError);
     expect(start).toThrow(`Unexpected end of file (aof-load-truncated is no) reading the append only file ${incr} at offset ${at}`);
-    try {
-      start();
-    } catch (error) {
-      expect((error as AofLoadError).code).toBe('PB_ERR_AOF_LOAD');
-    }
+    expect(start).toThrow(expect.objectContaining({ code: 'PB_ERR_AOF_LOAD' }));
   });
 
-  it('APPENDFILENAME or APPENDDIRNAME that is a path: PB_ERR_AOF_CONFIG at start; other names are used', async () => {
-    const dir = tempDir();
-    for (const env of [{ APPENDFILENAME: '../escape.aof' }, { APPENDDIRNAME: 'a/b' }]) {
-      expect(() =>
-        createMiniRedis({ env: { RESP_PORT: '0', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dir, SAVE: '', APPENDONLY: 'yes', ...env } }),
-      ).toThrow(AofConfigError);
-    }
-    const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '', APPENDFILENAME: 'mine.aof', APPENDDIRNAME: 'aofdir' });
-    const client = new RawClient(mini.port);
-    try {
-      await client.send(['SET k v']);
-      await until(() => existsSync(join(dir, 'aofdir', 'mine.aof.manifest')), 'the manifest');
-      expect((await client.send(['CONFIG GET append*name'])).map((reply) => parseMap(reply))).toEqual([
-        { appenddirname: 'aofdir', appendfilename: 'mine.aof' },
-      ]);
-    } finally {
-      client.close();
-      await mini.stop();
-    }
-  });
-
-  it('garbage in the middle: the process exits non-zero with "Bad file format" and the offset', async () => {
+  it('garbage in the middle: "Bad file format" naming the file and the offset', async () => {
     const dir = tempDir();
     const { incr } = await writeAof(dir, commands);
     const data = readFileSync(incr);
     const at = data.indexOf('*2\r\n$4\r\nINCR');
     expect(at).toBeGreaterThan(0);
     writeFileSync(incr, Buffer.concat([data.subarray(0, at), Buffer.from('garbage\r\n'), data.subarray(at)]));
-    const port = await freePort();
-    const child = spawn(process.execPath, [MAIN], {
-      env: {
-        ...process.env,
-        RESP_PORT: String(port),
-        PORT: String(await freePort()),
-        HOST: '127.0.0.1',
-        SAVE: '',
-        DATA_DIR: dir,
-        APPENDONLY: 'yes',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const [code] = (await once(child, 'exit')) as [number | null];
-    expect(code).not.toBe(0);
-    expect(output).toContain(
+    expect(startIn(dir, {})).toThrow(
       `Bad file format (make a backup of your AOF file, then use ./redis-check-aof --fix <filename.manifest>) reading the append only file ${incr} at offset ${at}`,
     );
-    expect(output).toContain('PB_ERR_AOF_LOAD');
+  });
+
+  it('APPENDFILENAME or APPENDDIRNAME that is a path: PB_ERR_AOF_CONFIG at start; other names are used', async () => {
+    const dir = tempDir();
+    for (const env of [{ APPENDFILENAME: '../escape.aof' }, { APPENDDIRNAME: 'a/b' }] as Array<Record<string, string>>) {
+      expect(startIn(dir, env)).toThrow(AofConfigError);
+    }
+    await withMiniRedis(aofIn(dir, { APPENDFILENAME: 'mine.aof', APPENDDIRNAME: 'aofdir' }), async ({ raw }) => {
+      await raw.send(['SET k v']);
+      await until(() => existsSync(join(dir, 'aofdir', 'mine.aof.manifest')), 'the manifest');
+      expect((await raw.send(['CONFIG GET append*name'])).map((reply) => parseMap(reply))).toEqual([
+        { appenddirname: 'aofdir', appendfilename: 'mine.aof' },
+      ]);
+    });
   });
 });
 
 describe('BGREWRITEAOF and CONFIG SET appendonly', () => {
   it('CONFIG SET appendonly yes writes a base of the dataset; BGREWRITEAOF answers as Redis and switches to a new base', async () => {
     const dir = tempDir();
-    const mini = await startMiniRedis({ DATA_DIR: dir, SAVE: '' });
-    const client = new RawClient(mini.port);
-    try {
+    await withMiniRedis({ DATA_DIR: dir, SAVE: '' }, async ({ raw: client }) => {
       await client.send(['SET before-aof 1', 'CONFIG SET appendonly yes', 'SET after-aof 2']);
       const aofDir = join(dir, 'appendonlydir');
       // While the base is written the manifest names the increment only; then both.
@@ -333,32 +263,21 @@ describe('BGREWRITEAOF and CONFIG SET appendonly', () => {
       );
       expect(readdirSync(aofDir).sort()).toEqual(['appendonly.aof.2.base.rdb', 'appendonly.aof.2.incr.aof', 'appendonly.aof.manifest']);
       await client.send(['SET after-rewrite 3']);
-      const info = (await client.send(['INFO persistence']))[0]?.toString() ?? '';
-      expect(field(info, 'aof_enabled')).toBe('1');
-      expect(field(info, 'aof_rewrites')).toBe('2');
-      expect(field(info, 'aof_last_bgrewrite_status')).toBe('ok');
+      const [info] = await client.send(['INFO persistence']);
+      expect(infoField(info ?? '', 'aof_enabled')).toBe('1');
+      expect(infoField(info ?? '', 'aof_rewrites')).toBe('2');
+      expect(infoField(info ?? '', 'aof_last_bgrewrite_status')).toBe('ok');
       expect((await client.send(['CONFIG GET appendonly'])).map(show)).toEqual(['*2⏎$10⏎appendonly⏎$3⏎yes⏎']);
-    } finally {
-      client.close();
-      await mini.stop();
-    }
-    const again = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '' });
-    const check = new RawClient(again.port);
-    try {
-      expect((await check.send(['MGET before-aof after-aof after-rewrite'])).map(show)).toEqual(['*3⏎$1⏎1⏎$1⏎2⏎$1⏎3⏎']);
-    } finally {
-      check.close();
-      await again.stop();
-    }
+    });
+    await withMiniRedis(aofIn(dir), async ({ port }) => {
+      expect(await ask(port, ['MGET before-aof after-aof after-rewrite'])).toEqual(['*3⏎$1⏎1⏎$1⏎2⏎$1⏎3⏎']);
+    });
   });
 
   it('rewrites by itself once the AOF grew by auto-aof-rewrite-percentage past auto-aof-rewrite-min-size', async () => {
-    const dir = tempDir();
-    const mini = await startMiniRedis({ DATA_DIR: dir, APPENDONLY: 'yes', SAVE: '' });
-    const client = new RawClient(mini.port);
-    try {
-      const info = async (name: string) => field((await client.send(['INFO persistence']))[0]?.toString() ?? '', name);
-      await until(async () => (await info('aof_rewrite_in_progress')) === '0', 'the first base');
+    await withMiniRedis(aofIn(tempDir()), async ({ raw: client }) => {
+      const info = (name: string) => persistence(client, name);
+      await rewritten(client);
       const before = Number(await info('aof_rewrites'));
       expect(
         (await client.send(['CONFIG SET auto-aof-rewrite-min-size 4kb', 'CONFIG SET auto-aof-rewrite-percentage 100'])).map(show),
@@ -368,43 +287,13 @@ describe('BGREWRITEAOF and CONFIG SET appendonly', () => {
       await until(async () => Number(await info('aof_rewrites')) > before, 'an automatic rewrite');
       // The increment starts over; the base holds the ten keys.
       await until(async () => Number(await info('aof_current_size')) < 8 * 1024, 'the smaller AOF');
-    } finally {
-      client.close();
-      await mini.stop();
-    }
+    });
   });
 });
 
 describe('the same files as Redis 7.0.15', () => {
-  /** redis-server with appendonly yes in `dir` (its own AOF directory), until `stop()`. */
-  async function redisWithAof(dir: string): Promise<{ port: number; stop(): Promise<void> }> {
-    const port = await freePort();
-    const child = spawn(
-      REDIS_SERVER,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--dir', dir, '--loglevel', 'warning'],
-      {
-        stdio: 'ignore',
-      },
-    );
-    const exited = once(child, 'exit');
-    await until(async () => {
-      const client = new RawClient(port);
-      try {
-        return (await client.send(['PING']))[0]?.toString() === '+PONG\r\n';
-      } catch {
-        return false;
-      } finally {
-        client.close();
-      }
-    }, 'redis-server to listen');
-    return {
-      port,
-      stop: async () => {
-        child.kill('SIGTERM'); // a clean stop: it fsyncs its AOF
-        await exited;
-      },
-    };
-  }
+  /** redis-server with appendonly yes in `dir` (its own AOF directory); stop() is SIGTERM, a clean stop (it fsyncs its AOF). */
+  const redisWithAof = (dir: string): Promise<Spawned> => spawnRedisServer(['--appendonly', 'yes', '--dir', dir]);
   const script = [
     ['SET', 'a', '1'],
     ['SELECT', '2'],
@@ -424,16 +313,12 @@ describe('the same files as Redis 7.0.15', () => {
   it('the incremental file and manifest are byte for byte redis-server’s, and each loads the other’s directory', async () => {
     const [redisDir, miniDir] = [tempDir(), tempDir()];
     const redis = await redisWithAof(redisDir);
-    const mini = await startMiniRedis({ DATA_DIR: miniDir, APPENDONLY: 'yes', SAVE: '' });
+    const mini = await startMiniRedis(aofIn(miniDir));
     for (const port of [redis.port, mini.port]) {
       const client = new RawClient(port);
       try {
         await client.send(script);
-        // Both write their first base in the background when the AOF starts.
-        await until(
-          async () => field((await client.send(['INFO persistence']))[0]?.toString() ?? '', 'aof_rewrite_in_progress') === '0',
-          'the first base',
-        );
+        await rewritten(client); // both write their first base in the background when the AOF starts
       } finally {
         client.close();
       }
@@ -449,16 +334,9 @@ describe('the same files as Redis 7.0.15', () => {
     const expected = ['*2⏎$1⏎2⏎$3⏎1.5⏎', '*1⏎$1⏎x⏎', '*2⏎$1⏎f⏎$1⏎v⏎', '+OK⏎', '*1⏎$1⏎b⏎'];
     // redis-server loads mini-redis's directory; mini-redis loads redis-server's.
     const redisOnMini = await redisWithAof(miniDir);
-    const miniOnRedis = await startMiniRedis({ DATA_DIR: redisDir, APPENDONLY: 'yes', SAVE: '' });
+    const miniOnRedis = await startMiniRedis(aofIn(redisDir));
     try {
-      for (const port of [redisOnMini.port, miniOnRedis.port]) {
-        const client = new RawClient(port);
-        try {
-          expect((await client.send(check)).map(show)).toEqual(expected);
-        } finally {
-          client.close();
-        }
-      }
+      expect(await askEach([redisOnMini.port, miniOnRedis.port], check)).toEqual([expected, expected]);
     } finally {
       await redisOnMini.stop();
       await miniOnRedis.stop();
