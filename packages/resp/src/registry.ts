@@ -228,6 +228,9 @@ export class CommandRegistry<Context> {
   add(name: string, options: CommandOptions, handler: CommandHandler<Context>): void {
     const lower = name.toLowerCase();
     const spec: CommandSpec<Context> = { ...options, name: lower, handler };
+    // A spec registered again (a wrapper: `resp.command(name, resp.lookup(name), …)`) brings the key
+    // finder derived from its key specs or subcommands: derived again, not taken as the application's.
+    if (spec.keysOf !== undefined && derivedKeyFinders.has(spec.keysOf)) delete spec.keysOf;
     deriveKeys(spec);
     if (spec.subcommands !== undefined && spec.keys === undefined && spec.keysOf === undefined && spec.keySpecs === undefined) {
       // Keys declared on subcommands (OBJECT ENCODING key, XGROUP CREATE key …) are the
@@ -238,13 +241,13 @@ export class CommandRegistry<Context> {
       });
       if (subs.length > 0) {
         const keyed = new Set(subs);
-        spec.keysOf = (argv) => {
+        spec.keysOf = derived((argv) => {
           const sub = argv[1];
           if (sub === undefined || sub.length > 64) return [];
           const lowerSub = sub.toString('latin1').toLowerCase();
           const options = keyed.has(lowerSub) ? subcommandOptions(spec, lowerSub) : undefined;
           return options === undefined ? [] : commandKeys(options, argv);
-        };
+        });
       }
     }
     const flags = options.flags ?? [];
@@ -292,9 +295,18 @@ function deriveKeys(spec: CommandOptions): void {
   if ((spec.keys === undefined || spec.keys[0] <= 0) && description.range[0] > 0) spec.keys = description.range;
   if (spec.keysOf === undefined && description.movable) {
     const specs = description.keySpecs;
-    spec.keysOf = (argv) => (keysFromSpecs(specs, argv, { notKeys: true, partial: true }) ?? []).map(({ index }) => argv[index] as Buffer);
+    spec.keysOf = derived((argv) =>
+      (keysFromSpecs(specs, argv, { notKeys: true, partial: true }) ?? []).map(({ index }) => argv[index] as Buffer),
+    );
   }
 }
+
+/** Key finders the registry derived (from key specs or subcommands), as opposed to an application's `keysOf`. */
+const derivedKeyFinders = new WeakSet<object>();
+const derived = (keysOf: (argv: Command) => readonly Buffer[]): ((argv: Command) => readonly Buffer[]) => {
+  derivedKeyFinders.add(keysOf);
+  return keysOf;
+};
 
 const subcommandSpecs = new WeakMap<object, Map<string, CommandOptions & { name: string }>>();
 
