@@ -34,7 +34,11 @@ beforeAll(async () => {
 }, 60_000);
 afterEach(async () => {
   for (const storage of opened.splice(0)) await storage.close().catch(() => {});
-  for (const pool of pools.splice(0)) await pool.end().catch(() => {});
+  for (const pool of pools.splice(0)) {
+    // pool.end() resolves before its connections have closed: one that PostgreSQL's stop reaches first reports it here.
+    pool.on('error', () => {});
+    await pool.end().catch(() => {});
+  }
 });
 afterAll(async () => {
   await postgres?.stop();
@@ -246,6 +250,44 @@ describe('postgresStorage: PostgreSQL unavailable', () => {
     const late = open({ url });
     await late.ready();
     expect((await late.users.get('alice'))?.username).toBe('alice');
+  });
+});
+
+describe('postgresStorage: PostgreSQL overloaded', () => {
+  it('no free connection in time, or a statement past statementTimeout: StorageUnavailableError resource-constraint (wait)', async () => {
+    const url = await freshDatabase();
+    await open({ url }).ready();
+    // A pool of one connection, held by someone else.
+    const pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: 300 });
+    pools.push(pool);
+    const storage = open({ url: undefined, pool });
+    await storage.ready();
+    const held = await pool.connect();
+    try {
+      const error = await rejection(storage.keyValue('roster').get('alice', 'k'));
+      expect(error).toBeInstanceOf(StorageUnavailableError);
+      expect(error).toMatchObject({ condition: 'resource-constraint', type: 'wait' });
+    } finally {
+      held.release();
+    }
+    expect(await storage.keyValue('roster').get('alice', 'k')).toBeUndefined();
+
+    // A table locked by another transaction: the statement is cancelled at statementTimeout (SQLSTATE 57014).
+    const slow = open({ url, statementTimeout: 200 });
+    await slow.keyValue('roster').set('alice', 'k', 1);
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE key_values IN ACCESS EXCLUSIVE MODE');
+      const error = await rejection(slow.keyValue('roster').get('alice', 'k'));
+      expect(error).toBeInstanceOf(StorageUnavailableError);
+      expect(error).toMatchObject({ condition: 'resource-constraint', type: 'wait', message: expect.stringContaining('57014') });
+      await locker.query('ROLLBACK');
+    } finally {
+      await locker.end();
+    }
+    expect(await slow.keyValue('roster').get('alice', 'k')).toBe(1);
   });
 });
 

@@ -139,7 +139,7 @@ export function storageError(error: unknown): unknown {
   if (/timeout exceeded when trying to connect|connection timeout|Query read timeout/i.test(message)) {
     return new StorageUnavailableError('resource-constraint', 'no connection in time', error);
   }
-  if (/Connection terminated|not queryable|connection error|Client was closed|after calling end|ended/i.test(message)) {
+  if (/Connection terminated|not queryable|connection error|Client was closed|after calling end/i.test(message)) {
     return new StorageUnavailableError('internal-server-error', 'connection lost', error);
   }
   return error;
