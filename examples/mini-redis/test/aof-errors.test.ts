@@ -27,33 +27,44 @@ async function start(which: Which, dir: string, fsync: 'everysec' | 'always'): P
 /** `dir` as the server sees it (inside its mount namespace). */
 const inside = (server: Spawned, dir: string): string => `/proc/${server.child.pid}/root${dir}`;
 
-/** Wait for the AOF the start created, then fill the rest of the tmpfs with a file of the test's. */
-async function fillDisk(server: Spawned, client: RawClient, dir: string): Promise<string> {
-  await until(async () => {
-    const [info] = await client.send(['INFO persistence']);
-    return infoField(info as Buffer, 'aof_rewrite_in_progress') === '0' && infoField(info as Buffer, 'aof_rewrite_scheduled') === '0';
-  }, 'the AOF base');
-  const filler = join(inside(server, dir), 'filler');
-  let error: NodeJS.ErrnoException | undefined;
+/**
+ * `which` server with the AOF on (appendfsync `fsync`) in a 512 KB tmpfs: SET before 1, wait for the
+ * base the start writes, fill the rest of the disk with a file of the test's, then `body`.
+ */
+async function onFullDisk<T>(
+  which: Which,
+  fsync: 'everysec' | 'always',
+  body: (server: Spawned, client: RawClient, filler: string, aofDir: string) => Promise<T>,
+): Promise<T> {
+  const dir = tempDir();
+  const server = await start(which, dir, fsync);
+  const client = new RawClient(server.port);
   try {
-    writeFileSync(filler, Buffer.alloc(1024 * 1024));
-  } catch (caught) {
-    error = caught as NodeJS.ErrnoException;
+    await client.send([['SET', 'before', '1']]);
+    await until(async () => {
+      const [info] = await client.send(['INFO persistence']);
+      return infoField(info ?? '', 'aof_rewrite_in_progress') === '0' && infoField(info ?? '', 'aof_rewrite_scheduled') === '0';
+    }, 'the AOF base');
+    const filler = join(inside(server, dir), 'filler');
+    let error: NodeJS.ErrnoException | undefined;
+    try {
+      writeFileSync(filler, Buffer.alloc(1024 * 1024));
+    } catch (caught) {
+      error = caught as NodeJS.ErrnoException;
+    }
+    expect(error?.code).toBe('ENOSPC');
+    return await body(server, client, filler, join(inside(server, dir), 'appendonlydir'));
+  } finally {
+    client.close();
+    await server.stop('SIGKILL');
   }
-  expect(error?.code).toBe('ENOSPC');
-  return filler;
 }
 
 const big = 'b'.repeat(16 * 1024); // more than the last page of the incremental file can take
 
 describe('the disk fills up (appendfsync everysec)', () => {
-  const run = async (which: Which) => {
-    const dir = tempDir();
-    const server = await start(which, dir, 'everysec');
-    const client = new RawClient(server.port);
-    try {
-      await client.send([['SET', 'before', '1']]);
-      const filler = await fillDisk(server, client, dir);
+  const run = (which: Which) =>
+    onFullDisk(which, 'everysec', async (_server, client, filler, aofDir) => {
       // The write that meets the full disk was done in memory; its reply is already on its way.
       const first = await client.send([['SET', 'big', big]]);
       const refused = await client.send([
@@ -68,26 +79,21 @@ describe('the disk fills up (appendfsync everysec)', () => {
         'DBSIZE',
       ]);
       const [info] = await client.send(['INFO persistence']);
-      const whileFull = { status: infoField(info as Buffer, 'aof_last_write_status'), enabled: infoField(info as Buffer, 'aof_enabled') };
+      const whileFull = { status: infoField(info ?? '', 'aof_last_write_status'), enabled: infoField(info ?? '', 'aof_enabled') };
       // Room again: the retry (once a second) writes what failed, and writes are accepted again.
       rmSync(filler);
       await until(async () => {
         const [again] = await client.send(['INFO persistence']);
-        return infoField(again as Buffer, 'aof_last_write_status') === 'ok';
+        return infoField(again ?? '', 'aof_last_write_status') === 'ok';
       }, 'aof_last_write_status:ok');
       const recovered = await client.send(['SET small v', 'PING', 'GET small']);
       // What the incremental file holds now (with everysec: once written, whatever the fsync).
-      const aofDir = join(inside(server, dir), 'appendonlydir');
       const incr = readdirSync(aofDir).find((name) => name.endsWith('.incr.aof')) as string;
       const commands = parseAof(readFileSync(join(aofDir, incr))).commands.map(({ argv }) =>
         argv.map((arg) => (arg.length > 20 ? `<${arg.length} bytes>` : arg.toString('latin1'))).join(' '),
       );
       return { first: first.map(show), refused: refused.map(show), whileFull, recovered: recovered.map(show), commands };
-    } finally {
-      client.close();
-      await server.stop('SIGKILL');
-    }
-  };
+    });
 
   it('refuses writes with -MISCONF and the reason, serves reads, says err in INFO, and recovers as redis-server 7.0.15', async () => {
     const [redis, mini] = [await run('redis'), await run('mini')];
@@ -114,12 +120,8 @@ describe('the disk fills up (appendfsync everysec)', () => {
 });
 
 describe('the disk fills up (appendfsync always)', () => {
-  const run = async (which: Which) => {
-    const dir = tempDir();
-    const server = await start(which, dir, 'always');
-    const client = new RawClient(server.port);
-    try {
-      await fillDisk(server, client, dir);
+  const run = (which: Which) =>
+    onFullDisk(which, 'always', async (server, client) => {
       // The write cannot be taken back and must not be acknowledged: the server exits, no reply.
       const reply = await client.send([['SET', 'big', big]]).then(
         (replies) => replies.map(show),
@@ -127,11 +129,7 @@ describe('the disk fills up (appendfsync always)', () => {
       );
       const [code, signal] = await server.exited;
       return { reply, code, signal };
-    } finally {
-      client.close();
-      await server.stop('SIGKILL');
-    }
-  };
+    });
 
   it('exits with 1 without acknowledging the write, as redis-server 7.0.15', async () => {
     const [redis, mini] = [await run('redis'), await run('mini')];
