@@ -204,6 +204,44 @@ describe('postgresStorage: batched appends', () => {
   });
 });
 
+describe('postgresStorage: several hosts appending to one archive', () => {
+  it('per owner, archive order is commit order: an append waits for another host’s insert in flight on that owner', async () => {
+    const url = await freshDatabase();
+    const hostA = open({ url });
+    const hostB = open({ url });
+    await hostA.archive('mam').append('alice', item('a1', 1));
+    // Another host's batch, mid-statement: it holds alice's lock and took its seq, not yet committed.
+    const other = new pg.Client({ connectionString: url });
+    await other.connect();
+    let appended = false;
+    try {
+      await other.query('BEGIN');
+      await other.query("SELECT pg_advisory_xact_lock(28770, hashtext('mam/alice'))");
+      await other.query(
+        `INSERT INTO archive (oid, id, "when", "with", xml)
+         SELECT oid, 't1', 2, 'bob@localhost', '<t/>' FROM archive_owners WHERE store = 'mam' AND owner = 'alice'`,
+      );
+      const append = hostA
+        .archive('mam')
+        .append('alice', item('a2', 3))
+        .then(() => {
+          appended = true;
+        });
+      // Host A's append waits: no row of it (or seq after t1's) is visible before t1 is.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(appended).toBe(false);
+      expect((await hostB.archive('mam').query('alice')).items.map((entry) => entry.id)).toEqual(['a1']);
+      await other.query('COMMIT');
+      await append;
+    } finally {
+      await other.end();
+    }
+    expect((await hostB.archive('mam').query('alice')).items.map((entry) => entry.id)).toEqual(['a1', 't1', 'a2']);
+    // Another owner's appends never wait for alice's lock.
+    await hostA.archive('mam').append('bob', item('b1', 4));
+  });
+});
+
 describe('postgresStorage: PostgreSQL unavailable', () => {
   it('calls reject with StorageUnavailableError (a wait/internal-server-error stanza error), record() calls onError, the process lives; restarted, the pool reconnects by itself', async () => {
     const url = await freshDatabase();

@@ -111,6 +111,12 @@ export function postgresStorage(options: PostgresStorageOptions): PostgresStorag
 
 const pbkdf2Async = promisify(pbkdf2);
 
+/**
+ * The first key of the advisory locks that order appends per archive owner (two-key form: a key space apart from
+ * the one-key lock of migrations). 0x7062, "pb".
+ */
+const OWNER_LOCK_CLASS = 0x7062;
+
 function optionError(message: string): XmppConfigError {
   return new XmppConfigError('PB_ERR_XMPP_OPTION', `postgresStorage: ${message}`);
 }
@@ -473,11 +479,18 @@ class PgStorage implements PostgresStorage {
       for (const key of newOwners.keys()) this.#knownOwners.add(key);
     }
     // Rows in the order given (ORDER BY n), so that seq follows it; an existing id takes the next seq (moves to the end).
+    // Several hosts append to one owner's archive: a seq taken before another host's but committed after it would
+    // appear behind a page a client already read past (an RSM `after` cursor), and be missed for good. So the
+    // statement first takes a transaction lock per owner (the one-time filter runs before any row and its nextval;
+    // sorted, so two batches cannot deadlock), held until it commits: per owner, seq order is commit order.
     await this.sql(
       `INSERT INTO ${s}archive (oid, id, "when", "with", xml)
         SELECT o.oid, t.id, t.w, t.wi, t.xml
         FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[]) WITH ORDINALITY AS t(store, owner, id, w, wi, xml, n)
         JOIN ${s}archive_owners AS o ON o.store = t.store AND o.owner = t.owner
+        WHERE (SELECT count(pg_advisory_xact_lock(${OWNER_LOCK_CLASS}, k)) FROM (
+          SELECT DISTINCT hashtext(x.store || '/' || x.owner) AS k FROM unnest($1::text[], $2::text[]) AS x(store, owner) ORDER BY 1
+        ) AS keys) >= 0
         ORDER BY t.n
        ON CONFLICT (oid, id) DO UPDATE SET seq = nextval(pg_get_serial_sequence('${s}archive', 'seq')),
          "when" = excluded."when", "with" = excluded."with", xml = excluded.xml`,
