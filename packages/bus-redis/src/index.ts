@@ -82,13 +82,13 @@ class RedisStream implements BusStream {
 
   async append(data: Buffer | string, options?: { maxLength?: number }): Promise<string> {
     const trim = options?.maxLength === undefined ? [] : ['MAXLEN', '~', String(options.maxLength)];
-    const id = await this.#bus.commands.call('XADD', this.#key, ...trim, '*', FIELD, busBytes(data));
+    const id = await this.#bus.call('XADD', this.#key, ...trim, '*', FIELD, busBytes(data));
     return String(id);
   }
 
   async createGroup(group: string, from: 'start' | 'end' = 'end'): Promise<void> {
     try {
-      await this.#bus.commands.call('XGROUP', 'CREATE', this.#key, bytes(group), from === 'start' ? '0' : '$', 'MKSTREAM');
+      await this.#bus.call('XGROUP', 'CREATE', this.#key, bytes(group), from === 'start' ? '0' : '$', 'MKSTREAM');
     } catch (error) {
       if (!errorText(error).startsWith('BUSYGROUP')) throw error;
     }
@@ -121,10 +121,12 @@ class RedisStream implements BusStream {
   async read(group: string, consumer: string, options?: { count?: number; blockMs?: number }): Promise<BusEntry[]> {
     const count = String(options?.count ?? 100);
     const blockMs = options?.blockMs ?? 0;
-    const connection = blockMs > 0 ? this.#bus.blocker(this) : this.#bus.commands;
-    const block = blockMs > 0 ? ['BLOCK', String(blockMs)] : [];
+    const args = ['GROUP', bytes(group), bytes(consumer), 'COUNT', count, 'STREAMS', this.#key, '>'];
+    // A blocked read holds its connection: its own (re-sent by ioredis after a reconnection, as it only reads).
     const reply = await this.#withGroup(group, () =>
-      connection.callBuffer('XREADGROUP', 'GROUP', bytes(group), bytes(consumer), 'COUNT', count, ...block, 'STREAMS', this.#key, '>'),
+      blockMs > 0
+        ? this.#bus.blocker(this).callBuffer('XREADGROUP', ...args.slice(0, 5), 'BLOCK', String(blockMs), ...args.slice(5))
+        : this.#bus.callBuffer('XREADGROUP', ...args),
     );
     if (!Array.isArray(reply) || reply.length === 0) return [];
     // [[key, entries]] as Redis sends it; ioredis 6 unwraps a single stream's to [key, entries].
@@ -134,7 +136,7 @@ class RedisStream implements BusStream {
 
   async claim(group: string, consumer: string, minIdleMs: number, count = 100): Promise<BusEntry[]> {
     const reply = await this.#withGroup(group, () =>
-      this.#bus.commands.callBuffer(
+      this.#bus.callBuffer(
         'XAUTOCLAIM',
         this.#key,
         bytes(group),
@@ -150,12 +152,12 @@ class RedisStream implements BusStream {
 
   async ack(group: string, ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
-    return Number(await this.#bus.commands.call('XACK', this.#key, bytes(group), ...ids));
+    return Number(await this.#bus.call('XACK', this.#key, bytes(group), ...ids));
   }
 
   async pending(group: string): Promise<number> {
     try {
-      const reply = await this.#bus.commands.call('XPENDING', this.#key, bytes(group));
+      const reply = await this.#bus.call('XPENDING', this.#key, bytes(group));
       return Array.isArray(reply) ? Number(reply[0]) : 0;
     } catch (error) {
       if (errorText(error).startsWith('NOGROUP')) return 0;
@@ -164,15 +166,17 @@ class RedisStream implements BusStream {
   }
 
   async length(): Promise<number> {
-    return Number(await this.#bus.commands.call('XLEN', this.#key));
+    return Number(await this.#bus.call('XLEN', this.#key));
   }
 }
 
 interface Owned {
   value: string;
   ttlMs: number;
-  timer: NodeJS.Timeout;
 }
+
+/** Keys refreshed per pipeline by the heartbeat. */
+const HEARTBEAT_BATCH = 1000;
 
 class RedisBus implements Bus {
   readonly id = newBusId();
@@ -196,7 +200,21 @@ class RedisBus implements Bus {
   constructor(options: RedisBusOptions) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
-    this.commands = this.#connect('commands', {});
+    // A command in flight when the connection broke may or may not have run: its caller gets an error
+    // (a PUBLISH re-sent after the others resubscribed would arrive late, or twice), never a silent re-send.
+    // ioredis drops such commands without settling them: #track rejects them on 'close'.
+    this.commands = this.#connect('commands', { autoResendUnfulfilledCommands: false });
+    this.commands.on('ready', () => {
+      // The offline queue is sent now: from here on those commands are in flight too.
+      for (const pending of this.#pendingCommands) pending.sent = true;
+    });
+    this.commands.on('close', () => {
+      for (const pending of [...this.#pendingCommands]) {
+        if (!pending.sent) continue;
+        this.#pendingCommands.delete(pending);
+        pending.reject(new BusUnavailableError('a command interrupted (it may or may not have run)'));
+      }
+    });
     // ioredis's autoResubscribe re-sends SUBSCRIBE/PSUBSCRIBE but tells nobody: the bus resubscribes
     // itself on 'ready', so that it can say so (resubscribed) and name what may have been lost.
     this.#subscriber = this.#connect('subscriber', { autoResubscribe: false });
@@ -211,7 +229,34 @@ class RedisBus implements Bus {
     this.presence = this.#makePresence();
   }
 
-  #connect(role: string, extra: { autoResubscribe?: boolean }): Redis {
+  /** Commands on the commands connection not yet answered; `sent` once written to a ready connection. */
+  readonly #pendingCommands = new Set<{ sent: boolean; reject: (error: Error) => void }>();
+
+  #track<T>(promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const pending = { sent: this.commands.status === 'ready', reject };
+      this.#pendingCommands.add(pending);
+      promise.then(
+        (value) => {
+          if (this.#pendingCommands.delete(pending)) resolve(value);
+        },
+        (error: unknown) => {
+          if (this.#pendingCommands.delete(pending)) reject(error);
+        },
+      );
+    });
+  }
+
+  /** A command on the commands connection (rejected if the connection breaks while it is in flight). */
+  call(command: string, ...args: Array<string | Buffer>): Promise<unknown> {
+    return this.#track(this.commands.call(command, ...args));
+  }
+
+  callBuffer(command: string, ...args: Array<string | Buffer>): Promise<unknown> {
+    return this.#track(this.commands.callBuffer(command, ...args));
+  }
+
+  #connect(role: string, extra: { autoResubscribe?: boolean; autoResendUnfulfilledCommands?: boolean }): Redis {
     const maxDelay = this.#options.maxReconnectDelayMs ?? 1000;
     const connection = new Redis(this.#options.url, {
       ...extra,
@@ -219,9 +264,6 @@ class RedisBus implements Bus {
       retryStrategy: (times) => Math.min(times * 50, maxDelay),
       // Commands wait for the connection while it comes back, but not forever.
       maxRetriesPerRequest: 20,
-      // A command in flight when the connection broke may or may not have run: its caller gets the error
-      // (a PUBLISH re-sent after the others resubscribed would arrive late, or twice), never a silent re-send.
-      autoResendUnfulfilledCommands: false,
       lazyConnect: false,
     });
     connection.on('error', (error: Error) => {
@@ -304,7 +346,7 @@ class RedisBus implements Bus {
     if (this.#closed) throw new BusUnavailableError('publish (bus closed)');
     // Queued for after a reconnection, a message would arrive before the others resubscribed: refuse now.
     if (this.commands.status !== 'ready') throw new BusUnavailableError(`publish to ${channel}`);
-    return Number(await this.commands.publish(bytes(channel), busBytes(data)));
+    return Number(await this.call('PUBLISH', bytes(channel), busBytes(data)));
   }
 
   subscribe(channel: string, listener: BusListener): Promise<BusSubscription> {
@@ -375,59 +417,81 @@ class RedisBus implements Bus {
     return connection;
   }
 
+  /** One heartbeat timer per TTL in use (not one per entry: a process may hold many thousands of sessions). */
+  readonly #beats = new Map<number, NodeJS.Timeout>();
+
+  #ensureHeartbeat(ttlMs: number): void {
+    if (this.#beats.has(ttlMs)) return;
+    const timer = setInterval(
+      () => {
+        this.#heartbeat(ttlMs).catch((error: unknown) => this.#logger.debug({ err: error }, 'bus: heartbeat failed'));
+      },
+      Math.max(1, Math.floor(ttlMs / 3)),
+    );
+    timer.unref();
+    this.#beats.set(ttlMs, timer);
+  }
+
+  /** Refresh every entry of this TTL, pipelined; one found gone is written again and reported lost. */
+  async #heartbeat(ttlMs: number): Promise<void> {
+    const keys: string[] = [];
+    for (const [key, own] of this.#owned) if (own.ttlMs === ttlMs) keys.push(key);
+    if (keys.length === 0) {
+      clearInterval(this.#beats.get(ttlMs));
+      this.#beats.delete(ttlMs);
+      return;
+    }
+    if (this.#closed || this.commands.status !== 'ready') return;
+    const missing: string[] = [];
+    for (let at = 0; at < keys.length; at += HEARTBEAT_BATCH) {
+      const batch = keys.slice(at, at + HEARTBEAT_BATCH);
+      const pipeline = this.commands.pipeline();
+      for (const key of batch) pipeline.call('SET', bytes(key), this.#owned.get(key)?.value ?? '', 'PX', String(ttlMs), 'XX');
+      const results = (await this.#track(pipeline.exec())) ?? [];
+      // XX: a key that is gone (expired while Redis was unreachable, or lost with its data) is a loss to report.
+      results.forEach(([error, reply], i) => {
+        if (error === null && reply === null) missing.push(batch[i] as string);
+      });
+    }
+    const rewrite = missing.filter((key) => this.#owned.get(key)?.ttlMs === ttlMs);
+    if (rewrite.length === 0) return;
+    const pipeline = this.commands.pipeline();
+    for (const key of rewrite) pipeline.call('SET', bytes(key), this.#owned.get(key)?.value ?? '', 'PX', String(ttlMs));
+    await this.#track(pipeline.exec());
+    const now = Date.now();
+    this.lost('presence', `${rewrite.length} presence entries had expired and were written again`, now, now, rewrite);
+  }
+
   #makePresence(): BusPresence {
     const bus = this;
-    const write = async (key: string, own: Owned): Promise<void> => {
-      // XX: a key that is gone (expired while we could not reach Redis, or lost with its data) is a loss to report.
-      const kept = await bus.commands.call('SET', bytes(key), own.value, 'PX', String(own.ttlMs), 'XX');
-      if (kept !== null) return;
-      await bus.commands.call('SET', bytes(key), own.value, 'PX', String(own.ttlMs));
-      const now = Date.now();
-      bus.lost('presence', `presence entry ${key} had expired and was written again`, now, now, [key]);
-    };
     return {
       async set(key, value, { ttlMs }) {
         if (bus.#closed) throw new BusUnavailableError('presence (bus closed)');
         if (!(ttlMs > 0)) throw new RangeError('presence ttlMs must be more than 0');
-        const previous = bus.#owned.get(key);
-        if (previous !== undefined) clearInterval(previous.timer);
-        const own: Owned = {
-          value,
-          ttlMs,
-          timer: setInterval(
-            () => {
-              if (bus.commands.status === 'ready')
-                write(key, own).catch((error: unknown) => bus.#logger.debug({ err: error, key }, 'bus: heartbeat failed'));
-            },
-            Math.max(1, Math.floor(ttlMs / 3)),
-          ),
-        };
-        own.timer.unref();
-        bus.#owned.set(key, own);
-        await bus.commands.call('SET', bytes(key), value, 'PX', String(ttlMs));
+        bus.#owned.set(key, { value, ttlMs });
+        bus.#ensureHeartbeat(ttlMs);
+        await bus.call('SET', bytes(key), value, 'PX', String(ttlMs));
       },
       async get(key) {
-        const value = await bus.commands.callBuffer('GET', bytes(key));
+        const value = await bus.callBuffer('GET', bytes(key));
         return Buffer.isBuffer(value) ? value.toString() : undefined;
       },
       async delete(key) {
-        const own = bus.#owned.get(key);
-        if (own !== undefined) clearInterval(own.timer);
         bus.#owned.delete(key);
-        await bus.commands.call('DEL', bytes(key));
+        await bus.call('DEL', bytes(key));
       },
       async list(prefix) {
         const out = new Map<string, string>();
         let cursor = '0';
         do {
-          const reply = (await bus.commands.callBuffer('SCAN', cursor, 'MATCH', bytes(`${escapeGlob(prefix)}*`), 'COUNT', '1000')) as [
+          const reply = (await bus.callBuffer('SCAN', cursor, 'MATCH', bytes(`${escapeGlob(prefix)}*`), 'COUNT', '1000')) as [
             Buffer,
             Buffer[],
           ];
           cursor = reply[0].toString();
           const keys = reply[1];
           if (keys.length === 0) continue;
-          const values = (await bus.commands.callBuffer('MGET', ...keys)) as Array<Buffer | null>;
+          const values = (await bus.callBuffer('MGET', ...keys)) as Array<Buffer | null>;
           keys.forEach((key, i) => {
             const value = values[i];
             if (value != null) out.set(key.toString('latin1'), value.toString());
@@ -441,11 +505,12 @@ class RedisBus implements Bus {
   async close(): Promise<void> {
     if (this.#closed) return;
     const keys = [...this.#owned.keys()];
-    for (const own of this.#owned.values()) clearInterval(own.timer);
+    for (const timer of this.#beats.values()) clearInterval(timer);
+    this.#beats.clear();
     this.#owned.clear();
     if (keys.length > 0 && this.commands.status === 'ready') {
       try {
-        await this.commands.call('DEL', ...keys.map(bytes));
+        await this.call('DEL', ...keys.map(bytes));
       } catch {
         // They expire by themselves.
       }

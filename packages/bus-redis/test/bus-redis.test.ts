@@ -172,7 +172,17 @@ describe('Redis restarted in the middle', () => {
     expect(await b.publish('chat', 'before')).toBe(1);
     await eventually('before', () => onA.messages.length === 1);
 
+    // A PUBLISH in flight when Redis dies (held by CLIENT PAUSE): rejected, never re-sent after the restart.
+    const pauser = new Redis(redis.url);
+    pauser.on('error', () => {});
+    await pauser.call('CLIENT', 'PAUSE', '30000', 'ALL');
+    const inFlight = b.publish('chat', 'in flight').then(
+      () => 'published',
+      (error: unknown) => error,
+    );
     await redis.kill();
+    pauser.disconnect();
+    expect(await inFlight).toMatchObject({ code: 'PB_ERR_BUS_UNAVAILABLE' });
     await eventually('disconnected', () => events.some(([event]) => event === 'disconnected'));
     await expect(b.publish('chat', 'while down')).rejects.toMatchObject({ code: 'PB_ERR_BUS_UNAVAILABLE' });
     const downAt = Date.now();

@@ -345,7 +345,8 @@ interface Listening {
 class MemoryHub {
   readonly listening = new Set<Listening>();
   readonly streams = new Map<string, MemoryStreamState>();
-  readonly presence = new Map<string, { value: string; expiresAt: number }>();
+  /** Entries of a live bus never expire (its heartbeat would keep them); a killed bus's expire `ttlMs` after its death. */
+  readonly presence = new Map<string, { value: string; expiresAt: number; owner: object | undefined }>();
 
   stream(name: string): MemoryStreamState {
     let state = this.streams.get(name);
@@ -509,7 +510,7 @@ class MemoryBusInstance implements MemoryBus {
   readonly id = newBusId();
   readonly #hub: MemoryHub;
   readonly #events = new BusEventEmitter();
-  readonly #owned = new Map<string, { value: string; ttlMs: number; timer: NodeJS.Timeout }>();
+  readonly #owned = new Map<string, { value: string; ttlMs: number }>();
   /** Blocked reads to end on close. */
   readonly wakers = new Set<() => void>();
   alive = true;
@@ -522,17 +523,8 @@ class MemoryBusInstance implements MemoryBus {
       async set(key, value, { ttlMs }) {
         bus.check();
         if (!(ttlMs > 0)) throw new RangeError('presence ttlMs must be more than 0');
-        const previous = bus.#owned.get(key);
-        if (previous !== undefined) clearInterval(previous.timer);
-        hub.presence.set(key, { value, expiresAt: Date.now() + ttlMs });
-        const timer = setInterval(
-          () => {
-            if (bus.alive) hub.presence.set(key, { value, expiresAt: Date.now() + ttlMs });
-          },
-          Math.max(1, Math.floor(ttlMs / 3)),
-        );
-        timer.unref();
-        bus.#owned.set(key, { value, ttlMs, timer });
+        hub.presence.set(key, { value, expiresAt: Number.POSITIVE_INFINITY, owner: bus });
+        bus.#owned.set(key, { value, ttlMs });
       },
       async get(key) {
         bus.check();
@@ -540,8 +532,6 @@ class MemoryBusInstance implements MemoryBus {
       },
       async delete(key) {
         bus.check();
-        const own = bus.#owned.get(key);
-        if (own !== undefined) clearInterval(own.timer);
         bus.#owned.delete(key);
         hub.presence.delete(key);
       },
@@ -634,7 +624,12 @@ class MemoryBusInstance implements MemoryBus {
 
   #stop(): void {
     this.alive = false;
-    for (const own of this.#owned.values()) clearInterval(own.timer);
+    // Its heartbeat stops: what it still owns expires ttlMs from now (close() deleted them already).
+    const now = Date.now();
+    for (const [key, own] of this.#owned) {
+      const entry = this.#hub.presence.get(key);
+      if (entry?.owner === this) entry.expiresAt = now + own.ttlMs;
+    }
     this.#owned.clear();
     for (const entry of [...this.#hub.listening]) if (entry.bus === this) this.#hub.listening.delete(entry);
     for (const wake of [...this.wakers]) wake();
