@@ -106,7 +106,7 @@ describe('PUBLISH on one process reaches SUBSCRIBE and PSUBSCRIBE on another', (
     await onB.unsubscribe('shared');
     // Named: ioredis 6's PUNSUBSCRIBE without arguments never resolves while channels remain (against redis-server too).
     await onB.punsubscribe('p.*', 'q.*');
-    await eventually('B’s leave seen on A', async () => (await asker.pubsub('NUMPAT')) === 1);
+    await eventually('B’s leave seen on A', async () => Number(await asker.pubsub('NUMPAT')) === 1);
     expect(await asker.pubsub('NUMSUB', 'shared')).toEqual(['shared', 1]);
     onB.disconnect();
     await eventually('B’s client gone', async () => (await asker.pubsub('CHANNELS')).length === 2);
@@ -132,7 +132,7 @@ describe('PUBLISH on one process reaches SUBSCRIBE and PSUBSCRIBE on another', (
     const publisher = client(b.port);
     await eventually('subscribers visible from B', async () => {
       const [, count] = (await publisher.pubsub('NUMSUB', 'cli-channel')) as [string, number];
-      return count === 1 && (await publisher.pubsub('NUMPAT')) === 1;
+      return count === 1 && Number(await publisher.pubsub('NUMPAT')) === 1;
     });
     const pushed = readUntil(resp3, /\$5\r\nbytes\r\n$/);
     expect(await publisher.publish('cli-channel', 'bytes')).toBe(2);
