@@ -2,6 +2,7 @@ import {
   closeSync,
   existsSync,
   fdatasync,
+  constants as fsConstants,
   fsyncSync,
   ftruncateSync,
   mkdirSync,
@@ -422,17 +423,21 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     incrSize = statSync(join(dirPath(), name)).size;
     selected = -1; // the first command of a file brings its SELECT
   };
-  const writeManifest = (): void => {
+  /** A new manifest naming the base and `increments` (by default the ones in use), renamed into place. */
+  const writeManifest = (increments = incrs): void => {
     let text = base === undefined ? '' : `file ${base.name} seq ${base.seq} type b\n`;
-    for (const incr of incrs) text += `file ${incr.name} seq ${incr.seq} type i\n`;
+    for (const incr of increments) text += `file ${incr.name} seq ${incr.seq} type i\n`;
     const temp = join(dirPath(), `temp-${manifestName()}`);
     const tempFd = openSync(temp, 'w', 0o644);
     try {
       writeSync(tempFd, text);
       fsyncSync(tempFd);
-    } finally {
+    } catch (error) {
       closeSync(tempFd);
+      rmSync(temp, { force: true });
+      throw error;
     }
+    closeSync(tempFd);
     renameSync(temp, join(dirPath(), manifestName()));
     const dirFd = openSync(dirPath(), 'r');
     try {
@@ -444,19 +449,21 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
 
   /**
    * BGREWRITEAOF: the dataset now as the new base, a new incremental file from now on. The base is
-   * written asynchronously; the manifest switches once it is on disk. Resolves with success.
+   * written asynchronously; the manifest switches once it is on disk. False if it could not start
+   * (aof.c's rewriteAppendOnlyFileBackground: the new incremental file or the manifest naming it
+   * could not be written; aof_last_bgrewrite_status becomes err).
    */
-  let current: Promise<boolean> = Promise.resolve(true);
-  const rewrite = (): Promise<boolean> => {
+  /** Why the last rewrite could not start. */
+  let lastStartError: NodeJS.ErrnoException | undefined;
+  const rewrite = (): boolean => {
     if (state.rewriteInProgress !== undefined) {
       // One at a time: another right after this one (Redis's aof_rewrite_scheduled).
       state.rewriteScheduled = true;
-      return current;
+      return true;
     }
-    current = rewriteNow();
-    return current;
+    return rewriteNow();
   };
-  const rewriteNow = (): Promise<boolean> => {
+  const rewriteNow = (): boolean => {
     const started = Date.now();
     state.rewriteInProgress = { started };
     state.rewriteScheduled = false;
@@ -467,30 +474,54 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
       state.rewriteInProgress = undefined;
       state.lastRewriteStatus = 'err';
       logger.error({ err: error }, 'Background AOF rewrite failed');
-      return Promise.resolve(false);
+      return false;
     }
-    seq++;
-    const newBase = `${state.filename}.${seq}.base.rdb`;
-    const newIncr = `${state.filename}.${seq}.incr.aof`;
-    const rewriteSeq = seq;
-    mkdirSync(dirPath(), { recursive: true });
-    if (state.enabled) {
-      // Writes from now on go to the new incremental file; until the new base is on disk the
-      // manifest names the old base, the old increments and this one (a crash loses nothing).
-      openIncr(newIncr);
+    // As Redis (rewriteAppendOnlyFileBackground): the next write to the AOF brings a SELECT again.
+    selected = -1;
+    const rewriteSeq = seq + 1;
+    const newBase = `${state.filename}.${rewriteSeq}.base.rdb`;
+    const newIncr = `${state.filename}.${rewriteSeq}.incr.aof`;
+    let newFd: number | undefined;
+    try {
+      mkdirSync(dirPath(), { recursive: true });
+      if (state.enabled) {
+        // Writes from now on go to the new incremental file; until the new base is on disk the
+        // manifest names the old base, the old increments and this one (a crash loses nothing).
+        // The switch happens once that manifest is on disk (openNewIncrAofForAppend).
+        // O_APPEND: after a short write is cut off (ftruncate), the next write lands at the new end.
+        const { O_APPEND, O_CREAT, O_TRUNC, O_WRONLY } = fsConstants;
+        newFd = openSync(join(dirPath(), newIncr), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644);
+        writeManifest([...incrs, { name: newIncr, seq: rewriteSeq }]);
+      }
+    } catch (error) {
+      if (newFd !== undefined) closeSync(newFd);
+      lastStartError = error as NodeJS.ErrnoException;
+      state.rewriteInProgress = undefined;
+      state.lastRewriteStatus = 'err';
+      logger.error({ err: error }, `Can't start the AOF rewrite: ${strerror((error as NodeJS.ErrnoException).code)}`);
+      return false;
+    }
+    seq = rewriteSeq;
+    if (newFd !== undefined) {
+      closeIncr(); // what is pending goes to the old file (the old manifest's chain), then it closes
+      fd = newFd;
+      incrSize = 0;
+      selected = -1; // the first command of a file brings its SELECT
       incrs.push({ name: newIncr, seq: rewriteSeq });
-      writeManifest();
     }
-    const done = (async () => {
-      const { open, rename } = await import('node:fs/promises');
+    void (async () => {
+      const { open, rename, rm } = await import('node:fs/promises');
       const temp = join(dirPath(), `temp-rewriteaof-bg-${process.pid}.aof`);
       const file = await open(temp, 'w', 0o644);
       try {
         await file.writeFile(data);
         await file.sync();
-      } finally {
+      } catch (error) {
         await file.close();
+        await rm(temp, { force: true });
+        throw error;
       }
+      await file.close();
       await rename(temp, join(dirPath(), newBase));
       // The AOF was off (or turned off meanwhile): an empty increment, so the manifest names a pair.
       closeSync(openSync(join(dirPath(), newIncr), 'a', 0o644));
@@ -512,7 +543,7 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
         state.lastRewriteStatus = 'ok';
         state.rewrites++;
         logger.info({ base: newBase, bytes: data.length }, 'Background AOF rewrite finished successfully');
-        if (state.rewriteScheduled) void rewrite();
+        if (state.rewriteScheduled) rewrite();
         return ok;
       },
       (error: unknown) => {
@@ -522,15 +553,18 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
         return false;
       },
     );
-    return done;
+    return true;
   };
 
-  const enable = (): void => {
-    if (state.enabled) return;
+  /** Turn the AOF on: Redis writes a rewrite first (the dataset as the base); false (and off) if it cannot start. */
+  const enable = (): boolean => {
+    if (state.enabled) return true;
     state.enabled = true;
     propagation.addSink(sink);
-    // Redis: turning the AOF on writes a rewrite first (the dataset as the base).
-    void rewrite();
+    if (rewrite()) return true;
+    state.enabled = false;
+    propagation.removeSink(sink);
+    return false;
   };
   const disable = (): void => {
     if (!state.enabled) return;
@@ -659,7 +693,15 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
         openIncr(`${state.filename}.${seq}.incr.aof`);
         writeManifest();
       }
-    } else enable(); // no AOF yet: a base of what there is (an RDB loaded just before, or nothing)
+    } else if (!enable()) {
+      // No AOF yet: a base of what there is (an RDB loaded just before, or nothing). Redis exits when
+      // it cannot create the AOF at start ("Can't open the append-only file").
+      throw new PortbindError(
+        'PB_ERR_AOF_LOAD',
+        `Can't open the append-only file in ${dirPath()}: ${strerror(lastStartError?.code)}`,
+        lastStartError === undefined ? undefined : { cause: lastStartError },
+      );
+    }
   }
 
   // Auto rewrite (serverCron): the AOF grew by auto-aof-rewrite-percentage over the base.
@@ -670,7 +712,7 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     const growth = ((state.currentSize - base) * 100) / base;
     if (growth >= state.rewritePercentage) {
       logger.info({ growth: Math.round(growth) }, 'Starting automatic rewriting of AOF');
-      void rewrite();
+      rewrite();
     }
   }, 1000);
   autoTimer.unref();
@@ -683,8 +725,8 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
       if (state.rewriteInProgress !== undefined) {
         throw new RespError('ERR Background append only file rewriting already in progress');
       }
-      void rewrite();
-      return simple('Background append only file rewriting started');
+      if (rewrite()) return simple('Background append only file rewriting started');
+      throw new RespError("ERR Can't execute an AOF background rewriting. Please check the server logs for more information.");
     },
   );
 
@@ -692,7 +734,10 @@ export function registerAof(server: MiniRedis, logger: Logger): AofState {
     'appendonly',
     yesNo(
       () => state.enabled,
-      (on) => (on ? enable() : disable()),
+      (on) => {
+        if (!on) disable();
+        else if (!enable()) throw new Error('Unable to turn on AOF. Check server logs.');
+      },
     ),
   );
   config.set('appendfsync', {

@@ -77,9 +77,14 @@ describe('the disk fills up (appendfsync everysec)', () => {
         'INCR n',
         'EXEC',
         'DBSIZE',
+        'BGREWRITEAOF', // the new incremental file's manifest cannot be written either
       ]);
       const [info] = await client.send(['INFO persistence']);
-      const whileFull = { status: infoField(info ?? '', 'aof_last_write_status'), enabled: infoField(info ?? '', 'aof_enabled') };
+      const whileFull = {
+        status: infoField(info ?? '', 'aof_last_write_status'),
+        enabled: infoField(info ?? '', 'aof_enabled'),
+        rewrite: infoField(info ?? '', 'aof_last_bgrewrite_status'),
+      };
       // Room again: the retry (once a second) writes what failed, and writes are accepted again.
       rmSync(filler);
       await until(async () => {
@@ -87,12 +92,17 @@ describe('the disk fills up (appendfsync everysec)', () => {
         return infoField(again ?? '', 'aof_last_write_status') === 'ok';
       }, 'aof_last_write_status:ok');
       const recovered = await client.send(['SET small v', 'PING', 'GET small']);
-      // What the incremental file holds now (with everysec: once written, whatever the fsync).
-      const incr = readdirSync(aofDir).find((name) => name.endsWith('.incr.aof')) as string;
+      // What the incremental file the manifest names holds now (with everysec: once written, whatever the fsync).
+      const manifest = readFileSync(join(aofDir, 'appendonly.aof.manifest'), 'latin1');
+      const incr = /file (\S+) seq \d+ type i\n$/.exec(manifest)?.[1] as string;
       const commands = parseAof(readFileSync(join(aofDir, incr))).commands.map(({ argv }) =>
         argv.map((arg) => (arg.length > 20 ? `<${arg.length} bytes>` : arg.toString('latin1'))).join(' '),
       );
-      return { first: first.map(show), refused: refused.map(show), whileFull, recovered: recovered.map(show), commands };
+      // Redis leaves the manifest it could not write as temp-appendonly.aof.manifest; mini-redis removes it.
+      const files = readdirSync(aofDir)
+        .filter((name) => !name.startsWith('temp-'))
+        .sort();
+      return { first: first.map(show), refused: refused.map(show), whileFull, recovered: recovered.map(show), manifest, files, commands };
     });
 
   it('refuses writes with -MISCONF and the reason, serves reads, says err in INFO, and recovers as redis-server 7.0.15', async () => {
@@ -110,10 +120,16 @@ describe('the disk fills up (appendfsync everysec)', () => {
         misconf,
         '-EXECABORT Transaction discarded because of previous errors.⏎',
         ':2⏎',
+        "-ERR Can't execute an AOF background rewriting. Please check the server logs for more information.⏎",
       ],
-      whileFull: { status: 'err', enabled: '1' },
+      whileFull: { status: 'err', enabled: '1', rewrite: 'err' },
       recovered: ['+OK⏎', '+PONG⏎', '$1⏎v⏎'],
-      commands: ['SELECT 0', 'SET before 1', 'SET big <16384 bytes>', 'SET small v'],
+      // The manifest still names the first increment (the rewrite could not switch), which has every
+      // write once, the one that failed first included; the rewrite that failed to start left its
+      // empty increment behind, and made the next write SELECT again.
+      manifest: 'file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n',
+      files: ['appendonly.aof.1.base.rdb', 'appendonly.aof.1.incr.aof', 'appendonly.aof.2.incr.aof', 'appendonly.aof.manifest'],
+      commands: ['SELECT 0', 'SET before 1', 'SET big <16384 bytes>', 'SELECT 0', 'SET small v'],
     });
     expect(mini).toEqual(redis);
   });
