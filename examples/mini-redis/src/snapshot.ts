@@ -164,6 +164,17 @@ export function addDiskErrorCheck(server: MiniRedis, error: () => string | undef
   aofDiskError.set(server, error);
 }
 
+/**
+ * server.c's writeCommandsDeniedByDiskError with its message: the -MISCONF text (without the '-')
+ * while writes must be refused (a failed BGSAVE with save points and stop-writes-on-bgsave-error, or
+ * an AOF that cannot be written), else undefined. Scripts check it for the writes they make.
+ */
+export function writesDeniedByDiskError(server: MiniRedis): string | undefined {
+  const state = snapshotState(server);
+  if (state.stopWritesOnError && state.savePoints.length > 0 && state.lastStatus === 'err') return MISCONF;
+  return aofDiskError.get(server)?.();
+}
+
 /** Each server's SAVE, for `afterFlushAll`. */
 const saveFunctions = new WeakMap<object, () => boolean>();
 
@@ -485,8 +496,7 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
   // stop-writes-on-bgsave-error is yes, or while the AOF cannot be written (aof.ts), a write (an
   // EXEC that queued one) or PING is refused.
   resp.addCheck((client, spec) => {
-    const denied =
-      state.stopWritesOnError && state.savePoints.length > 0 && state.lastStatus === 'err' ? MISCONF : aofDiskError.get(server)?.();
+    const denied = writesDeniedByDiskError(server);
     if (denied === undefined) return undefined;
     const write =
       spec.name === 'exec'
