@@ -204,6 +204,30 @@ describe('postgresStorage: batched appends', () => {
   });
 });
 
+describe('postgresStorage: close', () => {
+  it('close() writes what was called before it; calls after it reject (PB_ERR_XMPP_STORAGE), record() calls onError', async () => {
+    const url = await freshDatabase();
+    const storage = open({ url });
+    const failures: unknown[] = [];
+    const onError = (error: unknown): void => {
+      failures.push(error);
+    };
+    for (let i = 0; i < 3; i++) storage.archive('mam').record?.('alice', item(`m${i}`, i), onError);
+    const set = storage.keyValue('roster').set('alice', 'k', 'v');
+    await storage.close();
+    await set;
+    expect(failures).toEqual([]);
+    const reopened = open({ url });
+    expect((await reopened.archive('mam').query('alice')).items.map((entry) => entry.id)).toEqual(['m0', 'm1', 'm2']);
+    expect(await reopened.keyValue('roster').get('alice', 'k')).toBe('v');
+    await expect(storage.keyValue('roster').get('alice', 'k')).rejects.toMatchObject({ code: 'PB_ERR_XMPP_STORAGE' });
+    await expect(storage.archive('mam').append('alice', item('late', 9))).rejects.toMatchObject({ code: 'PB_ERR_XMPP_STORAGE' });
+    await expect(storage.ready()).rejects.toMatchObject({ code: 'PB_ERR_XMPP_STORAGE' });
+    const late = await new Promise<unknown>((resolve) => storage.archive('mam').record?.('alice', item('later', 10), resolve));
+    expect(late).toMatchObject({ code: 'PB_ERR_XMPP_STORAGE', message: 'postgresStorage is closed' });
+  });
+});
+
 describe('postgresStorage: several hosts appending to one archive', () => {
   it('per owner, archive order is commit order: an append waits for another host’s insert in flight on that owner', async () => {
     const url = await freshDatabase();
