@@ -42,6 +42,11 @@ export class Fanout<Context> {
   #logger: Logger | undefined;
   #broadcastSubscription: Promise<BusSubscription | undefined> | undefined;
   #stopListening: Array<() => void> = [];
+  /**
+   * Publishing failed and has not succeeded since: one report per outage, not one per message (an
+   * onLost that broadcasts would otherwise report its own failure, and so on while the bus is down).
+   */
+  #publishFailing = false;
 
   constructor(options: FanoutOptions<Context>) {
     this.#options = options;
@@ -183,11 +188,21 @@ export class Fanout<Context> {
     frame[1] = origin.length;
     origin.copy(frame, 2);
     payload.copy(frame, 2 + origin.length);
-    bus.publish(name, frame).catch((error: unknown) => {
-      const now = Date.now();
-      this.#logger?.warn({ err: error, channel: name }, 'WebSocket: publishing on the bus failed: only this process got the message');
-      this.#lost({ kind: 'pubsub', reason: `publish failed: ${(error as Error).message}`, since: now, until: now, names: [name] });
-    });
+    bus.publish(name, frame).then(
+      () => {
+        this.#publishFailing = false;
+      },
+      (error: unknown) => {
+        if (this.#publishFailing) return;
+        this.#publishFailing = true;
+        const now = Date.now();
+        this.#logger?.warn(
+          { err: error, channel: name },
+          'WebSocket: publishing on the bus failed: only this process gets what is sent until it works again',
+        );
+        this.#lost({ kind: 'pubsub', reason: `publish failed: ${(error as Error).message}`, since: now, until: now, names: [name] });
+      },
+    );
   }
 
   /** A bus message as the data to send, or undefined for our own (or a malformed) one. */

@@ -141,6 +141,51 @@ describe('WebSocket broadcast and channels across processes, on one memoryBus', 
     expect(a1.got.pop()).toBe('true');
   });
 
+  it('publishing fails while the bus is down: onLost hears it once per outage, even when it broadcasts itself', async () => {
+    const inner = memoryBus();
+    buses.push(inner);
+    let down = false;
+    const flaky: Bus = {
+      id: inner.id,
+      get connected() {
+        return !down;
+      },
+      publish: (channel, data) => (down ? Promise.reject(new Error('the bus is down')) : inner.publish(channel, data)),
+      subscribe: (channel, listener) => inner.subscribe(channel, listener),
+      psubscribe: (pattern, listener) => inner.psubscribe(pattern, listener),
+      stream: (name) => inner.stream(name),
+      presence: inner.presence,
+      on: (event, listener) => inner.on(event, listener),
+      close: () => inner.close(),
+    };
+    const lost: BusEvents['lost'][] = [];
+    let endpoint: WsEndpoint | undefined;
+    const a = await node(flaky, {
+      onLost: (info) => {
+        lost.push(info);
+        endpoint?.broadcast('{"gap":true}');
+      },
+    });
+    endpoint = a.endpoint;
+    const a1 = await peer(a.url);
+    down = true;
+    for (let i = 0; i < 5; i++) a.endpoint.broadcast(`while down ${i}`);
+    await sleep(100);
+    expect(lost).toHaveLength(1);
+    expect(lost[0]).toMatchObject({ kind: 'pubsub', names: ['portbind:ws:ws:all'] });
+    expect(lost[0]?.reason).toContain('the bus is down');
+    down = false;
+    a.endpoint.broadcast('back');
+    await sleep(50);
+    down = true;
+    a.endpoint.broadcast('down again');
+    await sleep(50);
+    expect(lost).toHaveLength(2);
+    // This process's peer got everything, the gap notices included.
+    await eventually('local deliveries', () => a1.got.length === 9);
+    expect(a1.got.filter((m) => m === '{"gap":true}')).toHaveLength(2);
+  });
+
   it('a slow peer on the other process misses messages or is cut off, as locally; the others get everything', async () => {
     const bus = memoryBus();
     buses.push(bus);
