@@ -88,8 +88,8 @@ interface Delivery {
   xml?: string;
   /** Write without the outbound filters. */
   raw?: boolean;
-  /** Close the session with this stream error. */
-  close?: { condition: string; text?: string };
+  /** Close the session with this stream error: only the process it was sent to (never a process draining a dead one's stream, where the JID may be another session's now). */
+  close?: { condition: string; text?: string; node: string };
   /** How many times this stanza was routed again already (bounded: no loop). */
   hops?: number;
 }
@@ -198,7 +198,7 @@ export class XmppCluster implements XmppClusterView {
   /** Mirrored sessions of other processes: bare → resource → session. */
   readonly #mirror = new Map<string, Map<string, RemoteSession>>();
   /** What this process last wrote for each of its sessions, by full JID. */
-  readonly #published = new Map<string, { session: Session; text: string; last: XmlElement | undefined }>();
+  readonly #published = new Map<string, { session: Session; text: string; last: XmlElement | undefined; available?: boolean }>();
   /** Nodes seen alive; those that die get their streams drained. */
   readonly #nodes = new Set<string>();
   /** Dead nodes whose streams are drained for a while, with the checks left. */
@@ -280,13 +280,46 @@ export class XmppCluster implements XmppClusterView {
     const last = presence?.available === true ? presence.last : undefined;
     const scalar = JSON.stringify(record);
     if (previous !== undefined && previous.session === session && previous.text === scalar && previous.last === last) return;
-    this.#published.set(full, { session, text: scalar, last });
+    this.#published.set(full, { session, text: scalar, last, available: record.available });
+    if (record.available && !(previous?.session === session && previous.available)) this.#recheckOffline(session);
     if (last !== undefined) record.last = last.toString();
     const text = JSON.stringify(record);
     this.#bus.presence
       .set(presenceKey(this.#host.domain, this.nodeId, full), text, { ttlMs: this.#ttlMs })
       .then(() => this.#publish({ op: 'set', record }))
       .catch((error: unknown) => this.#host.logger.warn({ err: error, jid: full }, 'XMPP cluster: could not publish a session'));
+  }
+
+  /**
+   * A session just became available: another process whose mirror did not have it yet may store a
+   * message offline after this process delivered the offline messages. Looked at again once the
+   * directory has spread (a second, or the TTL when shorter): what arrived is delivered now.
+   */
+  #recheckOffline(session: Session): void {
+    const timer = setTimeout(
+      () => {
+        const user = session.user;
+        if (this.#stopped || session.ended || user === undefined || presenceState.peek(session)?.available !== true) return;
+        const offline = this.#host.storage.archive('offline');
+        offline
+          .query(user)
+          .then(async (stored) => {
+            if (stored.items.length === 0 || session.ended) return;
+            for (const item of stored.items) {
+              const message = parseXml(item.xml);
+              if (message !== undefined) session.send(message);
+            }
+            await offline.delete(user, { ids: stored.items.map((item) => item.id) });
+            this.#host.logger.debug(
+              { jid: session.jid?.toString(), count: stored.items.length },
+              'XMPP cluster: late offline messages delivered',
+            );
+          })
+          .catch((error: unknown) => this.#host.logger.warn({ err: error }, 'XMPP cluster: could not look at offline messages again'));
+      },
+      Math.min(1000, this.#ttlMs),
+    );
+    timer.unref();
   }
 
   /** A local session ended: out of the directory. */
@@ -407,10 +440,13 @@ export class XmppCluster implements XmppClusterView {
         // Drained now and at the next checks (stale mirrors elsewhere may still append to it).
         this.#draining.set(node, 10);
       }
+      // One process drains (the first live one by id): it takes over at once, in order, the entries
+      // the dead one had read and not acknowledged, with nobody else claiming them at the same time.
+      const drainer = [...live].sort()[0] === this.nodeId;
       for (const [node, left] of [...this.#draining]) {
         if (left <= 1) this.#draining.delete(node);
         else this.#draining.set(node, left - 1);
-        await this.#drain(node);
+        if (drainer) await this.#drain(node);
       }
     } catch (error) {
       this.#host.logger.warn({ err: error }, 'XMPP cluster: checking the processes failed');
@@ -447,10 +483,10 @@ export class XmppCluster implements XmppClusterView {
   /** Take over what a dead process's stream holds: entries it never read and those it read and never acknowledged. */
   async #drain(node: string): Promise<void> {
     const stream = this.#bus.stream(`xmpp:node:${node}`);
-    const idle = Math.min(this.#ttlMs, 5000);
     for (let round = 0; round < 100 && !this.#stopped; round++) {
+      // What it had read and not acknowledged first (older), then what it never read.
       const entries = [
-        ...(await stream.claim('deliver', this.nodeId, idle, 100)),
+        ...(await stream.claim('deliver', this.nodeId, 0, 100)),
         ...(await stream.read('deliver', this.nodeId, { count: 100 })),
       ];
       if (entries.length === 0) return;
@@ -513,9 +549,8 @@ export class XmppCluster implements XmppClusterView {
   closeRemote(session: RemoteSession, error: StreamError | undefined): void {
     const delivery: Delivery = {
       to: session.jid.toString(),
-      close: { condition: error?.condition ?? 'undefined-condition', text: error?.text },
+      close: { condition: error?.condition ?? '', text: error?.text, node: session.node },
     };
-    if (error === undefined) delivery.close = { condition: '' };
     this.#append(session.node, delivery).catch((failure: unknown) =>
       this.#host.logger.warn({ err: failure, to: delivery.to }, 'XMPP cluster: could not close a session of another process'),
     );
@@ -545,7 +580,7 @@ export class XmppCluster implements XmppClusterView {
     const session = this.#host.localSession(delivery.to);
     const live = session !== undefined && !session.ended && (session.stage === 'bound' || session.stage === 'hibernating');
     if (delivery.close !== undefined) {
-      if (!live) return;
+      if (!live || delivery.close.node !== this.nodeId) return;
       const condition = delivery.close.condition;
       if (condition === '') session.close();
       else if ((streamErrorConditions as readonly string[]).includes(condition))

@@ -1,0 +1,179 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { xml as clientXml, client as xmppClient } from '@xmpp/client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Server, startRedis } from '../../../test/support/redis-server.js';
+import { sqliteStorage } from '../src/index.js';
+import { clients, testCert } from './support.js';
+
+// The real thing (issue 12): two processes of an XMPP service on a real redis-server, sharing one
+// SQLite file. A slixmpp user on process 1 and an @xmpp/client user on process 2 chat; process 2 is
+// killed with SIGKILL while messages are on their way to it; its user reconnects to process 1 and
+// gets every one of them.
+
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'cluster');
+const PYTHON = '/usr/bin/python3';
+const children: ChildProcess[] = [];
+let redis: Server | undefined;
+let dir: string | undefined;
+
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await redis?.stop();
+  redis = undefined;
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+/** JSON lines of a child's stdout, waited for one by one. */
+class Lines {
+  readonly #lines: unknown[] = [];
+  #wake: (() => void) | undefined;
+  #ended = false;
+
+  constructor(stream: Readable) {
+    let buffer = '';
+    stream.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      for (let end = buffer.indexOf('\n'); end !== -1; end = buffer.indexOf('\n')) {
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 1);
+        try {
+          this.#lines.push(JSON.parse(line));
+        } catch {
+          // Not ours (a log line).
+        }
+      }
+      this.#wake?.();
+    });
+    stream.on('end', () => {
+      this.#ended = true;
+      this.#wake?.();
+    });
+  }
+
+  async next<T>(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = this.#lines.findIndex((line) => typeof line === 'object' && line !== null && match(line as Record<string, unknown>));
+      if (index !== -1) return this.#lines.splice(index, 1)[0] as T;
+      if (this.#ended) throw new Error(`ended waiting for ${what}; got ${JSON.stringify(this.#lines)}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.#lines)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+}
+
+/** One process of the service (fixtures/cluster/node.mjs, on the builds in dist/). */
+async function startNode(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; node: string; stderr: () => string }> {
+  const child = spawn(process.execPath, ['./node.mjs'], {
+    cwd: fixtures,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let errors = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    errors += chunk.toString();
+  });
+  const lines = new Lines(child.stdout as Readable);
+  const ready = await lines.next<{ port: number; node: string }>((line) => typeof line.port === 'number', 'the node to listen');
+  return { child, port: ready.port, node: ready.node, stderr: () => errors };
+}
+
+/** romeo with @xmpp/client: every chat body he receives, in order. */
+async function romeo(port: number, resource: string): Promise<{ bodies: string[]; xmpp: ReturnType<typeof xmppClient> }> {
+  const xmpp = xmppClient({
+    timeout: 20_000,
+    service: `xmpp://127.0.0.1:${port}`,
+    domain: 'localhost',
+    username: 'romeo',
+    password: 'r0meo!',
+    resource,
+  });
+  xmpp.on('error', () => {});
+  const bodies: string[] = [];
+  xmpp.on('stanza', (stanza) => {
+    const body = stanza.is('message') ? stanza.getChildText('body') : null;
+    if (body !== null && body !== undefined) bodies.push(body);
+  });
+  clients.push(xmpp);
+  await xmpp.start();
+  await xmpp.send(clientXml('presence', {}));
+  return { bodies, xmpp };
+}
+
+async function until(check: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('XMPP on two processes over a real redis-server', () => {
+  it('slixmpp on process 1 and @xmpp/client on process 2 chat; process 2 is killed; nothing sent meanwhile is lost', async () => {
+    redis = await startRedis();
+    dir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-cluster-'));
+    const storage = sqliteStorage({ file: join(dir, 'xmpp.sqlite') });
+    await storage.users.create('juliet', 'balcony');
+    await storage.users.create('romeo', 'r0meo!');
+    await storage.close();
+    const { cert, key } = testCert();
+    const env = { BUS_URL: `redis://127.0.0.1:${redis.port}`, DATA_DIR: dir, TLS_CERT: cert, TLS_KEY: key, SESSION_TTL_MS: '2000' };
+    const [one, two] = await Promise.all([startNode(env), startNode(env)]);
+    expect(one.node).not.toBe(two.node);
+
+    const slix = spawn(PYTHON, [join(fixtures, 'slix_user.py'), '127.0.0.1', String(one.port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    children.push(slix);
+    const juliet = new Lines(slix.stdout as Readable);
+    const say = (to: string, body: string): void => {
+      slix.stdin?.write(`${JSON.stringify({ to, body })}\n`);
+    };
+    expect((await juliet.next<{ ready: string }>((line) => 'ready' in line, 'slixmpp to log in')).ready).toBe('juliet@localhost/slix');
+
+    const first = await romeo(two.port, 'web');
+    // To juliet's bare JID on process 1; her answer to romeo's full JID on process 2.
+    await first.xmpp.send(clientXml('message', { to: 'juliet@localhost', type: 'chat' }, clientXml('body', {}, 'ping 1')));
+    const ping = await juliet.next<{ from: string; body: string }>((line) => line.body === 'ping 1', 'the ping on process 1');
+    expect(ping.from).toBe('romeo@localhost/web');
+    await until(() => first.bodies.includes('pong 1'), 'the pong on process 2');
+    say('romeo@localhost', 'hello from slixmpp');
+    await until(() => first.bodies.includes('hello from slixmpp'), 'the message to the bare JID on process 2');
+
+    // Process 2 dies; juliet writes on, to romeo's bare JID and to the full JID he had.
+    two.child.kill('SIGKILL');
+    const meanwhile = ['meanwhile 1', 'meanwhile 2', 'meanwhile 3'];
+    say('romeo@localhost', meanwhile[0] as string);
+    say('romeo@localhost/web', meanwhile[1] as string);
+    say('romeo@localhost', meanwhile[2] as string);
+    for (const body of meanwhile) await juliet.next((line) => line.sent === body, `juliet to send ${body}`);
+    // Its client gives up on process 2 (stopped after the test: its reconnection attempts find nobody).
+    void first.xmpp.stop().catch(() => undefined);
+    // romeo's client reconnects, to process 1 (the routing layer would send it there).
+    const second = await romeo(one.port, 'web');
+    await until(
+      () => meanwhile.every((body) => second.bodies.includes(body)),
+      `every message sent meanwhile (got ${JSON.stringify(second.bodies)})`,
+    );
+    expect(second.bodies.filter((body) => body.startsWith('meanwhile'))).toEqual(meanwhile);
+
+    // And the chat goes on, both ways, on process 1.
+    await second.xmpp.send(clientXml('message', { to: 'juliet@localhost', type: 'chat' }, clientXml('body', {}, 'ping 2')));
+    await juliet.next((line) => line.body === 'ping 2', 'the ping on process 1');
+    await until(() => second.bodies.includes('pong 2'), 'the pong');
+    slix.stdin?.end();
+    expect(one.stderr()).not.toMatch(/Error/);
+  }, 180_000);
+});
