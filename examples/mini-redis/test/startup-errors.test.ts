@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runMiniRedisToExit, tempDirs } from './support.js';
+import { freePort, REDIS_SERVER, runMiniRedisToExit, runToExit, tempDirs } from './support.js';
 
 // What `node dist/main.js` does when DATA_DIR holds a file it cannot load, or a setting is bad: one
 // line on stderr naming the PB_ERR code (docs/errors.md) and the reason, exit code 1, no stack
@@ -58,6 +58,35 @@ describe('a bad setting', () => {
     expect(code).toBe(1);
     expect(oneLine(stderr)).toBe(
       "mini-redis: cannot start: PB_ERR_AOF_CONFIG: appenddirname can't be a path, just a filename: ../elsewhere",
+    );
+  });
+});
+
+describe('a full disk at the first start with the AOF on', () => {
+  /** Run behind this: `dir` a 512 KB tmpfs of the process's own (`unshare -m`, as root), filled up before it starts. */
+  const onFullTmpfs = (dir: string): string[] => [
+    'unshare',
+    '-m',
+    'sh',
+    '-c',
+    'mount -t tmpfs -o size=512k tmpfs "$0" && { head -c 1048576 /dev/zero > "$0/filler" 2>/dev/null; exec "$@"; }',
+    dir,
+  ];
+
+  it('the AOF cannot be created: PB_ERR_AOF_LOAD and exit 1, as redis-server 7.0.15 exits 1', async () => {
+    const redisDir = tempDir();
+    const redis = await runToExit(
+      REDIS_SERVER,
+      ['--port', String(await freePort()), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes', '--save', ''],
+      { wrap: onFullTmpfs(redisDir) },
+    );
+    expect(redis.code).toBe(1);
+    expect(redis.stdout).toContain('Write error writing append only file on disk: No space left on device');
+    const dir = tempDir();
+    const { code, stderr } = await runMiniRedisToExit({ DATA_DIR: dir, APPENDONLY: 'yes' }, onFullTmpfs(dir));
+    expect(code).toBe(1);
+    expect(oneLine(stderr)).toBe(
+      `mini-redis: cannot start: PB_ERR_AOF_LOAD: Can't open the append-only file in ${join(dir, 'appendonlydir')}: No space left on device`,
     );
   });
 });

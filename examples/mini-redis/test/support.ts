@@ -324,10 +324,14 @@ export async function spawnRedisServer(args: readonly string[], wrap?: readonly 
   return spawnServer(REDIS_SERVER, [...defaults, ...args], { port, ...(wrap === undefined ? {} : { wrap }) });
 }
 
-/** Run dist/main.js with `env` (free ports) until it exits by itself; what it printed and its exit code. */
-export async function runMiniRedisToExit(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const ports = { RESP_PORT: String(await freePort()), PORT: String(await freePort()), HOST: '127.0.0.1', SAVE: '' };
-  const child = spawn(process.execPath, [MAIN], { env: { ...process.env, ...ports, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Run `command args` (behind `wrap`, if given) until it exits by itself: its exit code and what it printed. */
+export async function runToExit(
+  command: string,
+  args: readonly string[],
+  options: { env?: Record<string, string>; wrap?: readonly string[] } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const argv = [...(options.wrap ?? []), command, ...args];
+  const child = spawn(argv[0] as string, argv.slice(1), { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let [stdout, stderr] = ['', ''];
   child.stdout.on('data', (chunk: Buffer) => {
     stdout += chunk.toString();
@@ -337,6 +341,15 @@ export async function runMiniRedisToExit(env: Record<string, string>): Promise<{
   });
   const [code] = (await once(child, 'exit')) as [number | null];
   return { code, stdout, stderr };
+}
+
+/** Run dist/main.js with `env` (free ports) until it exits by itself; what it printed and its exit code. */
+export async function runMiniRedisToExit(
+  env: Record<string, string>,
+  wrap?: readonly string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const ports = { RESP_PORT: String(await freePort()), PORT: String(await freePort()), HOST: '127.0.0.1', SAVE: '' };
+  return runToExit(process.execPath, [MAIN], { env: { ...ports, ...env }, ...(wrap === undefined ? {} : { wrap }) });
 }
 
 /** Send `commands` (pipelined) on a fresh raw connection to `port`: the replies, shown (⏎). */
