@@ -1,7 +1,7 @@
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Binding, PortService, type PortServiceOptions, type TlsOptions } from '@portbind/core';
+import { type Binding, type Bus, PortService, type PortServiceOptions, type TlsOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import {
   components,
@@ -32,6 +32,13 @@ export interface ChatOptions extends PortServiceOptions {
    * XMPP_COMPONENTS set, external components.
    */
   modules?: readonly XmppModule[];
+  /**
+   * The bus between several processes of the chat (`redisBus({ url: BUS_URL })` of
+   * @portbind/bus-redis): users on different processes chat as if on one server. Give every process
+   * the same storage (one DATA_DIR on one host: the SQLite file is shared in WAL mode; a PostgreSQL
+   * store across hosts). Absent: one process.
+   */
+  bus?: Bus;
 }
 
 /** The SQLite file the chat keeps everything in, under `DATA_DIR` (default ./data). */
@@ -99,6 +106,7 @@ export async function createChat(options: ChatOptions = {}): Promise<PortService
     modules,
     allowPlaintext: 'loopback',
     registration: env.REGISTRATION === 'open',
+    bus: options.bus,
   });
   const tls = await tlsOptions(env, domain);
   const assets = await publicFiles();
