@@ -167,6 +167,8 @@ describe('PUBLISH on one process reaches SUBSCRIBE and PSUBSCRIBE on another', (
     const space = ns();
     const [a, b] = [await startProcess(space), await startProcess(space)];
     const subscriber = client(a.port);
+    const got: string[] = [];
+    subscriber.on('message', (_channel: string, message: string) => got.push(message));
     await subscriber.subscribe('watched');
     const publisher = client(b.port);
     await eventually('visible', async () => (await publisher.pubsub('NUMSUB', 'watched'))[1] === 1);
@@ -180,6 +182,7 @@ describe('PUBLISH on one process reaches SUBSCRIBE and PSUBSCRIBE on another', (
     const after = await publishes();
     expect(after - before).toBeLessThan(10); // none but an announcement from another test's process, at most
     expect(await publisher.publish('watched', 'y')).toBe(1);
+    await eventually('A got it', () => got.includes('y')); // the bus's PUBLISH goes out after the client's reply
     expect(await publishes()).toBeGreaterThan(after);
   });
 
