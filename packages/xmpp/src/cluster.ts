@@ -205,6 +205,10 @@ export class XmppCluster implements XmppClusterView {
   readonly #draining = new Map<string, number>();
   readonly #offs: Array<() => void> = [];
   #subscription: BusSubscription | undefined;
+  #offlineSubscription: BusSubscription | undefined;
+  readonly #offlineChannel: string;
+  /** Users whose offline messages this process is delivering now. */
+  readonly #delivering = new Set<string>();
   #consumer: StreamConsumer | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -217,6 +221,7 @@ export class XmppCluster implements XmppClusterView {
     // One bus may serve several servers (tests share a memoryBus): the node id is the server's.
     this.nodeId = `${bus.id}.${randomBytes(4).toString('hex')}`;
     this.#channel = `xmpp:sessions:${latin1(host.domain)}`;
+    this.#offlineChannel = `xmpp:offline:${latin1(host.domain)}`;
     this.ready = this.#start();
     this.ready.catch((error: unknown) => this.#host.logger.error({ err: error }, 'XMPP cluster: start failed'));
   }
@@ -225,6 +230,9 @@ export class XmppCluster implements XmppClusterView {
     const stream = this.#bus.stream(`xmpp:node:${this.nodeId}`);
     await stream.createGroup('deliver', 'start');
     this.#subscription = await this.#bus.subscribe(this.#channel, (message) => this.#change(message));
+    this.#offlineSubscription = await this.#bus.subscribe(this.#offlineChannel, (message) => {
+      void this.#deliverOffline(message.data.toString());
+    });
     this.#offs.push(
       this.#bus.on('resubscribed', () => void this.#resync('resubscribed')),
       this.#bus.on('lost', (info) => {
@@ -298,28 +306,63 @@ export class XmppCluster implements XmppClusterView {
   #recheckOffline(session: Session): void {
     const timer = setTimeout(
       () => {
-        const user = session.user;
-        if (this.#stopped || session.ended || user === undefined || presenceState.peek(session)?.available !== true) return;
-        const offline = this.#host.storage.archive('offline');
-        offline
-          .query(user)
-          .then(async (stored) => {
-            if (stored.items.length === 0 || session.ended) return;
-            for (const item of stored.items) {
-              const message = parseXml(item.xml);
-              if (message !== undefined) session.send(message);
-            }
-            await offline.delete(user, { ids: stored.items.map((item) => item.id) });
-            this.#host.logger.debug(
-              { jid: session.jid?.toString(), count: stored.items.length },
-              'XMPP cluster: late offline messages delivered',
-            );
-          })
-          .catch((error: unknown) => this.#host.logger.warn({ err: error }, 'XMPP cluster: could not look at offline messages again'));
+        if (session.jid !== undefined) void this.#deliverOffline(session.jid.bare);
       },
       Math.min(1000, this.#ttlMs),
     );
     timer.unref();
+  }
+
+  /**
+   * A message was stored offline (by any process, told on `xmpp:offline:<domain>`, a moment later):
+   * if the user is available here after all (a mirror elsewhere was behind, the bus was down), the
+   * process that holds the user's best resource delivers it now rather than at the next login.
+   */
+  offlineStored(bare: string): void {
+    const timer = setTimeout(() => {
+      if (!this.#stopped) this.#bus.publish(this.#offlineChannel, bare).catch(() => undefined);
+    }, 200);
+    timer.unref();
+  }
+
+  /** Deliver a user's offline messages to the best available resource, if this process holds it. */
+  async #deliverOffline(bare: string): Promise<void> {
+    if (this.#stopped || this.#delivering.has(bare)) return;
+    const local = this.#host
+      .localSessionsOf(bare)
+      .filter((session) => !session.ended && presenceState.peek(session)?.available === true)
+      .map((session) => ({ session, priority: presenceState.peek(session)?.priority ?? 0 }))
+      .filter((entry) => entry.priority >= 0)
+      .sort((x, y) => y.priority - x.priority);
+    const best = local[0];
+    if (best === undefined) return;
+    // Another process's resource with a higher priority (or as high, on a process of a smaller id) takes them there.
+    for (const remote of this.sessionsOf(bare)) {
+      const state = presenceState.get(remote);
+      if (!state.available) continue;
+      if (state.priority > best.priority || (state.priority === best.priority && remote.node < this.nodeId)) return;
+    }
+    const user = best.session.user;
+    if (user === undefined) return;
+    this.#delivering.add(bare);
+    try {
+      const offline = this.#host.storage.archive('offline');
+      const stored = await offline.query(user);
+      if (stored.items.length === 0 || best.session.ended) return;
+      for (const item of stored.items) {
+        const message = parseXml(item.xml);
+        if (message !== undefined) best.session.send(message);
+      }
+      await offline.delete(user, { ids: stored.items.map((item) => item.id) });
+      this.#host.logger.debug(
+        { jid: best.session.jid?.toString(), count: stored.items.length },
+        'XMPP cluster: late offline messages delivered',
+      );
+    } catch (error) {
+      this.#host.logger.warn({ err: error }, 'XMPP cluster: could not look at offline messages again');
+    } finally {
+      this.#delivering.delete(bare);
+    }
   }
 
   /** A local session ended: out of the directory. */
@@ -409,6 +452,12 @@ export class XmppCluster implements XmppClusterView {
         for (const [resource, session] of [...resources]) {
           if (!seen.has(session.jid.toString())) this.#forget(bare, resource);
         }
+      }
+      // While the bus was away, messages to this process's users went to offline storage.
+      if (why !== undefined) {
+        const users = new Set<string>();
+        for (const session of this.#host.localSessions()) if (session.jid !== undefined) users.add(session.jid.bare);
+        for (const bare of users) await this.#deliverOffline(bare);
       }
     } catch (error) {
       this.#host.logger.warn({ err: error }, 'XMPP cluster: could not read the session directory');
@@ -631,6 +680,7 @@ export class XmppCluster implements XmppClusterView {
     await this.#consumer?.stop();
     try {
       await this.#subscription?.unsubscribe();
+      await this.#offlineSubscription?.unsubscribe();
       for (const full of this.#published.keys()) await this.#bus.presence.delete(presenceKey(this.#host.domain, this.nodeId, full));
       this.#published.clear();
       await this.#bus.presence.delete(nodeKey(this.#host.domain, this.nodeId));

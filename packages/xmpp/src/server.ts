@@ -297,6 +297,16 @@ export class XmppServer {
         },
         options.cluster,
       );
+      // A message stored offline: the user may be available on some process after all (a mirror was behind).
+      const cluster = this.#cluster;
+      host.hook(
+        'cluster',
+        'message/offline',
+        (event) => {
+          cluster.offlineStored(event.to.bare);
+        },
+        1000,
+      );
     }
     const limits = this.#options;
     this.#internals = {

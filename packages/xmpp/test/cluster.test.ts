@@ -170,6 +170,21 @@ describe('XMPP on several processes (a shared bus)', () => {
     expect((await b.server.storage.archive('offline').query('romeo', { max: 0 })).count).toBe(0);
   });
 
+  it('delivers at once a message stored offline for a user who is available after all (a mirror was behind)', async () => {
+    const { bus, storage, b } = await cluster();
+    const romeo = await online(b.port, 'romeo', 'garden', '<presence><priority>1</priority></presence>');
+    // As a process whose mirror did not have romeo yet would: stored offline, then the nudge on the bus.
+    await storage.archive('offline').append('romeo', {
+      id: 'late1',
+      when: Date.now(),
+      with: 'juliet@localhost',
+      xml: "<message from='juliet@localhost/balcony' to='romeo@localhost' type='chat' id='stored'><body>stored</body></message>",
+    });
+    await bus.publish('xmpp:offline:localhost', 'romeo@localhost');
+    expect(await romeo.next(/^<message[^>]* id='stored'/)).toContain('stored');
+    await until(async () => (await storage.archive('offline').query('romeo', { max: 0 })).count === 0, 'the offline store emptied');
+  });
+
   it('routes an IQ to a full JID on the other process and its result back', async () => {
     const { a, b } = await cluster();
     const juliet = await online(a.port, 'juliet', 'balcony');
@@ -253,6 +268,22 @@ describe('XMPP on several processes (a shared bus)', () => {
     await until(() => b.server.sessionsOf('romeo@localhost').length === 0, 'the old session gone');
     await second.sync();
     expect(second.closed).toBe(false);
+  });
+
+  it("closes the account's sessions on every process when its password changes", async () => {
+    const { a, b } = await cluster();
+    const here = await online(a.port, 'juliet', 'balcony');
+    const there = await online(b.port, 'juliet', 'chamber');
+    await sees(a.server, 'juliet@localhost/chamber');
+    const answer = await here.iq(
+      'pw',
+      "<query xmlns='jabber:iq:register'><username>juliet</username><password>new secret</password></query>",
+      "type='set' to='localhost'",
+    );
+    expect(answer).toContain("type='result'");
+    await there.next(/<reset xmlns='urn:ietf:params:xml:ns:xmpp-streams'/);
+    await until(() => b.server.sessionsOf('juliet@localhost').length === 0, 'the session on B gone');
+    await until(() => a.server.cluster?.remoteSessions().length === 0, 'gone from the mirror');
   });
 
   it('forgets the sessions of a process that died and routes again what was sent to it', async () => {
