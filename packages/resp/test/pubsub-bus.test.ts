@@ -203,6 +203,37 @@ describe('PUBLISH on one process reaches SUBSCRIBE and PSUBSCRIBE on another', (
   });
 });
 
+describe('bad configuration and bad peers', () => {
+  it('a namespace with glob characters or a tiny presence TTL is PB_ERR_CONFIG at once', () => {
+    const bus = memoryBus();
+    expect(() => respAdapter({ bus: { bus, namespace: 'resp*' } })).toThrow(expect.objectContaining({ code: 'PB_ERR_CONFIG' }));
+    expect(() => respAdapter({ bus: { bus, namespace: '' } })).toThrow(expect.objectContaining({ code: 'PB_ERR_CONFIG' }));
+    expect(() => respAdapter({ bus: { bus, presenceTtlMs: 5 } })).toThrow(expect.objectContaining({ code: 'PB_ERR_CONFIG' }));
+  });
+
+  it('a malformed subscription entry on the bus is ignored; PUBSUB and PUBLISH go on', async () => {
+    const shared = memoryBus();
+    cleanups.push(() => shared.close());
+    const space = ns();
+    const a = await startProcess(space, shared);
+    const intruder = shared.peer();
+    cleanups.push(() => intruder.close());
+    for (const [id, value] of [
+      ['aaaaaaaaaaaaaaaa', 'not json'],
+      ['bbbbbbbbbbbbbbbb', '{"c":[["x","many"]],"p":[],"s":[]}'],
+      ['cccccccccccccccc', '{"c":[["ok",2]],"p":[],"s":[]}'],
+    ] as const) {
+      await intruder.presence.set(`${space}:subs:${id}`, value, { ttlMs: 60_000 });
+      await intruder.publish(`${space}:announce`, id);
+    }
+    await intruder.publish(`${space}:announce`, 'short');
+    const asker = client(a.port);
+    await eventually('the well-formed entry counts', async () => (await asker.pubsub('NUMSUB', 'ok'))[1] === 2);
+    expect(await asker.pubsub('CHANNELS')).toEqual(['ok']);
+    expect(await asker.publish('x', 'y')).toBe(0);
+  });
+});
+
 describe('Redis restarted in the middle', () => {
   it('subscribers on A get B’s publishes again within seconds; PUBLISH while Redis is down answers and nothing crashes', async () => {
     const space = ns();
