@@ -663,6 +663,18 @@ describe('mini-redis replies byte for byte as redis-server 7.0', () => {
     ]);
   });
 
+  it("a subcommand's own arity and flags decide at dispatch: XGROUP CREATE refused past maxmemory (alone and queued), OBJECT ENCODING's arity", async () => {
+    // server.c processCommand works on c->cmd, the subcommand: XGROUP CREATE is write + denyoom, XINFO
+    // STREAM readonly; a wrong arity names the subcommand ('object|encoding').
+    await compareSessions(2, [
+      { on: 0, send: ['XADD s 1-1 f v', 'OBJECT ENCODING', 'OBJECT ENCODING s extra', 'XINFO STREAM'] },
+      { on: 1, send: ['CONFIG SET maxmemory 1'] },
+      { on: 0, send: ['XGROUP CREATE s g $', 'XINFO GROUPS s', 'MULTI', 'XGROUP CREATE s g $', 'EXEC', 'OBJECT ENCODING s'] },
+      { on: 1, send: ['CONFIG SET maxmemory 0'] },
+      { on: 0, send: ['XGROUP CREATE s g $', 'XINFO GROUPS s'] },
+    ]);
+  });
+
   it('WATCH aborts EXEC when another client writes the key (writes of every type, and FLUSHALL)', async () => {
     const watched = (write: CommandLine, setup: CommandLine[] = ['DEL k', 'SET k 1']) => [
       { on: 1, send: setup },

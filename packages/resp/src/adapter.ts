@@ -127,6 +127,13 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   readonly secureScheme: string = 'rediss';
   readonly portEnv: string = 'RESP_PORT';
   readonly defaultPort: number = 6379;
+  /**
+   * Workers (`WORKERS`): an application's keyspace, MONITOR, CLIENT LIST/KILL and WATCH live in this
+   * process's memory (pub/sub too, without a `bus`), so workers are refused unless the binding says
+   * `{ scope: 'shared' }` — right for a service that keeps no state between connections in memory and
+   * shares pub/sub through a `bus`.
+   */
+  readonly scope: 'shared' | 'local' = 'local';
   /** Redis's defaults: maxclients 10000, timeout 0. */
   readonly limits = { maxConnections: 10_000, idleTimeoutMs: 0 };
   readonly options: Readonly<RespOptions<Context>>;

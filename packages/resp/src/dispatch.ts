@@ -5,7 +5,16 @@ import type { Monitors } from './monitor.js';
 import type { Command } from './parser.js';
 import type { ClientPause } from './pause.js';
 import type { PubSub } from './pubsub.js';
-import { type CommandHandler, type CommandRegistry, type CommandSpec, commandKeys, type Entry, fullName } from './registry.js';
+import {
+  type CommandHandler,
+  type CommandRegistry,
+  type CommandSpec,
+  commandKeys,
+  type Entry,
+  fullName,
+  subcommandFlags,
+  subEntry,
+} from './registry.js';
 import { RespError } from './reply.js';
 import type { Tracking } from './tracking.js';
 import type { Watches } from './watch.js';
@@ -91,7 +100,7 @@ export class Dispatcher<Context> {
   /** Dispatch one command, in Redis's order of checks. */
   execute(own: RespClient<Context>, argv: Command): void | Promise<void> {
     const host = this.#host;
-    const entry = host.registry.entry((argv[0] as Buffer).toString('latin1'));
+    let entry = host.registry.entry((argv[0] as Buffer).toString('latin1'));
     if (entry === undefined) {
       this.#reject(own, unknownCommand(argv));
       return;
@@ -102,19 +111,33 @@ export class Dispatcher<Context> {
       this.#rejectCommand(own, spec.name, `ERR wrong number of arguments for '${spec.name}' command`);
       return;
     }
+    // A declared subcommand decides from here on, with its own arity and flags, as Redis's processCommand
+    // works on c->cmd (XGROUP CREATE is write and denyoom); an unknown one is the handler's to answer.
+    let name = spec.name;
+    if (entry.subs !== undefined) {
+      const sub = subEntry(entry, argv);
+      if (sub !== undefined) {
+        name = sub.fullName;
+        if (sub.arity >= 0 ? argv.length !== sub.arity : argv.length < -sub.arity) {
+          this.#rejectCommand(own, name, `ERR wrong number of arguments for '${name}' command`);
+          return;
+        }
+        entry = sub;
+      }
+    }
     if (!entry.noauth && host.auth.required(own)) {
-      this.#rejectCommand(own, spec.name, 'NOAUTH Authentication required.');
+      this.#rejectCommand(own, name, 'NOAUTH Authentication required.');
       return;
     }
     // server.c, processCommand: a CMD_NO_MULTI command (SAVE, SHUTDOWN…) is refused inside MULTI, right after auth.
     if (entry.noMulti && own.multi !== undefined) {
-      this.#rejectCommand(own, spec.name, 'ERR Command not allowed inside a transaction');
+      this.#rejectCommand(own, name, 'ERR Command not allowed inside a transaction');
       return;
     }
     // Cluster mode's slot check comes right after auth (and ACLs), before OOM (server.c, processCommand).
     const redirect = host.clusterCheck?.(own, spec, argv);
     if (redirect !== undefined) {
-      this.statsOf(spec.name).rejected++;
+      this.statsOf(name).rejected++;
       // A redirected EXEC discards the transaction and the error is sent as it is, not inside EXECABORT
       // (processCommand: discardTransaction, clusterRedirectClient); another command flags MULTI.
       if (spec.name === 'exec') this.#discard(own);
@@ -123,11 +146,11 @@ export class Dispatcher<Context> {
     }
     if (own.monitoring && entry.keyspace) {
       // server.c, processCommand: a MONITOR client is a replica, kept away from the keyspace.
-      this.#rejectCommand(own, spec.name, "ERR Replica can't interact with the keyspace");
+      this.#rejectCommand(own, name, "ERR Replica can't interact with the keyspace");
       return;
     }
     if (host.outOfMemory !== undefined && this.#usesMemory(own, entry) && host.outOfMemory()) {
-      this.#rejectCommand(own, spec.name, "OOM command not allowed when used memory > 'maxmemory'.");
+      this.#rejectCommand(own, name, "OOM command not allowed when used memory > 'maxmemory'.");
       return;
     }
     // The pre-run checks (an application's READONLY, NOREPLICAS…, after OOM as in processCommand):
@@ -137,7 +160,7 @@ export class Dispatcher<Context> {
     for (let i = 0; i < checks.length; i++) {
       const refused = (checks[i] as PreRunCheck<Context>)(own, spec, argv);
       if (refused === undefined) continue;
-      this.#rejectCommand(own, spec.name, refused);
+      this.#rejectCommand(own, name, refused);
       return;
     }
     if (host.pause.type !== undefined && host.pause.holds(own, entry)) return this.#afterPause(own, entry, argv);
@@ -151,7 +174,7 @@ export class Dispatcher<Context> {
     if (own.multi === undefined) return false;
     if (name !== 'exec') return name !== 'discard' && name !== 'quit' && name !== 'reset';
     for (const queued of own.multi) {
-      if (this.#host.registry.entry((queued[0] as Buffer).toString('latin1'))?.denyoom) return true;
+      if (this.#host.registry.entryFor(queued)?.denyoom) return true;
     }
     return false;
   }
@@ -268,7 +291,11 @@ export class Dispatcher<Context> {
     const { tracking, monitors } = this.#host;
     if (client.tracking !== undefined) {
       // Remember the keys a read-only command read (server.c, call); CLIENT CACHING covers a whole EXEC.
-      if (spec.flags?.includes('readonly')) tracking.remember(client, commandKeys(spec, argv));
+      const flags =
+        spec.subcommands === undefined || argv.length < 2 || (argv[1] as Buffer).length > 64
+          ? spec.flags
+          : subcommandFlags(spec, (argv[1] as Buffer).toString('latin1').toLowerCase());
+      if (flags?.includes('readonly')) tracking.remember(client, commandKeys(spec, argv));
       if (this.#depth === 0) tracking.commandDone(client, spec.name);
     }
     if (outermost) tracking.sendPending();

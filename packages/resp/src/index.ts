@@ -12,6 +12,7 @@ export { globMatch } from './glob.js';
 export type { InfoFields } from './host.js';
 export type { KeyspaceEventClass } from './notify.js';
 export type { Command } from './parser.js';
+export type { RespBusOptions } from './pubsub.js';
 export type { CommandFlag, CommandHandler, CommandOptions, CommandSpec, SubcommandOptions } from './registry.js';
 export { ACL_CATEGORIES, type AclCategory, type KeySpec, type KeySpecFlag } from './registry.js';
 export {

@@ -55,7 +55,7 @@ export class ClientPause<Context> {
     if (entry.pausedByWrite) return true;
     if (entry.spec.name !== 'exec' || client.multi === undefined) return false;
     for (const queued of client.multi) {
-      if (this.#registry.entry((queued[0] as Buffer).toString('latin1'))?.pausedByWrite) return true;
+      if (this.#registry.entryFor(queued)?.pausedByWrite) return true;
     }
     return false;
   }

@@ -189,6 +189,18 @@ export interface Entry<Context> {
   /** Held by CLIENT PAUSE … WRITE: `write` commands and PUBLISH/SPUBLISH (Redis's may-replicate). */
   readonly pausedByWrite: boolean;
   readonly denyoom: boolean;
+  /**
+   * A container's declared subcommands, by lowercase name: entries with the subcommand's own arity
+   * and flags (Redis's processCommand checks c->cmd, the subcommand: XGROUP CREATE is write and
+   * denyoom, XINFO STREAM readonly). The spec and handler stay the container's.
+   */
+  readonly subs: ReadonlyMap<string, SubEntry<Context>> | undefined;
+}
+
+/** A subcommand's dispatch entry: its full name (`object|encoding`) and arity beside the flags. */
+export interface SubEntry<Context> extends Entry<Context> {
+  readonly fullName: string;
+  readonly arity: number;
 }
 
 /** Redis 7.0's ACL categories, in the order COMMAND INFO lists them (acl.c, ACLCommandCategories). */
@@ -250,9 +262,7 @@ export class CommandRegistry<Context> {
         });
       }
     }
-    const flags = options.flags ?? [];
-    const entry: Entry<Context> = {
-      spec,
+    const flagsOf = (flags: readonly CommandFlag[]) => ({
       noauth: flags.includes('noauth'),
       pubsub: flags.includes('pubsub'),
       nomulti: flags.includes('nomulti'),
@@ -260,7 +270,30 @@ export class CommandRegistry<Context> {
       keyspace: flags.includes('readonly') || flags.includes('write'),
       pausedByWrite: flags.includes('write') || lower === 'publish' || lower === 'spublish',
       denyoom: flags.includes('denyoom'),
-    };
+    });
+    const own = flagsOf(options.flags ?? []);
+    let subs: Map<string, SubEntry<Context>> | undefined;
+    if (spec.subcommands !== undefined) {
+      subs = new Map();
+      for (const sub of Object.keys(spec.subcommands)) {
+        const declared = subcommandOptions(spec, sub);
+        if (declared === undefined) continue;
+        // Connection-level flags (noauth, pubsub, nomulti) stay the container's: they decide before the subcommand is known.
+        const subFlags = flagsOf(declared.flags ?? []);
+        subs.set(sub, {
+          ...subFlags,
+          noauth: own.noauth,
+          pubsub: own.pubsub,
+          nomulti: own.nomulti,
+          spec,
+          subs: undefined,
+          fullName: declared.name,
+          arity: declared.arity ?? -2,
+        });
+      }
+      if (subs.size === 0) subs = undefined;
+    }
+    const entry: Entry<Context> = { spec, ...own, subs };
     this.#commands.set(lower, spec);
     this.#entries.set(lower, entry);
     this.#entries.set(lower.toUpperCase(), entry);
@@ -269,6 +302,15 @@ export class CommandRegistry<Context> {
   /** The registered command of that name, if any (any case). */
   lookup(name: string): CommandSpec<Context> | undefined {
     return this.#commands.get(name.toLowerCase());
+  }
+
+  /**
+   * The entry that decides for a whole command as sent (its subcommand's, for a declared one), as
+   * dispatch uses it for a queued command (EXEC's OOM and CLIENT PAUSE checks).
+   */
+  entryFor(argv: readonly Buffer[]): Entry<Context> | undefined {
+    const entry = this.entry((argv[0] as Buffer).toString('latin1'));
+    return entry === undefined ? undefined : (subEntry(entry, argv) ?? entry);
   }
 
   /** The dispatch entry for a name as sent: lowercase and UPPERCASE found at once, mixed case lowered. */
@@ -627,4 +669,14 @@ function parseCount(arg: Buffer): number | undefined {
   const text = arg.toString('latin1');
   if (!/^(0|[1-9][0-9]{0,15})$/.test(text)) return undefined;
   return Number(text);
+}
+
+/** A container's declared subcommand named by `argv[1]` (any case; not looked up past 64 bytes), if any. */
+export function subEntry<Context>(entry: Entry<Context>, argv: readonly Buffer[]): SubEntry<Context> | undefined {
+  const subs = entry.subs;
+  if (subs === undefined || argv.length < 2) return undefined;
+  const sub = argv[1] as Buffer;
+  if (sub.length > 64) return undefined;
+  const name = sub.toString('latin1');
+  return subs.get(name) ?? subs.get(name.toLowerCase());
 }
