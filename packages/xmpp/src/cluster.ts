@@ -213,6 +213,11 @@ export class XmppCluster implements XmppClusterView {
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #checking = false;
+  /**
+   * No process is declared dead before this: after the bus was away (a Redis restart empties the
+   * directory until every process has written its entries again), absence proves nothing for a TTL.
+   */
+  #quietUntil = 0;
 
   constructor(bus: Bus, host: ClusterHost, options: XmppClusterOptions = {}) {
     this.#bus = bus;
@@ -233,9 +238,18 @@ export class XmppCluster implements XmppClusterView {
     this.#offlineSubscription = await this.#bus.subscribe(this.#offlineChannel, (message) => {
       void this.#deliverOffline(message.data.toString());
     });
+    const quiet = (): void => {
+      this.#quietUntil = Date.now() + this.#ttlMs * 2;
+    };
     this.#offs.push(
-      this.#bus.on('resubscribed', () => void this.#resync('resubscribed')),
+      this.#bus.on('disconnected', quiet),
+      this.#bus.on('connected', quiet),
+      this.#bus.on('resubscribed', () => {
+        quiet();
+        void this.#resync('resubscribed');
+      }),
       this.#bus.on('lost', (info) => {
+        quiet();
         if (info.kind !== 'stream') void this.#resync(`lost ${info.kind}: ${info.reason}`);
         else this.#host.logger.warn({ reason: info.reason, names: info.names }, 'XMPP cluster: stream data lost on the bus');
       }),
@@ -473,7 +487,8 @@ export class XmppCluster implements XmppClusterView {
       const prefix = `xmpp:n:${latin1(this.#host.domain)}:`;
       for (const key of (await this.#bus.presence.list(prefix)).keys()) live.add(key.slice(prefix.length));
       for (const node of live) this.#nodes.add(node);
-      for (const node of [...this.#nodes]) {
+      const quiet = Date.now() < this.#quietUntil || !this.#bus.connected;
+      for (const node of quiet ? [] : [...this.#nodes]) {
         if (live.has(node) || node === this.nodeId) continue;
         this.#nodes.delete(node);
         this.#host.logger.warn({ node }, 'XMPP cluster: a process is gone: its sessions leave the directory');
