@@ -21,6 +21,7 @@ import { registerSortedSetCommands } from './commands/zsets.js';
 import type { Config, InfoSections } from './config.js';
 import { Encodings } from './encodings.js';
 import { Eviction, registerEviction } from './eviction.js';
+import { registerExpiry } from './expire.js';
 import { installPropagation, type Propagation } from './propagate.js';
 import { asRedisDeclares } from './redis-table.js';
 import { registerSnapshot } from './snapshot.js';
@@ -129,6 +130,7 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   registerServerCommands(server);
   registerCluster(server);
   registerScriptingCommands(server);
+  registerExpiry(server); // expiry frozen during CLIENT PAUSE (expire.ts)
   // RDB snapshots (load at start, SAVE/BGSAVE/save points/SHUTDOWN) and DUMP/RESTORE: snapshot.ts, rdb.ts.
   registerSnapshot(server, service);
   registerDumpCommands(server);

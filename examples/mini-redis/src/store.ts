@@ -7,6 +7,9 @@ import type { Stream } from './stream.js';
 // The data: 16 numbered databases (SELECT 0–15), each a Map from key to a typed value, plus
 // Redis's expiry model: a key with a TTL is deleted when it is next read after its time (lazy),
 // and a timer sweeps keys nobody reads (active expiry), a few at a time, ten times a second.
+// While the keyspace is frozen (CLIENT PAUSE WRITE or ALL, expire.ts) neither deletes: an expired
+// key reads as missing but stays, and no deletion replays, until the pause ends (Redis 7.0's
+// checkClientPauseTimeoutAndReturnIfPaused in expireIfNeeded and activeExpireCycle).
 
 export const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value';
 
@@ -70,16 +73,20 @@ export class Database {
   readonly #onExpired: (key: string) => void;
   /** Called when a key is added (keyspace notifications' `new`). */
   readonly #onNew: (key: string) => void;
+  /** Whether expired keys must stay for now (a client pause): read as missing, not deleted. */
+  readonly #frozen: () => boolean;
   #sweep: Iterator<[string, number]> | undefined;
 
   constructor(
     onExpired: (key: string) => void = () => {},
     onNew: (key: string) => void = () => {},
     access: AccessClock = new AccessClock(),
+    frozen: () => boolean = () => false,
   ) {
     this.#onExpired = onExpired;
     this.#onNew = onNew;
     this.access = access;
+    this.#frozen = frozen;
   }
 
   /** The value of a key, or undefined. An expired key is deleted now (lazy expiry). A read stamps the access clock. */
@@ -89,10 +96,14 @@ export class Database {
     return value;
   }
 
-  /** Like `get` without touching the access clock (Redis's LOOKUP_NOTOUCH: OBJECT, TYPE, TTL). */
+  /**
+   * Like `get` without touching the access clock (Redis's LOOKUP_NOTOUCH: OBJECT, TYPE, TTL). An
+   * expired key is missing; it is deleted unless the keyspace is frozen (a client pause).
+   */
   peek(key: string): Value | undefined {
     const expiresAt = this.expires.get(key);
     if (expiresAt !== undefined && expiresAt <= Date.now()) {
+      if (this.#frozen()) return undefined;
       this.delete(key);
       this.#onExpired(key);
       return undefined;
@@ -158,6 +169,8 @@ export class Database {
   readOrCreate<T extends 'list' | 'hash' | 'set' | 'zset'>(key: string, type: T): Types[T] {
     const existing = this.read(key, type);
     if (existing !== undefined) return existing;
+    // An expired key kept by a pause is replaced whole (its TTL and size go with it).
+    if (this.values.has(key)) this.delete(key);
     const data = type === 'list' ? new Deque<Buffer>() : type === 'hash' ? new Map() : type === 'set' ? new Set() : new SortedSet();
     const value = { type, data } as Value;
     this.values.set(key, value);
@@ -279,6 +292,7 @@ export class Keyspace {
           (key) => onExpired(index, key),
           (key) => onNew(index, key),
           this.access,
+          () => this.frozen(),
         ),
     );
   }
@@ -290,6 +304,9 @@ export class Keyspace {
   get hz(): number {
     return this.#hz;
   }
+
+  /** Whether expired keys stay for now (set by expire.ts: a CLIENT PAUSE WRITE or ALL is on). */
+  frozen: () => boolean = () => false;
 
   /** Start (or restart at a new `hz`) the active expiry timer. */
   startExpiry(hz = this.#hz): void {
@@ -310,6 +327,7 @@ export class Keyspace {
    */
   #expireCycle(): void {
     this.access.tick();
+    if (this.frozen()) return; // the dataset stays as it is during a client pause
     const deadline = performance.now() + 250 / this.#hz;
     for (const db of this.databases) {
       for (;;) {
