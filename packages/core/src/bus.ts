@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { globMatch } from './glob.js';
 
 // The bus between the processes of one service (issue 12): what every protocol needs to act as one
 // service on several processes or hosts. Ephemeral pub/sub by channel and by pattern (Redis pub/sub
@@ -187,86 +188,6 @@ export function consumeStream(stream: BusStream, options: ConsumeOptions): Strea
       await loop;
     },
   };
-}
-
-/**
- * Redis's glob matching (util.c, stringmatchlen) on byte strings: `*`, `?`, `[abc]`, `[^a-z]`, `\x`.
- * Iterative (backtracking to the last `*`), so no pattern makes it recurse.
- */
-export function busGlobMatch(pattern: string, text: string): boolean {
-  let p = 0;
-  let t = 0;
-  let starP = -1;
-  let starT = 0;
-  while (t < text.length) {
-    if (p < pattern.length) {
-      const c = pattern[p];
-      if (c === '*') {
-        while (pattern[p + 1] === '*') p++;
-        starP = p++;
-        starT = t;
-        continue;
-      }
-      if (c === '?') {
-        p++;
-        t++;
-        continue;
-      }
-      if (c === '[') {
-        const end = classEnd(pattern, p);
-        if (matchClass(pattern, p + 1, end, text[t] as string)) {
-          p = end + 1;
-          t++;
-          continue;
-        }
-      } else {
-        const escaped = c === '\\' && p + 1 < pattern.length;
-        if ((escaped ? pattern[p + 1] : c) === text[t]) {
-          p += escaped ? 2 : 1;
-          t++;
-          continue;
-        }
-      }
-    }
-    if (starP === -1) return false;
-    p = starP + 1;
-    t = ++starT;
-  }
-  while (pattern[p] === '*') p++;
-  return p === pattern.length;
-}
-
-function classEnd(pattern: string, open: number): number {
-  let i = open + 1;
-  if (pattern[i] === '^') i++;
-  while (i < pattern.length && pattern[i] !== ']') {
-    if (pattern[i] === '\\' && i + 1 < pattern.length) i++;
-    i++;
-  }
-  return Math.min(i, pattern.length - 1);
-}
-
-function matchClass(pattern: string, start: number, end: number, ch: string): boolean {
-  let i = start;
-  const negate = pattern[i] === '^';
-  if (negate) i++;
-  let matched = false;
-  while (i < end) {
-    if (pattern[i] === '\\' && i + 1 < end) {
-      if (pattern[i + 1] === ch) matched = true;
-      i += 2;
-    } else if (i + 2 < end && pattern[i + 1] === '-') {
-      let lo = pattern[i] as string;
-      let hi = pattern[i + 2] as string;
-      if (lo > hi) [lo, hi] = [hi, lo];
-      if (ch >= lo && ch <= hi) matched = true;
-      i += 3;
-    } else {
-      if (pattern[i] === ch) matched = true;
-      i++;
-    }
-  }
-  return negate ? !matched : matched;
 }
 
 /** A small typed event emitter for bus implementations. */
@@ -562,7 +483,7 @@ class MemoryBusInstance implements MemoryBus {
     const receivers = new Set<MemoryBusInstance>();
     const deliveries: Array<() => void> = [];
     for (const entry of this.#hub.listening) {
-      const match = entry.kind === 'channel' ? entry.name === channel : busGlobMatch(entry.name, channel);
+      const match = entry.kind === 'channel' ? entry.name === channel : globMatch(entry.name, channel);
       if (!match) continue;
       receivers.add(entry.bus);
       const message: BusMessage = { channel, pattern: entry.kind === 'pattern' ? entry.name : undefined, data: bytes };

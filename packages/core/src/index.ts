@@ -12,7 +12,6 @@ export {
   type BusStream,
   type BusSubscription,
   busBytes,
-  busGlobMatch,
   type ConsumeOptions,
   consumeStream,
   type MemoryBus,
@@ -24,6 +23,7 @@ export { type KnownProtocol, type Sniffed, sniff } from './classify.js';
 export { type ListenDefaults, type ListenOptions, type ListenSpec, parsePort, resolveListen } from './config.js';
 export { Connection } from './connection.js';
 export { BindError, ConfigError, PortbindError, SocketPathError, StateError, TlsConfigError, WorkersError } from './errors.js';
+export { globMatch } from './glob.js';
 export { createLogger, type LogFn, type Logger, silentLogger } from './logger.js';
 export { compileTrustList, type ProxyHeader, type ProxyProtocolOptions, type ProxyTlv, type TrustCheck } from './proxy-protocol.js';
 export { PortService, type PortServiceOptions, type RunOptions, type ServiceState, type StopReport } from './service.js';

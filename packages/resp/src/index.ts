@@ -1,6 +1,8 @@
 // The public surface: the factory, the types handlers and options are written against, and the
 // helpers a handler needs (replies, errors, integer and float arguments, glob patterns). The
 // request parser, the reply encoder's class and ProtocolError stay internal.
+
+export { globMatch } from '@portbind/core';
 export type { RespAdapter, RespOptions } from './adapter.js';
 export { respAdapter } from './adapter.js';
 export { floatArg, int64Arg, integerArg, NOT_FLOAT, NOT_INTEGER, parseDouble, parseInt64, parseNumber } from './args.js';
@@ -8,7 +10,6 @@ export type { RespClient } from './client.js';
 export { CLUSTER_SLOTS, type ClusterNode, type ClusterOptions, type ClusterState, keySlot, type SlotRange } from './cluster.js';
 export { INFO_NOT_DEFAULT, INFO_SECTIONS } from './commands/info.js';
 export type { PreRunCheck } from './dispatch.js';
-export { globMatch } from './glob.js';
 export type { InfoFields } from './host.js';
 export type { KeyspaceEventClass } from './notify.js';
 export type { Command } from './parser.js';

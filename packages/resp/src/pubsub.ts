@@ -1,7 +1,6 @@
-import { type Bus, type BusMessage, type BusSubscription, ConfigError, type Logger, newBusId } from '@portbind/core';
+import { type Bus, type BusMessage, type BusSubscription, ConfigError, globMatch, type Logger, newBusId } from '@portbind/core';
 import type { RespClient } from './client.js';
 import { keySlot } from './cluster.js';
-import { globMatch } from './glob.js';
 
 // The pub/sub broker, as Redis's pubsub.c: channels, patterns and (Redis 7.0) shard channels,
 // each an index from name to subscribers; publishing writes `message` / `pmessage` / `smessage`

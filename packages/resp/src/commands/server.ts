@@ -1,4 +1,4 @@
-import { globMatch } from '../glob.js';
+import { globMatch } from '@portbind/core';
 import type { BuiltinHost } from '../host.js';
 import type { Command } from '../parser.js';
 import {

@@ -1,5 +1,6 @@
 /**
- * Redis's glob-style matching (util.c, stringmatchlen), used by PSUBSCRIBE, KEYS and SCAN MATCH:
+ * Redis's glob-style matching (util.c, stringmatchlen), used by PSUBSCRIBE, KEYS and SCAN MATCH (in
+ * `@portbind/resp`) and by the bus's pattern subscriptions, so that a pattern matches the same everywhere:
  * `*` any run, `?` one byte, `[abc]`, `[^a-z]` classes, `\x` a literal x. Matching is on bytes
  * (latin1 strings), case-sensitive. Iterative with backtracking on the last `*`, so a hostile
  * pattern cannot make it recurse deeply. As Redis since the fix of CVE-2024-31228 (in Debian's
