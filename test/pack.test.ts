@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const packages = ['core', 'http', 'ws', 'resp', 'xmpp'];
+const packages = ['core', 'http', 'ws', 'resp', 'xmpp', 'bus-redis'];
 
 let work: string;
 let app: string;
@@ -25,6 +25,7 @@ import { httpAdapter } from '@portbind/http';
 import { wsEndpoint } from '@portbind/ws';
 import { respAdapter } from '@portbind/resp';
 import { MemoryUserStore, xmppServer } from '@portbind/xmpp';
+import { busFromEnv } from '@portbind/bus-redis';
 import WebSocket from 'ws';
 
 function exchange(port: number, send: string, until: (text: string) => boolean): Promise<string> {
@@ -43,7 +44,9 @@ function exchange(port: number, send: string, until: (text: string) => boolean):
   });
 }
 
-const echo = wsEndpoint({ message: (conn, data) => void conn.send(data.toString()) });
+// No BUS_URL: the bus of this process alone (memoryBus), as a user's first run.
+const bus = await busFromEnv({});
+const echo = wsEndpoint({ bus, message: (conn, data) => void conn.send(data.toString()) });
 const users = new MemoryUserStore();
 await users.create('alice', 'secret');
 const bad = new PortService({ env: { PORT: 'nope' } });
@@ -59,7 +62,7 @@ try {
 const appSource2 = `
 const ok = new PortService();
 const h = ok.bind(httpAdapter({ upgrades: { '/echo': echo }, fetch: () => Response.json({ hello: 'world' }) }), { port: 0, host: '127.0.0.1' });
-const r = ok.bind(respAdapter(), { port: 0, host: '127.0.0.1' });
+const r = ok.bind(respAdapter({ bus }), { port: 0, host: '127.0.0.1' });
 const x = ok.bind(xmppServer({ domain: 'localhost', users, allowPlaintext: 'loopback' }).c2s(), { port: 0, host: '127.0.0.1' });
 await ok.start();
 const port = (b: typeof h): number => {
@@ -86,6 +89,7 @@ const header = await exchange(
 console.log('xmpp', header.includes('<stream:stream') && header.includes('SCRAM-SHA-256'));
 const report = await ok.stop();
 console.log('stopped', report.forced);
+await bus.close();
 `;
 
 describe('packed packages installed outside the monorepo', () => {
@@ -96,7 +100,7 @@ describe('packed packages installed outside the monorepo', () => {
       await run('npx', ['--yes', 'pnpm@10.34.8', 'pack', '--pack-destination', work], { cwd: dir });
     }
     for (const file of await readdir(work)) {
-      const match = /^portbind-(\w+)-[\d.]+\.tgz$/.exec(file);
+      const match = /^portbind-([\w-]+?)-[\d.]+\.tgz$/.exec(file);
       if (match?.[1]) tarballs.set(match[1], join(work, file));
     }
     app = join(work, 'app');
