@@ -153,3 +153,47 @@ describe('the disk fills up (appendfsync always)', () => {
     expect(mini).toEqual(redis);
   });
 });
+
+describe('scripts on a full disk (appendfsync everysec)', () => {
+  const write = "return redis.call('set',KEYS[1],'1')";
+  const library = [
+    '#!lua name=disklib',
+    "redis.register_function('wf', function(keys) return redis.call('set', keys[1], '1') end)",
+    "redis.register_function{function_name='rf', callback=function(keys) return redis.call('get', keys[1]) end, flags={'no-writes'}}",
+  ].join('\n');
+  const run = (which: Which) =>
+    onFullDisk(which, 'everysec', async (_server, client) => {
+      const loaded = await client.send([['FUNCTION', 'LOAD', library]]);
+      await client.send([['SET', 'big', big]]); // meets the full disk: writes are refused from now on
+      const replies = await client.send([
+        ['EVAL', write, '1', 'x'], // refused at the SET, inside the script (script: <sha>, on @user_script:1.)
+        ['EVAL', `#!lua\n${write}`, '1', 'x'], // a shebang without no-writes: refused before it runs
+        ['EVAL', "return redis.pcall('set',KEYS[1],'1')", '1', 'x'], // pcall gets the error as a value
+        ['EVAL', "redis.call('get',KEYS[1]) return redis.call('set',KEYS[1],'1')", '1', 'x'],
+        ['EVAL', "return redis.call('get',KEYS[1])", '1', 'before'], // reads are served
+        ['EVAL', "#!lua flags=no-writes\nreturn redis.call('get',KEYS[1])", '1', 'before'],
+        ['EVAL_RO', write, '1', 'x'], // a read-only script's write: its own error first
+        ['EVAL_RO', `#!lua\n${write}`, '1', 'x'],
+        ['EVAL', "#!lua flags=no-writes\nreturn redis.call('set',KEYS[1],'1')", '1', 'x'],
+        ['EVAL', "return redis.call('nosuchcommand')", '0'],
+        ['EVAL', "return redis.call('set',KEYS[1])", '1', 'x'], // wrong arity: that error first
+        ['FCALL', 'wf', '1', 'x'], // a function without no-writes: refused before it runs
+        ['FCALL', 'rf', '1', 'before'],
+        ['FCALL_RO', 'rf', '1', 'before'],
+        ['FCALL_RO', 'wf', '1', 'x'],
+        'GET x',
+      ]);
+      return { loaded: loaded.map(show), replies: replies.map(show) };
+    });
+
+  it('a script’s write, a shebang script or a function that may write get -MISCONF as from redis-server 7.0.15', async () => {
+    const [redis, mini] = [await run('redis'), await run('mini')];
+    const misconf = 'MISCONF Errors writing to the AOF file: No space left on device';
+    expect(redis.loaded).toEqual(['$7⏎disklib⏎']);
+    expect(redis.replies[0]).toMatch(new RegExp(`^-${misconf} script: [0-9a-f]{40}, on @user_script:1\\.⏎$`));
+    expect(redis.replies[1]).toBe(`-${misconf}⏎`);
+    expect(redis.replies[11]).toBe(`-${misconf}⏎`);
+    expect(redis.replies.at(-1)).toBe('$-1⏎');
+    expect(mini).toEqual(redis);
+  });
+});

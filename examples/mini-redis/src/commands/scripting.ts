@@ -17,6 +17,7 @@ import { integer } from '../config.js';
 import { helpReply } from '../help.js';
 import { type Callable, LuaEngine, ScriptError } from '../scripting/engine.js';
 import { Functions } from '../scripting/functions.js';
+import { writesDeniedByDiskError } from '../snapshot.js';
 
 // EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT, on one Lua VM (wasmoon: Lua 5.4 in WebAssembly;
 // scripting/engine.ts). A script runs synchronously, as in Redis: nothing else runs meanwhile.
@@ -76,7 +77,8 @@ function addressOf(client: RespClient): string {
   return ip.includes(':') ? `[${ip}]:${client.conn.remotePort ?? 0}` : `${ip}:${client.conn.remotePort ?? 0}`;
 }
 
-export function registerScriptingCommands({ resp, keyspace, blocked, config, info, propagation, env }: MiniRedis): void {
+export function registerScriptingCommands(server: MiniRedis): void {
+  const { resp, keyspace, blocked, config, info, propagation, env } = server;
   const scripts = new ScriptClient(resp);
   let timeLimitMs = 5000;
   const limit = integer(
@@ -90,12 +92,37 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
   config.set('busy-reply-threshold', limit);
   config.set('lua-time-limit', limit);
 
+  /**
+   * A write command a script calls while the disk cannot take writes (a failed BGSAVE with save
+   * points, an AOF that cannot be written): Redis's -MISCONF text, as script.c's
+   * scriptVerifyWriteCommandAllow — unless the script already wrote (it cannot stop halfway).
+   * Unknown commands, wrong arity and noscript commands get ScriptClient's own errors first.
+   */
+  const refuseWrite = (argv: readonly Buffer[]): string | undefined => {
+    if (scripts.wrote) return undefined;
+    const denied = writesDeniedByDiskError(server);
+    if (denied === undefined || argv[0] === undefined || argv[0].length > 64) return undefined;
+    const spec = resp.lookup(text(argv[0]).toLowerCase());
+    if (spec === undefined || (spec.arity >= 0 ? argv.length !== spec.arity : argv.length < -spec.arity)) return undefined;
+    const declared = argv[1] !== undefined && argv[1].length <= 64 ? spec.subcommands?.[text(argv[1]).toLowerCase()] : undefined;
+    const subFlags = declared === undefined ? [] : 'arity' in declared ? (declared.flags ?? []) : declared;
+    const flags = [...(spec.flags ?? []), ...subFlags];
+    if (flags.includes('noscript') || !flags.includes('write')) return undefined;
+    return denied;
+  };
+  /** A script (or function) that may write refused before it runs, as processCommand refuses a write command. */
+  const refuseWriter = (): void => {
+    const denied = writesDeniedByDiskError(server);
+    if (denied !== undefined) throw new RespError(denied);
+  };
+
   let engine: LuaEngine | undefined;
   const ready = LuaEngine.create(scripts, {
     memoryLimit: LUA_MEMORY_LIMIT,
     evalCacheSize: EVAL_CACHE_SIZE,
     version: '7.0.15',
     exists: (name) => name.length <= 64 && resp.lookup(name) !== undefined,
+    refuseWrite: (argv) => refuseWrite(argv),
     onBusy: (on) => {
       // While a script is busy nothing else may change the data: no active expiry either.
       if (on) keyspace.stopExpiry();
@@ -168,9 +195,11 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
     }
     const flags = script.flags;
     if (!flags.compat) {
-      if (ro && !flags.noWrites) throw new RespError('ERR Can not execute a script with write flag using *_ro command.');
+      // processCommand's checks on the flags the shebang gives the command (OOM, then the disk), then evalGenericCommand's.
       if (!flags.noWrites && !flags.allowOom && resp.options.outOfMemory?.() === true)
         throw new RespError("OOM command not allowed when used memory > 'maxmemory'."); // as processCommand refuses a command its (shebang) flags make denyoom
+      if (!flags.noWrites) refuseWriter();
+      if (ro && !flags.noWrites) throw new RespError('ERR Can not execute a script with write flag using *_ro command.');
     }
     return runCallable(lua, script, client, argv, numkeys, {
       readOnly: ro || (!flags.compat && flags.noWrites),
@@ -214,9 +243,11 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
     const numkeys = integerArg(argv[2], 'ERR Bad number of keys provided');
     if (numkeys > argv.length - 3) throw new RespError("ERR Number of keys can't be greater than number of args");
     if (numkeys < 0) throw new RespError("ERR Number of keys can't be negative");
-    if (ro && !fn.noWrites) throw new RespError('ERR Can not execute a script with write flag using *_ro command.');
+    // processCommand's checks on the flags the function gives FCALL (OOM, then the disk), then fcallCommandGeneric's.
     if (!fn.noWrites && !fn.allowOom && resp.options.outOfMemory?.() === true)
       throw new RespError("OOM command not allowed when used memory > 'maxmemory'.");
+    if (!fn.noWrites) refuseWriter();
+    if (ro && !fn.noWrites) throw new RespError('ERR Can not execute a script with write flag using *_ro command.');
     return runCallable(lua, { name: fn.name, ref: fn.ref, function: true }, client, argv, numkeys, {
       readOnly: ro || fn.noWrites,
       allowOom: fn.allowOom || fn.noWrites,
@@ -260,7 +291,9 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
         const code = argv[i];
         if (code === undefined) throw new RespError('ERR Function code is missing');
         try {
-          return functions.load(lua, code, replace);
+          const name = functions.load(lua, code, replace);
+          propagation.dirty++;
+          return name;
         } catch (error) {
           if (error instanceof ScriptError) throw new RespError(error.message);
           throw error;
@@ -271,6 +304,7 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       arity: 3,
       run: (_client, argv, lua) => {
         if (!functions.delete(lua, text(argv[2]))) throw new RespError('ERR Library not found');
+        propagation.dirty++;
         return OK;
       },
     },
@@ -282,6 +316,7 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
         const mode = argv.length === 3 ? text(argv[2]).toUpperCase() : 'SYNC';
         if (mode !== 'SYNC' && mode !== 'ASYNC') throw new RespError('ERR FUNCTION FLUSH only supports SYNC|ASYNC option');
         functions.flush(lua);
+        propagation.dirty++; // even with nothing to flush, as functionFlushCommand
         return OK;
       },
     },
@@ -387,7 +422,13 @@ export function registerScriptingCommands({ resp, keyspace, blocked, config, inf
       const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
       if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'function|${name}' command`);
       if (engine !== undefined) return sub.run(client, argv, engine);
-      return ready.then((lua) => sub.run(client, argv, lua));
+      // The VM not ready yet: what the subcommand changes replays once it ran (the wrapper saw no change).
+      return ready.then((lua) => {
+        const dirty = propagation.dirty;
+        const result = sub.run(client, argv, lua);
+        if (propagation.dirty !== dirty) propagation.also(client.db, argv);
+        return result;
+      });
     },
   );
 

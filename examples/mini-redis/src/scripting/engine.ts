@@ -123,6 +123,11 @@ export interface EngineOptions {
   version: string;
   /** Whether a command of that name exists (redis.acl_check_cmd). */
   exists: (name: string) => boolean;
+  /**
+   * Before a command a script calls that is not refused as a write in a read-only script: Redis's
+   * error text (without the dash) when the server refuses it as a write now (-MISCONF: the disk), else undefined.
+   */
+  refuseWrite?: (argv: readonly Buffer[]) => string | undefined;
   /** A script became busy (past busy-reply-threshold: other clients get -BUSY) or stopped being. */
   onBusy: (busy: boolean) => void;
   /** redis.log's sink. */
@@ -618,6 +623,11 @@ export class LuaEngine {
       }
     }
     raw._lua_settop(L, 0);
+    const refused = run.readOnly ? undefined : this.#options.refuseWrite?.(argv);
+    if (refused !== undefined) {
+      this.#pushError(L, `-${refused}`);
+      return raise ? raw._lua_error(L) : 1;
+    }
     const reply = this.#client.call(argv, { caller: run.caller, readOnly: run.readOnly, protocol: run.protocol, allowOom: run.allowOom });
     if (reply.type === 'error') {
       this.#pushError(L, `-${reply.value}`);
