@@ -3,7 +3,8 @@ import type { CommandHandler, CommandOptions, RespAdapter, RespClient } from '@p
 // Command propagation, as Redis's call() / alsoPropagate() / propagatePendingCommands(): after a
 // command that changed the data, the command as it must be replayed goes to every sink (the
 // append-only file, the replicas). A command changed the data when it wrote a key (every write
-// reaches `resp.touch`, Redis's dirty counter here). A handler may replace what is replayed
+// reaches `resp.touch`, Redis's dirty counter here) or bumped `dirty` itself (FUNCTION LOAD,
+// DELETE and FLUSH: the function libraries are data too). A handler may replace what is replayed
 // (`rewrite`: SET … EX becomes SET … PXAT), add to it (`also`: SPOP's SREMs), or prevent it.
 // What one top-level command (or EXEC) propagates is one unit: more than one command in a unit
 // is wrapped in MULTI/EXEC, as Redis 7.0 does. Each sink tracks its own selected database and

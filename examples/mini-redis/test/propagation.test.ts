@@ -222,6 +222,31 @@ describe('the replication stream is Redis 7.0.15’s', () => {
     }, 'served');
   });
 
+  it('FUNCTION LOAD, DELETE and FLUSH replay as sent (the libraries are data); failed ones and reads do not', async () => {
+    const code = "#!lua name=plib\nredis.register_function('pf', function() return 1 end)";
+    const stream = await sameStream(async (client) => {
+      await client.send([
+        ['FUNCTION', 'FLUSH'],
+        ['FUNCTION', 'LOAD', code],
+        ['FUNCTION', 'LOAD', code], // already exists: an error, nothing replayed
+        ['FUNCTION', 'LOAD', 'REPLACE', code],
+        ['FUNCTION', 'LIST'],
+        ['FCALL', 'pf', '0'],
+        ['FUNCTION', 'DELETE', 'plib'],
+        ['FUNCTION', 'DELETE', 'plib'], // not found
+        ['FUNCTION', 'FLUSH', 'ASYNC'], // nothing left to flush: still replayed, as functionFlushCommand
+      ]);
+    }, 'functions');
+    expect(stream).toEqual([
+      'SELECT 0',
+      'FUNCTION FLUSH',
+      `FUNCTION LOAD ${code}`,
+      `FUNCTION LOAD REPLACE ${code}`,
+      'FUNCTION DELETE plib',
+      'FUNCTION FLUSH ASYNC',
+    ]);
+  });
+
   it('expired keys replay as DEL, or UNLINK with lazyfree-lazy-expire', async () => {
     const stream = await sameStream(async (client) => {
       // Lazily (GET) or by the active cycle, whichever comes first: the same replay.
