@@ -17,10 +17,10 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer as createHttp1 } from 'node:http';
 import { createServer as createH2c, createSecureServer } from 'node:http2';
-import { createServer as createNet } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './support.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const args = process.argv.slice(2);
@@ -92,15 +92,6 @@ async function main() {
       stdio: 'ignore',
     },
   );
-
-  const freePort = () =>
-    new Promise((resolve) => {
-      const server = createNet();
-      server.listen(0, '127.0.0.1', () => {
-        const { port } = server.address();
-        server.close(() => resolve(port));
-      });
-    });
 
   async function start(kind) {
     const port = await freePort();

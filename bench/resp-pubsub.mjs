@@ -6,14 +6,12 @@
 // subscribers on one, the publisher on the other, so every message crosses Redis. Reports deliveries per
 // second (one message to one subscriber) and the CPU of the portbind processes and of redis-server.
 // Needs Debian's redis-server and a build (npx pnpm@10.34.8 build).
-import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { cpuOf, startRedisServer } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -22,38 +20,9 @@ const rounds = option('rounds', 3);
 const S = option('subscribers', 20);
 const M = option('messages', 20_000);
 const payload = 'x'.repeat(option('payload', 32));
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-const cpuOf = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000; // µs
-};
-
-const redisPort = await freePort();
-const redis = spawn(
-  'redis-server',
-  ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir()],
-  {
-    stdio: 'ignore',
-  },
-);
-for (let i = 0; i < 100; i++) {
-  try {
-    if (
-      execFileSync('redis-cli', ['-p', String(redisPort), 'PING'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() ===
-      'PONG'
-    )
-      break;
-  } catch {}
-  await new Promise((resolve) => setTimeout(resolve, 50));
-}
+const redisServer = await startRedisServer();
+const redisPort = redisServer.port;
+const redis = redisServer.child;
 
 function portbind(busUrl) {
   const env = { ...process.env };

@@ -17,9 +17,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -49,15 +50,6 @@ const testArgs = {
   zrange: ['zrange', 'myz', '0', '9'],
 };
 const supports = (name, test) => !memoryOnly.has(name) && (!bareLike.has(name) || test === 'set' || test === 'get');
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 
 /** Servers that only have SET and GET. */
 const bareLike = new Set(['portbind (bare)', 'node:net floor']);

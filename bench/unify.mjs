@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { PortService, silentLogger, sniff } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { respAdapter } from '@portbind/resp';
+import { freePort } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -31,15 +32,6 @@ const seconds = option('seconds', 8);
 const requests = option('requests', 500_000);
 // --only http|resp|latency|sniff: one part alone.
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 
 async function startServer(script) {
   const port = await freePort();

@@ -13,11 +13,9 @@
 // Needs Debian's redis-server and a build (npx pnpm@10.34.8 build).
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuOf, freePort, startRedisServer } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -29,24 +27,6 @@ const publishers = Number(option('publishers', 4));
 const window = Number(option('window', 4));
 const modes = option('modes', 'single,single+bus,workers').split(',');
 
-const freePort = () =>
-  new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-
-const TICK_US = 10_000;
-const cpuOf = (pid) => {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * TICK_US;
-  } catch {
-    return 0;
-  }
-};
 const childrenOf = (pid) => {
   try {
     return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
@@ -60,24 +40,9 @@ const childrenOf = (pid) => {
 };
 const treeCpu = (pid) => cpuOf(pid) + childrenOf(pid).reduce((sum, child) => sum + cpuOf(child), 0);
 
-const redisPort = await freePort();
-const redis = spawn(
-  'redis-server',
-  ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir()],
-  {
-    stdio: 'ignore',
-  },
-);
-for (let i = 0; i < 100; i++) {
-  try {
-    if (
-      execFileSync('redis-cli', ['-p', String(redisPort), 'PING'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() ===
-      'PONG'
-    )
-      break;
-  } catch {}
-  await new Promise((resolve) => setTimeout(resolve, 50));
-}
+const redisServer = await startRedisServer();
+const redisPort = redisServer.port;
+const redis = redisServer.child;
 
 async function runMode(mode) {
   const port = await freePort();
