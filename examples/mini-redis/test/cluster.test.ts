@@ -6,7 +6,7 @@ import { Cluster } from 'ioredis';
 import { createCluster } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Raw, type RealRedis, startRedis } from '../../../packages/resp/test/redis-cluster.js';
-import { freePort, type Started, startMiniRedis } from './support.js';
+import { freePort, MAIN, type Spawned, type Started, spawnServer, startMiniRedis, tempDirs, until } from './support.js';
 
 // mini-redis in cluster mode (CLUSTER_ENABLED=yes): real cluster clients use it — alone (it owns
 // every slot) and as two processes each owning half of the slots, following -MOVED between them.
@@ -300,5 +300,83 @@ describe('two mini-redis processes, each owning half of the slots', () => {
     const [nodes] = await raw(a.port).send('CLUSTER NODES');
     expect(nodes).toContain(`${ID_A} 127.0.0.1:${a.port}@${a.port + 10_000} myself,master - 0 0 0 connected 0-8191\n`);
     expect(nodes).toContain(`${ID_B} 127.0.0.1:${b.port}@${b.port + 10_000} master - 0 0 0 connected 8192-16383\n`);
+  });
+});
+
+describe('three mini-redis processes (dist/main.js), the slots in thirds, data in their own DATA_DIR', () => {
+  // Issue 12: cluster-aware clients spread their keys over three processes by themselves. One process
+  // is killed with SIGKILL: the keys of its slots fail (no replicas), the others go on; started again
+  // on the same port and DATA_DIR (AOF, appendfsync always), it has its keys back and the clients find it.
+  const ids = ['c'.repeat(40), 'd'.repeat(40), 'e'.repeat(40)] as const;
+  const slots = ['0-5460', '5461-10922', '10923-16383'] as const;
+  let ports: number[] = [];
+  let nodes = '';
+  const dirs = tempDirs('portbind-mini-cluster-');
+  const dataDirs: string[] = [];
+  const processes: Spawned[] = [];
+  const launch = (i: number): Promise<Spawned> =>
+    spawnServer(process.execPath, [MAIN], {
+      port: ports[i] as number,
+      env: {
+        RESP_PORT: String(ports[i]),
+        PORT: '0',
+        HOST: '127.0.0.1',
+        SAVE: '',
+        DATA_DIR: dataDirs[i] as string,
+        APPENDONLY: 'yes',
+        APPENDFSYNC: 'always',
+        CLUSTER_ENABLED: 'yes',
+        CLUSTER_NODE_ID: ids[i] as string,
+        CLUSTER_NODES: nodes,
+      },
+    });
+  beforeAll(async () => {
+    ports = [await freePort(), await freePort(), await freePort()];
+    nodes = ids.map((id, i) => `${id} 127.0.0.1:${ports[i]} ${slots[i]}`).join('; ');
+    for (let i = 0; i < 3; i++) dataDirs.push(dirs());
+    processes.push(...(await Promise.all([0, 1, 2].map(launch))));
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(processes.map((p) => p.stop('SIGKILL')));
+  });
+
+  it('ioredis.Cluster and node-redis createCluster spread keys over the three and read them back through any', async () => {
+    const cluster = ioredisCluster(ports[1] as number);
+    const keys = Array.from({ length: 300 }, (_, i) => `k:${i}`);
+    for (const key of keys) expect(await cluster.set(key, `v${key}`)).toBe('OK');
+    const sizes = await Promise.all(ports.map(async (port) => Number((await raw(port).send('DBSIZE'))[0]?.slice(1))));
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(300);
+    for (const size of sizes) expect(size).toBeGreaterThan(60);
+    const client = createCluster({ rootNodes: [{ url: `redis://127.0.0.1:${ports[2]}` }] });
+    await client.connect();
+    try {
+      expect(await Promise.all(keys.map((key) => client.get(key)))).toEqual(keys.map((key) => `v${key}`));
+    } finally {
+      await client.disconnect();
+    }
+    const { stdout } = await run('redis-cli', ['--cluster', 'check', `127.0.0.1:${ports[0]}`], { timeout: 10_000 });
+    expect(stdout).toContain('[OK] All nodes agree about slots configuration.');
+    expect(stdout).toContain('[OK] All 16384 slots covered.');
+  });
+
+  it('one killed with SIGKILL: its slots fail, the others serve; started again, its keys are back and the client finds them', async () => {
+    const cluster = ioredisCluster(ports[0] as number);
+    // k:0 … in every third: find a key of each process's slots.
+    const keyOf = async (port: number): Promise<string> => {
+      for (let i = 0; i < 300; i++) {
+        const [reply] = await raw(port).send(`GET k:${i}`);
+        if (reply?.startsWith('$')) return `k:${i}`;
+      }
+      throw new Error(`no key on ${port}`);
+    };
+    const [onA, onB, onC] = [await keyOf(ports[0] as number), await keyOf(ports[1] as number), await keyOf(ports[2] as number)];
+    const victim = processes[1] as Spawned;
+    await victim.stop('SIGKILL');
+    await expect(cluster.get(onB)).rejects.toThrow();
+    expect(await cluster.get(onA)).toBe(`v${onA}`);
+    expect(await cluster.get(onC)).toBe(`v${onC}`);
+    processes[1] = await launch(1);
+    await until(async () => (await cluster.get(onB).catch(() => null)) === `v${onB}`, 'the restarted node serving its keys again');
+    expect(Number((await raw(ports[1] as number).send('DBSIZE'))[0]?.slice(1))).toBeGreaterThan(60);
   });
 });
