@@ -682,7 +682,35 @@ export class XmppCluster implements XmppClusterView {
       this.#host.bounce(stanza, 'service-unavailable');
       return;
     }
+    if (stanza.local === 'presence' && type === 'subscribe') {
+      const bare = Jid.parse(to)?.bare;
+      const elsewhere =
+        bare !== undefined &&
+        hops <= MAX_HOPS &&
+        [...this.#host.localSessionsOf(bare), ...this.sessionsOf(bare)].some((session) => presenceState.peek(session)?.available === true);
+      if (!elsewhere) return this.#keepRequest(stanza, to);
+      // To the user's other available resources, as the request first was.
+      hopsOf.set(stanza, hops);
+      await this.#host.route(stanza.with({ to: bare }));
+      return;
+    }
     // Presence to an unavailable resource, and IQ answers nobody waits for, are dropped (RFC 6121 §8.5.3.2).
+  }
+
+  /**
+   * A subscription request for a user whose session left meanwhile: kept with the ones that arrive
+   * while offline (delivered at the next login, RFC 6121 §3.1.3), as the IM module keeps them.
+   */
+  async #keepRequest(stanza: XmlElement, to: string): Promise<void> {
+    const jid = Jid.parse(to);
+    const from = stanza.attr('from');
+    if (jid === undefined || jid.domain !== this.#host.domain || from === undefined) return;
+    const rosters = this.#host.storage.keyValue('roster');
+    const stored = await rosters.get(jid.local, 'pending');
+    const pending = Array.isArray(stored) ? stored.filter((text): text is string => typeof text === 'string') : [];
+    if (pending.length >= 100 || pending.some((text) => parseXml(text)?.attr('from') === from)) return;
+    pending.push(stanza.with({ to: jid.bare }).toString());
+    await rosters.set(jid.local, 'pending', pending);
   }
 
   /** The server stops: withdraw this process from the directory (its sessions ended already). */

@@ -259,6 +259,24 @@ describe('XMPP on several processes (a shared bus)', () => {
     expect(await romeoB.next(/^<message[^>]* id='after'/)).toContain('after');
   });
 
+  it('keeps a subscription request for a session gone meanwhile until the next login', async () => {
+    const { bus, a, b } = await cluster();
+    await bus
+      .stream(`xmpp:node:${b.server.cluster?.nodeId}`)
+      .append(
+        JSON.stringify({
+          to: 'romeo@localhost/gone',
+          xml: "<presence from='juliet@localhost' to='romeo@localhost/gone' type='subscribe'/>",
+        }),
+      );
+    await until(async () => {
+      const pending = await a.server.storage.keyValue('roster').get('romeo', 'pending');
+      return Array.isArray(pending) && pending.length === 1;
+    }, 'the request kept');
+    const romeo = await online(a.port, 'romeo', 'garden');
+    expect(await romeo.next(/^<presence[^>]* type='subscribe'/)).toContain("from='juliet@localhost'");
+  });
+
   it('closes a session on the other process when the same full JID logs in here', async () => {
     const { a, b } = await cluster();
     const first = await online(b.port, 'romeo', 'garden');
