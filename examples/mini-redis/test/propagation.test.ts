@@ -222,8 +222,9 @@ describe('the replication stream is Redis 7.0.15’s', () => {
     }, 'served');
   });
 
-  it('FUNCTION LOAD, DELETE and FLUSH replay as sent (the libraries are data); failed ones and reads do not', async () => {
+  it('FUNCTION LOAD, DELETE, FLUSH and RESTORE replay as sent (the libraries are data); failed ones and reads do not', async () => {
     const code = "#!lua name=plib\nredis.register_function('pf', function() return 1 end)";
+    let payload = '';
     const stream = await sameStream(async (client) => {
       await client.send([
         ['FUNCTION', 'FLUSH'],
@@ -236,6 +237,13 @@ describe('the replication stream is Redis 7.0.15’s', () => {
         ['FUNCTION', 'DELETE', 'plib'], // not found
         ['FUNCTION', 'FLUSH', 'ASYNC'], // nothing left to flush: still replayed, as functionFlushCommand
       ]);
+      const [, dumped] = await client.send([['FUNCTION', 'LOAD', code], 'FUNCTION DUMP']);
+      const raw = dumped as Buffer;
+      payload = raw.toString('latin1', raw.indexOf('\r\n') + 2, raw.length - 2);
+      await client.send([
+        ['FUNCTION', 'RESTORE', Buffer.from(payload, 'latin1')], // already there: an error, nothing replayed
+        ['FUNCTION', 'RESTORE', Buffer.from(payload, 'latin1'), 'REPLACE'],
+      ]);
     }, 'functions');
     expect(stream).toEqual([
       'SELECT 0',
@@ -244,6 +252,8 @@ describe('the replication stream is Redis 7.0.15’s', () => {
       `FUNCTION LOAD REPLACE ${code}`,
       'FUNCTION DELETE plib',
       'FUNCTION FLUSH ASYNC',
+      `FUNCTION LOAD ${code}`,
+      `FUNCTION RESTORE ${payload} REPLACE`,
     ]);
   });
 

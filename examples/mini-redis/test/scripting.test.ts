@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createClient, defineScript } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Crc64 } from '../src/crc64.js';
 import { type CommandLine, RawClient, type Started, show, startMiniRedis, startRedisServer } from './support.js';
 
 // EVAL & co. against a real redis-server 7.0.15: the same scripts over raw TCP, the same reply
@@ -709,6 +710,53 @@ describe('FUNCTION and FCALL, as redis-server 7.0.15', () => {
       'FUNCTION FLUSH',
       'FUNCTION LIST',
       ['FCALL', 'hello', '0'],
+    ]);
+  });
+
+  it('DUMP and RESTORE (APPEND, REPLACE, FLUSH) and their errors; each server restores the other’s payload', async () => {
+    const code = lib(
+      "redis.register_function('hello', function(keys, args) return 'hello ' .. (args[1] or 'you') end)\n" +
+        "redis.register_function{function_name='peek', callback=function(keys) return redis.call('GET', keys[1]) end, flags={'no-writes'}}",
+    );
+    // The payload as redis-server makes it (the same bytes are expected from mini-redis below).
+    const client = new RawClient((real as Started).port);
+    const [dumped] = await client.send(['FUNCTION FLUSH', ['FUNCTION', 'LOAD', code], 'FUNCTION DUMP']).then((replies) => replies.slice(2));
+    await client.send(['FUNCTION FLUSH']);
+    client.close();
+    const raw = dumped as Buffer;
+    const payload = raw.subarray(raw.indexOf('\r\n') + 2, raw.length - 2);
+    const broken = Buffer.from(payload);
+    broken[0] = 0; // the checksum no longer matches
+    const body = Buffer.from([0x00, 0x01, 0x61, 10, 0]); // a string key's type, not a function, then RDB version 10
+    const notFunction = Buffer.concat([body, new Crc64().update(body).digest()]);
+    await same([
+      'FUNCTION FLUSH',
+      ['FUNCTION', 'LOAD', code],
+      'FUNCTION DUMP',
+      ['CONFIG', 'SET', 'rdbcompression', 'no'],
+      'FUNCTION DUMP',
+      ['CONFIG', 'SET', 'rdbcompression', 'yes'],
+      ['FUNCTION', 'RESTORE', payload],
+      ['FUNCTION', 'RESTORE', payload, 'APPEND'],
+      ['FUNCTION', 'RESTORE', payload, 'REPLACE'],
+      ['FCALL', 'hello', '0', 'again'],
+      ['FUNCTION', 'RESTORE', payload, 'BOGUS'],
+      ['FUNCTION', 'RESTORE', payload, 'APPEND', 'x'],
+      ['FUNCTION', 'RESTORE', broken],
+      ['FUNCTION', 'RESTORE', 'short'],
+      ['FUNCTION', 'RESTORE', notFunction],
+      'FUNCTION FLUSH',
+      ['FUNCTION', 'LOAD', lib("redis.register_function('hello', function() return 2 end)", 'other')],
+      ['FUNCTION', 'RESTORE', payload],
+      ['FUNCTION', 'RESTORE', payload, 'REPLACE'],
+      'FUNCTION LIST LIBRARYNAME other',
+      ['FUNCTION', 'RESTORE', payload, 'FLUSH'],
+      'FUNCTION STATS', // one library, two functions (FUNCTION LIST's order of them is Redis's hash order)
+      ['FCALL', 'hello', '0'],
+      ['FCALL_RO', 'peek', '1', 'k'],
+      'FUNCTION FLUSH',
+      'FUNCTION DUMP',
+      'FUNCTION RESTORE',
     ]);
   });
 });

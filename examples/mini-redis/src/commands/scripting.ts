@@ -15,9 +15,11 @@ import {
 import type { MiniRedis } from '../app.js';
 import { integer } from '../config.js';
 import { helpReply } from '../help.js';
+import { verifyDumpPayload } from '../rdb.js';
 import { type Callable, LuaEngine, ScriptError } from '../scripting/engine.js';
+import { dumpFunctions, PayloadError, readFunctions } from '../scripting/function-payload.js';
 import { Functions } from '../scripting/functions.js';
-import { writesDeniedByDiskError } from '../snapshot.js';
+import { snapshotState, writesDeniedByDiskError } from '../snapshot.js';
 
 // EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT, on one Lua VM (wasmoon: Lua 5.4 in WebAssembly;
 // scripting/engine.ts). A script runs synchronously, as in Redis: nothing else runs meanwhile.
@@ -384,6 +386,35 @@ export function registerScriptingCommands(server: MiniRedis): void {
         ]);
       },
     },
+    dump: {
+      arity: 2,
+      run: () =>
+        dumpFunctions(
+          functions.list(undefined).map((library) => library.code),
+          snapshotState(server).compression,
+        ),
+    },
+    restore: {
+      arity: -3,
+      run: (_client, argv, lua) => {
+        if (argv.length > 4)
+          throw new RespError(`ERR unknown subcommand or wrong number of arguments for '${text(argv[1])}'. Try FUNCTION HELP.`);
+        const policy = argv.length === 4 ? text(argv[3]).toLowerCase() : 'append';
+        if (policy !== 'append' && policy !== 'replace' && policy !== 'flush')
+          throw new RespError('ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.');
+        const payload = argv[2] as Buffer;
+        if (!verifyDumpPayload(payload)) throw new RespError('ERR DUMP payload version or checksum are wrong');
+        try {
+          functions.restore(lua, readFunctions(payload), policy);
+        } catch (error) {
+          if (error instanceof PayloadError) throw new RespError(`ERR ${error.message}`);
+          if (error instanceof ScriptError) throw new RespError(error.message);
+          throw error;
+        }
+        propagation.dirty++;
+        return OK;
+      },
+    },
     kill: { arity: 2, run: (_client, _argv, lua) => kill(lua, true) },
     help: { arity: 2, run: () => helpReply('FUNCTION', FUNCTION_HELP) },
   };
@@ -394,26 +425,23 @@ export function registerScriptingCommands(server: MiniRedis): void {
       summary: 'A container for function commands.',
       group,
       // Their arity, flags and tips as Redis's (COMMAND INFO).
-      subcommands: declare(
-        { ...functionSubcommands, dump: { arity: 2 }, restore: { arity: -3 } },
-        {
-          load: [['write', 'denyoom', 'noscript'], ALL_SHARDS_SUCCEEDED],
-          delete: [['write', 'noscript'], ALL_SHARDS_SUCCEEDED],
-          flush: [['write', 'noscript'], ALL_SHARDS_SUCCEEDED],
-          list: [['noscript'], ['nondeterministic_output_order']],
-          stats: [
-            ['noscript', 'allow_busy'],
-            ['nondeterministic_output', 'request_policy:all_shards', 'response_policy:special'],
-          ],
-          kill: [
-            ['noscript', 'allow_busy'],
-            ['request_policy:all_shards', 'response_policy:one_succeeded'],
-          ],
-          help: [['loading', 'stale']],
-          dump: [['noscript']],
-          restore: [['write', 'denyoom', 'noscript'], ALL_SHARDS_SUCCEEDED],
-        },
-      ),
+      subcommands: declare(functionSubcommands, {
+        load: [['write', 'denyoom', 'noscript'], ALL_SHARDS_SUCCEEDED],
+        delete: [['write', 'noscript'], ALL_SHARDS_SUCCEEDED],
+        flush: [['write', 'noscript'], ALL_SHARDS_SUCCEEDED],
+        list: [['noscript'], ['nondeterministic_output_order']],
+        stats: [
+          ['noscript', 'allow_busy'],
+          ['nondeterministic_output', 'request_policy:all_shards', 'response_policy:special'],
+        ],
+        kill: [
+          ['noscript', 'allow_busy'],
+          ['request_policy:all_shards', 'response_policy:one_succeeded'],
+        ],
+        help: [['loading', 'stale']],
+        dump: [['noscript']],
+        restore: [['write', 'denyoom', 'noscript'], ALL_SHARDS_SUCCEEDED],
+      }),
     },
     (client, argv) => {
       const name = text(argv[1]).toLowerCase();

@@ -105,6 +105,37 @@ export class Functions {
     for (const name of [...this.#libraries.keys()]) this.delete(lua, name);
   }
 
+  /**
+   * FUNCTION RESTORE: load `codes` as new libraries, then FLUSH (they replace every library),
+   * APPEND (a library or function name already taken fails it all) or REPLACE (a library of the
+   * same name is replaced; a function name taken by another fails it all): functions.c libraryJoin.
+   * Nothing changes when it fails (a ScriptError).
+   */
+  restore(lua: LuaEngine, codes: readonly Buffer[], policy: 'flush' | 'append' | 'replace'): void {
+    const staged = new Functions();
+    try {
+      for (const code of codes) staged.load(lua, code, false);
+      if (policy !== 'flush') {
+        const replaced = new Set<string>();
+        for (const name of staged.#libraries.keys()) {
+          if (!this.#libraries.has(name)) continue;
+          if (policy === 'append') throw new ScriptError(`ERR Library ${name} already exists`);
+          replaced.add(name);
+        }
+        for (const fn of staged.#functions.values()) {
+          const other = this.#functions.get(fn.name);
+          if (other !== undefined && !replaced.has(other.library)) throw new ScriptError(`ERR Function ${fn.name} already exists`);
+        }
+        for (const name of replaced) this.delete(lua, name);
+      } else this.flush(lua);
+    } catch (error) {
+      staged.flush(lua);
+      throw error;
+    }
+    for (const [name, library] of staged.#libraries) this.#libraries.set(name, library);
+    for (const [name, fn] of staged.#functions) this.#functions.set(name, fn);
+  }
+
   /** FUNCTION LIST [LIBRARYNAME pattern]. */
   list(pattern: string | undefined): Library[] {
     return [...this.#libraries.values()].filter((library) => pattern === undefined || globMatch(pattern, library.name));
