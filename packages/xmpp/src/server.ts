@@ -226,6 +226,23 @@ export class XmppServer {
       channelBinding: options.channelBinding ?? false,
     };
     this.throttle = options.throttle ?? new LoginThrottle();
+    // The bus first: a refused option must not leave the default storage open.
+    let sessionTtlMs = 30_000;
+    if (options.bus !== undefined) {
+      const bus: unknown = options.bus;
+      if (
+        typeof bus !== 'object' ||
+        bus === null ||
+        typeof (bus as Bus).stream !== 'function' ||
+        typeof (bus as Bus).presence !== 'object'
+      ) {
+        throw new XmppConfigError(
+          'PB_ERR_XMPP_OPTION',
+          'bus must be a Bus: memoryBus() of @portbind/core, or redisBus({ url }) of @portbind/bus-redis',
+        );
+      }
+      sessionTtlMs = number('cluster.sessionTtlMs', options.cluster?.sessionTtlMs, 30_000, 300);
+    }
     const modules = options.modules ?? defaultModules();
     if (!Array.isArray(modules)) throw new XmppConfigError('PB_ERR_XMPP_OPTION', 'modules must be an array of modules');
     const storage = options.storage ?? sqliteStorage({ file: join(options.dataDir ?? process.env.DATA_DIR ?? 'data', 'xmpp.sqlite') });
@@ -295,7 +312,7 @@ export class XmppServer {
               redelivery: true,
             }),
         },
-        options.cluster,
+        { ...options.cluster, sessionTtlMs },
       );
       // A message stored offline: the user may be available on some process after all (a mirror was behind).
       const cluster = this.#cluster;

@@ -1,6 +1,6 @@
 import { memoryBus } from '@portbind/core';
 import { describe, expect, it } from 'vitest';
-import { memoryStorage, type XmppServer } from '../src/index.js';
+import { memoryStorage, type XmppServer, xmppServer } from '../src/index.js';
 import { Raw } from './raw-stream.js';
 import { start } from './support.js';
 
@@ -62,6 +62,15 @@ describe('XMPP on several processes (a shared bus)', () => {
     const alone = await start();
     expect(alone.binding.adapter.scope).toBe('local');
     expect(alone.server.cluster).toBeUndefined();
+  });
+
+  it('refuses a bus that is not one, and a TTL under 300 ms, at configuration time', () => {
+    expect(() => xmppServer({ domain: 'localhost', storage: memoryStorage(), bus: {} as never })).toThrow(
+      expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }),
+    );
+    expect(() => xmppServer({ domain: 'localhost', storage: memoryStorage(), bus: memoryBus(), cluster: { sessionTtlMs: 10 } })).toThrow(
+      /cluster.sessionTtlMs must be a number ≥ 300/,
+    );
   });
 
   it('delivers messages both ways, to bare and full JIDs', async () => {
@@ -261,14 +270,12 @@ describe('XMPP on several processes (a shared bus)', () => {
 
   it('keeps a subscription request for a session gone meanwhile until the next login', async () => {
     const { bus, a, b } = await cluster();
-    await bus
-      .stream(`xmpp:node:${b.server.cluster?.nodeId}`)
-      .append(
-        JSON.stringify({
-          to: 'romeo@localhost/gone',
-          xml: "<presence from='juliet@localhost' to='romeo@localhost/gone' type='subscribe'/>",
-        }),
-      );
+    await bus.stream(`xmpp:node:${b.server.cluster?.nodeId}`).append(
+      JSON.stringify({
+        to: 'romeo@localhost/gone',
+        xml: "<presence from='juliet@localhost' to='romeo@localhost/gone' type='subscribe'/>",
+      }),
+    );
     await until(async () => {
       const pending = await a.server.storage.keyValue('roster').get('romeo', 'pending');
       return Array.isArray(pending) && pending.length === 1;
