@@ -18,10 +18,15 @@ async function run(port: number, type: 'WRITE' | 'ALL') {
   await client.send([['CONFIG', 'SET', 'repl-ping-replica-period', '3600'], 'FLUSHALL', ['CONFIG', 'SET', 'hz', '100']]);
   const stream = await replicationStream(port);
   try {
-    await client.send(['SET k1 v PX 150', 'SET k2 v PX 150', 'SET k3 v']);
-    // WRITE: held until CLIENT UNPAUSE; ALL: this connection's commands are held too, so it ends by itself.
-    await client.send([type === 'WRITE' ? 'CLIENT PAUSE 60000 WRITE' : 'CLIENT PAUSE 2500 ALL']);
-    await sleep(1000); // the TTLs ran out long ago; at hz 100 the active cycle ran ~100 times meanwhile
+    // One pipeline, so the pause begins before the TTLs can run out however slow the box. WRITE: held until
+    // CLIENT UNPAUSE; ALL: this connection's commands are held too, so it ends by itself.
+    await client.send([
+      'SET k1 v PX 300',
+      'SET k2 v PX 300',
+      'SET k3 v',
+      type === 'WRITE' ? 'CLIENT PAUSE 60000 WRITE' : 'CLIENT PAUSE 3000 ALL',
+    ]);
+    await sleep(1500); // the TTLs ran out long ago; at hz 100 the active cycle ran ~150 times meanwhile
     const duringPause = lines(stream.commands);
     let reads: string[] = [];
     if (type === 'WRITE') {
