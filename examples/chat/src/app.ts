@@ -8,6 +8,7 @@ import {
   defaultModules,
   muc,
   parseComponentSecrets,
+  postgresStorage,
   push,
   sqliteStorage,
   upload,
@@ -47,11 +48,14 @@ export function storageFile(env: Record<string, string | undefined> = process.en
 }
 
 /**
- * `sqliteStorage()` on {@link storageFile}. DATA_DIR is created private (0700) and a new database
+ * `postgresStorage({ url: DATABASE_URL })` when DATABASE_URL is set (several hosts sharing one database);
+ * otherwise `sqliteStorage()` on {@link storageFile}. DATA_DIR is created private (0700) and a new database
  * file 0600 (it holds SCRAM credentials and everyone's messages); SQLite gives its -wal and -shm
  * files the same mode. Throws `PB_ERR_XMPP_STORAGE` for a damaged or unwritable file.
  */
 export function openStorage(env: Record<string, string | undefined> = process.env): XmppStorage {
+  // Several hosts share one PostgreSQL database (DATABASE_URL); one host keeps the SQLite file.
+  if (env.DATABASE_URL !== undefined && env.DATABASE_URL !== '') return postgresStorage({ url: env.DATABASE_URL });
   const file = storageFile(env);
   if (!existsSync(file)) {
     try {

@@ -1,3 +1,4 @@
+import { redisBus } from '@portbind/bus-redis';
 import { createLogger, PortbindError } from '@portbind/core';
 import { createChat } from './app.js';
 import { addUser, deleteUser } from './users.js';
@@ -26,10 +27,15 @@ if (command === 'user') {
 }
 
 let chat: Awaited<ReturnType<typeof createChat>>;
+// BUS_URL=redis://…: several processes (or WORKERS=N) of the chat act as one server; they share the storage
+// too (one DATA_DIR on one host, or DATABASE_URL).
+let bus: Awaited<ReturnType<typeof redisBus>> | undefined;
 try {
-  chat = await createChat();
+  const busUrl = process.env.BUS_URL;
+  bus = busUrl === undefined || busUrl === '' ? undefined : await redisBus({ url: busUrl, logger: createLogger() });
+  chat = await createChat(bus === undefined ? {} : { bus });
 } catch (error) {
-  // A configuration error (a damaged database, PB_ERR_XMPP_STORAGE): one log line, exit 1.
+  // A configuration error (a damaged database, PB_ERR_XMPP_STORAGE, an unreachable BUS_URL): one log line, exit 1.
   if (!(error instanceof PortbindError)) throw error;
   createLogger().error({ err: error }, `start failed: ${error.message}`);
   process.exit(1);

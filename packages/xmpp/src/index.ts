@@ -1,3 +1,4 @@
+export { RemoteSession, type XmppClusterOptions, type XmppClusterView } from './cluster.js';
 export { escapeAttribute, escapeText, XmlElement, type XmlNode, xml } from './element.js';
 export { type PresenceState, presenceState, sessionState } from './host.js';
 export { Jid } from './jid.js';
