@@ -22,6 +22,7 @@ import {
   normalizeUsername,
   offeredScramMechanisms,
   type SaslFailure,
+  SaslprepError,
   type ScramMechanism,
   ScramServer,
   scramLookup,
@@ -501,8 +502,19 @@ export class XmppServer {
         this.#logger.warn({ remoteAddress: address, account, mechanism }, 'XMPP login refused: too many failures');
         return fail('temporary-auth-failure', `too many failed logins: retry in ${Math.ceil(decision.retryAfterMs / 1000)} s`);
       }
+      // The account store failing (PostgreSQL down, the storage thread gone) is no wrong password: RFC 6120
+      // §6.5.12's temporary-auth-failure, which the client may retry, and not counted by the throttle.
+      const storeFailed = (error: unknown): void => {
+        this.#logger.warn({ err: error, remoteAddress: address, account, mechanism }, 'XMPP login: the account store failed');
+        fail('temporary-auth-failure', 'the account store is unavailable: try again later');
+      };
       if (mechanism === 'PLAIN') {
-        const result = await verifyPlain(payload, scramLookup(this.storage.users), { domain: this.domain });
+        let result: Awaited<ReturnType<typeof verifyPlain>>;
+        try {
+          result = await verifyPlain(payload, scramLookup(this.storage.users), { domain: this.domain });
+        } catch (error) {
+          return storeFailed(error);
+        }
         if ('failure' in result) return failed(account, mechanism, result.failure, result.text);
         return this.#authenticated(session, result.username, undefined);
       }
@@ -512,7 +524,12 @@ export class XmppServer {
         channelBinding: this.#channelBinding(session),
         domain: this.domain,
       });
-      const started = await scram.start(payload);
+      let started: Awaited<ReturnType<typeof scram.start>>;
+      try {
+        started = await scram.start(payload);
+      } catch (error) {
+        return storeFailed(error);
+      }
       if ('failure' in started) return failed(account, mechanism, started.failure, started.text);
       saslState.get(session).scram = scram;
       saslState.get(session).account = account;
@@ -674,7 +691,13 @@ export class XmppServer {
     try {
       created = await this.storage.users.create(username, password);
     } catch (failure) {
-      error('not-acceptable', 'modify', failure instanceof Error ? failure.message : 'invalid username or password');
+      // Only what SASLprep refuses is the client's to fix; a store that failed is the server's problem.
+      if (failure instanceof SaslprepError) error('not-acceptable', 'modify', failure.message);
+      else if (failure instanceof StanzaErrorException) error(failure.condition, failure.type, failure.message);
+      else {
+        this.#logger.error({ err: failure, username }, 'in-band registration: the account store failed');
+        error('internal-server-error', 'wait', 'the account store failed: try again later');
+      }
       return true;
     }
     if (!created) {
