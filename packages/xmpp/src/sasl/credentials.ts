@@ -108,6 +108,24 @@ export function deriveScram(password: string, hash: ScramHash, options: DeriveSc
 const pbkdf2Async = promisify(pbkdf2);
 
 /**
+ * An account's stored credentials (SCRAM-SHA-1 and SCRAM-SHA-256) as `deriveScram()` makes them — the
+ * same salt length, rounds and keys — with PBKDF2 on libuv's thread pool, for the stores that must not
+ * hold the event loop (SQLite's, PostgreSQL's). Throws a SaslprepError for a password SASLprep refuses or
+ * an empty one, before any work.
+ */
+export async function deriveStoredUser(username: string, password: string, iterations: number): Promise<StoredUser> {
+  const prepared = preparePassword(password);
+  const derive = async (hash: ScramHash): Promise<ScramCredentials> => {
+    const salt = randomBytes(DEFAULT_SALT_LENGTH);
+    const salted = await pbkdf2Async(prepared, salt, iterations, hashLength[hash], hash);
+    const { storedKey, serverKey } = scramKeys(salted, hash);
+    return { salt, iterations, storedKey, serverKey };
+  };
+  const [sha1, sha256] = await Promise.all([derive('sha1'), derive('sha256')]);
+  return { username, sha1, sha256 };
+}
+
+/**
  * The StoredKey a password already prepared with {@link preparePassword} yields with the salt and
  * iteration count of `credentials`. PBKDF2 runs on libuv's thread pool, not the event loop.
  */

@@ -1,20 +1,9 @@
-import { pbkdf2, randomBytes } from 'node:crypto';
+import { pbkdf2 } from 'node:crypto';
 import { promisify } from 'node:util';
 import { PortbindError } from '@portbind/core';
 import pg from 'pg';
 import { XmppConfigError } from '../config-error.js';
-import {
-  DEFAULT_ITERATIONS,
-  DEFAULT_SALT_LENGTH,
-  hashLength,
-  normalizeUsername,
-  preparePassword,
-  type ScramCredentials,
-  type ScramHash,
-  type StoredUser,
-  scramKeys,
-  type UserStore,
-} from '../sasl/credentials.js';
+import { DEFAULT_ITERATIONS, deriveStoredUser, normalizeUsername, type StoredUser, type UserStore } from '../sasl/credentials.js';
 import { SaslprepError } from '../sasl/saslprep.js';
 import { StanzaErrorException } from '../stanza-error.js';
 import { compareKeys, cursorNotFound, pageSize } from './memory.js';
@@ -109,7 +98,7 @@ export function postgresStorage(options: PostgresStorageOptions): PostgresStorag
   return new PgStorage(options);
 }
 
-const pbkdf2Async = promisify(pbkdf2);
+const _pbkdf2Async = promisify(pbkdf2);
 
 /**
  * The first key of the advisory locks that order appends per archive owner (two-key form: a key space apart from
@@ -830,23 +819,9 @@ class PgUserStore implements UserStore {
     };
   }
 
-  async #derive(username: string, password: string): Promise<StoredUser> {
-    // Throws a SaslprepError for a password SASLprep refuses or an empty one, before any work.
-    const prepared = preparePassword(password);
-    const [sha1, sha256] = await Promise.all([
-      credentials(prepared, 'sha1', this.#iterations),
-      credentials(prepared, 'sha256', this.#iterations),
-    ]);
-    return { username, sha1, sha256 };
+  #derive(username: string, password: string): Promise<StoredUser> {
+    return deriveStoredUser(username, password, this.#iterations);
   }
-}
-
-/** deriveScram() on libuv's thread pool: the same salt length, rounds and keys. */
-async function credentials(preparedPassword: string, hash: ScramHash, iterations: number): Promise<ScramCredentials> {
-  const salt = randomBytes(DEFAULT_SALT_LENGTH);
-  const salted = await pbkdf2Async(preparedPassword, salt, iterations, hashLength[hash], hash);
-  const { storedKey, serverKey } = scramKeys(salted, hash);
-  return { salt, iterations, storedKey, serverKey };
 }
 
 function columns(user: StoredUser): unknown[] {

@@ -1,4 +1,4 @@
-import { pbkdf2, randomBytes } from 'node:crypto';
+import { pbkdf2 } from 'node:crypto';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
@@ -7,18 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { PortbindError } from '@portbind/core';
 import Database from 'better-sqlite3';
 import { XmppConfigError } from '../config-error.js';
-import {
-  DEFAULT_ITERATIONS,
-  DEFAULT_SALT_LENGTH,
-  hashLength,
-  normalizeUsername,
-  preparePassword,
-  type ScramCredentials,
-  type ScramHash,
-  type StoredUser,
-  scramKeys,
-  type UserStore,
-} from '../sasl/credentials.js';
+import { DEFAULT_ITERATIONS, deriveStoredUser, normalizeUsername, type StoredUser, type UserStore } from '../sasl/credentials.js';
 import { SaslprepError } from '../sasl/saslprep.js';
 import { compareKeys, cursorNotFound, pageSize } from './memory.js';
 import { type Migration, migrations } from './migrations.js';
@@ -117,7 +106,7 @@ export function sqliteStorage(options: SqliteStorageOptions): XmppStorage {
   });
 }
 
-const pbkdf2Async = promisify(pbkdf2);
+const _pbkdf2Async = promisify(pbkdf2);
 
 /** commitDelay's default on the storage thread (ms). */
 const THREAD_COMMIT_DELAY = 50;
@@ -972,23 +961,9 @@ class SqliteUserStore implements UserStore {
     return result;
   }
 
-  async #derive(username: string, password: string): Promise<StoredUser> {
-    // Throws a SaslprepError for a password SASLprep refuses or an empty one, before any work.
-    const prepared = preparePassword(password);
-    const [sha1, sha256] = await Promise.all([
-      credentials(prepared, 'sha1', this.#iterations),
-      credentials(prepared, 'sha256', this.#iterations),
-    ]);
-    return { username, sha1, sha256 };
+  #derive(username: string, password: string): Promise<StoredUser> {
+    return deriveStoredUser(username, password, this.#iterations);
   }
-}
-
-/** deriveScram() on libuv's thread pool: the same salt length, rounds and keys. */
-async function credentials(preparedPassword: string, hash: ScramHash, iterations: number): Promise<ScramCredentials> {
-  const salt = randomBytes(DEFAULT_SALT_LENGTH);
-  const salted = await pbkdf2Async(preparedPassword, salt, iterations, hashLength[hash], hash);
-  const { storedKey, serverKey } = scramKeys(salted, hash);
-  return { salt, iterations, storedKey, serverKey };
 }
 
 function columns(user: StoredUser): Record<string, unknown> {
