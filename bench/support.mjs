@@ -27,6 +27,19 @@ export const cpuOf = (pid) => {
   }
 };
 
+/** CPU time so far, in µs, of a process and its children (a node:cluster primary and its workers). */
+export const treeCpu = (pid) => {
+  let children = [];
+  try {
+    children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {}
+  return cpuOf(pid) + children.reduce((sum, child) => sum + cpuOf(child), 0);
+};
+
 /** Debian's redis-server on a free port, no persistence, its files in the temp dir; resolves once it answers PING. */
 export async function startRedisServer(extra = []) {
   const port = await freePort();

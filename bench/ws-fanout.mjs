@@ -11,11 +11,11 @@
 // Reports deliveries per second (one message to one peer), latency of a delivery, and CPU of the
 // server's processes, of redis-server and of the load generator (utime + stime from /proc).
 // Needs Debian's redis-server and a build (npx pnpm@10.34.8 build).
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuOf, freePort, startRedisServer } from './support.mjs';
+import { cpuOf, freePort, startRedisServer, treeCpu } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -26,19 +26,6 @@ const connections = Number(option('connections', 200));
 const publishers = Number(option('publishers', 4));
 const window = Number(option('window', 4));
 const modes = option('modes', 'single,single+bus,workers').split(',');
-
-const childrenOf = (pid) => {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-};
-const treeCpu = (pid) => cpuOf(pid) + childrenOf(pid).reduce((sum, child) => sum + cpuOf(child), 0);
 
 const redisServer = await startRedisServer();
 const redisPort = redisServer.port;

@@ -8,14 +8,14 @@
 // CLIENTS users in pairs, WINDOW chat messages in flight each (a closed loop), answering acks. Reports
 // delivered msg/s, latency, and the CPU of the server's processes (with their threads), of redis-server
 // and of the load generator. Needs Debian's redis-server and a build (npx pnpm@10.34.8 build).
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { cpuOf, freePort, startRedisServer } from './support.mjs';
+import { cpuOf, freePort, startRedisServer, treeCpu } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -25,19 +25,6 @@ const seconds = Number(option('seconds', 8));
 const clients = Number(option('clients', 50));
 const window = Number(option('window', 10));
 const sm = option('sm', 'on');
-
-const childrenOf = (pid) => {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-};
-const treeCpu = (pid) => cpuOf(pid) + childrenOf(pid).reduce((sum, child) => sum + cpuOf(child), 0);
 
 const redis = await startRedisServer();
 
