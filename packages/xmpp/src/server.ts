@@ -30,6 +30,7 @@ import {
   verifyPlain,
 } from './sasl/index.js';
 import type { Session, SessionHost, XmppSession } from './session.js';
+import { SharedLimits } from './shared-limits.js';
 import { StanzaErrorException, type stanzaError } from './stanza-error.js';
 import { sqliteStorage } from './stores/sqlite.js';
 import type { XmppStorage } from './stores/types.js';
@@ -176,6 +177,8 @@ export class XmppServer {
   readonly startedAt = Date.now();
   /** Registrations per address in the current hour. */
   readonly #registrations = new Map<string, { count: number; since: number }>();
+  /** With a bus: login failures and registrations counted across the service's processes. */
+  readonly #sharedLimits: SharedLimits | undefined;
   readonly #options: {
     maxStanzaSize: number;
     maxStanzaSizeBeforeAuth: number;
@@ -315,6 +318,16 @@ export class XmppServer {
         },
         { ...options.cluster, sessionTtlMs },
       );
+      this.#sharedLimits = new SharedLimits(options.bus, {
+        domain: this.domain,
+        get logger() {
+          return server.#logger;
+        },
+        failed: (address, account) => this.throttle.failed(address, account),
+        succeeded: (address, account) => this.throttle.succeeded(address, account),
+        registered: (address) => this.#countRegistration(address, Date.now()),
+      });
+      this.#sharedLimits.start();
       // A message stored offline: the user may be available on some process after all (a mirror was behind).
       const cluster = this.#cluster;
       host.hook(
@@ -433,6 +446,7 @@ export class XmppServer {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#cluster?.stop();
+      await this.#sharedLimits?.stop();
       await this.#host.stop();
       await this.storage.close();
     })();
@@ -485,6 +499,7 @@ export class XmppServer {
     // A failed attempt: counted, and logged at warn with the address and account (never a password).
     const failed = (account: string | undefined, mechanism: string, failure: SaslFailure, text?: string): void => {
       this.throttle.failed(address, account);
+      this.#sharedLimits?.failed(address, account);
       this.#logger.warn({ remoteAddress: address, account, mechanism, condition: failure }, 'XMPP login failed');
       fail(failure, text);
     };
@@ -552,6 +567,7 @@ export class XmppServer {
 
   #authenticated(session: Session, username: string, serverFinal: Buffer | undefined): void {
     this.throttle.succeeded(session.remoteAddress ?? 'unix', username);
+    this.#sharedLimits?.succeeded(session.remoteAddress ?? 'unix', username);
     session.user = normalizeUsername(username) ?? username;
     this.#logger.debug({ conn: session.conn.id, remoteAddress: session.remoteAddress, account: session.user }, 'XMPP login');
     session.send(xml('success', { xmlns: NS_SASL }, serverFinal === undefined ? undefined : encodeSaslPayload(serverFinal)));
@@ -675,10 +691,7 @@ export class XmppServer {
       return true;
     }
     const address = session.remoteAddress ?? 'unix';
-    const now = Date.now();
-    const window = this.#registrations.get(address);
-    const recent = window !== undefined && now - window.since < 3_600_000 ? window : { count: 0, since: now };
-    if (recent.count >= 5) {
+    if (this.#registrationsFrom(address, Date.now()).count >= 5) {
       error('resource-constraint', 'wait', 'too many registrations from this address: try again later');
       return true;
     }
@@ -704,12 +717,24 @@ export class XmppServer {
       error('conflict', 'cancel', 'that username is taken');
       return true;
     }
-    recent.count++;
-    this.#registrations.set(address, recent);
-    if (this.#registrations.size > 10_000) this.#registrations.delete(this.#registrations.keys().next().value as string);
+    this.#countRegistration(address, Date.now());
+    this.#sharedLimits?.registered(address);
     this.#logger.info({ username, domain: this.domain }, 'account registered in-band');
     result();
     return true;
+  }
+
+  /** In-band registrations from an address in the last hour (this process's, and with a bus every process's). */
+  #registrationsFrom(address: string, now: number): { count: number; since: number } {
+    const window = this.#registrations.get(address);
+    return window !== undefined && now - window.since < 3_600_000 ? window : { count: 0, since: now };
+  }
+
+  #countRegistration(address: string, now: number): void {
+    const recent = this.#registrationsFrom(address, now);
+    recent.count++;
+    this.#registrations.set(address, recent);
+    if (this.#registrations.size > 10_000) this.#registrations.delete(this.#registrations.keys().next().value as string);
   }
 
   /** Whether an account exists. */
