@@ -4,6 +4,8 @@ import { consumeStream } from '@portbind/core';
 import { type XmlElement, xml } from './element.js';
 import { presenceState } from './host.js';
 import { Jid } from './jid.js';
+import { blockingPushState } from './modules/blocking.js';
+import { capsNotifyState } from './modules/caps.js';
 import { carbonsState } from './modules/carbons.js';
 import { parseXml } from './parse.js';
 import type { Session, SessionStage, XmppSession } from './session.js';
@@ -43,6 +45,17 @@ export interface XmppClusterView {
   remoteSessions(): string[];
   /** A mirrored session's availability and priority (undefined when the mirror does not have it). */
   remotePresence(full: string): { available: boolean; priority: number } | undefined;
+  /**
+   * Tell the other processes' listeners of `topic` something (a module keeping a cache of shared
+   * data says what changed: `blocking` names the user whose block list did). At most once, soon:
+   * a listener also hears `undefined` when messages may have been lost (the bus was away).
+   */
+  broadcast(topic: string, data: string): void;
+  /**
+   * Hear what the other processes broadcast on `topic`; `undefined` means some may have been lost
+   * (reload what you keep). Returns a function that stops listening.
+   */
+  listen(topic: string, listener: (data: string | undefined) => void): () => void;
 }
 
 /** What the cluster needs from its server. @internal */
@@ -77,6 +90,10 @@ interface SessionRecord {
   interested: boolean;
   carbons: boolean;
   hibernating: boolean;
+  /** It asked for its block list: block and unblock pushes go to it (XEP-0191 §3.3). */
+  blockPushes?: boolean;
+  /** The `+notify` features of its resolved caps (PEP notifications, XEP-0163 §4.3), sorted. */
+  notify?: string[];
 }
 
 /** A change of the directory, on `xmpp:sessions:<domain>`. */
@@ -148,6 +165,12 @@ export class RemoteSession implements XmppSession {
     if (record.last === undefined) presence.last = undefined;
     else if (presence.last === undefined || presence.last.toString() !== record.last) presence.last = parseXml(record.last);
     carbonsState.get(this).on = record.carbons;
+    blockingPushState.get(this).pushes = record.blockPushes === true;
+    const caps = capsNotifyState.get(this);
+    const notify = Array.isArray(record.notify) ? record.notify.filter((name): name is string => typeof name === 'string') : [];
+    // The same set while it does not change (readers compare them).
+    if (notify.length === 0) caps.notify = undefined;
+    else if (caps.notify === undefined || [...caps.notify].join('\n') !== notify.join('\n')) caps.notify = new Set(notify);
   }
 
   send(element: XmlElement | string): void {
@@ -207,6 +230,10 @@ export class XmppCluster implements XmppClusterView {
   #subscription: BusSubscription | undefined;
   #offlineSubscription: BusSubscription | undefined;
   readonly #offlineChannel: string;
+  /** Modules' cache messages (`broadcast` / `listen`), on `xmpp:modules:<domain>`. */
+  readonly #moduleChannel: string;
+  #moduleSubscription: BusSubscription | undefined;
+  readonly #listeners = new Map<string, Set<(data: string | undefined) => void>>();
   /** Users whose offline messages this process is delivering now. */
   readonly #delivering = new Set<string>();
   #consumer: StreamConsumer | undefined;
@@ -227,6 +254,7 @@ export class XmppCluster implements XmppClusterView {
     this.nodeId = `${bus.id}.${randomBytes(4).toString('hex')}`;
     this.#channel = `xmpp:sessions:${latin1(host.domain)}`;
     this.#offlineChannel = `xmpp:offline:${latin1(host.domain)}`;
+    this.#moduleChannel = `xmpp:modules:${latin1(host.domain)}`;
     this.ready = this.#start();
     this.ready.catch((error: unknown) => this.#host.logger.error({ err: error }, 'XMPP cluster: start failed'));
   }
@@ -238,6 +266,7 @@ export class XmppCluster implements XmppClusterView {
     this.#offlineSubscription = await this.#bus.subscribe(this.#offlineChannel, (message) => {
       void this.#deliverOffline(message.data.toString());
     });
+    this.#moduleSubscription = await this.#bus.subscribe(this.#moduleChannel, (message) => this.#moduleMessage(message));
     const quiet = (): void => {
       this.#quietUntil = Date.now() + this.#ttlMs * 2;
     };
@@ -246,10 +275,12 @@ export class XmppCluster implements XmppClusterView {
       this.#bus.on('connected', quiet),
       this.#bus.on('resubscribed', () => {
         quiet();
+        this.#tellListeners(undefined, undefined);
         void this.#resync('resubscribed');
       }),
       this.#bus.on('lost', (info) => {
         quiet();
+        if (info.kind !== 'stream') this.#tellListeners(undefined, undefined);
         if (info.kind !== 'stream') void this.#resync(`lost ${info.kind}: ${info.reason}`);
         else this.#host.logger.warn({ reason: info.reason, names: info.names }, 'XMPP cluster: stream data lost on the bus');
       }),
@@ -298,6 +329,8 @@ export class XmppCluster implements XmppClusterView {
       interested: presence?.interested === true,
       carbons: carbonsState.peek(session)?.on === true,
       hibernating: session.hibernating,
+      blockPushes: blockingPushState.peek(session)?.pushes === true || undefined,
+      notify: capsNotifyState.peek(session)?.list,
     };
     const last = presence?.available === true ? presence.last : undefined;
     const scalar = JSON.stringify(record);
@@ -568,6 +601,56 @@ export class XmppCluster implements XmppClusterView {
     }
   }
 
+  // ---- modules' cache messages -------------------------------------------------------------------
+
+  broadcast(topic: string, data: string): void {
+    if (this.#stopped) return;
+    const text = JSON.stringify({ node: this.nodeId, topic, data });
+    this.#bus.publish(this.#moduleChannel, text).catch((error: unknown) => {
+      this.#host.logger.warn({ err: error, topic }, 'XMPP cluster: a module message could not be broadcast');
+    });
+  }
+
+  listen(topic: string, listener: (data: string | undefined) => void): () => void {
+    let listeners = this.#listeners.get(topic);
+    if (listeners === undefined) {
+      listeners = new Set();
+      this.#listeners.set(topic, listeners);
+    }
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.#listeners.get(topic) === listeners) this.#listeners.delete(topic);
+    };
+  }
+
+  #moduleMessage(message: BusMessage): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(message.data.toString());
+    } catch {
+      return;
+    }
+    if (typeof parsed !== 'object' || parsed === null) return;
+    const { node, topic, data } = parsed as { node?: unknown; topic?: unknown; data?: unknown };
+    if (node === this.nodeId || typeof topic !== 'string' || typeof data !== 'string') return;
+    this.#tellListeners(topic, data);
+  }
+
+  /** To the listeners of `topic` (of every topic when undefined: messages may have been lost). */
+  #tellListeners(topic: string | undefined, data: string | undefined): void {
+    const groups = topic === undefined ? [...this.#listeners.values()] : [this.#listeners.get(topic) ?? []];
+    for (const listeners of groups) {
+      for (const listener of [...listeners]) {
+        try {
+          listener(data);
+        } catch (error) {
+          this.#host.logger.error({ err: error, topic }, 'XMPP cluster: a module listener failed');
+        }
+      }
+    }
+  }
+
   // ---- delivery ----------------------------------------------------------------------------------
 
   /** Sessions of a bare JID on other processes. */
@@ -724,6 +807,7 @@ export class XmppCluster implements XmppClusterView {
     try {
       await this.#subscription?.unsubscribe();
       await this.#offlineSubscription?.unsubscribe();
+      await this.#moduleSubscription?.unsubscribe();
       for (const full of this.#published.keys()) await this.#bus.presence.delete(presenceKey(this.#host.domain, this.nodeId, full));
       this.#published.clear();
       await this.#bus.presence.delete(nodeKey(this.#host.domain, this.nodeId));

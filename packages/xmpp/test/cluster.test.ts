@@ -1,13 +1,15 @@
 import { memoryBus } from '@portbind/core';
 import { describe, expect, it } from 'vitest';
 import { memoryStorage, type XmppServer, xmppServer } from '../src/index.js';
+import { entityCapsOf } from '../src/modules/caps.js';
+import { befriend as befriendRaw, RawClient } from './pep-raw.js';
 import { Raw } from './raw-stream.js';
 import { start } from './support.js';
 
 // One XMPP service on two processes (issue 12): two servers in one test sharing a memoryBus (one
 // "process" each: `bus.peer()`) and one store. juliet on A, romeo on B: messages, presence,
-// subscriptions, probes, carbons, offline storage, IQs to full JIDs, sessions gone meanwhile, and a
-// process that dies.
+// subscriptions, probes, carbons, offline storage, IQs to full JIDs, sessions gone meanwhile, a
+// process that dies, block lists (pushes and routing) and PEP notifications.
 
 const PASSWORDS: Record<string, string> = { juliet: 'balcony', romeo: 'r0meo!' };
 
@@ -330,5 +332,82 @@ describe('XMPP on several processes (a shared bus)', () => {
     await b.service.stop();
     const back = await online(a.port, 'romeo', 'garden');
     expect(await back.next(/^<message[^>]* id='meanwhile'/)).toContain('are you there?');
+  });
+
+  it('pushes a block made on A to a resource on B, and B routes by the new list (XEP-0191 §3.3, §3.5)', async () => {
+    const { a, b } = await cluster();
+    const juliet = await online(a.port, 'juliet', 'balcony');
+    const phone = await online(b.port, 'juliet', 'phone', '');
+    const romeo = await online(b.port, 'romeo', 'garden');
+    // The phone asks for its list (so gets pushes), then comes online: once A sees it available, A knows it wants pushes.
+    expect(await phone.iq('bl1', "<blocklist xmlns='urn:xmpp:blocking'/>", "type='get'")).toMatch(
+      /<blocklist xmlns='urn:xmpp:blocking'\/>/,
+    );
+    phone.send('<presence/>');
+    await phone.sync();
+    await sees(a.server, 'juliet@localhost/phone');
+    await sees(b.server, 'juliet@localhost/balcony');
+    // Before the block, romeo's message from B reaches juliet's phone on B (B has juliet's list in memory).
+    romeo.send("<message to='juliet@localhost/phone' type='chat' id='before'><body>hi</body></message>");
+    await phone.next(/^<message[^>]* id='before'/);
+
+    expect(await juliet.iq('b1', "<block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block>")).toMatch(/type='result'/);
+    const push = await phone.next(/^<iq[^>]* type='set'[\s\S]*<block xmlns='urn:xmpp:blocking'>/);
+    expect(push).toContain("<item jid='romeo@localhost'/>");
+    expect(push).toContain("to='juliet@localhost/phone'");
+
+    // B refuses romeo's messages to juliet now (§3.3: <service-unavailable/>), to her resource there too,
+    // once its copy of her list is read again (told on the bus: a moment).
+    let attempts = 0;
+    const attempt = async (to: string): Promise<string> => {
+      const id = `try${attempts++}`;
+      romeo.send(`<message to='${to}' type='chat' id='${id}'><body>still there?</body></message>`);
+      const pattern = new RegExp(`^<message[^>]* id='${id}'`);
+      return Promise.race([
+        phone.next(pattern).then(() => 'delivered'),
+        romeo.next(pattern).then((answer) => (answer.includes("type='error'") ? answer : 'answered')),
+      ]).catch(() => 'timed out');
+    };
+    await until(async () => (await attempt('juliet@localhost/phone')).includes('<service-unavailable'), 'the block on B');
+    const refused = await attempt('juliet@localhost');
+    expect(refused).toContain("type='error'");
+    expect(refused).toContain('<service-unavailable');
+    // What the phone sends to romeo is refused with <blocked/> (B's copy of the list).
+    phone.send("<message to='romeo@localhost' type='chat' id='out'><body>hey</body></message>");
+    const blocked = await phone.next(/^<message[^>]* id='out'/);
+    expect(blocked).toContain('<not-acceptable');
+    expect(blocked).toContain("<blocked xmlns='urn:xmpp:blocking:errors'/>");
+
+    // Unblocked on A: the push reaches B, and romeo's messages get through on B again.
+    expect(await juliet.iq('u1', "<unblock xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></unblock>")).toMatch(/type='result'/);
+    expect(await phone.next(/<unblock xmlns='urn:xmpp:blocking'>/)).toContain("<item jid='romeo@localhost'/>");
+    await until(async () => (await attempt('juliet@localhost/phone')) === 'delivered', 'the unblock on B');
+  });
+
+  it('notifies a PEP publish on A to a contact resource on B that wants it (+notify in its caps), and the last item on B', async () => {
+    const { a, b } = await cluster();
+    const NICK = 'http://jabber.org/protocol/nick';
+    const juliet = await RawClient.login(a.port, 'juliet', 'balcony', 'balcony');
+    const romeo = await RawClient.login(b.port, 'romeo', 'r0meo!', 'garden');
+    await befriendRaw(juliet, romeo);
+    // romeo's caps are resolved on B: A learns his +notify features from the directory.
+    await romeo.announce([`${NICK}+notify`]);
+    await until(() => entityCapsOf(a.server)?.features('romeo@localhost/garden')?.has(`${NICK}+notify`) === true, "romeo's caps on A");
+    await sees(a.server, 'romeo@localhost/garden');
+
+    await juliet.iq(
+      'set',
+      `<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='${NICK}'><item id='current'><nick xmlns='${NICK}'>Jules</nick></item></publish></pubsub>`,
+    );
+    const event = await romeo.next(/<event xmlns='http:\/\/jabber.org\/protocol\/pubsub#event'>/);
+    expect(event).toMatch(/^<message from='juliet@localhost' to='romeo@localhost\/garden' type='headline'/);
+    expect(event).toContain(`<items node='${NICK}'><item id='current'><nick xmlns='${NICK}'>Jules</nick></item></items>`);
+
+    // A second resource of romeo's on B coming online with +notify gets the last item (from the shared store).
+    const laptop = await RawClient.login(b.port, 'romeo', 'r0meo!', 'laptop');
+    laptop.presence([`${NICK}+notify`]);
+    const last = await laptop.next(/pubsub#event/);
+    expect(last).toContain('>Jules</nick>');
+    expect(last).toContain("<delay xmlns='urn:xmpp:delay'");
   });
 });

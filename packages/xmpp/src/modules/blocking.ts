@@ -4,7 +4,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { type XmlElement, xml } from '../element.js';
-import { presenceState } from '../host.js';
+import { presenceState, sessionState } from '../host.js';
 import { Jid } from '../jid.js';
 import type { ModuleApi, StanzaEvent, XmppModule } from '../module.js';
 import { NS_BLOCKING, NS_BLOCKING_ERRORS } from '../namespaces.js';
@@ -30,6 +30,15 @@ export interface BlockingOptions {
 }
 
 const STORE_KEY = 'jids';
+/** The cluster topic naming a user whose block list changed on another process. */
+const CLUSTER_TOPIC = 'blocking';
+
+/**
+ * Whether a session retrieved its block list, so gets the block and unblock pushes (§3.3, §3.5).
+ * One state for every server (it lives in each session), so that the cluster directory publishes
+ * it and mirrors it on the sessions of other processes, like carbonsState.
+ */
+export const blockingPushState = sessionState<{ pushes: boolean }>(() => ({ pushes: false }));
 
 /**
  * XEP-0191 blocking: `urn:xmpp:blocking` on the server's disco#info; `<blocklist/>`, `<block/>`,
@@ -44,14 +53,53 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       const store = api.keyValue('blocklist');
       const subscription = options.subscription ?? defaultSubscription(api);
       // Resources that retrieved the list get pushes (§3.3, §3.5).
-      const interested = api.sessionState<{ pushes: boolean }>(() => ({ pushes: false }));
-      // Lists in memory (a list changes only through this module, so they stay true): those of
+      const interested = blockingPushState;
+      // Lists in memory (a list changes only through this module, so they stay true; on several
+      // processes, the others say which user's changed and it is read again): those of
       // accounts with a session, pinned (the outbound filter reads them synchronously), and
       // others recently used, least recently used first.
       const pinned = new Map<string, Set<string>>();
       const recent = new Map<string, Set<string>>();
       // Edits of one user's list run one after another (two resources may block at once).
       const edits = new Map<string, Promise<unknown>>();
+
+      /** On several processes: listening to the others' changes before anything is kept. */
+      let listening = false;
+      function listen(): void {
+        const cluster = listening ? undefined : api.server.cluster;
+        if (cluster === undefined) return;
+        listening = true;
+        api.onStop(
+          cluster.listen(CLUSTER_TOPIC, (user) => {
+            if (user !== undefined) return void reload(user);
+            // Changes may have been missed (the bus was away): the pinned lists are read again, the others dropped.
+            recent.clear();
+            for (const pinnedUser of [...pinned.keys()]) void reload(pinnedUser);
+          }),
+        );
+      }
+
+      /** Another process changed the list: read it again, into the same set (synchronous readers keep theirs). */
+      function reload(user: string): Promise<void> {
+        if (inMemory(user) === undefined) return Promise.resolve();
+        return serialized(user, async () => {
+          const list = inMemory(user);
+          if (list === undefined) return;
+          const stored = await store.get(user, STORE_KEY);
+          list.clear();
+          if (Array.isArray(stored)) for (const jid of stored) if (typeof jid === 'string') list.add(jid);
+        }).catch((error: unknown) => api.logger.warn({ err: error, user }, 'blocking: a block list changed elsewhere could not be read'));
+      }
+
+      /** The list as stored now, for an edit (another process may have changed it a moment ago). */
+      async function current(user: string): Promise<Set<string>> {
+        const list = await listOf(user);
+        if (api.server.cluster === undefined) return list;
+        const stored = await store.get(user, STORE_KEY);
+        list.clear();
+        if (Array.isArray(stored)) for (const jid of stored) if (typeof jid === 'string') list.add(jid);
+        return list;
+      }
 
       function inMemory(user: string): Set<string> | undefined {
         return pinned.get(user) ?? recent.get(user);
@@ -70,6 +118,7 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
       }
 
       async function listOf(user: string): Promise<Set<string>> {
+        listen();
         const known = inMemory(user);
         if (known !== undefined) {
           if (recent.has(user)) remember(user, known);
@@ -146,12 +195,13 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
         const jids = itemsOf(context.payload, user, true);
         if (jids.length === 0) throw new StanzaErrorException('bad-request', '<block/> needs at least one <item/>');
         return serialized(user, async () => {
-          const list = await listOf(user);
+          const list = await current(user);
           const added = [...new Set(jids.map(String))].filter((jid) => !list.has(jid));
           if (list.size + added.length > maxItems) {
             throw new StanzaErrorException('policy-violation', `a block list holds at most ${maxItems} JIDs`);
           }
           await store.set(user, STORE_KEY, [...list, ...added]);
+          api.server.cluster?.broadcast(CLUSTER_TOPIC, user);
           // Unavailable presence to contacts who could see the user (§3.3), before the block
           // itself would hold it back.
           await sendUnavailable(user, added);
@@ -165,11 +215,12 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
         const { user } = ownerOf(context.session);
         const jids = itemsOf(context.payload, user, false);
         return serialized(user, async () => {
-          const list = await listOf(user);
+          const list = await current(user);
           // An empty <unblock/> unblocks everyone (§3.5).
           const removed = jids.length === 0 ? [...list] : jids.map(String).filter((jid) => list.has(jid));
           const remaining = [...list].filter((jid) => !removed.includes(jid));
           await store.set(user, STORE_KEY, remaining.length === 0 ? undefined : remaining);
+          api.server.cluster?.broadcast(CLUSTER_TOPIC, user);
           for (const jid of removed) list.delete(jid);
           push(user, xml('unblock', { xmlns: NS_BLOCKING }, ...jids.map((jid) => xml('item', { jid: jid.toString() }))));
           // The user's current presence to contacts who may see it (§3.4).
@@ -313,6 +364,7 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
           pinned.delete(user);
           recent.delete(user);
           await store.clear(user);
+          api.server.cluster?.broadcast(CLUSTER_TOPIC, user);
         });
       });
     },

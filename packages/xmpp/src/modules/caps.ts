@@ -6,6 +6,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { type XmlElement, xml } from '../element.js';
+import { sessionState } from '../host.js';
 import type { ModuleApi, XmppModule } from '../module.js';
 import { NS_CAPS, NS_DATA, NS_DISCO_INFO } from '../namespaces.js';
 import { wholeNumber } from './pubsub/options.js';
@@ -44,6 +45,16 @@ const HASHES: Record<string, string> = {
 };
 
 const registry = new WeakMap<object, EntityCaps>();
+
+/** `+notify` features mirrored per session at most (a client's disco#info is its own to make long). */
+const MAX_NOTIFY = 64;
+
+/**
+ * A session's `+notify` features (what PEP filters on, XEP-0163 §4.3) once its caps are resolved:
+ * `list` (sorted) is what the cluster directory publishes of a local session, `notify` what a
+ * session of another process advertised (mirrored). One state for every server, like carbonsState.
+ */
+export const capsNotifyState = sessionState<{ notify?: ReadonlySet<string>; list?: string[] }>(() => ({}));
 
 /** The caps tracker of a server (its `api.server`), when the caps module is loaded. */
 export function entityCapsOf(server: object): EntityCaps | undefined {
@@ -140,8 +151,16 @@ export function caps(options: CapsOptions = {}): XmppModule {
       let ownVer: string | undefined;
       let ownQuery: string | undefined;
 
+      /** A session of another process (the cluster mirror): the `+notify` features it advertised, all PEP needs. */
+      const mirrored = (jid: string): ReadonlySet<string> | undefined => {
+        const session = api.sessionOf(jid);
+        return session === undefined ? undefined : capsNotifyState.peek(session)?.notify;
+      };
       const tracker: EntityCaps = {
-        features: (jid) => clients.get(jid)?.features,
+        features: (jid) => {
+          const client = clients.get(jid);
+          return client === undefined ? mirrored(jid) : client.features;
+        },
         onResolved: (listener) => {
           listeners.push(listener);
         },
@@ -152,6 +171,11 @@ export function caps(options: CapsOptions = {}): XmppModule {
         const client = clients.get(jid);
         if (client === undefined) return;
         client.features = features;
+        const session = api.sessionOf(jid);
+        if (session !== undefined) {
+          const list = [...features].filter((feature) => feature.endsWith('+notify')).sort();
+          capsNotifyState.get(session).list = list.length === 0 ? undefined : list.slice(0, MAX_NOTIFY);
+        }
         for (const listener of listeners) {
           try {
             listener(jid, features);
@@ -163,6 +187,9 @@ export function caps(options: CapsOptions = {}): XmppModule {
 
       const forget = (jid: string): void => {
         clients.delete(jid);
+        const session = api.sessionOf(jid);
+        const state = session === undefined ? undefined : capsNotifyState.peek(session);
+        if (state !== undefined) state.list = undefined;
         for (const [id, query] of pending) if (query.jid === jid) pending.delete(id);
       };
 

@@ -11,7 +11,9 @@
 // (XEP-0172), bookmarks (XEP-0402), private data (XEP-0223), OMEMO (XEP-0384).
 
 import { randomBytes } from 'node:crypto';
+import { RemoteSession } from '../cluster.js';
 import { type XmlElement, xml } from '../element.js';
+import { presenceState } from '../host.js';
 import { Jid } from '../jid.js';
 import type { IqContext, ModuleApi, XmppModule } from '../module.js';
 import { NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER } from '../namespaces.js';
@@ -163,6 +165,12 @@ export function pep(options: PepOptions = {}): XmppModule {
         (await roster(user)).find((item) => item.jid === contact);
 
       const bareOf = (user: string): string => `${user}@${api.domain}`;
+      /** Available here, or on another process (its mirrored presence; its caps are mirrored too). */
+      const isAvailable = (jid: string): boolean => {
+        if (available.has(jid)) return true;
+        const session = api.sessionOf(jid);
+        return session instanceof RemoteSession && presenceState.get(session).available;
+      };
       const features = (jid: string): ReadonlySet<string> | undefined => entityCapsOf(api.server)?.features(jid);
 
       const affiliations = async (user: string, node: string): Promise<Record<string, Affiliation>> => {
@@ -227,7 +235,7 @@ export function pep(options: PepOptions = {}): XmppModule {
       const recipients = async (user: string, node: StoredNode): Promise<string[]> => {
         const interest = `${node.name}+notify`;
         const targets: string[] = [];
-        const wants = (jid: string): boolean => available.has(jid) && features(jid)?.has(interest) === true;
+        const wants = (jid: string): boolean => isAvailable(jid) && features(jid)?.has(interest) === true;
         for (const session of api.sessionsOf(bareOf(user))) {
           const jid = session.jid?.toString();
           if (jid !== undefined && wants(jid)) targets.push(jid);
