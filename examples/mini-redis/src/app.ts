@@ -23,6 +23,7 @@ import { Encodings } from './encodings.js';
 import { Eviction, registerEviction } from './eviction.js';
 import { registerExpiry } from './expire.js';
 import { installPropagation, type Propagation } from './propagate.js';
+import type { FunctionLibraries } from './rdb.js';
 import { asRedisDeclares } from './redis-table.js';
 import { registerSnapshot } from './snapshot.js';
 import { Keyspace } from './store.js';
@@ -50,6 +51,8 @@ export interface MiniRedis {
   readonly env: NodeJS.ProcessEnv;
   /** Command propagation to the AOF and replicas: `rewrite`/`prevent`/`also` in a handler (propagate.ts). */
   readonly propagation: Propagation;
+  /** The function libraries as an RDB file holds them (set by registerScriptingCommands; rdb.ts). */
+  functions?: FunctionLibraries;
 }
 
 /**

@@ -20,7 +20,8 @@ import { Group, IdMap, MAX_ID, makeId, msOf, SEQ_MASK, Stream, type StreamId, se
 // Reading takes everything 7.0.15 writes for these types (listpack, intset, quicklist 2 with packed
 // and plain nodes, ziplists and quicklist 1 of older files, zipmap of very old ones, LZF and
 // integer-encoded strings, streams of 5.0–7.0), and names what it cannot hold (module values,
-// module aux data, function libraries) in a clear error.
+// module aux data) in a clear error. Function libraries are written and read as 7.0 does (FUNCTION2
+// after the aux fields) when the server has them (`FunctionLibraries`, from commands/scripting.ts).
 
 export const RDB_VERSION = 10;
 
@@ -65,6 +66,26 @@ const UNSUPPORTED: Record<number, string> = {
   [TYPE.MODULE]: 'a module value (RDB_TYPE_MODULE)',
   [TYPE.MODULE_2]: 'a module value (RDB_TYPE_MODULE_2)',
 };
+
+/**
+ * The function libraries (FUNCTION LOAD) an RDB file holds, as Redis 7.0's rdbSaveFunctions /
+ * rdbFunctionLoad: each library's code after the aux fields (opcode FUNCTION2). Scripting gives it
+ * (commands/scripting.ts); a server without it neither writes nor reads libraries.
+ */
+export interface FunctionLibraries {
+  /** The libraries' codes, as FUNCTION LOAD got them. */
+  codes(): Buffer[];
+  /** Replace every library by these (a load): a ScriptError when one cannot load (nothing changes then). */
+  replace(codes: readonly Buffer[]): void;
+  /** Called after each change (FUNCTION LOAD/DELETE/FLUSH/RESTORE; Redis's server.dirty++): snapshot.ts counts it. */
+  onChange: (() => void) | undefined;
+}
+
+/** The part of the server an RDB file is written from and loaded into. */
+export interface RdbServer {
+  readonly keyspace: Keyspace;
+  readonly functions?: FunctionLibraries;
+}
 
 /** Why an RDB file or payload could not be read. */
 export type RdbFailure = 'short-read' | 'checksum' | 'corrupt' | 'unsupported' | 'signature' | 'version' | 'too-big';
@@ -587,7 +608,7 @@ const trailer = (data: Buffer, checksum: boolean): Buffer => (checksum ? new Crc
  * non-empty database SELECTDB, RESIZEDB and its keys (EXPIRETIME_MS before a key with a TTL),
  * EOF and the checksum. Keys already past their TTL are left out.
  */
-export function encodeRdb(server: { readonly keyspace: Keyspace }, options: RdbWriteOptions = {}): Buffer {
+export function encodeRdb(server: RdbServer, options: RdbWriteOptions = {}): Buffer {
   const out = new Writer(options.compression ?? true, 1024 * 1024);
   const now = options.now ?? Date.now();
   out.bytes(Buffer.from(`REDIS${String(RDB_VERSION).padStart(4, '0')}`, 'latin1'));
@@ -601,6 +622,10 @@ export function encodeRdb(server: { readonly keyspace: Keyspace }, options: RdbW
   aux('ctime', Math.floor(now / 1000));
   aux('used-mem', options.usedMemory ?? process.memoryUsage().heapUsed);
   aux('aof-base', options.aofBase === true ? 1 : 0);
+  for (const code of server.functions?.codes() ?? []) {
+    out.byte(OPCODE.FUNCTION2);
+    out.string(code);
+  }
   server.keyspace.databases.forEach((db, index) => {
     if (db.values.size === 0) return;
     out.byte(OPCODE.SELECTDB);
@@ -1128,6 +1153,8 @@ export interface DecodedRdb {
   databases: Map<number, RdbEntry[]>;
   /** The aux fields (redis-ver, ctime, …). */
   aux: Map<string, string>;
+  /** The function libraries' codes (opcode FUNCTION2), in file order. */
+  functions: Buffer[];
   /** Keys whose TTL had passed (left out, as Redis does on a master). */
   expired: number;
   /** Empty lists, sets, hashes or sorted sets (left out, as Redis does). */
@@ -1156,7 +1183,7 @@ export function decodeRdb(data: Buffer, options: RdbReadOptions = {}): DecodedRd
   if (!magic.startsWith('REDIS')) throw new RdbError('signature', 'Wrong signature trying to load DB from file');
   const version = Number.parseInt(magic.slice(5), 10);
   if (!(version >= 1 && version <= RDB_VERSION)) throw new RdbError('version', `Can't handle RDB format version ${magic.slice(5)}`);
-  const result: DecodedRdb = { databases: new Map(), aux: new Map(), expired: 0, emptySkipped: 0, checksumVerified: false };
+  const result: DecodedRdb = { databases: new Map(), aux: new Map(), functions: [], expired: 0, emptySkipped: 0, checksumVerified: false };
   let db: RdbEntry[] = [];
   result.databases.set(0, db);
   let expiresAt: number | undefined;
@@ -1204,11 +1231,12 @@ export function decodeRdb(data: Buffer, options: RdbReadOptions = {}): DecodedRd
     }
     if (type === OPCODE.MODULE_AUX)
       throw new RdbError('unsupported', "The RDB file contains AUX module data I can't load: mini-redis has no modules");
-    if (type === OPCODE.FUNCTION || type === OPCODE.FUNCTION2) {
-      throw new RdbError(
-        'unsupported',
-        'The RDB file contains a function library: mini-redis has no functions (FUNCTION FLUSH on the source first)',
-      );
+    if (type === OPCODE.FUNCTION2) {
+      result.functions.push(input.string());
+      continue;
+    }
+    if (type === OPCODE.FUNCTION) {
+      throw new RdbError('unsupported', 'The RDB file contains a function library in the format of Redis 7.0 release candidates');
     }
     const key = input.latin1();
     const value = readObject(input, type, key);
@@ -1243,11 +1271,19 @@ export function decodeRdb(data: Buffer, options: RdbReadOptions = {}): DecodedRd
  * load). Returns the counts INFO persistence shows (rdb_last_load_keys_loaded, …_expired).
  */
 export function loadRdb(
-  server: { readonly keyspace: Keyspace },
+  server: RdbServer,
   data: Buffer,
   options: RdbReadOptions = {},
 ): { loaded: number; expired: number; aux: Map<string, string> } {
   const decoded = decodeRdb(data, { databases: server.keyspace.databases.length, ...options });
+  if (server.functions === undefined && decoded.functions.length > 0)
+    throw new RdbError('unsupported', 'The RDB file contains a function library: this server has no functions');
+  // The libraries first (rdbFunctionLoad, before the keys): a library that cannot load fails the load.
+  try {
+    server.functions?.replace(decoded.functions);
+  } catch (error) {
+    throw new RdbError('corrupt', `Failed loading library, ${(error as Error).message}`);
+  }
   let loaded = 0;
   for (const db of server.keyspace.databases) db.clear();
   for (const [index, entries] of decoded.databases) {

@@ -307,6 +307,8 @@ export function registerSnapshot(server: MiniRedis, service: PortService): void 
     // FLUSHALL touches every database (-1) and then empties them: once it has, `afterFlushAll`.
     if (db === -1) queueMicrotask(() => afterFlushAll(server));
   };
+  // FUNCTION LOAD/DELETE/FLUSH/RESTORE are changes too (functions.c: server.dirty++).
+  if (server.functions !== undefined) server.functions.onChange = () => state.dirty++;
 
   const encode = (): Buffer => encodeRdb(server, { compression: state.compression, checksum: state.checksum });
 

@@ -15,7 +15,7 @@ import {
 import type { MiniRedis } from '../app.js';
 import { integer } from '../config.js';
 import { helpReply } from '../help.js';
-import { verifyDumpPayload } from '../rdb.js';
+import { type FunctionLibraries, verifyDumpPayload } from '../rdb.js';
 import { type Callable, LuaEngine, ScriptError } from '../scripting/engine.js';
 import { dumpFunctions, PayloadError, readFunctions } from '../scripting/function-payload.js';
 import { Functions } from '../scripting/functions.js';
@@ -239,6 +239,35 @@ export function registerScriptingCommands(server: MiniRedis): void {
 
   // ---- FCALL, FCALL_RO, FUNCTION -----------------------------------------------------------------
   const functions = new Functions();
+  // The libraries as an RDB file holds them (rdb.ts): a load before the VM is ready waits for it
+  // (and runs before any FUNCTION or FCALL queued on it, which waits the same way).
+  let pendingLibraries: readonly Buffer[] | undefined;
+  const libraries: FunctionLibraries = {
+    codes: () => (pendingLibraries !== undefined ? [...pendingLibraries] : functions.list(undefined).map((library) => library.code)),
+    replace: (codes) => {
+      if (engine !== undefined) {
+        functions.restore(engine, codes, 'flush');
+        return;
+      }
+      pendingLibraries = codes;
+      void ready.then((lua) => {
+        if (pendingLibraries !== codes) return; // a later load replaced these
+        pendingLibraries = undefined;
+        try {
+          functions.restore(lua, codes, 'flush');
+        } catch (error) {
+          process.stderr.write(`${process.pid}:M ${new Date().toISOString()} # Failed loading library, ${(error as Error).message}\n`);
+        }
+      });
+    },
+    onChange: undefined,
+  };
+  server.functions = libraries;
+  /** A change of the libraries: it replays (propagate.ts) and counts for the save points (snapshot.ts). */
+  const changed = (): void => {
+    propagation.dirty++;
+    libraries.onChange?.();
+  };
   const fcall = (client: RespClient, argv: Buffer[], ro: boolean, lua: LuaEngine): Promise<undefined> => {
     const fn = functions.get(text(argv[1]));
     if (fn === undefined) throw new RespError('ERR Function not found');
@@ -294,7 +323,7 @@ export function registerScriptingCommands(server: MiniRedis): void {
         if (code === undefined) throw new RespError('ERR Function code is missing');
         try {
           const name = functions.load(lua, code, replace);
-          propagation.dirty++;
+          changed();
           return name;
         } catch (error) {
           if (error instanceof ScriptError) throw new RespError(error.message);
@@ -306,7 +335,7 @@ export function registerScriptingCommands(server: MiniRedis): void {
       arity: 3,
       run: (_client, argv, lua) => {
         if (!functions.delete(lua, text(argv[2]))) throw new RespError('ERR Library not found');
-        propagation.dirty++;
+        changed();
         return OK;
       },
     },
@@ -318,7 +347,7 @@ export function registerScriptingCommands(server: MiniRedis): void {
         const mode = argv.length === 3 ? text(argv[2]).toUpperCase() : 'SYNC';
         if (mode !== 'SYNC' && mode !== 'ASYNC') throw new RespError('ERR FUNCTION FLUSH only supports SYNC|ASYNC option');
         functions.flush(lua);
-        propagation.dirty++; // even with nothing to flush, as functionFlushCommand
+        changed(); // even with nothing to flush, as functionFlushCommand
         return OK;
       },
     },
@@ -411,7 +440,7 @@ export function registerScriptingCommands(server: MiniRedis): void {
           if (error instanceof ScriptError) throw new RespError(error.message);
           throw error;
         }
-        propagation.dirty++;
+        changed();
         return OK;
       },
     },
