@@ -410,4 +410,18 @@ describe('XMPP on several processes (a shared bus)', () => {
     expect(last).toContain('>Jules</nick>');
     expect(last).toContain("<delay xmlns='urn:xmpp:delay'");
   });
+
+  it('mirrors at most 64 +notify features of a session, none longer than a node name allows', async () => {
+    const { a, b } = await cluster();
+    const romeo = await RawClient.login(b.port, 'romeo', 'r0meo!', 'garden');
+    const many = Array.from({ length: 100 }, (_, i) => `urn:example:n${String(i).padStart(3, '0')}+notify`);
+    await romeo.announce([...many, `urn:${'x'.repeat(600)}+notify`, 'urn:example:plain']);
+    await until(() => (entityCapsOf(a.server)?.features('romeo@localhost/garden')?.size ?? 0) > 0, "romeo's caps on A");
+    const mirrored = entityCapsOf(a.server)?.features('romeo@localhost/garden');
+    expect([...(mirrored ?? [])]).toEqual(many.slice(0, 64));
+    // On B, his own process, every feature is known.
+    expect(entityCapsOf(b.server)?.features('romeo@localhost/garden')?.size).toBe(103);
+    // He lives on: a ping is answered.
+    expect(await romeo.iq('get', "<ping xmlns='urn:xmpp:ping'/>")).toMatch(/type='result'/);
+  });
 });

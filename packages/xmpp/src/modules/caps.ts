@@ -48,6 +48,8 @@ const registry = new WeakMap<object, EntityCaps>();
 
 /** `+notify` features mirrored per session at most (a client's disco#info is its own to make long). */
 const MAX_NOTIFY = 64;
+/** Longer `+notify` features name no node (PubSub node names are at most 512 characters) and are not mirrored. */
+const MAX_NOTIFY_LENGTH = 512 + '+notify'.length;
 
 /**
  * A session's `+notify` features (what PEP filters on, XEP-0163 §4.3) once its caps are resolved:
@@ -173,7 +175,7 @@ export function caps(options: CapsOptions = {}): XmppModule {
         client.features = features;
         const session = api.sessionOf(jid);
         if (session !== undefined) {
-          const list = [...features].filter((feature) => feature.endsWith('+notify')).sort();
+          const list = [...features].filter((feature) => feature.endsWith('+notify') && feature.length <= MAX_NOTIFY_LENGTH).sort(octet);
           capsNotifyState.get(session).list = list.length === 0 ? undefined : list.slice(0, MAX_NOTIFY);
         }
         for (const listener of listeners) {
