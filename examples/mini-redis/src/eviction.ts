@@ -243,6 +243,9 @@ export class Eviction {
    * when it is still over and nothing more can go (the caller answers -OOM).
    */
   perform(): boolean {
+    // During a client pause (WRITE or ALL) the dataset stays as it is: nothing evicted and no -OOM
+    // (7.0's isSafeToPerformEvictions); the writes the pause held run, and evict, once it ends.
+    if (this.#keyspace.frozen()) return true;
     const max = this.#limits.maxmemory;
     if (max === 0) return true;
     let used = this.used();
