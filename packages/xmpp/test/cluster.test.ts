@@ -424,4 +424,32 @@ describe('XMPP on several processes (a shared bus)', () => {
     // He lives on: a ping is answered.
     expect(await romeo.iq('get', "<ping xmlns='urn:xmpp:ping'/>")).toMatch(/type='result'/);
   });
+
+  it('notifies a resource on B that sent directed presence to an account on A (an implicit subscriber, XEP-0163 §4.1)', async () => {
+    const { a, b } = await cluster();
+    const NICK = 'http://jabber.org/protocol/nick';
+    const form =
+      "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>" +
+      "<field var='pubsub#access_model'><value>open</value></field></x></publish-options>";
+    const publish = (nick: string): string =>
+      `<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='${NICK}'><item id='current'><nick xmlns='${NICK}'>${nick}</nick></item></publish>${form}</pubsub>`;
+    const juliet = await RawClient.login(a.port, 'juliet', 'balcony', 'balcony');
+    await juliet.announce([]);
+    // romeo is not in juliet's roster: his directed presence (routed by B) makes him an implicit subscriber.
+    const romeo = await RawClient.login(b.port, 'romeo', 'r0meo!', 'garden');
+    await romeo.announce([`${NICK}+notify`]);
+    await until(() => entityCapsOf(a.server)?.features('romeo@localhost/garden')?.has(`${NICK}+notify`) === true, "romeo's caps on A");
+    romeo.send("<presence to='juliet@localhost'/>");
+    await juliet.next(/^<presence[^>]* from='romeo@localhost\/garden'/);
+    // A hears of it on the bus a moment later: juliet publishes until the notification reaches B.
+    let round = 0;
+    await until(async () => {
+      const nick = `Jules${round++}`;
+      expect(await juliet.iq('set', publish(nick))).toMatch(/type='result'/);
+      return romeo
+        .next(new RegExp(`<nick xmlns='${NICK}'>${nick}</nick>`), 1000)
+        .then(() => true)
+        .catch(() => false);
+    }, 'the notification on B');
+  });
 });

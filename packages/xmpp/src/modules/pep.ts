@@ -30,6 +30,12 @@ import {
 } from './pubsub/config.js';
 import { pubsubError, unsupported } from './pubsub/errors.js';
 import { wholeNumber } from './pubsub/options.js';
+
+/** Implicit subscribers by directed presence remembered per account at most. */
+const MAX_SEEN = 10_000;
+/** The cluster topic of directed presences seen by another process (implicit subscribers). */
+const SEEN_TOPIC = 'pep-seen';
+
 import { type PublishOutcome, type PubSubItem, PubSubService, type StoredNode } from './pubsub/service.js';
 
 /** A contact in a user's roster (RFC 6121 §2.1.2): bare JID, presence subscription, groups. */
@@ -410,24 +416,56 @@ export function pep(options: PepOptions = {}): XmppModule {
         if (to.local === '' || from.bare === to.bare || from.isBare) return;
         listen();
         const type = stanza.attr('type');
+        if (type !== undefined && type !== 'unavailable') return;
         const user = to.local;
         const full = from.toString();
+        // The presence is routed by the sender's process: the others (where the account may publish) hear of it.
+        if (noteSeen(user, full, type === undefined))
+          api.server.cluster?.broadcast(SEEN_TOPIC, JSON.stringify([user, full, type === undefined]));
         if (type === undefined) {
-          let jids = seen.get(user);
-          if (jids === undefined) {
-            jids = new Set();
-            seen.set(user, jids);
-          }
-          // Bounded: a flood of directed presences does not grow this without end.
-          if (!jids.has(full) && jids.size < 10_000) jids.add(full);
           delivered.get(full)?.delete(user);
           refresh(full);
-        } else if (type === 'unavailable') {
-          const jids = seen.get(user);
-          jids?.delete(full);
-          if (jids?.size === 0) seen.delete(user);
         }
       };
+      /** Whether `seen` changed. */
+      const noteSeen = (user: string, full: string, on: boolean): boolean => {
+        let jids = seen.get(user);
+        if (!on) {
+          const had = jids?.delete(full) === true;
+          if (jids?.size === 0) seen.delete(user);
+          return had;
+        }
+        if (jids === undefined) {
+          jids = new Set();
+          seen.set(user, jids);
+        }
+        // Bounded: a flood of directed presences does not grow this without end.
+        if (jids.has(full) || jids.size >= MAX_SEEN) return false;
+        jids.add(full);
+        return true;
+      };
+      // On several processes: what the others saw. Stale entries are harmless (notifications go to available resources only).
+      queueMicrotask(() => {
+        // After the server's constructor: its cluster exists then, if it has one.
+        const cluster = api.server.cluster;
+        if (cluster === undefined) return;
+        api.onStop(
+          cluster.listen(SEEN_TOPIC, (data) => {
+            let parsed: unknown;
+            try {
+              parsed = data === undefined ? undefined : JSON.parse(data);
+            } catch {
+              return;
+            }
+            if (!Array.isArray(parsed)) return;
+            const [user, full, on] = parsed as unknown[];
+            if (typeof user !== 'string' || typeof full !== 'string' || typeof on !== 'boolean') return;
+            const jid = Jid.parse(full);
+            if (jid === undefined || jid.isBare || user === '') return;
+            noteSeen(user, jid.toString(), on);
+          }),
+        );
+      });
       api.hook('presence/bare', directedPresence, 40);
       api.hook('presence/full', directedPresence, 40);
 
