@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freePort as freeHaproxyPort, Haproxy } from '../../../test/support/haproxy.js';
 import { rawConnect, sleep } from '../../../test/support/net.js';
 import { freePort, REDIS_SERVER, type Server, startRedis } from '../../../test/support/redis-server.js';
 import { sqliteStorage } from '../src/index.js';
@@ -21,8 +22,11 @@ const PYTHON = '/usr/bin/python3';
 const children: ChildProcess[] = [];
 let redis: Server | undefined;
 let dir: string | undefined;
+let haproxy: Haproxy | undefined;
 
 afterEach(async () => {
+  await haproxy?.stop();
+  haproxy = undefined;
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   await redis?.stop();
   redis = undefined;
@@ -235,5 +239,65 @@ describe('XMPP on two processes over a real redis-server', () => {
     expect([...new Set(him.bodies.filter((body) => body === 'during' || body === 'after'))]).toEqual(['during', 'after']);
     expect(one.stderr()).not.toMatch(/Error/);
     expect(two.stderr()).not.toMatch(/Error/);
+  }, 180_000);
+  it('behind HAProxy: users land on both processes and chat; the users of a killed process come back through HAProxy to the other, and get what was sent meanwhile', async () => {
+    redis = await startRedis();
+    dir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-cluster-'));
+    const storage = sqliteStorage({ file: join(dir, 'xmpp.sqlite') });
+    await storage.users.create('juliet', 'balcony');
+    await storage.users.create('romeo', 'r0meo!');
+    await storage.close();
+    const { cert, key } = testCert();
+    const env = { BUS_URL: `redis://127.0.0.1:${redis.port}`, DATA_DIR: dir, TLS_CERT: cert, TLS_KEY: key, SESSION_TTL_MS: '2000' };
+    const [one, two] = await Promise.all([startNode(env), startNode(env)]);
+    const front = await freeHaproxyPort();
+    haproxy = await Haproxy.start({
+      name: 'portbind-xmpp-cluster',
+      config: [
+        'defaults',
+        '  mode tcp',
+        '  timeout connect 5s',
+        '  timeout client 5m',
+        '  timeout server 5m',
+        '  timeout check 5s',
+        'frontend xmpp_in',
+        `  bind 127.0.0.1:${front}`,
+        '  default_backend xmpp',
+        'backend xmpp',
+        '  balance roundrobin',
+        '  default-server check inter 300 fall 2 rise 2',
+        `  server one 127.0.0.1:${one.port}`,
+        `  server two 127.0.0.1:${two.port}`,
+      ],
+    });
+    await haproxy.waitFor('both UP', (states) => states['xmpp/one']?.status === 'UP' && states['xmpp/two']?.status === 'UP');
+    // Through HAProxy only, one after the other: round-robin puts them on different processes.
+    const her = await romeo(front, 'phone', { username: 'juliet', password: 'balcony' });
+    const him = await romeo(front, 'web');
+    const states = await haproxy.servers();
+    expect([states['xmpp/one']?.current, states['xmpp/two']?.current]).toEqual([1, 1]);
+    await her.xmpp.send(clientXml('message', { to: 'romeo@localhost', type: 'chat' }, clientXml('body', {}, 'across')));
+    await until(() => him.bodies.includes('across'), 'the message across processes');
+    await him.xmpp.send(clientXml('message', { to: 'juliet@localhost', type: 'chat' }, clientXml('body', {}, 'back')));
+    await until(() => her.bodies.includes('back'), 'the answer');
+
+    // The process romeo landed on (the second connection: `two`) dies; juliet writes on meanwhile. His client
+    // reconnects by itself (@xmpp/client's reconnect), through the same HAProxy address: only process one is
+    // left. Back online, it says so (initial presence), and what was sent meanwhile arrives.
+    let reconnected = 0;
+    him.xmpp.on('online', () => {
+      reconnected++;
+      void him.xmpp.send(clientXml('presence', {}));
+    });
+    two.child.kill('SIGKILL');
+    const meanwhile = ['while down 1', 'while down 2', 'while down 3'];
+    for (const body of meanwhile)
+      await her.xmpp.send(clientXml('message', { to: 'romeo@localhost', type: 'chat' }, clientXml('body', {}, body)));
+    await until(() => reconnected > 0, 'romeo reconnected through HAProxy');
+    await until(() => meanwhile.every((body) => him.bodies.includes(body)), `what was sent meanwhile (got ${JSON.stringify(him.bodies)})`);
+    expect(him.bodies.filter((body) => body.startsWith('while down'))).toEqual(meanwhile);
+    await haproxy.waitFor('two DOWN', (now) => now['xmpp/two']?.status === 'DOWN');
+    expect((await haproxy.servers())['xmpp/one']?.current).toBe(2);
+    expect(one.stderr()).not.toMatch(/Error/);
   }, 180_000);
 });
