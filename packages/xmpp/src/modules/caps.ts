@@ -5,6 +5,7 @@
 // - the server's: its own caps hash, computed from its disco#info, as a stream feature (§6.3).
 
 import { createHash, randomBytes } from 'node:crypto';
+import { RemoteSession } from '../cluster.js';
 import { type XmlElement, xml } from '../element.js';
 import { sessionState } from '../host.js';
 import type { ModuleApi, XmppModule } from '../module.js';
@@ -266,8 +267,10 @@ export function caps(options: CapsOptions = {}): XmppModule {
       );
       api.hook('session/closed', ({ session }) => {
         const jid = session.jid?.toString();
-        // A session replaced by another with the same JID (a resumption, a resource conflict) leaves the new one's caps.
-        if (jid !== undefined && api.sessionOf(jid) === undefined) forget(jid);
+        // A session replaced by another with the same JID (a resumption, a resource conflict) leaves the new one's
+        // caps; one on another process has its caps there (mirrored).
+        const next = jid === undefined ? undefined : api.sessionOf(jid);
+        if (jid !== undefined && (next === undefined || next instanceof RemoteSession)) forget(jid);
       });
 
       // Answers to the server's disco#info queries (to clients, and to itself).

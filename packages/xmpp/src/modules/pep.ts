@@ -406,8 +406,10 @@ export function pep(options: PepOptions = {}): XmppModule {
       );
       api.hook('session/closed', ({ session }) => {
         const full = session.jid?.toString();
-        // A session replaced by another with the same JID (a resumption, a resource conflict) leaves the new one be.
-        if (full !== undefined && api.sessionOf(full) === undefined) unavailable(full);
+        // A session replaced by another with the same JID (a resumption, a resource conflict) leaves the new one be;
+        // one on another process is that process's to serve.
+        const next = full === undefined ? undefined : api.sessionOf(full);
+        if (full !== undefined && (next === undefined || next instanceof RemoteSession)) unavailable(full);
       });
 
       // Directed presence to an account from outside its roster: an implicit subscriber too (XEP-0163 §4.1).
