@@ -1,8 +1,9 @@
 // What the benchmark scripts share: a free port, a process's CPU time, and a real redis-server of their own.
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** A free TCP port on 127.0.0.1 (for servers that cannot bind port 0 and report it). */
 export const freePort = () =>
@@ -45,7 +46,19 @@ export async function startRedisServer(extra = []) {
   const port = await freePort();
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmpdir(), ...extra],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      mkdtempSync(join(tmpdir(), 'portbind-bench-redis-')),
+      ...extra,
+    ],
     { stdio: 'ignore' },
   );
   for (let i = 0; i < 200; i++) {

@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { rawConnect, sleep } from './net.js';
 
 // A real redis-server 7.0.15 on a free port, no persistence, its files in the temp dir: for the tests
@@ -30,6 +31,8 @@ export async function startRedis(): Promise<Server> {
   if (!existsSync(REDIS_SERVER)) throw new Error(`${REDIS_SERVER} not found: apt-get install redis-server (bash .ci/run does)`);
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
+    // A directory of its own: a dump.rdb another test (or server) left in the temp dir is never loaded.
+    const dir = mkdtempSync(join(tmpdir(), 'portbind-redis-'));
     const child: ChildProcess = spawn(
       REDIS_SERVER,
       [
@@ -47,16 +50,18 @@ export async function startRedis(): Promise<Server> {
           '--loglevel',
           'warning',
         ],
-        // Its files (a full sync to a SYNC client writes dump.rdb) in the temp dir, never in the checkout.
-        ...['--dir', tmpdir()],
+        // Its files (a full sync to a SYNC client writes dump.rdb) in that directory, never in the checkout.
+        ...['--dir', dir],
       ],
       { stdio: 'ignore' },
     );
     const exited = once(child, 'exit');
     const stop = async (): Promise<void> => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGKILL');
-      await exited;
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
     };
     for (let i = 0; i < 200 && child.exitCode === null; i++) {
       try {
