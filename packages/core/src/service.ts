@@ -340,6 +340,8 @@ export class PortService {
       }
     }
     if (worker) {
+      // SIGHUP is the primary's (a rolling restart); one sent to the whole process group must not end a worker.
+      process.on('SIGHUP', () => this.logger.debug('SIGHUP in a worker: the primary restarts the workers'));
       reportReady(urls);
       // The primary gone (killed): nobody hands this worker connections any more; drain and exit.
       process.once('disconnect', () => {
@@ -364,6 +366,16 @@ export class PortService {
       this.stop().then(
         (report) => {
           this.logger.info(report, 'stopped');
+          // A worker leaves once its IPC channel closes: every connection the primary handed over before
+          // taking it off the listeners has been read by then (and declined, so re-sent elsewhere).
+          if (worker && process.connected) {
+            const exit = setTimeout(() => process.exit(0), 2000);
+            process.once('disconnect', () => {
+              clearTimeout(exit);
+              process.exit(0);
+            });
+            return;
+          }
           process.exit(0);
         },
         (error: unknown) => {

@@ -138,6 +138,12 @@ export function supervise(options: SupervisorOptions): Supervisor {
         return;
       }
       worker.once('exit', () => resolve());
+      // First out of the primary's round-robin (disconnect() takes the worker off every listener at
+      // once, then tells it so over IPC), so that no new connection is handed to a worker about to
+      // exit: a connection in flight to a worker that exits before answering would be left open in
+      // the primary, unanswered (node:cluster re-sends only what a live worker declines). Then the
+      // drain in each protocol's terms.
+      if (worker.isConnected()) worker.disconnect();
       worker.process.kill('SIGTERM');
       const timer = setTimeout(() => {
         logger.warn({ worker: worker.id, workerPid: worker.process.pid }, 'worker still running after its grace period: killed');

@@ -96,6 +96,8 @@ function get(url: string, path = '/'): Promise<string> {
       res.on('error', reject);
     });
     req.on('error', reject);
+    // A request nobody answers must fail the test with a reason, not hang it.
+    req.setTimeout(10_000, () => req.destroy(new Error(`no answer in 10 s from ${url}${path}`)));
     req.end();
   });
 }
@@ -120,7 +122,7 @@ async function pidsOver(url: string, requests: number): Promise<Set<number>> {
   return pids;
 }
 
-describe('WORKERS: several worker processes behind one port (node:cluster)', () => {
+describe('WORKERS: several worker processes behind one port (node:cluster)', { timeout: 120_000 }, () => {
   it('WORKERS=2: the primary logs the URL once; connections go to two worker processes, never the primary', async () => {
     const run = startApp({ WORKERS: '2' });
     const url = await listening(run);
