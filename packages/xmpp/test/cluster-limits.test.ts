@@ -40,7 +40,7 @@ async function register(port: number, user: string): Promise<string> {
     socket.write(
       `<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>${user}</username><password>secret-${user}</password></query></iq>`,
     );
-    return await readUntil(socket, /id='reg'[^]*?(\/>|<\/iq>)/);
+    return await readUntil(socket, /id='reg'[\s\S]*?(\/>|<\/iq>)/);
   } finally {
     socket.destroy();
   }
