@@ -97,6 +97,18 @@ async function startNode(env: Record<string, string>): Promise<{ child: ChildPro
   return { child, port: ready.port, node: ready.node, stderr: () => errors };
 }
 
+/** Two processes of the service on the Redis at `redisPort`, sharing one SQLite file (juliet and romeo) in a new `dir`. */
+async function twoNodes(redisPort: number): Promise<[Awaited<ReturnType<typeof startNode>>, Awaited<ReturnType<typeof startNode>>]> {
+  dir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-cluster-'));
+  const storage = sqliteStorage({ file: join(dir, 'xmpp.sqlite') });
+  await storage.users.create('juliet', 'balcony');
+  await storage.users.create('romeo', 'r0meo!');
+  await storage.close();
+  const { cert, key } = testCert();
+  const env = { BUS_URL: `redis://127.0.0.1:${redisPort}`, DATA_DIR: dir, TLS_CERT: cert, TLS_KEY: key, SESSION_TTL_MS: '2000' };
+  return Promise.all([startNode(env), startNode(env)]);
+}
+
 /** romeo (or another user) with @xmpp/client: every chat body he receives, in order. */
 async function romeo(
   port: number,
@@ -152,14 +164,7 @@ async function redisOn(port: number): Promise<ChildProcess> {
 describe('XMPP on two processes over a real redis-server', () => {
   it('slixmpp on process 1 and @xmpp/client on process 2 chat; process 2 is killed; nothing sent meanwhile is lost', async () => {
     redis = await startRedis();
-    dir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-cluster-'));
-    const storage = sqliteStorage({ file: join(dir, 'xmpp.sqlite') });
-    await storage.users.create('juliet', 'balcony');
-    await storage.users.create('romeo', 'r0meo!');
-    await storage.close();
-    const { cert, key } = testCert();
-    const env = { BUS_URL: `redis://127.0.0.1:${redis.port}`, DATA_DIR: dir, TLS_CERT: cert, TLS_KEY: key, SESSION_TTL_MS: '2000' };
-    const [one, two] = await Promise.all([startNode(env), startNode(env)]);
+    const [one, two] = await twoNodes(redis.port);
     expect(one.node).not.toBe(two.node);
 
     const slix = spawn(PYTHON, [join(fixtures, 'slix_user.py'), '127.0.0.1', String(one.port)], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -207,14 +212,7 @@ describe('XMPP on two processes over a real redis-server', () => {
   it('goes on after redis-server restarts empty: the directory is rebuilt, and what was sent meanwhile arrives', async () => {
     const port = await freePort();
     let server = await redisOn(port);
-    dir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-cluster-'));
-    const storage = sqliteStorage({ file: join(dir, 'xmpp.sqlite') });
-    await storage.users.create('juliet', 'balcony');
-    await storage.users.create('romeo', 'r0meo!');
-    await storage.close();
-    const { cert, key } = testCert();
-    const env = { BUS_URL: `redis://127.0.0.1:${port}`, DATA_DIR: dir, TLS_CERT: cert, TLS_KEY: key, SESSION_TTL_MS: '2000' };
-    const [one, two] = await Promise.all([startNode(env), startNode(env)]);
+    const [one, two] = await twoNodes(port);
     const juliet = await romeo(one.port, 'phone', { username: 'juliet', password: 'balcony' });
     const him = await romeo(two.port, 'web');
     const chat = async (from: typeof juliet, to: string, body: string, at: typeof juliet): Promise<void> => {
@@ -242,14 +240,7 @@ describe('XMPP on two processes over a real redis-server', () => {
   }, 180_000);
   it('behind HAProxy: users land on both processes and chat; the users of a killed process come back through HAProxy to the other, and get what was sent meanwhile', async () => {
     redis = await startRedis();
-    dir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-cluster-'));
-    const storage = sqliteStorage({ file: join(dir, 'xmpp.sqlite') });
-    await storage.users.create('juliet', 'balcony');
-    await storage.users.create('romeo', 'r0meo!');
-    await storage.close();
-    const { cert, key } = testCert();
-    const env = { BUS_URL: `redis://127.0.0.1:${redis.port}`, DATA_DIR: dir, TLS_CERT: cert, TLS_KEY: key, SESSION_TTL_MS: '2000' };
-    const [one, two] = await Promise.all([startNode(env), startNode(env)]);
+    const [one, two] = await twoNodes(redis.port);
     const front = await freeHaproxyPort();
     haproxy = await Haproxy.start({
       name: 'portbind-xmpp-cluster',
