@@ -1,24 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../../test/support/redis-server.js';
 
 // Test helpers for cluster mode: a real cluster-enabled redis-server 7.0.15 (one node owning every
 // slot, as cluster mode's default describes the service) to compare replies with, and a raw client
 // that splits a byte stream into whole RESP2/RESP3 replies.
 
-/** A free TCP port on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
+export { freePort } from '../../../test/support/redis-server.js';
 
 /** Where the reply starting at `start` ends, or -1 while incomplete. */
 function replyEnd(buffer: Buffer, start: number): number {
