@@ -1,4 +1,5 @@
 import {
+  type AppendOptions,
   type Bus,
   type BusEntry,
   BusEventEmitter,
@@ -8,6 +9,7 @@ import {
   type BusPresence,
   type BusStream,
   type BusSubscription,
+  type BusValues,
   busBytes,
   ConfigError,
   type Logger,
@@ -80,10 +82,31 @@ class RedisStream implements BusStream {
     this.#key = bytes(name);
   }
 
-  async append(data: Buffer | string, options?: { maxLength?: number }): Promise<string> {
+  async append(data: Buffer | string, options?: AppendOptions): Promise<string> {
     const trim = options?.maxLength === undefined ? [] : ['MAXLEN', '~', String(options.maxLength)];
-    const id = await this.#bus.call('XADD', this.#key, ...trim, '*', FIELD, busBytes(data));
-    return String(id);
+    const ttlMs = options?.ttlMs;
+    if (ttlMs === undefined) return String(await this.#bus.call('XADD', this.#key, ...trim, '*', FIELD, busBytes(data)));
+    if (!(ttlMs > 0)) throw new RangeError('append ttlMs must be more than 0');
+    // One round trip, in one transaction: the entry and the stream's new lifetime.
+    const transaction = this.#bus.commands
+      .multi()
+      .call('XADD', this.#key, ...trim, '*', FIELD, busBytes(data))
+      .call('PEXPIRE', this.#key, String(Math.ceil(ttlMs)));
+    const results = await this.#bus.track(transaction.exec());
+    const first = results?.[0];
+    if (first === undefined) throw new BusUnavailableError('append (transaction discarded)');
+    if (first[0] !== null) throw first[0];
+    return String(first[1]);
+  }
+
+  async entries(options?: { after?: string; count?: number }): Promise<BusEntry[]> {
+    const start = options?.after === undefined ? '-' : `(${options.after}`;
+    const reply = await this.#bus.callBuffer('XRANGE', this.#key, start, '+', 'COUNT', String(options?.count ?? 100));
+    return toEntries(reply, false);
+  }
+
+  async delete(): Promise<void> {
+    await this.#bus.call('DEL', this.#key);
   }
 
   async createGroup(group: string, from: 'start' | 'end' = 'end'): Promise<void> {
@@ -173,7 +196,17 @@ class RedisStream implements BusStream {
 interface Owned {
   value: string;
   ttlMs: number;
+  /** A claim: refreshed only while it is still this process's value. */
+  claim?: boolean;
 }
+
+/** A claim's heartbeat: 1 refreshed, 2 written again (it had expired), 0 another process holds it. */
+const REFRESH_CLAIM = `local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if v then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2`;
+/** Release a claim only if it is still this process's value. */
+const RELEASE_CLAIM = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 /** Keys refreshed per pipeline by the heartbeat. */
 const HEARTBEAT_BATCH = 1000;
@@ -190,12 +223,15 @@ class RedisBus implements Bus {
   readonly #channels = new Map<string, Set<BusListener>>();
   readonly #patterns = new Map<string, Set<BusListener>>();
   readonly #owned = new Map<string, Owned>();
+  /** Claims another process took (key → this process's value): `delete` must not remove the other's. */
+  readonly #lostClaims = new Map<string, string>();
   readonly #options: RedisBusOptions;
   #closed = false;
   /** When the subscriber connection went down (0 while up). */
   #downSince = 0;
   #everReady = false;
   readonly presence: BusPresence;
+  readonly values: BusValues;
 
   constructor(options: RedisBusOptions) {
     this.#options = options;
@@ -227,12 +263,25 @@ class RedisBus implements Bus {
     this.#subscriber.on('ready', () => void this.#onReady());
     this.#subscriber.on('close', () => this.#onClose());
     this.presence = this.#makePresence();
+    this.values = {
+      set: async (key, value, { ttlMs }) => {
+        if (!(ttlMs > 0)) throw new RangeError('values ttlMs must be more than 0');
+        await this.call('SET', bytes(key), value, 'PX', String(Math.ceil(ttlMs)));
+      },
+      get: async (key) => {
+        const value = await this.callBuffer('GET', bytes(key));
+        return Buffer.isBuffer(value) ? value.toString() : undefined;
+      },
+      delete: async (key) => {
+        await this.call('DEL', bytes(key));
+      },
+    };
   }
 
   /** Commands on the commands connection not yet answered; `sent` once written to a ready connection. */
   readonly #pendingCommands = new Set<{ sent: boolean; reject: (error: Error) => void }>();
 
-  #track<T>(promise: Promise<T>): Promise<T> {
+  track<T>(promise: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const pending = { sent: this.commands.status === 'ready', reject };
       this.#pendingCommands.add(pending);
@@ -249,11 +298,11 @@ class RedisBus implements Bus {
 
   /** A command on the commands connection (rejected if the connection breaks while it is in flight). */
   call(command: string, ...args: Array<string | Buffer>): Promise<unknown> {
-    return this.#track(this.commands.call(command, ...args));
+    return this.track(this.commands.call(command, ...args));
   }
 
   callBuffer(command: string, ...args: Array<string | Buffer>): Promise<unknown> {
-    return this.#track(this.commands.callBuffer(command, ...args));
+    return this.track(this.commands.callBuffer(command, ...args));
   }
 
   #connect(role: string, extra: { autoResubscribe?: boolean; autoResendUnfulfilledCommands?: boolean }): Redis {
@@ -432,7 +481,7 @@ class RedisBus implements Bus {
     this.#beats.set(ttlMs, timer);
   }
 
-  /** Refresh every entry of this TTL, pipelined; one found gone is written again and reported lost. */
+  /** Refresh every entry of this TTL, pipelined; one found gone is written again and reported lost (a claim someone else holds now, too). */
   async #heartbeat(ttlMs: number): Promise<void> {
     const keys: string[] = [];
     for (const [key, own] of this.#owned) if (own.ttlMs === ttlMs) keys.push(key);
@@ -443,23 +492,44 @@ class RedisBus implements Bus {
     }
     if (this.#closed || this.commands.status !== 'ready') return;
     const missing: string[] = [];
+    const rewritten: string[] = [];
+    const taken: string[] = [];
     for (let at = 0; at < keys.length; at += HEARTBEAT_BATCH) {
       const batch = keys.slice(at, at + HEARTBEAT_BATCH);
+      const owned = batch.map((key) => this.#owned.get(key));
       const pipeline = this.commands.pipeline();
-      for (const key of batch) pipeline.call('SET', bytes(key), this.#owned.get(key)?.value ?? '', 'PX', String(ttlMs), 'XX');
-      const results = (await this.#track(pipeline.exec())) ?? [];
+      batch.forEach((key, i) => {
+        const own = owned[i];
+        if (own?.claim === true) pipeline.call('EVAL', REFRESH_CLAIM, '1', bytes(key), own.value, String(ttlMs));
+        else pipeline.call('SET', bytes(key), own?.value ?? '', 'PX', String(ttlMs), 'XX');
+      });
+      const results = (await this.track(pipeline.exec())) ?? [];
       // XX: a key that is gone (expired while Redis was unreachable, or lost with its data) is a loss to report.
       results.forEach(([error, reply], i) => {
-        if (error === null && reply === null) missing.push(batch[i] as string);
+        if (error !== null) return;
+        const key = batch[i] as string;
+        if (owned[i]?.claim === true) {
+          if (Number(reply) === 2) rewritten.push(key);
+          else if (Number(reply) === 0) taken.push(key);
+        } else if (reply === null) missing.push(key);
       });
     }
     const rewrite = missing.filter((key) => this.#owned.get(key)?.ttlMs === ttlMs);
-    if (rewrite.length === 0) return;
-    const pipeline = this.commands.pipeline();
-    for (const key of rewrite) pipeline.call('SET', bytes(key), this.#owned.get(key)?.value ?? '', 'PX', String(ttlMs));
-    await this.#track(pipeline.exec());
+    if (rewrite.length > 0) {
+      const pipeline = this.commands.pipeline();
+      for (const key of rewrite) pipeline.call('SET', bytes(key), this.#owned.get(key)?.value ?? '', 'PX', String(ttlMs));
+      await this.track(pipeline.exec());
+    }
     const now = Date.now();
-    this.lost('presence', `${rewrite.length} presence entries had expired and were written again`, now, now, rewrite);
+    rewrite.push(...rewritten);
+    if (rewrite.length > 0)
+      this.lost('presence', `${rewrite.length} presence entries had expired and were written again`, now, now, rewrite);
+    for (const key of taken) {
+      const value = this.#owned.get(key)?.value;
+      this.#owned.delete(key);
+      if (value !== undefined) this.#lostClaims.set(key, value);
+    }
+    if (taken.length > 0) this.lost('claim', `${taken.length} claims are held by another process now`, now, now, taken);
   }
 
   #makePresence(): BusPresence {
@@ -477,8 +547,29 @@ class RedisBus implements Bus {
         return Buffer.isBuffer(value) ? value.toString() : undefined;
       },
       async delete(key) {
+        const own = bus.#owned.get(key);
+        const lost = bus.#lostClaims.get(key);
         bus.#owned.delete(key);
-        await bus.call('DEL', bytes(key));
+        bus.#lostClaims.delete(key);
+        if (own?.claim === true || lost !== undefined) await bus.call('EVAL', RELEASE_CLAIM, '1', bytes(key), own?.value ?? lost ?? '');
+        else await bus.call('DEL', bytes(key));
+      },
+      async claim(key, value, { ttlMs }) {
+        if (bus.#closed) throw new BusUnavailableError('presence (bus closed)');
+        if (!(ttlMs > 0)) throw new RangeError('presence ttlMs must be more than 0');
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const set = await bus.call('SET', bytes(key), value, 'PX', String(ttlMs), 'NX');
+          const holder = set === null ? await this.get(key) : value;
+          // Expired between the two commands: try again.
+          if (holder === undefined) continue;
+          if (holder === value) {
+            bus.#lostClaims.delete(key);
+            bus.#owned.set(key, { value, ttlMs, claim: true });
+            bus.#ensureHeartbeat(ttlMs);
+          }
+          return holder;
+        }
+        throw new BusUnavailableError(`presence claim of ${key} (it keeps expiring)`);
       },
       async list(prefix) {
         const out = new Map<string, string>();

@@ -223,3 +223,42 @@ describe('Redis restarted in the middle', () => {
     await volatile.stop();
   });
 });
+
+describe('redisBus claims, values and stream lifetimes', () => {
+  it('a claim is held by one process, survives on its heartbeat, and is reported lost when another took it', async () => {
+    const a = await bus();
+    const b = await bus();
+    const key = `claim:${a.id}`;
+    expect(await a.presence.claim(key, 'A', { ttlMs: 300 })).toBe('A');
+    expect(await b.presence.claim(key, 'B', { ttlMs: 300 })).toBe('A');
+    await new Promise((resolve) => setTimeout(resolve, 700)); // past the TTL: the heartbeat kept it
+    expect(await b.presence.get(key)).toBe('A');
+    const lost: Array<BusEvents['lost']> = [];
+    a.on('lost', (info) => lost.push(info));
+    // As if the entry had expired while Redis was unreachable and b had claimed it meanwhile.
+    const direct = new Redis(redis.url);
+    await direct.set(key, 'B', 'PX', 10_000);
+    await eventually('claim reported lost', async () => lost.some((info) => info.kind === 'claim' && info.names.includes(key)), 3000);
+    // a no longer refreshes nor releases it: b's value stays.
+    await a.presence.delete(key);
+    expect(await direct.get(key)).toBe('B');
+    direct.disconnect();
+  });
+
+  it('values outlive their process until their TTL; entries() reads in order; ttlMs and delete() remove a stream', async () => {
+    const a = await bus();
+    const b = await bus();
+    await a.values.set(`v:${a.id}`, 'state', { ttlMs: 400 });
+    expect(await b.values.get(`v:${a.id}`)).toBe('state');
+    await eventually('value expired', async () => (await b.values.get(`v:${a.id}`)) === undefined, 3000);
+    const stream = a.stream(`journal:${a.id}`);
+    const first = await stream.append('one', { ttlMs: 400, maxLength: 10 });
+    await stream.append('two', { ttlMs: 400 });
+    expect((await b.stream(`journal:${a.id}`).entries()).map((entry) => entry.data.toString())).toEqual(['one', 'two']);
+    expect((await stream.entries({ after: first })).map((entry) => entry.data.toString())).toEqual(['two']);
+    await eventually('stream expired', async () => (await stream.length()) === 0, 3000);
+    await stream.append('three');
+    await stream.delete();
+    expect(await stream.entries()).toEqual([]);
+  });
+});

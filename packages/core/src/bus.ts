@@ -40,11 +40,24 @@ export interface BusEntry {
   readonly redelivered: boolean;
 }
 
+/** Options of {@link BusStream.append}. */
+export interface AppendOptions {
+  maxLength?: number;
+  ttlMs?: number;
+}
+
 /** A durable stream with consumer groups (Redis Streams). */
 export interface BusStream {
   readonly name: string;
-  /** Append an entry (XADD); `maxLength` trims the oldest past about that many (XADD MAXLEN ~). Resolves to its id. */
-  append(data: Buffer | string, options?: { maxLength?: number }): Promise<string>;
+  /**
+   * Append an entry (XADD); `maxLength` trims the oldest past about that many (XADD MAXLEN ~); `ttlMs`
+   * deletes the whole stream that long after this append unless appended to again (PEXPIRE). Resolves to its id.
+   */
+  append(data: Buffer | string, options?: AppendOptions): Promise<string>;
+  /** Entries in order (XRANGE), whoever read them: after the id `after` (exclusive), at most `count` (default 100). */
+  entries(options?: { after?: string; count?: number }): Promise<BusEntry[]>;
+  /** Delete the stream, its entries and groups (DEL). */
+  delete(): Promise<void>;
   /** Create the group if it does not exist (XGROUP CREATE … MKSTREAM): from the first entry, or only new ones. */
   createGroup(group: string, from?: 'start' | 'end'): Promise<void>;
   /**
@@ -70,6 +83,24 @@ export interface BusPresence {
   delete(key: string): Promise<void>;
   /** Every live entry whose key starts with `prefix` (any process's). */
   list(prefix: string): Promise<Map<string, string>>;
+  /**
+   * Hold `key` as long as this process lives, unless another process holds it already (a lease: which
+   * process hosts a room, which one leads). Resolves to the holder's value: `value` when this process
+   * holds it now (or held it already). Refreshed like `set`; if the heartbeat finds another holder
+   * (the entry expired while the engine was unreachable and someone claimed it), this process no
+   * longer holds it and a `lost` event of kind `claim` names the key. `delete` releases it.
+   */
+  claim(key: string, value: string, options: { ttlMs: number }): Promise<string>;
+}
+
+/**
+ * Values with a lifetime of their own: unlike presence entries they outlive the process that set
+ * them until `ttlMs` (what another process must be able to read after this one died).
+ */
+export interface BusValues {
+  set(key: string, value: string, options: { ttlMs: number }): Promise<void>;
+  get(key: string): Promise<string | undefined>;
+  delete(key: string): Promise<void>;
 }
 
 /** What {@link Bus.on} reports. */
@@ -83,11 +114,11 @@ export interface BusEvents {
   /**
    * Delivery could not be guaranteed: pub/sub messages of `names` published between `since` and
    * `until` may not have arrived (`pubsub`), a stream or group vanished with the engine's data
-   * (`stream`), or presence entries had to be written again (`presence`). Tell your peers in the
-   * protocol's terms; never lose silently.
+   * (`stream`), presence entries had to be written again (`presence`), or a claim is now another
+   * process's (`claim`). Tell your peers in the protocol's terms; never lose silently.
    */
   lost: {
-    readonly kind: 'pubsub' | 'stream' | 'presence';
+    readonly kind: 'pubsub' | 'stream' | 'presence' | 'claim';
     readonly reason: string;
     readonly since: number;
     readonly until: number;
@@ -116,6 +147,7 @@ export interface Bus {
   /** A durable stream by name (no I/O until used). */
   stream(name: string): BusStream;
   readonly presence: BusPresence;
+  readonly values: BusValues;
   /** Listen to an event; returns the function that stops listening. */
   on<E extends BusEventName>(event: E, listener: (info: BusEvents[E]) => void): () => void;
   /** Delete this bus's presence entries, leave every subscription, close the connections. Idempotent. */
@@ -248,6 +280,8 @@ interface MemoryGroup {
 }
 
 interface MemoryStreamState {
+  /** When the stream is deleted (an `append` with `ttlMs`). */
+  expiresAt: number;
   entries: MemoryEntry[];
   groups: Map<string, MemoryGroup>;
   lastMs: number;
@@ -268,11 +302,23 @@ class MemoryHub {
   readonly streams = new Map<string, MemoryStreamState>();
   /** Entries of a live bus never expire (its heartbeat would keep them); a killed bus's expire `ttlMs` after its death. */
   readonly presence = new Map<string, { value: string; expiresAt: number; owner: object | undefined }>();
+  readonly values = new Map<string, { value: string; expiresAt: number }>();
+
+  /** A stream that exists (not expired), if any. */
+  existing(name: string): MemoryStreamState | undefined {
+    const state = this.streams.get(name);
+    if (state !== undefined && state.expiresAt <= Date.now()) {
+      this.streams.delete(name);
+      for (const wake of [...state.waiters]) wake();
+      return undefined;
+    }
+    return state;
+  }
 
   stream(name: string): MemoryStreamState {
-    let state = this.streams.get(name);
+    let state = this.existing(name);
     if (state === undefined) {
-      state = { entries: [], groups: new Map(), lastMs: 0, lastSeq: 0, waiters: new Set() };
+      state = { expiresAt: Number.POSITIVE_INFINITY, entries: [], groups: new Map(), lastMs: 0, lastSeq: 0, waiters: new Set() };
       this.streams.set(name, state);
     }
     return state;
@@ -314,9 +360,14 @@ class MemoryStream implements BusStream {
     this.name = name;
   }
 
-  async append(data: Buffer | string, options?: { maxLength?: number }): Promise<string> {
+  async append(data: Buffer | string, options?: AppendOptions): Promise<string> {
     this.#bus.check();
     const state = this.#hub.stream(this.name);
+    const ttlMs = options?.ttlMs;
+    if (ttlMs !== undefined) {
+      if (!(ttlMs > 0)) throw new RangeError('append ttlMs must be more than 0');
+      state.expiresAt = Date.now() + ttlMs;
+    }
     const now = Date.now();
     if (now > state.lastMs) {
       state.lastMs = now;
@@ -328,6 +379,26 @@ class MemoryStream implements BusStream {
     if (max !== undefined && state.entries.length > max) state.entries.splice(0, state.entries.length - max);
     for (const wake of [...state.waiters]) wake();
     return id;
+  }
+
+  async entries(options?: { after?: string; count?: number }): Promise<BusEntry[]> {
+    this.#bus.check();
+    const count = options?.count ?? 100;
+    const after = options?.after;
+    const out: BusEntry[] = [];
+    for (const entry of this.#hub.existing(this.name)?.entries ?? []) {
+      if (out.length >= count) break;
+      if (after !== undefined && compareIds(entry.id, after) <= 0) continue;
+      out.push({ id: entry.id, data: entry.data, redelivered: false });
+    }
+    return out;
+  }
+
+  async delete(): Promise<void> {
+    this.#bus.check();
+    const state = this.#hub.streams.get(this.name);
+    this.#hub.streams.delete(this.name);
+    for (const wake of [...(state?.waiters ?? [])]) wake();
   }
 
   async createGroup(group: string, from: 'start' | 'end' = 'end'): Promise<void> {
@@ -409,7 +480,7 @@ class MemoryStream implements BusStream {
 
   async ack(group: string, ids: readonly string[]): Promise<number> {
     this.#bus.check();
-    const own = this.#hub.stream(this.name).groups.get(group);
+    const own = this.#hub.existing(this.name)?.groups.get(group);
     if (own === undefined) return 0;
     let acked = 0;
     for (const id of ids) if (own.pending.delete(id)) acked++;
@@ -418,12 +489,12 @@ class MemoryStream implements BusStream {
 
   async pending(group: string): Promise<number> {
     this.#bus.check();
-    return this.#hub.streams.get(this.name)?.groups.get(group)?.pending.size ?? 0;
+    return this.#hub.existing(this.name)?.groups.get(group)?.pending.size ?? 0;
   }
 
   async length(): Promise<number> {
     this.#bus.check();
-    return this.#hub.streams.get(this.name)?.entries.length ?? 0;
+    return this.#hub.existing(this.name)?.entries.length ?? 0;
   }
 }
 
@@ -436,6 +507,7 @@ class MemoryBusInstance implements MemoryBus {
   readonly wakers = new Set<() => void>();
   alive = true;
   readonly presence: BusPresence;
+  readonly values: BusValues;
 
   constructor(hub: MemoryHub) {
     this.#hub = hub;
@@ -465,6 +537,36 @@ class MemoryBusInstance implements MemoryBus {
           if (value !== undefined) out.set(key, value);
         }
         return out;
+      },
+      async claim(key, value, { ttlMs }) {
+        bus.check();
+        if (!(ttlMs > 0)) throw new RangeError('presence ttlMs must be more than 0');
+        const held = hub.livePresence(key);
+        const entry = hub.presence.get(key);
+        if (held !== undefined && entry?.owner !== bus) return held;
+        if (held !== undefined && held !== value) return held;
+        hub.presence.set(key, { value, expiresAt: Number.POSITIVE_INFINITY, owner: bus });
+        bus.#owned.set(key, { value, ttlMs });
+        return value;
+      },
+    };
+    this.values = {
+      async set(key, value, { ttlMs }) {
+        bus.check();
+        if (!(ttlMs > 0)) throw new RangeError('values ttlMs must be more than 0');
+        hub.values.set(key, { value, expiresAt: Date.now() + ttlMs });
+      },
+      async get(key) {
+        bus.check();
+        const entry = hub.values.get(key);
+        if (entry === undefined) return undefined;
+        if (entry.expiresAt > Date.now()) return entry.value;
+        hub.values.delete(key);
+        return undefined;
+      },
+      async delete(key) {
+        bus.check();
+        hub.values.delete(key);
       },
     };
   }

@@ -1,6 +1,7 @@
 export type { Adapter, BindingContext, ConnectionLimits } from './adapter.js';
 export { Binding, type BindOptions, describeSpec } from './binding.js';
 export {
+  type AppendOptions,
   type Bus,
   type BusEntry,
   BusEventEmitter,
@@ -11,6 +12,7 @@ export {
   type BusPresence,
   type BusStream,
   type BusSubscription,
+  type BusValues,
   busBytes,
   type ConsumeOptions,
   consumeStream,

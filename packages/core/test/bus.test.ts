@@ -163,3 +163,51 @@ describe('memoryBus presence', () => {
     await d.close();
   });
 });
+
+describe('memoryBus claims, values and stream lifetimes', () => {
+  it('a claim is held by one process until it dies or releases it; the next claimer gets it then', async () => {
+    const a = memoryBus();
+    const b = a.peer();
+    expect(await a.presence.claim('room:lobby', 'A', { ttlMs: 80 })).toBe('A');
+    expect(await b.presence.claim('room:lobby', 'B', { ttlMs: 80 })).toBe('A');
+    expect(await a.presence.claim('room:lobby', 'A', { ttlMs: 80 })).toBe('A'); // claiming again: still A's
+    await a.presence.delete('room:lobby');
+    expect(await b.presence.claim('room:lobby', 'B', { ttlMs: 80 })).toBe('B');
+    const c = b.peer();
+    b.kill();
+    expect(await c.presence.claim('room:lobby', 'C', { ttlMs: 80 })).toBe('B'); // not expired yet
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(await c.presence.claim('room:lobby', 'C', { ttlMs: 80 })).toBe('C');
+    await Promise.all([a.close(), c.close()]);
+  });
+
+  it('values outlive the process that set them until their TTL', async () => {
+    const a = memoryBus();
+    const b = a.peer();
+    await a.values.set('sm:token', 'state', { ttlMs: 120 });
+    a.kill();
+    expect(await b.values.get('sm:token')).toBe('state');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await b.values.get('sm:token')).toBeUndefined();
+    await b.values.set('x', '1', { ttlMs: 10_000 });
+    await b.values.delete('x');
+    expect(await b.values.get('x')).toBeUndefined();
+    await b.close();
+  });
+
+  it('entries() reads a stream in order after an id; ttlMs deletes an idle stream; delete() at once', async () => {
+    const bus = memoryBus();
+    const stream = bus.stream('journal');
+    const first = await stream.append('one', { ttlMs: 150 });
+    await stream.append('two', { ttlMs: 150 });
+    expect((await stream.entries()).map((entry) => entry.data.toString())).toEqual(['one', 'two']);
+    expect((await stream.entries({ after: first })).map((entry) => entry.data.toString())).toEqual(['two']);
+    expect(await stream.entries({ count: 1 })).toHaveLength(1);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(await stream.length()).toBe(0);
+    await stream.append('three');
+    await stream.delete();
+    expect(await stream.entries()).toEqual([]);
+    await bus.close();
+  });
+});
