@@ -155,6 +155,7 @@ describe('WebSocket broadcast and channels across processes, on one memoryBus', 
       psubscribe: (pattern, listener) => inner.psubscribe(pattern, listener),
       stream: (name) => inner.stream(name),
       presence: inner.presence,
+      values: inner.values,
       on: (event, listener) => inner.on(event, listener),
       close: () => inner.close(),
     };
