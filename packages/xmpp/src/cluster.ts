@@ -56,6 +56,30 @@ export interface XmppClusterView {
    * (reload what you keep). Returns a function that stops listening.
    */
   listen(topic: string, listener: (data: string | undefined) => void): () => void;
+  /**
+   * Hold `name` (a room, any lease) for this process while it lives, unless another process holds
+   * it: resolves to the holder's node id (`nodeId` when this process holds it now). A holder that
+   * died keeps it until `sessionTtlMs` after its death. Rejects while the bus is unreachable.
+   */
+  claim(name: string): Promise<string>;
+  /** Let go of a claim of this process (nothing when it holds none). */
+  release(name: string): Promise<void>;
+  /** Hear the names of claims this process lost (another process took them while the bus was away). */
+  onClaimLost(listener: (name: string) => void): () => void;
+  /**
+   * Hand a stanza to another process, routed there as the server routes what a module sends (a room
+   * that process holds). A process that died meanwhile: the process draining its stream routes it.
+   * `hops` counts how often this stanza was forwarded already: past 3 it is bounced rather than sent on.
+   */
+  forward(node: string, stanza: XmlElement): Promise<void>;
+  /** How often the stanza being routed was forwarded between processes (0 for one that was not). */
+  hopsOf(stanza: XmlElement): number;
+  /** The process holding a session (this one's id for a local session), undefined when no process does. */
+  nodeOf(full: string): string | undefined;
+  /** Whether a process is alive as far as this one knows: false once its entry was found expired. */
+  isAlive(node: string): boolean;
+  /** Hear of processes found dead (their entry expired): their sessions have left the directory. */
+  onNodeGone(listener: (node: string) => void): () => void;
 }
 
 /** What the cluster needs from its server. @internal */
@@ -105,6 +129,8 @@ interface Delivery {
   xml?: string;
   /** Write without the outbound filters. */
   raw?: boolean;
+  /** Route this stanza here (a room this process holds); `to` is its `to`. */
+  route?: boolean;
   /** Close the session with this stream error: only the process it was sent to (never a process draining a dead one's stream, where the JID may be another session's now). */
   close?: { condition: string; text?: string; node: string };
   /** How many times this stanza was routed again already (bounded: no loop). */
@@ -234,6 +260,10 @@ export class XmppCluster implements XmppClusterView {
   readonly #moduleChannel: string;
   #moduleSubscription: BusSubscription | undefined;
   readonly #listeners = new Map<string, Set<(data: string | undefined) => void>>();
+  readonly #claimLost = new Set<(name: string) => void>();
+  readonly #nodeGone = new Set<(node: string) => void>();
+  /** Nodes found dead (the latest 1 000). */
+  readonly #dead = new Set<string>();
   /** Users whose offline messages this process is delivering now. */
   readonly #delivering = new Set<string>();
   #consumer: StreamConsumer | undefined;
@@ -279,6 +309,11 @@ export class XmppCluster implements XmppClusterView {
         void this.#resync('resubscribed');
       }),
       this.#bus.on('lost', (info) => {
+        if (info.kind === 'claim') {
+          const prefix = this.#claimPrefix();
+          for (const key of info.names) if (key.startsWith(prefix)) this.#tell(this.#claimLost, key.slice(prefix.length));
+          return;
+        }
         quiet();
         if (info.kind !== 'stream') this.#tellListeners(undefined, undefined);
         if (info.kind !== 'stream') void this.#resync(`lost ${info.kind}: ${info.reason}`);
@@ -534,6 +569,9 @@ export class XmppCluster implements XmppClusterView {
           }
         }
         for (const session of gone) await this.#unavailable(session);
+        this.#dead.add(node);
+        if (this.#dead.size > 1000) this.#dead.delete(this.#dead.values().next().value as string);
+        this.#tell(this.#nodeGone, node);
         // Drained now and at the next checks (stale mirrors elsewhere may still append to it).
         this.#draining.set(node, 10);
       }
@@ -599,6 +637,65 @@ export class XmppCluster implements XmppClusterView {
       }
       await stream.ack('deliver', done);
     }
+  }
+
+  // ---- claims, forwarding ------------------------------------------------------------------------
+
+  #claimPrefix(): string {
+    return `xmpp:claim:${latin1(this.#host.domain)}:`;
+  }
+
+  claim(name: string): Promise<string> {
+    return this.#bus.presence.claim(this.#claimPrefix() + latin1(name), this.nodeId, { ttlMs: this.#ttlMs });
+  }
+
+  async release(name: string): Promise<void> {
+    const key = this.#claimPrefix() + latin1(name);
+    if ((await this.#bus.presence.get(key)) === this.nodeId) await this.#bus.presence.delete(key);
+  }
+
+  onClaimLost(listener: (name: string) => void): () => void {
+    this.#claimLost.add(listener);
+    return () => this.#claimLost.delete(listener);
+  }
+
+  onNodeGone(listener: (node: string) => void): () => void {
+    this.#nodeGone.add(listener);
+    return () => this.#nodeGone.delete(listener);
+  }
+
+  #tell(listeners: Set<(name: string) => void>, name: string): void {
+    for (const listener of [...listeners]) {
+      try {
+        listener(name);
+      } catch (error) {
+        this.#host.logger.error({ err: error, name }, 'XMPP cluster: a listener failed');
+      }
+    }
+  }
+
+  async forward(node: string, stanza: XmlElement): Promise<void> {
+    const hops = (hopsOf.get(stanza) ?? 0) + 1;
+    if (hops > MAX_HOPS) {
+      this.#host.bounce(stanza, 'recipient-unavailable', 'forwarded between processes too often');
+      return;
+    }
+    const to = stanza.attr('to') ?? '';
+    await this.#append(node, { to, xml: stanza.toString(), route: true, hops });
+  }
+
+  hopsOf(stanza: XmlElement): number {
+    return hopsOf.get(stanza) ?? 0;
+  }
+
+  nodeOf(full: string): string | undefined {
+    const local = this.#host.localSession(full);
+    if (local !== undefined && !local.ended) return this.nodeId;
+    return this.sessionOf(full)?.node;
+  }
+
+  isAlive(node: string): boolean {
+    return node === this.nodeId || !this.#dead.has(node);
   }
 
   // ---- modules' cache messages -------------------------------------------------------------------
@@ -736,6 +833,13 @@ export class XmppCluster implements XmppClusterView {
       return;
     }
     if (typeof delivery.xml !== 'string') return;
+    if (delivery.route === true) {
+      const stanza = parseXml(delivery.xml);
+      if (stanza === undefined) return;
+      hopsOf.set(stanza, delivery.hops ?? 1);
+      await this.#host.route(stanza);
+      return;
+    }
     if (live) {
       if (delivery.raw === true) session.sendRaw(delivery.xml);
       else {
