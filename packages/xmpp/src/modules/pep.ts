@@ -35,8 +35,10 @@ import { wholeNumber } from './pubsub/options.js';
 const MAX_SEEN = 10_000;
 /** The cluster topic of directed presences seen by another process (implicit subscribers). */
 const SEEN_TOPIC = 'pep-seen';
+/** The cluster topic of what changed in the nodes another process keeps in memory (a {@link PubSubChange}). */
+const CHANGE_TOPIC = 'pep';
 
-import { type PublishOutcome, type PubSubItem, PubSubService, type StoredNode } from './pubsub/service.js';
+import { type PublishOutcome, type PubSubChange, type PubSubItem, PubSubService, type StoredNode } from './pubsub/service.js';
 
 /** A contact in a user's roster (RFC 6121 §2.1.2): bare JID, presence subscription, groups. */
 export interface RosterEntry {
@@ -451,6 +453,20 @@ export function pep(options: PepOptions = {}): XmppModule {
         // After the server's constructor: its cluster exists then, if it has one.
         const cluster = api.server.cluster;
         if (cluster === undefined) return;
+        // Node configurations and last items not persisted, changed here: the others forget or take them;
+        // changed elsewhere: forgotten or taken here. Messages maybe lost (the bus was away): everything
+        // kept is dropped (configurations are read again; last items not persisted are gone until the next publish).
+        service.onChange((change) => cluster.broadcast(CHANGE_TOPIC, JSON.stringify(change)));
+        api.onStop(
+          cluster.listen(CHANGE_TOPIC, (data) => {
+            if (data === undefined) {
+              service.forgetAll();
+              return;
+            }
+            const change = parseChange(data);
+            if (change !== undefined) service.apply(change);
+          }),
+        );
         api.onStop(
           cluster.listen(SEEN_TOPIC, (data) => {
             let parsed: unknown;
@@ -846,6 +862,29 @@ export function pep(options: PepOptions = {}): XmppModule {
       for (const feature of FEATURES) api.discoFeature(`${NS_PUBSUB}#${feature}`, 'account');
     },
   };
+}
+
+/** A {@link PubSubChange} from another process, checked (undefined when it is not one). */
+function parseChange(data: string): PubSubChange | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const { owner, node, config, last } = parsed as Record<string, unknown>;
+  if (typeof owner !== 'string' || owner === '') return undefined;
+  if (node !== undefined && typeof node !== 'string') return undefined;
+  if (config !== undefined && typeof config !== 'boolean') return undefined;
+  const change: PubSubChange = { owner, node, config };
+  if (last === null) change.last = null;
+  else if (last !== undefined) {
+    const { xml: text, when } = last as Record<string, unknown>;
+    if (typeof text !== 'string' || typeof when !== 'number' || !Number.isFinite(when)) return undefined;
+    change.last = { xml: text, when };
+  }
+  return change;
 }
 
 interface StoredRosterShape {

@@ -3,6 +3,12 @@
 // notifications this returns. Configuration is kept in a key-value store (owner, `node:` + name),
 // persistent items in an archive store (owner, `with` = node name, `id` = item id), items of
 // nodes that do not persist in memory (the last one only, for "last published item").
+//
+// On several processes (one store, a bus between them) what this keeps in memory — the
+// configurations read through, "no such node" included, and the last items of nodes that do not
+// persist — is this process's: whoever changes a node tells the others ({@link PubSubChange}, sent
+// by the protocol layer on the bus), and they {@link PubSubService.apply} it: a configuration is
+// forgotten (read again from the store), a last item not persisted is taken as it is.
 
 import { randomBytes } from 'node:crypto';
 import { type XmlElement, xml } from '../../element.js';
@@ -44,6 +50,24 @@ export interface PublishOutcome {
   created: boolean;
 }
 
+/**
+ * What changed in a service's memory, for the other processes sharing its store (a JSON value:
+ * {@link PubSubService.onChange} gives it, {@link PubSubService.apply} takes it).
+ * `node` absent: everything of the owner (account removal).
+ */
+export interface PubSubChange {
+  owner: string;
+  node?: string;
+  /** The node's configuration changed (created, configured, deleted): read it again. */
+  config?: boolean;
+  /**
+   * The last item of a node that does not persist items: the item as stored (`<item id publisher>`
+   * with its payload, serialized) and when it was published, or null when it is gone (retracted,
+   * purged, deleted, the node now persisting).
+   */
+  last?: { xml: string; when: number } | null;
+}
+
 const NODE_KEY = 'node:';
 /** Node names are identifiers (namespaces, URNs): printable, bounded. */
 const NODE_NAME = /^[^\s\p{Cc}]{1,512}$/u;
@@ -59,6 +83,9 @@ export class PubSubService {
   readonly #cache = new Map<string, NodeConfig | null>();
   /** One operation at a time per owner (create-on-publish, trimming). */
   readonly #queues = new Map<string, Promise<unknown>>();
+  /** Bumped by every {@link forget}: a read of the store that started before is not remembered. */
+  #generation = 0;
+  readonly #changeListeners: Array<(change: PubSubChange) => void> = [];
 
   constructor(config: KeyValueStore, items: ArchiveStore, limits: PubSubLimits, defaults: () => NodeConfig = defaultNodeConfig) {
     this.#config = config;
@@ -78,9 +105,11 @@ export class PubSubService {
     const key = cacheKey(owner, name);
     let config = this.#cache.get(key);
     if (config === undefined) {
+      const generation = this.#generation;
       const stored = await this.#config.get(owner, NODE_KEY + name);
       config = stored === undefined ? null : configFromJson(stored);
-      this.#remember(key, config);
+      // Forgotten meanwhile (another process changed a node): what was read may be older than the change.
+      if (generation === this.#generation) this.#remember(key, config);
     }
     return config === null ? undefined : { name, config };
   }
@@ -110,6 +139,7 @@ export class PubSubService {
     const config = { ...this.#defaults(), ...options };
     config.maxItems = Math.min(config.maxItems, this.limits.maxItemsPerNode);
     await this.#save(owner, name, config);
+    this.#changed({ owner, node: name, config: true });
     return { name, config };
   }
 
@@ -121,6 +151,9 @@ export class PubSubService {
       await this.#save(owner, name, config);
       if (config.persistItems) await this.#items.trim(owner, name, config.maxItems);
       else await this.#items.delete(owner, { with: name });
+      // A node persisting now has no last item in memory (the archive has its items from now on).
+      const dropped = config.persistItems && this.#volatile.delete(cacheKey(owner, name));
+      this.#changed({ owner, node: name, config: true, ...(dropped ? { last: null } : {}) });
       return { name, config };
     });
   }
@@ -133,6 +166,7 @@ export class PubSubService {
       await this.#config.set(owner, NODE_KEY + name, undefined);
       this.#remember(cacheKey(owner, name), null);
       this.#volatile.delete(cacheKey(owner, name));
+      this.#changed({ owner, node: name, config: true, last: null });
       return node;
     });
   }
@@ -142,7 +176,7 @@ export class PubSubService {
     return this.#serial(owner, async () => {
       const node = await this.#existing(owner, name);
       await this.#items.delete(owner, { with: name });
-      this.#volatile.delete(cacheKey(owner, name));
+      if (this.#volatile.delete(cacheKey(owner, name))) this.#changed({ owner, node: name, last: null });
       return node;
     });
   }
@@ -189,6 +223,7 @@ export class PubSubService {
         await this.#items.trim(owner, name, node.config.maxItems);
       } else {
         this.#volatile.set(cacheKey(owner, name), published);
+        this.#changed({ owner, node: name, last: { xml: text, when } });
       }
       return { node, item: published, created };
     });
@@ -202,7 +237,10 @@ export class PubSubService {
       if (found.length === 0) throw pubsubError('item-not-found', undefined, 'no such item');
       const retracted = found.map((item) => item.id);
       if (node.config.persistItems) await this.#items.delete(owner, { ids: retracted.map((id) => archiveId(name, id)) });
-      else this.#volatile.delete(cacheKey(owner, name));
+      else {
+        this.#volatile.delete(cacheKey(owner, name));
+        this.#changed({ owner, node: name, last: null });
+      }
       return { node, retracted };
     });
   }
@@ -249,13 +287,77 @@ export class PubSubService {
     await this.#serial(owner, async () => {
       await this.#items.delete(owner);
       await this.#config.clear(owner);
-      for (const key of [...this.#cache.keys(), ...this.#volatile.keys()]) {
-        if (key.startsWith(`${owner}\0`)) {
-          this.#cache.delete(key);
-          this.#volatile.delete(key);
-        }
-      }
+      this.#forgetOwner(owner, true);
+      this.#changed({ owner });
     });
+  }
+
+  /** Hear every change made through this service (to tell the other processes sharing the store). */
+  onChange(listener: (change: PubSubChange) => void): void {
+    this.#changeListeners.push(listener);
+  }
+
+  /**
+   * Forget the configurations kept of an owner's node (of all its nodes without `name`; of every
+   * owner's without either): the next read goes to the store. Last items not persisted stay.
+   */
+  forget(owner?: string, name?: string): void {
+    this.#generation++;
+    if (owner === undefined) this.#cache.clear();
+    else if (name === undefined) this.#forgetOwner(owner, false);
+    else this.#cache.delete(cacheKey(owner, name));
+  }
+
+  /** Forget everything kept in memory: configurations and the last items of nodes that do not persist (those are lost). */
+  forgetAll(): void {
+    this.#generation++;
+    this.#cache.clear();
+    this.#volatile.clear();
+  }
+
+  /** Take a change another process made (what its {@link onChange} gave). Malformed changes are ignored. */
+  apply(change: PubSubChange): void {
+    const { owner, node: name } = change;
+    if (name === undefined) {
+      this.#generation++;
+      this.#forgetOwner(owner, true);
+      return;
+    }
+    const key = cacheKey(owner, name);
+    if (change.config === true) this.forget(owner, name);
+    if (change.last === null) this.#volatile.delete(key);
+    else if (change.last !== undefined) {
+      const element = parseXml(change.last.xml);
+      if (element === undefined || element.local !== 'item') return;
+      this.#volatile.delete(key);
+      this.#volatile.set(key, {
+        id: element.attr('id') ?? '',
+        publisher: element.attr('publisher'),
+        payload: element.getChildren()[0],
+        when: change.last.when,
+      });
+      // Bounded as the configurations are.
+      if (this.#volatile.size > 10_000) {
+        const oldest = this.#volatile.keys().next().value;
+        if (oldest !== undefined) this.#volatile.delete(oldest);
+      }
+    }
+  }
+
+  #forgetOwner(owner: string, volatile: boolean): void {
+    const prefix = `${owner}\0`;
+    for (const key of [...this.#cache.keys()]) if (key.startsWith(prefix)) this.#cache.delete(key);
+    if (volatile) for (const key of [...this.#volatile.keys()]) if (key.startsWith(prefix)) this.#volatile.delete(key);
+  }
+
+  #changed(change: PubSubChange): void {
+    for (const listener of this.#changeListeners) {
+      try {
+        listener(change);
+      } catch {
+        // A listener's failure is its own (pep.ts logs its own).
+      }
+    }
   }
 
   async #existing(owner: string, name: string): Promise<StoredNode> {
