@@ -3,7 +3,11 @@
 // (@portbind/bus-redis) so that users on different processes chat; WORKERS=N runs N node:cluster
 // workers behind the port (core's supervisor). Accounts user0..user{USERS-1} (password "secret") are
 // created by the primary (or the single process) before the workers start. Prints "ready" once
-// listening (the primary, once every worker is).
+// listening (the primary, once every worker is). Besides the default modules, an IQ for benchmarks:
+// `<iq type='get' to='localhost'><process xmlns='urn:portbind:bench:process'/></iq>` is answered with
+// `<process xmlns='urn:portbind:bench:process' worker='N' pid='P'/>`, the node:cluster worker id (0 for a
+// single process) and the process id of the process that holds the session, so that a load generator
+// can pair users on different processes (bench/xmpp/load.mjs --pairing cross).
 import cluster from 'node:cluster';
 import { join } from 'node:path';
 import { busFromEnv } from '../../packages/bus-redis/dist/index.js';
@@ -16,8 +20,18 @@ if (!cluster.isWorker) {
   for (let i = 0; i < users; i++) await storage.users.create(`user${i}`, 'secret');
 }
 const bus = process.env.BUS_URL ? await busFromEnv(process.env) : undefined;
+const NS_PROCESS = 'urn:portbind:bench:process';
+const whichProcess = {
+  name: 'bench-process',
+  setup(api) {
+    api.iq({ xmlns: NS_PROCESS, element: 'process', to: 'host', type: 'get' }, () =>
+      xmpp.xml('process', { xmlns: NS_PROCESS, worker: String(cluster.worker?.id ?? 0), pid: String(process.pid) }),
+    );
+  },
+};
 const server = xmpp.xmppServer({
   domain: 'localhost',
+  modules: [...xmpp.defaultModules(), whichProcess],
   storage,
   allowPlaintext: 'loopback',
   rateLimit: { bytesPerSecond: 0 },

@@ -22,6 +22,14 @@
 //     closes, every client waits for its last messages and (with stream management) asks for a
 //     final ack, which must count every stanza it sent. Prints "measure-start" and "measure-end"
 //     lines, then one JSON line with the results.
+//     --rate R (> 0): an open loop instead (fixed rate): R chat messages a second in all, from the
+//     senders in turn, whether or not earlier ones have arrived (latency then shows queueing at
+//     that offered load, not the loop's own in-flight); every message sent must arrive (within 10 s
+//     after the window). --pairing index|cross|same: who talks to whom. `index` (the default) is
+//     user0<->user1, …; `cross` and `same` first ask every session which process holds it (an IQ
+//     only bench/servers/xmpp-scale.mjs answers: <process xmlns='urn:portbind:bench:process'/>) and
+//     pair users on different processes (`cross`) or on the same one (`same`); a user left without
+//     a partner stays logged in and sends nothing. The JSON line says how the pairs fell.
 //
 //   node load.mjs room --port P [--occupants 50] [--senders 10] [--window 2] [--rate 0] [--seconds 10]
 //                      [--warmup 2] [--logging on|off] [--history 20] [--sm on|off]
@@ -437,6 +445,11 @@ async function throughput() {
   const sessions = results.map((r) => r.value);
   // Let initial presence settle before the load starts.
   await sleep(300);
+  const rate = Number(option('rate', 0));
+  const pairing = option('pairing', 'index');
+  const { partnerOf, pairs } = await pairUp(sessions, pairing);
+  const senders = sessions.filter((_, i) => partnerOf[i] !== -1);
+  if (senders.length === 0) throw new Error(`--pairing ${pairing}: no pair (${JSON.stringify(pairs)})`);
 
   let phase = 'warmup'; // 'warmup' → 'measure' → 'done'
   let delivered = 0;
@@ -451,15 +464,22 @@ async function throughput() {
   const perSecond = [];
   let bucket = 0;
   let sent = 0;
+  let sentInWindow = 0; // sent while measuring
+  let received = 0; // our messages received, every phase (the open loop's loss check)
   const disconnects = { warmup: 0, measure: 0 };
   const filler = 'Hello from the XMPP benchmark, how are you?';
 
   sessions.forEach((session, i) => {
-    const partner = `user${i ^ 1}@${domain}/bench`;
+    if (partnerOf[i] === -1) {
+      session.onElement = () => {};
+      return;
+    }
+    const partner = `${sessions[partnerOf[i]].user}@${domain}/bench`;
     const stanzaIdBy = new RegExp(`<stanza-id\\b[^>]*\\sby=['"]${session.user}@${domain}['"]`);
     let id = 0;
     const send = () => {
       sent++;
+      if (phase === 'measure') sentInWindow++;
       session.send(`<message to='${partner}' type='chat' id='m${++id}'><body>${performance.now().toFixed(3)} ${filler}</body></message>`);
     };
     session.sendChat = send;
@@ -479,7 +499,8 @@ async function throughput() {
         const sentAt = bodyStart === -1 ? Number.NaN : Number.parseFloat(stanza.slice(bodyStart + 6, bodyStart + 30));
         if (!stanza.slice(0, tagEnd).includes(partner)) misrouted++;
         if (Number.isNaN(sentAt)) malformed++;
-        else if (phase === 'measure') {
+        else received++;
+        if (!Number.isNaN(sentAt) && phase === 'measure') {
           delivered++;
           bucket++;
           latencies.push(now - sentAt);
@@ -487,16 +508,31 @@ async function throughput() {
         }
       }
       // Closed loop: every message received (or bounced) is replaced by a new one.
-      if (phase !== 'done') send();
+      if (rate === 0 && phase !== 'done') send();
     };
     session.onClose = () => {
       if (phase !== 'done') phase === 'measure' ? disconnects.measure++ : disconnects.warmup++;
     };
   });
-  for (const session of sessions) {
-    session.socket.cork();
-    for (let k = 0; k < window; k++) session.sendChat();
-    session.socket.uncork();
+  let pacer;
+  if (rate === 0) {
+    for (const session of senders) {
+      session.socket.cork();
+      for (let k = 0; k < window; k++) session.sendChat();
+      session.socket.uncork();
+    }
+  } else {
+    // Open loop: every 5 ms, the messages due by now at RATE a second, senders in turn.
+    const openStarted = performance.now();
+    let due = 0;
+    let next = 0;
+    pacer = setInterval(() => {
+      const target = Math.floor(((performance.now() - openStarted) * rate) / 1000);
+      for (; due < target; due++) {
+        senders[next].sendChat();
+        next = (next + 1) % senders.length;
+      }
+    }, 5);
   }
   await sleep(warmup * 1000);
   phase = 'measure';
@@ -509,16 +545,18 @@ async function throughput() {
   }, 1000);
   await sleep(seconds * 1000);
   phase = 'done';
+  clearInterval(pacer);
   if (bucket > 0) perSecond.push(bucket); // the last, partial second
   const elapsed = (performance.now() - started) / 1000;
   clearInterval(ticker);
   const cpu = process.cpuUsage(cpuBefore);
   console.log('measure-end');
   const stillOpen = sessions.filter((s) => !s.closed).length;
-  // Every client has exactly WINDOW messages in flight when the window closes: wait for them all,
-  // so that a lost message shows.
-  const inFlight = clients * window;
-  for (let waited = 0; afterEnd < inFlight && waited < 5000; waited += 50) await sleep(50);
+  // Closed loop: every sender has exactly WINDOW messages in flight when the window closes. Open
+  // loop: every message sent must arrive. Wait for them all, so that a lost message shows.
+  const inFlight = senders.length * window;
+  if (rate === 0) for (let waited = 0; afterEnd < inFlight && waited < 5000; waited += 50) await sleep(50);
+  else for (let waited = 0; received < sent && waited < 10_000; waited += 50) await sleep(50);
   // Stream management: a last ack from every session must count every stanza it sent.
   const finalAcks = await Promise.all(sessions.map(async (s) => ({ h: await s.ack(), sent: s.outbound, sm: s.sm })));
   for (const session of sessions) session.close();
@@ -538,7 +576,12 @@ async function throughput() {
       delivered,
       messagesPerSecond: delivered / elapsed,
       perSecond,
+      rate,
+      offeredPerSecond: sentInWindow / elapsed,
+      pairing,
+      pairs,
       p50: quantile(0.5),
+      p95: quantile(0.95),
       p99: quantile(0.99),
       max: latencies.at(-1),
       sent,
@@ -547,7 +590,7 @@ async function throughput() {
       errorSamples,
       malformed,
       misrouted,
-      lost: inFlight - afterEnd,
+      lost: rate === 0 ? inFlight - afterEnd : sent - received,
       disconnects,
       streamErrors,
       stillOpen,
@@ -569,6 +612,89 @@ async function throughput() {
       unknownSamples: sessions.flatMap((s) => s.unknownSamples).slice(0, 3),
     }),
   );
+}
+
+/**
+ * Who talks to whom in the throughput mode: `partnerOf[i]` is the index of session i's partner, -1
+ * for none. `index`: user0<->user1, …. `cross`/`same`: by the process holding each session (asked with
+ * bench/servers/xmpp-scale.mjs's IQ), users of different processes paired (the two biggest groups
+ * first), or users of the same process. `pairs` says how they fell: per process, cross, same, alone.
+ */
+async function pairUp(sessions, pairing) {
+  const partnerOf = sessions.map((_, i) => i ^ 1);
+  if (pairing === 'index') return { partnerOf, pairs: { pairs: sessions.length / 2 } };
+  if (pairing !== 'cross' && pairing !== 'same') throw new Error(`--pairing index|cross|same, not ${pairing}`);
+  const whichProcess = async (session) => {
+    const answer = await session.request(
+      `<iq type='get' id='which-process' to='${domain}'><process xmlns='urn:portbind:bench:process'/></iq>`,
+      IQ_END,
+    );
+    const element = answer.slice(answer.lastIndexOf('<iq'));
+    const worker = /<process\b[^>]*>/.exec(element)?.[0];
+    if (!/type=['"]result['"]/.test(element) || worker === undefined) {
+      throw new Error(`the server does not say which process holds a session (--pairing ${pairing}): ${element.slice(0, 300)}`);
+    }
+    session.process = `${attr(worker, 'worker')}/${attr(worker, 'pid')}`;
+  };
+  for (const session of sessions) await whichProcess(session);
+  // Pairs across processes want groups of equal size: a user of the biggest group logs in again
+  // (closing its first session) until it lands elsewhere — the primary's round-robin usually sends
+  // the next connection to another worker. Gives up after 4 × the sessions.
+  const sizes = () => {
+    const counts = new Map();
+    for (const s of sessions) counts.set(s.process, (counts.get(s.process) ?? 0) + 1);
+    return [...counts].sort((a, b) => b[1] - a[1]);
+  };
+  let relogins = 0;
+  for (
+    let sized = sizes();
+    pairing === 'cross' && sized.length > 1 && sized[0][1] - sized.at(-1)[1] >= 2 && relogins < 4 * sessions.length;
+    sized = sizes()
+  ) {
+    const i = sessions.findIndex((s) => s.process === sized[0][0]);
+    const old = sessions[i];
+    old.close();
+    await new Promise((resolve) => old.socket.once('close', resolve));
+    const fresh = await new Session(old.user, old.resource, { carbons: old.wantCarbons }).login();
+    await whichProcess(fresh);
+    sessions[i] = fresh;
+    relogins++;
+  }
+  const groups = new Map();
+  for (const [i, session] of sessions.entries()) {
+    if (!groups.has(session.process)) groups.set(session.process, []);
+    groups.get(session.process).push(i);
+  }
+  partnerOf.fill(-1);
+  let cross = 0;
+  let same = 0;
+  if (pairing === 'cross') {
+    for (;;) {
+      const [a, b] = [...groups.values()].sort((x, y) => y.length - x.length);
+      if (b === undefined || b.length === 0) break;
+      const i = a.pop();
+      const j = b.pop();
+      partnerOf[i] = j;
+      partnerOf[j] = i;
+      cross++;
+    }
+  } else {
+    for (const members of groups.values()) {
+      for (let k = 0; k + 1 < members.length; k += 2) {
+        partnerOf[members[k]] = members[k + 1];
+        partnerOf[members[k + 1]] = members[k];
+        same++;
+      }
+    }
+  }
+  const perProcess = Object.fromEntries(
+    [...new Set(sessions.map((s) => s.process))].map((key) => [key, sessions.filter((s) => s.process === key).length]),
+  );
+  // Check: every pair is what was asked for.
+  for (const [i, j] of partnerOf.entries()) {
+    if (j !== -1 && (sessions[i].process !== sessions[j].process) !== (pairing === 'cross')) throw new Error('pairing went wrong');
+  }
+  return { partnerOf, pairs: { perProcess, cross, same, alone: partnerOf.filter((j) => j === -1).length, relogins } };
 }
 
 async function idle() {
