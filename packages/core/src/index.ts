@@ -28,7 +28,14 @@ export { BindError, ConfigError, PortbindError, SocketPathError, StateError, Tls
 export { globMatch } from './glob.js';
 export { createLogger, type LogFn, type Logger, silentLogger } from './logger.js';
 export { compileTrustList, type ProxyHeader, type ProxyProtocolOptions, type ProxyTlv, type TrustCheck } from './proxy-protocol.js';
-export { PortService, type PortServiceOptions, type RunOptions, type ServiceState, type StopReport } from './service.js';
+export {
+  PortService,
+  type PortServiceOptions,
+  type RunOptions,
+  type RunServiceOptions,
+  type ServiceState,
+  type StopReport,
+} from './service.js';
 export { loadTls, type TlsOptions } from './tls.js';
 export { type PortSharingOptions, protocolsOf } from './unify.js';
 export { resolveWorkers, reusePortAvailable, WORKERS_ENV } from './workers.js';

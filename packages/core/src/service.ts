@@ -55,6 +55,14 @@ export interface RunOptions {
   workers?: number | 'auto';
 }
 
+/** Options of the static {@link PortService.run} (a service built by a factory). */
+export interface RunServiceOptions extends RunOptions {
+  /** Environment to read `WORKERS` from. Default: `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** The primary's logger (and where a factory's failure is logged). Default: pino on stdout, level from `LOG_LEVEL`. */
+  logger?: Logger;
+}
+
 /**
  * A self-contained service that exports its protocols by binding ports (twelve-factor, factor VII).
  *
@@ -303,7 +311,15 @@ export class PortService {
   async run(options: RunOptions = {}): Promise<void> {
     const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
     const worker = isPortbindWorker();
-    if (!worker) {
+    if (worker) {
+      // A primary that built no service (the static run) checked nothing: every worker refuses what workers would split.
+      try {
+        this.#checkWorkers();
+      } catch (error) {
+        this.logger.error({ err: error }, `start failed: ${(error as Error).message}`);
+        process.exit(1);
+      }
+    } else {
       let workers: number;
       try {
         workers = resolveWorkers(options.workers ?? this.#env[WORKERS_ENV]);
@@ -318,7 +334,7 @@ export class PortService {
           count: workers,
           logger: this.logger,
           signals,
-          stopTimeoutMs: this.gracePeriodMs + this.readinessDelayMs + 5_000,
+          stopTimeoutMs: this.#stopTimeoutMs(),
         });
         supervisor.done.then((code) => process.exit(code));
         if (!(await supervisor.ready)) await new Promise(() => {}); // exiting: run() never returns
@@ -342,7 +358,7 @@ export class PortService {
     if (worker) {
       // SIGHUP is the primary's (a rolling restart); one sent to the whole process group must not end a worker.
       process.on('SIGHUP', () => this.logger.debug('SIGHUP in a worker: the primary restarts the workers'));
-      reportReady(urls);
+      reportReady(urls, this.#stopTimeoutMs());
       // The primary gone (killed): nobody hands this worker connections any more; drain and exit.
       process.once('disconnect', () => {
         if (this.#stopping === undefined) process.emit('SIGTERM', 'SIGTERM');
@@ -385,6 +401,66 @@ export class PortService {
       );
     };
     for (const signal of signals) process.on(signal, onSignal);
+  }
+
+  /**
+   * The twelve-factor entry point for a service that workers may serve: `build` makes it (opens its
+   * storage, connects to its bus, binds its adapters) only in a process that serves. With
+   * `WORKERS=N` (N > 1) this process is the *primary*: it never calls `build` — no adapter, no
+   * storage, no bus connection here — and only supervises N workers, each of which runs this same
+   * program, builds its own service and serves (then the promise never settles: the primary exits
+   * when the workers are gone). Without workers (or in a worker) it is `(await build()).run()`.
+   * `build` throwing is a start failure: logged, exit 1 (in a worker the primary stops the others
+   * and exits 1 too: all or none).
+   *
+   * ```ts
+   * await PortService.run(async () => {
+   *   const service = new PortService();
+   *   service.bind(httpAdapter({ fetch: () => new Response('hi') }));
+   *   return service;
+   * });
+   * ```
+   */
+  static async run(build: () => PortService | Promise<PortService>, options: RunServiceOptions = {}): Promise<void> {
+    const { env = process.env, logger: given, ...runOptions } = options;
+    const logger = given ?? createLogger();
+    let service: PortService;
+    if (!isPortbindWorker()) {
+      let workers: number;
+      try {
+        workers = resolveWorkers(options.workers ?? env[WORKERS_ENV]);
+      } catch (error) {
+        logger.error({ err: error }, `start failed: ${(error as Error).message}`);
+        process.exit(1);
+      }
+      if (workers > 1) {
+        const supervisor = supervise({
+          count: workers,
+          logger,
+          signals: options.signals ?? ['SIGTERM', 'SIGINT'],
+          // Until a worker says how long it drains (its grace period and readiness delay): the defaults'.
+          stopTimeoutMs: 10_000 + 5_000,
+        });
+        supervisor.done.then((code) => process.exit(code));
+        await supervisor.ready;
+        // The primary goes no further: what follows run() in the program is the workers' (or the exit's).
+        await new Promise(() => {});
+      }
+      // One process: serves itself, whatever the service's own env says of WORKERS.
+      runOptions.workers = 1;
+    }
+    try {
+      service = await build();
+    } catch (error) {
+      logger.error({ err: error }, `start failed: ${(error as Error).message}`);
+      process.exit(1);
+    }
+    await service.run(runOptions);
+  }
+
+  /** How long the primary waits for a worker to drain before SIGKILL: the grace period, the readiness delay, and a margin. */
+  #stopTimeoutMs(): number {
+    return this.gracePeriodMs + this.readinessDelayMs + 5_000;
   }
 
   /**

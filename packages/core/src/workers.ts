@@ -6,7 +6,8 @@ import type { Logger } from './logger.js';
 // Several worker processes on one host behind the same ports (issue 12, "Several cores on one
 // host"), on Node's own `node:cluster`: the primary process owns every listener and hands each
 // accepted connection to a worker (round-robin, Node's default on Linux); every worker runs the
-// same program and serves whole connections. The primary runs no adapter: it forks, watches and
+// same program and serves whole connections. The primary runs no adapter (and with the static
+// `PortService.run(build)` builds none either: no storage opened, no bus connected there): it forks, watches and
 // replaces workers, forwards SIGTERM/SIGINT (every worker drains as a single process does), and on
 // SIGHUP replaces the workers one at a time (a rolling restart: a new worker is ready before the
 // old one drains, and the primary's listeners never close, so no connection is refused).
@@ -44,6 +45,8 @@ export function reusePortAvailable(version: string = process.versions.node): boo
 export interface WorkerMessage {
   portbind: 'ready';
   urls: string[];
+  /** How long this worker may take to drain (its service's grace period, readiness delay and a margin). */
+  stopTimeoutMs?: number;
 }
 
 const isWorkerMessage = (message: unknown): message is WorkerMessage =>
@@ -58,7 +61,10 @@ export interface SupervisorOptions {
   restartSignal?: NodeJS.Signals;
   /** A worker that is not ready this long after its fork is killed, and the start (or the rolling restart) fails. */
   readyTimeoutMs?: number;
-  /** Before SIGKILL of a worker that does not exit after SIGTERM: the service's grace period plus a margin. */
+  /**
+   * Before SIGKILL of a worker that does not exit after SIGTERM: the service's grace period plus a
+   * margin. A worker that reports its own (in its ready message) gets that.
+   */
   stopTimeoutMs: number;
 }
 
@@ -90,6 +96,8 @@ export function supervise(options: SupervisorOptions): Supervisor {
   const starting = new Map<Worker, (ok: boolean) => void>();
   /** Workers told to stop (a drain, or a replaced one). */
   const retiring = new Set<Worker>();
+  /** What each worker said of its drain. */
+  const stopTimeouts = new WeakMap<Worker, number>();
   let stopping = false;
   let firstSignalAt = 0;
   let restarting = false;
@@ -122,6 +130,8 @@ export function supervise(options: SupervisorOptions): Supervisor {
         if (isWorkerMessage(message) && starting.has(worker)) {
           logger.debug({ worker: worker.id, workerPid: worker.process.pid }, 'worker ready');
           if (firstUrls === undefined) firstUrls = message.urls;
+          const own = message.stopTimeoutMs;
+          if (typeof own === 'number' && Number.isFinite(own) && own > 0) stopTimeouts.set(worker, own);
           settle(true);
         }
       });
@@ -148,7 +158,7 @@ export function supervise(options: SupervisorOptions): Supervisor {
       const timer = setTimeout(() => {
         logger.warn({ worker: worker.id, workerPid: worker.process.pid }, 'worker still running after its grace period: killed');
         worker.process.kill('SIGKILL');
-      }, options.stopTimeoutMs);
+      }, stopTimeouts.get(worker) ?? options.stopTimeoutMs);
       timer.unref();
       worker.once('exit', () => clearTimeout(timer));
     });
@@ -255,9 +265,9 @@ export function supervise(options: SupervisorOptions): Supervisor {
 }
 
 /** In a worker: tell the primary every binding is bound (and its URLs). */
-export function reportReady(urls: string[]): void {
+export function reportReady(urls: string[], stopTimeoutMs?: number): void {
   if (!cluster.isWorker || process.send === undefined) return;
-  const message: WorkerMessage = { portbind: 'ready', urls };
+  const message: WorkerMessage = { portbind: 'ready', urls, stopTimeoutMs };
   process.send(message);
 }
 
