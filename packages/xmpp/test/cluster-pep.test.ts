@@ -161,7 +161,7 @@ describe('PEP on several processes (a shared bus and store)', () => {
       ['p1', 'one'],
       ['p2', 'two'],
       ['p3', 'three'],
-    ])
+    ] as const)
       expect(await phone.iq('set', publish(id, text))).toMatch(/type='result'/);
     const items = await juliet.iq('get', getItems);
     expect(items.match(/<item /g)).toHaveLength(2);
