@@ -1,5 +1,5 @@
 import { redisBus } from '@portbind/bus-redis';
-import { createLogger, PortbindError } from '@portbind/core';
+import { createLogger, PortbindError, PortService } from '@portbind/core';
 import { createChat } from './app.js';
 import { addUser, deleteUser } from './users.js';
 
@@ -26,18 +26,13 @@ if (command === 'user') {
   process.exit(2);
 }
 
-let chat: Awaited<ReturnType<typeof createChat>>;
 // BUS_URL=redis://…: several processes (or WORKERS=N) of the chat act as one server; they share the storage
-// too (one DATA_DIR on one host, or DATABASE_URL).
-let bus: Awaited<ReturnType<typeof redisBus>> | undefined;
-try {
+// too (one DATA_DIR on one host, or DATABASE_URL). With WORKERS=N this process only supervises the N workers:
+// the function below (the database opened, the bus connected, the ports' adapters built) runs in each worker,
+// never here. A configuration error (a damaged database, PB_ERR_XMPP_STORAGE, an unreachable BUS_URL): one
+// `start failed` log line, exit 1.
+await PortService.run(async () => {
   const busUrl = process.env.BUS_URL;
-  bus = busUrl === undefined || busUrl === '' ? undefined : await redisBus({ url: busUrl, logger: createLogger() });
-  chat = await createChat(bus === undefined ? {} : { bus });
-} catch (error) {
-  // A configuration error (a damaged database, PB_ERR_XMPP_STORAGE, an unreachable BUS_URL): one log line, exit 1.
-  if (!(error instanceof PortbindError)) throw error;
-  createLogger().error({ err: error }, `start failed: ${error.message}`);
-  process.exit(1);
-}
-await chat.run();
+  const bus = busUrl === undefined || busUrl === '' ? undefined : await redisBus({ url: busUrl, logger: createLogger() });
+  return createChat(bus === undefined ? {} : { bus });
+});
