@@ -7,6 +7,7 @@ import { Jid } from './jid.js';
 import { blockingPushState } from './modules/blocking.js';
 import { capsNotifyState } from './modules/caps.js';
 import { carbonsState } from './modules/carbons.js';
+import { smJournalState } from './modules/smacks-state.js';
 import { parseXml } from './parse.js';
 import type { Session, SessionStage, XmppSession } from './session.js';
 import type { StanzaErrorCondition } from './stanza-error.js';
@@ -118,7 +119,52 @@ interface SessionRecord {
   blockPushes?: boolean;
   /** The `+notify` features of its resolved caps (PEP notifications, XEP-0163 §4.3), sorted. */
   notify?: string[];
+  /** Its stream-management SM-ID when it may be resumed: its journal (see {@link JournalState}) names it. */
+  sm?: string;
 }
+
+/**
+ * What a stream-management session's journal on the bus tells (`xmpp:sm:<domain>:<SM-ID>`, one
+ * stream per resumable session, appended as stanzas are written to it): enough for another process
+ * to resume the session after its own died or let it go.
+ */
+export interface JournalState {
+  user: string;
+  resource: string;
+  /** The process that holds (or held) the session. */
+  node: string;
+  /** Seconds the session may be resumed for. */
+  maxSeconds: number;
+  /** Stanzas handled from the client (the server's h), as of its last ack. */
+  inbound: number;
+  /** Stanzas the client acknowledged, as far as the journal knows. */
+  acked: number;
+  /** Stanzas written to the session so far (mod 2^32): the last `seq`. */
+  sent: number;
+  /** What other processes read of the session (presence, carbons…): its directory record. */
+  record: unknown;
+  /** Stanzas written and not known acknowledged: seq (the sent count after it), first-sent stamp, text. */
+  stanzas: Array<{ seq: number; stamp: number; xml: string }>;
+}
+
+/** One entry of a journal. */
+export interface JournalEntry {
+  /** An outbound stanza: its seq, stamp and text. */
+  s?: number;
+  t?: number;
+  x?: string;
+  /** The acknowledged count (the client's h) when written. */
+  a?: number;
+  /** The handled count (the server's h). */
+  i?: number;
+  /** The session: user, resource, holder, max seconds. */
+  m?: { u: string; r: string; n: string; max: number };
+  /** The directory record. */
+  r?: unknown;
+}
+
+/** How another process answered a request to hand over a session. */
+export type HandoverOutcome = 'released' | 'unknown' | 'timeout';
 
 /** A change of the directory, on `xmpp:sessions:<domain>`. */
 type Change = { op: 'set'; record: SessionRecord } | { op: 'del'; node: string; jid: string };
@@ -131,11 +177,20 @@ interface Delivery {
   raw?: boolean;
   /** Route this stanza here (a room this process holds); `to` is its `to`. */
   route?: boolean;
+  /** Hand over the resumable session of this SM-ID (to the process `reply`), answering with `released`. */
+  handover?: { token: string; reply: string; id: string };
+  /** The answer to a handover request. */
+  released?: { id: string; ok: boolean };
   /** Close the session with this stream error: only the process it was sent to (never a process draining a dead one's stream, where the JID may be another session's now). */
   close?: { condition: string; text?: string; node: string };
   /** How many times this stanza was routed again already (bounded: no loop). */
   hops?: number;
 }
+
+/** Entries kept per journal (XADD MAXLEN ~): more than a session may leave unacknowledged (smacks' maxQueueSize). */
+const JOURNAL_MAX_LENGTH = 4096;
+/** How long a process waits for another to hand over a session before it takes the journal as it is. */
+const HANDOVER_TIMEOUT_MS = 3000;
 
 /** A stanza routed again more often than this goes to offline storage (messages) or is dropped. */
 const MAX_HOPS = 3;
@@ -162,6 +217,8 @@ export class RemoteSession implements XmppSession {
   moduleState = new Map<object, unknown>();
   node: string;
   hibernating = false;
+  /** Its SM-ID, when it may be resumed. */
+  sm: string | undefined;
   readonly #cluster: XmppCluster;
 
   constructor(cluster: XmppCluster, record: SessionRecord, jid: Jid) {
@@ -184,19 +241,8 @@ export class RemoteSession implements XmppSession {
   update(record: SessionRecord): void {
     this.node = record.node;
     this.hibernating = record.hibernating;
-    const presence = presenceState.get(this);
-    presence.available = record.available;
-    presence.priority = record.priority;
-    presence.interested = record.interested;
-    if (record.last === undefined) presence.last = undefined;
-    else if (presence.last === undefined || presence.last.toString() !== record.last) presence.last = parseXml(record.last);
-    carbonsState.get(this).on = record.carbons;
-    blockingPushState.get(this).pushes = record.blockPushes === true;
-    const caps = capsNotifyState.get(this);
-    const notify = Array.isArray(record.notify) ? record.notify.filter((name): name is string => typeof name === 'string') : [];
-    // The same set while it does not change (readers compare them).
-    if (notify.length === 0) caps.notify = undefined;
-    else if (caps.notify === undefined || [...caps.notify].join('\n') !== notify.join('\n')) caps.notify = new Set(notify);
+    this.sm = typeof record.sm === 'string' ? record.sm : undefined;
+    applyRecord(this, record);
   }
 
   send(element: XmlElement | string): void {
@@ -213,6 +259,30 @@ export class RemoteSession implements XmppSession {
 
   close(error?: StreamError): void {
     this.#cluster.closeRemote(this, error);
+  }
+}
+
+/** Set what a directory record says of a session on its module states (a mirrored session, or a session resumed here). */
+export function applyRecord(session: XmppSession, value: unknown): void {
+  if (!isRecord(value)) return;
+  const record = value;
+  const presence = presenceState.get(session);
+  presence.available = record.available;
+  presence.priority = typeof record.priority === 'number' ? record.priority : 0;
+  presence.interested = record.interested === true;
+  if (typeof record.last !== 'string') presence.last = undefined;
+  else if (presence.last === undefined || presence.last.toString() !== record.last) presence.last = parseXml(record.last);
+  carbonsState.get(session).on = record.carbons === true;
+  blockingPushState.get(session).pushes = record.blockPushes === true;
+  const caps = capsNotifyState.get(session);
+  const notify = Array.isArray(record.notify) ? record.notify.filter((name): name is string => typeof name === 'string').slice(0, 64) : [];
+  // The same set while it does not change (readers compare them).
+  if (notify.length === 0) {
+    caps.notify = undefined;
+    caps.list = undefined;
+  } else if (caps.notify === undefined || [...caps.notify].join('\n') !== notify.join('\n')) {
+    caps.notify = new Set(notify);
+    caps.list = notify;
   }
 }
 
@@ -261,6 +331,9 @@ export class XmppCluster implements XmppClusterView {
   #moduleSubscription: BusSubscription | undefined;
   readonly #listeners = new Map<string, Set<(data: string | undefined) => void>>();
   readonly #claimLost = new Set<(name: string) => void>();
+  #handoverHandler: ((token: string) => Promise<boolean>) | undefined;
+  readonly #handovers = new Map<string, (ok: boolean) => void>();
+  readonly #orphanListeners = new Set<(orphan: { token: string; jid: string; node: string }) => void>();
   readonly #nodeGone = new Set<(node: string) => void>();
   /** Nodes found dead (the latest 1 000). */
   readonly #dead = new Set<string>();
@@ -325,7 +398,7 @@ export class XmppCluster implements XmppClusterView {
     this.#consumer = consumeStream(stream, {
       group: 'deliver',
       consumer: this.nodeId,
-      handler: (entry) => this.#handle(entry.data),
+      handler: (entry) => this.#handle(entry.data, true),
       onError: (error) => this.#host.logger.warn({ err: error }, 'XMPP cluster: reading this process stream failed'),
     });
     this.#timer = setInterval(() => void this.#check(), Math.max(100, Math.floor(this.#ttlMs / 2)));
@@ -366,6 +439,7 @@ export class XmppCluster implements XmppClusterView {
       hibernating: session.hibernating,
       blockPushes: blockingPushState.peek(session)?.pushes === true || undefined,
       notify: capsNotifyState.peek(session)?.list,
+      sm: smJournalState.peek(session)?.token,
     };
     const last = presence?.available === true ? presence.last : undefined;
     const scalar = JSON.stringify(record);
@@ -374,6 +448,9 @@ export class XmppCluster implements XmppClusterView {
     if (record.available && !(previous?.session === session && previous.available)) this.#recheckOffline(session);
     if (last !== undefined) record.last = last.toString();
     const text = JSON.stringify(record);
+    // A resumable session's journal keeps what a process resuming it must restore.
+    const journal = smJournalState.peek(session);
+    if (journal?.token !== undefined) this.journalAppend(journal.token, { r: record }, journal.ttlMs);
     this.#bus.presence
       .set(presenceKey(this.#host.domain, this.nodeId, full), text, { ttlMs: this.#ttlMs })
       .then(() => this.#publish({ op: 'set', record }))
@@ -561,11 +638,23 @@ export class XmppCluster implements XmppClusterView {
         this.#nodes.delete(node);
         this.#host.logger.warn({ node }, 'XMPP cluster: a process is gone: its sessions leave the directory');
         const gone: RemoteSession[] = [];
+        const orphans: Array<{ token: string; jid: string; node: string }> = [];
         for (const [bare, resources] of [...this.#mirror]) {
           for (const [resource, session] of [...resources]) {
             if (session.node !== node) continue;
             if (presenceState.get(session).available) gone.push(session);
+            if (session.sm !== undefined) orphans.push({ token: session.sm, jid: session.jid.toString(), node });
             this.#forget(bare, resource);
+          }
+        }
+        // Resumable sessions of the dead process: stream management decides (one process claims each).
+        for (const orphan of orphans) {
+          for (const listener of [...this.#orphanListeners]) {
+            try {
+              listener(orphan);
+            } catch (error) {
+              this.#host.logger.error({ err: error }, 'XMPP cluster: an orphan listener failed');
+            }
           }
         }
         for (const session of gone) await this.#unavailable(session);
@@ -629,7 +718,7 @@ export class XmppCluster implements XmppClusterView {
       const done: string[] = [];
       for (const entry of entries) {
         try {
-          await this.#handle(entry.data);
+          await this.#handle(entry.data, false);
           done.push(entry.id);
         } catch (error) {
           this.#host.logger.warn({ err: error }, 'XMPP cluster: a stanza of a gone process could not be routed');
@@ -637,6 +726,137 @@ export class XmppCluster implements XmppClusterView {
       }
       await stream.ack('deliver', done);
     }
+  }
+
+  // ---- stream-management journals ----------------------------------------------------------------
+
+  #journal(token: string) {
+    return this.#bus.stream(`xmpp:sm:${latin1(this.#host.domain)}:${latin1(token)}`);
+  }
+
+  /**
+   * Append to a resumable session's journal. Not awaited by the caller: issued before the stanza is
+   * written to the client's socket (a command goes out on the bus's connection at once), so a process
+   * killed after the write has in all likelihood journaled it; one that is not is taken as acknowledged.
+   */
+  journalAppend(token: string, entry: JournalEntry, ttlMs: number): Promise<void> {
+    return this.#journal(token)
+      .append(JSON.stringify(entry), { maxLength: JOURNAL_MAX_LENGTH, ttlMs: Math.max(1000, ttlMs) })
+      .then(
+        () => undefined,
+        (error: unknown) => this.#host.logger.warn({ err: error }, 'XMPP cluster: could not write a stream-management journal'),
+      );
+  }
+
+  /** Read a journal whole: undefined when there is none (never enabled here, ended, or expired). */
+  async journalRead(token: string): Promise<JournalState | undefined> {
+    const stream = this.#journal(token);
+    let meta: JournalEntry['m'];
+    let inbound = 0;
+    let acked = 0;
+    let sent = 0;
+    let record: unknown;
+    const stanzas: JournalState['stanzas'] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const entries = await stream.entries({ after, count: 500 });
+      if (entries.length === 0) break;
+      after = entries[entries.length - 1]?.id;
+      for (const raw of entries) {
+        let entry: JournalEntry;
+        try {
+          entry = JSON.parse(raw.data.toString()) as JournalEntry;
+        } catch {
+          continue;
+        }
+        if (typeof entry !== 'object' || entry === null) continue;
+        if (typeof entry.m === 'object' && entry.m !== null && typeof entry.m.u === 'string') meta = entry.m;
+        if (typeof entry.i === 'number') inbound = entry.i;
+        if (typeof entry.a === 'number') acked = entry.a;
+        if (entry.r !== undefined) record = entry.r;
+        if (typeof entry.s === 'number' && typeof entry.x === 'string') {
+          sent = entry.s;
+          stanzas.push({ seq: entry.s, stamp: typeof entry.t === 'number' ? entry.t : Date.now(), xml: entry.x });
+        }
+      }
+    }
+    if (meta === undefined) return undefined;
+    // Only what the client had not acknowledged as of the last entry.
+    const U32 = 2 ** 32;
+    const pending = stanzas.filter((item) => {
+      const ahead = (item.seq - acked + U32) % U32;
+      return ahead > 0 && ahead <= (sent - acked + U32) % U32;
+    });
+    return {
+      user: meta.u,
+      resource: meta.r,
+      node: meta.n,
+      maxSeconds: meta.max,
+      inbound,
+      acked,
+      sent,
+      record,
+      stanzas: pending,
+    };
+  }
+
+  /** The session ended (its stanzas went where they go): its journal is deleted. */
+  journalDelete(token: string): Promise<void> {
+    return this.#journal(token)
+      .delete()
+      .catch((error: unknown) => this.#host.logger.warn({ err: error }, 'XMPP cluster: could not delete a stream-management journal'));
+  }
+
+  /** How long directory entries outlive their process (`sessionTtlMs`). */
+  get ttlMs(): number {
+    return this.#ttlMs;
+  }
+
+  /** Whether a process's entry is on the bus now (false once it expired: the process is dead, or was never there). */
+  async nodeLive(node: string): Promise<boolean> {
+    if (node === this.nodeId) return true;
+    if (this.#dead.has(node)) return false;
+    return (await this.#bus.presence.get(nodeKey(this.#host.domain, node))) !== undefined;
+  }
+
+  /** Ask the process holding a resumable session to let it go (it stops routing to it and writes its last state to the journal). */
+  handover(node: string, token: string): Promise<HandoverOutcome> {
+    const id = randomBytes(8).toString('hex');
+    return new Promise<HandoverOutcome>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#handovers.delete(id);
+        resolve('timeout');
+      }, HANDOVER_TIMEOUT_MS);
+      this.#handovers.set(id, (ok) => {
+        clearTimeout(timer);
+        this.#handovers.delete(id);
+        resolve(ok ? 'released' : 'unknown');
+      });
+      this.#append(node, { to: '', handover: { token, reply: this.nodeId, id } }).catch((error: unknown) => {
+        this.#host.logger.warn({ err: error, node }, 'XMPP cluster: could not ask a process to hand over a session');
+      });
+    });
+  }
+
+  /** Stream management answers handover requests (true: it let the session go). */
+  onHandover(handler: (token: string) => Promise<boolean>): void {
+    this.#handoverHandler = handler;
+  }
+
+  /** Hear of resumable sessions of a process found dead (their journal says where they stand). */
+  onOrphan(listener: (orphan: { token: string; jid: string; node: string }) => void): () => void {
+    this.#orphanListeners.add(listener);
+    return () => this.#orphanListeners.delete(listener);
+  }
+
+  async #answerHandover(request: { token: string; reply: string; id: string }): Promise<void> {
+    let ok = false;
+    try {
+      ok = (await this.#handoverHandler?.(request.token)) === true;
+    } catch (error) {
+      this.#host.logger.error({ err: error }, 'XMPP cluster: handing over a session failed');
+    }
+    await this.#append(request.reply, { to: '', released: { id: request.id, ok } });
   }
 
   // ---- claims, forwarding ------------------------------------------------------------------------
@@ -811,8 +1031,8 @@ export class XmppCluster implements XmppClusterView {
     this.#host.logger.warn({ to, stanza: stanza.local }, 'XMPP cluster: a stanza could not be delivered: dropped');
   }
 
-  /** An entry of this process's stream (or of a dead process's): to the local session, else routed again. */
-  async #handle(data: Buffer): Promise<void> {
+  /** An entry of this process's stream (`own`) or of a dead process's: to the local session, else routed again. */
+  async #handle(data: Buffer, own: boolean): Promise<void> {
     let delivery: Delivery;
     try {
       delivery = JSON.parse(data.toString()) as Delivery;
@@ -821,6 +1041,16 @@ export class XmppCluster implements XmppClusterView {
       return;
     }
     if (typeof delivery.to !== 'string') return;
+    if (delivery.handover !== undefined) {
+      // Only for this process (a drainer of a dead one's stream has nothing to hand over).
+      if (typeof delivery.handover.token === 'string' && typeof delivery.handover.reply === 'string' && own)
+        await this.#answerHandover(delivery.handover);
+      return;
+    }
+    if (delivery.released !== undefined) {
+      this.#handovers.get(String(delivery.released.id))?.(delivery.released.ok === true);
+      return;
+    }
     const session = this.#host.localSession(delivery.to);
     const live = session !== undefined && !session.ended && (session.stage === 'bound' || session.stage === 'hibernating');
     if (delivery.close !== undefined) {

@@ -55,6 +55,9 @@ export interface RouterServer {
   userExists(user: string): Promise<boolean>;
   takeOver(old: Session, replacement: Session): void;
   endSession(session: Session): Promise<void>;
+  adoptSession(session: Session, resource: string, record: unknown): void;
+  detachSession(session: Session): void;
+  fromSession(session: Session, stanza: XmlElement): Promise<void>;
 }
 
 let order = 0;
@@ -429,6 +432,9 @@ export class ModuleHost {
       },
       takeOver: (old, replacement) => routerServer.takeOver(old as Session, replacement as Session),
       endSession: (session) => routerServer.endSession(session as Session),
+      adoptSession: (session, resource, record) => routerServer.adoptSession(session as Session, resource, record),
+      detachSession: (session) => routerServer.detachSession(session as Session),
+      fromSession: (session, stanza) => routerServer.fromSession(session as Session, stanza),
     };
   }
 }

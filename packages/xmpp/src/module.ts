@@ -249,4 +249,18 @@ export interface ModuleApi {
   takeOver(old: XmppSession, replacement: XmppSession): void;
   /** End a hibernating session for good: unavailable presence, `session/closed`. */
   endSession(session: XmppSession): Promise<void>;
+  /**
+   * Stream resumption of a session another process held (issue 12): the new session takes the
+   * resource and what the directory record says of it (presence, carbons…), routing goes to it
+   * everywhere, `session/resumed` fires. Needs the server's bus.
+   */
+  adoptSession(session: XmppSession, resource: string, record: unknown): void;
+  /**
+   * The session moves to another process (it resumed there): out of the routing table and the
+   * directory without `session/closed` (no unavailable presence: the session lives on), its
+   * transport, if still open, closed quietly.
+   */
+  detachSession(session: XmppSession): void;
+  /** Handle a stanza as if the session had sent it (its `from` is set to the session's JID). */
+  fromSession(session: XmppSession, stanza: XmlElement): Promise<void>;
 }

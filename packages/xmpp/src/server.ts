@@ -7,7 +7,7 @@ import type { Adapter, BindingContext, Bus, Connection, Logger } from '@portbind
 import { silentLogger } from '@portbind/core';
 import { connectionOf, type UpgradeHandler } from '@portbind/http';
 import { type WsConnection, type WsEndpoint, wsEndpoint } from '@portbind/ws';
-import { XmppCluster, type XmppClusterOptions, type XmppClusterView } from './cluster.js';
+import { applyRecord, XmppCluster, type XmppClusterOptions, type XmppClusterView } from './cluster.js';
 import { XmppConfigError } from './config-error.js';
 import { type XmlElement, xml } from './element.js';
 import { ModuleHost, sessionState } from './host.js';
@@ -279,6 +279,9 @@ export class XmppServer {
         userExists: (user) => this.#userExists(user),
         takeOver: (old, replacement) => this.#takeOver(old, replacement),
         endSession: (session) => this.#endSession(session),
+        adoptSession: (session, resource, record) => this.#adopt(session, resource, record),
+        detachSession: (session) => this.#detach(session),
+        fromSession: (session, stanza) => this.#stanza(session, stanza),
       },
       (message) => new XmppConfigError('PB_ERR_XMPP_OPTION', message),
     );
@@ -793,6 +796,44 @@ export class XmppServer {
     }
     if (session.user === undefined) return;
     await this.#host.fire('session/closed', { session });
+  }
+
+  /** Stream resumption of a session another process held: the resource and the directory record's state (issue 12). */
+  #adopt(session: Session, resource: string, record: unknown): void {
+    if (this.#cluster === undefined) throw new Error('adoptSession: only with a bus');
+    if (session.user === undefined) throw new Error('adoptSession: the session is not authenticated');
+    const jid = new Jid(session.user, this.domain, resource);
+    let resources = this.#sessions.get(jid.bare);
+    if (resources === undefined) {
+      resources = new Map();
+      this.#sessions.set(jid.bare, resources);
+    }
+    const previous = resources.get(resource);
+    resources.set(resource, session);
+    if (previous !== undefined && previous !== session) {
+      if (previous.hibernating) previous.hibernating = false;
+      else previous.close(new StreamError('conflict', 'replaced by a resumed session'));
+      this.#end(previous);
+    }
+    session.jid = jid;
+    applyRecord(session, record);
+    this.#cluster.bound(session);
+    this.#host.fire('session/resumed', { session }).catch((error: unknown) => this.#logger.error({ err: error }, 'session/resumed failed'));
+  }
+
+  /** The session resumed on another process: it leaves this one without ending (no `session/closed`). */
+  #detach(session: Session): void {
+    if (session.ended) return;
+    session.ended = true;
+    session.hibernating = false;
+    const jid = session.jid;
+    if (jid !== undefined) {
+      const resources = this.#sessions.get(jid.bare);
+      if (resources?.get(jid.resource) === session) resources.delete(jid.resource);
+      if (resources?.size === 0) this.#sessions.delete(jid.bare);
+      this.#cluster?.ended(session);
+    }
+    session.closeReplaced();
   }
 
   /** Stream resumption: the new session takes the old one's identity, routing and module state. */

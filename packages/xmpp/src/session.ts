@@ -209,8 +209,9 @@ export abstract class Session implements XmppSession {
   close(error?: StreamError): void {
     if (this.closed) return;
     // Ended on purpose (the client's `</stream:stream>`, a stream error): not a lost link that
-    // stream management may resume. An idle timeout is a link that went silent.
-    this.cleanEnd = error?.condition !== 'connection-timeout';
+    // stream management may resume. An idle timeout is a link that went silent; a shutdown is the
+    // server going away (with several processes the session resumes on another).
+    this.cleanEnd = error?.condition !== 'connection-timeout' && error?.condition !== 'system-shutdown';
     if (!this.#headerSent) this.#sendHeader();
     if (error !== undefined) this.send(this.streamElement(error.toElement()));
     this.send(this.footer());

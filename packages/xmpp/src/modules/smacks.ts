@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { JournalEntry, XmppCluster } from '../cluster.js';
 import { XmppConfigError } from '../config-error.js';
 import { XmlElement, xml } from '../element.js';
 import { Jid } from '../jid.js';
@@ -7,6 +8,7 @@ import { NS_CLIENT, NS_DELAY, NS_SM, NS_STANZAS } from '../namespaces.js';
 import { parseXml } from '../parse.js';
 import type { XmppSession } from '../session.js';
 import { StreamError } from '../stream-error.js';
+import { smJournalState } from './smacks-state.js';
 
 // Stream management (XEP-0198 1.6, urn:xmpp:sm:3) with resumption, the way Prosody's mod_smacks
 // does it: `h` counts the client's stanzas, every stanza written to the client waits in a queue
@@ -69,6 +71,12 @@ interface SmState {
   done: boolean;
   /** Store writes of this session, in order. */
   persisting: Promise<void>;
+  /** Stanzas from the client not to count: a presence replayed for it after a resume on another process. */
+  uncounted: number;
+  /** When its journal on the bus was last written (ms; with a bus only). */
+  journaled: number;
+  /** The process stops and leaves the session to the others: its stanzas stay in the journal. */
+  handedOff: boolean;
 }
 
 /** What the store keeps of a hibernating session (owner: the account, key: the SM-ID). */
@@ -83,7 +91,14 @@ interface StoredSession {
 }
 
 const U32 = 2 ** 32;
+/** `a` is ahead of `b` (mod 2^32) by less than half the range. */
+function ahead(a: number, b: number): number {
+  const diff = (a - b + U32) % U32;
+  return diff < U32 / 2 ? diff : 0;
+}
 const INDEX_KEY = 'hibernating';
+/** Sessions a stopping process leaves to the others, on the cluster's module channel. */
+const ORPHAN_TOPIC = 'smacks:orphan';
 const OLD_PREFIX = 'old:';
 /** The key an ack reads (never written): its answer comes once the writes queued before it committed. */
 const BARRIER_KEY = 'ack-barrier';
@@ -121,6 +136,20 @@ function parseH(value: string | undefined): number | undefined {
   if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined;
   const h = Number(value);
   return h < U32 ? h : undefined;
+}
+
+/** The last available presence a directory record holds, as a stanza to send again. */
+function presenceStateLast(record: unknown): XmlElement | undefined {
+  if (typeof record !== 'object' || record === null) return undefined;
+  const { available, last } = record as { available?: unknown; last?: unknown };
+  if (available !== true || typeof last !== 'string') return undefined;
+  const presence = parseXml(last);
+  if (presence === undefined || presence.name !== 'presence') return undefined;
+  // As the client sent it: no addressing (the server stamps `from`; a broadcast has no `to`).
+  const attrs = { ...presence.attrs };
+  delete attrs.from;
+  delete attrs.to;
+  return new XmlElement('presence', attrs, [...presence.children], presence.xmlns);
 }
 
 /** A copy of a stanza with a `<delay/>` (XEP-0203) saying when it was first sent, unless it has one (IQs never get one). */
@@ -177,6 +206,10 @@ class StreamManagement {
   #recovering: Promise<void> | undefined;
   /** Sessions being ended: their stanzas are being routed again. */
   readonly #closing = new Set<Promise<void>>();
+  #journalTimer: NodeJS.Timeout | undefined;
+  /** Sessions of dead processes this process looks after, until their resumption window ends. */
+  readonly #orphans = new Map<string, NodeJS.Timeout>();
+  readonly #orphanNodes = new Map<string, string>();
 
   constructor(api: ModuleApi, limits: Limits) {
     this.#api = api;
@@ -197,6 +230,9 @@ class StreamManagement {
       hibernationTimer: undefined,
       done: false,
       persisting: Promise.resolve(),
+      uncounted: 0,
+      journaled: 0,
+      handedOff: false,
     }));
 
     // Offered with resource binding (after SASL), as Prosody does; `<enable/>` still waits for the bind.
@@ -211,7 +247,9 @@ class StreamManagement {
     const count = (event: { session: XmppSession | undefined }): undefined => {
       if (event.session === undefined) return;
       const state = this.#state.peek(event.session);
-      if (state?.enabled) state.inbound = (state.inbound + 1) % U32;
+      if (!state?.enabled) return;
+      if (state.uncounted > 0) state.uncounted--;
+      else state.inbound = (state.inbound + 1) % U32;
     };
     api.hook('message/in', count, 100_000);
     api.hook('presence/in', count, 100_000);
@@ -234,10 +272,59 @@ class StreamManagement {
     setImmediate(() => {
       // A server stopped before it got here leaves the store for its next start.
       if (this.#stopping) return;
+      const cluster = this.#cluster();
+      if (cluster !== undefined) {
+        // Several processes: each resumable session has a journal on the bus instead (one store
+        // index shared by every process could not say whose sessions a crash left).
+        cluster.onHandover((token) => this.#handover(token));
+        cluster.onOrphan((orphan) => void this.#orphan(orphan.token, orphan.node));
+        cluster.listen(ORPHAN_TOPIC, (data) => {
+          try {
+            const orphan = JSON.parse(data ?? 'null') as { token?: unknown; node?: unknown } | null;
+            if (typeof orphan?.token === 'string' && typeof orphan.node === 'string') void this.#orphan(orphan.token, orphan.node);
+          } catch {
+            // Not ours.
+          }
+        });
+        this.#journalTimer = setInterval(() => this.#keepJournals(), Math.max(1000, Math.floor(limits.resumeTimeoutMs / 4)));
+        this.#journalTimer.unref();
+        return;
+      }
       this.#recovering = this.#recover().catch((error: unknown) =>
         api.logger.error({ err: error }, 'smacks: could not recover stored sessions'),
       );
     });
+  }
+
+  /** The server's cluster, with a bus (created after the modules' setup). */
+  #cluster(): XmppCluster | undefined {
+    return this.#api.server.cluster as XmppCluster | undefined;
+  }
+
+  /** How long a journal outlives its last write: the resumption window, and the time to find its process dead. */
+  #journalTtl(state: SmState, cluster: XmppCluster): number {
+    return state.maxSeconds * 1000 + cluster.ttlMs * 3;
+  }
+
+  #journalAppend(session: XmppSession, state: SmState, entry: JournalEntry): void {
+    const cluster = this.#cluster();
+    if (cluster === undefined || state.token === undefined || state.done) return;
+    state.journaled = Date.now();
+    void cluster.journalAppend(state.token, entry, this.#journalTtl(state, cluster));
+    void session;
+  }
+
+  /** Journals of idle sessions are written again before they could expire. */
+  #keepJournals(): void {
+    const cluster = this.#cluster();
+    if (cluster === undefined) return;
+    const now = Date.now();
+    for (const [token, session] of this.#tokens) {
+      const state = this.#state.peek(session);
+      if (state === undefined || state.done || state.token !== token) continue;
+      if (now - state.journaled < state.maxSeconds * 500) continue;
+      this.#journalAppend(session, state, { i: state.inbound, a: state.acked });
+    }
   }
 
   // ---- enabling, acks ----
@@ -261,6 +348,19 @@ class StreamManagement {
       // The client's preferred maximum, when shorter than ours.
       const preferred = Number(element.attr('max'));
       if (Number.isInteger(preferred) && preferred > 0) state.maxSeconds = Math.min(state.maxSeconds, preferred);
+      const cluster = this.#cluster();
+      if (cluster !== undefined && session.user !== undefined && session.jid !== undefined) {
+        // Its journal on the bus: any process can resume it (issue 12).
+        smJournalState.get(session).token = token;
+        smJournalState.get(session).ttlMs = this.#journalTtl(state, cluster);
+        this.#journalAppend(session, state, {
+          m: { u: session.user, r: session.jid.resource, n: cluster.nodeId, max: state.maxSeconds },
+          i: 0,
+          a: 0,
+        });
+        // The directory entry names the SM-ID now (and the journal gets the session's state).
+        cluster.refresh(session as never);
+      }
       session.sendRaw(xml('enabled', { xmlns: NS_SM, id: token, resume: 'true', max: String(state.maxSeconds) }));
     } else {
       session.sendRaw(xml('enabled', { xmlns: NS_SM }));
@@ -280,7 +380,12 @@ class StreamManagement {
     // after them resolves only once their transaction committed (the storage answers in order). The
     // stream goes on meanwhile; a storage that fails sends no ack (the client resends after a resume).
     const h = String(state.inbound);
-    this.#store.get('', BARRIER_KEY).then(
+    const cluster = this.#cluster();
+    const journaled =
+      cluster === undefined || state.token === undefined || state.done
+        ? undefined
+        : cluster.journalAppend(state.token, { i: state.inbound, a: state.acked }, this.#journalTtl(state, cluster));
+    Promise.all([this.#store.get('', BARRIER_KEY), journaled]).then(
       () => session.sendRaw(xml('a', { xmlns: NS_SM, h })),
       (error: unknown) => this.#api.logger.error({ err: error }, 'smacks: the storage failed: no ack sent'),
     );
@@ -295,7 +400,10 @@ class StreamManagement {
     const h = parseH(element.attr('h'));
     if (h === undefined) throw new StreamError('invalid-xml', "<a/> needs an 'h' attribute: the number of stanzas handled");
     state.awaitingAck = false;
+    const before = state.acked;
     this.#acknowledge(state, h);
+    // All caught up: the journal learns it (no resend of those after a crash).
+    if (state.queue.length === 0 && before !== h) this.#journalAppend(session, state, { a: h });
     this.#maybeRequest(session, state);
   }
 
@@ -315,12 +423,22 @@ class StreamManagement {
     const state = this.#state.peek(session);
     if (state === undefined || !state.enabled || !isStanza(stanza)) return stanza;
     if (state.done) return null;
-    state.queue.push({ stanza, stamp: Date.now() });
+    const stamp = Date.now();
+    state.queue.push({ stanza, stamp });
+    if (state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
+      this.#journalAppend(session, state, {
+        s: (state.acked + state.queue.length) % U32,
+        a: state.acked,
+        i: state.inbound,
+        t: stamp,
+        x: stanza.toString(),
+      });
+    }
     if (state.hibernating !== undefined) {
       if (state.queue.length > this.#limits.maxQueue) {
         this.#api.logger.info({ jid: session.jid?.toString() }, 'smacks: too many stanzas queued for a hibernating session: it ends');
         void this.#end(session, state);
-      } else {
+      } else if (this.#cluster() === undefined) {
         this.#persist(session, state);
       }
       return null;
@@ -386,8 +504,10 @@ class StreamManagement {
       void this.#end(session, state);
     }, state.maxSeconds * 1000);
     state.hibernationTimer.unref();
-    this.#persist(session, state);
-    this.#updateIndex();
+    if (this.#cluster() === undefined) {
+      this.#persist(session, state);
+      this.#updateIndex();
+    }
     void this.#api.fire('session/hibernating', { session, queue: state.queue.map((item) => item.stanza) });
     // Too many hibernating sessions for this account: the oldest ends.
     const user = session.user;
@@ -437,10 +557,17 @@ class StreamManagement {
     }
     const queue = state.queue;
     state.queue = [];
+    // Left to the other processes (this one stops): the journal keeps them for a resume there.
+    if (state.handedOff) return;
     await this.#reroute(
       queue.map((item) => item.stanza),
       queue.map((item) => item.stamp),
     );
+    const cluster = this.#cluster();
+    if (cluster !== undefined && state.token !== undefined) {
+      smJournalState.delete(session);
+      await cluster.journalDelete(state.token);
+    }
     await state.persisting;
   }
 
@@ -484,6 +611,11 @@ class StreamManagement {
     }
     const old = this.#tokens.get(previd);
     const state = old === undefined ? undefined : this.#state.peek(old);
+    const cluster = this.#cluster();
+    if (old === undefined && cluster !== undefined) {
+      // Not here: maybe a session another process holds or held (issue 12).
+      if (await this.#resumeFromJournal(session, cluster, previd, h)) return;
+    }
     if (old === undefined || state === undefined || state.done || old.user !== session.user || old.jid === undefined) {
       const user = session.user;
       const remembered = user === undefined ? undefined : await this.#store.get(user, OLD_PREFIX + previd).catch(() => undefined);
@@ -516,6 +648,153 @@ class StreamManagement {
     }
     this.#updateIndex();
     this.#maybeRequest(session, moved);
+  }
+
+  // ---- several processes: journals on the bus (issue 12) ----
+
+  /**
+   * Resume a session of another process from its journal: that process lets it go first when it
+   * lives (it may hibernate there, or its connection may look open still); a dead one's journal is
+   * taken as it is. False when there is nothing to resume (the caller answers item-not-found).
+   */
+  async #resumeFromJournal(session: XmppSession, cluster: XmppCluster, previd: string, h: number): Promise<boolean> {
+    let journal = await cluster.journalRead(previd).catch((error: unknown) => {
+      this.#api.logger.warn({ err: error }, 'smacks: could not read a journal');
+      return undefined;
+    });
+    if (journal === undefined || journal.user !== session.user || session.user === undefined) return false;
+    let oldAlive = false;
+    if (journal.node !== cluster.nodeId) {
+      const live = await cluster.nodeLive(journal.node).catch(() => false);
+      const outcome = live ? await cluster.handover(journal.node, previd) : 'timeout';
+      if (outcome === 'unknown') return false;
+      oldAlive = outcome === 'released';
+      if (outcome === 'timeout') this.#api.logger.info({ node: journal.node }, 'smacks: resuming the session of a process that is gone');
+      // Its last state is in the journal now.
+      if (outcome === 'released') journal = await cluster.journalRead(previd).catch(() => undefined);
+      if (journal === undefined || journal.user !== session.user) return false;
+    }
+    // The client saw more than the journal holds: the old process wrote stanzas it died before
+    // journaling; the client has them, so nothing is to be sent again.
+    const beyond = ahead(h, journal.sent);
+    if (beyond > 0) this.#api.logger.info({ h, journaled: journal.sent }, 'smacks: a resume acknowledges stanzas the journal missed');
+    const acked = beyond > 0 ? journal.sent : h;
+    const queue: Queued[] = [];
+    for (const item of journal.stanzas) {
+      if (ahead(item.seq, acked) === 0) continue;
+      const stanza = parseXml(item.xml);
+      if (stanza !== undefined) queue.push({ stanza, stamp: item.stamp });
+    }
+    this.#api.adoptSession(session, journal.resource, journal.record);
+    const state = this.#state.get(session);
+    state.enabled = true;
+    state.token = previd;
+    state.maxSeconds = journal.maxSeconds;
+    state.inbound = journal.inbound;
+    state.acked = acked;
+    state.queue = queue;
+    this.#tokens.set(previd, session);
+    const mark = smJournalState.get(session);
+    mark.token = previd;
+    mark.ttlMs = this.#journalTtl(state, cluster);
+    // This process holds it now: said first, so that a late reader knows.
+    const user = session.user;
+    const resource = session.jid?.resource ?? journal.resource;
+    this.#journalAppend(session, state, {
+      m: { u: user, r: resource, n: cluster.nodeId, max: state.maxSeconds },
+      i: state.inbound,
+      a: acked,
+    });
+    cluster.refresh(session as never);
+    session.sendRaw(xml('resumed', { xmlns: NS_SM, previd, h: String(state.inbound) }));
+    for (const item of queue) session.sendRaw(withDelay(item.stanza, item.stamp, this.#api.domain));
+    // Its process died: contacts may have been told it went offline; its presence is said again.
+    const last = presenceStateLast(journal.record);
+    if (!oldAlive && last !== undefined) {
+      state.uncounted++;
+      this.#api.fromSession(session, last).catch((error: unknown) => {
+        state.uncounted = Math.max(0, state.uncounted - 1);
+        this.#api.logger.warn({ err: error }, 'smacks: could not announce a resumed session again');
+      });
+    }
+    this.#api.logger.info(
+      { jid: session.jid?.toString(), resent: queue.length, from: journal.node },
+      'smacks: resumed a session of another process',
+    );
+    this.#maybeRequest(session, state);
+    return true;
+  }
+
+  /** Another process resumes one of this process's sessions: it stops here, without ending (its stanzas stay in the journal). */
+  async #handover(token: string): Promise<boolean> {
+    const session = this.#tokens.get(token);
+    const state = session === undefined ? undefined : this.#state.peek(session);
+    if (session === undefined || state === undefined || state.done || state.token !== token) return false;
+    const cluster = this.#cluster();
+    if (cluster === undefined) return false;
+    state.done = true;
+    if (state.hibernationTimer !== undefined) clearTimeout(state.hibernationTimer);
+    if (state.ackTimer !== undefined) clearTimeout(state.ackTimer);
+    state.hibernationTimer = undefined;
+    state.ackTimer = undefined;
+    this.#tokens.delete(token);
+    // Its last counts, before the other process reads the journal.
+    await cluster.journalAppend(token, { i: state.inbound, a: state.acked }, this.#journalTtl(state, cluster));
+    smJournalState.delete(session);
+    this.#api.detachSession(session);
+    this.#api.logger.info({ jid: session.jid?.toString() }, 'smacks: a session resumed on another process');
+    return true;
+  }
+
+  /**
+   * A resumable session of a process found dead: one process (the claim's) waits out its resumption
+   * window, then routes what it had not acknowledged where messages to an unavailable resource go,
+   * unless a client resumed it somewhere meanwhile.
+   */
+  async #orphan(token: string, node: string): Promise<void> {
+    const cluster = this.#cluster();
+    if (cluster === undefined || this.#stopping) return;
+    try {
+      if ((await cluster.claim(`sm:${token}`)) !== cluster.nodeId) return;
+      const journal = await cluster.journalRead(token);
+      if (journal === undefined || journal.node !== node) return;
+      const wait = Math.max(0, journal.maxSeconds * 1000 - cluster.ttlMs);
+      const timer = setTimeout(() => void this.#releaseOrphan(cluster, token, node), wait);
+      timer.unref();
+      this.#orphans.set(token, timer);
+      this.#orphanNodes.set(token, node);
+    } catch (error) {
+      this.#api.logger.warn({ err: error }, 'smacks: could not look after a session of a process that is gone');
+    }
+  }
+
+  async #releaseOrphan(cluster: XmppCluster, token: string, node: string): Promise<void> {
+    this.#orphans.delete(token);
+    this.#orphanNodes.delete(token);
+    try {
+      const journal = await cluster.journalRead(token);
+      if (journal !== undefined && journal.node === node) {
+        this.#api.logger.info(
+          { user: journal.user, stanzas: journal.stanzas.length },
+          'smacks: a session of a process that is gone was not resumed: its messages are routed again',
+        );
+        const stanzas: XmlElement[] = [];
+        const stamps: number[] = [];
+        for (const item of journal.stanzas) {
+          const stanza = parseXml(item.xml);
+          if (stanza === undefined) continue;
+          stanzas.push(stanza);
+          stamps.push(item.stamp);
+        }
+        await this.#reroute(stanzas, stamps);
+        await cluster.journalDelete(token);
+        await this.#rememberOld(journal.user, token, journal.inbound);
+      }
+    } catch (error) {
+      this.#api.logger.warn({ err: error }, 'smacks: could not route the messages of a session that was not resumed');
+    } finally {
+      await cluster.release(`sm:${token}`).catch(() => undefined);
+    }
   }
 
   // ---- the store ----
@@ -597,6 +876,18 @@ class StreamManagement {
   /** At stop: hibernating sessions end, their messages go to offline storage (nothing waits for a client that cannot come back to this process). */
   async #stop(): Promise<void> {
     this.#stopping = true;
+    if (this.#journalTimer !== undefined) clearInterval(this.#journalTimer);
+    const cluster = this.#cluster();
+    // Several processes: the sessions stay resumable on the others (a rolling restart loses none) —
+    // their journals stay, and another process looks after them (as after a crash), with the
+    // sessions of dead processes this one looked after.
+    const handed: Array<{ token: string; node: string }> = [];
+    for (const [token, timer] of this.#orphans) {
+      clearTimeout(timer);
+      handed.push({ token, node: this.#orphanNodes.get(token) ?? '' });
+      await cluster?.release(`sm:${token}`).catch(() => undefined);
+    }
+    this.#orphans.clear();
     // The storage closes after the modules stopped: a recovery still reading it finishes first.
     await this.#recovering;
     const sessions = [...this.#tokens.values()];
@@ -606,9 +897,15 @@ class StreamManagement {
         if (state === undefined || state.done) return;
         if (state.hibernationTimer !== undefined) clearTimeout(state.hibernationTimer);
         if (state.ackTimer !== undefined) clearTimeout(state.ackTimer);
+        if (cluster !== undefined && state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
+          state.handedOff = true;
+          handed.push({ token: state.token, node: cluster.nodeId });
+          await cluster.journalAppend(state.token, { i: state.inbound, a: state.acked }, this.#journalTtl(state, cluster));
+        }
         if (state.hibernating !== undefined) await this.#api.endSession(session);
       }),
     );
+    for (const orphan of handed) cluster?.broadcast(ORPHAN_TOPIC, JSON.stringify(orphan));
     // #closed ran for each: wait for its routing and store writes.
     await Promise.all([...this.#closing]);
     await this.#indexWrites;
