@@ -53,8 +53,9 @@ describe('chat with WORKERS=2: the primary opens no database and connects no bus
     const redis = await startRedis();
     servers.push(redis);
     const dataDir = await mkdtemp(join(tmpdir(), 'portbind-chat-workers-'));
+    const { WORKERS: _workers, ...parent } = process.env;
     const env = {
-      ...process.env,
+      ...parent,
       DATA_DIR: dataDir,
       PORT: '0',
       XMPP_PORT: '0',
@@ -63,7 +64,6 @@ describe('chat with WORKERS=2: the primary opens no database and connects no bus
       LOG_LEVEL: 'debug',
       BUS_URL: `redis://127.0.0.1:${redis.port}`,
     };
-    delete env.WORKERS;
     for (const [user, password] of [
       ['juliet', 'balcony'],
       ['romeo', 'r0meo!'],
