@@ -2,8 +2,10 @@
 // mod_muc: rooms created on join, configured through the owner's form, with affiliations and roles,
 // history on join, the room's archive (XEP-0313 on the room JID), self-ping (XEP-0410), mediated
 // invitations (XEP-0249's direct ones pass between accounts untouched), and persistent rooms in the
-// server's durable store. Occupants leave when their session ends.
+// server's durable store. Occupants leave when their session ends. On several processes (a server
+// with a bus) a room is one room for the whole service, hosted by one process at a time (cluster.ts).
 
+import type { Bus } from '@portbind/core';
 import { XmppConfigError } from '../../config-error.js';
 import { type XmlElement, xml } from '../../element.js';
 import type { ModuleApi, StanzaEvent, StanzaKind, XmppModule } from '../../module.js';
@@ -12,10 +14,11 @@ import { parseXml } from '../../parse.js';
 import { StanzaErrorException } from '../../stanza-error.js';
 import type { JsonValue, KeyValueStore } from '../../stores/types.js';
 import { buildRsmAnswer, parseRsm } from '../rsm.js';
+import { MucCluster } from './cluster.js';
 import { configFromJson, configToJson, defaultConfig, type RoomConfig } from './config.js';
 import type { HistoryEntry } from './history.js';
 import { Room } from './room.js';
-import { AFFILIATIONS, type Affiliation, type MucContext, type MucLimits, NS_MUC, type StoredRoom } from './types.js';
+import { AFFILIATIONS, type Affiliation, type MucContext, type MucLimits, NS_MUC, type RoomSnapshot, type StoredRoom } from './types.js';
 
 export type { AllowPm, RoomConfig, Whois } from './config.js';
 export type { Affiliation, Role } from './types.js';
@@ -154,6 +157,10 @@ export function muc(options: MucOptions = {}): MucModule {
         now,
         joinedRooms: (bare) => userRooms.get(bare)?.size ?? 0,
         track(real, bare, room, joined) {
+          if (joined && spread !== undefined) {
+            const node = spread.cluster.nodeOf(real);
+            if (node !== undefined) lastNode.set(real, node);
+          }
           let mine = sessionRooms.get(real);
           let theirs = userRooms.get(bare);
           if (joined) {
@@ -182,14 +189,109 @@ export function muc(options: MucOptions = {}): MucModule {
         },
         async destroyed(room) {
           room.stop();
-          // What is stored goes first: a room created anew under this name starts empty.
-          try {
-            await store.set('', room.name, undefined);
-            await archive.delete(room.name);
-          } finally {
-            if (rooms.get(room.name) === room) rooms.delete(room.name);
-          }
+          const spread = clustered();
+          const gone = async (): Promise<void> => {
+            // What is stored goes first: a room created anew under this name starts empty.
+            try {
+              await store.set('', room.name, undefined);
+              await archive.delete(room.name);
+            } finally {
+              if (rooms.get(room.name) === room) rooms.delete(room.name);
+              // On several processes: what a next holder would read goes too, and the claim.
+              if (spread !== undefined && !(room as Room).detached) await spread.release(room.name, true);
+            }
+          };
+          // Never while a stanza to this room name is being claimed or loaded on this process.
+          await (spread === undefined ? gone() : spread.lock(room.name, gone));
         },
+        async changed(name, snapshot) {
+          const spread = clustered();
+          const room = rooms.get(name);
+          if (spread === undefined || room === undefined || room.detached) return;
+          await spread.writeSnapshot(name, snapshot.stored.config.persistent ? undefined : snapshotToJson(snapshot));
+          await spread.announce(listing(room));
+        },
+        remembered(name, entry, config) {
+          if (!config.logging) clustered()?.appendHistory(name, entry, config.historyLength);
+        },
+      };
+      const listing = (room: Room) => ({
+        name: room.name,
+        title: room.config.name === '' ? room.name : room.config.name,
+        public: room.config.public,
+        locked: room.locked,
+      });
+
+      // ---- several processes -------------------------------------------------------------------
+      // Created at the first need once the server has its cluster (made after the modules' setup).
+      let spread: MucCluster | undefined;
+      let sweepTimer: NodeJS.Timeout | undefined;
+      const offs: Array<() => void> = [];
+      /** Last process each occupant session (real JID) of a held room was seen on; those missing at the last sweep. */
+      const lastNode = new Map<string, string>();
+      let missing = new Set<string>();
+      const clustered = (): MucCluster | undefined => {
+        if (spread !== undefined) return spread;
+        const cluster = api.server.cluster;
+        if (cluster === undefined) return undefined;
+        const shared = cluster as Partial<{ bus: Bus; sessionTtlMs: number }>;
+        const bus = shared.bus;
+        if (bus === undefined) return undefined;
+        const ttlMs = shared.sessionTtlMs ?? 30_000;
+        const made = new MucCluster(cluster, bus, ttlMs, domain, () => api.logger);
+        spread = made;
+        offs.push(
+          cluster.onClaimLost((claim) => {
+            const name = made.roomOfClaim(claim);
+            if (name !== undefined) void made.lock(name, () => letGo(made, name));
+          }),
+          cluster.onNodeGone((node) => sweep(made, node)),
+        );
+        sweepTimer = setInterval(() => sweep(made, undefined), Math.max(ttlMs, 5000));
+        sweepTimer.unref();
+        return made;
+      };
+      // The cluster exists once the server's constructor has returned.
+      queueMicrotask(() => clustered());
+
+      /** A claim lost (another process took the room while the bus was away): stop serving it, without a word to its occupants. */
+      const letGo = async (made: MucCluster, name: string): Promise<void> => {
+        const room = rooms.get(name);
+        if (room === undefined) return;
+        api.logger.warn({ room: room.jid }, 'XMPP MUC: another process holds this room now: its stanzas go there');
+        room.detach();
+        rooms.delete(name);
+        await made.release(name, false);
+      };
+
+      /**
+       * Occupants whose session is on no process any more leave the rooms this process holds: at once
+       * those last seen on a process found dead (`gone`), else those missing at two sweeps in a row
+       * (a session just bound elsewhere may reach this process's directory a moment after its join).
+       */
+      const sweep = (made: MucCluster, gone: string | undefined): void => {
+        const seen = new Set<string>();
+        const nextMissing = new Set<string>();
+        for (const room of [...rooms.values()]) {
+          for (const real of [...room.byReal.keys()]) {
+            seen.add(real);
+            const node = made.cluster.nodeOf(real);
+            if (node !== undefined) {
+              lastNode.set(real, node);
+              continue;
+            }
+            const drop = gone === undefined ? missing.has(real) : lastNode.get(real) === gone;
+            if (!drop) {
+              nextMissing.add(real);
+              continue;
+            }
+            room
+              .run(() => room.leave(real))
+              .catch((error: unknown) => api.logger.error({ err: error, room: room.jid }, 'XMPP MUC: leaving a room failed'));
+          }
+        }
+        for (const real of [...lastNode.keys()]) if (!seen.has(real)) lastNode.delete(real);
+        if (gone === undefined) missing = nextMissing;
       };
 
       // Persistent rooms are read on the first stanza to the service (setup is synchronous).
@@ -206,9 +308,11 @@ export function muc(options: MucOptions = {}): MucModule {
       api.domainService(domain, {
         name: options.name ?? 'Chatrooms',
         async stanza(event, kind) {
-          await ensureLoaded();
+          const spread = clustered();
+          if (spread === undefined) await ensureLoaded();
           try {
-            await roomStanza(event, kind);
+            if (spread === undefined) await roomStanza(event, kind);
+            else await clusteredStanza(spread, event, kind);
           } catch (error) {
             if (!(error instanceof StanzaErrorException)) throw error;
             // Never an error to an error or to a result (RFC 6120 §8.3.1).
@@ -219,16 +323,20 @@ export function muc(options: MucOptions = {}): MucModule {
         },
       });
 
+      /** §7.2.1: a join names a nick, of bounded length. */
+      const checkJoin = (event: StanzaEvent, kind: StanzaKind): void => {
+        if (kind === 'presence' && event.stanza.attr('type') === undefined) {
+          if (event.to.isBare) throw new StanzaErrorException('jid-malformed', 'a room JID with a nickname is needed to join');
+          checkNick(event.to.resource, limits);
+        }
+      };
+
       const roomStanza = async (event: StanzaEvent, kind: StanzaKind): Promise<void> => {
         if (event.to.local === '') return serviceStanza(event, kind);
         const type = event.stanza.attr('type');
         let room = rooms.get(event.to.local);
         let created = false;
-        if (kind === 'presence' && type === undefined) {
-          // §7.2.1: a join names a nick.
-          if (event.to.isBare) throw new StanzaErrorException('jid-malformed', 'a room JID with a nickname is needed to join');
-          checkNick(event.to.resource, limits);
-        }
+        checkJoin(event, kind);
         if (room === undefined) {
           if (kind === 'presence' && !event.to.isBare && type === undefined) {
             room = createRoom(event);
@@ -251,6 +359,101 @@ export function muc(options: MucOptions = {}): MucModule {
         });
       };
 
+      /**
+       * On several processes: a room this process holds is served here; another's, forwarded to its
+       * process; one nobody holds is claimed, then loaded (the store, or what its last holder left on
+       * the bus) or created by a join.
+       */
+      const clusteredStanza = async (made: MucCluster, event: StanzaEvent, kind: StanzaKind): Promise<void> => {
+        if (event.to.local === '') return serviceStanza(event, kind);
+        checkJoin(event, kind);
+        const name = event.to.local;
+        const type = event.stanza.attr('type');
+        const join = kind === 'presence' && type === undefined && !event.to.isBare;
+        let room = rooms.get(name);
+        let created = false;
+        if (room === undefined) {
+          const found = await made.lock(name, async (): Promise<{ room: Room; created: boolean } | { node: string } | undefined> => {
+            const here = rooms.get(name);
+            if (here !== undefined) return { room: here, created: false };
+            const node = await made.holder(name);
+            if (node !== made.nodeId) return { node };
+            const loaded = await loadRoom(made, name);
+            if (loaded !== undefined) {
+              rooms.set(name, loaded);
+              await made.announce(listing(loaded));
+              return { room: loaded, created: false };
+            }
+            if (join) {
+              try {
+                const fresh = createRoom(event);
+                await ctx.changed(name, { stored: fresh.stored(), locked: fresh.locked });
+                return { room: fresh, created: true };
+              } catch (error) {
+                await made.release(name, true);
+                throw error;
+              }
+            }
+            // No such room: nothing held.
+            await made.release(name, true);
+            return undefined;
+          });
+          if (found === undefined) {
+            if (type === 'error' || type === 'result' || kind === 'presence') return;
+            throw new StanzaErrorException('item-not-found', 'no such room');
+          }
+          if ('node' in found) return made.forward(found.node, event.stanza);
+          room = found.room;
+          created = found.created;
+        }
+        const target = room;
+        let moved = false;
+        await target.run(async () => {
+          // Another process took the room meanwhile: the stanza goes there.
+          if (target.detached) {
+            moved = true;
+            return;
+          }
+          try {
+            await target.handle(event, kind, created);
+          } catch (error) {
+            if (created && target.occupants.size === 0) await target.destroy(undefined, undefined, false);
+            throw error;
+          }
+        });
+        if (moved) await clusteredStanza(made, event, kind);
+      };
+
+      /** A room nobody holds, as its last holder left it: the store (persistent) or its snapshot on the bus (temporary). */
+      const loadRoom = async (made: MucCluster, name: string): Promise<Room | undefined> => {
+        const fallback = defaultConfig(ctx.defaults, ctx.limits);
+        let stored = storedFromJson(name, await store.get('', name), fallback);
+        let locked = false;
+        let snapshot: string | undefined;
+        if (stored === undefined) {
+          snapshot = await made.readSnapshot(name);
+          const parsed = snapshot === undefined ? undefined : snapshotFromJson(name, snapshot, fallback);
+          if (parsed === undefined) return undefined;
+          stored = parsed.stored;
+          locked = parsed.locked;
+        }
+        const room = new Room(ctx, name, stored.creator, stored);
+        const entries = await made.roster(name);
+        if (!room.config.persistent && entries.length === 0) {
+          // A temporary room nobody sits in any more is gone (its holder would have destroyed it).
+          await archive.delete(name);
+          await made.forget(name);
+          return undefined;
+        }
+        if (room.config.logging) await seedFromArchive(ctx, room);
+        else room.seedHistory(await made.readHistory(name, room.config.historyLength));
+        room.restore(entries);
+        if (locked) room.lock();
+        made.holding(name, snapshot);
+        api.logger.info({ room: room.jid, occupants: entries.length }, 'XMPP MUC: this process holds the room now');
+        return room;
+      };
+
       const createRoom = (event: StanzaEvent): Room => {
         const bare = event.from.bare;
         if (!mayCreate(bare)) throw new StanzaErrorException('not-allowed', 'you may not create rooms on this service');
@@ -264,6 +467,34 @@ export function muc(options: MucOptions = {}): MucModule {
         if (ctx.lockNewRooms) room.lock();
         rooms.set(room.name, room);
         return room;
+      };
+
+      /**
+       * The public rooms: this process's; on several processes, those any process holds (their
+       * holders list them on the bus) and the persistent ones in the store nobody holds now.
+       */
+      const listedRooms = async (): Promise<Array<{ jid: string; title: string }>> => {
+        const made = clustered();
+        if (made === undefined) {
+          return [...rooms.values()]
+            .filter((room) => room.config.public && !room.locked && !room.destroyedRoom)
+            .map((room) => ({ jid: room.jid, title: listing(room).title }));
+        }
+        const found = new Map<string, { jid: string; title: string } | undefined>();
+        for (const room of await made.listed())
+          found.set(room.name, room.public && !room.locked ? { jid: `${room.name}@${domain}`, title: room.title } : undefined);
+        for (const room of rooms.values()) {
+          const listed = listing(room);
+          found.set(room.name, listed.public && !listed.locked && !room.destroyedRoom ? { jid: room.jid, title: listed.title } : undefined);
+        }
+        const fallback = defaultConfig(ctx.defaults, ctx.limits);
+        for (const name of await store.keys('')) {
+          if (found.has(name)) continue;
+          const stored = storedFromJson(name, await store.get('', name), fallback);
+          if (stored?.config.public === true)
+            found.set(name, { jid: `${name}@${domain}`, title: stored.config.name === '' ? name : stored.config.name });
+        }
+        return [...found.values()].filter((room): room is { jid: string; title: string } => room !== undefined);
       };
 
       const serviceStanza = async (event: StanzaEvent, kind: StanzaKind): Promise<void> => {
@@ -284,7 +515,7 @@ export function muc(options: MucOptions = {}): MucModule {
             ...[NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING].map((feature) => xml('feature', { var: feature })),
           );
         } else if (type === 'get' && payload?.local === 'query' && payload.xmlns === NS_DISCO_ITEMS && payload.attr('node') === undefined) {
-          const listed = [...rooms.values()].filter((room) => room.config.public && !room.locked && !room.destroyedRoom);
+          const listed = await listedRooms();
           listed.sort((a, b) => (a.jid < b.jid ? -1 : a.jid > b.jid ? 1 : 0));
           // Paged with RSM (XEP-0059 §2): at most 1000 rooms in one answer.
           const set = payload.getChild('set', NS_RSM);
@@ -303,12 +534,12 @@ export function muc(options: MucOptions = {}): MucModule {
           answer = xml(
             'query',
             { xmlns: NS_DISCO_ITEMS },
-            ...page.map((room) => xml('item', { jid: room.jid, name: room.config.name === '' ? room.name : room.config.name })),
+            ...page.map((room) => xml('item', { jid: room.jid, name: room.title })),
             set === undefined && page.length === listed.length
               ? undefined
               : buildRsmAnswer({
                   first: page[0]?.jid,
-                  firstIndex: page.length > 0 ? listed.indexOf(page[0] as Room) : undefined,
+                  firstIndex: page.length > 0 ? listed.indexOf(page[0] as (typeof listed)[number]) : undefined,
                   last: page[page.length - 1]?.jid,
                   count: listed.length,
                 }),
@@ -323,23 +554,47 @@ export function muc(options: MucOptions = {}): MucModule {
 
       // Occupants leave when their session ends for good, or when it sends unavailable presence to
       // everyone (RFC 6121 §4.6.3: directed presences end with it).
+      // On several processes, the rooms other processes hold learn it from an unavailable presence
+      // this process sends them on the session's behalf (the rooms it sits in, as their
+      // self-presences told it).
       const leaveAll = (real: string): void => {
         const names = sessionRooms.get(real);
-        if (names === undefined) return;
-        for (const name of [...names]) {
+        const elsewhere = spread?.joinedBy(real);
+        for (const name of [...(names ?? [])]) {
           const room = rooms.get(name);
           if (room === undefined) {
-            names.delete(name);
+            names?.delete(name);
             continue;
           }
           room
             .run(() => room.leave(real))
             .catch((error: unknown) => api.logger.error({ err: error, room: room.jid }, 'XMPP MUC: leaving a room failed'));
         }
+        for (const [name, nick] of [...(elsewhere ?? [])]) {
+          if (names?.has(name) === true) continue;
+          const room = rooms.get(name);
+          if (room !== undefined) {
+            room
+              .run(() => room.leave(real))
+              .catch((error: unknown) => api.logger.error({ err: error, room: room.jid }, 'XMPP MUC: leaving a room failed'));
+            continue;
+          }
+          api
+            .route(xml('presence', { from: real, to: `${name}@${domain}/${nick}`, type: 'unavailable' }))
+            .catch((error: unknown) => api.logger.warn({ err: error, room: name }, 'XMPP MUC: could not tell a room a session left'));
+        }
       };
       api.hook('session/closed', ({ session }) => {
-        if (session.jid !== undefined) leaveAll(session.jid.toString());
+        if (session.jid === undefined) return;
+        const real = session.jid.toString();
+        leaveAll(real);
+        spread?.ended(real);
       });
+      // What rooms tell this process's sessions (on several processes: the occupants it keeps on the bus).
+      api.outbound((stanza, session) => {
+        if (spread !== undefined && stanza.local === 'presence') spread.observe(stanza, session);
+        return stanza;
+      }, 10_000);
       api.hook('presence/in', (event) => {
         if (event.stanza.attr('to') === undefined && event.stanza.attr('type') === 'unavailable') leaveAll(event.from.toString());
       });
@@ -353,8 +608,14 @@ export function muc(options: MucOptions = {}): MucModule {
         timer.unref();
         api.onStop(() => clearInterval(timer));
       }
-      api.onStop(() => {
+      api.onStop(async () => {
         for (const room of rooms.values()) room.stop();
+        if (spread === undefined) return;
+        clearInterval(sweepTimer);
+        for (const off of offs.splice(0)) off();
+        spread.stop();
+        // Others take the rooms over at once (their occupants on other processes stay in them).
+        for (const name of [...rooms.keys()]) await spread.release(name, false);
       });
     },
   };
@@ -384,20 +645,40 @@ async function loadRooms(store: KeyValueStore, ctx: MucContext, rooms: Map<strin
     const stored = storedFromJson(name, await store.get('', name), fallback);
     if (stored === undefined || rooms.has(name)) continue;
     const room = new Room(ctx, name, stored.creator, stored);
-    // The history a restarted room offers: its newest archived messages.
-    if (room.config.historyLength > 0) {
-      const { items } = await ctx.archive.query(name, { before: '', max: room.config.historyLength });
-      const entries: HistoryEntry[] = [];
-      for (const item of items) {
-        const message = parseXml(item.xml);
-        if (message === undefined) continue;
-        message.children.push(xml('stanza-id', { xmlns: NS_SID, by: room.jid, id: item.id }));
-        entries.push({ message, when: item.when, chars: item.xml.length });
-      }
-      room.seedHistory(entries);
-    }
+    await seedFromArchive(ctx, room);
     rooms.set(name, room);
   }
+}
+
+/** The history a restarted (or taken over) room offers: its newest archived messages. */
+async function seedFromArchive(ctx: MucContext, room: Room): Promise<void> {
+  if (room.config.historyLength <= 0) return;
+  const { items } = await ctx.archive.query(room.name, { before: '', max: room.config.historyLength });
+  const entries: HistoryEntry[] = [];
+  for (const item of items) {
+    const message = parseXml(item.xml);
+    if (message === undefined) continue;
+    message.children.push(xml('stanza-id', { xmlns: NS_SID, by: room.jid, id: item.id }));
+    entries.push({ message, when: item.when, chars: item.xml.length });
+  }
+  room.seedHistory(entries);
+}
+
+/** A temporary room's state, as its holder keeps it on the bus. */
+function snapshotToJson(snapshot: RoomSnapshot): string {
+  return JSON.stringify({ room: storedToJson(snapshot.stored), locked: snapshot.locked });
+}
+
+function snapshotFromJson(name: string, text: string, fallback: RoomConfig): RoomSnapshot | undefined {
+  let parsed: { room?: JsonValue; locked?: unknown };
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    return undefined;
+  }
+  const stored = storedFromJson(name, parsed.room, fallback);
+  if (stored === undefined) return undefined;
+  return { stored: { ...stored, config: { ...stored.config, persistent: false } }, locked: parsed.locked === true };
 }
 
 function storedToJson(state: StoredRoom): JsonValue {

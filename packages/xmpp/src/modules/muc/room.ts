@@ -25,6 +25,7 @@ import {
   NS_MUC_STABLE_ID,
   NS_MUC_USER,
   type Occupant,
+  type OccupantEntry,
   ROLES,
   type Role,
   type StoredRoom,
@@ -58,6 +59,8 @@ export class Room {
   /** Created and not configured yet (§10.1.1): only the owner may enter. */
   locked = false;
   destroyedRoom = false;
+  /** Another process holds the room now (this one lost its claim): stanzas go there. */
+  detached = false;
   readonly creator: string;
   readonly created: number;
   readonly #ctx: MucContext;
@@ -149,6 +152,44 @@ export class Room {
 
   async #save(): Promise<void> {
     await this.#ctx.save(this.stored(), this.config.persistent);
+  }
+
+  /** Tell the service the room's state changed (on several processes, the next holder reads it). */
+  async #changed(): Promise<void> {
+    await this.#ctx.changed(this.name, { stored: this.stored(), locked: this.locked });
+  }
+
+  /**
+   * Take over occupants from a previous holder of the room (another process that died or lost the
+   * room): their sessions, nicks, roles and presences, without a word to them (nothing changed for them).
+   */
+  restore(entries: readonly OccupantEntry[]): void {
+    for (const entry of entries) {
+      const existing = this.occupants.get(entry.nick);
+      if (existing !== undefined && existing.bare !== bareOf(entry.real)) continue;
+      if (this.byReal.has(entry.real)) continue;
+      const occupant: Occupant = existing ?? {
+        nick: entry.nick,
+        bare: bareOf(entry.real),
+        role: ROLES.includes(entry.role) && entry.role !== 'none' ? entry.role : this.defaultRole(this.affiliation(bareOf(entry.real))),
+        sessions: new Map(),
+        primary: entry.real,
+      };
+      occupant.sessions.set(entry.real, entry.presence);
+      this.occupants.set(entry.nick, occupant);
+      this.byReal.set(entry.real, occupant);
+      this.#ctx.track(entry.real, occupant.bare, this.name, true);
+    }
+  }
+
+  /** This process no longer holds the room (another one took it): forget it without a word to its occupants. */
+  detach(): void {
+    this.detached = true;
+    this.stop();
+    for (const occupant of this.occupants.values())
+      for (const real of occupant.sessions.keys()) this.#ctx.track(real, occupant.bare, this.name, false);
+    this.occupants.clear();
+    this.byReal.clear();
   }
 
   // ---- dispatch ----
@@ -408,6 +449,7 @@ export class Room {
         throw new StanzaErrorException('not-acceptable', `the subject is longer than ${this.#ctx.limits.maxSubjectLength} characters`);
       this.subject = text === '' ? undefined : { text, nick: sender.nick, when: this.#ctx.now() };
       if (this.config.persistent) await this.#save();
+      await this.#changed();
       const message = xml(
         'message',
         { from, type: 'groupchat', id: stanza.attr('id') ?? randomId() },
@@ -440,7 +482,9 @@ export class Room {
         ? new XmlElement('message', attrs, [...children, xml('stanza-id', { xmlns: NS_SID, by: this.jid, id: archiveId })], stanza.xmlns)
         : new XmlElement('message', attrs, children, stanza.xmlns);
       const text = stored.toString();
-      this.#remember({ message, when, chars: text.length });
+      const entry = { message, when, chars: text.length };
+      this.#remember(entry);
+      this.#ctx.remembered(this.name, entry, this.config);
       if (this.config.logging) {
         this.#ctx.archive
           .append(this.name, { id: archiveId, when, with: from, xml: text })
@@ -544,6 +588,7 @@ export class Room {
       );
     }
     if (changed && this.config.persistent) await this.#save();
+    if (changed) await this.#changed();
   }
 
   // ---- IQs (§6, §8, §9, §10, XEP-0313, XEP-0410) ----
@@ -713,6 +758,7 @@ export class Room {
     this.#unlock();
     this.#trimHistory();
     if (next.persistent || previous.persistent) await this.#save();
+    await this.#changed();
     // §10.2.1: occupants learn of the change (104, and what it means for their privacy).
     const codes = [104];
     if (next.logging !== previous.logging) codes.push(next.logging ? 170 : 171);
@@ -914,6 +960,7 @@ export class Room {
       }
     }
     if (affiliationsChanged && this.config.persistent) await this.#save();
+    if (affiliationsChanged) await this.#changed();
   }
 
   // ---- building and sending ----
@@ -1005,6 +1052,10 @@ function status(code: number): XmlElement {
 function withoutAddresses(attrs: Record<string, string>): Record<string, string> {
   const { from: _from, to: _to, xmlns: _xmlns, ...rest } = attrs;
   return rest;
+}
+
+function bareOf(full: string): string {
+  return Jid.parse(full)?.bare ?? full;
 }
 
 export function stamp(when: number): string {

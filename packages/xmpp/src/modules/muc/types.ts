@@ -54,6 +54,30 @@ export interface MucContext {
   save(state: StoredRoom, persistent: boolean): Promise<void>;
   /** The room is gone: out of the service, its stored state and archive deleted. */
   destroyed(room: { readonly name: string; stop(): void }): Promise<void>;
+  /**
+   * The room's state changed (configuration, affiliations, subject, lock): on several processes
+   * what the next holder of a temporary room reads is written again. Nothing on one process.
+   */
+  changed(name: string, snapshot: RoomSnapshot): Promise<void>;
+  /** A message was kept for history: on several processes, where the next holder reads it (rooms that do not archive). */
+  remembered(name: string, entry: { message: XmlElement; when: number; chars: number }, config: RoomConfig): void;
+}
+
+/** What another process needs to take a room over (with its occupants and history, kept apart). */
+export interface RoomSnapshot {
+  stored: StoredRoom;
+  /** Created and not configured yet. */
+  locked: boolean;
+}
+
+/** An occupant's session as its own process keeps it on the bus (what a room's next holder rebuilds its roster from). */
+export interface OccupantEntry {
+  /** The real full JID. */
+  real: string;
+  nick: string;
+  role: Role;
+  /** Its presence as the room shows it (children of `<presence/>`, without the MUC payload). */
+  presence: XmlElement;
 }
 
 /** What is kept of a persistent room in the durable store. */

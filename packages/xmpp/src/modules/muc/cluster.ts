@@ -1,0 +1,375 @@
+// A MUC service on several processes (issue 12): one room is one room for the whole service. Each
+// room is hosted by one process at a time, the one holding its claim on the bus
+// (`cluster.claim('muc:<room JID>')`): the first process to get a stanza for a room nobody holds
+// claims it and loads it (from the shared store, or from the snapshot a previous holder left on
+// the bus); the others forward what their users send it to that process (`cluster.forward`). The
+// room answers and broadcasts with `api.route`, which reaches sessions on every process.
+//
+// What the next holder needs when a holder dies, kept where it can read it:
+// - occupants: each process keeps a presence entry per room its local sessions sit in
+//   (`xmpp:muc:o:<service>:<room>:<real JID>`: nick, role, presence, as the room's self-presence
+//   (status 110) told the session), so the entries of a dead process expire with it;
+// - a temporary room's state (configuration, affiliations, subject, lock): a bus value the holder
+//   writes at each change (`xmpp:muc:r:<service>:<room>`; persistent rooms are in the store);
+// - history: a room that archives reads its newest archived messages (the store); one that does not
+//   keeps its history in a capped bus stream (`xmpp:muc:h:<service>:<room>`).
+// Held rooms are listed for disco#items by presence entries of their holder (`xmpp:muc:d:…`).
+
+import type { Bus, Logger } from '@portbind/core';
+import type { XmppClusterView } from '../../cluster.js';
+import { XmlElement } from '../../element.js';
+import { Jid } from '../../jid.js';
+import { parseXml } from '../../parse.js';
+import type { XmppSession } from '../../session.js';
+import { StanzaErrorException } from '../../stanza-error.js';
+import type { HistoryEntry } from './history.js';
+import { NS_MUC_USER, type OccupantEntry, ROLES, type Role } from './types.js';
+
+/** A temporary room's snapshot outlives its holder this long unless written again (held rooms' are, hourly). */
+const SNAPSHOT_TTL_MS = 86_400_000;
+const SNAPSHOT_REFRESH_MS = 3_600_000;
+/** A room's history stream is deleted after this long without a message. */
+const HISTORY_TTL_MS = 30 * 86_400_000;
+/** Entries of a room's history stream read at most when a process takes the room over. */
+const HISTORY_READ_CAP = 1000;
+
+/** How a listed room shows in disco#items. */
+export interface ListedRoom {
+  name: string;
+  /** Its display name (the room's localpart when it has none). */
+  title: string;
+  public: boolean;
+  locked: boolean;
+}
+
+/** Bus names are byte strings (one char per byte). */
+function latin1(text: string): string {
+  return Buffer.from(text).toString('latin1');
+}
+
+function utf8(name: string): string {
+  return Buffer.from(name, 'latin1').toString();
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/** The MUC service's side of the cluster (one per process, with a bus). */
+export class MucCluster {
+  readonly cluster: XmppClusterView;
+  readonly #bus: Bus;
+  readonly #ttlMs: number;
+  readonly #service: string;
+  readonly #logger: () => Logger;
+  readonly #locks = new Map<string, Promise<unknown>>();
+  /** Local sessions (real full JID) → room → nick: the rooms they sit in, as the rooms' self-presences said. */
+  readonly #joined = new Map<string, Map<string, string>>();
+  /** What this process last wrote to each of its occupant entries. */
+  readonly #written = new Map<string, string>();
+  /** Snapshots of temporary rooms this process holds (rewritten hourly, so that they outlive it by a day). */
+  readonly #snapshots = new Map<string, string>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(cluster: XmppClusterView, bus: Bus, ttlMs: number, service: string, logger: () => Logger) {
+    this.cluster = cluster;
+    this.#bus = bus;
+    this.#ttlMs = ttlMs;
+    this.#service = service;
+    this.#logger = logger;
+    this.#timer = setInterval(() => {
+      for (const [name, text] of this.#snapshots) {
+        this.#bus.values
+          .set(this.#snapshotKey(name), text, { ttlMs: SNAPSHOT_TTL_MS })
+          .catch((error: unknown) => this.#logger().warn({ err: error, room: name }, 'XMPP MUC: could not refresh a room snapshot'));
+      }
+    }, SNAPSHOT_REFRESH_MS);
+    this.#timer.unref();
+  }
+
+  get nodeId(): string {
+    return this.cluster.nodeId;
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  // ---- names on the bus ----
+
+  #claimName(room: string): string {
+    return `muc:${room}@${this.#service}`;
+  }
+
+  #occupantPrefix(room: string): string {
+    return `xmpp:muc:o:${latin1(this.#service)}:${latin1(room)}:`;
+  }
+
+  #snapshotKey(room: string): string {
+    return `xmpp:muc:r:${latin1(this.#service)}:${latin1(room)}`;
+  }
+
+  #historyName(room: string): string {
+    return `xmpp:muc:h:${latin1(this.#service)}:${latin1(room)}`;
+  }
+
+  #directoryPrefix(): string {
+    return `xmpp:muc:d:${latin1(this.#service)}:`;
+  }
+
+  /** Per holder: for a moment after a claim was lost two processes may list a room (`listed` gives it once). */
+  #directoryKey(room: string): string {
+    return `${this.#directoryPrefix()}${latin1(room)}:${this.nodeId}`;
+  }
+
+  /** The room named by a claim of this service (undefined for another's). */
+  roomOfClaim(claim: string): string | undefined {
+    const suffix = `@${this.#service}`;
+    if (!claim.startsWith('muc:') || !claim.endsWith(suffix)) return undefined;
+    return claim.slice(4, -suffix.length);
+  }
+
+  // ---- holding rooms ----
+
+  /** Run `task` after every task queued before it for this room on this process (claiming, loading and letting go never interleave). */
+  lock<T>(room: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(room) ?? Promise.resolve();
+    const result = previous.then(task);
+    const tail = result.catch(() => undefined);
+    this.#locks.set(room, tail);
+    void tail.then(() => {
+      if (this.#locks.get(room) === tail) this.#locks.delete(room);
+    });
+    return result;
+  }
+
+  /**
+   * The process holding the room, claiming it when nobody does: this process's id when it holds it
+   * now. A holder known dead keeps its claim until it expires (about when it was found dead): waited
+   * out. The bus unreachable: `recipient-unavailable` (the room may be fine, this process cannot tell).
+   */
+  async holder(room: string): Promise<string> {
+    const deadline = Date.now() + Math.max(2 * this.#ttlMs, 5000);
+    for (let pause = 50; ; pause = Math.min(2 * pause, 500)) {
+      let node: string;
+      try {
+        node = await this.cluster.claim(this.#claimName(room));
+      } catch (error) {
+        this.#logger().warn({ err: error, room }, 'XMPP MUC: could not find who holds a room (the bus is away)');
+        throw new StanzaErrorException('recipient-unavailable', 'the room cannot be reached now: try again');
+      }
+      if (node === this.nodeId || this.cluster.isAlive(node)) return node;
+      if (Date.now() > deadline) throw new StanzaErrorException('recipient-unavailable', 'the room is moving: try again');
+      await sleep(pause);
+    }
+  }
+
+  /** Hand a stanza for a room to the process holding it. */
+  async forward(node: string, stanza: XmlElement): Promise<void> {
+    try {
+      await this.cluster.forward(node, stanza);
+    } catch (error) {
+      this.#logger().warn({ err: error }, 'XMPP MUC: could not hand a stanza to the process holding its room');
+      throw new StanzaErrorException('recipient-unavailable', 'the room cannot be reached now: try again');
+    }
+  }
+
+  /** Let go of a room: its claim, its listing, and (`gone`) what a next holder would have read of it. */
+  async release(room: string, gone: boolean): Promise<void> {
+    this.#snapshots.delete(room);
+    if (gone) await this.forget(room);
+    for (const step of [() => this.#bus.presence.delete(this.#directoryKey(room)), () => this.cluster.release(this.#claimName(room))]) {
+      try {
+        await step();
+      } catch (error) {
+        this.#logger().warn({ err: error, room }, 'XMPP MUC: could not let go of a room on the bus');
+      }
+    }
+  }
+
+  // ---- what a next holder reads ----
+
+  /** Drop what a next holder would read of a room that is gone (its snapshot, its history). */
+  async forget(room: string): Promise<void> {
+    this.#snapshots.delete(room);
+    for (const step of [() => this.#bus.values.delete(this.#snapshotKey(room)), () => this.#bus.stream(this.#historyName(room)).delete()]) {
+      try {
+        await step();
+      } catch (error) {
+        this.#logger().warn({ err: error, room }, 'XMPP MUC: could not drop what the bus kept of a room');
+      }
+    }
+  }
+
+  /** A temporary room's snapshot (undefined: delete it, the room is persistent or gone). */
+  async writeSnapshot(room: string, text: string | undefined): Promise<void> {
+    try {
+      if (text === undefined) {
+        if (this.#snapshots.delete(room)) await this.#bus.values.delete(this.#snapshotKey(room));
+        return;
+      }
+      this.#snapshots.set(room, text);
+      await this.#bus.values.set(this.#snapshotKey(room), text, { ttlMs: SNAPSHOT_TTL_MS });
+    } catch (error) {
+      this.#logger().warn({ err: error, room }, 'XMPP MUC: could not write a room snapshot');
+    }
+  }
+
+  readSnapshot(room: string): Promise<string | undefined> {
+    return this.#bus.values.get(this.#snapshotKey(room));
+  }
+
+  /** The room was loaded here: its snapshot is rewritten while this process holds it. */
+  holding(room: string, snapshot: string | undefined): void {
+    if (snapshot !== undefined) this.#snapshots.set(room, snapshot);
+  }
+
+  /** Keep a message of a room that does not archive where the next holder reads it. */
+  appendHistory(room: string, entry: HistoryEntry, historyLength: number): void {
+    if (historyLength <= 0) return;
+    const data = JSON.stringify({ when: entry.when, chars: entry.chars, xml: entry.message.toString() });
+    this.#bus
+      .stream(this.#historyName(room))
+      .append(data, { maxLength: historyLength, ttlMs: HISTORY_TTL_MS })
+      .catch((error: unknown) => this.#logger().warn({ err: error, room }, 'XMPP MUC: could not keep a history message on the bus'));
+  }
+
+  /** The history a previous holder kept on the bus, oldest first (at most `historyLength`). */
+  async readHistory(room: string, historyLength: number): Promise<HistoryEntry[]> {
+    if (historyLength <= 0) return [];
+    const stream = this.#bus.stream(this.#historyName(room));
+    const kept: HistoryEntry[] = [];
+    let after: string | undefined;
+    for (let read = 0; read < HISTORY_READ_CAP; ) {
+      const entries = await stream.entries({ after, count: 100 });
+      if (entries.length === 0) break;
+      read += entries.length;
+      after = entries[entries.length - 1]?.id;
+      for (const entry of entries) {
+        try {
+          const { when, chars, xml } = JSON.parse(entry.data.toString()) as { when?: unknown; chars?: unknown; xml?: unknown };
+          const message = typeof xml === 'string' ? parseXml(xml) : undefined;
+          if (message === undefined || typeof when !== 'number' || typeof chars !== 'number') continue;
+          kept.push({ message, when, chars });
+        } catch {
+          // Not ours: skipped.
+        }
+      }
+      if (kept.length > historyLength) kept.splice(0, kept.length - historyLength);
+    }
+    return kept;
+  }
+
+  /**
+   * The occupants of a room as their processes keep them, whose sessions still are (`nodeOf`): the
+   * roster a process taking the room over starts with.
+   */
+  async roster(room: string): Promise<OccupantEntry[]> {
+    const found: OccupantEntry[] = [];
+    for (const [key, value] of await this.#bus.presence.list(this.#occupantPrefix(room))) {
+      const real = utf8(key.slice(this.#occupantPrefix(room).length));
+      let parsed: { nick?: unknown; role?: unknown; presence?: unknown };
+      try {
+        parsed = JSON.parse(value) as typeof parsed;
+      } catch {
+        continue;
+      }
+      const presence = typeof parsed.presence === 'string' ? parseXml(parsed.presence) : undefined;
+      if (typeof parsed.nick !== 'string' || presence === undefined) continue;
+      if (this.cluster.nodeOf(real) === undefined) continue;
+      const role = (ROLES as readonly unknown[]).includes(parsed.role) ? (parsed.role as Role) : 'participant';
+      found.push({ real, nick: parsed.nick, role, presence });
+    }
+    return found;
+  }
+
+  // ---- the listing ----
+
+  /** List a room this process holds (disco#items on every process), or take it off the list. */
+  async announce(room: ListedRoom): Promise<void> {
+    try {
+      await this.#bus.presence.set(this.#directoryKey(room.name), JSON.stringify(room), { ttlMs: this.#ttlMs });
+    } catch (error) {
+      this.#logger().warn({ err: error, room: room.name }, 'XMPP MUC: could not list a room');
+    }
+  }
+
+  /** The rooms held by any process now (each once). */
+  async listed(): Promise<ListedRoom[]> {
+    const rooms = new Map<string, ListedRoom>();
+    for (const value of (await this.#bus.presence.list(this.#directoryPrefix())).values()) {
+      try {
+        const room = JSON.parse(value) as Partial<ListedRoom>;
+        if (typeof room.name === 'string' && typeof room.title === 'string')
+          rooms.set(room.name, { name: room.name, title: room.title, public: room.public === true, locked: room.locked === true });
+      } catch {
+        // Not ours.
+      }
+    }
+    return [...rooms.values()];
+  }
+
+  // ---- the occupants of this process ----
+
+  /**
+   * What a room says to a local session (an outbound filter): its self-presence (status 110) says
+   * the session sits in the room, with which nick, role and presence; its unavailable self-presence
+   * (but a nick change's, 303) that it left. Kept on the bus for the room's next holder.
+   */
+  observe(stanza: XmlElement, session: XmppSession): void {
+    if (stanza.local !== 'presence') return;
+    const from = stanza.attr('from');
+    if (from === undefined || !from.includes(this.#service)) return;
+    const x = stanza.getChild('x', NS_MUC_USER);
+    if (x === undefined) return;
+    const codes = x.getChildren('status').map((status) => status.attr('code'));
+    if (!codes.includes('110')) return;
+    const room = Jid.parse(from);
+    const real = session.jid?.toString();
+    if (room === undefined || room.domain !== this.#service || room.local === '' || room.isBare || real === undefined) return;
+    const type = stanza.attr('type');
+    if (type === 'unavailable') {
+      // A nick change: the presence under the new nick follows.
+      if (!codes.includes('303')) this.#left(real, room.local);
+      return;
+    }
+    if (type !== undefined) return;
+    let rooms = this.#joined.get(real);
+    if (rooms === undefined) {
+      rooms = new Map();
+      this.#joined.set(real, rooms);
+    }
+    rooms.set(room.local, room.resource);
+    const body = new XmlElement(
+      'presence',
+      {},
+      stanza.children.filter((child) => typeof child === 'string' || !(child.local === 'x' && child.xmlns === NS_MUC_USER)),
+    );
+    const value = JSON.stringify({ nick: room.resource, role: x.getChild('item')?.attr('role'), presence: body.toString() });
+    const key = this.#occupantPrefix(room.local) + latin1(real);
+    if (this.#written.get(key) === value) return;
+    this.#written.set(key, value);
+    this.#bus.presence
+      .set(key, value, { ttlMs: this.#ttlMs })
+      .catch((error: unknown) => this.#logger().warn({ err: error, room: room.local }, 'XMPP MUC: could not keep an occupant on the bus'));
+  }
+
+  /** The rooms a local session sits in (room → nick), as far as the rooms told it. */
+  joinedBy(real: string): ReadonlyMap<string, string> | undefined {
+    return this.#joined.get(real);
+  }
+
+  /** A local session ended: its occupant entries go. */
+  ended(real: string): void {
+    for (const room of [...(this.#joined.get(real)?.keys() ?? [])]) this.#left(real, room);
+  }
+
+  #left(real: string, room: string): void {
+    const rooms = this.#joined.get(real);
+    rooms?.delete(room);
+    if (rooms?.size === 0) this.#joined.delete(real);
+    const key = this.#occupantPrefix(room) + latin1(real);
+    if (!this.#written.delete(key)) return;
+    this.#bus.presence
+      .delete(key)
+      .catch((error: unknown) => this.#logger().warn({ err: error, room }, 'XMPP MUC: could not drop an occupant from the bus'));
+  }
+}

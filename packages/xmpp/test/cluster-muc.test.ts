@@ -1,0 +1,215 @@
+import { type MemoryBus, memoryBus } from '@portbind/core';
+import { describe, expect, it } from 'vitest';
+import { defaultModules, memoryStorage, type XmppServer, type XmppStorage } from '../src/index.js';
+import { muc } from '../src/modules/muc/index.js';
+import { configure, createRoom, esc, join, NS_MUC, occupant, SERVICE } from './muc-support.js';
+import type { Raw } from './raw-stream.js';
+import { start } from './support.js';
+
+// One MUC service on two processes (issue 12): two servers sharing a memoryBus (`bus.peer()` is the
+// other "process") and one store, each with the MUC module. A room is one room for the whole
+// service: users on A and B sit in it together, whichever process holds it; it survives its
+// holder's death with the occupants that are still there.
+
+const ROOM = `lobby@${SERVICE}`;
+const TTL_MS = 1000;
+
+async function node(bus: MemoryBus, storage: XmppStorage) {
+  const module = muc();
+  const started = await start({
+    server: { bus, storage, cluster: { sessionTtlMs: TTL_MS }, modules: [...defaultModules(), module] },
+    accounts: { nurse: 'n', tybalt: 't' },
+  });
+  await started.server.cluster?.ready;
+  // TEMPORARY until XmppClusterView has `bus` (api-requests.md).
+  const view = started.server.cluster as object;
+  if (!('bus' in view)) Object.defineProperties(view, { bus: { value: bus }, sessionTtlMs: { value: TTL_MS } });
+  return { ...started, muc: module, bus };
+}
+
+async function cluster() {
+  const bus = memoryBus();
+  const storage = memoryStorage();
+  const a = await node(bus, storage);
+  const b = await node(bus.peer(), storage);
+  return { a, b, storage };
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Wait until `server` mirrors `full` (the directory spreads asynchronously, as on Redis). */
+function sees(server: XmppServer, full: string): Promise<void> {
+  return until(() => server.cluster?.remotePresence(full)?.available === true, `${full} in the directory`);
+}
+
+const presenceFrom = (nick: string, type?: string): RegExp =>
+  type === undefined
+    ? new RegExp(`^<presence(?![^>]* type=)[^>]* from='${esc(`${ROOM}/${nick}`)}'`)
+    : new RegExp(`^<presence(?=[^>]* type='${type}')(?=[^>]* from='${esc(`${ROOM}/${nick}`)}')`);
+
+const groupchat = (raw: Raw, body: string, id = body.replace(/\W/g, '')): void =>
+  raw.send(`<message to='${ROOM}' type='groupchat' id='${id}'><body>${body}</body></message>`);
+
+const bodyFrom = (nick: string, body: string): RegExp =>
+  new RegExp(`^<message[^>]* from='${esc(`${ROOM}/${nick}`)}'[^>]*>(?:(?!</message>)[\\s\\S])*<body>${esc(body)}</body>`);
+
+/** juliet on A creates the room (A holds it: the first process to get a stanza for it); romeo on B joins it. */
+async function juliettAndRomeo(a: Awaited<ReturnType<typeof node>>, b: Awaited<ReturnType<typeof node>>, fields?: Record<string, string>) {
+  const juliet = await occupant(a.port, 'juliet');
+  const romeo = await occupant(b.port, 'romeo');
+  await sees(a.server, 'romeo@localhost/raw');
+  await sees(b.server, 'juliet@localhost/raw');
+  await createRoom(juliet, 'lobby', 'Juliet');
+  if (fields !== undefined) expect(await configure(juliet, 'lobby', fields)).toContain("type='result'");
+  for (const body of ['two households', 'both alike']) {
+    groupchat(juliet, body);
+    await juliet.next(bodyFrom('Juliet', body));
+  }
+  const self = await join(romeo, 'lobby', 'Romeo');
+  return { juliet, romeo, self };
+}
+
+describe('MUC on several processes (a shared bus)', () => {
+  it('one room for users on A and B: presences, history on join, groupchat both ways, private messages, a leave by disconnection', async () => {
+    const { a, b } = await cluster();
+    const { juliet, romeo, self } = await juliettAndRomeo(a, b);
+    // Held by A alone: B forwarded romeo's join to it.
+    expect(a.muc.rooms()).toEqual(['lobby']);
+    expect(b.muc.rooms()).toEqual([]);
+    expect(self).toContain("<item affiliation='none' role='participant' jid='romeo@localhost/raw'/>");
+    // romeo saw juliet first, then himself, then the history (delayed, from the room) and the subject.
+    expect(romeo.take(presenceFrom('Juliet'))[0]).toContain("<item affiliation='owner' role='moderator'/>");
+    const history = [await romeo.next(bodyFrom('Juliet', 'two households')), await romeo.next(bodyFrom('Juliet', 'both alike'))];
+    for (const message of history) expect(message).toMatch(new RegExp(`<delay xmlns='urn:xmpp:delay' from='${esc(ROOM)}' stamp='`));
+    await romeo.next(/^<message[^>]*type='groupchat'[\s\S]*<subject\/>/);
+    // juliet (a moderator) sees romeo come in with his real JID.
+    expect(await juliet.next(presenceFrom('Romeo'))).toContain("jid='romeo@localhost/raw'");
+    expect(a.muc.occupants('lobby')).toBe(2);
+
+    // Groupchat from B reaches both; from A too.
+    groupchat(romeo, 'in fair Verona');
+    expect(await juliet.next(bodyFrom('Romeo', 'in fair Verona'))).toContain("to='juliet@localhost/raw'");
+    expect(await romeo.next(bodyFrom('Romeo', 'in fair Verona'))).toContain("to='romeo@localhost/raw'");
+    groupchat(juliet, 'where we lay our scene');
+    await romeo.next(bodyFrom('Juliet', 'where we lay our scene'));
+    await juliet.next(bodyFrom('Juliet', 'where we lay our scene'));
+
+    // A private message from B to the occupant on A, and the answer.
+    romeo.send(`<message to='${ROOM}/Juliet' type='chat' id='pm1'><body>a word alone</body></message>`);
+    const pm = await juliet.next(/^<message[^>]* id='pm1'/);
+    expect(pm).toContain(`from='${ROOM}/Romeo'`);
+    expect(pm).toContain('a word alone');
+    juliet.send(`<message to='${ROOM}/Romeo' type='chat' id='pm2'><body>speak</body></message>`);
+    expect(await romeo.next(/^<message[^>]* id='pm2'/)).toContain(`from='${ROOM}/Juliet'`);
+
+    // A new presence from B is broadcast by the room.
+    romeo.send(`<presence to='${ROOM}/Romeo'><show>away</show></presence>`);
+    expect(await juliet.next(presenceFrom('Romeo'))).toContain('<show>away</show>');
+
+    // romeo's connection drops (no unavailable from him): B tells the room on A, juliet sees him leave.
+    romeo.socket.destroy();
+    const left = await juliet.next(presenceFrom('Romeo', 'unavailable'));
+    expect(left).toContain("role='none'");
+    await until(() => a.muc.occupants('lobby') === 1, 'romeo out of the room');
+    // And nobody on B holds anything of it.
+    expect(b.muc.rooms()).toEqual([]);
+  });
+
+  it('a room created on B by a user of B is held by B; a user of A joins it and leaves with an unavailable presence', async () => {
+    const { a, b } = await cluster();
+    const nurse = await occupant(b.port, 'nurse');
+    const tybalt = await occupant(a.port, 'tybalt');
+    await sees(a.server, 'nurse@localhost/raw');
+    await sees(b.server, 'tybalt@localhost/raw');
+    await createRoom(nurse, 'kitchen', 'Nurse');
+    await join(tybalt, 'kitchen', 'Tybalt');
+    expect(b.muc.rooms()).toEqual(['kitchen']);
+    expect(a.muc.rooms()).toEqual([]);
+    await nurse.next(/^<presence[^>]* from='kitchen@conference\.localhost\/Tybalt'/);
+    // Disco on A: the room's info (forwarded to B), and the service lists it (B lists it on the bus).
+    const info = await tybalt.iq('ri', "<query xmlns='http://jabber.org/protocol/disco#info'/>", `type='get' to='kitchen@${SERVICE}'`);
+    expect(info).toContain("<identity category='conference' type='text' name='kitchen'/>");
+    expect(info).toContain("<field var='muc#roominfo_occupants' label='Number of occupants'><value>2</value></field>");
+    const items = await tybalt.iq('si', "<query xmlns='http://jabber.org/protocol/disco#items'/>", `type='get' to='${SERVICE}'`);
+    expect(items).toContain(`<item jid='kitchen@${SERVICE}' name='kitchen'/>`);
+    // A nick already taken in the room (by B's user) is refused to A's user, by the room on B.
+    const juliet = await occupant(a.port, 'juliet');
+    juliet.send(`<presence to='kitchen@${SERVICE}/Nurse'><x xmlns='${NS_MUC}'/></presence>`);
+    const refused = await juliet.next(/^<presence[^>]* type='error'/);
+    expect(refused).toContain('<conflict');
+    expect(refused).toContain(`by='kitchen@${SERVICE}'`);
+
+    tybalt.send(`<presence to='kitchen@${SERVICE}/Tybalt' type='unavailable'><status>away to Mantua</status></presence>`);
+    expect(await tybalt.next(/^<presence[^>]* type='unavailable'/)).toContain("code='110'");
+    expect(await nurse.next(/^<presence(?=[^>]* type='unavailable')[^>]* from='kitchen@conference\.localhost\/Tybalt'/)).toContain(
+      'away to Mantua',
+    );
+    await until(() => b.muc.occupants('kitchen') === 1, 'tybalt out of the room');
+  });
+
+  it('the occupants of a process that dies leave the room its holder keeps', async () => {
+    const { a, b } = await cluster();
+    const { juliet } = await juliettAndRomeo(a, b);
+    await juliet.next(presenceFrom('Romeo'));
+    // B dies (its bus stops: no heartbeats, no unavailable presence from it).
+    b.bus.kill();
+    const left = await juliet.next(presenceFrom('Romeo', 'unavailable'), 15_000);
+    expect(left).toContain("role='none'");
+    expect(a.muc.occupants('lobby')).toBe(1);
+    await b.service.stop();
+  });
+
+  it('the holder dies: the room comes back on the other process with its surviving occupant, its history, and takes new joins', async () => {
+    const { a, b } = await cluster();
+    // A room that does not archive: its history comes from the bus; temporary: its configuration too.
+    const { juliet, romeo } = await juliettAndRomeo(a, b, { 'muc#roomconfig_enablelogging': '0', 'muc#roomconfig_roomname': 'The Lobby' });
+    await juliet.next(presenceFrom('Romeo'));
+    expect(a.muc.rooms()).toEqual(['lobby']);
+    groupchat(romeo, 'before the fall');
+    await romeo.next(bodyFrom('Romeo', 'before the fall'));
+
+    // A crashes: its bus stops, its server goes without a clean shutdown (its sockets just close).
+    a.bus.kill();
+    juliet.socket.destroy();
+    await a.service.stop();
+
+    // romeo talks on: B claims the room once A's claim expired, loads it, and serves it.
+    groupchat(romeo, 'after the fall');
+    expect(await romeo.next(bodyFrom('Romeo', 'after the fall'), 20_000)).toContain("to='romeo@localhost/raw'");
+    expect(b.muc.rooms()).toEqual(['lobby']);
+    // juliet's session died with A: she is not in the room B rebuilt; romeo is.
+    expect(b.muc.occupants('lobby')).toBe(1);
+
+    // A new join on B: sees romeo (not juliet), the history from before the fall, and its name.
+    const nurse = await occupant(b.port, 'nurse');
+    nurse.send(`<presence to='${ROOM}/Nurse'><x xmlns='${NS_MUC}'><history maxstanzas='10'/></x></presence>`);
+    const nurseSelf = await nurse.next(new RegExp(`^<presence[^>]* from='${esc(ROOM)}/Nurse'[\\s\\S]*code='110'`));
+    expect(nurseSelf).toContain("role='participant'");
+    expect(nurse.take(presenceFrom('Romeo')).length).toBe(1);
+    expect(nurse.take(presenceFrom('Juliet')).length).toBe(0);
+    const bodies: string[] = [];
+    for (;;) {
+      const next = await nurse.next(/^<message[^>]*type='groupchat'/);
+      if (next.includes('<subject')) break;
+      bodies.push(/<body>([^<]*)<\/body>/.exec(next)?.[1] ?? '');
+    }
+    expect(bodies).toEqual(['two households', 'both alike', 'before the fall', 'after the fall']);
+    await romeo.next(presenceFrom('Nurse'));
+    const info = await nurse.iq('ri', "<query xmlns='http://jabber.org/protocol/disco#info'/>", `type='get' to='${ROOM}'`);
+    expect(info).toContain("name='The Lobby'");
+    expect(info).toContain("<feature var='muc_temporary'/>");
+
+    // The owner (juliet) comes back on B: still the owner (the affiliations came along).
+    const back = await occupant(b.port, 'juliet', 'again');
+    expect(await join(back, 'lobby', 'Juliet')).toContain("affiliation='owner' role='moderator'");
+    groupchat(nurse, 'the end');
+    await back.next(bodyFrom('Nurse', 'the end'));
+    await romeo.next(bodyFrom('Nurse', 'the end'));
+  });
+});
