@@ -199,3 +199,47 @@ VirtualHost "localhost"
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+/** CPU seconds the whole machine has been busy (all cores), from /proc/stat. */
+export const machineBusy = () => {
+  const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return (user + nice + system + irq + softirq + (steal ?? 0)) / 100;
+};
+
+/**
+ * The machine is shared: wait (up to `maxSeconds`) for a second in which it is busy less than `cores`
+ * (nothing of ours runs meanwhile). Resolves with the cores busy in the last second sampled.
+ */
+export async function waitQuiet(maxSeconds = 60, cores = 0.3) {
+  let busy = Number.POSITIVE_INFINITY;
+  for (let waited = 0; waited < maxSeconds; waited++) {
+    const before = machineBusy();
+    await sleep(1000);
+    busy = machineBusy() - before;
+    if (busy < cores) break;
+  }
+  return busy;
+}
+
+/**
+ * `--nice N` for a benchmark on a shared machine: sets the nice value of this run's autogroup (the
+ * runner and every child it starts share its session, so servers, Redis and load generators alike),
+ * put back on exit. Negative values need root; false when the kernel has no autogroup scheduling.
+ */
+export function niceAutogroup(niceness) {
+  if (niceness === 0) return false;
+  if (readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim() !== '1') return false;
+  const before = /nice (-?\d+)/.exec(readFileSync('/proc/self/autogroup', 'utf8'))?.[1] ?? '0';
+  writeFileSync('/proc/self/autogroup', String(niceness));
+  process.on('exit', () => {
+    try {
+      writeFileSync('/proc/self/autogroup', before);
+    } catch {}
+  });
+  return true;
+}

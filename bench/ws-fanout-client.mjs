@@ -3,7 +3,12 @@
 // every peer has received one of its broadcasts (a broadcast is done when all CONNECTIONS got it). Counts
 // deliveries for DURATION_MS after WARMUP_MS; prints JSON: deliveries per second, broadcasts per second,
 // latency percentiles of single deliveries (ms), deliveries missed (a broadcast some peer never got
-// within 2 s).
+// within 2 s). Prints "measure-start" and "measure-end" around the measured window.
+// LISTEN_ONLY=1: CONNECTIONS peers that only read (more connections per process, each receiving every
+// broadcast): prints `{"open":N}` once connected; on "start" on stdin counts deliveries and their
+// latency until "stop", then prints one JSON line (deliveries, latency, peers still open) and exits.
+// Send times are wall-clock µs (performance.timeOrigin + now), comparable between the two processes.
+import { createInterface } from 'node:readline';
 import { WebSocket } from 'ws';
 
 const url = process.argv[2];
@@ -14,10 +19,12 @@ const durationMs = Number(process.env.DURATION_MS ?? 8000);
 const warmupMs = Number(process.env.WARMUP_MS ?? 2000);
 const padding = 'x'.repeat(Number(process.env.PAYLOAD ?? 64));
 
+const listenOnly = process.env.LISTEN_ONLY === '1';
 const sockets = [];
-for (let i = 0; i < connections; i += 50) {
+const batchSize = listenOnly ? 200 : 50;
+for (let i = 0; i < connections; i += batchSize) {
   const batch = await Promise.all(
-    Array.from({ length: Math.min(50, connections - i) }, () => {
+    Array.from({ length: Math.min(batchSize, connections - i) }, () => {
       const ws = new WebSocket(url, { perMessageDeflate: false });
       return new Promise((resolve, reject) => {
         ws.once('open', () => resolve(ws));
@@ -26,6 +33,50 @@ for (let i = 0; i < connections; i += 50) {
     }),
   );
   sockets.push(...batch);
+}
+const now = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+const percentile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? null;
+
+if (listenOnly) {
+  let counting = false;
+  let heard = 0;
+  let closed = 0;
+  let startedAt = 0;
+  const heardLatencies = [];
+  for (const ws of sockets) {
+    ws.on('close', () => closed++);
+    ws.on('message', (data) => {
+      if (!counting) return;
+      heard++;
+      if (heard % 16 === 0 && heardLatencies.length < 2_000_000) {
+        const text = data.toString();
+        const second = text.indexOf(':', text.indexOf(':') + 1);
+        heardLatencies.push((now() - Number(text.slice(second + 1, text.indexOf(':', second + 1)))) / 1000);
+      }
+    });
+  }
+  console.log(JSON.stringify({ open: sockets.length }));
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line === 'start') {
+      counting = true;
+      startedAt = performance.now();
+    } else if (line === 'stop') {
+      counting = false;
+      const seconds = (performance.now() - startedAt) / 1000;
+      heardLatencies.sort((a, b) => a - b);
+      console.log(
+        JSON.stringify({
+          deliveriesPerSecond: heard / seconds,
+          p50: percentile(heardLatencies, 0.5),
+          p99: percentile(heardLatencies, 0.99),
+          open: sockets.length - closed,
+        }),
+      );
+      for (const ws of sockets) ws.terminate();
+      process.exit(0);
+    }
+  });
+  await new Promise(() => {});
 }
 
 let measuring = false;
@@ -37,7 +88,6 @@ const latencies = [];
 /** Deliveries still expected, by broadcast id. */
 const pending = new Map();
 const seqs = new Array(publishers).fill(0);
-const now = () => Math.round(performance.now() * 1000);
 
 const send = (p) => {
   if (!running) return;
@@ -80,15 +130,17 @@ const sweeper = setInterval(() => {
 for (let p = 0; p < publishers; p++) for (let w = 0; w < window; w++) send(p);
 await new Promise((resolve) => setTimeout(resolve, warmupMs));
 measuring = true;
+console.log('measure-start');
 const started = performance.now();
 await new Promise((resolve) => setTimeout(resolve, durationMs));
 measuring = false;
 running = false;
+console.log('measure-end');
 const seconds = (performance.now() - started) / 1000;
 clearInterval(sweeper);
 for (const ws of sockets) ws.terminate();
 latencies.sort((a, b) => a - b);
-const pct = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? null;
+const pct = (q) => percentile(latencies, q);
 console.log(
   JSON.stringify({
     deliveriesPerSecond: delivered / seconds,

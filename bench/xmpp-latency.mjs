@@ -1,7 +1,7 @@
 // Cross-process latency of XMPP chat at the load Prosody saturates at (issue 12), in one run:
 //   node bench/xmpp-latency.mjs [--prosody sm+mam,none] [--rounds 2] [--seconds 8] [--clients 50]
-//                               [--window 10] [--saturation-rounds 2] [--modes prosody,one,cross,same]
-//                               [--rate R] [--cpu-prof DIR]
+//                               [--window 10] [--saturation-rounds 3] [--modes prosody,one,cross,same]
+//                               [--rate R] [--cpu-prof DIR] [--quiet-wait 30] [--nice 0]
 // 1. Saturation: Debian's Prosody 0.12 (bench/support.mjs prosodySetUp, the chat set-up of
 //    bench/xmpp.mjs) under bench/xmpp/load.mjs's closed loop (CLIENTS users in pairs, WINDOW in flight
 //    each): its delivered msg/s, the median of --saturation-rounds runs, is the rate. --prosody says
@@ -16,17 +16,20 @@
 //    same two workers, every pair on one worker. portbind is bench/servers/xmpp-scale.mjs: default
 //    modules (stream management, MAM, carbons…) on an SQLite file.
 // Reports CPU of the server (per worker too), of redis-server and of the load generator, CPU-µs per
-// delivered message, and the load average before each run (the machine is shared). --cpu-prof DIR
+// delivered message, and how busy the machine was (cores used by others) just before each run:
+// the machine is shared, so each run first waits up to --quiet-wait seconds for a second in which
+// others use less than 0.3 of a core; --nice N (e.g. -10, as root) gives this run's processes
+// priority over others' (the autogroup's nice value). --cpu-prof DIR
 // writes a V8 CPU profile of every portbind process (primary and workers) into DIR.
 // Needs Debian's prosody and redis-server, and a build (npx pnpm@10.34.8 build).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { childrenOf, cpuOf, freePort, prosodySetUp, rssOf, startRedisServer, treeCpu } from './support.mjs';
+import { childrenOf, cpuOf, freePort, niceAutogroup, prosodySetUp, rssOf, startRedisServer, treeCpu, waitQuiet } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -35,12 +38,15 @@ const rounds = Number(option('rounds', 2));
 const seconds = Number(option('seconds', 8));
 const clients = Number(option('clients', 50));
 const window = Number(option('window', 10));
-const saturationRounds = Number(option('saturation-rounds', 2));
+const saturationRounds = Number(option('saturation-rounds', 3));
 const prosodyModes = option('prosody', 'sm+mam').split(',');
 const modes = option('modes', 'prosody,one,cross').split(',');
 const fixedRate = Number(option('rate', 0));
 const cpuProf = option('cpu-prof', undefined);
 const nodeFlags = cpuProf === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProf];
+const quietWait = Number(option('quiet-wait', 30));
+const niceness = Number(option('nice', 0));
+if (niceness !== 0 && !niceAutogroup(niceness)) throw new Error('--nice: this kernel has no autogroup scheduling');
 const PROSODY_MODULES = { 'sm+mam': ['smacks', 'mam'], sm: ['smacks'], mam: ['mam'], none: [] };
 
 const children = new Set();
@@ -57,7 +63,8 @@ for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exi
 const redis = await startRedisServer();
 track(redis.child);
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-const load1 = () => loadavg()[0];
+/** Cores others keep busy just before a run (after waiting for a quiet second). */
+const load1 = () => waitQuiet(quietWait);
 
 /** Starts bench/servers/xmpp-scale.mjs: `workers` 1 (no bus) or 2 (with BUS_URL). */
 async function startPortbind(port, workers) {
@@ -107,13 +114,24 @@ async function measure(server, port, loadArgs) {
       workers: new Map(workers.map((pid) => [pid, cpuOf(pid)])),
     };
   };
+  // What the processes asked of Redis in the window: calls per second of each command.
+  const redisCli = (...argv) => execFileSync('redis-cli', ['-p', String(redis.port), ...argv], { encoding: 'utf8' });
+  const commandStats = () =>
+    Object.fromEntries(
+      [...redisCli('INFO', 'commandstats').matchAll(/^cmdstat_(\w+(?:\|\w+)?):calls=(\d+)/gm)].map((m) => [m[1], Number(m[2])]),
+    );
   let result;
   let start;
   let end;
+  let commands;
   createInterface({ input: load.stdout }).on('line', (line) => {
-    if (line === 'measure-start') start = snapshot();
-    else if (line === 'measure-end') end = { ...snapshot(), rss: [server.pid, ...childrenOf(server.pid)].map(rssOf) };
-    else if (line.startsWith('{')) result = JSON.parse(line);
+    if (line === 'measure-start') {
+      redisCli('CONFIG', 'RESETSTAT');
+      start = snapshot();
+    } else if (line === 'measure-end') {
+      end = { ...snapshot(), rss: [server.pid, ...childrenOf(server.pid)].map(rssOf) };
+      commands = commandStats();
+    } else if (line.startsWith('{')) result = JSON.parse(line);
   });
   await once(load, 'exit');
   if (result === undefined || result.error || start === undefined || end === undefined) {
@@ -128,6 +146,12 @@ async function measure(server, port, loadArgs) {
     workerCpu: [...end.workers].map(([pid, cpu]) => (cpu - (start.workers.get(pid) ?? cpu)) / 1e6 / wall),
     rssMiB: end.rss.map((bytes) => bytes / 2 ** 20),
     cpuUsPerMessage: (serverCpu * 1e6) / result.messagesPerSecond,
+    redisCalls: Object.fromEntries(
+      Object.entries(commands)
+        .filter(([name, calls]) => name !== 'config' && name !== 'info' && calls > 0)
+        .sort((a, b) => b[1] - a[1])
+        .map(([name, calls]) => [name, Math.round(calls / wall)]),
+    ),
   };
 }
 
@@ -155,10 +179,18 @@ async function runProsody(mode, loadArgs) {
 }
 
 const line = (label, r) =>
-  `  ${label.padEnd(34)} ${Math.round(r.messagesPerSecond)} msg/s (offered ${Math.round(r.offeredPerSecond ?? 0)}), p50 ${r.p50?.toFixed(1)} / p95 ${r.p95?.toFixed(1)} / p99 ${r.p99?.toFixed(1)} ms, lost ${r.lost}, errors ${r.errors}; CPU server ${(100 * r.serverCpu).toFixed(0)} %${r.workerCpu.length > 1 ? ` (${r.workerCpu.map((c) => `${(100 * c).toFixed(0)} %`).join(' + ')})` : ''}, redis ${(100 * r.redisCpu).toFixed(0)} %, load ${(100 * r.loadCpu).toFixed(0)} %; ${r.cpuUsPerMessage.toFixed(0)} CPU-µs/msg; RSS ${r.rssMiB.map((m) => m.toFixed(0)).join('+')} MiB${r.pairs?.perProcess ? `; pairs ${JSON.stringify(r.pairs)}` : ''}; load avg ${r.loadBefore.toFixed(2)}`;
+  `  ${label.padEnd(34)} ${Math.round(r.messagesPerSecond)} msg/s (offered ${Math.round(r.offeredPerSecond ?? 0)}), p50 ${r.p50?.toFixed(1)} / p95 ${r.p95?.toFixed(1)} / p99 ${r.p99?.toFixed(1)} ms, lost ${r.lost}, errors ${r.errors}; CPU server ${(100 * r.serverCpu).toFixed(0)} %${r.workerCpu.length > 1 ? ` (${r.workerCpu.map((c) => `${(100 * c).toFixed(0)} %`).join(' + ')})` : ''}, redis ${(100 * r.redisCpu).toFixed(0)} %, load ${(100 * r.loadCpu).toFixed(0)} %; ${r.cpuUsPerMessage.toFixed(0)} CPU-µs/msg; RSS ${r.rssMiB.map((m) => m.toFixed(0)).join('+')} MiB${r.pairs?.perProcess ? `; pairs ${JSON.stringify(r.pairs)}` : ''}; machine busy before: ${r.loadBefore.toFixed(2)} cores
+      delivered each second: ${r.perSecond.join(' ')}; max latency ${r.max?.toFixed(0)} ms${
+        Object.keys(r.redisCalls).length > 0
+          ? `; Redis calls/s: ${Object.entries(r.redisCalls)
+              .filter(([name]) => !name.startsWith('config'))
+              .map(([name, n]) => `${name} ${n}`)
+              .join(', ')}`
+          : ''
+      }`;
 
 console.log(
-  `XMPP latency at Prosody's saturation rate, node ${process.version}, Prosody ${version}: ${clients} clients in pairs, ${seconds} s (+2 s warm-up), ${rounds} round(s); load average ${loadavg()
+  `XMPP latency at Prosody's saturation rate, node ${process.version}, Prosody ${version}: ${clients} clients in pairs, ${seconds} s (+2 s warm-up), ${rounds} round(s)${niceness === 0 ? '' : `, nice ${niceness}`}; load average ${loadavg()
     .map((l) => l.toFixed(2))
     .join(' ')}\n`,
 );
@@ -169,13 +201,13 @@ for (const prosodyMode of fixedRate > 0 ? ['given'] : prosodyModes) {
   if (rate === 0) {
     const runs = [];
     for (let i = 0; i < saturationRounds; i++) {
-      const loadBefore = load1();
+      const loadBefore = await load1();
       const r = { ...(await runProsody(prosodyMode, ['--sm', 'on'])), loadBefore };
       runs.push(r);
       console.log(line(`Prosody ${prosodyMode}, closed loop (window ${window})`, r));
     }
     rate = Math.round(median(runs.map((r) => r.messagesPerSecond)));
-    saturation = { p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)) };
+    saturation = runs;
     console.log(`  → Prosody (${prosodyMode}) saturates at ${rate} delivered msg/s: the fixed rate\n`);
   }
   const results = Object.fromEntries(modes.map((mode) => [mode, []]));
@@ -183,7 +215,7 @@ for (const prosodyMode of fixedRate > 0 ? ['given'] : prosodyModes) {
     for (let i = 0; i < modes.length; i++) {
       const mode = modes[(i + round) % modes.length];
       const loadArgs = ['--sm', 'on', '--rate', String(rate)];
-      const loadBefore = load1();
+      const loadBefore = await load1();
       let r;
       if (mode === 'prosody') {
         if (prosodyMode === 'given') continue;
@@ -213,12 +245,12 @@ const LABELS = {
   same: 'portbind, 2 workers, pairs on one worker',
 };
 console.log(
-  '\n| fixed rate (Prosody config) | server | delivered msg/s | p50 | p95 | p99 | lost | server CPU (per worker) | redis-server CPU | CPU-µs/msg |',
+  '\n| fixed rate (Prosody config) | server | delivered msg/s | p50 | p95 | p99 | lost | server CPU (per worker) | redis-server CPU | CPU-µs/msg | others busy before |',
 );
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-for (const { prosodyMode, rate, results } of report) {
-  for (const mode of modes) {
-    const rs = results[mode];
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const { prosodyMode, rate, saturation, results } of report) {
+  for (const mode of [...(saturation ? ['saturation'] : []), ...modes]) {
+    const rs = mode === 'saturation' ? saturation : results[mode];
     if (rs.length === 0) continue;
     const m = (key) => median(rs.map((r) => r[key]));
     const perWorker =
@@ -226,7 +258,7 @@ for (const { prosodyMode, rate, results } of report) {
         ? ` (${rs[0].workerCpu.map((_, k) => `${(100 * median(rs.map((r) => r.workerCpu[k] ?? 0))).toFixed(0)}`).join(' + ')} %)`
         : '';
     console.log(
-      `| ${rate} (${prosodyMode}) | ${LABELS[mode]} | ${Math.round(m('messagesPerSecond'))} | ${m('p50').toFixed(1)} ms | ${m('p95').toFixed(1)} ms | **${m('p99').toFixed(1)} ms** | ${rs.reduce((n, r) => n + r.lost, 0)} | ${(100 * m('serverCpu')).toFixed(0)} %${perWorker} | ${(100 * m('redisCpu')).toFixed(0)} % | ${m('cpuUsPerMessage').toFixed(0)} |`,
+      `| ${rate} (${prosodyMode}) | ${mode === 'saturation' ? `Prosody, closed loop (window ${window}): its saturation` : LABELS[mode]} | ${Math.round(m('messagesPerSecond'))} | ${m('p50').toFixed(1)} ms | ${m('p95').toFixed(1)} ms | **${m('p99').toFixed(1)} ms** | ${rs.reduce((n, r) => n + r.lost, 0)} | ${(100 * m('serverCpu')).toFixed(0)} %${perWorker} | ${(100 * m('redisCpu')).toFixed(0)} % | ${m('cpuUsPerMessage').toFixed(0)} | ${m('loadBefore').toFixed(2)} cores |`,
     );
   }
 }

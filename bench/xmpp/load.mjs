@@ -474,7 +474,7 @@ async function throughput() {
       session.onElement = () => {};
       return;
     }
-    const partner = `${sessions[partnerOf[i]].user}@${domain}/bench`;
+    const partner = sessions[partnerOf[i]].jid;
     const stanzaIdBy = new RegExp(`<stanza-id\\b[^>]*\\sby=['"]${session.user}@${domain}['"]`);
     let id = 0;
     const send = () => {
@@ -655,7 +655,8 @@ async function pairUp(sessions, pairing) {
     const old = sessions[i];
     old.close();
     await new Promise((resolve) => old.socket.once('close', resolve));
-    const fresh = await new Session(old.user, old.resource, { carbons: old.wantCarbons }).login();
+    // Another resource: the first one's end is not mistaken for the new one's on any process.
+    const fresh = await new Session(old.user, `bench-${relogins + 1}`, { carbons: old.wantCarbons }).login();
     await whichProcess(fresh);
     sessions[i] = fresh;
     relogins++;
