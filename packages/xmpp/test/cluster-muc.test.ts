@@ -212,4 +212,32 @@ describe('MUC on several processes (a shared bus)', () => {
     await back.next(bodyFrom('Nurse', 'the end'));
     await romeo.next(bodyFrom('Nurse', 'the end'));
   });
+
+  it('a persistent, archived room whose holder died is loaded from the store by the next one, history from the archive', async () => {
+    const { a, b } = await cluster();
+    const { juliet, romeo } = await juliettAndRomeo(a, b, { 'muc#roomconfig_persistentroom': '1', 'muc#roomconfig_historylength': '2' });
+    await juliet.next(presenceFrom('Romeo'));
+    groupchat(juliet, 'parting is such sweet sorrow');
+    await romeo.next(bodyFrom('Juliet', 'parting is such sweet sorrow'));
+    a.bus.kill();
+    juliet.socket.destroy();
+    await a.service.stop();
+
+    // The next stanza for the room (an IQ from B) makes B take it over.
+    const info = await romeo.iq('ri', "<query xmlns='http://jabber.org/protocol/disco#info'/>", `type='get' to='${ROOM}'`);
+    expect(info).toContain("<feature var='muc_persistent'/>");
+    expect(info).toContain("<field var='muc#roominfo_occupants' label='Number of occupants'><value>1</value></field>");
+    expect(b.muc.rooms()).toEqual(['lobby']);
+    const nurse = await occupant(b.port, 'nurse');
+    await join(nurse, 'lobby', 'Nurse');
+    const history: string[] = [];
+    for (;;) {
+      const next = await nurse.next(/^<message[^>]*type='groupchat'/);
+      if (next.includes('<subject')) break;
+      expect(next).toContain(`<stanza-id xmlns='urn:xmpp:sid:0' by='${ROOM}'`);
+      history.push(/<body>([^<]*)<\/body>/.exec(next)?.[1] ?? '');
+    }
+    // The newest two (the room's history length), from the shared archive.
+    expect(history).toEqual(['both alike', 'parting is such sweet sorrow']);
+  });
 });

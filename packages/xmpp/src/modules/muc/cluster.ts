@@ -32,6 +32,13 @@ const SNAPSHOT_REFRESH_MS = 3_600_000;
 const HISTORY_TTL_MS = 30 * 86_400_000;
 /** Entries of a room's history stream read at most when a process takes the room over. */
 const HISTORY_READ_CAP = 1000;
+/**
+ * Another process's room is forwarded there without asking the bus again for this long (a claim is
+ * two round trips on Redis). A stale entry costs a hop: a process that no longer holds the room
+ * claims it again on receipt and forwards on (or serves it).
+ */
+const HOLDER_CACHE_MS = 5000;
+const HOLDER_CACHE_SIZE = 10_000;
 
 /** How a listed room shows in disco#items. */
 export interface ListedRoom {
@@ -68,6 +75,8 @@ export class MucCluster {
   /** Snapshots of temporary rooms this process holds (rewritten hourly, so that they outlive it by a day). */
   readonly #snapshots = new Map<string, string>();
   readonly #timer: NodeJS.Timeout;
+  /** Rooms other processes hold, as last claimed: room → holder and when it was asked. */
+  readonly #holders = new Map<string, { node: string; at: number }>();
 
   constructor(cluster: XmppClusterView, bus: Bus, ttlMs: number, service: string, logger: () => Logger) {
     this.cluster = cluster;
@@ -147,6 +156,11 @@ export class MucCluster {
    * out. The bus unreachable: `recipient-unavailable` (the room may be fine, this process cannot tell).
    */
   async holder(room: string): Promise<string> {
+    const cached = this.#holders.get(room);
+    if (cached !== undefined) {
+      if (Date.now() - cached.at < HOLDER_CACHE_MS && this.cluster.isAlive(cached.node)) return cached.node;
+      this.#holders.delete(room);
+    }
     const deadline = Date.now() + Math.max(2 * this.#ttlMs, 5000);
     for (let pause = 50; ; pause = Math.min(2 * pause, 500)) {
       let node: string;
@@ -156,10 +170,20 @@ export class MucCluster {
         this.#logger().warn({ err: error, room }, 'XMPP MUC: could not find who holds a room (the bus is away)');
         throw new StanzaErrorException('recipient-unavailable', 'the room cannot be reached now: try again');
       }
-      if (node === this.nodeId || this.cluster.isAlive(node)) return node;
+      if (node === this.nodeId) return node;
+      if (this.cluster.isAlive(node)) {
+        this.#holders.set(room, { node, at: Date.now() });
+        if (this.#holders.size > HOLDER_CACHE_SIZE) this.#holders.delete(this.#holders.keys().next().value as string);
+        return node;
+      }
       if (Date.now() > deadline) throw new StanzaErrorException('recipient-unavailable', 'the room is moving: try again');
       await sleep(pause);
     }
+  }
+
+  /** A process was found dead: what this one believed it holds is asked again. */
+  nodeGone(node: string): void {
+    for (const [room, cached] of [...this.#holders]) if (cached.node === node) this.#holders.delete(room);
   }
 
   /** Hand a stanza for a room to the process holding it. */

@@ -245,7 +245,10 @@ export function muc(options: MucOptions = {}): MucModule {
             const name = made.roomOfClaim(claim);
             if (name !== undefined) void made.lock(name, () => letGo(made, name));
           }),
-          cluster.onNodeGone((node) => sweep(made, node)),
+          cluster.onNodeGone((node) => {
+            made.nodeGone(node);
+            sweep(made, node);
+          }),
         );
         sweepTimer = setInterval(() => sweep(made, undefined), Math.max(ttlMs, 5000));
         sweepTimer.unref();
