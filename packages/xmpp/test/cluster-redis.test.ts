@@ -238,9 +238,10 @@ describe('XMPP on two processes over a real redis-server', () => {
     expect(one.stderr()).not.toMatch(/Error/);
     expect(two.stderr()).not.toMatch(/Error/);
   }, 180_000);
-  it('behind HAProxy: users land on both processes and chat; the users of a killed process come back through HAProxy to the other, and get what was sent meanwhile', async () => {
-    redis = await startRedis();
-    const [one, two] = await twoNodes(redis.port);
+  it('behind HAProxy: users land on both processes and chat; the user of a killed process resumes his session on the other through HAProxy, and gets what was sent meanwhile once', async () => {
+    const redisPort = await freePort();
+    let server = await redisOn(redisPort);
+    const [one, two] = await twoNodes(redisPort);
     const front = await freeHaproxyPort();
     haproxy = await Haproxy.start({
       name: 'portbind-xmpp-cluster',
@@ -272,21 +273,40 @@ describe('XMPP on two processes over a real redis-server', () => {
     await him.xmpp.send(clientXml('message', { to: 'juliet@localhost', type: 'chat' }, clientXml('body', {}, 'back')));
     await until(() => her.bodies.includes('back'), 'the answer');
 
+    // Redis restarts empty first: every process writes its directory entries and its sessions' journals again.
+    server.kill('SIGKILL');
+    await new Promise((resolve) => server.once('exit', resolve));
+    server = await redisOn(redisPort);
+    await her.xmpp.send(clientXml('message', { to: 'romeo@localhost', type: 'chat' }, clientXml('body', {}, 'after redis')));
+    await until(() => him.bodies.includes('after redis'), 'the chat after the Redis restart');
+
     // The process romeo landed on (the second connection: `two`) dies; juliet writes on meanwhile. His client
     // reconnects by itself (@xmpp/client's reconnect), through the same HAProxy address: only process one is
-    // left. Back online, it says so (initial presence), and what was sent meanwhile arrives.
-    let reconnected = 0;
+    // left — and resumes his stream-management session there (XEP-0198: no new login, no new presence),
+    // from the journal process two kept on Redis. What was sent meanwhile arrives, once.
+    let resumed = 0;
+    let online = 0;
+    const sm = (him.xmpp as unknown as { streamManagement: { on(event: 'resumed', listener: () => void): void } }).streamManagement;
+    sm.on('resumed', () => {
+      resumed++;
+    });
     him.xmpp.on('online', () => {
-      reconnected++;
-      void him.xmpp.send(clientXml('presence', {}));
+      online++;
     });
     two.child.kill('SIGKILL');
     const meanwhile = ['while down 1', 'while down 2', 'while down 3'];
     for (const body of meanwhile)
       await her.xmpp.send(clientXml('message', { to: 'romeo@localhost', type: 'chat' }, clientXml('body', {}, body)));
-    await until(() => reconnected > 0, 'romeo reconnected through HAProxy');
+    await until(() => resumed > 0, 'romeo resumed through HAProxy');
+    expect(online).toBe(0);
     await until(() => meanwhile.every((body) => him.bodies.includes(body)), `what was sent meanwhile (got ${JSON.stringify(him.bodies)})`);
     expect(him.bodies.filter((body) => body.startsWith('while down'))).toEqual(meanwhile);
+    // The resumed session is romeo's on process one now: the chat goes on both ways.
+    await him.xmpp.send(clientXml('message', { to: 'juliet@localhost', type: 'chat' }, clientXml('body', {}, 'resumed')));
+    await until(() => her.bodies.includes('resumed'), 'a message from the resumed session');
+    await her.xmpp.send(clientXml('message', { to: 'romeo@localhost', type: 'chat' }, clientXml('body', {}, 'to the resumed')));
+    await until(() => him.bodies.includes('to the resumed'), 'a message to the resumed session');
+    expect(him.bodies.filter((body) => body === 'to the resumed')).toHaveLength(1);
     await haproxy.waitFor('two DOWN', (now) => now['xmpp/two']?.status === 'DOWN');
     expect((await haproxy.servers())['xmpp/one']?.current).toBe(2);
     expect(one.stderr()).not.toMatch(/Error/);

@@ -279,6 +279,8 @@ class StreamManagement {
         cluster.onHandover((token) => this.#handover(token));
         cluster.onOrphan((orphan) => void this.#orphan(orphan.token, orphan.node));
         cluster.listen(ORPHAN_TOPIC, (data) => {
+          // The bus was away: its data may be gone with it (a Redis restarted empty): journals written again.
+          if (data === undefined) return this.#rejournal();
           try {
             const orphan = JSON.parse(data ?? 'null') as { token?: unknown; node?: unknown } | null;
             if (typeof orphan?.token === 'string' && typeof orphan.node === 'string') void this.#orphan(orphan.token, orphan.node);
@@ -312,6 +314,32 @@ class StreamManagement {
     state.journaled = Date.now();
     void cluster.journalAppend(state.token, entry, this.#journalTtl(state, cluster));
     void session;
+  }
+
+  /** Every journal of this process's sessions written again whole: the session, its counts, what is not acknowledged. */
+  #rejournal(): void {
+    const cluster = this.#cluster();
+    if (cluster === undefined) return;
+    for (const [token, session] of this.#tokens) {
+      const state = this.#state.peek(session);
+      const user = session.user;
+      const resource = session.jid?.resource;
+      if (state === undefined || state.done || state.token !== token || user === undefined || resource === undefined) continue;
+      this.#journalAppend(session, state, {
+        m: { u: user, r: resource, n: cluster.nodeId, max: state.maxSeconds },
+        i: state.inbound,
+        a: state.acked,
+      });
+      state.queue.forEach((item, index) => {
+        this.#journalAppend(session, state, {
+          s: (state.acked + index + 1) % U32,
+          a: state.acked,
+          i: state.inbound,
+          t: item.stamp,
+          x: item.stanza.toString(),
+        });
+      });
+    }
   }
 
   /** Journals of idle sessions are written again before they could expire. */
