@@ -169,7 +169,7 @@ describe('PEP on several processes (a shared bus and store)', () => {
     expect(items).toContain('>three</entry>');
   });
 
-  it('the last item of a node that does not persist items, published on A, goes to a contact coming online on B; retracted on A, gone on B', async () => {
+  it('the last item of a node that does not persist items, published on A, goes to a contact coming online on B; retracted or purged on A, gone on B', async () => {
     const { a, b } = await cluster();
     const juliet = await RawClient.login(a.port, 'juliet', 'balcony', 'balcony');
     const romeo = await RawClient.login(b.port, 'romeo', 'r0meo!', 'garden');
@@ -194,6 +194,12 @@ describe('PEP on several processes (a shared bus and store)', () => {
     const after = await romeo.iq('get', getItems, 'juliet@localhost');
     expect(after).toMatch(/type='result'/);
     expect(after).toContain(`<items node='${NODE}'/>`);
+
+    // Published again, then purged on A: gone on B too.
+    expect(await juliet.iq('set', publish('later', 'in the garden'))).toMatch(/type='result'/);
+    await until(async () => (await romeo.iq('get', getItems, 'juliet@localhost')).includes('>in the garden</entry>'), 'the new item on B');
+    expect(await juliet.iq('set', `<pubsub xmlns='${PUBSUB}#owner'><purge node='${NODE}'/></pubsub>`)).toMatch(/type='result'/);
+    await until(async () => !(await romeo.iq('get', getItems, 'juliet@localhost')).includes('<item '), 'the purge on B');
   });
 
   it('messages maybe lost on the bus (a lost event): B drops what it kept, and reads the nodes again', async () => {
