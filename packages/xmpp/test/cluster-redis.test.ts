@@ -161,6 +161,33 @@ async function redisOn(port: number): Promise<ChildProcess> {
   }
 }
 
+/** HAProxy in front of two processes (round robin, health checks every 300 ms): its port, once both are UP. */
+async function behindHaproxy(onePort: number, twoPort: number): Promise<{ front: number; proxy: Haproxy }> {
+  const front = await freeHaproxyPort();
+  const proxy = await Haproxy.start({
+    name: 'portbind-xmpp-cluster',
+    config: [
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 5s',
+      '  timeout client 5m',
+      '  timeout server 5m',
+      '  timeout check 5s',
+      'frontend xmpp_in',
+      `  bind 127.0.0.1:${front}`,
+      '  default_backend xmpp',
+      'backend xmpp',
+      '  balance roundrobin',
+      '  default-server check inter 300 fall 2 rise 2',
+      `  server one 127.0.0.1:${onePort}`,
+      `  server two 127.0.0.1:${twoPort}`,
+    ],
+  });
+  haproxy = proxy;
+  await proxy.waitFor('both UP', (states) => states['xmpp/one']?.status === 'UP' && states['xmpp/two']?.status === 'UP');
+  return { front, proxy };
+}
+
 describe('XMPP on two processes over a real redis-server', () => {
   it('slixmpp on process 1 and @xmpp/client on process 2 chat; process 2 is killed; nothing sent meanwhile is lost', async () => {
     redis = await startRedis();
@@ -242,31 +269,11 @@ describe('XMPP on two processes over a real redis-server', () => {
     const redisPort = await freePort();
     let server = await redisOn(redisPort);
     const [one, two] = await twoNodes(redisPort);
-    const front = await freeHaproxyPort();
-    haproxy = await Haproxy.start({
-      name: 'portbind-xmpp-cluster',
-      config: [
-        'defaults',
-        '  mode tcp',
-        '  timeout connect 5s',
-        '  timeout client 5m',
-        '  timeout server 5m',
-        '  timeout check 5s',
-        'frontend xmpp_in',
-        `  bind 127.0.0.1:${front}`,
-        '  default_backend xmpp',
-        'backend xmpp',
-        '  balance roundrobin',
-        '  default-server check inter 300 fall 2 rise 2',
-        `  server one 127.0.0.1:${one.port}`,
-        `  server two 127.0.0.1:${two.port}`,
-      ],
-    });
-    await haproxy.waitFor('both UP', (states) => states['xmpp/one']?.status === 'UP' && states['xmpp/two']?.status === 'UP');
+    const { front, proxy } = await behindHaproxy(one.port, two.port);
     // Through HAProxy only, one after the other: round-robin puts them on different processes.
     const her = await romeo(front, 'phone', { username: 'juliet', password: 'balcony' });
     const him = await romeo(front, 'web');
-    const states = await haproxy.servers();
+    const states = await proxy.servers();
     expect([states['xmpp/one']?.current, states['xmpp/two']?.current]).toEqual([1, 1]);
     await her.xmpp.send(clientXml('message', { to: 'romeo@localhost', type: 'chat' }, clientXml('body', {}, 'across')));
     await until(() => him.bodies.includes('across'), 'the message across processes');
@@ -307,8 +314,40 @@ describe('XMPP on two processes over a real redis-server', () => {
     await her.xmpp.send(clientXml('message', { to: 'romeo@localhost', type: 'chat' }, clientXml('body', {}, 'to the resumed')));
     await until(() => him.bodies.includes('to the resumed'), 'a message to the resumed session');
     expect(him.bodies.filter((body) => body === 'to the resumed')).toHaveLength(1);
-    await haproxy.waitFor('two DOWN', (now) => now['xmpp/two']?.status === 'DOWN');
-    expect((await haproxy.servers())['xmpp/one']?.current).toBe(2);
+    await proxy.waitFor('two DOWN', (now) => now['xmpp/two']?.status === 'DOWN');
+    expect((await proxy.servers())['xmpp/one']?.current).toBe(2);
     expect(one.stderr()).not.toMatch(/Error/);
+  }, 180_000);
+
+  it('behind HAProxy: slixmpp (stream management on) resumes on the other process after its own is killed', async () => {
+    redis = await startRedis();
+    const [one, two] = await twoNodes(redis.port);
+    const { front, proxy } = await behindHaproxy(one.port, two.port);
+    // slixmpp first (round robin: process one), romeo second (process two).
+    const slix = spawn(PYTHON, [join(fixtures, 'slix_user.py'), '127.0.0.1', String(front), '--sm'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    children.push(slix);
+    const juliet = new Lines(slix.stdout as Readable);
+    await juliet.next((line) => 'ready' in line, 'slixmpp to log in');
+    await juliet.next((line) => line.sm === true, 'stream management enabled');
+    const him = await romeo(front, 'web');
+    expect([(await proxy.servers())?.['xmpp/one']?.current, (await proxy.servers())?.['xmpp/two']?.current]).toEqual([1, 1]);
+    await him.xmpp.send(clientXml('message', { to: 'juliet@localhost/slix', type: 'chat' }, clientXml('body', {}, 'ping 1')));
+    await until(() => him.bodies.includes('pong 1'), 'the pong from slixmpp');
+
+    one.child.kill('SIGKILL');
+    await juliet.next((line) => line.disconnected === true, 'slixmpp to lose its link');
+    const meanwhile = ['meanwhile 1', 'meanwhile 2'];
+    for (const body of meanwhile)
+      await him.xmpp.send(clientXml('message', { to: 'juliet@localhost/slix', type: 'chat' }, clientXml('body', {}, body)));
+    await juliet.next((line) => line.resumed === true, 'slixmpp to resume on process two', 90_000);
+    for (const body of meanwhile) await juliet.next((line) => line.body === body, body);
+    // Resumed, not a new login; and each message once.
+    await him.xmpp.send(clientXml('message', { to: 'juliet@localhost/slix', type: 'chat' }, clientXml('body', {}, 'ping 2')));
+    await until(() => him.bodies.includes('pong 2'), 'the pong from the resumed session');
+    await expect(
+      juliet.next((line) => 'ready' in line || meanwhile.includes(String(line.body)), 'a second login or copy', 1000),
+    ).rejects.toThrow(/timed out/);
+    slix.stdin?.end();
+    expect(two.stderr()).not.toMatch(/Error/);
   }, 180_000);
 });
