@@ -68,6 +68,7 @@ export {
   type PresenceSubscription,
   type PrivateOptions,
   PUSH,
+  type PubSubChange,
   type PushOptions,
   parseComponentSecrets,
   pep,

@@ -50,6 +50,7 @@ export { type Pep, type PepOptions, type PepPublishEvent, pep, pepOf } from './p
 export { legacySession, ping } from './ping.js';
 export { type PrivateOptions, privateStorage, privateStorageHandler } from './private.js';
 export type { NodeConfig } from './pubsub/config.js';
+export type { PubSubChange } from './pubsub/service.js';
 export { NS_PUSH, NS_PUSH_SUMMARY, PUSH, type PushOptions, push } from './push.js';
 export { type SmacksOptions, smacks } from './smacks.js';
 export { type TimeOptions, time } from './time.js';
