@@ -670,7 +670,10 @@ export class XmppCluster implements XmppClusterView {
       for (const [node, left] of [...this.#draining]) {
         if (left <= 1) this.#draining.delete(node);
         else this.#draining.set(node, left - 1);
-        if (drainer) await this.#drain(node);
+        if (!drainer) continue;
+        await this.#drain(node);
+        // The last look: nothing is left in it (a mirror that far behind routes again what it appends later).
+        if (left <= 1) await this.#bus.stream(`xmpp:node:${node}`).delete();
       }
     } catch (error) {
       this.#host.logger.warn({ err: error }, 'XMPP cluster: checking the processes failed');
@@ -739,9 +742,11 @@ export class XmppCluster implements XmppClusterView {
    * written to the client's socket (a command goes out on the bus's connection at once), so a process
    * killed after the write has in all likelihood journaled it; one that is not is taken as acknowledged.
    */
-  journalAppend(token: string, entry: JournalEntry, ttlMs: number): Promise<void> {
+  journalAppend(token: string, entry: JournalEntry, ttlMs: number | undefined): Promise<void> {
+    const options =
+      ttlMs === undefined ? { maxLength: JOURNAL_MAX_LENGTH } : { maxLength: JOURNAL_MAX_LENGTH, ttlMs: Math.max(1000, ttlMs) };
     return this.#journal(token)
-      .append(JSON.stringify(entry), { maxLength: JOURNAL_MAX_LENGTH, ttlMs: Math.max(1000, ttlMs) })
+      .append(JSON.stringify(entry), options)
       .then(
         () => undefined,
         (error: unknown) => this.#host.logger.warn({ err: error }, 'XMPP cluster: could not write a stream-management journal'),

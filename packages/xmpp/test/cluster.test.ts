@@ -314,7 +314,8 @@ describe('XMPP on several processes (a shared bus)', () => {
   });
 
   it('forgets the sessions of a process that died and routes again what was sent to it', async () => {
-    const { busB, a, b } = await cluster(600);
+    const { bus, busB, a, b } = await cluster(600);
+    const nodeB = b.server.cluster?.nodeId;
     const juliet = await online(a.port, 'juliet', 'balcony');
     const romeo = await online(b.port, 'romeo', 'garden');
     await sees(a.server, 'romeo@localhost/garden');
@@ -332,6 +333,9 @@ describe('XMPP on several processes (a shared bus)', () => {
     await b.service.stop();
     const back = await online(a.port, 'romeo', 'garden');
     expect(await back.next(/^<message[^>]* id='meanwhile'/)).toContain('are you there?');
+    // Once drained for good, the dead process's stream is deleted (nothing of it is left on the bus).
+    expect(await bus.stream(`xmpp:node:${nodeB}`).length()).toBeGreaterThan(0);
+    await until(async () => (await bus.stream(`xmpp:node:${nodeB}`).length()) === 0, "B's stream deleted");
   });
 
   it('pushes a block made on A to a resource on B, and B routes by the new list (XEP-0191 §3.3, §3.5)', async () => {

@@ -75,6 +75,8 @@ interface SmState {
   uncounted: number;
   /** When its journal on the bus was last written (ms; with a bus only). */
   journaled: number;
+  /** When its journal's lifetime was last renewed (ms). */
+  journalRenewed: number;
   /** The process stops and leaves the session to the others: its stanzas stay in the journal. */
   handedOff: boolean;
 }
@@ -232,6 +234,7 @@ class StreamManagement {
       persisting: Promise.resolve(),
       uncounted: 0,
       journaled: 0,
+      journalRenewed: 0,
       handedOff: false,
     }));
 
@@ -311,8 +314,13 @@ class StreamManagement {
   #journalAppend(session: XmppSession, state: SmState, entry: JournalEntry): void {
     const cluster = this.#cluster();
     if (cluster === undefined || state.token === undefined || state.done) return;
-    state.journaled = Date.now();
-    void cluster.journalAppend(state.token, entry, this.#journalTtl(state, cluster));
+    const now = Date.now();
+    const ttlMs = this.#journalTtl(state, cluster);
+    // The journal's lifetime is renewed a few times per window, not with every stanza (one command less each).
+    const renew = entry.m !== undefined || now - state.journalRenewed > ttlMs / 4;
+    if (renew) state.journalRenewed = now;
+    state.journaled = now;
+    void cluster.journalAppend(state.token, entry, renew ? ttlMs : undefined);
     void session;
   }
 
