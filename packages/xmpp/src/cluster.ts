@@ -333,6 +333,7 @@ export class XmppCluster implements XmppClusterView {
   readonly #claimLost = new Set<(name: string) => void>();
   #handoverHandler: ((token: string) => Promise<boolean>) | undefined;
   readonly #handovers = new Map<string, (ok: boolean) => void>();
+  readonly #boundListeners = new Set<(full: string, sm: string | undefined) => void>();
   readonly #orphanListeners = new Set<(orphan: { token: string; jid: string; node: string }) => void>();
   readonly #nodeGone = new Set<(node: string) => void>();
   /** Nodes found dead (the latest 1 000). */
@@ -419,6 +420,7 @@ export class XmppCluster implements XmppClusterView {
     }
     this.#published.delete(jid.toString());
     this.refresh(session);
+    this.#tellBound(jid.toString(), smJournalState.peek(session)?.token);
   }
 
   /** Publish the session's entry again if what others read of it changed. Cheap when nothing did. */
@@ -570,6 +572,24 @@ export class XmppCluster implements XmppClusterView {
     const known = resources.get(jid.resource);
     if (known === undefined) resources.set(jid.resource, new RemoteSession(this, record, jid));
     else known.update(record);
+    if (known === undefined || known.node !== record.node)
+      this.#tellBound(record.jid, typeof record.sm === 'string' ? record.sm : undefined);
+  }
+
+  /** Hear of sessions bound (or resumed) on any process: full JID and SM-ID. */
+  onBound(listener: (full: string, sm: string | undefined) => void): () => void {
+    this.#boundListeners.add(listener);
+    return () => this.#boundListeners.delete(listener);
+  }
+
+  #tellBound(full: string, sm: string | undefined): void {
+    for (const listener of [...this.#boundListeners]) {
+      try {
+        listener(full, sm);
+      } catch (error) {
+        this.#host.logger.error({ err: error }, 'XMPP cluster: a bound listener failed');
+      }
+    }
   }
 
   #forget(bare: string, resource: string): void {

@@ -182,6 +182,28 @@ describe('stream management across processes (a shared bus)', () => {
     await a.service.stop();
   });
 
+  it('a client that logs in again with its resource instead of resuming gets at once what the dead process had not seen acknowledged', async () => {
+    const { a, b, busA, busB } = await pair(600);
+    const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
+    const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
+    const id = await enable(juliet);
+    juliet.write('<presence/>');
+    await until(() => b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+    romeo.write(chat('juliet@localhost/phone', 'unacked'));
+    await juliet.until(/<body>unacked<\/body>/);
+    await until(() => journaled(busB, id, 'unacked'), 'A journaled it');
+    busA.kill();
+    juliet.socket.destroy();
+    await until(() => b.server.cluster?.remoteSessions().length === 0, 'B finds A dead');
+    // The resumption window is 10 minutes: only the new bind can make it arrive now.
+    const again = await bound(b.port, 'juliet', 'balcony', 'phone');
+    again.write('<presence/>');
+    expect(await again.until(/<body>unacked<\/body>(?:(?!<\/message>).)*<\/message>/)).toMatch(/<delay xmlns='urn:xmpp:delay'/);
+    await until(async () => (await busB.stream(`xmpp:sm:localhost:${id}`).length()) === 0, 'the journal deleted');
+    expect(bodies(again.text)).toEqual(['unacked']);
+    await a.service.stop();
+  });
+
   it('a stopping process leaves its sessions resumable on the others (a rolling restart)', async () => {
     const { a, b, busB } = await pair(600);
     const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');

@@ -212,6 +212,7 @@ class StreamManagement {
   /** Sessions of dead processes this process looks after, until their resumption window ends. */
   readonly #orphans = new Map<string, NodeJS.Timeout>();
   readonly #orphanNodes = new Map<string, string>();
+  readonly #orphanJids = new Map<string, string>();
 
   constructor(api: ModuleApi, limits: Limits) {
     this.#api = api;
@@ -280,13 +281,37 @@ class StreamManagement {
         // Several processes: each resumable session has a journal on the bus instead (one store
         // index shared by every process could not say whose sessions a crash left).
         cluster.onHandover((token) => this.#handover(token));
-        cluster.onOrphan((orphan) => void this.#orphan(orphan.token, orphan.node));
+        cluster.onOrphan((orphan) => void this.#orphan(orphan.token, orphan.node, orphan.jid));
+        // A client that logs in again with the resource instead of resuming: what the orphan had not
+        // acknowledged goes now (to the new session, as on one process when a new bind replaces a
+        // hibernating session), not at the end of the window.
+        cluster.onBound((full, sm) => {
+          for (const [token, jid] of this.#orphanJids) {
+            if (jid !== full) continue;
+            const timer = this.#orphans.get(token);
+            if (timer === undefined) continue;
+            clearTimeout(timer);
+            this.#orphans.delete(token);
+            const node = this.#orphanNodes.get(token) ?? '';
+            // Resumed (sm is its SM-ID): nothing to do but let go of it.
+            if (sm === token) {
+              this.#orphanNodes.delete(token);
+              this.#orphanJids.delete(token);
+              void cluster.release(`sm:${token}`).catch(() => undefined);
+            } else void this.#releaseOrphan(cluster, token, node);
+          }
+        });
         cluster.listen(ORPHAN_TOPIC, (data) => {
           // The bus was away: its data may be gone with it (a Redis restarted empty): journals written again.
           if (data === undefined) return this.#rejournal();
           try {
             const orphan = JSON.parse(data ?? 'null') as { token?: unknown; node?: unknown } | null;
-            if (typeof orphan?.token === 'string' && typeof orphan.node === 'string') void this.#orphan(orphan.token, orphan.node);
+            if (typeof orphan?.token === 'string' && typeof orphan.node === 'string')
+              void this.#orphan(
+                orphan.token,
+                orphan.node,
+                typeof (orphan as { jid?: unknown }).jid === 'string' ? String((orphan as { jid?: unknown }).jid) : '',
+              );
           } catch {
             // Not ours.
           }
@@ -787,18 +812,21 @@ class StreamManagement {
    * window, then routes what it had not acknowledged where messages to an unavailable resource go,
    * unless a client resumed it somewhere meanwhile.
    */
-  async #orphan(token: string, node: string): Promise<void> {
+  async #orphan(token: string, node: string, jid: string): Promise<void> {
     const cluster = this.#cluster();
     if (cluster === undefined || this.#stopping) return;
     try {
       if ((await cluster.claim(`sm:${token}`)) !== cluster.nodeId) return;
       const journal = await cluster.journalRead(token);
       if (journal === undefined || journal.node !== node) return;
-      const wait = Math.max(0, journal.maxSeconds * 1000 - cluster.ttlMs);
+      // Bound again meanwhile (a new login with that resource): what it had not acknowledged goes now.
+      const full = jid || `${journal.user}@${this.#api.domain}/${journal.resource}`;
+      const wait = cluster.nodeOf(full) !== undefined ? 0 : Math.max(0, journal.maxSeconds * 1000 - cluster.ttlMs);
       const timer = setTimeout(() => void this.#releaseOrphan(cluster, token, node), wait);
       timer.unref();
       this.#orphans.set(token, timer);
       this.#orphanNodes.set(token, node);
+      this.#orphanJids.set(token, jid || `${journal.user}@${this.#api.domain}/${journal.resource}`);
     } catch (error) {
       this.#api.logger.warn({ err: error }, 'smacks: could not look after a session of a process that is gone');
     }
@@ -807,6 +835,7 @@ class StreamManagement {
   async #releaseOrphan(cluster: XmppCluster, token: string, node: string): Promise<void> {
     this.#orphans.delete(token);
     this.#orphanNodes.delete(token);
+    this.#orphanJids.delete(token);
     try {
       const journal = await cluster.journalRead(token);
       if (journal !== undefined && journal.node === node) {
@@ -917,10 +946,10 @@ class StreamManagement {
     // Several processes: the sessions stay resumable on the others (a rolling restart loses none) —
     // their journals stay, and another process looks after them (as after a crash), with the
     // sessions of dead processes this one looked after.
-    const handed: Array<{ token: string; node: string }> = [];
+    const handed: Array<{ token: string; node: string; jid: string }> = [];
     for (const [token, timer] of this.#orphans) {
       clearTimeout(timer);
-      handed.push({ token, node: this.#orphanNodes.get(token) ?? '' });
+      handed.push({ token, node: this.#orphanNodes.get(token) ?? '', jid: this.#orphanJids.get(token) ?? '' });
       await cluster?.release(`sm:${token}`).catch(() => undefined);
     }
     this.#orphans.clear();
@@ -935,7 +964,7 @@ class StreamManagement {
         if (state.ackTimer !== undefined) clearTimeout(state.ackTimer);
         if (cluster !== undefined && state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
           state.handedOff = true;
-          handed.push({ token: state.token, node: cluster.nodeId });
+          handed.push({ token: state.token, node: cluster.nodeId, jid: session.jid?.toString() ?? '' });
           await cluster.journalAppend(state.token, { i: state.inbound, a: state.acked }, this.#journalTtl(state, cluster));
         }
         if (state.hibernating !== undefined) await this.#api.endSession(session);
