@@ -3,8 +3,8 @@
 // worker-storage.ts for why SQLite runs here.
 import { parentPort, workerData } from 'node:worker_threads';
 import { SqliteStorage, type SqliteStorageOptions } from './sqlite.js';
-import type { ArchiveItem, KeyValueStore, XmppStorage } from './types.js';
-import { QUIET_DONE, type RecordCall, type StorageCall, type StorageReply, type WorkerError } from './worker-storage.js';
+import type { KeyValueStore, XmppStorage } from './types.js';
+import { decodeRecords, QUIET_DONE, type RecordsCall, type StorageCall, type StorageReply, type WorkerError } from './worker-storage.js';
 
 const port = parentPort;
 if (port === null) throw new Error('sqlite-worker.js runs as a worker thread');
@@ -64,7 +64,7 @@ function reply(entry: StorageReply): void {
   schedule();
 }
 
-function target(call: Exclude<StorageCall, RecordCall>): object {
+function target(call: Exclude<StorageCall, RecordsCall>): object {
   const open = storage as XmppStorage;
   if (call[1] === 'users') return open.users;
   if (call[1] === 'kv') return open.keyValue(call[2]) as KeyValueStore;
@@ -90,22 +90,22 @@ port.on('message', (message: StorageCall[] | { close: true }) => {
     );
     return;
   }
-  /** The text of the last record call (a record without one has the same). */
-  let xml = '';
   for (const call of message) {
     const id = call[0];
-    if (call[1] === 'record') {
-      if (call[8] !== null) xml = call[8];
-      const [, , store, handler, owner] = call;
-      if (failure !== undefined) {
-        reply([id, false, failure, handler, owner]);
-        continue;
-      }
-      const item: ArchiveItem = { id: call[5], when: call[6], with: call[7], xml };
-      (storage as XmppStorage)
-        .archive(store)
-        .append(owner, item)
-        .then(quietCommitted, (error: unknown) => reply([id, false, describe(error), handler, owner]));
+    if (call[1] === 'records') {
+      const [, , store, handler, count, fields] = call;
+      let next = id;
+      decodeRecords(fields, count, (owner, item) => {
+        const recordId = next++;
+        if (failure !== undefined) {
+          reply([recordId, false, failure, handler, owner]);
+          return;
+        }
+        (storage as XmppStorage)
+          .archive(store)
+          .append(owner, item)
+          .then(quietCommitted, (error: unknown) => reply([recordId, false, describe(error), handler, owner]));
+      });
       continue;
     }
     if (failure !== undefined) {
