@@ -81,6 +81,10 @@ export interface XmppClusterView {
   isAlive(node: string): boolean;
   /** Hear of processes found dead (their entry expired): their sessions have left the directory. */
   onNodeGone(listener: (node: string) => void): () => void;
+  /** The bus the cluster runs on (modules keep entries of their own on it, under `xmpp:<module>:…`). */
+  readonly bus: Bus;
+  /** `cluster.sessionTtlMs` as configured: entries a module sets live as long as the directory's. */
+  readonly sessionTtlMs: number;
 }
 
 /** What the cluster needs from its server. @internal */
@@ -835,6 +839,14 @@ export class XmppCluster implements XmppClusterView {
   /** How long directory entries outlive their process (`sessionTtlMs`). */
   get ttlMs(): number {
     return this.#ttlMs;
+  }
+
+  get sessionTtlMs(): number {
+    return this.#ttlMs;
+  }
+
+  get bus(): Bus {
+    return this.#bus;
   }
 
   /** Whether a process's entry is on the bus now (false once it expired: the process is dead, or was never there). */

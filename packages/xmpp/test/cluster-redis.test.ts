@@ -1,165 +1,19 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
-import { xml as clientXml, client as xmppClient } from '@xmpp/client';
+import { xml as clientXml } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort as freeHaproxyPort, Haproxy } from '../../../test/support/haproxy.js';
-import { rawConnect, sleep } from '../../../test/support/net.js';
-import { freePort, REDIS_SERVER, type Server, startRedis } from '../../../test/support/redis-server.js';
-import { sqliteStorage } from '../src/index.js';
-import { clients, testCert } from './support.js';
+import { sleep } from '../../../test/support/net.js';
+import { freePort, startRedis } from '../../../test/support/redis-server.js';
+import { cleanup, fixtures, Lines, PYTHON, redisOn, romeo, run, twoNodes, until } from './cluster-support.js';
+
+afterEach(cleanup);
 
 // The real thing (issue 12): two processes of an XMPP service on a real redis-server, sharing one
 // SQLite file. A slixmpp user on process 1 and an @xmpp/client user on process 2 chat; process 2 is
 // killed with SIGKILL while messages are on their way to it; its user reconnects to process 1 and
 // gets every one of them.
-
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'cluster');
-const PYTHON = '/usr/bin/python3';
-const children: ChildProcess[] = [];
-let redis: Server | undefined;
-let dir: string | undefined;
-let haproxy: Haproxy | undefined;
-
-afterEach(async () => {
-  await haproxy?.stop();
-  haproxy = undefined;
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await redis?.stop();
-  redis = undefined;
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
-  dir = undefined;
-});
-
-/** JSON lines of a child's stdout, waited for one by one. */
-class Lines {
-  readonly #lines: unknown[] = [];
-  #wake: (() => void) | undefined;
-  #ended = false;
-
-  constructor(stream: Readable) {
-    let buffer = '';
-    stream.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      for (let end = buffer.indexOf('\n'); end !== -1; end = buffer.indexOf('\n')) {
-        const line = buffer.slice(0, end);
-        buffer = buffer.slice(end + 1);
-        try {
-          this.#lines.push(JSON.parse(line));
-        } catch {
-          // Not ours (a log line).
-        }
-      }
-      this.#wake?.();
-    });
-    stream.on('end', () => {
-      this.#ended = true;
-      this.#wake?.();
-    });
-  }
-
-  async next<T>(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const index = this.#lines.findIndex((line) => typeof line === 'object' && line !== null && match(line as Record<string, unknown>));
-      if (index !== -1) return this.#lines.splice(index, 1)[0] as T;
-      if (this.#ended) throw new Error(`ended waiting for ${what}; got ${JSON.stringify(this.#lines)}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.#lines)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  }
-}
-
-/** One process of the service (fixtures/cluster/node.mjs, on the builds in dist/). */
-async function startNode(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; node: string; stderr: () => string }> {
-  const child = spawn(process.execPath, ['./node.mjs'], {
-    cwd: fixtures,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let errors = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    errors += chunk.toString();
-  });
-  const lines = new Lines(child.stdout as Readable);
-  const ready = await lines.next<{ port: number; node: string }>((line) => typeof line.port === 'number', 'the node to listen');
-  return { child, port: ready.port, node: ready.node, stderr: () => errors };
-}
-
-/** Two processes of the service on the Redis at `redisPort`, sharing one SQLite file (juliet and romeo) in a new `dir`. */
-async function twoNodes(redisPort: number): Promise<[Awaited<ReturnType<typeof startNode>>, Awaited<ReturnType<typeof startNode>>]> {
-  dir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-cluster-'));
-  const storage = sqliteStorage({ file: join(dir, 'xmpp.sqlite') });
-  await storage.users.create('juliet', 'balcony');
-  await storage.users.create('romeo', 'r0meo!');
-  await storage.close();
-  const { cert, key } = testCert();
-  const env = { BUS_URL: `redis://127.0.0.1:${redisPort}`, DATA_DIR: dir, TLS_CERT: cert, TLS_KEY: key, SESSION_TTL_MS: '2000' };
-  return Promise.all([startNode(env), startNode(env)]);
-}
-
-/** romeo (or another user) with @xmpp/client: every chat body he receives, in order. */
-async function romeo(
-  port: number,
-  resource: string,
-  account: { username: string; password: string } = { username: 'romeo', password: 'r0meo!' },
-): Promise<{ bodies: string[]; xmpp: ReturnType<typeof xmppClient> }> {
-  const xmpp = xmppClient({
-    timeout: 20_000,
-    service: `xmpp://127.0.0.1:${port}`,
-    domain: 'localhost',
-    ...account,
-    resource,
-  });
-  xmpp.on('error', () => {});
-  const bodies: string[] = [];
-  xmpp.on('stanza', (stanza) => {
-    const body = stanza.is('message') ? stanza.getChildText('body') : null;
-    if (body !== null && body !== undefined) bodies.push(body);
-  });
-  clients.push(xmpp);
-  await xmpp.start();
-  await xmpp.send(clientXml('presence', {}));
-  return { bodies, xmpp };
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** A redis-server on this port (no persistence: a restart starts empty, as after a crash without AOF). */
-async function redisOn(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    REDIS_SERVER,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning', '--dir', tmpdir()],
-    { stdio: 'ignore' },
-  );
-  children.push(child);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      (await rawConnect(port)).destroy();
-      return child;
-    } catch (error) {
-      if (attempt > 100) throw error;
-      await sleep(50);
-    }
-  }
-}
 
 /** HAProxy in front of two processes (round robin, health checks every 300 ms): its port, once both are UP. */
 async function behindHaproxy(onePort: number, twoPort: number): Promise<{ front: number; proxy: Haproxy }> {
@@ -183,19 +37,19 @@ async function behindHaproxy(onePort: number, twoPort: number): Promise<{ front:
       `  server two 127.0.0.1:${twoPort}`,
     ],
   });
-  haproxy = proxy;
+  run.haproxy = proxy;
   await proxy.waitFor('both UP', (states) => states['xmpp/one']?.status === 'UP' && states['xmpp/two']?.status === 'UP');
   return { front, proxy };
 }
 
 describe('XMPP on two processes over a real redis-server', () => {
   it('slixmpp on process 1 and @xmpp/client on process 2 chat; process 2 is killed; nothing sent meanwhile is lost', async () => {
-    redis = await startRedis();
-    const [one, two] = await twoNodes(redis.port);
+    run.redis = await startRedis();
+    const [one, two] = await twoNodes(run.redis.port);
     expect(one.node).not.toBe(two.node);
 
     const slix = spawn(PYTHON, [join(fixtures, 'slix_user.py'), '127.0.0.1', String(one.port)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    children.push(slix);
+    run.children.push(slix);
     const juliet = new Lines(slix.stdout as Readable);
     const say = (to: string, body: string): void => {
       slix.stdin?.write(`${JSON.stringify({ to, body })}\n`);
@@ -320,12 +174,12 @@ describe('XMPP on two processes over a real redis-server', () => {
   }, 180_000);
 
   it('behind HAProxy: slixmpp (stream management on) resumes on the other process after its own is killed', async () => {
-    redis = await startRedis();
-    const [one, two] = await twoNodes(redis.port);
+    run.redis = await startRedis();
+    const [one, two] = await twoNodes(run.redis.port);
     const { front, proxy } = await behindHaproxy(one.port, two.port);
     // slixmpp first (round robin: process one), romeo second (process two).
     const slix = spawn(PYTHON, [join(fixtures, 'slix_user.py'), '127.0.0.1', String(front), '--sm'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    children.push(slix);
+    run.children.push(slix);
     const juliet = new Lines(slix.stdout as Readable);
     await juliet.next((line) => 'ready' in line, 'slixmpp to log in');
     await juliet.next((line) => line.sm === true, 'stream management enabled');
