@@ -1,8 +1,9 @@
-import { type Binding, PortService, type PortServiceOptions } from '@portbind/core';
+import { type Adapter, type Binding, type Bus, PortService, type PortServiceOptions } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { type RespAdapter, respAdapter } from '@portbind/resp';
 import { registerAof } from './aof.js';
 import { BlockedClients } from './blocking.js';
+import { respBusOptions } from './bus.js';
 import { clusterOptions, registerCluster } from './cluster.js';
 import { registerDumpCommands } from './commands/dump.js';
 import { registerHashCommands } from './commands/hashes.js';
@@ -55,15 +56,26 @@ export interface MiniRedis {
   functions?: FunctionLibraries;
 }
 
+/** createMiniRedis's options: the service's, and the bus to the other processes. */
+export interface MiniRedisOptions extends PortServiceOptions {
+  /**
+   * The bus shared with the other mini-redis processes of the service (`connectBus` of bus.ts, from
+   * BUS_URL): PUBLISH, SUBSCRIBE/PSUBSCRIBE and PUBSUB span them, under BUS_NAMESPACE. The service
+   * closes it once it has stopped. Absent: pub/sub stays in this process.
+   */
+  bus?: Bus | undefined;
+}
+
 /**
  * mini-redis: Redis clients connect on RESP_PORT (default 6379; HOST chooses the interface),
  * and PORT (default 5000) serves the HTTP health endpoints /livez and /readyz.
  * Set REQUIREPASS to make clients authenticate. Without it, as in Redis's protected mode, only
  * clients on this host may connect, unless PROTECTED_MODE=no (behind your own firewall).
  */
-export function createMiniRedis(options: PortServiceOptions = {}): PortService {
-  const env = options.env ?? process.env;
-  const service = new PortService(options);
+export function createMiniRedis(options: MiniRedisOptions = {}): PortService {
+  const { bus, ...serviceOptions } = options;
+  const env = serviceOptions.env ?? process.env;
+  const service = new PortService(serviceOptions);
   let blocked: BlockedClients | undefined;
   let eviction: Eviction | undefined;
   const memory = { maxmemory: 0 };
@@ -75,6 +87,8 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
     protectedMode: env['PROTECTED_MODE'] !== 'no',
     serverVersion: '7.0.15', // the Redis whose replies mini-redis reproduces
     cluster: clusterOptions(env, (): Keyspace => keyspace), // CLUSTER_ENABLED=yes (cluster.ts)
+    // BUS_URL: pub/sub across the processes sharing the bus (bus.ts).
+    ...(bus === undefined ? {} : { bus: respBusOptions(env, bus) }),
     // On stop, answer clients blocked in BLPOP as on a timeout (else they would hold the graceful
     // stop until the grace period ends), and stop the expiry timer.
     onDrain: () => {
@@ -161,10 +175,33 @@ export function createMiniRedis(options: PortServiceOptions = {}): PortService {
   // Last: the append-only file replays through every registered command (and wins over an RDB loaded before).
   registerAof(server, service.logger);
   keyspace.startExpiry();
+  if (bus !== undefined) closeBusWhenStopped(resp, bus);
 
   service.bind(httpAdapter({ health: true }));
   return service;
 }
+
+/**
+ * Close the bus once the RESP binding stopped (its last subscriber gone, after the final save). The
+ * adapter announces that this process's subscribers left a few milliseconds after they left (its
+ * announcements are batched): wait that long first, so that the other processes stop counting them at
+ * once rather than after the presence TTL.
+ */
+function closeBusWhenStopped(resp: RespAdapter, bus: Bus): void {
+  const adapter: Adapter = resp;
+  const stopped = adapter.stopped?.bind(resp);
+  adapter.stopped = async () => {
+    try {
+      await stopped?.();
+      await new Promise((resolve) => setTimeout(resolve, ANNOUNCE_SETTLE_MS));
+    } finally {
+      await bus.close();
+    }
+  };
+}
+
+/** Longer than the adapter's batching of announcements (5 ms) and a round trip to the bus. */
+const ANNOUNCE_SETTLE_MS = 100;
 
 /** `fields` with `name: value` inserted just before `before`. */
 function withFieldBefore<V>(fields: Record<string, V>, before: string, name: string, value: V): Record<string, V> {
