@@ -183,7 +183,8 @@ describe('MUC on several processes (a shared bus)', () => {
     groupchat(romeo, 'after the fall');
     expect(await romeo.next(bodyFrom('Romeo', 'after the fall'), 20_000)).toContain("to='romeo@localhost/raw'");
     expect(b.muc.rooms()).toEqual(['lobby']);
-    // juliet's session died with A: she is not in the room B rebuilt; romeo is.
+    // juliet's session died with A: she is not in the room B rebuilt (romeo sees her leave); romeo is.
+    expect(await romeo.next(presenceFrom('Juliet', 'unavailable'))).toContain("<item affiliation='owner' role='none'/>");
     expect(b.muc.occupants('lobby')).toBe(1);
 
     // A new join on B: sees romeo (not juliet), the history from before the fall, and its name.
@@ -228,6 +229,7 @@ describe('MUC on several processes (a shared bus)', () => {
     expect(info).toContain("<feature var='muc_persistent'/>");
     expect(info).toContain("<field var='muc#roominfo_occupants' label='Number of occupants'><value>1</value></field>");
     expect(b.muc.rooms()).toEqual(['lobby']);
+    await romeo.next(presenceFrom('Juliet', 'unavailable'));
     const nurse = await occupant(b.port, 'nurse');
     await join(nurse, 'lobby', 'Nurse');
     const history: string[] = [];

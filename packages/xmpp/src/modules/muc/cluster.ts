@@ -11,6 +11,9 @@
 //   (status 110) told the session), so the entries of a dead process expire with it;
 // - a temporary room's state (configuration, affiliations, subject, lock): a bus value the holder
 //   writes at each change (`xmpp:muc:r:<service>:<room>`; persistent rooms are in the store);
+// - who sat in the room (real JID and nick), a bus value the holder rewrites as occupants come and go
+//   (`xmpp:muc:m:<service>:<room>`): those the next holder finds gone (their session ended with a
+//   dead process, or while nobody held the room) are seen leaving by the others;
 // - history: a room that archives reads its newest archived messages (the store); one that does not
 //   keeps its history in a capped bus stream (`xmpp:muc:h:<service>:<room>`).
 // Held rooms are listed for disco#items by presence entries of their holder (`xmpp:muc:d:…`).
@@ -74,6 +77,8 @@ export class MucCluster {
   readonly #written = new Map<string, string>();
   /** Snapshots of temporary rooms this process holds (rewritten hourly, so that they outlive it by a day). */
   readonly #snapshots = new Map<string, string>();
+  /** Who sits in the rooms this process holds, as last written (rewritten hourly too). */
+  readonly #members = new Map<string, string>();
   readonly #timer: NodeJS.Timeout;
   /** Rooms other processes hold, as last claimed: room → holder and when it was asked. */
   readonly #holders = new Map<string, { node: string; at: number }>();
@@ -85,11 +90,13 @@ export class MucCluster {
     this.#service = service;
     this.#logger = logger;
     this.#timer = setInterval(() => {
-      for (const [name, text] of this.#snapshots) {
+      const refresh = (key: string, text: string, room: string): void => {
         this.#bus.values
-          .set(this.#snapshotKey(name), text, { ttlMs: SNAPSHOT_TTL_MS })
-          .catch((error: unknown) => this.#logger().warn({ err: error, room: name }, 'XMPP MUC: could not refresh a room snapshot'));
-      }
+          .set(key, text, { ttlMs: SNAPSHOT_TTL_MS })
+          .catch((error: unknown) => this.#logger().warn({ err: error, room }, 'XMPP MUC: could not refresh a room snapshot'));
+      };
+      for (const [name, text] of this.#snapshots) refresh(this.#snapshotKey(name), text, name);
+      for (const [name, text] of this.#members) refresh(this.#membersKey(name), text, name);
     }, SNAPSHOT_REFRESH_MS);
     this.#timer.unref();
   }
@@ -114,6 +121,10 @@ export class MucCluster {
 
   #snapshotKey(room: string): string {
     return `xmpp:muc:r:${latin1(this.#service)}:${latin1(room)}`;
+  }
+
+  #membersKey(room: string): string {
+    return `xmpp:muc:m:${latin1(this.#service)}:${latin1(room)}`;
   }
 
   #historyName(room: string): string {
@@ -199,6 +210,7 @@ export class MucCluster {
   /** Let go of a room: its claim, its listing, and (`gone`) what a next holder would have read of it. */
   async release(room: string, gone: boolean): Promise<void> {
     this.#snapshots.delete(room);
+    this.#members.delete(room);
     if (gone) await this.forget(room);
     for (const step of [() => this.#bus.presence.delete(this.#directoryKey(room)), () => this.cluster.release(this.#claimName(room))]) {
       try {
@@ -214,7 +226,12 @@ export class MucCluster {
   /** Drop what a next holder would read of a room that is gone (its snapshot, its history). */
   async forget(room: string): Promise<void> {
     this.#snapshots.delete(room);
-    for (const step of [() => this.#bus.values.delete(this.#snapshotKey(room)), () => this.#bus.stream(this.#historyName(room)).delete()]) {
+    this.#members.delete(room);
+    for (const step of [
+      () => this.#bus.values.delete(this.#snapshotKey(room)),
+      () => this.#bus.values.delete(this.#membersKey(room)),
+      () => this.#bus.stream(this.#historyName(room)).delete(),
+    ]) {
       try {
         await step();
       } catch (error) {
@@ -234,6 +251,33 @@ export class MucCluster {
       await this.#bus.values.set(this.#snapshotKey(room), text, { ttlMs: SNAPSHOT_TTL_MS });
     } catch (error) {
       this.#logger().warn({ err: error, room }, 'XMPP MUC: could not write a room snapshot');
+    }
+  }
+
+  /** Who sits in a room this process holds now: real JID → nick. */
+  async writeMembers(room: string, members: ReadonlyArray<readonly [string, string]>): Promise<void> {
+    const text = JSON.stringify(members);
+    if (this.#members.get(room) === text) return;
+    this.#members.set(room, text);
+    try {
+      await this.#bus.values.set(this.#membersKey(room), text, { ttlMs: SNAPSHOT_TTL_MS });
+    } catch (error) {
+      this.#logger().warn({ err: error, room }, 'XMPP MUC: could not write who sits in a room');
+    }
+  }
+
+  /** Who sat in a room as its last holder wrote it: [real JID, nick] pairs. */
+  async readMembers(room: string): Promise<Array<[string, string]>> {
+    const text = await this.#bus.values.get(this.#membersKey(room));
+    if (text === undefined) return [];
+    try {
+      const parsed = JSON.parse(text) as unknown;
+      if (!Array.isArray(parsed)) return [];
+      return parsed.filter(
+        (pair): pair is [string, string] => Array.isArray(pair) && typeof pair[0] === 'string' && typeof pair[1] === 'string',
+      );
+    } catch {
+      return [];
     }
   }
 

@@ -156,9 +156,13 @@ export function muc(options: MucOptions = {}): MucModule {
         defaults,
         now,
         joinedRooms: (bare) => userRooms.get(bare)?.size ?? 0,
+        renamed(room) {
+          membersChanged(room);
+        },
         track(real, bare, room, joined) {
-          if (joined && spread !== undefined) {
-            const node = spread.cluster.nodeOf(real);
+          if (spread !== undefined) {
+            membersChanged(room);
+            const node = joined ? spread.cluster.nodeOf(real) : undefined;
             if (node !== undefined) lastNode.set(real, node);
           }
           let mine = sessionRooms.get(real);
@@ -256,6 +260,26 @@ export function muc(options: MucOptions = {}): MucModule {
       };
       // The cluster exists once the server's constructor has returned.
       queueMicrotask(() => clustered());
+
+      /** Who sits in the rooms this process holds is written (once for the changes of one turn of the event loop) for their next holder. */
+      const membersDue = new Set<string>();
+      let membersTimer: NodeJS.Immediate | undefined;
+      const membersChanged = (name: string): void => {
+        membersDue.add(name);
+        membersTimer ??= setImmediate(() => {
+          membersTimer = undefined;
+          const made = spread;
+          for (const due of [...membersDue]) {
+            membersDue.delete(due);
+            const room = rooms.get(due);
+            if (made === undefined || room === undefined || room.detached || room.destroyedRoom) continue;
+            void made.writeMembers(
+              due,
+              [...room.byReal].map(([real, occupant]) => [real, occupant.nick] as const),
+            );
+          }
+        });
+      };
 
       /** A claim lost (another process took the room while the bus was away): stop serving it, without a word to its occupants. */
       const letGo = async (made: MucCluster, name: string): Promise<void> => {
@@ -442,6 +466,7 @@ export function muc(options: MucOptions = {}): MucModule {
         }
         const room = new Room(ctx, name, stored.creator, stored);
         const entries = await made.roster(name);
+        const members = await made.readMembers(name);
         if (!room.config.persistent && entries.length === 0) {
           // A temporary room nobody sits in any more is gone (its holder would have destroyed it).
           await archive.delete(name);
@@ -451,6 +476,8 @@ export function muc(options: MucOptions = {}): MucModule {
         if (room.config.logging) await seedFromArchive(ctx, room);
         else room.seedHistory(await made.readHistory(name, room.config.historyLength));
         room.restore(entries);
+        // Those the last holder had and whose session is gone are seen leaving.
+        await room.run(() => room.departed(members));
         if (locked) room.lock();
         made.holding(name, snapshot);
         api.logger.info({ room: room.jid, occupants: entries.length }, 'XMPP MUC: this process holds the room now');
@@ -615,6 +642,7 @@ export function muc(options: MucOptions = {}): MucModule {
         for (const room of rooms.values()) room.stop();
         if (spread === undefined) return;
         clearInterval(sweepTimer);
+        if (membersTimer !== undefined) clearImmediate(membersTimer);
         for (const off of offs.splice(0)) off();
         spread.stop();
         // Others take the rooms over at once (their occupants on other processes stay in them).

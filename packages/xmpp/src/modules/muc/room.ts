@@ -182,6 +182,25 @@ export class Room {
     }
   }
 
+  /**
+   * Occupants a previous holder had that are gone now (their session ended with a dead process, or
+   * while nobody held the room): the others see them leave, as from a session that ended.
+   */
+  async departed(gone: ReadonlyArray<readonly [string, string]>): Promise<void> {
+    for (const [real, nick] of gone) {
+      if (this.byReal.has(real) || this.occupants.has(nick)) continue;
+      const bare = bareOf(real);
+      const affiliation = this.affiliation(bare);
+      await this.#broadcast((viewer) =>
+        xml(
+          'presence',
+          { from: `${this.jid}/${nick}`, type: 'unavailable' },
+          xml('x', { xmlns: NS_MUC_USER }, xml('item', { affiliation, role: 'none', jid: this.#seesJids(viewer) ? real : undefined })),
+        ),
+      );
+    }
+  }
+
   /** This process no longer holds the room (another one took it): forget it without a word to its occupants. */
   detach(): void {
     this.detached = true;
@@ -336,6 +355,7 @@ export class Room {
     this.occupants.delete(occupant.nick);
     occupant.nick = nick;
     this.occupants.set(nick, occupant);
+    this.#ctx.renamed(this.name);
     await this.#broadcastPresence(occupant);
   }
 

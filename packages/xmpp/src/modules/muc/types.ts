@@ -50,6 +50,8 @@ export interface MucContext {
   joinedRooms(bare: string): number;
   /** A real full JID joined (or left, `false`) a room. */
   track(real: string, bare: string, room: string, joined: boolean): void;
+  /** An occupant changed its nick (on several processes, who sits in the room is written again). */
+  renamed(room: string): void;
   /** Write (or, when not persistent, delete) a room's durable state. */
   save(state: StoredRoom, persistent: boolean): Promise<void>;
   /** The room is gone: out of the service, its stored state and archive deleted. */
