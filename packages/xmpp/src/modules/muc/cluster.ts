@@ -291,13 +291,14 @@ export class MucCluster {
   }
 
   /** Keep a message of a room that does not archive where the next holder reads it. */
-  appendHistory(room: string, entry: HistoryEntry, historyLength: number): void {
+  async appendHistory(room: string, entry: HistoryEntry, historyLength: number): Promise<void> {
     if (historyLength <= 0) return;
     const data = JSON.stringify({ when: entry.when, chars: entry.chars, xml: entry.message.toString() });
-    this.#bus
-      .stream(this.#historyName(room))
-      .append(data, { maxLength: historyLength, ttlMs: HISTORY_TTL_MS })
-      .catch((error: unknown) => this.#logger().warn({ err: error, room }, 'XMPP MUC: could not keep a history message on the bus'));
+    try {
+      await this.#bus.stream(this.#historyName(room)).append(data, { maxLength: historyLength, ttlMs: HISTORY_TTL_MS });
+    } catch (error) {
+      this.#logger().warn({ err: error, room }, 'XMPP MUC: could not keep a history message on the bus');
+    }
   }
 
   /** The history a previous holder kept on the bus, oldest first (at most `historyLength`). */

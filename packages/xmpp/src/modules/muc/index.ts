@@ -216,7 +216,9 @@ export function muc(options: MucOptions = {}): MucModule {
           await spread.announce(listing(room));
         },
         remembered(name, entry, config) {
-          if (!config.logging) clustered()?.appendHistory(name, entry, config.historyLength);
+          const made = clustered();
+          if (made === undefined) return undefined;
+          return config.logging ? Promise.resolve() : made.appendHistory(name, entry, config.historyLength);
         },
       };
       const listing = (room: Room) => ({

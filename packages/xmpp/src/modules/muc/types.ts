@@ -61,8 +61,12 @@ export interface MucContext {
    * what the next holder of a temporary room reads is written again. Nothing on one process.
    */
   changed(name: string, snapshot: RoomSnapshot): Promise<void>;
-  /** A message was kept for history: on several processes, where the next holder reads it (rooms that do not archive). */
-  remembered(name: string, entry: { message: XmlElement; when: number; chars: number }, config: RoomConfig): void;
+  /**
+   * A message was kept for history. On several processes: resolves once it is where the room's next
+   * holder reads it (the bus, for rooms that do not archive), and the room awaits its archiving too;
+   * undefined on one process (nothing to wait for).
+   */
+  remembered(name: string, entry: { message: XmlElement; when: number; chars: number }, config: RoomConfig): Promise<void> | undefined;
 }
 
 /** What another process needs to take a room over (with its occupants and history, kept apart). */
