@@ -565,17 +565,29 @@ export function mamQueryForm(): XmlElement {
  * A message with only a chat state has no content and is not kept.
  */
 export function shouldArchive(stanza: XmlElement): boolean {
-  const type = stanza.attr('type') ?? 'normal';
+  const type = stanza.attrs.type ?? 'normal';
   if (type !== 'chat' && type !== 'normal') return false;
-  if (stanza.getChild('no-permanent-store', NS_HINTS) !== undefined || stanza.getChild('no-store', NS_HINTS) !== undefined) return false;
-  if (stanza.getChild('store', NS_HINTS) !== undefined) return true;
-  for (const child of stanza.getChildren()) {
-    if (child.local === 'body' && (child.xmlns === NS_CLIENT || child.xmlns === '')) return true;
-    // OMEMO and other end-to-end encryption (XEP-0380), invitations (XEP-0249, XEP-0045).
-    if (child.xmlns === 'urn:xmpp:eme:0' || child.xmlns === 'eu.siacs.conversations.axolotl' || child.xmlns === 'jabber:x:conference')
-      return true;
+  // One pass over the children (every message goes through here).
+  let content = false;
+  for (const child of stanza.children) {
+    if (typeof child === 'string') continue;
+    const xmlns = child.xmlns;
+    if (xmlns === NS_HINTS) {
+      const local = child.local;
+      if (local === 'no-permanent-store' || local === 'no-store') return false;
+      if (local === 'store') content = true;
+    } else if (
+      !content &&
+      ((child.local === 'body' && (xmlns === NS_CLIENT || xmlns === '')) ||
+        // OMEMO and other end-to-end encryption (XEP-0380), invitations (XEP-0249, XEP-0045).
+        xmlns === 'urn:xmpp:eme:0' ||
+        xmlns === 'eu.siacs.conversations.axolotl' ||
+        xmlns === 'jabber:x:conference')
+    ) {
+      content = true;
+    }
   }
-  return false;
+  return content;
 }
 
 /** The stanza without the `<stanza-id/>`s whose `by` matches; the same element when there are none. */
@@ -593,6 +605,15 @@ function stripStanzaIds(stanza: XmlElement, claims: (by: string) => boolean): Xm
 
 /** A client may not send stanza ids that claim to come from this server or its accounts. */
 function stripLocalStanzaIds(stanza: XmlElement, domain: string): XmlElement {
+  // Most messages have no stanza id at all: answered without a closure per message.
+  let any = false;
+  for (const child of stanza.children) {
+    if (typeof child !== 'string' && child.xmlns === NS_SID) {
+      any = true;
+      break;
+    }
+  }
+  if (!any) return stanza;
   return stripStanzaIds(stanza, (by) => {
     const jid = Jid.parse(by);
     return jid === undefined || jid.domain === domain;

@@ -112,6 +112,33 @@ function threadArgs(): string[] {
   return args;
 }
 
+/**
+ * The storage thread, with the process's Node options ({@link threadArgs}) but those a worker cannot
+ * take (V8's per-process flags such as `--trace-gc` or `--max-semi-space-size`: Node refuses to start
+ * a worker with them, ERR_WORKER_INVALID_EXEC_ARGV, and the process's own already apply to it).
+ */
+function startThread(url: URL, workerData: unknown): Worker {
+  const execArgv = threadArgs();
+  try {
+    return new Worker(url, { workerData, execArgv });
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error;
+    const message = (error as Error).message;
+    const invalid = new Set(
+      message
+        .slice(message.indexOf(':') + 1)
+        .split(',')
+        .map((flag) => flag.trim()),
+    );
+    const valid = execArgv.filter((arg) => !invalid.has(arg));
+    try {
+      return new Worker(url, { workerData, execArgv: valid });
+    } catch {
+      return new Worker(url, { workerData, execArgv: [] });
+    }
+  }
+}
+
 /** The error as the store threw it: a PortbindError with its code, a stanza error, a plain Error. */
 function revive(error: WorkerError): Error {
   if (error.name === 'SaslprepError') return new SaslprepError(error.message);
@@ -170,7 +197,7 @@ export class WorkerStorage implements XmppStorage {
   /** `options` were checked by opening the file on this thread; the thread opens it again. */
   constructor(file: string, options: Record<string, unknown>) {
     this.file = file;
-    this.#worker = new Worker(workerUrl(), { workerData: { options, done: this.#done.buffer }, execArgv: threadArgs() });
+    this.#worker = startThread(workerUrl(), { options, done: this.#done.buffer });
     // Idle, it must not keep a process alive that forgot to close its storage; with calls pending, it does.
     this.#worker.unref();
     this.#worker.on('message', (message: StorageReply[] | { closed: true }) => {
