@@ -83,27 +83,31 @@ async function runMode(mode) {
   await sleep(300);
   const serving = servingOf(server);
   const baseline = { sockets: serving.map(socketsOf), rss: serving.map(rssOf) };
-  let listener;
+  // Listeners: processes of at most 10 000 connections each (a process's file descriptor limit).
+  const listenerProcs = [];
   let listenerRss;
-  if (listeners > 0) {
-    listener = spawn(process.execPath, [join(here, 'ws-fanout-client.mjs'), `ws://127.0.0.1:${port}/ws`], {
-      env: { ...process.env, LISTEN_ONLY: '1', CONNECTIONS: String(listeners) },
+  for (let from = 0; from < listeners; from += 10_000) {
+    const child = spawn(process.execPath, [join(here, 'ws-fanout-client.mjs'), `ws://127.0.0.1:${port}/ws`], {
+      env: { ...process.env, LISTEN_ONLY: '1', CONNECTIONS: String(Math.min(10_000, listeners - from)) },
       stdio: ['pipe', 'pipe', 'inherit'],
     });
-    const lines = createInterface({ input: listener.stdout });
     const results = [];
-    lines.on('line', (line) => results.push(JSON.parse(line)));
-    listener.result = async () => {
-      while (results.length < 2 && listener.exitCode === null) await sleep(50);
+    createInterface({ input: child.stdout }).on('line', (line) => results.push(JSON.parse(line)));
+    child.result = async () => {
+      while (results.length < 2 && child.exitCode === null) await sleep(50);
       return results[1];
     };
     while (results.length === 0) {
-      if (listener.exitCode !== null) throw new Error(`${mode}: the listeners' process exited`);
+      if (child.exitCode !== null) throw new Error(`${mode}: a listeners' process exited`);
       await sleep(50);
     }
+    listenerProcs.push(child);
+  }
+  if (listeners > 0) {
     await sleep(1000);
     listenerRss = serving.map(rssOf);
   }
+  const listenersCpu = () => listenerProcs.reduce((sum, child) => sum + cpuOf(child.pid), 0);
   const snapshot = () => ({
     at: performance.now(),
     server: treeCpu(server.pid),
@@ -126,16 +130,26 @@ async function runMode(mode) {
   let result;
   createInterface({ input: client.stdout }).on('line', (line) => {
     if (line === 'measure-start') {
-      before = { ...snapshot(), client: cpuOf(client.pid), listener: listener ? cpuOf(listener.pid) : 0 };
-      listener?.stdin.write('start\n');
+      before = { ...snapshot(), client: cpuOf(client.pid), listener: listenersCpu() };
+      for (const child of listenerProcs) child.stdin.write('start\n');
     } else if (line === 'measure-end') {
-      listener?.stdin.write('stop\n');
-      after = { ...snapshot(), client: cpuOf(client.pid), listener: listener ? cpuOf(listener.pid) : 0, rss: serving.map(rssOf) };
+      for (const child of listenerProcs) child.stdin.write('stop\n');
+      after = { ...snapshot(), client: cpuOf(client.pid), listener: listenersCpu(), rss: serving.map(rssOf) };
     } else if (line.startsWith('{')) result = JSON.parse(line);
   });
   await once(client, 'exit');
-  const heard = listener ? await listener.result() : undefined;
-  listener?.kill('SIGKILL');
+  const heards = await Promise.all(listenerProcs.map((child) => child.result()));
+  for (const child of listenerProcs) child.kill('SIGKILL');
+  // Listeners' figures together: deliveries and open peers summed, the worst latency percentiles.
+  const heard =
+    heards.length === 0
+      ? undefined
+      : {
+          deliveriesPerSecond: heards.reduce((sum, h) => sum + (h?.deliveriesPerSecond ?? 0), 0),
+          p50: Math.max(...heards.map((h) => h?.p50 ?? Number.NaN)),
+          p99: Math.max(...heards.map((h) => h?.p99 ?? Number.NaN)),
+          open: heards.reduce((sum, h) => sum + (h?.open ?? 0), 0),
+        };
   server.kill('SIGTERM');
   await once(server, 'exit');
   if (result === undefined || before === undefined || after === undefined) throw new Error(`${mode}: the load generator failed`);
