@@ -1,15 +1,10 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { execFile, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { xml as clientXml, type Element, client as xmppClient } from '@xmpp/client';
+import { xml as clientXml, type Element } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Server, startRedis } from '../../../test/support/redis-server.js';
-import { sqliteStorage } from '../src/index.js';
-import { clients, testCert } from './support.js';
+import { startRedis } from '../../../test/support/redis-server.js';
+import { cleanup, Lines, PYTHON, run, twoNodes, until, romeo as xmppUser } from './cluster-support.js';
 
 // One room across two real processes (issue 12): two processes of an XMPP service with the MUC
 // module on a real redis-server, sharing one SQLite file. A slixmpp user (xep_0045) on process 1 and
@@ -19,54 +14,17 @@ import { clients, testCert } from './support.js';
 //
 // Runs the builds (dist/): `npx tsc -b packages/xmpp packages/bus-redis` before running it alone.
 
-const run = promisify(execFile);
-const packages = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const PYTHON = '/usr/bin/python3';
+const redisCli = promisify(execFile);
 const ROOM = 'lobby@conference.localhost';
-const children: ChildProcess[] = [];
-let redis: Server | undefined;
-let dir: string | undefined;
 
-afterEach(async () => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  await redis?.stop();
-  redis = undefined;
-  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
-  dir = undefined;
-});
+afterEach(cleanup);
 
-// One process of the service: fixtures/cluster/node.mjs's set-up with the MUC module (rooms open at
-// once: no locked instant room to configure first). Written to the test's directory (not run with
-// --eval: the SQLite store's worker thread would inherit --input-type).
-const dist = (path: string): string => pathToFileURL(join(packages, path, 'dist', 'index.js')).href;
-const NODE = `
-import { join } from 'node:path';
-import { createLogger, PortService } from '${dist('core')}';
-import { redisBus } from '${dist('bus-redis')}';
-import { defaultModules, muc, sqliteStorage, xmppServer } from '${dist('xmpp')}';
-const env = process.env;
-const ttl = Number(env.SESSION_TTL_MS);
-const bus = await redisBus({ url: env.BUS_URL });
-const server = xmppServer({
-  domain: 'localhost',
-  storage: sqliteStorage({ file: join(env.DATA_DIR, 'xmpp.sqlite') }),
-  bus,
-  cluster: { sessionTtlMs: ttl },
-  modules: [...defaultModules(), muc({ lockNewRooms: false })],
-});
-// TEMPORARY until XmppClusterView has bus and sessionTtlMs (api-requests.md).
-if (!('bus' in server.cluster)) Object.defineProperties(server.cluster, { bus: { value: bus }, sessionTtlMs: { value: ttl } });
-const service = new PortService({ env: {}, gracePeriodMs: 2000, logger: createLogger({ LOG_LEVEL: env.LOG_LEVEL ?? 'warn' }) });
-const binding = service.bind(server.c2s(), { port: 0, host: '127.0.0.1', tls: { cert: env.TLS_CERT, key: env.TLS_KEY } });
-await service.start();
-await server.cluster.ready;
-process.stdout.write(JSON.stringify({ port: binding.address.port, node: server.cluster.nodeId }) + '\\n');
-`;
-
-// juliet with slixmpp's xep_0045: joins the room, prints one JSON line per event; each stdin line
+// juliet with slixmpp's xep_0045: joins the room (a room she creates is locked until configured:
+// she accepts the defaults, an instant room), prints one JSON line per event; each stdin line
 // {"say": text} is said in the room.
 const SLIX = `
 import asyncio, json, ssl, sys
+import xml.etree.ElementTree as ET
 import slixmpp
 HOST, PORT, ROOM = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def emit(event):
@@ -85,6 +43,11 @@ class User(slixmpp.ClientXMPP):
     async def on_start(self, _event):
         self.send_presence()
         pres, _subject, occupants, history = await self['xep_0045'].join_muc_wait(ROOM, 'Juliet', maxstanzas=10, timeout=20)
+        codes = [s.get('code') for s in pres.xml.iter('{http://jabber.org/protocol/muc#user}status')]
+        if '201' in codes:
+            iq = self.make_iq_set(ito=ROOM)
+            iq.append(ET.fromstring("<query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query>"))
+            await iq.send()
         emit({'joined': pres['muc']['role'], 'occupants': sorted(p['from'].resource for p in occupants), 'history': [m['body'] for m in history]})
     def on_groupchat(self, msg):
         if msg['body']:
@@ -107,77 +70,10 @@ async def main():
 asyncio.run(main())
 `;
 
-/** JSON lines of a child's stdout, waited for one by one. */
-class Lines {
-  readonly #lines: Array<Record<string, unknown>> = [];
-  #wake: (() => void) | undefined;
-
-  constructor(stream: Readable) {
-    let buffer = '';
-    stream.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      for (let end = buffer.indexOf('\n'); end !== -1; end = buffer.indexOf('\n')) {
-        const line = buffer.slice(0, end);
-        buffer = buffer.slice(end + 1);
-        try {
-          this.#lines.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          // A log line.
-        }
-      }
-      this.#wake?.();
-    });
-  }
-
-  async next(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const index = this.#lines.findIndex(match);
-      if (index !== -1) return this.#lines.splice(index, 1)[0] as Record<string, unknown>;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.#lines)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 200));
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  }
-}
-
-async function startNode(
-  env: Record<string, string>,
-): Promise<{ child: ChildProcess; port: number; node: string; lines: Lines; stderr: () => string }> {
-  const child = spawn(process.execPath, [join(env.DATA_DIR as string, 'node.mjs')], { env: { ...process.env, ...env } });
-  children.push(child);
-  let errors = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    errors += chunk.toString();
-  });
-  // Its stdout: the line saying where it listens, then its log (pino's JSON lines).
-  const lines = new Lines(child.stdout as Readable);
-  const ready = await lines.next((line) => typeof line.port === 'number', 'the node to listen', 30_000);
-  return { child, port: ready.port as number, node: ready.node as string, lines, stderr: () => errors };
-}
-
-async function twoNodes(redisPort: number) {
-  dir = await mkdtemp(join(tmpdir(), 'portbind-xmpp-muc-cluster-'));
-  const storage = sqliteStorage({ file: join(dir, 'xmpp.sqlite') });
-  await storage.users.create('juliet', 'balcony');
-  await storage.users.create('romeo', 'r0meo!');
-  await storage.close();
-  await writeFile(join(dir, 'node.mjs'), NODE);
-  const { cert, key } = testCert();
-  const env = { BUS_URL: `redis://127.0.0.1:${redisPort}`, DATA_DIR: dir, TLS_CERT: cert, TLS_KEY: key, SESSION_TTL_MS: '2000' };
-  return Promise.all([startNode(env), startNode(env)]);
-}
-
 /** juliet in the room with slixmpp, on this port. */
 async function slixJuliet(port: number): Promise<{ lines: Lines; say: (body: string) => void }> {
   const slix = spawn(PYTHON, ['-c', SLIX, '127.0.0.1', String(port), ROOM], { stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(slix);
+  run.children.push(slix);
   const lines = new Lines(slix.stdout as Readable);
   slix.stderr?.on('data', (chunk: Buffer) => {
     if (process.env.SLIX_DEBUG) process.stderr.write(chunk);
@@ -187,16 +83,7 @@ async function slixJuliet(port: number): Promise<{ lines: Lines; say: (body: str
 
 /** romeo in the room with @xmpp/client, on this port: the groupchat he hears, the occupants he sees come and go. */
 async function xmppRomeo(port: number) {
-  const xmpp = xmppClient({
-    timeout: 20_000,
-    service: `xmpp://127.0.0.1:${port}`,
-    domain: 'localhost',
-    username: 'romeo',
-    password: 'r0meo!',
-    resource: 'web',
-  });
-  xmpp.on('error', () => {});
-  clients.push(xmpp);
+  const { xmpp } = await xmppUser(port, 'web');
   const heard: Array<{ nick: string; body: string }> = [];
   const presences: Array<{ nick: string; type: string; codes: string[] }> = [];
   xmpp.on('stanza', (stanza: Element) => {
@@ -214,19 +101,9 @@ async function xmppRomeo(port: number) {
       presences.push({ nick, type: String(stanza.attrs.type ?? 'available'), codes });
     }
   });
-  await xmpp.start();
-  await xmpp.send(clientXml('presence', {}));
   await xmpp.send(clientXml('presence', { to: `${ROOM}/Romeo` }, clientXml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
   const say = (body: string) => xmpp.send(clientXml('message', { to: ROOM, type: 'groupchat' }, clientXml('body', {}, body)));
   return { xmpp, heard, presences, say };
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 /** juliet (slixmpp) on process 1 creates and holds the room; romeo (@xmpp/client) on process 2 joins; they talk both ways. */
@@ -251,8 +128,8 @@ async function sharedRoom(one: { port: number }, two: { port: number }) {
 
 describe('MUC on two processes over a real redis-server', () => {
   it('slixmpp on process 1 and @xmpp/client on process 2 share a room; the holder is killed; the room goes on on process 2', async () => {
-    redis = await startRedis();
-    const [one, two] = await twoNodes(redis.port);
+    run.redis = await startRedis();
+    const [one, two] = await twoNodes(run.redis.port, { MUC: '1' });
     const { romeo } = await sharedRoom(one, two);
     // Process 1 (the room's holder: juliet created it there) dies.
     one.child.kill('SIGKILL');
@@ -275,13 +152,15 @@ describe('MUC on two processes over a real redis-server', () => {
   }, 180_000);
 
   it('a claim lost while the bus was away: the other process serves the room, the first forwards to it, nobody notices', async () => {
-    redis = await startRedis();
-    const [one, two] = await twoNodes(redis.port);
+    run.redis = await startRedis();
+    const [one, two] = await twoNodes(run.redis.port, { MUC: '1' });
     const { juliet, romeo } = await sharedRoom(one, two);
     // The claim of process 1 vanishes from Redis (as when it expired while process 1 could not reach it).
-    const cli = (...args: string[]) => run('redis-cli', ['-p', String(redis?.port), ...args]);
+    const cli = (...args: string[]) => redisCli('redis-cli', ['-p', String(run.redis?.port), ...args]);
     const key = `xmpp:claim:localhost:muc:${ROOM}`;
     expect((await cli('GET', key)).stdout.trim()).toBe(one.node);
+    const listing = `xmpp:muc:d:conference.localhost:lobby:${one.node}`;
+    expect((await cli('EXISTS', listing)).stdout.trim()).toBe('1');
     // Process 2 asks the bus who holds the room again once its 5 s memory of the holder is over; then
     // the claim vanishes and romeo talks at once: process 2 claims the room before process 1's
     // heartbeat (every TTL/3) writes its claim again (tried again in the rare case it does not).
@@ -292,11 +171,11 @@ describe('MUC on two processes over a real redis-server', () => {
       await romeo.say(`knock ${attempt}`);
       await until(() => romeo.heard.some((m) => m.body === `knock ${attempt}`), 'the knock');
     }
-    // Process 1's heartbeat finds the claim another's: it lets go of the room (it says so in its log) …
-    await one.lines.next(
-      (line) => line.msg === 'XMPP MUC: another process holds this room now: its stanzas go there',
-      'process 1 to let go',
-    );
+    // Process 1's heartbeat finds the claim another's: it lets go of the room (takes its listing off the bus) …
+    for (let i = 0; (await cli('EXISTS', listing)).stdout.trim() !== '0'; i++) {
+      if (i > 300) throw new Error('process 1 never let go of the room');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     // … and forwards juliet's words to process 2's room.
     juliet.say('who is there?');
     await until(() => romeo.heard.some((m) => m.nick === 'Juliet' && m.body === 'who is there?'), 'juliet heard through the new holder');

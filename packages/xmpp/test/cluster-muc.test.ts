@@ -21,9 +21,6 @@ async function node(bus: MemoryBus, storage: XmppStorage) {
     accounts: { nurse: 'n', tybalt: 't' },
   });
   await started.server.cluster?.ready;
-  // TEMPORARY until XmppClusterView has `bus` (api-requests.md).
-  const view = started.server.cluster as object;
-  if (!('bus' in view)) Object.defineProperties(view, { bus: { value: bus }, sessionTtlMs: { value: TTL_MS } });
   return { ...started, muc: module, bus };
 }
 

@@ -5,7 +5,6 @@
 // server's durable store. Occupants leave when their session ends. On several processes (a server
 // with a bus) a room is one room for the whole service, hosted by one process at a time (cluster.ts).
 
-import type { Bus } from '@portbind/core';
 import { XmppConfigError } from '../../config-error.js';
 import { type XmlElement, xml } from '../../element.js';
 import type { ModuleApi, StanzaEvent, StanzaKind, XmppModule } from '../../module.js';
@@ -240,11 +239,8 @@ export function muc(options: MucOptions = {}): MucModule {
         if (spread !== undefined) return spread;
         const cluster = api.server.cluster;
         if (cluster === undefined) return undefined;
-        const shared = cluster as Partial<{ bus: Bus; sessionTtlMs: number }>;
-        const bus = shared.bus;
-        if (bus === undefined) return undefined;
-        const ttlMs = shared.sessionTtlMs ?? 30_000;
-        const made = new MucCluster(cluster, bus, ttlMs, domain, () => api.logger);
+        const ttlMs = cluster.sessionTtlMs;
+        const made = new MucCluster(cluster, cluster.bus, ttlMs, domain, () => api.logger);
         spread = made;
         offs.push(
           cluster.onClaimLost((claim) => {
