@@ -11,7 +11,7 @@ import { ask, freePort, MAIN, runMiniRedisToExit, type Spawned, spawnServer, tem
 // PUBLISH to every node (cluster.c, clusterPropagatePublish), a PUBLISH on any node reaches the
 // SUBSCRIBE/PSUBSCRIBE clients of every node — ioredis.Cluster subscribes on one node of its choice and
 // publishes through another. Sharded pub/sub stays with the slot's node (-MOVED elsewhere). The bus's
-// Redis killed and restarted in the middle: no node crashes, the loss is logged, delivery resumes.
+// Redis killed and restarted empty in the middle: no node crashes, the loss is logged, delivery resumes.
 
 const run = promisify(execFile);
 const ids = ['1'.repeat(40), '2'.repeat(40), '3'.repeat(40)] as const;
@@ -45,7 +45,8 @@ const launch = (i: number): Promise<Spawned> =>
   });
 
 beforeAll(async () => {
-  redis = await startRestartableRedis();
+  // No persistence, as a bus for pub/sub alone runs: restarted, it has lost every subscription and presence entry.
+  redis = await startRestartableRedis({ persistence: false });
   ports = [await freePort(), await freePort(), await freePort()];
   nodes = ids.map((id, i) => `${id} 127.0.0.1:${ports[i]} ${slotRanges[i]?.join('-')}`).join('; ');
   for (let i = 0; i < 3; i++) dataDirs.push(dirs());
@@ -178,7 +179,7 @@ describe('three mini-redis processes in cluster mode on one bus (BUS_URL)', () =
     expect(shardChannels).toBe(`*1⏎$${channel.length}⏎${channel}⏎`);
   });
 
-  it('the bus’s Redis killed and restarted: no node crashes, each node keeps serving its own subscribers, the loss is logged once, delivery across nodes resumes within seconds', async () => {
+  it('the bus’s Redis killed and restarted empty: no node crashes, each node keeps serving its own subscribers, the loss is logged once, delivery across nodes resumes within seconds', async () => {
     const subscriber = node(0);
     const clusterSubscriber = ioredisCluster(1);
     const received: string[] = [];
@@ -193,7 +194,9 @@ describe('three mini-redis processes in cluster mode on one bus (BUS_URL)', () =
     await eventually('before, to both', () => received.includes('before') && clusterReceived.includes('before'));
 
     await redis.kill();
-    await eventually('node 1 saw the bus go', () => lines(processes[0]?.output() ?? '', 'connection to Redis lost').length > 0);
+    // Every node noticed. (A bus PUBLISH in the instant between the socket's end and ioredis's close event
+    // waits in ioredis's offline queue and goes out after the reconnection: @portbind/bus-redis, to be fixed there.)
+    await eventually('every node saw the bus go', () => processes.every((p) => lines(p.output(), 'connection to Redis lost').length > 0));
     // Each node still answers, and still delivers its own publishes to its own subscribers.
     expect(await publisher.publish('feed', 'while down')).toBeGreaterThanOrEqual(0);
     await node(0).publish('feed', 'local while down');
