@@ -3,8 +3,8 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { xml as clientXml, type Element } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startRedis } from '../../../test/support/redis-server.js';
-import { cleanup, Lines, PYTHON, run, twoNodes, until, romeo as xmppUser } from './cluster-support.js';
+import { freePort, startRedis } from '../../../test/support/redis-server.js';
+import { cleanup, Lines, PYTHON, redisOn, run, twoNodes, until, romeo as xmppUser } from './cluster-support.js';
 
 // One room across two real processes (issue 12): two processes of an XMPP service with the MUC
 // module on a real redis-server, sharing one SQLite file. A slixmpp user (xep_0045) on process 1 and
@@ -185,6 +185,39 @@ describe('MUC on two processes over a real redis-server', () => {
     expect(romeo.presences.filter((p) => p.type === 'unavailable')).toEqual([]);
     expect((await cli('GET', key)).stdout.trim()).toBe(two.node);
     expect(one.stderr()).not.toMatch(/Error/);
+    expect(two.stderr()).not.toMatch(/Error/);
+  }, 180_000);
+
+  it('redis-server restarts empty under a room: its holder writes again what the next holder reads, which then takes it over', async () => {
+    const port = await freePort();
+    let server = await redisOn(port);
+    const [one, two] = await twoNodes(port, { MUC: '1' });
+    const { romeo } = await sharedRoom(one, two);
+    const cli = (...args: string[]) => redisCli('redis-cli', ['-p', String(port), ...args]);
+    const snapshot = 'xmpp:muc:r:conference.localhost:lobby';
+    const members = 'xmpp:muc:m:conference.localhost:lobby';
+    expect((await cli('EXISTS', snapshot, members)).stdout.trim()).toBe('2');
+
+    // Redis dies and comes back empty: no claims, no occupants, no snapshots.
+    server.kill('SIGKILL');
+    await new Promise((resolve) => server.once('exit', resolve));
+    server = await redisOn(port);
+    expect((await cli('EXISTS', snapshot)).stdout.trim()).toBe('0');
+    // Process 1 (the holder) writes its claim, the room's snapshot and who sits in it again; the
+    // occupants' processes their entries.
+    for (let i = 0; (await cli('EXISTS', snapshot, members, `xmpp:claim:localhost:muc:${ROOM}`)).stdout.trim() !== '3'; i++) {
+      if (i > 300) throw new Error('the room never came back on Redis');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await romeo.say('after the storm');
+    await until(() => romeo.heard.some((m) => m.nick === 'Romeo' && m.body === 'after the storm'), 'the room after the restart');
+
+    // And the holder dying now still hands the room over: process 2 takes it with romeo in it.
+    one.child.kill('SIGKILL');
+    await romeo.say('after the fall');
+    await until(() => romeo.heard.some((m) => m.nick === 'Romeo' && m.body === 'after the fall'), 'the room back on process 2');
+    await until(() => romeo.presences.some((p) => p.nick === 'Juliet' && p.type === 'unavailable'), 'juliet gone with process 1');
+    expect(romeo.presences.filter((p) => p.nick === 'Romeo' && p.type === 'unavailable')).toEqual([]);
     expect(two.stderr()).not.toMatch(/Error/);
   }, 180_000);
 });

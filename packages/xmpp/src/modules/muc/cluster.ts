@@ -29,7 +29,7 @@ import type { HistoryEntry } from './history.js';
 import { NS_MUC_USER, type OccupantEntry, ROLES, type Role } from './types.js';
 
 /** A temporary room's snapshot outlives its holder this long unless written again (held rooms' are, hourly). */
-const SNAPSHOT_TTL_MS = 86_400_000;
+const SNAPSHOT_TTL_MS = 7 * 86_400_000;
 const SNAPSHOT_REFRESH_MS = 3_600_000;
 /** A room's history stream is deleted after this long without a message. */
 const HISTORY_TTL_MS = 30 * 86_400_000;
@@ -251,6 +251,34 @@ export class MucCluster {
       await this.#bus.values.set(this.#snapshotKey(room), text, { ttlMs: SNAPSHOT_TTL_MS });
     } catch (error) {
       this.#logger().warn({ err: error, room }, 'XMPP MUC: could not write a room snapshot');
+    }
+  }
+
+  /**
+   * The bus was away (a Redis restart may have emptied it): write again what a next holder reads of
+   * the rooms this process holds (snapshots, who sits in them, the history of those that do not archive).
+   */
+  async rewrite(history: (room: string) => { entries: readonly HistoryEntry[]; length: number } | undefined): Promise<void> {
+    const write = async (key: string, text: string, room: string): Promise<void> => {
+      try {
+        await this.#bus.values.set(key, text, { ttlMs: SNAPSHOT_TTL_MS });
+      } catch (error) {
+        this.#logger().warn({ err: error, room }, 'XMPP MUC: could not write a room snapshot again');
+      }
+    };
+    for (const [room, text] of [...this.#snapshots]) await write(this.#snapshotKey(room), text, room);
+    for (const [room, text] of [...this.#members]) {
+      await write(this.#membersKey(room), text, room);
+      const kept = history(room);
+      if (kept === undefined) continue;
+      try {
+        const stream = this.#bus.stream(this.#historyName(room));
+        if ((await stream.length()) >= Math.min(kept.entries.length, kept.length)) continue;
+        await stream.delete();
+        for (const entry of kept.entries) await this.appendHistory(room, entry, kept.length);
+      } catch (error) {
+        this.#logger().warn({ err: error, room }, 'XMPP MUC: could not write a room history again');
+      }
     }
   }
 

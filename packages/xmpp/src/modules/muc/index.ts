@@ -247,6 +247,15 @@ export function muc(options: MucOptions = {}): MucModule {
             const name = made.roomOfClaim(claim);
             if (name !== undefined) void made.lock(name, () => letGo(made, name));
           }),
+          // The bus was away (undefined: messages may have been lost, a Redis restart may have emptied it).
+          cluster.listen('muc', (data) => {
+            if (data !== undefined) return;
+            void made.rewrite((name) => {
+              const room = rooms.get(name);
+              if (room === undefined || room.config.logging) return undefined;
+              return { entries: room.history, length: room.config.historyLength };
+            });
+          }),
           cluster.onNodeGone((node) => {
             made.nodeGone(node);
             sweep(made, node);
