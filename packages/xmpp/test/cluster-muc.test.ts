@@ -239,4 +239,31 @@ describe('MUC on several processes (a shared bus)', () => {
     // The newest two (the room's history length), from the shared archive.
     expect(history).toEqual(['both alike', 'parting is such sweet sorrow']);
   });
+
+  it('errors across processes: no such room (nothing held after), a room that cannot be reached while the bus is away', async () => {
+    const { a, b } = await cluster();
+    const { juliet, romeo } = await juliettAndRomeo(a, b);
+    await juliet.next(presenceFrom('Romeo'));
+    // A message to a room nobody has: item-not-found from the room, as on one process; B holds nothing after it.
+    romeo.send(`<message to='nowhere@${SERVICE}' type='groupchat' id='nw'><body>anyone?</body></message>`);
+    const none = await romeo.next(/^<message[^>]* id='nw'/);
+    expect(none).toContain("type='error'");
+    expect(none).toContain('<item-not-found');
+    expect(b.muc.rooms()).toEqual([]);
+    // … so that A may create it at once (B let go of its claim).
+    await createRoom(juliet, 'nowhere', 'Juliet');
+    expect(a.muc.rooms().sort()).toEqual(['lobby', 'nowhere']);
+
+    // B loses its bus (its process can no longer reach Redis): a stanza from B for A's room is answered
+    // recipient-unavailable by the room, never dropped; A's room goes on for A's users.
+    b.bus.kill();
+    groupchat(romeo, 'can you hear me', 'lost');
+    const lost = await romeo.next(/^<message[^>]* id='lost'/);
+    expect(lost).toContain("type='error'");
+    expect(lost).toContain('<recipient-unavailable');
+    expect(lost).toContain(`by='${ROOM}'`);
+    groupchat(juliet, 'still here');
+    await juliet.next(bodyFrom('Juliet', 'still here'));
+    await b.service.stop();
+  });
 });
