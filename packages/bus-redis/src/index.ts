@@ -109,6 +109,10 @@ class RedisStream implements BusStream {
     await this.#bus.call('DEL', this.#key);
   }
 
+  async trim(minId: string): Promise<number> {
+    return Number(await this.#bus.call('XTRIM', this.#key, 'MINID', minId));
+  }
+
   async createGroup(group: string, from: 'start' | 'end' = 'end'): Promise<void> {
     try {
       await this.#bus.call('XGROUP', 'CREATE', this.#key, bytes(group), from === 'start' ? '0' : '$', 'MKSTREAM');

@@ -256,8 +256,11 @@ describe('redisBus claims, values and stream lifetimes', () => {
     await stream.append('two', { ttlMs: 400 });
     expect((await b.stream(`journal:${a.id}`).entries()).map((entry) => entry.data.toString())).toEqual(['one', 'two']);
     expect((await stream.entries({ after: first })).map((entry) => entry.data.toString())).toEqual(['two']);
+    const third = await stream.append('three', { ttlMs: 400 });
+    expect(await stream.trim(third)).toBe(2);
+    expect((await stream.entries()).map((entry) => entry.data.toString())).toEqual(['three']);
     await eventually('stream expired', async () => (await stream.length()) === 0, 3000);
-    await stream.append('three');
+    await stream.append('four');
     await stream.delete();
     expect(await stream.entries()).toEqual([]);
   });

@@ -58,6 +58,8 @@ export interface BusStream {
   entries(options?: { after?: string; count?: number }): Promise<BusEntry[]>;
   /** Delete the stream, its entries and groups (DEL). */
   delete(): Promise<void>;
+  /** Drop the entries older than the id `minId` (XTRIM MINID; that entry and later ones stay). Resolves to how many went. */
+  trim(minId: string): Promise<number>;
   /** Create the group if it does not exist (XGROUP CREATE … MKSTREAM): from the first entry, or only new ones. */
   createGroup(group: string, from?: 'start' | 'end'): Promise<void>;
   /**
@@ -392,6 +394,16 @@ class MemoryStream implements BusStream {
       out.push({ id: entry.id, data: entry.data, redelivered: false });
     }
     return out;
+  }
+
+  async trim(minId: string): Promise<number> {
+    this.#bus.check();
+    const state = this.#hub.existing(this.name);
+    if (state === undefined) return 0;
+    const keep = state.entries.findIndex((entry) => compareIds(entry.id, minId) >= 0);
+    const drop = keep === -1 ? state.entries.length : keep;
+    state.entries.splice(0, drop);
+    return drop;
   }
 
   async delete(): Promise<void> {

@@ -203,9 +203,12 @@ describe('memoryBus claims, values and stream lifetimes', () => {
     expect((await stream.entries()).map((entry) => entry.data.toString())).toEqual(['one', 'two']);
     expect((await stream.entries({ after: first })).map((entry) => entry.data.toString())).toEqual(['two']);
     expect(await stream.entries({ count: 1 })).toHaveLength(1);
+    const third = await stream.append('three', { ttlMs: 150 });
+    expect(await stream.trim(third)).toBe(2);
+    expect((await stream.entries()).map((entry) => entry.data.toString())).toEqual(['three']);
     await new Promise((resolve) => setTimeout(resolve, 250));
     expect(await stream.length()).toBe(0);
-    await stream.append('three');
+    await stream.append('four');
     await stream.delete();
     expect(await stream.entries()).toEqual([]);
     await bus.close();

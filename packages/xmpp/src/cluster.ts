@@ -428,13 +428,12 @@ export class XmppCluster implements XmppClusterView {
   }
 
   /** Publish the session's entry again if what others read of it changed. Cheap when nothing did. */
-  refresh(session: Session): void {
-    if (this.#stopped || session.ended) return;
+  /** A local session's directory record (`last` as an element, not yet serialized), and its JID. */
+  #record(session: Session): { full: string; record: SessionRecord; last: XmlElement | undefined } | undefined {
     const jid = session.jid;
-    if (jid === undefined) return;
+    if (jid === undefined) return undefined;
     const full = jid.toString();
     const presence = presenceState.peek(session);
-    const previous = this.#published.get(full);
     const record: SessionRecord = {
       node: this.nodeId,
       jid: full,
@@ -448,6 +447,15 @@ export class XmppCluster implements XmppClusterView {
       sm: smJournalState.peek(session)?.token,
     };
     const last = presence?.available === true ? presence.last : undefined;
+    return { full, record, last };
+  }
+
+  refresh(session: Session): void {
+    if (this.#stopped || session.ended) return;
+    const made = this.#record(session);
+    if (made === undefined) return;
+    const { full, record, last } = made;
+    const previous = this.#published.get(full);
     const scalar = JSON.stringify(record);
     if (previous !== undefined && previous.session === session && previous.text === scalar && previous.last === last) return;
     this.#published.set(full, { session, text: scalar, last, available: record.available });
@@ -766,15 +774,35 @@ export class XmppCluster implements XmppClusterView {
    * written to the client's socket (a command goes out on the bus's connection at once), so a process
    * killed after the write has in all likelihood journaled it; one that is not is taken as acknowledged.
    */
-  journalAppend(token: string, entry: JournalEntry, ttlMs: number | undefined): Promise<void> {
+  journalAppend(token: string, entry: JournalEntry, ttlMs: number | undefined): Promise<string | undefined> {
     const options =
       ttlMs === undefined ? { maxLength: JOURNAL_MAX_LENGTH } : { maxLength: JOURNAL_MAX_LENGTH, ttlMs: Math.max(1000, ttlMs) };
     return this.#journal(token)
       .append(JSON.stringify(entry), options)
       .then(
-        () => undefined,
-        (error: unknown) => this.#host.logger.warn({ err: error }, 'XMPP cluster: could not write a stream-management journal'),
+        (id) => id,
+        (error: unknown) => {
+          this.#host.logger.warn({ err: error }, 'XMPP cluster: could not write a stream-management journal');
+          return undefined;
+        },
       );
+  }
+
+  /** Drop a journal's entries older than `minId` (what the client acknowledged, and older checkpoints). */
+  journalTrim(token: string, minId: string): Promise<void> {
+    return this.#journal(token)
+      .trim(minId)
+      .then(
+        () => undefined,
+        (error: unknown) => this.#host.logger.warn({ err: error }, 'XMPP cluster: could not trim a stream-management journal'),
+      );
+  }
+
+  /** What a journal checkpoint keeps of a local session: its directory record (presence, carbons…). */
+  journalRecord(session: Session): unknown {
+    const made = this.#record(session);
+    if (made === undefined) return undefined;
+    return made.last === undefined ? made.record : { ...made.record, last: made.last.toString() };
   }
 
   /** Read a journal whole: undefined when there is none (never enabled here, ended, or expired). */

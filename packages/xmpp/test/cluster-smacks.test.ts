@@ -225,6 +225,39 @@ describe('stream management across processes (a shared bus)', () => {
     expect(bodies(raw.text)).toEqual(['before-restart', 'after-restart']);
   });
 
+  it('keeps in the journal only what the client has not acknowledged; an <r/> flood writes nothing more', async () => {
+    const { a, b, busB } = await pair();
+    const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
+    const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
+    const id = await enable(juliet);
+    juliet.write('<presence/>');
+    await until(() => b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+    for (let i = 0; i < 150; i++) romeo.write(chat('juliet@localhost/phone', `m${i}`));
+    await juliet.until(/<body>m149<\/body>/);
+    const journal = busB.stream(`xmpp:sm:localhost:${id}`);
+    expect(await journal.length()).toBeGreaterThan(150);
+    // juliet acknowledges everything she saw: the journal shrinks to a checkpoint or two.
+    const h = seen(juliet);
+    juliet.write(`<a xmlns='${SM}' h='${h}'/>`);
+    await until(async () => (await journal.length()) <= 3, 'the journal trimmed');
+    const answered = (): number => juliet.text.split("<a xmlns='urn:xmpp:sm:3' h='1'/>").length - 1;
+    const before = answered();
+    for (let i = 0; i < 50; i++) juliet.write(`<r xmlns='${SM}'/>`);
+    await until(() => answered() === before + 50, 'fifty answers');
+    expect(await journal.length()).toBeLessThanOrEqual(3);
+    // Two more she does not acknowledge; her link drops; on B she gets exactly those.
+    romeo.write(chat('juliet@localhost/phone', 'late-1'));
+    romeo.write(chat('juliet@localhost/phone', 'late-2'));
+    await juliet.until(/<body>late-2<\/body>/);
+    await until(() => journaled(busB, id, 'late-2'), 'journaled');
+    juliet.socket.destroy();
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    await raw.until(/<resumed [^>]*\/>/);
+    await raw.until(/<body>late-2<\/body>/);
+    expect(bodies(raw.text)).toEqual(['late-1', 'late-2']);
+  });
+
   it('refuses to resume another account’s session from the journal (item-not-found), and keeps it', async () => {
     const { a, b } = await pair();
     const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');

@@ -45,6 +45,8 @@ interface Queued {
   stanza: XmlElement;
   /** When it was first sent (ms): the `<delay/>` stamp when it is sent again. */
   stamp: number;
+  /** Its entry in the session's journal on the bus, once written (several processes). */
+  journalId?: string;
 }
 
 interface SmState {
@@ -77,6 +79,10 @@ interface SmState {
   journaled: number;
   /** When its journal's lifetime was last renewed (ms). */
   journalRenewed: number;
+  /** Stanzas acknowledged since the journal was last trimmed. */
+  trimCredit: number;
+  /** The inbound count last written to the journal. */
+  journaledInbound: number;
   /** The process stops and leaves the session to the others: its stanzas stay in the journal. */
   handedOff: boolean;
 }
@@ -236,6 +242,8 @@ class StreamManagement {
       uncounted: 0,
       journaled: 0,
       journalRenewed: 0,
+      trimCredit: 0,
+      journaledInbound: -1,
       handedOff: false,
     }));
 
@@ -336,17 +344,44 @@ class StreamManagement {
     return state.maxSeconds * 1000 + cluster.ttlMs * 3;
   }
 
-  #journalAppend(session: XmppSession, state: SmState, entry: JournalEntry): void {
+  #journalAppend(session: XmppSession, state: SmState, entry: JournalEntry): Promise<string | undefined> | undefined {
     const cluster = this.#cluster();
-    if (cluster === undefined || state.token === undefined || state.done) return;
+    if (cluster === undefined || state.token === undefined || state.done) return undefined;
     const now = Date.now();
     const ttlMs = this.#journalTtl(state, cluster);
     // The journal's lifetime is renewed a few times per window, not with every stanza (one command less each).
     const renew = entry.m !== undefined || now - state.journalRenewed > ttlMs / 4;
     if (renew) state.journalRenewed = now;
     state.journaled = now;
-    void cluster.journalAppend(state.token, entry, renew ? ttlMs : undefined);
+    if (typeof entry.i === 'number') state.journaledInbound = entry.i;
     void session;
+    return cluster.journalAppend(state.token, entry, renew ? ttlMs : undefined);
+  }
+
+  /**
+   * Keep a journal to what the client has not acknowledged: a checkpoint (who, counts, state) first,
+   * then everything older than the oldest unacknowledged stanza (or than the checkpoint) goes. The
+   * journal holds at most what the queue does (maxQueueSize stanzas), whatever the client received.
+   */
+  #trimJournal(session: XmppSession, state: SmState): void {
+    const cluster = this.#cluster();
+    const user = session.user;
+    const resource = session.jid?.resource;
+    if (cluster === undefined || state.token === undefined || state.done || user === undefined || resource === undefined) return;
+    const first = state.queue[0];
+    if (first !== undefined && first.journalId === undefined) return; // still being written: next time
+    state.trimCredit = 0;
+    const token = state.token;
+    const checkpoint = this.#journalAppend(session, state, {
+      m: { u: user, r: resource, n: cluster.nodeId, max: state.maxSeconds },
+      i: state.inbound,
+      a: state.acked,
+      r: cluster.journalRecord(session as never),
+    });
+    void checkpoint?.then((id) => {
+      const minId = first?.journalId ?? id;
+      if (minId !== undefined && !state.done) return cluster.journalTrim(token, minId);
+    });
   }
 
   /** Every journal of this process's sessions written again whole: the session, its counts, what is not acknowledged. */
@@ -442,10 +477,11 @@ class StreamManagement {
     // stream goes on meanwhile; a storage that fails sends no ack (the client resends after a resume).
     const h = String(state.inbound);
     const cluster = this.#cluster();
+    // The journal has h before the client hears it (once per count: an <r/> flood writes nothing more).
     const journaled =
-      cluster === undefined || state.token === undefined || state.done
+      cluster === undefined || state.token === undefined || state.done || state.journaledInbound === state.inbound
         ? undefined
-        : cluster.journalAppend(state.token, { i: state.inbound, a: state.acked }, this.#journalTtl(state, cluster));
+        : this.#journalAppend(session, state, { i: state.inbound, a: state.acked });
     Promise.all([this.#store.get('', BARRIER_KEY), journaled]).then(
       () => session.sendRaw(xml('a', { xmlns: NS_SM, h })),
       (error: unknown) => this.#api.logger.error({ err: error }, 'smacks: the storage failed: no ack sent'),
@@ -463,8 +499,11 @@ class StreamManagement {
     state.awaitingAck = false;
     const before = state.acked;
     this.#acknowledge(state, h);
-    // All caught up: the journal learns it (no resend of those after a crash).
-    if (state.queue.length === 0 && before !== h) this.#journalAppend(session, state, { a: h });
+    if (before !== h && state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
+      // What the client has is dropped from the journal, in batches (or at once when it caught up).
+      state.trimCredit += (h - before + U32) % U32;
+      if (state.queue.length === 0 || state.trimCredit >= 64) this.#trimJournal(session, state);
+    }
     this.#maybeRequest(session, state);
   }
 
@@ -487,12 +526,15 @@ class StreamManagement {
     const stamp = Date.now();
     state.queue.push({ stanza, stamp });
     if (state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
-      this.#journalAppend(session, state, {
+      const item = state.queue[state.queue.length - 1] as Queued;
+      void this.#journalAppend(session, state, {
         s: (state.acked + state.queue.length) % U32,
         a: state.acked,
         i: state.inbound,
         t: stamp,
         x: stanza.toString(),
+      })?.then((id) => {
+        item.journalId = id;
       });
     }
     if (state.hibernating !== undefined) {
