@@ -148,7 +148,7 @@ export interface JournalState {
   /** What other processes read of the session (presence, carbons…): its directory record. */
   record: unknown;
   /** Stanzas written and not known acknowledged: seq (the sent count after it), first-sent stamp, text. */
-  stanzas: Array<{ seq: number; stamp: number; xml: string }>;
+  stanzas: Array<{ seq: number; stamp: number; xml: string; id: string }>;
 }
 
 /** One entry of a journal. */
@@ -161,6 +161,8 @@ export interface JournalEntry {
   a?: number;
   /** The handled count (the server's h). */
   i?: number;
+  /** The sent count at a checkpoint (stanza entries carry theirs as `s`). */
+  c?: number;
   /** The session: user, resource, holder, max seconds. */
   m?: { u: string; r: string; n: string; max: number };
   /** The directory record. */
@@ -830,10 +832,11 @@ export class XmppCluster implements XmppClusterView {
         if (typeof entry.m === 'object' && entry.m !== null && typeof entry.m.u === 'string') meta = entry.m;
         if (typeof entry.i === 'number') inbound = entry.i;
         if (typeof entry.a === 'number') acked = entry.a;
+        if (typeof entry.c === 'number') sent = entry.c;
         if (entry.r !== undefined) record = entry.r;
         if (typeof entry.s === 'number' && typeof entry.x === 'string') {
           sent = entry.s;
-          stanzas.push({ seq: entry.s, stamp: typeof entry.t === 'number' ? entry.t : Date.now(), xml: entry.x });
+          stanzas.push({ seq: entry.s, stamp: typeof entry.t === 'number' ? entry.t : Date.now(), xml: entry.x, id: raw.id });
         }
       }
     }

@@ -256,6 +256,12 @@ describe('stream management across processes (a shared bus)', () => {
     await raw.until(/<resumed [^>]*\/>/);
     await raw.until(/<body>late-2<\/body>/);
     expect(bodies(raw.text)).toEqual(['late-1', 'late-2']);
+    // It counts on from there: acknowledging the two is no more than was sent; the stream goes on.
+    raw.write(`<a xmlns='${SM}' h='${h + 2}'/><r xmlns='${SM}'/>`);
+    expect(await raw.until(/<a xmlns='urn:xmpp:sm:3' h='\d+'\/>/)).toMatch(/<a xmlns='urn:xmpp:sm:3' h='1'\/>$/);
+    romeo.write(chat('juliet@localhost/phone', 'on B'));
+    await raw.until(/<body>on B<\/body>/);
+    expect(raw.text).not.toContain('handled-count-too-high');
   });
 
   it('refuses to resume another account’s session from the journal (item-not-found), and keeps it', async () => {

@@ -376,6 +376,7 @@ class StreamManagement {
       m: { u: user, r: resource, n: cluster.nodeId, max: state.maxSeconds },
       i: state.inbound,
       a: state.acked,
+      c: (state.acked + state.queue.length) % U32,
       r: cluster.journalRecord(session as never),
     });
     void checkpoint?.then((id) => {
@@ -397,6 +398,7 @@ class StreamManagement {
         m: { u: user, r: resource, n: cluster.nodeId, max: state.maxSeconds },
         i: state.inbound,
         a: state.acked,
+        c: state.acked,
       });
       state.queue.forEach((item, index) => {
         this.#journalAppend(session, state, {
@@ -453,6 +455,7 @@ class StreamManagement {
           m: { u: session.user, r: session.jid.resource, n: cluster.nodeId, max: state.maxSeconds },
           i: 0,
           a: 0,
+          c: 0,
         });
         // The directory entry names the SM-ID now (and the journal gets the session's state).
         cluster.refresh(session as never);
@@ -779,14 +782,15 @@ class StreamManagement {
     }
     // The client saw more than the journal holds: the old process wrote stanzas it died before
     // journaling; the client has them, so nothing is to be sent again.
+    // The sent count goes on from the client's h then (else its next <a/> would claim more than was sent).
     const beyond = ahead(h, journal.sent);
     if (beyond > 0) this.#api.logger.info({ h, journaled: journal.sent }, 'smacks: a resume acknowledges stanzas the journal missed');
-    const acked = beyond > 0 ? journal.sent : h;
+    const acked = h;
     const queue: Queued[] = [];
     for (const item of journal.stanzas) {
       if (ahead(item.seq, acked) === 0) continue;
       const stanza = parseXml(item.xml);
-      if (stanza !== undefined) queue.push({ stanza, stamp: item.stamp });
+      if (stanza !== undefined) queue.push({ stanza, stamp: item.stamp, journalId: item.id });
     }
     this.#api.adoptSession(session, journal.resource, journal.record);
     const state = this.#state.get(session);
@@ -807,6 +811,7 @@ class StreamManagement {
       m: { u: user, r: resource, n: cluster.nodeId, max: state.maxSeconds },
       i: state.inbound,
       a: acked,
+      c: (acked + queue.length) % U32,
     });
     cluster.refresh(session as never);
     session.sendRaw(xml('resumed', { xmlns: NS_SM, previd, h: String(state.inbound) }));
