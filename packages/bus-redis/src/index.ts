@@ -399,6 +399,10 @@ class RedisBus implements Bus {
     if (this.#closed) throw new BusUnavailableError('publish (bus closed)');
     // Queued for after a reconnection, a message would arrive before the others resubscribed: refuse now.
     if (this.commands.status !== 'ready') throw new BusUnavailableError(`publish to ${channel}`);
+    // Between the socket's death and ioredis noticing it, a command to a socket that can no longer be
+    // written goes to ioredis's offline queue, to be sent after the reconnection: refused too.
+    const socket = (this.commands as unknown as { stream?: { writable?: boolean } }).stream;
+    if (socket?.writable === false) throw new BusUnavailableError(`publish to ${channel}`);
     return Number(await this.call('PUBLISH', bytes(channel), busBytes(data)));
   }
 

@@ -645,14 +645,16 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /**
    * Tell subscribers that `event` happened to `key` in `db` (Redis's notifyKeyspaceEvent): when
    * `kind` is enabled, publishes `event` on `__keyspace@<db>__:<key>` (K) and `key` on
-   * `__keyevent@<db>__:<event>` (E). Costs one bit test while notifications are off.
+   * `__keyevent@<db>__:<event>` (E). Costs one bit test while notifications are off. Only to this
+   * process's subscribers, with a bus too: the keys are this process's (Redis Cluster's nodes each
+   * notify their own subscribers, notify.c; clients subscribe on every node).
    */
   notifyKeyspaceEvent(kind: KeyspaceEventClass, event: string, key: string | Buffer, db: number): void {
     const flags = this.#keyspaceEvents;
     if ((flags & classBit(kind)) === 0) return;
     const name = typeof key === 'string' ? Buffer.from(key, 'latin1') : key;
-    if (flags & KEYSPACE) this.publish(Buffer.concat([Buffer.from(`__keyspace@${db}__:`), name]), event);
-    if (flags & KEYEVENT) this.publish(`__keyevent@${db}__:${event}`, name);
+    if (flags & KEYSPACE) this.#pubsub.publishLocal(Buffer.concat([Buffer.from(`__keyspace@${db}__:`), name]), event);
+    if (flags & KEYEVENT) this.#pubsub.publishLocal(`__keyevent@${db}__:${event}`, name);
   }
 
   // ---- WATCH (watch.ts) and client-side caching (tracking.ts) --------------------------------

@@ -192,6 +192,13 @@ export class PubSub<Context> {
     return received;
   }
 
+  /** To this process's subscribers only (Redis's keyspace notifications: a node's own, never the cluster's). */
+  publishLocal(channel: string | Buffer, message: string | Buffer): number {
+    const name = typeof channel === 'string' ? channel : channel.toString('latin1');
+    const channelBytes = typeof channel === 'string' ? Buffer.from(channel, 'latin1') : channel;
+    return this.deliverChannel(name, channelBytes, message) + this.deliverPatterns(undefined, name, channelBytes, message);
+  }
+
   /** A message to the channel's own subscribers on this process. */
   deliverChannel(name: string, channelBytes: Buffer, message: string | Buffer): number {
     let received = 0;

@@ -203,6 +203,46 @@ describe('PUBLISH on one process reaches SUBSCRIBE and PSUBSCRIBE on another', (
   });
 });
 
+describe('keyspace notifications stay on their process', () => {
+  it('a notification reaches subscribers of its own process only (each node its own keys, as Redis Cluster)', async () => {
+    const shared = memoryBus();
+    cleanups.push(() => shared.close());
+    const space = ns();
+    const adapters = [respAdapter({ bus: { bus: shared, namespace: space } }), respAdapter({ bus: { bus: shared, namespace: space } })];
+    const ports: number[] = [];
+    for (const adapter of adapters) {
+      const service = new PortService({ env: {} });
+      const binding = service.bind(adapter, { port: 0, host: '127.0.0.1' });
+      await service.start();
+      cleanups.push(() => service.stop());
+      ports.push(portOf(binding));
+      adapter.setKeyspaceEvents('KEA');
+    }
+    const [a, b] = adapters as [ReturnType<typeof respAdapter>, ReturnType<typeof respAdapter>];
+    const heard: Record<string, string[]> = { a: [], b: [] };
+    for (const [name, port] of [
+      ['a', ports[0]],
+      ['b', ports[1]],
+    ] as const) {
+      const subscriber = client(port as number);
+      subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => heard[name]?.push(`${channel} ${message}`));
+      await subscriber.psubscribe('__key*__:*', 'plain');
+      await subscriber.subscribe(`on-${name}`);
+    }
+    // Each has the other's subscriptions (announced with its channels).
+    await eventually('both see each other’s subscribers', () => a.subscriberCount('on-b') === 1 && b.subscriberCount('on-a') === 1);
+    a.notifyKeyspaceEvent('generic', 'del', 'k', 0);
+    // An ordinary publish after it, from A: it reaches B (so the notification would have, had it been sent).
+    a.publish('plain', 'after');
+    await eventually(
+      'the plain message on both',
+      () => heard.b?.includes('plain after') === true && heard.a?.includes('plain after') === true,
+    );
+    expect(heard.a?.sort()).toEqual(['__keyevent@0__:del k', '__keyspace@0__:k del', 'plain after']);
+    expect(heard.b).toEqual(['plain after']);
+  });
+});
+
 describe('bad configuration and bad peers', () => {
   it('a namespace with glob characters or a tiny presence TTL is PB_ERR_CONFIG at once', () => {
     const bus = memoryBus();
