@@ -4,6 +4,8 @@
 // deliveries for DURATION_MS after WARMUP_MS; prints JSON: deliveries per second, broadcasts per second,
 // latency percentiles of single deliveries (ms), deliveries missed (a broadcast some peer never got
 // within 2 s). Prints "measure-start" and "measure-end" around the measured window.
+// RATE=R (> 0): an open loop instead: R broadcasts a second from the publishers in turn, whatever has
+// arrived (a fixed load, for latency at a given rate rather than at saturation).
 // LISTEN_ONLY=1: CONNECTIONS peers that only read (more connections per process, each receiving every
 // broadcast): prints `{"open":N}` once connected; on "start" on stdin counts deliveries and their
 // latency until "stop", then prints one JSON line (deliveries, latency, peers still open) and exits.
@@ -18,6 +20,7 @@ const window = Number(process.env.WINDOW ?? 4);
 const durationMs = Number(process.env.DURATION_MS ?? 8000);
 const warmupMs = Number(process.env.WARMUP_MS ?? 2000);
 const padding = 'x'.repeat(Number(process.env.PAYLOAD ?? 64));
+const rate = Number(process.env.RATE ?? 0);
 
 const listenOnly = process.env.LISTEN_ONLY === '1';
 const sockets = [];
@@ -111,7 +114,7 @@ for (const ws of sockets) {
     if (--entry.left === 0) {
       pending.delete(id);
       if (measuring) completed++;
-      send(Number(id.slice(0, id.indexOf(':'))));
+      if (rate === 0) send(Number(id.slice(0, id.indexOf(':'))));
     }
   });
 }
@@ -122,12 +125,21 @@ const sweeper = setInterval(() => {
     if (entry.sentAt < limit) {
       pending.delete(id);
       if (measuring) missed += entry.left;
-      send(Number(id.slice(0, id.indexOf(':'))));
+      if (rate === 0) send(Number(id.slice(0, id.indexOf(':'))));
     }
   }
 }, 250);
 
-for (let p = 0; p < publishers; p++) for (let w = 0; w < window; w++) send(p);
+let pacer;
+if (rate === 0) for (let p = 0; p < publishers; p++) for (let w = 0; w < window; w++) send(p);
+else {
+  const openedAt = performance.now();
+  let due = 0;
+  pacer = setInterval(() => {
+    const target = Math.floor(((performance.now() - openedAt) * rate) / 1000);
+    for (; due < target; due++) send(due % publishers);
+  }, 5);
+}
 await new Promise((resolve) => setTimeout(resolve, warmupMs));
 measuring = true;
 console.log('measure-start');
@@ -138,6 +150,7 @@ running = false;
 console.log('measure-end');
 const seconds = (performance.now() - started) / 1000;
 clearInterval(sweeper);
+clearInterval(pacer);
 for (const ws of sockets) ws.terminate();
 latencies.sort((a, b) => a - b);
 const pct = (q) => percentile(latencies, q);

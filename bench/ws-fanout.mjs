@@ -1,7 +1,8 @@
 // WebSocket fan-out on one process against two workers sharing a bus (issue 12), side by side in
 // the same run:
 //   node bench/ws-fanout.mjs [--rounds 3] [--seconds 8] [--connections 200] [--publishers 4] [--window 4]
-//                            [--modes single,single+bus,workers] [--listeners 0] [--quiet-wait 30] [--nice 0]
+//                            [--modes single,single+bus,workers] [--listeners 0] [--rate 0]
+//                            [--quiet-wait 30] [--nice 0]
 // Modes: `single` — one process, no bus (broadcast() reaches its own peers); `single+bus` — one
 // process with BUS_URL (what the bus costs when nobody else listens); `workers` — WORKERS=2 with
 // BUS_URL: the primary hands connections to two workers, each broadcast goes to the sender's
@@ -15,6 +16,7 @@
 // --listeners N: N more peers, from a process of their own (ws-fanout-client.mjs LISTEN_ONLY=1), that
 // only read — every broadcast reaches them too — connected before the load; the server's RSS before
 // and after they connect gives the memory of a connection. Their deliveries count in the total.
+// --rate R: R broadcasts a second (an open loop, ws-fanout-client.mjs RATE) instead of the closed loop.
 // The machine is shared: each run first waits up to --quiet-wait seconds for a second in which others
 // use less than 0.3 of a core, and reports how busy it was; --nice N (e.g. -10, as root) gives this
 // run's processes priority over others' (the autogroup's nice value).
@@ -38,6 +40,7 @@ const publishers = Number(option('publishers', 4));
 const window = Number(option('window', 4));
 const modes = option('modes', 'single,single+bus,workers').split(',');
 const listeners = Number(option('listeners', 0));
+const rate = Number(option('rate', 0));
 const quietWait = Number(option('quiet-wait', 30));
 const niceness = Number(option('nice', 0));
 if (niceness !== 0 && !niceAutogroup(niceness)) throw new Error('--nice: this kernel has no autogroup scheduling');
@@ -86,6 +89,7 @@ async function runMode(mode) {
   // Listeners: processes of at most 10 000 connections each (a process's file descriptor limit).
   const listenerProcs = [];
   let listenerRss;
+  let listenerSockets;
   for (let from = 0; from < listeners; from += 10_000) {
     const child = spawn(process.execPath, [join(here, 'ws-fanout-client.mjs'), `ws://127.0.0.1:${port}/ws`], {
       env: { ...process.env, LISTEN_ONLY: '1', CONNECTIONS: String(Math.min(10_000, listeners - from)) },
@@ -106,6 +110,7 @@ async function runMode(mode) {
   if (listeners > 0) {
     await sleep(1000);
     listenerRss = serving.map(rssOf);
+    listenerSockets = serving.map(socketsOf);
   }
   const listenersCpu = () => listenerProcs.reduce((sum, child) => sum + cpuOf(child.pid), 0);
   const snapshot = () => ({
@@ -123,6 +128,7 @@ async function runMode(mode) {
       CONNECTIONS: String(connections),
       PUBLISHERS: String(publishers),
       WINDOW: String(window),
+      RATE: String(rate),
       DURATION_MS: String(seconds * 1000),
     },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -166,19 +172,20 @@ async function runMode(mode) {
     redisCpu: perSecond('redis'),
     clientCpu: perSecond('client') + perSecond('listener'),
     processes: serving.map((_pid, k) => ({
-      peers: after.sockets[k] - baseline.sockets[k],
+      // Counted when the window opens (when it closes, the load generator may be closing its peers already).
+      peers: before.sockets[k] - baseline.sockets[k],
       cpu: (after.serving[k] - before.serving[k]) / 1e6 / wall,
       rssMiB: after.rss[k] / 2 ** 20,
       // Memory of one listener connection on this process: RSS after they connected, less before.
       rssPerListenerKiB:
-        listenerRss === undefined ? undefined : (listenerRss[k] - baseline.rss[k]) / 1024 / (after.sockets[k] - baseline.sockets[k]),
+        listenerRss === undefined ? undefined : (listenerRss[k] - baseline.rss[k]) / 1024 / (listenerSockets[k] - baseline.sockets[k]),
     })),
   };
 }
 
 const results = Object.fromEntries(modes.map((mode) => [mode, []]));
 console.log(
-  `WebSocket fan-out, node ${process.version}: ${connections} peers${listeners > 0 ? ` + ${listeners} that only read` : ''}, ${publishers} publishers × ${window} in flight, ${seconds} s (+2 s warm-up), ${rounds} round(s)${niceness === 0 ? '' : `, nice ${niceness}`}; load average ${loadavg()
+  `WebSocket fan-out, node ${process.version}: ${connections} peers${listeners > 0 ? ` + ${listeners} that only read` : ''}, ${publishers} publishers × ${rate > 0 ? `${rate} broadcasts/s in all` : `${window} in flight`}, ${seconds} s (+2 s warm-up), ${rounds} round(s)${niceness === 0 ? '' : `, nice ${niceness}`}; load average ${loadavg()
     .map((l) => l.toFixed(2))
     .join(' ')}\n`,
 );
