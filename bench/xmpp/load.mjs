@@ -215,9 +215,11 @@ class Session {
       this.acksReceived++;
       if (!(h <= this.outbound)) this.ackTooHigh++;
       this.lastAckH = h;
+      // An ack() waits for an <a/> that counts what had been sent when it asked: the first <a/> after
+      // its <r/> may answer an earlier one (the server answers each once what it handled is committed).
       const waiters = this.ackWaiters;
-      this.ackWaiters = [];
-      for (const waiter of waiters) waiter(h);
+      this.ackWaiters = waiters.filter((waiter) => h < waiter.target);
+      for (const waiter of waiters) if (h >= waiter.target) waiter.done(h);
     } else if (name === 'stream:error') {
       this.streamError ??= element;
     } else {
@@ -292,15 +294,26 @@ class Session {
     });
   }
 
-  /** Asks for an ack and resolves with its `h` (undefined without stream management or after the timeout). */
+  /**
+   * Asks for an ack and resolves with the `h` of the first `<a/>` that counts every stanza sent so far;
+   * after the timeout, with the last `h` heard (short: the server did not count them all). Undefined
+   * without stream management.
+   */
   ack(timeoutMs = 5000) {
     if (!this.sm || this.closed) return Promise.resolve(undefined);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(undefined), timeoutMs);
-      this.ackWaiters.push((h) => {
-        clearTimeout(timer);
-        resolve(h);
-      });
+      const waiter = {
+        target: this.outbound,
+        done: (h) => {
+          clearTimeout(timer);
+          resolve(h);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.ackWaiters = this.ackWaiters.filter((w) => w !== waiter);
+        resolve(this.acksReceived > 0 ? this.lastAckH : undefined);
+      }, timeoutMs);
+      this.ackWaiters.push(waiter);
       this.acksRequested++;
       this.socket.write(`<r xmlns='${NS_SM}'/>`);
     });
