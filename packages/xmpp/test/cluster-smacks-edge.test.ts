@@ -1,0 +1,342 @@
+import { type Bus, type BusStream, type MemoryBus, memoryBus } from '@portbind/core';
+import { describe, expect, it } from 'vitest';
+import { capturingLogger, type LogLine } from '../../../test/support/log.js';
+import type { XmppCluster } from '../src/cluster.js';
+import { memoryStorage } from '../src/index.js';
+import { defaultModules } from '../src/modules/index.js';
+import { smacks } from '../src/modules/smacks.js';
+import type { XmppStorage } from '../src/stores/types.js';
+import { RawTranscript } from './raw-stream.js';
+import { OPEN, rawLogin, rawStartTls, start } from './support.js';
+
+// An adversarial look at stream management across processes (issue 12, the lead's cluster-smacks):
+// races between a resume, the orphan timer, a handover and the holder's stop; a bus that fails in the
+// middle; journals that outgrow what they must keep. Two servers on one memoryBus (one "process"
+// each), raw streams. Tests marked `it.fails` show a problem not fixed yet (named in the comment):
+// they flip to failing-as-passing when it is. Helpers copied (the minimum) from cluster-smacks.test.ts.
+
+const SM = 'urn:xmpp:sm:3';
+
+class Raw extends RawTranscript {}
+
+/** A bus whose stream commands can be made to fail or wait, by stream name (a Redis connection that drops or lags). */
+interface Faulty {
+  bus: Bus;
+  /** Stream commands on names matching this fail ("connection lost") while set. */
+  fail: RegExp | undefined;
+  /** Appends to names matching this wait this long first. */
+  slow: { names: RegExp; ms: number } | undefined;
+}
+
+function faulty(inner: MemoryBus): Faulty {
+  const control: Faulty = { bus: inner, fail: undefined, slow: undefined };
+  const wrapStream = (stream: BusStream): BusStream =>
+    new Proxy(stream, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target) as unknown;
+        if (typeof value !== 'function') return value;
+        return async (...args: unknown[]) => {
+          if (control.fail?.test(target.name)) throw new Error('Connection is closed.');
+          if (prop === 'append' && control.slow?.names.test(target.name)) {
+            await new Promise((resolve) => setTimeout(resolve, control.slow?.ms ?? 0));
+          }
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+  control.bus = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === 'stream') return (name: string) => wrapStream(target.stream(name));
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return control;
+}
+
+async function node(bus: Bus, storage: XmppStorage, ttlMs: number, resumeTimeoutMs = 600_000) {
+  const modules = [...defaultModules().filter((m) => m.name !== 'smacks'), smacks({ resumeTimeoutMs })];
+  const logs: LogLine[] = [];
+  const made = await start({ server: { bus, storage, modules, cluster: { sessionTtlMs: ttlMs } }, logger: capturingLogger(logs) });
+  await made.server.cluster?.ready;
+  return { ...made, logs };
+}
+
+function said(logs: LogLine[], text: string): boolean {
+  return logs.some((line) => line.message?.includes(text) === true);
+}
+
+async function pair(ttlMs = 30_000, resumeTimeoutMs = 600_000) {
+  const busA = memoryBus();
+  const busB = busA.peer();
+  const faultyA = faulty(busA);
+  const faultyB = faulty(busB);
+  const storage = memoryStorage();
+  const a = await node(faultyA.bus, storage, ttlMs, resumeTimeoutMs);
+  const b = await node(faultyB.bus, storage, ttlMs, resumeTimeoutMs);
+  return { busA, busB, faultyA, faultyB, storage, a, b };
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function bound(port: number, user: string, password: string, resource: string): Promise<Raw> {
+  return new Raw(await rawLogin(port, user, password, resource));
+}
+
+/** Authenticated on a new stream, nothing bound: where a `<resume/>` goes. */
+async function authenticated(port: number, user = 'juliet', password = 'balcony'): Promise<Raw> {
+  const raw = new Raw(await rawStartTls(port));
+  const plain = Buffer.from(`\u0000${user}\u0000${password}`).toString('base64');
+  raw.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
+  await raw.until(/<success[^>]*>/);
+  raw.write(OPEN);
+  await raw.until(/<\/stream:features>/);
+  return raw;
+}
+
+async function enable(raw: Raw): Promise<string> {
+  raw.write(`<enable xmlns='${SM}' resume='true'/>`);
+  const enabled = await raw.until(/<enabled [^>]*\/>/);
+  const id = /id='([^']+)'/.exec(enabled)?.[1];
+  if (id === undefined) throw new Error(`no id in ${enabled}`);
+  return id;
+}
+
+/** Stanzas the client saw on this stream since `<enabled/>` (what its h counts). */
+function seen(raw: Raw): number {
+  return (raw.text.split('<enabled ')[1] ?? '').match(/<(message|presence|iq)[ >]/g)?.length ?? 0;
+}
+
+function bodies(text: string): string[] {
+  return [...text.matchAll(/<body>([^<]*)<\/body>/g)].map((m) => m[1] as string);
+}
+
+function chat(to: string, body: string): string {
+  return `<message to='${to}' type='chat' id='${body}'><body>${body}</body></message>`;
+}
+
+async function journaled(bus: MemoryBus, id: string, body: string): Promise<boolean> {
+  const entries = await bus.stream(`xmpp:sm:localhost:${id}`).entries({ count: 5000 });
+  return entries.some((entry) => entry.data.toString().includes(`<body>${body}</body>`));
+}
+
+function clusterOf(server: { cluster: unknown }): XmppCluster {
+  return server.cluster as XmppCluster;
+}
+
+/** juliet/phone on A with SM enabled and available; romeo/garden on B. */
+async function scene(ttlMs = 30_000, resumeTimeoutMs = 600_000) {
+  const made = await pair(ttlMs, resumeTimeoutMs);
+  const romeo = await bound(made.b.port, 'romeo', 'r0meo!', 'garden');
+  const juliet = await bound(made.a.port, 'juliet', 'balcony', 'phone');
+  const id = await enable(juliet);
+  juliet.write('<presence/>');
+  await until(() => made.b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+  return { ...made, romeo, juliet, id };
+}
+
+/** The server's answer to a `<resume/>`. */
+function answer(raw: Raw, timeoutMs = 15_000): Promise<string> {
+  return raw.until(/<(?:resumed [^>]*\/>|failed[^>]*\/>|failed[^>]*>.*?<\/failed>)/, timeoutMs);
+}
+
+let pings = 0;
+/** A round trip: everything the server wrote before its answer has arrived. */
+async function ping(raw: Raw): Promise<void> {
+  const id = `ping${++pings}`;
+  raw.write(`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
+  await raw.until(new RegExp(`<iq [^>]*id='${id}'`));
+}
+
+function hibernating(server: { sessionsOf(bare: string): unknown[] }, full: string): boolean {
+  return server.sessionsOf('juliet@localhost').some((s) => {
+    const session = s as { jid?: { toString(): string }; hibernating?: boolean };
+    return session.jid?.toString() === full && session.hibernating === true;
+  });
+}
+
+describe('stream management across processes: edge cases', () => {
+  it('a resume on B after B took the dead holder’s session as an orphan: sent once, the journal kept (B holds it), the claim let go, nothing offline', async () => {
+    const { a, b, busA, busB, storage, romeo, juliet, id } = await scene(600);
+    romeo.write(chat('juliet@localhost/phone', 'seen'));
+    await juliet.until(/<body>seen<\/body>/);
+    const h = seen(juliet);
+    romeo.write(chat('juliet@localhost/phone', 'unacked'));
+    await juliet.until(/<body>unacked<\/body>/);
+    await until(() => journaled(busB, id, 'unacked'), 'A journaled it');
+    busA.kill();
+    juliet.socket.destroy();
+    const nodeB = clusterOf(b.server).nodeId;
+    // B found A dead and looks after its session (the claim), its window timer running.
+    await until(async () => (await busB.presence.get(`xmpp:claim:localhost:sm:${id}`)) === nodeB, 'B looks after the orphan');
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    expect(await answer(raw)).toMatch(/^<resumed /);
+    await raw.until(/<body>unacked<\/body>/);
+    romeo.write(chat('juliet@localhost/phone', 'after'));
+    await raw.until(/<body>after<\/body>/);
+    // The orphan's end (its messages routed again) must not follow the resume.
+    await until(async () => (await busB.presence.get(`xmpp:claim:localhost:sm:${id}`)) === undefined, 'the claim let go');
+    await ping(raw);
+    expect(bodies(raw.text)).toEqual(['unacked', 'after']);
+    expect((await clusterOf(b.server).journalRead(id))?.node).toBe(nodeB);
+    expect((await storage.archive('offline').query('juliet', { max: 0 })).count).toBe(0);
+    await a.service.stop();
+  });
+
+  // PROBLEM (loss): smacks.ts #handover sets state.done before awaiting its last journal append; a
+  // stanza routed to the session meanwhile meets `if (state.done) return null` in #outbound: dropped,
+  // neither queued, journaled, sent nor routed again.
+  it.fails('a message to a session while its holder hands it over (a slow journal write) reaches the resumed session', async () => {
+    const { a, b, busA, faultyA, storage, romeo, juliet, id } = await scene();
+    const laptop = await bound(a.port, 'juliet', 'balcony', 'laptop');
+    romeo.write(chat('juliet@localhost/phone', 'first'));
+    await juliet.until(/<body>first<\/body>/);
+    const h = seen(juliet);
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    // A's journal writes take 1.5 s (a Redis busy elsewhere): the handover's last append too.
+    faultyA.slow = { names: /^xmpp:sm:/, ms: 1500 };
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    // B's request is on A's stream; A reads it at once and begins to let the session go.
+    const streamA = busA.stream(`xmpp:node:${clusterOf(a.server).nodeId}`);
+    await until(
+      async () => (await streamA.entries({ count: 1000 })).some((e) => e.data.toString().includes('"handover"')),
+      'the request',
+      5000,
+    );
+    await sleep(300);
+    expect(said(a.logs, 'a session resumed on another process')).toBe(false);
+    // A user on A writes to the session while A is letting it go.
+    laptop.write(chat('juliet@localhost/phone', 'in-the-window'));
+    expect(await answer(raw)).toMatch(/^<resumed /);
+    faultyA.slow = undefined;
+    romeo.write(chat('juliet@localhost/phone', 'after'));
+    await raw.until(/<body>after<\/body>/);
+    await ping(raw);
+    const offline = (await storage.archive('offline').query('juliet', { max: 10 })).items.length;
+    // Delivered to the resumed session (or, at worst, kept offline): never nowhere.
+    expect(bodies(raw.text).filter((body) => body === 'in-the-window').length + offline).toBe(1);
+  });
+
+  // PROBLEM (twice; two holders): a handover request that cannot be written to the holder's stream
+  // (XADD refused: Redis at maxmemory refuses writes, not reads) is only logged by cluster.ts
+  // handover(); 3 s later the resume takes the journal it read before the wait as it is, though the
+  // holder lives — and its session may have ended meanwhile (here its 2-s window: what it had not
+  // seen acknowledged was stored offline), so the client gets again what it had acknowledged.
+  it.fails('a resume whose handover request cannot reach the living holder does not take a journal read before the wait', async () => {
+    const { a, b, faultyB, romeo, juliet, id } = await scene(30_000, 2000);
+    romeo.write(chat('juliet@localhost/phone', 'first'));
+    await juliet.until(/<body>first<\/body>/);
+    const h = seen(juliet); // 'first' acknowledged by the resume's h
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    faultyB.fail = /^xmpp:node:/;
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    const got = await answer(raw);
+    faultyB.fail = undefined;
+    if (got.startsWith('<failed')) return; // one fix: the resume fails when the holder cannot be asked
+    romeo.write(chat('juliet@localhost/phone', 'from-B'));
+    await raw.until(/<body>from-B<\/body>/);
+    await sleep(2000); // A's window (2 s) is over: whatever it routed again has arrived
+    await ping(raw);
+    expect(bodies(raw.text)).toEqual(['from-B']);
+  });
+
+  // PROBLEM (resumption lost): every <r/> after a new client stanza appends {i, a} to the journal,
+  // and only an <a/> from the client trims it; a client that sends and receives nothing has its
+  // journal cut at JOURNAL_MAX_LENGTH (4096, XADD MAXLEN) — the first entry, the session's `m`, goes
+  // first, and journalRead() finds no journal: no other process can resume the session.
+  it.fails('a client that only sends (an <r/> after each stanza) can still resume on another process', async () => {
+    const { a, b, busB, romeo, juliet, id } = await scene();
+    // juliet's own presence came back to her: one stanza she does not acknowledge.
+    let batch = '';
+    for (let i = 1; i <= 4200; i++) batch += `<iq type='result' id='r${i}' to='localhost'/><r xmlns='${SM}'/>`;
+    juliet.write(batch);
+    await juliet.until(/<a xmlns='urn:xmpp:sm:3' h='4201'\/>/, 60_000);
+    expect(await busB.stream(`xmpp:sm:localhost:${id}`).length()).toBeGreaterThan(0);
+    romeo.write(chat('juliet@localhost/phone', 'precious'));
+    await juliet.until(/<body>precious<\/body>/);
+    await until(() => journaled(busB, id, 'precious'), 'journaled');
+    const h = seen(juliet) - 1; // she did not see it acknowledged before the link dropped
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    expect(await answer(raw)).toMatch(/^<resumed /);
+    await raw.until(/<body>precious<\/body>/);
+  });
+
+  it('Redis refusing journal commands during a resume: the client gets <failed/> at once (no hang), may bind, and the holder keeps the session', async () => {
+    const { a, b, faultyB, romeo, juliet, id } = await scene();
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    faultyB.fail = /^xmpp:sm:/;
+    const raw = await authenticated(b.port);
+    const started = Date.now();
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='0'/>`);
+    expect(await answer(raw, 10_000)).toMatch(/^<failed xmlns='urn:xmpp:sm:3'/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    faultyB.fail = undefined;
+    // The stream goes on: the client binds a resource instead.
+    raw.write(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>other</resource></bind></iq>`);
+    expect(await raw.until(/<iq [^>]*id='bind1'[^>]*>.*?<\/iq>/)).toContain('juliet@localhost/other');
+    // A still holds the hibernating session: a later resume (on B, the bus back) takes it over.
+    expect(hibernating(a.server, 'juliet@localhost/phone')).toBe(true);
+    romeo.write(chat('juliet@localhost/phone', 'kept'));
+    await until(() => journaled(faultyB.bus as MemoryBus, id, 'kept'), 'A journaled it');
+    const again = await authenticated(b.port);
+    again.write(`<resume xmlns='${SM}' previd='${id}' h='0'/>`);
+    expect(await answer(again)).toMatch(/^<resumed /);
+    await again.until(/<body>kept<\/body>/);
+  });
+
+  // Both read the journal; the second reads it after the first took it (journal.node is B), so it
+  // adopts again and the first stream is replaced: as one process does with a resume while the old
+  // stream is open. No unavailable presence goes out for it.
+  it('two resumes of one SM-ID at once on B while A holds it: the later wins as on one process (the other gets <conflict/>), and contacts see no unavailable presence', async () => {
+    const { a, b, romeo, juliet, id } = await scene();
+    romeo.write(chat('juliet@localhost/phone', 'unacked'));
+    await juliet.until(/<body>unacked<\/body>/);
+    const h = seen(juliet) - 1;
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    const first = await authenticated(b.port);
+    const second = await authenticated(b.port);
+    first.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    second.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    const answers = await Promise.all([answer(first), answer(second)]);
+    expect(answers.filter((text) => text.startsWith('<resumed ')).length).toBeGreaterThanOrEqual(1);
+    await until(() => first.closed || second.closed || answers.some((text) => text.startsWith('<failed')), 'one stream left');
+    const survivor = second.closed || answers[1]?.startsWith('<failed') ? first : second;
+    romeo.write(chat('juliet@localhost/phone', 'after'));
+    await survivor.until(/<body>after<\/body>/);
+    await ping(romeo);
+    expect(romeo.text).not.toMatch(/<presence[^>]*from='juliet@localhost\/phone'[^>]*type='unavailable'/);
+  });
+
+  it('a resume on B while the old connection on A is still open: the old stream ends with <conflict/>, its contacts see no unavailable presence', async () => {
+    const { b, romeo, juliet, id } = await scene();
+    romeo.write(chat('juliet@localhost/phone', 'unacked'));
+    await juliet.until(/<body>unacked<\/body>/);
+    const h = seen(juliet) - 1;
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    expect(await answer(raw)).toMatch(/^<resumed /);
+    await raw.until(/<body>unacked<\/body>/);
+    expect(await juliet.ended()).toMatch(/<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/);
+    romeo.write(chat('juliet@localhost/phone', 'after'));
+    await raw.until(/<body>after<\/body>/);
+    expect(romeo.text).not.toMatch(/<presence[^>]*from='juliet@localhost\/phone'[^>]*type='unavailable'/);
+  });
+});
