@@ -215,9 +215,7 @@ export function muc(options: MucOptions = {}): MucModule {
           await spread.announce(listing(room));
         },
         remembered(name, entry, config) {
-          const made = clustered();
-          if (made === undefined) return undefined;
-          return config.logging ? Promise.resolve() : made.appendHistory(name, entry, config.historyLength);
+          if (!config.logging) void clustered()?.appendHistory(name, entry, config.historyLength);
         },
       };
       const listing = (room: Room) => ({

@@ -504,15 +504,12 @@ export class Room {
       const text = stored.toString();
       const entry = { message, when, chars: text.length };
       this.#remember(entry);
-      const kept = this.#ctx.remembered(this.name, entry, this.config);
+      this.#ctx.remembered(this.name, entry, this.config);
       if (this.config.logging) {
-        const archived = this.#ctx.archive
+        this.#ctx.archive
           .append(this.name, { id: archiveId, when, with: from, xml: text })
           .catch((error: unknown) => this.#ctx.api.logger.error({ err: error, room: this.jid }, 'XMPP MUC: archiving a message failed'));
-        // On several processes what occupants saw is kept before they see it: the room's next holder offers it as history.
-        if (kept !== undefined) await archived;
       }
-      if (kept !== undefined) await kept;
     } else {
       // Chat states and other content-free messages: broadcast, not kept.
       message = new XmlElement('message', attrs, children, stanza.xmlns);

@@ -62,11 +62,10 @@ export interface MucContext {
    */
   changed(name: string, snapshot: RoomSnapshot): Promise<void>;
   /**
-   * A message was kept for history. On several processes: resolves once it is where the room's next
-   * holder reads it (the bus, for rooms that do not archive), and the room awaits its archiving too;
-   * undefined on one process (nothing to wait for).
+   * A message was kept for history: on several processes, also where the room's next holder reads it
+   * (the bus, for rooms that do not archive; not waited for: the bus keeps the order of one process's writes).
    */
-  remembered(name: string, entry: { message: XmlElement; when: number; chars: number }, config: RoomConfig): Promise<void> | undefined;
+  remembered(name: string, entry: { message: XmlElement; when: number; chars: number }, config: RoomConfig): void;
 }
 
 /** What another process needs to take a room over (with its occupants and history, kept apart). */
