@@ -75,9 +75,9 @@ export interface MucOptions {
 export interface MucModule extends XmppModule {
   /** The service's domain (known once set up). */
   readonly domain: string | undefined;
-  /** Names of the rooms that exist now. */
+  /** Names of the rooms that exist now (on several processes: those this process holds). */
   rooms(): string[];
-  /** Occupant count of a room, or undefined when it does not exist. */
+  /** Occupant count of a room, or undefined when it does not exist (on several processes: is not held here). */
   occupants(room: string): number | undefined;
 }
 
@@ -156,7 +156,7 @@ export function muc(options: MucOptions = {}): MucModule {
         now,
         joinedRooms: (bare) => userRooms.get(bare)?.size ?? 0,
         renamed(room) {
-          membersChanged(room);
+          if (spread !== undefined) membersChanged(room);
         },
         track(real, bare, room, joined) {
           if (spread !== undefined) {
