@@ -102,8 +102,8 @@ async function authenticated(port: number, user = 'juliet', password = 'balcony'
   return raw;
 }
 
-async function enable(raw: Raw): Promise<string> {
-  raw.write(`<enable xmlns='${SM}' resume='true'/>`);
+async function enable(raw: Raw, request = `<enable xmlns='${SM}' resume='true'/>`): Promise<string> {
+  raw.write(request);
   const enabled = await raw.until(/<enabled [^>]*\/>/);
   const id = /id='([^']+)'/.exec(enabled)?.[1];
   if (id === undefined) throw new Error(`no id in ${enabled}`);
@@ -133,11 +133,11 @@ function clusterOf(server: { cluster: unknown }): XmppCluster {
 }
 
 /** juliet/phone on A with SM enabled and available; romeo/garden on B. */
-async function scene(ttlMs = 30_000, resumeTimeoutMs = 600_000) {
+async function scene(ttlMs = 30_000, resumeTimeoutMs = 600_000, enableWith?: string) {
   const made = await pair(ttlMs, resumeTimeoutMs);
   const romeo = await bound(made.b.port, 'romeo', 'r0meo!', 'garden');
   const juliet = await bound(made.a.port, 'juliet', 'balcony', 'phone');
-  const id = await enable(juliet);
+  const id = await enable(juliet, enableWith);
   juliet.write('<presence/>');
   await until(() => made.b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
   return { ...made, romeo, juliet, id };
@@ -338,5 +338,69 @@ describe('stream management across processes: edge cases', () => {
     romeo.write(chat('juliet@localhost/phone', 'after'));
     await raw.until(/<body>after<\/body>/);
     expect(romeo.text).not.toMatch(/<presence[^>]*from='juliet@localhost\/phone'[^>]*type='unavailable'/);
+  });
+
+  // PROBLEM (resumption lost, loss if the holder then dies): an idle session's journal is written
+  // again by #keepJournals, which runs every resumeTimeoutMs / 4 (150 s by default), but the journal
+  // lives maxSeconds + 3 × sessionTtlMs after its last renewal — with a client's small `max` (here 1 s:
+  // 1 s + 0.9 s) it expires between two runs, and the next append starts a journal with no `m` entry.
+  it.fails('a client’s small max (XEP-0198 §5) does not let an idle session’s journal expire before it is written again', async () => {
+    const { a, b, busB, romeo, juliet, id } = await scene(300, 20_000, "<enable xmlns='urn:xmpp:sm:3' resume='true' max='1'/>");
+    romeo.write(chat('juliet@localhost/phone', 'unacked'));
+    await juliet.until(/<body>unacked<\/body>/);
+    const h = seen(juliet) - 1;
+    await until(() => journaled(busB, id, 'unacked'), 'A journaled it');
+    // Idle for 3 s: longer than the journal's 1.9-s lifetime, shorter than the 5-s keep-alive period.
+    await sleep(3000);
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    expect(await answer(raw)).toMatch(/^<resumed /);
+    await raw.until(/<body>unacked<\/body>/);
+  });
+
+  // PROBLEM (count): a live holder released the session, so the journal holds everything it sent;
+  // a resume whose h is beyond that is accepted (`beyond` is only logged in #resumeFromJournal), the
+  // journaled stanzas are taken as acknowledged (never sent again), and the stream's sent count is
+  // the client's number from then on. One process closes such a stream with handled-count-too-high.
+  it.fails('a resume with an h beyond what the live holder sent ends with handled-count-too-high, as on one process', async () => {
+    const { a, b, romeo, juliet, id } = await scene();
+    romeo.write(chat('juliet@localhost/phone', 'unacked'));
+    await juliet.until(/<body>unacked<\/body>/);
+    const h = seen(juliet);
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h + 5}'/>`);
+    expect(await raw.ended(5000)).toMatch(/<handled-count-too-high xmlns='urn:xmpp:sm:3' h='\d+' send-count='\d+'\/>/);
+  });
+
+  it('the holder stops (SIGTERM) while it hands the session over (its journal writes slow): the resume ends <resumed/>, sent once, nothing offline', async () => {
+    const { a, b, busA, faultyA, storage, romeo, juliet, id } = await scene(600);
+    romeo.write(chat('juliet@localhost/phone', 'unacked'));
+    await juliet.until(/<body>unacked<\/body>/);
+    const h = seen(juliet) - 1;
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    faultyA.slow = { names: /^xmpp:sm:/, ms: 1000 };
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    const streamA = busA.stream(`xmpp:node:${clusterOf(a.server).nodeId}`);
+    await until(
+      async () => (await streamA.entries({ count: 1000 })).some((e) => e.data.toString().includes('"handover"')),
+      'the request',
+      5000,
+    );
+    const stopping = a.service.stop();
+    expect(await answer(raw)).toMatch(/^<resumed /);
+    await raw.until(/<body>unacked<\/body>/);
+    await stopping;
+    romeo.write(chat('juliet@localhost/phone', 'after'));
+    await raw.until(/<body>after<\/body>/);
+    await sleep(1500); // B finds A gone (600-ms TTL): no orphan end may follow
+    await ping(raw);
+    expect(bodies(raw.text)).toEqual(['unacked', 'after']);
+    expect((await storage.archive('offline').query('juliet', { max: 0 })).count).toBe(0);
   });
 });
