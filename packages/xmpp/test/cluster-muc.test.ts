@@ -1,5 +1,5 @@
 import { type MemoryBus, memoryBus } from '@portbind/core';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { defaultModules, memoryStorage, type XmppServer, type XmppStorage } from '../src/index.js';
 import { muc } from '../src/modules/muc/index.js';
 import { configure, createRoom, esc, join, NS_MUC, occupant, SERVICE } from './muc-support.js';
@@ -253,6 +253,20 @@ describe('MUC on several processes (a shared bus)', () => {
     // … so that A may create it at once (B let go of its claim).
     await createRoom(juliet, 'nowhere', 'Juliet');
     expect(a.muc.rooms().sort()).toEqual(['lobby', 'nowhere']);
+
+    // Stanzas to a room that does not exist cost the bus a claim and a load once a second per name, not each.
+    const view = b.server.cluster;
+    if (view === undefined) throw new Error('no cluster');
+    const claims = vi.spyOn(view, 'claim');
+    for (let i = 0; i < 30; i++) romeo.send(`<message to='ghost@${SERVICE}' type='groupchat' id='g${i}'><body>boo</body></message>`);
+    for (let i = 0; i < 30; i++) expect(await romeo.next(new RegExp(`^<message[^>]* id='g${i}'`))).toContain('<item-not-found');
+    // (One; a few if this box is so slow that the thirty take more than a second.)
+    expect(claims.mock.calls.filter(([name]) => name === `muc:ghost@${SERVICE}`).length).toBeLessThanOrEqual(3);
+    // A join creates it all the same, at once.
+    const tybalt = await occupant(b.port, 'tybalt');
+    expect(await join(tybalt, 'ghost', 'Tybalt')).toContain("code='201'");
+    expect(b.muc.rooms()).toEqual(['ghost']);
+    claims.mockRestore();
 
     // B loses its bus (its process can no longer reach Redis): a stanza from B for A's room is answered
     // recipient-unavailable by the room, never dropped; A's room goes on for A's users.

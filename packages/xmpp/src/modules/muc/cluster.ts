@@ -42,6 +42,12 @@ const HISTORY_READ_CAP = 1000;
  */
 const HOLDER_CACHE_MS = 5000;
 const HOLDER_CACHE_SIZE = 10_000;
+/**
+ * A room found missing is answered `item-not-found` on this process without asking the bus again for
+ * this long (joins, which create rooms, always ask): a client sending to rooms that do not exist costs
+ * the bus at most one claim and one load per room name per second.
+ */
+const MISSING_CACHE_MS = 1000;
 
 /** How a listed room shows in disco#items. */
 export interface ListedRoom {
@@ -82,6 +88,8 @@ export class MucCluster {
   readonly #timer: NodeJS.Timeout;
   /** Rooms other processes hold, as last claimed: room → holder and when it was asked. */
   readonly #holders = new Map<string, { node: string; at: number }>();
+  /** Rooms found missing, and when. */
+  readonly #missing = new Map<string, number>();
 
   constructor(cluster: XmppClusterView, bus: Bus, ttlMs: number, service: string, logger: () => Logger) {
     this.cluster = cluster;
@@ -190,6 +198,22 @@ export class MucCluster {
       if (Date.now() > deadline) throw new StanzaErrorException('recipient-unavailable', 'the room is moving: try again');
       await sleep(pause);
     }
+  }
+
+  /** Whether the room was found missing a moment ago. */
+  missing(room: string): boolean {
+    const at = this.#missing.get(room);
+    if (at === undefined) return false;
+    if (Date.now() - at < MISSING_CACHE_MS) return true;
+    this.#missing.delete(room);
+    return false;
+  }
+
+  /** The room does not exist (now). */
+  remember(room: string): void {
+    this.#missing.delete(room);
+    this.#missing.set(room, Date.now());
+    if (this.#missing.size > HOLDER_CACHE_SIZE) this.#missing.delete(this.#missing.keys().next().value as string);
   }
 
   /** A process was found dead: what this one believed it holds is asked again. */

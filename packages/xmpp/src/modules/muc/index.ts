@@ -408,6 +408,8 @@ export function muc(options: MucOptions = {}): MucModule {
           const found = await made.lock(name, async (): Promise<{ room: Room; created: boolean } | { node: string } | undefined> => {
             const here = rooms.get(name);
             if (here !== undefined) return { room: here, created: false };
+            // A room found missing a moment ago: answered here (a client cannot make every stanza cost the bus a claim and a load).
+            if (!join && made.missing(name)) return undefined;
             const node = await made.holder(name);
             if (node !== made.nodeId) return { node };
             const loaded = await loadRoom(made, name);
@@ -426,8 +428,9 @@ export function muc(options: MucOptions = {}): MucModule {
                 throw error;
               }
             }
-            // No such room: nothing held.
-            await made.release(name, true);
+            // No such room: nothing held (nothing of it on the bus either: no snapshot was found).
+            made.remember(name);
+            await made.release(name, false);
             return undefined;
           });
           if (found === undefined) {
