@@ -459,4 +459,25 @@ describe('stream management across processes: edge cases', () => {
     await until(async () => (await busB.stream(`xmpp:sm:localhost:${id}`).length()) === 0, 'the journal deleted');
     expect(await busB.presence.get(`xmpp:claim:localhost:sm:${id}`)).toBeUndefined();
   });
+
+  // PROBLEM (Redis space): every change of the directory record appends it whole (`{ r }`, with the
+  // last presence, up to maxStanzaSize) to the journal, and only an <a/> that acknowledges something
+  // trims it. A client that changes its presence again and again and is sent nothing has no <a/> to
+  // give: the journal keeps every record until XADD MAXLEN (4096 entries) — 4096 × 256 KiB per session.
+  it.fails('presence changes without stanzas to acknowledge do not grow the journal without bound', async () => {
+    const { busB, juliet, id } = await scene();
+    const status = 'x'.repeat(5000);
+    let batch = '';
+    for (let i = 0; i < 300; i++) batch += `<presence><status>${i} ${status}</status></presence>`;
+    juliet.write(batch);
+    const journal = busB.stream(`xmpp:sm:localhost:${id}`);
+    await until(
+      async () => (await journal.entries({ count: 5000 })).some((e) => e.data.toString().includes(`299 ${status.slice(0, 10)}`)),
+      'the last change journaled',
+      30_000,
+    );
+    const bytes = (await journal.entries({ count: 5000 })).reduce((sum, e) => sum + e.data.length, 0);
+    // What the journal must keep: the session, its counts and its last record (one status), not 300.
+    expect(bytes).toBeLessThan(700_000);
+  });
 });
