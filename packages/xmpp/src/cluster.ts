@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Bus, BusMessage, BusSubscription, Connection, Logger, StreamConsumer } from '@portbind/core';
 import { consumeStream } from '@portbind/core';
-import { type XmlElement, xml } from './element.js';
+import { type ElementTree, fromTree, toTree, type XmlElement, xml } from './element.js';
 import { presenceState } from './host.js';
 import { Jid } from './jid.js';
 import { blockingPushState } from './modules/blocking.js';
@@ -178,6 +178,9 @@ type Change = { op: 'set'; record: SessionRecord } | { op: 'del'; node: string; 
 /** An entry of a node's stream: a stanza (or a close order) for one of its sessions. */
 interface Delivery {
   to: string;
+  /** The stanza as JSON (element.ts `toTree`): no XML parser on the receiving side. */
+  el?: ElementTree;
+  /** Raw text (and, from older processes, stanzas as XML). */
   xml?: string;
   /** Write without the outbound filters. */
   raw?: boolean;
@@ -969,7 +972,8 @@ export class XmppCluster implements XmppClusterView {
       return;
     }
     const to = stanza.attr('to') ?? '';
-    await this.#append(node, { to, xml: stanza.toString(), route: true, hops });
+    const tree = toTree(stanza);
+    await this.#append(node, tree === undefined ? { to, xml: stanza.toString(), route: true, hops } : { to, el: tree, route: true, hops });
   }
 
   hopsOf(stanza: XmlElement): number {
@@ -1063,7 +1067,6 @@ export class XmppCluster implements XmppClusterView {
 
   /** A module sent a stanza to a remote session: to its process's stream. */
   deliver(session: RemoteSession, element: XmlElement | string, raw: boolean): void {
-    const text = typeof element === 'string' ? element : element.toString();
     const hops = typeof element === 'string' ? 0 : (hopsOf.get(element) ?? 0);
     const to = session.jid.toString();
     if (hops >= MAX_HOPS && typeof element !== 'string') {
@@ -1071,7 +1074,11 @@ export class XmppCluster implements XmppClusterView {
       void this.#lastResort(element, to);
       return;
     }
-    const delivery: Delivery = { to, xml: text, raw: raw || undefined, hops: hops || undefined };
+    const tree = typeof element === 'string' || raw ? undefined : toTree(element);
+    const delivery: Delivery =
+      tree !== undefined
+        ? { to, el: tree, hops: hops || undefined }
+        : { to, xml: typeof element === 'string' ? element : element.toString(), raw: raw || undefined, hops: hops || undefined };
     this.#append(session.node, delivery).catch((error: unknown) => {
       this.#host.logger.warn({ err: error, to }, 'XMPP cluster: could not hand a stanza to its process');
       if (typeof element !== 'string') void this.#lastResort(element, to);
@@ -1130,24 +1137,26 @@ export class XmppCluster implements XmppClusterView {
       else session.close(new StreamError('undefined-condition', delivery.close.text));
       return;
     }
-    if (typeof delivery.xml !== 'string') return;
+    const tree = delivery.el === undefined ? undefined : fromTree(delivery.el);
+    if (tree === undefined && typeof delivery.xml !== 'string') return;
     if (delivery.route === true) {
-      const stanza = parseXml(delivery.xml);
+      const stanza = tree ?? parseXml(delivery.xml as string);
       if (stanza === undefined) return;
       hopsOf.set(stanza, delivery.hops ?? 1);
       await this.#host.route(stanza);
       return;
     }
     if (live) {
-      if (delivery.raw === true) session.sendRaw(delivery.xml);
+      if (tree !== undefined) session.send(tree);
+      else if (delivery.raw === true) session.sendRaw(delivery.xml as string);
       else {
-        const stanza = parseXml(delivery.xml);
+        const stanza = parseXml(delivery.xml as string);
         if (stanza !== undefined) session.send(stanza);
-        else session.sendRaw(delivery.xml);
+        else session.sendRaw(delivery.xml as string);
       }
       return;
     }
-    const stanza = parseXml(delivery.xml);
+    const stanza = tree ?? parseXml(delivery.xml as string);
     if (stanza === undefined) return;
     await this.#reroute(stanza, delivery.to, (delivery.hops ?? 0) + 1);
   }

@@ -130,6 +130,63 @@ export class XmlElement {
   }
 }
 
+/**
+ * An element as plain JSON, `[name, attrs, xmlns, ...children]` (text children as strings): how a
+ * stanza crosses the bus between processes. `JSON.parse` and {@link fromTree} rebuild it for a
+ * fraction of what parsing its XML again costs (a parser per stanza).
+ */
+export interface ElementTree extends Array<string | Record<string, string> | ElementTree> {
+  0: string;
+  1: Record<string, string>;
+  2: string;
+}
+
+/** The JSON form of an element; undefined past `maxDepth` levels (send its XML then). */
+export function toTree(element: XmlElement, maxDepth = 64): ElementTree | undefined {
+  if (maxDepth <= 0) return undefined;
+  const tree = [element.name, element.attrs, element.xmlns] as ElementTree;
+  for (const child of element.children) {
+    if (typeof child === 'string') tree.push(child);
+    else {
+      const sub = toTree(child, maxDepth - 1);
+      if (sub === undefined) return undefined;
+      tree.push(sub);
+    }
+  }
+  return tree;
+}
+
+/** An element from its JSON form; undefined for anything that is not one (a corrupt entry), or past `maxDepth`. */
+export function fromTree(value: unknown, maxDepth = 64): XmlElement | undefined {
+  if (!Array.isArray(value) || value.length < 3 || maxDepth <= 0) return undefined;
+  const [name, attrs, xmlns] = value as unknown[];
+  if (
+    typeof name !== 'string' ||
+    name === '' ||
+    typeof xmlns !== 'string' ||
+    typeof attrs !== 'object' ||
+    attrs === null ||
+    Array.isArray(attrs)
+  )
+    return undefined;
+  const clean: Record<string, string> = {};
+  for (const [key, attr] of Object.entries(attrs)) {
+    if (typeof attr !== 'string') return undefined;
+    clean[key] = attr;
+  }
+  const children: XmlNode[] = [];
+  for (let i = 3; i < value.length; i++) {
+    const child = value[i] as unknown;
+    if (typeof child === 'string') children.push(child);
+    else {
+      const sub = fromTree(child, maxDepth - 1);
+      if (sub === undefined) return undefined;
+      children.push(sub);
+    }
+  }
+  return new XmlElement(name, clean, children, xmlns);
+}
+
 /** Children serialized once, by children array (shared by an element's `with()` copies). */
 const sharedInner = new WeakMap<XmlNode[], string>();
 

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { fromTree, toTree } from '../src/element.js';
 import { StreamError, xml } from '../src/index.js';
 import { type StreamEvent, StreamParser } from '../src/stream-parser.js';
 
@@ -189,6 +190,26 @@ describe('XmlElement', () => {
     const element = events[1];
     if (element?.type !== 'element') throw new Error('no element');
     expect(element.element.toString()).toBe("<message xml:lang='en'><body>a&amp;b</body><x xmlns='jabber:x:data'/></message>");
+  });
+
+  it('crosses the bus as JSON (toTree/fromTree) unchanged, namespaces included; refuses what is not a tree', () => {
+    const { events } = parse(
+      `${OPEN}<message to='b@c' xml:lang='en'><body>a&amp;b &lt;x&gt;</body><x xmlns='jabber:x:data' type='form'><field var='v'><value>1</value></field></x>text</message>`,
+    );
+    const element = events[1];
+    if (element?.type !== 'element') throw new Error('no element');
+    const tree = toTree(element.element);
+    const back = fromTree(JSON.parse(JSON.stringify(tree)));
+    expect(back?.toString()).toBe(element.element.toString());
+    expect(back?.getChild('x', 'jabber:x:data')?.getChild('field')?.xmlns).toBe('jabber:x:data');
+    expect(back?.xmlns).toBe(element.element.xmlns);
+    for (const bad of [null, 'x', [], ['m', {}], ['m', { a: 1 }, ''], ['', {}, ''], ['m', {}, '', 5], ['m', [], '']])
+      expect(fromTree(bad)).toBeUndefined();
+    // Deeper than the limit: no tree (the XML goes instead), and none is rebuilt.
+    let deep = xml('a');
+    for (let i = 0; i < 70; i++) deep = xml('a', {}, deep);
+    expect(toTree(deep)).toBeUndefined();
+    expect(fromTree(toTree(deep, 100))).toBeUndefined();
   });
 
   it('renders stream errors in RFC 6120 form', () => {
