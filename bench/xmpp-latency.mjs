@@ -217,17 +217,23 @@ for (const prosodyMode of fixedRate > 0 ? ['given'] : prosodyModes) {
       const loadArgs = ['--sm', 'on', '--rate', String(rate)];
       const loadBefore = await load1();
       let r;
-      if (mode === 'prosody') {
-        if (prosodyMode === 'given') continue;
-        r = await runProsody(prosodyMode, loadArgs);
-      } else {
-        const port = await freePort();
-        const server = await startPortbind(port, mode === 'one' ? 1 : 2);
-        try {
-          r = await measure(server.child, port, [...loadArgs, '--pairing', mode === 'one' ? 'index' : mode]);
-        } finally {
-          await server.stop();
+      try {
+        if (mode === 'prosody') {
+          if (prosodyMode === 'given') continue;
+          r = await runProsody(prosodyMode, loadArgs);
+        } else {
+          const port = await freePort();
+          const server = await startPortbind(port, mode === 'one' ? 1 : 2);
+          try {
+            r = await measure(server.child, port, [...loadArgs, '--pairing', mode === 'one' ? 'index' : mode]);
+          } finally {
+            await server.stop();
+          }
         }
+      } catch (error) {
+        // A failed run is reported and left out of the medians; the others go on.
+        console.log(`  round ${round + 1} ${mode} at ${rate} msg/s FAILED: ${error.message}`);
+        continue;
       }
       r.loadBefore = loadBefore;
       results[mode].push(r);
