@@ -480,4 +480,22 @@ describe('stream management across processes: edge cases', () => {
     // What the journal must keep: the session, its counts and its last record (one status), not 300.
     expect(bytes).toBeLessThan(700_000);
   });
+
+  // PROBLEM (session kept): a password change closes the account's other sessions "everywhere" with
+  // session.close(<reset/>) — locally, or through cluster.ts #handle's `close` delivery — but
+  // Session.close() of a hibernating session (its transport is gone) returns at once: the session
+  // stays resumable and keeps queueing the account's messages for its whole window (one process too).
+  it.fails('a password change on B ends the account’s session hibernating on A (its messages are routed again)', async () => {
+    const { a, b, storage, romeo, juliet } = await scene();
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    romeo.write(chat('juliet@localhost/phone', 'queued'));
+    const laptop = await bound(b.port, 'juliet', 'balcony', 'laptop');
+    laptop.write(
+      `<iq type='set' id='pw'><query xmlns='jabber:iq:register'><username>juliet</username><password>n3w</password></query></iq>`,
+    );
+    expect(await laptop.until(/<iq [^>]*id='pw'[^>]*\/?>/)).toContain("type='result'");
+    await until(() => !hibernating(a.server, 'juliet@localhost/phone'), 'the session ended', 5000);
+    await until(async () => (await storage.archive('offline').query('juliet', { max: 0 })).count === 1, 'stored offline', 5000);
+  });
 });
