@@ -498,4 +498,56 @@ describe('stream management across processes: edge cases', () => {
     await until(() => !hibernating(a.server, 'juliet@localhost/phone'), 'the session ended', 5000);
     await until(async () => (await storage.archive('offline').query('juliet', { max: 0 })).count === 1, 'stored offline', 5000);
   });
+
+  it('carbons and roster interest survive a resume on another process: copies and roster pushes reach the session on B', async () => {
+    const { a, b, juliet, id } = await scene();
+    juliet.write(
+      `<iq type='set' id='carbons'><enable xmlns='urn:xmpp:carbons:2'/></iq><iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>`,
+    );
+    await juliet.until(/<iq [^>]*id='roster'/);
+    const h = seen(juliet);
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    const raw = await authenticated(b.port);
+    raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
+    expect(await answer(raw)).toMatch(/^<resumed /);
+    // Another resource of juliet's, on A: what it sends is copied to phone (on B now), its roster edits pushed there.
+    const laptop = await bound(a.port, 'juliet', 'balcony', 'laptop');
+    laptop.write(chat('romeo@localhost', 'copied'));
+    expect(await raw.until(/<sent xmlns='urn:xmpp:carbons:2'>.*?<\/sent>/)).toContain('<body>copied</body>');
+    laptop.write(`<iq type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost'/></query></iq>`);
+    expect(await raw.until(/<iq [^>]*type='set'[^>]*>.*?<\/iq>/)).toContain("jid='nurse@localhost'");
+  });
+
+  it('resumed on B, then back on A: each time what was not acknowledged, once; acks count on (no handled-count-too-high)', async () => {
+    const { a, b, romeo, juliet, id } = await scene();
+    romeo.write(chat('juliet@localhost/phone', 'one'));
+    await juliet.until(/<body>one<\/body>/);
+    const h1 = seen(juliet) - 1; // 'one' not acknowledged
+    juliet.socket.destroy();
+    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    const onB = await authenticated(b.port);
+    onB.write(`<resume xmlns='${SM}' previd='${id}' h='${h1}'/>`);
+    expect(await answer(onB)).toMatch(/^<resumed /);
+    await onB.until(/<body>one<\/body>/);
+    romeo.write(chat('juliet@localhost/phone', 'two'));
+    await onB.until(/<body>two<\/body>/);
+    // She acknowledges 'one' on B, not 'two'; the link drops again; she comes back through A.
+    onB.write(`<a xmlns='${SM}' h='${h1 + 1}'/>`);
+    await ping(onB);
+    onB.socket.destroy();
+    await until(() => hibernating(b.server, 'juliet@localhost/phone'), 'B keeps the session');
+    const onA = await authenticated(a.port);
+    onA.write(`<resume xmlns='${SM}' previd='${id}' h='${h1 + 1}'/>`);
+    expect(await answer(onA)).toMatch(/^<resumed /);
+    await onA.until(/<body>two<\/body>/);
+    romeo.write(chat('juliet@localhost/phone', 'three'));
+    await onA.until(/<body>three<\/body>/);
+    // The ping answered on B counted too: 'two', the pong, 'three' follow what she acknowledged.
+    onA.write(`<a xmlns='${SM}' h='${h1 + 4}'/><r xmlns='${SM}'/>`);
+    await onA.until(/<a xmlns='urn:xmpp:sm:3' h='\d+'\/>/);
+    expect(bodies(onA.text)).toEqual(['two', 'three']);
+    expect(onA.text).not.toContain('handled-count-too-high');
+    expect(onA.closed).toBe(false);
+  });
 });
