@@ -167,10 +167,12 @@ export interface JournalEntry {
   m?: { u: string; r: string; n: string; max: number };
   /** The directory record. */
   r?: unknown;
+  /** Entries written together (one turn of the event loop), in order. */
+  b?: JournalEntry[];
 }
 
 /** How another process answered a request to hand over a session. */
-export type HandoverOutcome = 'released' | 'unknown' | 'timeout';
+export type HandoverOutcome = 'released' | 'unknown' | 'timeout' | 'unreachable';
 
 /** A change of the directory, on `xmpp:sessions:<domain>`. */
 type Change = { op: 'set'; record: SessionRecord } | { op: 'del'; node: string; jid: string };
@@ -199,7 +201,7 @@ interface Delivery {
 /** Entries kept per journal (XADD MAXLEN ~): more than a session may leave unacknowledged (smacks' maxQueueSize). */
 const JOURNAL_MAX_LENGTH = 4096;
 /** How long a process waits for another to hand over a session before it takes the journal as it is. */
-const HANDOVER_TIMEOUT_MS = 3000;
+const HANDOVER_TIMEOUT_MS = 5000;
 
 /** A stanza routed again more often than this goes to offline storage (messages) or is dropped. */
 const MAX_HOPS = 3;
@@ -469,7 +471,10 @@ export class XmppCluster implements XmppClusterView {
     const text = JSON.stringify(record);
     // A resumable session's journal keeps what a process resuming it must restore.
     const journal = smJournalState.peek(session);
-    if (journal?.token !== undefined) this.journalAppend(journal.token, { r: record }, journal.ttlMs);
+    if (journal?.token !== undefined) {
+      void this.journalAppend(journal.token, { r: record }, journal.ttlMs);
+      journal.appended?.();
+    }
     this.#bus.presence
       .set(presenceKey(this.#host.domain, this.nodeId, full), text, { ttlMs: this.#ttlMs })
       .then(() => this.#publish({ op: 'set', record }))
@@ -825,21 +830,24 @@ export class XmppCluster implements XmppClusterView {
       if (entries.length === 0) break;
       after = entries[entries.length - 1]?.id;
       for (const raw of entries) {
-        let entry: JournalEntry;
+        let parsed: JournalEntry;
         try {
-          entry = JSON.parse(raw.data.toString()) as JournalEntry;
+          parsed = JSON.parse(raw.data.toString()) as JournalEntry;
         } catch {
           continue;
         }
-        if (typeof entry !== 'object' || entry === null) continue;
-        if (typeof entry.m === 'object' && entry.m !== null && typeof entry.m.u === 'string') meta = entry.m;
-        if (typeof entry.i === 'number') inbound = entry.i;
-        if (typeof entry.a === 'number') acked = entry.a;
-        if (typeof entry.c === 'number') sent = entry.c;
-        if (entry.r !== undefined) record = entry.r;
-        if (typeof entry.s === 'number' && typeof entry.x === 'string') {
-          sent = entry.s;
-          stanzas.push({ seq: entry.s, stamp: typeof entry.t === 'number' ? entry.t : Date.now(), xml: entry.x, id: raw.id });
+        if (typeof parsed !== 'object' || parsed === null) continue;
+        for (const entry of Array.isArray(parsed.b) ? parsed.b : [parsed]) {
+          if (typeof entry !== 'object' || entry === null) continue;
+          if (typeof entry.m === 'object' && entry.m !== null && typeof entry.m.u === 'string') meta = entry.m;
+          if (typeof entry.i === 'number') inbound = entry.i;
+          if (typeof entry.a === 'number') acked = entry.a;
+          if (typeof entry.c === 'number') sent = entry.c;
+          if (entry.r !== undefined) record = entry.r;
+          if (typeof entry.s === 'number' && typeof entry.x === 'string') {
+            sent = entry.s;
+            stanzas.push({ seq: entry.s, stamp: typeof entry.t === 'number' ? entry.t : Date.now(), xml: entry.x, id: raw.id });
+          }
         }
       }
     }
@@ -904,7 +912,11 @@ export class XmppCluster implements XmppClusterView {
         resolve(ok ? 'released' : 'unknown');
       });
       this.#append(node, { to: '', handover: { token, reply: this.nodeId, id } }).catch((error: unknown) => {
+        // Not asked: nothing is known of the holder (it may live on), so nothing is taken over.
         this.#host.logger.warn({ err: error, node }, 'XMPP cluster: could not ask a process to hand over a session');
+        clearTimeout(timer);
+        this.#handovers.delete(id);
+        resolve('unreachable');
       });
     });
   }

@@ -368,6 +368,7 @@ export class XmppServer {
       features: (session, stage) => this.#host.features(session, stage),
       outbound: (session, stanza) => this.#host.filterOutbound(session, stanza),
       closed: (session) => this.#closed(session),
+      end: (session) => this.#end(session),
       track: (session) => this.#track(session),
       useLogger: (logger) => {
         this.#logger = logger;
@@ -448,9 +449,11 @@ export class XmppServer {
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      // The modules stop first, while the cluster still carries what they say on the way out (stream
+      // management hands its sessions to the other processes); then this process leaves the directory.
+      await this.#host.stop();
       await this.#cluster?.stop();
       await this.#sharedLimits?.stop();
-      await this.#host.stop();
       await this.storage.close();
     })();
     return this.#closing;

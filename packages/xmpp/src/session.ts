@@ -90,6 +90,8 @@ export interface SessionHost {
   outbound(session: Session, stanza: XmlElement): XmlElement | null;
   /** The transport closed. */
   closed(session: Session): void;
+  /** End a session for good (a hibernating one closed by the server: a password change, an account removal). */
+  end(session: Session): void;
 }
 
 let nextId = 1;
@@ -207,7 +209,11 @@ export abstract class Session implements XmppSession {
 
   /** End the stream: with a stream error when given (RFC 6120 §4.9), then the stream's end. */
   close(error?: StreamError): void {
-    if (this.closed) return;
+    if (this.closed) {
+      // Its transport is gone already, kept for stream resumption: closing it ends it (it may not be resumed).
+      if (this.hibernating) this.host.end(this);
+      return;
+    }
     // Ended on purpose (the client's `</stream:stream>`, a stream error): not a lost link that
     // stream management may resume. An idle timeout is a link that went silent; a shutdown is the
     // server going away (with several processes the session resumes on another).

@@ -41,6 +41,14 @@ export interface SmacksOptions {
 /** The module's name in a server's module list. */
 export const SMACKS = 'smacks';
 
+/** Journal entries written as one (see `#journalAppend`). */
+interface JournalBatch {
+  token: string;
+  entries: JournalEntry[];
+  /** Resolves to the batch's id in the journal once written. */
+  written: Promise<string | undefined>;
+}
+
 interface Queued {
   stanza: XmlElement;
   /** When it was first sent (ms): the `<delay/>` stamp when it is sent again. */
@@ -83,6 +91,10 @@ interface SmState {
   trimCredit: number;
   /** The inbound count last written to the journal. */
   journaledInbound: number;
+  /** Journal entries since its last checkpoint. */
+  sinceCheckpoint: number;
+  /** Journal entries of this turn of the event loop, written together at its end. */
+  batch: JournalBatch | undefined;
   /** The process stops and leaves the session to the others: its stanzas stay in the journal. */
   handedOff: boolean;
 }
@@ -105,6 +117,10 @@ function ahead(a: number, b: number): number {
   return diff < U32 / 2 ? diff : 0;
 }
 const INDEX_KEY = 'hibernating';
+/** `<resume/>` attempts one stream may make (a client tries one SM-ID, perhaps two). */
+const MAX_RESUME_ATTEMPTS = 3;
+/** Journal entries between two checkpoints at most (then older entries are trimmed). */
+const CHECKPOINT_EVERY = 128;
 /** Sessions a stopping process leaves to the others, on the cluster's module channel. */
 const ORPHAN_TOPIC = 'smacks:orphan';
 const OLD_PREFIX = 'old:';
@@ -219,6 +235,8 @@ class StreamManagement {
   readonly #orphans = new Map<string, NodeJS.Timeout>();
   readonly #orphanNodes = new Map<string, string>();
   readonly #orphanJids = new Map<string, string>();
+  /** `<resume/>` attempts per stream. */
+  readonly #resumes = new WeakMap<XmppSession, number>();
 
   constructor(api: ModuleApi, limits: Limits) {
     this.#api = api;
@@ -244,6 +262,8 @@ class StreamManagement {
       journalRenewed: 0,
       trimCredit: 0,
       journaledInbound: -1,
+      sinceCheckpoint: 0,
+      batch: undefined,
       handedOff: false,
     }));
 
@@ -324,7 +344,8 @@ class StreamManagement {
             // Not ours.
           }
         });
-        this.#journalTimer = setInterval(() => this.#keepJournals(), Math.max(1000, Math.floor(limits.resumeTimeoutMs / 4)));
+        // Each second (a client's `max` may be short): journals near the end of their lifetime are written again.
+        this.#journalTimer = setInterval(() => this.#keepJournals(), 1000);
         this.#journalTimer.unref();
         return;
       }
@@ -346,16 +367,45 @@ class StreamManagement {
 
   #journalAppend(session: XmppSession, state: SmState, entry: JournalEntry): Promise<string | undefined> | undefined {
     const cluster = this.#cluster();
-    if (cluster === undefined || state.token === undefined || state.done) return undefined;
-    const now = Date.now();
-    const ttlMs = this.#journalTtl(state, cluster);
-    // The journal's lifetime is renewed a few times per window, not with every stanza (one command less each).
-    const renew = entry.m !== undefined || now - state.journalRenewed > ttlMs / 4;
-    if (renew) state.journalRenewed = now;
-    state.journaled = now;
+    const token = state.token;
+    if (cluster === undefined || token === undefined || state.done) return undefined;
+    state.journaled = Date.now();
     if (typeof entry.i === 'number') state.journaledInbound = entry.i;
-    void session;
-    return cluster.journalAppend(state.token, entry, renew ? ttlMs : undefined);
+    if (entry.m === undefined) this.#counted(session, state);
+    // What one turn of the event loop writes to a session's journal is one entry (a batch): one XADD
+    // for a burst of stanzas, not one each.
+    let batch = state.batch;
+    if (batch === undefined || batch.token !== token) {
+      const made: JournalBatch = { token, entries: [], written: Promise.resolve(undefined) };
+      made.written = new Promise<string | undefined>((resolve) => {
+        setImmediate(() => {
+          if (state.batch === made) state.batch = undefined;
+          const now = Date.now();
+          const ttlMs = this.#journalTtl(state, cluster);
+          // The journal's lifetime is renewed a few times per window, not with every write (one command less each).
+          const renew = now - state.journalRenewed > ttlMs / 4;
+          if (renew) state.journalRenewed = now;
+          const only = made.entries.length === 1 ? made.entries[0] : undefined;
+          resolve(cluster.journalAppend(made.token, only ?? { b: made.entries }, renew ? ttlMs : undefined));
+        });
+      });
+      state.batch = made;
+      batch = made;
+    }
+    batch.entries.push(entry);
+    return batch.written;
+  }
+
+  /**
+   * One more journal entry (a stanza, counts, a presence change the cluster wrote): past
+   * CHECKPOINT_EVERY since the last checkpoint, a checkpoint and a trim, whatever the client acknowledged,
+   * so that neither a client that only sends nor presence changes grow a journal (and push its
+   * checkpoint out of the stream's length cap).
+   */
+  #counted(session: XmppSession, state: SmState): void {
+    if (++state.sinceCheckpoint < CHECKPOINT_EVERY) return;
+    state.sinceCheckpoint = 0;
+    queueMicrotask(() => this.#trimJournal(session, state));
   }
 
   /**
@@ -371,6 +421,7 @@ class StreamManagement {
     const first = state.queue[0];
     if (first !== undefined && first.journalId === undefined) return; // still being written: next time
     state.trimCredit = 0;
+    state.sinceCheckpoint = 0;
     const token = state.token;
     const checkpoint = this.#journalAppend(session, state, {
       m: { u: user, r: resource, n: cluster.nodeId, max: state.maxSeconds },
@@ -420,7 +471,7 @@ class StreamManagement {
     for (const [token, session] of this.#tokens) {
       const state = this.#state.peek(session);
       if (state === undefined || state.done || state.token !== token) continue;
-      if (now - state.journaled < state.maxSeconds * 500) continue;
+      if (now - state.journalRenewed < this.#journalTtl(state, cluster) / 3) continue;
       this.#journalAppend(session, state, { i: state.inbound, a: state.acked });
     }
   }
@@ -449,8 +500,10 @@ class StreamManagement {
       const cluster = this.#cluster();
       if (cluster !== undefined && session.user !== undefined && session.jid !== undefined) {
         // Its journal on the bus: any process can resume it (issue 12).
-        smJournalState.get(session).token = token;
-        smJournalState.get(session).ttlMs = this.#journalTtl(state, cluster);
+        const mark = smJournalState.get(session);
+        mark.token = token;
+        mark.ttlMs = this.#journalTtl(state, cluster);
+        mark.appended = () => this.#counted(session, state);
         this.#journalAppend(session, state, {
           m: { u: session.user, r: session.jid.resource, n: cluster.nodeId, max: state.maxSeconds },
           i: 0,
@@ -505,7 +558,7 @@ class StreamManagement {
     if (before !== h && state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
       // What the client has is dropped from the journal, in batches (or at once when it caught up).
       state.trimCredit += (h - before + U32) % U32;
-      if (state.queue.length === 0 || state.trimCredit >= 64) this.#trimJournal(session, state);
+      if (state.trimCredit >= 64) this.#trimJournal(session, state);
     }
     this.#maybeRequest(session, state);
   }
@@ -709,6 +762,13 @@ class StreamManagement {
       session.sendRaw(failed('unexpected-request'));
       return;
     }
+    // A stream that keeps guessing SM-IDs (each a read of the store or the bus) is stopped.
+    const attempts = this.#resumes.get(session) ?? 0;
+    if (attempts >= MAX_RESUME_ATTEMPTS) {
+      session.sendRaw(failed('policy-violation'));
+      return;
+    }
+    this.#resumes.set(session, attempts + 1);
     const previd = element.attr('previd');
     const h = parseH(element.attr('h'));
     if (previd === undefined || h === undefined) {
@@ -741,6 +801,8 @@ class StreamManagement {
     this.#tokens.set(previd, session);
     this.#api.takeOver(old, session);
     const moved = this.#state.peek(session) ?? state;
+    const mark = smJournalState.peek(session);
+    if (mark !== undefined) mark.appended = () => this.#counted(session, moved);
     session.sendRaw(xml('resumed', { xmlns: NS_SM, previd, h: String(moved.inbound) }));
     this.#acknowledge(moved, h);
     // Everything the client did not see, in order, once (they stay queued until acknowledged): written
@@ -764,21 +826,39 @@ class StreamManagement {
    * taken as it is. False when there is nothing to resume (the caller answers item-not-found).
    */
   async #resumeFromJournal(session: XmppSession, cluster: XmppCluster, previd: string, h: number): Promise<boolean> {
+    let unavailable = false;
     let journal = await cluster.journalRead(previd).catch((error: unknown) => {
       this.#api.logger.warn({ err: error }, 'smacks: could not read a journal');
+      unavailable = true;
       return undefined;
     });
+    if (unavailable) {
+      // The bus is away: the client may try again (XEP-0198 <failed/> with a temporary condition).
+      session.sendRaw(failed('internal-server-error'));
+      return true;
+    }
     if (journal === undefined || journal.user !== session.user || session.user === undefined) return false;
     let oldAlive = false;
     if (journal.node !== cluster.nodeId) {
       const live = await cluster.nodeLive(journal.node).catch(() => false);
       const outcome = live ? await cluster.handover(journal.node, previd) : 'timeout';
       if (outcome === 'unknown') return false;
+      if (outcome === 'unreachable') {
+        session.sendRaw(failed('internal-server-error'));
+        return true;
+      }
       oldAlive = outcome === 'released';
       if (outcome === 'timeout') this.#api.logger.info({ node: journal.node }, 'smacks: resuming the session of a process that is gone');
-      // Its last state is in the journal now.
-      if (outcome === 'released') journal = await cluster.journalRead(previd).catch(() => undefined);
+      // Its last state is in the journal now (or what a silent holder wrote while this process waited).
+      const holder = journal.node;
+      journal = await cluster.journalRead(previd).catch(() => undefined);
       if (journal === undefined || journal.user !== session.user) return false;
+      if (oldAlive && ahead(h, journal.sent) > 0) {
+        // As on one process: more than was sent. The session is let go by its holder already: it is
+        // looked after as one whose process died (what it had not acknowledged goes offline at the end).
+        void this.#orphan(previd, holder, `${journal.user}@${this.#api.domain}/${journal.resource}`);
+        throw new HandledCountTooHigh(h, journal.sent);
+      }
     }
     // The client saw more than the journal holds: the old process wrote stanzas it died before
     // journaling; the client has them, so nothing is to be sent again.
@@ -792,6 +872,10 @@ class StreamManagement {
       const stanza = parseXml(item.xml);
       if (stanza !== undefined) queue.push({ stanza, stamp: item.stamp, journalId: item.id });
     }
+    // Its SM-ID first: the directory entry `adoptSession` writes names it (a process looking after
+    // it as an orphan lets go of it then, rather than routing its stanzas again).
+    const early = smJournalState.get(session);
+    early.token = previd;
     this.#api.adoptSession(session, journal.resource, journal.record);
     const state = this.#state.get(session);
     state.enabled = true;
@@ -804,6 +888,7 @@ class StreamManagement {
     const mark = smJournalState.get(session);
     mark.token = previd;
     mark.ttlMs = this.#journalTtl(state, cluster);
+    mark.appended = () => this.#counted(session, state);
     // This process holds it now: said first, so that a late reader knows.
     const user = session.user;
     const resource = session.jid?.resource ?? journal.resource;
@@ -846,11 +931,23 @@ class StreamManagement {
     state.hibernationTimer = undefined;
     state.ackTimer = undefined;
     this.#tokens.delete(token);
+    smJournalState.delete(session);
+    // Asked too late (the other process gave up waiting and took the journal): it is that process's
+    // now; this one only lets go, writing nothing more into it.
+    const current = await cluster.journalRead(token).catch(() => undefined);
+    if (current !== undefined && current.node !== cluster.nodeId) {
+      this.#api.detachSession(session);
+      this.#api.logger.warn({ jid: session.jid?.toString() }, 'smacks: a handover request came after another process took the session');
+      return false;
+    }
+    const jid = session.jid?.toString();
+    // Out of the routing table at once: what is sent to it from now on is routed as to a resource that
+    // is away (offline storage, delivered to the resumed session once it is back in the directory),
+    // never written into a session that no longer writes its journal.
+    this.#api.detachSession(session);
     // Its last counts, before the other process reads the journal.
     await cluster.journalAppend(token, { i: state.inbound, a: state.acked }, this.#journalTtl(state, cluster));
-    smJournalState.delete(session);
-    this.#api.detachSession(session);
-    this.#api.logger.info({ jid: session.jid?.toString() }, 'smacks: a session resumed on another process');
+    this.#api.logger.info({ jid }, 'smacks: a session resumed on another process');
     return true;
   }
 
@@ -865,7 +962,10 @@ class StreamManagement {
     try {
       if ((await cluster.claim(`sm:${token}`)) !== cluster.nodeId) return;
       const journal = await cluster.journalRead(token);
-      if (journal === undefined || journal.node !== node) return;
+      if (journal === undefined || journal.node !== node) {
+        await cluster.release(`sm:${token}`);
+        return;
+      }
       // Bound again meanwhile (a new login with that resource): what it had not acknowledged goes now.
       const full = jid || `${journal.user}@${this.#api.domain}/${journal.resource}`;
       const wait = cluster.nodeOf(full) !== undefined ? 0 : Math.max(0, journal.maxSeconds * 1000 - cluster.ttlMs);
