@@ -583,23 +583,28 @@ export class XmppServer {
       .catch((error: unknown) => this.#logger.error({ err: error }, 'session/authenticated failed'));
   }
 
-  #bind(session: Session, resource: string): Jid {
-    const jid = new Jid(session.user ?? '', this.domain, resource);
+  /**
+   * `session` takes the routing slot of `jid`. A session that held it is replaced (RFC 6120 §7.7.2.2):
+   * the new one takes the slot first, so the old one's end (presence, `session/closed`) never touches it.
+   */
+  #takeSlot(session: Session, jid: Jid, why: string): void {
     let resources = this.#sessions.get(jid.bare);
     if (resources === undefined) {
       resources = new Map();
       this.#sessions.set(jid.bare, resources);
     }
-    // A second login with the same full JID replaces the first (RFC 6120 §7.7.2.2): the new
-    // session takes the routing slot first, so the old one's end (presence, `session/closed`) never
-    // touches it.
-    const previous = resources.get(resource);
-    resources.set(resource, session);
+    const previous = resources.get(jid.resource);
+    resources.set(jid.resource, session);
     if (previous !== undefined && previous !== session) {
       if (previous.hibernating) previous.hibernating = false;
-      else previous.close(new StreamError('conflict', 'replaced by a new connection'));
+      else previous.close(new StreamError('conflict', why));
       this.#end(previous);
     }
+  }
+
+  #bind(session: Session, resource: string): Jid {
+    const jid = new Jid(session.user ?? '', this.domain, resource);
+    this.#takeSlot(session, jid, 'replaced by a new connection');
     if (this.#cluster !== undefined) {
       // In the directory from now (the session takes its JID when this returns).
       session.jid = jid;
@@ -806,18 +811,7 @@ export class XmppServer {
     if (this.#cluster === undefined) throw new Error('adoptSession: only with a bus');
     if (session.user === undefined) throw new Error('adoptSession: the session is not authenticated');
     const jid = new Jid(session.user, this.domain, resource);
-    let resources = this.#sessions.get(jid.bare);
-    if (resources === undefined) {
-      resources = new Map();
-      this.#sessions.set(jid.bare, resources);
-    }
-    const previous = resources.get(resource);
-    resources.set(resource, session);
-    if (previous !== undefined && previous !== session) {
-      if (previous.hibernating) previous.hibernating = false;
-      else previous.close(new StreamError('conflict', 'replaced by a resumed session'));
-      this.#end(previous);
-    }
+    this.#takeSlot(session, jid, 'replaced by a resumed session');
     session.jid = jid;
     applyRecord(session, record);
     this.#cluster.bound(session);

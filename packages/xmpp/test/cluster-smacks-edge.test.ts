@@ -1,23 +1,28 @@
 import { type Bus, type BusStream, type MemoryBus, memoryBus } from '@portbind/core';
 import { describe, expect, it } from 'vitest';
-import { capturingLogger, type LogLine } from '../../../test/support/log.js';
+import type { LogLine } from '../../../test/support/log.js';
 import type { XmppCluster } from '../src/cluster.js';
 import { memoryStorage } from '../src/index.js';
-import { defaultModules } from '../src/modules/index.js';
-import { smacks } from '../src/modules/smacks.js';
-import type { XmppStorage } from '../src/stores/types.js';
-import { RawTranscript } from './raw-stream.js';
-import { OPEN, rawLogin, rawStartTls, start } from './support.js';
+import {
+  authenticated,
+  bodies,
+  bound,
+  chat,
+  enable,
+  journaled,
+  julietOnA,
+  type Raw,
+  SM,
+  seen,
+  smNode,
+  until,
+} from './cluster-smacks-support.js';
 
 // An adversarial look at stream management across processes (issue 12, the lead's cluster-smacks):
 // races between a resume, the orphan timer, a handover and the holder's stop; a bus that fails in the
 // middle; journals that outgrow what they must keep. Two servers on one memoryBus (one "process"
 // each), raw streams. The problems these tests first showed (as `it.fails`) are fixed; each test now
-// guards its case. Helpers copied (the minimum) from cluster-smacks.test.ts.
-
-const SM = 'urn:xmpp:sm:3';
-
-class Raw extends RawTranscript {}
+// guards its case. Shared helpers in cluster-smacks-support.ts.
 
 /** A bus whose stream commands can be made to fail or wait, by stream name (a Redis connection that drops or lags). */
 interface Faulty {
@@ -54,14 +59,6 @@ function faulty(inner: MemoryBus): Faulty {
   return control;
 }
 
-async function node(bus: Bus, storage: XmppStorage, ttlMs: number, resumeTimeoutMs = 600_000) {
-  const modules = [...defaultModules().filter((m) => m.name !== 'smacks'), smacks({ resumeTimeoutMs })];
-  const logs: LogLine[] = [];
-  const made = await start({ server: { bus, storage, modules, cluster: { sessionTtlMs: ttlMs } }, logger: capturingLogger(logs) });
-  await made.server.cluster?.ready;
-  return { ...made, logs };
-}
-
 function said(logs: LogLine[], text: string): boolean {
   return logs.some((line) => line.message?.includes(text) === true);
 }
@@ -72,61 +69,12 @@ async function pair(ttlMs = 30_000, resumeTimeoutMs = 600_000) {
   const faultyA = faulty(busA);
   const faultyB = faulty(busB);
   const storage = memoryStorage();
-  const a = await node(faultyA.bus, storage, ttlMs, resumeTimeoutMs);
-  const b = await node(faultyB.bus, storage, ttlMs, resumeTimeoutMs);
+  const a = await smNode(faultyA.bus, storage, ttlMs, resumeTimeoutMs);
+  const b = await smNode(faultyB.bus, storage, ttlMs, resumeTimeoutMs);
   return { busA, busB, faultyA, faultyB, storage, a, b };
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function bound(port: number, user: string, password: string, resource: string): Promise<Raw> {
-  return new Raw(await rawLogin(port, user, password, resource));
-}
-
-/** Authenticated on a new stream, nothing bound: where a `<resume/>` goes. */
-async function authenticated(port: number, user = 'juliet', password = 'balcony'): Promise<Raw> {
-  const raw = new Raw(await rawStartTls(port));
-  const plain = Buffer.from(`\u0000${user}\u0000${password}`).toString('base64');
-  raw.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
-  await raw.until(/<success[^>]*>/);
-  raw.write(OPEN);
-  await raw.until(/<\/stream:features>/);
-  return raw;
-}
-
-async function enable(raw: Raw, request = `<enable xmlns='${SM}' resume='true'/>`): Promise<string> {
-  raw.write(request);
-  const enabled = await raw.until(/<enabled [^>]*\/>/);
-  const id = /id='([^']+)'/.exec(enabled)?.[1];
-  if (id === undefined) throw new Error(`no id in ${enabled}`);
-  return id;
-}
-
-/** Stanzas the client saw on this stream since `<enabled/>` (what its h counts). */
-function seen(raw: Raw): number {
-  return (raw.text.split('<enabled ')[1] ?? '').match(/<(message|presence|iq)[ >]/g)?.length ?? 0;
-}
-
-function bodies(text: string): string[] {
-  return [...text.matchAll(/<body>([^<]*)<\/body>/g)].map((m) => m[1] as string);
-}
-
-function chat(to: string, body: string): string {
-  return `<message to='${to}' type='chat' id='${body}'><body>${body}</body></message>`;
-}
-
-async function journaled(bus: MemoryBus, id: string, body: string): Promise<boolean> {
-  const entries = await bus.stream(`xmpp:sm:localhost:${id}`).entries({ count: 5000 });
-  return entries.some((entry) => entry.data.toString().includes(`<body>${body}</body>`));
-}
 
 function clusterOf(server: { cluster: unknown }): XmppCluster {
   return server.cluster as XmppCluster;
@@ -135,12 +83,7 @@ function clusterOf(server: { cluster: unknown }): XmppCluster {
 /** juliet/phone on A with SM enabled and available; romeo/garden on B. */
 async function scene(ttlMs = 30_000, resumeTimeoutMs = 600_000, enableWith?: string) {
   const made = await pair(ttlMs, resumeTimeoutMs);
-  const romeo = await bound(made.b.port, 'romeo', 'r0meo!', 'garden');
-  const juliet = await bound(made.a.port, 'juliet', 'balcony', 'phone');
-  const id = await enable(juliet, enableWith);
-  juliet.write('<presence/>');
-  await until(() => made.b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
-  return { ...made, romeo, juliet, id };
+  return { ...made, ...(await julietOnA(made.a, made.b, enableWith)) };
 }
 
 /** The server's answer to a `<resume/>`. */
@@ -415,9 +358,9 @@ describe('stream management across processes: edge cases', () => {
     const storage = memoryStorage();
     // A's own store: its server lives on after busA.kill() (a zombie whose hibernation timer would
     // store the message offline itself); what B and C do is what counts.
-    const a = await node(busA, memoryStorage(), 600, 3000);
-    const b = await node(busB, storage, 600, 3000);
-    const c = await node(busC, storage, 600, 3000);
+    const a = await smNode(busA, memoryStorage(), 600, 3000);
+    const b = await smNode(busB, storage, 600, 3000);
+    const c = await smNode(busC, storage, 600, 3000);
     const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
     const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
     const id = await enable(juliet);
@@ -443,8 +386,8 @@ describe('stream management across processes: edge cases', () => {
     const busA = memoryBus();
     const busB = busA.peer();
     const storage = memoryStorage();
-    const a = await node(busA, memoryStorage(), 600, 3000);
-    const b = await node(busB, storage, 600, 3000);
+    const a = await smNode(busA, memoryStorage(), 600, 3000);
+    const b = await smNode(busB, storage, 600, 3000);
     const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
     const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
     const id = await enable(juliet);

@@ -1,11 +1,7 @@
-import { type MemoryBus, memoryBus } from '@portbind/core';
+import { memoryBus } from '@portbind/core';
 import { describe, expect, it } from 'vitest';
 import { memoryStorage, type XmppServer } from '../src/index.js';
-import { defaultModules } from '../src/modules/index.js';
-import { smacks } from '../src/modules/smacks.js';
-import type { XmppStorage } from '../src/stores/types.js';
-import { RawTranscript } from './raw-stream.js';
-import { OPEN, rawLogin, rawStartTls, start } from './support.js';
+import { authenticated, bodies, bound, chat, enable, journaled, julietOnA, SM, seen, smNode, until } from './cluster-smacks-support.js';
 
 // Stream management across processes (issue 12): a session enabled with resumption on process A
 // resumes on process B — while A lives (A lets it go) or after A died (B takes the journal A kept
@@ -13,75 +9,14 @@ import { OPEN, rawLogin, rawStartTls, start } from './support.js';
 // session nobody resumes has its unacknowledged messages stored offline by another process when
 // its resumption window ends. Two servers sharing a memoryBus (one "process" each) and one store.
 
-const SM = 'urn:xmpp:sm:3';
-
-class Raw extends RawTranscript {}
-
-async function node(bus: MemoryBus, storage: XmppStorage, ttlMs: number, resumeTimeoutMs = 600_000) {
-  const modules = [...defaultModules().filter((m) => m.name !== 'smacks'), smacks({ resumeTimeoutMs })];
-  const made = await start({ server: { bus, storage, modules, cluster: { sessionTtlMs: ttlMs } } });
-  await made.server.cluster?.ready;
-  return made;
-}
-
 /** Two processes; `ownStoreForA`: A writes to a store of its own (what A's lingering server does after its "death" cannot pass for B's work). */
 async function pair(ttlMs = 30_000, resumeTimeoutMs = 600_000, ownStoreForA = false) {
   const busA = memoryBus();
   const busB = busA.peer();
   const storage = memoryStorage();
-  const a = await node(busA, ownStoreForA ? memoryStorage() : storage, ttlMs, resumeTimeoutMs);
-  const b = await node(busB, storage, ttlMs, resumeTimeoutMs);
+  const a = await smNode(busA, ownStoreForA ? memoryStorage() : storage, ttlMs, resumeTimeoutMs);
+  const b = await smNode(busB, storage, ttlMs, resumeTimeoutMs);
   return { busA, busB, storage, a, b };
-}
-
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-async function bound(port: number, user: string, password: string, resource: string): Promise<Raw> {
-  return new Raw(await rawLogin(port, user, password, resource));
-}
-
-/** Authenticated on a new stream, nothing bound: where a `<resume/>` goes. */
-async function authenticated(port: number, user = 'juliet', password = 'balcony'): Promise<Raw> {
-  const raw = new Raw(await rawStartTls(port));
-  const plain = Buffer.from(`\u0000${user}\u0000${password}`).toString('base64');
-  raw.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
-  await raw.until(/<success[^>]*>/);
-  raw.write(OPEN);
-  await raw.until(/<\/stream:features>/);
-  return raw;
-}
-
-async function enable(raw: Raw): Promise<string> {
-  raw.write(`<enable xmlns='${SM}' resume='true'/>`);
-  const enabled = await raw.until(/<enabled [^>]*\/>/);
-  const id = /id='([^']+)'/.exec(enabled)?.[1];
-  if (id === undefined) throw new Error(`no id in ${enabled}`);
-  return id;
-}
-
-/** Stanzas the client saw on this stream since `<enabled/>` (what its h counts). */
-function seen(raw: Raw): number {
-  return (raw.text.split('<enabled ')[1] ?? '').match(/<(message|presence|iq)[ >]/g)?.length ?? 0;
-}
-
-function bodies(text: string): string[] {
-  return [...text.matchAll(/<body>([^<]*)<\/body>/g)].map((m) => m[1] as string);
-}
-
-function chat(to: string, body: string): string {
-  return `<message to='${to}' type='chat' id='${body}'><body>${body}</body></message>`;
-}
-
-/** The journal of an SM-ID holds a stanza with this body (A wrote it to the session). */
-async function journaled(bus: MemoryBus, id: string, body: string): Promise<boolean> {
-  const entries = await bus.stream(`xmpp:sm:localhost:${id}`).entries({ count: 1000 });
-  return entries.some((entry) => entry.data.toString().includes(`<body>${body}</body>`));
 }
 
 function holder(server: XmppServer, full: string): string | undefined {
@@ -91,11 +26,7 @@ function holder(server: XmppServer, full: string): string | undefined {
 describe('stream management across processes (a shared bus)', () => {
   it('resumes on B a session hibernating on A: A lets it go, B sends what was not acknowledged, once, in order', async () => {
     const { a, b, busB } = await pair();
-    const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
-    const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
-    const id = await enable(juliet);
-    juliet.write('<presence/>');
-    await until(() => b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+    const { romeo, juliet, id } = await julietOnA(a, b);
     romeo.write(chat('juliet@localhost/phone', 'before'));
     await juliet.until(/<body>before<\/body>/);
     const seenBefore = seen(juliet);
@@ -126,11 +57,7 @@ describe('stream management across processes (a shared bus)', () => {
 
   it('resumes on B after A died: what A had sent and not seen acknowledged, then what was sent meanwhile', async () => {
     const { a, b, busA, busB } = await pair(600);
-    const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
-    const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
-    const id = await enable(juliet);
-    juliet.write('<presence/>');
-    await until(() => b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+    const { romeo, juliet, id } = await julietOnA(a, b);
     romeo.write(chat('juliet@localhost/phone', 'seen'));
     await juliet.until(/<body>seen<\/body>/);
     const h = seen(juliet);
@@ -159,11 +86,7 @@ describe('stream management across processes (a shared bus)', () => {
 
   it('a session nobody resumes after its process died: its unacknowledged messages go offline, delivered at the next login', async () => {
     const { a, b, busA, busB, storage } = await pair(600, 1000, true);
-    const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
-    const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
-    const id = await enable(juliet);
-    juliet.write('<presence/>');
-    await until(() => b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+    const { romeo, juliet, id } = await julietOnA(a, b);
     romeo.write(chat('juliet@localhost/phone', 'never-acked'));
     await juliet.until(/<body>never-acked<\/body>/);
     await until(() => journaled(busB, id, 'never-acked'), 'A journaled it');
@@ -185,11 +108,7 @@ describe('stream management across processes (a shared bus)', () => {
 
   it('a client that logs in again with its resource instead of resuming gets at once what the dead process had not seen acknowledged', async () => {
     const { a, b, busA, busB } = await pair(600);
-    const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
-    const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
-    const id = await enable(juliet);
-    juliet.write('<presence/>');
-    await until(() => b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+    const { romeo, juliet, id } = await julietOnA(a, b);
     romeo.write(chat('juliet@localhost/phone', 'unacked'));
     await juliet.until(/<body>unacked<\/body>/);
     await until(() => journaled(busB, id, 'unacked'), 'A journaled it');
@@ -207,11 +126,7 @@ describe('stream management across processes (a shared bus)', () => {
 
   it('a stopping process leaves its sessions resumable on the others (a rolling restart)', async () => {
     const { a, b, busB } = await pair(600);
-    const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
-    const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
-    const id = await enable(juliet);
-    juliet.write('<presence/>');
-    await until(() => b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+    const { romeo, juliet, id } = await julietOnA(a, b);
     romeo.write(chat('juliet@localhost/phone', 'before-restart'));
     await juliet.until(/<body>before-restart<\/body>/);
     await until(() => journaled(busB, id, 'before-restart'), 'A journaled it');
@@ -228,11 +143,7 @@ describe('stream management across processes (a shared bus)', () => {
 
   it('keeps in the journal only what the client has not acknowledged; an <r/> flood writes nothing more', async () => {
     const { a, b, busB } = await pair();
-    const romeo = await bound(b.port, 'romeo', 'r0meo!', 'garden');
-    const juliet = await bound(a.port, 'juliet', 'balcony', 'phone');
-    const id = await enable(juliet);
-    juliet.write('<presence/>');
-    await until(() => b.server.cluster?.remotePresence('juliet@localhost/phone')?.available === true, 'B sees juliet');
+    const { romeo, juliet, id } = await julietOnA(a, b);
     for (let i = 0; i < 150; i++) romeo.write(chat('juliet@localhost/phone', `m${i}`));
     await juliet.until(/<body>m149<\/body>/);
     const journal = busB.stream(`xmpp:sm:localhost:${id}`);
