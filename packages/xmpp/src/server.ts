@@ -789,10 +789,9 @@ export class XmppServer {
     this.#endSession(session).catch((error: unknown) => this.#logger.error({ err: error }, 'session end failed'));
   }
 
-  /** A session is gone for good: out of the routing table, then `session/closed` (presence modules broadcast unavailable). */
-  async #endSession(session: Session): Promise<void> {
-    // Once: a replaced session ends at its replacement and again when its transport closes.
-    if (session.ended) return;
+  /** Out of the routing table and the directory, once: false when it had left already. */
+  #leaveSlot(session: Session): boolean {
+    if (session.ended) return false;
     session.ended = true;
     session.hibernating = false;
     const jid = session.jid;
@@ -802,6 +801,13 @@ export class XmppServer {
       if (resources?.size === 0) this.#sessions.delete(jid.bare);
       this.#cluster?.ended(session);
     }
+    return true;
+  }
+
+  /** A session is gone for good: out of the routing table, then `session/closed` (presence modules broadcast unavailable). */
+  async #endSession(session: Session): Promise<void> {
+    // Once: a replaced session ends at its replacement and again when its transport closes.
+    if (!this.#leaveSlot(session)) return;
     if (session.user === undefined) return;
     await this.#host.fire('session/closed', { session });
   }
@@ -820,16 +826,7 @@ export class XmppServer {
 
   /** The session resumed on another process: it leaves this one without ending (no `session/closed`). */
   #detach(session: Session): void {
-    if (session.ended) return;
-    session.ended = true;
-    session.hibernating = false;
-    const jid = session.jid;
-    if (jid !== undefined) {
-      const resources = this.#sessions.get(jid.bare);
-      if (resources?.get(jid.resource) === session) resources.delete(jid.resource);
-      if (resources?.size === 0) this.#sessions.delete(jid.bare);
-      this.#cluster?.ended(session);
-    }
+    if (!this.#leaveSlot(session)) return;
     session.closeReplaced();
   }
 
