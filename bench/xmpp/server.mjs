@@ -49,10 +49,11 @@ if (typeof xmpp.defaultModules === 'function') {
   if (dataDir !== undefined && typeof xmpp.sqliteStorage === 'function') {
     const file = join(dataDir, 'xmpp.sqlite');
     // SQLITE_THREAD=off: SQLite on the event loop (to tell the storage thread's cost from SQLite's).
-    // SQLITE_COMMIT_DELAY / SQLITE_MAX_BATCH: the store's commitDelay and maxBatch (default: the store's own).
+    // SQLITE_COMMIT_DELAY / SQLITE_MAX_BATCH / SQLITE_CHECKPOINT_INTERVAL: the store's commitDelay, maxBatch and checkpointInterval (default: the store's own).
     const tuning = {};
     if (process.env.SQLITE_COMMIT_DELAY) tuning.commitDelay = Number(process.env.SQLITE_COMMIT_DELAY);
     if (process.env.SQLITE_MAX_BATCH) tuning.maxBatch = Number(process.env.SQLITE_MAX_BATCH);
+    if (process.env.SQLITE_CHECKPOINT_INTERVAL) tuning.checkpointInterval = Number(process.env.SQLITE_CHECKPOINT_INTERVAL);
     storage = xmpp.sqliteStorage({ file, thread: process.env.SQLITE_THREAD !== 'off', ...tuning });
     info.storage = `sqlite (${file})`;
     await seedSqlite(storage, file);

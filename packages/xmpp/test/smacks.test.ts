@@ -262,7 +262,16 @@ describe('stream management: resumption over raw streams', () => {
     for (const body of ['during-1', 'during-2', 'during-3']) {
       await romeo.xmpp.send(clientXml('message', { to: 'juliet@localhost/phone', type: 'chat', id: body }, clientXml('body', {}, body)));
     }
-    // Round trip through the server: the three are routed (and queued for the hibernating session).
+    // A stanza without children (queued as `<presence …/>`), and one that has its own <delay/>.
+    await romeo.xmpp.send(clientXml('presence', { to: 'juliet@localhost/phone', id: 'directed' }));
+    await romeo.xmpp.send(
+      clientXml(
+        'message',
+        { to: 'juliet@localhost/phone', type: 'normal', id: 'stamped' },
+        clientXml('delay', { xmlns: 'urn:xmpp:delay', stamp: '2020-01-01T00:00:00Z' }),
+      ),
+    );
+    // Round trip through the server: they are routed (and queued for the hibernating session).
     await romeo.xmpp.iqCaller.get(clientXml('ping', { xmlns: 'urn:xmpp:ping' }), 'localhost');
     const { raw } = await authenticated(port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='${seenBefore}'/>`);
@@ -276,10 +285,14 @@ describe('stream management: resumption over raw streams', () => {
     );
     await raw.until(/<body>after<\/body>/);
     expect(bodies(raw.text)).toEqual(['during-1', 'during-2', 'during-3', 'after']);
-    // Re-sent stanzas say when they were first sent (XEP-0203).
+    // Re-sent stanzas say when they were first sent (XEP-0203), once.
     expect(raw.text).toMatch(/<body>during-1<\/body>(?:(?!<\/message>).)*<delay xmlns='urn:xmpp:delay' from='localhost' stamp='[^']+'\/>/);
+    expect(raw.text).toMatch(
+      /<presence [^>]*id='directed'[^>]*'><delay xmlns='urn:xmpp:delay' from='localhost' stamp='\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ'\/><\/presence>/,
+    );
+    expect(raw.text).toMatch(/<message [^>]*id='stamped'[^>]*><delay xmlns='urn:xmpp:delay' stamp='2020-01-01T00:00:00Z'\/><\/message>/);
     // The resumed session acks and is acked as one sequence.
-    raw.write(`<a xmlns='${SM}' h='${seenBefore + 4}'/><r xmlns='${SM}'/>`);
+    raw.write(`<a xmlns='${SM}' h='${seenBefore + 6}'/><r xmlns='${SM}'/>`);
     expect(await ackOf(raw)).toBe(1);
     raw.socket.destroy();
   });

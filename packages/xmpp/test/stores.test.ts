@@ -642,6 +642,33 @@ describe('sqliteStorage: the file', () => {
     expect((await archive.query('bob')).count).toBe(0);
   }, 60_000);
 
+  it('record() on its thread: the fields cross as bytes, exactly (any text, a shared text, a large one, calls in between)', async () => {
+    const storage = open(() => sqliteStorage({ file: newFile() }));
+    const archive = storage.archive('mam');
+    const errors: unknown[] = [];
+    const onError = (error: unknown): void => {
+      errors.push(error);
+    };
+    const shared = '<message><body>é 中文 😀 &amp; \' "</body></message>';
+    const large = `<message><body>${'xÿ😀'.repeat(40_000)}</body></message>`;
+    const sent: Array<[string, ArchiveItem]> = [
+      ['ålice', { id: 'ïd-1', when: 1_700_000_000_123.5, with: 'böb@example.com', xml: shared }],
+      // The same text: it crosses once.
+      ['böb', { id: 'ïd-2', when: 1_700_000_000_124, with: 'ålice@example.com', xml: shared }],
+      ['ålice', { id: '', when: 0, with: '', xml: '' }],
+      // Larger than the first buffer (16 KB): it grows.
+      ['ålice', { id: 'big', when: 3, with: 'böb@example.com', xml: large }],
+    ];
+    for (const [owner, entry] of sent.slice(0, 2)) archive.record?.(owner, entry, onError);
+    // A call in between ends the first records call; the next record starts another.
+    await storage.keyValue('k').set('o', 'k', 'v');
+    for (const [owner, entry] of sent.slice(2)) archive.record?.(owner, entry, onError);
+    const alice = await archive.query('ålice');
+    expect(alice.items).toEqual([sent[0]?.[1], sent[2]?.[1], sent[3]?.[1]]);
+    expect((await archive.query('böb')).items).toEqual([sent[1]?.[1]]);
+    expect(errors).toEqual([]);
+  });
+
   it('record() on a closed storage calls onError, and a recorded write is committed by close()', async () => {
     const file = newFile();
     const storage = sqliteStorage({ file });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { JournalEntry, XmppCluster } from '../cluster.js';
 import { XmppConfigError } from '../config-error.js';
-import { XmlElement, xml } from '../element.js';
+import { escapeAttribute, XmlElement, xml } from '../element.js';
 import { Jid } from '../jid.js';
 import type { ModuleApi, SessionState, XmppModule } from '../module.js';
 import { NS_CLIENT, NS_DELAY, NS_SM, NS_STANZAS } from '../namespaces.js';
@@ -50,7 +50,17 @@ interface JournalBatch {
 }
 
 interface Queued {
-  stanza: XmlElement;
+  /**
+   * The stanza as it was written. Text, not the element: a stanza waits here for the client's ack, long
+   * enough for scavenges to find it alive, and one string is what they copy instead of a dozen objects
+   * (the element, its attributes, children, their attributes, the texts). Parsed again only on the rare
+   * paths that need an element: the session ends unacknowledged, or hibernates (the push module reads it).
+   * Measured (`node --trace-gc`, bench/xmpp SM+MAM, 3 runs each): GC pauses 6.0–6.3 µs per delivered
+   * message with elements queued, 4.0–4.2 with text (1.2–1.3 without SM and MAM).
+   */
+  text: string;
+  /** It gets a `<delay/>` when sent again: not an IQ, and it has none. */
+  delayable: boolean;
   /** When it was first sent (ms): the `<delay/>` stamp when it is sent again. */
   stamp: number;
   /** Its entry in the session's journal on the bus, once written (several processes). */
@@ -178,9 +188,65 @@ function presenceStateLast(record: unknown): XmlElement | undefined {
 
 /** A copy of a stanza with a `<delay/>` (XEP-0203) saying when it was first sent, unless it has one (IQs never get one). */
 function withDelay(stanza: XmlElement, stamp: number, from: string): XmlElement {
-  if (stanza.name === 'iq' || stanza.getChild('delay', NS_DELAY) !== undefined) return stanza;
-  const delay = xml('delay', { xmlns: NS_DELAY, from, stamp: new Date(stamp).toISOString().replace(/\.\d{3}Z$/, 'Z') });
+  if (!delayable(stanza)) return stanza;
+  const delay = xml('delay', { xmlns: NS_DELAY, from, stamp: delayStamp(stamp) });
   return new XmlElement(stanza.name, { ...stanza.attrs }, [...stanza.children, delay], stanza.xmlns);
+}
+
+function delayable(stanza: XmlElement): boolean {
+  return stanza.name !== 'iq' && stanza.getChild('delay', NS_DELAY) === undefined;
+}
+
+function delayStamp(stamp: number): string {
+  return new Date(stamp).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** A queued stanza for the queue: its text (written by XmlElement's serializer). */
+function queued(stanza: XmlElement, stamp: number, journalId?: string): Queued {
+  return { text: stanza.toString(), delayable: delayable(stanza), stamp, journalId };
+}
+
+/**
+ * A queued stanza's text as it is sent again: with a `<delay/>` as its last child when it may get one. The
+ * text is the serializer's: `<name …/>` without children, else ending with its own `</name>`.
+ */
+function resent(item: Queued, from: string): string {
+  if (!item.delayable) return item.text;
+  const text = item.text;
+  const delay = `<delay xmlns='${NS_DELAY}' from='${escapeAttribute(from)}' stamp='${delayStamp(item.stamp)}'/>`;
+  if (text.endsWith('/>')) {
+    const name = text.slice(1, text.search(/[\s/>]/));
+    return `${text.slice(0, -2)}>${delay}</${name}>`;
+  }
+  const close = text.lastIndexOf('</');
+  return `${text.slice(0, close)}${delay}${text.slice(close)}`;
+}
+
+/**
+ * The element written from a queued stanza's text: the outbound filters' result, serialized once (for the
+ * queue) and written from that same text.
+ */
+class WrittenStanza extends XmlElement {
+  readonly #text: string;
+
+  constructor(stanza: XmlElement, text: string) {
+    super(stanza.name, stanza.attrs, stanza.children, stanza.xmlns);
+    this.#text = text;
+  }
+
+  override toString(): string {
+    return this.#text;
+  }
+}
+
+/** The queued stanzas as elements (parsed from their text; what cannot be parsed, never expected, is left out). */
+function elementsOf(queue: readonly Queued[]): XmlElement[] {
+  const elements: XmlElement[] = [];
+  for (const item of queue) {
+    const element = parseXml(item.text);
+    if (element !== undefined) elements.push(element);
+  }
+  return elements;
 }
 
 function positive(name: string, value: number | undefined, fallback: number, min = 0): number {
@@ -457,7 +523,7 @@ class StreamManagement {
           a: state.acked,
           i: state.inbound,
           t: item.stamp,
-          x: item.stanza.toString(),
+          x: item.text,
         });
       });
     }
@@ -580,7 +646,10 @@ class StreamManagement {
     if (state === undefined || !state.enabled || !isStanza(stanza)) return stanza;
     if (state.done) return null;
     const stamp = Date.now();
-    state.queue.push({ stanza, stamp });
+    // The last filter (-100 000): what is queued is what is written, serialized once for both.
+    const text = stanza.toString();
+    const written = new WrittenStanza(stanza, text);
+    state.queue.push({ text, delayable: delayable(stanza), stamp });
     if (state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
       const item = state.queue[state.queue.length - 1] as Queued;
       void this.#journalAppend(session, state, {
@@ -588,7 +657,7 @@ class StreamManagement {
         a: state.acked,
         i: state.inbound,
         t: stamp,
-        x: stanza.toString(),
+        x: text,
       })?.then((id) => {
         item.journalId = id;
       });
@@ -609,10 +678,10 @@ class StreamManagement {
         'smacks: too many unacknowledged stanzas: closing the stream',
       );
       queueMicrotask(() => session.close(new StreamError('resource-constraint', 'Too many unacknowledged stanzas')));
-      return stanza;
+      return written;
     }
     this.#maybeRequest(session, state);
-    return stanza;
+    return written;
   }
 
   /** Ask for an ack after this burst of stanzas (or later, when few are waiting). */
@@ -667,7 +736,7 @@ class StreamManagement {
       this.#persist(session, state);
       this.#updateIndex();
     }
-    void this.#api.fire('session/hibernating', { session, queue: state.queue.map((item) => item.stanza) });
+    void this.#api.fire('session/hibernating', { session, queue: elementsOf(state.queue) });
     // Too many hibernating sessions for this account: the oldest ends.
     const user = session.user;
     if (user !== undefined) {
@@ -719,7 +788,7 @@ class StreamManagement {
     // Left to the other processes (this one stops): the journal keeps them for a resume there.
     if (state.handedOff) return;
     await this.#reroute(
-      queue.map((item) => item.stanza),
+      queue.map((item) => parseXml(item.text)),
       queue.map((item) => item.stamp),
     );
     const cluster = this.#cluster();
@@ -731,9 +800,10 @@ class StreamManagement {
   }
 
   /** What a client did not acknowledge goes where a stanza to an unavailable resource goes (XEP-0198 §4). */
-  async #reroute(stanzas: XmlElement[], stamps: number[]): Promise<void> {
+  async #reroute(stanzas: Array<XmlElement | undefined>, stamps: number[]): Promise<void> {
     for (let i = 0; i < stanzas.length; i++) {
-      const stanza = stanzas[i] as XmlElement;
+      const stanza = stanzas[i];
+      if (stanza === undefined) continue;
       const type = stanza.attr('type');
       try {
         if (stanza.name === 'iq') {
@@ -807,7 +877,7 @@ class StreamManagement {
     this.#acknowledge(moved, h);
     // Everything the client did not see, in order, once (they stay queued until acknowledged): written
     // as they are, past the outbound filters that saw them the first time.
-    for (const item of moved.queue) session.sendRaw(withDelay(item.stanza, item.stamp, this.#api.domain));
+    for (const item of moved.queue) session.sendRaw(resent(item, this.#api.domain));
     const user = session.user;
     if (user !== undefined) {
       moved.persisting = moved.persisting
@@ -870,7 +940,7 @@ class StreamManagement {
     for (const item of journal.stanzas) {
       if (ahead(item.seq, acked) === 0) continue;
       const stanza = parseXml(item.xml);
-      if (stanza !== undefined) queue.push({ stanza, stamp: item.stamp, journalId: item.id });
+      if (stanza !== undefined) queue.push(queued(stanza, item.stamp, item.id));
     }
     // Its SM-ID first: the directory entry `adoptSession` writes names it (a process looking after
     // it as an orphan lets go of it then, rather than routing its stanzas again).
@@ -900,7 +970,7 @@ class StreamManagement {
     });
     cluster.refresh(session as never);
     session.sendRaw(xml('resumed', { xmlns: NS_SM, previd, h: String(state.inbound) }));
-    for (const item of queue) session.sendRaw(withDelay(item.stanza, item.stamp, this.#api.domain));
+    for (const item of queue) session.sendRaw(resent(item, this.#api.domain));
     // Its process died: contacts may have been told it went offline; its presence is said again.
     const last = presenceStateLast(journal.record);
     if (!oldAlive && last !== undefined) {
@@ -1025,7 +1095,7 @@ class StreamManagement {
           inbound: state.inbound,
           acked: state.acked,
           since: state.hibernating,
-          queue: state.queue.map((item): [number, string] => [item.stamp, item.stanza.toString()]),
+          queue: state.queue.map((item): [number, string] => [item.stamp, item.text]),
         };
         return this.#store.set(user, token, record);
       })
