@@ -1,11 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { listening, pidsOver, type Running, startApp as start } from './app-process.js';
 
 // The static PortService.run(build): with WORKERS=N the primary only supervises — it never calls
 // `build`, so it opens no storage, connects to no bus and binds no adapter; each worker builds its
@@ -14,79 +11,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 const app = join(import.meta.dirname, 'fixtures', 'workers-factory-app.mjs');
 
-interface LogLine {
-  msg?: string;
-  url?: string;
-  err?: { message?: string; code?: string };
-  [key: string]: unknown;
-}
-
-interface Running {
-  child: ChildProcess;
-  lines: LogLine[];
+interface Built extends Running {
+  /** The file the app's factory appends "<pid> <role>" to. */
   built: string;
-  waitFor(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
-  exited: Promise<[number | null, NodeJS.Signals | null]>;
 }
 
-const running: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of running.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-});
-
-async function startApp(env: Record<string, string>): Promise<Running> {
+async function startApp(env: Record<string, string>): Promise<Built> {
   const built = join(await mkdtemp(join(tmpdir(), 'portbind-primary-')), 'built');
-  const { VITEST: _v, VITEST_WORKER_ID: _w, VITEST_POOL_ID: _p, NODE_ENV: _n, WORKERS: _workers, ...parent } = process.env;
-  const child = spawn(process.execPath, [app], {
-    env: { ...parent, PORT: '0', LOG_LEVEL: 'debug', APP_BUILT: built, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  running.push(child);
-  const lines: LogLine[] = [];
-  const waiters: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      line = { msg: text };
-    }
-    lines.push(line);
-    for (const waiter of [...waiters]) {
-      if (waiter.match(line)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve(line);
-      }
-    }
-  });
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  return {
-    child,
-    lines,
-    built,
-    exited,
-    waitFor(match, timeoutMs = 30_000) {
-      const seen = lines.find(match);
-      if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no such log line in ${timeoutMs} ms; got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`)),
-          timeoutMs,
-        );
-        waiters.push({
-          match,
-          resolve: (line) => {
-            clearTimeout(timer);
-            resolve(line);
-          },
-        });
-      });
-    },
-  };
+  return { ...start(app, { APP_BUILT: built, ...env }, 30_000), built };
 }
 
 /** Who called the factory: "<pid> <role>" lines. */
-async function builders(run: Running): Promise<Array<{ pid: number; role: string }>> {
+async function builders(run: Built): Promise<Array<{ pid: number; role: string }>> {
   const text = await readFile(run.built, 'utf8').catch(() => '');
   return text
     .split('\n')
@@ -95,34 +31,6 @@ async function builders(run: Running): Promise<Array<{ pid: number; role: string
       const [pid, role] = line.split(' ');
       return { pid: Number(pid), role: role ?? '' };
     });
-}
-
-function get(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false, headers: { connection: 'close' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        body += chunk;
-      });
-      res.on('end', () => resolve(body));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(10_000, () => req.destroy(new Error(`no answer in 10 s from ${url}`)));
-    req.end();
-  });
-}
-
-async function listening(run: Running): Promise<string> {
-  const line = await run.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('listening on'));
-  return line.url as string;
-}
-
-async function pidsOver(url: string, requests: number): Promise<Set<number>> {
-  const pids = new Set<number>();
-  for (let i = 0; i < requests; i++) pids.add(Number(await get(url)));
-  return pids;
 }
 
 describe('PortService.run(build): the primary of WORKERS=N builds nothing', { timeout: 120_000 }, () => {

@@ -1,106 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp } from 'node:fs/promises';
-import { request } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { resolveWorkers, reusePortAvailable } from '../src/index.js';
+import { get, listening, pidsOver, type Running, startApp as start } from './app-process.js';
 
 // Workers (WORKERS=N): the app runs as its own process tree (packages/core/test/fixtures/workers-app.mjs,
 // on the built dist/), a primary that owns the port and N node:cluster workers that serve it. Real HTTP
 // requests over 127.0.0.1, each on a connection of its own, tell the workers apart by the pid they answer.
 
-const app = join(import.meta.dirname, 'fixtures', 'workers-app.mjs');
-
-interface LogLine {
-  msg?: string;
-  url?: string;
-  err?: { message?: string; code?: string };
-  [key: string]: unknown;
-}
-
-interface Running {
-  child: ChildProcess;
-  lines: LogLine[];
-  /** Resolves with the first log line that matches. */
-  waitFor(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
-  exited: Promise<[number | null, NodeJS.Signals | null]>;
-}
-
-const running: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of running.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-});
-
-function startApp(env: Record<string, string>): Running {
-  const { VITEST: _v, VITEST_WORKER_ID: _w, VITEST_POOL_ID: _p, NODE_ENV: _n, ...parent } = process.env;
-  const child = spawn(process.execPath, [app], {
-    env: { ...parent, PORT: '0', LOG_LEVEL: 'debug', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  running.push(child);
-  const lines: LogLine[] = [];
-  const waiters: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      line = { msg: text };
-    }
-    lines.push(line);
-    for (const waiter of [...waiters]) {
-      if (waiter.match(line)) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve(line);
-      }
-    }
-  });
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  return {
-    child,
-    lines,
-    exited,
-    waitFor(match, timeoutMs = 20_000) {
-      const seen = lines.find(match);
-      if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no such log line in ${timeoutMs} ms; got:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`)),
-          timeoutMs,
-        );
-        waiters.push({
-          match,
-          resolve: (line) => {
-            clearTimeout(timer);
-            resolve(line);
-          },
-        });
-      });
-    },
-  };
-}
-
-/** GET on a connection of its own (no keep-alive): the body. */
-function get(url: string, path = '/'): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request(new URL(path, url), { agent: false, headers: { connection: 'close' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        body += chunk;
-      });
-      res.on('end', () => resolve(body));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    // A request nobody answers must fail the test with a reason, not hang it.
-    req.setTimeout(10_000, () => req.destroy(new Error(`no answer in 10 s from ${url}${path}`)));
-    req.end();
-  });
-}
+const appFile = join(import.meta.dirname, 'fixtures', 'workers-app.mjs');
+const startApp = (env: Record<string, string>): Running => start(appFile, env);
 
 const alive = (pid: number): boolean => {
   try {
@@ -110,17 +20,6 @@ const alive = (pid: number): boolean => {
     return false;
   }
 };
-
-async function listening(app: Running): Promise<string> {
-  const line = await app.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('listening on'));
-  return line.url as string;
-}
-
-async function pidsOver(url: string, requests: number): Promise<Set<number>> {
-  const pids = new Set<number>();
-  for (let i = 0; i < requests; i++) pids.add(Number(await get(url)));
-  return pids;
-}
 
 describe('WORKERS: several worker processes behind one port (node:cluster)', { timeout: 120_000 }, () => {
   it('WORKERS=2: the primary logs the URL once; connections go to two worker processes, never the primary', async () => {
