@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { Logger } from '@portbind/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultModules, memoryStorage, sqliteStorage, type XmppStorage, xml } from '../src/index.js';
 import type { ModuleApi, XmppModule } from '../src/module.js';
@@ -13,7 +14,7 @@ import { type MamOptions, mam } from '../src/modules/mam.js';
 import { buildRsmAnswer, parseRsm } from '../src/modules/rsm.js';
 import { parseXml } from '../src/parse.js';
 import { Raw } from './raw-stream.js';
-import { rawLogin, start } from './support.js';
+import { capturingLogger, rawLogin, start } from './support.js';
 
 // Message archive (XEP-0313) with RSM paging (XEP-0059) and stanza ids (XEP-0359): slixmpp's
 // xep_0313 plugin pages through a real conversation; raw streams check what is archived for whom,
@@ -33,11 +34,12 @@ function probe(): XmppModule & { api?: ModuleApi } {
   return module;
 }
 
-async function server(options: MamOptions & { storage?: XmppStorage } = {}) {
+async function server(options: MamOptions & { storage?: XmppStorage; logger?: Logger } = {}) {
   const storage = options.storage ?? memoryStorage();
   const archive = mam(options);
   const spy = probe();
   const started = await start({
+    logger: options.logger,
     server: {
       storage,
       modules: [...defaultModules().filter((module) => module.name !== 'mam' && module.name !== 'account'), archive, account(), spy],
@@ -561,7 +563,7 @@ describe('message archive (XEP-0313)', () => {
   });
 
   it.each([false, true])(
-    'a failing archive write (waitForArchive %s) is logged; the message is delivered all the same',
+    'a failing archive write (waitForArchive %s) is logged, then counted for 10 s, not logged per message; the message is delivered all the same',
     async (waitForArchive) => {
       const storage = memoryStorage();
       const broken: XmppStorage = {
@@ -573,17 +575,35 @@ describe('message archive (XEP-0313)', () => {
         },
         close: () => storage.close(),
       };
-      const { port } = await server({ storage: broken, waitForArchive });
+      let clock = Date.now();
+      const logger = capturingLogger();
+      const { port } = await server({ storage: broken, waitForArchive, now: () => clock, logger });
       const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
       const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
       juliet.send('<presence/>');
       await juliet.sync();
-      romeo.send(chat('juliet@localhost', 'still here'));
-      const delivered = await juliet.next(/still here/);
-      if (waitForArchive) expect(delivered).not.toContain('stanza-id');
-      else expect(delivered).toContain("by='juliet@localhost'");
+      const failures = () => logger.lines.filter((line) => line.level === 'error' && line.message?.startsWith('XMPP MAM:'));
+      for (const body of ['still here', 'and here', 'here too']) {
+        romeo.send(chat('juliet@localhost', body));
+        const delivered = await juliet.next(new RegExp(body));
+        if (waitForArchive) expect(delivered).not.toContain('stanza-id');
+        else expect(delivered).toContain("by='juliet@localhost'");
+      }
       expect(romeo.take(/type='error'/)).toEqual([]);
       await romeo.sync();
+      // Three messages, each with the sender's and the recipient's copy failing: one line, with the error.
+      expect(failures()).toHaveLength(1);
+      expect(failures()[0]?.message).toBe('XMPP MAM: archiving a message failed');
+      expect(String(failures()[0]?.fields.err)).toContain('disk full');
+      // Ten seconds on, the next failure is logged with how many were not.
+      clock += 10_000;
+      romeo.send(chat('juliet@localhost', 'later'));
+      await juliet.next(/later/);
+      await romeo.sync();
+      expect(failures()).toHaveLength(2);
+      const counted = failures()[1]?.fields.failedBefore as number;
+      if (waitForArchive) expect(counted).toBeGreaterThanOrEqual(2);
+      else expect(counted).toBe(5);
     },
   );
 });

@@ -126,6 +126,8 @@ class DeliveredMessage extends ArchivedMessage {
   }
 }
 
+/** After an archive write failed and was logged, further failures are counted for this long (ms), not logged each. */
+const FAILURE_LOG_MS = 10_000;
 /** Accounts whose preferences and existence are cached. */
 const CACHE_SIZE = 10_000;
 const POLICIES: ReadonlySet<string> = new Set(['always', 'never', 'roster']);
@@ -241,8 +243,33 @@ export function mam(options: MamOptions = {}): MamModule {
         stanza instanceof SentMessage && stanza.sent.module === self ? stanza.sent : undefined;
       /** Whether this instance made this copy for a recipient whose archive has it. */
       const isArchived = (stanza: XmlElement): boolean => stanza instanceof ArchivedMessage && stanza.module === self;
-      const archiveFailed = (error: unknown, user: string): void =>
-        api.logger.error({ err: error, user }, 'XMPP MAM: archiving a message failed');
+      // A storage that fails fails for every message (a full disk, the database gone): the first failure
+      // is logged with its error, the next ones of the following FAILURE_LOG_MS are counted, and the count
+      // goes with the next line (or with a line of its own once they stop), so the log says how many
+      // messages went unarchived without a line per message.
+      let lastFailureLogged = Number.NEGATIVE_INFINITY;
+      let unlogged = 0;
+      let unloggedTimer: NodeJS.Timeout | undefined;
+      const archiveFailed = (error: unknown, user: string): void => {
+        const at = now();
+        if (at - lastFailureLogged < FAILURE_LOG_MS) {
+          unlogged++;
+          if (unloggedTimer === undefined) {
+            unloggedTimer = setTimeout(() => {
+              unloggedTimer = undefined;
+              if (unlogged === 0) return;
+              api.logger.error({ failed: unlogged }, 'XMPP MAM: more archive writes failed since the last line');
+              unlogged = 0;
+            }, FAILURE_LOG_MS);
+            unloggedTimer.unref();
+          }
+          return;
+        }
+        lastFailureLogged = at;
+        const fields = unlogged > 0 ? { err: error, user, failedBefore: unlogged } : { err: error, user };
+        unlogged = 0;
+        api.logger.error(fields, 'XMPP MAM: archiving a message failed');
+      };
       /**
        * Archive a copy now: its id and text, and with waitForArchive the write (which never rejects:
        * a failure is logged, the chat goes on unarchived). Without, nothing waits for the write: the
