@@ -378,6 +378,34 @@ describe('stream management: the resumption timeout and limits', () => {
     again.socket.destroy();
   });
 
+  it('a connected session that does not ack past maxQueueChars is closed with <resource-constraint/>; its messages go offline', async () => {
+    const { port } = await smServer({ maxQueueChars: 10_000 });
+    const romeo = await login(port, 'romeo', 'r0meo!');
+    const juliet = await bound(port, 'juliet', 'balcony', 'phone');
+    await enable(juliet);
+    juliet.write(`<presence/>`);
+    // Juliet reads but never acks: each message is ≈ 3,100 characters, the fourth passes 10,000.
+    const sent = ['big-1', 'big-2', 'big-3', 'big-4'];
+    for (const body of sent) {
+      await romeo.xmpp.send(
+        clientXml(
+          'message',
+          { to: 'juliet@localhost/phone', type: 'chat', id: body },
+          clientXml('body', {}, `${body} ${'x'.repeat(3000)}`),
+        ),
+      );
+    }
+    const transcript = await juliet.ended();
+    expect(transcript).toContain("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    // The others live on, and what Juliet did not acknowledge waits for her next login.
+    await romeo.xmpp.iqCaller.get(clientXml('ping', { xmlns: 'urn:xmpp:ping' }), 'localhost');
+    const again = await bound(port, 'juliet', 'balcony', 'laptop');
+    again.write(`<presence/>`);
+    await again.until(/<body>big-4 /);
+    expect(bodies(again.text).map((body) => body.split(' ')[0])).toEqual(sent);
+    again.socket.destroy();
+  });
+
   it('a stop ends hibernating sessions and keeps their messages: the next start delivers them', async () => {
     const storage = memoryStorage();
     const first = await smServer({}, storage);
@@ -428,6 +456,7 @@ describe('stream management: the resumption timeout and limits', () => {
   it('rejects bad options with PB_ERR_XMPP_OPTION', () => {
     expect(() => smacks({ resumeTimeoutMs: -1 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
     expect(() => smacks({ maxQueueSize: 0 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
+    expect(() => smacks({ maxQueueChars: 0 })).toThrow(expect.objectContaining({ code: 'PB_ERR_XMPP_OPTION' }));
   });
 });
 

@@ -32,6 +32,12 @@ export interface SmacksOptions {
    * are routed again. Default 500 (Prosody's `smacks_max_queue_size`).
    */
   maxQueueSize?: number;
+  /**
+   * The text those stanzas may add up to, in characters of their XML (a byte each for ASCII), past which the
+   * same happens: 500 stanzas of the largest size a client may receive would otherwise be held per session.
+   * Default 4,000,000.
+   */
+  maxQueueChars?: number;
   /** Hibernating sessions per account; when one more hibernates, the oldest ends. Default 10 (Prosody's `smacks_max_hibernated_sessions`). */
   maxHibernatedSessions?: number;
   /** How many timed-out SM-IDs per account keep their `h`, so that a late `<resume/>` learns what was handled (`<failed h=…>`). Default 10. */
@@ -78,6 +84,8 @@ interface SmState {
   /** Stanzas the client acknowledged (mod 2^32); sent = acked + queue.length. */
   acked: number;
   queue: Queued[];
+  /** The length of the queue's texts, summed (bounded by `maxQueueChars`). */
+  queueChars: number;
   /** An `<r/>` is out and not yet answered. */
   awaitingAck: boolean;
   /** The sent count when the last `<r/>` went out (no second request for the same count). */
@@ -263,12 +271,13 @@ export function smacks(options: SmacksOptions = {}): XmppModule {
   const maxUnacked = positive('maxUnackedStanzas', options.maxUnackedStanzas, 0);
   const ackDelayMs = positive('ackDelayMs', options.ackDelayMs, 30_000, 1);
   const maxQueue = positive('maxQueueSize', options.maxQueueSize, 500, 1);
+  const maxQueueChars = positive('maxQueueChars', options.maxQueueChars, 4_000_000, 1);
   const maxHibernated = positive('maxHibernatedSessions', options.maxHibernatedSessions, 10, 1);
   const maxOld = positive('maxOldSessions', options.maxOldSessions, 10);
   return {
     name: SMACKS,
     setup(api) {
-      new StreamManagement(api, { resumeTimeoutMs, maxUnacked, ackDelayMs, maxQueue, maxHibernated, maxOld });
+      new StreamManagement(api, { resumeTimeoutMs, maxUnacked, ackDelayMs, maxQueue, maxQueueChars, maxHibernated, maxOld });
     },
   };
 }
@@ -278,6 +287,7 @@ interface Limits {
   maxUnacked: number;
   ackDelayMs: number;
   maxQueue: number;
+  maxQueueChars: number;
   maxHibernated: number;
   maxOld: number;
 }
@@ -315,6 +325,7 @@ class StreamManagement {
       inbound: 0,
       acked: 0,
       queue: [],
+      queueChars: 0,
       awaitingAck: false,
       lastRequested: -1,
       requestScheduled: false,
@@ -555,6 +566,7 @@ class StreamManagement {
     state.inbound = 0;
     state.acked = 0;
     state.queue = [];
+    state.queueChars = 0;
     const resume = element.attr('resume');
     if (resume === 'true' || resume === '1') {
       const token = randomBytes(18).toString('base64url');
@@ -633,7 +645,7 @@ class StreamManagement {
   #acknowledge(state: SmState, h: number): void {
     const handled = (h - state.acked + U32) % U32;
     if (handled > state.queue.length) throw new HandledCountTooHigh(h, (state.acked + state.queue.length) % U32);
-    state.queue.splice(0, handled);
+    for (const item of state.queue.splice(0, handled)) state.queueChars -= item.text.length;
     state.acked = h;
     if (state.queue.length === 0 && state.ackTimer !== undefined) {
       clearTimeout(state.ackTimer);
@@ -650,6 +662,8 @@ class StreamManagement {
     const text = stanza.toString();
     const written = new WrittenStanza(stanza, text);
     state.queue.push({ text, delayable: delayable(stanza), stamp });
+    state.queueChars += text.length;
+    const full = state.queue.length > this.#limits.maxQueue || state.queueChars > this.#limits.maxQueueChars;
     if (state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
       const item = state.queue[state.queue.length - 1] as Queued;
       void this.#journalAppend(session, state, {
@@ -663,19 +677,22 @@ class StreamManagement {
       });
     }
     if (state.hibernating !== undefined) {
-      if (state.queue.length > this.#limits.maxQueue) {
-        this.#api.logger.info({ jid: session.jid?.toString() }, 'smacks: too many stanzas queued for a hibernating session: it ends');
+      if (full) {
+        this.#api.logger.info(
+          { jid: session.jid?.toString(), queued: state.queue.length, chars: state.queueChars },
+          'smacks: too much queued for a hibernating session: it ends',
+        );
         void this.#end(session, state);
       } else if (this.#cluster() === undefined) {
         this.#persist(session, state);
       }
       return null;
     }
-    if (state.queue.length > this.#limits.maxQueue) {
+    if (full) {
       // Prosody's answer: the client is not reading its acks; it may still resume.
       this.#api.logger.info(
-        { jid: session.jid?.toString(), queued: state.queue.length },
-        'smacks: too many unacknowledged stanzas: closing the stream',
+        { jid: session.jid?.toString(), queued: state.queue.length, chars: state.queueChars },
+        'smacks: too much unacknowledged: closing the stream',
       );
       queueMicrotask(() => session.close(new StreamError('resource-constraint', 'Too many unacknowledged stanzas')));
       return written;
@@ -785,6 +802,7 @@ class StreamManagement {
     }
     const queue = state.queue;
     state.queue = [];
+    state.queueChars = 0;
     // Left to the other processes (this one stops): the journal keeps them for a resume there.
     if (state.handedOff) return;
     await this.#reroute(
@@ -954,6 +972,7 @@ class StreamManagement {
     state.inbound = journal.inbound;
     state.acked = acked;
     state.queue = queue;
+    state.queueChars = queue.reduce((sum, item) => sum + item.text.length, 0);
     this.#tokens.set(previd, session);
     const mark = smJournalState.get(session);
     mark.token = previd;
