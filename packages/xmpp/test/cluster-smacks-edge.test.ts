@@ -106,6 +106,19 @@ function hibernating(server: { sessionsOf(bare: string): unknown[] }, full: stri
   });
 }
 
+/** Romeo sends juliet/phone a message she reads and does not acknowledge: the h of what she handled before it. */
+async function unacked(romeo: Raw, juliet: Raw): Promise<number> {
+  romeo.write(chat('juliet@localhost/phone', 'unacked'));
+  await juliet.until(/<body>unacked<\/body>/);
+  return seen(juliet) - 1;
+}
+
+/** Juliet's link to A is lost; A keeps her session for a resume. */
+async function linkLost(a: { server: { sessionsOf(bare: string): unknown[] } }, juliet: Raw): Promise<void> {
+  juliet.socket.destroy();
+  await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+}
+
 describe('stream management across processes: edge cases', () => {
   it('a resume on B after B took the dead holder’s session as an orphan: sent once, the journal kept (B holds it), the claim let go, nothing offline', async () => {
     const { a, b, busA, busB, storage, romeo, juliet, id } = await scene(600);
@@ -144,8 +157,7 @@ describe('stream management across processes: edge cases', () => {
     romeo.write(chat('juliet@localhost/phone', 'first'));
     await juliet.until(/<body>first<\/body>/);
     const h = seen(juliet);
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     // A's journal writes take 1.5 s (a Redis busy elsewhere): the handover's last append too.
     faultyA.slow = { names: /^xmpp:sm:/, ms: 1500 };
     const raw = await authenticated(b.port);
@@ -181,8 +193,7 @@ describe('stream management across processes: edge cases', () => {
     romeo.write(chat('juliet@localhost/phone', 'first'));
     await juliet.until(/<body>first<\/body>/);
     const h = seen(juliet); // 'first' acknowledged by the resume's h
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     faultyB.fail = /^xmpp:node:/;
     const raw = await authenticated(b.port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
@@ -212,8 +223,7 @@ describe('stream management across processes: edge cases', () => {
     await juliet.until(/<body>precious<\/body>/);
     await until(() => journaled(busB, id, 'precious'), 'journaled');
     const h = seen(juliet) - 1; // she did not see it acknowledged before the link dropped
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     const raw = await authenticated(b.port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
     expect(await answer(raw)).toMatch(/^<resumed /);
@@ -222,8 +232,7 @@ describe('stream management across processes: edge cases', () => {
 
   it('Redis refusing journal commands during a resume: the client gets <failed/> at once (no hang), may bind, and the holder keeps the session', async () => {
     const { a, b, faultyB, romeo, juliet, id } = await scene();
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     faultyB.fail = /^xmpp:sm:/;
     const raw = await authenticated(b.port);
     const started = Date.now();
@@ -249,11 +258,8 @@ describe('stream management across processes: edge cases', () => {
   // stream is open. No unavailable presence goes out for it.
   it('two resumes of one SM-ID at once on B while A holds it: the later wins as on one process (the other gets <conflict/>), and contacts see no unavailable presence', async () => {
     const { a, b, romeo, juliet, id } = await scene();
-    romeo.write(chat('juliet@localhost/phone', 'unacked'));
-    await juliet.until(/<body>unacked<\/body>/);
-    const h = seen(juliet) - 1;
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    const h = await unacked(romeo, juliet);
+    await linkLost(a, juliet);
     const first = await authenticated(b.port);
     const second = await authenticated(b.port);
     first.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
@@ -270,9 +276,7 @@ describe('stream management across processes: edge cases', () => {
 
   it('a resume on B while the old connection on A is still open: the old stream ends with <conflict/>, its contacts see no unavailable presence', async () => {
     const { b, romeo, juliet, id } = await scene();
-    romeo.write(chat('juliet@localhost/phone', 'unacked'));
-    await juliet.until(/<body>unacked<\/body>/);
-    const h = seen(juliet) - 1;
+    const h = await unacked(romeo, juliet);
     const raw = await authenticated(b.port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
     expect(await answer(raw)).toMatch(/^<resumed /);
@@ -289,14 +293,11 @@ describe('stream management across processes: edge cases', () => {
   // 1 s + 0.9 s) it expires between two runs, and the next append starts a journal with no `m` entry.
   it('a client’s small max (XEP-0198 §5) does not let an idle session’s journal expire before it is written again', async () => {
     const { a, b, busB, romeo, juliet, id } = await scene(300, 20_000, "<enable xmlns='urn:xmpp:sm:3' resume='true' max='1'/>");
-    romeo.write(chat('juliet@localhost/phone', 'unacked'));
-    await juliet.until(/<body>unacked<\/body>/);
-    const h = seen(juliet) - 1;
+    const h = await unacked(romeo, juliet);
     await until(() => journaled(busB, id, 'unacked'), 'A journaled it');
     // Idle for 3 s: longer than the journal's 1.9-s lifetime, shorter than the 5-s keep-alive period.
     await sleep(3000);
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     const raw = await authenticated(b.port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
     expect(await answer(raw)).toMatch(/^<resumed /);
@@ -312,8 +313,7 @@ describe('stream management across processes: edge cases', () => {
     romeo.write(chat('juliet@localhost/phone', 'unacked'));
     await juliet.until(/<body>unacked<\/body>/);
     const h = seen(juliet);
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     const raw = await authenticated(b.port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h + 5}'/>`);
     expect(await raw.ended(5000)).toMatch(/<handled-count-too-high xmlns='urn:xmpp:sm:3' h='\d+' send-count='\d+'\/>/);
@@ -321,11 +321,8 @@ describe('stream management across processes: edge cases', () => {
 
   it('the holder stops (SIGTERM) while it hands the session over (its journal writes slow): the resume ends <resumed/>, sent once, nothing offline', async () => {
     const { a, b, busA, faultyA, storage, romeo, juliet, id } = await scene(600);
-    romeo.write(chat('juliet@localhost/phone', 'unacked'));
-    await juliet.until(/<body>unacked<\/body>/);
-    const h = seen(juliet) - 1;
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    const h = await unacked(romeo, juliet);
+    await linkLost(a, juliet);
     faultyA.slow = { names: /^xmpp:sm:/, ms: 1000 };
     const raw = await authenticated(b.port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
@@ -430,8 +427,7 @@ describe('stream management across processes: edge cases', () => {
   // stays resumable and keeps queueing the account's messages for its whole window (one process too).
   it('a password change on B ends the account’s session hibernating on A (its messages are routed again)', async () => {
     const { a, b, storage, romeo, juliet } = await scene();
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     romeo.write(chat('juliet@localhost/phone', 'queued'));
     const laptop = await bound(b.port, 'juliet', 'balcony', 'laptop');
     laptop.write(
@@ -449,8 +445,7 @@ describe('stream management across processes: edge cases', () => {
     );
     await juliet.until(/<iq [^>]*id='roster'/);
     const h = seen(juliet);
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     const raw = await authenticated(b.port);
     raw.write(`<resume xmlns='${SM}' previd='${id}' h='${h}'/>`);
     expect(await answer(raw)).toMatch(/^<resumed /);
@@ -467,8 +462,7 @@ describe('stream management across processes: edge cases', () => {
     romeo.write(chat('juliet@localhost/phone', 'one'));
     await juliet.until(/<body>one<\/body>/);
     const h1 = seen(juliet) - 1; // 'one' not acknowledged
-    juliet.socket.destroy();
-    await until(() => hibernating(a.server, 'juliet@localhost/phone'), 'A keeps the session');
+    await linkLost(a, juliet);
     const onB = await authenticated(b.port);
     onB.write(`<resume xmlns='${SM}' previd='${id}' h='${h1}'/>`);
     expect(await answer(onB)).toMatch(/^<resumed /);
