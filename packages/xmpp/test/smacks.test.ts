@@ -406,6 +406,53 @@ describe('stream management: the resumption timeout and limits', () => {
     again.socket.destroy();
   });
 
+  it('past maxTotalQueueChars the session holding the most unacknowledged text ends for good; the others live on; its messages go offline', async () => {
+    const { port } = await smServer({ maxTotalQueueChars: 20_000 });
+    const romeo = await login(port, 'romeo', 'r0meo!');
+    // Two of juliet's streams that read but never ack. The laptop sends no presence: what the
+    // phone leaves goes to offline storage, not to it.
+    const laptop = await bound(port, 'juliet', 'balcony', 'laptop');
+    await enable(laptop);
+    const phone = await bound(port, 'juliet', 'balcony', 'phone');
+    const phoneId = await enable(phone);
+    phone.write(`<presence/>`);
+    await romeo.xmpp.send(
+      clientXml('message', { to: 'juliet@localhost/laptop', type: 'chat', id: 'small' }, clientXml('body', {}, 'small')),
+    );
+    await laptop.until(/<body>small<\/body>/);
+    // ≈ 3,150 characters a message: the seventh passes 20,000 for the process (each session stays far
+    // below its own maxQueueChars and maxQueueSize).
+    const sent = Array.from({ length: 7 }, (_, i) => `big-${i}`);
+    for (const body of sent) {
+      await romeo.xmpp.send(
+        clientXml(
+          'message',
+          { to: 'juliet@localhost/phone', type: 'chat', id: body },
+          clientXml('body', {}, `${body} ${'x'.repeat(3000)}`),
+        ),
+      );
+    }
+    const transcript = await phone.ended();
+    expect(transcript).toContain("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
+    expect(bodies(transcript).map((body) => body.split(' ')[0])).toEqual(sent);
+    // Not kept for a resume: the memory is given back.
+    const { raw } = await authenticated(port);
+    raw.write(`<resume xmlns='${SM}' previd='${phoneId}' h='0'/>`);
+    expect(await raw.until(/<\/failed>/)).toContain('<item-not-found');
+    raw.socket.destroy();
+    // The laptop's stream lives on, its queue too: it still answers, and it acks the one message.
+    laptop.write(`<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq><a xmlns='${SM}' h='1'/>`);
+    await laptop.until(/<iq [^>]*id='p1'[^>]*type='result'|<iq [^>]*type='result'[^>]*id='p1'/);
+    expect(laptop.text).not.toContain('<stream:error>');
+    // What the phone never acknowledged waits for juliet's next login, each message once.
+    const again = await bound(port, 'juliet', 'balcony', 'tablet');
+    again.write(`<presence/>`);
+    await again.until(/<body>big-6 /);
+    expect(bodies(again.text).map((body) => body.split(' ')[0])).toEqual(sent);
+    again.socket.destroy();
+    laptop.socket.destroy();
+  });
+
   it('a stop ends hibernating sessions and keeps their messages: the next start delivers them', async () => {
     const storage = memoryStorage();
     const first = await smServer({}, storage);
@@ -501,6 +548,43 @@ describe('stream management with real clients', () => {
     } finally {
       await link.close();
     }
+  });
+
+  it('@xmpp/client takes a burst of 1,500 messages with stream management on: each arrives once, in order, and its stream stays up', async () => {
+    // A contact's burst, a large room's presences on join, a full roster's presences at login: more
+    // stanzas than a client acks in one round trip. They must wait in the queue, not end the stream.
+    const { port } = await smServer();
+    const juliet = xmppClient({
+      timeout: 8000,
+      service: `xmpp://127.0.0.1:${port}`,
+      domain: 'localhost',
+      username: 'juliet',
+      password: 'balcony',
+      resource: 'phone',
+    });
+    const errors: string[] = [];
+    juliet.on('error', (error: Error) => errors.push(error.message));
+    clients.push(juliet);
+    let disconnects = 0;
+    juliet.on('disconnect', () => disconnects++);
+    const received: string[] = [];
+    juliet.on('stanza', (stanza) => {
+      if (stanza.is('message')) received.push(String(stanza.getChildText('body')));
+    });
+    const sm = (juliet as unknown as { streamManagement: { enabled: boolean } }).streamManagement;
+    await juliet.start();
+    await eventually(() => sm.enabled);
+    await juliet.send(clientXml('presence'));
+    const romeo = await bound(port, 'romeo', 'r0meo!', 'desk');
+    const sent = Array.from({ length: 1500 }, (_, i) => `burst-${i}`);
+    // One write: the server reads them as fast as its rate limit lets it, and writes them on.
+    romeo.write(sent.map((body) => `<message to='juliet@localhost/phone' type='chat'><body>${body}</body></message>`).join(''));
+    await eventually(() => received.length >= sent.length || disconnects > 0, 20_000);
+    expect(disconnects).toBe(0);
+    expect(received).toEqual(sent);
+    expect(errors).toEqual([]);
+    expect(sm.enabled).toBe(true);
+    romeo.socket.destroy();
   });
 
   it('slixmpp (Debian) resumes after its link drops: every message sent meanwhile arrives exactly once', async () => {

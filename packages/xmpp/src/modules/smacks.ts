@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { getHeapStatistics } from 'node:v8';
 import type { JournalEntry, XmppCluster } from '../cluster.js';
 import { XmppConfigError } from '../config-error.js';
 import { escapeAttribute, XmlElement, xml } from '../element.js';
@@ -29,7 +30,10 @@ export interface SmacksOptions {
   /**
    * Unacknowledged stanzas one session may hold. Past it a connected session is closed with
    * `<resource-constraint/>` and a hibernating one ends; either way its unacknowledged messages
-   * are routed again. Default 500 (Prosody's `smacks_max_queue_size`).
+   * are routed again. Default 5000 (ejabberd's `max_ack_queue`; Prosody's `smacks_max_queue_size` is
+   * 500, which a burst outruns before the client's first ack: a contact's 1,000 messages, the
+   * presences of a room of 600 occupants on join). `maxQueueChars` and `maxTotalQueueChars` bound
+   * the memory.
    */
   maxQueueSize?: number;
   /**
@@ -38,6 +42,15 @@ export interface SmacksOptions {
    * Default 4,000,000.
    */
   maxQueueChars?: number;
+  /**
+   * The unacknowledged text of every session of this process together (connected and hibernating),
+   * counted as characters of XML plus 64 a stanza for its bookkeeping. Past it, the session holding
+   * the most ends (closed with `<resource-constraint/>`, not kept for a resume) and its messages are
+   * routed again: many clients that never ack, each under its own limits, cannot exhaust the process.
+   * Default: a sixteenth of the V8 heap limit (about 270,000,000 with Node's default heap on a large
+   * machine; `--max-old-space-size` moves it).
+   */
+  maxTotalQueueChars?: number;
   /** Hibernating sessions per account; when one more hibernates, the oldest ends. Default 10 (Prosody's `smacks_max_hibernated_sessions`). */
   maxHibernatedSessions?: number;
   /** How many timed-out SM-IDs per account keep their `h`, so that a late `<resume/>` learns what was handled (`<failed h=…>`). Default 10. */
@@ -46,6 +59,9 @@ export interface SmacksOptions {
 
 /** The module's name in a server's module list. */
 export const SMACKS = 'smacks';
+
+/** What one queued stanza costs besides its text (its entry object and array slot), in characters. */
+const ENTRY_COST = 64;
 
 /** Journal entries written as one (see `#journalAppend`). */
 interface JournalBatch {
@@ -115,6 +131,8 @@ interface SmState {
   batch: JournalBatch | undefined;
   /** The process stops and leaves the session to the others: its stanzas stay in the journal. */
   handedOff: boolean;
+  /** Ended to bring the process under `maxTotalQueueChars`: not kept for a resume. */
+  shed: boolean;
 }
 
 /** What the store keeps of a hibernating session (owner: the account, key: the SM-ID). */
@@ -270,14 +288,15 @@ export function smacks(options: SmacksOptions = {}): XmppModule {
   const resumeTimeoutMs = positive('resumeTimeoutMs', options.resumeTimeoutMs, 600_000, 1000);
   const maxUnacked = positive('maxUnackedStanzas', options.maxUnackedStanzas, 0);
   const ackDelayMs = positive('ackDelayMs', options.ackDelayMs, 30_000, 1);
-  const maxQueue = positive('maxQueueSize', options.maxQueueSize, 500, 1);
+  const maxQueue = positive('maxQueueSize', options.maxQueueSize, 5000, 1);
   const maxQueueChars = positive('maxQueueChars', options.maxQueueChars, 4_000_000, 1);
+  const maxTotal = positive('maxTotalQueueChars', options.maxTotalQueueChars, Math.floor(getHeapStatistics().heap_size_limit / 16), 1);
   const maxHibernated = positive('maxHibernatedSessions', options.maxHibernatedSessions, 10, 1);
   const maxOld = positive('maxOldSessions', options.maxOldSessions, 10);
   return {
     name: SMACKS,
     setup(api) {
-      new StreamManagement(api, { resumeTimeoutMs, maxUnacked, ackDelayMs, maxQueue, maxQueueChars, maxHibernated, maxOld });
+      new StreamManagement(api, { resumeTimeoutMs, maxUnacked, ackDelayMs, maxQueue, maxQueueChars, maxTotal, maxHibernated, maxOld });
     },
   };
 }
@@ -288,6 +307,7 @@ interface Limits {
   ackDelayMs: number;
   maxQueue: number;
   maxQueueChars: number;
+  maxTotal: number;
   maxHibernated: number;
   maxOld: number;
 }
@@ -313,6 +333,10 @@ class StreamManagement {
   readonly #orphanJids = new Map<string, string>();
   /** `<resume/>` attempts per stream. */
   readonly #resumes = new WeakMap<XmppSession, number>();
+  /** The queues of every session here, in characters (texts, plus ENTRY_COST a stanza). */
+  #queuedTotal = 0;
+  /** Sessions that had a queue (some since ended or taken over: skipped when found). */
+  readonly #holders = new Set<XmppSession>();
 
   constructor(api: ModuleApi, limits: Limits) {
     this.#api = api;
@@ -342,6 +366,7 @@ class StreamManagement {
       sinceCheckpoint: 0,
       batch: undefined,
       handedOff: false,
+      shed: false,
     }));
 
     // Offered with resource binding (after SASL), as Prosody does; `<enable/>` still waits for the bind.
@@ -567,6 +592,7 @@ class StreamManagement {
     state.acked = 0;
     state.queue = [];
     state.queueChars = 0;
+    this.#holders.add(session);
     const resume = element.attr('resume');
     if (resume === 'true' || resume === '1') {
       const token = randomBytes(18).toString('base64url');
@@ -645,7 +671,10 @@ class StreamManagement {
   #acknowledge(state: SmState, h: number): void {
     const handled = (h - state.acked + U32) % U32;
     if (handled > state.queue.length) throw new HandledCountTooHigh(h, (state.acked + state.queue.length) % U32);
-    for (const item of state.queue.splice(0, handled)) state.queueChars -= item.text.length;
+    let chars = 0;
+    for (const item of state.queue.splice(0, handled)) chars += item.text.length;
+    state.queueChars -= chars;
+    this.#queuedTotal -= chars + handled * ENTRY_COST;
     state.acked = h;
     if (state.queue.length === 0 && state.ackTimer !== undefined) {
       clearTimeout(state.ackTimer);
@@ -663,6 +692,8 @@ class StreamManagement {
     const written = new WrittenStanza(stanza, text);
     state.queue.push({ text, delayable: delayable(stanza), stamp });
     state.queueChars += text.length;
+    this.#queuedTotal += text.length + ENTRY_COST;
+    if (this.#queuedTotal > this.#limits.maxTotal) this.#shed();
     const full = state.queue.length > this.#limits.maxQueue || state.queueChars > this.#limits.maxQueueChars;
     if (state.token !== undefined && smJournalState.peek(session)?.token !== undefined) {
       const item = state.queue[state.queue.length - 1] as Queued;
@@ -731,14 +762,54 @@ class StreamManagement {
     session.sendRaw(xml('r', { xmlns: NS_SM }));
   }
 
+  /**
+   * The process holds more unacknowledged text than `maxTotalQueueChars`: the session with the largest
+   * queue ends, for good (a hibernating one too), and its stanzas are routed again when it closes. The
+   * total is counted again from the queues first, so an error in the running count cannot end anyone.
+   */
+  #shed(): void {
+    let total = 0;
+    let largest: XmppSession | undefined;
+    let largestState: SmState | undefined;
+    for (const holder of this.#holders) {
+      const state = this.#state.peek(holder);
+      if (state === undefined || !state.enabled || state.done) {
+        this.#holders.delete(holder);
+        continue;
+      }
+      // Already ending: its queue is on its way out.
+      if (state.shed) continue;
+      total += state.queueChars + state.queue.length * ENTRY_COST;
+      if (largestState === undefined || state.queueChars > largestState.queueChars) {
+        largest = holder;
+        largestState = state;
+      }
+    }
+    this.#queuedTotal = total;
+    if (total <= this.#limits.maxTotal || largest === undefined || largestState === undefined) return;
+    const session = largest;
+    const state = largestState;
+    state.shed = true;
+    this.#queuedTotal -= state.queueChars + state.queue.length * ENTRY_COST;
+    this.#api.logger.warn(
+      { jid: session.jid?.toString(), queued: state.queue.length, chars: state.queueChars, total, limit: this.#limits.maxTotal },
+      'smacks: the unacknowledged stanzas of all sessions pass maxTotalQueueChars: the session holding the most ends',
+    );
+    if (state.hibernating !== undefined) {
+      void this.#end(session, state);
+      return;
+    }
+    queueMicrotask(() => session.close(new StreamError('resource-constraint', 'Too many unacknowledged stanzas on this server')));
+  }
+
   // ---- hibernation ----
 
   #disconnected(session: XmppSession, clean: boolean): boolean | undefined {
     const state = this.#state.peek(session);
     if (state === undefined || !state.enabled || state.done || state.token === undefined) return undefined;
     if (this.#tokens.get(state.token) !== session) return undefined;
-    // A clean </stream:stream> ends the session (XEP-0198 §7); so does a stop.
-    if (clean || this.#stopping) return undefined;
+    // A clean </stream:stream> ends the session (XEP-0198 §7); so does a stop, and shedding its queue.
+    if (clean || this.#stopping || state.shed) return undefined;
     if (state.hibernating !== undefined) return true;
     state.hibernating = Date.now();
     state.awaitingAck = false;
@@ -781,6 +852,7 @@ class StreamManagement {
 
   /** The session is gone for good: forget its SM-ID (keeping its h for a late resume) and route what it did not acknowledge. */
   async #closed(session: XmppSession): Promise<void> {
+    this.#holders.delete(session);
     const state = this.#state.peek(session);
     if (state === undefined || !state.enabled || state.done) return;
     // After a resume the SM-ID belongs to the session that took over.
@@ -801,6 +873,8 @@ class StreamManagement {
       }
     }
     const queue = state.queue;
+    // A shed session's queue left the count when it was chosen.
+    if (!state.shed) this.#queuedTotal -= state.queueChars + queue.length * ENTRY_COST;
     state.queue = [];
     state.queueChars = 0;
     // Left to the other processes (this one stops): the journal keeps them for a resume there.
@@ -889,6 +963,7 @@ class StreamManagement {
     this.#tokens.set(previd, session);
     this.#api.takeOver(old, session);
     const moved = this.#state.peek(session) ?? state;
+    this.#holders.add(session);
     const mark = smJournalState.peek(session);
     if (mark !== undefined) mark.appended = () => this.#counted(session, moved);
     session.sendRaw(xml('resumed', { xmlns: NS_SM, previd, h: String(moved.inbound) }));
@@ -973,6 +1048,8 @@ class StreamManagement {
     state.acked = acked;
     state.queue = queue;
     state.queueChars = queue.reduce((sum, item) => sum + item.text.length, 0);
+    this.#queuedTotal += state.queueChars + queue.length * ENTRY_COST;
+    this.#holders.add(session);
     this.#tokens.set(previd, session);
     const mark = smJournalState.get(session);
     mark.token = previd;
