@@ -143,8 +143,10 @@ export {
   type PostgresStorageOptions,
   postgresStorage,
   type SqliteStorageOptions,
+  StorageConflictError,
   StorageUnavailableError,
   sqliteStorage,
+  updateValue,
   type XmppStorage,
 } from './stores/index.js';
 export { NS_STREAM_ERRORS, NS_STREAMS, StreamError, type StreamErrorCondition, streamErrorConditions } from './stream-error.js';

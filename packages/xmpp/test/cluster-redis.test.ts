@@ -90,6 +90,33 @@ describe('XMPP on two processes over a real redis-server', () => {
     expect(one.stderr()).not.toMatch(/Error/);
   }, 180_000);
 
+  it('juliet edits her roster on both processes at once (two devices): every contact is kept, none lost to the other process', async () => {
+    run.redis = await startRedis();
+    const [one, two] = await twoNodes(run.redis.port);
+    const desk = await romeo(one.port, 'desk', { username: 'juliet', password: 'balcony' });
+    const phone = await romeo(two.port, 'phone', { username: 'juliet', password: 'balcony' });
+    // Each device adds 25 contacts, its roster sets sent without waiting for the answers; both devices at once.
+    const add = async (client: typeof desk, prefix: string): Promise<void> => {
+      await Promise.all(
+        Array.from({ length: 25 }, (_, i) =>
+          client.xmpp.iqCaller.set(
+            clientXml('query', { xmlns: 'jabber:iq:roster' }, clientXml('item', { jid: `${prefix}${i}@example.org`, name: `${prefix} ${i}` })),
+          ),
+        ),
+      );
+    };
+    await Promise.all([add(desk, 'desk'), add(phone, 'phone')]);
+    // Read back on either process, as a new login would: all 50.
+    for (const client of [desk, phone]) {
+      const roster = await client.xmpp.iqCaller.get(clientXml('query', { xmlns: 'jabber:iq:roster' }));
+      const jids = roster.children.flatMap((item) => (typeof item === 'string' ? [] : [String(item.attrs.jid)]));
+      expect(jids).toHaveLength(50);
+      expect(new Set(jids).size).toBe(50);
+    }
+    expect(one.stderr()).not.toMatch(/Error/);
+    expect(two.stderr()).not.toMatch(/Error/);
+  }, 120_000);
+
   it('goes on after redis-server restarts empty: the directory is rebuilt, and what was sent meanwhile arrives', async () => {
     const port = await freePort();
     let server = await redisOn(port);

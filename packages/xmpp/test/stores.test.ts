@@ -13,7 +13,17 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Postgres, startPostgres } from '../../../test/support/postgres.js';
 import { deriveScram, type ScramHash, ScramServer, scramLookup, verifyPlain } from '../src/sasl/index.js';
 import { StanzaErrorException } from '../src/stanza-error.js';
-import { type ArchiveItem, memoryStorage, postgresStorage, SCHEMA_VERSION, sqliteStorage, type XmppStorage } from '../src/stores/index.js';
+import {
+  type ArchiveItem,
+  type KeyValueStore,
+  memoryStorage,
+  postgresStorage,
+  SCHEMA_VERSION,
+  StorageConflictError,
+  sqliteStorage,
+  updateValue,
+  type XmppStorage,
+} from '../src/stores/index.js';
 import { type Migration, migrations } from '../src/stores/migrations.js';
 import { migrate } from '../src/stores/sqlite.js';
 
@@ -170,6 +180,46 @@ describe.each(backends)('%s', (_name, factory) => {
       expect(await store.keys('alice')).toEqual([]);
       expect(await store.get('bob', 'x')).toBe(3);
       expect(await storage.keyValue('vcard').get('alice', 'x')).toBe(4);
+    });
+
+    it('compareAndSet changes a value only from the one expected (undefined: absent), and says whether it did', async () => {
+      const store = open(factory).keyValue('roster');
+      const cas = store.compareAndSet?.bind(store);
+      if (cas === undefined) throw new Error('this store has no compareAndSet');
+      expect(await cas('alice', 'k', undefined, { v: 1 })).toBe(true);
+      expect(await cas('alice', 'k', undefined, { v: 2 })).toBe(false);
+      expect(await cas('alice', 'k', { v: 0 }, { v: 2 })).toBe(false);
+      expect(await store.get('alice', 'k')).toEqual({ v: 1 });
+      expect(await cas('alice', 'k', { v: 1 }, { v: 2, list: ['a', 'é'] })).toBe(true);
+      expect(await store.get('alice', 'k')).toEqual({ v: 2, list: ['a', 'é'] });
+      // Another owner's key of the same name is another value.
+      expect(await cas('bob', 'k', { v: 2, list: ['a', 'é'] }, 'bob')).toBe(false);
+      expect(await store.get('bob', 'k')).toBeUndefined();
+      expect(await cas('alice', 'k', { v: 1 }, undefined)).toBe(false);
+      expect(await cas('alice', 'k', { v: 2, list: ['a', 'é'] }, undefined)).toBe(true);
+      expect(await store.get('alice', 'k')).toBeUndefined();
+      expect(await cas('alice', 'k', undefined, undefined)).toBe(true);
+      await store.set('alice', 'k', 'x');
+      expect(await cas('alice', 'k', undefined, undefined)).toBe(false);
+      expect(await store.get('alice', 'k')).toBe('x');
+    });
+
+    it('updateValue: two callers changing one value at once both count; change() gets a copy; an unchanged value is not written', async () => {
+      const store = open(factory).keyValue('roster');
+      const increment = async (times: number): Promise<void> => {
+        for (let i = 0; i < times; i++) await updateValue<number>(store, 'alice', 'n', (n) => (n ?? 0) + 1);
+      };
+      await Promise.all([increment(20), increment(20)]);
+      expect(await store.get('alice', 'n')).toBe(40);
+      await store.set('alice', 'doc', { items: ['a'] });
+      const written = await updateValue<{ items: string[] }>(store, 'alice', 'doc', (doc) => {
+        doc?.items.push('b');
+        return doc;
+      });
+      expect(written).toEqual({ items: ['a', 'b'] });
+      expect(await store.get('alice', 'doc')).toEqual({ items: ['a', 'b'] });
+      expect(await updateValue(store, 'alice', 'doc', () => undefined)).toBeUndefined();
+      expect(await store.get('alice', 'doc')).toBeUndefined();
     });
 
     it('a read called after a write, without awaiting it, sees it', async () => {
@@ -504,6 +554,65 @@ function openError(file: string): { code?: string; message: string; name: string
   }
   throw new Error(`sqliteStorage opened ${file}`);
 }
+
+describe('updateValue across processes: two handles on the same data (a SQLite file, a PostgreSQL schema)', () => {
+  const pairs: Array<[string, () => [XmppStorage, XmppStorage]]> = [
+    [
+      'sqliteStorage() ×2, one file',
+      () => {
+        const file = newFile();
+        const first = open(() => sqliteStorage({ file, iterations: ITERATIONS }));
+        return [first, open(() => sqliteStorage({ file, iterations: ITERATIONS }))];
+      },
+    ],
+    [
+      'postgresStorage() ×2, one schema',
+      () => {
+        const schema = `conformance${++schemas}`;
+        return [
+          open(() => postgresStorage({ url: postgresUrl(), schema, iterations: ITERATIONS, max: 4 })),
+          open(() => postgresStorage({ url: postgresUrl(), schema, iterations: ITERATIONS, max: 4 })),
+        ];
+      },
+    ],
+  ];
+
+  it.each(pairs)('%s: 2 × 40 read-modify-writes of one roster, at once, lose none', async (_name, both) => {
+    const [a, b] = both();
+    // PostgreSQL: the schema exists before both race to create it.
+    await a.keyValue('roster').get('alice', 'roster');
+    const add = async (store: KeyValueStore, prefix: string): Promise<void> => {
+      for (let i = 0; i < 40; i++) {
+        await updateValue<{ items: string[] }>(store, 'alice', 'roster', (roster) => ({
+          items: [...(roster?.items ?? []), `${prefix}${i}`],
+        }));
+      }
+    };
+    await Promise.all([add(a.keyValue('roster'), 'a'), add(b.keyValue('roster'), 'b')]);
+    const items = ((await a.keyValue('roster').get('alice', 'roster')) as { items: string[] }).items;
+    expect(items).toHaveLength(80);
+    expect(new Set(items).size).toBe(80);
+  });
+
+  it('gives up with StorageConflictError (resource-constraint, wait) when it loses every race', async () => {
+    let value = 0;
+    const store: KeyValueStore = {
+      get: async () => value,
+      set: async () => {},
+      keys: async () => [],
+      clear: async () => {},
+      // Someone else always wrote first.
+      compareAndSet: async () => {
+        value++;
+        return false;
+      },
+    };
+    const error = await updateValue<number>(store, 'alice', 'n', (n) => (n ?? 0) + 1).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageConflictError);
+    expect(error).toMatchObject({ code: 'PB_ERR_XMPP_STORAGE_CONFLICT', condition: 'resource-constraint', type: 'wait' });
+    expect(value).toBe(25);
+  });
+});
 
 describe('sqliteStorage: the file', () => {
   it('keeps accounts, key-values and archives across close and reopen', async () => {

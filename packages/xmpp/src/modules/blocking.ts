@@ -10,6 +10,8 @@ import type { ModuleApi, StanzaEvent, XmppModule } from '../module.js';
 import { NS_BLOCKING, NS_BLOCKING_ERRORS } from '../namespaces.js';
 import type { XmppSession } from '../session.js';
 import { StanzaErrorException, stanzaError } from '../stanza-error.js';
+import type { JsonValue } from '../stores/types.js';
+import { updateValue } from '../stores/update.js';
 
 /** A contact's presence subscription in a user's roster (RFC 6121 §2.1.2.5). */
 export type PresenceSubscription = 'none' | 'to' | 'from' | 'both';
@@ -89,16 +91,6 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
           list.clear();
           if (Array.isArray(stored)) for (const jid of stored) if (typeof jid === 'string') list.add(jid);
         }).catch((error: unknown) => api.logger.warn({ err: error, user }, 'blocking: a block list changed elsewhere could not be read'));
-      }
-
-      /** The list as stored now, for an edit (another process may have changed it a moment ago). */
-      async function current(user: string): Promise<Set<string>> {
-        const list = await listOf(user);
-        if (api.server.cluster === undefined) return list;
-        const stored = await store.get(user, STORE_KEY);
-        list.clear();
-        if (Array.isArray(stored)) for (const jid of stored) if (typeof jid === 'string') list.add(jid);
-        return list;
       }
 
       function inMemory(user: string): Set<string> | undefined {
@@ -195,17 +187,23 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
         const jids = itemsOf(context.payload, user, true);
         if (jids.length === 0) throw new StanzaErrorException('bad-request', '<block/> needs at least one <item/>');
         return serialized(user, async () => {
-          const list = await current(user);
-          const added = [...new Set(jids.map(String))].filter((jid) => !list.has(jid));
-          if (list.size + added.length > maxItems) {
-            throw new StanzaErrorException('policy-violation', `a block list holds at most ${maxItems} JIDs`);
-          }
-          await store.set(user, STORE_KEY, [...list, ...added]);
+          const list = await listOf(user);
+          let added: string[] = [];
+          // Against the list as stored (another process may be changing it too): a compare-and-set.
+          const stored = await updateValue<string[]>(store, user, STORE_KEY, (value) => {
+            const now = new Set(stringsOf(value));
+            added = [...new Set(jids.map(String))].filter((jid) => !now.has(jid));
+            if (now.size + added.length > maxItems) {
+              throw new StanzaErrorException('policy-violation', `a block list holds at most ${maxItems} JIDs`);
+            }
+            return added.length === 0 ? value : [...now, ...added];
+          });
           api.server.cluster?.broadcast(CLUSTER_TOPIC, user);
           // Unavailable presence to contacts who could see the user (§3.3), before the block
           // itself would hold it back.
           await sendUnavailable(user, added);
-          for (const jid of added) list.add(jid);
+          list.clear();
+          for (const jid of stringsOf(stored)) list.add(jid);
           push(user, xml('block', { xmlns: NS_BLOCKING }, ...jids.map((jid) => xml('item', { jid: jid.toString() }))));
           return undefined;
         });
@@ -215,13 +213,19 @@ export function blocking(options: BlockingOptions = {}): XmppModule {
         const { user } = ownerOf(context.session);
         const jids = itemsOf(context.payload, user, false);
         return serialized(user, async () => {
-          const list = await current(user);
-          // An empty <unblock/> unblocks everyone (§3.5).
-          const removed = jids.length === 0 ? [...list] : jids.map(String).filter((jid) => list.has(jid));
-          const remaining = [...list].filter((jid) => !removed.includes(jid));
-          await store.set(user, STORE_KEY, remaining.length === 0 ? undefined : remaining);
+          const list = await listOf(user);
+          let removed: string[] = [];
+          const stored = await updateValue<string[]>(store, user, STORE_KEY, (value) => {
+            const now = stringsOf(value);
+            // An empty <unblock/> unblocks everyone (§3.5).
+            removed = jids.length === 0 ? now : jids.map(String).filter((jid) => now.includes(jid));
+            if (removed.length === 0) return value;
+            const remaining = now.filter((jid) => !removed.includes(jid));
+            return remaining.length === 0 ? undefined : remaining;
+          });
           api.server.cluster?.broadcast(CLUSTER_TOPIC, user);
-          for (const jid of removed) list.delete(jid);
+          list.clear();
+          for (const jid of stringsOf(stored)) list.add(jid);
           push(user, xml('unblock', { xmlns: NS_BLOCKING }, ...jids.map((jid) => xml('item', { jid: jid.toString() }))));
           // The user's current presence to contacts who may see it (§3.4).
           await sendCurrent(user, removed);
@@ -377,6 +381,11 @@ function after<T, R>(value: T | Promise<T>, next: (value: T) => R | Promise<R>):
 }
 
 /** Whether a block list holds `jid`, matched as XEP-0191 §4 orders it: full, bare, domain/resource, domain (and its subdomains). */
+/** The JIDs of a stored list (anything else in it ignored). */
+function stringsOf(value: JsonValue | undefined): string[] {
+  return Array.isArray(value) ? value.filter((jid): jid is string => typeof jid === 'string') : [];
+}
+
 function matches(list: ReadonlySet<string>, jid: Jid): boolean {
   if (list.size === 0) return false;
   if (list.has(jid.toString()) || list.has(jid.bare)) return true;

@@ -6,7 +6,8 @@ import { NS_DELAY, NS_ROSTER, NS_ROSTER_VER } from '../namespaces.js';
 import { parseXml } from '../parse.js';
 import type { XmppSession } from '../session.js';
 import { StanzaErrorException } from '../stanza-error.js';
-import type { JsonValue, KeyValueStore } from '../stores/types.js';
+import type { KeyValueStore } from '../stores/types.js';
+import { updateValue } from '../stores/update.js';
 
 // Instant messaging and presence (RFC 6121): rosters with versioning, subscriptions (pending ones
 // stored), presence broadcast and probes, delivery by priority, and offline messages (XEP-0160).
@@ -59,7 +60,10 @@ class Im {
   readonly #api: ModuleApi;
   readonly #options: Required<ImOptions>;
   readonly #rosters: KeyValueStore;
-  /** Per-user serialisation of roster writes: read-modify-write never interleaves. */
+  /**
+   * Per-user serialisation of roster writes on this process (fewer lost races); against other processes
+   * sharing the store, each write is a compare-and-set (updateValue).
+   */
   readonly #locks = new Map<string, Promise<unknown>>();
 
   constructor(api: ModuleApi, options: Required<ImOptions>) {
@@ -121,20 +125,25 @@ class Im {
   /** Add, update (`item`) or remove (`remove`) one contact; returns the new version, or undefined if nothing changed. */
   async #write(user: string, jid: string, item: RosterItem | undefined): Promise<string | undefined> {
     return this.#locked(user, async () => {
-      const roster = await this.#load(user);
-      const index = roster.items.findIndex((existing) => existing.jid === jid);
-      if (item === undefined) {
-        if (index === -1) return undefined;
-        roster.items.splice(index, 1);
-      } else if (index === -1) {
-        if (roster.items.length >= this.#options.rosterLimit) throw new StanzaErrorException('resource-constraint', 'the roster is full');
-        roster.items.push(item);
-      } else {
-        roster.items[index] = item;
-      }
-      roster.version++;
-      await this.#rosters.set(user, 'roster', roster as unknown as JsonValue);
-      return String(roster.version);
+      let changed = false;
+      const written = await updateValue<StoredRoster>(this.#rosters, user, 'roster', (stored) => {
+        changed = false;
+        const roster = stored ?? { version: 0, items: [] };
+        const index = roster.items.findIndex((existing) => existing.jid === jid);
+        if (item === undefined) {
+          if (index === -1) return stored;
+          roster.items.splice(index, 1);
+        } else if (index === -1) {
+          if (roster.items.length >= this.#options.rosterLimit) throw new StanzaErrorException('resource-constraint', 'the roster is full');
+          roster.items.push(item);
+        } else {
+          roster.items[index] = item;
+        }
+        roster.version++;
+        changed = true;
+        return roster;
+      });
+      return changed && written !== undefined ? String(written.version) : undefined;
     });
   }
 
@@ -269,8 +278,11 @@ class Im {
       }
     }
     // Subscription requests that arrived while offline (RFC 6121 §3.1.3).
-    const pending = ((await this.#rosters.get(user, 'pending')) as string[] | undefined) ?? [];
-    if (pending.length > 0) await this.#rosters.set(user, 'pending', undefined);
+    let pending: string[] = [];
+    await updateValue<string[]>(this.#rosters, user, 'pending', (stored) => {
+      pending = stored ?? [];
+      return undefined;
+    });
     for (const text of pending) {
       const request = parseXml(text);
       if (request !== undefined) this.#deliverStored(session, request, 'subscription request');
@@ -367,12 +379,15 @@ class Im {
       const available = this.#api.availableSessionsOf(toBare);
       if (available.length === 0) {
         // Kept for the contact's next login, in the store (survives a restart).
-        await this.#locked(to.local, async () => {
-          const pending = ((await this.#rosters.get(to.local, 'pending')) as string[] | undefined) ?? [];
-          if (pending.length >= this.#options.pendingLimit || pending.some((text) => parseXml(text)?.attr('from') === fromBare)) return;
-          pending.push(stanza.toString());
-          await this.#rosters.set(to.local, 'pending', pending);
-        });
+        await this.#locked(to.local, () =>
+          updateValue<string[]>(this.#rosters, to.local, 'pending', (stored) => {
+            const pending = stored ?? [];
+            if (pending.length >= this.#options.pendingLimit || pending.some((text) => parseXml(text)?.attr('from') === fromBare))
+              return stored;
+            pending.push(stanza.toString());
+            return pending;
+          }),
+        );
       }
       for (const { session: target } of available) target.send(stanza);
       return;

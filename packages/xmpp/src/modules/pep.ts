@@ -18,6 +18,8 @@ import { Jid } from '../jid.js';
 import type { IqContext, ModuleApi, XmppModule } from '../module.js';
 import { NS_DELAY, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER } from '../namespaces.js';
 import { StanzaErrorException } from '../stanza-error.js';
+import type { JsonValue } from '../stores/types.js';
+import { updateValue } from '../stores/update.js';
 import { entityCapsOf } from './caps.js';
 import { buildDataForm, parseSubmittedForm } from './data-form.js';
 import {
@@ -181,15 +183,11 @@ export function pep(options: PepOptions = {}): XmppModule {
       };
       const features = (jid: string): ReadonlySet<string> | undefined => entityCapsOf(api.server)?.features(jid);
 
-      const affiliations = async (user: string, node: string): Promise<Record<string, Affiliation>> => {
-        const stored = await store.get(user, AFFILIATIONS_KEY + node);
-        return stored !== null && typeof stored === 'object' && !Array.isArray(stored) ? (stored as Record<string, Affiliation>) : {};
-      };
+      const affiliations = async (user: string, node: string): Promise<Record<string, Affiliation>> =>
+        affiliationsOf(await store.get(user, AFFILIATIONS_KEY + node));
 
-      const subscriptions = async (user: string, node: string): Promise<string[]> => {
-        const stored = await store.get(user, SUBSCRIPTIONS_KEY + node);
-        return Array.isArray(stored) ? stored.filter((jid): jid is string => typeof jid === 'string') : [];
-      };
+      const subscriptions = async (user: string, node: string): Promise<string[]> =>
+        jidsOf(await store.get(user, SUBSCRIPTIONS_KEY + node));
 
       /** Throws the access model's error when `requester` (bare) may not read the node (XEP-0060 §6.5.8–§6.5.9, §12.1). */
       const checkAccess = async (user: string, node: StoredNode, requester: string): Promise<void> => {
@@ -605,19 +603,27 @@ export function pep(options: PepOptions = {}): XmppModule {
           // §6.1.3.1: one may only subscribe oneself.
           if (jid === undefined || jid.bare !== requester) throw pubsubError('bad-request', 'invalid-jid', 'subscribe your own JID');
           const subscriber = jid.toString();
-          const list = await subscriptions(user, node.name);
+          // Compare-and-set: contacts on other processes may subscribe to the same node at the same time.
           if (action.local === 'unsubscribe') {
-            if (!list.includes(subscriber)) throw pubsubError('unexpected-request', 'not-subscribed');
-            const rest = list.filter((entry) => entry !== subscriber);
-            await store.set(user, SUBSCRIPTIONS_KEY + node.name, rest.length === 0 ? undefined : rest);
+            let subscribed = false;
+            await updateValue<string[]>(store, user, SUBSCRIPTIONS_KEY + node.name, (stored) => {
+              const list = jidsOf(stored);
+              subscribed = list.includes(subscriber);
+              if (!subscribed) return stored;
+              const rest = list.filter((entry) => entry !== subscriber);
+              return rest.length === 0 ? undefined : rest;
+            });
+            if (!subscribed) throw pubsubError('unexpected-request', 'not-subscribed');
             return undefined;
           }
           await checkAccess(user, node, requester);
-          if (!list.includes(subscriber)) {
+          await updateValue<string[]>(store, user, SUBSCRIPTIONS_KEY + node.name, (stored) => {
+            const list = jidsOf(stored);
+            if (list.includes(subscriber)) return stored;
             if (list.length >= MAX_SUBSCRIPTIONS)
               throw new StanzaErrorException('policy-violation', `at most ${MAX_SUBSCRIPTIONS} subscriptions per node`);
-            await store.set(user, SUBSCRIPTIONS_KEY + node.name, [...list, subscriber]);
-          }
+            return [...list, subscriber];
+          });
           // The last item follows the subscription's answer (§6.1.7).
           if (node.config.sendLastPublishedItem !== 'never') {
             setImmediate(() => {
@@ -752,21 +758,24 @@ export function pep(options: PepOptions = {}): XmppModule {
           case 'set affiliations': {
             // The whitelist (XEP-0060 §8.9.2): members read a whitelist node; outcasts read nothing.
             const node = await existing(user, action.attr('node'));
-            const list = { ...(await affiliations(user, node.name)) };
-            for (const entry of action.getChildren('affiliation', NS_PUBSUB_OWNER)) {
-              const jid = Jid.parse(entry.attr('jid') ?? '');
-              const affiliation = entry.attr('affiliation');
-              if (jid === undefined || !['member', 'publisher', 'outcast', 'none', 'owner'].includes(affiliation ?? '')) {
-                throw new StanzaErrorException('bad-request', 'an affiliation needs a JID and member, outcast or none');
+            const entries = action.getChildren('affiliation', NS_PUBSUB_OWNER);
+            await updateValue<Record<string, Affiliation>>(store, user, AFFILIATIONS_KEY + node.name, (stored) => {
+              const list = affiliationsOf(stored);
+              for (const entry of entries) {
+                const jid = Jid.parse(entry.attr('jid') ?? '');
+                const affiliation = entry.attr('affiliation');
+                if (jid === undefined || !['member', 'publisher', 'outcast', 'none', 'owner'].includes(affiliation ?? '')) {
+                  throw new StanzaErrorException('bad-request', 'an affiliation needs a JID and member, outcast or none');
+                }
+                if (jid.bare === bareOf(user) || affiliation === 'owner' || affiliation === 'publisher') {
+                  throw new StanzaErrorException('not-acceptable', 'PEP nodes have one owner and publisher');
+                }
+                if (affiliation === 'none') delete list[jid.bare];
+                else list[jid.bare] = affiliation as Affiliation;
               }
-              if (jid.bare === bareOf(user) || affiliation === 'owner' || affiliation === 'publisher') {
-                throw new StanzaErrorException('not-acceptable', 'PEP nodes have one owner and publisher');
-              }
-              if (affiliation === 'none') delete list[jid.bare];
-              else list[jid.bare] = affiliation as Affiliation;
-            }
-            if (Object.keys(list).length > 1000) throw new StanzaErrorException('policy-violation', 'at most 1000 affiliations');
-            await store.set(user, AFFILIATIONS_KEY + node.name, Object.keys(list).length === 0 ? undefined : list);
+              if (Object.keys(list).length > 1000) throw new StanzaErrorException('policy-violation', 'at most 1000 affiliations');
+              return Object.keys(list).length === 0 ? undefined : list;
+            });
             return undefined;
           }
           case 'get subscriptions': {
@@ -865,6 +874,16 @@ export function pep(options: PepOptions = {}): XmppModule {
 }
 
 /** A {@link PubSubChange} from another process, checked (undefined when it is not one). */
+/** A node's stored affiliations (anything else: none). */
+function affiliationsOf(stored: JsonValue | undefined): Record<string, Affiliation> {
+  return stored !== null && typeof stored === 'object' && !Array.isArray(stored) ? (stored as Record<string, Affiliation>) : {};
+}
+
+/** A node's stored subscribers (anything that is not a JID string ignored). */
+function jidsOf(stored: JsonValue | undefined): string[] {
+  return Array.isArray(stored) ? stored.filter((jid): jid is string => typeof jid === 'string') : [];
+}
+
 function parseChange(data: string): PubSubChange | undefined {
   let parsed: unknown;
   try {

@@ -12,3 +12,4 @@ export type {
   KeyValueStore,
   XmppStorage,
 } from './types.js';
+export { StorageConflictError, updateValue } from './update.js';

@@ -96,6 +96,13 @@ class MemoryKeyValueStore implements KeyValueStore {
   async clear(owner: string): Promise<void> {
     this.#owners.delete(owner);
   }
+
+  async compareAndSet(owner: string, key: string, expected: JsonValue | undefined, value: JsonValue | undefined): Promise<boolean> {
+    const current = this.#owners.get(owner)?.get(key);
+    if (current !== (expected === undefined ? undefined : JSON.stringify(expected))) return false;
+    await this.set(owner, key, value);
+    return true;
+  }
 }
 
 class MemoryArchiveStore implements ArchiveStore {

@@ -588,6 +588,41 @@ class PgKeyValueStore implements KeyValueStore {
     });
   }
 
+  compareAndSet(owner: string, key: string, expected: JsonValue | undefined, value: JsonValue | undefined): Promise<boolean> {
+    const s = this.#storage.s;
+    let before: string | undefined;
+    let after: string | undefined;
+    try {
+      before = expected === undefined ? undefined : JSON.stringify(expected);
+      after = value === undefined ? undefined : JSON.stringify(value);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // One statement each: under READ COMMITTED an UPDATE or DELETE that waited for another transaction's
+    // row lock checks its WHERE again on the row as that one left it, so the comparison is atomic.
+    return this.#storage.serial([laneOf('k', this.#name, owner)], async () => {
+      const where = 'store = $1 AND owner = $2 AND key = $3';
+      const base = [this.#name, owner, key];
+      if (before === undefined) {
+        if (after === undefined) return (await this.#storage.sql(`SELECT 1 FROM ${s}key_values WHERE ${where}`, base)).rowCount === 0;
+        const inserted = await this.#storage.sql(
+          `INSERT INTO ${s}key_values (store, owner, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (store, owner, key) DO NOTHING`,
+          [...base, after],
+        );
+        return inserted.rowCount === 1;
+      }
+      if (after === undefined) {
+        return (await this.#storage.sql(`DELETE FROM ${s}key_values WHERE ${where} AND value = $4`, [...base, before])).rowCount === 1;
+      }
+      const updated = await this.#storage.sql(`UPDATE ${s}key_values SET value = $5 WHERE ${where} AND value = $4`, [
+        ...base,
+        before,
+        after,
+      ]);
+      return updated.rowCount === 1;
+    });
+  }
+
   keys(owner: string, prefix = ''): Promise<string[]> {
     return this.#storage.serial([laneOf('k', this.#name, owner)], async () => {
       // `key >= prefix` bounds the index range (bytewise, COLLATE "C"); starts_with() takes the prefix literally.

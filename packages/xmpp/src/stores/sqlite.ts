@@ -650,6 +650,38 @@ class SqliteKeyValueStore implements KeyValueStore {
     );
   }
 
+  compareAndSet(owner: string, key: string, expected: JsonValue | undefined, value: JsonValue | undefined): Promise<boolean> {
+    // Serialized now: a value that cannot be stored throws in the caller's turn, as a rejection. In a write
+    // transaction (BEGIN IMMEDIATE: the file's write lock), so no other process writes between the
+    // comparison and the change.
+    let before: string | undefined;
+    let after: string | undefined;
+    try {
+      before = expected === undefined ? undefined : JSON.stringify(expected);
+      after = value === undefined ? undefined : JSON.stringify(value);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#storage.run(true, () => {
+      const where = 'store = ? AND owner = ? AND key = ?';
+      if (before === undefined) {
+        if (after === undefined)
+          return this.#storage.statement(`SELECT 1 FROM key_values WHERE ${where}`).get(this.#name, owner, key) === undefined;
+        const insert = this.#storage.statement(
+          'INSERT INTO key_values (store, owner, key, value) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+        );
+        return insert.run(this.#name, owner, key, after).changes === 1;
+      }
+      if (after === undefined) {
+        return (
+          this.#storage.statement(`DELETE FROM key_values WHERE ${where} AND value = ?`).run(this.#name, owner, key, before).changes === 1
+        );
+      }
+      const update = this.#storage.statement(`UPDATE key_values SET value = ? WHERE ${where} AND value = ?`);
+      return update.run(after, this.#name, owner, key, before).changes === 1;
+    });
+  }
+
   keys(owner: string, prefix = ''): Promise<string[]> {
     // `key >= prefix` bounds the index range; substr() (characters, as length()) keeps the prefix only.
     return this.#storage.run(false, () => {

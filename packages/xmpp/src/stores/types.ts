@@ -20,6 +20,15 @@ export interface KeyValueStore {
   keys(owner: string, prefix?: string): Promise<string[]>;
   /** Delete every key of an owner (account removal). */
   clear(owner: string): Promise<void>;
+  /**
+   * Set `value` (`undefined` deletes) only if the key still holds `expected` (`undefined`: absent),
+   * compared as JSON text; resolves to whether it did. Atomic across every process that shares the store
+   * (SQLite's write lock, PostgreSQL's row lock): a read-modify-write that lost a race with another
+   * process learns it and runs again ({@link updateValue}), where a get and a set would silently
+   * undo the other process's change. Optional for a store of your own: without it, `updateValue`
+   * gets and sets (safe within one process only).
+   */
+  compareAndSet?(owner: string, key: string, expected: JsonValue | undefined, value: JsonValue | undefined): Promise<boolean>;
 }
 
 /** One archived stanza. */

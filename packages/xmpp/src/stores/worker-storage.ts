@@ -281,6 +281,7 @@ export class WorkerStorage implements XmppStorage {
         set: call('kv', name, 'set') as KeyValueStore['set'],
         keys: call('kv', name, 'keys') as KeyValueStore['keys'],
         clear: call('kv', name, 'clear') as KeyValueStore['clear'],
+        compareAndSet: call('kv', name, 'compareAndSet') as NonNullable<KeyValueStore['compareAndSet']>,
       };
       this.#keyValues.set(name, store);
     }
