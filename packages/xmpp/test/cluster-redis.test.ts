@@ -100,7 +100,11 @@ describe('XMPP on two processes over a real redis-server', () => {
       await Promise.all(
         Array.from({ length: 25 }, (_, i) =>
           client.xmpp.iqCaller.set(
-            clientXml('query', { xmlns: 'jabber:iq:roster' }, clientXml('item', { jid: `${prefix}${i}@example.org`, name: `${prefix} ${i}` })),
+            clientXml(
+              'query',
+              { xmlns: 'jabber:iq:roster' },
+              clientXml('item', { jid: `${prefix}${i}@example.org`, name: `${prefix} ${i}` }),
+            ),
           ),
         ),
       );
