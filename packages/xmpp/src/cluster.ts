@@ -7,6 +7,7 @@ import { Jid } from './jid.js';
 import { blockingPushState } from './modules/blocking.js';
 import { capsNotifyState } from './modules/caps.js';
 import { carbonsState } from './modules/carbons.js';
+import { MAX_CARRIED_ROOMS, mucOccupancyState } from './modules/muc/occupancy-state.js';
 import { smJournalState } from './modules/smacks-state.js';
 import { parseXml } from './parse.js';
 import type { Session, SessionStage, XmppSession } from './session.js';
@@ -40,6 +41,11 @@ export interface XmppClusterOptions {
 export interface XmppClusterView {
   /** This process's node id (its stream is `xmpp:node:<nodeId>`). */
   readonly nodeId: string;
+  /**
+   * Publish a local session's directory entry again if what it says changed: a module changed session
+   * state the entry carries, outside a stanza from the session (after which the server does it anyway).
+   */
+  refresh(session: XmppSession): void;
   /** Resolves once the mirror is loaded and this process's stream is consumed. */
   readonly ready: Promise<void>;
   /** Full JIDs of the sessions other processes hold, as this process's mirror has them. */
@@ -125,6 +131,8 @@ interface SessionRecord {
   notify?: string[];
   /** Its stream-management SM-ID when it may be resumed: its journal (see {@link JournalState}) names it. */
   sm?: string;
+  /** The rooms it sits in, `[room, nick, role]` (a resume on another process enters it there again). */
+  muc?: Array<[string, string, string]>;
 }
 
 /**
@@ -285,6 +293,15 @@ export function applyRecord(session: XmppSession, value: unknown): void {
   else if (presence.last === undefined || presence.last.toString() !== record.last) presence.last = parseXml(record.last);
   carbonsState.get(session).on = record.carbons === true;
   blockingPushState.get(session).pushes = record.blockPushes === true;
+  const rooms = Array.isArray(record.muc)
+    ? record.muc
+        .filter(
+          (entry): entry is [string, string, string] =>
+            Array.isArray(entry) && entry.length === 3 && entry.every((part) => typeof part === 'string' && part.length <= 3071),
+        )
+        .slice(0, MAX_CARRIED_ROOMS)
+    : [];
+  mucOccupancyState.get(session).rooms = rooms.length === 0 ? undefined : rooms;
   const caps = capsNotifyState.get(session);
   const notify = Array.isArray(record.notify) ? record.notify.filter((name): name is string => typeof name === 'string').slice(0, 64) : [];
   // The same set while it does not change (readers compare them).
@@ -452,12 +469,15 @@ export class XmppCluster implements XmppClusterView {
       blockPushes: blockingPushState.peek(session)?.pushes === true || undefined,
       notify: capsNotifyState.peek(session)?.list,
       sm: smJournalState.peek(session)?.token,
+      muc: mucOccupancyState.peek(session)?.rooms,
     };
     const last = presence?.available === true ? presence.last : undefined;
     return { full, record, last };
   }
 
-  refresh(session: Session): void {
+  refresh(view: XmppSession): void {
+    // Every session a module sees is the server's Session.
+    const session = view as Session;
     if (this.#stopped || session.ended) return;
     const made = this.#record(session);
     if (made === undefined) return;

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { xml as clientXml, type Element } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, startRedis } from '../../../test/support/redis-server.js';
-import { cleanup, Lines, PYTHON, redisOn, run, twoNodes, until, romeo as xmppUser } from './cluster-support.js';
+import { behindHaproxy, cleanup, Lines, PYTHON, redisOn, run, twoNodes, until, romeo as xmppUser } from './cluster-support.js';
 
 // One room across two real processes (issue 12): two processes of an XMPP service with the MUC
 // module on a real redis-server, sharing one SQLite file. A slixmpp user (xep_0045) on process 1 and
@@ -164,6 +164,55 @@ describe('MUC on two processes over a real redis-server', () => {
     await until(() => romeo.presences.filter((p) => p.nick === 'Juliet' && p.type === 'available').length === 2, 'romeo sees her back');
     back.say('it is the east');
     await until(() => romeo.heard.some((m) => m.nick === 'Juliet' && m.body === 'it is the east'), 'her words through process 2');
+    expect(two.stderr()).not.toMatch(/Error/);
+  }, 180_000);
+
+  it('behind HAProxy: romeo resumes on the other process after his own (the room’s holder) is killed, and is still in the room for its next holder', async () => {
+    run.redis = await startRedis();
+    const [one, two] = await twoNodes(run.redis.port, { MUC: '1' });
+    const { front } = await behindHaproxy(one.port, two.port);
+    // Round robin: romeo (@xmpp/client, stream management on) lands on process one and creates the room
+    // there; juliet, the second connection, lands on two.
+    const romeo = await xmppRomeo(front);
+    await until(() => romeo.presences.some((p) => p.nick === 'Romeo' && p.codes.includes('110')), 'romeo in the room');
+    // He created it: an instant room (the defaults), so that others may enter (XEP-0045 §10.1.2).
+    await romeo.xmpp.iqCaller.set(
+      clientXml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' }, clientXml('x', { xmlns: 'jabber:x:data', type: 'submit' })),
+      ROOM,
+    );
+    const juliet = await xmppUser(front, 'phone', { username: 'juliet', password: 'balcony' });
+    const heardByJuliet: string[] = [];
+    const leftSeenByJuliet: string[] = [];
+    juliet.xmpp.on('stanza', (stanza: Element) => {
+      const from = String(stanza.attrs.from ?? '');
+      if (!from.startsWith(`${ROOM}/`)) return;
+      if (stanza.is('message') && typeof stanza.getChildText('body') === 'string') heardByJuliet.push(String(stanza.getChildText('body')));
+      if (stanza.is('presence') && stanza.attrs.type === 'unavailable') leftSeenByJuliet.push(from.slice(ROOM.length + 1));
+    });
+    await juliet.xmpp.send(clientXml('presence', { to: `${ROOM}/Juliet` }, clientXml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+    await until(() => romeo.presences.some((p) => p.nick === 'Juliet' && p.type === 'available'), 'romeo to see juliet come in');
+    await romeo.say('before');
+    await until(() => heardByJuliet.includes('before'), 'juliet to hear romeo');
+
+    let resumed = 0;
+    const sm = (romeo.xmpp as unknown as { streamManagement: { on(event: 'resumed', listener: () => void): void } }).streamManagement;
+    sm.on('resumed', () => {
+      resumed++;
+    });
+    // Process one dies with the room and romeo's session. His client reconnects through HAProxy (only two is
+    // left) and resumes there.
+    one.child.kill('SIGKILL');
+    await until(() => resumed > 0, 'romeo to resume on process two');
+    // Long enough for everything process one kept on the bus to expire (SESSION_TTL_MS 2000).
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    // The room's next holder (two, at juliet's next message) finds romeo among its occupants: he hears her,
+    // and nobody saw him leave.
+    await juliet.xmpp.send(clientXml('message', { to: ROOM, type: 'groupchat' }, clientXml('body', {}, 'after the fall')));
+    await until(() => heardByJuliet.includes('after the fall'), 'the room back on process two');
+    await until(() => romeo.heard.some((m) => m.nick === 'Juliet' && m.body === 'after the fall'), 'romeo to hear juliet after his resume');
+    expect(leftSeenByJuliet).not.toContain('Romeo');
+    await romeo.say('still here');
+    await until(() => heardByJuliet.includes('still here'), 'juliet to hear the resumed romeo');
     expect(two.stderr()).not.toMatch(/Error/);
   }, 180_000);
 

@@ -3,10 +3,9 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { xml as clientXml } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort as freeHaproxyPort, Haproxy } from '../../../test/support/haproxy.js';
 import { sleep } from '../../../test/support/net.js';
 import { freePort, startRedis } from '../../../test/support/redis-server.js';
-import { cleanup, fixtures, Lines, PYTHON, redisOn, romeo, run, twoNodes, until } from './cluster-support.js';
+import { behindHaproxy, cleanup, fixtures, Lines, PYTHON, redisOn, romeo, run, twoNodes, until } from './cluster-support.js';
 
 afterEach(cleanup);
 
@@ -14,33 +13,6 @@ afterEach(cleanup);
 // SQLite file. A slixmpp user on process 1 and an @xmpp/client user on process 2 chat; process 2 is
 // killed with SIGKILL while messages are on their way to it; its user reconnects to process 1 and
 // gets every one of them.
-
-/** HAProxy in front of two processes (round robin, health checks every 300 ms): its port, once both are UP. */
-async function behindHaproxy(onePort: number, twoPort: number): Promise<{ front: number; proxy: Haproxy }> {
-  const front = await freeHaproxyPort();
-  const proxy = await Haproxy.start({
-    name: 'portbind-xmpp-cluster',
-    config: [
-      'defaults',
-      '  mode tcp',
-      '  timeout connect 5s',
-      '  timeout client 5m',
-      '  timeout server 5m',
-      '  timeout check 5s',
-      'frontend xmpp_in',
-      `  bind 127.0.0.1:${front}`,
-      '  default_backend xmpp',
-      'backend xmpp',
-      '  balance roundrobin',
-      '  default-server check inter 300 fall 2 rise 2',
-      `  server one 127.0.0.1:${onePort}`,
-      `  server two 127.0.0.1:${twoPort}`,
-    ],
-  });
-  run.haproxy = proxy;
-  await proxy.waitFor('both UP', (states) => states['xmpp/one']?.status === 'UP' && states['xmpp/two']?.status === 'UP');
-  return { front, proxy };
-}
 
 describe('XMPP on two processes over a real redis-server', () => {
   it('slixmpp on process 1 and @xmpp/client on process 2 chat; process 2 is killed; nothing sent meanwhile is lost', async () => {

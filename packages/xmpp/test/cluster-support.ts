@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { xml as clientXml, client as xmppClient } from '@xmpp/client';
-import type { Haproxy } from '../../../test/support/haproxy.js';
+import { freePort as freeHaproxyPort, Haproxy } from '../../../test/support/haproxy.js';
 import { rawConnect, sleep } from '../../../test/support/net.js';
 import { REDIS_SERVER, type Server } from '../../../test/support/redis-server.js';
 import { sqliteStorage } from '../src/index.js';
@@ -173,4 +173,31 @@ export async function redisOn(port: number): Promise<ChildProcess> {
       await sleep(50);
     }
   }
+}
+
+/** HAProxy in front of two processes (round robin, health checks every 300 ms): its port, once both are UP. */
+export async function behindHaproxy(onePort: number, twoPort: number): Promise<{ front: number; proxy: Haproxy }> {
+  const front = await freeHaproxyPort();
+  const proxy = await Haproxy.start({
+    name: 'portbind-xmpp-cluster',
+    config: [
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 5s',
+      '  timeout client 5m',
+      '  timeout server 5m',
+      '  timeout check 5s',
+      'frontend xmpp_in',
+      `  bind 127.0.0.1:${front}`,
+      '  default_backend xmpp',
+      'backend xmpp',
+      '  balance roundrobin',
+      '  default-server check inter 300 fall 2 rise 2',
+      `  server one 127.0.0.1:${onePort}`,
+      `  server two 127.0.0.1:${twoPort}`,
+    ],
+  });
+  run.haproxy = proxy;
+  await proxy.waitFor('both UP', (states) => states['xmpp/one']?.status === 'UP' && states['xmpp/two']?.status === 'UP');
+  return { front, proxy };
 }

@@ -21,11 +21,13 @@
 import type { Bus, Logger } from '@portbind/core';
 import type { XmppClusterView } from '../../cluster.js';
 import { XmlElement } from '../../element.js';
+import { presenceState } from '../../host.js';
 import { Jid } from '../../jid.js';
 import { parseXml } from '../../parse.js';
 import type { XmppSession } from '../../session.js';
 import { StanzaErrorException } from '../../stanza-error.js';
 import type { HistoryEntry } from './history.js';
+import { MAX_CARRIED_ROOMS, mucOccupancyState } from './occupancy-state.js';
 import { NS_MUC_USER, type OccupantEntry, ROLES, type Role } from './types.js';
 
 /** A temporary room's snapshot outlives its holder this long unless written again (held rooms' are, hourly). */
@@ -81,6 +83,8 @@ export class MucCluster {
   readonly #joined = new Map<string, Map<string, string>>();
   /** What this process last wrote to each of its occupant entries. */
   readonly #written = new Map<string, string>();
+  /** The role each of those entries says (occupant key → role), for the sessions' directory records. */
+  readonly #roles = new Map<string, string>();
   /** Snapshots of temporary rooms this process holds (rewritten hourly, so that they outlive it by a day). */
   readonly #snapshots = new Map<string, string>();
   /** Who sits in the rooms this process holds, as last written (rewritten hourly too). */
@@ -449,7 +453,10 @@ export class MucCluster {
     const type = stanza.attr('type');
     if (type === 'unavailable') {
       // A nick change: the presence under the new nick follows.
-      if (!codes.includes('303')) this.#left(real, room.local);
+      if (!codes.includes('303')) {
+        this.#left(real, room.local);
+        this.#carry(session, real);
+      }
       return;
     }
     if (type !== undefined) return;
@@ -464,13 +471,69 @@ export class MucCluster {
       {},
       stanza.children.filter((child) => typeof child === 'string' || !(child.local === 'x' && child.xmlns === NS_MUC_USER)),
     );
-    const value = JSON.stringify({ nick: room.resource, role: x.getChild('item')?.attr('role'), presence: body.toString() });
-    const key = this.#occupantPrefix(room.local) + latin1(real);
-    if (this.#written.get(key) === value) return;
+    const role = x.getChild('item')?.attr('role') ?? 'participant';
+    if (this.#keep(room.local, real, room.resource, role, body)) this.#carry(session, real);
+  }
+
+  /** Write a local occupant's entry (nick, role, presence) unless it says that already: true when written. */
+  #keep(room: string, real: string, nick: string, role: string, presence: XmlElement): boolean {
+    const value = JSON.stringify({ nick, role, presence: presence.toString() });
+    const key = this.#occupantPrefix(room) + latin1(real);
+    if (this.#written.get(key) === value) return false;
     this.#written.set(key, value);
+    this.#roles.set(key, role);
     this.#bus.presence
       .set(key, value, { ttlMs: this.#ttlMs })
-      .catch((error: unknown) => this.#logger().warn({ err: error, room: room.local }, 'XMPP MUC: could not keep an occupant on the bus'));
+      .catch((error: unknown) => this.#logger().warn({ err: error, room }, 'XMPP MUC: could not keep an occupant on the bus'));
+    return true;
+  }
+
+  /**
+   * The session's rooms into its directory record (mucOccupancyState), with other services' rooms kept: a
+   * process resuming it after this one died (stream management) enters it there again ({@link resumed}).
+   */
+  #carry(session: XmppSession, real: string): void {
+    const state = mucOccupancyState.get(session);
+    const suffix = `@${this.#service}`;
+    const others = (state.rooms ?? []).filter(([room]) => !room.endsWith(suffix));
+    const ours = [...(this.#joined.get(real) ?? [])].map(([room, nick]): [string, string, string] => [
+      `${room}${suffix}`,
+      nick,
+      this.#roles.get(this.#occupantPrefix(room) + latin1(real)) ?? 'participant',
+    ]);
+    const rooms = [...others, ...ours].slice(0, MAX_CARRIED_ROOMS);
+    state.rooms = rooms.length === 0 ? undefined : rooms;
+    this.cluster.refresh(session);
+  }
+
+  /**
+   * A session resumed here from another process's journal (its process died, or it moved): back into the
+   * occupant entries of the rooms its record says it sits in, with its current presence, so that a room's
+   * next holder finds it among the occupants (the entries its old process kept expire with that process).
+   * A session resumed on the same process has its entries already.
+   */
+  resumed(session: XmppSession): void {
+    const real = session.jid?.toString();
+    const rooms = mucOccupancyState.peek(session)?.rooms;
+    if (real === undefined || rooms === undefined) return;
+    const last = presenceState.peek(session)?.last;
+    const presence = new XmlElement(
+      'presence',
+      {},
+      (last?.children ?? []).filter((child) => typeof child === 'string' || !(child.local === 'x' && child.xmlns === NS_MUC_USER)),
+    );
+    for (const [jid, nick, role] of rooms) {
+      const room = Jid.parse(jid);
+      if (room === undefined || room.domain !== this.#service || room.local === '' || !room.isBare || nick === '') continue;
+      let joined = this.#joined.get(real);
+      if (joined?.has(room.local) === true) continue;
+      if (joined === undefined) {
+        joined = new Map();
+        this.#joined.set(real, joined);
+      }
+      joined.set(room.local, nick);
+      this.#keep(room.local, real, nick, ROLES.includes(role as Role) ? role : 'participant', presence);
+    }
   }
 
   /** The rooms a local session sits in (room → nick), as far as the rooms told it. */
@@ -488,6 +551,7 @@ export class MucCluster {
     rooms?.delete(room);
     if (rooms?.size === 0) this.#joined.delete(real);
     const key = this.#occupantPrefix(room) + latin1(real);
+    this.#roles.delete(key);
     if (!this.#written.delete(key)) return;
     this.#bus.presence
       .delete(key)

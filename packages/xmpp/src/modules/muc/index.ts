@@ -628,6 +628,10 @@ export function muc(options: MucOptions = {}): MucModule {
         leaveAll(real);
         spread?.ended(real);
       });
+      // A session resumed from another process's journal: back in the occupant entries of its rooms.
+      api.hook('session/resumed', ({ session }) => {
+        spread?.resumed(session);
+      });
       // What rooms tell this process's sessions (on several processes: the occupants it keeps on the bus).
       api.outbound((stanza, session) => {
         if (spread !== undefined && stanza.local === 'presence') spread.observe(stanza, session);
