@@ -416,7 +416,10 @@ export class XmppServer {
     return new XmppWebSocket(this.#internals, this.#options.maxStanzaSize);
   }
 
-  /** Bound sessions of a bare JID. */
+  /**
+   * Bound sessions of a bare JID on this process. With a bus, a module's `api.sessionsOf()` also lists those
+   * of the other processes (`RemoteSession`s from the mirror).
+   */
   sessionsOf(bare: string): XmppSession[] {
     return this.#sessionsOf(bare);
   }

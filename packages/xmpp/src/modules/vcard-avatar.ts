@@ -9,6 +9,7 @@ import { XmlElement, xml } from '../element.js';
 import type { ModuleApi, XmppModule } from '../module.js';
 import { NS_AVATAR_DATA, NS_AVATAR_METADATA, NS_VCARD, NS_VCARD_UPDATE, NS_VCARD4_PEP } from '../namespaces.js';
 import { parseXml } from '../parse.js';
+import { updateValue } from '../stores/update.js';
 import { type Pep, pepOf } from './pep.js';
 import { wholeNumber } from './pubsub/options.js';
 
@@ -30,17 +31,15 @@ export function vcardAvatar(options: VcardAvatarOptions = {}): XmppModule {
 
       const pep = (): Pep | undefined => pepOf(api.server);
 
-      const readVcard = async (user: string): Promise<XmlElement> => {
-        const stored = await vcards.get(user, 'vcard');
-        return (typeof stored === 'string' ? parseXml(stored) : undefined) ?? xml('vCard', { xmlns: NS_VCARD });
-      };
-
       const writePhoto = async (user: string, photo: { type: string; base64: string } | undefined): Promise<void> => {
-        const card = await readVcard(user);
-        const kept = card.children.filter((child) => typeof child === 'string' || child.local !== 'PHOTO');
-        const updated = xml('vCard', { xmlns: NS_VCARD }, ...kept);
-        if (photo !== undefined) updated.append(xml('PHOTO', {}, xml('TYPE', {}, photo.type), xml('BINVAL', {}, photo.base64)));
-        await vcards.set(user, 'vcard', updated.toString());
+        // A compare-and-set: the user may be saving the rest of the vCard from another process meanwhile.
+        await updateValue<string>(vcards, user, 'vcard', (stored) => {
+          const card = (typeof stored === 'string' ? parseXml(stored) : undefined) ?? xml('vCard', { xmlns: NS_VCARD });
+          const kept = card.children.filter((child) => typeof child === 'string' || child.local !== 'PHOTO');
+          const updated = xml('vCard', { xmlns: NS_VCARD }, ...kept);
+          if (photo !== undefined) updated.append(xml('PHOTO', {}, xml('TYPE', {}, photo.type), xml('BINVAL', {}, photo.base64)));
+          return updated.toString();
+        });
       };
 
       /** The avatar named by the newest metadata item ('' when none or disabled). */
