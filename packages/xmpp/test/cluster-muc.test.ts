@@ -1,8 +1,8 @@
 import { type MemoryBus, memoryBus } from '@portbind/core';
 import { describe, expect, it, vi } from 'vitest';
 import { defaultModules, memoryStorage, type XmppServer, type XmppStorage } from '../src/index.js';
-import { muc } from '../src/modules/muc/index.js';
-import { configure, createRoom, esc, join, NS_MUC, occupant, SERVICE } from './muc-support.js';
+import { type MucOptions, muc } from '../src/modules/muc/index.js';
+import { configure, createRoom, esc, join, NS_MUC, occupant, refusedJoin, SERVICE } from './muc-support.js';
 import type { Raw } from './raw-stream.js';
 import { start } from './support.js';
 
@@ -14,8 +14,8 @@ import { start } from './support.js';
 const ROOM = `lobby@${SERVICE}`;
 const TTL_MS = 1000;
 
-async function node(bus: MemoryBus, storage: XmppStorage) {
-  const module = muc();
+async function node(bus: MemoryBus, storage: XmppStorage, options: MucOptions = {}) {
+  const module = muc(options);
   const started = await start({
     server: { bus, storage, cluster: { sessionTtlMs: TTL_MS }, modules: [...defaultModules(), module] },
     accounts: { nurse: 'n', tybalt: 't' },
@@ -24,11 +24,11 @@ async function node(bus: MemoryBus, storage: XmppStorage) {
   return { ...started, muc: module, bus };
 }
 
-async function cluster() {
+async function cluster(options: MucOptions = {}) {
   const bus = memoryBus();
   const storage = memoryStorage();
-  const a = await node(bus, storage);
-  const b = await node(bus.peer(), storage);
+  const a = await node(bus, storage, options);
+  const b = await node(bus.peer(), storage, options);
   return { a, b, storage };
 }
 
@@ -148,6 +148,33 @@ describe('MUC on several processes (a shared bus)', () => {
       'away to Mantua',
     );
     await until(() => b.muc.occupants('kitchen') === 1, 'tybalt out of the room');
+  });
+
+  it('maxJoinedRoomsPerUser counts the rooms held by every process: the third join is refused wherever the room is held', async () => {
+    const { a, b } = await cluster({ maxJoinedRoomsPerUser: 2 });
+    const juliet = await occupant(a.port, 'juliet');
+    const nurse = await occupant(b.port, 'nurse');
+    await sees(b.server, 'juliet@localhost/raw');
+    // Rooms held by A (juliet's process) and by B (the nurse's).
+    await createRoom(juliet, 'balcony', 'Juliet');
+    await createRoom(nurse, 'kitchen', 'Nurse');
+    await createRoom(nurse, 'chapel', 'Nurse');
+    expect(a.muc.rooms()).toEqual(['balcony']);
+    expect(b.muc.rooms().sort()).toEqual(['chapel', 'kitchen']);
+    await join(juliet, 'kitchen', 'Juliet');
+    // B holds one of her two rooms; the other is on A, which B reads in her directory record.
+    const refused = await refusedJoin(juliet, 'chapel', 'Juliet');
+    expect(refused).toContain('<policy-violation');
+    expect(refused).toContain('you are in 2 rooms already');
+    // Leaving one (on A) makes room for another (on B), once B's mirror of her record says so.
+    juliet.send(`<presence to='balcony@${SERVICE}/Juliet' type='unavailable'/>`);
+    await juliet.next(/^<presence(?=[^>]* type='unavailable')[^>]* from='balcony@/);
+    await until(async () => {
+      juliet.send(`<presence to='chapel@${SERVICE}/Juliet'><x xmlns='${NS_MUC}'/></presence>`);
+      const answer = await juliet.next(/^<presence[^>]* from='chapel@conference\.localhost\/Juliet'/);
+      return !answer.includes("type='error'");
+    }, 'the join to chapel once she left balcony');
+    expect(b.muc.occupants('chapel')).toBe(2);
   });
 
   it('the occupants of a process that dies leave the room its holder keeps', async () => {

@@ -16,6 +16,7 @@ import { buildRsmAnswer, parseRsm } from '../rsm.js';
 import { MucCluster } from './cluster.js';
 import { configFromJson, configToJson, defaultConfig, type RoomConfig } from './config.js';
 import type { HistoryEntry } from './history.js';
+import { mucOccupancyState } from './occupancy-state.js';
 import { Room } from './room.js';
 import { AFFILIATIONS, type Affiliation, type MucContext, type MucLimits, NS_MUC, type RoomSnapshot, type StoredRoom } from './types.js';
 
@@ -154,7 +155,19 @@ export function muc(options: MucOptions = {}): MucModule {
         lockTimeoutMs,
         defaults,
         now,
-        joinedRooms: (bare) => userRooms.get(bare)?.size ?? 0,
+        joinedRooms: (bare) => {
+          const here = userRooms.get(bare);
+          if (spread === undefined) return here?.size ?? 0;
+          // On several processes: the rooms held here, and those the user's sessions on every process sit in
+          // (their directory records carry them, up to the directory's delay): one limit for the whole service.
+          const names = new Set(here?.keys());
+          const suffix = `@${domain}`;
+          for (const session of api.sessionsOf(bare)) {
+            for (const [room] of mucOccupancyState.peek(session)?.rooms ?? [])
+              if (room.endsWith(suffix)) names.add(room.slice(0, -suffix.length));
+          }
+          return names.size;
+        },
         renamed(room) {
           if (spread !== undefined) membersChanged(room);
         },
