@@ -14,7 +14,7 @@ import { memoryStorage } from '../src/stores/memory.js';
 import { sqliteStorage } from '../src/stores/sqlite.js';
 import type { XmppStorage } from '../src/stores/types.js';
 import { RawTranscript } from './raw-stream.js';
-import { clients, login, OPEN, rawLogin, rawStartTls, start } from './support.js';
+import { clients, login, newClient, OPEN, rawLogin, rawStartTls, start } from './support.js';
 
 const run = promisify(execFile);
 
@@ -105,6 +105,17 @@ async function proxy(port: number): Promise<{ port: number; cut(): void; close()
         server.close(() => resolve());
       }),
   };
+}
+
+/** Chat messages of about 3,100 characters each (a body, then 3,000 x), one after the other. */
+async function sendBig(
+  from: { send(element: ReturnType<typeof clientXml>): Promise<unknown> },
+  to: string,
+  bodies: string[],
+): Promise<void> {
+  for (const body of bodies) {
+    await from.send(clientXml('message', { to, type: 'chat', id: body }, clientXml('body', {}, `${body} ${'x'.repeat(3000)}`)));
+  }
 }
 
 /** Poll until `check` is true (no fixed sleeps: the box may be slow). */
@@ -386,15 +397,7 @@ describe('stream management: the resumption timeout and limits', () => {
     juliet.write(`<presence/>`);
     // Juliet reads but never acks: each message is ≈ 3,100 characters, the fourth passes 10,000.
     const sent = ['big-1', 'big-2', 'big-3', 'big-4'];
-    for (const body of sent) {
-      await romeo.xmpp.send(
-        clientXml(
-          'message',
-          { to: 'juliet@localhost/phone', type: 'chat', id: body },
-          clientXml('body', {}, `${body} ${'x'.repeat(3000)}`),
-        ),
-      );
-    }
+    await sendBig(romeo.xmpp, 'juliet@localhost/phone', sent);
     const transcript = await juliet.ended();
     expect(transcript).toContain("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
     // The others live on, and what Juliet did not acknowledge waits for her next login.
@@ -423,15 +426,7 @@ describe('stream management: the resumption timeout and limits', () => {
     // ≈ 3,150 characters a message: the seventh passes 20,000 for the process (each session stays far
     // below its own maxQueueChars and maxQueueSize).
     const sent = Array.from({ length: 7 }, (_, i) => `big-${i}`);
-    for (const body of sent) {
-      await romeo.xmpp.send(
-        clientXml(
-          'message',
-          { to: 'juliet@localhost/phone', type: 'chat', id: body },
-          clientXml('body', {}, `${body} ${'x'.repeat(3000)}`),
-        ),
-      );
-    }
+    await sendBig(romeo.xmpp, 'juliet@localhost/phone', sent);
     const transcript = await phone.ended();
     expect(transcript).toContain("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>");
     expect(bodies(transcript).map((body) => body.split(' ')[0])).toEqual(sent);
@@ -554,17 +549,9 @@ describe('stream management with real clients', () => {
     // A contact's burst, a large room's presences on join, a full roster's presences at login: more
     // stanzas than a client acks in one round trip. They must wait in the queue, not end the stream.
     const { port } = await smServer();
-    const juliet = xmppClient({
-      timeout: 8000,
-      service: `xmpp://127.0.0.1:${port}`,
-      domain: 'localhost',
-      username: 'juliet',
-      password: 'balcony',
-      resource: 'phone',
-    });
+    const juliet = newClient(port, 'juliet', 'balcony', 'phone');
     const errors: string[] = [];
     juliet.on('error', (error: Error) => errors.push(error.message));
-    clients.push(juliet);
     let disconnects = 0;
     juliet.on('disconnect', () => disconnects++);
     const received: string[] = [];

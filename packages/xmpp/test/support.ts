@@ -79,6 +79,13 @@ export async function start(
   return { server, service, binding, port: portOf(binding) };
 }
 
+/** An @xmpp/client for this account, not started (stopped after the test). */
+export function newClient(port: number, username: string, password: string, resource?: string) {
+  const xmpp = xmppClient({ timeout: 8000, service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username, password, resource });
+  clients.push(xmpp);
+  return xmpp;
+}
+
 export async function login(
   port: number,
   username: string,

@@ -9,6 +9,7 @@ import { StanzaErrorException } from '../stanza-error.js';
 import { compareKeys, cursorNotFound, pageSize } from './memory.js';
 import { type PostgresMigration, postgresMigrations } from './postgres-migrations.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';
+import { casTexts } from './update.js';
 
 // Durable storage in PostgreSQL (node-postgres, a Pool), shared by several hosts: the same store interfaces
 // and the same semantics as sqliteStorage (the conformance suite of test/stores.test.ts runs on both).
@@ -590,14 +591,9 @@ class PgKeyValueStore implements KeyValueStore {
 
   compareAndSet(owner: string, key: string, expected: JsonValue | undefined, value: JsonValue | undefined): Promise<boolean> {
     const s = this.#storage.s;
-    let before: string | undefined;
-    let after: string | undefined;
-    try {
-      before = expected === undefined ? undefined : JSON.stringify(expected);
-      after = value === undefined ? undefined : JSON.stringify(value);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    const texts = casTexts(expected, value);
+    if (texts instanceof Error) return Promise.reject(texts);
+    const [before, after] = texts;
     // One statement each: under READ COMMITTED an UPDATE or DELETE that waited for another transaction's
     // row lock checks its WHERE again on the row as that one left it, so the comparison is atomic.
     return this.#storage.serial([laneOf('k', this.#name, owner)], async () => {

@@ -12,6 +12,7 @@ import { SaslprepError } from '../sasl/saslprep.js';
 import { compareKeys, cursorNotFound, pageSize } from './memory.js';
 import { type Migration, migrations } from './migrations.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';
+import { casTexts } from './update.js';
 import { WorkerStorage } from './worker-storage.js';
 
 // Durable storage in one SQLite file (better-sqlite3). better-sqlite3 is synchronous: each call
@@ -654,14 +655,9 @@ class SqliteKeyValueStore implements KeyValueStore {
     // Serialized now: a value that cannot be stored throws in the caller's turn, as a rejection. In a write
     // transaction (BEGIN IMMEDIATE: the file's write lock), so no other process writes between the
     // comparison and the change.
-    let before: string | undefined;
-    let after: string | undefined;
-    try {
-      before = expected === undefined ? undefined : JSON.stringify(expected);
-      after = value === undefined ? undefined : JSON.stringify(value);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    const texts = casTexts(expected, value);
+    if (texts instanceof Error) return Promise.reject(texts);
+    const [before, after] = texts;
     return this.#storage.run(true, () => {
       const where = 'store = ? AND owner = ? AND key = ?';
       if (before === undefined) {

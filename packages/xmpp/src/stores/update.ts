@@ -7,6 +7,18 @@ import type { JsonValue, KeyValueStore } from './types.js';
 // to take, none to leak when a process dies holding it; a conflict costs one more read.
 
 /**
+ * compareAndSet's two values as the JSON text stores keep (undefined: absent), or the error serializing one
+ * threw (a cycle, a BigInt), for the store to reject with in the caller's turn. @internal
+ */
+export function casTexts(expected: JsonValue | undefined, value: JsonValue | undefined): [string | undefined, string | undefined] | Error {
+  try {
+    return [expected === undefined ? undefined : JSON.stringify(expected), value === undefined ? undefined : JSON.stringify(value)];
+  } catch (error) {
+    return error instanceof Error ? error : new TypeError(String(error));
+  }
+}
+
+/**
  * {@link updateValue} lost the race to other processes too many times in a row: a stanza error (type
  * `wait`, `<resource-constraint/>`), so that a module letting it propagate tells the client to try again.
  * `code` is `PB_ERR_XMPP_STORAGE_CONFLICT`.
