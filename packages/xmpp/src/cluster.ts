@@ -301,7 +301,9 @@ export function applyRecord(session: XmppSession, value: unknown): void {
         )
         .slice(0, MAX_CARRIED_ROOMS)
     : [];
-  mucOccupancyState.get(session).rooms = rooms.length === 0 ? undefined : rooms;
+  const occupancy = mucOccupancyState.get(session);
+  occupancy.rooms = rooms.length === 0 ? undefined : rooms;
+  occupancy.from = typeof record.node === 'string' ? record.node : undefined;
   const caps = capsNotifyState.get(session);
   const notify = Array.isArray(record.notify) ? record.notify.filter((name): name is string => typeof name === 'string').slice(0, 64) : [];
   // The same set while it does not change (readers compare them).

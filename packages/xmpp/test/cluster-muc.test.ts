@@ -2,6 +2,7 @@ import { type MemoryBus, memoryBus } from '@portbind/core';
 import { describe, expect, it, vi } from 'vitest';
 import { defaultModules, memoryStorage, type XmppServer, type XmppStorage } from '../src/index.js';
 import { type MucOptions, muc } from '../src/modules/muc/index.js';
+import { authenticated as smAuthenticated, bound as smBound, enable as smEnable, seen as smSeen } from './cluster-smacks-support.js';
 import { configure, createRoom, esc, join, NS_MUC, occupant, refusedJoin, SERVICE } from './muc-support.js';
 import type { Raw } from './raw-stream.js';
 import { start } from './support.js';
@@ -175,6 +176,41 @@ describe('MUC on several processes (a shared bus)', () => {
       return !answer.includes("type='error'");
     }, 'the join to chapel once she left balcony');
     expect(b.muc.occupants('chapel')).toBe(2);
+  });
+
+  it('a session resumed on B while A lives (A holds the room) is still in the room when A dies later and B takes it over', async () => {
+    const { a, b } = await cluster();
+    // juliet on A, stream management with resumption, creates the room there; the nurse on B joins.
+    const juliet = await smBound(a.port, 'juliet', 'balcony', 'phone');
+    const id = await smEnable(juliet);
+    juliet.write(`<presence/><presence to='${ROOM}/Juliet'><x xmlns='${NS_MUC}'/></presence>`);
+    await juliet.until(/code='110'/);
+    juliet.write(
+      `<iq type='set' id='create' to='${ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`,
+    );
+    await juliet.until(/<iq[^>]* id='create'/);
+    const nurse = await occupant(b.port, 'nurse');
+    await sees(b.server, 'juliet@localhost/phone');
+    await join(nurse, 'lobby', 'Nurse');
+    await juliet.until(/from='lobby@conference\.localhost\/Nurse'/);
+    expect(a.muc.rooms()).toEqual(['lobby']);
+    // Her link to A drops (A lives, keeps the session hibernating); she resumes on B.
+    const handled = smSeen(juliet);
+    juliet.socket.destroy();
+    const back = await smAuthenticated(b.port);
+    back.write(`<resume xmlns='urn:xmpp:sm:3' previd='${id}' h='${handled}'/>`);
+    await back.until(/<resumed [^>]*\/>/);
+    groupchat(nurse, 'while A lives');
+    await back.until(/<body>while A lives<\/body>/);
+    // Then A dies: B takes the room over, and she is among its occupants.
+    a.bus.kill();
+    await a.service.stop();
+    groupchat(nurse, 'after the fall');
+    await nurse.next(bodyFrom('Nurse', 'after the fall'), 20_000);
+    expect(b.muc.rooms()).toEqual(['lobby']);
+    await back.until(/<body>after the fall<\/body>/);
+    expect(b.muc.occupants('lobby')).toBe(2);
+    expect(nurse.take(presenceFrom('Juliet', 'unavailable'))).toEqual([]);
   });
 
   it('the occupants of a process that dies leave the room its holder keeps', async () => {

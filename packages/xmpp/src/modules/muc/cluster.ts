@@ -85,6 +85,11 @@ export class MucCluster {
   readonly #written = new Map<string, string>();
   /** The role each of those entries says (occupant key → role), for the sessions' directory records. */
   readonly #roles = new Map<string, string>();
+  /**
+   * Sessions resumed here while the process that held them lives (real JID → session, that process): it
+   * keeps their occupant entries (same keys) until it dies, then this process writes them ({@link nodeGone}).
+   */
+  readonly #adopted = new Map<string, { session: XmppSession; from: string }>();
   /** Snapshots of temporary rooms this process holds (rewritten hourly, so that they outlive it by a day). */
   readonly #snapshots = new Map<string, string>();
   /** Who sits in the rooms this process holds, as last written (rewritten hourly too). */
@@ -223,6 +228,11 @@ export class MucCluster {
   /** A process was found dead: what this one believed it holds is asked again. */
   nodeGone(node: string): void {
     for (const [room, cached] of [...this.#holders]) if (cached.node === node) this.#holders.delete(room);
+    for (const [real, adopted] of [...this.#adopted]) {
+      if (adopted.from !== node) continue;
+      this.#adopted.delete(real);
+      if (adopted.session.jid?.toString() === real) this.#enterAgain(adopted.session, real);
+    }
   }
 
   /** Hand a stanza for a room to the process holding it. */
@@ -403,7 +413,25 @@ export class MucCluster {
       const role = (ROLES as readonly unknown[]).includes(parsed.role) ? (parsed.role as Role) : 'participant';
       found.push({ real, nick: parsed.nick, role, presence });
     }
+    // Sessions resumed here whose old process kept their entries: that process may have died a moment ago,
+    // its entries gone before this one heard of it (nodeGone). This process knows they sit in the room.
+    for (const [real, { session }] of this.#adopted) {
+      const nick = this.#joined.get(real)?.get(room);
+      if (nick === undefined || found.some((entry) => entry.real === real)) continue;
+      const role = this.#roles.get(this.#occupantPrefix(room) + latin1(real));
+      found.push({ real, nick, role: ROLES.includes(role as Role) ? (role as Role) : 'participant', presence: this.#presenceOf(session) });
+    }
     return found;
+  }
+
+  /** A session's presence as a room shows it: its last broadcast presence, without MUC payloads. */
+  #presenceOf(session: XmppSession): XmlElement {
+    const last = presenceState.peek(session)?.last;
+    return new XmlElement(
+      'presence',
+      {},
+      (last?.children ?? []).filter((child) => typeof child === 'string' || !(child.local === 'x' && child.xmlns === NS_MUC_USER)),
+    );
   }
 
   // ---- the listing ----
@@ -472,6 +500,12 @@ export class MucCluster {
       stanza.children.filter((child) => typeof child === 'string' || !(child.local === 'x' && child.xmlns === NS_MUC_USER)),
     );
     const role = x.getChild('item')?.attr('role') ?? 'participant';
+    if (this.#adopted.has(real)) {
+      // Its old process still keeps its entries (resumed): remembered here, written when that one dies.
+      this.#roles.set(this.#occupantPrefix(room.local) + latin1(real), role);
+      this.#carry(session, real);
+      return;
+    }
     if (this.#keep(room.local, real, room.resource, role, body)) this.#carry(session, real);
   }
 
@@ -514,25 +548,37 @@ export class MucCluster {
    */
   resumed(session: XmppSession): void {
     const real = session.jid?.toString();
-    const rooms = mucOccupancyState.peek(session)?.rooms;
-    if (real === undefined || rooms === undefined) return;
-    const last = presenceState.peek(session)?.last;
-    const presence = new XmlElement(
-      'presence',
-      {},
-      (last?.children ?? []).filter((child) => typeof child === 'string' || !(child.local === 'x' && child.xmlns === NS_MUC_USER)),
-    );
-    for (const [jid, nick, role] of rooms) {
+    const state = mucOccupancyState.peek(session);
+    if (real === undefined || state?.rooms === undefined) return;
+    // Its rooms, as this process's own: what it says of them (a nick change, leaving) is kept from now on.
+    for (const [jid, nick, role] of state.rooms) {
       const room = Jid.parse(jid);
       if (room === undefined || room.domain !== this.#service || room.local === '' || !room.isBare || nick === '') continue;
       let joined = this.#joined.get(real);
-      if (joined?.has(room.local) === true) continue;
       if (joined === undefined) {
         joined = new Map();
         this.#joined.set(real, joined);
       }
+      if (joined.has(room.local)) continue;
       joined.set(room.local, nick);
-      this.#keep(room.local, real, nick, ROLES.includes(role as Role) ? role : 'participant', presence);
+      this.#roles.set(this.#occupantPrefix(room.local) + latin1(real), ROLES.includes(role as Role) ? role : 'participant');
+    }
+    // Its old process lives (the client moved, say behind a routing layer): that one keeps the entries (the
+    // same keys: two writers would each bring back what the other deleted) until it dies.
+    if (state.from !== undefined && state.from !== this.nodeId && this.cluster.isAlive(state.from)) {
+      this.#adopted.set(real, { session, from: state.from });
+      return;
+    }
+    this.#enterAgain(session, real);
+  }
+
+  /** Write the entries of a local session's rooms that this process has not written (a resumed session's). */
+  #enterAgain(session: XmppSession, real: string): void {
+    const presence = this.#presenceOf(session);
+    for (const [room, nick] of this.#joined.get(real) ?? []) {
+      const key = this.#occupantPrefix(room) + latin1(real);
+      if (this.#written.has(key)) continue;
+      this.#keep(room, real, nick, this.#roles.get(key) ?? 'participant', presence);
     }
   }
 
@@ -543,6 +589,7 @@ export class MucCluster {
 
   /** A local session ended: its occupant entries go. */
   ended(real: string): void {
+    this.#adopted.delete(real);
     for (const room of [...(this.#joined.get(real)?.keys() ?? [])]) this.#left(real, room);
   }
 

@@ -7,7 +7,11 @@ import { sessionState } from '../../host.js';
  * occupant lists again: the rooms' next holders find it there, instead of seeing it leave. Set by the MUC
  * module's cluster side (muc/cluster.ts).
  */
-export const mucOccupancyState = sessionState<{ rooms: Array<[string, string, string]> | undefined }>(() => ({ rooms: undefined }));
+export const mucOccupancyState = sessionState<{
+  rooms: Array<[string, string, string]> | undefined;
+  /** For a session resumed here from a directory record: the process that held it (its `node`). */
+  from?: string;
+}>(() => ({ rooms: undefined }));
 
 /** Rooms a session's directory record carries at most (past them, a resume on another process keeps the first ones). */
 export const MAX_CARRIED_ROOMS = 100;
