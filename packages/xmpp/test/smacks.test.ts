@@ -448,6 +448,35 @@ describe('stream management: the resumption timeout and limits', () => {
     laptop.socket.destroy();
   });
 
+  it('a burst to a hibernating session is stored in a few writes of its queue, not one per stanza', async () => {
+    const storage = memoryStorage();
+    const { port } = await smServer({}, storage);
+    const smStore = storage.keyValue('smacks');
+    const set = smStore.set.bind(smStore);
+    let queueWrites = 0;
+    smStore.set = (owner, key, value) => {
+      if (owner === 'juliet' && value !== undefined && typeof value === 'object' && value !== null && 'queue' in value) queueWrites++;
+      return set(owner, key, value);
+    };
+    const juliet = await bound(port, 'juliet', 'balcony', 'phone');
+    const id = await enable(juliet);
+    juliet.write(`<presence/><r xmlns='${SM}'/>`);
+    await ackOf(juliet);
+    juliet.socket.destroy();
+    const romeo = await bound(port, 'romeo', 'r0meo!', 'desk');
+    const sent = Array.from({ length: 300 }, (_, i) => `held-${i}`);
+    romeo.write(sent.map((body) => `<message to='juliet@localhost/phone' type='chat'><body>${body}</body></message>`).join(''));
+    // All of them reach the stored queue (what a crash would leave for the next start)…
+    await eventually(async () => {
+      const stored = (await storage.keyValue('smacks').get('juliet', id)) as { queue?: unknown[] } | undefined;
+      return (stored?.queue?.length ?? 0) >= sent.length;
+    });
+    // …in a handful of writes (each of the whole queue), where one per stanza wrote 300.
+    expect(queueWrites).toBeGreaterThan(0);
+    expect(queueWrites).toBeLessThan(30);
+    romeo.socket.destroy();
+  });
+
   it('a stop ends hibernating sessions and keeps their messages: the next start delivers them', async () => {
     const storage = memoryStorage();
     const first = await smServer({}, storage);

@@ -115,6 +115,8 @@ interface SmState {
   done: boolean;
   /** Store writes of this session, in order. */
   persisting: Promise<void>;
+  /** A write of the hibernating queue is waiting in `persisting` (it will take the queue as it is then). */
+  persistPending: boolean;
   /** Stanzas from the client not to count: a presence replayed for it after a resume on another process. */
   uncounted: number;
   /** When its journal on the bus was last written (ms; with a bus only). */
@@ -367,6 +369,7 @@ class StreamManagement {
       batch: undefined,
       handedOff: false,
       shed: false,
+      persistPending: false,
     }));
 
     // Offered with resource binding (after SASL), as Prosody does; `<enable/>` still waits for the bind.
@@ -1182,9 +1185,16 @@ class StreamManagement {
     const token = state.token;
     const resource = session.jid?.resource;
     if (user === undefined || token === undefined || resource === undefined) return;
+    // Only the latest queue matters: a write waits for the end of this turn of the event loop (and for the
+    // write before it), and takes what came meanwhile. A burst of N stanzas to a hibernating session is then a
+    // few writes of the queue, not N (each of the whole queue: N² bytes, with N up to maxQueueSize).
+    if (state.persistPending) return;
+    state.persistPending = true;
     state.persisting = state.persisting
+      // After this turn of the event loop: the rest of a burst joins the write.
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(() => {
-        // Only the latest queue matters; a later write supersedes this one.
+        state.persistPending = false;
         if (state.done || state.hibernating === undefined) return;
         const record: StoredSession = {
           resource,
