@@ -477,6 +477,33 @@ describe('stream management: the resumption timeout and limits', () => {
     romeo.socket.destroy();
   });
 
+  it('twenty sessions dropped at once (a routing layer restarting) write the index of hibernating sessions a few times, not once each', async () => {
+    const storage = memoryStorage();
+    // Twenty of one account may hibernate (10 by default).
+    const { port } = await smServer({ maxHibernatedSessions: 20 }, storage);
+    const smStore = storage.keyValue('smacks');
+    const set = smStore.set.bind(smStore);
+    let indexWrites = 0;
+    smStore.set = (owner, key, value) => {
+      if (owner === '') indexWrites++;
+      return set(owner, key, value);
+    };
+    const streams: Raw[] = [];
+    for (let i = 0; i < 20; i++) {
+      const raw = await bound(port, 'juliet', 'balcony', `device-${i}`);
+      await enable(raw);
+      streams.push(raw);
+    }
+    const before = indexWrites;
+    for (const raw of streams) raw.socket.destroy();
+    await eventually(async () => {
+      const index = await storage.keyValue('smacks').get('', 'hibernating');
+      return Array.isArray(index) && index.length === 20;
+    });
+    expect(indexWrites - before).toBeGreaterThan(0);
+    expect(indexWrites - before).toBeLessThan(10);
+  });
+
   it('a stop ends hibernating sessions and keeps their messages: the next start delivers them', async () => {
     const storage = memoryStorage();
     const first = await smServer({}, storage);

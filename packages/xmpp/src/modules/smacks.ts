@@ -323,6 +323,8 @@ class StreamManagement {
   readonly #store;
   /** Writes of the index of hibernating sessions, in order. */
   #indexWrites: Promise<void> = Promise.resolve();
+  /** A write of the index waits in #indexWrites (it lists the sessions as they are when it runs). */
+  #indexPending = false;
   #stopping = false;
   /** The recovery of sessions a crash left in the store, while it runs. */
   #recovering: Promise<void> | undefined;
@@ -1210,12 +1212,21 @@ class StreamManagement {
 
   /** The index (owner '', key 'hibernating') lists [user, SM-ID] of hibernating sessions, for recovery after a crash. */
   #updateIndex(): void {
-    const entries: Array<[string, string]> = [];
-    for (const [token, session] of this.#tokens) {
-      if (this.#state.peek(session)?.hibernating !== undefined && session.user !== undefined) entries.push([session.user, token]);
-    }
+    // Once per turn of the event loop (and per finished write), listing the sessions as they are then: a
+    // routing layer's restart that drops every connection at once is one write of the index, not one per
+    // session (each of every session: quadratic).
+    if (this.#indexPending) return;
+    this.#indexPending = true;
     this.#indexWrites = this.#indexWrites
-      .then(() => this.#store.set('', INDEX_KEY, entries.length === 0 ? undefined : entries))
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(() => {
+        this.#indexPending = false;
+        const entries: Array<[string, string]> = [];
+        for (const [token, session] of this.#tokens) {
+          if (this.#state.peek(session)?.hibernating !== undefined && session.user !== undefined) entries.push([session.user, token]);
+        }
+        return this.#store.set('', INDEX_KEY, entries.length === 0 ? undefined : entries);
+      })
       .catch((error: unknown) => this.#api.logger.error({ err: error }, 'smacks: could not store the index'));
   }
 
