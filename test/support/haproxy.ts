@@ -134,7 +134,8 @@ export class Haproxy {
       if (server === undefined || server === 'FRONTEND' || server === 'BACKEND') continue;
       states[`${fields[at('pxname')]}/${server}`] = {
         status: fields[at('status')] ?? '',
-        check: fields[at('check_status')] ?? '',
+        // `* L7OK` while the next check is running (HAProxy's marker of a check in progress): the last result.
+        check: (fields[at('check_status')] ?? '').replace(/^\* /, ''),
         sessions: Number(fields[at('stot')] ?? 0),
         current: Number(fields[at('scur')] ?? 0),
         retries: Number(fields[at('wretr')] || 0),
