@@ -602,6 +602,11 @@ class RedisBus implements Bus {
         }
         throw new BusUnavailableError(`presence claim of ${key} (it keeps expiring)`);
       },
+      forget(key) {
+        // Its heartbeat leaves it alone from now on: a heartbeat already under way writes back only the
+        // keys still owned when its answers come (a claim forgotten lapses the same way).
+        bus.#owned.delete(key);
+      },
       async list(prefix) {
         const out = new Map<string, string>();
         let cursor = '0';

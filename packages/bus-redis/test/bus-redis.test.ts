@@ -142,6 +142,37 @@ describe('redisBus presence', () => {
   });
 });
 
+describe('redisBus presence: forget', () => {
+  it('a forgotten entry is no longer refreshed nor written back when deleted, and close() leaves it; the new writer keeps it', async () => {
+    const a = await bus();
+    const b = await bus();
+    await a.presence.set('occ:lobby:juliet', 'from-a', { ttlMs: 300 });
+    await a.presence.set('occ:lobby:romeo', 'romeo', { ttlMs: 300 });
+    // The entry moves to b: b sets it, a forgets it; b deletes it, and a's heartbeat does not bring it back.
+    await b.presence.set('occ:lobby:juliet', 'from-b', { ttlMs: 300 });
+    a.presence.forget('occ:lobby:juliet');
+    const lost: BusEvents['lost'][] = [];
+    a.on('lost', (event) => lost.push(event));
+    await b.presence.delete('occ:lobby:juliet');
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(await b.presence.get('occ:lobby:juliet')).toBeUndefined();
+    expect(lost).toEqual([]);
+    // What a still owns stays refreshed.
+    expect(await b.presence.get('occ:lobby:romeo')).toBe('romeo');
+    // Forgotten while set by a alone: it expires within its TTL, and a's close() does not delete b's.
+    await a.presence.set('occ:hall:juliet', 'from-a', { ttlMs: 300 });
+    a.presence.forget('occ:hall:juliet');
+    await eventually('the forgotten entry expired', async () => (await b.presence.get('occ:hall:juliet')) === undefined, 2000);
+    await a.presence.set('occ:porch:juliet', 'from-a', { ttlMs: 300 });
+    a.presence.forget('occ:porch:juliet');
+    await b.presence.set('occ:porch:juliet', 'from-b', { ttlMs: 300 });
+    await a.close();
+    buses.splice(buses.indexOf(a), 1);
+    expect(await b.presence.get('occ:porch:juliet')).toBe('from-b');
+    expect(await b.presence.get('occ:lobby:romeo')).toBeUndefined();
+  });
+});
+
 describe('busFromEnv', () => {
   it('is the memory bus without BUS_URL, the Redis bus with it, and refuses another scheme', async () => {
     const memory = await busFromEnv({});

@@ -83,6 +83,12 @@ export interface BusPresence {
   set(key: string, value: string, options: { ttlMs: number }): Promise<void>;
   get(key: string): Promise<string | undefined>;
   delete(key: string): Promise<void>;
+  /**
+   * Stop refreshing `key` without deleting it: what it says is now another process's to keep (a session
+   * that moved there). It expires `ttlMs` from its last refresh unless someone sets it again; this
+   * process neither refreshes nor writes it back when it finds it gone, nor deletes it on `close()`.
+   */
+  forget(key: string): void;
   /** Every live entry whose key starts with `prefix` (any process's). */
   list(prefix: string): Promise<Map<string, string>>;
   /**
@@ -539,6 +545,14 @@ class MemoryBusInstance implements MemoryBus {
         bus.check();
         bus.#owned.delete(key);
         hub.presence.delete(key);
+      },
+      forget(key) {
+        const own = bus.#owned.get(key);
+        if (own === undefined) return;
+        bus.#owned.delete(key);
+        // As if its heartbeat had stopped: it expires ttlMs from now unless another bus sets it.
+        const entry = hub.presence.get(key);
+        if (entry?.owner === bus) entry.expiresAt = Date.now() + own.ttlMs;
       },
       async list(prefix) {
         bus.check();

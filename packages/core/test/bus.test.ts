@@ -164,6 +164,28 @@ describe('memoryBus presence', () => {
   });
 });
 
+describe('memoryBus presence: forget', () => {
+  it('a forgotten entry expires within its TTL unless another bus set it, and close() leaves it', async () => {
+    const a = memoryBus();
+    const b = a.peer();
+    await a.presence.set('occ:hall:juliet', 'from-a', { ttlMs: 90 });
+    await a.presence.set('occ:hall:romeo', 'romeo', { ttlMs: 90 });
+    a.presence.forget('occ:hall:juliet');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await b.presence.get('occ:hall:juliet')).toBeUndefined();
+    expect(await b.presence.get('occ:hall:romeo')).toBe('romeo');
+    // Forgotten by a, set by b: b's now; a's close() does not delete it.
+    await a.presence.set('occ:porch:juliet', 'from-a', { ttlMs: 90 });
+    await b.presence.set('occ:porch:juliet', 'from-b', { ttlMs: 90 });
+    a.presence.forget('occ:porch:juliet');
+    await a.close();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await b.presence.get('occ:porch:juliet')).toBe('from-b');
+    expect(await b.presence.get('occ:hall:romeo')).toBeUndefined();
+    await b.close();
+  });
+});
+
 describe('memoryBus claims, values and stream lifetimes', () => {
   it('a claim is held by one process until it dies or releases it; the next claimer gets it then', async () => {
     const a = memoryBus();

@@ -303,7 +303,6 @@ export function applyRecord(session: XmppSession, value: unknown): void {
     : [];
   const occupancy = mucOccupancyState.get(session);
   occupancy.rooms = rooms.length === 0 ? undefined : rooms;
-  occupancy.from = typeof record.node === 'string' ? record.node : undefined;
   const caps = capsNotifyState.get(session);
   const notify = Array.isArray(record.notify) ? record.notify.filter((name): name is string => typeof name === 'string').slice(0, 64) : [];
   // The same set while it does not change (readers compare them).

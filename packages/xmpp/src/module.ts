@@ -71,6 +71,9 @@ export interface SessionEvent {
  *   `api.endSession()`.
  * - `session/hibernating`: stream management keeps a session whose transport was lost, for a resume;
  *   `queue` holds what the client had not acknowledged.
+ * - `session/resumed`: a stream resumption moved a session onto a new stream here (same process, or
+ *   from another process's journal).
+ * - `session/moved`: a session of this process resumed on another process: let go of it here, quietly.
  * - `session/closed`: the session is gone for good (unavailable presence already broadcast).
  * - `account/deleted`: an account was removed (modules delete its data).
  */
@@ -93,6 +96,13 @@ export interface XmppEvents {
   'session/bound': SessionEvent;
   /** A stream resumption moved a session onto this new one (XEP-0198). */
   'session/resumed': SessionEvent;
+  /**
+   * A session of this process resumed on another process (XEP-0198 through the cluster): it is out of
+   * this process's routing, its JID still set while the hooks run, and it did not go offline (no
+   * `session/closed` follows). Let go of what is kept here for it without telling anyone, and stop
+   * refreshing its entries on the bus: the process it moved to keeps them from now on.
+   */
+  'session/moved': SessionEvent;
   'presence/initial': SessionEvent;
   'session/disconnected': SessionEvent & {
     /** The stream was ended on purpose (`</stream:stream>`, a stream error), not lost with its transport. */

@@ -829,7 +829,13 @@ export class XmppServer {
 
   /** The session resumed on another process: it leaves this one without ending (no `session/closed`). */
   #detach(session: Session): void {
+    const jid = session.jid;
     if (!this.#leaveSlot(session)) return;
+    // Before its stream closes (which clears its JID): modules let go of what they keep for it here,
+    // telling no one (it did not go offline: the process it moved to carries on).
+    if (jid !== undefined && session.user !== undefined) {
+      this.#host.fire('session/moved', { session }).catch((error: unknown) => this.#logger.error({ err: error }, 'session/moved failed'));
+    }
     session.closeReplaced();
   }
 

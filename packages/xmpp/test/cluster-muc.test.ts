@@ -213,6 +213,44 @@ describe('MUC on several processes (a shared bus)', () => {
     expect(nurse.take(presenceFrom('Juliet', 'unavailable'))).toEqual([]);
   });
 
+  it('a session that moved from A to B (A lives) and leaves a room there is not an occupant when the room is rebuilt elsewhere', async () => {
+    // Three processes: C holds the room (the nurse creates it there), juliet joins from A, romeo from B.
+    const { a, b, storage } = await cluster();
+    const c = await node(b.bus.peer(), storage);
+    const nurse = await occupant(c.port, 'nurse');
+    await createRoom(nurse, 'lobby', 'Nurse');
+    const juliet = await smBound(a.port, 'juliet', 'balcony', 'phone');
+    const id = await smEnable(juliet);
+    juliet.write(`<presence/><presence to='${ROOM}/Juliet'><x xmlns='${NS_MUC}'/></presence>`);
+    await juliet.until(/code='110'/);
+    await nurse.next(presenceFrom('Juliet'));
+    const romeo = await occupant(b.port, 'romeo');
+    await join(romeo, 'lobby', 'Romeo');
+    expect(c.muc.rooms()).toEqual(['lobby']);
+    // Her link to A drops (A lives on); she resumes on B, then leaves the room from there.
+    const handled = smSeen(juliet);
+    juliet.socket.destroy();
+    const back = await smAuthenticated(b.port);
+    back.write(`<resume xmlns='urn:xmpp:sm:3' previd='${id}' h='${handled}'/>`);
+    await back.until(/<resumed [^>]*\/>/);
+    back.write(`<presence to='${ROOM}/Juliet' type='unavailable'/>`);
+    await romeo.next(presenceFrom('Juliet', 'unavailable'));
+    // C dies: A or B takes the room over from what the bus says of its occupants. Juliet's session lives
+    // (on B), so an entry of hers that A kept refreshing would count her in again.
+    c.bus.kill();
+    await c.service.stop();
+    groupchat(romeo, 'after the fall');
+    await romeo.next(bodyFrom('Romeo', 'after the fall'), 20_000);
+    const holder = [a, b].find((node) => node.muc.rooms().includes('lobby'));
+    expect(holder).toBeDefined();
+    expect(holder?.muc.occupants('lobby')).toBe(1);
+    // And what she still does on B is hers to keep there: she joins again and is counted once.
+    back.write(`<presence to='${ROOM}/Juliet'><x xmlns='${NS_MUC}'/></presence>`);
+    await until(() => holder?.muc.occupants('lobby') === 2, 'juliet in the room again');
+    back.write(`<presence to='${ROOM}/Juliet' type='unavailable'/>`);
+    await until(() => holder?.muc.occupants('lobby') === 1, 'juliet out of the room again');
+  });
+
   it('the occupants of a process that dies leave the room its holder keeps', async () => {
     const { a, b } = await cluster();
     const { juliet } = await juliettAndRomeo(a, b);

@@ -85,11 +85,6 @@ export class MucCluster {
   readonly #written = new Map<string, string>();
   /** The role each of those entries says (occupant key → role), for the sessions' directory records. */
   readonly #roles = new Map<string, string>();
-  /**
-   * Sessions resumed here while the process that held them lives (real JID → session, that process): it
-   * keeps their occupant entries (same keys) until it dies, then this process writes them ({@link nodeGone}).
-   */
-  readonly #adopted = new Map<string, { session: XmppSession; from: string }>();
   /** Snapshots of temporary rooms this process holds (rewritten hourly, so that they outlive it by a day). */
   readonly #snapshots = new Map<string, string>();
   /** Who sits in the rooms this process holds, as last written (rewritten hourly too). */
@@ -228,11 +223,6 @@ export class MucCluster {
   /** A process was found dead: what this one believed it holds is asked again. */
   nodeGone(node: string): void {
     for (const [room, cached] of [...this.#holders]) if (cached.node === node) this.#holders.delete(room);
-    for (const [real, adopted] of [...this.#adopted]) {
-      if (adopted.from !== node) continue;
-      this.#adopted.delete(real);
-      if (adopted.session.jid?.toString() === real) this.#enterAgain(adopted.session, real);
-    }
   }
 
   /** Hand a stanza for a room to the process holding it. */
@@ -413,14 +403,6 @@ export class MucCluster {
       const role = (ROLES as readonly unknown[]).includes(parsed.role) ? (parsed.role as Role) : 'participant';
       found.push({ real, nick: parsed.nick, role, presence });
     }
-    // Sessions resumed here whose old process kept their entries: that process may have died a moment ago,
-    // its entries gone before this one heard of it (nodeGone). This process knows they sit in the room.
-    for (const [real, { session }] of this.#adopted) {
-      const nick = this.#joined.get(real)?.get(room);
-      if (nick === undefined || found.some((entry) => entry.real === real)) continue;
-      const role = this.#roles.get(this.#occupantPrefix(room) + latin1(real));
-      found.push({ real, nick, role: ROLES.includes(role as Role) ? (role as Role) : 'participant', presence: this.#presenceOf(session) });
-    }
     return found;
   }
 
@@ -500,12 +482,6 @@ export class MucCluster {
       stanza.children.filter((child) => typeof child === 'string' || !(child.local === 'x' && child.xmlns === NS_MUC_USER)),
     );
     const role = x.getChild('item')?.attr('role') ?? 'participant';
-    if (this.#adopted.has(real)) {
-      // Its old process still keeps its entries (resumed): remembered here, written when that one dies.
-      this.#roles.set(this.#occupantPrefix(room.local) + latin1(real), role);
-      this.#carry(session, real);
-      return;
-    }
     if (this.#keep(room.local, real, room.resource, role, body)) this.#carry(session, real);
   }
 
@@ -543,8 +519,9 @@ export class MucCluster {
   /**
    * A session resumed here from another process's journal (its process died, or it moved): back into the
    * occupant entries of the rooms its record says it sits in, with its current presence, so that a room's
-   * next holder finds it among the occupants (the entries its old process kept expire with that process).
-   * A session resumed on the same process has its entries already.
+   * next holder finds it among the occupants. This process keeps them from now on: the entries its old
+   * process kept expire with that process, or that process forgot them when it let the session go
+   * ({@link moved}), before this one resumed it. A session resumed on the same process has its entries already.
    */
   resumed(session: XmppSession): void {
     const real = session.jid?.toString();
@@ -563,13 +540,22 @@ export class MucCluster {
       joined.set(room.local, nick);
       this.#roles.set(this.#occupantPrefix(room.local) + latin1(real), ROLES.includes(role as Role) ? role : 'participant');
     }
-    // Its old process lives (the client moved, say behind a routing layer): that one keeps the entries (the
-    // same keys: two writers would each bring back what the other deleted) until it dies.
-    if (state.from !== undefined && state.from !== this.nodeId && this.cluster.isAlive(state.from)) {
-      this.#adopted.set(real, { session, from: state.from });
-      return;
-    }
     this.#enterAgain(session, real);
+  }
+
+  /**
+   * A session of this process resumed on another one (`session/moved`): it did not leave its rooms, so
+   * nothing is deleted, but its occupant entries are that process's to keep now. This one stops
+   * refreshing them (the same keys: two writers would each bring back what the other deleted, and a room
+   * it leaves there would keep it as a ghost) and forgets the rooms it sat in.
+   */
+  moved(real: string): void {
+    for (const room of [...(this.#joined.get(real)?.keys() ?? [])]) {
+      const key = this.#occupantPrefix(room) + latin1(real);
+      this.#roles.delete(key);
+      if (this.#written.delete(key)) this.#bus.presence.forget(key);
+    }
+    this.#joined.delete(real);
   }
 
   /** Write the entries of a local session's rooms that this process has not written (a resumed session's). */
@@ -589,7 +575,6 @@ export class MucCluster {
 
   /** A local session ended: its occupant entries go. */
   ended(real: string): void {
-    this.#adopted.delete(real);
     for (const room of [...(this.#joined.get(real)?.keys() ?? [])]) this.#left(real, room);
   }
 

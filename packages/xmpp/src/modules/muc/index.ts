@@ -645,6 +645,10 @@ export function muc(options: MucOptions = {}): MucModule {
       api.hook('session/resumed', ({ session }) => {
         spread?.resumed(session);
       });
+      // One of this process's sessions resumed on another: its rooms are that process's to keep now.
+      api.hook('session/moved', ({ session }) => {
+        if (session.jid !== undefined) spread?.moved(session.jid.toString());
+      });
       // What rooms tell this process's sessions (on several processes: the occupants it keeps on the bus).
       api.outbound((stanza, session) => {
         if (spread !== undefined && stanza.local === 'presence') spread.observe(stanza, session);

@@ -9,8 +9,6 @@ import { sessionState } from '../../host.js';
  */
 export const mucOccupancyState = sessionState<{
   rooms: Array<[string, string, string]> | undefined;
-  /** For a session resumed here from a directory record: the process that held it (its `node`). */
-  from?: string;
 }>(() => ({ rooms: undefined }));
 
 /** Rooms a session's directory record carries at most (past them, a resume on another process keeps the first ones). */
