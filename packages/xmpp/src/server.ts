@@ -156,6 +156,8 @@ interface ServerInternals extends SessionHost {
   /** An adapter of this server opened / closed (after the service stopped). */
   adapterOpened(): void;
   adapterClosed(): Promise<void>;
+  /** With a bus: resolves once this process is in the service's directory; rejects if it could not enter it. */
+  clusterReady(): Promise<void>;
 }
 
 /** SASL exchange in progress. */
@@ -376,6 +378,7 @@ export class XmppServer {
       adapterOpened: () => {
         this.#openAdapters++;
       },
+      clusterReady: () => this.#cluster?.ready ?? Promise.resolve(),
       adapterClosed: async () => {
         if (--this.#openAdapters <= 0) await this.close();
       },
@@ -917,7 +920,7 @@ class C2sAdapter implements Adapter {
     this.tlsMode = directTls ? 'direct' : 'starttls';
   }
 
-  open(binding: BindingContext): void {
+  async open(binding: BindingContext): Promise<void> {
     const tls = this.tlsMode === 'direct' ? binding.secure : binding.secureContext() !== undefined;
     if (this.tlsMode === 'direct' && !tls) {
       throw new XmppConfigError(
@@ -931,6 +934,9 @@ class C2sAdapter implements Adapter {
         `XMPP binding ${binding.name} has no TLS and allowPlaintext is off, so no client could log in: give the bind option tls: { certFile, keyFile } (see the @portbind/xmpp README for a development certificate), or set allowPlaintext: 'loopback' for clients on this machine`,
       );
     }
+    // With a bus, not before this process is in the directory: a start that could not enter it fails the
+    // service's start (all or none), rather than serve users that no other process can reach.
+    await this.#host.clusterReady();
     this.#binding = binding;
     this.#host.useLogger(binding.logger);
     this.#host.adapterOpened();
@@ -1014,13 +1020,14 @@ class XmppWebSocket implements UpgradeHandler {
     });
   }
 
-  open(binding: BindingContext): void {
+  async open(binding: BindingContext): Promise<void> {
     if (!binding.secure && this.#host.allowPlaintext === false) {
       throw new XmppConfigError(
         'PB_ERR_XMPP_NO_TLS',
         `XMPP over WebSocket on binding ${binding.name} has no TLS (ws://) and allowPlaintext is off, so no client could log in: give the HTTP binding tls: { certFile, keyFile } (wss://), or set allowPlaintext: 'loopback' for clients on this machine`,
       );
     }
+    await this.#host.clusterReady();
     this.#binding = binding;
     this.#host.useLogger(binding.logger);
     this.#host.adapterOpened();

@@ -1,4 +1,4 @@
-import { memoryBus } from '@portbind/core';
+import { memoryBus, PortService } from '@portbind/core';
 import { describe, expect, it } from 'vitest';
 import { memoryStorage, type XmppServer, xmppServer } from '../src/index.js';
 import { entityCapsOf } from '../src/modules/caps.js';
@@ -64,6 +64,17 @@ describe('XMPP on several processes (a shared bus)', () => {
     const alone = await start();
     expect(alone.binding.adapter.scope).toBe('local');
     expect(alone.server.cluster).toBeUndefined();
+  });
+
+  it('fails its service start (all or none) when it cannot enter the directory, instead of serving outside the cluster', async () => {
+    const bus = memoryBus();
+    await bus.close();
+    const server = xmppServer({ domain: 'localhost', storage: memoryStorage(), bus, allowPlaintext: 'loopback' });
+    const service = new PortService({ env: {} });
+    const binding = service.bind(server.c2s(), { port: 0, host: '127.0.0.1' });
+    await expect(service.start()).rejects.toThrow(/bus closed/);
+    expect(() => binding.address).toThrow(/not listening/);
+    await server.close();
   });
 
   it('refuses a bus that is not one, and a TTL under 300 ms, at configuration time', () => {
