@@ -240,7 +240,7 @@ export class HttpAdapter implements Adapter {
     };
   }
 
-  open(binding: BindingContext): void {
+  async open(binding: BindingContext): Promise<void> {
     this.#binding = binding;
     const options = this.options;
     const listener = this.#requestListener(binding);
@@ -270,7 +270,9 @@ export class HttpAdapter implements Adapter {
       const h2Listener = this.#routedListener(binding) as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void;
       this.#h2 = new Http2Front(h2, binding, h2Listener);
     }
-    for (const upgrade of Object.values(options.upgrades ?? {})) upgrade.open?.(binding);
+    // One after the other, as before: an upgrade that fails (a configuration error, a bus it cannot reach)
+    // fails the binding's start.
+    for (const upgrade of Object.values(options.upgrades ?? {})) await upgrade.open?.(binding);
   }
 
   connection(conn: Connection): void {

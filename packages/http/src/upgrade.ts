@@ -17,8 +17,8 @@ export interface UpgradeHandler {
   readonly scope?: 'shared' | 'local';
   /** URL scheme on a TLS binding (`wss`). */
   readonly secureScheme: string;
-  /** Called when the HTTP binding opens, before it listens. */
-  open?(binding: BindingContext): void;
+  /** Called when the HTTP binding opens, before it listens; a promise is awaited (its rejection fails the start). */
+  open?(binding: BindingContext): void | Promise<void>;
   /** Take the socket, or answer it with an HTTP error (see {@link rejectUpgrade}). */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
   /**

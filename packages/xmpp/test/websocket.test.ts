@@ -1,4 +1,4 @@
-import { PortService } from '@portbind/core';
+import { memoryBus, PortService } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { type Element, xml, client as xmppClient } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -162,5 +162,17 @@ describe('XMPP over WebSocket: who counts as local', () => {
     services.push(service);
     service.bind(httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } }), { port: 0, host: '127.0.0.1' });
     await expect(service.start()).rejects.toMatchObject({ code: 'PB_ERR_XMPP_NO_TLS' });
+  });
+
+  it('on an HTTP binding, start fails when the server cannot enter its cluster (a bus closed): nothing listens', async () => {
+    const bus = memoryBus();
+    await bus.close();
+    const server = xmppServer({ domain: 'localhost', storage: memoryStorage(), bus, allowPlaintext: 'loopback' });
+    const service = new PortService({ env: {} });
+    services.push(service);
+    const binding = service.bind(httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } }), { port: 0, host: '127.0.0.1' });
+    await expect(service.start()).rejects.toThrow(/bus closed/);
+    expect(() => binding.address).toThrow(/not listening/);
+    await server.close();
   });
 });
