@@ -7,6 +7,7 @@ import { NS_DATA, NS_PUBSUB } from '../namespaces.js';
 import { parseXml } from '../parse.js';
 import type { XmppSession } from '../session.js';
 import { StanzaErrorException } from '../stanza-error.js';
+import { updateValue } from '../stores/update.js';
 import { configuredComponentDomains } from './component.js';
 import { buildDataForm, type DataFormField } from './data-form.js';
 
@@ -548,12 +549,13 @@ class Push {
     tracker.errors++;
     if (kind === 'wait' && tracker.errors < this.#settings.maxErrors) return;
     const { user, key } = tracker;
-    await this.#locked(user, async () => {
-      const current = (await this.#store.get(user, key)) as Registration | undefined;
-      // Enabled again meanwhile: that is a new registration.
-      if (current === undefined || current.since !== registration.since) return;
-      await this.#store.set(user, key, undefined);
-    });
+    await this.#locked(user, () =>
+      // Enabled again meanwhile (here or on another process sharing the storage): that is a new
+      // registration, kept. A compare-and-set, so that a re-enable between the read and the delete stays.
+      updateValue<Registration>(this.#store, user, key, (current) =>
+        current === undefined || current.since !== registration.since ? current : undefined,
+      ),
+    );
     this.#drop(user, key);
     this.#api.logger.info({ user, push: key, kind }, 'push registration disabled after an error from the app server');
   }
