@@ -165,6 +165,8 @@ function counted(storage) {
     keyValue: (name) => wrap(storage.keyValue(name), `keyValue(${name})`),
     archive: (name) => wrap(storage.archive(name), `archive(${name})`),
     close: () => storage.close(),
+    // The storage thread's "behind" signal, as the server gets it without this wrapper.
+    ...(typeof storage.onPressure === 'function' ? { onPressure: (listener) => storage.onPressure(listener) } : {}),
   };
 }
 

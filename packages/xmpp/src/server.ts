@@ -179,6 +179,11 @@ export class XmppServer {
   readonly startedAt = Date.now();
   /** Registrations per address in the current hour. */
   readonly #registrations = new Map<string, { count: number; since: number }>();
+  /** Every connected session (authenticated or not), for holding their input. */
+  readonly #connected = new Set<Session>();
+  /** Input held since (the storage is behind), or undefined. */
+  #heldSince: number | undefined;
+  #pressureOff: (() => void) | undefined;
   /** With a bus: login failures and registrations counted across the service's processes. */
   readonly #sharedLimits: SharedLimits | undefined;
   readonly #options: {
@@ -262,6 +267,9 @@ export class XmppServer {
             archive: (name) => storage.archive(name),
             close: () => storage.close(),
           };
+    // A storage behind the server (its thread waits for the disk, or for another process's write lock):
+    // stop reading from every client until it caught up, rather than queue without end or stop the event loop.
+    this.#pressureOff = storage.onPressure?.((behind) => this.#holdInput(behind));
     const server = this;
     this.#host = new ModuleHost(
       {
@@ -460,6 +468,7 @@ export class XmppServer {
       await this.#host.stop();
       await this.#cluster?.stop();
       await this.#sharedLimits?.stop();
+      this.#pressureOff?.();
       await this.storage.close();
     })();
     return this.#closing;
@@ -484,7 +493,28 @@ export class XmppServer {
       if (!session.authenticated) session.close(new StreamError('connection-timeout', 'authentication took too long'));
     }, this.#options.authTimeoutMs);
     timer.unref();
-    session.conn.socket.once('close', () => clearTimeout(timer));
+    this.#connected.add(session);
+    if (this.#heldSince !== undefined) session.holdInput(true);
+    session.conn.socket.once('close', () => {
+      clearTimeout(timer);
+      this.#connected.delete(session);
+    });
+  }
+
+  /** The storage fell behind (true) or caught up (false): every client's input is held meanwhile. */
+  #holdInput(behind: boolean): void {
+    if (behind === (this.#heldSince !== undefined)) return;
+    if (behind) {
+      this.#heldSince = Date.now();
+      this.#logger.warn({ sessions: this.#connected.size }, 'XMPP: the storage is behind: reading from clients paused until it caught up');
+    } else {
+      this.#logger.info(
+        { pausedMs: Date.now() - (this.#heldSince ?? Date.now()) },
+        'XMPP: the storage caught up: reading from clients again',
+      );
+      this.#heldSince = undefined;
+    }
+    for (const session of this.#connected) session.holdInput(behind);
   }
 
   /** The channel binding offered on this session (only with `channelBinding: true`, on TLS 1.3). */

@@ -150,6 +150,8 @@ export abstract class Session implements XmppSession {
   protected abstract streamElement(element: XmlElement): XmlElement;
   /** STARTTLS, where the transport has it. */
   protected abstract starttls(): Promise<void>;
+  /** Stop (true) or go on (false) reading from the client: the server's storage is behind. */
+  abstract holdInput(hold: boolean): void;
   /** Whether STARTTLS is offered (and so required) on this transport. */
   protected abstract get starttlsOffered(): boolean;
 

@@ -162,7 +162,19 @@ export class TcpSession extends Session {
     this.restart();
   }
 
+  /** The server holds the input (its storage is behind). */
+  #held = false;
+  /** The rate limit holds it until its timer. */
+  #throttled = false;
+
+  holdInput(hold: boolean): void {
+    this.#held = hold;
+    if (hold) this.#socket.pause();
+    else if (!this.#throttled && !this.#socket.destroyed) this.#socket.resume();
+  }
+
   #listen(socket: Socket): void {
+    if (this.#held) socket.pause();
     socket.on('data', this.#onData);
     socket.on('error', () => {});
     socket.once('close', () => this.gone());
@@ -190,9 +202,11 @@ export class TcpSession extends Session {
     if (this.#tokens >= 0) return;
     const socket = this.#socket;
     socket.pause();
+    this.#throttled = true;
     setTimeout(
       () => {
-        if (!socket.destroyed) socket.resume();
+        this.#throttled = false;
+        if (!socket.destroyed && !this.#held) socket.resume();
       },
       Math.ceil((-this.#tokens * 1000) / bytesPerSecond),
     ).unref();

@@ -26,6 +26,12 @@ export class WsSession extends Session {
     ws.ws.once('close', () => this.gone());
   }
 
+  holdInput(hold: boolean): void {
+    // ws's pause()/resume(): the socket under it stops being read (frames already read still come).
+    if (hold) this.#ws.ws.pause();
+    else this.#ws.ws.resume();
+  }
+
   /**
    * The client: behind a proxy that the HTTP binding trusts (`trustProxy`), the address its
    * forwarding header names; otherwise the connection's peer.

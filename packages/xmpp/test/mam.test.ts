@@ -702,3 +702,63 @@ describe('data forms (XEP-0004) and result set management (XEP-0059)', () => {
     expect(buildRsmAnswer({ count: 0 }).toString()).toBe("<set xmlns='http://jabber.org/protocol/rsm'><count>0</count></set>");
   });
 });
+
+describe('the storage thread falling behind', () => {
+  it('stops reading from clients, not the event loop, while another process holds the write lock; nothing is lost', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'portbind-pressure-'));
+    const logger = capturingLogger();
+    try {
+      const file = join(dir, 'xmpp.sqlite');
+      const { port } = await server({ storage: sqliteStorage({ file, maxInFlight: 200 }), logger });
+      const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+      const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+      juliet.send('<presence/>');
+      romeo.send('<presence/>');
+      await juliet.sync();
+      await romeo.sync();
+      // What the archive reads per user (preferences, the account) is read and kept before the lock.
+      juliet.send(chat('romeo@localhost', 'first'));
+      await romeo.next(/<body>first<\/body>/);
+      expect((await mamQuery(romeo, 'first', rsm('<max>0</max>'))).answer).toContain('<count>1</count>');
+      expect((await mamQuery(juliet, 'first', rsm('<max>0</max>'))).answer).toContain('<count>1</count>');
+      // Another process (a backup, another server on the same file) holds the write lock: the storage
+      // thread's commits wait for it (busy_timeout), and the archive's rows pile up behind them.
+      const Database = (await import('better-sqlite3')).default;
+      const locker = new Database(file);
+      locker.exec('BEGIN IMMEDIATE');
+      let lag = 0;
+      let last = performance.now();
+      const ticker = setInterval(() => {
+        const now = performance.now();
+        lag = Math.max(lag, now - last);
+        last = now;
+      }, 10);
+      try {
+        // 300 messages: 600 archive rows, three times maxInFlight.
+        let burst = '';
+        for (let i = 0; i < 300; i++)
+          burst += `<message type='chat' to='romeo@localhost/orchard' id='p${i}'><body>line ${i}</body></message>`;
+        juliet.send(burst);
+        const deadline = Date.now() + 10_000;
+        while (!logger.lines.some((line) => line.message?.includes('the storage is behind')) && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        // The event loop goes on while the lock is held (a second and a half more): timers keep their time.
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        expect(lag).toBeLessThan(500);
+        expect(logger.lines.some((line) => line.level === 'warn' && line.message?.includes('the storage is behind'))).toBe(true);
+      } finally {
+        locker.exec('COMMIT');
+        locker.close();
+        clearInterval(ticker);
+      }
+      // Once the storage caught up, the rest is read: every message arrives, and every one is archived.
+      for (let i = 0; i < 300; i++) await romeo.next(new RegExp(`<message[^>]* id='p${i}'`), 15_000);
+      expect(logger.lines.some((line) => line.message?.includes('the storage caught up'))).toBe(true);
+      const count = await mamQuery(romeo, 'count', rsm('<max>0</max>'));
+      expect(count.answer).toContain('<count>301</count>');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -127,8 +127,15 @@ function parseResponse(data: string): { status: number; head: string; body: stri
 
 /** Files under `dir`, recursively (relative paths), the temporary folder included. */
 async function filesUnder(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1));
+  for (;;) {
+    try {
+      const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+      return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1));
+    } catch (error) {
+      // The server's sweep removed a folder while the walk was in it: walk again.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || (error as NodeJS.ErrnoException).path === dir) throw error;
+    }
+  }
 }
 
 const pathOf = (url: string): string => new URL(url).pathname;

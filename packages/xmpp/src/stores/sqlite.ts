@@ -82,6 +82,14 @@ export interface SqliteStorageOptions {
    * always runs on the event loop (a memory database belongs to one connection).
    */
   thread?: boolean;
+  /**
+   * With `thread`: calls waiting for the storage thread (archived messages, mostly) past which the storage is
+   * behind — a disk slower than the server archives, another process holding the file's write lock — and the
+   * server stops reading from its clients until half of them are done. The event loop goes on meanwhile:
+   * timers, pings, the cluster's heartbeats, health checks. Past four times as many (what was read already
+   * still comes) the event loop waits for the thread. Default 20,000 (about half a second of a busy server).
+   */
+  maxInFlight?: number;
 }
 
 /**
@@ -97,6 +105,7 @@ export function sqliteStorage(options: SqliteStorageOptions): XmppStorage {
   const check = new SqliteStorage({ ...options, checkpointWorker: false });
   check.dispose();
   const { thread: _thread, ...rest } = options;
+  if (options.maxInFlight !== undefined) positiveInteger('maxInFlight', options.maxInFlight, 1);
   // On its thread, the storage takes a quiet millisecond (not a quiet turn of its own loop) as idle.
   return new WorkerStorage(check.file, {
     ...rest,

@@ -105,4 +105,10 @@ export interface XmppStorage {
   archive(name: string): ArchiveStore;
   /** Write everything pending and release the backend. */
   close(): Promise<void>;
+  /**
+   * Optional: hear when the storage falls behind the server (`true`) and when it caught up (`false`); the
+   * server stops reading from its clients meanwhile, so that what waits to be written stays bounded. Returns
+   * the unsubscribe. sqliteStorage() on its thread has it.
+   */
+  onPressure?(listener: (behind: boolean) => void): () => void;
 }

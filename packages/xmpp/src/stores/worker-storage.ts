@@ -206,10 +206,12 @@ function buffers(value: unknown): unknown {
   return copy;
 }
 
-/** Calls posted and not answered past which the event loop waits for the storage thread. */
+/** Calls posted and not answered past which the storage says it is behind (onPressure), or, with nobody listening, the event loop waits for it. */
 const MAX_IN_FLIGHT = 20_000;
 /** … until this few are left. */
 const RESUME_IN_FLIGHT = 10_000;
+/** With a listener that stops the input: past this many (what was read already still comes), the event loop waits after all. */
+const HARD_IN_FLIGHT_FACTOR = 4;
 
 /** The storage on its thread: the store interfaces, each call posted there. @internal */
 export class WorkerStorage implements XmppStorage {
@@ -238,15 +240,21 @@ export class WorkerStorage implements XmppStorage {
   #closed: Promise<void> | undefined;
   #dead: Error | undefined;
   readonly #exited: Promise<void>;
+  readonly #maxInFlight: number;
+  readonly #pressureListeners = new Set<(behind: boolean) => void>();
+  /** Said behind (onPressure) and not yet caught up. */
+  #behind = false;
 
   /** `options` were checked by opening the file on this thread; the thread opens it again. */
   constructor(file: string, options: Record<string, unknown>) {
     this.file = file;
+    this.#maxInFlight = typeof options.maxInFlight === 'number' ? options.maxInFlight : MAX_IN_FLIGHT;
     this.#worker = startThread(workerUrl(), { options, done: this.#done.buffer });
     // Idle, it must not keep a process alive that forgot to close its storage; with calls pending, it does.
     this.#worker.unref();
     this.#worker.on('message', (message: StorageReply[] | { closed: true }) => {
       if (Array.isArray(message)) this.#settle(message);
+      if (this.#behind && this.#next - Atomics.load(this.#done, 0) <= this.#resumeInFlight) this.#tellPressure(false);
     });
     this.#exited = new Promise((resolve) => {
       this.#worker.once('exit', () => {
@@ -380,11 +388,44 @@ export class WorkerStorage implements XmppStorage {
    * reading from the network until the storage caught up, instead of queueing without end.
    */
   #backpressure(id: number): void {
-    if (id - Atomics.load(this.#done, 0) < MAX_IN_FLIGHT) return;
+    const behind = id - Atomics.load(this.#done, 0);
+    if (behind < this.#maxInFlight) return;
+    if (this.#pressureListeners.size > 0) {
+      // The server stops reading from its clients until the thread caught up: the event loop goes on
+      // (timers, pings, the cluster's heartbeats, health checks), only what was read already still comes.
+      if (!this.#behind) this.#tellPressure(true);
+      if (behind < this.#maxInFlight * HARD_IN_FLIGHT_FACTOR) return;
+    }
     this.#post();
     const deadline = Date.now() + 30_000;
-    while (id - Atomics.load(this.#done, 0) >= RESUME_IN_FLIGHT && this.#dead === undefined && Date.now() < deadline) {
+    while (id - Atomics.load(this.#done, 0) >= this.#resumeInFlight && this.#dead === undefined && Date.now() < deadline) {
       Atomics.wait(this.#done, 0, Atomics.load(this.#done, 0), 100);
+    }
+  }
+
+  get #resumeInFlight(): number {
+    return Math.floor((this.#maxInFlight * RESUME_IN_FLIGHT) / MAX_IN_FLIGHT);
+  }
+
+  /**
+   * Hear when the storage thread falls behind (`true`: more calls waiting than `maxInFlight`) and when it
+   * has caught up (`false`): the server stops reading from its clients meanwhile. Returns the unsubscribe.
+   */
+  onPressure(listener: (behind: boolean) => void): () => void {
+    this.#pressureListeners.add(listener);
+    return () => {
+      this.#pressureListeners.delete(listener);
+    };
+  }
+
+  #tellPressure(behind: boolean): void {
+    this.#behind = behind;
+    for (const listener of [...this.#pressureListeners]) {
+      try {
+        listener(behind);
+      } catch {
+        // A listener that throws: the others still hear.
+      }
     }
   }
 
