@@ -2,7 +2,7 @@ import { type MemoryBus, memoryBus } from '@portbind/core';
 import { describe, expect, it, vi } from 'vitest';
 import { defaultModules, memoryStorage, type XmppServer, type XmppStorage } from '../src/index.js';
 import { type MucOptions, muc } from '../src/modules/muc/index.js';
-import { authenticated as smAuthenticated, bound as smBound, enable as smEnable, seen as smSeen } from './cluster-smacks-support.js';
+import { dropAndResume, bound as smBound, enable as smEnable } from './cluster-smacks-support.js';
 import { configure, createRoom, esc, join, NS_MUC, occupant, refusedJoin, SERVICE } from './muc-support.js';
 import type { Raw } from './raw-stream.js';
 import { start } from './support.js';
@@ -195,11 +195,7 @@ describe('MUC on several processes (a shared bus)', () => {
     await juliet.until(/from='lobby@conference\.localhost\/Nurse'/);
     expect(a.muc.rooms()).toEqual(['lobby']);
     // Her link to A drops (A lives, keeps the session hibernating); she resumes on B.
-    const handled = smSeen(juliet);
-    juliet.socket.destroy();
-    const back = await smAuthenticated(b.port);
-    back.write(`<resume xmlns='urn:xmpp:sm:3' previd='${id}' h='${handled}'/>`);
-    await back.until(/<resumed [^>]*\/>/);
+    const back = await dropAndResume(juliet, id, b.port);
     groupchat(nurse, 'while A lives');
     await back.until(/<body>while A lives<\/body>/);
     // Then A dies: B takes the room over, and she is among its occupants.
@@ -228,11 +224,7 @@ describe('MUC on several processes (a shared bus)', () => {
     await join(romeo, 'lobby', 'Romeo');
     expect(c.muc.rooms()).toEqual(['lobby']);
     // Her link to A drops (A lives on); she resumes on B, then leaves the room from there.
-    const handled = smSeen(juliet);
-    juliet.socket.destroy();
-    const back = await smAuthenticated(b.port);
-    back.write(`<resume xmlns='urn:xmpp:sm:3' previd='${id}' h='${handled}'/>`);
-    await back.until(/<resumed [^>]*\/>/);
+    const back = await dropAndResume(juliet, id, b.port);
     back.write(`<presence to='${ROOM}/Juliet' type='unavailable'/>`);
     await romeo.next(presenceFrom('Juliet', 'unavailable'));
     // C dies: A or B takes the room over from what the bus says of its occupants. Juliet's session lives

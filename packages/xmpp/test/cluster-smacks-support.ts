@@ -55,6 +55,16 @@ export async function enable(raw: Raw, request = `<enable xmlns='${SM}' resume='
   return id;
 }
 
+/** The client's link drops (its process lives on); it logs in at `port` and resumes SM-ID `id` there. */
+export async function dropAndResume(raw: Raw, id: string, port: number): Promise<Raw> {
+  const handled = seen(raw);
+  raw.socket.destroy();
+  const back = await authenticated(port);
+  back.write(`<resume xmlns='${SM}' previd='${id}' h='${handled}'/>`);
+  await back.until(/<resumed [^>]*\/>/);
+  return back;
+}
+
 /** Stanzas the client saw on this stream since `<enabled/>` (what its h counts). */
 export function seen(raw: Raw): number {
   return (raw.text.split('<enabled ')[1] ?? '').match(/<(message|presence|iq)[ >]/g)?.length ?? 0;

@@ -17,7 +17,7 @@ import {
   type XmppStorage,
 } from '../src/stores/index.js';
 import { Raw } from './raw-stream.js';
-import { clients, login, OPEN, rawLogin, rawStartTls, start, testCert } from './support.js';
+import { capturingLogger, clients, login, OPEN, rawLogin, rawStartTls, start, testCert } from './support.js';
 
 // What only postgresStorage() has (its store semantics are the conformance suite of stores.test.ts): the
 // schema in `portbind_schema` migrated once by processes starting together, archive appends of one turn in
@@ -522,6 +522,54 @@ async function register(port: number, username: string, password: string): Promi
     socket.destroy();
   }
 }
+
+describe('an XMPP server on postgresStorage: PostgreSQL behind', () => {
+  it('a table lock held elsewhere: the server stops reading from its clients past maxInFlight, and reads again once it caught up; nothing lost', async () => {
+    const url = await freshDatabase();
+    const storage = open({ url, maxInFlight: 100 });
+    const logger = capturingLogger();
+    const { port } = await start({ logger, server: { storage } });
+    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
+    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
+    juliet.send('<presence/>');
+    romeo.send('<presence/>');
+    await juliet.sync();
+    await romeo.sync();
+    const count = "<query xmlns='urn:xmpp:mam:2' queryid='c'><set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set></query>";
+    // The archives' owners exist and what the archive reads per user is kept, before the lock.
+    juliet.send("<message type='chat' to='romeo@localhost/orchard' id='first'><body>first</body></message>");
+    await romeo.next(/<body>first<\/body>/);
+    expect(await romeo.iq('c0', count, "type='set'")).toContain('<count>1</count>');
+    expect(await juliet.iq('c0', count, "type='set'")).toContain('<count>1</count>');
+    // Another session holds the archive table: every insert waits.
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE archive IN ACCESS EXCLUSIVE MODE');
+    let delivered = 0;
+    try {
+      let burst = '';
+      for (let i = 0; i < 300; i++)
+        burst += `<message type='chat' to='romeo@localhost/orchard' id='p${i}'><body>line ${i}</body></message>`;
+      juliet.send(burst);
+      const deadline = Date.now() + 10_000;
+      while (!logger.lines.some((line) => line.message?.includes('the storage is behind')) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // Held: what was read goes on, the rest waits in the socket (about 50 messages make 100 archive calls).
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      delivered = romeo.take(/^<message[^>]* id='p\d+'/).length;
+      expect(delivered).toBeLessThan(300);
+      expect(logger.lines.some((line) => line.level === 'warn' && line.message?.includes('the storage is behind'))).toBe(true);
+    } finally {
+      await locker.query('COMMIT');
+      await locker.end();
+    }
+    for (let i = delivered; i < 300; i++) await romeo.next(new RegExp(`^<message[^>]* id='p${i}'`), 15_000);
+    expect(logger.lines.some((line) => line.message?.includes('the storage caught up'))).toBe(true);
+    expect(await romeo.iq('c1', count, "type='set'")).toContain('<count>301</count>');
+  });
+});
 
 describe('XMPP server processes sharing one PostgreSQL', () => {
   it('two processes started together migrate once; an account registered on one logs in on the other, its archive and offline message too; one SIGKILLed, the other goes on', async () => {

@@ -56,6 +56,12 @@ export interface PostgresStorageOptions {
   /** Most rows in one INSERT. Default 1000. */
   maxBatch?: number;
   /**
+   * Calls waiting for PostgreSQL (archived messages, mostly) past which the storage is behind — a database
+   * slower than the server archives, a table lock held elsewhere — and the server stops reading from its
+   * clients until half of them are done (`onPressure`): what waits to be written stays bounded. Default 20,000.
+   */
+  maxInFlight?: number;
+  /**
    * Told of a connection that broke while idle in the pool (PostgreSQL restarted or unreachable), once per
    * connection. The calls that need it fail on their own; this is for a log line. Default: nothing.
    */
@@ -202,6 +208,11 @@ class PgStorage implements PostgresStorage {
   /** (store, owner) pairs known to have an archive_owners row. */
   readonly #knownOwners = new Set<string>();
   #batch: AppendBatch | undefined;
+  readonly #maxInFlight: number;
+  /** Calls issued and not settled. */
+  #inFlight = 0;
+  #behind = false;
+  readonly #pressureListeners = new Set<(behind: boolean) => void>();
   #ready: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
   readonly #onPoolError: (error: Error) => void;
@@ -220,6 +231,7 @@ class PgStorage implements PostgresStorage {
     const connectTimeout = integerOption('connectTimeout', options.connectTimeout, 10_000, 1);
     const statementTimeout = integerOption('statementTimeout', options.statementTimeout, 30_000, 0);
     this.#maxBatch = integerOption('maxBatch', options.maxBatch, 1000, 1);
+    this.#maxInFlight = integerOption('maxInFlight', options.maxInFlight, 20_000, 1);
     this.#batchEnabled = options.batch ?? true;
     this.#schema = options.schema;
     this.s = options.schema === undefined ? '' : `"${options.schema}".`;
@@ -349,10 +361,44 @@ class PgStorage implements PostgresStorage {
     const settled = result.then(noop, noop);
     const stamp = ++this.#stamp;
     for (const lane of lanes) this.#lanes.set(lane, { tail: settled, stamp });
+    this.#entered();
     void settled.then(() => {
       for (const lane of lanes) if (this.#lanes.get(lane)?.tail === settled) this.#lanes.delete(lane);
+      this.#left(1);
     });
     return result;
+  }
+
+  /** A call (or an archive append, batched) was issued / `count` of them settled: the pressure they make. */
+  #entered(): void {
+    if (++this.#inFlight >= this.#maxInFlight && !this.#behind) this.#tellPressure(true);
+  }
+
+  #left(count: number): void {
+    this.#inFlight -= count;
+    if (this.#behind && this.#inFlight <= this.#maxInFlight / 2) this.#tellPressure(false);
+  }
+
+  /**
+   * Hear when more than `maxInFlight` calls wait for PostgreSQL (`true`) and when half of them are done
+   * (`false`): the server stops reading from its clients meanwhile. Returns the unsubscribe.
+   */
+  onPressure(listener: (behind: boolean) => void): () => void {
+    this.#pressureListeners.add(listener);
+    return () => {
+      this.#pressureListeners.delete(listener);
+    };
+  }
+
+  #tellPressure(behind: boolean): void {
+    this.#behind = behind;
+    for (const listener of [...this.#pressureListeners]) {
+      try {
+        listener(behind);
+      } catch {
+        // A listener that throws: the others still hear.
+      }
+    }
   }
 
   /** A call on one owner of an archive store: after the calls on that owner, and on the whole store, made before it. */
@@ -409,6 +455,7 @@ class PgStorage implements PostgresStorage {
       this.#lanes.set(lane, { tail: batch.settled, stamp: batch.stamp });
     }
     batch.entries.push(entry);
+    this.#entered();
     if (!this.#batchEnabled) this.#startBatch(batch);
   }
 
@@ -420,7 +467,11 @@ class PgStorage implements PostgresStorage {
       if (batch.deps.length > 0) await Promise.allSettled(batch.deps);
       await this.#insert(batch.entries);
     };
-    run().then(batch.done, batch.done);
+    const settled = (): void => {
+      batch.done();
+      this.#left(batch.entries.length);
+    };
+    run().then(settled, settled);
   }
 
   /** Inserts the rows of a batch in one statement; a statement that fails for one row's sake is retried row by row. */
