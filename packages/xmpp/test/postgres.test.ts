@@ -556,7 +556,7 @@ describe('an XMPP server on postgresStorage: PostgreSQL behind', () => {
       while (!logger.lines.some((line) => line.message?.includes('the storage is behind')) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      // Held: what was read already goes on (about 180 of 300 here), the rest waits in the socket.
+      // Held: part of the burst goes on (about 180 of 300 here: what the server had in hand), the rest waits.
       await new Promise((resolve) => setTimeout(resolve, 500));
       delivered = romeo.take(/^<message[^>]* id='p\d+'/).length;
       expect(delivered).toBeLessThan(300);
