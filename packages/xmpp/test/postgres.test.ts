@@ -16,6 +16,7 @@ import {
   StorageUnavailableError,
   type XmppStorage,
 } from '../src/stores/index.js';
+import { ARCHIVE_COUNT, archivingPair, burstUntilBehind, saidBehind } from './pressure-support.js';
 import { Raw } from './raw-stream.js';
 import { capturingLogger, clients, login, OPEN, rawLogin, rawStartTls, start, testCert } from './support.js';
 
@@ -529,18 +530,7 @@ describe('an XMPP server on postgresStorage: PostgreSQL behind', () => {
     const storage = open({ url, maxInFlight: 100 });
     const logger = capturingLogger();
     const { port } = await start({ logger, server: { storage } });
-    const juliet = await Raw.login(port, 'juliet', 'balcony', 'balcony');
-    const romeo = await Raw.login(port, 'romeo', 'r0meo!', 'orchard');
-    juliet.send('<presence/>');
-    romeo.send('<presence/>');
-    await juliet.sync();
-    await romeo.sync();
-    const count = "<query xmlns='urn:xmpp:mam:2' queryid='c'><set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set></query>";
-    // The archives' owners exist and what the archive reads per user is kept, before the lock.
-    juliet.send("<message type='chat' to='romeo@localhost/orchard' id='first'><body>first</body></message>");
-    await romeo.next(/<body>first<\/body>/);
-    expect(await romeo.iq('c0', count, "type='set'")).toContain('<count>1</count>');
-    expect(await juliet.iq('c0', count, "type='set'")).toContain('<count>1</count>');
+    const { juliet, romeo } = await archivingPair(port);
     // Another session holds the archive table: every insert waits.
     const locker = new pg.Client({ connectionString: url });
     await locker.connect();
@@ -548,26 +538,19 @@ describe('an XMPP server on postgresStorage: PostgreSQL behind', () => {
     await locker.query('LOCK TABLE archive IN ACCESS EXCLUSIVE MODE');
     let delivered = 0;
     try {
-      let burst = '';
-      for (let i = 0; i < 300; i++)
-        burst += `<message type='chat' to='romeo@localhost/orchard' id='p${i}'><body>line ${i}</body></message>`;
-      juliet.send(burst);
-      const deadline = Date.now() + 10_000;
-      while (!logger.lines.some((line) => line.message?.includes('the storage is behind')) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await burstUntilBehind(juliet, logger.lines);
       // Held: part of the burst goes on (about 180 of 300 here: what the server had in hand), the rest waits.
       await new Promise((resolve) => setTimeout(resolve, 500));
       delivered = romeo.take(/^<message[^>]* id='p\d+'/).length;
       expect(delivered).toBeLessThan(300);
-      expect(logger.lines.some((line) => line.level === 'warn' && line.message?.includes('the storage is behind'))).toBe(true);
+      expect(saidBehind(logger.lines)).toBe(true);
     } finally {
       await locker.query('COMMIT');
       await locker.end();
     }
     for (let i = delivered; i < 300; i++) await romeo.next(new RegExp(`^<message[^>]* id='p${i}'`), 15_000);
     expect(logger.lines.some((line) => line.message?.includes('the storage caught up'))).toBe(true);
-    expect(await romeo.iq('c1', count, "type='set'")).toContain('<count>301</count>');
+    expect(await romeo.iq('c1', ARCHIVE_COUNT, "type='set'")).toContain('<count>301</count>');
   });
 });
 

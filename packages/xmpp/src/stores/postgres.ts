@@ -8,6 +8,7 @@ import { SaslprepError } from '../sasl/saslprep.js';
 import { StanzaErrorException } from '../stanza-error.js';
 import { compareKeys, cursorNotFound, pageSize } from './memory.js';
 import { type PostgresMigration, postgresMigrations } from './postgres-migrations.js';
+import { PressureSignal } from './pressure.js';
 import type { ArchiveItem, ArchiveQuery, ArchiveResult, ArchiveStore, JsonValue, KeyValueStore, XmppStorage } from './types.js';
 import { casTexts } from './update.js';
 
@@ -211,8 +212,7 @@ class PgStorage implements PostgresStorage {
   readonly #maxInFlight: number;
   /** Calls issued and not settled. */
   #inFlight = 0;
-  #behind = false;
-  readonly #pressureListeners = new Set<(behind: boolean) => void>();
+  readonly #pressure = new PressureSignal();
   #ready: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
   readonly #onPoolError: (error: Error) => void;
@@ -371,12 +371,12 @@ class PgStorage implements PostgresStorage {
 
   /** A call (or an archive append, batched) was issued / `count` of them settled: the pressure they make. */
   #entered(): void {
-    if (++this.#inFlight >= this.#maxInFlight && !this.#behind) this.#tellPressure(true);
+    if (++this.#inFlight >= this.#maxInFlight && !this.#pressure.behind) this.#pressure.tell(true);
   }
 
   #left(count: number): void {
     this.#inFlight -= count;
-    if (this.#behind && this.#inFlight <= this.#maxInFlight / 2) this.#tellPressure(false);
+    if (this.#pressure.behind && this.#inFlight <= this.#maxInFlight / 2) this.#pressure.tell(false);
   }
 
   /**
@@ -384,21 +384,7 @@ class PgStorage implements PostgresStorage {
    * (`false`): the server stops reading from its clients meanwhile. Returns the unsubscribe.
    */
   onPressure(listener: (behind: boolean) => void): () => void {
-    this.#pressureListeners.add(listener);
-    return () => {
-      this.#pressureListeners.delete(listener);
-    };
-  }
-
-  #tellPressure(behind: boolean): void {
-    this.#behind = behind;
-    for (const listener of [...this.#pressureListeners]) {
-      try {
-        listener(behind);
-      } catch {
-        // A listener that throws: the others still hear.
-      }
-    }
+    return this.#pressure.listen(listener);
   }
 
   /** A call on one owner of an archive store: after the calls on that owner, and on the whole store, made before it. */

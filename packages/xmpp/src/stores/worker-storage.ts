@@ -4,6 +4,7 @@ import { PortbindError } from '@portbind/core';
 import type { UserStore } from '../sasl/credentials.js';
 import { SaslprepError } from '../sasl/saslprep.js';
 import { type StanzaErrorCondition, StanzaErrorException } from '../stanza-error.js';
+import { PressureSignal } from './pressure.js';
 import type { ArchiveItem, ArchiveStore, KeyValueStore, XmppStorage } from './types.js';
 
 // SQLite on a thread of its own. better-sqlite3 is synchronous: on the event loop, every archived
@@ -241,9 +242,7 @@ export class WorkerStorage implements XmppStorage {
   #dead: Error | undefined;
   readonly #exited: Promise<void>;
   readonly #maxInFlight: number;
-  readonly #pressureListeners = new Set<(behind: boolean) => void>();
-  /** Said behind (onPressure) and not yet caught up. */
-  #behind = false;
+  readonly #pressure = new PressureSignal();
 
   /** `options` were checked by opening the file on this thread; the thread opens it again. */
   constructor(file: string, options: Record<string, unknown>) {
@@ -254,7 +253,7 @@ export class WorkerStorage implements XmppStorage {
     this.#worker.unref();
     this.#worker.on('message', (message: StorageReply[] | { closed: true }) => {
       if (Array.isArray(message)) this.#settle(message);
-      if (this.#behind && this.#next - Atomics.load(this.#done, 0) <= this.#resumeInFlight) this.#tellPressure(false);
+      if (this.#pressure.behind && this.#next - Atomics.load(this.#done, 0) <= this.#resumeInFlight) this.#pressure.tell(false);
     });
     this.#exited = new Promise((resolve) => {
       this.#worker.once('exit', () => {
@@ -390,10 +389,10 @@ export class WorkerStorage implements XmppStorage {
   #backpressure(id: number): void {
     const behind = id - Atomics.load(this.#done, 0);
     if (behind < this.#maxInFlight) return;
-    if (this.#pressureListeners.size > 0) {
+    if (this.#pressure.heard) {
       // The server stops reading from its clients until the thread caught up: the event loop goes on
       // (timers, pings, the cluster's heartbeats, health checks), only what was read already still comes.
-      if (!this.#behind) this.#tellPressure(true);
+      this.#pressure.tell(true);
       if (behind < this.#maxInFlight * HARD_IN_FLIGHT_FACTOR) return;
     }
     this.#post();
@@ -412,21 +411,7 @@ export class WorkerStorage implements XmppStorage {
    * has caught up (`false`): the server stops reading from its clients meanwhile. Returns the unsubscribe.
    */
   onPressure(listener: (behind: boolean) => void): () => void {
-    this.#pressureListeners.add(listener);
-    return () => {
-      this.#pressureListeners.delete(listener);
-    };
-  }
-
-  #tellPressure(behind: boolean): void {
-    this.#behind = behind;
-    for (const listener of [...this.#pressureListeners]) {
-      try {
-        listener(behind);
-      } catch {
-        // A listener that throws: the others still hear.
-      }
-    }
+    return this.#pressure.listen(listener);
   }
 
   /** The records call being written gets its bytes and count; the next record() starts another. */
