@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { type Adapter, ConfigError, type Connection, PortService } from '@portbind/core';
 import { clientAddress, httpAdapter } from '@portbind/http';
@@ -7,7 +7,7 @@ import { OK, type RespAdapter, respAdapter } from '@portbind/resp';
 import { MemoryUserStore, memoryStorage, xmppServer } from '@portbind/xmpp';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { v2Header } from '../packages/core/test/proxy-support.js';
-import { portOf, rawConnect, rawExchange, readUntil, readUntilClose, selfSignedCert } from './support/net.js';
+import { freePort, portOf, rawConnect, rawExchange, readUntil, readUntilClose, selfSignedCert } from './support/net.js';
 
 /**
  * How bindings come to share a port (the same port variable value, the same `port`, or
@@ -29,16 +29,6 @@ function service(options: ConstructorParameters<typeof PortService>[0] = {}): Po
   const made = new PortService({ env: {}, gracePeriodMs: 2000, ...options });
   services.push(made);
   return made;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 function redis(): RespAdapter {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from './net.js';
@@ -23,16 +23,8 @@ export function haproxyBinary(): string {
   return path;
 }
 
-/** A TCP port nobody listens on right now (bound and released), for HAProxy's frontends or a child service. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = createServer();
-  server.listen(0, host);
-  await once(server, 'listening');
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
+/** A TCP port nobody listens on right now, for HAProxy's frontends or a child service (test/support/net.ts). */
+export { freePort } from './net.js';
 
 /** One server's line of `show stat`. */
 export interface ServerStat {

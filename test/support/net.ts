@@ -1,6 +1,58 @@
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { generate } from 'selfsigned';
+
+/** Whether `port` on `host` can be listened on right now. */
+async function bindable(port: number, host: string): Promise<boolean> {
+  const server = createServer();
+  const listening = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => resolve(true));
+  });
+  if (listening) await new Promise((resolve) => server.close(resolve));
+  return listening;
+}
+
+/** The kernel's ephemeral range (what `listen(0)` and outgoing connections get), Linux's default elsewhere. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'latin1').trim().split(/\s+/).map(Number);
+    if (low !== undefined && high !== undefined && Number.isInteger(low) && Number.isInteger(high)) return [low, high];
+  } catch {
+    // not Linux: assume its default
+  }
+  return [32768, 60999];
+}
+
+/**
+ * A TCP port nobody listens on, for a child server that must be told its port (redis-server, HAProxy,
+ * PostgreSQL, a service started in another process). Chosen at random BELOW the kernel's ephemeral
+ * range: the test files run in parallel, and a port taken with `listen(0)` and released is one the
+ * kernel may hand out again at once, to another file's `listen(0)` or outgoing connection — a CI run
+ * saw redis-server lose its port to an HTTP server that way, and the test talk RESP to the HTTP
+ * server. Below the range, only another caller of this function can pick the same port (1 chance in
+ * about 20,000), and a server started here must still check that what answers is its own process.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const [low] = ephemeralRange();
+  const floor = 10_000;
+  const ceiling = low - 1;
+  if (ceiling - floor >= 1000) {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const port = floor + Math.floor(Math.random() * (ceiling - floor + 1));
+      if (await bindable(port, host)) return port;
+    }
+  }
+  // No room below the range (or all of it taken): the kernel's choice, released.
+  const server = createServer();
+  server.listen(0, host);
+  await once(server, 'listening');
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
 
 /** Connect a raw TCP socket to 127.0.0.1:port. */
 export async function rawConnect(port: number): Promise<Socket> {

@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rawConnect, sleep } from './net.js';
+import { freePort, rawConnect, readUntil, sleep } from './net.js';
 
 // A real redis-server 7.0.15 on a free port, no persistence, its files in the temp dir: for the tests
 // of packages/resp and examples/mini-redis that compare bytes with it.
@@ -16,15 +15,25 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-/** A free TCP port on 127.0.0.1 (redis-server cannot bind port 0 and report it). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
+/** A free TCP port on 127.0.0.1 (redis-server cannot bind port 0 and report it): test/support/net.ts. */
+export { freePort };
+
+/**
+ * Whether the redis-server answering on `port` is the process `pid`, by INFO's `process_id`. A server
+ * that lost its port exits, but something else may answer there meanwhile (another test's redis-server
+ * that picked the same port, or any other server): connecting is not enough to know it is ours.
+ */
+export async function isRedisProcess(port: number, pid: number | undefined): Promise<boolean> {
+  const socket = await rawConnect(port);
+  try {
+    socket.write('INFO server\r\n');
+    const text = await readUntil(socket, /process_id:\d+\r\n|^-|HTTP\/|\r\n\r\n/, 5000);
+    return /process_id:(\d+)\r\n/.exec(text)?.[1] === String(pid);
+  } catch {
+    return false;
+  } finally {
+    socket.destroy();
+  }
 }
 
 export async function startRedis(): Promise<Server> {
@@ -65,9 +74,9 @@ export async function startRedis(): Promise<Server> {
     };
     for (let i = 0; i < 200 && child.exitCode === null; i++) {
       try {
-        const socket = await rawConnect(port);
-        socket.destroy();
-        return { port, stop };
+        if (await isRedisProcess(port, child.pid)) return { port, stop };
+        // Another process answers there (this one lost the port and exits): another port.
+        break;
       } catch {
         await sleep(25);
       }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type CommandLine,
   encode,
+  onEach,
   parseReply,
   RawClient,
   REDIS_SERVER,
@@ -54,26 +55,24 @@ async function compareSessions(
   connections: number,
   steps: ReadonlyArray<{ on: number; send?: CommandLine[]; replies?: number; blocked?: number; wait?: number }>,
 ) {
-  const transcripts = await Promise.all(
-    servers().map(async (server) => {
-      const clients = Array.from({ length: connections }, () => new RawClient(server.port));
-      const transcript: string[] = [];
-      try {
-        await (clients[0] as RawClient).send(['FLUSHALL']);
-        for (const step of steps) {
-          const client = clients[step.on] as RawClient;
-          if (step.send) client.socket.write(encode(step.send));
-          const replies = await client.read(step.replies ?? step.send?.length ?? 0);
-          transcript.push(...replies.map((reply) => `#${step.on} ${show(reply)}`));
-          if (step.blocked !== undefined) await waitBlocked(server.port, step.blocked);
-          if (step.wait !== undefined) await new Promise((resolve) => setTimeout(resolve, step.wait));
-        }
-      } finally {
-        for (const client of clients) client.close();
+  const transcripts = await onEach(servers(), async (server) => {
+    const clients = Array.from({ length: connections }, () => new RawClient(server.port));
+    const transcript: string[] = [];
+    try {
+      await (clients[0] as RawClient).send(['FLUSHALL']);
+      for (const step of steps) {
+        const client = clients[step.on] as RawClient;
+        if (step.send) client.socket.write(encode(step.send));
+        const replies = await client.read(step.replies ?? step.send?.length ?? 0);
+        transcript.push(...replies.map((reply) => `#${step.on} ${show(reply)}`));
+        if (step.blocked !== undefined) await waitBlocked(server.port, step.blocked);
+        if (step.wait !== undefined) await new Promise((resolve) => setTimeout(resolve, step.wait));
       }
-      return transcript;
-    }),
-  );
+    } finally {
+      for (const client of clients) client.close();
+    }
+    return transcript;
+  });
   expect(transcripts[1]).toEqual(transcripts[0]);
 }
 

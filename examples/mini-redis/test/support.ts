@@ -39,6 +39,18 @@ export async function startMiniRedis(env: Record<string, string> = {}): Promise<
   };
 }
 
+/**
+ * `work` on each server at once; resolves with every result, or rejects with the first failure only
+ * once every server's work has ended. Promise.all rejects at the first failure and lets the other
+ * server's session run on into the next test, on a server the tests share (its pushes, its keys).
+ */
+export async function onEach<S, T>(servers: readonly S[], work: (server: S) => Promise<T>): Promise<T[]> {
+  const settled = await Promise.allSettled(servers.map(work));
+  const failed = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return settled.map((outcome) => (outcome as PromiseFulfilledResult<T>).value);
+}
+
 /** A command: its words, as strings (UTF-8) or raw bytes. `'SET k v'` splits on spaces. */
 export type CommandLine = string | ReadonlyArray<string | Buffer>;
 

@@ -7,7 +7,17 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CommandLine, encode, RawClient, REDIS_SERVER, type Started, show, startMiniRedis, startRedisServer } from './support.js';
+import {
+  type CommandLine,
+  encode,
+  onEach,
+  RawClient,
+  REDIS_SERVER,
+  type Started,
+  show,
+  startMiniRedis,
+  startRedisServer,
+} from './support.js';
 
 // Client-side caching (CLIENT TRACKING) against a real redis-server 7.0.15: the same sessions on
 // several raw connections, every frame compared byte for byte — replies and invalidation pushes.
@@ -85,9 +95,7 @@ async function session(port: number, connections: number, steps: readonly Step[]
 }
 
 async function compare(connections: number, steps: readonly Step[]): Promise<string[]> {
-  const [expected, actual] = await Promise.all(
-    [real as Started, mini as Started].map((server) => session(server.port, connections, steps)),
-  );
+  const [expected, actual] = await onEach([real as Started, mini as Started], (server) => session(server.port, connections, steps));
   expect(actual).toEqual(expected);
   return actual as string[];
 }

@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rawConnect, sleep } from '../../../test/support/net.js';
-import { freePort, REDIS_SERVER } from '../../../test/support/redis-server.js';
+import { sleep } from '../../../test/support/net.js';
+import { freePort, isRedisProcess, REDIS_SERVER } from '../../../test/support/redis-server.js';
 
 // A real redis-server that can be killed (SIGKILL) and started again on the same port with the same
 // data directory, as a Redis restarted under load. AOF with fsync always: what was acknowledged
@@ -39,9 +39,8 @@ export async function startRestartableRedis(options: { persistence?: boolean } =
     child = spawned;
     for (let i = 0; i < 400 && spawned.exitCode === null; i++) {
       try {
-        const socket = await rawConnect(port);
-        socket.destroy();
-        return true;
+        // Ours, not another server that took the port first (then this one exits).
+        return await isRedisProcess(port, spawned.pid);
       } catch {
         await sleep(25);
       }

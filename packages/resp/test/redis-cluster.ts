@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../../test/support/redis-server.js';
+import { freePort, isRedisProcess } from '../../../test/support/redis-server.js';
 
 // Test helpers for cluster mode: a real cluster-enabled redis-server 7.0.15 (one node owning every
 // slot, as cluster mode's default describes the service) to compare replies with, and a raw client
@@ -132,7 +132,8 @@ async function ready(port: number, cluster: boolean, child: ChildProcess): Promi
         slotsAdded = added === '+OK\r\n';
       }
       const [info] = await raw.send(cluster ? 'CLUSTER INFO' : 'PING');
-      if (info?.includes(cluster ? 'cluster_state:ok' : 'PONG')) return true;
+      // Ours, not another server that took the port first (then this one exits).
+      if (info?.includes(cluster ? 'cluster_state:ok' : 'PONG')) return await isRedisProcess(port, child.pid);
     } catch {
       // not listening yet
     } finally {
