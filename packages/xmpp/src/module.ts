@@ -104,6 +104,10 @@ export interface XmppEvents {
    */
   'session/moved': SessionEvent;
   'presence/initial': SessionEvent;
+  /** The client said nobody looks at it (XEP-0352 `<inactive/>`, the csi module): a phone with its screen off. */
+  'session/inactive': SessionEvent;
+  /** The client said it is looked at again (XEP-0352 `<active/>`) after `session/inactive`. */
+  'session/active': SessionEvent;
   'session/disconnected': SessionEvent & {
     /** The stream was ended on purpose (`</stream:stream>`, a stream error), not lost with its transport. */
     readonly clean: boolean;

@@ -130,6 +130,67 @@ describe('client state indication (XEP-0352)', () => {
     romeo.socket.destroy();
   });
 
+  it('stream management asks for acks less often while inactive (maxInactiveUnackedStanzas), and at once on <active/>', async () => {
+    const { port } = await start({
+      server: {
+        storage: memoryStorage(),
+        modules: [
+          ...defaultModules().filter((m) => m.name !== 'smacks' && m.name !== 'csi'),
+          smacks({ maxInactiveUnackedStanzas: 3 }),
+          csi(),
+        ],
+      },
+    });
+    const juliet = new Raw(await rawLogin(port, 'juliet', 'balcony', 'phone'));
+    const romeo = new Raw(await rawLogin(port, 'romeo', 'r0meo!', 'desk'));
+    juliet.write(`<enable xmlns='urn:xmpp:sm:3' resume='true'/>`);
+    const previd = /id='([^']+)'/.exec(await juliet.until(/<enabled [^>]*\/>/))?.[1];
+    const R = /<r xmlns='urn:xmpp:sm:3'\/>/;
+    const message = async (body: string): Promise<string> => {
+      romeo.write(`<message to='juliet@localhost/phone' type='chat'><body>${body}</body></message>`);
+      const got = await juliet.until(new RegExp(`<body>${body}</body>.*?</message>`));
+      // Routed and written; what the server adds after the burst (an <r/>) is written in the same turn.
+      await sync(romeo, `s-${body}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return got;
+    };
+    // Active: an <r/> after every burst (maxUnackedStanzas 0).
+    await message('one');
+    await juliet.until(R);
+    juliet.write(`<a xmlns='urn:xmpp:sm:3' h='1'/>`);
+    juliet.write(`<inactive xmlns='urn:xmpp:csi:0'/>`);
+    await sync(romeo, 'after-inactive');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Inactive: three unacknowledged messages ask for nothing; the fourth does.
+    for (const body of ['two', 'three', 'four']) await message(body);
+    expect(juliet.text.slice(juliet.text.indexOf('<body>two</body>'))).not.toMatch(R);
+    await message('five');
+    await juliet.until(R);
+    juliet.write(`<a xmlns='urn:xmpp:sm:3' h='5'/>`);
+    await sync(romeo, 'acked');
+    // One more while inactive: no <r/>; <active/> asks at once.
+    await message('six');
+    expect(juliet.text.slice(juliet.text.indexOf('<body>six</body>'))).not.toMatch(R);
+    juliet.write(`<active xmlns='urn:xmpp:csi:0'/>`);
+    await juliet.until(R, 2000);
+    // Inactive again, the link lost, the stream resumed: it starts active (XEP-0352 §5.2), an <r/> after a burst.
+    juliet.write(`<a xmlns='urn:xmpp:sm:3' h='6'/><inactive xmlns='urn:xmpp:csi:0'/>`);
+    await sync(romeo, 'inactive-again');
+    juliet.socket.destroy();
+    const resumed = new Raw(await rawStartTls(port));
+    const plain = Buffer.from('\u0000juliet\u0000balcony').toString('base64');
+    resumed.write(`${OPEN}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain}</auth>`);
+    await resumed.until(/<success[^>]*>/);
+    resumed.write(OPEN);
+    await resumed.until(/<\/stream:features>/);
+    resumed.write(`<resume xmlns='urn:xmpp:sm:3' previd='${previd}' h='6'/>`);
+    await resumed.until(/<resumed [^>]*\/>/);
+    romeo.write(`<message to='juliet@localhost/phone' type='chat'><body>seven</body></message>`);
+    await resumed.until(/<body>seven<\/body>/);
+    await resumed.until(R, 2000);
+    for (const raw of [resumed, romeo]) raw.socket.destroy();
+  });
+
   it('slixmpp (Debian) goes inactive and active with xep_0352; presence is held and flushed by a message', async () => {
     const { port } = await csiServer();
     const script = new URL('./slixmpp/csi.py', import.meta.url).pathname;

@@ -68,16 +68,24 @@ export function csi(options: CsiOptions = {}): XmppModule {
 
       api.streamFeature('bind', (session) => (session.authenticated ? xml('csi', { xmlns: NS_CSI }) : undefined));
 
+      /** Tell the other modules (stream management asks for acks less often while inactive). */
+      const tell = (event: 'session/inactive' | 'session/active', session: XmppSession): void => {
+        api.fire(event, { session }).catch((error: unknown) => api.logger.error({ err: error, event }, 'csi: a hook failed'));
+      };
       api.nonza({ xmlns: NS_CSI, element: 'inactive' }, (_element, session) => {
         const state = states.get(session);
+        const was = state.inactive && state.owner === session;
         state.inactive = true;
         state.owner = session;
+        if (!was) tell('session/inactive', session);
       });
       api.nonza({ xmlns: NS_CSI, element: 'active' }, (_element, session) => {
         const state = states.peek(session);
         if (state === undefined) return;
+        const was = state.inactive && state.owner === session;
         state.inactive = false;
         state.owner = undefined;
+        if (was) tell('session/active', session);
         // Before anything the client sends next is answered (XEP-0352 §5.1: in-order processing).
         flush(session, state);
       });

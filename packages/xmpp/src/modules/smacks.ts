@@ -25,6 +25,12 @@ export interface SmacksOptions {
   resumeTimeoutMs?: number;
   /** Ask for an ack (`<r/>`) once more than this many stanzas are unacknowledged; 0 (the default, as Prosody's `smacks_max_unacked_stanzas`) asks after every burst. */
   maxUnackedStanzas?: number;
+  /**
+   * The same threshold while the client says it is inactive (XEP-0352 `<inactive/>`, the csi module: a phone
+   * with its screen off). Default 256, as Prosody's `smacks_max_inactive_unacked_stanzas`: an `<r/>` after
+   * every burst would wake the phone's radio for nothing. `<active/>` asks for an ack at once.
+   */
+  maxInactiveUnackedStanzas?: number;
   /** Ask for an ack anyway when stanzas have waited this long unacknowledged. Default 30 s (Prosody's `smacks_max_ack_delay`). */
   ackDelayMs?: number;
   /**
@@ -108,6 +114,8 @@ interface SmState {
   lastRequested: number;
   requestScheduled: boolean;
   ackTimer: NodeJS.Timeout | undefined;
+  /** The client said it is inactive (XEP-0352, through the csi module's `session/inactive`). */
+  inactive: boolean;
   /** Since when (ms) the session hibernates. */
   hibernating: number | undefined;
   hibernationTimer: NodeJS.Timeout | undefined;
@@ -289,6 +297,7 @@ function positive(name: string, value: number | undefined, fallback: number, min
 export function smacks(options: SmacksOptions = {}): XmppModule {
   const resumeTimeoutMs = positive('resumeTimeoutMs', options.resumeTimeoutMs, 600_000, 1000);
   const maxUnacked = positive('maxUnackedStanzas', options.maxUnackedStanzas, 0);
+  const maxInactiveUnacked = positive('maxInactiveUnackedStanzas', options.maxInactiveUnackedStanzas, 256);
   const ackDelayMs = positive('ackDelayMs', options.ackDelayMs, 30_000, 1);
   const maxQueue = positive('maxQueueSize', options.maxQueueSize, 5000, 1);
   const maxQueueChars = positive('maxQueueChars', options.maxQueueChars, 4_000_000, 1);
@@ -298,7 +307,17 @@ export function smacks(options: SmacksOptions = {}): XmppModule {
   return {
     name: SMACKS,
     setup(api) {
-      new StreamManagement(api, { resumeTimeoutMs, maxUnacked, ackDelayMs, maxQueue, maxQueueChars, maxTotal, maxHibernated, maxOld });
+      new StreamManagement(api, {
+        resumeTimeoutMs,
+        maxUnacked,
+        maxInactiveUnacked,
+        ackDelayMs,
+        maxQueue,
+        maxQueueChars,
+        maxTotal,
+        maxHibernated,
+        maxOld,
+      });
     },
   };
 }
@@ -306,6 +325,7 @@ export function smacks(options: SmacksOptions = {}): XmppModule {
 interface Limits {
   resumeTimeoutMs: number;
   maxUnacked: number;
+  maxInactiveUnacked: number;
   ackDelayMs: number;
   maxQueue: number;
   maxQueueChars: number;
@@ -358,6 +378,7 @@ class StreamManagement {
       lastRequested: -1,
       requestScheduled: false,
       ackTimer: undefined,
+      inactive: false,
       hibernating: undefined,
       hibernationTimer: undefined,
       done: false,
@@ -397,6 +418,17 @@ class StreamManagement {
     // Last of the outbound filters: what is written is what the client counts.
     api.outbound((stanza, session) => this.#outbound(stanza, session), -100_000);
 
+    // Client state (XEP-0352): fewer <r/> while nobody looks at the client; one at once when somebody does.
+    api.hook('session/inactive', (event) => {
+      const state = this.#state.peek(event.session);
+      if (state !== undefined) state.inactive = true;
+    });
+    api.hook('session/active', (event) => {
+      const state = this.#state.peek(event.session);
+      if (state === undefined || !state.inactive) return;
+      state.inactive = false;
+      if (state.enabled) this.#maybeRequest(event.session, state);
+    });
     api.hook('session/disconnected', (event) => this.#disconnected(event.session, event.clean), 100);
     api.hook('session/closed', (event) => {
       const closing = this.#closed(event.session);
@@ -740,7 +772,7 @@ class StreamManagement {
   /** Ask for an ack after this burst of stanzas (or later, when few are waiting). */
   #maybeRequest(session: XmppSession, state: SmState): void {
     if (state.queue.length === 0 || state.hibernating !== undefined || state.awaitingAck) return;
-    if (state.queue.length > this.#limits.maxUnacked) {
+    if (state.queue.length > (state.inactive ? this.#limits.maxInactiveUnacked : this.#limits.maxUnacked)) {
       if (state.requestScheduled) return;
       state.requestScheduled = true;
       // One <r/> after everything written in this turn of the event loop, in the same packet.
@@ -965,6 +997,8 @@ class StreamManagement {
     state.hibernating = undefined;
     state.awaitingAck = false;
     state.lastRequested = -1;
+    // A resumed stream starts active (XEP-0352 §5.2), as the csi module's state does.
+    state.inactive = false;
     this.#tokens.set(previd, session);
     this.#api.takeOver(old, session);
     const moved = this.#state.peek(session) ?? state;
