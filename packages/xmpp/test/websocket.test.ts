@@ -1,11 +1,15 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { memoryBus, PortService } from '@portbind/core';
 import { httpAdapter } from '@portbind/http';
 import { type Element, xml, client as xmppClient } from '@xmpp/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { portOf, selfSignedCert } from '../../../test/support/net.js';
-import { MemoryUserStore, memoryStorage, xmppServer } from '../src/index.js';
-import { clients } from './support.js';
+import { MemoryUserStore, memoryStorage, sqliteStorage, xmppServer } from '../src/index.js';
+import { saidBehind } from './pressure-support.js';
+import { capturingLogger, clients } from './support.js';
 
 // XMPP over WebSocket (RFC 7395) with @xmpp/client, sharing sessions and routing with TCP.
 // @xmpp/client uses the global WebSocket of browsers and Node ≥ 22; on Node 20 it comes from ws.
@@ -174,5 +178,78 @@ describe('XMPP over WebSocket: who counts as local', () => {
     await expect(service.start()).rejects.toThrow(/bus closed/);
     expect(() => binding.address).toThrow(/not listening/);
     await server.close();
+  });
+});
+
+describe('XMPP over WebSocket: the storage falling behind', () => {
+  it('stops reading from WebSocket clients, not the event loop, while another process holds the write lock; nothing is lost', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'portbind-ws-pressure-'));
+    const logger = capturingLogger();
+    const file = join(dir, 'xmpp.sqlite');
+    try {
+      const users = new MemoryUserStore({ iterations: 4096 });
+      await users.create('juliet', 'balcony');
+      await users.create('romeo', 'r0meo!');
+      // 20 calls in flight at most: ten messages (two archive rows each) and the server holds its clients' input.
+      const server = xmppServer({ domain: 'localhost', storage: sqliteStorage({ file, maxInFlight: 20 }), users, allowPlaintext: true });
+      const service = new PortService({ env: {}, gracePeriodMs: 2000, logger });
+      services.push(service);
+      const http = service.bind(httpAdapter({ upgrades: { '/xmpp-websocket': server.websocket() } }), { port: 0, host: '127.0.0.1' });
+      const tcp = service.bind(server.c2s(), { port: 0, host: '127.0.0.1' });
+      await service.start();
+      const juliet = await loginWs(portOf(http), 'juliet', 'balcony');
+      const romeo = xmppClient({
+        timeout: 8000,
+        service: `xmpp://127.0.0.1:${portOf(tcp)}`,
+        domain: 'localhost',
+        username: 'romeo',
+        password: 'r0meo!',
+      });
+      romeo.on('error', () => {});
+      clients.push(romeo);
+      const romeoJid = String(await romeo.start());
+      const received: string[] = [];
+      romeo.on('stanza', (stanza: Element) => {
+        if (stanza.is('message')) received.push(String(stanza.attrs.id));
+      });
+      // One message archived before the lock: both archives' owners and preferences are known.
+      await juliet.client.send(xml('message', { to: romeoJid, type: 'chat', id: 'first' }, xml('body', {}, 'first')));
+      for (let i = 0; i < 500 && !received.includes('first'); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(received).toEqual(['first']);
+      const Database = (await import('better-sqlite3')).default;
+      const locker = new Database(file);
+      locker.exec('BEGIN IMMEDIATE');
+      let lag = 0;
+      let last = performance.now();
+      const ticker = setInterval(() => {
+        const now = performance.now();
+        lag = Math.max(lag, now - last);
+        last = now;
+      }, 10);
+      let duringLock = 0;
+      try {
+        // A frame every 10 ms (each read on its own): once the server holds the input, the rest wait in the socket.
+        for (let i = 0; i < 100; i++) {
+          await juliet.client.send(xml('message', { to: romeoJid, type: 'chat', id: `w${i}` }, xml('body', {}, `line ${i}`)));
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        duringLock = received.length - 1;
+        // Without the hold, what was read would pile up until four times maxInFlight, and then the event loop
+        // itself would wait for the storage: timers late by as long as the lock is held.
+        expect(lag).toBeLessThan(500);
+        expect(saidBehind(logger.lines)).toBe(true);
+        expect(duringLock).toBeLessThan(40);
+      } finally {
+        locker.exec('COMMIT');
+        locker.close();
+        clearInterval(ticker);
+      }
+      for (let i = 0; i < 1500 && received.length < 101; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(received).toEqual(['first', ...Array.from({ length: 100 }, (_, i) => `w${i}`)]);
+      expect(logger.lines.some((line) => line.message?.includes('the storage caught up'))).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
