@@ -705,12 +705,13 @@ describe('data forms (XEP-0004) and result set management (XEP-0059)', () => {
 });
 
 describe('the storage thread falling behind', () => {
-  it('stops reading from clients, not the event loop, while another process holds the write lock; nothing is lost', async () => {
+  /** Another connection holds the write lock while juliet sends 300 messages (`filler` in each). */
+  const lockedBurst = async (options: { maxInFlight?: number; maxInFlightChars?: number }, filler = ''): Promise<void> => {
     const dir = await mkdtemp(join(tmpdir(), 'portbind-pressure-'));
     const logger = capturingLogger();
     try {
       const file = join(dir, 'xmpp.sqlite');
-      const { port } = await server({ storage: sqliteStorage({ file, maxInFlight: 200 }), logger });
+      const { port } = await server({ storage: sqliteStorage({ file, ...options }), logger });
       const { juliet, romeo } = await archivingPair(port);
       // Another process (a backup, another server on the same file) holds the write lock: the storage
       // thread's commits wait for it (busy_timeout), and the archive's rows pile up behind them.
@@ -725,8 +726,7 @@ describe('the storage thread falling behind', () => {
         last = now;
       }, 10);
       try {
-        // 300 messages: 600 archive rows, three times maxInFlight.
-        await burstUntilBehind(juliet, logger.lines);
+        await burstUntilBehind(juliet, logger.lines, 300, filler);
         // The event loop goes on while the lock is held (a second and a half more): timers keep their time.
         await new Promise((resolve) => setTimeout(resolve, 1500));
         expect(lag).toBeLessThan(500);
@@ -743,5 +743,15 @@ describe('the storage thread falling behind', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  };
+
+  it('stops reading from clients, not the event loop, while another process holds the write lock; nothing is lost', async () => {
+    // 300 messages: 600 archive rows, three times maxInFlight.
+    await lockedBurst({ maxInFlight: 200 });
+  });
+
+  it('the same past maxInFlightChars: large messages, far fewer than maxInFlight, hold the input by their size', async () => {
+    // 300 messages of 2,000 characters: 600 archive rows, 1.2 million characters waiting; 20 times the limit.
+    await lockedBurst({ maxInFlight: 1_000_000, maxInFlightChars: 60_000 }, ` ${'x'.repeat(2000)}`);
   });
 });

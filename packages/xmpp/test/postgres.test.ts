@@ -525,9 +525,10 @@ async function register(port: number, username: string, password: string): Promi
 }
 
 describe('an XMPP server on postgresStorage: PostgreSQL behind', () => {
-  it('a table lock held elsewhere: the server stops reading from its clients past maxInFlight, and reads again once it caught up; nothing lost', async () => {
+  /** A table lock held elsewhere while juliet sends 300 messages (`filler` in each): the server holds its input, then reads it all. */
+  const lockedBurst = async (options: { maxInFlight?: number; maxInFlightChars?: number }, filler = ''): Promise<void> => {
     const url = await freshDatabase();
-    const storage = open({ url, maxInFlight: 100 });
+    const storage = open({ url, ...options });
     const logger = capturingLogger();
     const { port } = await start({ logger, server: { storage } });
     const { juliet, romeo } = await archivingPair(port);
@@ -538,7 +539,7 @@ describe('an XMPP server on postgresStorage: PostgreSQL behind', () => {
     await locker.query('LOCK TABLE archive IN ACCESS EXCLUSIVE MODE');
     let delivered = 0;
     try {
-      await burstUntilBehind(juliet, logger.lines);
+      await burstUntilBehind(juliet, logger.lines, 300, filler);
       // Held: part of the burst goes on (about 180 of 300 here: what the server had in hand), the rest waits.
       await new Promise((resolve) => setTimeout(resolve, 500));
       delivered = romeo.take(/^<message[^>]* id='p\d+'/).length;
@@ -551,6 +552,15 @@ describe('an XMPP server on postgresStorage: PostgreSQL behind', () => {
     for (let i = delivered; i < 300; i++) await romeo.next(new RegExp(`^<message[^>]* id='p${i}'`), 15_000);
     expect(logger.lines.some((line) => line.message?.includes('the storage caught up'))).toBe(true);
     expect(await romeo.iq('c1', ARCHIVE_COUNT, "type='set'")).toContain('<count>301</count>');
+  };
+
+  it('a table lock held elsewhere: the server stops reading from its clients past maxInFlight, and reads again once it caught up; nothing lost', async () => {
+    await lockedBurst({ maxInFlight: 100 });
+  });
+
+  it('the same past maxInFlightChars: large messages, far fewer than maxInFlight, hold the input by their size', async () => {
+    // 300 messages of 2,000 characters: 600 archive rows, 1.2 million characters waiting; 20 times the limit.
+    await lockedBurst({ maxInFlight: 1_000_000, maxInFlightChars: 60_000 }, ` ${'x'.repeat(2000)}`);
   });
 });
 

@@ -35,10 +35,14 @@ export async function archivingPair(port: number): Promise<{ juliet: Raw; romeo:
 export const saidBehind = (lines: readonly LogLine[]): boolean =>
   lines.some((line) => line.level === 'warn' && line.message?.includes('the storage is behind') === true);
 
-/** juliet sends romeo `count` messages in one write (ids p0…); resolves once the server said it is behind, or after 10 s. */
-export async function burstUntilBehind(juliet: Raw, lines: readonly LogLine[], count = 300): Promise<void> {
+/**
+ * juliet sends romeo `count` messages in one write (ids p0…, `filler` in each body); resolves once the server said it
+ * is behind, or after 10 s.
+ */
+export async function burstUntilBehind(juliet: Raw, lines: readonly LogLine[], count = 300, filler = ''): Promise<void> {
   let burst = '';
-  for (let i = 0; i < count; i++) burst += `<message type='chat' to='romeo@localhost/orchard' id='p${i}'><body>line ${i}</body></message>`;
+  for (let i = 0; i < count; i++)
+    burst += `<message type='chat' to='romeo@localhost/orchard' id='p${i}'><body>line ${i}${filler}</body></message>`;
   juliet.send(burst);
   const deadline = Date.now() + 10_000;
   while (!saidBehind(lines) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));

@@ -63,6 +63,11 @@ export interface PostgresStorageOptions {
    */
   maxInFlight?: number;
   /**
+   * The same, counted in characters of the archived messages' XML waiting to be written (a byte each for
+   * ASCII): what they hold in memory, whatever their number. Default 67,108,864 (64 MiB).
+   */
+  maxInFlightChars?: number;
+  /**
    * Told of a connection that broke while idle in the pool (PostgreSQL restarted or unreachable), once per
    * connection. The calls that need it fail on their own; this is for a log line. Default: nothing.
    */
@@ -166,6 +171,11 @@ interface PendingAppend {
   onError?: (error: unknown, owner: string) => void;
 }
 
+/** The characters of an append's text (0 for a malformed item, which its INSERT refuses). */
+function charsOf(entry: PendingAppend): number {
+  return typeof entry.item?.xml === 'string' ? entry.item.xml.length : 0;
+}
+
 interface AppendBatch {
   /** When it was opened (see PgStorage.#stamp): it takes no lane a later call holds. */
   stamp: number;
@@ -210,8 +220,11 @@ class PgStorage implements PostgresStorage {
   readonly #knownOwners = new Set<string>();
   #batch: AppendBatch | undefined;
   readonly #maxInFlight: number;
+  readonly #maxInFlightChars: number;
   /** Calls issued and not settled. */
   #inFlight = 0;
+  /** Characters of archived text in the appends issued and not settled. */
+  #charsInFlight = 0;
   readonly #pressure = new PressureSignal();
   #ready: Promise<void> | undefined;
   #closed: Promise<void> | undefined;
@@ -232,6 +245,7 @@ class PgStorage implements PostgresStorage {
     const statementTimeout = integerOption('statementTimeout', options.statementTimeout, 30_000, 0);
     this.#maxBatch = integerOption('maxBatch', options.maxBatch, 1000, 1);
     this.#maxInFlight = integerOption('maxInFlight', options.maxInFlight, 20_000, 1);
+    this.#maxInFlightChars = integerOption('maxInFlightChars', options.maxInFlightChars, 64 * 1024 * 1024, 1);
     this.#batchEnabled = options.batch ?? true;
     this.#schema = options.schema;
     this.s = options.schema === undefined ? '' : `"${options.schema}".`;
@@ -369,14 +383,24 @@ class PgStorage implements PostgresStorage {
     return result;
   }
 
-  /** A call (or an archive append, batched) was issued / `count` of them settled: the pressure they make. */
-  #entered(): void {
-    if (++this.#inFlight >= this.#maxInFlight && !this.#pressure.behind) this.#pressure.tell(true);
+  /**
+   * A call (or an archive append, batched, with `chars` of text) was issued / `count` of them settled, with
+   * `chars` of text: the pressure they make, by number and by size.
+   */
+  #entered(chars = 0): void {
+    this.#inFlight++;
+    this.#charsInFlight += chars;
+    if ((this.#inFlight >= this.#maxInFlight || this.#charsInFlight >= this.#maxInFlightChars) && !this.#pressure.behind) {
+      this.#pressure.tell(true);
+    }
   }
 
-  #left(count: number): void {
+  #left(count: number, chars = 0): void {
     this.#inFlight -= count;
-    if (this.#pressure.behind && this.#inFlight <= this.#maxInFlight / 2) this.#pressure.tell(false);
+    this.#charsInFlight -= chars;
+    if (this.#pressure.behind && this.#inFlight <= this.#maxInFlight / 2 && this.#charsInFlight <= this.#maxInFlightChars / 2) {
+      this.#pressure.tell(false);
+    }
   }
 
   /**
@@ -441,7 +465,7 @@ class PgStorage implements PostgresStorage {
       this.#lanes.set(lane, { tail: batch.settled, stamp: batch.stamp });
     }
     batch.entries.push(entry);
-    this.#entered();
+    this.#entered(charsOf(entry));
     if (!this.#batchEnabled) this.#startBatch(batch);
   }
 
@@ -455,7 +479,9 @@ class PgStorage implements PostgresStorage {
     };
     const settled = (): void => {
       batch.done();
-      this.#left(batch.entries.length);
+      let chars = 0;
+      for (const entry of batch.entries) chars += charsOf(entry);
+      this.#left(batch.entries.length, chars);
     };
     run().then(settled, settled);
   }

@@ -44,9 +44,11 @@ function flush(): void {
   replies = [];
   if (quietDone > 0) batch.push([QUIET_DONE, true, quietDone]);
   quietDone = 0;
-  port?.postMessage(batch);
+  // Counted before the answers go: the main thread reads the count when they arrive (whether the storage
+  // caught up), and answers read before the count moved were the last it would hear, its input held for good.
   Atomics.add(done, 0, answered);
   Atomics.notify(done, 0);
+  port?.postMessage(batch);
 }
 /** Every call a commit settled, in one message. */
 function schedule(): void {

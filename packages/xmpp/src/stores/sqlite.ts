@@ -90,6 +90,11 @@ export interface SqliteStorageOptions {
    * still comes) the event loop waits for the thread. Default 20,000 (about half a second of a busy server).
    */
   maxInFlight?: number;
+  /**
+   * With `thread`: the same, counted in characters of the archived messages' XML (a byte each for ASCII) —
+   * what the waiting calls hold in memory, whatever their number. Default 67,108,864 (64 MiB).
+   */
+  maxInFlightChars?: number;
 }
 
 /**
@@ -106,6 +111,7 @@ export function sqliteStorage(options: SqliteStorageOptions): XmppStorage {
   check.dispose();
   const { thread: _thread, ...rest } = options;
   if (options.maxInFlight !== undefined) positiveInteger('maxInFlight', options.maxInFlight, 1);
+  if (options.maxInFlightChars !== undefined) positiveInteger('maxInFlightChars', options.maxInFlightChars, 1);
   // On its thread, the storage takes a quiet millisecond (not a quiet turn of its own loop) as idle.
   return new WorkerStorage(check.file, {
     ...rest,

@@ -197,6 +197,12 @@ function revive(error: WorkerError): Error {
   return revived;
 }
 
+/** The length of an archive item's text (an append's second argument), 0 for anything else. */
+function textLength(item: unknown): number {
+  const xml = (item as { xml?: unknown } | null | undefined)?.xml;
+  return typeof xml === 'string' ? xml.length : 0;
+}
+
 /** Byte arrays come back as Uint8Array: the credentials' keys are Buffers again. */
 function buffers(value: unknown): unknown {
   if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
@@ -213,6 +219,12 @@ const MAX_IN_FLIGHT = 20_000;
 const RESUME_IN_FLIGHT = 10_000;
 /** With a listener that stops the input: past this many (what was read already still comes), the event loop waits after all. */
 const HARD_IN_FLIGHT_FACTOR = 4;
+/**
+ * Archived text (characters of XML) posted and not answered past which the storage is behind as well, whatever
+ * the count of calls: 20,000 calls of messages of the largest size a client may send would be gigabytes in
+ * this process (the records wait in the thread's queue). Resumes at half, as the count does.
+ */
+const MAX_IN_FLIGHT_CHARS = 64 * 1024 * 1024;
 
 /** The storage on its thread: the store interfaces, each call posted there. @internal */
 export class WorkerStorage implements XmppStorage {
@@ -242,18 +254,26 @@ export class WorkerStorage implements XmppStorage {
   #dead: Error | undefined;
   readonly #exited: Promise<void>;
   readonly #maxInFlight: number;
+  readonly #maxInFlightChars: number;
   readonly #pressure = new PressureSignal();
+  /** Characters of archived text posted so far, and those of the calls known answered. */
+  #charsPosted = 0;
+  #charsDone = 0;
+  /** Pairs (call id, #charsPosted after it) of the calls with text, from #charHead on not yet known answered. */
+  readonly #charMarks: number[] = [];
+  #charHead = 0;
 
   /** `options` were checked by opening the file on this thread; the thread opens it again. */
   constructor(file: string, options: Record<string, unknown>) {
     this.file = file;
     this.#maxInFlight = typeof options.maxInFlight === 'number' ? options.maxInFlight : MAX_IN_FLIGHT;
+    this.#maxInFlightChars = typeof options.maxInFlightChars === 'number' ? options.maxInFlightChars : MAX_IN_FLIGHT_CHARS;
     this.#worker = startThread(workerUrl(), { options, done: this.#done.buffer });
     // Idle, it must not keep a process alive that forgot to close its storage; with calls pending, it does.
     this.#worker.unref();
     this.#worker.on('message', (message: StorageReply[] | { closed: true }) => {
       if (Array.isArray(message)) this.#settle(message);
-      if (this.#pressure.behind && this.#next - Atomics.load(this.#done, 0) <= this.#resumeInFlight) this.#pressure.tell(false);
+      if (this.#pressure.behind && this.#caughtUp()) this.#pressure.tell(false);
     });
     this.#exited = new Promise((resolve) => {
       this.#worker.once('exit', () => {
@@ -316,7 +336,7 @@ export class WorkerStorage implements XmppStorage {
     if (this.#closed !== undefined) return Promise.reject(new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${this.file} is closed`));
     if (this.#dead !== undefined) return Promise.reject(this.#dead);
     const id = this.#next++;
-    this.#backpressure(id);
+    this.#backpressure(id, target === 'archive' && method === 'append' ? textLength(args[1]) : 0);
     // Undefined arguments (an optional query) are left out, as the store would see them.
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
     return new Promise((resolve, reject) => {
@@ -361,7 +381,7 @@ export class WorkerStorage implements XmppStorage {
       return;
     }
     const id = this.#next++;
-    this.#backpressure(id);
+    this.#backpressure(id, item.xml.length);
     if (this.#pending.size === 0 && this.#quietPending === 0) this.#worker.ref();
     this.#quietPending++;
     const records = this.#records;
@@ -382,24 +402,61 @@ export class WorkerStorage implements XmppStorage {
   }
 
   /**
-   * Memory is bounded: when the storage thread is this far behind (a server archiving faster than the disk
-   * commits), this thread waits for it, as it would with SQLite on the event loop: the event loop stops
-   * reading from the network until the storage caught up, instead of queueing without end.
+   * Memory is bounded, by calls and by archived text: when the storage thread is this far behind (a server
+   * archiving faster than the disk commits), the server stops reading from its clients (onPressure), and past
+   * four times as much this thread waits for it, as it would with SQLite on the event loop, instead of
+   * queueing without end. `chars`: the archived text call `id` carries, counted once it is through.
    */
-  #backpressure(id: number): void {
+  #backpressure(id: number, chars: number): void {
+    this.#hold(id, chars);
+    if (chars > 0) {
+      this.#charsPosted += chars;
+      this.#charMarks.push(id, this.#charsPosted);
+    }
+  }
+
+  #hold(id: number, chars: number): void {
     const behind = id - Atomics.load(this.#done, 0);
-    if (behind < this.#maxInFlight) return;
+    const text = chars > 0 ? this.#charsInFlight() + chars : 0;
+    if (behind < this.#maxInFlight && text < this.#maxInFlightChars) return;
     if (this.#pressure.heard) {
       // The server stops reading from its clients until the thread caught up: the event loop goes on
       // (timers, pings, the cluster's heartbeats, health checks), only what was read already still comes.
       this.#pressure.tell(true);
-      if (behind < this.#maxInFlight * HARD_IN_FLIGHT_FACTOR) return;
+      if (behind < this.#maxInFlight * HARD_IN_FLIGHT_FACTOR && text < this.#maxInFlightChars * HARD_IN_FLIGHT_FACTOR) return;
     }
     this.#post();
+    // Until the calls before this one are few enough (this one is not posted yet: it cannot be waited for).
     const deadline = Date.now() + 30_000;
-    while (id - Atomics.load(this.#done, 0) >= this.#resumeInFlight && this.#dead === undefined && Date.now() < deadline) {
+    while (
+      (id - Atomics.load(this.#done, 0) >= this.#resumeInFlight || this.#charsInFlight() > this.#maxInFlightChars / 2) &&
+      this.#dead === undefined &&
+      Date.now() < deadline
+    ) {
       Atomics.wait(this.#done, 0, Atomics.load(this.#done, 0), 100);
     }
+  }
+
+  /** Characters of archived text posted and not yet answered. */
+  #charsInFlight(): number {
+    const done = Atomics.load(this.#done, 0);
+    const marks = this.#charMarks;
+    let head = this.#charHead;
+    while (head < marks.length && (marks[head] as number) < done) {
+      this.#charsDone = marks[head + 1] as number;
+      head += 2;
+    }
+    if (head >= 4096 && head * 2 >= marks.length) {
+      marks.splice(0, head);
+      head = 0;
+    }
+    this.#charHead = head;
+    return this.#charsPosted - this.#charsDone;
+  }
+
+  /** Few enough calls and little enough text wait for the thread: the input may be read again. */
+  #caughtUp(): boolean {
+    return this.#next - Atomics.load(this.#done, 0) <= this.#resumeInFlight && this.#charsInFlight() <= this.#maxInFlightChars / 2;
   }
 
   get #resumeInFlight(): number {
