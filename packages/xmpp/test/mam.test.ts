@@ -13,7 +13,7 @@ import { buildDataForm, DataFormError, parseDataForm, parseSubmittedForm } from 
 import { type MamOptions, mam } from '../src/modules/mam.js';
 import { buildRsmAnswer, parseRsm } from '../src/modules/rsm.js';
 import { parseXml } from '../src/parse.js';
-import { ARCHIVE_COUNT, archivingPair, burstUntilBehind, saidBehind } from './pressure-support.js';
+import { ARCHIVE_COUNT, archivingPair, burstUntilBehind, lockedSqlite, saidBehind } from './pressure-support.js';
 import { Raw } from './raw-stream.js';
 import { capturingLogger, rawLogin, start } from './support.js';
 
@@ -713,28 +713,16 @@ describe('the storage thread falling behind', () => {
       const file = join(dir, 'xmpp.sqlite');
       const { port } = await server({ storage: sqliteStorage({ file, ...options }), logger });
       const { juliet, romeo } = await archivingPair(port);
-      // Another process (a backup, another server on the same file) holds the write lock: the storage
-      // thread's commits wait for it (busy_timeout), and the archive's rows pile up behind them.
-      const Database = (await import('better-sqlite3')).default;
-      const locker = new Database(file);
-      locker.exec('BEGIN IMMEDIATE');
-      let lag = 0;
-      let last = performance.now();
-      const ticker = setInterval(() => {
-        const now = performance.now();
-        lag = Math.max(lag, now - last);
-        last = now;
-      }, 10);
+      // Another process holds the write lock: the archive's rows pile up behind the storage thread's commits.
+      const lock = await lockedSqlite(file);
       try {
         await burstUntilBehind(juliet, logger.lines, 300, filler);
         // The event loop goes on while the lock is held (a second and a half more): timers keep their time.
         await new Promise((resolve) => setTimeout(resolve, 1500));
-        expect(lag).toBeLessThan(500);
+        expect(lock.lag()).toBeLessThan(500);
         expect(saidBehind(logger.lines)).toBe(true);
       } finally {
-        locker.exec('COMMIT');
-        locker.close();
-        clearInterval(ticker);
+        lock.release();
       }
       // Once the storage caught up, the rest is read: every message arrives, and every one is archived.
       for (let i = 0; i < 300; i++) await romeo.next(new RegExp(`<message[^>]* id='p${i}'`), 15_000);

@@ -47,3 +47,29 @@ export async function burstUntilBehind(juliet: Raw, lines: readonly LogLine[], c
   const deadline = Date.now() + 10_000;
   while (!saidBehind(lines) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
 }
+
+/**
+ * Another connection (a backup, another server on the same file) holds `file`'s write lock, `BEGIN IMMEDIATE`:
+ * the storage thread's commits wait for it (busy_timeout). Meanwhile a 10 ms timer measures how late the event
+ * loop runs: `lag()` is the longest gap seen. `release()` commits, closes and stops the timer.
+ */
+export async function lockedSqlite(file: string): Promise<{ lag(): number; release(): void }> {
+  const Database = (await import('better-sqlite3')).default;
+  const locker = new Database(file);
+  locker.exec('BEGIN IMMEDIATE');
+  let lag = 0;
+  let last = performance.now();
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    lag = Math.max(lag, now - last);
+    last = now;
+  }, 10);
+  return {
+    lag: () => lag,
+    release() {
+      clearInterval(ticker);
+      locker.exec('COMMIT');
+      locker.close();
+    },
+  };
+}

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { portOf, selfSignedCert } from '../../../test/support/net.js';
 import { MemoryUserStore, memoryStorage, sqliteStorage, xmppServer } from '../src/index.js';
-import { saidBehind } from './pressure-support.js';
+import { lockedSqlite, saidBehind } from './pressure-support.js';
 import { capturingLogger, clients } from './support.js';
 
 // XMPP over WebSocket (RFC 7395) with @xmpp/client, sharing sessions and routing with TCP.
@@ -49,22 +49,21 @@ async function loginWs(port: number, username: string, password: string) {
   return { client, jid };
 }
 
+/** @xmpp/client over plain TCP (the test servers allow it): logged in, no presence sent. */
+async function loginTcp(port: number, username: string, password: string) {
+  const client = xmppClient({ timeout: 8000, service: `xmpp://127.0.0.1:${port}`, domain: 'localhost', username, password });
+  client.on('error', () => {});
+  clients.push(client);
+  return { client, jid: String(await client.start()) };
+}
+
 describe('XMPP over WebSocket', () => {
   it('logs in over WebSocket and chats both ways with a TCP client', async () => {
     const { httpPort, tcpPort, http } = await start();
     expect(http.urls).toContain(`ws://127.0.0.1:${httpPort}/xmpp-websocket`);
     const juliet = await loginWs(httpPort, 'juliet', 'balcony');
     expect(juliet.jid).toMatch(/^juliet@localhost\/.+/);
-    const romeo = xmppClient({
-      timeout: 8000,
-      service: `xmpp://127.0.0.1:${tcpPort}`,
-      domain: 'localhost',
-      username: 'romeo',
-      password: 'r0meo!',
-    });
-    romeo.on('error', () => {});
-    clients.push(romeo);
-    const romeoJid = String(await romeo.start());
+    const { client: romeo, jid: romeoJid } = await loginTcp(tcpPort, 'romeo', 'r0meo!');
     await romeo.send(xml('presence'));
     const toJuliet = new Promise<Element>((resolve) => juliet.client.on('stanza', (s: Element) => s.is('message') && resolve(s)));
     await romeo.send(xml('message', { to: 'juliet@localhost', type: 'chat' }, xml('body', {}, 'over TCP')));
@@ -198,16 +197,7 @@ describe('XMPP over WebSocket: the storage falling behind', () => {
       const tcp = service.bind(server.c2s(), { port: 0, host: '127.0.0.1' });
       await service.start();
       const juliet = await loginWs(portOf(http), 'juliet', 'balcony');
-      const romeo = xmppClient({
-        timeout: 8000,
-        service: `xmpp://127.0.0.1:${portOf(tcp)}`,
-        domain: 'localhost',
-        username: 'romeo',
-        password: 'r0meo!',
-      });
-      romeo.on('error', () => {});
-      clients.push(romeo);
-      const romeoJid = String(await romeo.start());
+      const { client: romeo, jid: romeoJid } = await loginTcp(portOf(tcp), 'romeo', 'r0meo!');
       const received: string[] = [];
       romeo.on('stanza', (stanza: Element) => {
         if (stanza.is('message')) received.push(String(stanza.attrs.id));
@@ -216,16 +206,7 @@ describe('XMPP over WebSocket: the storage falling behind', () => {
       await juliet.client.send(xml('message', { to: romeoJid, type: 'chat', id: 'first' }, xml('body', {}, 'first')));
       for (let i = 0; i < 500 && !received.includes('first'); i++) await new Promise((resolve) => setTimeout(resolve, 10));
       expect(received).toEqual(['first']);
-      const Database = (await import('better-sqlite3')).default;
-      const locker = new Database(file);
-      locker.exec('BEGIN IMMEDIATE');
-      let lag = 0;
-      let last = performance.now();
-      const ticker = setInterval(() => {
-        const now = performance.now();
-        lag = Math.max(lag, now - last);
-        last = now;
-      }, 10);
+      const lock = await lockedSqlite(file);
       let duringLock = 0;
       try {
         // A frame every 10 ms (each read on its own): once the server holds the input, the rest wait in the socket.
@@ -237,13 +218,11 @@ describe('XMPP over WebSocket: the storage falling behind', () => {
         duringLock = received.length - 1;
         // Without the hold, what was read would pile up until four times maxInFlight, and then the event loop
         // itself would wait for the storage: timers late by as long as the lock is held.
-        expect(lag).toBeLessThan(500);
+        expect(lock.lag()).toBeLessThan(500);
         expect(saidBehind(logger.lines)).toBe(true);
         expect(duringLock).toBeLessThan(40);
       } finally {
-        locker.exec('COMMIT');
-        locker.close();
-        clearInterval(ticker);
+        lock.release();
       }
       for (let i = 0; i < 1500 && received.length < 101; i++) await new Promise((resolve) => setTimeout(resolve, 10));
       expect(received).toEqual(['first', ...Array.from({ length: 100 }, (_, i) => `w${i}`)]);
