@@ -191,6 +191,35 @@ describe('client state indication (XEP-0352)', () => {
     for (const raw of [resumed, romeo]) raw.socket.destroy();
   });
 
+  it('while inactive, large stanzas ask for an ack at half of maxQueueChars: the queue limit never closes a client it did not ask', async () => {
+    const { port } = await start({
+      server: {
+        storage: memoryStorage(),
+        modules: [...defaultModules().filter((m) => m.name !== 'smacks' && m.name !== 'csi'), smacks({ maxQueueChars: 10_000 }), csi()],
+      },
+    });
+    const juliet = new Raw(await rawLogin(port, 'juliet', 'balcony', 'phone'));
+    const romeo = new Raw(await rawLogin(port, 'romeo', 'r0meo!', 'desk'));
+    juliet.write(`<enable xmlns='urn:xmpp:sm:3'/><inactive xmlns='urn:xmpp:csi:0'/>`);
+    await juliet.until(/<enabled [^>]*\/>/);
+    await sync(romeo, 'ready');
+    const big = 'x'.repeat(2000);
+    let handled = 0;
+    // Three messages of 2,000 characters pass half of 10,000 (the default threshold while inactive is 256
+    // stanzas): an <r/> comes after the third, twice over; answered, the stream goes on.
+    for (const round of [1, 2]) {
+      for (let i = 0; i < 3; i++) {
+        romeo.write(`<message to='juliet@localhost/phone' type='chat' id='b${round}-${i}'><body>${big}</body></message>`);
+        await juliet.until(new RegExp(`id='b${round}-${i}'.*?</message>`));
+      }
+      await juliet.until(/<r xmlns='urn:xmpp:sm:3'\/>/, 2000);
+      handled += 3;
+      juliet.write(`<a xmlns='urn:xmpp:sm:3' h='${handled}'/>`);
+    }
+    expect(await sync(juliet, 'alive')).toContain("id='alive'");
+    for (const raw of [juliet, romeo]) raw.socket.destroy();
+  });
+
   it('slixmpp (Debian) goes inactive and active with xep_0352; presence is held and flushed by a message', async () => {
     const { port } = await csiServer();
     const script = new URL('./slixmpp/csi.py', import.meta.url).pathname;

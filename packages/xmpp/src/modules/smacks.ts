@@ -28,7 +28,8 @@ export interface SmacksOptions {
   /**
    * The same threshold while the client says it is inactive (XEP-0352 `<inactive/>`, the csi module: a phone
    * with its screen off). Default 256, as Prosody's `smacks_max_inactive_unacked_stanzas`: an `<r/>` after
-   * every burst would wake the phone's radio for nothing. `<active/>` asks for an ack at once.
+   * every burst would wake the phone's radio for nothing. `<active/>` asks for an ack at once. Either threshold
+   * gives way once the queue holds half of `maxQueueSize` or of `maxQueueChars`.
    */
   maxInactiveUnackedStanzas?: number;
   /** Ask for an ack anyway when stanzas have waited this long unacknowledged. Default 30 s (Prosody's `smacks_max_ack_delay`). */
@@ -772,7 +773,11 @@ class StreamManagement {
   /** Ask for an ack after this burst of stanzas (or later, when few are waiting). */
   #maybeRequest(session: XmppSession, state: SmState): void {
     if (state.queue.length === 0 || state.hibernating !== undefined || state.awaitingAck) return;
-    if (state.queue.length > (state.inactive ? this.#limits.maxInactiveUnacked : this.#limits.maxUnacked)) {
+    // At the latest at half the queue's limits, in stanzas or in text: a client asked late (large stanzas while
+    // it is inactive, a threshold set above the queue's size) must not be closed for a queue it was never asked to ack.
+    const limits = this.#limits;
+    const threshold = Math.min(state.inactive ? limits.maxInactiveUnacked : limits.maxUnacked, Math.floor(limits.maxQueue / 2));
+    if (state.queue.length > threshold || state.queueChars > limits.maxQueueChars / 2) {
       if (state.requestScheduled) return;
       state.requestScheduled = true;
       // One <r/> after everything written in this turn of the event loop, in the same packet.
