@@ -529,6 +529,11 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
     return this.#pause.type;
   }
 
+  /** Clients whose command CLIENT PAUSE holds now (Redis counts them in INFO's `blocked_clients`). */
+  get pausedClients(): number {
+    return this.#pause.heldClients;
+  }
+
   /** MONITOR: from now on `client` receives every command run (not admin ones), as Redis prints them. */
   startMonitor(client: RespClient<Context>): void {
     this.#monitors.start(client);

@@ -199,9 +199,14 @@ export class Dispatcher<Context> {
     const spec = entry.spec;
     const pause = this.#host.pause;
     own.lastCommand = spec.subcommands === undefined ? spec.name : fullName(spec, argv); // CLIENT LIST's cmd= while held, as Redis
-    while (pause.holds(own, entry)) {
-      await pause.ended();
-      if (own.closing) return;
+    pause.hold(own, true);
+    try {
+      while (pause.holds(own, entry)) {
+        await pause.ended();
+        if (own.closing) return;
+      }
+    } finally {
+      pause.hold(own, false);
     }
     const pending = this.#proceed(own, entry, argv);
     if (pending !== undefined) await pending;

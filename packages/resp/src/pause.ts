@@ -10,6 +10,8 @@ export class ClientPause<Context> {
   #timer: NodeJS.Timeout | undefined;
   /** Commands held, in arrival order, each waiting for the pause to end. */
   #waiters: Array<() => void> = [];
+  /** Clients whose command is held now (a client's later commands wait behind it: one each). */
+  readonly #held = new Set<RespClient<Context>>();
   readonly #registry: CommandRegistry<Context>;
 
   constructor(registry: CommandRegistry<Context>) {
@@ -58,6 +60,17 @@ export class ClientPause<Context> {
       if (this.#registry.entryFor(queued)?.pausedByWrite) return true;
     }
     return false;
+  }
+
+  /** Clients with a command held now: Redis counts them in INFO's blocked_clients (BLOCKED_POSTPONE). */
+  get heldClients(): number {
+    return this.#held.size;
+  }
+
+  /** Whether `client` has a command held now (dispatch says so while it waits). */
+  hold(client: RespClient<Context>, held: boolean): void {
+    if (held) this.#held.add(client);
+    else this.#held.delete(client);
   }
 
   /** Resolves when the pause ends (check `holds` again: another may have begun). */

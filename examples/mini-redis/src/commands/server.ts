@@ -168,7 +168,8 @@ export function registerServerCommands({
     clients: () => ({
       connected_clients: resp.clients.size,
       maxclients: binding.limits.maxConnections,
-      blocked_clients: blocked.count,
+      // Clients blocked on keys and those CLIENT PAUSE holds (Redis 7.0's BLOCKED_POSTPONE counts too).
+      blocked_clients: blocked.count + resp.pausedClients,
       tracking_clients: resp.tracking.clientCount,
     }),
     memory: () => {
