@@ -78,34 +78,3 @@ describe('expiry during CLIENT PAUSE, as redis-server 7.0.15', () => {
     expect(await run(servers.mini.port, 'ALL')).toEqual(redis);
   });
 });
-
-describe("CLIENT PAUSE and INFO's blocked_clients, as redis-server 7.0.15", () => {
-  it('a client whose write the pause holds counts as blocked, a reader does not; none once the pause ended', async () => {
-    const blockedClients = async (port: number): Promise<string[]> => {
-      const observer = new RawClient(port);
-      const writer = new RawClient(port);
-      const reader = new RawClient(port);
-      const counts: string[] = [];
-      const count = async (): Promise<string> =>
-        /blocked_clients:\d+/.exec(show((await observer.send(['INFO clients']))[0] as Buffer))?.[0] ?? '';
-      try {
-        counts.push(await count());
-        await observer.send(['CLIENT PAUSE 60000 WRITE']);
-        const held = writer.send(['SET paused-key v']);
-        // The reader's GET runs at once (WRITE holds writes only); the writer's SET has arrived before it answers.
-        await reader.send(['GET paused-key']);
-        await until(async () => (await count()) !== counts[0], 'the held write counted', 5000).catch(() => undefined);
-        counts.push(await count());
-        await observer.send(['CLIENT UNPAUSE']);
-        counts.push(...(await held).map((reply) => show(reply)));
-        counts.push(await count());
-        return counts;
-      } finally {
-        for (const client of [observer, writer, reader]) client.close();
-      }
-    };
-    const redis = await blockedClients(servers.redis.port);
-    expect(redis).toEqual(['blocked_clients:0', 'blocked_clients:1', '+OK⏎', 'blocked_clients:0']);
-    expect(await blockedClients(servers.mini.port)).toEqual(redis);
-  });
-});

@@ -194,21 +194,24 @@ export class Dispatcher<Context> {
     return this.run(own, spec, argv);
   }
 
-  /** Wait for the pause to end (the client is blocked meanwhile, its later commands behind it), then go on. */
+  /**
+   * Wait for the pause to end (the client is blocked meanwhile, its later commands behind it), then
+   * dispatch the command again from the start, as Redis processes a postponed command again
+   * (processCommand): OOM, MISCONF and the other checks see the server as it is once the pause ended
+   * (a maxmemory lowered meanwhile refuses the held write), and a new pause holds it again.
+   */
   async #afterPause(own: RespClient<Context>, entry: Entry<Context>, argv: Command): Promise<void> {
     const spec = entry.spec;
     const pause = this.#host.pause;
     own.lastCommand = spec.subcommands === undefined ? spec.name : fullName(spec, argv); // CLIENT LIST's cmd= while held, as Redis
     pause.hold(own, true);
     try {
-      while (pause.holds(own, entry)) {
-        await pause.ended();
-        if (own.closing) return;
-      }
+      await pause.ended();
     } finally {
       pause.hold(own, false);
     }
-    const pending = this.#proceed(own, entry, argv);
+    if (own.closing) return;
+    const pending = this.execute(own, argv);
     if (pending !== undefined) await pending;
   }
 
