@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { RespClient } from '@portbind/resp';
 import { type Argv, frameCommand, type Propagation, type Sink } from './propagate.js';
-import { encodeRdb } from './rdb.js';
+import { encodeRdb, type RdbServer } from './rdb.js';
 import type { Keyspace } from './store.js';
 
 // The master side of Redis replication: SYNC/PSYNC answer with a full resynchronization (an RDB of
@@ -42,6 +42,7 @@ export class Replication implements Sink {
   #pingTimer: NodeJS.Timeout | undefined;
   readonly #propagation: Propagation;
   readonly #keyspace: Keyspace;
+  readonly #server: RdbServer;
   /** Resolve WAITs when an ACK arrives. */
   readonly #ackWaiters = new Set<() => void>();
   /** repl-backlog-size: the last bytes of the stream, kept for a replica that reconnects (PSYNC). */
@@ -54,9 +55,11 @@ export class Replication implements Sink {
   /** Called when a replica disconnects or is dropped (logs). */
   onDrop: (replica: Replica, reason: string) => void = () => {};
 
-  constructor(propagation: Propagation, keyspace: Keyspace) {
+  /** `server`: what a full synchronization's RDB holds (its keyspace, and its function libraries once scripting is on). */
+  constructor(propagation: Propagation, server: RdbServer) {
     this.#propagation = propagation;
-    this.#keyspace = keyspace;
+    this.#server = server;
+    this.#keyspace = server.keyspace;
   }
 
   /** The backlog's state for INFO replication. */
@@ -99,7 +102,8 @@ export class Replication implements Sink {
       return replica;
     }
     if (psync !== undefined) socket.write(`+FULLRESYNC ${this.replid} ${this.offset}\r\n`, 'latin1');
-    const rdb = encodeRdb({ keyspace: this.#keyspace });
+    // The function libraries too (opcode FUNCTION2), as Redis's full sync: a replica gets FUNCTION LOAD's libraries.
+    const rdb = encodeRdb(this.#server);
     socket.write(`$${rdb.length}\r\n`, 'latin1');
     socket.write(rdb);
     // Redis forces a SELECT into the stream after a new full sync (slaveseldb = -1).

@@ -61,6 +61,28 @@ describe('a real redis-server replica', () => {
       await replicaServer.stop('SIGKILL');
     }
   });
+
+  it('gets the function libraries with the full sync (FUNCTION LOAD before it connected), as from Redis', async () => {
+    const code =
+      "#!lua name=synclib\nredis.register_function{function_name='syncf', callback=function() return 'from the master' end, flags={'no-writes'}}";
+    const master = new Redis({ port: servers.mini.port, host: '127.0.0.1' });
+    const replicaServer = await spawnRedisServer(['--dir', tempDir()]);
+    const replica = new Redis({ port: replicaServer.port, host: '127.0.0.1' });
+    try {
+      await master.call('FUNCTION', 'FLUSH');
+      await master.call('FUNCTION', 'LOAD', code);
+      await replica.call('REPLICAOF', '127.0.0.1', String(servers.mini.port));
+      await until(async () => infoField(await replica.info('replication'), 'master_link_status') === 'up', 'the replica to sync');
+      // Loaded from the RDB (opcode FUNCTION2): listed, and callable read-only on the replica.
+      expect(JSON.stringify(await replica.call('FUNCTION', 'LIST'))).toContain('"synclib"');
+      expect(await replica.call('FCALL_RO', 'syncf', '0')).toBe('from the master');
+    } finally {
+      await master.call('FUNCTION', 'FLUSH').catch(() => undefined);
+      replica.disconnect();
+      master.disconnect();
+      await replicaServer.stop('SIGKILL');
+    }
+  });
 });
 
 describe('PSYNC', () => {

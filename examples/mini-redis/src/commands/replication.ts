@@ -22,8 +22,8 @@ function parseLong(arg: Buffer | undefined): number | undefined {
  * (the replica class) and lazyfree-lazy-expire.
  */
 export function registerReplicationCommands(server: MiniRedis): Replication {
-  const { resp, keyspace, propagation, config, info } = server;
-  const replication = new Replication(propagation, keyspace);
+  const { resp, propagation, config, info } = server;
+  const replication = new Replication(propagation, server);
   replication.onDrop = (replica, reason) => resp.logger.warn({ client: replica.client.id, reason }, 'replica dropped');
 
   const sync = (psync: boolean) => (client: Parameters<Parameters<typeof resp.command>[2]>[0], argv: Buffer[]) => {
