@@ -4,7 +4,7 @@
 //   node bench/xmpp.mjs [--seconds 10] [--clients 50] [--idle 10000] [--rounds 3] [--window 10]
 //                       [--warmup 2] [--modes none,sm,mam,sm+mam] [--memory-mode sm+mam]
 //                       [--ack-every 10] [--storage sqlite|memory] [--only prosody,portbind]
-//                       [--install] [--keep]
+//                       [--rate R] [--nice N] [--pin] [--cpu-prof] [--install] [--keep]
 // A mode names what is on top of the base (roster, carbons, offline messages, disco, ping):
 // `sm` stream management (XEP-0198), `mam` the message archive (XEP-0313). What a server really
 // offered is read from its stream features and disco#info (xmpp/load.mjs probe), never assumed.
@@ -501,10 +501,33 @@ function renice(pid) {
   if (done.status !== 0) fail(`renice -n ${niceness} failed (negative values need root): ${done.stderr}`);
 }
 
+/**
+ * --pin: the server's main thread (its event loop) alone on CPU 0; every other thread of the server (the
+ * storage thread, checkpoints, V8's helpers, libuv's pool) and the load generator on CPU 1 — what a machine
+ * with a core for the event loop and one for everything else does, the same in every mode. Threads started
+ * later inherit their creator's CPUs, so each run pins again when its measurement starts.
+ */
+const pinning = args.includes('--pin');
+function pin(pid, server) {
+  if (!pinning || pid === undefined) return;
+  let tids;
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return;
+  }
+  for (const tid of tids) {
+    const cpu = server && tid === String(pid) ? '0' : '1';
+    const done = spawnSync('taskset', ['-p', '-c', cpu, tid], { encoding: 'utf8' });
+    if (done.status !== 0 && existsSync(`/proc/${pid}/task/${tid}`)) fail(`taskset -p -c ${cpu} ${tid} failed: ${done.stderr}`);
+  }
+}
+
 async function startServer(name, accounts) {
   const port = await freePort();
   const server = await servers[name](port, accounts);
   renice(server.child.pid);
+  pin(server.child.pid, true);
   let exit;
   server.child.once('exit', (code, signal) => {
     exit = signal ?? code;
@@ -519,6 +542,7 @@ function loader(argv) {
   const [file, rest] = command(process.execPath, [join(here, 'xmpp', 'load.mjs'), ...argv]);
   const child = track(spawn(file, rest, { stdio: ['pipe', 'pipe', 'pipe'] }));
   renice(child.pid);
+  pin(child.pid, false);
   const stderr = [];
   lines(child.stderr, (line) => stderr.push(line));
   return { child, stderr };
@@ -578,6 +602,8 @@ async function throughputRun(name, mode) {
       if (line === 'measure-start') {
         renice(child.pid);
         renice(server.child.pid);
+        pin(child.pid, false);
+        pin(server.child.pid, true);
         statsStart = server.stats?.();
         busyStart = machineBusy();
         cpuStart = cpuOf(server.child.pid);
@@ -673,6 +699,8 @@ async function roomRun(name, room, occupants) {
       if (line === 'measure-start') {
         renice(child.pid);
         renice(server.child.pid);
+        pin(child.pid, false);
+        pin(server.child.pid, true);
         busyStart = machineBusy();
         cpuStart = cpuOf(server.child.pid);
         rssStart = rssOf(server.child.pid);
