@@ -1,7 +1,9 @@
 import { memoryBus } from '@portbind/core';
 import { describe, expect, it } from 'vitest';
 import { readUntil } from '../../../test/support/net.js';
-import { memoryStorage } from '../src/index.js';
+import { defaultModules, type KeyValueStore, memoryStorage, type XmppStorage } from '../src/index.js';
+import { push } from '../src/modules/push.js';
+import { Raw } from './raw-stream.js';
 import { OPEN, rawStartTls, start } from './support.js';
 
 // Login throttling and the in-band registration limit across the processes of one service (issue 12):
@@ -44,6 +46,27 @@ async function register(port: number, user: string): Promise<string> {
   } finally {
     socket.destroy();
   }
+}
+
+/**
+ * A shared store with a database's latency: every key-value call answers after a timer, so the calls of
+ * two "processes" interleave as they do on a real shared SQLite file or PostgreSQL (the memory store
+ * answers within the caller's turn, and two processes' read-modify-writes then never overlap).
+ */
+function slowShared(storage: XmppStorage): XmppStorage {
+  const later = <T>(work: () => Promise<T>): Promise<T> => new Promise((resolve) => setTimeout(resolve, 1)).then(work);
+  const slow = (store: KeyValueStore): KeyValueStore => ({
+    get: (owner, key) => later(() => store.get(owner, key)),
+    set: (owner, key, value) => later(() => store.set(owner, key, value)),
+    keys: (owner, prefix) => later(() => store.keys(owner, prefix)),
+    clear: (owner) => later(() => store.clear(owner)),
+  });
+  return {
+    users: storage.users,
+    keyValue: (name) => slow(storage.keyValue(name)),
+    archive: (name) => storage.archive(name),
+    close: () => storage.close(),
+  };
 }
 
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
@@ -89,5 +112,27 @@ describe('limits across the processes of one service', () => {
     const answer = await register(b.port, 'reg6');
     expect(answer).toContain("<error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>");
     expect(answer).toContain('too many registrations from this address');
+  });
+
+  it('push registrations (XEP-0357) of one account enabled on both processes at once end at maxRegistrations, the newest kept', async () => {
+    const bus = memoryBus();
+    const storage = slowShared(memoryStorage());
+    const modules = [...defaultModules(), push({ maxRegistrations: 2 })];
+    const a = await start({ server: { bus, storage, modules } });
+    const b = await start({ server: { bus: bus.peer(), storage, modules } });
+    const onA = await Raw.login(a.port, 'juliet', 'balcony', 'phone');
+    const onB = await Raw.login(b.port, 'juliet', 'balcony', 'tablet');
+    // The app server: a client of this server (its full JID), so both processes accept it.
+    const enable = (raw: Raw, id: string): Promise<string> =>
+      raw.iq(id, `<enable xmlns='urn:xmpp:push:0' jid='romeo@localhost/app' node='${id}'/>`);
+    for (let round = 0; round < 4; round++) {
+      const answers = await Promise.all([enable(onA, `a${round}`), enable(onB, `b${round}`)]);
+      for (const answer of answers) expect(answer).toContain("type='result'");
+    }
+    const kept = await storage.keyValue('push').keys('juliet');
+    expect(kept).toHaveLength(2);
+    // The two newest: those of the last round.
+    expect(kept.join(' ')).toMatch(/a3/);
+    expect(kept.join(' ')).toMatch(/b3/);
   });
 });

@@ -244,26 +244,17 @@ class Push {
     const service = jid.toString();
     const key = keyOf(service, node);
     await this.#locked(user, async () => {
-      const keys = (await this.#store.keys(user)).filter((existing) => existing !== key);
-      if (keys.length >= this.#settings.maxRegistrations) {
-        // Past the limit: the registrations enabled longest ago go (Prosody keeps the most recent devices).
-        const all: Array<{ key: string; since: number }> = [];
-        for (const existing of keys) {
-          const value = (await this.#store.get(user, existing)) as Registration | undefined;
-          all.push({ key: existing, since: typeof value?.since === 'number' ? value.since : 0 });
-        }
-        all.sort((a, b) => a.since - b.since);
-        for (const old of all.slice(0, all.length - this.#settings.maxRegistrations + 1)) {
-          await this.#store.set(user, old.key, undefined);
-          this.#drop(user, old.key);
-          this.#api.logger.info({ user, push: old.key }, 'push registration dropped: too many devices');
-        }
-      }
       // Strictly increasing, so that two enables in one millisecond still have an order.
       this.#lastSince = Math.max(Date.now(), this.#lastSince + 1);
       const registration: Registration = { jid: service, node, since: this.#lastSince };
       if (options !== undefined) registration.options = options;
       await this.#store.set(user, key, registration as { [key: string]: string | number });
+      // Then past the limit the registrations enabled longest ago go (Prosody keeps the most recent
+      // devices). Stored first, trimmed after: the lock above is this process's, and another process
+      // sharing the storage may be enabling a device of the same account meanwhile. Each trims by what it
+      // reads after its own write, with the same rule (oldest `since`, then key), so whichever reads last
+      // sees both new registrations and the account ends at the limit, never past it.
+      await this.#trim(user);
     });
     if (context.session !== undefined) this.#session.get(context.session).key = key;
     this.#api.logger.debug({ user, push: key }, 'push enabled');
@@ -575,6 +566,24 @@ class Push {
 
   #forget(user: string): void {
     for (const key of [...(this.#trackers.get(user)?.keys() ?? [])]) this.#drop(user, key);
+  }
+
+  /** Removes an account's oldest registrations past `maxRegistrations` (oldest `since` first, then by key). */
+  async #trim(user: string): Promise<void> {
+    const keys = await this.#store.keys(user);
+    if (keys.length <= this.#settings.maxRegistrations) return;
+    const all: Array<{ key: string; since: number }> = [];
+    for (const existing of keys) {
+      const value = (await this.#store.get(user, existing)) as Registration | undefined;
+      // Gone meanwhile (disabled, or trimmed by another process): nothing to count.
+      if (value !== undefined) all.push({ key: existing, since: typeof value.since === 'number' ? value.since : 0 });
+    }
+    all.sort((a, b) => a.since - b.since || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const old of all.slice(0, Math.max(0, all.length - this.#settings.maxRegistrations))) {
+      await this.#store.set(user, old.key, undefined);
+      this.#drop(user, old.key);
+      this.#api.logger.info({ user, push: old.key }, 'push registration dropped: too many devices');
+    }
   }
 
   #locked<T>(user: string, work: () => Promise<T>): Promise<T> {
