@@ -178,6 +178,61 @@ describe('MUC on several processes (a shared bus)', () => {
     expect(b.muc.occupants('chapel')).toBe(2);
   });
 
+  it('maxRoomsPerUser and maxRooms count the rooms every process holds: the third room is refused on the other process', async () => {
+    const { a, b } = await cluster({ maxRoomsPerUser: 2, maxRooms: 3 });
+    const onA = await occupant(a.port, 'juliet', 'phone');
+    const onB = await occupant(b.port, 'juliet', 'laptop');
+    await createRoom(onA, 'balcony', 'Juliet');
+    await createRoom(onB, 'orchard', 'Juliet');
+    expect(a.muc.rooms()).toEqual(['balcony']);
+    expect(b.muc.rooms()).toEqual(['orchard']);
+    // A reads the service's rooms at most once a second: past that, it sees B's.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const mine = await refusedJoin(onA, 'tomb', 'Juliet');
+    expect(mine).toContain('<policy-violation');
+    expect(mine).toContain('you created 2 rooms already');
+    expect(a.muc.rooms()).toEqual(['balcony']);
+    // The service's third room (the nurse's, on B); then none more, wherever it would be held.
+    const nurse = await occupant(b.port, 'nurse');
+    await createRoom(nurse, 'kitchen', 'Nurse');
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const romeo = await occupant(a.port, 'romeo');
+    const full = await refusedJoin(romeo, 'garden', 'Romeo');
+    expect(full).toContain('<resource-constraint');
+    expect(full).toContain('this service holds no more rooms');
+    // One room destroyed (on B) makes room for one more (on A).
+    const destroyed = await nurse.iq(
+      'destroy',
+      "<query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query>",
+      `type='set' to='kitchen@${SERVICE}'`,
+    );
+    expect(destroyed).toContain("type='result'");
+    await until(async () => {
+      romeo.send(`<presence to='garden@${SERVICE}/Romeo'><x xmlns='${NS_MUC}'/></presence>`);
+      const answer = await romeo.next(/^<presence[^>]* from='garden@conference\.localhost\/Romeo'/);
+      return !answer.includes("type='error'");
+    }, 'a room for romeo once the kitchen is gone');
+    expect(a.muc.rooms().sort()).toEqual(['balcony', 'garden']);
+  });
+
+  it('maxRoomsPerUser counts a persistent room nobody holds (its holder died): read from the store', async () => {
+    const { a, b } = await cluster({ maxRoomsPerUser: 1 });
+    const onA = await occupant(a.port, 'juliet', 'phone');
+    await createRoom(onA, 'crypt', 'Juliet');
+    expect(await configure(onA, 'crypt', { 'muc#roomconfig_persistentroom': '1' })).toContain("type='result'");
+    a.bus.kill();
+    onA.socket.destroy();
+    await a.service.stop();
+    const onB = await occupant(b.port, 'juliet', 'laptop');
+    // A's directory entry for the room expires (TTL_MS without A's heartbeat): the room is then only in the store.
+    await new Promise((resolve) => setTimeout(resolve, 2.5 * TTL_MS));
+    expect(b.muc.rooms()).toEqual([]);
+    const refused = await refusedJoin(onB, 'chapel', 'Juliet');
+    expect(refused).toContain('<policy-violation');
+    expect(refused).toContain('you created 1 rooms already');
+    expect(b.muc.rooms()).toEqual([]);
+  });
+
   it('a session resumed on B while A lives (A holds the room) is still in the room when A dies later and B takes it over', async () => {
     const { a, b } = await cluster();
     // juliet on A, stream management with resumption, creates the room there; the nurse on B joins.

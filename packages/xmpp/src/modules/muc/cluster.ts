@@ -58,6 +58,8 @@ export interface ListedRoom {
   title: string;
   public: boolean;
   locked: boolean;
+  /** Who created it (bare JID): `maxRoomsPerUser` counts across processes. Absent in older processes' entries. */
+  creator?: string;
 }
 
 /** Bus names are byte strings (one char per byte). */
@@ -433,8 +435,11 @@ export class MucCluster {
     for (const value of (await this.#bus.presence.list(this.#directoryPrefix())).values()) {
       try {
         const room = JSON.parse(value) as Partial<ListedRoom>;
-        if (typeof room.name === 'string' && typeof room.title === 'string')
-          rooms.set(room.name, { name: room.name, title: room.title, public: room.public === true, locked: room.locked === true });
+        if (typeof room.name === 'string' && typeof room.title === 'string') {
+          const listed: ListedRoom = { name: room.name, title: room.title, public: room.public === true, locked: room.locked === true };
+          if (typeof room.creator === 'string') listed.creator = room.creator;
+          rooms.set(room.name, listed);
+        }
       } catch {
         // Not ours.
       }

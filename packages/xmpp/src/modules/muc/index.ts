@@ -40,9 +40,15 @@ export interface MucOptions {
   lockTimeoutMs?: number;
   /** The configuration new rooms start with (within the limits below). */
   roomDefaults?: Partial<RoomConfig>;
-  /** Rooms the service holds at most (persistent and temporary): past it, creating one is `resource-constraint`. Default 10000. */
+  /**
+   * Rooms the service holds at most (persistent and temporary): past it, creating one is `resource-constraint`.
+   * On several processes, the rooms of the whole service (read at most once a second). Default 10000.
+   */
   maxRooms?: number;
-  /** Rooms one user may have created and still live: past it, `policy-violation`. Default 100. */
+  /**
+   * Rooms one user may have created and still live: past it, `policy-violation`. On several processes, counted
+   * over the whole service (read at most once a second). Default 100.
+   */
   maxRoomsPerUser?: number;
   /** Rooms one user (bare JID) may sit in at once: past it, joining is `policy-violation`. Default 100. */
   maxJoinedRoomsPerUser?: number;
@@ -236,6 +242,7 @@ export function muc(options: MucOptions = {}): MucModule {
         title: room.config.name === '' ? room.name : room.config.name,
         public: room.config.public,
         locked: room.locked,
+        creator: room.creator,
       });
 
       // ---- several processes -------------------------------------------------------------------
@@ -405,6 +412,41 @@ export function muc(options: MucOptions = {}): MucModule {
       };
 
       /**
+       * On several processes, what `maxRooms` and `maxRoomsPerUser` count: the rooms every process holds
+       * (their directory entries, with their creators), this process's, and the persistent rooms in the
+       * store that nobody holds now (their creators read from the store once, then remembered: a stored
+       * room's creator does not change while its name exists). Read at most once a second: a client whose
+       * every join names a new room costs the bus and the store one listing a second, not one per stanza;
+       * what other processes create within that second is seen at the next reading.
+       */
+      let countsCache: { at: number; counts: ServiceCounts } | undefined;
+      const storedCreators = new Map<string, string>();
+      const serviceCounts = async (made: MucCluster): Promise<ServiceCounts> => {
+        if (countsCache !== undefined && Date.now() - countsCache.at < COUNTS_MAX_AGE_MS) return countsCache.counts;
+        const creators = new Map<string, string | undefined>();
+        for (const room of await made.listed()) creators.set(room.name, room.creator);
+        for (const room of rooms.values()) creators.set(room.name, room.creator);
+        const fallback = defaultConfig(ctx.defaults, ctx.limits);
+        const stored = await store.keys('');
+        const storedNames = new Set(stored);
+        for (const name of storedCreators.keys()) if (!storedNames.has(name)) storedCreators.delete(name);
+        for (const name of stored) {
+          if (creators.has(name)) continue;
+          let creator = storedCreators.get(name);
+          if (creator === undefined) {
+            creator = storedFromJson(name, await store.get('', name), fallback)?.creator;
+            if (creator !== undefined) storedCreators.set(name, creator);
+          }
+          creators.set(name, creator);
+        }
+        const byCreator = new Map<string, number>();
+        for (const creator of creators.values()) if (creator !== undefined) byCreator.set(creator, (byCreator.get(creator) ?? 0) + 1);
+        const counts = { total: creators.size, byCreator };
+        countsCache = { at: Date.now(), counts };
+        return counts;
+      };
+
+      /**
        * On several processes: a room this process holds is served here; another's, forwarded to its
        * process; one nobody holds is claimed, then loaded (the store, or what its last holder left on
        * the bus) or created by a join.
@@ -433,7 +475,7 @@ export function muc(options: MucOptions = {}): MucModule {
             }
             if (join) {
               try {
-                const fresh = createRoom(event);
+                const fresh = createRoom(event, await serviceCounts(made));
                 await ctx.changed(name, { stored: fresh.stored(), locked: fresh.locked });
                 return { room: fresh, created: true };
               } catch (error) {
@@ -505,14 +547,29 @@ export function muc(options: MucOptions = {}): MucModule {
         return room;
       };
 
-      const createRoom = (event: StanzaEvent): Room => {
+      /**
+       * `counts`: on several processes, the rooms of the whole service ({@link serviceCounts}); alone,
+       * this process's rooms are all of them (persistent ones are loaded at start).
+       */
+      const createRoom = (event: StanzaEvent, counts?: ServiceCounts): Room => {
         const bare = event.from.bare;
         if (!mayCreate(bare)) throw new StanzaErrorException('not-allowed', 'you may not create rooms on this service');
-        if (rooms.size >= limits.maxRooms) throw new StanzaErrorException('resource-constraint', 'this service holds no more rooms');
+        let total = rooms.size;
         let mine = 0;
-        for (const room of rooms.values()) if (room.creator === bare) mine++;
+        if (counts !== undefined) {
+          total = counts.total;
+          mine = counts.byCreator.get(bare) ?? 0;
+        } else {
+          for (const room of rooms.values()) if (room.creator === bare) mine++;
+        }
+        if (total >= limits.maxRooms) throw new StanzaErrorException('resource-constraint', 'this service holds no more rooms');
         if (mine >= limits.maxRoomsPerUser)
           throw new StanzaErrorException('policy-violation', `you created ${limits.maxRoomsPerUser} rooms already`);
+        if (counts !== undefined) {
+          // Counted at once: this process's next creations within the counts' second see this one.
+          counts.total++;
+          counts.byCreator.set(bare, mine + 1);
+        }
         const room = new Room(ctx, event.to.local, bare);
         room.affiliations.set(bare, 'owner');
         if (ctx.lockNewRooms) room.lock();
@@ -698,6 +755,15 @@ function checkNick(nick: string, limits: MucLimits): void {
   if ([...nick].length > limits.maxNickLength)
     throw new StanzaErrorException('not-acceptable', `a nickname has at most ${limits.maxNickLength} characters`);
 }
+
+/** Rooms of the whole service, for the creation limits on several processes. */
+interface ServiceCounts {
+  total: number;
+  byCreator: Map<string, number>;
+}
+
+/** How long one reading of the service's room counts serves (ms). */
+const COUNTS_MAX_AGE_MS = 1000;
 
 async function loadRooms(store: KeyValueStore, ctx: MucContext, rooms: Map<string, Room>): Promise<void> {
   const fallback = defaultConfig(ctx.defaults, ctx.limits);
