@@ -97,6 +97,12 @@ export interface SessionHost {
 let nextId = 1;
 
 /**
+ * Elements one session may have waiting for their turn (see Session.received) before the server stops
+ * reading from it. A client's own pipelining (a burst of messages, a roster and a vCard and disco at
+ * login) fits; each element is at most `maxStanzaSize`.
+ */
+export const MAX_WAITING_ELEMENTS = 64;
+/**
  * One client-to-server XML stream (RFC 6120): stream header, (STARTTLS,) SASL, resource binding,
  * then stanzas. Its state is explicit: `secure`, `user` (after SASL), `jid` (after bind). The
  * framing is the transport's: an XML stream over TCP (`TcpSession`) or one element per
@@ -151,7 +157,23 @@ export abstract class Session implements XmppSession {
   /** STARTTLS, where the transport has it. */
   protected abstract starttls(): Promise<void>;
   /** Stop (true) or go on (false) reading from the client: the server's storage is behind. */
-  abstract holdInput(hold: boolean): void;
+  holdInput(hold: boolean): void {
+    this.#storageHold = hold;
+    this.#applyHold();
+  }
+
+  /** Stop (true) or go on (false) reading from the transport; the session says when (the reasons below). */
+  protected abstract pauseReading(pause: boolean): void;
+
+  /** The server's storage is behind ({@link holdInput}). */
+  #storageHold = false;
+  /** Elements received and not yet begun: each waits for the one before it ({@link received}). */
+  #waiting = 0;
+  #backlogHold = false;
+
+  #applyHold(): void {
+    this.pauseReading(this.#storageHold || this.#backlogHold);
+  }
   /** Whether STARTTLS is offered (and so required) on this transport. */
   protected abstract get starttlsOffered(): boolean;
 
@@ -279,10 +301,25 @@ export abstract class Session implements XmppSession {
     this.send(this.streamElement(this.#features()));
   }
 
-  /** A top-level element: handled in order, one at a time, even when one waits (SASL's key derivation). */
+  /**
+   * A top-level element: handled in order, one at a time, even when one waits (SASL's key derivation, a
+   * store's answer). The elements behind it wait in memory: past {@link MAX_WAITING_ELEMENTS} of them this
+   * client is not read (TCP then slows it down) until half have begun, so a client that sends faster than
+   * its stanzas are handled (a slow store, a flood of IQs) holds a bounded number, not all it can send.
+   */
   protected received(element: XmlElement): void {
+    if (++this.#waiting > MAX_WAITING_ELEMENTS && !this.#backlogHold) {
+      this.#backlogHold = true;
+      this.#applyHold();
+    }
     this.#queue = this.#queue
-      .then(() => this.#element(element))
+      .then(() => {
+        if (--this.#waiting <= MAX_WAITING_ELEMENTS / 2 && this.#backlogHold) {
+          this.#backlogHold = false;
+          if (!this.closed) this.#applyHold();
+        }
+        return this.#element(element);
+      })
       .catch((error: unknown) => {
         if (!(error instanceof StreamError)) this.host.logger.error({ err: error, conn: this.conn.id }, 'stanza handling failed');
         this.close(error instanceof StreamError ? error : new StreamError('internal-server-error'));

@@ -162,12 +162,12 @@ export class TcpSession extends Session {
     this.restart();
   }
 
-  /** The server holds the input (its storage is behind). */
+  /** The session holds the input (the server's storage is behind, or its own stanzas wait). */
   #held = false;
   /** The rate limit holds it until its timer. */
   #throttled = false;
 
-  holdInput(hold: boolean): void {
+  protected pauseReading(hold: boolean): void {
     this.#held = hold;
     if (hold) this.#socket.pause();
     else if (!this.#throttled && !this.#socket.destroyed) this.#socket.resume();

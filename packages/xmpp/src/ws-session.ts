@@ -26,7 +26,7 @@ export class WsSession extends Session {
     ws.ws.once('close', () => this.gone());
   }
 
-  holdInput(hold: boolean): void {
+  protected pauseReading(hold: boolean): void {
     // ws's pause()/resume(): the socket under it stops being read (frames already read still come).
     if (hold) this.#ws.ws.pause();
     else this.#ws.ws.resume();
