@@ -742,4 +742,36 @@ describe('the storage thread falling behind', () => {
     // 300 messages of 2,000 characters: 600 archive rows, 1.2 million characters waiting; 20 times the limit.
     await lockedBurst({ maxInFlight: 1_000_000, maxInFlightChars: 60_000 }, ` ${'x'.repeat(2000)}`);
   });
+
+  it('key-value writes count by their size too: large vCards from many sessions, far fewer than maxInFlight, hold the input', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'portbind-pressure-'));
+    const logger = capturingLogger();
+    try {
+      const file = join(dir, 'xmpp.sqlite');
+      const { port } = await server({ storage: sqliteStorage({ file, maxInFlight: 1_000_000, maxInFlightChars: 200_000 }), logger });
+      // A session's stanzas are handled one at a time: each has one write waiting. Thirty sessions of juliet's.
+      const sessions: Raw[] = [];
+      for (let i = 0; i < 30; i++) sessions.push(await Raw.login(port, 'juliet', 'balcony', `r${i}`));
+      const vcard = (i: number): string => `<vCard xmlns='vcard-temp'><FN>card ${i} ${'x'.repeat(20_000)}</FN></vCard>`;
+      expect(await sessions[0]?.iq('v', vcard(0), "type='set'")).toContain("type='result'");
+      const lock = await lockedSqlite(file);
+      try {
+        // 30 vCards of 20,000 characters: 600,000 characters waiting, three times the limit, in 30 calls.
+        sessions.forEach((raw, i) => {
+          raw.send(`<iq type='set' id='v${i}'>${vcard(i)}</iq>`);
+        });
+        const deadline = Date.now() + 10_000;
+        while (!saidBehind(logger.lines) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(saidBehind(logger.lines)).toBe(true);
+      } finally {
+        lock.release();
+      }
+      // Every one is answered once the storage caught up.
+      for (const [i, raw] of sessions.entries())
+        expect(await raw.next(new RegExp(`<iq[^>]* id='v${i}'`), 15_000)).toContain("type='result'");
+      expect(logger.lines.some((line) => line.message?.includes('the storage caught up'))).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

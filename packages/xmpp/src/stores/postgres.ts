@@ -63,8 +63,9 @@ export interface PostgresStorageOptions {
    */
   maxInFlight?: number;
   /**
-   * The same, counted in characters of the archived messages' XML waiting to be written (a byte each for
-   * ASCII): what they hold in memory, whatever their number. Default 67,108,864 (64 MiB).
+   * The same, counted in characters of what waits to be written (a byte each for ASCII): the archived messages'
+   * XML and the key-value stores' values as JSON (vCards, PEP items, rosters): what they hold in memory, whatever
+   * their number. Default 67,108,864 (64 MiB).
    */
   maxInFlightChars?: number;
   /**
@@ -364,7 +365,7 @@ class PgStorage implements PostgresStorage {
    * Runs `run` once the calls on these lanes (and on `after`, which it does not hold) made before it settled;
    * later calls on `lanes` wait for it.
    */
-  serial<T>(lanes: readonly string[], run: () => Promise<T>, after: readonly string[] = []): Promise<T> {
+  serial<T>(lanes: readonly string[], run: () => Promise<T>, after: readonly string[] = [], chars = 0): Promise<T> {
     if (this.#closed !== undefined) return Promise.reject(closedError());
     const previous: Promise<unknown>[] = [];
     for (const lane of [...lanes, ...after]) {
@@ -375,10 +376,10 @@ class PgStorage implements PostgresStorage {
     const settled = result.then(noop, noop);
     const stamp = ++this.#stamp;
     for (const lane of lanes) this.#lanes.set(lane, { tail: settled, stamp });
-    this.#entered();
+    this.#entered(chars);
     void settled.then(() => {
       for (const lane of lanes) if (this.#lanes.get(lane)?.tail === settled) this.#lanes.delete(lane);
-      this.#left(1);
+      this.#left(1, chars);
     });
     return result;
   }
@@ -639,17 +640,22 @@ class PgKeyValueStore implements KeyValueStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#storage.serial([laneOf('k', this.#name, owner)], async () => {
-      if (text === undefined) {
-        await this.#storage.sql(`DELETE FROM ${s}key_values WHERE store = $1 AND owner = $2 AND key = $3`, [this.#name, owner, key]);
-        return;
-      }
-      await this.#storage.sql(
-        `INSERT INTO ${s}key_values (store, owner, key, value) VALUES ($1, $2, $3, $4)
+    return this.#storage.serial(
+      [laneOf('k', this.#name, owner)],
+      async () => {
+        if (text === undefined) {
+          await this.#storage.sql(`DELETE FROM ${s}key_values WHERE store = $1 AND owner = $2 AND key = $3`, [this.#name, owner, key]);
+          return;
+        }
+        await this.#storage.sql(
+          `INSERT INTO ${s}key_values (store, owner, key, value) VALUES ($1, $2, $3, $4)
          ON CONFLICT (store, owner, key) DO UPDATE SET value = excluded.value`,
-        [this.#name, owner, key, text],
-      );
-    });
+          [this.#name, owner, key, text],
+        );
+      },
+      [],
+      text?.length ?? 0,
+    );
   }
 
   compareAndSet(owner: string, key: string, expected: JsonValue | undefined, value: JsonValue | undefined): Promise<boolean> {
@@ -659,27 +665,32 @@ class PgKeyValueStore implements KeyValueStore {
     const [before, after] = texts;
     // One statement each: under READ COMMITTED an UPDATE or DELETE that waited for another transaction's
     // row lock checks its WHERE again on the row as that one left it, so the comparison is atomic.
-    return this.#storage.serial([laneOf('k', this.#name, owner)], async () => {
-      const where = 'store = $1 AND owner = $2 AND key = $3';
-      const base = [this.#name, owner, key];
-      if (before === undefined) {
-        if (after === undefined) return (await this.#storage.sql(`SELECT 1 FROM ${s}key_values WHERE ${where}`, base)).rowCount === 0;
-        const inserted = await this.#storage.sql(
-          `INSERT INTO ${s}key_values (store, owner, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (store, owner, key) DO NOTHING`,
-          [...base, after],
-        );
-        return inserted.rowCount === 1;
-      }
-      if (after === undefined) {
-        return (await this.#storage.sql(`DELETE FROM ${s}key_values WHERE ${where} AND value = $4`, [...base, before])).rowCount === 1;
-      }
-      const updated = await this.#storage.sql(`UPDATE ${s}key_values SET value = $5 WHERE ${where} AND value = $4`, [
-        ...base,
-        before,
-        after,
-      ]);
-      return updated.rowCount === 1;
-    });
+    return this.#storage.serial(
+      [laneOf('k', this.#name, owner)],
+      async () => {
+        const where = 'store = $1 AND owner = $2 AND key = $3';
+        const base = [this.#name, owner, key];
+        if (before === undefined) {
+          if (after === undefined) return (await this.#storage.sql(`SELECT 1 FROM ${s}key_values WHERE ${where}`, base)).rowCount === 0;
+          const inserted = await this.#storage.sql(
+            `INSERT INTO ${s}key_values (store, owner, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (store, owner, key) DO NOTHING`,
+            [...base, after],
+          );
+          return inserted.rowCount === 1;
+        }
+        if (after === undefined) {
+          return (await this.#storage.sql(`DELETE FROM ${s}key_values WHERE ${where} AND value = $4`, [...base, before])).rowCount === 1;
+        }
+        const updated = await this.#storage.sql(`UPDATE ${s}key_values SET value = $5 WHERE ${where} AND value = $4`, [
+          ...base,
+          before,
+          after,
+        ]);
+        return updated.rowCount === 1;
+      },
+      [],
+      (before?.length ?? 0) + (after?.length ?? 0),
+    );
   }
 
   keys(owner: string, prefix = ''): Promise<string[]> {

@@ -91,8 +91,9 @@ export interface SqliteStorageOptions {
    */
   maxInFlight?: number;
   /**
-   * With `thread`: the same, counted in characters of the archived messages' XML (a byte each for ASCII) —
-   * what the waiting calls hold in memory, whatever their number. Default 67,108,864 (64 MiB).
+   * With `thread`: the same, counted in characters (a byte each for ASCII) of the archived messages' XML and of
+   * the values written to key-value stores (vCards, PEP items, rosters) — what the waiting calls hold in memory,
+   * whatever their number. Default 67,108,864 (64 MiB).
    */
   maxInFlightChars?: number;
 }

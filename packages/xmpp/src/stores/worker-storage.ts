@@ -203,6 +203,44 @@ function textLength(item: unknown): number {
   return typeof xml === 'string' ? xml.length : 0;
 }
 
+/**
+ * What a call holds in memory until the storage thread is through with it, in characters, for
+ * `maxInFlightChars`: an archive item's text; a key-value write's value (a PEP item, a vCard, a roster),
+ * and a compare-and-set's expected value too. Other calls (reads, account changes) hold little: 0.
+ */
+function callChars(target: CallTarget, method: string, args: readonly unknown[]): number {
+  if (target === 'archive') return method === 'append' ? textLength(args[1]) : 0;
+  if (target !== 'kv') return 0;
+  if (method === 'set') return valueChars(args[2]);
+  if (method === 'compareAndSet') return valueChars(args[2]) + valueChars(args[3]);
+  return 0;
+}
+
+/**
+ * About the characters of a value's JSON text (its strings and keys, 8 per number or literal), counted
+ * without writing it: structured cloning walks the same value again on its way to the thread.
+ */
+function valueChars(value: unknown): number {
+  let chars = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const next = stack.pop();
+    if (typeof next === 'string') chars += next.length + 2;
+    else if (next === null || typeof next !== 'object') chars += next === undefined ? 0 : 8;
+    else if (Array.isArray(next)) {
+      chars += 2 + next.length;
+      for (const entry of next) stack.push(entry);
+    } else {
+      chars += 2;
+      for (const key in next) {
+        chars += key.length + 4;
+        stack.push((next as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  return chars;
+}
+
 /** Byte arrays come back as Uint8Array: the credentials' keys are Buffers again. */
 function buffers(value: unknown): unknown {
   if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
@@ -336,7 +374,7 @@ export class WorkerStorage implements XmppStorage {
     if (this.#closed !== undefined) return Promise.reject(new PortbindError('PB_ERR_XMPP_STORAGE', `storage ${this.file} is closed`));
     if (this.#dead !== undefined) return Promise.reject(this.#dead);
     const id = this.#next++;
-    this.#backpressure(id, target === 'archive' && method === 'append' ? textLength(args[1]) : 0);
+    this.#backpressure(id, callChars(target, method, args));
     // Undefined arguments (an optional query) are left out, as the store would see them.
     while (args.length > 0 && args[args.length - 1] === undefined) args.pop();
     return new Promise((resolve, reject) => {
