@@ -38,6 +38,11 @@ export type CommandFlag =
   | 'denyoom'
   /** May block the client (BLPOP, XREAD BLOCK…): @blocking. */
   | 'blocking'
+  /**
+   * A read that may still write and replicate (Redis's CMD_MAY_REPLICATE: PFCOUNT caches its count in the
+   * key): held by CLIENT PAUSE … WRITE like a `write` command. Not shown by COMMAND INFO, as in Redis.
+   */
+  | 'may_replicate'
   /** The rest are reported by COMMAND INFO only, as Redis names them. */
   | 'noscript'
   | 'loading'
@@ -186,7 +191,7 @@ export interface Entry<Context> {
   readonly noMulti: boolean;
   /** Reads or writes keys: refused to a client in MONITOR mode, as Redis refuses a replica. */
   readonly keyspace: boolean;
-  /** Held by CLIENT PAUSE … WRITE: `write` commands and PUBLISH/SPUBLISH (Redis's may-replicate). */
+  /** Held by CLIENT PAUSE … WRITE: `write` and `may_replicate` commands, PUBLISH/SPUBLISH (Redis's may-replicate). */
   readonly pausedByWrite: boolean;
   readonly denyoom: boolean;
   /**
@@ -268,7 +273,7 @@ export class CommandRegistry<Context> {
       nomulti: flags.includes('nomulti'),
       noMulti: flags.includes('no_multi'),
       keyspace: flags.includes('readonly') || flags.includes('write'),
-      pausedByWrite: flags.includes('write') || lower === 'publish' || lower === 'spublish',
+      pausedByWrite: flags.includes('write') || flags.includes('may_replicate') || lower === 'publish' || lower === 'spublish',
       denyoom: flags.includes('denyoom'),
     });
     const own = flagsOf(options.flags ?? []);
