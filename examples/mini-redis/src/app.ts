@@ -7,6 +7,7 @@ import { respBusOptions } from './bus.js';
 import { clusterOptions, registerCluster } from './cluster.js';
 import { registerDumpCommands } from './commands/dump.js';
 import { registerHashCommands } from './commands/hashes.js';
+import { registerHyperLogLogCommands } from './commands/hyperloglog.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerListCommands } from './commands/lists.js';
 import { registerMigrateCommands } from './commands/migrate.js';
@@ -138,6 +139,7 @@ export function createMiniRedis(options: MiniRedisOptions = {}): PortService {
   };
   blocked = server.blocked;
   registerStringCommands(server);
+  registerHyperLogLogCommands(server);
   registerKeyCommands(server);
   registerListCommands(server);
   registerHashCommands(server);

@@ -155,6 +155,20 @@ const KEY_SPECS: Readonly<Record<string, readonly KeySpec[]>> = {
   xadd: [{ notes: 'UPDATE instead of INSERT because of the optional trimming feature', flags: ['RW', 'update'], begin: 1 }],
   xread: [{ flags: ['RO', 'access'], begin: { keyword: 'STREAMS', startFrom: 1 }, find: { lastKey: -1, limit: 2 } }],
   xreadgroup: [{ flags: ['RO', 'access'], begin: { keyword: 'STREAMS', startFrom: 4 }, find: { lastKey: -1, limit: 2 } }],
+  pfadd: [{ flags: ['RW', 'insert'], begin: 1 }],
+  pfcount: [
+    {
+      notes: 'RW because it may change the internal representation of the key, and propagate to replicas',
+      flags: ['RW', 'access'],
+      begin: 1,
+      find: { lastKey: -1 },
+    },
+  ],
+  pfmerge: [
+    { flags: ['RW', 'access', 'insert'], begin: 1 },
+    { flags: ['RO', 'access'], begin: 2, find: { lastKey: -1 } },
+  ],
+  pfdebug: [{ flags: ['RW', 'access'], begin: 2 }],
 };
 
 /** Redis 7.0's commands flagged CMD_DENYOOM, of those mini-redis has. */
@@ -162,7 +176,7 @@ const DENYOOM = new Set(
   (
     'setbit copy hincrby hincrbyfloat hmset hset hsetnx blmove brpoplpush linsert lmove lpush lpushx lset rpoplpush rpush rpushx ' +
     'sort sadd sdiffstore sinterstore sunionstore zadd zdiffstore zincrby zinterstore zrangestore zunionstore append decr decrby getset ' +
-    'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange'
+    'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange pfadd pfmerge pfdebug'
   ).split(' '),
 );
 
