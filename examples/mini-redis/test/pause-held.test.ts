@@ -61,3 +61,51 @@ describe('a write CLIENT PAUSE held, checked again when the pause ends, as redis
     expect(await replies(servers.mini.port)).toEqual(redis);
   });
 });
+
+describe('scripts and functions under CLIENT PAUSE WRITE, as redis-server 7.0.15', () => {
+  it('holds those that may write (no shebang, a shebang without no-writes, an unknown SHA or function), runs the others', async () => {
+    const library = [
+      '#!lua name=pauselib',
+      "redis.register_function{function_name='pause_ro', callback=function() return 'ro' end, flags={'no-writes'}}",
+      "redis.register_function('pause_rw', function() return 'rw' end)",
+    ].join('\n');
+    const calls: ReadonlyArray<readonly string[]> = [
+      ['EVAL', 'return 1', '0'],
+      ['EVAL', '#!lua flags=no-writes\nreturn 2', '0'],
+      ['EVAL', '#!lua\nreturn 3', '0'],
+      ['EVAL_RO', 'return 4', '0'],
+      ['EVALSHA', 'ffffffffffffffffffffffffffffffffffffffff', '0'],
+      ['EVALSHA_RO', 'ffffffffffffffffffffffffffffffffffffffff', '0'],
+      ['FCALL', 'pause_rw', '0'],
+      ['FCALL', 'pause_ro', '0'],
+      ['FCALL_RO', 'pause_ro', '0'],
+      ['FCALL', 'no_such_function', '0'],
+    ];
+    const observe = async (port: number): Promise<string[]> => {
+      const observer = new RawClient(port);
+      const callers = calls.map(() => new RawClient(port));
+      const seen: string[] = [];
+      try {
+        await observer.send([['FUNCTION', 'LOAD', 'REPLACE', library], 'CLIENT PAUSE 60000 WRITE']);
+        const answered = calls.map(() => false);
+        const replies = calls.map((call, i) =>
+          (callers[i] as RawClient).send([call]).then((reply) => {
+            answered[i] = true;
+            return reply;
+          }),
+        );
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        seen.push(answered.map((done) => (done ? 'ran' : 'held')).join(' '));
+        await observer.send(['CLIENT UNPAUSE']);
+        for (const reply of await Promise.all(replies)) seen.push(show(reply[0] as Buffer));
+        return seen;
+      } finally {
+        await observer.send(['CLIENT UNPAUSE', 'FUNCTION DELETE pauselib']);
+        for (const client of [observer, ...callers]) client.close();
+      }
+    };
+    const redis = await observe(servers.redis.port);
+    expect(redis[0]).toBe('held ran held ran held ran held ran ran held');
+    expect(await observe(servers.mini.port)).toEqual(redis);
+  });
+});

@@ -163,7 +163,7 @@ export class Dispatcher<Context> {
       this.#rejectCommand(own, name, refused);
       return;
     }
-    if (host.pause.type !== undefined && host.pause.holds(own, entry)) return this.#afterPause(own, entry, argv);
+    if (host.pause.type !== undefined && host.pause.holds(own, entry, argv)) return this.#afterPause(own, entry, argv);
     return this.#proceed(own, entry, argv);
   }
 

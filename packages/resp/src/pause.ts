@@ -1,4 +1,5 @@
 import type { RespClient } from './client.js';
+import type { Command } from './parser.js';
 import type { CommandRegistry, Entry } from './registry.js';
 
 // CLIENT PAUSE: hold every command (`all`) or the write ones (`write`) of every client until the
@@ -51,13 +52,14 @@ export class ClientPause<Context> {
   }
 
   /** Whether the current pause holds this command (an EXEC is a write when it queued one). */
-  holds(client: RespClient<Context>, entry: Entry<Context>): boolean {
+  holds(client: RespClient<Context>, entry: Entry<Context>, argv: Command): boolean {
     if (this.#type === undefined) return false;
     if (this.#type === 'all') return true;
-    if (entry.pausedByWrite) return true;
+    if (writes(entry, argv)) return true;
     if (entry.spec.name !== 'exec' || client.multi === undefined) return false;
     for (const queued of client.multi) {
-      if (this.#registry.entryFor(queued)?.pausedByWrite) return true;
+      const queuedEntry = this.#registry.entryFor(queued);
+      if (queuedEntry !== undefined && writes(queuedEntry, queued)) return true;
     }
     return false;
   }
@@ -77,4 +79,9 @@ export class ClientPause<Context> {
   ended(): Promise<void> {
     return new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
+}
+
+/** Whether CLIENT PAUSE … WRITE holds this call: the command's own answer by its arguments, else its flags. */
+function writes<Context>(entry: Entry<Context>, argv: Command): boolean {
+  return entry.pausedByWriteOf === undefined ? entry.pausedByWrite : entry.pausedByWriteOf(argv);
 }

@@ -131,6 +131,12 @@ export interface CommandOptions {
    */
   keysOf?: (argv: Command) => readonly Buffer[];
   /**
+   * Whether CLIENT PAUSE … WRITE holds this call, for a command whose effect its arguments decide (Redis's
+   * getCommandFlags: EVAL and FCALL take the flags of their script or function — one declared `no-writes`
+   * runs during the pause). Not given: the flags decide (`write`, `may_replicate`).
+   */
+  pausedByWrite?: (argv: Command) => boolean;
+  /**
    * ACL categories besides those Redis derives from the flags (@write, @read, @fast/@slow, @admin
    * @dangerous, @blocking). Not given, the `group` gives one (`string` → @string, `sorted-set` →
    * @sortedset, `generic` → @keyspace, `connection`, `transactions`, `scripting`…); given, these
@@ -193,6 +199,8 @@ export interface Entry<Context> {
   readonly keyspace: boolean;
   /** Held by CLIENT PAUSE … WRITE: `write` and `may_replicate` commands, PUBLISH/SPUBLISH (Redis's may-replicate). */
   readonly pausedByWrite: boolean;
+  /** The command's own answer to {@link pausedByWrite}, by its arguments (CommandOptions.pausedByWrite). */
+  readonly pausedByWriteOf: ((argv: Command) => boolean) | undefined;
   readonly denyoom: boolean;
   /**
    * A container's declared subcommands, by lowercase name: entries with the subcommand's own arity
@@ -291,6 +299,7 @@ export class CommandRegistry<Context> {
           pubsub: own.pubsub,
           nomulti: own.nomulti,
           spec,
+          pausedByWriteOf: undefined,
           subs: undefined,
           fullName: declared.name,
           arity: declared.arity ?? -2,
@@ -298,7 +307,7 @@ export class CommandRegistry<Context> {
       }
       if (subs.size === 0) subs = undefined;
     }
-    const entry: Entry<Context> = { spec, ...own, subs };
+    const entry: Entry<Context> = { spec, ...own, pausedByWriteOf: options.pausedByWrite, subs };
     this.#commands.set(lower, spec);
     this.#entries.set(lower, entry);
     this.#entries.set(lower.toUpperCase(), entry);

@@ -16,7 +16,7 @@ import type { MiniRedis } from '../app.js';
 import { integer } from '../config.js';
 import { helpReply } from '../help.js';
 import { type FunctionLibraries, verifyDumpPayload } from '../rdb.js';
-import { type Callable, LuaEngine, ScriptError } from '../scripting/engine.js';
+import { type Callable, LuaEngine, ScriptError, shebang } from '../scripting/engine.js';
 import { dumpFunctions, PayloadError, readFunctions } from '../scripting/function-payload.js';
 import { Functions } from '../scripting/functions.js';
 import { snapshotState, writesDeniedByDiskError } from '../snapshot.js';
@@ -294,6 +294,11 @@ export function registerScriptingCommands(server: MiniRedis): void {
   const fcallOpts = (summary: string, readonly: boolean): CommandOptions => ({
     arity: -3,
     flags: scriptFlags(readonly),
+    // CLIENT PAUSE WRITE holds a function that may write (fcallGetCommandFlags); an unknown one as FCALL's flags say.
+    pausedByWrite: (argv) => {
+      const fn = argv[1] === undefined ? undefined : functions.get(text(argv[1]));
+      return fn === undefined ? !readonly : !fn.noWrites;
+    },
     keySpecs: scriptKeySpecs(readonly, true),
     keysOf,
     summary,
@@ -516,6 +521,24 @@ export function registerScriptingCommands(server: MiniRedis): void {
   const evalOptions = (summary: string, readonly: boolean, bySha: boolean): CommandOptions => ({
     arity: -3,
     flags: scriptFlags(readonly),
+    // CLIENT PAUSE WRITE holds a script that may write (evalGetCommandFlags): one whose shebang lacks `no-writes`;
+    // without a shebang, an unknown SHA or a bad shebang, the command's own flags decide (EVAL and EVALSHA may
+    // replicate, the _RO ones do not).
+    pausedByWrite: (argv) => {
+      let flags: { compat: boolean; noWrites: boolean } | undefined;
+      try {
+        flags = bySha
+          ? argv[1] === undefined
+            ? undefined
+            : engine?.get(text(argv[1]))?.flags
+          : argv[1] === undefined
+            ? undefined
+            : shebang(argv[1]).flags;
+      } catch {
+        flags = undefined;
+      }
+      return flags === undefined || flags.compat ? !readonly : !flags.noWrites;
+    },
     keySpecs: scriptKeySpecs(readonly, !bySha),
     keysOf,
     summary,
