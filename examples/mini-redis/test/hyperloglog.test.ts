@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { hash, murmurHash64A } from '../src/hyperloglog.js';
-import { type CommandLine, parseReply, RawClient, redisAndMiniForFile, replicationStream, show, until } from './support.js';
+import { type CommandLine, onEach, parseReply, RawClient, redisAndMiniForFile, replicationStream, show, until } from './support.js';
 
 // PFADD, PFCOUNT, PFMERGE and PFDEBUG against a real redis-server 7.0.15 over real sockets: the
 // same scripts on both, the replies compared byte for byte, and the HLL's bytes themselves (GET)
@@ -28,6 +28,13 @@ const label = (command: CommandLine): string =>
         .map((word) => (typeof word === 'string' ? word : `<${word.length} bytes>`))
         .join(' ')
         .slice(0, 120);
+
+/** `work` on both servers at once (both finish, even when one fails): mini-redis's result equals redis-server's, returned. */
+async function sameOnBoth<T>(work: (port: number) => Promise<T>): Promise<T> {
+  const [expected, actual] = await onEach([servers.redis.port, servers.mini.port], work);
+  expect(actual).toEqual(expected);
+  return expected as T;
+}
 
 /** The script on both servers: the same replies, byte for byte. Returns redis-server's. */
 async function same(script: readonly CommandLine[]): Promise<Buffer[]> {
@@ -627,35 +634,32 @@ describe('values made by one server, used by the other', () => {
 
 describe('replication and keyspace notifications', () => {
   it('replays PFADD and PFMERGE when they change the value, and a PFCOUNT that cached a count', async () => {
-    const streams = await Promise.all(
-      [servers.redis.port, servers.mini.port].map(async (port) => {
-        const client = new RawClient(port);
-        await client.send([['CONFIG', 'SET', 'repl-ping-replica-period', '3600'], 'FLUSHALL']);
-        const stream = await replicationStream(port);
-        try {
-          await client.send([
-            'PFADD h a b c',
-            'PFADD h a',
-            'PFCOUNT h',
-            'PFCOUNT h',
-            'PFCOUNT h missing',
-            'PFMERGE m h',
-            'MULTI',
-            'PFADD h d',
-            'PFCOUNT h',
-            'EXEC',
-            'SET sentinel done',
-          ]);
-          await until(() => stream.commands.some((args) => args[1] === 'sentinel'), 'the sentinel replayed');
-          return stream.commands.map((args) => args.join(' '));
-        } finally {
-          stream.close();
-          client.close();
-        }
-      }),
-    );
-    expect(streams[1]).toEqual(streams[0]);
-    expect(streams[0]).toEqual([
+    const stream = await sameOnBoth(async (port) => {
+      const client = new RawClient(port);
+      await client.send([['CONFIG', 'SET', 'repl-ping-replica-period', '3600'], 'FLUSHALL']);
+      const stream = await replicationStream(port);
+      try {
+        await client.send([
+          'PFADD h a b c',
+          'PFADD h a',
+          'PFCOUNT h',
+          'PFCOUNT h',
+          'PFCOUNT h missing',
+          'PFMERGE m h',
+          'MULTI',
+          'PFADD h d',
+          'PFCOUNT h',
+          'EXEC',
+          'SET sentinel done',
+        ]);
+        await until(() => stream.commands.some((args) => args[1] === 'sentinel'), 'the sentinel replayed');
+        return stream.commands.map((args) => args.join(' '));
+      } finally {
+        stream.close();
+        client.close();
+      }
+    });
+    expect(stream).toEqual([
       'SELECT 0',
       'PFADD h a b c',
       'PFCOUNT h',
@@ -669,24 +673,21 @@ describe('replication and keyspace notifications', () => {
   });
 
   it('notifies `pfadd` for PFADD and PFMERGE that wrote, nothing for PFCOUNT', async () => {
-    const transcripts = await Promise.all(
-      [servers.redis.port, servers.mini.port].map(async (port) => {
-        const subscriber = new RawClient(port);
-        const client = new RawClient(port);
-        try {
-          await client.send(['FLUSHALL', 'CONFIG SET notify-keyspace-events E$']);
-          await subscriber.send(['SUBSCRIBE __keyevent@0__:pfadd']);
-          await client.send(['PFADD h a', 'PFADD h a', 'PFCOUNT h', 'PFMERGE m h', 'PFADD h b']);
-          return (await subscriber.read(3)).map(show);
-        } finally {
-          await client.send([['CONFIG', 'SET', 'notify-keyspace-events', '']]);
-          subscriber.close();
-          client.close();
-        }
-      }),
-    );
-    expect(transcripts[1]).toEqual(transcripts[0]);
-    expect(transcripts[0]).toEqual([
+    const transcript = await sameOnBoth(async (port) => {
+      const subscriber = new RawClient(port);
+      const client = new RawClient(port);
+      try {
+        await client.send(['FLUSHALL', 'CONFIG SET notify-keyspace-events E$']);
+        await subscriber.send(['SUBSCRIBE __keyevent@0__:pfadd']);
+        await client.send(['PFADD h a', 'PFADD h a', 'PFCOUNT h', 'PFMERGE m h', 'PFADD h b']);
+        return (await subscriber.read(3)).map(show);
+      } finally {
+        await client.send([['CONFIG', 'SET', 'notify-keyspace-events', '']]);
+        subscriber.close();
+        client.close();
+      }
+    });
+    expect(transcript).toEqual([
       '*3⏎$7⏎message⏎$20⏎__keyevent@0__:pfadd⏎$1⏎h⏎',
       '*3⏎$7⏎message⏎$20⏎__keyevent@0__:pfadd⏎$1⏎m⏎',
       '*3⏎$7⏎message⏎$20⏎__keyevent@0__:pfadd⏎$1⏎h⏎',
@@ -696,8 +697,7 @@ describe('replication and keyspace notifications', () => {
 
 describe('CLIENT PAUSE WRITE', () => {
   it('holds PFCOUNT (it may cache its count: a write) until the pause ends, then caches its count', async () => {
-    const observed: string[][] = [];
-    for (const port of [servers.redis.port, servers.mini.port]) {
+    const observed = await sameOnBoth(async (port) => {
       const pauser = new RawClient(port);
       const reader = new RawClient(port);
       try {
@@ -714,16 +714,15 @@ describe('CLIENT PAUSE WRITE', () => {
         await pauser.send(['CLIENT UNPAUSE']);
         const count = await held;
         const after = await pauser.send(['GETRANGE h 15 15']);
-        observed.push([String(answeredWhilePaused), ...[...meanwhile, ...count, ...after].map(show)]);
+        return [String(answeredWhilePaused), ...[...meanwhile, ...count, ...after].map(show)];
       } finally {
         await pauser.send(['CLIENT UNPAUSE']);
         pauser.close();
         reader.close();
       }
-    }
-    // redis-server's, then mini-redis's: not answered while paused, the stale cache flag (0x80) during the pause, 3, cached after.
-    expect(observed[0]).toEqual(['false', '$1⏎\x80⏎', ':3⏎', '$1⏎\x00⏎']);
-    expect(observed[1]).toEqual(observed[0]);
+    });
+    // On both: not answered while paused, the stale cache flag (0x80) during the pause, 3, cached after.
+    expect(observed).toEqual(['false', '$1⏎\x80⏎', ':3⏎', '$1⏎\x00⏎']);
   });
 });
 
