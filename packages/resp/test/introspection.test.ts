@@ -14,7 +14,7 @@ afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop()));
 });
 
-async function start(options: RespOptions = {}) {
+async function start(options: RespOptions = {}, host = '127.0.0.1') {
   const resp = respAdapter(options);
   const store = new Map<string, string>();
   resp.command('set', { arity: 3, flags: ['write'] }, (_client, [, key, value]) => {
@@ -24,7 +24,7 @@ async function start(options: RespOptions = {}) {
   resp.command('get', { arity: 2, flags: ['readonly'] }, (_client, [, key]) => store.get(String(key)) ?? null);
   const service = new PortService({ env: {} });
   services.push(service);
-  const binding = service.bind(resp, { port: 0, host: '127.0.0.1' });
+  const binding = service.bind(resp, { port: 0, host });
   await service.start();
   return { resp, port: portOf(binding) };
 }
@@ -123,6 +123,17 @@ describe('CLIENT LIST and CLIENT INFO', () => {
     expect(client?.get('resp')).toBe('3');
     expect(client?.get('lib-name')).toBe('mylib');
     expect([...(client?.keys() ?? [])].join(' ')).toBe(FIELDS_72);
+  });
+
+  it('an IPv4 client of a dual-stack listener (::) shows as Redis shows it, 127.0.0.1:port, and CLIENT KILL ADDR finds it so', async () => {
+    const { port } = await start({}, '::');
+    const a = await connect(port);
+    const b = await connect(port);
+    const [client] = parseClients(await ask(a, 'CLIENT INFO\r\n', /\n\r\n$/));
+    expect(client?.get('addr')).toBe(`127.0.0.1:${a.localPort}`);
+    expect(client?.get('laddr')).toBe(`127.0.0.1:${port}`);
+    expect(await ask(a, `CLIENT KILL ADDR 127.0.0.1:${b.localPort}\r\n`)).toBe(':1\r\n');
+    expect(await ask(a, `CLIENT KILL ADDR [::ffff:127.0.0.1]:${a.localPort}\r\n`)).toBe(':0\r\n');
   });
 
   it('filters by ID and TYPE, with Redis’s errors', async () => {
