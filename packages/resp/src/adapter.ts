@@ -17,6 +17,7 @@ import { ClientPause } from './pause.js';
 import { PubSub, type RespBusOptions } from './pubsub.js';
 import { type CommandHandler, type CommandOptions, CommandRegistry, type CommandSpec } from './registry.js';
 import type { DoubleFormat } from './reply.js';
+import type { SlowLog } from './slowlog.js';
 import { DEFAULT_TRACKING_MAX_KEYS, Tracking } from './tracking.js';
 import { Watches } from './watch.js';
 
@@ -527,6 +528,14 @@ export class RespAdapter<Context = Record<string, unknown>> implements Adapter, 
   /** What CLIENT PAUSE holds now: `write`, `all`, or undefined. */
   get paused(): 'write' | 'all' | undefined {
     return this.#pause.type;
+  }
+
+  /**
+   * The slow log: commands that ran at least `slowLog.slowerThanUs` µs (default 10,000; negative: off), the newest
+   * `slowLog.maxLen` (128) kept. The adapter fills it; a SLOWLOG command of the application's reads it.
+   */
+  get slowLog(): SlowLog {
+    return this.#dispatcher.slowLog;
   }
 
   /** Clients whose command CLIENT PAUSE holds now (Redis counts them in INFO's `blocked_clients`). */

@@ -27,4 +27,5 @@ export {
   simple,
 } from './reply.js';
 export { NOSCRIPT_COMMANDS, type ScriptCallOptions, ScriptClient, type ScriptClientOptions, type ScriptReply } from './script-client.js';
+export { SLOWLOG_MAX_ARG_BYTES, SLOWLOG_MAX_ARGS, SlowLog, type SlowLogEntry } from './slowlog.js';
 export type { Tracking, TrackingState } from './tracking.js';

@@ -47,6 +47,14 @@ export function hiddenFromMonitor(spec: CommandOptions, sub: string | undefined)
   return hides(spec.flags) || (sub !== undefined && spec.subcommands !== undefined && hides(subcommandFlags(spec, sub)));
 }
 
+/** Whether argument `i` is shown as `(redacted)` (MONITOR, SLOWLOG): AUTH's and HELLO's passwords, a command's `redact`. */
+export function redactedArgument(spec: CommandOptions & { name: string }, argv: Command, i: number): boolean {
+  if (redacted(spec.name, argv, i)) return true;
+  if (spec.redact === undefined) return false;
+  for (const index of spec.redact(argv)) if (index === i) return true;
+  return false;
+}
+
 /** Arguments redacted in MONITOR output (Redis's redactClientCommandArgument): passwords. */
 function redacted(name: string, argv: Command, i: number): boolean {
   if (name === 'auth') return i >= 1;

@@ -395,6 +395,96 @@ export function registerServerCommands({
       return sub.run(client, argv);
     },
   );
+
+  // ---- SLOWLOG ---------------------------------------------------------------------------------------
+  // Redis's slowlog.c: @portbind/resp times the commands and keeps the entries (resp.slowLog); the two
+  // settings are Redis's, with its ranges.
+  const slowLog = resp.slowLog;
+  config.set(
+    'slowlog-log-slower-than',
+    integer(
+      -1,
+      2n ** 63n - 1n,
+      () => slowLog.slowerThanUs,
+      (value) => {
+        slowLog.slowerThanUs = value;
+      },
+    ),
+  );
+  config.set(
+    'slowlog-max-len',
+    integer(
+      0,
+      2n ** 63n - 1n,
+      () => slowLog.maxLen,
+      (value) => {
+        slowLog.maxLen = value;
+      },
+    ),
+  );
+  const slowlogSubcommands: Record<string, { arity: number; flags: SubcommandOptions['flags']; tips?: string[] }> = {
+    get: { arity: -2, flags: ['admin', 'loading', 'stale'], tips: ['request_policy:all_nodes', 'nondeterministic_output'] },
+    len: {
+      arity: 2,
+      flags: ['admin', 'loading', 'stale'],
+      tips: ['request_policy:all_nodes', 'response_policy:agg_sum', 'nondeterministic_output'],
+    },
+    reset: { arity: 2, flags: ['admin', 'loading', 'stale'], tips: ['request_policy:all_nodes', 'response_policy:all_succeeded'] },
+    help: { arity: 2, flags: ['loading', 'stale'] },
+  };
+  resp.command(
+    'slowlog',
+    {
+      arity: -2,
+      subcommands: Object.fromEntries(
+        Object.entries(slowlogSubcommands).map(([name, { arity, flags, tips }]): [string, SubcommandOptions] => [
+          name,
+          { arity, flags, ...(tips === undefined ? {} : { tips }) },
+        ]),
+      ),
+      summary: 'A container for slow log commands',
+      group,
+      since: '2.2.12',
+    },
+    (_client, argv) => {
+      const name = text(argv[1]).toLowerCase();
+      const sub = slowlogSubcommands[name];
+      if (sub === undefined) throw new RespError(`ERR unknown subcommand '${text(argv[1])}'. Try SLOWLOG HELP.`);
+      const arityOk = sub.arity >= 0 ? argv.length === sub.arity : argv.length >= -sub.arity;
+      if (!arityOk) throw new RespError(`ERR wrong number of arguments for 'slowlog|${name}' command`);
+      if (name === 'help') {
+        return helpReply('SLOWLOG', [
+          'GET [<count>]',
+          '    Return top <count> entries from the slowlog (default: 10, -1 mean all).',
+          '    Entries are made of:',
+          '    id, timestamp, time in microseconds, arguments array, client IP and port,',
+          '    client name',
+          'LEN',
+          '    Return the length of the slowlog.',
+          'RESET',
+          '    Reset the slowlog.',
+        ]);
+      }
+      if (name === 'len') return slowLog.length;
+      if (name === 'reset') {
+        slowLog.reset();
+        return OK;
+      }
+      // GET [count]: more arguments are slowlogCommand's own syntax error.
+      if (argv.length > 3)
+        throw new RespError(`ERR unknown subcommand or wrong number of arguments for '${text(argv[1])}'. Try SLOWLOG HELP.`);
+      let count = 10;
+      if (argv.length === 3) {
+        // A long from -1 (all) up, as getRangeLongFromObjectOrReply reads it.
+        const given = text(argv[2]);
+        const parsed = /^-?\d{1,19}$/.test(given) ? BigInt(given) : undefined;
+        if (parsed === undefined || parsed < -1n || parsed > 2n ** 63n - 1n)
+          throw new RespError('ERR count should be greater than or equal to -1');
+        count = parsed > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(parsed);
+      }
+      return slowLog.get(count).map((entry) => [entry.id, entry.time, entry.durationUs, [...entry.args], entry.addr, entry.name]);
+    },
+  );
 }
 
 /** Redis's order of INFO's sections (@portbind/resp's INFO_SECTIONS), others after. */
