@@ -80,6 +80,13 @@ export class Dispatcher<Context> {
   readonly errorStats = new Map<string, number>();
   /** SLOWLOG: commands that ran longer than its threshold (slowlog.ts). */
   readonly slowLog = new SlowLog();
+  /** When the last timed command of this turn ended (its successor in a pipeline starts then); undefined between turns. */
+  #chainEnd: number | undefined;
+  #chainScheduled = false;
+  readonly #endChain = (): void => {
+    this.#chainEnd = undefined;
+    this.#chainScheduled = false;
+  };
   /** The client whose command runs now (tracking's NOLOOP). */
   #current: RespClient<Context> | undefined;
   /** Nesting of run() (EXEC runs the queued commands inside its own run). */
@@ -233,7 +240,9 @@ export class Dispatcher<Context> {
     // The slow log times every command while it is on (EXEC not: its commands are logged one by one).
     const logged = this.slowLog.on && spec.flags?.includes('skip_slowlog') !== true;
     const timed = (stats.calls & 31) === 0 || logged;
-    const started = timed ? performance.now() : 0;
+    // One clock read per command: a command run right after another in the same turn (a pipeline) starts when
+    // that one ended (#chainEnd, forgotten at the end of the turn).
+    const started = timed ? (this.#chainEnd ?? performance.now()) : 0;
     let result: ReturnType<CommandHandler<Context>>;
     this.#current = client;
     this.#depth++;
@@ -328,9 +337,16 @@ export class Dispatcher<Context> {
     started: number,
     logged: boolean,
   ): void {
-    const ms = performance.now() - started;
+    const now = performance.now();
+    const ms = now - started;
+    this.#chainEnd = now;
+    if (!this.#chainScheduled) {
+      this.#chainScheduled = true;
+      queueMicrotask(this.#endChain);
+    }
     if ((stats.calls & 31) === 0) stats.usec += Math.round(ms * 32_000);
-    if (logged) {
+    // The entry's address and name are written only for a command slow enough to keep.
+    if (logged && ms * 1000 >= this.slowLog.slowerThanUs) {
       this.slowLog.push(argv, ms * 1000, clientAddress(client.conn), client.name, (i) => redactedArgument(spec, argv, i));
     }
   }
