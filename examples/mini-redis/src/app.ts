@@ -5,6 +5,7 @@ import { registerAof } from './aof.js';
 import { BlockedClients } from './blocking.js';
 import { respBusOptions } from './bus.js';
 import { clusterOptions, registerCluster } from './cluster.js';
+import { registerBitmapCommands } from './commands/bitmaps.js';
 import { registerDumpCommands } from './commands/dump.js';
 import { registerHashCommands } from './commands/hashes.js';
 import { registerHyperLogLogCommands } from './commands/hyperloglog.js';
@@ -140,6 +141,7 @@ export function createMiniRedis(options: MiniRedisOptions = {}): PortService {
   blocked = server.blocked;
   registerStringCommands(server);
   registerHyperLogLogCommands(server);
+  registerBitmapCommands(server);
   registerKeyCommands(server);
   registerListCommands(server);
   registerHashCommands(server);

@@ -169,6 +169,17 @@ const KEY_SPECS: Readonly<Record<string, readonly KeySpec[]>> = {
     { flags: ['RO', 'access'], begin: 2, find: { lastKey: -1 } },
   ],
   pfdebug: [{ flags: ['RW', 'access'], begin: 2 }],
+  bitop: [
+    { flags: ['OW', 'update'], begin: 2 },
+    { flags: ['RO', 'access'], begin: 3, find: { lastKey: -1 } },
+  ],
+  bitfield: [
+    {
+      notes: 'This command allows both access and modification of the key',
+      flags: ['RW', 'access', 'update', 'variable_flags'],
+      begin: 1,
+    },
+  ],
 };
 
 /** Redis 7.0's commands flagged CMD_DENYOOM, of those mini-redis has. */
@@ -176,7 +187,7 @@ const DENYOOM = new Set(
   (
     'setbit copy hincrby hincrbyfloat hmset hset hsetnx blmove brpoplpush linsert lmove lpush lpushx lset rpoplpush rpush rpushx ' +
     'sort sadd sdiffstore sinterstore sunionstore zadd zdiffstore zincrby zinterstore zrangestore zunionstore append decr decrby getset ' +
-    'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange pfadd pfmerge pfdebug'
+    'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange pfadd pfmerge pfdebug bitop bitfield'
   ).split(' '),
 );
 
