@@ -7,6 +7,7 @@ import { respBusOptions } from './bus.js';
 import { clusterOptions, registerCluster } from './cluster.js';
 import { registerBitmapCommands } from './commands/bitmaps.js';
 import { registerDumpCommands } from './commands/dump.js';
+import { registerGeoCommands } from './commands/geo.js';
 import { registerHashCommands } from './commands/hashes.js';
 import { registerHyperLogLogCommands } from './commands/hyperloglog.js';
 import { registerKeyCommands } from './commands/keys.js';
@@ -147,6 +148,7 @@ export function createMiniRedis(options: MiniRedisOptions = {}): PortService {
   registerHashCommands(server);
   registerSetCommands(server);
   registerSortedSetCommands(server);
+  registerGeoCommands(server);
   registerSortCommands(server);
   registerServerCommands(server);
   registerCluster(server);

@@ -109,7 +109,7 @@ const each = (names: string, specs: readonly KeySpec[]): Record<string, readonly
  * show. They find the same keys as the files' `keys` (which stay: dispatch's fast path).
  */
 const KEY_SPECS: Readonly<Record<string, readonly KeySpec[]>> = {
-  ...each('setrange expire pexpire expireat pexpireat persist lset hset hmset zadd xsetid xack xclaim', [
+  ...each('setrange expire pexpire expireat pexpireat persist lset hset hmset zadd geoadd xsetid xack xclaim', [
     { flags: ['RW', 'update'], begin: 1 },
   ]),
   ...each('lrem ltrim hdel srem zrem zremrangebyrank zremrangebyscore zremrangebylex xdel xtrim xautoclaim', [
@@ -187,7 +187,8 @@ const DENYOOM = new Set(
   (
     'setbit copy hincrby hincrbyfloat hmset hset hsetnx blmove brpoplpush linsert lmove lpush lpushx lset rpoplpush rpush rpushx ' +
     'sort sadd sdiffstore sinterstore sunionstore zadd zdiffstore zincrby zinterstore zrangestore zunionstore append decr decrby getset ' +
-    'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange pfadd pfmerge pfdebug bitop bitfield'
+    'incr incrby incrbyfloat mset msetnx psetex set setex setnx setrange pfadd pfmerge pfdebug bitop bitfield ' +
+    'geoadd georadius georadiusbymember geosearchstore'
   ).split(' '),
 );
 

@@ -144,9 +144,11 @@ export class ReplyWriter {
     return this;
   }
 
-  /** RESP3 `,3.14`, RESP2 a bulk string of the same text, as {@link ReplyWriter.doubleFormat} prints it. */
-  double(value: number): this {
-    const text = formatDouble(value, this.doubleFormat);
+  /**
+   * RESP3 `,3.14`, RESP2 a bulk string of the same text, as {@link ReplyWriter.doubleFormat} prints it — or as
+   * `text` says, where a command prints its doubles its own way (Redis's addReplyHumanLongDouble: `%.17Lf`).
+   */
+  double(value: number, text: string = formatDouble(value, this.doubleFormat)): this {
     return this.protocol === 3 ? this.#raw(`,${text}${CRLF}`) : this.bulk(text);
   }
 
