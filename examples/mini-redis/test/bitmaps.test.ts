@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { type CommandLine, onEach, RawClient, redisAndMiniForFile, replicationStream, show, until } from './support.js';
+import { prng } from '../../../test/support/prng.js';
+import {
+  type CommandLine,
+  differential,
+  keyspaceMessage,
+  notifications,
+  RawClient,
+  redisAndMiniForFile,
+  replicationStream,
+  show,
+  until,
+} from './support.js';
 
 // BITCOUNT, BITPOS, BITOP, BITFIELD and BITFIELD_RO against a real redis-server 7.0.15 over real
 // sockets: the same scripts on both, the replies compared byte for byte, GET after the writes (the
@@ -8,54 +19,8 @@ import { type CommandLine, onEach, RawClient, redisAndMiniForFile, replicationSt
 // bitfield.tcl, and random ones from a seeded generator.
 
 const servers = redisAndMiniForFile();
-
-/** Run a script on a fresh connection to emptied databases: each reply's exact bytes. */
-async function run(port: number, script: readonly CommandLine[]): Promise<Buffer[]> {
-  const client = new RawClient(port);
-  try {
-    await client.send(['FLUSHALL']);
-    return await client.send(script);
-  } finally {
-    client.close();
-  }
-}
-
-const label = (command: CommandLine): string =>
-  typeof command === 'string'
-    ? command
-    : command
-        .map((word) => (typeof word === 'string' ? word : `<${word.toString('hex')}>`))
-        .join(' ')
-        .slice(0, 160);
-
-/** The script on both servers: the same replies, byte for byte. Returns redis-server's. */
-async function same(script: readonly CommandLine[]): Promise<Buffer[]> {
-  const expected = await run(servers.redis.port, script);
-  const actual = await run(servers.mini.port, script);
-  const lines = (replies: Buffer[]): string[] => script.map((command, i) => `${label(command)} → ${show(replies[i] as Buffer)}`);
-  expect(lines(actual)).toEqual(lines(expected));
-  expect(Buffer.concat(actual).equals(Buffer.concat(expected))).toBe(true);
-  return expected;
-}
-
-/** `work` on both servers at once: mini-redis's result equals redis-server's, returned. */
-async function sameOnBoth<T>(work: (port: number) => Promise<T>): Promise<T> {
-  const [expected, actual] = await onEach([servers.redis.port, servers.mini.port], work);
-  expect(actual).toEqual(expected);
-  return expected as T;
-}
-
-/** A small deterministic generator (mulberry32), so that a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const { same, sameOnBoth } = differential(servers);
+const random = prng;
 
 const bytes = (...values: number[]): Buffer => Buffer.from(values);
 
@@ -700,13 +665,12 @@ describe('replication and keyspace notifications', () => {
   });
 
   it('notifies `set` for BITOP (`del` when it deletes), `setbit` for a BITFIELD that changed something', async () => {
-    const transcript = await sameOnBoth(async (port) => {
-      const subscriber = new RawClient(port);
-      const client = new RawClient(port);
-      try {
-        await client.send(['FLUSHALL', 'CONFIG SET notify-keyspace-events KEA']);
-        await subscriber.send(['PSUBSCRIBE __keyspace@0__:*']); // KEA: all events but `new`
-        await client.send([
+    const transcript = await sameOnBoth((port) =>
+      notifications(
+        port,
+        'KEA',
+        'PSUBSCRIBE __keyspace@0__:*',
+        [
           'SET a abc',
           'BITOP NOT d a',
           'BITOP AND d missing',
@@ -719,16 +683,11 @@ describe('replication and keyspace notifications', () => {
           'BITFIELD f INCRBY u8 0 1',
           'BITCOUNT f',
           'SET sentinel 1',
-        ]);
-        return (await subscriber.read(6)).map(show);
-      } finally {
-        await client.send([['CONFIG', 'SET', 'notify-keyspace-events', '']]);
-        subscriber.close();
-        client.close();
-      }
-    });
-    const event = (key: string, name: string): string =>
-      `*4⏎$8⏎pmessage⏎$16⏎__keyspace@0__:*⏎$${15 + key.length}⏎__keyspace@0__:${key}⏎$${name.length}⏎${name}⏎`;
+        ],
+        6,
+      ),
+    );
+    const event = keyspaceMessage;
     expect(transcript).toEqual([
       event('a', 'set'),
       event('d', 'set'),

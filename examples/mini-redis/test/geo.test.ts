@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { type CommandLine, onEach, RawClient, redisAndMiniForFile, replicationStream, show, until } from './support.js';
+import { prng } from '../../../test/support/prng.js';
+import {
+  type CommandLine,
+  differential,
+  keyspaceMessage,
+  notifications,
+  onEach,
+  RawClient,
+  redisAndMiniForFile,
+  replicationStream,
+  show,
+  until,
+} from './support.js';
 
 // GEOADD, GEODIST, GEOHASH, GEOPOS, GEOSEARCH, GEOSEARCHSTORE and the GEORADIUS family against a
 // real redis-server 7.0.15 over real sockets: the same scripts on both, the replies compared byte
@@ -9,56 +21,13 @@ import { type CommandLine, onEach, RawClient, redisAndMiniForFile, replicationSt
 // decided by the neighbor-cell logic).
 
 const servers = redisAndMiniForFile();
+const { run, same, sameOnBoth } = differential(servers, tokens);
+const random = prng;
 
 /** A line's words, `"two words"` (or `""`) being one. */
 function tokens(command: CommandLine): CommandLine {
   if (typeof command !== 'string' || !command.includes('"')) return command;
   return [...command.matchAll(/"([^"]*)"|(\S+)/g)].map((match) => match[1] ?? (match[2] as string));
-}
-
-/** Run a script on a fresh connection to emptied databases: each reply's exact bytes. */
-async function run(port: number, script: readonly CommandLine[]): Promise<Buffer[]> {
-  const client = new RawClient(port);
-  try {
-    // HELLO's reply holds the connection's id, which differs: it is sent, and its reply dropped.
-    const hello = script[0] === 'HELLO 3';
-    await client.send(hello ? ['FLUSHALL', 'HELLO 3'] : ['FLUSHALL']);
-    return await client.send((hello ? script.slice(1) : script).map(tokens));
-  } finally {
-    client.close();
-  }
-}
-
-const label = (command: CommandLine): string => (typeof command === 'string' ? command : command.join(' ')).slice(0, 160);
-
-/** The script on both servers: the same replies, byte for byte. Returns redis-server's. */
-async function same(script: readonly CommandLine[]): Promise<Buffer[]> {
-  const expected = await run(servers.redis.port, script);
-  const actual = await run(servers.mini.port, script);
-  const lines = (replies: Buffer[]): string[] =>
-    script.filter((command) => command !== 'HELLO 3').map((command, i) => `${label(command)} → ${show(replies[i] as Buffer)}`);
-  expect(lines(actual)).toEqual(lines(expected));
-  expect(Buffer.concat(actual).equals(Buffer.concat(expected))).toBe(true);
-  return expected;
-}
-
-/** `work` on both servers at once: mini-redis's result equals redis-server's, returned. */
-async function sameOnBoth<T>(work: (port: number) => Promise<T>): Promise<T> {
-  const [expected, actual] = await onEach([servers.redis.port, servers.mini.port], work);
-  expect(actual).toEqual(expected);
-  return expected as T;
-}
-
-/** A small deterministic generator (mulberry32), so that a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const SICILY = 'GEOADD Sicily 13.361389 38.115556 Palermo 15.087269 37.502669 Catania';
@@ -457,13 +426,12 @@ describe('replication and keyspace notifications', () => {
   });
 
   it('notifies `zadd` for GEOADD, `geosearchstore`/`georadiusstore` for a stored result, `del` when it deletes', async () => {
-    const transcript = await sameOnBoth(async (port) => {
-      const subscriber = new RawClient(port);
-      const client = new RawClient(port);
-      try {
-        await client.send(['FLUSHALL', 'CONFIG SET notify-keyspace-events KEA']);
-        await subscriber.send(['PSUBSCRIBE __keyspace@0__:*']);
-        await client.send([
+    const transcript = await sameOnBoth((port) =>
+      notifications(
+        port,
+        'KEA',
+        'PSUBSCRIBE __keyspace@0__:*',
+        [
           SICILY,
           'GEOADD Sicily 13.361389 38.115556 Palermo',
           'GEOSEARCHSTORE dst Sicily FROMMEMBER Palermo BYRADIUS 200 km',
@@ -472,16 +440,11 @@ describe('replication and keyspace notifications', () => {
           'GEORADIUS missing 15 37 200 km STORE dst',
           'GEOSEARCH Sicily FROMLONLAT 15 37 BYRADIUS 200 km',
           'SET sentinel 1',
-        ]);
-        return (await subscriber.read(6)).map(show);
-      } finally {
-        await client.send([['CONFIG', 'SET', 'notify-keyspace-events', '']]);
-        subscriber.close();
-        client.close();
-      }
-    });
-    const event = (key: string, name: string): string =>
-      `*4⏎$8⏎pmessage⏎$16⏎__keyspace@0__:*⏎$${15 + key.length}⏎__keyspace@0__:${key}⏎$${name.length}⏎${name}⏎`;
+        ],
+        6,
+      ),
+    );
+    const event = keyspaceMessage;
     expect(transcript).toEqual([
       event('Sicily', 'zadd'),
       event('dst', 'geosearchstore'),

@@ -1,6 +1,17 @@
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../../test/support/prng.js';
 import { hash, murmurHash64A } from '../src/hyperloglog.js';
-import { type CommandLine, onEach, parseReply, RawClient, redisAndMiniForFile, replicationStream, show, until } from './support.js';
+import {
+  type CommandLine,
+  differential,
+  notifications,
+  parseReply,
+  RawClient,
+  redisAndMiniForFile,
+  replicationStream,
+  show,
+  until,
+} from './support.js';
 
 // PFADD, PFCOUNT, PFMERGE and PFDEBUG against a real redis-server 7.0.15 over real sockets: the
 // same scripts on both, the replies compared byte for byte, and the HLL's bytes themselves (GET)
@@ -9,60 +20,14 @@ import { type CommandLine, onEach, parseReply, RawClient, redisAndMiniForFile, r
 // values, and values made by one server used by the other.
 
 const servers = redisAndMiniForFile();
-
-/** Run a script on a fresh connection to emptied databases: each reply's exact bytes. */
-async function run(port: number, script: readonly CommandLine[]): Promise<Buffer[]> {
-  const client = new RawClient(port);
-  try {
-    await client.send(['FLUSHALL']);
-    return await client.send(script);
-  } finally {
-    client.close();
-  }
-}
-
-const label = (command: CommandLine): string =>
-  typeof command === 'string'
-    ? command
-    : command
-        .map((word) => (typeof word === 'string' ? word : `<${word.length} bytes>`))
-        .join(' ')
-        .slice(0, 120);
-
-/** `work` on both servers at once (both finish, even when one fails): mini-redis's result equals redis-server's, returned. */
-async function sameOnBoth<T>(work: (port: number) => Promise<T>): Promise<T> {
-  const [expected, actual] = await onEach([servers.redis.port, servers.mini.port], work);
-  expect(actual).toEqual(expected);
-  return expected as T;
-}
-
-/** The script on both servers: the same replies, byte for byte. Returns redis-server's. */
-async function same(script: readonly CommandLine[]): Promise<Buffer[]> {
-  const expected = await run(servers.redis.port, script);
-  const actual = await run(servers.mini.port, script);
-  const lines = (replies: Buffer[]): string[] => script.map((command, i) => `${label(command)} → ${show(replies[i] as Buffer)}`);
-  expect(lines(actual)).toEqual(lines(expected));
-  expect(Buffer.concat(actual).equals(Buffer.concat(expected))).toBe(true);
-  return expected;
-}
+const { run, same, sameOnBoth } = differential(servers);
+const random = prng;
 
 /** A bulk reply's payload. */
 const bulk = (reply: Buffer): Buffer => {
   const eol = reply.indexOf('\r\n');
   return reply.subarray(eol + 2, eol + 2 + Number(reply.toString('latin1', 1, eol)));
 };
-
-/** A small deterministic generator (mulberry32), so that a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---- Elements with a chosen hash --------------------------------------------------------------
 // MurmurHash64A is invertible (odd multiplications modulo 2^64, xor-shifts by 47): an 8-byte
@@ -673,20 +638,9 @@ describe('replication and keyspace notifications', () => {
   });
 
   it('notifies `pfadd` for PFADD and PFMERGE that wrote, nothing for PFCOUNT', async () => {
-    const transcript = await sameOnBoth(async (port) => {
-      const subscriber = new RawClient(port);
-      const client = new RawClient(port);
-      try {
-        await client.send(['FLUSHALL', 'CONFIG SET notify-keyspace-events E$']);
-        await subscriber.send(['SUBSCRIBE __keyevent@0__:pfadd']);
-        await client.send(['PFADD h a', 'PFADD h a', 'PFCOUNT h', 'PFMERGE m h', 'PFADD h b']);
-        return (await subscriber.read(3)).map(show);
-      } finally {
-        await client.send([['CONFIG', 'SET', 'notify-keyspace-events', '']]);
-        subscriber.close();
-        client.close();
-      }
-    });
+    const transcript = await sameOnBoth((port) =>
+      notifications(port, 'E$', 'SUBSCRIBE __keyevent@0__:pfadd', ['PFADD h a', 'PFADD h a', 'PFCOUNT h', 'PFMERGE m h', 'PFADD h b'], 3),
+    );
     expect(transcript).toEqual([
       '*3⏎$7⏎message⏎$20⏎__keyevent@0__:pfadd⏎$1⏎h⏎',
       '*3⏎$7⏎message⏎$20⏎__keyevent@0__:pfadd⏎$1⏎m⏎',

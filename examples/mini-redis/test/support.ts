@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PortService } from '@portbind/core';
 import { Redis, type RedisOptions } from 'ioredis';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { freePort, REDIS_SERVER, startRedis } from '../../../test/support/redis-server.js';
 import { parseAof } from '../src/aof.js';
 import { createMiniRedis } from '../src/app.js';
@@ -468,3 +468,84 @@ export async function replicationStream(port: number): Promise<{ commands: strin
   await skipped;
   return { commands, close: () => socket.destroy() };
 }
+
+/** A command as a failure message shows it: raw bytes as hex, at most 160 characters. */
+export const commandLabel = (command: CommandLine): string =>
+  typeof command === 'string'
+    ? command
+    : command
+        .map((word) => (typeof word === 'string' ? word : `<${word.toString('hex')}>`))
+        .join(' ')
+        .slice(0, 160);
+
+/**
+ * Differential helpers on the two servers of {@link redisAndMiniForFile}: `run` a script on a fresh connection to
+ * emptied databases (a leading `HELLO 3` is sent and its reply dropped: it holds the connection's id, which differs),
+ * `same` a script on both — the same replies, byte for byte; redis-server's returned — and `sameOnBoth` any work on
+ * both at once (both finish, even when one fails). `words` rewrites each command before it is sent.
+ */
+export function differential(
+  servers: { readonly redis: { port: number }; readonly mini: { port: number } },
+  words: (command: CommandLine) => CommandLine = (command) => command,
+): {
+  run(port: number, script: readonly CommandLine[]): Promise<Buffer[]>;
+  same(script: readonly CommandLine[]): Promise<Buffer[]>;
+  sameOnBoth<T>(work: (port: number) => Promise<T>): Promise<T>;
+} {
+  const run = async (port: number, script: readonly CommandLine[]): Promise<Buffer[]> => {
+    const client = new RawClient(port);
+    try {
+      const hello = script[0] === 'HELLO 3';
+      await client.send(hello ? ['FLUSHALL', 'HELLO 3'] : ['FLUSHALL']);
+      return await client.send((hello ? script.slice(1) : script).map(words));
+    } finally {
+      client.close();
+    }
+  };
+  return {
+    run,
+    async same(script) {
+      const expected = await run(servers.redis.port, script);
+      const actual = await run(servers.mini.port, script);
+      const sent = script.filter((command, i) => i !== 0 || command !== 'HELLO 3');
+      const lines = (replies: Buffer[]): string[] => sent.map((command, i) => `${commandLabel(command)} → ${show(replies[i] as Buffer)}`);
+      expect(lines(actual)).toEqual(lines(expected));
+      expect(Buffer.concat(actual).equals(Buffer.concat(expected))).toBe(true);
+      return expected;
+    },
+    async sameOnBoth<T>(work: (port: number) => Promise<T>): Promise<T> {
+      const [expected, actual] = await onEach([servers.redis.port, servers.mini.port], work);
+      expect(actual).toEqual(expected);
+      return expected as T;
+    },
+  };
+}
+
+/**
+ * The first `count` pub/sub messages a script makes on emptied databases, with `notify-keyspace-events` set to `events`
+ * for it (and off after), heard on `subscribe` (e.g. `PSUBSCRIBE __keyspace@0__:*`): each message's exact bytes.
+ */
+export async function notifications(
+  port: number,
+  events: string,
+  subscribe: CommandLine,
+  script: readonly CommandLine[],
+  count: number,
+): Promise<string[]> {
+  const subscriber = new RawClient(port);
+  const client = new RawClient(port);
+  try {
+    await client.send(['FLUSHALL', ['CONFIG', 'SET', 'notify-keyspace-events', events]]);
+    await subscriber.send([subscribe]);
+    await client.send(script);
+    return (await subscriber.read(count)).map(show);
+  } finally {
+    await client.send([['CONFIG', 'SET', 'notify-keyspace-events', '']]);
+    subscriber.close();
+    client.close();
+  }
+}
+
+/** A `__keyspace@0__:*` pattern message for `key` and event `name`, as show() prints it. */
+export const keyspaceMessage = (key: string, name: string): string =>
+  `*4⏎$8⏎pmessage⏎$16⏎__keyspace@0__:*⏎$${15 + key.length}⏎__keyspace@0__:${key}⏎$${name.length}⏎${name}⏎`;
