@@ -95,7 +95,13 @@ describe('chat with WORKERS=2: the primary opens no database and connects no bus
     expect((await busesOn(redis.port)).size).toBe(2);
     const database = join(dataDir, 'xmpp.sqlite');
     expect((await openFiles(primary)).filter((file) => file.startsWith(database))).toEqual([]);
-    for (const worker of workers) expect(await openFiles(worker)).toContain(database);
+    // Each worker's storage thread opens the file once that thread has started, which may come after the
+    // worker listens: waited for (10 s at most), then checked.
+    for (const worker of workers) {
+      const until = Date.now() + 10_000;
+      while (!(await openFiles(worker)).includes(database) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(await openFiles(worker)).toContain(database);
+    }
 
     // It serves: juliet and romeo (on whichever workers the primary hands them to) chat.
     const xmppUrl = listening().find((l) => l.url?.startsWith('xmpp://'))?.url as string;
